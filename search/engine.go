@@ -1,0 +1,118 @@
+// Package search holds the Engine interface that every search backend
+// implements, the query language agents type, and the indexer that feeds an
+// engine from the store's transactional outbox.
+package search
+
+import (
+	"context"
+	"time"
+)
+
+// CaseDoc is the unit the indexer hands to an engine: a case with its current
+// contacts. Engines decide how to lay it out (one document per contact is
+// the expected shape); indexing a CaseDoc replaces everything previously
+// indexed for that case, so a removed contact disappears from the index.
+type CaseDoc struct {
+	CaseID     string
+	Number     int64
+	CustomerID string
+	Subject    string
+	Status     string
+	Priority   string
+	Channel    string
+	Assignee   string
+	Tags       []string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	Contacts   []ContactDoc
+}
+
+// ContactDoc is one contact as the index sees it. Bodies are already masked
+// by the store; engines never see the original payment or identity numbers.
+type ContactDoc struct {
+	ID         string
+	Channel    string
+	Direction  string
+	Author     string
+	Body       string
+	OccurredAt time.Time
+	Purposes   []string
+}
+
+// Engine is a search backend. Every implementation must pass the shared
+// conformance suite in search/searchtest.
+type Engine interface {
+	// Name identifies the engine ("bleve", "meilisearch") in status output.
+	Name() string
+	// IndexName is the versioned index currently answering queries (cases_v1, ...).
+	IndexName() string
+	// Index replaces all documents of each given case. It returns only after
+	// the engine confirmed the write (for Meilisearch: the task succeeded).
+	Index(ctx context.Context, docs []CaseDoc) error
+	// Delete removes every document of the given cases.
+	Delete(ctx context.Context, caseIDs []string) error
+	// Search answers a parsed query.
+	Search(ctx context.Context, q Query) (Result, error)
+	// Count reports how many cases are in the index.
+	Count(ctx context.Context) (int64, error)
+	// Ping reports whether the engine is reachable.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// SortOrder selects hit ordering.
+type SortOrder string
+
+const (
+	SortRelevance SortOrder = ""        // default
+	SortNewest    SortOrder = "newest"  // contact occurred_at descending
+	SortOldest    SortOrder = "oldest"  // contact occurred_at ascending
+	SortUpdated   SortOrder = "updated" // case updated_at descending
+)
+
+// Filter narrows hits. Values within one field are alternatives (OR); the
+// fields combine with AND. Zero values mean "no constraint".
+type Filter struct {
+	Statuses    []string
+	Channels    []string // contact channel
+	Priorities  []string
+	CustomerIDs []string
+	Assignees   []string
+	Tags        []string
+	Purposes    []string
+	CaseIDs     []string
+	From        time.Time // contact occurred_at >= From
+	To          time.Time // contact occurred_at < To
+}
+
+// Query is a parsed search request. Engines receive user text only through
+// these typed fields, never as raw filter syntax.
+type Query struct {
+	Words    []string // free words, typo-tolerant
+	Phrases  []string // exact phrases
+	Excluded []string // words that must not appear
+	Filter   Filter
+	Sort     SortOrder
+	Offset   int
+	Limit    int
+	Facets   bool
+}
+
+// Hit is one case, represented by its best-matching contact.
+type Hit struct {
+	CaseID     string  `json:"case_id"`
+	Number     int64   `json:"number"`
+	Subject    string  `json:"subject"`
+	Status     string  `json:"status"`
+	CustomerID string  `json:"customer_id"`
+	ContactID  string  `json:"contact_id"`
+	Snippet    string  `json:"snippet"`
+	Score      float64 `json:"score"`
+}
+
+// Result is a page of hits with the total and facet counts over all hits.
+type Result struct {
+	Hits   []Hit
+	Total  int64
+	Facets map[string]map[string]int64 // "status","channel","tag","purpose"
+}

@@ -1,0 +1,286 @@
+// Package sqldb opens the relational database behind casevault (SQLite by
+// default, PostgreSQL when a postgres:// URL is given), applies the embedded
+// schema migrations, and hides the few dialect differences the stores need.
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" driver
+)
+
+// Dialect names the SQL engine.
+type Dialect string
+
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+//go:embed migrations
+var migrationsFS embed.FS
+
+// ErrUnavailable marks a database that cannot be reached; the API answers 503.
+var ErrUnavailable = errors.New("database unavailable")
+
+// DB is an open, migrated database. Writes go through Write: on SQLite that
+// pool has a single connection, because SQLite serializes writers anyway and
+// queuing in Go is cheaper than spinning on SQLITE_BUSY.
+type DB struct {
+	Dialect Dialect
+	// Read serves queries; on PostgreSQL it is the same pool as Write.
+	Read *sql.DB
+	// Write serves transactions that change data.
+	Write *sql.DB
+	url   string
+}
+
+// Config says where the database is.
+type Config struct {
+	// URL is a postgres:// URL; empty means SQLite at Path.
+	URL string
+	// Path is the SQLite file, used when URL is empty.
+	Path string
+	// Synchronous is SQLite's synchronous pragma; FULL (the default) makes
+	// every acknowledged commit survive power loss, not only a process kill.
+	Synchronous string
+	// MaxOpenConns bounds the PostgreSQL pool (default 16).
+	MaxOpenConns int
+}
+
+// Open connects and runs pending migrations.
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	db, err := open(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// OpenNoMigrate connects without touching the schema (used by tools that
+// must not change a database they inspect).
+func OpenNoMigrate(ctx context.Context, cfg Config) (*DB, error) { return open(ctx, cfg) }
+
+func open(ctx context.Context, cfg Config) (*DB, error) {
+	if strings.HasPrefix(cfg.URL, "postgres://") || strings.HasPrefix(cfg.URL, "postgresql://") {
+		pool, err := sql.Open("pgx", cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+		n := cfg.MaxOpenConns
+		if n <= 0 {
+			n = 16
+		}
+		pool.SetMaxOpenConns(n)
+		pool.SetMaxIdleConns(n)
+		pool.SetConnMaxIdleTime(5 * time.Minute)
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := pool.PingContext(pctx); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("%w: postgres: %w", ErrUnavailable, err)
+		}
+		return &DB{Dialect: Postgres, Read: pool, Write: pool, url: cfg.URL}, nil
+	}
+	if cfg.URL != "" {
+		return nil, fmt.Errorf("database URL %q: only postgres:// URLs are supported (leave it empty for SQLite)", redact(cfg.URL))
+	}
+	if cfg.Path == "" {
+		return nil, errors.New("sqlite: no database path")
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	syncMode := cfg.Synchronous
+	if syncMode == "" {
+		syncMode = "FULL"
+	}
+	switch strings.ToUpper(syncMode) {
+	case "FULL", "NORMAL", "EXTRA":
+	default:
+		return nil, fmt.Errorf("sqlite: synchronous must be FULL, NORMAL or EXTRA, not %q", syncMode)
+	}
+	dsn := func(txlock string) string {
+		return "file:" + cfg.Path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
+			"&_pragma=synchronous(" + syncMode + ")&_pragma=foreign_keys(ON)&_txlock=" + txlock
+	}
+	w, err := sql.Open("sqlite", dsn("immediate"))
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("%w: sqlite %s: %w", ErrUnavailable, cfg.Path, err)
+	}
+	r, err := sql.Open("sqlite", dsn("deferred")+"&_pragma=query_only(1)")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open sqlite: %w", err)
+	}
+	r.SetMaxOpenConns(8)
+	r.SetMaxIdleConns(8)
+	return &DB{Dialect: SQLite, Read: r, Write: w, url: cfg.Path}, nil
+}
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	err := db.Write.Close()
+	if db.Read != db.Write {
+		err = errors.Join(err, db.Read.Close())
+	}
+	return err
+}
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.Read.PingContext(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Rebind turns the ? placeholders every query is written with into $N for
+// PostgreSQL. Queries never contain a literal '?'.
+func (db *DB) Rebind(q string) string { return Rebind(db.Dialect, q) }
+
+// Rebind is the dialect-level form of DB.Rebind.
+func Rebind(d Dialect, q string) string {
+	if d != Postgres || !strings.Contains(q, "?") {
+		return q
+	}
+	var b strings.Builder
+	b.Grow(len(q) + 8)
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}
+
+// InTx runs fn in a write transaction and commits it when fn returns nil.
+func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		return classify(fmt.Errorf("begin: %w", err))
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return classify(fmt.Errorf("commit: %w", err))
+	}
+	return nil
+}
+
+func classify(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// Migrate applies every embedded migration not yet recorded, each in its
+// own transaction. Migrations are numbered NNNN_name.sql per dialect.
+func (db *DB) Migrate(ctx context.Context) error {
+	create := `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`
+	if _, err := db.Write.ExecContext(ctx, create); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	dir := "migrations/" + string(db.Dialect)
+	entries, err := fs.ReadDir(migrationsFS, dir)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".sql") {
+			continue
+		}
+		v, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
+		if err != nil {
+			return fmt.Errorf("migrate: bad migration file name %q", name)
+		}
+		body, err := migrationsFS.ReadFile(dir + "/" + name)
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		err = db.InTx(ctx, func(tx *sql.Tx) error {
+			if db.Dialect == Postgres {
+				// Several replicas may start at once; one migrates, the others wait.
+				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7345001)`); err != nil {
+					return err
+				}
+			}
+			var n int
+			if err := tx.QueryRowContext(ctx, db.Rebind(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), v).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			_, err := tx.ExecContext(ctx, db.Rebind(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`),
+				v, name, time.Now().UTC().Format(time.RFC3339Nano))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	return nil
+}
+
+// Version reports the highest applied migration.
+func (db *DB) Version(ctx context.Context) (int, error) {
+	var v sql.NullInt64
+	if err := db.Read.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("schema version: %w", err)
+	}
+	return int(v.Int64), nil
+}
+
+// redact hides a password in a URL for error messages and logs.
+func redact(u string) string {
+	at := strings.LastIndex(u, "@")
+	scheme := strings.Index(u, "://")
+	if at < 0 || scheme < 0 {
+		return u
+	}
+	cred := u[scheme+3 : at]
+	if i := strings.Index(cred, ":"); i >= 0 {
+		return u[:scheme+3] + cred[:i] + ":***" + u[at:]
+	}
+	return u
+}
+
+// Redact is exported for logging configuration.
+func Redact(u string) string { return redact(u) }

@@ -1,0 +1,102 @@
+// Package sqldbtest gives tests a fresh, migrated database on each engine:
+// a temporary SQLite file, or a new schema on the PostgreSQL server named by
+// CASEVAULT_TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test).
+// When PostgreSQL cannot be reached the test skips with the reason, and fails
+// instead when CI is set.
+package sqldbtest
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/casevault/casevault/sqldb"
+)
+
+// Dialects lists the engines every store test runs on.
+var Dialects = []sqldb.Dialect{sqldb.SQLite, sqldb.Postgres}
+
+// PostgresURL is the server tests use.
+func PostgresURL() string {
+	if u := os.Getenv("CASEVAULT_TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+}
+
+// Config returns a configuration for a fresh, empty database of the dialect;
+// the schema (PostgreSQL) or file (SQLite) is dropped when the test ends.
+func Config(t testing.TB, d sqldb.Dialect) sqldb.Config {
+	t.Helper()
+	switch d {
+	case sqldb.SQLite:
+		return sqldb.Config{Path: filepath.Join(t.TempDir(), "casevault.db")}
+	case sqldb.Postgres:
+		base := PostgresURL()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		admin, err := sql.Open("pgx", base)
+		if err == nil {
+			err = admin.PingContext(ctx)
+		}
+		if err != nil {
+			Unavailable(t, "PostgreSQL at "+sqldb.Redact(base), err)
+			return sqldb.Config{}
+		}
+		schema := "t_" + randHex(8)
+		if _, err := admin.ExecContext(ctx, `CREATE SCHEMA `+schema); err != nil {
+			admin.Close()
+			t.Fatalf("create schema: %v", err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_, _ = admin.ExecContext(ctx, `DROP SCHEMA `+schema+` CASCADE`)
+			admin.Close()
+		})
+		u, err := url.Parse(base)
+		if err != nil {
+			t.Fatalf("parse %s: %v", base, err)
+		}
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		return sqldb.Config{URL: u.String(), MaxOpenConns: 8}
+	}
+	t.Fatalf("unknown dialect %q", d)
+	return sqldb.Config{}
+}
+
+// Open returns a fresh migrated database, closed when the test ends.
+func Open(t testing.TB, d sqldb.Dialect) *sqldb.DB {
+	t.Helper()
+	cfg := Config(t, d)
+	db, err := sqldb.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("open %s: %v", d, err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// Unavailable skips the test when a service it needs is missing, or fails
+// it when CI is set: CI must never pass by skipping.
+func Unavailable(t testing.TB, what string, err error) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is unreachable and CI is set: %v", what, err)
+	}
+	t.Skipf("SKIPPING: %s is unreachable (%v); run `make test` to start it", what, err)
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
