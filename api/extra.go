@@ -1,0 +1,5 @@
+package api
+
+// addExtraRoutes registers the routes of packages wired after the
+// foundation (search, attachments, audit).
+func (s *Server) addExtraRoutes() {}

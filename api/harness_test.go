@@ -1,0 +1,164 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/casevault/casevault/api"
+	"github.com/casevault/casevault/auth"
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqldb/sqldbtest"
+	"github.com/casevault/casevault/sqlstore"
+)
+
+// recordedAudit keeps what the server asked to record, to assert on it.
+type recordedAudit struct {
+	events []string
+	fail   bool
+}
+
+func (r *recordedAudit) Record(_ context.Context, ch cases.Change, outcome string) error {
+	if r.fail {
+		return sqldb.ErrUnavailable
+	}
+	r.events = append(r.events, ch.Action+":"+outcome+":"+ch.TargetID)
+	return nil
+}
+
+// fixedPolicy keeps every contact one year from capture; enough to see the
+// store compute and persist retain_until.
+type fixedPolicy struct{}
+
+func (fixedPolicy) RetainUntil(_ []cases.Purpose, captured time.Time, closed *time.Time) *time.Time {
+	t := captured.AddDate(1, 0, 0)
+	if closed != nil {
+		t = closed.AddDate(3, 0, 0)
+	}
+	return &t
+}
+
+type harness struct {
+	t      *testing.T
+	db     *sqldb.DB
+	srv    *api.Server
+	audit  *recordedAudit
+	tokens map[auth.Role]string
+	revokd string
+}
+
+func newHarness(t *testing.T, d sqldb.Dialect) *harness {
+	t.Helper()
+	db := sqldbtest.Open(t, d)
+	rec := &recordedAudit{}
+	store := sqlstore.New(db, sqlstore.Options{Policy: fixedPolicy{}})
+	tokens := auth.NewTokens(db)
+	srv := api.New(api.Config{JSONBodyLimit: 64 << 10, AttachmentLimit: 1 << 20, Version: "test"}, api.Deps{
+		Cases: cases.NewService(store, nil), Tokens: tokens, Audit: rec,
+		Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) { return nil, db.Ping(ctx) }}},
+	})
+	h := &harness{t: t, db: db, srv: srv, audit: rec, tokens: map[auth.Role]string{}}
+	ctx := context.Background()
+	for _, r := range auth.Roles {
+		_, secret, err := tokens.Create(ctx, "test-"+string(r), r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.tokens[r] = secret
+	}
+	tok, secret, err := tokens.Create(ctx, "revoked", auth.RoleAdmin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tokens.Revoke(ctx, tok.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.revokd = secret
+	return h
+}
+
+type resp struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r resp) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("response is not a JSON object: %v: %s", err, r.body)
+	}
+	return m
+}
+
+// do sends a request; body may be a string (sent raw) or any value (JSON).
+func (h *harness) do(method, path, token string, body any) resp {
+	h.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req := httptest.NewRequest(method, path, rd)
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := h.srv.App().Test(req, -1)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	out, _ := io.ReadAll(res.Body)
+	return resp{status: res.StatusCode, header: res.Header, body: out}
+}
+
+// mustCreate posts as admin and returns the created object's id.
+func (h *harness) mustCreate(path string, body any) map[string]any {
+	h.t.Helper()
+	r := h.do("POST", path, h.tokens[auth.RoleAdmin], body)
+	if r.status != 201 {
+		h.t.Fatalf("POST %s = %d: %s", path, r.status, r.body)
+	}
+	return r.json(h.t)
+}
+
+// counts snapshots row counts to prove a bad request changed nothing.
+func (h *harness) counts() map[string]int {
+	h.t.Helper()
+	out := map[string]int{}
+	for _, tbl := range []string{"customers", "cases", "contacts", "outbox", "tokens"} {
+		var n int
+		if err := h.db.Read.QueryRow(`SELECT COUNT(*) FROM ` + tbl).Scan(&n); err != nil && err != sql.ErrNoRows {
+			h.t.Fatal(err)
+		}
+		out[tbl] = n
+	}
+	return out
+}
+
+func forEachDialect(t *testing.T, fn func(t *testing.T, h *harness)) {
+	for _, d := range sqldbtest.Dialects {
+		t.Run(string(d), func(t *testing.T) { fn(t, newHarness(t, d)) })
+	}
+}

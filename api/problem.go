@@ -1,0 +1,188 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/utils"
+
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/sqldb"
+)
+
+// Problem is an RFC 9457 problem document.
+type Problem struct {
+	Type   string             `json:"type"`
+	Title  string             `json:"title"`
+	Status int                `json:"status"`
+	Detail string             `json:"detail,omitempty"`
+	Errors []cases.FieldError `json:"errors,omitempty"`
+	// Hold names the legal hold that blocks a deletion (409).
+	Hold string `json:"hold,omitempty"`
+}
+
+// httpError carries a status and message chosen by a handler.
+type httpError struct {
+	status int
+	detail string
+	fields []cases.FieldError
+	hold   string
+}
+
+func (e *httpError) Error() string { return fmt.Sprintf("%d: %s", e.status, e.detail) }
+
+func errStatus(status int, format string, args ...any) error {
+	return &httpError{status: status, detail: fmt.Sprintf(format, args...)}
+}
+
+// Unavailable marks a backend that is down: the API answers 503 with Retry-After.
+var errUnavailableBackends = []error{sqldb.ErrUnavailable}
+
+// problemFor maps any error a handler returns to its problem document.
+func (s *Server) problemFor(err error) Problem {
+	var he *httpError
+	var ve *cases.ValidationError
+	var fe *fiber.Error
+	switch {
+	case errors.As(err, &he):
+		return Problem{Status: he.status, Detail: he.detail, Errors: he.fields, Hold: he.hold}
+	case errors.As(err, &ve):
+		return Problem{Status: fiber.StatusUnprocessableEntity, Detail: "the request has invalid fields", Errors: ve.Fields}
+	case errors.Is(err, cases.ErrNotFound):
+		return Problem{Status: fiber.StatusNotFound, Detail: "no such record"}
+	case errors.Is(err, cases.ErrConflict):
+		return Problem{Status: fiber.StatusConflict, Detail: err.Error()}
+	case s.isUnavailable(err):
+		return Problem{Status: fiber.StatusServiceUnavailable, Detail: "a backend is unavailable; retry later"}
+	case errors.As(err, &fe):
+		return Problem{Status: fe.Code, Detail: fe.Message}
+	}
+	return Problem{Status: fiber.StatusInternalServerError, Detail: "internal error"}
+}
+
+func (s *Server) isUnavailable(err error) bool {
+	for _, u := range append(errUnavailableBackends, s.unavailable...) {
+		if errors.Is(err, u) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
+	p := s.problemFor(err)
+	p.Type = "about:blank"
+	p.Title = utilsStatusText(p.Status)
+	if p.Status >= 500 && p.Status != fiber.StatusServiceUnavailable {
+		s.log.ErrorContext(c.UserContext(), "request failed", "request_id", requestID(c), "route", c.Route().Path, "err", err)
+	} else if p.Status == fiber.StatusServiceUnavailable {
+		s.log.WarnContext(c.UserContext(), "backend unavailable", "request_id", requestID(c), "err", err)
+		c.Set("Retry-After", "5")
+	}
+	if p.Status == fiber.StatusMethodNotAllowed && c.GetRespHeader("Allow") == "" {
+		c.Set("Allow", "GET")
+	}
+	b, _ := json.Marshal(p)
+	c.Set(fiber.HeaderContentType, "application/problem+json")
+	return c.Status(p.Status).Send(b)
+}
+
+func utilsStatusText(code int) string {
+	if t := utils.StatusMessage(code); t != "" {
+		return t
+	}
+	return "Error"
+}
+
+// readBody reads a JSON request body, enforcing the limit even for bodies
+// that arrive chunked without a Content-Length.
+func (s *Server) readBody(c *fiber.Ctx) ([]byte, error) {
+	limit := s.cfg.JSONBodyLimit
+	if cl := c.Request().Header.ContentLength(); cl > int(limit) {
+		return nil, errStatus(fiber.StatusRequestEntityTooLarge, "request body is larger than %d bytes", limit)
+	}
+	var body []byte
+	if st := c.Context().RequestBodyStream(); st != nil {
+		b, err := io.ReadAll(io.LimitReader(st, limit+1))
+		if err != nil {
+			return nil, errStatus(fiber.StatusBadRequest, "reading the body failed")
+		}
+		body = b
+	} else {
+		body = c.Body()
+	}
+	if int64(len(body)) > limit {
+		return nil, errStatus(fiber.StatusRequestEntityTooLarge, "request body is larger than %d bytes", limit)
+	}
+	return body, nil
+}
+
+// decodeJSON decodes a strict JSON object: malformed → 400; unknown field,
+// wrong type → 422 naming the field.
+func (s *Server) decodeJSON(c *fiber.Ctx, dst any) error {
+	body, err := s.readBody(c)
+	if err != nil {
+		return err
+	}
+	if ct := string(c.Request().Header.ContentType()); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+		return errStatus(fiber.StatusUnsupportedMediaType, "send application/json")
+	}
+	if !utf8.Valid(body) {
+		return errStatus(fiber.StatusBadRequest, "the body is not valid UTF-8")
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return errStatus(fiber.StatusBadRequest, "the body is empty; send a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		var syn *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &syn), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+			return errStatus(fiber.StatusBadRequest, "malformed JSON")
+		case errors.As(err, &typ):
+			field := typ.Field
+			if field == "" {
+				return errStatus(fiber.StatusBadRequest, "the body must be a JSON object")
+			}
+			return &httpError{status: fiber.StatusUnprocessableEntity, detail: "wrong type",
+				fields: []cases.FieldError{{Field: field, Message: "must be " + jsonKind(typ.Type.Kind().String())}}}
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return &httpError{status: fiber.StatusUnprocessableEntity, detail: "unknown field",
+				fields: []cases.FieldError{{Field: f, Message: "is not a known field"}}}
+		}
+		return errStatus(fiber.StatusBadRequest, "malformed JSON")
+	}
+	if dec.More() {
+		return errStatus(fiber.StatusBadRequest, "malformed JSON: data after the object")
+	}
+	var tail json.RawMessage
+	if err := dec.Decode(&tail); err != io.EOF {
+		return errStatus(fiber.StatusBadRequest, "malformed JSON: data after the object")
+	}
+	return nil
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "slice", "array":
+		return "an array"
+	case "struct", "map", "ptr":
+		return "an object"
+	case "float64", "float32", "int", "int64", "int32":
+		return "a number"
+	}
+	return "of another type"
+}

@@ -1,0 +1,323 @@
+// Package api is the HTTP face of casevault: a Fiber app with the routes of
+// the v1 contract, authentication and the role matrix, problem+json errors,
+// request IDs, limits, metrics, health and the OpenAPI document. It only
+// translates HTTP into calls on the domain packages.
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/recover"
+	"github.com/gofiber/fiber/v2/middleware/requestid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/casevault/casevault/auth"
+	"github.com/casevault/casevault/cases"
+)
+
+// Auditor records events that are not part of a write transaction: reads,
+// denied requests. Record must return only once the event is durable.
+type Auditor interface {
+	Record(ctx context.Context, ch cases.Change, outcome string) error
+}
+
+// Check is one readiness probe.
+type Check struct {
+	Name string
+	// Probe returns nil when healthy. A Degraded probe failing leaves the
+	// instance ready (e.g. the search index catching up).
+	Probe    func(ctx context.Context) (detail any, err error)
+	Degraded bool
+}
+
+// Config holds the HTTP limits.
+type Config struct {
+	JSONBodyLimit   int64
+	AttachmentLimit int64
+	Version         string
+}
+
+// Deps are the collaborators the routes call.
+type Deps struct {
+	Cases   *cases.Service
+	Tokens  *auth.Tokens
+	Audit   Auditor
+	Checks  []Check
+	Metrics *prometheus.Registry
+	Log     *slog.Logger
+	// TokenHook runs in the token-creation transaction (audit).
+	TokenHook TokenHook
+	// Unavailable lists extra sentinel errors that mean "backend down" (503).
+	Unavailable []error
+}
+
+// Server is the configured HTTP app.
+type Server struct {
+	cfg         Config
+	d           Deps
+	log         *slog.Logger
+	app         *fiber.App
+	routes      []route
+	unavailable []error
+	reqs        *prometheus.CounterVec
+	lat         *prometheus.HistogramVec
+}
+
+type route struct {
+	method  string
+	path    string // Fiber syntax, relative to the app root
+	perm    auth.Permission
+	summary string
+	// read names the audit action recorded after a successful read of
+	// personal data ("" = no read audit; writes are audited in their
+	// transaction).
+	read    string
+	target  string
+	h       fiber.Handler
+	ok      int // success status for the OpenAPI document
+	request string
+}
+
+// New builds the app and its routes.
+func New(cfg Config, d Deps) *Server {
+	if cfg.JSONBodyLimit <= 0 {
+		cfg.JSONBodyLimit = 1 << 20
+	}
+	if cfg.AttachmentLimit <= 0 {
+		cfg.AttachmentLimit = 100 << 20
+	}
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	if d.Metrics == nil {
+		d.Metrics = prometheus.NewRegistry()
+	}
+	s := &Server{cfg: cfg, d: d, log: d.Log, unavailable: d.Unavailable}
+	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "casevault_http_requests_total", Help: "HTTP requests by route, method and status.",
+	}, []string{"route", "method", "status"})
+	s.lat = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "casevault_http_request_duration_seconds", Help: "HTTP request latency by route.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
+	}, []string{"route", "method"})
+	d.Metrics.MustRegister(s.reqs, s.lat)
+
+	s.app = fiber.New(fiber.Config{
+		// The attachment limit is the hard ceiling; JSON routes enforce
+		// their own smaller limit in readBody. Streaming keeps a 100 MiB
+		// upload out of memory.
+		BodyLimit:             int(cfg.AttachmentLimit) + 1<<20,
+		StreamRequestBody:     true,
+		DisableStartupMessage: true,
+		ErrorHandler:          s.errorHandler,
+		ReadTimeout:           5 * time.Minute,
+		WriteTimeout:          5 * time.Minute,
+		IdleTimeout:           2 * time.Minute,
+		AppName:               "casevault",
+	})
+	s.app.Use(requestid.New(requestid.Config{Header: fiber.HeaderXRequestID}))
+	s.app.Use(recover.New())
+	s.app.Use(s.observe)
+	s.app.Use(func(c *fiber.Ctx) error {
+		c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+		return c.Next()
+	})
+	s.buildRoutes()
+	for _, r := range s.routes {
+		handlers := []fiber.Handler{}
+		if r.perm != "" {
+			handlers = append(handlers, s.guard(r.perm, r.method+" "+r.path))
+		}
+		if r.read != "" {
+			handlers = append(handlers, s.auditRead(r.read, r.target))
+		}
+		handlers = append(handlers, r.h)
+		s.app.Add(r.method, r.path, handlers...)
+	}
+	s.app.Use(func(c *fiber.Ctx) error {
+		return errStatus(fiber.StatusNotFound, "no route %s %s", c.Method(), c.Path())
+	})
+	return s
+}
+
+// App exposes the Fiber app (tests use app.Test).
+func (s *Server) App() *fiber.App { return s.app }
+
+// Listen serves until the listener closes.
+func (s *Server) Listen(addr string) error { return s.app.Listen(addr) }
+
+// Shutdown stops accepting connections and drains in-flight requests.
+func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
+
+func requestID(c *fiber.Ctx) string {
+	if v, ok := c.Locals("requestid").(string); ok {
+		return v
+	}
+	return string(c.Response().Header.Peek(fiber.HeaderXRequestID))
+}
+
+// observe logs and measures every request. It never logs headers or bodies,
+// so tokens and personal data stay out of the logs.
+func (s *Server) observe(c *fiber.Ctx) error {
+	start := time.Now()
+	err := c.Next()
+	if err != nil {
+		if herr := s.errorHandler(c, err); herr != nil {
+			s.log.Error("writing error response", "err", herr)
+		}
+	}
+	status := c.Response().StatusCode()
+	routePath := c.Route().Path
+	if routePath == "/" && c.Path() != "/" {
+		routePath = "unmatched"
+	}
+	d := time.Since(start)
+	s.reqs.WithLabelValues(routePath, c.Method(), strconv.Itoa(status)).Inc()
+	s.lat.WithLabelValues(routePath, c.Method()).Observe(d.Seconds())
+	lvl := slog.LevelDebug
+	if status >= 500 {
+		lvl = slog.LevelError
+	} else if status >= 400 {
+		lvl = slog.LevelInfo
+	}
+	s.log.Log(c.UserContext(), lvl, "http", "method", c.Method(), "route", routePath, "status", status,
+		"duration_ms", float64(d.Microseconds())/1000, "request_id", requestID(c))
+	return nil
+}
+
+func bearer(c *fiber.Ctx) string {
+	h := c.Get(fiber.HeaderAuthorization)
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func (s *Server) guard(perm auth.Permission, routeName string) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		ctx := c.UserContext()
+		base := cases.Actor{RequestID: requestID(c), ClientIP: c.IP()}
+		secret := bearer(c)
+		if secret == "" {
+			c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="casevault"`)
+			s.deny(c, base, "auth.missing", routeName)
+			return errStatus(fiber.StatusUnauthorized, "missing bearer token")
+		}
+		tok, err := s.d.Tokens.Authenticate(ctx, secret)
+		if errors.Is(err, auth.ErrInvalidToken) {
+			c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="casevault", error="invalid_token"`)
+			s.deny(c, base, "auth.invalid", routeName)
+			return errStatus(fiber.StatusUnauthorized, "invalid or revoked token")
+		}
+		if err != nil {
+			return err
+		}
+		a := base
+		a.TokenID, a.Name, a.Role = tok.ID, tok.Name, string(tok.Role)
+		if !tok.Role.Allows(perm) {
+			s.deny(c, a, "auth.forbidden", routeName)
+			return errStatus(fiber.StatusForbidden, "role %s may not call %s", tok.Role, routeName)
+		}
+		c.Locals(actorKey, a)
+		return c.Next()
+	}
+}
+
+const (
+	actorKey  = "casevault.actor"
+	detailKey = "casevault.audit_detail"
+	targetKey = "casevault.audit_target"
+)
+
+func actor(c *fiber.Ctx) cases.Actor {
+	a, _ := c.Locals(actorKey).(cases.Actor)
+	return a
+}
+
+// deny records an authentication or authorization failure. A failure to
+// record is logged but does not turn a 401 into a 503.
+func (s *Server) deny(c *fiber.Ctx, a cases.Actor, action, routeName string) {
+	if s.d.Audit == nil {
+		return
+	}
+	ch := cases.Change{Actor: a, Action: action, TargetType: "route", TargetID: routeName}
+	if err := s.d.Audit.Record(c.UserContext(), ch, "denied"); err != nil {
+		s.log.Warn("audit of denied request failed", "request_id", a.RequestID, "err", err)
+	}
+}
+
+// auditRead records a successful read of personal data before the response
+// leaves: if the event cannot be stored, the client gets 503, not the data.
+func (s *Server) auditRead(action, target string) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		if err := c.Next(); err != nil {
+			return err
+		}
+		if c.Response().StatusCode() >= 400 || s.d.Audit == nil {
+			return nil
+		}
+		id := c.Params("id")
+		if v, ok := c.Locals(targetKey).(string); ok {
+			id = v
+		}
+		ch := cases.Change{Actor: actor(c), Action: action, TargetType: target, TargetID: id}
+		if det, ok := c.Locals(detailKey).(map[string]any); ok {
+			ch.Detail = det
+		}
+		if err := s.d.Audit.Record(c.UserContext(), ch, "ok"); err != nil {
+			c.Response().ResetBody()
+			return err
+		}
+		return nil
+	}
+}
+
+func (s *Server) metricsHandler() fiber.Handler {
+	h := fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(s.d.Metrics, promhttp.HandlerOpts{}))
+	return func(c *fiber.Ctx) error {
+		h(c.Context())
+		return nil
+	}
+}
+
+func (s *Server) healthz(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{"status": "ok", "version": s.cfg.Version})
+}
+
+func (s *Server) readyz(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(c.UserContext(), 3*time.Second)
+	defer cancel()
+	ready := true
+	out := map[string]any{}
+	for _, chk := range s.d.Checks {
+		detail, err := chk.Probe(ctx)
+		entry := map[string]any{"status": "ok"}
+		if detail != nil {
+			entry["detail"] = detail
+		}
+		if err != nil {
+			entry["error"] = err.Error()
+			if chk.Degraded {
+				entry["status"] = "degraded"
+			} else {
+				entry["status"] = "down"
+				ready = false
+			}
+		}
+		out[chk.Name] = entry
+	}
+	status := fiber.StatusOK
+	if !ready {
+		status = fiber.StatusServiceUnavailable
+		c.Set("Retry-After", "5")
+	}
+	return c.Status(status).JSON(fiber.Map{"ready": ready, "checks": out})
+}

@@ -1,0 +1,544 @@
+package cases
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// Limits on free text, chosen to fit any real contact while keeping one
+// request well under the JSON body limit.
+const (
+	MaxNameLen     = 200
+	MaxSubjectLen  = 500
+	MaxBodyLen     = 256 * 1024
+	MaxAuthorLen   = 200
+	MaxTagLen      = 64
+	MaxTags        = 32
+	MaxShortLen    = 320 // e-mail, phone, external ref, locale, labels
+	MaxUserAgent   = 1024
+	maxFutureSkew  = 24 * time.Hour
+	defaultPurpose = PurposeCustomerService
+)
+
+var tagPattern = regexp.MustCompile(`^[\p{L}\p{N}][\p{L}\p{N}_.:/-]*$`)
+
+// Actor is who asked for a change; it travels into the audit trail.
+type Actor struct {
+	TokenID   string
+	Name      string
+	Role      string
+	RequestID string
+	ClientIP  string
+}
+
+// Change describes a write for the audit trail. Detail must never hold
+// secrets or message bodies.
+type Change struct {
+	Actor      Actor
+	Action     string
+	TargetType string
+	TargetID   string
+	Detail     map[string]any
+}
+
+// Page selects a window of a list.
+type Page struct {
+	Limit  int
+	Cursor string
+}
+
+// CaseFilter narrows a case list.
+type CaseFilter struct {
+	Status     Status
+	CustomerID string
+	Assignee   string
+	Tag        string
+}
+
+// RetentionPolicy computes a contact's retain_until. It is consumed here and
+// implemented by the retention schedule.
+type RetentionPolicy interface {
+	RetainUntil(purposes []Purpose, capturedAt time.Time, caseClosedAt *time.Time) *time.Time
+}
+
+// Store persists the domain. Every write appends an outbox row for the
+// indexer and the audit event of its Change in the same transaction.
+type Store interface {
+	CreateCustomer(ctx context.Context, c Customer, ch Change) error
+	GetCustomer(ctx context.Context, id string) (Customer, error)
+	UpdateCustomer(ctx context.Context, id string, fn func(*Customer) error, ch Change) (Customer, error)
+	CreateCase(ctx context.Context, c *Case, ch Change) error
+	GetCase(ctx context.Context, id string) (Case, error)
+	UpdateCase(ctx context.Context, id string, fn func(*Case) error, ch Change) (Case, error)
+	ListCases(ctx context.Context, f CaseFilter, p Page) ([]Case, string, error)
+	CreateContact(ctx context.Context, c *Contact, ch Change) error
+	GetContact(ctx context.Context, id string) (Contact, error)
+	Timeline(ctx context.Context, caseID string) ([]Contact, error)
+}
+
+// Service applies the domain rules (validation, masking, consent, retention)
+// and persists through a Store.
+type Service struct {
+	store Store
+	now   func() time.Time
+}
+
+// NewService builds a Service. now may be nil (time.Now).
+func NewService(store Store, now func() time.Time) *Service {
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{store: store, now: func() time.Time { return now().UTC().Truncate(time.Microsecond) }}
+}
+
+// NewID returns a time-ordered opaque ID (UUIDv7).
+func NewID() string {
+	return uuid.Must(uuid.NewV7()).String()
+}
+
+// NewCustomer is the input of CreateCustomer.
+type NewCustomer struct {
+	ExternalRef *string   `json:"external_ref"`
+	Name        *string   `json:"name"`
+	Email       *string   `json:"email"`
+	Phone       *string   `json:"phone"`
+	Locale      *string   `json:"locale"`
+	Consents    *Consents `json:"consents"`
+}
+
+// CustomerPatch is the input of UpdateCustomer; nil fields stay unchanged.
+type CustomerPatch struct {
+	ExternalRef *string        `json:"external_ref"`
+	Name        *string        `json:"name"`
+	Email       *string        `json:"email"`
+	Phone       *string        `json:"phone"`
+	Locale      *string        `json:"locale"`
+	Consents    *ConsentsPatch `json:"consents"`
+}
+
+// ConsentsPatch changes some consents.
+type ConsentsPatch struct {
+	Location        *bool `json:"location"`
+	Marketing       *bool `json:"marketing"`
+	Personalization *bool `json:"personalization"`
+}
+
+func checkText(v *ValidationError, field string, s *string, max int, required bool) string {
+	if s == nil {
+		if required {
+			v.add(field, "is required")
+		}
+		return ""
+	}
+	t := strings.TrimSpace(*s)
+	switch {
+	case required && t == "":
+		v.add(field, "must not be empty")
+	case !utf8.ValidString(t):
+		v.add(field, "must be valid UTF-8")
+	case utf8.RuneCountInString(t) > max:
+		v.add(field, "must be at most %d characters", max)
+	case strings.ContainsRune(t, 0):
+		v.add(field, "must not contain NUL characters")
+	}
+	return t
+}
+
+// CreateCustomer validates and stores a new customer.
+func (s *Service) CreateCustomer(ctx context.Context, in NewCustomer, a Actor) (Customer, error) {
+	var v ValidationError
+	c := Customer{
+		ID:          NewID(),
+		Name:        checkText(&v, "name", in.Name, MaxNameLen, true),
+		ExternalRef: checkText(&v, "external_ref", in.ExternalRef, MaxShortLen, false),
+		Email:       checkText(&v, "email", in.Email, MaxShortLen, false),
+		Phone:       checkText(&v, "phone", in.Phone, MaxShortLen, false),
+		Locale:      checkText(&v, "locale", in.Locale, 35, false),
+	}
+	if c.Email != "" && !strings.Contains(c.Email, "@") {
+		v.add("email", "must be an e-mail address")
+	}
+	if in.Consents != nil {
+		c.Consents = *in.Consents
+	}
+	if err := v.err(); err != nil {
+		return Customer{}, err
+	}
+	c.CreatedAt = s.now()
+	c.UpdatedAt = c.CreatedAt
+	ch := Change{Actor: a, Action: "customer.create", TargetType: "customer", TargetID: c.ID}
+	if err := s.store.CreateCustomer(ctx, c, ch); err != nil {
+		return Customer{}, err
+	}
+	return c, nil
+}
+
+// GetCustomer reads one customer.
+func (s *Service) GetCustomer(ctx context.Context, id string) (Customer, error) {
+	return s.store.GetCustomer(ctx, id)
+}
+
+// UpdateCustomer applies a patch.
+func (s *Service) UpdateCustomer(ctx context.Context, id string, p CustomerPatch, a Actor) (Customer, error) {
+	var v ValidationError
+	name := checkText(&v, "name", p.Name, MaxNameLen, false)
+	if p.Name != nil && name == "" {
+		v.add("name", "must not be empty")
+	}
+	ref := checkText(&v, "external_ref", p.ExternalRef, MaxShortLen, false)
+	email := checkText(&v, "email", p.Email, MaxShortLen, false)
+	phone := checkText(&v, "phone", p.Phone, MaxShortLen, false)
+	locale := checkText(&v, "locale", p.Locale, 35, false)
+	if email != "" && !strings.Contains(email, "@") {
+		v.add("email", "must be an e-mail address")
+	}
+	if err := v.err(); err != nil {
+		return Customer{}, err
+	}
+	changed := []string{}
+	ch := Change{Actor: a, Action: "customer.update", TargetType: "customer", TargetID: id}
+	return s.store.UpdateCustomer(ctx, id, func(c *Customer) error {
+		set := func(field string, dst *string, src *string, val string) {
+			if src != nil && *dst != val {
+				*dst = val
+				changed = append(changed, field)
+			}
+		}
+		set("name", &c.Name, p.Name, name)
+		set("external_ref", &c.ExternalRef, p.ExternalRef, ref)
+		set("email", &c.Email, p.Email, email)
+		set("phone", &c.Phone, p.Phone, phone)
+		set("locale", &c.Locale, p.Locale, locale)
+		if p.Consents != nil {
+			setB := func(field string, dst *bool, src *bool) {
+				if src != nil && *dst != *src {
+					*dst = *src
+					changed = append(changed, field)
+				}
+			}
+			setB("consents.location", &c.Consents.Location, p.Consents.Location)
+			setB("consents.marketing", &c.Consents.Marketing, p.Consents.Marketing)
+			setB("consents.personalization", &c.Consents.Personalization, p.Consents.Personalization)
+		}
+		c.UpdatedAt = s.now()
+		ch.Detail = map[string]any{"fields": changed}
+		return nil
+	}, ch)
+}
+
+// NewCase is the input of CreateCase.
+type NewCase struct {
+	CustomerID *string   `json:"customer_id"`
+	Subject    *string   `json:"subject"`
+	Channel    *Channel  `json:"channel"`
+	Priority   *Priority `json:"priority"`
+	Tags       []string  `json:"tags"`
+	Assignee   *string   `json:"assignee"`
+}
+
+// CasePatch is the input of UpdateCase; nil fields stay unchanged.
+type CasePatch struct {
+	Status   *Status   `json:"status"`
+	Priority *Priority `json:"priority"`
+	Tags     *[]string `json:"tags"`
+	Assignee *string   `json:"assignee"`
+	Subject  *string   `json:"subject"`
+}
+
+func checkEnum[T ~string](v *ValidationError, field string, val *T, allowed []T, required bool) {
+	if val == nil {
+		if required {
+			v.add(field, "is required")
+		}
+		return
+	}
+	if !slices.Contains(allowed, *val) {
+		names := make([]string, len(allowed))
+		for i, a := range allowed {
+			names[i] = string(a)
+		}
+		v.add(field, "must be one of %s", strings.Join(names, ", "))
+	}
+}
+
+func checkTags(v *ValidationError, field string, tags []string) []string {
+	if len(tags) > MaxTags {
+		v.add(field, "at most %d tags", MaxTags)
+		return nil
+	}
+	out := make([]string, 0, len(tags))
+	for i, t := range tags {
+		t = strings.ToLower(strings.TrimSpace(t))
+		switch {
+		case t == "":
+			v.add(fmt.Sprintf("%s[%d]", field, i), "must not be empty")
+		case utf8.RuneCountInString(t) > MaxTagLen:
+			v.add(fmt.Sprintf("%s[%d]", field, i), "must be at most %d characters", MaxTagLen)
+		case !tagPattern.MatchString(t):
+			v.add(fmt.Sprintf("%s[%d]", field, i), "letters, digits and _ . : / - only, starting with a letter or digit")
+		default:
+			if !slices.Contains(out, t) {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
+// CreateCase validates and stores a new case; the customer must exist.
+func (s *Service) CreateCase(ctx context.Context, in NewCase, a Actor) (Case, error) {
+	var v ValidationError
+	custID := checkText(&v, "customer_id", in.CustomerID, 64, true)
+	subject := checkText(&v, "subject", in.Subject, MaxSubjectLen, true)
+	checkEnum(&v, "channel", in.Channel, Channels, true)
+	checkEnum(&v, "priority", in.Priority, Priorities, false)
+	tags := checkTags(&v, "tags", in.Tags)
+	assignee := checkText(&v, "assignee", in.Assignee, MaxNameLen, false)
+	if err := v.err(); err != nil {
+		return Case{}, err
+	}
+	if _, err := s.store.GetCustomer(ctx, custID); err != nil {
+		if isNotFound(err) {
+			return Case{}, Invalid("customer_id", "no customer has this id")
+		}
+		return Case{}, err
+	}
+	now := s.now()
+	c := Case{
+		ID: NewID(), CustomerID: custID, Subject: subject, Status: StatusOpen,
+		Priority: PriorityNormal, Channel: *in.Channel, Tags: tags, Assignee: assignee,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	if in.Priority != nil {
+		c.Priority = *in.Priority
+	}
+	ch := Change{Actor: a, Action: "case.create", TargetType: "case", TargetID: c.ID,
+		Detail: map[string]any{"customer_id": custID}}
+	if err := s.store.CreateCase(ctx, &c, ch); err != nil {
+		return Case{}, err
+	}
+	return c, nil
+}
+
+// GetCase reads a case with its timeline.
+func (s *Service) GetCase(ctx context.Context, id string) (Case, error) {
+	c, err := s.store.GetCase(ctx, id)
+	if err != nil {
+		return Case{}, err
+	}
+	c.Contacts, err = s.store.Timeline(ctx, id)
+	if err != nil {
+		return Case{}, err
+	}
+	return c, nil
+}
+
+// ListCases lists cases newest first.
+func (s *Service) ListCases(ctx context.Context, f CaseFilter, p Page) ([]Case, string, error) {
+	if f.Status != "" && !slices.Contains(Statuses, f.Status) {
+		return nil, "", Invalid("status", "unknown status")
+	}
+	return s.store.ListCases(ctx, f, p)
+}
+
+// UpdateCase applies a patch. Closing sets closed_at (which starts the
+// case_closed retention clock); reopening clears it.
+func (s *Service) UpdateCase(ctx context.Context, id string, p CasePatch, a Actor) (Case, error) {
+	var v ValidationError
+	checkEnum(&v, "status", p.Status, Statuses, false)
+	checkEnum(&v, "priority", p.Priority, Priorities, false)
+	subject := checkText(&v, "subject", p.Subject, MaxSubjectLen, false)
+	if p.Subject != nil && subject == "" {
+		v.add("subject", "must not be empty")
+	}
+	assignee := checkText(&v, "assignee", p.Assignee, MaxNameLen, false)
+	var tags []string
+	if p.Tags != nil {
+		tags = checkTags(&v, "tags", *p.Tags)
+	}
+	if err := v.err(); err != nil {
+		return Case{}, err
+	}
+	ch := Change{Actor: a, Action: "case.update", TargetType: "case", TargetID: id}
+	return s.store.UpdateCase(ctx, id, func(c *Case) error {
+		changed := []string{}
+		now := s.now()
+		if p.Status != nil && *p.Status != c.Status {
+			changed = append(changed, "status")
+			c.Status = *p.Status
+			if c.Status == StatusClosed {
+				c.ClosedAt = &now
+			} else {
+				c.ClosedAt = nil
+			}
+		}
+		if p.Priority != nil && *p.Priority != c.Priority {
+			changed = append(changed, "priority")
+			c.Priority = *p.Priority
+		}
+		if p.Subject != nil && subject != c.Subject {
+			changed = append(changed, "subject")
+			c.Subject = subject
+		}
+		if p.Assignee != nil && assignee != c.Assignee {
+			changed = append(changed, "assignee")
+			c.Assignee = assignee
+		}
+		if p.Tags != nil && !slices.Equal(tags, c.Tags) {
+			changed = append(changed, "tags")
+			c.Tags = tags
+		}
+		c.UpdatedAt = now
+		ch.Detail = map[string]any{"fields": changed, "status": string(c.Status)}
+		return nil
+	}, ch)
+}
+
+// NewContact is the input of AddContact.
+type NewContact struct {
+	Channel    *Channel   `json:"channel"`
+	Direction  *Direction `json:"direction"`
+	Author     *string    `json:"author"`
+	Body       *string    `json:"body"`
+	OccurredAt *string   `json:"occurred_at"`
+	Purposes   []Purpose  `json:"purposes"`
+	Categories []Category `json:"categories"`
+	Location   *Location  `json:"location"`
+	Device     *Device    `json:"device"`
+}
+
+// ContactResult is a stored contact plus what ingest did to it.
+type ContactResult struct {
+	Contact
+	LocationDropped bool `json:"location_dropped"`
+	MaskedNumbers   int  `json:"masked_numbers"`
+}
+
+// AddContact validates, masks and stores a contact on a case.
+func (s *Service) AddContact(ctx context.Context, caseID string, in NewContact, a Actor) (ContactResult, error) {
+	var v ValidationError
+	checkEnum(&v, "channel", in.Channel, Channels, true)
+	checkEnum(&v, "direction", in.Direction, Directions, true)
+	author := checkText(&v, "author", in.Author, MaxAuthorLen, true)
+	if in.Body == nil {
+		v.add("body", "is required")
+	} else if !utf8.ValidString(*in.Body) {
+		v.add("body", "must be valid UTF-8")
+	} else if len(*in.Body) > MaxBodyLen {
+		v.add("body", "must be at most %d bytes", MaxBodyLen)
+	} else if strings.TrimSpace(*in.Body) == "" {
+		v.add("body", "must not be empty")
+	}
+	now := s.now()
+	occurred := now
+	if in.OccurredAt != nil {
+		t, err := time.Parse(time.RFC3339Nano, *in.OccurredAt)
+		switch {
+		case err != nil:
+			v.add("occurred_at", "must be an RFC 3339 timestamp")
+		case t.After(now.Add(maxFutureSkew)):
+			v.add("occurred_at", "must not be in the future")
+		case t.Year() < 1970:
+			v.add("occurred_at", "must be after 1970")
+		default:
+			occurred = t.UTC().Truncate(time.Microsecond)
+		}
+	}
+	purposes := in.Purposes
+	if len(purposes) == 0 {
+		purposes = []Purpose{defaultPurpose}
+	}
+	seenP := map[Purpose]bool{}
+	var ps []Purpose
+	for i, p := range purposes {
+		if !slices.Contains(Purposes, p) {
+			v.add(fmt.Sprintf("purposes[%d]", i), "unknown purpose %q", string(p))
+			continue
+		}
+		if !seenP[p] {
+			seenP[p] = true
+			ps = append(ps, p)
+		}
+	}
+	cats := []Category{CategorySupportContent}
+	for i, c := range in.Categories {
+		if !slices.Contains(Categories, c) {
+			v.add(fmt.Sprintf("categories[%d]", i), "unknown category %q", string(c))
+			continue
+		}
+		if !slices.Contains(cats, c) {
+			cats = append(cats, c)
+		}
+	}
+	if l := in.Location; l != nil {
+		if l.Lat < -90 || l.Lat > 90 {
+			v.add("location.lat", "must be between -90 and 90")
+		}
+		if l.Lon < -180 || l.Lon > 180 {
+			v.add("location.lon", "must be between -180 and 180")
+		}
+		checkText(&v, "location.label", &l.Label, MaxShortLen, false)
+	}
+	if d := in.Device; d != nil {
+		checkText(&v, "device.ip", &d.IP, 64, false)
+		checkText(&v, "device.user_agent", &d.UserAgent, MaxUserAgent, false)
+	}
+	if err := v.err(); err != nil {
+		return ContactResult{}, err
+	}
+	cs, err := s.store.GetCase(ctx, caseID)
+	if err != nil {
+		return ContactResult{}, err
+	}
+	cust, err := s.store.GetCustomer(ctx, cs.CustomerID)
+	if err != nil {
+		return ContactResult{}, err
+	}
+	body, masked := MaskSensitive(*in.Body)
+	res := ContactResult{Contact: Contact{
+		ID: NewID(), CaseID: caseID, CustomerID: cs.CustomerID,
+		Channel: *in.Channel, Direction: *in.Direction, Author: author, Body: body,
+		OccurredAt: occurred, CreatedAt: now, Purposes: ps, Categories: cats,
+		Device: in.Device, Attachments: []Attachment{},
+	}, MaskedNumbers: masked}
+	if in.Location != nil {
+		if cust.Consents.Location {
+			loc := *in.Location
+			res.Location = &loc
+			if !slices.Contains(res.Categories, CategoryLocation) {
+				res.Categories = append(res.Categories, CategoryLocation)
+			}
+		} else {
+			res.LocationDropped = true
+		}
+	}
+	if res.Device != nil && !slices.Contains(res.Categories, CategoryDevice) {
+		res.Categories = append(res.Categories, CategoryDevice)
+	}
+	ch := Change{Actor: a, Action: "contact.create", TargetType: "contact", TargetID: res.ID,
+		Detail: map[string]any{"case_id": caseID, "masked_numbers": masked, "location_dropped": res.LocationDropped}}
+	if err := s.store.CreateContact(ctx, &res.Contact, ch); err != nil {
+		return ContactResult{}, err
+	}
+	return res, nil
+}
+
+// GetContact reads one contact with its attachments.
+func (s *Service) GetContact(ctx context.Context, id string) (Contact, error) {
+	return s.store.GetContact(ctx, id)
+}
+
+// ListCustomerCases lists one customer's cases, newest first.
+func (s *Service) ListCustomerCases(ctx context.Context, customerID string, p Page) ([]Case, string, error) {
+	if _, err := s.store.GetCustomer(ctx, customerID); err != nil {
+		return nil, "", err
+	}
+	return s.store.ListCases(ctx, CaseFilter{CustomerID: customerID}, p)
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// config is every setting of the binary. Each has a flag and an environment
+// variable (flag wins); the README's configuration table lists them.
+type config struct {
+	DataDir         string
+	Listen          string
+	DatabaseURL     string
+	SQLiteSync      string
+	JSONBodyLimit   int64
+	AttachmentLimit int64
+	LogFormat       string
+	LogLevel        string
+	ShutdownTimeout time.Duration
+}
+
+type setting struct {
+	flag, env, def, help string
+}
+
+// settings is the single table the flags, the env fallbacks and
+// `casevault config` are generated from.
+func settings() []setting {
+	return []setting{
+		{flag: "data-dir", env: "CASEVAULT_DATA_DIR", def: "./data", help: "directory for the SQLite database, blobs, index, keys and backups"},
+		{flag: "listen", env: "CASEVAULT_LISTEN", def: "127.0.0.1:8080", help: "HTTP listen address"},
+		{flag: "database-url", env: "CASEVAULT_DATABASE_URL", def: "", help: "postgres:// URL; empty means SQLite at <data-dir>/casevault.db"},
+		{flag: "sqlite-synchronous", env: "CASEVAULT_SQLITE_SYNCHRONOUS", def: "FULL", help: "SQLite synchronous pragma (FULL survives power loss; NORMAL survives a process kill)"},
+		{flag: "json-body-limit", env: "CASEVAULT_JSON_BODY_LIMIT", def: "1MiB", help: "largest JSON request body"},
+		{flag: "attachment-limit", env: "CASEVAULT_ATTACHMENT_LIMIT", def: "100MiB", help: "largest attachment upload"},
+		{flag: "log-format", env: "CASEVAULT_LOG_FORMAT", def: "auto", help: "auto (text on a terminal, else JSON), text or json"},
+		{flag: "log-level", env: "CASEVAULT_LOG_LEVEL", def: "info", help: "debug, info, warn or error"},
+		{flag: "shutdown-timeout", env: "CASEVAULT_SHUTDOWN_TIMEOUT", def: "30s", help: "how long SIGTERM waits for in-flight requests"},
+	}
+}
+
+// addFlags registers the settings on a command as persistent flags.
+func addFlags(cmd *cobra.Command, c *config) {
+	for _, s := range settings() {
+		def := s.def
+		if v, ok := os.LookupEnv(s.env); ok {
+			def = v
+		}
+		cmd.PersistentFlags().String(s.flag, def, s.help+" (env "+s.env+")")
+	}
+}
+
+// load reads the flag values (env already folded into the defaults).
+func (c *config) load(fs *pflag.FlagSet) error {
+	get := func(name string) string {
+		f := fs.Lookup(name)
+		if f == nil {
+			return ""
+		}
+		return f.Value.String()
+	}
+	c.DataDir = get("data-dir")
+	c.Listen = get("listen")
+	c.DatabaseURL = get("database-url")
+	c.SQLiteSync = strings.ToUpper(get("sqlite-synchronous"))
+	c.LogFormat = get("log-format")
+	c.LogLevel = get("log-level")
+	var err error
+	if c.JSONBodyLimit, err = parseSize(get("json-body-limit")); err != nil {
+		return fmt.Errorf("--json-body-limit: %w", err)
+	}
+	if c.AttachmentLimit, err = parseSize(get("attachment-limit")); err != nil {
+		return fmt.Errorf("--attachment-limit: %w", err)
+	}
+	if c.ShutdownTimeout, err = time.ParseDuration(get("shutdown-timeout")); err != nil {
+		return fmt.Errorf("--shutdown-timeout: %w", err)
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("--data-dir must not be empty")
+	}
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	c.DataDir = abs
+	return nil
+}
+
+// parseSize reads 1048576, 512KiB, 1MiB, 100MiB, 2GiB (also KB/MB/GB as powers of 1024).
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("bad size %q (examples: 1048576, 1MiB, 100MiB)", s)
+	}
+	return n * mult, nil
+}

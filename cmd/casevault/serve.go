@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/casevault/casevault/auth"
+)
+
+func serveCmd(cfg *config) *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Run the HTTP API (SQLite, Bleve and local blobs unless configured otherwise)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			log := newLogger(cfg, cmd.ErrOrStderr())
+			a, err := buildApp(ctx, cfg, log)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			if err := bootstrapAdmin(ctx, a.tokens, cfg.DataDir, cmd.OutOrStdout()); err != nil {
+				return err
+			}
+			errc := make(chan error, 1)
+			go func() { errc <- a.server.Listen(cfg.Listen) }()
+			log.Info("casevault listening", "addr", cfg.Listen, "database", string(a.db.Dialect), "data_dir", cfg.DataDir, "version", version)
+			select {
+			case err := <-errc:
+				return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+			case <-ctx.Done():
+			}
+			log.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout.String())
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			defer cancel()
+			if err := a.server.Shutdown(sctx); err != nil {
+				return fmt.Errorf("shutdown: %w", err)
+			}
+			log.Info("stopped cleanly")
+			return nil
+		},
+	}
+}
+
+// bootstrapAdmin creates the first admin token on an empty database, prints
+// it once and writes it to <data-dir>/admin.token (0600).
+func bootstrapAdmin(ctx context.Context, tokens *auth.Tokens, dataDir string, out interface{ Write([]byte) (int, error) }) error {
+	n, err := tokens.Count(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	path := filepath.Join(dataDir, "admin.token")
+	tok, secret, err := tokens.Create(ctx, "admin", auth.RoleAdmin, nil)
+	if err != nil {
+		return err
+	}
+	if err := writeSecretFile(path, []byte(secret+"\n")); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Created the first admin token (id %s). It is shown once and saved to %s:\n%s\n", tok.ID, path, secret)
+	return nil
+}
+
+// writeSecretFile writes a file only its owner can read, atomically.
+func writeSecretFile(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, werr := f.Write(data)
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func migrateCmd(cfg *config) *cobra.Command {
+	return &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply pending schema migrations and exit",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Minute)
+			defer cancel()
+			db, err := openDB(ctx, cfg, true)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			v, err := db.Version(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "schema at version %d (%s)\n", v, db.Dialect)
+			return nil
+		},
+	}
+}
+
+func tokenCmd(cfg *config) *cobra.Command {
+	tc := &cobra.Command{Use: "token", Short: "Manage API tokens"}
+	var name, role string
+	create := &cobra.Command{
+		Use:   "create --name NAME --role ROLE",
+		Short: "Create a token and print it once (works whether or not the server runs)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := auth.ParseRole(role)
+			if err != nil {
+				return usageError{err}
+			}
+			ctx := cmd.Context()
+			db, err := openDB(ctx, cfg, true)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			tok, secret, err := auth.NewTokens(db).Create(ctx, name, r, nil)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "token %s (%s, role %s) created; it is shown once:\n", tok.ID, tok.Name, tok.Role)
+			fmt.Fprintln(cmd.OutOrStdout(), secret)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&name, "name", "", "who or what uses the token")
+	create.Flags().StringVar(&role, "role", "", "agent, supervisor, legal, backup or admin")
+	_ = create.MarkFlagRequired("name")
+	_ = create.MarkFlagRequired("role")
+	tc.AddCommand(create)
+	return tc
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/casevault/casevault/api"
+	"github.com/casevault/casevault/auth"
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/retention"
+	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqlstore"
+)
+
+func isUnavailable(err error) bool { return errors.Is(err, sqldb.ErrUnavailable) }
+
+func openDB(ctx context.Context, cfg *config, migrate bool) (*sqldb.DB, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	dc := sqldb.Config{URL: cfg.DatabaseURL, Path: filepath.Join(cfg.DataDir, "casevault.db"), Synchronous: cfg.SQLiteSync}
+	if migrate {
+		return sqldb.Open(ctx, dc)
+	}
+	return sqldb.OpenNoMigrate(ctx, dc)
+}
+
+// schedulePolicy adapts the retention schedule to the store's policy.
+type schedulePolicy struct{ s retention.Schedule }
+
+func (p schedulePolicy) RetainUntil(purposes []cases.Purpose, captured time.Time, closed *time.Time) *time.Time {
+	until, _ := p.s.RetainUntil(purposes, captured, closed)
+	return until
+}
+
+// app is everything `serve` runs, built from the configuration.
+type app struct {
+	cfg     *config
+	log     *slog.Logger
+	db      *sqldb.DB
+	store   *sqlstore.Store
+	svc     *cases.Service
+	tokens  *auth.Tokens
+	metrics *prometheus.Registry
+	server  *api.Server
+	closers []func() error
+}
+
+func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
+	db, err := openDB(ctx, cfg, true)
+	if err != nil {
+		return nil, err
+	}
+	a := &app{cfg: cfg, log: log, db: db, metrics: prometheus.NewRegistry()}
+	a.closers = append(a.closers, db.Close)
+	a.metrics.MustRegister(collectors.NewDBStatsCollector(db.Write, "write"))
+	if db.Read != db.Write {
+		a.metrics.MustRegister(collectors.NewDBStatsCollector(db.Read, "read"))
+	}
+	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.store = sqlstore.New(db, sqlstore.Options{Policy: schedulePolicy{retention.DefaultSchedule()}})
+	a.svc = cases.NewService(a.store, nil)
+	a.tokens = auth.NewTokens(db)
+	a.server = api.New(api.Config{JSONBodyLimit: cfg.JSONBodyLimit, AttachmentLimit: cfg.AttachmentLimit, Version: version},
+		api.Deps{
+			Cases: a.svc, Tokens: a.tokens, Metrics: a.metrics, Log: log,
+			Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) {
+				return map[string]any{"engine": string(db.Dialect)}, db.Ping(ctx)
+			}}},
+		})
+	return a, nil
+}
+
+func (a *app) Close() error {
+	var errs []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		errs = append(errs, a.closers[i]())
+	}
+	return errors.Join(errs...)
+}

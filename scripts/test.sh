@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The whole test suite, with every real service it needs: PostgreSQL (started
+# if installed but stopped) and versitygw (installed with `go install` if
+# missing, started on a free port). With CI set, a service that cannot be
+# reached fails the run instead of skipping tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$(go env GOPATH)/bin:$PATH"
+
+log() { printf '== %s\n' "$*" >&2; }
+
+pg_ready() {
+  if command -v pg_isready >/dev/null 2>&1; then
+    pg_isready -q -h 127.0.0.1 -p 5432
+  else
+    (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null
+  fi
+}
+
+ensure_postgres() {
+  if pg_ready; then return 0; fi
+  log "PostgreSQL is not answering on 127.0.0.1:5432; trying to start it"
+  if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+    for v in $(ls /etc/postgresql); do
+      pg_ctlcluster --skip-systemctl-redirect "$v" main start 2>/dev/null || true
+    done
+  elif command -v service >/dev/null 2>&1; then
+    service postgresql start 2>/dev/null || true
+  fi
+  for _ in $(seq 1 30); do pg_ready && break; sleep 1; done
+  if pg_ready; then
+    psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='test'" 2>/dev/null | grep -q 1 ||
+      psql -h 127.0.0.1 -U postgres -d postgres -c 'CREATE DATABASE test' >/dev/null 2>&1 || true
+    return 0
+  fi
+  if [ -n "${CI:-}" ]; then
+    log "PostgreSQL is required in CI and could not be started"; exit 1
+  fi
+  log "WARNING: PostgreSQL unavailable; its tests will be skipped (they fail in CI)"
+}
+
+ensure_versitygw() {
+  if ! command -v versitygw >/dev/null 2>&1; then
+    log "installing versitygw v1.8.0 (go install, about a minute)"
+    go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+  fi
+  if [ -x scripts/versitygw.sh ]; then
+    env_file="$(mktemp)"
+    scripts/versitygw.sh start "$env_file"
+    # shellcheck disable=SC1090
+    . "$env_file"
+    trap 'scripts/versitygw.sh stop "$env_file" || true; rm -f "$env_file"' EXIT
+  fi
+}
+
+ensure_postgres
+ensure_versitygw
+
+if [ -z "${MEILI_OPENAPI_SPEC:-}" ] && [ -f ../shared/meilisearch/meilisearch-openapi.json ]; then
+  export MEILI_OPENAPI_SPEC="$(cd ../shared/meilisearch && pwd)/meilisearch-openapi.json"
+fi
+
+log "go vet"
+go vet ./...
+log "go test -race (SQLite and PostgreSQL)"
+go test -race -count=1 -timeout 30m "${@:-./...}"

@@ -1,0 +1,540 @@
+// Package sqlstore implements cases.Store and the search indexer's Source on
+// SQLite and PostgreSQL. Every write runs in one transaction that also
+// appends an outbox row (so the index can never miss it) and the audit event.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/sqldb"
+)
+
+// ChangeHook runs inside the write transaction of every change; the audit
+// trail uses it so that a change and its event commit together.
+type ChangeHook func(ctx context.Context, tx *sql.Tx, ch cases.Change) error
+
+// Store is the SQL store.
+type Store struct {
+	db       *sqldb.DB
+	policy   cases.RetentionPolicy
+	onChange ChangeHook
+	// notify is called after a commit that appended outbox rows, to wake the
+	// indexer early; it must not block.
+	notify func()
+}
+
+// Options wires the store's collaborators.
+type Options struct {
+	Policy   cases.RetentionPolicy
+	OnChange ChangeHook
+	Notify   func()
+}
+
+// New builds a Store on an open, migrated database.
+func New(db *sqldb.DB, opts Options) *Store {
+	if opts.Notify == nil {
+		opts.Notify = func() {}
+	}
+	return &Store{db: db, policy: opts.Policy, onChange: opts.OnChange, notify: opts.Notify}
+}
+
+// DB exposes the database for packages that share its transactions.
+func (s *Store) DB() *sqldb.DB { return s.db }
+
+func (s *Store) q(query string) string { return s.db.Rebind(query) }
+
+func micros(t time.Time) int64 { return t.UTC().UnixMicro() }
+
+func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+func nullMicros(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return micros(*t)
+}
+
+func timePtr(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := fromMicros(v.Int64)
+	return &t
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("sqlstore: marshal %T: %v", v, err)) // only our own types reach here
+	}
+	return string(b)
+}
+
+// write runs fn in a transaction, then the change hook, and wakes the indexer.
+func (s *Store) write(ctx context.Context, ch cases.Change, fn func(tx *sql.Tx) error) error {
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if s.onChange != nil {
+			if err := s.onChange(ctx, tx, ch); err != nil {
+				return fmt.Errorf("audit: %w", err)
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		s.notify()
+	}
+	return err
+}
+
+func (s *Store) enqueue(ctx context.Context, tx *sql.Tx, caseID string) error {
+	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO outbox (case_id, created_at) VALUES (?, ?)`), caseID, micros(time.Now()))
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	return nil
+}
+
+// --- customers ---
+
+const customerCols = `id, external_ref, name, email, phone, locale, consent_location, consent_marketing, consent_personalization, created_at, updated_at`
+
+func scanCustomer(row interface{ Scan(...any) error }) (cases.Customer, error) {
+	var c cases.Customer
+	var created, updated int64
+	err := row.Scan(&c.ID, &c.ExternalRef, &c.Name, &c.Email, &c.Phone, &c.Locale,
+		&c.Consents.Location, &c.Consents.Marketing, &c.Consents.Personalization, &created, &updated)
+	c.CreatedAt, c.UpdatedAt = fromMicros(created), fromMicros(updated)
+	return c, err
+}
+
+// CreateCustomer implements cases.Store.
+func (s *Store) CreateCustomer(ctx context.Context, c cases.Customer, ch cases.Change) error {
+	return s.write(ctx, ch, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO customers (`+customerCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?)`),
+			c.ID, c.ExternalRef, c.Name, c.Email, c.Phone, c.Locale,
+			c.Consents.Location, c.Consents.Marketing, c.Consents.Personalization, micros(c.CreatedAt), micros(c.UpdatedAt))
+		if err != nil {
+			return fmt.Errorf("insert customer: %w", err)
+		}
+		return nil
+	})
+}
+
+// GetCustomer implements cases.Store.
+func (s *Store) GetCustomer(ctx context.Context, id string) (cases.Customer, error) {
+	c, err := scanCustomer(s.db.Read.QueryRowContext(ctx, s.q(`SELECT `+customerCols+` FROM customers WHERE id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return cases.Customer{}, fmt.Errorf("customer %s: %w", id, cases.ErrNotFound)
+	}
+	if err != nil {
+		return cases.Customer{}, s.fail("get customer", err)
+	}
+	return c, nil
+}
+
+// UpdateCustomer implements cases.Store.
+func (s *Store) UpdateCustomer(ctx context.Context, id string, fn func(*cases.Customer) error, ch cases.Change) (cases.Customer, error) {
+	var out cases.Customer
+	err := s.write(ctx, ch, func(tx *sql.Tx) error {
+		c, err := scanCustomer(tx.QueryRowContext(ctx, s.q(`SELECT `+customerCols+` FROM customers WHERE id = ?`+s.forUpdate()), id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("customer %s: %w", id, cases.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("get customer: %w", err)
+		}
+		if err := fn(&c); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE customers SET external_ref=?, name=?, email=?, phone=?, locale=?,
+			consent_location=?, consent_marketing=?, consent_personalization=?, updated_at=? WHERE id=?`),
+			c.ExternalRef, c.Name, c.Email, c.Phone, c.Locale,
+			c.Consents.Location, c.Consents.Marketing, c.Consents.Personalization, micros(c.UpdatedAt), id)
+		if err != nil {
+			return fmt.Errorf("update customer: %w", err)
+		}
+		out = c
+		return nil
+	})
+	return out, err
+}
+
+func (s *Store) forUpdate() string {
+	if s.db.Dialect == sqldb.Postgres {
+		return " FOR UPDATE"
+	}
+	return ""
+}
+
+// fail marks read errors other than cancellation as the database being
+// unavailable, which the API answers with 503.
+func (s *Store) fail(what string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("%s: %w: %w", what, sqldb.ErrUnavailable, err)
+}
+
+// --- cases ---
+
+const caseCols = `id, number, customer_id, subject, status, priority, channel, tags, assignee, created_at, updated_at, closed_at`
+
+func scanCase(row interface{ Scan(...any) error }) (cases.Case, error) {
+	var c cases.Case
+	var tags string
+	var created, updated int64
+	var closed sql.NullInt64
+	err := row.Scan(&c.ID, &c.Number, &c.CustomerID, &c.Subject, &c.Status, &c.Priority, &c.Channel,
+		&tags, &c.Assignee, &created, &updated, &closed)
+	if err != nil {
+		return c, err
+	}
+	c.CreatedAt, c.UpdatedAt, c.ClosedAt = fromMicros(created), fromMicros(updated), timePtr(closed)
+	if err := json.Unmarshal([]byte(tags), &c.Tags); err != nil {
+		return c, fmt.Errorf("case %s tags: %w", c.ID, err)
+	}
+	if c.Tags == nil {
+		c.Tags = []string{}
+	}
+	return c, nil
+}
+
+// CreateCase implements cases.Store; it assigns the case number.
+func (s *Store) CreateCase(ctx context.Context, c *cases.Case, ch cases.Change) error {
+	if c.Tags == nil {
+		c.Tags = []string{}
+	}
+	return s.write(ctx, ch, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, `UPDATE counters SET value = value + 1 WHERE name = 'case_number' RETURNING value`).Scan(&c.Number); err != nil {
+			return fmt.Errorf("case number: %w", err)
+		}
+		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO cases (`+caseCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`),
+			c.ID, c.Number, c.CustomerID, c.Subject, c.Status, c.Priority, c.Channel, mustJSON(c.Tags), c.Assignee,
+			micros(c.CreatedAt), micros(c.UpdatedAt), nullMicros(c.ClosedAt))
+		if err != nil {
+			return fmt.Errorf("insert case: %w", err)
+		}
+		return s.enqueue(ctx, tx, c.ID)
+	})
+}
+
+// GetCase implements cases.Store (without the timeline).
+func (s *Store) GetCase(ctx context.Context, id string) (cases.Case, error) {
+	c, err := scanCase(s.db.Read.QueryRowContext(ctx, s.q(`SELECT `+caseCols+` FROM cases WHERE id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return cases.Case{}, fmt.Errorf("case %s: %w", id, cases.ErrNotFound)
+	}
+	if err != nil {
+		return cases.Case{}, s.fail("get case", err)
+	}
+	return c, nil
+}
+
+// UpdateCase implements cases.Store. When closed_at changes, every contact's
+// retain_until is recomputed in the same transaction, because the
+// case_closed clock starts (or stops) exactly then.
+func (s *Store) UpdateCase(ctx context.Context, id string, fn func(*cases.Case) error, ch cases.Change) (cases.Case, error) {
+	var out cases.Case
+	err := s.write(ctx, ch, func(tx *sql.Tx) error {
+		c, err := scanCase(tx.QueryRowContext(ctx, s.q(`SELECT `+caseCols+` FROM cases WHERE id = ?`+s.forUpdate()), id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("case %s: %w", id, cases.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("get case: %w", err)
+		}
+		before := c.ClosedAt
+		if err := fn(&c); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE cases SET subject=?, status=?, priority=?, tags=?, assignee=?, updated_at=?, closed_at=? WHERE id=?`),
+			c.Subject, c.Status, c.Priority, mustJSON(c.Tags), c.Assignee, micros(c.UpdatedAt), nullMicros(c.ClosedAt), id)
+		if err != nil {
+			return fmt.Errorf("update case: %w", err)
+		}
+		if !sameTime(before, c.ClosedAt) {
+			if err := s.recomputeRetention(ctx, tx, id, c.ClosedAt); err != nil {
+				return err
+			}
+		}
+		out = c
+		return s.enqueue(ctx, tx, id)
+	})
+	return out, err
+}
+
+func sameTime(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Equal(*b)
+}
+
+func (s *Store) recomputeRetention(ctx context.Context, tx *sql.Tx, caseID string, closedAt *time.Time) error {
+	if s.policy == nil {
+		return nil
+	}
+	rows, err := tx.QueryContext(ctx, s.q(`SELECT id, purposes, occurred_at FROM contacts WHERE case_id = ?`), caseID)
+	if err != nil {
+		return fmt.Errorf("recompute retention: %w", err)
+	}
+	type upd struct {
+		id    string
+		until *time.Time
+	}
+	var ups []upd
+	for rows.Next() {
+		var id, ps string
+		var occurred int64
+		if err := rows.Scan(&id, &ps, &occurred); err != nil {
+			rows.Close()
+			return fmt.Errorf("recompute retention: %w", err)
+		}
+		var purposes []cases.Purpose
+		if err := json.Unmarshal([]byte(ps), &purposes); err != nil {
+			rows.Close()
+			return fmt.Errorf("contact %s purposes: %w", id, err)
+		}
+		ups = append(ups, upd{id, s.policy.RetainUntil(purposes, fromMicros(occurred), closedAt)})
+	}
+	if err := rows.Close(); err != nil {
+		return fmt.Errorf("recompute retention: %w", err)
+	}
+	for _, u := range ups {
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE contacts SET retain_until = ? WHERE id = ?`), nullMicros(u.until), u.id); err != nil {
+			return fmt.Errorf("recompute retention: %w", err)
+		}
+	}
+	return nil
+}
+
+// ListCases implements cases.Store: newest first, keyset-paginated on id
+// (UUIDv7 sorts by creation time).
+func (s *Store) ListCases(ctx context.Context, f cases.CaseFilter, p cases.Page) ([]cases.Case, string, error) {
+	limit := p.Limit
+	if limit <= 0 || limit > 500 {
+		limit = 50
+	}
+	after, err := decodeCursor(p.Cursor)
+	if err != nil {
+		return nil, "", cases.Invalid("cursor", "malformed cursor")
+	}
+	var where []string
+	var args []any
+	if f.Status != "" {
+		where, args = append(where, "status = ?"), append(args, string(f.Status))
+	}
+	if f.CustomerID != "" {
+		where, args = append(where, "customer_id = ?"), append(args, f.CustomerID)
+	}
+	if f.Assignee != "" {
+		where, args = append(where, "assignee = ?"), append(args, f.Assignee)
+	}
+	if f.Tag != "" {
+		// Tags are stored as a JSON array of validated strings; matching the
+		// quoted element with LIKE is exact because tags cannot hold quotes.
+		where, args = append(where, `tags LIKE ? ESCAPE '\'`), append(args, "%"+likeEscape(mustJSON(strings.ToLower(f.Tag)))+"%")
+	}
+	if after != "" {
+		where, args = append(where, "id < ?"), append(args, after)
+	}
+	q := `SELECT ` + caseCols + ` FROM cases`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY id DESC LIMIT ?"
+	args = append(args, limit+1)
+	rows, err := s.db.Read.QueryContext(ctx, s.q(q), args...)
+	if err != nil {
+		return nil, "", s.fail("list cases", err)
+	}
+	defer rows.Close()
+	out := []cases.Case{}
+	for rows.Next() {
+		c, err := scanCase(rows)
+		if err != nil {
+			return nil, "", s.fail("list cases", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", s.fail("list cases", err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = encodeCursor(out[len(out)-1].ID)
+	}
+	return out, next, nil
+}
+
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+func encodeCursor(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
+
+func decodeCursor(c string) (string, error) {
+	if c == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || len(b) == 0 || len(b) > 64 {
+		return "", errors.New("malformed cursor")
+	}
+	return string(b), nil
+}
+
+// --- contacts ---
+
+const contactCols = `id, case_id, customer_id, channel, direction, author, body, occurred_at, created_at, purposes, categories, location, device, retain_until`
+
+func scanContact(row interface{ Scan(...any) error }) (cases.Contact, error) {
+	var c cases.Contact
+	var occurred, created int64
+	var ps, cs string
+	var loc, dev sql.NullString
+	var until sql.NullInt64
+	err := row.Scan(&c.ID, &c.CaseID, &c.CustomerID, &c.Channel, &c.Direction, &c.Author, &c.Body,
+		&occurred, &created, &ps, &cs, &loc, &dev, &until)
+	if err != nil {
+		return c, err
+	}
+	c.OccurredAt, c.CreatedAt, c.RetainUntil = fromMicros(occurred), fromMicros(created), timePtr(until)
+	if err := json.Unmarshal([]byte(ps), &c.Purposes); err != nil {
+		return c, fmt.Errorf("contact %s purposes: %w", c.ID, err)
+	}
+	if err := json.Unmarshal([]byte(cs), &c.Categories); err != nil {
+		return c, fmt.Errorf("contact %s categories: %w", c.ID, err)
+	}
+	if loc.Valid {
+		c.Location = &cases.Location{}
+		if err := json.Unmarshal([]byte(loc.String), c.Location); err != nil {
+			return c, fmt.Errorf("contact %s location: %w", c.ID, err)
+		}
+	}
+	if dev.Valid {
+		c.Device = &cases.Device{}
+		if err := json.Unmarshal([]byte(dev.String), c.Device); err != nil {
+			return c, fmt.Errorf("contact %s device: %w", c.ID, err)
+		}
+	}
+	c.Attachments = []cases.Attachment{}
+	return c, nil
+}
+
+func jsonOrNull[T any](v *T) any {
+	if v == nil {
+		return nil
+	}
+	return mustJSON(v)
+}
+
+// CreateContact implements cases.Store. retain_until is computed inside the
+// transaction from the case's closed_at as it is at commit time.
+func (s *Store) CreateContact(ctx context.Context, c *cases.Contact, ch cases.Change) error {
+	return s.write(ctx, ch, func(tx *sql.Tx) error {
+		var closed sql.NullInt64
+		err := tx.QueryRowContext(ctx, s.q(`SELECT closed_at FROM cases WHERE id = ?`+s.forUpdate()), c.CaseID).Scan(&closed)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("case %s: %w", c.CaseID, cases.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("lock case: %w", err)
+		}
+		if s.policy != nil {
+			c.RetainUntil = s.policy.RetainUntil(c.Purposes, c.OccurredAt, timePtr(closed))
+		}
+		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO contacts (`+contactCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`),
+			c.ID, c.CaseID, c.CustomerID, c.Channel, c.Direction, c.Author, c.Body,
+			micros(c.OccurredAt), micros(c.CreatedAt), mustJSON(c.Purposes), mustJSON(c.Categories),
+			jsonOrNull(c.Location), jsonOrNull(c.Device), nullMicros(c.RetainUntil))
+		if err != nil {
+			return fmt.Errorf("insert contact: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE cases SET updated_at = ? WHERE id = ?`), micros(c.CreatedAt), c.CaseID); err != nil {
+			return fmt.Errorf("touch case: %w", err)
+		}
+		return s.enqueue(ctx, tx, c.CaseID)
+	})
+}
+
+// GetContact implements cases.Store.
+func (s *Store) GetContact(ctx context.Context, id string) (cases.Contact, error) {
+	c, err := scanContact(s.db.Read.QueryRowContext(ctx, s.q(`SELECT `+contactCols+` FROM contacts WHERE id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return cases.Contact{}, fmt.Errorf("contact %s: %w", id, cases.ErrNotFound)
+	}
+	if err != nil {
+		return cases.Contact{}, s.fail("get contact", err)
+	}
+	atts, err := s.attachments(ctx, `contact_id = ?`, id)
+	if err != nil {
+		return cases.Contact{}, err
+	}
+	c.Attachments = append(c.Attachments, atts...)
+	return c, nil
+}
+
+// Timeline implements cases.Store: a case's contacts in time order, each
+// with its attachments.
+func (s *Store) Timeline(ctx context.Context, caseID string) ([]cases.Contact, error) {
+	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT `+contactCols+` FROM contacts WHERE case_id = ? ORDER BY occurred_at, id`), caseID)
+	if err != nil {
+		return nil, s.fail("timeline", err)
+	}
+	out := []cases.Contact{}
+	idx := map[string]int{}
+	for rows.Next() {
+		c, err := scanContact(rows)
+		if err != nil {
+			rows.Close()
+			return nil, s.fail("timeline", err)
+		}
+		idx[c.ID] = len(out)
+		out = append(out, c)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, s.fail("timeline", err)
+	}
+	atts, err := s.attachments(ctx, `case_id = ?`, caseID)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range atts {
+		if i, ok := idx[a.ContactID]; ok {
+			out[i].Attachments = append(out[i].Attachments, a)
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) attachments(ctx context.Context, where string, arg any) ([]cases.Attachment, error) {
+	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT id, contact_id, filename, content_type, size, sha256, created_at FROM attachments WHERE `+where+` ORDER BY id`), arg)
+	if err != nil {
+		return nil, s.fail("attachments", err)
+	}
+	defer rows.Close()
+	var out []cases.Attachment
+	for rows.Next() {
+		var a cases.Attachment
+		var created int64
+		if err := rows.Scan(&a.ID, &a.ContactID, &a.Filename, &a.ContentType, &a.Size, &a.SHA256, &created); err != nil {
+			return nil, s.fail("attachments", err)
+		}
+		a.CreatedAt = fromMicros(created)
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
