@@ -6,9 +6,10 @@ import (
 	"database/sql"
 	"encoding/json"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
-	"net/http/httptest"
-	"strings"
+		"strings"
 	"testing"
 	"time"
 
@@ -53,6 +54,8 @@ type harness struct {
 	audit  *recordedAudit
 	tokens map[auth.Role]string
 	revokd string
+	base   string
+	client *http.Client
 }
 
 func newHarness(t *testing.T, d sqldb.Dialect) *harness {
@@ -63,9 +66,19 @@ func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 	tokens := auth.NewTokens(db)
 	srv := api.New(api.Config{JSONBodyLimit: 64 << 10, AttachmentLimit: 1 << 20, Version: "test"}, api.Deps{
 		Cases: cases.NewService(store, nil), Tokens: tokens, Audit: rec,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) { return nil, db.Ping(ctx) }}},
 	})
-	h := &harness{t: t, db: db, srv: srv, audit: rec, tokens: map[auth.Role]string{}}
+	// A real loopback listener: the server is exercised exactly as clients
+	// reach it (chunked bodies, connection handling), not through app.Test.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.App().Listener(ln) }()
+	t.Cleanup(func() { _ = srv.App().Shutdown() })
+	h := &harness{t: t, db: db, srv: srv, audit: rec, tokens: map[auth.Role]string{},
+		base: "http://" + ln.Addr().String(), client: &http.Client{Timeout: 30 * time.Second}}
 	ctx := context.Background()
 	for _, r := range auth.Roles {
 		_, secret, err := tokens.Create(ctx, "test-"+string(r), r, nil)
@@ -117,14 +130,17 @@ func (h *harness) do(method, path, token string, body any) resp {
 		}
 		rd = bytes.NewReader(raw)
 	}
-	req := httptest.NewRequest(method, path, rd)
+	req, err := http.NewRequest(method, h.base+path, rd)
+	if err != nil {
+		h.t.Fatal(err)
+	}
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	res, err := h.srv.App().Test(req, -1)
+	res, err := h.client.Do(req)
 	if err != nil {
 		h.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -156,6 +172,18 @@ func (h *harness) counts() map[string]int {
 	}
 	return out
 }
+
+// with returns the harness reporting to a subtest.
+func (h *harness) with(t *testing.T) *harness {
+	c := *h
+	c.t = t
+	return &c
+}
+
+// liveURL is the base URL of the app's loopback listener.
+func (h *harness) liveURL(*testing.T) string { return h.base }
+
+func (h *harness) live(*testing.T) *http.Client { return h.client }
 
 func forEachDialect(t *testing.T, fn func(t *testing.T, h *harness)) {
 	for _, d := range sqldbtest.Dialects {

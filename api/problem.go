@@ -105,6 +105,8 @@ func utilsStatusText(code int) string {
 func (s *Server) readBody(c *fiber.Ctx) ([]byte, error) {
 	limit := s.cfg.JSONBodyLimit
 	if cl := c.Request().Header.ContentLength(); cl > int(limit) {
+		// The body stays unread, so the connection cannot carry another request.
+		c.Context().SetConnectionClose()
 		return nil, errStatus(fiber.StatusRequestEntityTooLarge, "request body is larger than %d bytes", limit)
 	}
 	var body []byte
@@ -118,6 +120,7 @@ func (s *Server) readBody(c *fiber.Ctx) ([]byte, error) {
 		body = c.Body()
 	}
 	if int64(len(body)) > limit {
+		c.Context().SetConnectionClose()
 		return nil, errStatus(fiber.StatusRequestEntityTooLarge, "request body is larger than %d bytes", limit)
 	}
 	return body, nil

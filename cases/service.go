@@ -407,7 +407,7 @@ type NewContact struct {
 	Direction  *Direction `json:"direction"`
 	Author     *string    `json:"author"`
 	Body       *string    `json:"body"`
-	OccurredAt *string   `json:"occurred_at"`
+	OccurredAt *string    `json:"occurred_at"`
 	Purposes   []Purpose  `json:"purposes"`
 	Categories []Category `json:"categories"`
 	Location   *Location  `json:"location"`

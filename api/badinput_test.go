@@ -1,0 +1,127 @@
+package api_test
+
+import (
+	"io"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/casevault/casevault/auth"
+)
+
+func TestBadInputIsRejectedWithoutSideEffects(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, h *harness) {
+		agent := h.tokens[auth.RoleAgent]
+		cust := h.mustCreate("/api/v1/customers", map[string]any{"name": "Bad Input"})
+		cs := h.mustCreate("/api/v1/cases", map[string]any{"customer_id": cust["id"], "subject": "s", "channel": "web"})
+		custID, caseID := cust["id"].(string), cs["id"].(string)
+		contacts := "/api/v1/cases/" + caseID + "/contacts"
+		okContact := func(mod func(m map[string]any)) map[string]any {
+			m := map[string]any{"channel": "email", "direction": "inbound", "author": "x", "body": "hello"}
+			mod(m)
+			return m
+		}
+		big := strings.Repeat("a", 70<<10)
+		cases := []struct {
+			name, method, path string
+			body               any
+			status             int
+			field              string
+		}{
+			{"malformed JSON", "POST", "/api/v1/customers", `{"name":`, 400, ""},
+			{"not an object", "POST", "/api/v1/customers", `["name"]`, 400, ""},
+			{"trailing data", "POST", "/api/v1/customers", `{"name":"a"} {"name":"b"}`, 400, ""},
+			{"empty body", "POST", "/api/v1/customers", ``, 400, ""},
+			{"invalid UTF-8", "POST", "/api/v1/customers", "{\"name\":\"\xff\xfe\"}", 400, ""},
+			{"unknown field", "POST", "/api/v1/customers", `{"name":"a","nickname":"b"}`, 422, "nickname"},
+			{"wrong type", "POST", "/api/v1/customers", `{"name":5}`, 422, "name"},
+			{"wrong nested type", "POST", "/api/v1/customers", `{"name":"a","consents":{"location":"yes"}}`, 422, "consents.location"},
+			{"missing name", "POST", "/api/v1/customers", `{}`, 422, "name"},
+			{"NUL in name", "POST", "/api/v1/customers", `{"name":"a\u0000b"}`, 422, "name"},
+			{"over-long name", "POST", "/api/v1/customers", map[string]any{"name": strings.Repeat("n", 201)}, 422, "name"},
+			{"body over limit", "POST", "/api/v1/customers", `{"name":"` + big + `"}`, 413, ""},
+			{"unknown channel", "POST", "/api/v1/cases", map[string]any{"customer_id": custID, "subject": "s", "channel": "fax"}, 422, "channel"},
+			{"unknown priority", "POST", "/api/v1/cases", map[string]any{"customer_id": custID, "subject": "s", "channel": "web", "priority": "meh"}, 422, "priority"},
+			{"missing subject", "POST", "/api/v1/cases", map[string]any{"customer_id": custID, "channel": "web"}, 422, "subject"},
+			{"over-long subject", "POST", "/api/v1/cases", map[string]any{"customer_id": custID, "channel": "web", "subject": strings.Repeat("s", 501)}, 422, "subject"},
+			{"customer does not exist", "POST", "/api/v1/cases", map[string]any{"customer_id": "0190a0a0-0000-7000-8000-000000000000", "subject": "s", "channel": "web"}, 422, "customer_id"},
+			{"bad tag", "POST", "/api/v1/cases", map[string]any{"customer_id": custID, "subject": "s", "channel": "web", "tags": []string{"a b"}}, 422, "tags[0]"},
+			{"tags wrong type", "POST", "/api/v1/cases", `{"customer_id":"x","subject":"s","channel":"web","tags":"vip"}`, 422, "tags"},
+			{"unknown status", "PATCH", "/api/v1/cases/" + caseID, map[string]any{"status": "done"}, 422, "status"},
+			{"empty subject patch", "PATCH", "/api/v1/cases/" + caseID, map[string]any{"subject": "  "}, 422, "subject"},
+			{"unknown direction", "POST", contacts, okContact(func(m map[string]any) { m["direction"] = "sideways" }), 422, "direction"},
+			{"unknown purpose", "POST", contacts, okContact(func(m map[string]any) { m["purposes"] = []string{"marketing"} }), 422, "purposes[0]"},
+			{"unknown category", "POST", contacts, okContact(func(m map[string]any) { m["categories"] = []string{"dna"} }), 422, "categories[0]"},
+			{"missing body", "POST", contacts, okContact(func(m map[string]any) { delete(m, "body") }), 422, "body"},
+			{"bad occurred_at", "POST", contacts, okContact(func(m map[string]any) { m["occurred_at"] = "yesterday" }), 422, "occurred_at"},
+			{"future occurred_at", "POST", contacts, okContact(func(m map[string]any) { m["occurred_at"] = "2999-01-01T00:00:00Z" }), 422, "occurred_at"},
+			{"latitude out of range", "POST", contacts, okContact(func(m map[string]any) { m["location"] = map[string]any{"lat": 91, "lon": 0} }), 422, "location.lat"},
+			{"contact on missing case", "POST", "/api/v1/cases/nope/contacts", okContact(func(map[string]any) {}), 404, ""},
+			{"missing case", "GET", "/api/v1/cases/0190a0a0-0000-7000-8000-000000000000", nil, 404, ""},
+			{"missing customer patch", "PATCH", "/api/v1/customers/nope", map[string]any{"name": "x"}, 404, ""},
+			{"missing contact", "GET", "/api/v1/contacts/nope", nil, 404, ""},
+			{"limit zero", "GET", "/api/v1/cases?limit=0", nil, 422, "limit"},
+			{"limit too big", "GET", "/api/v1/cases?limit=501", nil, 422, "limit"},
+			{"garbage cursor", "GET", "/api/v1/cases?cursor=%%%", nil, 422, "cursor"},
+			{"unknown status filter", "GET", "/api/v1/cases?status=zzz", nil, 422, "status"},
+			{"SQL in filter", "GET", "/api/v1/cases?assignee=x'%20OR%20'1'='1", nil, 200, ""},
+			{"token role unknown", "POST", "/api/v1/tokens", map[string]any{"name": "n", "role": "root"}, 403, ""},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				h := h.with(t)
+				before := h.counts()
+				tok := agent
+				r := h.do(tc.method, tc.path, tok, tc.body)
+				if r.status != tc.status {
+					t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
+				}
+				if r.status >= 400 && r.header.Get("Content-Type") != "application/problem+json" {
+					t.Fatalf("content type %q", r.header.Get("Content-Type"))
+				}
+				if tc.field != "" {
+					p := r.json(t)
+					errs, _ := p["errors"].([]any)
+					found := false
+					for _, e := range errs {
+						if e.(map[string]any)["field"] == tc.field {
+							found = true
+						}
+					}
+					if !found {
+						t.Fatalf("problem does not name field %q: %s", tc.field, r.body)
+					}
+				}
+				if tc.method == "GET" && tc.status == 200 {
+					if n := len(r.json(t)["items"].([]any)); n != 0 {
+						t.Fatalf("injection matched %d cases", n)
+					}
+				}
+				if after := h.counts(); !reflect.DeepEqual(before, after) {
+					t.Fatalf("bad input changed data: %v -> %v", before, after)
+				}
+			})
+		}
+
+		// A chunked body (no Content-Length) over the limit is cut off too.
+		req, _ := http.NewRequest("POST", h.liveURL(t)+"/api/v1/customers", io.MultiReader(strings.NewReader(`{"name":"`), strings.NewReader(big), strings.NewReader(`"}`)))
+		req.ContentLength = -1
+		req.TransferEncoding = []string{"chunked"}
+		req.Header.Set("Authorization", "Bearer "+agent)
+		req.Header.Set("Content-Type", "application/json")
+		res, err := h.live(t).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 413 {
+			t.Fatalf("chunked over-limit body = %d, want 413", res.StatusCode)
+		}
+		// The admin token-creation path validates the role too.
+		r := h.do("POST", "/api/v1/tokens", h.tokens[auth.RoleAdmin], map[string]any{"name": "n", "role": "root"})
+		if r.status != 422 {
+			t.Fatalf("unknown role = %d", r.status)
+		}
+	})
+}
