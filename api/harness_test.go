@@ -9,7 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-		"strings"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,7 +66,7 @@ func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 	tokens := auth.NewTokens(db)
 	srv := api.New(api.Config{JSONBodyLimit: 64 << 10, AttachmentLimit: 1 << 20, Version: "test"}, api.Deps{
 		Cases: cases.NewService(store, nil), Tokens: tokens, Audit: rec,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) { return nil, db.Ping(ctx) }}},
 	})
 	// A real loopback listener: the server is exercised exactly as clients
