@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -31,14 +30,6 @@ func openDB(ctx context.Context, cfg *config, migrate bool) (*sqldb.DB, error) {
 		return sqldb.Open(ctx, dc)
 	}
 	return sqldb.OpenNoMigrate(ctx, dc)
-}
-
-// schedulePolicy adapts the retention schedule to the store's policy.
-type schedulePolicy struct{ s retention.Schedule }
-
-func (p schedulePolicy) RetainUntil(purposes []cases.Purpose, captured time.Time, closed *time.Time) *time.Time {
-	until, _ := p.s.RetainUntil(purposes, captured, closed)
-	return until
 }
 
 // app is everything `serve` runs, built from the configuration.
@@ -66,7 +57,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		a.metrics.MustRegister(collectors.NewDBStatsCollector(db.Read, "read"))
 	}
 	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.store = sqlstore.New(db, sqlstore.Options{Policy: schedulePolicy{retention.DefaultSchedule()}})
+	a.store = sqlstore.New(db, sqlstore.Options{Policy: retention.DefaultSchedule().Policy()})
 	a.svc = cases.NewService(a.store, nil)
 	a.tokens = auth.NewTokens(db)
 	a.server = api.New(api.Config{JSONBodyLimit: cfg.JSONBodyLimit, AttachmentLimit: cfg.AttachmentLimit, Version: version},
