@@ -147,7 +147,7 @@ func (t *Tokens) Authenticate(ctx context.Context, secret string) (Token, error)
 	var stored string
 	var created int64
 	var revoked sql.NullInt64
-	err := t.db.Read.QueryRowContext(ctx, t.db.Rebind(`SELECT id, name, role, hash, created_at, revoked_at FROM tokens WHERE hash = ?`), want).
+	err := t.db.QueryRow(ctx, `SELECT id, name, role, hash, created_at, revoked_at FROM tokens WHERE hash = ?`, want).
 		Scan(&tok.ID, &tok.Name, &tok.Role, &stored, &created, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Token{}, ErrInvalidToken

@@ -45,6 +45,8 @@ type DB struct {
 	// Write serves transactions that change data.
 	Write *sql.DB
 	url   string
+	batch *batcher // SQLite only: group commit
+	stmts stmtCache
 }
 
 // Config says where the database is.
@@ -138,11 +140,15 @@ func open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
-	return &DB{Dialect: SQLite, Read: r, Write: w, url: cfg.Path}, nil
+	return &DB{Dialect: SQLite, Read: r, Write: w, url: cfg.Path, batch: newBatcher(w)}, nil
 }
 
 // Close closes both pools.
 func (db *DB) Close() error {
+	if db.batch != nil {
+		db.batch.close()
+	}
+	db.closeStmts()
 	err := db.Write.Close()
 	if db.Read != db.Write {
 		err = errors.Join(err, db.Read.Close())
@@ -183,19 +189,13 @@ func Rebind(d Dialect, q string) string {
 }
 
 // InTx runs fn in a write transaction and commits it when fn returns nil.
+// On SQLite, concurrent calls share one commit (see batch.go); fn then runs
+// in a savepoint and must not call InTx itself.
 func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := db.Write.BeginTx(ctx, nil)
-	if err != nil {
-		return classify(fmt.Errorf("begin: %w", err))
+	if db.batch != nil {
+		return db.batch.submit(ctx, fn)
 	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return classify(fmt.Errorf("commit: %w", err))
-	}
-	return nil
+	return plainTx(ctx, db.Write, fn)
 }
 
 func classify(err error) error {

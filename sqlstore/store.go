@@ -46,6 +46,19 @@ func New(db *sqldb.DB, opts Options) *Store {
 	return &Store{db: db, policy: opts.Policy, onChange: opts.OnChange, notify: opts.Notify}
 }
 
+// Prepare readies the statements of the contact-ingest path, the hottest
+// write (see sqldb.PrepareWrite).
+func (s *Store) Prepare(ctx context.Context) error {
+	return s.db.PrepareWrite(ctx, qEnqueue, qCaseClosedAt+s.forUpdate(), qInsertContact, qTouchCase)
+}
+
+const (
+	qEnqueue       = `INSERT INTO outbox (case_id, created_at) VALUES (?, ?)`
+	qCaseClosedAt  = `SELECT closed_at FROM cases WHERE id = ?`
+	qInsertContact = `INSERT INTO contacts (` + contactCols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	qTouchCase     = `UPDATE cases SET updated_at = ? WHERE id = ?`
+)
+
 // DB exposes the database for packages that share its transactions.
 func (s *Store) DB() *sqldb.DB { return s.db }
 
@@ -98,7 +111,7 @@ func (s *Store) write(ctx context.Context, ch cases.Change, fn func(tx *sql.Tx) 
 }
 
 func (s *Store) enqueue(ctx context.Context, tx *sql.Tx, caseID string) error {
-	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO outbox (case_id, created_at) VALUES (?, ?)`), caseID, micros(time.Now()))
+	_, err := s.db.Exec(ctx, tx, qEnqueue, caseID, micros(time.Now()))
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
@@ -133,7 +146,7 @@ func (s *Store) CreateCustomer(ctx context.Context, c cases.Customer, ch cases.C
 
 // GetCustomer implements cases.Store.
 func (s *Store) GetCustomer(ctx context.Context, id string) (cases.Customer, error) {
-	c, err := scanCustomer(s.db.Read.QueryRowContext(ctx, s.q(`SELECT `+customerCols+` FROM customers WHERE id = ?`), id))
+	c, err := scanCustomer(s.db.QueryRow(ctx, `SELECT `+customerCols+` FROM customers WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return cases.Customer{}, fmt.Errorf("customer %s: %w", id, cases.ErrNotFound)
 	}
@@ -231,7 +244,7 @@ func (s *Store) CreateCase(ctx context.Context, c *cases.Case, ch cases.Change) 
 
 // GetCase implements cases.Store (without the timeline).
 func (s *Store) GetCase(ctx context.Context, id string) (cases.Case, error) {
-	c, err := scanCase(s.db.Read.QueryRowContext(ctx, s.q(`SELECT `+caseCols+` FROM cases WHERE id = ?`), id))
+	c, err := scanCase(s.db.QueryRow(ctx, `SELECT `+caseCols+` FROM cases WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return cases.Case{}, fmt.Errorf("case %s: %w", id, cases.ErrNotFound)
 	}
@@ -446,7 +459,7 @@ func jsonOrNull[T any](v *T) any {
 func (s *Store) CreateContact(ctx context.Context, c *cases.Contact, ch cases.Change) error {
 	return s.write(ctx, ch, func(tx *sql.Tx) error {
 		var closed sql.NullInt64
-		err := tx.QueryRowContext(ctx, s.q(`SELECT closed_at FROM cases WHERE id = ?`+s.forUpdate()), c.CaseID).Scan(&closed)
+		err := s.db.QueryRowTx(ctx, tx, qCaseClosedAt+s.forUpdate(), c.CaseID).Scan(&closed)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("case %s: %w", c.CaseID, cases.ErrNotFound)
 		}
@@ -456,14 +469,14 @@ func (s *Store) CreateContact(ctx context.Context, c *cases.Contact, ch cases.Ch
 		if s.policy != nil {
 			c.RetainUntil = s.policy.RetainUntil(c.Purposes, c.OccurredAt, timePtr(closed))
 		}
-		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO contacts (`+contactCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`),
+		_, err = s.db.Exec(ctx, tx, qInsertContact,
 			c.ID, c.CaseID, c.CustomerID, c.Channel, c.Direction, c.Author, c.Body,
 			micros(c.OccurredAt), micros(c.CreatedAt), mustJSON(c.Purposes), mustJSON(c.Categories),
 			jsonOrNull(c.Location), jsonOrNull(c.Device), nullMicros(c.RetainUntil))
 		if err != nil {
 			return fmt.Errorf("insert contact: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE cases SET updated_at = ? WHERE id = ?`), micros(c.CreatedAt), c.CaseID); err != nil {
+		if _, err := s.db.Exec(ctx, tx, qTouchCase, micros(c.CreatedAt), c.CaseID); err != nil {
 			return fmt.Errorf("touch case: %w", err)
 		}
 		return s.enqueue(ctx, tx, c.CaseID)
@@ -472,7 +485,7 @@ func (s *Store) CreateContact(ctx context.Context, c *cases.Contact, ch cases.Ch
 
 // GetContact implements cases.Store.
 func (s *Store) GetContact(ctx context.Context, id string) (cases.Contact, error) {
-	c, err := scanContact(s.db.Read.QueryRowContext(ctx, s.q(`SELECT `+contactCols+` FROM contacts WHERE id = ?`), id))
+	c, err := scanContact(s.db.QueryRow(ctx, `SELECT `+contactCols+` FROM contacts WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return cases.Contact{}, fmt.Errorf("contact %s: %w", id, cases.ErrNotFound)
 	}

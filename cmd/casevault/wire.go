@@ -58,6 +58,10 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 	}
 	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.store = sqlstore.New(db, sqlstore.Options{Policy: retention.DefaultSchedule().Policy()})
+	if err := a.store.Prepare(ctx); err != nil {
+		a.Close()
+		return nil, err
+	}
 	a.svc = cases.NewService(a.store, nil)
 	a.tokens = auth.NewTokens(db)
 	a.server = api.New(api.Config{JSONBodyLimit: cfg.JSONBodyLimit, AttachmentLimit: cfg.AttachmentLimit, Version: version},
