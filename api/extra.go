@@ -2,4 +2,7 @@ package api
 
 // addExtraRoutes registers the routes of packages wired after the
 // foundation (search, attachments, audit).
-func (s *Server) addExtraRoutes() {}
+func (s *Server) addExtraRoutes() {
+	s.addSearchRoutes()
+	s.addAuditRoutes()
+}

@@ -27,6 +27,8 @@ type Problem struct {
 	Hold string `json:"hold,omitempty"`
 }
 
+type fieldErr = cases.FieldError
+
 // httpError carries a status and message chosen by a handler.
 type httpError struct {
 	status int

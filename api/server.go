@@ -55,6 +55,10 @@ type Deps struct {
 	Log     *slog.Logger
 	// TokenHook runs in the token-creation transaction (audit).
 	TokenHook TokenHook
+	// AuditTrail serves the audit routes (nil: none).
+	AuditTrail AuditTrail
+	// Search is optional (nil: no search routes).
+	Search Searcher
 	// Unavailable lists extra sentinel errors that mean "backend down" (503).
 	Unavailable []error
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/casevault/casevault/retention"
 )
 
 // config is every setting of the binary. Each has a flag and an environment
@@ -24,6 +26,8 @@ type config struct {
 	LogFormat       string
 	LogLevel        string
 	ShutdownTimeout time.Duration
+	AuditRetention  time.Duration
+	AuditPruneCron  string
 }
 
 type setting struct {
@@ -42,6 +46,8 @@ func settings() []setting {
 		{flag: "attachment-limit", env: "CASEVAULT_ATTACHMENT_LIMIT", def: "100MiB", help: "largest attachment upload"},
 		{flag: "log-format", env: "CASEVAULT_LOG_FORMAT", def: "auto", help: "auto (text on a terminal, else JSON), text or json"},
 		{flag: "log-level", env: "CASEVAULT_LOG_LEVEL", def: "info", help: "debug, info, warn or error"},
+		{flag: "audit-retention", env: "CASEVAULT_AUDIT_RETENTION", def: "2y", help: "how long audit events are kept (purpose security); older ones are pruned behind a checkpoint"},
+		{flag: "audit-prune-schedule", env: "CASEVAULT_AUDIT_PRUNE_SCHEDULE", def: "30 3 * * *", help: "cron schedule of the audit pruning job"},
 		{flag: "shutdown-timeout", env: "CASEVAULT_SHUTDOWN_TIMEOUT", def: "30s", help: "how long SIGTERM waits for in-flight requests"},
 	}
 }
@@ -82,6 +88,12 @@ func (c *config) load(fs *pflag.FlagSet) error {
 	if c.ShutdownTimeout, err = time.ParseDuration(get("shutdown-timeout")); err != nil {
 		return fmt.Errorf("--shutdown-timeout: %w", err)
 	}
+	ar, err := retention.ParseDuration(get("audit-retention"))
+	if err != nil {
+		return fmt.Errorf("--audit-retention: %w", err)
+	}
+	c.AuditRetention = ar.Std()
+	c.AuditPruneCron = get("audit-prune-schedule")
 	if c.DataDir == "" {
 		return fmt.Errorf("--data-dir must not be empty")
 	}

@@ -2,15 +2,19 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/robfig/cron/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/auth"
+	"github.com/casevault/casevault/cases"
 )
 
 func serveCmd(cfg *config) *cobra.Command {
@@ -26,9 +30,22 @@ func serveCmd(cfg *config) *cobra.Command {
 				return err
 			}
 			defer a.Close()
-			if err := bootstrapAdmin(ctx, a.tokens, cfg.DataDir, cmd.OutOrStdout()); err != nil {
+			if err := bootstrapAdmin(ctx, a.tokens, auditSink{log: a.audit, dialect: a.db.Dialect}.hook, cfg.DataDir, cmd.OutOrStdout()); err != nil {
 				return err
 			}
+			jobs := cron.New(cron.WithLocation(time.UTC))
+			if _, err := jobs.AddFunc(cfg.AuditPruneCron, func() {
+				n, err := a.audit.PruneExpired(ctx)
+				if err != nil {
+					log.Error("audit prune failed", "err", err)
+					return
+				}
+				log.Info("audit pruned", "events", n, "retention", cfg.AuditRetention.String())
+			}); err != nil {
+				return usageError{fmt.Errorf("--audit-prune-schedule %q: %w", cfg.AuditPruneCron, err)}
+			}
+			jobs.Start()
+			defer func() { <-jobs.Stop().Done() }()
 			errc := make(chan error, 1)
 			go func() { errc <- a.server.Listen(cfg.Listen) }()
 			log.Info("casevault listening", "addr", cfg.Listen, "database", string(a.db.Dialect), "data_dir", cfg.DataDir, "version", version)
@@ -51,7 +68,7 @@ func serveCmd(cfg *config) *cobra.Command {
 
 // bootstrapAdmin creates the first admin token on an empty database, prints
 // it once and writes it to <data-dir>/admin.token (0600).
-func bootstrapAdmin(ctx context.Context, tokens *auth.Tokens, dataDir string, out interface{ Write([]byte) (int, error) }) error {
+func bootstrapAdmin(ctx context.Context, tokens *auth.Tokens, hook func(context.Context, *sql.Tx, cases.Change) error, dataDir string, out interface{ Write([]byte) (int, error) }) error {
 	n, err := tokens.Count(ctx)
 	if err != nil {
 		return err
@@ -60,7 +77,9 @@ func bootstrapAdmin(ctx context.Context, tokens *auth.Tokens, dataDir string, ou
 		return nil
 	}
 	path := filepath.Join(dataDir, "admin.token")
-	tok, secret, err := tokens.Create(ctx, "admin", auth.RoleAdmin, nil)
+	tok, secret, err := tokens.Create(ctx, "admin", auth.RoleAdmin, func(ctx context.Context, tx *sql.Tx, tok auth.Token) error {
+		return hook(ctx, tx, cases.Change{Actor: cases.Actor{Name: "system", Role: "system"}, Action: "token.bootstrap", TargetType: "token", TargetID: tok.ID})
+	})
 	if err != nil {
 		return err
 	}
@@ -132,7 +151,12 @@ func tokenCmd(cfg *config) *cobra.Command {
 				return err
 			}
 			defer db.Close()
-			tok, secret, err := auth.NewTokens(db).Create(ctx, name, r, nil)
+			log := audit.New(db)
+			defer log.Close(context.Background())
+			sink := auditSink{log: log, dialect: db.Dialect}
+			tok, secret, err := auth.NewTokens(db).Create(ctx, name, r, func(ctx context.Context, tx *sql.Tx, tok auth.Token) error {
+				return sink.hook(ctx, tx, cliChange("token.create", "token", tok.ID, map[string]any{"name": tok.Name, "role": string(tok.Role)}))
+			})
 			if err != nil {
 				return err
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/casevault/casevault/api"
+	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/auth"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/retention"
@@ -40,6 +41,7 @@ type app struct {
 	store   *sqlstore.Store
 	svc     *cases.Service
 	tokens  *auth.Tokens
+	audit   *audit.Log
 	metrics *prometheus.Registry
 	server  *api.Server
 	closers []func() error
@@ -57,7 +59,10 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		a.metrics.MustRegister(collectors.NewDBStatsCollector(db.Read, "read"))
 	}
 	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.store = sqlstore.New(db, sqlstore.Options{Policy: retention.DefaultSchedule().Policy()})
+	a.audit = audit.New(db, audit.WithRetention(cfg.AuditRetention))
+	a.closers = append(a.closers, func() error { return a.audit.Close(context.Background()) })
+	sink := auditSink{log: a.audit, dialect: db.Dialect}
+	a.store = sqlstore.New(db, sqlstore.Options{Policy: retention.DefaultSchedule().Policy(), OnChange: sink.hook})
 	if err := a.store.Prepare(ctx); err != nil {
 		a.Close()
 		return nil, err
@@ -67,6 +72,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 	a.server = api.New(api.Config{JSONBodyLimit: cfg.JSONBodyLimit, AttachmentLimit: cfg.AttachmentLimit, Version: version},
 		api.Deps{
 			Cases: a.svc, Tokens: a.tokens, Metrics: a.metrics, Log: log,
+			Audit: sink, AuditTrail: a.audit, TokenHook: sink.hook,
 			Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) {
 				return map[string]any{"engine": string(db.Dialect)}, db.Ping(ctx)
 			}}},

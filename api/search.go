@@ -1,0 +1,144 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/casevault/casevault/auth"
+	"github.com/casevault/casevault/search"
+)
+
+// Searcher answers searches and reports the index's health; the indexer
+// implements it.
+type Searcher interface {
+	Search(ctx context.Context, q search.Query) (search.Result, error)
+	Status(ctx context.Context) (search.Status, error)
+}
+
+func (s *Server) addSearchRoutes() {
+	if s.d.Search == nil {
+		return
+	}
+	s.add(route{method: "GET", path: "/api/v1/search", perm: auth.CaseRead, read: "search", target: "search", summary: "Search cases (free text and field terms)", h: s.search, ok: 200})
+	s.add(route{method: "GET", path: "/api/v1/search/status", perm: auth.CaseRead, summary: "Index status: pending outbox rows and lag", h: s.searchStatus, ok: 200})
+}
+
+// maxOffset bounds deep paging; beyond it, narrow the query.
+const maxOffset = 100_000
+
+func encodeOffset(n int) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("o:" + strconv.Itoa(n)))
+}
+
+func decodeOffset(c string) (int, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || len(b) < 3 || string(b[:2]) != "o:" {
+		return 0, errors.New("malformed cursor")
+	}
+	n, err := strconv.Atoi(string(b[2:]))
+	if err != nil || n < 0 || n > maxOffset {
+		return 0, errors.New("malformed cursor")
+	}
+	return n, nil
+}
+
+func (s *Server) search(c *fiber.Ctx) error {
+	start := time.Now()
+	args := c.Context().QueryArgs()
+	vals := url.Values{}
+	args.VisitAll(func(k, v []byte) { vals.Add(string(k), string(v)) })
+	text := vals.Get("q")
+	q, err := search.ParseQuery(text)
+	var qe *search.QueryError
+	if errors.As(err, &qe) {
+		return &httpError{status: fiber.StatusUnprocessableEntity, detail: qe.Error(), fields: []fieldErr{{Field: "q", Message: qe.Error()}}}
+	}
+	if err != nil {
+		return err
+	}
+	uf, err := search.FilterFromValues(vals)
+	if errors.As(err, &qe) {
+		return &httpError{status: fiber.StatusUnprocessableEntity, detail: qe.Error(), fields: []fieldErr{{Field: fieldOf(qe.Term), Message: qe.Message}}}
+	}
+	if err != nil {
+		return err
+	}
+	p, err := page(c)
+	if err != nil {
+		return err
+	}
+	q.Limit = p.Limit
+	switch {
+	case p.Cursor != "":
+		off, err := decodeOffset(p.Cursor)
+		if err != nil {
+			return &httpError{status: fiber.StatusUnprocessableEntity, detail: "malformed cursor", fields: []fieldErr{{Field: "cursor", Message: "malformed cursor"}}}
+		}
+		q.Offset = off
+	case vals.Get("page") != "":
+		n, err := strconv.Atoi(vals.Get("page"))
+		if err != nil || n < 1 || (n-1)*q.Limit > maxOffset {
+			return &httpError{status: fiber.StatusUnprocessableEntity, detail: "bad page", fields: []fieldErr{{Field: "page", Message: "must be a positive integer within the paging limit"}}}
+		}
+		q.Offset = (n - 1) * q.Limit
+	}
+	switch so := search.SortOrder(vals.Get("sort")); so {
+	case search.SortRelevance, search.SortNewest, search.SortOldest, search.SortUpdated:
+		q.Sort = so
+	default:
+		return &httpError{status: fiber.StatusUnprocessableEntity, detail: "bad sort", fields: []fieldErr{{Field: "sort", Message: "must be newest, oldest or updated"}}}
+	}
+	q.Facets = true
+	merged, ok := search.MergeFilter(q.Filter, uf)
+	q.Filter = merged
+	res := search.Result{Hits: []search.Hit{}, Facets: map[string]map[string]int64{}}
+	if ok {
+		if res, err = s.d.Search.Search(c.UserContext(), q); err != nil {
+			return err
+		}
+	}
+	if res.Hits == nil {
+		res.Hits = []search.Hit{}
+	}
+	for _, k := range []string{"status", "channel", "tag", "purpose"} {
+		if res.Facets == nil {
+			res.Facets = map[string]map[string]int64{}
+		}
+		if res.Facets[k] == nil {
+			res.Facets[k] = map[string]int64{}
+		}
+	}
+	var next any
+	if int64(q.Offset+len(res.Hits)) < res.Total && len(res.Hits) > 0 && q.Offset+q.Limit <= maxOffset {
+		next = encodeOffset(q.Offset + len(res.Hits))
+	}
+	// The audit event carries the query text and the hit count (never bodies).
+	c.Locals(targetKey, "")
+	c.Locals(detailKey, map[string]any{"q": text, "hits": res.Total, "filters": vals.Encode()})
+	return c.JSON(fiber.Map{"hits": res.Hits, "total": res.Total, "facets": res.Facets,
+		"took_ms": time.Since(start).Milliseconds(), "next_cursor": next})
+}
+
+// fieldOf maps a FilterFromValues term ("status=zzz") to its parameter.
+func fieldOf(term string) string {
+	for i := 0; i < len(term); i++ {
+		if term[i] == '=' {
+			return term[:i]
+		}
+	}
+	return "q"
+}
+
+func (s *Server) searchStatus(c *fiber.Ctx) error {
+	st, err := s.d.Search.Status(c.UserContext())
+	if err != nil {
+		return err
+	}
+	return c.JSON(st)
+}

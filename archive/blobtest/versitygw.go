@@ -1,0 +1,184 @@
+package blobtest
+
+import (
+	"errors"
+	"fmt"
+	"go/build"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/casevault/casevault/sqldb/sqldbtest"
+)
+
+// S3Server is an S3 endpoint for tests.
+type S3Server struct {
+	Endpoint  string // host:port, plain HTTP
+	AccessKey string
+	SecretKey string
+	Bucket    string
+	// Root is the posix directory behind the server ("" when unknown);
+	// bucket contents are files under Root/<bucket>.
+	Root string
+
+	cmd    *exec.Cmd
+	exited chan error
+	bin    string
+	dir    string
+}
+
+// EnvS3 returns the server named by CASEVAULT_TEST_S3_* (started by
+// scripts/versitygw.sh), or skips (fails under CI) when it is not set or
+// not reachable.
+func EnvS3(t testing.TB) *S3Server {
+	t.Helper()
+	s := &S3Server{
+		Endpoint:  os.Getenv("CASEVAULT_TEST_S3_ENDPOINT"),
+		AccessKey: os.Getenv("CASEVAULT_TEST_S3_ACCESS_KEY"),
+		SecretKey: os.Getenv("CASEVAULT_TEST_S3_SECRET_KEY"),
+		Bucket:    os.Getenv("CASEVAULT_TEST_S3_BUCKET"),
+		Root:      os.Getenv("CASEVAULT_TEST_S3_ROOT"),
+	}
+	if s.Bucket == "" {
+		s.Bucket = "casevault-test"
+	}
+	if s.Endpoint == "" {
+		sqldbtest.Unavailable(t, "S3 server (CASEVAULT_TEST_S3_ENDPOINT)", errors.New("not set; scripts/versitygw.sh start"))
+		return nil
+	}
+	conn, err := net.DialTimeout("tcp", s.Endpoint, 3*time.Second)
+	if err != nil {
+		sqldbtest.Unavailable(t, "S3 server at "+s.Endpoint, err)
+		return nil
+	}
+	conn.Close()
+	return s
+}
+
+// VersityGWBinary finds versitygw on PATH or in GOPATH/bin.
+func VersityGWBinary() (string, error) {
+	if p, err := exec.LookPath("versitygw"); err == nil {
+		return p, nil
+	}
+	dirs := []string{filepath.Join(build.Default.GOPATH, "bin"), "/root/go/bin"}
+	if gp := os.Getenv("GOPATH"); gp != "" {
+		dirs = append([]string{filepath.Join(gp, "bin")}, dirs...)
+	}
+	for _, d := range dirs {
+		p := filepath.Join(d, "versitygw")
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return p, nil
+		}
+	}
+	return "", errors.New("versitygw not found on PATH or in GOPATH/bin (go install github.com/versity/versitygw/cmd/versitygw@v1.8.0)")
+}
+
+// StartVersityGW starts a private versitygw on a free port, stopped when
+// the test ends; the test may Kill it on purpose and Restart it.
+func StartVersityGW(t testing.TB) *S3Server {
+	t.Helper()
+	bin, err := VersityGWBinary()
+	if err != nil {
+		sqldbtest.Unavailable(t, "versitygw", err)
+		return nil
+	}
+	dir := t.TempDir()
+	s := &S3Server{
+		AccessKey: "test-" + randHex(4),
+		SecretKey: randHex(16),
+		Bucket:    "casevault-" + randHex(4),
+		Root:      filepath.Join(dir, "root"),
+		bin:       bin,
+		dir:       dir,
+	}
+	for _, d := range []string{s.Root, filepath.Join(dir, "iam"), filepath.Join(dir, "versions")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Endpoint = l.Addr().String()
+	l.Close()
+	s.start(t)
+	return s
+}
+
+// Restart starts the killed server again on the same port and data.
+func (s *S3Server) Restart(t testing.TB) {
+	t.Helper()
+	s.Kill()
+	if s.exited != nil {
+		<-s.exited
+		s.exited = nil
+	}
+	s.start(t)
+}
+
+func (s *S3Server) start(t testing.TB) {
+	t.Helper()
+	logPath := filepath.Join(s.dir, "versitygw.log")
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(s.bin, "--port", s.Endpoint, "--quiet", "--iam-dir", filepath.Join(s.dir, "iam"),
+		"posix", "--versioning-dir", filepath.Join(s.dir, "versions"), s.Root)
+	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		t.Fatalf("start versitygw: %v", err)
+	}
+	s.cmd = cmd
+	exited := make(chan error, 1)
+	s.exited = exited
+	go func() { exited <- cmd.Wait(); log.Close() }()
+	t.Cleanup(func() {
+		if cmd.Process != nil {
+			_ = cmd.Process.Kill()
+		}
+		if s.exited == exited {
+			<-exited
+			s.exited = nil
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", s.Endpoint, time.Second)
+		if err == nil {
+			conn.Close()
+			return
+		}
+		select {
+		case werr := <-exited:
+			exited <- werr
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("versitygw exited at start (%v): %s", werr, b)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("versitygw did not listen on %s: %v", s.Endpoint, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Kill stops the private server at once (simulating an outage) and waits
+// for it to be gone.
+func (s *S3Server) Kill() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		if s.exited != nil {
+			err := <-s.exited
+			s.exited <- err // keep it readable for Restart and cleanup
+		}
+	}
+}
+
+func (s *S3Server) String() string { return fmt.Sprintf("S3 %s bucket %s", s.Endpoint, s.Bucket) }

@@ -1,0 +1,328 @@
+// Package local stores blobs as files under a root directory (the default
+// backend, under the data dir). Writes go to a temporary file in the target
+// directory, are fsynced and renamed into place, so a reader never sees a
+// partial blob and a crash leaves at most a temporary file.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/casevault/casevault/archive"
+)
+
+// tmpPrefix marks temporary files; archive.SplitKey refuses keys with an
+// element starting with it, so List can skip them safely.
+const tmpPrefix = ".tmp-"
+
+// Store is a directory of blobs.
+type Store struct {
+	root string
+}
+
+var _ archive.Blobs = (*Store)(nil)
+
+// New opens (creating if needed, mode 0700) the blob directory root.
+func New(root string) (*Store, error) {
+	if root == "" {
+		return nil, errors.New("local blobs: empty root")
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("local blobs: %w", err)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("local blobs: %w: %w", archive.ErrUnavailable, err)
+	}
+	return &Store{root: abs}, nil
+}
+
+// Root is the directory the blobs live under.
+func (s *Store) Root() string { return s.root }
+
+func (s *Store) path(key string) (string, error) {
+	parts, err := archive.SplitKey(key)
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(append([]string{s.root}, parts...)...)
+	// Belt and braces: SplitKey already refused every element that could
+	// climb, but the check is cheap.
+	if rel, err := filepath.Rel(s.root, p); err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+		return "", fmt.Errorf("%w: %q", archive.ErrInvalidKey, key)
+	}
+	return p, nil
+}
+
+func ioErr(op, key string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("local blobs: %s %q: %w", op, key, err)
+	}
+	return fmt.Errorf("local blobs: %s %q: %w: %w", op, key, archive.ErrUnavailable, err)
+}
+
+func notFound(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
+
+// Put writes r to a temporary file next to the target, fsyncs it and
+// renames it over the target, then fsyncs the directory.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dir := filepath.Dir(p)
+	var f *os.File
+	// A concurrent Delete may remove the freshly created (empty) directory
+	// between MkdirAll and CreateTemp; try again a few times.
+	for attempt := 0; ; attempt++ {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return ioErr("put", key, err)
+		}
+		f, err = os.CreateTemp(dir, tmpPrefix+"*")
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) || attempt == 3 {
+			return ioErr("put", key, err)
+		}
+	}
+	tmp := f.Name()
+	done := false
+	defer func() {
+		if !done {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	src := &archive.SourceReader{R: r}
+	n, err := io.Copy(f, archive.ContextReader{Ctx: ctx, R: src})
+	if err != nil {
+		if src.Err != nil {
+			return src.Err
+		}
+		return ioErr("put", key, err)
+	}
+	if size >= 0 && n != size {
+		return fmt.Errorf("local blobs: put %q: %w: got %d bytes, declared %d", key, archive.ErrSizeMismatch, n, size)
+	}
+	if err := f.Sync(); err != nil {
+		return ioErr("put", key, err)
+	}
+	if err := f.Close(); err != nil {
+		return ioErr("put", key, err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return ioErr("put", key, err)
+	}
+	done = true
+	if err := syncDir(dir); err != nil {
+		return ioErr("put", key, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func (s *Store) open(key string) (*os.File, os.FileInfo, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		if notFound(err) {
+			return nil, nil, fmt.Errorf("local blobs: %q: %w", key, archive.ErrNotFound)
+		}
+		return nil, nil, ioErr("get", key, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, ioErr("get", key, err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, fmt.Errorf("local blobs: %q: %w", key, archive.ErrNotFound)
+	}
+	return f, fi, nil
+}
+
+// Get opens the blob for reading.
+func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f, _, err := s.open(key)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// GetRange reads n bytes from off (n < 0: to the end).
+func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if off < 0 {
+		return nil, fmt.Errorf("local blobs: %q: %w: offset %d", key, archive.ErrInvalidRange, off)
+	}
+	f, fi, err := s.open(key)
+	if err != nil {
+		return nil, err
+	}
+	size := fi.Size()
+	if off > size {
+		f.Close()
+		return nil, fmt.Errorf("local blobs: %q: %w: offset %d beyond size %d", key, archive.ErrInvalidRange, off, size)
+	}
+	if n < 0 || off+n > size {
+		n = size - off
+	}
+	return archive.ReadCloser{Reader: io.NewSectionReader(f, off, n), Closer: f}, nil
+}
+
+// Stat reports the blob's size and modification time.
+func (s *Store) Stat(ctx context.Context, key string) (archive.BlobInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return archive.BlobInfo{}, err
+	}
+	p, err := s.path(key)
+	if err != nil {
+		return archive.BlobInfo{}, err
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		if notFound(err) {
+			return archive.BlobInfo{}, fmt.Errorf("local blobs: %q: %w", key, archive.ErrNotFound)
+		}
+		return archive.BlobInfo{}, ioErr("stat", key, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return archive.BlobInfo{}, fmt.Errorf("local blobs: %q: %w", key, archive.ErrNotFound)
+	}
+	return archive.BlobInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime().UTC()}, nil
+}
+
+// Delete removes the blob and then any directories it leaves empty.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Lstat(p)
+	if err != nil {
+		if notFound(err) {
+			return nil
+		}
+		return ioErr("delete", key, err)
+	}
+	if fi.IsDir() {
+		return nil // a key prefix, not a blob
+	}
+	if err := os.Remove(p); err != nil && !notFound(err) {
+		return ioErr("delete", key, err)
+	}
+	// Prune empty parents so the tree does not fill with dead
+	// directories; a failure (not empty, raced with a Put) is harmless.
+	for dir := filepath.Dir(p); dir != s.root && strings.HasPrefix(dir, s.root); dir = filepath.Dir(dir) {
+		if os.Remove(dir) != nil {
+			break
+		}
+	}
+	return nil
+}
+
+// List walks the directories under the prefix.
+func (s *Store) List(ctx context.Context, prefix string, fn func(archive.BlobInfo) error) error {
+	if err := archive.ValidatePrefix(prefix); err != nil {
+		return err
+	}
+	// Start at the deepest directory the prefix names in full.
+	start := s.root
+	if i := strings.LastIndex(prefix, "/"); i >= 0 {
+		start = filepath.Join(append([]string{s.root}, strings.Split(prefix[:i], "/")...)...)
+	}
+	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if notFound(err) {
+				return nil // vanished while walking, or the prefix names nothing
+			}
+			return err
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		if strings.HasPrefix(d.Name(), tmpPrefix) {
+			return nil
+		}
+		rel, rerr := filepath.Rel(s.root, p)
+		if rerr != nil || rel == "." {
+			return nil
+		}
+		key := filepath.ToSlash(rel)
+		if d.IsDir() {
+			// Skip subtrees that cannot hold a matching key.
+			if !strings.HasPrefix(key+"/", prefix) && !strings.HasPrefix(prefix, key+"/") {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || !strings.HasPrefix(key, prefix) {
+			return nil
+		}
+		fi, ierr := d.Info()
+		if ierr != nil {
+			if notFound(ierr) {
+				return nil
+			}
+			return ierr
+		}
+		return fn(archive.BlobInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime().UTC()})
+	})
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return ioErr("list", prefix, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// Ping checks that the root is still a readable directory.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	fi, err := os.Stat(s.root)
+	if err != nil {
+		return ioErr("ping", s.root, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("local blobs: %s: %w: not a directory", s.root, archive.ErrUnavailable)
+	}
+	return nil
+}

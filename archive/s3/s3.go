@@ -1,0 +1,435 @@
+// Package s3 stores blobs in an S3-compatible bucket through minio-go, with
+// path-style addressing so that any server (versitygw, Ceph, Garage, AWS)
+// works without DNS tricks.
+package s3
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/casevault/casevault/archive"
+)
+
+// Config names the bucket and how to reach it (CASEVAULT_S3_*).
+type Config struct {
+	// Endpoint is host:port, or a URL whose scheme (http/https) sets TLS.
+	Endpoint  string
+	Bucket    string
+	AccessKey string
+	SecretKey string
+	Region    string
+	TLS       bool
+	// ObjectLock creates a missing bucket with object lock (and therefore
+	// versioning) enabled, which legal holds need. It cannot be turned on
+	// for an existing bucket here.
+	ObjectLock bool
+	// PartSize is the multipart part size for uploads of unknown length;
+	// one part is buffered per upload in flight (default 16 MiB).
+	PartSize uint64
+	// MaxRetries bounds minio-go's retries of a failed request (default
+	// 3), so an outage is reported in seconds rather than a minute.
+	MaxRetries int
+}
+
+const (
+	defaultPartSize = 16 << 20
+	// smallObject: uploads of unknown length that end within this many
+	// bytes go out as one PUT with a known length instead of a multipart
+	// upload (most attachments are small).
+	smallObject = 1 << 20
+)
+
+// Store is a bucket of blobs.
+type Store struct {
+	client   *minio.Client
+	bucket   string
+	partSize uint64
+	bufs     sync.Pool
+}
+
+var _ archive.Blobs = (*Store)(nil)
+
+// New connects and creates the bucket when it is missing. An unreachable
+// server gives an error wrapping archive.ErrUnavailable.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Endpoint == "" || cfg.Bucket == "" {
+		return nil, errors.New("s3: endpoint and bucket are required")
+	}
+	endpoint, secure := cfg.Endpoint, cfg.TLS
+	if strings.Contains(endpoint, "://") {
+		u, err := url.Parse(endpoint)
+		if err != nil {
+			return nil, fmt.Errorf("s3: endpoint: %w", err)
+		}
+		switch u.Scheme {
+		case "http":
+			secure = false
+		case "https":
+			secure = true
+		default:
+			return nil, fmt.Errorf("s3: endpoint scheme %q: want http or https", u.Scheme)
+		}
+		if u.Path != "" && u.Path != "/" {
+			return nil, fmt.Errorf("s3: endpoint %q must not have a path", endpoint)
+		}
+		endpoint = u.Host
+	}
+	retries := cfg.MaxRetries
+	if retries <= 0 {
+		retries = 3
+	}
+	client, err := minio.New(endpoint, &minio.Options{
+		Creds:        credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Secure:       secure,
+		Region:       cfg.Region,
+		BucketLookup: minio.BucketLookupPath,
+		MaxRetries:   retries,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("s3: %w", err)
+	}
+	part := cfg.PartSize
+	if part == 0 {
+		part = defaultPartSize
+	}
+	s := &Store{client: client, bucket: cfg.Bucket, partSize: part}
+	s.bufs.New = func() any { b := make([]byte, smallObject); return &b }
+	exists, err := client.BucketExists(ctx, cfg.Bucket)
+	if err != nil {
+		return nil, s.mapErr(ctx, "bucket exists", cfg.Bucket, err)
+	}
+	if !exists {
+		err := client.MakeBucket(ctx, cfg.Bucket, minio.MakeBucketOptions{Region: cfg.Region, ObjectLocking: cfg.ObjectLock})
+		if err != nil {
+			code := minio.ToErrorResponse(err).Code
+			// Another replica may have won the race.
+			if code != "BucketAlreadyOwnedByYou" && code != "BucketAlreadyExists" {
+				return nil, s.mapErr(ctx, "make bucket", cfg.Bucket, err)
+			}
+		}
+	}
+	return s, nil
+}
+
+// Client exposes the minio-go client (benchmarks compare against it).
+func (s *Store) Client() *minio.Client { return s.client }
+
+// Bucket is the bucket name.
+func (s *Store) Bucket() string { return s.bucket }
+
+// mapErr turns a minio-go error into the archive sentinels: a missing key is
+// ErrNotFound, a cancelled request stays a context error, and everything
+// else (connection refused, 5xx, access denied, missing bucket) is the
+// store's fault: ErrUnavailable.
+func (s *Store) mapErr(ctx context.Context, op, key string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("s3: %s %q: %w (%v)", op, key, cerr, err)
+	}
+	resp := minio.ToErrorResponse(err)
+	switch {
+	case resp.Code == "NoSuchKey" || (resp.StatusCode == 404 && resp.Code != "NoSuchBucket"):
+		return fmt.Errorf("s3: %s %q: %w", op, key, archive.ErrNotFound)
+	case resp.Code == "InvalidRange" || resp.StatusCode == 416:
+		return fmt.Errorf("s3: %s %q: %w", op, key, archive.ErrInvalidRange)
+	case errors.Is(err, archive.ErrSizeMismatch):
+		return fmt.Errorf("s3: %s %q: %w", op, key, err)
+	}
+	return fmt.Errorf("s3: %s %q: %w: %w", op, key, archive.ErrUnavailable, err)
+}
+
+// Put uploads r. Unknown lengths that fit in 1 MiB become a single PUT;
+// longer ones a multipart upload with one PartSize buffer, so memory does
+// not grow with the blob. minio-go aborts the multipart upload on error.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	if _, err := archive.SplitKey(key); err != nil {
+		return err
+	}
+	src := &archive.SourceReader{R: r}
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", PartSize: s.partSize}
+	var err error
+	if size >= 0 {
+		_, err = s.client.PutObject(ctx, s.bucket, key, archive.ExactReader(src, size), size, opts)
+	} else {
+		bp := s.bufs.Get().(*[]byte)
+		defer s.bufs.Put(bp)
+		buf := *bp
+		n, rerr := io.ReadFull(src, buf)
+		switch rerr {
+		case io.EOF, io.ErrUnexpectedEOF:
+			_, err = s.client.PutObject(ctx, s.bucket, key, bytes.NewReader(buf[:n]), int64(n), opts)
+		case nil:
+			_, err = s.client.PutObject(ctx, s.bucket, key, io.MultiReader(bytes.NewReader(buf[:n]), src), -1, opts)
+		default:
+			return rerr
+		}
+	}
+	if err != nil {
+		if src.Err != nil {
+			return src.Err
+		}
+		return s.mapErr(ctx, "put", key, err)
+	}
+	return nil
+}
+
+// Get streams the whole blob. The request is sent here, not at the first
+// Read, so a missing key or a dead server is reported by Get itself.
+func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	return s.get(ctx, key, minio.GetObjectOptions{})
+}
+
+func (s *Store) get(ctx context.Context, key string, opts minio.GetObjectOptions) (io.ReadCloser, error) {
+	if _, err := archive.SplitKey(key); err != nil {
+		return nil, err
+	}
+	obj, err := s.client.GetObject(ctx, s.bucket, key, opts)
+	if err != nil {
+		return nil, s.mapErr(ctx, "get", key, err)
+	}
+	if _, err := obj.Stat(); err != nil {
+		obj.Close()
+		return nil, s.mapErr(ctx, "get", key, err)
+	}
+	return &objReader{s: s, ctx: ctx, key: key, obj: obj}, nil
+}
+
+// objReader maps errors in the middle of a download (server gone) to
+// ErrUnavailable.
+type objReader struct {
+	s   *Store
+	ctx context.Context
+	key string
+	obj *minio.Object
+}
+
+func (o *objReader) Read(p []byte) (int, error) {
+	n, err := o.obj.Read(p)
+	if err != nil && err != io.EOF {
+		err = o.s.mapErr(o.ctx, "read", o.key, err)
+	}
+	return n, err
+}
+
+func (o *objReader) Close() error { return o.obj.Close() }
+
+// GetRange streams n bytes from off (n < 0: to the end) with an HTTP range
+// request.
+func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if off < 0 {
+		return nil, fmt.Errorf("s3: get %q: %w: offset %d", key, archive.ErrInvalidRange, off)
+	}
+	if n == 0 {
+		return s.emptyAt(ctx, key, off)
+	}
+	var opts minio.GetObjectOptions
+	switch {
+	case n < 0 && off == 0:
+	case n < 0:
+		if err := opts.SetRange(off, 0); err != nil {
+			return nil, fmt.Errorf("s3: %w: %w", archive.ErrInvalidRange, err)
+		}
+	default:
+		if err := opts.SetRange(off, off+n-1); err != nil {
+			return nil, fmt.Errorf("s3: %w: %w", archive.ErrInvalidRange, err)
+		}
+	}
+	rc, err := s.get(ctx, key, opts)
+	if errors.Is(err, archive.ErrInvalidRange) {
+		// S3 answers 416 for a range starting exactly at the end; the
+		// Blobs contract gives an empty reader there, like a file would.
+		return s.emptyAt(ctx, key, off)
+	}
+	return rc, err
+}
+
+func (s *Store) emptyAt(ctx context.Context, key string, off int64) (io.ReadCloser, error) {
+	info, err := s.Stat(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if off > info.Size {
+		return nil, fmt.Errorf("s3: get %q: %w: offset %d beyond size %d", key, archive.ErrInvalidRange, off, info.Size)
+	}
+	return io.NopCloser(bytes.NewReader(nil)), nil
+}
+
+// Stat reads the object's size and modification time.
+func (s *Store) Stat(ctx context.Context, key string) (archive.BlobInfo, error) {
+	if _, err := archive.SplitKey(key); err != nil {
+		return archive.BlobInfo{}, err
+	}
+	info, err := s.client.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{})
+	if err != nil {
+		return archive.BlobInfo{}, s.mapErr(ctx, "stat", key, err)
+	}
+	return archive.BlobInfo{Key: key, Size: info.Size, ModTime: info.LastModified.UTC()}, nil
+}
+
+// Delete removes the object. On a versioned (object-lock) bucket this adds
+// a delete marker; older versions stay until the bucket's lifecycle or
+// retention removes them.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if _, err := archive.SplitKey(key); err != nil {
+		return err
+	}
+	err := s.client.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{})
+	if err != nil {
+		if minio.ToErrorResponse(err).Code == "NoSuchKey" {
+			return nil
+		}
+		return s.mapErr(ctx, "delete", key, err)
+	}
+	return nil
+}
+
+// List walks the keys under prefix (S3 returns them in key order).
+func (s *Store) List(ctx context.Context, prefix string, fn func(archive.BlobInfo) error) error {
+	if err := archive.ValidatePrefix(prefix); err != nil {
+		return err
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops minio-go's listing goroutine when fn fails
+	for obj := range s.client.ListObjects(lctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if obj.Err != nil {
+			return s.mapErr(ctx, "list", prefix, obj.Err)
+		}
+		if strings.HasSuffix(obj.Key, "/") {
+			continue // directory placeholder some servers report
+		}
+		if err := fn(archive.BlobInfo{Key: obj.Key, Size: obj.Size, ModTime: obj.LastModified.UTC()}); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// Ping checks that the bucket is there and answers.
+func (s *Store) Ping(ctx context.Context) error {
+	ok, err := s.client.BucketExists(ctx, s.bucket)
+	if err != nil {
+		return s.mapErr(ctx, "ping", s.bucket, err)
+	}
+	if !ok {
+		return fmt.Errorf("s3: bucket %q: %w: bucket missing", s.bucket, archive.ErrUnavailable)
+	}
+	return nil
+}
+
+// ObjectLockEnabled reports whether the bucket has object lock, which
+// legal holds require.
+func (s *Store) ObjectLockEnabled(ctx context.Context) (bool, error) {
+	status, _, _, _, err := s.client.GetObjectLockConfig(ctx, s.bucket)
+	if err != nil {
+		resp := minio.ToErrorResponse(err)
+		if resp.Code == "ObjectLockConfigurationNotFoundError" || resp.StatusCode == 404 {
+			return false, nil
+		}
+		return false, s.mapErr(ctx, "object lock config", s.bucket, err)
+	}
+	return status == "Enabled", nil
+}
+
+// SetLegalHold places or lifts an S3 legal hold on the current version of
+// key; while it is on, the server refuses to delete that version.
+func (s *Store) SetLegalHold(ctx context.Context, key string, on bool) error {
+	if _, err := archive.SplitKey(key); err != nil {
+		return err
+	}
+	status := minio.LegalHoldDisabled
+	if on {
+		status = minio.LegalHoldEnabled
+	}
+	err := s.client.PutObjectLegalHold(ctx, s.bucket, key, minio.PutObjectLegalHoldOptions{Status: &status})
+	return s.mapErr(ctx, "legal hold", key, err)
+}
+
+// LegalHold reports whether key's current version is under a legal hold.
+func (s *Store) LegalHold(ctx context.Context, key string) (bool, error) {
+	if _, err := archive.SplitKey(key); err != nil {
+		return false, err
+	}
+	st, err := s.client.GetObjectLegalHold(ctx, s.bucket, key, minio.GetObjectLegalHoldOptions{})
+	if err != nil {
+		resp := minio.ToErrorResponse(err)
+		if resp.Code == "NoSuchObjectLockConfiguration" {
+			return false, nil
+		}
+		return false, s.mapErr(ctx, "legal hold", key, err)
+	}
+	return st != nil && *st == minio.LegalHoldEnabled, nil
+}
+
+// StaleUploads lists multipart uploads under prefix started more than
+// olderThan ago (left behind when the server or the network failed before
+// minio-go could abort them) and aborts them unless dryRun. It returns the
+// object keys concerned. The reconciler calls it.
+func (s *Store) StaleUploads(ctx context.Context, prefix string, olderThan time.Duration, dryRun bool) ([]string, error) {
+	if err := archive.ValidatePrefix(prefix); err != nil {
+		return nil, err
+	}
+	cutoff := time.Now().Add(-olderThan)
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	seen := map[string]bool{}
+	var keys []string
+	for u := range s.client.ListIncompleteUploads(lctx, s.bucket, prefix, true) {
+		if u.Err != nil {
+			return keys, s.mapErr(ctx, "list uploads", prefix, u.Err)
+		}
+		if u.Initiated.After(cutoff) || seen[u.Key] {
+			continue
+		}
+		seen[u.Key] = true
+		if !dryRun {
+			if err := s.client.RemoveIncompleteUpload(ctx, s.bucket, u.Key); err != nil {
+				return keys, s.mapErr(ctx, "abort upload", u.Key, err)
+			}
+		}
+		keys = append(keys, u.Key)
+	}
+	return keys, nil
+}
+
+// ConfigFromEnv reads CASEVAULT_S3_ENDPOINT, _BUCKET, _ACCESS_KEY,
+// _SECRET_KEY, _REGION, _TLS (true/false/1/0) and _OBJECT_LOCK through
+// getenv (os.Getenv in main). ok is false when no endpoint is set, meaning
+// "use the local backend".
+func ConfigFromEnv(getenv func(string) string) (cfg Config, ok bool, err error) {
+	cfg = Config{
+		Endpoint:  getenv("CASEVAULT_S3_ENDPOINT"),
+		Bucket:    getenv("CASEVAULT_S3_BUCKET"),
+		AccessKey: getenv("CASEVAULT_S3_ACCESS_KEY"),
+		SecretKey: getenv("CASEVAULT_S3_SECRET_KEY"),
+		Region:    getenv("CASEVAULT_S3_REGION"),
+	}
+	if cfg.Endpoint == "" {
+		return Config{}, false, nil
+	}
+	if cfg.Bucket == "" {
+		return Config{}, true, errors.New("CASEVAULT_S3_BUCKET is required with CASEVAULT_S3_ENDPOINT")
+	}
+	for name, dst := range map[string]*bool{"CASEVAULT_S3_TLS": &cfg.TLS, "CASEVAULT_S3_OBJECT_LOCK": &cfg.ObjectLock} {
+		v := strings.ToLower(strings.TrimSpace(getenv(name)))
+		switch v {
+		case "", "0", "false", "no", "off":
+		case "1", "true", "yes", "on":
+			*dst = true
+		default:
+			return Config{}, true, fmt.Errorf("%s=%q: want true or false", name, v)
+		}
+	}
+	return cfg, true, nil
+}

@@ -1,0 +1,255 @@
+package s3_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/casevault/casevault/archive"
+	"github.com/casevault/casevault/archive/blobtest"
+	"github.com/casevault/casevault/archive/s3"
+)
+
+func config(srv *blobtest.S3Server) s3.Config {
+	return s3.Config{Endpoint: srv.Endpoint, Bucket: srv.Bucket, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+		Region: "us-east-1", PartSize: 5 << 20, MaxRetries: 1}
+}
+
+func TestConformance(t *testing.T) {
+	srv := blobtest.EnvS3(t)
+	store, err := s3.New(context.Background(), config(srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobtest.Run(t, store)
+}
+
+func TestConformancePrivateServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	srv := blobtest.StartVersityGW(t)
+	store, err := s3.New(context.Background(), config(srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobtest.Run(t, store)
+}
+
+func TestCreatesBucketAndAcceptsURL(t *testing.T) {
+	srv := blobtest.StartVersityGW(t)
+	ctx := context.Background()
+	cfg := config(srv)
+	cfg.Endpoint = "http://" + srv.Endpoint
+	store, err := s3.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, err := store.Client().BucketExists(ctx, srv.Bucket)
+	if err != nil || !ok {
+		t.Fatalf("bucket not created: %v %v", ok, err)
+	}
+	// Starting again with the bucket present is fine.
+	if _, err := s3.New(ctx, cfg); err != nil {
+		t.Fatalf("second New: %v", err)
+	}
+	for _, bad := range []string{"ftp://" + srv.Endpoint, "http://" + srv.Endpoint + "/path"} {
+		cfg.Endpoint = bad
+		if _, err := s3.New(ctx, cfg); err == nil {
+			t.Errorf("New with endpoint %q succeeded", bad)
+		}
+	}
+	cfg = config(srv)
+	cfg.SecretKey = "wrong-secret"
+	if _, err := s3.New(ctx, cfg); !errors.Is(err, archive.ErrUnavailable) {
+		t.Errorf("New with a wrong secret: %v, want ErrUnavailable", err)
+	}
+}
+
+// killAfter kills the server once n bytes have been read from it.
+type killAfter struct {
+	r    io.Reader
+	n    int
+	kill func()
+}
+
+func (k *killAfter) Read(p []byte) (int, error) {
+	if k.n <= 0 && k.kill != nil {
+		k.kill()
+		k.kill = nil
+	}
+	n, err := k.r.Read(p)
+	k.n -= n
+	return n, err
+}
+
+func TestServerDown(t *testing.T) {
+	srv := blobtest.StartVersityGW(t)
+	ctx := context.Background()
+	store, err := s3.New(ctx, config(srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Put(ctx, "k/present", strings.NewReader("hello"), -1); err != nil {
+		t.Fatal(err)
+	}
+
+	// Killed in the middle of a multipart upload: an error wrapping
+	// ErrUnavailable, and after a restart no object and no upload.
+	big := blobtest.RandBytes(12 << 20)
+	err = store.Put(ctx, "k/midway", &killAfter{r: bytes.NewReader(big), n: 7 << 20, kill: srv.Kill}, -1)
+	if !errors.Is(err, archive.ErrUnavailable) {
+		t.Fatalf("Put while the server dies: %v, want ErrUnavailable", err)
+	}
+
+	checks := map[string]func() error{
+		"Put":      func() error { return store.Put(ctx, "k/new", strings.NewReader("x"), 1) },
+		"PutLarge": func() error { return store.Put(ctx, "k/new2", bytes.NewReader(big), -1) },
+		"Get": func() error {
+			rc, err := store.Get(ctx, "k/present")
+			if err == nil {
+				rc.Close()
+			}
+			return err
+		},
+		"GetRange": func() error {
+			rc, err := store.GetRange(ctx, "k/present", 1, 2)
+			if err == nil {
+				rc.Close()
+			}
+			return err
+		},
+		"Stat":   func() error { _, err := store.Stat(ctx, "k/present"); return err },
+		"Delete": func() error { return store.Delete(ctx, "k/present") },
+		"List":   func() error { return store.List(ctx, "k/", func(archive.BlobInfo) error { return nil }) },
+		"Ping":   func() error { return store.Ping(ctx) },
+		"New":    func() error { _, err := s3.New(ctx, config(srv)); return err },
+	}
+	for name, fn := range checks {
+		t.Run(name, func(t *testing.T) {
+			if err := fn(); !errors.Is(err, archive.ErrUnavailable) {
+				t.Fatalf("%s with the server down: %v, want ErrUnavailable", name, err)
+			}
+		})
+	}
+
+	srv.Restart(t)
+	var keys []string
+	if err := store.List(ctx, "k/", func(b archive.BlobInfo) error { keys = append(keys, b.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(keys, ",") != "k/present" {
+		t.Fatalf("after the outage the bucket holds %v, want only k/present", keys)
+	}
+	// Aborting the multipart upload needed the server, which was down, so
+	// an incomplete upload may remain; it is invisible to readers and is
+	// reported here for information only.
+	n := 0
+	for range store.Client().ListIncompleteUploads(ctx, srv.Bucket, "k/", true) {
+		n++
+	}
+	t.Logf("incomplete multipart uploads left after the outage: %d", n)
+}
+
+func TestDownloadInterrupted(t *testing.T) {
+	srv := blobtest.StartVersityGW(t)
+	ctx := context.Background()
+	store, err := s3.New(ctx, config(srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := blobtest.RandBytes(64 << 20)
+	if err := store.Put(ctx, "d/big", bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := store.Get(ctx, "d/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if _, err := io.ReadFull(rc, make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	srv.Kill()
+	_, err = io.Copy(io.Discard, rc)
+	if err == nil {
+		t.Skip("the whole object was already buffered by the kernel before the kill")
+	}
+	if !errors.Is(err, archive.ErrUnavailable) {
+		t.Fatalf("read after kill: %v, want ErrUnavailable", err)
+	}
+}
+
+func TestLegalHold(t *testing.T) {
+	srv := blobtest.StartVersityGW(t)
+	ctx := context.Background()
+	cfg := config(srv)
+	plain, err := s3.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if on, err := plain.ObjectLockEnabled(ctx); err != nil || on {
+		t.Fatalf("ObjectLockEnabled on a plain bucket = %v, %v; want false", on, err)
+	}
+	cfg.Bucket += "-lock"
+	cfg.ObjectLock = true
+	locked, err := s3.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if on, err := locked.ObjectLockEnabled(ctx); err != nil || !on {
+		t.Fatalf("ObjectLockEnabled on a lock bucket = %v, %v; want true", on, err)
+	}
+	if err := locked.Put(ctx, "h/x", strings.NewReader("held"), 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := locked.SetLegalHold(ctx, "h/x", true); err != nil {
+		t.Fatalf("SetLegalHold on: %v", err)
+	}
+	if on, err := locked.LegalHold(ctx, "h/x"); err != nil || !on {
+		t.Fatalf("LegalHold = %v, %v; want true", on, err)
+	}
+	// The held version cannot be removed.
+	info, err := locked.Client().StatObject(ctx, cfg.Bucket, "h/x", minio.StatObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = locked.Client().RemoveObject(ctx, cfg.Bucket, "h/x", minio.RemoveObjectOptions{VersionID: info.VersionID})
+	if err == nil {
+		t.Fatalf("removing a held version succeeded")
+	}
+	if err := locked.SetLegalHold(ctx, "h/x", false); err != nil {
+		t.Fatalf("SetLegalHold off: %v", err)
+	}
+	if on, err := locked.LegalHold(ctx, "h/x"); err != nil || on {
+		t.Fatalf("LegalHold after release = %v, %v; want false", on, err)
+	}
+	if err := locked.SetLegalHold(ctx, "h/missing", true); err == nil {
+		t.Fatalf("SetLegalHold on a missing key succeeded")
+	}
+}
+
+func TestConfigFromEnv(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	if _, ok, err := s3.ConfigFromEnv(env(nil)); ok || err != nil {
+		t.Fatalf("no endpoint: ok %v err %v", ok, err)
+	}
+	cfg, ok, err := s3.ConfigFromEnv(env(map[string]string{"CASEVAULT_S3_ENDPOINT": "s3.example:9000", "CASEVAULT_S3_BUCKET": "b",
+		"CASEVAULT_S3_ACCESS_KEY": "ak", "CASEVAULT_S3_SECRET_KEY": "sk", "CASEVAULT_S3_REGION": "eu-1", "CASEVAULT_S3_TLS": "true"}))
+	if err != nil || !ok || cfg.Endpoint != "s3.example:9000" || cfg.Bucket != "b" || cfg.AccessKey != "ak" || cfg.SecretKey != "sk" || cfg.Region != "eu-1" || !cfg.TLS || cfg.ObjectLock {
+		t.Fatalf("got %+v %v %v", cfg, ok, err)
+	}
+	for _, bad := range []map[string]string{
+		{"CASEVAULT_S3_ENDPOINT": "x"},
+		{"CASEVAULT_S3_ENDPOINT": "x", "CASEVAULT_S3_BUCKET": "b", "CASEVAULT_S3_TLS": "maybe"},
+	} {
+		if _, _, err := s3.ConfigFromEnv(env(bad)); err == nil {
+			t.Errorf("accepted %v", bad)
+		}
+	}
+}

@@ -1,0 +1,216 @@
+package audit_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/casevault/casevault/audit"
+	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqldb/sqldbtest"
+)
+
+// bulkEvents yields n valid, chained events, computing each on demand so
+// that a million of them never sit in memory.
+func bulkEvents(n int) func() (audit.Event, bool) {
+	actions := []string{audit.ActionCaseRead, audit.ActionContactRead, audit.ActionSearch, audit.ActionCaseUpdate}
+	i, prev := 0, audit.GenesisHash
+	return func() (audit.Event, bool) {
+		if i >= n {
+			return audit.Event{}, false
+		}
+		ev := audit.Event{
+			Seq:        int64(i + 1),
+			Time:       base.Add(time.Duration(i) * time.Second),
+			ActorID:    "tok-" + strconv.Itoa(i%17),
+			ActorName:  "agent " + strconv.Itoa(i%17),
+			Role:       "agent",
+			Action:     actions[i%len(actions)],
+			TargetType: "case",
+			TargetID:   "0190f5b2-7c1e-7aa1-9c1e-" + fmt.Sprintf("%012d", i%5000),
+			RequestID:  "req-" + strconv.Itoa(i),
+			ClientIP:   "192.0.2." + strconv.Itoa(i%250),
+			Outcome:    audit.OutcomeOK,
+			Detail:     []byte(`{"hits":` + strconv.Itoa(i%40) + `,"q":"refund order"}`),
+			PrevHash:   prev,
+		}
+		ev.Hash = ev.ComputeHash()
+		prev = ev.Hash
+		i++
+		return ev, true
+	}
+}
+
+// bulkInsert writes n valid events straight into an empty trail: one
+// transaction with a prepared statement on SQLite, COPY on PostgreSQL.
+func bulkInsert(tb testing.TB, db *sqldb.DB, n int) {
+	tb.Helper()
+	ctx := context.Background()
+	next := bulkEvents(n)
+	var last audit.Event
+	args := func(ev audit.Event) []any {
+		return []any{ev.Seq, ev.Time.UnixMicro(), ev.ActorID, ev.ActorName, ev.Role, ev.Action, ev.TargetType, ev.TargetID,
+			ev.RequestID, ev.ClientIP, ev.Outcome, string(ev.Detail), ev.PrevHash, ev.Hash}
+	}
+	err := db.InTx(ctx, func(tx *sql.Tx) error {
+		switch db.Dialect {
+		case sqldb.SQLite:
+			stmt, err := tx.PrepareContext(ctx, `INSERT INTO audit_events (`+cols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+			if err != nil {
+				return err
+			}
+			defer stmt.Close()
+			for ev, ok := next(); ok; ev, ok = next() {
+				if _, err := stmt.ExecContext(ctx, args(ev)...); err != nil {
+					return err
+				}
+				last = ev
+			}
+		case sqldb.Postgres:
+			conn, err := db.Write.Conn(ctx)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			err = conn.Raw(func(dc any) error {
+				c := dc.(*stdlib.Conn).Conn()
+				_, err := c.CopyFrom(ctx, pgx.Identifier{"audit_events"},
+					[]string{"seq", "at", "actor_id", "actor_name", "role", "action", "target_type", "target_id",
+						"request_id", "client_ip", "outcome", "detail", "prev_hash", "hash"},
+					pgx.CopyFromFunc(func() ([]any, error) {
+						ev, ok := next()
+						if !ok {
+							return nil, nil
+						}
+						last = ev
+						return args(ev), nil
+					}))
+				return err
+			})
+			if err != nil {
+				return err
+			}
+		}
+		_, err := tx.ExecContext(ctx, db.Rebind(`UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`), last.Seq, last.Hash)
+		return err
+	})
+	if err != nil {
+		tb.Fatalf("bulk insert %d events: %v", n, err)
+	}
+}
+
+// The bulk loader must produce a chain Verify accepts (else the benchmark
+// measures nothing), and appends continue it.
+func TestBulkInsertVerifies(t *testing.T) {
+	for _, d := range sqldbtest.Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			db, l := newLog(t, d)
+			bulkInsert(t, db, 3000)
+			verifyOK(t, l, 3000)
+			recordN(t, l, 0, 2)
+			verifyOK(t, l, 3002)
+			exec(t, db, `UPDATE audit_events SET target_id = 'x' WHERE seq = 2500`)
+			res, err := l.Verify(context.Background())
+			if err != nil || res.OK || *res.FirstBad != 2500 {
+				t.Fatalf("tampering in a bulk-loaded chain: %+v %v", res, err)
+			}
+		})
+	}
+}
+
+func benchEvents() int {
+	if s := os.Getenv("CASEVAULT_AUDIT_BENCH_EVENTS"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n > 0 {
+			return n
+		}
+	}
+	return 1_000_000
+}
+
+// BenchmarkVerify1M measures Verify over a bulk-loaded chain of 1,000,000
+// events (CASEVAULT_AUDIT_BENCH_EVENTS to change). Loading takes longer than
+// verifying; run with -benchtime=1x.
+func BenchmarkVerify1M(b *testing.B) {
+	n := benchEvents()
+	for _, d := range sqldbtest.Dialects {
+		b.Run(string(d), func(b *testing.B) {
+			db, l := newLog(b, d)
+			start := time.Now()
+			bulkInsert(b, db, n)
+			b.Logf("%s: bulk-loaded %d events in %v", d, n, time.Since(start).Round(time.Millisecond))
+			b.ResetTimer()
+			for range b.N {
+				res, err := l.Verify(context.Background())
+				if err != nil || !res.OK || res.Events != int64(n) {
+					b.Fatalf("verify: %+v %v", res, err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
+
+// BenchmarkAppend compares a small write transaction with and without its
+// audit event (AppendTx), the shape of every audited change.
+func BenchmarkAppend(b *testing.B) {
+	for _, d := range sqldbtest.Dialects {
+		for _, withAudit := range []bool{false, true} {
+			name := string(d) + "/tx-only"
+			if withAudit {
+				name = string(d) + "/tx+audit"
+			}
+			b.Run(name, func(b *testing.B) {
+				ctx := context.Background()
+				db, _ := newLog(b, d)
+				ev := sample(1)
+				i := 0
+				b.ResetTimer()
+				for range b.N {
+					i++
+					err := db.InTx(ctx, func(tx *sql.Tx) error {
+						if _, err := tx.ExecContext(ctx, db.Rebind(`INSERT INTO counters(name, value) VALUES (?, ?)`), "b"+strconv.Itoa(i), i); err != nil {
+							return err
+						}
+						if withAudit {
+							_, err := audit.AppendTx(ctx, tx, d, ev)
+							return err
+						}
+						return nil
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkRecordParallel measures Record with many concurrent callers,
+// where group commit shares one commit among them.
+func BenchmarkRecordParallel(b *testing.B) {
+	for _, d := range sqldbtest.Dialects {
+		b.Run(string(d), func(b *testing.B) {
+			_, l := newLog(b, d)
+			ev := sample(1)
+			b.SetParallelism(8)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := l.Record(context.Background(), ev); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}

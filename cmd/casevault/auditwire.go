@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/casevault/casevault/audit"
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/sqldb"
+)
+
+// eventOf turns a domain change into an audit event.
+func eventOf(ch cases.Change, outcome string) audit.Event {
+	ev := audit.Event{
+		ActorID: ch.Actor.TokenID, ActorName: ch.Actor.Name, Role: ch.Actor.Role,
+		Action: ch.Action, TargetType: ch.TargetType, TargetID: ch.TargetID,
+		RequestID: ch.Actor.RequestID, ClientIP: ch.Actor.ClientIP, Outcome: outcome,
+	}
+	if ev.ActorName == "" && ev.ActorID == "" {
+		ev.ActorName = "anonymous"
+	}
+	if ch.Detail != nil {
+		if raw, err := json.Marshal(ch.Detail); err == nil {
+			ev.Detail = raw
+		}
+	}
+	return ev
+}
+
+// auditSink adapts the audit log to the API's Auditor and the store's
+// change hook.
+type auditSink struct {
+	log     *audit.Log
+	dialect sqldb.Dialect
+}
+
+func (a auditSink) Record(ctx context.Context, ch cases.Change, outcome string) error {
+	return a.log.Record(ctx, eventOf(ch, outcome))
+}
+
+func (a auditSink) hook(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
+	_, err := audit.AppendTx(ctx, tx, a.dialect, eventOf(ch, audit.OutcomeOK))
+	return err
+}
+
+// cliChange is the audit change of an operator command.
+func cliChange(action, targetType, targetID string, detail map[string]any) cases.Change {
+	return cases.Change{Actor: cases.Actor{Name: "cli", Role: "cli"}, Action: action, TargetType: targetType, TargetID: targetID, Detail: detail}
+}
+
+func auditCmd(cfg *config) *cobra.Command {
+	ac := &cobra.Command{Use: "audit", Short: "Verify, export and prune the audit trail"}
+	verify := &cobra.Command{
+		Use:   "verify",
+		Short: "Walk the hash chain and report the first bad event (exit 1 if any)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			db, err := openDB(ctx, cfg, true)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			log := audit.New(db)
+			defer log.Close(context.Background())
+			start := time.Now()
+			res, err := log.Verify(ctx)
+			if err != nil {
+				return err
+			}
+			out, _ := json.Marshal(res)
+			fmt.Fprintln(cmd.OutOrStdout(), string(out))
+			_ = log.Record(ctx, eventOf(cliChange("audit.verify", "audit", "", map[string]any{"ok": res.OK, "events": res.Events, "seconds": time.Since(start).Seconds()}), audit.OutcomeOK))
+			if !res.OK {
+				return fmt.Errorf("audit chain broken at event %d: %s", *res.FirstBad, res.Reason)
+			}
+			return nil
+		},
+	}
+	var actor, action, target, from, to string
+	export := &cobra.Command{
+		Use:   "export",
+		Short: "Write audit events as NDJSON to stdout, oldest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			db, err := openDB(ctx, cfg, true)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			log := audit.New(db)
+			defer log.Close(context.Background())
+			f := audit.Filter{Actor: actor, Action: action}
+			f.TargetType, f.TargetID = audit.ParseTarget(target)
+			for _, p := range []struct {
+				s   string
+				dst *time.Time
+			}{{from, &f.From}, {to, &f.To}} {
+				if p.s == "" {
+					continue
+				}
+				t, err := time.Parse(time.RFC3339, p.s)
+				if err != nil {
+					return usageError{fmt.Errorf("--from/--to: %w", err)}
+				}
+				*p.dst = t
+			}
+			if err := log.Record(ctx, eventOf(cliChange("audit.export", "audit", "", map[string]any{"actor": actor, "action": action, "target": target}), audit.OutcomeOK)); err != nil {
+				return err
+			}
+			return log.Export(ctx, cmd.OutOrStdout(), f)
+		},
+	}
+	export.Flags().StringVar(&actor, "actor", "", "actor id or name")
+	export.Flags().StringVar(&action, "action", "", "action, or a prefix ending in * (case.*)")
+	export.Flags().StringVar(&target, "target", "", "TYPE or TYPE:ID")
+	export.Flags().StringVar(&from, "from", "", "RFC 3339 start (inclusive)")
+	export.Flags().StringVar(&to, "to", "", "RFC 3339 end (exclusive)")
+	prune := &cobra.Command{
+		Use:   "prune",
+		Short: "Remove events older than the audit retention, keeping a checkpoint",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			db, err := openDB(ctx, cfg, true)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			log := audit.New(db, audit.WithRetention(cfg.AuditRetention))
+			defer log.Close(context.Background())
+			n, err := log.PruneExpired(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "pruned %d audit events older than %s\n", n, cfg.AuditRetention)
+			return nil
+		},
+	}
+	ac.AddCommand(verify, export, prune)
+	return ac
+}

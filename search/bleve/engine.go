@@ -1,0 +1,344 @@
+// Package bleve is the embedded search engine: a Bleve (scorch) index on
+// local disk under the data directory.
+//
+// Layout: one Bleve document per contact ("<case>/<contact>"), with the case
+// fields copied into it, plus one case-only document ("<case>/") for a case
+// that has no contacts yet. Every query matches contacts, so all words,
+// phrases and contact filters must hold for the same contact; the search
+// then walks every matching contact itself (see collect in search.go) and
+// groups them by case, which gives exact totals, exact facet counts and
+// paging that reaches every case, one hit per case with its best contact.
+//
+// Versioning: indexes live in dir/cases_vN; dir/CURRENT names the live one.
+// Open serves CURRENT; Build creates the next cases_vN for a rebuild, which
+// becomes live when Activate writes CURRENT. The old one is removed with Drop
+// once nobody queries it.
+package bleve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+
+	bv "github.com/blevesearch/bleve/v2"
+	"github.com/blevesearch/bleve/v2/analysis"
+	_ "github.com/blevesearch/bleve/v2/analysis/analyzer/custom"
+	"github.com/blevesearch/bleve/v2/analysis/analyzer/keyword"
+	"github.com/blevesearch/bleve/v2/analysis/lang/cjk"
+	"github.com/blevesearch/bleve/v2/mapping"
+	index "github.com/blevesearch/bleve_index_api"
+
+	"github.com/casevault/casevault/search"
+)
+
+// MappingVersion changes whenever the document layout or analysis changes;
+// an index built with an older version is reported by Outdated so the
+// server rebuilds it (search.Indexer.Reindex) while still answering from it.
+const MappingVersion = 1
+
+const (
+	currentFile     = "CURRENT"
+	indexPrefix     = "cases_v"
+	mappingKey      = "casevault_mapping_version"
+	textAnalyzer    = "cv_text"
+	keywordAnalyzer = keyword.Name
+)
+
+var indexDirRE = regexp.MustCompile(`^cases_v([0-9]+)$`)
+
+// Engine is a Bleve index of cases. It is safe for concurrent use.
+type Engine struct {
+	dir     string
+	name    string
+	idx     bv.Index
+	m       *mapping.IndexMappingImpl
+	text    analysis.Analyzer
+	kw      analysis.Analyzer
+	version int // mapping version the index was built with
+
+	writeMu sync.Mutex // serializes Index/Delete: each reads then rewrites a case's documents
+}
+
+var _ search.Engine = (*Engine)(nil)
+
+// Open serves the live index under dir, creating cases_v1 when there is
+// none. Call Outdated to learn whether it must be rebuilt.
+func Open(ctx context.Context, dir string) (*Engine, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("bleve: %w", err)
+	}
+	cur, err := os.ReadFile(filepath.Join(dir, currentFile))
+	switch {
+	case err == nil:
+		name := strings.TrimSpace(string(cur))
+		if !indexDirRE.MatchString(name) {
+			return nil, fmt.Errorf("bleve: %s names %q, not an index", currentFile, name)
+		}
+		e, err := openIndex(ctx, dir, name)
+		if err != nil {
+			return nil, err
+		}
+		removeOthers(dir, name)
+		return e, nil
+	case errors.Is(err, os.ErrNotExist):
+		e, err := Build(ctx, dir)
+		if err != nil {
+			return nil, err
+		}
+		if err := e.Activate(ctx); err != nil {
+			_ = e.Drop(ctx)
+			return nil, err
+		}
+		removeOthers(dir, e.name)
+		return e, nil
+	default:
+		return nil, fmt.Errorf("bleve: %w", err)
+	}
+}
+
+// Build creates the next versioned index under dir (cases_v<N+1>), empty and
+// not yet live. Fill it, then Activate it, or Drop it on failure.
+func Build(ctx context.Context, dir string) (*Engine, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("bleve: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("bleve: %w", err)
+	}
+	next := 1
+	for _, en := range entries {
+		if m := indexDirRE.FindStringSubmatch(en.Name()); m != nil {
+			if n, _ := strconv.Atoi(m[1]); n >= next {
+				next = n + 1
+			}
+		}
+	}
+	name := indexPrefix + strconv.Itoa(next)
+	m, err := newMapping()
+	if err != nil {
+		return nil, err
+	}
+	idx, err := bv.New(filepath.Join(dir, name), m)
+	if err != nil {
+		return nil, fmt.Errorf("bleve: create %s: %w", name, err)
+	}
+	if err := idx.SetInternal([]byte(mappingKey), []byte(strconv.Itoa(MappingVersion))); err != nil {
+		_ = idx.Close()
+		return nil, fmt.Errorf("bleve: %w", err)
+	}
+	return newEngine(dir, name, idx, MappingVersion)
+}
+
+func openIndex(_ context.Context, dir, name string) (*Engine, error) {
+	idx, err := bv.Open(filepath.Join(dir, name))
+	if err != nil {
+		return nil, fmt.Errorf("bleve: open %s: %w", name, err)
+	}
+	v, err := idx.GetInternal([]byte(mappingKey))
+	if err != nil {
+		_ = idx.Close()
+		return nil, fmt.Errorf("bleve: %w", err)
+	}
+	version, _ := strconv.Atoi(string(v))
+	return newEngine(dir, name, idx, version)
+}
+
+func newEngine(dir, name string, idx bv.Index, version int) (*Engine, error) {
+	im, ok := idx.Mapping().(*mapping.IndexMappingImpl)
+	if !ok {
+		_ = idx.Close()
+		return nil, fmt.Errorf("bleve: %s has mapping %T", name, idx.Mapping())
+	}
+	e := &Engine{dir: dir, name: name, idx: idx, m: im, version: version}
+	e.text = im.AnalyzerNamed(textAnalyzer)
+	e.kw = im.AnalyzerNamed(keywordAnalyzer)
+	if e.text == nil || e.kw == nil {
+		_ = idx.Close()
+		return nil, fmt.Errorf("bleve: %s lacks the %s analyzer (built by an older mapping?)", name, textAnalyzer)
+	}
+	return e, nil
+}
+
+// removeOthers deletes leftovers of interrupted rebuilds and retired
+// versions; only the live index is worth keeping at startup.
+func removeOthers(dir, keep string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, en := range entries {
+		if en.Name() != keep && indexDirRE.MatchString(en.Name()) {
+			_ = os.RemoveAll(filepath.Join(dir, en.Name()))
+		}
+	}
+}
+
+// newMapping declares every field so queries analyze text the way documents
+// were analyzed; documents themselves are built directly (IndexAdvanced).
+//
+// Text uses the CJK analyzer chain: the unicode tokenizer (words for Latin
+// scripts, single ideographs for Han), width folding, lower case, then
+// bigrams of adjacent ideographs, so 阅读 is a token of 阅读记录.
+func newMapping() (*mapping.IndexMappingImpl, error) {
+	im := bv.NewIndexMapping()
+	err := im.AddCustomAnalyzer(textAnalyzer, map[string]any{
+		"type":          "custom",
+		"tokenizer":     "unicode",
+		"token_filters": []any{cjk.WidthName, "to_lower", cjk.BigramName},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bleve: analyzer: %w", err)
+	}
+	im.DefaultAnalyzer = textAnalyzer
+	im.IndexDynamic = false
+	im.StoreDynamic = false
+	im.DocValuesDynamic = false
+
+	dm := bv.NewDocumentStaticMapping()
+	text := func() *mapping.FieldMapping {
+		f := bv.NewTextFieldMapping()
+		f.Analyzer = textAnalyzer
+		f.Store = true
+		f.IncludeTermVectors = true
+		f.IncludeInAll = false
+		f.DocValues = false
+		return f
+	}
+	kw := func() *mapping.FieldMapping {
+		f := bv.NewKeywordFieldMapping()
+		f.IncludeInAll = false
+		f.DocValues = true
+		return f
+	}
+	num := func() *mapping.FieldMapping {
+		f := bv.NewNumericFieldMapping()
+		f.IncludeInAll = false
+		f.DocValues = true
+		return f
+	}
+	for _, n := range []string{fSubject, fBody} {
+		dm.AddFieldMappingsAt(n, text())
+	}
+	for _, n := range []string{fCaseID, fHead, fStatus, fPriority, fCustomer, fAssignee, fTags, fContactID, fChannel, fPurposes} {
+		dm.AddFieldMappingsAt(n, kw())
+	}
+	for _, n := range []string{fUpdatedAt, fOccurredAt, fSortAt} {
+		dm.AddFieldMappingsAt(n, num())
+	}
+	im.DefaultMapping = dm
+	if err := im.Validate(); err != nil {
+		return nil, fmt.Errorf("bleve: mapping: %w", err)
+	}
+	return im, nil
+}
+
+// Name implements search.Engine.
+func (e *Engine) Name() string { return "bleve" }
+
+// IndexName implements search.Engine.
+func (e *Engine) IndexName() string { return e.name }
+
+// Outdated reports whether the index was built with an older mapping and
+// should be rebuilt.
+func (e *Engine) Outdated() bool { return e.version != MappingVersion }
+
+// Activate makes this index the live one for the next Open (CURRENT is
+// replaced atomically: temp file, fsync, rename).
+func (e *Engine) Activate(_ context.Context) error {
+	tmp, err := os.CreateTemp(e.dir, ".current-*")
+	if err != nil {
+		return fmt.Errorf("bleve: activate: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(e.name + "\n"); err != nil {
+		_ = tmp.Close()
+		return fmt.Errorf("bleve: activate: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		_ = tmp.Close()
+		return fmt.Errorf("bleve: activate: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("bleve: activate: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(e.dir, currentFile)); err != nil {
+		return fmt.Errorf("bleve: activate: %w", err)
+	}
+	return nil
+}
+
+// Drop closes the index and deletes it from disk; used for an index that was
+// replaced by a rebuild or whose rebuild failed. It refuses to drop the live
+// index.
+func (e *Engine) Drop(_ context.Context) error {
+	cur, err := os.ReadFile(filepath.Join(e.dir, currentFile))
+	if err == nil && strings.TrimSpace(string(cur)) == e.name {
+		return fmt.Errorf("bleve: refusing to drop live index %s", e.name)
+	}
+	cerr := e.idx.Close()
+	if err := os.RemoveAll(filepath.Join(e.dir, e.name)); err != nil {
+		return fmt.Errorf("bleve: drop %s: %w", e.name, err)
+	}
+	if cerr != nil && !errors.Is(cerr, bv.ErrorIndexClosed) {
+		return fmt.Errorf("bleve: drop %s: %w", e.name, cerr)
+	}
+	return nil
+}
+
+// Ping implements search.Engine.
+func (e *Engine) Ping(_ context.Context) error {
+	if _, err := e.idx.DocCount(); err != nil {
+		return fmt.Errorf("bleve: %w", err)
+	}
+	return nil
+}
+
+// Close implements search.Engine.
+func (e *Engine) Close() error {
+	if err := e.idx.Close(); err != nil && !errors.Is(err, bv.ErrorIndexClosed) {
+		return fmt.Errorf("bleve: %w", err)
+	}
+	return nil
+}
+
+// DiskSize reports the bytes the index occupies on disk.
+func (e *Engine) DiskSize() (int64, error) {
+	var total int64
+	err := filepath.WalkDir(filepath.Join(e.dir, e.name), func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			info, err := d.Info()
+			if err != nil {
+				if errors.Is(err, os.ErrNotExist) { // merged away meanwhile
+					return nil
+				}
+				return err
+			}
+			total += info.Size()
+		}
+		return nil
+	})
+	return total, err
+}
+
+// reader opens a consistent snapshot of the index.
+func (e *Engine) reader() (index.IndexReader, error) {
+	adv, err := e.idx.Advanced()
+	if err != nil {
+		return nil, fmt.Errorf("bleve: %w", err)
+	}
+	r, err := adv.Reader()
+	if err != nil {
+		return nil, fmt.Errorf("bleve: reader: %w", err)
+	}
+	return r, nil
+}

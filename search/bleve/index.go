@@ -1,0 +1,212 @@
+package bleve
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	bv "github.com/blevesearch/bleve/v2"
+	"github.com/blevesearch/bleve/v2/document"
+	"github.com/blevesearch/bleve/v2/search/query"
+	index "github.com/blevesearch/bleve_index_api"
+
+	"github.com/casevault/casevault/search"
+)
+
+// Field names of a contact document.
+const (
+	fCaseID     = "case_id"
+	fHead       = "head" // "1" on exactly one document per case, for Count
+	fNumber     = "number"
+	fSubject    = "subject"
+	fStatus     = "status"
+	fPriority   = "priority"
+	fCustomer   = "customer_id"
+	fAssignee   = "assignee"
+	fTags       = "tags"
+	fUpdatedAt  = "updated_at"  // case, unix micros
+	fContactID  = "contact_id"  // "" on a case-only document
+	fChannel    = "channel"     // contact channel
+	fPurposes   = "purposes"    // contact purposes
+	fBody       = "body"        // contact body (already masked)
+	fOccurredAt = "occurred_at" // contact, unix micros; absent on case-only documents
+	fSortAt     = "sort_at"     // occurred_at, or the case's created_at on a case-only document
+)
+
+const (
+	optText    = index.IndexField | index.StoreField | index.IncludeTermVectors
+	optKeyword = index.IndexField | index.DocValues
+	optStored  = index.StoreField
+	optNumeric = index.IndexField | index.DocValues
+)
+
+func micros(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixMicro())
+}
+
+func docID(caseID, contactID string) string { return caseID + "/" + contactID }
+
+// caseDocuments lays a case out as Bleve documents: one per contact, or a
+// single case-only document when it has none.
+func (e *Engine) caseDocuments(c search.CaseDoc) []*document.Document {
+	contacts := c.Contacts
+	if len(contacts) == 0 {
+		contacts = []search.ContactDoc{{}} // case-only document
+	}
+	docs := make([]*document.Document, 0, len(contacts))
+	for i, ct := range contacts {
+		d := document.NewDocument(docID(c.CaseID, ct.ID))
+		kw := func(name, val string, opts index.FieldIndexingOptions) {
+			if val != "" {
+				d.AddField(document.NewTextFieldCustom(name, nil, []byte(val), opts, e.kw))
+			}
+		}
+		num := func(name string, v float64) {
+			d.AddField(document.NewNumericFieldWithIndexingOptions(name, nil, v, optNumeric))
+		}
+		kw(fCaseID, c.CaseID, optKeyword|index.StoreField)
+		if i == 0 {
+			kw(fHead, "1", index.IndexField)
+		}
+		kw(fNumber, strconv.FormatInt(c.Number, 10), optStored)
+		if c.Subject != "" {
+			d.AddField(document.NewTextFieldCustom(fSubject, nil, []byte(c.Subject), optText, e.text))
+		}
+		kw(fStatus, c.Status, optKeyword|index.StoreField)
+		kw(fPriority, c.Priority, optKeyword)
+		kw(fCustomer, c.CustomerID, optKeyword|index.StoreField)
+		kw(fAssignee, c.Assignee, optKeyword)
+		for _, t := range c.Tags {
+			kw(fTags, t, optKeyword)
+		}
+		num(fUpdatedAt, micros(c.UpdatedAt))
+		if ct.ID != "" {
+			kw(fContactID, ct.ID, optKeyword|index.StoreField)
+			kw(fChannel, ct.Channel, optKeyword)
+			for _, p := range ct.Purposes {
+				kw(fPurposes, p, optKeyword)
+			}
+			if ct.Body != "" {
+				d.AddField(document.NewTextFieldCustom(fBody, nil, []byte(ct.Body), optText, e.text))
+			}
+			num(fOccurredAt, micros(ct.OccurredAt))
+			num(fSortAt, micros(ct.OccurredAt))
+		} else {
+			num(fSortAt, micros(c.CreatedAt))
+		}
+		docs = append(docs, d)
+	}
+	return docs
+}
+
+// Index implements search.Engine: one batch deletes the documents of each
+// case that are not in the new layout and (re)writes the others. It returns
+// once the batch is persisted, so a confirmed write survives a crash.
+func (e *Engine) Index(ctx context.Context, docs []search.CaseDoc) error {
+	if len(docs) == 0 {
+		return nil
+	}
+	e.writeMu.Lock()
+	defer e.writeMu.Unlock()
+	ids := make([]string, len(docs))
+	for i, d := range docs {
+		ids[i] = d.CaseID
+	}
+	existing, err := e.documentIDs(ctx, ids)
+	if err != nil {
+		return err
+	}
+	b := e.idx.NewBatch()
+	keep := make(map[string]bool)
+	for _, c := range docs {
+		if c.CaseID == "" {
+			return fmt.Errorf("bleve: index: case without ID")
+		}
+		for _, d := range e.caseDocuments(c) {
+			keep[d.ID()] = true
+			if err := b.IndexAdvanced(d); err != nil {
+				return fmt.Errorf("bleve: index %s: %w", d.ID(), err)
+			}
+		}
+	}
+	for _, id := range existing {
+		if !keep[id] {
+			b.Delete(id)
+		}
+	}
+	return e.apply(ctx, b)
+}
+
+// Delete implements search.Engine.
+func (e *Engine) Delete(ctx context.Context, caseIDs []string) error {
+	if len(caseIDs) == 0 {
+		return nil
+	}
+	e.writeMu.Lock()
+	defer e.writeMu.Unlock()
+	existing, err := e.documentIDs(ctx, caseIDs)
+	if err != nil {
+		return err
+	}
+	if len(existing) == 0 {
+		return nil
+	}
+	b := e.idx.NewBatch()
+	for _, id := range existing {
+		b.Delete(id)
+	}
+	return e.apply(ctx, b)
+}
+
+// apply executes a batch and waits until scorch has persisted it.
+func (e *Engine) apply(ctx context.Context, b *bv.Batch) error {
+	persisted := make(chan error, 1)
+	b.SetPersistedCallback(func(err error) { persisted <- err })
+	if err := e.idx.Batch(b); err != nil {
+		return fmt.Errorf("bleve: batch: %w", err)
+	}
+	select {
+	case err := <-persisted:
+		if err != nil {
+			return fmt.Errorf("bleve: persist: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("bleve: waiting for persistence: %w", ctx.Err())
+	}
+}
+
+// documentIDs lists the Bleve document IDs currently held for the cases.
+func (e *Engine) documentIDs(ctx context.Context, caseIDs []string) ([]string, error) {
+	r, err := e.reader()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var ids []string
+	err = each(ctx, r, e.m, termsQuery(fCaseID, caseIDs), false, func(m matchInfo) error {
+		id, err := r.ExternalID(m.id)
+		if err != nil {
+			return fmt.Errorf("bleve: %w", err)
+		}
+		ids = append(ids, id)
+		return nil
+	})
+	return ids, err
+}
+
+// Count implements search.Engine: the number of cases.
+func (e *Engine) Count(ctx context.Context) (int64, error) {
+	tq := query.NewTermQuery("1")
+	tq.SetField(fHead)
+	req := bv.NewSearchRequestOptions(tq, 0, 0, false)
+	res, err := e.idx.SearchInContext(ctx, req)
+	if err != nil {
+		return 0, fmt.Errorf("bleve: count: %w", err)
+	}
+	return int64(res.Total), nil
+}

@@ -1,0 +1,538 @@
+package bleve
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math/bits"
+	"slices"
+	"strconv"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/blevesearch/bleve/v2/mapping"
+	"github.com/blevesearch/bleve/v2/numeric"
+	bsearch "github.com/blevesearch/bleve/v2/search"
+	"github.com/blevesearch/bleve/v2/search/query"
+	index "github.com/blevesearch/bleve_index_api"
+
+	"github.com/casevault/casevault/search"
+)
+
+// Page size bounds. Deep pages are reached with Offset; there is no cap on
+// it, every page is computed from the full set of matching cases.
+const (
+	DefaultLimit = 20
+	MaxLimit     = 1000
+)
+
+// Fuzziness follows Meilisearch's defaults: exact below 5 characters, one
+// typo from 5, two from 9.
+func fuzziness(term string) int {
+	switch n := utf8.RuneCountInString(term); {
+	case n >= 9:
+		return 2
+	case n >= 5:
+		return 1
+	default:
+		return 0
+	}
+}
+
+// hasCJK reports whether s holds ideographs or kana/hangul, which the
+// analyzer turns into bigrams: those are matched as phrases, never fuzzily.
+func hasCJK(s string) bool {
+	for _, r := range s {
+		if unicode.Is(unicode.Han, r) || unicode.Is(unicode.Hiragana, r) || unicode.Is(unicode.Katakana, r) || unicode.Is(unicode.Hangul, r) {
+			return true
+		}
+	}
+	return false
+}
+
+var textFields = []string{fSubject, fBody}
+
+func disjunction(qs []query.Query) query.Query {
+	if len(qs) == 1 {
+		return qs[0]
+	}
+	return query.NewDisjunctionQuery(qs)
+}
+
+func conjunction(qs []query.Query) query.Query {
+	if len(qs) == 1 {
+		return qs[0]
+	}
+	return query.NewConjunctionQuery(qs)
+}
+
+func termsQuery(field string, vals []string) query.Query {
+	qs := make([]query.Query, 0, len(vals))
+	for _, v := range vals {
+		tq := query.NewTermQuery(v)
+		tq.SetField(field)
+		qs = append(qs, tq)
+	}
+	return disjunction(qs)
+}
+
+func phraseQuery(p string) query.Query {
+	qs := make([]query.Query, 0, len(textFields))
+	for _, f := range textFields {
+		pq := query.NewMatchPhraseQuery(p)
+		pq.SetField(f)
+		qs = append(qs, pq)
+	}
+	return disjunction(qs)
+}
+
+// wordQuery matches one typed word in the subject or the body, typo-tolerant
+// per analyzed token. nil means the word has no searchable token.
+func (e *Engine) wordQuery(w string, fuzzy bool) query.Query {
+	toks := e.text.Analyze([]byte(w))
+	if len(toks) == 0 {
+		return nil
+	}
+	if hasCJK(w) || len(toks) > 1 && !fuzzy {
+		return phraseQuery(w)
+	}
+	per := make([]query.Query, 0, len(toks))
+	for _, t := range toks {
+		term := string(t.Term)
+		f := 0
+		if fuzzy {
+			f = fuzziness(term)
+		}
+		qs := make([]query.Query, 0, len(textFields))
+		for _, field := range textFields {
+			if f == 0 {
+				tq := query.NewTermQuery(term)
+				tq.SetField(field)
+				qs = append(qs, tq)
+			} else {
+				fq := query.NewFuzzyQuery(term)
+				fq.SetField(field)
+				fq.SetFuzziness(f)
+				qs = append(qs, fq)
+			}
+		}
+		per = append(per, disjunction(qs))
+	}
+	return conjunction(per)
+}
+
+// buildQuery translates a search.Query. User text only ever becomes terms
+// of typed queries (never query-string syntax), so it cannot widen a filter.
+// It also returns the positive text part alone, used to find the match
+// locations of the hits shown.
+func (e *Engine) buildQuery(q search.Query) (all, text query.Query) {
+	var textQs, must []query.Query
+	for _, w := range q.Words {
+		if wq := e.wordQuery(w, true); wq != nil {
+			textQs = append(textQs, wq)
+		}
+	}
+	for _, p := range q.Phrases {
+		if len(e.text.Analyze([]byte(p))) > 0 {
+			textQs = append(textQs, phraseQuery(p))
+		}
+	}
+	must = append(must, textQs...)
+	f := q.Filter
+	for _, c := range []struct {
+		field string
+		vals  []string
+	}{
+		{fStatus, f.Statuses}, {fChannel, f.Channels}, {fPriority, f.Priorities},
+		{fCustomer, f.CustomerIDs}, {fAssignee, f.Assignees}, {fTags, f.Tags},
+		{fPurposes, f.Purposes}, {fCaseID, f.CaseIDs},
+	} {
+		if len(c.vals) > 0 {
+			must = append(must, termsQuery(c.field, c.vals))
+		}
+	}
+	if !f.From.IsZero() || !f.To.IsZero() {
+		var lo, hi *float64
+		if !f.From.IsZero() {
+			v := micros(f.From)
+			lo = &v
+		}
+		if !f.To.IsZero() {
+			v := micros(f.To)
+			hi = &v
+		}
+		t, fl := true, false
+		nq := query.NewNumericRangeInclusiveQuery(lo, hi, &t, &fl)
+		nq.SetField(fOccurredAt)
+		must = append(must, nq)
+	}
+	var excl []query.Query
+	for _, x := range q.Excluded {
+		if xq := e.wordQuery(x, false); xq != nil {
+			excl = append(excl, xq)
+		}
+	}
+	if len(must) == 0 {
+		must = append(must, query.NewMatchAllQuery())
+	}
+	all = conjunction(must)
+	if len(excl) > 0 {
+		bq := query.NewBooleanQuery(nil, nil, nil)
+		bq.AddMust(all)
+		bq.AddMustNot(excl...)
+		all = bq
+	}
+	if len(textQs) > 0 {
+		text = conjunction(textQs)
+	}
+	return all, text
+}
+
+type matchInfo struct {
+	id    index.IndexInternalID // valid only during the callback
+	score float64
+}
+
+// each runs q against the snapshot r and calls fn for every matching
+// document, without Bleve's top-N collector: the callers need every match.
+func each(ctx context.Context, r index.IndexReader, m mapping.IndexMapping, q query.Query, score bool, fn func(matchInfo) error) error {
+	opts := bsearch.SearcherOptions{}
+	if !score {
+		opts.Score = "none"
+	}
+	s, err := q.Searcher(ctx, r, m, opts)
+	if err != nil {
+		return fmt.Errorf("bleve: searcher: %w", err)
+	}
+	defer s.Close()
+	sctx := &bsearch.SearchContext{
+		DocumentMatchPool: bsearch.NewDocumentMatchPool(s.DocumentMatchPoolSize()+1, 0),
+		IndexReader:       r,
+	}
+	for n := 0; ; n++ {
+		if n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		dm, err := s.Next(sctx)
+		if err != nil {
+			return fmt.Errorf("bleve: search: %w", err)
+		}
+		if dm == nil {
+			return nil
+		}
+		if err := fn(matchInfo{id: dm.IndexInternalID, score: dm.Score}); err != nil {
+			return err
+		}
+		sctx.DocumentMatchPool.Put(dm)
+	}
+}
+
+// group is one case among the matches.
+type group struct {
+	caseID    string
+	status    string
+	tags      []string
+	updatedAt int64
+	score     float64 // best contact's score
+	sortAt    int64   // newest (or oldest, per sort) matching contact
+	best      index.IndexInternalID
+	bestScore float64
+	bestAt    int64
+	channels  uint64 // facet bits of the matching contacts
+	purposes  uint64
+}
+
+// dict gives facet values small bit numbers (enumerations stay far below 64;
+// values beyond are not counted).
+type dict struct {
+	ids   map[string]int
+	names []string
+}
+
+func (d *dict) bit(v []byte) uint64 {
+	if i, ok := d.ids[string(v)]; ok {
+		return 1 << i
+	}
+	if len(d.names) >= 64 {
+		return 0
+	}
+	if d.ids == nil {
+		d.ids = make(map[string]int)
+	}
+	d.ids[string(v)] = len(d.names)
+	d.names = append(d.names, string(v))
+	return 1 << (len(d.names) - 1)
+}
+
+func (d *dict) count(out map[string]int64, mask uint64) {
+	for mask != 0 {
+		i := bits.TrailingZeros64(mask)
+		out[d.names[i]]++
+		mask &^= 1 << i
+	}
+}
+
+func decodeMicros(term []byte) (int64, bool) {
+	pc := numeric.PrefixCoded(term)
+	if s, err := pc.Shift(); err != nil || s != 0 {
+		return 0, false
+	}
+	i, err := pc.Int64()
+	if err != nil {
+		return 0, false
+	}
+	return int64(numeric.Int64ToFloat64(i)), true
+}
+
+// Search implements search.Engine.
+func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, error) {
+	all, text := e.buildQuery(q)
+	sortBy := q.Sort
+	if sortBy == search.SortRelevance && !q.HasText() {
+		sortBy = search.SortNewest
+	}
+	switch sortBy {
+	case search.SortRelevance, search.SortNewest, search.SortOldest, search.SortUpdated:
+	default:
+		return search.Result{}, fmt.Errorf("bleve: unknown sort %q", q.Sort)
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	limit = min(limit, MaxLimit)
+	offset := max(q.Offset, 0)
+
+	r, err := e.reader()
+	if err != nil {
+		return search.Result{}, err
+	}
+	defer r.Close()
+	contactDV, err := r.DocValueReader([]string{fCaseID, fSortAt, fChannel, fPurposes})
+	if err != nil {
+		return search.Result{}, fmt.Errorf("bleve: %w", err)
+	}
+	caseDV, err := r.DocValueReader([]string{fStatus, fTags, fUpdatedAt})
+	if err != nil {
+		return search.Result{}, fmt.Errorf("bleve: %w", err)
+	}
+
+	var (
+		groups   []group
+		byCase   = make(map[string]int)
+		chanDict dict
+		purpDict dict
+	)
+	var caseID []byte
+	var sortAt int64
+	var chBits, puBits uint64
+	visitContact := func(field string, term []byte) {
+		switch field {
+		case fCaseID:
+			caseID = append(caseID[:0], term...)
+		case fSortAt:
+			if v, ok := decodeMicros(term); ok {
+				sortAt = v
+			}
+		case fChannel:
+			chBits |= chanDict.bit(term)
+		case fPurposes:
+			puBits |= purpDict.bit(term)
+		}
+	}
+	err = each(ctx, r, e.m, all, q.HasText(), func(m matchInfo) error {
+		caseID, sortAt, chBits, puBits = caseID[:0], 0, 0, 0
+		if err := contactDV.VisitDocValues(m.id, visitContact); err != nil {
+			return fmt.Errorf("bleve: doc values: %w", err)
+		}
+		gi, ok := byCase[string(caseID)]
+		if !ok {
+			g := group{caseID: string(caseID), score: m.score, sortAt: sortAt, bestScore: m.score, bestAt: sortAt}
+			g.best = append(g.best, m.id...)
+			err := caseDV.VisitDocValues(m.id, func(field string, term []byte) {
+				switch field {
+				case fStatus:
+					g.status = string(term)
+				case fTags:
+					g.tags = append(g.tags, string(term))
+				case fUpdatedAt:
+					if v, ok := decodeMicros(term); ok {
+						g.updatedAt = v
+					}
+				}
+			})
+			if err != nil {
+				return fmt.Errorf("bleve: doc values: %w", err)
+			}
+			g.channels, g.purposes = chBits, puBits
+			byCase[g.caseID] = len(groups)
+			groups = append(groups, g)
+			return nil
+		}
+		g := &groups[gi]
+		g.channels |= chBits
+		g.purposes |= puBits
+		g.score = max(g.score, m.score)
+		if sortBy == search.SortOldest {
+			g.sortAt = min(g.sortAt, sortAt)
+		} else {
+			g.sortAt = max(g.sortAt, sortAt)
+		}
+		if better(sortBy, m.score, sortAt, g.bestScore, g.bestAt) {
+			g.best = append(g.best[:0], m.id...)
+			g.bestScore, g.bestAt = m.score, sortAt
+		}
+		return nil
+	})
+	if err != nil {
+		return search.Result{}, err
+	}
+
+	res := search.Result{Total: int64(len(groups)), Hits: []search.Hit{}}
+	if q.Facets {
+		res.Facets = map[string]map[string]int64{"status": {}, "channel": {}, "tag": {}, "purpose": {}}
+		for i := range groups {
+			g := &groups[i]
+			if g.status != "" {
+				res.Facets["status"][g.status]++
+			}
+			for _, t := range g.tags {
+				res.Facets["tag"][t]++
+			}
+			chanDict.count(res.Facets["channel"], g.channels)
+			purpDict.count(res.Facets["purpose"], g.purposes)
+		}
+	}
+	if offset >= len(groups) {
+		return res, nil
+	}
+	slices.SortFunc(groups, func(a, b group) int { return compareGroups(sortBy, &a, &b) })
+	page := groups[offset:min(offset+limit, len(groups))]
+	res.Hits, err = e.hydrate(ctx, r, page, text)
+	return res, err
+}
+
+// better decides whether a contact represents its case better than the
+// current best: the highest score, or for date sorts the contact that put
+// the case where it is.
+func better(s search.SortOrder, score float64, at int64, bestScore float64, bestAt int64) bool {
+	switch s {
+	case search.SortNewest:
+		return at > bestAt || at == bestAt && score > bestScore
+	case search.SortOldest:
+		return at < bestAt || at == bestAt && score > bestScore
+	default:
+		return score > bestScore || score == bestScore && at > bestAt
+	}
+}
+
+// compareGroups orders cases; the case ID breaks ties so that every page of
+// the same query over the same data is cut from one stable order.
+func compareGroups(s search.SortOrder, a, b *group) int {
+	var c int
+	switch s {
+	case search.SortNewest:
+		c = cmp.Compare(b.sortAt, a.sortAt)
+	case search.SortOldest:
+		c = cmp.Compare(a.sortAt, b.sortAt)
+	case search.SortUpdated:
+		c = cmp.Compare(b.updatedAt, a.updatedAt)
+		if c == 0 {
+			c = cmp.Compare(b.score, a.score)
+		}
+	default:
+		c = cmp.Compare(b.score, a.score)
+		if c == 0 {
+			c = cmp.Compare(b.sortAt, a.sortAt)
+		}
+	}
+	if c != 0 {
+		return c
+	}
+	return cmp.Compare(a.caseID, b.caseID)
+}
+
+// hydrate turns the page's groups into hits: stored fields of each best
+// contact, and a snippet with the text query's match locations.
+func (e *Engine) hydrate(ctx context.Context, r index.IndexReader, page []group, text query.Query) ([]search.Hit, error) {
+	hits := make([]search.Hit, len(page))
+	ext := make([]string, len(page))
+	pos := make(map[string]int, len(page))
+	for i := range page {
+		id, err := r.ExternalID(page[i].best)
+		if err != nil {
+			return nil, fmt.Errorf("bleve: %w", err)
+		}
+		ext[i] = id
+		pos[id] = i
+		hits[i] = search.Hit{CaseID: page[i].caseID, Score: page[i].bestScore}
+	}
+	spans := make([]map[string][]search.Span, len(page))
+	if text != nil {
+		hq := query.NewConjunctionQuery([]query.Query{text, query.NewDocIDQuery(ext)})
+		s, err := hq.Searcher(ctx, r, e.m, bsearch.SearcherOptions{IncludeTermVectors: true})
+		if err != nil {
+			return nil, fmt.Errorf("bleve: searcher: %w", err)
+		}
+		sctx := &bsearch.SearchContext{DocumentMatchPool: bsearch.NewDocumentMatchPool(s.DocumentMatchPoolSize()+1, 0), IndexReader: r}
+		for {
+			dm, err := s.Next(sctx)
+			if err != nil {
+				_ = s.Close()
+				return nil, fmt.Errorf("bleve: search: %w", err)
+			}
+			if dm == nil {
+				break
+			}
+			id, err := r.ExternalID(dm.IndexInternalID)
+			if err != nil {
+				_ = s.Close()
+				return nil, fmt.Errorf("bleve: %w", err)
+			}
+			if i, ok := pos[id]; ok {
+				m := make(map[string][]search.Span)
+				for _, ftl := range dm.FieldTermLocations {
+					m[ftl.Field] = append(m[ftl.Field], search.Span{Start: int(ftl.Location.Start), End: int(ftl.Location.End)})
+				}
+				spans[i] = m
+			}
+			sctx.DocumentMatchPool.Put(dm)
+		}
+		_ = s.Close()
+	}
+	for i, id := range ext {
+		doc, err := r.Document(id)
+		if err != nil {
+			return nil, fmt.Errorf("bleve: load %s: %w", id, err)
+		}
+		var subject, body string
+		if doc != nil {
+			doc.VisitFields(func(f index.Field) {
+				v := string(f.Value())
+				switch f.Name() {
+				case fNumber:
+					hits[i].Number, _ = strconv.ParseInt(v, 10, 64)
+				case fSubject:
+					subject = v
+				case fStatus:
+					hits[i].Status = v
+				case fCustomer:
+					hits[i].CustomerID = v
+				case fContactID:
+					hits[i].ContactID = v
+				case fBody:
+					body = v
+				}
+			})
+		}
+		hits[i].Subject = subject
+		if body != "" && (len(spans[i][fBody]) > 0 || len(spans[i][fSubject]) == 0) {
+			hits[i].Snippet = search.Snippet(body, spans[i][fBody], search.SnippetRunes)
+		} else {
+			hits[i].Snippet = search.Snippet(subject, spans[i][fSubject], search.SnippetRunes)
+		}
+	}
+	return hits, nil
+}

@@ -1,0 +1,429 @@
+package search
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// OutboxEntry says a case changed. It carries only the ID: the indexer
+// reloads the current state, so stale or duplicate entries are harmless.
+type OutboxEntry struct {
+	Seq       int64
+	CaseID    string
+	CreatedAt time.Time
+}
+
+// Source is what the indexer needs from the store.
+type Source interface {
+	// PendingOutbox returns up to limit entries, oldest first.
+	PendingOutbox(ctx context.Context, limit int) ([]OutboxEntry, error)
+	// MarkOutboxDone removes entries once the engine confirmed them.
+	MarkOutboxDone(ctx context.Context, seqs []int64) error
+	// LoadCaseDocs loads the current state of cases; a missing ID means the
+	// case is gone and must be deleted from the index.
+	LoadCaseDocs(ctx context.Context, caseIDs []string) (map[string]CaseDoc, error)
+	// OutboxStats reports how many entries wait and when the oldest was written.
+	OutboxStats(ctx context.Context) (pending int64, oldest time.Time, err error)
+	// ListCaseIDs pages through every case ID in ascending order, after the
+	// given ID ("" for the start), for a full rebuild.
+	ListCaseIDs(ctx context.Context, after string, limit int) ([]string, error)
+}
+
+// Activator is implemented by engines whose rebuilt index must be made the
+// live one explicitly (Bleve writes its CURRENT file).
+type Activator interface {
+	Activate(ctx context.Context) error
+}
+
+// Dropper is implemented by engines that can delete their index once it was
+// replaced by a rebuild (or the rebuild failed); Drop also closes.
+type Dropper interface {
+	Drop(ctx context.Context) error
+}
+
+// Options tune an Indexer; zero values take the defaults.
+type Options struct {
+	BatchSize    int           // outbox entries per batch (default 500)
+	PollInterval time.Duration // idle wait between polls unless kicked (default 1s)
+	MaxBackoff   time.Duration // cap of the retry delay after engine errors (default 30s)
+}
+
+// Status is the indexer's health for GET /api/v1/search/status.
+type Status struct {
+	Engine     string  `json:"engine"`
+	Index      string  `json:"index"`
+	Documents  int64   `json:"documents"`
+	Pending    int64   `json:"pending"`
+	LagSeconds float64 `json:"lag_seconds"`
+	Healthy    bool    `json:"healthy"`
+}
+
+// ErrReindexRunning is returned when a rebuild is requested during another.
+var ErrReindexRunning = errors.New("search: a reindex is already running")
+
+// Indexer feeds an engine from the store's outbox and owns the engine that
+// answers queries, so that a rebuild can switch engines under live traffic.
+//
+// Writers never wait for it: the store only appends outbox rows in the
+// write's transaction, and Kick merely wakes the loop.
+type Indexer struct {
+	src  Source
+	log  *slog.Logger
+	opts Options
+	kick chan struct{}
+
+	cur atomic.Pointer[handle] // the engine answering queries
+
+	// applyMu serializes every load-then-write against the engines (outbox
+	// batches and rebuild batches), so the last write of a case into any
+	// engine always carries the latest state that was loaded.
+	applyMu  sync.Mutex
+	building Engine // rebuild target, fed by outbox batches too (guarded by applyMu)
+	buildErr error  // first error writing to building (guarded by applyMu)
+
+	failures   atomic.Int64 // consecutive failed batches
+	reindexing atomic.Bool
+}
+
+// handle guards an engine against being closed under a running query.
+type handle struct {
+	eng    Engine
+	mu     sync.RWMutex // queries hold R; retiring takes W
+	closed bool
+}
+
+// NewIndexer returns an indexer over eng; call Run to start it.
+func NewIndexer(src Source, eng Engine, logger *slog.Logger, opts Options) *Indexer {
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 500
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = time.Second
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 30 * time.Second
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ix := &Indexer{src: src, log: logger, opts: opts, kick: make(chan struct{}, 1)}
+	ix.cur.Store(&handle{eng: eng})
+	return ix
+}
+
+// Kick wakes the loop early, typically right after a write committed. It
+// never blocks.
+func (ix *Indexer) Kick() {
+	select {
+	case ix.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Engine returns the engine currently answering queries. Prefer Search,
+// which is safe across a rebuild's switch.
+func (ix *Indexer) Engine() Engine { return ix.cur.Load().eng }
+
+// Search runs q on the live engine, holding it open for the duration.
+func (ix *Indexer) Search(ctx context.Context, q Query) (Result, error) {
+	for {
+		h := ix.cur.Load()
+		h.mu.RLock()
+		if h.closed { // retired between Load and RLock: take the new one
+			h.mu.RUnlock()
+			continue
+		}
+		res, err := h.eng.Search(ctx, q)
+		h.mu.RUnlock()
+		return res, err
+	}
+}
+
+// Close closes the live engine. Stop Run (cancel its context) first.
+func (ix *Indexer) Close() error {
+	h := ix.cur.Load()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil
+	}
+	h.closed = true
+	return h.eng.Close()
+}
+
+// Run drains the outbox until ctx ends: a full batch is followed by the next
+// at once, an empty one waits PollInterval or a Kick, a failed one waits an
+// exponential backoff with jitter. It returns nil when ctx is cancelled.
+func (ix *Indexer) Run(ctx context.Context) error {
+	for {
+		n, err := ix.drainOnce(ctx)
+		var wait time.Duration
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			f := ix.failures.Add(1)
+			wait = backoff(f, ix.opts.MaxBackoff)
+			ix.log.WarnContext(ctx, "search indexing failed; will retry", "err", err, "failures", f, "retry_in", wait)
+		case n >= ix.opts.BatchSize:
+			ix.failures.Store(0)
+			continue
+		default:
+			ix.failures.Store(0)
+			wait = ix.opts.PollInterval
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-ix.kick:
+			// a kick does not cut a backoff short: the engine is what failed
+			if err != nil {
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return nil
+				case <-t.C:
+				}
+			}
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// backoff is 250ms doubled per consecutive failure, capped, with the upper
+// half jittered so that many instances do not retry in step.
+func backoff(failures int64, limit time.Duration) time.Duration {
+	d := 250 * time.Millisecond
+	for i := int64(1); i < failures && d < limit; i++ {
+		d *= 2
+	}
+	d = min(d, limit)
+	return d/2 + rand.N(d/2+1)
+}
+
+// drainOnce processes one batch and reports how many outbox entries it read.
+func (ix *Indexer) drainOnce(ctx context.Context) (int, error) {
+	entries, err := ix.src.PendingOutbox(ctx, ix.opts.BatchSize)
+	if err != nil {
+		return 0, fmt.Errorf("search: read outbox: %w", err)
+	}
+	if len(entries) == 0 {
+		return 0, nil
+	}
+	ids := make([]string, 0, len(entries))
+	seqs := make([]int64, 0, len(entries))
+	seen := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		seqs = append(seqs, e.Seq)
+		if !seen[e.CaseID] {
+			seen[e.CaseID] = true
+			ids = append(ids, e.CaseID)
+		}
+	}
+	ix.applyMu.Lock()
+	defer ix.applyMu.Unlock()
+	present, missing, err := ix.load(ctx, ids)
+	if err != nil {
+		return 0, err
+	}
+	if err := apply(ctx, ix.cur.Load().eng, present, missing); err != nil {
+		return 0, err
+	}
+	if ix.building != nil && ix.buildErr == nil {
+		if err := apply(ctx, ix.building, present, missing); err != nil {
+			// the rebuild fails at its end; the live index goes on
+			ix.buildErr = err
+		}
+	}
+	if err := ix.src.MarkOutboxDone(ctx, seqs); err != nil {
+		return 0, fmt.Errorf("search: mark outbox done: %w", err)
+	}
+	return len(entries), nil
+}
+
+func (ix *Indexer) load(ctx context.Context, ids []string) (present []CaseDoc, missing []string, err error) {
+	docs, err := ix.src.LoadCaseDocs(ctx, ids)
+	if err != nil {
+		return nil, nil, fmt.Errorf("search: load cases: %w", err)
+	}
+	for _, id := range ids {
+		if d, ok := docs[id]; ok {
+			present = append(present, d)
+		} else {
+			missing = append(missing, id)
+		}
+	}
+	return present, missing, nil
+}
+
+func apply(ctx context.Context, eng Engine, present []CaseDoc, missing []string) error {
+	if len(present) > 0 {
+		if err := eng.Index(ctx, present); err != nil {
+			return fmt.Errorf("search: %s index: %w", eng.Name(), err)
+		}
+	}
+	if len(missing) > 0 {
+		if err := eng.Delete(ctx, missing); err != nil {
+			return fmt.Errorf("search: %s delete: %w", eng.Name(), err)
+		}
+	}
+	return nil
+}
+
+// Status reports the live engine and the outbox backlog. An unreachable
+// engine gives Healthy false, not an error; only a store failure errors.
+func (ix *Indexer) Status(ctx context.Context) (Status, error) {
+	h := ix.cur.Load()
+	st := Status{Engine: h.eng.Name(), Index: h.eng.IndexName()}
+	pending, oldest, err := ix.src.OutboxStats(ctx)
+	if err != nil {
+		return st, fmt.Errorf("search: outbox stats: %w", err)
+	}
+	st.Pending = pending
+	if pending > 0 && !oldest.IsZero() {
+		st.LagSeconds = max(time.Since(oldest).Seconds(), 0)
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.closed {
+		return st, nil
+	}
+	pingErr := h.eng.Ping(ctx)
+	n, countErr := h.eng.Count(ctx)
+	st.Documents = n
+	st.Healthy = pingErr == nil && countErr == nil && ix.failures.Load() == 0
+	return st, nil
+}
+
+// Reindex rebuilds the index from the store and switches to it:
+//
+//  1. build returns a new, empty engine on a new versioned index
+//     (bleve.Build: cases_v<N+1>);
+//  2. every case is loaded in ID order and written to it, while Run keeps
+//     feeding the live engine and, from step 1 on, the new one too; the two
+//     kinds of batch are serialized, so no stale state can overwrite newer;
+//  3. the new engine is activated (Activator) and swapped in atomically:
+//     queries in flight finish on the old engine, new ones use the new;
+//  4. the old engine is dropped (Dropper) or closed once its last query ended.
+//
+// Queries are answered from the old index throughout. On error the new
+// index is dropped and the old one stays live.
+func (ix *Indexer) Reindex(ctx context.Context, build func(ctx context.Context) (Engine, error)) (err error) {
+	if !ix.reindexing.CompareAndSwap(false, true) {
+		return ErrReindexRunning
+	}
+	defer ix.reindexing.Store(false)
+	neu, err := build(ctx)
+	if err != nil {
+		return fmt.Errorf("search: reindex: build: %w", err)
+	}
+	ix.applyMu.Lock()
+	ix.building, ix.buildErr = neu, nil
+	ix.applyMu.Unlock()
+	defer func() {
+		if err != nil {
+			ix.applyMu.Lock()
+			ix.building = nil
+			ix.applyMu.Unlock()
+			discard(context.WithoutCancel(ctx), neu)
+		}
+	}()
+	start := time.Now()
+	var after string
+	var total int
+	for {
+		ids, err := ix.src.ListCaseIDs(ctx, after, ix.opts.BatchSize)
+		if err != nil {
+			return fmt.Errorf("search: reindex: list cases: %w", err)
+		}
+		if len(ids) == 0 {
+			break
+		}
+		if err := ix.fill(ctx, neu, ids); err != nil {
+			return err
+		}
+		total += len(ids)
+		after = ids[len(ids)-1]
+	}
+	ix.applyMu.Lock()
+	if ix.buildErr != nil {
+		err := ix.buildErr
+		ix.applyMu.Unlock()
+		return fmt.Errorf("search: reindex: %w", err)
+	}
+	if a, ok := neu.(Activator); ok {
+		if err := a.Activate(ctx); err != nil {
+			ix.applyMu.Unlock()
+			return fmt.Errorf("search: reindex: activate: %w", err)
+		}
+	}
+	old := ix.cur.Swap(&handle{eng: neu})
+	ix.building = nil
+	ix.applyMu.Unlock()
+	ix.log.InfoContext(ctx, "search index rebuilt", "index", neu.IndexName(), "replaced", old.eng.IndexName(), "cases", total, "took", time.Since(start))
+	retire(context.WithoutCancel(ctx), old, ix.log)
+	return nil
+}
+
+// fill writes one rebuild batch, retrying engine errors a few times.
+func (ix *Indexer) fill(ctx context.Context, eng Engine, ids []string) error {
+	var err error
+	for attempt := int64(1); attempt <= 5; attempt++ {
+		ix.applyMu.Lock()
+		var present []CaseDoc
+		present, _, err = ix.load(ctx, ids) // missing: deleted since listed, nothing to write
+		if err == nil && len(present) > 0 {
+			err = eng.Index(ctx, present)
+		}
+		ix.applyMu.Unlock()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		t := time.NewTimer(backoff(attempt, ix.opts.MaxBackoff))
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	if err != nil {
+		return fmt.Errorf("search: reindex: %w", err)
+	}
+	return ctx.Err()
+}
+
+func discard(ctx context.Context, eng Engine) {
+	if d, ok := eng.(Dropper); ok {
+		_ = d.Drop(ctx)
+		return
+	}
+	_ = eng.Close()
+}
+
+// retire waits for the old engine's running queries, then drops it.
+func retire(ctx context.Context, h *handle, log *slog.Logger) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	h.closed = true
+	var err error
+	if d, ok := h.eng.(Dropper); ok {
+		err = d.Drop(ctx)
+	} else {
+		err = h.eng.Close()
+	}
+	if err != nil {
+		log.WarnContext(ctx, "search: retiring old index", "index", h.eng.IndexName(), "err", err)
+	}
+}

@@ -1,0 +1,430 @@
+package search_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/casevault/casevault/search"
+	"github.com/casevault/casevault/search/bleve"
+)
+
+// memSource is an in-memory store with an outbox, standing in for the SQL
+// store (which has its own Source test).
+type memSource struct {
+	mu       sync.Mutex
+	cases    map[string]search.CaseDoc
+	outbox   []search.OutboxEntry
+	seq      int64
+	done     []int64
+	failLoad int // LoadCaseDocs calls left to fail
+}
+
+func newMemSource() *memSource { return &memSource{cases: map[string]search.CaseDoc{}} }
+
+// put writes a case and its outbox entry, like a store transaction.
+func (m *memSource) put(c search.CaseDoc) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cases[c.CaseID] = c
+	m.seq++
+	m.outbox = append(m.outbox, search.OutboxEntry{Seq: m.seq, CaseID: c.CaseID, CreatedAt: time.Now()})
+}
+
+func (m *memSource) remove(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.cases, id)
+	m.seq++
+	m.outbox = append(m.outbox, search.OutboxEntry{Seq: m.seq, CaseID: id, CreatedAt: time.Now()})
+}
+
+func (m *memSource) PendingOutbox(_ context.Context, limit int) ([]search.OutboxEntry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.outbox[:min(limit, len(m.outbox))]), nil
+}
+
+func (m *memSource) MarkOutboxDone(_ context.Context, seqs []int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.outbox = slices.DeleteFunc(m.outbox, func(e search.OutboxEntry) bool { return slices.Contains(seqs, e.Seq) })
+	m.done = append(m.done, seqs...)
+	return nil
+}
+
+func (m *memSource) LoadCaseDocs(_ context.Context, ids []string) (map[string]search.CaseDoc, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failLoad > 0 {
+		m.failLoad--
+		return nil, errors.New("store unavailable")
+	}
+	out := map[string]search.CaseDoc{}
+	for _, id := range ids {
+		if c, ok := m.cases[id]; ok {
+			c.Contacts = slices.Clone(c.Contacts)
+			out[id] = c
+		}
+	}
+	return out, nil
+}
+
+func (m *memSource) OutboxStats(_ context.Context) (int64, time.Time, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.outbox) == 0 {
+		return 0, time.Time{}, nil
+	}
+	return int64(len(m.outbox)), m.outbox[0].CreatedAt, nil
+}
+
+func (m *memSource) ListCaseIDs(_ context.Context, after string, limit int) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ids := slices.Sorted(maps.Keys(m.cases))
+	i, _ := slices.BinarySearch(ids, after)
+	for i < len(ids) && ids[i] <= after {
+		i++
+	}
+	return ids[i:min(i+limit, len(ids))], nil
+}
+
+func (m *memSource) pending() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.outbox)
+}
+
+// flakyEngine fails its next N writes, like an engine that is down.
+type flakyEngine struct {
+	search.Engine
+	fail   atomic.Int64
+	writes atomic.Int64 // attempted writes
+}
+
+var errDown = errors.New("engine down")
+
+func (f *flakyEngine) Index(ctx context.Context, docs []search.CaseDoc) error {
+	f.writes.Add(1)
+	if f.fail.Add(-1) >= 0 {
+		return errDown
+	}
+	return f.Engine.Index(ctx, docs)
+}
+
+func (f *flakyEngine) Delete(ctx context.Context, ids []string) error {
+	f.writes.Add(1)
+	if f.fail.Add(-1) >= 0 {
+		return errDown
+	}
+	return f.Engine.Delete(ctx, ids)
+}
+
+func mkCase(i int, words string) search.CaseDoc {
+	at := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Minute)
+	return search.CaseDoc{
+		CaseID: fmt.Sprintf("c%04d", i), Number: int64(i), CustomerID: "cus", Subject: "case " + words,
+		Status: "open", Priority: "normal", Channel: "email", CreatedAt: at, UpdatedAt: at,
+		Contacts: []search.ContactDoc{{ID: fmt.Sprintf("k%04d", i), Channel: "email", Body: words, OccurredAt: at}},
+	}
+}
+
+func openBleve(t *testing.T, dir string) *bleve.Engine {
+	t.Helper()
+	e, err := bleve.Open(t.Context(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func total(t *testing.T, ix *search.Indexer, q search.Query) int64 {
+	t.Helper()
+	res, err := ix.Search(t.Context(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Total
+}
+
+func startIndexer(t *testing.T, src search.Source, eng search.Engine, opts search.Options) *search.Indexer {
+	t.Helper()
+	ix := search.NewIndexer(src, eng, nil, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ix.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		_ = ix.Close()
+	})
+	return ix
+}
+
+func TestIndexerDrainsOutbox(t *testing.T) {
+	src := newMemSource()
+	for i := range 120 {
+		src.put(mkCase(i, "walrus"))
+	}
+	src.put(mkCase(5, "walrus narwhal")) // a duplicate in the same batch: latest state wins
+	ix := startIndexer(t, src, openBleve(t, t.TempDir()), search.Options{BatchSize: 50, PollInterval: time.Hour})
+	waitFor(t, "outbox drained", func() bool { return src.pending() == 0 })
+	if n := total(t, ix, search.Query{Words: []string{"walrus"}}); n != 120 {
+		t.Fatalf("walrus: %d cases", n)
+	}
+	if n := total(t, ix, search.Query{Words: []string{"narwhal"}}); n != 1 {
+		t.Fatalf("narwhal: %d cases", n)
+	}
+	src.mu.Lock()
+	done := len(src.done)
+	src.mu.Unlock()
+	if done != 121 {
+		t.Fatalf("%d outbox rows marked done, want 121", done)
+	}
+
+	// with an hour's poll interval, only Kick can bring these in
+	src.remove("c0007")
+	src.put(mkCase(500, "octopus"))
+	ix.Kick()
+	waitFor(t, "kicked batch", func() bool { return src.pending() == 0 })
+	if n := total(t, ix, search.Query{Words: []string{"walrus"}}); n != 119 {
+		t.Fatalf("after delete: %d walrus cases", n)
+	}
+	if n := total(t, ix, search.Query{Words: []string{"octopus"}}); n != 1 {
+		t.Fatalf("octopus: %d", n)
+	}
+
+	st, err := ix.Status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := search.Status{Engine: "bleve", Index: "cases_v1", Documents: 120, Pending: 0, LagSeconds: 0, Healthy: true}
+	if st != want {
+		t.Fatalf("status %+v, want %+v", st, want)
+	}
+	b, _ := json.Marshal(st)
+	if string(b) != `{"engine":"bleve","index":"cases_v1","documents":120,"pending":0,"lag_seconds":0,"healthy":true}` {
+		t.Fatalf("status JSON %s", b)
+	}
+}
+
+func TestIndexerRetriesWithoutLosingRows(t *testing.T) {
+	src := newMemSource()
+	for i := range 10 {
+		src.put(mkCase(i, "walrus"))
+	}
+	eng := &flakyEngine{Engine: openBleve(t, t.TempDir())}
+	eng.fail.Store(4)
+	ix := startIndexer(t, src, eng, search.Options{BatchSize: 100, PollInterval: time.Hour, MaxBackoff: 100 * time.Millisecond})
+
+	waitFor(t, "first failure", func() bool { return eng.writes.Load() >= 1 })
+	if p := src.pending(); p != 10 {
+		t.Fatalf("%d rows pending after a failed write, want all 10", p)
+	}
+	st, err := ix.Status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Healthy || st.Pending != 10 || st.LagSeconds <= 0 {
+		t.Fatalf("status while failing: %+v", st)
+	}
+
+	waitFor(t, "recovery", func() bool { return src.pending() == 0 })
+	if w := eng.writes.Load(); w != 5 {
+		t.Fatalf("%d write attempts, want 4 failures + 1 success", w)
+	}
+	if n := total(t, ix, search.Query{Words: []string{"walrus"}}); n != 10 {
+		t.Fatalf("%d cases indexed", n)
+	}
+	waitFor(t, "healthy", func() bool {
+		st, err := ix.Status(t.Context())
+		return err == nil && st.Healthy
+	})
+
+	// a store failure is retried the same way
+	src.mu.Lock()
+	src.failLoad = 2
+	src.mu.Unlock()
+	src.put(mkCase(50, "octopus"))
+	ix.Kick()
+	waitFor(t, "store recovery", func() bool { return src.pending() == 0 })
+	if n := total(t, ix, search.Query{Words: []string{"octopus"}}); n != 1 {
+		t.Fatalf("octopus: %d", n)
+	}
+}
+
+func TestIndexerWritesNeverWaitForEngine(t *testing.T) {
+	src := newMemSource()
+	eng := &flakyEngine{Engine: openBleve(t, t.TempDir())}
+	eng.fail.Store(1 << 40) // dead for the whole test
+	ix := startIndexer(t, src, eng, search.Options{PollInterval: time.Millisecond, MaxBackoff: time.Millisecond})
+	for i := range 200 {
+		src.put(mkCase(i, "walrus"))
+		ix.Kick() // must not block however dead the engine is
+	}
+	waitFor(t, "attempts", func() bool { return eng.writes.Load() > 3 })
+	if p := src.pending(); p != 200 {
+		t.Fatalf("%d pending, want 200 (nothing confirmed)", p)
+	}
+}
+
+func TestReindexSwitchesUnderTraffic(t *testing.T) {
+	dir := t.TempDir()
+	src := newMemSource()
+	for i := range 600 {
+		src.put(mkCase(i, "walrus"))
+	}
+	ix := startIndexer(t, src, openBleve(t, dir), search.Options{BatchSize: 100, PollInterval: 5 * time.Millisecond})
+	waitFor(t, "initial indexing", func() bool { return src.pending() == 0 })
+
+	// queries and writes go on during the rebuild
+	ctx, stop := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	var searchErr atomic.Value
+	var searches atomic.Int64
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			res, err := ix.Search(context.Background(), search.Query{Words: []string{"walrus"}})
+			if err != nil {
+				searchErr.Store(err)
+				return
+			}
+			if res.Total < 590 {
+				searchErr.Store(fmt.Errorf("only %d walrus cases during rebuild", res.Total))
+				return
+			}
+			searches.Add(1)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for i := 0; ctx.Err() == nil && i < 100; i++ {
+			src.put(mkCase(1000+i, "walrus octopus"))
+			if i%10 == 0 {
+				src.remove(fmt.Sprintf("c%04d", i))
+			}
+			src.put(mkCase(200+i, "walrus squid")) // a case changed mid-rebuild
+			ix.Kick()
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	err := ix.Reindex(t.Context(), func(ctx context.Context) (search.Engine, error) { return bleve.Build(ctx, dir) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Reindex(t.Context(), func(ctx context.Context) (search.Engine, error) { return nil, errors.New("unused") }); err == nil {
+		t.Fatal("a failing build was accepted")
+	}
+	wg.Wait()
+	stop()
+	if err, _ := searchErr.Load().(error); err != nil {
+		t.Fatal(err)
+	}
+	if searches.Load() == 0 {
+		t.Fatal("no query ran during the rebuild")
+	}
+	if got := ix.Engine().IndexName(); got != "cases_v2" {
+		t.Fatalf("live index %s after rebuild", got)
+	}
+	waitFor(t, "outbox drained", func() bool { return src.pending() == 0 })
+
+	// the new index holds exactly the store's state
+	src.mu.Lock()
+	want := map[string]int{}
+	for _, c := range src.cases {
+		for _, w := range []string{"walrus", "octopus", "squid"} {
+			if slices.Contains(tokensOf(c.Subject), w) {
+				want[w]++
+			}
+		}
+	}
+	nCases := len(src.cases)
+	src.mu.Unlock()
+	for w, n := range want {
+		if got := total(t, ix, search.Query{Words: []string{w}}); got != int64(n) {
+			t.Errorf("%s: %d cases, want %d", w, got, n)
+		}
+	}
+	if n, err := ix.Engine().Count(t.Context()); err != nil || n != int64(nCases) {
+		t.Fatalf("Count %d (%v), want %d", n, err, nCases)
+	}
+	// and it is what the next start serves; the old one is gone
+	cur, err := os.ReadFile(filepath.Join(dir, "CURRENT"))
+	if err != nil || strings.TrimSpace(string(cur)) != "cases_v2" {
+		t.Fatalf("CURRENT %q (%v)", cur, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cases_v1")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("old index still on disk: %v", err)
+	}
+}
+
+func TestReindexFailureKeepsOldIndex(t *testing.T) {
+	dir := t.TempDir()
+	src := newMemSource()
+	for i := range 30 {
+		src.put(mkCase(i, "walrus"))
+	}
+	ix := startIndexer(t, src, openBleve(t, dir), search.Options{BatchSize: 10, PollInterval: 5 * time.Millisecond, MaxBackoff: time.Millisecond})
+	waitFor(t, "initial indexing", func() bool { return src.pending() == 0 })
+	var built *flakyEngine
+	err := ix.Reindex(t.Context(), func(ctx context.Context) (search.Engine, error) {
+		e, err := bleve.Build(ctx, dir)
+		if err != nil {
+			return nil, err
+		}
+		built = &flakyEngine{Engine: e}
+		built.fail.Store(1 << 40)
+		return built, nil
+	})
+	if err == nil {
+		t.Fatal("rebuild into a dead engine succeeded")
+	}
+	if got := ix.Engine().IndexName(); got != "cases_v1" {
+		t.Fatalf("live index %s", got)
+	}
+	if n := total(t, ix, search.Query{Words: []string{"walrus"}}); n != 30 {
+		t.Fatalf("old index answers %d", n)
+	}
+}
+
+func tokensOf(s string) []string {
+	var out []string
+	word := []rune{}
+	for _, r := range s + " " {
+		if r == ' ' {
+			if len(word) > 0 {
+				out = append(out, string(word))
+			}
+			word = word[:0]
+			continue
+		}
+		word = append(word, r)
+	}
+	return out
+}

@@ -1,0 +1,969 @@
+package meili
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode"
+
+	"github.com/pb33f/libopenapi"
+	validator "github.com/pb33f/libopenapi-validator"
+)
+
+// The fake Meilisearch below validates every request it receives (method,
+// path, query, headers, JSON body) and every documented response it sends
+// against Meilisearch's published OpenAPI description, and emulates just
+// enough of the server for the adapter: indexes, settings, documents, tasks
+// (enqueued → processing → succeeded/failed), filters and search.
+
+const testAPIKey = "test-master-key"
+
+// specValidator builds the validator once per test binary: parsing and
+// compiling the 800 KB description is the slow part, and the validator is
+// never mutated after construction.
+var specValidator = sync.OnceValues(func() (validator.Validator, error) {
+	path, err := findSpec()
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if b, err = patchSpec(b); err != nil {
+		return nil, fmt.Errorf("patch %s: %w", path, err)
+	}
+	doc, err := libopenapi.NewDocument(b)
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", path, err)
+	}
+	v, errs := validator.NewValidator(doc)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("build validator for %s: %v", path, errs)
+	}
+	return v, nil
+})
+
+// patchSpec corrects one known defect of the published description:
+// AttributePatterns is a transparent wrapper around a list of strings in
+// Meilisearch (the search parameter is sent as "facets": ["genres"], as in
+// Meilisearch's own documentation and meilisearch-go), but the generator
+// described it as an object {"patterns": [...]}. Validating against the
+// defect would reject every correct facet request, so the component is
+// replaced by what the server accepts; nothing else is touched.
+func patchSpec(b []byte) ([]byte, error) {
+	var spec map[string]any
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return nil, err
+	}
+	components, _ := spec["components"].(map[string]any)
+	schemas, _ := components["schemas"].(map[string]any)
+	ap, _ := schemas["AttributePatterns"].(map[string]any)
+	if ap == nil {
+		return b, nil // fixed upstream or renamed: validate as published
+	}
+	if props, _ := ap["properties"].(map[string]any); ap["type"] == "object" && props["patterns"] != nil {
+		schemas["AttributePatterns"] = map[string]any{
+			"type":        "array",
+			"items":       map[string]any{"type": "string"},
+			"description": ap["description"],
+		}
+	}
+	return json.Marshal(spec)
+}
+
+// errSpecMissing marks a description that is not there (as opposed to one
+// that is broken).
+type errSpecMissing struct{ msg string }
+
+func (e errSpecMissing) Error() string { return e.msg }
+
+// findSpec resolves MEILI_OPENAPI_SPEC (relative paths are tried from the
+// package directory and from the module root, because .ci/run sets it
+// relative to the repository) or the default location beside the checkout.
+func findSpec() (string, error) {
+	p := os.Getenv("MEILI_OPENAPI_SPEC")
+	if p == "" {
+		p = filepath.Join("..", "..", "..", "shared", "meilisearch", "meilisearch-openapi.json")
+	}
+	candidates := []string{p}
+	if !filepath.IsAbs(p) {
+		if root, ok := moduleRoot(); ok {
+			candidates = append(candidates, filepath.Join(root, p))
+		}
+	}
+	for _, c := range candidates {
+		if st, err := os.Stat(c); err == nil && !st.IsDir() {
+			return c, nil
+		}
+	}
+	return "", errSpecMissing{fmt.Sprintf("Meilisearch OpenAPI description not found (tried %v); set MEILI_OPENAPI_SPEC", candidates)}
+}
+
+func moduleRoot() (string, bool) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", false
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, true
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", false
+		}
+		dir = parent
+	}
+}
+
+// apiErr is Meilisearch's documented error body.
+type apiErr struct {
+	Message string `json:"message"`
+	Code    string `json:"code"`
+	Type    string `json:"type"`
+	Link    string `json:"link"`
+}
+
+func newAPIErr(code, typ, msg string) *apiErr {
+	return &apiErr{Message: msg, Code: code, Type: typ, Link: "https://docs.meilisearch.com/errors#" + code}
+}
+
+type recorded struct {
+	Method, Path, RawQuery string
+	Body                   []byte
+}
+
+type fakeIndex struct {
+	uid, pk  string
+	created  time.Time
+	settings map[string]json.RawMessage
+	docs     map[string]map[string]any
+	order    []string
+}
+
+type fakeTask struct {
+	uid      int
+	index    string
+	typ      string
+	enqueued time.Time
+	polls    int
+	status   string
+	err      *apiErr
+	details  map[string]any
+	apply    func() *apiErr
+}
+
+type fakeMeili struct {
+	t   *testing.T
+	v   validator.Validator
+	srv *httptest.Server
+
+	mu      sync.Mutex
+	indexes map[string]*fakeIndex
+	tasks   []*fakeTask
+	log     []recorded
+	// pollsBeforeDone is how many GET /tasks/{id} report a task still
+	// enqueued/processing before it finishes.
+	pollsBeforeDone int
+	// intercept, when it returns ok, answers the request instead of the
+	// emulation (503s, injected errors).
+	intercept func(r recorded) (status int, body []byte, ok bool)
+	// failTask, when it returns an error for a task type, makes the next
+	// task of that type end "failed" without applying it.
+	failTask func(typ string) *apiErr
+	// cancelTask makes a task of that type end "canceled".
+	cancelTask func(typ string) bool
+}
+
+func newFake(t *testing.T) *fakeMeili {
+	t.Helper()
+	v, err := specValidator()
+	if err != nil {
+		if _, missing := err.(errSpecMissing); missing && os.Getenv("CI") == "" {
+			t.Skip(err.Error())
+		}
+		t.Fatal(err)
+	}
+	f := &fakeMeili{t: t, v: v, indexes: map[string]*fakeIndex{}, pollsBeforeDone: 1}
+	f.srv = httptest.NewServer(f)
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeMeili) requests(method, path string) []recorded {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []recorded
+	for _, r := range f.log {
+		if r.Method == method && r.Path == path {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (f *fakeMeili) index(uid string) *fakeIndex {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.indexes[uid]
+}
+
+func (f *fakeMeili) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		f.t.Errorf("read request body: %v", err)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	rec := recorded{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Body: body}
+	f.log = append(f.log, rec)
+
+	vreq := func() *http.Request {
+		c := r.Clone(r.Context())
+		c.Body = io.NopCloser(bytes.NewReader(body))
+		c.ContentLength = int64(len(body))
+		return c
+	}
+	if ok, verrs := f.v.ValidateHttpRequestSync(vreq()); !ok {
+		var msgs []string
+		for _, e := range verrs {
+			msgs = append(msgs, "  - "+e.Error())
+		}
+		f.t.Errorf("request %s %s?%s (body %.300s) violates the Meilisearch OpenAPI description:\n%s",
+			r.Method, r.URL.Path, r.URL.RawQuery, body, strings.Join(msgs, "\n"))
+		writeJSON(w, http.StatusBadRequest, newAPIErr("bad_request", "invalid_request", "request does not match the OpenAPI description"))
+		return
+	}
+	if r.URL.Path != "/health" && r.Header.Get("Authorization") != "Bearer "+testAPIKey {
+		f.t.Errorf("request %s %s without the API key", r.Method, r.URL.Path)
+	}
+
+	rw := httptest.NewRecorder()
+	if status, b, ok := f.interceptLocked(rec); ok {
+		if json.Valid(b) {
+			rw.Header().Set("Content-Type", "application/json")
+		} else {
+			rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		}
+		rw.WriteHeader(status)
+		rw.Write(b)
+	} else {
+		f.route(rw, r, body)
+	}
+	res := rw.Result()
+	// Validate the emulation's answers too, so the adapter is tested against
+	// documented shapes. 400 and 503 are real Meilisearch answers that the
+	// description does not list per operation, so only their error body
+	// shape is checked.
+	switch res.StatusCode {
+	case http.StatusBadRequest, http.StatusServiceUnavailable:
+		if strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
+			var e apiErr
+			if err := json.Unmarshal(rw.Body.Bytes(), &e); err != nil || e.Code == "" || e.Message == "" || e.Type == "" || e.Link == "" {
+				f.t.Errorf("fake error body %s is not Meilisearch's error shape", rw.Body.Bytes())
+			}
+		}
+	default:
+		res.Body = io.NopCloser(bytes.NewReader(rw.Body.Bytes()))
+		if ok, verrs := f.v.ValidateHttpResponse(vreq(), res); !ok {
+			var msgs []string
+			for _, e := range verrs {
+				msgs = append(msgs, "  - "+e.Error())
+			}
+			f.t.Errorf("fake response %d to %s %s (%.300s) violates the description:\n%s",
+				res.StatusCode, r.Method, r.URL.Path, rw.Body.Bytes(), strings.Join(msgs, "\n"))
+		}
+	}
+	for k, vs := range rw.Header() {
+		w.Header()[k] = vs
+	}
+	w.WriteHeader(rw.Code)
+	w.Write(rw.Body.Bytes())
+}
+
+func (f *fakeMeili) interceptLocked(rec recorded) (int, []byte, bool) {
+	if f.intercept == nil {
+		return 0, nil, false
+	}
+	return f.intercept(rec)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+func (f *fakeMeili) route(w http.ResponseWriter, r *http.Request, body []byte) {
+	seg := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	switch {
+	case r.Method == http.MethodGet && len(seg) == 1 && seg[0] == "health":
+		writeJSON(w, 200, map[string]string{"status": "available"})
+	case r.Method == http.MethodGet && len(seg) == 2 && seg[0] == "tasks":
+		f.getTask(w, seg[1])
+	case r.Method == http.MethodPost && len(seg) == 1 && seg[0] == "indexes":
+		f.createIndex(w, body)
+	case len(seg) >= 2 && seg[0] == "indexes":
+		uid, rest := seg[1], strings.Join(seg[2:], "/")
+		switch {
+		case r.Method == http.MethodGet && rest == "":
+			idx := f.indexes[uid]
+			if idx == nil {
+				writeJSON(w, 404, newAPIErr("index_not_found", "invalid_request", "Index `"+uid+"` not found."))
+				return
+			}
+			view := map[string]any{"uid": uid, "createdAt": rfc3339(idx.created), "updatedAt": rfc3339(idx.created), "primaryKey": nil}
+			if idx.pk != "" {
+				view["primaryKey"] = idx.pk
+			}
+			writeJSON(w, 200, view)
+		case r.Method == http.MethodPatch && rest == "":
+			f.updateIndex(w, uid, body)
+		case r.Method == http.MethodPatch && rest == "settings":
+			f.updateSettings(w, uid, body)
+		case r.Method == http.MethodPost && rest == "documents":
+			f.addDocuments(w, uid, r.URL.Query().Get("primaryKey"), body)
+		case r.Method == http.MethodPost && rest == "documents/delete":
+			f.deleteByFilter(w, uid, body)
+		case r.Method == http.MethodPost && rest == "search":
+			f.search(w, uid, body)
+		default:
+			f.unemulated(w, r)
+		}
+	default:
+		f.unemulated(w, r)
+	}
+}
+
+func (f *fakeMeili) unemulated(w http.ResponseWriter, r *http.Request) {
+	f.t.Errorf("fake Meilisearch does not emulate %s %s", r.Method, r.URL.Path)
+	writeJSON(w, http.StatusNotImplemented, newAPIErr("internal", "internal", "not emulated"))
+}
+
+// enqueue registers a task and answers 202 with the summarized task view.
+func (f *fakeMeili) enqueue(w http.ResponseWriter, index, typ string, details map[string]any, apply func() *apiErr) {
+	t := &fakeTask{uid: len(f.tasks), index: index, typ: typ, enqueued: time.Now(), status: "enqueued", details: details, apply: apply}
+	f.tasks = append(f.tasks, t)
+	writeJSON(w, http.StatusAccepted, map[string]any{
+		"taskUid": t.uid, "indexUid": index, "status": "enqueued", "type": typ, "enqueuedAt": rfc3339(t.enqueued),
+	})
+}
+
+// finish runs a task to its end. Meilisearch processes tasks in order, so all
+// earlier unfinished tasks finish first.
+func (f *fakeMeili) finish(upTo int) {
+	for _, t := range f.tasks[:upTo+1] {
+		if t.status == "succeeded" || t.status == "failed" || t.status == "canceled" {
+			continue
+		}
+		switch {
+		case f.cancelTask != nil && f.cancelTask(t.typ):
+			t.status = "canceled"
+		case f.failTask != nil && f.failTask(t.typ) != nil:
+			t.status, t.err = "failed", f.failTask(t.typ)
+		default:
+			if err := t.apply(); err != nil {
+				t.status, t.err = "failed", err
+			} else {
+				t.status = "succeeded"
+			}
+		}
+	}
+}
+
+func (f *fakeMeili) getTask(w http.ResponseWriter, id string) {
+	n, err := strconv.Atoi(id)
+	if err != nil || n < 0 || n >= len(f.tasks) {
+		writeJSON(w, 404, newAPIErr("task_not_found", "invalid_request", "Task `"+id+"` not found."))
+		return
+	}
+	t := f.tasks[n]
+	t.polls++
+	if t.status == "enqueued" || t.status == "processing" {
+		if t.polls > f.pollsBeforeDone {
+			f.finish(n)
+		} else if t.polls > 1 {
+			t.status = "processing"
+		}
+	}
+	view := map[string]any{
+		"uid": t.uid, "batchUid": nil, "indexUid": t.index, "status": t.status, "type": t.typ,
+		"canceledBy": nil, "details": t.details, "error": nil, "duration": nil,
+		"enqueuedAt": rfc3339(t.enqueued),
+	}
+	if t.status != "enqueued" {
+		view["startedAt"] = rfc3339(t.enqueued)
+	}
+	switch t.status {
+	case "succeeded", "failed", "canceled":
+		view["finishedAt"] = rfc3339(t.enqueued)
+		view["duration"] = "PT0.001S"
+	}
+	if t.err != nil {
+		view["error"] = t.err
+	}
+	writeJSON(w, 200, view)
+}
+
+func (f *fakeMeili) createIndex(w http.ResponseWriter, body []byte) {
+	var req struct {
+		UID        string `json:"uid"`
+		PrimaryKey string `json:"primaryKey"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeJSON(w, 400, newAPIErr("bad_request", "invalid_request", err.Error()))
+		return
+	}
+	f.enqueue(w, req.UID, "indexCreation", map[string]any{"primaryKey": req.PrimaryKey}, func() *apiErr {
+		if f.indexes[req.UID] != nil {
+			return newAPIErr("index_already_exists", "invalid_request", "Index `"+req.UID+"` already exists.")
+		}
+		f.indexes[req.UID] = newFakeIndex(req.UID, req.PrimaryKey)
+		return nil
+	})
+}
+
+func newFakeIndex(uid, pk string) *fakeIndex {
+	return &fakeIndex{uid: uid, pk: pk, created: time.Now(), settings: map[string]json.RawMessage{}, docs: map[string]map[string]any{}}
+}
+
+func (f *fakeMeili) updateIndex(w http.ResponseWriter, uid string, body []byte) {
+	var req struct {
+		PrimaryKey string `json:"primaryKey"`
+	}
+	_ = json.Unmarshal(body, &req)
+	f.enqueue(w, uid, "indexUpdate", map[string]any{"primaryKey": req.PrimaryKey}, func() *apiErr {
+		idx := f.indexes[uid]
+		if idx == nil {
+			return newAPIErr("index_not_found", "invalid_request", "Index `"+uid+"` not found.")
+		}
+		if len(idx.docs) > 0 && idx.pk != "" && idx.pk != req.PrimaryKey {
+			return newAPIErr("index_primary_key_already_exists", "invalid_request", "primary key already set")
+		}
+		idx.pk = req.PrimaryKey
+		return nil
+	})
+}
+
+func (f *fakeMeili) updateSettings(w http.ResponseWriter, uid string, body []byte) {
+	var s map[string]json.RawMessage
+	if err := json.Unmarshal(body, &s); err != nil {
+		writeJSON(w, 400, newAPIErr("bad_request", "invalid_request", err.Error()))
+		return
+	}
+	f.enqueue(w, uid, "settingsUpdate", map[string]any{}, func() *apiErr {
+		idx := f.indexes[uid]
+		if idx == nil { // Meilisearch creates the index on a settings update
+			idx = newFakeIndex(uid, "")
+			f.indexes[uid] = idx
+		}
+		for k, v := range s {
+			idx.settings[k] = v
+		}
+		return nil
+	})
+}
+
+var fakeDocID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,511}$`)
+
+func (f *fakeMeili) addDocuments(w http.ResponseWriter, uid, pk string, body []byte) {
+	var docs []map[string]any
+	if err := json.Unmarshal(body, &docs); err != nil {
+		writeJSON(w, 400, newAPIErr("malformed_payload", "invalid_request", err.Error()))
+		return
+	}
+	f.enqueue(w, uid, "documentAdditionOrUpdate", map[string]any{"receivedDocuments": len(docs), "indexedDocuments": nil}, func() *apiErr {
+		idx := f.indexes[uid]
+		if idx == nil {
+			idx = newFakeIndex(uid, pk)
+			f.indexes[uid] = idx
+		}
+		if pk != "" && idx.pk != "" && pk != idx.pk {
+			return newAPIErr("index_primary_key_already_exists", "invalid_request", "primary key already set")
+		}
+		key := idx.pk
+		if key == "" {
+			return newAPIErr("index_primary_key_no_candidate_found", "invalid_request", "no primary key")
+		}
+		for _, d := range docs {
+			id, _ := d[key].(string)
+			if !fakeDocID.MatchString(id) {
+				return newAPIErr("invalid_document_id", "invalid_request", fmt.Sprintf("Document identifier `%v` is invalid.", d[key]))
+			}
+		}
+		for _, d := range docs {
+			id := d[key].(string)
+			if _, ok := idx.docs[id]; !ok {
+				idx.order = append(idx.order, id)
+			}
+			idx.docs[id] = d
+		}
+		return nil
+	})
+}
+
+func (ix *fakeIndex) stringsSetting(name string) ([]string, bool) {
+	raw, ok := ix.settings[name]
+	if !ok {
+		return nil, false
+	}
+	var out []string
+	_ = json.Unmarshal(raw, &out)
+	return out, true
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// checkFilterAttrs rejects attributes that are not filterable, as
+// Meilisearch does.
+func (ix *fakeIndex) checkFilterAttrs(groups [][]predicate) error {
+	filterable, _ := ix.stringsSetting("filterableAttributes")
+	for _, g := range groups {
+		for _, p := range g {
+			if !contains(filterable, p.attr) {
+				return fmt.Errorf("attribute `%s` is not filterable", p.attr)
+			}
+		}
+	}
+	return nil
+}
+
+func (f *fakeMeili) deleteByFilter(w http.ResponseWriter, uid string, body []byte) {
+	var req struct {
+		Filter any `json:"filter"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeJSON(w, 400, newAPIErr("bad_request", "invalid_request", err.Error()))
+		return
+	}
+	groups, err := parseFilter(req.Filter)
+	if err != nil || len(groups) == 0 {
+		f.t.Errorf("delete filter %s does not parse: %v", body, err)
+		writeJSON(w, 400, newAPIErr("invalid_document_filter", "invalid_request", fmt.Sprint(err)))
+		return
+	}
+	f.enqueue(w, uid, "documentDeletion", map[string]any{"providedIds": 0, "deletedDocuments": nil, "originalFilter": string(body)}, func() *apiErr {
+		idx := f.indexes[uid]
+		if idx == nil {
+			return newAPIErr("index_not_found", "invalid_request", "Index `"+uid+"` not found.")
+		}
+		if err := idx.checkFilterAttrs(groups); err != nil {
+			return newAPIErr("invalid_document_filter", "invalid_request", err.Error())
+		}
+		kept := idx.order[:0]
+		for _, id := range idx.order {
+			if matchFilter(groups, idx.docs[id]) {
+				delete(idx.docs, id)
+				continue
+			}
+			kept = append(kept, id)
+		}
+		idx.order = kept
+		return nil
+	})
+}
+
+// --- search emulation -----------------------------------------------------
+
+type searchReq struct {
+	Q                    *string  `json:"q"`
+	Offset               *int     `json:"offset"`
+	Limit                *int     `json:"limit"`
+	Page                 *int     `json:"page"`
+	HitsPerPage          *int     `json:"hitsPerPage"`
+	Filter               any      `json:"filter"`
+	Sort                 []string `json:"sort"`
+	Facets               []string `json:"facets"`
+	AttributesToRetrieve []string `json:"attributesToRetrieve"`
+	ShowMatchesPosition  bool     `json:"showMatchesPosition"`
+	ShowRankingScore     bool     `json:"showRankingScore"`
+}
+
+type qTerm struct {
+	text   string
+	phrase bool
+	neg    bool
+}
+
+// parseQ reads Meilisearch's q syntax: "phrase", -word, -"phrase", words.
+func parseQ(q string) []qTerm {
+	var out []qTerm
+	for i := 0; i < len(q); {
+		if q[i] == ' ' {
+			i++
+			continue
+		}
+		neg := false
+		if q[i] == '-' {
+			neg = true
+			i++
+		}
+		if i < len(q) && q[i] == '"' {
+			end := strings.IndexByte(q[i+1:], '"')
+			if end < 0 {
+				end = len(q) - i - 1
+			}
+			out = append(out, qTerm{text: q[i+1 : i+1+end], phrase: true, neg: neg})
+			i += end + 2
+			continue
+		}
+		end := strings.IndexByte(q[i:], ' ')
+		if end < 0 {
+			end = len(q) - i
+		}
+		if w := q[i : i+end]; w != "" {
+			out = append(out, qTerm{text: w, neg: neg})
+		}
+		i += end
+	}
+	return out
+}
+
+type token struct {
+	text       string
+	start, end int // byte offsets
+}
+
+func tokenize(s string) []token {
+	var out []token
+	start := -1
+	for i, r := range s {
+		word := unicode.IsLetter(r) || unicode.IsDigit(r)
+		if unicode.Is(unicode.Han, r) { // one token per ideograph
+			if start >= 0 {
+				out = append(out, token{strings.ToLower(s[start:i]), start, i})
+				start = -1
+			}
+			out = append(out, token{string(r), i, i + len(string(r))})
+			continue
+		}
+		if word && start < 0 {
+			start = i
+		}
+		if !word && start >= 0 {
+			out = append(out, token{strings.ToLower(s[start:i]), start, i})
+			start = -1
+		}
+	}
+	if start >= 0 {
+		out = append(out, token{strings.ToLower(s[start:]), start, len(s)})
+	}
+	return out
+}
+
+func levenshtein(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur := make([]int, len(rb)+1)
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(rb)]
+}
+
+// typoBudget follows the index's minWordSizeForTypos.
+func (ix *fakeIndex) typoBudget(word string) int {
+	one, two := 5, 9
+	var tt struct {
+		Enabled *bool `json:"enabled"`
+		Min     struct {
+			OneTypo, TwoTypos *int
+		} `json:"minWordSizeForTypos"`
+	}
+	if raw, ok := ix.settings["typoTolerance"]; ok && json.Unmarshal(raw, &tt) == nil {
+		if tt.Enabled != nil && !*tt.Enabled {
+			return 0
+		}
+		if tt.Min.OneTypo != nil {
+			one = *tt.Min.OneTypo
+		}
+		if tt.Min.TwoTypos != nil {
+			two = *tt.Min.TwoTypos
+		}
+	}
+	n := len([]rune(word))
+	switch {
+	case n >= two:
+		return 2
+	case n >= one:
+		return 1
+	}
+	return 0
+}
+
+// matchTerm finds the term's tokens (a phrase's tokens in sequence) in text.
+func (ix *fakeIndex) matchTerm(term qTerm, toks []token) []matchBounds {
+	qt := tokenize(term.text)
+	if len(qt) == 0 {
+		return nil
+	}
+	var out []matchBounds
+	if term.phrase || term.neg || len(qt) > 1 {
+	outer:
+		for i := 0; i+len(qt) <= len(toks); i++ {
+			for j := range qt {
+				if toks[i+j].text != qt[j].text {
+					continue outer
+				}
+			}
+			for j := range qt {
+				out = append(out, matchBounds{toks[i+j].start, toks[i+j].end - toks[i+j].start})
+			}
+		}
+		return out
+	}
+	budget := ix.typoBudget(qt[0].text)
+	for _, t := range toks {
+		if t.text == qt[0].text || (budget > 0 && levenshtein(t.text, qt[0].text) <= budget) {
+			out = append(out, matchBounds{t.start, t.end - t.start})
+		}
+	}
+	return out
+}
+
+func (f *fakeMeili) search(w http.ResponseWriter, uid string, body []byte) {
+	var req searchReq
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeJSON(w, 400, newAPIErr("bad_request", "invalid_request", err.Error()))
+		return
+	}
+	idx := f.indexes[uid]
+	if idx == nil {
+		writeJSON(w, 404, newAPIErr("index_not_found", "invalid_request", "Index `"+uid+"` not found."))
+		return
+	}
+	groups, err := parseFilter(req.Filter)
+	if err == nil {
+		err = idx.checkFilterAttrs(groups)
+	}
+	if err != nil {
+		writeJSON(w, 400, newAPIErr("invalid_search_filter", "invalid_request", err.Error()))
+		return
+	}
+	sortable, _ := idx.stringsSetting("sortableAttributes")
+	for _, s := range req.Sort {
+		a, _, _ := strings.Cut(s, ":")
+		if !contains(sortable, a) {
+			writeJSON(w, 400, newAPIErr("invalid_search_sort", "invalid_request", "attribute `"+a+"` is not sortable"))
+			return
+		}
+	}
+	// Facets on attributes that are not filterable are ignored silently, as
+	// Meilisearch documents.
+	filterable, _ := idx.stringsSetting("filterableAttributes")
+	var facets []string
+	for _, a := range req.Facets {
+		if contains(filterable, a) {
+			facets = append(facets, a)
+		}
+	}
+	req.Facets = facets
+	searchable, ok := idx.stringsSetting("searchableAttributes")
+	if !ok {
+		searchable = []string{"subject", "body"}
+	}
+	q := ""
+	if req.Q != nil {
+		q = *req.Q
+	}
+	terms := parseQ(q)
+
+	type cand struct {
+		doc     map[string]any
+		matches map[string][]matchBounds
+		score   float64
+	}
+	var cands []cand
+docs:
+	for _, id := range idx.order {
+		doc := idx.docs[id]
+		if !matchFilter(groups, doc) {
+			continue
+		}
+		matches := map[string][]matchBounds{}
+		positive, matched := 0, 0
+		for _, term := range terms {
+			found := false
+			for _, a := range searchable {
+				var texts []string
+				switch v := doc[a].(type) {
+				case string:
+					texts = []string{v}
+				case []any:
+					for _, x := range v {
+						if s, ok := x.(string); ok {
+							texts = append(texts, s)
+						}
+					}
+				}
+				for _, text := range texts {
+					if m := idx.matchTerm(term, tokenize(text)); len(m) > 0 {
+						found = true
+						if !term.neg {
+							if _, isString := doc[a].(string); isString {
+								matches[a] = append(matches[a], m...)
+							}
+						}
+					}
+				}
+			}
+			if term.neg {
+				if found {
+					continue docs
+				}
+				continue
+			}
+			positive++
+			if !found {
+				continue docs // matching strategy "all", enough for the emulation
+			}
+			matched++
+		}
+		score := 1.0
+		if positive > 0 {
+			score = float64(matched) / float64(positive)
+		}
+		cands = append(cands, cand{doc, matches, score})
+	}
+	if len(req.Sort) > 0 {
+		sort.SliceStable(cands, func(i, j int) bool {
+			for _, s := range req.Sort {
+				a, dir, _ := strings.Cut(s, ":")
+				x, _ := cands[i].doc[a].(float64)
+				y, _ := cands[j].doc[a].(float64)
+				if x != y {
+					return (x < y) == (dir != "desc")
+				}
+			}
+			return false
+		})
+	}
+	var distinct string
+	if raw, ok := idx.settings["distinctAttribute"]; ok {
+		_ = json.Unmarshal(raw, &distinct)
+	}
+	if distinct != "" {
+		seen := map[any]bool{}
+		kept := cands[:0]
+		for _, c := range cands {
+			if v := c.doc[distinct]; !seen[v] {
+				seen[v] = true
+				kept = append(kept, c)
+			}
+		}
+		cands = kept
+	}
+	maxTotal := 1000
+	var pg struct {
+		MaxTotalHits *int `json:"maxTotalHits"`
+	}
+	if raw, ok := idx.settings["pagination"]; ok && json.Unmarshal(raw, &pg) == nil && pg.MaxTotalHits != nil {
+		maxTotal = *pg.MaxTotalHits
+	}
+	var facetDist map[string]map[string]int
+	if req.Facets != nil {
+		facetDist = map[string]map[string]int{}
+		for _, a := range req.Facets {
+			facetDist[a] = map[string]int{}
+			for _, c := range cands {
+				switch v := c.doc[a].(type) {
+				case string:
+					facetDist[a][v]++
+				case []any:
+					for _, x := range v {
+						if s, ok := x.(string); ok {
+							facetDist[a][s]++
+						}
+					}
+				}
+			}
+		}
+	}
+	reachable := cands[:min(len(cands), maxTotal)]
+
+	resp := map[string]any{"query": q, "processingTimeMs": 0}
+	var window []cand
+	if req.Page != nil || req.HitsPerPage != nil {
+		page, hpp := 1, 20
+		if req.Page != nil {
+			page = *req.Page
+		}
+		if req.HitsPerPage != nil {
+			hpp = *req.HitsPerPage
+		}
+		total := len(reachable)
+		pages := 0
+		if hpp > 0 {
+			pages = (total + hpp - 1) / hpp
+			lo := min((max(page, 1)-1)*hpp, total)
+			window = reachable[lo:min(lo+hpp, total)]
+		}
+		resp["page"], resp["hitsPerPage"], resp["totalHits"], resp["totalPages"] = page, hpp, total, pages
+	} else {
+		offset, limit := 0, 20
+		if req.Offset != nil {
+			offset = *req.Offset
+		}
+		if req.Limit != nil {
+			limit = *req.Limit
+		}
+		lo := min(offset, len(reachable))
+		window = reachable[lo:min(lo+limit, len(reachable))]
+		resp["offset"], resp["limit"], resp["estimatedTotalHits"] = offset, limit, len(reachable)
+	}
+	hits := []map[string]any{}
+	for _, c := range window {
+		h := map[string]any{}
+		for k, v := range c.doc {
+			if len(req.AttributesToRetrieve) == 0 || contains(req.AttributesToRetrieve, k) {
+				h[k] = v
+			}
+		}
+		if req.ShowMatchesPosition {
+			h["_matchesPosition"] = c.matches
+		}
+		if req.ShowRankingScore {
+			h["_rankingScore"] = c.score
+		}
+		hits = append(hits, h)
+	}
+	resp["hits"] = hits
+	if facetDist != nil {
+		resp["facetDistribution"] = facetDist
+	}
+	writeJSON(w, 200, resp)
+}

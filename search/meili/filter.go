@@ -1,0 +1,139 @@
+package meili
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/casevault/casevault/search"
+)
+
+// attr is a filterable attribute of the index. The type is unexported and
+// every value is a constant below, so no caller can smuggle text into the
+// attribute position of a filter expression.
+type attr string
+
+const (
+	attrCaseID     attr = "case_id"
+	attrStatus     attr = "status"
+	attrChannel    attr = "channel"
+	attrPriority   attr = "priority"
+	attrCustomerID attr = "customer_id"
+	attrAssignee   attr = "assignee"
+	attrTags       attr = "tags"
+	attrPurposes   attr = "purposes"
+	attrOccurredAt attr = "occurred_at"
+	attrRev        attr = "rev"
+)
+
+// filterExpr is one Meilisearch filter expression. It can only be produced by
+// the constructors in this file, which quote and escape every string value,
+// so the expression always has exactly the shape the constructor intends
+// (one attribute, one operator, literal values).
+type filterExpr struct{ s string }
+
+func (e filterExpr) String() string { return e.s }
+
+// quote renders s as a Meilisearch filter string literal: backslash and
+// double quote are escaped and the whole value is wrapped in double quotes.
+// Inside such a literal Meilisearch treats every other character (spaces,
+// parentheses, AND/OR/NOT, brackets, commas) as plain text.
+func quote(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte('"')
+	for _, r := range s {
+		switch r {
+		case '\\':
+			b.WriteString(`\\`)
+		case '"':
+			b.WriteString(`\"`)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// eq is `attr = "value"`.
+func eq(a attr, value string) filterExpr {
+	return filterExpr{string(a) + " = " + quote(value)}
+}
+
+// in is `attr IN ["v1", "v2"]`. Callers never pass an empty list (see
+// buildFilter); an empty list would match nothing.
+func in(a attr, values []string) filterExpr {
+	var b strings.Builder
+	b.WriteString(string(a))
+	b.WriteString(" IN [")
+	for i, v := range values {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(quote(v))
+	}
+	b.WriteString("]")
+	return filterExpr{b.String()}
+}
+
+// anyOf is eq for one value and in for several.
+func anyOf(a attr, values []string) filterExpr {
+	if len(values) == 1 {
+		return eq(a, values[0])
+	}
+	return in(a, values)
+}
+
+// gte and lt compare a numeric attribute; numbers are formatted by strconv,
+// never taken from user text.
+func gte(a attr, n int64) filterExpr {
+	return filterExpr{string(a) + " >= " + strconv.FormatInt(n, 10)}
+}
+
+func lt(a attr, n int64) filterExpr {
+	return filterExpr{string(a) + " < " + strconv.FormatInt(n, 10)}
+}
+
+// filterArray renders expressions as Meilisearch's array form: every element
+// is ANDed with the others. Keeping each constraint a separate element (rather
+// than joining strings with AND) means a constraint the caller mandates can
+// never be widened by another element, whatever that element contains.
+func filterArray(exprs ...filterExpr) []any {
+	out := make([]any, 0, len(exprs))
+	for _, e := range exprs {
+		out = append(out, e.s)
+	}
+	return out
+}
+
+// timeValue is the numeric form of a time in the index: Unix microseconds,
+// the store's own precision, so From/To bounds are exact. (Microsecond
+// timestamps stay below 2^53 and are therefore exact in Meilisearch's f64.)
+func timeValue(t time.Time) int64 { return t.UnixMicro() }
+
+// buildFilter maps a search.Filter to filter expressions, one element per
+// constrained field (values within a field are alternatives).
+func buildFilter(f search.Filter) []filterExpr {
+	var out []filterExpr
+	add := func(a attr, values []string) {
+		if len(values) > 0 {
+			out = append(out, anyOf(a, values))
+		}
+	}
+	add(attrCaseID, f.CaseIDs)
+	add(attrStatus, f.Statuses)
+	add(attrChannel, f.Channels)
+	add(attrPriority, f.Priorities)
+	add(attrCustomerID, f.CustomerIDs)
+	add(attrAssignee, f.Assignees)
+	add(attrTags, f.Tags)
+	add(attrPurposes, f.Purposes)
+	if !f.From.IsZero() {
+		out = append(out, gte(attrOccurredAt, timeValue(f.From)))
+	}
+	if !f.To.IsZero() {
+		out = append(out, lt(attrOccurredAt, timeValue(f.To)))
+	}
+	return out
+}

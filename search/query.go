@@ -1,0 +1,402 @@
+package search
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/casevault/casevault/cases"
+)
+
+// Input limits keep a hostile query from turning into an expensive one: every
+// word may fan out into fuzzy automata on the engine side.
+const (
+	MaxQueryBytes = 1000
+	MaxQueryTerms = 32
+)
+
+// QueryError reports a query the user has to fix; Term is the offending
+// input as typed (empty when the query as a whole is rejected).
+type QueryError struct {
+	Term    string
+	Message string
+}
+
+func (e *QueryError) Error() string {
+	if e.Term == "" {
+		return "search query: " + e.Message
+	}
+	return fmt.Sprintf("search query: %q: %s", e.Term, e.Message)
+}
+
+// ParseQuery turns what an agent typed into a Query. Known field terms
+// (status:, channel:, priority:, tag:, customer:, assignee:, purpose:,
+// before:, after:) become filters; "..." is a phrase; a leading - excludes a
+// word or phrase; an unknown "field:" prefix is just text. Values of one field
+// are alternatives (status:open status:pending, or status:open,pending).
+// after:D is inclusive and before:D exclusive (the Filter's From/To).
+// Sort, paging and facets are left for the caller.
+func ParseQuery(q string) (Query, error) {
+	var out Query
+	if len(q) > MaxQueryBytes {
+		return out, &QueryError{Message: fmt.Sprintf("longer than %d bytes", MaxQueryBytes)}
+	}
+	if !utf8.ValidString(q) {
+		return out, &QueryError{Message: "not valid UTF-8"}
+	}
+	toks := tokenize(q)
+	if len(toks) > MaxQueryTerms {
+		return out, &QueryError{Message: fmt.Sprintf("more than %d terms", MaxQueryTerms)}
+	}
+	for _, t := range toks {
+		switch {
+		case t.phrase:
+			words := textWords(t.text)
+			if len(words) == 0 {
+				continue
+			}
+			p := strings.Join(words, " ")
+			if t.negated {
+				out.Excluded = appendUnique(out.Excluded, p)
+			} else {
+				out.Phrases = appendUnique(out.Phrases, p)
+			}
+		case t.field != "":
+			if err := applyField(&out.Filter, t.field, t.text, t.raw); err != nil {
+				return Query{}, err
+			}
+		default:
+			for _, w := range textWords(t.text) {
+				if t.negated {
+					out.Excluded = appendUnique(out.Excluded, w)
+				} else {
+					out.Words = appendUnique(out.Words, w)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+type token struct {
+	raw     string // as typed, for error messages
+	field   string // known field name, lower case; "" for text
+	text    string // value or text
+	phrase  bool
+	negated bool
+}
+
+// knownFields maps the prefixes agents type to canonical field names.
+var knownFields = map[string]string{
+	"status": "status", "channel": "channel", "priority": "priority",
+	"tag": "tag", "customer": "customer", "assignee": "assignee",
+	"purpose": "purpose", "before": "before", "after": "after",
+}
+
+// tokenize splits on white space, keeping "quoted phrases" and
+// field:"quoted values" together. An unterminated quote runs to the end.
+func tokenize(q string) []token {
+	var toks []token
+	i := 0
+	for i < len(q) {
+		r, size := utf8.DecodeRuneInString(q[i:])
+		if unicode.IsSpace(r) {
+			i += size
+			continue
+		}
+		start := i
+		negated := false
+		if q[i] == '-' && i+1 < len(q) {
+			negated = true
+			i++
+		}
+		if q[i] == '"' {
+			end := strings.IndexByte(q[i+1:], '"')
+			var text string
+			if end < 0 {
+				text = q[i+1:]
+				i = len(q)
+			} else {
+				text = q[i+1 : i+1+end]
+				i = i + 1 + end + 1
+			}
+			toks = append(toks, token{raw: q[start:i], text: text, phrase: true, negated: negated})
+			continue
+		}
+		// a bare word, possibly field:value or field:"value"
+		j := i
+		for j < len(q) {
+			r, size := utf8.DecodeRuneInString(q[j:])
+			if unicode.IsSpace(r) || r == '"' {
+				break
+			}
+			j += size
+		}
+		word := q[i:j]
+		if c := strings.IndexByte(word, ':'); c > 0 && !negated {
+			if f, ok := knownFields[strings.ToLower(word[:c])]; ok {
+				val := word[c+1:]
+				if val == "" && j < len(q) && q[j] == '"' {
+					end := strings.IndexByte(q[j+1:], '"')
+					if end < 0 {
+						val = q[j+1:]
+						j = len(q)
+					} else {
+						val = q[j+1 : j+1+end]
+						j = j + 1 + end + 1
+					}
+				}
+				if strings.TrimSpace(val) != "" {
+					toks = append(toks, token{raw: q[start:j], field: f, text: val})
+					i = j
+					continue
+				}
+			}
+		}
+		toks = append(toks, token{raw: q[start:j], text: word, negated: negated})
+		i = j
+	}
+	return toks
+}
+
+// textWords splits free text into the words engines see: runs of letters,
+// digits and marks (plus inner ' _ . @ & joining them), so that query syntax
+// characters never reach an engine as meaning. Runs with no letter or digit
+// (masked "****") are dropped: they can never match and engines disagree on
+// how to treat them.
+func textWords(s string) []string {
+	var words []string
+	isWordRune := func(r rune) bool {
+		return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r)
+	}
+	isJoiner := func(r rune) bool {
+		return r == '\'' || r == '_' || r == '.' || r == '@' || r == '&' || r == '-'
+	}
+	rs := []rune(s)
+	for i := 0; i < len(rs); {
+		if !unicode.IsLetter(rs[i]) && !unicode.IsDigit(rs[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(rs) {
+			if isWordRune(rs[j]) {
+				j++
+				continue
+			}
+			if isJoiner(rs[j]) && j+1 < len(rs) && isWordRune(rs[j+1]) {
+				j++
+				continue
+			}
+			break
+		}
+		words = append(words, string(rs[i:j]))
+		i = j
+	}
+	return words
+}
+
+func applyField(f *Filter, field, val, raw string) error {
+	switch field {
+	case "status":
+		vals, err := enumValues(val, raw, cases.Statuses)
+		if err != nil {
+			return err
+		}
+		f.Statuses = appendUnique(f.Statuses, vals...)
+	case "channel":
+		vals, err := enumValues(val, raw, cases.Channels)
+		if err != nil {
+			return err
+		}
+		f.Channels = appendUnique(f.Channels, vals...)
+	case "priority":
+		vals, err := enumValues(val, raw, cases.Priorities)
+		if err != nil {
+			return err
+		}
+		f.Priorities = appendUnique(f.Priorities, vals...)
+	case "purpose":
+		vals, err := enumValues(val, raw, cases.Purposes)
+		if err != nil {
+			return err
+		}
+		f.Purposes = appendUnique(f.Purposes, vals...)
+	case "tag":
+		f.Tags = appendUnique(f.Tags, plainValues(val)...)
+	case "customer":
+		f.CustomerIDs = appendUnique(f.CustomerIDs, plainValues(val)...)
+	case "assignee":
+		f.Assignees = appendUnique(f.Assignees, strings.TrimSpace(val))
+	case "after":
+		t, err := parseDate(val, raw)
+		if err != nil {
+			return err
+		}
+		if t.After(f.From) {
+			f.From = t
+		}
+	case "before":
+		t, err := parseDate(val, raw)
+		if err != nil {
+			return err
+		}
+		if f.To.IsZero() || t.Before(f.To) {
+			f.To = t
+		}
+	}
+	return nil
+}
+
+func plainValues(val string) []string {
+	var out []string
+	for v := range strings.SplitSeq(val, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func enumValues[T ~string](val, raw string, valid []T) ([]string, error) {
+	vals := plainValues(strings.ToLower(val))
+	for _, v := range vals {
+		if !slices.Contains(valid, T(v)) {
+			names := make([]string, len(valid))
+			for i, x := range valid {
+				names[i] = string(x)
+			}
+			return nil, &QueryError{Term: raw, Message: fmt.Sprintf("unknown value %q (one of %s)", v, strings.Join(names, ", "))}
+		}
+	}
+	return vals, nil
+}
+
+// parseDate accepts YYYY-MM-DD (midnight UTC) or RFC 3339.
+func parseDate(val, raw string) (time.Time, error) {
+	val = strings.TrimSpace(val)
+	if t, err := time.Parse(time.DateOnly, val); err == nil {
+		return t.UTC(), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, val); err == nil {
+		return t.UTC(), nil
+	}
+	return time.Time{}, &QueryError{Term: raw, Message: "date must be YYYY-MM-DD or RFC 3339"}
+}
+
+func appendUnique(dst []string, vals ...string) []string {
+	for _, v := range vals {
+		if v != "" && !slices.Contains(dst, v) {
+			dst = append(dst, v)
+		}
+	}
+	return dst
+}
+
+// FilterFromValues reads the search URL's filter parameters (status,
+// channel, priority, customer_id, assignee, tag, purpose, from, to); each may
+// repeat or hold comma-separated alternatives.
+func FilterFromValues(v url.Values) (Filter, error) {
+	var f Filter
+	enum := func(key string, dst *[]string, apply func(val, raw string) ([]string, error)) error {
+		for _, raw := range v[key] {
+			vals, err := apply(raw, key+"="+raw)
+			if err != nil {
+				return err
+			}
+			*dst = appendUnique(*dst, vals...)
+		}
+		return nil
+	}
+	plain := func(val, _ string) ([]string, error) { return plainValues(val), nil }
+	if err := enum("status", &f.Statuses, func(val, raw string) ([]string, error) { return enumValues(val, raw, cases.Statuses) }); err != nil {
+		return f, err
+	}
+	if err := enum("channel", &f.Channels, func(val, raw string) ([]string, error) { return enumValues(val, raw, cases.Channels) }); err != nil {
+		return f, err
+	}
+	if err := enum("priority", &f.Priorities, func(val, raw string) ([]string, error) { return enumValues(val, raw, cases.Priorities) }); err != nil {
+		return f, err
+	}
+	if err := enum("purpose", &f.Purposes, func(val, raw string) ([]string, error) { return enumValues(val, raw, cases.Purposes) }); err != nil {
+		return f, err
+	}
+	if err := enum("customer_id", &f.CustomerIDs, plain); err != nil {
+		return f, err
+	}
+	if err := enum("tag", &f.Tags, plain); err != nil {
+		return f, err
+	}
+	for _, a := range v["assignee"] {
+		f.Assignees = appendUnique(f.Assignees, strings.TrimSpace(a))
+	}
+	if s := v.Get("from"); s != "" {
+		t, err := parseDate(s, "from="+s)
+		if err != nil {
+			return f, err
+		}
+		f.From = t
+	}
+	if s := v.Get("to"); s != "" {
+		t, err := parseDate(s, "to="+s)
+		if err != nil {
+			return f, err
+		}
+		f.To = t
+	}
+	return f, nil
+}
+
+// MergeFilter combines two filters with AND (typically the URL parameters
+// and the field terms of q). For a field constrained on both sides only the
+// common values remain; ok is false when that leaves nothing, meaning the
+// search can match nothing and need not be sent to an engine.
+func MergeFilter(a, b Filter) (f Filter, ok bool) {
+	ok = true
+	both := func(x, y []string) []string {
+		if len(x) == 0 {
+			return slices.Clone(y)
+		}
+		if len(y) == 0 {
+			return slices.Clone(x)
+		}
+		var out []string
+		for _, v := range x {
+			if slices.Contains(y, v) && !slices.Contains(out, v) {
+				out = append(out, v)
+			}
+		}
+		if len(out) == 0 {
+			ok = false
+		}
+		return out
+	}
+	f.Statuses = both(a.Statuses, b.Statuses)
+	f.Channels = both(a.Channels, b.Channels)
+	f.Priorities = both(a.Priorities, b.Priorities)
+	f.CustomerIDs = both(a.CustomerIDs, b.CustomerIDs)
+	f.Assignees = both(a.Assignees, b.Assignees)
+	f.Tags = both(a.Tags, b.Tags)
+	f.Purposes = both(a.Purposes, b.Purposes)
+	f.CaseIDs = both(a.CaseIDs, b.CaseIDs)
+	f.From = a.From
+	if b.From.After(f.From) {
+		f.From = b.From
+	}
+	f.To = a.To
+	if !b.To.IsZero() && (f.To.IsZero() || b.To.Before(f.To)) {
+		f.To = b.To
+	}
+	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
+		ok = false
+	}
+	return f, ok
+}
+
+// HasText reports whether the query has any words or phrases to rank by;
+// without them engines order by recency.
+func (q Query) HasText() bool { return len(q.Words) > 0 || len(q.Phrases) > 0 }

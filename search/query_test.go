@@ -1,0 +1,186 @@
+package search
+
+import (
+	"errors"
+	"net/url"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+	"unicode"
+)
+
+func day(s string) time.Time {
+	t, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func TestParseQuery(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Query
+	}{
+		{"", Query{}},
+		{"refund", Query{Words: []string{"refund"}}},
+		{"  refund   card  refund ", Query{Words: []string{"refund", "card"}}},
+		{`status:open channel:email refund`, Query{Words: []string{"refund"}, Filter: Filter{Statuses: []string{"open"}, Channels: []string{"email"}}}},
+		{`status:OPEN status:pending,closed`, Query{Filter: Filter{Statuses: []string{"open", "pending", "closed"}}}},
+		{`tag:vip tag:"gold member" customer:cus_1 assignee:"Jane Doe"`, Query{Filter: Filter{Tags: []string{"vip", "gold member"}, CustomerIDs: []string{"cus_1"}, Assignees: []string{"Jane Doe"}}}},
+		{`purpose:fraud_monitoring priority:high`, Query{Filter: Filter{Purposes: []string{"fraud_monitoring"}, Priorities: []string{"high"}}}},
+		{`after:2025-06-01 before:2026-01-01`, Query{Filter: Filter{From: day("2025-06-01"), To: day("2026-01-01")}}},
+		{`after:2025-06-01 after:2025-07-01 before:2026-01-01 before:2025-12-01`, Query{Filter: Filter{From: day("2025-07-01"), To: day("2025-12-01")}}},
+		{`after:2025-06-01T10:00:00+02:00`, Query{Filter: Filter{From: time.Date(2025, 6, 1, 8, 0, 0, 0, time.UTC)}}},
+		{`"exact phrase" -excluded word`, Query{Words: []string{"word"}, Phrases: []string{"exact phrase"}, Excluded: []string{"excluded"}}},
+		{`-"not this" "unterminated phrase`, Query{Phrases: []string{"unterminated phrase"}, Excluded: []string{"not this"}}},
+		{`foo:bar http://example.com`, Query{Words: []string{"foo", "bar", "http", "example.com"}}},
+		{`status: open`, Query{Words: []string{"status", "open"}}},
+		{`阅读 记录`, Query{Words: []string{"阅读", "记录"}}},
+		{`**** ---- "" - :`, Query{}},
+		{`status:open OR customer:x`, Query{Words: []string{"OR"}, Filter: Filter{Statuses: []string{"open"}, CustomerIDs: []string{"x"}}}},
+		{`(refund) AND \card\ "a\"b"`, Query{Words: []string{"refund", "AND", "card", "b"}, Phrases: []string{"a"}}},
+		{`customer:"x\" OR status=\"open"`, Query{Words: []string{"OR", "status"}, Phrases: []string{"open"}, Filter: Filter{CustomerIDs: []string{`x\`}}}},
+		{`o'brien e-mail user@example.com`, Query{Words: []string{"o'brien", "e-mail", "user@example.com"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseQuery(tt.in)
+			if err != nil {
+				t.Fatalf("ParseQuery(%q): %v", tt.in, err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("ParseQuery(%q)\n got %#v\nwant %#v", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseQueryErrors(t *testing.T) {
+	tests := []struct {
+		in, term string
+	}{
+		{"status:opened", "status:opened"},
+		{"refund channel:fax", "channel:fax"},
+		{"purpose:marketing", "purpose:marketing"},
+		{"priority:none", "priority:none"},
+		{"status:open,bogus", "status:open,bogus"},
+		{"before:yesterday", "before:yesterday"},
+		{"after:2025-13-01", "after:2025-13-01"},
+		{strings.Repeat("a", MaxQueryBytes+1), ""},
+		{strings.Repeat("a ", MaxQueryTerms+1), ""},
+		{"bad \xff utf8", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in[:min(len(tt.in), 40)], func(t *testing.T) {
+			_, err := ParseQuery(tt.in)
+			var qe *QueryError
+			if !errors.As(err, &qe) {
+				t.Fatalf("ParseQuery(%q) error = %v, want *QueryError", tt.in, err)
+			}
+			if qe.Term != tt.term {
+				t.Fatalf("Term = %q, want %q", qe.Term, tt.term)
+			}
+			if qe.Message == "" || !strings.Contains(err.Error(), tt.term) {
+				t.Fatalf("error %q does not name the term", err)
+			}
+		})
+	}
+}
+
+func TestFilterFromValues(t *testing.T) {
+	v := url.Values{
+		"status": {"open,pending"}, "channel": {"email", "chat"}, "tag": {"vip"},
+		"customer_id": {"c1"}, "assignee": {"ann"}, "purpose": {"security"},
+		"priority": {"high"}, "from": {"2025-01-01"}, "to": {"2025-02-01T00:00:00Z"},
+	}
+	got, err := FilterFromValues(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Filter{Statuses: []string{"open", "pending"}, Channels: []string{"email", "chat"}, Tags: []string{"vip"},
+		CustomerIDs: []string{"c1"}, Assignees: []string{"ann"}, Purposes: []string{"security"}, Priorities: []string{"high"},
+		From: day("2025-01-01"), To: day("2025-02-01")}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %#v\nwant %#v", got, want)
+	}
+	for _, bad := range []url.Values{{"status": {"nope"}}, {"channel": {"fax"}}, {"from": {"x"}}, {"purpose": {"x"}}} {
+		if _, err := FilterFromValues(bad); err == nil {
+			t.Errorf("FilterFromValues(%v) accepted bad input", bad)
+		}
+	}
+}
+
+func TestMergeFilter(t *testing.T) {
+	tests := []struct {
+		name   string
+		a, b   Filter
+		want   Filter
+		wantOK bool
+	}{
+		{"disjoint fields", Filter{Statuses: []string{"open"}}, Filter{Tags: []string{"vip"}}, Filter{Statuses: []string{"open"}, Tags: []string{"vip"}}, true},
+		{"intersection", Filter{Statuses: []string{"open", "pending"}}, Filter{Statuses: []string{"pending", "closed"}}, Filter{Statuses: []string{"pending"}}, true},
+		{"empty intersection", Filter{Channels: []string{"email"}}, Filter{Channels: []string{"chat"}}, Filter{}, false},
+		{"dates tighten", Filter{From: day("2025-01-01"), To: day("2025-12-01")}, Filter{From: day("2025-03-01"), To: day("2026-01-01")}, Filter{From: day("2025-03-01"), To: day("2025-12-01")}, true},
+		{"empty range", Filter{From: day("2025-03-01")}, Filter{To: day("2025-03-01")}, Filter{From: day("2025-03-01"), To: day("2025-03-01")}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := MergeFilter(tt.a, tt.b)
+			if ok != tt.wantOK {
+				t.Fatalf("ok = %v, want %v", ok, tt.wantOK)
+			}
+			if ok && !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("got %#v\nwant %#v", got, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzParseQuery checks that no input panics and that whatever reaches an
+// engine as text carries no query syntax.
+func FuzzParseQuery(f *testing.F) {
+	for _, s := range []string{"refund", `status:open OR customer:x`, `"a \" b" -c`, `tag:"x`, `阅读记录 -"" ::`, `\\"(`, "after:2025-01-01T00:00:00Z"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		q, err := ParseQuery(s)
+		if err != nil {
+			var qe *QueryError
+			if !errors.As(err, &qe) {
+				t.Fatalf("error of type %T", err)
+			}
+			return
+		}
+		check := func(kind, w string, spaces bool) {
+			if w == "" {
+				t.Fatalf("empty %s", kind)
+			}
+			if strings.ContainsAny(w, "\":\\()") {
+				t.Fatalf("%s %q carries syntax", kind, w)
+			}
+			if !spaces && strings.ContainsFunc(w, unicode.IsSpace) {
+				t.Fatalf("%s %q has spaces", kind, w)
+			}
+			if strings.HasPrefix(w, "-") {
+				t.Fatalf("%s %q starts with -", kind, w)
+			}
+			if !strings.ContainsFunc(w, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }) {
+				t.Fatalf("%s %q has no letter or digit", kind, w)
+			}
+		}
+		for _, w := range q.Words {
+			check("word", w, false)
+		}
+		for _, p := range q.Phrases {
+			check("phrase", p, true)
+		}
+		for _, p := range q.Excluded {
+			check("excluded", p, true)
+		}
+		if n := len(q.Words) + len(q.Phrases) + len(q.Excluded); n > MaxQueryBytes {
+			t.Fatalf("%d terms", n)
+		}
+	})
+}
