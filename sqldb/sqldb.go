@@ -120,7 +120,7 @@ func open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	dsn := func(txlock string) string {
 		return "file:" + cfg.Path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
-			"&_pragma=synchronous(" + syncMode + ")&_pragma=foreign_keys(ON)&_txlock=" + txlock
+			"&_pragma=synchronous(" + syncMode + ")&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)&_txlock=" + txlock
 	}
 	w, err := sql.Open("sqlite", dsn("immediate"))
 	if err != nil {

@@ -32,7 +32,7 @@ func count(t *testing.T, db *sqldb.DB, table string) int {
 	return n
 }
 
-func seed(t *testing.T, svc *cases.Service) (cases.Customer, cases.Case) {
+func seed(t testing.TB, svc *cases.Service) (cases.Customer, cases.Case) {
 	t.Helper()
 	ctx := context.Background()
 	name := "Zhang San"
@@ -48,7 +48,7 @@ func seed(t *testing.T, svc *cases.Service) (cases.Customer, cases.Case) {
 	return cust, cs
 }
 
-func addContact(t *testing.T, svc *cases.Service, caseID, body string, purposes ...cases.Purpose) cases.ContactResult {
+func addContact(t testing.TB, svc *cases.Service, caseID, body string, purposes ...cases.Purpose) cases.ContactResult {
 	t.Helper()
 	ch, dir, author := cases.ChannelChat, cases.DirectionInbound, "customer"
 	res, err := svc.AddContact(context.Background(), caseID, cases.NewContact{Channel: &ch, Direction: &dir, Author: &author, Body: &body, Purposes: purposes}, cases.Actor{})

@@ -1,0 +1,67 @@
+package sqlstore_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"testing"
+
+	"github.com/casevault/casevault/audit"
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/retention"
+	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqldb/sqldbtest"
+	"github.com/casevault/casevault/sqlstore"
+)
+
+// BenchmarkAddContact measures contact ingest through the service and store
+// (validation, masking, one transaction with outbox), with and without the
+// audit event appended in the same transaction. Run with -cpu and
+// RunParallel's goroutines to see group commit at work:
+//
+//	go test -run '^$' -bench AddContact -benchtime 5s ./sqlstore/
+func BenchmarkAddContact(b *testing.B) {
+	for _, d := range sqldbtest.Dialects {
+		for _, withAudit := range []bool{false, true} {
+			name := string(d) + "/audit=off"
+			if withAudit {
+				name = string(d) + "/audit=on"
+			}
+			b.Run(name, func(b *testing.B) {
+				db := sqldbtest.Open(b, d)
+				opts := sqlstore.Options{Policy: retention.DefaultSchedule().Policy()}
+				if withAudit {
+					opts.OnChange = func(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
+						detail, _ := json.Marshal(ch.Detail)
+						_, err := audit.AppendTx(ctx, tx, db.Dialect, audit.Event{ActorID: ch.Actor.TokenID, ActorName: "bench",
+							Role: "agent", Action: ch.Action, TargetType: ch.TargetType, TargetID: ch.TargetID, Outcome: "ok", Detail: detail})
+						return err
+					}
+				}
+				benchIngest(b, db, opts)
+			})
+		}
+	}
+}
+
+func benchIngest(b *testing.B, db *sqldb.DB, opts sqlstore.Options) {
+	st := sqlstore.New(db, opts)
+	if err := st.Prepare(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	svc := cases.NewService(st, nil)
+	_, cs := seed(b, svc)
+	body := "Hello, I was charged twice for my order last week; card 4111 1111 1111 1111. 我的订单被重复扣款了，请帮我退款。"
+	ch, dir, author := cases.ChannelChat, cases.DirectionInbound, "customer"
+	b.SetParallelism(16) // 16 × GOMAXPROCS concurrent writers
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := svc.AddContact(context.Background(), cs.ID, cases.NewContact{Channel: &ch, Direction: &dir, Author: &author, Body: &body}, cases.Actor{TokenID: "t", Name: "bench", Role: "agent"}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "contacts/s")
+}
