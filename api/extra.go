@@ -5,4 +5,5 @@ package api
 func (s *Server) addExtraRoutes() {
 	s.addSearchRoutes()
 	s.addAuditRoutes()
+	s.addAttachmentRoutes()
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/casevault/casevault/api"
+	"github.com/casevault/casevault/archive"
+	"github.com/casevault/casevault/archive/local"
 	"github.com/casevault/casevault/auth"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
@@ -56,6 +58,8 @@ type harness struct {
 	revokd string
 	base   string
 	client *http.Client
+	// blobDir is the attachment store's root, to inspect what is on disk.
+	blobDir string
 }
 
 func newHarness(t *testing.T, d sqldb.Dialect) *harness {
@@ -64,9 +68,21 @@ func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 	rec := &recordedAudit{}
 	store := sqlstore.New(db, sqlstore.Options{Policy: fixedPolicy{}})
 	tokens := auth.NewTokens(db)
+	blobDir := t.TempDir()
+	blobs, err := local.New(blobDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := make([]byte, 32)
+	keys, err := archive.NewKeyring(db, key, archive.KeyringOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	atts := archive.NewAttachments(db, blobs, keys, archive.AttachmentOptions{MaxSize: 1 << 20})
 	srv := api.New(api.Config{JSONBodyLimit: 64 << 10, AttachmentLimit: 1 << 20, Version: "test"}, api.Deps{
 		Cases: cases.NewService(store, nil), Tokens: tokens, Audit: rec,
-		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Attachments: atts, Unavailable: []error{archive.ErrUnavailable},
 		Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) { return nil, db.Ping(ctx) }}},
 	})
 	// A real loopback listener: the server is exercised exactly as clients
@@ -77,7 +93,7 @@ func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 	}
 	go func() { _ = srv.App().Listener(ln) }()
 	t.Cleanup(func() { _ = srv.App().Shutdown() })
-	h := &harness{t: t, db: db, srv: srv, audit: rec, tokens: map[auth.Role]string{},
+	h := &harness{t: t, db: db, srv: srv, blobDir: blobDir, audit: rec, tokens: map[auth.Role]string{},
 		base: "http://" + ln.Addr().String(), client: &http.Client{Timeout: 30 * time.Second}}
 	ctx := context.Background()
 	for _, r := range auth.Roles {

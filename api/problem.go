@@ -12,6 +12,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/utils"
 
+	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
 )
@@ -58,6 +59,12 @@ func (s *Server) problemFor(err error) Problem {
 		return Problem{Status: fiber.StatusUnprocessableEntity, Detail: "the request has invalid fields", Errors: ve.Fields}
 	case errors.Is(err, cases.ErrNotFound):
 		return Problem{Status: fiber.StatusNotFound, Detail: "no such record"}
+	case errors.Is(err, archive.ErrKeyDestroyed):
+		return Problem{Status: fiber.StatusGone, Detail: "this customer's data was erased (its key was destroyed)"}
+	case errors.Is(err, archive.ErrInvalidRange):
+		return Problem{Status: fiber.StatusRequestedRangeNotSatisfiable, Detail: "range outside the attachment"}
+	case errors.Is(err, archive.ErrUnavailable):
+		return Problem{Status: fiber.StatusServiceUnavailable, Detail: "the blob store is unavailable; retry later"}
 	case errors.Is(err, cases.ErrConflict):
 		return Problem{Status: fiber.StatusConflict, Detail: err.Error()}
 	case s.isUnavailable(err):

@@ -11,8 +11,8 @@ import (
 	"github.com/casevault/casevault/cases"
 )
 
-// TokenHook runs inside token create/revoke transactions (audit).
-type TokenHook func(ctx context.Context, tx *sql.Tx, ch cases.Change) error
+// AuditTx runs inside token create/revoke transactions (audit).
+type AuditTx func(ctx context.Context, tx *sql.Tx, ch cases.Change) error
 
 func (s *Server) add(r route) { s.routes = append(s.routes, r) }
 
@@ -79,10 +79,10 @@ func (s *Server) createToken(c *fiber.Ctx) error {
 	}
 	a := actor(c)
 	tok, secret, err := s.d.Tokens.Create(c.UserContext(), *in.Name, role, func(ctx context.Context, tx *sql.Tx, tok auth.Token) error {
-		if s.d.TokenHook == nil {
+		if s.d.AuditTx == nil {
 			return nil
 		}
-		return s.d.TokenHook(ctx, tx, cases.Change{Actor: a, Action: "token.create", TargetType: "token", TargetID: tok.ID,
+		return s.d.AuditTx(ctx, tx, cases.Change{Actor: a, Action: "token.create", TargetType: "token", TargetID: tok.ID,
 			Detail: map[string]any{"name": tok.Name, "role": string(tok.Role)}})
 	})
 	if err != nil {
@@ -103,10 +103,10 @@ func (s *Server) revokeToken(c *fiber.Ctx) error {
 	a := actor(c)
 	id := c.Params("id")
 	err := s.d.Tokens.Revoke(c.UserContext(), id, func(ctx context.Context, tx *sql.Tx) error {
-		if s.d.TokenHook == nil {
+		if s.d.AuditTx == nil {
 			return nil
 		}
-		return s.d.TokenHook(ctx, tx, cases.Change{Actor: a, Action: "token.revoke", TargetType: "token", TargetID: id})
+		return s.d.AuditTx(ctx, tx, cases.Change{Actor: a, Action: "token.revoke", TargetType: "token", TargetID: id})
 	})
 	if err != nil {
 		return err

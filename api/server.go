@@ -53,10 +53,12 @@ type Deps struct {
 	Checks  []Check
 	Metrics *prometheus.Registry
 	Log     *slog.Logger
-	// TokenHook runs in the token-creation transaction (audit).
-	TokenHook TokenHook
+	// AuditTx runs in the token-creation transaction (audit).
+	AuditTx AuditTx
 	// AuditTrail serves the audit routes (nil: none).
 	AuditTrail AuditTrail
+	// Attachments serves the attachment routes (nil: none).
+	Attachments AttachmentStore
 	// Search is optional (nil: no search routes).
 	Search Searcher
 	// Unavailable lists extra sentinel errors that mean "backend down" (503).
@@ -118,14 +120,17 @@ func New(cfg Config, d Deps) *Server {
 		// The attachment limit is the hard ceiling; JSON routes enforce
 		// their own smaller limit in readBody. Streaming keeps a 100 MiB
 		// upload out of memory.
-		BodyLimit:             int(cfg.AttachmentLimit) + 1<<20,
-		StreamRequestBody:     true,
-		DisableStartupMessage: true,
-		ErrorHandler:          s.errorHandler,
-		ReadTimeout:           5 * time.Minute,
-		WriteTimeout:          5 * time.Minute,
-		IdleTimeout:           2 * time.Minute,
-		AppName:               "casevault",
+		BodyLimit:         int(cfg.AttachmentLimit) + 1<<20,
+		StreamRequestBody: true,
+		// Multipart bodies are parsed as a stream by the attachment handler;
+		// fasthttp's pre-parse would buffer the whole upload.
+		DisablePreParseMultipartForm: true,
+		DisableStartupMessage:        true,
+		ErrorHandler:                 s.errorHandler,
+		ReadTimeout:                  5 * time.Minute,
+		WriteTimeout:                 5 * time.Minute,
+		IdleTimeout:                  2 * time.Minute,
+		AppName:                      "casevault",
 	})
 	s.app.Use(requestid.New(requestid.Config{Header: fiber.HeaderXRequestID}))
 	s.app.Use(recover.New())

@@ -48,6 +48,11 @@ func (a auditSink) hook(ctx context.Context, tx *sql.Tx, ch cases.Change) error 
 	return err
 }
 
+// systemChange is the audit change of a scheduled job.
+func systemChange(action, targetType, targetID string, detail map[string]any) cases.Change {
+	return cases.Change{Actor: cases.Actor{Name: "system", Role: "system"}, Action: action, TargetType: targetType, TargetID: targetID, Detail: detail}
+}
+
 // cliChange is the audit change of an operator command.
 func cliChange(action, targetType, targetID string, detail map[string]any) cases.Change {
 	return cases.Change{Actor: cases.Actor{Name: "cli", Role: "cli"}, Action: action, TargetType: targetType, TargetID: targetID, Detail: detail}

@@ -26,12 +26,24 @@ type config struct {
 	LogFormat       string
 	LogLevel        string
 	ShutdownTimeout time.Duration
+	S3Endpoint      string
+	S3Bucket        string
+	S3AccessKey     string
+	S3SecretKey     string
+	S3Region        string
+	S3TLS           bool
+	S3ObjectLock    bool
+	MasterKeyHex    string
+	ReconcileCron   string
 	AuditRetention  time.Duration
 	AuditPruneCron  string
 }
 
 type setting struct {
 	flag, env, def, help string
+	// secret settings are never folded into the flag's default, so that
+	// --help cannot print them.
+	secret bool
 }
 
 // settings is the single table the flags, the env fallbacks and
@@ -46,6 +58,15 @@ func settings() []setting {
 		{flag: "attachment-limit", env: "CASEVAULT_ATTACHMENT_LIMIT", def: "100MiB", help: "largest attachment upload"},
 		{flag: "log-format", env: "CASEVAULT_LOG_FORMAT", def: "auto", help: "auto (text on a terminal, else JSON), text or json"},
 		{flag: "log-level", env: "CASEVAULT_LOG_LEVEL", def: "info", help: "debug, info, warn or error"},
+		{flag: "s3-endpoint", env: "CASEVAULT_S3_ENDPOINT", def: "", help: "S3 endpoint host:port for attachments; empty keeps them on local disk under <data-dir>/blobs"},
+		{flag: "s3-bucket", env: "CASEVAULT_S3_BUCKET", def: "casevault", help: "S3 bucket (created at start if missing)"},
+		{flag: "s3-access-key", env: "CASEVAULT_S3_ACCESS_KEY", def: "", help: "S3 access key", secret: true},
+		{flag: "s3-secret-key", env: "CASEVAULT_S3_SECRET_KEY", def: "", help: "S3 secret key (prefer the environment variable)", secret: true},
+		{flag: "s3-region", env: "CASEVAULT_S3_REGION", def: "us-east-1", help: "S3 region"},
+		{flag: "s3-tls", env: "CASEVAULT_S3_TLS", def: "true", help: "use HTTPS to reach S3"},
+		{flag: "s3-object-lock", env: "CASEVAULT_S3_OBJECT_LOCK", def: "false", help: "create a missing bucket with object lock (legal holds set S3 legal-hold flags)"},
+		{flag: "master-key", env: "CASEVAULT_MASTER_KEY", def: "", help: "64 hex characters; empty uses <data-dir>/master.key, generated at first start (prefer the environment variable)", secret: true},
+		{flag: "reconcile-schedule", env: "CASEVAULT_RECONCILE_SCHEDULE", def: "@hourly", help: "cron schedule of the attachment reconciler (orphan blobs, missing blobs)"},
 		{flag: "audit-retention", env: "CASEVAULT_AUDIT_RETENTION", def: "2y", help: "how long audit events are kept (purpose security); older ones are pruned behind a checkpoint"},
 		{flag: "audit-prune-schedule", env: "CASEVAULT_AUDIT_PRUNE_SCHEDULE", def: "30 3 * * *", help: "cron schedule of the audit pruning job"},
 		{flag: "shutdown-timeout", env: "CASEVAULT_SHUTDOWN_TIMEOUT", def: "30s", help: "how long SIGTERM waits for in-flight requests"},
@@ -56,7 +77,7 @@ func settings() []setting {
 func addFlags(cmd *cobra.Command, c *config) {
 	for _, s := range settings() {
 		def := s.def
-		if v, ok := os.LookupEnv(s.env); ok {
+		if v, ok := os.LookupEnv(s.env); ok && !s.secret {
 			def = v
 		}
 		cmd.PersistentFlags().String(s.flag, def, s.help+" (env "+s.env+")")
@@ -65,10 +86,19 @@ func addFlags(cmd *cobra.Command, c *config) {
 
 // load reads the flag values (env already folded into the defaults).
 func (c *config) load(fs *pflag.FlagSet) error {
+	secret := map[string]string{}
+	for _, st := range settings() {
+		if st.secret {
+			secret[st.flag] = st.env
+		}
+	}
 	get := func(name string) string {
 		f := fs.Lookup(name)
 		if f == nil {
 			return ""
+		}
+		if env, ok := secret[name]; ok && !f.Changed {
+			return os.Getenv(env)
 		}
 		return f.Value.String()
 	}
@@ -87,6 +117,15 @@ func (c *config) load(fs *pflag.FlagSet) error {
 	}
 	if c.ShutdownTimeout, err = time.ParseDuration(get("shutdown-timeout")); err != nil {
 		return fmt.Errorf("--shutdown-timeout: %w", err)
+	}
+	c.S3Endpoint, c.S3Bucket, c.S3Region = get("s3-endpoint"), get("s3-bucket"), get("s3-region")
+	c.S3AccessKey, c.S3SecretKey, c.MasterKeyHex = get("s3-access-key"), get("s3-secret-key"), get("master-key")
+	c.ReconcileCron = get("reconcile-schedule")
+	if c.S3TLS, err = strconv.ParseBool(get("s3-tls")); err != nil {
+		return fmt.Errorf("--s3-tls: %w", err)
+	}
+	if c.S3ObjectLock, err = strconv.ParseBool(get("s3-object-lock")); err != nil {
+		return fmt.Errorf("--s3-object-lock: %w", err)
 	}
 	ar, err := retention.ParseDuration(get("audit-retention"))
 	if err != nil {

@@ -44,6 +44,21 @@ func serveCmd(cfg *config) *cobra.Command {
 			}); err != nil {
 				return usageError{fmt.Errorf("--audit-prune-schedule %q: %w", cfg.AuditPruneCron, err)}
 			}
+			if _, err := jobs.AddFunc(cfg.ReconcileCron, func() {
+				rep, err := a.attachments.Reconcile(ctx, time.Hour, false)
+				if err != nil {
+					log.Error("attachment reconcile failed", "err", err)
+					return
+				}
+				_ = a.audit.Record(ctx, eventOf(systemChange("attachments.reconcile", "attachments", "", map[string]any{
+					"orphans": len(rep.OrphanBlobsRemoved), "missing": len(rep.MissingBlobs)}), audit.OutcomeOK))
+				if len(rep.MissingBlobs) > 0 {
+					log.Error("attachments without a blob", "count", len(rep.MissingBlobs), "ids", rep.MissingBlobs)
+				}
+				log.Info("attachments reconciled", "orphans_removed", len(rep.OrphanBlobsRemoved), "missing", len(rep.MissingBlobs))
+			}); err != nil {
+				return usageError{fmt.Errorf("--reconcile-schedule %q: %w", cfg.ReconcileCron, err)}
+			}
 			jobs.Start()
 			defer func() { <-jobs.Stop().Done() }()
 			errc := make(chan error, 1)

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/casevault/casevault/api"
+	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/auth"
 	"github.com/casevault/casevault/cases"
@@ -20,7 +21,9 @@ import (
 	"github.com/casevault/casevault/sqlstore"
 )
 
-func isUnavailable(err error) bool { return errors.Is(err, sqldb.ErrUnavailable) }
+func isUnavailable(err error) bool {
+	return errors.Is(err, sqldb.ErrUnavailable) || isBlobUnavailable(err)
+}
 
 func openDB(ctx context.Context, cfg *config, migrate bool) (*sqldb.DB, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -35,16 +38,17 @@ func openDB(ctx context.Context, cfg *config, migrate bool) (*sqldb.DB, error) {
 
 // app is everything `serve` runs, built from the configuration.
 type app struct {
-	cfg     *config
-	log     *slog.Logger
-	db      *sqldb.DB
-	store   *sqlstore.Store
-	svc     *cases.Service
-	tokens  *auth.Tokens
-	audit   *audit.Log
-	metrics *prometheus.Registry
-	server  *api.Server
-	closers []func() error
+	cfg         *config
+	log         *slog.Logger
+	db          *sqldb.DB
+	store       *sqlstore.Store
+	svc         *cases.Service
+	tokens      *auth.Tokens
+	audit       *audit.Log
+	attachments *archive.Attachments
+	metrics     *prometheus.Registry
+	server      *api.Server
+	closers     []func() error
 }
 
 func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
@@ -69,12 +73,21 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 	}
 	a.svc = cases.NewService(a.store, nil)
 	a.tokens = auth.NewTokens(db)
+	att, blobs, blobKind, err := openAttachments(ctx, cfg, db)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.attachments = att
 	a.server = api.New(api.Config{JSONBodyLimit: cfg.JSONBodyLimit, AttachmentLimit: cfg.AttachmentLimit, Version: version},
 		api.Deps{
 			Cases: a.svc, Tokens: a.tokens, Metrics: a.metrics, Log: log,
-			Audit: sink, AuditTrail: a.audit, TokenHook: sink.hook,
+			Audit: sink, AuditTrail: a.audit, AuditTx: sink.hook, Attachments: att,
+			Unavailable: []error{archive.ErrUnavailable},
 			Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) {
 				return map[string]any{"engine": string(db.Dialect)}, db.Ping(ctx)
+			}}, {Name: "blobs", Probe: func(ctx context.Context) (any, error) {
+				return map[string]any{"backend": blobKind}, blobs.Ping(ctx)
 			}}},
 		})
 	return a, nil

@@ -1,0 +1,211 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/casevault/casevault/archive"
+	"github.com/casevault/casevault/auth"
+	"github.com/casevault/casevault/cases"
+)
+
+// AttachmentStore is the attachment service the routes call.
+type AttachmentStore interface {
+	MaxSize() int64
+	Put(ctx context.Context, in archive.AttachmentInput) (cases.Attachment, error)
+	Meta(ctx context.Context, id string) (cases.Attachment, error)
+	OpenRange(ctx context.Context, id string, off, n int64) (cases.Attachment, io.ReadCloser, error)
+}
+
+func (s *Server) addAttachmentRoutes() {
+	if s.d.Attachments == nil {
+		return
+	}
+	s.add(route{method: "POST", path: "/api/v1/contacts/:id/attachments", perm: auth.CaseWrite, summary: "Attach a file (raw body with ?filename=, or multipart with one file part)", h: s.uploadAttachment, ok: 201})
+	s.add(route{method: "GET", path: "/api/v1/attachments/:id", perm: auth.CaseRead, read: "attachment.read", target: "attachment", summary: "Download an attachment (Range supported)", h: s.downloadAttachment, ok: 200})
+	s.add(route{method: "GET", path: "/api/v1/attachments/:id/meta", perm: auth.CaseRead, read: "attachment.meta", target: "attachment", summary: "Attachment metadata", h: s.attachmentMeta, ok: 200})
+}
+
+// bodyStream returns the request body as a stream, never buffering a large
+// upload in memory.
+func bodyStream(c *fiber.Ctx) io.Reader {
+	if st := c.Context().RequestBodyStream(); st != nil {
+		return st
+	}
+	return bytes.NewReader(c.Body())
+}
+
+func (s *Server) uploadAttachment(c *fiber.Ctx) error {
+	max := s.d.Attachments.MaxSize()
+	if cl := c.Request().Header.ContentLength(); cl > 0 && int64(cl) > max+64<<10 {
+		c.Context().SetConnectionClose()
+		return errStatus(fiber.StatusRequestEntityTooLarge, "attachment larger than %d bytes", max)
+	}
+	digest, err := archive.ParseDigestHeaders(c.Get("Content-Digest"), c.Get("X-Content-SHA256"))
+	if err != nil {
+		return &httpError{status: fiber.StatusUnprocessableEntity, detail: err.Error(), fields: []fieldErr{{Field: "Content-Digest", Message: "must be sha-256=:base64: or a hex X-Content-SHA256"}}}
+	}
+	in := archive.AttachmentInput{ContactID: c.Params("id"), ExpectedSHA256: digest}
+	ctype := string(c.Request().Header.ContentType())
+	mt, params, _ := mime.ParseMediaType(ctype)
+	var body io.Reader
+	if mt == "multipart/form-data" {
+		mr := multipart.NewReader(bodyStream(c), params["boundary"])
+		for {
+			part, err := mr.NextPart()
+			if err == io.EOF {
+				return cases.Invalid("file", "a multipart upload needs one part named file")
+			}
+			if err != nil {
+				return errStatus(fiber.StatusBadRequest, "malformed multipart body")
+			}
+			if part.FormName() == "file" {
+				in.Filename = part.FileName()
+				in.ContentType = part.Header.Get("Content-Type")
+				body = part
+				break
+			}
+		}
+	} else {
+		in.Filename = c.Query("filename")
+		in.ContentType = ctype
+		body = bodyStream(c)
+	}
+	if in.Filename == "" {
+		in.Filename = "attachment"
+	}
+	in.Body = body
+	a := actor(c)
+	in.InTx = func(ctx context.Context, tx *sql.Tx, att cases.Attachment) error {
+		if s.d.AuditTx == nil {
+			return nil
+		}
+		return s.d.AuditTx(ctx, tx, cases.Change{Actor: a, Action: "attachment.create", TargetType: "attachment", TargetID: att.ID,
+			Detail: map[string]any{"contact_id": att.ContactID, "size": att.Size, "sha256": att.SHA256, "content_type": att.ContentType}})
+	}
+	att, err := s.d.Attachments.Put(c.UserContext(), in)
+	switch {
+	case errors.Is(err, archive.ErrTooLarge):
+		c.Context().SetConnectionClose()
+		return errStatus(fiber.StatusRequestEntityTooLarge, "attachment larger than %d bytes", max)
+	case errors.Is(err, archive.ErrDigestMismatch):
+		return &httpError{status: fiber.StatusUnprocessableEntity, detail: "the body does not match the digest sent", fields: []fieldErr{{Field: "Content-Digest", Message: "does not match the body"}}}
+	case err != nil:
+		return err
+	}
+	c.Location("/api/v1/attachments/" + att.ID)
+	return c.Status(fiber.StatusCreated).JSON(att)
+}
+
+func (s *Server) attachmentMeta(c *fiber.Ctx) error {
+	att, err := s.d.Attachments.Meta(c.UserContext(), c.Params("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(att)
+}
+
+// parseRange reads a single "bytes=a-b", "bytes=a-" or "bytes=-n" range.
+// ok is false when there is no usable single range (serve everything).
+func parseRange(h string, size int64) (off, n int64, ok bool, unsatisfiable bool) {
+	spec, found := strings.CutPrefix(strings.TrimSpace(h), "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return 0, 0, false, false
+	}
+	a, b, found := strings.Cut(spec, "-")
+	if !found {
+		return 0, 0, false, false
+	}
+	a, b = strings.TrimSpace(a), strings.TrimSpace(b)
+	switch {
+	case a == "" && b == "":
+		return 0, 0, false, false
+	case a == "":
+		k, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || k <= 0 {
+			return 0, 0, false, err == nil
+		}
+		if k > size {
+			k = size
+		}
+		return size - k, k, size > 0, size == 0
+	default:
+		start, err := strconv.ParseInt(a, 10, 64)
+		if err != nil || start < 0 {
+			return 0, 0, false, false
+		}
+		if start >= size {
+			return 0, 0, false, true
+		}
+		end := size - 1
+		if b != "" {
+			e, err := strconv.ParseInt(b, 10, 64)
+			if err != nil || e < start {
+				return 0, 0, false, false
+			}
+			if e < end {
+				end = e
+			}
+		}
+		return start, end - start + 1, true, false
+	}
+}
+
+func (s *Server) downloadAttachment(c *fiber.Ctx) error {
+	id := c.Params("id")
+	meta, err := s.d.Attachments.Meta(c.UserContext(), id)
+	if err != nil {
+		return err
+	}
+	off, n, partial, unsat := parseRange(c.Get(fiber.HeaderRange), meta.Size)
+	if unsat {
+		c.Set(fiber.HeaderContentRange, fmt.Sprintf("bytes */%d", meta.Size))
+		return errStatus(fiber.StatusRequestedRangeNotSatisfiable, "range outside the %d-byte attachment", meta.Size)
+	}
+	if !partial {
+		off, n = 0, meta.Size
+	}
+	_, rc, err := s.d.Attachments.OpenRange(c.UserContext(), id, off, n)
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderContentType, meta.ContentType)
+	c.Set(fiber.HeaderContentDisposition, contentDisposition(meta.Filename))
+	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+	c.Set(fiber.HeaderAcceptRanges, "bytes")
+	c.Set(fiber.HeaderETag, `"`+meta.SHA256+`"`)
+	c.Set("Content-Security-Policy", "default-src 'none'; sandbox")
+	status := fiber.StatusOK
+	if partial {
+		status = fiber.StatusPartialContent
+		c.Set(fiber.HeaderContentRange, fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, meta.Size))
+	}
+	c.Status(status)
+	// fasthttp streams the reader after the handler chain (and the read
+	// audit) returned, and closes it.
+	c.Context().SetBodyStream(rc, int(n))
+	return nil
+}
+
+// contentDisposition always forces a download, with an ASCII fallback name
+// and the exact UTF-8 name (RFC 6266 / 5987).
+func contentDisposition(name string) string {
+	ascii := strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' || r == ';' {
+			return '_'
+		}
+		return r
+	}, name)
+	return fmt.Sprintf(`attachment; filename="%s"; filename*=UTF-8''%s`, ascii, url.PathEscape(name))
+}
