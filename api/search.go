@@ -11,6 +11,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/casevault/casevault/auth"
+	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/search"
 )
 
@@ -26,6 +27,9 @@ func (s *Server) addSearchRoutes() {
 		return
 	}
 	s.add(route{method: "GET", path: "/api/v1/search", perm: auth.CaseRead, read: "search", target: "search", summary: "Search cases (free text and field terms)", h: s.search, ok: 200})
+	if s.d.Reindex != nil {
+		s.add(route{method: "POST", path: "/api/v1/search/reindex", perm: auth.Admin, summary: "Rebuild the index into a new version in the background", h: s.reindex, ok: 202})
+	}
 	s.add(route{method: "GET", path: "/api/v1/search/status", perm: auth.CaseRead, summary: "Index status: pending outbox rows and lag", h: s.searchStatus, ok: 200})
 }
 
@@ -141,4 +145,20 @@ func (s *Server) searchStatus(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(st)
+}
+
+func (s *Server) reindex(c *fiber.Ctx) error {
+	a := actor(c)
+	if s.d.Audit != nil {
+		if err := s.d.Audit.Record(c.UserContext(), cases.Change{Actor: a, Action: "search.reindex", TargetType: "index"}, "ok"); err != nil {
+			return err
+		}
+	}
+	go func() {
+		ctx := context.Background()
+		if err := s.d.Reindex(ctx); err != nil {
+			s.log.Error("reindex failed", "err", err, "request_id", a.RequestID)
+		}
+	}()
+	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"status": "started"})
 }

@@ -61,6 +61,8 @@ type Deps struct {
 	Attachments AttachmentStore
 	// Search is optional (nil: no search routes).
 	Search Searcher
+	// Reindex rebuilds the search index (nil: no reindex route).
+	Reindex func(ctx context.Context) error
 	// Unavailable lists extra sentinel errors that mean "backend down" (503).
 	Unavailable []error
 }

@@ -249,6 +249,39 @@ func TestRanges(t *testing.T) {
 				t.Fatalf("OpenRange(%d): %v, want ErrInvalidRange", off, err)
 			}
 		}
+		// The seeker, used the way http.ServeContent uses it.
+		_, rs, err := e.att.OpenSeeker(ctx, att.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rs.Close()
+		if end, err := rs.Seek(0, io.SeekEnd); err != nil || end != size {
+			t.Fatalf("Seek end = %d, %v", end, err)
+		}
+		for _, c := range []struct{ off, n int64 }{{0, 10}, {pkg - 3, 7}, {2*pkg + 5, pkg}, {size - 2, 2}, {0, size}} {
+			if _, err := rs.Seek(c.off, io.SeekStart); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, c.n)
+			if _, err := io.ReadFull(rs, got); err != nil || !bytes.Equal(got, data[c.off:c.off+c.n]) {
+				t.Fatalf("seeker [%d, +%d): %v", c.off, c.n, err)
+			}
+		}
+		if n, err := rs.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			t.Fatalf("read at end: %d, %v", n, err)
+		}
+		if _, err := rs.Seek(-1, io.SeekStart); err == nil {
+			t.Fatal("negative seek accepted")
+		}
+		// Sequential reads continue across packages without reseeking.
+		if _, err := rs.Seek(pkg-1, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		a, _ := io.ReadAll(io.LimitReader(rs, 5))
+		b, _ := io.ReadAll(io.LimitReader(rs, 5))
+		if !bytes.Equal(append(a, b...), data[pkg-1:pkg+9]) {
+			t.Fatal("sequential seeker reads wrong")
+		}
 	})
 }
 

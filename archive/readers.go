@@ -43,23 +43,25 @@ type ReadCloser struct {
 }
 
 // ExactReader delivers exactly size bytes of r and fails with
-// ErrSizeMismatch when r is shorter or longer, so a backend that reads only
-// the declared length (an S3 PUT) still notices a lying caller before the
-// upload completes.
+// ErrSizeMismatch when r is shorter or longer. The bytes that complete the
+// declared length are withheld until r is known to end there, so a backend
+// that reads only the declared length (an S3 PUT) never receives a complete
+// body from a lying caller.
 func ExactReader(r io.Reader, size int64) io.Reader { return &exactReader{r: r, left: size} }
 
 type exactReader struct {
 	r    io.Reader
 	left int64
-	done bool
+	err  error
 }
 
 func (e *exactReader) Read(p []byte) (int, error) {
-	if e.done {
-		return 0, io.EOF
+	if e.err != nil {
+		return 0, e.err
 	}
 	if e.left == 0 {
-		return 0, e.checkEnd()
+		e.err = e.checkEnd()
+		return 0, e.err
 	}
 	if int64(len(p)) > e.left {
 		p = p[:e.left]
@@ -68,15 +70,17 @@ func (e *exactReader) Read(p []byte) (int, error) {
 	e.left -= int64(n)
 	switch {
 	case err == io.EOF && e.left > 0:
-		return n, fmt.Errorf("%w: %d bytes short", ErrSizeMismatch, e.left)
+		e.err = fmt.Errorf("%w: %d bytes short", ErrSizeMismatch, e.left)
+		return 0, e.err
 	case err != nil && err != io.EOF:
-		return n, err
+		e.err = err
+		return 0, err
 	case e.left == 0:
-		// Find out now whether more follows, while the caller can still
-		// abandon the upload.
-		if err := e.checkEnd(); err != io.EOF {
-			return n, err
+		if end := e.checkEnd(); end != io.EOF {
+			e.err = end
+			return 0, end
 		}
+		e.err = io.EOF
 		return n, nil
 	}
 	return n, nil
@@ -89,12 +93,8 @@ func (e *exactReader) checkEnd() error {
 		if n > 0 {
 			return fmt.Errorf("%w: more bytes than declared", ErrSizeMismatch)
 		}
-		if err == io.EOF {
-			e.done = true
-			return io.EOF
-		}
 		if err != nil {
-			return err
+			return err // io.EOF: the body ends where declared
 		}
 	}
 }

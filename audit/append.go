@@ -14,7 +14,8 @@ const insertEvent = `INSERT INTO audit_events (seq, at, actor_id, actor_name, ro
 
 // AppendTx appends ev inside the caller's write transaction, so that a change
 // and its audit event commit (or roll back) together. It returns the event as
-// stored (Seq, Time, PrevHash, Hash filled in).
+// stored (Seq, Time, PrevHash, Hash filled in). Log.AppendTx is the same with
+// the Log's clock and prepared statements.
 //
 // Appends are serialized on the audit_head row: on PostgreSQL it is locked
 // FOR UPDATE until the transaction ends (replicas queue there, and the chain
@@ -24,15 +25,71 @@ const insertEvent = `INSERT INTO audit_events (seq, at, actor_id, actor_name, ro
 // deadlocks with other rows). tx must be a READ COMMITTED (default)
 // transaction on PostgreSQL.
 func AppendTx(ctx context.Context, tx *sql.Tx, d sqldb.Dialect, ev Event) (Event, error) {
-	ev, err := normalizeCaller(ev, time.Now)
+	return appendOne(ctx, tx, runner{d: d}, ev, time.Now)
+}
+
+// AppendTx is the package-level AppendTx using the Log's clock and, after
+// Prepare, prepared statements.
+func (l *Log) AppendTx(ctx context.Context, tx *sql.Tx, ev Event) (Event, error) {
+	return appendOne(ctx, tx, l.runner(), ev, l.now)
+}
+
+// Prepare prepares the statements of an append once per pool, which saves
+// parsing SQL in every audited write. Call it at start-up, outside any
+// transaction; without it appends still work.
+func (l *Log) Prepare(ctx context.Context) error {
+	if err := l.db.PrepareWrite(ctx, lockHeadQuery(l.db.Dialect), insertEvent, updateHead); err != nil {
+		return fmt.Errorf("audit: prepare: %w", err)
+	}
+	return nil
+}
+
+func appendOne(ctx context.Context, tx *sql.Tx, r runner, ev Event, now func() time.Time) (Event, error) {
+	ev, err := normalizeCaller(ev, now)
 	if err != nil {
 		return Event{}, err
 	}
 	evs := []Event{ev}
-	if err := appendNormalized(ctx, tx, d, evs); err != nil {
+	if err := appendNormalized(ctx, tx, r, evs); err != nil {
 		return Event{}, err
 	}
 	return evs[0], nil
+}
+
+// runner runs the append statements, through the prepared-statement cache of
+// db when there is one.
+type runner struct {
+	d  sqldb.Dialect
+	db *sqldb.DB
+}
+
+func (l *Log) runner() runner { return runner{d: l.db.Dialect, db: l.db} }
+
+func (r runner) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) error {
+	var err error
+	if r.db != nil {
+		_, err = r.db.Exec(ctx, tx, q, args...)
+	} else {
+		_, err = tx.ExecContext(ctx, sqldb.Rebind(r.d, q), args...)
+	}
+	return err
+}
+
+func (r runner) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) *sql.Row {
+	if r.db != nil {
+		return r.db.QueryRowTx(ctx, tx, q, args...)
+	}
+	return tx.QueryRowContext(ctx, sqldb.Rebind(r.d, q), args...)
+}
+
+const updateHead = `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`
+
+func lockHeadQuery(d sqldb.Dialect) string {
+	q := `SELECT seq, hash, checkpoint_seq, checkpoint_hash, checkpoint_at FROM audit_head WHERE id = 1`
+	if d == sqldb.Postgres {
+		q += ` FOR UPDATE`
+	}
+	return q
 }
 
 type head struct {
@@ -40,13 +97,9 @@ type head struct {
 	hash, cpHash     string
 }
 
-func lockHead(ctx context.Context, tx *sql.Tx, d sqldb.Dialect) (head, error) {
-	q := `SELECT seq, hash, checkpoint_seq, checkpoint_hash, checkpoint_at FROM audit_head WHERE id = 1`
-	if d == sqldb.Postgres {
-		q += ` FOR UPDATE`
-	}
+func lockHead(ctx context.Context, tx *sql.Tx, r runner) (head, error) {
 	var h head
-	if err := tx.QueryRowContext(ctx, q).Scan(&h.seq, &h.hash, &h.cpSeq, &h.cpHash, &h.cpAt); err != nil {
+	if err := r.queryRow(ctx, tx, lockHeadQuery(r.d)).Scan(&h.seq, &h.hash, &h.cpSeq, &h.cpHash, &h.cpAt); err != nil {
 		return head{}, fmt.Errorf("audit: read head: %w", err)
 	}
 	return h, nil
@@ -54,17 +107,14 @@ func lockHead(ctx context.Context, tx *sql.Tx, d sqldb.Dialect) (head, error) {
 
 // appendNormalized chains and inserts already normalized events, filling in
 // their Seq, PrevHash and Hash.
-func appendNormalized(ctx context.Context, tx *sql.Tx, d sqldb.Dialect, evs []Event) error {
-	h, err := lockHead(ctx, tx, d)
+func appendNormalized(ctx context.Context, tx *sql.Tx, r runner, evs []Event) error {
+	h, err := lockHead(ctx, tx, r)
 	if err != nil {
 		return err
 	}
-	ins := func(args ...any) error {
-		_, err := tx.ExecContext(ctx, sqldb.Rebind(d, insertEvent), args...)
-		return err
-	}
+	ins := func(args ...any) error { return r.exec(ctx, tx, insertEvent, args...) }
 	if len(evs) > 1 {
-		stmt, err := tx.PrepareContext(ctx, sqldb.Rebind(d, insertEvent))
+		stmt, err := tx.PrepareContext(ctx, sqldb.Rebind(r.d, insertEvent))
 		if err != nil {
 			return fmt.Errorf("audit: prepare insert: %w", err)
 		}
@@ -87,7 +137,7 @@ func appendNormalized(ctx context.Context, tx *sql.Tx, d sqldb.Dialect, evs []Ev
 		}
 		prev = ev.Hash
 	}
-	if _, err := tx.ExecContext(ctx, sqldb.Rebind(d, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`), seq, prev); err != nil {
+	if err := r.exec(ctx, tx, updateHead, seq, prev); err != nil {
 		return fmt.Errorf("audit: update head: %w", err)
 	}
 	return nil

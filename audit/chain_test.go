@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -421,7 +422,58 @@ func TestTamperDetected(t *testing.T) {
 					if res.Reason == "" {
 						t.Fatal("no reason given")
 					}
+					// The database/sql walk (SQLite's) agrees on PostgreSQL too.
+					alt, err := audit.VerifySQL(l, ctx)
+					if err != nil || alt.OK || *alt.FirstBad != c.want || alt.Reason != res.Reason {
+						t.Fatalf("database/sql walk: %+v %v", alt, err)
+					}
 				})
+			}
+		})
+	}
+}
+
+// Concurrent changes, half of which fail after appending their event: on
+// SQLite they share commits (each in its own savepoint), on PostgreSQL they
+// queue on the head lock. Only the successful ones may leave events, and the
+// chain must stay whole.
+func TestConcurrentChangesWithFailures(t *testing.T) {
+	for _, d := range sqldbtest.Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			ctx := context.Background()
+			db, l := newLog(t, d)
+			const n = 60
+			boom := errors.New("boom")
+			var wg sync.WaitGroup
+			errs := make([]error, n)
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					errs[i] = db.InTx(ctx, func(tx *sql.Tx) error {
+						ev := sample(i)
+						ev.RequestID = fmt.Sprintf("req-%d", i)
+						if _, err := l.AppendTx(ctx, tx, ev); err != nil {
+							return err
+						}
+						if i%2 == 1 {
+							return boom
+						}
+						return nil
+					})
+				}()
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if want := i%2 == 1; errors.Is(err, boom) != want || (!want && err != nil) {
+					t.Fatalf("change %d: %v", i, err)
+				}
+			}
+			verifyOK(t, l, n/2)
+			var odd int
+			if err := db.Read.QueryRowContext(ctx, db.Rebind(`SELECT COUNT(*) FROM audit_events WHERE request_id IN (?, ?, ?)`),
+				"req-1", "req-3", "req-59").Scan(&odd); err != nil || odd != 0 {
+				t.Fatalf("events of failed changes: %d %v", odd, err)
 			}
 		})
 	}

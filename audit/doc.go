@@ -18,7 +18,7 @@
 // write transaction, so both commit or neither does. A read or a failure is
 // recorded with Log.Record, which returns only after the commit; concurrent
 // Record calls share commits (group commit) but none returns before its
-// batch committed.
+// batch committed. Log.Prepare (at start-up) lets appends skip parsing SQL.
 //
 // # The chain
 //
@@ -44,7 +44,8 @@
 // first seq that does not verify (see Log.Verify for what it detects). A
 // hash chain without a key detects edits made without recomputing every
 // later hash; VerifyResult.HeadHash, kept outside the database, also exposes
-// wholesale rewrites and truncation.
+// wholesale rewrites and truncation. Export writes NDJSON carrying seq,
+// prev_hash and hash, and VerifyExport checks such a file offline.
 //
 // # Retention
 //

@@ -112,6 +112,10 @@ func (l *Log) Retention() time.Duration { return l.retention }
 // batch's commit result; none is told ok before the commit succeeded. When
 // ctx ends first Record returns ctx.Err(), and the event may still be
 // committed.
+//
+// Never call Record from inside a write transaction (InTx): on SQLite that
+// transaction holds the only write connection Record needs. Use AppendTx
+// there.
 func (l *Log) Record(ctx context.Context, ev Event) error {
 	ev, err := normalizeCaller(ev, l.now)
 	if err != nil {
@@ -163,7 +167,7 @@ func (l *Log) loop() {
 			evs = append(evs, r.ev)
 		}
 		err := l.db.InTx(l.runCtx, func(tx *sql.Tx) error {
-			return appendNormalized(l.runCtx, tx, l.db.Dialect, evs)
+			return appendNormalized(l.runCtx, tx, l.runner(), evs)
 		})
 		for _, r := range batch {
 			r.done <- err
@@ -208,7 +212,7 @@ func (l *Log) Change(ctx context.Context, ev Event, fn func(tx *sql.Tx, ev *Even
 		if err != nil {
 			return err
 		}
-		return appendNormalized(ctx, tx, l.db.Dialect, []Event{n})
+		return appendNormalized(ctx, tx, l.runner(), []Event{n})
 	})
 	var fe *fnError
 	if errors.As(err, &fe) {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -37,6 +38,11 @@ func TestConcurrentWriters(t *testing.T) {
 				t.Cleanup(func() { db.Close() })
 				l := audit.New(db)
 				t.Cleanup(func() { _ = l.Close(ctx) })
+				if len(logs)%2 == 0 { // half the replicas with prepared statements
+					if err := l.Prepare(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
 				dbs, logs = append(dbs, db), append(logs, l)
 			}
 			var wg sync.WaitGroup
@@ -51,11 +57,17 @@ func TestConcurrentWriters(t *testing.T) {
 							ev.ActorID = fmt.Sprintf("replica-%d", r)
 							ev.RequestID = fmt.Sprintf("%d-%d-%d", r, w, i)
 							var err error
-							if i%2 == 0 {
+							switch i % 3 {
+							case 0:
 								err = logs[r].Record(ctx, ev)
-							} else {
+							case 1:
 								err = dbs[r].InTx(ctx, func(tx *sql.Tx) error {
 									_, err := audit.AppendTx(ctx, tx, d, ev)
+									return err
+								})
+							case 2:
+								err = dbs[r].InTx(ctx, func(tx *sql.Tx) error {
+									_, err := logs[r].AppendTx(ctx, tx, ev)
 									return err
 								})
 							}
@@ -286,7 +298,9 @@ func TestListFiltersAndPages(t *testing.T) {
 				{"actor id", audit.Filter{Actor: "tok-1"}, func(e audit.Event) bool { return e.ActorID == "tok-1" }},
 				{"actor name", audit.Filter{Actor: "agent 2"}, func(e audit.Event) bool { return e.ActorName == "agent 2" }},
 				{"action", audit.Filter{Action: audit.ActionSearch}, func(e audit.Event) bool { return e.Action == audit.ActionSearch }},
-				{"action prefix", audit.Filter{Action: "case.*"}, func(e audit.Event) bool { return e.Action == audit.ActionCaseRead || e.Action == audit.ActionCaseUpdate }},
+				{"action prefix", audit.Filter{Action: "case.*"}, func(e audit.Event) bool {
+					return e.Action == audit.ActionCaseRead || e.Action == audit.ActionCaseUpdate
+				}},
 				{"prefix with underscore wildcard", audit.Filter{Action: "case_*"}, func(audit.Event) bool { return false }},
 				{"target", audit.Filter{TargetType: "case", TargetID: "case-3"}, func(e audit.Event) bool { return e.TargetID == "case-3" }},
 				{"outcome", audit.Filter{Outcome: audit.OutcomeDenied}, func(e audit.Event) bool { return e.Outcome == audit.OutcomeDenied }},
@@ -393,6 +407,57 @@ func TestExportNDJSON(t *testing.T) {
 			}
 			if err := l.Export(ctx, &buf, audit.Filter{Outcome: "bad"}); !errors.Is(err, audit.ErrInvalid) {
 				t.Fatalf("export with a bad filter: %v", err)
+			}
+		})
+	}
+}
+
+func TestVerifyExport(t *testing.T) {
+	ctx := context.Background()
+	_, l := newLog(t, sqldb.SQLite)
+	recordN(t, l, 0, 6)
+	var buf bytes.Buffer
+	if err := l.Export(ctx, &buf, audit.Filter{}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	if len(lines) != 6 {
+		t.Fatalf("%d lines", len(lines))
+	}
+	join := func(ls ...string) string { return strings.Join(ls, "") }
+	cases := []struct {
+		name  string
+		input string
+		bad   int64 // 0: ok
+	}{
+		{"whole export", join(lines...), 0},
+		{"tail from a checkpoint", join(lines[2:]...), 0},
+		{"empty", "", 0},
+		{"line removed", join(append(slices.Clone(lines[:3]), lines[4:]...)...), 4},
+		{"lines swapped", join(lines[0], lines[2], lines[1], lines[3]), 2},
+		{"field edited", join(lines[0], strings.Replace(lines[1], `"agent 1"`, `"agent 9"`, 1), lines[2]), 2},
+		{"not JSON", join(lines[0], "{oops\n"), 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := audit.VerifyExport(strings.NewReader(c.input))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.name == "not JSON" {
+				if res.OK {
+					t.Fatal("garbage accepted")
+				}
+				return
+			}
+			if c.bad == 0 {
+				if !res.OK {
+					t.Fatalf("not ok: %+v", res)
+				}
+				return
+			}
+			if res.OK || *res.FirstBad != c.bad {
+				t.Fatalf("got %+v (first bad %v), want first bad %d", res, deref(res.FirstBad), c.bad)
 			}
 		})
 	}

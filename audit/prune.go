@@ -45,7 +45,7 @@ func (l *Log) Prune(ctx context.Context, before time.Time) (int64, error) {
 		more := false
 		err := l.db.InTx(ctx, func(tx *sql.Tx) error {
 			removed, more = 0, false
-			h, err := lockHead(ctx, tx, l.db.Dialect)
+			h, err := lockHead(ctx, tx, l.runner())
 			if err != nil {
 				return err
 			}
@@ -94,7 +94,7 @@ func (l *Log) Prune(ctx context.Context, before time.Time) (int64, error) {
 			if err != nil {
 				return err
 			}
-			if err := appendNormalized(ctx, tx, l.db.Dialect, []Event{ev}); err != nil {
+			if err := appendNormalized(ctx, tx, l.runner(), []Event{ev}); err != nil {
 				return err
 			}
 			more = end == upto && upto < limit

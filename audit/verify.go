@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/casevault/casevault/sqldb"
 )
@@ -45,26 +50,162 @@ func (r *VerifyResult) fail(seq int64, reason string, args ...any) {
 // prune event recorded). An error is returned only when the walk itself
 // fails; a broken chain is a result with OK false.
 func (l *Log) Verify(ctx context.Context) (VerifyResult, error) {
-	var opts *sql.TxOptions
+	var res VerifyResult
+	var err error
 	if l.db.Dialect == sqldb.Postgres {
-		opts = &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+		res, err = l.verifyPgx(ctx)
+	} else {
+		res, err = l.verifySQL(ctx)
 	}
-	tx, err := l.db.Read.BeginTx(ctx, opts)
-	if err != nil {
-		return VerifyResult{}, fmt.Errorf("audit: verify: %w", err)
-	}
-	defer tx.Rollback() //nolint:errcheck // read-only
-	res, err := verifyTx(ctx, tx, l.db.Dialect)
 	if err != nil {
 		return VerifyResult{}, fmt.Errorf("audit: verify: %w", err)
 	}
 	return res, nil
 }
 
-func verifyTx(ctx context.Context, tx *sql.Tx, d sqldb.Dialect) (VerifyResult, error) {
+const selectChain = `SELECT seq, at, actor_id, actor_name, role, action, target_type, target_id,
+ request_id, client_ip, outcome, detail, prev_hash, hash FROM audit_events ORDER BY seq`
+
+const selectHead = `SELECT seq, hash, checkpoint_seq, checkpoint_hash, checkpoint_at FROM audit_head WHERE id = 1`
+
+const selectLastPrune = `SELECT detail FROM audit_events WHERE action = ? ORDER BY seq DESC LIMIT 1`
+
+// chainRows streams the rows of selectChain. Row's slices are valid until
+// the next call to Next.
+type chainRows interface {
+	Next() bool
+	Row() (seq, at int64, f *[nFields][]byte, hash []byte, err error)
+	Err() error
+}
+
+// scanFunc runs a single-row query; errors.Is(err, sql.ErrNoRows) when the
+// row is missing.
+type scanFunc func(q string, args []any, dest ...any) error
+
+func (l *Log) verifySQL(ctx context.Context) (VerifyResult, error) {
+	tx, err := l.db.Read.BeginTx(ctx, nil)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only
+	scan := func(q string, args []any, dest ...any) error {
+		return tx.QueryRowContext(ctx, l.db.Rebind(q), args...).Scan(dest...)
+	}
+	return verifyChain(scan, func() (chainRows, func(), error) {
+		rows, err := tx.QueryContext(ctx, selectChain)
+		if err != nil {
+			return nil, nil, err
+		}
+		r := &sqlRows{rows: rows}
+		r.dest = []any{&r.seq, &r.at}
+		for i := range r.raw {
+			r.dest = append(r.dest, &r.raw[i])
+		}
+		r.dest = append(r.dest, &r.hash)
+		return r, func() { rows.Close() }, nil
+	})
+}
+
+type sqlRows struct {
+	rows    *sql.Rows
+	seq, at int64
+	raw     [nFields]sql.RawBytes
+	f       [nFields][]byte
+	hash    sql.RawBytes
+	dest    []any
+}
+
+func (r *sqlRows) Next() bool { return r.rows.Next() }
+func (r *sqlRows) Err() error { return r.rows.Err() }
+func (r *sqlRows) Row() (int64, int64, *[nFields][]byte, []byte, error) {
+	if err := r.rows.Scan(r.dest...); err != nil {
+		return 0, 0, nil, nil, err
+	}
+	for i, b := range r.raw {
+		r.f[i] = b
+	}
+	return r.seq, r.at, &r.f, r.hash, nil
+}
+
+// verifyPgx walks the chain through pgx itself: its raw row values are the
+// bytes off the wire, without database/sql's per-column conversions and
+// allocations, which dominate a walk of millions of rows.
+func (l *Log) verifyPgx(ctx context.Context) (VerifyResult, error) {
+	conn, err := l.db.Read.Conn(ctx)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	defer conn.Close()
+	var res VerifyResult
+	err = conn.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("unexpected PostgreSQL driver connection %T", dc)
+		}
+		tx, err := sc.Conn().BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(ctx) //nolint:errcheck // read-only
+		scan := func(q string, args []any, dest ...any) error {
+			err := tx.QueryRow(ctx, sqldb.Rebind(sqldb.Postgres, q), args...).Scan(dest...)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return sql.ErrNoRows
+			}
+			return err
+		}
+		res, err = verifyChain(scan, func() (chainRows, func(), error) {
+			rows, err := tx.Query(ctx, selectChain)
+			if err != nil {
+				return nil, nil, err
+			}
+			return &pgxRows{rows: rows}, rows.Close, nil
+		})
+		return err
+	})
+	return res, err
+}
+
+type pgxRows struct {
+	rows pgx.Rows
+	f    [nFields][]byte
+}
+
+func (r *pgxRows) Next() bool { return r.rows.Next() }
+func (r *pgxRows) Err() error { return r.rows.Err() }
+func (r *pgxRows) Row() (int64, int64, *[nFields][]byte, []byte, error) {
+	vals := r.rows.RawValues()
+	fds := r.rows.FieldDescriptions()
+	if len(vals) != nFields+3 {
+		return 0, 0, nil, nil, fmt.Errorf("%d columns, want %d", len(vals), nFields+3)
+	}
+	seq, err := pgInt(fds[0].Format, vals[0])
+	if err != nil {
+		return 0, 0, nil, nil, err
+	}
+	at, err := pgInt(fds[1].Format, vals[1])
+	if err != nil {
+		return 0, 0, nil, nil, err
+	}
+	copy(r.f[:], vals[2:2+nFields])
+	return seq, at, &r.f, vals[nFields+2], nil
+}
+
+func pgInt(format int16, b []byte) (int64, error) {
+	if format == pgx.BinaryFormatCode {
+		if len(b) != 8 {
+			return 0, fmt.Errorf("bigint of %d bytes", len(b))
+		}
+		return int64(binary.BigEndian.Uint64(b)), nil
+	}
+	return strconv.ParseInt(string(b), 10, 64)
+}
+
+// verifyChain checks the head, the checkpoint and every event, in one
+// snapshot that scan and open read from.
+func verifyChain(scan scanFunc, open func() (chainRows, func(), error)) (VerifyResult, error) {
 	var h head
-	err := tx.QueryRowContext(ctx, `SELECT seq, hash, checkpoint_seq, checkpoint_hash, checkpoint_at FROM audit_head WHERE id = 1`).
-		Scan(&h.seq, &h.hash, &h.cpSeq, &h.cpHash, &h.cpAt)
+	err := scan(selectHead, nil, &h.seq, &h.hash, &h.cpSeq, &h.cpHash, &h.cpAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		res := VerifyResult{}
 		res.fail(1, "the audit_head row is missing")
@@ -77,30 +218,25 @@ func verifyTx(ctx context.Context, tx *sql.Tx, d sqldb.Dialect) (VerifyResult, e
 
 	// The checkpoint is outside the chain; the prune that wrote it appended
 	// an event recording it, which the chain protects.
-	cpReason, err := checkCheckpoint(ctx, tx, d, h)
+	cpReason, err := checkCheckpoint(scan, h)
 	if err != nil {
 		return VerifyResult{}, err
 	}
 
-	rows, err := tx.QueryContext(ctx, `SELECT seq, at, actor_id, actor_name, role, action, target_type, target_id,
- request_id, client_ip, outcome, detail, prev_hash, hash FROM audit_events ORDER BY seq`)
+	rows, closeRows, err := open()
 	if err != nil {
 		return VerifyResult{}, err
 	}
-	defer rows.Close()
+	defer closeRows()
 	var (
-		seq, at  int64
-		f        [nFields]sql.RawBytes
-		stored   sql.RawBytes
 		buf      []byte
 		sum      [64]byte
 		prev     = []byte(h.cpHash)
 		expected = h.cpSeq + 1
-		dest     = []any{&seq, &at, &f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6], &f[7], &f[8], &f[9], &f[10], &stored}
 	)
-	bad := func() bool { return !res.OK }
 	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
+		seq, at, f, stored, err := rows.Row()
+		if err != nil {
 			return VerifyResult{}, err
 		}
 		res.Events++
@@ -112,12 +248,12 @@ func verifyTx(ctx context.Context, tx *sql.Tx, d sqldb.Dialect) (VerifyResult, e
 		case !bytes.Equal(f[10], prev):
 			res.fail(seq, "event %d does not link to the event before it (prev_hash differs): inserted, moved, or its predecessor was altered", seq)
 		default:
-			buf = hashFields(buf, &sum, seq, at, f)
+			buf = hashFields(buf, &sum, seq, at, *f)
 			if !bytes.Equal(sum[:], stored) {
 				res.fail(seq, "event %d was altered (its hash does not match its content)", seq)
 			}
 		}
-		if bad() {
+		if !res.OK {
 			break
 		}
 		prev = append(prev[:0], stored...)
@@ -126,7 +262,7 @@ func verifyTx(ctx context.Context, tx *sql.Tx, d sqldb.Dialect) (VerifyResult, e
 	if err := rows.Err(); err != nil {
 		return VerifyResult{}, err
 	}
-	if !bad() {
+	if res.OK {
 		last := expected - 1
 		switch {
 		case last < h.seq:
@@ -145,9 +281,9 @@ func verifyTx(ctx context.Context, tx *sql.Tx, d sqldb.Dialect) (VerifyResult, e
 
 // checkCheckpoint compares the checkpoint with the one the latest prune
 // event recorded; it returns why they differ, or "".
-func checkCheckpoint(ctx context.Context, tx *sql.Tx, d sqldb.Dialect, h head) (string, error) {
+func checkCheckpoint(scan scanFunc, h head) (string, error) {
 	var detail string
-	err := tx.QueryRowContext(ctx, sqldb.Rebind(d, `SELECT detail FROM audit_events WHERE action = ? ORDER BY seq DESC LIMIT 1`), ActionPrune).Scan(&detail)
+	err := scan(selectLastPrune, []any{ActionPrune}, &detail)
 	if errors.Is(err, sql.ErrNoRows) {
 		if h.cpSeq != 0 || h.cpHash != GenesisHash {
 			return fmt.Sprintf("the checkpoint (%d) was not written by a prune", h.cpSeq), nil

@@ -303,12 +303,13 @@ func TestReindexSwitchesUnderTraffic(t *testing.T) {
 
 	// queries and writes go on during the rebuild
 	ctx, stop := context.WithCancel(t.Context())
-	var wg sync.WaitGroup
+	var searchWG, writeWG sync.WaitGroup
 	var searchErr atomic.Value
 	var searches atomic.Int64
-	wg.Add(2)
+	searchWG.Add(1)
+	writeWG.Add(1)
 	go func() {
-		defer wg.Done()
+		defer searchWG.Done()
 		for ctx.Err() == nil {
 			res, err := ix.Search(context.Background(), search.Query{Words: []string{"walrus"}})
 			if err != nil {
@@ -323,8 +324,8 @@ func TestReindexSwitchesUnderTraffic(t *testing.T) {
 		}
 	}()
 	go func() {
-		defer wg.Done()
-		for i := 0; ctx.Err() == nil && i < 100; i++ {
+		defer writeWG.Done()
+		for i := range 100 {
 			src.put(mkCase(1000+i, "walrus octopus"))
 			if i%10 == 0 {
 				src.remove(fmt.Sprintf("c%04d", i))
@@ -341,8 +342,9 @@ func TestReindexSwitchesUnderTraffic(t *testing.T) {
 	if err := ix.Reindex(t.Context(), func(ctx context.Context) (search.Engine, error) { return nil, errors.New("unused") }); err == nil {
 		t.Fatal("a failing build was accepted")
 	}
-	wg.Wait()
+	writeWG.Wait()
 	stop()
+	searchWG.Wait()
 	if err, _ := searchErr.Load().(error); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/casevault/casevault/archive"
 )
@@ -325,4 +326,56 @@ func (s *Store) Ping(ctx context.Context) error {
 		return fmt.Errorf("local blobs: %s: %w: not a directory", s.root, archive.ErrUnavailable)
 	}
 	return nil
+}
+
+// StaleUploads finds temporary files under prefix older than olderThan,
+// left by a crash in the middle of a Put, and removes them unless dryRun.
+// It returns their paths relative to the root. The reconciler calls it.
+func (s *Store) StaleUploads(ctx context.Context, prefix string, olderThan time.Duration, dryRun bool) ([]string, error) {
+	if err := archive.ValidatePrefix(prefix); err != nil {
+		return nil, err
+	}
+	start := s.root
+	if i := strings.LastIndex(prefix, "/"); i >= 0 {
+		start = filepath.Join(append([]string{s.root}, strings.Split(prefix[:i], "/")...)...)
+	}
+	cutoff := time.Now().Add(-olderThan)
+	var found []string
+	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if notFound(err) {
+				return nil
+			}
+			return err
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		if d.IsDir() || !strings.HasPrefix(d.Name(), tmpPrefix) {
+			return nil
+		}
+		rel, rerr := filepath.Rel(s.root, p)
+		if rerr != nil || !strings.HasPrefix(filepath.ToSlash(filepath.Dir(rel))+"/", prefix[:strings.LastIndex(prefix, "/")+1]) {
+			return nil
+		}
+		fi, ierr := d.Info()
+		if ierr != nil || fi.ModTime().After(cutoff) {
+			return nil
+		}
+		if !dryRun {
+			if err := os.Remove(p); err != nil && !notFound(err) {
+				return err
+			}
+		}
+		found = append(found, filepath.ToSlash(rel))
+		return nil
+	})
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return found, ioErr("stale uploads", prefix, err)
+		}
+		return found, err
+	}
+	return found, nil
 }

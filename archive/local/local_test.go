@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/archive/blobtest"
@@ -76,5 +77,56 @@ func TestFilePermissions(t *testing.T) {
 		if fi.Mode().Perm()&0o077 != 0 {
 			t.Errorf("%s mode %v is readable by group/others", p, fi.Mode().Perm())
 		}
+	}
+}
+
+func TestStaleUploads(t *testing.T) {
+	root := t.TempDir()
+	store, err := local.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := store.Put(ctx, "att/c/real", strings.NewReader("x"), 1); err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(root, "att", "c", ".tmp-123")
+	young := filepath.Join(root, "att", "c", ".tmp-456")
+	elsewhere := filepath.Join(root, "other", ".tmp-789")
+	for _, p := range []string{old, young, elsewhere} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	past := time.Now().Add(-2 * time.Hour)
+	for _, p := range []string{old, elsewhere} {
+		if err := os.Chtimes(p, past, past); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := store.StaleUploads(ctx, "att/", time.Hour, true)
+	if err != nil || strings.Join(got, ",") != "att/c/.tmp-123" {
+		t.Fatalf("dry run: %v, %v", got, err)
+	}
+	if _, err := os.Stat(old); err != nil {
+		t.Fatal("dry run removed the file")
+	}
+	got, err = store.StaleUploads(ctx, "att/", time.Hour, false)
+	if err != nil || strings.Join(got, ",") != "att/c/.tmp-123" {
+		t.Fatalf("StaleUploads: %v, %v", got, err)
+	}
+	for p, want := range map[string]bool{old: false, young: true, elsewhere: true} {
+		if _, err := os.Stat(p); (err == nil) != want {
+			t.Errorf("%s exists=%v, want %v", p, err == nil, want)
+		}
+	}
+	// Temporary files never show up as blobs.
+	var keys []string
+	_ = store.List(ctx, "", func(b archive.BlobInfo) error { keys = append(keys, b.Key); return nil })
+	if strings.Join(keys, ",") != "att/c/real" {
+		t.Fatalf("List shows %v", keys)
 	}
 }

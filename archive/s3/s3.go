@@ -39,6 +39,17 @@ type Config struct {
 	// MaxRetries bounds minio-go's retries of a failed request (default
 	// 3), so an outage is reported in seconds rather than a minute.
 	MaxRetries int
+	// UploadThreads is how many parts of one upload of unknown length are
+	// in flight at once (default 1). Memory per upload is
+	// UploadThreads × PartSize.
+	UploadThreads int
+	// SignPayload makes minio-go sign every payload chunk with SHA-256
+	// (SigV4 streaming signatures on plain HTTP). By default uploads send
+	// UNSIGNED-PAYLOAD with a CRC32C trailer the server verifies instead:
+	// our blobs are authenticated ciphertext, so a payload signature adds
+	// CPU on both ends but no protection (a modified blob fails on read),
+	// and over TLS minio-go skips payload hashing anyway.
+	SignPayload bool
 }
 
 const (
@@ -54,6 +65,8 @@ type Store struct {
 	client   *minio.Client
 	bucket   string
 	partSize uint64
+	threads  uint
+	unsigned bool
 	bufs     sync.Pool
 }
 
@@ -94,6 +107,8 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		Region:       cfg.Region,
 		BucketLookup: minio.BucketLookupPath,
 		MaxRetries:   retries,
+		// Trailing checksums need unsigned streaming payloads.
+		TrailingHeaders: !cfg.SignPayload,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3: %w", err)
@@ -102,7 +117,11 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if part == 0 {
 		part = defaultPartSize
 	}
-	s := &Store{client: client, bucket: cfg.Bucket, partSize: part}
+	threads := cfg.UploadThreads
+	if threads <= 0 {
+		threads = 1
+	}
+	s := &Store{client: client, bucket: cfg.Bucket, partSize: part, threads: uint(threads), unsigned: !cfg.SignPayload}
 	s.bufs.New = func() any { b := make([]byte, smallObject); return &b }
 	exists, err := client.BucketExists(ctx, cfg.Bucket)
 	if err != nil {
@@ -158,7 +177,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 		return err
 	}
 	src := &archive.SourceReader{R: r}
-	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", PartSize: s.partSize}
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", PartSize: s.partSize, DisableContentSha256: s.unsigned}
 	var err error
 	if size >= 0 {
 		_, err = s.client.PutObject(ctx, s.bucket, key, archive.ExactReader(src, size), size, opts)
@@ -171,12 +190,23 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 		case io.EOF, io.ErrUnexpectedEOF:
 			_, err = s.client.PutObject(ctx, s.bucket, key, bytes.NewReader(buf[:n]), int64(n), opts)
 		case nil:
+			if s.threads > 1 {
+				opts.ConcurrentStreamParts, opts.NumThreads = true, s.threads
+			}
 			_, err = s.client.PutObject(ctx, s.bucket, key, io.MultiReader(bytes.NewReader(buf[:n]), src), -1, opts)
 		default:
 			return rerr
 		}
 	}
 	if err != nil {
+		if src.Err != nil || errors.Is(err, archive.ErrSizeMismatch) {
+			// The body failed, not the server. Make sure no object was
+			// committed from what was read (best effort: the key is
+			// normally fresh and nothing else wrote it).
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			_ = s.client.RemoveObject(dctx, s.bucket, key, minio.RemoveObjectOptions{})
+			cancel()
+		}
 		if src.Err != nil {
 			return src.Err
 		}

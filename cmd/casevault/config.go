@@ -17,26 +17,29 @@ import (
 // config is every setting of the binary. Each has a flag and an environment
 // variable (flag wins); the README's configuration table lists them.
 type config struct {
-	DataDir         string
-	Listen          string
-	DatabaseURL     string
-	SQLiteSync      string
-	JSONBodyLimit   int64
-	AttachmentLimit int64
-	LogFormat       string
-	LogLevel        string
-	ShutdownTimeout time.Duration
-	S3Endpoint      string
-	S3Bucket        string
-	S3AccessKey     string
-	S3SecretKey     string
-	S3Region        string
-	S3TLS           bool
-	S3ObjectLock    bool
-	MasterKeyHex    string
-	ReconcileCron   string
-	AuditRetention  time.Duration
-	AuditPruneCron  string
+	DataDir           string
+	Listen            string
+	DatabaseURL       string
+	SQLiteSync        string
+	JSONBodyLimit     int64
+	AttachmentLimit   int64
+	LogFormat         string
+	LogLevel          string
+	ShutdownTimeout   time.Duration
+	S3Endpoint        string
+	S3Bucket          string
+	S3AccessKey       string
+	S3SecretKey       string
+	S3Region          string
+	S3TLS             bool
+	S3ObjectLock      bool
+	MasterKeyHex      string
+	ReconcileCron     string
+	MeiliURL          string
+	MeiliKey          string
+	MeiliIndexVersion int
+	AuditRetention    time.Duration
+	AuditPruneCron    string
 }
 
 type setting struct {
@@ -67,6 +70,9 @@ func settings() []setting {
 		{flag: "s3-object-lock", env: "CASEVAULT_S3_OBJECT_LOCK", def: "false", help: "create a missing bucket with object lock (legal holds set S3 legal-hold flags)"},
 		{flag: "master-key", env: "CASEVAULT_MASTER_KEY", def: "", help: "64 hex characters; empty uses <data-dir>/master.key, generated at first start (prefer the environment variable)", secret: true},
 		{flag: "reconcile-schedule", env: "CASEVAULT_RECONCILE_SCHEDULE", def: "@hourly", help: "cron schedule of the attachment reconciler (orphan blobs, missing blobs)"},
+		{flag: "meili-url", env: "CASEVAULT_MEILI_URL", def: "", help: "Meilisearch URL; empty uses the embedded Bleve index under <data-dir>/index"},
+		{flag: "meili-key", env: "CASEVAULT_MEILI_KEY", def: "", help: "Meilisearch API key", secret: true},
+		{flag: "meili-index-version", env: "CASEVAULT_MEILI_INDEX_VERSION", def: "1", help: "Meilisearch index version (cases_vN); raise it and reindex after a settings change"},
 		{flag: "audit-retention", env: "CASEVAULT_AUDIT_RETENTION", def: "2y", help: "how long audit events are kept (purpose security); older ones are pruned behind a checkpoint"},
 		{flag: "audit-prune-schedule", env: "CASEVAULT_AUDIT_PRUNE_SCHEDULE", def: "30 3 * * *", help: "cron schedule of the audit pruning job"},
 		{flag: "shutdown-timeout", env: "CASEVAULT_SHUTDOWN_TIMEOUT", def: "30s", help: "how long SIGTERM waits for in-flight requests"},
@@ -121,6 +127,10 @@ func (c *config) load(fs *pflag.FlagSet) error {
 	c.S3Endpoint, c.S3Bucket, c.S3Region = get("s3-endpoint"), get("s3-bucket"), get("s3-region")
 	c.S3AccessKey, c.S3SecretKey, c.MasterKeyHex = get("s3-access-key"), get("s3-secret-key"), get("master-key")
 	c.ReconcileCron = get("reconcile-schedule")
+	c.MeiliURL, c.MeiliKey = get("meili-url"), get("meili-key")
+	if c.MeiliIndexVersion, err = strconv.Atoi(get("meili-index-version")); err != nil || c.MeiliIndexVersion < 1 {
+		return fmt.Errorf("--meili-index-version must be a positive integer")
+	}
 	if c.S3TLS, err = strconv.ParseBool(get("s3-tls")); err != nil {
 		return fmt.Errorf("--s3-tls: %w", err)
 	}

@@ -33,6 +33,23 @@ func serveCmd(cfg *config) *cobra.Command {
 			if err := bootstrapAdmin(ctx, a.tokens, auditSink{log: a.audit, dialect: a.db.Dialect}.hook, cfg.DataDir, cmd.OutOrStdout()); err != nil {
 				return err
 			}
+			ixCtx, stopIndexer := context.WithCancel(context.Background())
+			ixDone := make(chan struct{})
+			go func() {
+				defer close(ixDone)
+				if err := a.indexer.Run(ixCtx); err != nil {
+					log.Error("indexer stopped", "err", err)
+				}
+			}()
+			defer func() { stopIndexer(); <-ixDone }()
+			if outdated(a.indexer.Engine()) {
+				go func() {
+					log.Info("search index mapping changed: rebuilding into a new index while the old one answers")
+					if err := a.indexer.Reindex(ixCtx, engineFactory{cfg}.build); err != nil {
+						log.Error("automatic reindex failed", "err", err)
+					}
+				}()
+			}
 			jobs := cron.New(cron.WithLocation(time.UTC))
 			if _, err := jobs.AddFunc(cfg.AuditPruneCron, func() {
 				n, err := a.audit.PruneExpired(ctx)

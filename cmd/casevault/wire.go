@@ -17,6 +17,7 @@ import (
 	"github.com/casevault/casevault/auth"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/retention"
+	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqlstore"
 )
@@ -46,6 +47,7 @@ type app struct {
 	tokens      *auth.Tokens
 	audit       *audit.Log
 	attachments *archive.Attachments
+	indexer     *search.Indexer
 	metrics     *prometheus.Registry
 	server      *api.Server
 	closers     []func() error
@@ -66,7 +68,14 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 	a.audit = audit.New(db, audit.WithRetention(cfg.AuditRetention))
 	a.closers = append(a.closers, func() error { return a.audit.Close(context.Background()) })
 	sink := auditSink{log: a.audit, dialect: db.Dialect}
-	a.store = sqlstore.New(db, sqlstore.Options{Policy: retention.DefaultSchedule().Policy(), OnChange: sink.hook})
+	// The indexer is built after the store; the store wakes it after each
+	// commit through this indirection.
+	kick := func() {
+		if a.indexer != nil {
+			a.indexer.Kick()
+		}
+	}
+	a.store = sqlstore.New(db, sqlstore.Options{Policy: retention.DefaultSchedule().Policy(), OnChange: sink.hook, Notify: kick})
 	if err := a.store.Prepare(ctx); err != nil {
 		a.Close()
 		return nil, err
@@ -79,14 +88,20 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		return nil, err
 	}
 	a.attachments = att
+	if a.indexer, err = startIndexer(ctx, cfg, a.store, log, a.metrics); err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.closers = append(a.closers, a.indexer.Close)
 	a.server = api.New(api.Config{JSONBodyLimit: cfg.JSONBodyLimit, AttachmentLimit: cfg.AttachmentLimit, Version: version},
 		api.Deps{
 			Cases: a.svc, Tokens: a.tokens, Metrics: a.metrics, Log: log,
 			Audit: sink, AuditTrail: a.audit, AuditTx: sink.hook, Attachments: att,
-			Unavailable: []error{archive.ErrUnavailable},
+			Unavailable: []error{archive.ErrUnavailable}, Search: a.indexer,
+			Reindex: func(ctx context.Context) error { return a.indexer.Reindex(ctx, engineFactory{cfg}.build) },
 			Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) {
 				return map[string]any{"engine": string(db.Dialect)}, db.Ping(ctx)
-			}}, {Name: "blobs", Probe: func(ctx context.Context) (any, error) {
+			}}, {Name: "index", Degraded: true, Probe: indexProbe(a.indexer)}, {Name: "blobs", Probe: func(ctx context.Context) (any, error) {
 				return map[string]any{"backend": blobKind}, blobs.Ping(ctx)
 			}}},
 		})

@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	bv "github.com/blevesearch/bleve/v2"
 	"github.com/blevesearch/bleve/v2/analysis"
@@ -60,7 +61,8 @@ type Engine struct {
 	m       *mapping.IndexMappingImpl
 	text    analysis.Analyzer
 	kw      analysis.Analyzer
-	version int // mapping version the index was built with
+	version int         // mapping version the index was built with
+	durable atomic.Bool // wait for persistence on every write (false while a rebuild fills)
 
 	writeMu sync.Mutex // serializes Index/Delete: each reads then rewrites a case's documents
 }
@@ -84,6 +86,7 @@ func Open(ctx context.Context, dir string) (*Engine, error) {
 		if err != nil {
 			return nil, err
 		}
+		e.durable.Store(true)
 		removeOthers(dir, name)
 		return e, nil
 	case errors.Is(err, os.ErrNotExist):
@@ -103,7 +106,8 @@ func Open(ctx context.Context, dir string) (*Engine, error) {
 }
 
 // Build creates the next versioned index under dir (cases_v<N+1>), empty and
-// not yet live. Fill it, then Activate it, or Drop it on failure.
+// not yet live. Fill it, then Activate it, or Drop it on failure. Until
+// Activate, writes are not individually waited for on disk (bulk speed).
 func Build(ctx context.Context, dir string) (*Engine, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("bleve: %w", err)
@@ -137,9 +141,11 @@ func Build(ctx context.Context, dir string) (*Engine, error) {
 }
 
 func openIndex(_ context.Context, dir, name string) (*Engine, error) {
-	idx, err := bv.Open(filepath.Join(dir, name))
+	// Another process (a running server) holding the index must produce an
+	// error, not an endless wait on bolt's file lock.
+	idx, err := bv.OpenUsing(filepath.Join(dir, name), map[string]interface{}{"bolt_timeout": "3s"})
 	if err != nil {
-		return nil, fmt.Errorf("bleve: open %s: %w", name, err)
+		return nil, fmt.Errorf("bleve: open %s (is another casevault process using %s?): %w", name, dir, err)
 	}
 	v, err := idx.GetInternal([]byte(mappingKey))
 	if err != nil {
@@ -205,7 +211,7 @@ func newMapping() (*mapping.IndexMappingImpl, error) {
 	text := func() *mapping.FieldMapping {
 		f := bv.NewTextFieldMapping()
 		f.Analyzer = textAnalyzer
-		f.Store = true
+		f.Store = false
 		f.IncludeTermVectors = true
 		f.IncludeInAll = false
 		f.DocValues = false
@@ -223,9 +229,8 @@ func newMapping() (*mapping.IndexMappingImpl, error) {
 		f.DocValues = true
 		return f
 	}
-	for _, n := range []string{fSubject, fBody} {
-		dm.AddFieldMappingsAt(n, text())
-	}
+	dm.AddFieldMappingsAt(fText, text())
+	dm.AddFieldMappingsAt(fTextCJK, text())
 	for _, n := range []string{fCaseID, fHead, fStatus, fPriority, fCustomer, fAssignee, fTags, fContactID, fChannel, fPurposes} {
 		dm.AddFieldMappingsAt(n, kw())
 	}
@@ -249,9 +254,18 @@ func (e *Engine) IndexName() string { return e.name }
 // should be rebuilt.
 func (e *Engine) Outdated() bool { return e.version != MappingVersion }
 
-// Activate makes this index the live one for the next Open (CURRENT is
-// replaced atomically: temp file, fsync, rename).
-func (e *Engine) Activate(_ context.Context) error {
+// Activate flushes the index to disk, makes it the live one for the next
+// Open (CURRENT is replaced atomically: temp file, fsync, rename) and from
+// then on waits for persistence on every write.
+func (e *Engine) Activate(ctx context.Context) error {
+	// persisted callbacks fire in order: once this batch is on disk, so is
+	// everything written before it
+	b := e.idx.NewBatch()
+	b.SetInternal([]byte(mappingKey), []byte(strconv.Itoa(e.version)))
+	if err := e.applyDurable(ctx, b); err != nil {
+		return fmt.Errorf("bleve: activate: %w", err)
+	}
+	e.durable.Store(true)
 	tmp, err := os.CreateTemp(e.dir, ".current-*")
 	if err != nil {
 		return fmt.Errorf("bleve: activate: %w", err)

@@ -19,7 +19,10 @@ const (
 	fCaseID     = "case_id"
 	fHead       = "head" // "1" on exactly one document per case, for Count
 	fNumber     = "number"
-	fSubject    = "subject"
+	fText       = "text"     // searchable: subject (array position 0) and body (1), non-CJK tokens
+	fTextCJK    = "text_cjk" // the same texts' CJK bigrams
+	fSubject    = "subject"  // stored only
+	fBody       = "body"     // stored only; the contact body (already masked)
 	fStatus     = "status"
 	fPriority   = "priority"
 	fCustomer   = "customer_id"
@@ -29,13 +32,12 @@ const (
 	fContactID  = "contact_id"  // "" on a case-only document
 	fChannel    = "channel"     // contact channel
 	fPurposes   = "purposes"    // contact purposes
-	fBody       = "body"        // contact body (already masked)
 	fOccurredAt = "occurred_at" // contact, unix micros; absent on case-only documents
 	fSortAt     = "sort_at"     // occurred_at, or the case's created_at on a case-only document
 )
 
 const (
-	optText    = index.IndexField | index.StoreField | index.IncludeTermVectors
+	optText    = index.IndexField | index.IncludeTermVectors // positions, for phrases
 	optKeyword = index.IndexField | index.DocValues
 	optStored  = index.StoreField
 	optNumeric = index.IndexField | index.DocValues
@@ -73,8 +75,13 @@ func (e *Engine) caseDocuments(c search.CaseDoc) []*document.Document {
 			kw(fHead, "1", index.IndexField)
 		}
 		kw(fNumber, strconv.FormatInt(c.Number, 10), optStored)
+		memo := &memoAnalyzer{a: e.text}
+		latin, cjk := splitAnalyzer{m: memo}, splitAnalyzer{m: memo, cjk: true}
 		if c.Subject != "" {
-			d.AddField(document.NewTextFieldCustom(fSubject, nil, []byte(c.Subject), optText, e.text))
+			subj := []byte(c.Subject)
+			d.AddField(document.NewTextFieldCustom(fText, []uint64{0}, subj, optText, latin))
+			d.AddField(document.NewTextFieldCustom(fTextCJK, []uint64{0}, subj, optText, cjk))
+			d.AddField(document.NewTextFieldCustom(fSubject, nil, []byte(c.Subject), optStored, e.text))
 		}
 		kw(fStatus, c.Status, optKeyword|index.StoreField)
 		kw(fPriority, c.Priority, optKeyword)
@@ -91,7 +98,10 @@ func (e *Engine) caseDocuments(c search.CaseDoc) []*document.Document {
 				kw(fPurposes, p, optKeyword)
 			}
 			if ct.Body != "" {
-				d.AddField(document.NewTextFieldCustom(fBody, nil, []byte(ct.Body), optText, e.text))
+				body := []byte(ct.Body)
+				d.AddField(document.NewTextFieldCustom(fText, []uint64{1}, body, optText, latin))
+				d.AddField(document.NewTextFieldCustom(fTextCJK, []uint64{1}, body, optText, cjk))
+				d.AddField(document.NewTextFieldCustom(fBody, nil, []byte(ct.Body), optStored, e.text))
 			}
 			num(fOccurredAt, micros(ct.OccurredAt))
 			num(fSortAt, micros(ct.OccurredAt))
@@ -162,8 +172,21 @@ func (e *Engine) Delete(ctx context.Context, caseIDs []string) error {
 	return e.apply(ctx, b)
 }
 
-// apply executes a batch and waits until scorch has persisted it.
+// apply executes a batch. On a live index it waits until scorch has
+// persisted it, so that a confirmed write survives a crash; while a rebuild
+// fills a new index that wait is skipped (Activate flushes once at the end,
+// and a crash before that just restarts the rebuild).
 func (e *Engine) apply(ctx context.Context, b *bv.Batch) error {
+	if !e.durable.Load() {
+		if err := e.idx.Batch(b); err != nil {
+			return fmt.Errorf("bleve: batch: %w", err)
+		}
+		return nil
+	}
+	return e.applyDurable(ctx, b)
+}
+
+func (e *Engine) applyDurable(ctx context.Context, b *bv.Batch) error {
 	persisted := make(chan error, 1)
 	b.SetPersistedCallback(func(err error) { persisted <- err })
 	if err := e.idx.Batch(b); err != nil {

@@ -7,9 +7,11 @@ import (
 	"math/bits"
 	"slices"
 	"strconv"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/blevesearch/bleve/v2/analysis"
 	"github.com/blevesearch/bleve/v2/mapping"
 	"github.com/blevesearch/bleve/v2/numeric"
 	bsearch "github.com/blevesearch/bleve/v2/search"
@@ -27,7 +29,12 @@ const (
 )
 
 // Fuzziness follows Meilisearch's defaults: exact below 5 characters, one
-// typo from 5, two from 9.
+// typo from 5, two from 9, where a typo on the first character counts as
+// two. So a fuzzy term keeps its first character (prefix 1), except that a
+// 9+ character word may also differ by one edit anywhere. Keeping the first
+// character is also what keeps fuzzy matching fast: the automaton then
+// walks one branch of the term dictionary instead of all of it (which,
+// with CJK bigrams in the same field, is huge).
 func fuzziness(term string) int {
 	switch n := utf8.RuneCountInString(term); {
 	case n >= 9:
@@ -50,7 +57,58 @@ func hasCJK(s string) bool {
 	return false
 }
 
-var textFields = []string{fSubject, fBody}
+var textFields = []string{fText}
+
+func hasCJKBytes(b []byte) bool {
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		if r >= 0x2E80 && (unicode.Is(unicode.Han, r) || unicode.Is(unicode.Hiragana, r) || unicode.Is(unicode.Katakana, r) || unicode.Is(unicode.Hangul, r)) {
+			return true
+		}
+		b = b[size:]
+	}
+	return false
+}
+
+// splitAnalyzer keeps either the CJK or the other tokens of the text
+// analyzer's output. CJK bigrams get their own field so that the fuzzy
+// automata of Latin words walk a small dictionary: with a few thousand Han
+// characters in use the bigrams outnumber every other term many times.
+type splitAnalyzer struct {
+	m   *memoAnalyzer
+	cjk bool
+}
+
+func (s splitAnalyzer) Analyze(text []byte) analysis.TokenStream {
+	toks := s.m.Analyze(text)
+	out := make(analysis.TokenStream, 0, len(toks))
+	for _, t := range toks {
+		if hasCJKBytes(t.Term) == s.cjk {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// memoAnalyzer analyzes each text once for both split fields of one
+// document (Bleve analyzes a document's fields in one goroutine; the mutex
+// only makes that assumption safe).
+type memoAnalyzer struct {
+	a    analysis.Analyzer
+	mu   sync.Mutex
+	last []byte
+	toks analysis.TokenStream
+}
+
+func (m *memoAnalyzer) Analyze(text []byte) analysis.TokenStream {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.last != nil && len(text) > 0 && &m.last[0] == &text[0] && len(m.last) == len(text) {
+		return m.toks
+	}
+	m.last, m.toks = text, m.a.Analyze(text)
+	return m.toks
+}
 
 func disjunction(qs []query.Query) query.Query {
 	if len(qs) == 1 {
@@ -76,14 +134,44 @@ func termsQuery(field string, vals []string) query.Query {
 	return disjunction(qs)
 }
 
-func phraseQuery(p string) query.Query {
-	qs := make([]query.Query, 0, len(textFields))
-	for _, f := range textFields {
-		pq := query.NewMatchPhraseQuery(p)
-		pq.SetField(f)
-		qs = append(qs, pq)
+// phraseQuery matches p's tokens at consecutive positions: Latin tokens in
+// the text field, CJK bigrams in the CJK field. nil: nothing searchable.
+func (e *Engine) phraseQuery(p string) query.Query {
+	var latin, cjk []string
+	for _, t := range e.text.Analyze([]byte(p)) {
+		if hasCJKBytes(t.Term) {
+			cjk = append(cjk, string(t.Term))
+		} else {
+			latin = append(latin, string(t.Term))
+		}
 	}
-	return disjunction(qs)
+	var qs []query.Query
+	for _, part := range []struct {
+		terms []string
+		field string
+	}{{latin, fText}, {cjk, fTextCJK}} {
+		switch len(part.terms) {
+		case 0:
+		case 1:
+			tq := query.NewTermQuery(part.terms[0])
+			tq.SetField(part.field)
+			qs = append(qs, tq)
+		default:
+			qs = append(qs, query.NewPhraseQuery(part.terms, part.field))
+		}
+	}
+	if len(qs) == 0 {
+		return nil
+	}
+	return conjunction(qs)
+}
+
+func fuzzyQuery(term, field string, fuzziness, prefix int) query.Query {
+	fq := query.NewFuzzyQuery(term)
+	fq.SetField(field)
+	fq.SetFuzziness(fuzziness)
+	fq.SetPrefix(prefix)
+	return fq
 }
 
 // wordQuery matches one typed word in the subject or the body, typo-tolerant
@@ -94,7 +182,7 @@ func (e *Engine) wordQuery(w string, fuzzy bool) query.Query {
 		return nil
 	}
 	if hasCJK(w) || len(toks) > 1 && !fuzzy {
-		return phraseQuery(w)
+		return e.phraseQuery(w)
 	}
 	per := make([]query.Query, 0, len(toks))
 	for _, t := range toks {
@@ -105,15 +193,15 @@ func (e *Engine) wordQuery(w string, fuzzy bool) query.Query {
 		}
 		qs := make([]query.Query, 0, len(textFields))
 		for _, field := range textFields {
-			if f == 0 {
+			switch f {
+			case 0:
 				tq := query.NewTermQuery(term)
 				tq.SetField(field)
 				qs = append(qs, tq)
-			} else {
-				fq := query.NewFuzzyQuery(term)
-				fq.SetField(field)
-				fq.SetFuzziness(f)
-				qs = append(qs, fq)
+			case 1:
+				qs = append(qs, fuzzyQuery(term, field, 1, 1))
+			default:
+				qs = append(qs, fuzzyQuery(term, field, 2, 1), fuzzyQuery(term, field, 1, 0))
 			}
 		}
 		per = append(per, disjunction(qs))
@@ -123,9 +211,7 @@ func (e *Engine) wordQuery(w string, fuzzy bool) query.Query {
 
 // buildQuery translates a search.Query. User text only ever becomes terms
 // of typed queries (never query-string syntax), so it cannot widen a filter.
-// It also returns the positive text part alone, used to find the match
-// locations of the hits shown.
-func (e *Engine) buildQuery(q search.Query) (all, text query.Query) {
+func (e *Engine) buildQuery(q search.Query) query.Query {
 	var textQs, must []query.Query
 	for _, w := range q.Words {
 		if wq := e.wordQuery(w, true); wq != nil {
@@ -133,8 +219,8 @@ func (e *Engine) buildQuery(q search.Query) (all, text query.Query) {
 		}
 	}
 	for _, p := range q.Phrases {
-		if len(e.text.Analyze([]byte(p))) > 0 {
-			textQs = append(textQs, phraseQuery(p))
+		if pq := e.phraseQuery(p); pq != nil {
+			textQs = append(textQs, pq)
 		}
 	}
 	must = append(must, textQs...)
@@ -175,17 +261,14 @@ func (e *Engine) buildQuery(q search.Query) (all, text query.Query) {
 	if len(must) == 0 {
 		must = append(must, query.NewMatchAllQuery())
 	}
-	all = conjunction(must)
+	all := conjunction(must)
 	if len(excl) > 0 {
 		bq := query.NewBooleanQuery(nil, nil, nil)
 		bq.AddMust(all)
 		bq.AddMustNot(excl...)
-		all = bq
+		return bq
 	}
-	if len(textQs) > 0 {
-		text = conjunction(textQs)
-	}
-	return all, text
+	return all
 }
 
 type matchInfo struct {
@@ -288,7 +371,7 @@ func decodeMicros(term []byte) (int64, bool) {
 
 // Search implements search.Engine.
 func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, error) {
-	all, text := e.buildQuery(q)
+	all := e.buildQuery(q)
 	sortBy := q.Sort
 	if sortBy == search.SortRelevance && !q.HasText() {
 		sortBy = search.SortNewest
@@ -410,7 +493,7 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 	}
 	slices.SortFunc(groups, func(a, b group) int { return compareGroups(sortBy, &a, &b) })
 	page := groups[offset:min(offset+limit, len(groups))]
-	res.Hits, err = e.hydrate(ctx, r, page, text)
+	res.Hits, err = e.hydrate(ctx, r, page, e.newHighlighter(q))
 	return res, err
 }
 
@@ -455,54 +538,17 @@ func compareGroups(s search.SortOrder, a, b *group) int {
 }
 
 // hydrate turns the page's groups into hits: stored fields of each best
-// contact, and a snippet with the text query's match locations.
-func (e *Engine) hydrate(ctx context.Context, r index.IndexReader, page []group, text query.Query) ([]search.Hit, error) {
+// contact and a snippet. Matches are found by re-analyzing the shown text
+// and applying the query's own matching rules (highlighter), which is far
+// cheaper than a second search with term locations.
+func (e *Engine) hydrate(_ context.Context, r index.IndexReader, page []group, hl *highlighter) ([]search.Hit, error) {
 	hits := make([]search.Hit, len(page))
-	ext := make([]string, len(page))
-	pos := make(map[string]int, len(page))
 	for i := range page {
 		id, err := r.ExternalID(page[i].best)
 		if err != nil {
 			return nil, fmt.Errorf("bleve: %w", err)
 		}
-		ext[i] = id
-		pos[id] = i
 		hits[i] = search.Hit{CaseID: page[i].caseID, Score: page[i].bestScore}
-	}
-	spans := make([]map[string][]search.Span, len(page))
-	if text != nil {
-		hq := query.NewConjunctionQuery([]query.Query{text, query.NewDocIDQuery(ext)})
-		s, err := hq.Searcher(ctx, r, e.m, bsearch.SearcherOptions{IncludeTermVectors: true})
-		if err != nil {
-			return nil, fmt.Errorf("bleve: searcher: %w", err)
-		}
-		sctx := &bsearch.SearchContext{DocumentMatchPool: bsearch.NewDocumentMatchPool(s.DocumentMatchPoolSize()+1, 0), IndexReader: r}
-		for {
-			dm, err := s.Next(sctx)
-			if err != nil {
-				_ = s.Close()
-				return nil, fmt.Errorf("bleve: search: %w", err)
-			}
-			if dm == nil {
-				break
-			}
-			id, err := r.ExternalID(dm.IndexInternalID)
-			if err != nil {
-				_ = s.Close()
-				return nil, fmt.Errorf("bleve: %w", err)
-			}
-			if i, ok := pos[id]; ok {
-				m := make(map[string][]search.Span)
-				for _, ftl := range dm.FieldTermLocations {
-					m[ftl.Field] = append(m[ftl.Field], search.Span{Start: int(ftl.Location.Start), End: int(ftl.Location.End)})
-				}
-				spans[i] = m
-			}
-			sctx.DocumentMatchPool.Put(dm)
-		}
-		_ = s.Close()
-	}
-	for i, id := range ext {
 		doc, err := r.Document(id)
 		if err != nil {
 			return nil, fmt.Errorf("bleve: load %s: %w", id, err)
@@ -528,11 +574,82 @@ func (e *Engine) hydrate(ctx context.Context, r index.IndexReader, page []group,
 			})
 		}
 		hits[i].Subject = subject
-		if body != "" && (len(spans[i][fBody]) > 0 || len(spans[i][fSubject]) == 0) {
-			hits[i].Snippet = search.Snippet(body, spans[i][fBody], search.SnippetRunes)
+		bodySpans := hl.spans(body)
+		if body == "" || len(bodySpans) == 0 && subject != "" && len(hl.spans(subject)) > 0 {
+			hits[i].Snippet = search.Snippet(subject, hl.spans(subject), search.SnippetRunes)
 		} else {
-			hits[i].Snippet = search.Snippet(subject, spans[i][fSubject], search.SnippetRunes)
+			hits[i].Snippet = search.Snippet(body, bodySpans, search.SnippetRunes)
 		}
 	}
 	return hits, nil
+}
+
+// highlighter marks the tokens of a text that the query's words and
+// phrases match, under the same rules as the search (fuzziness by length,
+// first character kept).
+type highlighter struct {
+	analyzer interface {
+		Analyze([]byte) analysis.TokenStream
+	}
+	fuzzy []string        // word tokens matched with typo tolerance
+	exact map[string]bool // CJK bigrams and phrase tokens
+}
+
+func (e *Engine) newHighlighter(q search.Query) *highlighter {
+	h := &highlighter{analyzer: e.text, exact: map[string]bool{}}
+	for _, w := range q.Words {
+		toks := e.text.Analyze([]byte(w))
+		cjkWord := hasCJK(w)
+		for _, t := range toks {
+			if cjkWord {
+				h.exact[string(t.Term)] = true
+			} else {
+				h.fuzzy = append(h.fuzzy, string(t.Term))
+			}
+		}
+	}
+	for _, p := range q.Phrases {
+		for _, t := range e.text.Analyze([]byte(p)) {
+			h.exact[string(t.Term)] = true
+		}
+	}
+	return h
+}
+
+func (h *highlighter) matches(tok string) bool {
+	if h.exact[tok] {
+		return true
+	}
+	for _, w := range h.fuzzy {
+		if tok == w {
+			return true
+		}
+		f := fuzziness(w)
+		if f == 0 {
+			continue
+		}
+		d, exceeded := bsearch.LevenshteinDistanceMax(tok, w, f)
+		if exceeded || d > f {
+			continue
+		}
+		tr, _ := utf8.DecodeRuneInString(tok)
+		wr, _ := utf8.DecodeRuneInString(w)
+		if tr == wr || d <= 1 && f == 2 {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *highlighter) spans(text string) []search.Span {
+	if text == "" || len(h.fuzzy) == 0 && len(h.exact) == 0 {
+		return nil
+	}
+	var out []search.Span
+	for _, t := range h.analyzer.Analyze([]byte(text)) {
+		if h.matches(string(t.Term)) {
+			out = append(out, search.Span{Start: t.Start, End: t.End})
+		}
+	}
+	return out
 }

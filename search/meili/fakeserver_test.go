@@ -600,6 +600,8 @@ type searchReq struct {
 	AttributesToRetrieve []string `json:"attributesToRetrieve"`
 	ShowMatchesPosition  bool     `json:"showMatchesPosition"`
 	ShowRankingScore     bool     `json:"showRankingScore"`
+	Distinct             *string  `json:"distinct"`
+	MatchingStrategy     string   `json:"matchingStrategy"`
 }
 
 type qTerm struct {
@@ -800,7 +802,12 @@ func (f *fakeMeili) search(w http.ResponseWriter, uid string, body []byte) {
 	if req.Q != nil {
 		q = *req.Q
 	}
-	terms := parseQ(q)
+	var terms []qTerm
+	for _, term := range parseQ(q) {
+		if len(tokenize(term.text)) > 0 { // separators only: no term
+			terms = append(terms, term)
+		}
+	}
 
 	type cand struct {
 		doc     map[string]any
@@ -875,6 +882,13 @@ docs:
 	var distinct string
 	if raw, ok := idx.settings["distinctAttribute"]; ok {
 		_ = json.Unmarshal(raw, &distinct)
+	}
+	if req.Distinct != nil { // search-time distinct overrides the setting
+		if !contains(filterable, *req.Distinct) {
+			writeJSON(w, 400, newAPIErr("invalid_search_distinct", "invalid_request", "attribute `"+*req.Distinct+"` is not filterable"))
+			return
+		}
+		distinct = *req.Distinct
 	}
 	if distinct != "" {
 		seen := map[any]bool{}

@@ -3,7 +3,12 @@
 // Layout: one document per contact (id "ct-<contact id>") carrying the case's
 // fields, plus one case-only document (id "cs-<case id>") for a case without
 // contacts. The index's distinctAttribute is case_id, so a search returns one
-// hit per case: its best-matching contact.
+// hit per case: its best-matching contact. A case-only document has no
+// channel, purposes or occurred_at, so contact filters never match it; it
+// sorts by the case's creation time (sort_at).
+//
+// Requires Meilisearch 1.12 or later (prefixSearch setting, search-time
+// distinct).
 //
 // Every write is a Meilisearch task; the adapter returns only after the task
 // reached a final status and treats anything but "succeeded" as an error
@@ -21,6 +26,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -99,7 +105,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		cfg.TaskPollInterval = defaultPollInterval
 	}
 	opts := []meilisearch.Option{
-		// meilisearch.DisableRetries(),
+		meilisearch.DisableRetries(),
 	}
 	if cfg.APIKey != "" {
 		opts = append(opts, meilisearch.WithAPIKey(cfg.APIKey))
@@ -119,24 +125,31 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// Settings returns the index settings Open applies. Every field this adapter
+// indexSettings returns the index settings Open applies. Every field this adapter
 // relies on is set explicitly, so a server whose defaults differ (older or
 // newer Meilisearch) still behaves the same.
-func Settings() *meilisearch.Settings {
+func indexSettings() *meilisearch.Settings {
 	distinct := string(attrCaseID)
+	// Words match whole (with typos); prefix matching would let "ref" find
+	// every refund and make the agent's query mean something else than the
+	// embedded engine's.
+	prefixSearch := "disabled"
 	return &meilisearch.Settings{
 		// "sort" first: an explicit newest/oldest/updated order is a strict
 		// order, not a tie-breaker after relevance. Without a sort parameter
 		// the rule is a no-op and relevance decides.
-		RankingRules:         []string{"sort", "words", "typo", "proximity", "attribute", "exactness"},
-		DistinctAttribute:    &distinct,
-		SearchableAttributes: []string{"subject", "body", "author", "tags"},
+		RankingRules:      []string{"sort", "words", "typo", "proximity", "attribute", "exactness"},
+		DistinctAttribute: &distinct,
+		// A contact's text is its case's subject plus its body.
+		SearchableAttributes: []string{"subject", "body"},
 		FilterableAttributes: []string{
 			string(attrCaseID), string(attrStatus), string(attrChannel), string(attrPriority),
 			string(attrCustomerID), string(attrAssignee), string(attrTags), string(attrPurposes),
 			string(attrOccurredAt), string(attrRev),
+			primaryKey, // search-time distinct per document, for contact facets
 		},
-		SortableAttributes: []string{"occurred_at", "updated_at"},
+		SortableAttributes: []string{"sort_at", "updated_at"},
+		PrefixSearch:       &prefixSearch,
 		// meilisearch-go's TypoTolerance has no omitempty: every field is
 		// sent, so every field is set. These are Meilisearch's defaults for
 		// words (one typo from 5 letters, two from 9), pinned so the
@@ -153,7 +166,7 @@ func Settings() *meilisearch.Settings {
 			// fragments: 1234 must not find 1243.
 			DisableOnNumbers: true,
 		},
-		Pagination: &meilisearch.Pagination{MaxTotalHits: 1000},
+		Pagination: &meilisearch.Pagination{MaxTotalHits: maxTotalHits},
 		Faceting: &meilisearch.Faceting{
 			MaxValuesPerFacet: maxValuesPerFacet,
 			SortFacetValuesBy: map[string]meilisearch.SortFacetType{"*": meilisearch.SortFacetTypeCount},
@@ -184,7 +197,7 @@ func (e *Engine) ensureIndex(ctx context.Context) error {
 	default:
 		return wrap("get index "+e.uid, err)
 	}
-	t, err := e.client.Index(e.uid).UpdateSettings(ctx, Settings())
+	t, err := e.client.Index(e.uid).UpdateSettings(ctx, indexSettings())
 	return e.wait(ctx, "update settings", t, err)
 }
 
@@ -219,16 +232,17 @@ type document struct {
 	Subject    string   `json:"subject"`
 	Status     string   `json:"status"`
 	Priority   string   `json:"priority"`
-	Channel    string   `json:"channel"`
+	Channel    string   `json:"channel,omitempty"`
 	Assignee   string   `json:"assignee"`
 	Tags       []string `json:"tags"`
-	Purposes   []string `json:"purposes"`
+	Purposes   []string `json:"purposes,omitempty"`
 	ContactID  string   `json:"contact_id"`
 	Direction  string   `json:"direction"`
 	Author     string   `json:"author"`
 	Body       string   `json:"body"`
-	OccurredAt int64    `json:"occurred_at"` // Unix microseconds
-	UpdatedAt  int64    `json:"updated_at"`  // Unix microseconds
+	OccurredAt *int64   `json:"occurred_at,omitempty"` // Unix microseconds; contacts only
+	SortAt     int64    `json:"sort_at"`               // occurred_at, or the case's creation
+	UpdatedAt  int64    `json:"updated_at"`            // Unix microseconds
 	// Rev identifies the Index call that wrote the document; see Index.
 	Rev int64 `json:"rev"`
 }
@@ -265,15 +279,13 @@ func documents(docs []search.CaseDoc, rev int64) []document {
 			Priority:   c.Priority,
 			Assignee:   c.Assignee,
 			Tags:       nonNil(c.Tags),
-			Purposes:   []string{},
 			UpdatedAt:  timeValue(c.UpdatedAt),
 			Rev:        rev,
 		}
 		if len(c.Contacts) == 0 {
 			d := base
 			d.ID = docID("cs", c.CaseID)
-			d.Channel = c.Channel
-			d.OccurredAt = timeValue(c.CreatedAt)
+			d.SortAt = timeValue(c.CreatedAt)
 			out = append(out, d)
 			continue
 		}
@@ -286,7 +298,8 @@ func documents(docs []search.CaseDoc, rev int64) []document {
 			d.Author = ct.Author
 			d.Body = ct.Body
 			d.Purposes = nonNil(ct.Purposes)
-			d.OccurredAt = timeValue(ct.OccurredAt)
+			at := timeValue(ct.OccurredAt)
+			d.OccurredAt, d.SortAt = &at, at
 			out = append(out, d)
 		}
 	}
@@ -366,13 +379,17 @@ func (e *Engine) Count(ctx context.Context) (int64, error) {
 	return *resp.TotalHits, nil
 }
 
-// facetAttrs maps the index attribute to the Result.Facets key.
-var facetAttrs = [...]struct{ attr, key string }{
-	{"status", "status"},
-	{"channel", "channel"},
-	{"tags", "tag"},
-	{"purposes", "purpose"},
-}
+// caseFacets are case fields, equal on all of a case's documents, so
+// Meilisearch's facet counts (taken over the one document per case that
+// distinct keeps) count cases. contactFacets differ between a case's
+// contacts and are counted separately (see contactFacetCounts).
+var (
+	caseFacets    = [...]struct{ attr, key string }{{"status", "status"}, {"tags", "tag"}}
+	contactFacets = [...]struct {
+		attr attr
+		key  string
+	}{{attrChannel, "channel"}, {attrPurposes, "purpose"}}
+)
 
 var retrieved = []string{"case_id", "number", "subject", "status", "customer_id", "contact_id", "body"}
 
@@ -421,6 +438,7 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 
 	req := &meilisearch.SearchRequest{
 		Query:                buildQ(q.Words, q.Phrases, q.Excluded),
+		MatchingStrategy:     meilisearch.All, // every word must match
 		AttributesToRetrieve: retrieved,
 		ShowMatchesPosition:  true,
 		ShowRankingScore:     true,
@@ -428,19 +446,23 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 	if f := buildFilter(q.Filter); len(f) > 0 {
 		req.Filter = filterArray(f...)
 	}
-	switch q.Sort {
+	sortOrder := q.Sort
+	if sortOrder == search.SortRelevance && !hasTerms(q.Words, q.Phrases) {
+		sortOrder = search.SortNewest // without text, relevance has nothing to rank
+	}
+	switch sortOrder {
 	case search.SortRelevance:
 	case search.SortNewest:
-		req.Sort = []string{"occurred_at:desc"}
+		req.Sort = []string{"sort_at:desc"}
 	case search.SortOldest:
-		req.Sort = []string{"occurred_at:asc"}
+		req.Sort = []string{"sort_at:asc"}
 	case search.SortUpdated:
 		req.Sort = []string{"updated_at:desc"}
 	default:
 		return search.Result{}, fmt.Errorf("meili: unknown sort order %q", q.Sort)
 	}
 	if q.Facets {
-		for _, f := range facetAttrs {
+		for _, f := range caseFacets {
 			req.Facets = append(req.Facets, f.attr)
 		}
 	}
@@ -467,7 +489,7 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 		// Offset/limit mode only estimates the total; ask for the exact one
 		// with the same query and filter.
 		zero := int64(0)
-		count := &meilisearch.SearchRequest{Query: req.Query, Filter: req.Filter, Page: 1, HitsPerPage: &zero}
+		count := &meilisearch.SearchRequest{Query: req.Query, MatchingStrategy: req.MatchingStrategy, Filter: req.Filter, Page: 1, HitsPerPage: &zero}
 		cr, err := e.rawSearch(ctx, count)
 		if err != nil {
 			return search.Result{}, err
@@ -505,16 +527,65 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 		res.Hits = append(res.Hits, hit)
 	}
 	if q.Facets {
-		res.Facets = make(map[string]map[string]int64, len(facetAttrs))
-		for _, f := range facetAttrs {
+		res.Facets = make(map[string]map[string]int64, len(caseFacets)+len(contactFacets))
+		for _, f := range caseFacets {
 			m := map[string]int64{}
 			for v, n := range resp.FacetDistribution[f.attr] {
 				m[v] = n
 			}
 			res.Facets[f.key] = m
 		}
+		if err := e.contactFacetCounts(ctx, req, res.Facets); err != nil {
+			return search.Result{}, err
+		}
 	}
 	return res, nil
+}
+
+// contactFacetCounts counts, per channel and per purpose value, the cases
+// that have a matching contact with that value. Meilisearch cannot do this
+// in one query: with a distinct attribute its facet counts only look at the
+// one document kept per case, so a case's other contacts would be missing.
+// One query with distinct per document finds the values present among the
+// matching contacts; then one count query per value (same q and filter plus
+// "attribute = value", distinct per case) gives the exact number of cases.
+func (e *Engine) contactFacetCounts(ctx context.Context, base *meilisearch.SearchRequest, out map[string]map[string]int64) error {
+	zero := int64(0)
+	discover := &meilisearch.SearchRequest{
+		Query: base.Query, MatchingStrategy: base.MatchingStrategy, Filter: base.Filter,
+		Page: 1, HitsPerPage: &zero, Distinct: primaryKey,
+	}
+	for _, f := range contactFacets {
+		discover.Facets = append(discover.Facets, string(f.attr))
+	}
+	dr, err := e.rawSearch(ctx, discover)
+	if err != nil {
+		return err
+	}
+	baseFilter, _ := base.Filter.([]any)
+	for _, f := range contactFacets {
+		m := map[string]int64{}
+		values := make([]string, 0, len(dr.FacetDistribution[string(f.attr)]))
+		for v := range dr.FacetDistribution[string(f.attr)] {
+			values = append(values, v)
+		}
+		sort.Strings(values)
+		for _, v := range values {
+			filter := append(append([]any{}, baseFilter...), eq(f.attr, v).String())
+			cr, err := e.rawSearch(ctx, &meilisearch.SearchRequest{
+				Query: base.Query, MatchingStrategy: base.MatchingStrategy, Filter: filter,
+				Page: 1, HitsPerPage: &zero,
+			})
+			if err != nil {
+				return err
+			}
+			if cr.TotalHits != nil && *cr.TotalHits > 0 {
+				m[v] = *cr.TotalHits
+			}
+		}
+		out[f.key] = m
+	}
+	return nil
 }
 
 // hitSnippet shows the body around its first match; when only the subject
@@ -556,7 +627,7 @@ func (e *Engine) wait(ctx context.Context, op string, info *meilisearch.TaskInfo
 	if err != nil {
 		return wrap(fmt.Sprintf("%s: wait for task %d", op, info.TaskUID), err)
 	}
-	if true {
+	if task.Status == meilisearch.TaskStatusSucceeded {
 		return nil
 	}
 	return &Error{

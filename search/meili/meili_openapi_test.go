@@ -220,7 +220,8 @@ func TestIndexAndSearch(t *testing.T) {
 		!reflect.DeepEqual(a2["purposes"], []any{"customer_service", "fraud_monitoring"}) {
 		t.Errorf("contact document %v", a2)
 	}
-	if b := ix.docs["cs-"+caseB]; b["contact_id"] != "" || b["channel"] != "web" || b["occurred_at"] != float64(t0.Add(2*time.Hour).UnixMicro()) {
+	if b := ix.docs["cs-"+caseB]; b["contact_id"] != "" || b["channel"] != nil || b["occurred_at"] != nil || b["purposes"] != nil ||
+		b["sort_at"] != float64(t0.Add(2*time.Hour).UnixMicro()) || b["subject"] != "Address change" {
 		t.Errorf("case-only document %v", b)
 	}
 	if n, err := e.Count(ctx); err != nil || n != 2 {
@@ -277,17 +278,52 @@ func TestIndexAndSearch(t *testing.T) {
 		if res.Total != 2 || len(res.Hits) != 2 {
 			t.Fatalf("total %d hits %d", res.Total, len(res.Hits))
 		}
-		if res.Facets["status"]["open"] != 1 || res.Facets["status"]["closed"] != 1 || res.Facets["tag"]["vip"] != 1 {
-			t.Errorf("facets %v", res.Facets)
+		// Channel and purpose count cases with a contact having the value:
+		// case A counts under both of its contacts' channels, case B (no
+		// contacts) under none.
+		want := map[string]map[string]int64{
+			"status":  {"open": 1, "closed": 1},
+			"tag":     {"vip": 1, "billing": 1},
+			"channel": {"email": 1, "phone": 1},
+			"purpose": {"customer_service": 1, "fraud_monitoring": 1},
+		}
+		if !reflect.DeepEqual(res.Facets, want) {
+			t.Errorf("facets %v\nwant   %v", res.Facets, want)
 		}
 		for _, k := range []string{"status", "channel", "tag", "purpose"} {
 			if _, ok := res.Facets[k]; !ok {
 				t.Errorf("facet %q missing: %v", k, res.Facets)
 			}
 		}
-		body := lastBody(t, f, http.MethodPost, "/indexes/cases_v1/search")
-		if !reflect.DeepEqual(body["facets"], []any{"status", "channel", "tags", "purposes"}) {
-			t.Errorf("facets requested %v", body["facets"])
+		// The main query asks Meilisearch for the case-level facets only.
+		mainQueries := 0
+		for _, r := range f.requests(http.MethodPost, "/indexes/cases_v1/search") {
+			var body map[string]any
+			_ = json.Unmarshal(r.Body, &body)
+			if reflect.DeepEqual(body["facets"], []any{"status", "tags"}) && body["distinct"] == nil {
+				mainQueries++
+			}
+		}
+		if mainQueries != 1 {
+			t.Errorf("%d main facet queries, want 1", mainQueries)
+		}
+		// the per-value count queries: same q, the value as its own element
+		counts := 0
+		for _, r := range f.requests(http.MethodPost, "/indexes/cases_v1/search") {
+			if strings.Contains(string(r.Body), `"channel = \"phone\""`) {
+				counts++
+			}
+		}
+		if counts == 0 {
+			t.Errorf("no count query for channel phone")
+		}
+		// faceting with a filter restricts the counts too
+		res, err = e.Search(ctx, search.Query{Facets: true, Filter: search.Filter{Channels: []string{"phone"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[string]int64{"phone": 1}; !reflect.DeepEqual(res.Facets["channel"], want) {
+			t.Errorf("channel facet under channel filter %v", res.Facets["channel"])
 		}
 	})
 	t.Run("sort newest, one hit per case", func(t *testing.T) {
@@ -298,7 +334,7 @@ func TestIndexAndSearch(t *testing.T) {
 		if len(res.Hits) != 2 || res.Hits[0].CaseID != caseB || res.Hits[1].ContactID != ctA2 {
 			t.Fatalf("hits %+v", res.Hits)
 		}
-		if s := lastBody(t, f, http.MethodPost, "/indexes/cases_v1/search")["sort"]; !reflect.DeepEqual(s, []any{"occurred_at:desc"}) {
+		if s := lastBody(t, f, http.MethodPost, "/indexes/cases_v1/search")["sort"]; !reflect.DeepEqual(s, []any{"sort_at:desc"}) {
 			t.Errorf("sort %v", s)
 		}
 	})
@@ -310,7 +346,8 @@ func TestIndexAndSearch(t *testing.T) {
 			wantArr []any
 		}{
 			{"channel", search.Filter{Channels: []string{"phone"}}, []string{ctA2}, []any{`channel = "phone"`}},
-			{"from", search.Filter{From: t0.Add(time.Hour)}, []string{""}, []any{fmt.Sprintf("occurred_at >= %d", t0.Add(time.Hour).UnixMicro())}},
+			{"from, never a case without contacts", search.Filter{From: t0.Add(time.Minute)}, []string{ctA2}, []any{fmt.Sprintf("occurred_at >= %d", t0.Add(time.Minute).UnixMicro())}},
+			{"case-only document has no channel", search.Filter{Channels: []string{"web"}}, nil, nil},
 			{"to is exclusive to the microsecond", search.Filter{To: t0.Add(30 * time.Minute)}, []string{ctA1}, nil},
 			{"purpose and status", search.Filter{Purposes: []string{"fraud_monitoring"}, Statuses: []string{"open", "pending"}}, []string{ctA2},
 				[]any{`status IN ["open", "pending"]`, `purposes = "fraud_monitoring"`}},

@@ -1,11 +1,10 @@
 package meili
 
 import (
-	"html"
-	"sort"
 	"strings"
 	"unicode"
-	"unicode/utf8"
+
+	"github.com/casevault/casevault/search"
 )
 
 // buildQ renders the typed query parts as Meilisearch's q string. Meilisearch
@@ -64,6 +63,18 @@ func cleanTerm(s string) string {
 	return strings.Join(strings.Fields(string(out)), " ")
 }
 
+// hasTerms reports whether words and phrases leave anything to match: a
+// word without letters or digits is no term (Meilisearch treats it as a
+// separator), so such a query is a placeholder search.
+func hasTerms(words, phrases []string) bool {
+	for _, r := range buildQ(words, phrases, nil) {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			return true
+		}
+	}
+	return false
+}
+
 // matchBounds is one entry of Meilisearch's _matchesPosition: byte offsets
 // into the attribute's value.
 type matchBounds struct {
@@ -71,98 +82,19 @@ type matchBounds struct {
 	Length int `json:"length"`
 }
 
-const (
-	snippetMax    = 240 // bytes of source text shown around the first match
-	snippetBefore = 60  // bytes of context kept before the first match
-	markOpen      = "<mark>"
-	markClose     = "</mark>"
-	ellipsis      = "…"
-)
-
 // snippet renders text with the given matches wrapped in <mark>…</mark> and
-// everything else HTML-escaped. It never uses Meilisearch's own highlighted
+// everything else HTML-escaped, cut around the first match (search.Snippet,
+// shared by all engines). It never uses Meilisearch's own highlighted
 // output, because Meilisearch does not escape the rest of the text: a body
-// containing "<mark>" or "<script>" literally must come out as text.
-// Match bounds come from the server and are treated as untrusted: they are
-// clamped to the text, aligned to UTF-8 boundaries and de-overlapped.
+// containing "<mark>" or "<script>" literally must come out as text. Match
+// bounds come from the server and are untrusted; search.Snippet clamps them
+// to the text and to UTF-8 boundaries and merges overlaps.
 func snippet(text string, matches []matchBounds) string {
-	ms := normalizeMatches(text, matches)
-
-	from, to := 0, len(text)
-	if len(text) > snippetMax {
-		anchor := 0
-		if len(ms) > 0 {
-			anchor = ms[0].Start
-		}
-		from = max(0, anchor-snippetBefore)
-		to = min(len(text), from+snippetMax)
-		if to-from < snippetMax { // near the end: show a full window
-			from = max(0, to-snippetMax)
-		}
-		from = runeStart(text, from)
-		to = runeEnd(text, to)
-	}
-
-	var b strings.Builder
-	if from > 0 {
-		b.WriteString(ellipsis)
-	}
-	pos := from
-	for _, m := range ms {
-		s, e := max(m.Start, from), min(m.Start+m.Length, to)
-		if s >= e {
-			continue
-		}
-		b.WriteString(html.EscapeString(text[pos:s]))
-		b.WriteString(markOpen)
-		b.WriteString(html.EscapeString(text[s:e]))
-		b.WriteString(markClose)
-		pos = e
-	}
-	b.WriteString(html.EscapeString(text[pos:to]))
-	if to < len(text) {
-		b.WriteString(ellipsis)
-	}
-	return b.String()
-}
-
-func normalizeMatches(text string, in []matchBounds) []matchBounds {
-	out := make([]matchBounds, 0, len(in))
-	for _, m := range in {
-		if m.Length <= 0 || m.Start < 0 || m.Start >= len(text) {
-			continue
-		}
-		s := runeStart(text, m.Start)
-		e := runeEnd(text, min(len(text), m.Start+m.Length))
-		if e > s {
-			out = append(out, matchBounds{Start: s, Length: e - s})
+	spans := make([]search.Span, 0, len(matches))
+	for _, m := range matches {
+		if m.Length > 0 && m.Start >= 0 {
+			spans = append(spans, search.Span{Start: m.Start, End: m.Start + m.Length})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Start < out[j].Start })
-	merged := out[:0]
-	for _, m := range out {
-		if n := len(merged); n > 0 && m.Start <= merged[n-1].Start+merged[n-1].Length {
-			last := &merged[n-1]
-			last.Length = max(last.Length, m.Start+m.Length-last.Start)
-			continue
-		}
-		merged = append(merged, m)
-	}
-	return merged
-}
-
-// runeStart moves i back to the first byte of the rune containing it.
-func runeStart(s string, i int) int {
-	for i > 0 && i < len(s) && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return i
-}
-
-// runeEnd moves i forward past the rune it falls inside of.
-func runeEnd(s string, i int) int {
-	for i < len(s) && !utf8.RuneStart(s[i]) {
-		i++
-	}
-	return i
+	return search.Snippet(text, spans, search.SnippetRunes)
 }

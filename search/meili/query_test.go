@@ -3,6 +3,8 @@ package meili
 import (
 	"strings"
 	"testing"
+
+	"github.com/casevault/casevault/search"
 )
 
 func TestBuildQ(t *testing.T) {
@@ -35,7 +37,7 @@ func TestBuildQ(t *testing.T) {
 }
 
 func TestSnippet(t *testing.T) {
-	long := strings.Repeat("lorem ipsum ", 40) + "REFUND here" + strings.Repeat(" dolor sit", 40)
+	long := strings.Repeat("lorem ipsum ", 60) + "REFUND here" + strings.Repeat(" dolor sit", 60)
 	at := strings.Index(long, "REFUND")
 	tests := []struct {
 		name    string
@@ -65,23 +67,41 @@ func TestSnippet(t *testing.T) {
 
 	t.Run("long text windows around the first match", func(t *testing.T) {
 		got := snippet(long, []matchBounds{{at, 6}})
-		if !strings.HasPrefix(got, ellipsis) || !strings.HasSuffix(got, ellipsis) {
+		if !strings.HasPrefix(got, "…") || !strings.HasSuffix(got, "…") {
 			t.Fatalf("want ellipses on both sides: %q", got)
 		}
 		if !strings.Contains(got, "<mark>REFUND</mark> here") {
 			t.Fatalf("match missing: %q", got)
 		}
-		plain := strings.NewReplacer(markOpen, "", markClose, "", ellipsis, "").Replace(got)
-		if len(plain) > snippetMax {
-			t.Fatalf("window %d bytes > %d", len(plain), snippetMax)
+		plain := strings.NewReplacer("<mark>", "", "</mark>", "", "…", "").Replace(got)
+		if n := len([]rune(plain)); n > search.SnippetRunes+20 {
+			t.Fatalf("window of %d runes, want about %d", n, search.SnippetRunes)
 		}
 	})
 	t.Run("long text without match shows the start", func(t *testing.T) {
 		got := snippet(long, nil)
-		if !strings.HasPrefix(got, "lorem ipsum") || !strings.HasSuffix(got, ellipsis) {
+		if !strings.HasPrefix(got, "lorem ipsum") || !strings.HasSuffix(got, "…") {
 			t.Fatalf("got %q", got)
 		}
 	})
+}
+
+func TestHasTerms(t *testing.T) {
+	tests := []struct {
+		words, phrases []string
+		want           bool
+	}{
+		{nil, nil, false},
+		{[]string{"*", `"`, "--"}, []string{"()"}, false},
+		{[]string{"refund"}, nil, true},
+		{nil, []string{"退款"}, true},
+		{[]string{"4111"}, nil, true},
+	}
+	for _, tt := range tests {
+		if got := hasTerms(tt.words, tt.phrases); got != tt.want {
+			t.Errorf("hasTerms(%q, %q) = %v", tt.words, tt.phrases, got)
+		}
+	}
 }
 
 func TestPageFor(t *testing.T) {

@@ -176,6 +176,17 @@ func levenshtein(a, b string) int {
 	return prev[len(rb)]
 }
 
+// typos counts like Meilisearch: edit distance, where a wrong first
+// character costs two.
+func typos(a, b string) int {
+	d := levenshtein(a, b)
+	ra, rb := []rune(a), []rune(b)
+	if len(ra) > 0 && len(rb) > 0 && ra[0] != rb[0] {
+		d++
+	}
+	return d
+}
+
 // allowedTypos is the Meilisearch default both engines follow.
 func allowedTypos(word string) int {
 	switch n := len([]rune(word)); {
@@ -227,7 +238,7 @@ func (u unit) hasWord(w string, fuzzy bool) bool {
 		found := false
 		for _, t := range u.texts() {
 			for _, tok := range tokens(t) {
-				if tok == wt || allowed > 0 && levenshtein(tok, wt) <= allowed {
+				if tok == wt || allowed > 0 && typos(tok, wt) <= allowed {
 					found = true
 				}
 			}

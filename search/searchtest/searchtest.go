@@ -7,13 +7,15 @@
 //
 //   - An engine matches contacts: all words, phrases and contact filters
 //     (channel, purpose, from/to) hold for the same contact, whose text is
-//     the case subject plus the contact body. The snippet shows the body,
-//     or the subject when only the subject matched. A case without contacts is a
-//     single document with the subject only; contact filters never match it.
-//   - Words are ANDed; a word with no letter or digit is ignored; a word
-//     of several tokens ("e-mail") needs all of them; a word of 5–8 characters tolerates one typo, 9 and
-//     more two, shorter none. Chinese is matched by substring (阅读 finds
-//     阅读记录). Excluded entries are phrases that must not occur.
+//     the case subject plus the contact body. A case without contacts is a
+//     single document with the subject only; contact filters never match
+//     it. The snippet shows the body, or the subject when only it matched.
+//   - Words are ANDed; a word with no letter or digit is ignored; a word of
+//     several tokens ("e-mail") needs all of them. A word of 5–8 characters
+//     tolerates one typo, of 9 and more two, shorter none, and a typo on the
+//     first character counts as two (Meilisearch's rules). Chinese is
+//     matched by substring (阅读 finds 阅读记录). Excluded entries are
+//     phrases that must not occur.
 //   - One hit per case; Total counts cases; facets count cases (for channel
 //     and purpose: cases with a matching contact having the value).
 //   - Sorts: newest/oldest by the newest/oldest matching contact's
@@ -371,6 +373,9 @@ func (s *suite) testTypos(t *testing.T) {
 		{"cxrd", ""},                     // 4 letters: no typo allowed
 		{"baxk", ""},                     // 4
 		{"card", "card"},                 // 4, exact
+		{"xefund", ""},                   // 6, first-character typo counts two
+		{"xomplaint", "complaint"},       // 9, first-character typo (two) is allowed
+		{"xomplaixt", ""},                // 9, first-character typo plus one more
 		{"cabxe", "cable"},               // 5, 1
 	}
 	for _, tt := range tests {

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A contact written through the API becomes findable through the outbox
+// and the embedded engine, with typos and in Chinese, and a masked card
+// number is not searchable.
+func TestSearchFindsWhatWasWritten(t *testing.T) {
+	dir := t.TempDir()
+	p := start(t, dir)
+	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
+	admin := strings.TrimSpace(string(raw))
+	base := "http://" + p.addr + "/api/v1"
+	_, cust := call(t, "POST", base+"/customers", admin, map[string]any{"name": "Wang"})
+	_, cs := call(t, "POST", base+"/cases", admin, map[string]any{"customer_id": cust["id"], "subject": "Refund request", "channel": "email", "tags": []string{"vip"}})
+	caseID := cs["id"].(string)
+	for _, body := range []string{"The customer asked about the invoice refund", "请查看阅读记录", "card 4111 1111 1111 1111 charged"} {
+		if code, _ := call(t, "POST", base+"/cases/"+caseID+"/contacts", admin, map[string]any{"channel": "email", "direction": "inbound", "author": "w", "body": body}); code != 201 {
+			t.Fatalf("contact: %d", code)
+		}
+	}
+	find := func(q string) float64 {
+		code, res := call(t, "GET", base+"/search?q="+url.QueryEscape(q), admin, nil)
+		if code != 200 {
+			t.Fatalf("search %q: %d %v", q, code, res)
+		}
+		return res["total"].(float64)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for find("invoice") < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("contact never became searchable")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for q, want := range map[string]float64{"invoise": 1, "阅读": 1, "tag:vip refund": 1, "status:closed invoice": 0, "4111111111111111": 0} {
+		if got := find(q); got != want {
+			t.Errorf("search %q: total %v, want %v", q, got, want)
+		}
+	}
+	code, st := call(t, "GET", base+"/search/status", admin, nil)
+	if code != 200 || st["engine"] != "bleve" || st["pending"].(float64) != 0 {
+		t.Fatalf("search status: %d %v", code, st)
+	}
+	code, ready := call(t, "GET", "http://"+p.addr+"/readyz", "", nil)
+	checks, _ := ready["checks"].(map[string]any)
+	if code != 200 || checks["index"] == nil || checks["blobs"] == nil {
+		t.Fatalf("readyz: %d %v", code, ready)
+	}
+	// Rebuild through the running server; it keeps answering meanwhile.
+	if code, _ := call(t, "POST", base+"/search/reindex", admin, nil); code != 202 {
+		t.Fatalf("reindex: %d", code)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, st := call(t, "GET", base+"/search/status", admin, nil)
+		if st["index"] == "cases_v2" && find("invoice") == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reindex did not switch to cases_v2: %v", st)
+		}
+	}
+	// Offline reindex refuses while the server holds the index.
+	if err := exec.Command(binary(t), "reindex", "--data-dir", dir).Run(); err == nil {
+		t.Fatal("offline reindex succeeded while the server holds the index")
+	}
+}

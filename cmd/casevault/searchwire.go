@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"github.com/casevault/casevault/search"
+	"github.com/casevault/casevault/search/bleve"
+	"github.com/casevault/casevault/search/meili"
+	"github.com/casevault/casevault/sqlstore"
+)
+
+// indexLagDegraded is the lag beyond which /readyz calls the index degraded.
+const indexLagDegraded = 30 * time.Second
+
+// engineFactory opens the configured engine and, for a rebuild, builds the
+// next versioned index.
+type engineFactory struct {
+	cfg *config
+}
+
+func (f engineFactory) open(ctx context.Context) (search.Engine, error) {
+	if f.cfg.MeiliURL != "" {
+		return meili.Open(ctx, meili.Config{URL: f.cfg.MeiliURL, APIKey: f.cfg.MeiliKey, IndexVersion: f.cfg.MeiliIndexVersion})
+	}
+	return bleve.Open(ctx, filepath.Join(f.cfg.DataDir, "index"))
+}
+
+// build returns a new, empty index for a rebuild.
+func (f engineFactory) build(ctx context.Context) (search.Engine, error) {
+	if f.cfg.MeiliURL != "" {
+		// Meilisearch indexes are versioned by configuration: a rebuild
+		// fills the configured version's index from scratch.
+		return meili.Open(ctx, meili.Config{URL: f.cfg.MeiliURL, APIKey: f.cfg.MeiliKey, IndexVersion: f.cfg.MeiliIndexVersion})
+	}
+	return bleve.Build(ctx, filepath.Join(f.cfg.DataDir, "index"))
+}
+
+// outdated reports whether the live index was built with an older mapping.
+func outdated(eng search.Engine) bool {
+	o, ok := eng.(interface{ Outdated() bool })
+	return ok && o.Outdated()
+}
+
+// startIndexer opens the engine and the indexer over the store's outbox.
+func startIndexer(ctx context.Context, cfg *config, store *sqlstore.Store, log *slog.Logger, reg *prometheus.Registry) (*search.Indexer, error) {
+	f := engineFactory{cfg}
+	eng, err := f.open(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("search engine: %w", err)
+	}
+	ix := search.NewIndexer(store, eng, log.With("component", "indexer"), search.Options{})
+	status := func() search.Status {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		st, _ := ix.Status(ctx)
+		return st
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "casevault_index_pending", Help: "Outbox rows not yet confirmed by the search engine."},
+			func() float64 { return float64(status().Pending) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "casevault_index_lag_seconds", Help: "Age of the oldest outbox row not yet indexed."},
+			func() float64 { return status().LagSeconds }),
+	)
+	return ix, nil
+}
+
+// indexProbe is the readiness check of the index: degraded (not down)
+// while the engine is unreachable or catching up.
+func indexProbe(ix *search.Indexer) func(ctx context.Context) (any, error) {
+	return func(ctx context.Context) (any, error) {
+		st, err := ix.Status(ctx)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case !st.Healthy:
+			return st, fmt.Errorf("search engine %s unhealthy; %d changes pending", st.Engine, st.Pending)
+		case st.LagSeconds > indexLagDegraded.Seconds():
+			return st, fmt.Errorf("index is %.0fs behind (%d pending)", st.LagSeconds, st.Pending)
+		}
+		return st, nil
+	}
+}
+
+func reindexCmd(cfg *config) *cobra.Command {
+	var url, token string
+	cmd := &cobra.Command{
+		Use:   "reindex",
+		Short: "Rebuild the search index into a new versioned index and switch to it",
+		Long: "With --url, asks a running server to rebuild (it keeps answering from the old index meanwhile).\n" +
+			"Without it, rebuilds offline; the server must be stopped (Bleve's index is locked while it runs).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if url != "" {
+				req, _ := http.NewRequestWithContext(ctx, "POST", strings.TrimRight(url, "/")+"/api/v1/search/reindex", bytes.NewReader(nil))
+				req.Header.Set("Authorization", "Bearer "+token)
+				res, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return fmt.Errorf("reindex: %w", err)
+				}
+				defer res.Body.Close()
+				var body map[string]any
+				_ = json.NewDecoder(res.Body).Decode(&body)
+				if res.StatusCode != http.StatusAccepted {
+					return fmt.Errorf("reindex: server answered %d: %v", res.StatusCode, body["detail"])
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "reindex started on the server; follow it in GET /api/v1/search/status")
+				return nil
+			}
+			db, err := openDB(ctx, cfg, true)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			store := sqlstore.New(db, sqlstore.Options{})
+			log := newLogger(cfg, cmd.ErrOrStderr())
+			ix, err := startIndexer(ctx, cfg, store, log, prometheus.NewRegistry())
+			if err != nil {
+				return fmt.Errorf("%w (is the server running? then use --url)", err)
+			}
+			defer ix.Close()
+			start := time.Now()
+			if err := ix.Reindex(ctx, engineFactory{cfg}.build); err != nil {
+				return err
+			}
+			st, _ := ix.Status(ctx)
+			fmt.Fprintf(cmd.OutOrStdout(), "rebuilt %s: %d documents in %s\n", st.Index, st.Documents, time.Since(start).Round(time.Millisecond))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&url, "url", "", "base URL of a running server (e.g. http://127.0.0.1:8080)")
+	cmd.Flags().StringVar(&token, "token", "", "admin token for --url")
+	return cmd
+}
