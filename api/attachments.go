@@ -49,7 +49,7 @@ func bodyStream(c *fiber.Ctx) io.Reader {
 func (s *Server) uploadAttachment(c *fiber.Ctx) error {
 	max := s.d.Attachments.MaxSize()
 	if cl := c.Request().Header.ContentLength(); cl > 0 && int64(cl) > max+64<<10 {
-		c.Context().SetConnectionClose()
+		tooLarge(c)
 		return errStatus(fiber.StatusRequestEntityTooLarge, "attachment larger than %d bytes", max)
 	}
 	digest, err := archive.ParseDigestHeaders(c.Get("Content-Digest"), c.Get("X-Content-SHA256"))
@@ -97,7 +97,7 @@ func (s *Server) uploadAttachment(c *fiber.Ctx) error {
 	att, err := s.d.Attachments.Put(c.UserContext(), in)
 	switch {
 	case errors.Is(err, archive.ErrTooLarge):
-		c.Context().SetConnectionClose()
+		tooLarge(c)
 		return errStatus(fiber.StatusRequestEntityTooLarge, "attachment larger than %d bytes", max)
 	case errors.Is(err, archive.ErrDigestMismatch):
 		return &httpError{status: fiber.StatusUnprocessableEntity, detail: "the body does not match the digest sent", fields: []fieldErr{{Field: "Content-Digest", Message: "does not match the body"}}}

@@ -114,8 +114,7 @@ func utilsStatusText(code int) string {
 func (s *Server) readBody(c *fiber.Ctx) ([]byte, error) {
 	limit := s.cfg.JSONBodyLimit
 	if cl := c.Request().Header.ContentLength(); cl > int(limit) {
-		// The body stays unread, so the connection cannot carry another request.
-		c.Context().SetConnectionClose()
+		tooLarge(c)
 		return nil, errStatus(fiber.StatusRequestEntityTooLarge, "request body is larger than %d bytes", limit)
 	}
 	var body []byte
@@ -129,10 +128,25 @@ func (s *Server) readBody(c *fiber.Ctx) ([]byte, error) {
 		body = c.Body()
 	}
 	if int64(len(body)) > limit {
-		c.Context().SetConnectionClose()
+		tooLarge(c)
 		return nil, errStatus(fiber.StatusRequestEntityTooLarge, "request body is larger than %d bytes", limit)
 	}
 	return body, nil
+}
+
+// drainLimit bounds how much of a rejected body is read and discarded so the
+// client can receive the 413 (closing a socket with unread input makes the
+// kernel reset it, which can destroy the response in flight).
+const drainLimit = 8 << 20
+
+// tooLarge prepares the connection for a 413: it discards what is left of a
+// moderately oversized body and closes the connection afterwards, so unread
+// bytes can never be parsed as a next request.
+func tooLarge(c *fiber.Ctx) {
+	c.Context().SetConnectionClose()
+	if st := c.Context().RequestBodyStream(); st != nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(st, drainLimit))
+	}
 }
 
 // decodeJSON decodes a strict JSON object: malformed → 400; unknown field,

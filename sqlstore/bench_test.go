@@ -31,9 +31,14 @@ func BenchmarkAddContact(b *testing.B) {
 				db := sqldbtest.Open(b, d)
 				opts := sqlstore.Options{Policy: retention.DefaultSchedule().Policy()}
 				if withAudit {
+					log := audit.New(db)
+					b.Cleanup(func() { log.Close(context.Background()) })
+					if err := log.Prepare(context.Background()); err != nil {
+						b.Fatal(err)
+					}
 					opts.OnChange = func(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
 						detail, _ := json.Marshal(ch.Detail)
-						_, err := audit.AppendTx(ctx, tx, db.Dialect, audit.Event{ActorID: ch.Actor.TokenID, ActorName: "bench",
+						_, err := log.AppendTx(ctx, tx, audit.Event{ActorID: ch.Actor.TokenID, ActorName: "bench",
 							Role: "agent", Action: ch.Action, TargetType: ch.TargetType, TargetID: ch.TargetID, Outcome: "ok", Detail: detail})
 						return err
 					}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/cases"
-	"github.com/casevault/casevault/sqldb"
 )
 
 // eventOf turns a domain change into an audit event.
@@ -35,8 +34,7 @@ func eventOf(ch cases.Change, outcome string) audit.Event {
 // auditSink adapts the audit log to the API's Auditor and the store's
 // change hook.
 type auditSink struct {
-	log     *audit.Log
-	dialect sqldb.Dialect
+	log *audit.Log
 }
 
 func (a auditSink) Record(ctx context.Context, ch cases.Change, outcome string) error {
@@ -44,7 +42,7 @@ func (a auditSink) Record(ctx context.Context, ch cases.Change, outcome string) 
 }
 
 func (a auditSink) hook(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
-	_, err := audit.AppendTx(ctx, tx, a.dialect, eventOf(ch, audit.OutcomeOK))
+	_, err := a.log.AppendTx(ctx, tx, eventOf(ch, audit.OutcomeOK))
 	return err
 }
 

@@ -34,10 +34,15 @@ func TestSearchFindsWhatWasWritten(t *testing.T) {
 		}
 		return res["total"].(float64)
 	}
+	// Wait until the outbox is drained: then everything written is indexed.
 	deadline := time.Now().Add(20 * time.Second)
-	for find("invoice") < 1 {
+	for {
+		_, st := call(t, "GET", base+"/search/status", admin, nil)
+		if p, ok := st["pending"].(float64); ok && p == 0 {
+			break
+		}
 		if time.Now().After(deadline) {
-			t.Fatal("contact never became searchable")
+			t.Fatalf("outbox never drained: %v", st)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -30,7 +30,7 @@ func serveCmd(cfg *config) *cobra.Command {
 				return err
 			}
 			defer a.Close()
-			if err := bootstrapAdmin(ctx, a.tokens, auditSink{log: a.audit, dialect: a.db.Dialect}.hook, cfg.DataDir, cmd.OutOrStdout()); err != nil {
+			if err := bootstrapAdmin(ctx, a.tokens, auditSink{log: a.audit}.hook, cfg.DataDir, cmd.OutOrStdout()); err != nil {
 				return err
 			}
 			ixCtx, stopIndexer := context.WithCancel(context.Background())
@@ -185,7 +185,7 @@ func tokenCmd(cfg *config) *cobra.Command {
 			defer db.Close()
 			log := audit.New(db)
 			defer log.Close(context.Background())
-			sink := auditSink{log: log, dialect: db.Dialect}
+			sink := auditSink{log: log}
 			tok, secret, err := auth.NewTokens(db).Create(ctx, name, r, func(ctx context.Context, tx *sql.Tx, tok auth.Token) error {
 				return sink.hook(ctx, tx, cliChange("token.create", "token", tok.ID, map[string]any{"name": tok.Name, "role": string(tok.Role)}))
 			})

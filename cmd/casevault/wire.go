@@ -67,7 +67,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.audit = audit.New(db, audit.WithRetention(cfg.AuditRetention))
 	a.closers = append(a.closers, func() error { return a.audit.Close(context.Background()) })
-	sink := auditSink{log: a.audit, dialect: db.Dialect}
+	sink := auditSink{log: a.audit}
 	// The indexer is built after the store; the store wakes it after each
 	// commit through this indirection.
 	kick := func() {
@@ -76,7 +76,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		}
 	}
 	a.store = sqlstore.New(db, sqlstore.Options{Policy: retention.DefaultSchedule().Policy(), OnChange: sink.hook, Notify: kick})
-	if err := a.store.Prepare(ctx); err != nil {
+	if err := errors.Join(a.store.Prepare(ctx), a.audit.Prepare(ctx)); err != nil {
 		a.Close()
 		return nil, err
 	}
