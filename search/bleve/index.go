@@ -38,9 +38,9 @@ const (
 
 const (
 	optText    = index.IndexField | index.IncludeTermVectors // positions, for phrases
-	optKeyword = index.IndexField | index.DocValues
+	optKeyword = index.IndexField | index.DocValues | index.SkipDVCompression
 	optStored  = index.StoreField
-	optNumeric = index.IndexField | index.DocValues
+	optNumeric = index.IndexField | index.DocValues | index.SkipDVCompression
 )
 
 func micros(t time.Time) float64 {
