@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Benchmarks with figures (never timed assertions in tests). Runs:
+#  1. contact ingest over HTTP, 32 concurrent clients (cvbench, a separate
+#     process) against SQLite and PostgreSQL, and /healthz under the same load;
+#  2. the Go benchmarks: contact ingest with/without audit, audit verify of 1M
+#     events, Bleve indexing and search, attachment 1 GiB vs direct minio-go.
+# Set BENCH_QUICK=1 for a short run. Output goes to stdout and bench.out.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$(go env GOPATH)/bin:$PATH"
+DUR="${BENCH_DURATION:-20s}"
+[ -n "${BENCH_QUICK:-}" ] && DUR=5s
+out=bench.out; : > "$out"
+say() { printf '%s\n' "$*" | tee -a "$out"; }
+
+tmp="$(mktemp -d)"; trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
+go build -o "$tmp/casevault" ./cmd/casevault
+go build -o "$tmp/cvbench" ./cmd/cvbench
+
+http_bench() { # name, extra env...
+  local name="$1"; shift
+  local dir="$tmp/$name"; mkdir -p "$dir"
+  env "$@" "$tmp/casevault" serve --data-dir "$dir" --listen 127.0.0.1:18099 --log-level warn >"$dir/out" 2>"$dir/err" &
+  local pid=$!
+  for _ in $(seq 1 100); do curl -sf http://127.0.0.1:18099/healthz >/dev/null && break; sleep 0.1; done
+  local tok; tok="$(cat "$dir/admin.token")"
+  say "## $name"
+  "$tmp/cvbench" -url http://127.0.0.1:18099 -token "$tok" -mode contacts -c 32 -d "$DUR" | tee -a "$out"
+  "$tmp/cvbench" -url http://127.0.0.1:18099 -mode healthz -c 32 -d "$DUR" | tee -a "$out"
+  kill -TERM "$pid"; wait "$pid" || true
+}
+
+http_bench sqlite
+if psql -h 127.0.0.1 -U postgres -d test -c 'DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench' >/dev/null 2>&1; then
+  http_bench postgres CASEVAULT_DATABASE_URL="postgres://postgres@127.0.0.1:5432/test?sslmode=disable&search_path=bench"
+fi
+
+say "## go benchmarks"
+go test -run '^$' -bench 'AddContact' -benchtime 5s ./sqlstore/ | tee -a "$out"
+go test -run '^$' -bench 'Verify1M' -benchtime 1x ./audit/ | tee -a "$out"
+go test -run '^$' -bench . -benchtime 1x ./search/bleve/ | tee -a "$out" || true
+if [ -z "${BENCH_QUICK:-}" ]; then
+  eval "$(bash scripts/versitygw.sh start)"
+  go test -run '^$' -bench LargeFile -benchtime 3x ./archive/ | tee -a "$out" || true
+  bash scripts/versitygw.sh stop || true
+fi
