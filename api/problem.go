@@ -59,6 +59,10 @@ func (s *Server) problemFor(err error) Problem {
 		return Problem{Status: fiber.StatusUnprocessableEntity, Detail: "the request has invalid fields", Errors: ve.Fields}
 	case errors.Is(err, cases.ErrNotFound):
 		return Problem{Status: fiber.StatusNotFound, Detail: "no such record"}
+	case errors.Is(err, archive.ErrCorrupt):
+		// Never serve altered bytes; this is an integrity incident, logged
+		// at error level by errorHandler.
+		return Problem{Status: fiber.StatusInternalServerError, Detail: "the stored object failed its integrity check"}
 	case errors.Is(err, archive.ErrKeyDestroyed):
 		return Problem{Status: fiber.StatusGone, Detail: "this customer's data was erased (its key was destroyed)"}
 	case errors.Is(err, archive.ErrInvalidRange):

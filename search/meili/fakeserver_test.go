@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/pb33f/libopenapi"
 	validator "github.com/pb33f/libopenapi-validator"
@@ -147,11 +148,17 @@ type recorded struct {
 }
 
 type fakeIndex struct {
-	uid, pk  string
-	created  time.Time
-	settings map[string]json.RawMessage
-	docs     map[string]map[string]any
-	order    []string
+	uid, pk   string
+	created   time.Time
+	settings  map[string]json.RawMessage
+	docs      map[string]map[string]any
+	order     []string
+	typoCache *typoSettings // parsed typoTolerance; reset by a settings update
+}
+
+type typoSettings struct {
+	enabled  bool
+	one, two int
 }
 
 type fakeTask struct {
@@ -476,6 +483,7 @@ func (f *fakeMeili) updateSettings(w http.ResponseWriter, uid string, body []byt
 		for k, v := range s {
 			idx.settings[k] = v
 		}
+		idx.typoCache = nil
 		return nil
 	})
 }
@@ -697,26 +705,33 @@ func levenshtein(a, b string) int {
 	return prev[len(rb)]
 }
 
-// typoBudget follows the index's minWordSizeForTypos.
+// typoBudget follows the index's typoTolerance setting.
 func (ix *fakeIndex) typoBudget(word string) int {
-	one, two := 5, 9
-	var tt struct {
-		Enabled *bool `json:"enabled"`
-		Min     struct {
-			OneTypo, TwoTypos *int
-		} `json:"minWordSizeForTypos"`
+	if ix.typoCache == nil {
+		c := &typoSettings{one: 5, two: 9, enabled: true}
+		var tt struct {
+			Enabled *bool `json:"enabled"`
+			Min     struct {
+				OneTypo, TwoTypos *int
+			} `json:"minWordSizeForTypos"`
+		}
+		if raw, ok := ix.settings["typoTolerance"]; ok && json.Unmarshal(raw, &tt) == nil {
+			if tt.Enabled != nil {
+				c.enabled = *tt.Enabled
+			}
+			if tt.Min.OneTypo != nil {
+				c.one = *tt.Min.OneTypo
+			}
+			if tt.Min.TwoTypos != nil {
+				c.two = *tt.Min.TwoTypos
+			}
+		}
+		ix.typoCache = c
 	}
-	if raw, ok := ix.settings["typoTolerance"]; ok && json.Unmarshal(raw, &tt) == nil {
-		if tt.Enabled != nil && !*tt.Enabled {
-			return 0
-		}
-		if tt.Min.OneTypo != nil {
-			one = *tt.Min.OneTypo
-		}
-		if tt.Min.TwoTypos != nil {
-			two = *tt.Min.TwoTypos
-		}
+	if !ix.typoCache.enabled {
+		return 0
 	}
+	one, two := ix.typoCache.one, ix.typoCache.two
 	n := len([]rune(word))
 	switch {
 	case n >= two:
@@ -748,13 +763,30 @@ func (ix *fakeIndex) matchTerm(term qTerm, toks []token) []matchBounds {
 		}
 		return out
 	}
-	budget := ix.typoBudget(qt[0].text)
+	word := qt[0].text
+	budget := ix.typoBudget(word)
 	for _, t := range toks {
-		if t.text == qt[0].text || (budget > 0 && levenshtein(t.text, qt[0].text) <= budget) {
+		if t.text == word || (budget > 0 && typos(t.text, word, budget) <= budget) {
 			out = append(out, matchBounds{t.start, t.end - t.start})
 		}
 	}
 	return out
+}
+
+// typos counts edits the way Meilisearch documents it: a typo on the first
+// character counts as two.
+func typos(token, word string, budget int) int {
+	lt, lw := utf8.RuneCountInString(token), utf8.RuneCountInString(word)
+	if lt-lw > budget || lw-lt > budget {
+		return budget + 1
+	}
+	d := levenshtein(token, word)
+	ft, _ := utf8.DecodeRuneInString(token)
+	fw, _ := utf8.DecodeRuneInString(word)
+	if ft != fw {
+		d++
+	}
+	return d
 }
 
 func (f *fakeMeili) search(w http.ResponseWriter, uid string, body []byte) {
