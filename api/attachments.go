@@ -40,7 +40,7 @@ func (s *Server) addAttachmentRoutes() {
 // bodyStream returns the request body as a stream, never buffering a large
 // upload in memory.
 func bodyStream(c *fiber.Ctx) io.Reader {
-	if st := c.Context().RequestBodyStream(); st != nil {
+	if st := requestBody(c); st != nil {
 		return st
 	}
 	return bytes.NewReader(c.Body())

@@ -125,3 +125,23 @@ func TestBadInputIsRejectedWithoutSideEffects(t *testing.T) {
 		}
 	})
 }
+
+// A chunked JSON body that fails validation must not hang the connection
+// (a second read of a finished chunked stream would wait for the next request).
+func TestChunkedInvalidBodyThenNextRequest(t *testing.T) {
+	h := newHarness(t, "sqlite")
+	for i := 0; i < 3; i++ {
+		req, _ := http.NewRequest("POST", h.base+"/api/v1/customers", io.MultiReader(strings.NewReader(`{"name":`), strings.NewReader(`""}`)))
+		req.ContentLength = -1
+		req.Header.Set("Authorization", "Bearer "+h.tokens[auth.RoleAgent])
+		req.Header.Set("Content-Type", "application/json")
+		res, err := h.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 422 {
+			t.Fatalf("round %d: %d, want 422", i, res.StatusCode)
+		}
+	}
+}

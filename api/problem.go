@@ -89,6 +89,7 @@ func (s *Server) isUnavailable(err error) bool {
 }
 
 func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
+	drainBody(c)
 	p := s.problemFor(err)
 	p.Type = "about:blank"
 	p.Title = utilsStatusText(p.Status)
@@ -122,7 +123,7 @@ func (s *Server) readBody(c *fiber.Ctx) ([]byte, error) {
 		return nil, errStatus(fiber.StatusRequestEntityTooLarge, "request body is larger than %d bytes", limit)
 	}
 	var body []byte
-	if st := c.Context().RequestBodyStream(); st != nil {
+	if st := requestBody(c); st != nil {
 		b, err := io.ReadAll(io.LimitReader(st, limit+1))
 		if err != nil {
 			return nil, errStatus(fiber.StatusBadRequest, "reading the body failed")
@@ -143,13 +144,60 @@ func (s *Server) readBody(c *fiber.Ctx) ([]byte, error) {
 // kernel reset it, which can destroy the response in flight).
 const drainLimit = 8 << 20
 
+const bodyKey = "casevault.body"
+
+// stickyReader keeps returning the first error (EOF included): reading a
+// finished chunked stream again would block on the next request's bytes.
+type stickyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *stickyReader) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.r.Read(p)
+	if err != nil {
+		s.err = err
+	}
+	return n, err
+}
+
+// requestBody is the request's body stream, shared by every reader of this
+// request (nil when fasthttp already buffered it).
+func requestBody(c *fiber.Ctx) io.Reader {
+	if r, ok := c.Locals(bodyKey).(*stickyReader); ok {
+		return r
+	}
+	st := c.Context().RequestBodyStream()
+	if st == nil {
+		return nil
+	}
+	r := &stickyReader{r: st}
+	c.Locals(bodyKey, r)
+	return r
+}
+
 // tooLarge prepares the connection for a 413: it discards what is left of a
 // moderately oversized body and closes the connection afterwards, so unread
 // bytes can never be parsed as a next request.
 func tooLarge(c *fiber.Ctx) {
 	c.Context().SetConnectionClose()
-	if st := c.Context().RequestBodyStream(); st != nil {
-		_, _ = io.Copy(io.Discard, io.LimitReader(st, drainLimit))
+	drainBody(c)
+}
+
+// drainBody discards what a failed handler left unread of the request body
+// (up to drainLimit) and reports whether the body ended; when it did not, the
+// connection is closed so the rest cannot be parsed as the next request.
+func drainBody(c *fiber.Ctx) {
+	st := requestBody(c)
+	if st == nil {
+		return
+	}
+	n, _ := io.Copy(io.Discard, io.LimitReader(st, drainLimit+1))
+	if n > drainLimit {
+		c.Context().SetConnectionClose()
 	}
 }
 

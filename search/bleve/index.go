@@ -2,8 +2,11 @@ package bleve
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	bv "github.com/blevesearch/bleve/v2"
@@ -38,9 +41,9 @@ const (
 
 const (
 	optText    = index.IndexField | index.IncludeTermVectors // positions, for phrases
-	optKeyword = index.IndexField | index.DocValues | index.SkipDVCompression
+	optKeyword = index.IndexField | index.DocValues
 	optStored  = index.StoreField
-	optNumeric = index.IndexField | index.DocValues | index.SkipDVCompression
+	optNumeric = index.IndexField | index.DocValues
 )
 
 func micros(t time.Time) float64 {
@@ -113,12 +116,19 @@ func (e *Engine) caseDocuments(c search.CaseDoc) []*document.Document {
 	return docs
 }
 
-// Index implements search.Engine: one batch deletes the documents of each
-// case that are not in the new layout and (re)writes the others. It returns
-// once the batch is persisted, so a confirmed write survives a crash.
+// Index implements search.Engine: a batch deletes the documents of each
+// case that are not in the new layout and (re)writes the others. Large
+// calls are split by case into one batch per CPU, built concurrently (a
+// Bleve batch builds its segment on one core). It returns once the batches
+// are applied, and on a live index once they are persisted.
 func (e *Engine) Index(ctx context.Context, docs []search.CaseDoc) error {
 	if len(docs) == 0 {
 		return nil
+	}
+	for _, c := range docs {
+		if c.CaseID == "" {
+			return fmt.Errorf("bleve: index: case without ID")
+		}
 	}
 	e.writeMu.Lock()
 	defer e.writeMu.Unlock()
@@ -130,22 +140,35 @@ func (e *Engine) Index(ctx context.Context, docs []search.CaseDoc) error {
 	if err != nil {
 		return err
 	}
+	parts := 1
+	if n := len(docs); n >= 64 {
+		parts = min(runtime.GOMAXPROCS(0), n/32)
+	}
+	size := (len(docs) + parts - 1) / parts
+	var wg sync.WaitGroup
+	errs := make([]error, parts)
+	for i, chunk := 0, 0; chunk < len(docs); i, chunk = i+1, chunk+size {
+		part := docs[chunk:min(chunk+size, len(docs))]
+		wg.Go(func() { errs[i] = e.indexPart(ctx, part, existing) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (e *Engine) indexPart(ctx context.Context, docs []search.CaseDoc, existing map[string][]string) error {
 	b := e.idx.NewBatch()
-	keep := make(map[string]bool)
 	for _, c := range docs {
-		if c.CaseID == "" {
-			return fmt.Errorf("bleve: index: case without ID")
-		}
+		keep := make(map[string]bool, len(c.Contacts)+1)
 		for _, d := range e.caseDocuments(c) {
 			keep[d.ID()] = true
 			if err := b.IndexAdvanced(d); err != nil {
 				return fmt.Errorf("bleve: index %s: %w", d.ID(), err)
 			}
 		}
-	}
-	for _, id := range existing {
-		if !keep[id] {
-			b.Delete(id)
+		for _, id := range existing[c.CaseID] {
+			if !keep[id] {
+				b.Delete(id)
+			}
 		}
 	}
 	return e.apply(ctx, b)
@@ -166,8 +189,10 @@ func (e *Engine) Delete(ctx context.Context, caseIDs []string) error {
 		return nil
 	}
 	b := e.idx.NewBatch()
-	for _, id := range existing {
-		b.Delete(id)
+	for _, ids := range existing {
+		for _, id := range ids {
+			b.Delete(id)
+		}
 	}
 	return e.apply(ctx, b)
 }
@@ -203,23 +228,31 @@ func (e *Engine) applyDurable(ctx context.Context, b *bv.Batch) error {
 	}
 }
 
-// documentIDs lists the Bleve document IDs currently held for the cases.
-func (e *Engine) documentIDs(ctx context.Context, caseIDs []string) ([]string, error) {
+// documentIDs lists the Bleve document IDs currently held for each case.
+func (e *Engine) documentIDs(ctx context.Context, caseIDs []string) (map[string][]string, error) {
 	r, err := e.reader()
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	var ids []string
+	dv, err := r.DocValueReader([]string{fCaseID})
+	if err != nil {
+		return nil, fmt.Errorf("bleve: %w", err)
+	}
+	out := make(map[string][]string)
 	err = each(ctx, r, e.m, termsQuery(fCaseID, caseIDs), false, func(m matchInfo) error {
 		id, err := r.ExternalID(m.id)
 		if err != nil {
 			return fmt.Errorf("bleve: %w", err)
 		}
-		ids = append(ids, id)
+		var caseID string
+		if err := dv.VisitDocValues(m.id, func(_ string, term []byte) { caseID = string(term) }); err != nil {
+			return fmt.Errorf("bleve: doc values: %w", err)
+		}
+		out[caseID] = append(out[caseID], id)
 		return nil
 	})
-	return ids, err
+	return out, err
 }
 
 // Count implements search.Engine: the number of cases.

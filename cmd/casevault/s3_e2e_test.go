@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/casevault/casevault/archive/blobtest"
+)
+
+func upload(t *testing.T, url, token string, body []byte) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	res, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res, b
+}
+
+// The server on a real S3 server (a private versitygw), which is then
+// stopped: uploads and downloads answer 503 with Retry-After, readiness goes
+// down, nothing is left behind, and service resumes when S3 returns.
+func TestS3OutageAnswers503(t *testing.T) {
+	s3 := blobtest.StartVersityGW(t)
+	dir := t.TempDir()
+	p := start(t, dir, "CASEVAULT_S3_ENDPOINT="+s3.Endpoint, "CASEVAULT_S3_BUCKET=cv-e2e",
+		"CASEVAULT_S3_ACCESS_KEY="+s3.AccessKey, "CASEVAULT_S3_SECRET_KEY="+s3.SecretKey, "CASEVAULT_S3_TLS=false")
+	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
+	tok := strings.TrimSpace(string(raw))
+	base := "http://" + p.addr + "/api/v1"
+	_, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "S3"})
+	_, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": "s3", "channel": "web"})
+	_, ct := call(t, "POST", base+"/cases/"+cs["id"].(string)+"/contacts", tok, map[string]any{"channel": "web", "direction": "inbound", "author": "a", "body": "b"})
+	attURL := base + "/contacts/" + ct["id"].(string) + "/attachments?filename=x.bin"
+	res, body := upload(t, attURL, tok, []byte("stored while S3 is up"))
+	if res.StatusCode != 201 {
+		t.Fatalf("upload with S3 up: %d %s", res.StatusCode, body)
+	}
+	code, att := call(t, "GET", base+"/attachments/"+strings.Split(strings.Split(string(body), `"id":"`)[1], `"`)[0]+"/meta", tok, nil)
+	if code != 200 {
+		t.Fatalf("meta: %d %v", code, att)
+	}
+	id := att["id"].(string)
+
+	s3.Kill()
+	res, body = upload(t, attURL, tok, bytes.Repeat([]byte("z"), 3<<20))
+	if res.StatusCode != 503 || res.Header.Get("Retry-After") == "" {
+		t.Fatalf("upload with S3 down: %d (Retry-After %q) %s", res.StatusCode, res.Header.Get("Retry-After"), body)
+	}
+	req, _ := http.NewRequest("GET", base+"/attachments/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	dres, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dres.Body.Close()
+	if dres.StatusCode != 503 {
+		t.Fatalf("download with S3 down: %d", dres.StatusCode)
+	}
+	if code, ready := call(t, "GET", "http://"+p.addr+"/readyz", "", nil); code != 503 || ready["checks"].(map[string]any)["blobs"].(map[string]any)["status"] != "down" {
+		t.Fatalf("readyz with S3 down: %d %v", code, ready)
+	}
+	code, list := call(t, "GET", base+"/contacts/"+ct["id"].(string), tok, nil)
+	if code != 200 || len(list["attachments"].([]any)) != 1 {
+		t.Fatalf("the failed upload left a row: %v", list["attachments"])
+	}
+
+	s3.Restart(t)
+	res, body = upload(t, attURL, tok, []byte("after the outage"))
+	if res.StatusCode != 201 {
+		t.Fatalf("upload after S3 returned: %d %s", res.StatusCode, body)
+	}
+}

@@ -1,0 +1,523 @@
+package retention
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/search"
+	"github.com/casevault/casevault/sqldb"
+)
+
+// Limits on hold input.
+const (
+	MaxMatterLen   = 200
+	MaxReasonLen   = 2000
+	MaxScopeIDs    = 1000
+	maxScopeIDSize = 64
+)
+
+// HoldScope says what a hold covers. Every criterion given must match (they
+// narrow each other, as in e-discovery tools: "customer X's contacts of
+// 2025"); the values within case_ids or customer_ids are alternatives. At
+// least one criterion is required.
+type HoldScope struct {
+	CaseIDs     []string `json:"case_ids,omitempty"`
+	CustomerIDs []string `json:"customer_ids,omitempty"`
+	// Query is in the search syntax; it is evaluated when the sweeper runs,
+	// so it also covers contacts that start matching after placement.
+	Query string `json:"query,omitempty"`
+	// From and To bound the contact's occurred_at: From <= t < To.
+	From *time.Time `json:"from,omitempty"`
+	To   *time.Time `json:"to,omitempty"`
+}
+
+func (s HoldScope) empty() bool {
+	return len(s.CaseIDs) == 0 && len(s.CustomerIDs) == 0 && s.Query == "" && s.From == nil && s.To == nil
+}
+
+// HoldInput is what placing a hold needs.
+type HoldInput struct {
+	Matter string    `json:"matter"`
+	Reason string    `json:"reason"`
+	Scope  HoldScope `json:"scope"`
+}
+
+// Hold is a legal hold. Holds are never deleted; a released hold stays with
+// who released it, when and why.
+type Hold struct {
+	ID            string     `json:"id"`
+	Matter        string     `json:"matter"`
+	Reason        string     `json:"reason"`
+	Scope         HoldScope  `json:"scope"`
+	PlacedBy      string     `json:"placed_by"`
+	PlacedAt      time.Time  `json:"placed_at"`
+	Active        bool       `json:"active"`
+	ReleasedBy    string     `json:"released_by,omitempty"`
+	ReleasedAt    *time.Time `json:"released_at,omitempty"`
+	ReleaseReason string     `json:"release_reason,omitempty"`
+}
+
+// ErrReleased is matched (errors.Is) by the error of releasing a hold that
+// is already released; it also matches cases.ErrConflict (409).
+var ErrReleased = errors.New("hold already released")
+
+// ReleasedError is returned when releasing a released hold.
+type ReleasedError struct {
+	ID         string
+	ReleasedAt time.Time
+}
+
+func (e *ReleasedError) Error() string {
+	return fmt.Sprintf("hold %s was already released at %s", e.ID, e.ReleasedAt.Format(time.RFC3339))
+}
+
+// Is makes the error match ErrReleased and cases.ErrConflict.
+func (e *ReleasedError) Is(target error) bool {
+	return target == ErrReleased || target == cases.ErrConflict
+}
+
+// HeldError says that data cannot be deleted or erased because holds cover
+// it; it matches cases.ErrConflict (the API answers 409 naming the holds).
+type HeldError struct {
+	HoldIDs []string
+}
+
+func (e *HeldError) Error() string {
+	return "under legal hold " + strings.Join(e.HoldIDs, ", ")
+}
+
+// Is makes the error match cases.ErrConflict.
+func (e *HeldError) Is(target error) bool { return target == cases.ErrConflict }
+
+// QueryMatcher tells whether a query hold covers a case: the search engine
+// finds the case for q restricted to it (Filter.CaseIDs = [caseID]).
+type QueryMatcher interface {
+	Matches(ctx context.Context, q search.Query, caseID string) (bool, error)
+}
+
+// ContactRef is what coverage is decided on.
+type ContactRef struct {
+	ContactID  string
+	CaseID     string
+	CustomerID string
+	OccurredAt time.Time
+}
+
+// Holds stores legal holds and decides what they cover.
+type Holds struct {
+	db      *sqldb.DB
+	matcher QueryMatcher
+	now     func() time.Time
+}
+
+// NewHolds builds the hold store. matcher answers query holds; when it is
+// nil a query hold covers every contact its other criteria allow (holding
+// too much is safe, holding too little is not).
+func NewHolds(db *sqldb.DB, matcher QueryMatcher) *Holds {
+	return &Holds{db: db, matcher: matcher, now: time.Now}
+}
+
+func (h *Holds) validate(ctx context.Context, in *HoldInput) error {
+	var fields []cases.FieldError
+	bad := func(field, format string, args ...any) {
+		fields = append(fields, cases.FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	text := func(field string, s *string, max int) {
+		*s = strings.TrimSpace(*s)
+		switch {
+		case *s == "":
+			bad(field, "is required")
+		case !utf8.ValidString(*s):
+			bad(field, "must be valid UTF-8")
+		case utf8.RuneCountInString(*s) > max:
+			bad(field, "must be at most %d characters", max)
+		case strings.ContainsRune(*s, 0):
+			bad(field, "must not contain NUL characters")
+		}
+	}
+	text("matter", &in.Matter, MaxMatterLen)
+	text("reason", &in.Reason, MaxReasonLen)
+	sc := &in.Scope
+	sc.Query = strings.TrimSpace(sc.Query)
+	if sc.empty() {
+		bad("scope", "must name case_ids, customer_ids, a query or a time range")
+	}
+	ids := func(field, table string, list []string) []string {
+		if len(list) > MaxScopeIDs {
+			bad(field, "at most %d ids", MaxScopeIDs)
+			return list
+		}
+		var out []string
+		for i, id := range list {
+			id = strings.TrimSpace(id)
+			at := fmt.Sprintf("%s[%d]", field, i)
+			if id == "" || len(id) > maxScopeIDSize {
+				bad(at, "must be an id")
+				continue
+			}
+			var n int
+			if err := h.db.Read.QueryRowContext(ctx, h.db.Rebind(`SELECT COUNT(*) FROM `+table+` WHERE id = ?`), id).Scan(&n); err != nil {
+				bad(at, "could not be checked")
+				continue
+			}
+			if n == 0 {
+				bad(at, "no %s has this id", strings.TrimSuffix(table, "s"))
+			}
+			if !slices.Contains(out, id) {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	sc.CaseIDs = ids("scope.case_ids", "cases", sc.CaseIDs)
+	sc.CustomerIDs = ids("scope.customer_ids", "customers", sc.CustomerIDs)
+	if sc.Query != "" {
+		q, err := search.ParseQuery(sc.Query)
+		var qe *search.QueryError
+		switch {
+		case errors.As(err, &qe):
+			bad("scope.query", "%s", qe.Error())
+		case err != nil:
+			bad("scope.query", "%v", err)
+		case !q.HasText() && isZeroFilter(q.Filter):
+			bad("scope.query", "has no terms")
+		}
+	}
+	if sc.From != nil && sc.To != nil && !sc.From.Before(*sc.To) {
+		bad("scope.to", "must be after scope.from")
+	}
+	if sc.From != nil {
+		t := sc.From.UTC().Truncate(time.Microsecond)
+		sc.From = &t
+	}
+	if sc.To != nil {
+		t := sc.To.UTC().Truncate(time.Microsecond)
+		sc.To = &t
+	}
+	if len(fields) > 0 {
+		return &cases.ValidationError{Fields: fields}
+	}
+	return nil
+}
+
+func isZeroFilter(f search.Filter) bool {
+	return len(f.Statuses) == 0 && len(f.Channels) == 0 && len(f.Priorities) == 0 && len(f.CustomerIDs) == 0 &&
+		len(f.Assignees) == 0 && len(f.Tags) == 0 && len(f.Purposes) == 0 && len(f.CaseIDs) == 0 &&
+		f.From.IsZero() && f.To.IsZero()
+}
+
+// Place validates and stores a new hold; hook (may be nil) runs in the same
+// transaction with a "hold.place" change. Invalid input gives a
+// *cases.ValidationError naming the fields (422).
+func (h *Holds) Place(ctx context.Context, in HoldInput, actor cases.Actor, hook ChangeHook) (Hold, error) {
+	if err := h.validate(ctx, &in); err != nil {
+		return Hold{}, err
+	}
+	hold := Hold{ID: cases.NewID(), Matter: in.Matter, Reason: in.Reason, Scope: in.Scope,
+		PlacedBy: actorName(actor), PlacedAt: h.now().UTC().Truncate(time.Microsecond), Active: true}
+	scope, err := json.Marshal(hold.Scope)
+	if err != nil {
+		return Hold{}, fmt.Errorf("encode scope: %w", err)
+	}
+	err = h.db.InTx(ctx, func(tx *sql.Tx) error {
+		// Waits for a sweep batch in flight (see retention_state).
+		if _, err := lockState(ctx, h.db, tx); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, h.db.Rebind(`INSERT INTO legal_holds (id, matter, reason, scope, placed_by, placed_at) VALUES (?, ?, ?, ?, ?, ?)`),
+			hold.ID, hold.Matter, hold.Reason, string(scope), hold.PlacedBy, micros(hold.PlacedAt)); err != nil {
+			return fmt.Errorf("place hold: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE retention_state SET holds_version = holds_version + 1 WHERE id = 1`); err != nil {
+			return fmt.Errorf("place hold: %w", err)
+		}
+		if hook != nil {
+			ch := cases.Change{Actor: actor, Action: "hold.place", TargetType: "hold", TargetID: hold.ID,
+				Detail: map[string]any{"matter": hold.Matter}}
+			if err := hook(ctx, tx, ch); err != nil {
+				return fmt.Errorf("audit: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Hold{}, err
+	}
+	return hold, nil
+}
+
+// Release ends a hold (it stays stored). Releasing a released hold gives a
+// *ReleasedError (409); an unknown id cases.ErrNotFound; an empty reason a
+// *cases.ValidationError.
+func (h *Holds) Release(ctx context.Context, id, reason string, actor cases.Actor, hook ChangeHook) (Hold, error) {
+	reason = strings.TrimSpace(reason)
+	switch {
+	case reason == "":
+		return Hold{}, cases.Invalid("reason", "is required")
+	case utf8.RuneCountInString(reason) > MaxReasonLen || !utf8.ValidString(reason):
+		return Hold{}, cases.Invalid("reason", fmt.Sprintf("must be valid UTF-8 of at most %d characters", MaxReasonLen))
+	}
+	var out Hold
+	err := h.db.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := lockState(ctx, h.db, tx); err != nil {
+			return err
+		}
+		hold, err := scanHold(tx.QueryRowContext(ctx, h.db.Rebind(`SELECT `+holdCols+` FROM legal_holds WHERE id = ?`), id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("hold %s: %w", id, cases.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("get hold: %w", err)
+		}
+		if hold.ReleasedAt != nil {
+			return &ReleasedError{ID: id, ReleasedAt: *hold.ReleasedAt}
+		}
+		now := h.now().UTC().Truncate(time.Microsecond)
+		hold.Active, hold.ReleasedAt, hold.ReleasedBy, hold.ReleaseReason = false, &now, actorName(actor), reason
+		if _, err := tx.ExecContext(ctx, h.db.Rebind(`UPDATE legal_holds SET released_by = ?, released_at = ?, release_reason = ? WHERE id = ? AND released_at IS NULL`),
+			hold.ReleasedBy, micros(now), reason, id); err != nil {
+			return fmt.Errorf("release hold: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE retention_state SET holds_version = holds_version + 1 WHERE id = 1`); err != nil {
+			return fmt.Errorf("release hold: %w", err)
+		}
+		if hook != nil {
+			ch := cases.Change{Actor: actor, Action: "hold.release", TargetType: "hold", TargetID: id,
+				Detail: map[string]any{"matter": hold.Matter}}
+			if err := hook(ctx, tx, ch); err != nil {
+				return fmt.Errorf("audit: %w", err)
+			}
+		}
+		out = hold
+		return nil
+	})
+	return out, err
+}
+
+const holdCols = `id, matter, reason, scope, placed_by, placed_at, released_by, released_at, release_reason`
+
+func scanHold(row interface{ Scan(...any) error }) (Hold, error) {
+	var h Hold
+	var scope string
+	var placed int64
+	var relBy, relReason sql.NullString
+	var relAt sql.NullInt64
+	if err := row.Scan(&h.ID, &h.Matter, &h.Reason, &scope, &h.PlacedBy, &placed, &relBy, &relAt, &relReason); err != nil {
+		return h, err
+	}
+	if err := json.Unmarshal([]byte(scope), &h.Scope); err != nil {
+		return h, fmt.Errorf("hold %s scope: %w", h.ID, err)
+	}
+	h.PlacedAt, h.ReleasedAt = fromMicros(placed), timePtr(relAt)
+	h.ReleasedBy, h.ReleaseReason = relBy.String, relReason.String
+	h.Active = h.ReleasedAt == nil
+	return h, nil
+}
+
+// Get reads one hold; an unknown id gives cases.ErrNotFound.
+func (h *Holds) Get(ctx context.Context, id string) (Hold, error) {
+	hold, err := scanHold(h.db.Read.QueryRowContext(ctx, h.db.Rebind(`SELECT `+holdCols+` FROM legal_holds WHERE id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Hold{}, fmt.Errorf("hold %s: %w", id, cases.ErrNotFound)
+	}
+	if err != nil {
+		return Hold{}, fmt.Errorf("get hold: %w: %w", sqldb.ErrUnavailable, err)
+	}
+	return hold, nil
+}
+
+// HoldFilter narrows List.
+type HoldFilter struct {
+	ActiveOnly bool
+}
+
+// List returns holds newest first, keyset-paginated on id: limit (default
+// 50, at most 500) holds after the cursor (the last id of the previous
+// page); next is "" on the last page.
+func (h *Holds) List(ctx context.Context, f HoldFilter, limit int, cursor string) (holds []Hold, next string, err error) {
+	if limit <= 0 || limit > 500 {
+		limit = 50
+	}
+	q := `SELECT ` + holdCols + ` FROM legal_holds WHERE 1=1`
+	var args []any
+	if f.ActiveOnly {
+		q += ` AND released_at IS NULL`
+	}
+	if cursor != "" {
+		q += ` AND id < ?`
+		args = append(args, cursor)
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, limit+1)
+	rows, err := h.db.Read.QueryContext(ctx, h.db.Rebind(q), args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list holds: %w: %w", sqldb.ErrUnavailable, err)
+	}
+	defer rows.Close()
+	holds = []Hold{}
+	for rows.Next() {
+		hold, err := scanHold(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("list holds: %w", err)
+		}
+		holds = append(holds, hold)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("list holds: %w", err)
+	}
+	if len(holds) > limit {
+		holds = holds[:limit]
+		next = holds[len(holds)-1].ID
+	}
+	return holds, next, nil
+}
+
+// active loads every active hold, through tx when given.
+func (h *Holds) active(ctx context.Context, tx *sql.Tx) ([]Hold, error) {
+	q := `SELECT ` + holdCols + ` FROM legal_holds WHERE released_at IS NULL ORDER BY id`
+	var rows *sql.Rows
+	var err error
+	if tx != nil {
+		rows, err = tx.QueryContext(ctx, q)
+	} else {
+		rows, err = h.db.Read.QueryContext(ctx, q)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("active holds: %w", err)
+	}
+	defer rows.Close()
+	var out []Hold
+	for rows.Next() {
+		hold, err := scanHold(rows)
+		if err != nil {
+			return nil, fmt.Errorf("active holds: %w", err)
+		}
+		out = append(out, hold)
+	}
+	return out, rows.Err()
+}
+
+// Covering returns the active holds that cover the contact, oldest first.
+func (h *Holds) Covering(ctx context.Context, c ContactRef) ([]Hold, error) {
+	holds, err := h.active(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	ev := newEvaluator(h.matcher, holds)
+	return ev.covering(ctx, c)
+}
+
+// CheckNotHeld returns a *HeldError (409) naming the holds that cover the
+// contact, or nil; callers run it before deleting or erasing anything.
+func (h *Holds) CheckNotHeld(ctx context.Context, c ContactRef) error {
+	held, err := h.Covering(ctx, c)
+	if err != nil {
+		return err
+	}
+	if len(held) > 0 {
+		return &HeldError{HoldIDs: holdIDs(held)}
+	}
+	return nil
+}
+
+func holdIDs(hs []Hold) []string {
+	ids := make([]string, len(hs))
+	for i, h := range hs {
+		ids[i] = h.ID
+	}
+	return ids
+}
+
+// evaluator decides coverage against one snapshot of the active holds,
+// asking the matcher at most once per (hold, case).
+type evaluator struct {
+	matcher QueryMatcher
+	holds   []Hold
+	queries map[string]search.Query
+	memo    map[[2]string]bool
+}
+
+func newEvaluator(m QueryMatcher, holds []Hold) *evaluator {
+	ev := &evaluator{matcher: m, holds: holds, queries: map[string]search.Query{}, memo: map[[2]string]bool{}}
+	for _, h := range holds {
+		if h.Scope.Query != "" {
+			q, err := search.ParseQuery(h.Scope.Query)
+			if err == nil {
+				ev.queries[h.ID] = q
+			}
+		}
+	}
+	return ev
+}
+
+func (ev *evaluator) hasQueryHold() bool {
+	for _, h := range ev.holds {
+		if h.Scope.Query != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// covering lists the holds covering c. A matcher error makes the hold
+// count as covering (fail safe) and is returned alongside.
+func (ev *evaluator) covering(ctx context.Context, c ContactRef) ([]Hold, error) {
+	var out []Hold
+	var errs []error
+	for _, h := range ev.holds {
+		ok, err := ev.covers(ctx, h, c)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if ok {
+			out = append(out, h)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+func (ev *evaluator) covers(ctx context.Context, h Hold, c ContactRef) (bool, error) {
+	s := h.Scope
+	if s.empty() {
+		return false, nil
+	}
+	if len(s.CaseIDs) > 0 && !slices.Contains(s.CaseIDs, c.CaseID) {
+		return false, nil
+	}
+	if len(s.CustomerIDs) > 0 && !slices.Contains(s.CustomerIDs, c.CustomerID) {
+		return false, nil
+	}
+	if s.From != nil && c.OccurredAt.Before(*s.From) {
+		return false, nil
+	}
+	if s.To != nil && !c.OccurredAt.Before(*s.To) {
+		return false, nil
+	}
+	if s.Query == "" {
+		return true, nil
+	}
+	q, ok := ev.queries[h.ID]
+	if !ok || ev.matcher == nil {
+		// Unparseable (cannot happen after validation) or no engine: hold.
+		return true, nil
+	}
+	key := [2]string{h.ID, c.CaseID}
+	if m, ok := ev.memo[key]; ok {
+		return m, nil
+	}
+	q.Filter.CaseIDs = []string{c.CaseID}
+	m, err := ev.matcher.Matches(ctx, q, c.CaseID)
+	if err != nil {
+		return true, fmt.Errorf("hold %s query: %w", h.ID, err)
+	}
+	ev.memo[key] = m
+	return m, nil
+}
