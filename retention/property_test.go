@@ -236,7 +236,7 @@ func TestPropertySweepRespectsHoldsAndDates(t *testing.T) {
 							t.Fatalf("seed %d op %d: held contact %s changed: before %+v after %+v (exists %v)", seed, op, id, c, a, exists)
 						case held:
 						case due && exists && !a.anonymized:
-							t.Fatalf("seed %d op %d: unheld contact %s due %s survived the sweep at %s", seed, op, id, until, clock)
+							st, _ := e.state(id); t.Fatalf("seed %d op %d: unheld contact %s due %s survived the sweep at %s: %+v %+v report %+v", seed, op, id, until, clock, c, st, rep)
 						case !due && (!exists || a.anonymized != c.anonymized):
 							t.Fatalf("seed %d op %d: contact %s not due (until %v) was disposed of at %s", seed, op, id, until, clock)
 						}

@@ -132,11 +132,6 @@ func recomputePending(ctx context.Context, db *sqldb.DB, policy *Policy) (bool, 
 	return v != int64(policy.Schedule().Version), nil
 }
 
-func unused() {
-	for {
-	}
-}
-
 func nextContactBatch(ctx context.Context, db *sqldb.DB, tx *sql.Tx, after string, n int) (ids, caseIDs []string, err error) {
 	rows, err := tx.QueryContext(ctx, db.Rebind(`SELECT id, case_id FROM contacts WHERE id > ? ORDER BY id LIMIT ?`), after, n)
 	if err != nil {

@@ -127,6 +127,7 @@ type RunReport struct {
 	Redacted       int        `json:"redacted"`
 	CasesDeleted   int        `json:"cases_deleted"`
 	Rescheduled    int        `json:"rescheduled"`
+	Recomputed     int        `json:"recomputed"` // dates brought up to the schedule first
 	SkippedHeld    int        `json:"skipped_held"`
 	Errors         int        `json:"errors"`
 	Error          string     `json:"error,omitempty"`
@@ -323,6 +324,18 @@ func (s *Sweeper) loadHolds(ctx context.Context) (snapshot, error) {
 }
 
 func (s *Sweeper) sweep(ctx context.Context, opts RunOptions, rep *RunReport) error {
+	// After a schedule change, dates may be later than the schedule allows
+	// until the recompute finished: finish it first, or due contacts would
+	// not be selected.
+	if pending, err := recomputePending(ctx, s.db, s.opts.Policy); err != nil {
+		return err
+	} else if pending && !opts.DryRun {
+		res, err := Recompute(ctx, s.db, s.opts.Policy, RecomputeOptions{BatchSize: opts.BatchSize})
+		rep.Recomputed = res.Changed
+		if err != nil {
+			return err
+		}
+	}
 	snap, err := s.loadHolds(ctx)
 	if err != nil {
 		return err

@@ -181,7 +181,7 @@ func BenchmarkCorpus(b *testing.B) {
 	}
 	defer eng.Close()
 	start := time.Now()
-	for chunk := range slices.Chunk(docs, 500) {
+	for chunk := range slices.Chunk(docs, benchChunk()) {
 		if err := eng.Index(b.Context(), chunk); err != nil {
 			b.Fatal(err)
 		}
@@ -289,4 +289,13 @@ func TestZZBuildProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 	eng.Close()
+}
+
+// benchChunk is the cases per Index call in the bulk phase
+// (CASEVAULT_BENCH_CHUNK, default 100).
+func benchChunk() int {
+	if v, err := strconv.Atoi(os.Getenv("CASEVAULT_BENCH_CHUNK")); err == nil && v > 0 {
+		return v
+	}
+	return 100
 }

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// SIGTERM during an upload: the request in flight completes with 201, then
+// the process exits cleanly.
+func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
+	dir := t.TempDir()
+	p := start(t, dir)
+	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
+	tok := strings.TrimSpace(string(raw))
+	base := "http://" + p.addr + "/api/v1"
+	_, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "Drain"})
+	_, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": "d", "channel": "web"})
+	_, ct := call(t, "POST", base+"/cases/"+cs["id"].(string)+"/contacts", tok, map[string]any{"channel": "web", "direction": "inbound", "author": "a", "body": "b"})
+
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", base+"/contacts/"+ct["id"].(string)+"/attachments?filename=slow.txt", pr)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.ContentLength = 2 << 20 // larger than what fasthttp pre-reads, so the handler streams it
+	type result struct {
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+		if err != nil {
+			done <- result{0, err}
+			return
+		}
+		res.Body.Close()
+		done <- result{res.StatusCode, nil}
+	}()
+	chunk := []byte(strings.Repeat("x", 64<<10))
+	sent := 0
+	for ; sent < 1<<20; sent += len(chunk) {
+		if _, err := pw.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the server is now shutting down with the upload in flight
+	for ; sent < 2<<20; sent += len(chunk) {
+		if _, err := pw.Write(chunk); err != nil {
+			t.Fatalf("server dropped the in-flight upload: %v", err)
+		}
+	}
+	pw.Close()
+	r := <-done
+	if r.err != nil || r.code != 201 {
+		t.Fatalf("in-flight upload during SIGTERM: %d %v", r.code, r.err)
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.stderr)
+		}
+		p.done <- nil
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not exit after draining")
+	}
+}
