@@ -102,6 +102,7 @@ func TestPropertySweepRespectsHoldsAndDates(t *testing.T) {
 		seeds = seeds[:1]
 	}
 	forEachDialect(t, func(t *testing.T, e *env) {
+		var holds []modelHold // outlives a seed: so do the holds in the database
 		for _, seed := range seeds {
 			rng := rand.New(rand.NewSource(seed))
 			var custs, caseIDs []string
@@ -124,10 +125,9 @@ func TestPropertySweepRespectsHoldsAndDates(t *testing.T) {
 				return out
 			}
 			clock := base.Add(time.Duration(seed) * 400 * day)
-			var holds []modelHold
 			words := []string{"refund", "chargeback", "delivery", "invoice"}
 			durations := []string{"1h", "12h", "1d", "30d", "90d", "1y", "2y"}
-			sweeps := 0
+			sweeps, disposed, skipped, redacted := 0, 0, 0, 0
 			for op := range ops {
 				switch k := rng.Intn(20); {
 				case k < 8: // add a contact
@@ -225,6 +225,9 @@ func TestPropertySweepRespectsHoldsAndDates(t *testing.T) {
 					if err != nil || rep.Errors != 0 || rep.Status != retention.StatusSucceeded {
 						t.Fatalf("op %d: sweep: %+v, %v", op, rep, err)
 					}
+					disposed += rep.Deleted + rep.Anonymized
+					skipped += rep.SkippedHeld
+					redacted += rep.Redacted
 					after := e.allContacts(t)
 					for id, c := range before {
 						a, exists := after[id]
@@ -254,9 +257,11 @@ func TestPropertySweepRespectsHoldsAndDates(t *testing.T) {
 					}
 				}
 			}
-			if sweeps < 10 {
-				t.Fatalf("only %d sweeps ran", sweeps)
+			// The run must have exercised every path, or it proves nothing.
+			if sweeps < 10 || disposed == 0 || skipped == 0 || redacted == 0 {
+				t.Fatalf("seed %d: %d sweeps, %d disposed, %d held, %d redacted", seed, sweeps, disposed, skipped, redacted)
 			}
+			t.Logf("seed %d: %d sweeps, %d disposed, %d held, %d redacted", seed, sweeps, disposed, skipped, redacted)
 		}
 	})
 }

@@ -47,6 +47,12 @@ type Dropper interface {
 	Drop(ctx context.Context) error
 }
 
+// Compactor is implemented by engines that can optimize a freshly built
+// index before it goes live (Bleve merges its segments).
+type Compactor interface {
+	Compact(ctx context.Context) error
+}
+
 // Options tune an Indexer; zero values take the defaults.
 type Options struct {
 	BatchSize    int           // outbox entries per batch (default 500)
@@ -311,7 +317,8 @@ func (ix *Indexer) Status(ctx context.Context) (Status, error) {
 //  2. every case is loaded in ID order and written to it, while Run keeps
 //     feeding the live engine and, from step 1 on, the new one too; the two
 //     kinds of batch are serialized, so no stale state can overwrite newer;
-//  3. the new engine is activated (Activator) and swapped in atomically:
+//  3. the new engine is compacted (Compactor), activated (Activator) and
+//     swapped in atomically:
 //     queries in flight finish on the old engine, new ones use the new;
 //  4. the old engine is dropped (Dropper) or closed once its last query ended.
 //
@@ -353,6 +360,12 @@ func (ix *Indexer) Reindex(ctx context.Context, build func(ctx context.Context) 
 		}
 		total += len(ids)
 		after = ids[len(ids)-1]
+	}
+	if c, ok := neu.(Compactor); ok {
+		// outside applyMu: outbox batches keep flowing into both engines
+		if err := c.Compact(ctx); err != nil {
+			return fmt.Errorf("search: reindex: compact: %w", err)
+		}
 	}
 	ix.applyMu.Lock()
 	if ix.buildErr != nil {

@@ -190,6 +190,13 @@ func BenchmarkCorpus(b *testing.B) {
 		b.Fatal(err)
 	}
 	indexTime := time.Since(start)
+	start = time.Now()
+	if os.Getenv("CASEVAULT_BENCH_COMPACT") != "0" {
+		if err := eng.Compact(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	compactTime := time.Since(start)
 
 	// live: every batch waits until it is on disk (the outbox path);
 	// re-index the first tenth of the cases in outbox-sized batches
@@ -267,28 +274,7 @@ func BenchmarkCorpus(b *testing.B) {
 	b.ReportMetric(float64(size)/(1<<20), "index-MB")
 	b.ReportMetric(peakRSSMB(), "peakRSS-MB")
 	b.ReportMetric(float64(hits)/float64(len(lat)), "cases/query")
-	b.Logf("%d contacts in %d cases indexed in %v; %d queries", nContacts, len(docs), indexTime.Round(time.Millisecond), len(lat))
-}
-
-// TestZZBuildProbe keeps a bench corpus index on disk for probing.
-func TestZZBuildProbe(t *testing.T) {
-	dir := os.Getenv("PROBE_BUILD")
-	if dir == "" {
-		t.Skip()
-	}
-	eng, err := bleve.Build(t.Context(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for chunk := range slices.Chunk(benchCorpus(20000), 500) {
-		if err := eng.Index(t.Context(), chunk); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := eng.Activate(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	eng.Close()
+	b.Logf("%d contacts in %d cases indexed in %v, compacted in %v; %d queries", nContacts, len(docs), indexTime.Round(time.Millisecond), compactTime.Round(time.Millisecond), len(lat))
 }
 
 // benchChunk is the cases per Index call in the bulk phase

@@ -32,6 +32,7 @@ import (
 	_ "github.com/blevesearch/bleve/v2/analysis/analyzer/custom"
 	"github.com/blevesearch/bleve/v2/analysis/analyzer/keyword"
 	"github.com/blevesearch/bleve/v2/analysis/lang/cjk"
+	"github.com/blevesearch/bleve/v2/index/scorch"
 	"github.com/blevesearch/bleve/v2/mapping"
 	index "github.com/blevesearch/bleve_index_api"
 
@@ -63,6 +64,7 @@ type Engine struct {
 	kw      analysis.Analyzer
 	version int         // mapping version the index was built with
 	durable atomic.Bool // wait for persistence on every write (false while a rebuild fills)
+	created bool        // Open found no index and created an empty one
 
 	writeMu sync.Mutex // serializes Index/Delete: each reads then rewrites a case's documents
 }
@@ -98,6 +100,7 @@ func Open(ctx context.Context, dir string) (*Engine, error) {
 			_ = e.Drop(ctx)
 			return nil, err
 		}
+		e.created = true
 		removeOthers(dir, e.name)
 		return e, nil
 	default:
@@ -231,10 +234,10 @@ func newMapping() (*mapping.IndexMappingImpl, error) {
 	}
 	dm.AddFieldMappingsAt(fText, text())
 	dm.AddFieldMappingsAt(fTextCJK, text())
-	for _, n := range []string{fCaseID, fHead, fStatus, fPriority, fCustomer, fAssignee, fTags, fContactID, fChannel, fPurposes} {
+	for _, n := range []string{fCaseID, fHead, fStatus, fPriority, fCustomer, fAssignee, fTags, fContactID, fChannel, fPurposes, fSortAt} {
 		dm.AddFieldMappingsAt(n, kw())
 	}
-	for _, n := range []string{fUpdatedAt, fOccurredAt, fSortAt} {
+	for _, n := range []string{fUpdatedAt, fOccurredAt} {
 		dm.AddFieldMappingsAt(n, num())
 	}
 	im.DefaultMapping = dm
@@ -253,6 +256,30 @@ func (e *Engine) IndexName() string { return e.name }
 // Outdated reports whether the index was built with an older mapping and
 // should be rebuilt.
 func (e *Engine) Outdated() bool { return e.version != MappingVersion }
+
+// Compact merges the index down to one segment and waits for it: fewer
+// segments make every query cheaper. Meant for a freshly filled rebuild,
+// before Activate (search.Indexer.Reindex calls it); it also works on a
+// live index, which keeps answering meanwhile.
+func (e *Engine) Compact(ctx context.Context) error {
+	adv, err := e.idx.Advanced()
+	if err != nil {
+		return fmt.Errorf("bleve: compact: %w", err)
+	}
+	s, ok := adv.(*scorch.Scorch)
+	if !ok {
+		return nil
+	}
+	if err := s.ForceMerge(ctx, nil); err != nil {
+		return fmt.Errorf("bleve: compact: %w", err)
+	}
+	return nil
+}
+
+// Created reports whether Open found no index and created an empty one: if
+// the store already holds cases (say the index directory was lost), the
+// server should rebuild (search.Indexer.Reindex with Build).
+func (e *Engine) Created() bool { return e.created }
 
 // Activate flushes the index to disk, makes it the live one for the next
 // Open (CURRENT is replaced atomically: temp file, fsync, rename) and from

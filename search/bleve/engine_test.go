@@ -43,7 +43,7 @@ func TestVersionedIndexes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e1.IndexName() != "cases_v1" || current(t, dir) != "cases_v1" || e1.Outdated() {
+	if e1.IndexName() != "cases_v1" || current(t, dir) != "cases_v1" || e1.Outdated() || !e1.Created() {
 		t.Fatalf("fresh open: index %s current %s outdated %v", e1.IndexName(), current(t, dir), e1.Outdated())
 	}
 	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -104,7 +104,7 @@ func TestVersionedIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e4.Close()
-	if e4.IndexName() != "cases_v2" || exists(dir, "cases_v1") {
+	if e4.IndexName() != "cases_v2" || exists(dir, "cases_v1") || e4.Created() || e4.Outdated() {
 		t.Fatalf("reopen: %s", e4.IndexName())
 	}
 	res, err := e4.Search(ctx, search.Query{Words: []string{"printer"}})

@@ -36,7 +36,7 @@ const (
 	fChannel    = "channel"     // contact channel
 	fPurposes   = "purposes"    // contact purposes
 	fOccurredAt = "occurred_at" // contact, unix micros; absent on case-only documents
-	fSortAt     = "sort_at"     // occurred_at, or the case's created_at on a case-only document
+	fSortAt     = "sort_at"     // occurred_at, or the case's created_at on a case-only document; sortKey-encoded
 )
 
 const (
@@ -51,6 +51,26 @@ func micros(t time.Time) float64 {
 		return 0
 	}
 	return float64(t.UnixMicro())
+}
+
+// sortKey encodes a time as one fixed-width doc value term: a numeric field
+// would carry a dozen precision terms per document, and the search visits
+// this value for every matching contact.
+func sortKey(t time.Time) string {
+	return fmt.Sprintf("%016x", uint64(t.UnixMicro())^(1<<63))
+}
+
+func parseSortKey(b []byte) int64 {
+	var v uint64
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			v = v<<4 | uint64(c-'0')
+		case c >= 'a' && c <= 'f':
+			v = v<<4 | uint64(c-'a'+10)
+		}
+	}
+	return int64(v ^ (1 << 63))
 }
 
 func docID(caseID, contactID string) string { return caseID + "/" + contactID }
@@ -107,9 +127,9 @@ func (e *Engine) caseDocuments(c search.CaseDoc) []*document.Document {
 				d.AddField(document.NewTextFieldCustom(fBody, nil, []byte(ct.Body), optStored, e.text))
 			}
 			num(fOccurredAt, micros(ct.OccurredAt))
-			num(fSortAt, micros(ct.OccurredAt))
+			kw(fSortAt, sortKey(ct.OccurredAt), optKeyword)
 		} else {
-			num(fSortAt, micros(c.CreatedAt))
+			kw(fSortAt, sortKey(c.CreatedAt), optKeyword)
 		}
 		docs = append(docs, d)
 	}

@@ -393,7 +393,12 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 		return search.Result{}, err
 	}
 	defer r.Close()
-	contactDV, err := r.DocValueReader([]string{fCaseID, fSortAt, fChannel, fPurposes})
+	// visit per matching contact only what this query needs
+	dvFields := []string{fCaseID, fSortAt}
+	if q.Facets {
+		dvFields = append(dvFields, fChannel, fPurposes)
+	}
+	contactDV, err := r.DocValueReader(dvFields)
 	if err != nil {
 		return search.Result{}, fmt.Errorf("bleve: %w", err)
 	}
@@ -416,9 +421,7 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 		case fCaseID:
 			caseID = append(caseID[:0], term...)
 		case fSortAt:
-			if v, ok := decodeMicros(term); ok {
-				sortAt = v
-			}
+			sortAt = parseSortKey(term)
 		case fChannel:
 			chBits |= chanDict.bit(term)
 		case fPurposes:
