@@ -58,6 +58,9 @@ type Options struct {
 	BatchSize    int           // outbox entries per batch (default 500)
 	PollInterval time.Duration // idle wait between polls unless kicked (default 1s)
 	MaxBackoff   time.Duration // cap of the retry delay after engine errors (default 30s)
+	// Settle is how long a kick waits after a batch that did work, so that
+	// bursts of writes coalesce (default 200ms; negative disables).
+	Settle time.Duration
 }
 
 // Status is the indexer's health for GET /api/v1/search/status.
@@ -114,6 +117,9 @@ func NewIndexer(src Source, eng Engine, logger *slog.Logger, opts Options) *Inde
 	}
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = 30 * time.Second
+	}
+	if opts.Settle == 0 {
+		opts.Settle = 200 * time.Millisecond
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -190,6 +196,20 @@ func (ix *Indexer) Run(ctx context.Context) error {
 			t.Stop()
 			return nil
 		case <-ix.kick:
+			// Under a steady write load every commit kicks; waiting a short
+			// settle window after a batch that did work lets the next batch
+			// cover many writes, so a busy case is re-indexed once per
+			// window rather than once per contact.
+			if err == nil && n > 0 && ix.opts.Settle > 0 {
+				st := time.NewTimer(ix.opts.Settle)
+				select {
+				case <-ctx.Done():
+					st.Stop()
+					t.Stop()
+					return nil
+				case <-st.C:
+				}
+			}
 			// a kick does not cut a backoff short: the engine is what failed
 			if err != nil {
 				select {
