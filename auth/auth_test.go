@@ -1,0 +1,78 @@
+package auth_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/casevault/casevault/auth"
+	"github.com/casevault/casevault/sqldb/sqldbtest"
+)
+
+func TestTokensAreStoredHashedAndRevocable(t *testing.T) {
+	for _, d := range sqldbtest.Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			db := sqldbtest.Open(t, d)
+			ctx := context.Background()
+			toks := auth.NewTokens(db)
+			tok, secret, err := toks.Create(ctx, "alice", auth.RoleAgent, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stored string
+			if err := db.Read.QueryRow(db.Rebind(`SELECT hash FROM tokens WHERE id = ?`), tok.ID).Scan(&stored); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(stored, secret) || strings.Contains(secret, stored) || len(stored) != 64 {
+				t.Fatalf("token stored as %q; want a SHA-256 hex digest, not the secret", stored)
+			}
+			got, err := toks.Authenticate(ctx, secret)
+			if err != nil || got.ID != tok.ID || got.Role != auth.RoleAgent {
+				t.Fatalf("authenticate = %+v, %v", got, err)
+			}
+			for _, bad := range []string{"", "cvt_", secret + "x", strings.ToUpper(secret), "Bearer " + secret, strings.Repeat("a", 500)} {
+				if _, err := toks.Authenticate(ctx, bad); !errors.Is(err, auth.ErrInvalidToken) {
+					t.Errorf("Authenticate(%.20q) = %v, want ErrInvalidToken", bad, err)
+				}
+			}
+			if err := toks.Revoke(ctx, tok.ID, nil); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := toks.Authenticate(ctx, secret); !errors.Is(err, auth.ErrInvalidToken) {
+				t.Fatalf("revoked token still authenticates: %v", err)
+			}
+			if err := toks.Revoke(ctx, "nope", nil); err == nil {
+				t.Fatal("revoking an unknown token succeeded")
+			}
+		})
+	}
+}
+
+func TestRoleMatrixIsLeastPrivilege(t *testing.T) {
+	cases := []struct {
+		role  auth.Role
+		allow []auth.Permission
+	}{
+		{auth.RoleAgent, []auth.Permission{auth.CaseRead, auth.CaseWrite}},
+		{auth.RoleSupervisor, []auth.Permission{auth.CaseRead, auth.CaseWrite, auth.CaseManage}},
+		{auth.RoleLegal, []auth.Permission{auth.CaseRead, auth.LegalWork}},
+		{auth.RoleBackup, []auth.Permission{auth.BackupWork}},
+		{auth.RoleAdmin, []auth.Permission{auth.CaseRead, auth.CaseWrite, auth.CaseManage, auth.LegalWork, auth.BackupWork, auth.Admin}},
+	}
+	all := []auth.Permission{auth.CaseRead, auth.CaseWrite, auth.CaseManage, auth.LegalWork, auth.BackupWork, auth.Admin}
+	for _, c := range cases {
+		for _, p := range all {
+			want := false
+			for _, a := range c.allow {
+				want = want || a == p
+			}
+			if got := c.role.Allows(p); got != want {
+				t.Errorf("%s allows %s = %v, want %v", c.role, p, got, want)
+			}
+		}
+	}
+	if _, err := auth.ParseRole("root"); err == nil {
+		t.Fatal("unknown role accepted")
+	}
+}
