@@ -142,3 +142,18 @@ func appendNormalized(ctx context.Context, tx *sql.Tx, r runner, evs []Event) er
 	}
 	return nil
 }
+
+// LockHead takes the chain head's row lock at the start of a PostgreSQL
+// write transaction (a no-op on SQLite, whose writer lock already covers
+// it). Used as the database's transaction prologue, it gives every writer on
+// every replica the same lock order — head first, then rows — so appending
+// last in a transaction can never deadlock against another replica.
+func (l *Log) LockHead(ctx context.Context, tx *sql.Tx) error {
+	if l.db.Dialect != sqldb.Postgres {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `SELECT 1 FROM audit_head WHERE id = 1 FOR UPDATE`); err != nil {
+		return fmt.Errorf("audit: lock head: %w", err)
+	}
+	return nil
+}

@@ -8,7 +8,7 @@ import (
 	"sync"
 )
 
-// Group commit for SQLite. SQLite has one writer and, with synchronous=FULL,
+// Group commit. SQLite has one writer and, with synchronous=FULL,
 // one fsync per commit; under concurrent load that fsync, not the SQL, is the
 // ceiling. The batcher runs the transactions that arrive while a commit is in
 // flight together: each caller's function runs inside its own SAVEPOINT of a
@@ -25,7 +25,9 @@ type txReq struct {
 }
 
 type batcher struct {
-	db   *sql.DB
+	db *sql.DB
+	// prologue runs first in every transaction (see DB.SetTxPrologue).
+	prologue func(ctx context.Context, tx *sql.Tx) error
 	reqs chan *txReq
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -34,8 +36,8 @@ type batcher struct {
 // errClosed is returned for transactions submitted after Close.
 var errClosed = errors.New("database is closed")
 
-func newBatcher(db *sql.DB) *batcher {
-	b := &batcher{db: db, reqs: make(chan *txReq), quit: make(chan struct{})}
+func newBatcher(db *sql.DB, prologue func(ctx context.Context, tx *sql.Tx) error) *batcher {
+	b := &batcher{db: db, prologue: prologue, reqs: make(chan *txReq), quit: make(chan struct{})}
 	b.wg.Add(1)
 	go b.loop()
 	return b
@@ -86,11 +88,16 @@ func (b *batcher) loop() {
 func (b *batcher) run(batch []*txReq) {
 	if len(batch) == 1 {
 		r := batch[0]
-		r.done <- plainTx(r.ctx, b.db, r.fn)
+		r.done <- plainTx(r.ctx, b.db, b.prologue, r.fn)
 		return
 	}
 	ctx := context.Background()
 	tx, err := b.db.BeginTx(ctx, nil)
+	if err == nil && b.prologue != nil {
+		if err = b.prologue(ctx, tx); err != nil {
+			_ = tx.Rollback()
+		}
+	}
 	if err != nil {
 		for _, r := range batch {
 			r.done <- classify(fmt.Errorf("begin: %w", err))
@@ -144,10 +151,16 @@ func (b *batcher) run(batch []*txReq) {
 	}
 }
 
-func plainTx(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) error) error {
+func plainTx(ctx context.Context, db *sql.DB, prologue func(context.Context, *sql.Tx) error, fn func(tx *sql.Tx) error) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return classify(fmt.Errorf("begin: %w", err))
+	}
+	if prologue != nil {
+		if err := prologue(ctx, tx); err != nil {
+			_ = tx.Rollback()
+			return classify(fmt.Errorf("transaction prologue: %w", err))
+		}
 	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()

@@ -15,9 +15,25 @@ import (
 // Concurrent transactions share commits on SQLite; one caller's failure must
 // roll back only its own writes, and every success must be durable.
 func TestConcurrentTransactionsIsolateFailures(t *testing.T) {
-	for _, d := range sqldbtest.Dialects {
-		t.Run(string(d), func(t *testing.T) {
+	variants := []struct {
+		name     string
+		d        sqldb.Dialect
+		prologue bool
+	}{{"sqlite", sqldb.SQLite, false}, {"postgres", sqldb.Postgres, false}, {"postgres-group-commit", sqldb.Postgres, true}}
+	for _, v := range variants {
+		d := v.d
+		t.Run(v.name, func(t *testing.T) {
 			db := sqldbtest.Open(t, d)
+			prologues := 0
+			if v.prologue {
+				// Group commit on PostgreSQL is turned on by a prologue; count
+				// that it runs once per transaction, not per caller.
+				db.SetTxPrologue(func(ctx context.Context, tx *sql.Tx) error {
+					prologues++
+					_, err := tx.ExecContext(ctx, `SELECT 1`)
+					return err
+				})
+			}
 			ctx := context.Background()
 			bad := errors.New("caller failed")
 			var wg sync.WaitGroup
@@ -57,6 +73,9 @@ func TestConcurrentTransactionsIsolateFailures(t *testing.T) {
 			}
 			if n != want {
 				t.Fatalf("%d rows committed, want %d", n, want)
+			}
+			if v.prologue && (prologues == 0 || prologues > len(errs)) {
+				t.Fatalf("prologue ran %d times for %d transactions", prologues, len(errs))
 			}
 			// A duplicate key fails only its own savepoint.
 			err := db.InTx(ctx, func(tx *sql.Tx) error {

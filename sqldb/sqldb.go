@@ -140,7 +140,7 @@ func open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
-	return &DB{Dialect: SQLite, Read: r, Write: w, url: cfg.Path, batch: newBatcher(w)}, nil
+	return &DB{Dialect: SQLite, Read: r, Write: w, url: cfg.Path, batch: newBatcher(w, nil)}, nil
 }
 
 // Close closes both pools.
@@ -195,7 +195,18 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if db.batch != nil {
 		return db.batch.submit(ctx, fn)
 	}
-	return plainTx(ctx, db.Write, fn)
+	return plainTx(ctx, db.Write, nil, fn)
+}
+
+// SetTxPrologue makes every write transaction start with fn, and on
+// PostgreSQL turns on group commit (see batch.go). Call it once, before the
+// database is used concurrently.
+func (db *DB) SetTxPrologue(fn func(ctx context.Context, tx *sql.Tx) error) {
+	if db.batch != nil {
+		db.batch.prologue = fn
+		return
+	}
+	db.batch = newBatcher(db.Write, fn)
 }
 
 func classify(err error) error {

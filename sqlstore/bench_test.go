@@ -33,6 +33,9 @@ func BenchmarkAddContact(b *testing.B) {
 				if withAudit {
 					log := audit.New(db)
 					b.Cleanup(func() { log.Close(context.Background()) })
+					if db.Dialect == sqldb.Postgres {
+						db.SetTxPrologue(log.LockHead)
+					}
 					if err := log.Prepare(context.Background()); err != nil {
 						b.Fatal(err)
 					}

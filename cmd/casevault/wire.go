@@ -66,6 +66,11 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 	}
 	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.audit = audit.New(db, audit.WithRetention(cfg.AuditRetention))
+	if db.Dialect == sqldb.Postgres {
+		// Every audited write serializes on the chain head; group commit
+		// lets one commit carry many of them (sqldb/batch.go).
+		db.SetTxPrologue(a.audit.LockHead)
+	}
 	a.closers = append(a.closers, func() error { return a.audit.Close(context.Background()) })
 	sink := auditSink{log: a.audit}
 	// The indexer is built after the store; the store wakes it after each
