@@ -28,9 +28,9 @@ type batcher struct {
 	db *sql.DB
 	// prologue runs first in every transaction (see DB.SetTxPrologue).
 	prologue func(ctx context.Context, tx *sql.Tx) error
-	reqs chan *txReq
-	quit chan struct{}
-	wg   sync.WaitGroup
+	reqs     chan *txReq
+	quit     chan struct{}
+	wg       sync.WaitGroup
 }
 
 // errClosed is returned for transactions submitted after Close.
