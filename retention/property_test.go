@@ -174,7 +174,7 @@ func TestPropertySweepRespectsHoldsAndDates(t *testing.T) {
 						sc.CustomerIDs = []string{mh.customer}
 					case 2:
 						f := clock.Add(-time.Duration(rng.Int63n(int64(400 * day))))
-						to := f.Add(time.Duration(1+rng.Int63n(int64(100*day))))
+						to := f.Add(time.Duration(1 + rng.Int63n(int64(100*day))))
 						mh.from, mh.to = &f, &to
 						sc.From, sc.To = &f, &to
 					case 3:
@@ -239,7 +239,8 @@ func TestPropertySweepRespectsHoldsAndDates(t *testing.T) {
 							t.Fatalf("seed %d op %d: held contact %s changed: before %+v after %+v (exists %v)", seed, op, id, c, a, exists)
 						case held:
 						case due && exists && !a.anonymized:
-							st, _ := e.state(id); t.Fatalf("seed %d op %d: unheld contact %s due %s survived the sweep at %s: %+v %+v report %+v", seed, op, id, until, clock, c, st, rep)
+							st, _ := e.state(id)
+							t.Fatalf("seed %d op %d: unheld contact %s due %s survived the sweep at %s: %+v %+v report %+v", seed, op, id, until, clock, c, st, rep)
 						case !due && (!exists || a.anonymized != c.anonymized):
 							t.Fatalf("seed %d op %d: contact %s not due (until %v) was disposed of at %s", seed, op, id, until, clock)
 						}

@@ -346,3 +346,51 @@ func compare(a, b string) int {
 	}
 	return 0
 }
+
+func TestHoldCounts(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, e *env) {
+		custA, custB := e.customer(), e.customer()
+		a1, a2, b1 := e.newCase(custA), e.newCase(custA), e.newCase(custB)
+		c := e.contact(a1, base, nil, contactOpt{body: "refund please"})
+		e.attachment(c)
+		e.attachment(c)
+		e.contact(a1, base.Add(40*day), nil, contactOpt{})
+		e.contact(a2, base, nil, contactOpt{})
+		e.contact(b1, base, nil, contactOpt{body: "refund now"})
+		place := func(s retention.HoldScope) string {
+			h, err := e.holds.Place(e.ctx, retention.HoldInput{Matter: "M", Reason: "r", Scope: s}, cases.Actor{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return h.ID
+		}
+		tests := []struct {
+			name  string
+			scope retention.HoldScope
+			want  retention.HoldCounts
+		}{
+			{"customer", retention.HoldScope{CustomerIDs: []string{custA}}, retention.HoldCounts{Cases: 2, Contacts: 3, Attachments: 2}},
+			{"customer and range", retention.HoldScope{CustomerIDs: []string{custA}, To: tp(base.Add(day))}, retention.HoldCounts{Cases: 2, Contacts: 2, Attachments: 2}},
+			{"case", retention.HoldScope{CaseIDs: []string{a2}}, retention.HoldCounts{Cases: 1, Contacts: 1}},
+			{"query", retention.HoldScope{Query: "refund"}, retention.HoldCounts{Cases: 2, Contacts: 3, Attachments: 2}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				got, err := e.holds.Counts(e.ctx, place(tt.scope))
+				if err != nil || got != tt.want {
+					t.Fatalf("Counts = %+v, %v; want %+v", got, err, tt.want)
+				}
+			})
+		}
+		id := place(retention.HoldScope{CaseIDs: []string{a1}})
+		if _, err := e.holds.Release(e.ctx, id, "done", cases.Actor{}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := e.holds.Counts(e.ctx, id); err != nil || got != (retention.HoldCounts{}) {
+			t.Fatalf("released: %+v, %v", got, err)
+		}
+		if _, err := e.holds.Counts(e.ctx, "nope"); !errors.Is(err, cases.ErrNotFound) {
+			t.Fatalf("unknown: %v", err)
+		}
+	})
+}

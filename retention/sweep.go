@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,8 +25,10 @@ var ErrSweepRunning = errors.New("a retention sweep is already running")
 // errHoldsChanged aborts a batch whose hold snapshot went stale.
 var errHoldsChanged = errors.New("holds changed during the batch")
 
-// sweepLockKey is the PostgreSQL advisory lock of the sweeper (the
-// migration lock is 7345001).
+// sweepLockKey is the PostgreSQL advisory lock class of the sweeper (the
+// migration lock is 7345001). Advisory locks are per database, so the
+// second key is the schema: installations (and test runs) sharing one
+// database in separate schemas do not block each other.
 const sweepLockKey = 7345006
 
 // Run statuses.
@@ -64,6 +67,11 @@ type SweeperOptions struct {
 	Holds  *Holds
 	// OnChange writes the audit event of each disposition, in its transaction.
 	OnChange ChangeHook
+	// OnChanges, when set, replaces OnChange and receives all the changes of
+	// a batch at once, so an audit trail able to append many events under
+	// one head lock can (one event per statement is the sweep's bottleneck
+	// on PostgreSQL).
+	OnChanges func(ctx context.Context, tx *sql.Tx, chs []cases.Change) error
 	// Blobs removes the blobs of deleted attachments (nil: left to the reconciler).
 	Blobs BlobRemover
 	// IndexLag reports how many changes the search index has not applied
@@ -177,7 +185,7 @@ func (s *Sweeper) lock(ctx context.Context) (func(), error) {
 		return nil, fmt.Errorf("sweep lock: %w: %w", sqldb.ErrUnavailable, err)
 	}
 	var ok bool
-	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, sweepLockKey).Scan(&ok); err != nil {
+	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1, hashtext(current_schema()))`, sweepLockKey).Scan(&ok); err != nil {
 		conn.Close()
 		s.mu.Unlock()
 		return nil, fmt.Errorf("sweep lock: %w", err)
@@ -190,7 +198,7 @@ func (s *Sweeper) lock(ctx context.Context) (func(), error) {
 	return func() {
 		uctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if _, err := conn.ExecContext(uctx, `SELECT pg_advisory_unlock($1)`, sweepLockKey); err != nil {
+		if _, err := conn.ExecContext(uctx, `SELECT pg_advisory_unlock($1, hashtext(current_schema()))`, sweepLockKey); err != nil {
 			// Unlock failed: drop the connection so the server frees the lock.
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
@@ -204,14 +212,41 @@ func (s *Sweeper) lock(ctx context.Context) (func(), error) {
 // again right after finds nothing. It returns ErrSweepRunning, without a
 // report, when another sweep is running.
 func (s *Sweeper) Run(ctx context.Context, opts RunOptions) (RunReport, error) {
-	unlock, err := s.lock(ctx)
+	rep, opts, unlock, err := s.begin(ctx, opts)
 	if err != nil {
-		return RunReport{}, err
+		return rep, err
 	}
 	defer unlock()
+	return s.finish(ctx, opts, rep)
+}
+
+// Start begins a sweep and returns once it is registered (so GetRun finds
+// it): the API answers 202 with the id, or 409 on ErrSweepRunning. The
+// sweep goes on in the background, detached from ctx's cancellation but not
+// its values; its report arrives on the channel when it ends.
+func (s *Sweeper) Start(ctx context.Context, opts RunOptions) (string, <-chan RunReport, error) {
+	rep, opts, unlock, err := s.begin(ctx, opts)
+	if err != nil {
+		return "", nil, err
+	}
+	done := make(chan RunReport, 1)
+	go func() {
+		defer unlock()
+		r, _ := s.finish(context.WithoutCancel(ctx), opts, rep) // the error is in the report
+		done <- r
+	}()
+	return rep.ID, done, nil
+}
+
+func (s *Sweeper) begin(ctx context.Context, opts RunOptions) (RunReport, RunOptions, func(), error) {
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return RunReport{}, opts, nil, err
+	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 500
 	}
+	opts.BatchSize = min(opts.BatchSize, 2000) // bounds IN lists and statement parameters
 	if opts.Now.IsZero() {
 		opts.Now = time.Now()
 	}
@@ -221,8 +256,13 @@ func (s *Sweeper) Run(ctx context.Context, opts RunOptions) (RunReport, error) {
 	}
 	rep := RunReport{ID: opts.ID, Status: StatusRunning, DryRun: opts.DryRun, StartedAt: time.Now().UTC().Truncate(time.Microsecond)}
 	if err := s.startRun(ctx, &rep); err != nil {
-		return rep, err
+		unlock()
+		return rep, opts, nil, err
 	}
+	return rep, opts, unlock, nil
+}
+
+func (s *Sweeper) finish(ctx context.Context, opts RunOptions, rep RunReport) (RunReport, error) {
 	runErr := s.sweep(ctx, opts, &rep)
 	switch {
 	case runErr != nil && (errors.Is(runErr, context.Canceled) || errors.Is(runErr, context.DeadlineExceeded)):
@@ -379,16 +419,18 @@ var categoryColumns = map[cases.Category]string{
 
 // phase is one selection walked in batches.
 type phase interface {
-	// query selects the next batch after (key, id); args: key, key, id, limit.
+	// query selects the next batch after (key, id); args: bound, key, key, id, limit.
 	query() string
 	bound() int64
-	// apply handles one unheld candidate in tx (dry: decide only).
-	apply(ctx context.Context, s *Sweeper, tx *sql.Tx, c candidate, runID string, now time.Time, dry bool, w *batchWork) (Item, error)
+	// apply handles the unheld candidates of a batch in tx; with tx nil (a
+	// dry run) it only decides, reading from the read pool.
+	apply(ctx context.Context, s *Sweeper, tx *sql.Tx, cands []candidate, runID string, now time.Time, w *batchWork) ([]Item, error)
 }
 
-// batchWork collects what a batch must do once its items are applied.
+// batchWork collects what a batch must write once its items are decided.
 type batchWork struct {
 	cases   []string // outbox rows
+	disps   [][]any  // disposition rows
 	changes []cases.Change
 	blobs   []string
 	dry     *dryState
@@ -497,40 +539,31 @@ func (s *Sweeper) evaluate(ctx context.Context, snap *snapshot, batch []candidat
 
 // applyBatch applies one batch in one transaction (dry: without one).
 func (s *Sweeper) applyBatch(ctx context.Context, p phase, snap *snapshot, batch []candidate, opts RunOptions, runID string, dry *dryState) ([]Item, error) {
-	run := func(tx *sql.Tx, w *batchWork) ([]Item, error) {
-		var items []Item
-		for _, c := range batch {
-			if len(c.held) > 0 {
-				items = append(items, Item{ContactID: c.id, CaseID: c.caseID, Action: ItemHeld, HeldBy: c.held})
-				continue
-			}
-			it, err := p.apply(ctx, s, tx, c, runID, opts.Now, opts.DryRun, w)
-			if err != nil {
-				return nil, fmt.Errorf("contact %s: %w", c.id, err)
-			}
-			if it.Action != "" {
-				items = append(items, it)
-			}
-			if it.Action == ItemDelete {
-				if gone, err := s.deleteCaseIfEmpty(ctx, tx, c, runID, opts.Now, opts.DryRun, w); err != nil {
-					return nil, err
-				} else if gone {
-					items = append(items, Item{CaseID: c.caseID, Action: ItemDeleteCase, Rule: it.Rule})
-				}
-			}
+	var items []Item
+	var free []candidate
+	for _, c := range batch {
+		if len(c.held) > 0 {
+			items = append(items, Item{ContactID: c.id, CaseID: c.caseID, Action: ItemHeld, HeldBy: c.held})
+		} else {
+			free = append(free, c)
 		}
+	}
+	if len(free) == 0 {
 		return items, nil
 	}
 	if opts.DryRun {
-		items, err := run(nil, &batchWork{dry: dry})
-		for _, it := range items {
+		its, err := p.apply(ctx, s, nil, free, runID, opts.Now, &batchWork{dry: dry})
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range its {
 			if it.Action == ItemDelete || it.Action == ItemAnonymize {
 				dry.gone[it.ContactID] = true
 			}
 		}
-		return items, err
+		return append(items, its...), nil
 	}
-	var items []Item
+	var done []Item
 	w := &batchWork{}
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		*w = batchWork{}
@@ -542,8 +575,8 @@ func (s *Sweeper) applyBatch(ctx context.Context, p phase, snap *snapshot, batch
 			return errHoldsChanged
 		}
 		var caseIDs []string
-		for _, c := range batch {
-			if len(c.held) == 0 && !slices.Contains(caseIDs, c.caseID) {
+		for _, c := range free {
+			if !slices.Contains(caseIDs, c.caseID) {
 				caseIDs = append(caseIDs, c.caseID)
 			}
 		}
@@ -551,17 +584,29 @@ func (s *Sweeper) applyBatch(ctx context.Context, p phase, snap *snapshot, batch
 		if err := lockCases(ctx, s.db, tx, caseIDs); err != nil {
 			return err
 		}
-		if items, err = run(tx, w); err != nil {
+		if done, err = p.apply(ctx, s, tx, free, runID, opts.Now, w); err != nil {
 			return err
 		}
-		now := micros(time.Now())
-		for _, id := range w.cases {
-			if _, err := s.db.Exec(ctx, tx, `INSERT INTO outbox (case_id, created_at) VALUES (?, ?)`, id, now); err != nil {
+		if err := s.insertDispositions(ctx, tx, w.disps); err != nil {
+			return err
+		}
+		if len(w.cases) > 0 {
+			now := micros(time.Now())
+			args := make([]any, 0, 2*len(w.cases))
+			for _, id := range w.cases {
+				args = append(args, id, now)
+			}
+			q := `INSERT INTO outbox (case_id, created_at) VALUES ` + strings.TrimSuffix(strings.Repeat("(?, ?),", len(w.cases)), ",")
+			if _, err := tx.ExecContext(ctx, s.db.Rebind(q), args...); err != nil {
 				return fmt.Errorf("outbox: %w", err)
 			}
 		}
 		// Audit last: it takes the chain head lock, held until commit.
-		if s.opts.OnChange != nil {
+		if s.opts.OnChanges != nil && len(w.changes) > 0 {
+			if err := s.opts.OnChanges(ctx, tx, w.changes); err != nil {
+				return fmt.Errorf("audit: %w", err)
+			}
+		} else if s.opts.OnChange != nil {
 			for _, ch := range w.changes {
 				if err := s.opts.OnChange(ctx, tx, ch); err != nil {
 					return fmt.Errorf("audit: %w", err)
@@ -577,7 +622,7 @@ func (s *Sweeper) applyBatch(ctx context.Context, p phase, snap *snapshot, batch
 		s.opts.Notify()
 	}
 	s.removeBlobs(ctx, w.blobs)
-	return items, nil
+	return append(items, done...), nil
 }
 
 func (s *Sweeper) removeBlobs(ctx context.Context, keys []string) {
@@ -591,6 +636,31 @@ func (s *Sweeper) removeBlobs(ctx context.Context, keys []string) {
 	}
 }
 
+// query runs q in tx, or on the read pool when tx is nil (dry run).
+func (s *Sweeper) query(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Rows, error) {
+	if tx != nil {
+		return tx.QueryContext(ctx, s.db.Rebind(q), args...)
+	}
+	return s.db.Read.QueryContext(ctx, s.db.Rebind(q), args...)
+}
+
+func (s *Sweeper) execIn(ctx context.Context, tx *sql.Tx, q string, ids []string, pre ...any) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	args := append(pre, anys(ids)...)
+	_, err := tx.ExecContext(ctx, s.db.Rebind(strings.Replace(q, "(?*)", "("+placeholders(len(ids))+")", 1)), args...)
+	return err
+}
+
+func anys(ids []string) []any {
+	out := make([]any, len(ids))
+	for i, id := range ids {
+		out[i] = id
+	}
+	return out
+}
+
 // liveContact is a contact as re-read inside the batch transaction.
 type liveContact struct {
 	caseID, customerID string
@@ -598,60 +668,54 @@ type liveContact struct {
 	occurred           time.Time
 	purposes           []cases.Purpose
 	location, device   sql.NullString
-	retainUntil        *time.Time
 	closedAt           *time.Time
 	anonymized         bool
 }
 
-func (s *Sweeper) readContact(ctx context.Context, tx *sql.Tx, id string) (liveContact, bool, error) {
-	const q = `SELECT c.case_id, c.customer_id, c.author, c.body, c.occurred_at, c.purposes, c.location, c.device, c.retain_until, c.anonymized_at, k.closed_at
-		FROM contacts c JOIN cases k ON k.id = c.case_id WHERE c.id = ?`
-	var row *sql.Row
-	if tx != nil {
-		row = s.db.QueryRowTx(ctx, tx, q, id)
-	} else {
-		row = s.db.Read.QueryRowContext(ctx, s.db.Rebind(q), id)
-	}
-	var lc liveContact
-	var occurred int64
-	var ps string
-	var until, anon, closed sql.NullInt64
-	err := row.Scan(&lc.caseID, &lc.customerID, &lc.author, &lc.body, &occurred, &ps, &lc.location, &lc.device, &until, &anon, &closed)
-	if errors.Is(err, sql.ErrNoRows) {
-		return lc, false, nil
-	}
+func (s *Sweeper) readContacts(ctx context.Context, tx *sql.Tx, ids []string) (map[string]liveContact, error) {
+	rows, err := s.query(ctx, tx, `SELECT c.id, c.case_id, c.customer_id, c.author, c.body, c.occurred_at, c.purposes, c.location, c.device, c.anonymized_at, k.closed_at
+		FROM contacts c JOIN cases k ON k.id = c.case_id WHERE c.id IN (`+placeholders(len(ids))+`)`, anys(ids)...)
 	if err != nil {
-		return lc, false, fmt.Errorf("read contact: %w", err)
+		return nil, fmt.Errorf("read contacts: %w", err)
 	}
-	if err := json.Unmarshal([]byte(ps), &lc.purposes); err != nil {
-		return lc, false, fmt.Errorf("purposes: %w", err)
+	defer rows.Close()
+	out := make(map[string]liveContact, len(ids))
+	for rows.Next() {
+		var id, ps string
+		var lc liveContact
+		var occurred int64
+		var anon, closed sql.NullInt64
+		if err := rows.Scan(&id, &lc.caseID, &lc.customerID, &lc.author, &lc.body, &occurred, &ps, &lc.location, &lc.device, &anon, &closed); err != nil {
+			return nil, fmt.Errorf("read contacts: %w", err)
+		}
+		if err := json.Unmarshal([]byte(ps), &lc.purposes); err != nil {
+			return nil, fmt.Errorf("contact %s purposes: %w", id, err)
+		}
+		lc.occurred, lc.closedAt, lc.anonymized = fromMicros(occurred), timePtr(closed), anon.Valid
+		out[id] = lc
 	}
-	lc.occurred, lc.retainUntil, lc.closedAt, lc.anonymized = fromMicros(occurred), timePtr(until), timePtr(closed), anon.Valid
-	return lc, true, nil
+	return out, rows.Err()
 }
 
-type attRef struct{ id, blobKey, sha string }
+type attRef struct{ blobKey, sha string }
 
-func (s *Sweeper) attachmentsOf(ctx context.Context, tx *sql.Tx, contactID string) ([]attRef, error) {
-	const q = `SELECT id, blob_key, sha256 FROM attachments WHERE contact_id = ? ORDER BY id`
-	var rows *sql.Rows
-	var err error
-	if tx != nil {
-		rows, err = tx.QueryContext(ctx, s.db.Rebind(q), contactID)
-	} else {
-		rows, err = s.db.Read.QueryContext(ctx, s.db.Rebind(q), contactID)
+func (s *Sweeper) attachmentsOf(ctx context.Context, tx *sql.Tx, contactIDs []string) (map[string][]attRef, error) {
+	out := map[string][]attRef{}
+	if len(contactIDs) == 0 {
+		return out, nil
 	}
+	rows, err := s.query(ctx, tx, `SELECT contact_id, blob_key, sha256 FROM attachments WHERE contact_id IN (`+placeholders(len(contactIDs))+`) ORDER BY id`, anys(contactIDs)...)
 	if err != nil {
 		return nil, fmt.Errorf("attachments: %w", err)
 	}
 	defer rows.Close()
-	var out []attRef
 	for rows.Next() {
+		var id string
 		var a attRef
-		if err := rows.Scan(&a.id, &a.blobKey, &a.sha); err != nil {
+		if err := rows.Scan(&id, &a.blobKey, &a.sha); err != nil {
 			return nil, fmt.Errorf("attachments: %w", err)
 		}
-		out = append(out, a)
+		out[id] = append(out[id], a)
 	}
 	return out, rows.Err()
 }
@@ -665,14 +729,11 @@ func contentHash(v any) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func (s *Sweeper) disposition(ctx context.Context, tx *sql.Tx, runID, contactID string, lc liveContact, rule, action, detail string, now time.Time, hash string, w *batchWork) error {
+// disposition queues the disposition record, audit event and outbox row of
+// one act.
+func (s *Sweeper) disposition(runID, contactID string, lc liveContact, rule, action, detail string, now time.Time, hash string, w *batchWork) {
 	id := cases.NewID()
-	_, err := s.db.Exec(ctx, tx, `INSERT INTO dispositions (id, run_id, contact_id, case_id, customer_id, purposes, rule, action, detail, at, content_sha256)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		id, runID, contactID, lc.caseID, lc.customerID, mustJSON(lc.purposes), rule, action, detail, micros(now), hash)
-	if err != nil {
-		return fmt.Errorf("disposition: %w", err)
-	}
+	w.disps = append(w.disps, []any{id, runID, contactID, lc.caseID, lc.customerID, mustJSON(lc.purposes), rule, action, detail, micros(now), hash})
 	target, targetType := contactID, "contact"
 	if action == ItemDeleteCase {
 		target, targetType = lc.caseID, "case"
@@ -683,6 +744,22 @@ func (s *Sweeper) disposition(ctx context.Context, tx *sql.Tx, runID, contactID 
 	}
 	w.changes = append(w.changes, cases.Change{Actor: s.opts.Actor, Action: "retention." + action, TargetType: targetType, TargetID: target, Detail: d})
 	w.touch(lc.caseID)
+}
+
+func (s *Sweeper) insertDispositions(ctx context.Context, tx *sql.Tx, rows [][]any) error {
+	const perStmt = 500
+	for start := 0; start < len(rows); start += perStmt {
+		chunk := rows[start:min(len(rows), start+perStmt)]
+		args := make([]any, 0, len(chunk)*11)
+		for _, r := range chunk {
+			args = append(args, r...)
+		}
+		q := `INSERT INTO dispositions (id, run_id, contact_id, case_id, customer_id, purposes, rule, action, detail, at, content_sha256) VALUES ` +
+			strings.TrimSuffix(strings.Repeat("(?,?,?,?,?,?,?,?,?,?,?),", len(chunk)), ",")
+		if _, err := tx.ExecContext(ctx, s.db.Rebind(q), args...); err != nil {
+			return fmt.Errorf("disposition: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -705,90 +782,172 @@ func (p expiryPhase) query() string {
 		ORDER BY retain_until, id LIMIT ?`
 }
 
-func (p expiryPhase) apply(ctx context.Context, s *Sweeper, tx *sql.Tx, c candidate, runID string, now time.Time, dry bool, w *batchWork) (Item, error) {
-	lc, ok, err := s.readContact(ctx, tx, c.id)
-	if err != nil || !ok {
-		return Item{}, err // already gone: another run finished it
+func (p expiryPhase) apply(ctx context.Context, s *Sweeper, tx *sql.Tx, cands []candidate, runID string, now time.Time, w *batchWork) ([]Item, error) {
+	ids := make([]string, len(cands))
+	for i, c := range cands {
+		ids[i] = c.id
 	}
-	// Decide on the schedule in force and the case as it is now, never on a
-	// stored date that a schedule change or a reopen made stale.
-	until, rule := s.opts.Policy.Schedule().RetainUntil(lc.purposes, lc.occurred, lc.closedAt)
-	if lc.anonymized {
-		until = nil
-	}
-	if until == nil || until.After(now) {
-		if !dry {
-			if _, err := s.db.Exec(ctx, tx, `UPDATE contacts SET retain_until = ? WHERE id = ?`, nullMicros(until), c.id); err != nil {
-				return Item{}, fmt.Errorf("reschedule: %w", err)
-			}
-		}
-		return Item{ContactID: c.id, CaseID: lc.caseID, Action: ItemReschedule, Rule: string(rule.Purpose)}, nil
-	}
-	it := Item{ContactID: c.id, CaseID: lc.caseID, Action: ItemDelete, Rule: string(rule.Purpose)}
-	if rule.Action == ActionAnonymize {
-		it.Action = ItemAnonymize
-	}
-	if dry {
-		return it, nil
-	}
-	atts, err := s.attachmentsOf(ctx, tx, c.id)
+	live, err := s.readContacts(ctx, tx, ids)
 	if err != nil {
-		return Item{}, err
+		return nil, err
 	}
-	attSums := make([]string, len(atts))
-	for i, a := range atts {
-		attSums[i] = a.sha
-		w.blobs = append(w.blobs, a.blobKey)
-	}
-	destroyed := map[string]any{"author": lc.author, "body": lc.body, "location": lc.location.String, "device": lc.device.String, "attachments": attSums}
-	if _, err := s.db.Exec(ctx, tx, `DELETE FROM attachments WHERE contact_id = ?`, c.id); err != nil {
-		return Item{}, fmt.Errorf("delete attachments: %w", err)
-	}
-	if it.Action == ItemAnonymize {
-		if _, err := s.db.Exec(ctx, tx, `UPDATE contacts SET author = '', body = '', location = NULL, device = NULL, retain_until = NULL, anonymized_at = ? WHERE id = ?`,
-			micros(now), c.id); err != nil {
-			return Item{}, fmt.Errorf("anonymize: %w", err)
+	sc := s.opts.Policy.Schedule()
+	var items []Item
+	var dels, anons, delCases []string
+	rules := map[string]string{}
+	for _, c := range cands {
+		lc, ok := live[c.id]
+		if !ok {
+			continue // already gone: another run finished it
 		}
-	} else if _, err := s.db.Exec(ctx, tx, `DELETE FROM contacts WHERE id = ?`, c.id); err != nil {
-		return Item{}, fmt.Errorf("delete contact: %w", err)
+		// Decide on the schedule in force and the case as it is now, never
+		// on a stored date that a schedule change or a reopen made stale.
+		until, rule := sc.RetainUntil(lc.purposes, lc.occurred, lc.closedAt)
+		if lc.anonymized {
+			until = nil
+		}
+		if until == nil || until.After(now) {
+			if tx != nil {
+				if _, err := s.db.Exec(ctx, tx, `UPDATE contacts SET retain_until = ? WHERE id = ?`, nullMicros(until), c.id); err != nil {
+					return nil, fmt.Errorf("reschedule: %w", err)
+				}
+			}
+			items = append(items, Item{ContactID: c.id, CaseID: lc.caseID, Action: ItemReschedule, Rule: string(rule.Purpose)})
+			continue
+		}
+		it := Item{ContactID: c.id, CaseID: lc.caseID, Action: ItemDelete, Rule: string(rule.Purpose)}
+		if rule.Action == ActionAnonymize {
+			it.Action = ItemAnonymize
+			anons = append(anons, c.id)
+		} else {
+			dels = append(dels, c.id)
+			if !slices.Contains(delCases, lc.caseID) {
+				delCases = append(delCases, lc.caseID)
+			}
+			rules[lc.caseID] = it.Rule
+		}
+		items = append(items, it)
 	}
-	if err := s.disposition(ctx, tx, runID, c.id, lc, string(rule.Purpose), it.Action, "", now, contentHash(destroyed), w); err != nil {
-		return Item{}, err
+	gone, err := s.emptyCases(ctx, tx, delCases, dels, live, w)
+	if err != nil {
+		return nil, err
 	}
-	return it, nil
+	for _, id := range gone {
+		items = append(items, Item{CaseID: id, Action: ItemDeleteCase, Rule: rules[id]})
+	}
+	if tx == nil {
+		return items, nil
+	}
+	both := append(slices.Clone(dels), anons...)
+	atts, err := s.attachmentsOf(ctx, tx, both)
+	if err != nil {
+		return nil, err
+	}
+	for _, it := range items {
+		if it.Action != ItemDelete && it.Action != ItemAnonymize {
+			continue
+		}
+		lc := live[it.ContactID]
+		sums := []string{}
+		for _, a := range atts[it.ContactID] {
+			sums = append(sums, a.sha)
+			w.blobs = append(w.blobs, a.blobKey)
+		}
+		destroyed := map[string]any{"author": lc.author, "body": lc.body, "location": lc.location.String, "device": lc.device.String, "attachments": sums}
+		s.disposition(runID, it.ContactID, lc, it.Rule, it.Action, "", now, contentHash(destroyed), w)
+	}
+	if err := s.execIn(ctx, tx, `DELETE FROM attachments WHERE contact_id IN (?*)`, both); err != nil {
+		return nil, fmt.Errorf("delete attachments: %w", err)
+	}
+	if err := s.execIn(ctx, tx, `DELETE FROM contacts WHERE id IN (?*)`, dels); err != nil {
+		return nil, fmt.Errorf("delete contacts: %w", err)
+	}
+	if err := s.execIn(ctx, tx, `UPDATE contacts SET author = '', body = '', location = NULL, device = NULL, retain_until = NULL, anonymized_at = ? WHERE id IN (?*)`, anons, micros(now)); err != nil {
+		return nil, fmt.Errorf("anonymize: %w", err)
+	}
+	if err := s.deleteCases(ctx, tx, gone, runID, now, w); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
-// deleteCaseIfEmpty removes a case whose last contact this sweep deleted.
-// In a dry run it counts the case's contacts this batch would delete.
-func (s *Sweeper) deleteCaseIfEmpty(ctx context.Context, tx *sql.Tx, c candidate, runID string, now time.Time, dry bool, w *batchWork) (bool, error) {
-	var left int
-	if dry {
-		var total int
-		if err := s.db.Read.QueryRowContext(ctx, s.db.Rebind(`SELECT COUNT(*) FROM contacts WHERE case_id = ?`), c.caseID).Scan(&total); err != nil {
-			return false, fmt.Errorf("case contacts: %w", err)
+// emptyCases returns the cases of caseIDs that deleting dels leaves without
+// contacts (a dry run counts what it would have deleted so far).
+func (s *Sweeper) emptyCases(ctx context.Context, tx *sql.Tx, caseIDs, dels []string, live map[string]liveContact, w *batchWork) ([]string, error) {
+	if len(caseIDs) == 0 {
+		return nil, nil
+	}
+	rows, err := s.query(ctx, tx, `SELECT case_id, COUNT(*) FROM contacts WHERE case_id IN (`+placeholders(len(caseIDs))+`) GROUP BY case_id`, anys(caseIDs)...)
+	if err != nil {
+		return nil, fmt.Errorf("case contacts: %w", err)
+	}
+	left := map[string]int{}
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("case contacts: %w", err)
 		}
-		w.dry.deleted[c.caseID]++
-		return total-w.dry.deleted[c.caseID] == 0, nil
+		left[id] = n
 	}
-	if err := tx.QueryRowContext(ctx, s.db.Rebind(`SELECT COUNT(*) FROM contacts WHERE case_id = ?`), c.caseID).Scan(&left); err != nil {
-		return false, fmt.Errorf("case contacts: %w", err)
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("case contacts: %w", err)
 	}
-	if left > 0 {
-		return false, nil
+	for _, id := range dels {
+		cs := live[id].caseID
+		left[cs]--
+		if w.dry != nil {
+			w.dry.deleted[cs]++
+		}
 	}
-	var subject string
-	var customerID string
-	if err := tx.QueryRowContext(ctx, s.db.Rebind(`SELECT subject, customer_id FROM cases WHERE id = ?`), c.caseID).Scan(&subject, &customerID); err != nil {
-		return false, fmt.Errorf("read case: %w", err)
+	var out []string
+	for _, cs := range caseIDs {
+		n := left[cs]
+		if w.dry != nil {
+			n = left[cs] + countOf(dels, live, cs) - w.dry.deleted[cs]
+		}
+		if n == 0 {
+			out = append(out, cs)
+		}
 	}
-	if _, err := tx.ExecContext(ctx, s.db.Rebind(`DELETE FROM cases WHERE id = ?`), c.caseID); err != nil {
-		return false, fmt.Errorf("delete case: %w", err)
+	return out, nil
+}
+
+func countOf(dels []string, live map[string]liveContact, caseID string) int {
+	n := 0
+	for _, id := range dels {
+		if live[id].caseID == caseID {
+			n++
+		}
 	}
-	lc := liveContact{caseID: c.caseID, customerID: customerID, purposes: []cases.Purpose{}}
-	if err := s.disposition(ctx, tx, runID, "", lc, "", ItemDeleteCase, "", now, contentHash(map[string]any{"subject": subject}), w); err != nil {
-		return false, err
+	return n
+}
+
+func (s *Sweeper) deleteCases(ctx context.Context, tx *sql.Tx, ids []string, runID string, now time.Time, w *batchWork) error {
+	if len(ids) == 0 {
+		return nil
 	}
-	return true, nil
+	rows, err := tx.QueryContext(ctx, s.db.Rebind(`SELECT id, subject, customer_id FROM cases WHERE id IN (`+placeholders(len(ids))+`)`), anys(ids)...)
+	if err != nil {
+		return fmt.Errorf("read cases: %w", err)
+	}
+	for rows.Next() {
+		var id, subject, customerID string
+		if err := rows.Scan(&id, &subject, &customerID); err != nil {
+			rows.Close()
+			return fmt.Errorf("read cases: %w", err)
+		}
+		lc := liveContact{caseID: id, customerID: customerID, purposes: []cases.Purpose{}}
+		s.disposition(runID, "", lc, "", ItemDeleteCase, "", now, contentHash(map[string]any{"subject": subject}), w)
+	}
+	if err := rows.Close(); err != nil {
+		return fmt.Errorf("read cases: %w", err)
+	}
+	if err := s.execIn(ctx, tx, `DELETE FROM cases WHERE id IN (?*)`, ids); err != nil {
+		return fmt.Errorf("delete cases: %w", err)
+	}
+	return nil
 }
 
 // redactPhase nulls one category column of contacts captured before cutoff.
@@ -806,27 +965,42 @@ func (p redactPhase) query() string {
 		ORDER BY occurred_at, id LIMIT ?`
 }
 
-func (p redactPhase) apply(ctx context.Context, s *Sweeper, tx *sql.Tx, c candidate, runID string, now time.Time, dry bool, w *batchWork) (Item, error) {
-	it := Item{ContactID: c.id, CaseID: c.caseID, Action: ItemRedact, Category: string(p.category), Rule: "category:" + string(p.category)}
-	if dry {
-		return it, nil
+func (p redactPhase) apply(ctx context.Context, s *Sweeper, tx *sql.Tx, cands []candidate, runID string, now time.Time, w *batchWork) ([]Item, error) {
+	ids := make([]string, len(cands))
+	for i, c := range cands {
+		ids[i] = c.id
 	}
-	lc, ok, err := s.readContact(ctx, tx, c.id)
-	if err != nil || !ok {
-		return Item{}, err
+	rows, err := s.query(ctx, tx, `SELECT id, case_id, customer_id, purposes, `+p.column+` FROM contacts WHERE `+p.column+` IS NOT NULL AND id IN (`+placeholders(len(ids))+`) ORDER BY occurred_at, id`, anys(ids)...)
+	if err != nil {
+		return nil, fmt.Errorf("redact %s: %w", p.column, err)
 	}
-	val := lc.location
-	if p.column == "device" {
-		val = lc.device
+	var items []Item
+	var found []string
+	rule := "category:" + string(p.category)
+	for rows.Next() {
+		var id, ps, val string
+		var lc liveContact
+		if err := rows.Scan(&id, &lc.caseID, &lc.customerID, &ps, &val); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("redact %s: %w", p.column, err)
+		}
+		if err := json.Unmarshal([]byte(ps), &lc.purposes); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("contact %s purposes: %w", id, err)
+		}
+		items = append(items, Item{ContactID: id, CaseID: lc.caseID, Action: ItemRedact, Category: string(p.category), Rule: rule})
+		found = append(found, id)
+		if tx != nil {
+			s.disposition(runID, id, lc, rule, ItemRedact, string(p.category), now, contentHash(val), w)
+		}
 	}
-	if !val.Valid {
-		return Item{}, nil // done by an earlier run
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("redact %s: %w", p.column, err)
 	}
-	if _, err := s.db.Exec(ctx, tx, `UPDATE contacts SET `+p.column+` = NULL WHERE id = ?`, c.id); err != nil {
-		return Item{}, fmt.Errorf("redact %s: %w", p.column, err)
+	if tx != nil {
+		if err := s.execIn(ctx, tx, `UPDATE contacts SET `+p.column+` = NULL WHERE id IN (?*)`, found); err != nil {
+			return nil, fmt.Errorf("redact %s: %w", p.column, err)
+		}
 	}
-	if err := s.disposition(ctx, tx, runID, c.id, lc, it.Rule, ItemRedact, string(p.category), now, contentHash(val.String), w); err != nil {
-		return Item{}, err
-	}
-	return it, nil
+	return items, nil
 }

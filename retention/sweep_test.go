@@ -196,7 +196,9 @@ func TestSweepDryRunChangesNothing(t *testing.T) {
 		if countsOf(dry) != countsOf(real) || dry.Examined != real.Examined {
 			t.Fatalf("dry run %+v\nreal run %+v", countsOf(dry), countsOf(real))
 		}
-		key := func(it retention.Item) string { return it.Action + "/" + it.ContactID + "/" + it.CaseID + "/" + it.Category }
+		key := func(it retention.Item) string {
+			return it.Action + "/" + it.ContactID + "/" + it.CaseID + "/" + it.Category
+		}
 		var a, b []string
 		for _, it := range dry.Items {
 			a = append(a, key(it))
@@ -266,8 +268,21 @@ func TestSweepNeverUsesStaleDate(t *testing.T) {
 		if _, err := e.sched.Put(e.ctx, longer, cases.Actor{Name: "admin"}, nil); err != nil {
 			t.Fatal(err)
 		}
-		// No Recompute yet: the stored date (90 days) is stale.
+		// No Recompute yet: the stored date (90 days) is stale; the sweep
+		// finishes the recompute before it selects anything.
 		r := e.sweep(base.Add(100*day), false)
+		if r.Deleted != 0 || r.Recomputed != 1 || !e.exists(c.ID) {
+			t.Fatalf("stale date: %+v", r)
+		}
+		if st, _ := e.state(c.ID); st.retainUntil.Int64 != base.Add(365*day).UnixMicro() {
+			t.Fatalf("not recomputed: %+v", st)
+		}
+		// A date gone stale otherwise (e.g. written by a replica still on the
+		// old schedule) is corrected, not acted on.
+		if _, err := e.db.Write.ExecContext(e.ctx, e.db.Rebind(`UPDATE contacts SET retain_until = ? WHERE id = ?`), base.Add(90*day).UnixMicro(), c.ID); err != nil {
+			t.Fatal(err)
+		}
+		r = e.sweep(base.Add(100*day), false)
 		if r.Deleted != 0 || r.Rescheduled != 1 || !e.exists(c.ID) {
 			t.Fatalf("stale date: %+v", r)
 		}
@@ -377,4 +392,66 @@ func TestSweepOneAtATime(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestSweepBatchAuditHook(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, e *env) {
+		cs := e.newCase(e.customer())
+		for i := range 7 {
+			e.contact(cs, base.Add(time.Duration(i)*time.Hour), purposes(cases.PurposeNotification), contactOpt{})
+		}
+		var calls, changes int
+		sw := retention.NewSweeper(e.db, retention.SweeperOptions{Policy: e.policy, Holds: e.holds,
+			OnChange: func(context.Context, txT, cases.Change) error {
+				t.Error("OnChange used although OnChanges is set")
+				return nil
+			},
+			OnChanges: func(_ context.Context, _ txT, chs []cases.Change) error {
+				calls++
+				changes += len(chs)
+				return nil
+			}})
+		r, err := sw.Run(e.ctx, retention.RunOptions{Now: base.Add(100 * day), BatchSize: 3})
+		if err != nil || r.Deleted != 7 {
+			t.Fatalf("run %+v, %v", r, err)
+		}
+		if calls != 3 || changes != 8 {
+			t.Fatalf("OnChanges: %d calls, %d changes; want 3 batches, 7 contacts + 1 case", calls, changes)
+		}
+		// A failing audit rolls the batch back: nothing is destroyed unaudited.
+		cs2 := e.newCase(e.customer())
+		c := e.contact(cs2, base, purposes(cases.PurposeNotification), contactOpt{})
+		sw = retention.NewSweeper(e.db, retention.SweeperOptions{Policy: e.policy, Holds: e.holds,
+			OnChange: func(context.Context, txT, cases.Change) error { return errors.New("audit down") }})
+		r, err = sw.Run(e.ctx, retention.RunOptions{Now: base.Add(100 * day)})
+		if err != nil || r.Errors != 1 || r.Deleted != 0 || !e.exists(c.ID) {
+			t.Fatalf("audit down: %+v, %v", r, err)
+		}
+		if n := e.count(`SELECT COUNT(*) FROM dispositions WHERE contact_id = ?`, c.ID); n != 0 {
+			t.Fatalf("%d dispositions for an act that was rolled back", n)
+		}
+	})
+}
+
+func TestSweepStartInBackground(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, e *env) {
+		cs := e.newCase(e.customer())
+		e.contact(cs, base, purposes(cases.PurposeNotification), contactOpt{})
+		id, done, err := e.sweeper.Start(e.ctx, retention.RunOptions{Now: base.Add(100 * day), DryRun: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Registered before Start returned: the runs API can answer at once.
+		if r, err := e.sweeper.GetRun(e.ctx, id); err != nil || r.ID != id || !r.DryRun {
+			t.Fatalf("GetRun right after Start = %+v, %v", r, err)
+		}
+		rep := <-done
+		if rep.ID != id || rep.Status != retention.StatusSucceeded || rep.Deleted != 1 {
+			t.Fatalf("report %+v", rep)
+		}
+		stored, err := e.sweeper.GetRun(e.ctx, id)
+		if err != nil || stored.Status != retention.StatusSucceeded || stored.Deleted != 1 || len(stored.Items) != 2 {
+			t.Fatalf("stored %+v, %v", stored, err)
+		}
+	})
 }

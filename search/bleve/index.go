@@ -2,10 +2,14 @@ package bleve
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -179,19 +183,68 @@ func (e *Engine) indexPart(ctx context.Context, docs []search.CaseDoc, existing 
 	b := e.idx.NewBatch()
 	for _, c := range docs {
 		keep := make(map[string]bool, len(c.Contacts)+1)
-		for _, d := range e.caseDocuments(c) {
+		hashes := docHashes(c)
+		for i, d := range e.caseDocuments(c) {
 			keep[d.ID()] = true
+			// Contacts are immutable and a new contact only moves the case's
+			// updated_at (which search aggregates as a maximum), so a
+			// document whose content hash is unchanged is not rewritten: a
+			// new contact costs one document, not the whole case.
+			hkey := []byte(hashPrefix + d.ID())
+			if old, err := e.idx.GetInternal(hkey); err == nil && string(old) == hashes[i] {
+				continue
+			}
 			if err := b.IndexAdvanced(d); err != nil {
 				return fmt.Errorf("bleve: index %s: %w", d.ID(), err)
 			}
+			b.SetInternal(hkey, []byte(hashes[i]))
 		}
 		for _, id := range existing[c.CaseID] {
 			if !keep[id] {
 				b.Delete(id)
+				b.DeleteInternal([]byte(hashPrefix + id))
 			}
 		}
+		var u [8]byte
+		binary.BigEndian.PutUint64(u[:], uint64(micros(c.UpdatedAt)))
+		b.SetInternal([]byte(updatedPrefix+c.CaseID), u[:])
 	}
 	return e.apply(ctx, b)
+}
+
+// updatedPrefix keys each case's current updated_at (Unix micros, big
+// endian) in the internal store: document updated_at values may be older.
+const updatedPrefix = "u/"
+
+// hashPrefix keys the content hash of each indexed document in Bleve's
+// internal store.
+const hashPrefix = "h/"
+
+// docHashes returns, in caseDocuments order, a hash of everything each
+// document holds except the case's updated_at.
+func docHashes(c search.CaseDoc) []string {
+	contacts := c.Contacts
+	if len(contacts) == 0 {
+		contacts = []search.ContactDoc{{}}
+	}
+	h := sha256.New()
+	w := func(parts ...string) {
+		for _, p := range parts {
+			fmt.Fprintf(h, "%d:%s;", len(p), p)
+		}
+	}
+	w(strconv.Itoa(MappingVersion), c.CaseID, strconv.FormatInt(c.Number, 10), c.CustomerID, c.Subject, c.Status,
+		c.Priority, c.Channel, c.Assignee, strings.Join(c.Tags, "\x00"), strconv.FormatInt(c.CreatedAt.UnixMicro(), 10))
+	caseSum := h.Sum(nil)
+	out := make([]string, len(contacts))
+	for i, ct := range contacts {
+		h.Reset()
+		h.Write(caseSum)
+		w(strconv.FormatBool(i == 0), ct.ID, ct.Channel, ct.Direction, ct.Author, ct.Body,
+			strconv.FormatInt(ct.OccurredAt.UnixMicro(), 10), strings.Join(ct.Purposes, "\x00"))
+		out[i] = hex.EncodeToString(h.Sum(nil))
+	}
+	return out
 }
 
 // Delete implements search.Engine.
@@ -212,7 +265,11 @@ func (e *Engine) Delete(ctx context.Context, caseIDs []string) error {
 	for _, ids := range existing {
 		for _, id := range ids {
 			b.Delete(id)
+			b.DeleteInternal([]byte(hashPrefix + id))
 		}
+	}
+	for caseID := range existing {
+		b.DeleteInternal([]byte(updatedPrefix + caseID))
 	}
 	return e.apply(ctx, b)
 }

@@ -3,6 +3,7 @@ package bleve
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/bits"
 	"slices"
@@ -493,6 +494,17 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 	}
 	if offset >= len(groups) {
 		return res, nil
+	}
+	if sortBy == search.SortUpdated {
+		// A new contact rewrites only its own document, so a case's current
+		// updated_at is kept per case in the internal store (see indexPart).
+		for i := range groups {
+			if v, err := e.idx.GetInternal([]byte(updatedPrefix + groups[i].caseID)); err == nil && len(v) == 8 {
+				if u := int64(binary.BigEndian.Uint64(v)); u > groups[i].updatedAt {
+					groups[i].updatedAt = u
+				}
+			}
+		}
 	}
 	slices.SortFunc(groups, func(a, b group) int { return compareGroups(sortBy, &a, &b) })
 	page := groups[offset:min(offset+limit, len(groups))]
