@@ -6,4 +6,5 @@ func (s *Server) addExtraRoutes() {
 	s.addSearchRoutes()
 	s.addAuditRoutes()
 	s.addAttachmentRoutes()
+	s.addRetentionRoutes()
 }

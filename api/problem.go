@@ -14,6 +14,7 @@ import (
 
 	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/sqldb"
 )
 
@@ -52,6 +53,7 @@ func (s *Server) problemFor(err error) Problem {
 	var he *httpError
 	var ve *cases.ValidationError
 	var fe *fiber.Error
+	var held *retention.HeldError
 	switch {
 	case errors.As(err, &he):
 		return Problem{Status: he.status, Detail: he.detail, Errors: he.fields, Hold: he.hold}
@@ -69,6 +71,8 @@ func (s *Server) problemFor(err error) Problem {
 		return Problem{Status: fiber.StatusRequestedRangeNotSatisfiable, Detail: "range outside the attachment"}
 	case errors.Is(err, archive.ErrUnavailable):
 		return Problem{Status: fiber.StatusServiceUnavailable, Detail: "the blob store is unavailable; retry later"}
+	case errors.As(err, &held):
+		return Problem{Status: fiber.StatusConflict, Detail: err.Error(), Hold: strings.Join(held.HoldIDs, ",")}
 	case errors.Is(err, cases.ErrConflict):
 		return Problem{Status: fiber.StatusConflict, Detail: err.Error()}
 	case s.isUnavailable(err):

@@ -57,6 +57,8 @@ type Deps struct {
 	AuditTx AuditTx
 	// AuditTrail serves the audit routes (nil: none).
 	AuditTrail AuditTrail
+	// Retention serves schedule, holds, explain and sweep routes (nil: none).
+	Retention *RetentionDeps
 	// Attachments serves the attachment routes (nil: none).
 	Attachments AttachmentStore
 	// Search is optional (nil: no search routes).

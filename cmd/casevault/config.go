@@ -39,6 +39,8 @@ type config struct {
 	MeiliKey          string
 	MeiliIndexVersion int
 	AuditRetention    time.Duration
+	RetentionCron     string
+	RetentionFile     string
 	AuditPruneCron    string
 }
 
@@ -73,6 +75,8 @@ func settings() []setting {
 		{flag: "meili-url", env: "CASEVAULT_MEILI_URL", def: "", help: "Meilisearch URL; empty uses the embedded Bleve index under <data-dir>/index"},
 		{flag: "meili-key", env: "CASEVAULT_MEILI_KEY", def: "", help: "Meilisearch API key", secret: true},
 		{flag: "meili-index-version", env: "CASEVAULT_MEILI_INDEX_VERSION", def: "1", help: "Meilisearch index version (cases_vN); raise it and reindex after a settings change"},
+		{flag: "retention-schedule", env: "CASEVAULT_RETENTION_SCHEDULE", def: "@hourly", help: "cron schedule of the retention sweeper"},
+		{flag: "retention-schedule-file", env: "CASEVAULT_RETENTION_SCHEDULE_FILE", def: "", help: "JSON retention schedule applied at start (versioned and audited when it differs)"},
 		{flag: "audit-retention", env: "CASEVAULT_AUDIT_RETENTION", def: "2y", help: "how long audit events are kept (purpose security); older ones are pruned behind a checkpoint"},
 		{flag: "audit-prune-schedule", env: "CASEVAULT_AUDIT_PRUNE_SCHEDULE", def: "30 3 * * *", help: "cron schedule of the audit pruning job"},
 		{flag: "shutdown-timeout", env: "CASEVAULT_SHUTDOWN_TIMEOUT", def: "30s", help: "how long SIGTERM waits for in-flight requests"},
@@ -143,6 +147,7 @@ func (c *config) load(fs *pflag.FlagSet) error {
 	}
 	c.AuditRetention = ar.Std()
 	c.AuditPruneCron = get("audit-prune-schedule")
+	c.RetentionCron, c.RetentionFile = get("retention-schedule"), get("retention-schedule-file")
 	if c.DataDir == "" {
 		return fmt.Errorf("--data-dir must not be empty")
 	}

@@ -74,7 +74,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	addFlags(root, cfg)
-	root.AddCommand(serveCmd(cfg), migrateCmd(cfg), tokenCmd(cfg), auditCmd(cfg), attachmentsCmd(cfg), reindexCmd(cfg), configCmd())
+	root.AddCommand(serveCmd(cfg), migrateCmd(cfg), tokenCmd(cfg), auditCmd(cfg), attachmentsCmd(cfg), reindexCmd(cfg), retentionCmd(cfg), configCmd())
 	return root
 }
 

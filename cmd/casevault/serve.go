@@ -15,6 +15,7 @@ import (
 	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/auth"
 	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/retention"
 )
 
 func serveCmd(cfg *config) *cobra.Command {
@@ -75,6 +76,17 @@ func serveCmd(cfg *config) *cobra.Command {
 				log.Info("attachments reconciled", "orphans_removed", len(rep.OrphanBlobsRemoved), "missing", len(rep.MissingBlobs))
 			}); err != nil {
 				return usageError{fmt.Errorf("--reconcile-schedule %q: %w", cfg.ReconcileCron, err)}
+			}
+			if _, err := jobs.AddFunc(cfg.RetentionCron, func() {
+				rep, err := a.retention.sweeper.Run(ctx, retention.RunOptions{})
+				if err != nil {
+					log.Error("retention sweep failed", "err", err)
+					return
+				}
+				log.Info("retention sweep", "status", rep.Status, "examined", rep.Examined, "deleted", rep.Deleted,
+					"anonymized", rep.Anonymized, "redacted", rep.Redacted, "held", rep.SkippedHeld, "errors", rep.Errors)
+			}); err != nil {
+				return usageError{fmt.Errorf("--retention-schedule %q: %w", cfg.RetentionCron, err)}
 			}
 			jobs.Start()
 			defer func() { <-jobs.Stop().Done() }()

@@ -48,6 +48,7 @@ type app struct {
 	audit       *audit.Log
 	attachments *archive.Attachments
 	indexer     *search.Indexer
+	retention   *retentionParts
 	metrics     *prometheus.Registry
 	server      *api.Server
 	closers     []func() error
@@ -80,7 +81,13 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 			a.indexer.Kick()
 		}
 	}
-	a.store = sqlstore.New(db, sqlstore.Options{Policy: retention.DefaultSchedule().Policy(), OnChange: sink.hook, Notify: kick})
+	policy := retention.NewPolicy(retention.DefaultSchedule())
+	schedules, err := loadRetention(ctx, cfg, db, policy)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.store = sqlstore.New(db, sqlstore.Options{Policy: policy, OnChange: sink.hook, Notify: kick})
 	if err := errors.Join(a.store.Prepare(ctx), a.audit.Prepare(ctx)); err != nil {
 		a.Close()
 		return nil, err
@@ -98,12 +105,19 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		return nil, err
 	}
 	a.closers = append(a.closers, a.indexer.Close)
+	a.retention = newRetentionParts(db, policy, schedules, a.indexer, a.store, blobs, sink.hook)
 	a.server = api.New(api.Config{JSONBodyLimit: cfg.JSONBodyLimit, AttachmentLimit: cfg.AttachmentLimit, Version: version},
 		api.Deps{
 			Cases: a.svc, Tokens: a.tokens, Metrics: a.metrics, Log: log,
 			Audit: sink, AuditTrail: a.audit, AuditTx: sink.hook, Attachments: att,
 			Unavailable: []error{archive.ErrUnavailable}, Search: a.indexer,
 			Reindex: func(ctx context.Context) error { return a.indexer.Reindex(ctx, engineFactory{cfg}.build) },
+			Retention: &api.RetentionDeps{Schedules: a.retention.schedules, Holds: a.retention.holds, Explainer: a.retention.explainer,
+				Sweeper: a.retention.sweeper, AuditTx: sink.hook, Recompute: func(ctx context.Context) {
+					if _, err := retention.Recompute(ctx, db, policy, retention.RecomputeOptions{}); err != nil {
+						log.Error("retention recompute failed", "err", err)
+					}
+				}},
 			Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) {
 				return map[string]any{"engine": string(db.Dialect)}, db.Ping(ctx)
 			}}, {Name: "index", Degraded: true, Probe: indexProbe(a.indexer)}, {Name: "blobs", Probe: func(ctx context.Context) (any, error) {

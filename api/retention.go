@@ -1,0 +1,191 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/casevault/casevault/auth"
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/retention"
+)
+
+// RetentionDeps are the retention services the routes call (nil: no
+// retention routes).
+type RetentionDeps struct {
+	Schedules *retention.Schedules
+	Holds     *retention.Holds
+	Explainer *retention.Explainer
+	Sweeper   *retention.Sweeper
+	// Recompute runs after a schedule change, in the background.
+	Recompute func(ctx context.Context)
+	// AuditTx writes audit events inside retention transactions.
+	AuditTx retention.ChangeHook
+}
+
+func (s *Server) addRetentionRoutes() {
+	if s.d.Retention == nil {
+		return
+	}
+	const v1 = "/api/v1"
+	s.add(route{method: "GET", path: v1 + "/retention/schedule", perm: auth.LegalWork, summary: "The retention schedule in force", h: s.getSchedule, ok: 200})
+	s.add(route{method: "PUT", path: v1 + "/retention/schedule", perm: auth.Admin, summary: "Replace the retention schedule (versioned, audited)", h: s.putSchedule, ok: 200, request: "Schedule"})
+	s.add(route{method: "GET", path: v1 + "/cases/:id/retention", perm: auth.LegalWork, read: "retention.explain", target: "case", summary: "Explain a case's retention", h: s.explainCase, ok: 200})
+	s.add(route{method: "GET", path: v1 + "/contacts/:id/retention", perm: auth.LegalWork, read: "retention.explain", target: "contact", summary: "Explain a contact's retention", h: s.explainContact, ok: 200})
+	s.add(route{method: "POST", path: v1 + "/retention/runs", perm: auth.Admin, summary: "Start a retention sweep (dry_run supported)", h: s.startRun, ok: 202, request: "RunInput"})
+	s.add(route{method: "GET", path: v1 + "/retention/runs/:id", perm: auth.Admin, summary: "A retention sweep's report", h: s.getRun, ok: 200})
+	s.add(route{method: "POST", path: v1 + "/holds", perm: auth.LegalWork, summary: "Place a legal hold", h: s.placeHold, ok: 201, request: "HoldInput"})
+	s.add(route{method: "GET", path: v1 + "/holds", perm: auth.LegalWork, summary: "List legal holds", h: s.listHolds, ok: 200})
+	s.add(route{method: "GET", path: v1 + "/holds/:id", perm: auth.LegalWork, summary: "A legal hold with counts of what it holds", h: s.getHold, ok: 200})
+	s.add(route{method: "POST", path: v1 + "/holds/:id/release", perm: auth.LegalWork, summary: "Release a legal hold (holds are never deleted)", h: s.releaseHold, ok: 200, request: "ReleaseInput"})
+}
+
+func (s *Server) getSchedule(c *fiber.Ctx) error {
+	sc, err := s.d.Retention.Schedules.Current(c.UserContext())
+	if err != nil {
+		return err
+	}
+	return c.JSON(sc)
+}
+
+// scheduleError maps the schedule's validation problems to field errors.
+func scheduleError(err error) error {
+	var ve *retention.ValidationError
+	if errors.As(err, &ve) {
+		out := &cases.ValidationError{}
+		for _, p := range ve.Problems {
+			out.Fields = append(out.Fields, cases.FieldError{Field: p.Field, Message: p.Message})
+		}
+		return out
+	}
+	return err
+}
+
+func (s *Server) putSchedule(c *fiber.Ctx) error {
+	var sc retention.Schedule
+	if err := s.decodeJSON(c, &sc); err != nil {
+		return err
+	}
+	if err := sc.Validate(); err != nil {
+		return scheduleError(err)
+	}
+	stored, err := s.d.Retention.Schedules.Put(c.UserContext(), sc, actor(c), s.d.Retention.AuditTx)
+	if err != nil {
+		return scheduleError(err)
+	}
+	if s.d.Retention.Recompute != nil {
+		go s.d.Retention.Recompute(context.WithoutCancel(c.UserContext()))
+	}
+	return c.JSON(stored)
+}
+
+func (s *Server) explainCase(c *fiber.Ctx) error {
+	x, err := s.d.Retention.Explainer.ExplainCase(c.UserContext(), c.Params("id"), time.Now())
+	if err != nil {
+		return err
+	}
+	return c.JSON(x)
+}
+
+func (s *Server) explainContact(c *fiber.Ctx) error {
+	x, err := s.d.Retention.Explainer.ExplainContact(c.UserContext(), c.Params("id"), time.Now())
+	if err != nil {
+		return err
+	}
+	return c.JSON(x)
+}
+
+type runInput struct {
+	DryRun *bool `json:"dry_run"`
+}
+
+func (s *Server) startRun(c *fiber.Ctx) error {
+	var in runInput
+	if len(c.Body()) > 0 || c.Request().Header.ContentLength() != 0 {
+		if err := s.decodeJSON(c, &in); err != nil {
+			return err
+		}
+	}
+	dry := in.DryRun != nil && *in.DryRun
+	id, _, err := s.d.Retention.Sweeper.Start(context.WithoutCancel(c.UserContext()), retention.RunOptions{DryRun: dry})
+	if errors.Is(err, retention.ErrSweepRunning) {
+		return errStatus(fiber.StatusConflict, "a retention sweep is already running")
+	}
+	if err != nil {
+		return err
+	}
+	if s.d.Audit != nil {
+		_ = s.d.Audit.Record(c.UserContext(), cases.Change{Actor: actor(c), Action: "retention.run", TargetType: "retention_run", TargetID: id,
+			Detail: map[string]any{"dry_run": dry}}, "ok")
+	}
+	c.Location("/api/v1/retention/runs/" + id)
+	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"id": id})
+}
+
+func (s *Server) getRun(c *fiber.Ctx) error {
+	rep, err := s.d.Retention.Sweeper.GetRun(c.UserContext(), c.Params("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(rep)
+}
+
+func (s *Server) placeHold(c *fiber.Ctx) error {
+	var in retention.HoldInput
+	if err := s.decodeJSON(c, &in); err != nil {
+		return err
+	}
+	h, err := s.d.Retention.Holds.Place(c.UserContext(), in, actor(c), s.d.Retention.AuditTx)
+	if err != nil {
+		return err
+	}
+	c.Location("/api/v1/holds/" + h.ID)
+	return c.Status(fiber.StatusCreated).JSON(h)
+}
+
+func (s *Server) listHolds(c *fiber.Ctx) error {
+	p, err := page(c)
+	if err != nil {
+		return err
+	}
+	active, _ := strconv.ParseBool(c.Query("active"))
+	items, next, err := s.d.Retention.Holds.List(c.UserContext(), retention.HoldFilter{ActiveOnly: active}, p.Limit, p.Cursor)
+	if err != nil {
+		return err
+	}
+	return list(c, items, next)
+}
+
+func (s *Server) getHold(c *fiber.Ctx) error {
+	h, err := s.d.Retention.Holds.Get(c.UserContext(), c.Params("id"))
+	if err != nil {
+		return err
+	}
+	counts, err := s.d.Retention.Holds.Counts(c.UserContext(), h.ID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"hold": h, "counts": counts})
+}
+
+type releaseInput struct {
+	Reason *string `json:"reason"`
+}
+
+func (s *Server) releaseHold(c *fiber.Ctx) error {
+	var in releaseInput
+	if err := s.decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if in.Reason == nil || *in.Reason == "" {
+		return cases.Invalid("reason", "is required")
+	}
+	h, err := s.d.Retention.Holds.Release(c.UserContext(), c.Params("id"), *in.Reason, actor(c), s.d.Retention.AuditTx)
+	if err != nil {
+		return err
+	}
+	return c.JSON(h)
+}

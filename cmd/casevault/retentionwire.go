@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"reflect"
+
+	"github.com/spf13/cobra"
+
+	"github.com/casevault/casevault/archive"
+	"github.com/casevault/casevault/audit"
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/retention"
+	"github.com/casevault/casevault/search"
+	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqlstore"
+)
+
+// indexMatcher answers query holds with the search engine: a case is
+// covered when the hold's query finds it.
+type indexMatcher struct{ ix *search.Indexer }
+
+func (m indexMatcher) Matches(ctx context.Context, q search.Query, caseID string) (bool, error) {
+	q.Filter.CaseIDs = []string{caseID}
+	q.Limit = 1
+	res, err := m.ix.Search(ctx, q)
+	if err != nil {
+		return false, err
+	}
+	return res.Total > 0, nil
+}
+
+// retentionParts is the wired retention package.
+type retentionParts struct {
+	policy    *retention.Policy
+	schedules *retention.Schedules
+	holds     *retention.Holds
+	explainer *retention.Explainer
+	sweeper   *retention.Sweeper
+}
+
+// loadRetention builds the retention services; the store must use the
+// returned policy so that schedule changes take effect at once.
+func loadRetention(ctx context.Context, cfg *config, db *sqldb.DB, policy *retention.Policy) (*retention.Schedules, error) {
+	schedules := retention.NewSchedules(db, policy)
+	if _, err := schedules.Load(ctx); err != nil {
+		return nil, fmt.Errorf("retention schedule: %w", err)
+	}
+	if cfg.RetentionFile == "" {
+		return schedules, nil
+	}
+	raw, err := os.ReadFile(cfg.RetentionFile)
+	if err != nil {
+		return nil, fmt.Errorf("--retention-schedule-file: %w", err)
+	}
+	var sc retention.Schedule
+	dec := json.NewDecoder(bytesReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sc); err != nil {
+		return nil, fmt.Errorf("--retention-schedule-file %s: %w", cfg.RetentionFile, err)
+	}
+	if err := sc.Validate(); err != nil {
+		return nil, fmt.Errorf("--retention-schedule-file %s: %w", cfg.RetentionFile, err)
+	}
+	cur := policy.Schedule()
+	sc.Version = cur.Version
+	if reflect.DeepEqual(sc, cur) {
+		return schedules, nil
+	}
+	if _, err := schedules.Put(ctx, sc, cases.Actor{Name: "cli", Role: "cli"}, nil); err != nil {
+		return nil, fmt.Errorf("--retention-schedule-file: %w", err)
+	}
+	return schedules, nil
+}
+
+func newRetentionParts(db *sqldb.DB, policy *retention.Policy, schedules *retention.Schedules, ix *search.Indexer,
+	store *sqlstore.Store, blobs archive.Blobs, hook retention.ChangeHook) *retentionParts {
+	var matcher retention.QueryMatcher
+	if ix != nil {
+		matcher = indexMatcher{ix}
+	}
+	holds := retention.NewHolds(db, matcher)
+	rp := &retentionParts{policy: policy, schedules: schedules, holds: holds, explainer: retention.NewExplainer(db, policy, holds)}
+	opts := retention.SweeperOptions{Policy: policy, Holds: holds, OnChange: hook, IndexLag: func(ctx context.Context) (int64, error) {
+		n, _, err := store.OutboxStats(ctx)
+		return n, err
+	}}
+	if blobs != nil {
+		opts.Blobs = blobs
+	}
+	if ix != nil {
+		opts.Notify = ix.Kick
+	}
+	rp.sweeper = retention.NewSweeper(db, opts)
+	return rp
+}
+
+func retentionCmd(cfg *config) *cobra.Command {
+	rc := &cobra.Command{Use: "retention", Short: "Retention sweeps"}
+	var dryRun, asJSON bool
+	run := &cobra.Command{
+		Use:   "run [--dry-run]",
+		Short: "Run one retention sweep now (the server's own runs are scheduled by --retention-schedule)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			db, err := openDB(ctx, cfg, true)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			log := audit.New(db)
+			defer log.Close(context.Background())
+			policy := retention.NewPolicy(retention.DefaultSchedule())
+			schedules, err := loadRetention(ctx, cfg, db, policy)
+			if err != nil {
+				return err
+			}
+			_, blobs, _, err := openAttachments(ctx, cfg, db)
+			if err != nil {
+				return err
+			}
+			store := sqlstore.New(db, sqlstore.Options{Policy: policy})
+			// Query holds are evaluated by the search index, which the
+			// running server owns; without it every query hold counts as
+			// covering (the safe side), see retention.Holds.
+			rp := newRetentionParts(db, policy, schedules, nil, store, blobs, auditSink{log: log}.hook)
+			rep, err := rp.sweeper.Run(ctx, retention.RunOptions{DryRun: dryRun})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(rep)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s (dry run: %v): examined %d, deleted %d, anonymized %d, redacted %d, cases deleted %d, held %d, errors %d\n",
+				rep.Status, rep.DryRun, rep.Examined, rep.Deleted, rep.Anonymized, rep.Redacted, rep.CasesDeleted, rep.SkippedHeld, rep.Errors)
+			return nil
+		},
+	}
+	run.Flags().BoolVar(&dryRun, "dry-run", false, "report what would happen, change nothing")
+	run.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	rc.AddCommand(run)
+	return rc
+}
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
