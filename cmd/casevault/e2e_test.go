@@ -273,3 +273,14 @@ func TestKill9KeepsEveryAcknowledgedWrite(t *testing.T) {
 	}
 	t.Logf("%d acknowledged contacts all present after kill -9 (%d stored)", len(acked), len(have))
 }
+
+func toJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func runCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	out, err := exec.Command(binary(t), args...).Output()
+	return string(out), err
+}

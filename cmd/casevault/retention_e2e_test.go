@@ -1,0 +1,70 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Legal hold, explain and a sweep through the running server.
+func TestRetentionThroughTheAPI(t *testing.T) {
+	dir := t.TempDir()
+	p := start(t, dir)
+	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
+	tok := strings.TrimSpace(string(raw))
+	base := "http://" + p.addr + "/api/v1"
+	_, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "Held"})
+	_, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": "dispute", "channel": "email"})
+	caseID := cs["id"].(string)
+	_, ct := call(t, "POST", base+"/cases/"+caseID+"/contacts", tok, map[string]any{"channel": "email", "direction": "inbound", "author": "a", "body": "login code", "purposes": []string{"authentication"}})
+
+	code, sched := call(t, "GET", base+"/retention/schedule", tok, nil)
+	if code != 200 || len(sched["purposes"].([]any)) != 9 {
+		t.Fatalf("schedule: %d %v", code, sched)
+	}
+	if code, _ := call(t, "PUT", base+"/retention/schedule", tok, map[string]any{"purposes": []any{}}); code != 422 {
+		t.Fatalf("incomplete schedule accepted: %d", code)
+	}
+	code, hold := call(t, "POST", base+"/holds", tok, map[string]any{"matter": "Smith v. Shop", "reason": "litigation", "scope": map[string]any{"case_ids": []string{caseID}}})
+	if code != 201 {
+		t.Fatalf("place hold: %d %v", code, hold)
+	}
+	holdID := hold["id"].(string)
+	if code, _ := call(t, "POST", base+"/holds", tok, map[string]any{"matter": "m", "reason": "r", "scope": map[string]any{}}); code != 422 {
+		t.Fatalf("empty scope accepted: %d", code)
+	}
+	code, x := call(t, "GET", base+"/contacts/"+ct["id"].(string)+"/retention", tok, nil)
+	if code != 200 || !strings.Contains(strings.ToLower(strings.Join(strings.Fields(toJSON(x)), "")), strings.ToLower(holdID)) {
+		t.Fatalf("explain does not name the hold: %d %v", code, x)
+	}
+	code, run := call(t, "POST", base+"/retention/runs", tok, map[string]any{"dry_run": true})
+	if code != 202 {
+		t.Fatalf("start run: %d %v", code, run)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code, rep := call(t, "GET", base+"/retention/runs/"+run["id"].(string), tok, nil)
+		if code == 200 && rep["status"] != "running" {
+			if rep["dry_run"] != true {
+				t.Fatalf("run report: %v", rep)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run did not finish: %d %v", code, rep)
+		}
+	}
+	code, rel := call(t, "POST", base+"/holds/"+holdID+"/release", tok, map[string]any{"reason": "settled"})
+	if code != 200 || rel["released_at"] == nil {
+		t.Fatalf("release: %d %v", code, rel)
+	}
+	if code, _ := call(t, "POST", base+"/holds/"+holdID+"/release", tok, map[string]any{"reason": "again"}); code != 409 {
+		t.Fatalf("second release: %d, want 409", code)
+	}
+	// An agent cannot place holds.
+	out, _ := runCLI(t, "token", "create", "--data-dir", dir, "--name", "ag", "--role", "agent")
+	if code, _ := call(t, "POST", base+"/holds", strings.TrimSpace(out), map[string]any{"matter": "m", "reason": "r", "scope": map[string]any{"case_ids": []string{caseID}}}); code != 403 {
+		t.Fatalf("agent placing a hold: %d", code)
+	}
+}
