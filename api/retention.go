@@ -37,6 +37,7 @@ func (s *Server) addRetentionRoutes() {
 	s.add(route{method: "GET", path: v1 + "/contacts/:id/retention", perm: auth.LegalWork, read: "retention.explain", target: "contact", summary: "Explain a contact's retention", h: s.explainContact, ok: 200})
 	s.add(route{method: "POST", path: v1 + "/retention/runs", perm: auth.Admin, summary: "Start a retention sweep (dry_run supported)", h: s.startRun, ok: 202, request: "RunInput"})
 	s.add(route{method: "GET", path: v1 + "/retention/runs/:id", perm: auth.Admin, summary: "A retention sweep's report", h: s.getRun, ok: 200})
+	s.add(route{method: "DELETE", path: v1 + "/cases/:id", perm: auth.CaseManage, summary: "Delete a case with its contacts and attachments (409 naming the hold when held)", h: s.deleteCase, ok: 204})
 	s.add(route{method: "POST", path: v1 + "/holds", perm: auth.LegalWork, summary: "Place a legal hold", h: s.placeHold, ok: 201, request: "HoldInput"})
 	s.add(route{method: "GET", path: v1 + "/holds", perm: auth.LegalWork, summary: "List legal holds", h: s.listHolds, ok: 200})
 	s.add(route{method: "GET", path: v1 + "/holds/:id", perm: auth.LegalWork, summary: "A legal hold with counts of what it holds", h: s.getHold, ok: 200})
@@ -188,4 +189,11 @@ func (s *Server) releaseHold(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(h)
+}
+
+func (s *Server) deleteCase(c *fiber.Ctx) error {
+	if err := s.d.Retention.Sweeper.DeleteCase(c.UserContext(), c.Params("id"), actor(c)); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
 }

@@ -55,12 +55,30 @@ func TestRetentionThroughTheAPI(t *testing.T) {
 			t.Fatalf("run did not finish: %d %v", code, rep)
 		}
 	}
+	// Deleting held data is refused, naming the hold.
+	code, prob := call(t, "DELETE", base+"/cases/"+caseID, tok, nil)
+	if code != 409 || !strings.Contains(toJSON(prob), holdID) {
+		t.Fatalf("delete of a held case: %d %v, want 409 naming %s", code, prob, holdID)
+	}
 	code, rel := call(t, "POST", base+"/holds/"+holdID+"/release", tok, map[string]any{"reason": "settled"})
 	if code != 200 || rel["released_at"] == nil {
 		t.Fatalf("release: %d %v", code, rel)
 	}
 	if code, _ := call(t, "POST", base+"/holds/"+holdID+"/release", tok, map[string]any{"reason": "again"}); code != 409 {
 		t.Fatalf("second release: %d, want 409", code)
+	}
+	// Released: the case can go, and is gone everywhere.
+	if code, _ := call(t, "DELETE", base+"/cases/"+caseID, tok, nil); code != 204 {
+		t.Fatalf("delete after release: %d", code)
+	}
+	if code, _ := call(t, "GET", base+"/cases/"+caseID, tok, nil); code != 404 {
+		t.Fatalf("deleted case still readable: %d", code)
+	}
+	if code, _ := call(t, "GET", base+"/contacts/"+ct["id"].(string), tok, nil); code != 404 {
+		t.Fatalf("deleted contact still readable: %d", code)
+	}
+	if code, ev := call(t, "GET", base+"/audit?action=case.delete", tok, nil); code != 200 || len(ev["items"].([]any)) == 0 {
+		t.Fatalf("no audit event for the deletion: %d %v", code, ev)
 	}
 	// An agent cannot place holds.
 	out, _ := runCLI(t, "token", "create", "--data-dir", dir, "--name", "ag", "--role", "agent")
