@@ -16,8 +16,12 @@ import (
 	"github.com/casevault/casevault/api"
 	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/archive/local"
+	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/auth"
 	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/retention"
+	"github.com/casevault/casevault/search"
+	"github.com/casevault/casevault/search/bleve"
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
 	"github.com/casevault/casevault/sqlstore"
@@ -79,10 +83,24 @@ func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 		t.Fatal(err)
 	}
 	atts := archive.NewAttachments(db, blobs, keys, archive.AttachmentOptions{MaxSize: 1 << 20})
+	trail := audit.New(db)
+	t.Cleanup(func() { trail.Close(context.Background()) })
+	eng, err := bleve.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := search.NewIndexer(store, eng, nil, search.Options{})
+	t.Cleanup(func() { ix.Close() })
+	policy := retention.NewPolicy(retention.DefaultSchedule())
+	holds := retention.NewHolds(db, nil)
+	sweeper := retention.NewSweeper(db, retention.SweeperOptions{Policy: policy, Holds: holds, Blobs: blobs})
+	ret := &api.RetentionDeps{Schedules: retention.NewSchedules(db, policy), Holds: holds,
+		Explainer: retention.NewExplainer(db, policy, holds), Sweeper: sweeper}
 	srv := api.New(api.Config{JSONBodyLimit: 64 << 10, AttachmentLimit: 1 << 20, Version: "test"}, api.Deps{
 		Cases: cases.NewService(store, nil), Tokens: tokens, Audit: rec,
 		Log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Attachments: atts, Unavailable: []error{archive.ErrUnavailable},
+		AuditTrail: trail, Search: ix, Reindex: func(context.Context) error { return nil }, Retention: ret,
 		Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) { return nil, db.Ping(ctx) }}},
 	})
 	// A real loopback listener: the server is exercised exactly as clients
@@ -173,6 +191,22 @@ func (h *harness) mustCreate(path string, body any) map[string]any {
 		h.t.Fatalf("POST %s = %d: %s", path, r.status, r.body)
 	}
 	return r.json(h.t)
+}
+
+// mustCreateStatus posts as admin and expects the given status.
+func (h *harness) mustCreateStatus(path string, body any, status int) map[string]any {
+	h.t.Helper()
+	r := h.do("POST", path, h.tokens[auth.RoleAdmin], body)
+	if r.status != status {
+		h.t.Fatalf("POST %s = %d: %s", path, r.status, r.body)
+	}
+	return r.json(h.t)
+}
+
+// mustCreateRaw posts a raw body as admin.
+func (h *harness) mustCreateRaw(path, body string) map[string]any {
+	h.t.Helper()
+	return h.mustCreateStatus(path, body, 201)
 }
 
 // counts snapshots row counts to prove a bad request changed nothing.

@@ -3,9 +3,25 @@ package api_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/casevault/casevault/auth"
+	"github.com/casevault/casevault/retention"
 )
+
+// waitRuns waits until no sweep is running, so a role's POST is judged on
+// permissions, not on a concurrent run (409).
+func waitRuns(t *testing.T, h *harness) {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		var n int
+		if err := h.db.Read.QueryRow(`SELECT COUNT(*) FROM retention_runs WHERE status = 'running'`).Scan(&n); err != nil || n == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("a retention run never finished")
+}
 
 // TestRoleMatrix checks every route against every role, by hand-written
 // expectation (api.md, Roles), plus no token and a revoked token.
@@ -15,6 +31,11 @@ func TestRoleMatrix(t *testing.T) {
 		cs := h.mustCreate("/api/v1/cases", map[string]any{"customer_id": cust["id"], "subject": "s", "channel": "web"})
 		ct := h.mustCreate("/api/v1/cases/"+cs["id"].(string)+"/contacts", map[string]any{"channel": "web", "direction": "note", "author": "a", "body": "b"})
 		custID, caseID, contactID := cust["id"].(string), cs["id"].(string), ct["id"].(string)
+		attID := h.mustCreateRaw("/api/v1/contacts/"+contactID+"/attachments?filename=x.txt", "hello")["id"].(string)
+		other := h.mustCreate("/api/v1/cases", map[string]any{"customer_id": custID, "subject": "held", "channel": "web"})["id"].(string)
+		holdBody := map[string]any{"matter": "m", "reason": "r", "scope": map[string]any{"case_ids": []string{other}}}
+		holdID := h.mustCreate("/api/v1/holds", holdBody)["id"].(string)
+		runID := h.mustCreateStatus("/api/v1/retention/runs", map[string]any{"dry_run": true}, 202)["id"].(string)
 		contact := map[string]any{"channel": "web", "direction": "note", "author": "a", "body": "b"}
 
 		type row struct {
@@ -38,11 +59,43 @@ func TestRoleMatrix(t *testing.T) {
 			{"PATCH", "/api/v1/cases/" + caseID, map[string]any{"status": "closed"}, [5]int{403, 200, 403, 403, 200}},
 			{"POST", "/api/v1/cases/" + caseID + "/contacts", contact, [5]int{201, 201, 403, 403, 201}},
 			{"GET", "/api/v1/contacts/" + contactID, nil, [5]int{200, 200, 200, 403, 200}},
+			{"GET", "/api/v1/search?q=anything", nil, [5]int{200, 200, 200, 403, 200}},
+			{"GET", "/api/v1/search/status", nil, [5]int{200, 200, 200, 403, 200}},
+			{"POST", "/api/v1/search/reindex", nil, [5]int{403, 403, 403, 403, 202}},
+			{"GET", "/api/v1/audit", nil, [5]int{403, 403, 200, 403, 200}},
+			{"GET", "/api/v1/audit/verify", nil, [5]int{403, 403, 200, 403, 200}},
+			{"POST", "/api/v1/contacts/" + contactID + "/attachments?filename=a.txt", "attachment bytes", [5]int{201, 201, 403, 403, 201}},
+			{"GET", "/api/v1/attachments/" + attID, nil, [5]int{200, 200, 200, 403, 200}},
+			{"GET", "/api/v1/attachments/" + attID + "/meta", nil, [5]int{200, 200, 200, 403, 200}},
+			{"GET", "/api/v1/retention/schedule", nil, [5]int{403, 403, 200, 403, 200}},
+			{"PUT", "/api/v1/retention/schedule", retention.DefaultSchedule(), [5]int{403, 403, 403, 403, 200}},
+			{"GET", "/api/v1/cases/" + caseID + "/retention", nil, [5]int{403, 403, 200, 403, 200}},
+			{"GET", "/api/v1/contacts/" + contactID + "/retention", nil, [5]int{403, 403, 200, 403, 200}},
+			{"POST", "/api/v1/retention/runs", map[string]any{"dry_run": true}, [5]int{403, 403, 403, 403, 202}},
+			{"GET", "/api/v1/retention/runs/{run}", nil, [5]int{403, 403, 403, 403, 200}},
+			{"POST", "/api/v1/holds", holdBody, [5]int{403, 403, 201, 403, 201}},
+			{"GET", "/api/v1/holds", nil, [5]int{403, 403, 200, 403, 200}},
+			{"GET", "/api/v1/holds/{hold}", nil, [5]int{403, 403, 200, 403, 200}},
+			{"POST", "/api/v1/holds/{freshhold}/release", map[string]any{"reason": "done"}, [5]int{403, 403, 200, 403, 200}},
+			{"DELETE", "/api/v1/cases/{freshcase}", nil, [5]int{403, 204, 403, 403, 204}},
 		}
 		roles := []auth.Role{auth.RoleAgent, auth.RoleSupervisor, auth.RoleLegal, auth.RoleBackup, auth.RoleAdmin}
 		for _, r := range rows {
 			for i, role := range roles {
 				path := r.path
+				switch path {
+				case "/api/v1/holds/{hold}":
+					path = "/api/v1/holds/" + holdID
+				case "/api/v1/retention/runs/{run}":
+					path = "/api/v1/retention/runs/" + runID
+				case "/api/v1/holds/{freshhold}/release":
+					path = "/api/v1/holds/" + h.mustCreate("/api/v1/holds", holdBody)["id"].(string) + "/release"
+				case "/api/v1/cases/{freshcase}":
+					path = "/api/v1/cases/" + h.mustCreate("/api/v1/cases", map[string]any{"customer_id": custID, "subject": "to delete", "channel": "web"})["id"].(string)
+				}
+				if r.method == "POST" && r.path == "/api/v1/retention/runs" {
+					waitRuns(t, h)
+				}
 				if path == "/api/v1/tokens/{fresh}" {
 					tok, _, err := auth.NewTokens(h.db).Create(context.Background(), "victim", auth.RoleAgent, nil)
 					if err != nil {

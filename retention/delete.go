@@ -57,9 +57,11 @@ func (s *Sweeper) DeleteCase(ctx context.Context, caseID string, actor cases.Act
 		if err := rows.Close(); err != nil {
 			return fmt.Errorf("read contacts: %w", err)
 		}
-		live, err := s.readContacts(ctx, tx, ids)
-		if err != nil {
-			return err
+		live := map[string]liveContact{}
+		if len(ids) > 0 { // IN () is an error on PostgreSQL
+			if live, err = s.readContacts(ctx, tx, ids); err != nil {
+				return err
+			}
 		}
 		// Holds: by case/customer even without contacts, and per contact.
 		var held []string
