@@ -64,12 +64,12 @@ func attachmentsCmd(cfg *config) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			db, err := openDB(ctx, cfg, true)
+			env, err := openCLI(ctx, cfg)
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			att, _, _, err := openAttachments(ctx, cfg, db)
+			defer env.Close()
+			att, _, _, err := openAttachments(ctx, cfg, env.db)
 			if err != nil {
 				return err
 			}
@@ -77,9 +77,7 @@ func attachmentsCmd(cfg *config) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log := audit.New(db)
-			defer log.Close(context.Background())
-			if err := log.Record(ctx, eventOf(cliChange("attachments.reconcile", "attachments", "", map[string]any{
+			if err := env.log.Record(ctx, eventOf(cliChange("attachments.reconcile", "attachments", "", map[string]any{
 				"dry_run": dryRun, "orphans": len(rep.OrphanBlobsRemoved), "missing": len(rep.MissingBlobs)}), audit.OutcomeOK)); err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/sqldb"
 )
 
 // eventOf turns a domain change into an audit event.
@@ -56,6 +57,26 @@ func cliChange(action, targetType, targetID string, detail map[string]any) cases
 	return cases.Change{Actor: cases.Actor{Name: "cli", Role: "cli"}, Action: action, TargetType: targetType, TargetID: targetID, Detail: detail}
 }
 
+// cliEnv is what an operator command works with: the migrated database and
+// the audit log its actions are recorded in.
+type cliEnv struct {
+	db  *sqldb.DB
+	log *audit.Log
+}
+
+func openCLI(ctx context.Context, cfg *config, opts ...audit.Option) (*cliEnv, error) {
+	db, err := openDB(ctx, cfg, true)
+	if err != nil {
+		return nil, err
+	}
+	return &cliEnv{db: db, log: audit.New(db, opts...)}, nil
+}
+
+func (e *cliEnv) Close() {
+	_ = e.log.Close(context.Background())
+	_ = e.db.Close()
+}
+
 func auditCmd(cfg *config) *cobra.Command {
 	ac := &cobra.Command{Use: "audit", Short: "Verify, export and prune the audit trail"}
 	verify := &cobra.Command{
@@ -64,13 +85,12 @@ func auditCmd(cfg *config) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			db, err := openDB(ctx, cfg, true)
+			env, err := openCLI(ctx, cfg)
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			log := audit.New(db)
-			defer log.Close(context.Background())
+			defer env.Close()
+			log := env.log
 			start := time.Now()
 			res, err := log.Verify(ctx)
 			if err != nil {
@@ -92,13 +112,12 @@ func auditCmd(cfg *config) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			db, err := openDB(ctx, cfg, true)
+			env, err := openCLI(ctx, cfg)
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			log := audit.New(db)
-			defer log.Close(context.Background())
+			defer env.Close()
+			log := env.log
 			f := audit.Filter{Actor: actor, Action: action}
 			f.TargetType, f.TargetID = audit.ParseTarget(target)
 			for _, p := range []struct {
@@ -131,13 +150,12 @@ func auditCmd(cfg *config) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			db, err := openDB(ctx, cfg, true)
+			env, err := openCLI(ctx, cfg, audit.WithRetention(cfg.AuditRetention))
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			log := audit.New(db, audit.WithRetention(cfg.AuditRetention))
-			defer log.Close(context.Background())
+			defer env.Close()
+			log := env.log
 			n, err := log.PruneExpired(ctx)
 			if err != nil {
 				return err

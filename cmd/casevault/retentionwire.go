@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/casevault/casevault/archive"
-	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/search"
@@ -107,13 +106,12 @@ func retentionCmd(cfg *config) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			db, err := openDB(ctx, cfg, true)
+			env, err := openCLI(ctx, cfg)
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			log := audit.New(db)
-			defer log.Close(context.Background())
+			defer env.Close()
+			db, log := env.db, env.log
 			policy := retention.NewPolicy(retention.DefaultSchedule())
 			schedules, err := loadRetention(ctx, cfg, db, policy)
 			if err != nil {
