@@ -53,12 +53,11 @@ func (g *genReader) Read(p []byte) (int, error) {
 
 // peakMem samples the heap while an operation runs.
 type peakMem struct {
-	stop      chan struct{}
-	done      sync.WaitGroup
-	peakHeap  atomic.Uint64
-	baseHeap  uint64
-	baseRSS   int64
-	peakRSSKB int64
+	stop     chan struct{}
+	done     sync.WaitGroup
+	peakHeap atomic.Uint64
+	baseHeap uint64
+	baseRSS  int64
 }
 
 func rssKB(field string) int64 {

@@ -105,7 +105,7 @@ func ParseDigestHeaders(contentDigest, xContentSHA256 string) (string, error) {
 			}
 			val, _, _ = strings.Cut(strings.TrimSpace(val), ";") // drop parameters
 			if len(val) < 2 || val[0] != ':' || val[len(val)-1] != ':' {
-				return "", fmt.Errorf("%w: Content-Digest sha-256 must be a byte sequence :<base64>:", ErrInvalidDigest)
+				return "", fmt.Errorf("%w: Content-Digest sha-256 must be a byte sequence in colons (:<base64>:)", ErrInvalidDigest)
 			}
 			raw, err := base64.StdEncoding.DecodeString(val[1 : len(val)-1])
 			if err != nil || len(raw) != 32 {

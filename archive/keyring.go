@@ -57,16 +57,21 @@ func LoadOrCreateMasterKey(dataDir, envHex string) ([]byte, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, fmt.Errorf("master key: %w", err)
 	}
-	// O_EXCL: when two processes start at once, one creates the file and
-	// the other reads it instead of overwriting it.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return readMasterFile(path)
-	}
+	// The key is written to a private temp file first and then hard-linked
+	// into place: the link appears atomically with its full content and fails
+	// when the file exists, so when two processes start at once one wins and
+	// the other reads the winner's complete key (O_EXCL on the final name
+	// would let the loser read a file that is still empty).
+	f, err := os.CreateTemp(dataDir, ".master.key-*")
 	if err != nil {
 		return nil, fmt.Errorf("master key: %w", err)
 	}
-	_, werr := f.WriteString(hex.EncodeToString(key) + "\n")
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	werr := f.Chmod(0o600)
+	if werr == nil {
+		_, werr = f.WriteString(hex.EncodeToString(key) + "\n")
+	}
 	if werr == nil {
 		werr = f.Sync()
 	}
@@ -74,8 +79,12 @@ func LoadOrCreateMasterKey(dataDir, envHex string) ([]byte, error) {
 		werr = cerr
 	}
 	if werr != nil {
-		os.Remove(path)
-		return nil, fmt.Errorf("master key: write %s: %w", path, werr)
+		return nil, fmt.Errorf("master key: write %s: %w", tmp, werr)
+	}
+	if err := os.Link(tmp, path); errors.Is(err, fs.ErrExist) {
+		return readMasterFile(path)
+	} else if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
 	}
 	if d, err := os.Open(dataDir); err == nil {
 		_ = d.Sync()

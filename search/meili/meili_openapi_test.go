@@ -77,11 +77,7 @@ func asError(t *testing.T, err error) *Error {
 }
 
 func docIDs(ix *fakeIndex) []string {
-	var ids []string
-	for _, id := range ix.order {
-		ids = append(ids, id)
-	}
-	return ids
+	return append([]string(nil), ix.order...)
 }
 
 func lastBody(t *testing.T, f *fakeMeili, method, path string) map[string]any {

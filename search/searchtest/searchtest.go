@@ -81,7 +81,7 @@ func RunWith(t *testing.T, o Options, newEngine func(t *testing.T) search.Engine
 			return err
 		}
 		if n != int64(len(c.cases)) {
-			return fmt.Errorf("Count = %d, want %d", n, len(c.cases))
+			return fmt.Errorf("count = %d, want %d", n, len(c.cases))
 		}
 		return nil
 	})
@@ -672,7 +672,7 @@ func testMutations(t *testing.T, newEngine func(t *testing.T) search.Engine, tim
 				return err
 			}
 			if n != want {
-				return fmt.Errorf("Count %d want %d", n, want)
+				return fmt.Errorf("count %d, want %d", n, want)
 			}
 			return nil
 		})
