@@ -210,24 +210,65 @@ func (c *chunkedWriterTo) Read(p []byte) (int, error) { return c.rc.Read(p) }
 func (c *chunkedWriterTo) Close() error { return c.rc.Close() }
 
 func (c *chunkedWriterTo) WriteTo(w io.Writer) (int64, error) {
-	buf := make([]byte, 256<<10)
+	// Fetching and decrypting the next chunk overlaps with sending the
+	// current one: two buffers in flight, so the blob store and the client
+	// connection are both kept busy.
+	type chunk struct {
+		buf []byte
+		err error
+	}
+	const size = 256 << 10
+	free := make(chan []byte, 2)
+	free <- make([]byte, size)
+	free <- make([]byte, size)
+	full := make(chan chunk, 2)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	// The reader is closed by fasthttp after WriteTo returns, so the
+	// producer must have stopped reading by then.
+	defer func() { close(stop); <-done }()
+	go func() {
+		defer close(done)
+		defer close(full)
+		for {
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-stop:
+				return
+			}
+			n, err := io.ReadFull(c.rc, buf)
+			if err == io.ErrUnexpectedEOF {
+				err = io.EOF
+			}
+			select {
+			case full <- chunk{buf[:n], err}:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
 	var total int64
-	for {
-		n, err := io.ReadFull(c.rc, buf)
-		if n > 0 {
-			m, werr := w.Write(buf[:n])
+	for ch := range full {
+		if len(ch.buf) > 0 {
+			m, werr := w.Write(ch.buf)
 			total += int64(m)
 			if werr != nil {
 				return total, werr
 			}
 		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
+		if ch.err == io.EOF {
 			return total, nil
 		}
-		if err != nil {
-			return total, err
+		if ch.err != nil {
+			return total, ch.err
 		}
+		free <- ch.buf[:cap(ch.buf)]
 	}
+	return total, nil
 }
 
 // contentDisposition always forces a download, with an ASCII fallback name
