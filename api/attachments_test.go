@@ -183,3 +183,37 @@ func TestAttachmentMultipartAndRejections(t *testing.T) {
 		}
 	})
 }
+
+// A client that hangs up mid-download must not wedge the server.
+func TestAttachmentDownloadClientHangsUp(t *testing.T) {
+	h := newHarness(t, "sqlite")
+	contact := h.contactForUpload(t)
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 200000) // 3.2 MB, many chunks
+	r := h.upload(t, contact, "?filename=big.bin", bytes.NewReader(payload), nil)
+	if r.status != 201 {
+		t.Fatalf("upload: %d", r.status)
+	}
+	id := r.json(t)["id"].(string)
+	for i := 0; i < 5; i++ {
+		req, _ := http.NewRequest("GET", h.base+"/api/v1/attachments/"+id, nil)
+		req.Header.Set("Authorization", "Bearer "+h.tokens[auth.RoleAgent])
+		res, err := (&http.Client{Transport: &http.Transport{}}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 10)
+		io.ReadFull(res.Body, buf)
+		res.Body.Close() // hang up with most of the body unsent
+	}
+	req, _ := http.NewRequest("GET", h.base+"/api/v1/attachments/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+h.tokens[auth.RoleAgent])
+	res, err := h.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !bytes.Equal(got, payload) {
+		t.Fatalf("full download after hang-ups: %d bytes, equal=%v", len(got), bytes.Equal(got, payload))
+	}
+}
