@@ -157,3 +157,24 @@ func (l *Log) LockHead(ctx context.Context, tx *sql.Tx) error {
 	}
 	return nil
 }
+
+// AppendManyTx appends several events in the caller's transaction under one
+// head lock and one head update (bulk work such as a retention sweep, where
+// one event per statement round would be the bottleneck on PostgreSQL).
+func (l *Log) AppendManyTx(ctx context.Context, tx *sql.Tx, evs []Event) ([]Event, error) {
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	out := make([]Event, len(evs))
+	for i, ev := range evs {
+		n, err := normalizeCaller(ev, l.now)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = n
+	}
+	if err := appendNormalized(ctx, tx, l.runner(), out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -52,6 +52,16 @@ func systemChange(action, targetType, targetID string, detail map[string]any) ca
 	return cases.Change{Actor: cases.Actor{Name: "system", Role: "system"}, Action: action, TargetType: targetType, TargetID: targetID, Detail: detail}
 }
 
+// hookMany appends many changes under one head lock (retention sweeps).
+func (a auditSink) hookMany(ctx context.Context, tx *sql.Tx, chs []cases.Change) error {
+	evs := make([]audit.Event, len(chs))
+	for i, ch := range chs {
+		evs[i] = eventOf(ch, audit.OutcomeOK)
+	}
+	_, err := a.log.AppendManyTx(ctx, tx, evs)
+	return err
+}
+
 // cliChange is the audit change of an operator command.
 func cliChange(action, targetType, targetID string, detail map[string]any) cases.Change {
 	return cases.Change{Actor: cases.Actor{Name: "cli", Role: "cli"}, Action: action, TargetType: targetType, TargetID: targetID, Detail: detail}

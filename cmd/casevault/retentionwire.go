@@ -76,14 +76,15 @@ func loadRetention(ctx context.Context, cfg *config, db *sqldb.DB, policy *reten
 }
 
 func newRetentionParts(db *sqldb.DB, policy *retention.Policy, schedules *retention.Schedules, ix *search.Indexer,
-	store *sqlstore.Store, blobs archive.Blobs, hook retention.ChangeHook) *retentionParts {
+	store *sqlstore.Store, blobs archive.Blobs, sink auditSink) *retentionParts {
+	hook := retention.ChangeHook(sink.hook)
 	var matcher retention.QueryMatcher
 	if ix != nil {
 		matcher = indexMatcher{ix}
 	}
 	holds := retention.NewHolds(db, matcher)
 	rp := &retentionParts{policy: policy, schedules: schedules, holds: holds, explainer: retention.NewExplainer(db, policy, holds)}
-	opts := retention.SweeperOptions{Policy: policy, Holds: holds, OnChange: hook, IndexLag: func(ctx context.Context) (int64, error) {
+	opts := retention.SweeperOptions{Policy: policy, Holds: holds, OnChange: hook, OnChanges: sink.hookMany, IndexLag: func(ctx context.Context) (int64, error) {
 		n, _, err := store.OutboxStats(ctx)
 		return n, err
 	}}
@@ -125,7 +126,7 @@ func retentionCmd(cfg *config) *cobra.Command {
 			// Query holds are evaluated by the search index, which the
 			// running server owns; without it every query hold counts as
 			// covering (the safe side), see retention.Holds.
-			rp := newRetentionParts(db, policy, schedules, nil, store, blobs, auditSink{log: log}.hook)
+			rp := newRetentionParts(db, policy, schedules, nil, store, blobs, auditSink{log: log})
 			rep, err := rp.sweeper.Run(ctx, retention.RunOptions{DryRun: dryRun})
 			if err != nil {
 				return err

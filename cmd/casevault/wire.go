@@ -105,7 +105,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		return nil, err
 	}
 	a.closers = append(a.closers, a.indexer.Close)
-	a.retention = newRetentionParts(db, policy, schedules, a.indexer, a.store, blobs, sink.hook)
+	a.retention = newRetentionParts(db, policy, schedules, a.indexer, a.store, blobs, sink)
 	a.server = api.New(api.Config{JSONBodyLimit: cfg.JSONBodyLimit, AttachmentLimit: cfg.AttachmentLimit, Version: version},
 		api.Deps{
 			Cases: a.svc, Tokens: a.tokens, Metrics: a.metrics, Log: log,
