@@ -24,6 +24,22 @@ type RetentionDeps struct {
 	Recompute func(ctx context.Context)
 	// AuditTx writes audit events inside retention transactions.
 	AuditTx retention.ChangeHook
+	// ObjectLock mirrors a placed (on) or released (off) hold onto the blob
+	// store's legal-hold flags; nil when the bucket has no object lock.
+	ObjectLock func(ctx context.Context, h retention.Hold, on bool) (int, error)
+}
+
+func (s *Server) objectLock(c *fiber.Ctx, h retention.Hold, on bool) {
+	if s.d.Retention.ObjectLock == nil {
+		return
+	}
+	n, err := s.d.Retention.ObjectLock(c.UserContext(), h, on)
+	if err != nil {
+		// The hold itself is in force either way; the sweeper enforces it.
+		s.log.Error("object lock flags not fully applied", "hold", h.ID, "on", on, "changed", n, "err", err, "request_id", requestID(c))
+		return
+	}
+	s.log.Info("object lock flags applied", "hold", h.ID, "on", on, "blobs", n)
 }
 
 func (s *Server) addRetentionRoutes() {
@@ -143,6 +159,7 @@ func (s *Server) placeHold(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	s.objectLock(c, h, true)
 	c.Location("/api/v1/holds/" + h.ID)
 	return c.Status(fiber.StatusCreated).JSON(h)
 }
@@ -188,6 +205,7 @@ func (s *Server) releaseHold(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	s.objectLock(c, h, false)
 	return c.JSON(h)
 }
 

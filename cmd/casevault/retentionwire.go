@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"reflect"
 
 	"github.com/spf13/cobra"
 
 	"github.com/casevault/casevault/archive"
+	"github.com/casevault/casevault/archive/s3"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/search"
@@ -146,3 +148,23 @@ func retentionCmd(cfg *config) *cobra.Command {
 }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// objectLock returns the hold → S3 legal-hold mirror when the attachment
+// bucket has object lock enabled, else nil (nothing to mirror).
+func objectLock(ctx context.Context, blobs archive.Blobs, holds *retention.Holds, log *slog.Logger) func(context.Context, retention.Hold, bool) (int, error) {
+	st, ok := blobs.(*s3.Store)
+	if !ok {
+		return nil
+	}
+	enabled, err := st.ObjectLockEnabled(ctx)
+	if err != nil {
+		log.Warn("cannot tell whether the bucket has object lock; legal holds will not set S3 flags", "err", err)
+		return nil
+	}
+	if !enabled {
+		return nil
+	}
+	return func(ctx context.Context, h retention.Hold, on bool) (int, error) {
+		return holds.ApplyObjectLock(ctx, st, h, on)
+	}
+}

@@ -113,7 +113,8 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 			Unavailable: []error{archive.ErrUnavailable}, Search: a.indexer,
 			Reindex: func(ctx context.Context) error { return a.indexer.Reindex(ctx, engineFactory{cfg}.build) },
 			Retention: &api.RetentionDeps{Schedules: a.retention.schedules, Holds: a.retention.holds, Explainer: a.retention.explainer,
-				Sweeper: a.retention.sweeper, AuditTx: sink.hook, Recompute: func(ctx context.Context) {
+				Sweeper: a.retention.sweeper, AuditTx: sink.hook, ObjectLock: objectLock(ctx, blobs, a.retention.holds, log),
+				Recompute: func(ctx context.Context) {
 					if _, err := retention.Recompute(ctx, db, policy, retention.RecomputeOptions{}); err != nil {
 						log.Error("retention recompute failed", "err", err)
 					}

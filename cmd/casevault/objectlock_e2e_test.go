@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/casevault/casevault/archive/blobtest"
+	"github.com/casevault/casevault/archive/s3"
+)
+
+// With an object-lock bucket, placing a hold sets the S3 legal-hold flag on
+// every held blob and releasing it clears the flag; blobs of other cases
+// are untouched.
+func TestHoldsSetS3LegalHoldFlags(t *testing.T) {
+	srv := blobtest.StartVersityGW(t)
+	dir := t.TempDir()
+	const bucket = "cv-objlock"
+	p := start(t, dir, "CASEVAULT_S3_ENDPOINT="+srv.Endpoint, "CASEVAULT_S3_BUCKET="+bucket, "CASEVAULT_S3_OBJECT_LOCK=true",
+		"CASEVAULT_S3_ACCESS_KEY="+srv.AccessKey, "CASEVAULT_S3_SECRET_KEY="+srv.SecretKey, "CASEVAULT_S3_TLS=false")
+	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
+	tok := strings.TrimSpace(string(raw))
+	base := "http://" + p.addr + "/api/v1"
+	_, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "Locked"})
+	custID := cust["id"].(string)
+	attach := func(subject string) (caseID, blobKey string) {
+		_, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": custID, "subject": subject, "channel": "email"})
+		_, ct := call(t, "POST", base+"/cases/"+cs["id"].(string)+"/contacts", tok, map[string]any{"channel": "email", "direction": "inbound", "author": "a", "body": "evidence"})
+		res, body := upload(t, base+"/contacts/"+ct["id"].(string)+"/attachments?filename=e.pdf", tok, []byte("%PDF evidence"))
+		if res.StatusCode != 201 {
+			t.Fatalf("upload: %d %s", res.StatusCode, body)
+		}
+		id := strings.Split(strings.Split(string(body), `"id":"`)[1], `"`)[0]
+		return cs["id"].(string), "att/" + custID + "/" + id
+	}
+	heldCase, heldKey := attach("held")
+	_, freeKey := attach("free")
+
+	st, err := s3.New(context.Background(), s3.Config{Endpoint: srv.Endpoint, Bucket: bucket, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flag := func(key string) bool {
+		on, err := st.LegalHold(context.Background(), key)
+		if err != nil {
+			t.Fatalf("legal hold of %s: %v", key, err)
+		}
+		return on
+	}
+	if flag(heldKey) || flag(freeKey) {
+		t.Fatal("flags set before any hold")
+	}
+	code, hold := call(t, "POST", base+"/holds", tok, map[string]any{"matter": "m", "reason": "r", "scope": map[string]any{"case_ids": []string{heldCase}}})
+	if code != 201 {
+		t.Fatalf("hold: %d %v", code, hold)
+	}
+	if !flag(heldKey) || flag(freeKey) {
+		t.Fatalf("after placing: held=%v free=%v, want true false", flag(heldKey), flag(freeKey))
+	}
+	if code, _ := call(t, "POST", base+"/holds/"+hold["id"].(string)+"/release", tok, map[string]any{"reason": "done"}); code != 200 {
+		t.Fatalf("release: %d", code)
+	}
+	if flag(heldKey) {
+		t.Fatal("flag still set after release")
+	}
+}
