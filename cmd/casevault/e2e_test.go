@@ -195,6 +195,11 @@ func TestTokenCreateCLI(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "schema at version") {
 		t.Fatalf("migrate: %v %s", err, out)
 	}
+	// CLI actions are on the audit trail.
+	out, err = exec.Command(binary(t), "audit", "export", "--data-dir", dir).Output()
+	if err != nil || !strings.Contains(string(out), `"schema.migrate"`) || !strings.Contains(string(out), `"token.create"`) {
+		t.Fatalf("CLI actions missing from the audit export: %v\n%s", err, out)
+	}
 }
 
 // TestKill9KeepsEveryAcknowledgedWrite kills the server with SIGKILL in the

@@ -13,6 +13,7 @@ import (
 
 	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/archive/s3"
+	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/search"
@@ -131,6 +132,10 @@ func retentionCmd(cfg *config) *cobra.Command {
 			rp := newRetentionParts(db, policy, schedules, nil, store, blobs, auditSink{log: log})
 			rep, err := rp.sweeper.Run(ctx, retention.RunOptions{DryRun: dryRun})
 			if err != nil {
+				return err
+			}
+			if err := log.Record(ctx, eventOf(cliChange("retention.run", "retention_run", rep.ID, map[string]any{
+				"dry_run": dryRun, "status": rep.Status, "deleted": rep.Deleted, "anonymized": rep.Anonymized, "redacted": rep.Redacted}), audit.OutcomeOK)); err != nil {
 				return err
 			}
 			if asJSON {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/search/bleve"
 	"github.com/casevault/casevault/search/meili"
@@ -119,12 +120,12 @@ func reindexCmd(cfg *config) *cobra.Command {
 				fmt.Fprintln(cmd.OutOrStdout(), "reindex started on the server; follow it in GET /api/v1/search/status")
 				return nil
 			}
-			db, err := openDB(ctx, cfg, true)
+			env, err := openCLI(ctx, cfg)
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			store := sqlstore.New(db, sqlstore.Options{})
+			defer env.Close()
+			store := sqlstore.New(env.db, sqlstore.Options{})
 			log := newLogger(cfg, cmd.ErrOrStderr())
 			ix, err := startIndexer(ctx, cfg, store, log, prometheus.NewRegistry())
 			if err != nil {
@@ -137,7 +138,7 @@ func reindexCmd(cfg *config) *cobra.Command {
 			}
 			st, _ := ix.Status(ctx)
 			fmt.Fprintf(cmd.OutOrStdout(), "rebuilt %s: %d documents in %s\n", st.Index, st.Documents, time.Since(start).Round(time.Millisecond))
-			return nil
+			return env.log.Record(ctx, eventOf(cliChange("search.reindex", "index", st.Index, map[string]any{"documents": st.Documents}), audit.OutcomeOK))
 		},
 	}
 	cmd.Flags().StringVar(&url, "url", "", "base URL of a running server (e.g. http://127.0.0.1:8080)")

@@ -162,16 +162,19 @@ func migrateCmd(cfg *config) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Minute)
 			defer cancel()
-			db, err := openDB(ctx, cfg, true)
+			env, err := openCLI(ctx, cfg)
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			v, err := db.Version(ctx)
+			defer env.Close()
+			v, err := env.db.Version(ctx)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "schema at version %d (%s)\n", v, db.Dialect)
+			if err := env.log.Record(ctx, eventOf(cliChange("schema.migrate", "schema", "", map[string]any{"version": v}), audit.OutcomeOK)); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "schema at version %d (%s)\n", v, env.db.Dialect)
 			return nil
 		},
 	}
