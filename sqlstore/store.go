@@ -54,7 +54,7 @@ func (s *Store) Prepare(ctx context.Context) error {
 
 const (
 	qEnqueue       = `INSERT INTO outbox (case_id, created_at) VALUES (?, ?)`
-	qCaseClosedAt  = `SELECT closed_at FROM cases WHERE id = ?`
+	qCaseClosedAt  = `SELECT closed_at, customer_id FROM cases WHERE id = ?`
 	qInsertContact = `INSERT INTO contacts (` + contactCols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 	qTouchCase     = `UPDATE cases SET updated_at = ? WHERE id = ?`
 )
@@ -459,12 +459,18 @@ func jsonOrNull[T any](v *T) any {
 func (s *Store) CreateContact(ctx context.Context, c *cases.Contact, ch cases.Change) error {
 	return s.write(ctx, ch, func(tx *sql.Tx) error {
 		var closed sql.NullInt64
-		err := s.db.QueryRowTx(ctx, tx, qCaseClosedAt+s.forUpdate(), c.CaseID).Scan(&closed)
+		var customerID string
+		err := s.db.QueryRowTx(ctx, tx, qCaseClosedAt+s.forUpdate(), c.CaseID).Scan(&closed, &customerID)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("case %s: %w", c.CaseID, cases.ErrNotFound)
 		}
 		if err != nil {
 			return fmt.Errorf("lock case: %w", err)
+		}
+		if c.CustomerID == "" {
+			c.CustomerID = customerID
+		} else if c.CustomerID != customerID {
+			return fmt.Errorf("case %s belongs to another customer: %w", c.CaseID, cases.ErrConflict)
 		}
 		if s.policy != nil {
 			c.RetainUntil = s.policy.RetainUntil(c.Purposes, c.OccurredAt, timePtr(closed))
