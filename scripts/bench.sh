@@ -27,6 +27,12 @@ http_bench() { # name, extra env...
   say "## $name"
   "$tmp/cvbench" -url http://127.0.0.1:18099 -token "$tok" -mode contacts -c 32 -d "$DUR" | tee -a "$out"
   "$tmp/cvbench" -url http://127.0.0.1:18099 -mode healthz -c 32 -d "$DUR" | tee -a "$out"
+  if command -v wrk >/dev/null 2>&1; then # a second, C load generator (apt-get install wrk)
+    local api=http://127.0.0.1:18099/api/v1 h=(-H "Authorization: Bearer $tok" -H "Content-Type: application/json") cu cases
+    cu=$(curl -s "${h[@]}" $api/customers -d '{"name":"wrk"}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
+    cases=$(for i in $(seq 1 200); do curl -s "${h[@]}" $api/cases -d "{\"customer_id\":\"$cu\",\"subject\":\"w$i\",\"channel\":\"chat\"}" | sed 's/^{"id":"\([^"]*\)".*/\1/'; done | paste -sd,)
+    say "wrk contacts:"; CASES="$cases" TOKEN="$tok" wrk -t2 -c32 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18099 | tee -a "$out"
+  fi
   kill -TERM "$pid"; wait "$pid" || true
 }
 
