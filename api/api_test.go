@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/casevault/casevault/auth"
+	"github.com/casevault/casevault/search"
 )
 
 func TestCaseLifecycle(t *testing.T) {
@@ -289,5 +290,16 @@ func TestHealthAndReadiness(t *testing.T) {
 	r = h.do("GET", "/metrics", "", nil)
 	if r.status != 200 || !strings.Contains(string(r.body), "casevault_http_requests_total") || !strings.Contains(string(r.body), "casevault_http_request_duration_seconds") {
 		t.Fatalf("metrics = %d %.300s", r.status, r.body)
+	}
+}
+
+func TestReindexWhileRunningIsAConflict(t *testing.T) {
+	h := newHarness(t, "sqlite")
+	if r := h.do("POST", "/api/v1/search/reindex", h.tokens[auth.RoleAdmin], nil); r.status != 202 {
+		t.Fatalf("reindex = %d", r.status)
+	}
+	*h.reindexErr = search.ErrReindexRunning
+	if r := h.do("POST", "/api/v1/search/reindex", h.tokens[auth.RoleAdmin], nil); r.status != 409 {
+		t.Fatalf("reindex while running = %d, want 409", r.status)
 	}
 }

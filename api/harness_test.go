@@ -64,6 +64,8 @@ type harness struct {
 	client *http.Client
 	// blobDir is the attachment store's root, to inspect what is on disk.
 	blobDir string
+	// reindexErr is what the reindex starter answers (tests set it).
+	reindexErr *error
 }
 
 func newHarness(t *testing.T, d sqldb.Dialect) *harness {
@@ -91,6 +93,7 @@ func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 	}
 	ix := search.NewIndexer(store, eng, nil, search.Options{})
 	t.Cleanup(func() { ix.Close() })
+	reindexErr := new(error)
 	policy := retention.NewPolicy(retention.DefaultSchedule())
 	holds := retention.NewHolds(db, nil)
 	sweeper := retention.NewSweeper(db, retention.SweeperOptions{Policy: policy, Holds: holds, Blobs: blobs})
@@ -100,7 +103,7 @@ func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 		Cases: cases.NewService(store, nil), Tokens: tokens, Audit: rec,
 		Log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Attachments: atts, Unavailable: []error{archive.ErrUnavailable},
-		AuditTrail: trail, Search: ix, Reindex: func(context.Context) error { return nil }, Retention: ret,
+		AuditTrail: trail, Search: ix, Reindex: func(context.Context) error { return *reindexErr }, Retention: ret,
 		Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) { return nil, db.Ping(ctx) }}},
 	})
 	// A real loopback listener: the server is exercised exactly as clients
@@ -111,7 +114,7 @@ func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 	}
 	go func() { _ = srv.App().Listener(ln) }()
 	t.Cleanup(func() { _ = srv.App().Shutdown() })
-	h := &harness{t: t, db: db, srv: srv, blobDir: blobDir, audit: rec, tokens: map[auth.Role]string{},
+	h := &harness{t: t, db: db, srv: srv, blobDir: blobDir, reindexErr: reindexErr, audit: rec, tokens: map[auth.Role]string{},
 		base: "http://" + ln.Addr().String(), client: &http.Client{Timeout: 30 * time.Second}}
 	ctx := context.Background()
 	for _, r := range auth.Roles {

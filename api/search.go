@@ -149,16 +149,15 @@ func (s *Server) searchStatus(c *fiber.Ctx) error {
 
 func (s *Server) reindex(c *fiber.Ctx) error {
 	a := actor(c)
+	if err := s.d.Reindex(c.UserContext()); errors.Is(err, search.ErrReindexRunning) {
+		return errStatus(fiber.StatusConflict, "a reindex is already running")
+	} else if err != nil {
+		return err
+	}
 	if s.d.Audit != nil {
 		if err := s.d.Audit.Record(c.UserContext(), cases.Change{Actor: a, Action: "search.reindex", TargetType: "index"}, "ok"); err != nil {
 			return err
 		}
 	}
-	go func() {
-		ctx := context.Background()
-		if err := s.d.Reindex(ctx); err != nil {
-			s.log.Error("reindex failed", "err", err, "request_id", a.RequestID)
-		}
-	}()
 	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"status": "started"})
 }

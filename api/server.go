@@ -63,7 +63,8 @@ type Deps struct {
 	Attachments AttachmentStore
 	// Search is optional (nil: no search routes).
 	Search Searcher
-	// Reindex rebuilds the search index (nil: no reindex route).
+	// Reindex starts a rebuild of the search index in the background and
+	// returns search.ErrReindexRunning when one is running (nil: no route).
 	Reindex func(ctx context.Context) error
 	// Unavailable lists extra sentinel errors that mean "backend down" (503).
 	Unavailable []error

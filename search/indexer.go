@@ -349,6 +349,32 @@ func (ix *Indexer) Reindex(ctx context.Context, build func(ctx context.Context) 
 		return ErrReindexRunning
 	}
 	defer ix.reindexing.Store(false)
+	return ix.rebuild(ctx, build)
+}
+
+// StartReindex starts Reindex in the background and returns at once:
+// ErrReindexRunning when a rebuild is already under way (the API answers
+// 409), else nil. done, when not nil, receives the rebuild's result.
+func (ix *Indexer) StartReindex(ctx context.Context, build func(ctx context.Context) (Engine, error), done func(error)) error {
+	if !ix.reindexing.CompareAndSwap(false, true) {
+		return ErrReindexRunning
+	}
+	go func() {
+		err := ix.rebuild(ctx, build)
+		// Free the slot before reporting, so whoever learns of the end can
+		// start the next rebuild at once.
+		ix.reindexing.Store(false)
+		if err != nil {
+			ix.log.ErrorContext(ctx, "search reindex failed", "err", err)
+		}
+		if done != nil {
+			done(err)
+		}
+	}()
+	return nil
+}
+
+func (ix *Indexer) rebuild(ctx context.Context, build func(ctx context.Context) (Engine, error)) (err error) {
 	neu, err := build(ctx)
 	if err != nil {
 		return fmt.Errorf("search: reindex: build: %w", err)

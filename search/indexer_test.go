@@ -430,3 +430,39 @@ func tokensOf(s string) []string {
 	}
 	return out
 }
+
+// StartReindex refuses a second rebuild while one runs (the API's 409) and
+// accepts one again after it finished.
+func TestStartReindexOneAtATime(t *testing.T) {
+	src := newMemSource()
+	src.put(mkCase(1, "refund"))
+	dir := t.TempDir()
+	ix := search.NewIndexer(src, openBleve(t, dir), nil, search.Options{})
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	build := func(ctx context.Context) (search.Engine, error) {
+		<-release
+		return bleve.Build(ctx, dir)
+	}
+	if err := ix.StartReindex(context.Background(), build, func(err error) { done <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.StartReindex(context.Background(), build, nil); !errors.Is(err, search.ErrReindexRunning) {
+		t.Fatalf("second StartReindex = %v, want ErrReindexRunning", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("rebuild: %v", err)
+	}
+	if got := ix.Engine().IndexName(); got != "cases_v2" {
+		t.Fatalf("live index %s, want cases_v2", got)
+	}
+	again := make(chan error, 1)
+	if err := ix.StartReindex(context.Background(), func(ctx context.Context) (search.Engine, error) { return bleve.Build(ctx, dir) }, func(err error) { again <- err }); err != nil {
+		t.Fatalf("StartReindex after the first finished: %v", err)
+	}
+	if err := <-again; err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ix.Close() })
+}

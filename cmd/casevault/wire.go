@@ -111,7 +111,9 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 			Cases: a.svc, Tokens: a.tokens, Metrics: a.metrics, Log: log,
 			Audit: sink, AuditTrail: a.audit, AuditTx: sink.hook, Attachments: att,
 			Unavailable: []error{archive.ErrUnavailable}, Search: a.indexer,
-			Reindex: func(ctx context.Context) error { return a.indexer.Reindex(ctx, engineFactory{cfg}.build) },
+			// The rebuild outlives the request but not the process: it runs
+			// under the command's context, which SIGTERM cancels.
+			Reindex: func(context.Context) error { return a.indexer.StartReindex(ctx, engineFactory{cfg}.build, nil) },
 			Retention: &api.RetentionDeps{Schedules: a.retention.schedules, Holds: a.retention.holds, Explainer: a.retention.explainer,
 				Sweeper: a.retention.sweeper, AuditTx: sink.hook, ObjectLock: objectLock(ctx, blobs, a.retention.holds, log),
 				Recompute: func(ctx context.Context) {
