@@ -102,8 +102,8 @@ func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 	srv := api.New(api.Config{JSONBodyLimit: 64 << 10, AttachmentLimit: 1 << 20, Version: "test"}, api.Deps{
 		Cases: cases.NewService(store, nil), Tokens: tokens, Audit: rec,
 		Log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Attachments: atts, Unavailable: []error{archive.ErrUnavailable},
-		AuditTrail: trail, Search: ix, Reindex: func(context.Context) error { return *reindexErr }, Retention: ret,
+		Attachments: atts,
+		AuditTrail:  trail, Search: ix, Reindex: func(context.Context) error { return *reindexErr }, Retention: ret,
 		Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) { return nil, db.Ping(ctx) }}},
 	})
 	// A real loopback listener: the server is exercised exactly as clients

@@ -45,9 +45,6 @@ func errStatus(status int, format string, args ...any) error {
 	return &httpError{status: status, detail: fmt.Sprintf(format, args...)}
 }
 
-// Unavailable marks a backend that is down: the API answers 503 with Retry-After.
-var errUnavailableBackends = []error{sqldb.ErrUnavailable}
-
 // problemFor maps any error a handler returns to its problem document.
 func (s *Server) problemFor(err error) Problem {
 	var he *httpError
@@ -71,25 +68,16 @@ func (s *Server) problemFor(err error) Problem {
 		return Problem{Status: fiber.StatusRequestedRangeNotSatisfiable, Detail: "range outside the attachment"}
 	case errors.Is(err, archive.ErrUnavailable):
 		return Problem{Status: fiber.StatusServiceUnavailable, Detail: "the blob store is unavailable; retry later"}
+	case errors.Is(err, sqldb.ErrUnavailable):
+		return Problem{Status: fiber.StatusServiceUnavailable, Detail: "the database is unavailable; retry later"}
 	case errors.As(err, &held):
 		return Problem{Status: fiber.StatusConflict, Detail: err.Error(), Hold: strings.Join(held.HoldIDs, ",")}
 	case errors.Is(err, cases.ErrConflict):
 		return Problem{Status: fiber.StatusConflict, Detail: err.Error()}
-	case s.isUnavailable(err):
-		return Problem{Status: fiber.StatusServiceUnavailable, Detail: "a backend is unavailable; retry later"}
 	case errors.As(err, &fe):
 		return Problem{Status: fe.Code, Detail: fe.Message}
 	}
 	return Problem{Status: fiber.StatusInternalServerError, Detail: "internal error"}
-}
-
-func (s *Server) isUnavailable(err error) bool {
-	for _, u := range append(errUnavailableBackends, s.unavailable...) {
-		if errors.Is(err, u) {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *Server) errorHandler(c *fiber.Ctx, err error) error {

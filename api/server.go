@@ -66,20 +66,17 @@ type Deps struct {
 	// Reindex starts a rebuild of the search index in the background and
 	// returns search.ErrReindexRunning when one is running (nil: no route).
 	Reindex func(ctx context.Context) error
-	// Unavailable lists extra sentinel errors that mean "backend down" (503).
-	Unavailable []error
 }
 
 // Server is the configured HTTP app.
 type Server struct {
-	cfg         Config
-	d           Deps
-	log         *slog.Logger
-	app         *fiber.App
-	routes      []route
-	unavailable []error
-	reqs        *prometheus.CounterVec
-	lat         *prometheus.HistogramVec
+	cfg    Config
+	d      Deps
+	log    *slog.Logger
+	app    *fiber.App
+	routes []route
+	reqs   *prometheus.CounterVec
+	lat    *prometheus.HistogramVec
 }
 
 type route struct {
@@ -111,7 +108,7 @@ func New(cfg Config, d Deps) *Server {
 	if d.Metrics == nil {
 		d.Metrics = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, d: d, log: d.Log, unavailable: d.Unavailable}
+	s := &Server{cfg: cfg, d: d, log: d.Log}
 	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "casevault_http_requests_total", Help: "HTTP requests by route, method and status.",
 	}, []string{"route", "method", "status"})

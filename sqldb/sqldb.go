@@ -75,10 +75,6 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	return db, nil
 }
 
-// OpenNoMigrate connects without touching the schema (used by tools that
-// must not change a database they inspect).
-func OpenNoMigrate(ctx context.Context, cfg Config) (*DB, error) { return open(ctx, cfg) }
-
 func open(ctx context.Context, cfg Config) (*DB, error) {
 	if strings.HasPrefix(cfg.URL, "postgres://") || strings.HasPrefix(cfg.URL, "postgresql://") {
 		pool, err := sql.Open("pgx", cfg.URL)

@@ -84,15 +84,6 @@ func (db *DB) QueryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	return s.QueryRowContext(ctx, args...)
 }
 
-// Query runs a cached query on the read pool.
-func (db *DB) Query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	s, err := db.stmt(ctx, db.Read, q)
-	if err != nil {
-		return nil, err
-	}
-	return s.QueryContext(ctx, args...)
-}
-
 func (db *DB) closeStmts() {
 	db.stmts.mu.Lock()
 	defer db.stmts.mu.Unlock()

@@ -59,9 +59,6 @@ const (
 	qTouchCase     = `UPDATE cases SET updated_at = ? WHERE id = ?`
 )
 
-// DB exposes the database for packages that share its transactions.
-func (s *Store) DB() *sqldb.DB { return s.db }
-
 func (s *Store) q(query string) string { return s.db.Rebind(query) }
 
 func micros(t time.Time) int64 { return t.UTC().UnixMicro() }

@@ -62,13 +62,7 @@ func attachmentsCmd(cfg *config) *cobra.Command {
 		Use:   "reconcile",
 		Short: "Remove blobs without a row (older than --grace) and report rows whose blob is missing",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			env, err := openCLI(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
+		RunE: withCLI(cfg, func(ctx context.Context, cmd *cobra.Command, env *cliEnv) error {
 			att, _, _, err := openAttachments(ctx, cfg, env.db)
 			if err != nil {
 				return err
@@ -94,7 +88,7 @@ func attachmentsCmd(cfg *config) *cobra.Command {
 				fmt.Fprintln(cmd.OutOrStdout(), "missing blob for attachment", id)
 			}
 			return nil
-		},
+		}),
 	}
 	rec.Flags().BoolVar(&dryRun, "dry-run", false, "report only")
 	rec.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")

@@ -75,11 +75,25 @@ type cliEnv struct {
 }
 
 func openCLI(ctx context.Context, cfg *config, opts ...audit.Option) (*cliEnv, error) {
-	db, err := openDB(ctx, cfg, true)
+	db, err := openDB(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	return &cliEnv{db: db, log: audit.New(db, opts...)}, nil
+}
+
+// withCLI wraps an operator command: it opens the database and audit log,
+// runs fn, and closes both.
+func withCLI(cfg *config, fn func(ctx context.Context, cmd *cobra.Command, env *cliEnv) error, opts ...audit.Option) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		ctx := cmd.Context()
+		env, err := openCLI(ctx, cfg, opts...)
+		if err != nil {
+			return err
+		}
+		defer env.Close()
+		return fn(ctx, cmd, env)
+	}
 }
 
 func (e *cliEnv) Close() {
@@ -93,13 +107,7 @@ func auditCmd(cfg *config) *cobra.Command {
 		Use:   "verify",
 		Short: "Walk the hash chain and report the first bad event (exit 1 if any)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			env, err := openCLI(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
+		RunE: withCLI(cfg, func(ctx context.Context, cmd *cobra.Command, env *cliEnv) error {
 			log := env.log
 			start := time.Now()
 			res, err := log.Verify(ctx)
@@ -113,20 +121,14 @@ func auditCmd(cfg *config) *cobra.Command {
 				return fmt.Errorf("audit chain broken at event %d: %s", *res.FirstBad, res.Reason)
 			}
 			return nil
-		},
+		}),
 	}
 	var actor, action, target, from, to string
 	export := &cobra.Command{
 		Use:   "export",
 		Short: "Write audit events as NDJSON to stdout, oldest first",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			env, err := openCLI(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
+		RunE: withCLI(cfg, func(ctx context.Context, cmd *cobra.Command, env *cliEnv) error {
 			log := env.log
 			f := audit.Filter{Actor: actor, Action: action}
 			f.TargetType, f.TargetID = audit.ParseTarget(target)
@@ -147,7 +149,7 @@ func auditCmd(cfg *config) *cobra.Command {
 				return err
 			}
 			return log.Export(ctx, cmd.OutOrStdout(), f)
-		},
+		}),
 	}
 	export.Flags().StringVar(&actor, "actor", "", "actor id or name")
 	export.Flags().StringVar(&action, "action", "", "action, or a prefix ending in * (case.*)")

@@ -59,7 +59,7 @@ func loadRetention(ctx context.Context, cfg *config, db *sqldb.DB, policy *reten
 		return nil, fmt.Errorf("--retention-schedule-file: %w", err)
 	}
 	var sc retention.Schedule
-	dec := json.NewDecoder(bytesReader(raw))
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&sc); err != nil {
 		return nil, fmt.Errorf("--retention-schedule-file %s: %w", cfg.RetentionFile, err)
@@ -108,13 +108,7 @@ func retentionCmd(cfg *config) *cobra.Command {
 		Use:   "run [--dry-run]",
 		Short: "Run one retention sweep now (the server's own runs are scheduled by --retention-schedule)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			env, err := openCLI(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
+		RunE: withCLI(cfg, func(ctx context.Context, cmd *cobra.Command, env *cliEnv) error {
 			db, log := env.db, env.log
 			policy := retention.NewPolicy(retention.DefaultSchedule())
 			schedules, err := loadRetention(ctx, cfg, db, policy)
@@ -144,15 +138,13 @@ func retentionCmd(cfg *config) *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "%s (dry run: %v): examined %d, deleted %d, anonymized %d, redacted %d, cases deleted %d, held %d, errors %d\n",
 				rep.Status, rep.DryRun, rep.Examined, rep.Deleted, rep.Anonymized, rep.Redacted, rep.CasesDeleted, rep.SkippedHeld, rep.Errors)
 			return nil
-		},
+		}),
 	}
 	run.Flags().BoolVar(&dryRun, "dry-run", false, "report what would happen, change nothing")
 	run.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	rc.AddCommand(run)
 	return rc
 }
-
-func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
 
 // objectLock returns the hold → S3 legal-hold mirror when the attachment
 // bucket has object lock enabled, else nil (nothing to mirror).

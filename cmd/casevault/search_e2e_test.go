@@ -1,11 +1,14 @@
 package main
 
 import (
+	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -77,4 +80,48 @@ func TestSearchFindsWhatWasWritten(t *testing.T) {
 	if err := exec.Command(binary(t), "reindex", "--data-dir", dir).Run(); err == nil {
 		t.Fatal("offline reindex succeeded while the server holds the index")
 	}
+}
+
+// A lost index directory is rebuilt from the store at the next start, and
+// the index gauges are exported.
+func TestLostIndexIsRebuiltAtStart(t *testing.T) {
+	dir := t.TempDir()
+	p := start(t, dir)
+	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
+	tok := strings.TrimSpace(string(raw))
+	base := "http://" + p.addr + "/api/v1"
+	_, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "Rebuild"})
+	_, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": "lost index", "channel": "web"})
+	call(t, "POST", base+"/cases/"+cs["id"].(string)+"/contacts", tok, map[string]any{"channel": "web", "direction": "inbound", "author": "a", "body": "warranty question"})
+	waitTotal := func(base string, want float64) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if _, res := call(t, "GET", base+"/search?q=warranty", tok, nil); res != nil && res["total"] == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("search never found %v hits", want)
+			}
+		}
+	}
+	waitTotal(base, 1)
+	res, err := http.Get("http://" + p.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(body), "\ncasevault_index_pending ") || !strings.Contains(string(body), "casevault_index_lag_seconds") {
+		t.Fatalf("index gauges missing from /metrics")
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	p.done <- nil
+	if err := os.RemoveAll(filepath.Join(dir, "index")); err != nil {
+		t.Fatal(err)
+	}
+	p2 := start(t, dir)
+	waitTotal("http://"+p2.addr+"/api/v1", 1)
 }

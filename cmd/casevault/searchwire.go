@@ -47,10 +47,14 @@ func (f engineFactory) build(ctx context.Context) (search.Engine, error) {
 	return bleve.Build(ctx, filepath.Join(f.cfg.DataDir, "index"))
 }
 
-// outdated reports whether the live index was built with an older mapping.
-func outdated(eng search.Engine) bool {
+// needsRebuild reports whether the live index must be filled from the store:
+// built with an older mapping, or just created empty (a lost or deleted index
+// directory would otherwise leave every existing case unsearchable, since
+// their outbox rows are long done).
+func needsRebuild(eng search.Engine) bool {
 	o, ok := eng.(interface{ Outdated() bool })
-	return ok && o.Outdated()
+	c, ok2 := eng.(interface{ Created() bool })
+	return (ok && o.Outdated()) || (ok2 && c.Created())
 }
 
 // startIndexer opens the engine and the indexer over the store's outbox.
@@ -61,19 +65,31 @@ func startIndexer(ctx context.Context, cfg *config, store *sqlstore.Store, log *
 		return nil, fmt.Errorf("search engine: %w", err)
 	}
 	ix := search.NewIndexer(store, eng, log.With("component", "indexer"), search.Options{})
-	status := func() search.Status {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		st, _ := ix.Status(ctx)
-		return st
-	}
-	reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "casevault_index_pending", Help: "Outbox rows not yet confirmed by the search engine."},
-			func() float64 { return float64(status().Pending) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "casevault_index_lag_seconds", Help: "Age of the oldest outbox row not yet indexed."},
-			func() float64 { return status().LagSeconds }),
-	)
+	reg.MustRegister(indexCollector{ix})
 	return ix, nil
+}
+
+var (
+	pendingDesc = prometheus.NewDesc("casevault_index_pending", "Outbox rows not yet confirmed by the search engine.", nil, nil)
+	lagDesc     = prometheus.NewDesc("casevault_index_lag_seconds", "Age of the oldest outbox row not yet indexed.", nil, nil)
+)
+
+// indexCollector reads the indexer's status once per scrape for both
+// gauges (a status costs database and engine round trips).
+type indexCollector struct{ ix *search.Indexer }
+
+func (c indexCollector) Describe(ch chan<- *prometheus.Desc) { ch <- pendingDesc; ch <- lagDesc }
+
+func (c indexCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := c.ix.Status(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(pendingDesc, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(st.Pending))
+	ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, st.LagSeconds)
 }
 
 // indexProbe is the readiness check of the index: degraded (not down)

@@ -43,9 +43,9 @@ func serveCmd(cfg *config) *cobra.Command {
 				}
 			}()
 			defer func() { stopIndexer(); <-ixDone }()
-			if outdated(a.indexer.Engine()) {
+			if needsRebuild(a.indexer.Engine()) {
 				go func() {
-					log.Info("search index mapping changed: rebuilding into a new index while the old one answers")
+					log.Info("search index missing or built with an older mapping: rebuilding from the store while the current one answers")
 					if err := a.indexer.Reindex(ixCtx, engineFactory{cfg}.build); err != nil {
 						log.Error("automatic reindex failed", "err", err)
 					}
@@ -193,7 +193,7 @@ func tokenCmd(cfg *config) *cobra.Command {
 				return usageError{err}
 			}
 			ctx := cmd.Context()
-			db, err := openDB(ctx, cfg, true)
+			db, err := openDB(ctx, cfg)
 			if err != nil {
 				return err
 			}

@@ -26,15 +26,12 @@ func isUnavailable(err error) bool {
 	return errors.Is(err, sqldb.ErrUnavailable) || isBlobUnavailable(err)
 }
 
-func openDB(ctx context.Context, cfg *config, migrate bool) (*sqldb.DB, error) {
+func openDB(ctx context.Context, cfg *config) (*sqldb.DB, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	dc := sqldb.Config{URL: cfg.DatabaseURL, Path: filepath.Join(cfg.DataDir, "casevault.db"), Synchronous: cfg.SQLiteSync}
-	if migrate {
-		return sqldb.Open(ctx, dc)
-	}
-	return sqldb.OpenNoMigrate(ctx, dc)
+	return sqldb.Open(ctx, dc)
 }
 
 // app is everything `serve` runs, built from the configuration.
@@ -55,7 +52,7 @@ type app struct {
 }
 
 func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
-	db, err := openDB(ctx, cfg, true)
+	db, err := openDB(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +107,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		api.Deps{
 			Cases: a.svc, Tokens: a.tokens, Metrics: a.metrics, Log: log,
 			Audit: sink, AuditTrail: a.audit, AuditTx: sink.hook, Attachments: att,
-			Unavailable: []error{archive.ErrUnavailable}, Search: a.indexer,
+			Search: a.indexer,
 			// The rebuild outlives the request but not the process: it runs
 			// under the command's context, which SIGTERM cancels.
 			Reindex: func(context.Context) error { return a.indexer.StartReindex(ctx, engineFactory{cfg}.build, nil) },
