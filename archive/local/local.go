@@ -379,3 +379,33 @@ func (s *Store) StaleUploads(ctx context.Context, prefix string, olderThan time.
 	}
 	return found, nil
 }
+
+// Rename moves the blob at from to to, replacing any blob there, atomically
+// (backups write an object under a temporary name and rename it once its
+// content address is known).
+func (s *Store) Rename(ctx context.Context, from, to string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	src, err := s.path(from)
+	if err != nil {
+		return err
+	}
+	dst, err := s.path(to)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return ioErr("rename", to, err)
+	}
+	if err := os.Rename(src, dst); err != nil {
+		if notFound(err) {
+			return fmt.Errorf("local blobs: rename %q: %w", from, archive.ErrNotFound)
+		}
+		return ioErr("rename", to, err)
+	}
+	if err := syncDir(filepath.Dir(dst)); err != nil {
+		return ioErr("rename", to, err)
+	}
+	return s.Delete(ctx, from) // prunes the emptied temporary directory
+}

@@ -1,0 +1,211 @@
+package backup
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/casevault/casevault/sqldb"
+)
+
+// snapshotTx opens the read transaction every table is dumped from, so the
+// backup is one consistent state while writers go on: on SQLite a WAL read
+// transaction (it sees the database as of its first read), on PostgreSQL a
+// REPEATABLE READ snapshot.
+func snapshotTx(ctx context.Context, db *sqldb.DB) (*sql.Tx, error) {
+	opts := &sql.TxOptions{ReadOnly: true}
+	if db.Dialect == sqldb.Postgres {
+		opts.Isolation = sql.LevelRepeatableRead
+	}
+	tx, err := db.Read.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	return tx, nil
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+}
+
+// dumpTable writes t's rows as canonical NDJSON: columns in table order,
+// booleans as true/false whatever the engine, integers as numbers, text as
+// JSON strings. Equal content gives equal bytes on either engine, which is
+// what lets a restore prove itself by digest. each sees every row.
+func dumpTable(ctx context.Context, q querier, t table, where string, args []any, w io.Writer, each func(row []any) error) (int64, error) {
+	query := "SELECT " + strings.Join(t.Columns, ", ") + " FROM " + t.Name
+	if where != "" {
+		query += " WHERE " + where
+	}
+	query += " ORDER BY " + t.Order
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return 0, fmt.Errorf("dump %s: %w", t.Name, err)
+	}
+	defer rows.Close()
+	bw := bufio.NewWriterSize(w, 64<<10)
+	vals := make([]any, len(t.Columns))
+	ptrs := make([]any, len(t.Columns))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	bools := make([]bool, len(t.Columns))
+	for i, c := range t.Columns {
+		bools[i] = t.isBool(c)
+	}
+	var n int64
+	buf := make([]byte, 0, 4096)
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return n, fmt.Errorf("dump %s: %w", t.Name, err)
+		}
+		buf = buf[:0]
+		buf = append(buf, '{')
+		for i, c := range t.Columns {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendJSONString(buf, c)
+			buf = append(buf, ':')
+			if buf, err = appendValue(buf, vals[i], bools[i]); err != nil {
+				return n, fmt.Errorf("dump %s.%s: %w", t.Name, c, err)
+			}
+		}
+		buf = append(buf, '}', '\n')
+		if _, err := bw.Write(buf); err != nil {
+			return n, err
+		}
+		if each != nil {
+			if err := each(vals); err != nil {
+				return n, err
+			}
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return n, fmt.Errorf("dump %s: %w", t.Name, err)
+	}
+	return n, bw.Flush()
+}
+
+func appendValue(buf []byte, v any, isBool bool) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return append(buf, "null"...), nil
+	case int64:
+		if isBool {
+			return strconv.AppendBool(buf, x != 0), nil
+		}
+		return strconv.AppendInt(buf, x, 10), nil
+	case int32:
+		return appendValue(buf, int64(x), isBool)
+	case bool:
+		if isBool {
+			return strconv.AppendBool(buf, x), nil
+		}
+		if x {
+			return append(buf, '1'), nil
+		}
+		return append(buf, '0'), nil
+	case string:
+		return appendJSONString(buf, x), nil
+	case []byte:
+		return appendJSONString(buf, string(x)), nil
+	default:
+		return nil, fmt.Errorf("unsupported column type %T", v)
+	}
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString quotes s as JSON. Unlike encoding/json it does not
+// escape <, > and &: the output is data, never HTML, and stays byte-exact.
+func appendJSONString(buf []byte, s string) []byte {
+	buf = append(buf, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				buf = append(buf, '\\', c)
+			case c == '\n':
+				buf = append(buf, '\\', 'n')
+			case c == '\r':
+				buf = append(buf, '\\', 'r')
+			case c == '\t':
+				buf = append(buf, '\\', 't')
+			case c < 0x20:
+				buf = append(buf, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				buf = append(buf, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			buf = append(buf, `\ufffd`...)
+		} else {
+			buf = append(buf, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(buf, '"')
+}
+
+// rowReader decodes a table dump back into rows.
+type rowReader struct {
+	dec *json.Decoder
+	t   table
+}
+
+func newRowReader(r io.Reader, t table) *rowReader {
+	dec := json.NewDecoder(r)
+	dec.UseNumber()
+	return &rowReader{dec: dec, t: t}
+}
+
+// next returns the next row as column → value (int64, string, bool or
+// nil), or io.EOF.
+func (rr *rowReader) next() (map[string]any, error) {
+	var m map[string]any
+	if err := rr.dec.Decode(&m); err != nil {
+		if err == io.EOF {
+			return nil, io.EOF
+		}
+		return nil, fmt.Errorf("%w: %s: %w", ErrDamaged, rr.t.Name, err)
+	}
+	for k, v := range m {
+		if n, ok := v.(json.Number); ok {
+			i, err := n.Int64()
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s.%s: %w", ErrDamaged, rr.t.Name, k, err)
+			}
+			m[k] = i
+		}
+	}
+	return m, nil
+}
+
+// args orders a row's values for an INSERT of t.Columns on dialect d.
+func (t table) args(d sqldb.Dialect, row map[string]any) []any {
+	out := make([]any, len(t.Columns))
+	for i, c := range t.Columns {
+		v := row[c]
+		if b, ok := v.(bool); ok && d == sqldb.SQLite {
+			if b {
+				v = int64(1)
+			} else {
+				v = int64(0)
+			}
+		}
+		out[i] = v
+	}
+	return out
+}

@@ -1,0 +1,84 @@
+package backup
+
+import (
+	"time"
+)
+
+// Manifest describes one complete backup. It is written last, in plain
+// JSON, so that listing and structural checks need no private key; it holds
+// no personal data (identifiers, sizes, digests, counts).
+type Manifest struct {
+	Format string `json:"format"`
+	ID     string `json:"id"`
+	// StartedAt is when the run began; SnapshotAt when the database
+	// snapshot was taken (the state the backup restores to).
+	StartedAt  time.Time `json:"started_at"`
+	SnapshotAt time.Time `json:"snapshot_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	Source     Source    `json:"source"`
+	// Recipients are the age public keys the files are encrypted to.
+	Recipients []string     `json:"recipients"`
+	Tables     []TableEntry `json:"tables"`
+	Blobs      []BlobEntry  `json:"blobs"`
+	// Missing lists attachment blobs deleted between the snapshot and
+	// their copy (retention or erasure ran meanwhile; their tombstones
+	// remove the rows again on restore).
+	Missing []string `json:"missing,omitempty"`
+	Stats   Stats    `json:"stats"`
+}
+
+// Source describes the instance that was backed up.
+type Source struct {
+	Engine        string `json:"engine"`
+	SchemaVersion int    `json:"schema_version"`
+	Host          string `json:"host,omitempty"`
+}
+
+// TableEntry is one table's dump: an age-encrypted zstd stream of NDJSON
+// (one JSON object per row, columns by name), under snapshots/<id>/.
+type TableEntry struct {
+	Name string `json:"name"`
+	File string `json:"file"`
+	Rows int64  `json:"rows"`
+	// Size and SHA256 are of the stored (encrypted) file; PlainSize and
+	// PlainSHA256 of the NDJSON inside.
+	Size        int64  `json:"size"`
+	SHA256      string `json:"sha256"`
+	PlainSize   int64  `json:"plain_size"`
+	PlainSHA256 string `json:"plain_sha256"`
+}
+
+// BlobEntry maps an attachment blob key to the repository object holding an
+// age-encrypted copy of its stored bytes. Objects are named by the SHA-256
+// of their own content (data/<2 hex>/<64 hex>), written once and shared by
+// every later backup that still needs them.
+type BlobEntry struct {
+	Key    string `json:"key"`
+	Object string `json:"object"`
+	Size   int64  `json:"size"`
+	// Digest is the SHA-256 of the blob as the attachment store holds it
+	// (restores check the bytes they put back against it).
+	Digest string `json:"digest"`
+}
+
+// Stats counts what a run did.
+type Stats struct {
+	Rows        int64 `json:"rows"`
+	TableBytes  int64 `json:"table_bytes"`
+	Blobs       int64 `json:"blobs"`
+	BlobsNew    int64 `json:"blobs_new"`
+	BlobsReused int64 `json:"blobs_reused"`
+	BytesNew    int64 `json:"bytes_new"`
+	DurationMS  int64 `json:"duration_ms"`
+}
+
+func (m Manifest) table(name string) (TableEntry, bool) {
+	for _, t := range m.Tables {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return TableEntry{}, false
+}
+
+func objectKey(sum string) string { return dataDir + sum[:2] + "/" + sum }

@@ -1,0 +1,292 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/sqldb"
+)
+
+// tombstones are the records of destruction a restore must re-apply:
+// dispositions (retention, manual deletion) and destroyed customer keys
+// (erasure by crypto-shredding).
+type tombstones struct {
+	sources []string
+	disps   map[string]map[string]any // by disposition id
+	keys    map[string]int64          // customer id → destroyed_at
+}
+
+func newTombstones() *tombstones {
+	return &tombstones{disps: map[string]map[string]any{}, keys: map[string]int64{}}
+}
+
+func (ts *tombstones) addRows(t table, rows []map[string]any) {
+	for _, row := range rows {
+		switch t.Name {
+		case "dispositions":
+			ts.disps[asString(row["id"])] = row
+		case "customer_keys":
+			if at, ok := row["destroyed_at"].(int64); ok {
+				if old, seen := ts.keys[asString(row["customer_id"])]; !seen || at < old {
+					ts.keys[asString(row["customer_id"])] = at
+				}
+			}
+		}
+	}
+}
+
+// readRows returns t's rows (optionally filtered) from a live database.
+func readRows(ctx context.Context, db *sqldb.DB, t table, where string, args ...any) ([]map[string]any, error) {
+	var buf bytes.Buffer
+	if _, err := dumpTable(ctx, db.Read, t, db.Rebind(where), args, &buf, nil); err != nil {
+		return nil, err
+	}
+	return parseRows(&buf, t)
+}
+
+func parseRows(r io.Reader, t table) ([]map[string]any, error) {
+	rr := newRowReader(r, t)
+	var out []map[string]any
+	for {
+		row, err := rr.next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, row)
+	}
+}
+
+// backupRows reads t's rows from a backup (nil when the backup lacks it).
+func (r *Repo) backupRows(ctx context.Context, m Manifest, t table, opts RestoreOptions) ([]map[string]any, error) {
+	te, ok := m.table(t.Name)
+	if !ok {
+		return nil, nil
+	}
+	rc, err := r.openFile(ctx, te.File, opts.Identity, true)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return parseRows(rc, t)
+}
+
+// collectTombstones gathers the tombstones of every backup newer than m and
+// of the live databases.
+func (r *Repo) collectTombstones(ctx context.Context, m Manifest, opts RestoreOptions) (*tombstones, error) {
+	ts := newTombstones()
+	disp, _ := tableByName("dispositions")
+	keys, _ := tableByName("customer_keys")
+	all, err := r.Manifests(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range all {
+		if n.ID == m.ID || !n.SnapshotAt.After(m.SnapshotAt) {
+			continue
+		}
+		for _, t := range []table{disp, keys} {
+			rows, err := r.backupRows(ctx, n, t, opts)
+			if err != nil {
+				return nil, fmt.Errorf("tombstones of backup %s: %w", n.ID, err)
+			}
+			ts.addRows(t, rows)
+		}
+		ts.sources = append(ts.sources, "backup "+n.ID)
+	}
+	for i, db := range opts.Live {
+		rows, err := readRows(ctx, db, disp, "")
+		if err != nil {
+			return nil, fmt.Errorf("tombstones of the live database: %w", err)
+		}
+		ts.addRows(disp, rows)
+		rows, err = readRows(ctx, db, keys, "destroyed_at IS NOT NULL")
+		if err != nil {
+			return nil, fmt.Errorf("tombstones of the live database: %w", err)
+		}
+		ts.addRows(keys, rows)
+		ts.sources = append(ts.sources, fmt.Sprintf("live database %d", i+1))
+	}
+	return ts, nil
+}
+
+// replay applies the tombstones the target does not have yet, in the order
+// they happened, in one transaction with the audit event ch.
+func replay(ctx context.Context, db *sqldb.DB, ts *tombstones, hook ChangeHook, actor cases.Actor, ch cases.Change) (ReplayReport, error) {
+	var rep ReplayReport
+	disp, _ := tableByName("dispositions")
+	err := db.InTx(ctx, func(tx *sql.Tx) error {
+		rep = ReplayReport{}
+		have := map[string]bool{}
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM dispositions`)
+		if err != nil {
+			return fmt.Errorf("replay: %w", err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return fmt.Errorf("replay: %w", err)
+			}
+			have[id] = true
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("replay: %w", err)
+		}
+		var todo []map[string]any
+		for id, row := range ts.disps {
+			if !have[id] {
+				todo = append(todo, row)
+			}
+		}
+		sort.Slice(todo, func(i, j int) bool {
+			a, b := asInt(todo[i]["at"]), asInt(todo[j]["at"])
+			if a != b {
+				return a < b
+			}
+			return asString(todo[i]["id"]) < asString(todo[j]["id"])
+		})
+		ins := newInserter(db.Dialect, tx, disp)
+		for _, row := range todo {
+			if err := applyDisposition(ctx, db, tx, row, &rep); err != nil {
+				return err
+			}
+			if err := ins.add(ctx, disp.args(db.Dialect, row)); err != nil {
+				return err
+			}
+			rep.Dispositions++
+		}
+		if err := ins.flush(ctx); err != nil {
+			return err
+		}
+		ids := make([]string, 0, len(ts.keys))
+		for id := range ts.keys {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			res, err := tx.ExecContext(ctx, db.Rebind(`UPDATE customer_keys SET wrapped_key = NULL, destroyed_at = ? WHERE customer_id = ? AND destroyed_at IS NULL`), ts.keys[id], id)
+			if err != nil {
+				return fmt.Errorf("replay key destruction: %w", err)
+			}
+			n, _ := res.RowsAffected()
+			if n == 0 {
+				var exists int
+				if err := tx.QueryRowContext(ctx, db.Rebind(`SELECT COUNT(*) FROM customer_keys WHERE customer_id = ?`), id).Scan(&exists); err != nil {
+					return fmt.Errorf("replay key destruction: %w", err)
+				}
+				if exists == 0 {
+					// Erased before it ever had a key here: the row still
+					// stops a new key from being made for the customer.
+					if _, err := tx.ExecContext(ctx, db.Rebind(`INSERT INTO customer_keys (customer_id, wrapped_key, created_at, destroyed_at) VALUES (?, NULL, ?, ?)`), id, ts.keys[id], ts.keys[id]); err != nil {
+						return fmt.Errorf("replay key destruction: %w", err)
+					}
+					n = 1
+				}
+			}
+			rep.KeysDestroyed += int(n)
+		}
+		if hook != nil {
+			if ch.Detail == nil {
+				ch.Detail = map[string]any{}
+			}
+			ch.Detail["tombstones"] = rep.Dispositions
+			ch.Detail["keys_destroyed"] = rep.KeysDestroyed
+			return hook(ctx, tx, ch)
+		}
+		return nil
+	})
+	return rep, err
+}
+
+// Disposition actions (retention.Item*; repeated here so the backup
+// package does not depend on the sweeper).
+const (
+	actDelete     = "delete"
+	actAnonymize  = "anonymize"
+	actRedact     = "redact"
+	actDeleteCase = "delete_case"
+)
+
+// redactColumns maps a redacted category to the column that held it.
+var redactColumns = map[string]string{"location": "location", "device": "device"}
+
+func applyDisposition(ctx context.Context, db *sqldb.DB, tx *sql.Tx, row map[string]any, rep *ReplayReport) error {
+	contact, caseID := asString(row["contact_id"]), asString(row["case_id"])
+	exec := func(q string, args ...any) (int64, error) {
+		res, err := tx.ExecContext(ctx, db.Rebind(q), args...)
+		if err != nil {
+			return 0, fmt.Errorf("replay %s of %s%s: %w", row["action"], contact, caseID, err)
+		}
+		return res.RowsAffected()
+	}
+	blobsOf := func(where string, arg string) error {
+		rows, err := tx.QueryContext(ctx, db.Rebind(`SELECT blob_key FROM attachments WHERE `+where), arg)
+		if err != nil {
+			return fmt.Errorf("replay: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var k string
+			if err := rows.Scan(&k); err != nil {
+				return fmt.Errorf("replay: %w", err)
+			}
+			rep.blobsToRemove = append(rep.blobsToRemove, k)
+			rep.BlobsRemoved++
+		}
+		return rows.Err()
+	}
+	switch asString(row["action"]) {
+	case actDelete:
+		if err := blobsOf("contact_id = ?", contact); err != nil {
+			return err
+		}
+		if _, err := exec(`DELETE FROM attachments WHERE contact_id = ?`, contact); err != nil {
+			return err
+		}
+		n, err := exec(`DELETE FROM contacts WHERE id = ?`, contact)
+		rep.Deleted += int(n)
+		return err
+	case actAnonymize:
+		if err := blobsOf("contact_id = ?", contact); err != nil {
+			return err
+		}
+		if _, err := exec(`DELETE FROM attachments WHERE contact_id = ?`, contact); err != nil {
+			return err
+		}
+		n, err := exec(`UPDATE contacts SET author = '', body = '', location = NULL, device = NULL, retain_until = NULL, anonymized_at = ? WHERE id = ?`, asInt(row["at"]), contact)
+		rep.Anonymized += int(n)
+		return err
+	case actRedact:
+		col, ok := redactColumns[asString(row["detail"])]
+		if !ok {
+			return fmt.Errorf("replay: redaction of unknown category %q", row["detail"])
+		}
+		n, err := exec(`UPDATE contacts SET `+col+` = NULL WHERE id = ? AND `+col+` IS NOT NULL`, contact)
+		rep.Redacted += int(n)
+		return err
+	case actDeleteCase:
+		if err := blobsOf("case_id = ?", caseID); err != nil {
+			return err
+		}
+		if _, err := exec(`DELETE FROM attachments WHERE case_id = ?`, caseID); err != nil {
+			return err
+		}
+		if _, err := exec(`DELETE FROM contacts WHERE case_id = ?`, caseID); err != nil {
+			return err
+		}
+		n, err := exec(`DELETE FROM cases WHERE id = ?`, caseID)
+		rep.CasesDeleted += int(n)
+		return err
+	default:
+		return fmt.Errorf("replay: unknown disposition action %q (a newer casevault wrote it?)", strings.TrimSpace(asString(row["action"])))
+	}
+}

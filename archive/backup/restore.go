@@ -1,0 +1,329 @@
+package backup
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"filippo.io/age"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/casevault/casevault/archive"
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/sqldb"
+)
+
+// RestoreOptions says where a full restore goes.
+type RestoreOptions struct {
+	// Target is a migrated, empty database (refused otherwise).
+	Target *sqldb.DB
+	// Blobs is the target's attachment store. Blobs already there (a
+	// surviving bucket) are kept, not overwritten.
+	Blobs    archive.Blobs
+	Identity age.Identity
+	// Live are databases whose tombstones are replayed too (the instance
+	// the backup came from, when it still exists).
+	Live     []*sqldb.DB
+	Workers  int
+	Progress func(Progress)
+	Actor    cases.Actor
+	// OnChange audits the restore in the target.
+	OnChange ChangeHook
+}
+
+// TableReport compares a restored table with the backup.
+type TableReport struct {
+	Name     string `json:"name"`
+	Rows     int64  `json:"rows"`
+	SHA256   string `json:"sha256"`
+	Restored string `json:"restored_sha256"`
+	Match    bool   `json:"match"`
+}
+
+// RestoreReport is what a restore did, with counts and digests.
+type RestoreReport struct {
+	Backup       string        `json:"backup"`
+	SnapshotAt   string        `json:"snapshot_at"`
+	Tables       []TableReport `json:"tables"`
+	Blobs        int64         `json:"blobs_restored"`
+	BlobsPresent int64         `json:"blobs_already_present"`
+	BlobBytes    int64         `json:"blob_bytes"`
+	Missing      int           `json:"blobs_missing_in_backup"`
+	Tombstones   ReplayReport  `json:"tombstones"`
+}
+
+// ReplayReport counts the tombstones a restore re-applied.
+type ReplayReport struct {
+	Sources       []string `json:"sources"`
+	Dispositions  int      `json:"dispositions"`
+	Deleted       int      `json:"contacts_deleted"`
+	Anonymized    int      `json:"contacts_anonymized"`
+	Redacted      int      `json:"redactions"`
+	CasesDeleted  int      `json:"cases_deleted"`
+	KeysDestroyed int      `json:"customer_keys_destroyed"`
+	BlobsRemoved  int      `json:"blobs_removed"`
+	blobsToRemove []string `json:"-"`
+}
+
+// CheckEmpty refuses a target that holds any content.
+func CheckEmpty(ctx context.Context, db *sqldb.DB) error {
+	for _, t := range contentTables {
+		var n int64
+		if err := db.Read.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+t).Scan(&n); err != nil {
+			return fmt.Errorf("check target: %w", err)
+		}
+		if n > 0 {
+			return fmt.Errorf("%w: table %s has %d rows (restore into a new data directory or an empty database)", ErrTargetInUse, t, n)
+		}
+	}
+	return nil
+}
+
+// Restore puts backup id back into an empty target, then replays every
+// later tombstone so nothing deleted since comes back.
+func (r *Repo) Restore(ctx context.Context, id string, opts RestoreOptions) (RestoreReport, error) {
+	if opts.Progress == nil {
+		opts.Progress = func(Progress) {}
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	m, err := r.Manifest(ctx, id)
+	if err != nil {
+		return RestoreReport{}, err
+	}
+	if opts.Identity == nil {
+		return RestoreReport{}, ErrNoKey
+	}
+	version, err := opts.Target.Version(ctx)
+	if err != nil {
+		return RestoreReport{}, err
+	}
+	if m.Source.SchemaVersion > version {
+		return RestoreReport{}, fmt.Errorf("backup %s has schema version %d, newer than this binary's %d: restore with a newer casevault", id, m.Source.SchemaVersion, version)
+	}
+	if err := CheckEmpty(ctx, opts.Target); err != nil {
+		return RestoreReport{}, err
+	}
+	rep := RestoreReport{Backup: id, SnapshotAt: m.SnapshotAt.Format("2006-01-02T15:04:05.000000Z07:00"), Missing: len(m.Missing)}
+	if err := r.restoreTables(ctx, m, opts); err != nil {
+		return RestoreReport{}, err
+	}
+	for _, te := range m.Tables {
+		t, ok := tableByName(te.Name)
+		if !ok {
+			continue
+		}
+		got, err := tableDigest(ctx, opts.Target, t)
+		if err != nil {
+			return RestoreReport{}, err
+		}
+		rep.Tables = append(rep.Tables, TableReport{Name: te.Name, Rows: te.Rows, SHA256: te.PlainSHA256, Restored: got, Match: got == te.PlainSHA256})
+	}
+	if err := r.restoreBlobs(ctx, m.Blobs, opts, &rep); err != nil {
+		return RestoreReport{}, err
+	}
+	ts, err := r.collectTombstones(ctx, m, opts)
+	if err != nil {
+		return RestoreReport{}, err
+	}
+	rr, err := replay(ctx, opts.Target, ts, opts.OnChange, opts.Actor, cases.Change{Actor: opts.Actor, Action: "backup.restore", TargetType: "backup", TargetID: id,
+		Detail: map[string]any{"snapshot_at": rep.SnapshotAt, "rows": m.Stats.Rows, "blobs": len(m.Blobs)}})
+	if err != nil {
+		return RestoreReport{}, err
+	}
+	rr.Sources = ts.sources
+	removeBlobs(ctx, opts.Blobs, rr.blobsToRemove)
+	rep.Tombstones = rr
+	return rep, nil
+}
+
+func (r *Repo) restoreTables(ctx context.Context, m Manifest, opts RestoreOptions) error {
+	var total, done int64
+	for _, te := range m.Tables {
+		total += te.Rows
+	}
+	return opts.Target.InTx(ctx, func(tx *sql.Tx) error {
+		for _, t := range tables {
+			te, ok := m.table(t.Name)
+			if !ok {
+				continue // an older backup: the table keeps what migrations put there
+			}
+			rc, err := r.openFile(ctx, te.File, opts.Identity, true)
+			if err != nil {
+				return err
+			}
+			h := sha256.New()
+			rr := newRowReader(io.TeeReader(rc, h), t)
+			if t.Singleton {
+				if _, err := tx.ExecContext(ctx, "DELETE FROM "+t.Name); err != nil {
+					rc.Close()
+					return fmt.Errorf("restore %s: %w", t.Name, err)
+				}
+			}
+			ins := newInserter(opts.Target.Dialect, tx, t)
+			var n int64
+			for {
+				row, err := rr.next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					rc.Close()
+					return err
+				}
+				if err := ins.add(ctx, t.args(opts.Target.Dialect, row)); err != nil {
+					rc.Close()
+					return err
+				}
+				n++
+				done++
+				if done%2048 == 0 {
+					opts.Progress(Progress{Phase: "tables", Done: done, Total: total, Unit: "rows"})
+				}
+			}
+			// Drain so the digest covers every byte (a trailing newline).
+			_, _ = io.Copy(io.Discard, io.TeeReader(rc, h))
+			rc.Close()
+			if err := ins.flush(ctx); err != nil {
+				return err
+			}
+			if n != te.Rows || hex.EncodeToString(h.Sum(nil)) != te.PlainSHA256 {
+				return fmt.Errorf("%w: table %s: %d rows, digest %x; the manifest says %d rows, %s", ErrDamaged, t.Name, n, h.Sum(nil), te.Rows, te.PlainSHA256)
+			}
+		}
+		opts.Progress(Progress{Phase: "tables", Done: done, Total: total, Unit: "rows"})
+		return nil
+	})
+}
+
+// inserter batches rows into multi-row INSERTs.
+type inserter struct {
+	d    sqldb.Dialect
+	tx   *sql.Tx
+	t    table
+	per  int
+	args []any
+	n    int
+}
+
+func newInserter(d sqldb.Dialect, tx *sql.Tx, t table) *inserter {
+	per := 30000 / len(t.Columns) // under both engines' bound-parameter limits
+	if per > 500 {
+		per = 500
+	}
+	return &inserter{d: d, tx: tx, t: t, per: per}
+}
+
+func (in *inserter) add(ctx context.Context, args []any) error {
+	in.args = append(in.args, args...)
+	in.n++
+	if in.n == in.per {
+		return in.flush(ctx)
+	}
+	return nil
+}
+
+func (in *inserter) flush(ctx context.Context) error {
+	if in.n == 0 {
+		return nil
+	}
+	one := "(" + strings.TrimSuffix(strings.Repeat("?,", len(in.t.Columns)), ",") + ")"
+	q := "INSERT INTO " + in.t.Name + " (" + strings.Join(in.t.Columns, ", ") + ") VALUES " + strings.TrimSuffix(strings.Repeat(one+",", in.n), ",")
+	if _, err := in.tx.ExecContext(ctx, sqldb.Rebind(in.d, q), in.args...); err != nil {
+		return fmt.Errorf("restore %s: %w", in.t.Name, err)
+	}
+	in.args, in.n = in.args[:0], 0
+	return nil
+}
+
+// tableDigest is the SHA-256 of t's canonical dump.
+func tableDigest(ctx context.Context, db *sqldb.DB, t table) (string, error) {
+	h := sha256.New()
+	if _, err := dumpTable(ctx, db.Read, t, "", nil, h, nil); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// TableDigests returns every backed-up table's canonical digest (tests and
+// operators compare two instances with it).
+func TableDigests(ctx context.Context, db *sqldb.DB) (map[string]string, error) {
+	out := map[string]string{}
+	for _, t := range tables {
+		d, err := tableDigest(ctx, db, t)
+		if err != nil {
+			return nil, err
+		}
+		out[t.Name] = d
+	}
+	return out, nil
+}
+
+func (r *Repo) restoreBlobs(ctx context.Context, blobs []BlobEntry, opts RestoreOptions, rep *RestoreReport) error {
+	var total int64
+	for _, b := range blobs {
+		total += b.Size
+	}
+	var mu sync.Mutex
+	var done int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Workers)
+	for _, b := range blobs {
+		g.Go(func() error {
+			if _, err := opts.Blobs.Stat(gctx, b.Key); err == nil {
+				mu.Lock()
+				rep.BlobsPresent++
+				done += b.Size
+				mu.Unlock()
+				return nil
+			} else if !errors.Is(err, archive.ErrNotFound) {
+				return fmt.Errorf("restore blob %s: %w", b.Key, err)
+			}
+			n, err := r.restoreBlob(gctx, b, opts.Identity, opts.Blobs)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			rep.Blobs++
+			rep.BlobBytes += n
+			done += b.Size
+			d := done
+			mu.Unlock()
+			opts.Progress(Progress{Phase: "attachments", Done: d, Total: total, Unit: "bytes"})
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// restoreBlob decrypts one object into the blob store and checks it against
+// the digest the backup recorded; a mismatch removes what was written.
+func (r *Repo) restoreBlob(ctx context.Context, b BlobEntry, id age.Identity, dst archive.Blobs) (int64, error) {
+	rc, err := r.openFile(ctx, b.Object, id, false)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	h := newCountingHash(io.Discard)
+	if err := dst.Put(ctx, b.Key, io.TeeReader(rc, h), -1); err != nil {
+		return 0, fmt.Errorf("restore blob %s: %w", b.Key, err)
+	}
+	if b.Digest != "" && h.sum() != b.Digest {
+		_ = dst.Delete(context.WithoutCancel(ctx), b.Key)
+		return 0, fmt.Errorf("%w: blob %s: digest %s, the manifest says %s", ErrDamaged, b.Key, h.sum(), b.Digest)
+	}
+	return h.n, nil
+}
+
+func removeBlobs(ctx context.Context, blobs archive.Blobs, keys []string) {
+	for _, k := range keys {
+		_ = blobs.Delete(context.WithoutCancel(ctx), k) // an orphan left here is the reconciler's
+	}
+}

@@ -1,0 +1,521 @@
+package backup
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/casevault/casevault/archive"
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/sqldb"
+)
+
+// Progress is one step of long work, reported cumulatively: Done of Total
+// Units in Phase (Total 0 when unknown).
+type Progress struct {
+	Phase string `json:"phase"`
+	Done  int64  `json:"done"`
+	Total int64  `json:"total"`
+	Unit  string `json:"unit"`
+}
+
+// ChangeHook records an audited action in the caller's transaction.
+type ChangeHook func(ctx context.Context, tx *sql.Tx, ch cases.Change) error
+
+// Options wires a Service.
+type Options struct {
+	// Blobs is the attachment store backups copy from and restores into.
+	Blobs archive.Blobs
+	Keys  Keys
+	// Host names the instance in manifests.
+	Host string
+	// Workers copy attachments concurrently (default 4).
+	Workers int
+	// LeaseTTL bounds how long a crashed run blocks the next (default 2m);
+	// a live run renews its lease every third of it.
+	LeaseTTL time.Duration
+	OnChange ChangeHook
+}
+
+// Service runs backups of one instance into one repository.
+type Service struct {
+	db   *sqldb.DB
+	repo *Repo
+	opts Options
+}
+
+// New returns a backup service for db (the instance) and repo (the target).
+func New(db *sqldb.DB, repo *Repo, opts Options) *Service {
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = 2 * time.Minute
+	}
+	if opts.Host == "" {
+		opts.Host, _ = os.Hostname()
+	}
+	return &Service{db: db, repo: repo, opts: opts}
+}
+
+// Repo returns the service's repository.
+func (s *Service) Repo() *Repo { return s.repo }
+
+func micros(t time.Time) int64 { return t.UTC().UnixMicro() }
+
+// lease takes the one-run-at-a-time lock for holder, or ErrLocked. The
+// returned context is cancelled if the lease cannot be renewed (another
+// replica could then start a run), and release gives it back.
+func (s *Service) lease(ctx context.Context, holder string) (context.Context, func(), error) {
+	take := func(ctx context.Context, renew bool) error {
+		now := time.Now()
+		q := `UPDATE backup_lease SET holder = ?, expires_at = ? WHERE id = 1 AND (holder IS NULL OR holder = ? OR expires_at < ?)`
+		if renew {
+			q = `UPDATE backup_lease SET expires_at = ? WHERE id = 1 AND holder = ?`
+		}
+		var res sql.Result
+		err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+			var err error
+			if renew {
+				res, err = tx.ExecContext(ctx, s.db.Rebind(q), micros(now.Add(s.opts.LeaseTTL)), holder)
+			} else {
+				res, err = tx.ExecContext(ctx, s.db.Rebind(q), holder, micros(now.Add(s.opts.LeaseTTL)), holder, micros(now))
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("backup lease: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return ErrLocked
+		}
+		return nil
+	}
+	if err := take(ctx, false); err != nil {
+		return nil, nil, err
+	}
+	lctx, cancel := context.WithCancelCause(ctx)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(s.opts.LeaseTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-lctx.Done():
+				return
+			case <-t.C:
+				if err := take(lctx, true); err != nil {
+					cancel(fmt.Errorf("backup lease lost: %w", err))
+					return
+				}
+			}
+		}
+	}()
+	release := func() {
+		close(stop)
+		wg.Wait()
+		rctx, c := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer c()
+		_ = s.db.InTx(rctx, func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(rctx, s.db.Rebind(`UPDATE backup_lease SET holder = NULL, expires_at = 0 WHERE id = 1 AND holder = ?`), holder)
+			return err
+		})
+		cancel(nil)
+	}
+	return lctx, release, nil
+}
+
+// Run is a backup run as recorded on this instance.
+type Run struct {
+	ID         string          `json:"id"`
+	Kind       string          `json:"kind"`
+	Status     string          `json:"status"`
+	Origin     string          `json:"origin"`
+	StartedAt  time.Time       `json:"started_at"`
+	FinishedAt *time.Time      `json:"finished_at"`
+	Error      string          `json:"error,omitempty"`
+	Report     json.RawMessage `json:"report"`
+}
+
+// Run statuses.
+const (
+	StatusRunning = "running"
+	StatusDone    = "done"
+	StatusFailed  = "failed"
+)
+
+func (s *Service) recordStart(ctx context.Context, id, kind, origin string, at time.Time) error {
+	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO backup_runs (id, kind, status, origin, started_at) VALUES (?, ?, ?, ?, ?)`),
+			id, kind, StatusRunning, origin, micros(at))
+		return err
+	})
+}
+
+func (s *Service) recordEnd(ctx context.Context, id string, report any, runErr error, ch *cases.Change) error {
+	ctx = context.WithoutCancel(ctx)
+	status, msg := StatusDone, ""
+	if runErr != nil {
+		status, msg = StatusFailed, runErr.Error()
+	}
+	rep, _ := json.Marshal(report)
+	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE backup_runs SET status = ?, finished_at = ?, error = ?, report = ? WHERE id = ?`),
+			status, micros(time.Now()), msg, string(rep), id)
+		if err != nil {
+			return err
+		}
+		if ch != nil && s.opts.OnChange != nil {
+			return s.opts.OnChange(ctx, tx, *ch)
+		}
+		return nil
+	})
+}
+
+// GetRun returns a recorded run.
+func (s *Service) GetRun(ctx context.Context, id string) (Run, error) {
+	row := s.db.Read.QueryRowContext(ctx, s.db.Rebind(`SELECT id, kind, status, origin, started_at, finished_at, error, report FROM backup_runs WHERE id = ?`), id)
+	r, err := scanRun(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Run{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return r, err
+}
+
+// Runs lists the latest recorded runs, newest first.
+func (s *Service) Runs(ctx context.Context, limit int) ([]Run, error) {
+	rows, err := s.db.Read.QueryContext(ctx, s.db.Rebind(`SELECT id, kind, status, origin, started_at, finished_at, error, report FROM backup_runs ORDER BY started_at DESC, id DESC LIMIT ?`), limit)
+	if err != nil {
+		return nil, fmt.Errorf("backup runs: %w", err)
+	}
+	defer rows.Close()
+	var out []Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func scanRun(row interface{ Scan(...any) error }) (Run, error) {
+	var r Run
+	var started int64
+	var finished sql.NullInt64
+	var rep string
+	if err := row.Scan(&r.ID, &r.Kind, &r.Status, &r.Origin, &started, &finished, &r.Error, &rep); err != nil {
+		return Run{}, err
+	}
+	r.StartedAt = time.UnixMicro(started).UTC()
+	if finished.Valid {
+		t := time.UnixMicro(finished.Int64).UTC()
+		r.FinishedAt = &t
+	}
+	r.Report = json.RawMessage(rep)
+	return r, nil
+}
+
+// Start begins a backup in the background and returns its ID at once (the
+// API's 202); ErrLocked when a run is already going on.
+func (s *Service) Start(ctx context.Context, origin string, actor cases.Actor) (string, <-chan error, error) {
+	now := time.Now()
+	id := newID(now)
+	lctx, release, err := s.lease(ctx, id)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := s.recordStart(ctx, id, "backup", origin, now); err != nil {
+		release()
+		return "", nil, fmt.Errorf("record backup run: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer release()
+		_, err := s.backup(lctx, id, now, origin, actor, nil)
+		done <- err
+	}()
+	return id, done, nil
+}
+
+// Backup runs one backup now and waits for it.
+func (s *Service) Backup(ctx context.Context, origin string, actor cases.Actor, progress func(Progress)) (Manifest, error) {
+	now := time.Now()
+	id := newID(now)
+	lctx, release, err := s.lease(ctx, id)
+	if err != nil {
+		return Manifest{}, err
+	}
+	defer release()
+	if err := s.recordStart(ctx, id, "backup", origin, now); err != nil {
+		return Manifest{}, fmt.Errorf("record backup run: %w", err)
+	}
+	return s.backup(lctx, id, now, origin, actor, progress)
+}
+
+func (s *Service) backup(ctx context.Context, id string, started time.Time, origin string, actor cases.Actor, progress func(Progress)) (m Manifest, err error) {
+	if progress == nil {
+		progress = func(Progress) {}
+	}
+	defer func() {
+		if cause := context.Cause(ctx); err != nil && cause != nil && cause != ctx.Err() {
+			err = fmt.Errorf("%w (%w)", err, cause)
+		}
+		ch := cases.Change{Actor: actor, Action: "backup.run", TargetType: "backup", TargetID: id,
+			Detail: map[string]any{"origin": origin, "rows": m.Stats.Rows, "blobs_new": m.Stats.BlobsNew, "bytes_new": m.Stats.BytesNew}}
+		if err != nil {
+			ch.Detail["error"] = err.Error()
+		}
+		if rerr := s.recordEnd(ctx, id, m.Stats, err, &ch); rerr != nil && err == nil {
+			err = fmt.Errorf("record backup run: %w", rerr)
+		}
+	}()
+	if len(s.opts.Keys.Recipients) == 0 {
+		return Manifest{}, fmt.Errorf("%w: no backup recipient configured", ErrNoKey)
+	}
+	if err := s.repo.ensure(ctx); err != nil {
+		return Manifest{}, err
+	}
+	prev, err := s.reusable(ctx)
+	if err != nil {
+		return Manifest{}, err
+	}
+	version, err := s.db.Version(ctx)
+	if err != nil {
+		return Manifest{}, err
+	}
+	m = Manifest{Format: Format, ID: id, StartedAt: started.UTC(), Recipients: s.opts.Keys.Public,
+		Source: Source{Engine: string(s.db.Dialect), SchemaVersion: version, Host: s.opts.Host}}
+	atts, err := s.dumpTables(ctx, &m, progress)
+	if err != nil {
+		return Manifest{}, err
+	}
+	if err := s.copyBlobs(ctx, &m, atts, prev, progress); err != nil {
+		return Manifest{}, err
+	}
+	m.FinishedAt = time.Now().UTC()
+	m.Stats.DurationMS = m.FinishedAt.Sub(started).Milliseconds()
+	// The manifest last: until it exists the backup is not listed, so an
+	// interrupted run can never be taken for a complete one.
+	if err := s.repo.putJSON(ctx, snapshotsDir+id+"/"+manifestName, m); err != nil {
+		return Manifest{}, err
+	}
+	return m, nil
+}
+
+// attRef is an attachment blob the snapshot references.
+type attRef struct {
+	key  string
+	size int64 // plaintext size
+}
+
+func (s *Service) dumpTables(ctx context.Context, m *Manifest, progress func(Progress)) ([]attRef, error) {
+	tx, err := snapshotTx(ctx, s.db)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	// Counting first pins the snapshot (SQLite takes it at the first read)
+	// and gives the progress bar its total.
+	var total int64
+	counts := map[string]int64{}
+	m.SnapshotAt = time.Now().UTC()
+	for _, t := range tables {
+		var n int64
+		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+t.Name).Scan(&n); err != nil {
+			return nil, fmt.Errorf("count %s: %w", t.Name, err)
+		}
+		counts[t.Name] = n
+		total += n
+	}
+	var done int64
+	var atts []attRef
+	for _, t := range tables {
+		file := snapshotsDir + m.ID + "/" + t.Name + ".ndjson.zst.age"
+		var rows int64
+		each := func(vals []any) error {
+			done++
+			if done%2048 == 0 {
+				progress(Progress{Phase: "tables", Done: done, Total: total, Unit: "rows"})
+			}
+			if t.Name == "attachments" {
+				atts = append(atts, attRef{key: asString(vals[8]), size: asInt(vals[6])})
+			}
+			return nil
+		}
+		stored, plain, err := s.repo.writeFile(ctx, file, s.opts.Keys.Recipients, true, func(w io.Writer) error {
+			n, err := dumpTable(ctx, tx, t, "", nil, w, each)
+			rows = n
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		m.Tables = append(m.Tables, TableEntry{Name: t.Name, File: file, Rows: rows, Size: stored.Size, SHA256: stored.SHA256,
+			PlainSize: plain.Size, PlainSHA256: plain.SHA256})
+		m.Stats.Rows += rows
+		m.Stats.TableBytes += stored.Size
+	}
+	progress(Progress{Phase: "tables", Done: done, Total: total, Unit: "rows"})
+	return atts, nil
+}
+
+func asString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case []byte:
+		return string(x)
+	}
+	return ""
+}
+
+func asInt(v any) int64 {
+	switch x := v.(type) {
+	case int64:
+		return x
+	case int32:
+		return int64(x)
+	}
+	return 0
+}
+
+// reusable maps blob keys to objects that earlier backups copied and that
+// are still in the repository: those are not copied again.
+func (s *Service) reusable(ctx context.Context) (map[string]BlobEntry, error) {
+	ms, err := s.repo.Manifests(ctx)
+	if err != nil {
+		return nil, err
+	}
+	have, err := s.repo.objects(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]BlobEntry{}
+	for _, m := range ms {
+		for _, b := range m.Blobs {
+			if size, ok := have[b.Object]; ok && size == b.Size {
+				out[b.Key] = b
+			}
+		}
+	}
+	return out, nil
+}
+
+// objects lists the repository's data objects with their sizes.
+func (r *Repo) objects(ctx context.Context) (map[string]int64, error) {
+	have := map[string]int64{}
+	err := r.st.List(ctx, r.key(dataDir), func(bi archive.BlobInfo) error {
+		have[bi.Key[len(r.prefix):]] = bi.Size
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list backup objects: %w", err)
+	}
+	return have, nil
+}
+
+func (s *Service) copyBlobs(ctx context.Context, m *Manifest, atts []attRef, prev map[string]BlobEntry, progress func(Progress)) error {
+	var todo []attRef
+	var total int64
+	seen := map[string]bool{}
+	for _, a := range atts {
+		if seen[a.key] {
+			continue
+		}
+		seen[a.key] = true
+		if b, ok := prev[a.key]; ok {
+			m.Blobs = append(m.Blobs, b)
+			m.Stats.BlobsReused++
+			continue
+		}
+		todo = append(todo, a)
+		total += archive.EncryptedSize(a.size)
+	}
+	var mu sync.Mutex
+	var done int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.opts.Workers)
+	for _, a := range todo {
+		g.Go(func() error {
+			b, err := s.copyBlob(gctx, a.key, func(n int64) {
+				mu.Lock()
+				done += n
+				d := done
+				mu.Unlock()
+				progress(Progress{Phase: "attachments", Done: d, Total: total, Unit: "bytes"})
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, archive.ErrNotFound):
+				m.Missing = append(m.Missing, a.key)
+				return nil
+			case err != nil:
+				return err
+			}
+			m.Blobs = append(m.Blobs, b)
+			m.Stats.BlobsNew++
+			m.Stats.BytesNew += b.Size
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	m.Stats.Blobs = int64(len(m.Blobs))
+	sortBlobs(m.Blobs)
+	return nil
+}
+
+// copyBlob writes an encrypted copy of one attachment blob under a
+// temporary name, then renames it to its content address.
+func (s *Service) copyBlob(ctx context.Context, key string, advance func(int64)) (BlobEntry, error) {
+	src, err := s.opts.Blobs.Get(ctx, key)
+	if err != nil {
+		return BlobEntry{}, fmt.Errorf("read attachment blob %s: %w", key, err)
+	}
+	defer src.Close()
+	tmp := tmpDir + newID(time.Now()) + "-" + randHex(8)
+	stored, plain, err := s.repo.writeFile(ctx, tmp, s.opts.Keys.Recipients, false, func(w io.Writer) error {
+		_, err := io.Copy(w, progressReader{r: src, advance: advance})
+		return err
+	})
+	if err != nil {
+		_ = s.repo.st.Delete(context.WithoutCancel(ctx), s.repo.key(tmp))
+		return BlobEntry{}, err
+	}
+	obj := objectKey(stored.SHA256)
+	if err := s.repo.st.Rename(ctx, s.repo.key(tmp), s.repo.key(obj)); err != nil {
+		_ = s.repo.st.Delete(context.WithoutCancel(ctx), s.repo.key(tmp))
+		return BlobEntry{}, fmt.Errorf("store object %s: %w", obj, err)
+	}
+	return BlobEntry{Key: key, Object: obj, Size: stored.Size, Digest: plain.SHA256}, nil
+}
+
+type progressReader struct {
+	r       io.Reader
+	advance func(int64)
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.advance(int64(n))
+	}
+	return n, err
+}

@@ -1,0 +1,61 @@
+package backup
+
+// table describes one table of the logical dump. Columns are listed
+// explicitly (never SELECT *): a migration that adds a column must add it
+// here too, and TestTablesMatchSchema fails until it does, so a backup can
+// never silently drop data.
+type table struct {
+	Name    string
+	Columns []string
+	// Bools are stored as INTEGER 0/1 on SQLite and BOOLEAN on PostgreSQL;
+	// the dump writes JSON true/false so either engine can read it back.
+	Bools []string
+	// Order makes dumps of equal content byte-identical (digests compare).
+	Order string
+	// Singleton tables get their rows from the migrations; a restore
+	// replaces those rows instead of adding to them.
+	Singleton bool
+}
+
+// tables in restore order: parents before the rows that reference them.
+// The outbox is not backed up (the index is rebuilt after a restore) and
+// neither is the backup bookkeeping itself.
+var tables = []table{
+	{Name: "customers", Columns: []string{"id", "external_ref", "name", "email", "phone", "locale", "consent_location", "consent_marketing", "consent_personalization", "created_at", "updated_at"},
+		Bools: []string{"consent_location", "consent_marketing", "consent_personalization"}, Order: "id"},
+	{Name: "counters", Columns: []string{"name", "value"}, Order: "name", Singleton: true},
+	{Name: "cases", Columns: []string{"id", "number", "customer_id", "subject", "status", "priority", "channel", "tags", "assignee", "created_at", "updated_at", "closed_at"}, Order: "id"},
+	{Name: "contacts", Columns: []string{"id", "case_id", "customer_id", "channel", "direction", "author", "body", "occurred_at", "created_at", "purposes", "categories", "location", "device", "retain_until", "anonymized_at"}, Order: "id"},
+	{Name: "attachments", Columns: []string{"id", "contact_id", "case_id", "customer_id", "filename", "content_type", "size", "sha256", "blob_key", "created_at"}, Order: "id"},
+	{Name: "tokens", Columns: []string{"id", "name", "role", "hash", "created_at", "revoked_at"}, Order: "id"},
+	{Name: "customer_keys", Columns: []string{"customer_id", "wrapped_key", "created_at", "destroyed_at"}, Order: "customer_id"},
+	{Name: "audit_events", Columns: []string{"seq", "at", "actor_id", "actor_name", "role", "action", "target_type", "target_id", "request_id", "client_ip", "outcome", "detail", "prev_hash", "hash"}, Order: "seq"},
+	{Name: "audit_head", Columns: []string{"id", "seq", "hash", "checkpoint_seq", "checkpoint_hash", "checkpoint_at"}, Order: "id", Singleton: true},
+	{Name: "retention_schedules", Columns: []string{"version", "document", "created_at", "actor"}, Order: "version"},
+	{Name: "retention_state", Columns: []string{"id", "holds_version", "recomputed_version"}, Order: "id", Singleton: true},
+	{Name: "legal_holds", Columns: []string{"id", "matter", "reason", "scope", "placed_by", "placed_at", "released_by", "released_at", "release_reason"}, Order: "id"},
+	{Name: "dispositions", Columns: []string{"id", "run_id", "contact_id", "case_id", "customer_id", "purposes", "rule", "action", "detail", "at", "content_sha256"}, Order: "id"},
+	{Name: "retention_runs", Columns: []string{"id", "status", "dry_run", "started_at", "finished_at", "report"}, Bools: []string{"dry_run"}, Order: "id"},
+}
+
+// contentTables must be empty in a restore target: a freshly migrated
+// database has none of these rows.
+var contentTables = []string{"customers", "cases", "contacts", "attachments", "tokens", "customer_keys", "audit_events", "legal_holds", "dispositions", "retention_runs"}
+
+func (t table) isBool(col string) bool {
+	for _, b := range t.Bools {
+		if b == col {
+			return true
+		}
+	}
+	return false
+}
+
+func tableByName(name string) (table, bool) {
+	for _, t := range tables {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return table{}, false
+}
