@@ -15,6 +15,7 @@ import (
 
 	"github.com/casevault/casevault/api"
 	"github.com/casevault/casevault/archive"
+	"github.com/casevault/casevault/archive/backup"
 	"github.com/casevault/casevault/archive/local"
 	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/auth"
@@ -66,6 +67,10 @@ type harness struct {
 	blobDir string
 	// reindexErr is what the reindex starter answers (tests set it).
 	reindexErr *error
+	// backups is the backup service behind /api/v1/backups, writing to
+	// the local repository backupDir.
+	backups   *backup.Service
+	backupDir string
 }
 
 func newHarness(t *testing.T, d sqldb.Dialect) *harness {
@@ -99,12 +104,27 @@ func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 	sweeper := retention.NewSweeper(db, retention.SweeperOptions{Policy: policy, Holds: holds, Blobs: blobs})
 	ret := &api.RetentionDeps{Schedules: retention.NewSchedules(db, policy), Holds: holds,
 		Explainer: retention.NewExplainer(db, policy, holds), Sweeper: sweeper}
+	backupDir := t.TempDir()
+	repoStore, err := local.New(backupDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := backup.OpenRepo(repoStore, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bkeys, err := backup.LoadKeys(backup.KeyConfig{DefaultIdentityFile: t.TempDir() + "/backup.key"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bsvc := backup.New(db, repo, backup.Options{Blobs: blobs, Keys: bkeys})
 	srv := api.New(api.Config{JSONBodyLimit: 64 << 10, AttachmentLimit: 1 << 20, Version: "test"}, api.Deps{
 		Cases: cases.NewService(store, nil), Tokens: tokens, Audit: rec,
 		Log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Attachments: atts,
 		AuditTrail:  trail, Search: ix, Reindex: func(context.Context) error { return *reindexErr }, Retention: ret,
-		Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) { return nil, db.Ping(ctx) }}},
+		Backups: &api.BackupDeps{Service: bsvc, Identity: bkeys.Identity, Ping: repoStore.Ping},
+		Checks:  []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) { return nil, db.Ping(ctx) }}},
 	})
 	// A real loopback listener: the server is exercised exactly as clients
 	// reach it (chunked bodies, connection handling), not through app.Test.
@@ -115,7 +135,8 @@ func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 	go func() { _ = srv.App().Listener(ln) }()
 	t.Cleanup(func() { _ = srv.App().Shutdown() })
 	h := &harness{t: t, db: db, srv: srv, blobDir: blobDir, reindexErr: reindexErr, audit: rec, tokens: map[auth.Role]string{},
-		base: "http://" + ln.Addr().String(), client: &http.Client{Timeout: 30 * time.Second}}
+		base: "http://" + ln.Addr().String(), client: &http.Client{Timeout: 30 * time.Second},
+		backups: bsvc, backupDir: backupDir}
 	ctx := context.Background()
 	for _, r := range auth.Roles {
 		_, secret, err := tokens.Create(ctx, "test-"+string(r), r, nil)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/casevault/casevault/auth"
+	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/retention"
 )
 
@@ -23,10 +24,25 @@ func waitRuns(t *testing.T, h *harness) {
 	t.Fatal("a retention run never finished")
 }
 
+// waitBackupLease waits until no backup run holds the lease, so a role's
+// POST is judged on permissions, not on a concurrent run (409).
+func waitBackupLease(t *testing.T, h *harness) {
+	t.Helper()
+	for i := 0; i < 500; i++ {
+		var n int
+		if err := h.db.Read.QueryRow(`SELECT COUNT(*) FROM backup_lease WHERE holder IS NOT NULL`).Scan(&n); err != nil || n == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("a backup run never released its lease")
+}
+
 // TestRoleMatrix checks every route against every role, by hand-written
 // expectation (api.md, Roles), plus no token and a revoked token.
 func TestRoleMatrix(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, h *harness) {
+		t.Cleanup(func() { waitBackupLease(t, h) }) // no run outlives the test's directories
 		cust := h.mustCreate("/api/v1/customers", map[string]any{"name": "Matrix"})
 		cs := h.mustCreate("/api/v1/cases", map[string]any{"customer_id": cust["id"], "subject": "s", "channel": "web"})
 		ct := h.mustCreate("/api/v1/cases/"+cs["id"].(string)+"/contacts", map[string]any{"channel": "web", "direction": "note", "author": "a", "body": "b"})
@@ -37,6 +53,10 @@ func TestRoleMatrix(t *testing.T) {
 		holdID := h.mustCreate("/api/v1/holds", holdBody)["id"].(string)
 		runID := h.mustCreateStatus("/api/v1/retention/runs", map[string]any{"dry_run": true}, 202)["id"].(string)
 		contact := map[string]any{"channel": "web", "direction": "note", "author": "a", "body": "b"}
+		bm, err := h.backups.Backup(context.Background(), "test", cases.Actor{Name: "test"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 
 		type row struct {
 			method, path string
@@ -78,6 +98,10 @@ func TestRoleMatrix(t *testing.T) {
 			{"GET", "/api/v1/holds/{hold}", nil, [5]int{403, 403, 200, 403, 200}},
 			{"POST", "/api/v1/holds/{freshhold}/release", map[string]any{"reason": "done"}, [5]int{403, 403, 200, 403, 200}},
 			{"DELETE", "/api/v1/cases/{freshcase}", nil, [5]int{403, 204, 403, 403, 204}},
+			{"POST", "/api/v1/backups", nil, [5]int{403, 403, 403, 202, 202}},
+			{"GET", "/api/v1/backups", nil, [5]int{403, 403, 403, 200, 200}},
+			{"GET", "/api/v1/backups/{backup}", nil, [5]int{403, 403, 403, 200, 200}},
+			{"POST", "/api/v1/backups/{backup}/verify", nil, [5]int{403, 403, 403, 200, 200}},
 		}
 		roles := []auth.Role{auth.RoleAgent, auth.RoleSupervisor, auth.RoleLegal, auth.RoleBackup, auth.RoleAdmin}
 		for _, r := range rows {
@@ -90,11 +114,18 @@ func TestRoleMatrix(t *testing.T) {
 					path = "/api/v1/retention/runs/" + runID
 				case "/api/v1/holds/{freshhold}/release":
 					path = "/api/v1/holds/" + h.mustCreate("/api/v1/holds", holdBody)["id"].(string) + "/release"
+				case "/api/v1/backups/{backup}":
+					path = "/api/v1/backups/" + bm.ID
+				case "/api/v1/backups/{backup}/verify":
+					path = "/api/v1/backups/" + bm.ID + "/verify"
 				case "/api/v1/cases/{freshcase}":
 					path = "/api/v1/cases/" + h.mustCreate("/api/v1/cases", map[string]any{"customer_id": custID, "subject": "to delete", "channel": "web"})["id"].(string)
 				}
 				if r.method == "POST" && r.path == "/api/v1/retention/runs" {
 					waitRuns(t, h)
+				}
+				if r.path == "/api/v1/backups" && r.method == "POST" {
+					waitBackupLease(t, h)
 				}
 				if path == "/api/v1/tokens/{fresh}" {
 					tok, _, err := auth.NewTokens(h.db).Create(context.Background(), "victim", auth.RoleAgent, nil)

@@ -44,6 +44,7 @@ func (s *Server) buildRoutes() {
 		s.add(route{method: m, path: v1 + "/contacts/:id", summary: "Contacts are immutable (405)", h: s.immutable, ok: 405})
 	}
 	s.addExtraRoutes()
+	s.addBackupRoutes()
 }
 
 func (s *Server) immutable(c *fiber.Ctx) error {

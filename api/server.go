@@ -63,6 +63,8 @@ type Deps struct {
 	Attachments AttachmentStore
 	// Search is optional (nil: no search routes).
 	Search Searcher
+	// Backups serves the backup routes (nil: none).
+	Backups *BackupDeps
 	// Reindex starts a rebuild of the search index in the background and
 	// returns search.ErrReindexRunning when one is running (nil: no route).
 	Reindex func(ctx context.Context) error

@@ -231,3 +231,9 @@ func digest(t testing.TB, rc io.ReadCloser) string {
 }
 
 func identityOf(k backup.Keys) age.Identity { return k.Identity }
+
+type casesCase = cases.Case
+
+func change(id string) cases.Change {
+	return cases.Change{Action: "case.update", TargetType: "case", TargetID: id}
+}

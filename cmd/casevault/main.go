@@ -18,10 +18,12 @@ import (
 
 // Exit codes, documented in the README (modelled on restic's).
 const (
-	exitOK          = 0
-	exitError       = 1
-	exitUsage       = 2
-	exitUnavailable = 3 // a backend (database, S3) could not be reached
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+	// exitUnavailable: a backend (database, S3) could not be reached. (3 is
+	// restic's "incomplete backup", see backupwire.go.)
+	exitUnavailable = 14
 )
 
 var version = "dev"
@@ -44,6 +46,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case errors.As(err, &ue):
 		return exitUsage
+	case ctx.Err() != nil:
+		return exitInterrupt
+	case backupExitCode(err) != 0:
+		return backupExitCode(err)
 	case isUnavailable(err):
 		return exitUnavailable
 	}
@@ -74,7 +80,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	addFlags(root, cfg)
-	root.AddCommand(serveCmd(cfg), migrateCmd(cfg), tokenCmd(cfg), auditCmd(cfg), attachmentsCmd(cfg), reindexCmd(cfg), retentionCmd(cfg), configCmd())
+	root.AddCommand(serveCmd(cfg), migrateCmd(cfg), tokenCmd(cfg), auditCmd(cfg), attachmentsCmd(cfg), reindexCmd(cfg), retentionCmd(cfg), backupCmd(cfg), configCmd())
 	return root
 }
 

@@ -88,6 +88,9 @@ func serveCmd(cfg *config) *cobra.Command {
 			}); err != nil {
 				return usageError{fmt.Errorf("--retention-schedule %q: %w", cfg.RetentionCron, err)}
 			}
+			if err := addBackupJobs(ctx, jobs, cfg, a.backup, log); err != nil {
+				return err
+			}
 			jobs.Start()
 			defer func() { <-jobs.Stop().Done() }()
 			errc := make(chan error, 1)

@@ -46,6 +46,7 @@ type app struct {
 	attachments *archive.Attachments
 	indexer     *search.Indexer
 	retention   *retentionParts
+	backup      *backupParts
 	metrics     *prometheus.Registry
 	server      *api.Server
 	closers     []func() error
@@ -103,6 +104,12 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 	}
 	a.closers = append(a.closers, a.indexer.Close)
 	a.retention = newRetentionParts(db, policy, schedules, a.indexer, a.store, blobs, sink)
+	bp, bkeys, err := newBackupParts(cfg, db, blobs, sink.hook, log)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.backup = bp
 	a.server = api.New(api.Config{JSONBodyLimit: cfg.JSONBodyLimit, AttachmentLimit: cfg.AttachmentLimit, Version: version},
 		api.Deps{
 			Cases: a.svc, Tokens: a.tokens, Metrics: a.metrics, Log: log,
@@ -118,6 +125,9 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 						log.Error("retention recompute failed", "err", err)
 					}
 				}},
+			// Runs started through the API live as long as the process:
+			// SIGTERM cancels them (an interrupted run is never listed).
+			Backups: &api.BackupDeps{Service: bp.svc, Identity: bkeys.Identity, Ping: bp.target.Ping, Context: ctx},
 			Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) {
 				return map[string]any{"engine": string(db.Dialect)}, db.Ping(ctx)
 			}}, {Name: "index", Degraded: true, Probe: indexProbe(a.indexer)}, {Name: "blobs", Probe: func(ctx context.Context) (any, error) {

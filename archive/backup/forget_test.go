@@ -1,0 +1,133 @@
+package backup_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/casevault/casevault/archive/backup"
+	"github.com/casevault/casevault/sqldb"
+)
+
+func manifestsAt(times ...string) []backup.Manifest {
+	var out []backup.Manifest
+	for _, s := range times {
+		t, err := time.Parse("2006-01-02 15:04", s)
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, backup.Manifest{ID: s, SnapshotAt: t})
+	}
+	return out
+}
+
+func TestPlan(t *testing.T) {
+	now := time.Date(2026, 3, 31, 12, 0, 0, 0, time.UTC)
+	ms := manifestsAt(
+		"2026-03-31 02:00", "2026-03-30 14:00", "2026-03-30 02:00", "2026-03-29 02:00",
+		"2026-03-22 02:00", "2026-03-15 02:00", "2026-02-27 02:00", "2026-01-10 02:00", "2025-02-01 02:00",
+	)
+	cases := []struct {
+		name string
+		p    backup.KeepPolicy
+		keep []string
+	}{
+		{"two daily", backup.KeepPolicy{Daily: 2}, []string{"2026-03-31 02:00", "2026-03-30 14:00"}},
+		{"daily takes the newest of a day", backup.KeepPolicy{Daily: 3}, []string{"2026-03-31 02:00", "2026-03-30 14:00", "2026-03-29 02:00"}},
+		// 2026-03-31 is a Tuesday: ISO weeks 14, 13 (03-23..29), 12 (03-16..22)
+		{"weekly", backup.KeepPolicy{Weekly: 3}, []string{"2026-03-31 02:00", "2026-03-29 02:00", "2026-03-22 02:00"}},
+		{"monthly", backup.KeepPolicy{Monthly: 4}, []string{"2026-03-31 02:00", "2026-02-27 02:00", "2026-01-10 02:00", "2025-02-01 02:00"}},
+		{"combined", backup.KeepPolicy{Daily: 1, Weekly: 2, Monthly: 2}, []string{"2026-03-31 02:00", "2026-03-29 02:00", "2026-02-27 02:00"}},
+		{"max age beats monthly", backup.KeepPolicy{Monthly: 12, MaxAge: 365 * 24 * time.Hour}, []string{"2026-03-31 02:00", "2026-02-27 02:00", "2026-01-10 02:00"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ds, err := backup.Plan(ms, c.p, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var kept []string
+			for _, d := range ds {
+				if d.Keep {
+					kept = append(kept, d.ID)
+				}
+				if len(d.Reasons) == 0 {
+					t.Errorf("%s: no reason given", d.ID)
+				}
+			}
+			if !reflect.DeepEqual(kept, c.keep) {
+				t.Fatalf("kept %v, want %v", kept, c.keep)
+			}
+		})
+	}
+	for _, bad := range []backup.KeepPolicy{{}, {Daily: -1}, {MaxAge: time.Hour}} {
+		if _, err := backup.Plan(ms, bad, now); err == nil {
+			t.Errorf("policy %+v accepted", bad)
+		}
+	}
+}
+
+// TestForgetPrunesUnreferencedObjects: forgetting a backup removes the
+// objects only it referenced and keeps those a remaining backup needs; the
+// remaining backup still verifies and restores; dry run changes nothing.
+func TestForgetPrunesUnreferencedObjects(t *testing.T) {
+	ctx := context.Background()
+	src := newInstance(t, sqldb.SQLite)
+	ids := src.seed(2, 1)
+	repo, dir := newRepo(t)
+	keys := newKeys(t)
+	svc := src.service(repo, keys)
+	first, err := svc.Backup(ctx, "test", operator, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The case with an attachment is deleted; the next backup no longer
+	// references its object.
+	if err := src.sweeper.DeleteCase(ctx, ids[0], operator); err != nil {
+		t.Fatal(err)
+	}
+	second, err := svc.Backup(ctx, "test", operator, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(second.Blobs) != 1 || len(first.Blobs) != 2 {
+		t.Fatalf("blobs: first %d, second %d", len(first.Blobs), len(second.Blobs))
+	}
+	dry, err := svc.Forget(ctx, backup.KeepPolicy{Daily: 1}, true, operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(dry.Removed, []string{first.ID}) || dry.ObjectsRemoved != 1 {
+		t.Fatalf("dry run: %+v", dry)
+	}
+	if n := countFiles(t, filepath.Join(dir, "data")); n != 2 {
+		t.Fatalf("dry run removed objects: %d left", n)
+	}
+	rep, err := svc.Forget(ctx, backup.KeepPolicy{Daily: 1}, false, operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.ObjectsRemoved != 1 || rep.BytesFreed <= 0 {
+		t.Fatalf("forget: %+v", rep)
+	}
+	if _, err := os.Stat(filepath.Join(dir, second.Blobs[0].Object)); err != nil {
+		t.Fatalf("the kept backup's object is gone: %v", err)
+	}
+	list, _ := repo.Manifests(ctx)
+	if len(list) != 1 || list[0].ID != second.ID {
+		t.Fatalf("after forget: %+v", list)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "snapshots", first.ID)); !os.IsNotExist(err) {
+		t.Fatalf("the forgotten backup's files are still there: %v", err)
+	}
+	vr, err := repo.Verify(ctx, second.ID, true, keys.Identity, nil)
+	if err != nil || !vr.OK {
+		t.Fatalf("kept backup after forget: %+v %v", vr, err)
+	}
+	if n := src.count(`SELECT COUNT(*) FROM audit_events WHERE action = 'backup.forget'`); n != 1 {
+		t.Fatalf("%d backup.forget audit events, want 1 (dry runs are not recorded)", n)
+	}
+}
