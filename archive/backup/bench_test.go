@@ -1,0 +1,199 @@
+package backup_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/casevault/casevault/archive"
+	"github.com/casevault/casevault/archive/backup"
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/sqldb"
+)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// BenchmarkBackupRestore measures a full backup, an incremental backup with
+// nothing changed, and a full restore of an archive of
+// CASEVAULT_BENCH_CONTACTS contacts (default 20,000; the issue's figure is
+// 200,000) in contacts/10 cases, plus CASEVAULT_BENCH_ATTACH_MB of
+// attachments (default 64; the issue's figure is 1024) in 1 MiB files,
+// against `tar | zstd` of the same data directory. scripts/bench.sh runs it
+// at full size.
+func BenchmarkBackupRestore(b *testing.B) {
+	nContacts := envInt("CASEVAULT_BENCH_CONTACTS", 20000)
+	attachMB := envInt("CASEVAULT_BENCH_ATTACH_MB", 64)
+	ctx := context.Background()
+	dataDir := b.TempDir()
+	db, err := sqldb.Open(ctx, sqldb.Config{Path: filepath.Join(dataDir, "casevault.db")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	in := openInstance(b, db, filepath.Join(dataDir, "blobs"))
+	start := time.Now()
+	contactIDs := seedBulk(b, in, nContacts)
+	body := make([]byte, 1<<20)
+	for i := 0; i < attachMB; i++ {
+		_, _ = rand.Read(body)
+		c := contactIDs[i*len(contactIDs)/attachMB]
+		if _, err := in.att.Put(ctx, archive.AttachmentInput{ContactID: c, Filename: fmt.Sprintf("scan-%d.pdf", i), Body: bytes.NewReader(body)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := db.Write.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		b.Fatal(err)
+	}
+	size := dirSize(b, dataDir)
+	b.Logf("seeded %d contacts and %d MiB of attachments in %s; data dir %.1f MB", nContacts, attachMB, time.Since(start).Round(time.Second), float64(size)/1e6)
+
+	for i := 0; i < b.N; i++ {
+		repo, repoDir := newRepo(b)
+		keys := newKeys(b)
+		svc := in.service(repo, keys)
+		t0 := time.Now()
+		m, err := svc.Backup(ctx, "bench", operator, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		full := time.Since(t0)
+		t0 = time.Now()
+		m2, err := svc.Backup(ctx, "bench", operator, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		incr := time.Since(t0)
+		if m2.Stats.BlobsNew != 0 {
+			b.Fatalf("incremental copied %d blobs", m2.Stats.BlobsNew)
+		}
+		dstDir := b.TempDir()
+		dst, err := sqldb.Open(ctx, sqldb.Config{Path: filepath.Join(dstDir, "casevault.db")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		dstIn := openInstance(b, dst, filepath.Join(dstDir, "blobs"))
+		t0 = time.Now()
+		rep, err := repo.Restore(ctx, m.ID, backup.RestoreOptions{Target: dst, Blobs: dstIn.blobs, Identity: keys.Identity})
+		if err != nil {
+			b.Fatal(err)
+		}
+		restore := time.Since(t0)
+		dst.Close()
+		for _, tr := range rep.Tables {
+			if !tr.Match {
+				b.Fatalf("table %s mismatch", tr.Name)
+			}
+		}
+		repoSize := dirSize(b, repoDir)
+		tarTime, tarSize := tarZstd(b, dataDir)
+		mb := float64(size) / 1e6
+		b.ReportMetric(mb/full.Seconds(), "backup-MB/s")
+		b.ReportMetric(mb/restore.Seconds(), "restore-MB/s")
+		b.ReportMetric(incr.Seconds(), "incremental-s")
+		if tarTime > 0 {
+			b.ReportMetric(mb/tarTime.Seconds(), "tar-zstd-MB/s")
+			b.ReportMetric(tarTime.Seconds()/full.Seconds(), "backup-speed-vs-tar")
+		}
+		b.Logf("full backup %s (%.0f MB/s, %d rows, repo %.1f MB), incremental %s, restore %s (%.0f MB/s); tar|zstd %s (%.0f MB/s, %.1f MB)",
+			full.Round(time.Millisecond), mb/full.Seconds(), m.Stats.Rows, float64(repoSize)/1e6, incr.Round(time.Millisecond),
+			restore.Round(time.Millisecond), mb/restore.Seconds(), tarTime.Round(time.Millisecond), mb/tarTime.Seconds(), float64(tarSize)/1e6)
+	}
+}
+
+// seedBulk writes n contacts in n/10 cases with multi-row inserts (the
+// benchmark measures backups, not ingest), English and Chinese text of
+// realistic length.
+func seedBulk(b *testing.B, in *instance, n int) []string {
+	ctx := context.Background()
+	nCases := n / 10
+	if nCases == 0 {
+		nCases = 1
+	}
+	caseIDs := make([]string, nCases)
+	custIDs := make([]string, nCases)
+	for i := range caseIDs {
+		caseIDs[i], custIDs[i] = cases.NewID(), cases.NewID()
+	}
+	now := base.UnixMicro()
+	exec := func(q string, rows int, row func(i int) []any) {
+		const per = 200
+		for lo := 0; lo < rows; lo += per {
+			hi := min(lo+per, rows)
+			var args []any
+			var vals []string
+			for i := lo; i < hi; i++ {
+				a := row(i)
+				args = append(args, a...)
+				vals = append(vals, "("+strings.TrimSuffix(strings.Repeat("?,", len(a)), ",")+")")
+			}
+			if _, err := in.db.Write.ExecContext(ctx, q+strings.Join(vals, ","), args...); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	exec(`INSERT INTO customers (id, name, email, created_at, updated_at) VALUES `, nCases, func(i int) []any {
+		return []any{custIDs[i], fmt.Sprintf("Customer %d 客户", i), fmt.Sprintf("c%d@example.com", i), now, now}
+	})
+	exec(`INSERT INTO cases (id, number, customer_id, subject, status, priority, channel, tags, created_at, updated_at) VALUES `, nCases, func(i int) []any {
+		return []any{caseIDs[i], i + 1, custIDs[i], fmt.Sprintf("Refund for order %d 退款申请", i), "open", "normal", "email", `["vip"]`, now, now}
+	})
+	en := "Hello, my parcel never arrived although tracking says it was delivered yesterday. Could you check with the courier and refund me if it is lost? "
+	zh := "您好，我的包裹一直没有收到，但是物流显示昨天已经签收。请帮我联系快递公司核实，如果丢失请退款。谢谢！"
+	ids := make([]string, n)
+	exec(`INSERT INTO contacts (id, case_id, customer_id, channel, direction, author, body, occurred_at, created_at, purposes, categories, retain_until) VALUES `, n, func(i int) []any {
+		ids[i] = cases.NewID()
+		body := en
+		if i%2 == 1 {
+			body = zh + zh
+		}
+		return []any{ids[i], caseIDs[i%nCases], custIDs[i%nCases], "email", "inbound", "Customer", fmt.Sprintf("%s #%d", body, i), now + int64(i), now + int64(i),
+			`["customer_service"]`, `["support_content"]`, now + 1e12}
+	})
+	return ids
+}
+
+func dirSize(b *testing.B, dir string) int64 {
+	var n int64
+	err := filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			n += fi.Size()
+		}
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
+// tarZstd times `tar -cf - DIR | zstd -1 -T1 > file` (0 when either tool is missing).
+func tarZstd(b *testing.B, dir string) (time.Duration, int64) {
+	if _, err := exec.LookPath("zstd"); err != nil {
+		return 0, 0
+	}
+	out := filepath.Join(b.TempDir(), "data.tar.zst")
+	t0 := time.Now()
+	cmd := exec.Command("sh", "-c", `tar -C "$1" -cf - . | zstd -q -1 -T1 -o "$2"`, "sh", dir, out)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("tar | zstd: %v %s", err, msg)
+	}
+	d := time.Since(t0)
+	fi, err := os.Stat(out)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return d, fi.Size()
+}
