@@ -155,52 +155,104 @@ func (r *Repo) restoreTables(ctx context.Context, m Manifest, opts RestoreOption
 			if !ok {
 				continue // an older backup: the table keeps what migrations put there
 			}
-			rc, err := r.openFile(ctx, te.File, opts.Identity, true)
-			if err != nil {
-				return err
-			}
-			h := sha256.New()
-			rr := newRowReader(io.TeeReader(rc, h), t)
 			if t.Singleton {
 				if _, err := tx.ExecContext(ctx, "DELETE FROM "+t.Name); err != nil {
-					rc.Close()
 					return fmt.Errorf("restore %s: %w", t.Name, err)
 				}
 			}
-			ins := newInserter(opts.Target.Dialect, tx, t)
-			var n int64
-			for {
-				row, err := rr.next()
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					rc.Close()
-					return err
-				}
-				if err := ins.add(ctx, t.args(opts.Target.Dialect, row)); err != nil {
-					rc.Close()
-					return err
-				}
-				n++
-				done++
-				if done%2048 == 0 {
-					opts.Progress(Progress{Phase: "tables", Done: done, Total: total, Unit: "rows"})
-				}
-			}
-			// Drain so the digest covers every byte (a trailing newline).
-			_, _ = io.Copy(io.Discard, io.TeeReader(rc, h))
-			rc.Close()
-			if err := ins.flush(ctx); err != nil {
+			if err := r.restoreTable(ctx, tx, t, te, opts, func(n int64) {
+				done += n
+				opts.Progress(Progress{Phase: "tables", Done: done, Total: total, Unit: "rows"})
+			}); err != nil {
 				return err
-			}
-			if n != te.Rows || hex.EncodeToString(h.Sum(nil)) != te.PlainSHA256 {
-				return fmt.Errorf("%w: table %s: %d rows, digest %x; the manifest says %d rows, %s", ErrDamaged, t.Name, n, h.Sum(nil), te.Rows, te.PlainSHA256)
 			}
 		}
 		opts.Progress(Progress{Phase: "tables", Done: done, Total: total, Unit: "rows"})
 		return nil
 	})
+}
+
+// restoreTable streams one table file into tx: one goroutine decrypts,
+// decompresses and decodes while this one inserts (the two halves cost about
+// the same, and there are two cores to run them).
+func (r *Repo) restoreTable(ctx context.Context, tx *sql.Tx, t table, te TableEntry, opts RestoreOptions, advance func(int64)) error {
+	rc, err := r.openFile(ctx, te.File, opts.Identity, true)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	ins := newInserter(opts.Target.Dialect, tx, t)
+	batches := make(chan [][]any, 4)
+	stop := make(chan struct{})
+	var n int64
+	var sum string
+	decoded := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		h := sha256.New()
+		rr := newRowReader(io.TeeReader(rc, h), t)
+		batch := make([][]any, 0, ins.per)
+		for {
+			row, err := rr.next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				decoded <- err
+				return
+			}
+			batch = append(batch, t.args(opts.Target.Dialect, row))
+			if len(batch) == ins.per {
+				select {
+				case batches <- batch:
+				case <-stop:
+					decoded <- nil
+					return
+				}
+				batch = make([][]any, 0, ins.per)
+			}
+		}
+		// Drain so the digest covers every byte (a trailing newline).
+		if _, err := io.Copy(io.Discard, io.TeeReader(rc, h)); err != nil {
+			decoded <- fmt.Errorf("%w: %s: %w", ErrDamaged, t.Name, err)
+			return
+		}
+		if len(batch) > 0 {
+			select {
+			case batches <- batch:
+			case <-stop:
+			}
+		}
+		sum = hex.EncodeToString(h.Sum(nil))
+		decoded <- nil
+	}()
+	var insErr error
+	for batch := range batches {
+		if insErr != nil {
+			continue
+		}
+		for _, args := range batch {
+			if insErr = ins.add(ctx, args); insErr != nil {
+				close(stop)
+				break
+			}
+		}
+		n += int64(len(batch))
+		advance(int64(len(batch)))
+	}
+	if err := <-decoded; err != nil {
+		return err
+	}
+	if insErr != nil {
+		return insErr
+	}
+	if err := ins.flush(ctx); err != nil {
+		return err
+	}
+	if n != te.Rows || sum != te.PlainSHA256 {
+		return fmt.Errorf("%w: table %s: %d rows, digest %s; the manifest says %d rows, %s", ErrDamaged, t.Name, n, sum, te.Rows, te.PlainSHA256)
+	}
+	return nil
 }
 
 // inserter batches rows into multi-row INSERTs.
