@@ -1,6 +1,8 @@
 package backup
 
 import (
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -79,6 +81,36 @@ func (m Manifest) table(name string) (TableEntry, bool) {
 		}
 	}
 	return TableEntry{}, false
+}
+
+// validate checks that every name in the manifest is one this format
+// writes, so a tampered manifest cannot point a restore or verify anywhere
+// else in the store.
+func (m Manifest) validate() error {
+	for _, t := range m.Tables {
+		if _, ok := tableByName(t.Name); !ok {
+			continue // a newer table this binary does not restore
+		}
+		if t.File != snapshotsDir+m.ID+"/"+t.Name+".ndjson.zst.age" {
+			return fmt.Errorf("table %s: unexpected file %q", t.Name, t.File)
+		}
+	}
+	for _, b := range m.Blobs {
+		sum := strings.TrimPrefix(b.Object, dataDir)
+		if len(sum) != 67 || sum[2] != '/' || objectKey(sum[3:]) != b.Object || !isHex(sum[3:]) {
+			return fmt.Errorf("blob %s: unexpected object name %q", b.Key, b.Object)
+		}
+	}
+	return nil
+}
+
+func isHex(s string) bool {
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func objectKey(sum string) string { return dataDir + sum[:2] + "/" + sum }

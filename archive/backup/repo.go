@@ -169,6 +169,9 @@ func (r *Repo) Manifest(ctx context.Context, id string) (Manifest, error) {
 	if m.Format != Format || m.ID != id {
 		return Manifest{}, fmt.Errorf("%w: manifest %s: format %q id %q", ErrDamaged, id, m.Format, m.ID)
 	}
+	if err := m.validate(); err != nil {
+		return Manifest{}, fmt.Errorf("%w: manifest %s: %w", ErrDamaged, id, err)
+	}
 	return m, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -62,19 +63,33 @@ func (r *Repo) RestoreCase(ctx context.Context, id, caseID string, opts CaseRest
 		return rep, ErrNoKey
 	}
 	ro := RestoreOptions{Identity: opts.Identity}
+	// pick streams one table of the backup and keeps the rows whose col is
+	// val: a case is a few rows of tables that may hold millions.
 	pick := func(name, col, val string) ([]map[string]any, error) {
 		t, _ := tableByName(name)
-		rows, err := r.backupRows(ctx, m, t, ro)
+		te, ok := m.table(name)
+		if !ok {
+			return nil, nil
+		}
+		rc, err := r.openFile(ctx, te.File, ro.Identity, true)
 		if err != nil {
 			return nil, err
 		}
+		defer rc.Close()
+		rr := newRowReader(rc, t)
 		var out []map[string]any
-		for _, row := range rows {
+		for {
+			row, err := rr.next()
+			if err == io.EOF {
+				return out, nil
+			}
+			if err != nil {
+				return nil, err
+			}
 			if asString(row[col]) == val {
 				out = append(out, row)
 			}
 		}
-		return out, nil
 	}
 	cs, err := pick("cases", "id", caseID)
 	if err != nil {

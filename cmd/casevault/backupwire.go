@@ -399,9 +399,13 @@ func (r *reporter) fail(err error) error {
 	}
 	code := backupExitCode(err)
 	if code == 0 {
-		code = exitError
-		if isUnavailable(err) {
+		switch {
+		case errors.Is(err, context.Canceled):
+			code = exitInterrupt
+		case isUnavailable(err):
 			code = exitUnavailable
+		default:
+			code = exitError
 		}
 	}
 	_ = json.NewEncoder(r.out).Encode(map[string]any{"type": "error", "error": err.Error(), "exit_code": code})
@@ -659,7 +663,7 @@ func backupCmd(cfg *config) *cobra.Command {
 			if caseID != "" {
 				return rep.fail(restoreCase(cmd.Context(), cfg, args[0], caseID, overwrite, rep))
 			}
-			return rep.fail(restoreFull(cmd.Context(), cmd, cfg, args[0], to, noLive, rep))
+			return rep.fail(restoreFull(cmd.Context(), cfg, args[0], to, noLive, rep))
 		},
 	}
 	restore.Flags().StringVar(&to, "to", "", "new data directory, or postgres:// URL of an empty database")
@@ -680,7 +684,7 @@ func isDatabaseURL(s string) bool {
 
 // restoreFull restores backup id into an empty target and rebuilds its
 // search index.
-func restoreFull(ctx context.Context, cmd *cobra.Command, cfg *config, id, to string, noLive bool, rep *reporter) error {
+func restoreFull(ctx context.Context, cfg *config, id, to string, noLive bool, rep *reporter) error {
 	repo, _, _, err := openBackupRepo(cfg)
 	if err != nil {
 		return err
@@ -770,7 +774,7 @@ func restoreFull(ctx context.Context, cmd *cobra.Command, cfg *config, id, to st
 		return err
 	}
 	rep.progress(backup.Progress{Phase: "index", Unit: "cases"})
-	docs, ixErr := rebuildIndex(ctx, cmd, cfg, target, dir)
+	docs, ixErr := rebuildIndex(ctx, cfg, target, dir)
 	result := struct {
 		backup.RestoreReport
 		Target        string `json:"target"`
@@ -835,7 +839,7 @@ func orNone(s []string) string {
 // rebuildIndex fills the target's search index from the restored store: a
 // Bleve index under DIR/index for a directory target, else the configured
 // engine. It returns the number of cases indexed.
-func rebuildIndex(ctx context.Context, cmd *cobra.Command, cfg *config, target *sqldb.DB, dir string) (int64, error) {
+func rebuildIndex(ctx context.Context, cfg *config, target *sqldb.DB, dir string) (int64, error) {
 	store := sqlstore.New(target, sqlstore.Options{})
 	log := newLogger(cfg, io.Discard)
 	var eng search.Engine
