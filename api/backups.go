@@ -106,9 +106,12 @@ func (s *Server) startBackup(c *fiber.Ctx) error {
 func (s *Server) listBackups(c *fiber.Ctx) error {
 	ctx := c.UserContext()
 	svc := s.d.Backups.Service
-	ms, err := svc.Repo().Manifests(ctx)
+	ms, damaged, err := svc.Repo().List(ctx)
 	if err != nil && !errors.Is(err, backup.ErrNoRepository) {
 		return err
+	}
+	if damaged == nil {
+		damaged = []backup.Damaged{}
 	}
 	items := make([]BackupSummary, 0, len(ms))
 	for i := len(ms) - 1; i >= 0; i-- { // newest first
@@ -121,7 +124,7 @@ func (s *Server) listBackups(c *fiber.Ctx) error {
 	if runs == nil {
 		runs = []backup.Run{}
 	}
-	return c.JSON(fiber.Map{"items": items, "runs": runs, "next_cursor": nil})
+	return c.JSON(fiber.Map{"items": items, "damaged": damaged, "runs": runs, "next_cursor": nil})
 }
 
 func (s *Server) getBackup(c *fiber.Ctx) error {

@@ -31,6 +31,8 @@ type batcher struct {
 	reqs     chan *txReq
 	quit     chan struct{}
 	wg       sync.WaitGroup
+	// closeOnce makes DB.Close safe to call twice (deferred and explicit).
+	closeOnce sync.Once
 }
 
 // errClosed is returned for transactions submitted after Close.
@@ -44,7 +46,7 @@ func newBatcher(db *sql.DB, prologue func(ctx context.Context, tx *sql.Tx) error
 }
 
 func (b *batcher) close() {
-	close(b.quit)
+	b.closeOnce.Do(func() { close(b.quit) })
 	b.wg.Wait()
 }
 

@@ -273,7 +273,7 @@ func TestInterruptedBackupIsNotListed(t *testing.T) {
 	if list, _ := repo.Manifests(context.Background()); len(list) != 1 || list[0].ID != m.ID {
 		t.Fatalf("after a good run: %+v", list)
 	}
-	rep, err := svc.Forget(context.Background(), backup.KeepPolicy{Daily: 1}, false, operator)
+	rep, err := svc.Forget(context.Background(), backup.KeepPolicy{Daily: 1}, false, "test", operator)
 	if err != nil {
 		t.Fatal(err)
 	}

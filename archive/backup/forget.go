@@ -92,7 +92,8 @@ type ForgetReport struct {
 
 // Forget removes the backups p does not keep, then every object no
 // remaining backup references, under the run lease.
-func (s *Service) Forget(ctx context.Context, p KeepPolicy, dryRun bool, actor cases.Actor) (ForgetReport, error) {
+// origin says who asked (cli, schedule, api), as for backup runs.
+func (s *Service) Forget(ctx context.Context, p KeepPolicy, dryRun bool, origin string, actor cases.Actor) (ForgetReport, error) {
 	now := time.Now()
 	lctx, release, err := s.lease(ctx, "forget-"+newID(now))
 	if err != nil {
@@ -104,14 +105,14 @@ func (s *Service) Forget(ctx context.Context, p KeepPolicy, dryRun bool, actor c
 		return rep, err
 	}
 	if s.opts.OnChange != nil {
-		err = s.recordForget(lctx, rep, actor)
+		err = s.recordForget(lctx, rep, origin, actor)
 	}
 	return rep, err
 }
 
-func (s *Service) recordForget(ctx context.Context, rep ForgetReport, actor cases.Actor) error {
+func (s *Service) recordForget(ctx context.Context, rep ForgetReport, origin string, actor cases.Actor) error {
 	id := "forget-" + newID(time.Now())
-	if err := s.recordStart(ctx, id, "forget", "cli", time.Now()); err != nil {
+	if err := s.recordStart(ctx, id, "forget", origin, time.Now()); err != nil {
 		return err
 	}
 	return s.recordEnd(ctx, id, rep, nil, &cases.Change{Actor: actor, Action: "backup.forget", TargetType: "backup", TargetID: strings.Join(rep.Removed, ","),

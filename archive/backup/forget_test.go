@@ -2,6 +2,7 @@ package backup_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -96,7 +97,7 @@ func TestForgetPrunesUnreferencedObjects(t *testing.T) {
 	if len(second.Blobs) != 1 || len(first.Blobs) != 2 {
 		t.Fatalf("blobs: first %d, second %d", len(first.Blobs), len(second.Blobs))
 	}
-	dry, err := svc.Forget(ctx, backup.KeepPolicy{Daily: 1}, true, operator)
+	dry, err := svc.Forget(ctx, backup.KeepPolicy{Daily: 1}, true, "test", operator)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +107,7 @@ func TestForgetPrunesUnreferencedObjects(t *testing.T) {
 	if n := countFiles(t, filepath.Join(dir, "data")); n != 2 {
 		t.Fatalf("dry run removed objects: %d left", n)
 	}
-	rep, err := svc.Forget(ctx, backup.KeepPolicy{Daily: 1}, false, operator)
+	rep, err := svc.Forget(ctx, backup.KeepPolicy{Daily: 1}, false, "test", operator)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,5 +130,40 @@ func TestForgetPrunesUnreferencedObjects(t *testing.T) {
 	}
 	if n := src.count(`SELECT COUNT(*) FROM audit_events WHERE action = 'backup.forget'`); n != 1 {
 		t.Fatalf("%d backup.forget audit events, want 1 (dry runs are not recorded)", n)
+	}
+}
+
+// TestDamagedManifest: one unreadable manifest is reported, not fatal to
+// listing; forget refuses to run blind; the next backup still works.
+func TestDamagedManifest(t *testing.T) {
+	ctx := context.Background()
+	src := newInstance(t, sqldb.SQLite)
+	src.seed(2, 1)
+	repo, dir := newRepo(t)
+	keys := newKeys(t)
+	svc := src.service(repo, keys)
+	a, err := svc.Backup(ctx, "test", operator, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := svc.Backup(ctx, "test", operator, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "snapshots", a.ID, "manifest.json"), []byte(`{"format":"casevault-backup/1","id":"`+a.ID+`","blobs":[{"key":"k","object":"../../etc/passwd"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ms, bad, err := repo.List(ctx)
+	if err != nil || len(ms) != 1 || ms[0].ID != b.ID || len(bad) != 1 || bad[0].ID != a.ID {
+		t.Fatalf("list: %d ok, damaged %+v, %v", len(ms), bad, err)
+	}
+	if _, err := svc.Forget(ctx, backup.KeepPolicy{Daily: 1}, false, "test", operator); !errors.Is(err, backup.ErrDamaged) {
+		t.Fatalf("forget with a damaged manifest: %v, want ErrDamaged", err)
+	}
+	if _, err := repo.Verify(ctx, a.ID, true, keys.Identity, nil); !errors.Is(err, backup.ErrDamaged) {
+		t.Fatalf("verify of a tampered manifest: %v, want ErrDamaged", err)
+	}
+	if _, err := svc.Backup(ctx, "test", operator, nil); err != nil {
+		t.Fatalf("backup next to a damaged manifest: %v", err)
 	}
 }

@@ -117,11 +117,19 @@ func (r *Repo) check(ctx context.Context) error {
 	return nil
 }
 
-// Manifests returns the complete backups, oldest first. A snapshot without
-// a manifest (interrupted, or being written) is not a backup.
-func (r *Repo) Manifests(ctx context.Context) ([]Manifest, error) {
+// Damaged names a backup whose manifest cannot be read.
+type Damaged struct {
+	ID    string `json:"id"`
+	Error string `json:"error"`
+}
+
+// List returns the complete backups, oldest first, and separately those
+// whose manifest is damaged, so one bad backup does not hide the others. A
+// snapshot without a manifest (interrupted, or being written) is not a
+// backup and appears in neither.
+func (r *Repo) List(ctx context.Context) ([]Manifest, []Damaged, error) {
 	if err := r.check(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var ids []string
 	err := r.st.List(ctx, r.key(snapshotsDir), func(bi archive.BlobInfo) error {
@@ -132,18 +140,36 @@ func (r *Repo) Manifests(ctx context.Context) ([]Manifest, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list backups: %w", err)
+		return nil, nil, fmt.Errorf("list backups: %w", err)
 	}
 	sort.Strings(ids)
 	out := make([]Manifest, 0, len(ids))
+	var bad []Damaged
 	for _, id := range ids {
 		m, err := r.Manifest(ctx, id)
-		if err != nil {
-			return nil, err
+		switch {
+		case errors.Is(err, ErrDamaged) || errors.Is(err, ErrNotFound):
+			bad = append(bad, Damaged{ID: id, Error: err.Error()})
+		case err != nil:
+			return nil, nil, err
+		default:
+			out = append(out, m)
 		}
-		out = append(out, m)
 	}
-	return out, nil
+	return out, bad, nil
+}
+
+// Manifests returns the complete backups, oldest first, and fails when any
+// manifest is damaged: forget and tombstone replay must see every backup.
+func (r *Repo) Manifests(ctx context.Context) ([]Manifest, error) {
+	ms, bad, err := r.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("%w: manifest of backup %s: %s", ErrDamaged, bad[0].ID, bad[0].Error)
+	}
+	return ms, nil
 }
 
 // Manifest reads one backup's manifest.

@@ -397,7 +397,8 @@ func asInt(v any) int64 {
 // reusable maps blob keys to objects that earlier backups copied and that
 // are still in the repository: those are not copied again.
 func (s *Service) reusable(ctx context.Context) (map[string]BlobEntry, error) {
-	ms, err := s.repo.Manifests(ctx)
+	// A damaged manifest only means its objects are not reused.
+	ms, _, err := s.repo.List(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -112,7 +112,7 @@ func TestS3Target(t *testing.T) {
 			t.Errorf("%s differs after an S3 round trip", k)
 		}
 	}
-	fr, err := svc.Forget(ctx, backup.KeepPolicy{Daily: 1}, false, operator)
+	fr, err := svc.Forget(ctx, backup.KeepPolicy{Daily: 1}, false, "test", operator)
 	if err != nil || len(fr.Removed) != 1 {
 		t.Fatalf("forget on S3: %+v %v", fr, err)
 	}

@@ -289,7 +289,7 @@ func addBackupJobs(ctx context.Context, jobs *cron.Cron, cfg *config, bp *backup
 	}
 	if cronEnabled(cfg.Backup.ForgetCron) {
 		if _, err := jobs.AddFunc(cfg.Backup.ForgetCron, func() {
-			rep, err := bp.svc.Forget(ctx, cfg.keepPolicy(), false, systemActor)
+			rep, err := bp.svc.Forget(ctx, cfg.keepPolicy(), false, "schedule", systemActor)
 			switch {
 			case errors.Is(err, backup.ErrLocked):
 				log.Info("another replica is backing up; forget skipped")
@@ -498,7 +498,7 @@ func backupCmd(cfg *config) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				ms, err := repo.Manifests(cmd.Context())
+				ms, damaged, err := repo.List(cmd.Context())
 				if err != nil {
 					return err
 				}
@@ -506,7 +506,10 @@ func backupCmd(cfg *config) *cobra.Command {
 				for _, m := range ms {
 					out = append(out, summarize(m))
 				}
-				return rep.done(map[string]any{"backups": out}, func(w io.Writer) {
+				if damaged == nil {
+					damaged = []backup.Damaged{}
+				}
+				err = rep.done(map[string]any{"backups": out, "damaged": damaged}, func(w io.Writer) {
 					tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 					fmt.Fprintln(tw, "ID\tSNAPSHOT\tENGINE\tROWS\tBLOBS\tNEW\tMISSING")
 					for _, s := range out {
@@ -514,7 +517,15 @@ func backupCmd(cfg *config) *cobra.Command {
 					}
 					tw.Flush()
 					fmt.Fprintf(w, "%d backups\n", len(out))
+					for _, d := range damaged {
+						fmt.Fprintf(w, "DAMAGED %s: %s\n", d.ID, d.Error)
+					}
 				})
+				if err == nil && len(damaged) > 0 {
+					// Listed, but loudly: exit 4 like a failed verify.
+					return fmt.Errorf("%w: %d backup manifests cannot be read", backup.ErrDamaged, len(damaged))
+				}
+				return err
 			}())
 		},
 	}
@@ -608,7 +619,7 @@ func backupCmd(cfg *config) *cobra.Command {
 					return err
 				}
 				svc := backup.New(env.db, repo, backup.Options{OnChange: auditSink{log: env.log}.hook})
-				fr, err := svc.Forget(ctx, p, dryRun, cliActor)
+				fr, err := svc.Forget(ctx, p, dryRun, "cli", cliActor)
 				if err != nil {
 					return err
 				}
