@@ -3,7 +3,8 @@
 #  1. contact ingest over HTTP, 32 concurrent clients (cvbench, a separate
 #     process) against SQLite and PostgreSQL, and /healthz under the same load;
 #  2. the Go benchmarks: contact ingest with/without audit, audit verify of 1M
-#     events, Bleve indexing and search, attachment 1 GiB vs direct minio-go.
+#     events, Bleve indexing and search, attachment 1 GiB vs direct minio-go,
+#     backup/restore of 200k contacts + 1 GiB vs tar | zstd.
 # Set BENCH_QUICK=1 for a short run. Output goes to stdout and bench.out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +52,11 @@ go test -run '^$' -bench 'AddContact' -benchtime 5s ./sqlstore/ | tee -a "$out"
 go test -run '^$' -bench 'Verify1M' -benchtime 1x ./audit/ | tee -a "$out"
 go test -run '^$' -bench Corpus -benchtime 200x ./search/bleve/ | tee -a "$out" || true
 go test -run XXX -bench Sweep -benchtime 1x ./retention/ | tee -a "$out" || true
+# Backup and restore: 200,000 contacts + 1 GiB of attachments (quick: 20,000 + 64 MiB).
+if [ -z "${BENCH_QUICK:-}" ]; then
+  export CASEVAULT_BACKUP_BENCH_CONTACTS=200000 CASEVAULT_BACKUP_BENCH_ATTACH_MB=1024
+fi
+go test -run '^$' -bench BackupRestore -benchtime 1x -timeout 30m ./archive/backup/ | tee -a "$out" || true
 if [ -z "${BENCH_QUICK:-}" ]; then
   eval "$(bash scripts/versitygw.sh start)"
   go test -run '^$' -bench LargeFile -benchtime 3x ./archive/ | tee -a "$out" || true

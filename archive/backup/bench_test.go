@@ -28,14 +28,14 @@ func envInt(name string, def int) int {
 
 // BenchmarkBackupRestore measures a full backup, an incremental backup with
 // nothing changed, and a full restore of an archive of
-// CASEVAULT_BENCH_CONTACTS contacts (default 20,000; the issue's figure is
-// 200,000) in contacts/10 cases, plus CASEVAULT_BENCH_ATTACH_MB of
+// CASEVAULT_BACKUP_BENCH_CONTACTS contacts (default 20,000; the issue's figure is
+// 200,000) in contacts/10 cases, plus CASEVAULT_BACKUP_BENCH_ATTACH_MB of
 // attachments (default 64; the issue's figure is 1024) in 1 MiB files,
 // against `tar | zstd` of the same data directory. scripts/bench.sh runs it
 // at full size.
 func BenchmarkBackupRestore(b *testing.B) {
-	nContacts := envInt("CASEVAULT_BENCH_CONTACTS", 20000)
-	attachMB := envInt("CASEVAULT_BENCH_ATTACH_MB", 64)
+	nContacts := envInt("CASEVAULT_BACKUP_BENCH_CONTACTS", 20000)
+	attachMB := envInt("CASEVAULT_BACKUP_BENCH_ATTACH_MB", 64)
 	ctx := context.Background()
 	dataDir := b.TempDir()
 	db, err := sqldb.Open(ctx, sqldb.Config{Path: filepath.Join(dataDir, "casevault.db")})
