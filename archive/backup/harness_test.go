@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"filippo.io/age"
-
 	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/archive/backup"
 	"github.com/casevault/casevault/archive/local"
@@ -229,8 +227,6 @@ func digest(t testing.TB, rc io.ReadCloser) string {
 	}
 	return fmt.Sprintf("%x", h.Sum(nil))
 }
-
-func identityOf(k backup.Keys) age.Identity { return k.Identity }
 
 type casesCase = cases.Case
 
