@@ -120,7 +120,7 @@ func (r *Repo) collectTombstones(ctx context.Context, m Manifest, opts RestoreOp
 
 // replay applies the tombstones the target does not have yet, in the order
 // they happened, in one transaction with the audit event ch.
-func replay(ctx context.Context, db *sqldb.DB, ts *tombstones, hook ChangeHook, actor cases.Actor, ch cases.Change) (ReplayReport, error) {
+func replay(ctx context.Context, db *sqldb.DB, ts *tombstones, hook ChangeHook, ch cases.Change) (ReplayReport, error) {
 	var rep ReplayReport
 	disp, _ := tableByName("dispositions")
 	err := db.InTx(ctx, func(tx *sql.Tx) error {
@@ -216,8 +216,14 @@ const (
 	actDeleteCase = "delete_case"
 )
 
-// redactColumns maps a redacted category to the column that held it.
-var redactColumns = map[string]string{"location": "location", "device": "device"}
+// redactColumn names the column that held a redacted category.
+func redactColumn(category string) (string, bool) {
+	switch category {
+	case "location", "device":
+		return category, true
+	}
+	return "", false
+}
 
 func applyDisposition(ctx context.Context, db *sqldb.DB, tx *sql.Tx, row map[string]any, rep *ReplayReport) error {
 	contact, caseID := asString(row["contact_id"]), asString(row["case_id"])
@@ -266,7 +272,7 @@ func applyDisposition(ctx context.Context, db *sqldb.DB, tx *sql.Tx, row map[str
 		rep.Anonymized += int(n)
 		return err
 	case actRedact:
-		col, ok := redactColumns[asString(row["detail"])]
+		col, ok := redactColumn(asString(row["detail"]))
 		if !ok {
 			return fmt.Errorf("replay: redaction of unknown category %q", row["detail"])
 		}

@@ -133,7 +133,7 @@ func (r *Repo) Restore(ctx context.Context, id string, opts RestoreOptions) (Res
 	if err != nil {
 		return RestoreReport{}, err
 	}
-	rr, err := replay(ctx, opts.Target, ts, opts.OnChange, opts.Actor, cases.Change{Actor: opts.Actor, Action: "backup.restore", TargetType: "backup", TargetID: id,
+	rr, err := replay(ctx, opts.Target, ts, opts.OnChange, cases.Change{Actor: opts.Actor, Action: "backup.restore", TargetType: "backup", TargetID: id,
 		Detail: map[string]any{"snapshot_at": rep.SnapshotAt, "rows": m.Stats.Rows, "blobs": len(m.Blobs)}})
 	if err != nil {
 		return RestoreReport{}, err
