@@ -198,13 +198,12 @@ func BenchmarkCorpus(b *testing.B) {
 	}
 	compactTime := time.Since(start)
 
-	// live: every batch waits until it is on disk (the outbox path);
-	// re-index the first tenth of the cases in outbox-sized batches
-	live := docs[:len(docs)/10]
-	liveContacts := 0
-	for _, d := range live {
-		liveContacts += len(d.Contacts)
-	}
+	// live: every batch waits until it is on disk (the outbox path). A
+	// tenth of the cases get a new contact, and every fourth of those also
+	// a status change (which rewrites all its documents), in outbox-sized
+	// batches. Re-sending unchanged cases would measure nothing: unchanged
+	// documents are skipped.
+	live, liveContacts := liveUpdates(docs)
 	start = time.Now()
 	for chunk := range slices.Chunk(live, 100) {
 		if err := eng.Index(b.Context(), chunk); err != nil {
@@ -284,4 +283,28 @@ func benchChunk() int {
 		return v
 	}
 	return 100
+}
+
+// liveUpdates returns the first tenth of the cases, each with one new
+// contact (and a later updated_at), every fourth also closed, and the
+// number of new contacts.
+func liveUpdates(docs []search.CaseDoc) ([]search.CaseDoc, int) {
+	rng := rand.New(rand.NewPCG(11, 11))
+	bt := newBenchText(rng)
+	live := make([]search.CaseDoc, len(docs)/10)
+	for i := range live {
+		c := docs[i]
+		at := c.UpdatedAt.Add(time.Hour)
+		c.Contacts = append(slices.Clip(c.Contacts), search.ContactDoc{
+			ID: fmt.Sprintf("ct-%07d-new", i), Channel: string(cases.Channels[rng.IntN(6)]),
+			Direction: "inbound", Author: "customer", Body: bt.english(15 + rng.IntN(120)), OccurredAt: at,
+			Purposes: []string{string(cases.Purposes[rng.IntN(len(cases.Purposes))])},
+		})
+		c.UpdatedAt = at
+		if i%4 == 0 {
+			c.Status = string(cases.StatusClosed)
+		}
+		live[i] = c
+	}
+	return live, len(live)
 }

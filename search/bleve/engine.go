@@ -8,6 +8,8 @@
 // then walks every matching contact itself (see collect in search.go) and
 // groups them by case, which gives exact totals, exact facet counts and
 // paging that reaches every case, one hit per case with its best contact.
+// What it needs of each match (case, dates, facet values, column filters)
+// it reads from per-segment columns decoded once (columns.go).
 //
 // Versioning: indexes live in dir/cases_vN; dir/CURRENT names the live one.
 // Open serves CURRENT; Build creates the next cases_vN for a rebuild, which
@@ -42,7 +44,7 @@ import (
 // MappingVersion changes whenever the document layout or analysis changes;
 // an index built with an older version is reported by Outdated so the
 // server rebuilds it (search.Indexer.Reindex) while still answering from it.
-const MappingVersion = 1
+const MappingVersion = 2
 
 const (
 	currentFile     = "CURRENT"
@@ -67,6 +69,8 @@ type Engine struct {
 	created bool        // Open found no index and created an empty one
 
 	writeMu sync.Mutex // serializes Index/Delete: each reads then rewrites a case's documents
+	cols    columnCache
+	warming atomic.Bool // a warm goroutine is running
 }
 
 var _ search.Engine = (*Engine)(nil)
@@ -90,6 +94,7 @@ func Open(ctx context.Context, dir string) (*Engine, error) {
 		}
 		e.durable.Store(true)
 		removeOthers(dir, name)
+		e.warm()
 		return e, nil
 	case errors.Is(err, os.ErrNotExist):
 		e, err := Build(ctx, dir)
@@ -226,19 +231,10 @@ func newMapping() (*mapping.IndexMappingImpl, error) {
 		f.DocValues = true
 		return f
 	}
-	num := func() *mapping.FieldMapping {
-		f := bv.NewNumericFieldMapping()
-		f.IncludeInAll = false
-		f.DocValues = true
-		return f
-	}
 	dm.AddFieldMappingsAt(fText, text())
 	dm.AddFieldMappingsAt(fTextCJK, text())
-	for _, n := range []string{fCaseID, fHead, fStatus, fPriority, fCustomer, fAssignee, fTags, fContactID, fChannel, fPurposes, fSortAt} {
+	for _, n := range []string{fCaseID, fHead, fStatus, fPriority, fCustomer, fAssignee, fTags, fContactID, fChannel, fPurposes, fSortAt, fHash, fUpdatedAt} {
 		dm.AddFieldMappingsAt(n, kw())
-	}
-	for _, n := range []string{fUpdatedAt, fOccurredAt} {
-		dm.AddFieldMappingsAt(n, num())
 	}
 	im.DefaultMapping = dm
 	if err := im.Validate(); err != nil {
@@ -273,6 +269,7 @@ func (e *Engine) Compact(ctx context.Context) error {
 	if err := s.ForceMerge(ctx, nil); err != nil {
 		return fmt.Errorf("bleve: compact: %w", err)
 	}
+	e.warm()
 	return nil
 }
 
@@ -382,4 +379,23 @@ func (e *Engine) reader() (index.IndexReader, error) {
 		return nil, fmt.Errorf("bleve: reader: %w", err)
 	}
 	return r, nil
+}
+
+// warm decodes, in the background, the search columns (see columns.go) of
+// segments that are new in the current snapshot, so that the first query
+// after a write or a merge does not pay for it. At most one runs at a
+// time; a query still decodes whatever is missing itself.
+func (e *Engine) warm() {
+	if e.warming.Swap(true) {
+		return
+	}
+	go func() {
+		defer e.warming.Store(false)
+		r, err := e.reader()
+		if err != nil {
+			return // closed meanwhile
+		}
+		defer r.Close()
+		_, _ = e.cols.forReader(context.Background(), r)
+	}()
 }

@@ -1,4 +1,21 @@
 package bleve
 
+import "context"
+
 // Stats exposes Bleve's index statistics to the benchmark.
 func (e *Engine) Stats() map[string]any { return e.idx.StatsMap() }
+
+// InternalKeys counts the entries of scorch's internal store, which scorch
+// copies on every batch and merge: it must not grow with the corpus.
+func (e *Engine) InternalKeys() (int, error) {
+	r, err := e.reader()
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	sv, err := e.cols.forReader(context.Background(), r)
+	if err != nil {
+		return 0, err
+	}
+	return len(sv.snap.Internal()), nil
+}

@@ -3,7 +3,6 @@ package bleve
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -23,31 +22,30 @@ import (
 
 // Field names of a contact document.
 const (
-	fCaseID     = "case_id"
-	fHead       = "head" // "1" on exactly one document per case, for Count
-	fNumber     = "number"
-	fText       = "text"     // searchable: subject (array position 0) and body (1), non-CJK tokens
-	fTextCJK    = "text_cjk" // the same texts' CJK bigrams
-	fSubject    = "subject"  // stored only
-	fBody       = "body"     // stored only; the contact body (already masked)
-	fStatus     = "status"
-	fPriority   = "priority"
-	fCustomer   = "customer_id"
-	fAssignee   = "assignee"
-	fTags       = "tags"
-	fUpdatedAt  = "updated_at"  // case, unix micros
-	fContactID  = "contact_id"  // "" on a case-only document
-	fChannel    = "channel"     // contact channel
-	fPurposes   = "purposes"    // contact purposes
-	fOccurredAt = "occurred_at" // contact, unix micros; absent on case-only documents
-	fSortAt     = "sort_at"     // occurred_at, or the case's created_at on a case-only document; sortKey-encoded
+	fCaseID    = "case_id"
+	fHead      = "head" // "1" on exactly one document per case, for Count
+	fNumber    = "number"
+	fText      = "text"     // searchable: subject (array position 0) and body (1), non-CJK tokens
+	fTextCJK   = "text_cjk" // the same texts' CJK bigrams
+	fSubject   = "subject"  // stored only
+	fBody      = "body"     // stored only; the contact body (already masked)
+	fStatus    = "status"
+	fPriority  = "priority"
+	fCustomer  = "customer_id"
+	fAssignee  = "assignee"
+	fTags      = "tags"
+	fUpdatedAt = "updated_at" // case, unix micros, microsKey-encoded; current on the head document
+	fContactID = "contact_id" // "" on a case-only document
+	fChannel   = "channel"    // contact channel
+	fPurposes  = "purposes"   // contact purposes
+	fSortAt    = "sort_at"    // occurred_at, or the case's created_at on a case-only document; sortKey-encoded
+	fHash      = "hash"       // content hash of the document (docHashes), to skip unchanged rewrites
 )
 
 const (
 	optText    = index.IndexField | index.IncludeTermVectors // positions, for phrases
 	optKeyword = index.IndexField | index.DocValues
 	optStored  = index.StoreField
-	optNumeric = index.IndexField | index.DocValues
 )
 
 func micros(t time.Time) float64 {
@@ -60,8 +58,13 @@ func micros(t time.Time) float64 {
 // sortKey encodes a time as one fixed-width doc value term: a numeric field
 // would carry a dozen precision terms per document, and the search visits
 // this value for every matching contact.
-func sortKey(t time.Time) string {
-	return fmt.Sprintf("%016x", uint64(t.UnixMicro())^(1<<63))
+func sortKey(t time.Time) string { return microsKey(t.UnixMicro()) }
+
+// microsKey is sortKey for a number of microseconds. Dates are only ever
+// read back from doc values (search filters dates on decoded columns), so
+// none is indexed as a numeric field, which costs 16 terms per value.
+func microsKey(v int64) string {
+	return fmt.Sprintf("%016x", uint64(v)^(1<<63))
 }
 
 func parseSortKey(b []byte) int64 {
@@ -81,7 +84,7 @@ func docID(caseID, contactID string) string { return caseID + "/" + contactID }
 
 // caseDocuments lays a case out as Bleve documents: one per contact, or a
 // single case-only document when it has none.
-func (e *Engine) caseDocuments(c search.CaseDoc) []*document.Document {
+func (e *Engine) caseDocuments(c search.CaseDoc, hashes []string) []*document.Document {
 	contacts := c.Contacts
 	if len(contacts) == 0 {
 		contacts = []search.ContactDoc{{}} // case-only document
@@ -94,10 +97,8 @@ func (e *Engine) caseDocuments(c search.CaseDoc) []*document.Document {
 				d.AddField(document.NewTextFieldCustom(name, nil, []byte(val), opts, e.kw))
 			}
 		}
-		num := func(name string, v float64) {
-			d.AddField(document.NewNumericFieldWithIndexingOptions(name, nil, v, optNumeric))
-		}
 		kw(fCaseID, c.CaseID, optKeyword|index.StoreField)
+		kw(fHash, hashes[i], optKeyword)
 		if i == 0 {
 			kw(fHead, "1", index.IndexField)
 		}
@@ -117,7 +118,7 @@ func (e *Engine) caseDocuments(c search.CaseDoc) []*document.Document {
 		for _, t := range c.Tags {
 			kw(fTags, t, optKeyword)
 		}
-		num(fUpdatedAt, micros(c.UpdatedAt))
+		kw(fUpdatedAt, microsKey(int64(micros(c.UpdatedAt))), optKeyword)
 		if ct.ID != "" {
 			kw(fContactID, ct.ID, optKeyword|index.StoreField)
 			kw(fChannel, ct.Channel, optKeyword)
@@ -130,7 +131,6 @@ func (e *Engine) caseDocuments(c search.CaseDoc) []*document.Document {
 				d.AddField(document.NewTextFieldCustom(fTextCJK, []uint64{1}, body, optText, cjk))
 				d.AddField(document.NewTextFieldCustom(fBody, nil, []byte(ct.Body), optStored, e.text))
 			}
-			num(fOccurredAt, micros(ct.OccurredAt))
 			kw(fSortAt, sortKey(ct.OccurredAt), optKeyword)
 		} else {
 			kw(fSortAt, sortKey(c.CreatedAt), optKeyword)
@@ -179,49 +179,44 @@ func (e *Engine) Index(ctx context.Context, docs []search.CaseDoc) error {
 	return errors.Join(errs...)
 }
 
-func (e *Engine) indexPart(ctx context.Context, docs []search.CaseDoc, existing map[string][]string) error {
+func (e *Engine) indexPart(ctx context.Context, docs []search.CaseDoc, existing map[string]map[string]string) error {
 	b := e.idx.NewBatch()
 	for _, c := range docs {
 		keep := make(map[string]bool, len(c.Contacts)+1)
 		hashes := docHashes(c)
-		for i, d := range e.caseDocuments(c) {
+		old := existing[c.CaseID]
+		for i, d := range e.caseDocuments(c, hashes) {
 			keep[d.ID()] = true
 			// Contacts are immutable and a new contact only moves the case's
-			// updated_at (which search aggregates as a maximum), so a
-			// document whose content hash is unchanged is not rewritten: a
-			// new contact costs one document, not the whole case.
-			hkey := []byte(hashPrefix + d.ID())
-			if old, err := e.idx.GetInternal(hkey); err == nil && string(old) == hashes[i] {
+			// updated_at (which only the head document must carry, see
+			// docHashes), so a document whose content hash is unchanged is
+			// not rewritten: a new contact costs its own document and the
+			// head's, not the whole case.
+			if old[d.ID()] == hashes[i] {
 				continue
 			}
 			if err := b.IndexAdvanced(d); err != nil {
 				return fmt.Errorf("bleve: index %s: %w", d.ID(), err)
 			}
-			b.SetInternal(hkey, []byte(hashes[i]))
 		}
-		for _, id := range existing[c.CaseID] {
+		for id := range old {
 			if !keep[id] {
 				b.Delete(id)
-				b.DeleteInternal([]byte(hashPrefix + id))
 			}
 		}
-		var u [8]byte
-		binary.BigEndian.PutUint64(u[:], uint64(micros(c.UpdatedAt)))
-		b.SetInternal([]byte(updatedPrefix+c.CaseID), u[:])
 	}
 	return e.apply(ctx, b)
 }
 
-// updatedPrefix keys each case's current updated_at (Unix micros, big
-// endian) in the internal store: document updated_at values may be older.
-const updatedPrefix = "u/"
-
-// hashPrefix keys the content hash of each indexed document in Bleve's
-// internal store.
-const hashPrefix = "h/"
-
 // docHashes returns, in caseDocuments order, a hash of everything each
-// document holds except the case's updated_at.
+// document holds, except the case's updated_at on all but the head
+// document: so the head document always carries the case's current
+// updated_at (the updated sort reads it there) and the others are not
+// rewritten when only it moves. The hash is stored in the document itself
+// (fHash doc values), and updated_at in the head document, rather than in
+// Bleve's internal store: scorch copies that whole map on every batch and
+// merge and rewrites it on every persist, which made bulk indexing
+// quadratic. 96 bits are plenty to notice that one document changed.
 func docHashes(c search.CaseDoc) []string {
 	contacts := c.Contacts
 	if len(contacts) == 0 {
@@ -240,9 +235,13 @@ func docHashes(c search.CaseDoc) []string {
 	for i, ct := range contacts {
 		h.Reset()
 		h.Write(caseSum)
-		w(strconv.FormatBool(i == 0), ct.ID, ct.Channel, ct.Direction, ct.Author, ct.Body,
+		updated := ""
+		if i == 0 {
+			updated = strconv.FormatInt(int64(micros(c.UpdatedAt)), 10)
+		}
+		w(strconv.FormatBool(i == 0), updated, ct.ID, ct.Channel, ct.Direction, ct.Author, ct.Body,
 			strconv.FormatInt(ct.OccurredAt.UnixMicro(), 10), strings.Join(ct.Purposes, "\x00"))
-		out[i] = hex.EncodeToString(h.Sum(nil))
+		out[i] = hex.EncodeToString(h.Sum(nil)[:12])
 	}
 	return out
 }
@@ -263,13 +262,9 @@ func (e *Engine) Delete(ctx context.Context, caseIDs []string) error {
 	}
 	b := e.idx.NewBatch()
 	for _, ids := range existing {
-		for _, id := range ids {
+		for id := range ids {
 			b.Delete(id)
-			b.DeleteInternal([]byte(hashPrefix + id))
 		}
-	}
-	for caseID := range existing {
-		b.DeleteInternal([]byte(updatedPrefix + caseID))
 	}
 	return e.apply(ctx, b)
 }
@@ -285,7 +280,11 @@ func (e *Engine) apply(ctx context.Context, b *bv.Batch) error {
 		}
 		return nil
 	}
-	return e.applyDurable(ctx, b)
+	if err := e.applyDurable(ctx, b); err != nil {
+		return err
+	}
+	e.warm()
+	return nil
 }
 
 func (e *Engine) applyDurable(ctx context.Context, b *bv.Batch) error {
@@ -305,28 +304,39 @@ func (e *Engine) applyDurable(ctx context.Context, b *bv.Batch) error {
 	}
 }
 
-// documentIDs lists the Bleve document IDs currently held for each case.
-func (e *Engine) documentIDs(ctx context.Context, caseIDs []string) (map[string][]string, error) {
+// documentIDs lists the Bleve document IDs currently held for each case,
+// with their content hashes.
+func (e *Engine) documentIDs(ctx context.Context, caseIDs []string) (map[string]map[string]string, error) {
 	r, err := e.reader()
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	dv, err := r.DocValueReader([]string{fCaseID})
+	dv, err := r.DocValueReader([]string{fCaseID, fHash})
 	if err != nil {
 		return nil, fmt.Errorf("bleve: %w", err)
 	}
-	out := make(map[string][]string)
+	out := make(map[string]map[string]string)
 	err = each(ctx, r, e.m, termsQuery(fCaseID, caseIDs), false, func(m matchInfo) error {
 		id, err := r.ExternalID(m.id)
 		if err != nil {
 			return fmt.Errorf("bleve: %w", err)
 		}
-		var caseID string
-		if err := dv.VisitDocValues(m.id, func(_ string, term []byte) { caseID = string(term) }); err != nil {
+		var caseID, hash string
+		err = dv.VisitDocValues(m.id, func(field string, term []byte) {
+			if field == fCaseID {
+				caseID = string(term)
+			} else {
+				hash = string(term)
+			}
+		})
+		if err != nil {
 			return fmt.Errorf("bleve: doc values: %w", err)
 		}
-		out[caseID] = append(out[caseID], id)
+		if out[caseID] == nil {
+			out[caseID] = make(map[string]string)
+		}
+		out[caseID][id] = hash
 		return nil
 	})
 	return out, err

@@ -3,8 +3,8 @@ package bleve
 import (
 	"cmp"
 	"context"
-	"encoding/binary"
 	"fmt"
+	"math"
 	"math/bits"
 	"slices"
 	"strconv"
@@ -14,7 +14,6 @@ import (
 
 	"github.com/blevesearch/bleve/v2/analysis"
 	"github.com/blevesearch/bleve/v2/mapping"
-	"github.com/blevesearch/bleve/v2/numeric"
 	bsearch "github.com/blevesearch/bleve/v2/search"
 	"github.com/blevesearch/bleve/v2/search/query"
 	index "github.com/blevesearch/bleve_index_api"
@@ -212,20 +211,34 @@ func (e *Engine) wordQuery(w string, fuzzy bool) query.Query {
 
 // buildQuery translates a search.Query. User text only ever becomes terms
 // of typed queries (never query-string syntax), so it cannot widen a filter.
-func (e *Engine) buildQuery(q search.Query) query.Query {
-	var textQs, must []query.Query
+//
+// Filters on fields with few distinct values (status, channel, tag, ...)
+// and the date range match a large share of all contacts: as clauses of
+// the conjunction they cost a postings skip (or, for the date range, a
+// heap of dozens of numeric terms) on every candidate, which was most of
+// the slow tail. Those that are not selective are checked instead on the
+// decoded columns of each candidate (docFilter); the selective ones, and
+// customer and case IDs, stay in the query where skipping pays.
+func (e *Engine) buildQuery(ctx context.Context, r index.IndexReader, q search.Query) (query.Query, *docFilter, error) {
+	var must []query.Query
 	for _, w := range q.Words {
 		if wq := e.wordQuery(w, true); wq != nil {
-			textQs = append(textQs, wq)
+			must = append(must, wq)
 		}
 	}
 	for _, p := range q.Phrases {
 		if pq := e.phraseQuery(p); pq != nil {
-			textQs = append(textQs, pq)
+			must = append(must, pq)
 		}
 	}
-	must = append(must, textQs...)
 	f := q.Filter
+	df := &docFilter{}
+	type candidate struct {
+		field string
+		vals  []string
+		count uint64
+	}
+	var cands []candidate
 	for _, c := range []struct {
 		field string
 		vals  []string
@@ -234,24 +247,47 @@ func (e *Engine) buildQuery(q search.Query) query.Query {
 		{fCustomer, f.CustomerIDs}, {fAssignee, f.Assignees}, {fTags, f.Tags},
 		{fPurposes, f.Purposes}, {fCaseID, f.CaseIDs},
 	} {
-		if len(c.vals) > 0 {
-			must = append(must, termsQuery(c.field, c.vals))
+		if len(c.vals) == 0 {
+			continue
 		}
+		if !columnField(c.field) {
+			must = append(must, termsQuery(c.field, c.vals))
+			continue
+		}
+		var n uint64
+		for _, v := range c.vals {
+			tfr, err := r.TermFieldReader(ctx, []byte(v), c.field, false, false, false)
+			if err != nil {
+				return nil, nil, fmt.Errorf("bleve: %w", err)
+			}
+			n += tfr.Count()
+			_ = tfr.Close()
+		}
+		cands = append(cands, candidate{c.field, c.vals, n})
+	}
+	total, err := r.DocCount()
+	if err != nil {
+		return nil, nil, fmt.Errorf("bleve: %w", err)
+	}
+	slices.SortFunc(cands, func(a, b candidate) int { return cmp.Compare(a.count, b.count) })
+	for i, c := range cands {
+		// selective (under an eighth of all documents), or the only thing
+		// left to drive the search: a query clause
+		if c.count*8 < total || i == 0 && len(must) == 0 {
+			must = append(must, termsQuery(c.field, c.vals))
+			continue
+		}
+		df.keywords = append(df.keywords, keywordFilter{field: c.field, values: c.vals})
 	}
 	if !f.From.IsZero() || !f.To.IsZero() {
-		var lo, hi *float64
+		df.dated = true
+		df.from, df.to = math.MinInt64, math.MaxInt64
 		if !f.From.IsZero() {
-			v := micros(f.From)
-			lo = &v
+			df.from = int64(micros(f.From))
 		}
 		if !f.To.IsZero() {
-			v := micros(f.To)
-			hi = &v
+			df.to = int64(micros(f.To))
 		}
-		t, fl := true, false
-		nq := query.NewNumericRangeInclusiveQuery(lo, hi, &t, &fl)
-		nq.SetField(fOccurredAt)
-		must = append(must, nq)
 	}
 	var excl []query.Query
 	for _, x := range q.Excluded {
@@ -267,9 +303,12 @@ func (e *Engine) buildQuery(q search.Query) query.Query {
 		bq := query.NewBooleanQuery(nil, nil, nil)
 		bq.AddMust(all)
 		bq.AddMustNot(excl...)
-		return bq
+		all = bq
 	}
-	return all
+	if len(df.keywords) == 0 && !df.dated {
+		df = nil
+	}
+	return all, df, nil
 }
 
 type matchInfo struct {
@@ -321,7 +360,7 @@ type group struct {
 	updatedAt int64
 	score     float64 // best contact's score
 	sortAt    int64   // newest (or oldest, per sort) matching contact
-	best      index.IndexInternalID
+	best      uint64  // global document number of the best contact
 	bestScore float64
 	bestAt    int64
 	channels  uint64 // facet bits of the matching contacts
@@ -335,8 +374,8 @@ type dict struct {
 	names []string
 }
 
-func (d *dict) bit(v []byte) uint64 {
-	if i, ok := d.ids[string(v)]; ok {
+func (d *dict) bit(v string) uint64 {
+	if i, ok := d.ids[v]; ok {
 		return 1 << i
 	}
 	if len(d.names) >= 64 {
@@ -345,8 +384,8 @@ func (d *dict) bit(v []byte) uint64 {
 	if d.ids == nil {
 		d.ids = make(map[string]int)
 	}
-	d.ids[string(v)] = len(d.names)
-	d.names = append(d.names, string(v))
+	d.ids[v] = len(d.names)
+	d.names = append(d.names, v)
 	return 1 << (len(d.names) - 1)
 }
 
@@ -358,21 +397,8 @@ func (d *dict) count(out map[string]int64, mask uint64) {
 	}
 }
 
-func decodeMicros(term []byte) (int64, bool) {
-	pc := numeric.PrefixCoded(term)
-	if s, err := pc.Shift(); err != nil || s != 0 {
-		return 0, false
-	}
-	i, err := pc.Int64()
-	if err != nil {
-		return 0, false
-	}
-	return int64(numeric.Int64ToFloat64(i)), true
-}
-
 // Search implements search.Engine.
 func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, error) {
-	all := e.buildQuery(q)
 	sortBy := q.Sort
 	if sortBy == search.SortRelevance && !q.HasText() {
 		sortBy = search.SortNewest
@@ -394,69 +420,93 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 		return search.Result{}, err
 	}
 	defer r.Close()
-	// visit per matching contact only what this query needs
-	dvFields := []string{fCaseID, fSortAt}
-	if q.Facets {
-		dvFields = append(dvFields, fChannel, fPurposes)
-	}
-	contactDV, err := r.DocValueReader(dvFields)
+	sv, err := e.cols.forReader(ctx, r)
 	if err != nil {
-		return search.Result{}, fmt.Errorf("bleve: %w", err)
+		return search.Result{}, err
 	}
-	caseDV, err := r.DocValueReader([]string{fStatus, fTags, fUpdatedAt})
+	all, df, err := e.buildQuery(ctx, r, q)
 	if err != nil {
-		return search.Result{}, fmt.Errorf("bleve: %w", err)
+		return search.Result{}, err
 	}
 
 	var (
 		groups   []group
-		byCase   = make(map[string]int)
+		byCase   = make(map[string]int32)
 		chanDict dict
 		purpDict dict
 	)
-	var caseID []byte
-	var sortAt int64
-	var chBits, puBits uint64
-	visitContact := func(field string, term []byte) {
-		switch field {
-		case fCaseID:
-			caseID = append(caseID[:0], term...)
-		case fSortAt:
-			sortAt = parseSortKey(term)
-		case fChannel:
-			chBits |= chanDict.bit(term)
-		case fPurposes:
-			puBits |= purpDict.bit(term)
+	// per segment of the current match: its columns, the group of each of
+	// its case IDs (-1: not seen yet) and the facet bit of each value
+	seg := -1
+	var (
+		cols               *segColumns
+		segGroup           []int32
+		chanBits, purpBits []uint64
+	)
+	var allowed []segFilter
+	enter := func(i int) {
+		seg, cols = i, sv.cols[i]
+		allowed = df.forSegment(cols, allowed)
+		segGroup = slices.Grow(segGroup[:0], len(cols.caseID.dict))[:len(cols.caseID.dict)]
+		for j := range segGroup {
+			segGroup[j] = -1
+		}
+		chanBits, purpBits = chanBits[:0], purpBits[:0]
+		if q.Facets {
+			for _, v := range cols.channel.dict {
+				chanBits = append(chanBits, chanDict.bit(v))
+			}
+			for _, v := range cols.purp.dict {
+				purpBits = append(purpBits, purpDict.bit(v))
+			}
 		}
 	}
 	err = each(ctx, r, e.m, all, q.HasText(), func(m matchInfo) error {
-		caseID, sortAt, chBits, puBits = caseID[:0], 0, 0, 0
-		if err := contactDV.VisitDocValues(m.id, visitContact); err != nil {
-			return fmt.Errorf("bleve: doc values: %w", err)
+		num := m.id.Value()
+		i, d := sv.locate(num, seg)
+		if i != seg {
+			enter(i)
 		}
-		gi, ok := byCase[string(caseID)]
-		if !ok {
-			g := group{caseID: string(caseID), score: m.score, sortAt: sortAt, bestScore: m.score, bestAt: sortAt}
-			g.best = append(g.best, m.id...)
-			err := caseDV.VisitDocValues(m.id, func(field string, term []byte) {
-				switch field {
-				case fStatus:
-					g.status = string(term)
-				case fTags:
-					g.tags = append(g.tags, string(term))
-				case fUpdatedAt:
-					if v, ok := decodeMicros(term); ok {
-						g.updatedAt = v
-					}
-				}
-			})
-			if err != nil {
-				return fmt.Errorf("bleve: doc values: %w", err)
-			}
-			g.channels, g.purposes = chBits, puBits
-			byCase[g.caseID] = len(groups)
-			groups = append(groups, g)
+		if int(d) >= cols.n {
+			return fmt.Errorf("bleve: document %d beyond its segment", num)
+		}
+		if df != nil && !df.match(cols, d, allowed) {
 			return nil
+		}
+		var chBits, puBits uint64
+		if q.Facets {
+			for _, o := range cols.channel.values(d) {
+				chBits |= chanBits[o]
+			}
+			for _, o := range cols.purp.values(d) {
+				puBits |= purpBits[o]
+			}
+		}
+		sortAt := cols.sortAt[d]
+		co := cols.caseID.first(d)
+		if co < 0 {
+			return fmt.Errorf("bleve: document %d without case", num)
+		}
+		gi := segGroup[co]
+		if gi < 0 {
+			caseID := cols.caseID.dict[co]
+			var ok bool
+			if gi, ok = byCase[caseID]; !ok {
+				g := group{caseID: caseID, score: m.score, sortAt: sortAt, bestScore: m.score, bestAt: sortAt, best: num, channels: chBits, purposes: puBits}
+				g.updatedAt = cols.updatedAt[d]
+				if so := cols.status.first(d); so >= 0 {
+					g.status = cols.status.dict[so]
+				}
+				for _, o := range cols.tags.values(d) {
+					g.tags = append(g.tags, cols.tags.dict[o])
+				}
+				gi = int32(len(groups))
+				byCase[caseID] = gi
+				segGroup[co] = gi
+				groups = append(groups, g)
+				return nil
+			}
+			segGroup[co] = gi
 		}
 		g := &groups[gi]
 		g.channels |= chBits
@@ -468,7 +518,7 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 			g.sortAt = max(g.sortAt, sortAt)
 		}
 		if better(sortBy, m.score, sortAt, g.bestScore, g.bestAt) {
-			g.best = append(g.best[:0], m.id...)
+			g.best = num
 			g.bestScore, g.bestAt = m.score, sortAt
 		}
 		return nil
@@ -496,15 +546,13 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 		return res, nil
 	}
 	if sortBy == search.SortUpdated {
-		// A new contact rewrites only its own document, so a case's current
-		// updated_at is kept per case in the internal store (see indexPart).
-		for i := range groups {
-			if v, err := e.idx.GetInternal([]byte(updatedPrefix + groups[i].caseID)); err == nil && len(v) == 8 {
-				if u := int64(binary.BigEndian.Uint64(v)); u > groups[i].updatedAt {
-					groups[i].updatedAt = u
-				}
+		// Only a case's head document is rewritten whenever its updated_at
+		// moves (see docHashes): the matching contacts may carry older values.
+		sv.eachHead(func(caseID string, updatedAt int64) {
+			if gi, ok := byCase[caseID]; ok {
+				groups[gi].updatedAt = updatedAt
 			}
-		}
+		})
 	}
 	slices.SortFunc(groups, func(a, b group) int { return compareGroups(sortBy, &a, &b) })
 	page := groups[offset:min(offset+limit, len(groups))]
@@ -559,7 +607,7 @@ func compareGroups(s search.SortOrder, a, b *group) int {
 func (e *Engine) hydrate(_ context.Context, r index.IndexReader, page []group, hl *highlighter) ([]search.Hit, error) {
 	hits := make([]search.Hit, len(page))
 	for i := range page {
-		id, err := r.ExternalID(page[i].best)
+		id, err := r.ExternalID(index.NewIndexInternalID(nil, page[i].best))
 		if err != nil {
 			return nil, fmt.Errorf("bleve: %w", err)
 		}

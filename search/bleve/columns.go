@@ -1,0 +1,327 @@
+package bleve
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/blevesearch/bleve/v2/index/scorch"
+	index "github.com/blevesearch/bleve_index_api"
+)
+
+// Search groups every matching contact by case and counts facets over all
+// of them, so it needs a few doc values of each match. Read through Bleve,
+// those sit in snappy-compressed chunks of a thousand documents: a broad
+// query touches nearly every chunk of every field and so decompressed the
+// whole column again on every query (half the CPU time of the slow tail).
+// Segments never change once written, so each segment's columns are decoded
+// once into plain arrays (under 100 bytes per document) and kept while the
+// segment is part of the index, like Lucene's field caches.
+
+// column holds one multi-valued keyword field of a segment: the values of
+// document d are dict[ords[offs[d]:offs[d+1]]].
+type column struct {
+	dict []string
+	offs []uint32
+	ords []uint32
+}
+
+func (c *column) values(d uint32) []uint32 { return c.ords[c.offs[d]:c.offs[d+1]] }
+
+// first returns document d's first value ord, or -1.
+func (c *column) first(d uint32) int {
+	if c.offs[d] == c.offs[d+1] {
+		return -1
+	}
+	return int(c.ords[c.offs[d]])
+}
+
+type columnBuilder struct {
+	col column
+	ids map[string]uint32
+	cur []uint32 // ords of the current document
+}
+
+func (b *columnBuilder) add(v []byte) {
+	o, ok := b.ids[string(v)]
+	if !ok {
+		o = uint32(len(b.col.dict))
+		b.col.dict = append(b.col.dict, string(v))
+		b.ids[string(v)] = o
+	}
+	b.cur = append(b.cur, o)
+}
+
+func (b *columnBuilder) endDoc() {
+	b.col.ords = append(b.col.ords, b.cur...)
+	b.col.offs = append(b.col.offs, uint32(len(b.col.ords)))
+	b.cur = b.cur[:0]
+}
+
+// segColumns are the doc values search needs, for every document of one
+// segment (deleted ones included: they never match).
+type segColumns struct {
+	n                                                   int
+	caseID, status, channel, purp, tags, prio, assignee column
+	sortAt, updatedAt                                   []int64
+	contact                                             []bool   // a contact document (sortAt is its occurred_at), not a case-only one
+	heads                                               []uint32 // the head document of each case (fHead)
+}
+
+var columnFields = []string{fCaseID, fStatus, fChannel, fPurposes, fTags, fPriority, fAssignee, fSortAt, fUpdatedAt, fContactID, fHead}
+
+// col returns the keyword column of a field, nil for fields not decoded.
+func (sc *segColumns) col(field string) *column {
+	switch field {
+	case fCaseID:
+		return &sc.caseID
+	case fStatus:
+		return &sc.status
+	case fChannel:
+		return &sc.channel
+	case fPurposes:
+		return &sc.purp
+	case fTags:
+		return &sc.tags
+	case fPriority:
+		return &sc.prio
+	case fAssignee:
+		return &sc.assignee
+	}
+	return nil
+}
+
+// columnField reports whether a keyword field is decoded and small enough
+// (few distinct values) to be filtered on columns.
+func columnField(field string) bool {
+	switch field {
+	case fStatus, fChannel, fPurposes, fTags, fPriority, fAssignee:
+		return true
+	}
+	return false
+}
+
+// buildColumns decodes the segment that starts at global document number
+// offset and holds n documents.
+func buildColumns(ctx context.Context, r index.IndexReader, offset uint64, n int) (*segColumns, error) {
+	dv, err := r.DocValueReader(columnFields)
+	if err != nil {
+		return nil, fmt.Errorf("bleve: %w", err)
+	}
+	bs := make([]*columnBuilder, 7)
+	for i := range bs {
+		bs[i] = &columnBuilder{ids: make(map[string]uint32), col: column{offs: make([]uint32, 1, n+1)}}
+	}
+	bs[0].col.ords = make([]uint32, 0, n) // one case per document
+	sc := &segColumns{n: n, sortAt: make([]int64, n), updatedAt: make([]int64, n), contact: make([]bool, n)}
+	var d int
+	visit := func(field string, term []byte) {
+		switch field {
+		case fCaseID:
+			bs[0].add(term)
+		case fStatus:
+			bs[1].add(term)
+		case fChannel:
+			bs[2].add(term)
+		case fPurposes:
+			bs[3].add(term)
+		case fTags:
+			bs[4].add(term)
+		case fPriority:
+			bs[5].add(term)
+		case fAssignee:
+			bs[6].add(term)
+		case fContactID:
+			sc.contact[d] = true
+		case fSortAt:
+			sc.sortAt[d] = parseSortKey(term)
+		case fUpdatedAt:
+			sc.updatedAt[d] = parseSortKey(term)
+		case fHead:
+			sc.heads = append(sc.heads, uint32(d))
+		}
+	}
+	id := index.NewIndexInternalID(nil, 0)
+	for d = 0; d < n; d++ {
+		if d%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		id.SetValue(offset + uint64(d))
+		if err := dv.VisitDocValues(id, visit); err != nil {
+			return nil, fmt.Errorf("bleve: doc values: %w", err)
+		}
+		for _, b := range bs {
+			b.endDoc()
+		}
+	}
+	sc.caseID, sc.status, sc.channel, sc.purp, sc.tags = bs[0].col, bs[1].col, bs[2].col, bs[3].col, bs[4].col
+	sc.prio, sc.assignee = bs[5].col, bs[6].col
+	return sc, nil
+}
+
+// columnCache keeps the decoded columns of the segments in use, by scorch
+// segment ID (a segment's documents never change under its ID; deletions
+// are the snapshot's business and deleted documents never match).
+type columnCache struct {
+	mu   sync.Mutex
+	segs map[uint64]*cachedColumns
+}
+
+type cachedColumns struct {
+	once sync.Once
+	cols *segColumns
+	err  error
+}
+
+// snapshotColumns is one query's view: the columns and first global
+// document number of each segment of its snapshot.
+type snapshotColumns struct {
+	snap    *scorch.IndexSnapshot
+	cols    []*segColumns
+	offsets []uint64 // len(cols)+1; offsets[i] is segment i's first document
+}
+
+// forReader returns the columns of every segment of r, decoding the ones
+// not seen before, and forgets segments that are no longer in r when the
+// cache holds more than r has (r is normally the newest snapshot).
+func (c *columnCache) forReader(ctx context.Context, r index.IndexReader) (*snapshotColumns, error) {
+	snap, ok := r.(*scorch.IndexSnapshot)
+	if !ok {
+		return nil, fmt.Errorf("bleve: reader %T is not a scorch snapshot", r)
+	}
+	segs := snap.Segments()
+	sv := &snapshotColumns{snap: snap, cols: make([]*segColumns, len(segs)), offsets: make([]uint64, len(segs)+1)}
+	entries := make([]*cachedColumns, len(segs))
+	c.mu.Lock()
+	if c.segs == nil {
+		c.segs = make(map[uint64]*cachedColumns)
+	}
+	for i, ss := range segs {
+		// scorch numbers documents across segments by the segments' full
+		// counts, deleted documents included
+		sv.offsets[i+1] = sv.offsets[i] + ss.Segment().Count()
+		e := c.segs[ss.Id()]
+		if e == nil {
+			e = &cachedColumns{}
+			c.segs[ss.Id()] = e
+		}
+		entries[i] = e
+	}
+	if len(c.segs) > len(segs) {
+		live := make(map[uint64]bool, len(segs))
+		for _, ss := range segs {
+			live[ss.Id()] = true
+		}
+		for id := range c.segs {
+			if !live[id] {
+				delete(c.segs, id)
+			}
+		}
+	}
+	c.mu.Unlock()
+	for i, e := range entries {
+		e.once.Do(func() {
+			e.cols, e.err = buildColumns(ctx, r, sv.offsets[i], int(sv.offsets[i+1]-sv.offsets[i]))
+		})
+		if e.err != nil {
+			// a cancelled build must not stick: drop it so the next query retries
+			c.mu.Lock()
+			if c.segs[segs[i].Id()] == e {
+				delete(c.segs, segs[i].Id())
+			}
+			c.mu.Unlock()
+			return nil, e.err
+		}
+		sv.cols[i] = e.cols
+	}
+	return sv, nil
+}
+
+// locate maps a global document number to its segment and local number;
+// hint is the segment of the previous lookup (matches arrive in order).
+func (sv *snapshotColumns) locate(num uint64, hint int) (int, uint32) {
+	i := hint
+	if i < 0 || i >= len(sv.cols) || num < sv.offsets[i] {
+		i = 0
+	}
+	for i < len(sv.cols)-1 && num >= sv.offsets[i+1] {
+		i++
+	}
+	return i, uint32(num - sv.offsets[i])
+}
+
+// eachHead calls fn with the case ID and updated_at of every live head
+// document, that is of every case in the snapshot.
+func (sv *snapshotColumns) eachHead(fn func(caseID string, updatedAt int64)) {
+	for i, ss := range sv.snap.Segments() {
+		cols, deleted := sv.cols[i], ss.Deleted()
+		for _, d := range cols.heads {
+			if deleted != nil && deleted.Contains(d) {
+				continue
+			}
+			if co := cols.caseID.first(d); co >= 0 {
+				fn(cols.caseID.dict[co], cols.updatedAt[d])
+			}
+		}
+	}
+}
+
+// docFilter is the part of a query's filter checked on columns.
+type docFilter struct {
+	keywords []keywordFilter
+	dated    bool  // contact occurred_at in [from, to)
+	from, to int64 // Unix micros
+}
+
+// keywordFilter holds when a document has one of the values.
+type keywordFilter struct {
+	field  string
+	values []string
+}
+
+// segFilter is a keywordFilter resolved for one segment: its column and,
+// per value ord, whether the value is wanted.
+type segFilter struct {
+	col *column
+	ok  []bool
+}
+
+// forSegment resolves the filter's values to the segment's value ords,
+// reusing buf.
+func (f *docFilter) forSegment(sc *segColumns, buf []segFilter) []segFilter {
+	if f == nil {
+		return nil
+	}
+	buf = slices.Grow(buf[:0], len(f.keywords))[:len(f.keywords)]
+	for i, k := range f.keywords {
+		c := sc.col(k.field)
+		ok := slices.Grow(buf[i].ok[:0], len(c.dict))[:len(c.dict)]
+		for o, v := range c.dict {
+			ok[o] = slices.Contains(k.values, v)
+		}
+		buf[i] = segFilter{col: c, ok: ok}
+	}
+	return buf
+}
+
+func (f *docFilter) match(sc *segColumns, d uint32, sf []segFilter) bool {
+	if f.dated && (!sc.contact[d] || sc.sortAt[d] < f.from || sc.sortAt[d] >= f.to) {
+		return false
+	}
+	for _, k := range sf {
+		hit := false
+		for _, o := range k.col.values(d) {
+			if k.ok[o] {
+				hit = true
+				break
+			}
+		}
+		if !hit {
+			return false
+		}
+	}
+	return true
+}
