@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 
+	"filippo.io/age"
+
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
 )
@@ -47,10 +49,12 @@ func readRows(ctx context.Context, db *sqldb.DB, t table, where string, args ...
 	if _, err := dumpTable(ctx, db.Read, t, db.Rebind(where), args, &buf, nil); err != nil {
 		return nil, err
 	}
-	return parseRows(&buf, t)
+	return parseRows(&buf, t, nil)
 }
 
-func parseRows(r io.Reader, t table) ([]map[string]any, error) {
+// parseRows decodes a table dump, keeping the rows keep accepts (all when
+// keep is nil): a caller after a few rows never holds the whole table.
+func parseRows(r io.Reader, t table, keep func(map[string]any) bool) ([]map[string]any, error) {
 	rr := newRowReader(r, t)
 	var out []map[string]any
 	for {
@@ -61,22 +65,25 @@ func parseRows(r io.Reader, t table) ([]map[string]any, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, row)
+		if keep == nil || keep(row) {
+			out = append(out, row)
+		}
 	}
 }
 
-// backupRows reads t's rows from a backup (nil when the backup lacks it).
-func (r *Repo) backupRows(ctx context.Context, m Manifest, t table, opts RestoreOptions) ([]map[string]any, error) {
+// backupRows reads t's rows that keep accepts from a backup (nil when the
+// backup lacks the table).
+func (r *Repo) backupRows(ctx context.Context, m Manifest, t table, id age.Identity, keep func(map[string]any) bool) ([]map[string]any, error) {
 	te, ok := m.table(t.Name)
 	if !ok {
 		return nil, nil
 	}
-	rc, err := r.openFile(ctx, te.File, opts.Identity, true)
+	rc, err := r.openFile(ctx, te.File, id, true)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	return parseRows(rc, t)
+	return parseRows(rc, t, keep)
 }
 
 // collectTombstones gathers the tombstones of every backup newer than m and
@@ -94,7 +101,7 @@ func (r *Repo) collectTombstones(ctx context.Context, m Manifest, opts RestoreOp
 			continue
 		}
 		for _, t := range []table{disp, keys} {
-			rows, err := r.backupRows(ctx, n, t, opts)
+			rows, err := r.backupRows(ctx, n, t, opts.Identity, nil)
 			if err != nil {
 				return nil, fmt.Errorf("tombstones of backup %s: %w", n.ID, err)
 			}

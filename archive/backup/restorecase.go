@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
@@ -62,34 +61,11 @@ func (r *Repo) RestoreCase(ctx context.Context, id, caseID string, opts CaseRest
 	if opts.Identity == nil {
 		return rep, ErrNoKey
 	}
-	ro := RestoreOptions{Identity: opts.Identity}
-	// pick streams one table of the backup and keeps the rows whose col is
-	// val: a case is a few rows of tables that may hold millions.
+	// pick keeps the rows of one table whose col is val: a case is a few
+	// rows of tables that may hold millions.
 	pick := func(name, col, val string) ([]map[string]any, error) {
 		t, _ := tableByName(name)
-		te, ok := m.table(name)
-		if !ok {
-			return nil, nil
-		}
-		rc, err := r.openFile(ctx, te.File, ro.Identity, true)
-		if err != nil {
-			return nil, err
-		}
-		defer rc.Close()
-		rr := newRowReader(rc, t)
-		var out []map[string]any
-		for {
-			row, err := rr.next()
-			if err == io.EOF {
-				return out, nil
-			}
-			if err != nil {
-				return nil, err
-			}
-			if asString(row[col]) == val {
-				out = append(out, row)
-			}
-		}
+		return r.backupRows(ctx, m, t, opts.Identity, func(row map[string]any) bool { return asString(row[col]) == val })
 	}
 	cs, err := pick("cases", "id", caseID)
 	if err != nil {

@@ -693,19 +693,28 @@ func isDatabaseURL(s string) bool {
 	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
 }
 
-// restoreFull restores backup id into an empty target and rebuilds its
-// search index.
-func restoreFull(ctx context.Context, cfg *config, id, to string, noLive bool, rep *reporter) error {
+// openRestoreRepo opens the repository and the identity every restore needs.
+func openRestoreRepo(cfg *config) (*backup.Repo, backup.Keys, error) {
 	repo, _, _, err := openBackupRepo(cfg)
 	if err != nil {
-		return err
+		return nil, backup.Keys{}, err
 	}
 	keys, err := backupKeys(cfg, false)
 	if err != nil {
-		return err
+		return nil, backup.Keys{}, err
 	}
 	if keys.Identity == nil {
-		return fmt.Errorf("%w: set --backup-identity-file (or put the key at %s)", backup.ErrNoKey, filepath.Join(cfg.DataDir, "backup.key"))
+		return nil, backup.Keys{}, fmt.Errorf("%w: set --backup-identity-file (or put the key at %s)", backup.ErrNoKey, filepath.Join(cfg.DataDir, "backup.key"))
+	}
+	return repo, keys, nil
+}
+
+// restoreFull restores backup id into an empty target and rebuilds its
+// search index.
+func restoreFull(ctx context.Context, cfg *config, id, to string, noLive bool, rep *reporter) error {
+	repo, keys, err := openRestoreRepo(cfg)
+	if err != nil {
+		return err
 	}
 	// The manifest first: a wrong ID must not leave a new database behind.
 	if _, err := repo.Manifest(ctx, id); err != nil {
@@ -883,16 +892,9 @@ func rebuildIndex(ctx context.Context, cfg *config, target *sqldb.DB, dir string
 
 // restoreCase puts one case back into this instance.
 func restoreCase(ctx context.Context, cfg *config, id, caseID string, overwrite bool, rep *reporter) error {
-	repo, _, _, err := openBackupRepo(cfg)
+	repo, keys, err := openRestoreRepo(cfg)
 	if err != nil {
 		return err
-	}
-	keys, err := backupKeys(cfg, false)
-	if err != nil {
-		return err
-	}
-	if keys.Identity == nil {
-		return fmt.Errorf("%w: set --backup-identity-file (or put the key at %s)", backup.ErrNoKey, filepath.Join(cfg.DataDir, "backup.key"))
 	}
 	env, err := openCLI(ctx, cfg)
 	if err != nil {
