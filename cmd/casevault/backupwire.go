@@ -693,6 +693,34 @@ func isDatabaseURL(s string) bool {
 	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
 }
 
+// reapplyHoldFlags sets the S3 legal-hold flag on every restored blob an
+// active hold covers, when the target bucket has object lock (0 otherwise).
+func reapplyHoldFlags(ctx context.Context, db *sqldb.DB, blobs archive.Blobs) (int, error) {
+	holds := retention.NewHolds(db, nil)
+	apply := objectLock(ctx, blobs, holds, slog.New(slog.DiscardHandler))
+	if apply == nil {
+		return 0, nil
+	}
+	n, cursor := 0, ""
+	for {
+		page, next, err := holds.List(ctx, retention.HoldFilter{ActiveOnly: true}, 500, cursor)
+		if err != nil {
+			return n, err
+		}
+		for _, h := range page {
+			k, err := apply(ctx, h, true)
+			if err != nil {
+				return n, fmt.Errorf("hold %s: %w", h.ID, err)
+			}
+			n += k
+		}
+		if next == "" {
+			return n, nil
+		}
+		cursor = next
+	}
+}
+
 // openRestoreRepo opens the repository and the identity every restore needs.
 func openRestoreRepo(cfg *config) (*backup.Repo, backup.Keys, error) {
 	repo, _, _, err := openBackupRepo(cfg)
@@ -793,6 +821,13 @@ func restoreFull(ctx context.Context, cfg *config, id, to string, noLive bool, r
 	if err != nil {
 		return err
 	}
+	// Restored holds must protect the restored blobs too: in an object-lock
+	// bucket the S3 legal-hold flags are set again (they are not data the
+	// backup can carry).
+	flagged, err := reapplyHoldFlags(ctx, target, blobs)
+	if err != nil {
+		return fmt.Errorf("restore: legal-hold flags: %w", err)
+	}
 	rep.progress(backup.Progress{Phase: "index", Unit: "cases"})
 	docs, ixErr := rebuildIndex(ctx, cfg, target, dir)
 	result := struct {
@@ -801,7 +836,8 @@ func restoreFull(ctx context.Context, cfg *config, id, to string, noLive bool, r
 		IndexedCases  int64  `json:"indexed_cases"`
 		IndexError    string `json:"index_error,omitempty"`
 		LiveDatabases int    `json:"live_databases"`
-	}{RestoreReport: rr, Target: where, IndexedCases: docs, LiveDatabases: len(live)}
+		HoldFlags     int    `json:"legal_hold_flags_set"`
+	}{RestoreReport: rr, Target: where, IndexedCases: docs, LiveDatabases: len(live), HoldFlags: flagged}
 	if ixErr != nil {
 		result.IndexError = ixErr.Error()
 	}
@@ -827,6 +863,9 @@ func restoreFull(ctx context.Context, cfg *config, id, to string, noLive bool, r
 		ts := rr.Tombstones
 		fmt.Fprintf(w, "tombstones replayed from %s: %d dispositions (%d contacts deleted, %d anonymized, %d redactions, %d cases deleted), %d customer keys destroyed, %d blobs removed\n",
 			orNone(ts.Sources), ts.Dispositions, ts.Deleted, ts.Anonymized, ts.Redacted, ts.CasesDeleted, ts.KeysDestroyed, ts.BlobsRemoved)
+		if flagged > 0 {
+			fmt.Fprintf(w, "legal holds: S3 legal-hold flag set on %d restored blobs\n", flagged)
+		}
 		if ixErr != nil {
 			fmt.Fprintf(w, "search index NOT rebuilt: %v (run `casevault reindex` against the target)\n", ixErr)
 		} else {

@@ -59,6 +59,28 @@ func TestHoldsSetS3LegalHoldFlags(t *testing.T) {
 	if !flag(heldKey) || flag(freeKey) {
 		t.Fatalf("after placing: held=%v free=%v, want true false", flag(heldKey), flag(freeKey))
 	}
+	// A restore into a new object-lock bucket sets the flags again: the
+	// restored hold protects the restored blobs.
+	env := []string{"CASEVAULT_DATA_DIR=" + dir, "CASEVAULT_S3_ENDPOINT=" + srv.Endpoint, "CASEVAULT_S3_OBJECT_LOCK=true",
+		"CASEVAULT_S3_ACCESS_KEY=" + srv.AccessKey, "CASEVAULT_S3_SECRET_KEY=" + srv.SecretKey, "CASEVAULT_S3_TLS=false"}
+	cvOK(t, append(env, "CASEVAULT_S3_BUCKET="+bucket), "backup", "run")
+	list := result(t, cvOK(t, append(env, "CASEVAULT_S3_BUCKET="+bucket), "backup", "list", "--json"))
+	id := list["backups"].([]any)[0].(map[string]any)["id"].(string)
+	const drBucket = "cv-objlock-dr"
+	rest := result(t, cvOK(t, append(env, "CASEVAULT_S3_BUCKET="+drBucket), "backup", "restore", id, "--to", t.TempDir(), "--json"))
+	if n, _ := rest["legal_hold_flags_set"].(float64); n != 1 {
+		t.Fatalf("restore set %v legal-hold flags, want 1 (the held blob)", rest["legal_hold_flags_set"])
+	}
+	dr, err := s3.New(context.Background(), s3.Config{Endpoint: srv.Endpoint, Bucket: drBucket, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]bool{heldKey: true, freeKey: false} {
+		on, err := dr.LegalHold(context.Background(), key)
+		if err != nil || on != want {
+			t.Fatalf("restored %s: legal hold %v (%v), want %v", key, on, err, want)
+		}
+	}
 	if code, _ := call(t, "POST", base+"/holds/"+hold["id"].(string)+"/release", tok, map[string]any{"reason": "done"}); code != 200 {
 		t.Fatalf("release: %d", code)
 	}
