@@ -88,9 +88,7 @@ func CheckEmpty(ctx context.Context, db *sqldb.DB) error {
 // Restore puts backup id back into an empty target, then replays every
 // later tombstone so nothing deleted since comes back.
 func (r *Repo) Restore(ctx context.Context, id string, opts RestoreOptions) (RestoreReport, error) {
-	if opts.Progress == nil {
-		opts.Progress = func(Progress) {}
-	}
+	opts.Progress = throttle(opts.Progress)
 	if opts.Workers <= 0 {
 		opts.Workers = 4
 	}

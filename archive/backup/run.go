@@ -268,9 +268,7 @@ func (s *Service) Backup(ctx context.Context, origin string, actor cases.Actor, 
 }
 
 func (s *Service) backup(ctx context.Context, id string, started time.Time, origin string, actor cases.Actor, progress func(Progress)) (m Manifest, err error) {
-	if progress == nil {
-		progress = func(Progress) {}
-	}
+	progress = throttle(progress)
 	defer func() {
 		if cause := context.Cause(ctx); err != nil && cause != nil && cause != ctx.Err() {
 			err = fmt.Errorf("%w (%w)", err, cause)

@@ -30,9 +30,7 @@ type VerifyReport struct {
 // with its size; with readData every byte is read back and hashed, and when
 // identity is given decrypted and checked against the plain digests too.
 func (r *Repo) Verify(ctx context.Context, id string, readData bool, identity age.Identity, progress func(Progress)) (VerifyReport, error) {
-	if progress == nil {
-		progress = func(Progress) {}
-	}
+	progress = throttle(progress)
 	m, err := r.Manifest(ctx, id)
 	if err != nil {
 		return VerifyReport{}, err

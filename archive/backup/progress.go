@@ -1,0 +1,32 @@
+package backup
+
+import (
+	"sync"
+	"time"
+)
+
+// progressEvery is the most often a phase reports; copying 1 GiB would
+// otherwise report every 32 KiB read.
+const progressEvery = 100 * time.Millisecond
+
+// throttle wraps fn so that it is called at most every progressEvery per
+// phase, always for a phase's first and last event, from one goroutine at
+// a time (the attachment copy reports from several workers).
+func throttle(fn func(Progress)) func(Progress) {
+	if fn == nil {
+		return func(Progress) {}
+	}
+	var mu sync.Mutex
+	var phase string
+	var last time.Time
+	return func(p Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		now := time.Now()
+		if p.Phase == phase && now.Sub(last) < progressEvery && (p.Total <= 0 || p.Done < p.Total) {
+			return
+		}
+		phase, last = p.Phase, now
+		fn(p)
+	}
+}
