@@ -61,8 +61,29 @@ type store interface {
 // Repo is a backup repository on a blob store: a local directory or an S3
 // bucket, possibly a different one from the attachments'.
 type Repo struct {
-	st     store
+	st store
+	// bulk receives table files and objects: st itself, or a view of it
+	// that defers durability to one sync before the manifest is written.
+	bulk   store
+	sync   func(ctx context.Context) error
 	prefix string
+}
+
+// BulkSyncer is the optional blob-store capability of deferring
+// durability: writes through Unsynced skip fsync, SyncAll makes them all
+// durable at once (archive/local has it; S3 writes are durable anyway).
+type BulkSyncer interface {
+	Unsynced() archive.Blobs
+	SyncAll(ctx context.Context) error
+}
+
+// bulkView returns b's unsynced view and the sync that seals it, or b
+// itself and nil.
+func bulkView(b archive.Blobs) (archive.Blobs, func(ctx context.Context) error) {
+	if bs, ok := b.(BulkSyncer); ok {
+		return bs.Unsynced(), bs.SyncAll
+	}
+	return b, nil
 }
 
 // OpenRepo wraps a blob store; prefix ("" or "a/b/") scopes the repository
@@ -75,7 +96,13 @@ func OpenRepo(b archive.Blobs, prefix string) (*Repo, error) {
 	if prefix != "" && !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
-	return &Repo{st: st, prefix: prefix}, nil
+	r := &Repo{st: st, bulk: st, prefix: prefix}
+	if v, sync := bulkView(b); sync != nil {
+		if vs, ok := v.(store); ok {
+			r.bulk, r.sync = vs, sync
+		}
+	}
+	return r, nil
 }
 
 func (r *Repo) key(k string) string { return r.prefix + k }
@@ -274,7 +301,7 @@ func (r *Repo) writeFile(ctx context.Context, key string, recipients []age.Recip
 		pw.CloseWithError(err)
 		done <- err
 	}()
-	perr := r.st.Put(ctx, r.key(key), pr, -1)
+	perr := r.bulk.Put(ctx, r.key(key), pr, -1)
 	pr.CloseWithError(errors.New("upload stopped"))
 	ferr := <-done
 	if ferr != nil {
@@ -331,6 +358,17 @@ type readCloser struct {
 }
 
 func (r readCloser) Close() error { return r.close() }
+
+// seal makes every bulk write durable (before the manifest that names them).
+func (r *Repo) seal(ctx context.Context) error {
+	if r.sync == nil {
+		return nil
+	}
+	if err := r.sync(ctx); err != nil {
+		return fmt.Errorf("sync backup files: %w", err)
+	}
+	return nil
+}
 
 func (r *Repo) putJSON(ctx context.Context, key string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")

@@ -110,6 +110,19 @@ func (r *Repo) Restore(ctx context.Context, id string, opts RestoreOptions) (Res
 		return RestoreReport{}, err
 	}
 	rep := RestoreReport{Backup: id, SnapshotAt: m.SnapshotAt.Format("2006-01-02T15:04:05.000000Z07:00"), Missing: len(m.Missing)}
+	// Blobs first, made durable, then the rows in one transaction: a crash
+	// before the commit leaves blobs nothing names (kept as "already
+	// present" by the next attempt, or removed by the reconciler), never
+	// rows whose blob is missing, and the target stays empty for a retry.
+	bulk, seal := bulkView(opts.Blobs)
+	if err := r.restoreBlobs(ctx, m.Blobs, opts, bulk, &rep); err != nil {
+		return RestoreReport{}, err
+	}
+	if seal != nil {
+		if err := seal(ctx); err != nil {
+			return RestoreReport{}, fmt.Errorf("sync restored blobs: %w", err)
+		}
+	}
 	if err := r.restoreTables(ctx, m, opts); err != nil {
 		return RestoreReport{}, err
 	}
@@ -123,9 +136,6 @@ func (r *Repo) Restore(ctx context.Context, id string, opts RestoreOptions) (Res
 			return RestoreReport{}, err
 		}
 		rep.Tables = append(rep.Tables, TableReport{Name: te.Name, Rows: te.Rows, SHA256: te.PlainSHA256, Restored: got, Match: got == te.PlainSHA256})
-	}
-	if err := r.restoreBlobs(ctx, m.Blobs, opts, &rep); err != nil {
-		return RestoreReport{}, err
 	}
 	ts, err := r.collectTombstones(ctx, m, opts)
 	if err != nil {
@@ -316,7 +326,7 @@ func TableDigests(ctx context.Context, db *sqldb.DB) (map[string]string, error) 
 	return out, nil
 }
 
-func (r *Repo) restoreBlobs(ctx context.Context, blobs []BlobEntry, opts RestoreOptions, rep *RestoreReport) error {
+func (r *Repo) restoreBlobs(ctx context.Context, blobs []BlobEntry, opts RestoreOptions, dst archive.Blobs, rep *RestoreReport) error {
 	var total int64
 	for _, b := range blobs {
 		total += b.Size
@@ -336,7 +346,7 @@ func (r *Repo) restoreBlobs(ctx context.Context, blobs []BlobEntry, opts Restore
 			} else if !errors.Is(err, archive.ErrNotFound) {
 				return fmt.Errorf("restore blob %s: %w", b.Key, err)
 			}
-			n, err := r.restoreBlob(gctx, b, opts.Identity, opts.Blobs)
+			n, err := r.restoreBlob(gctx, b, opts.Identity, dst)
 			if err != nil {
 				return err
 			}

@@ -307,8 +307,12 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 	}
 	m.FinishedAt = time.Now().UTC()
 	m.Stats.DurationMS = m.FinishedAt.Sub(started).Milliseconds()
-	// The manifest last: until it exists the backup is not listed, so an
-	// interrupted run can never be taken for a complete one.
+	// Every file durable, then the manifest last: until it exists the
+	// backup is not listed, so an interrupted run can never be taken for a
+	// complete one.
+	if err := s.repo.seal(ctx); err != nil {
+		return Manifest{}, err
+	}
 	if err := s.repo.putJSON(ctx, snapshotsDir+id+"/"+manifestName, m); err != nil {
 		return Manifest{}, err
 	}
@@ -499,7 +503,7 @@ func (s *Service) copyBlob(ctx context.Context, key string, advance func(int64))
 		return BlobEntry{}, err
 	}
 	obj := objectKey(stored.SHA256)
-	if err := s.repo.st.Rename(ctx, s.repo.key(tmp), s.repo.key(obj)); err != nil {
+	if err := s.repo.bulk.Rename(ctx, s.repo.key(tmp), s.repo.key(obj)); err != nil {
 		_ = s.repo.st.Delete(context.WithoutCancel(ctx), s.repo.key(tmp))
 		return BlobEntry{}, fmt.Errorf("store object %s: %w", obj, err)
 	}

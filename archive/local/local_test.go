@@ -130,3 +130,38 @@ func TestStaleUploads(t *testing.T) {
 		t.Fatalf("List shows %v", keys)
 	}
 }
+
+// The unsynced view is the same store minus the fsyncs: it passes the same
+// conformance suite, its writes are visible through the synced store, and
+// SyncAll seals them.
+func TestUnsyncedView(t *testing.T) {
+	store, err := local.New(filepath.Join(t.TempDir(), "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast := store.Unsynced()
+	blobtest.Run(t, fast)
+	ctx := context.Background()
+	if err := fast.Put(ctx, "a/b", strings.NewReader("hello"), 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := fast.(*local.Store).Rename(ctx, "a/b", "c/d"); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.SyncAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := store.Get(ctx, "c/d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b := make([]byte, 16)
+	n, _ := rc.Read(b)
+	if string(b[:n]) != "hello" {
+		t.Fatalf("read %q through the synced store", b[:n])
+	}
+	if _, err := store.Stat(ctx, "a/b"); !errors.Is(err, archive.ErrNotFound) {
+		t.Fatalf("renamed-away key: %v", err)
+	}
+}
