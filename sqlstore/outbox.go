@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -113,29 +114,32 @@ func (s *Store) LoadCaseDocs(ctx context.Context, caseIDs []string) (map[string]
 		if err := rows.Close(); err != nil {
 			return nil, s.fail("load cases", err)
 		}
-		rows, err = s.db.Read.QueryContext(ctx, s.q(`SELECT `+contactCols+` FROM contacts WHERE case_id IN (`+ph+`) ORDER BY occurred_at, id`), args...)
+		// Only the indexed columns, in index order (case_id, occurred_at,
+		// id): the IN list is walked case by case with no sort, and no JSON
+		// but the purposes is decoded.
+		rows, err = s.db.Read.QueryContext(ctx, s.q(`SELECT id, case_id, channel, direction, author, body, occurred_at, purposes FROM contacts WHERE case_id IN (`+ph+`) ORDER BY case_id, occurred_at, id`), args...)
 		if err != nil {
 			return nil, s.fail("load contacts", err)
 		}
 		for rows.Next() {
-			c, err := scanContact(rows)
-			if err != nil {
+			var c search.ContactDoc
+			var caseID, ps string
+			var occurred int64
+			if err := rows.Scan(&c.ID, &caseID, &c.Channel, &c.Direction, &c.Author, &c.Body, &occurred, &ps); err != nil {
 				rows.Close()
 				return nil, s.fail("load contacts", err)
 			}
-			d, ok := out[c.CaseID]
+			d, ok := out[caseID]
 			if !ok {
 				continue
 			}
-			ps := make([]string, len(c.Purposes))
-			for i, p := range c.Purposes {
-				ps[i] = string(p)
+			if err := json.Unmarshal([]byte(ps), &c.Purposes); err != nil {
+				rows.Close()
+				return nil, s.fail("load contacts", fmt.Errorf("contact %s purposes: %w", c.ID, err))
 			}
-			d.Contacts = append(d.Contacts, search.ContactDoc{
-				ID: c.ID, Channel: string(c.Channel), Direction: string(c.Direction), Author: c.Author,
-				Body: c.Body, OccurredAt: c.OccurredAt, Purposes: ps,
-			})
-			out[c.CaseID] = d
+			c.OccurredAt = fromMicros(occurred)
+			d.Contacts = append(d.Contacts, c)
+			out[caseID] = d
 		}
 		if err := rows.Close(); err != nil {
 			return nil, s.fail("load contacts", err)

@@ -65,11 +65,10 @@ type segColumns struct {
 	n                                                   int
 	caseID, status, channel, purp, tags, prio, assignee column
 	sortAt, updatedAt                                   []int64
-	contact                                             []bool   // a contact document (sortAt is its occurred_at), not a case-only one
-	heads                                               []uint32 // the head document of each case (fHead)
+	contact                                             []bool // a contact document (sortAt is its occurred_at), not a case-only one
 }
 
-var columnFields = []string{fCaseID, fStatus, fChannel, fPurposes, fTags, fPriority, fAssignee, fSortAt, fUpdatedAt, fContactID, fHead}
+var columnFields = []string{fCaseID, fStatus, fChannel, fPurposes, fTags, fPriority, fAssignee, fSortAt, fUpdatedAt, fContactID}
 
 // col returns the keyword column of a field, nil for fields not decoded.
 func (sc *segColumns) col(field string) *column {
@@ -138,8 +137,6 @@ func buildColumns(ctx context.Context, r index.IndexReader, offset uint64, n int
 			sc.sortAt[d] = parseSortKey(term)
 		case fUpdatedAt:
 			sc.updatedAt[d] = parseSortKey(term)
-		case fHead:
-			sc.heads = append(sc.heads, uint32(d))
 		}
 	}
 	id := index.NewIndexInternalID(nil, 0)
@@ -253,12 +250,11 @@ func (sv *snapshotColumns) locate(num uint64, hint int) (int, uint32) {
 	return i, uint32(num - sv.offsets[i])
 }
 
-// eachHead calls fn with the case ID and updated_at of every live head
-// document, that is of every case in the snapshot.
-func (sv *snapshotColumns) eachHead(fn func(caseID string, updatedAt int64)) {
+// eachDoc calls fn with the case ID and updated_at of every live document.
+func (sv *snapshotColumns) eachDoc(fn func(caseID string, updatedAt int64)) {
 	for i, ss := range sv.snap.Segments() {
 		cols, deleted := sv.cols[i], ss.Deleted()
-		for _, d := range cols.heads {
+		for d := uint32(0); d < uint32(cols.n); d++ {
 			if deleted != nil && deleted.Contains(d) {
 				continue
 			}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"strconv"
 	"strings"
@@ -34,7 +35,7 @@ const (
 	fCustomer  = "customer_id"
 	fAssignee  = "assignee"
 	fTags      = "tags"
-	fUpdatedAt = "updated_at" // case, unix micros, microsKey-encoded; current on the head document
+	fUpdatedAt = "updated_at" // case, unix micros, microsKey-encoded, as of the document's last write (the case's is the newest of its documents)
 	fContactID = "contact_id" // "" on a case-only document
 	fChannel   = "channel"    // contact channel
 	fPurposes  = "purposes"   // contact purposes
@@ -84,14 +85,20 @@ func docID(caseID, contactID string) string { return caseID + "/" + contactID }
 
 // caseDocuments lays a case out as Bleve documents: one per contact, or a
 // single case-only document when it has none.
-func (e *Engine) caseDocuments(c search.CaseDoc, hashes []string) []*document.Document {
+// want, when set, says which of them to build: the others are unchanged
+// and building them would cost as much as the case is long.
+func (e *Engine) caseDocuments(c search.CaseDoc, hashes []string, want func(i int, id string) bool) []*document.Document {
 	contacts := c.Contacts
 	if len(contacts) == 0 {
 		contacts = []search.ContactDoc{{}} // case-only document
 	}
 	docs := make([]*document.Document, 0, len(contacts))
 	for i, ct := range contacts {
-		d := document.NewDocument(docID(c.CaseID, ct.ID))
+		id := docID(c.CaseID, ct.ID)
+		if want != nil && !want(i, id) {
+			continue
+		}
+		d := document.NewDocument(id)
 		kw := func(name, val string, opts index.FieldIndexingOptions) {
 			if val != "" {
 				d.AddField(document.NewTextFieldCustom(name, nil, []byte(val), opts, e.kw))
@@ -185,16 +192,15 @@ func (e *Engine) indexPart(ctx context.Context, docs []search.CaseDoc, existing 
 		keep := make(map[string]bool, len(c.Contacts)+1)
 		hashes := docHashes(c)
 		old := existing[c.CaseID]
-		for i, d := range e.caseDocuments(c, hashes) {
-			keep[d.ID()] = true
-			// Contacts are immutable and a new contact only moves the case's
-			// updated_at (which only the head document must carry, see
-			// docHashes), so a document whose content hash is unchanged is
-			// not rewritten: a new contact costs its own document and the
-			// head's, not the whole case.
-			if old[d.ID()] == hashes[i] {
-				continue
-			}
+		// Contacts are immutable and a new contact only moves the case's
+		// updated_at (which no hash includes, see docHashes), so a
+		// document whose content hash is unchanged is neither built nor
+		// rewritten: a new contact costs its own document, not the case's.
+		changed := func(i int, id string) bool {
+			keep[id] = true
+			return old[id] != hashes[i]
+		}
+		for _, d := range e.caseDocuments(c, hashes, changed) {
 			if err := b.IndexAdvanced(d); err != nil {
 				return fmt.Errorf("bleve: index %s: %w", d.ID(), err)
 			}
@@ -209,11 +215,10 @@ func (e *Engine) indexPart(ctx context.Context, docs []search.CaseDoc, existing 
 }
 
 // docHashes returns, in caseDocuments order, a hash of everything each
-// document holds, except the case's updated_at on all but the head
-// document: so the head document always carries the case's current
-// updated_at (the updated sort reads it there) and the others are not
-// rewritten when only it moves. The hash is stored in the document itself
-// (fHash doc values), and updated_at in the head document, rather than in
+// document holds except the case's updated_at: documents are not rewritten
+// when only it moves (a new contact), and the updated sort takes the newest
+// updated_at any document of the case carries. The hash is stored in the
+// document itself (fHash doc values) rather than in
 // Bleve's internal store: scorch copies that whole map on every batch and
 // merge and rewrites it on every persist, which made bulk indexing
 // quadratic. 96 bits are plenty to notice that one document changed.
@@ -223,9 +228,14 @@ func docHashes(c search.CaseDoc) []string {
 		contacts = []search.ContactDoc{{}}
 	}
 	h := sha256.New()
+	var buf []byte
 	w := func(parts ...string) {
 		for _, p := range parts {
-			fmt.Fprintf(h, "%d:%s;", len(p), p)
+			buf = strconv.AppendInt(buf[:0], int64(len(p)), 10)
+			buf = append(buf, ':')
+			h.Write(buf)
+			io.WriteString(h, p)
+			h.Write([]byte{';'})
 		}
 	}
 	w(strconv.Itoa(MappingVersion), c.CaseID, strconv.FormatInt(c.Number, 10), c.CustomerID, c.Subject, c.Status,
@@ -235,11 +245,7 @@ func docHashes(c search.CaseDoc) []string {
 	for i, ct := range contacts {
 		h.Reset()
 		h.Write(caseSum)
-		updated := ""
-		if i == 0 {
-			updated = strconv.FormatInt(int64(micros(c.UpdatedAt)), 10)
-		}
-		w(strconv.FormatBool(i == 0), updated, ct.ID, ct.Channel, ct.Direction, ct.Author, ct.Body,
+		w(strconv.FormatBool(i == 0), ct.ID, ct.Channel, ct.Direction, ct.Author, ct.Body,
 			strconv.FormatInt(ct.OccurredAt.UnixMicro(), 10), strings.Join(ct.Purposes, "\x00"))
 		out[i] = hex.EncodeToString(h.Sum(nil)[:12])
 	}

@@ -546,10 +546,12 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 		return res, nil
 	}
 	if sortBy == search.SortUpdated {
-		// Only a case's head document is rewritten whenever its updated_at
-		// moves (see docHashes): the matching contacts may carry older values.
-		sv.eachHead(func(caseID string, updatedAt int64) {
-			if gi, ok := byCase[caseID]; ok {
+		// A document is rewritten only when its own content changes (see
+		// docHashes), carrying the case's updated_at of that moment: the
+		// case's current updated_at is the newest any of its documents
+		// carries, not necessarily the matching one's.
+		sv.eachDoc(func(caseID string, updatedAt int64) {
+			if gi, ok := byCase[caseID]; ok && updatedAt > groups[gi].updatedAt {
 				groups[gi].updatedAt = updatedAt
 			}
 		})
