@@ -53,6 +53,9 @@ go test -run '^$' -bench 'Verify1M' -benchtime 1x ./audit/ | tee -a "$out"
 # the corpus: 200,000 contacts in 20,000 cases (20,000 with BENCH_QUICK)
 CASEVAULT_BENCH_CONTACTS="${CASEVAULT_BENCH_CONTACTS:-200000}" go test -run '^$' -bench Corpus -benchtime 2000x -timeout 30m ./search/bleve/ | tee -a "$out" || true
 go test -run XXX -bench Sweep -benchtime 1x ./retention/ | tee -a "$out" || true
+# Index lag while contacts arrive at 2,000/s for 60 s into a 200k-contact index (quick: empty index, 10 s).
+if [ -n "${BENCH_QUICK:-}" ]; then lag_env=(CASEVAULT_LAG_SECONDS=10); else lag_env=(CASEVAULT_LAG_PREFILL=200000 CASEVAULT_LAG_SECONDS=60); fi
+env "${lag_env[@]}" go test -run '^$' -bench IndexLag -benchtime 1x -timeout 30m ./search/bleve/ | tee -a "$out" || true
 # Backup and restore: 200,000 contacts + 1 GiB of attachments (quick: 20,000 + 64 MiB).
 if [ -z "${BENCH_QUICK:-}" ]; then
   export CASEVAULT_BACKUP_BENCH_CONTACTS=200000 CASEVAULT_BACKUP_BENCH_ATTACH_MB=1024
