@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/casevault/casevault/archive"
 )
 
@@ -53,7 +51,12 @@ func New(root string) (*Store, error) {
 // Unsynced returns a view of the same directory whose Put and Rename skip
 // fsync. Bulk writers (backups, restores) write thousands of files and then
 // make them durable with one SyncAll, instead of three fsyncs per file.
-func (s *Store) Unsynced() archive.Blobs { return &Store{root: s.root, nosync: true} }
+func (s *Store) Unsynced() archive.Blobs {
+	if !canSyncFS {
+		return s
+	}
+	return &Store{root: s.root, nosync: true}
+}
 
 // SyncAll makes everything written so far durable: syncfs(2) on the
 // filesystem holding the root.
@@ -66,7 +69,7 @@ func (s *Store) SyncAll(ctx context.Context) error {
 		return ioErr("sync", "", err)
 	}
 	defer d.Close()
-	if err := unix.Syncfs(int(d.Fd())); err != nil {
+	if err := syncFS(int(d.Fd())); err != nil {
 		return ioErr("sync", "", err)
 	}
 	return nil
