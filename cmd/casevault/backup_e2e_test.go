@@ -662,3 +662,52 @@ func TestBackupRestorePostgresToSQLiteReplaysTombstones(t *testing.T) {
 		t.Fatalf("the deleted case is searchable after the restore: %d %v", code, res)
 	}
 }
+
+// The server's cron runs backups and forget on their schedules (here every
+// second), records them as scheduled runs, and the forget keeps only what
+// the keep rules allow; a malformed schedule is a usage error at start.
+func TestScheduledBackupAndForget(t *testing.T) {
+	dir := t.TempDir()
+	p := start(t, dir, "CASEVAULT_BACKUP_SCHEDULE=@every 1s", "CASEVAULT_BACKUP_FORGET_SCHEDULE=@every 3s",
+		"CASEVAULT_BACKUP_KEEP_DAILY=1", "CASEVAULT_BACKUP_KEEP_WEEKLY=0", "CASEVAULT_BACKUP_KEEP_MONTHLY=0")
+	tok := adminToken(t, dir)
+	base := "http://" + p.addr + "/api/v1"
+	var sawScheduled, sawForget bool
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !(sawScheduled && sawForget); time.Sleep(250 * time.Millisecond) {
+		code, list := call(t, "GET", base+"/backups", tok, nil)
+		if code != 200 {
+			t.Fatalf("list: %d %v", code, list)
+		}
+		runs, _ := list["runs"].([]any)
+		for _, r := range runs {
+			run := r.(map[string]any)
+			if run["origin"] == "schedule" && run["status"] == "done" {
+				if run["kind"] == "backup" {
+					sawScheduled = true
+				}
+				if run["kind"] == "forget" {
+					sawForget = true
+				}
+			}
+		}
+	}
+	if !sawScheduled || !sawForget {
+		t.Fatalf("after 30 s: scheduled backup %v, scheduled forget %v\n%s", sawScheduled, sawForget, p.stderr)
+	}
+	// keep-daily 1: after a forget at most the one backup of today (plus
+	// any made since) is left, never the whole series.
+	code, list := call(t, "GET", base+"/backups", tok, nil)
+	if code != 200 {
+		t.Fatal(code)
+	}
+	if items, _ := list["items"].([]any); len(items) == 0 || len(items) > 4 {
+		t.Fatalf("%d backups listed after scheduled forgets with keep-daily 1", len(items))
+	}
+
+	bad := exec.Command(binary(t), "serve", "--data-dir", t.TempDir(), "--listen", freeAddr(t))
+	bad.Env = append(os.Environ(), "CASEVAULT_BACKUP_SCHEDULE=not a schedule")
+	out, _ := bad.CombinedOutput()
+	if code := bad.ProcessState.ExitCode(); code != exitUsage || !strings.Contains(string(out), "backup-schedule") {
+		t.Fatalf("malformed schedule: exit %d, %s", code, out)
+	}
+}
