@@ -145,11 +145,20 @@ type CategoryRule struct {
 	Action   string         `json:"action"` // ActionRedact
 }
 
+// BackupRule is the retention of the backups themselves (the "archiving
+// and backup" purpose): the backup forget removes every backup older than
+// Keep, whatever its keep-daily/weekly/monthly rules would keep. Absent, no
+// age limit applies (a gap in the schedule never causes deletion).
+type BackupRule struct {
+	Keep Duration `json:"keep"`
+}
+
 // Schedule is the retention schedule document of the API.
 type Schedule struct {
 	Version    int            `json:"version"`
 	Purposes   []PurposeRule  `json:"purposes"`
 	Categories []CategoryRule `json:"categories"`
+	Backups    *BackupRule    `json:"backups,omitempty"`
 }
 
 func mustParse(s string) Duration {
@@ -193,6 +202,9 @@ func DefaultSchedule() Schedule {
 			// IP and user agent help with troubleshooting and abuse for a few months, then only identify people: 90 days.
 			{Category: cases.CategoryDevice, Keep: mustParse("90d"), Action: ActionRedact},
 		},
+		// Backups exist to recover from disasters, which are noticed within
+		// weeks; 400 days also covers a yearly audit of last year's state.
+		Backups: &BackupRule{Keep: mustParse("400d")},
 	}
 }
 
@@ -272,6 +284,9 @@ func (s Schedule) Validate() error {
 		if r.Action != ActionRedact {
 			v.add(at+".action", "must be %q, not %q", ActionRedact, r.Action)
 		}
+	}
+	if s.Backups != nil {
+		checkKeep(v, "backups.keep", s.Backups.Keep)
 	}
 	if len(v.Problems) > 0 {
 		return v

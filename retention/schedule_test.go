@@ -235,6 +235,10 @@ func TestValidate(t *testing.T) {
 		{"duplicate category", edit(func(s *Schedule) { s.Categories = append(s.Categories, s.Categories[0]) }), []string{"categories[2].category"}},
 		{"category delete", edit(func(s *Schedule) { s.Categories[1].Action = ActionDelete }), []string{"categories[1].action"}},
 		{"category zero keep", edit(func(s *Schedule) { s.Categories[1].Keep = mustParse("0s") }), []string{"categories[1].keep"}},
+		{"no backup rule is fine", edit(func(s *Schedule) { s.Backups = nil }), nil},
+		{"backup zero keep", edit(func(s *Schedule) { s.Backups.Keep = mustParse("0d") }), []string{"backups.keep"}},
+		{"backup missing keep", edit(func(s *Schedule) { s.Backups = &BackupRule{} }), []string{"backups.keep"}},
+		{"backup keep from JSON", decode(`{"purposes":[],"backups":{"keep":"-3d"}}`), append([]string{"backups.keep"}, allMissing...)},
 		{"several at once", edit(func(s *Schedule) {
 			s.Purposes[0].Keep = Duration{}
 			s.Purposes[0].Action = "archive"

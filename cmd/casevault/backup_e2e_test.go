@@ -711,3 +711,40 @@ func TestScheduledBackupAndForget(t *testing.T) {
 		t.Fatalf("malformed schedule: exit %d, %s", code, out)
 	}
 }
+
+// The backups' own retention is the retention schedule's "backups" rule:
+// edited through the schedule API, it is what forget applies by default.
+func TestForgetFollowsScheduleBackupRule(t *testing.T) {
+	dir := t.TempDir()
+	p := start(t, dir, "CASEVAULT_BACKUP_SCHEDULE=off", "CASEVAULT_BACKUP_FORGET_SCHEDULE=off")
+	tok := adminToken(t, dir)
+	base := "http://" + p.addr + "/api/v1"
+	code, sched := call(t, "GET", base+"/retention/schedule", tok, nil)
+	if code != 200 {
+		t.Fatalf("get schedule: %d", code)
+	}
+	if b, _ := sched["backups"].(map[string]any); b == nil || b["keep"] != "400d" {
+		t.Fatalf("default schedule backups rule: %v, want keep 400d", sched["backups"])
+	}
+	env := []string{"CASEVAULT_DATA_DIR=" + dir}
+	cvOK(t, env, "backup", "run")
+	cvOK(t, env, "backup", "run")
+	// 400 days: both kept by keep-daily 7 and young enough.
+	out := result(t, cvOK(t, env, "backup", "forget", "--keep-daily", "7", "--json"))
+	if removed, _ := out["removed"].([]any); len(removed) != 1 { // keep-daily keeps one per day
+		t.Fatalf("forget under the default rule removed %v, want the older of today's two", out["removed"])
+	}
+	sched["backups"] = map[string]any{"keep": "1s"}
+	if code, body := call(t, "PUT", base+"/retention/schedule", tok, sched); code != 200 {
+		t.Fatalf("put schedule: %d %v", code, body)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	out = result(t, cvOK(t, env, "backup", "forget", "--keep-daily", "7", "--json"))
+	if removed, _ := out["removed"].([]any); len(removed) != 1 {
+		t.Fatalf("forget with backups.keep 1s removed %v, want the last backup (older than 1 s)", out["removed"])
+	}
+	sched["backups"] = map[string]any{"keep": "0d"}
+	if code, body := call(t, "PUT", base+"/retention/schedule", tok, sched); code != 422 || !strings.Contains(toJSON(body), "backups.keep") {
+		t.Fatalf("put schedule with backups.keep 0d: %d %v, want 422 naming backups.keep", code, body)
+	}
+}

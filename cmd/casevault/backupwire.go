@@ -233,8 +233,14 @@ func backupKeys(cfg *config, create bool) (backup.Keys, error) {
 		DefaultIdentityFile: filepath.Join(cfg.DataDir, "backup.key"), MasterKeyHex: master}, create)
 }
 
-func (c *config) keepPolicy() backup.KeepPolicy {
-	return backup.KeepPolicy{Daily: c.Backup.KeepDaily, Weekly: c.Backup.KeepWeekly, Monthly: c.Backup.KeepMonthly, MaxAge: c.Backup.MaxAge}
+// keepPolicy is the configured keep rules with the backups' own retention
+// from the retention schedule (its "backups" rule; none means no age limit).
+func (c *config) keepPolicy(sc retention.Schedule) backup.KeepPolicy {
+	p := backup.KeepPolicy{Daily: c.Backup.KeepDaily, Weekly: c.Backup.KeepWeekly, Monthly: c.Backup.KeepMonthly}
+	if sc.Backups != nil {
+		p.MaxAge = sc.Backups.Keep.Std()
+	}
+	return p
 }
 
 // backupParts is the wired backup service of a server.
@@ -268,7 +274,7 @@ func newBackupParts(cfg *config, db *sqldb.DB, blobs archive.Blobs, hook backup.
 var systemActor = cases.Actor{Name: "system", Role: "system"}
 
 // addBackupJobs schedules backups and forget on the server's cron.
-func addBackupJobs(ctx context.Context, jobs *cron.Cron, cfg *config, bp *backupParts, log *slog.Logger) error {
+func addBackupJobs(ctx context.Context, jobs *cron.Cron, cfg *config, bp *backupParts, policy *retention.Policy, log *slog.Logger) error {
 	if cronEnabled(cfg.Backup.Cron) {
 		if _, err := jobs.AddFunc(cfg.Backup.Cron, func() {
 			m, err := bp.svc.Backup(ctx, "schedule", systemActor, nil)
@@ -289,7 +295,7 @@ func addBackupJobs(ctx context.Context, jobs *cron.Cron, cfg *config, bp *backup
 	}
 	if cronEnabled(cfg.Backup.ForgetCron) {
 		if _, err := jobs.AddFunc(cfg.Backup.ForgetCron, func() {
-			rep, err := bp.svc.Forget(ctx, cfg.keepPolicy(), false, "schedule", systemActor)
+			rep, err := bp.svc.Forget(ctx, cfg.keepPolicy(policy.Schedule()), false, "schedule", systemActor)
 			switch {
 			case errors.Is(err, backup.ErrLocked):
 				log.Info("another replica is backing up; forget skipped")
@@ -586,7 +592,11 @@ func backupCmd(cfg *config) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: withCLI(cfg, func(ctx context.Context, cmd *cobra.Command, env *cliEnv) error {
 			rep := newReporter(cmd, asJSON)
-			p := cfg.keepPolicy()
+			sc, err := retention.NewSchedules(env.db, nil).Current(ctx)
+			if err != nil {
+				return err
+			}
+			p := cfg.keepPolicy(sc)
 			fl := cmd.Flags()
 			if fl.Changed("keep-daily") {
 				p.Daily = keepDaily
@@ -646,7 +656,7 @@ func backupCmd(cfg *config) *cobra.Command {
 	forget.Flags().IntVar(&keepDaily, "keep-daily", 0, "keep the newest backup of this many days (default --backup-keep-daily)")
 	forget.Flags().IntVar(&keepWeekly, "keep-weekly", 0, "... of this many ISO weeks (default --backup-keep-weekly)")
 	forget.Flags().IntVar(&keepMonthly, "keep-monthly", 0, "... of this many months (default --backup-keep-monthly)")
-	forget.Flags().StringVar(&maxAge, "max-age", "", "remove every backup older than this (e.g. 400d; 0 for none; default --backup-max-age)")
+	forget.Flags().StringVar(&maxAge, "max-age", "", "remove every backup older than this (e.g. 400d; 0 for none; default: the retention schedule's backups.keep)")
 	forget.Flags().BoolVar(&dryRun, "dry-run", false, "report what would be removed, remove nothing")
 
 	var to, caseID string

@@ -54,7 +54,6 @@ type backupConfig struct {
 	S3TLS                              bool
 	Recipients, IdentityFile           string
 	KeepDaily, KeepWeekly, KeepMonthly int
-	MaxAge                             time.Duration
 }
 
 type setting struct {
@@ -107,7 +106,6 @@ func settings() []setting {
 		{flag: "backup-keep-daily", env: "CASEVAULT_BACKUP_KEEP_DAILY", def: "7", help: "scheduled forget keeps the newest backup of this many days"},
 		{flag: "backup-keep-weekly", env: "CASEVAULT_BACKUP_KEEP_WEEKLY", def: "5", help: "scheduled forget keeps the newest backup of this many ISO weeks"},
 		{flag: "backup-keep-monthly", env: "CASEVAULT_BACKUP_KEEP_MONTHLY", def: "12", help: "scheduled forget keeps the newest backup of this many months"},
-		{flag: "backup-max-age", env: "CASEVAULT_BACKUP_MAX_AGE", def: "400d", help: "the backups' own retention (purpose archiving and backup): forget removes every older backup"},
 		{flag: "shutdown-timeout", env: "CASEVAULT_SHUTDOWN_TIMEOUT", def: "30s", help: "how long SIGTERM waits for in-flight requests"},
 	}
 }
@@ -212,11 +210,6 @@ func (c *config) loadBackup(get func(string) string) error {
 		}
 		*k.dst = n
 	}
-	ma, err := retention.ParseDuration(get("backup-max-age"))
-	if err != nil {
-		return fmt.Errorf("--backup-max-age: %w", err)
-	}
-	b.MaxAge = ma.Std()
 	return nil
 }
 

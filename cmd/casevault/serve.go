@@ -88,7 +88,7 @@ func serveCmd(cfg *config) *cobra.Command {
 			}); err != nil {
 				return usageError{fmt.Errorf("--retention-schedule %q: %w", cfg.RetentionCron, err)}
 			}
-			if err := addBackupJobs(ctx, jobs, cfg, a.backup, log); err != nil {
+			if err := addBackupJobs(ctx, jobs, cfg, a.backup, a.retention.policy, log); err != nil {
 				return err
 			}
 			jobs.Start()
