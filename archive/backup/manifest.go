@@ -31,6 +31,9 @@ type Manifest struct {
 
 // Source describes the instance that was backed up.
 type Source struct {
+	// Instance identifies the database backed up (migration 0007): only
+	// backups of the same instance supply tombstones to a restore.
+	Instance      string `json:"instance,omitempty"`
 	Engine        string `json:"engine"`
 	SchemaVersion int    `json:"schema_version"`
 	Host          string `json:"host,omitempty"`

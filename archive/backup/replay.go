@@ -97,7 +97,7 @@ func (r *Repo) collectTombstones(ctx context.Context, m Manifest, opts RestoreOp
 		return nil, err
 	}
 	for _, n := range all {
-		if n.ID == m.ID || !n.SnapshotAt.After(m.SnapshotAt) {
+		if n.ID == m.ID || !n.SnapshotAt.After(m.SnapshotAt) || !sameInstance(n, m) {
 			continue
 		}
 		for _, t := range []table{disp, keys} {
@@ -123,6 +123,13 @@ func (r *Repo) collectTombstones(ctx context.Context, m Manifest, opts RestoreOp
 		ts.sources = append(ts.sources, fmt.Sprintf("live database %d", i+1))
 	}
 	return ts, nil
+}
+
+// sameInstance: a repository may hold backups of several instances; only
+// the restored instance's own later backups know what it destroyed since.
+// Backups made before instance ids existed match anything.
+func sameInstance(a, b Manifest) bool {
+	return a.Source.Instance == "" || b.Source.Instance == "" || a.Source.Instance == b.Source.Instance
 }
 
 // replay applies the tombstones the target does not have yet, in the order

@@ -189,3 +189,37 @@ func TestBackupWhileWriting(t *testing.T) {
 		})
 	}
 }
+
+// TestTombstonesOnlyFromTheSameInstance: a newer backup of another
+// instance in the same repository supplies no tombstones.
+func TestTombstonesOnlyFromTheSameInstance(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	keys := newKeys(t)
+	src := newInstance(t, sqldb.SQLite)
+	src.seed(2, 1)
+	old, err := src.service(repo, keys).Backup(ctx, "test", operator, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := newInstance(t, sqldb.SQLite)
+	ids := other.seed(2, 1)
+	if err := other.sweeper.DeleteCase(ctx, ids[0], operator); err != nil {
+		t.Fatal(err)
+	}
+	newer, err := other.service(repo, keys).Backup(ctx, "test", operator, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.Source.Instance == "" || old.Source.Instance == newer.Source.Instance {
+		t.Fatalf("instance ids %q and %q: want two different ones", old.Source.Instance, newer.Source.Instance)
+	}
+	dst := newInstance(t, sqldb.SQLite)
+	rep, err := repo.Restore(ctx, old.ID, backup.RestoreOptions{Target: dst.db, Blobs: dst.blobs, Identity: keys.Identity})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := dst.count(`SELECT COUNT(*) FROM dispositions`); n != 0 || rep.Tombstones.Dispositions != 0 || len(rep.Tombstones.Sources) != 0 {
+		t.Fatalf("another instance's tombstones were replayed: %d dispositions, report %+v", n, rep.Tombstones)
+	}
+}

@@ -296,8 +296,12 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 	if err != nil {
 		return Manifest{}, err
 	}
+	var instance string
+	if err := s.db.Read.QueryRowContext(ctx, `SELECT instance_id FROM instance WHERE id = 1`).Scan(&instance); err != nil {
+		return Manifest{}, fmt.Errorf("instance id: %w", err)
+	}
 	m = Manifest{Format: Format, ID: id, StartedAt: started.UTC(), Recipients: s.opts.Keys.Public,
-		Source: Source{Engine: string(s.db.Dialect), SchemaVersion: version, Host: s.opts.Host}}
+		Source: Source{Instance: instance, Engine: string(s.db.Dialect), SchemaVersion: version, Host: s.opts.Host}}
 	atts, err := s.dumpTables(ctx, &m, progress)
 	if err != nil {
 		return Manifest{}, err
