@@ -174,15 +174,10 @@ func countFiles(t *testing.T, dir string) int {
 // same-size corruption; reading the data finds it, in a table file and in
 // an attachment object alike.
 func TestVerifyReadDataCatchesFlippedByte(t *testing.T) {
-	src := newInstance(t, sqldb.SQLite)
-	src.seed(2, 2)
-	repo, dir := newRepo(t)
-	keys := newKeys(t)
+	f := newFixture(t, 2, 2)
+	repo, dir, keys := f.repo, f.dir, f.keys
 	ctx := context.Background()
-	m, err := src.service(repo, keys).Backup(ctx, "test", operator, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := f.backup(t)
 	for _, readData := range []bool{false, true} {
 		rep, err := repo.Verify(ctx, m.ID, readData, keys.Identity, nil)
 		if err != nil || !rep.OK {
@@ -319,15 +314,10 @@ func TestOneRunAtATime(t *testing.T) {
 }
 
 func TestRestoreRefusesNonEmptyTarget(t *testing.T) {
-	src := newInstance(t, sqldb.SQLite)
-	src.seed(1, 1)
-	repo, _ := newRepo(t)
-	keys := newKeys(t)
+	f := newFixture(t, 1, 1)
+	repo, keys := f.repo, f.keys
 	ctx := context.Background()
-	m, err := src.service(repo, keys).Backup(ctx, "test", operator, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := f.backup(t)
 	for _, d := range sqldbtest.Dialects {
 		t.Run(string(d), func(t *testing.T) {
 			dst := newInstance(t, d)
@@ -344,15 +334,10 @@ func TestRestoreRefusesNonEmptyTarget(t *testing.T) {
 }
 
 func TestKeys(t *testing.T) {
-	src := newInstance(t, sqldb.SQLite)
-	src.seed(1, 1)
-	repo, _ := newRepo(t)
-	keys := newKeys(t)
+	fx := newFixture(t, 1, 1)
+	src, repo, keys := fx.src, fx.repo, fx.keys
 	ctx := context.Background()
-	m, err := src.service(repo, keys).Backup(ctx, "test", operator, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := fx.backup(t)
 	other := newKeys(t)
 	dst := newInstance(t, sqldb.SQLite)
 	if _, err := repo.Restore(ctx, m.ID, backup.RestoreOptions{Target: dst.db, Blobs: dst.blobs, Identity: other.Identity}); !errors.Is(err, backup.ErrWrongKey) {

@@ -233,3 +233,29 @@ type casesCase = cases.Case
 func change(id string) cases.Change {
 	return cases.Change{Action: "case.update", TargetType: "case", TargetID: id}
 }
+
+// fixture is a seeded SQLite instance with a repository and keys.
+type fixture struct {
+	src  *instance
+	repo *backup.Repo
+	dir  string
+	keys backup.Keys
+}
+
+func newFixture(t testing.TB, cases, contactsPer int) fixture {
+	t.Helper()
+	src := newInstance(t, sqldb.SQLite)
+	src.seed(cases, contactsPer)
+	repo, dir := newRepo(t)
+	return fixture{src: src, repo: repo, dir: dir, keys: newKeys(t)}
+}
+
+// backup takes one backup through a fresh service.
+func (f fixture) backup(t testing.TB) backup.Manifest {
+	t.Helper()
+	m, err := f.src.service(f.repo, f.keys).Backup(context.Background(), "test", operator, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
