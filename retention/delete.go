@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/sqldb"
 )
 
 // ActionManualDelete is the rule name recorded for deletions asked for
@@ -108,7 +109,7 @@ func (s *Sweeper) DeleteCase(ctx context.Context, caseID string, actor cases.Act
 		if err := s.insertDispositions(ctx, tx, w.disps); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO outbox (case_id, created_at) VALUES (?, ?)`), caseID, micros(now)); err != nil {
+		if _, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO outbox (case_id, created_at) VALUES (?, ?)`), caseID, sqldb.Micros(now)); err != nil {
 			return fmt.Errorf("outbox: %w", err)
 		}
 		if s.opts.OnChange != nil {

@@ -107,8 +107,8 @@ func scanExplainRow(row interface{ Scan(...any) error }) (explainRow, error) {
 	if err := jsonList(cs, &r.categories); err != nil {
 		return r, err
 	}
-	r.ref.OccurredAt = fromMicros(occurred)
-	r.hasLoc, r.hasDev, r.stored, r.anonymized, r.closedAt = loc.Valid, dev.Valid, timePtr(until), anon.Valid, timePtr(closed)
+	r.ref.OccurredAt = sqldb.FromMicros(occurred)
+	r.hasLoc, r.hasDev, r.stored, r.anonymized, r.closedAt = loc.Valid, dev.Valid, sqldb.TimePtr(until), anon.Valid, sqldb.TimePtr(closed)
 	return r, nil
 }
 
@@ -141,7 +141,7 @@ func (e *Explainer) ExplainCase(ctx context.Context, id string, now time.Time) (
 	if err != nil {
 		return out, fmt.Errorf("explain: %w: %w", sqldb.ErrUnavailable, err)
 	}
-	out.ClosedAt = timePtr(closed)
+	out.ClosedAt = sqldb.TimePtr(closed)
 	ev, err := e.evaluator(ctx)
 	if err != nil {
 		return out, err

@@ -233,7 +233,7 @@ func (h *Holds) Place(ctx context.Context, in HoldInput, actor cases.Actor, hook
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, h.db.Rebind(`INSERT INTO legal_holds (id, matter, reason, scope, placed_by, placed_at) VALUES (?, ?, ?, ?, ?, ?)`),
-			hold.ID, hold.Matter, hold.Reason, string(scope), hold.PlacedBy, micros(hold.PlacedAt)); err != nil {
+			hold.ID, hold.Matter, hold.Reason, string(scope), hold.PlacedBy, sqldb.Micros(hold.PlacedAt)); err != nil {
 			return fmt.Errorf("place hold: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE retention_state SET holds_version = holds_version + 1 WHERE id = 1`); err != nil {
@@ -283,7 +283,7 @@ func (h *Holds) Release(ctx context.Context, id, reason string, actor cases.Acto
 		now := h.now().UTC().Truncate(time.Microsecond)
 		hold.Active, hold.ReleasedAt, hold.ReleasedBy, hold.ReleaseReason = false, &now, actorName(actor), reason
 		if _, err := tx.ExecContext(ctx, h.db.Rebind(`UPDATE legal_holds SET released_by = ?, released_at = ?, release_reason = ? WHERE id = ? AND released_at IS NULL`),
-			hold.ReleasedBy, micros(now), reason, id); err != nil {
+			hold.ReleasedBy, sqldb.Micros(now), reason, id); err != nil {
 			return fmt.Errorf("release hold: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE retention_state SET holds_version = holds_version + 1 WHERE id = 1`); err != nil {
@@ -316,7 +316,7 @@ func scanHold(row interface{ Scan(...any) error }) (Hold, error) {
 	if err := json.Unmarshal([]byte(scope), &h.Scope); err != nil {
 		return h, fmt.Errorf("hold %s scope: %w", h.ID, err)
 	}
-	h.PlacedAt, h.ReleasedAt = fromMicros(placed), timePtr(relAt)
+	h.PlacedAt, h.ReleasedAt = sqldb.FromMicros(placed), sqldb.TimePtr(relAt)
 	h.ReleasedBy, h.ReleaseReason = relBy.String, relReason.String
 	h.Active = h.ReleasedAt == nil
 	return h, nil
@@ -552,10 +552,10 @@ func (h *Holds) Counts(ctx context.Context, id string) (HoldCounts, error) {
 		fixed = append(fixed, anys(s.CustomerIDs)...)
 	}
 	if s.From != nil {
-		where, fixed = append(where, "occurred_at >= ?"), append(fixed, micros(*s.From))
+		where, fixed = append(where, "occurred_at >= ?"), append(fixed, sqldb.Micros(*s.From))
 	}
 	if s.To != nil {
-		where, fixed = append(where, "occurred_at < ?"), append(fixed, micros(*s.To))
+		where, fixed = append(where, "occurred_at < ?"), append(fixed, sqldb.Micros(*s.To))
 	}
 	q := h.db.Rebind(`SELECT id, case_id, customer_id, occurred_at FROM contacts WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id LIMIT 1000`)
 	ev := newEvaluator(h.matcher, []Hold{hold})
@@ -574,7 +574,7 @@ func (h *Holds) Counts(ctx context.Context, id string) (HoldCounts, error) {
 				rows.Close()
 				return out, fmt.Errorf("hold counts: %w", err)
 			}
-			r.OccurredAt = fromMicros(occ)
+			r.OccurredAt = sqldb.FromMicros(occ)
 			refs = append(refs, r)
 		}
 		if err := rows.Close(); err != nil {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/casevault/casevault/sqldb"
 )
 
 // LegalHolder sets the S3 object legal-hold flag (archive/s3.Store does,
@@ -35,10 +37,10 @@ func (h *Holds) ApplyObjectLock(ctx context.Context, lh LegalHolder, hold Hold, 
 	in("a.case_id", s.CaseIDs)
 	in("a.customer_id", s.CustomerIDs)
 	if s.From != nil {
-		conds, args = append(conds, "c.occurred_at >= ?"), append(args, micros(*s.From))
+		conds, args = append(conds, "c.occurred_at >= ?"), append(args, sqldb.Micros(*s.From))
 	}
 	if s.To != nil {
-		conds, args = append(conds, "c.occurred_at < ?"), append(args, micros(*s.To))
+		conds, args = append(conds, "c.occurred_at < ?"), append(args, sqldb.Micros(*s.To))
 	}
 	if len(conds) > 0 {
 		q += " WHERE " + strings.Join(conds, " AND ")
@@ -59,7 +61,7 @@ func (h *Holds) ApplyObjectLock(ctx context.Context, lh LegalHolder, hold Hold, 
 			rows.Close()
 			return 0, fmt.Errorf("object lock: %w", err)
 		}
-		b.ref.OccurredAt = fromMicros(occurred)
+		b.ref.OccurredAt = sqldb.FromMicros(occurred)
 		blobs = append(blobs, b)
 	}
 	if err := rows.Close(); err != nil {

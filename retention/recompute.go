@@ -85,9 +85,9 @@ func Recompute(ctx context.Context, db *sqldb.DB, policy *Policy, opts Recompute
 					rows.Close()
 					return fmt.Errorf("contact %s purposes: %w", id, err)
 				}
-				want, _ := sc.RetainUntil(purposes, fromMicros(occurred), timePtr(closed))
-				if !equalTime(want, timePtr(until)) {
-					ups = append(ups, upd{id, nullMicros(want)})
+				want, _ := sc.RetainUntil(purposes, sqldb.FromMicros(occurred), sqldb.TimePtr(closed))
+				if !equalTime(want, sqldb.TimePtr(until)) {
+					ups = append(ups, upd{id, sqldb.NullMicros(want)})
 				}
 			}
 			if err := rows.Close(); err != nil {

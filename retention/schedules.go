@@ -18,25 +18,6 @@ import (
 // has the shape of sqlstore.ChangeHook.
 type ChangeHook func(ctx context.Context, tx *sql.Tx, ch cases.Change) error
 
-func micros(t time.Time) int64 { return t.UTC().UnixMicro() }
-
-func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
-
-func nullMicros(t *time.Time) any {
-	if t == nil {
-		return nil
-	}
-	return micros(*t)
-}
-
-func timePtr(v sql.NullInt64) *time.Time {
-	if !v.Valid {
-		return nil
-	}
-	t := fromMicros(v.Int64)
-	return &t
-}
-
 func actorName(a cases.Actor) string {
 	switch {
 	case a.Name != "":
@@ -177,7 +158,7 @@ func (s *Schedules) Put(ctx context.Context, sc Schedule, actor cases.Actor, hoo
 			return fmt.Errorf("encode schedule: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO retention_schedules (version, document, created_at, actor) VALUES (?, ?, ?, ?)`),
-			sc.Version, string(doc), micros(s.now()), actorName(actor)); err != nil {
+			sc.Version, string(doc), sqldb.Micros(s.now()), actorName(actor)); err != nil {
 			return fmt.Errorf("store schedule: %w", err)
 		}
 		if hook != nil {
@@ -217,7 +198,7 @@ func (s *Schedules) History(ctx context.Context) ([]StoredSchedule, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, StoredSchedule{Schedule: sc, CreatedAt: fromMicros(at), Actor: actor})
+		out = append(out, StoredSchedule{Schedule: sc, CreatedAt: sqldb.FromMicros(at), Actor: actor})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("schedule history: %w", err)

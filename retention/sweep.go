@@ -288,7 +288,7 @@ func (s *Sweeper) startRun(ctx context.Context, rep *RunReport) error {
 		}
 		doc, _ := json.Marshal(rep)
 		if _, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO retention_runs (id, status, dry_run, started_at, report) VALUES (?, ?, ?, ?, ?)`),
-			rep.ID, rep.Status, rep.DryRun, micros(rep.StartedAt), string(doc)); err != nil {
+			rep.ID, rep.Status, rep.DryRun, sqldb.Micros(rep.StartedAt), string(doc)); err != nil {
 			return fmt.Errorf("sweep runs: %w", err)
 		}
 		return nil
@@ -302,7 +302,7 @@ func (s *Sweeper) finishRun(ctx context.Context, rep *RunReport) error {
 	}
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE retention_runs SET status = ?, finished_at = ?, report = ? WHERE id = ?`),
-			rep.Status, nullMicros(rep.FinishedAt), string(doc), rep.ID); err != nil {
+			rep.Status, sqldb.NullMicros(rep.FinishedAt), string(doc), rep.ID); err != nil {
 			return fmt.Errorf("sweep runs: %w", err)
 		}
 		return nil
@@ -519,7 +519,7 @@ func (s *Sweeper) selectBatch(ctx context.Context, p phase, lastKey int64, lastI
 		if err := rows.Scan(&c.id, &c.caseID, &c.customerID, &occurred, &c.key); err != nil {
 			return nil, fmt.Errorf("sweep select: %w", err)
 		}
-		c.occurred = fromMicros(occurred)
+		c.occurred = sqldb.FromMicros(occurred)
 		out = append(out, c)
 	}
 	return out, rows.Err()
@@ -591,7 +591,7 @@ func (s *Sweeper) applyBatch(ctx context.Context, p phase, snap *snapshot, batch
 			return err
 		}
 		if len(w.cases) > 0 {
-			now := micros(time.Now())
+			now := sqldb.Micros(time.Now())
 			args := make([]any, 0, 2*len(w.cases))
 			for _, id := range w.cases {
 				args = append(args, id, now)
@@ -691,7 +691,7 @@ func (s *Sweeper) readContacts(ctx context.Context, tx *sql.Tx, ids []string) (m
 		if err := json.Unmarshal([]byte(ps), &lc.purposes); err != nil {
 			return nil, fmt.Errorf("contact %s purposes: %w", id, err)
 		}
-		lc.occurred, lc.closedAt, lc.anonymized = fromMicros(occurred), timePtr(closed), anon.Valid
+		lc.occurred, lc.closedAt, lc.anonymized = sqldb.FromMicros(occurred), sqldb.TimePtr(closed), anon.Valid
 		out[id] = lc
 	}
 	return out, rows.Err()
@@ -733,7 +733,7 @@ func contentHash(v any) string {
 // one act.
 func (s *Sweeper) disposition(runID, contactID string, lc liveContact, rule, action, detail string, now time.Time, hash string, w *batchWork) {
 	id := cases.NewID()
-	w.disps = append(w.disps, []any{id, runID, contactID, lc.caseID, lc.customerID, mustJSON(lc.purposes), rule, action, detail, micros(now), hash})
+	w.disps = append(w.disps, []any{id, runID, contactID, lc.caseID, lc.customerID, mustJSON(lc.purposes), rule, action, detail, sqldb.Micros(now), hash})
 	target, targetType := contactID, "contact"
 	if action == ItemDeleteCase {
 		target, targetType = lc.caseID, "case"
@@ -774,7 +774,7 @@ func mustJSON(v any) string {
 // expiryPhase deletes or anonymizes contacts past retain_until.
 type expiryPhase struct{ now time.Time }
 
-func (p expiryPhase) bound() int64 { return micros(p.now) }
+func (p expiryPhase) bound() int64 { return sqldb.Micros(p.now) }
 
 func (p expiryPhase) query() string {
 	return `SELECT id, case_id, customer_id, occurred_at, retain_until FROM contacts
@@ -808,7 +808,7 @@ func (p expiryPhase) apply(ctx context.Context, s *Sweeper, tx *sql.Tx, cands []
 		}
 		if until == nil || until.After(now) {
 			if tx != nil {
-				if _, err := s.db.Exec(ctx, tx, `UPDATE contacts SET retain_until = ? WHERE id = ?`, nullMicros(until), c.id); err != nil {
+				if _, err := s.db.Exec(ctx, tx, `UPDATE contacts SET retain_until = ? WHERE id = ?`, sqldb.NullMicros(until), c.id); err != nil {
 					return nil, fmt.Errorf("reschedule: %w", err)
 				}
 			}
@@ -862,7 +862,7 @@ func (p expiryPhase) apply(ctx context.Context, s *Sweeper, tx *sql.Tx, cands []
 	if err := s.execIn(ctx, tx, `DELETE FROM contacts WHERE id IN (?*)`, dels); err != nil {
 		return nil, fmt.Errorf("delete contacts: %w", err)
 	}
-	if err := s.execIn(ctx, tx, `UPDATE contacts SET author = '', body = '', location = NULL, device = NULL, retain_until = NULL, anonymized_at = ? WHERE id IN (?*)`, anons, micros(now)); err != nil {
+	if err := s.execIn(ctx, tx, `UPDATE contacts SET author = '', body = '', location = NULL, device = NULL, retain_until = NULL, anonymized_at = ? WHERE id IN (?*)`, anons, sqldb.Micros(now)); err != nil {
 		return nil, fmt.Errorf("anonymize: %w", err)
 	}
 	if err := s.deleteCases(ctx, tx, gone, runID, now, w); err != nil {
@@ -957,7 +957,7 @@ type redactPhase struct {
 	cutoff   time.Time
 }
 
-func (p redactPhase) bound() int64 { return micros(p.cutoff) }
+func (p redactPhase) bound() int64 { return sqldb.Micros(p.cutoff) }
 
 func (p redactPhase) query() string {
 	return `SELECT id, case_id, customer_id, occurred_at, occurred_at FROM contacts

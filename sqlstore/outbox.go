@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/casevault/casevault/search"
+	"github.com/casevault/casevault/sqldb"
 )
 
 // PendingOutbox returns the oldest outbox rows, for the indexer.
@@ -25,7 +26,7 @@ func (s *Store) PendingOutbox(ctx context.Context, limit int) ([]search.OutboxEn
 		if err := rows.Scan(&e.Seq, &e.CaseID, &created); err != nil {
 			return nil, s.fail("outbox", err)
 		}
-		e.CreatedAt = fromMicros(created)
+		e.CreatedAt = sqldb.FromMicros(created)
 		out = append(out, e)
 	}
 	return out, rows.Err()
@@ -63,7 +64,7 @@ func (s *Store) OutboxStats(ctx context.Context) (int64, time.Time, error) {
 	if !oldest.Valid {
 		return n, time.Time{}, nil
 	}
-	return n, fromMicros(oldest.Int64), nil
+	return n, sqldb.FromMicros(oldest.Int64), nil
 }
 
 // ListCaseIDs pages through every case ID in order, for a full reindex.
@@ -137,7 +138,7 @@ func (s *Store) LoadCaseDocs(ctx context.Context, caseIDs []string) (map[string]
 				rows.Close()
 				return nil, s.fail("load contacts", fmt.Errorf("contact %s purposes: %w", c.ID, err))
 			}
-			c.OccurredAt = fromMicros(occurred)
+			c.OccurredAt = sqldb.FromMicros(occurred)
 			d.Contacts = append(d.Contacts, c)
 			out[caseID] = d
 		}

@@ -61,25 +61,6 @@ const (
 
 func (s *Store) q(query string) string { return s.db.Rebind(query) }
 
-func micros(t time.Time) int64 { return t.UTC().UnixMicro() }
-
-func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
-
-func nullMicros(t *time.Time) any {
-	if t == nil {
-		return nil
-	}
-	return micros(*t)
-}
-
-func timePtr(v sql.NullInt64) *time.Time {
-	if !v.Valid {
-		return nil
-	}
-	t := fromMicros(v.Int64)
-	return &t
-}
-
 func mustJSON(v any) string {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -108,7 +89,7 @@ func (s *Store) write(ctx context.Context, ch cases.Change, fn func(tx *sql.Tx) 
 }
 
 func (s *Store) enqueue(ctx context.Context, tx *sql.Tx, caseID string) error {
-	_, err := s.db.Exec(ctx, tx, qEnqueue, caseID, micros(time.Now()))
+	_, err := s.db.Exec(ctx, tx, qEnqueue, caseID, sqldb.Micros(time.Now()))
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
@@ -124,7 +105,7 @@ func scanCustomer(row interface{ Scan(...any) error }) (cases.Customer, error) {
 	var created, updated int64
 	err := row.Scan(&c.ID, &c.ExternalRef, &c.Name, &c.Email, &c.Phone, &c.Locale,
 		&c.Consents.Location, &c.Consents.Marketing, &c.Consents.Personalization, &created, &updated)
-	c.CreatedAt, c.UpdatedAt = fromMicros(created), fromMicros(updated)
+	c.CreatedAt, c.UpdatedAt = sqldb.FromMicros(created), sqldb.FromMicros(updated)
 	return c, err
 }
 
@@ -133,7 +114,7 @@ func (s *Store) CreateCustomer(ctx context.Context, c cases.Customer, ch cases.C
 	return s.write(ctx, ch, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO customers (`+customerCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?)`),
 			c.ID, c.ExternalRef, c.Name, c.Email, c.Phone, c.Locale,
-			c.Consents.Location, c.Consents.Marketing, c.Consents.Personalization, micros(c.CreatedAt), micros(c.UpdatedAt))
+			c.Consents.Location, c.Consents.Marketing, c.Consents.Personalization, sqldb.Micros(c.CreatedAt), sqldb.Micros(c.UpdatedAt))
 		if err != nil {
 			return fmt.Errorf("insert customer: %w", err)
 		}
@@ -170,7 +151,7 @@ func (s *Store) UpdateCustomer(ctx context.Context, id string, fn func(*cases.Cu
 		_, err = tx.ExecContext(ctx, s.q(`UPDATE customers SET external_ref=?, name=?, email=?, phone=?, locale=?,
 			consent_location=?, consent_marketing=?, consent_personalization=?, updated_at=? WHERE id=?`),
 			c.ExternalRef, c.Name, c.Email, c.Phone, c.Locale,
-			c.Consents.Location, c.Consents.Marketing, c.Consents.Personalization, micros(c.UpdatedAt), id)
+			c.Consents.Location, c.Consents.Marketing, c.Consents.Personalization, sqldb.Micros(c.UpdatedAt), id)
 		if err != nil {
 			return fmt.Errorf("update customer: %w", err)
 		}
@@ -210,7 +191,7 @@ func scanCase(row interface{ Scan(...any) error }) (cases.Case, error) {
 	if err != nil {
 		return c, err
 	}
-	c.CreatedAt, c.UpdatedAt, c.ClosedAt = fromMicros(created), fromMicros(updated), timePtr(closed)
+	c.CreatedAt, c.UpdatedAt, c.ClosedAt = sqldb.FromMicros(created), sqldb.FromMicros(updated), sqldb.TimePtr(closed)
 	if err := json.Unmarshal([]byte(tags), &c.Tags); err != nil {
 		return c, fmt.Errorf("case %s tags: %w", c.ID, err)
 	}
@@ -231,7 +212,7 @@ func (s *Store) CreateCase(ctx context.Context, c *cases.Case, ch cases.Change) 
 		}
 		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO cases (`+caseCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`),
 			c.ID, c.Number, c.CustomerID, c.Subject, c.Status, c.Priority, c.Channel, mustJSON(c.Tags), c.Assignee,
-			micros(c.CreatedAt), micros(c.UpdatedAt), nullMicros(c.ClosedAt))
+			sqldb.Micros(c.CreatedAt), sqldb.Micros(c.UpdatedAt), sqldb.NullMicros(c.ClosedAt))
 		if err != nil {
 			return fmt.Errorf("insert case: %w", err)
 		}
@@ -269,7 +250,7 @@ func (s *Store) UpdateCase(ctx context.Context, id string, fn func(*cases.Case) 
 			return err
 		}
 		_, err = tx.ExecContext(ctx, s.q(`UPDATE cases SET subject=?, status=?, priority=?, tags=?, assignee=?, updated_at=?, closed_at=? WHERE id=?`),
-			c.Subject, c.Status, c.Priority, mustJSON(c.Tags), c.Assignee, micros(c.UpdatedAt), nullMicros(c.ClosedAt), id)
+			c.Subject, c.Status, c.Priority, mustJSON(c.Tags), c.Assignee, sqldb.Micros(c.UpdatedAt), sqldb.NullMicros(c.ClosedAt), id)
 		if err != nil {
 			return fmt.Errorf("update case: %w", err)
 		}
@@ -316,13 +297,13 @@ func (s *Store) recomputeRetention(ctx context.Context, tx *sql.Tx, caseID strin
 			rows.Close()
 			return fmt.Errorf("contact %s purposes: %w", id, err)
 		}
-		ups = append(ups, upd{id, s.policy.RetainUntil(purposes, fromMicros(occurred), closedAt)})
+		ups = append(ups, upd{id, s.policy.RetainUntil(purposes, sqldb.FromMicros(occurred), closedAt)})
 	}
 	if err := rows.Close(); err != nil {
 		return fmt.Errorf("recompute retention: %w", err)
 	}
 	for _, u := range ups {
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE contacts SET retain_until = ? WHERE id = ?`), nullMicros(u.until), u.id); err != nil {
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE contacts SET retain_until = ? WHERE id = ?`), sqldb.NullMicros(u.until), u.id); err != nil {
 			return fmt.Errorf("recompute retention: %w", err)
 		}
 	}
@@ -421,7 +402,7 @@ func scanContact(row interface{ Scan(...any) error }) (cases.Contact, error) {
 	if err != nil {
 		return c, err
 	}
-	c.OccurredAt, c.CreatedAt, c.RetainUntil = fromMicros(occurred), fromMicros(created), timePtr(until)
+	c.OccurredAt, c.CreatedAt, c.RetainUntil = sqldb.FromMicros(occurred), sqldb.FromMicros(created), sqldb.TimePtr(until)
 	if err := json.Unmarshal([]byte(ps), &c.Purposes); err != nil {
 		return c, fmt.Errorf("contact %s purposes: %w", c.ID, err)
 	}
@@ -470,16 +451,16 @@ func (s *Store) CreateContact(ctx context.Context, c *cases.Contact, ch cases.Ch
 			return fmt.Errorf("case %s belongs to another customer: %w", c.CaseID, cases.ErrConflict)
 		}
 		if s.policy != nil {
-			c.RetainUntil = s.policy.RetainUntil(c.Purposes, c.OccurredAt, timePtr(closed))
+			c.RetainUntil = s.policy.RetainUntil(c.Purposes, c.OccurredAt, sqldb.TimePtr(closed))
 		}
 		_, err = s.db.Exec(ctx, tx, qInsertContact,
 			c.ID, c.CaseID, c.CustomerID, c.Channel, c.Direction, c.Author, c.Body,
-			micros(c.OccurredAt), micros(c.CreatedAt), mustJSON(c.Purposes), mustJSON(c.Categories),
-			jsonOrNull(c.Location), jsonOrNull(c.Device), nullMicros(c.RetainUntil))
+			sqldb.Micros(c.OccurredAt), sqldb.Micros(c.CreatedAt), mustJSON(c.Purposes), mustJSON(c.Categories),
+			jsonOrNull(c.Location), jsonOrNull(c.Device), sqldb.NullMicros(c.RetainUntil))
 		if err != nil {
 			return fmt.Errorf("insert contact: %w", err)
 		}
-		if _, err := s.db.Exec(ctx, tx, qTouchCase, micros(c.CreatedAt), c.CaseID); err != nil {
+		if _, err := s.db.Exec(ctx, tx, qTouchCase, sqldb.Micros(c.CreatedAt), c.CaseID); err != nil {
 			return fmt.Errorf("touch case: %w", err)
 		}
 		return s.enqueue(ctx, tx, c.CaseID)
@@ -549,7 +530,7 @@ func (s *Store) attachments(ctx context.Context, where string, arg any) ([]cases
 		if err := rows.Scan(&a.ID, &a.ContactID, &a.Filename, &a.ContentType, &a.Size, &a.SHA256, &created); err != nil {
 			return nil, s.fail("attachments", err)
 		}
-		a.CreatedAt = fromMicros(created)
+		a.CreatedAt = sqldb.FromMicros(created)
 		out = append(out, a)
 	}
 	return out, rows.Err()

@@ -219,7 +219,7 @@ func (r *Repo) RestoreCase(ctx context.Context, id, caseID string, opts CaseRest
 			blobs = append(blobs, b)
 			rep.Attachments++
 		}
-		if _, err := tx.ExecContext(ctx, db.Rebind(`INSERT INTO outbox (case_id, created_at) VALUES (?, ?)`), caseID, micros(time.Now())); err != nil {
+		if _, err := tx.ExecContext(ctx, db.Rebind(`INSERT INTO outbox (case_id, created_at) VALUES (?, ?)`), caseID, sqldb.Micros(time.Now())); err != nil {
 			return fmt.Errorf("restore case: outbox: %w", err)
 		}
 		if opts.OnChange != nil {

@@ -69,8 +69,6 @@ func New(db *sqldb.DB, repo *Repo, opts Options) *Service {
 // Repo returns the service's repository.
 func (s *Service) Repo() *Repo { return s.repo }
 
-func micros(t time.Time) int64 { return t.UTC().UnixMicro() }
-
 // lease takes the one-run-at-a-time lock for holder, or ErrLocked. The
 // returned context is cancelled if the lease cannot be renewed (another
 // replica could then start a run), and release gives it back.
@@ -85,9 +83,9 @@ func (s *Service) lease(ctx context.Context, holder string) (context.Context, fu
 		err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 			var err error
 			if renew {
-				res, err = tx.ExecContext(ctx, s.db.Rebind(q), micros(now.Add(s.opts.LeaseTTL)), holder)
+				res, err = tx.ExecContext(ctx, s.db.Rebind(q), sqldb.Micros(now.Add(s.opts.LeaseTTL)), holder)
 			} else {
-				res, err = tx.ExecContext(ctx, s.db.Rebind(q), holder, micros(now.Add(s.opts.LeaseTTL)), holder, micros(now))
+				res, err = tx.ExecContext(ctx, s.db.Rebind(q), holder, sqldb.Micros(now.Add(s.opts.LeaseTTL)), holder, sqldb.Micros(now))
 			}
 			return err
 		})
@@ -160,7 +158,7 @@ const (
 func (s *Service) recordStart(ctx context.Context, id, kind, origin string, at time.Time) error {
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO backup_runs (id, kind, status, origin, started_at) VALUES (?, ?, ?, ?, ?)`),
-			id, kind, StatusRunning, origin, micros(at))
+			id, kind, StatusRunning, origin, sqldb.Micros(at))
 		return err
 	})
 }
@@ -174,7 +172,7 @@ func (s *Service) recordEnd(ctx context.Context, id string, report any, runErr e
 	rep, _ := json.Marshal(report)
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE backup_runs SET status = ?, finished_at = ?, error = ?, report = ? WHERE id = ?`),
-			status, micros(time.Now()), msg, string(rep), id)
+			status, sqldb.Micros(time.Now()), msg, string(rep), id)
 		if err != nil {
 			return err
 		}
