@@ -3,7 +3,6 @@ package retention_test
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -120,19 +119,7 @@ type env struct {
 // auditHook appends the change to the real hash-chained audit trail.
 func auditHook(d sqldb.Dialect) retention.ChangeHook {
 	return func(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
-		ev := audit.Event{ActorID: ch.Actor.TokenID, ActorName: ch.Actor.Name, Role: ch.Actor.Role,
-			Action: ch.Action, TargetType: ch.TargetType, TargetID: ch.TargetID, Outcome: audit.OutcomeOK}
-		if ev.ActorName == "" && ev.ActorID == "" {
-			ev.ActorName = "test"
-		}
-		if ch.Detail != nil {
-			raw, err := json.Marshal(ch.Detail)
-			if err != nil {
-				return err
-			}
-			ev.Detail = raw
-		}
-		_, err := audit.AppendTx(ctx, tx, d, ev)
+		_, err := audit.AppendTx(ctx, tx, d, audit.FromChange(ch, audit.OutcomeOK))
 		return err
 	}
 }

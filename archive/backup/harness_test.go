@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -41,19 +40,7 @@ type instance struct {
 
 func auditHook(d sqldb.Dialect) func(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
 	return func(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
-		ev := audit.Event{ActorID: ch.Actor.TokenID, ActorName: ch.Actor.Name, Role: ch.Actor.Role,
-			Action: ch.Action, TargetType: ch.TargetType, TargetID: ch.TargetID, Outcome: audit.OutcomeOK}
-		if ev.ActorName == "" {
-			ev.ActorName = "test"
-		}
-		if ch.Detail != nil {
-			raw, err := json.Marshal(ch.Detail)
-			if err != nil {
-				return err
-			}
-			ev.Detail = raw
-		}
-		_, err := audit.AppendTx(ctx, tx, d, ev)
+		_, err := audit.AppendTx(ctx, tx, d, audit.FromChange(ch, audit.OutcomeOK))
 		return err
 	}
 }

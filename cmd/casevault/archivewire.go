@@ -71,7 +71,7 @@ func attachmentsCmd(cfg *config) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := env.log.Record(ctx, eventOf(cliChange("attachments.reconcile", "attachments", "", map[string]any{
+			if err := env.log.Record(ctx, audit.FromChange(cliChange("attachments.reconcile", "attachments", "", map[string]any{
 				"dry_run": dryRun, "orphans": len(rep.OrphanBlobsRemoved), "missing": len(rep.MissingBlobs)}), audit.OutcomeOK)); err != nil {
 				return err
 			}

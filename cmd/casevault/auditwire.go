@@ -14,24 +14,6 @@ import (
 	"github.com/casevault/casevault/sqldb"
 )
 
-// eventOf turns a domain change into an audit event.
-func eventOf(ch cases.Change, outcome string) audit.Event {
-	ev := audit.Event{
-		ActorID: ch.Actor.TokenID, ActorName: ch.Actor.Name, Role: ch.Actor.Role,
-		Action: ch.Action, TargetType: ch.TargetType, TargetID: ch.TargetID,
-		RequestID: ch.Actor.RequestID, ClientIP: ch.Actor.ClientIP, Outcome: outcome,
-	}
-	if ev.ActorName == "" && ev.ActorID == "" {
-		ev.ActorName = "anonymous"
-	}
-	if ch.Detail != nil {
-		if raw, err := json.Marshal(ch.Detail); err == nil {
-			ev.Detail = raw
-		}
-	}
-	return ev
-}
-
 // auditSink adapts the audit log to the API's Auditor and the store's
 // change hook.
 type auditSink struct {
@@ -39,11 +21,11 @@ type auditSink struct {
 }
 
 func (a auditSink) Record(ctx context.Context, ch cases.Change, outcome string) error {
-	return a.log.Record(ctx, eventOf(ch, outcome))
+	return a.log.Record(ctx, audit.FromChange(ch, outcome))
 }
 
 func (a auditSink) hook(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
-	_, err := a.log.AppendTx(ctx, tx, eventOf(ch, audit.OutcomeOK))
+	_, err := a.log.AppendTx(ctx, tx, audit.FromChange(ch, audit.OutcomeOK))
 	return err
 }
 
@@ -56,7 +38,7 @@ func systemChange(action, targetType, targetID string, detail map[string]any) ca
 func (a auditSink) hookMany(ctx context.Context, tx *sql.Tx, chs []cases.Change) error {
 	evs := make([]audit.Event, len(chs))
 	for i, ch := range chs {
-		evs[i] = eventOf(ch, audit.OutcomeOK)
+		evs[i] = audit.FromChange(ch, audit.OutcomeOK)
 	}
 	_, err := a.log.AppendManyTx(ctx, tx, evs)
 	return err
@@ -116,7 +98,7 @@ func auditCmd(cfg *config) *cobra.Command {
 			}
 			out, _ := json.Marshal(res)
 			fmt.Fprintln(cmd.OutOrStdout(), string(out))
-			_ = log.Record(ctx, eventOf(cliChange("audit.verify", "audit", "", map[string]any{"ok": res.OK, "events": res.Events, "seconds": time.Since(start).Seconds()}), audit.OutcomeOK))
+			_ = log.Record(ctx, audit.FromChange(cliChange("audit.verify", "audit", "", map[string]any{"ok": res.OK, "events": res.Events, "seconds": time.Since(start).Seconds()}), audit.OutcomeOK))
 			if !res.OK {
 				return fmt.Errorf("audit chain broken at event %d: %s", *res.FirstBad, res.Reason)
 			}
@@ -145,7 +127,7 @@ func auditCmd(cfg *config) *cobra.Command {
 				}
 				*p.dst = t
 			}
-			if err := log.Record(ctx, eventOf(cliChange("audit.export", "audit", "", map[string]any{"actor": actor, "action": action, "target": target}), audit.OutcomeOK)); err != nil {
+			if err := log.Record(ctx, audit.FromChange(cliChange("audit.export", "audit", "", map[string]any{"actor": actor, "action": action, "target": target}), audit.OutcomeOK)); err != nil {
 				return err
 			}
 			return log.Export(ctx, cmd.OutOrStdout(), f)

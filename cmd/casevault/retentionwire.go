@@ -128,7 +128,7 @@ func retentionCmd(cfg *config) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := log.Record(ctx, eventOf(cliChange("retention.run", "retention_run", rep.ID, map[string]any{
+			if err := log.Record(ctx, audit.FromChange(cliChange("retention.run", "retention_run", rep.ID, map[string]any{
 				"dry_run": dryRun, "status": rep.Status, "deleted": rep.Deleted, "anonymized": rep.Anonymized, "redacted": rep.Redacted}), audit.OutcomeOK)); err != nil {
 				return err
 			}

@@ -154,7 +154,7 @@ func reindexCmd(cfg *config) *cobra.Command {
 			}
 			st, _ := ix.Status(ctx)
 			fmt.Fprintf(cmd.OutOrStdout(), "rebuilt %s: %d documents in %s\n", st.Index, st.Documents, time.Since(start).Round(time.Millisecond))
-			return env.log.Record(ctx, eventOf(cliChange("search.reindex", "index", st.Index, map[string]any{"documents": st.Documents}), audit.OutcomeOK))
+			return env.log.Record(ctx, audit.FromChange(cliChange("search.reindex", "index", st.Index, map[string]any{"documents": st.Documents}), audit.OutcomeOK))
 		},
 	}
 	cmd.Flags().StringVar(&url, "url", "", "base URL of a running server (e.g. http://127.0.0.1:8080)")

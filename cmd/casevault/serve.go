@@ -68,7 +68,7 @@ func serveCmd(cfg *config) *cobra.Command {
 					log.Error("attachment reconcile failed", "err", err)
 					return
 				}
-				_ = a.audit.Record(ctx, eventOf(systemChange("attachments.reconcile", "attachments", "", map[string]any{
+				_ = a.audit.Record(ctx, audit.FromChange(systemChange("attachments.reconcile", "attachments", "", map[string]any{
 					"orphans": len(rep.OrphanBlobsRemoved), "missing": len(rep.MissingBlobs)}), audit.OutcomeOK))
 				if len(rep.MissingBlobs) > 0 {
 					log.Error("attachments without a blob", "count", len(rep.MissingBlobs), "ids", rep.MissingBlobs)
@@ -174,7 +174,7 @@ func migrateCmd(cfg *config) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := env.log.Record(ctx, eventOf(cliChange("schema.migrate", "schema", "", map[string]any{"version": v}), audit.OutcomeOK)); err != nil {
+			if err := env.log.Record(ctx, audit.FromChange(cliChange("schema.migrate", "schema", "", map[string]any{"version": v}), audit.OutcomeOK)); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "schema at version %d (%s)\n", v, env.db.Dialect)
