@@ -5,7 +5,6 @@ import (
 	"errors"
 	"regexp"
 	"strconv"
-	"time"
 
 	"filippo.io/age"
 	"github.com/gofiber/fiber/v2"
@@ -41,31 +40,6 @@ func (s *Server) addBackupRoutes() {
 	s.add(route{method: "GET", path: v1 + "/backups", perm: auth.BackupWork, summary: "Complete backups in the repository and the latest runs", h: s.listBackups, ok: 200})
 	s.add(route{method: "GET", path: v1 + "/backups/:id", perm: auth.BackupWork, summary: "A backup's manifest summary, or its run while not complete", h: s.getBackup, ok: 200})
 	s.add(route{method: "POST", path: v1 + "/backups/:id/verify", perm: auth.BackupWork, summary: "Verify a backup (?read_data=true re-reads every byte)", h: s.verifyBackup, ok: 200})
-}
-
-// BackupSummary is a complete backup as listed: the manifest without its
-// blob list.
-type BackupSummary struct {
-	ID         string              `json:"id"`
-	Status     string              `json:"status"`
-	StartedAt  time.Time           `json:"started_at"`
-	SnapshotAt time.Time           `json:"snapshot_at"`
-	FinishedAt time.Time           `json:"finished_at"`
-	Source     backup.Source       `json:"source"`
-	Stats      backup.Stats        `json:"stats"`
-	Blobs      int                 `json:"blobs"`
-	Missing    int                 `json:"missing"`
-	Recipients []string            `json:"recipients"`
-	Tables     []backup.TableEntry `json:"tables,omitempty"`
-}
-
-func summary(m backup.Manifest, tables bool) BackupSummary {
-	out := BackupSummary{ID: m.ID, Status: "complete", StartedAt: m.StartedAt, SnapshotAt: m.SnapshotAt, FinishedAt: m.FinishedAt,
-		Source: m.Source, Stats: m.Stats, Blobs: len(m.Blobs), Missing: len(m.Missing), Recipients: m.Recipients}
-	if tables {
-		out.Tables = m.Tables
-	}
-	return out
 }
 
 func (s *Server) backupID(c *fiber.Ctx) (string, error) {
@@ -113,9 +87,9 @@ func (s *Server) listBackups(c *fiber.Ctx) error {
 	if damaged == nil {
 		damaged = []backup.Damaged{}
 	}
-	items := make([]BackupSummary, 0, len(ms))
+	items := make([]backup.Summary, 0, len(ms))
 	for i := len(ms) - 1; i >= 0; i-- { // newest first
-		items = append(items, summary(ms[i], false))
+		items = append(items, ms[i].Summary(false))
 	}
 	runs, err := svc.Runs(ctx, 20)
 	if err != nil {
@@ -136,7 +110,7 @@ func (s *Server) getBackup(c *fiber.Ctx) error {
 	svc := s.d.Backups.Service
 	m, err := svc.Repo().Manifest(ctx, id)
 	if err == nil {
-		return c.JSON(summary(m, true))
+		return c.JSON(m.Summary(true))
 	}
 	if !errors.Is(err, backup.ErrNotFound) && !errors.Is(err, backup.ErrNoRepository) {
 		return err

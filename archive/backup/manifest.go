@@ -117,3 +117,29 @@ func isHex(s string) bool {
 }
 
 func objectKey(sum string) string { return dataDir + sum[:2] + "/" + sum }
+
+// Summary is a complete backup as listed (CLI and API): the manifest
+// without its blob list and, unless asked for, its table list.
+type Summary struct {
+	ID         string       `json:"id"`
+	Status     string       `json:"status"` // always "complete": incomplete runs are not backups
+	StartedAt  time.Time    `json:"started_at"`
+	SnapshotAt time.Time    `json:"snapshot_at"`
+	FinishedAt time.Time    `json:"finished_at"`
+	Source     Source       `json:"source"`
+	Stats      Stats        `json:"stats"`
+	Blobs      int          `json:"blobs"`
+	Missing    int          `json:"missing"`
+	Recipients []string     `json:"recipients"`
+	Tables     []TableEntry `json:"tables,omitempty"`
+}
+
+// Summary lists m; withTables keeps the per-table files and digests.
+func (m Manifest) Summary(withTables bool) Summary {
+	s := Summary{ID: m.ID, Status: "complete", StartedAt: m.StartedAt, SnapshotAt: m.SnapshotAt, FinishedAt: m.FinishedAt,
+		Source: m.Source, Stats: m.Stats, Blobs: len(m.Blobs), Missing: len(m.Missing), Recipients: m.Recipients}
+	if withTables {
+		s.Tables = m.Tables
+	}
+	return s
+}

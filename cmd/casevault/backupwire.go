@@ -420,26 +420,6 @@ func (r *reporter) fail(err error) error {
 
 var cliActor = cases.Actor{Name: "cli", Role: "cli"}
 
-// backupSummary is a listed backup without its blob list.
-type backupSummary struct {
-	ID         string        `json:"id"`
-	StartedAt  time.Time     `json:"started_at"`
-	SnapshotAt time.Time     `json:"snapshot_at"`
-	FinishedAt time.Time     `json:"finished_at"`
-	Source     backup.Source `json:"source"`
-	Tables     int           `json:"tables"`
-	Rows       int64         `json:"rows"`
-	Blobs      int           `json:"blobs"`
-	Missing    int           `json:"missing"`
-	Stats      backup.Stats  `json:"stats"`
-	Recipients []string      `json:"recipients"`
-}
-
-func summarize(m backup.Manifest) backupSummary {
-	return backupSummary{ID: m.ID, StartedAt: m.StartedAt, SnapshotAt: m.SnapshotAt, FinishedAt: m.FinishedAt, Source: m.Source,
-		Tables: len(m.Tables), Rows: m.Stats.Rows, Blobs: len(m.Blobs), Missing: len(m.Missing), Stats: m.Stats, Recipients: m.Recipients}
-}
-
 func backupCmd(cfg *config) *cobra.Command {
 	bc := &cobra.Command{
 		Use:   "backup",
@@ -475,7 +455,7 @@ func backupCmd(cfg *config) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if err := rep.done(summarize(m), func(w io.Writer) {
+				if err := rep.done(m.Summary(false), func(w io.Writer) {
 					fmt.Fprintf(w, "backup %s written to %s\n  snapshot %s, %d rows in %d tables (%s encrypted)\n  %d attachment blobs: %d new (%s), %d already in the repository\n  took %s\n",
 						m.ID, where, m.SnapshotAt.Format(time.RFC3339), m.Stats.Rows, len(m.Tables), humanBytes(m.Stats.TableBytes),
 						m.Stats.Blobs, m.Stats.BlobsNew, humanBytes(m.Stats.BytesNew), m.Stats.BlobsReused, time.Duration(m.Stats.DurationMS)*time.Millisecond)
@@ -508,9 +488,9 @@ func backupCmd(cfg *config) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				out := make([]backupSummary, 0, len(ms))
+				out := make([]backup.Summary, 0, len(ms))
 				for _, m := range ms {
-					out = append(out, summarize(m))
+					out = append(out, m.Summary(false))
 				}
 				if damaged == nil {
 					damaged = []backup.Damaged{}
@@ -519,7 +499,7 @@ func backupCmd(cfg *config) *cobra.Command {
 					tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 					fmt.Fprintln(tw, "ID\tSNAPSHOT\tENGINE\tROWS\tBLOBS\tNEW\tMISSING")
 					for _, s := range out {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%d\n", s.ID, s.SnapshotAt.Format(time.RFC3339), s.Source.Engine, s.Rows, s.Blobs, humanBytes(s.Stats.BytesNew), s.Missing)
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%d\n", s.ID, s.SnapshotAt.Format(time.RFC3339), s.Source.Engine, s.Stats.Rows, s.Blobs, humanBytes(s.Stats.BytesNew), s.Missing)
 					}
 					tw.Flush()
 					fmt.Fprintf(w, "%d backups\n", len(out))
