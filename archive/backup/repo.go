@@ -302,13 +302,20 @@ func (r *Repo) writeFile(ctx context.Context, key string, recipients []age.Recip
 		done <- err
 	}()
 	perr := r.bulk.Put(ctx, r.key(key), pr, -1)
-	pr.CloseWithError(errors.New("upload stopped"))
-	ferr := <-done
-	if ferr != nil {
-		return fileSum{}, fileSum{}, ferr
+	// The upload's error is the cause (a cancelled context, the store, or
+	// fill's own error passed through by Put); the writer side only sees
+	// the pipe closing because of it.
+	if perr != nil {
+		pr.CloseWithError(perr)
+	} else {
+		pr.Close()
 	}
+	ferr := <-done
 	if perr != nil {
 		return fileSum{}, fileSum{}, fmt.Errorf("write %s: %w", key, perr)
+	}
+	if ferr != nil {
+		return fileSum{}, fileSum{}, ferr
 	}
 	return fileSum{Size: sc.n, SHA256: sc.sum()}, fileSum{Size: pc.n, SHA256: pc.sum()}, nil
 }
