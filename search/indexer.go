@@ -5,17 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// OutboxEntry says a case changed. It carries only the ID: the indexer
+// OutboxEntry says a case changed. It carries only IDs: the indexer
 // reloads the current state, so stale or duplicate entries are harmless.
+// ContactID is set when the change was only that contact's creation (the
+// common write); "" means anything about the case may have changed.
 type OutboxEntry struct {
 	Seq       int64
 	CaseID    string
+	ContactID string
 	CreatedAt time.Time
 }
 
@@ -28,6 +33,10 @@ type Source interface {
 	// LoadCaseDocs loads the current state of cases; a missing ID means the
 	// case is gone and must be deleted from the index.
 	LoadCaseDocs(ctx context.Context, caseIDs []string) (map[string]CaseDoc, error)
+	// LoadContactDocs loads the current state of cases (keys) with only the
+	// given contacts of each; a missing case is gone, a missing contact is
+	// simply absent (its removal has an outbox entry of its own).
+	LoadContactDocs(ctx context.Context, contacts map[string][]string) (map[string]CaseDoc, error)
 	// OutboxStats reports how many entries wait and when the oldest was written.
 	OutboxStats(ctx context.Context) (pending int64, oldest time.Time, err error)
 	// ListCaseIDs pages through every case ID in ascending order, after the
@@ -45,6 +54,20 @@ type Activator interface {
 // replaced by a rebuild (or the rebuild failed); Drop also closes.
 type Dropper interface {
 	Drop(ctx context.Context) error
+}
+
+// Appender is implemented by engines that can add new contacts to a case
+// without being handed the whole case. Without it, a new contact costs the
+// indexer a load of every contact of its case (and the engine a comparison
+// with each), which grows with the case: long chat cases made ingest
+// quadratic.
+type Appender interface {
+	// AddContacts writes a document for each contact of each doc (the case
+	// fields are current; Contacts holds only new contacts) and leaves the
+	// case's other documents as they are. A contact already indexed is
+	// left alone: contacts are immutable, and a case change has its own
+	// full outbox entry.
+	AddContacts(ctx context.Context, docs []CaseDoc) error
 }
 
 // Compactor is implemented by engines that can optimize a freshly built
@@ -245,27 +268,48 @@ func (ix *Indexer) drainOnce(ctx context.Context) (int, error) {
 	if len(entries) == 0 {
 		return 0, nil
 	}
-	ids := make([]string, 0, len(entries))
 	seqs := make([]int64, 0, len(entries))
-	seen := make(map[string]bool, len(entries))
 	for _, e := range entries {
 		seqs = append(seqs, e.Seq)
-		if !seen[e.CaseID] {
-			seen[e.CaseID] = true
-			ids = append(ids, e.CaseID)
-		}
 	}
 	ix.applyMu.Lock()
 	defer ix.applyMu.Unlock()
-	present, missing, err := ix.load(ctx, ids)
+	live := ix.cur.Load().eng
+	engines := []Engine{live}
+	if ix.building != nil && ix.buildErr == nil {
+		engines = append(engines, ix.building)
+	}
+	full, added := plan(entries, canAppend(engines))
+	present, missing, err := ix.load(ctx, full)
 	if err != nil {
 		return 0, err
 	}
-	if err := apply(ctx, ix.cur.Load().eng, present, missing); err != nil {
-		return 0, err
+	var fresh []CaseDoc
+	if len(added) > 0 {
+		docs, err := ix.src.LoadContactDocs(ctx, added)
+		if err != nil {
+			return 0, fmt.Errorf("search: load contacts: %w", err)
+		}
+		for _, id := range slices.Sorted(maps.Keys(added)) {
+			if d, ok := docs[id]; !ok {
+				missing = append(missing, id)
+			} else if len(d.Contacts) > 0 {
+				fresh = append(fresh, d)
+			}
+		}
 	}
-	if ix.building != nil && ix.buildErr == nil {
-		if err := apply(ctx, ix.building, present, missing); err != nil {
+	for i, eng := range engines {
+		err := apply(ctx, eng, present, missing)
+		if err == nil && len(fresh) > 0 {
+			if err = eng.(Appender).AddContacts(ctx, fresh); err != nil {
+				err = fmt.Errorf("search: %s add contacts: %w", eng.Name(), err)
+			}
+		}
+		switch {
+		case err == nil:
+		case i == 0:
+			return 0, err
+		default:
 			// the rebuild fails at its end; the live index goes on
 			ix.buildErr = err
 		}
@@ -274,6 +318,42 @@ func (ix *Indexer) drainOnce(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("search: mark outbox done: %w", err)
 	}
 	return len(entries), nil
+}
+
+// plan splits a batch of entries into cases to load whole and, when every
+// engine is an Appender, cases that only gained contacts (with those
+// contacts' IDs). A case with any whole-case entry is loaded whole.
+func plan(entries []OutboxEntry, appendable bool) (full []string, added map[string][]string) {
+	whole := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		if e.ContactID == "" || !appendable {
+			if !whole[e.CaseID] {
+				whole[e.CaseID] = true
+				full = append(full, e.CaseID)
+			}
+		}
+	}
+	for _, e := range entries {
+		if whole[e.CaseID] {
+			continue
+		}
+		if added == nil {
+			added = make(map[string][]string)
+		}
+		if !slices.Contains(added[e.CaseID], e.ContactID) {
+			added[e.CaseID] = append(added[e.CaseID], e.ContactID)
+		}
+	}
+	return full, added
+}
+
+func canAppend(engines []Engine) bool {
+	for _, e := range engines {
+		if _, ok := e.(Appender); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func (ix *Indexer) load(ctx context.Context, ids []string) (present []CaseDoc, missing []string, err error) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -27,7 +28,9 @@ type memSource struct {
 	outbox   []search.OutboxEntry
 	seq      int64
 	done     []int64
-	failLoad int // LoadCaseDocs calls left to fail
+	failLoad int // LoadCaseDocs and LoadContactDocs calls left to fail
+	// loads counts LoadCaseDocs calls and contactLoads LoadContactDocs calls.
+	loads, contactLoads int
 }
 
 func newMemSource() *memSource { return &memSource{cases: map[string]search.CaseDoc{}} }
@@ -39,6 +42,19 @@ func (m *memSource) put(c search.CaseDoc) {
 	m.cases[c.CaseID] = c
 	m.seq++
 	m.outbox = append(m.outbox, search.OutboxEntry{Seq: m.seq, CaseID: c.CaseID, CreatedAt: time.Now()})
+}
+
+// addContact appends a contact to a case with a contact-only outbox entry,
+// like the store's CreateContact.
+func (m *memSource) addContact(caseID string, ct search.ContactDoc) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c, ok := m.cases[caseID]; ok { // else: deleted since, the entry stays
+		c.Contacts = append(slices.Clone(c.Contacts), ct)
+		m.cases[caseID] = c
+	}
+	m.seq++
+	m.outbox = append(m.outbox, search.OutboxEntry{Seq: m.seq, CaseID: caseID, ContactID: ct.ID, CreatedAt: time.Now()})
 }
 
 func (m *memSource) remove(id string) {
@@ -66,6 +82,9 @@ func (m *memSource) MarkOutboxDone(_ context.Context, seqs []int64) error {
 func (m *memSource) LoadCaseDocs(_ context.Context, ids []string) (map[string]search.CaseDoc, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if len(ids) > 0 {
+		m.loads++
+	}
 	if m.failLoad > 0 {
 		m.failLoad--
 		return nil, errors.New("store unavailable")
@@ -76,6 +95,26 @@ func (m *memSource) LoadCaseDocs(_ context.Context, ids []string) (map[string]se
 			c.Contacts = slices.Clone(c.Contacts)
 			out[id] = c
 		}
+	}
+	return out, nil
+}
+
+func (m *memSource) LoadContactDocs(_ context.Context, want map[string][]string) (map[string]search.CaseDoc, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.contactLoads++
+	if m.failLoad > 0 {
+		m.failLoad--
+		return nil, errors.New("store unavailable")
+	}
+	out := map[string]search.CaseDoc{}
+	for id, cts := range want {
+		c, ok := m.cases[id]
+		if !ok {
+			continue
+		}
+		c.Contacts = slices.DeleteFunc(slices.Clone(c.Contacts), func(ct search.ContactDoc) bool { return !slices.Contains(cts, ct.ID) })
+		out[id] = c
 	}
 	return out, nil
 }
@@ -171,7 +210,7 @@ func total(t *testing.T, ix *search.Indexer, q search.Query) int64 {
 
 func startIndexer(t *testing.T, src search.Source, eng search.Engine, opts search.Options) *search.Indexer {
 	t.Helper()
-	ix := search.NewIndexer(src, eng, nil, opts)
+	ix := search.NewIndexer(src, eng, slog.New(slog.NewTextHandler(os.Stderr, nil)), opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- ix.Run(ctx) }()
@@ -277,6 +316,126 @@ func TestIndexerRetriesWithoutLosingRows(t *testing.T) {
 	}
 }
 
+// A new contact reaches the index without its case being reloaded: only
+// the contact is loaded and added. Any other change to the case in the same
+// batch makes the indexer load it whole. The index must end up answering
+// exactly as one built from whole cases.
+func TestIndexerAddsContactsWithoutReloadingCases(t *testing.T) {
+	src := newMemSource()
+	for i := range 20 {
+		src.put(mkCase(i, "walrus"))
+	}
+	eng := openBleve(t, t.TempDir())
+	ix := startIndexer(t, src, eng, search.Options{BatchSize: 1000, PollInterval: time.Hour})
+	waitFor(t, "initial indexing", func() bool { return src.pending() == 0 })
+	src.mu.Lock()
+	loads := src.loads
+	src.mu.Unlock()
+
+	at := time.Date(2025, 4, 1, 0, 0, 0, 0, time.UTC)
+	words := []string{"octopus", "squid", "kraken", "nautilus"}
+	for i := range 200 {
+		src.addContact(fmt.Sprintf("c%04d", i%20), search.ContactDoc{ID: fmt.Sprintf("n%04d", i), Channel: "chat", Body: words[(i/20)%4], OccurredAt: at.Add(time.Duration(i) * time.Second)})
+	}
+	ix.Kick()
+	waitFor(t, "contacts indexed", func() bool { return src.pending() == 0 })
+	src.mu.Lock()
+	if src.loads != loads || src.contactLoads == 0 {
+		t.Errorf("new contacts made %d whole-case loads and %d contact loads, want 0 and some", src.loads-loads, src.contactLoads)
+	}
+	src.mu.Unlock()
+	for _, w := range words {
+		if n := total(t, ix, search.Query{Words: []string{w}}); n != 20 {
+			t.Errorf("%s: %d cases, want 20", w, n)
+		}
+	}
+
+	// a case change and a new contact in one batch: the case is loaded whole
+	c := mkCase(3, "walrus cuttlefish")
+	src.mu.Lock()
+	c.Contacts = src.cases["c0003"].Contacts
+	src.mu.Unlock()
+	src.put(c)
+	src.addContact("c0003", search.ContactDoc{ID: "late", Channel: "chat", Body: "anemone", OccurredAt: at})
+	src.addContact("c0999", search.ContactDoc{ID: "orphan", Body: "anemone"}) // a case that is gone
+	src.put(mkCase(40, "kelp"))                                             // a new case, no contacts yet
+	src.put(search.CaseDoc{CaseID: "c0041", Subject: "bare", Status: "open", CreatedAt: at, UpdatedAt: at})
+	ix.Kick()
+	waitFor(t, "mixed batch", func() bool { return src.pending() == 0 })
+	src.addContact("c0041", search.ContactDoc{ID: "first", Channel: "email", Body: "anemone", OccurredAt: at})
+	ix.Kick()
+	waitFor(t, "first contact of a bare case", func() bool { return src.pending() == 0 })
+	src.mu.Lock()
+	if src.loads != loads+1 {
+		t.Errorf("%d whole-case loads for the mixed batch, want 1", src.loads-loads)
+	}
+	src.mu.Unlock()
+
+	// the same answers as an index built from whole cases
+	ref := openBleve(t, t.TempDir())
+	defer ref.Close()
+	src.mu.Lock()
+	all := slices.Collect(maps.Values(src.cases))
+	src.mu.Unlock()
+	if err := ref.Index(t.Context(), all); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []search.Query{
+		{Words: []string{"walrus"}}, {Words: []string{"cuttlefish"}}, {Words: []string{"anemone"}}, {Words: []string{"kraken"}},
+		{Words: []string{"bare"}}, {Filter: search.Filter{Channels: []string{"chat"}}}, {Sort: search.SortUpdated},
+		{Words: []string{"squid"}, Sort: search.SortNewest},
+	} {
+		q.Limit, q.Facets = 100, true
+		got, err := ix.Search(t.Context(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := ref.Search(t.Context(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Total != want.Total || !slices.Equal(hitCases(got), hitCases(want)) || fmt.Sprint(got.Facets) != fmt.Sprint(want.Facets) {
+			t.Errorf("query %+v:\n got  %d %v %v\n want %d %v %v", q, got.Total, hitCases(got), got.Facets, want.Total, hitCases(want), want.Facets)
+		}
+	}
+	for _, e := range []search.Engine{eng, ref} {
+		if n, err := e.Count(t.Context()); err != nil || n != int64(len(all)) {
+			t.Errorf("%s Count = %d %v, want %d", e.IndexName(), n, err, len(all))
+		}
+	}
+}
+
+// An engine that cannot append gets whole cases, as before.
+func TestIndexerLoadsWholeCasesForOtherEngines(t *testing.T) {
+	src := newMemSource()
+	src.put(mkCase(1, "walrus"))
+	eng := &flakyEngine{Engine: openBleve(t, t.TempDir())} // hides AddContacts
+	ix := startIndexer(t, src, eng, search.Options{PollInterval: time.Hour})
+	waitFor(t, "initial indexing", func() bool { return src.pending() == 0 })
+	src.addContact("c0001", search.ContactDoc{ID: "x", Channel: "chat", Body: "octopus"})
+	src.mu.Lock()
+	src.failLoad = 1 // and a failed load is retried
+	src.mu.Unlock()
+	ix.Kick()
+	waitFor(t, "contact indexed", func() bool { return src.pending() == 0 })
+	if n := total(t, ix, search.Query{Words: []string{"octopus"}}); n != 1 {
+		t.Fatalf("octopus: %d cases", n)
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if src.contactLoads != 0 || src.loads < 3 {
+		t.Fatalf("%d whole-case loads, %d contact loads: want whole cases only (1 + a failed one + its retry)", src.loads, src.contactLoads)
+	}
+}
+
+func hitCases(r search.Result) []string {
+	var ids []string
+	for _, h := range r.Hits {
+		ids = append(ids, h.CaseID)
+	}
+	return ids
+}
+
 func TestIndexerWritesNeverWaitForEngine(t *testing.T) {
 	src := newMemSource()
 	eng := &flakyEngine{Engine: openBleve(t, t.TempDir())}
@@ -331,6 +490,7 @@ func TestReindexSwitchesUnderTraffic(t *testing.T) {
 				src.remove(fmt.Sprintf("c%04d", i))
 			}
 			src.put(mkCase(200+i, "walrus squid")) // a case changed mid-rebuild
+			src.addContact(fmt.Sprintf("c%04d", 300+i), search.ContactDoc{ID: fmt.Sprint("new", i), Channel: "chat", Body: "kraken"})
 			ix.Kick()
 			time.Sleep(time.Millisecond)
 		}
@@ -364,6 +524,9 @@ func TestReindexSwitchesUnderTraffic(t *testing.T) {
 			if slices.Contains(tokensOf(c.Subject), w) {
 				want[w]++
 			}
+		}
+		if slices.ContainsFunc(c.Contacts, func(ct search.ContactDoc) bool { return ct.Body == "kraken" }) {
+			want["kraken"]++
 		}
 	}
 	nCases := len(src.cases)

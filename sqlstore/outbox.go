@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 
 // PendingOutbox returns the oldest outbox rows, for the indexer.
 func (s *Store) PendingOutbox(ctx context.Context, limit int) ([]search.OutboxEntry, error) {
-	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT seq, case_id, created_at FROM outbox ORDER BY seq LIMIT ?`), limit)
+	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT seq, case_id, contact_id, created_at FROM outbox ORDER BY seq LIMIT ?`), limit)
 	if err != nil {
 		return nil, s.fail("outbox", err)
 	}
@@ -23,9 +24,11 @@ func (s *Store) PendingOutbox(ctx context.Context, limit int) ([]search.OutboxEn
 	for rows.Next() {
 		var e search.OutboxEntry
 		var created int64
-		if err := rows.Scan(&e.Seq, &e.CaseID, &created); err != nil {
+		var contact sql.NullString
+		if err := rows.Scan(&e.Seq, &e.CaseID, &contact, &created); err != nil {
 			return nil, s.fail("outbox", err)
 		}
+		e.ContactID = contact.String
 		e.CreatedAt = sqldb.FromMicros(created)
 		out = append(out, e)
 	}
@@ -91,60 +94,119 @@ func (s *Store) LoadCaseDocs(ctx context.Context, caseIDs []string) (map[string]
 	out := make(map[string]search.CaseDoc, len(caseIDs))
 	for start := 0; start < len(caseIDs); start += 200 {
 		chunk := caseIDs[start:min(start+200, len(caseIDs))]
-		args := make([]any, len(chunk))
-		for i, id := range chunk {
-			args[i] = id
-		}
-		ph := strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")
-		rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT `+caseCols+` FROM cases WHERE id IN (`+ph+`)`), args...)
-		if err != nil {
-			return nil, s.fail("load cases", err)
-		}
-		for rows.Next() {
-			c, err := scanCase(rows)
-			if err != nil {
-				rows.Close()
-				return nil, s.fail("load cases", err)
-			}
-			out[c.ID] = search.CaseDoc{
-				CaseID: c.ID, Number: c.Number, CustomerID: c.CustomerID, Subject: c.Subject,
-				Status: string(c.Status), Priority: string(c.Priority), Channel: string(c.Channel),
-				Assignee: c.Assignee, Tags: c.Tags, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
-			}
-		}
-		if err := rows.Close(); err != nil {
-			return nil, s.fail("load cases", err)
+		if err := s.loadCaseRows(ctx, chunk, out); err != nil {
+			return nil, err
 		}
 		// Only the indexed columns, in index order (case_id, occurred_at,
-		// id): the IN list is walked case by case with no sort, and no JSON
-		// but the purposes is decoded.
-		rows, err = s.db.Read.QueryContext(ctx, s.q(`SELECT id, case_id, channel, direction, author, body, occurred_at, purposes FROM contacts WHERE case_id IN (`+ph+`) ORDER BY case_id, occurred_at, id`), args...)
+		// id): the IN list is walked case by case with no sort.
+		err := s.loadContactRows(ctx, `case_id IN (`+placeholders(len(chunk))+`) ORDER BY case_id, occurred_at, id`, anys(chunk), nil, out)
 		if err != nil {
-			return nil, s.fail("load contacts", err)
-		}
-		for rows.Next() {
-			var c search.ContactDoc
-			var caseID, ps string
-			var occurred int64
-			if err := rows.Scan(&c.ID, &caseID, &c.Channel, &c.Direction, &c.Author, &c.Body, &occurred, &ps); err != nil {
-				rows.Close()
-				return nil, s.fail("load contacts", err)
-			}
-			d, ok := out[caseID]
-			if !ok {
-				continue
-			}
-			if err := json.Unmarshal([]byte(ps), &c.Purposes); err != nil {
-				rows.Close()
-				return nil, s.fail("load contacts", fmt.Errorf("contact %s purposes: %w", c.ID, err))
-			}
-			c.OccurredAt = sqldb.FromMicros(occurred)
-			d.Contacts = append(d.Contacts, c)
-			out[caseID] = d
-		}
-		if err := rows.Close(); err != nil {
-			return nil, s.fail("load contacts", err)
+			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// LoadContactDocs loads the current state of the given cases (keys) with
+// only the named contacts of each, for the indexer to add them without
+// reading the rest of the case. A case that no longer exists is absent; a
+// contact that no longer exists, or is not the given case's, is left out.
+func (s *Store) LoadContactDocs(ctx context.Context, contacts map[string][]string) (map[string]search.CaseDoc, error) {
+	caseIDs := make([]string, 0, len(contacts))
+	var ids []string
+	wanted := make(map[string]string) // contact ID -> case ID
+	for caseID, cs := range contacts {
+		caseIDs = append(caseIDs, caseID)
+		ids = append(ids, cs...)
+		for _, id := range cs {
+			wanted[id] = caseID
+		}
+	}
+	keep := func(caseID, id string) bool { return wanted[id] == caseID }
+	out := make(map[string]search.CaseDoc, len(caseIDs))
+	for start := 0; start < len(caseIDs); start += 200 {
+		if err := s.loadCaseRows(ctx, caseIDs[start:min(start+200, len(caseIDs))], out); err != nil {
+			return nil, err
+		}
+	}
+	for start := 0; start < len(ids); start += 200 {
+		chunk := ids[start:min(start+200, len(ids))]
+		if err := s.loadContactRows(ctx, `id IN (`+placeholders(len(chunk))+`)`, anys(chunk), keep, out); err != nil {
+			return nil, err
+		}
+	}
+	for id, d := range out {
+		// the IN list comes back in id order; the engine wants occurrence order
+		slices.SortStableFunc(d.Contacts, func(a, b search.ContactDoc) int { return a.OccurredAt.Compare(b.OccurredAt) })
+		out[id] = d
+	}
+	return out, nil
+}
+
+func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
+
+func anys(ids []string) []any {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	return args
+}
+
+// loadCaseRows adds the case fields of the given cases to out.
+func (s *Store) loadCaseRows(ctx context.Context, ids []string, out map[string]search.CaseDoc) error {
+	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT `+caseCols+` FROM cases WHERE id IN (`+placeholders(len(ids))+`)`), anys(ids)...)
+	if err != nil {
+		return s.fail("load cases", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		c, err := scanCase(rows)
+		if err != nil {
+			return s.fail("load cases", err)
+		}
+		out[c.ID] = search.CaseDoc{
+			CaseID: c.ID, Number: c.Number, CustomerID: c.CustomerID, Subject: c.Subject,
+			Status: string(c.Status), Priority: string(c.Priority), Channel: string(c.Channel),
+			Assignee: c.Assignee, Tags: c.Tags, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return s.fail("load cases", err)
+	}
+	return nil
+}
+
+// loadContactRows appends the contacts matching where to their cases in
+// out, skipping contacts whose case is not there or that keep (when set)
+// refuses. Only the indexed columns are read, and no JSON but the purposes
+// is decoded.
+func (s *Store) loadContactRows(ctx context.Context, where string, args []any, keep func(caseID, id string) bool, out map[string]search.CaseDoc) error {
+	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT id, case_id, channel, direction, author, body, occurred_at, purposes FROM contacts WHERE `+where), args...)
+	if err != nil {
+		return s.fail("load contacts", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c search.ContactDoc
+		var caseID, ps string
+		var occurred int64
+		if err := rows.Scan(&c.ID, &caseID, &c.Channel, &c.Direction, &c.Author, &c.Body, &occurred, &ps); err != nil {
+			return s.fail("load contacts", err)
+		}
+		d, ok := out[caseID]
+		if !ok || (keep != nil && !keep(caseID, c.ID)) {
+			continue
+		}
+		if err := json.Unmarshal([]byte(ps), &c.Purposes); err != nil {
+			return s.fail("load contacts", fmt.Errorf("contact %s purposes: %w", c.ID, err))
+		}
+		c.OccurredAt = sqldb.FromMicros(occurred)
+		d.Contacts = append(d.Contacts, c)
+		out[caseID] = d
+	}
+	if err := rows.Err(); err != nil {
+		return s.fail("load contacts", err)
+	}
+	return nil
 }

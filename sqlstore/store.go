@@ -53,7 +53,7 @@ func (s *Store) Prepare(ctx context.Context) error {
 }
 
 const (
-	qEnqueue       = `INSERT INTO outbox (case_id, created_at) VALUES (?, ?)`
+	qEnqueue       = `INSERT INTO outbox (case_id, contact_id, created_at) VALUES (?, ?, ?)`
 	qCaseClosedAt  = `SELECT closed_at, customer_id FROM cases WHERE id = ?`
 	qInsertContact = `INSERT INTO contacts (` + contactCols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 	qTouchCase     = `UPDATE cases SET updated_at = ? WHERE id = ?`
@@ -88,8 +88,10 @@ func (s *Store) write(ctx context.Context, ch cases.Change, fn func(tx *sql.Tx) 
 	return err
 }
 
-func (s *Store) enqueue(ctx context.Context, tx *sql.Tx, caseID string) error {
-	_, err := s.db.Exec(ctx, tx, qEnqueue, caseID, sqldb.Micros(time.Now()))
+// enqueue tells the indexer that the case changed: wholly when contactID is
+// "", else only by that new contact.
+func (s *Store) enqueue(ctx context.Context, tx *sql.Tx, caseID, contactID string) error {
+	_, err := s.db.Exec(ctx, tx, qEnqueue, caseID, sql.NullString{String: contactID, Valid: contactID != ""}, sqldb.Micros(time.Now()))
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
@@ -216,7 +218,7 @@ func (s *Store) CreateCase(ctx context.Context, c *cases.Case, ch cases.Change) 
 		if err != nil {
 			return fmt.Errorf("insert case: %w", err)
 		}
-		return s.enqueue(ctx, tx, c.ID)
+		return s.enqueue(ctx, tx, c.ID, "")
 	})
 }
 
@@ -260,7 +262,7 @@ func (s *Store) UpdateCase(ctx context.Context, id string, fn func(*cases.Case) 
 			}
 		}
 		out = c
-		return s.enqueue(ctx, tx, id)
+		return s.enqueue(ctx, tx, id, "")
 	})
 	return out, err
 }
@@ -463,7 +465,7 @@ func (s *Store) CreateContact(ctx context.Context, c *cases.Contact, ch cases.Ch
 		if _, err := s.db.Exec(ctx, tx, qTouchCase, sqldb.Micros(c.CreatedAt), c.CaseID); err != nil {
 			return fmt.Errorf("touch case: %w", err)
 		}
-		return s.enqueue(ctx, tx, c.CaseID)
+		return s.enqueue(ctx, tx, c.CaseID, c.ID)
 	})
 }
 

@@ -101,9 +101,20 @@ func TestOutboxSourceAndCaseDocs(t *testing.T) {
 		if err != nil || pending != 3 || oldest.IsZero() {
 			t.Fatalf("stats = %d %v %v, want 3 pending", pending, oldest, err)
 		}
-		rows, err := st.PendingOutbox(ctx, 2)
-		if err != nil || len(rows) != 2 || rows[0].Seq >= rows[1].Seq || rows[0].CaseID != cs.ID {
+		rows, err := st.PendingOutbox(ctx, 3)
+		if err != nil || len(rows) != 3 || rows[0].Seq >= rows[1].Seq || rows[0].CaseID != cs.ID {
 			t.Fatalf("pending = %+v %v", rows, err)
+		}
+		// the case's creation changes it wholly; a new contact only adds itself
+		if rows[0].ContactID != "" || rows[1].ContactID != c1.ID || rows[2].ContactID == "" || rows[2].ContactID == c1.ID {
+			t.Fatalf("outbox contact IDs = %q %q %q, want \"\", %s, the second contact's", rows[0].ContactID, rows[1].ContactID, rows[2].ContactID, c1.ID)
+		}
+		part, err := st.LoadContactDocs(ctx, map[string][]string{cs.ID: {rows[2].ContactID, "no-such-contact"}, "gone": {c1.ID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, ok := part[cs.ID]; len(part) != 1 || !ok || p.Subject != "Login problem" || len(p.Contacts) != 1 || p.Contacts[0].ID != rows[2].ContactID || p.Contacts[0].Body != "second" {
+			t.Fatalf("LoadContactDocs = %+v, want the case with its second contact only", part)
 		}
 		docs, err := st.LoadCaseDocs(ctx, []string{cs.ID, "gone"})
 		if err != nil {

@@ -19,3 +19,7 @@ func (e *Engine) InternalKeys() (int, error) {
 	}
 	return len(sv.snap.Internal()), nil
 }
+
+// DocCount is the number of Bleve documents (contacts and case-only
+// documents), where Count is the number of cases.
+func (e *Engine) DocCount() (uint64, error) { return e.idx.DocCount() }

@@ -76,3 +76,106 @@ func TestIncrementalIndexing(t *testing.T) {
 		t.Fatalf("status change not applied to older contacts: %+v %v", res, err)
 	}
 }
+
+// AddContacts adds documents without reading the case, and must keep
+// exactly one head document per case (Count counts heads) whatever the case
+// held before: nothing, a case-only document, contacts, or the same contact.
+func TestAddContacts(t *testing.T) {
+	ctx := context.Background()
+	eng, err := bleve.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	contact := func(id, body string, at time.Time) search.ContactDoc {
+		return search.ContactDoc{ID: id, Channel: "chat", Direction: "inbound", Author: "x", Body: body, OccurredAt: at, Purposes: []string{"customer_service"}}
+	}
+	kase := func(id string, cts ...search.ContactDoc) search.CaseDoc {
+		return search.CaseDoc{CaseID: id, Number: 1, CustomerID: "cus", Subject: "parcel " + id, Status: "open", Priority: "normal",
+			Channel: "chat", CreatedAt: t0, UpdatedAt: t0, Contacts: cts}
+	}
+	counts := func(step string, cases int64, docs uint64) {
+		t.Helper()
+		if n, err := eng.Count(ctx); err != nil || n != cases {
+			t.Fatalf("%s: Count = %d %v, want %d cases", step, n, err, cases)
+		}
+		if n, err := eng.DocCount(); err != nil || n != docs {
+			t.Fatalf("%s: DocCount = %d %v, want %d documents", step, n, err, docs)
+		}
+	}
+	hits := func(q search.Query) []search.Hit {
+		t.Helper()
+		q.Limit = 50
+		res, err := eng.Search(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Hits
+	}
+
+	// a case never indexed: its first new contact becomes its head
+	if err := eng.AddContacts(ctx, []search.CaseDoc{kase("fresh", contact("f1", "walrus", t0), contact("f2", "narwhal", t0.Add(time.Minute)))}); err != nil {
+		t.Fatal(err)
+	}
+	counts("fresh case", 1, 2)
+
+	// a case indexed with no contacts has a case-only document, replaced by its first contact
+	if err := eng.Index(ctx, []search.CaseDoc{kase("empty")}); err != nil {
+		t.Fatal(err)
+	}
+	counts("case-only document", 2, 3)
+	if err := eng.AddContacts(ctx, []search.CaseDoc{kase("empty", contact("e1", "octopus", t0))}); err != nil {
+		t.Fatal(err)
+	}
+	counts("case-only document replaced", 2, 3)
+	if h := hits(search.Query{Filter: search.Filter{CaseIDs: []string{"empty"}}}); len(h) != 1 || h[0].ContactID != "e1" {
+		t.Fatalf("case 'empty' hits = %+v, want its contact e1 only", h)
+	}
+
+	// a case with contacts: no second head, and a contact already there is skipped
+	up := kase("fresh", contact("f3", "squid", t0.Add(-time.Hour)), contact("f1", "walrus", t0))
+	up.UpdatedAt = t0.Add(time.Hour)
+	if err := eng.AddContacts(ctx, []search.CaseDoc{up}); err != nil {
+		t.Fatal(err)
+	}
+	counts("contact added to a case", 2, 4)
+	if err := eng.AddContacts(ctx, []search.CaseDoc{up}); err != nil {
+		t.Fatal(err)
+	}
+	counts("same batch again", 2, 4)
+	for _, w := range []string{"walrus", "narwhal", "squid", "octopus"} {
+		if h := hits(search.Query{Words: []string{w}}); len(h) != 1 {
+			t.Fatalf("%q: %d hits, want 1", w, len(h))
+		}
+	}
+	// the newest updated_at of the case's documents is its sort key
+	if h := hits(search.Query{Sort: search.SortUpdated}); len(h) != 2 || h[0].CaseID != "fresh" {
+		t.Fatalf("updated sort = %+v, want case 'fresh' first", h)
+	}
+
+	// a full rewrite afterwards moves the head to the earliest contact (f3)
+	// and leaves one head, not two
+	full := kase("fresh", contact("f3", "squid", t0.Add(-time.Hour)), contact("f1", "walrus", t0), contact("f2", "narwhal", t0.Add(time.Minute)))
+	full.UpdatedAt = up.UpdatedAt
+	if err := eng.Index(ctx, []search.CaseDoc{full}); err != nil {
+		t.Fatal(err)
+	}
+	counts("full rewrite", 2, 4)
+	// and a contact removed by a full rewrite is gone (deletions never go through AddContacts)
+	full.Contacts = full.Contacts[1:]
+	if err := eng.Index(ctx, []search.CaseDoc{full}); err != nil {
+		t.Fatal(err)
+	}
+	counts("contact removed", 2, 3)
+	if h := hits(search.Query{Words: []string{"squid"}}); len(h) != 0 {
+		t.Fatalf("squid still found: %+v", h)
+	}
+
+	for _, bad := range []search.CaseDoc{{}, kase("x", search.ContactDoc{Body: "no id"})} {
+		if err := eng.AddContacts(ctx, []search.CaseDoc{bad}); err == nil {
+			t.Errorf("AddContacts(%+v) accepted a document without an ID", bad)
+		}
+	}
+	counts("after refused input", 2, 3)
+}
