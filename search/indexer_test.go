@@ -358,7 +358,7 @@ func TestIndexerAddsContactsWithoutReloadingCases(t *testing.T) {
 	src.put(c)
 	src.addContact("c0003", search.ContactDoc{ID: "late", Channel: "chat", Body: "anemone", OccurredAt: at})
 	src.addContact("c0999", search.ContactDoc{ID: "orphan", Body: "anemone"}) // a case that is gone
-	src.put(mkCase(40, "kelp"))                                             // a new case, no contacts yet
+	src.put(mkCase(40, "kelp"))                                               // a new case, no contacts yet
 	src.put(search.CaseDoc{CaseID: "c0041", Subject: "bare", Status: "open", CreatedAt: at, UpdatedAt: at})
 	ix.Kick()
 	waitFor(t, "mixed batch", func() bool { return src.pending() == 0 })
