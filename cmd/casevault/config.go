@@ -26,6 +26,7 @@ type config struct {
 	LogFormat         string
 	LogLevel          string
 	ShutdownTimeout   time.Duration
+	GC                gcConfig
 	S3Endpoint        string
 	S3Bucket          string
 	S3AccessKey       string
@@ -106,6 +107,8 @@ func settings() []setting {
 		{flag: "backup-keep-daily", env: "CASEVAULT_BACKUP_KEEP_DAILY", def: "7", help: "scheduled forget keeps the newest backup of this many days"},
 		{flag: "backup-keep-weekly", env: "CASEVAULT_BACKUP_KEEP_WEEKLY", def: "5", help: "scheduled forget keeps the newest backup of this many ISO weeks"},
 		{flag: "backup-keep-monthly", env: "CASEVAULT_BACKUP_KEEP_MONTHLY", def: "12", help: "scheduled forget keeps the newest backup of this many months"},
+		{flag: "gc-percent", env: "CASEVAULT_GC_PERCENT", def: "400", help: "Go GC target: heap growth in percent before a collection (GOGC); higher trades memory for CPU. An explicit GOGC wins over the default"},
+		{flag: "memory-limit", env: "CASEVAULT_MEMORY_LIMIT", def: "", help: "soft limit of the Go heap (e.g. 800MiB; GOMEMLIMIT): the GC works harder near it. Empty means none; in a container set about 80% of its memory"},
 		{flag: "shutdown-timeout", env: "CASEVAULT_SHUTDOWN_TIMEOUT", def: "30s", help: "how long SIGTERM waits for in-flight requests"},
 	}
 }
@@ -151,6 +154,9 @@ func (c *config) load(fs *pflag.FlagSet) error {
 	}
 	if c.AttachmentLimit, err = parseSize(get("attachment-limit")); err != nil {
 		return fmt.Errorf("--attachment-limit: %w", err)
+	}
+	if c.GC, err = loadGC(fs, get); err != nil {
+		return err
 	}
 	if c.ShutdownTimeout, err = time.ParseDuration(get("shutdown-timeout")); err != nil {
 		return fmt.Errorf("--shutdown-timeout: %w", err)

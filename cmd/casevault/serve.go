@@ -26,6 +26,7 @@ func serveCmd(cfg *config) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			log := newLogger(cfg, cmd.ErrOrStderr())
+			cfg.GC.apply(log)
 			a, err := buildApp(ctx, cfg, log)
 			if err != nil {
 				return err
