@@ -204,7 +204,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 			// committed from what was read (best effort: the key is
 			// normally fresh and nothing else wrote it).
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			_ = s.client.RemoveObject(dctx, s.bucket, key, minio.RemoveObjectOptions{})
+			s.removeLeftover(dctx, key)
 			cancel()
 		}
 		if src.Err != nil {
@@ -213,6 +213,28 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 		return s.mapErr(ctx, "put", key, err)
 	}
 	return nil
+}
+
+// removeLeftover deletes what a failed upload may have committed under key.
+// The server can still be finishing the aborted request when the client
+// has already given up (seen under load on versitygw: the object appeared
+// after the first delete), so the delete is repeated until a Stat confirms
+// the key is gone, for a few seconds at most.
+func (s *Store) removeLeftover(ctx context.Context, key string) {
+	for attempt := 1; attempt <= 6; attempt++ {
+		_ = s.client.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{})
+		_, err := s.client.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{})
+		if minio.ToErrorResponse(err).Code == "NoSuchKey" || minio.ToErrorResponse(err).StatusCode == 404 {
+			return
+		}
+		t := time.NewTimer(time.Duration(attempt) * 100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Get streams the whole blob. The request is sent here, not at the first
