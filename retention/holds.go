@@ -544,12 +544,12 @@ func (h *Holds) Counts(ctx context.Context, id string) (HoldCounts, error) {
 	where := []string{"id > ?"}
 	var fixed []any
 	if len(s.CaseIDs) > 0 {
-		where = append(where, "case_id IN ("+placeholders(len(s.CaseIDs))+")")
-		fixed = append(fixed, anys(s.CaseIDs)...)
+		where = append(where, "case_id IN ("+sqldb.Placeholders(len(s.CaseIDs))+")")
+		fixed = append(fixed, sqldb.Args(s.CaseIDs)...)
 	}
 	if len(s.CustomerIDs) > 0 {
-		where = append(where, "customer_id IN ("+placeholders(len(s.CustomerIDs))+")")
-		fixed = append(fixed, anys(s.CustomerIDs)...)
+		where = append(where, "customer_id IN ("+sqldb.Placeholders(len(s.CustomerIDs))+")")
+		fixed = append(fixed, sqldb.Args(s.CustomerIDs)...)
 	}
 	if s.From != nil {
 		where, fixed = append(where, "occurred_at >= ?"), append(fixed, sqldb.Micros(*s.From))
@@ -601,7 +601,7 @@ func (h *Holds) Counts(ctx context.Context, id string) (HoldCounts, error) {
 		out.Contacts += int64(len(covered))
 		if len(covered) > 0 {
 			var n int64
-			if err := h.db.Read.QueryRowContext(ctx, h.db.Rebind(`SELECT COUNT(*) FROM attachments WHERE contact_id IN (`+placeholders(len(covered))+`)`), anys(covered)...).Scan(&n); err != nil {
+			if err := h.db.Read.QueryRowContext(ctx, h.db.Rebind(`SELECT COUNT(*) FROM attachments WHERE contact_id IN (`+sqldb.Placeholders(len(covered))+`)`), sqldb.Args(covered)...).Scan(&n); err != nil {
 				return out, fmt.Errorf("hold counts: %w", err)
 			}
 			out.Attachments += n

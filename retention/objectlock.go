@@ -31,8 +31,8 @@ func (h *Holds) ApplyObjectLock(ctx context.Context, lh LegalHolder, hold Hold, 
 		if len(vals) == 0 {
 			return
 		}
-		conds = append(conds, col+` IN (`+placeholders(len(vals))+`)`)
-		args = append(args, anys(vals)...)
+		conds = append(conds, col+` IN (`+sqldb.Placeholders(len(vals))+`)`)
+		args = append(args, sqldb.Args(vals)...)
 	}
 	in("a.case_id", s.CaseIDs)
 	in("a.customer_id", s.CustomerIDs)

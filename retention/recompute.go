@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/casevault/casevault/cases"
@@ -63,7 +62,7 @@ func Recompute(ctx context.Context, db *sqldb.DB, policy *Policy, opts Recompute
 			}
 			rows, err := tx.QueryContext(ctx, db.Rebind(`SELECT c.id, c.purposes, c.occurred_at, c.retain_until, k.closed_at
 				FROM contacts c JOIN cases k ON k.id = c.case_id
-				WHERE c.anonymized_at IS NULL AND c.id IN (`+placeholders(len(ids))+`)`), args...)
+				WHERE c.anonymized_at IS NULL AND c.id IN (`+sqldb.Placeholders(len(ids))+`)`), args...)
 			if err != nil {
 				return fmt.Errorf("recompute: %w", err)
 			}
@@ -163,14 +162,13 @@ func lockCases(ctx context.Context, db *sqldb.DB, tx *sql.Tx, caseIDs []string) 
 	for i, id := range caseIDs {
 		args[i] = id
 	}
-	rows, err := tx.QueryContext(ctx, db.Rebind(`SELECT id FROM cases WHERE id IN (`+placeholders(len(caseIDs))+`) ORDER BY id FOR UPDATE`), args...)
+	rows, err := tx.QueryContext(ctx, db.Rebind(`SELECT id FROM cases WHERE id IN (`+sqldb.Placeholders(len(caseIDs))+`) ORDER BY id FOR UPDATE`), args...)
 	if err != nil {
 		return fmt.Errorf("lock cases: %w", err)
 	}
 	return rows.Close()
 }
 
-func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
 
 func equalTime(a, b *time.Time) bool {
 	if a == nil || b == nil {

@@ -648,18 +648,11 @@ func (s *Sweeper) execIn(ctx context.Context, tx *sql.Tx, q string, ids []string
 	if len(ids) == 0 {
 		return nil
 	}
-	args := append(pre, anys(ids)...)
-	_, err := tx.ExecContext(ctx, s.db.Rebind(strings.Replace(q, "(?*)", "("+placeholders(len(ids))+")", 1)), args...)
+	args := append(pre, sqldb.Args(ids)...)
+	_, err := tx.ExecContext(ctx, s.db.Rebind(strings.Replace(q, "(?*)", "("+sqldb.Placeholders(len(ids))+")", 1)), args...)
 	return err
 }
 
-func anys(ids []string) []any {
-	out := make([]any, len(ids))
-	for i, id := range ids {
-		out[i] = id
-	}
-	return out
-}
 
 // liveContact is a contact as re-read inside the batch transaction.
 type liveContact struct {
@@ -674,7 +667,7 @@ type liveContact struct {
 
 func (s *Sweeper) readContacts(ctx context.Context, tx *sql.Tx, ids []string) (map[string]liveContact, error) {
 	rows, err := s.query(ctx, tx, `SELECT c.id, c.case_id, c.customer_id, c.author, c.body, c.occurred_at, c.purposes, c.location, c.device, c.anonymized_at, k.closed_at
-		FROM contacts c JOIN cases k ON k.id = c.case_id WHERE c.id IN (`+placeholders(len(ids))+`)`, anys(ids)...)
+		FROM contacts c JOIN cases k ON k.id = c.case_id WHERE c.id IN (`+sqldb.Placeholders(len(ids))+`)`, sqldb.Args(ids)...)
 	if err != nil {
 		return nil, fmt.Errorf("read contacts: %w", err)
 	}
@@ -704,7 +697,7 @@ func (s *Sweeper) attachmentsOf(ctx context.Context, tx *sql.Tx, contactIDs []st
 	if len(contactIDs) == 0 {
 		return out, nil
 	}
-	rows, err := s.query(ctx, tx, `SELECT contact_id, blob_key, sha256 FROM attachments WHERE contact_id IN (`+placeholders(len(contactIDs))+`) ORDER BY id`, anys(contactIDs)...)
+	rows, err := s.query(ctx, tx, `SELECT contact_id, blob_key, sha256 FROM attachments WHERE contact_id IN (`+sqldb.Placeholders(len(contactIDs))+`) ORDER BY id`, sqldb.Args(contactIDs)...)
 	if err != nil {
 		return nil, fmt.Errorf("attachments: %w", err)
 	}
@@ -877,7 +870,7 @@ func (s *Sweeper) emptyCases(ctx context.Context, tx *sql.Tx, caseIDs, dels []st
 	if len(caseIDs) == 0 {
 		return nil, nil
 	}
-	rows, err := s.query(ctx, tx, `SELECT case_id, COUNT(*) FROM contacts WHERE case_id IN (`+placeholders(len(caseIDs))+`) GROUP BY case_id`, anys(caseIDs)...)
+	rows, err := s.query(ctx, tx, `SELECT case_id, COUNT(*) FROM contacts WHERE case_id IN (`+sqldb.Placeholders(len(caseIDs))+`) GROUP BY case_id`, sqldb.Args(caseIDs)...)
 	if err != nil {
 		return nil, fmt.Errorf("case contacts: %w", err)
 	}
@@ -928,7 +921,7 @@ func (s *Sweeper) deleteCases(ctx context.Context, tx *sql.Tx, ids []string, run
 	if len(ids) == 0 {
 		return nil
 	}
-	rows, err := tx.QueryContext(ctx, s.db.Rebind(`SELECT id, subject, customer_id FROM cases WHERE id IN (`+placeholders(len(ids))+`)`), anys(ids)...)
+	rows, err := tx.QueryContext(ctx, s.db.Rebind(`SELECT id, subject, customer_id FROM cases WHERE id IN (`+sqldb.Placeholders(len(ids))+`)`), sqldb.Args(ids)...)
 	if err != nil {
 		return fmt.Errorf("read cases: %w", err)
 	}
@@ -970,7 +963,7 @@ func (p redactPhase) apply(ctx context.Context, s *Sweeper, tx *sql.Tx, cands []
 	for i, c := range cands {
 		ids[i] = c.id
 	}
-	rows, err := s.query(ctx, tx, `SELECT id, case_id, customer_id, purposes, `+p.column+` FROM contacts WHERE `+p.column+` IS NOT NULL AND id IN (`+placeholders(len(ids))+`) ORDER BY occurred_at, id`, anys(ids)...)
+	rows, err := s.query(ctx, tx, `SELECT id, case_id, customer_id, purposes, `+p.column+` FROM contacts WHERE `+p.column+` IS NOT NULL AND id IN (`+sqldb.Placeholders(len(ids))+`) ORDER BY occurred_at, id`, sqldb.Args(ids)...)
 	if err != nil {
 		return nil, fmt.Errorf("redact %s: %w", p.column, err)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/casevault/casevault/search"
@@ -42,13 +41,8 @@ func (s *Store) MarkOutboxDone(ctx context.Context, seqs []int64) error {
 	}
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
 		for start := 0; start < len(seqs); start += 500 {
-			end := min(start+500, len(seqs))
-			args := make([]any, 0, end-start)
-			for _, q := range seqs[start:end] {
-				args = append(args, q)
-			}
-			ph := strings.TrimSuffix(strings.Repeat("?,", len(args)), ",")
-			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM outbox WHERE seq IN (`+ph+`)`), args...); err != nil {
+			chunk := seqs[start:min(start+500, len(seqs))]
+			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM outbox WHERE seq IN (`+sqldb.Placeholders(len(chunk))+`)`), sqldb.Args(chunk)...); err != nil {
 				return fmt.Errorf("outbox done: %w", err)
 			}
 		}
@@ -99,7 +93,7 @@ func (s *Store) LoadCaseDocs(ctx context.Context, caseIDs []string) (map[string]
 		}
 		// Only the indexed columns, in index order (case_id, occurred_at,
 		// id): the IN list is walked case by case with no sort.
-		err := s.loadContactRows(ctx, `case_id IN (`+placeholders(len(chunk))+`) ORDER BY case_id, occurred_at, id`, anys(chunk), nil, out)
+		err := s.loadContactRows(ctx, `case_id IN (`+sqldb.Placeholders(len(chunk))+`) ORDER BY case_id, occurred_at, id`, sqldb.Args(chunk), nil, out)
 		if err != nil {
 			return nil, err
 		}
@@ -131,7 +125,7 @@ func (s *Store) LoadContactDocs(ctx context.Context, contacts map[string][]strin
 	}
 	for start := 0; start < len(ids); start += 200 {
 		chunk := ids[start:min(start+200, len(ids))]
-		if err := s.loadContactRows(ctx, `id IN (`+placeholders(len(chunk))+`)`, anys(chunk), keep, out); err != nil {
+		if err := s.loadContactRows(ctx, `id IN (`+sqldb.Placeholders(len(chunk))+`)`, sqldb.Args(chunk), keep, out); err != nil {
 			return nil, err
 		}
 	}
@@ -143,19 +137,11 @@ func (s *Store) LoadContactDocs(ctx context.Context, contacts map[string][]strin
 	return out, nil
 }
 
-func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
 
-func anys(ids []string) []any {
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
-	}
-	return args
-}
 
 // loadCaseRows adds the case fields of the given cases to out.
 func (s *Store) loadCaseRows(ctx context.Context, ids []string, out map[string]search.CaseDoc) error {
-	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT `+caseCols+` FROM cases WHERE id IN (`+placeholders(len(ids))+`)`), anys(ids)...)
+	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT `+caseCols+` FROM cases WHERE id IN (`+sqldb.Placeholders(len(ids))+`)`), sqldb.Args(ids)...)
 	if err != nil {
 		return s.fail("load cases", err)
 	}

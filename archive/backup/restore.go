@@ -294,7 +294,7 @@ func (in *inserter) flush(ctx context.Context) error {
 	if in.n == 0 {
 		return nil
 	}
-	one := "(" + strings.TrimSuffix(strings.Repeat("?,", len(in.t.Columns)), ",") + ")"
+	one := "(" + sqldb.Placeholders(len(in.t.Columns)) + ")"
 	q := "INSERT INTO " + in.t.Name + " (" + strings.Join(in.t.Columns, ", ") + ") VALUES " + strings.TrimSuffix(strings.Repeat(one+",", in.n), ",")
 	if _, err := in.tx.ExecContext(ctx, sqldb.Rebind(in.d, q), in.args...); err != nil {
 		return fmt.Errorf("restore %s: %w", in.t.Name, err)
