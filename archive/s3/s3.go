@@ -223,8 +223,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 func (s *Store) removeLeftover(ctx context.Context, key string) {
 	for attempt := 1; attempt <= 6; attempt++ {
 		_ = s.client.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{})
-		_, err := s.client.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{})
-		if minio.ToErrorResponse(err).Code == "NoSuchKey" || minio.ToErrorResponse(err).StatusCode == 404 {
+		if _, err := s.Stat(ctx, key); errors.Is(err, archive.ErrNotFound) {
 			return
 		}
 		t := time.NewTimer(time.Duration(attempt) * 100 * time.Millisecond)
