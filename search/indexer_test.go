@@ -85,9 +85,8 @@ func (m *memSource) LoadCaseDocs(_ context.Context, ids []string) (map[string]se
 	if len(ids) > 0 {
 		m.loads++
 	}
-	if m.failLoad > 0 {
-		m.failLoad--
-		return nil, errors.New("store unavailable")
+	if err := m.failing(); err != nil {
+		return nil, err
 	}
 	out := map[string]search.CaseDoc{}
 	for _, id := range ids {
@@ -103,9 +102,8 @@ func (m *memSource) LoadContactDocs(_ context.Context, want map[string][]string)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.contactLoads++
-	if m.failLoad > 0 {
-		m.failLoad--
-		return nil, errors.New("store unavailable")
+	if err := m.failing(); err != nil {
+		return nil, err
 	}
 	out := map[string]search.CaseDoc{}
 	for id, cts := range want {
@@ -117,6 +115,15 @@ func (m *memSource) LoadContactDocs(_ context.Context, want map[string][]string)
 		out[id] = c
 	}
 	return out, nil
+}
+
+// failing consumes one of the failures asked for with failLoad (m.mu held).
+func (m *memSource) failing() error {
+	if m.failLoad > 0 {
+		m.failLoad--
+		return errors.New("store unavailable")
+	}
+	return nil
 }
 
 func (m *memSource) OutboxStats(_ context.Context) (int64, time.Time, error) {
@@ -210,7 +217,7 @@ func total(t *testing.T, ix *search.Indexer, q search.Query) int64 {
 
 func startIndexer(t *testing.T, src search.Source, eng search.Engine, opts search.Options) *search.Indexer {
 	t.Helper()
-	ix := search.NewIndexer(src, eng, slog.New(slog.NewTextHandler(os.Stderr, nil)), opts)
+	ix := search.NewIndexer(src, eng, slog.New(slog.NewTextHandler(t.Output(), nil)), opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- ix.Run(ctx) }()

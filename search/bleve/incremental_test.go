@@ -21,9 +21,6 @@ func TestIncrementalIndexing(t *testing.T) {
 	}
 	defer eng.Close()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	contact := func(id, body string, at time.Time) search.ContactDoc {
-		return search.ContactDoc{ID: id, Channel: "email", Direction: "inbound", Author: "x", Body: body, OccurredAt: at, Purposes: []string{"customer_service"}}
-	}
 	c1 := search.CaseDoc{CaseID: "case-1", Number: 1, Subject: "one", Status: "open", Priority: "normal", Channel: "email",
 		CreatedAt: t0, UpdatedAt: t0, Contacts: []search.ContactDoc{contact("a", "refund please", t0), contact("b", "still waiting", t0.Add(time.Hour))}}
 	c2 := search.CaseDoc{CaseID: "case-2", Number: 2, Subject: "two", Status: "open", Priority: "normal", Channel: "email",
@@ -88,12 +85,9 @@ func TestAddContacts(t *testing.T) {
 	}
 	defer eng.Close()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	contact := func(id, body string, at time.Time) search.ContactDoc {
-		return search.ContactDoc{ID: id, Channel: "chat", Direction: "inbound", Author: "x", Body: body, OccurredAt: at, Purposes: []string{"customer_service"}}
-	}
 	kase := func(id string, cts ...search.ContactDoc) search.CaseDoc {
 		return search.CaseDoc{CaseID: id, Number: 1, CustomerID: "cus", Subject: "parcel " + id, Status: "open", Priority: "normal",
-			Channel: "chat", CreatedAt: t0, UpdatedAt: t0, Contacts: cts}
+			Channel: "email", CreatedAt: t0, UpdatedAt: t0, Contacts: cts}
 	}
 	counts := func(step string, cases int64, docs uint64) {
 		t.Helper()
@@ -178,4 +172,8 @@ func TestAddContacts(t *testing.T) {
 		}
 	}
 	counts("after refused input", 2, 3)
+}
+
+func contact(id, body string, at time.Time) search.ContactDoc {
+	return search.ContactDoc{ID: id, Channel: "email", Direction: "inbound", Author: "x", Body: body, OccurredAt: at, Purposes: []string{"customer_service"}}
 }
