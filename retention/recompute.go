@@ -169,7 +169,6 @@ func lockCases(ctx context.Context, db *sqldb.DB, tx *sql.Tx, caseIDs []string) 
 	return rows.Close()
 }
 
-
 func equalTime(a, b *time.Time) bool {
 	if a == nil || b == nil {
 		return a == nil && b == nil

@@ -653,7 +653,6 @@ func (s *Sweeper) execIn(ctx context.Context, tx *sql.Tx, q string, ids []string
 	return err
 }
 
-
 // liveContact is a contact as re-read inside the batch transaction.
 type liveContact struct {
 	caseID, customerID string

@@ -137,8 +137,6 @@ func (s *Store) LoadContactDocs(ctx context.Context, contacts map[string][]strin
 	return out, nil
 }
 
-
-
 // loadCaseRows adds the case fields of the given cases to out.
 func (s *Store) loadCaseRows(ctx context.Context, ids []string, out map[string]search.CaseDoc) error {
 	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT `+caseCols+` FROM cases WHERE id IN (`+sqldb.Placeholders(len(ids))+`)`), sqldb.Args(ids)...)
