@@ -253,16 +253,7 @@ func TestBackupRunListVerifyRestoreCLI(t *testing.T) {
 	cvCode(t, exitRefused, nil, "backup", "restore", id, "--to", target, "--data-dir", dir)
 
 	stop(t, p)
-	// The same master key, as the disaster-recovery steps say.
-	mk, err := os.ReadFile(filepath.Join(dir, "master.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(target, "master.key"), mk, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p2 := start(t, target)
-	base2 := "http://" + p2.addr + "/api/v1"
+	base2 := startRestored(t, dir, target)
 	code, cs := call(t, "GET", base2+"/cases/"+s.caseID, tok, nil) // the restored tokens work
 	if code != 200 || len(cs["contacts"].([]any)) != 2 {
 		t.Fatalf("restored case: %d %v", code, cs)
@@ -635,15 +626,7 @@ func TestBackupRestorePostgresToSQLiteReplaysTombstones(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(target, "casevault.db")); err != nil {
 		t.Fatal(err)
 	}
-	mk, err := os.ReadFile(filepath.Join(dir, "master.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(target, "master.key"), mk, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p2 := start(t, target)
-	base2 := "http://" + p2.addr + "/api/v1"
+	base2 := startRestored(t, dir, target)
 	if code, cs := call(t, "GET", base2+"/cases/"+keep.caseID, tok, nil); code != 200 || len(cs["contacts"].([]any)) != 2 {
 		t.Fatalf("surviving case: %d %v", code, cs)
 	}
@@ -747,4 +730,18 @@ func TestForgetFollowsScheduleBackupRule(t *testing.T) {
 	if code, body := call(t, "PUT", base+"/retention/schedule", tok, sched); code != 422 || !strings.Contains(toJSON(body), "backups.keep") {
 		t.Fatalf("put schedule with backups.keep 0d: %d %v, want 422 naming backups.keep", code, body)
 	}
+}
+
+// startRestored serves a restored data dir with the source's master key
+// (copied, as the disaster-recovery steps say) and returns its API base URL.
+func startRestored(t *testing.T, dir, target string) string {
+	t.Helper()
+	mk, err := os.ReadFile(filepath.Join(dir, "master.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(target, "master.key"), mk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + start(t, target).addr + "/api/v1"
 }
