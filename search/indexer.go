@@ -274,8 +274,7 @@ func (ix *Indexer) drainOnce(ctx context.Context) (int, error) {
 	}
 	ix.applyMu.Lock()
 	defer ix.applyMu.Unlock()
-	live := ix.cur.Load().eng
-	engines := []Engine{live}
+	engines := []Engine{ix.cur.Load().eng}
 	if ix.building != nil && ix.buildErr == nil {
 		engines = append(engines, ix.building)
 	}

@@ -229,7 +229,7 @@ func docHashes(c search.CaseDoc) []string {
 	if len(contacts) == 0 {
 		contacts = []search.ContactDoc{{}}
 	}
-	var h hasher
+	h := newHasher()
 	sum := h.caseSum(c)
 	out := make([]string, len(contacts))
 	for i, ct := range contacts {
@@ -244,6 +244,8 @@ type hasher struct {
 	buf []byte
 }
 
+func newHasher() *hasher { return &hasher{h: sha256.New()} }
+
 func (x *hasher) w(parts ...string) {
 	for _, p := range parts {
 		x.buf = strconv.AppendInt(x.buf[:0], int64(len(p)), 10)
@@ -256,9 +258,6 @@ func (x *hasher) w(parts ...string) {
 
 // caseSum hashes the case fields every document of the case carries.
 func (x *hasher) caseSum(c search.CaseDoc) []byte {
-	if x.h == nil {
-		x.h = sha256.New()
-	}
 	x.h.Reset()
 	x.w(strconv.Itoa(MappingVersion), c.CaseID, strconv.FormatInt(c.Number, 10), c.CustomerID, c.Subject, c.Status,
 		c.Priority, c.Channel, c.Assignee, strings.Join(c.Tags, "\x00"), strconv.FormatInt(c.CreatedAt.UnixMicro(), 10))
@@ -297,7 +296,7 @@ func (e *Engine) AddContacts(ctx context.Context, docs []search.CaseDoc) error {
 	}
 	defer r.Close()
 	b := e.idx.NewBatch()
-	var h hasher
+	h := newHasher()
 	for _, c := range docs {
 		if c.CaseID == "" {
 			return fmt.Errorf("bleve: add contacts: case without ID")
