@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/casevault/casevault/search"
-	"github.com/casevault/casevault/search/bleve"
 )
 
 // Filters are checked either as query clauses (selective values) or on the
@@ -17,11 +16,7 @@ import (
 // several segments holding deleted documents (cases rewritten later).
 func TestFiltersAcrossSegments(t *testing.T) {
 	ctx := t.Context()
-	eng, err := bleve.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
+	eng := openTemp(t)
 	rng := rand.New(rand.NewPCG(3, 3))
 	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	// "rare" values are on few documents (query clauses), the others on

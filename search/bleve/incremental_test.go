@@ -15,11 +15,7 @@ import (
 // must be re-indexed.
 func TestIncrementalIndexing(t *testing.T) {
 	ctx := context.Background()
-	eng, err := bleve.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
+	eng := openTemp(t)
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	c1 := search.CaseDoc{CaseID: "case-1", Number: 1, Subject: "one", Status: "open", Priority: "normal", Channel: "email",
 		CreatedAt: t0, UpdatedAt: t0, Contacts: []search.ContactDoc{contact("a", "refund please", t0), contact("b", "still waiting", t0.Add(time.Hour))}}
@@ -79,11 +75,7 @@ func TestIncrementalIndexing(t *testing.T) {
 // held before: nothing, a case-only document, contacts, or the same contact.
 func TestAddContacts(t *testing.T) {
 	ctx := context.Background()
-	eng, err := bleve.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
+	eng := openTemp(t)
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	kase := func(id string, cts ...search.ContactDoc) search.CaseDoc {
 		return search.CaseDoc{CaseID: id, Number: 1, CustomerID: "cus", Subject: "parcel " + id, Status: "open", Priority: "normal",
@@ -176,4 +168,15 @@ func TestAddContacts(t *testing.T) {
 
 func contact(id, body string, at time.Time) search.ContactDoc {
 	return search.ContactDoc{ID: id, Channel: "email", Direction: "inbound", Author: "x", Body: body, OccurredAt: at, Purposes: []string{"customer_service"}}
+}
+
+// openTemp opens an engine in a fresh directory, closed with the test.
+func openTemp(t *testing.T) *bleve.Engine {
+	t.Helper()
+	eng, err := bleve.Open(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	return eng
 }
