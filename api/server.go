@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
 	"github.com/gofiber/fiber/v2/middleware/recover"
-	"github.com/gofiber/fiber/v2/middleware/requestid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
@@ -135,8 +135,15 @@ func New(cfg Config, d Deps) *Server {
 		WriteTimeout:                 5 * time.Minute,
 		IdleTimeout:                  2 * time.Minute,
 		AppName:                      "casevault",
+		// Fiber's strings (Method, Get, Params, Query, Path) point into
+		// buffers the next request on the connection reuses. Audit events,
+		// background runs and metric labels outlive the handler, so every
+		// string is copied once here rather than at each place that keeps
+		// one (measured: see ARCHITECTURE.md, "Immutable request strings").
+		// Body slices are not covered: readBody decodes them at once.
+		Immutable: true,
 	})
-	s.app.Use(requestid.New(requestid.Config{Header: fiber.HeaderXRequestID}))
+	s.app.Use(assignRequestID)
 	s.app.Use(recover.New())
 	s.app.Use(s.observe)
 	s.app.Use(func(c *fiber.Ctx) error {
@@ -170,11 +177,44 @@ func (s *Server) Listen(addr string) error { return s.app.Listen(addr) }
 // Shutdown stops accepting connections and drains in-flight requests.
 func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
 
-func requestID(c *fiber.Ctx) string {
-	if v, ok := c.Locals("requestid").(string); ok {
-		return v
+const requestIDKey = "casevault.request_id"
+
+// maxRequestIDLen bounds a client-supplied X-Request-Id: it is stored in
+// every audit event of the request, so a client must not be able to put
+// arbitrary text (or a kilobyte of it) into the trail.
+const maxRequestIDLen = 128
+
+// validRequestID reports whether a client's X-Request-Id is a bounded safe
+// token ([A-Za-z0-9._:-], at most maxRequestIDLen bytes).
+func validRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestIDLen {
+		return false
 	}
-	return string(c.Response().Header.Peek(fiber.HeaderXRequestID))
+	for i := 0; i < len(id); i++ {
+		switch b := id[i]; {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9', b == '.', b == '_', b == ':', b == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// assignRequestID keeps the client's X-Request-Id when it is a safe token
+// and generates one otherwise, then echoes it on the response.
+func assignRequestID(c *fiber.Ctx) error {
+	id := c.Get(fiber.HeaderXRequestID)
+	if !validRequestID(id) {
+		id = uuid.NewString()
+	}
+	c.Set(fiber.HeaderXRequestID, id)
+	c.Locals(requestIDKey, id)
+	return c.Next()
+}
+
+func requestID(c *fiber.Ctx) string {
+	id, _ := c.Locals(requestIDKey).(string)
+	return id
 }
 
 // observe logs and measures every request. It never logs headers or bodies,
