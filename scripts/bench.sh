@@ -48,6 +48,8 @@ if psql -h 127.0.0.1 -U postgres -d test -c 'DROP SCHEMA IF EXISTS bench CASCADE
 fi
 
 say "## go benchmarks"
+# The cost of Fiber's Immutable mode (both variants in one process).
+go test -run '^$' -bench ImmutableStrings -benchtime 200000x -count 5 ./api/ | tee -a "$out"
 go test -run '^$' -bench 'AddContact' -benchtime 5s ./sqlstore/ | tee -a "$out"
 go test -run '^$' -bench 'Verify1M' -benchtime 1x ./audit/ | tee -a "$out"
 # the issue's corpus: 200,000 contacts in 20,000 cases (20,000 with BENCH_QUICK)
