@@ -27,6 +27,9 @@ type Manifest struct {
 	// remove the rows again on restore).
 	Missing []string `json:"missing,omitempty"`
 	Stats   Stats    `json:"stats"`
+	// Unsigned is set on a manifest read without a signature (accepted only
+	// with RepoOptions.AllowUnsigned); never stored.
+	Unsigned bool `json:"-"`
 }
 
 // Source describes the instance that was backed up.
@@ -131,13 +134,17 @@ type Summary struct {
 	Blobs      int          `json:"blobs"`
 	Missing    int          `json:"missing"`
 	Recipients []string     `json:"recipients"`
-	Tables     []TableEntry `json:"tables,omitempty"`
+	// Authenticated: the manifest's signature verified (false only for an
+	// unsigned backup accepted with --allow-unsigned).
+	Authenticated bool         `json:"authenticated"`
+	Tables        []TableEntry `json:"tables,omitempty"`
 }
 
 // Summary lists m; withTables keeps the per-table files and digests.
 func (m Manifest) Summary(withTables bool) Summary {
 	s := Summary{ID: m.ID, Status: "complete", StartedAt: m.StartedAt, SnapshotAt: m.SnapshotAt, FinishedAt: m.FinishedAt,
-		Source: m.Source, Stats: m.Stats, Blobs: len(m.Blobs), Missing: len(m.Missing), Recipients: m.Recipients}
+		Source: m.Source, Stats: m.Stats, Blobs: len(m.Blobs), Missing: len(m.Missing), Recipients: m.Recipients,
+		Authenticated: !m.Unsigned}
 	if withTables {
 		s.Tables = m.Tables
 	}

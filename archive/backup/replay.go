@@ -92,9 +92,17 @@ func (r *Repo) collectTombstones(ctx context.Context, m Manifest, opts RestoreOp
 	ts := newTombstones()
 	disp, _ := tableByName("dispositions")
 	keys, _ := tableByName("customer_keys")
-	all, err := r.Manifests(ctx)
+	all, bad, err := r.List(ctx)
 	if err != nil {
 		return nil, err
+	}
+	for _, d := range bad {
+		// An older backup holds no later tombstones; a newer one that
+		// cannot be read or authenticated might, so the restore stops
+		// rather than bring back what it deleted.
+		if d.ID > m.ID {
+			return nil, fmt.Errorf("%w: manifest of later backup %s (its tombstones are needed): %s", ErrDamaged, d.ID, d.Error)
+		}
 	}
 	for _, n := range all {
 		if n.ID == m.ID || !n.SnapshotAt.After(m.SnapshotAt) || !sameInstance(n, m) {

@@ -283,6 +283,9 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 	if len(s.opts.Keys.Recipients) == 0 {
 		return Manifest{}, fmt.Errorf("%w: no backup recipient configured", ErrNoKey)
 	}
+	if s.repo.signer == nil {
+		return Manifest{}, ErrNoSigningKey
+	}
 	if err := s.repo.ensure(ctx); err != nil {
 		return Manifest{}, err
 	}
@@ -315,7 +318,7 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 	if err := s.repo.seal(ctx); err != nil {
 		return Manifest{}, err
 	}
-	if err := s.repo.putJSON(ctx, snapshotsDir+id+"/"+manifestName, m); err != nil {
+	if err := s.repo.putSigned(ctx, id, m); err != nil {
 		return Manifest{}, err
 	}
 	return m, nil
@@ -401,8 +404,10 @@ func asInt(v any) int64 {
 // reusable maps blob keys to objects that earlier backups copied and that
 // are still in the repository: those are not copied again.
 func (s *Service) reusable(ctx context.Context) (map[string]BlobEntry, error) {
-	// A damaged manifest only means its objects are not reused.
-	ms, _, err := s.repo.List(ctx)
+	// A damaged manifest only means its objects are not reused. Nor are an
+	// unsigned one's: its mapping from blob key to object is unproven, and
+	// this backup's signature would vouch for it.
+	ms, _, err := s.repo.list(ctx, false)
 	if err != nil {
 		return nil, err
 	}
