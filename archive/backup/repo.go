@@ -281,11 +281,14 @@ func (r *Repo) manifest(ctx context.Context, id string, allowUnsigned bool) (Man
 	return m, nil
 }
 
+// idTime is the time part of a backup id (to the second).
+const idTime = "20060102T150405Z"
+
 // newID names a backup so that names sort by time.
 func newID(now time.Time) string {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
-	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+	return now.UTC().Format(idTime) + "-" + hex.EncodeToString(b[:])
 }
 
 func validID(id string) bool {
