@@ -258,8 +258,8 @@ func TestInterruptedBackupIsNotListed(t *testing.T) {
 		t.Fatalf("after an interrupted run: %d backups listed, %v", len(list), err)
 	}
 	runs, err := svc.Runs(context.Background(), 10)
-	if err != nil || len(runs) != 1 || runs[0].Status != backup.StatusFailed {
-		t.Fatalf("runs: %+v %v, want one failed run", runs, err)
+	if err != nil || len(runs) != 1 || runs[0].Status != backup.StatusInterrupted {
+		t.Fatalf("runs: %+v %v, want one interrupted run", runs, err)
 	}
 	m, err := svc.Backup(context.Background(), "test", operator, nil)
 	if err != nil {
