@@ -119,7 +119,7 @@ func (r *Repo) collectTombstones(ctx context.Context, m Manifest, opts RestoreOp
 		// IDs sort by start second; within one second the order is unknown.
 		// A name that is no backup id was never written by a run.
 		if validID(d.ID) && d.ID[:len(idTime)] >= m.ID[:len(idTime)] {
-			return nil, fmt.Errorf("%w: manifest of later backup %s (its tombstones are needed): %s", ErrDamaged, d.ID, d.Error)
+			return nil, fmt.Errorf("%w: manifest of later backup %s (its tombstones are needed): %s; if it is no genuine backup, move it out of the repository", ErrDamaged, d.ID, d.Error)
 		}
 	}
 	for _, n := range all {
