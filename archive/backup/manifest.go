@@ -124,16 +124,16 @@ func objectKey(sum string) string { return dataDir + sum[:2] + "/" + sum }
 // Summary is a complete backup as listed (CLI and API): the manifest
 // without its blob list and, unless asked for, its table list.
 type Summary struct {
-	ID         string       `json:"id"`
-	Status     string       `json:"status"` // always "complete": incomplete runs are not backups
-	StartedAt  time.Time    `json:"started_at"`
-	SnapshotAt time.Time    `json:"snapshot_at"`
-	FinishedAt time.Time    `json:"finished_at"`
-	Source     Source       `json:"source"`
-	Stats      Stats        `json:"stats"`
-	Blobs      int          `json:"blobs"`
-	Missing    int          `json:"missing"`
-	Recipients []string     `json:"recipients"`
+	ID         string    `json:"id"`
+	Status     string    `json:"status"` // always "complete": incomplete runs are not backups
+	StartedAt  time.Time `json:"started_at"`
+	SnapshotAt time.Time `json:"snapshot_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	Source     Source    `json:"source"`
+	Stats      Stats     `json:"stats"`
+	Blobs      int       `json:"blobs"`
+	Missing    int       `json:"missing"`
+	Recipients []string  `json:"recipients"`
 	// Authenticated: the manifest's signature verified (false only for an
 	// unsigned backup accepted with --allow-unsigned).
 	Authenticated bool         `json:"authenticated"`
