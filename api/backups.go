@@ -112,6 +112,10 @@ func (s *Server) getBackup(c *fiber.Ctx) error {
 	if err == nil {
 		return c.JSON(m.Summary(true))
 	}
+	if errors.Is(err, backup.ErrDamaged) {
+		// Unreadable, unsigned or not verifying: nothing in it is shown.
+		return errStatus(fiber.StatusConflict, "backup %s cannot be trusted: %v", id, err)
+	}
 	if !errors.Is(err, backup.ErrNotFound) && !errors.Is(err, backup.ErrNoRepository) {
 		return err
 	}
