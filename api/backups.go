@@ -126,6 +126,13 @@ func (s *Server) getBackup(c *fiber.Ctx) error {
 	if rerr != nil {
 		return rerr
 	}
+	if run.Status == backup.StatusDone {
+		// The run finished between the two reads: its manifest is there
+		// now (it is written before the run is recorded done).
+		if m, err := svc.Repo().Manifest(ctx, id); err == nil {
+			return c.JSON(m.Summary(true))
+		}
+	}
 	return c.JSON(fiber.Map{"id": run.ID, "status": run.Status, "run": run})
 }
 
