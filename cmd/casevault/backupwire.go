@@ -208,7 +208,13 @@ func openBackupTarget(cfg *config) (archive.Blobs, string, error) {
 // openBackupRepo opens the repository with the manifest signing key;
 // allowUnsigned accepts backups written before manifests were signed.
 func openBackupRepo(cfg *config, allowUnsigned bool) (*backup.Repo, archive.Blobs, string, error) {
-	signer, err := backupSigner(cfg)
+	return openBackupRepoKey(cfg, allowUnsigned, false)
+}
+
+// openBackupRepoKey is openBackupRepo for backup runs, which may create the
+// master key of a new instance (createKey).
+func openBackupRepoKey(cfg *config, allowUnsigned, createKey bool) (*backup.Repo, archive.Blobs, string, error) {
+	signer, err := backupSigner(cfg, createKey)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -228,10 +234,11 @@ func openBackupRepo(cfg *config, allowUnsigned bool) (*backup.Repo, archive.Blob
 }
 
 // backupSigner derives the manifest signing key from the master key
-// (CASEVAULT_MASTER_KEY or <data-dir>/master.key). It never creates a
-// master key: a restore on a new host must use the lost instance's.
-func backupSigner(cfg *config) (*backup.SigningKey, error) {
-	if strings.TrimSpace(cfg.MasterKeyHex) == "" && !fileExists(filepath.Join(cfg.DataDir, archive.MasterKeyFile)) {
+// (CASEVAULT_MASTER_KEY or <data-dir>/master.key). Only a backup run may
+// create the master key (as the server does at first start); reading
+// backups never does: a restore on a new host must use the lost instance's.
+func backupSigner(cfg *config, create bool) (*backup.SigningKey, error) {
+	if !create && strings.TrimSpace(cfg.MasterKeyHex) == "" && !fileExists(filepath.Join(cfg.DataDir, archive.MasterKeyFile)) {
 		return nil, fmt.Errorf("%w: set CASEVAULT_MASTER_KEY (or put master.key in %s) to the master key of the instance that wrote the backups", backup.ErrNoSigningKey, cfg.DataDir)
 	}
 	master, err := archive.LoadOrCreateMasterKey(cfg.DataDir, cfg.MasterKeyHex)
@@ -275,7 +282,7 @@ type backupParts struct {
 // here when none is configured, so the first scheduled or requested run
 // can encrypt.
 func newBackupParts(cfg *config, db *sqldb.DB, blobs archive.Blobs, hook backup.ChangeHook, log *slog.Logger) (*backupParts, backup.Keys, error) {
-	repo, target, where, err := openBackupRepo(cfg, false)
+	repo, target, where, err := openBackupRepoKey(cfg, false, true)
 	if err != nil {
 		return nil, backup.Keys{}, err
 	}
@@ -460,7 +467,7 @@ func backupCmd(cfg *config) *cobra.Command {
 		RunE: withCLI(cfg, func(ctx context.Context, cmd *cobra.Command, env *cliEnv) error {
 			rep := newReporter(cmd, asJSON)
 			return rep.fail(func() error {
-				repo, _, where, err := openBackupRepo(cfg, false)
+				repo, _, where, err := openBackupRepoKey(cfg, false, true)
 				if err != nil {
 					return err
 				}
