@@ -112,6 +112,10 @@ func (s *Server) getBackup(c *fiber.Ctx) error {
 	if err == nil {
 		return c.JSON(m.Summary(true))
 	}
+	if errors.Is(err, backup.ErrDamaged) {
+		// Unreadable, unsigned or not verifying: nothing in it is shown.
+		return errStatus(fiber.StatusConflict, "backup %s cannot be trusted: %v", id, err)
+	}
 	if !errors.Is(err, backup.ErrNotFound) && !errors.Is(err, backup.ErrNoRepository) {
 		return err
 	}
@@ -121,6 +125,13 @@ func (s *Server) getBackup(c *fiber.Ctx) error {
 	}
 	if rerr != nil {
 		return rerr
+	}
+	if run.Status == backup.StatusDone {
+		// The run finished between the two reads: its manifest is there
+		// now (it is written before the run is recorded done).
+		if m, err := svc.Repo().Manifest(ctx, id); err == nil {
+			return c.JSON(m.Summary(true))
+		}
 	}
 	return c.JSON(fiber.Map{"id": run.ID, "status": run.Status, "run": run})
 }

@@ -109,7 +109,11 @@ func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo, err := backup.OpenRepo(repoStore, "")
+	sk, err := backup.DeriveSigningKey(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := backup.OpenRepo(repoStore, "", backup.RepoOptions{Signer: sk})
 	if err != nil {
 		t.Fatal(err)
 	}

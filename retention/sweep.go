@@ -283,8 +283,8 @@ func (s *Sweeper) finish(ctx context.Context, opts RunOptions, rep RunReport) (R
 func (s *Sweeper) startRun(ctx context.Context, rep *RunReport) error {
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
 		// We hold the sweep lock: any run still "running" died with its process.
-		if _, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE retention_runs SET status = ? WHERE status = ?`), StatusInterrupted, StatusRunning); err != nil {
-			return fmt.Errorf("sweep runs: %w", err)
+		if _, err := s.markInterrupted(ctx, tx); err != nil {
+			return err
 		}
 		doc, _ := json.Marshal(rep)
 		if _, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO retention_runs (id, status, dry_run, started_at, report) VALUES (?, ?, ?, ?, ?)`),
@@ -293,6 +293,68 @@ func (s *Sweeper) startRun(ctx context.Context, rep *RunReport) error {
 		}
 		return nil
 	})
+}
+
+// errDied is the error recorded for a run whose process died.
+const errDied = "interrupted: the process running it stopped before it finished (crash, kill or power loss)"
+
+// markInterrupted marks every run still "running" interrupted, in its
+// status column and in its stored report (which GetRun returns). The
+// caller holds the sweep lock, so none of them is alive.
+func (s *Sweeper) markInterrupted(ctx context.Context, tx *sql.Tx) (int, error) {
+	rows, err := tx.QueryContext(ctx, s.db.Rebind(`SELECT id, report FROM retention_runs WHERE status = ?`), StatusRunning)
+	if err != nil {
+		return 0, fmt.Errorf("sweep runs: %w", err)
+	}
+	type dead struct{ id, report string }
+	var ds []dead
+	for rows.Next() {
+		var d dead
+		if err := rows.Scan(&d.id, &d.report); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("sweep runs: %w", err)
+		}
+		ds = append(ds, d)
+	}
+	if err := rows.Close(); err != nil {
+		return 0, fmt.Errorf("sweep runs: %w", err)
+	}
+	for _, d := range ds {
+		var rep RunReport
+		// A report that does not parse is replaced by a minimal one.
+		_ = json.Unmarshal([]byte(d.report), &rep)
+		rep.ID, rep.Status, rep.Error = d.id, StatusInterrupted, errDied
+		doc, _ := json.Marshal(rep)
+		if _, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE retention_runs SET status = ?, report = ? WHERE id = ? AND status = ?`),
+			StatusInterrupted, string(doc), d.id, StatusRunning); err != nil {
+			return 0, fmt.Errorf("sweep runs: %w", err)
+		}
+	}
+	return len(ds), nil
+}
+
+// RecoverRuns marks the sweeps a crashed process left "running" as
+// interrupted; the server calls it at start-up (a sweep marks them too
+// when it starts, but the next one may be a day away). When another sweep
+// holds the lock it does nothing: that sweep marked them when it began.
+// On SQLite the lock is per process, so a sweep running in a separate CLI
+// process at that moment would be marked too.
+func (s *Sweeper) RecoverRuns(ctx context.Context) (int, error) {
+	unlock, err := s.lock(ctx)
+	if errors.Is(err, ErrSweepRunning) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	var n int
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		n, err = s.markInterrupted(ctx, tx)
+		return err
+	})
+	return n, err
 }
 
 func (s *Sweeper) finishRun(ctx context.Context, rep *RunReport) error {

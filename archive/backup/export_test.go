@@ -1,5 +1,11 @@
 package backup
 
+import (
+	"context"
+
+	"github.com/casevault/casevault/archive"
+)
+
 // Tables exposes the dump's table list to the schema test.
 func Tables() map[string][]string {
 	out := map[string][]string{}
@@ -7,4 +13,14 @@ func Tables() map[string][]string {
 		out[t.Name] = t.Columns
 	}
 	return out
+}
+
+// SignManifestForTest writes m with a signature by k into the repository
+// on st (a test forging a "valid signature by the wrong key").
+func SignManifestForTest(ctx context.Context, st archive.Blobs, k *SigningKey, m Manifest) error {
+	r, err := OpenRepo(st, "", RepoOptions{Signer: k})
+	if err != nil {
+		return err
+	}
+	return r.putSigned(ctx, m.ID, m)
 }

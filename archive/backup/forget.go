@@ -120,13 +120,36 @@ func (s *Service) recordForget(ctx context.Context, rep ForgetReport, origin str
 }
 
 func (r *Repo) forget(ctx context.Context, p KeepPolicy, dryRun bool, now time.Time) (ForgetReport, error) {
-	ms, err := r.Manifests(ctx)
+	// Unsigned manifests (backups of an older casevault) are listed too:
+	// their files must not be pruned as unreferenced. But only signed
+	// backups compete for the keep rules, so a planted unsigned manifest
+	// can never push a real backup out; unsigned ones go by age alone.
+	ms, bad, err := r.list(ctx, true)
 	if err != nil {
 		return ForgetReport{}, err
 	}
-	ds, err := Plan(ms, p, now)
+	if len(bad) > 0 {
+		return ForgetReport{}, fmt.Errorf("%w: manifest of backup %s: %s", ErrDamaged, bad[0].ID, bad[0].Error)
+	}
+	var signed []Manifest
+	for _, m := range ms {
+		if !m.Unsigned {
+			signed = append(signed, m)
+		}
+	}
+	ds, err := Plan(signed, p, now)
 	if err != nil {
 		return ForgetReport{}, err
+	}
+	for _, m := range ms {
+		if !m.Unsigned {
+			continue
+		}
+		d := Decision{ID: m.ID, Time: m.SnapshotAt.UTC(), Keep: true, Reasons: []string{"unsigned (written before casevault signed backups): kept until the backup retention removes it"}}
+		if p.MaxAge > 0 && now.Sub(d.Time) > p.MaxAge {
+			d.Keep, d.Reasons = false, []string{"unsigned, and older than the backup retention of " + p.MaxAge.String()}
+		}
+		ds = append(ds, d)
 	}
 	rep := ForgetReport{DryRun: dryRun, Decisions: ds, Removed: []string{}}
 	keep := map[string]bool{}

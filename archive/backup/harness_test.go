@@ -154,11 +154,21 @@ func newRepo(t testing.TB) (*backup.Repo, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := backup.OpenRepo(st, "")
+	r, err := backup.OpenRepo(st, "", backup.RepoOptions{Signer: signer(t, master)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r, dir
+}
+
+// signer is the manifest signing key of an instance with master key m.
+func signer(t testing.TB, m []byte) *backup.SigningKey {
+	t.Helper()
+	k, err := backup.DeriveSigningKey(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
 
 func newKeys(t testing.TB) backup.Keys {

@@ -27,6 +27,9 @@ type Manifest struct {
 	// remove the rows again on restore).
 	Missing []string `json:"missing,omitempty"`
 	Stats   Stats    `json:"stats"`
+	// Unsigned is set on a manifest read without a signature (accepted only
+	// with RepoOptions.AllowUnsigned); never stored.
+	Unsigned bool `json:"-"`
 }
 
 // Source describes the instance that was backed up.
@@ -121,23 +124,27 @@ func objectKey(sum string) string { return dataDir + sum[:2] + "/" + sum }
 // Summary is a complete backup as listed (CLI and API): the manifest
 // without its blob list and, unless asked for, its table list.
 type Summary struct {
-	ID         string       `json:"id"`
-	Status     string       `json:"status"` // always "complete": incomplete runs are not backups
-	StartedAt  time.Time    `json:"started_at"`
-	SnapshotAt time.Time    `json:"snapshot_at"`
-	FinishedAt time.Time    `json:"finished_at"`
-	Source     Source       `json:"source"`
-	Stats      Stats        `json:"stats"`
-	Blobs      int          `json:"blobs"`
-	Missing    int          `json:"missing"`
-	Recipients []string     `json:"recipients"`
-	Tables     []TableEntry `json:"tables,omitempty"`
+	ID         string    `json:"id"`
+	Status     string    `json:"status"` // always "complete": incomplete runs are not backups
+	StartedAt  time.Time `json:"started_at"`
+	SnapshotAt time.Time `json:"snapshot_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	Source     Source    `json:"source"`
+	Stats      Stats     `json:"stats"`
+	Blobs      int       `json:"blobs"`
+	Missing    int       `json:"missing"`
+	Recipients []string  `json:"recipients"`
+	// Authenticated: the manifest's signature verified (false only for an
+	// unsigned backup accepted with --allow-unsigned).
+	Authenticated bool         `json:"authenticated"`
+	Tables        []TableEntry `json:"tables,omitempty"`
 }
 
 // Summary lists m; withTables keeps the per-table files and digests.
 func (m Manifest) Summary(withTables bool) Summary {
 	s := Summary{ID: m.ID, Status: "complete", StartedAt: m.StartedAt, SnapshotAt: m.SnapshotAt, FinishedAt: m.FinishedAt,
-		Source: m.Source, Stats: m.Stats, Blobs: len(m.Blobs), Missing: len(m.Missing), Recipients: m.Recipients}
+		Source: m.Source, Stats: m.Stats, Blobs: len(m.Blobs), Missing: len(m.Missing), Recipients: m.Recipients,
+		Authenticated: !m.Unsigned}
 	if withTables {
 		s.Tables = m.Tables
 	}

@@ -3,7 +3,9 @@ package backup
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"sort"
@@ -83,7 +85,21 @@ func (r *Repo) backupRows(ctx context.Context, m Manifest, t table, id age.Ident
 		return nil, err
 	}
 	defer rc.Close()
-	return parseRows(rc, t, keep)
+	// The whole table is read even for a few rows, so that its digest is
+	// checked against the signed manifest: a file swapped in the
+	// repository never supplies a row.
+	h := sha256.New()
+	rows, err := parseRows(io.TeeReader(rc, h), t, func(row map[string]any) bool { return keep == nil || keep(row) })
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrDamaged, te.File, err)
+	}
+	if _, err := io.Copy(h, rc); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrDamaged, te.File, err)
+	}
+	if sum := hex.EncodeToString(h.Sum(nil)); sum != te.PlainSHA256 {
+		return nil, fmt.Errorf("%w: table %s: digest %s, the manifest says %s", ErrDamaged, t.Name, sum, te.PlainSHA256)
+	}
+	return rows, nil
 }
 
 // collectTombstones gathers the tombstones of every backup newer than m and
@@ -92,9 +108,19 @@ func (r *Repo) collectTombstones(ctx context.Context, m Manifest, opts RestoreOp
 	ts := newTombstones()
 	disp, _ := tableByName("dispositions")
 	keys, _ := tableByName("customer_keys")
-	all, err := r.Manifests(ctx)
+	all, bad, err := r.List(ctx)
 	if err != nil {
 		return nil, err
+	}
+	for _, d := range bad {
+		// An older backup holds no later tombstones; a newer one that
+		// cannot be read or authenticated might, so the restore stops
+		// rather than bring back what it deleted.
+		// IDs sort by start second; within one second the order is unknown.
+		// A name that is no backup id was never written by a run.
+		if validID(d.ID) && d.ID[:len(idTime)] >= m.ID[:len(idTime)] {
+			return nil, fmt.Errorf("%w: manifest of later backup %s (its tombstones are needed): %s; if it is no genuine backup, move it out of the repository", ErrDamaged, d.ID, d.Error)
+		}
 	}
 	for _, n := range all {
 		if n.ID == m.ID || !n.SnapshotAt.After(m.SnapshotAt) || !sameInstance(n, m) {

@@ -62,6 +62,10 @@ type store interface {
 // bucket, possibly a different one from the attachments'.
 type Repo struct {
 	st store
+	// signer signs the manifests this repository writes and authenticates
+	// every manifest it reads (sign.go).
+	signer        *SigningKey
+	allowUnsigned bool
 	// bulk receives table files and objects: st itself, or a view of it
 	// that defers durability to one sync before the manifest is written.
 	bulk   store
@@ -86,9 +90,22 @@ func bulkView(b archive.Blobs) (archive.Blobs, func(ctx context.Context) error) 
 	return b, nil
 }
 
+// RepoOptions are a repository's keys and trust settings.
+type RepoOptions struct {
+	// Signer signs new manifests and authenticates every manifest read
+	// (DeriveSigningKey of the master key). Without it nothing is listed,
+	// verified or restored (ErrNoSigningKey).
+	Signer *SigningKey
+	// AllowUnsigned accepts manifests that have no signature at all
+	// (backups written before casevault signed them) for listing,
+	// verifying and restoring. A signature that does not verify is never
+	// accepted. Backup runs never reuse objects of unsigned backups.
+	AllowUnsigned bool
+}
+
 // OpenRepo wraps a blob store; prefix ("" or "a/b/") scopes the repository
 // inside it. The store must support Rename.
-func OpenRepo(b archive.Blobs, prefix string) (*Repo, error) {
+func OpenRepo(b archive.Blobs, prefix string, opts RepoOptions) (*Repo, error) {
 	st, ok := b.(store)
 	if !ok {
 		return nil, fmt.Errorf("backup target %T cannot rename objects", b)
@@ -96,7 +113,7 @@ func OpenRepo(b archive.Blobs, prefix string) (*Repo, error) {
 	if prefix != "" && !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
-	r := &Repo{st: st, bulk: st, prefix: prefix}
+	r := &Repo{st: st, bulk: st, prefix: prefix, signer: opts.Signer, allowUnsigned: opts.AllowUnsigned}
 	if v, sync := bulkView(b); sync != nil {
 		if vs, ok := v.(store); ok {
 			r.bulk, r.sync = vs, sync
@@ -144,10 +161,13 @@ func (r *Repo) check(ctx context.Context) error {
 	return nil
 }
 
-// Damaged names a backup whose manifest cannot be read.
+// Damaged names a backup whose manifest cannot be read or authenticated.
 type Damaged struct {
 	ID    string `json:"id"`
 	Error string `json:"error"`
+	// Unsigned: the manifest has no signature (an older backup, or one
+	// whose signature was removed).
+	Unsigned bool `json:"unsigned,omitempty"`
 }
 
 // List returns the complete backups, oldest first, and separately those
@@ -155,6 +175,10 @@ type Damaged struct {
 // snapshot without a manifest (interrupted, or being written) is not a
 // backup and appears in neither.
 func (r *Repo) List(ctx context.Context) ([]Manifest, []Damaged, error) {
+	return r.list(ctx, r.allowUnsigned)
+}
+
+func (r *Repo) list(ctx context.Context, allowUnsigned bool) ([]Manifest, []Damaged, error) {
 	if err := r.check(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -173,10 +197,10 @@ func (r *Repo) List(ctx context.Context) ([]Manifest, []Damaged, error) {
 	out := make([]Manifest, 0, len(ids))
 	var bad []Damaged
 	for _, id := range ids {
-		m, err := r.Manifest(ctx, id)
+		m, err := r.manifest(ctx, id, allowUnsigned)
 		switch {
 		case errors.Is(err, ErrDamaged) || errors.Is(err, ErrNotFound):
-			bad = append(bad, Damaged{ID: id, Error: err.Error()})
+			bad = append(bad, Damaged{ID: id, Error: err.Error(), Unsigned: errors.Is(err, ErrUnsigned)})
 		case err != nil:
 			return nil, nil, err
 		default:
@@ -199,12 +223,22 @@ func (r *Repo) Manifests(ctx context.Context) ([]Manifest, error) {
 	return ms, nil
 }
 
-// Manifest reads one backup's manifest.
+// maxManifest bounds what a manifest read holds in memory (a manifest
+// lists about 200 bytes per attachment blob).
+const maxManifest = 1 << 30
+
+// Manifest reads one backup's manifest and authenticates it: a manifest
+// whose signature is missing or does not verify is ErrDamaged (wrapping
+// ErrUnsigned or ErrBadSignature), so nothing restores from it.
 func (r *Repo) Manifest(ctx context.Context, id string) (Manifest, error) {
+	return r.manifest(ctx, id, r.allowUnsigned)
+}
+
+func (r *Repo) manifest(ctx context.Context, id string, allowUnsigned bool) (Manifest, error) {
 	if !validID(id) {
 		return Manifest{}, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
-	rc, err := r.st.Get(ctx, r.key(snapshotsDir+id+"/"+manifestName))
+	b, err := r.readAll(ctx, snapshotsDir+id+"/"+manifestName, maxManifest)
 	if errors.Is(err, archive.ErrNotFound) {
 		if cerr := r.check(ctx); cerr != nil {
 			return Manifest{}, cerr
@@ -214,9 +248,27 @@ func (r *Repo) Manifest(ctx context.Context, id string) (Manifest, error) {
 	if err != nil {
 		return Manifest{}, fmt.Errorf("read manifest %s: %w", id, err)
 	}
-	defer rc.Close()
+	if r.signer == nil {
+		return Manifest{}, ErrNoSigningKey
+	}
+	// Authenticated before anything in it is believed.
+	unsigned := false
+	sig, err := r.readAll(ctx, snapshotsDir+id+"/"+signatureName, 1<<12)
+	switch {
+	case errors.Is(err, archive.ErrNotFound) && allowUnsigned:
+		unsigned = true
+	case errors.Is(err, archive.ErrNotFound):
+		return Manifest{}, fmt.Errorf("%w: backup %s: %w (%s is missing: written before casevault signed backups, or the signature was removed); "+
+			"accept backups you know predate signing with --allow-unsigned", ErrDamaged, id, ErrUnsigned, signatureName)
+	case err != nil:
+		return Manifest{}, fmt.Errorf("read manifest signature %s: %w", id, err)
+	default:
+		if err := r.signer.verify(b, sig); err != nil {
+			return Manifest{}, fmt.Errorf("%w: backup %s: %w", ErrDamaged, id, err)
+		}
+	}
 	var m Manifest
-	if err := json.NewDecoder(rc).Decode(&m); err != nil {
+	if err := json.Unmarshal(b, &m); err != nil {
 		return Manifest{}, fmt.Errorf("%w: manifest %s: %w", ErrDamaged, id, err)
 	}
 	if m.Format != Format || m.ID != id {
@@ -225,14 +277,18 @@ func (r *Repo) Manifest(ctx context.Context, id string) (Manifest, error) {
 	if err := m.validate(); err != nil {
 		return Manifest{}, fmt.Errorf("%w: manifest %s: %w", ErrDamaged, id, err)
 	}
+	m.Unsigned = unsigned
 	return m, nil
 }
+
+// idTime is the time part of a backup id (to the second).
+const idTime = "20060102T150405Z"
 
 // newID names a backup so that names sort by time.
 func newID(now time.Time) string {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
-	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+	return now.UTC().Format(idTime) + "-" + hex.EncodeToString(b[:])
 }
 
 func validID(id string) bool {
@@ -373,17 +429,6 @@ func (r *Repo) seal(ctx context.Context) error {
 	}
 	if err := r.sync(ctx); err != nil {
 		return fmt.Errorf("sync backup files: %w", err)
-	}
-	return nil
-}
-
-func (r *Repo) putJSON(ctx context.Context, key string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := r.st.Put(ctx, r.key(key), bytes.NewReader(b), int64(len(b))); err != nil {
-		return fmt.Errorf("write %s: %w", key, err)
 	}
 	return nil
 }

@@ -87,7 +87,7 @@ func CheckEmpty(ctx context.Context, db *sqldb.DB) error {
 
 // Restore puts backup id back into an empty target, then replays every
 // later tombstone so nothing deleted since comes back.
-func (r *Repo) Restore(ctx context.Context, id string, opts RestoreOptions) (RestoreReport, error) {
+func (r *Repo) Restore(ctx context.Context, id string, opts RestoreOptions) (_ RestoreReport, err error) {
 	opts.Progress = throttle(opts.Progress)
 	if opts.Workers <= 0 {
 		opts.Workers = 4
@@ -115,7 +115,16 @@ func (r *Repo) Restore(ctx context.Context, id string, opts RestoreOptions) (Res
 	// present" by the next attempt, or removed by the reconciler), never
 	// rows whose blob is missing, and the target stays empty for a retry.
 	bulk, seal := bulkView(opts.Blobs)
-	if err := r.restoreBlobs(ctx, m.Blobs, opts, bulk, &rep); err != nil {
+	// A restore that fails leaves the target as it found it: the blobs it
+	// wrote go again (a table whose content does not match the signed
+	// digest is only found while loading, after the blobs).
+	var written []string
+	defer func() {
+		if err != nil {
+			removeBlobs(ctx, opts.Blobs, written)
+		}
+	}()
+	if err := r.restoreBlobs(ctx, m.Blobs, opts, bulk, &rep, &written); err != nil {
 		return RestoreReport{}, err
 	}
 	if seal != nil {
@@ -326,7 +335,7 @@ func TableDigests(ctx context.Context, db *sqldb.DB) (map[string]string, error) 
 	return out, nil
 }
 
-func (r *Repo) restoreBlobs(ctx context.Context, blobs []BlobEntry, opts RestoreOptions, dst archive.Blobs, rep *RestoreReport) error {
+func (r *Repo) restoreBlobs(ctx context.Context, blobs []BlobEntry, opts RestoreOptions, dst archive.Blobs, rep *RestoreReport, written *[]string) error {
 	var total int64
 	for _, b := range blobs {
 		total += b.Size
@@ -351,6 +360,7 @@ func (r *Repo) restoreBlobs(ctx context.Context, blobs []BlobEntry, opts Restore
 				return err
 			}
 			mu.Lock()
+			*written = append(*written, b.Key)
 			rep.Blobs++
 			rep.BlobBytes += n
 			done += b.Size

@@ -84,8 +84,16 @@ func (s *Service) lease(ctx context.Context, holder string) (context.Context, fu
 			var err error
 			if renew {
 				res, err = tx.ExecContext(ctx, s.db.Rebind(q), sqldb.Micros(now.Add(s.opts.LeaseTTL)), holder)
-			} else {
-				res, err = tx.ExecContext(ctx, s.db.Rebind(q), holder, sqldb.Micros(now.Add(s.opts.LeaseTTL)), holder, sqldb.Micros(now))
+				return err
+			}
+			res, err = tx.ExecContext(ctx, s.db.Rebind(q), holder, sqldb.Micros(now.Add(s.opts.LeaseTTL)), holder, sqldb.Micros(now))
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 1 {
+				// We hold the lease: no other run is alive, so any run
+				// still "running" died with its process.
+				_, err = s.markRuns(ctx, tx, "", now)
 			}
 			return err
 		})
@@ -153,7 +161,86 @@ const (
 	StatusRunning = "running"
 	StatusDone    = "done"
 	StatusFailed  = "failed"
+	// StatusInterrupted: the run was cancelled (shutdown, SIGINT), or its
+	// process died and a later start-up or run found it still "running".
+	StatusInterrupted = "interrupted"
 )
+
+// errDied is the error recorded for a run whose process died.
+const errDied = "interrupted: the process running it stopped before it finished (crash, kill or power loss)"
+
+// markRuns marks every run still "running", except keep's, interrupted.
+func (s *Service) markRuns(ctx context.Context, tx *sql.Tx, keep string, now time.Time) (int64, error) {
+	res, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE backup_runs SET status = ?, finished_at = ?, error = ? WHERE status = ? AND id <> ?`),
+		StatusInterrupted, sqldb.Micros(now), errDied, StatusRunning, keep)
+	if err != nil {
+		return 0, fmt.Errorf("mark interrupted backup runs: %w", err)
+	}
+	return res.RowsAffected()
+}
+
+// RecoverRuns marks the runs a crashed process left "running" as
+// interrupted; the server calls it at start-up. A run that still holds an
+// unexpired lease may be alive in another replica or a CLI process: it is
+// looked at again once that lease has expired (a live run renews it every
+// third of its TTL, so by then a live one has extended it and is left
+// alone). It returns how many runs it marked.
+func (s *Service) RecoverRuns(ctx context.Context) (int, error) {
+	total := 0
+	for pass := 0; ; pass++ {
+		n, until, err := s.recoverOnce(ctx)
+		total += int(n)
+		if err != nil || until.IsZero() || pass == 1 {
+			return total, err
+		}
+		t := time.NewTimer(time.Until(until) + time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return total, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// recoverOnce marks the runs not holding a live lease; until is the expiry
+// of the live lease a "running" run holds (zero when none does).
+func (s *Service) recoverOnce(ctx context.Context) (n int64, until time.Time, err error) {
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+		now := time.Now()
+		q := `SELECT holder, expires_at FROM backup_lease WHERE id = 1`
+		if s.db.Dialect == sqldb.Postgres {
+			// No run may take the lease (and insert its row) between
+			// this read and the update below.
+			q += ` FOR UPDATE`
+		}
+		var holder sql.NullString
+		var exp int64
+		if err := tx.QueryRowContext(ctx, q).Scan(&holder, &exp); err != nil {
+			return fmt.Errorf("backup lease: %w", err)
+		}
+		keep := ""
+		if holder.Valid && exp >= sqldb.Micros(now) {
+			keep = holder.String
+		}
+		var err error
+		if n, err = s.markRuns(ctx, tx, keep, now); err != nil {
+			return err
+		}
+		if keep == "" {
+			return nil
+		}
+		var running int
+		if err := tx.QueryRowContext(ctx, s.db.Rebind(`SELECT COUNT(*) FROM backup_runs WHERE id = ? AND status = ?`), keep, StatusRunning).Scan(&running); err != nil {
+			return fmt.Errorf("backup runs: %w", err)
+		}
+		if running > 0 {
+			until = time.UnixMicro(exp)
+		}
+		return nil
+	})
+	return n, until, err
+}
 
 func (s *Service) recordStart(ctx context.Context, id, kind, origin string, at time.Time) error {
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
@@ -166,7 +253,10 @@ func (s *Service) recordStart(ctx context.Context, id, kind, origin string, at t
 func (s *Service) recordEnd(ctx context.Context, id string, report any, runErr error, ch *cases.Change) error {
 	ctx = context.WithoutCancel(ctx)
 	status, msg := StatusDone, ""
-	if runErr != nil {
+	switch {
+	case errors.Is(runErr, context.Canceled):
+		status, msg = StatusInterrupted, runErr.Error()
+	case runErr != nil:
 		status, msg = StatusFailed, runErr.Error()
 	}
 	rep, _ := json.Marshal(report)
@@ -283,6 +373,9 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 	if len(s.opts.Keys.Recipients) == 0 {
 		return Manifest{}, fmt.Errorf("%w: no backup recipient configured", ErrNoKey)
 	}
+	if s.repo.signer == nil {
+		return Manifest{}, ErrNoSigningKey
+	}
 	if err := s.repo.ensure(ctx); err != nil {
 		return Manifest{}, err
 	}
@@ -315,7 +408,7 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 	if err := s.repo.seal(ctx); err != nil {
 		return Manifest{}, err
 	}
-	if err := s.repo.putJSON(ctx, snapshotsDir+id+"/"+manifestName, m); err != nil {
+	if err := s.repo.putSigned(ctx, id, m); err != nil {
 		return Manifest{}, err
 	}
 	return m, nil
@@ -401,8 +494,10 @@ func asInt(v any) int64 {
 // reusable maps blob keys to objects that earlier backups copied and that
 // are still in the repository: those are not copied again.
 func (s *Service) reusable(ctx context.Context) (map[string]BlobEntry, error) {
-	// A damaged manifest only means its objects are not reused.
-	ms, _, err := s.repo.List(ctx)
+	// A damaged manifest only means its objects are not reused. Nor are an
+	// unsigned one's: its mapping from blob key to object is unproven, and
+	// this backup's signature would vouch for it.
+	ms, _, err := s.repo.list(ctx, false)
 	if err != nil {
 		return nil, err
 	}

@@ -75,7 +75,7 @@ func TestS3Target(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo, err := backup.OpenRepo(st, "casevault/prod")
+	repo, err := backup.OpenRepo(st, "casevault/prod", backup.RepoOptions{Signer: signer(t, master)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,10 @@ type VerifyReport struct {
 	// Decrypted says the content was also decrypted and checked against
 	// the plain digests (needs the identity).
 	Decrypted bool `json:"decrypted"`
+	// Authenticated: the manifest's signature verified, so every digest
+	// checked here is the one the backup run wrote (false only for an
+	// unsigned backup accepted with AllowUnsigned).
+	Authenticated bool `json:"authenticated"`
 }
 
 // Verify checks backup id: every file and object the manifest lists exists
@@ -35,7 +39,7 @@ func (r *Repo) Verify(ctx context.Context, id string, readData bool, identity ag
 	if err != nil {
 		return VerifyReport{}, err
 	}
-	rep := VerifyReport{ID: id, ReadData: readData, Problems: []string{}, Decrypted: readData && identity != nil}
+	rep := VerifyReport{ID: id, ReadData: readData, Problems: []string{}, Decrypted: readData && identity != nil, Authenticated: !m.Unsigned}
 	bad := func(format string, args ...any) { rep.Problems = append(rep.Problems, fmt.Sprintf(format, args...)) }
 	var total, done int64
 	for _, t := range m.Tables {

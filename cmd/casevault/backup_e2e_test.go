@@ -389,6 +389,36 @@ func TestBackupKilledMidwayIsNotListed(t *testing.T) {
 	if _, err := db.Write.Exec(`UPDATE backup_lease SET expires_at = 1 WHERE id = 1`); err != nil {
 		t.Fatal(err)
 	}
+	// The killed run's row still says "running"; the next server start-up
+	// marks it interrupted (the SIGINT one already is).
+	runStatuses := func() map[string]int {
+		rows, err := db.Read.Query(`SELECT status FROM backup_runs WHERE kind = 'backup'`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		out := map[string]int{}
+		for rows.Next() {
+			var st string
+			_ = rows.Scan(&st)
+			out[st]++
+		}
+		return out
+	}
+	if st := runStatuses(); st["running"] != 1 || st["interrupted"] != 1 {
+		t.Fatalf("runs after SIGINT and SIGKILL: %v, want one running (killed) and one interrupted", st)
+	}
+	p = start(t, dir)
+	for deadline := time.Now().Add(10 * time.Second); runStatuses()["interrupted"] != 2; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("runs after the server started: %v, want both interrupted", runStatuses())
+		}
+	}
+	code, lst := call(t, "GET", "http://"+p.addr+"/api/v1/backups", tok, nil)
+	if code != 200 || strings.Contains(toJSON(lst["runs"]), `"running"`) {
+		t.Fatalf("GET /backups after start-up: %d %v", code, lst)
+	}
+	stop(t, p)
 	res := result(t, cvOK(t, nil, "backup", "run", "--json", "--data-dir", dir))
 	if res["blobs"].(float64) != 24 {
 		t.Fatalf("second backup: %v", res)

@@ -35,6 +35,7 @@ func serveCmd(cfg *config) *cobra.Command {
 			if err := bootstrapAdmin(ctx, a.tokens, auditSink{log: a.audit}.hook, cfg.DataDir, cmd.OutOrStdout()); err != nil {
 				return err
 			}
+			defer recoverInterruptedRuns(ctx, a, log)()
 			ixCtx, stopIndexer := context.WithCancel(context.Background())
 			ixDone := make(chan struct{})
 			go func() {
