@@ -428,7 +428,9 @@ func (e *Engine) applyDurable(ctx context.Context, b *bv.Batch) error {
 	persisted := make(chan error, 1)
 	b.SetPersistedCallback(func(err error) { persisted <- err })
 	if err := e.idx.Batch(b); err != nil {
-		return fmt.Errorf("bleve: batch: %w", err)
+		// scorch may have half applied it (a segment written, not
+		// introduced): start again from what is on disk
+		return e.breakWith(fmt.Errorf("batch: %w", err))
 	}
 	// A failed persist never calls back (scorch retries it for ever), so
 	// watch its error counter meanwhile (failure.go).
