@@ -33,6 +33,11 @@ func openDB(ctx context.Context, cfg *config) (*sqldb.DB, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	// MkdirAll leaves a pre-created directory's mode alone (say 0755 from
+	// a provisioning script): nobody else may list the data.
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
 	dc := sqldb.Config{URL: cfg.DatabaseURL, Path: filepath.Join(cfg.DataDir, "casevault.db"), Synchronous: cfg.SQLiteSync}
 	return sqldb.Open(ctx, dc)
 }
