@@ -22,6 +22,7 @@ import (
 type panicEngine struct {
 	search.Engine
 	index, query atomic.Int64
+	src          *memSource
 }
 
 func zapPanic() {
@@ -84,6 +85,9 @@ func TestIndexerRecoversPanics(t *testing.T) {
 	}{
 		{"batch", "indexer", func(t *testing.T, ix *search.Indexer, eng *panicEngine, dir string) {
 			eng.index.Store(2)
+			// a batch after this point panics: make sure there is one
+			eng.src.put(mkCase(5, "walrus"))
+			ix.Kick()
 		}},
 		{"query", "search.query", func(t *testing.T, ix *search.Indexer, eng *panicEngine, dir string) {
 			eng.query.Store(1)
@@ -121,7 +125,7 @@ func TestIndexerRecoversPanics(t *testing.T) {
 			for i := range 5 {
 				src.put(mkCase(i, "walrus"))
 			}
-			eng := &panicEngine{Engine: openBleve(t, dir)}
+			eng := &panicEngine{Engine: openBleve(t, dir), src: src}
 			var reopened atomic.Int64
 			ix := startIndexer(t, src, eng, search.Options{BatchSize: 2, PollInterval: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Guard: guard,
 				Reopen: func(ctx context.Context) (search.Engine, error) {
