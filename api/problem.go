@@ -15,6 +15,7 @@ import (
 	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/retention"
+	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/sqldb"
 )
 
@@ -70,6 +71,8 @@ func (s *Server) problemFor(err error) Problem {
 		return Problem{Status: fiber.StatusServiceUnavailable, Detail: "the blob store is unavailable; retry later"}
 	case errors.Is(err, sqldb.ErrUnavailable):
 		return Problem{Status: fiber.StatusServiceUnavailable, Detail: "the database is unavailable; retry later"}
+	case errors.Is(err, search.ErrUnavailable):
+		return Problem{Status: fiber.StatusServiceUnavailable, Detail: "the search index is unavailable; retry later"}
 	case errors.As(err, &held):
 		return Problem{Status: fiber.StatusConflict, Detail: err.Error(), Hold: strings.Join(held.HoldIDs, ",")}
 	case errors.Is(err, cases.ErrConflict):

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/casevault/casevault/bg"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
 )
@@ -81,6 +82,9 @@ type SweeperOptions struct {
 	Notify func()
 	// Actor is recorded on the audit events (default: system).
 	Actor cases.Actor
+	// Guard recovers and reports a panic in a sweep, which then fails
+	// (nil: recovered only).
+	Guard *bg.Guard
 }
 
 // Sweeper expires, anonymizes and minimizes contacts whose time has come.
@@ -263,7 +267,8 @@ func (s *Sweeper) begin(ctx context.Context, opts RunOptions) (RunReport, RunOpt
 }
 
 func (s *Sweeper) finish(ctx context.Context, opts RunOptions, rep RunReport) (RunReport, error) {
-	runErr := s.sweep(ctx, opts, &rep)
+	// a panic fails the run (recorded) instead of the process
+	runErr := s.opts.Guard.Run("retention.sweep", func() error { return s.sweep(ctx, opts, &rep) })
 	switch {
 	case runErr != nil && (errors.Is(runErr, context.Canceled) || errors.Is(runErr, context.DeadlineExceeded)):
 		rep.Status, rep.Error = StatusInterrupted, runErr.Error()

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/casevault/casevault/bg"
 )
 
 // OutboxEntry says a case changed. It carries only IDs: the indexer
@@ -84,6 +86,16 @@ type Options struct {
 	// Settle is how long a kick waits after a batch that did work, so that
 	// bursts of writes coalesce (default 200ms; negative disables).
 	Settle time.Duration
+	// Guard recovers panics in the indexer's work (batches, rebuilds,
+	// queries), reports them, and turns them into errors; nil still
+	// recovers, without reporting.
+	Guard *bg.Guard
+	// Reopen opens the live engine again, after it failed in a way that
+	// leaves its in-memory state untrustworthy (ErrBroken, a panic) or
+	// could not be opened at all (Unavailable). The indexer closes the old
+	// engine first (Bleve locks its files). Nil: the engine is retried as
+	// it is.
+	Reopen func(ctx context.Context) (Engine, error)
 }
 
 // Status is the indexer's health for GET /api/v1/search/status.
@@ -94,6 +106,9 @@ type Status struct {
 	Pending    int64   `json:"pending"`
 	LagSeconds float64 `json:"lag_seconds"`
 	Healthy    bool    `json:"healthy"`
+	// Error is why the last batch failed, while the indexer is failing
+	// (e.g. the disk is full); readiness reports it.
+	Error string `json:"error,omitempty"`
 }
 
 // ErrReindexRunning is returned when a rebuild is requested during another.
@@ -120,7 +135,11 @@ type Indexer struct {
 	buildErr error  // first error writing to building (guarded by applyMu)
 
 	failures   atomic.Int64 // consecutive failed batches
+	lastErr    atomic.Pointer[string]
 	reindexing atomic.Bool
+	// broken says the live engine must be closed and reopened before the
+	// next batch (see Options.Reopen).
+	broken atomic.Bool
 }
 
 // handle guards an engine against being closed under a running query.
@@ -174,11 +193,23 @@ func (ix *Indexer) Search(ctx context.Context, q Query) (Result, error) {
 			h.mu.RUnlock()
 			continue
 		}
-		res, err := h.eng.Search(ctx, q)
+		var res Result
+		err := ix.opts.Guard.Run("search.query", func() (err error) {
+			res, err = h.eng.Search(ctx, q)
+			return err
+		})
 		h.mu.RUnlock()
+		if isPanic(err) || errors.Is(err, ErrBroken) {
+			// the engine's state is suspect: reopen it before the next batch
+			ix.broken.Store(true)
+			ix.Kick()
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
 		return res, err
 	}
 }
+
+func isPanic(err error) bool { return errors.Is(err, bg.ErrPanic) }
 
 // Close closes the live engine. Stop Run (cancel its context) first.
 func (ix *Indexer) Close() error {
@@ -197,20 +228,31 @@ func (ix *Indexer) Close() error {
 // exponential backoff with jitter. It returns nil when ctx is cancelled.
 func (ix *Indexer) Run(ctx context.Context) error {
 	for {
-		n, err := ix.drainOnce(ctx)
+		var n int
+		// A panic in a batch (Bleve on a full disk) is recovered here and
+		// handled like any failed batch: back off, reopen, retry.
+		err := ix.opts.Guard.Run("indexer", func() (err error) {
+			n, err = ix.drainOnce(ctx)
+			return err
+		})
 		var wait time.Duration
 		switch {
 		case ctx.Err() != nil:
 			return nil
 		case err != nil:
+			if ix.opts.Reopen != nil && needsReopen(err) {
+				ix.broken.Store(true)
+			}
+			msg := err.Error()
+			ix.lastErr.Store(&msg)
 			f := ix.failures.Add(1)
 			wait = backoff(f, ix.opts.MaxBackoff)
 			ix.log.WarnContext(ctx, "search indexing failed; will retry", "err", err, "failures", f, "retry_in", wait)
 		case n >= ix.opts.BatchSize:
-			ix.failures.Store(0)
+			ix.succeeded()
 			continue
 		default:
-			ix.failures.Store(0)
+			ix.succeeded()
 			wait = ix.opts.PollInterval
 		}
 		t := time.NewTimer(wait)
@@ -248,6 +290,54 @@ func (ix *Indexer) Run(ctx context.Context) error {
 	}
 }
 
+func (ix *Indexer) succeeded() {
+	ix.failures.Store(0)
+	ix.lastErr.Store(nil)
+}
+
+// mustReopen reports whether the live engine is to be reopened before the
+// next batch: it failed for good, or is the stand-in for one that could not
+// be opened.
+func (ix *Indexer) mustReopen() bool {
+	_, standIn := ix.cur.Load().eng.(unavailable)
+	return ix.opts.Reopen != nil && (standIn || ix.broken.Load())
+}
+
+// reopen closes the live engine and opens it again (Options.Reopen). A
+// stand-in answers queries with ErrUnavailable meanwhile, and stays when
+// the engine cannot be opened (the next attempt comes after a backoff).
+func (ix *Indexer) reopen(ctx context.Context) error {
+	ix.applyMu.Lock()
+	defer ix.applyMu.Unlock()
+	old := ix.cur.Load()
+	name := old.eng.Name()
+	if _, standIn := old.eng.(unavailable); !standIn {
+		ix.cur.Store(&handle{eng: Unavailable(name, errors.New("reopening after a failure"))})
+		// Close, never Drop: the files are the index we are about to reopen.
+		old.mu.Lock()
+		if !old.closed {
+			old.closed = true
+			if err := ix.opts.Guard.Run("search.close", old.eng.Close); err != nil {
+				ix.log.WarnContext(ctx, "search: closing the failed engine", "index", old.eng.IndexName(), "err", err)
+			}
+		}
+		old.mu.Unlock()
+	}
+	var eng Engine
+	err := ix.opts.Guard.Run("search.reopen", func() (err error) {
+		eng, err = ix.opts.Reopen(ctx)
+		return err
+	})
+	if err != nil {
+		ix.cur.Store(&handle{eng: Unavailable(name, err)})
+		return fmt.Errorf("search: reopen: %w", err)
+	}
+	ix.cur.Store(&handle{eng: eng})
+	ix.broken.Store(false)
+	ix.log.InfoContext(ctx, "search engine reopened", "engine", eng.Name(), "index", eng.IndexName())
+	return nil
+}
+
 // backoff is 250ms doubled per consecutive failure, capped, with the upper
 // half jittered so that many instances do not retry in step.
 func backoff(failures int64, limit time.Duration) time.Duration {
@@ -261,6 +351,11 @@ func backoff(failures int64, limit time.Duration) time.Duration {
 
 // drainOnce processes one batch and reports how many outbox entries it read.
 func (ix *Indexer) drainOnce(ctx context.Context) (int, error) {
+	if ix.mustReopen() {
+		if err := ix.reopen(ctx); err != nil {
+			return 0, err
+		}
+	}
 	entries, err := ix.src.PendingOutbox(ctx, ix.opts.BatchSize)
 	if err != nil {
 		return 0, fmt.Errorf("search: read outbox: %w", err)
@@ -397,15 +492,27 @@ func (ix *Indexer) Status(ctx context.Context) (Status, error) {
 	if pending > 0 && !oldest.IsZero() {
 		st.LagSeconds = max(time.Since(oldest).Seconds(), 0)
 	}
+	if msg := ix.lastErr.Load(); msg != nil {
+		st.Error = *msg
+	}
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if h.closed {
 		return st, nil
 	}
-	pingErr := h.eng.Ping(ctx)
-	n, countErr := h.eng.Count(ctx)
+	var n int64
+	err = ix.opts.Guard.Run("search.status", func() (err error) {
+		if err = h.eng.Ping(ctx); err != nil {
+			return err
+		}
+		n, err = h.eng.Count(ctx)
+		return err
+	})
 	st.Documents = n
-	st.Healthy = pingErr == nil && countErr == nil && ix.failures.Load() == 0
+	st.Healthy = err == nil && ix.failures.Load() == 0
+	if err != nil && st.Error == "" {
+		st.Error = err.Error()
+	}
 	return st, nil
 }
 
@@ -428,7 +535,7 @@ func (ix *Indexer) Reindex(ctx context.Context, build func(ctx context.Context) 
 		return ErrReindexRunning
 	}
 	defer ix.reindexing.Store(false)
-	return ix.rebuild(ctx, build)
+	return ix.opts.Guard.Run("search.reindex", func() error { return ix.rebuild(ctx, build) })
 }
 
 // StartReindex starts Reindex in the background and returns at once:
@@ -438,8 +545,8 @@ func (ix *Indexer) StartReindex(ctx context.Context, build func(ctx context.Cont
 	if !ix.reindexing.CompareAndSwap(false, true) {
 		return ErrReindexRunning
 	}
-	go func() {
-		err := ix.rebuild(ctx, build)
+	ix.opts.Guard.Go("search.reindex", func() {
+		err := ix.opts.Guard.Run("search.reindex", func() error { return ix.rebuild(ctx, build) })
 		// Free the slot before reporting, so whoever learns of the end can
 		// start the next rebuild at once.
 		ix.reindexing.Store(false)
@@ -449,7 +556,7 @@ func (ix *Indexer) StartReindex(ctx context.Context, build func(ctx context.Cont
 		if done != nil {
 			done(err)
 		}
-	}()
+	})
 	return nil
 }
 
@@ -461,8 +568,11 @@ func (ix *Indexer) rebuild(ctx context.Context, build func(ctx context.Context) 
 	ix.applyMu.Lock()
 	ix.building, ix.buildErr = neu, nil
 	ix.applyMu.Unlock()
+	swapped := false
 	defer func() {
-		if err != nil {
+		// also on a panic (recovered by the caller's Guard): every step
+		// below releases applyMu on its way out
+		if !swapped {
 			ix.applyMu.Lock()
 			ix.building = nil
 			ix.applyMu.Unlock()
@@ -492,37 +602,48 @@ func (ix *Indexer) rebuild(ctx context.Context, build func(ctx context.Context) 
 			return fmt.Errorf("search: reindex: compact: %w", err)
 		}
 	}
+	old, err := ix.activate(ctx, neu)
+	if err != nil {
+		return err
+	}
+	swapped = true
+	ix.log.InfoContext(ctx, "search index rebuilt", "index", neu.IndexName(), "replaced", old.eng.IndexName(), "cases", total, "took", time.Since(start))
+	retire(context.WithoutCancel(ctx), old, ix.log)
+	return nil
+}
+
+// activate makes a filled rebuild the live engine and returns the one it
+// replaced.
+func (ix *Indexer) activate(ctx context.Context, neu Engine) (*handle, error) {
 	ix.applyMu.Lock()
+	defer ix.applyMu.Unlock()
 	if ix.buildErr != nil {
-		err := ix.buildErr
-		ix.applyMu.Unlock()
-		return fmt.Errorf("search: reindex: %w", err)
+		return nil, fmt.Errorf("search: reindex: %w", ix.buildErr)
 	}
 	if a, ok := neu.(Activator); ok {
 		if err := a.Activate(ctx); err != nil {
-			ix.applyMu.Unlock()
-			return fmt.Errorf("search: reindex: activate: %w", err)
+			return nil, fmt.Errorf("search: reindex: activate: %w", err)
 		}
 	}
 	old := ix.cur.Swap(&handle{eng: neu})
 	ix.building = nil
-	ix.applyMu.Unlock()
-	ix.log.InfoContext(ctx, "search index rebuilt", "index", neu.IndexName(), "replaced", old.eng.IndexName(), "cases", total, "took", time.Since(start))
-	retire(context.WithoutCancel(ctx), old, ix.log)
-	return nil
+	ix.broken.Store(false) // the failed engine, if any, is the one replaced
+	return old, nil
 }
 
 // fill writes one rebuild batch, retrying engine errors a few times.
 func (ix *Indexer) fill(ctx context.Context, eng Engine, ids []string) error {
 	var err error
 	for attempt := int64(1); attempt <= 5; attempt++ {
-		ix.applyMu.Lock()
-		var present []CaseDoc
-		present, _, err = ix.load(ctx, ids) // missing: deleted since listed, nothing to write
-		if err == nil && len(present) > 0 {
-			err = eng.Index(ctx, present)
-		}
-		ix.applyMu.Unlock()
+		err = func() error {
+			ix.applyMu.Lock()
+			defer ix.applyMu.Unlock()
+			present, _, err := ix.load(ctx, ids) // missing: deleted since listed, nothing to write
+			if err == nil && len(present) > 0 {
+				err = eng.Index(ctx, present)
+			}
+			return err
+		}()
 		if err == nil || ctx.Err() != nil {
 			break
 		}

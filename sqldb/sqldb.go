@@ -105,6 +105,9 @@ func open(ctx context.Context, cfg Config) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
+	if err := privateDBFiles(cfg.Path); err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
 	syncMode := cfg.Synchronous
 	if syncMode == "" {
 		syncMode = "FULL"
@@ -137,6 +140,34 @@ func open(ctx context.Context, cfg Config) (*DB, error) {
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
 	return &DB{Dialect: SQLite, Read: r, Write: w, url: cfg.Path, batch: newBatcher(w, nil)}, nil
+}
+
+// privateDBFiles creates the database file 0600 before SQLite does (SQLite
+// would create it 0644 less the umask) and tightens an existing one and
+// its -wal and -shm files: SQLite gives those the database file's mode.
+func privateDBFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(p, 0o600); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Close closes both pools.

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/casevault/casevault/archive"
+	"github.com/casevault/casevault/bg"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
 )
@@ -43,6 +44,8 @@ type Options struct {
 	// a live run renews its lease every third of it.
 	LeaseTTL time.Duration
 	OnChange ChangeHook
+	// Guard recovers and reports a panic in a run (nil: recovered only).
+	Guard *bg.Guard
 }
 
 // Service runs backups of one instance into one repository.
@@ -370,6 +373,8 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 			err = fmt.Errorf("record backup run: %w", rerr)
 		}
 	}()
+	// a panic becomes err before the record above is written: failed, not ok
+	defer s.opts.Guard.Recover("backup.run", &err)
 	if len(s.opts.Keys.Recipients) == 0 {
 		return Manifest{}, fmt.Errorf("%w: no backup recipient configured", ErrNoKey)
 	}

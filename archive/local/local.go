@@ -45,6 +45,10 @@ func New(root string) (*Store, error) {
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("local blobs: %w: %w", archive.ErrUnavailable, err)
 	}
+	// a pre-created root keeps its mode under MkdirAll
+	if err := os.Chmod(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("local blobs: %w: %w", archive.ErrUnavailable, err)
+	}
 	return &Store{root: abs}, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/casevault/casevault/bg"
 	"io"
 	"log/slog"
 	"os"
@@ -281,7 +282,7 @@ type backupParts struct {
 // newBackupParts builds the server's backup service. The key pair is made
 // here when none is configured, so the first scheduled or requested run
 // can encrypt.
-func newBackupParts(cfg *config, db *sqldb.DB, blobs archive.Blobs, hook backup.ChangeHook, log *slog.Logger) (*backupParts, backup.Keys, error) {
+func newBackupParts(cfg *config, db *sqldb.DB, blobs archive.Blobs, hook backup.ChangeHook, log *slog.Logger, guard *bg.Guard) (*backupParts, backup.Keys, error) {
 	repo, target, where, err := openBackupRepoKey(cfg, false, true)
 	if err != nil {
 		return nil, backup.Keys{}, err
@@ -295,7 +296,7 @@ func newBackupParts(cfg *config, db *sqldb.DB, blobs archive.Blobs, hook backup.
 	if errors.Is(statErr, os.ErrNotExist) && cfg.Backup.Recipients == "" && cfg.Backup.IdentityFile == "" {
 		log.Warn("generated a backup key: copy it off this machine, no backup can be restored without it", "file", keyFile)
 	}
-	svc := backup.New(db, repo, backup.Options{Blobs: blobs, Keys: keys, OnChange: hook})
+	svc := backup.New(db, repo, backup.Options{Blobs: blobs, Keys: keys, OnChange: hook, Guard: guard})
 	log.Info("backups", "target", where, "schedule", cfg.Backup.Cron, "recipients", len(keys.Recipients))
 	return &backupParts{svc: svc, target: target}, keys, nil
 }
@@ -303,9 +304,9 @@ func newBackupParts(cfg *config, db *sqldb.DB, blobs archive.Blobs, hook backup.
 var systemActor = cases.Actor{Name: "system", Role: "system"}
 
 // addBackupJobs schedules backups and forget on the server's cron.
-func addBackupJobs(ctx context.Context, jobs *cron.Cron, cfg *config, bp *backupParts, policy *retention.Policy, log *slog.Logger) error {
+func addBackupJobs(ctx context.Context, jobs *cron.Cron, cfg *config, bp *backupParts, policy *retention.Policy, log *slog.Logger, guard *bg.Guard) error {
 	if cronEnabled(cfg.Backup.Cron) {
-		if _, err := jobs.AddFunc(cfg.Backup.Cron, func() {
+		if _, err := jobs.AddFunc(cfg.Backup.Cron, guard.Func("cron.backup", func() {
 			m, err := bp.svc.Backup(ctx, "schedule", systemActor, nil)
 			switch {
 			case errors.Is(err, backup.ErrLocked):
@@ -318,12 +319,12 @@ func addBackupJobs(ctx context.Context, jobs *cron.Cron, cfg *config, bp *backup
 				log.Info("backup done", "id", m.ID, "rows", m.Stats.Rows, "blobs", m.Stats.Blobs, "blobs_new", m.Stats.BlobsNew,
 					"bytes_new", m.Stats.BytesNew, "duration_ms", m.Stats.DurationMS)
 			}
-		}); err != nil {
+		})); err != nil {
 			return usageError{fmt.Errorf("--backup-schedule %q: %w", cfg.Backup.Cron, err)}
 		}
 	}
 	if cronEnabled(cfg.Backup.ForgetCron) {
-		if _, err := jobs.AddFunc(cfg.Backup.ForgetCron, func() {
+		if _, err := jobs.AddFunc(cfg.Backup.ForgetCron, guard.Func("cron.backup_forget", func() {
 			rep, err := bp.svc.Forget(ctx, cfg.keepPolicy(policy.Schedule()), false, "schedule", systemActor)
 			switch {
 			case errors.Is(err, backup.ErrLocked):
@@ -335,7 +336,7 @@ func addBackupJobs(ctx context.Context, jobs *cron.Cron, cfg *config, bp *backup
 			default:
 				log.Info("backup forget", "removed", len(rep.Removed), "objects_removed", rep.ObjectsRemoved, "bytes_freed", rep.BytesFreed)
 			}
-		}); err != nil {
+		})); err != nil {
 			return usageError{fmt.Errorf("--backup-forget-schedule %q: %w", cfg.Backup.ForgetCron, err)}
 		}
 	}
@@ -945,7 +946,7 @@ func rebuildIndex(ctx context.Context, cfg *config, target *sqldb.DB, dir string
 		}
 		build = func(ctx context.Context) (search.Engine, error) { return bleve.Build(ctx, ixDir) }
 	} else {
-		f := engineFactory{cfg}
+		f := engineFactory{cfg: cfg}
 		if eng, err = f.open(ctx); err != nil {
 			return 0, err
 		}
@@ -1060,7 +1061,7 @@ func recoverInterruptedRuns(ctx context.Context, a *app, log *slog.Logger) (wait
 		log.Warn("retention runs left running by a stopped process marked interrupted", "runs", n)
 	}
 	done := make(chan struct{})
-	go func() {
+	a.guard.Go("backup.recover_runs", func() {
 		defer close(done)
 		n, err := a.backup.svc.RecoverRuns(ctx)
 		switch {
@@ -1069,6 +1070,6 @@ func recoverInterruptedRuns(ctx context.Context, a *app, log *slog.Logger) (wait
 		case n > 0:
 			log.Warn("backup runs left running by a stopped process marked interrupted", "runs", n)
 		}
-	}()
+	})
 	return func() { <-done }
 }

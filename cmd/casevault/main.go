@@ -29,6 +29,7 @@ const (
 var version = "dev"
 
 func main() {
+	privateFiles()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

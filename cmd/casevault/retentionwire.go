@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/casevault/casevault/bg"
 	"log/slog"
 	"os"
 	"reflect"
@@ -78,7 +79,7 @@ func loadRetention(ctx context.Context, cfg *config, db *sqldb.DB, policy *reten
 	return schedules, nil
 }
 
-func newRetentionParts(db *sqldb.DB, policy *retention.Policy, schedules *retention.Schedules, ix *search.Indexer,
+func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, schedules *retention.Schedules, ix *search.Indexer,
 	store *sqlstore.Store, blobs archive.Blobs, sink auditSink) *retentionParts {
 	hook := retention.ChangeHook(sink.hook)
 	var matcher retention.QueryMatcher
@@ -90,7 +91,7 @@ func newRetentionParts(db *sqldb.DB, policy *retention.Policy, schedules *retent
 	opts := retention.SweeperOptions{Policy: policy, Holds: holds, OnChange: hook, OnChanges: sink.hookMany, IndexLag: func(ctx context.Context) (int64, error) {
 		n, _, err := store.OutboxStats(ctx)
 		return n, err
-	}}
+	}, Guard: guard}
 	if blobs != nil {
 		opts.Blobs = blobs
 	}
@@ -123,7 +124,7 @@ func retentionCmd(cfg *config) *cobra.Command {
 			// Query holds are evaluated by the search index, which the
 			// running server owns; without it every query hold counts as
 			// covering (the safe side), see retention.Holds.
-			rp := newRetentionParts(db, policy, schedules, nil, store, blobs, auditSink{log: log})
+			rp := newRetentionParts(nil, db, policy, schedules, nil, store, blobs, auditSink{log: log})
 			rep, err := rp.sweeper.Run(ctx, retention.RunOptions{DryRun: dryRun})
 			if err != nil {
 				return err

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"errors"
+	"syscall"
+
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/casevault/casevault/bg"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -27,14 +31,31 @@ const indexLagDegraded = 30 * time.Second
 // engineFactory opens the configured engine and, for a rebuild, builds the
 // next versioned index.
 type engineFactory struct {
-	cfg *config
+	cfg   *config
+	guard *bg.Guard
+}
+
+func (f engineFactory) name() string {
+	if f.cfg.MeiliURL != "" {
+		return "meilisearch"
+	}
+	return "bleve"
 }
 
 func (f engineFactory) open(ctx context.Context) (search.Engine, error) {
 	if f.cfg.MeiliURL != "" {
 		return meili.Open(ctx, meili.Config{URL: f.cfg.MeiliURL, APIKey: f.cfg.MeiliKey, IndexVersion: f.cfg.MeiliIndexVersion})
 	}
-	return bleve.Open(ctx, filepath.Join(f.cfg.DataDir, "index"))
+	return bleve.Open(ctx, filepath.Join(f.cfg.DataDir, "index"), bleve.WithGuard(f.guard))
+}
+
+// reopen opens the live engine again after it failed (search.ErrBroken):
+// unlike open, it leaves a rebuild's index alone.
+func (f engineFactory) reopen(ctx context.Context) (search.Engine, error) {
+	if f.cfg.MeiliURL != "" {
+		return f.open(ctx)
+	}
+	return bleve.Reopen(ctx, filepath.Join(f.cfg.DataDir, "index"), bleve.WithGuard(f.guard))
 }
 
 // build returns a new, empty index for a rebuild.
@@ -44,7 +65,7 @@ func (f engineFactory) build(ctx context.Context) (search.Engine, error) {
 		// fills the configured version's index from scratch.
 		return meili.Open(ctx, meili.Config{URL: f.cfg.MeiliURL, APIKey: f.cfg.MeiliKey, IndexVersion: f.cfg.MeiliIndexVersion})
 	}
-	return bleve.Build(ctx, filepath.Join(f.cfg.DataDir, "index"))
+	return bleve.Build(ctx, filepath.Join(f.cfg.DataDir, "index"), bleve.WithGuard(f.guard))
 }
 
 // needsRebuild reports whether the live index must be filled from the store:
@@ -58,15 +79,48 @@ func needsRebuild(eng search.Engine) bool {
 }
 
 // startIndexer opens the engine and the indexer over the store's outbox.
-func startIndexer(ctx context.Context, cfg *config, store *sqlstore.Store, log *slog.Logger, reg *prometheus.Registry) (*search.Indexer, error) {
-	f := engineFactory{cfg}
+//
+// serving (the server, not a CLI command) makes a failed engine survivable:
+// an engine that cannot be opened for lack of disk space is replaced by a
+// stand-in answering 503 (search degraded, writes go on), and an engine
+// that fails later is closed and reopened, both by the indexer, with
+// backoff, until it works again. Without this a full disk made the server
+// crash-loop at start-up.
+func startIndexer(ctx context.Context, cfg *config, store *sqlstore.Store, log *slog.Logger, reg *prometheus.Registry, guard *bg.Guard, serving bool) (*search.Indexer, error) {
+	f := engineFactory{cfg, guard}
 	eng, err := f.open(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("search engine: %w", err)
+		if !serving || !isDiskFull(err) {
+			return nil, fmt.Errorf("search engine: %w", err)
+		}
+		log.Error("search engine could not be opened; search stays degraded until it can", "err", err)
+		eng = search.Unavailable(f.name(), err)
 	}
-	ix := search.NewIndexer(store, eng, log.With("component", "indexer"), search.Options{})
+	opts := search.Options{Guard: guard}
+	var ix *search.Indexer
+	if serving {
+		opts.Reopen = func(ctx context.Context) (search.Engine, error) {
+			eng, err := f.reopen(ctx)
+			if err == nil && needsRebuild(eng) {
+				// opened for the first time (it could not be at start-up):
+				// fill it from the store, as serve does for a new index
+				if err := ix.StartReindex(ctx, f.build, nil); err != nil {
+					log.Warn("search: rebuild after reopening not started", "err", err)
+				}
+			}
+			return eng, err
+		}
+	}
+	ix = search.NewIndexer(store, eng, log.With("component", "indexer"), opts)
 	reg.MustRegister(indexCollector{ix})
 	return ix, nil
+}
+
+// isDiskFull reports whether err comes from a file system out of space or
+// quota (Bleve does not always wrap the errno).
+func isDiskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+		strings.Contains(err.Error(), syscall.ENOSPC.Error()) || strings.Contains(err.Error(), syscall.EDQUOT.Error())
 }
 
 var (
@@ -101,6 +155,8 @@ func indexProbe(ix *search.Indexer) func(ctx context.Context) (any, error) {
 			return nil, err
 		}
 		switch {
+		case !st.Healthy && st.Error != "":
+			return st, fmt.Errorf("search engine %s failing: %s; %d changes pending", st.Engine, st.Error, st.Pending)
 		case !st.Healthy:
 			return st, fmt.Errorf("search engine %s unhealthy; %d changes pending", st.Engine, st.Pending)
 		case st.LagSeconds > indexLagDegraded.Seconds():
@@ -143,13 +199,13 @@ func reindexCmd(cfg *config) *cobra.Command {
 			defer env.Close()
 			store := sqlstore.New(env.db, sqlstore.Options{})
 			log := newLogger(cfg, cmd.ErrOrStderr())
-			ix, err := startIndexer(ctx, cfg, store, log, prometheus.NewRegistry())
+			ix, err := startIndexer(ctx, cfg, store, log, prometheus.NewRegistry(), nil, false)
 			if err != nil {
 				return fmt.Errorf("%w (is the server running? then use --url)", err)
 			}
 			defer ix.Close()
 			start := time.Now()
-			if err := ix.Reindex(ctx, engineFactory{cfg}.build); err != nil {
+			if err := ix.Reindex(ctx, engineFactory{cfg: cfg}.build); err != nil {
 				return err
 			}
 			st, _ := ix.Status(ctx)

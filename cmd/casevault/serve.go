@@ -38,33 +38,33 @@ func serveCmd(cfg *config) *cobra.Command {
 			defer recoverInterruptedRuns(ctx, a, log)()
 			ixCtx, stopIndexer := context.WithCancel(context.Background())
 			ixDone := make(chan struct{})
-			go func() {
+			a.guard.Go("indexer", func() {
 				defer close(ixDone)
 				if err := a.indexer.Run(ixCtx); err != nil {
 					log.Error("indexer stopped", "err", err)
 				}
-			}()
+			})
 			defer func() { stopIndexer(); <-ixDone }()
 			if needsRebuild(a.indexer.Engine()) {
-				go func() {
+				a.guard.Go("search.reindex", func() {
 					log.Info("search index missing or built with an older mapping: rebuilding from the store while the current one answers")
-					if err := a.indexer.Reindex(ixCtx, engineFactory{cfg}.build); err != nil {
+					if err := a.indexer.Reindex(ixCtx, engineFactory{cfg, a.guard}.build); err != nil {
 						log.Error("automatic reindex failed", "err", err)
 					}
-				}()
+				})
 			}
 			jobs := cron.New(cron.WithLocation(time.UTC))
-			if _, err := jobs.AddFunc(cfg.AuditPruneCron, func() {
+			if _, err := jobs.AddFunc(cfg.AuditPruneCron, a.guard.Func("cron.audit_prune", func() {
 				n, err := a.audit.PruneExpired(ctx)
 				if err != nil {
 					log.Error("audit prune failed", "err", err)
 					return
 				}
 				log.Info("audit pruned", "events", n, "retention", cfg.AuditRetention.String())
-			}); err != nil {
+			})); err != nil {
 				return usageError{fmt.Errorf("--audit-prune-schedule %q: %w", cfg.AuditPruneCron, err)}
 			}
-			if _, err := jobs.AddFunc(cfg.ReconcileCron, func() {
+			if _, err := jobs.AddFunc(cfg.ReconcileCron, a.guard.Func("cron.reconcile", func() {
 				rep, err := a.attachments.Reconcile(ctx, time.Hour, false)
 				if err != nil {
 					log.Error("attachment reconcile failed", "err", err)
@@ -76,10 +76,10 @@ func serveCmd(cfg *config) *cobra.Command {
 					log.Error("attachments without a blob", "count", len(rep.MissingBlobs), "ids", rep.MissingBlobs)
 				}
 				log.Info("attachments reconciled", "orphans_removed", len(rep.OrphanBlobsRemoved), "missing", len(rep.MissingBlobs))
-			}); err != nil {
+			})); err != nil {
 				return usageError{fmt.Errorf("--reconcile-schedule %q: %w", cfg.ReconcileCron, err)}
 			}
-			if _, err := jobs.AddFunc(cfg.RetentionCron, func() {
+			if _, err := jobs.AddFunc(cfg.RetentionCron, a.guard.Func("cron.retention", func() {
 				rep, err := a.retention.sweeper.Run(ctx, retention.RunOptions{})
 				if err != nil {
 					log.Error("retention sweep failed", "err", err)
@@ -87,10 +87,10 @@ func serveCmd(cfg *config) *cobra.Command {
 				}
 				log.Info("retention sweep", "status", rep.Status, "examined", rep.Examined, "deleted", rep.Deleted,
 					"anonymized", rep.Anonymized, "redacted", rep.Redacted, "held", rep.SkippedHeld, "errors", rep.Errors)
-			}); err != nil {
+			})); err != nil {
 				return usageError{fmt.Errorf("--retention-schedule %q: %w", cfg.RetentionCron, err)}
 			}
-			if err := addBackupJobs(ctx, jobs, cfg, a.backup, a.retention.policy, log); err != nil {
+			if err := addBackupJobs(ctx, jobs, cfg, a.backup, a.retention.policy, log, a.guard); err != nil {
 				return err
 			}
 			jobs.Start()

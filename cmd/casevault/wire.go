@@ -1,9 +1,12 @@
 package main
 
 import (
+	"time"
+
 	"context"
 	"errors"
 	"fmt"
+	"github.com/casevault/casevault/bg"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -30,6 +33,11 @@ func openDB(ctx context.Context, cfg *config) (*sqldb.DB, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	// MkdirAll leaves a pre-created directory's mode alone (say 0755 from
+	// a provisioning script): nobody else may list the data.
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
 	dc := sqldb.Config{URL: cfg.DatabaseURL, Path: filepath.Join(cfg.DataDir, "casevault.db"), Synchronous: cfg.SQLiteSync}
 	return sqldb.Open(ctx, dc)
 }
@@ -49,6 +57,7 @@ type app struct {
 	backup      *backupParts
 	metrics     *prometheus.Registry
 	server      *api.Server
+	guard       *bg.Guard // recovers and reports panics in background work
 	closers     []func() error
 }
 
@@ -64,6 +73,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		a.metrics.MustRegister(collectors.NewDBStatsCollector(db.Read, "read"))
 	}
 	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.guard = bg.New(log, a.metrics)
 	a.audit = audit.New(db, audit.WithRetention(cfg.AuditRetention))
 	if db.Dialect == sqldb.Postgres {
 		// Every audited write serializes on the chain head; group commit
@@ -98,13 +108,13 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		return nil, err
 	}
 	a.attachments = att
-	if a.indexer, err = startIndexer(ctx, cfg, a.store, log, a.metrics); err != nil {
+	if a.indexer, err = startIndexer(ctx, cfg, a.store, log, a.metrics, a.guard, true); err != nil {
 		a.Close()
 		return nil, err
 	}
 	a.closers = append(a.closers, a.indexer.Close)
-	a.retention = newRetentionParts(db, policy, schedules, a.indexer, a.store, blobs, sink)
-	bp, bkeys, err := newBackupParts(cfg, db, blobs, sink.hook, log)
+	a.retention = newRetentionParts(a.guard, db, policy, schedules, a.indexer, a.store, blobs, sink)
+	bp, bkeys, err := newBackupParts(cfg, db, blobs, sink.hook, log, a.guard)
 	if err != nil {
 		a.Close()
 		return nil, err
@@ -117,7 +127,9 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 			Search: a.indexer,
 			// The rebuild outlives the request but not the process: it runs
 			// under the command's context, which SIGTERM cancels.
-			Reindex: func(context.Context) error { return a.indexer.StartReindex(ctx, engineFactory{cfg}.build, nil) },
+			Reindex: func(context.Context) error {
+				return a.indexer.StartReindex(ctx, engineFactory{cfg, a.guard}.build, nil)
+			},
 			Retention: &api.RetentionDeps{Schedules: a.retention.schedules, Holds: a.retention.holds, Explainer: a.retention.explainer,
 				Sweeper: a.retention.sweeper, AuditTx: sink.hook, ObjectLock: objectLock(ctx, blobs, a.retention.holds, log),
 				Recompute: func(ctx context.Context) {
@@ -132,9 +144,28 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 				return map[string]any{"engine": string(db.Dialect)}, db.Ping(ctx)
 			}}, {Name: "index", Degraded: true, Probe: indexProbe(a.indexer)}, {Name: "blobs", Probe: func(ctx context.Context) (any, error) {
 				return map[string]any{"backend": blobKind}, blobs.Ping(ctx)
-			}}},
+			}}, {Name: "background", Degraded: true, Probe: panicProbe(a.guard)}},
 		})
 	return a, nil
+}
+
+// panicProbe is the readiness check of background work: degraded while a
+// job's last run panicked (recovered; see package bg), until it next runs
+// cleanly.
+func panicProbe(g *bg.Guard) func(ctx context.Context) (any, error) {
+	return func(context.Context) (any, error) {
+		failed := g.Failed()
+		if len(failed) == 0 {
+			return nil, nil
+		}
+		jobs := make(map[string]string, len(failed))
+		var errs []error
+		for _, pe := range failed {
+			jobs[pe.Job] = fmt.Sprintf("panicked at %s: %v", pe.At.UTC().Format(time.RFC3339), pe.Value)
+			errs = append(errs, pe)
+		}
+		return jobs, errors.Join(errs...)
+	}
 }
 
 func (a *app) Close() error {

@@ -38,6 +38,7 @@ import (
 	"github.com/blevesearch/bleve/v2/mapping"
 	index "github.com/blevesearch/bleve_index_api"
 
+	"github.com/casevault/casevault/bg"
 	"github.com/casevault/casevault/search"
 )
 
@@ -71,14 +72,41 @@ type Engine struct {
 	writeMu sync.Mutex // serializes Index/Delete: each reads then rewrites a case's documents
 	cols    columnCache
 	warming atomic.Bool // a warm goroutine is running
+
+	guard   *bg.Guard
+	stats   *scorch.Stats         // scorch's counters, nil for another index type
+	errBase uint64                // scorch's asynchronous error count at open
+	broken  atomic.Pointer[error] // why the engine must be reopened (failure.go)
 }
+
+// Option configures Open, Reopen and Build.
+type Option func(*Engine)
+
+// WithGuard recovers and reports panics in the engine's own background
+// work (warming columns) through g.
+func WithGuard(g *bg.Guard) Option { return func(e *Engine) { e.guard = g } }
 
 var _ search.Engine = (*Engine)(nil)
 
 // Open serves the live index under dir, creating cases_v1 when there is
 // none. Call Outdated to learn whether it must be rebuilt.
-func Open(ctx context.Context, dir string) (*Engine, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+func Open(ctx context.Context, dir string, opts ...Option) (*Engine, error) {
+	e, err := open(ctx, dir, opts)
+	if err == nil {
+		removeOthers(dir, e.name)
+	}
+	return e, err
+}
+
+// Reopen is Open without removing other versioned indexes (a rebuild may
+// be filling one): the indexer reopens the live index with it after a
+// failure (search.ErrBroken).
+func Reopen(ctx context.Context, dir string, opts ...Option) (*Engine, error) {
+	return open(ctx, dir, opts)
+}
+
+func open(ctx context.Context, dir string, opts []Option) (*Engine, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("bleve: %w", err)
 	}
 	cur, err := os.ReadFile(filepath.Join(dir, currentFile))
@@ -88,16 +116,15 @@ func Open(ctx context.Context, dir string) (*Engine, error) {
 		if !indexDirRE.MatchString(name) {
 			return nil, fmt.Errorf("bleve: %s names %q, not an index", currentFile, name)
 		}
-		e, err := openIndex(ctx, dir, name)
+		e, err := openIndex(ctx, dir, name, opts)
 		if err != nil {
 			return nil, err
 		}
 		e.durable.Store(true)
-		removeOthers(dir, name)
 		e.warm()
 		return e, nil
 	case errors.Is(err, os.ErrNotExist):
-		e, err := Build(ctx, dir)
+		e, err := Build(ctx, dir, opts...)
 		if err != nil {
 			return nil, err
 		}
@@ -106,7 +133,6 @@ func Open(ctx context.Context, dir string) (*Engine, error) {
 			return nil, err
 		}
 		e.created = true
-		removeOthers(dir, e.name)
 		return e, nil
 	default:
 		return nil, fmt.Errorf("bleve: %w", err)
@@ -116,8 +142,8 @@ func Open(ctx context.Context, dir string) (*Engine, error) {
 // Build creates the next versioned index under dir (cases_v<N+1>), empty and
 // not yet live. Fill it, then Activate it, or Drop it on failure. Until
 // Activate, writes are not individually waited for on disk (bulk speed).
-func Build(ctx context.Context, dir string) (*Engine, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+func Build(ctx context.Context, dir string, opts ...Option) (*Engine, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("bleve: %w", err)
 	}
 	entries, err := os.ReadDir(dir)
@@ -145,10 +171,10 @@ func Build(ctx context.Context, dir string) (*Engine, error) {
 		_ = idx.Close()
 		return nil, fmt.Errorf("bleve: %w", err)
 	}
-	return newEngine(dir, name, idx, MappingVersion)
+	return newEngine(dir, name, idx, MappingVersion, opts)
 }
 
-func openIndex(_ context.Context, dir, name string) (*Engine, error) {
+func openIndex(_ context.Context, dir, name string, opts []Option) (*Engine, error) {
 	// Another process (a running server) holding the index must produce an
 	// error, not an endless wait on bolt's file lock.
 	idx, err := bv.OpenUsing(filepath.Join(dir, name), map[string]interface{}{"bolt_timeout": "3s"})
@@ -161,16 +187,23 @@ func openIndex(_ context.Context, dir, name string) (*Engine, error) {
 		return nil, fmt.Errorf("bleve: %w", err)
 	}
 	version, _ := strconv.Atoi(string(v))
-	return newEngine(dir, name, idx, version)
+	return newEngine(dir, name, idx, version, opts)
 }
 
-func newEngine(dir, name string, idx bv.Index, version int) (*Engine, error) {
+func newEngine(dir, name string, idx bv.Index, version int, opts []Option) (*Engine, error) {
 	im, ok := idx.Mapping().(*mapping.IndexMappingImpl)
 	if !ok {
 		_ = idx.Close()
 		return nil, fmt.Errorf("bleve: %s has mapping %T", name, idx.Mapping())
 	}
 	e := &Engine{dir: dir, name: name, idx: idx, m: im, version: version}
+	for _, o := range opts {
+		o(e)
+	}
+	if adv, err := idx.Advanced(); err == nil {
+		e.stats = scorchStats(adv)
+		e.errBase = asyncErrors(e.stats)
+	}
 	e.text = im.AnalyzerNamed(textAnalyzer)
 	e.kw = im.AnalyzerNamed(keywordAnalyzer)
 	if e.text == nil || e.kw == nil {
@@ -258,6 +291,9 @@ func (e *Engine) Outdated() bool { return e.version != MappingVersion }
 // before Activate (search.Indexer.Reindex calls it); it also works on a
 // live index, which keeps answering meanwhile.
 func (e *Engine) Compact(ctx context.Context) error {
+	if err := e.failed(); err != nil {
+		return err
+	}
 	adv, err := e.idx.Advanced()
 	if err != nil {
 		return fmt.Errorf("bleve: compact: %w", err)
@@ -332,6 +368,9 @@ func (e *Engine) Drop(_ context.Context) error {
 
 // Ping implements search.Engine.
 func (e *Engine) Ping(_ context.Context) error {
+	if err := e.failed(); err != nil {
+		return err
+	}
 	if _, err := e.idx.DocCount(); err != nil {
 		return fmt.Errorf("bleve: %w", err)
 	}
@@ -370,6 +409,9 @@ func (e *Engine) DiskSize() (int64, error) {
 
 // reader opens a consistent snapshot of the index.
 func (e *Engine) reader() (index.IndexReader, error) {
+	if err := e.failed(); err != nil {
+		return nil, err
+	}
 	adv, err := e.idx.Advanced()
 	if err != nil {
 		return nil, fmt.Errorf("bleve: %w", err)
@@ -389,13 +431,13 @@ func (e *Engine) warm() {
 	if e.warming.Swap(true) {
 		return
 	}
-	go func() {
+	e.guard.Go("search.warm", func() {
 		defer e.warming.Store(false)
 		r, err := e.reader()
 		if err != nil {
-			return // closed meanwhile
+			return // closed or broken meanwhile
 		}
 		defer r.Close()
 		_, _ = e.cols.forReader(context.Background(), r)
-	}()
+	})
 }

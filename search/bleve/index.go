@@ -405,6 +405,9 @@ func (e *Engine) Delete(ctx context.Context, caseIDs []string) error {
 // fills a new index that wait is skipped (Activate flushes once at the end,
 // and a crash before that just restarts the rebuild).
 func (e *Engine) apply(ctx context.Context, b *bv.Batch) error {
+	if err := e.failed(); err != nil {
+		return err
+	}
 	if !e.durable.Load() {
 		if err := e.idx.Batch(b); err != nil {
 			return fmt.Errorf("bleve: batch: %w", err)
@@ -419,19 +422,34 @@ func (e *Engine) apply(ctx context.Context, b *bv.Batch) error {
 }
 
 func (e *Engine) applyDurable(ctx context.Context, b *bv.Batch) error {
+	if err := e.failed(); err != nil {
+		return err
+	}
 	persisted := make(chan error, 1)
 	b.SetPersistedCallback(func(err error) { persisted <- err })
 	if err := e.idx.Batch(b); err != nil {
-		return fmt.Errorf("bleve: batch: %w", err)
+		// scorch may have half applied it (a segment written, not
+		// introduced): start again from what is on disk
+		return e.breakWith(fmt.Errorf("batch: %w", err))
 	}
-	select {
-	case err := <-persisted:
-		if err != nil {
-			return fmt.Errorf("bleve: persist: %w", err)
+	// A failed persist never calls back (scorch retries it for ever), so
+	// watch its error counter meanwhile (failure.go).
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-persisted:
+			if err != nil {
+				return e.breakWith(fmt.Errorf("persist: %w", err))
+			}
+			return nil
+		case <-tick.C:
+			if err := e.failed(); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("bleve: waiting for persistence: %w", ctx.Err())
 		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("bleve: waiting for persistence: %w", ctx.Err())
 	}
 }
 
@@ -475,6 +493,9 @@ func (e *Engine) documentIDs(ctx context.Context, caseIDs []string) (map[string]
 
 // Count implements search.Engine: the number of cases.
 func (e *Engine) Count(ctx context.Context) (int64, error) {
+	if err := e.failed(); err != nil {
+		return 0, err
+	}
 	tq := query.NewTermQuery("1")
 	tq.SetField(fHead)
 	req := bv.NewSearchRequestOptions(tq, 0, 0, false)

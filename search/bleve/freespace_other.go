@@ -1,0 +1,5 @@
+//go:build !linux
+
+package bleve
+
+func freeSpace(string) string { return "free space unknown" }
