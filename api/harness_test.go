@@ -30,8 +30,9 @@ import (
 
 // recordedAudit keeps what the server asked to record, to assert on it.
 type recordedAudit struct {
-	events []string
-	fail   bool
+	events  []string
+	details []map[string]any
+	fail    bool
 }
 
 func (r *recordedAudit) Record(_ context.Context, ch cases.Change, outcome string) error {
@@ -39,6 +40,7 @@ func (r *recordedAudit) Record(_ context.Context, ch cases.Change, outcome strin
 		return sqldb.ErrUnavailable
 	}
 	r.events = append(r.events, ch.Action+":"+outcome+":"+ch.TargetID)
+	r.details = append(r.details, ch.Detail)
 	return nil
 }
 

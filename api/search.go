@@ -122,11 +122,30 @@ func (s *Server) search(c *fiber.Ctx) error {
 	if int64(q.Offset+len(res.Hits)) < res.Total && len(res.Hits) > 0 && q.Offset+q.Limit <= maxOffset {
 		next = encodeOffset(q.Offset + len(res.Hits))
 	}
-	// The audit event carries the query text and the hit count (never bodies).
+	// The audit event carries the query text and the hit count (never
+	// bodies), with card and identity numbers masked as they are in
+	// everything stored: the trail must not keep what the archive masks.
 	c.Locals(targetKey, "")
-	c.Locals(detailKey, map[string]any{"q": text, "hits": res.Total, "filters": vals.Encode()})
+	c.Locals(detailKey, map[string]any{"q": maskedText(text), "hits": res.Total, "filters": maskedValues(vals).Encode()})
 	return c.JSON(fiber.Map{"hits": res.Hits, "total": res.Total, "facets": res.Facets,
 		"took_ms": time.Since(start).Milliseconds(), "next_cursor": next})
+}
+
+func maskedText(s string) string {
+	m, _ := cases.MaskSensitive(s)
+	return m
+}
+
+// maskedValues masks every parameter value (any of them may hold a number:
+// assignee=4111…).
+func maskedValues(v url.Values) url.Values {
+	out := make(url.Values, len(v))
+	for k, vs := range v {
+		for _, x := range vs {
+			out.Add(maskedText(k), maskedText(x))
+		}
+	}
+	return out
 }
 
 // fieldOf maps a FilterFromValues term ("status=zzz") to its parameter.

@@ -304,6 +304,8 @@ func (s *Service) CreateCase(ctx context.Context, in NewCase, a Actor) (Case, er
 	if err := v.err(); err != nil {
 		return Case{}, err
 	}
+	maskFields(&subject)
+	tags = maskTags(tags)
 	if _, err := s.store.GetCustomer(ctx, custID); err != nil {
 		if isNotFound(err) {
 			return Case{}, Invalid("customer_id", "no customer has this id")
@@ -366,6 +368,8 @@ func (s *Service) UpdateCase(ctx context.Context, id string, p CasePatch, a Acto
 	if err := v.err(); err != nil {
 		return Case{}, err
 	}
+	maskFields(&subject)
+	tags = maskTags(tags)
 	ch := Change{Actor: a, Action: "case.update", TargetType: "case", TargetID: id}
 	return s.store.UpdateCase(ctx, id, func(c *Case) error {
 		changed := []string{}
@@ -509,6 +513,13 @@ func (s *Service) AddContact(ctx context.Context, caseID string, in NewContact, 
 		customerID = cs.CustomerID
 	}
 	body, masked := MaskSensitive(*in.Body)
+	masked += maskFields(&author)
+	var loc *Location
+	if in.Location != nil {
+		l := *in.Location
+		masked += maskFields(&l.Label)
+		loc = &l
+	}
 	res := ContactResult{Contact: Contact{
 		ID: NewID(), CaseID: caseID, CustomerID: customerID,
 		Channel: *in.Channel, Direction: *in.Direction, Author: author, Body: body,
@@ -517,8 +528,7 @@ func (s *Service) AddContact(ctx context.Context, caseID string, in NewContact, 
 	}, MaskedNumbers: masked}
 	if in.Location != nil {
 		if cust.Consents.Location {
-			loc := *in.Location
-			res.Location = &loc
+			res.Location = loc
 			if !slices.Contains(res.Categories, CategoryLocation) {
 				res.Categories = append(res.Categories, CategoryLocation)
 			}

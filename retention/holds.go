@@ -1,6 +1,7 @@
 package retention
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -37,10 +38,59 @@ type HoldScope struct {
 	// From and To bound the contact's occurred_at: From <= t < To.
 	From *time.Time `json:"from,omitempty"`
 	To   *time.Time `json:"to,omitempty"`
+	// badFrom and badTo hold a from/to value that is not a time, as sent,
+	// for validation to name the field (a decoding error could not).
+	badFrom, badTo string
 }
 
 func (s HoldScope) empty() bool {
-	return len(s.CaseIDs) == 0 && len(s.CustomerIDs) == 0 && s.Query == "" && s.From == nil && s.To == nil
+	return len(s.CaseIDs) == 0 && len(s.CustomerIDs) == 0 && s.Query == "" && s.From == nil && s.To == nil &&
+		s.badFrom == "" && s.badTo == ""
+}
+
+// UnmarshalJSON decodes a scope strictly (unknown fields are errors) and
+// reads from and to as RFC 3339 times or YYYY-MM-DD dates (midnight UTC).
+// A value that is neither does not fail the decoding, which would give
+// "malformed JSON" for the whole body: it is kept for validation, which
+// answers 422 naming scope.from or scope.to.
+func (s *HoldScope) UnmarshalJSON(b []byte) error {
+	type plain HoldScope // without this method
+	var raw struct {
+		plain
+		From json.RawMessage `json:"from,omitempty"`
+		To   json.RawMessage `json:"to,omitempty"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&raw); err != nil {
+		return err
+	}
+	*s = HoldScope(raw.plain)
+	s.From, s.badFrom = scopeTime(raw.From)
+	s.To, s.badTo = scopeTime(raw.To)
+	return nil
+}
+
+// scopeTime reads one JSON time value; bad is the value as sent when it is
+// not a time.
+func scopeTime(raw json.RawMessage) (t *time.Time, bad string) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, ""
+	}
+	var str string
+	if err := json.Unmarshal(raw, &str); err != nil {
+		return nil, string(raw)
+	}
+	for _, layout := range []string{time.RFC3339Nano, time.DateOnly} {
+		if v, err := time.Parse(layout, str); err == nil {
+			v = v.UTC()
+			return &v, ""
+		}
+	}
+	if str == "" {
+		return nil, `""`
+	}
+	return nil, str
 }
 
 // HoldInput is what placing a hold needs.
@@ -146,7 +196,15 @@ func (h *Holds) validate(ctx context.Context, in *HoldInput) error {
 	text("matter", &in.Matter, MaxMatterLen)
 	text("reason", &in.Reason, MaxReasonLen)
 	sc := &in.Scope
-	sc.Query = strings.TrimSpace(sc.Query)
+	// A hold's query is stored and audited: card and identity numbers in
+	// it are masked like everywhere else (it then holds what their masked
+	// form finds, which is what the archive holds).
+	sc.Query, _ = cases.MaskSensitive(strings.TrimSpace(sc.Query))
+	for _, d := range [...]struct{ field, bad string }{{"scope.from", sc.badFrom}, {"scope.to", sc.badTo}} {
+		if d.bad != "" {
+			bad(d.field, "must be an RFC 3339 time or a YYYY-MM-DD date, not %q", d.bad)
+		}
+	}
 	if sc.empty() {
 		bad("scope", "must name case_ids, customer_ids, a query or a time range")
 	}
@@ -315,6 +373,9 @@ func scanHold(row interface{ Scan(...any) error }) (Hold, error) {
 	}
 	if err := json.Unmarshal([]byte(scope), &h.Scope); err != nil {
 		return h, fmt.Errorf("hold %s scope: %w", h.ID, err)
+	}
+	if h.Scope.badFrom != "" || h.Scope.badTo != "" {
+		return h, fmt.Errorf("hold %s scope: bad time %q %q", h.ID, h.Scope.badFrom, h.Scope.badTo)
 	}
 	h.PlacedAt, h.ReleasedAt = sqldb.FromMicros(placed), sqldb.TimePtr(relAt)
 	h.ReleasedBy, h.ReleaseReason = relBy.String, relReason.String

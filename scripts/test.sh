@@ -67,3 +67,22 @@ log "go vet"
 go vet ./...
 log "go test -race (SQLite and PostgreSQL)"
 go test -race -count=1 -timeout 30m "${@:-./...}"
+
+# A short run of every native fuzz target after the main tests (their seed
+# corpora under testdata/fuzz/ already ran as ordinary tests above). One
+# "package FuzzName" pair per line; FUZZTIME overrides the 10 s per target.
+FUZZ_TARGETS=(
+  "./cases FuzzMaskSensitive"
+  "./search FuzzParseQuery"
+)
+fuzz_briefly() {
+  local t pkg name
+  for t in "${FUZZ_TARGETS[@]}"; do
+    read -r pkg name <<<"$t"
+    log "fuzz $name ($pkg, ${FUZZTIME:-10s})"
+    go test -run='^$' -fuzz="^${name}\$" -fuzztime="${FUZZTIME:-10s}" "$pkg"
+  done
+}
+if [ $# -eq 0 ]; then
+  fuzz_briefly
+fi

@@ -9,6 +9,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/casevault/casevault/cases"
 )
 
@@ -40,6 +42,21 @@ func (e *QueryError) Error() string {
 // are alternatives (status:open status:pending, or status:open,pending).
 // after:D is inclusive and before:D exclusive (the Filter's From/To).
 // Sort, paging and facets are left for the caller.
+//
+// Payment and identity numbers in q are masked first (cases.MaskSensitive),
+// as they are in everything stored: a card number finds the contacts that
+// hold its masked form, and never reaches an engine, a log or an error
+// message. Free text is NFKC-normalised, so full-width digits, ², ① or ⅻ
+// search as the ASCII they stand for.
+//
+// A query never silently becomes match-all: a term that holds letters or
+// numbers but no word an engine can index ("൰"), and a non-blank query left
+// with no word, phrase, exclusion or filter ("****", `""`), are rejected
+// with a QueryError naming the term. Pure punctuation between real terms
+// ("refund ?") is ignored.
+//
+// At most MaxQueryTerms terms: every word (including each of comma- or
+// dot-joined words such as a,b,c), phrase and field value counts.
 func ParseQuery(q string) (Query, error) {
 	var out Query
 	if len(q) > MaxQueryBytes {
@@ -48,16 +65,37 @@ func ParseQuery(q string) (Query, error) {
 	if !utf8.ValidString(q) {
 		return out, &QueryError{Message: "not valid UTF-8"}
 	}
+	q, _ = cases.MaskSensitive(q)
 	toks := tokenize(q)
 	if len(toks) > MaxQueryTerms {
 		return out, &QueryError{Message: fmt.Sprintf("more than %d terms", MaxQueryTerms)}
 	}
+	terms := 0
+	count := func(n int) error {
+		if terms += n; terms > MaxQueryTerms {
+			return &QueryError{Message: fmt.Sprintf("more than %d terms", MaxQueryTerms)}
+		}
+		return nil
+	}
+	ignored := "" // the first term that was pure punctuation
 	for _, t := range toks {
+		var words []string
+		if t.field == "" {
+			words = textWords(t.text)
+			if len(words) == 0 {
+				if hasLetterOrNumber(t.text) {
+					return Query{}, &QueryError{Term: t.raw, Message: "has no searchable word"}
+				}
+				if ignored == "" {
+					ignored = t.raw
+				}
+				continue
+			}
+		}
 		switch {
 		case t.phrase:
-			words := textWords(t.text)
-			if len(words) == 0 {
-				continue
+			if err := count(1); err != nil {
+				return Query{}, err
 			}
 			p := strings.Join(words, " ")
 			if t.negated {
@@ -66,11 +104,17 @@ func ParseQuery(q string) (Query, error) {
 				out.Phrases = appendUnique(out.Phrases, p)
 			}
 		case t.field != "":
+			if err := count(max(1, len(plainValues(t.text)))); err != nil {
+				return Query{}, err
+			}
 			if err := applyField(&out.Filter, t.field, t.text, t.raw); err != nil {
 				return Query{}, err
 			}
 		default:
-			for _, w := range textWords(t.text) {
+			if err := count(len(words)); err != nil {
+				return Query{}, err
+			}
+			for _, w := range words {
 				if t.negated {
 					out.Excluded = appendUnique(out.Excluded, w)
 				} else {
@@ -79,7 +123,22 @@ func ParseQuery(q string) (Query, error) {
 			}
 		}
 	}
+	if ignored != "" && !out.HasText() && len(out.Excluded) == 0 && out.Filter.isZero() {
+		return Query{}, &QueryError{Term: ignored, Message: "has no searchable word"}
+	}
 	return out, nil
+}
+
+// hasLetterOrNumber reports whether s holds anything a user means as text
+// (as opposed to punctuation or symbols typed as decoration).
+func hasLetterOrNumber(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsNumber(r) })
+}
+
+func (f Filter) isZero() bool {
+	return len(f.Statuses) == 0 && len(f.Channels) == 0 && len(f.Priorities) == 0 && len(f.CustomerIDs) == 0 &&
+		len(f.Assignees) == 0 && len(f.Tags) == 0 && len(f.Purposes) == 0 && len(f.CaseIDs) == 0 &&
+		f.From.IsZero() && f.To.IsZero()
 }
 
 type token struct {
@@ -168,7 +227,11 @@ func tokenize(q string) []token {
 // characters never reach an engine as meaning. Runs with no letter or digit
 // (masked "****") are dropped: they can never match and engines disagree on
 // how to treat them.
+//
+// The text is NFKC-normalised first: engines index "４１１１" as nothing or
+// as "4111", and "ⅻ" or "²³" are no letters or digits at all before it.
 func textWords(s string) []string {
+	s = norm.NFKC.String(s)
 	var words []string
 	isWordRune := func(r rune) bool {
 		return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r)

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 	"unicode"
+
+	"github.com/casevault/casevault/cases"
 )
 
 func day(s string) time.Time {
@@ -38,7 +40,16 @@ func TestParseQuery(t *testing.T) {
 		{`foo:bar http://example.com`, Query{Words: []string{"foo", "bar", "http", "example.com"}}},
 		{`status: open`, Query{Words: []string{"status", "open"}}},
 		{`阅读 记录`, Query{Words: []string{"阅读", "记录"}}},
-		{`**** ---- "" - :`, Query{}},
+		{`refund ? ****`, Query{Words: []string{"refund"}}},
+		// Issue 12 §6: these used to give no word and match everything.
+		{`４１１１`, Query{Words: []string{"4111"}}},
+		{`ⅻ`, Query{Words: []string{"xii"}}},
+		{`²³`, Query{Words: []string{"23"}}},
+		{`① "②③"`, Query{Words: []string{"1"}, Phrases: []string{"23"}}},
+		{`Ｒｅｆｕｎｄ`, Query{Words: []string{"Refund"}}},
+		// Issue 12 §5: a card number is masked before anything else.
+		{`card 4111 1111 1111 1111`, Query{Words: []string{"card", "1111"}}},
+		{`４１１１.１１１１.１１１１.１１１１`, Query{Words: []string{"1111"}}},
 		{`status:open OR customer:x`, Query{Words: []string{"OR"}, Filter: Filter{Statuses: []string{"open"}, CustomerIDs: []string{"x"}}}},
 		{`(refund) AND \card\ "a\"b"`, Query{Words: []string{"refund", "AND", "card", "b"}, Phrases: []string{"a"}}},
 		{`customer:"x\" OR status=\"open"`, Query{Words: []string{"OR", "status"}, Phrases: []string{"open"}, Filter: Filter{CustomerIDs: []string{`x\`}}}},
@@ -70,6 +81,17 @@ func TestParseQueryErrors(t *testing.T) {
 		{"after:2025-13-01", "after:2025-13-01"},
 		{strings.Repeat("a", MaxQueryBytes+1), ""},
 		{strings.Repeat("a ", MaxQueryTerms+1), ""},
+		// Issue 12 §8: comma-joined words count one by one.
+		{strings.TrimSuffix(strings.Repeat("a,", MaxQueryTerms+1), ","), ""},
+		{`"` + strings.Repeat("a ", MaxQueryTerms+1) + `"` + strings.Repeat(" b", MaxQueryTerms), ""},
+		{"customer:" + strings.TrimSuffix(strings.Repeat("c,", MaxQueryTerms+1), ","), ""},
+		// Issue 12 §6: no term may silently vanish into match-all.
+		{`**** ---- "" - :`, "****"},
+		{`""`, `""`},
+		{`?`, `?`},
+		{"൰", "൰"},
+		{`refund ൰ x`, `൰`},
+		{"refund -൰", "-൰"},
 		{"bad \xff utf8", ""},
 	}
 	for _, tt := range tests {
@@ -141,7 +163,7 @@ func TestMergeFilter(t *testing.T) {
 // FuzzParseQuery checks that no input panics and that whatever reaches an
 // engine as text carries no query syntax.
 func FuzzParseQuery(f *testing.F) {
-	for _, s := range []string{"refund", `status:open OR customer:x`, `"a \" b" -c`, `tag:"x`, `阅读记录 -"" ::`, `\\"(`, "after:2025-01-01T00:00:00Z"} {
+	for _, s := range []string{"４１１１", "ⅻ", "²³", "൰", `**** "" -`, "a,b,c,d", "4111 1111 1111 1111", "refund", `status:open OR customer:x`, `"a \" b" -c`, `tag:"x`, `阅读记录 -"" ::`, `\\"(`, "after:2025-01-01T00:00:00Z"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -179,8 +201,18 @@ func FuzzParseQuery(f *testing.F) {
 		for _, p := range q.Excluded {
 			check("excluded", p, true)
 		}
-		if n := len(q.Words) + len(q.Phrases) + len(q.Excluded); n > MaxQueryBytes {
+		if n := len(q.Words) + len(q.Phrases) + len(q.Excluded); n > MaxQueryTerms {
 			t.Fatalf("%d terms", n)
+		}
+		// Non-blank input never becomes match-all.
+		if strings.TrimSpace(s) != "" && !q.HasText() && len(q.Excluded) == 0 && q.Filter.isZero() {
+			t.Fatalf("ParseQuery(%q) = %#v: non-blank input with no term or filter", s, q)
+		}
+		// No card number reaches an engine.
+		for _, w := range append(append(append([]string{}, q.Words...), q.Phrases...), q.Excluded...) {
+			if m, n := cases.MaskSensitive(w); n != 0 {
+				t.Fatalf("term %q holds a maskable number (%q)", w, m)
+			}
 		}
 	})
 }

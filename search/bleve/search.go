@@ -221,15 +221,23 @@ func (e *Engine) wordQuery(w string, fuzzy bool) query.Query {
 // customer and case IDs, stay in the query where skipping pays.
 func (e *Engine) buildQuery(ctx context.Context, r index.IndexReader, q search.Query) (query.Query, *docFilter, error) {
 	var must []query.Query
+	// Every word and phrase must match. One that analyzes to no token
+	// ("４１１１", "²³" reach here only if a caller skipped ParseQuery) can
+	// match nothing, so neither can the query: dropping it instead would
+	// widen the query, down to match-all when it was the only term.
 	for _, w := range q.Words {
-		if wq := e.wordQuery(w, true); wq != nil {
-			must = append(must, wq)
+		wq := e.wordQuery(w, true)
+		if wq == nil {
+			return query.NewMatchNoneQuery(), nil, nil
 		}
+		must = append(must, wq)
 	}
 	for _, p := range q.Phrases {
-		if pq := e.phraseQuery(p); pq != nil {
-			must = append(must, pq)
+		pq := e.phraseQuery(p)
+		if pq == nil {
+			return query.NewMatchNoneQuery(), nil, nil
 		}
+		must = append(must, pq)
 	}
 	f := q.Filter
 	df := &docFilter{}

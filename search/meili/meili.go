@@ -436,6 +436,11 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 	limit = min(limit, maxLimit)
 	offset := max(q.Offset, 0)
 
+	if !everyTermSearchable(q.Words, q.Phrases) {
+		// Meilisearch would drop such a term and answer the rest, down to
+		// a placeholder search (everything) when it was the only one.
+		return search.Result{Hits: []search.Hit{}, Facets: map[string]map[string]int64{}}, nil
+	}
 	req := &meilisearch.SearchRequest{
 		Query:                buildQ(q.Words, q.Phrases, q.Excluded),
 		MatchingStrategy:     meilisearch.All, // every word must match

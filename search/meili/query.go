@@ -75,6 +75,24 @@ func hasTerms(words, phrases []string) bool {
 	return false
 }
 
+// everyTermSearchable reports whether each word and each phrase keeps a
+// letter or digit once cleaned: every one of them must match (matching
+// strategy "all"), so one that Meilisearch cannot search for means the
+// query matches nothing.
+func everyTermSearchable(words, phrases []string) bool {
+	for _, w := range words {
+		if !hasTerms([]string{w}, nil) {
+			return false
+		}
+	}
+	for _, p := range phrases {
+		if !hasTerms(nil, []string{p}) {
+			return false
+		}
+	}
+	return true
+}
+
 // matchBounds is one entry of Meilisearch's _matchesPosition: byte offsets
 // into the attribute's value.
 type matchBounds struct {

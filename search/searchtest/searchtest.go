@@ -29,6 +29,7 @@ package searchtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -99,6 +100,7 @@ func RunWith(t *testing.T, o Options, newEngine func(t *testing.T) search.Engine
 	t.Run("OneHitPerCase", s.testOneHitPerCase)
 	t.Run("Snippet", s.testSnippet)
 	t.Run("MaskedNumbers", s.testMasked)
+	t.Run("NoToken", s.testNoToken)
 	t.Run("Injection", s.testInjection)
 	t.Run("DeleteAndReplace", func(t *testing.T) { testMutations(t, newEngine, o.Timeout) })
 }
@@ -551,13 +553,52 @@ func (s *suite) testMasked(t *testing.T) {
 			t.Errorf("%+v finds %d cases: digits behind the mask are searchable", q, res.Total)
 		}
 	}
-	// the '*' run itself is not a token: a query made of it is no text query
-	q, err := search.ParseQuery("************")
+	// the '*' run itself is not a token: a query made of it is rejected
+	// rather than turned into match-all (issue 12 §6)
+	var qe *search.QueryError
+	if q, err := search.ParseQuery("************"); !errors.As(err, &qe) {
+		t.Errorf("ParseQuery(****) = %+v, %v; want a QueryError", q, err)
+	}
+}
+
+// testNoToken: a word or phrase the engine cannot index matches nothing,
+// alone or beside other terms; it is never dropped (which made "４１１１",
+// "ⅻ" and "²³" match every case, issue 12 §6).
+func (s *suite) testNoToken(t *testing.T) {
+	for _, w := range []string{"４１１１", "²³", "ⅻ", "①", "൰", "****", "\u200b"} {
+		for _, q := range []search.Query{
+			{Words: []string{w}},
+			{Phrases: []string{w}},
+			{Words: []string{"refund", w}},
+			{Words: []string{w}, Filter: search.Filter{Statuses: []string{"open"}}},
+		} {
+			res, err := s.eng.Search(t.Context(), q)
+			if err != nil {
+				t.Fatalf("%+v: %v", q, err)
+			}
+			if res.Total != 0 || len(res.Hits) != 0 {
+				t.Errorf("%+v matches %d cases, want none", q, res.Total)
+			}
+		}
+	}
+	// Through the parser the same input either searches its normalised
+	// form or is rejected; it never matches every case.
+	everything, err := s.eng.Count(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(q.Words)+len(q.Phrases) != 0 {
-		t.Errorf("ParseQuery keeps %v", q)
+	for _, in := range []string{"４１１１", "²³", "ⅻ", "൰", `"" ****`} {
+		q, err := search.ParseQuery(in)
+		if err != nil {
+			continue
+		}
+		res, err := s.eng.Search(t.Context(), q)
+		if err != nil {
+			t.Fatalf("%q: %v", in, err)
+		}
+		if res.Total == everything {
+			t.Errorf("%q matches all %d cases", in, everything)
+		}
 	}
 }
 
