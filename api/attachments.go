@@ -47,6 +47,71 @@ func bodyStream(c *fiber.Ctx) io.Reader {
 }
 
 func (s *Server) uploadAttachment(c *fiber.Ctx) error {
+	contactID := strings.Clone(c.Params("id"))
+	err := s.storeUpload(c, contactID)
+	if err == nil {
+		return nil
+	}
+	s.auditFailedUpload(c, contactID, err)
+	switch {
+	case errors.Is(err, archive.ErrTooLarge):
+		tooLarge(c)
+		return errStatus(fiber.StatusRequestEntityTooLarge, "attachment larger than %d bytes", s.d.Attachments.MaxSize())
+	case errors.Is(err, archive.ErrDigestMismatch):
+		return &httpError{status: fiber.StatusUnprocessableEntity, detail: "the body does not match the digest sent", fields: []fieldErr{{Field: "Content-Digest", Message: "does not match the body"}}}
+	case errors.Is(err, errBodyIncomplete), errors.Is(err, errClientGone):
+		// The client may still be sending, or is gone: the connection
+		// cannot carry another request either way.
+		c.Context().SetConnectionClose()
+		s.log.Info("upload not stored", "request_id", requestID(c), "err", err)
+		return errStatus(fiber.StatusBadRequest, "the request body was incomplete or the client left; nothing was stored")
+	case errors.Is(err, errMultipart):
+		return errStatus(fiber.StatusBadRequest, "malformed multipart body")
+	}
+	return err
+}
+
+// auditFailedUpload records an upload that stored nothing, so the trail
+// shows the attempt (a committed upload is audited in its transaction).
+func (s *Server) auditFailedUpload(c *fiber.Ctx, contactID string, err error) {
+	if s.d.Audit == nil {
+		return
+	}
+	ch := cases.Change{Actor: actor(c), Action: "attachment.create", TargetType: "contact", TargetID: contactID,
+		Detail: map[string]any{"reason": uploadFailure(err)}}
+	if aerr := s.d.Audit.Record(c.UserContext(), ch, "failed"); aerr != nil {
+		s.log.Warn("audit of failed upload failed", "request_id", requestID(c), "err", aerr)
+	}
+}
+
+// uploadFailure names the failure class for the audit trail: a fixed
+// vocabulary, never client text.
+func uploadFailure(err error) string {
+	var ve *cases.ValidationError
+	switch {
+	case errors.Is(err, errBodyIncomplete):
+		return "body incomplete"
+	case errors.Is(err, errClientGone):
+		return "client gone"
+	case errors.Is(err, archive.ErrTooLarge):
+		return "too large"
+	case errors.Is(err, archive.ErrDigestMismatch):
+		return "digest mismatch"
+	case errors.Is(err, archive.ErrUnavailable):
+		return "blob store unavailable"
+	case errors.Is(err, cases.ErrNotFound):
+		return "contact not found"
+	case errors.As(err, &ve):
+		return "invalid"
+	}
+	var he *httpError
+	if errors.As(err, &he) {
+		return strconv.Itoa(he.status)
+	}
+	return "error"
+}
+
+func (s *Server) storeUpload(c *fiber.Ctx, contactID string) error {
 	max := s.d.Attachments.MaxSize()
 	if cl := c.Request().Header.ContentLength(); cl > 0 && int64(cl) > max+64<<10 {
 		tooLarge(c)
@@ -56,38 +121,35 @@ func (s *Server) uploadAttachment(c *fiber.Ctx) error {
 	if err != nil {
 		return &httpError{status: fiber.StatusUnprocessableEntity, detail: err.Error(), fields: []fieldErr{{Field: "Content-Digest", Message: "must be sha-256=:base64: or a hex X-Content-SHA256"}}}
 	}
-	in := archive.AttachmentInput{ContactID: c.Params("id"), ExpectedSHA256: digest}
+	in := archive.AttachmentInput{ContactID: contactID, ExpectedSHA256: digest}
 	ctype := string(c.Request().Header.ContentType())
 	mt, params, _ := mime.ParseMediaType(ctype)
-	var body io.Reader
 	if mt == "multipart/form-data" {
-		mr := multipart.NewReader(bodyStream(c), params["boundary"])
-		for {
-			part, err := mr.NextPart()
-			if err == io.EOF {
-				return cases.Invalid("file", "a multipart upload needs one part named file")
-			}
-			if err != nil {
-				return errStatus(fiber.StatusBadRequest, "malformed multipart body")
-			}
-			if part.FormName() == "file" {
-				in.Filename = part.FileName()
-				in.ContentType = part.Header.Get("Content-Type")
-				body = part
-				break
-			}
+		raw := bodyStream(c)
+		part, err := filePart(raw, params["boundary"])
+		if err != nil {
+			return err
 		}
+		in.Filename = part.FileName()
+		in.ContentType = part.Header.Get("Content-Type")
+		in.Body = part
 	} else {
 		in.Filename = c.Query("filename")
 		in.ContentType = ctype
-		body = bodyStream(c)
+		in.Body = bodyStream(c)
 	}
 	if in.Filename == "" {
 		in.Filename = "attachment"
 	}
-	in.Body = body
 	a := actor(c)
+	conn, _ := c.Context().Conn().(*watchedConn)
 	in.InTx = func(ctx context.Context, tx *sql.Tx, att cases.Attachment) error {
+		// Checked last, just before the commit: a client that gave up
+		// (say while a slow blob store took the body) must not find its
+		// upload committed behind its back when it retries.
+		if conn != nil && conn.peerGone() {
+			return errClientGone
+		}
 		if s.d.AuditTx == nil {
 			return nil
 		}
@@ -95,17 +157,95 @@ func (s *Server) uploadAttachment(c *fiber.Ctx) error {
 			Detail: map[string]any{"contact_id": att.ContactID, "size": att.Size, "sha256": att.SHA256, "content_type": att.ContentType}})
 	}
 	att, err := s.d.Attachments.Put(c.UserContext(), in)
-	switch {
-	case errors.Is(err, archive.ErrTooLarge):
-		tooLarge(c)
-		return errStatus(fiber.StatusRequestEntityTooLarge, "attachment larger than %d bytes", max)
-	case errors.Is(err, archive.ErrDigestMismatch):
-		return &httpError{status: fiber.StatusUnprocessableEntity, detail: "the body does not match the digest sent", fields: []fieldErr{{Field: "Content-Digest", Message: "does not match the body"}}}
-	case err != nil:
+	if err != nil {
 		return err
 	}
 	c.Location("/api/v1/attachments/" + att.ID)
 	return c.Status(fiber.StatusCreated).JSON(att)
+}
+
+// errMultipart: the multipart framing around the file is broken.
+var errMultipart = errors.New("malformed multipart body")
+
+// filePart returns the reader of the part named "file". Its stream ends
+// with io.EOF only once the rest of the body has been read and found
+// whole: the closing boundary present and the body complete (for a
+// multipart body with a truncated tail, the file's bytes can all be there
+// while the request is still broken).
+func filePart(body io.Reader, boundary string) (*multipartFile, error) {
+	if boundary == "" {
+		return nil, errStatus(fiber.StatusBadRequest, "malformed multipart body: no boundary")
+	}
+	mr := multipart.NewReader(body, boundary)
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			return nil, cases.Invalid("file", "a multipart upload needs one part named file")
+		}
+		if errors.Is(err, errBodyIncomplete) {
+			return nil, err
+		}
+		if err != nil {
+			return nil, errStatus(fiber.StatusBadRequest, "malformed multipart body")
+		}
+		if part.FormName() == "file" {
+			return &multipartFile{Part: part, mr: mr, body: body}, nil
+		}
+	}
+}
+
+type multipartFile struct {
+	*multipart.Part
+	mr   *multipart.Reader
+	body io.Reader
+	err  error
+}
+
+func (f *multipartFile) Read(p []byte) (int, error) {
+	if f.err != nil {
+		return 0, f.err
+	}
+	n, err := f.Part.Read(p)
+	switch {
+	case err == io.EOF:
+		f.err = f.finish()
+		return n, f.err
+	case errors.Is(err, errBodyIncomplete):
+		f.err = err
+	case err != nil:
+		f.err = fmt.Errorf("%w: %w", errMultipart, err)
+	}
+	return n, f.err
+}
+
+// finish reads past any later parts to the closing boundary and the end
+// of the body. Later parts are ignored, as before; the body limit bounds
+// what this reads.
+func (f *multipartFile) finish() error {
+	for {
+		part, err := f.mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if errors.Is(err, errBodyIncomplete) {
+				return err
+			}
+			return fmt.Errorf("%w: %w", errMultipart, err)
+		}
+		if _, err := io.Copy(io.Discard, part); err != nil {
+			if errors.Is(err, errBodyIncomplete) {
+				return err
+			}
+			return fmt.Errorf("%w: %w", errMultipart, err)
+		}
+	}
+	// The epilogue after the closing boundary; what matters is that the
+	// body itself ends cleanly.
+	if _, err := io.Copy(io.Discard, f.body); err != nil {
+		return err
+	}
+	return io.EOF
 }
 
 func (s *Server) attachmentMeta(c *fiber.Ctx) error {

@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,16 +32,26 @@ import (
 
 // recordedAudit keeps what the server asked to record, to assert on it.
 type recordedAudit struct {
+	mu     sync.Mutex
 	events []string
 	fail   bool
 }
 
 func (r *recordedAudit) Record(_ context.Context, ch cases.Change, outcome string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.fail {
 		return sqldb.ErrUnavailable
 	}
 	r.events = append(r.events, ch.Action+":"+outcome+":"+ch.TargetID)
 	return nil
+}
+
+// has reports whether an event "action:outcome:target" was recorded.
+func (r *recordedAudit) has(event string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Contains(r.events, event)
 }
 
 // fixedPolicy keeps every contact one year from capture; enough to see the
@@ -132,7 +144,7 @@ func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = srv.App().Listener(ln) }()
+	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.App().Shutdown() })
 	h := &harness{t: t, db: db, srv: srv, blobDir: blobDir, reindexErr: reindexErr, audit: rec, tokens: map[auth.Role]string{},
 		base: "http://" + ln.Addr().String(), client: &http.Client{Timeout: 30 * time.Second},
