@@ -75,8 +75,11 @@ type harness struct {
 	revokd string
 	base   string
 	client *http.Client
-	// blobDir is the attachment store's root, to inspect what is on disk.
+	// blobDir is the attachment store's root, to inspect what is on disk
+	// ("" when the attachments are not on local disk).
 	blobDir string
+	// blobs is the attachment store.
+	blobs archive.Blobs
 	// reindexErr is what the reindex starter answers (tests set it).
 	reindexErr *error
 	// backups is the backup service behind /api/v1/backups, writing to
@@ -87,14 +90,25 @@ type harness struct {
 
 func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 	t.Helper()
+	return newHarnessBlobs(t, d, nil)
+}
+
+// newHarnessBlobs is newHarness with the attachments in blobs (nil: a
+// local store in a temporary directory, h.blobDir).
+func newHarnessBlobs(t *testing.T, d sqldb.Dialect, blobs archive.Blobs) *harness {
+	t.Helper()
 	db := sqldbtest.Open(t, d)
 	rec := &recordedAudit{}
 	store := sqlstore.New(db, sqlstore.Options{Policy: fixedPolicy{}})
 	tokens := auth.NewTokens(db)
-	blobDir := t.TempDir()
-	blobs, err := local.New(blobDir)
-	if err != nil {
-		t.Fatal(err)
+	var blobDir string
+	if blobs == nil {
+		blobDir = t.TempDir()
+		lb, err := local.New(blobDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blobs = lb
 	}
 	key := make([]byte, 32)
 	keys, err := archive.NewKeyring(db, key, archive.KeyringOptions{})
@@ -146,7 +160,7 @@ func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 	}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.App().Shutdown() })
-	h := &harness{t: t, db: db, srv: srv, blobDir: blobDir, reindexErr: reindexErr, audit: rec, tokens: map[auth.Role]string{},
+	h := &harness{t: t, db: db, srv: srv, blobDir: blobDir, blobs: blobs, reindexErr: reindexErr, audit: rec, tokens: map[auth.Role]string{},
 		base: "http://" + ln.Addr().String(), client: &http.Client{Timeout: 30 * time.Second},
 		backups: bsvc, backupDir: backupDir}
 	ctx := context.Background()

@@ -3,6 +3,7 @@ package api_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/auth"
 )
 
@@ -67,13 +69,20 @@ func (h *harness) attachmentRows(t *testing.T, contactID string) int {
 // row and no blob, and be audited as failed; on a real TCP connection,
 // because that is where fasthttp reports a closed socket as a clean end.
 func TestTruncatedUploadStoresNothing(t *testing.T) {
+	cases := truncatedCases(t)
+	forEachDialect(t, func(t *testing.T, h *harness) { h.checkTruncated(t, cases) })
+}
+
+type truncCase = struct {
+	name string
+	u    rawUpload
+}
+
+func truncatedCases(t *testing.T) []truncCase {
 	payload := make([]byte, 400_000)
 	rand.Read(payload)
 	mp, mpType := multipartBody(t, payload)
-	cases := []struct {
-		name string
-		u    rawUpload
-	}{
+	return []truncCase{
 		{"raw content-length short", rawUpload{contentType: "application/octet-stream", query: "?filename=x.bin", contentLength: 900_000, body: payload}},
 		{"raw chunked without 0 chunk", rawUpload{contentType: "application/octet-stream", query: "?filename=x.bin", contentLength: -1, body: payload}},
 		{"multipart cut inside the file", rawUpload{contentType: mpType, contentLength: len(mp), body: mp[:len(mp)/2]}},
@@ -81,33 +90,52 @@ func TestTruncatedUploadStoresNothing(t *testing.T) {
 		{"multipart content-length short after closing boundary", rawUpload{contentType: mpType, contentLength: len(mp) + 500_000, body: mp}},
 		{"multipart chunked without 0 chunk", rawUpload{contentType: mpType, contentLength: -1, body: mp}},
 	}
-	forEachDialect(t, func(t *testing.T, h *harness) {
-		for _, tc := range cases {
-			t.Run(tc.name, func(t *testing.T) {
-				contact := h.contactForUpload(t)
-				conn := h.sendRaw(t, contact, tc.u)
-				time.Sleep(200 * time.Millisecond) // let the server read what was sent
-				conn.Close()
-				want := "attachment.create:failed:" + contact
-				deadline := time.Now().Add(15 * time.Second)
-				for !h.audit.has(want) {
-					if time.Now().After(deadline) {
-						t.Fatalf("no %q audit event; events: %v", want, h.audit.events)
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-				if n := h.attachmentRows(t, contact); n != 0 {
-					t.Fatalf("%d attachment rows stored from a truncated upload", n)
-				}
-				if h.audit.has("attachment.create:ok:" + contact) {
-					t.Fatal("truncated upload audited ok")
-				}
-				if files := h.blobFiles(t); len(files) != 0 {
-					t.Fatalf("blobs left behind: %v", files)
-				}
-			})
+}
+
+func (h *harness) checkTruncated(t *testing.T, cases []truncCase) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			contact := h.contactForUpload(t)
+			conn := h.sendRaw(t, contact, tc.u)
+			time.Sleep(200 * time.Millisecond) // let the server read what was sent
+			conn.Close()
+			h.waitAudit(t, "attachment.create:failed:"+contact)
+			if n := h.attachmentRows(t, contact); n != 0 {
+				t.Fatalf("%d attachment rows stored from a truncated upload", n)
+			}
+			if h.audit.has("attachment.create:ok:" + contact) {
+				t.Fatal("truncated upload audited ok")
+			}
+			if keys := h.storedBlobs(t); len(keys) != 0 {
+				t.Fatalf("blobs left behind: %v", keys)
+			}
+		})
+	}
+}
+
+func (h *harness) waitAudit(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !h.audit.has(want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q audit event", want)
 		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// storedBlobs lists the attachment blobs in the store (any backend).
+func (h *harness) storedBlobs(t *testing.T) []string {
+	t.Helper()
+	var keys []string
+	err := h.blobs.List(context.Background(), archive.BlobPrefix, func(b archive.BlobInfo) error {
+		keys = append(keys, b.Key)
+		return nil
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
 }
 
 // TestCompleteRawUploadsOnOneConnection is the control: the same framings,
