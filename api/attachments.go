@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -318,6 +319,19 @@ func (s *Server) downloadAttachment(c *fiber.Ctx) error {
 	}
 	_, rc, err := s.d.Attachments.OpenRange(c.UserContext(), id, off, n)
 	if err != nil {
+		s.auditCorruptRead(c, id, err, 0)
+		return err
+	}
+	// Decrypt the first package before any header leaves: a flipped byte
+	// there, a swapped or truncated blob, or a store that fails at once
+	// become a proper error status instead of a 200 with a short body.
+	head := make([]byte, min(n, firstPackage))
+	if _, err := io.ReadFull(rc, head); err != nil {
+		rc.Close()
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			err = fmt.Errorf("%w: attachment shorter than recorded", archive.ErrCorrupt)
+		}
+		s.auditCorruptRead(c, id, err, 0)
 		return err
 	}
 	c.Set(fiber.HeaderContentType, meta.ContentType)
@@ -333,9 +347,63 @@ func (s *Server) downloadAttachment(c *fiber.Ctx) error {
 	}
 	c.Status(status)
 	// fasthttp streams the reader after the handler chain (and the read
-	// audit) returned, and closes it.
-	c.Context().SetBodyStream(&chunkedWriterTo{rc: rc}, int(n))
+	// audit) returned, and closes it. A failure from here on can only cut
+	// the connection (the client sees fewer bytes than Content-Length);
+	// it is logged and audited by onError, which must not touch c.
+	ctx := context.WithoutCancel(c.UserContext())
+	a, rid := actor(c), requestID(c)
+	id = strings.Clone(id)
+	c.Context().SetBodyStream(&chunkedWriterTo{rc: readCloser{io.MultiReader(bytes.NewReader(head), rc), rc}, onError: func(err error, sent int64) {
+		s.streamFailed(ctx, a, rid, id, err, sent)
+	}}, int(n))
 	return nil
+}
+
+// firstPackage is how much plaintext is checked before the headers: one
+// DARE package, the unit the cipher authenticates.
+const firstPackage = 64 << 10
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// auditCorruptRead records a read refused because the stored object failed
+// its integrity check (other errors are not reads of the attachment).
+func (s *Server) auditCorruptRead(c *fiber.Ctx, id string, err error, sent int64) {
+	if !errors.Is(err, archive.ErrCorrupt) || s.d.Audit == nil {
+		return
+	}
+	ch := cases.Change{Actor: actor(c), Action: "attachment.read", TargetType: "attachment", TargetID: strings.Clone(id),
+		Detail: map[string]any{"reason": "integrity check failed", "bytes_sent": sent}}
+	if aerr := s.d.Audit.Record(c.UserContext(), ch, "failed"); aerr != nil {
+		s.log.Error("audit of failed read failed", "request_id", requestID(c), "err", aerr)
+	}
+}
+
+// streamFailed handles an error after the headers were sent: the read
+// already recorded as ok is followed by a failed event, and the incident
+// is logged at error level (an integrity failure means stored data was
+// altered or lost).
+func (s *Server) streamFailed(ctx context.Context, a cases.Actor, rid, id string, err error, sent int64) {
+	reason := "store failed"
+	if errors.Is(err, archive.ErrCorrupt) {
+		reason = "integrity check failed"
+	} else if !errors.Is(err, archive.ErrUnavailable) {
+		// The client went away (write error): nothing to report.
+		return
+	}
+	s.log.ErrorContext(ctx, "download cut short", "request_id", rid, "attachment", id, "bytes_sent", sent, "err", err)
+	if s.d.Audit == nil {
+		return
+	}
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ch := cases.Change{Actor: a, Action: "attachment.read", TargetType: "attachment", TargetID: id,
+		Detail: map[string]any{"reason": reason, "bytes_sent": sent}}
+	if aerr := s.d.Audit.Record(actx, ch, "failed"); aerr != nil {
+		s.log.Error("audit of failed read failed", "request_id", rid, "err", aerr)
+	}
 }
 
 // chunkedWriterTo makes fasthttp copy the download in large writes: without
@@ -343,6 +411,9 @@ func (s *Server) downloadAttachment(c *fiber.Ctx) error {
 // costs a large share of download throughput.
 type chunkedWriterTo struct {
 	rc io.ReadCloser
+	// onError is told about a read failure (not a write failure: that is
+	// the client leaving) and how many bytes had been sent.
+	onError func(err error, sent int64)
 }
 
 func (c *chunkedWriterTo) Read(p []byte) (int, error) { return c.rc.Read(p) }
@@ -404,6 +475,9 @@ func (c *chunkedWriterTo) WriteTo(w io.Writer) (int64, error) {
 			return total, nil
 		}
 		if ch.err != nil {
+			if c.onError != nil {
+				c.onError(ch.err, total)
+			}
 			return total, ch.err
 		}
 		free <- ch.buf[:cap(ch.buf)]

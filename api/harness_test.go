@@ -80,6 +80,8 @@ type harness struct {
 	blobDir string
 	// blobs is the attachment store.
 	blobs archive.Blobs
+	// logs is what the server logged (info and above).
+	logs *syncBuffer
 	// reindexErr is what the reindex starter answers (tests set it).
 	reindexErr *error
 	// backups is the backup service behind /api/v1/backups, writing to
@@ -125,6 +127,7 @@ func newHarnessBlobs(t *testing.T, d sqldb.Dialect, blobs archive.Blobs) *harnes
 	ix := search.NewIndexer(store, eng, nil, search.Options{})
 	t.Cleanup(func() { ix.Close() })
 	reindexErr := new(error)
+	logs := &syncBuffer{}
 	policy := retention.NewPolicy(retention.DefaultSchedule())
 	holds := retention.NewHolds(db, nil)
 	sweeper := retention.NewSweeper(db, retention.SweeperOptions{Policy: policy, Holds: holds, Blobs: blobs})
@@ -146,7 +149,7 @@ func newHarnessBlobs(t *testing.T, d sqldb.Dialect, blobs archive.Blobs) *harnes
 	bsvc := backup.New(db, repo, backup.Options{Blobs: blobs, Keys: bkeys})
 	srv := api.New(api.Config{JSONBodyLimit: 64 << 10, AttachmentLimit: 1 << 20, Version: "test"}, api.Deps{
 		Cases: cases.NewService(store, nil), Tokens: tokens, Audit: rec,
-		Log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log:         slog.New(slog.NewTextHandler(logs, nil)),
 		Attachments: atts,
 		AuditTrail:  trail, Search: ix, Reindex: func(context.Context) error { return *reindexErr }, Retention: ret,
 		Backups: &api.BackupDeps{Service: bsvc, Identity: bkeys.Identity, Ping: repoStore.Ping},
@@ -160,7 +163,7 @@ func newHarnessBlobs(t *testing.T, d sqldb.Dialect, blobs archive.Blobs) *harnes
 	}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.App().Shutdown() })
-	h := &harness{t: t, db: db, srv: srv, blobDir: blobDir, blobs: blobs, reindexErr: reindexErr, audit: rec, tokens: map[auth.Role]string{},
+	h := &harness{t: t, db: db, srv: srv, blobDir: blobDir, blobs: blobs, logs: logs, reindexErr: reindexErr, audit: rec, tokens: map[auth.Role]string{},
 		base: "http://" + ln.Addr().String(), client: &http.Client{Timeout: 30 * time.Second},
 		backups: bsvc, backupDir: backupDir}
 	ctx := context.Background()
@@ -180,6 +183,24 @@ func newHarnessBlobs(t *testing.T, d sqldb.Dialect, blobs archive.Blobs) *harnes
 	}
 	h.revokd = secret
 	return h
+}
+
+// syncBuffer is a log sink the server writes from its goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 type resp struct {
