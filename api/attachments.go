@@ -57,14 +57,24 @@ func (s *Server) uploadAttachment(c *fiber.Ctx) error {
 	switch {
 	case errors.Is(err, archive.ErrTooLarge):
 		tooLarge(c)
-		return errStatus(fiber.StatusRequestEntityTooLarge, "attachment larger than %d bytes", s.d.Attachments.MaxSize())
-	case errors.Is(err, archive.ErrDigestMismatch):
-		return &httpError{status: fiber.StatusUnprocessableEntity, detail: "the body does not match the digest sent", fields: []fieldErr{{Field: "Content-Digest", Message: "does not match the body"}}}
 	case errors.Is(err, errBodyIncomplete), errors.Is(err, errClientGone):
 		// The client may still be sending, or is gone: the connection
 		// cannot carry another request either way.
 		c.Context().SetConnectionClose()
 		s.log.Info("upload not stored", "request_id", requestID(c), "err", err)
+	}
+	return uploadError(err, s.d.Attachments.MaxSize())
+}
+
+// uploadError maps a failed upload to what the client is told; errors it
+// does not know go to the general mapping (problemFor).
+func uploadError(err error, max int64) error {
+	switch {
+	case errors.Is(err, archive.ErrTooLarge):
+		return errStatus(fiber.StatusRequestEntityTooLarge, "attachment larger than %d bytes", max)
+	case errors.Is(err, archive.ErrDigestMismatch):
+		return &httpError{status: fiber.StatusUnprocessableEntity, detail: "the body does not match the digest sent", fields: []fieldErr{{Field: "Content-Digest", Message: "does not match the body"}}}
+	case errors.Is(err, errBodyIncomplete), errors.Is(err, errClientGone):
 		return errStatus(fiber.StatusBadRequest, "the request body was incomplete or the client left; nothing was stored")
 	case errors.Is(err, errMultipart):
 		return errStatus(fiber.StatusBadRequest, "malformed multipart body")
