@@ -162,11 +162,3 @@ func isPeerClosed(err error) bool {
 	}
 	return true
 }
-
-// clientGone reports whether the connection behind c is known to be closed
-// by the client. Connections not accepted through Serve (app.Test) are
-// never reported gone.
-func clientGone(c *fiber.Ctx) bool {
-	w, ok := c.Context().Conn().(*watchedConn)
-	return ok && w.peerGone()
-}
