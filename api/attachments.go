@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -47,6 +48,81 @@ func bodyStream(c *fiber.Ctx) io.Reader {
 }
 
 func (s *Server) uploadAttachment(c *fiber.Ctx) error {
+	contactID := strings.Clone(c.Params("id"))
+	err := s.storeUpload(c, contactID)
+	if err == nil {
+		return nil
+	}
+	s.auditFailedUpload(c, contactID, err)
+	switch {
+	case errors.Is(err, archive.ErrTooLarge):
+		tooLarge(c)
+	case errors.Is(err, errBodyIncomplete), errors.Is(err, errClientGone):
+		// The client may still be sending, or is gone: the connection
+		// cannot carry another request either way.
+		c.Context().SetConnectionClose()
+		s.log.Info("upload not stored", "request_id", requestID(c), "err", err)
+	}
+	return uploadError(err, s.d.Attachments.MaxSize())
+}
+
+// uploadError maps a failed upload to what the client is told; errors it
+// does not know go to the general mapping (problemFor).
+func uploadError(err error, max int64) error {
+	switch {
+	case errors.Is(err, archive.ErrTooLarge):
+		return errStatus(fiber.StatusRequestEntityTooLarge, "attachment larger than %d bytes", max)
+	case errors.Is(err, archive.ErrDigestMismatch):
+		return &httpError{status: fiber.StatusUnprocessableEntity, detail: "the body does not match the digest sent", fields: []fieldErr{{Field: "Content-Digest", Message: "does not match the body"}}}
+	case errors.Is(err, errBodyIncomplete), errors.Is(err, errClientGone):
+		return errStatus(fiber.StatusBadRequest, "the request body was incomplete or the client left; nothing was stored")
+	case errors.Is(err, errMultipart):
+		return errStatus(fiber.StatusBadRequest, "malformed multipart body")
+	}
+	return err
+}
+
+// auditFailedUpload records an upload that stored nothing, so the trail
+// shows the attempt (a committed upload is audited in its transaction).
+func (s *Server) auditFailedUpload(c *fiber.Ctx, contactID string, err error) {
+	if s.d.Audit == nil {
+		return
+	}
+	ch := cases.Change{Actor: actor(c), Action: "attachment.create", TargetType: "contact", TargetID: contactID,
+		Detail: map[string]any{"reason": uploadFailure(err)}}
+	if aerr := s.d.Audit.Record(c.UserContext(), ch, "failed"); aerr != nil {
+		s.log.Warn("audit of failed upload failed", "request_id", requestID(c), "err", aerr)
+	}
+}
+
+// uploadFailure names the failure class for the audit trail: a fixed
+// vocabulary, never client text.
+func uploadFailure(err error) string {
+	var ve *cases.ValidationError
+	switch {
+	case errors.Is(err, errBodyIncomplete):
+		return "body incomplete"
+	case errors.Is(err, errClientGone):
+		return "client gone"
+	case errors.Is(err, archive.ErrTooLarge):
+		return "too large"
+	case errors.Is(err, archive.ErrDigestMismatch):
+		return "digest mismatch"
+	case errors.Is(err, archive.ErrUnavailable):
+		return "blob store unavailable"
+	case errors.Is(err, cases.ErrNotFound):
+		return "contact not found"
+	case errors.As(err, &ve):
+		return "invalid"
+	}
+	var he *httpError
+	if errors.As(err, &he) {
+		return strconv.Itoa(he.status)
+	}
+	return "error"
+}
+
+func (s *Server) storeUpload(c *fiber.Ctx, contactID string) error {
 	max := s.d.Attachments.MaxSize()
 	if cl := c.Request().Header.ContentLength(); cl > 0 && int64(cl) > max+64<<10 {
 		tooLarge(c)
@@ -56,38 +132,35 @@ func (s *Server) uploadAttachment(c *fiber.Ctx) error {
 	if err != nil {
 		return &httpError{status: fiber.StatusUnprocessableEntity, detail: err.Error(), fields: []fieldErr{{Field: "Content-Digest", Message: "must be sha-256=:base64: or a hex X-Content-SHA256"}}}
 	}
-	in := archive.AttachmentInput{ContactID: c.Params("id"), ExpectedSHA256: digest}
+	in := archive.AttachmentInput{ContactID: contactID, ExpectedSHA256: digest}
 	ctype := string(c.Request().Header.ContentType())
 	mt, params, _ := mime.ParseMediaType(ctype)
-	var body io.Reader
 	if mt == "multipart/form-data" {
-		mr := multipart.NewReader(bodyStream(c), params["boundary"])
-		for {
-			part, err := mr.NextPart()
-			if err == io.EOF {
-				return cases.Invalid("file", "a multipart upload needs one part named file")
-			}
-			if err != nil {
-				return errStatus(fiber.StatusBadRequest, "malformed multipart body")
-			}
-			if part.FormName() == "file" {
-				in.Filename = part.FileName()
-				in.ContentType = part.Header.Get("Content-Type")
-				body = part
-				break
-			}
+		raw := bodyStream(c)
+		part, err := filePart(raw, params["boundary"])
+		if err != nil {
+			return err
 		}
+		in.Filename = part.FileName()
+		in.ContentType = part.Header.Get("Content-Type")
+		in.Body = part
 	} else {
 		in.Filename = c.Query("filename")
 		in.ContentType = ctype
-		body = bodyStream(c)
+		in.Body = bodyStream(c)
 	}
 	if in.Filename == "" {
 		in.Filename = "attachment"
 	}
-	in.Body = body
 	a := actor(c)
+	conn, _ := c.Context().Conn().(*watchedConn)
 	in.InTx = func(ctx context.Context, tx *sql.Tx, att cases.Attachment) error {
+		// Checked last, just before the commit: a client that gave up
+		// (say while a slow blob store took the body) must not find its
+		// upload committed behind its back when it retries.
+		if conn != nil && conn.peerGone() {
+			return errClientGone
+		}
 		if s.d.AuditTx == nil {
 			return nil
 		}
@@ -95,17 +168,95 @@ func (s *Server) uploadAttachment(c *fiber.Ctx) error {
 			Detail: map[string]any{"contact_id": att.ContactID, "size": att.Size, "sha256": att.SHA256, "content_type": att.ContentType}})
 	}
 	att, err := s.d.Attachments.Put(c.UserContext(), in)
-	switch {
-	case errors.Is(err, archive.ErrTooLarge):
-		tooLarge(c)
-		return errStatus(fiber.StatusRequestEntityTooLarge, "attachment larger than %d bytes", max)
-	case errors.Is(err, archive.ErrDigestMismatch):
-		return &httpError{status: fiber.StatusUnprocessableEntity, detail: "the body does not match the digest sent", fields: []fieldErr{{Field: "Content-Digest", Message: "does not match the body"}}}
-	case err != nil:
+	if err != nil {
 		return err
 	}
 	c.Location("/api/v1/attachments/" + att.ID)
 	return c.Status(fiber.StatusCreated).JSON(att)
+}
+
+// errMultipart: the multipart framing around the file is broken.
+var errMultipart = errors.New("malformed multipart body")
+
+// filePart returns the reader of the part named "file". Its stream ends
+// with io.EOF only once the rest of the body has been read and found
+// whole: the closing boundary present and the body complete (for a
+// multipart body with a truncated tail, the file's bytes can all be there
+// while the request is still broken).
+func filePart(body io.Reader, boundary string) (*multipartFile, error) {
+	if boundary == "" {
+		return nil, errStatus(fiber.StatusBadRequest, "malformed multipart body: no boundary")
+	}
+	mr := multipart.NewReader(body, boundary)
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			return nil, cases.Invalid("file", "a multipart upload needs one part named file")
+		}
+		if errors.Is(err, errBodyIncomplete) {
+			return nil, err
+		}
+		if err != nil {
+			return nil, errStatus(fiber.StatusBadRequest, "malformed multipart body")
+		}
+		if part.FormName() == "file" {
+			return &multipartFile{Part: part, mr: mr, body: body}, nil
+		}
+	}
+}
+
+type multipartFile struct {
+	*multipart.Part
+	mr   *multipart.Reader
+	body io.Reader
+	err  error
+}
+
+func (f *multipartFile) Read(p []byte) (int, error) {
+	if f.err != nil {
+		return 0, f.err
+	}
+	n, err := f.Part.Read(p)
+	switch {
+	case err == io.EOF:
+		f.err = f.finish()
+		return n, f.err
+	case errors.Is(err, errBodyIncomplete):
+		f.err = err
+	case err != nil:
+		f.err = fmt.Errorf("%w: %w", errMultipart, err)
+	}
+	return n, f.err
+}
+
+// finish reads past any later parts to the closing boundary and the end
+// of the body. Later parts are ignored, as before; the body limit bounds
+// what this reads.
+func (f *multipartFile) finish() error {
+	for {
+		part, err := f.mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if errors.Is(err, errBodyIncomplete) {
+				return err
+			}
+			return fmt.Errorf("%w: %w", errMultipart, err)
+		}
+		if _, err := io.Copy(io.Discard, part); err != nil {
+			if errors.Is(err, errBodyIncomplete) {
+				return err
+			}
+			return fmt.Errorf("%w: %w", errMultipart, err)
+		}
+	}
+	// The epilogue after the closing boundary; what matters is that the
+	// body itself ends cleanly.
+	if _, err := io.Copy(io.Discard, f.body); err != nil {
+		return err
+	}
+	return io.EOF
 }
 
 func (s *Server) attachmentMeta(c *fiber.Ctx) error {
@@ -178,6 +329,19 @@ func (s *Server) downloadAttachment(c *fiber.Ctx) error {
 	}
 	_, rc, err := s.d.Attachments.OpenRange(c.UserContext(), id, off, n)
 	if err != nil {
+		s.auditCorruptRead(c, id, err, 0)
+		return err
+	}
+	// Decrypt the first package before any header leaves: a flipped byte
+	// there, a swapped or truncated blob, or a store that fails at once
+	// become a proper error status instead of a 200 with a short body.
+	head := make([]byte, min(n, firstPackage))
+	if _, err := io.ReadFull(rc, head); err != nil {
+		rc.Close()
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			err = fmt.Errorf("%w: attachment shorter than recorded", archive.ErrCorrupt)
+		}
+		s.auditCorruptRead(c, id, err, 0)
 		return err
 	}
 	c.Set(fiber.HeaderContentType, meta.ContentType)
@@ -193,9 +357,63 @@ func (s *Server) downloadAttachment(c *fiber.Ctx) error {
 	}
 	c.Status(status)
 	// fasthttp streams the reader after the handler chain (and the read
-	// audit) returned, and closes it.
-	c.Context().SetBodyStream(&chunkedWriterTo{rc: rc}, int(n))
+	// audit) returned, and closes it. A failure from here on can only cut
+	// the connection (the client sees fewer bytes than Content-Length);
+	// it is logged and audited by onError, which must not touch c.
+	ctx := context.WithoutCancel(c.UserContext())
+	a, rid := actor(c), requestID(c)
+	id = strings.Clone(id)
+	c.Context().SetBodyStream(&chunkedWriterTo{rc: readCloser{io.MultiReader(bytes.NewReader(head), rc), rc}, onError: func(err error, sent int64) {
+		s.streamFailed(ctx, a, rid, id, err, sent)
+	}}, int(n))
 	return nil
+}
+
+// firstPackage is how much plaintext is checked before the headers: one
+// DARE package, the unit the cipher authenticates.
+const firstPackage = 64 << 10
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// auditCorruptRead records a read refused because the stored object failed
+// its integrity check (other errors are not reads of the attachment).
+func (s *Server) auditCorruptRead(c *fiber.Ctx, id string, err error, sent int64) {
+	if !errors.Is(err, archive.ErrCorrupt) || s.d.Audit == nil {
+		return
+	}
+	ch := cases.Change{Actor: actor(c), Action: "attachment.read", TargetType: "attachment", TargetID: strings.Clone(id),
+		Detail: map[string]any{"reason": "integrity check failed", "bytes_sent": sent}}
+	if aerr := s.d.Audit.Record(c.UserContext(), ch, "failed"); aerr != nil {
+		s.log.Error("audit of failed read failed", "request_id", requestID(c), "err", aerr)
+	}
+}
+
+// streamFailed handles an error after the headers were sent: the read
+// already recorded as ok is followed by a failed event, and the incident
+// is logged at error level (an integrity failure means stored data was
+// altered or lost).
+func (s *Server) streamFailed(ctx context.Context, a cases.Actor, rid, id string, err error, sent int64) {
+	reason := "store failed"
+	if errors.Is(err, archive.ErrCorrupt) {
+		reason = "integrity check failed"
+	} else if !errors.Is(err, archive.ErrUnavailable) {
+		// The client went away (write error): nothing to report.
+		return
+	}
+	s.log.ErrorContext(ctx, "download cut short", "request_id", rid, "attachment", id, "bytes_sent", sent, "err", err)
+	if s.d.Audit == nil {
+		return
+	}
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ch := cases.Change{Actor: a, Action: "attachment.read", TargetType: "attachment", TargetID: id,
+		Detail: map[string]any{"reason": reason, "bytes_sent": sent}}
+	if aerr := s.d.Audit.Record(actx, ch, "failed"); aerr != nil {
+		s.log.Error("audit of failed read failed", "request_id", rid, "err", aerr)
+	}
 }
 
 // chunkedWriterTo makes fasthttp copy the download in large writes: without
@@ -203,6 +421,9 @@ func (s *Server) downloadAttachment(c *fiber.Ctx) error {
 // costs a large share of download throughput.
 type chunkedWriterTo struct {
 	rc io.ReadCloser
+	// onError is told about a read failure (not a write failure: that is
+	// the client leaving) and how many bytes had been sent.
+	onError func(err error, sent int64)
 }
 
 func (c *chunkedWriterTo) Read(p []byte) (int, error) { return c.rc.Read(p) }
@@ -264,6 +485,9 @@ func (c *chunkedWriterTo) WriteTo(w io.Writer) (int64, error) {
 			return total, nil
 		}
 		if ch.err != nil {
+			if c.onError != nil {
+				c.onError(ch.err, total)
+			}
 			return total, ch.err
 		}
 		free <- ch.buf[:cap(ch.buf)]

@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,18 +32,28 @@ import (
 
 // recordedAudit keeps what the server asked to record, to assert on it.
 type recordedAudit struct {
+	mu      sync.Mutex
 	events  []string
 	details []map[string]any
 	fail    bool
 }
 
 func (r *recordedAudit) Record(_ context.Context, ch cases.Change, outcome string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.fail {
 		return sqldb.ErrUnavailable
 	}
 	r.events = append(r.events, ch.Action+":"+outcome+":"+ch.TargetID)
 	r.details = append(r.details, ch.Detail)
 	return nil
+}
+
+// has reports whether an event "action:outcome:target" was recorded.
+func (r *recordedAudit) has(event string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Contains(r.events, event)
 }
 
 // fixedPolicy keeps every contact one year from capture; enough to see the
@@ -65,8 +77,13 @@ type harness struct {
 	revokd string
 	base   string
 	client *http.Client
-	// blobDir is the attachment store's root, to inspect what is on disk.
+	// blobDir is the attachment store's root, to inspect what is on disk
+	// ("" when the attachments are not on local disk).
 	blobDir string
+	// blobs is the attachment store.
+	blobs archive.Blobs
+	// logs is what the server logged (info and above).
+	logs *syncBuffer
 	// reindexErr is what the reindex starter answers (tests set it).
 	reindexErr *error
 	// backups is the backup service behind /api/v1/backups, writing to
@@ -77,14 +94,25 @@ type harness struct {
 
 func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 	t.Helper()
+	return newHarnessBlobs(t, d, nil)
+}
+
+// newHarnessBlobs is newHarness with the attachments in blobs (nil: a
+// local store in a temporary directory, h.blobDir).
+func newHarnessBlobs(t *testing.T, d sqldb.Dialect, blobs archive.Blobs) *harness {
+	t.Helper()
 	db := sqldbtest.Open(t, d)
 	rec := &recordedAudit{}
 	store := sqlstore.New(db, sqlstore.Options{Policy: fixedPolicy{}})
 	tokens := auth.NewTokens(db)
-	blobDir := t.TempDir()
-	blobs, err := local.New(blobDir)
-	if err != nil {
-		t.Fatal(err)
+	var blobDir string
+	if blobs == nil {
+		blobDir = t.TempDir()
+		lb, err := local.New(blobDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blobs = lb
 	}
 	key := make([]byte, 32)
 	keys, err := archive.NewKeyring(db, key, archive.KeyringOptions{})
@@ -101,6 +129,7 @@ func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 	ix := search.NewIndexer(store, eng, nil, search.Options{})
 	t.Cleanup(func() { ix.Close() })
 	reindexErr := new(error)
+	logs := &syncBuffer{}
 	policy := retention.NewPolicy(retention.DefaultSchedule())
 	holds := retention.NewHolds(db, nil)
 	sweeper := retention.NewSweeper(db, retention.SweeperOptions{Policy: policy, Holds: holds, Blobs: blobs})
@@ -126,7 +155,7 @@ func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 	bsvc := backup.New(db, repo, backup.Options{Blobs: blobs, Keys: bkeys})
 	srv := api.New(api.Config{JSONBodyLimit: 64 << 10, AttachmentLimit: 1 << 20, Version: "test"}, api.Deps{
 		Cases: cases.NewService(store, nil), Tokens: tokens, Audit: rec,
-		Log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log:         slog.New(slog.NewTextHandler(logs, nil)),
 		Attachments: atts,
 		AuditTrail:  trail, Search: ix, Reindex: func(context.Context) error { return *reindexErr }, Retention: ret,
 		Backups: &api.BackupDeps{Service: bsvc, Identity: bkeys.Identity, Ping: repoStore.Ping},
@@ -138,9 +167,9 @@ func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = srv.App().Listener(ln) }()
+	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.App().Shutdown() })
-	h := &harness{t: t, db: db, srv: srv, blobDir: blobDir, reindexErr: reindexErr, audit: rec, tokens: map[auth.Role]string{},
+	h := &harness{t: t, db: db, srv: srv, blobDir: blobDir, blobs: blobs, logs: logs, reindexErr: reindexErr, audit: rec, tokens: map[auth.Role]string{},
 		base: "http://" + ln.Addr().String(), client: &http.Client{Timeout: 30 * time.Second},
 		backups: bsvc, backupDir: backupDir}
 	ctx := context.Background()
@@ -160,6 +189,24 @@ func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 	}
 	h.revokd = secret
 	return h
+}
+
+// syncBuffer is a log sink the server writes from its goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 type resp struct {

@@ -169,7 +169,7 @@ func requestBody(c *fiber.Ctx) io.Reader {
 	if st == nil {
 		return nil
 	}
-	r := &stickyReader{r: st}
+	r := &stickyReader{r: newCompleteBody(c, st)}
 	c.Locals(bodyKey, r)
 	return r
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -182,3 +183,24 @@ func (s *S3Server) Kill() {
 }
 
 func (s *S3Server) String() string { return fmt.Sprintf("S3 %s bucket %s", s.Endpoint, s.Bucket) }
+
+// Pause stops the private server with SIGSTOP: it keeps its connections
+// and port but answers nothing, like a hung backend. Resume undoes it.
+func (s *S3Server) Pause(t testing.TB) {
+	t.Helper()
+	if s.cmd == nil || s.cmd.Process == nil {
+		t.Fatal("Pause: only a private server (StartVersityGW) can be paused")
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatalf("SIGSTOP versitygw: %v", err)
+	}
+	t.Cleanup(func() { _ = s.cmd.Process.Signal(syscall.SIGCONT) })
+}
+
+// Resume continues a paused server.
+func (s *S3Server) Resume(t testing.TB) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatalf("SIGCONT versitygw: %v", err)
+	}
+}

@@ -50,7 +50,17 @@ type Config struct {
 	// CPU on both ends but no protection (a modified blob fails on read),
 	// and over TLS minio-go skips payload hashing anyway.
 	SignPayload bool
+	// Timeout bounds every call to the server (default DefaultTimeout):
+	// a request that gets no answer, or a transfer that makes no progress,
+	// for this long fails with archive.ErrUnavailable. Time spent waiting
+	// on the caller (reading an upload's source, a download's consumer
+	// not reading) does not count, so large transfers over slow clients
+	// are not cut.
+	Timeout time.Duration
 }
+
+// DefaultTimeout is Config.Timeout's default.
+const DefaultTimeout = 30 * time.Second
 
 const (
 	defaultPartSize = 16 << 20
@@ -67,6 +77,7 @@ type Store struct {
 	partSize uint64
 	threads  uint
 	unsigned bool
+	timeout  time.Duration
 	bufs     sync.Pool
 }
 
@@ -121,14 +132,20 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if threads <= 0 {
 		threads = 1
 	}
-	s := &Store{client: client, bucket: cfg.Bucket, partSize: part, threads: uint(threads), unsigned: !cfg.SignPayload}
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	s := &Store{client: client, bucket: cfg.Bucket, partSize: part, threads: uint(threads), unsigned: !cfg.SignPayload, timeout: timeout}
 	s.bufs.New = func() any { b := make([]byte, smallObject); return &b }
-	exists, err := client.BucketExists(ctx, cfg.Bucket)
+	cctx, cancel := s.bound(ctx)
+	defer cancel()
+	exists, err := client.BucketExists(cctx, cfg.Bucket)
 	if err != nil {
 		return nil, s.mapErr(ctx, "bucket exists", cfg.Bucket, err)
 	}
 	if !exists {
-		err := client.MakeBucket(ctx, cfg.Bucket, minio.MakeBucketOptions{Region: cfg.Region, ObjectLocking: cfg.ObjectLock})
+		err := client.MakeBucket(cctx, cfg.Bucket, minio.MakeBucketOptions{Region: cfg.Region, ObjectLocking: cfg.ObjectLock})
 		if err != nil {
 			code := minio.ToErrorResponse(err).Code
 			// Another replica may have won the race.
@@ -146,16 +163,65 @@ func (s *Store) Client() *minio.Client { return s.client }
 // Bucket is the bucket name.
 func (s *Store) Bucket() string { return s.bucket }
 
+// errStalled is the cause a call is cancelled with when the server gave
+// no answer within the timeout.
+var errStalled = errors.New("no answer from the S3 server within the timeout")
+
+// bound limits one request/response call to the timeout. The caller's ctx
+// stays the one mapErr looks at, so that our own timeout is reported as
+// the store's fault (ErrUnavailable), the caller's cancellation as such.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, s.timeout, errStalled)
+}
+
+// watchdog cancels a streaming call (upload, download, listing) once it
+// has made no progress for the timeout. It is armed only while the call
+// waits on the server: paused while the caller produces or consumes data.
+type watchdog struct {
+	t *time.Timer
+	d time.Duration
+}
+
+func (s *Store) watch(ctx context.Context) (context.Context, *watchdog, context.CancelFunc) {
+	cctx, cancel := context.WithCancelCause(ctx)
+	w := &watchdog{d: s.timeout}
+	w.t = time.AfterFunc(s.timeout, func() { cancel(errStalled) })
+	return cctx, w, func() { w.t.Stop(); cancel(context.Canceled) }
+}
+
+func (w *watchdog) arm()   { w.t.Reset(w.d) }
+func (w *watchdog) pause() { w.t.Stop() }
+
+// guardedSource pauses the watchdog while the caller's reader is read (a
+// slow client is not the server's fault) and re-arms it afterwards: from
+// then on the server must take the bytes within the timeout.
+type guardedSource struct {
+	r io.Reader
+	w *watchdog
+}
+
+func (g guardedSource) Read(p []byte) (int, error) {
+	g.w.pause()
+	n, err := g.r.Read(p)
+	g.w.arm()
+	return n, err
+}
+
 // mapErr turns a minio-go error into the archive sentinels: a missing key is
-// ErrNotFound, a cancelled request stays a context error, and everything
-// else (connection refused, 5xx, access denied, missing bucket) is the
-// store's fault: ErrUnavailable.
+// ErrNotFound, a cancelled request stays a context error, a call that hit
+// the timeout is ErrUnavailable, and everything else (connection refused,
+// 5xx, access denied, missing bucket) is the store's fault: ErrUnavailable.
+// ctx is the caller's context, not the bounded one the call ran under.
 func (s *Store) mapErr(ctx context.Context, op, key string, err error) error {
 	if err == nil {
 		return nil
 	}
 	if cerr := ctx.Err(); cerr != nil {
 		return fmt.Errorf("s3: %s %q: %w (%v)", op, key, cerr, err)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		// Our bound fired, not the caller's context: the server is hung.
+		return fmt.Errorf("s3: %s %q: %w: no answer within %s", op, key, archive.ErrUnavailable, s.timeout)
 	}
 	resp := minio.ToErrorResponse(err)
 	switch {
@@ -180,20 +246,26 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", PartSize: s.partSize, DisableContentSha256: s.unsigned}
 	var err error
 	if size >= 0 {
-		_, err = s.client.PutObject(ctx, s.bucket, key, archive.ExactReader(src, size), size, opts)
+		pctx, w, cancel := s.watch(ctx)
+		defer cancel()
+		_, err = s.client.PutObject(pctx, s.bucket, key, guardedSource{archive.ExactReader(src, size), w}, size, opts)
 	} else {
 		bp := s.bufs.Get().(*[]byte)
 		defer s.bufs.Put(bp)
 		buf := *bp
+		// Reading the caller's source is not bounded: the watchdog starts
+		// with the first request.
 		n, rerr := io.ReadFull(src, buf)
+		pctx, w, cancel := s.watch(ctx)
+		defer cancel()
 		switch rerr {
 		case io.EOF, io.ErrUnexpectedEOF:
-			_, err = s.client.PutObject(ctx, s.bucket, key, bytes.NewReader(buf[:n]), int64(n), opts)
+			_, err = s.client.PutObject(pctx, s.bucket, key, guardedSource{bytes.NewReader(buf[:n]), w}, int64(n), opts)
 		case nil:
 			if s.threads > 1 {
 				opts.ConcurrentStreamParts, opts.NumThreads = true, s.threads
 			}
-			_, err = s.client.PutObject(ctx, s.bucket, key, io.MultiReader(bytes.NewReader(buf[:n]), src), -1, opts)
+			_, err = s.client.PutObject(pctx, s.bucket, key, guardedSource{io.MultiReader(bytes.NewReader(buf[:n]), src), w}, -1, opts)
 		default:
 			return rerr
 		}
@@ -222,7 +294,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 // the key is gone, for a few seconds at most.
 func (s *Store) removeLeftover(ctx context.Context, key string) {
 	for attempt := 1; attempt <= 6; attempt++ {
-		_ = s.client.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{})
+		_ = s.Delete(ctx, key)
 		if _, err := s.Stat(ctx, key); errors.Is(err, archive.ErrNotFound) {
 			return
 		}
@@ -246,35 +318,48 @@ func (s *Store) get(ctx context.Context, key string, opts minio.GetObjectOptions
 	if _, err := archive.SplitKey(key); err != nil {
 		return nil, err
 	}
-	obj, err := s.client.GetObject(ctx, s.bucket, key, opts)
+	gctx, w, cancel := s.watch(ctx)
+	obj, err := s.client.GetObject(gctx, s.bucket, key, opts)
 	if err != nil {
+		cancel()
 		return nil, s.mapErr(ctx, "get", key, err)
 	}
 	if _, err := obj.Stat(); err != nil {
 		obj.Close()
+		cancel()
 		return nil, s.mapErr(ctx, "get", key, err)
 	}
-	return &objReader{s: s, ctx: ctx, key: key, obj: obj}, nil
+	w.pause()
+	return &objReader{s: s, ctx: ctx, key: key, obj: obj, w: w, cancel: cancel}, nil
 }
 
-// objReader maps errors in the middle of a download (server gone) to
-// ErrUnavailable.
+// objReader maps errors in the middle of a download (server gone, or
+// silent for the timeout) to ErrUnavailable. The watchdog runs only
+// inside Read: a consumer that reads slowly is not a hung server.
 type objReader struct {
-	s   *Store
-	ctx context.Context
-	key string
-	obj *minio.Object
+	s      *Store
+	ctx    context.Context
+	key    string
+	obj    *minio.Object
+	w      *watchdog
+	cancel context.CancelFunc
 }
 
 func (o *objReader) Read(p []byte) (int, error) {
+	o.w.arm()
 	n, err := o.obj.Read(p)
+	o.w.pause()
 	if err != nil && err != io.EOF {
 		err = o.s.mapErr(o.ctx, "read", o.key, err)
 	}
 	return n, err
 }
 
-func (o *objReader) Close() error { return o.obj.Close() }
+func (o *objReader) Close() error {
+	err := o.obj.Close()
+	o.cancel()
+	return err
+}
 
 // GetRange streams n bytes from off (n < 0: to the end) with an HTTP range
 // request.
@@ -322,7 +407,9 @@ func (s *Store) Stat(ctx context.Context, key string) (archive.BlobInfo, error) 
 	if _, err := archive.SplitKey(key); err != nil {
 		return archive.BlobInfo{}, err
 	}
-	info, err := s.client.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{})
+	cctx, cancel := s.bound(ctx)
+	defer cancel()
+	info, err := s.client.StatObject(cctx, s.bucket, key, minio.StatObjectOptions{})
 	if err != nil {
 		return archive.BlobInfo{}, s.mapErr(ctx, "stat", key, err)
 	}
@@ -336,7 +423,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if _, err := archive.SplitKey(key); err != nil {
 		return err
 	}
-	err := s.client.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{})
+	cctx, cancel := s.bound(ctx)
+	defer cancel()
+	err := s.client.RemoveObject(cctx, s.bucket, key, minio.RemoveObjectOptions{})
 	if err != nil {
 		if minio.ToErrorResponse(err).Code == "NoSuchKey" {
 			return nil
@@ -351,9 +440,12 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(archive.BlobInf
 	if err := archive.ValidatePrefix(prefix); err != nil {
 		return err
 	}
-	lctx, cancel := context.WithCancel(ctx)
-	defer cancel() // stops minio-go's listing goroutine when fn fails
+	// The watchdog stops minio-go's listing goroutine when fn fails, and
+	// bounds each wait for the server's next page (not fn's work).
+	lctx, w, cancel := s.watch(ctx)
+	defer cancel()
 	for obj := range s.client.ListObjects(lctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		w.pause()
 		if obj.Err != nil {
 			return s.mapErr(ctx, "list", prefix, obj.Err)
 		}
@@ -363,13 +455,23 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(archive.BlobInf
 		if err := fn(archive.BlobInfo{Key: obj.Key, Size: obj.Size, ModTime: obj.LastModified.UTC()}); err != nil {
 			return err
 		}
+		w.arm()
 	}
-	return ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if context.Cause(lctx) == errStalled {
+		// minio-go ends the listing silently when its context is cancelled.
+		return fmt.Errorf("s3: list %q: %w: no answer within %s", prefix, archive.ErrUnavailable, s.timeout)
+	}
+	return nil
 }
 
 // Ping checks that the bucket is there and answers.
 func (s *Store) Ping(ctx context.Context) error {
-	ok, err := s.client.BucketExists(ctx, s.bucket)
+	cctx, cancel := s.bound(ctx)
+	defer cancel()
+	ok, err := s.client.BucketExists(cctx, s.bucket)
 	if err != nil {
 		return s.mapErr(ctx, "ping", s.bucket, err)
 	}
@@ -382,7 +484,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // ObjectLockEnabled reports whether the bucket has object lock, which
 // legal holds require.
 func (s *Store) ObjectLockEnabled(ctx context.Context) (bool, error) {
-	status, _, _, _, err := s.client.GetObjectLockConfig(ctx, s.bucket)
+	cctx, cancel := s.bound(ctx)
+	defer cancel()
+	status, _, _, _, err := s.client.GetObjectLockConfig(cctx, s.bucket)
 	if err != nil {
 		resp := minio.ToErrorResponse(err)
 		if resp.Code == "ObjectLockConfigurationNotFoundError" || resp.StatusCode == 404 {
@@ -403,7 +507,9 @@ func (s *Store) SetLegalHold(ctx context.Context, key string, on bool) error {
 	if on {
 		status = minio.LegalHoldEnabled
 	}
-	err := s.client.PutObjectLegalHold(ctx, s.bucket, key, minio.PutObjectLegalHoldOptions{Status: &status})
+	cctx, cancel := s.bound(ctx)
+	defer cancel()
+	err := s.client.PutObjectLegalHold(cctx, s.bucket, key, minio.PutObjectLegalHoldOptions{Status: &status})
 	return s.mapErr(ctx, "legal hold", key, err)
 }
 
@@ -412,7 +518,9 @@ func (s *Store) LegalHold(ctx context.Context, key string) (bool, error) {
 	if _, err := archive.SplitKey(key); err != nil {
 		return false, err
 	}
-	st, err := s.client.GetObjectLegalHold(ctx, s.bucket, key, minio.GetObjectLegalHoldOptions{})
+	cctx, cancel := s.bound(ctx)
+	defer cancel()
+	st, err := s.client.GetObjectLegalHold(cctx, s.bucket, key, minio.GetObjectLegalHoldOptions{})
 	if err != nil {
 		resp := minio.ToErrorResponse(err)
 		if resp.Code == "NoSuchObjectLockConfiguration" {
@@ -432,11 +540,12 @@ func (s *Store) StaleUploads(ctx context.Context, prefix string, olderThan time.
 		return nil, err
 	}
 	cutoff := time.Now().Add(-olderThan)
-	lctx, cancel := context.WithCancel(ctx)
+	lctx, w, cancel := s.watch(ctx)
 	defer cancel()
 	seen := map[string]bool{}
 	var keys []string
 	for u := range s.client.ListIncompleteUploads(lctx, s.bucket, prefix, true) {
+		w.arm()
 		if u.Err != nil {
 			return keys, s.mapErr(ctx, "list uploads", prefix, u.Err)
 		}
@@ -445,7 +554,10 @@ func (s *Store) StaleUploads(ctx context.Context, prefix string, olderThan time.
 		}
 		seen[u.Key] = true
 		if !dryRun {
-			if err := s.client.RemoveIncompleteUpload(ctx, s.bucket, u.Key); err != nil {
+			actx, acancel := s.bound(ctx)
+			err := s.client.RemoveIncompleteUpload(actx, s.bucket, u.Key)
+			acancel()
+			if err != nil {
 				return keys, s.mapErr(ctx, "abort upload", u.Key, err)
 			}
 		}
@@ -494,7 +606,9 @@ func (s *Store) Rename(ctx context.Context, from, to string) error {
 	if _, err := archive.SplitKey(to); err != nil {
 		return err
 	}
-	_, err := s.client.CopyObject(ctx, minio.CopyDestOptions{Bucket: s.bucket, Object: to}, minio.CopySrcOptions{Bucket: s.bucket, Object: from})
+	cctx, cancel := s.bound(ctx)
+	defer cancel()
+	_, err := s.client.CopyObject(cctx, minio.CopyDestOptions{Bucket: s.bucket, Object: to}, minio.CopySrcOptions{Bucket: s.bucket, Object: from})
 	if err != nil {
 		return s.mapErr(ctx, "rename", from, err)
 	}

@@ -28,7 +28,7 @@ func openBlobs(ctx context.Context, cfg *config) (archive.Blobs, string, error) 
 		return st, "local", nil
 	}
 	st, err := s3.New(ctx, s3.Config{Endpoint: cfg.S3Endpoint, Bucket: cfg.S3Bucket, AccessKey: cfg.S3AccessKey,
-		SecretKey: cfg.S3SecretKey, Region: cfg.S3Region, TLS: cfg.S3TLS, ObjectLock: cfg.S3ObjectLock})
+		SecretKey: cfg.S3SecretKey, Region: cfg.S3Region, TLS: cfg.S3TLS, ObjectLock: cfg.S3ObjectLock, Timeout: cfg.S3Timeout})
 	if err != nil {
 		return nil, "", fmt.Errorf("s3 %s/%s: %w", cfg.S3Endpoint, cfg.S3Bucket, err)
 	}

@@ -34,6 +34,7 @@ type config struct {
 	S3Region          string
 	S3TLS             bool
 	S3ObjectLock      bool
+	S3Timeout         time.Duration
 	MasterKeyHex      string
 	ReconcileCron     string
 	MeiliURL          string
@@ -83,6 +84,7 @@ func settings() []setting {
 		{flag: "s3-region", env: "CASEVAULT_S3_REGION", def: "us-east-1", help: "S3 region"},
 		{flag: "s3-tls", env: "CASEVAULT_S3_TLS", def: "true", help: "use HTTPS to reach S3"},
 		{flag: "s3-object-lock", env: "CASEVAULT_S3_OBJECT_LOCK", def: "false", help: "create a missing bucket with object lock (legal holds set S3 legal-hold flags)"},
+		{flag: "s3-timeout", env: "CASEVAULT_S3_TIMEOUT", def: "30s", help: "longest wait for the S3 server in one call or transfer step; past it the request gets 503"},
 		{flag: "master-key", env: "CASEVAULT_MASTER_KEY", def: "", help: "64 hex characters; empty uses <data-dir>/master.key, generated at first start (prefer the environment variable)", secret: true},
 		{flag: "reconcile-schedule", env: "CASEVAULT_RECONCILE_SCHEDULE", def: "@hourly", help: "cron schedule of the attachment reconciler (orphan blobs, missing blobs)"},
 		{flag: "meili-url", env: "CASEVAULT_MEILI_URL", def: "", help: "Meilisearch URL; empty uses the embedded Bleve index under <data-dir>/index"},
@@ -173,6 +175,9 @@ func (c *config) load(fs *pflag.FlagSet) error {
 	}
 	if c.S3ObjectLock, err = strconv.ParseBool(get("s3-object-lock")); err != nil {
 		return fmt.Errorf("--s3-object-lock: %w", err)
+	}
+	if c.S3Timeout, err = time.ParseDuration(get("s3-timeout")); err != nil || c.S3Timeout <= 0 {
+		return fmt.Errorf("--s3-timeout must be a positive duration such as 30s")
 	}
 	ar, err := retention.ParseDuration(get("audit-retention"))
 	if err != nil {
