@@ -74,6 +74,7 @@ go test -race -count=1 -timeout 30m "${@:-./...}"
 FUZZ_TARGETS=(
   "./cases FuzzMaskSensitive"
   "./search FuzzParseQuery"
+  "./api FuzzMultipartUpload"
 )
 fuzz_briefly() {
   local t pkg name
