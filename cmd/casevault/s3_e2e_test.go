@@ -81,3 +81,69 @@ func TestS3OutageAnswers503(t *testing.T) {
 		t.Fatalf("upload after S3 returned: %d %s", res.StatusCode, body)
 	}
 }
+
+// The server on a real S3 server that hangs (SIGSTOP: connections stay open,
+// nothing answers): with --s3-timeout 2s, a download and an upload answer 503
+// within a bounded time instead of stalling for minutes, readiness reports the
+// blob store down, and service returns when S3 does.
+func TestS3HangAnswers503WithinTimeout(t *testing.T) {
+	s3 := blobtest.StartVersityGW(t)
+	dir := t.TempDir()
+	p := start(t, dir, "CASEVAULT_S3_ENDPOINT="+s3.Endpoint, "CASEVAULT_S3_BUCKET=cv-hang",
+		"CASEVAULT_S3_ACCESS_KEY="+s3.AccessKey, "CASEVAULT_S3_SECRET_KEY="+s3.SecretKey, "CASEVAULT_S3_TLS=false",
+		"CASEVAULT_S3_TIMEOUT=2s")
+	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
+	tok := strings.TrimSpace(string(raw))
+	base := "http://" + p.addr + "/api/v1"
+	_, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "Hang"})
+	_, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": "hang", "channel": "web"})
+	_, ct := call(t, "POST", base+"/cases/"+cs["id"].(string)+"/contacts", tok, map[string]any{"channel": "web", "direction": "inbound", "author": "a", "body": "b"})
+	attURL := base + "/contacts/" + ct["id"].(string) + "/attachments?filename=x.bin"
+	res, body := upload(t, attURL, tok, bytes.Repeat([]byte("h"), 200<<10))
+	if res.StatusCode != 201 {
+		t.Fatalf("upload with S3 up: %d %s", res.StatusCode, body)
+	}
+	id := strings.Split(strings.Split(string(body), `"id":"`)[1], `"`)[0]
+
+	s3.Pause(t)
+	started := time.Now()
+	req, _ := http.NewRequest("GET", base+"/attachments/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	dres, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("download with S3 hung: %v after %v", err, time.Since(started))
+	}
+	dres.Body.Close()
+	if dres.StatusCode != 503 || dres.Header.Get("Retry-After") == "" {
+		t.Fatalf("download with S3 hung: %d after %v", dres.StatusCode, time.Since(started))
+	}
+	res, body = upload(t, attURL, tok, []byte("while hung"))
+	if res.StatusCode != 503 {
+		t.Fatalf("upload with S3 hung: %d %s", res.StatusCode, body)
+	}
+	if code, ready := call(t, "GET", "http://"+p.addr+"/readyz", "", nil); code != 503 {
+		t.Fatalf("readyz with S3 hung: %d %v", code, ready)
+	}
+	// The bound is the setting (2 s per call, a retry or two), far below
+	// the minutes a hung connection took before; 30 s leaves room for -race.
+	if d := time.Since(started); d > 30*time.Second {
+		t.Fatalf("answers with S3 hung took %v", d)
+	}
+	code, got := call(t, "GET", base+"/contacts/"+ct["id"].(string), tok, nil)
+	if code != 200 || len(got["attachments"].([]any)) != 1 {
+		t.Fatalf("the upload refused while S3 hung left a row: %v", got["attachments"])
+	}
+
+	s3.Resume(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, body = upload(t, attURL, tok, []byte("after the hang"))
+		if res.StatusCode == 201 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("upload after S3 resumed: %d %s", res.StatusCode, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
