@@ -19,7 +19,20 @@ const (
 	OutcomeOK     = "ok"
 	OutcomeDenied = "denied"
 	OutcomeError  = "error"
+	// OutcomeFailed is an action that was attempted and did not complete:
+	// an upload cut short, a download that failed its integrity check.
+	OutcomeFailed = "failed"
 )
+
+// validOutcome is the one list of outcomes an event may carry and a filter
+// may ask for.
+func validOutcome(o string) bool {
+	switch o {
+	case OutcomeOK, OutcomeDenied, OutcomeError, OutcomeFailed:
+		return true
+	}
+	return false
+}
 
 // Actor IDs for events that no API token caused.
 const (
@@ -178,10 +191,8 @@ func normalize(ev Event, now func() time.Time) (Event, error) {
 	if err := checkName("action", ev.Action); err != nil {
 		return Event{}, err
 	}
-	switch ev.Outcome {
-	case OutcomeOK, OutcomeDenied, OutcomeError:
-	default:
-		return Event{}, fmt.Errorf("%w: outcome %q is not ok, denied or error", ErrInvalid, ev.Outcome)
+	if !validOutcome(ev.Outcome) {
+		return Event{}, fmt.Errorf("%w: outcome %q is not ok, denied, error or failed", ErrInvalid, ev.Outcome)
 	}
 	for _, p := range []*string{&ev.ActorID, &ev.ActorName, &ev.Role, &ev.TargetType, &ev.TargetID, &ev.RequestID, &ev.ClientIP} {
 		*p = cleanText(*p)

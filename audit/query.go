@@ -75,9 +75,7 @@ func (f Filter) where() (string, []any, error) {
 		args = append(args, f.TargetID)
 	}
 	if f.Outcome != "" {
-		switch f.Outcome {
-		case OutcomeOK, OutcomeDenied, OutcomeError:
-		default:
+		if !validOutcome(f.Outcome) {
 			return "", nil, fmt.Errorf("%w: outcome %q", ErrInvalid, f.Outcome)
 		}
 		conds = append(conds, "outcome = ?")
