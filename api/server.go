@@ -94,6 +94,9 @@ type route struct {
 	h       fiber.Handler
 	ok      int // success status for the OpenAPI document
 	request string
+	// paged: the route is a list that issues and accepts ?cursor= (every
+	// other route rejects a cursor with 422).
+	paged bool
 }
 
 // New builds the app and its routes.
@@ -145,15 +148,7 @@ func New(cfg Config, d Deps) *Server {
 	})
 	s.buildRoutes()
 	for _, r := range s.routes {
-		handlers := []fiber.Handler{}
-		if r.perm != "" {
-			handlers = append(handlers, s.guard(r.perm, r.method+" "+r.path))
-		}
-		if r.read != "" {
-			handlers = append(handlers, s.auditRead(r.read, r.target))
-		}
-		handlers = append(handlers, r.h)
-		s.app.Add(r.method, r.path, handlers...)
+		s.register(r)
 	}
 	s.app.Use(func(c *fiber.Ctx) error {
 		return errStatus(fiber.StatusNotFound, "no route %s %s", c.Method(), c.Path())
@@ -214,7 +209,10 @@ func bearer(c *fiber.Ctx) string {
 	return ""
 }
 
-func (s *Server) guard(perm auth.Permission, routeName string) fiber.Handler {
+// guard authenticates and authorizes every route that needs a token, then
+// validates the request target (checkParams) so that no handler or store
+// sees a NUL, invalid UTF-8 or a cursor it does not issue.
+func (s *Server) guard(perm auth.Permission, routeName string, paged bool) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		ctx := c.UserContext()
 		base := cases.Actor{RequestID: requestID(c), ClientIP: c.IP()}
@@ -240,6 +238,9 @@ func (s *Server) guard(perm auth.Permission, routeName string) fiber.Handler {
 			return errStatus(fiber.StatusForbidden, "role %s may not call %s", tok.Role, routeName)
 		}
 		c.Locals(actorKey, a)
+		if err := checkParams(c, paged); err != nil {
+			return err
+		}
 		return c.Next()
 	}
 }

@@ -106,7 +106,13 @@ func hash(secret string) string {
 // and never stored. hook runs in the same transaction (audit).
 func (t *Tokens) Create(ctx context.Context, name string, role Role, hook func(ctx context.Context, tx *sql.Tx, tok Token) error) (Token, string, error) {
 	name = strings.TrimSpace(name)
-	if name == "" || utf8.RuneCountInString(name) > 100 || !utf8.ValidString(name) {
+	switch {
+	case !utf8.ValidString(name):
+		return Token{}, "", cases.Invalid("name", "must be valid UTF-8")
+	case strings.IndexByte(name, 0) >= 0:
+		// The same answer on both engines: PostgreSQL cannot store a NUL.
+		return Token{}, "", cases.Invalid("name", "must not contain NUL characters")
+	case name == "" || utf8.RuneCountInString(name) > 100:
 		return Token{}, "", cases.Invalid("name", "must be 1 to 100 characters")
 	}
 	if !slices.Contains(Roles, role) {

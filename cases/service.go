@@ -431,6 +431,10 @@ func (s *Service) AddContact(ctx context.Context, caseID string, in NewContact, 
 		v.add("body", "is required")
 	} else if !utf8.ValidString(*in.Body) {
 		v.add("body", "must be valid UTF-8")
+	} else if strings.IndexByte(*in.Body, 0) >= 0 {
+		// PostgreSQL cannot store a NUL; SQLite can, and a backup holding
+		// one would not restore into PostgreSQL.
+		v.add("body", "must not contain NUL characters")
 	} else if len(*in.Body) > MaxBodyLen {
 		v.add("body", "must be at most %d bytes", MaxBodyLen)
 	} else if strings.TrimSpace(*in.Body) == "" {

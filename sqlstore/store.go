@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
 )
@@ -378,12 +380,20 @@ func likeEscape(s string) string {
 
 func encodeCursor(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
 
+// decodeCursor accepts only what encodeCursor produces: the id of a case,
+// a UUID in canonical form. Anything else (junk bytes would reach the query,
+// and PostgreSQL rejects invalid UTF-8 where SQLite compares it) is
+// malformed, on both engines alike.
 func decodeCursor(c string) (string, error) {
 	if c == "" {
 		return "", nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil || len(b) == 0 || len(b) > 64 {
+	if err != nil {
+		return "", errors.New("malformed cursor")
+	}
+	id, err := uuid.Parse(string(b))
+	if err != nil || id.String() != string(b) {
 		return "", errors.New("malformed cursor")
 	}
 	return string(b), nil
