@@ -60,7 +60,7 @@ func (s *Server) buildRoutes() {
 	s.add(route{method: "POST", path: v1 + "/cases/:id/contacts", perm: auth.CaseWrite, summary: "Log a contact", h: s.createContact, ok: 201, request: "ContactInput"})
 	s.add(route{method: "GET", path: v1 + "/contacts/:id", perm: auth.CaseRead, read: "contact.read", target: "contact", summary: "Read a contact", h: s.getContact, ok: 200})
 	for _, m := range []string{"PATCH", "PUT", "DELETE"} {
-		s.add(route{method: m, path: v1 + "/contacts/:id", summary: "Contacts are immutable (405)", h: s.immutable, ok: 405})
+		s.add(route{method: m, path: v1 + "/contacts/:id", perm: auth.Authenticated, summary: "Contacts are immutable (405 for any token, 401 without one)", h: s.immutable, ok: 405})
 	}
 	s.addExtraRoutes()
 	s.addBackupRoutes()

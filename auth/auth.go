@@ -60,6 +60,9 @@ const (
 	BackupWork Permission = "backup"
 	// Admin: tokens and the retention schedule.
 	Admin Permission = "admin"
+	// Authenticated: any valid token, whatever its role (routes that only
+	// answer that a method is not allowed still need to know who asks).
+	Authenticated Permission = "authenticated"
 )
 
 // matrix is the least-privilege table of api.md (Roles); admin holds all.
@@ -72,7 +75,13 @@ var matrix = map[Role][]Permission{
 }
 
 // Allows reports whether the role holds the permission.
-func (r Role) Allows(p Permission) bool { return slices.Contains(matrix[r], p) }
+func (r Role) Allows(p Permission) bool {
+	if p == Authenticated {
+		_, known := matrix[r]
+		return known
+	}
+	return slices.Contains(matrix[r], p)
+}
 
 // Token is a stored API token (never the secret itself).
 type Token struct {
