@@ -97,7 +97,8 @@ func TestBadInputIsRejectedWithoutSideEffects(t *testing.T) {
 			{"NUL in audit target", "GET", "/api/v1/audit?target=case:%00", nil, 422, "target", legal},
 			{"unknown audit outcome", "GET", "/api/v1/audit?outcome=bogus", nil, 422, "outcome", legal},
 			{"NUL in attachment filename", "POST", "/api/v1/contacts/nope/attachments?filename=a%00.txt", "bytes", 422, "filename", ""},
-			{"URL over the limit", "GET", "/api/v1/search?q=" + strings.Repeat("a", api.MaxURLBytes), nil, 414, "", ""},
+			{"URL over the limit", "GET", "/api/v1/search?q=" + strings.Repeat("<", 1000) + "&x=" + strings.Repeat("<", 2800), nil, 414, "", ""},
+			{"URL over the limit by a byte", "GET", "/api/v1/cases?tag=" + strings.Repeat("a", api.MaxURLBytes-len("/api/v1/cases?tag=")+1), nil, 414, "", ""},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,18 +29,24 @@ import (
 	"github.com/casevault/casevault/sqlstore"
 )
 
-// recordedAudit keeps what the server asked to record, to assert on it.
+// recordedAudit keeps what the server asked to record, to assert on it, and
+// records it in the real audit trail too (log), as the server does.
 type recordedAudit struct {
+	mu     sync.Mutex
 	events []string
 	fail   bool
+	log    *audit.Log
 }
 
-func (r *recordedAudit) Record(_ context.Context, ch cases.Change, outcome string) error {
+func (r *recordedAudit) Record(ctx context.Context, ch cases.Change, outcome string) error {
+	r.mu.Lock()
 	if r.fail {
+		r.mu.Unlock()
 		return sqldb.ErrUnavailable
 	}
 	r.events = append(r.events, ch.Action+":"+outcome+":"+ch.TargetID)
-	return nil
+	r.mu.Unlock()
+	return r.log.Record(ctx, audit.FromChange(ch, outcome))
 }
 
 // fixedPolicy keeps every contact one year from capture; enough to see the
@@ -55,10 +62,12 @@ func (fixedPolicy) RetainUntil(_ []cases.Purpose, captured time.Time, closed *ti
 }
 
 type harness struct {
-	t      *testing.T
-	db     *sqldb.DB
-	srv    *api.Server
-	audit  *recordedAudit
+	t     *testing.T
+	db    *sqldb.DB
+	srv   *api.Server
+	audit *recordedAudit
+	// trail is the real audit log behind audit and the audit routes.
+	trail  *audit.Log
 	tokens map[auth.Role]string
 	revokd string
 	base   string
@@ -92,6 +101,7 @@ func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 	atts := archive.NewAttachments(db, blobs, keys, archive.AttachmentOptions{MaxSize: 1 << 20})
 	trail := audit.New(db)
 	t.Cleanup(func() { trail.Close(context.Background()) })
+	rec.log = trail
 	eng, err := bleve.Open(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +144,7 @@ func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 	}
 	go func() { _ = srv.App().Listener(ln) }()
 	t.Cleanup(func() { _ = srv.App().Shutdown() })
-	h := &harness{t: t, db: db, srv: srv, blobDir: blobDir, reindexErr: reindexErr, audit: rec, tokens: map[auth.Role]string{},
+	h := &harness{t: t, db: db, srv: srv, trail: trail, blobDir: blobDir, reindexErr: reindexErr, audit: rec, tokens: map[auth.Role]string{},
 		base: "http://" + ln.Addr().String(), client: &http.Client{Timeout: 30 * time.Second},
 		backups: bsvc, backupDir: backupDir}
 	ctx := context.Background()

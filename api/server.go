@@ -257,7 +257,10 @@ func actor(c *fiber.Ctx) cases.Actor {
 }
 
 // deny records an authentication or authorization failure. A failure to
-// record is logged but does not turn a 401 into a 503.
+// record is logged but does not turn a 401 into a 503. The audit log
+// aggregates denials (audit/denials.go): the first per source, action and
+// minute is stored at once, the repeats as one counted event, so a flood of
+// bad requests cannot flood the trail.
 func (s *Server) deny(c *fiber.Ctx, a cases.Actor, action, routeName string) {
 	if s.d.Audit == nil {
 		return
