@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -71,14 +72,15 @@ func mustJSON(v any) string {
 	return string(b)
 }
 
-// write runs fn in a transaction, then the change hook, and wakes the indexer.
-func (s *Store) write(ctx context.Context, ch cases.Change, fn func(tx *sql.Tx) error) error {
+// write runs fn in a transaction, then the change hook with ch as fn left it
+// (an update fills in what it changed), and wakes the indexer.
+func (s *Store) write(ctx context.Context, ch *cases.Change, fn func(tx *sql.Tx) error) error {
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		if err := fn(tx); err != nil {
 			return err
 		}
 		if s.onChange != nil {
-			if err := s.onChange(ctx, tx, ch); err != nil {
+			if err := s.onChange(ctx, tx, *ch); err != nil {
 				return fmt.Errorf("audit: %w", err)
 			}
 		}
@@ -115,7 +117,7 @@ func scanCustomer(row interface{ Scan(...any) error }) (cases.Customer, error) {
 
 // CreateCustomer implements cases.Store.
 func (s *Store) CreateCustomer(ctx context.Context, c cases.Customer, ch cases.Change) error {
-	return s.write(ctx, ch, func(tx *sql.Tx) error {
+	return s.write(ctx, &ch, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO customers (`+customerCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?)`),
 			c.ID, c.ExternalRef, c.Name, c.Email, c.Phone, c.Locale,
 			c.Consents.Location, c.Consents.Marketing, c.Consents.Personalization, sqldb.Micros(c.CreatedAt), sqldb.Micros(c.UpdatedAt))
@@ -141,7 +143,7 @@ func (s *Store) GetCustomer(ctx context.Context, id string) (cases.Customer, err
 // UpdateCustomer implements cases.Store.
 func (s *Store) UpdateCustomer(ctx context.Context, id string, fn func(*cases.Customer) error, ch cases.Change) (cases.Customer, error) {
 	var out cases.Customer
-	err := s.write(ctx, ch, func(tx *sql.Tx) error {
+	err := s.write(ctx, &ch, func(tx *sql.Tx) error {
 		c, err := scanCustomer(tx.QueryRowContext(ctx, s.q(`SELECT `+customerCols+` FROM customers WHERE id = ?`+s.forUpdate()), id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("customer %s: %w", id, cases.ErrNotFound)
@@ -149,9 +151,11 @@ func (s *Store) UpdateCustomer(ctx context.Context, id string, fn func(*cases.Cu
 		if err != nil {
 			return fmt.Errorf("get customer: %w", err)
 		}
+		old := c
 		if err := fn(&c); err != nil {
 			return err
 		}
+		ch.Detail = withChanges(ch.Detail, cases.CustomerChanges(old, c))
 		_, err = tx.ExecContext(ctx, s.q(`UPDATE customers SET external_ref=?, name=?, email=?, phone=?, locale=?,
 			consent_location=?, consent_marketing=?, consent_personalization=?, updated_at=? WHERE id=?`),
 			c.ExternalRef, c.Name, c.Email, c.Phone, c.Locale,
@@ -163,6 +167,15 @@ func (s *Store) UpdateCustomer(ctx context.Context, id string, fn func(*cases.Cu
 		return nil
 	})
 	return out, err
+}
+
+// withChanges adds what an update changed to the detail its caller gave
+// (the caller's keys win; the map is copied, never shared).
+func withChanges(detail, changes map[string]any) map[string]any {
+	for k, v := range detail {
+		changes[k] = v
+	}
+	return changes
 }
 
 func (s *Store) forUpdate() string {
@@ -210,7 +223,7 @@ func (s *Store) CreateCase(ctx context.Context, c *cases.Case, ch cases.Change) 
 	if c.Tags == nil {
 		c.Tags = []string{}
 	}
-	return s.write(ctx, ch, func(tx *sql.Tx) error {
+	return s.write(ctx, &ch, func(tx *sql.Tx) error {
 		if err := tx.QueryRowContext(ctx, `UPDATE counters SET value = value + 1 WHERE name = 'case_number' RETURNING value`).Scan(&c.Number); err != nil {
 			return fmt.Errorf("case number: %w", err)
 		}
@@ -241,7 +254,7 @@ func (s *Store) GetCase(ctx context.Context, id string) (cases.Case, error) {
 // case_closed clock starts (or stops) exactly then.
 func (s *Store) UpdateCase(ctx context.Context, id string, fn func(*cases.Case) error, ch cases.Change) (cases.Case, error) {
 	var out cases.Case
-	err := s.write(ctx, ch, func(tx *sql.Tx) error {
+	err := s.write(ctx, &ch, func(tx *sql.Tx) error {
 		c, err := scanCase(tx.QueryRowContext(ctx, s.q(`SELECT `+caseCols+` FROM cases WHERE id = ?`+s.forUpdate()), id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("case %s: %w", id, cases.ErrNotFound)
@@ -249,10 +262,13 @@ func (s *Store) UpdateCase(ctx context.Context, id string, fn func(*cases.Case) 
 		if err != nil {
 			return fmt.Errorf("get case: %w", err)
 		}
+		old := c
+		old.Tags = slices.Clone(c.Tags)
 		before := c.ClosedAt
 		if err := fn(&c); err != nil {
 			return err
 		}
+		ch.Detail = withChanges(ch.Detail, cases.CaseChanges(old, c))
 		_, err = tx.ExecContext(ctx, s.q(`UPDATE cases SET subject=?, status=?, priority=?, tags=?, assignee=?, updated_at=?, closed_at=? WHERE id=?`),
 			c.Subject, c.Status, c.Priority, mustJSON(c.Tags), c.Assignee, sqldb.Micros(c.UpdatedAt), sqldb.NullMicros(c.ClosedAt), id)
 		if err != nil {
@@ -447,7 +463,7 @@ func jsonOrNull[T any](v *T) any {
 // CreateContact implements cases.Store. retain_until is computed inside the
 // transaction from the case's closed_at as it is at commit time.
 func (s *Store) CreateContact(ctx context.Context, c *cases.Contact, ch cases.Change) error {
-	return s.write(ctx, ch, func(tx *sql.Tx) error {
+	return s.write(ctx, &ch, func(tx *sql.Tx) error {
 		var closed sql.NullInt64
 		var customerID string
 		err := s.db.QueryRowTx(ctx, tx, qCaseClosedAt+s.forUpdate(), c.CaseID).Scan(&closed, &customerID)
