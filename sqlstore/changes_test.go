@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"testing"
 
 	"github.com/casevault/casevault/audit"
@@ -73,6 +74,21 @@ func TestUpdatesRecordWhatChanged(t *testing.T) {
 		d = last(audit.ActionCustomerUpdate)
 		if got := enc(d); got != `{"consents.location":{"from":false,"to":true},"fields":["name","consents.location"]}` {
 			t.Errorf("customer.update detail = %s (names the changed fields, consents old and new, never the personal data)", got)
+		}
+	})
+}
+
+// Text PostgreSQL cannot hold is a client's mistake the API refuses before
+// the store; should one slip through, it must not read as an outage (503
+// with Retry-After invites retrying for ever).
+func TestUnstorableTextIsNotAnOutage(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		st := sqlstore.New(db, sqlstore.Options{})
+		for _, f := range []cases.CaseFilter{{Assignee: "a\x00b"}, {CustomerID: "\xff"}} {
+			_, _, err := st.ListCases(context.Background(), f, cases.Page{})
+			if errors.Is(err, sqldb.ErrUnavailable) {
+				t.Errorf("filter %+v: %v reads as the database being unavailable", f, err)
+			}
 		}
 	})
 }

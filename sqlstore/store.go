@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
@@ -186,9 +187,14 @@ func (s *Store) forUpdate() string {
 }
 
 // fail marks read errors other than cancellation as the database being
-// unavailable, which the API answers with 503.
+// unavailable, which the API answers with 503. A PostgreSQL data exception
+// (SQLSTATE class 22: a NUL, invalid UTF-8, an out-of-range value) is not an
+// outage: retrying cannot help, so it stays a plain error (500, logged at
+// error level) — input validation should have refused it before the store.
 func (s *Store) fail(what string, err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	var pg *pgconn.PgError
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.As(err, &pg) && strings.HasPrefix(pg.Code, "22") {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return fmt.Errorf("%s: %w: %w", what, sqldb.ErrUnavailable, err)
