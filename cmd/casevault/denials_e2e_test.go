@@ -53,6 +53,7 @@ func TestUnauthenticatedFloodIsAggregatedAndFlushedAtShutdown(t *testing.T) {
 	}
 	select {
 	case err := <-p.done:
+		p.done <- err // for start's cleanup
 		if err != nil {
 			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.stderr)
 		}
