@@ -67,7 +67,7 @@ func (s *Server) buildRoutes() {
 }
 
 func (s *Server) immutable(c *fiber.Ctx) error {
-	c.Set(fiber.HeaderAllow, "GET")
+	c.Set(fiber.HeaderAllow, "GET, HEAD")
 	return errStatus(fiber.StatusMethodNotAllowed, "contacts are immutable once written")
 }
 

@@ -24,7 +24,8 @@ import (
 )
 
 // Auditor records events that are not part of a write transaction: reads,
-// denied requests. Record must return only once the event is durable.
+// denied requests. Record must return only once the event is durable, except
+// for the repeats of a denial it aggregates (audit.Log.Record).
 type Auditor interface {
 	Record(ctx context.Context, ch cases.Change, outcome string) error
 }
