@@ -89,6 +89,7 @@ func TestBadInputIsRejectedWithoutSideEffects(t *testing.T) {
 			{"junk cursor on search", "GET", "/api/v1/search?q=x&cursor=garbage", nil, 422, "cursor", ""},
 			{"junk cursor on tokens", "GET", "/api/v1/tokens?cursor=garbage", nil, 422, "cursor", admin},
 			{"junk cursor on holds", "GET", "/api/v1/holds?cursor=garbage", nil, 422, "cursor", legal},
+			{"empty cursor is the first page", "GET", "/api/v1/holds?cursor=", nil, 200, "", legal},
 			{"junk cursor on backups", "GET", "/api/v1/backups?cursor=garbage", nil, 422, "cursor", backup},
 			{"NUL in assignee filter", "GET", "/api/v1/cases?assignee=a%00b", nil, 422, "assignee", ""},
 			{"invalid UTF-8 customer filter", "GET", "/api/v1/cases?customer_id=%ff", nil, 422, "customer_id", ""},

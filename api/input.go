@@ -68,7 +68,7 @@ func checkParams(c *fiber.Ctx, paged bool) error {
 			err = invalidField(string(k), p)
 			return
 		}
-		if !paged && string(k) == "cursor" {
+		if !paged && string(k) == "cursor" && len(v) > 0 {
 			err = invalidField("cursor", "this list has a single page and takes no cursor")
 		}
 	})
