@@ -22,7 +22,7 @@ func (s *Server) addAuditRoutes() {
 	if s.d.AuditTrail == nil {
 		return
 	}
-	s.add(route{method: "GET", path: "/api/v1/audit", perm: auth.LegalWork, read: "audit.list", target: "audit", summary: "List audit events (actor, action, target, from, to)", h: s.listAudit, ok: 200})
+	s.add(route{method: "GET", path: "/api/v1/audit", perm: auth.LegalWork, read: "audit.list", target: "audit", summary: "List audit events (actor, action, target, outcome, from, to)", h: s.listAudit, ok: 200, paged: true})
 	s.add(route{method: "GET", path: "/api/v1/audit/verify", perm: auth.LegalWork, read: "audit.verify", target: "audit", summary: "Verify the audit hash chain", h: s.verifyAudit, ok: 200})
 }
 
@@ -81,8 +81,12 @@ func mapAuditErr(err error) error {
 	if err == nil {
 		return nil
 	}
+	var fe *audit.FilterError
+	if errors.As(err, &fe) {
+		return invalidField(fe.Field, fe.Message)
+	}
 	if errors.Is(err, audit.ErrInvalid) {
-		return &httpError{status: fiber.StatusUnprocessableEntity, detail: err.Error(), fields: []fieldErr{{Field: "cursor", Message: err.Error()}}}
+		return errStatus(fiber.StatusUnprocessableEntity, "%s", err.Error())
 	}
 	return err
 }

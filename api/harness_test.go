@@ -30,23 +30,26 @@ import (
 	"github.com/casevault/casevault/sqlstore"
 )
 
-// recordedAudit keeps what the server asked to record, to assert on it.
+// recordedAudit keeps what the server asked to record, to assert on it, and
+// records it in the real audit trail too (log), as the server does.
 type recordedAudit struct {
 	mu      sync.Mutex
 	events  []string
 	details []map[string]any
 	fail    bool
+	log     *audit.Log
 }
 
-func (r *recordedAudit) Record(_ context.Context, ch cases.Change, outcome string) error {
+func (r *recordedAudit) Record(ctx context.Context, ch cases.Change, outcome string) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.fail {
+		r.mu.Unlock()
 		return sqldb.ErrUnavailable
 	}
 	r.events = append(r.events, ch.Action+":"+outcome+":"+ch.TargetID)
 	r.details = append(r.details, ch.Detail)
-	return nil
+	r.mu.Unlock()
+	return r.log.Record(ctx, audit.FromChange(ch, outcome))
 }
 
 // has reports whether an event "action:outcome:target" was recorded.
@@ -69,10 +72,12 @@ func (fixedPolicy) RetainUntil(_ []cases.Purpose, captured time.Time, closed *ti
 }
 
 type harness struct {
-	t      *testing.T
-	db     *sqldb.DB
-	srv    *api.Server
-	audit  *recordedAudit
+	t     *testing.T
+	db    *sqldb.DB
+	srv   *api.Server
+	audit *recordedAudit
+	// trail is the real audit log behind audit and the audit routes.
+	trail  *audit.Log
 	tokens map[auth.Role]string
 	revokd string
 	base   string
@@ -122,6 +127,7 @@ func newHarnessBlobs(t *testing.T, d sqldb.Dialect, blobs archive.Blobs) *harnes
 	atts := archive.NewAttachments(db, blobs, keys, archive.AttachmentOptions{MaxSize: 1 << 20})
 	trail := audit.New(db)
 	t.Cleanup(func() { trail.Close(context.Background()) })
+	rec.log = trail
 	eng, err := bleve.Open(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +175,7 @@ func newHarnessBlobs(t *testing.T, d sqldb.Dialect, blobs archive.Blobs) *harnes
 	}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.App().Shutdown() })
-	h := &harness{t: t, db: db, srv: srv, blobDir: blobDir, blobs: blobs, logs: logs, reindexErr: reindexErr, audit: rec, tokens: map[auth.Role]string{},
+	h := &harness{t: t, db: db, srv: srv, trail: trail, blobDir: blobDir, blobs: blobs, logs: logs, reindexErr: reindexErr, audit: rec, tokens: map[auth.Role]string{},
 		base: "http://" + ln.Addr().String(), client: &http.Client{Timeout: 30 * time.Second},
 		backups: bsvc, backupDir: backupDir}
 	ctx := context.Background()

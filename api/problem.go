@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/utils"
@@ -197,7 +196,7 @@ func drainBody(c *fiber.Ctx) {
 }
 
 // decodeJSON decodes a strict JSON object: malformed → 400; unknown field,
-// wrong type → 422 naming the field.
+// wrong type, a NUL or invalid UTF-8 in any string → 422 naming the field.
 func (s *Server) decodeJSON(c *fiber.Ctx, dst any) error {
 	body, err := s.readBody(c)
 	if err != nil {
@@ -205,9 +204,6 @@ func (s *Server) decodeJSON(c *fiber.Ctx, dst any) error {
 	}
 	if ct := string(c.Request().Header.ContentType()); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
 		return errStatus(fiber.StatusUnsupportedMediaType, "send application/json")
-	}
-	if !utf8.Valid(body) {
-		return errStatus(fiber.StatusBadRequest, "the body is not valid UTF-8")
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return errStatus(fiber.StatusBadRequest, "the body is empty; send a JSON object")
@@ -241,7 +237,7 @@ func (s *Server) decodeJSON(c *fiber.Ctx, dst any) error {
 	if err := dec.Decode(&tail); err != io.EOF {
 		return errStatus(fiber.StatusBadRequest, "malformed JSON: data after the object")
 	}
-	return nil
+	return checkJSONStrings(body)
 }
 
 func jsonKind(k string) string {

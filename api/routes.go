@@ -16,6 +16,25 @@ type AuditTx func(ctx context.Context, tx *sql.Tx, ch cases.Change) error
 
 func (s *Server) add(r route) { s.routes = append(s.routes, r) }
 
+// register mounts a route with its guard and read audit. Every GET route
+// answers HEAD too, with the same status and headers and no body (fasthttp
+// drops the body of a HEAD response); a HEAD of personal data is audited
+// like the GET it mirrors.
+func (s *Server) register(r route) {
+	handlers := []fiber.Handler{}
+	if r.perm != "" {
+		handlers = append(handlers, s.guard(r.perm, r.method+" "+r.path, r.paged))
+	}
+	if r.read != "" {
+		handlers = append(handlers, s.auditRead(r.read, r.target))
+	}
+	handlers = append(handlers, r.h)
+	s.app.Add(r.method, r.path, handlers...)
+	if r.method == fiber.MethodGet {
+		s.app.Add(fiber.MethodHead, r.path, handlers...)
+	}
+}
+
 func (s *Server) buildRoutes() {
 	// Operations, unauthenticated: they reveal no personal data.
 	s.add(route{method: "GET", path: "/healthz", summary: "Process is up", h: s.healthz, ok: 200})
@@ -25,30 +44,30 @@ func (s *Server) buildRoutes() {
 
 	const v1 = "/api/v1"
 	s.add(route{method: "POST", path: v1 + "/tokens", perm: auth.Admin, summary: "Create a token", h: s.createToken, ok: 201, request: "TokenInput"})
-	s.add(route{method: "GET", path: v1 + "/tokens", perm: auth.Admin, summary: "List tokens", h: s.listTokens, ok: 200})
+	s.add(route{method: "GET", path: v1 + "/tokens", perm: auth.Admin, read: "token.list", target: "token", summary: "List tokens", h: s.listTokens, ok: 200})
 	s.add(route{method: "DELETE", path: v1 + "/tokens/:id", perm: auth.Admin, summary: "Revoke a token", h: s.revokeToken, ok: 204})
 
 	s.add(route{method: "POST", path: v1 + "/customers", perm: auth.CaseWrite, summary: "Create a customer", h: s.createCustomer, ok: 201, request: "CustomerInput"})
 	s.add(route{method: "GET", path: v1 + "/customers/:id", perm: auth.CaseRead, read: "customer.read", target: "customer", summary: "Read a customer", h: s.getCustomer, ok: 200})
 	s.add(route{method: "PATCH", path: v1 + "/customers/:id", perm: auth.CaseWrite, summary: "Update a customer", h: s.patchCustomer, ok: 200, request: "CustomerInput"})
-	s.add(route{method: "GET", path: v1 + "/customers/:id/cases", perm: auth.CaseRead, read: "customer.cases", target: "customer", summary: "List a customer's cases", h: s.customerCases, ok: 200})
+	s.add(route{method: "GET", path: v1 + "/customers/:id/cases", perm: auth.CaseRead, read: "customer.cases", target: "customer", summary: "List a customer's cases", h: s.customerCases, ok: 200, paged: true})
 
 	s.add(route{method: "POST", path: v1 + "/cases", perm: auth.CaseWrite, summary: "Create a case", h: s.createCase, ok: 201, request: "CaseInput"})
-	s.add(route{method: "GET", path: v1 + "/cases", perm: auth.CaseRead, read: "case.list", target: "case", summary: "List cases, newest first", h: s.listCases, ok: 200})
+	s.add(route{method: "GET", path: v1 + "/cases", perm: auth.CaseRead, read: "case.list", target: "case", summary: "List cases, newest first", h: s.listCases, ok: 200, paged: true})
 	s.add(route{method: "GET", path: v1 + "/cases/:id", perm: auth.CaseRead, read: "case.read", target: "case", summary: "Read a case with its timeline", h: s.getCase, ok: 200})
 	s.add(route{method: "PATCH", path: v1 + "/cases/:id", perm: auth.CaseWrite, summary: "Update a case (closing and reassigning need supervisor)", h: s.patchCase, ok: 200, request: "CasePatch"})
 
 	s.add(route{method: "POST", path: v1 + "/cases/:id/contacts", perm: auth.CaseWrite, summary: "Log a contact", h: s.createContact, ok: 201, request: "ContactInput"})
 	s.add(route{method: "GET", path: v1 + "/contacts/:id", perm: auth.CaseRead, read: "contact.read", target: "contact", summary: "Read a contact", h: s.getContact, ok: 200})
 	for _, m := range []string{"PATCH", "PUT", "DELETE"} {
-		s.add(route{method: m, path: v1 + "/contacts/:id", summary: "Contacts are immutable (405)", h: s.immutable, ok: 405})
+		s.add(route{method: m, path: v1 + "/contacts/:id", perm: auth.Authenticated, summary: "Contacts are immutable (405 for any token, 401 without one)", h: s.immutable, ok: 405})
 	}
 	s.addExtraRoutes()
 	s.addBackupRoutes()
 }
 
 func (s *Server) immutable(c *fiber.Ctx) error {
-	c.Set(fiber.HeaderAllow, "GET")
+	c.Set(fiber.HeaderAllow, "GET, HEAD")
 	return errStatus(fiber.StatusMethodNotAllowed, "contacts are immutable once written")
 }
 
@@ -97,6 +116,8 @@ func (s *Server) listTokens(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	c.Locals(targetKey, "")
+	c.Locals(detailKey, map[string]any{"count": len(toks)})
 	return c.JSON(fiber.Map{"items": toks, "next_cursor": nil})
 }
 

@@ -26,7 +26,7 @@ func (s *Server) addSearchRoutes() {
 	if s.d.Search == nil {
 		return
 	}
-	s.add(route{method: "GET", path: "/api/v1/search", perm: auth.CaseRead, read: "search", target: "search", summary: "Search cases (free text and field terms)", h: s.search, ok: 200})
+	s.add(route{method: "GET", path: "/api/v1/search", perm: auth.CaseRead, read: "search", target: "search", summary: "Search cases (free text and field terms)", h: s.search, ok: 200, paged: true})
 	if s.d.Reindex != nil {
 		s.add(route{method: "POST", path: "/api/v1/search/reindex", perm: auth.Admin, summary: "Rebuild the index into a new version in the background", h: s.reindex, ok: 202})
 	}

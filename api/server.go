@@ -25,7 +25,8 @@ import (
 )
 
 // Auditor records events that are not part of a write transaction: reads,
-// denied requests. Record must return only once the event is durable.
+// denied requests. Record must return only once the event is durable, except
+// for the repeats of a denial it aggregates (audit.Log.Record).
 type Auditor interface {
 	Record(ctx context.Context, ch cases.Change, outcome string) error
 }
@@ -95,6 +96,9 @@ type route struct {
 	h       fiber.Handler
 	ok      int // success status for the OpenAPI document
 	request string
+	// paged: the route is a list that issues and accepts ?cursor= (every
+	// other route rejects a cursor with 422).
+	paged bool
 }
 
 // New builds the app and its routes.
@@ -153,15 +157,7 @@ func New(cfg Config, d Deps) *Server {
 	})
 	s.buildRoutes()
 	for _, r := range s.routes {
-		handlers := []fiber.Handler{}
-		if r.perm != "" {
-			handlers = append(handlers, s.guard(r.perm, r.method+" "+r.path))
-		}
-		if r.read != "" {
-			handlers = append(handlers, s.auditRead(r.read, r.target))
-		}
-		handlers = append(handlers, r.h)
-		s.app.Add(r.method, r.path, handlers...)
+		s.register(r)
 	}
 	s.app.Use(func(c *fiber.Ctx) error {
 		return errStatus(fiber.StatusNotFound, "no route %s %s", c.Method(), c.Path())
@@ -266,7 +262,10 @@ func bearer(c *fiber.Ctx) string {
 	return ""
 }
 
-func (s *Server) guard(perm auth.Permission, routeName string) fiber.Handler {
+// guard authenticates and authorizes every route that needs a token, then
+// validates the request target (checkParams) so that no handler or store
+// sees a NUL, invalid UTF-8 or a cursor it does not issue.
+func (s *Server) guard(perm auth.Permission, routeName string, paged bool) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		ctx := c.UserContext()
 		base := cases.Actor{RequestID: requestID(c), ClientIP: c.IP()}
@@ -292,6 +291,9 @@ func (s *Server) guard(perm auth.Permission, routeName string) fiber.Handler {
 			return errStatus(fiber.StatusForbidden, "role %s may not call %s", tok.Role, routeName)
 		}
 		c.Locals(actorKey, a)
+		if err := checkParams(c, paged); err != nil {
+			return err
+		}
 		return c.Next()
 	}
 }
@@ -308,7 +310,10 @@ func actor(c *fiber.Ctx) cases.Actor {
 }
 
 // deny records an authentication or authorization failure. A failure to
-// record is logged but does not turn a 401 into a 503.
+// record is logged but does not turn a 401 into a 503. The audit log
+// aggregates denials (audit/denials.go): the first per source, action and
+// minute is stored at once, the repeats as one counted event, so a flood of
+// bad requests cannot flood the trail.
 func (s *Server) deny(c *fiber.Ctx, a cases.Actor, action, routeName string) {
 	if s.d.Audit == nil {
 		return

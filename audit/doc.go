@@ -10,7 +10,8 @@
 // Detail is a JSON object of ids, counts and query text only: never secrets
 // and never message bodies. Keys that name one (token, password, secret,
 // body, authorization, ...; see secretKeys) are rejected with ErrSecret, and
-// Detail is limited to MaxDetailBytes.
+// a Detail over MaxDetailBytes is truncated (long strings cut, "truncated":
+// true), never refused.
 //
 // # Durability
 //
@@ -19,6 +20,11 @@
 // recorded with Log.Record, which returns only after the commit; concurrent
 // Record calls share commits (group commit) but none returns before its
 // batch committed. Log.Prepare (at start-up) lets appends skip parsing SQL.
+//
+// Denied events are the exception: Record stores the first per source,
+// action and actor of a window (a minute) that way, and counts the repeats
+// into one event with detail.count, written when the window ends or at
+// Close (denials.go), so nobody can flood the trail.
 //
 // # The chain
 //

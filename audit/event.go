@@ -274,9 +274,64 @@ func canonicalDetail(raw json.RawMessage) (json.RawMessage, error) {
 		return nil, fmt.Errorf("%w: detail: %w", ErrInvalid, err)
 	}
 	if len(out) > MaxDetailBytes {
-		return nil, fmt.Errorf("%w: detail is %d bytes, more than %d", ErrInvalid, len(out), MaxDetailBytes)
+		return truncateDetail(m, len(out))
 	}
 	return out, nil
+}
+
+// truncateDetail shrinks a detail over MaxDetailBytes instead of failing:
+// a request that happens to carry long text (a 3.8 KB search URL once made
+// the search's detail 20 KiB and the request a 500) must still be on
+// record. Every string longer than a limit is cut at a character boundary
+// (marked with "…"), halving the limit until the detail fits, and the
+// detail gains "truncated": true and "detail_bytes" (its size before). A
+// detail that does not fit even then (huge arrays) keeps only those two.
+func truncateDetail(m map[string]any, size int) (json.RawMessage, error) {
+	for limit := 4096; limit >= 32; limit /= 2 {
+		c, _ := cutStrings(m, limit).(map[string]any)
+		c["truncated"], c["detail_bytes"] = true, size
+		out, err := json.Marshal(c)
+		if err != nil {
+			return nil, fmt.Errorf("%w: detail: %w", ErrInvalid, err)
+		}
+		if len(out) <= MaxDetailBytes {
+			return out, nil
+		}
+	}
+	out, err := json.Marshal(map[string]any{"truncated": true, "detail_bytes": size})
+	if err != nil {
+		return nil, fmt.Errorf("%w: detail: %w", ErrInvalid, err)
+	}
+	return out, nil
+}
+
+// cutStrings copies v with every string longer than limit bytes cut to at
+// most limit bytes (at a rune start) plus "…".
+func cutStrings(v any, limit int) any {
+	switch x := v.(type) {
+	case string:
+		if len(x) <= limit {
+			return x
+		}
+		cut := limit
+		for cut > 0 && !utf8.RuneStart(x[cut]) {
+			cut--
+		}
+		return x[:cut] + "…"
+	case map[string]any:
+		c := make(map[string]any, len(x))
+		for k, e := range x {
+			c[k] = cutStrings(e, limit)
+		}
+		return c
+	case []any:
+		c := make([]any, len(x))
+		for i, e := range x {
+			c[i] = cutStrings(e, limit)
+		}
+		return c
+	}
+	return v
 }
 
 // secretKeys are Detail keys that name a secret or message content. Ids and

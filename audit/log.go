@@ -36,6 +36,14 @@ type Log struct {
 	closeOnce sync.Once
 	runCtx    context.Context
 	cancelRun context.CancelFunc
+
+	// Denied events: see denials.go.
+	denyWindow  time.Duration
+	denyKeys    int
+	denied      denials
+	denyStopped chan struct{}
+	denyMu      sync.Mutex
+	denyErr     error
 }
 
 type request struct {
@@ -88,12 +96,22 @@ func New(db *sqldb.DB, opts ...Option) *Log {
 		reqs:      make(chan request),
 		stop:      make(chan struct{}),
 		stopped:   make(chan struct{}),
+
+		denyWindow:  DefaultDenialWindow,
+		denyKeys:    DefaultDenialKeys,
+		denied:      denials{keys: map[denialKey]*denial{}},
+		denyStopped: make(chan struct{}),
 	}
 	for _, o := range opts {
 		o(l)
 	}
 	l.runCtx, l.cancelRun = context.WithCancel(context.Background())
 	go l.loop()
+	if l.denyWindow > 0 {
+		go l.denialLoop()
+	} else {
+		close(l.denyStopped)
+	}
 	return l
 }
 
@@ -113,6 +131,11 @@ func (l *Log) Retention() time.Duration { return l.retention }
 // ctx ends first Record returns ctx.Err(), and the event may still be
 // committed.
 //
+// Denied events (outcome denied) are the exception: only the first of its
+// source, action and actor in a window is recorded this way; the rest are
+// counted and written as one aggregate event when the window ends or the Log
+// closes (see denials.go), and Record returns nil for them at once.
+//
 // Never call Record from inside a write transaction (InTx): on SQLite that
 // transaction holds the only write connection Record needs. Use AppendTx
 // there.
@@ -126,6 +149,9 @@ func (l *Log) Record(ctx context.Context, ev Event) error {
 	case <-l.stop:
 		return ErrClosed
 	default:
+	}
+	if ev.Outcome == OutcomeDenied && l.denyWindow > 0 && l.absorb(ev) {
+		return nil
 	}
 	select {
 	case l.reqs <- r:
@@ -176,20 +202,27 @@ func (l *Log) loop() {
 }
 
 // Close stops accepting Record calls, lets the batch in flight commit and
-// waits for the batching goroutine. When ctx ends first, the batch in flight
-// is cancelled (its callers get an error: nothing acknowledged is lost) and
+// waits for the batching goroutine, then writes the aggregates of the denied
+// events still being counted. When ctx ends first, the batch in flight is
+// cancelled (its callers get an error: nothing acknowledged is lost) and
 // ctx.Err() is returned. Close is idempotent; it does not close the database.
 func (l *Log) Close(ctx context.Context) error {
 	l.closeOnce.Do(func() { close(l.stop) })
 	select {
 	case <-l.stopped:
-		l.cancelRun()
-		return nil
 	case <-ctx.Done():
 		l.cancelRun()
 		<-l.stopped
+		<-l.denyStopped
 		return ctx.Err()
 	}
+	<-l.denyStopped
+	err := l.flushDenials(ctx, true)
+	l.cancelRun()
+	l.denyMu.Lock()
+	err, l.denyErr = errors.Join(l.denyErr, err), nil
+	l.denyMu.Unlock()
+	return err
 }
 
 // Change runs fn in a write transaction and appends ev in the same

@@ -43,6 +43,16 @@ func ParseTarget(s string) (targetType, targetID string) {
 	return t, id
 }
 
+// FilterError is a bad filter, cursor or limit; it names the parameter
+// (the API answers 422 naming it) and matches ErrInvalid.
+type FilterError struct {
+	Field   string
+	Message string
+}
+
+func (e *FilterError) Error() string { return "audit: invalid " + e.Field + ": " + e.Message }
+func (e *FilterError) Unwrap() error { return ErrInvalid }
+
 const selectEvents = `SELECT seq, at, actor_id, actor_name, role, action, target_type, target_id,
  request_id, client_ip, outcome, detail, prev_hash, hash FROM audit_events`
 
@@ -76,7 +86,7 @@ func (f Filter) where() (string, []any, error) {
 	}
 	if f.Outcome != "" {
 		if !validOutcome(f.Outcome) {
-			return "", nil, fmt.Errorf("%w: outcome %q", ErrInvalid, f.Outcome)
+			return "", nil, &FilterError{Field: "outcome", Message: "must be ok, denied, error or failed"}
 		}
 		conds = append(conds, "outcome = ?")
 		args = append(args, f.Outcome)
@@ -90,7 +100,7 @@ func (f Filter) where() (string, []any, error) {
 		args = append(args, f.To.UnixMicro())
 	}
 	if !f.From.IsZero() && !f.To.IsZero() && f.To.Before(f.From) {
-		return "", nil, fmt.Errorf("%w: time range ends before it starts", ErrInvalid)
+		return "", nil, &FilterError{Field: "to", Message: "the time range ends before it starts"}
 	}
 	if len(conds) == 0 {
 		return "", args, nil
@@ -113,7 +123,7 @@ func decodeCursor(c string) (int64, error) {
 			}
 		}
 	}
-	return 0, fmt.Errorf("%w: bad cursor", ErrInvalid)
+	return 0, &FilterError{Field: "cursor", Message: "malformed cursor"}
 }
 
 // List returns events newest first, at most f.Limit, and the cursor of the
@@ -125,7 +135,7 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, string, error) {
 	case limit == 0:
 		limit = DefaultListLimit
 	case limit < 0 || limit > MaxListLimit:
-		return nil, "", fmt.Errorf("%w: limit must be 1 to %d", ErrInvalid, MaxListLimit)
+		return nil, "", &FilterError{Field: "limit", Message: fmt.Sprintf("must be 1 to %d", MaxListLimit)}
 	}
 	where, args, err := f.where()
 	if err != nil {

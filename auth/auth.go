@@ -60,6 +60,9 @@ const (
 	BackupWork Permission = "backup"
 	// Admin: tokens and the retention schedule.
 	Admin Permission = "admin"
+	// Authenticated: any valid token, whatever its role (routes that only
+	// answer that a method is not allowed still need to know who asks).
+	Authenticated Permission = "authenticated"
 )
 
 // matrix is the least-privilege table of api.md (Roles); admin holds all.
@@ -72,7 +75,13 @@ var matrix = map[Role][]Permission{
 }
 
 // Allows reports whether the role holds the permission.
-func (r Role) Allows(p Permission) bool { return slices.Contains(matrix[r], p) }
+func (r Role) Allows(p Permission) bool {
+	if p == Authenticated {
+		_, known := matrix[r]
+		return known
+	}
+	return slices.Contains(matrix[r], p)
+}
 
 // Token is a stored API token (never the secret itself).
 type Token struct {
@@ -106,7 +115,13 @@ func hash(secret string) string {
 // and never stored. hook runs in the same transaction (audit).
 func (t *Tokens) Create(ctx context.Context, name string, role Role, hook func(ctx context.Context, tx *sql.Tx, tok Token) error) (Token, string, error) {
 	name = strings.TrimSpace(name)
-	if name == "" || utf8.RuneCountInString(name) > 100 || !utf8.ValidString(name) {
+	switch {
+	case !utf8.ValidString(name):
+		return Token{}, "", cases.Invalid("name", "must be valid UTF-8")
+	case strings.IndexByte(name, 0) >= 0:
+		// The same answer on both engines: PostgreSQL cannot store a NUL.
+		return Token{}, "", cases.Invalid("name", "must not contain NUL characters")
+	case name == "" || utf8.RuneCountInString(name) > 100:
 		return Token{}, "", cases.Invalid("name", "must be 1 to 100 characters")
 	}
 	if !slices.Contains(Roles, role) {

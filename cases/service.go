@@ -202,33 +202,30 @@ func (s *Service) UpdateCustomer(ctx context.Context, id string, p CustomerPatch
 	if err := v.err(); err != nil {
 		return Customer{}, err
 	}
-	changed := []string{}
+	// The store records what changed (CustomerChanges) in the audit event.
 	ch := Change{Actor: a, Action: "customer.update", TargetType: "customer", TargetID: id}
 	return s.store.UpdateCustomer(ctx, id, func(c *Customer) error {
-		set := func(field string, dst *string, src *string, val string) {
-			if src != nil && *dst != val {
+		set := func(dst *string, src *string, val string) {
+			if src != nil {
 				*dst = val
-				changed = append(changed, field)
 			}
 		}
-		set("name", &c.Name, p.Name, name)
-		set("external_ref", &c.ExternalRef, p.ExternalRef, ref)
-		set("email", &c.Email, p.Email, email)
-		set("phone", &c.Phone, p.Phone, phone)
-		set("locale", &c.Locale, p.Locale, locale)
+		set(&c.Name, p.Name, name)
+		set(&c.ExternalRef, p.ExternalRef, ref)
+		set(&c.Email, p.Email, email)
+		set(&c.Phone, p.Phone, phone)
+		set(&c.Locale, p.Locale, locale)
 		if p.Consents != nil {
-			setB := func(field string, dst *bool, src *bool) {
-				if src != nil && *dst != *src {
+			setB := func(dst *bool, src *bool) {
+				if src != nil {
 					*dst = *src
-					changed = append(changed, field)
 				}
 			}
-			setB("consents.location", &c.Consents.Location, p.Consents.Location)
-			setB("consents.marketing", &c.Consents.Marketing, p.Consents.Marketing)
-			setB("consents.personalization", &c.Consents.Personalization, p.Consents.Personalization)
+			setB(&c.Consents.Location, p.Consents.Location)
+			setB(&c.Consents.Marketing, p.Consents.Marketing)
+			setB(&c.Consents.Personalization, p.Consents.Personalization)
 		}
 		c.UpdatedAt = s.now()
-		ch.Detail = map[string]any{"fields": changed}
 		return nil
 	}, ch)
 }
@@ -370,12 +367,11 @@ func (s *Service) UpdateCase(ctx context.Context, id string, p CasePatch, a Acto
 	}
 	maskFields(&subject)
 	tags = maskTags(tags)
+	// The store records what changed (CaseChanges) in the audit event.
 	ch := Change{Actor: a, Action: "case.update", TargetType: "case", TargetID: id}
 	return s.store.UpdateCase(ctx, id, func(c *Case) error {
-		changed := []string{}
 		now := s.now()
 		if p.Status != nil && *p.Status != c.Status {
-			changed = append(changed, "status")
 			c.Status = *p.Status
 			if c.Status == StatusClosed {
 				c.ClosedAt = &now
@@ -383,24 +379,19 @@ func (s *Service) UpdateCase(ctx context.Context, id string, p CasePatch, a Acto
 				c.ClosedAt = nil
 			}
 		}
-		if p.Priority != nil && *p.Priority != c.Priority {
-			changed = append(changed, "priority")
+		if p.Priority != nil {
 			c.Priority = *p.Priority
 		}
-		if p.Subject != nil && subject != c.Subject {
-			changed = append(changed, "subject")
+		if p.Subject != nil {
 			c.Subject = subject
 		}
-		if p.Assignee != nil && assignee != c.Assignee {
-			changed = append(changed, "assignee")
+		if p.Assignee != nil {
 			c.Assignee = assignee
 		}
 		if p.Tags != nil && !slices.Equal(tags, c.Tags) {
-			changed = append(changed, "tags")
 			c.Tags = tags
 		}
 		c.UpdatedAt = now
-		ch.Detail = map[string]any{"fields": changed, "status": string(c.Status)}
 		return nil
 	}, ch)
 }
@@ -435,6 +426,10 @@ func (s *Service) AddContact(ctx context.Context, caseID string, in NewContact, 
 		v.add("body", "is required")
 	} else if !utf8.ValidString(*in.Body) {
 		v.add("body", "must be valid UTF-8")
+	} else if strings.IndexByte(*in.Body, 0) >= 0 {
+		// PostgreSQL cannot store a NUL; SQLite can, and a backup holding
+		// one would not restore into PostgreSQL.
+		v.add("body", "must not contain NUL characters")
 	} else if len(*in.Body) > MaxBodyLen {
 		v.add("body", "must be at most %d bytes", MaxBodyLen)
 	} else if strings.TrimSpace(*in.Body) == "" {

@@ -10,8 +10,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
@@ -69,14 +73,15 @@ func mustJSON(v any) string {
 	return string(b)
 }
 
-// write runs fn in a transaction, then the change hook, and wakes the indexer.
-func (s *Store) write(ctx context.Context, ch cases.Change, fn func(tx *sql.Tx) error) error {
+// write runs fn in a transaction, then the change hook with ch as fn left it
+// (an update fills in what it changed), and wakes the indexer.
+func (s *Store) write(ctx context.Context, ch *cases.Change, fn func(tx *sql.Tx) error) error {
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		if err := fn(tx); err != nil {
 			return err
 		}
 		if s.onChange != nil {
-			if err := s.onChange(ctx, tx, ch); err != nil {
+			if err := s.onChange(ctx, tx, *ch); err != nil {
 				return fmt.Errorf("audit: %w", err)
 			}
 		}
@@ -113,7 +118,7 @@ func scanCustomer(row interface{ Scan(...any) error }) (cases.Customer, error) {
 
 // CreateCustomer implements cases.Store.
 func (s *Store) CreateCustomer(ctx context.Context, c cases.Customer, ch cases.Change) error {
-	return s.write(ctx, ch, func(tx *sql.Tx) error {
+	return s.write(ctx, &ch, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO customers (`+customerCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?)`),
 			c.ID, c.ExternalRef, c.Name, c.Email, c.Phone, c.Locale,
 			c.Consents.Location, c.Consents.Marketing, c.Consents.Personalization, sqldb.Micros(c.CreatedAt), sqldb.Micros(c.UpdatedAt))
@@ -139,7 +144,7 @@ func (s *Store) GetCustomer(ctx context.Context, id string) (cases.Customer, err
 // UpdateCustomer implements cases.Store.
 func (s *Store) UpdateCustomer(ctx context.Context, id string, fn func(*cases.Customer) error, ch cases.Change) (cases.Customer, error) {
 	var out cases.Customer
-	err := s.write(ctx, ch, func(tx *sql.Tx) error {
+	err := s.write(ctx, &ch, func(tx *sql.Tx) error {
 		c, err := scanCustomer(tx.QueryRowContext(ctx, s.q(`SELECT `+customerCols+` FROM customers WHERE id = ?`+s.forUpdate()), id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("customer %s: %w", id, cases.ErrNotFound)
@@ -147,9 +152,11 @@ func (s *Store) UpdateCustomer(ctx context.Context, id string, fn func(*cases.Cu
 		if err != nil {
 			return fmt.Errorf("get customer: %w", err)
 		}
+		old := c
 		if err := fn(&c); err != nil {
 			return err
 		}
+		ch.Detail = withChanges(ch.Detail, cases.CustomerChanges(old, c))
 		_, err = tx.ExecContext(ctx, s.q(`UPDATE customers SET external_ref=?, name=?, email=?, phone=?, locale=?,
 			consent_location=?, consent_marketing=?, consent_personalization=?, updated_at=? WHERE id=?`),
 			c.ExternalRef, c.Name, c.Email, c.Phone, c.Locale,
@@ -163,6 +170,15 @@ func (s *Store) UpdateCustomer(ctx context.Context, id string, fn func(*cases.Cu
 	return out, err
 }
 
+// withChanges adds what an update changed to the detail its caller gave
+// (the caller's keys win; the map is copied, never shared).
+func withChanges(detail, changes map[string]any) map[string]any {
+	for k, v := range detail {
+		changes[k] = v
+	}
+	return changes
+}
+
 func (s *Store) forUpdate() string {
 	if s.db.Dialect == sqldb.Postgres {
 		return " FOR UPDATE"
@@ -171,9 +187,14 @@ func (s *Store) forUpdate() string {
 }
 
 // fail marks read errors other than cancellation as the database being
-// unavailable, which the API answers with 503.
+// unavailable, which the API answers with 503. A PostgreSQL data exception
+// (SQLSTATE class 22: a NUL, invalid UTF-8, an out-of-range value) is not an
+// outage: retrying cannot help, so it stays a plain error (500, logged at
+// error level) — input validation should have refused it before the store.
 func (s *Store) fail(what string, err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	var pg *pgconn.PgError
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.As(err, &pg) && strings.HasPrefix(pg.Code, "22") {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return fmt.Errorf("%s: %w: %w", what, sqldb.ErrUnavailable, err)
@@ -208,7 +229,7 @@ func (s *Store) CreateCase(ctx context.Context, c *cases.Case, ch cases.Change) 
 	if c.Tags == nil {
 		c.Tags = []string{}
 	}
-	return s.write(ctx, ch, func(tx *sql.Tx) error {
+	return s.write(ctx, &ch, func(tx *sql.Tx) error {
 		if err := tx.QueryRowContext(ctx, `UPDATE counters SET value = value + 1 WHERE name = 'case_number' RETURNING value`).Scan(&c.Number); err != nil {
 			return fmt.Errorf("case number: %w", err)
 		}
@@ -239,7 +260,7 @@ func (s *Store) GetCase(ctx context.Context, id string) (cases.Case, error) {
 // case_closed clock starts (or stops) exactly then.
 func (s *Store) UpdateCase(ctx context.Context, id string, fn func(*cases.Case) error, ch cases.Change) (cases.Case, error) {
 	var out cases.Case
-	err := s.write(ctx, ch, func(tx *sql.Tx) error {
+	err := s.write(ctx, &ch, func(tx *sql.Tx) error {
 		c, err := scanCase(tx.QueryRowContext(ctx, s.q(`SELECT `+caseCols+` FROM cases WHERE id = ?`+s.forUpdate()), id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("case %s: %w", id, cases.ErrNotFound)
@@ -247,10 +268,13 @@ func (s *Store) UpdateCase(ctx context.Context, id string, fn func(*cases.Case) 
 		if err != nil {
 			return fmt.Errorf("get case: %w", err)
 		}
+		old := c
+		old.Tags = slices.Clone(c.Tags)
 		before := c.ClosedAt
 		if err := fn(&c); err != nil {
 			return err
 		}
+		ch.Detail = withChanges(ch.Detail, cases.CaseChanges(old, c))
 		_, err = tx.ExecContext(ctx, s.q(`UPDATE cases SET subject=?, status=?, priority=?, tags=?, assignee=?, updated_at=?, closed_at=? WHERE id=?`),
 			c.Subject, c.Status, c.Priority, mustJSON(c.Tags), c.Assignee, sqldb.Micros(c.UpdatedAt), sqldb.NullMicros(c.ClosedAt), id)
 		if err != nil {
@@ -378,12 +402,20 @@ func likeEscape(s string) string {
 
 func encodeCursor(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
 
+// decodeCursor accepts only what encodeCursor produces: the id of a case,
+// a UUID in canonical form. Anything else (junk bytes would reach the query,
+// and PostgreSQL rejects invalid UTF-8 where SQLite compares it) is
+// malformed, on both engines alike.
 func decodeCursor(c string) (string, error) {
 	if c == "" {
 		return "", nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil || len(b) == 0 || len(b) > 64 {
+	if err != nil {
+		return "", errors.New("malformed cursor")
+	}
+	id, err := uuid.Parse(string(b))
+	if err != nil || id.String() != string(b) {
 		return "", errors.New("malformed cursor")
 	}
 	return string(b), nil
@@ -437,7 +469,7 @@ func jsonOrNull[T any](v *T) any {
 // CreateContact implements cases.Store. retain_until is computed inside the
 // transaction from the case's closed_at as it is at commit time.
 func (s *Store) CreateContact(ctx context.Context, c *cases.Contact, ch cases.Change) error {
-	return s.write(ctx, ch, func(tx *sql.Tx) error {
+	return s.write(ctx, &ch, func(tx *sql.Tx) error {
 		var closed sql.NullInt64
 		var customerID string
 		err := s.db.QueryRowTx(ctx, tx, qCaseClosedAt+s.forUpdate(), c.CaseID).Scan(&closed, &customerID)
