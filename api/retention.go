@@ -23,7 +23,7 @@ type RetentionDeps struct {
 	// Recompute runs after a schedule change, in the background.
 	Recompute func(ctx context.Context)
 	// AuditTx writes audit events inside retention transactions.
-	AuditTx retention.ChangeHook
+	AuditTx cases.TxHook
 	// ObjectLock mirrors a placed (on) or released (off) hold onto the blob
 	// store's legal-hold flags; nil when the bucket has no object lock.
 	ObjectLock func(ctx context.Context, h retention.Hold, on bool) (int, error)

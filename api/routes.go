@@ -11,9 +11,6 @@ import (
 	"github.com/casevault/casevault/cases"
 )
 
-// AuditTx runs inside token create/revoke transactions (audit).
-type AuditTx func(ctx context.Context, tx *sql.Tx, ch cases.Change) error
-
 func (s *Server) add(r route) { s.routes = append(s.routes, r) }
 
 // register mounts a route with its guard and read audit. Every GET route

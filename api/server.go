@@ -56,7 +56,7 @@ type Deps struct {
 	Metrics *prometheus.Registry
 	Log     *slog.Logger
 	// AuditTx runs in the token-creation transaction (audit).
-	AuditTx AuditTx
+	AuditTx cases.TxHook
 	// AuditTrail serves the audit routes (nil: none).
 	AuditTrail AuditTrail
 	// Retention serves schedule, holds, explain and sweep routes (nil: none).

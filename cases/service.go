@@ -2,6 +2,7 @@ package cases
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"regexp"
 	"slices"
@@ -47,6 +48,16 @@ type Change struct {
 	TargetID   string
 	Detail     map[string]any
 }
+
+// TxHook runs inside a write transaction with the change it makes, so the
+// change and its audit event commit together (or not at all).
+type TxHook func(ctx context.Context, tx *sql.Tx, ch Change) error
+
+// SystemActor is the actor of scheduled and background work.
+func SystemActor() Actor { return Actor{Name: "system", Role: "system"} }
+
+// CLIActor is the actor of a command run on the server's machine.
+func CLIActor() Actor { return Actor{Name: "cli", Role: "cli"} }
 
 // Page selects a window of a list.
 type Page struct {

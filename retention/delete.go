@@ -5,12 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/casevault/casevault/cases"
-	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqlstore"
 )
 
 // ActionManualDelete is the rule name recorded for deletions asked for
@@ -65,23 +64,14 @@ func (s *Sweeper) DeleteCase(ctx context.Context, caseID string, actor cases.Act
 			}
 		}
 		// Holds: by case/customer even without contacts, and per contact.
-		var held []string
 		refs := []ContactRef{{CaseID: caseID, CustomerID: customerID}}
 		for _, id := range ids {
-			lc := live[id]
-			refs = append(refs, ContactRef{ContactID: id, CaseID: caseID, CustomerID: customerID, OccurredAt: lc.occurred})
+			refs = append(refs, ContactRef{ContactID: id, CaseID: caseID, CustomerID: customerID, OccurredAt: live[id].occurred})
 		}
+		var held []string
 		if s.opts.Holds != nil {
-			for _, ref := range refs {
-				hs, err := s.opts.Holds.Covering(ctx, ref)
-				if err != nil {
-					return err
-				}
-				for _, h := range hs {
-					if !slices.Contains(held, h.ID) {
-						held = append(held, h.ID)
-					}
-				}
+			if held, err = s.opts.Holds.HeldBy(ctx, refs); err != nil {
+				return err
 			}
 		}
 		if len(held) > 0 {
@@ -109,8 +99,8 @@ func (s *Sweeper) DeleteCase(ctx context.Context, caseID string, actor cases.Act
 		if err := s.insertDispositions(ctx, tx, w.disps); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO outbox (case_id, created_at) VALUES (?, ?)`), caseID, sqldb.Micros(now)); err != nil {
-			return fmt.Errorf("outbox: %w", err)
+		if err := sqlstore.Enqueue(ctx, s.db, tx, caseID); err != nil {
+			return err
 		}
 		if s.opts.OnChange != nil {
 			for _, ch := range w.changes {

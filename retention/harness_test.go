@@ -117,7 +117,7 @@ type env struct {
 }
 
 // auditHook appends the change to the real hash-chained audit trail.
-func auditHook(d sqldb.Dialect) retention.ChangeHook {
+func auditHook(d sqldb.Dialect) cases.TxHook {
 	return func(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
 		_, err := audit.AppendTx(ctx, tx, d, audit.FromChange(ch, audit.OutcomeOK))
 		return err
@@ -127,7 +127,7 @@ func auditHook(d sqldb.Dialect) retention.ChangeHook {
 func newEnv(t testing.TB, db *sqldb.DB) *env {
 	e := &env{t: t, ctx: context.Background(), db: db, blobs: &memBlobs{}}
 	e.policy = retention.NewPolicy(retention.DefaultSchedule())
-	e.store = sqlstore.New(db, sqlstore.Options{Policy: e.policy, OnChange: sqlstore.ChangeHook(auditHook(db.Dialect))})
+	e.store = sqlstore.New(db, sqlstore.Options{Policy: e.policy, OnChange: auditHook(db.Dialect)})
 	e.sched = retention.NewSchedules(db, e.policy)
 	e.matcher = &bodyMatcher{db: db}
 	e.holds = retention.NewHolds(db, e.matcher)

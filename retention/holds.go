@@ -275,7 +275,7 @@ func isZeroFilter(f search.Filter) bool {
 // Place validates and stores a new hold; hook (may be nil) runs in the same
 // transaction with a "hold.place" change. Invalid input gives a
 // *cases.ValidationError naming the fields (422).
-func (h *Holds) Place(ctx context.Context, in HoldInput, actor cases.Actor, hook ChangeHook) (Hold, error) {
+func (h *Holds) Place(ctx context.Context, in HoldInput, actor cases.Actor, hook cases.TxHook) (Hold, error) {
 	if err := h.validate(ctx, &in); err != nil {
 		return Hold{}, err
 	}
@@ -315,7 +315,7 @@ func (h *Holds) Place(ctx context.Context, in HoldInput, actor cases.Actor, hook
 // Release ends a hold (it stays stored). Releasing a released hold gives a
 // *ReleasedError (409); an unknown id cases.ErrNotFound; an empty reason a
 // *cases.ValidationError.
-func (h *Holds) Release(ctx context.Context, id, reason string, actor cases.Actor, hook ChangeHook) (Hold, error) {
+func (h *Holds) Release(ctx context.Context, id, reason string, actor cases.Actor, hook cases.TxHook) (Hold, error) {
 	reason = strings.TrimSpace(reason)
 	switch {
 	case reason == "":
@@ -474,6 +474,48 @@ func (h *Holds) Covering(ctx context.Context, c ContactRef) ([]Hold, error) {
 	}
 	ev := newEvaluator(h.matcher, holds)
 	return ev.covering(ctx, c)
+}
+
+// HeldBy returns the ids of the active holds covering any of refs, sorted
+// and without repeats: the one rule for "which holds stop this deletion".
+func (h *Holds) HeldBy(ctx context.Context, refs []ContactRef) ([]string, error) {
+	holds, err := h.active(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	ev := newEvaluator(h.matcher, holds)
+	var ids []string
+	for _, ref := range refs {
+		hs, err := ev.covering(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		for _, hold := range hs {
+			if !slices.Contains(ids, hold.ID) {
+				ids = append(ids, hold.ID)
+			}
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// CoveringCase returns the ids of the active holds covering a case: by case
+// and customer even without contacts, and per live contact (time-scoped
+// holds), as a deletion checks them.
+func (h *Holds) CoveringCase(ctx context.Context, caseID, customerID string) ([]string, error) {
+	refs := []ContactRef{{CaseID: caseID, CustomerID: customerID}}
+	contacts, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT id, occurred_at FROM contacts WHERE case_id = ?`), []any{caseID},
+		func(rows *sql.Rows) (ContactRef, error) {
+			var id string
+			var at int64
+			err := rows.Scan(&id, &at)
+			return ContactRef{ContactID: id, CaseID: caseID, CustomerID: customerID, OccurredAt: sqldb.FromMicros(at)}, err
+		})
+	if err != nil {
+		return nil, sqldb.Fail("holds covering case", err)
+	}
+	return h.HeldBy(ctx, append(refs, contacts...))
 }
 
 // CheckNotHeld returns a *HeldError (409) naming the holds that cover the

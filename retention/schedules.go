@@ -13,11 +13,6 @@ import (
 	"github.com/casevault/casevault/sqldb"
 )
 
-// ChangeHook runs inside the transaction of every retention change; the
-// audit trail uses it so that a change and its event commit together. It
-// has the shape of sqlstore.ChangeHook.
-type ChangeHook func(ctx context.Context, tx *sql.Tx, ch cases.Change) error
-
 func actorName(a cases.Actor) string {
 	switch {
 	case a.Name != "":
@@ -136,7 +131,7 @@ func (s *Schedules) Load(ctx context.Context) (Schedule, error) {
 // "retention.schedule.update" change. On success the policy switches to the
 // new schedule; the caller then runs Recompute so that stored retain_until
 // values follow. It returns the stored schedule.
-func (s *Schedules) Put(ctx context.Context, sc Schedule, actor cases.Actor, hook ChangeHook) (Schedule, error) {
+func (s *Schedules) Put(ctx context.Context, sc Schedule, actor cases.Actor, hook cases.TxHook) (Schedule, error) {
 	sc.Version = 0
 	if err := sc.Validate(); err != nil {
 		return Schedule{}, err

@@ -17,6 +17,7 @@ import (
 	"github.com/casevault/casevault/bg"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqlstore"
 )
 
 // ErrSweepRunning is returned by Run while another sweep holds the lock
@@ -67,7 +68,7 @@ type SweeperOptions struct {
 	Policy *Policy
 	Holds  *Holds
 	// OnChange writes the audit event of each disposition, in its transaction.
-	OnChange ChangeHook
+	OnChange cases.TxHook
 	// OnChanges, when set, replaces OnChange and receives all the changes of
 	// a batch at once, so an audit trail able to append many events under
 	// one head lock can (one event per statement is the sweep's bottleneck
@@ -657,16 +658,8 @@ func (s *Sweeper) applyBatch(ctx context.Context, p phase, snap *snapshot, batch
 		if err := s.insertDispositions(ctx, tx, w.disps); err != nil {
 			return err
 		}
-		if len(w.cases) > 0 {
-			now := sqldb.Micros(time.Now())
-			args := make([]any, 0, 2*len(w.cases))
-			for _, id := range w.cases {
-				args = append(args, id, now)
-			}
-			q := `INSERT INTO outbox (case_id, created_at) VALUES ` + strings.TrimSuffix(strings.Repeat("(?, ?),", len(w.cases)), ",")
-			if _, err := tx.ExecContext(ctx, s.db.Rebind(q), args...); err != nil {
-				return fmt.Errorf("outbox: %w", err)
-			}
+		if err := sqlstore.Enqueue(ctx, s.db, tx, w.cases...); err != nil {
+			return err
 		}
 		// Audit last: it takes the chain head lock, held until commit.
 		if s.opts.OnChanges != nil && len(w.changes) > 0 {

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" driver
 )
@@ -237,10 +238,66 @@ func (db *DB) SetTxPrologue(fn func(ctx context.Context, tx *sql.Tx) error) {
 }
 
 func classify(err error) error {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if err == nil || !IsOutage(err) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// Fail wraps a database error with what was being done, marking it
+// ErrUnavailable (the API answers 503 with Retry-After) only when it is an
+// outage. It is the one place that decides what an outage looks like.
+func Fail(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if IsOutage(err) {
+		return fmt.Errorf("%s: %w: %w", what, ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// IsOutage reports whether err means the database could not do the work
+// now but might later. Not an outage: a cancelled or timed-out request (the
+// caller gave up), an error already marked ErrUnavailable, and a PostgreSQL
+// data exception (SQLSTATE class 22: a NUL, invalid UTF-8, an out-of-range
+// value), which no retry can fix.
+func IsOutage(err error) bool {
+	var pg *pgconn.PgError
+	switch {
+	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.Is(err, ErrUnavailable):
+		return false
+	case errors.As(err, &pg) && strings.HasPrefix(pg.Code, "22"):
+		return false
+	}
+	return true
+}
+
+// Querier is what Collect reads from: a *sql.DB (db.Read) or a *sql.Tx.
+type Querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// Collect runs a query (already rebound for the dialect) and scans every
+// row with scan, closing the rows whatever happens.
+func Collect[T any](ctx context.Context, q Querier, query string, args []any, scan func(*sql.Rows) (T, error)) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, rows.Close()
 }
 
 // Migrate applies every embedded migration not yet recorded, each in its

@@ -15,21 +15,16 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
 )
 
-// ChangeHook runs inside the write transaction of every change; the audit
-// trail uses it so that a change and its event commit together.
-type ChangeHook func(ctx context.Context, tx *sql.Tx, ch cases.Change) error
-
 // Store is the SQL store.
 type Store struct {
 	db       *sqldb.DB
 	policy   cases.RetentionPolicy
-	onChange ChangeHook
+	onChange cases.TxHook
 	// notify is called after a commit that appended outbox rows, to wake the
 	// indexer early; it must not block.
 	notify func()
@@ -38,7 +33,7 @@ type Store struct {
 // Options wires the store's collaborators.
 type Options struct {
 	Policy   cases.RetentionPolicy
-	OnChange ChangeHook
+	OnChange cases.TxHook
 	Notify   func()
 }
 
@@ -96,7 +91,33 @@ func (s *Store) write(ctx context.Context, ch *cases.Change, fn func(tx *sql.Tx)
 // enqueue tells the indexer that the case changed: wholly when contactID is
 // "", else only by that new contact.
 func (s *Store) enqueue(ctx context.Context, tx *sql.Tx, caseID, contactID string) error {
-	_, err := s.db.Exec(ctx, tx, qEnqueue, caseID, sql.NullString{String: contactID, Valid: contactID != ""}, sqldb.Micros(time.Now()))
+	return enqueueRow(ctx, s.db, tx, caseID, contactID)
+}
+
+// Enqueue tells the indexer, in the caller's transaction, that these cases
+// changed as a whole (deleted, redacted, restored): it reloads each one. The
+// store owns the outbox table; other packages write it only through here.
+// A sweep batch enqueues hundreds of cases: one multi-row INSERT per chunk.
+func Enqueue(ctx context.Context, db *sqldb.DB, tx *sql.Tx, caseIDs ...string) error {
+	const chunk = 500
+	now := sqldb.Micros(time.Now())
+	for len(caseIDs) > 0 {
+		n := min(len(caseIDs), chunk)
+		args := make([]any, 0, 2*n)
+		for _, id := range caseIDs[:n] {
+			args = append(args, id, now)
+		}
+		q := `INSERT INTO outbox (case_id, created_at) VALUES ` + strings.TrimSuffix(strings.Repeat("(?, ?),", n), ",")
+		if _, err := tx.ExecContext(ctx, db.Rebind(q), args...); err != nil {
+			return fmt.Errorf("outbox: %w", err)
+		}
+		caseIDs = caseIDs[n:]
+	}
+	return nil
+}
+
+func enqueueRow(ctx context.Context, db *sqldb.DB, tx *sql.Tx, caseID, contactID string) error {
+	_, err := db.Exec(ctx, tx, qEnqueue, caseID, sql.NullString{String: contactID, Valid: contactID != ""}, sqldb.Micros(time.Now()))
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
@@ -186,19 +207,9 @@ func (s *Store) forUpdate() string {
 	return ""
 }
 
-// fail marks read errors other than cancellation as the database being
-// unavailable, which the API answers with 503. A PostgreSQL data exception
-// (SQLSTATE class 22: a NUL, invalid UTF-8, an out-of-range value) is not an
-// outage: retrying cannot help, so it stays a plain error (500, logged at
-// error level) — input validation should have refused it before the store.
-func (s *Store) fail(what string, err error) error {
-	var pg *pgconn.PgError
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.As(err, &pg) && strings.HasPrefix(pg.Code, "22") {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	return fmt.Errorf("%s: %w: %w", what, sqldb.ErrUnavailable, err)
-}
+// fail classifies a read error (sqldb.Fail: outage → 503, a data
+// exception stays a plain error that input validation should have caught).
+func (s *Store) fail(what string, err error) error { return sqldb.Fail(what, err) }
 
 // --- cases ---
 

@@ -56,7 +56,7 @@ func openInstance(t testing.TB, db *sqldb.DB, blobDir string) *instance {
 	t.Helper()
 	in := &instance{t: t, ctx: context.Background(), db: db}
 	policy := retention.NewPolicy(retention.DefaultSchedule())
-	in.store = sqlstore.New(db, sqlstore.Options{Policy: policy, OnChange: sqlstore.ChangeHook(auditHook(db.Dialect))})
+	in.store = sqlstore.New(db, sqlstore.Options{Policy: policy, OnChange: auditHook(db.Dialect)})
 	st, err := local.New(blobDir)
 	if err != nil {
 		t.Fatal(err)

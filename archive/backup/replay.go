@@ -160,7 +160,7 @@ func sameInstance(a, b Manifest) bool {
 
 // replay applies the tombstones the target does not have yet, in the order
 // they happened, in one transaction with the audit event ch.
-func replay(ctx context.Context, db *sqldb.DB, ts *tombstones, hook ChangeHook, ch cases.Change) (ReplayReport, error) {
+func replay(ctx context.Context, db *sqldb.DB, ts *tombstones, hook cases.TxHook, ch cases.Change) (ReplayReport, error) {
 	var rep ReplayReport
 	disp, _ := tableByName("dispositions")
 	err := db.InTx(ctx, func(tx *sql.Tx) error {

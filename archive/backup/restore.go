@@ -34,7 +34,7 @@ type RestoreOptions struct {
 	Progress func(Progress)
 	Actor    cases.Actor
 	// OnChange audits the restore in the target.
-	OnChange ChangeHook
+	OnChange cases.TxHook
 }
 
 // TableReport compares a restored table with the backup.

@@ -13,6 +13,7 @@ import (
 	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqlstore"
 )
 
 // CaseRestoreOptions says how one case goes back into a running instance.
@@ -28,7 +29,7 @@ type CaseRestoreOptions struct {
 	HeldBy func(ctx context.Context, caseID, customerID string) ([]string, error)
 	Actor  cases.Actor
 	// OnChange audits the restore in the instance's transaction.
-	OnChange ChangeHook
+	OnChange cases.TxHook
 }
 
 // CaseRestoreReport is what a single-case restore did.
@@ -219,8 +220,8 @@ func (r *Repo) RestoreCase(ctx context.Context, id, caseID string, opts CaseRest
 			blobs = append(blobs, b)
 			rep.Attachments++
 		}
-		if _, err := tx.ExecContext(ctx, db.Rebind(`INSERT INTO outbox (case_id, created_at) VALUES (?, ?)`), caseID, sqldb.Micros(time.Now())); err != nil {
-			return fmt.Errorf("restore case: outbox: %w", err)
+		if err := sqlstore.Enqueue(ctx, db, tx, caseID); err != nil {
+			return fmt.Errorf("restore case: %w", err)
 		}
 		if opts.OnChange != nil {
 			return opts.OnChange(ctx, tx, cases.Change{Actor: opts.Actor, Action: "backup.restore_case", TargetType: "case", TargetID: caseID,

@@ -28,9 +28,6 @@ type Progress struct {
 	Unit  string `json:"unit"`
 }
 
-// ChangeHook records an audited action in the caller's transaction.
-type ChangeHook func(ctx context.Context, tx *sql.Tx, ch cases.Change) error
-
 // Options wires a Service.
 type Options struct {
 	// Blobs is the attachment store backups copy from and restores into.
@@ -43,7 +40,7 @@ type Options struct {
 	// LeaseTTL bounds how long a crashed run blocks the next (default 2m);
 	// a live run renews its lease every third of it.
 	LeaseTTL time.Duration
-	OnChange ChangeHook
+	OnChange cases.TxHook
 	// Guard recovers and reports a panic in a run (nil: recovered only).
 	Guard *bg.Guard
 }

@@ -31,7 +31,7 @@ func (a auditSink) hook(ctx context.Context, tx *sql.Tx, ch cases.Change) error 
 
 // systemChange is the audit change of a scheduled job.
 func systemChange(action, targetType, targetID string, detail map[string]any) cases.Change {
-	return cases.Change{Actor: cases.Actor{Name: "system", Role: "system"}, Action: action, TargetType: targetType, TargetID: targetID, Detail: detail}
+	return cases.Change{Actor: cases.SystemActor(), Action: action, TargetType: targetType, TargetID: targetID, Detail: detail}
 }
 
 // hookMany appends many changes under one head lock (retention sweeps).
@@ -46,7 +46,7 @@ func (a auditSink) hookMany(ctx context.Context, tx *sql.Tx, chs []cases.Change)
 
 // cliChange is the audit change of an operator command.
 func cliChange(action, targetType, targetID string, detail map[string]any) cases.Change {
-	return cases.Change{Actor: cases.Actor{Name: "cli", Role: "cli"}, Action: action, TargetType: targetType, TargetID: targetID, Detail: detail}
+	return cases.Change{Actor: cases.CLIActor(), Action: action, TargetType: targetType, TargetID: targetID, Detail: detail}
 }
 
 // cliEnv is what an operator command works with: the migrated database and

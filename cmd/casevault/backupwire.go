@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -282,7 +281,7 @@ type backupParts struct {
 // newBackupParts builds the server's backup service. The key pair is made
 // here when none is configured, so the first scheduled or requested run
 // can encrypt.
-func newBackupParts(cfg *config, db *sqldb.DB, blobs archive.Blobs, hook backup.ChangeHook, log *slog.Logger, guard *bg.Guard) (*backupParts, backup.Keys, error) {
+func newBackupParts(cfg *config, db *sqldb.DB, blobs archive.Blobs, hook cases.TxHook, log *slog.Logger, guard *bg.Guard) (*backupParts, backup.Keys, error) {
 	repo, target, where, err := openBackupRepoKey(cfg, false, true)
 	if err != nil {
 		return nil, backup.Keys{}, err
@@ -301,13 +300,11 @@ func newBackupParts(cfg *config, db *sqldb.DB, blobs archive.Blobs, hook backup.
 	return &backupParts{svc: svc, target: target}, keys, nil
 }
 
-var systemActor = cases.Actor{Name: "system", Role: "system"}
-
 // addBackupJobs schedules backups and forget on the server's cron.
 func addBackupJobs(ctx context.Context, jobs *cron.Cron, cfg *config, bp *backupParts, policy *retention.Policy, log *slog.Logger, guard *bg.Guard) error {
 	if cronEnabled(cfg.Backup.Cron) {
 		if _, err := jobs.AddFunc(cfg.Backup.Cron, guard.Func("cron.backup", func() {
-			m, err := bp.svc.Backup(ctx, "schedule", systemActor, nil)
+			m, err := bp.svc.Backup(ctx, "schedule", cases.SystemActor(), nil)
 			switch {
 			case errors.Is(err, backup.ErrLocked):
 				log.Info("another replica is backing up; skipping this run")
@@ -325,7 +322,7 @@ func addBackupJobs(ctx context.Context, jobs *cron.Cron, cfg *config, bp *backup
 	}
 	if cronEnabled(cfg.Backup.ForgetCron) {
 		if _, err := jobs.AddFunc(cfg.Backup.ForgetCron, guard.Func("cron.backup_forget", func() {
-			rep, err := bp.svc.Forget(ctx, cfg.keepPolicy(policy.Schedule()), false, "schedule", systemActor)
+			rep, err := bp.svc.Forget(ctx, cfg.keepPolicy(policy.Schedule()), false, "schedule", cases.SystemActor())
 			switch {
 			case errors.Is(err, backup.ErrLocked):
 				log.Info("another replica is backing up; forget skipped")
@@ -448,8 +445,6 @@ func (r *reporter) fail(err error) error {
 	return err
 }
 
-var cliActor = cases.Actor{Name: "cli", Role: "cli"}
-
 func backupCmd(cfg *config) *cobra.Command {
 	bc := &cobra.Command{
 		Use:   "backup",
@@ -481,7 +476,7 @@ func backupCmd(cfg *config) *cobra.Command {
 					return err
 				}
 				svc := backup.New(env.db, repo, backup.Options{Blobs: blobs, Keys: keys, OnChange: auditSink{log: env.log}.hook})
-				m, err := svc.Backup(ctx, "cli", cliActor, rep.progress)
+				m, err := svc.Backup(ctx, "cli", cases.CLIActor(), rep.progress)
 				if err != nil {
 					return err
 				}
@@ -651,7 +646,7 @@ func backupCmd(cfg *config) *cobra.Command {
 					return err
 				}
 				svc := backup.New(env.db, repo, backup.Options{OnChange: auditSink{log: env.log}.hook})
-				fr, err := svc.Forget(ctx, p, dryRun, "cli", cliActor)
+				fr, err := svc.Forget(ctx, p, dryRun, "cli", cases.CLIActor())
 				if err != nil {
 					return err
 				}
@@ -852,7 +847,7 @@ func restoreFull(ctx context.Context, cfg *config, id, to string, noLive, allowU
 	alog := audit.New(target)
 	defer alog.Close(context.Background())
 	rr, err := repo.Restore(ctx, id, backup.RestoreOptions{Target: target, Blobs: blobs, Identity: keys.Identity, Live: live,
-		Progress: rep.progress, Actor: cliActor, OnChange: auditSink{log: alog}.hook})
+		Progress: rep.progress, Actor: cases.CLIActor(), OnChange: auditSink{log: alog}.hook})
 	if err != nil {
 		return err
 	}
@@ -983,7 +978,7 @@ func restoreCase(ctx context.Context, cfg *config, id, caseID string, overwrite,
 	// matcher they count as covering (the safe side).
 	holds := retention.NewHolds(env.db, nil)
 	cr, err := repo.RestoreCase(ctx, id, caseID, backup.CaseRestoreOptions{DB: env.db, Blobs: blobs, Identity: keys.Identity, Overwrite: overwrite,
-		HeldBy: heldBy(env.db, holds), Actor: cliActor, OnChange: auditSink{log: env.log}.hook})
+		HeldBy: holds.CoveringCase, Actor: cases.CLIActor(), OnChange: auditSink{log: env.log}.hook})
 	if err != nil {
 		return err
 	}
@@ -994,46 +989,6 @@ func restoreCase(ctx context.Context, cfg *config, id, caseID string, overwrite,
 		fmt.Fprintf(w, "contacts: %d restored, %d already present, %d skipped (deleted since)\n", cr.Contacts, cr.ContactsPresent, cr.ContactsDeleted)
 		fmt.Fprintf(w, "attachments: %d restored (%d blobs written), %d skipped (erased or missing)\n", cr.Attachments, cr.Blobs, cr.AttachmentsGone)
 	})
-}
-
-// heldBy names the active holds covering a case the way a deletion checks
-// them: by case and customer, and per live contact (time-scoped holds).
-func heldBy(db *sqldb.DB, holds *retention.Holds) func(ctx context.Context, caseID, customerID string) ([]string, error) {
-	return func(ctx context.Context, caseID, customerID string) ([]string, error) {
-		refs := []retention.ContactRef{{CaseID: caseID, CustomerID: customerID}}
-		rows, err := db.Read.QueryContext(ctx, db.Rebind(`SELECT id, occurred_at FROM contacts WHERE case_id = ?`), caseID)
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var cid string
-			var at int64
-			if err := rows.Scan(&cid, &at); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			refs = append(refs, retention.ContactRef{ContactID: cid, CaseID: caseID, CustomerID: customerID, OccurredAt: time.UnixMicro(at).UTC()})
-		}
-		if err := rows.Close(); err != nil {
-			return nil, err
-		}
-		seen := map[string]bool{}
-		var out []string
-		for _, ref := range refs {
-			hs, err := holds.Covering(ctx, ref)
-			if err != nil {
-				return nil, err
-			}
-			for _, h := range hs {
-				if !seen[h.ID] {
-					seen[h.ID] = true
-					out = append(out, h.ID)
-				}
-			}
-		}
-		sort.Strings(out)
-		return out, nil
-	}
 }
 
 func humanBytes(n int64) string {

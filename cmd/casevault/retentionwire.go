@@ -73,7 +73,7 @@ func loadRetention(ctx context.Context, cfg *config, db *sqldb.DB, policy *reten
 	if reflect.DeepEqual(sc, cur) {
 		return schedules, nil
 	}
-	if _, err := schedules.Put(ctx, sc, cases.Actor{Name: "cli", Role: "cli"}, nil); err != nil {
+	if _, err := schedules.Put(ctx, sc, cases.CLIActor(), nil); err != nil {
 		return nil, fmt.Errorf("--retention-schedule-file: %w", err)
 	}
 	return schedules, nil
@@ -81,7 +81,7 @@ func loadRetention(ctx context.Context, cfg *config, db *sqldb.DB, policy *reten
 
 func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, schedules *retention.Schedules, ix *search.Indexer,
 	store *sqlstore.Store, blobs archive.Blobs, sink auditSink) *retentionParts {
-	hook := retention.ChangeHook(sink.hook)
+	hook := cases.TxHook(sink.hook)
 	var matcher retention.QueryMatcher
 	if ix != nil {
 		matcher = indexMatcher{ix}

@@ -127,7 +127,7 @@ func bootstrapAdmin(ctx context.Context, tokens *auth.Tokens, hook func(context.
 	}
 	path := filepath.Join(dataDir, "admin.token")
 	tok, secret, err := tokens.Create(ctx, "admin", auth.RoleAdmin, func(ctx context.Context, tx *sql.Tx, tok auth.Token) error {
-		return hook(ctx, tx, cases.Change{Actor: cases.Actor{Name: "system", Role: "system"}, Action: "token.bootstrap", TargetType: "token", TargetID: tok.ID})
+		return hook(ctx, tx, cases.Change{Actor: cases.SystemActor(), Action: "token.bootstrap", TargetType: "token", TargetID: tok.ID})
 	})
 	if err != nil {
 		return err

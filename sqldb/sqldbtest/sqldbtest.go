@@ -100,3 +100,11 @@ func randHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// ForEachDialect runs fn as a subtest on a fresh database of every engine.
+func ForEachDialect(t *testing.T, fn func(t *testing.T, db *sqldb.DB)) {
+	t.Helper()
+	for _, d := range Dialects {
+		t.Run(string(d), func(t *testing.T) { fn(t, Open(t, d)) })
+	}
+}
