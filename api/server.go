@@ -83,24 +83,6 @@ type Server struct {
 	lat    *prometheus.HistogramVec
 }
 
-type route struct {
-	method  string
-	path    string // Fiber syntax, relative to the app root
-	perm    auth.Permission
-	summary string
-	// read names the audit action recorded after a successful read of
-	// personal data ("" = no read audit; writes are audited in their
-	// transaction).
-	read    string
-	target  string
-	h       fiber.Handler
-	ok      int // success status for the OpenAPI document
-	request string
-	// paged: the route is a list that issues and accepts ?cursor= (every
-	// other route rejects a cursor with 422).
-	paged bool
-}
-
 // New builds the app and its routes.
 func New(cfg Config, d Deps) *Server {
 	if cfg.JSONBodyLimit <= 0 {
