@@ -160,7 +160,7 @@ func newHarnessBlobs(t *testing.T, d sqldb.Dialect, blobs archive.Blobs) *harnes
 	}
 	bsvc := backup.New(db, repo, backup.Options{Blobs: blobs, Keys: bkeys})
 	srv := api.New(api.Config{JSONBodyLimit: 64 << 10, AttachmentLimit: 1 << 20, Version: "test"}, api.Deps{
-		Cases: cases.NewService(store, nil), Tokens: tokens, Audit: rec,
+		Cases: cases.NewService(store, nil, cases.WithCaseManagers(auth.ManagesCases)), Tokens: tokens, Audit: rec,
 		Log:         slog.New(slog.NewTextHandler(logs, nil)),
 		Attachments: atts,
 		AuditTrail:  trail, Search: ix, Reindex: func(context.Context) error { return *reindexErr }, Retention: ret,

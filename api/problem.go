@@ -78,6 +78,8 @@ func (s *Server) problemFor(err error) Problem {
 		return Problem{Status: fiber.StatusServiceUnavailable, Detail: "the search index is unavailable; retry later"}
 	case errors.As(err, &held):
 		return Problem{Status: fiber.StatusConflict, Detail: err.Error(), Hold: strings.Join(held.HoldIDs, ",")}
+	case errors.Is(err, cases.ErrForbidden):
+		return Problem{Status: fiber.StatusForbidden, Detail: err.Error()}
 	case errors.Is(err, cases.ErrConflict):
 		return Problem{Status: fiber.StatusConflict, Detail: err.Error()}
 	case errors.As(err, &fe):

@@ -100,7 +100,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		a.Close()
 		return nil, err
 	}
-	a.svc = cases.NewService(a.store, nil)
+	a.svc = cases.NewService(a.store, nil, cases.WithCaseManagers(auth.ManagesCases))
 	a.tokens = auth.NewTokens(db)
 	att, blobs, blobKind, err := openAttachments(ctx, cfg, db)
 	if err != nil {
