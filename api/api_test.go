@@ -93,6 +93,26 @@ func TestCaseLifecycle(t *testing.T) {
 		if r := h.do("PATCH", "/api/v1/cases/"+caseID, agent, map[string]any{"status": "closed"}); r.status != 403 {
 			t.Fatalf("agent closing = %d, want 403", r.status)
 		}
+		if !h.audit.has("auth.forbidden:denied:PATCH /api/v1/cases/:id status=closed") {
+			t.Fatal("the refused close was not audited")
+		}
+		// Agents may take an unassigned case but not give an assigned one
+		// away; supervisors may.
+		if r := h.do("PATCH", "/api/v1/cases/"+caseID, agent, map[string]any{"assignee": "ann"}); r.status != 200 {
+			t.Fatalf("agent assigning an unassigned case = %d %s", r.status, r.body)
+		}
+		if r := h.do("PATCH", "/api/v1/cases/"+caseID, agent, map[string]any{"assignee": "bob", "priority": "high"}); r.status != 403 {
+			t.Fatalf("agent reassigning = %d, want 403", r.status)
+		}
+		if !h.audit.has("auth.forbidden:denied:PATCH /api/v1/cases/:id assignee") {
+			t.Fatal("the refused reassignment was not audited")
+		}
+		if r := h.do("GET", "/api/v1/cases/"+caseID, agent, nil); r.json(t)["assignee"] != "ann" || r.json(t)["priority"] == "high" {
+			t.Fatalf("a refused reassignment changed the case: %s", r.body)
+		}
+		if r := h.do("PATCH", "/api/v1/cases/"+caseID, h.tokens[auth.RoleSupervisor], map[string]any{"assignee": "bob"}); r.status != 200 || r.json(t)["assignee"] != "bob" {
+			t.Fatalf("supervisor reassigning = %d %s", r.status, r.body)
+		}
 		before := contactRetain(t, h, caseID)
 		r = h.do("PATCH", "/api/v1/cases/"+caseID, h.tokens[auth.RoleSupervisor], map[string]any{"status": "closed"})
 		if r.status != 200 || r.json(t)["closed_at"] == nil {

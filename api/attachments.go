@@ -73,7 +73,7 @@ func uploadError(err error, max int64) error {
 	case errors.Is(err, archive.ErrTooLarge):
 		return errStatus(fiber.StatusRequestEntityTooLarge, "attachment larger than %d bytes", max)
 	case errors.Is(err, archive.ErrDigestMismatch):
-		return &httpError{status: fiber.StatusUnprocessableEntity, detail: "the body does not match the digest sent", fields: []fieldErr{{Field: "Content-Digest", Message: "does not match the body"}}}
+		return fieldError("the body does not match the digest sent", "Content-Digest", "does not match the body")
 	case errors.Is(err, errBodyIncomplete), errors.Is(err, errClientGone):
 		return errStatus(fiber.StatusBadRequest, "the request body was incomplete or the client left; nothing was stored")
 	case errors.Is(err, errMultipart):
@@ -130,7 +130,7 @@ func (s *Server) storeUpload(c *fiber.Ctx, contactID string) error {
 	}
 	digest, err := archive.ParseDigestHeaders(c.Get("Content-Digest"), c.Get("X-Content-SHA256"))
 	if err != nil {
-		return &httpError{status: fiber.StatusUnprocessableEntity, detail: err.Error(), fields: []fieldErr{{Field: "Content-Digest", Message: "must be sha-256=:base64: or a hex X-Content-SHA256"}}}
+		return fieldError(err.Error(), "Content-Digest", "must be sha-256=:base64: or a hex X-Content-SHA256")
 	}
 	in := archive.AttachmentInput{ContactID: contactID, ExpectedSHA256: digest}
 	ctype := string(c.Request().Header.ContentType())

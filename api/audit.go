@@ -10,6 +10,7 @@ import (
 
 	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/auth"
+	"github.com/casevault/casevault/cases"
 )
 
 // AuditTrail is the read side of the audit log.
@@ -35,8 +36,7 @@ func parseTime(field, v string) (time.Time, error) {
 			return t.UTC(), nil
 		}
 	}
-	return time.Time{}, &httpError{status: fiber.StatusUnprocessableEntity, detail: "bad time",
-		fields: []fieldErr{{Field: field, Message: "must be RFC 3339 or YYYY-MM-DD"}}}
+	return time.Time{}, fieldError("bad time", field, "must be RFC 3339 or YYYY-MM-DD")
 }
 
 func (s *Server) listAudit(c *fiber.Ctx) error {
@@ -53,7 +53,7 @@ func (s *Server) listAudit(c *fiber.Ctx) error {
 	if l := c.Query("limit"); l != "" {
 		n, err := strconv.Atoi(l)
 		if err != nil || n < 1 || n > 500 {
-			return &httpError{status: fiber.StatusUnprocessableEntity, detail: "bad limit", fields: []fieldErr{{Field: "limit", Message: "must be an integer from 1 to 500"}}}
+			return fieldError("bad limit", "limit", "must be an integer from 1 to 500")
 		}
 		f.Limit = n
 	}
@@ -83,7 +83,7 @@ func mapAuditErr(err error) error {
 	}
 	var fe *audit.FilterError
 	if errors.As(err, &fe) {
-		return invalidField(fe.Field, fe.Message)
+		return cases.Invalid(fe.Field, fe.Message)
 	}
 	if errors.Is(err, audit.ErrInvalid) {
 		return errStatus(fiber.StatusUnprocessableEntity, "%s", err.Error())

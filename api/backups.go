@@ -22,9 +22,6 @@ type BackupDeps struct {
 	Identity age.Identity
 	// Ping checks that the backup target answers (503 when it does not).
 	Ping func(ctx context.Context) error
-	// Context bounds runs started through the API (the server's
-	// lifetime); nil detaches them from the request only.
-	Context context.Context
 }
 
 // backupIDRE matches backup and run IDs (backup.newID, "forget-" runs);
@@ -62,17 +59,23 @@ func (s *Server) startBackup(c *fiber.Ctx) error {
 			return unreachable(err)
 		}
 	}
-	ctx := b.Context
-	if ctx == nil {
-		ctx = context.WithoutCancel(c.UserContext())
+	// The run outlives the request but not the server (Shutdown cancels
+	// it; an interrupted run is never listed as complete).
+	ctx, cancel := s.runs.detach(c.UserContext())
+	id, done, err := b.Service.Start(ctx, "api", actor(c))
+	if err != nil {
+		cancel()
 	}
-	id, _, err := b.Service.Start(ctx, "api", actor(c))
 	if errors.Is(err, backup.ErrLocked) {
 		return errStatus(fiber.StatusConflict, "a backup or forget is already running")
 	}
 	if err != nil {
 		return err
 	}
+	go func() {
+		<-done
+		cancel()
+	}()
 	c.Location("/api/v1/backups/" + id)
 	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"id": id})
 }

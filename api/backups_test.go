@@ -9,25 +9,24 @@ import (
 	"time"
 
 	"github.com/casevault/casevault/auth"
+	"github.com/casevault/casevault/testkit"
 )
 
 // waitBackup polls GET /api/v1/backups/{id} until the run is no longer
 // running and returns the last answer.
 func waitBackup(t *testing.T, h *harness, id string) map[string]any {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	var m map[string]any
+	testkit.Eventually(t, 30*time.Second, "backup "+id+" finished", func() bool {
 		r := h.do("GET", "/api/v1/backups/"+id, h.tokens[auth.RoleBackup], nil)
 		if r.status != 200 {
 			t.Fatalf("GET backup %s = %d: %s", id, r.status, r.body)
 		}
-		m := r.json(t)
-		if m["status"] != "running" {
-			waitBackupLease(t, h)
-			return m
-		}
-	}
-	t.Fatalf("backup %s never finished", id)
-	return nil
+		m = r.json(t)
+		return m["status"] != "running"
+	})
+	waitBackupLease(t, h)
+	return m
 }
 
 // The backup routes on both engines: start, 409 while the lease is held,

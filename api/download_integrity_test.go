@@ -11,6 +11,7 @@ import (
 
 	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/auth"
+	"github.com/casevault/casevault/testkit"
 )
 
 // The stored object: a header, then DARE packages of 64 KiB plaintext.
@@ -126,13 +127,9 @@ func TestDownloadIntegrityFailure(t *testing.T) {
 				t.Fatal("bytes sent before the cut differ from the upload")
 			}
 			h.waitAudit(t, "attachment.read:failed:"+id)
-			deadline := time.Now().Add(5 * time.Second)
-			for !strings.Contains(h.logs.String(), "download cut short") {
-				if time.Now().After(deadline) {
-					t.Fatal("cut download not logged")
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			testkit.Eventually(t, 5*time.Second, "the cut download logged", func() bool {
+				return strings.Contains(h.logs.String(), "download cut short")
+			})
 		})
 	})
 }

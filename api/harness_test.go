@@ -99,14 +99,13 @@ type harness struct {
 
 func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 	t.Helper()
-	return newHarnessBlobs(t, d, nil)
+	return newHarnessDB(t, sqldbtest.Open(t, d), nil)
 }
 
-// newHarnessBlobs is newHarness with the attachments in blobs (nil: a
-// local store in a temporary directory, h.blobDir).
-func newHarnessBlobs(t *testing.T, d sqldb.Dialect, blobs archive.Blobs) *harness {
+// newHarnessDB serves the API over db with the attachments in blobs (nil:
+// a local store in a temporary directory, h.blobDir).
+func newHarnessDB(t *testing.T, db *sqldb.DB, blobs archive.Blobs) *harness {
 	t.Helper()
-	db := sqldbtest.Open(t, d)
 	rec := &recordedAudit{}
 	store := sqlstore.New(db, sqlstore.Options{Policy: fixedPolicy{}})
 	tokens := auth.NewTokens(db)
@@ -160,7 +159,7 @@ func newHarnessBlobs(t *testing.T, d sqldb.Dialect, blobs archive.Blobs) *harnes
 	}
 	bsvc := backup.New(db, repo, backup.Options{Blobs: blobs, Keys: bkeys})
 	srv := api.New(api.Config{JSONBodyLimit: 64 << 10, AttachmentLimit: 1 << 20, Version: "test"}, api.Deps{
-		Cases: cases.NewService(store, nil), Tokens: tokens, Audit: rec,
+		Cases: cases.NewService(store, nil, cases.WithCaseManagers(auth.ManagesCases)), Tokens: tokens, Audit: rec,
 		Log:         slog.New(slog.NewTextHandler(logs, nil)),
 		Attachments: atts,
 		AuditTrail:  trail, Search: ix, Reindex: func(context.Context) error { return *reindexErr }, Retention: ret,
@@ -318,8 +317,9 @@ func (h *harness) liveURL(*testing.T) string { return h.base }
 
 func (h *harness) live(*testing.T) *http.Client { return h.client }
 
+// forEachDialect runs fn as a subtest against a server on a fresh
+// database of every engine.
 func forEachDialect(t *testing.T, fn func(t *testing.T, h *harness)) {
-	for _, d := range sqldbtest.Dialects {
-		t.Run(string(d), func(t *testing.T) { fn(t, newHarness(t, d)) })
-	}
+	t.Helper()
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) { fn(t, newHarnessDB(t, db, nil)) })
 }

@@ -41,12 +41,6 @@ func textProblem(s []byte) string {
 	return ""
 }
 
-// invalidField is the 422 for one field.
-func invalidField(field, msg string) error {
-	return &httpError{status: fiber.StatusUnprocessableEntity, detail: "the request has invalid fields",
-		fields: []cases.FieldError{{Field: field, Message: msg}}}
-}
-
 // checkParams validates the request target of a route: its length, every
 // query parameter (decoded) and every path parameter. A route that does not
 // page takes no cursor: a client sending one would otherwise get the first
@@ -61,15 +55,15 @@ func checkParams(c *fiber.Ctx, paged bool) error {
 			return
 		}
 		if p := textProblem(k); p != "" {
-			err = invalidField(strings.ToValidUTF8(strings.ReplaceAll(string(k), "\x00", ""), "?"), "parameter name "+p)
+			err = cases.Invalid(strings.ToValidUTF8(strings.ReplaceAll(string(k), "\x00", ""), "?"), "parameter name "+p)
 			return
 		}
 		if p := textProblem(v); p != "" {
-			err = invalidField(string(k), p)
+			err = cases.Invalid(string(k), p)
 			return
 		}
 		if !paged && string(k) == "cursor" && len(v) > 0 {
-			err = invalidField("cursor", "this list has a single page and takes no cursor")
+			err = cases.Invalid("cursor", "this list has a single page and takes no cursor")
 		}
 	})
 	if err != nil {
@@ -77,7 +71,7 @@ func checkParams(c *fiber.Ctx, paged bool) error {
 	}
 	for name, v := range c.AllParams() {
 		if p := textProblem([]byte(v)); p != "" {
-			return invalidField(name, p)
+			return cases.Invalid(name, p)
 		}
 	}
 	return nil
@@ -163,17 +157,17 @@ func checkJSONStrings(body []byte) error {
 				stack[n-1].key, stack[n-1].wantKey = strings.ReplaceAll(t, "\x00", `\u0000`), false
 				switch {
 				case invalidHere:
-					return invalidField(path(), "field name "+msgUTF8)
+					return cases.Invalid(path(), "field name "+msgUTF8)
 				case strings.IndexByte(t, 0) >= 0:
-					return invalidField(path(), "field name "+msgNUL)
+					return cases.Invalid(path(), "field name "+msgNUL)
 				}
 				continue
 			}
 			switch {
 			case invalidHere:
-				return invalidField(path(), msgUTF8)
+				return cases.Invalid(path(), msgUTF8)
 			case strings.IndexByte(t, 0) >= 0:
-				return invalidField(path(), msgNUL)
+				return cases.Invalid(path(), msgNUL)
 			}
 			afterValue()
 		default:

@@ -8,34 +8,29 @@ import (
 	"github.com/casevault/casevault/auth"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/retention"
+	"github.com/casevault/casevault/testkit"
 )
 
 // waitRuns waits until no sweep is running, so a role's POST is judged on
 // permissions, not on a concurrent run (409).
 func waitRuns(t *testing.T, h *harness) {
 	t.Helper()
-	for i := 0; i < 200; i++ {
+	testkit.Eventually(t, 4*time.Second, "no retention run running", func() bool {
 		var n int
-		if err := h.db.Read.QueryRow(`SELECT COUNT(*) FROM retention_runs WHERE status = 'running'`).Scan(&n); err != nil || n == 0 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("a retention run never finished")
+		err := h.db.Read.QueryRow(`SELECT COUNT(*) FROM retention_runs WHERE status = 'running'`).Scan(&n)
+		return err != nil || n == 0
+	})
 }
 
 // waitBackupLease waits until no backup run holds the lease, so a role's
 // POST is judged on permissions, not on a concurrent run (409).
 func waitBackupLease(t *testing.T, h *harness) {
 	t.Helper()
-	for i := 0; i < 500; i++ {
+	testkit.Eventually(t, 10*time.Second, "the backup lease released", func() bool {
 		var n int
-		if err := h.db.Read.QueryRow(`SELECT COUNT(*) FROM backup_lease WHERE holder IS NOT NULL`).Scan(&n); err != nil || n == 0 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("a backup run never released its lease")
+		err := h.db.Read.QueryRow(`SELECT COUNT(*) FROM backup_lease WHERE holder IS NOT NULL`).Scan(&n)
+		return err != nil || n == 0
+	})
 }
 
 // TestRoleMatrix checks every route against every role, by hand-written

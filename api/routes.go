@@ -1,8 +1,6 @@
 package api
 
 import (
-	"context"
-	"database/sql"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
@@ -10,6 +8,26 @@ import (
 	"github.com/casevault/casevault/auth"
 	"github.com/casevault/casevault/cases"
 )
+
+// route is one entry of the route table: it is mounted (register) and
+// described in /openapi.json from the same fields.
+type route struct {
+	method  string
+	path    string // Fiber syntax, relative to the app root
+	perm    auth.Permission
+	summary string
+	// read names the audit action recorded after a successful read of
+	// personal data ("" = no read audit; writes are audited in their
+	// transaction).
+	read    string
+	target  string
+	h       fiber.Handler
+	ok      int // success status for the OpenAPI document
+	request string
+	// paged: the route is a list that issues and accepts ?cursor= (every
+	// other route rejects a cursor with 422).
+	paged bool
+}
 
 func (s *Server) add(r route) { s.routes = append(s.routes, r) }
 
@@ -32,6 +50,10 @@ func (s *Server) register(r route) {
 	}
 }
 
+// buildRoutes is the route table: every route of the API, in the order the
+// OpenAPI document lists them. The routes of one subject (search, audit,
+// attachments, retention, backups) are added by the file that holds their
+// handlers.
 func (s *Server) buildRoutes() {
 	// Operations, unauthenticated: they reveal no personal data.
 	s.add(route{method: "GET", path: "/healthz", summary: "Process is up", h: s.healthz, ok: 200})
@@ -59,7 +81,10 @@ func (s *Server) buildRoutes() {
 	for _, m := range []string{"PATCH", "PUT", "DELETE"} {
 		s.add(route{method: m, path: v1 + "/contacts/:id", perm: auth.Authenticated, summary: "Contacts are immutable (405 for any token, 401 without one)", h: s.immutable, ok: 405})
 	}
-	s.addExtraRoutes()
+	s.addSearchRoutes()
+	s.addAuditRoutes()
+	s.addAttachmentRoutes()
+	s.addRetentionRoutes()
 	s.addBackupRoutes()
 }
 
@@ -68,106 +93,7 @@ func (s *Server) immutable(c *fiber.Ctx) error {
 	return errStatus(fiber.StatusMethodNotAllowed, "contacts are immutable once written")
 }
 
-// --- tokens ---
-
-type tokenInput struct {
-	Name *string `json:"name"`
-	Role *string `json:"role"`
-}
-
-func (s *Server) createToken(c *fiber.Ctx) error {
-	var in tokenInput
-	if err := s.decodeJSON(c, &in); err != nil {
-		return err
-	}
-	var v cases.ValidationError
-	if in.Name == nil {
-		v.Fields = append(v.Fields, cases.FieldError{Field: "name", Message: "is required"})
-	}
-	if in.Role == nil {
-		v.Fields = append(v.Fields, cases.FieldError{Field: "role", Message: "is required"})
-	}
-	if len(v.Fields) > 0 {
-		return &v
-	}
-	role, err := auth.ParseRole(*in.Role)
-	if err != nil {
-		return cases.Invalid("role", err.Error())
-	}
-	a := actor(c)
-	tok, secret, err := s.d.Tokens.Create(c.UserContext(), *in.Name, role, func(ctx context.Context, tx *sql.Tx, tok auth.Token) error {
-		if s.d.AuditTx == nil {
-			return nil
-		}
-		return s.d.AuditTx(ctx, tx, cases.Change{Actor: a, Action: "token.create", TargetType: "token", TargetID: tok.ID,
-			Detail: map[string]any{"name": tok.Name, "role": string(tok.Role)}})
-	})
-	if err != nil {
-		return err
-	}
-	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"id": tok.ID, "name": tok.Name, "role": tok.Role, "token": secret, "created_at": tok.CreatedAt})
-}
-
-func (s *Server) listTokens(c *fiber.Ctx) error {
-	toks, err := s.d.Tokens.List(c.UserContext())
-	if err != nil {
-		return err
-	}
-	c.Locals(targetKey, "")
-	c.Locals(detailKey, map[string]any{"count": len(toks)})
-	return c.JSON(fiber.Map{"items": toks, "next_cursor": nil})
-}
-
-func (s *Server) revokeToken(c *fiber.Ctx) error {
-	a := actor(c)
-	id := c.Params("id")
-	err := s.d.Tokens.Revoke(c.UserContext(), id, func(ctx context.Context, tx *sql.Tx) error {
-		if s.d.AuditTx == nil {
-			return nil
-		}
-		return s.d.AuditTx(ctx, tx, cases.Change{Actor: a, Action: "token.revoke", TargetType: "token", TargetID: id})
-	})
-	if err != nil {
-		return err
-	}
-	return c.SendStatus(fiber.StatusNoContent)
-}
-
-// --- customers ---
-
-func (s *Server) createCustomer(c *fiber.Ctx) error {
-	var in cases.NewCustomer
-	if err := s.decodeJSON(c, &in); err != nil {
-		return err
-	}
-	cust, err := s.d.Cases.CreateCustomer(c.UserContext(), in, actor(c))
-	if err != nil {
-		return err
-	}
-	c.Location("/api/v1/customers/" + cust.ID)
-	return c.Status(fiber.StatusCreated).JSON(cust)
-}
-
-func (s *Server) getCustomer(c *fiber.Ctx) error {
-	cust, err := s.d.Cases.GetCustomer(c.UserContext(), c.Params("id"))
-	if err != nil {
-		return err
-	}
-	return c.JSON(cust)
-}
-
-func (s *Server) patchCustomer(c *fiber.Ctx) error {
-	var in cases.CustomerPatch
-	if err := s.decodeJSON(c, &in); err != nil {
-		return err
-	}
-	cust, err := s.d.Cases.UpdateCustomer(c.UserContext(), c.Params("id"), in, actor(c))
-	if err != nil {
-		return err
-	}
-	return c.JSON(cust)
-}
-
+// page reads ?limit= (1..500, default 50) and ?cursor= of a list route.
 func page(c *fiber.Ctx) (cases.Page, error) {
 	p := cases.Page{Limit: 50, Cursor: c.Query("cursor")}
 	if l := c.Query("limit"); l != "" {
@@ -180,6 +106,7 @@ func page(c *fiber.Ctx) (cases.Page, error) {
 	return p, nil
 }
 
+// list renders a page of items; next_cursor is null on the last page.
 func list[T any](c *fiber.Ctx, items []T, next string) error {
 	var nc any
 	if next != "" {
@@ -189,118 +116,4 @@ func list[T any](c *fiber.Ctx, items []T, next string) error {
 		items = []T{}
 	}
 	return c.JSON(fiber.Map{"items": items, "next_cursor": nc})
-}
-
-func (s *Server) customerCases(c *fiber.Ctx) error {
-	p, err := page(c)
-	if err != nil {
-		return err
-	}
-	items, next, err := s.d.Cases.ListCustomerCases(c.UserContext(), c.Params("id"), p)
-	if err != nil {
-		return err
-	}
-	return list(c, items, next)
-}
-
-// --- cases ---
-
-func (s *Server) createCase(c *fiber.Ctx) error {
-	var in cases.NewCase
-	if err := s.decodeJSON(c, &in); err != nil {
-		return err
-	}
-	cs, err := s.d.Cases.CreateCase(c.UserContext(), in, actor(c))
-	if err != nil {
-		return err
-	}
-	c.Location("/api/v1/cases/" + cs.ID)
-	return c.Status(fiber.StatusCreated).JSON(cs)
-}
-
-func (s *Server) listCases(c *fiber.Ctx) error {
-	p, err := page(c)
-	if err != nil {
-		return err
-	}
-	f := cases.CaseFilter{Status: cases.Status(c.Query("status")), CustomerID: c.Query("customer_id"),
-		Assignee: c.Query("assignee"), Tag: c.Query("tag")}
-	items, next, err := s.d.Cases.ListCases(c.UserContext(), f, p)
-	if err != nil {
-		return err
-	}
-	c.Locals(targetKey, "")
-	c.Locals(detailKey, map[string]any{"count": len(items)})
-	return list(c, items, next)
-}
-
-func (s *Server) getCase(c *fiber.Ctx) error {
-	cs, err := s.d.Cases.GetCase(c.UserContext(), c.Params("id"))
-	if err != nil {
-		return err
-	}
-	if cs.Contacts == nil {
-		cs.Contacts = []cases.Contact{}
-	}
-	return c.JSON(caseWithTimeline{Case: cs, Contacts: cs.Contacts})
-}
-
-// caseWithTimeline always renders "contacts", even when empty.
-type caseWithTimeline struct {
-	cases.Case
-	Contacts []cases.Contact `json:"contacts"`
-}
-
-func (s *Server) patchCase(c *fiber.Ctx) error {
-	var in cases.CasePatch
-	if err := s.decodeJSON(c, &in); err != nil {
-		return err
-	}
-	a := actor(c)
-	role := auth.Role(a.Role)
-	if !role.Allows(auth.CaseManage) {
-		// Closing and reassigning are supervisor work (api.md, Roles).
-		if in.Status != nil && *in.Status == cases.StatusClosed {
-			s.deny(c, a, "auth.forbidden", "PATCH /api/v1/cases/:id status=closed")
-			return errStatus(fiber.StatusForbidden, "role %s may not close cases", role)
-		}
-		if in.Assignee != nil {
-			cur, err := s.d.Cases.GetCase(c.UserContext(), c.Params("id"))
-			if err != nil {
-				return err
-			}
-			if cur.Assignee != "" && cur.Assignee != *in.Assignee {
-				s.deny(c, a, "auth.forbidden", "PATCH /api/v1/cases/:id assignee")
-				return errStatus(fiber.StatusForbidden, "role %s may not reassign cases", role)
-			}
-		}
-	}
-	cs, err := s.d.Cases.UpdateCase(c.UserContext(), c.Params("id"), in, a)
-	if err != nil {
-		return err
-	}
-	return c.JSON(cs)
-}
-
-// --- contacts ---
-
-func (s *Server) createContact(c *fiber.Ctx) error {
-	var in cases.NewContact
-	if err := s.decodeJSON(c, &in); err != nil {
-		return err
-	}
-	res, err := s.d.Cases.AddContact(c.UserContext(), c.Params("id"), in, actor(c))
-	if err != nil {
-		return err
-	}
-	c.Location("/api/v1/contacts/" + res.ID)
-	return c.Status(fiber.StatusCreated).JSON(res)
-}
-
-func (s *Server) getContact(c *fiber.Ctx) error {
-	ct, err := s.d.Cases.GetContact(c.UserContext(), c.Params("id"))
-	if err != nil {
-		return err
-	}
-	return c.JSON(ct)
 }

@@ -61,14 +61,14 @@ func (s *Server) search(c *fiber.Ctx) error {
 	q, err := search.ParseQuery(text)
 	var qe *search.QueryError
 	if errors.As(err, &qe) {
-		return &httpError{status: fiber.StatusUnprocessableEntity, detail: qe.Error(), fields: []fieldErr{{Field: "q", Message: qe.Error()}}}
+		return fieldError(qe.Error(), "q", qe.Error())
 	}
 	if err != nil {
 		return err
 	}
 	uf, err := search.FilterFromValues(vals)
 	if errors.As(err, &qe) {
-		return &httpError{status: fiber.StatusUnprocessableEntity, detail: qe.Error(), fields: []fieldErr{{Field: fieldOf(qe.Term), Message: qe.Message}}}
+		return fieldError(qe.Error(), fieldOf(qe.Term), qe.Message)
 	}
 	if err != nil {
 		return err
@@ -82,13 +82,13 @@ func (s *Server) search(c *fiber.Ctx) error {
 	case p.Cursor != "":
 		off, err := decodeOffset(p.Cursor)
 		if err != nil {
-			return &httpError{status: fiber.StatusUnprocessableEntity, detail: "malformed cursor", fields: []fieldErr{{Field: "cursor", Message: "malformed cursor"}}}
+			return fieldError("malformed cursor", "cursor", "malformed cursor")
 		}
 		q.Offset = off
 	case vals.Get("page") != "":
 		n, err := strconv.Atoi(vals.Get("page"))
 		if err != nil || n < 1 || (n-1)*q.Limit > maxOffset {
-			return &httpError{status: fiber.StatusUnprocessableEntity, detail: "bad page", fields: []fieldErr{{Field: "page", Message: "must be a positive integer within the paging limit"}}}
+			return fieldError("bad page", "page", "must be a positive integer within the paging limit")
 		}
 		q.Offset = (n - 1) * q.Limit
 	}
@@ -96,7 +96,7 @@ func (s *Server) search(c *fiber.Ctx) error {
 	case search.SortRelevance, search.SortNewest, search.SortOldest, search.SortUpdated:
 		q.Sort = so
 	default:
-		return &httpError{status: fiber.StatusUnprocessableEntity, detail: "bad sort", fields: []fieldErr{{Field: "sort", Message: "must be newest, oldest or updated"}}}
+		return fieldError("bad sort", "sort", "must be newest, oldest or updated")
 	}
 	q.Facets = true
 	merged, ok := search.MergeFilter(q.Filter, uf)

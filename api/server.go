@@ -11,6 +11,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -81,24 +82,8 @@ type Server struct {
 	routes []route
 	reqs   *prometheus.CounterVec
 	lat    *prometheus.HistogramVec
-}
-
-type route struct {
-	method  string
-	path    string // Fiber syntax, relative to the app root
-	perm    auth.Permission
-	summary string
-	// read names the audit action recorded after a successful read of
-	// personal data ("" = no read audit; writes are audited in their
-	// transaction).
-	read    string
-	target  string
-	h       fiber.Handler
-	ok      int // success status for the OpenAPI document
-	request string
-	// paged: the route is a list that issues and accepts ?cursor= (every
-	// other route rejects a cursor with 422).
-	paged bool
+	// runs are the background runs requests started (backups).
+	runs *runs
 }
 
 // New builds the app and its routes.
@@ -115,7 +100,7 @@ func New(cfg Config, d Deps) *Server {
 	if d.Metrics == nil {
 		d.Metrics = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, d: d, log: d.Log}
+	s := &Server{cfg: cfg, d: d, log: d.Log, runs: newRuns()}
 	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "casevault_http_requests_total", Help: "HTTP requests by route, method and status.",
 	}, []string{"route", "method", "status"})
@@ -182,8 +167,40 @@ func (s *Server) Listen(addr string) error {
 // one (see completeBody) and is not committed for a client that left.
 func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(watchingListener{ln}) }
 
-// Shutdown stops accepting connections and drains in-flight requests.
-func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
+// Shutdown stops accepting connections, cancels the background runs that
+// requests started and drains in-flight requests.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.runs.stop()
+	return s.app.ShutdownWithContext(ctx)
+}
+
+// runs lets work a request starts outlive the request but not the server:
+// the server's lifetime is kept as a channel that stop closes, not as a
+// context.
+type runs struct {
+	done     chan struct{}
+	stopOnce sync.Once
+}
+
+func newRuns() *runs { return &runs{done: make(chan struct{})} }
+
+// detach returns a context for a run started by a request: it keeps the
+// request context's values but not its cancellation, and ends when the
+// server stops or cancel is called (call it when the run ends).
+func (r *runs) detach(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		select {
+		case <-r.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// stop cancels every detached run.
+func (r *runs) stop() { r.stopOnce.Do(func() { close(r.done) }) }
 
 const requestIDKey = "casevault.request_id"
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/auth"
+	"github.com/casevault/casevault/testkit"
 )
 
 // rawUpload is one upload written byte by byte on a TCP connection, so a
@@ -115,13 +116,7 @@ func (h *harness) checkTruncated(t *testing.T, cases []truncCase) {
 
 func (h *harness) waitAudit(t *testing.T, want string) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !h.audit.has(want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q audit event", want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, 15*time.Second, "audit event "+want, func() bool { return h.audit.has(want) })
 }
 
 // storedBlobs lists the attachment blobs in the store (any backend).

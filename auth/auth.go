@@ -83,6 +83,10 @@ func (r Role) Allows(p Permission) bool {
 	return slices.Contains(matrix[r], p)
 }
 
+// ManagesCases reports whether a role may close and reassign cases: the
+// rule the cases.Service is built with (cases.WithCaseManagers).
+func ManagesCases(role string) bool { return Role(role).Allows(CaseManage) }
+
 // Token is a stored API token (never the secret itself).
 type Token struct {
 	ID        string     `json:"id"`

@@ -12,6 +12,22 @@ var ErrNotFound = errors.New("not found")
 // ErrConflict means the request conflicts with the record's state.
 var ErrConflict = errors.New("conflict")
 
+// ErrForbidden means the actor's role may not make the change.
+var ErrForbidden = errors.New("forbidden")
+
+// ForbiddenError names the change an actor's role may not make; it
+// matches ErrForbidden.
+type ForbiddenError struct {
+	Role   string
+	Change string // "close" or "reassign"
+}
+
+func (e *ForbiddenError) Error() string {
+	return fmt.Sprintf("role %s may not %s cases", e.Role, e.Change)
+}
+
+func (e *ForbiddenError) Unwrap() error { return ErrForbidden }
+
 // FieldError names one invalid input field.
 type FieldError struct {
 	Field   string `json:"field"`

@@ -94,19 +94,42 @@ type Store interface {
 	Timeline(ctx context.Context, caseID string) ([]Contact, error)
 }
 
-// Service applies the domain rules (validation, masking, consent, retention)
-// and persists through a Store.
+// Service applies the domain rules (validation, masking, consent, retention,
+// who may close and reassign cases) and persists through a Store.
 type Service struct {
 	store Store
 	now   func() time.Time
+	// mayManage reports whether a role may close and reassign cases (nil:
+	// every actor may).
+	mayManage func(role string) bool
+}
+
+// ServiceOption configures a Service.
+type ServiceOption func(*Service)
+
+// WithCaseManagers makes closing and reassigning a case supervisor work:
+// UpdateCase refuses them (a *ForbiddenError) to an actor whose role
+// mayManage rejects. The server passes auth's permission matrix
+// (case.manage); without this option every actor may.
+func WithCaseManagers(mayManage func(role string) bool) ServiceOption {
+	return func(s *Service) { s.mayManage = mayManage }
 }
 
 // NewService builds a Service. now may be nil (time.Now).
-func NewService(store Store, now func() time.Time) *Service {
+func NewService(store Store, now func() time.Time, opts ...ServiceOption) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: store, now: func() time.Time { return now().UTC().Truncate(time.Microsecond) }}
+	s := &Service{store: store, now: func() time.Time { return now().UTC().Truncate(time.Microsecond) }}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// manages reports whether the actor may close and reassign cases.
+func (s *Service) manages(a Actor) bool {
+	return s.mayManage == nil || s.mayManage(a.Role)
 }
 
 // NewID returns a time-ordered opaque ID (UUIDv7).
@@ -360,7 +383,16 @@ func (s *Service) ListCases(ctx context.Context, f CaseFilter, p Page) ([]Case, 
 
 // UpdateCase applies a patch. Closing sets closed_at (which starts the
 // case_closed retention clock); reopening clears it.
+//
+// Closing a case, and giving an assigned case to someone else, need a role
+// that manages cases (WithCaseManagers): closing is refused before
+// anything is read, reassigning once the locked row shows a different
+// assignee.
 func (s *Service) UpdateCase(ctx context.Context, id string, p CasePatch, a Actor) (Case, error) {
+	if p.Status != nil && *p.Status == StatusClosed && !s.manages(a) {
+		return Case{}, &ForbiddenError{Role: a.Role, Change: "close"}
+	}
+
 	var v ValidationError
 	checkEnum(&v, "status", p.Status, Statuses, false)
 	checkEnum(&v, "priority", p.Priority, Priorities, false)
@@ -381,6 +413,10 @@ func (s *Service) UpdateCase(ctx context.Context, id string, p CasePatch, a Acto
 	// The store records what changed (CaseChanges) in the audit event.
 	ch := Change{Actor: a, Action: "case.update", TargetType: "case", TargetID: id}
 	return s.store.UpdateCase(ctx, id, func(c *Case) error {
+		if p.Assignee != nil && c.Assignee != "" && c.Assignee != assignee && !s.manages(a) {
+			return &ForbiddenError{Role: a.Role, Change: "reassign"}
+		}
+
 		now := s.now()
 		if p.Status != nil && *p.Status != c.Status {
 			c.Status = *p.Status

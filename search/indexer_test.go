@@ -18,6 +18,7 @@ import (
 
 	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/search/bleve"
+	"github.com/casevault/casevault/testkit"
 )
 
 // memSource is an in-memory store with an outbox, standing in for the SQL
@@ -195,16 +196,8 @@ func openBleve(t *testing.T, dir string) *bleve.Engine {
 	return e
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// waitFor is how long the indexer gets to reach a state.
+const waitFor = 30 * time.Second
 
 func total(t *testing.T, ix *search.Indexer, q search.Query) int64 {
 	t.Helper()
@@ -238,7 +231,7 @@ func TestIndexerDrainsOutbox(t *testing.T) {
 	}
 	src.put(mkCase(5, "walrus narwhal")) // a duplicate in the same batch: latest state wins
 	ix := startIndexer(t, src, openBleve(t, t.TempDir()), search.Options{BatchSize: 50, PollInterval: time.Hour})
-	waitFor(t, "outbox drained", func() bool { return src.pending() == 0 })
+	testkit.Eventually(t, waitFor, "outbox drained", func() bool { return src.pending() == 0 })
 	if n := total(t, ix, search.Query{Words: []string{"walrus"}}); n != 120 {
 		t.Fatalf("walrus: %d cases", n)
 	}
@@ -256,7 +249,7 @@ func TestIndexerDrainsOutbox(t *testing.T) {
 	src.remove("c0007")
 	src.put(mkCase(500, "octopus"))
 	ix.Kick()
-	waitFor(t, "kicked batch", func() bool { return src.pending() == 0 })
+	testkit.Eventually(t, waitFor, "kicked batch", func() bool { return src.pending() == 0 })
 	if n := total(t, ix, search.Query{Words: []string{"walrus"}}); n != 119 {
 		t.Fatalf("after delete: %d walrus cases", n)
 	}
@@ -287,7 +280,7 @@ func TestIndexerRetriesWithoutLosingRows(t *testing.T) {
 	eng.fail.Store(4)
 	ix := startIndexer(t, src, eng, search.Options{BatchSize: 100, PollInterval: time.Hour, MaxBackoff: 100 * time.Millisecond})
 
-	waitFor(t, "first failure", func() bool { return eng.writes.Load() >= 1 })
+	testkit.Eventually(t, waitFor, "first failure", func() bool { return eng.writes.Load() >= 1 })
 	if p := src.pending(); p != 10 {
 		t.Fatalf("%d rows pending after a failed write, want all 10", p)
 	}
@@ -299,14 +292,14 @@ func TestIndexerRetriesWithoutLosingRows(t *testing.T) {
 		t.Fatalf("status while failing: %+v", st)
 	}
 
-	waitFor(t, "recovery", func() bool { return src.pending() == 0 })
+	testkit.Eventually(t, waitFor, "recovery", func() bool { return src.pending() == 0 })
 	if w := eng.writes.Load(); w != 5 {
 		t.Fatalf("%d write attempts, want 4 failures + 1 success", w)
 	}
 	if n := total(t, ix, search.Query{Words: []string{"walrus"}}); n != 10 {
 		t.Fatalf("%d cases indexed", n)
 	}
-	waitFor(t, "healthy", func() bool {
+	testkit.Eventually(t, waitFor, "healthy", func() bool {
 		st, err := ix.Status(t.Context())
 		return err == nil && st.Healthy
 	})
@@ -317,7 +310,7 @@ func TestIndexerRetriesWithoutLosingRows(t *testing.T) {
 	src.mu.Unlock()
 	src.put(mkCase(50, "octopus"))
 	ix.Kick()
-	waitFor(t, "store recovery", func() bool { return src.pending() == 0 })
+	testkit.Eventually(t, waitFor, "store recovery", func() bool { return src.pending() == 0 })
 	if n := total(t, ix, search.Query{Words: []string{"octopus"}}); n != 1 {
 		t.Fatalf("octopus: %d", n)
 	}
@@ -334,7 +327,7 @@ func TestIndexerAddsContactsWithoutReloadingCases(t *testing.T) {
 	}
 	eng := openBleve(t, t.TempDir())
 	ix := startIndexer(t, src, eng, search.Options{BatchSize: 1000, PollInterval: time.Hour})
-	waitFor(t, "initial indexing", func() bool { return src.pending() == 0 })
+	testkit.Eventually(t, waitFor, "initial indexing", func() bool { return src.pending() == 0 })
 	src.mu.Lock()
 	loads := src.loads
 	src.mu.Unlock()
@@ -345,7 +338,7 @@ func TestIndexerAddsContactsWithoutReloadingCases(t *testing.T) {
 		src.addContact(fmt.Sprintf("c%04d", i%20), search.ContactDoc{ID: fmt.Sprintf("n%04d", i), Channel: "chat", Body: words[(i/20)%4], OccurredAt: at.Add(time.Duration(i) * time.Second)})
 	}
 	ix.Kick()
-	waitFor(t, "contacts indexed", func() bool { return src.pending() == 0 })
+	testkit.Eventually(t, waitFor, "contacts indexed", func() bool { return src.pending() == 0 })
 	src.mu.Lock()
 	if src.loads != loads || src.contactLoads == 0 {
 		t.Errorf("new contacts made %d whole-case loads and %d contact loads, want 0 and some", src.loads-loads, src.contactLoads)
@@ -368,10 +361,10 @@ func TestIndexerAddsContactsWithoutReloadingCases(t *testing.T) {
 	src.put(mkCase(40, "kelp"))                                               // a new case, no contacts yet
 	src.put(search.CaseDoc{CaseID: "c0041", Subject: "bare", Status: "open", CreatedAt: at, UpdatedAt: at})
 	ix.Kick()
-	waitFor(t, "mixed batch", func() bool { return src.pending() == 0 })
+	testkit.Eventually(t, waitFor, "mixed batch", func() bool { return src.pending() == 0 })
 	src.addContact("c0041", search.ContactDoc{ID: "first", Channel: "email", Body: "anemone", OccurredAt: at})
 	ix.Kick()
-	waitFor(t, "first contact of a bare case", func() bool { return src.pending() == 0 })
+	testkit.Eventually(t, waitFor, "first contact of a bare case", func() bool { return src.pending() == 0 })
 	src.mu.Lock()
 	if src.loads != loads+1 {
 		t.Errorf("%d whole-case loads for the mixed batch, want 1", src.loads-loads)
@@ -418,13 +411,13 @@ func TestIndexerLoadsWholeCasesForOtherEngines(t *testing.T) {
 	src.put(mkCase(1, "walrus"))
 	eng := &flakyEngine{Engine: openBleve(t, t.TempDir())} // hides AddContacts
 	ix := startIndexer(t, src, eng, search.Options{PollInterval: time.Hour})
-	waitFor(t, "initial indexing", func() bool { return src.pending() == 0 })
+	testkit.Eventually(t, waitFor, "initial indexing", func() bool { return src.pending() == 0 })
 	src.addContact("c0001", search.ContactDoc{ID: "x", Channel: "chat", Body: "octopus"})
 	src.mu.Lock()
 	src.failLoad = 1 // and a failed load is retried
 	src.mu.Unlock()
 	ix.Kick()
-	waitFor(t, "contact indexed", func() bool { return src.pending() == 0 })
+	testkit.Eventually(t, waitFor, "contact indexed", func() bool { return src.pending() == 0 })
 	if n := total(t, ix, search.Query{Words: []string{"octopus"}}); n != 1 {
 		t.Fatalf("octopus: %d cases", n)
 	}
@@ -452,7 +445,7 @@ func TestIndexerWritesNeverWaitForEngine(t *testing.T) {
 		src.put(mkCase(i, "walrus"))
 		ix.Kick() // must not block however dead the engine is
 	}
-	waitFor(t, "attempts", func() bool { return eng.writes.Load() > 3 })
+	testkit.Eventually(t, waitFor, "attempts", func() bool { return eng.writes.Load() > 3 })
 	if p := src.pending(); p != 200 {
 		t.Fatalf("%d pending, want 200 (nothing confirmed)", p)
 	}
@@ -465,7 +458,7 @@ func TestReindexSwitchesUnderTraffic(t *testing.T) {
 		src.put(mkCase(i, "walrus"))
 	}
 	ix := startIndexer(t, src, openBleve(t, dir), search.Options{BatchSize: 100, PollInterval: 5 * time.Millisecond})
-	waitFor(t, "initial indexing", func() bool { return src.pending() == 0 })
+	testkit.Eventually(t, waitFor, "initial indexing", func() bool { return src.pending() == 0 })
 
 	// queries and writes go on during the rebuild
 	ctx, stop := context.WithCancel(t.Context())
@@ -521,7 +514,7 @@ func TestReindexSwitchesUnderTraffic(t *testing.T) {
 	if got := ix.Engine().IndexName(); got != "cases_v2" {
 		t.Fatalf("live index %s after rebuild", got)
 	}
-	waitFor(t, "outbox drained", func() bool { return src.pending() == 0 })
+	testkit.Eventually(t, waitFor, "outbox drained", func() bool { return src.pending() == 0 })
 
 	// the new index holds exactly the store's state
 	src.mu.Lock()
@@ -563,7 +556,7 @@ func TestReindexFailureKeepsOldIndex(t *testing.T) {
 		src.put(mkCase(i, "walrus"))
 	}
 	ix := startIndexer(t, src, openBleve(t, dir), search.Options{BatchSize: 10, PollInterval: 5 * time.Millisecond, MaxBackoff: time.Millisecond})
-	waitFor(t, "initial indexing", func() bool { return src.pending() == 0 })
+	testkit.Eventually(t, waitFor, "initial indexing", func() bool { return src.pending() == 0 })
 	var built *flakyEngine
 	err := ix.Reindex(t.Context(), func(ctx context.Context) (search.Engine, error) {
 		e, err := bleve.Build(ctx, dir)

@@ -15,6 +15,7 @@ import (
 	"github.com/casevault/casevault/bg"
 	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/search/bleve"
+	"github.com/casevault/casevault/testkit"
 )
 
 // panicEngine panics, the way zap did on a full disk, in its next N calls
@@ -133,15 +134,15 @@ func TestIndexerRecoversPanics(t *testing.T) {
 					reopened.Add(1)
 					return bleve.Reopen(ctx, dir)
 				}})
-			waitFor(t, "first batches", func() bool { return src.pending() < 5 })
+			testkit.Eventually(t, waitFor, "first batches", func() bool { return src.pending() < 5 })
 			tc.run(t, ix, eng, dir)
-			waitFor(t, "the panic reported", func() bool { return panics(t, reg, tc.job) >= 1 })
+			testkit.Eventually(t, waitFor, "the panic reported", func() bool { return panics(t, reg, tc.job) >= 1 })
 			for i := 5; i < 10; i++ {
 				src.put(mkCase(i, "walrus"))
 			}
 			ix.Kick()
-			waitFor(t, "outbox drained after the panic", func() bool { return src.pending() == 0 })
-			waitFor(t, "healthy again", func() bool {
+			testkit.Eventually(t, waitFor, "outbox drained after the panic", func() bool { return src.pending() == 0 })
+			testkit.Eventually(t, waitFor, "healthy again", func() bool {
 				st, err := ix.Status(t.Context())
 				return err == nil && st.Healthy && st.Error == ""
 			})
@@ -177,7 +178,7 @@ func TestIndexerStartsWithUnavailableEngine(t *testing.T) {
 			}
 			return bleve.Open(ctx, dir)
 		}})
-	waitFor(t, "a failed reopen", func() bool {
+	testkit.Eventually(t, waitFor, "a failed reopen", func() bool {
 		st, err := ix.Status(t.Context())
 		return err == nil && !st.Healthy && strings.Contains(st.Error, "no space left on device")
 	})
@@ -188,7 +189,7 @@ func TestIndexerStartsWithUnavailableEngine(t *testing.T) {
 		t.Fatalf("%d pending, want 3 kept for the real engine", p)
 	}
 	allow.Store(true)
-	waitFor(t, "drained", func() bool { return src.pending() == 0 })
+	testkit.Eventually(t, waitFor, "drained", func() bool { return src.pending() == 0 })
 	if n := total(t, ix, search.Query{Words: []string{"narwhal"}}); n != 3 {
 		t.Fatalf("%d cases indexed, want 3", n)
 	}

@@ -100,7 +100,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		a.Close()
 		return nil, err
 	}
-	a.svc = cases.NewService(a.store, nil)
+	a.svc = cases.NewService(a.store, nil, cases.WithCaseManagers(auth.ManagesCases))
 	a.tokens = auth.NewTokens(db)
 	att, blobs, blobKind, err := openAttachments(ctx, cfg, db)
 	if err != nil {
@@ -137,9 +137,9 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 						log.Error("retention recompute failed", "err", err)
 					}
 				}},
-			// Runs started through the API live as long as the process:
-			// SIGTERM cancels them (an interrupted run is never listed).
-			Backups: &api.BackupDeps{Service: bp.svc, Identity: bkeys.Identity, Ping: bp.target.Ping, Context: ctx},
+			// Runs started through the API end with the server: Shutdown
+			// (on SIGTERM) cancels them (an interrupted run is never listed).
+			Backups: &api.BackupDeps{Service: bp.svc, Identity: bkeys.Identity, Ping: bp.target.Ping},
 			Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) {
 				return map[string]any{"engine": string(db.Dialect)}, db.Ping(ctx)
 			}}, {Name: "index", Degraded: true, Probe: indexProbe(a.indexer)}, {Name: "blobs", Probe: func(ctx context.Context) (any, error) {

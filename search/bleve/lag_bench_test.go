@@ -19,6 +19,7 @@ import (
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
 	"github.com/casevault/casevault/sqlstore"
+	"github.com/casevault/casevault/testkit"
 )
 
 func envOr(name string, def int) int {
@@ -52,6 +53,13 @@ func BenchmarkIndexLag(b *testing.B) {
 		done := make(chan struct{})
 		go func() { defer close(done); _ = ix.Run(ctx) }()
 		svc := cases.NewService(st, nil)
+		drained := func() bool {
+			s, err := ix.Status(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return s.Pending == 0
+		}
 		ids := make([]string, envOr("CASEVAULT_LAG_CASES", 20000))
 		for j := range ids {
 			name, subj, ch := fmt.Sprintf("Customer %d", j), fmt.Sprintf("Order %d 订单", j), cases.ChannelEmail
@@ -84,15 +92,7 @@ func BenchmarkIndexLag(b *testing.B) {
 			}()
 		}
 		pw.Wait()
-		for deadline := time.Now().Add(30 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
-			s, err := ix.Status(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if s.Pending == 0 || time.Now().After(deadline) {
-				break
-			}
-		}
+		testkit.Eventually(b, 30*time.Minute, "outbox drained", drained)
 		b.ResetTimer()
 		// Writers take one token per contact; every 5 ms the feeder issues the
 		// tokens due by then. Tokens not taken (writers all busy) are
@@ -155,16 +155,7 @@ func BenchmarkIndexLag(b *testing.B) {
 		wg.Wait()
 		elapsed := time.Since(start)
 		drainStart := time.Now()
-		for {
-			s, err := ix.Status(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if s.Pending == 0 {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		testkit.Eventually(b, 30*time.Minute, "outbox drained", drained)
 		drain := time.Since(drainStart)
 		b.StopTimer()
 		cancel()

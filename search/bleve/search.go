@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"math/bits"
 	"slices"
 	"strconv"
 	"sync"
@@ -19,13 +18,6 @@ import (
 	index "github.com/blevesearch/bleve_index_api"
 
 	"github.com/casevault/casevault/search"
-)
-
-// Page size bounds. Deep pages are reached with Offset; there is no cap on
-// it, every page is computed from the full set of matching cases.
-const (
-	DefaultLimit = 20
-	MaxLimit     = 1000
 )
 
 // Fuzziness follows Meilisearch's defaults: exact below 5 characters, one
@@ -360,68 +352,12 @@ func each(ctx context.Context, r index.IndexReader, m mapping.IndexMapping, q qu
 	}
 }
 
-// group is one case among the matches.
-type group struct {
-	caseID    string
-	status    string
-	tags      []string
-	updatedAt int64
-	score     float64 // best contact's score
-	sortAt    int64   // newest (or oldest, per sort) matching contact
-	best      uint64  // global document number of the best contact
-	bestScore float64
-	bestAt    int64
-	channels  uint64 // facet bits of the matching contacts
-	purposes  uint64
-}
-
-// dict gives facet values small bit numbers (enumerations stay far below 64;
-// values beyond are not counted).
-type dict struct {
-	ids   map[string]int
-	names []string
-}
-
-func (d *dict) bit(v string) uint64 {
-	if i, ok := d.ids[v]; ok {
-		return 1 << i
-	}
-	if len(d.names) >= 64 {
-		return 0
-	}
-	if d.ids == nil {
-		d.ids = make(map[string]int)
-	}
-	d.ids[v] = len(d.names)
-	d.names = append(d.names, v)
-	return 1 << (len(d.names) - 1)
-}
-
-func (d *dict) count(out map[string]int64, mask uint64) {
-	for mask != 0 {
-		i := bits.TrailingZeros64(mask)
-		out[d.names[i]]++
-		mask &^= 1 << i
-	}
-}
-
 // Search implements search.Engine.
 func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, error) {
-	sortBy := q.Sort
-	if sortBy == search.SortRelevance && !q.HasText() {
-		sortBy = search.SortNewest
+	w, err := q.Window()
+	if err != nil {
+		return search.Result{}, fmt.Errorf("bleve: %w", err)
 	}
-	switch sortBy {
-	case search.SortRelevance, search.SortNewest, search.SortOldest, search.SortUpdated:
-	default:
-		return search.Result{}, fmt.Errorf("bleve: unknown sort %q", q.Sort)
-	}
-	limit := q.Limit
-	if limit <= 0 {
-		limit = DefaultLimit
-	}
-	limit = min(limit, MaxLimit)
-	offset := max(q.Offset, 0)
 
 	r, err := e.reader()
 	if err != nil {
@@ -437,177 +373,21 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 		return search.Result{}, err
 	}
 
-	var (
-		groups   []group
-		byCase   = make(map[string]int32)
-		chanDict dict
-		purpDict dict
-	)
-	// per segment of the current match: its columns, the group of each of
-	// its case IDs (-1: not seen yet) and the facet bit of each value
-	seg := -1
-	var (
-		cols               *segColumns
-		segGroup           []int32
-		chanBits, purpBits []uint64
-	)
-	var allowed []segFilter
-	enter := func(i int) {
-		seg, cols = i, sv.cols[i]
-		allowed = df.forSegment(cols, allowed)
-		segGroup = slices.Grow(segGroup[:0], len(cols.caseID.dict))[:len(cols.caseID.dict)]
-		for j := range segGroup {
-			segGroup[j] = -1
-		}
-		chanBits, purpBits = chanBits[:0], purpBits[:0]
-		if q.Facets {
-			for _, v := range cols.channel.dict {
-				chanBits = append(chanBits, chanDict.bit(v))
-			}
-			for _, v := range cols.purp.dict {
-				purpBits = append(purpBits, purpDict.bit(v))
-			}
-		}
-	}
-	err = each(ctx, r, e.m, all, q.HasText(), func(m matchInfo) error {
-		num := m.id.Value()
-		i, d := sv.locate(num, seg)
-		if i != seg {
-			enter(i)
-		}
-		if int(d) >= cols.n {
-			return fmt.Errorf("bleve: document %d beyond its segment", num)
-		}
-		if df != nil && !df.match(cols, d, allowed) {
-			return nil
-		}
-		var chBits, puBits uint64
-		if q.Facets {
-			for _, o := range cols.channel.values(d) {
-				chBits |= chanBits[o]
-			}
-			for _, o := range cols.purp.values(d) {
-				puBits |= purpBits[o]
-			}
-		}
-		sortAt := cols.sortAt[d]
-		co := cols.caseID.first(d)
-		if co < 0 {
-			return fmt.Errorf("bleve: document %d without case", num)
-		}
-		gi := segGroup[co]
-		if gi < 0 {
-			caseID := cols.caseID.dict[co]
-			var ok bool
-			if gi, ok = byCase[caseID]; !ok {
-				g := group{caseID: caseID, score: m.score, sortAt: sortAt, bestScore: m.score, bestAt: sortAt, best: num, channels: chBits, purposes: puBits}
-				g.updatedAt = cols.updatedAt[d]
-				if so := cols.status.first(d); so >= 0 {
-					g.status = cols.status.dict[so]
-				}
-				for _, o := range cols.tags.values(d) {
-					g.tags = append(g.tags, cols.tags.dict[o])
-				}
-				gi = int32(len(groups))
-				byCase[caseID] = gi
-				segGroup[co] = gi
-				groups = append(groups, g)
-				return nil
-			}
-			segGroup[co] = gi
-		}
-		g := &groups[gi]
-		g.channels |= chBits
-		g.purposes |= puBits
-		g.score = max(g.score, m.score)
-		if sortBy == search.SortOldest {
-			g.sortAt = min(g.sortAt, sortAt)
-		} else {
-			g.sortAt = max(g.sortAt, sortAt)
-		}
-		if better(sortBy, m.score, sortAt, g.bestScore, g.bestAt) {
-			g.best = num
-			g.bestScore, g.bestAt = m.score, sortAt
-		}
-		return nil
-	})
-	if err != nil {
+	c := newCollector(sv, df, w.Sort, q.Facets)
+	if err := each(ctx, r, e.m, all, q.HasText(), c.add); err != nil {
 		return search.Result{}, err
 	}
 
-	res := search.Result{Total: int64(len(groups)), Hits: []search.Hit{}}
+	res := search.Result{Total: int64(len(c.groups)), Hits: []search.Hit{}}
 	if q.Facets {
-		res.Facets = map[string]map[string]int64{"status": {}, "channel": {}, "tag": {}, "purpose": {}}
-		for i := range groups {
-			g := &groups[i]
-			if g.status != "" {
-				res.Facets["status"][g.status]++
-			}
-			for _, t := range g.tags {
-				res.Facets["tag"][t]++
-			}
-			chanDict.count(res.Facets["channel"], g.channels)
-			purpDict.count(res.Facets["purpose"], g.purposes)
-		}
+		res.Facets = c.facetCounts()
 	}
-	if offset >= len(groups) {
+	page := c.page(w.Offset, w.Limit)
+	if len(page) == 0 {
 		return res, nil
 	}
-	if sortBy == search.SortUpdated {
-		// A document is rewritten only when its own content changes (see
-		// docHashes), carrying the case's updated_at of that moment: the
-		// case's current updated_at is the newest any of its documents
-		// carries, not necessarily the matching one's.
-		sv.eachDoc(func(caseID string, updatedAt int64) {
-			if gi, ok := byCase[caseID]; ok && updatedAt > groups[gi].updatedAt {
-				groups[gi].updatedAt = updatedAt
-			}
-		})
-	}
-	slices.SortFunc(groups, func(a, b group) int { return compareGroups(sortBy, &a, &b) })
-	page := groups[offset:min(offset+limit, len(groups))]
 	res.Hits, err = e.hydrate(ctx, r, page, e.newHighlighter(q))
 	return res, err
-}
-
-// better decides whether a contact represents its case better than the
-// current best: the highest score, or for date sorts the contact that put
-// the case where it is.
-func better(s search.SortOrder, score float64, at int64, bestScore float64, bestAt int64) bool {
-	switch s {
-	case search.SortNewest:
-		return at > bestAt || at == bestAt && score > bestScore
-	case search.SortOldest:
-		return at < bestAt || at == bestAt && score > bestScore
-	default:
-		return score > bestScore || score == bestScore && at > bestAt
-	}
-}
-
-// compareGroups orders cases; the case ID breaks ties so that every page of
-// the same query over the same data is cut from one stable order.
-func compareGroups(s search.SortOrder, a, b *group) int {
-	var c int
-	switch s {
-	case search.SortNewest:
-		c = cmp.Compare(b.sortAt, a.sortAt)
-	case search.SortOldest:
-		c = cmp.Compare(a.sortAt, b.sortAt)
-	case search.SortUpdated:
-		c = cmp.Compare(b.updatedAt, a.updatedAt)
-		if c == 0 {
-			c = cmp.Compare(b.score, a.score)
-		}
-	default:
-		c = cmp.Compare(b.score, a.score)
-		if c == 0 {
-			c = cmp.Compare(b.sortAt, a.sortAt)
-		}
-	}
-	if c != 0 {
-		return c
-	}
-	return cmp.Compare(a.caseID, b.caseID)
 }
 
 // hydrate turns the page's groups into hits: stored fields of each best

@@ -67,9 +67,6 @@ const (
 	// channel and purpose are small closed sets; tags are free-form, so keep
 	// enough of them for the console's tag facet.
 	maxValuesPerFacet = 1_000
-
-	defaultLimit = 20
-	maxLimit     = 1_000
 )
 
 // Engine is the Meilisearch search.Engine.
@@ -429,13 +426,6 @@ func pageFor(offset, limit int) (page, perPage int, ok bool) {
 
 // Search implements search.Engine.
 func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, error) {
-	limit := q.Limit
-	if limit <= 0 {
-		limit = defaultLimit
-	}
-	limit = min(limit, maxLimit)
-	offset := max(q.Offset, 0)
-
 	if !everyTermSearchable(q.Words, q.Phrases) {
 		// Meilisearch would drop such a term and answer the rest, down to
 		// a placeholder search (everything) when it was the only one.
@@ -451,20 +441,20 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 	if f := buildFilter(q.Filter); len(f) > 0 {
 		req.Filter = filterArray(f...)
 	}
-	sortOrder := q.Sort
-	if sortOrder == search.SortRelevance && !hasTerms(q.Words, q.Phrases) {
-		sortOrder = search.SortNewest // without text, relevance has nothing to rank
+	// Every term is searchable here, so the query has text exactly when
+	// Meilisearch has terms to rank by.
+	w, err := q.Window()
+	if err != nil {
+		return search.Result{}, fmt.Errorf("meili: %w", err)
 	}
-	switch sortOrder {
-	case search.SortRelevance:
+	offset, limit := w.Offset, w.Limit
+	switch w.Sort {
 	case search.SortNewest:
 		req.Sort = []string{"sort_at:desc"}
 	case search.SortOldest:
 		req.Sort = []string{"sort_at:asc"}
 	case search.SortUpdated:
 		req.Sort = []string{"updated_at:desc"}
-	default:
-		return search.Result{}, fmt.Errorf("meili: unknown sort order %q", q.Sort)
 	}
 	if q.Facets {
 		for _, f := range caseFacets {

@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/casevault/casevault/search"
+	"github.com/casevault/casevault/testkit"
 )
 
 // Options tune a run; the zero value is the full suite.
@@ -119,17 +120,18 @@ func (s *suite) eventually(t *testing.T, what string, check func() error) {
 
 func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
+	var last error
+	// Eventually stops the test with Goexit, which still runs this: the
+	// failure then says why the last check failed.
+	defer func() {
+		if last != nil {
+			t.Logf("%s: last check: %v", what, last)
 		}
-		if time.Now().After(deadline) || t.Context().Err() != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	}()
+	testkit.Eventually(t, timeout, what, func() bool {
+		last = check()
+		return last == nil
+	})
 }
 
 // all pages through q (limit per page) and returns the hits in order, or an

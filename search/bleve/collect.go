@@ -1,0 +1,262 @@
+package bleve
+
+import (
+	"cmp"
+	"fmt"
+	"math/bits"
+	"slices"
+
+	"github.com/casevault/casevault/search"
+)
+
+// group is one case among the matches.
+type group struct {
+	caseID    string
+	status    string
+	tags      []string
+	updatedAt int64
+	score     float64 // best contact's score
+	sortAt    int64   // newest (or oldest, per sort) matching contact
+	best      uint64  // global document number of the best contact
+	bestScore float64
+	bestAt    int64
+	channels  uint64 // facet bits of the matching contacts
+	purposes  uint64
+}
+
+// dict gives facet values small bit numbers (enumerations stay far below 64;
+// values beyond are not counted).
+type dict struct {
+	ids   map[string]int
+	names []string
+}
+
+func (d *dict) bit(v string) uint64 {
+	if i, ok := d.ids[v]; ok {
+		return 1 << i
+	}
+	if len(d.names) >= 64 {
+		return 0
+	}
+	if d.ids == nil {
+		d.ids = make(map[string]int)
+	}
+	d.ids[v] = len(d.names)
+	d.names = append(d.names, v)
+	return 1 << (len(d.names) - 1)
+}
+
+func (d *dict) count(out map[string]int64, mask uint64) {
+	for mask != 0 {
+		i := bits.TrailingZeros64(mask)
+		out[d.names[i]]++
+		mask &^= 1 << i
+	}
+}
+
+// collector groups the matching contacts of one search by case, reading
+// each match's case, dates and facet values from the segment columns of
+// the snapshot rather than from stored fields. Matches arrive in document
+// order, so the columns of one segment are resolved once (enter) for all
+// of its matches.
+type collector struct {
+	sortBy search.SortOrder
+	facets bool
+	sv     *snapshotColumns
+	filter *docFilter // nil: every match counts
+
+	groups   []group
+	byCase   map[string]int32
+	chanDict dict
+	purpDict dict
+
+	// the segment of the current match: its columns, its resolved filter,
+	// the group of each of its case IDs (-1: not seen yet) and the facet
+	// bit of each of its channel and purpose values
+	seg      int
+	cols     *segColumns
+	allowed  []segFilter
+	segGroup []int32
+	chanBits []uint64
+	purpBits []uint64
+}
+
+func newCollector(sv *snapshotColumns, df *docFilter, sortBy search.SortOrder, facets bool) *collector {
+	return &collector{sortBy: sortBy, facets: facets, sv: sv, filter: df, byCase: make(map[string]int32), seg: -1}
+}
+
+// enter makes segment i the current one.
+func (c *collector) enter(i int) {
+	c.seg, c.cols = i, c.sv.cols[i]
+	c.allowed = c.filter.forSegment(c.cols, c.allowed)
+
+	c.segGroup = slices.Grow(c.segGroup[:0], len(c.cols.caseID.dict))[:len(c.cols.caseID.dict)]
+	for j := range c.segGroup {
+		c.segGroup[j] = -1
+	}
+
+	c.chanBits, c.purpBits = c.chanBits[:0], c.purpBits[:0]
+	if !c.facets {
+		return
+	}
+	for _, v := range c.cols.channel.dict {
+		c.chanBits = append(c.chanBits, c.chanDict.bit(v))
+	}
+	for _, v := range c.cols.purp.dict {
+		c.purpBits = append(c.purpBits, c.purpDict.bit(v))
+	}
+}
+
+// add counts one matching contact towards its case.
+func (c *collector) add(m matchInfo) error {
+	num := m.id.Value()
+	i, d := c.sv.locate(num, c.seg)
+	if i != c.seg {
+		c.enter(i)
+	}
+	cols := c.cols
+	if int(d) >= cols.n {
+		return fmt.Errorf("bleve: document %d beyond its segment", num)
+	}
+	if c.filter != nil && !c.filter.match(cols, d, c.allowed) {
+		return nil
+	}
+
+	var chBits, puBits uint64
+	if c.facets {
+		for _, o := range cols.channel.values(d) {
+			chBits |= c.chanBits[o]
+		}
+		for _, o := range cols.purp.values(d) {
+			puBits |= c.purpBits[o]
+		}
+	}
+
+	sortAt := cols.sortAt[d]
+	co := cols.caseID.first(d)
+	if co < 0 {
+		return fmt.Errorf("bleve: document %d without case", num)
+	}
+	gi := c.segGroup[co]
+	if gi < 0 {
+		caseID := cols.caseID.dict[co]
+		var ok bool
+		if gi, ok = c.byCase[caseID]; !ok {
+			c.newGroup(caseID, m.score, num, d, sortAt, chBits, puBits)
+			c.segGroup[co] = int32(len(c.groups) - 1)
+			return nil
+		}
+		c.segGroup[co] = gi
+	}
+
+	g := &c.groups[gi]
+	g.channels |= chBits
+	g.purposes |= puBits
+	g.score = max(g.score, m.score)
+	if c.sortBy == search.SortOldest {
+		g.sortAt = min(g.sortAt, sortAt)
+	} else {
+		g.sortAt = max(g.sortAt, sortAt)
+	}
+	if better(c.sortBy, m.score, sortAt, g.bestScore, g.bestAt) {
+		g.best = num
+		g.bestScore, g.bestAt = m.score, sortAt
+	}
+	return nil
+}
+
+// newGroup starts the group of a case from its first matching contact,
+// document d of the current segment.
+func (c *collector) newGroup(caseID string, score float64, num uint64, d uint32, sortAt int64, chBits, puBits uint64) {
+	cols := c.cols
+	g := group{caseID: caseID, score: score, sortAt: sortAt, bestScore: score, bestAt: sortAt, best: num,
+		channels: chBits, purposes: puBits, updatedAt: cols.updatedAt[d]}
+	if so := cols.status.first(d); so >= 0 {
+		g.status = cols.status.dict[so]
+	}
+	for _, o := range cols.tags.values(d) {
+		g.tags = append(g.tags, cols.tags.dict[o])
+	}
+	c.byCase[caseID] = int32(len(c.groups))
+	c.groups = append(c.groups, g)
+}
+
+// facetCounts counts the matching cases per status, tag, channel and
+// purpose (a case counts once per value any of its matching contacts has).
+func (c *collector) facetCounts() map[string]map[string]int64 {
+	out := map[string]map[string]int64{"status": {}, "channel": {}, "tag": {}, "purpose": {}}
+	for i := range c.groups {
+		g := &c.groups[i]
+		if g.status != "" {
+			out["status"][g.status]++
+		}
+		for _, t := range g.tags {
+			out["tag"][t]++
+		}
+		c.chanDict.count(out["channel"], g.channels)
+		c.purpDict.count(out["purpose"], g.purposes)
+	}
+	return out
+}
+
+// page sorts the cases and returns the window [offset, offset+limit).
+func (c *collector) page(offset, limit int) []group {
+	if offset >= len(c.groups) {
+		return nil
+	}
+
+	if c.sortBy == search.SortUpdated {
+		// A document is rewritten only when its own content changes (see
+		// docHashes), carrying the case's updated_at of that moment: the
+		// case's current updated_at is the newest any of its documents
+		// carries, not necessarily the matching one's.
+		c.sv.eachDoc(func(caseID string, updatedAt int64) {
+			if gi, ok := c.byCase[caseID]; ok && updatedAt > c.groups[gi].updatedAt {
+				c.groups[gi].updatedAt = updatedAt
+			}
+		})
+	}
+
+	slices.SortFunc(c.groups, func(a, b group) int { return compareGroups(c.sortBy, &a, &b) })
+	return c.groups[offset:min(offset+limit, len(c.groups))]
+}
+
+// better decides whether a contact represents its case better than the
+// current best: the highest score, or for date sorts the contact that put
+// the case where it is.
+func better(s search.SortOrder, score float64, at int64, bestScore float64, bestAt int64) bool {
+	switch s {
+	case search.SortNewest:
+		return at > bestAt || at == bestAt && score > bestScore
+	case search.SortOldest:
+		return at < bestAt || at == bestAt && score > bestScore
+	default:
+		return score > bestScore || score == bestScore && at > bestAt
+	}
+}
+
+// compareGroups orders cases; the case ID breaks ties so that every page of
+// the same query over the same data is cut from one stable order.
+func compareGroups(s search.SortOrder, a, b *group) int {
+	var c int
+	switch s {
+	case search.SortNewest:
+		c = cmp.Compare(b.sortAt, a.sortAt)
+	case search.SortOldest:
+		c = cmp.Compare(a.sortAt, b.sortAt)
+	case search.SortUpdated:
+		c = cmp.Compare(b.updatedAt, a.updatedAt)
+		if c == 0 {
+			c = cmp.Compare(b.score, a.score)
+		}
+	default:
+		c = cmp.Compare(b.score, a.score)
+		if c == 0 {
+			c = cmp.Compare(b.sortAt, a.sortAt)
+		}
+	}
+	if c != 0 {
+		return c
+	}
+	return cmp.Compare(a.caseID, b.caseID)
+}
