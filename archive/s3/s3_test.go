@@ -26,7 +26,7 @@ func TestConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blobtest.Run(t, store)
+	blobtest.Suite{Store: store}.Run(t)
 }
 
 func TestConformancePrivateServer(t *testing.T) {
@@ -38,7 +38,7 @@ func TestConformancePrivateServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blobtest.Run(t, store)
+	blobtest.Suite{Store: store}.Run(t)
 }
 
 func TestCreatesBucketAndAcceptsURL(t *testing.T) {
