@@ -94,7 +94,7 @@ type ForgetReport struct {
 // remaining backup references, under the run lease.
 // origin says who asked (cli, schedule, api), as for backup runs.
 func (s *Service) Forget(ctx context.Context, p KeepPolicy, dryRun bool, origin string, actor cases.Actor) (ForgetReport, error) {
-	now := time.Now()
+	now := s.opts.Now()
 	lctx, release, err := s.lease(ctx, "forget-"+newID(now))
 	if err != nil {
 		return ForgetReport{}, err
@@ -111,8 +111,8 @@ func (s *Service) Forget(ctx context.Context, p KeepPolicy, dryRun bool, origin 
 }
 
 func (s *Service) recordForget(ctx context.Context, rep ForgetReport, origin string, actor cases.Actor) error {
-	id := "forget-" + newID(time.Now())
-	if err := s.recordStart(ctx, id, "forget", origin, time.Now()); err != nil {
+	id := "forget-" + newID(s.opts.Now())
+	if err := s.recordStart(ctx, id, "forget", origin, s.opts.Now()); err != nil {
 		return err
 	}
 	return s.recordEnd(ctx, id, rep, nil, &cases.Change{Actor: actor, Action: "backup.forget", TargetType: "backup", TargetID: strings.Join(rep.Removed, ","),

@@ -47,6 +47,12 @@ func auditHook(d sqldb.Dialect) func(ctx context.Context, tx *sql.Tx, ch cases.C
 
 var master = bytes.Repeat([]byte{7}, 32)
 
+// forEachDialect runs fn as a subtest on a fresh instance of every engine.
+func forEachDialect(t *testing.T, fn func(t *testing.T, in *instance)) {
+	t.Helper()
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) { fn(t, openInstance(t, db, t.TempDir())) })
+}
+
 func newInstance(t testing.TB, d sqldb.Dialect) *instance {
 	t.Helper()
 	return openInstance(t, sqldbtest.Open(t, d), t.TempDir())

@@ -16,6 +16,7 @@ import (
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
+	"github.com/casevault/casevault/testkit"
 )
 
 // TestTombstoneReplay: whatever was destroyed after a backup (a case
@@ -147,9 +148,7 @@ func TestBackupWhileWriting(t *testing.T) {
 					}
 				}()
 			}
-			for writes.Load() < 5 {
-				time.Sleep(5 * time.Millisecond)
-			}
+			testkit.Eventually(t, 30*time.Second, "five writes before the backup", func() bool { return writes.Load() >= 5 })
 			m, err := src.service(repo, keys).Backup(ctx, "test", operator, nil)
 			close(stop)
 			wg.Wait()

@@ -10,6 +10,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"filippo.io/age"
 	"golang.org/x/sync/errgroup"
@@ -88,7 +89,7 @@ func CheckEmpty(ctx context.Context, db *sqldb.DB) error {
 // Restore puts backup id back into an empty target, then replays every
 // later tombstone so nothing deleted since comes back.
 func (r *Repo) Restore(ctx context.Context, id string, opts RestoreOptions) (_ RestoreReport, err error) {
-	opts.Progress = throttle(opts.Progress)
+	opts.Progress = throttle(opts.Progress, time.Now)
 	if opts.Workers <= 0 {
 		opts.Workers = 4
 	}

@@ -43,6 +43,12 @@ type Options struct {
 	OnChange cases.TxHook
 	// Guard recovers and reports a panic in a run (nil: recovered only).
 	Guard *bg.Guard
+	// Now is the clock of run ids, run records and leases (default
+	// time.Now), and After how RecoverRuns waits for a lease to expire
+	// (default time.After): tests pass a clock they move by hand instead
+	// of sleeping until a lease runs out.
+	Now   func() time.Time
+	After func(time.Duration) <-chan time.Time
 }
 
 // Service runs backups of one instance into one repository.
@@ -63,6 +69,12 @@ func New(db *sqldb.DB, repo *Repo, opts Options) *Service {
 	if opts.Host == "" {
 		opts.Host, _ = os.Hostname()
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.After == nil {
+		opts.After = time.After
+	}
 	return &Service{db: db, repo: repo, opts: opts}
 }
 
@@ -74,7 +86,7 @@ func (s *Service) Repo() *Repo { return s.repo }
 // replica could then start a run), and release gives it back.
 func (s *Service) lease(ctx context.Context, holder string) (context.Context, func(), error) {
 	take := func(ctx context.Context, renew bool) error {
-		now := time.Now()
+		now := s.opts.Now()
 		q := `UPDATE backup_lease SET holder = ?, expires_at = ? WHERE id = 1 AND (holder IS NULL OR holder = ? OR expires_at < ?)`
 		if renew {
 			q = `UPDATE backup_lease SET expires_at = ? WHERE id = 1 AND holder = ?`
@@ -193,12 +205,10 @@ func (s *Service) RecoverRuns(ctx context.Context) (int, error) {
 		if err != nil || until.IsZero() || pass == 1 {
 			return total, err
 		}
-		t := time.NewTimer(time.Until(until) + time.Second)
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			return total, ctx.Err()
-		case <-t.C:
+		case <-s.opts.After(until.Sub(s.opts.Now()) + time.Second):
 		}
 	}
 }
@@ -207,7 +217,7 @@ func (s *Service) RecoverRuns(ctx context.Context) (int, error) {
 // of the live lease a "running" run holds (zero when none does).
 func (s *Service) recoverOnce(ctx context.Context) (n int64, until time.Time, err error) {
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
-		now := time.Now()
+		now := s.opts.Now()
 		q := `SELECT holder, expires_at FROM backup_lease WHERE id = 1`
 		if s.db.Dialect == sqldb.Postgres {
 			// No run may take the lease (and insert its row) between
@@ -262,7 +272,7 @@ func (s *Service) recordEnd(ctx context.Context, id string, report any, runErr e
 	rep, _ := json.Marshal(report)
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE backup_runs SET status = ?, finished_at = ?, error = ?, report = ? WHERE id = ?`),
-			status, sqldb.Micros(time.Now()), msg, string(rep), id)
+			status, sqldb.Micros(s.opts.Now()), msg, string(rep), id)
 		if err != nil {
 			return err
 		}
@@ -321,7 +331,7 @@ func scanRun(row interface{ Scan(...any) error }) (Run, error) {
 // Start begins a backup in the background and returns its ID at once (the
 // API's 202); ErrLocked when a run is already going on.
 func (s *Service) Start(ctx context.Context, origin string, actor cases.Actor) (string, <-chan error, error) {
-	now := time.Now()
+	now := s.opts.Now()
 	id := newID(now)
 	lctx, release, err := s.lease(ctx, id)
 	if err != nil {
@@ -342,7 +352,7 @@ func (s *Service) Start(ctx context.Context, origin string, actor cases.Actor) (
 
 // Backup runs one backup now and waits for it.
 func (s *Service) Backup(ctx context.Context, origin string, actor cases.Actor, progress func(Progress)) (Manifest, error) {
-	now := time.Now()
+	now := s.opts.Now()
 	id := newID(now)
 	lctx, release, err := s.lease(ctx, id)
 	if err != nil {
@@ -356,7 +366,7 @@ func (s *Service) Backup(ctx context.Context, origin string, actor cases.Actor, 
 }
 
 func (s *Service) backup(ctx context.Context, id string, started time.Time, origin string, actor cases.Actor, progress func(Progress)) (m Manifest, err error) {
-	progress = throttle(progress)
+	progress = throttle(progress, s.opts.Now)
 	defer func() {
 		if cause := context.Cause(ctx); err != nil && cause != nil && cause != ctx.Err() {
 			err = fmt.Errorf("%w (%w)", err, cause)
@@ -402,7 +412,7 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 	if err := s.copyBlobs(ctx, &m, atts, prev, progress); err != nil {
 		return Manifest{}, err
 	}
-	m.FinishedAt = time.Now().UTC()
+	m.FinishedAt = s.opts.Now().UTC()
 	m.Stats.DurationMS = m.FinishedAt.Sub(started).Milliseconds()
 	// Every file durable, then the manifest last: until it exists the
 	// backup is not listed, so an interrupted run can never be taken for a
@@ -432,7 +442,7 @@ func (s *Service) dumpTables(ctx context.Context, m *Manifest, progress func(Pro
 	// and gives the progress bar its total.
 	var total int64
 	counts := map[string]int64{}
-	m.SnapshotAt = time.Now().UTC()
+	m.SnapshotAt = s.opts.Now().UTC()
 	for _, t := range tables {
 		var n int64
 		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+t.Name).Scan(&n); err != nil {
@@ -592,7 +602,7 @@ func (s *Service) copyBlob(ctx context.Context, key string, advance func(int64))
 		return BlobEntry{}, fmt.Errorf("read attachment blob %s: %w", key, err)
 	}
 	defer src.Close()
-	tmp := tmpDir + newID(time.Now()) + "-" + randHex(8)
+	tmp := tmpDir + newID(s.opts.Now()) + "-" + randHex(8)
 	stored, plain, err := s.repo.writeFile(ctx, tmp, s.opts.Keys.Recipients, false, func(w io.Writer) error {
 		_, err := io.Copy(w, progressReader{r: src, advance: advance})
 		return err

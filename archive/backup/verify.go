@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"filippo.io/age"
 
@@ -34,7 +35,7 @@ type VerifyReport struct {
 // with its size; with readData every byte is read back and hashed, and when
 // identity is given decrypted and checked against the plain digests too.
 func (r *Repo) Verify(ctx context.Context, id string, readData bool, identity age.Identity, progress func(Progress)) (VerifyReport, error) {
-	progress = throttle(progress)
+	progress = throttle(progress, time.Now)
 	m, err := r.Manifest(ctx, id)
 	if err != nil {
 		return VerifyReport{}, err
