@@ -319,19 +319,17 @@ func TestRestoreRefusesNonEmptyTarget(t *testing.T) {
 	repo, keys := f.repo, f.keys
 	ctx := context.Background()
 	m := f.backup(t)
-	for _, d := range sqldbtest.Dialects {
-		t.Run(string(d), func(t *testing.T) {
-			dst := newInstance(t, d)
-			dst.customer("already here")
-			_, err := repo.Restore(ctx, m.ID, backup.RestoreOptions{Target: dst.db, Blobs: dst.blobs, Identity: keys.Identity})
-			if !errors.Is(err, backup.ErrTargetInUse) {
-				t.Fatalf("restore into a non-empty target: %v, want ErrTargetInUse", err)
-			}
-			if n := dst.count(`SELECT COUNT(*) FROM customers`); n != 1 {
-				t.Fatalf("target changed: %d customers", n)
-			}
-		})
-	}
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		dst := openInstance(t, db, t.TempDir())
+		dst.customer("already here")
+		_, err := repo.Restore(ctx, m.ID, backup.RestoreOptions{Target: dst.db, Blobs: dst.blobs, Identity: keys.Identity})
+		if !errors.Is(err, backup.ErrTargetInUse) {
+			t.Fatalf("restore into a non-empty target: %v, want ErrTargetInUse", err)
+		}
+		if n := dst.count(`SELECT COUNT(*) FROM customers`); n != 1 {
+			t.Fatalf("target changed: %d customers", n)
+		}
+	})
 }
 
 func TestKeys(t *testing.T) {
