@@ -218,6 +218,7 @@ func (c *caseRestore) putCase(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+
 	if !live {
 		if err := c.insert(ctx, "cases", c.caseRow); err != nil {
 			return err
@@ -225,6 +226,7 @@ func (c *caseRestore) putCase(ctx context.Context) error {
 		c.rep.CaseRestored = true
 		return nil
 	}
+
 	if !c.opts.Overwrite {
 		return nil
 	}
@@ -250,10 +252,12 @@ func (c *caseRestore) putCase(ctx context.Context) error {
 		sets = append(sets, col+" = ?")
 		args = append(args, vals[i])
 	}
+
 	args = append(args, c.caseID)
 	if _, err := c.tx.ExecContext(ctx, c.db.Rebind(`UPDATE cases SET `+strings.Join(sets, ", ")+` WHERE id = ?`), args...); err != nil {
 		return fmt.Errorf("restore case: %w", err)
 	}
+
 	c.rep.CaseOverwritten = true
 	return nil
 }

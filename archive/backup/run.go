@@ -117,9 +117,11 @@ func (s *Service) lease(ctx context.Context, holder string) (context.Context, fu
 		}
 		return nil
 	}
+
 	if err := take(ctx, false); err != nil {
 		return nil, nil, err
 	}
+
 	lctx, cancel := context.WithCancelCause(ctx)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -153,6 +155,7 @@ func (s *Service) lease(ctx context.Context, holder string) (context.Context, fu
 		})
 		cancel(nil)
 	}
+
 	return lctx, release, nil
 }
 
@@ -380,49 +383,61 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 			err = fmt.Errorf("record backup run: %w", rerr)
 		}
 	}()
+
 	// a panic becomes err before the record above is written: failed, not ok
 	defer s.opts.Guard.Recover("backup.run", &err)
 	if len(s.opts.Keys.Recipients) == 0 {
 		return Manifest{}, fmt.Errorf("%w: no backup recipient configured", ErrNoKey)
 	}
+
 	if s.repo.signer == nil {
 		return Manifest{}, ErrNoSigningKey
 	}
+
 	if err := s.repo.ensure(ctx); err != nil {
 		return Manifest{}, err
 	}
+
 	prev, err := s.reusable(ctx)
 	if err != nil {
 		return Manifest{}, err
 	}
+
 	version, err := s.db.Version(ctx)
 	if err != nil {
 		return Manifest{}, err
 	}
+
 	var instance string
 	if err := s.db.Read.QueryRowContext(ctx, `SELECT instance_id FROM instance WHERE id = 1`).Scan(&instance); err != nil {
 		return Manifest{}, fmt.Errorf("instance id: %w", err)
 	}
+
 	m = Manifest{Format: Format, ID: id, StartedAt: started.UTC(), Recipients: s.opts.Keys.Public,
 		Source: Source{Instance: instance, Engine: string(s.db.Dialect), SchemaVersion: version, Host: s.opts.Host}}
 	atts, err := s.dumpTables(ctx, &m, progress)
 	if err != nil {
 		return Manifest{}, err
 	}
+
 	if err := s.copyBlobs(ctx, &m, atts, prev, progress); err != nil {
 		return Manifest{}, err
 	}
+
 	m.FinishedAt = s.opts.Now().UTC()
 	m.Stats.DurationMS = m.FinishedAt.Sub(started).Milliseconds()
+
 	// Every file durable, then the manifest last: until it exists the
 	// backup is not listed, so an interrupted run can never be taken for a
 	// complete one.
 	if err := s.repo.seal(ctx); err != nil {
 		return Manifest{}, err
 	}
+
 	if err := s.repo.putSigned(ctx, id, m); err != nil {
 		return Manifest{}, err
 	}
+
 	return m, nil
 }
 
@@ -438,6 +453,7 @@ func (s *Service) dumpTables(ctx context.Context, m *Manifest, progress func(Pro
 		return nil, err
 	}
 	defer tx.Rollback()
+
 	// Counting first pins the snapshot (SQLite takes it at the first read)
 	// and gives the progress bar its total.
 	var total int64
@@ -451,6 +467,7 @@ func (s *Service) dumpTables(ctx context.Context, m *Manifest, progress func(Pro
 		counts[t.Name] = n
 		total += n
 	}
+
 	var done int64
 	var atts []attRef
 	for _, t := range tables {
@@ -479,6 +496,7 @@ func (s *Service) dumpTables(ctx context.Context, m *Manifest, progress func(Pro
 		m.Stats.Rows += rows
 		m.Stats.TableBytes += stored.Size
 	}
+
 	progress(Progress{Phase: "tables", Done: done, Total: total, Unit: "rows"})
 	return atts, nil
 }
@@ -558,6 +576,7 @@ func (s *Service) copyBlobs(ctx context.Context, m *Manifest, atts []attRef, pre
 		todo = append(todo, a)
 		total += archive.EncryptedSize(a.size)
 	}
+
 	var mu sync.Mutex
 	var done int64
 	g, gctx := errgroup.WithContext(ctx)
@@ -586,9 +605,11 @@ func (s *Service) copyBlobs(ctx context.Context, m *Manifest, atts []attRef, pre
 			return nil
 		})
 	}
+
 	if err := g.Wait(); err != nil {
 		return err
 	}
+
 	m.Stats.Blobs = int64(len(m.Blobs))
 	sortBlobs(m.Blobs)
 	return nil

@@ -178,6 +178,7 @@ func (s *Suite) Range(t *testing.T) {
 		{"beyond end", size + 1, 1, nil, archive.ErrInvalidRange},
 		{"negative offset", -1, 1, nil, archive.ErrInvalidRange},
 	}
+
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			rc, err := s.Store.GetRange(ctx, key, c.off, c.n)
@@ -284,9 +285,11 @@ func (s *Suite) List(t *testing.T) {
 	want := map[string]int{
 		base + "a/1": 1, base + "a/2": 22, base + "a/sub/3": 333, base + "ab": 4, base + "b/1": 5,
 	}
+
 	for k, n := range want {
 		mustPut(t, s.Store, k, RandBytes(n))
 	}
+
 	for _, c := range []struct {
 		prefix string
 		keys   []string
@@ -315,6 +318,7 @@ func (s *Suite) List(t *testing.T) {
 			}
 		})
 	}
+
 	stop := errors.New("stop")
 	calls := 0
 	err := s.Store.List(ctx, base, func(archive.BlobInfo) error { calls++; return stop })

@@ -129,6 +129,7 @@ func (s *S3Server) start(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
+
 	cmd := exec.Command(s.bin, "--port", s.Endpoint, "--quiet", "--iam-dir", filepath.Join(s.dir, "iam"),
 		"posix", "--versioning-dir", filepath.Join(s.dir, "versions"), s.Root)
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
@@ -137,6 +138,7 @@ func (s *S3Server) start(t testing.TB) {
 		log.Close()
 		t.Fatalf("start versitygw: %v", err)
 	}
+
 	s.cmd = cmd
 	exited := make(chan error, 1)
 	s.exited = exited
