@@ -209,7 +209,7 @@ func (a *Attachments) contact(ctx context.Context, contactID string) (caseID, cu
 		return "", "", fmt.Errorf("contact %q: %w", contactID, cases.ErrNotFound)
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("%w: %w", sqldb.ErrUnavailable, err)
+		return "", "", sqldb.Fail("contact "+contactID, err)
 	}
 	return caseID, customerID, nil
 }
@@ -229,7 +229,7 @@ func (a *Attachments) row(ctx context.Context, id string) (attRow, error) {
 		return attRow{}, fmt.Errorf("attachment %q: %w", id, cases.ErrNotFound)
 	}
 	if err != nil {
-		return attRow{}, fmt.Errorf("%w: %w", sqldb.ErrUnavailable, err)
+		return attRow{}, sqldb.Fail("attachment "+id, err)
 	}
 	r.att.CreatedAt = time.UnixMicro(created).UTC()
 	return r, nil
@@ -246,7 +246,7 @@ func (a *Attachments) ListByContact(ctx context.Context, contactID string) ([]ca
 	rows, err := a.db.Read.QueryContext(ctx, a.db.Rebind(`SELECT id, contact_id, filename, content_type, size, sha256, created_at
 		FROM attachments WHERE contact_id = ? ORDER BY id`), contactID)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", sqldb.ErrUnavailable, err)
+		return nil, sqldb.Fail("attachments", err)
 	}
 	defer rows.Close()
 	out := []cases.Attachment{}

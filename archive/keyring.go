@@ -224,7 +224,7 @@ func (k *Keyring) lookup(ctx context.Context, q querier, customerID string) (wra
 		return "", false, nil
 	}
 	if err != nil {
-		return "", false, fmt.Errorf("keyring: %w: %w", sqldb.ErrUnavailable, err)
+		return "", false, sqldb.Fail("keyring", err)
 	}
 	if destroyed.Valid || !w.Valid || w.String == "" {
 		return "", true, fmt.Errorf("customer %q: %w", customerID, ErrKeyDestroyed)

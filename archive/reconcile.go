@@ -54,7 +54,7 @@ func (a *Attachments) Reconcile(ctx context.Context, olderThan time.Duration, dr
 
 	rows, err := a.db.Read.QueryContext(ctx, `SELECT id, blob_key FROM attachments ORDER BY id`)
 	if err != nil {
-		return rep, fmt.Errorf("reconcile: %w: %w", sqldb.ErrUnavailable, err)
+		return rep, sqldb.Fail("reconcile", err)
 	}
 
 	var maybeMissing [][2]string
@@ -74,7 +74,7 @@ func (a *Attachments) Reconcile(ctx context.Context, olderThan time.Duration, dr
 	err = rows.Err()
 	rows.Close()
 	if err != nil {
-		return rep, fmt.Errorf("reconcile: %w: %w", sqldb.ErrUnavailable, err)
+		return rep, sqldb.Fail("reconcile", err)
 	}
 
 	// The listing came first, so a row may name a blob written after it:
@@ -97,7 +97,7 @@ func (a *Attachments) Reconcile(ctx context.Context, olderThan time.Duration, dr
 		var n int
 		err := a.db.Read.QueryRowContext(ctx, a.db.Rebind(`SELECT COUNT(*) FROM attachments WHERE blob_key = ?`), key).Scan(&n)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return rep, fmt.Errorf("reconcile: %w: %w", sqldb.ErrUnavailable, err)
+			return rep, sqldb.Fail("reconcile", err)
 		}
 		if n > 0 {
 			continue

@@ -74,3 +74,29 @@ func TestRoleMatrixIsLeastPrivilege(t *testing.T) {
 		t.Fatal("unknown role accepted")
 	}
 }
+
+// A lookup the caller cancelled is not a database outage (no 503 and
+// Retry-After for a client that went away); a closed database is.
+func TestLookupErrorsAreClassified(t *testing.T) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		toks := auth.NewTokens(db)
+		_, secret, err := toks.Create(context.Background(), "alice", auth.RoleAgent, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		cancelled, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := toks.Authenticate(cancelled, secret); !errors.Is(err, context.Canceled) || errors.Is(err, sqldb.ErrUnavailable) {
+			t.Fatalf("authenticate with a cancelled context: %v, want context.Canceled and not ErrUnavailable", err)
+		}
+		if _, err := toks.List(cancelled); !errors.Is(err, context.Canceled) || errors.Is(err, sqldb.ErrUnavailable) {
+			t.Fatalf("list with a cancelled context: %v, want context.Canceled and not ErrUnavailable", err)
+		}
+
+		db.Close()
+		if _, err := toks.Authenticate(context.Background(), secret); !errors.Is(err, sqldb.ErrUnavailable) {
+			t.Fatalf("authenticate on a closed database: %v, want ErrUnavailable", err)
+		}
+	})
+}
