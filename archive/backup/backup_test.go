@@ -65,15 +65,7 @@ func TestRoundTrip(t *testing.T) {
 			}
 
 			dst := openInstance(t, sqldbtest.Open(t, p.to), t.TempDir())
-			rep, err := repo.Restore(ctx, m.ID, backup.RestoreOptions{Target: dst.db, Blobs: dst.blobs, Identity: keys.Identity, Actor: operator})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, tr := range rep.Tables {
-				if !tr.Match {
-					t.Errorf("table %s: restored digest %s, backup %s", tr.Name, tr.Restored, tr.SHA256)
-				}
-			}
+			rep := restoreInto(t, repo, m.ID, keys, dst)
 			if rep.Blobs != 4 || rep.Tombstones.Dispositions != 0 {
 				t.Errorf("report %+v: want 4 blobs restored and no tombstone to replay", rep)
 			}

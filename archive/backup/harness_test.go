@@ -262,3 +262,19 @@ func (f fixture) backup(t testing.TB) backup.Manifest {
 	}
 	return m
 }
+
+// restoreInto restores backup id of repo into dst, failing the test on an
+// error or on a table whose restored digest differs from the backup's.
+func restoreInto(t testing.TB, repo *backup.Repo, id string, keys backup.Keys, dst *instance) backup.RestoreReport {
+	t.Helper()
+	rep, err := repo.Restore(context.Background(), id, backup.RestoreOptions{Target: dst.db, Blobs: dst.blobs, Identity: keys.Identity, Actor: operator})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range rep.Tables {
+		if !tr.Match {
+			t.Errorf("table %s: restored digest %s, backup %s", tr.Name, tr.Restored, tr.SHA256)
+		}
+	}
+	return rep
+}

@@ -106,15 +106,7 @@ func TestS3Target(t *testing.T) {
 		t.Fatalf("verify on S3: %+v %v", vr, err)
 	}
 	dst := newInstance(t, sqldb.SQLite)
-	rep, err := repo.Restore(ctx, m.ID, backup.RestoreOptions{Target: dst.db, Blobs: dst.blobs, Identity: keys.Identity})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tr := range rep.Tables {
-		if !tr.Match {
-			t.Errorf("table %s mismatch", tr.Name)
-		}
-	}
+	restoreInto(t, repo, m.ID, keys, dst)
 	got := dst.blobDigests()
 	for k, v := range want {
 		if got[k] != v {
