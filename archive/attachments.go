@@ -97,16 +97,20 @@ func (a *Attachments) Put(ctx context.Context, in AttachmentInput) (cases.Attach
 			return cases.Attachment{}, cases.Invalid("sha256", "must be 64 hexadecimal characters")
 		}
 	}
+
 	if in.Body == nil {
 		return cases.Attachment{}, cases.Invalid("body", "is required")
 	}
+
 	caseID, customerID, err := a.contact(ctx, in.ContactID)
 	if err != nil {
 		return cases.Attachment{}, err
 	}
+
 	if (in.CaseID != "" && in.CaseID != caseID) || (in.CustomerID != "" && in.CustomerID != customerID) {
 		return cases.Attachment{}, cases.Invalid("contact_id", "does not belong to the given case or customer")
 	}
+
 	dataKey, wrapped, err := a.keys.dataKey(ctx, customerID, true)
 	if err != nil {
 		return cases.Attachment{}, err
@@ -118,6 +122,7 @@ func (a *Attachments) Put(ctx context.Context, in AttachmentInput) (cases.Attach
 		Filename:  SanitizeFilename(in.Filename),
 		CreatedAt: a.now().UTC().Truncate(time.Microsecond),
 	}
+
 	blobKey := BlobPrefix + customerID + "/" + att.ID
 	if _, err := SplitKey(blobKey); err != nil {
 		return cases.Attachment{}, fmt.Errorf("attachment key for customer %q: %w", customerID, err)
@@ -132,6 +137,7 @@ func (a *Attachments) Put(ctx context.Context, in AttachmentInput) (cases.Attach
 	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 		return cases.Attachment{}, err
 	}
+
 	head = head[:nh]
 	att.ContentType = DetectContentType(in.ContentType, head)
 	hr := &hashReader{r: io.MultiReader(bytes.NewReader(head), limited), h: sha256.New(), expected: expected}
@@ -139,16 +145,19 @@ func (a *Attachments) Put(ctx context.Context, in AttachmentInput) (cases.Attach
 	if err != nil {
 		return cases.Attachment{}, fmt.Errorf("encrypt: %w", err)
 	}
+
 	if err := a.blobs.Put(ctx, blobKey, enc, -1); err != nil {
 		a.removeBlob(ctx, blobKey)
 		return cases.Attachment{}, err
 	}
+
 	if !hr.done {
 		// Cannot happen with a well-behaved store, but never record a
 		// digest of a partly read body.
 		a.removeBlob(ctx, blobKey)
 		return cases.Attachment{}, errors.New("attachment: body not fully consumed by the blob store")
 	}
+
 	att.Size = hr.n
 	att.SHA256 = hr.sum
 
@@ -178,6 +187,7 @@ func (a *Attachments) Put(ctx context.Context, in AttachmentInput) (cases.Attach
 		a.removeBlob(ctx, blobKey)
 		return cases.Attachment{}, err
 	}
+
 	return att, nil
 }
 
@@ -199,7 +209,7 @@ func (a *Attachments) contact(ctx context.Context, contactID string) (caseID, cu
 		return "", "", fmt.Errorf("contact %q: %w", contactID, cases.ErrNotFound)
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("%w: %w", sqldb.ErrUnavailable, err)
+		return "", "", sqldb.Fail("contact "+contactID, err)
 	}
 	return caseID, customerID, nil
 }
@@ -219,7 +229,7 @@ func (a *Attachments) row(ctx context.Context, id string) (attRow, error) {
 		return attRow{}, fmt.Errorf("attachment %q: %w", id, cases.ErrNotFound)
 	}
 	if err != nil {
-		return attRow{}, fmt.Errorf("%w: %w", sqldb.ErrUnavailable, err)
+		return attRow{}, sqldb.Fail("attachment "+id, err)
 	}
 	r.att.CreatedAt = time.UnixMicro(created).UTC()
 	return r, nil
@@ -236,7 +246,7 @@ func (a *Attachments) ListByContact(ctx context.Context, contactID string) ([]ca
 	rows, err := a.db.Read.QueryContext(ctx, a.db.Rebind(`SELECT id, contact_id, filename, content_type, size, sha256, created_at
 		FROM attachments WHERE contact_id = ? ORDER BY id`), contactID)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", sqldb.ErrUnavailable, err)
+		return nil, sqldb.Fail("attachments", err)
 	}
 	defer rows.Close()
 	out := []cases.Attachment{}

@@ -712,62 +712,60 @@ func TestS3Down(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range sqldbtest.Dialects {
-		t.Run(string(d), func(t *testing.T) {
-			srv.Restart(t)
-			e := newEnv(t, sqldbtest.Open(t, d), store, "", archive.AttachmentOptions{})
-			contactID, _ := e.contact(t)
-			data := blobtest.RandBytes(12 << 20)
-			att := e.put(t, contactID, data[:1000])
-			blobs := e.blobKeys(t)
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		srv.Restart(t)
+		e := newEnv(t, db, store, "", archive.AttachmentOptions{})
+		contactID, _ := e.contact(t)
+		data := blobtest.RandBytes(12 << 20)
+		att := e.put(t, contactID, data[:1000])
+		blobs := e.blobKeys(t)
 
-			// Dies in the middle of a large upload.
-			_, err := e.att.Put(ctx, archive.AttachmentInput{ContactID: contactID, Body: &killAt{r: bytes.NewReader(data), at: 7 << 20, kill: srv.Kill}})
-			if !errors.Is(err, archive.ErrUnavailable) {
-				t.Fatalf("Put while S3 dies: %v, want ErrUnavailable", err)
+		// Dies in the middle of a large upload.
+		_, err := e.att.Put(ctx, archive.AttachmentInput{ContactID: contactID, Body: &killAt{r: bytes.NewReader(data), at: 7 << 20, kill: srv.Kill}})
+		if !errors.Is(err, archive.ErrUnavailable) {
+			t.Fatalf("Put while S3 dies: %v, want ErrUnavailable", err)
+		}
+		for _, size := range []int{10, 3 << 20} {
+			if _, err := e.att.Put(ctx, archive.AttachmentInput{ContactID: contactID, Body: bytes.NewReader(data[:size])}); !errors.Is(err, archive.ErrUnavailable) {
+				t.Fatalf("Put %d bytes with S3 down: %v, want ErrUnavailable", size, err)
 			}
-			for _, size := range []int{10, 3 << 20} {
-				if _, err := e.att.Put(ctx, archive.AttachmentInput{ContactID: contactID, Body: bytes.NewReader(data[:size])}); !errors.Is(err, archive.ErrUnavailable) {
-					t.Fatalf("Put %d bytes with S3 down: %v, want ErrUnavailable", size, err)
-				}
-			}
-			if _, _, err := e.att.Open(ctx, att.ID); !errors.Is(err, archive.ErrUnavailable) {
-				t.Fatalf("Open with S3 down: %v, want ErrUnavailable", err)
-			}
-			if _, _, err := e.att.OpenRange(ctx, att.ID, 10, 10); !errors.Is(err, archive.ErrUnavailable) {
-				t.Fatalf("OpenRange with S3 down: %v, want ErrUnavailable", err)
-			}
-			if e.rows(t) != 1 {
-				t.Fatalf("failed uploads left rows: %d", e.rows(t))
-			}
-			srv.Restart(t)
-			if got := e.blobKeys(t); strings.Join(got, ",") != strings.Join(blobs, ",") {
-				t.Fatalf("after the outage the bucket holds %v, want %v", got, blobs)
-			}
-			// The multipart upload that could not be aborted during the
-			// outage is aborted by the reconciler.
-			rep, err := e.att.Reconcile(ctx, 0, false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(rep.AbortedUploads) != 1 || len(rep.OrphanBlobsRemoved) != 0 || len(rep.MissingBlobs) != 0 {
-				t.Fatalf("reconcile after the outage: %+v", rep)
-			}
-			n := 0
-			for range store.Client().ListIncompleteUploads(ctx, srv.Bucket, "", true) {
-				n++
-			}
-			if n != 0 {
-				t.Fatalf("%d incomplete uploads remain after reconcile", n)
-			}
-			if got, err := readAll(t, e, att.ID); err != nil || !bytes.Equal(got, data[:1000]) {
-				t.Fatalf("after restart: %v", err)
-			}
-			if err := e.att.Delete(ctx, att.ID, nil); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+		}
+		if _, _, err := e.att.Open(ctx, att.ID); !errors.Is(err, archive.ErrUnavailable) {
+			t.Fatalf("Open with S3 down: %v, want ErrUnavailable", err)
+		}
+		if _, _, err := e.att.OpenRange(ctx, att.ID, 10, 10); !errors.Is(err, archive.ErrUnavailable) {
+			t.Fatalf("OpenRange with S3 down: %v, want ErrUnavailable", err)
+		}
+		if e.rows(t) != 1 {
+			t.Fatalf("failed uploads left rows: %d", e.rows(t))
+		}
+		srv.Restart(t)
+		if got := e.blobKeys(t); strings.Join(got, ",") != strings.Join(blobs, ",") {
+			t.Fatalf("after the outage the bucket holds %v, want %v", got, blobs)
+		}
+		// The multipart upload that could not be aborted during the
+		// outage is aborted by the reconciler.
+		rep, err := e.att.Reconcile(ctx, 0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.AbortedUploads) != 1 || len(rep.OrphanBlobsRemoved) != 0 || len(rep.MissingBlobs) != 0 {
+			t.Fatalf("reconcile after the outage: %+v", rep)
+		}
+		n := 0
+		for range store.Client().ListIncompleteUploads(ctx, srv.Bucket, "", true) {
+			n++
+		}
+		if n != 0 {
+			t.Fatalf("%d incomplete uploads remain after reconcile", n)
+		}
+		if got, err := readAll(t, e, att.ID); err != nil || !bytes.Equal(got, data[:1000]) {
+			t.Fatalf("after restart: %v", err)
+		}
+		if err := e.att.Delete(ctx, att.ID, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 type killAt struct {

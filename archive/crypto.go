@@ -99,16 +99,20 @@ func openDecrypted(ctx context.Context, blobs Blobs, blobKey string, dataKey []b
 	if off < 0 || n < 0 || off > plainSize || n > plainSize-off {
 		return nil, fmt.Errorf("%w: [%d, +%d) of %d bytes", ErrInvalidRange, off, n, plainSize)
 	}
+
 	whole := off == 0 && n == plainSize
 	if n == 0 && !whole {
 		return io.NopCloser(bytes.NewReader(nil)), nil
 	}
+
 	first := off / darePayload
+
 	// The packages covering the range end here in the stored object.
 	end := objHeaderLen + (off+n+darePayload-1)/darePayload*darePackage
 	if total := EncryptedSize(plainSize); end > total {
 		end = total
 	}
+
 	var body io.ReadCloser
 	var key []byte
 	var err error
@@ -149,6 +153,7 @@ func openDecrypted(ctx context.Context, blobs Blobs, blobKey string, dataKey []b
 			return nil, err
 		}
 	}
+
 	r := &plainReader{body: body, left: n, whole: whole}
 	if plainSize == 0 {
 		// sio writes nothing for an empty input; the object is the header.
@@ -156,11 +161,13 @@ func openDecrypted(ctx context.Context, blobs Blobs, blobKey string, dataKey []b
 		r.whole = true
 		return r, nil
 	}
+
 	dec, err := sio.DecryptReader(body, dareConfig(key, uint32(first)))
 	if err != nil {
 		body.Close()
 		return nil, err
 	}
+
 	r.dec = dec
 	if skip := off - first*darePayload; skip > 0 {
 		if _, err := io.CopyN(io.Discard, dec, skip); err != nil {
@@ -168,6 +175,7 @@ func openDecrypted(ctx context.Context, blobs Blobs, blobKey string, dataKey []b
 			return nil, corrupt(err)
 		}
 	}
+
 	return r, nil
 }
 

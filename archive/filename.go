@@ -118,6 +118,7 @@ func ParseDigestHeaders(contentDigest, xContentSHA256 string) (string, error) {
 			fromCD = h
 		}
 	}
+
 	var fromX string
 	if x := strings.TrimSpace(xContentSHA256); x != "" {
 		raw, err := hex.DecodeString(x)
@@ -126,11 +127,14 @@ func ParseDigestHeaders(contentDigest, xContentSHA256 string) (string, error) {
 		}
 		fromX = hex.EncodeToString(raw)
 	}
+
 	if fromCD != "" && fromX != "" && fromCD != fromX {
 		return "", fmt.Errorf("%w: Content-Digest and X-Content-SHA256 disagree", ErrInvalidDigest)
 	}
+
 	if fromCD != "" {
 		return fromCD, nil
 	}
+
 	return fromX, nil
 }

@@ -42,21 +42,26 @@ func LoadOrCreateMasterKey(dataDir, envHex string) ([]byte, error) {
 		}
 		return key, nil
 	}
+
 	if dataDir == "" {
 		return nil, errors.New("master key: no data dir and CASEVAULT_MASTER_KEY unset")
 	}
+
 	path := filepath.Join(dataDir, MasterKeyFile)
 	key, err := readMasterFile(path)
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return key, err
 	}
+
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("master key: %w", err)
 	}
+
 	key = make([]byte, MasterKeySize)
 	if _, err := rand.Read(key); err != nil {
 		return nil, fmt.Errorf("master key: %w", err)
 	}
+
 	// The key is written to a private temp file first and then hard-linked
 	// into place: the link appears atomically with its full content and fails
 	// when the file exists, so when two processes start at once one wins and
@@ -66,30 +71,37 @@ func LoadOrCreateMasterKey(dataDir, envHex string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("master key: %w", err)
 	}
+
 	tmp := f.Name()
 	defer os.Remove(tmp)
 	werr := f.Chmod(0o600)
 	if werr == nil {
 		_, werr = f.WriteString(hex.EncodeToString(key) + "\n")
 	}
+
 	if werr == nil {
 		werr = f.Sync()
 	}
+
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
+
 	if werr != nil {
 		return nil, fmt.Errorf("master key: write %s: %w", tmp, werr)
 	}
+
 	if err := os.Link(tmp, path); errors.Is(err, fs.ErrExist) {
 		return readMasterFile(path)
 	} else if err != nil {
 		return nil, fmt.Errorf("master key: %w", err)
 	}
+
 	if d, err := os.Open(dataDir); err == nil {
 		_ = d.Sync()
 		d.Close()
 	}
+
 	return key, nil
 }
 
@@ -212,7 +224,7 @@ func (k *Keyring) lookup(ctx context.Context, q querier, customerID string) (wra
 		return "", false, nil
 	}
 	if err != nil {
-		return "", false, fmt.Errorf("keyring: %w: %w", sqldb.ErrUnavailable, err)
+		return "", false, sqldb.Fail("keyring", err)
 	}
 	if destroyed.Valid || !w.Valid || w.String == "" {
 		return "", true, fmt.Errorf("customer %q: %w", customerID, ErrKeyDestroyed)

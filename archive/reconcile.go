@@ -42,6 +42,7 @@ func (a *Attachments) Reconcile(ctx context.Context, olderThan time.Duration, dr
 		}
 		rep.AbortedUploads = append(rep.AbortedUploads, keys...)
 	}
+
 	listed := map[string]time.Time{}
 	err := a.blobs.List(ctx, BlobPrefix, func(b BlobInfo) error {
 		listed[b.Key] = b.ModTime
@@ -50,10 +51,12 @@ func (a *Attachments) Reconcile(ctx context.Context, olderThan time.Duration, dr
 	if err != nil {
 		return rep, fmt.Errorf("reconcile: list blobs: %w", err)
 	}
+
 	rows, err := a.db.Read.QueryContext(ctx, `SELECT id, blob_key FROM attachments ORDER BY id`)
 	if err != nil {
-		return rep, fmt.Errorf("reconcile: %w: %w", sqldb.ErrUnavailable, err)
+		return rep, sqldb.Fail("reconcile", err)
 	}
+
 	var maybeMissing [][2]string
 	for rows.Next() {
 		var id, key string
@@ -67,11 +70,13 @@ func (a *Attachments) Reconcile(ctx context.Context, olderThan time.Duration, dr
 		}
 		maybeMissing = append(maybeMissing, [2]string{id, key})
 	}
+
 	err = rows.Err()
 	rows.Close()
 	if err != nil {
-		return rep, fmt.Errorf("reconcile: %w: %w", sqldb.ErrUnavailable, err)
+		return rep, sqldb.Fail("reconcile", err)
 	}
+
 	// The listing came first, so a row may name a blob written after it:
 	// confirm with a Stat before reporting.
 	for _, m := range maybeMissing {
@@ -81,6 +86,7 @@ func (a *Attachments) Reconcile(ctx context.Context, olderThan time.Duration, dr
 			return rep, fmt.Errorf("reconcile: %w", err)
 		}
 	}
+
 	cutoff := a.now().Add(-olderThan)
 	for key, mod := range listed {
 		if mod.After(cutoff) {
@@ -91,7 +97,7 @@ func (a *Attachments) Reconcile(ctx context.Context, olderThan time.Duration, dr
 		var n int
 		err := a.db.Read.QueryRowContext(ctx, a.db.Rebind(`SELECT COUNT(*) FROM attachments WHERE blob_key = ?`), key).Scan(&n)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return rep, fmt.Errorf("reconcile: %w: %w", sqldb.ErrUnavailable, err)
+			return rep, sqldb.Fail("reconcile", err)
 		}
 		if n > 0 {
 			continue
@@ -103,6 +109,7 @@ func (a *Attachments) Reconcile(ctx context.Context, olderThan time.Duration, dr
 		}
 		rep.OrphanBlobsRemoved = append(rep.OrphanBlobsRemoved, key)
 	}
+
 	sort.Strings(rep.OrphanBlobsRemoved)
 	return rep, nil
 }

@@ -20,42 +20,41 @@ import (
 )
 
 func TestAppendAndVerify(t *testing.T) {
-	for _, d := range sqldbtest.Dialects {
-		t.Run(string(d), func(t *testing.T) {
-			ctx := context.Background()
-			db, l := newLog(t, d)
-			verifyOK(t, l, 0)
-			recordN(t, l, 0, 5)
-			var stored []audit.Event
-			for i := 5; i < 10; i++ {
-				err := db.InTx(ctx, func(tx *sql.Tx) error {
-					ev, err := audit.AppendTx(ctx, tx, d, sample(i))
-					stored = append(stored, ev)
-					return err
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		d := db.Dialect
+		ctx := context.Background()
+		l := logOn(t, db)
+		verifyOK(t, l, 0)
+		recordN(t, l, 0, 5)
+		var stored []audit.Event
+		for i := 5; i < 10; i++ {
+			err := db.InTx(ctx, func(tx *sql.Tx) error {
+				ev, err := audit.AppendTx(ctx, tx, d, sample(i))
+				stored = append(stored, ev)
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
 			}
-			res := verifyOK(t, l, 10)
-			if res.HeadSeq != 10 || res.HeadHash != stored[4].Hash {
-				t.Fatalf("head %d %s, want 10 %s", res.HeadSeq, res.HeadHash, stored[4].Hash)
+		}
+		res := verifyOK(t, l, 10)
+		if res.HeadSeq != 10 || res.HeadHash != stored[4].Hash {
+			t.Fatalf("head %d %s, want 10 %s", res.HeadSeq, res.HeadHash, stored[4].Hash)
+		}
+		first := getRaw(t, db, 1)
+		if first.PrevHash != audit.GenesisHash {
+			t.Fatalf("first prev hash %s", first.PrevHash)
+		}
+		for i, ev := range stored {
+			got := getRaw(t, db, int64(6+i))
+			if got.Seq != ev.Seq || got.Hash != ev.Hash || got.PrevHash != ev.PrevHash || !got.Time.Equal(ev.Time) {
+				t.Fatalf("returned event %+v differs from stored %+v", ev, got)
 			}
-			first := getRaw(t, db, 1)
-			if first.PrevHash != audit.GenesisHash {
-				t.Fatalf("first prev hash %s", first.PrevHash)
+			if got.Hash != got.ComputeHash() {
+				t.Fatalf("event %d: stored hash is not the hash of its content", got.Seq)
 			}
-			for i, ev := range stored {
-				got := getRaw(t, db, int64(6+i))
-				if got.Seq != ev.Seq || got.Hash != ev.Hash || got.PrevHash != ev.PrevHash || !got.Time.Equal(ev.Time) {
-					t.Fatalf("returned event %+v differs from stored %+v", ev, got)
-				}
-				if got.Hash != got.ComputeHash() {
-					t.Fatalf("event %d: stored hash is not the hash of its content", got.Seq)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // TestCanonicalEncoding rebuilds the documented encoding independently.
@@ -107,27 +106,25 @@ func TestCanonicalEncoding(t *testing.T) {
 }
 
 func TestDetailIsCanonical(t *testing.T) {
-	for _, d := range sqldbtest.Dialects {
-		t.Run(string(d), func(t *testing.T) {
-			db, l := newLog(t, d)
-			for _, detail := range []string{`{"b":1,"a":{"y":2,"x":[3,"<"]}}`, " {\n \"a\" : {\"x\":[3,\"<\"], \"y\":2}, \"b\":1 }\n"} {
-				ev := sample(1)
-				ev.Detail = json.RawMessage(detail)
-				if err := l.Record(context.Background(), ev); err != nil {
-					t.Fatal(err)
-				}
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		l := logOn(t, db)
+		for _, detail := range []string{`{"b":1,"a":{"y":2,"x":[3,"<"]}}`, " {\n \"a\" : {\"x\":[3,\"<\"], \"y\":2}, \"b\":1 }\n"} {
+			ev := sample(1)
+			ev.Detail = json.RawMessage(detail)
+			if err := l.Record(context.Background(), ev); err != nil {
+				t.Fatal(err)
 			}
-			a, b := getRaw(t, db, 1), getRaw(t, db, 2)
-			if string(a.Detail) != string(b.Detail) {
-				t.Fatalf("same detail stored differently: %s vs %s", a.Detail, b.Detail)
-			}
-			var back map[string]any
-			if err := json.Unmarshal(a.Detail, &back); err != nil || back["b"] != float64(1) {
-				t.Fatalf("stored detail %s does not parse back: %v", a.Detail, err)
-			}
-			verifyOK(t, l, 2)
-		})
-	}
+		}
+		a, b := getRaw(t, db, 1), getRaw(t, db, 2)
+		if string(a.Detail) != string(b.Detail) {
+			t.Fatalf("same detail stored differently: %s vs %s", a.Detail, b.Detail)
+		}
+		var back map[string]any
+		if err := json.Unmarshal(a.Detail, &back); err != nil || back["b"] != float64(1) {
+			t.Fatalf("stored detail %s does not parse back: %v", a.Detail, err)
+		}
+		verifyOK(t, l, 2)
+	})
 }
 
 func TestBadEvents(t *testing.T) {
@@ -185,88 +182,85 @@ func TestBadEvents(t *testing.T) {
 // not make auditing (and so the request) fail, and PostgreSQL TEXT takes
 // neither NUL nor invalid UTF-8.
 func TestHostileFieldsAreCleaned(t *testing.T) {
-	for _, d := range sqldbtest.Dialects {
-		t.Run(string(d), func(t *testing.T) {
-			db, l := newLog(t, d)
-			ev := sample(1)
-			ev.RequestID = "r\x00\xffé"
-			ev.ClientIP = strings.Repeat("é", audit.MaxFieldBytes) // 2 bytes each
-			ev.Detail = json.RawMessage(`{"q":"bad \u0000 nul"}`)
-			if err := l.Record(context.Background(), ev); err != nil {
-				t.Fatal(err)
-			}
-			got := getRaw(t, db, 1)
-			if got.RequestID != "r\uFFFD\uFFFDé" {
-				t.Errorf("request id stored as %q", got.RequestID)
-			}
-			if len(got.ClientIP) > audit.MaxFieldBytes || !strings.HasPrefix(strings.Repeat("é", audit.MaxFieldBytes), got.ClientIP) {
-				t.Errorf("client ip not cut at a rune boundary within %d bytes: %d bytes", audit.MaxFieldBytes, len(got.ClientIP))
-			}
-			verifyOK(t, l, 1)
-		})
-	}
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		l := logOn(t, db)
+		ev := sample(1)
+		ev.RequestID = "r\x00\xffé"
+		ev.ClientIP = strings.Repeat("é", audit.MaxFieldBytes) // 2 bytes each
+		ev.Detail = json.RawMessage(`{"q":"bad \u0000 nul"}`)
+		if err := l.Record(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+		got := getRaw(t, db, 1)
+		if got.RequestID != "r\uFFFD\uFFFDé" {
+			t.Errorf("request id stored as %q", got.RequestID)
+		}
+		if len(got.ClientIP) > audit.MaxFieldBytes || !strings.HasPrefix(strings.Repeat("é", audit.MaxFieldBytes), got.ClientIP) {
+			t.Errorf("client ip not cut at a rune boundary within %d bytes: %d bytes", audit.MaxFieldBytes, len(got.ClientIP))
+		}
+		verifyOK(t, l, 1)
+	})
 }
 
 func TestRollbackLeavesNoEvent(t *testing.T) {
-	for _, d := range sqldbtest.Dialects {
-		t.Run(string(d), func(t *testing.T) {
-			ctx := context.Background()
-			db, l := newLog(t, d)
-			boom := errors.New("boom")
-			err := db.InTx(ctx, func(tx *sql.Tx) error {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO counters(name, value) VALUES ('x', 1)`); err != nil {
-					return err
-				}
-				if _, err := audit.AppendTx(ctx, tx, d, sample(1)); err != nil {
-					return err
-				}
-				return boom
-			})
-			if !errors.Is(err, boom) {
-				t.Fatal(err)
-			}
-			if n := count(t, db); n != 0 {
-				t.Fatalf("%d events after rollback", n)
-			}
-			res := verifyOK(t, l, 0)
-			if res.HeadSeq != 0 || res.HeadHash != audit.GenesisHash {
-				t.Fatalf("head moved by a rolled back append: %+v", res)
-			}
-
-			// Change: a failing change leaves nothing but an error event.
-			ev := sample(2)
-			ev.Outcome = ""
-			err = l.Change(ctx, ev, func(tx *sql.Tx, ev *audit.Event) error {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO counters(name, value) VALUES ('y', 1)`); err != nil {
-					return err
-				}
-				return boom
-			})
-			if !errors.Is(err, boom) {
-				t.Fatalf("Change: %v", err)
-			}
-			var n int
-			if err := db.Write.QueryRowContext(ctx, `SELECT COUNT(*) FROM counters WHERE name IN ('x', 'y')`).Scan(&n); err != nil || n != 0 {
-				t.Fatalf("rolled back rows present: %d %v", n, err)
-			}
-			if got := getRaw(t, db, 1); got.Outcome != audit.OutcomeError || got.Action != ev.Action {
-				t.Fatalf("failed change recorded as %+v", got)
-			}
-			// A successful change commits with its event, which fn completed.
-			err = l.Change(ctx, sample(3), func(tx *sql.Tx, ev *audit.Event) error {
-				ev.TargetID = "created-42"
-				_, err := tx.ExecContext(ctx, `INSERT INTO counters(name, value) VALUES ('z', 1)`)
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		d := db.Dialect
+		ctx := context.Background()
+		l := logOn(t, db)
+		boom := errors.New("boom")
+		err := db.InTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO counters(name, value) VALUES ('x', 1)`); err != nil {
 				return err
-			})
-			if err != nil {
-				t.Fatal(err)
 			}
-			if got := getRaw(t, db, 2); got.Outcome != audit.OutcomeOK || got.TargetID != "created-42" {
-				t.Fatalf("change recorded as %+v", got)
+			if _, err := audit.AppendTx(ctx, tx, d, sample(1)); err != nil {
+				return err
 			}
-			verifyOK(t, l, 2)
+			return boom
 		})
-	}
+		if !errors.Is(err, boom) {
+			t.Fatal(err)
+		}
+		if n := count(t, db); n != 0 {
+			t.Fatalf("%d events after rollback", n)
+		}
+		res := verifyOK(t, l, 0)
+		if res.HeadSeq != 0 || res.HeadHash != audit.GenesisHash {
+			t.Fatalf("head moved by a rolled back append: %+v", res)
+		}
+
+		// Change: a failing change leaves nothing but an error event.
+		ev := sample(2)
+		ev.Outcome = ""
+		err = l.Change(ctx, ev, func(tx *sql.Tx, ev *audit.Event) error {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO counters(name, value) VALUES ('y', 1)`); err != nil {
+				return err
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("Change: %v", err)
+		}
+		var n int
+		if err := db.Write.QueryRowContext(ctx, `SELECT COUNT(*) FROM counters WHERE name IN ('x', 'y')`).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("rolled back rows present: %d %v", n, err)
+		}
+		if got := getRaw(t, db, 1); got.Outcome != audit.OutcomeError || got.Action != ev.Action {
+			t.Fatalf("failed change recorded as %+v", got)
+		}
+		// A successful change commits with its event, which fn completed.
+		err = l.Change(ctx, sample(3), func(tx *sql.Tx, ev *audit.Event) error {
+			ev.TargetID = "created-42"
+			_, err := tx.ExecContext(ctx, `INSERT INTO counters(name, value) VALUES ('z', 1)`)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := getRaw(t, db, 2); got.Outcome != audit.OutcomeOK || got.TargetID != "created-42" {
+			t.Fatalf("change recorded as %+v", got)
+		}
+		verifyOK(t, l, 2)
+	})
 }
 
 type tamperCase struct {
@@ -435,43 +429,41 @@ func TestTamperDetected(t *testing.T) {
 // queue on the head lock. Only the successful ones may leave events, and the
 // chain must stay whole.
 func TestConcurrentChangesWithFailures(t *testing.T) {
-	for _, d := range sqldbtest.Dialects {
-		t.Run(string(d), func(t *testing.T) {
-			ctx := context.Background()
-			db, l := newLog(t, d)
-			const n = 60
-			boom := errors.New("boom")
-			var wg sync.WaitGroup
-			errs := make([]error, n)
-			for i := range n {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					errs[i] = db.InTx(ctx, func(tx *sql.Tx) error {
-						ev := sample(i)
-						ev.RequestID = fmt.Sprintf("req-%d", i)
-						if _, err := l.AppendTx(ctx, tx, ev); err != nil {
-							return err
-						}
-						if i%2 == 1 {
-							return boom
-						}
-						return nil
-					})
-				}()
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		l := logOn(t, db)
+		const n = 60
+		boom := errors.New("boom")
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = db.InTx(ctx, func(tx *sql.Tx) error {
+					ev := sample(i)
+					ev.RequestID = fmt.Sprintf("req-%d", i)
+					if _, err := l.AppendTx(ctx, tx, ev); err != nil {
+						return err
+					}
+					if i%2 == 1 {
+						return boom
+					}
+					return nil
+				})
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if want := i%2 == 1; errors.Is(err, boom) != want || (!want && err != nil) {
+				t.Fatalf("change %d: %v", i, err)
 			}
-			wg.Wait()
-			for i, err := range errs {
-				if want := i%2 == 1; errors.Is(err, boom) != want || (!want && err != nil) {
-					t.Fatalf("change %d: %v", i, err)
-				}
-			}
-			verifyOK(t, l, n/2)
-			var odd int
-			if err := db.Read.QueryRowContext(ctx, db.Rebind(`SELECT COUNT(*) FROM audit_events WHERE request_id IN (?, ?, ?)`),
-				"req-1", "req-3", "req-59").Scan(&odd); err != nil || odd != 0 {
-				t.Fatalf("events of failed changes: %d %v", odd, err)
-			}
-		})
-	}
+		}
+		verifyOK(t, l, n/2)
+		var odd int
+		if err := db.Read.QueryRowContext(ctx, db.Rebind(`SELECT COUNT(*) FROM audit_events WHERE request_id IN (?, ?, ?)`),
+			"req-1", "req-3", "req-59").Scan(&odd); err != nil || odd != 0 {
+			t.Fatalf("events of failed changes: %d %v", odd, err)
+		}
+	})
 }

@@ -174,12 +174,10 @@ func (l *Log) denialLoop() {
 	for {
 		now := l.now()
 		next := now.Truncate(l.denyWindow).Add(l.denyWindow)
-		t := time.NewTimer(next.Sub(now) + time.Millisecond)
 		select {
 		case <-l.stop:
-			t.Stop()
 			return
-		case <-t.C:
+		case <-l.after(next.Sub(now) + time.Millisecond):
 		}
 		if err := l.flushDenials(l.runCtx, false); err != nil {
 			l.denyMu.Lock()

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/casevault/casevault/audit"
+	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
+	"github.com/casevault/casevault/testkit"
 )
 
 func denied(ip, action string, i int) audit.Event {
@@ -49,87 +51,88 @@ func deniedRows(t *testing.T, l *audit.Log) (rows []audit.Event, total int) {
 // window, the first is recorded at once and the rest become one aggregate
 // with their count, written when the window ends and when the log closes.
 func TestDeniedEventsAreAggregated(t *testing.T) {
-	for _, d := range sqldbtest.Dialects {
-		t.Run(string(d), func(t *testing.T) {
-			ctx := context.Background()
-			_, l := newLog(t, d, audit.WithDenialWindow(time.Hour))
-			const clients, each = 8, 200
-			var wg sync.WaitGroup
-			for c := 0; c < clients; c++ {
-				wg.Add(1)
-				go func(c int) {
-					defer wg.Done()
-					for i := 0; i < each; i++ {
-						ip, action := "198.51.100.1", audit.ActionAuthFailed
-						if c%2 == 1 {
-							ip = "198.51.100.2"
-						}
-						if i%4 == 0 {
-							action = audit.ActionAuthForbidden
-						}
-						if err := l.Record(ctx, denied(ip, action, i)); err != nil {
-							t.Error(err)
-							return
-						}
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		l := logOn(t, db, audit.WithDenialWindow(time.Hour))
+		const clients, each = 8, 200
+		var wg sync.WaitGroup
+		for c := 0; c < clients; c++ {
+			wg.Add(1)
+			go func(c int) {
+				defer wg.Done()
+				for i := 0; i < each; i++ {
+					ip, action := "198.51.100.1", audit.ActionAuthFailed
+					if c%2 == 1 {
+						ip = "198.51.100.2"
 					}
-				}(c)
-			}
-			wg.Wait()
-			// Before the window ends only the first of each key is stored.
-			rows, _ := deniedRows(t, l)
-			if len(rows) != 4 {
-				t.Fatalf("%d rows during the window, want 4 (2 sources x 2 actions)", len(rows))
-			}
-			// An ok event is never aggregated.
-			recordN(t, l, 0, 3)
-			if err := l.Close(ctx); err != nil {
-				t.Fatal(err)
-			}
-			rows, total := deniedRows(t, l)
-			if len(rows) != 8 || total != clients*each {
-				t.Fatalf("after close: %d rows standing for %d denials, want 8 for %d", len(rows), total, clients*each)
-			}
-			var agg map[string]any
-			for _, ev := range rows {
-				if strings.Contains(string(ev.Detail), `"count"`) {
-					_ = json.Unmarshal(ev.Detail, &agg)
-					break
+					if i%4 == 0 {
+						action = audit.ActionAuthForbidden
+					}
+					if err := l.Record(ctx, denied(ip, action, i)); err != nil {
+						t.Error(err)
+						return
+					}
 				}
+			}(c)
+		}
+		wg.Wait()
+		// Before the window ends only the first of each key is stored.
+		rows, _ := deniedRows(t, l)
+		if len(rows) != 4 {
+			t.Fatalf("%d rows during the window, want 4 (2 sources x 2 actions)", len(rows))
+		}
+		// An ok event is never aggregated.
+		recordN(t, l, 0, 3)
+		if err := l.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rows, total := deniedRows(t, l)
+		if len(rows) != 8 || total != clients*each {
+			t.Fatalf("after close: %d rows standing for %d denials, want 8 for %d", len(rows), total, clients*each)
+		}
+		var agg map[string]any
+		for _, ev := range rows {
+			if strings.Contains(string(ev.Detail), `"count"`) {
+				_ = json.Unmarshal(ev.Detail, &agg)
+				break
 			}
-			if agg["routes"] == nil || agg["first"] == nil || agg["last"] == nil || agg["window"] == nil {
-				t.Fatalf("aggregate detail lacks routes or times: %v", agg)
-			}
-			verifyOK(t, l, 8+3)
-			// Closed: nothing more is accepted, counted or lost silently.
-			if err := l.Record(ctx, denied("198.51.100.1", audit.ActionAuthFailed, 0)); err == nil {
-				t.Fatal("Record after Close succeeded")
-			}
-		})
-	}
+		}
+		if agg["routes"] == nil || agg["first"] == nil || agg["last"] == nil || agg["window"] == nil {
+			t.Fatalf("aggregate detail lacks routes or times: %v", agg)
+		}
+		verifyOK(t, l, 8+3)
+		// Closed: nothing more is accepted, counted or lost silently.
+		if err := l.Record(ctx, denied("198.51.100.1", audit.ActionAuthFailed, 0)); err == nil {
+			t.Fatal("Record after Close succeeded")
+		}
+	})
 }
 
 // Aggregates are written when their window ends, without waiting for Close.
 func TestDeniedAggregateIsWrittenAtTheEndOfItsWindow(t *testing.T) {
-	_, l := newLog(t, "sqlite", audit.WithDenialWindow(200*time.Millisecond))
+	clock := testkit.NewClock(time.Date(2026, 11, 30, 12, 0, 10, 0, time.UTC))
+	windowEnds := make(chan time.Time)
+	_, l := newLog(t, "sqlite", audit.WithClock(clock.Now), audit.WithDenialWindow(time.Minute),
+		audit.WithDenialTimer(func(time.Duration) <-chan time.Time { return windowEnds }))
 	ctx := context.Background()
 	for i := 0; i < 50; i++ {
 		if err := l.Record(ctx, denied("203.0.113.9", audit.ActionAuthFailed, i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		rows, total := deniedRows(t, l)
-		if total == 50 {
-			if len(rows) > 4 {
-				t.Fatalf("%d rows for one source", len(rows))
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 5 s: %d rows standing for %d denials, want 50", len(rows), total)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if rows, total := deniedRows(t, l); total != 1 {
+		t.Fatalf("within the window: %d rows standing for %d denials, want only the first", len(rows), total)
+	}
+
+	clock.Advance(time.Minute)
+	windowEnds <- clock.Now()
+
+	testkit.Eventually(t, 5*time.Second, "the window's aggregate", func() bool {
+		_, total := deniedRows(t, l)
+		return total == 50
+	})
+	if rows, _ := deniedRows(t, l); len(rows) != 2 {
+		t.Fatalf("%d rows for one source and window, want the first and one aggregate", len(rows))
 	}
 }
 
@@ -157,29 +160,27 @@ func TestDeniedSourcesAreBounded(t *testing.T) {
 // A detail over MaxDetailBytes is truncated, never a failed record (a long
 // search URL made the search request itself a 500).
 func TestOversizedDetailIsTruncated(t *testing.T) {
-	for _, d := range sqldbtest.Dialects {
-		t.Run(string(d), func(t *testing.T) {
-			_, l := newLog(t, d)
-			ev := sample(1)
-			ev.Detail = json.RawMessage(`{"q":"` + strings.Repeat("<", audit.MaxDetailBytes) + `","hits":3,"filters":"` + strings.Repeat("中", 3000) + `"}`)
-			if err := l.Record(context.Background(), ev); err != nil {
-				t.Fatalf("record: %v", err)
-			}
-			evs, _, err := l.List(context.Background(), audit.Filter{})
-			if err != nil || len(evs) != 1 {
-				t.Fatalf("list: %v %d", err, len(evs))
-			}
-			if n := len(evs[0].Detail); n > audit.MaxDetailBytes {
-				t.Fatalf("stored detail is %d bytes", n)
-			}
-			var det map[string]any
-			if err := json.Unmarshal(evs[0].Detail, &det); err != nil {
-				t.Fatal(err)
-			}
-			if det["truncated"] != true || det["hits"] != float64(3) || !strings.HasPrefix(det["q"].(string), "<<<") || !strings.HasSuffix(det["filters"].(string), "中…") {
-				t.Fatalf("truncated detail: %.300v", det)
-			}
-			verifyOK(t, l, 1)
-		})
-	}
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		l := logOn(t, db)
+		ev := sample(1)
+		ev.Detail = json.RawMessage(`{"q":"` + strings.Repeat("<", audit.MaxDetailBytes) + `","hits":3,"filters":"` + strings.Repeat("中", 3000) + `"}`)
+		if err := l.Record(context.Background(), ev); err != nil {
+			t.Fatalf("record: %v", err)
+		}
+		evs, _, err := l.List(context.Background(), audit.Filter{})
+		if err != nil || len(evs) != 1 {
+			t.Fatalf("list: %v %d", err, len(evs))
+		}
+		if n := len(evs[0].Detail); n > audit.MaxDetailBytes {
+			t.Fatalf("stored detail is %d bytes", n)
+		}
+		var det map[string]any
+		if err := json.Unmarshal(evs[0].Detail, &det); err != nil {
+			t.Fatal(err)
+		}
+		if det["truncated"] != true || det["hits"] != float64(3) || !strings.HasPrefix(det["q"].(string), "<<<") || !strings.HasSuffix(det["filters"].(string), "中…") {
+			t.Fatalf("truncated detail: %.300v", det)
+		}
+		verifyOK(t, l, 1)
+	})
 }

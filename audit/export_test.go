@@ -1,7 +1,15 @@
 package audit
 
+import "time"
+
 // SetPruneStep lets tests prune in small steps to exercise the batching.
 func SetPruneStep(l *Log, n int64) { l.pruneStep = n }
 
 // VerifySQL forces the database/sql walk (used on SQLite) on any engine.
 var VerifySQL = (*Log).verifySQL
+
+// WithDenialTimer replaces how the denial loop waits for a window's end, so
+// a test can end a window by moving its clock and firing the timer.
+func WithDenialTimer(after func(time.Duration) <-chan time.Time) Option {
+	return func(l *Log) { l.after = after }
+}

@@ -17,6 +17,13 @@ var base = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 func newLog(t testing.TB, d sqldb.Dialect, opts ...audit.Option) (*sqldb.DB, *audit.Log) {
 	t.Helper()
 	db := sqldbtest.Open(t, d)
+	return db, logOn(t, db, opts...)
+}
+
+// logOn returns a log on db, closed (and its close checked) when the test
+// ends.
+func logOn(t testing.TB, db *sqldb.DB, opts ...audit.Option) *audit.Log {
+	t.Helper()
 	l := audit.New(db, opts...)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -25,7 +32,7 @@ func newLog(t testing.TB, d sqldb.Dialect, opts ...audit.Option) (*sqldb.DB, *au
 			t.Errorf("close log: %v", err)
 		}
 	})
-	return db, l
+	return l
 }
 
 // sample is the i-th test event: varied actors, actions and targets, one

@@ -44,6 +44,9 @@ type Log struct {
 	denyStopped chan struct{}
 	denyMu      sync.Mutex
 	denyErr     error
+	// after is how the denial loop waits for a window's end on l.now's
+	// clock (time.After; tests fire it by hand with a clock they move).
+	after func(time.Duration) <-chan time.Time
 }
 
 type request struct {
@@ -101,6 +104,7 @@ func New(db *sqldb.DB, opts ...Option) *Log {
 		denyKeys:    DefaultDenialKeys,
 		denied:      denials{keys: map[denialKey]*denial{}},
 		denyStopped: make(chan struct{}),
+		after:       time.After,
 	}
 	for _, o := range opts {
 		o(l)

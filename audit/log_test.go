@@ -196,220 +196,212 @@ func TestRecordContextCancelled(t *testing.T) {
 }
 
 func TestPrune(t *testing.T) {
-	for _, d := range sqldbtest.Dialects {
-		t.Run(string(d), func(t *testing.T) {
-			ctx := context.Background()
-			now := base.Add(30 * 24 * time.Hour)
-			db, l := newLog(t, d, audit.WithClock(func() time.Time { return now }), audit.WithRetention(10*24*time.Hour))
-			audit.SetPruneStep(l, 3) // several steps per prune
-			for i := range 20 {      // one a day
-				ev := sample(i)
-				ev.Time = base.Add(time.Duration(i) * 24 * time.Hour)
-				if err := l.Record(ctx, ev); err != nil {
-					t.Fatal(err)
-				}
-			}
-			// An old-dated event after newer ones stays: only a prefix goes.
-			late := sample(50)
-			late.Time = base
-			if err := l.Record(ctx, late); err != nil {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		now := base.Add(30 * 24 * time.Hour)
+		l := logOn(t, db, audit.WithClock(func() time.Time { return now }), audit.WithRetention(10*24*time.Hour))
+		audit.SetPruneStep(l, 3) // several steps per prune
+		for i := range 20 {      // one a day
+			ev := sample(i)
+			ev.Time = base.Add(time.Duration(i) * 24 * time.Hour)
+			if err := l.Record(ctx, ev); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := l.Prune(ctx, time.Time{}); !errors.Is(err, audit.ErrInvalid) {
-				t.Fatalf("prune without cut-off: %v", err)
-			}
+		}
+		// An old-dated event after newer ones stays: only a prefix goes.
+		late := sample(50)
+		late.Time = base
+		if err := l.Record(ctx, late); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Prune(ctx, time.Time{}); !errors.Is(err, audit.ErrInvalid) {
+			t.Fatalf("prune without cut-off: %v", err)
+		}
 
-			removed, err := l.Prune(ctx, base.Add(7*24*time.Hour+time.Hour))
-			if err != nil || removed != 8 {
-				t.Fatalf("prune: removed %d, %v; want 8", removed, err)
-			}
-			// 12 kept + 1 late + one prune event per step (8 in steps of 3).
-			res := verifyOK(t, l, 13+3)
-			if res.CheckpointSeq != 8 {
-				t.Fatalf("checkpoint %d, want 8", res.CheckpointSeq)
-			}
-			if again, err := l.Prune(ctx, base.Add(7*24*time.Hour+time.Hour)); err != nil || again != 0 {
-				t.Fatalf("second prune: %d %v", again, err)
-			}
-			verifyOK(t, l, 16)
-			recordN(t, l, 100, 3)
-			verifyOK(t, l, 19)
+		removed, err := l.Prune(ctx, base.Add(7*24*time.Hour+time.Hour))
+		if err != nil || removed != 8 {
+			t.Fatalf("prune: removed %d, %v; want 8", removed, err)
+		}
+		// 12 kept + 1 late + one prune event per step (8 in steps of 3).
+		res := verifyOK(t, l, 13+3)
+		if res.CheckpointSeq != 8 {
+			t.Fatalf("checkpoint %d, want 8", res.CheckpointSeq)
+		}
+		if again, err := l.Prune(ctx, base.Add(7*24*time.Hour+time.Hour)); err != nil || again != 0 {
+			t.Fatalf("second prune: %d %v", again, err)
+		}
+		verifyOK(t, l, 16)
+		recordN(t, l, 100, 3)
+		verifyOK(t, l, 19)
 
-			// PruneExpired: retention 10 days before now (day 30) removes days
-			// 8..19, the late event (dated day 0), then stops at the first
-			// prune event (dated now).
-			removed, err = l.PruneExpired(ctx)
-			if err != nil || removed != 13 {
-				t.Fatalf("prune expired: %d %v, want 13", removed, err)
-			}
-			res = verifyOK(t, l, 3+3+5)
-			if res.CheckpointSeq != 21 {
-				t.Fatalf("checkpoint %d, want 21", res.CheckpointSeq)
-			}
-			if n := count(t, db); n != 11 {
-				t.Fatalf("%d rows left", n)
-			}
-		})
-	}
+		// PruneExpired: retention 10 days before now (day 30) removes days
+		// 8..19, the late event (dated day 0), then stops at the first
+		// prune event (dated now).
+		removed, err = l.PruneExpired(ctx)
+		if err != nil || removed != 13 {
+			t.Fatalf("prune expired: %d %v, want 13", removed, err)
+		}
+		res = verifyOK(t, l, 3+3+5)
+		if res.CheckpointSeq != 21 {
+			t.Fatalf("checkpoint %d, want 21", res.CheckpointSeq)
+		}
+		if n := count(t, db); n != 11 {
+			t.Fatalf("%d rows left", n)
+		}
+	})
 }
 
 func TestPruneRefusesTamperedEvents(t *testing.T) {
-	for _, d := range sqldbtest.Dialects {
-		t.Run(string(d), func(t *testing.T) {
-			ctx := context.Background()
-			db, l := newLog(t, d)
-			recordN(t, l, 0, 10)
-			exec(t, db, `UPDATE audit_events SET actor_id = 'x' WHERE seq = 3`)
-			_, err := l.Prune(ctx, base.Add(5*time.Hour+time.Minute))
-			if !errors.Is(err, audit.ErrTampered) {
-				t.Fatalf("prune over a tampered event: %v", err)
-			}
-			if n := count(t, db); n != 10 {
-				t.Fatalf("%d events left, want all 10", n)
-			}
-			res, err := l.Verify(ctx)
-			if err != nil || res.OK || *res.FirstBad != 3 {
-				t.Fatalf("verify after refused prune: %+v %v", res, err)
-			}
-		})
-	}
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		l := logOn(t, db)
+		recordN(t, l, 0, 10)
+		exec(t, db, `UPDATE audit_events SET actor_id = 'x' WHERE seq = 3`)
+		_, err := l.Prune(ctx, base.Add(5*time.Hour+time.Minute))
+		if !errors.Is(err, audit.ErrTampered) {
+			t.Fatalf("prune over a tampered event: %v", err)
+		}
+		if n := count(t, db); n != 10 {
+			t.Fatalf("%d events left, want all 10", n)
+		}
+		res, err := l.Verify(ctx)
+		if err != nil || res.OK || *res.FirstBad != 3 {
+			t.Fatalf("verify after refused prune: %+v %v", res, err)
+		}
+	})
 }
 
 func TestListFiltersAndPages(t *testing.T) {
-	for _, d := range sqldbtest.Dialects {
-		t.Run(string(d), func(t *testing.T) {
-			ctx := context.Background()
-			_, l := newLog(t, d)
-			const n = 30
-			evs := recordN(t, l, 0, n) // evs[i] has seq i+1
-			denied := sample(n)
-			denied.Outcome, denied.Action, denied.ActorID, denied.ActorName = audit.OutcomeDenied, audit.ActionAuthFailed, "", ""
-			if err := l.Record(ctx, denied); err != nil {
-				t.Fatal(err)
-			}
-			evs = append(evs, denied)
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		l := logOn(t, db)
+		const n = 30
+		evs := recordN(t, l, 0, n) // evs[i] has seq i+1
+		denied := sample(n)
+		denied.Outcome, denied.Action, denied.ActorID, denied.ActorName = audit.OutcomeDenied, audit.ActionAuthFailed, "", ""
+		if err := l.Record(ctx, denied); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, denied)
 
-			cases := []struct {
-				name string
-				f    audit.Filter
-				keep func(e audit.Event) bool
-			}{
-				{"all", audit.Filter{}, func(audit.Event) bool { return true }},
-				{"actor id", audit.Filter{Actor: "tok-1"}, func(e audit.Event) bool { return e.ActorID == "tok-1" }},
-				{"actor name", audit.Filter{Actor: "agent 2"}, func(e audit.Event) bool { return e.ActorName == "agent 2" }},
-				{"action", audit.Filter{Action: audit.ActionSearch}, func(e audit.Event) bool { return e.Action == audit.ActionSearch }},
-				{"action prefix", audit.Filter{Action: "case.*"}, func(e audit.Event) bool {
-					return e.Action == audit.ActionCaseRead || e.Action == audit.ActionCaseUpdate
-				}},
-				{"prefix with underscore wildcard", audit.Filter{Action: "case_*"}, func(audit.Event) bool { return false }},
-				{"target", audit.Filter{TargetType: "case", TargetID: "case-3"}, func(e audit.Event) bool { return e.TargetID == "case-3" }},
-				{"outcome", audit.Filter{Outcome: audit.OutcomeDenied}, func(e audit.Event) bool { return e.Outcome == audit.OutcomeDenied }},
-				{"time range", audit.Filter{From: base.Add(5 * time.Hour), To: base.Add(12 * time.Hour)}, func(e audit.Event) bool {
-					return !e.Time.Before(base.Add(5*time.Hour)) && e.Time.Before(base.Add(12*time.Hour))
-				}},
-				{"combined", audit.Filter{Actor: "tok-0", Action: "case.*", From: base.Add(3 * time.Hour)}, func(e audit.Event) bool {
-					return e.ActorID == "tok-0" && (e.Action == audit.ActionCaseRead || e.Action == audit.ActionCaseUpdate) && !e.Time.Before(base.Add(3*time.Hour))
-				}},
-				{"nothing", audit.Filter{Actor: "nobody"}, func(audit.Event) bool { return false }},
-			}
-			for _, c := range cases {
-				t.Run(c.name, func(t *testing.T) {
-					var want []int64
-					for i := len(evs) - 1; i >= 0; i-- {
-						if c.keep(evs[i]) {
-							want = append(want, int64(i+1))
-						}
+		cases := []struct {
+			name string
+			f    audit.Filter
+			keep func(e audit.Event) bool
+		}{
+			{"all", audit.Filter{}, func(audit.Event) bool { return true }},
+			{"actor id", audit.Filter{Actor: "tok-1"}, func(e audit.Event) bool { return e.ActorID == "tok-1" }},
+			{"actor name", audit.Filter{Actor: "agent 2"}, func(e audit.Event) bool { return e.ActorName == "agent 2" }},
+			{"action", audit.Filter{Action: audit.ActionSearch}, func(e audit.Event) bool { return e.Action == audit.ActionSearch }},
+			{"action prefix", audit.Filter{Action: "case.*"}, func(e audit.Event) bool {
+				return e.Action == audit.ActionCaseRead || e.Action == audit.ActionCaseUpdate
+			}},
+			{"prefix with underscore wildcard", audit.Filter{Action: "case_*"}, func(audit.Event) bool { return false }},
+			{"target", audit.Filter{TargetType: "case", TargetID: "case-3"}, func(e audit.Event) bool { return e.TargetID == "case-3" }},
+			{"outcome", audit.Filter{Outcome: audit.OutcomeDenied}, func(e audit.Event) bool { return e.Outcome == audit.OutcomeDenied }},
+			{"time range", audit.Filter{From: base.Add(5 * time.Hour), To: base.Add(12 * time.Hour)}, func(e audit.Event) bool {
+				return !e.Time.Before(base.Add(5*time.Hour)) && e.Time.Before(base.Add(12*time.Hour))
+			}},
+			{"combined", audit.Filter{Actor: "tok-0", Action: "case.*", From: base.Add(3 * time.Hour)}, func(e audit.Event) bool {
+				return e.ActorID == "tok-0" && (e.Action == audit.ActionCaseRead || e.Action == audit.ActionCaseUpdate) && !e.Time.Before(base.Add(3*time.Hour))
+			}},
+			{"nothing", audit.Filter{Actor: "nobody"}, func(audit.Event) bool { return false }},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				var want []int64
+				for i := len(evs) - 1; i >= 0; i-- {
+					if c.keep(evs[i]) {
+						want = append(want, int64(i+1))
 					}
-					for _, limit := range []int{1, 7, 1000} {
-						f := c.f
-						f.Limit = limit
-						var got []int64
-						for pages := 0; ; pages++ {
-							if pages > n+2 {
-								t.Fatal("pagination does not end")
-							}
-							items, next, err := l.List(ctx, f)
-							if err != nil {
-								t.Fatal(err)
-							}
-							if len(items) > limit {
-								t.Fatalf("%d items, limit %d", len(items), limit)
-							}
-							for _, e := range items {
-								got = append(got, e.Seq)
-								if e.Hash != e.ComputeHash() {
-									t.Fatalf("listed event %d does not hash to its hash", e.Seq)
-								}
-							}
-							if next == "" {
-								break
-							}
-							f.Cursor = next
-						}
-						if !slices.Equal(got, want) {
-							t.Fatalf("limit %d: got %v, want %v", limit, got, want)
-						}
-					}
-				})
-			}
-
-			bad := []audit.Filter{
-				{Limit: -1}, {Limit: audit.MaxListLimit + 1}, {Cursor: "nope"}, {Cursor: "YTEuMA"}, // "a1.0"
-				{Outcome: "maybe"}, {From: base.Add(time.Hour), To: base},
-			}
-			for _, f := range bad {
-				if _, _, err := l.List(ctx, f); !errors.Is(err, audit.ErrInvalid) {
-					t.Errorf("List(%+v): %v, want ErrInvalid", f, err)
 				}
+				for _, limit := range []int{1, 7, 1000} {
+					f := c.f
+					f.Limit = limit
+					var got []int64
+					for pages := 0; ; pages++ {
+						if pages > n+2 {
+							t.Fatal("pagination does not end")
+						}
+						items, next, err := l.List(ctx, f)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if len(items) > limit {
+							t.Fatalf("%d items, limit %d", len(items), limit)
+						}
+						for _, e := range items {
+							got = append(got, e.Seq)
+							if e.Hash != e.ComputeHash() {
+								t.Fatalf("listed event %d does not hash to its hash", e.Seq)
+							}
+						}
+						if next == "" {
+							break
+						}
+						f.Cursor = next
+					}
+					if !slices.Equal(got, want) {
+						t.Fatalf("limit %d: got %v, want %v", limit, got, want)
+					}
+				}
+			})
+		}
+
+		bad := []audit.Filter{
+			{Limit: -1}, {Limit: audit.MaxListLimit + 1}, {Cursor: "nope"}, {Cursor: "YTEuMA"}, // "a1.0"
+			{Outcome: "maybe"}, {From: base.Add(time.Hour), To: base},
+		}
+		for _, f := range bad {
+			if _, _, err := l.List(ctx, f); !errors.Is(err, audit.ErrInvalid) {
+				t.Errorf("List(%+v): %v, want ErrInvalid", f, err)
 			}
-		})
-	}
+		}
+	})
 }
 
 func TestExportNDJSON(t *testing.T) {
-	for _, d := range sqldbtest.Dialects {
-		t.Run(string(d), func(t *testing.T) {
-			ctx := context.Background()
-			_, l := newLog(t, d)
-			in := recordN(t, l, 0, 25)
-			var buf bytes.Buffer
-			if err := l.Export(ctx, &buf, audit.Filter{}); err != nil {
-				t.Fatal(err)
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		l := logOn(t, db)
+		in := recordN(t, l, 0, 25)
+		var buf bytes.Buffer
+		if err := l.Export(ctx, &buf, audit.Filter{}); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(&buf)
+		prev := audit.GenesisHash
+		var n int64
+		for sc.Scan() {
+			var e audit.Event
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				t.Fatalf("line %d: %v", n+1, err)
 			}
-			sc := bufio.NewScanner(&buf)
-			prev := audit.GenesisHash
-			var n int64
-			for sc.Scan() {
-				var e audit.Event
-				if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-					t.Fatalf("line %d: %v", n+1, err)
-				}
-				n++
-				// Offline verification of the export: seq order, links, hashes.
-				if e.Seq != n || e.PrevHash != prev || e.ComputeHash() != e.Hash {
-					t.Fatalf("line %d does not verify: %+v", n, e)
-				}
-				src := in[n-1]
-				if e.ActorID != src.ActorID || e.Action != src.Action || e.TargetID != src.TargetID || !e.Time.Equal(src.Time) {
-					t.Fatalf("line %d is %+v, recorded %+v", n, e, src)
-				}
-				prev = e.Hash
+			n++
+			// Offline verification of the export: seq order, links, hashes.
+			if e.Seq != n || e.PrevHash != prev || e.ComputeHash() != e.Hash {
+				t.Fatalf("line %d does not verify: %+v", n, e)
 			}
-			if n != 25 {
-				t.Fatalf("%d lines, want 25", n)
+			src := in[n-1]
+			if e.ActorID != src.ActorID || e.Action != src.Action || e.TargetID != src.TargetID || !e.Time.Equal(src.Time) {
+				t.Fatalf("line %d is %+v, recorded %+v", n, e, src)
 			}
-			buf.Reset()
-			if err := l.Export(ctx, &buf, audit.Filter{Actor: "tok-2"}); err != nil {
-				t.Fatal(err)
-			}
-			if lines := bytes.Count(buf.Bytes(), []byte("\n")); lines != 8 { // i%3==2 for i<25
-				t.Fatalf("filtered export: %d lines, want 8", lines)
-			}
-			if err := l.Export(ctx, &buf, audit.Filter{Outcome: "bad"}); !errors.Is(err, audit.ErrInvalid) {
-				t.Fatalf("export with a bad filter: %v", err)
-			}
-		})
-	}
+			prev = e.Hash
+		}
+		if n != 25 {
+			t.Fatalf("%d lines, want 25", n)
+		}
+		buf.Reset()
+		if err := l.Export(ctx, &buf, audit.Filter{Actor: "tok-2"}); err != nil {
+			t.Fatal(err)
+		}
+		if lines := bytes.Count(buf.Bytes(), []byte("\n")); lines != 8 { // i%3==2 for i<25
+			t.Fatalf("filtered export: %d lines, want 8", lines)
+		}
+		if err := l.Export(ctx, &buf, audit.Filter{Outcome: "bad"}); !errors.Is(err, audit.ErrInvalid) {
+			t.Fatalf("export with a bad filter: %v", err)
+		}
+	})
 }
 
 func TestVerifyExport(t *testing.T) {

@@ -38,6 +38,7 @@ func (l *Log) Prune(ctx context.Context, before time.Time) (int64, error) {
 	if before.IsZero() {
 		return 0, fmt.Errorf("%w: prune needs a cut-off time", ErrInvalid)
 	}
+
 	var total int64
 	limit := int64(-1) // the head when the prune started: never prune past it
 	for {

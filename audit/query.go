@@ -63,6 +63,7 @@ func (f Filter) where() (string, []any, error) {
 		conds = append(conds, "(actor_id = ? OR actor_name = ?)")
 		args = append(args, f.Actor, f.Actor)
 	}
+
 	if f.Action != "" {
 		if p, ok := strings.CutSuffix(f.Action, "*"); ok {
 			if p != "" {
@@ -76,14 +77,17 @@ func (f Filter) where() (string, []any, error) {
 			args = append(args, f.Action)
 		}
 	}
+
 	if f.TargetType != "" {
 		conds = append(conds, "target_type = ?")
 		args = append(args, f.TargetType)
 	}
+
 	if f.TargetID != "" {
 		conds = append(conds, "target_id = ?")
 		args = append(args, f.TargetID)
 	}
+
 	if f.Outcome != "" {
 		if !validOutcome(f.Outcome) {
 			return "", nil, &FilterError{Field: "outcome", Message: "must be ok, denied, error or failed"}
@@ -91,20 +95,25 @@ func (f Filter) where() (string, []any, error) {
 		conds = append(conds, "outcome = ?")
 		args = append(args, f.Outcome)
 	}
+
 	if !f.From.IsZero() {
 		conds = append(conds, "at >= ?")
 		args = append(args, f.From.UnixMicro())
 	}
+
 	if !f.To.IsZero() {
 		conds = append(conds, "at < ?")
 		args = append(args, f.To.UnixMicro())
 	}
+
 	if !f.From.IsZero() && !f.To.IsZero() && f.To.Before(f.From) {
 		return "", nil, &FilterError{Field: "to", Message: "the time range ends before it starts"}
 	}
+
 	if len(conds) == 0 {
 		return "", args, nil
 	}
+
 	return " WHERE " + strings.Join(conds, " AND "), args, nil
 }
 
@@ -137,10 +146,12 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, string, error) {
 	case limit < 0 || limit > MaxListLimit:
 		return nil, "", &FilterError{Field: "limit", Message: fmt.Sprintf("must be 1 to %d", MaxListLimit)}
 	}
+
 	where, args, err := f.where()
 	if err != nil {
 		return nil, "", err
 	}
+
 	if f.Cursor != "" {
 		seq, err := decodeCursor(f.Cursor)
 		if err != nil {
@@ -153,6 +164,7 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, string, error) {
 		}
 		args = append(args, seq)
 	}
+
 	args = append(args, limit+1)
 	rows, err := l.db.Read.QueryContext(ctx, l.db.Rebind(selectEvents+where+" ORDER BY seq DESC LIMIT ?"), args...)
 	if err != nil {
@@ -167,14 +179,17 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, string, error) {
 		}
 		out = append(out, ev)
 	}
+
 	if err := rows.Err(); err != nil {
 		return nil, "", fmt.Errorf("audit: list: %w", err)
 	}
+
 	next := ""
 	if len(out) > limit {
 		out = out[:limit]
 		next = encodeCursor(out[limit-1].Seq)
 	}
+
 	return out, next, nil
 }
 

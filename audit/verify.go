@@ -211,9 +211,11 @@ func verifyChain(scan scanFunc, open func() (chainRows, func(), error)) (VerifyR
 		res.fail(1, "the audit_head row is missing")
 		return res, nil
 	}
+
 	if err != nil {
 		return VerifyResult{}, err
 	}
+
 	res := VerifyResult{OK: true, HeadSeq: h.seq, HeadHash: h.hash, CheckpointSeq: h.cpSeq}
 
 	// The checkpoint is outside the chain; the prune that wrote it appended
@@ -259,9 +261,11 @@ func verifyChain(scan scanFunc, open func() (chainRows, func(), error)) (VerifyR
 		prev = append(prev[:0], stored...)
 		expected++
 	}
+
 	if err := rows.Err(); err != nil {
 		return VerifyResult{}, err
 	}
+
 	if res.OK {
 		last := expected - 1
 		switch {
@@ -273,9 +277,11 @@ func verifyChain(scan scanFunc, open func() (chainRows, func(), error)) (VerifyR
 			res.fail(h.seq, "the head hash does not match event %d", h.seq)
 		}
 	}
+
 	if cpReason != "" && (res.OK || *res.FirstBad > h.cpSeq+1) {
 		res.fail(h.cpSeq+1, "%s", cpReason)
 	}
+
 	return res, nil
 }
 

@@ -172,7 +172,7 @@ func (t *Tokens) Authenticate(ctx context.Context, secret string) (Token, error)
 		return Token{}, ErrInvalidToken
 	}
 	if err != nil {
-		return Token{}, fmt.Errorf("authenticate: %w: %w", sqldb.ErrUnavailable, err)
+		return Token{}, sqldb.Fail("authenticate", err)
 	}
 	if subtle.ConstantTimeCompare([]byte(stored), []byte(want)) != 1 || revoked.Valid {
 		return Token{}, ErrInvalidToken
@@ -185,7 +185,7 @@ func (t *Tokens) Authenticate(ctx context.Context, secret string) (Token, error)
 func (t *Tokens) List(ctx context.Context) ([]Token, error) {
 	rows, err := t.db.Read.QueryContext(ctx, `SELECT id, name, role, created_at, revoked_at FROM tokens ORDER BY id DESC`)
 	if err != nil {
-		return nil, fmt.Errorf("list tokens: %w: %w", sqldb.ErrUnavailable, err)
+		return nil, sqldb.Fail("list tokens", err)
 	}
 	defer rows.Close()
 	out := []Token{}

@@ -7,46 +7,44 @@ import (
 	"testing"
 
 	"github.com/casevault/casevault/auth"
+	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
 )
 
 func TestTokensAreStoredHashedAndRevocable(t *testing.T) {
-	for _, d := range sqldbtest.Dialects {
-		t.Run(string(d), func(t *testing.T) {
-			db := sqldbtest.Open(t, d)
-			ctx := context.Background()
-			toks := auth.NewTokens(db)
-			tok, secret, err := toks.Create(ctx, "alice", auth.RoleAgent, nil)
-			if err != nil {
-				t.Fatal(err)
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		toks := auth.NewTokens(db)
+		tok, secret, err := toks.Create(ctx, "alice", auth.RoleAgent, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stored string
+		if err := db.Read.QueryRow(db.Rebind(`SELECT hash FROM tokens WHERE id = ?`), tok.ID).Scan(&stored); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(stored, secret) || strings.Contains(secret, stored) || len(stored) != 64 {
+			t.Fatalf("token stored as %q; want a SHA-256 hex digest, not the secret", stored)
+		}
+		got, err := toks.Authenticate(ctx, secret)
+		if err != nil || got.ID != tok.ID || got.Role != auth.RoleAgent {
+			t.Fatalf("authenticate = %+v, %v", got, err)
+		}
+		for _, bad := range []string{"", "cvt_", secret + "x", strings.ToUpper(secret), "Bearer " + secret, strings.Repeat("a", 500)} {
+			if _, err := toks.Authenticate(ctx, bad); !errors.Is(err, auth.ErrInvalidToken) {
+				t.Errorf("Authenticate(%.20q) = %v, want ErrInvalidToken", bad, err)
 			}
-			var stored string
-			if err := db.Read.QueryRow(db.Rebind(`SELECT hash FROM tokens WHERE id = ?`), tok.ID).Scan(&stored); err != nil {
-				t.Fatal(err)
-			}
-			if strings.Contains(stored, secret) || strings.Contains(secret, stored) || len(stored) != 64 {
-				t.Fatalf("token stored as %q; want a SHA-256 hex digest, not the secret", stored)
-			}
-			got, err := toks.Authenticate(ctx, secret)
-			if err != nil || got.ID != tok.ID || got.Role != auth.RoleAgent {
-				t.Fatalf("authenticate = %+v, %v", got, err)
-			}
-			for _, bad := range []string{"", "cvt_", secret + "x", strings.ToUpper(secret), "Bearer " + secret, strings.Repeat("a", 500)} {
-				if _, err := toks.Authenticate(ctx, bad); !errors.Is(err, auth.ErrInvalidToken) {
-					t.Errorf("Authenticate(%.20q) = %v, want ErrInvalidToken", bad, err)
-				}
-			}
-			if err := toks.Revoke(ctx, tok.ID, nil); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := toks.Authenticate(ctx, secret); !errors.Is(err, auth.ErrInvalidToken) {
-				t.Fatalf("revoked token still authenticates: %v", err)
-			}
-			if err := toks.Revoke(ctx, "nope", nil); err == nil {
-				t.Fatal("revoking an unknown token succeeded")
-			}
-		})
-	}
+		}
+		if err := toks.Revoke(ctx, tok.ID, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := toks.Authenticate(ctx, secret); !errors.Is(err, auth.ErrInvalidToken) {
+			t.Fatalf("revoked token still authenticates: %v", err)
+		}
+		if err := toks.Revoke(ctx, "nope", nil); err == nil {
+			t.Fatal("revoking an unknown token succeeded")
+		}
+	})
 }
 
 func TestRoleMatrixIsLeastPrivilege(t *testing.T) {
@@ -75,4 +73,30 @@ func TestRoleMatrixIsLeastPrivilege(t *testing.T) {
 	if _, err := auth.ParseRole("root"); err == nil {
 		t.Fatal("unknown role accepted")
 	}
+}
+
+// A lookup the caller cancelled is not a database outage (no 503 and
+// Retry-After for a client that went away); a closed database is.
+func TestLookupErrorsAreClassified(t *testing.T) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		toks := auth.NewTokens(db)
+		_, secret, err := toks.Create(context.Background(), "alice", auth.RoleAgent, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		cancelled, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := toks.Authenticate(cancelled, secret); !errors.Is(err, context.Canceled) || errors.Is(err, sqldb.ErrUnavailable) {
+			t.Fatalf("authenticate with a cancelled context: %v, want context.Canceled and not ErrUnavailable", err)
+		}
+		if _, err := toks.List(cancelled); !errors.Is(err, context.Canceled) || errors.Is(err, sqldb.ErrUnavailable) {
+			t.Fatalf("list with a cancelled context: %v, want context.Canceled and not ErrUnavailable", err)
+		}
+
+		db.Close()
+		if _, err := toks.Authenticate(context.Background(), secret); !errors.Is(err, sqldb.ErrUnavailable) {
+			t.Fatalf("authenticate on a closed database: %v, want ErrUnavailable", err)
+		}
+	})
 }

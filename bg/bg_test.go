@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/casevault/casevault/bg"
+	"github.com/casevault/casevault/testkit"
 )
 
 // Every way background work is started through a Guard recovers a panic,
@@ -55,7 +56,7 @@ func TestGuardRecoversEveryPath(t *testing.T) {
 				}
 			}
 			// Go reports after fn returned: give it a moment
-			eventually(func() bool { return panicCount(t, reg) == 1 })
+			testkit.Eventually(t, 5*time.Second, "the panic counted", func() bool { return panicCount(t, reg) == 1 })
 			if n := panicCount(t, reg); n != 1 {
 				t.Fatalf("casevault_background_panics_total = %v, want 1", n)
 			}
@@ -71,7 +72,7 @@ func TestGuardRecoversEveryPath(t *testing.T) {
 			if err := tc.run(g, "cron.backup", func() {}); err != nil {
 				t.Fatal(err)
 			}
-			eventually(func() bool { return len(g.Failed()) == 0 })
+			testkit.Eventually(t, 5*time.Second, "readiness cleared by a clean run", func() bool { return len(g.Failed()) == 0 })
 			if f := g.Failed(); len(f) != 0 {
 				t.Fatalf("Failed() after a clean run = %v", f)
 			}
@@ -80,12 +81,6 @@ func TestGuardRecoversEveryPath(t *testing.T) {
 	var nilGuard *bg.Guard
 	if err := nilGuard.Run("x", func() error { panic("nil guard") }); !errors.Is(err, bg.ErrPanic) {
 		t.Fatalf("nil guard: %v", err)
-	}
-}
-
-func eventually(cond func() bool) {
-	for deadline := time.Now().Add(5 * time.Second); !cond() && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/casevault/casevault/archive/local"
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
+	"github.com/casevault/casevault/testkit"
 )
 
 // forgedToken is the admin token an attacker plants in a backup's tokens
@@ -305,11 +306,13 @@ func TestUnsignedBackups(t *testing.T) {
 		t.Fatalf("restore with AllowUnsigned: %v", err)
 	}
 
-	// Backup ids order by the second they started in.
-	time.Sleep(time.Until(old.StartedAt.Truncate(time.Second).Add(time.Second)))
-	// A later run copies every blob again rather than vouch for the
-	// unsigned manifest's objects.
-	next := f.backup(t)
+	// A later run (backup ids order by the second they started in) copies
+	// every blob again rather than vouch for the unsigned manifest's objects.
+	later := testkit.NewClock(old.StartedAt.Add(time.Second))
+	next, err := backup.New(f.src.db, f.repo, backup.Options{Blobs: f.src.blobs, Keys: f.keys, Now: later.Now}).Backup(ctx, "test", operator, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if next.Stats.BlobsReused != 0 || next.Stats.BlobsNew == 0 {
 		t.Fatalf("a run after an unsigned backup reused %d blobs, copied %d", next.Stats.BlobsReused, next.Stats.BlobsNew)
 	}

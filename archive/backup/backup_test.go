@@ -65,15 +65,7 @@ func TestRoundTrip(t *testing.T) {
 			}
 
 			dst := openInstance(t, sqldbtest.Open(t, p.to), t.TempDir())
-			rep, err := repo.Restore(ctx, m.ID, backup.RestoreOptions{Target: dst.db, Blobs: dst.blobs, Identity: keys.Identity, Actor: operator})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, tr := range rep.Tables {
-				if !tr.Match {
-					t.Errorf("table %s: restored digest %s, backup %s", tr.Name, tr.Restored, tr.SHA256)
-				}
-			}
+			rep := restoreInto(t, repo, m.ID, keys, dst)
 			if rep.Blobs != 4 || rep.Tombstones.Dispositions != 0 {
 				t.Errorf("report %+v: want 4 blobs restored and no tombstone to replay", rep)
 			}
@@ -319,19 +311,17 @@ func TestRestoreRefusesNonEmptyTarget(t *testing.T) {
 	repo, keys := f.repo, f.keys
 	ctx := context.Background()
 	m := f.backup(t)
-	for _, d := range sqldbtest.Dialects {
-		t.Run(string(d), func(t *testing.T) {
-			dst := newInstance(t, d)
-			dst.customer("already here")
-			_, err := repo.Restore(ctx, m.ID, backup.RestoreOptions{Target: dst.db, Blobs: dst.blobs, Identity: keys.Identity})
-			if !errors.Is(err, backup.ErrTargetInUse) {
-				t.Fatalf("restore into a non-empty target: %v, want ErrTargetInUse", err)
-			}
-			if n := dst.count(`SELECT COUNT(*) FROM customers`); n != 1 {
-				t.Fatalf("target changed: %d customers", n)
-			}
-		})
-	}
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		dst := openInstance(t, db, t.TempDir())
+		dst.customer("already here")
+		_, err := repo.Restore(ctx, m.ID, backup.RestoreOptions{Target: dst.db, Blobs: dst.blobs, Identity: keys.Identity})
+		if !errors.Is(err, backup.ErrTargetInUse) {
+			t.Fatalf("restore into a non-empty target: %v, want ErrTargetInUse", err)
+		}
+		if n := dst.count(`SELECT COUNT(*) FROM customers`); n != 1 {
+			t.Fatalf("target changed: %d customers", n)
+		}
+	})
 }
 
 func TestKeys(t *testing.T) {

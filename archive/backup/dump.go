@@ -43,6 +43,7 @@ func dumpTable(ctx context.Context, q querier, t table, where string, args []any
 	if where != "" {
 		query += " WHERE " + where
 	}
+
 	query += " ORDER BY " + t.Order
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
@@ -55,10 +56,12 @@ func dumpTable(ctx context.Context, q querier, t table, where string, args []any
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
+
 	bools := make([]bool, len(t.Columns))
 	for i, c := range t.Columns {
 		bools[i] = t.isBool(c)
 	}
+
 	var n int64
 	buf := make([]byte, 0, 4096)
 	for rows.Next() {
@@ -88,9 +91,11 @@ func dumpTable(ctx context.Context, q querier, t table, where string, args []any
 		}
 		n++
 	}
+
 	if err := rows.Err(); err != nil {
 		return n, fmt.Errorf("dump %s: %w", t.Name, err)
 	}
+
 	return n, bw.Flush()
 }
 

@@ -37,9 +37,11 @@ func Plan(ms []Manifest, p KeepPolicy, now time.Time) ([]Decision, error) {
 	if p.Daily < 0 || p.Weekly < 0 || p.Monthly < 0 || p.MaxAge < 0 {
 		return nil, errors.New("keep counts and max age must not be negative")
 	}
+
 	if p.Daily == 0 && p.Weekly == 0 && p.Monthly == 0 {
 		return nil, errors.New("no keep rule given: refusing to forget every backup (set --keep-daily, --keep-weekly or --keep-monthly)")
 	}
+
 	sorted := append([]Manifest(nil), ms...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].SnapshotAt.After(sorted[j].SnapshotAt) })
 	type bucket struct {
@@ -48,14 +50,17 @@ func Plan(ms []Manifest, p KeepPolicy, now time.Time) ([]Decision, error) {
 		key  func(t time.Time) string
 		seen map[string]bool
 	}
+
 	buckets := []*bucket{
 		{name: "daily", n: p.Daily, key: func(t time.Time) string { return t.Format("2006-01-02") }},
 		{name: "weekly", n: p.Weekly, key: func(t time.Time) string { y, w := t.ISOWeek(); return fmt.Sprintf("%d-W%02d", y, w) }},
 		{name: "monthly", n: p.Monthly, key: func(t time.Time) string { return t.Format("2006-01") }},
 	}
+
 	for _, b := range buckets {
 		b.seen = map[string]bool{}
 	}
+
 	out := make([]Decision, 0, len(sorted))
 	for _, m := range sorted {
 		t := m.SnapshotAt.UTC()
@@ -77,6 +82,7 @@ func Plan(ms []Manifest, p KeepPolicy, now time.Time) ([]Decision, error) {
 		}
 		out = append(out, d)
 	}
+
 	return out, nil
 }
 
@@ -94,7 +100,7 @@ type ForgetReport struct {
 // remaining backup references, under the run lease.
 // origin says who asked (cli, schedule, api), as for backup runs.
 func (s *Service) Forget(ctx context.Context, p KeepPolicy, dryRun bool, origin string, actor cases.Actor) (ForgetReport, error) {
-	now := time.Now()
+	now := s.opts.Now()
 	lctx, release, err := s.lease(ctx, "forget-"+newID(now))
 	if err != nil {
 		return ForgetReport{}, err
@@ -111,8 +117,8 @@ func (s *Service) Forget(ctx context.Context, p KeepPolicy, dryRun bool, origin 
 }
 
 func (s *Service) recordForget(ctx context.Context, rep ForgetReport, origin string, actor cases.Actor) error {
-	id := "forget-" + newID(time.Now())
-	if err := s.recordStart(ctx, id, "forget", origin, time.Now()); err != nil {
+	id := "forget-" + newID(s.opts.Now())
+	if err := s.recordStart(ctx, id, "forget", origin, s.opts.Now()); err != nil {
 		return err
 	}
 	return s.recordEnd(ctx, id, rep, nil, &cases.Change{Actor: actor, Action: "backup.forget", TargetType: "backup", TargetID: strings.Join(rep.Removed, ","),
@@ -128,19 +134,23 @@ func (r *Repo) forget(ctx context.Context, p KeepPolicy, dryRun bool, now time.T
 	if err != nil {
 		return ForgetReport{}, err
 	}
+
 	if len(bad) > 0 {
 		return ForgetReport{}, fmt.Errorf("%w: manifest of backup %s: %s", ErrDamaged, bad[0].ID, bad[0].Error)
 	}
+
 	var signed []Manifest
 	for _, m := range ms {
 		if !m.Unsigned {
 			signed = append(signed, m)
 		}
 	}
+
 	ds, err := Plan(signed, p, now)
 	if err != nil {
 		return ForgetReport{}, err
 	}
+
 	for _, m := range ms {
 		if !m.Unsigned {
 			continue
@@ -151,6 +161,7 @@ func (r *Repo) forget(ctx context.Context, p KeepPolicy, dryRun bool, now time.T
 		}
 		ds = append(ds, d)
 	}
+
 	rep := ForgetReport{DryRun: dryRun, Decisions: ds, Removed: []string{}}
 	keep := map[string]bool{}
 	for _, d := range ds {
@@ -160,6 +171,7 @@ func (r *Repo) forget(ctx context.Context, p KeepPolicy, dryRun bool, now time.T
 			rep.Removed = append(rep.Removed, d.ID)
 		}
 	}
+
 	used := map[string]bool{}
 	for _, m := range ms {
 		if keep[m.ID] {
@@ -168,19 +180,23 @@ func (r *Repo) forget(ctx context.Context, p KeepPolicy, dryRun bool, now time.T
 			}
 		}
 	}
+
 	objs, err := r.objects(ctx)
 	if err != nil {
 		return ForgetReport{}, err
 	}
+
 	for k, size := range objs {
 		if !used[k] {
 			rep.ObjectsRemoved++
 			rep.BytesFreed += size
 		}
 	}
+
 	if dryRun {
 		return rep, nil
 	}
+
 	for _, id := range rep.Removed {
 		// Manifest first: from then on the backup is not listed, and a
 		// crash leaves unlisted leftovers for the next forget, never a
@@ -189,6 +205,7 @@ func (r *Repo) forget(ctx context.Context, p KeepPolicy, dryRun bool, now time.T
 			return rep, fmt.Errorf("forget %s: %w", id, err)
 		}
 	}
+
 	for k := range objs {
 		if !used[k] {
 			if err := r.st.Delete(ctx, r.key(k)); err != nil {
@@ -196,6 +213,7 @@ func (r *Repo) forget(ctx context.Context, p KeepPolicy, dryRun bool, now time.T
 			}
 		}
 	}
+
 	n, err := r.removeLeftovers(ctx, keep, now.Add(-time.Hour))
 	rep.Leftovers = n
 	return rep, err

@@ -47,6 +47,12 @@ func auditHook(d sqldb.Dialect) func(ctx context.Context, tx *sql.Tx, ch cases.C
 
 var master = bytes.Repeat([]byte{7}, 32)
 
+// forEachDialect runs fn as a subtest on a fresh instance of every engine.
+func forEachDialect(t *testing.T, fn func(t *testing.T, in *instance)) {
+	t.Helper()
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) { fn(t, openInstance(t, db, t.TempDir())) })
+}
+
 func newInstance(t testing.TB, d sqldb.Dialect) *instance {
 	t.Helper()
 	return openInstance(t, sqldbtest.Open(t, d), t.TempDir())
@@ -255,4 +261,20 @@ func (f fixture) backup(t testing.TB) backup.Manifest {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// restoreInto restores backup id of repo into dst, failing the test on an
+// error or on a table whose restored digest differs from the backup's.
+func restoreInto(t testing.TB, repo *backup.Repo, id string, keys backup.Keys, dst *instance) backup.RestoreReport {
+	t.Helper()
+	rep, err := repo.Restore(context.Background(), id, backup.RestoreOptions{Target: dst.db, Blobs: dst.blobs, Identity: keys.Identity, Actor: operator})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range rep.Tables {
+		if !tr.Match {
+			t.Errorf("table %s: restored digest %s, backup %s", tr.Name, tr.Restored, tr.SHA256)
+		}
+	}
+	return rep
 }

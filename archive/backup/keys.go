@@ -48,6 +48,7 @@ func LoadKeys(cfg KeyConfig, create bool) (Keys, error) {
 			}
 		}
 	}
+
 	if idFile != "" {
 		b, err := os.ReadFile(idFile)
 		switch {
@@ -81,6 +82,7 @@ func LoadKeys(cfg KeyConfig, create bool) (Keys, error) {
 			}
 		}
 	}
+
 	for _, s := range strings.FieldsFunc(cfg.Recipients, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' }) {
 		r, err := age.ParseX25519Recipient(s)
 		if err != nil {
@@ -89,6 +91,7 @@ func LoadKeys(cfg KeyConfig, create bool) (Keys, error) {
 		k.Recipients = append(k.Recipients, r)
 		k.Public = append(k.Public, r.String())
 	}
+
 	return k, nil
 }
 

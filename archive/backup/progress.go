@@ -11,8 +11,9 @@ const progressEvery = 100 * time.Millisecond
 
 // throttle wraps fn so that it is called at most every progressEvery per
 // phase, always for a phase's first and last event, from one goroutine at
-// a time (the attachment copy reports from several workers).
-func throttle(fn func(Progress)) func(Progress) {
+// a time (the attachment copy reports from several workers). now is the
+// clock the interval is measured on.
+func throttle(fn func(Progress), now func() time.Time) func(Progress) {
 	if fn == nil {
 		return func(Progress) {}
 	}
@@ -22,11 +23,11 @@ func throttle(fn func(Progress)) func(Progress) {
 	return func(p Progress) {
 		mu.Lock()
 		defer mu.Unlock()
-		now := time.Now()
-		if p.Phase == phase && now.Sub(last) < progressEvery && (p.Total <= 0 || p.Done < p.Total) {
+		t := now()
+		if p.Phase == phase && t.Sub(last) < progressEvery && (p.Total <= 0 || p.Done < p.Total) {
 			return
 		}
-		phase, last = p.Phase, now
+		phase, last = p.Phase, t
 		fn(p)
 	}
 }

@@ -112,6 +112,7 @@ func (r *Repo) collectTombstones(ctx context.Context, m Manifest, opts RestoreOp
 	if err != nil {
 		return nil, err
 	}
+
 	for _, d := range bad {
 		// An older backup holds no later tombstones; a newer one that
 		// cannot be read or authenticated might, so the restore stops
@@ -122,6 +123,7 @@ func (r *Repo) collectTombstones(ctx context.Context, m Manifest, opts RestoreOp
 			return nil, fmt.Errorf("%w: manifest of later backup %s (its tombstones are needed): %s; if it is no genuine backup, move it out of the repository", ErrDamaged, d.ID, d.Error)
 		}
 	}
+
 	for _, n := range all {
 		if n.ID == m.ID || !n.SnapshotAt.After(m.SnapshotAt) || !sameInstance(n, m) {
 			continue
@@ -135,6 +137,7 @@ func (r *Repo) collectTombstones(ctx context.Context, m Manifest, opts RestoreOp
 		}
 		ts.sources = append(ts.sources, "backup "+n.ID)
 	}
+
 	for i, db := range opts.Live {
 		rows, err := readRows(ctx, db, disp, "")
 		if err != nil {
@@ -148,6 +151,7 @@ func (r *Repo) collectTombstones(ctx context.Context, m Manifest, opts RestoreOp
 		ts.addRows(keys, rows)
 		ts.sources = append(ts.sources, fmt.Sprintf("live database %d", i+1))
 	}
+
 	return ts, nil
 }
 
@@ -274,6 +278,7 @@ func applyDisposition(ctx context.Context, db *sqldb.DB, tx *sql.Tx, row map[str
 		}
 		return res.RowsAffected()
 	}
+
 	blobsOf := func(where string, arg string) error {
 		rows, err := tx.QueryContext(ctx, db.Rebind(`SELECT blob_key FROM attachments WHERE `+where), arg)
 		if err != nil {
@@ -290,6 +295,7 @@ func applyDisposition(ctx context.Context, db *sqldb.DB, tx *sql.Tx, row map[str
 		}
 		return rows.Err()
 	}
+
 	switch asString(row["action"]) {
 	case actDelete:
 		if err := blobsOf("contact_id = ?", contact); err != nil {

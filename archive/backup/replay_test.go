@@ -16,6 +16,7 @@ import (
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
+	"github.com/casevault/casevault/testkit"
 )
 
 // TestTombstoneReplay: whatever was destroyed after a backup (a case
@@ -118,76 +119,65 @@ func TestTombstoneReplay(t *testing.T) {
 // is there, the case counter covers every case number, the audit chain
 // (written in the same transactions) verifies.
 func TestBackupWhileWriting(t *testing.T) {
-	for _, d := range sqldbtest.Dialects {
-		t.Run(string(d), func(t *testing.T) {
-			ctx := context.Background()
-			src := newInstance(t, d)
-			src.seed(5, 2)
-			repo, _ := newRepo(t)
-			keys := newKeys(t)
-			stop := make(chan struct{})
-			var wg sync.WaitGroup
-			var writes atomic.Int64
-			for w := 0; w < 3; w++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := 0; ; i++ {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						cs := src.newCase(src.customer(fmt.Sprintf("w%d-%d", w, i)), "concurrent")
-						c := src.contact(cs, "written during the backup")
-						if i%3 == 0 {
-							src.attach(c, 200)
-						}
-						writes.Add(1)
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		d := db.Dialect
+		ctx := context.Background()
+		src := newInstance(t, d)
+		src.seed(5, 2)
+		repo, _ := newRepo(t)
+		keys := newKeys(t)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		var writes atomic.Int64
+		for w := 0; w < 3; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
 					}
-				}()
-			}
-			for writes.Load() < 5 {
-				time.Sleep(5 * time.Millisecond)
-			}
-			m, err := src.service(repo, keys).Backup(ctx, "test", operator, nil)
-			close(stop)
-			wg.Wait()
-			if err != nil {
-				t.Fatal(err)
-			}
-			dst := openInstance(t, sqldbtest.Open(t, d), t.TempDir())
-			rep, err := repo.Restore(ctx, m.ID, backup.RestoreOptions{Target: dst.db, Blobs: dst.blobs, Identity: keys.Identity})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, tr := range rep.Tables {
-				if !tr.Match {
-					t.Errorf("table %s digest mismatch", tr.Name)
+					cs := src.newCase(src.customer(fmt.Sprintf("w%d-%d", w, i)), "concurrent")
+					c := src.contact(cs, "written during the backup")
+					if i%3 == 0 {
+						src.attach(c, 200)
+					}
+					writes.Add(1)
 				}
+			}()
+		}
+		testkit.Eventually(t, 30*time.Second, "five writes before the backup", func() bool { return writes.Load() >= 5 })
+		m, err := src.service(repo, keys).Backup(ctx, "test", operator, nil)
+		close(stop)
+		wg.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := openInstance(t, db, t.TempDir())
+		rep := restoreInto(t, repo, m.ID, keys, dst)
+		checks := map[string]string{
+			"contacts without their case":       `SELECT COUNT(*) FROM contacts c LEFT JOIN cases k ON k.id = c.case_id WHERE k.id IS NULL`,
+			"attachments without their contact": `SELECT COUNT(*) FROM attachments a LEFT JOIN contacts c ON c.id = a.contact_id WHERE c.id IS NULL`,
+			"cases above the counter":           `SELECT COUNT(*) FROM cases WHERE number > (SELECT value FROM counters WHERE name = 'case_number')`,
+		}
+		for what, q := range checks {
+			if n := dst.count(q); n != 0 {
+				t.Errorf("%s: %d", what, n)
 			}
-			checks := map[string]string{
-				"contacts without their case":       `SELECT COUNT(*) FROM contacts c LEFT JOIN cases k ON k.id = c.case_id WHERE k.id IS NULL`,
-				"attachments without their contact": `SELECT COUNT(*) FROM attachments a LEFT JOIN contacts c ON c.id = a.contact_id WHERE c.id IS NULL`,
-				"cases above the counter":           `SELECT COUNT(*) FROM cases WHERE number > (SELECT value FROM counters WHERE name = 'case_number')`,
-			}
-			for what, q := range checks {
-				if n := dst.count(q); n != 0 {
-					t.Errorf("%s: %d", what, n)
-				}
-			}
-			if res, err := audit.New(dst.db).Verify(ctx); err != nil || !res.OK {
-				t.Fatalf("restored audit chain: %+v %v", res, err)
-			}
-			if got, total := dst.count(`SELECT COUNT(*) FROM cases`), src.count(`SELECT COUNT(*) FROM cases`); got <= 5 || got > total {
-				t.Fatalf("restored %d cases of %d; want a snapshot between the seed and the end", got, total)
-			}
-			// Every attachment row of the snapshot has its blob restored.
-			if rep.Blobs+rep.BlobsPresent != int64(dst.count(`SELECT COUNT(*) FROM attachments`)) {
-				t.Fatalf("restored %d blobs for %d attachments", rep.Blobs, dst.count(`SELECT COUNT(*) FROM attachments`))
-			}
-		})
-	}
+		}
+		if res, err := audit.New(dst.db).Verify(ctx); err != nil || !res.OK {
+			t.Fatalf("restored audit chain: %+v %v", res, err)
+		}
+		if got, total := dst.count(`SELECT COUNT(*) FROM cases`), src.count(`SELECT COUNT(*) FROM cases`); got <= 5 || got > total {
+			t.Fatalf("restored %d cases of %d; want a snapshot between the seed and the end", got, total)
+		}
+		// Every attachment row of the snapshot has its blob restored.
+		if rep.Blobs+rep.BlobsPresent != int64(dst.count(`SELECT COUNT(*) FROM attachments`)) {
+			t.Fatalf("restored %d blobs for %d attachments", rep.Blobs, dst.count(`SELECT COUNT(*) FROM attachments`))
+		}
+	})
 }
 
 // TestTombstonesOnlyFromTheSameInstance: a newer backup of another

@@ -238,6 +238,7 @@ func (r *Repo) manifest(ctx context.Context, id string, allowUnsigned bool) (Man
 	if !validID(id) {
 		return Manifest{}, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
+
 	b, err := r.readAll(ctx, snapshotsDir+id+"/"+manifestName, maxManifest)
 	if errors.Is(err, archive.ErrNotFound) {
 		if cerr := r.check(ctx); cerr != nil {
@@ -245,12 +246,15 @@ func (r *Repo) manifest(ctx context.Context, id string, allowUnsigned bool) (Man
 		}
 		return Manifest{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
+
 	if err != nil {
 		return Manifest{}, fmt.Errorf("read manifest %s: %w", id, err)
 	}
+
 	if r.signer == nil {
 		return Manifest{}, ErrNoSigningKey
 	}
+
 	// Authenticated before anything in it is believed.
 	unsigned := false
 	sig, err := r.readAll(ctx, snapshotsDir+id+"/"+signatureName, 1<<12)
@@ -267,16 +271,20 @@ func (r *Repo) manifest(ctx context.Context, id string, allowUnsigned bool) (Man
 			return Manifest{}, fmt.Errorf("%w: backup %s: %w", ErrDamaged, id, err)
 		}
 	}
+
 	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
 		return Manifest{}, fmt.Errorf("%w: manifest %s: %w", ErrDamaged, id, err)
 	}
+
 	if m.Format != Format || m.ID != id {
 		return Manifest{}, fmt.Errorf("%w: manifest %s: format %q id %q", ErrDamaged, id, m.Format, m.ID)
 	}
+
 	if err := m.validate(); err != nil {
 		return Manifest{}, fmt.Errorf("%w: manifest %s: %w", ErrDamaged, id, err)
 	}
+
 	m.Unsigned = unsigned
 	return m, nil
 }
@@ -358,6 +366,7 @@ func (r *Repo) writeFile(ctx context.Context, key string, recipients []age.Recip
 		done <- err
 	}()
 	perr := r.bulk.Put(ctx, r.key(key), pr, -1)
+
 	// The upload's error is the cause (a cancelled context, the store, or
 	// fill's own error passed through by Put); the writer side only sees
 	// the pipe closing because of it.
@@ -366,13 +375,16 @@ func (r *Repo) writeFile(ctx context.Context, key string, recipients []age.Recip
 	} else {
 		pr.Close()
 	}
+
 	ferr := <-done
 	if perr != nil {
 		return fileSum{}, fileSum{}, fmt.Errorf("write %s: %w", key, perr)
 	}
+
 	if ferr != nil {
 		return fileSum{}, fileSum{}, ferr
 	}
+
 	return fileSum{Size: sc.n, SHA256: sc.sum()}, fileSum{Size: pc.n, SHA256: pc.sum()}, nil
 }
 

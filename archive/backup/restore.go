@@ -10,6 +10,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"filippo.io/age"
 	"golang.org/x/sync/errgroup"
@@ -88,33 +89,41 @@ func CheckEmpty(ctx context.Context, db *sqldb.DB) error {
 // Restore puts backup id back into an empty target, then replays every
 // later tombstone so nothing deleted since comes back.
 func (r *Repo) Restore(ctx context.Context, id string, opts RestoreOptions) (_ RestoreReport, err error) {
-	opts.Progress = throttle(opts.Progress)
+	opts.Progress = throttle(opts.Progress, time.Now)
 	if opts.Workers <= 0 {
 		opts.Workers = 4
 	}
+
 	m, err := r.Manifest(ctx, id)
 	if err != nil {
 		return RestoreReport{}, err
 	}
+
 	if opts.Identity == nil {
 		return RestoreReport{}, ErrNoKey
 	}
+
 	version, err := opts.Target.Version(ctx)
 	if err != nil {
 		return RestoreReport{}, err
 	}
+
 	if m.Source.SchemaVersion > version {
 		return RestoreReport{}, fmt.Errorf("backup %s has schema version %d, newer than this binary's %d: restore with a newer casevault", id, m.Source.SchemaVersion, version)
 	}
+
 	if err := CheckEmpty(ctx, opts.Target); err != nil {
 		return RestoreReport{}, err
 	}
+
 	rep := RestoreReport{Backup: id, SnapshotAt: m.SnapshotAt.Format("2006-01-02T15:04:05.000000Z07:00"), Missing: len(m.Missing)}
+
 	// Blobs first, made durable, then the rows in one transaction: a crash
 	// before the commit leaves blobs nothing names (kept as "already
 	// present" by the next attempt, or removed by the reconciler), never
 	// rows whose blob is missing, and the target stays empty for a retry.
 	bulk, seal := bulkView(opts.Blobs)
+
 	// A restore that fails leaves the target as it found it: the blobs it
 	// wrote go again (a table whose content does not match the signed
 	// digest is only found while loading, after the blobs).
@@ -127,14 +136,17 @@ func (r *Repo) Restore(ctx context.Context, id string, opts RestoreOptions) (_ R
 	if err := r.restoreBlobs(ctx, m.Blobs, opts, bulk, &rep, &written); err != nil {
 		return RestoreReport{}, err
 	}
+
 	if seal != nil {
 		if err := seal(ctx); err != nil {
 			return RestoreReport{}, fmt.Errorf("sync restored blobs: %w", err)
 		}
 	}
+
 	if err := r.restoreTables(ctx, m, opts); err != nil {
 		return RestoreReport{}, err
 	}
+
 	for _, te := range m.Tables {
 		t, ok := tableByName(te.Name)
 		if !ok {
@@ -146,15 +158,18 @@ func (r *Repo) Restore(ctx context.Context, id string, opts RestoreOptions) (_ R
 		}
 		rep.Tables = append(rep.Tables, TableReport{Name: te.Name, Rows: te.Rows, SHA256: te.PlainSHA256, Restored: got, Match: got == te.PlainSHA256})
 	}
+
 	ts, err := r.collectTombstones(ctx, m, opts)
 	if err != nil {
 		return RestoreReport{}, err
 	}
+
 	rr, err := replay(ctx, opts.Target, ts, opts.OnChange, cases.Change{Actor: opts.Actor, Action: "backup.restore", TargetType: "backup", TargetID: id,
 		Detail: map[string]any{"snapshot_at": rep.SnapshotAt, "rows": m.Stats.Rows, "blobs": len(m.Blobs)}})
 	if err != nil {
 		return RestoreReport{}, err
 	}
+
 	rr.Sources = ts.sources
 	removeBlobs(ctx, opts.Blobs, rr.blobsToRemove)
 	rep.Tombstones = rr
@@ -257,18 +272,23 @@ func (r *Repo) restoreTable(ctx context.Context, tx *sql.Tx, t table, te TableEn
 		n += int64(len(batch))
 		advance(int64(len(batch)))
 	}
+
 	if err := <-decoded; err != nil {
 		return err
 	}
+
 	if insErr != nil {
 		return insErr
 	}
+
 	if err := ins.flush(ctx); err != nil {
 		return err
 	}
+
 	if n != te.Rows || sum != te.PlainSHA256 {
 		return fmt.Errorf("%w: table %s: %d rows, digest %s; the manifest says %d rows, %s", ErrDamaged, t.Name, n, sum, te.Rows, te.PlainSHA256)
 	}
+
 	return nil
 }
 

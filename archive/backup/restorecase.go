@@ -62,189 +62,317 @@ func (r *Repo) RestoreCase(ctx context.Context, id, caseID string, opts CaseRest
 	if opts.Identity == nil {
 		return rep, ErrNoKey
 	}
-	// pick keeps the rows of one table whose col is val: a case is a few
-	// rows of tables that may hold millions.
-	pick := func(name, col, val string) ([]map[string]any, error) {
-		t, _ := tableByName(name)
-		return r.backupRows(ctx, m, t, opts.Identity, func(row map[string]any) bool { return asString(row[col]) == val })
-	}
-	cs, err := pick("cases", "id", caseID)
-	if err != nil {
+
+	cr := &caseRestore{repo: r, backup: id, caseID: caseID, opts: opts, db: opts.DB}
+	if err := cr.read(ctx, m); err != nil {
 		return rep, err
 	}
-	if len(cs) == 0 {
-		return rep, fmt.Errorf("%w: case %s is not in backup %s", ErrNotFound, caseID, id)
+
+	if err := cr.db.InTx(ctx, func(tx *sql.Tx) error { return cr.apply(ctx, tx) }); err != nil {
+		return cr.rep, err
 	}
-	customerID := asString(cs[0]["customer_id"])
-	custs, err := pick("customers", "id", customerID)
-	if err != nil {
-		return rep, err
-	}
-	keys, err := pick("customer_keys", "customer_id", customerID)
-	if err != nil {
-		return rep, err
-	}
-	contacts, err := pick("contacts", "case_id", caseID)
-	if err != nil {
-		return rep, err
-	}
-	atts, err := pick("attachments", "case_id", caseID)
-	if err != nil {
-		return rep, err
-	}
-	blobOf := map[string]BlobEntry{}
-	for _, b := range m.Blobs {
-		blobOf[b.Key] = b
-	}
-	db := opts.DB
-	var blobs []BlobEntry
-	var restoredBlobs []string
-	err = db.InTx(ctx, func(tx *sql.Tx) error {
-		rep = CaseRestoreReport{Backup: id, Case: caseID}
-		blobs = nil
-		dead, err := caseTombstones(ctx, db, tx, caseID)
-		if err != nil {
-			return err
-		}
-		if dead.caseDeleted != "" {
-			return fmt.Errorf("%w: case %s was deleted (%s); a restore never brings it back", ErrDeleted, caseID, dead.caseDeleted)
-		}
-		var erased sql.NullInt64
-		err = tx.QueryRowContext(ctx, db.Rebind(`SELECT destroyed_at FROM customer_keys WHERE customer_id = ?`), customerID).Scan(&erased)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("restore case: %w", err)
-		}
-		keyGone := erased.Valid
-		exists := func(q string, arg string) (bool, error) {
-			var n int
-			if err := tx.QueryRowContext(ctx, db.Rebind(q), arg).Scan(&n); err != nil {
-				return false, fmt.Errorf("restore case: %w", err)
-			}
-			return n > 0, nil
-		}
-		insert := func(name string, row map[string]any) error {
-			t, _ := tableByName(name)
-			in := newInserter(db.Dialect, tx, t)
-			if err := in.add(ctx, t.args(db.Dialect, row)); err != nil {
-				return err
-			}
-			return in.flush(ctx)
-		}
-		if ok, err := exists(`SELECT COUNT(*) FROM customers WHERE id = ?`, customerID); err != nil {
-			return err
-		} else if !ok && len(custs) == 1 {
-			if err := insert("customers", custs[0]); err != nil {
-				return err
-			}
-			rep.CustomerRestored = true
-		}
-		if ok, err := exists(`SELECT COUNT(*) FROM customer_keys WHERE customer_id = ?`, customerID); err != nil {
-			return err
-		} else if !ok && len(keys) == 1 {
-			if err := insert("customer_keys", keys[0]); err != nil {
-				return err
-			}
-			rep.KeyRestored = true
-		}
-		caseLive, err := exists(`SELECT COUNT(*) FROM cases WHERE id = ?`, caseID)
-		if err != nil {
-			return err
-		}
-		switch {
-		case !caseLive:
-			if err := insert("cases", cs[0]); err != nil {
-				return err
-			}
-			rep.CaseRestored = true
-		case opts.Overwrite:
-			if opts.HeldBy != nil {
-				held, err := opts.HeldBy(ctx, caseID, customerID)
-				if err != nil {
-					return fmt.Errorf("restore case: holds: %w", err)
-				}
-				if len(held) > 0 {
-					return fmt.Errorf("%w: case %s is held by %s; its live state is not overwritten", ErrHeld, caseID, strings.Join(held, ", "))
-				}
-			}
-			t, _ := tableByName("cases")
-			sets := make([]string, 0, len(t.Columns))
-			args := make([]any, 0, len(t.Columns))
-			for i, c := range t.Columns {
-				if c == "id" || c == "number" {
-					continue
-				}
-				sets = append(sets, c+" = ?")
-				args = append(args, t.args(db.Dialect, cs[0])[i])
-			}
-			args = append(args, caseID)
-			if _, err := tx.ExecContext(ctx, db.Rebind(`UPDATE cases SET `+strings.Join(sets, ", ")+` WHERE id = ?`), args...); err != nil {
-				return fmt.Errorf("restore case: %w", err)
-			}
-			rep.CaseOverwritten = true
-		}
-		restored := map[string]bool{}
-		for _, c := range contacts {
-			cid := asString(c["id"])
-			if dead.contacts[cid] {
-				rep.ContactsDeleted++
-				continue
-			}
-			if ok, err := exists(`SELECT COUNT(*) FROM contacts WHERE id = ?`, cid); err != nil {
-				return err
-			} else if ok {
-				rep.ContactsPresent++
-				continue
-			}
-			if err := insert("contacts", c); err != nil {
-				return err
-			}
-			restored[cid] = true
-			rep.Contacts++
-		}
-		for _, a := range atts {
-			if !restored[asString(a["contact_id"])] {
-				continue // its contact was there already (with its files) or is gone
-			}
-			if keyGone {
-				rep.AttachmentsGone++
-				continue
-			}
-			b, ok := blobOf[asString(a["blob_key"])]
-			if !ok {
-				rep.AttachmentsGone++ // deleted between snapshot and copy
-				continue
-			}
-			if err := insert("attachments", a); err != nil {
-				return err
-			}
-			blobs = append(blobs, b)
-			rep.Attachments++
-		}
-		if err := sqlstore.Enqueue(ctx, db, tx, caseID); err != nil {
-			return fmt.Errorf("restore case: %w", err)
-		}
-		if opts.OnChange != nil {
-			return opts.OnChange(ctx, tx, cases.Change{Actor: opts.Actor, Action: "backup.restore_case", TargetType: "case", TargetID: caseID,
-				Detail: map[string]any{"backup": id, "contacts": rep.Contacts, "attachments": rep.Attachments, "overwrite": opts.Overwrite}})
-		}
-		return nil
-	})
-	if err != nil {
-		return rep, err
-	}
+
 	// Blobs after commit: a failure leaves rows whose blob is missing,
 	// which the reconciler reports and a rerun of this restore repairs.
-	for _, b := range blobs {
-		if _, err := opts.Blobs.Stat(ctx, b.Key); err == nil {
+	return cr.rep, cr.putBlobs(ctx)
+}
+
+// caseRestore is one single-case restore: the backup's rows of the case,
+// read first, then put back by one step per kind of row in the instance's
+// transaction.
+type caseRestore struct {
+	repo   *Repo
+	backup string
+	caseID string
+	opts   CaseRestoreOptions
+	db     *sqldb.DB
+
+	// From the backup.
+	caseRow    map[string]any
+	customerID string
+	customers  []map[string]any
+	keys       []map[string]any
+	contacts   []map[string]any
+	atts       []map[string]any
+	blobOf     map[string]BlobEntry
+
+	// Of the current transaction attempt (InTx may run apply again).
+	tx       *sql.Tx
+	rep      CaseRestoreReport
+	dead     caseDead
+	restored map[string]bool // contacts added by this restore
+	blobs    []BlobEntry     // blobs of the attachments added
+}
+
+// read picks the case's rows out of backup m: a case is a few rows of
+// tables that may hold millions.
+func (c *caseRestore) read(ctx context.Context, m Manifest) error {
+	pick := func(name, col, val string) ([]map[string]any, error) {
+		t, _ := tableByName(name)
+		return c.repo.backupRows(ctx, m, t, c.opts.Identity, func(row map[string]any) bool { return asString(row[col]) == val })
+	}
+
+	cs, err := pick("cases", "id", c.caseID)
+	if err != nil {
+		return err
+	}
+	if len(cs) == 0 {
+		return fmt.Errorf("%w: case %s is not in backup %s", ErrNotFound, c.caseID, c.backup)
+	}
+	c.caseRow, c.customerID = cs[0], asString(cs[0]["customer_id"])
+
+	if c.customers, err = pick("customers", "id", c.customerID); err != nil {
+		return err
+	}
+	if c.keys, err = pick("customer_keys", "customer_id", c.customerID); err != nil {
+		return err
+	}
+	if c.contacts, err = pick("contacts", "case_id", c.caseID); err != nil {
+		return err
+	}
+	if c.atts, err = pick("attachments", "case_id", c.caseID); err != nil {
+		return err
+	}
+
+	c.blobOf = map[string]BlobEntry{}
+	for _, b := range m.Blobs {
+		c.blobOf[b.Key] = b
+	}
+	return nil
+}
+
+// apply adds what is missing in one transaction, and records it.
+func (c *caseRestore) apply(ctx context.Context, tx *sql.Tx) error {
+	c.tx, c.rep, c.blobs, c.restored = tx, CaseRestoreReport{Backup: c.backup, Case: c.caseID}, nil, map[string]bool{}
+
+	if err := c.refuseDeleted(ctx); err != nil {
+		return err
+	}
+
+	// Read before putCustomer may add the key: a key restored by this
+	// restore is not an erasure.
+	keyGone, err := c.customerErased(ctx)
+	if err != nil {
+		return err
+	}
+
+	if err := c.putCustomer(ctx); err != nil {
+		return err
+	}
+
+	if err := c.putCase(ctx); err != nil {
+		return err
+	}
+
+	if err := c.putContacts(ctx); err != nil {
+		return err
+	}
+
+	if err := c.putAttachments(ctx, keyGone); err != nil {
+		return err
+	}
+
+	return c.record(ctx)
+}
+
+// refuseDeleted reads the case's live tombstones: a deleted case is never
+// brought back, deleted contacts are skipped.
+func (c *caseRestore) refuseDeleted(ctx context.Context) error {
+	dead, err := caseTombstones(ctx, c.db, c.tx, c.caseID)
+	if err != nil {
+		return err
+	}
+	if dead.caseDeleted != "" {
+		return fmt.Errorf("%w: case %s was deleted (%s); a restore never brings it back", ErrDeleted, c.caseID, dead.caseDeleted)
+	}
+	c.dead = dead
+	return nil
+}
+
+// putCustomer adds the customer and its data key when they are missing.
+func (c *caseRestore) putCustomer(ctx context.Context) error {
+	if ok, err := c.exists(ctx, `SELECT COUNT(*) FROM customers WHERE id = ?`, c.customerID); err != nil {
+		return err
+	} else if !ok && len(c.customers) == 1 {
+		if err := c.insert(ctx, "customers", c.customers[0]); err != nil {
+			return err
+		}
+		c.rep.CustomerRestored = true
+	}
+
+	if ok, err := c.exists(ctx, `SELECT COUNT(*) FROM customer_keys WHERE customer_id = ?`, c.customerID); err != nil {
+		return err
+	} else if !ok && len(c.keys) == 1 {
+		if err := c.insert(ctx, "customer_keys", c.keys[0]); err != nil {
+			return err
+		}
+		c.rep.KeyRestored = true
+	}
+	return nil
+}
+
+// putCase adds the case when it is missing, or with Overwrite replaces
+// the live row (all but id and number) unless a hold covers it.
+func (c *caseRestore) putCase(ctx context.Context) error {
+	live, err := c.exists(ctx, `SELECT COUNT(*) FROM cases WHERE id = ?`, c.caseID)
+	if err != nil {
+		return err
+	}
+
+	if !live {
+		if err := c.insert(ctx, "cases", c.caseRow); err != nil {
+			return err
+		}
+		c.rep.CaseRestored = true
+		return nil
+	}
+
+	if !c.opts.Overwrite {
+		return nil
+	}
+
+	if c.opts.HeldBy != nil {
+		held, err := c.opts.HeldBy(ctx, c.caseID, c.customerID)
+		if err != nil {
+			return fmt.Errorf("restore case: holds: %w", err)
+		}
+		if len(held) > 0 {
+			return fmt.Errorf("%w: case %s is held by %s; its live state is not overwritten", ErrHeld, c.caseID, strings.Join(held, ", "))
+		}
+	}
+
+	t, _ := tableByName("cases")
+	vals := t.args(c.db.Dialect, c.caseRow)
+	sets := make([]string, 0, len(t.Columns))
+	args := make([]any, 0, len(t.Columns))
+	for i, col := range t.Columns {
+		if col == "id" || col == "number" {
 			continue
 		}
-		if _, err := r.restoreBlob(ctx, b, opts.Identity, opts.Blobs); err != nil {
-			return rep, err
-		}
-		restoredBlobs = append(restoredBlobs, b.Key)
+		sets = append(sets, col+" = ?")
+		args = append(args, vals[i])
 	}
-	rep.Blobs = len(restoredBlobs)
-	return rep, nil
+
+	args = append(args, c.caseID)
+	if _, err := c.tx.ExecContext(ctx, c.db.Rebind(`UPDATE cases SET `+strings.Join(sets, ", ")+` WHERE id = ?`), args...); err != nil {
+		return fmt.Errorf("restore case: %w", err)
+	}
+
+	c.rep.CaseOverwritten = true
+	return nil
+}
+
+// putContacts adds the contacts that are neither live nor deleted.
+// Contacts are immutable, so a live one is never replaced.
+func (c *caseRestore) putContacts(ctx context.Context) error {
+	for _, row := range c.contacts {
+		id := asString(row["id"])
+		if c.dead.contacts[id] {
+			c.rep.ContactsDeleted++
+			continue
+		}
+
+		live, err := sqlstore.ContactExists(ctx, c.db, c.tx, id)
+		if err != nil {
+			return fmt.Errorf("restore case: %w", err)
+		}
+		if live {
+			c.rep.ContactsPresent++
+			continue
+		}
+
+		if err := c.insert(ctx, "contacts", row); err != nil {
+			return err
+		}
+		c.restored[id] = true
+		c.rep.Contacts++
+	}
+	return nil
+}
+
+// customerErased reports whether the customer's data key was destroyed
+// (erasure): their files stay gone.
+func (c *caseRestore) customerErased(ctx context.Context) (bool, error) {
+	var erased sql.NullInt64
+	err := c.tx.QueryRowContext(ctx, c.db.Rebind(`SELECT destroyed_at FROM customer_keys WHERE customer_id = ?`), c.customerID).Scan(&erased)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return false, fmt.Errorf("restore case: %w", err)
+	}
+	return erased.Valid, nil
+}
+
+// putAttachments adds the attachments of the contacts this restore added,
+// and notes their blobs for putBlobs.
+func (c *caseRestore) putAttachments(ctx context.Context, keyGone bool) error {
+	for _, a := range c.atts {
+		if !c.restored[asString(a["contact_id"])] {
+			continue // its contact was there already (with its files) or is gone
+		}
+		if keyGone {
+			c.rep.AttachmentsGone++
+			continue
+		}
+		b, ok := c.blobOf[asString(a["blob_key"])]
+		if !ok {
+			c.rep.AttachmentsGone++ // deleted between snapshot and copy
+			continue
+		}
+
+		if err := c.insert(ctx, "attachments", a); err != nil {
+			return err
+		}
+		c.blobs = append(c.blobs, b)
+		c.rep.Attachments++
+	}
+	return nil
+}
+
+// record queues the case for the indexer and audits the restore.
+func (c *caseRestore) record(ctx context.Context) error {
+	if err := sqlstore.Enqueue(ctx, c.db, c.tx, c.caseID); err != nil {
+		return fmt.Errorf("restore case: %w", err)
+	}
+	if c.opts.OnChange == nil {
+		return nil
+	}
+	return c.opts.OnChange(ctx, c.tx, cases.Change{Actor: c.opts.Actor, Action: "backup.restore_case", TargetType: "case", TargetID: c.caseID,
+		Detail: map[string]any{"backup": c.backup, "contacts": c.rep.Contacts, "attachments": c.rep.Attachments, "overwrite": c.opts.Overwrite}})
+}
+
+// putBlobs copies the added attachments' blobs that the instance lacks;
+// the report counts them once all are there.
+func (c *caseRestore) putBlobs(ctx context.Context) error {
+	n := 0
+	for _, b := range c.blobs {
+		if _, err := c.opts.Blobs.Stat(ctx, b.Key); err == nil {
+			continue
+		}
+		if _, err := c.repo.restoreBlob(ctx, b, c.opts.Identity, c.opts.Blobs); err != nil {
+			return err
+		}
+		n++
+	}
+	c.rep.Blobs = n
+	return nil
+}
+
+// exists reports whether the count query q for arg finds a row.
+func (c *caseRestore) exists(ctx context.Context, q string, arg string) (bool, error) {
+	var n int
+	if err := c.tx.QueryRowContext(ctx, c.db.Rebind(q), arg).Scan(&n); err != nil {
+		return false, fmt.Errorf("restore case: %w", err)
+	}
+	return n > 0, nil
+}
+
+// insert adds one backup row to table name.
+func (c *caseRestore) insert(ctx context.Context, name string, row map[string]any) error {
+	t, _ := tableByName(name)
+	in := newInserter(c.db.Dialect, c.tx, t)
+	if err := in.add(ctx, t.args(c.db.Dialect, row)); err != nil {
+		return err
+	}
+	return in.flush(ctx)
 }
 
 type caseDead struct {

@@ -7,19 +7,61 @@ import (
 
 	"github.com/casevault/casevault/archive/backup"
 	"github.com/casevault/casevault/retention"
-	"github.com/casevault/casevault/sqldb"
-	"github.com/casevault/casevault/sqldb/sqldbtest"
 )
 
 func TestRestoreCase(t *testing.T) {
-	for _, d := range sqldbtest.Dialects {
-		t.Run(string(d), func(t *testing.T) { testRestoreCase(t, d) })
-	}
+	forEachDialect(t, testRestoreCase)
 }
 
-func testRestoreCase(t *testing.T, d sqldb.Dialect) {
+// TestRestoreCaseNewInstanceAndErasure: into an instance without the
+// customer, the customer, its key, the case and its files all come back;
+// for a customer whose key was destroyed since (erasure), contacts come
+// back but their files stay gone.
+func TestRestoreCaseNewInstanceAndErasure(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, in *instance) {
+		ctx := context.Background()
+		ids := in.seed(2, 2)
+		repo, _ := newRepo(t)
+		keys := newKeys(t)
+		m, err := in.service(repo, keys).Backup(ctx, "test", operator, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		dst := newInstance(t, in.db.Dialect)
+		opts := backup.CaseRestoreOptions{DB: dst.db, Blobs: dst.blobs, Identity: keys.Identity, Actor: operator}
+		rep, err := repo.RestoreCase(ctx, m.ID, ids[0], opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rep.CustomerRestored || !rep.KeyRestored || !rep.CaseRestored || rep.Contacts != 2 || rep.Attachments != 1 || rep.Blobs != 1 || rep.AttachmentsGone != 0 {
+			t.Fatalf("restore into an empty instance: %+v", rep)
+		}
+
+		erased := ids[1]
+		for _, q := range []string{`DELETE FROM attachments WHERE case_id = ?`, `DELETE FROM contacts WHERE case_id = ?`,
+			`UPDATE customer_keys SET destroyed_at = 1 WHERE customer_id = (SELECT customer_id FROM cases WHERE id = ?)`} {
+			if _, err := in.db.Write.ExecContext(ctx, in.db.Rebind(q), erased); err != nil {
+				t.Fatal(err)
+			}
+		}
+		opts = backup.CaseRestoreOptions{DB: in.db, Blobs: in.blobs, Identity: keys.Identity, Actor: operator}
+		rep, err = repo.RestoreCase(ctx, m.ID, erased, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Contacts != 2 || rep.Attachments != 0 || rep.AttachmentsGone != 1 || rep.Blobs != 0 {
+			t.Fatalf("restore for an erased customer: %+v, want contacts back and the file skipped", rep)
+		}
+		if n := in.count(`SELECT COUNT(*) FROM attachments WHERE case_id = ?`, erased); n != 0 {
+			t.Fatalf("%d attachments of an erased customer restored", n)
+		}
+	})
+}
+
+func testRestoreCase(t *testing.T, in *instance) {
 	ctx := context.Background()
-	in := newInstance(t, d)
+	d := in.db.Dialect
 	ids := in.seed(3, 3)
 	repo, _ := newRepo(t)
 	keys := newKeys(t)

@@ -43,6 +43,12 @@ type Options struct {
 	OnChange cases.TxHook
 	// Guard recovers and reports a panic in a run (nil: recovered only).
 	Guard *bg.Guard
+	// Now is the clock of run ids, run records and leases (default
+	// time.Now), and After how RecoverRuns waits for a lease to expire
+	// (default time.After): tests pass a clock they move by hand instead
+	// of sleeping until a lease runs out.
+	Now   func() time.Time
+	After func(time.Duration) <-chan time.Time
 }
 
 // Service runs backups of one instance into one repository.
@@ -63,6 +69,12 @@ func New(db *sqldb.DB, repo *Repo, opts Options) *Service {
 	if opts.Host == "" {
 		opts.Host, _ = os.Hostname()
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.After == nil {
+		opts.After = time.After
+	}
 	return &Service{db: db, repo: repo, opts: opts}
 }
 
@@ -74,7 +86,7 @@ func (s *Service) Repo() *Repo { return s.repo }
 // replica could then start a run), and release gives it back.
 func (s *Service) lease(ctx context.Context, holder string) (context.Context, func(), error) {
 	take := func(ctx context.Context, renew bool) error {
-		now := time.Now()
+		now := s.opts.Now()
 		q := `UPDATE backup_lease SET holder = ?, expires_at = ? WHERE id = 1 AND (holder IS NULL OR holder = ? OR expires_at < ?)`
 		if renew {
 			q = `UPDATE backup_lease SET expires_at = ? WHERE id = 1 AND holder = ?`
@@ -105,9 +117,11 @@ func (s *Service) lease(ctx context.Context, holder string) (context.Context, fu
 		}
 		return nil
 	}
+
 	if err := take(ctx, false); err != nil {
 		return nil, nil, err
 	}
+
 	lctx, cancel := context.WithCancelCause(ctx)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -141,6 +155,7 @@ func (s *Service) lease(ctx context.Context, holder string) (context.Context, fu
 		})
 		cancel(nil)
 	}
+
 	return lctx, release, nil
 }
 
@@ -193,12 +208,10 @@ func (s *Service) RecoverRuns(ctx context.Context) (int, error) {
 		if err != nil || until.IsZero() || pass == 1 {
 			return total, err
 		}
-		t := time.NewTimer(time.Until(until) + time.Second)
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			return total, ctx.Err()
-		case <-t.C:
+		case <-s.opts.After(until.Sub(s.opts.Now()) + time.Second):
 		}
 	}
 }
@@ -207,7 +220,7 @@ func (s *Service) RecoverRuns(ctx context.Context) (int, error) {
 // of the live lease a "running" run holds (zero when none does).
 func (s *Service) recoverOnce(ctx context.Context) (n int64, until time.Time, err error) {
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
-		now := time.Now()
+		now := s.opts.Now()
 		q := `SELECT holder, expires_at FROM backup_lease WHERE id = 1`
 		if s.db.Dialect == sqldb.Postgres {
 			// No run may take the lease (and insert its row) between
@@ -262,7 +275,7 @@ func (s *Service) recordEnd(ctx context.Context, id string, report any, runErr e
 	rep, _ := json.Marshal(report)
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE backup_runs SET status = ?, finished_at = ?, error = ?, report = ? WHERE id = ?`),
-			status, sqldb.Micros(time.Now()), msg, string(rep), id)
+			status, sqldb.Micros(s.opts.Now()), msg, string(rep), id)
 		if err != nil {
 			return err
 		}
@@ -321,7 +334,7 @@ func scanRun(row interface{ Scan(...any) error }) (Run, error) {
 // Start begins a backup in the background and returns its ID at once (the
 // API's 202); ErrLocked when a run is already going on.
 func (s *Service) Start(ctx context.Context, origin string, actor cases.Actor) (string, <-chan error, error) {
-	now := time.Now()
+	now := s.opts.Now()
 	id := newID(now)
 	lctx, release, err := s.lease(ctx, id)
 	if err != nil {
@@ -342,7 +355,7 @@ func (s *Service) Start(ctx context.Context, origin string, actor cases.Actor) (
 
 // Backup runs one backup now and waits for it.
 func (s *Service) Backup(ctx context.Context, origin string, actor cases.Actor, progress func(Progress)) (Manifest, error) {
-	now := time.Now()
+	now := s.opts.Now()
 	id := newID(now)
 	lctx, release, err := s.lease(ctx, id)
 	if err != nil {
@@ -356,7 +369,7 @@ func (s *Service) Backup(ctx context.Context, origin string, actor cases.Actor, 
 }
 
 func (s *Service) backup(ctx context.Context, id string, started time.Time, origin string, actor cases.Actor, progress func(Progress)) (m Manifest, err error) {
-	progress = throttle(progress)
+	progress = throttle(progress, s.opts.Now)
 	defer func() {
 		if cause := context.Cause(ctx); err != nil && cause != nil && cause != ctx.Err() {
 			err = fmt.Errorf("%w (%w)", err, cause)
@@ -370,49 +383,61 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 			err = fmt.Errorf("record backup run: %w", rerr)
 		}
 	}()
+
 	// a panic becomes err before the record above is written: failed, not ok
 	defer s.opts.Guard.Recover("backup.run", &err)
 	if len(s.opts.Keys.Recipients) == 0 {
 		return Manifest{}, fmt.Errorf("%w: no backup recipient configured", ErrNoKey)
 	}
+
 	if s.repo.signer == nil {
 		return Manifest{}, ErrNoSigningKey
 	}
+
 	if err := s.repo.ensure(ctx); err != nil {
 		return Manifest{}, err
 	}
+
 	prev, err := s.reusable(ctx)
 	if err != nil {
 		return Manifest{}, err
 	}
+
 	version, err := s.db.Version(ctx)
 	if err != nil {
 		return Manifest{}, err
 	}
+
 	var instance string
 	if err := s.db.Read.QueryRowContext(ctx, `SELECT instance_id FROM instance WHERE id = 1`).Scan(&instance); err != nil {
 		return Manifest{}, fmt.Errorf("instance id: %w", err)
 	}
+
 	m = Manifest{Format: Format, ID: id, StartedAt: started.UTC(), Recipients: s.opts.Keys.Public,
 		Source: Source{Instance: instance, Engine: string(s.db.Dialect), SchemaVersion: version, Host: s.opts.Host}}
 	atts, err := s.dumpTables(ctx, &m, progress)
 	if err != nil {
 		return Manifest{}, err
 	}
+
 	if err := s.copyBlobs(ctx, &m, atts, prev, progress); err != nil {
 		return Manifest{}, err
 	}
-	m.FinishedAt = time.Now().UTC()
+
+	m.FinishedAt = s.opts.Now().UTC()
 	m.Stats.DurationMS = m.FinishedAt.Sub(started).Milliseconds()
+
 	// Every file durable, then the manifest last: until it exists the
 	// backup is not listed, so an interrupted run can never be taken for a
 	// complete one.
 	if err := s.repo.seal(ctx); err != nil {
 		return Manifest{}, err
 	}
+
 	if err := s.repo.putSigned(ctx, id, m); err != nil {
 		return Manifest{}, err
 	}
+
 	return m, nil
 }
 
@@ -428,11 +453,12 @@ func (s *Service) dumpTables(ctx context.Context, m *Manifest, progress func(Pro
 		return nil, err
 	}
 	defer tx.Rollback()
+
 	// Counting first pins the snapshot (SQLite takes it at the first read)
 	// and gives the progress bar its total.
 	var total int64
 	counts := map[string]int64{}
-	m.SnapshotAt = time.Now().UTC()
+	m.SnapshotAt = s.opts.Now().UTC()
 	for _, t := range tables {
 		var n int64
 		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+t.Name).Scan(&n); err != nil {
@@ -441,6 +467,7 @@ func (s *Service) dumpTables(ctx context.Context, m *Manifest, progress func(Pro
 		counts[t.Name] = n
 		total += n
 	}
+
 	var done int64
 	var atts []attRef
 	for _, t := range tables {
@@ -469,6 +496,7 @@ func (s *Service) dumpTables(ctx context.Context, m *Manifest, progress func(Pro
 		m.Stats.Rows += rows
 		m.Stats.TableBytes += stored.Size
 	}
+
 	progress(Progress{Phase: "tables", Done: done, Total: total, Unit: "rows"})
 	return atts, nil
 }
@@ -548,6 +576,7 @@ func (s *Service) copyBlobs(ctx context.Context, m *Manifest, atts []attRef, pre
 		todo = append(todo, a)
 		total += archive.EncryptedSize(a.size)
 	}
+
 	var mu sync.Mutex
 	var done int64
 	g, gctx := errgroup.WithContext(ctx)
@@ -576,9 +605,11 @@ func (s *Service) copyBlobs(ctx context.Context, m *Manifest, atts []attRef, pre
 			return nil
 		})
 	}
+
 	if err := g.Wait(); err != nil {
 		return err
 	}
+
 	m.Stats.Blobs = int64(len(m.Blobs))
 	sortBlobs(m.Blobs)
 	return nil
@@ -592,7 +623,7 @@ func (s *Service) copyBlob(ctx context.Context, key string, advance func(int64))
 		return BlobEntry{}, fmt.Errorf("read attachment blob %s: %w", key, err)
 	}
 	defer src.Close()
-	tmp := tmpDir + newID(time.Now()) + "-" + randHex(8)
+	tmp := tmpDir + newID(s.opts.Now()) + "-" + randHex(8)
 	stored, plain, err := s.repo.writeFile(ctx, tmp, s.opts.Keys.Recipients, false, func(w io.Writer) error {
 		_, err := io.Copy(w, progressReader{r: src, advance: advance})
 		return err

@@ -1,5 +1,7 @@
 package backup
 
+import "github.com/casevault/casevault/sqlstore"
+
 // table describes one table of the logical dump. Columns are listed
 // explicitly (never SELECT *): a migration that adds a column must add it
 // here too, and TestTablesMatchSchema fails until it does, so a backup can
@@ -25,7 +27,9 @@ var tables = []table{
 		Bools: []string{"consent_location", "consent_marketing", "consent_personalization"}, Order: "id"},
 	{Name: "counters", Columns: []string{"name", "value"}, Order: "name", Singleton: true},
 	{Name: "cases", Columns: []string{"id", "number", "customer_id", "subject", "status", "priority", "channel", "tags", "assignee", "created_at", "updated_at", "closed_at"}, Order: "id"},
-	{Name: "contacts", Columns: []string{"id", "case_id", "customer_id", "channel", "direction", "author", "body", "occurred_at", "created_at", "purposes", "categories", "location", "device", "retain_until", "anonymized_at"}, Order: "id"},
+	// The contacts table's columns are the store's (sqlstore owns that
+	// table's shape; see sqlstore.ContactColumns).
+	{Name: "contacts", Columns: sqlstore.ContactColumns(), Order: "id"},
 	{Name: "attachments", Columns: []string{"id", "contact_id", "case_id", "customer_id", "filename", "content_type", "size", "sha256", "blob_key", "created_at"}, Order: "id"},
 	{Name: "tokens", Columns: []string{"id", "name", "role", "hash", "created_at", "revoked_at"}, Order: "id"},
 	{Name: "customer_keys", Columns: []string{"customer_id", "wrapped_key", "created_at", "destroyed_at"}, Order: "customer_id"},

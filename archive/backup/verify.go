@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"filippo.io/age"
 
@@ -34,20 +35,23 @@ type VerifyReport struct {
 // with its size; with readData every byte is read back and hashed, and when
 // identity is given decrypted and checked against the plain digests too.
 func (r *Repo) Verify(ctx context.Context, id string, readData bool, identity age.Identity, progress func(Progress)) (VerifyReport, error) {
-	progress = throttle(progress)
+	progress = throttle(progress, time.Now)
 	m, err := r.Manifest(ctx, id)
 	if err != nil {
 		return VerifyReport{}, err
 	}
+
 	rep := VerifyReport{ID: id, ReadData: readData, Problems: []string{}, Decrypted: readData && identity != nil, Authenticated: !m.Unsigned}
 	bad := func(format string, args ...any) { rep.Problems = append(rep.Problems, fmt.Sprintf(format, args...)) }
 	var total, done int64
 	for _, t := range m.Tables {
 		total += t.Size
 	}
+
 	for _, b := range m.Blobs {
 		total += b.Size
 	}
+
 	check := func(key string, size int64, sum, plainSum string, compressed bool) error {
 		rep.Files++
 		info, err := r.st.Stat(ctx, r.key(key))
@@ -99,17 +103,20 @@ func (r *Repo) Verify(ctx context.Context, id string, readData bool, identity ag
 		}
 		return nil
 	}
+
 	for _, t := range m.Tables {
 		if err := check(t.File, t.Size, t.SHA256, t.PlainSHA256, true); err != nil {
 			return rep, err
 		}
 	}
+
 	for _, b := range m.Blobs {
 		// An object's name is the SHA-256 of its bytes.
 		if err := check(b.Object, b.Size, b.Object[len(b.Object)-64:], b.Digest, false); err != nil {
 			return rep, err
 		}
 	}
+
 	rep.OK = len(rep.Problems) == 0
 	return rep, nil
 }

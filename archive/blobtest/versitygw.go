@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/casevault/casevault/sqldb/sqldbtest"
+	"github.com/casevault/casevault/testkit"
 )
 
 // S3Server is an S3 endpoint for tests.
@@ -128,6 +129,7 @@ func (s *S3Server) start(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
+
 	cmd := exec.Command(s.bin, "--port", s.Endpoint, "--quiet", "--iam-dir", filepath.Join(s.dir, "iam"),
 		"posix", "--versioning-dir", filepath.Join(s.dir, "versions"), s.Root)
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
@@ -136,6 +138,7 @@ func (s *S3Server) start(t testing.TB) {
 		log.Close()
 		t.Fatalf("start versitygw: %v", err)
 	}
+
 	s.cmd = cmd
 	exited := make(chan error, 1)
 	s.exited = exited
@@ -149,13 +152,7 @@ func (s *S3Server) start(t testing.TB) {
 			s.exited = nil
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		conn, err := net.DialTimeout("tcp", s.Endpoint, time.Second)
-		if err == nil {
-			conn.Close()
-			return
-		}
+	testkit.Eventually(t, 20*time.Second, "versitygw listening on "+s.Endpoint, func() bool {
 		select {
 		case werr := <-exited:
 			exited <- werr
@@ -163,11 +160,13 @@ func (s *S3Server) start(t testing.TB) {
 			t.Fatalf("versitygw exited at start (%v): %s", werr, b)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("versitygw did not listen on %s: %v", s.Endpoint, err)
+		conn, err := net.DialTimeout("tcp", s.Endpoint, time.Second)
+		if err != nil {
+			return false
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		conn.Close()
+		return true
+	})
 }
 
 // Kill stops the private server at once (simulating an outage) and waits

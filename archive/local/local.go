@@ -114,11 +114,14 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 	if err != nil {
 		return err
 	}
+
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+
 	dir := filepath.Dir(p)
 	var f *os.File
+
 	// A concurrent Delete may remove the freshly created (empty) directory
 	// between MkdirAll and CreateTemp; try again a few times.
 	for attempt := 0; ; attempt++ {
@@ -133,6 +136,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 			return ioErr("put", key, err)
 		}
 	}
+
 	tmp := f.Name()
 	done := false
 	defer func() {
@@ -149,27 +153,34 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 		}
 		return ioErr("put", key, err)
 	}
+
 	if size >= 0 && n != size {
 		return fmt.Errorf("local blobs: put %q: %w: got %d bytes, declared %d", key, archive.ErrSizeMismatch, n, size)
 	}
+
 	if !s.nosync {
 		if err := f.Sync(); err != nil {
 			return ioErr("put", key, err)
 		}
 	}
+
 	if err := f.Close(); err != nil {
 		return ioErr("put", key, err)
 	}
+
 	if err := os.Rename(tmp, p); err != nil {
 		return ioErr("put", key, err)
 	}
+
 	done = true
 	if s.nosync {
 		return nil
 	}
+
 	if err := syncDir(dir); err != nil {
 		return ioErr("put", key, err)
 	}
+
 	return nil
 }
 
@@ -300,11 +311,13 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(archive.BlobInf
 	if err := archive.ValidatePrefix(prefix); err != nil {
 		return err
 	}
+
 	// Start at the deepest directory the prefix names in full.
 	start := s.root
 	if i := strings.LastIndex(prefix, "/"); i >= 0 {
 		start = filepath.Join(append([]string{s.root}, strings.Split(prefix[:i], "/")...)...)
 	}
+
 	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if notFound(err) {
@@ -349,6 +362,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(archive.BlobInf
 		}
 		return err
 	}
+
 	return nil
 }
 
@@ -374,10 +388,12 @@ func (s *Store) StaleUploads(ctx context.Context, prefix string, olderThan time.
 	if err := archive.ValidatePrefix(prefix); err != nil {
 		return nil, err
 	}
+
 	start := s.root
 	if i := strings.LastIndex(prefix, "/"); i >= 0 {
 		start = filepath.Join(append([]string{s.root}, strings.Split(prefix[:i], "/")...)...)
 	}
+
 	cutoff := time.Now().Add(-olderThan)
 	var found []string
 	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
@@ -416,6 +432,7 @@ func (s *Store) StaleUploads(ctx context.Context, prefix string, olderThan time.
 		}
 		return found, err
 	}
+
 	return found, nil
 }
 

@@ -19,7 +19,7 @@ func TestConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blobtest.Run(t, store)
+	blobtest.Suite{Store: store}.Run(t)
 }
 
 // Nothing is written outside the root, whatever the key, and no temporary
@@ -140,7 +140,7 @@ func TestUnsyncedView(t *testing.T) {
 		t.Fatal(err)
 	}
 	fast := store.Unsynced()
-	blobtest.Run(t, fast)
+	blobtest.Suite{Store: fast}.Run(t)
 	ctx := context.Background()
 	if err := fast.Put(ctx, "a/b", strings.NewReader("hello"), 5); err != nil {
 		t.Fatal(err)

@@ -89,6 +89,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Endpoint == "" || cfg.Bucket == "" {
 		return nil, errors.New("s3: endpoint and bucket are required")
 	}
+
 	endpoint, secure := cfg.Endpoint, cfg.TLS
 	if strings.Contains(endpoint, "://") {
 		u, err := url.Parse(endpoint)
@@ -108,10 +109,12 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		endpoint = u.Host
 	}
+
 	retries := cfg.MaxRetries
 	if retries <= 0 {
 		retries = 3
 	}
+
 	client, err := minio.New(endpoint, &minio.Options{
 		Creds:        credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
 		Secure:       secure,
@@ -124,18 +127,22 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3: %w", err)
 	}
+
 	part := cfg.PartSize
 	if part == 0 {
 		part = defaultPartSize
 	}
+
 	threads := cfg.UploadThreads
 	if threads <= 0 {
 		threads = 1
 	}
+
 	timeout := cfg.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
+
 	s := &Store{client: client, bucket: cfg.Bucket, partSize: part, threads: uint(threads), unsigned: !cfg.SignPayload, timeout: timeout}
 	s.bufs.New = func() any { b := make([]byte, smallObject); return &b }
 	cctx, cancel := s.bound(ctx)
@@ -144,6 +151,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, s.mapErr(ctx, "bucket exists", cfg.Bucket, err)
 	}
+
 	if !exists {
 		err := client.MakeBucket(cctx, cfg.Bucket, minio.MakeBucketOptions{Region: cfg.Region, ObjectLocking: cfg.ObjectLock})
 		if err != nil {
@@ -154,6 +162,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			}
 		}
 	}
+
 	return s, nil
 }
 
@@ -242,6 +251,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 	if _, err := archive.SplitKey(key); err != nil {
 		return err
 	}
+
 	src := &archive.SourceReader{R: r}
 	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", PartSize: s.partSize, DisableContentSha256: s.unsigned}
 	var err error
@@ -270,6 +280,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 			return rerr
 		}
 	}
+
 	if err != nil {
 		if src.Err != nil || errors.Is(err, archive.ErrSizeMismatch) {
 			// The body failed, not the server. Make sure no object was
@@ -284,6 +295,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 		}
 		return s.mapErr(ctx, "put", key, err)
 	}
+
 	return nil
 }
 

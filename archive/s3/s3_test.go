@@ -26,7 +26,7 @@ func TestConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blobtest.Run(t, store)
+	blobtest.Suite{Store: store}.Run(t)
 }
 
 func TestConformancePrivateServer(t *testing.T) {
@@ -38,7 +38,7 @@ func TestConformancePrivateServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blobtest.Run(t, store)
+	blobtest.Suite{Store: store}.Run(t)
 }
 
 func TestCreatesBucketAndAcceptsURL(t *testing.T) {
@@ -107,29 +107,7 @@ func TestServerDown(t *testing.T) {
 		t.Fatalf("Put while the server dies: %v, want ErrUnavailable", err)
 	}
 
-	checks := map[string]func() error{
-		"Put":      func() error { return store.Put(ctx, "k/new", strings.NewReader("x"), 1) },
-		"PutLarge": func() error { return store.Put(ctx, "k/new2", bytes.NewReader(big), -1) },
-		"Get": func() error {
-			rc, err := store.Get(ctx, "k/present")
-			if err == nil {
-				rc.Close()
-			}
-			return err
-		},
-		"GetRange": func() error {
-			rc, err := store.GetRange(ctx, "k/present", 1, 2)
-			if err == nil {
-				rc.Close()
-			}
-			return err
-		},
-		"Stat":   func() error { _, err := store.Stat(ctx, "k/present"); return err },
-		"Delete": func() error { return store.Delete(ctx, "k/present") },
-		"List":   func() error { return store.List(ctx, "k/", func(archive.BlobInfo) error { return nil }) },
-		"Ping":   func() error { return store.Ping(ctx) },
-		"New":    func() error { _, err := s3.New(ctx, config(srv)); return err },
-	}
+	checks := everyCall(ctx, store, "k/", big, func() error { _, err := s3.New(ctx, config(srv)); return err })
 	for name, fn := range checks {
 		t.Run(name, func(t *testing.T) {
 			if err := fn(); !errors.Is(err, archive.ErrUnavailable) {
@@ -253,5 +231,36 @@ func TestConfigFromEnv(t *testing.T) {
 		if _, _, err := s3.ConfigFromEnv(env(bad)); err == nil {
 			t.Errorf("accepted %v", bad)
 		}
+	}
+}
+
+// everyCall is one call of each Blobs method on store under prefix (on
+// prefix+"present" where the key matters; PutLarge writes big of unknown
+// size), plus newStore: what a test expects to fail the same way when the
+// server is gone or hung.
+func everyCall(ctx context.Context, store *s3.Store, prefix string, big []byte, newStore func() error) map[string]func() error {
+	present := prefix + "present"
+	return map[string]func() error{
+		"Put":      func() error { return store.Put(ctx, prefix+"new", strings.NewReader("x"), 1) },
+		"PutLarge": func() error { return store.Put(ctx, prefix+"new2", bytes.NewReader(big), -1) },
+		"Get": func() error {
+			rc, err := store.Get(ctx, present)
+			if err == nil {
+				rc.Close()
+			}
+			return err
+		},
+		"GetRange": func() error {
+			rc, err := store.GetRange(ctx, present, 1, 2)
+			if err == nil {
+				rc.Close()
+			}
+			return err
+		},
+		"Stat":   func() error { _, err := store.Stat(ctx, present); return err },
+		"Delete": func() error { return store.Delete(ctx, present) },
+		"List":   func() error { return store.List(ctx, prefix, func(archive.BlobInfo) error { return nil }) },
+		"Ping":   func() error { return store.Ping(ctx) },
+		"New":    newStore,
 	}
 }
