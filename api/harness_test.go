@@ -140,7 +140,8 @@ func newHarnessBlobs(t *testing.T, d sqldb.Dialect, blobs archive.Blobs) *harnes
 	holds := retention.NewHolds(db, nil)
 	sweeper := retention.NewSweeper(db, retention.SweeperOptions{Policy: policy, Holds: holds, Blobs: blobs})
 	ret := &api.RetentionDeps{Schedules: retention.NewSchedules(db, policy), Holds: holds,
-		Explainer: retention.NewExplainer(db, policy, holds), Sweeper: sweeper}
+		Explainer: retention.NewExplainer(db, policy, holds), Sweeper: sweeper,
+		Deleter: retention.NewDeleter(db, retention.DeleterOptions{Holds: holds, Blobs: blobs})}
 	backupDir := t.TempDir()
 	repoStore, err := local.New(backupDir)
 	if err != nil {

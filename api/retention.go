@@ -20,6 +20,7 @@ type RetentionDeps struct {
 	Holds     *retention.Holds
 	Explainer *retention.Explainer
 	Sweeper   *retention.Sweeper
+	Deleter   *retention.Deleter
 	// Recompute runs after a schedule change, in the background.
 	Recompute func(ctx context.Context)
 	// AuditTx writes audit events inside retention transactions.
@@ -210,7 +211,7 @@ func (s *Server) releaseHold(c *fiber.Ctx) error {
 }
 
 func (s *Server) deleteCase(c *fiber.Ctx) error {
-	if err := s.d.Retention.Sweeper.DeleteCase(c.UserContext(), c.Params("id"), actor(c)); err != nil {
+	if err := s.d.Retention.Deleter.DeleteCase(c.UserContext(), c.Params("id"), actor(c)); err != nil {
 		return err
 	}
 	return c.SendStatus(fiber.StatusNoContent)

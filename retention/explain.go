@@ -120,7 +120,7 @@ func (e *Explainer) ExplainContact(ctx context.Context, id string, now time.Time
 		return ContactExplanation{}, fmt.Errorf("contact %s: %w", id, cases.ErrNotFound)
 	}
 	if err != nil {
-		return ContactExplanation{}, fmt.Errorf("explain: %w: %w", sqldb.ErrUnavailable, err)
+		return ContactExplanation{}, dbFail("explain", err)
 	}
 	var ev *evaluator
 	if ev, err = e.evaluator(ctx); err != nil {
@@ -139,28 +139,17 @@ func (e *Explainer) ExplainCase(ctx context.Context, id string, now time.Time) (
 		return out, fmt.Errorf("case %s: %w", id, cases.ErrNotFound)
 	}
 	if err != nil {
-		return out, fmt.Errorf("explain: %w: %w", sqldb.ErrUnavailable, err)
+		return out, dbFail("explain", err)
 	}
 	out.ClosedAt = sqldb.TimePtr(closed)
 	ev, err := e.evaluator(ctx)
 	if err != nil {
 		return out, err
 	}
-	rows, err := e.db.Read.QueryContext(ctx, e.db.Rebind(`SELECT `+explainCols+` FROM contacts c JOIN cases k ON k.id = c.case_id WHERE c.case_id = ? ORDER BY c.occurred_at, c.id`), id)
+	rs, err := sqldb.Collect(ctx, e.db.Read, e.db.Rebind(`SELECT `+explainCols+` FROM contacts c JOIN cases k ON k.id = c.case_id WHERE c.case_id = ? ORDER BY c.occurred_at, c.id`), []any{id},
+		func(rows *sql.Rows) (explainRow, error) { return scanExplainRow(rows) })
 	if err != nil {
-		return out, fmt.Errorf("explain: %w: %w", sqldb.ErrUnavailable, err)
-	}
-	var rs []explainRow
-	for rows.Next() {
-		r, err := scanExplainRow(rows)
-		if err != nil {
-			rows.Close()
-			return out, fmt.Errorf("explain: %w", err)
-		}
-		rs = append(rs, r)
-	}
-	if err := rows.Close(); err != nil {
-		return out, fmt.Errorf("explain: %w", err)
+		return out, dbFail("explain", err)
 	}
 	for _, r := range rs {
 		ce, err := e.explain(ctx, ev, r, now)

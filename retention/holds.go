@@ -362,6 +362,8 @@ func (h *Holds) Release(ctx context.Context, id, reason string, actor cases.Acto
 
 const holdCols = `id, matter, reason, scope, placed_by, placed_at, released_by, released_at, release_reason`
 
+func scanHoldRow(rows *sql.Rows) (Hold, error) { return scanHold(rows) }
+
 func scanHold(row interface{ Scan(...any) error }) (Hold, error) {
 	var h Hold
 	var scope string
@@ -372,10 +374,10 @@ func scanHold(row interface{ Scan(...any) error }) (Hold, error) {
 		return h, err
 	}
 	if err := json.Unmarshal([]byte(scope), &h.Scope); err != nil {
-		return h, fmt.Errorf("hold %s scope: %w", h.ID, err)
+		return h, fmt.Errorf("hold %s scope: %w: %w", h.ID, errBadRow, err)
 	}
 	if h.Scope.badFrom != "" || h.Scope.badTo != "" {
-		return h, fmt.Errorf("hold %s scope: bad time %q %q", h.ID, h.Scope.badFrom, h.Scope.badTo)
+		return h, fmt.Errorf("hold %s scope: %w: bad time %q %q", h.ID, errBadRow, h.Scope.badFrom, h.Scope.badTo)
 	}
 	h.PlacedAt, h.ReleasedAt = sqldb.FromMicros(placed), sqldb.TimePtr(relAt)
 	h.ReleasedBy, h.ReleaseReason = relBy.String, relReason.String
@@ -390,7 +392,7 @@ func (h *Holds) Get(ctx context.Context, id string) (Hold, error) {
 		return Hold{}, fmt.Errorf("hold %s: %w", id, cases.ErrNotFound)
 	}
 	if err != nil {
-		return Hold{}, fmt.Errorf("get hold: %w: %w", sqldb.ErrUnavailable, err)
+		return Hold{}, dbFail("get hold", err)
 	}
 	return hold, nil
 }
@@ -417,25 +419,11 @@ func (h *Holds) List(ctx context.Context, f HoldFilter, limit int, cursor string
 		args = append(args, cursor)
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
-	args = append(args, limit+1)
-	rows, err := h.db.Read.QueryContext(ctx, h.db.Rebind(q), args...)
+	holds, more, err := sqldb.Page(ctx, h.db.Read, h.db.Rebind(q), args, limit, scanHoldRow)
 	if err != nil {
-		return nil, "", fmt.Errorf("list holds: %w: %w", sqldb.ErrUnavailable, err)
+		return nil, "", dbFail("list holds", err)
 	}
-	defer rows.Close()
-	holds = []Hold{}
-	for rows.Next() {
-		hold, err := scanHold(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("list holds: %w", err)
-		}
-		holds = append(holds, hold)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("list holds: %w", err)
-	}
-	if len(holds) > limit {
-		holds = holds[:limit]
+	if more {
 		next = holds[len(holds)-1].ID
 	}
 	return holds, next, nil
@@ -443,27 +431,15 @@ func (h *Holds) List(ctx context.Context, f HoldFilter, limit int, cursor string
 
 // active loads every active hold, through tx when given.
 func (h *Holds) active(ctx context.Context, tx *sql.Tx) ([]Hold, error) {
-	q := `SELECT ` + holdCols + ` FROM legal_holds WHERE released_at IS NULL ORDER BY id`
-	var rows *sql.Rows
-	var err error
+	var q sqldb.Querier = h.db.Read
 	if tx != nil {
-		rows, err = tx.QueryContext(ctx, q)
-	} else {
-		rows, err = h.db.Read.QueryContext(ctx, q)
+		q = tx
 	}
+	out, err := sqldb.Collect(ctx, q, `SELECT `+holdCols+` FROM legal_holds WHERE released_at IS NULL ORDER BY id`, nil, scanHoldRow)
 	if err != nil {
-		return nil, fmt.Errorf("active holds: %w", err)
+		return nil, dbFail("active holds", err)
 	}
-	defer rows.Close()
-	var out []Hold
-	for rows.Next() {
-		hold, err := scanHold(rows)
-		if err != nil {
-			return nil, fmt.Errorf("active holds: %w", err)
-		}
-		out = append(out, hold)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Covering returns the active holds that cover the contact, oldest first.
@@ -665,23 +641,15 @@ func (h *Holds) Counts(ctx context.Context, id string) (HoldCounts, error) {
 	seen := map[string]bool{}
 	after := ""
 	for {
-		rows, err := h.db.Read.QueryContext(ctx, q, append([]any{after}, fixed...)...)
-		if err != nil {
-			return out, fmt.Errorf("hold counts: %w: %w", sqldb.ErrUnavailable, err)
-		}
-		var refs []ContactRef
-		for rows.Next() {
+		refs, err := sqldb.Collect(ctx, h.db.Read, q, append([]any{after}, fixed...), func(rows *sql.Rows) (ContactRef, error) {
 			var r ContactRef
 			var occ int64
-			if err := rows.Scan(&r.ContactID, &r.CaseID, &r.CustomerID, &occ); err != nil {
-				rows.Close()
-				return out, fmt.Errorf("hold counts: %w", err)
-			}
+			err := rows.Scan(&r.ContactID, &r.CaseID, &r.CustomerID, &occ)
 			r.OccurredAt = sqldb.FromMicros(occ)
-			refs = append(refs, r)
-		}
-		if err := rows.Close(); err != nil {
-			return out, fmt.Errorf("hold counts: %w", err)
+			return r, err
+		})
+		if err != nil {
+			return out, sqldb.Fail("hold counts", err)
 		}
 		if len(refs) == 0 {
 			return out, nil
@@ -705,7 +673,7 @@ func (h *Holds) Counts(ctx context.Context, id string) (HoldCounts, error) {
 		if len(covered) > 0 {
 			var n int64
 			if err := h.db.Read.QueryRowContext(ctx, h.db.Rebind(`SELECT COUNT(*) FROM attachments WHERE contact_id IN (`+sqldb.Placeholders(len(covered))+`)`), sqldb.Args(covered)...).Scan(&n); err != nil {
-				return out, fmt.Errorf("hold counts: %w", err)
+				return out, sqldb.Fail("hold counts", err)
 			}
 			out.Attachments += n
 		}

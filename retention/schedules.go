@@ -99,7 +99,7 @@ func (s *Schedules) Current(ctx context.Context) (Schedule, error) {
 		return DefaultSchedule(), nil
 	}
 	if err != nil {
-		return Schedule{}, fmt.Errorf("current schedule: %w: %w", sqldb.ErrUnavailable, err)
+		return Schedule{}, sqldb.Fail("current schedule", err)
 	}
 	return decodeSchedule(doc)
 }
@@ -107,7 +107,7 @@ func (s *Schedules) Current(ctx context.Context) (Schedule, error) {
 func decodeSchedule(doc string) (Schedule, error) {
 	var sc Schedule
 	if err := json.Unmarshal([]byte(doc), &sc); err != nil {
-		return Schedule{}, fmt.Errorf("stored schedule: %w", err)
+		return Schedule{}, fmt.Errorf("stored schedule: %w: %w", errBadRow, err)
 	}
 	return sc, nil
 }
@@ -179,7 +179,7 @@ func (s *Schedules) Put(ctx context.Context, sc Schedule, actor cases.Actor, hoo
 func (s *Schedules) History(ctx context.Context) ([]StoredSchedule, error) {
 	rows, err := s.db.Read.QueryContext(ctx, `SELECT document, created_at, actor FROM retention_schedules ORDER BY version DESC`)
 	if err != nil {
-		return nil, fmt.Errorf("schedule history: %w: %w", sqldb.ErrUnavailable, err)
+		return nil, sqldb.Fail("schedule history", err)
 	}
 	defer rows.Close()
 	var out []StoredSchedule
@@ -206,7 +206,7 @@ func (s *Schedules) History(ctx context.Context) ([]StoredSchedule, error) {
 
 func jsonUnmarshal(s string, v any) error {
 	if err := json.Unmarshal([]byte(s), v); err != nil {
-		return fmt.Errorf("decode %T: %w", v, err)
+		return fmt.Errorf("decode %T: %w: %w", v, errBadRow, err)
 	}
 	return nil
 }

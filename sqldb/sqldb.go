@@ -300,6 +300,25 @@ func Collect[T any](ctx context.Context, q Querier, query string, args []any, sc
 	return out, rows.Close()
 }
 
+// Page reads one page of a keyset-paginated list: query (already rebound)
+// must end in "LIMIT ?", which Page binds to limit+1 after args so as to
+// learn whether another page follows without a second query. It returns at
+// most limit items, always a non-nil slice, and more when the next page is
+// not empty; the caller makes the cursor from the last item.
+func Page[T any](ctx context.Context, q Querier, query string, args []any, limit int, scan func(*sql.Rows) (T, error)) (items []T, more bool, err error) {
+	items, err = Collect(ctx, q, query, append(args[:len(args):len(args)], limit+1), scan)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(items) > limit {
+		return items[:limit], true, nil
+	}
+	if items == nil {
+		items = []T{}
+	}
+	return items, false, nil
+}
+
 // Migrate applies every embedded migration not yet recorded, each in its
 // own transaction. Migrations are numbered NNNN_name.sql per dialect.
 func (db *DB) Migrate(ctx context.Context) error {

@@ -60,14 +60,6 @@ const (
 
 func (s *Store) q(query string) string { return s.db.Rebind(query) }
 
-func mustJSON(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(fmt.Sprintf("sqlstore: marshal %T: %v", v, err)) // only our own types reach here
-	}
-	return string(b)
-}
-
 // write runs fn in a transaction, then the change hook with ch as fn left it
 // (an update fills in what it changed), and wakes the indexer.
 func (s *Store) write(ctx context.Context, ch *cases.Change, fn func(tx *sql.Tx) error) error {
@@ -245,7 +237,7 @@ func (s *Store) CreateCase(ctx context.Context, c *cases.Case, ch cases.Change) 
 			return fmt.Errorf("case number: %w", err)
 		}
 		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO cases (`+caseCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`),
-			c.ID, c.Number, c.CustomerID, c.Subject, c.Status, c.Priority, c.Channel, mustJSON(c.Tags), c.Assignee,
+			c.ID, c.Number, c.CustomerID, c.Subject, c.Status, c.Priority, c.Channel, sqldb.JSONText(c.Tags), c.Assignee,
 			sqldb.Micros(c.CreatedAt), sqldb.Micros(c.UpdatedAt), sqldb.NullMicros(c.ClosedAt))
 		if err != nil {
 			return fmt.Errorf("insert case: %w", err)
@@ -287,7 +279,7 @@ func (s *Store) UpdateCase(ctx context.Context, id string, fn func(*cases.Case) 
 		}
 		ch.Detail = withChanges(ch.Detail, cases.CaseChanges(old, c))
 		_, err = tx.ExecContext(ctx, s.q(`UPDATE cases SET subject=?, status=?, priority=?, tags=?, assignee=?, updated_at=?, closed_at=? WHERE id=?`),
-			c.Subject, c.Status, c.Priority, mustJSON(c.Tags), c.Assignee, sqldb.Micros(c.UpdatedAt), sqldb.NullMicros(c.ClosedAt), id)
+			c.Subject, c.Status, c.Priority, sqldb.JSONText(c.Tags), c.Assignee, sqldb.Micros(c.UpdatedAt), sqldb.NullMicros(c.ClosedAt), id)
 		if err != nil {
 			return fmt.Errorf("update case: %w", err)
 		}
@@ -372,7 +364,7 @@ func (s *Store) ListCases(ctx context.Context, f cases.CaseFilter, p cases.Page)
 	if f.Tag != "" {
 		// Tags are stored as a JSON array of validated strings; matching the
 		// quoted element with LIKE is exact because tags cannot hold quotes.
-		where, args = append(where, `tags LIKE ? ESCAPE '\'`), append(args, "%"+likeEscape(mustJSON(strings.ToLower(f.Tag)))+"%")
+		where, args = append(where, `tags LIKE ? ESCAPE '\'`), append(args, "%"+likeEscape(sqldb.JSONText(strings.ToLower(f.Tag)))+"%")
 	}
 	if after != "" {
 		where, args = append(where, "id < ?"), append(args, after)
@@ -474,7 +466,7 @@ func jsonOrNull[T any](v *T) any {
 	if v == nil {
 		return nil
 	}
-	return mustJSON(v)
+	return sqldb.JSONText(v)
 }
 
 // CreateContact implements cases.Store. retain_until is computed inside the
@@ -500,7 +492,7 @@ func (s *Store) CreateContact(ctx context.Context, c *cases.Contact, ch cases.Ch
 		}
 		_, err = s.db.Exec(ctx, tx, qInsertContact,
 			c.ID, c.CaseID, c.CustomerID, c.Channel, c.Direction, c.Author, c.Body,
-			sqldb.Micros(c.OccurredAt), sqldb.Micros(c.CreatedAt), mustJSON(c.Purposes), mustJSON(c.Categories),
+			sqldb.Micros(c.OccurredAt), sqldb.Micros(c.CreatedAt), sqldb.JSONText(c.Purposes), sqldb.JSONText(c.Categories),
 			jsonOrNull(c.Location), jsonOrNull(c.Device), sqldb.NullMicros(c.RetainUntil))
 		if err != nil {
 			return fmt.Errorf("insert contact: %w", err)
