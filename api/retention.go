@@ -69,30 +69,17 @@ func (s *Server) getSchedule(c *fiber.Ctx) error {
 	return c.JSON(sc)
 }
 
-// scheduleError maps the schedule's validation problems to field errors.
-func scheduleError(err error) error {
-	var ve *retention.ValidationError
-	if errors.As(err, &ve) {
-		out := &cases.ValidationError{}
-		for _, p := range ve.Problems {
-			out.Fields = append(out.Fields, cases.FieldError{Field: p.Field, Message: p.Message})
-		}
-		return out
-	}
-	return err
-}
-
 func (s *Server) putSchedule(c *fiber.Ctx) error {
 	var sc retention.Schedule
 	if err := s.decodeJSON(c, &sc); err != nil {
 		return err
 	}
 	if err := sc.Validate(); err != nil {
-		return scheduleError(err)
+		return err
 	}
 	stored, err := s.d.Retention.Schedules.Put(c.UserContext(), sc, actor(c), s.d.Retention.AuditTx)
 	if err != nil {
-		return scheduleError(err)
+		return err
 	}
 	if s.d.Retention.Recompute != nil {
 		go s.d.Retention.Recompute(context.WithoutCancel(c.UserContext()))

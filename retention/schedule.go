@@ -208,36 +208,23 @@ func DefaultSchedule() Schedule {
 	}
 }
 
-// Problem is one invalid field of a schedule.
-type Problem struct {
-	Field   string `json:"field"` // e.g. "purposes[2].keep"
-	Message string `json:"message"`
+// problems collects a schedule's invalid fields (paths such as
+// "purposes[2].keep") for a *cases.ValidationError, which the API answers
+// with 422 and one field error per problem.
+type problems struct {
+	fields []cases.FieldError
 }
 
-// ValidationError lists every problem of a schedule; the API answers it with
-// 422 and one field error per problem.
-type ValidationError struct {
-	Problems []Problem
-}
-
-func (e *ValidationError) Error() string {
-	parts := make([]string, len(e.Problems))
-	for i, p := range e.Problems {
-		parts[i] = p.Field + ": " + p.Message
-	}
-	return "invalid retention schedule: " + strings.Join(parts, "; ")
-}
-
-func (e *ValidationError) add(field, format string, args ...any) {
-	e.Problems = append(e.Problems, Problem{Field: field, Message: fmt.Sprintf(format, args...)})
+func (p *problems) add(field, format string, args ...any) {
+	p.fields = append(p.fields, cases.FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
 // Validate checks that the schedule names every purpose exactly once with a
 // positive period, a known clock and action, and minimizes only known
-// categories, each at most once, by redaction. It returns a *ValidationError
-// listing every problem, or nil.
+// categories, each at most once, by redaction. It returns a
+// *cases.ValidationError listing every problem, or nil.
 func (s Schedule) Validate() error {
-	v := &ValidationError{}
+	v := &problems{}
 	if s.Version < 0 {
 		v.add("version", "must not be negative")
 	}
@@ -288,13 +275,13 @@ func (s Schedule) Validate() error {
 	if s.Backups != nil {
 		checkKeep(v, "backups.keep", s.Backups.Keep)
 	}
-	if len(v.Problems) > 0 {
-		return v
+	if len(v.fields) > 0 {
+		return &cases.ValidationError{Fields: v.fields}
 	}
 	return nil
 }
 
-func checkKeep(v *ValidationError, field string, d Duration) {
+func checkKeep(v *problems, field string, d Duration) {
 	switch {
 	case !d.Valid() && d.raw == "":
 		v.add(field, "required: a duration such as 3y, 90d, 12h, 15m or 30s")

@@ -14,24 +14,19 @@ import (
 
 // PendingOutbox returns the oldest outbox rows, for the indexer.
 func (s *Store) PendingOutbox(ctx context.Context, limit int) ([]search.OutboxEntry, error) {
-	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT seq, case_id, contact_id, created_at FROM outbox ORDER BY seq LIMIT ?`), limit)
+	out, err := sqldb.Collect(ctx, s.db.Read, s.q(`SELECT seq, case_id, contact_id, created_at FROM outbox ORDER BY seq LIMIT ?`), []any{limit},
+		func(rows *sql.Rows) (search.OutboxEntry, error) {
+			var e search.OutboxEntry
+			var created int64
+			var contact sql.NullString
+			err := rows.Scan(&e.Seq, &e.CaseID, &contact, &created)
+			e.ContactID, e.CreatedAt = contact.String, sqldb.FromMicros(created)
+			return e, err
+		})
 	if err != nil {
 		return nil, s.fail("outbox", err)
 	}
-	defer rows.Close()
-	var out []search.OutboxEntry
-	for rows.Next() {
-		var e search.OutboxEntry
-		var created int64
-		var contact sql.NullString
-		if err := rows.Scan(&e.Seq, &e.CaseID, &contact, &created); err != nil {
-			return nil, s.fail("outbox", err)
-		}
-		e.ContactID = contact.String
-		e.CreatedAt = sqldb.FromMicros(created)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // MarkOutboxDone deletes rows the engine has confirmed.
@@ -66,20 +61,15 @@ func (s *Store) OutboxStats(ctx context.Context) (int64, time.Time, error) {
 
 // ListCaseIDs pages through every case ID in order, for a full reindex.
 func (s *Store) ListCaseIDs(ctx context.Context, after string, limit int) ([]string, error) {
-	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT id FROM cases WHERE id > ? ORDER BY id LIMIT ?`), after, limit)
+	out, err := sqldb.Collect(ctx, s.db.Read, s.q(`SELECT id FROM cases WHERE id > ? ORDER BY id LIMIT ?`), []any{after, limit},
+		func(rows *sql.Rows) (string, error) {
+			var id string
+			return id, rows.Scan(&id)
+		})
 	if err != nil {
 		return nil, s.fail("case ids", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, s.fail("case ids", err)
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // LoadCaseDocs loads the current state of the given cases for indexing; a

@@ -374,26 +374,13 @@ func (s *Store) ListCases(ctx context.Context, f cases.CaseFilter, p cases.Page)
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	q += " ORDER BY id DESC LIMIT ?"
-	args = append(args, limit+1)
-	rows, err := s.db.Read.QueryContext(ctx, s.q(q), args...)
+	out, more, err := sqldb.Page(ctx, s.db.Read, s.q(q), args, limit, func(rows *sql.Rows) (cases.Case, error) { return scanCase(rows) })
 	if err != nil {
 		return nil, "", s.fail("list cases", err)
 	}
-	defer rows.Close()
-	out := []cases.Case{}
-	for rows.Next() {
-		c, err := scanCase(rows)
-		if err != nil {
-			return nil, "", s.fail("list cases", err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", s.fail("list cases", err)
-	}
+
 	next := ""
-	if len(out) > limit {
-		out = out[:limit]
+	if more {
 		next = encodeCursor(out[len(out)-1].ID)
 	}
 	return out, next, nil
@@ -524,23 +511,18 @@ func (s *Store) GetContact(ctx context.Context, id string) (cases.Contact, error
 // Timeline implements cases.Store: a case's contacts in time order, each
 // with its attachments.
 func (s *Store) Timeline(ctx context.Context, caseID string) ([]cases.Contact, error) {
-	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT `+contactCols+` FROM contacts WHERE case_id = ? ORDER BY occurred_at, id`), caseID)
+	out, err := sqldb.Collect(ctx, s.db.Read, s.q(`SELECT `+contactCols+` FROM contacts WHERE case_id = ? ORDER BY occurred_at, id`), []any{caseID},
+		func(rows *sql.Rows) (cases.Contact, error) { return scanContact(rows) })
 	if err != nil {
 		return nil, s.fail("timeline", err)
 	}
-	out := []cases.Contact{}
-	idx := map[string]int{}
-	for rows.Next() {
-		c, err := scanContact(rows)
-		if err != nil {
-			rows.Close()
-			return nil, s.fail("timeline", err)
-		}
-		idx[c.ID] = len(out)
-		out = append(out, c)
+	if out == nil {
+		out = []cases.Contact{}
 	}
-	if err := rows.Close(); err != nil {
-		return nil, s.fail("timeline", err)
+
+	idx := make(map[string]int, len(out))
+	for i, c := range out {
+		idx[c.ID] = i
 	}
 	atts, err := s.attachments(ctx, `case_id = ?`, caseID)
 	if err != nil {
@@ -555,20 +537,16 @@ func (s *Store) Timeline(ctx context.Context, caseID string) ([]cases.Contact, e
 }
 
 func (s *Store) attachments(ctx context.Context, where string, arg any) ([]cases.Attachment, error) {
-	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT id, contact_id, filename, content_type, size, sha256, created_at FROM attachments WHERE `+where+` ORDER BY id`), arg)
+	out, err := sqldb.Collect(ctx, s.db.Read, s.q(`SELECT id, contact_id, filename, content_type, size, sha256, created_at FROM attachments WHERE `+where+` ORDER BY id`), []any{arg},
+		func(rows *sql.Rows) (cases.Attachment, error) {
+			var a cases.Attachment
+			var created int64
+			err := rows.Scan(&a.ID, &a.ContactID, &a.Filename, &a.ContentType, &a.Size, &a.SHA256, &created)
+			a.CreatedAt = sqldb.FromMicros(created)
+			return a, err
+		})
 	if err != nil {
 		return nil, s.fail("attachments", err)
 	}
-	defer rows.Close()
-	var out []cases.Attachment
-	for rows.Next() {
-		var a cases.Attachment
-		var created int64
-		if err := rows.Scan(&a.ID, &a.ContactID, &a.Filename, &a.ContentType, &a.Size, &a.SHA256, &created); err != nil {
-			return nil, s.fail("attachments", err)
-		}
-		a.CreatedAt = sqldb.FromMicros(created)
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return out, nil
 }
