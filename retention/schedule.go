@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -231,16 +232,7 @@ func (s Schedule) Validate() error {
 	seen := map[cases.Purpose]int{}
 	for i, r := range s.Purposes {
 		at := fmt.Sprintf("purposes[%d]", i)
-		switch first, dup := seen[r.Purpose]; {
-		case r.Purpose == "":
-			v.add(at+".purpose", "required")
-		case !knownPurpose(r.Purpose):
-			v.add(at+".purpose", "unknown purpose %q (one of %s)", r.Purpose, list(cases.Purposes))
-		case dup:
-			v.add(at+".purpose", "purpose %q is already given in purposes[%d]", r.Purpose, first)
-		default:
-			seen[r.Purpose] = i
-		}
+		checkName(v, at, "purposes", "purpose", r.Purpose, cases.Purposes, seen, i)
 		checkKeep(v, at+".keep", r.Keep)
 		if r.From != FromCapture && r.From != FromCaseClosed {
 			v.add(at+".from", "must be %q or %q, not %q", FromCapture, FromCaseClosed, r.From)
@@ -257,16 +249,7 @@ func (s Schedule) Validate() error {
 	seenCat := map[cases.Category]int{}
 	for i, r := range s.Categories {
 		at := fmt.Sprintf("categories[%d]", i)
-		switch first, dup := seenCat[r.Category]; {
-		case r.Category == "":
-			v.add(at+".category", "required")
-		case !knownCategory(r.Category):
-			v.add(at+".category", "unknown category %q (one of %s)", r.Category, list(cases.Categories))
-		case dup:
-			v.add(at+".category", "category %q is already given in categories[%d]", r.Category, first)
-		default:
-			seenCat[r.Category] = i
-		}
+		checkName(v, at, "categories", "category", r.Category, cases.Categories, seenCat, i)
 		checkKeep(v, at+".keep", r.Keep)
 		if r.Action != ActionRedact {
 			v.add(at+".action", "must be %q, not %q", ActionRedact, r.Action)
@@ -293,22 +276,21 @@ func checkKeep(v *problems, field string, d Duration) {
 	}
 }
 
-func knownPurpose(p cases.Purpose) bool {
-	for _, k := range cases.Purposes {
-		if k == p {
-			return true
-		}
+// checkName checks the name (purpose or category) of entry i of a list
+// field: given, one of known, and not already given by an earlier entry
+// (seen maps the names so far to their entries).
+func checkName[T ~string](v *problems, at, listField, kind string, name T, known []T, seen map[T]int, i int) {
+	field := at + "." + kind
+	switch first, dup := seen[name]; {
+	case name == "":
+		v.add(field, "required")
+	case !slices.Contains(known, name):
+		v.add(field, "unknown %s %q (one of %s)", kind, name, list(known))
+	case dup:
+		v.add(field, "%s %q is already given in %s[%d]", kind, name, listField, first)
+	default:
+		seen[name] = i
 	}
-	return false
-}
-
-func knownCategory(c cases.Category) bool {
-	for _, k := range cases.Categories {
-		if k == c {
-			return true
-		}
-	}
-	return false
 }
 
 func list[T ~string](xs []T) string {
