@@ -149,7 +149,7 @@ func (d *Deleter) checkHolds(ctx context.Context, caseID, customerID string, ids
 
 	refs := []ContactRef{{CaseID: caseID, CustomerID: customerID}}
 	for _, id := range ids {
-		refs = append(refs, ContactRef{ContactID: id, CaseID: caseID, CustomerID: customerID, OccurredAt: live[id].occurred})
+		refs = append(refs, ContactRef{ContactID: id, CaseID: caseID, CustomerID: customerID, OccurredAt: live[id].OccurredAt})
 	}
 	held, err := d.opts.Holds.HeldBy(ctx, refs)
 	if err != nil {

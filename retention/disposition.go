@@ -35,7 +35,7 @@ type disposition struct {
 // contactDisposition is the disposition of one act on a contact as read
 // in the act's transaction.
 func contactDisposition(contactID string, lc liveContact, action, rule string, at time.Time, digest string) disposition {
-	return disposition{contactID: contactID, caseID: lc.caseID, customerID: lc.customerID, purposes: lc.purposes,
+	return disposition{contactID: contactID, caseID: lc.CaseID, customerID: lc.CustomerID, purposes: lc.Purposes,
 		rule: rule, action: action, at: at, digest: digest}
 }
 
@@ -58,7 +58,7 @@ func destroyedContact(lc liveContact, atts []attRef) string {
 	for _, a := range atts {
 		sums = append(sums, a.sha)
 	}
-	return digest(map[string]any{"author": lc.author, "body": lc.body, "location": lc.location.String, "device": lc.device.String, "attachments": sums})
+	return digest(map[string]any{"author": lc.Author, "body": lc.Body, "location": lc.Location.String, "device": lc.Device.String, "attachments": sums})
 }
 
 // destroyedCase digests a deleted case.
@@ -143,13 +143,4 @@ func insertDispositions(ctx context.Context, db *sqldb.DB, tx *sql.Tx, ds []disp
 		}
 	}
 	return nil
-}
-
-// purposesJSON decodes a contact's stored purposes.
-func purposesJSON(contactID, raw string) ([]cases.Purpose, error) {
-	var ps []cases.Purpose
-	if err := json.Unmarshal([]byte(raw), &ps); err != nil {
-		return nil, fmt.Errorf("contact %s purposes: %w: %w", contactID, errBadRow, err)
-	}
-	return ps, nil
 }

@@ -6,8 +6,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqlstore"
 )
 
 // expiryPhase deletes or anonymizes contacts past retain_until, and deletes
@@ -79,8 +79,8 @@ func (p expiryPhase) decide(ctx context.Context, b *batch, cands []candidate, li
 			continue // already gone: another run finished it
 		}
 
-		until, rule := sc.RetainUntil(lc.purposes, lc.occurred, lc.closedAt)
-		if lc.anonymized {
+		until, rule := sc.RetainUntil(lc.Purposes, lc.OccurredAt, lc.CaseClosedAt)
+		if lc.Anonymized {
 			until = nil
 		}
 		if until == nil || until.After(b.now) {
@@ -89,20 +89,20 @@ func (p expiryPhase) decide(ctx context.Context, b *batch, cands []candidate, li
 					return dec, sqldb.Fail("reschedule", err)
 				}
 			}
-			dec.items = append(dec.items, Item{ContactID: c.id, CaseID: lc.caseID, Action: ItemReschedule, Rule: string(rule.Purpose)})
+			dec.items = append(dec.items, Item{ContactID: c.id, CaseID: lc.CaseID, Action: ItemReschedule, Rule: string(rule.Purpose)})
 			continue
 		}
 
-		it := Item{ContactID: c.id, CaseID: lc.caseID, Action: ItemDelete, Rule: string(rule.Purpose)}
+		it := Item{ContactID: c.id, CaseID: lc.CaseID, Action: ItemDelete, Rule: string(rule.Purpose)}
 		if rule.Action == ActionAnonymize {
 			it.Action = ItemAnonymize
 			dec.anons = append(dec.anons, c.id)
 		} else {
 			dec.dels = append(dec.dels, c.id)
-			if !slices.Contains(dec.cases, lc.caseID) {
-				dec.cases = append(dec.cases, lc.caseID)
+			if !slices.Contains(dec.cases, lc.CaseID) {
+				dec.cases = append(dec.cases, lc.CaseID)
 			}
-			dec.rules[lc.caseID] = it.Rule
+			dec.rules[lc.CaseID] = it.Rule
 		}
 		dec.items = append(dec.items, it)
 	}
@@ -165,7 +165,7 @@ func emptyCases(ctx context.Context, b *batch, caseIDs, dels []string, live map[
 		left[c.id] = c.n
 	}
 	for _, id := range dels {
-		cs := live[id].caseID
+		cs := live[id].CaseID
 		left[cs]--
 		if b.dryRun {
 			b.dry.deleted[cs]++
@@ -189,7 +189,7 @@ func emptyCases(ctx context.Context, b *batch, caseIDs, dels []string, live map[
 func countOf(dels []string, live map[string]liveContact, caseID string) int {
 	n := 0
 	for _, id := range dels {
-		if live[id].caseID == caseID {
+		if live[id].CaseID == caseID {
 			n++
 		}
 	}
@@ -222,44 +222,18 @@ func deleteCases(ctx context.Context, b *batch, ids []string) error {
 }
 
 // liveContact is a contact as re-read inside the act's transaction.
-type liveContact struct {
-	caseID, customerID string
-	author, body       string
-	occurred           time.Time
-	purposes           []cases.Purpose
-	location, device   sql.NullString
-	closedAt           *time.Time
-	anonymized         bool
-}
+type liveContact = sqlstore.StoredContact
 
-// readContacts reads the contacts ids with their case's closing time.
+// readContacts reads the contacts ids, by id.
 func readContacts(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids []string) (map[string]liveContact, error) {
-	type row struct {
-		id string
-		lc liveContact
-	}
-	rows, err := sqldb.Collect(ctx, q, db.Rebind(`SELECT c.id, c.case_id, c.customer_id, c.author, c.body, c.occurred_at, c.purposes, c.location, c.device, c.anonymized_at, k.closed_at
-		FROM contacts c JOIN cases k ON k.id = c.case_id WHERE c.id IN (`+sqldb.Placeholders(len(ids))+`)`), sqldb.Args(ids),
-		func(rows *sql.Rows) (row, error) {
-			var r row
-			var ps string
-			var occurred int64
-			var anon, closed sql.NullInt64
-			if err := rows.Scan(&r.id, &r.lc.caseID, &r.lc.customerID, &r.lc.author, &r.lc.body, &occurred, &ps, &r.lc.location, &r.lc.device, &anon, &closed); err != nil {
-				return r, err
-			}
-			r.lc.occurred, r.lc.closedAt, r.lc.anonymized = sqldb.FromMicros(occurred), sqldb.TimePtr(closed), anon.Valid
-			var err error
-			r.lc.purposes, err = purposesJSON(r.id, ps)
-			return r, err
-		})
+	cs, err := sqlstore.ReadStoredContacts(ctx, db, q, ids)
 	if err != nil {
-		return nil, dbFail("read contacts", err)
+		return nil, sqldb.Fail("read contacts", err)
 	}
 
-	out := make(map[string]liveContact, len(rows))
-	for _, r := range rows {
-		out[r.id] = r.lc
+	out := make(map[string]liveContact, len(cs))
+	for _, c := range cs {
+		out[c.ID] = c
 	}
 	return out, nil
 }

@@ -120,7 +120,7 @@ func (e *Explainer) ExplainContact(ctx context.Context, id string, now time.Time
 		return ContactExplanation{}, fmt.Errorf("contact %s: %w", id, cases.ErrNotFound)
 	}
 	if err != nil {
-		return ContactExplanation{}, dbFail("explain", err)
+		return ContactExplanation{}, sqldb.Fail("explain", err)
 	}
 	var ev *evaluator
 	if ev, err = e.evaluator(ctx); err != nil {
@@ -139,7 +139,7 @@ func (e *Explainer) ExplainCase(ctx context.Context, id string, now time.Time) (
 		return out, fmt.Errorf("case %s: %w", id, cases.ErrNotFound)
 	}
 	if err != nil {
-		return out, dbFail("explain", err)
+		return out, sqldb.Fail("explain", err)
 	}
 	out.ClosedAt = sqldb.TimePtr(closed)
 	ev, err := e.evaluator(ctx)
@@ -149,7 +149,7 @@ func (e *Explainer) ExplainCase(ctx context.Context, id string, now time.Time) (
 	rs, err := sqldb.Collect(ctx, e.db.Read, e.db.Rebind(`SELECT `+explainCols+` FROM contacts c JOIN cases k ON k.id = c.case_id WHERE c.case_id = ? ORDER BY c.occurred_at, c.id`), []any{id},
 		func(rows *sql.Rows) (explainRow, error) { return scanExplainRow(rows) })
 	if err != nil {
-		return out, dbFail("explain", err)
+		return out, sqldb.Fail("explain", err)
 	}
 	for _, r := range rs {
 		ce, err := e.explain(ctx, ev, r, now)

@@ -374,10 +374,10 @@ func scanHold(row interface{ Scan(...any) error }) (Hold, error) {
 		return h, err
 	}
 	if err := json.Unmarshal([]byte(scope), &h.Scope); err != nil {
-		return h, fmt.Errorf("hold %s scope: %w: %w", h.ID, errBadRow, err)
+		return h, fmt.Errorf("hold %s scope: %w: %w", h.ID, sqldb.ErrBadRow, err)
 	}
 	if h.Scope.badFrom != "" || h.Scope.badTo != "" {
-		return h, fmt.Errorf("hold %s scope: %w: bad time %q %q", h.ID, errBadRow, h.Scope.badFrom, h.Scope.badTo)
+		return h, fmt.Errorf("hold %s scope: %w: bad time %q %q", h.ID, sqldb.ErrBadRow, h.Scope.badFrom, h.Scope.badTo)
 	}
 	h.PlacedAt, h.ReleasedAt = sqldb.FromMicros(placed), sqldb.TimePtr(relAt)
 	h.ReleasedBy, h.ReleaseReason = relBy.String, relReason.String
@@ -392,7 +392,7 @@ func (h *Holds) Get(ctx context.Context, id string) (Hold, error) {
 		return Hold{}, fmt.Errorf("hold %s: %w", id, cases.ErrNotFound)
 	}
 	if err != nil {
-		return Hold{}, dbFail("get hold", err)
+		return Hold{}, sqldb.Fail("get hold", err)
 	}
 	return hold, nil
 }
@@ -421,7 +421,7 @@ func (h *Holds) List(ctx context.Context, f HoldFilter, limit int, cursor string
 	q += ` ORDER BY id DESC LIMIT ?`
 	holds, more, err := sqldb.Page(ctx, h.db.Read, h.db.Rebind(q), args, limit, scanHoldRow)
 	if err != nil {
-		return nil, "", dbFail("list holds", err)
+		return nil, "", sqldb.Fail("list holds", err)
 	}
 	if more {
 		next = holds[len(holds)-1].ID
@@ -437,7 +437,7 @@ func (h *Holds) active(ctx context.Context, tx *sql.Tx) ([]Hold, error) {
 	}
 	out, err := sqldb.Collect(ctx, q, `SELECT `+holdCols+` FROM legal_holds WHERE released_at IS NULL ORDER BY id`, nil, scanHoldRow)
 	if err != nil {
-		return nil, dbFail("active holds", err)
+		return nil, sqldb.Fail("active holds", err)
 	}
 	return out, nil
 }

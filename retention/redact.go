@@ -9,17 +9,23 @@ import (
 	"github.com/casevault/casevault/sqldb"
 )
 
-// categoryColumns maps the categories that live in a column of their own to
-// it; other categories are part of the body and go with the contact.
-var categoryColumns = map[cases.Category]string{
-	cases.CategoryLocation: "location",
-	cases.CategoryDevice:   "device",
+// categoryColumn is a category that lives in a column of its own.
+type categoryColumn struct {
+	name  string
+	value func(liveContact) sql.NullString
+}
+
+// categoryColumns lists the categories that live in a column of their own;
+// other categories are part of the body and go with the contact.
+var categoryColumns = map[cases.Category]categoryColumn{
+	cases.CategoryLocation: {"location", func(c liveContact) sql.NullString { return c.Location }},
+	cases.CategoryDevice:   {"device", func(c liveContact) sql.NullString { return c.Device }},
 }
 
 // redactPhase nulls one category column of contacts captured before cutoff.
 type redactPhase struct {
 	category cases.Category
-	column   string
+	column   categoryColumn
 	cutoff   time.Time
 }
 
@@ -27,7 +33,7 @@ func (p redactPhase) bound() int64 { return sqldb.Micros(p.cutoff) }
 
 func (p redactPhase) query() string {
 	return `SELECT id, case_id, customer_id, occurred_at, occurred_at FROM contacts
-		WHERE ` + p.column + ` IS NOT NULL AND occurred_at <= ? AND (occurred_at > ? OR (occurred_at = ? AND id > ?))
+		WHERE ` + p.column.name + ` IS NOT NULL AND occurred_at <= ? AND (occurred_at > ? OR (occurred_at = ? AND id > ?))
 		ORDER BY occurred_at, id LIMIT ?`
 }
 
@@ -36,36 +42,26 @@ func (p redactPhase) apply(ctx context.Context, b *batch, cands []candidate) ([]
 	for i, c := range cands {
 		ids[i] = c.id
 	}
-
-	type row struct {
-		id, value string
-		lc        liveContact
-	}
-	what := "redact " + p.column
-	rows, err := sqldb.Collect(ctx, b.reader(),
-		b.db.Rebind(`SELECT id, case_id, customer_id, purposes, `+p.column+` FROM contacts WHERE `+p.column+` IS NOT NULL AND id IN (`+sqldb.Placeholders(len(ids))+`) ORDER BY occurred_at, id`),
-		sqldb.Args(ids), func(rows *sql.Rows) (row, error) {
-			var r row
-			var ps string
-			if err := rows.Scan(&r.id, &r.lc.caseID, &r.lc.customerID, &ps, &r.value); err != nil {
-				return r, err
-			}
-			var err error
-			r.lc.purposes, err = purposesJSON(r.id, ps)
-			return r, err
-		})
+	live, err := readContacts(ctx, b.db, b.reader(), ids)
 	if err != nil {
-		return nil, dbFail(what, err)
+		return nil, err
 	}
 
+	// Candidates come in (occurred_at, id) order; a contact gone or already
+	// redacted since the selection is passed over.
 	rule := "category:" + string(p.category)
-	items := make([]Item, 0, len(rows))
-	found := make([]string, 0, len(rows))
-	for _, r := range rows {
-		items = append(items, Item{ContactID: r.id, CaseID: r.lc.caseID, Action: ItemRedact, Category: string(p.category), Rule: rule})
-		found = append(found, r.id)
+	var items []Item
+	var found []string
+	for _, c := range cands {
+		lc, ok := live[c.id]
+		val := p.column.value(lc)
+		if !ok || !val.Valid {
+			continue
+		}
+		items = append(items, Item{ContactID: c.id, CaseID: lc.CaseID, Action: ItemRedact, Category: string(p.category), Rule: rule})
+		found = append(found, c.id)
 		if !b.dryRun {
-			d := contactDisposition(r.id, r.lc, ItemRedact, rule, b.now, destroyedValue(r.value))
+			d := contactDisposition(c.id, lc, ItemRedact, rule, b.now, destroyedValue(val.String))
 			d.detail = string(p.category)
 			b.dispose(d)
 		}
@@ -74,8 +70,8 @@ func (p redactPhase) apply(ctx context.Context, b *batch, cands []candidate) ([]
 		return items, nil
 	}
 
-	if err := execIn(ctx, b.db, b.tx, `UPDATE contacts SET `+p.column+` = NULL WHERE id IN (?*)`, found); err != nil {
-		return nil, sqldb.Fail(what, err)
+	if err := execIn(ctx, b.db, b.tx, `UPDATE contacts SET `+p.column.name+` = NULL WHERE id IN (?*)`, found); err != nil {
+		return nil, sqldb.Fail("redact "+p.column.name, err)
 	}
 	return items, nil
 }

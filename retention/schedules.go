@@ -107,7 +107,7 @@ func (s *Schedules) Current(ctx context.Context) (Schedule, error) {
 func decodeSchedule(doc string) (Schedule, error) {
 	var sc Schedule
 	if err := json.Unmarshal([]byte(doc), &sc); err != nil {
-		return Schedule{}, fmt.Errorf("stored schedule: %w: %w", errBadRow, err)
+		return Schedule{}, fmt.Errorf("stored schedule: %w: %w", sqldb.ErrBadRow, err)
 	}
 	return sc, nil
 }
@@ -206,7 +206,7 @@ func (s *Schedules) History(ctx context.Context) ([]StoredSchedule, error) {
 
 func jsonUnmarshal(s string, v any) error {
 	if err := json.Unmarshal([]byte(s), v); err != nil {
-		return fmt.Errorf("decode %T: %w: %w", v, errBadRow, err)
+		return fmt.Errorf("decode %T: %w: %w", v, sqldb.ErrBadRow, err)
 	}
 	return nil
 }

@@ -257,15 +257,21 @@ func Fail(what string, err error) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
+// ErrBadRow marks a stored value that was read but does not decode (a JSON
+// column that does not parse): a data error no retry fixes. Readers that
+// decode as they scan wrap it, so that Fail does not call it an outage.
+var ErrBadRow = errors.New("stored value does not decode")
+
 // IsOutage reports whether err means the database could not do the work
 // now but might later. Not an outage: a cancelled or timed-out request (the
-// caller gave up), an error already marked ErrUnavailable, and a PostgreSQL
-// data exception (SQLSTATE class 22: a NUL, invalid UTF-8, an out-of-range
-// value), which no retry can fix.
+// caller gave up), an error already marked ErrUnavailable, a stored value
+// that does not decode (ErrBadRow), and a PostgreSQL data exception
+// (SQLSTATE class 22: a NUL, invalid UTF-8, an out-of-range value), which no
+// retry can fix.
 func IsOutage(err error) bool {
 	var pg *pgconn.PgError
 	switch {
-	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.Is(err, ErrUnavailable):
+	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.Is(err, ErrUnavailable), errors.Is(err, ErrBadRow):
 		return false
 	case errors.As(err, &pg) && strings.HasPrefix(pg.Code, "22"):
 		return false
