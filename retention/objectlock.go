@@ -2,6 +2,7 @@ package retention
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -45,28 +46,21 @@ func (h *Holds) ApplyObjectLock(ctx context.Context, lh LegalHolder, hold Hold, 
 	if len(conds) > 0 {
 		q += " WHERE " + strings.Join(conds, " AND ")
 	}
-	rows, err := h.db.Read.QueryContext(ctx, h.db.Rebind(q+" ORDER BY a.id"), args...)
-	if err != nil {
-		return 0, fmt.Errorf("object lock: %w", err)
-	}
 	type blob struct {
 		key string
 		ref ContactRef
 	}
-	var blobs []blob
-	for rows.Next() {
+	blobs, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(q+" ORDER BY a.id"), args, func(rows *sql.Rows) (blob, error) {
 		var b blob
 		var occurred int64
-		if err := rows.Scan(&b.key, &b.ref.ContactID, &b.ref.CaseID, &b.ref.CustomerID, &occurred); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("object lock: %w", err)
-		}
+		err := rows.Scan(&b.key, &b.ref.ContactID, &b.ref.CaseID, &b.ref.CustomerID, &occurred)
 		b.ref.OccurredAt = sqldb.FromMicros(occurred)
-		blobs = append(blobs, b)
+		return b, err
+	})
+	if err != nil {
+		return 0, sqldb.Fail("object lock", err)
 	}
-	if err := rows.Close(); err != nil {
-		return 0, fmt.Errorf("object lock: %w", err)
-	}
+
 	this := newEvaluator(h.matcher, []Hold{hold})
 	var others *evaluator
 	if !on {

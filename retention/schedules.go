@@ -177,27 +177,23 @@ func (s *Schedules) Put(ctx context.Context, sc Schedule, actor cases.Actor, hoo
 // History lists every stored version, newest first; with none stored it
 // lists the default schedule alone (zero CreatedAt, actor "default").
 func (s *Schedules) History(ctx context.Context) ([]StoredSchedule, error) {
-	rows, err := s.db.Read.QueryContext(ctx, `SELECT document, created_at, actor FROM retention_schedules ORDER BY version DESC`)
+	out, err := sqldb.Collect(ctx, s.db.Read, `SELECT document, created_at, actor FROM retention_schedules ORDER BY version DESC`, nil,
+		func(rows *sql.Rows) (StoredSchedule, error) {
+			var doc string
+			var at int64
+			var st StoredSchedule
+			if err := rows.Scan(&doc, &at, &st.Actor); err != nil {
+				return st, err
+			}
+			st.CreatedAt = sqldb.FromMicros(at)
+			var err error
+			st.Schedule, err = decodeSchedule(doc)
+			return st, err
+		})
 	if err != nil {
 		return nil, sqldb.Fail("schedule history", err)
 	}
-	defer rows.Close()
-	var out []StoredSchedule
-	for rows.Next() {
-		var doc, actor string
-		var at int64
-		if err := rows.Scan(&doc, &at, &actor); err != nil {
-			return nil, fmt.Errorf("schedule history: %w", err)
-		}
-		sc, err := decodeSchedule(doc)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, StoredSchedule{Schedule: sc, CreatedAt: sqldb.FromMicros(at), Actor: actor})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("schedule history: %w", err)
-	}
+
 	if len(out) == 0 {
 		out = append(out, StoredSchedule{Schedule: DefaultSchedule(), Actor: "default"})
 	}

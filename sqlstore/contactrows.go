@@ -13,14 +13,15 @@ import (
 
 // StoredContact is a contact row as retention acts on it: the columns as
 // stored (location and device as their JSON text, which a disposition
-// digests byte for byte), whether it was anonymized, and its case's
-// closing time (which moves case_closed clocks).
+// digests byte for byte), its stored retention date, whether it was
+// anonymized, and its case's closing time (which moves case_closed clocks).
 type StoredContact struct {
 	ID, CaseID, CustomerID string
 	Author, Body           string
 	OccurredAt             time.Time
 	Purposes               []cases.Purpose
 	Location, Device       sql.NullString
+	RetainUntil            *time.Time
 	Anonymized             bool
 	CaseClosedAt           *time.Time
 }
@@ -35,17 +36,18 @@ func ReadStoredContacts(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids 
 		return nil, nil // IN () is an error on PostgreSQL
 	}
 
-	query := `SELECT c.id, c.case_id, c.customer_id, c.author, c.body, c.occurred_at, c.purposes, c.location, c.device, c.anonymized_at, k.closed_at
+	query := `SELECT c.id, c.case_id, c.customer_id, c.author, c.body, c.occurred_at, c.purposes, c.location, c.device, c.retain_until, c.anonymized_at, k.closed_at
 		FROM contacts c JOIN cases k ON k.id = c.case_id WHERE c.id IN (` + sqldb.Placeholders(len(ids)) + `)`
 	return sqldb.Collect(ctx, q, db.Rebind(query), sqldb.Args(ids), func(rows *sql.Rows) (StoredContact, error) {
 		var c StoredContact
 		var ps string
 		var occurred int64
-		var anon, closed sql.NullInt64
-		if err := rows.Scan(&c.ID, &c.CaseID, &c.CustomerID, &c.Author, &c.Body, &occurred, &ps, &c.Location, &c.Device, &anon, &closed); err != nil {
+		var until, anon, closed sql.NullInt64
+		if err := rows.Scan(&c.ID, &c.CaseID, &c.CustomerID, &c.Author, &c.Body, &occurred, &ps, &c.Location, &c.Device, &until, &anon, &closed); err != nil {
 			return c, err
 		}
-		c.OccurredAt, c.CaseClosedAt, c.Anonymized = sqldb.FromMicros(occurred), sqldb.TimePtr(closed), anon.Valid
+		c.OccurredAt, c.RetainUntil = sqldb.FromMicros(occurred), sqldb.TimePtr(until)
+		c.Anonymized, c.CaseClosedAt = anon.Valid, sqldb.TimePtr(closed)
 
 		if err := json.Unmarshal([]byte(ps), &c.Purposes); err != nil {
 			return c, fmt.Errorf("contact %s purposes: %w: %w", c.ID, sqldb.ErrBadRow, err)
