@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/sqldb"
 )
@@ -129,24 +130,18 @@ func (s *Store) LoadContactDocs(ctx context.Context, contacts map[string][]strin
 
 // loadCaseRows adds the case fields of the given cases to out.
 func (s *Store) loadCaseRows(ctx context.Context, ids []string, out map[string]search.CaseDoc) error {
-	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT `+caseCols+` FROM cases WHERE id IN (`+sqldb.Placeholders(len(ids))+`)`), sqldb.Args(ids)...)
+	cs, err := sqldb.Collect(ctx, s.db.Read, s.q(`SELECT `+caseCols+` FROM cases WHERE id IN (`+sqldb.Placeholders(len(ids))+`)`), sqldb.Args(ids),
+		func(rows *sql.Rows) (cases.Case, error) { return scanCase(rows) })
 	if err != nil {
 		return s.fail("load cases", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		c, err := scanCase(rows)
-		if err != nil {
-			return s.fail("load cases", err)
-		}
+
+	for _, c := range cs {
 		out[c.ID] = search.CaseDoc{
 			CaseID: c.ID, Number: c.Number, CustomerID: c.CustomerID, Subject: c.Subject,
 			Status: string(c.Status), Priority: string(c.Priority), Channel: string(c.Channel),
 			Assignee: c.Assignee, Tags: c.Tags, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return s.fail("load cases", err)
 	}
 	return nil
 }
@@ -173,7 +168,7 @@ func (s *Store) loadContactRows(ctx context.Context, where string, args []any, k
 			continue
 		}
 		if err := json.Unmarshal([]byte(ps), &c.Purposes); err != nil {
-			return s.fail("load contacts", fmt.Errorf("contact %s purposes: %w", c.ID, err))
+			return s.fail("load contacts", fmt.Errorf("contact %s purposes: %w: %w", c.ID, sqldb.ErrBadRow, err))
 		}
 		c.OccurredAt = sqldb.FromMicros(occurred)
 		d.Contacts = append(d.Contacts, c)

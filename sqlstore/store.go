@@ -219,7 +219,7 @@ func scanCase(row interface{ Scan(...any) error }) (cases.Case, error) {
 	}
 	c.CreatedAt, c.UpdatedAt, c.ClosedAt = sqldb.FromMicros(created), sqldb.FromMicros(updated), sqldb.TimePtr(closed)
 	if err := json.Unmarshal([]byte(tags), &c.Tags); err != nil {
-		return c, fmt.Errorf("case %s tags: %w", c.ID, err)
+		return c, fmt.Errorf("case %s tags: %w: %w", c.ID, sqldb.ErrBadRow, err)
 	}
 	if c.Tags == nil {
 		c.Tags = []string{}
@@ -305,32 +305,27 @@ func (s *Store) recomputeRetention(ctx context.Context, tx *sql.Tx, caseID strin
 	if s.policy == nil {
 		return nil
 	}
-	rows, err := tx.QueryContext(ctx, s.q(`SELECT id, purposes, occurred_at FROM contacts WHERE case_id = ?`), caseID)
-	if err != nil {
-		return fmt.Errorf("recompute retention: %w", err)
-	}
 	type upd struct {
 		id    string
 		until *time.Time
 	}
-	var ups []upd
-	for rows.Next() {
-		var id, ps string
-		var occurred int64
-		if err := rows.Scan(&id, &ps, &occurred); err != nil {
-			rows.Close()
-			return fmt.Errorf("recompute retention: %w", err)
-		}
-		var purposes []cases.Purpose
-		if err := json.Unmarshal([]byte(ps), &purposes); err != nil {
-			rows.Close()
-			return fmt.Errorf("contact %s purposes: %w", id, err)
-		}
-		ups = append(ups, upd{id, s.policy.RetainUntil(purposes, sqldb.FromMicros(occurred), closedAt)})
-	}
-	if err := rows.Close(); err != nil {
+	ups, err := sqldb.Collect(ctx, tx, s.q(`SELECT id, purposes, occurred_at FROM contacts WHERE case_id = ?`), []any{caseID},
+		func(rows *sql.Rows) (upd, error) {
+			var id, ps string
+			var occurred int64
+			if err := rows.Scan(&id, &ps, &occurred); err != nil {
+				return upd{}, err
+			}
+			var purposes []cases.Purpose
+			if err := json.Unmarshal([]byte(ps), &purposes); err != nil {
+				return upd{}, fmt.Errorf("contact %s purposes: %w: %w", id, sqldb.ErrBadRow, err)
+			}
+			return upd{id, s.policy.RetainUntil(purposes, sqldb.FromMicros(occurred), closedAt)}, nil
+		})
+	if err != nil {
 		return fmt.Errorf("recompute retention: %w", err)
 	}
+
 	for _, u := range ups {
 		if _, err := tx.ExecContext(ctx, s.q(`UPDATE contacts SET retain_until = ? WHERE id = ?`), sqldb.NullMicros(u.until), u.id); err != nil {
 			return fmt.Errorf("recompute retention: %w", err)
@@ -428,21 +423,21 @@ func scanContact(row interface{ Scan(...any) error }) (cases.Contact, error) {
 	}
 	c.OccurredAt, c.CreatedAt, c.RetainUntil = sqldb.FromMicros(occurred), sqldb.FromMicros(created), sqldb.TimePtr(until)
 	if err := json.Unmarshal([]byte(ps), &c.Purposes); err != nil {
-		return c, fmt.Errorf("contact %s purposes: %w", c.ID, err)
+		return c, fmt.Errorf("contact %s purposes: %w: %w", c.ID, sqldb.ErrBadRow, err)
 	}
 	if err := json.Unmarshal([]byte(cs), &c.Categories); err != nil {
-		return c, fmt.Errorf("contact %s categories: %w", c.ID, err)
+		return c, fmt.Errorf("contact %s categories: %w: %w", c.ID, sqldb.ErrBadRow, err)
 	}
 	if loc.Valid {
 		c.Location = &cases.Location{}
 		if err := json.Unmarshal([]byte(loc.String), c.Location); err != nil {
-			return c, fmt.Errorf("contact %s location: %w", c.ID, err)
+			return c, fmt.Errorf("contact %s location: %w: %w", c.ID, sqldb.ErrBadRow, err)
 		}
 	}
 	if dev.Valid {
 		c.Device = &cases.Device{}
 		if err := json.Unmarshal([]byte(dev.String), c.Device); err != nil {
-			return c, fmt.Errorf("contact %s device: %w", c.ID, err)
+			return c, fmt.Errorf("contact %s device: %w: %w", c.ID, sqldb.ErrBadRow, err)
 		}
 	}
 	c.Attachments = []cases.Attachment{}

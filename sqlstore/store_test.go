@@ -223,3 +223,28 @@ func TestNotFoundIsTyped(t *testing.T) {
 		}
 	})
 }
+
+// A stored value that does not decode is a data error, not an outage: the
+// API must not answer 503 "retry later" for it.
+func TestUndecodableRowIsNotAnOutage(t *testing.T) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		st := sqlstore.New(db, sqlstore.Options{})
+		svc := cases.NewService(st, nil)
+		_, cs := seed(t, svc)
+		res := addContact(t, svc, cs.ID, "hello", cases.PurposeCustomerService)
+		if _, err := db.Write.ExecContext(ctx, db.Rebind(`UPDATE contacts SET purposes = 'not json' WHERE id = ?`), res.Contact.ID); err != nil {
+			t.Fatal(err)
+		}
+
+		for name, call := range map[string]func() error{
+			"get contact": func() error { _, err := st.GetContact(ctx, res.Contact.ID); return err },
+			"timeline":    func() error { _, err := st.Timeline(ctx, cs.ID); return err },
+		} {
+			err := call()
+			if err == nil || errors.Is(err, sqldb.ErrUnavailable) || !errors.Is(err, sqldb.ErrBadRow) {
+				t.Errorf("%s: %v, want ErrBadRow and not ErrUnavailable", name, err)
+			}
+		}
+	})
+}
