@@ -187,6 +187,7 @@ func (e *Explainer) explain(ctx context.Context, ev *evaluator, r explainRow, no
 		CaseClosedAt: r.closedAt, ScheduleVersion: sc.Version, StoredRetainUntil: r.stored, Anonymized: r.anonymized,
 		Purposes: []PurposeExplanation{}, Categories: []CategoryExplanation{}, Holds: []Hold{}, Next: []Step{},
 	}
+
 	purposes := r.purposes
 	if len(purposes) == 0 {
 		purposes = []cases.Purpose{cases.PurposeCustomerService}
@@ -204,10 +205,12 @@ func (e *Explainer) explain(ctx context.Context, ev *evaluator, r explainRow, no
 		}
 		x.Purposes = append(x.Purposes, pe)
 	}
+
 	x.RetainUntil, x.DecidingRule = sc.RetainUntil(purposes, r.ref.OccurredAt, r.closedAt)
 	if r.anonymized {
 		x.RetainUntil = nil
 	}
+
 	for _, cr := range sc.Categories {
 		if !slices.Contains(r.categories, cr.Category) {
 			continue
@@ -222,6 +225,7 @@ func (e *Explainer) explain(ctx context.Context, ev *evaluator, r explainRow, no
 		}
 		x.Categories = append(x.Categories, ce)
 	}
+
 	held, err := ev.covering(ctx, r.ref)
 	if err != nil {
 		return x, fmt.Errorf("explain holds: %w", err)
@@ -240,6 +244,7 @@ func nextSteps(x ContactExplanation, heldBy []string, now time.Time) []Step {
 		}
 		return "on " + t.Format(time.RFC3339)
 	}
+
 	for _, c := range x.Categories {
 		if c.Done || x.Anonymized {
 			continue
@@ -248,6 +253,7 @@ func nextSteps(x ContactExplanation, heldBy []string, now time.Time) []Step {
 		steps = append(steps, Step{Action: ActionRedact, At: &at, Category: string(c.Category),
 			Reason: fmt.Sprintf("%s data is redacted %s after capture (%s)", c.Category, c.Keep, when(at))})
 	}
+
 	rule := x.DecidingRule
 	switch {
 	case x.Anonymized:
@@ -261,6 +267,7 @@ func nextSteps(x ContactExplanation, heldBy []string, now time.Time) []Step {
 		steps = append(steps, Step{Action: rule.Action, At: &at,
 			Reason: fmt.Sprintf("%s %s, %s after %s (purpose %s, the longest retention)", rule.Action, when(at), rule.Keep, clockName(rule.From), rule.Purpose)})
 	}
+
 	slices.SortStableFunc(steps, func(a, b Step) int {
 		switch {
 		case a.At == nil && b.At == nil:
@@ -272,6 +279,7 @@ func nextSteps(x ContactExplanation, heldBy []string, now time.Time) []Step {
 		}
 		return a.At.Compare(*b.At)
 	})
+
 	if len(heldBy) > 0 {
 		// A hold stops every expiry and redaction (precedence rule 1).
 		var would []string

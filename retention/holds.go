@@ -193,8 +193,10 @@ func (h *Holds) validate(ctx context.Context, in *HoldInput) error {
 			bad(field, "must not contain NUL characters")
 		}
 	}
+
 	text("matter", &in.Matter, MaxMatterLen)
 	text("reason", &in.Reason, MaxReasonLen)
+
 	sc := &in.Scope
 	// A hold's query is stored and audited: card and identity numbers in
 	// it are masked like everywhere else (it then holds what their masked
@@ -205,9 +207,11 @@ func (h *Holds) validate(ctx context.Context, in *HoldInput) error {
 			bad(d.field, "must be an RFC 3339 time or a YYYY-MM-DD date, not %q", d.bad)
 		}
 	}
+
 	if sc.empty() {
 		bad("scope", "must name case_ids, customer_ids, a query or a time range")
 	}
+
 	ids := func(field, table string, list []string) []string {
 		if len(list) > MaxScopeIDs {
 			bad(field, "at most %d ids", MaxScopeIDs)
@@ -235,8 +239,10 @@ func (h *Holds) validate(ctx context.Context, in *HoldInput) error {
 		}
 		return out
 	}
+
 	sc.CaseIDs = ids("scope.case_ids", "cases", sc.CaseIDs)
 	sc.CustomerIDs = ids("scope.customer_ids", "customers", sc.CustomerIDs)
+
 	if sc.Query != "" {
 		q, err := search.ParseQuery(sc.Query)
 		var qe *search.QueryError
@@ -249,6 +255,7 @@ func (h *Holds) validate(ctx context.Context, in *HoldInput) error {
 			bad("scope.query", "has no terms")
 		}
 	}
+
 	if sc.From != nil && sc.To != nil && !sc.From.Before(*sc.To) {
 		bad("scope.to", "must be after scope.from")
 	}
@@ -260,6 +267,7 @@ func (h *Holds) validate(ctx context.Context, in *HoldInput) error {
 		t := sc.To.UTC().Truncate(time.Microsecond)
 		sc.To = &t
 	}
+
 	if len(fields) > 0 {
 		return &cases.ValidationError{Fields: fields}
 	}
@@ -279,17 +287,20 @@ func (h *Holds) Place(ctx context.Context, in HoldInput, actor cases.Actor, hook
 	if err := h.validate(ctx, &in); err != nil {
 		return Hold{}, err
 	}
+
 	hold := Hold{ID: cases.NewID(), Matter: in.Matter, Reason: in.Reason, Scope: in.Scope,
 		PlacedBy: actorName(actor), PlacedAt: h.now().UTC().Truncate(time.Microsecond), Active: true}
 	scope, err := json.Marshal(hold.Scope)
 	if err != nil {
 		return Hold{}, fmt.Errorf("encode scope: %w", err)
 	}
+
 	err = h.db.InTx(ctx, func(tx *sql.Tx) error {
 		// Waits for a sweep batch in flight (see retention_state).
 		if _, err := lockState(ctx, h.db, tx); err != nil {
 			return err
 		}
+
 		if _, err := tx.ExecContext(ctx, h.db.Rebind(`INSERT INTO legal_holds (id, matter, reason, scope, placed_by, placed_at) VALUES (?, ?, ?, ?, ?, ?)`),
 			hold.ID, hold.Matter, hold.Reason, string(scope), hold.PlacedBy, sqldb.Micros(hold.PlacedAt)); err != nil {
 			return fmt.Errorf("place hold: %w", err)
@@ -297,6 +308,7 @@ func (h *Holds) Place(ctx context.Context, in HoldInput, actor cases.Actor, hook
 		if _, err := tx.ExecContext(ctx, `UPDATE retention_state SET holds_version = holds_version + 1 WHERE id = 1`); err != nil {
 			return fmt.Errorf("place hold: %w", err)
 		}
+
 		if hook != nil {
 			ch := cases.Change{Actor: actor, Action: "hold.place", TargetType: "hold", TargetID: hold.ID,
 				Detail: map[string]any{"matter": hold.Matter}}
@@ -306,6 +318,7 @@ func (h *Holds) Place(ctx context.Context, in HoldInput, actor cases.Actor, hook
 		}
 		return nil
 	})
+
 	if err != nil {
 		return Hold{}, err
 	}
@@ -323,11 +336,13 @@ func (h *Holds) Release(ctx context.Context, id, reason string, actor cases.Acto
 	case utf8.RuneCountInString(reason) > MaxReasonLen || !utf8.ValidString(reason):
 		return Hold{}, cases.Invalid("reason", fmt.Sprintf("must be valid UTF-8 of at most %d characters", MaxReasonLen))
 	}
+
 	var out Hold
 	err := h.db.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := lockState(ctx, h.db, tx); err != nil {
 			return err
 		}
+
 		hold, err := scanHold(tx.QueryRowContext(ctx, h.db.Rebind(`SELECT `+holdCols+` FROM legal_holds WHERE id = ?`), id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("hold %s: %w", id, cases.ErrNotFound)
@@ -338,6 +353,7 @@ func (h *Holds) Release(ctx context.Context, id, reason string, actor cases.Acto
 		if hold.ReleasedAt != nil {
 			return &ReleasedError{ID: id, ReleasedAt: *hold.ReleasedAt}
 		}
+
 		now := h.now().UTC().Truncate(time.Microsecond)
 		hold.Active, hold.ReleasedAt, hold.ReleasedBy, hold.ReleaseReason = false, &now, actorName(actor), reason
 		if _, err := tx.ExecContext(ctx, h.db.Rebind(`UPDATE legal_holds SET released_by = ?, released_at = ?, release_reason = ? WHERE id = ? AND released_at IS NULL`),
@@ -347,6 +363,7 @@ func (h *Holds) Release(ctx context.Context, id, reason string, actor cases.Acto
 		if _, err := tx.ExecContext(ctx, `UPDATE retention_state SET holds_version = holds_version + 1 WHERE id = 1`); err != nil {
 			return fmt.Errorf("release hold: %w", err)
 		}
+
 		if hook != nil {
 			ch := cases.Change{Actor: actor, Action: "hold.release", TargetType: "hold", TargetID: id,
 				Detail: map[string]any{"matter": hold.Matter}}
@@ -354,6 +371,7 @@ func (h *Holds) Release(ctx context.Context, id, reason string, actor cases.Acto
 				return fmt.Errorf("audit: %w", err)
 			}
 		}
+
 		out = hold
 		return nil
 	})
@@ -619,6 +637,7 @@ func (h *Holds) Counts(ctx context.Context, id string) (HoldCounts, error) {
 	if err != nil || !hold.Active {
 		return out, err
 	}
+
 	s := hold.Scope
 	where := []string{"id > ?"}
 	var fixed []any
@@ -636,6 +655,7 @@ func (h *Holds) Counts(ctx context.Context, id string) (HoldCounts, error) {
 	if s.To != nil {
 		where, fixed = append(where, "occurred_at < ?"), append(fixed, sqldb.Micros(*s.To))
 	}
+
 	q := h.db.Rebind(`SELECT id, case_id, customer_id, occurred_at FROM contacts WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id LIMIT 1000`)
 	ev := newEvaluator(h.matcher, []Hold{hold})
 	seen := map[string]bool{}
@@ -654,6 +674,7 @@ func (h *Holds) Counts(ctx context.Context, id string) (HoldCounts, error) {
 		if len(refs) == 0 {
 			return out, nil
 		}
+
 		after = refs[len(refs)-1].ContactID
 		var covered []string
 		for _, r := range refs {
@@ -669,6 +690,7 @@ func (h *Holds) Counts(ctx context.Context, id string) (HoldCounts, error) {
 				}
 			}
 		}
+
 		out.Contacts += int64(len(covered))
 		if len(covered) > 0 {
 			var n int64

@@ -35,6 +35,7 @@ func (h *Holds) ApplyObjectLock(ctx context.Context, lh LegalHolder, hold Hold, 
 		conds = append(conds, col+` IN (`+sqldb.Placeholders(len(vals))+`)`)
 		args = append(args, sqldb.Args(vals)...)
 	}
+
 	in("a.case_id", s.CaseIDs)
 	in("a.customer_id", s.CustomerIDs)
 	if s.From != nil {
@@ -46,6 +47,7 @@ func (h *Holds) ApplyObjectLock(ctx context.Context, lh LegalHolder, hold Hold, 
 	if len(conds) > 0 {
 		q += " WHERE " + strings.Join(conds, " AND ")
 	}
+
 	type blob struct {
 		key string
 		ref ContactRef
@@ -70,6 +72,7 @@ func (h *Holds) ApplyObjectLock(ctx context.Context, lh LegalHolder, hold Hold, 
 		}
 		others = newEvaluator(h.matcher, active)
 	}
+
 	changed := 0
 	var errs []error
 	for _, b := range blobs {

@@ -229,6 +229,7 @@ func (s Schedule) Validate() error {
 	if s.Version < 0 {
 		v.add("version", "must not be negative")
 	}
+
 	seen := map[cases.Purpose]int{}
 	for i, r := range s.Purposes {
 		at := fmt.Sprintf("purposes[%d]", i)
@@ -246,6 +247,7 @@ func (s Schedule) Validate() error {
 			v.add("purposes", "missing purpose %q: the schedule must name every purpose", p)
 		}
 	}
+
 	seenCat := map[cases.Category]int{}
 	for i, r := range s.Categories {
 		at := fmt.Sprintf("categories[%d]", i)
@@ -255,6 +257,7 @@ func (s Schedule) Validate() error {
 			v.add(at+".action", "must be %q, not %q", ActionRedact, r.Action)
 		}
 	}
+
 	if s.Backups != nil {
 		checkKeep(v, "backups.keep", s.Backups.Keep)
 	}

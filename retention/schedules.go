@@ -136,10 +136,12 @@ func (s *Schedules) Put(ctx context.Context, sc Schedule, actor cases.Actor, hoo
 	if err := sc.Validate(); err != nil {
 		return Schedule{}, err
 	}
+
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := lockState(ctx, s.db, tx); err != nil {
 			return err
 		}
+
 		var prev sql.NullInt64
 		if err := tx.QueryRowContext(ctx, `SELECT MAX(version) FROM retention_schedules`).Scan(&prev); err != nil {
 			return fmt.Errorf("schedule version: %w", err)
@@ -148,6 +150,7 @@ func (s *Schedules) Put(ctx context.Context, sc Schedule, actor cases.Actor, hoo
 		if prev.Valid {
 			sc.Version = int(prev.Int64) + 1
 		}
+
 		doc, err := json.Marshal(sc)
 		if err != nil {
 			return fmt.Errorf("encode schedule: %w", err)
@@ -156,6 +159,7 @@ func (s *Schedules) Put(ctx context.Context, sc Schedule, actor cases.Actor, hoo
 			sc.Version, string(doc), sqldb.Micros(s.now()), actorName(actor)); err != nil {
 			return fmt.Errorf("store schedule: %w", err)
 		}
+
 		if hook != nil {
 			ch := cases.Change{Actor: actor, Action: "retention.schedule.update", TargetType: "retention_schedule",
 				TargetID: fmt.Sprint(sc.Version), Detail: map[string]any{"version": sc.Version}}
@@ -165,6 +169,7 @@ func (s *Schedules) Put(ctx context.Context, sc Schedule, actor cases.Actor, hoo
 		}
 		return nil
 	})
+
 	if err != nil {
 		return Schedule{}, err
 	}
