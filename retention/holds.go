@@ -303,10 +303,10 @@ func (h *Holds) Place(ctx context.Context, in HoldInput, actor cases.Actor, hook
 
 		if _, err := tx.ExecContext(ctx, h.db.Rebind(`INSERT INTO legal_holds (id, matter, reason, scope, placed_by, placed_at) VALUES (?, ?, ?, ?, ?, ?)`),
 			hold.ID, hold.Matter, hold.Reason, string(scope), hold.PlacedBy, sqldb.Micros(hold.PlacedAt)); err != nil {
-			return fmt.Errorf("place hold: %w", err)
+			return sqldb.Fail("place hold", err)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE retention_state SET holds_version = holds_version + 1 WHERE id = 1`); err != nil {
-			return fmt.Errorf("place hold: %w", err)
+			return sqldb.Fail("place hold", err)
 		}
 
 		if hook != nil {
@@ -348,7 +348,7 @@ func (h *Holds) Release(ctx context.Context, id, reason string, actor cases.Acto
 			return fmt.Errorf("hold %s: %w", id, cases.ErrNotFound)
 		}
 		if err != nil {
-			return fmt.Errorf("get hold: %w", err)
+			return sqldb.Fail("get hold", err)
 		}
 		if hold.ReleasedAt != nil {
 			return &ReleasedError{ID: id, ReleasedAt: *hold.ReleasedAt}
@@ -358,10 +358,10 @@ func (h *Holds) Release(ctx context.Context, id, reason string, actor cases.Acto
 		hold.Active, hold.ReleasedAt, hold.ReleasedBy, hold.ReleaseReason = false, &now, actorName(actor), reason
 		if _, err := tx.ExecContext(ctx, h.db.Rebind(`UPDATE legal_holds SET released_by = ?, released_at = ?, release_reason = ? WHERE id = ? AND released_at IS NULL`),
 			hold.ReleasedBy, sqldb.Micros(now), reason, id); err != nil {
-			return fmt.Errorf("release hold: %w", err)
+			return sqldb.Fail("release hold", err)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE retention_state SET holds_version = holds_version + 1 WHERE id = 1`); err != nil {
-			return fmt.Errorf("release hold: %w", err)
+			return sqldb.Fail("release hold", err)
 		}
 
 		if hook != nil {

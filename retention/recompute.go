@@ -3,7 +3,6 @@ package retention
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"slices"
 	"time"
 
@@ -71,7 +70,7 @@ func Recompute(ctx context.Context, db *sqldb.DB, policy *Policy, opts Recompute
 		return err
 	})
 	if err != nil {
-		return res, fmt.Errorf("recompute: %w", err)
+		return res, sqldb.Fail("recompute", err)
 	}
 	return res, nil
 }
@@ -81,7 +80,7 @@ func Recompute(ctx context.Context, db *sqldb.DB, policy *Policy, opts Recompute
 func recomputePending(ctx context.Context, db *sqldb.DB, policy *Policy) (bool, error) {
 	var v int64
 	if err := db.Read.QueryRowContext(ctx, `SELECT recomputed_version FROM retention_state WHERE id = 1`).Scan(&v); err != nil {
-		return false, fmt.Errorf("retention state: %w", err)
+		return false, sqldb.Fail("retention state", err)
 	}
 	return v != int64(policy.Schedule().Version), nil
 }
@@ -146,7 +145,7 @@ func lockCases(ctx context.Context, db *sqldb.DB, tx *sql.Tx, caseIDs []string) 
 	}
 	rows, err := tx.QueryContext(ctx, db.Rebind(`SELECT id FROM cases WHERE id IN (`+sqldb.Placeholders(len(caseIDs))+`) ORDER BY id FOR UPDATE`), args...)
 	if err != nil {
-		return fmt.Errorf("lock cases: %w", err)
+		return sqldb.Fail("lock cases", err)
 	}
 	return rows.Close()
 }

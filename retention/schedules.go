@@ -36,7 +36,7 @@ func forUpdate(db *sqldb.DB) string {
 func lockState(ctx context.Context, db *sqldb.DB, tx *sql.Tx) (int64, error) {
 	var v int64
 	if err := tx.QueryRowContext(ctx, db.Rebind(`SELECT holds_version FROM retention_state WHERE id = 1`+forUpdate(db))).Scan(&v); err != nil {
-		return 0, fmt.Errorf("retention state: %w", err)
+		return 0, sqldb.Fail("retention state", err)
 	}
 	return v, nil
 }
@@ -144,7 +144,7 @@ func (s *Schedules) Put(ctx context.Context, sc Schedule, actor cases.Actor, hoo
 
 		var prev sql.NullInt64
 		if err := tx.QueryRowContext(ctx, `SELECT MAX(version) FROM retention_schedules`).Scan(&prev); err != nil {
-			return fmt.Errorf("schedule version: %w", err)
+			return sqldb.Fail("schedule version", err)
 		}
 		sc.Version = DefaultSchedule().Version + 1
 		if prev.Valid {
@@ -157,7 +157,7 @@ func (s *Schedules) Put(ctx context.Context, sc Schedule, actor cases.Actor, hoo
 		}
 		if _, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO retention_schedules (version, document, created_at, actor) VALUES (?, ?, ?, ?)`),
 			sc.Version, string(doc), sqldb.Micros(s.now()), actorName(actor)); err != nil {
-			return fmt.Errorf("store schedule: %w", err)
+			return sqldb.Fail("store schedule", err)
 		}
 
 		if hook != nil {
