@@ -139,7 +139,8 @@ func newHarnessDB(t *testing.T, db *sqldb.DB, blobs archive.Blobs) *harness {
 	holds := retention.NewHolds(db, nil)
 	sweeper := retention.NewSweeper(db, retention.SweeperOptions{Policy: policy, Holds: holds, Blobs: blobs})
 	ret := &api.RetentionDeps{Schedules: retention.NewSchedules(db, policy), Holds: holds,
-		Explainer: retention.NewExplainer(db, policy, holds), Sweeper: sweeper}
+		Explainer: retention.NewExplainer(db, policy, holds), Sweeper: sweeper,
+		Deleter: retention.NewDeleter(db, retention.DeleterOptions{Holds: holds, Blobs: blobs})}
 	backupDir := t.TempDir()
 	repoStore, err := local.New(backupDir)
 	if err != nil {

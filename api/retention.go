@@ -20,6 +20,7 @@ type RetentionDeps struct {
 	Holds     *retention.Holds
 	Explainer *retention.Explainer
 	Sweeper   *retention.Sweeper
+	Deleter   *retention.Deleter
 	// Recompute runs after a schedule change, in the background.
 	Recompute func(ctx context.Context)
 	// AuditTx writes audit events inside retention transactions.
@@ -68,30 +69,17 @@ func (s *Server) getSchedule(c *fiber.Ctx) error {
 	return c.JSON(sc)
 }
 
-// scheduleError maps the schedule's validation problems to field errors.
-func scheduleError(err error) error {
-	var ve *retention.ValidationError
-	if errors.As(err, &ve) {
-		out := &cases.ValidationError{}
-		for _, p := range ve.Problems {
-			out.Fields = append(out.Fields, cases.FieldError{Field: p.Field, Message: p.Message})
-		}
-		return out
-	}
-	return err
-}
-
 func (s *Server) putSchedule(c *fiber.Ctx) error {
 	var sc retention.Schedule
 	if err := s.decodeJSON(c, &sc); err != nil {
 		return err
 	}
 	if err := sc.Validate(); err != nil {
-		return scheduleError(err)
+		return err
 	}
 	stored, err := s.d.Retention.Schedules.Put(c.UserContext(), sc, actor(c), s.d.Retention.AuditTx)
 	if err != nil {
-		return scheduleError(err)
+		return err
 	}
 	if s.d.Retention.Recompute != nil {
 		go s.d.Retention.Recompute(context.WithoutCancel(c.UserContext()))
@@ -210,7 +198,7 @@ func (s *Server) releaseHold(c *fiber.Ctx) error {
 }
 
 func (s *Server) deleteCase(c *fiber.Ctx) error {
-	if err := s.d.Retention.Sweeper.DeleteCase(c.UserContext(), c.Params("id"), actor(c)); err != nil {
+	if err := s.d.Retention.Deleter.DeleteCase(c.UserContext(), c.Params("id"), actor(c)); err != nil {
 		return err
 	}
 	return c.SendStatus(fiber.StatusNoContent)

@@ -5,16 +5,54 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/casevault/casevault/cases"
-	"github.com/casevault/casevault/sqlstore"
+	"github.com/casevault/casevault/sqldb"
 )
 
 // ActionManualDelete is the rule name recorded for deletions asked for
 // through the API rather than decided by the schedule.
 const ActionManualDelete = "manual"
+
+// Audit actions of a manual deletion: one event per contact, one for the case.
+const (
+	AuditDeleteContact = "case.delete"
+	AuditDeleteCase    = "case.delete_case"
+)
+
+// DeleterOptions wires a Deleter.
+type DeleterOptions struct {
+	// Holds refuses the deletion of anything an active hold covers (nil: no
+	// check; only tests run without holds).
+	Holds *Holds
+	// OnChange writes the audit event of each disposition, in its transaction.
+	OnChange cases.TxHook
+	// Blobs removes the blobs of deleted attachments (nil: left to the reconciler).
+	Blobs BlobRemover
+	// Notify wakes the indexer after a deletion appended its outbox row.
+	Notify func()
+	// Now is the clock of the disposition records (default: time.Now).
+	Now func() time.Time
+}
+
+// Deleter deletes a case on request (the API's DELETE /cases/{id}),
+// leaving the same disposition records a sweep leaves.
+type Deleter struct {
+	db   *sqldb.DB
+	opts DeleterOptions
+}
+
+// NewDeleter builds a Deleter.
+func NewDeleter(db *sqldb.DB, opts DeleterOptions) *Deleter {
+	if opts.Notify == nil {
+		opts.Notify = func() {}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Deleter{db: db, opts: opts}
+}
 
 // DeleteCase removes a case, its contacts and attachments (rows now, blobs
 // after commit), leaving a disposition record per contact and for the case,
@@ -22,62 +60,37 @@ const ActionManualDelete = "manual"
 // transaction. Any active hold covering the case or one of its contacts
 // refuses the deletion with a *HeldError naming the holds; the check runs
 // under the same lock that placing a hold takes, so a hold cannot slip in.
-func (s *Sweeper) DeleteCase(ctx context.Context, caseID string, actor cases.Actor) error {
-	w := &batchWork{}
-	now := time.Now().UTC()
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		*w = batchWork{}
-		if _, err := lockState(ctx, s.db, tx); err != nil {
+func (d *Deleter) DeleteCase(ctx context.Context, caseID string, actor cases.Actor) error {
+	var w batchWork
+	now := d.opts.Now().UTC()
+	err := d.db.InTx(ctx, func(tx *sql.Tx) error {
+		w = batchWork{}
+		if _, err := lockState(ctx, d.db, tx); err != nil {
 			return err
 		}
-		if err := lockCases(ctx, s.db, tx, []string{caseID}); err != nil {
+		if err := lockCases(ctx, d.db, tx, []string{caseID}); err != nil {
 			return err
 		}
+
 		var customerID, subject string
-		err := tx.QueryRowContext(ctx, s.db.Rebind(`SELECT customer_id, subject FROM cases WHERE id = ?`), caseID).Scan(&customerID, &subject)
+		err := tx.QueryRowContext(ctx, d.db.Rebind(`SELECT customer_id, subject FROM cases WHERE id = ?`), caseID).Scan(&customerID, &subject)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("case %s: %w", caseID, cases.ErrNotFound)
 		}
 		if err != nil {
-			return fmt.Errorf("read case: %w", err)
+			return sqldb.Fail("read case", err)
 		}
-		rows, err := tx.QueryContext(ctx, s.db.Rebind(`SELECT id FROM contacts WHERE case_id = ? ORDER BY id`), caseID)
+
+		ids, live, err := d.contactsOf(ctx, tx, caseID)
 		if err != nil {
-			return fmt.Errorf("read contacts: %w", err)
+			return err
 		}
-		var ids []string
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return fmt.Errorf("read contacts: %w", err)
-			}
-			ids = append(ids, id)
+
+		if err := d.checkHolds(ctx, caseID, customerID, ids, live); err != nil {
+			return err
 		}
-		if err := rows.Close(); err != nil {
-			return fmt.Errorf("read contacts: %w", err)
-		}
-		live := map[string]liveContact{}
-		if len(ids) > 0 { // IN () is an error on PostgreSQL
-			if live, err = s.readContacts(ctx, tx, ids); err != nil {
-				return err
-			}
-		}
-		// Holds: by case/customer even without contacts, and per contact.
-		refs := []ContactRef{{CaseID: caseID, CustomerID: customerID}}
-		for _, id := range ids {
-			refs = append(refs, ContactRef{ContactID: id, CaseID: caseID, CustomerID: customerID, OccurredAt: live[id].occurred})
-		}
-		var held []string
-		if s.opts.Holds != nil {
-			if held, err = s.opts.Holds.HeldBy(ctx, refs); err != nil {
-				return err
-			}
-		}
-		if len(held) > 0 {
-			return &HeldError{HoldIDs: held}
-		}
-		atts, err := s.attachmentsOf(ctx, tx, ids)
+
+		atts, err := attachmentsOf(ctx, d.db, tx, ids)
 		if err != nil {
 			return err
 		}
@@ -86,37 +99,64 @@ func (s *Sweeper) DeleteCase(ctx context.Context, caseID string, actor cases.Act
 			for _, a := range atts[id] {
 				w.blobs = append(w.blobs, a.blobKey)
 			}
-			s.disposition("", id, lc, ActionManualDelete, ItemDelete, "", now,
-				contentHash(map[string]any{"author": lc.author, "body": lc.body, "location": lc.location.String, "device": lc.device.String, "attachments": atts[id]}), w)
+			w.dispose(contactDisposition(id, lc, ItemDelete, ActionManualDelete, now, destroyedContact(lc, atts[id])), actor, AuditDeleteContact)
 		}
-		lc := liveContact{caseID: caseID, customerID: customerID, purposes: []cases.Purpose{}}
-		s.disposition("", "", lc, ActionManualDelete, ItemDeleteCase, "", now, contentHash(map[string]any{"subject": subject}), w)
+		w.dispose(caseDisposition(caseID, customerID, ActionManualDelete, now, subject), actor, AuditDeleteCase)
+
 		for _, stmt := range []string{`DELETE FROM attachments WHERE case_id = ?`, `DELETE FROM contacts WHERE case_id = ?`, `DELETE FROM cases WHERE id = ?`} {
-			if _, err := tx.ExecContext(ctx, s.db.Rebind(stmt), caseID); err != nil {
-				return fmt.Errorf("delete case: %w", err)
+			if _, err := tx.ExecContext(ctx, d.db.Rebind(stmt), caseID); err != nil {
+				return sqldb.Fail("delete case", err)
 			}
 		}
-		if err := s.insertDispositions(ctx, tx, w.disps); err != nil {
-			return err
-		}
-		if err := sqlstore.Enqueue(ctx, s.db, tx, caseID); err != nil {
-			return err
-		}
-		if s.opts.OnChange != nil {
-			for _, ch := range w.changes {
-				ch.Actor = actor
-				ch.Action = strings.Replace(ch.Action, "retention.", "case.", 1)
-				if err := s.opts.OnChange(ctx, tx, ch); err != nil {
-					return fmt.Errorf("audit: %w", err)
-				}
-			}
-		}
-		return nil
+
+		return w.commit(ctx, d.db, tx, func(ctx context.Context, tx *sql.Tx, chs []cases.Change) error {
+			return each(ctx, tx, d.opts.OnChange, chs)
+		})
 	})
 	if err != nil {
 		return err
 	}
-	s.opts.Notify()
-	s.removeBlobs(ctx, w.blobs)
+
+	d.opts.Notify()
+	removeBlobs(ctx, d.opts.Blobs, w.blobs)
+	return nil
+}
+
+// contactsOf reads the case's contacts, ids in order.
+func (d *Deleter) contactsOf(ctx context.Context, tx *sql.Tx, caseID string) ([]string, map[string]liveContact, error) {
+	ids, err := sqldb.Collect(ctx, tx, d.db.Rebind(`SELECT id FROM contacts WHERE case_id = ? ORDER BY id`), []any{caseID},
+		func(rows *sql.Rows) (string, error) {
+			var id string
+			return id, rows.Scan(&id)
+		})
+	if err != nil {
+		return nil, nil, sqldb.Fail("read contacts", err)
+	}
+	if len(ids) == 0 { // IN () is an error on PostgreSQL
+		return nil, map[string]liveContact{}, nil
+	}
+
+	live, err := readContacts(ctx, d.db, tx, ids)
+	return ids, live, err
+}
+
+// checkHolds refuses with a *HeldError when a hold covers the case (by case
+// or customer, even without contacts) or one of its contacts.
+func (d *Deleter) checkHolds(ctx context.Context, caseID, customerID string, ids []string, live map[string]liveContact) error {
+	if d.opts.Holds == nil {
+		return nil
+	}
+
+	refs := []ContactRef{{CaseID: caseID, CustomerID: customerID}}
+	for _, id := range ids {
+		refs = append(refs, ContactRef{ContactID: id, CaseID: caseID, CustomerID: customerID, OccurredAt: live[id].OccurredAt})
+	}
+	held, err := d.opts.Holds.HeldBy(ctx, refs)
+	if err != nil {
+		return err
+	}
+	if len(held) > 0 {
+		return &HeldError{HoldIDs: held}
+	}
 	return nil
 }

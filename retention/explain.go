@@ -120,7 +120,7 @@ func (e *Explainer) ExplainContact(ctx context.Context, id string, now time.Time
 		return ContactExplanation{}, fmt.Errorf("contact %s: %w", id, cases.ErrNotFound)
 	}
 	if err != nil {
-		return ContactExplanation{}, fmt.Errorf("explain: %w: %w", sqldb.ErrUnavailable, err)
+		return ContactExplanation{}, sqldb.Fail("explain", err)
 	}
 	var ev *evaluator
 	if ev, err = e.evaluator(ctx); err != nil {
@@ -139,28 +139,17 @@ func (e *Explainer) ExplainCase(ctx context.Context, id string, now time.Time) (
 		return out, fmt.Errorf("case %s: %w", id, cases.ErrNotFound)
 	}
 	if err != nil {
-		return out, fmt.Errorf("explain: %w: %w", sqldb.ErrUnavailable, err)
+		return out, sqldb.Fail("explain", err)
 	}
 	out.ClosedAt = sqldb.TimePtr(closed)
 	ev, err := e.evaluator(ctx)
 	if err != nil {
 		return out, err
 	}
-	rows, err := e.db.Read.QueryContext(ctx, e.db.Rebind(`SELECT `+explainCols+` FROM contacts c JOIN cases k ON k.id = c.case_id WHERE c.case_id = ? ORDER BY c.occurred_at, c.id`), id)
+	rs, err := sqldb.Collect(ctx, e.db.Read, e.db.Rebind(`SELECT `+explainCols+` FROM contacts c JOIN cases k ON k.id = c.case_id WHERE c.case_id = ? ORDER BY c.occurred_at, c.id`), []any{id},
+		func(rows *sql.Rows) (explainRow, error) { return scanExplainRow(rows) })
 	if err != nil {
-		return out, fmt.Errorf("explain: %w: %w", sqldb.ErrUnavailable, err)
-	}
-	var rs []explainRow
-	for rows.Next() {
-		r, err := scanExplainRow(rows)
-		if err != nil {
-			rows.Close()
-			return out, fmt.Errorf("explain: %w", err)
-		}
-		rs = append(rs, r)
-	}
-	if err := rows.Close(); err != nil {
-		return out, fmt.Errorf("explain: %w", err)
+		return out, sqldb.Fail("explain", err)
 	}
 	for _, r := range rs {
 		ce, err := e.explain(ctx, ev, r, now)
@@ -198,6 +187,7 @@ func (e *Explainer) explain(ctx context.Context, ev *evaluator, r explainRow, no
 		CaseClosedAt: r.closedAt, ScheduleVersion: sc.Version, StoredRetainUntil: r.stored, Anonymized: r.anonymized,
 		Purposes: []PurposeExplanation{}, Categories: []CategoryExplanation{}, Holds: []Hold{}, Next: []Step{},
 	}
+
 	purposes := r.purposes
 	if len(purposes) == 0 {
 		purposes = []cases.Purpose{cases.PurposeCustomerService}
@@ -215,10 +205,12 @@ func (e *Explainer) explain(ctx context.Context, ev *evaluator, r explainRow, no
 		}
 		x.Purposes = append(x.Purposes, pe)
 	}
+
 	x.RetainUntil, x.DecidingRule = sc.RetainUntil(purposes, r.ref.OccurredAt, r.closedAt)
 	if r.anonymized {
 		x.RetainUntil = nil
 	}
+
 	for _, cr := range sc.Categories {
 		if !slices.Contains(r.categories, cr.Category) {
 			continue
@@ -233,6 +225,7 @@ func (e *Explainer) explain(ctx context.Context, ev *evaluator, r explainRow, no
 		}
 		x.Categories = append(x.Categories, ce)
 	}
+
 	held, err := ev.covering(ctx, r.ref)
 	if err != nil {
 		return x, fmt.Errorf("explain holds: %w", err)
@@ -251,6 +244,7 @@ func nextSteps(x ContactExplanation, heldBy []string, now time.Time) []Step {
 		}
 		return "on " + t.Format(time.RFC3339)
 	}
+
 	for _, c := range x.Categories {
 		if c.Done || x.Anonymized {
 			continue
@@ -259,6 +253,7 @@ func nextSteps(x ContactExplanation, heldBy []string, now time.Time) []Step {
 		steps = append(steps, Step{Action: ActionRedact, At: &at, Category: string(c.Category),
 			Reason: fmt.Sprintf("%s data is redacted %s after capture (%s)", c.Category, c.Keep, when(at))})
 	}
+
 	rule := x.DecidingRule
 	switch {
 	case x.Anonymized:
@@ -272,6 +267,7 @@ func nextSteps(x ContactExplanation, heldBy []string, now time.Time) []Step {
 		steps = append(steps, Step{Action: rule.Action, At: &at,
 			Reason: fmt.Sprintf("%s %s, %s after %s (purpose %s, the longest retention)", rule.Action, when(at), rule.Keep, clockName(rule.From), rule.Purpose)})
 	}
+
 	slices.SortStableFunc(steps, func(a, b Step) int {
 		switch {
 		case a.At == nil && b.At == nil:
@@ -283,6 +279,7 @@ func nextSteps(x ContactExplanation, heldBy []string, now time.Time) []Step {
 		}
 		return a.At.Compare(*b.At)
 	})
+
 	if len(heldBy) > 0 {
 		// A hold stops every expiry and redaction (precedence rule 1).
 		var would []string

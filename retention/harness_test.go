@@ -24,10 +24,9 @@ const day = 24 * time.Hour
 // base is the test calendar's origin; every clock in these tests is explicit.
 var base = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
+// forEachDialect runs fn on a fresh environment over every engine.
 func forEachDialect(t *testing.T, fn func(t *testing.T, e *env)) {
-	for _, d := range sqldbtest.Dialects {
-		t.Run(string(d), func(t *testing.T) { fn(t, newEnv(t, sqldbtest.Open(t, d))) })
-	}
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) { fn(t, newEnv(t, db)) })
 }
 
 // bodyMatcher is the test stand-in for the search engine: a case matches
@@ -109,6 +108,7 @@ type env struct {
 	sched   *retention.Schedules
 	holds   *retention.Holds
 	sweeper *retention.Sweeper
+	deleter *retention.Deleter
 	explain *retention.Explainer
 	matcher *bodyMatcher
 	blobs   *memBlobs
@@ -133,6 +133,7 @@ func newEnv(t testing.TB, db *sqldb.DB) *env {
 	e.holds = retention.NewHolds(db, e.matcher)
 	e.explain = retention.NewExplainer(db, e.policy, e.holds)
 	e.sweeper = e.newSweeper(db)
+	e.deleter = retention.NewDeleter(db, retention.DeleterOptions{Holds: e.holds, OnChange: auditHook(db.Dialect), Blobs: e.blobs})
 	return e
 }
 

@@ -193,8 +193,10 @@ func (h *Holds) validate(ctx context.Context, in *HoldInput) error {
 			bad(field, "must not contain NUL characters")
 		}
 	}
+
 	text("matter", &in.Matter, MaxMatterLen)
 	text("reason", &in.Reason, MaxReasonLen)
+
 	sc := &in.Scope
 	// A hold's query is stored and audited: card and identity numbers in
 	// it are masked like everywhere else (it then holds what their masked
@@ -205,9 +207,11 @@ func (h *Holds) validate(ctx context.Context, in *HoldInput) error {
 			bad(d.field, "must be an RFC 3339 time or a YYYY-MM-DD date, not %q", d.bad)
 		}
 	}
+
 	if sc.empty() {
 		bad("scope", "must name case_ids, customer_ids, a query or a time range")
 	}
+
 	ids := func(field, table string, list []string) []string {
 		if len(list) > MaxScopeIDs {
 			bad(field, "at most %d ids", MaxScopeIDs)
@@ -235,8 +239,10 @@ func (h *Holds) validate(ctx context.Context, in *HoldInput) error {
 		}
 		return out
 	}
+
 	sc.CaseIDs = ids("scope.case_ids", "cases", sc.CaseIDs)
 	sc.CustomerIDs = ids("scope.customer_ids", "customers", sc.CustomerIDs)
+
 	if sc.Query != "" {
 		q, err := search.ParseQuery(sc.Query)
 		var qe *search.QueryError
@@ -249,6 +255,7 @@ func (h *Holds) validate(ctx context.Context, in *HoldInput) error {
 			bad("scope.query", "has no terms")
 		}
 	}
+
 	if sc.From != nil && sc.To != nil && !sc.From.Before(*sc.To) {
 		bad("scope.to", "must be after scope.from")
 	}
@@ -260,6 +267,7 @@ func (h *Holds) validate(ctx context.Context, in *HoldInput) error {
 		t := sc.To.UTC().Truncate(time.Microsecond)
 		sc.To = &t
 	}
+
 	if len(fields) > 0 {
 		return &cases.ValidationError{Fields: fields}
 	}
@@ -279,24 +287,28 @@ func (h *Holds) Place(ctx context.Context, in HoldInput, actor cases.Actor, hook
 	if err := h.validate(ctx, &in); err != nil {
 		return Hold{}, err
 	}
+
 	hold := Hold{ID: cases.NewID(), Matter: in.Matter, Reason: in.Reason, Scope: in.Scope,
 		PlacedBy: actorName(actor), PlacedAt: h.now().UTC().Truncate(time.Microsecond), Active: true}
 	scope, err := json.Marshal(hold.Scope)
 	if err != nil {
 		return Hold{}, fmt.Errorf("encode scope: %w", err)
 	}
+
 	err = h.db.InTx(ctx, func(tx *sql.Tx) error {
 		// Waits for a sweep batch in flight (see retention_state).
 		if _, err := lockState(ctx, h.db, tx); err != nil {
 			return err
 		}
+
 		if _, err := tx.ExecContext(ctx, h.db.Rebind(`INSERT INTO legal_holds (id, matter, reason, scope, placed_by, placed_at) VALUES (?, ?, ?, ?, ?, ?)`),
 			hold.ID, hold.Matter, hold.Reason, string(scope), hold.PlacedBy, sqldb.Micros(hold.PlacedAt)); err != nil {
-			return fmt.Errorf("place hold: %w", err)
+			return sqldb.Fail("place hold", err)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE retention_state SET holds_version = holds_version + 1 WHERE id = 1`); err != nil {
-			return fmt.Errorf("place hold: %w", err)
+			return sqldb.Fail("place hold", err)
 		}
+
 		if hook != nil {
 			ch := cases.Change{Actor: actor, Action: "hold.place", TargetType: "hold", TargetID: hold.ID,
 				Detail: map[string]any{"matter": hold.Matter}}
@@ -306,6 +318,7 @@ func (h *Holds) Place(ctx context.Context, in HoldInput, actor cases.Actor, hook
 		}
 		return nil
 	})
+
 	if err != nil {
 		return Hold{}, err
 	}
@@ -323,30 +336,34 @@ func (h *Holds) Release(ctx context.Context, id, reason string, actor cases.Acto
 	case utf8.RuneCountInString(reason) > MaxReasonLen || !utf8.ValidString(reason):
 		return Hold{}, cases.Invalid("reason", fmt.Sprintf("must be valid UTF-8 of at most %d characters", MaxReasonLen))
 	}
+
 	var out Hold
 	err := h.db.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := lockState(ctx, h.db, tx); err != nil {
 			return err
 		}
+
 		hold, err := scanHold(tx.QueryRowContext(ctx, h.db.Rebind(`SELECT `+holdCols+` FROM legal_holds WHERE id = ?`), id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("hold %s: %w", id, cases.ErrNotFound)
 		}
 		if err != nil {
-			return fmt.Errorf("get hold: %w", err)
+			return sqldb.Fail("get hold", err)
 		}
 		if hold.ReleasedAt != nil {
 			return &ReleasedError{ID: id, ReleasedAt: *hold.ReleasedAt}
 		}
+
 		now := h.now().UTC().Truncate(time.Microsecond)
 		hold.Active, hold.ReleasedAt, hold.ReleasedBy, hold.ReleaseReason = false, &now, actorName(actor), reason
 		if _, err := tx.ExecContext(ctx, h.db.Rebind(`UPDATE legal_holds SET released_by = ?, released_at = ?, release_reason = ? WHERE id = ? AND released_at IS NULL`),
 			hold.ReleasedBy, sqldb.Micros(now), reason, id); err != nil {
-			return fmt.Errorf("release hold: %w", err)
+			return sqldb.Fail("release hold", err)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE retention_state SET holds_version = holds_version + 1 WHERE id = 1`); err != nil {
-			return fmt.Errorf("release hold: %w", err)
+			return sqldb.Fail("release hold", err)
 		}
+
 		if hook != nil {
 			ch := cases.Change{Actor: actor, Action: "hold.release", TargetType: "hold", TargetID: id,
 				Detail: map[string]any{"matter": hold.Matter}}
@@ -354,6 +371,7 @@ func (h *Holds) Release(ctx context.Context, id, reason string, actor cases.Acto
 				return fmt.Errorf("audit: %w", err)
 			}
 		}
+
 		out = hold
 		return nil
 	})
@@ -361,6 +379,8 @@ func (h *Holds) Release(ctx context.Context, id, reason string, actor cases.Acto
 }
 
 const holdCols = `id, matter, reason, scope, placed_by, placed_at, released_by, released_at, release_reason`
+
+func scanHoldRow(rows *sql.Rows) (Hold, error) { return scanHold(rows) }
 
 func scanHold(row interface{ Scan(...any) error }) (Hold, error) {
 	var h Hold
@@ -372,10 +392,10 @@ func scanHold(row interface{ Scan(...any) error }) (Hold, error) {
 		return h, err
 	}
 	if err := json.Unmarshal([]byte(scope), &h.Scope); err != nil {
-		return h, fmt.Errorf("hold %s scope: %w", h.ID, err)
+		return h, fmt.Errorf("hold %s scope: %w: %w", h.ID, sqldb.ErrBadRow, err)
 	}
 	if h.Scope.badFrom != "" || h.Scope.badTo != "" {
-		return h, fmt.Errorf("hold %s scope: bad time %q %q", h.ID, h.Scope.badFrom, h.Scope.badTo)
+		return h, fmt.Errorf("hold %s scope: %w: bad time %q %q", h.ID, sqldb.ErrBadRow, h.Scope.badFrom, h.Scope.badTo)
 	}
 	h.PlacedAt, h.ReleasedAt = sqldb.FromMicros(placed), sqldb.TimePtr(relAt)
 	h.ReleasedBy, h.ReleaseReason = relBy.String, relReason.String
@@ -390,7 +410,7 @@ func (h *Holds) Get(ctx context.Context, id string) (Hold, error) {
 		return Hold{}, fmt.Errorf("hold %s: %w", id, cases.ErrNotFound)
 	}
 	if err != nil {
-		return Hold{}, fmt.Errorf("get hold: %w: %w", sqldb.ErrUnavailable, err)
+		return Hold{}, sqldb.Fail("get hold", err)
 	}
 	return hold, nil
 }
@@ -417,25 +437,11 @@ func (h *Holds) List(ctx context.Context, f HoldFilter, limit int, cursor string
 		args = append(args, cursor)
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
-	args = append(args, limit+1)
-	rows, err := h.db.Read.QueryContext(ctx, h.db.Rebind(q), args...)
+	holds, more, err := sqldb.Page(ctx, h.db.Read, h.db.Rebind(q), args, limit, scanHoldRow)
 	if err != nil {
-		return nil, "", fmt.Errorf("list holds: %w: %w", sqldb.ErrUnavailable, err)
+		return nil, "", sqldb.Fail("list holds", err)
 	}
-	defer rows.Close()
-	holds = []Hold{}
-	for rows.Next() {
-		hold, err := scanHold(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("list holds: %w", err)
-		}
-		holds = append(holds, hold)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("list holds: %w", err)
-	}
-	if len(holds) > limit {
-		holds = holds[:limit]
+	if more {
 		next = holds[len(holds)-1].ID
 	}
 	return holds, next, nil
@@ -443,27 +449,15 @@ func (h *Holds) List(ctx context.Context, f HoldFilter, limit int, cursor string
 
 // active loads every active hold, through tx when given.
 func (h *Holds) active(ctx context.Context, tx *sql.Tx) ([]Hold, error) {
-	q := `SELECT ` + holdCols + ` FROM legal_holds WHERE released_at IS NULL ORDER BY id`
-	var rows *sql.Rows
-	var err error
+	var q sqldb.Querier = h.db.Read
 	if tx != nil {
-		rows, err = tx.QueryContext(ctx, q)
-	} else {
-		rows, err = h.db.Read.QueryContext(ctx, q)
+		q = tx
 	}
+	out, err := sqldb.Collect(ctx, q, `SELECT `+holdCols+` FROM legal_holds WHERE released_at IS NULL ORDER BY id`, nil, scanHoldRow)
 	if err != nil {
-		return nil, fmt.Errorf("active holds: %w", err)
+		return nil, sqldb.Fail("active holds", err)
 	}
-	defer rows.Close()
-	var out []Hold
-	for rows.Next() {
-		hold, err := scanHold(rows)
-		if err != nil {
-			return nil, fmt.Errorf("active holds: %w", err)
-		}
-		out = append(out, hold)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Covering returns the active holds that cover the contact, oldest first.
@@ -643,6 +637,7 @@ func (h *Holds) Counts(ctx context.Context, id string) (HoldCounts, error) {
 	if err != nil || !hold.Active {
 		return out, err
 	}
+
 	s := hold.Scope
 	where := []string{"id > ?"}
 	var fixed []any
@@ -660,32 +655,26 @@ func (h *Holds) Counts(ctx context.Context, id string) (HoldCounts, error) {
 	if s.To != nil {
 		where, fixed = append(where, "occurred_at < ?"), append(fixed, sqldb.Micros(*s.To))
 	}
+
 	q := h.db.Rebind(`SELECT id, case_id, customer_id, occurred_at FROM contacts WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id LIMIT 1000`)
 	ev := newEvaluator(h.matcher, []Hold{hold})
 	seen := map[string]bool{}
 	after := ""
 	for {
-		rows, err := h.db.Read.QueryContext(ctx, q, append([]any{after}, fixed...)...)
-		if err != nil {
-			return out, fmt.Errorf("hold counts: %w: %w", sqldb.ErrUnavailable, err)
-		}
-		var refs []ContactRef
-		for rows.Next() {
+		refs, err := sqldb.Collect(ctx, h.db.Read, q, append([]any{after}, fixed...), func(rows *sql.Rows) (ContactRef, error) {
 			var r ContactRef
 			var occ int64
-			if err := rows.Scan(&r.ContactID, &r.CaseID, &r.CustomerID, &occ); err != nil {
-				rows.Close()
-				return out, fmt.Errorf("hold counts: %w", err)
-			}
+			err := rows.Scan(&r.ContactID, &r.CaseID, &r.CustomerID, &occ)
 			r.OccurredAt = sqldb.FromMicros(occ)
-			refs = append(refs, r)
-		}
-		if err := rows.Close(); err != nil {
-			return out, fmt.Errorf("hold counts: %w", err)
+			return r, err
+		})
+		if err != nil {
+			return out, sqldb.Fail("hold counts", err)
 		}
 		if len(refs) == 0 {
 			return out, nil
 		}
+
 		after = refs[len(refs)-1].ContactID
 		var covered []string
 		for _, r := range refs {
@@ -701,11 +690,12 @@ func (h *Holds) Counts(ctx context.Context, id string) (HoldCounts, error) {
 				}
 			}
 		}
+
 		out.Contacts += int64(len(covered))
 		if len(covered) > 0 {
 			var n int64
 			if err := h.db.Read.QueryRowContext(ctx, h.db.Rebind(`SELECT COUNT(*) FROM attachments WHERE contact_id IN (`+sqldb.Placeholders(len(covered))+`)`), sqldb.Args(covered)...).Scan(&n); err != nil {
-				return out, fmt.Errorf("hold counts: %w", err)
+				return out, sqldb.Fail("hold counts", err)
 			}
 			out.Attachments += n
 		}

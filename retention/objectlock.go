@@ -2,6 +2,7 @@ package retention
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -34,6 +35,7 @@ func (h *Holds) ApplyObjectLock(ctx context.Context, lh LegalHolder, hold Hold, 
 		conds = append(conds, col+` IN (`+sqldb.Placeholders(len(vals))+`)`)
 		args = append(args, sqldb.Args(vals)...)
 	}
+
 	in("a.case_id", s.CaseIDs)
 	in("a.customer_id", s.CustomerIDs)
 	if s.From != nil {
@@ -45,28 +47,22 @@ func (h *Holds) ApplyObjectLock(ctx context.Context, lh LegalHolder, hold Hold, 
 	if len(conds) > 0 {
 		q += " WHERE " + strings.Join(conds, " AND ")
 	}
-	rows, err := h.db.Read.QueryContext(ctx, h.db.Rebind(q+" ORDER BY a.id"), args...)
-	if err != nil {
-		return 0, fmt.Errorf("object lock: %w", err)
-	}
+
 	type blob struct {
 		key string
 		ref ContactRef
 	}
-	var blobs []blob
-	for rows.Next() {
+	blobs, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(q+" ORDER BY a.id"), args, func(rows *sql.Rows) (blob, error) {
 		var b blob
 		var occurred int64
-		if err := rows.Scan(&b.key, &b.ref.ContactID, &b.ref.CaseID, &b.ref.CustomerID, &occurred); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("object lock: %w", err)
-		}
+		err := rows.Scan(&b.key, &b.ref.ContactID, &b.ref.CaseID, &b.ref.CustomerID, &occurred)
 		b.ref.OccurredAt = sqldb.FromMicros(occurred)
-		blobs = append(blobs, b)
+		return b, err
+	})
+	if err != nil {
+		return 0, sqldb.Fail("object lock", err)
 	}
-	if err := rows.Close(); err != nil {
-		return 0, fmt.Errorf("object lock: %w", err)
-	}
+
 	this := newEvaluator(h.matcher, []Hold{hold})
 	var others *evaluator
 	if !on {
@@ -76,6 +72,7 @@ func (h *Holds) ApplyObjectLock(ctx context.Context, lh LegalHolder, hold Hold, 
 		}
 		others = newEvaluator(h.matcher, active)
 	}
+
 	changed := 0
 	var errs []error
 	for _, b := range blobs {

@@ -3,11 +3,9 @@ package retention
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
-	"fmt"
+	"slices"
 	"time"
 
-	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
 )
 
@@ -48,64 +46,20 @@ func Recompute(ctx context.Context, db *sqldb.DB, policy *Policy, opts Recompute
 		}
 		var got int
 		err := db.InTx(ctx, func(tx *sql.Tx) error {
-			got = 0
-			ids, caseIDs, err := nextContactBatch(ctx, db, tx, res.LastID, n)
+			ids, changed, err := recomputeBatch(ctx, db, tx, sc, res.LastID, n)
 			if err != nil || len(ids) == 0 {
 				return err
 			}
-			if err := lockCases(ctx, db, tx, caseIDs); err != nil {
-				return err
-			}
-			args := make([]any, len(ids))
-			for i, id := range ids {
-				args[i] = id
-			}
-			rows, err := tx.QueryContext(ctx, db.Rebind(`SELECT c.id, c.purposes, c.occurred_at, c.retain_until, k.closed_at
-				FROM contacts c JOIN cases k ON k.id = c.case_id
-				WHERE c.anonymized_at IS NULL AND c.id IN (`+sqldb.Placeholders(len(ids))+`)`), args...)
-			if err != nil {
-				return fmt.Errorf("recompute: %w", err)
-			}
-			type upd struct {
-				id    string
-				until any
-			}
-			var ups []upd
-			for rows.Next() {
-				var id, ps string
-				var occurred int64
-				var until, closed sql.NullInt64
-				if err := rows.Scan(&id, &ps, &occurred, &until, &closed); err != nil {
-					rows.Close()
-					return fmt.Errorf("recompute: %w", err)
-				}
-				var purposes []cases.Purpose
-				if err := json.Unmarshal([]byte(ps), &purposes); err != nil {
-					rows.Close()
-					return fmt.Errorf("contact %s purposes: %w", id, err)
-				}
-				want, _ := sc.RetainUntil(purposes, sqldb.FromMicros(occurred), sqldb.TimePtr(closed))
-				if !equalTime(want, sqldb.TimePtr(until)) {
-					ups = append(ups, upd{id, sqldb.NullMicros(want)})
-				}
-			}
-			if err := rows.Close(); err != nil {
-				return fmt.Errorf("recompute: %w", err)
-			}
-			for _, u := range ups {
-				if _, err := db.Exec(ctx, tx, `UPDATE contacts SET retain_until = ? WHERE id = ?`, u.until, u.id); err != nil {
-					return fmt.Errorf("recompute: %w", err)
-				}
-			}
 			got = len(ids)
 			res.Examined += len(ids)
-			res.Changed += len(ups)
+			res.Changed += changed
 			res.LastID = ids[len(ids)-1]
 			return nil
 		})
 		if err != nil {
 			return res, err
 		}
+
 		if got < n {
 			break
 		}
@@ -116,7 +70,7 @@ func Recompute(ctx context.Context, db *sqldb.DB, policy *Policy, opts Recompute
 		return err
 	})
 	if err != nil {
-		return res, fmt.Errorf("recompute: %w", err)
+		return res, sqldb.Fail("recompute", err)
 	}
 	return res, nil
 }
@@ -126,30 +80,57 @@ func Recompute(ctx context.Context, db *sqldb.DB, policy *Policy, opts Recompute
 func recomputePending(ctx context.Context, db *sqldb.DB, policy *Policy) (bool, error) {
 	var v int64
 	if err := db.Read.QueryRowContext(ctx, `SELECT recomputed_version FROM retention_state WHERE id = 1`).Scan(&v); err != nil {
-		return false, fmt.Errorf("retention state: %w", err)
+		return false, sqldb.Fail("retention state", err)
 	}
 	return v != int64(policy.Schedule().Version), nil
 }
 
-func nextContactBatch(ctx context.Context, db *sqldb.DB, tx *sql.Tx, after string, n int) (ids, caseIDs []string, err error) {
-	rows, err := tx.QueryContext(ctx, db.Rebind(`SELECT id, case_id FROM contacts WHERE id > ? ORDER BY id LIMIT ?`), after, n)
+// recomputeBatch brings the dates of the n contacts after the id after up
+// to sc, in tx; it returns the ids it examined and how many dates changed.
+func recomputeBatch(ctx context.Context, db *sqldb.DB, tx *sql.Tx, sc Schedule, after string, n int) ([]string, int, error) {
+	type idRow struct{ id, caseID string }
+	rows, err := sqldb.Collect(ctx, tx, db.Rebind(`SELECT id, case_id FROM contacts WHERE id > ? ORDER BY id LIMIT ?`), []any{after, n},
+		func(rows *sql.Rows) (idRow, error) {
+			var r idRow
+			return r, rows.Scan(&r.id, &r.caseID)
+		})
+	if err != nil || len(rows) == 0 {
+		return nil, 0, sqldb.Fail("recompute", err)
+	}
+
+	ids := make([]string, len(rows))
+	var caseIDs []string
+	for i, r := range rows {
+		ids[i] = r.id
+		if !slices.Contains(caseIDs, r.caseID) {
+			caseIDs = append(caseIDs, r.caseID)
+		}
+	}
+	slices.Sort(caseIDs)
+	if err := lockCases(ctx, db, tx, caseIDs); err != nil {
+		return nil, 0, err
+	}
+
+	live, err := readContacts(ctx, db, tx, ids)
 	if err != nil {
-		return nil, nil, fmt.Errorf("recompute: %w", err)
+		return nil, 0, err
 	}
-	defer rows.Close()
-	seen := map[string]bool{}
-	for rows.Next() {
-		var id, caseID string
-		if err := rows.Scan(&id, &caseID); err != nil {
-			return nil, nil, fmt.Errorf("recompute: %w", err)
+	changed := 0
+	for _, id := range ids { // in id order, as before
+		c, ok := live[id]
+		if !ok || c.Anonymized {
+			continue
 		}
-		ids = append(ids, id)
-		if !seen[caseID] {
-			seen[caseID] = true
-			caseIDs = append(caseIDs, caseID)
+		want, _ := sc.RetainUntil(c.Purposes, c.OccurredAt, c.CaseClosedAt)
+		if equalTime(want, c.RetainUntil) {
+			continue
 		}
+		if _, err := db.Exec(ctx, tx, `UPDATE contacts SET retain_until = ? WHERE id = ?`, sqldb.NullMicros(want), id); err != nil {
+			return nil, 0, sqldb.Fail("recompute", err)
+		}
+		changed++
 	}
-	return ids, caseIDs, rows.Err()
+	return ids, changed, nil
 }
 
 // lockCases locks case rows in id order (PostgreSQL), the order every
@@ -164,7 +145,7 @@ func lockCases(ctx context.Context, db *sqldb.DB, tx *sql.Tx, caseIDs []string) 
 	}
 	rows, err := tx.QueryContext(ctx, db.Rebind(`SELECT id FROM cases WHERE id IN (`+sqldb.Placeholders(len(caseIDs))+`) ORDER BY id FOR UPDATE`), args...)
 	if err != nil {
-		return fmt.Errorf("lock cases: %w", err)
+		return sqldb.Fail("lock cases", err)
 	}
 	return rows.Close()
 }

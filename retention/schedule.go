@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -208,52 +209,31 @@ func DefaultSchedule() Schedule {
 	}
 }
 
-// Problem is one invalid field of a schedule.
-type Problem struct {
-	Field   string `json:"field"` // e.g. "purposes[2].keep"
-	Message string `json:"message"`
+// problems collects a schedule's invalid fields (paths such as
+// "purposes[2].keep") for a *cases.ValidationError, which the API answers
+// with 422 and one field error per problem.
+type problems struct {
+	fields []cases.FieldError
 }
 
-// ValidationError lists every problem of a schedule; the API answers it with
-// 422 and one field error per problem.
-type ValidationError struct {
-	Problems []Problem
-}
-
-func (e *ValidationError) Error() string {
-	parts := make([]string, len(e.Problems))
-	for i, p := range e.Problems {
-		parts[i] = p.Field + ": " + p.Message
-	}
-	return "invalid retention schedule: " + strings.Join(parts, "; ")
-}
-
-func (e *ValidationError) add(field, format string, args ...any) {
-	e.Problems = append(e.Problems, Problem{Field: field, Message: fmt.Sprintf(format, args...)})
+func (p *problems) add(field, format string, args ...any) {
+	p.fields = append(p.fields, cases.FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
 // Validate checks that the schedule names every purpose exactly once with a
 // positive period, a known clock and action, and minimizes only known
-// categories, each at most once, by redaction. It returns a *ValidationError
-// listing every problem, or nil.
+// categories, each at most once, by redaction. It returns a
+// *cases.ValidationError listing every problem, or nil.
 func (s Schedule) Validate() error {
-	v := &ValidationError{}
+	v := &problems{}
 	if s.Version < 0 {
 		v.add("version", "must not be negative")
 	}
+
 	seen := map[cases.Purpose]int{}
 	for i, r := range s.Purposes {
 		at := fmt.Sprintf("purposes[%d]", i)
-		switch first, dup := seen[r.Purpose]; {
-		case r.Purpose == "":
-			v.add(at+".purpose", "required")
-		case !knownPurpose(r.Purpose):
-			v.add(at+".purpose", "unknown purpose %q (one of %s)", r.Purpose, list(cases.Purposes))
-		case dup:
-			v.add(at+".purpose", "purpose %q is already given in purposes[%d]", r.Purpose, first)
-		default:
-			seen[r.Purpose] = i
-		}
+		checkName(v, at, "purposes", "purpose", r.Purpose, cases.Purposes, seen, i)
 		checkKeep(v, at+".keep", r.Keep)
 		if r.From != FromCapture && r.From != FromCaseClosed {
 			v.add(at+".from", "must be %q or %q, not %q", FromCapture, FromCaseClosed, r.From)
@@ -267,34 +247,27 @@ func (s Schedule) Validate() error {
 			v.add("purposes", "missing purpose %q: the schedule must name every purpose", p)
 		}
 	}
+
 	seenCat := map[cases.Category]int{}
 	for i, r := range s.Categories {
 		at := fmt.Sprintf("categories[%d]", i)
-		switch first, dup := seenCat[r.Category]; {
-		case r.Category == "":
-			v.add(at+".category", "required")
-		case !knownCategory(r.Category):
-			v.add(at+".category", "unknown category %q (one of %s)", r.Category, list(cases.Categories))
-		case dup:
-			v.add(at+".category", "category %q is already given in categories[%d]", r.Category, first)
-		default:
-			seenCat[r.Category] = i
-		}
+		checkName(v, at, "categories", "category", r.Category, cases.Categories, seenCat, i)
 		checkKeep(v, at+".keep", r.Keep)
 		if r.Action != ActionRedact {
 			v.add(at+".action", "must be %q, not %q", ActionRedact, r.Action)
 		}
 	}
+
 	if s.Backups != nil {
 		checkKeep(v, "backups.keep", s.Backups.Keep)
 	}
-	if len(v.Problems) > 0 {
-		return v
+	if len(v.fields) > 0 {
+		return &cases.ValidationError{Fields: v.fields}
 	}
 	return nil
 }
 
-func checkKeep(v *ValidationError, field string, d Duration) {
+func checkKeep(v *problems, field string, d Duration) {
 	switch {
 	case !d.Valid() && d.raw == "":
 		v.add(field, "required: a duration such as 3y, 90d, 12h, 15m or 30s")
@@ -306,22 +279,21 @@ func checkKeep(v *ValidationError, field string, d Duration) {
 	}
 }
 
-func knownPurpose(p cases.Purpose) bool {
-	for _, k := range cases.Purposes {
-		if k == p {
-			return true
-		}
+// checkName checks the name (purpose or category) of entry i of a list
+// field: given, one of known, and not already given by an earlier entry
+// (seen maps the names so far to their entries).
+func checkName[T ~string](v *problems, at, listField, kind string, name T, known []T, seen map[T]int, i int) {
+	field := at + "." + kind
+	switch first, dup := seen[name]; {
+	case name == "":
+		v.add(field, "required")
+	case !slices.Contains(known, name):
+		v.add(field, "unknown %s %q (one of %s)", kind, name, list(known))
+	case dup:
+		v.add(field, "%s %q is already given in %s[%d]", kind, name, listField, first)
+	default:
+		seen[name] = i
 	}
-	return false
-}
-
-func knownCategory(c cases.Category) bool {
-	for _, k := range cases.Categories {
-		if k == c {
-			return true
-		}
-	}
-	return false
 }
 
 func list[T ~string](xs []T) string {

@@ -175,18 +175,18 @@ func TestScheduleJSONRoundTrip(t *testing.T) {
 	}
 }
 
-// problemFields returns the sorted field paths of a *ValidationError.
+// problemFields returns the sorted field paths of a *cases.ValidationError.
 func problemFields(t *testing.T, err error) []string {
 	t.Helper()
 	if err == nil {
 		return nil
 	}
-	var v *ValidationError
+	var v *cases.ValidationError
 	if !errors.As(err, &v) {
-		t.Fatalf("error %v (%T) is not a *ValidationError", err, err)
+		t.Fatalf("error %v (%T) is not a *cases.ValidationError", err, err)
 	}
 	var fields []string
-	for _, p := range v.Problems {
+	for _, p := range v.Fields {
 		if p.Message == "" {
 			t.Errorf("problem %q has no message", p.Field)
 		}

@@ -36,7 +36,7 @@ func forUpdate(db *sqldb.DB) string {
 func lockState(ctx context.Context, db *sqldb.DB, tx *sql.Tx) (int64, error) {
 	var v int64
 	if err := tx.QueryRowContext(ctx, db.Rebind(`SELECT holds_version FROM retention_state WHERE id = 1`+forUpdate(db))).Scan(&v); err != nil {
-		return 0, fmt.Errorf("retention state: %w", err)
+		return 0, sqldb.Fail("retention state", err)
 	}
 	return v, nil
 }
@@ -99,7 +99,7 @@ func (s *Schedules) Current(ctx context.Context) (Schedule, error) {
 		return DefaultSchedule(), nil
 	}
 	if err != nil {
-		return Schedule{}, fmt.Errorf("current schedule: %w: %w", sqldb.ErrUnavailable, err)
+		return Schedule{}, sqldb.Fail("current schedule", err)
 	}
 	return decodeSchedule(doc)
 }
@@ -107,7 +107,7 @@ func (s *Schedules) Current(ctx context.Context) (Schedule, error) {
 func decodeSchedule(doc string) (Schedule, error) {
 	var sc Schedule
 	if err := json.Unmarshal([]byte(doc), &sc); err != nil {
-		return Schedule{}, fmt.Errorf("stored schedule: %w", err)
+		return Schedule{}, fmt.Errorf("stored schedule: %w: %w", sqldb.ErrBadRow, err)
 	}
 	return sc, nil
 }
@@ -136,26 +136,30 @@ func (s *Schedules) Put(ctx context.Context, sc Schedule, actor cases.Actor, hoo
 	if err := sc.Validate(); err != nil {
 		return Schedule{}, err
 	}
+
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := lockState(ctx, s.db, tx); err != nil {
 			return err
 		}
+
 		var prev sql.NullInt64
 		if err := tx.QueryRowContext(ctx, `SELECT MAX(version) FROM retention_schedules`).Scan(&prev); err != nil {
-			return fmt.Errorf("schedule version: %w", err)
+			return sqldb.Fail("schedule version", err)
 		}
 		sc.Version = DefaultSchedule().Version + 1
 		if prev.Valid {
 			sc.Version = int(prev.Int64) + 1
 		}
+
 		doc, err := json.Marshal(sc)
 		if err != nil {
 			return fmt.Errorf("encode schedule: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO retention_schedules (version, document, created_at, actor) VALUES (?, ?, ?, ?)`),
 			sc.Version, string(doc), sqldb.Micros(s.now()), actorName(actor)); err != nil {
-			return fmt.Errorf("store schedule: %w", err)
+			return sqldb.Fail("store schedule", err)
 		}
+
 		if hook != nil {
 			ch := cases.Change{Actor: actor, Action: "retention.schedule.update", TargetType: "retention_schedule",
 				TargetID: fmt.Sprint(sc.Version), Detail: map[string]any{"version": sc.Version}}
@@ -165,6 +169,7 @@ func (s *Schedules) Put(ctx context.Context, sc Schedule, actor cases.Actor, hoo
 		}
 		return nil
 	})
+
 	if err != nil {
 		return Schedule{}, err
 	}
@@ -177,27 +182,23 @@ func (s *Schedules) Put(ctx context.Context, sc Schedule, actor cases.Actor, hoo
 // History lists every stored version, newest first; with none stored it
 // lists the default schedule alone (zero CreatedAt, actor "default").
 func (s *Schedules) History(ctx context.Context) ([]StoredSchedule, error) {
-	rows, err := s.db.Read.QueryContext(ctx, `SELECT document, created_at, actor FROM retention_schedules ORDER BY version DESC`)
+	out, err := sqldb.Collect(ctx, s.db.Read, `SELECT document, created_at, actor FROM retention_schedules ORDER BY version DESC`, nil,
+		func(rows *sql.Rows) (StoredSchedule, error) {
+			var doc string
+			var at int64
+			var st StoredSchedule
+			if err := rows.Scan(&doc, &at, &st.Actor); err != nil {
+				return st, err
+			}
+			st.CreatedAt = sqldb.FromMicros(at)
+			var err error
+			st.Schedule, err = decodeSchedule(doc)
+			return st, err
+		})
 	if err != nil {
-		return nil, fmt.Errorf("schedule history: %w: %w", sqldb.ErrUnavailable, err)
+		return nil, sqldb.Fail("schedule history", err)
 	}
-	defer rows.Close()
-	var out []StoredSchedule
-	for rows.Next() {
-		var doc, actor string
-		var at int64
-		if err := rows.Scan(&doc, &at, &actor); err != nil {
-			return nil, fmt.Errorf("schedule history: %w", err)
-		}
-		sc, err := decodeSchedule(doc)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, StoredSchedule{Schedule: sc, CreatedAt: sqldb.FromMicros(at), Actor: actor})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("schedule history: %w", err)
-	}
+
 	if len(out) == 0 {
 		out = append(out, StoredSchedule{Schedule: DefaultSchedule(), Actor: "default"})
 	}
@@ -206,7 +207,7 @@ func (s *Schedules) History(ctx context.Context) ([]StoredSchedule, error) {
 
 func jsonUnmarshal(s string, v any) error {
 	if err := json.Unmarshal([]byte(s), v); err != nil {
-		return fmt.Errorf("decode %T: %w", v, err)
+		return fmt.Errorf("decode %T: %w: %w", v, sqldb.ErrBadRow, err)
 	}
 	return nil
 }

@@ -45,8 +45,8 @@ func TestSchedulesPutVersionFallback(t *testing.T) {
 		bad.Purposes = bad.Purposes[1:]
 		if _, err := e.sched.Put(e.ctx, bad, admin, hook); err == nil {
 			t.Fatal("Put accepted a schedule missing a purpose")
-		} else if v := (*retention.ValidationError)(nil); !errors.As(err, &v) {
-			t.Fatalf("bad schedule: %v (%T), want *ValidationError", err, err)
+		} else if v := (*cases.ValidationError)(nil); !errors.As(err, &v) {
+			t.Fatalf("bad schedule: %v (%T), want *cases.ValidationError", err, err)
 		}
 		failing := func(context.Context, txT, cases.Change) error { return errors.New("audit down") }
 		if _, err := e.sched.Put(e.ctx, retention.DefaultSchedule(), admin, failing); err == nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
+	"github.com/casevault/casevault/testkit"
 )
 
 // scenario is a small archive with one contact for each thing a sweep does.
@@ -371,15 +372,11 @@ func TestSweepOneAtATime(t *testing.T) {
 				done <- err
 			}()
 			// Wait until the first sweep is inside (evaluating the query hold).
-			for {
+			testkit.Eventually(t, 10*time.Second, "the first sweep to evaluate the query hold", func() bool {
 				e.matcher.mu.Lock()
-				calls := e.matcher.calls
-				e.matcher.mu.Unlock()
-				if calls > 0 {
-					break
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+				defer e.matcher.mu.Unlock()
+				return e.matcher.calls > 0
+			})
 			if _, err := second.Run(e.ctx, retention.RunOptions{Now: base.Add(200 * day)}); !errors.Is(err, retention.ErrSweepRunning) {
 				t.Fatalf("second sweep: %v, want ErrSweepRunning", err)
 			}

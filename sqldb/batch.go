@@ -93,6 +93,7 @@ func (b *batcher) run(batch []*txReq) {
 		r.done <- plainTx(r.ctx, b.db, b.prologue, r.fn)
 		return
 	}
+
 	ctx := context.Background()
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err == nil && b.prologue != nil {
@@ -106,6 +107,7 @@ func (b *batcher) run(batch []*txReq) {
 		}
 		return
 	}
+
 	results := make([]error, len(batch))
 	for i, r := range batch {
 		if err := r.ctx.Err(); err != nil {
@@ -138,6 +140,7 @@ func (b *batcher) run(batch []*txReq) {
 			return
 		}
 	}
+
 	if err := tx.Commit(); err != nil {
 		err = classify(fmt.Errorf("commit: %w", err))
 		for i, r := range batch {
@@ -148,6 +151,7 @@ func (b *batcher) run(batch []*txReq) {
 		}
 		return
 	}
+
 	for i, r := range batch {
 		r.done <- results[i]
 	}

@@ -82,6 +82,7 @@ func open(ctx context.Context, cfg Config) (*DB, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open postgres: %w", err)
 		}
+
 		n := cfg.MaxOpenConns
 		if n <= 0 {
 			n = 16
@@ -89,6 +90,7 @@ func open(ctx context.Context, cfg Config) (*DB, error) {
 		pool.SetMaxOpenConns(n)
 		pool.SetMaxIdleConns(n)
 		pool.SetConnMaxIdleTime(5 * time.Minute)
+
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		if err := pool.PingContext(pctx); err != nil {
@@ -97,18 +99,21 @@ func open(ctx context.Context, cfg Config) (*DB, error) {
 		}
 		return &DB{Dialect: Postgres, Read: pool, Write: pool, url: cfg.URL}, nil
 	}
+
 	if cfg.URL != "" {
 		return nil, fmt.Errorf("database URL %q: only postgres:// URLs are supported (leave it empty for SQLite)", redact(cfg.URL))
 	}
 	if cfg.Path == "" {
 		return nil, errors.New("sqlite: no database path")
 	}
+
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	if err := privateDBFiles(cfg.Path); err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
+
 	syncMode := cfg.Synchronous
 	if syncMode == "" {
 		syncMode = "FULL"
@@ -118,10 +123,12 @@ func open(ctx context.Context, cfg Config) (*DB, error) {
 	default:
 		return nil, fmt.Errorf("sqlite: synchronous must be FULL, NORMAL or EXTRA, not %q", syncMode)
 	}
+
 	dsn := func(txlock string) string {
 		return "file:" + cfg.Path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
 			"&_pragma=synchronous(" + syncMode + ")&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)&_txlock=" + txlock
 	}
+
 	w, err := sql.Open("sqlite", dsn("immediate"))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite: %w", err)
@@ -133,6 +140,7 @@ func open(ctx context.Context, cfg Config) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("%w: sqlite %s: %w", ErrUnavailable, cfg.Path, err)
 	}
+
 	r, err := sql.Open("sqlite", dsn("deferred")+"&_pragma=query_only(1)")
 	if err != nil {
 		w.Close()
@@ -257,15 +265,21 @@ func Fail(what string, err error) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
+// ErrBadRow marks a stored value that was read but does not decode (a JSON
+// column that does not parse): a data error no retry fixes. Readers that
+// decode as they scan wrap it, so that Fail does not call it an outage.
+var ErrBadRow = errors.New("stored value does not decode")
+
 // IsOutage reports whether err means the database could not do the work
 // now but might later. Not an outage: a cancelled or timed-out request (the
-// caller gave up), an error already marked ErrUnavailable, and a PostgreSQL
-// data exception (SQLSTATE class 22: a NUL, invalid UTF-8, an out-of-range
-// value), which no retry can fix.
+// caller gave up), an error already marked ErrUnavailable, a stored value
+// that does not decode (ErrBadRow), and a PostgreSQL data exception
+// (SQLSTATE class 22: a NUL, invalid UTF-8, an out-of-range value), which no
+// retry can fix.
 func IsOutage(err error) bool {
 	var pg *pgconn.PgError
 	switch {
-	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.Is(err, ErrUnavailable):
+	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.Is(err, ErrUnavailable), errors.Is(err, ErrBadRow):
 		return false
 	case errors.As(err, &pg) && strings.HasPrefix(pg.Code, "22"):
 		return false
@@ -300,6 +314,25 @@ func Collect[T any](ctx context.Context, q Querier, query string, args []any, sc
 	return out, rows.Close()
 }
 
+// Page reads one page of a keyset-paginated list: query (already rebound)
+// must end in "LIMIT ?", which Page binds to limit+1 after args so as to
+// learn whether another page follows without a second query. It returns at
+// most limit items, always a non-nil slice, and more when the next page is
+// not empty; the caller makes the cursor from the last item.
+func Page[T any](ctx context.Context, q Querier, query string, args []any, limit int, scan func(*sql.Rows) (T, error)) (items []T, more bool, err error) {
+	items, err = Collect(ctx, q, query, append(args[:len(args):len(args)], limit+1), scan)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(items) > limit {
+		return items[:limit], true, nil
+	}
+	if items == nil {
+		items = []T{}
+	}
+	return items, false, nil
+}
+
 // Migrate applies every embedded migration not yet recorded, each in its
 // own transaction. Migrations are numbered NNNN_name.sql per dialect.
 func (db *DB) Migrate(ctx context.Context) error {
@@ -307,17 +340,20 @@ func (db *DB) Migrate(ctx context.Context) error {
 	if _, err := db.Write.ExecContext(ctx, create); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
+
 	dir := "migrations/" + string(db.Dialect)
 	entries, err := fs.ReadDir(migrationsFS, dir)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
+
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
 	for _, e := range entries {
 		name := e.Name()
 		if !strings.HasSuffix(name, ".sql") {
 			continue
 		}
+
 		v, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
 		if err != nil {
 			return fmt.Errorf("migrate: bad migration file name %q", name)
@@ -326,6 +362,7 @@ func (db *DB) Migrate(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
+
 		err = db.InTx(ctx, func(tx *sql.Tx) error {
 			if db.Dialect == Postgres {
 				// Several replicas may start at once; one migrates, the others wait.

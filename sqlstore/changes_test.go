@@ -10,6 +10,7 @@ import (
 	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqldb/sqldbtest"
 	"github.com/casevault/casevault/sqlstore"
 )
 
@@ -17,7 +18,7 @@ import (
 // were stored with detail {} because the service filled in a copy of the
 // change the store had already taken).
 func TestUpdatesRecordWhatChanged(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
 		trail := audit.New(db)
 		t.Cleanup(func() { trail.Close(ctx) })
@@ -82,7 +83,7 @@ func TestUpdatesRecordWhatChanged(t *testing.T) {
 // the store; should one slip through, it must not read as an outage (503
 // with Retry-After invites retrying for ever).
 func TestUnstorableTextIsNotAnOutage(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
 		st := sqlstore.New(db, sqlstore.Options{})
 		for _, f := range []cases.CaseFilter{{Assignee: "a\x00b"}, {CustomerID: "\xff"}} {
 			_, _, err := st.ListCases(context.Background(), f, cases.Page{})

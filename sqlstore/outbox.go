@@ -8,30 +8,26 @@ import (
 	"slices"
 	"time"
 
+	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/sqldb"
 )
 
 // PendingOutbox returns the oldest outbox rows, for the indexer.
 func (s *Store) PendingOutbox(ctx context.Context, limit int) ([]search.OutboxEntry, error) {
-	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT seq, case_id, contact_id, created_at FROM outbox ORDER BY seq LIMIT ?`), limit)
+	out, err := sqldb.Collect(ctx, s.db.Read, s.q(`SELECT seq, case_id, contact_id, created_at FROM outbox ORDER BY seq LIMIT ?`), []any{limit},
+		func(rows *sql.Rows) (search.OutboxEntry, error) {
+			var e search.OutboxEntry
+			var created int64
+			var contact sql.NullString
+			err := rows.Scan(&e.Seq, &e.CaseID, &contact, &created)
+			e.ContactID, e.CreatedAt = contact.String, sqldb.FromMicros(created)
+			return e, err
+		})
 	if err != nil {
 		return nil, s.fail("outbox", err)
 	}
-	defer rows.Close()
-	var out []search.OutboxEntry
-	for rows.Next() {
-		var e search.OutboxEntry
-		var created int64
-		var contact sql.NullString
-		if err := rows.Scan(&e.Seq, &e.CaseID, &contact, &created); err != nil {
-			return nil, s.fail("outbox", err)
-		}
-		e.ContactID = contact.String
-		e.CreatedAt = sqldb.FromMicros(created)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // MarkOutboxDone deletes rows the engine has confirmed.
@@ -66,20 +62,15 @@ func (s *Store) OutboxStats(ctx context.Context) (int64, time.Time, error) {
 
 // ListCaseIDs pages through every case ID in order, for a full reindex.
 func (s *Store) ListCaseIDs(ctx context.Context, after string, limit int) ([]string, error) {
-	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT id FROM cases WHERE id > ? ORDER BY id LIMIT ?`), after, limit)
+	out, err := sqldb.Collect(ctx, s.db.Read, s.q(`SELECT id FROM cases WHERE id > ? ORDER BY id LIMIT ?`), []any{after, limit},
+		func(rows *sql.Rows) (string, error) {
+			var id string
+			return id, rows.Scan(&id)
+		})
 	if err != nil {
 		return nil, s.fail("case ids", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, s.fail("case ids", err)
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // LoadCaseDocs loads the current state of the given cases for indexing; a
@@ -139,24 +130,18 @@ func (s *Store) LoadContactDocs(ctx context.Context, contacts map[string][]strin
 
 // loadCaseRows adds the case fields of the given cases to out.
 func (s *Store) loadCaseRows(ctx context.Context, ids []string, out map[string]search.CaseDoc) error {
-	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT `+caseCols+` FROM cases WHERE id IN (`+sqldb.Placeholders(len(ids))+`)`), sqldb.Args(ids)...)
+	cs, err := sqldb.Collect(ctx, s.db.Read, s.q(`SELECT `+caseCols+` FROM cases WHERE id IN (`+sqldb.Placeholders(len(ids))+`)`), sqldb.Args(ids),
+		func(rows *sql.Rows) (cases.Case, error) { return scanCase(rows) })
 	if err != nil {
 		return s.fail("load cases", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		c, err := scanCase(rows)
-		if err != nil {
-			return s.fail("load cases", err)
-		}
+
+	for _, c := range cs {
 		out[c.ID] = search.CaseDoc{
 			CaseID: c.ID, Number: c.Number, CustomerID: c.CustomerID, Subject: c.Subject,
 			Status: string(c.Status), Priority: string(c.Priority), Channel: string(c.Channel),
 			Assignee: c.Assignee, Tags: c.Tags, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return s.fail("load cases", err)
 	}
 	return nil
 }
@@ -183,7 +168,7 @@ func (s *Store) loadContactRows(ctx context.Context, where string, args []any, k
 			continue
 		}
 		if err := json.Unmarshal([]byte(ps), &c.Purposes); err != nil {
-			return s.fail("load contacts", fmt.Errorf("contact %s purposes: %w", c.ID, err))
+			return s.fail("load contacts", fmt.Errorf("contact %s purposes: %w: %w", c.ID, sqldb.ErrBadRow, err))
 		}
 		c.OccurredAt = sqldb.FromMicros(occurred)
 		d.Contacts = append(d.Contacts, c)

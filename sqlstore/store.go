@@ -60,14 +60,6 @@ const (
 
 func (s *Store) q(query string) string { return s.db.Rebind(query) }
 
-func mustJSON(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(fmt.Sprintf("sqlstore: marshal %T: %v", v, err)) // only our own types reach here
-	}
-	return string(b)
-}
-
 // write runs fn in a transaction, then the change hook with ch as fn left it
 // (an update fills in what it changed), and wakes the indexer.
 func (s *Store) write(ctx context.Context, ch *cases.Change, fn func(tx *sql.Tx) error) error {
@@ -227,7 +219,7 @@ func scanCase(row interface{ Scan(...any) error }) (cases.Case, error) {
 	}
 	c.CreatedAt, c.UpdatedAt, c.ClosedAt = sqldb.FromMicros(created), sqldb.FromMicros(updated), sqldb.TimePtr(closed)
 	if err := json.Unmarshal([]byte(tags), &c.Tags); err != nil {
-		return c, fmt.Errorf("case %s tags: %w", c.ID, err)
+		return c, fmt.Errorf("case %s tags: %w: %w", c.ID, sqldb.ErrBadRow, err)
 	}
 	if c.Tags == nil {
 		c.Tags = []string{}
@@ -245,7 +237,7 @@ func (s *Store) CreateCase(ctx context.Context, c *cases.Case, ch cases.Change) 
 			return fmt.Errorf("case number: %w", err)
 		}
 		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO cases (`+caseCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`),
-			c.ID, c.Number, c.CustomerID, c.Subject, c.Status, c.Priority, c.Channel, mustJSON(c.Tags), c.Assignee,
+			c.ID, c.Number, c.CustomerID, c.Subject, c.Status, c.Priority, c.Channel, sqldb.JSONText(c.Tags), c.Assignee,
 			sqldb.Micros(c.CreatedAt), sqldb.Micros(c.UpdatedAt), sqldb.NullMicros(c.ClosedAt))
 		if err != nil {
 			return fmt.Errorf("insert case: %w", err)
@@ -287,7 +279,7 @@ func (s *Store) UpdateCase(ctx context.Context, id string, fn func(*cases.Case) 
 		}
 		ch.Detail = withChanges(ch.Detail, cases.CaseChanges(old, c))
 		_, err = tx.ExecContext(ctx, s.q(`UPDATE cases SET subject=?, status=?, priority=?, tags=?, assignee=?, updated_at=?, closed_at=? WHERE id=?`),
-			c.Subject, c.Status, c.Priority, mustJSON(c.Tags), c.Assignee, sqldb.Micros(c.UpdatedAt), sqldb.NullMicros(c.ClosedAt), id)
+			c.Subject, c.Status, c.Priority, sqldb.JSONText(c.Tags), c.Assignee, sqldb.Micros(c.UpdatedAt), sqldb.NullMicros(c.ClosedAt), id)
 		if err != nil {
 			return fmt.Errorf("update case: %w", err)
 		}
@@ -313,32 +305,27 @@ func (s *Store) recomputeRetention(ctx context.Context, tx *sql.Tx, caseID strin
 	if s.policy == nil {
 		return nil
 	}
-	rows, err := tx.QueryContext(ctx, s.q(`SELECT id, purposes, occurred_at FROM contacts WHERE case_id = ?`), caseID)
-	if err != nil {
-		return fmt.Errorf("recompute retention: %w", err)
-	}
 	type upd struct {
 		id    string
 		until *time.Time
 	}
-	var ups []upd
-	for rows.Next() {
-		var id, ps string
-		var occurred int64
-		if err := rows.Scan(&id, &ps, &occurred); err != nil {
-			rows.Close()
-			return fmt.Errorf("recompute retention: %w", err)
-		}
-		var purposes []cases.Purpose
-		if err := json.Unmarshal([]byte(ps), &purposes); err != nil {
-			rows.Close()
-			return fmt.Errorf("contact %s purposes: %w", id, err)
-		}
-		ups = append(ups, upd{id, s.policy.RetainUntil(purposes, sqldb.FromMicros(occurred), closedAt)})
-	}
-	if err := rows.Close(); err != nil {
+	ups, err := sqldb.Collect(ctx, tx, s.q(`SELECT id, purposes, occurred_at FROM contacts WHERE case_id = ?`), []any{caseID},
+		func(rows *sql.Rows) (upd, error) {
+			var id, ps string
+			var occurred int64
+			if err := rows.Scan(&id, &ps, &occurred); err != nil {
+				return upd{}, err
+			}
+			var purposes []cases.Purpose
+			if err := json.Unmarshal([]byte(ps), &purposes); err != nil {
+				return upd{}, fmt.Errorf("contact %s purposes: %w: %w", id, sqldb.ErrBadRow, err)
+			}
+			return upd{id, s.policy.RetainUntil(purposes, sqldb.FromMicros(occurred), closedAt)}, nil
+		})
+	if err != nil {
 		return fmt.Errorf("recompute retention: %w", err)
 	}
+
 	for _, u := range ups {
 		if _, err := tx.ExecContext(ctx, s.q(`UPDATE contacts SET retain_until = ? WHERE id = ?`), sqldb.NullMicros(u.until), u.id); err != nil {
 			return fmt.Errorf("recompute retention: %w", err)
@@ -372,7 +359,7 @@ func (s *Store) ListCases(ctx context.Context, f cases.CaseFilter, p cases.Page)
 	if f.Tag != "" {
 		// Tags are stored as a JSON array of validated strings; matching the
 		// quoted element with LIKE is exact because tags cannot hold quotes.
-		where, args = append(where, `tags LIKE ? ESCAPE '\'`), append(args, "%"+likeEscape(mustJSON(strings.ToLower(f.Tag)))+"%")
+		where, args = append(where, `tags LIKE ? ESCAPE '\'`), append(args, "%"+likeEscape(sqldb.JSONText(strings.ToLower(f.Tag)))+"%")
 	}
 	if after != "" {
 		where, args = append(where, "id < ?"), append(args, after)
@@ -382,26 +369,13 @@ func (s *Store) ListCases(ctx context.Context, f cases.CaseFilter, p cases.Page)
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	q += " ORDER BY id DESC LIMIT ?"
-	args = append(args, limit+1)
-	rows, err := s.db.Read.QueryContext(ctx, s.q(q), args...)
+	out, more, err := sqldb.Page(ctx, s.db.Read, s.q(q), args, limit, func(rows *sql.Rows) (cases.Case, error) { return scanCase(rows) })
 	if err != nil {
 		return nil, "", s.fail("list cases", err)
 	}
-	defer rows.Close()
-	out := []cases.Case{}
-	for rows.Next() {
-		c, err := scanCase(rows)
-		if err != nil {
-			return nil, "", s.fail("list cases", err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", s.fail("list cases", err)
-	}
+
 	next := ""
-	if len(out) > limit {
-		out = out[:limit]
+	if more {
 		next = encodeCursor(out[len(out)-1].ID)
 	}
 	return out, next, nil
@@ -449,21 +423,21 @@ func scanContact(row interface{ Scan(...any) error }) (cases.Contact, error) {
 	}
 	c.OccurredAt, c.CreatedAt, c.RetainUntil = sqldb.FromMicros(occurred), sqldb.FromMicros(created), sqldb.TimePtr(until)
 	if err := json.Unmarshal([]byte(ps), &c.Purposes); err != nil {
-		return c, fmt.Errorf("contact %s purposes: %w", c.ID, err)
+		return c, fmt.Errorf("contact %s purposes: %w: %w", c.ID, sqldb.ErrBadRow, err)
 	}
 	if err := json.Unmarshal([]byte(cs), &c.Categories); err != nil {
-		return c, fmt.Errorf("contact %s categories: %w", c.ID, err)
+		return c, fmt.Errorf("contact %s categories: %w: %w", c.ID, sqldb.ErrBadRow, err)
 	}
 	if loc.Valid {
 		c.Location = &cases.Location{}
 		if err := json.Unmarshal([]byte(loc.String), c.Location); err != nil {
-			return c, fmt.Errorf("contact %s location: %w", c.ID, err)
+			return c, fmt.Errorf("contact %s location: %w: %w", c.ID, sqldb.ErrBadRow, err)
 		}
 	}
 	if dev.Valid {
 		c.Device = &cases.Device{}
 		if err := json.Unmarshal([]byte(dev.String), c.Device); err != nil {
-			return c, fmt.Errorf("contact %s device: %w", c.ID, err)
+			return c, fmt.Errorf("contact %s device: %w: %w", c.ID, sqldb.ErrBadRow, err)
 		}
 	}
 	c.Attachments = []cases.Attachment{}
@@ -474,7 +448,7 @@ func jsonOrNull[T any](v *T) any {
 	if v == nil {
 		return nil
 	}
-	return mustJSON(v)
+	return sqldb.JSONText(v)
 }
 
 // CreateContact implements cases.Store. retain_until is computed inside the
@@ -500,7 +474,7 @@ func (s *Store) CreateContact(ctx context.Context, c *cases.Contact, ch cases.Ch
 		}
 		_, err = s.db.Exec(ctx, tx, qInsertContact,
 			c.ID, c.CaseID, c.CustomerID, c.Channel, c.Direction, c.Author, c.Body,
-			sqldb.Micros(c.OccurredAt), sqldb.Micros(c.CreatedAt), mustJSON(c.Purposes), mustJSON(c.Categories),
+			sqldb.Micros(c.OccurredAt), sqldb.Micros(c.CreatedAt), sqldb.JSONText(c.Purposes), sqldb.JSONText(c.Categories),
 			jsonOrNull(c.Location), jsonOrNull(c.Device), sqldb.NullMicros(c.RetainUntil))
 		if err != nil {
 			return fmt.Errorf("insert contact: %w", err)
@@ -532,23 +506,18 @@ func (s *Store) GetContact(ctx context.Context, id string) (cases.Contact, error
 // Timeline implements cases.Store: a case's contacts in time order, each
 // with its attachments.
 func (s *Store) Timeline(ctx context.Context, caseID string) ([]cases.Contact, error) {
-	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT `+contactCols+` FROM contacts WHERE case_id = ? ORDER BY occurred_at, id`), caseID)
+	out, err := sqldb.Collect(ctx, s.db.Read, s.q(`SELECT `+contactCols+` FROM contacts WHERE case_id = ? ORDER BY occurred_at, id`), []any{caseID},
+		func(rows *sql.Rows) (cases.Contact, error) { return scanContact(rows) })
 	if err != nil {
 		return nil, s.fail("timeline", err)
 	}
-	out := []cases.Contact{}
-	idx := map[string]int{}
-	for rows.Next() {
-		c, err := scanContact(rows)
-		if err != nil {
-			rows.Close()
-			return nil, s.fail("timeline", err)
-		}
-		idx[c.ID] = len(out)
-		out = append(out, c)
+	if out == nil {
+		out = []cases.Contact{}
 	}
-	if err := rows.Close(); err != nil {
-		return nil, s.fail("timeline", err)
+
+	idx := make(map[string]int, len(out))
+	for i, c := range out {
+		idx[c.ID] = i
 	}
 	atts, err := s.attachments(ctx, `case_id = ?`, caseID)
 	if err != nil {
@@ -563,20 +532,16 @@ func (s *Store) Timeline(ctx context.Context, caseID string) ([]cases.Contact, e
 }
 
 func (s *Store) attachments(ctx context.Context, where string, arg any) ([]cases.Attachment, error) {
-	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT id, contact_id, filename, content_type, size, sha256, created_at FROM attachments WHERE `+where+` ORDER BY id`), arg)
+	out, err := sqldb.Collect(ctx, s.db.Read, s.q(`SELECT id, contact_id, filename, content_type, size, sha256, created_at FROM attachments WHERE `+where+` ORDER BY id`), []any{arg},
+		func(rows *sql.Rows) (cases.Attachment, error) {
+			var a cases.Attachment
+			var created int64
+			err := rows.Scan(&a.ID, &a.ContactID, &a.Filename, &a.ContentType, &a.Size, &a.SHA256, &created)
+			a.CreatedAt = sqldb.FromMicros(created)
+			return a, err
+		})
 	if err != nil {
 		return nil, s.fail("attachments", err)
 	}
-	defer rows.Close()
-	var out []cases.Attachment
-	for rows.Next() {
-		var a cases.Attachment
-		var created int64
-		if err := rows.Scan(&a.ID, &a.ContactID, &a.Filename, &a.ContentType, &a.Size, &a.SHA256, &created); err != nil {
-			return nil, s.fail("attachments", err)
-		}
-		a.CreatedAt = sqldb.FromMicros(created)
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return out, nil
 }

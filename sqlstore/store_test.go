@@ -1,5 +1,8 @@
 package sqlstore_test
 
+// Every test here runs on SQLite and PostgreSQL (sqldbtest.ForEachDialect):
+// the store is one conformance suite over both engines.
+
 import (
 	"context"
 	"database/sql"
@@ -15,13 +18,6 @@ import (
 	"github.com/casevault/casevault/sqldb/sqldbtest"
 	"github.com/casevault/casevault/sqlstore"
 )
-
-// The store conformance suite: every test runs on SQLite and PostgreSQL.
-func forEachDialect(t *testing.T, fn func(t *testing.T, db *sqldb.DB)) {
-	for _, d := range sqldbtest.Dialects {
-		t.Run(string(d), func(t *testing.T) { fn(t, sqldbtest.Open(t, d)) })
-	}
-}
 
 func count(t *testing.T, db *sqldb.DB, table string) int {
 	t.Helper()
@@ -59,7 +55,7 @@ func addContact(t testing.TB, svc *cases.Service, caseID, body string, purposes 
 }
 
 func TestHookFailureRollsBackWriteAndOutbox(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
 		boom := errors.New("audit down")
 		fail := false
 		st := sqlstore.New(db, sqlstore.Options{OnChange: func(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
@@ -86,7 +82,7 @@ func TestHookFailureRollsBackWriteAndOutbox(t *testing.T) {
 }
 
 func TestOutboxSourceAndCaseDocs(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
 		kicks := 0
 		st := sqlstore.New(db, sqlstore.Options{Notify: func() { kicks++ }})
@@ -144,7 +140,7 @@ func TestOutboxSourceAndCaseDocs(t *testing.T) {
 }
 
 func TestRetentionFollowsCaseClosure(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
 		now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 		st := sqlstore.New(db, sqlstore.Options{Policy: retention.DefaultSchedule().Policy()})
@@ -180,7 +176,7 @@ func TestRetentionFollowsCaseClosure(t *testing.T) {
 }
 
 func TestCaseNumbersUniqueUnderConcurrency(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
 		st := sqlstore.New(db, sqlstore.Options{})
 		svc := cases.NewService(st, nil)
 		cust, _ := seed(t, svc)
@@ -213,7 +209,7 @@ func TestCaseNumbersUniqueUnderConcurrency(t *testing.T) {
 }
 
 func TestNotFoundIsTyped(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
 		st := sqlstore.New(db, sqlstore.Options{})
 		ctx := context.Background()
 		_, e1 := st.GetCustomer(ctx, "x")
@@ -223,6 +219,31 @@ func TestNotFoundIsTyped(t *testing.T) {
 		for i, err := range []error{e1, e2, e3, e4} {
 			if !errors.Is(err, cases.ErrNotFound) {
 				t.Errorf("call %d: %v is not ErrNotFound", i, err)
+			}
+		}
+	})
+}
+
+// A stored value that does not decode is a data error, not an outage: the
+// API must not answer 503 "retry later" for it.
+func TestUndecodableRowIsNotAnOutage(t *testing.T) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		st := sqlstore.New(db, sqlstore.Options{})
+		svc := cases.NewService(st, nil)
+		_, cs := seed(t, svc)
+		res := addContact(t, svc, cs.ID, "hello", cases.PurposeCustomerService)
+		if _, err := db.Write.ExecContext(ctx, db.Rebind(`UPDATE contacts SET purposes = 'not json' WHERE id = ?`), res.Contact.ID); err != nil {
+			t.Fatal(err)
+		}
+
+		for name, call := range map[string]func() error{
+			"get contact": func() error { _, err := st.GetContact(ctx, res.Contact.ID); return err },
+			"timeline":    func() error { _, err := st.Timeline(ctx, cs.ID); return err },
+		} {
+			err := call()
+			if err == nil || errors.Is(err, sqldb.ErrUnavailable) || !errors.Is(err, sqldb.ErrBadRow) {
+				t.Errorf("%s: %v, want ErrBadRow and not ErrUnavailable", name, err)
 			}
 		}
 	})

@@ -39,7 +39,7 @@ func TestRoundTrip(t *testing.T) {
 			// A retention disposition and an erased customer are data too.
 			gone := src.newCase(src.customer("Gone"), "to delete")
 			src.contact(gone, "bye")
-			if err := src.sweeper.DeleteCase(ctx, gone, operator); err != nil {
+			if err := src.deleter.DeleteCase(ctx, gone, operator); err != nil {
 				t.Fatal(err)
 			}
 			if err := src.keys.Destroy(ctx, src.customer("Erased")); err != nil {

@@ -87,7 +87,7 @@ func TestForgetPrunesUnreferencedObjects(t *testing.T) {
 	}
 	// The case with an attachment is deleted; the next backup no longer
 	// references its object.
-	if err := src.sweeper.DeleteCase(ctx, ids[0], operator); err != nil {
+	if err := src.deleter.DeleteCase(ctx, ids[0], operator); err != nil {
 		t.Fatal(err)
 	}
 	second, err := svc.Backup(ctx, "test", operator, nil)

@@ -35,6 +35,7 @@ type instance struct {
 	keys    *archive.Keyring
 	att     *archive.Attachments
 	sweeper *retention.Sweeper
+	deleter *retention.Deleter
 	holds   *retention.Holds
 }
 
@@ -75,6 +76,7 @@ func openInstance(t testing.TB, db *sqldb.DB, blobDir string) *instance {
 	in.holds = retention.NewHolds(db, nil)
 	in.sweeper = retention.NewSweeper(db, retention.SweeperOptions{Policy: policy, Holds: in.holds, OnChange: auditHook(db.Dialect), Blobs: st,
 		IndexLag: func(context.Context) (int64, error) { return 0, nil }})
+	in.deleter = retention.NewDeleter(db, retention.DeleterOptions{Holds: in.holds, OnChange: auditHook(db.Dialect), Blobs: st})
 	return in
 }
 

@@ -42,7 +42,7 @@ func TestTombstoneReplay(t *testing.T) {
 			// After the backup: a manual deletion, a retention sweep far in
 			// the future (customer_service: 3 years after closure; the
 			// location/device redactions apply first), an erasure.
-			if err := src.sweeper.DeleteCase(ctx, ids[0], operator); err != nil {
+			if err := src.deleter.DeleteCase(ctx, ids[0], operator); err != nil {
 				t.Fatal(err)
 			}
 			closed := base
@@ -194,7 +194,7 @@ func TestTombstonesOnlyFromTheSameInstance(t *testing.T) {
 	}
 	other := newInstance(t, sqldb.SQLite)
 	ids := other.seed(2, 1)
-	if err := other.sweeper.DeleteCase(ctx, ids[0], operator); err != nil {
+	if err := other.deleter.DeleteCase(ctx, ids[0], operator); err != nil {
 		t.Fatal(err)
 	}
 	newer, err := other.service(repo, keys).Backup(ctx, "test", operator, nil)

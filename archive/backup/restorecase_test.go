@@ -119,7 +119,7 @@ func testRestoreCase(t *testing.T, in *instance) {
 	}
 
 	// Deleted through the application: a tombstone; never brought back.
-	if err := in.sweeper.DeleteCase(ctx, ids[0], operator); err != nil {
+	if err := in.deleter.DeleteCase(ctx, ids[0], operator); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := repo.RestoreCase(ctx, m.ID, ids[0], opts); !errors.Is(err, backup.ErrDeleted) {

@@ -43,6 +43,7 @@ type retentionParts struct {
 	holds     *retention.Holds
 	explainer *retention.Explainer
 	sweeper   *retention.Sweeper
+	deleter   *retention.Deleter
 }
 
 // loadRetention builds the retention services; the store must use the
@@ -99,6 +100,7 @@ func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, 
 		opts.Notify = ix.Kick
 	}
 	rp.sweeper = retention.NewSweeper(db, opts)
+	rp.deleter = retention.NewDeleter(db, retention.DeleterOptions{Holds: holds, OnChange: hook, Blobs: opts.Blobs, Notify: opts.Notify})
 	return rp
 }
 

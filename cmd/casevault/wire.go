@@ -131,7 +131,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 				return a.indexer.StartReindex(ctx, engineFactory{cfg, a.guard}.build, nil)
 			},
 			Retention: &api.RetentionDeps{Schedules: a.retention.schedules, Holds: a.retention.holds, Explainer: a.retention.explainer,
-				Sweeper: a.retention.sweeper, AuditTx: sink.hook, ObjectLock: objectLock(ctx, blobs, a.retention.holds, log),
+				Sweeper: a.retention.sweeper, Deleter: a.retention.deleter, AuditTx: sink.hook, ObjectLock: objectLock(ctx, blobs, a.retention.holds, log),
 				Recompute: func(ctx context.Context) {
 					if _, err := retention.Recompute(ctx, db, policy, retention.RecomputeOptions{}); err != nil {
 						log.Error("retention recompute failed", "err", err)

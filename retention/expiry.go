@@ -1,0 +1,266 @@
+package retention
+
+import (
+	"context"
+	"database/sql"
+	"slices"
+	"time"
+
+	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqlstore"
+)
+
+// expiryPhase deletes or anonymizes contacts past retain_until, and deletes
+// the cases it leaves without contacts.
+type expiryPhase struct{ now time.Time }
+
+func (p expiryPhase) bound() int64 { return sqldb.Micros(p.now) }
+
+func (p expiryPhase) query() string {
+	return `SELECT id, case_id, customer_id, occurred_at, retain_until FROM contacts
+		WHERE retain_until IS NOT NULL AND retain_until <= ? AND (retain_until > ? OR (retain_until = ? AND id > ?))
+		ORDER BY retain_until, id LIMIT ?`
+}
+
+// expiryDecision is what expiry decided for a batch.
+type expiryDecision struct {
+	items []Item
+	dels  []string          // contacts to delete
+	anons []string          // contacts to anonymize
+	cases []string          // cases of the deleted contacts
+	rules map[string]string // case id → the rule that deleted its contacts
+}
+
+func (p expiryPhase) apply(ctx context.Context, b *batch, cands []candidate) ([]Item, error) {
+	ids := make([]string, len(cands))
+	for i, c := range cands {
+		ids[i] = c.id
+	}
+	live, err := readContacts(ctx, b.db, b.reader(), ids)
+	if err != nil {
+		return nil, err
+	}
+
+	dec, err := p.decide(ctx, b, cands, live)
+	if err != nil {
+		return nil, err
+	}
+
+	gone, err := emptyCases(ctx, b, dec.cases, dec.dels, live)
+	if err != nil {
+		return nil, err
+	}
+	items := dec.items
+	for _, id := range gone {
+		items = append(items, Item{CaseID: id, Action: ItemDeleteCase, Rule: dec.rules[id]})
+	}
+	if b.dryRun {
+		return items, nil
+	}
+
+	if err := p.destroy(ctx, b, dec, live); err != nil {
+		return nil, err
+	}
+	if err := deleteCases(ctx, b, gone); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+// decide re-decides each candidate on the schedule in force and the case as
+// it is now, never on a stored date that a schedule change or a reopen made
+// stale; a contact whose time has not come is rescheduled (not in a dry run).
+func (p expiryPhase) decide(ctx context.Context, b *batch, cands []candidate, live map[string]liveContact) (expiryDecision, error) {
+	dec := expiryDecision{rules: map[string]string{}}
+	sc := b.policy.Schedule()
+	for _, c := range cands {
+		lc, ok := live[c.id]
+		if !ok {
+			continue // already gone: another run finished it
+		}
+
+		until, rule := sc.RetainUntil(lc.Purposes, lc.OccurredAt, lc.CaseClosedAt)
+		if lc.Anonymized {
+			until = nil
+		}
+		if until == nil || until.After(b.now) {
+			if !b.dryRun {
+				if _, err := b.db.Exec(ctx, b.tx, `UPDATE contacts SET retain_until = ? WHERE id = ?`, sqldb.NullMicros(until), c.id); err != nil {
+					return dec, sqldb.Fail("reschedule", err)
+				}
+			}
+			dec.items = append(dec.items, Item{ContactID: c.id, CaseID: lc.CaseID, Action: ItemReschedule, Rule: string(rule.Purpose)})
+			continue
+		}
+
+		it := Item{ContactID: c.id, CaseID: lc.CaseID, Action: ItemDelete, Rule: string(rule.Purpose)}
+		if rule.Action == ActionAnonymize {
+			it.Action = ItemAnonymize
+			dec.anons = append(dec.anons, c.id)
+		} else {
+			dec.dels = append(dec.dels, c.id)
+			if !slices.Contains(dec.cases, lc.CaseID) {
+				dec.cases = append(dec.cases, lc.CaseID)
+			}
+			dec.rules[lc.CaseID] = it.Rule
+		}
+		dec.items = append(dec.items, it)
+	}
+	return dec, nil
+}
+
+// destroy records a disposition for each deleted or anonymized contact and
+// then deletes or strips it, with its attachments.
+func (p expiryPhase) destroy(ctx context.Context, b *batch, dec expiryDecision, live map[string]liveContact) error {
+	both := append(slices.Clone(dec.dels), dec.anons...)
+	atts, err := attachmentsOf(ctx, b.db, b.tx, both)
+	if err != nil {
+		return err
+	}
+	for _, it := range dec.items {
+		if it.Action != ItemDelete && it.Action != ItemAnonymize {
+			continue
+		}
+		lc := live[it.ContactID]
+		for _, a := range atts[it.ContactID] {
+			b.work.blobs = append(b.work.blobs, a.blobKey)
+		}
+		b.dispose(contactDisposition(it.ContactID, lc, it.Action, it.Rule, b.now, destroyedContact(lc, atts[it.ContactID])))
+	}
+
+	if err := execIn(ctx, b.db, b.tx, `DELETE FROM attachments WHERE contact_id IN (?*)`, both); err != nil {
+		return sqldb.Fail("delete attachments", err)
+	}
+	if err := execIn(ctx, b.db, b.tx, `DELETE FROM contacts WHERE id IN (?*)`, dec.dels); err != nil {
+		return sqldb.Fail("delete contacts", err)
+	}
+	if err := execIn(ctx, b.db, b.tx, `UPDATE contacts SET author = '', body = '', location = NULL, device = NULL, retain_until = NULL, anonymized_at = ? WHERE id IN (?*)`,
+		dec.anons, sqldb.Micros(b.now)); err != nil {
+		return sqldb.Fail("anonymize", err)
+	}
+	return nil
+}
+
+// emptyCases returns the cases of caseIDs that deleting dels leaves without
+// contacts (a dry run counts what it would have deleted so far).
+func emptyCases(ctx context.Context, b *batch, caseIDs, dels []string, live map[string]liveContact) ([]string, error) {
+	if len(caseIDs) == 0 {
+		return nil, nil
+	}
+	type count struct {
+		id string
+		n  int
+	}
+	counts, err := sqldb.Collect(ctx, b.reader(), b.db.Rebind(`SELECT case_id, COUNT(*) FROM contacts WHERE case_id IN (`+sqldb.Placeholders(len(caseIDs))+`) GROUP BY case_id`),
+		sqldb.Args(caseIDs), func(rows *sql.Rows) (count, error) {
+			var c count
+			return c, rows.Scan(&c.id, &c.n)
+		})
+	if err != nil {
+		return nil, sqldb.Fail("case contacts", err)
+	}
+
+	left := map[string]int{}
+	for _, c := range counts {
+		left[c.id] = c.n
+	}
+	for _, id := range dels {
+		cs := live[id].CaseID
+		left[cs]--
+		if b.dryRun {
+			b.dry.deleted[cs]++
+		}
+	}
+
+	var out []string
+	for _, cs := range caseIDs {
+		n := left[cs]
+		if b.dryRun {
+			// The database still holds what earlier batches would have deleted.
+			n = left[cs] + countOf(dels, live, cs) - b.dry.deleted[cs]
+		}
+		if n == 0 {
+			out = append(out, cs)
+		}
+	}
+	return out, nil
+}
+
+func countOf(dels []string, live map[string]liveContact, caseID string) int {
+	n := 0
+	for _, id := range dels {
+		if live[id].CaseID == caseID {
+			n++
+		}
+	}
+	return n
+}
+
+// deleteCases records a disposition for each case and deletes it.
+func deleteCases(ctx context.Context, b *batch, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+
+	type caseRow struct{ id, subject, customerID string }
+	rows, err := sqldb.Collect(ctx, b.tx, b.db.Rebind(`SELECT id, subject, customer_id FROM cases WHERE id IN (`+sqldb.Placeholders(len(ids))+`)`), sqldb.Args(ids),
+		func(rows *sql.Rows) (caseRow, error) {
+			var r caseRow
+			return r, rows.Scan(&r.id, &r.subject, &r.customerID)
+		})
+	if err != nil {
+		return sqldb.Fail("read cases", err)
+	}
+	for _, r := range rows {
+		b.dispose(caseDisposition(r.id, r.customerID, "", b.now, r.subject))
+	}
+
+	if err := execIn(ctx, b.db, b.tx, `DELETE FROM cases WHERE id IN (?*)`, ids); err != nil {
+		return sqldb.Fail("delete cases", err)
+	}
+	return nil
+}
+
+// liveContact is a contact as re-read inside the act's transaction.
+type liveContact = sqlstore.StoredContact
+
+// readContacts reads the contacts ids, by id.
+func readContacts(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids []string) (map[string]liveContact, error) {
+	cs, err := sqlstore.ReadStoredContacts(ctx, db, q, ids)
+	if err != nil {
+		return nil, sqldb.Fail("read contacts", err)
+	}
+
+	out := make(map[string]liveContact, len(cs))
+	for _, c := range cs {
+		out[c.ID] = c
+	}
+	return out, nil
+}
+
+type attRef struct{ blobKey, sha string }
+
+// attachmentsOf lists the attachments of each contact, in attachment order.
+func attachmentsOf(ctx context.Context, db *sqldb.DB, q sqldb.Querier, contactIDs []string) (map[string][]attRef, error) {
+	out := map[string][]attRef{}
+	if len(contactIDs) == 0 {
+		return out, nil
+	}
+
+	type row struct {
+		contactID string
+		a         attRef
+	}
+	rows, err := sqldb.Collect(ctx, q, db.Rebind(`SELECT contact_id, blob_key, sha256 FROM attachments WHERE contact_id IN (`+sqldb.Placeholders(len(contactIDs))+`) ORDER BY id`),
+		sqldb.Args(contactIDs), func(rows *sql.Rows) (row, error) {
+			var r row
+			return r, rows.Scan(&r.contactID, &r.a.blobKey, &r.a.sha)
+		})
+	if err != nil {
+		return nil, sqldb.Fail("attachments", err)
+	}
+	for _, r := range rows {
+		out[r.contactID] = append(out[r.contactID], r.a)
+	}
+	return out, nil
+}

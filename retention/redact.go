@@ -1,0 +1,77 @@
+package retention
+
+import (
+	"context"
+	"database/sql"
+	"time"
+
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/sqldb"
+)
+
+// categoryColumn is a category that lives in a column of its own.
+type categoryColumn struct {
+	name  string
+	value func(liveContact) sql.NullString
+}
+
+// categoryColumns lists the categories that live in a column of their own;
+// other categories are part of the body and go with the contact.
+var categoryColumns = map[cases.Category]categoryColumn{
+	cases.CategoryLocation: {"location", func(c liveContact) sql.NullString { return c.Location }},
+	cases.CategoryDevice:   {"device", func(c liveContact) sql.NullString { return c.Device }},
+}
+
+// redactPhase nulls one category column of contacts captured before cutoff.
+type redactPhase struct {
+	category cases.Category
+	column   categoryColumn
+	cutoff   time.Time
+}
+
+func (p redactPhase) bound() int64 { return sqldb.Micros(p.cutoff) }
+
+func (p redactPhase) query() string {
+	return `SELECT id, case_id, customer_id, occurred_at, occurred_at FROM contacts
+		WHERE ` + p.column.name + ` IS NOT NULL AND occurred_at <= ? AND (occurred_at > ? OR (occurred_at = ? AND id > ?))
+		ORDER BY occurred_at, id LIMIT ?`
+}
+
+func (p redactPhase) apply(ctx context.Context, b *batch, cands []candidate) ([]Item, error) {
+	ids := make([]string, len(cands))
+	for i, c := range cands {
+		ids[i] = c.id
+	}
+	live, err := readContacts(ctx, b.db, b.reader(), ids)
+	if err != nil {
+		return nil, err
+	}
+
+	// Candidates come in (occurred_at, id) order; a contact gone or already
+	// redacted since the selection is passed over.
+	rule := "category:" + string(p.category)
+	var items []Item
+	var found []string
+	for _, c := range cands {
+		lc, ok := live[c.id]
+		val := p.column.value(lc)
+		if !ok || !val.Valid {
+			continue
+		}
+		items = append(items, Item{ContactID: c.id, CaseID: lc.CaseID, Action: ItemRedact, Category: string(p.category), Rule: rule})
+		found = append(found, c.id)
+		if !b.dryRun {
+			d := contactDisposition(c.id, lc, ItemRedact, rule, b.now, destroyedValue(val.String))
+			d.detail = string(p.category)
+			b.dispose(d)
+		}
+	}
+	if b.dryRun {
+		return items, nil
+	}
+
+	if err := execIn(ctx, b.db, b.tx, `UPDATE contacts SET `+p.column.name+` = NULL WHERE id IN (?*)`, found); err != nil {
+		return nil, sqldb.Fail("redact "+p.column.name, err)
+	}
+	return items, nil
+}

@@ -1,0 +1,57 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/sqldb"
+)
+
+// StoredContact is a contact row as retention acts on it: the columns as
+// stored (location and device as their JSON text, which a disposition
+// digests byte for byte), its stored retention date, whether it was
+// anonymized, and its case's closing time (which moves case_closed clocks).
+type StoredContact struct {
+	ID, CaseID, CustomerID string
+	Author, Body           string
+	OccurredAt             time.Time
+	Purposes               []cases.Purpose
+	Location, Device       sql.NullString
+	RetainUntil            *time.Time
+	Anonymized             bool
+	CaseClosedAt           *time.Time
+}
+
+// ReadStoredContacts reads the contacts ids (in no particular order)
+// through q: the caller's transaction, so that what it decides on is what
+// it then changes, or the read pool. The contacts table is this package's;
+// other packages read its rows through here rather than with a column list
+// of their own.
+func ReadStoredContacts(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids []string) ([]StoredContact, error) {
+	if len(ids) == 0 {
+		return nil, nil // IN () is an error on PostgreSQL
+	}
+
+	query := `SELECT c.id, c.case_id, c.customer_id, c.author, c.body, c.occurred_at, c.purposes, c.location, c.device, c.retain_until, c.anonymized_at, k.closed_at
+		FROM contacts c JOIN cases k ON k.id = c.case_id WHERE c.id IN (` + sqldb.Placeholders(len(ids)) + `)`
+	return sqldb.Collect(ctx, q, db.Rebind(query), sqldb.Args(ids), func(rows *sql.Rows) (StoredContact, error) {
+		var c StoredContact
+		var ps string
+		var occurred int64
+		var until, anon, closed sql.NullInt64
+		if err := rows.Scan(&c.ID, &c.CaseID, &c.CustomerID, &c.Author, &c.Body, &occurred, &ps, &c.Location, &c.Device, &until, &anon, &closed); err != nil {
+			return c, err
+		}
+		c.OccurredAt, c.RetainUntil = sqldb.FromMicros(occurred), sqldb.TimePtr(until)
+		c.Anonymized, c.CaseClosedAt = anon.Valid, sqldb.TimePtr(closed)
+
+		if err := json.Unmarshal([]byte(ps), &c.Purposes); err != nil {
+			return c, fmt.Errorf("contact %s purposes: %w: %w", c.ID, sqldb.ErrBadRow, err)
+		}
+		return c, nil
+	})
+}
