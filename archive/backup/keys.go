@@ -54,6 +54,8 @@ func LoadKeys(cfg KeyConfig, create bool) (Keys, error) {
 		switch {
 		case errors.Is(err, os.ErrNotExist) && cfg.IdentityFile == "":
 			// No key yet and none may be made: public-only use fails later.
+		case errors.Is(err, os.ErrNotExist):
+			return Keys{}, fmt.Errorf("%w: %w", ErrNoKey, err)
 		case err != nil:
 			return Keys{}, fmt.Errorf("backup identity: %w", err)
 		default:

@@ -208,6 +208,10 @@ func TestBackupRunListVerifyRestoreCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	cvCode(t, exitKey, nil, "backup", "restore", id, "--to", filepath.Join(t.TempDir(), "r"), "--data-dir", dir, "--backup-identity-file", wrongKey)
+	// A configured identity file that is not there is a key problem too, not a plain error.
+	missingKey := filepath.Join(t.TempDir(), "missing.key")
+	cvCode(t, exitKey, nil, "backup", "restore", id, "--to", filepath.Join(t.TempDir(), "r2"), "--data-dir", dir, "--backup-identity-file", missingKey)
+	cvCode(t, exitKey, nil, "backup", "verify", id, "--read-data", "--data-dir", dir, "--backup-identity-file", missingKey)
 	db, err := sqldb.Open(context.Background(), sqldb.Config{Path: filepath.Join(dir, "casevault.db")})
 	if err != nil {
 		t.Fatal(err)

@@ -5,9 +5,6 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
-	"strconv"
-
-	"github.com/spf13/pflag"
 )
 
 // gcConfig tunes the Go garbage collector of a long-running server.
@@ -28,28 +25,21 @@ type gcConfig struct {
 	Limit int64
 }
 
-func loadGC(fs *pflag.FlagSet, get func(string) string) (gcConfig, error) {
+// gc derives the collector settings. The default percent gives way to an
+// explicit GOGC; a percent set by flag or environment wins over it.
+func (c *config) gc() (gcConfig, error) {
 	var g gcConfig
-	_, ours := os.LookupEnv("CASEVAULT_GC_PERCENT")
-	f := fs.Lookup("gc-percent")
-	explicit := ours || (f != nil && f.Changed)
-	if _, gogc := os.LookupEnv("GOGC"); explicit || !gogc {
-		n, err := strconv.Atoi(get("gc-percent"))
-		if err != nil || n < 25 || n > 10000 {
-			return g, fmt.Errorf("--gc-percent must be a whole number from 25 to 10000, not %q", get("gc-percent"))
+	_, gogc := os.LookupEnv("GOGC")
+	if src := c.source["gc-percent"]; (src != "" && src != "default") || !gogc {
+		if c.GCPercent < 25 || c.GCPercent > 10000 {
+			return g, fmt.Errorf("--gc-percent must be a whole number from 25 to 10000, not %d", c.GCPercent)
 		}
-		g.Percent = n
+		g.Percent = c.GCPercent
 	}
-	if v := get("memory-limit"); v != "" {
-		n, err := parseSize(v)
-		if err != nil {
-			return g, fmt.Errorf("--memory-limit: %w", err)
-		}
-		if n < 64<<20 {
-			return g, fmt.Errorf("--memory-limit %s is below 64MiB: the collector would run constantly", v)
-		}
-		g.Limit = n
+	if c.MemoryLimit != 0 && c.MemoryLimit < 64<<20 {
+		return g, fmt.Errorf("--memory-limit %s is below 64MiB: the collector would run constantly", c.MemoryLimit.String())
 	}
+	g.Limit = int64(c.MemoryLimit)
 	return g, nil
 }
 

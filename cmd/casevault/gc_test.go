@@ -25,7 +25,7 @@ func TestGCSettings(t *testing.T) {
 		{name: "our flag beats GOGC", env: map[string]string{"GOGC": "50"}, args: []string{"--gc-percent", "300"}, want: gcConfig{Percent: 300}},
 		{name: "our env beats GOGC", env: map[string]string{"GOGC": "50", "CASEVAULT_GC_PERCENT": "250"}, want: gcConfig{Percent: 250}},
 		{name: "memory limit", args: []string{"--memory-limit", "1GiB"}, want: gcConfig{Percent: 400, Limit: 1 << 30}},
-		{name: "not a number", args: []string{"--gc-percent", "lots"}, wantErr: "--gc-percent must be"},
+		{name: "not a number", args: []string{"--gc-percent", "lots"}, wantErr: `invalid argument "lots" for "--gc-percent"`},
 		{name: "too low", args: []string{"--gc-percent", "10"}, wantErr: "--gc-percent must be"},
 		{name: "too high", env: map[string]string{"CASEVAULT_GC_PERCENT": "20000"}, wantErr: "--gc-percent must be"},
 		{name: "tiny limit", args: []string{"--memory-limit", "32MiB"}, wantErr: "below 64MiB"},
@@ -39,13 +39,12 @@ func TestGCSettings(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			var c config
-			cmd := &cobra.Command{Use: "x"}
-			addFlags(cmd, &c)
-			if err := cmd.PersistentFlags().Parse(tc.args); err != nil {
-				t.Fatal(err)
+			c := newConfig()
+			cmd := c.flags(&cobra.Command{Use: "x"}, useServer)
+			err := cmd.Flags().Parse(tc.args)
+			if err == nil {
+				err = c.load(cmd.Flags())
 			}
-			err := c.load(cmd.PersistentFlags())
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)

@@ -1,29 +1,22 @@
 // Command casevault is the one binary: the server and every operator tool.
+//
+// Layout (after restic's cmd/restic): one cmd_*.go file per command, each
+// subcommand a constructor plus a runX function; app.go builds the server,
+// jobs.go holds its cron jobs, exit.go maps every error to an exit code,
+// report.go prints progress and results, options.go is the settings table.
 package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
-)
-
-// Exit codes, documented in the README (modelled on restic's).
-const (
-	exitOK    = 0
-	exitError = 1
-	exitUsage = 2
-	// exitUnavailable: a backend (database, S3) could not be reached. (3 is
-	// restic's "incomplete backup", see backupwire.go.)
-	exitUnavailable = 14
 )
 
 var version = "dev"
@@ -33,41 +26,26 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// run executes one command line and returns its exit code.
 func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+
 	root := newRoot(stdout, stderr)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
-	if err == nil {
-		return exitOK
+	err := interrupted(ctx, root.ExecuteContext(ctx))
+	if err != nil {
+		fmt.Fprintln(stderr, "casevault:", err)
 	}
-	fmt.Fprintln(stderr, "casevault:", err)
-	var ue usageError
-	switch {
-	case errors.As(err, &ue):
-		return exitUsage
-	case ctx.Err() != nil:
-		return exitInterrupt
-	case backupExitCode(err) != 0:
-		return backupExitCode(err)
-	case isUnavailable(err):
-		return exitUnavailable
-	}
-	if strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") ||
-		strings.Contains(err.Error(), "required flag") {
-		return exitUsage
-	}
-	return exitError
+	return exitCode(err)
 }
 
-type usageError struct{ error }
-
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
-	cfg := &config{}
+	cfg := newConfig()
 	root := &cobra.Command{
 		Use:           "casevault",
 		Short:         "Customer-service interaction and case archive",
+		Long:          "Customer-service interaction and case archive.\n\n" + exitHelp,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version,
@@ -80,9 +58,11 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	addFlags(root, cfg)
-	root.AddCommand(serveCmd(cfg), migrateCmd(cfg), tokenCmd(cfg), auditCmd(cfg), attachmentsCmd(cfg), reindexCmd(cfg), retentionCmd(cfg), backupCmd(cfg), configCmd())
-	return root
+	// Every flag parsing error (unknown flag, missing value, a value of the
+	// wrong type) is a usage error.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	return parent(root, newServeCmd(cfg), newMigrateCmd(cfg), newTokenCmd(cfg), newAuditCmd(cfg), newAttachmentsCmd(cfg),
+		newReindexCmd(cfg), newRetentionCmd(cfg), newBackupCmd(cfg), newConfigCmd(cfg))
 }
 
 // newLogger builds the slog logger: JSON in production, text on a terminal.

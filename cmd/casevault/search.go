@@ -1,27 +1,23 @@
 package main
 
 import (
-	"errors"
-	"syscall"
-
-	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"github.com/casevault/casevault/bg"
+	"io"
 	"log/slog"
-	"net/http"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/spf13/cobra"
 
-	"github.com/casevault/casevault/audit"
+	"github.com/casevault/casevault/bg"
 	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/search/bleve"
 	"github.com/casevault/casevault/search/meili"
+	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqlstore"
 )
 
@@ -166,54 +162,36 @@ func indexProbe(ix *search.Indexer) func(ctx context.Context) (any, error) {
 	}
 }
 
-func reindexCmd(cfg *config) *cobra.Command {
-	var url, token string
-	cmd := &cobra.Command{
-		Use:   "reindex",
-		Short: "Rebuild the search index into a new versioned index and switch to it",
-		Long: "With --url, asks a running server to rebuild (it keeps answering from the old index meanwhile).\n" +
-			"Without it, rebuilds offline; the server must be stopped (Bleve's index is locked while it runs).",
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			if url != "" {
-				req, _ := http.NewRequestWithContext(ctx, "POST", strings.TrimRight(url, "/")+"/api/v1/search/reindex", bytes.NewReader(nil))
-				req.Header.Set("Authorization", "Bearer "+token)
-				res, err := http.DefaultClient.Do(req)
-				if err != nil {
-					return fmt.Errorf("reindex: %w", err)
-				}
-				defer res.Body.Close()
-				var body map[string]any
-				_ = json.NewDecoder(res.Body).Decode(&body)
-				if res.StatusCode != http.StatusAccepted {
-					return fmt.Errorf("reindex: server answered %d: %v", res.StatusCode, body["detail"])
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), "reindex started on the server; follow it in GET /api/v1/search/status")
-				return nil
-			}
-			env, err := openCLI(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
-			store := sqlstore.New(env.db, sqlstore.Options{})
-			log := newLogger(cfg, cmd.ErrOrStderr())
-			ix, err := startIndexer(ctx, cfg, store, log, prometheus.NewRegistry(), nil, false)
-			if err != nil {
-				return fmt.Errorf("%w (is the server running? then use --url)", err)
-			}
-			defer ix.Close()
-			start := time.Now()
-			if err := ix.Reindex(ctx, engineFactory{cfg: cfg}.build); err != nil {
-				return err
-			}
-			st, _ := ix.Status(ctx)
-			fmt.Fprintf(cmd.OutOrStdout(), "rebuilt %s: %d documents in %s\n", st.Index, st.Documents, time.Since(start).Round(time.Millisecond))
-			return env.log.Record(ctx, audit.FromChange(cliChange("search.reindex", "index", st.Index, map[string]any{"documents": st.Documents}), audit.OutcomeOK))
-		},
+// rebuildIndex fills the target's search index from the restored store: a
+// Bleve index under DIR/index for a directory target, else the configured
+// engine. It returns the number of cases indexed.
+func rebuildIndex(ctx context.Context, cfg *config, target *sqldb.DB, dir string) (int64, error) {
+	store := sqlstore.New(target, sqlstore.Options{})
+	log := newLogger(cfg, io.Discard)
+	var eng search.Engine
+	var build func(ctx context.Context) (search.Engine, error)
+	var err error
+	if dir != "" {
+		ixDir := filepath.Join(dir, "index")
+		if eng, err = bleve.Open(ctx, ixDir); err != nil {
+			return 0, err
+		}
+		build = func(ctx context.Context) (search.Engine, error) { return bleve.Build(ctx, ixDir) }
+	} else {
+		f := engineFactory{cfg: cfg}
+		if eng, err = f.open(ctx); err != nil {
+			return 0, err
+		}
+		build = f.build
 	}
-	cmd.Flags().StringVar(&url, "url", "", "base URL of a running server (e.g. http://127.0.0.1:8080)")
-	cmd.Flags().StringVar(&token, "token", "", "admin token for --url")
-	return cmd
+	ix := search.NewIndexer(store, eng, log, search.Options{})
+	defer ix.Close()
+	if err := ix.Reindex(ctx, build); err != nil {
+		return 0, err
+	}
+	st, err := ix.Status(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return st.Documents, nil
 }

@@ -1,15 +1,11 @@
 package main
 
 import (
-	"time"
-
 	"context"
 	"errors"
 	"fmt"
-	"github.com/casevault/casevault/bg"
 	"log/slog"
-	"os"
-	"path/filepath"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -18,29 +14,13 @@ import (
 	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/auth"
+	"github.com/casevault/casevault/bg"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqlstore"
 )
-
-func isUnavailable(err error) bool {
-	return errors.Is(err, sqldb.ErrUnavailable) || isBlobUnavailable(err)
-}
-
-func openDB(ctx context.Context, cfg *config) (*sqldb.DB, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
-	}
-	// MkdirAll leaves a pre-created directory's mode alone (say 0755 from
-	// a provisioning script): nobody else may list the data.
-	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
-	}
-	dc := sqldb.Config{URL: cfg.DatabaseURL, Path: filepath.Join(cfg.DataDir, "casevault.db"), Synchronous: cfg.SQLiteSync}
-	return sqldb.Open(ctx, dc)
-}
 
 // app is everything `serve` runs, built from the configuration.
 type app struct {
@@ -74,7 +54,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 	}
 	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.guard = bg.New(log, a.metrics)
-	a.audit = audit.New(db, audit.WithRetention(cfg.AuditRetention))
+	a.audit = audit.New(db, audit.WithRetention(cfg.AuditRetention.d))
 	if db.Dialect == sqldb.Postgres {
 		// Every audited write serializes on the chain head; group commit
 		// lets one commit carry many of them (sqldb/batch.go).
@@ -120,7 +100,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		return nil, err
 	}
 	a.backup = bp
-	a.server = api.New(api.Config{JSONBodyLimit: cfg.JSONBodyLimit, AttachmentLimit: cfg.AttachmentLimit, Version: version},
+	a.server = api.New(api.Config{JSONBodyLimit: int64(cfg.JSONBodyLimit), AttachmentLimit: int64(cfg.AttachmentLimit), Version: version},
 		api.Deps{
 			Cases: a.svc, Tokens: a.tokens, Metrics: a.metrics, Log: log,
 			Audit: sink, AuditTrail: a.audit, AuditTx: sink.hook, Attachments: att,

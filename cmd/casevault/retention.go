@@ -5,16 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/casevault/casevault/bg"
 	"log/slog"
 	"os"
 	"reflect"
 
-	"github.com/spf13/cobra"
-
 	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/archive/s3"
-	"github.com/casevault/casevault/audit"
+	"github.com/casevault/casevault/bg"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/search"
@@ -104,51 +101,6 @@ func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, 
 	return rp
 }
 
-func retentionCmd(cfg *config) *cobra.Command {
-	rc := &cobra.Command{Use: "retention", Short: "Retention sweeps"}
-	var dryRun, asJSON bool
-	run := &cobra.Command{
-		Use:   "run [--dry-run]",
-		Short: "Run one retention sweep now (the server's own runs are scheduled by --retention-schedule)",
-		Args:  cobra.NoArgs,
-		RunE: withCLI(cfg, func(ctx context.Context, cmd *cobra.Command, env *cliEnv) error {
-			db, log := env.db, env.log
-			policy := retention.NewPolicy(retention.DefaultSchedule())
-			schedules, err := loadRetention(ctx, cfg, db, policy)
-			if err != nil {
-				return err
-			}
-			_, blobs, _, err := openAttachments(ctx, cfg, db)
-			if err != nil {
-				return err
-			}
-			store := sqlstore.New(db, sqlstore.Options{Policy: policy})
-			// Query holds are evaluated by the search index, which the
-			// running server owns; without it every query hold counts as
-			// covering (the safe side), see retention.Holds.
-			rp := newRetentionParts(nil, db, policy, schedules, nil, store, blobs, auditSink{log: log})
-			rep, err := rp.sweeper.Run(ctx, retention.RunOptions{DryRun: dryRun})
-			if err != nil {
-				return err
-			}
-			if err := log.Record(ctx, audit.FromChange(cliChange("retention.run", "retention_run", rep.ID, map[string]any{
-				"dry_run": dryRun, "status": rep.Status, "deleted": rep.Deleted, "anonymized": rep.Anonymized, "redacted": rep.Redacted}), audit.OutcomeOK)); err != nil {
-				return err
-			}
-			if asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(rep)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s (dry run: %v): examined %d, deleted %d, anonymized %d, redacted %d, cases deleted %d, held %d, errors %d\n",
-				rep.Status, rep.DryRun, rep.Examined, rep.Deleted, rep.Anonymized, rep.Redacted, rep.CasesDeleted, rep.SkippedHeld, rep.Errors)
-			return nil
-		}),
-	}
-	run.Flags().BoolVar(&dryRun, "dry-run", false, "report what would happen, change nothing")
-	run.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
-	rc.AddCommand(run)
-	return rc
-}
-
 // objectLock returns the hold → S3 legal-hold mirror when the attachment
 // bucket has object lock enabled, else nil (nothing to mirror).
 func objectLock(ctx context.Context, blobs archive.Blobs, holds *retention.Holds, log *slog.Logger) func(context.Context, retention.Hold, bool) (int, error) {
@@ -166,5 +118,33 @@ func objectLock(ctx context.Context, blobs archive.Blobs, holds *retention.Holds
 	}
 	return func(ctx context.Context, h retention.Hold, on bool) (int, error) {
 		return holds.ApplyObjectLock(ctx, st, h, on)
+	}
+}
+
+// reapplyHoldFlags sets the S3 legal-hold flag on every restored blob an
+// active hold covers, when the target bucket has object lock (0 otherwise).
+func reapplyHoldFlags(ctx context.Context, db *sqldb.DB, blobs archive.Blobs) (int, error) {
+	holds := retention.NewHolds(db, nil)
+	apply := objectLock(ctx, blobs, holds, slog.New(slog.DiscardHandler))
+	if apply == nil {
+		return 0, nil
+	}
+	n, cursor := 0, ""
+	for {
+		page, next, err := holds.List(ctx, retention.HoldFilter{ActiveOnly: true}, 500, cursor)
+		if err != nil {
+			return n, err
+		}
+		for _, h := range page {
+			k, err := apply(ctx, h, true)
+			if err != nil {
+				return n, fmt.Errorf("hold %s: %w", h.ID, err)
+			}
+			n += k
+		}
+		if next == "" {
+			return n, nil
+		}
+		cursor = next
 	}
 }

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/casevault/casevault/archive"
+	"github.com/casevault/casevault/archive/local"
+	"github.com/casevault/casevault/archive/s3"
+	"github.com/casevault/casevault/sqldb"
+)
+
+// openBlobs returns the attachment blob store: S3 when an endpoint is
+// configured, else the local disk under the data dir.
+func openBlobs(ctx context.Context, cfg *config) (archive.Blobs, string, error) {
+	if cfg.S3.Endpoint == "" {
+		st, err := local.New(filepath.Join(cfg.DataDir, "blobs"))
+		if err != nil {
+			return nil, "", fmt.Errorf("local blobs: %w", err)
+		}
+		return st, "local", nil
+	}
+	st, err := s3.New(ctx, cfg.S3.client())
+	if err != nil {
+		return nil, "", fmt.Errorf("s3 %s/%s: %w", cfg.S3.Endpoint, cfg.S3.Bucket, err)
+	}
+	return st, "s3", nil
+}
+
+// openAttachments builds the attachment service with its keyring.
+func openAttachments(ctx context.Context, cfg *config, db *sqldb.DB) (*archive.Attachments, archive.Blobs, string, error) {
+	master, err := archive.LoadOrCreateMasterKey(cfg.DataDir, cfg.MasterKeyHex)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("master key: %w", err)
+	}
+	keys, err := archive.NewKeyring(db, master, archive.KeyringOptions{})
+	if err != nil {
+		return nil, nil, "", err
+	}
+	blobs, kind, err := openBlobs(ctx, cfg)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return archive.NewAttachments(db, blobs, keys, archive.AttachmentOptions{MaxSize: int64(cfg.AttachmentLimit)}), blobs, kind, nil
+}
+
+// client is the s3 package's configuration of an endpoint.
+func (c s3Config) client() s3.Config {
+	return s3.Config{Endpoint: c.Endpoint, Bucket: c.Bucket, AccessKey: c.AccessKey, SecretKey: c.SecretKey,
+		Region: c.Region, TLS: c.TLS, ObjectLock: c.ObjectLock, Timeout: c.Timeout}
+}

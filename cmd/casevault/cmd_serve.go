@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/casevault/casevault/auth"
+	"github.com/casevault/casevault/cases"
+)
+
+func newServeCmd(cfg *config) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the HTTP API (SQLite, Bleve and local blobs unless configured otherwise)",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServe(cmd.Context(), cfg, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	return cfg.flags(cmd, useAll)
+}
+
+// runServe runs the server until ctx is cancelled (SIGTERM), then drains
+// in-flight requests for at most --shutdown-timeout.
+func runServe(ctx context.Context, cfg *config, out, logw io.Writer) error {
+	log := newLogger(cfg, logw)
+	cfg.GC.apply(log)
+	a, err := buildApp(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+
+	if err := bootstrapAdmin(ctx, a.tokens, auditSink{log: a.audit}.hook, cfg.DataDir, out); err != nil {
+		return err
+	}
+	defer recoverInterruptedRuns(ctx, a, log)()
+	defer a.runIndexer(ctx)()
+
+	cron, err := jobs{ctx: ctx, a: a}.schedule()
+	if err != nil {
+		return err
+	}
+	cron.Start()
+	defer func() { <-cron.Stop().Done() }()
+
+	errc := make(chan error, 1)
+	go func() { errc <- a.server.Listen(cfg.Listen) }()
+	log.Info("casevault listening", "addr", cfg.Listen, "database", string(a.db.Dialect), "data_dir", cfg.DataDir, "version", version)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	case <-ctx.Done():
+	}
+
+	log.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := a.server.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped cleanly")
+	return nil
+}
+
+// runIndexer starts the indexer loop, and a rebuild when the index is new
+// or outdated. The indexer outlives the request context: the returned
+// function stops it (after the HTTP server has drained).
+func (a *app) runIndexer(ctx context.Context) (stop func()) {
+	ixCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	a.guard.Go("indexer", func() {
+		defer close(done)
+		if err := a.indexer.Run(ixCtx); err != nil {
+			a.log.Error("indexer stopped", "err", err)
+		}
+	})
+	if needsRebuild(a.indexer.Engine()) {
+		a.guard.Go("search.reindex", func() {
+			a.log.Info("search index missing or built with an older mapping: rebuilding from the store while the current one answers")
+			if err := a.indexer.Reindex(ixCtx, engineFactory{a.cfg, a.guard}.build); err != nil {
+				a.log.Error("automatic reindex failed", "err", err)
+			}
+		})
+	}
+	return func() { cancel(); <-done }
+}
+
+// bootstrapAdmin creates the first admin token on an empty database, prints
+// it once and writes it to <data-dir>/admin.token (0600).
+func bootstrapAdmin(ctx context.Context, tokens *auth.Tokens, hook func(context.Context, *sql.Tx, cases.Change) error, dataDir string, out io.Writer) error {
+	n, err := tokens.Count(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	path := filepath.Join(dataDir, "admin.token")
+	tok, secret, err := tokens.Create(ctx, "admin", auth.RoleAdmin, func(ctx context.Context, tx *sql.Tx, tok auth.Token) error {
+		return hook(ctx, tx, cases.Change{Actor: cases.SystemActor(), Action: "token.bootstrap", TargetType: "token", TargetID: tok.ID})
+	})
+	if err != nil {
+		return err
+	}
+	if err := writeSecretFile(path, []byte(secret+"\n")); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Created the first admin token (id %s). It is shown once and saved to %s:\n%s\n", tok.ID, path, secret)
+	return nil
+}
+
+// writeSecretFile writes a file only its owner can read, atomically.
+func writeSecretFile(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, werr := f.Write(data)
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// recoverInterruptedRuns marks the retention and backup runs a crashed
+// process left "running" as interrupted, at start-up. The backup side runs
+// in the background: a run killed moments ago still holds its lease, and is
+// only known dead once that lease expires unrenewed. The returned function
+// waits for it (call it after ctx is cancelled).
+func recoverInterruptedRuns(ctx context.Context, a *app, log *slog.Logger) (wait func()) {
+	if n, err := a.retention.sweeper.RecoverRuns(ctx); err != nil {
+		log.Error("marking interrupted retention runs failed", "err", err)
+	} else if n > 0 {
+		log.Warn("retention runs left running by a stopped process marked interrupted", "runs", n)
+	}
+	done := make(chan struct{})
+	a.guard.Go("backup.recover_runs", func() {
+		defer close(done)
+		n, err := a.backup.svc.RecoverRuns(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Error("marking interrupted backup runs failed", "err", err)
+		case n > 0:
+			log.Warn("backup runs left running by a stopped process marked interrupted", "runs", n)
+		}
+	})
+	return func() { <-done }
+}

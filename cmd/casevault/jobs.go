@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/casevault/casevault/archive/backup"
+	"github.com/casevault/casevault/audit"
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/retention"
+)
+
+// jobs are the server's cron jobs, one method each. They run under the
+// serve command's context, which SIGTERM cancels, and through the app's
+// bg.Guard, which recovers and reports their panics.
+type jobs struct {
+	ctx context.Context
+	a   *app
+}
+
+// schedule adds every enabled job to a new cron (UTC). A schedule that does
+// not parse is a usage error naming its flag.
+func (j jobs) schedule() (*cron.Cron, error) {
+	cfg := j.a.cfg
+	c := cron.New(cron.WithLocation(time.UTC))
+	for _, job := range []struct {
+		name, flag, spec string
+		run              func()
+		// optional jobs are off when their schedule is empty or "off"
+		optional bool
+	}{
+		{"cron.audit_prune", "audit-prune-schedule", cfg.AuditPruneCron, j.auditPrune, false},
+		{"cron.reconcile", "reconcile-schedule", cfg.ReconcileCron, j.reconcile, false},
+		{"cron.retention", "retention-schedule", cfg.RetentionCron, j.retention, false},
+		{"cron.backup", "backup-schedule", cfg.Backup.Cron, j.backup, true},
+		{"cron.backup_forget", "backup-forget-schedule", cfg.Backup.ForgetCron, j.backupForget, true},
+	} {
+		if job.optional && !cronEnabled(job.spec) {
+			continue
+		}
+		if _, err := c.AddFunc(job.spec, j.a.guard.Func(job.name, job.run)); err != nil {
+			return nil, usagef("--%s %q: %w", job.flag, job.spec, err)
+		}
+	}
+	return c, nil
+}
+
+// cronEnabled says whether a schedule setting turns a job on.
+func cronEnabled(spec string) bool {
+	s := strings.TrimSpace(strings.ToLower(spec))
+	return s != "" && s != "off"
+}
+
+// auditPrune removes audit events past the audit retention.
+func (j jobs) auditPrune() {
+	n, err := j.a.audit.PruneExpired(j.ctx)
+	if err != nil {
+		j.a.log.Error("audit prune failed", "err", err)
+		return
+	}
+	j.a.log.Info("audit pruned", "events", n, "retention", j.a.cfg.AuditRetention.d.String())
+}
+
+// reconcile removes orphan blobs and reports attachments without one.
+func (j jobs) reconcile() {
+	log := j.a.log
+	rep, err := j.a.attachments.Reconcile(j.ctx, time.Hour, false)
+	if err != nil {
+		log.Error("attachment reconcile failed", "err", err)
+		return
+	}
+	_ = j.a.audit.Record(j.ctx, audit.FromChange(systemChange("attachments.reconcile", "attachments", "", map[string]any{
+		"orphans": len(rep.OrphanBlobsRemoved), "missing": len(rep.MissingBlobs)}), audit.OutcomeOK))
+	if len(rep.MissingBlobs) > 0 {
+		log.Error("attachments without a blob", "count", len(rep.MissingBlobs), "ids", rep.MissingBlobs)
+	}
+	log.Info("attachments reconciled", "orphans_removed", len(rep.OrphanBlobsRemoved), "missing", len(rep.MissingBlobs))
+}
+
+// retention runs one retention sweep.
+func (j jobs) retention() {
+	rep, err := j.a.retention.sweeper.Run(j.ctx, retention.RunOptions{})
+	if err != nil {
+		j.a.log.Error("retention sweep failed", "err", err)
+		return
+	}
+	j.a.log.Info("retention sweep", "status", rep.Status, "examined", rep.Examined, "deleted", rep.Deleted,
+		"anonymized", rep.Anonymized, "redacted", rep.Redacted, "held", rep.SkippedHeld, "errors", rep.Errors)
+}
+
+// backup takes a scheduled backup; another replica's run is not an error.
+func (j jobs) backup() {
+	log := j.a.log
+	m, err := j.a.backup.svc.Backup(j.ctx, "schedule", cases.SystemActor(), nil)
+	switch {
+	case errors.Is(err, backup.ErrLocked):
+		log.Info("another replica is backing up; skipping this run")
+	case err != nil:
+		log.Error("backup failed", "err", err)
+	case len(m.Missing) > 0:
+		log.Warn("backup incomplete: attachment blobs deleted meanwhile", "id", m.ID, "missing", len(m.Missing))
+	default:
+		log.Info("backup done", "id", m.ID, "rows", m.Stats.Rows, "blobs", m.Stats.Blobs, "blobs_new", m.Stats.BlobsNew,
+			"bytes_new", m.Stats.BytesNew, "duration_ms", m.Stats.DurationMS)
+	}
+}
+
+// backupForget applies the keep rules to the backups.
+func (j jobs) backupForget() {
+	log := j.a.log
+	keep := j.a.cfg.keepPolicy(j.a.retention.policy.Schedule())
+	rep, err := j.a.backup.svc.Forget(j.ctx, keep, false, "schedule", cases.SystemActor())
+	switch {
+	case errors.Is(err, backup.ErrLocked):
+		log.Info("another replica is backing up; forget skipped")
+	case errors.Is(err, backup.ErrNoRepository):
+		log.Info("backup forget: no backups yet")
+	case err != nil:
+		log.Error("backup forget failed", "err", err)
+	default:
+		log.Info("backup forget", "removed", len(rep.Removed), "objects_removed", rep.ObjectsRemoved, "bytes_freed", rep.BytesFreed)
+	}
+}
