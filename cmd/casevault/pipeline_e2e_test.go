@@ -17,6 +17,7 @@ import (
 
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
+	"github.com/casevault/casevault/testkit"
 )
 
 // pipelined is one request written back to back with others on a single
@@ -141,9 +142,22 @@ func TestPipelinedRequestsKeepAuditChainAndMetrics(t *testing.T) {
 				t.Fatal("no backup started through the pipeline")
 			}
 
+			// A backup's event is appended as its run ends, after the
+			// manifest the wait above saw: wait for all of them.
+			var events []map[string]any
+			testkit.Eventually(t, 30*time.Second, "a backup.run event per backup", func() bool {
+				events = auditEvents(t, base, tok)
+				n := 0
+				for _, ev := range events {
+					if ev["action"] == "backup.run" {
+						n++
+					}
+				}
+				return n >= len(backupRID)
+			})
+
 			// Every event's request id is one this test sent, and each
 			// backup's event carries the id of the request that started it.
-			events := auditEvents(t, base, tok)
 			runs := 0
 			for _, ev := range events {
 				rid, _ := ev["request_id"].(string)
