@@ -3,6 +3,7 @@ package retention_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -58,6 +59,12 @@ func (m *bodyMatcher) Matches(ctx context.Context, q search.Query, caseID string
 	if len(q.Filter.CaseIDs) != 1 || q.Filter.CaseIDs[0] != caseID {
 		return false, fmt.Errorf("matcher got filter %v for case %s", q.Filter.CaseIDs, caseID)
 	}
+	if len(q.Filter.Tags) > 0 {
+		ok, err := m.hasTag(ctx, caseID, q.Filter.Tags)
+		if err != nil || !ok {
+			return false, err
+		}
+	}
 	rows, err := m.db.Read.QueryContext(ctx, m.db.Rebind(`SELECT body FROM contacts WHERE case_id = ?`), caseID)
 	if err != nil {
 		return false, err
@@ -79,6 +86,19 @@ func (m *bodyMatcher) Matches(ctx context.Context, q search.Query, caseID string
 		}
 	}
 	return false, rows.Err()
+}
+
+// hasTag reports whether the case carries one of tags (a tag: filter).
+func (m *bodyMatcher) hasTag(ctx context.Context, caseID string, tags []string) (bool, error) {
+	var raw string
+	if err := m.db.Read.QueryRowContext(ctx, m.db.Rebind(`SELECT tags FROM cases WHERE id = ?`), caseID).Scan(&raw); err != nil {
+		return false, err
+	}
+	var have []string
+	if err := json.Unmarshal([]byte(raw), &have); err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(tags, func(t string) bool { return slices.Contains(have, t) }), nil
 }
 
 type memBlobs struct {
