@@ -2,6 +2,8 @@ package api
 
 import (
 	"errors"
+	"slices"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -96,13 +98,43 @@ func (s *Server) getCase(c *fiber.Ctx) error {
 	if cs.Contacts == nil {
 		cs.Contacts = []cases.Contact{}
 	}
-	return c.JSON(caseWithTimeline{Case: cs, Contacts: cs.Contacts})
+	return c.JSON(caseWithTimeline{Case: cs, Contacts: cs.Contacts, Timeline: timeline(cs.Contacts, cs.History)})
 }
 
-// caseWithTimeline always renders "contacts", even when empty.
+// caseWithTimeline always renders "contacts", even when empty, and the
+// timeline: contacts and changes interleaved in time order.
 type caseWithTimeline struct {
 	cases.Case
 	Contacts []cases.Contact `json:"contacts"`
+	Timeline []timelineEntry `json:"timeline"`
+}
+
+// timelineEntry is a contact (its id and envelope; the whole contact is in
+// "contacts") or a change of the case (old → new, who).
+type timelineEntry struct {
+	Type      string                       `json:"type"` // "contact" or "change"
+	At        time.Time                    `json:"at"`
+	ContactID string                       `json:"contact_id,omitempty"`
+	Channel   cases.Channel                `json:"channel,omitempty"`
+	Direction cases.Direction              `json:"direction,omitempty"`
+	Author    string                       `json:"author,omitempty"`
+	Actor     string                       `json:"actor,omitempty"`
+	Role      string                       `json:"role,omitempty"`
+	Changes   map[string]cases.FieldChange `json:"changes,omitempty"`
+}
+
+// timeline merges contacts (by occurred_at) and changes (by when they were
+// made); at equal times a contact comes first.
+func timeline(contacts []cases.Contact, history []cases.CaseEvent) []timelineEntry {
+	out := make([]timelineEntry, 0, len(contacts)+len(history))
+	for _, ct := range contacts {
+		out = append(out, timelineEntry{Type: "contact", At: ct.OccurredAt, ContactID: ct.ID, Channel: ct.Channel, Direction: ct.Direction, Author: ct.Author})
+	}
+	for _, ev := range history {
+		out = append(out, timelineEntry{Type: "change", At: ev.At, Actor: ev.Actor, Role: ev.Role, Changes: ev.Changes})
+	}
+	slices.SortStableFunc(out, func(a, b timelineEntry) int { return a.At.Compare(b.At) })
+	return out
 }
 
 func (s *Server) patchCase(c *fiber.Ctx) error {

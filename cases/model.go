@@ -134,6 +134,9 @@ type Case struct {
 	ClosedAt   *time.Time `json:"closed_at"`
 	// Contacts is filled only when the case is read with its timeline.
 	Contacts []Contact `json:"contacts,omitempty"`
+	// History is filled with Contacts: the case's changes, oldest first
+	// (the API interleaves both into "timeline").
+	History []CaseEvent `json:"-"`
 }
 
 // Location is where the customer was, kept only with their consent.
@@ -179,4 +182,21 @@ type Attachment struct {
 	Size        int64     `json:"size"`
 	SHA256      string    `json:"sha256"`
 	CreatedAt   time.Time `json:"created_at"`
+}
+
+// CaseEvent is one update of a case in its history: the recorded fields it
+// changed (status, priority, assignee, tags, subject) as {"from", "to"},
+// who made it and when. Every update leaves one, so the values a case had
+// while a legal hold covered it stay readable.
+type CaseEvent struct {
+	At      time.Time              `json:"at"`
+	Actor   string                 `json:"actor"`
+	Role    string                 `json:"role,omitempty"`
+	Changes map[string]FieldChange `json:"changes"`
+}
+
+// FieldChange is one field's old and new value.
+type FieldChange struct {
+	From any `json:"from"`
+	To   any `json:"to"`
 }

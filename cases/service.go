@@ -92,6 +92,8 @@ type Store interface {
 	CreateContact(ctx context.Context, c *Contact, ch Change) error
 	GetContact(ctx context.Context, id string) (Contact, error)
 	Timeline(ctx context.Context, caseID string) ([]Contact, error)
+	// History lists a case's changes, oldest first.
+	History(ctx context.Context, caseID string) ([]CaseEvent, error)
 }
 
 // Service applies the domain rules (validation, masking, consent, retention,
@@ -360,13 +362,17 @@ func (s *Service) CreateCase(ctx context.Context, in NewCase, a Actor) (Case, er
 	return c, nil
 }
 
-// GetCase reads a case with its timeline.
+// GetCase reads a case with its timeline: contacts and history.
 func (s *Service) GetCase(ctx context.Context, id string) (Case, error) {
 	c, err := s.store.GetCase(ctx, id)
 	if err != nil {
 		return Case{}, err
 	}
 	c.Contacts, err = s.store.Timeline(ctx, id)
+	if err != nil {
+		return Case{}, err
+	}
+	c.History, err = s.store.History(ctx, id)
 	if err != nil {
 		return Case{}, err
 	}

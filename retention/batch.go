@@ -126,7 +126,7 @@ func (w *walk) batch(ctx context.Context, p phase, cands []candidate) ([]Item, e
 	var items []Item
 	var err error
 	for attempt := 0; ; attempt++ {
-		if err := w.s.evaluate(ctx, w.snap, cands); err != nil {
+		if err := w.s.evaluate(ctx, w.snap, cands, w.opts.DryRun); err != nil {
 			return nil, err
 		}
 		items, err = w.apply(ctx, p, cands)
@@ -174,16 +174,44 @@ func (s *Sweeper) selectBatch(ctx context.Context, p phase, lastKey int64, lastI
 	return out, nil
 }
 
-func (s *Sweeper) evaluate(ctx context.Context, snap *snapshot, cands []candidate) error {
+// evaluate decides which holds cover each candidate (recorded or live) and,
+// unless dry, records the live matches not yet recorded, in a transaction
+// of their own before the batch is decided: once a sweep has seen a hold
+// cover something, no later edit can take it out (holditems.go).
+func (s *Sweeper) evaluate(ctx context.Context, snap *snapshot, cands []candidate, dry bool) error {
+	var caseIDs []string
+	for _, c := range cands {
+		if !slices.Contains(caseIDs, c.caseID) {
+			caseIDs = append(caseIDs, c.caseID)
+		}
+	}
+	if err := snap.ev.loadRecorded(ctx, caseIDs); err != nil {
+		return err
+	}
+
+	var items []holdItem
+	now := s.opts.Now().UTC()
 	for i := range cands {
 		c := &cands[i]
-		held, err := snap.ev.covering(ctx, ContactRef{ContactID: c.id, CaseID: c.caseID, CustomerID: c.customerID, OccurredAt: c.occurred})
+		ref := ContactRef{ContactID: c.id, CaseID: c.caseID, CustomerID: c.customerID, OccurredAt: c.occurred}
+		held, err := snap.ev.covering(ctx, ref)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		c.held, c.holdErr = holdIDs(held), err
+		if len(held) > 0 && err == nil && !dry {
+			its, err := snap.ev.unrecorded(ctx, ref, now)
+			if err != nil {
+				return err
+			}
+			items = append(items, its...)
+		}
 	}
-	return nil
+
+	if len(items) == 0 {
+		return nil
+	}
+	return s.db.InTx(ctx, func(tx *sql.Tx) error { return recordItems(ctx, s.db, tx, items) })
 }
 
 // apply applies one batch in one transaction (a dry run: without one).

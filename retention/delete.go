@@ -103,7 +103,7 @@ func (d *Deleter) DeleteCase(ctx context.Context, caseID string, actor cases.Act
 		}
 		w.dispose(caseDisposition(caseID, customerID, ActionManualDelete, now, subject), actor, AuditDeleteCase)
 
-		for _, stmt := range []string{`DELETE FROM attachments WHERE case_id = ?`, `DELETE FROM contacts WHERE case_id = ?`, `DELETE FROM cases WHERE id = ?`} {
+		for _, stmt := range []string{`DELETE FROM attachments WHERE case_id = ?`, `DELETE FROM contacts WHERE case_id = ?`, `DELETE FROM case_history WHERE case_id = ?`, `DELETE FROM cases WHERE id = ?`} {
 			if _, err := tx.ExecContext(ctx, d.db.Rebind(stmt), caseID); err != nil {
 				return sqldb.Fail("delete case", err)
 			}

@@ -215,8 +215,11 @@ func deleteCases(ctx context.Context, b *batch, ids []string) error {
 		b.dispose(caseDisposition(r.id, r.customerID, "", b.now, r.subject))
 	}
 
-	if err := execIn(ctx, b.db, b.tx, `DELETE FROM cases WHERE id IN (?*)`, ids); err != nil {
-		return sqldb.Fail("delete cases", err)
+	// The history goes with the case: it holds earlier subjects and tags.
+	for _, q := range []string{`DELETE FROM case_history WHERE case_id IN (?*)`, `DELETE FROM cases WHERE id IN (?*)`} {
+		if err := execIn(ctx, b.db, b.tx, q, ids); err != nil {
+			return sqldb.Fail("delete cases", err)
+		}
 	}
 	return nil
 }

@@ -177,7 +177,7 @@ func (e *Explainer) evaluator(ctx context.Context) (*evaluator, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newEvaluator(m, holds), nil
+	return newEvaluator(m, holds).withRecorded(e.db, e.db.Read), nil
 }
 
 func (e *Explainer) explain(ctx context.Context, ev *evaluator, r explainRow, now time.Time) (ContactExplanation, error) {

@@ -147,7 +147,10 @@ func auditHook(d sqldb.Dialect) cases.TxHook {
 func newEnv(t testing.TB, db *sqldb.DB) *env {
 	e := &env{t: t, ctx: context.Background(), db: db, blobs: &memBlobs{}}
 	e.policy = retention.NewPolicy(retention.DefaultSchedule())
-	e.store = sqlstore.New(db, sqlstore.Options{Policy: e.policy, OnChange: auditHook(db.Dialect)})
+	// As the server wires it: a case update first records what holds cover
+	// the case as it is.
+	e.store = sqlstore.New(db, sqlstore.Options{Policy: e.policy, OnChange: auditHook(db.Dialect),
+		BeforeCaseUpdate: func(ctx context.Context, tx *sql.Tx, caseID string) error { return e.holds.RecordCase(ctx, tx, caseID) }})
 	e.sched = retention.NewSchedules(db, e.policy)
 	e.matcher = &bodyMatcher{db: db}
 	e.holds = retention.NewHolds(db, e.matcher)

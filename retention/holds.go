@@ -295,6 +295,15 @@ func (h *Holds) Place(ctx context.Context, in HoldInput, actor cases.Actor, hook
 		return Hold{}, fmt.Errorf("encode scope: %w", err)
 	}
 
+	// What the scope covers now is found before the transaction (a query
+	// scope asks the search engine once per case) and recorded with the
+	// hold; what starts matching meanwhile is covered live until a sweep or
+	// an edit records it.
+	items, err := h.placementItems(ctx, hold)
+	if err != nil {
+		return Hold{}, err
+	}
+
 	err = h.db.InTx(ctx, func(tx *sql.Tx) error {
 		// Waits for a sweep batch in flight (see retention_state).
 		if _, err := lockState(ctx, h.db, tx); err != nil {
@@ -307,6 +316,9 @@ func (h *Holds) Place(ctx context.Context, in HoldInput, actor cases.Actor, hook
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE retention_state SET holds_version = holds_version + 1 WHERE id = 1`); err != nil {
 			return sqldb.Fail("place hold", err)
+		}
+		if err := recordItems(ctx, h.db, tx, items); err != nil {
+			return err
 		}
 
 		if hook != nil {
@@ -325,7 +337,8 @@ func (h *Holds) Place(ctx context.Context, in HoldInput, actor cases.Actor, hook
 	return hold, nil
 }
 
-// Release ends a hold (it stays stored). Releasing a released hold gives a
+// Release ends a hold (it stays stored, and so do the items it recorded,
+// which no longer cover anything). Releasing a released hold gives a
 // *ReleasedError (409); an unknown id cases.ErrNotFound; an empty reason a
 // *cases.ValidationError.
 func (h *Holds) Release(ctx context.Context, id, reason string, actor cases.Actor, hook cases.TxHook) (Hold, error) {
@@ -466,7 +479,7 @@ func (h *Holds) Covering(ctx context.Context, c ContactRef) ([]Hold, error) {
 	if err != nil {
 		return nil, err
 	}
-	ev := newEvaluator(h.matcher, holds)
+	ev := newEvaluator(h.matcher, holds).withRecorded(h.db, h.db.Read)
 	return ev.covering(ctx, c)
 }
 
@@ -477,7 +490,7 @@ func (h *Holds) HeldBy(ctx context.Context, refs []ContactRef) ([]string, error)
 	if err != nil {
 		return nil, err
 	}
-	ev := newEvaluator(h.matcher, holds)
+	ev := newEvaluator(h.matcher, holds).withRecorded(h.db, h.db.Read)
 	var ids []string
 	for _, ref := range refs {
 		hs, err := ev.covering(ctx, ref)
@@ -499,15 +512,9 @@ func (h *Holds) HeldBy(ctx context.Context, refs []ContactRef) ([]string, error)
 // holds), as a deletion checks them.
 func (h *Holds) CoveringCase(ctx context.Context, caseID, customerID string) ([]string, error) {
 	refs := []ContactRef{{CaseID: caseID, CustomerID: customerID}}
-	contacts, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT id, occurred_at FROM contacts WHERE case_id = ?`), []any{caseID},
-		func(rows *sql.Rows) (ContactRef, error) {
-			var id string
-			var at int64
-			err := rows.Scan(&id, &at)
-			return ContactRef{ContactID: id, CaseID: caseID, CustomerID: customerID, OccurredAt: sqldb.FromMicros(at)}, err
-		})
+	contacts, err := caseContacts(ctx, h.db, h.db.Read, caseID, customerID)
 	if err != nil {
-		return nil, sqldb.Fail("holds covering case", err)
+		return nil, err
 	}
 	return h.HeldBy(ctx, append(refs, contacts...))
 }
@@ -534,12 +541,93 @@ func holdIDs(hs []Hold) []string {
 }
 
 // evaluator decides coverage against one snapshot of the active holds,
-// asking the matcher at most once per (hold, case).
+// asking the matcher at most once per (hold, case). With withRecorded it
+// also counts what the holds recorded (holditems.go).
 type evaluator struct {
 	matcher QueryMatcher
 	holds   []Hold
 	queries map[string]search.Query
 	memo    map[[2]string]bool
+
+	db       *sqldb.DB                 // nil: live coverage only
+	q        sqldb.Querier             // where hold_items are read
+	recorded map[string][]recordedItem // by case; loaded per case or by load
+}
+
+// withRecorded makes ev count the items its holds recorded, read through q.
+func (ev *evaluator) withRecorded(db *sqldb.DB, q sqldb.Querier) *evaluator {
+	ev.db, ev.q, ev.recorded = db, q, map[string][]recordedItem{}
+	return ev
+}
+
+// loadRecorded (re)reads the recorded items of the cases, so that a sweep
+// batch sees what edits recorded since its previous batch.
+func (ev *evaluator) loadRecorded(ctx context.Context, caseIDs []string) error {
+	if ev.db == nil || len(caseIDs) == 0 {
+		return nil
+	}
+	rec, err := recordedOf(ctx, ev.db, ev.q, caseIDs)
+	if err != nil {
+		return err
+	}
+	for id, items := range rec {
+		ev.recorded[id] = items
+	}
+	return nil
+}
+
+// isRecorded reports whether hold h recorded c (its case, or the contact).
+func (ev *evaluator) isRecorded(ctx context.Context, holdID string, c ContactRef) (bool, error) {
+	if ev.db == nil {
+		return false, nil
+	}
+	items, ok := ev.recorded[c.CaseID]
+	if !ok {
+		if err := ev.loadRecorded(ctx, []string{c.CaseID}); err != nil {
+			return false, err
+		}
+		items = ev.recorded[c.CaseID]
+	}
+	return slices.ContainsFunc(items, func(it recordedItem) bool {
+		return it.holdID == holdID && (it.contactID == "" || it.contactID == c.ContactID)
+	}), nil
+}
+
+// sure reports whether a live match of h is a real one: not a query hold
+// counted as covering because no engine can answer it.
+func (ev *evaluator) sure(h Hold) bool {
+	if h.Scope.Query == "" {
+		return true
+	}
+	_, ok := ev.queries[h.ID]
+	return ok && ev.matcher != nil
+}
+
+// unrecorded lists the items to record for c: the holds that surely match
+// it live and have not recorded it. A matcher error records nothing (the
+// hold covers c anyway, fail safe) and is returned.
+func (ev *evaluator) unrecorded(ctx context.Context, c ContactRef, now time.Time) ([]holdItem, error) {
+	var out []holdItem
+	for _, h := range ev.holds {
+		if !ev.sure(h) || (h.Scope.bounded() && c.ContactID == "") {
+			continue
+		}
+		rec, err := ev.isRecorded(ctx, h.ID, c)
+		if err != nil {
+			return nil, err
+		}
+		if rec {
+			continue
+		}
+		ok, err := ev.matches(ctx, h, c)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, itemFor(h, c, now))
+		}
+	}
+	return out, nil
 }
 
 func newEvaluator(m QueryMatcher, holds []Hold) *evaluator {
@@ -581,7 +669,20 @@ func (ev *evaluator) covering(ctx context.Context, c ContactRef) ([]Hold, error)
 	return out, errors.Join(errs...)
 }
 
+// covers reports whether h covers c: recorded, or matching now.
 func (ev *evaluator) covers(ctx context.Context, h Hold, c ContactRef) (bool, error) {
+	rec, err := ev.isRecorded(ctx, h.ID, c)
+	if err != nil {
+		return true, fmt.Errorf("hold %s: %w", h.ID, err) // fail safe
+	}
+	if rec {
+		return true, nil
+	}
+	return ev.matches(ctx, h, c)
+}
+
+// matches reports whether h's scope matches c now (live evaluation).
+func (ev *evaluator) matches(ctx context.Context, h Hold, c ContactRef) (bool, error) {
 	s := h.Scope
 	if s.empty() {
 		return false, nil
@@ -627,10 +728,11 @@ type HoldCounts struct {
 }
 
 // Counts reports how many cases, contacts and attachments a hold covers now
-// (zero for a released hold). It walks the contacts its case, customer and
-// time criteria select, in batches, asking the matcher once per case for a
-// query hold: cost grows with what the hold selects, so a hold scoped only by
-// a query or a wide time range reads much of the table.
+// (zero for a released hold): what it recorded and what matches it live. It
+// walks the contacts its case, customer and time criteria select, in
+// batches, asking the matcher once per case for a query hold: cost grows
+// with what the hold selects, so a hold scoped only by a query or a wide
+// time range reads much of the table.
 func (h *Holds) Counts(ctx context.Context, id string) (HoldCounts, error) {
 	var out HoldCounts
 	hold, err := h.Get(ctx, id)
@@ -638,6 +740,42 @@ func (h *Holds) Counts(ctx context.Context, id string) (HoldCounts, error) {
 		return out, err
 	}
 
+	ev := newEvaluator(h.matcher, []Hold{hold}).withRecorded(h.db, h.db.Read)
+	seen := map[string]bool{}
+	var covered []string
+	flush := func() error {
+		if len(covered) == 0 {
+			return nil
+		}
+		var n int64
+		if err := h.db.Read.QueryRowContext(ctx, h.db.Rebind(`SELECT COUNT(*) FROM attachments WHERE contact_id IN (`+sqldb.Placeholders(len(covered))+`)`), sqldb.Args(covered)...).Scan(&n); err != nil {
+			return sqldb.Fail("hold counts", err)
+		}
+		out.Attachments += n
+		covered = covered[:0]
+		return nil
+	}
+	var ferr error
+	err = h.walk(ctx, ev, hold, func(r ContactRef) {
+		out.Contacts++
+		if !seen[r.CaseID] {
+			seen[r.CaseID] = true
+			out.Cases++
+		}
+		if covered = append(covered, r.ContactID); len(covered) == 500 && ferr == nil {
+			ferr = flush()
+		}
+	})
+	if err = errors.Join(err, ferr); err != nil {
+		return out, err
+	}
+	return out, flush()
+}
+
+// walk calls fn for every contact ev says hold covers, among those its
+// case, customer and time criteria select (criteria no edit can change, so
+// recorded items are among them too), in batches of 1000.
+func (h *Holds) walk(ctx context.Context, ev *evaluator, hold Hold, fn func(ContactRef)) error {
 	s := hold.Scope
 	where := []string{"id > ?"}
 	var fixed []any
@@ -657,8 +795,6 @@ func (h *Holds) Counts(ctx context.Context, id string) (HoldCounts, error) {
 	}
 
 	q := h.db.Rebind(`SELECT id, case_id, customer_id, occurred_at FROM contacts WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id LIMIT 1000`)
-	ev := newEvaluator(h.matcher, []Hold{hold})
-	seen := map[string]bool{}
 	after := ""
 	for {
 		refs, err := sqldb.Collect(ctx, h.db.Read, q, append([]any{after}, fixed...), func(rows *sql.Rows) (ContactRef, error) {
@@ -669,35 +805,21 @@ func (h *Holds) Counts(ctx context.Context, id string) (HoldCounts, error) {
 			return r, err
 		})
 		if err != nil {
-			return out, sqldb.Fail("hold counts", err)
+			return sqldb.Fail("hold walk", err)
 		}
 		if len(refs) == 0 {
-			return out, nil
+			return nil
 		}
 
 		after = refs[len(refs)-1].ContactID
-		var covered []string
 		for _, r := range refs {
 			ok, err := ev.covers(ctx, hold, r)
 			if err != nil {
-				return out, err
+				return err
 			}
 			if ok {
-				covered = append(covered, r.ContactID)
-				if !seen[r.CaseID] {
-					seen[r.CaseID] = true
-					out.Cases++
-				}
+				fn(r)
 			}
-		}
-
-		out.Contacts += int64(len(covered))
-		if len(covered) > 0 {
-			var n int64
-			if err := h.db.Read.QueryRowContext(ctx, h.db.Rebind(`SELECT COUNT(*) FROM attachments WHERE contact_id IN (`+sqldb.Placeholders(len(covered))+`)`), sqldb.Args(covered)...).Scan(&n); err != nil {
-				return out, sqldb.Fail("hold counts", err)
-			}
-			out.Attachments += n
 		}
 	}
 }

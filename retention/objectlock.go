@@ -63,14 +63,14 @@ func (h *Holds) ApplyObjectLock(ctx context.Context, lh LegalHolder, hold Hold, 
 		return 0, sqldb.Fail("object lock", err)
 	}
 
-	this := newEvaluator(h.matcher, []Hold{hold})
+	this := newEvaluator(h.matcher, []Hold{hold}).withRecorded(h.db, h.db.Read)
 	var others *evaluator
 	if !on {
 		active, err := h.active(ctx, nil)
 		if err != nil {
 			return 0, err
 		}
-		others = newEvaluator(h.matcher, active)
+		others = newEvaluator(h.matcher, active).withRecorded(h.db, h.db.Read)
 	}
 
 	changed := 0

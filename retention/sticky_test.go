@@ -62,3 +62,110 @@ func (e *env) tag(caseID string, tags ...string) {
 		e.t.Fatal(err)
 	}
 }
+
+// TestHoldRecordsLaterMatches: a case that starts matching a query hold
+// after placement stays held once it stopped matching, whether an edit (the
+// store's BeforeCaseUpdate) or a sweep saw it match first; a hold that
+// never covered a case does not start covering it by being recorded.
+func TestHoldRecordsLaterMatches(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, e *env) {
+		cust := e.customer()
+		byEdit, bySweep, never := e.newCase(cust), e.newCase(cust), e.newCase(cust)
+		old := purposes(cases.PurposeNotification)
+		cEdit := e.contact(byEdit, base, old, contactOpt{})
+		cSweep := e.contact(bySweep, base, old, contactOpt{})
+		cNever := e.contact(never, base, old, contactOpt{})
+
+		h, err := e.holds.Place(e.ctx, retention.HoldInput{Matter: "M", Reason: "r",
+			Scope: retention.HoldScope{Query: "tag:litigation"}}, cases.Actor{Name: "legal"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := e.count(`SELECT COUNT(*) FROM hold_items WHERE hold_id = ?`, h.ID); n != 0 {
+			t.Fatalf("placement recorded %d items; nothing matched", n)
+		}
+
+		// Tagged after placement, untagged before any sweep: the untagging
+		// edit records the case as it still was.
+		e.tag(byEdit, "litigation")
+		e.tag(byEdit)
+		if n := e.count(`SELECT COUNT(*) FROM hold_items WHERE hold_id = ? AND case_id = ? AND contact_id = '' AND why = 'query'`, h.ID, byEdit); n != 1 {
+			t.Fatalf("edit recorded %d case items, want 1", n)
+		}
+
+		// Tagged after placement and seen by a sweep (held, not yet due
+		// otherwise): the sweep records it; untagging later changes nothing.
+		e.tag(bySweep, "litigation")
+		if _, err := e.db.Write.ExecContext(e.ctx, e.db.Rebind(`DELETE FROM hold_items WHERE case_id = ?`), bySweep); err != nil {
+			t.Fatal(err) // as if the tag came through an edit path without the hook
+		}
+		rep := e.sweep(base.Add(400*day), false)
+		if rep.SkippedHeld != 2 || !e.exists(cSweep.ID) || !e.exists(cEdit.ID) || e.exists(cNever.ID) {
+			t.Fatalf("first sweep: %+v", rep)
+		}
+		if n := e.count(`SELECT COUNT(*) FROM hold_items WHERE hold_id = ? AND case_id = ?`, h.ID, bySweep); n != 1 {
+			t.Fatalf("sweep recorded %d items, want 1", n)
+		}
+		if _, err := e.db.Write.ExecContext(e.ctx, e.db.Rebind(`UPDATE cases SET tags = '[]' WHERE id = ?`), bySweep); err != nil {
+			t.Fatal(err)
+		}
+		rep = e.sweep(base.Add(401*day), false)
+		if rep.SkippedHeld != 2 || !e.exists(cSweep.ID) || !e.exists(cEdit.ID) {
+			t.Fatalf("second sweep: %+v; want both once-matching cases held", rep)
+		}
+		if got, err := e.holds.Counts(e.ctx, h.ID); err != nil || got.Cases != 2 || got.Contacts != 2 {
+			t.Fatalf("counts %+v, %v; want 2 cases, 2 contacts", got, err)
+		}
+	})
+}
+
+// TestHoldItemsPerContactForDateRange: a hold bounded by dates records the
+// contacts of its period, not their whole case (minimisation); other scopes
+// record whole cases.
+func TestHoldItemsPerContactForDateRange(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, e *env) {
+		cust := e.customer()
+		cs := e.newCase(cust)
+		in := e.contact(cs, base, nil, contactOpt{})
+		e.contact(cs, base.AddDate(0, 2, 0), nil, contactOpt{})
+		empty := e.newCase(cust)
+
+		place := func(s retention.HoldScope) string {
+			h, err := e.holds.Place(e.ctx, retention.HoldInput{Matter: "M", Reason: "r", Scope: s}, cases.Actor{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return h.ID
+		}
+		tests := []struct {
+			name  string
+			scope retention.HoldScope
+			want  string // case_id/contact_id/why rows
+		}{
+			{"date range", retention.HoldScope{CustomerIDs: []string{cust}, To: tp(base.AddDate(0, 1, 0))}, cs + "/" + in.ID + "/customer_ids+date_range"},
+			{"customer", retention.HoldScope{CustomerIDs: []string{cust}}, cs + "//customer_ids"},
+			{"case without contacts", retention.HoldScope{CaseIDs: []string{empty}}, empty + "//case_ids"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				id := place(tt.scope)
+				var got []string
+				rows, err := e.db.Read.QueryContext(e.ctx, e.db.Rebind(`SELECT case_id, contact_id, why FROM hold_items WHERE hold_id = ? ORDER BY case_id, contact_id`), id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer rows.Close()
+				for rows.Next() {
+					var a, b, c string
+					if err := rows.Scan(&a, &b, &c); err != nil {
+						t.Fatal(err)
+					}
+					got = append(got, a+"/"+b+"/"+c)
+				}
+				if len(got) != 1 || got[0] != tt.want {
+					t.Fatalf("items %v, want [%s]", got, tt.want)
+				}
+			})
+		}
+	})
+}

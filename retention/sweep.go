@@ -245,7 +245,7 @@ func (s *Sweeper) loadHolds(ctx context.Context) (snapshot, error) {
 		if err != nil {
 			return snapshot{}, err
 		}
-		return snapshot{version: v, ev: newEvaluator(s.opts.Holds.matcher, holds)}, nil
+		return snapshot{version: v, ev: newEvaluator(s.opts.Holds.matcher, holds).withRecorded(s.db, s.db.Read)}, nil
 	}
 
 	// Holds exist but nobody can evaluate queries: hold conservatively
@@ -254,5 +254,5 @@ func (s *Sweeper) loadHolds(ctx context.Context) (snapshot, error) {
 	if err != nil {
 		return snapshot{}, err
 	}
-	return snapshot{version: v, ev: newEvaluator(nil, holds)}, nil
+	return snapshot{version: v, ev: newEvaluator(nil, holds).withRecorded(s.db, s.db.Read)}, nil
 }

@@ -25,6 +25,9 @@ type Store struct {
 	db       *sqldb.DB
 	policy   cases.RetentionPolicy
 	onChange cases.TxHook
+	// beforeCaseUpdate runs in a case update's transaction, the row locked
+	// and not yet changed (nil: nothing).
+	beforeCaseUpdate func(ctx context.Context, tx *sql.Tx, caseID string) error
 	// notify is called after a commit that appended outbox rows, to wake the
 	// indexer early; it must not block.
 	notify func()
@@ -35,6 +38,11 @@ type Options struct {
 	Policy   cases.RetentionPolicy
 	OnChange cases.TxHook
 	Notify   func()
+	// BeforeCaseUpdate runs in every case update's transaction after the
+	// case row is locked and before it changes: retention records there
+	// what legal holds cover the case as it still is
+	// (retention.Holds.RecordCase), so no edit takes a case out of a hold.
+	BeforeCaseUpdate func(ctx context.Context, tx *sql.Tx, caseID string) error
 }
 
 // New builds a Store on an open, migrated database.
@@ -42,7 +50,7 @@ func New(db *sqldb.DB, opts Options) *Store {
 	if opts.Notify == nil {
 		opts.Notify = func() {}
 	}
-	return &Store{db: db, policy: opts.Policy, onChange: opts.OnChange, notify: opts.Notify}
+	return &Store{db: db, policy: opts.Policy, onChange: opts.OnChange, notify: opts.Notify, beforeCaseUpdate: opts.BeforeCaseUpdate}
 }
 
 // Prepare readies the statements of the contact-ingest path, the hottest
@@ -260,7 +268,9 @@ func (s *Store) GetCase(ctx context.Context, id string) (cases.Case, error) {
 
 // UpdateCase implements cases.Store. When closed_at changes, every contact's
 // retain_until is recomputed in the same transaction, because the
-// case_closed clock starts (or stops) exactly then.
+// case_closed clock starts (or stops) exactly then. An update that changes a
+// recorded field (cases.CaseChanges) adds a row to the case's history in the
+// same transaction: earlier values stay readable (legal holds preserve them).
 func (s *Store) UpdateCase(ctx context.Context, id string, fn func(*cases.Case) error, ch cases.Change) (cases.Case, error) {
 	var out cases.Case
 	err := s.write(ctx, &ch, func(tx *sql.Tx) error {
@@ -271,13 +281,25 @@ func (s *Store) UpdateCase(ctx context.Context, id string, fn func(*cases.Case) 
 		if err != nil {
 			return fmt.Errorf("get case: %w", err)
 		}
+		if s.beforeCaseUpdate != nil {
+			if err := s.beforeCaseUpdate(ctx, tx, id); err != nil {
+				return err
+			}
+		}
+
 		old := c
 		old.Tags = slices.Clone(c.Tags)
 		before := c.ClosedAt
 		if err := fn(&c); err != nil {
 			return err
 		}
-		ch.Detail = withChanges(ch.Detail, cases.CaseChanges(old, c))
+
+		changes := cases.CaseChanges(old, c)
+		ch.Detail = withChanges(ch.Detail, changes)
+		if err := s.addHistory(ctx, tx, id, c.UpdatedAt, ch.Actor, changes); err != nil {
+			return err
+		}
+
 		_, err = tx.ExecContext(ctx, s.q(`UPDATE cases SET subject=?, status=?, priority=?, tags=?, assignee=?, updated_at=?, closed_at=? WHERE id=?`),
 			c.Subject, c.Status, c.Priority, sqldb.JSONText(c.Tags), c.Assignee, sqldb.Micros(c.UpdatedAt), sqldb.NullMicros(c.ClosedAt), id)
 		if err != nil {

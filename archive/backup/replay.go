@@ -335,6 +335,9 @@ func applyDisposition(ctx context.Context, db *sqldb.DB, tx *sql.Tx, row map[str
 		if _, err := exec(`DELETE FROM contacts WHERE case_id = ?`, caseID); err != nil {
 			return err
 		}
+		if _, err := exec(`DELETE FROM case_history WHERE case_id = ?`, caseID); err != nil {
+			return err
+		}
 		n, err := exec(`DELETE FROM cases WHERE id = ?`, caseID)
 		rep.CasesDeleted += int(n)
 		return err

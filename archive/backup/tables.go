@@ -40,11 +40,13 @@ var tables = []table{
 	{Name: "legal_holds", Columns: []string{"id", "matter", "reason", "scope", "placed_by", "placed_at", "released_by", "released_at", "release_reason"}, Order: "id"},
 	{Name: "dispositions", Columns: []string{"id", "run_id", "contact_id", "case_id", "customer_id", "purposes", "rule", "action", "detail", "at", "content_sha256"}, Order: "id"},
 	{Name: "retention_runs", Columns: []string{"id", "status", "dry_run", "started_at", "finished_at", "report"}, Bools: []string{"dry_run"}, Order: "id"},
+	{Name: "hold_items", Columns: []string{"hold_id", "case_id", "contact_id", "customer_id", "since", "why"}, Order: "hold_id, case_id, contact_id"},
+	{Name: "case_history", Columns: []string{"id", "case_id", "at", "actor_name", "actor_role", "changes"}, Order: "id"},
 }
 
 // contentTables must be empty in a restore target: a freshly migrated
 // database has none of these rows.
-var contentTables = []string{"customers", "cases", "contacts", "attachments", "tokens", "customer_keys", "audit_events", "legal_holds", "dispositions", "retention_runs"}
+var contentTables = []string{"customers", "cases", "contacts", "attachments", "tokens", "customer_keys", "audit_events", "legal_holds", "dispositions", "retention_runs", "hold_items", "case_history"}
 
 func (t table) isBool(col string) bool {
 	for _, b := range t.Bools {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -75,7 +76,15 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		a.Close()
 		return nil, err
 	}
-	a.store = sqlstore.New(db, sqlstore.Options{Policy: policy, OnChange: sink.hook, Notify: kick})
+	// Retention is built after the indexer too; a case update records what
+	// legal holds cover the case before it changes (retention/holditems.go).
+	recordHolds := func(ctx context.Context, tx *sql.Tx, caseID string) error {
+		if a.retention == nil {
+			return nil
+		}
+		return a.retention.holds.RecordCase(ctx, tx, caseID)
+	}
+	a.store = sqlstore.New(db, sqlstore.Options{Policy: policy, OnChange: sink.hook, Notify: kick, BeforeCaseUpdate: recordHolds})
 	if err := errors.Join(a.store.Prepare(ctx), a.audit.Prepare(ctx)); err != nil {
 		a.Close()
 		return nil, err
