@@ -59,6 +59,9 @@ func (m *bodyMatcher) Matches(ctx context.Context, q search.Query, caseID string
 	if len(q.Filter.CaseIDs) != 1 || q.Filter.CaseIDs[0] != caseID {
 		return false, fmt.Errorf("matcher got filter %v for case %s", q.Filter.CaseIDs, caseID)
 	}
+	if !q.Exact {
+		return false, fmt.Errorf("hold query for case %s not exact", caseID)
+	}
 	if len(q.Filter.Tags) > 0 {
 		ok, err := m.hasTag(ctx, caseID, q.Filter.Tags)
 		if err != nil || !ok {

@@ -712,6 +712,7 @@ func (ev *evaluator) matches(ctx context.Context, h Hold, c ContactRef) (bool, e
 		return m, nil
 	}
 	q.Filter.CaseIDs = []string{c.CaseID}
+	q.Exact = true // legal scopes: no typo tolerance
 	m, err := ev.matcher.Matches(ctx, q, c.CaseID)
 	if err != nil {
 		return true, fmt.Errorf("hold %s query: %w", h.ID, err)

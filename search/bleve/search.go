@@ -218,7 +218,7 @@ func (e *Engine) buildQuery(ctx context.Context, r index.IndexReader, q search.Q
 	// match nothing, so neither can the query: dropping it instead would
 	// widen the query, down to match-all when it was the only term.
 	for _, w := range q.Words {
-		wq := e.wordQuery(w, true)
+		wq := e.wordQuery(w, !q.Exact)
 		if wq == nil {
 			return query.NewMatchNoneQuery(), nil, nil
 		}

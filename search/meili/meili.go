@@ -432,7 +432,7 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 		return search.Result{Hits: []search.Hit{}, Facets: map[string]map[string]int64{}}, nil
 	}
 	req := &meilisearch.SearchRequest{
-		Query:                buildQ(q.Words, q.Phrases, q.Excluded),
+		Query:                buildQ(q),
 		MatchingStrategy:     meilisearch.All, // every word must match
 		AttributesToRetrieve: retrieved,
 		ShowMatchesPosition:  true,

@@ -1,6 +1,7 @@
 package meili
 
 import (
+	"slices"
 	"strings"
 	"unicode"
 
@@ -16,7 +17,17 @@ import (
 //
 // Phrases and exclusions come first because Meilisearch reads only the first
 // ten words of q and those parts are hard constraints; free words follow.
-func buildQ(words, phrases, excluded []string) string {
+func buildQ(q search.Query) string {
+	// Typo tolerance cannot be turned off per search request (only in the
+	// index settings): an exact word is sent as a one-word phrase, which
+	// Meilisearch matches without typos or prefixes.
+	if q.Exact {
+		return buildTerms(nil, append(slices.Clone(q.Phrases), q.Words...), q.Excluded)
+	}
+	return buildTerms(q.Words, q.Phrases, q.Excluded)
+}
+
+func buildTerms(words, phrases, excluded []string) string {
 	var parts []string
 	for _, p := range phrases {
 		if s := cleanTerm(p); s != "" {
@@ -67,7 +78,7 @@ func cleanTerm(s string) string {
 // word without letters or digits is no term (Meilisearch treats it as a
 // separator), so such a query is a placeholder search.
 func hasTerms(words, phrases []string) bool {
-	for _, r := range buildQ(words, phrases, nil) {
+	for _, r := range buildTerms(words, phrases, nil) {
 		if unicode.IsLetter(r) || unicode.IsDigit(r) {
 			return true
 		}

@@ -29,7 +29,7 @@ func TestBuildQ(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := buildQ(tt.words, tt.phrases, tt.excluded); got != tt.want {
+			if got := buildTerms(tt.words, tt.phrases, tt.excluded); got != tt.want {
 				t.Fatalf("buildQ = %q, want %q", got, tt.want)
 			}
 		})

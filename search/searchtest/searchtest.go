@@ -95,6 +95,7 @@ func RunWith(t *testing.T, o Options, newEngine func(t *testing.T) search.Engine
 	t.Run("Sorts", s.testSorts)
 	t.Run("Facets", s.testFacets)
 	t.Run("Typos", s.testTypos)
+	t.Run("Exact", s.testExact)
 	t.Run("Chinese", s.testChinese)
 	t.Run("PhraseAndExclusion", s.testPhraseExclusion)
 	t.Run("DeepPaging", s.testDeepPaging)
@@ -397,6 +398,23 @@ func (s *suite) testTypos(t *testing.T) {
 				t.Fatalf("model: %q should find exactly the %d cases of %q, finds %d", tt.typed, len(exact.ids), tt.meant, len(ex.ids))
 			}
 		})
+	}
+}
+
+// testExact: an Exact query (legal holds) finds a word as typed, never
+// with a typo.
+func (s *suite) testExact(t *testing.T) {
+	for _, tt := range []struct {
+		typed string
+		finds bool
+	}{{"refund", true}, {"refxnd", false}, {"complaint", true}, {"complxixt", false}} {
+		res, err := s.eng.Search(t.Context(), search.Query{Words: []string{tt.typed}, Exact: true, Limit: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Total > 0 != tt.finds {
+			t.Errorf("exact %q: %d cases, want found=%v", tt.typed, res.Total, tt.finds)
+		}
 	}
 }
 
