@@ -88,10 +88,10 @@ type Filter struct {
 // Query is a parsed search request. Engines receive user text only through
 // these typed fields, never as raw filter syntax.
 type Query struct {
-	Words    []string // free words, typo-tolerant unless Exact
+	Words []string // free words, typo-tolerant unless Exact
 	// Exact matches Words as typed (no typo tolerance), for legal holds:
 	// a hold on "Lagoss" must not hold the "Lagos" case.
-	Exact bool
+	Exact    bool
 	Phrases  []string // exact phrases
 	Excluded []string // words that must not appear
 	Filter   Filter
