@@ -339,16 +339,15 @@ func enumValues[T ~string](val, raw string, valid []T) ([]string, error) {
 	return vals, nil
 }
 
-// parseDate accepts YYYY-MM-DD (midnight UTC) or RFC 3339.
+// parseDate reads a date term as the API reads every time bound
+// (cases.ParseTime); raw is the term in messages.
 func parseDate(val, raw string) (time.Time, error) {
 	val = strings.TrimSpace(val)
-	if t, err := time.Parse(time.DateOnly, val); err == nil {
-		return t.UTC(), nil
+	t, err := cases.ParseTime(raw, val)
+	if err != nil || val == "" {
+		return time.Time{}, &QueryError{Term: raw, Message: "date must be YYYY-MM-DD or RFC 3339"}
 	}
-	if t, err := time.Parse(time.RFC3339Nano, val); err == nil {
-		return t.UTC(), nil
-	}
-	return time.Time{}, &QueryError{Term: raw, Message: "date must be YYYY-MM-DD or RFC 3339"}
+	return t, nil
 }
 
 func appendUnique(dst []string, vals ...string) []string {
