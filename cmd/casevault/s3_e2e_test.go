@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,11 +31,9 @@ func upload(t *testing.T, url, token string, body []byte) (*http.Response, []byt
 func TestS3OutageAnswers503(t *testing.T) {
 	s3 := blobtest.StartVersityGW(t)
 	dir := t.TempDir()
-	p := start(t, dir, "CASEVAULT_S3_ENDPOINT="+s3.Endpoint, "CASEVAULT_S3_BUCKET=cv-e2e",
+	p, tok := startAdmin(t, dir, "CASEVAULT_S3_ENDPOINT="+s3.Endpoint, "CASEVAULT_S3_BUCKET=cv-e2e",
 		"CASEVAULT_S3_ACCESS_KEY="+s3.AccessKey, "CASEVAULT_S3_SECRET_KEY="+s3.SecretKey, "CASEVAULT_S3_TLS=false")
-	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
-	tok := strings.TrimSpace(string(raw))
-	base := "http://" + p.addr + "/api/v1"
+	base := p.api()
 	_, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "S3"})
 	_, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": "s3", "channel": "web"})
 	_, ct := call(t, "POST", base+"/cases/"+cs["id"].(string)+"/contacts", tok, map[string]any{"channel": "web", "direction": "inbound", "author": "a", "body": "b"})
@@ -89,12 +85,10 @@ func TestS3OutageAnswers503(t *testing.T) {
 func TestS3HangAnswers503WithinTimeout(t *testing.T) {
 	s3 := blobtest.StartVersityGW(t)
 	dir := t.TempDir()
-	p := start(t, dir, "CASEVAULT_S3_ENDPOINT="+s3.Endpoint, "CASEVAULT_S3_BUCKET=cv-hang",
+	p, tok := startAdmin(t, dir, "CASEVAULT_S3_ENDPOINT="+s3.Endpoint, "CASEVAULT_S3_BUCKET=cv-hang",
 		"CASEVAULT_S3_ACCESS_KEY="+s3.AccessKey, "CASEVAULT_S3_SECRET_KEY="+s3.SecretKey, "CASEVAULT_S3_TLS=false",
 		"CASEVAULT_S3_TIMEOUT=2s")
-	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
-	tok := strings.TrimSpace(string(raw))
-	base := "http://" + p.addr + "/api/v1"
+	base := p.api()
 	_, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "Hang"})
 	_, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": "hang", "channel": "web"})
 	_, ct := call(t, "POST", base+"/cases/"+cs["id"].(string)+"/contacts", tok, map[string]any{"channel": "web", "direction": "inbound", "author": "a", "body": "b"})
