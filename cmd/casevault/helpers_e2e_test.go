@@ -74,6 +74,26 @@ func result(t *testing.T, out string) map[string]any {
 	return m
 }
 
+// newContact creates a customer and a case with one inbound contact saying
+// body through the API and returns the case and contact IDs.
+func newContact(t *testing.T, base, tok, body string) (caseID, contactID string) {
+	t.Helper()
+	code, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "Customer of " + body})
+	if code != 201 {
+		t.Fatalf("customer: %d %v", code, cust)
+	}
+	code, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": body, "channel": "web"})
+	if code != 201 {
+		t.Fatalf("case: %d %v", code, cs)
+	}
+	caseID = cs["id"].(string)
+	code, ct := call(t, "POST", base+"/cases/"+caseID+"/contacts", tok, map[string]any{"channel": "web", "direction": "inbound", "author": "a", "body": body})
+	if code != 201 {
+		t.Fatalf("contact: %d %v", code, ct)
+	}
+	return caseID, ct["id"].(string)
+}
+
 type seeded struct {
 	customer, caseID, contact, attachment string
 	content                               []byte

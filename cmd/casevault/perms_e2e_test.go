@@ -24,13 +24,8 @@ func TestDataFilesArePrivate(t *testing.T) {
 	}
 	p, tok := startAdmin(t, dir)
 	base := p.api()
-	_, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "Private"})
-	_, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": "modes", "channel": "email"})
-	code, ct := call(t, "POST", base+"/cases/"+cs["id"].(string)+"/contacts", tok, map[string]any{"channel": "email", "direction": "inbound", "author": "a", "body": "private words"})
-	if code != 201 {
-		t.Fatalf("contact: %d", code)
-	}
-	if res, body := upload(t, base+"/contacts/"+ct["id"].(string)+"/attachments?filename=a.bin", tok, []byte("attachment bytes")); res.StatusCode != 201 {
+	_, contact := newContact(t, base, tok, "private words")
+	if res, body := upload(t, base+"/contacts/"+contact+"/attachments?filename=a.bin", tok, []byte("attachment bytes")); res.StatusCode != 201 {
 		t.Fatalf("upload: %d %s", res.StatusCode, body)
 	}
 	code, started := call(t, "POST", base+"/backups", tok, nil)

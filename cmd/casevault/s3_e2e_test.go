@@ -34,10 +34,8 @@ func TestS3OutageAnswers503(t *testing.T) {
 	p, tok := startAdmin(t, dir, "CASEVAULT_S3_ENDPOINT="+s3.Endpoint, "CASEVAULT_S3_BUCKET=cv-e2e",
 		"CASEVAULT_S3_ACCESS_KEY="+s3.AccessKey, "CASEVAULT_S3_SECRET_KEY="+s3.SecretKey, "CASEVAULT_S3_TLS=false")
 	base := p.api()
-	_, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "S3"})
-	_, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": "s3", "channel": "web"})
-	_, ct := call(t, "POST", base+"/cases/"+cs["id"].(string)+"/contacts", tok, map[string]any{"channel": "web", "direction": "inbound", "author": "a", "body": "b"})
-	attURL := base + "/contacts/" + ct["id"].(string) + "/attachments?filename=x.bin"
+	_, contact := newContact(t, base, tok, "b")
+	attURL := base + "/contacts/" + contact + "/attachments?filename=x.bin"
 	res, body := upload(t, attURL, tok, []byte("stored while S3 is up"))
 	if res.StatusCode != 201 {
 		t.Fatalf("upload with S3 up: %d %s", res.StatusCode, body)
@@ -66,7 +64,7 @@ func TestS3OutageAnswers503(t *testing.T) {
 	if code, ready := call(t, "GET", "http://"+p.addr+"/readyz", "", nil); code != 503 || ready["checks"].(map[string]any)["blobs"].(map[string]any)["status"] != "down" {
 		t.Fatalf("readyz with S3 down: %d %v", code, ready)
 	}
-	code, list := call(t, "GET", base+"/contacts/"+ct["id"].(string), tok, nil)
+	code, list := call(t, "GET", base+"/contacts/"+contact, tok, nil)
 	if code != 200 || len(list["attachments"].([]any)) != 1 {
 		t.Fatalf("the failed upload left a row: %v", list["attachments"])
 	}
@@ -89,10 +87,8 @@ func TestS3HangAnswers503WithinTimeout(t *testing.T) {
 		"CASEVAULT_S3_ACCESS_KEY="+s3.AccessKey, "CASEVAULT_S3_SECRET_KEY="+s3.SecretKey, "CASEVAULT_S3_TLS=false",
 		"CASEVAULT_S3_TIMEOUT=2s")
 	base := p.api()
-	_, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "Hang"})
-	_, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": "hang", "channel": "web"})
-	_, ct := call(t, "POST", base+"/cases/"+cs["id"].(string)+"/contacts", tok, map[string]any{"channel": "web", "direction": "inbound", "author": "a", "body": "b"})
-	attURL := base + "/contacts/" + ct["id"].(string) + "/attachments?filename=x.bin"
+	_, contact := newContact(t, base, tok, "b")
+	attURL := base + "/contacts/" + contact + "/attachments?filename=x.bin"
 	res, body := upload(t, attURL, tok, bytes.Repeat([]byte("h"), 200<<10))
 	if res.StatusCode != 201 {
 		t.Fatalf("upload with S3 up: %d %s", res.StatusCode, body)
@@ -123,7 +119,7 @@ func TestS3HangAnswers503WithinTimeout(t *testing.T) {
 	if d := time.Since(started); d > 30*time.Second {
 		t.Fatalf("answers with S3 hung took %v", d)
 	}
-	code, got := call(t, "GET", base+"/contacts/"+ct["id"].(string), tok, nil)
+	code, got := call(t, "GET", base+"/contacts/"+contact, tok, nil)
 	if code != 200 || len(got["attachments"].([]any)) != 1 {
 		t.Fatalf("the upload refused while S3 hung left a row: %v", got["attachments"])
 	}
