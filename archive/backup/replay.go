@@ -272,21 +272,20 @@ func applyDisposition(ctx context.Context, db *sqldb.DB, tx *sql.Tx, row map[str
 		return res.RowsAffected()
 	}
 
-	blobsOf := func(where string, arg string) error {
-		rows, err := tx.QueryContext(ctx, db.Rebind(`SELECT blob_key FROM attachments WHERE `+where), arg)
+	// dropAttachments deletes the attachment rows whose col is id and
+	// queues their blobs for removal after the commit.
+	dropAttachments := func(col, id string) error {
+		keys, err := sqldb.Collect(ctx, tx, db.Rebind(`SELECT blob_key FROM attachments WHERE `+col+` = ?`), []any{id}, func(rows *sql.Rows) (string, error) {
+			var k string
+			return k, rows.Scan(&k)
+		})
 		if err != nil {
 			return fmt.Errorf("replay: %w", err)
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var k string
-			if err := rows.Scan(&k); err != nil {
-				return fmt.Errorf("replay: %w", err)
-			}
-			rep.blobsToRemove = append(rep.blobsToRemove, k)
-			rep.BlobsRemoved++
-		}
-		return rows.Err()
+		rep.blobsToRemove = append(rep.blobsToRemove, keys...)
+		rep.BlobsRemoved += len(keys)
+		_, err = exec(`DELETE FROM attachments WHERE `+col+` = ?`, id)
+		return err
 	}
 
 	wrap := func(n int64, err error) (int64, error) {
@@ -298,20 +297,14 @@ func applyDisposition(ctx context.Context, db *sqldb.DB, tx *sql.Tx, row map[str
 
 	switch asString(row["action"]) {
 	case actDelete:
-		if err := blobsOf("contact_id = ?", contact); err != nil {
-			return err
-		}
-		if _, err := exec(`DELETE FROM attachments WHERE contact_id = ?`, contact); err != nil {
+		if err := dropAttachments("contact_id", contact); err != nil {
 			return err
 		}
 		n, err := wrap(sqlstore.DeleteContacts(ctx, db, tx, []string{contact}))
 		rep.Deleted += int(n)
 		return err
 	case actAnonymize:
-		if err := blobsOf("contact_id = ?", contact); err != nil {
-			return err
-		}
-		if _, err := exec(`DELETE FROM attachments WHERE contact_id = ?`, contact); err != nil {
+		if err := dropAttachments("contact_id", contact); err != nil {
 			return err
 		}
 		n, err := wrap(sqlstore.AnonymizeContacts(ctx, db, tx, sqldb.FromMicros(asInt(row["at"])), []string{contact}))
@@ -322,10 +315,7 @@ func applyDisposition(ctx context.Context, db *sqldb.DB, tx *sql.Tx, row map[str
 		rep.Redacted += int(n)
 		return err
 	case actDeleteCase:
-		if err := blobsOf("case_id = ?", caseID); err != nil {
-			return err
-		}
-		if _, err := exec(`DELETE FROM attachments WHERE case_id = ?`, caseID); err != nil {
+		if err := dropAttachments("case_id", caseID); err != nil {
 			return err
 		}
 		n, err := wrap(sqlstore.DeleteCase(ctx, db, tx, caseID))

@@ -74,24 +74,37 @@ func result(t *testing.T, out string) map[string]any {
 	return m
 }
 
+// newCase creates a customer and a case about subject on channel through
+// the API and returns their IDs.
+func newCase(t *testing.T, base, tok, subject, channel string) (customerID, caseID string) {
+	t.Helper()
+	code, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "Customer " + subject})
+	if code != 201 {
+		t.Fatalf("customer: %d %v", code, cust)
+	}
+	code, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": subject, "channel": channel})
+	if code != 201 {
+		t.Fatalf("case: %d %v", code, cs)
+	}
+	return cust["id"].(string), cs["id"].(string)
+}
+
+// addContact adds an inbound contact saying body to caseID and returns its ID.
+func addContact(t *testing.T, base, tok, caseID, channel, body string) string {
+	t.Helper()
+	code, ct := call(t, "POST", base+"/cases/"+caseID+"/contacts", tok, map[string]any{"channel": channel, "direction": "inbound", "author": "a", "body": body})
+	if code != 201 {
+		t.Fatalf("contact: %d %v", code, ct)
+	}
+	return ct["id"].(string)
+}
+
 // newContact creates a customer and a case with one inbound contact saying
 // body through the API and returns the case and contact IDs.
 func newContact(t *testing.T, base, tok, body string) (caseID, contactID string) {
 	t.Helper()
-	code, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "Customer of " + body})
-	if code != 201 {
-		t.Fatalf("customer: %d %v", code, cust)
-	}
-	code, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": body, "channel": "web"})
-	if code != 201 {
-		t.Fatalf("case: %d %v", code, cs)
-	}
-	caseID = cs["id"].(string)
-	code, ct := call(t, "POST", base+"/cases/"+caseID+"/contacts", tok, map[string]any{"channel": "web", "direction": "inbound", "author": "a", "body": body})
-	if code != 201 {
-		t.Fatalf("contact: %d %v", code, ct)
-	}
-	return caseID, ct["id"].(string)
+	_, caseID = newCase(t, base, tok, body, "web")
+	return caseID, addContact(t, base, tok, caseID, "web", body)
 }
 
 type seeded struct {
@@ -103,22 +116,10 @@ type seeded struct {
 // size bytes through the API.
 func seed(t *testing.T, base, tok, subject string, size int) seeded {
 	t.Helper()
-	code, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "Customer " + subject})
-	if code != 201 {
-		t.Fatalf("customer: %d %v", code, cust)
-	}
-	code, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": subject, "channel": "email"})
-	if code != 201 {
-		t.Fatalf("case: %d %v", code, cs)
-	}
-	s := seeded{customer: cust["id"].(string), caseID: cs["id"].(string), content: blobtest.RandBytes(size)}
+	s := seeded{content: blobtest.RandBytes(size)}
+	s.customer, s.caseID = newCase(t, base, tok, subject, "email")
 	for i := 0; i < 2; i++ {
-		code, ct := call(t, "POST", base+"/cases/"+s.caseID+"/contacts", tok, map[string]any{"channel": "email", "direction": "inbound",
-			"author": "a", "body": fmt.Sprintf("%s message %d about a parcel", subject, i)})
-		if code != 201 {
-			t.Fatalf("contact: %d %v", code, ct)
-		}
-		s.contact = ct["id"].(string)
+		s.contact = addContact(t, base, tok, s.caseID, "email", fmt.Sprintf("%s message %d about a parcel", subject, i))
 	}
 	res, body := upload(t, base+"/contacts/"+s.contact+"/attachments?filename=f.bin", tok, s.content)
 	if res.StatusCode != 201 {
