@@ -128,10 +128,12 @@ func (s *Server) storeUpload(c *fiber.Ctx, contactID string) error {
 		tooLarge(c)
 		return errStatus(fiber.StatusRequestEntityTooLarge, "attachment larger than %d bytes", max)
 	}
+
 	digest, err := archive.ParseDigestHeaders(c.Get("Content-Digest"), c.Get("X-Content-SHA256"))
 	if err != nil {
 		return fieldError(err.Error(), "Content-Digest", "must be sha-256=:base64: or a hex X-Content-SHA256")
 	}
+
 	in := archive.AttachmentInput{ContactID: contactID, ExpectedSHA256: digest}
 	ctype := string(c.Request().Header.ContentType())
 	mt, params, _ := mime.ParseMediaType(ctype)
@@ -149,9 +151,11 @@ func (s *Server) storeUpload(c *fiber.Ctx, contactID string) error {
 		in.ContentType = ctype
 		in.Body = bodyStream(c)
 	}
+
 	if in.Filename == "" {
 		in.Filename = "attachment"
 	}
+
 	a := actor(c)
 	conn, _ := c.Context().Conn().(*watchedConn)
 	in.InTx = func(ctx context.Context, tx *sql.Tx, att cases.Attachment) error {
@@ -167,10 +171,12 @@ func (s *Server) storeUpload(c *fiber.Ctx, contactID string) error {
 		return s.d.AuditTx(ctx, tx, cases.Change{Actor: a, Action: "attachment.create", TargetType: "attachment", TargetID: att.ID,
 			Detail: map[string]any{"contact_id": att.ContactID, "size": att.Size, "sha256": att.SHA256, "content_type": att.ContentType}})
 	}
+
 	att, err := s.d.Attachments.Put(c.UserContext(), in)
 	if err != nil {
 		return err
 	}
+
 	c.Location("/api/v1/attachments/" + att.ID)
 	return c.Status(fiber.StatusCreated).JSON(att)
 }
@@ -274,10 +280,12 @@ func parseRange(h string, size int64) (off, n int64, ok bool, unsatisfiable bool
 	if !found || strings.Contains(spec, ",") {
 		return 0, 0, false, false
 	}
+
 	a, b, found := strings.Cut(spec, "-")
 	if !found {
 		return 0, 0, false, false
 	}
+
 	a, b = strings.TrimSpace(a), strings.TrimSpace(b)
 	switch {
 	case a == "" && b == "":
@@ -319,19 +327,23 @@ func (s *Server) downloadAttachment(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+
 	off, n, partial, unsat := parseRange(c.Get(fiber.HeaderRange), meta.Size)
 	if unsat {
 		c.Set(fiber.HeaderContentRange, fmt.Sprintf("bytes */%d", meta.Size))
 		return errStatus(fiber.StatusRequestedRangeNotSatisfiable, "range outside the %d-byte attachment", meta.Size)
 	}
+
 	if !partial {
 		off, n = 0, meta.Size
 	}
+
 	_, rc, err := s.d.Attachments.OpenRange(c.UserContext(), id, off, n)
 	if err != nil {
 		s.auditCorruptRead(c, id, err, 0)
 		return err
 	}
+
 	// Decrypt the first package before any header leaves: a flipped byte
 	// there, a swapped or truncated blob, or a store that fails at once
 	// become a proper error status instead of a 200 with a short body.
@@ -344,6 +356,7 @@ func (s *Server) downloadAttachment(c *fiber.Ctx) error {
 		s.auditCorruptRead(c, id, err, 0)
 		return err
 	}
+
 	c.Set(fiber.HeaderContentType, meta.ContentType)
 	c.Set(fiber.HeaderContentDisposition, contentDisposition(meta.Filename))
 	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
@@ -355,6 +368,7 @@ func (s *Server) downloadAttachment(c *fiber.Ctx) error {
 		status = fiber.StatusPartialContent
 		c.Set(fiber.HeaderContentRange, fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, meta.Size))
 	}
+
 	c.Status(status)
 	// fasthttp streams the reader after the handler chain (and the read
 	// audit) returned, and closes it. A failure from here on can only cut
@@ -438,6 +452,7 @@ func (c *chunkedWriterTo) WriteTo(w io.Writer) (int64, error) {
 		buf []byte
 		err error
 	}
+
 	const size = 256 << 10
 	free := make(chan []byte, 2)
 	free <- make([]byte, size)
@@ -492,6 +507,7 @@ func (c *chunkedWriterTo) WriteTo(w io.Writer) (int64, error) {
 		}
 		free <- ch.buf[:cap(ch.buf)]
 	}
+
 	return total, nil
 }
 

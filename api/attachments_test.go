@@ -78,21 +78,14 @@ func TestAttachmentUploadDownload(t *testing.T) {
 				t.Fatalf("blob %s holds plaintext", f)
 			}
 		}
-		req, _ := http.NewRequest("GET", h.base+"/api/v1/attachments/"+id, nil)
-		req.Header.Set("Authorization", "Bearer "+h.tokens[auth.RoleAgent])
-		res, err := h.client.Do(req)
-		if err != nil {
-			t.Fatal(err)
+		res := h.do("GET", "/api/v1/attachments/"+id, h.tokens[auth.RoleAgent], nil)
+		if res.status != 200 || !bytes.Equal(res.body, payload) {
+			t.Fatalf("download = %d, %d bytes, equal=%v", res.status, len(res.body), bytes.Equal(res.body, payload))
 		}
-		got, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if res.StatusCode != 200 || !bytes.Equal(got, payload) {
-			t.Fatalf("download = %d, %d bytes, equal=%v", res.StatusCode, len(got), bytes.Equal(got, payload))
-		}
-		if cd := res.Header.Get("Content-Disposition"); !strings.HasPrefix(cd, "attachment;") || !strings.Contains(cd, "UTF-8''") {
+		if cd := res.header.Get("Content-Disposition"); !strings.HasPrefix(cd, "attachment;") || !strings.Contains(cd, "UTF-8''") {
 			t.Fatalf("Content-Disposition %q", cd)
 		}
-		if res.Header.Get("X-Content-Type-Options") != "nosniff" {
+		if res.header.Get("X-Content-Type-Options") != "nosniff" {
 			t.Fatal("no nosniff")
 		}
 		for _, tc := range []struct {
@@ -205,15 +198,7 @@ func TestAttachmentDownloadClientHangsUp(t *testing.T) {
 		io.ReadFull(res.Body, buf)
 		res.Body.Close() // hang up with most of the body unsent
 	}
-	req, _ := http.NewRequest("GET", h.base+"/api/v1/attachments/"+id, nil)
-	req.Header.Set("Authorization", "Bearer "+h.tokens[auth.RoleAgent])
-	res, err := h.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if !bytes.Equal(got, payload) {
+	if got := h.do("GET", "/api/v1/attachments/"+id, h.tokens[auth.RoleAgent], nil).body; !bytes.Equal(got, payload) {
 		t.Fatalf("full download after hang-ups: %d bytes, equal=%v", len(got), bytes.Equal(got, payload))
 	}
 }

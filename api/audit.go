@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -27,26 +26,14 @@ func (s *Server) addAuditRoutes() {
 	s.add(route{method: "GET", path: "/api/v1/audit/verify", perm: auth.LegalWork, read: "audit.verify", target: "audit", summary: "Verify the audit hash chain", h: s.verifyAudit, ok: 200})
 }
 
-func parseTime(field, v string) (time.Time, error) {
-	if v == "" {
-		return time.Time{}, nil
-	}
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02"} {
-		if t, err := time.Parse(layout, v); err == nil {
-			return t.UTC(), nil
-		}
-	}
-	return time.Time{}, fieldError("bad time", field, "must be RFC 3339 or YYYY-MM-DD")
-}
-
 func (s *Server) listAudit(c *fiber.Ctx) error {
 	f := audit.Filter{Actor: c.Query("actor"), Action: c.Query("action"), Outcome: c.Query("outcome"), Cursor: c.Query("cursor")}
 	f.TargetType, f.TargetID = audit.ParseTarget(c.Query("target"))
 	var err error
-	if f.From, err = parseTime("from", c.Query("from")); err != nil {
+	if f.From, err = cases.ParseTime("from", c.Query("from")); err != nil {
 		return err
 	}
-	if f.To, err = parseTime("to", c.Query("to")); err != nil {
+	if f.To, err = cases.ParseTime("to", c.Query("to")); err != nil {
 		return err
 	}
 	f.Limit = audit.DefaultListLimit

@@ -109,26 +109,32 @@ func (s *Server) getBackup(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+
 	ctx := c.UserContext()
 	svc := s.d.Backups.Service
 	m, err := svc.Repo().Manifest(ctx, id)
 	if err == nil {
 		return c.JSON(m.Summary(true))
 	}
+
 	if errors.Is(err, backup.ErrDamaged) {
 		// Unreadable, unsigned or not verifying: nothing in it is shown.
 		return errStatus(fiber.StatusConflict, "backup %s cannot be trusted: %v", id, err)
 	}
+
 	if !errors.Is(err, backup.ErrNotFound) && !errors.Is(err, backup.ErrNoRepository) {
 		return err
 	}
+
 	run, rerr := svc.GetRun(ctx, id)
 	if errors.Is(rerr, backup.ErrNotFound) {
 		return errStatus(fiber.StatusNotFound, "no backup or run %s", id)
 	}
+
 	if rerr != nil {
 		return rerr
 	}
+
 	if run.Status == backup.StatusDone {
 		// The run finished between the two reads: its manifest is there
 		// now (it is written before the run is recorded done).
@@ -136,6 +142,7 @@ func (s *Server) getBackup(c *fiber.Ctx) error {
 			return c.JSON(m.Summary(true))
 		}
 	}
+
 	return c.JSON(fiber.Map{"id": run.ID, "status": run.Status, "run": run})
 }
 

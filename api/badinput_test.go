@@ -97,6 +97,8 @@ func TestBadInputIsRejectedWithoutSideEffects(t *testing.T) {
 			{"invalid UTF-8 audit actor", "GET", "/api/v1/audit?actor=%ff", nil, 422, "actor", legal},
 			{"NUL in audit target", "GET", "/api/v1/audit?target=case:%00", nil, 422, "target", legal},
 			{"unknown audit outcome", "GET", "/api/v1/audit?outcome=bogus", nil, 422, "outcome", legal},
+			{"audit from not a time", "GET", "/api/v1/audit?from=30/11/2026", nil, 422, "from", legal},
+			{"audit to not a time", "GET", "/api/v1/audit?to=yesterday", nil, 422, "to", legal},
 			{"NUL in attachment filename", "POST", "/api/v1/contacts/nope/attachments?filename=a%00.txt", "bytes", 422, "filename", ""},
 			{"URL over the limit", "GET", "/api/v1/search?q=" + strings.Repeat("<", 1000) + "&x=" + strings.Repeat("<", 2800), nil, 414, "", ""},
 			{"URL over the limit by a byte", "GET", "/api/v1/cases?tag=" + strings.Repeat("a", api.MaxURLBytes-len("/api/v1/cases?tag=")+1), nil, 414, "", ""},

@@ -109,12 +109,15 @@ func (s *Server) decodeJSON(c *fiber.Ctx, dst any) error {
 	if err != nil {
 		return err
 	}
+
 	if ct := string(c.Request().Header.ContentType()); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
 		return errStatus(fiber.StatusUnsupportedMediaType, "send application/json")
 	}
+
 	if len(bytes.TrimSpace(body)) == 0 {
 		return errStatus(fiber.StatusBadRequest, "the body is empty; send a JSON object")
 	}
+
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
@@ -135,13 +138,16 @@ func (s *Server) decodeJSON(c *fiber.Ctx, dst any) error {
 		}
 		return errStatus(fiber.StatusBadRequest, "malformed JSON")
 	}
+
 	if dec.More() {
 		return errStatus(fiber.StatusBadRequest, "malformed JSON: data after the object")
 	}
+
 	var tail json.RawMessage
 	if err := dec.Decode(&tail); err != io.EOF {
 		return errStatus(fiber.StatusBadRequest, "malformed JSON: data after the object")
 	}
+
 	return checkJSONStrings(body)
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
 	"github.com/casevault/casevault/sqlstore"
+	"github.com/casevault/casevault/testkit"
 )
 
 // recordedAudit keeps what the server asked to record, to assert on it, and
@@ -95,6 +96,50 @@ type harness struct {
 	// the local repository backupDir.
 	backups   *backup.Service
 	backupDir string
+	// uploads is the attachment store as the server sees it.
+	uploads *watchedUploads
+}
+
+// watchedUploads is the real attachment store, counting the body bytes
+// each contact's upload has delivered to it: a test waits until the server
+// is streaming an upload (waitStreaming) instead of sleeping for it.
+type watchedUploads struct {
+	api.AttachmentStore
+	mu   sync.Mutex
+	read map[string]int64
+}
+
+func (w *watchedUploads) Put(ctx context.Context, in archive.AttachmentInput) (cases.Attachment, error) {
+	in.Body = &countedBody{r: in.Body, add: func(n int) {
+		w.mu.Lock()
+		w.read[in.ContactID] += int64(n)
+		w.mu.Unlock()
+	}}
+	return w.AttachmentStore.Put(ctx, in)
+}
+
+func (w *watchedUploads) bytesRead(contactID string) int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.read[contactID]
+}
+
+type countedBody struct {
+	r   io.Reader
+	add func(int)
+}
+
+func (c *countedBody) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.add(n)
+	return n, err
+}
+
+// waitStreaming waits until the store has received body bytes of an upload
+// to contactID: the server has the request and is reading its body.
+func (h *harness) waitStreaming(t *testing.T, contactID string) {
+	t.Helper()
+	testkit.Eventually(t, 15*time.Second, "the upload to "+contactID+" to be streaming", func() bool { return h.uploads.bytesRead(contactID) > 0 })
 }
 
 func newHarness(t *testing.T, d sqldb.Dialect) *harness {
@@ -123,7 +168,7 @@ func newHarnessDB(t *testing.T, db *sqldb.DB, blobs archive.Blobs) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	atts := archive.NewAttachments(db, blobs, keys, archive.AttachmentOptions{MaxSize: 1 << 20})
+	atts := &watchedUploads{AttachmentStore: archive.NewAttachments(db, blobs, keys, archive.AttachmentOptions{MaxSize: 1 << 20}), read: map[string]int64{}}
 	trail := audit.New(db)
 	t.Cleanup(func() { trail.Close(context.Background()) })
 	rec.log = trail
@@ -177,7 +222,7 @@ func newHarnessDB(t *testing.T, db *sqldb.DB, blobs archive.Blobs) *harness {
 	t.Cleanup(func() { _ = srv.App().Shutdown() })
 	h := &harness{t: t, db: db, srv: srv, trail: trail, blobDir: blobDir, blobs: blobs, logs: logs, reindexErr: reindexErr, audit: rec, tokens: map[auth.Role]string{},
 		base: "http://" + ln.Addr().String(), client: &http.Client{Timeout: 30 * time.Second},
-		backups: bsvc, backupDir: backupDir}
+		backups: bsvc, backupDir: backupDir, uploads: atts}
 	ctx := context.Background()
 	for _, r := range auth.Roles {
 		_, secret, err := tokens.Create(ctx, "test-"+string(r), r, nil)

@@ -90,6 +90,7 @@ func checkJSONStrings(body []byte) error {
 	if valid && !bytes.Contains(body, []byte(`\u0000`)) {
 		return nil
 	}
+
 	badAt := -1
 	if !valid {
 		for i := 0; i < len(body); {
@@ -101,12 +102,14 @@ func checkJSONStrings(body []byte) error {
 			i += n
 		}
 	}
+
 	type frame struct {
 		array   bool
 		index   int
 		key     string
 		wantKey bool
 	}
+
 	var stack []frame
 	path := func() string {
 		var b strings.Builder
@@ -122,6 +125,7 @@ func checkJSONStrings(body []byte) error {
 		}
 		return b.String()
 	}
+
 	afterValue := func() {
 		if n := len(stack); n > 0 {
 			if stack[n-1].array {
@@ -131,6 +135,7 @@ func checkJSONStrings(body []byte) error {
 			}
 		}
 	}
+
 	dec := json.NewDecoder(bytes.NewReader(body))
 	prevEnd := 0
 	for {

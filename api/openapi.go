@@ -50,6 +50,7 @@ func (s *Server) Document() map[string]any {
 		}
 		item[strings.ToLower(r.method)] = op
 	}
+
 	return map[string]any{
 		"openapi": "3.1.0",
 		"info":    map[string]any{"title": "casevault", "version": s.cfg.Version, "description": "Customer-service interaction and case archive."},

@@ -85,6 +85,7 @@ func (s *Server) problemFor(err error) Problem {
 	case errors.As(err, &fe):
 		return Problem{Status: fe.Code, Detail: fe.Message}
 	}
+
 	return Problem{Status: fiber.StatusInternalServerError, Detail: "internal error"}
 }
 

@@ -63,20 +63,25 @@ func (s *Server) search(c *fiber.Ctx) error {
 	if errors.As(err, &qe) {
 		return fieldError(qe.Error(), "q", qe.Error())
 	}
+
 	if err != nil {
 		return err
 	}
+
 	uf, err := search.FilterFromValues(vals)
 	if errors.As(err, &qe) {
 		return fieldError(qe.Error(), fieldOf(qe.Term), qe.Message)
 	}
+
 	if err != nil {
 		return err
 	}
+
 	p, err := page(c)
 	if err != nil {
 		return err
 	}
+
 	q.Limit = p.Limit
 	switch {
 	case p.Cursor != "":
@@ -92,12 +97,14 @@ func (s *Server) search(c *fiber.Ctx) error {
 		}
 		q.Offset = (n - 1) * q.Limit
 	}
+
 	switch so := search.SortOrder(vals.Get("sort")); so {
 	case search.SortRelevance, search.SortNewest, search.SortOldest, search.SortUpdated:
 		q.Sort = so
 	default:
 		return fieldError("bad sort", "sort", "must be newest, oldest or updated")
 	}
+
 	q.Facets = true
 	merged, ok := search.MergeFilter(q.Filter, uf)
 	q.Filter = merged
@@ -107,9 +114,11 @@ func (s *Server) search(c *fiber.Ctx) error {
 			return err
 		}
 	}
+
 	if res.Hits == nil {
 		res.Hits = []search.Hit{}
 	}
+
 	for _, k := range []string{"status", "channel", "tag", "purpose"} {
 		if res.Facets == nil {
 			res.Facets = map[string]map[string]int64{}
@@ -118,10 +127,12 @@ func (s *Server) search(c *fiber.Ctx) error {
 			res.Facets[k] = map[string]int64{}
 		}
 	}
+
 	var next any
 	if int64(q.Offset+len(res.Hits)) < res.Total && len(res.Hits) > 0 && q.Offset+q.Limit <= maxOffset {
 		next = encodeOffset(q.Offset + len(res.Hits))
 	}
+
 	// The audit event carries the query text and the hit count (never
 	// bodies), with card and identity numbers masked as they are in
 	// everything stored: the trail must not keep what the archive masks.

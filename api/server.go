@@ -91,15 +91,19 @@ func New(cfg Config, d Deps) *Server {
 	if cfg.JSONBodyLimit <= 0 {
 		cfg.JSONBodyLimit = 1 << 20
 	}
+
 	if cfg.AttachmentLimit <= 0 {
 		cfg.AttachmentLimit = 100 << 20
 	}
+
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
+
 	if d.Metrics == nil {
 		d.Metrics = prometheus.NewRegistry()
 	}
+
 	s := &Server{cfg: cfg, d: d, log: d.Log, runs: newRuns()}
 	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "casevault_http_requests_total", Help: "HTTP requests by route, method and status.",
@@ -144,6 +148,7 @@ func New(cfg Config, d Deps) *Server {
 	for _, r := range s.routes {
 		s.register(r)
 	}
+
 	s.app.Use(func(c *fiber.Ctx) error {
 		return errStatus(fiber.StatusNotFound, "no route %s %s", c.Method(), c.Path())
 	})

@@ -20,20 +20,25 @@ func (s *Server) createToken(c *fiber.Ctx) error {
 	if err := s.decodeJSON(c, &in); err != nil {
 		return err
 	}
+
 	var v cases.ValidationError
 	if in.Name == nil {
 		v.Fields = append(v.Fields, cases.FieldError{Field: "name", Message: "is required"})
 	}
+
 	if in.Role == nil {
 		v.Fields = append(v.Fields, cases.FieldError{Field: "role", Message: "is required"})
 	}
+
 	if len(v.Fields) > 0 {
 		return &v
 	}
+
 	role, err := auth.ParseRole(*in.Role)
 	if err != nil {
 		return cases.Invalid("role", err.Error())
 	}
+
 	a := actor(c)
 	tok, secret, err := s.d.Tokens.Create(c.UserContext(), *in.Name, role, func(ctx context.Context, tx *sql.Tx, tok auth.Token) error {
 		if s.d.AuditTx == nil {
@@ -45,6 +50,7 @@ func (s *Server) createToken(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+
 	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"id": tok.ID, "name": tok.Name, "role": tok.Role, "token": secret, "created_at": tok.CreatedAt})
 }
 

@@ -85,9 +85,11 @@ func TestHungS3(t *testing.T) {
 		// the timeout. Its upload must not be committed.
 		gone := h.contactForUpload(t)
 		conn := h.sendRaw(t, gone, rawUpload{contentType: "text/plain", query: "?filename=c.txt", contentLength: len(payload), body: payload})
-		time.Sleep(300 * time.Millisecond)
+		h.waitStreaming(t, gone) // the server is in the upload, its PUT hung
+		// On loopback the FIN is queued at the server when Close returns; the
+		// handler finds it when it asks whether the client is still there,
+		// after the PUT that Resume lets finish.
 		conn.Close()
-		time.Sleep(200 * time.Millisecond)
 		srv.Resume(t)
 		h.waitAudit(t, "attachment.create:failed:"+gone)
 		if n := h.attachmentRows(t, gone); n != 0 {

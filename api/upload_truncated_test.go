@@ -98,7 +98,7 @@ func (h *harness) checkTruncated(t *testing.T, cases []truncCase) {
 		t.Run(tc.name, func(t *testing.T) {
 			contact := h.contactForUpload(t)
 			conn := h.sendRaw(t, contact, tc.u)
-			time.Sleep(200 * time.Millisecond) // let the server read what was sent
+			h.waitStreaming(t, contact) // cut mid-stream, not before the server has the request
 			conn.Close()
 			h.waitAudit(t, "attachment.create:failed:"+contact)
 			if n := h.attachmentRows(t, contact); n != 0 {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqlstore"
 )
 
 var (
@@ -204,14 +205,7 @@ func (a *Attachments) contact(ctx context.Context, contactID string) (caseID, cu
 	if contactID == "" {
 		return "", "", cases.Invalid("contact_id", "is required")
 	}
-	err = a.db.Read.QueryRowContext(ctx, a.db.Rebind(`SELECT case_id, customer_id FROM contacts WHERE id = ?`), contactID).Scan(&caseID, &customerID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", "", fmt.Errorf("contact %q: %w", contactID, cases.ErrNotFound)
-	}
-	if err != nil {
-		return "", "", sqldb.Fail("contact "+contactID, err)
-	}
-	return caseID, customerID, nil
+	return sqlstore.ContactOwner(ctx, a.db, contactID)
 }
 
 type attRow struct {

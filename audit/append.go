@@ -112,6 +112,7 @@ func appendNormalized(ctx context.Context, tx *sql.Tx, r runner, evs []Event) er
 	if err != nil {
 		return err
 	}
+
 	ins := func(args ...any) error { return r.exec(ctx, tx, insertEvent, args...) }
 	if len(evs) > 1 {
 		stmt, err := tx.PrepareContext(ctx, sqldb.Rebind(r.d, insertEvent))
@@ -124,6 +125,7 @@ func appendNormalized(ctx context.Context, tx *sql.Tx, r runner, evs []Event) er
 			return err
 		}
 	}
+
 	seq, prev := h.seq, h.hash
 	for i := range evs {
 		ev := &evs[i]
@@ -137,9 +139,11 @@ func appendNormalized(ctx context.Context, tx *sql.Tx, r runner, evs []Event) er
 		}
 		prev = ev.Hash
 	}
+
 	if err := r.exec(ctx, tx, updateHead, seq, prev); err != nil {
 		return fmt.Errorf("audit: update head: %w", err)
 	}
+
 	return nil
 }
 

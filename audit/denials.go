@@ -146,6 +146,7 @@ func (l *Log) take(now time.Time, all bool) ([]Event, error) {
 		}
 		evs = append(evs, ev)
 	}
+
 	return evs, nil
 }
 

@@ -140,11 +140,14 @@ func checkSegment(ctx context.Context, tx *sql.Tx, d sqldb.Dialect, h head, end 
 		prev = append(prev[:0], stored...)
 		next++
 	}
+
 	if err := rows.Err(); err != nil {
 		return "", fmt.Errorf("audit: prune: %w", err)
 	}
+
 	if next != end+1 {
 		return "", fmt.Errorf("%w at event %d; nothing was pruned (run verify)", ErrTampered, next)
 	}
+
 	return string(prev), nil
 }

@@ -276,8 +276,10 @@ func VerifyExport(r io.Reader) (VerifyResult, error) {
 		prev, next = ev.Hash, ev.Seq+1
 		res.HeadSeq, res.HeadHash = ev.Seq, ev.Hash
 	}
+
 	if err := sc.Err(); err != nil {
 		return VerifyResult{}, fmt.Errorf("audit: verify export: %w", err)
 	}
+
 	return res, nil
 }

@@ -255,6 +255,7 @@ func (v view) matchAt(i int) (from, end int) {
 		// The original is needed here: the view keeps no Chinese.
 		return v.passportAfterCJK(i)
 	}
+
 	return i, -1
 }
 
@@ -445,19 +446,23 @@ func matchSSN(b []byte, i int) int {
 	if i+11 > len(b) {
 		return -1
 	}
+
 	sep := b[i+3]
 	if sep != ' ' && sep != '-' || b[i+6] != sep {
 		return -1
 	}
+
 	for _, k := range [...]int{0, 1, 2, 4, 5, 7, 8, 9, 10} {
 		if !isDigit(b[i+k]) {
 			return -1
 		}
 	}
+
 	end := i + 11
 	if end < len(b) && isAlnum(b[end]) {
 		return -1
 	}
+
 	// Part of a longer chain of digit groups (a phone or account number):
 	// not an SSN. After it, '*' counts as a digit: a following number masked
 	// later in this pass must give the same answer on a second pass. (Before
@@ -465,12 +470,15 @@ func matchSSN(b []byte, i int) int {
 	if i >= 2 && b[i-1] == sep && isDigit(b[i-2]) {
 		return -1
 	}
+
 	if end+1 < len(b) && b[end] == sep && (isDigit(b[end+1]) || b[end+1] == '*') {
 		return -1
 	}
+
 	if a := atoi(b[i : i+3]); a == 0 || a == 666 || a >= 900 || atoi(b[i+4:i+6]) == 0 || atoi(b[i+7:i+11]) == 0 {
 		return -1
 	}
+
 	return end
 }
 
@@ -512,9 +520,11 @@ func (v view) passportAfter(j int) (from, end int) {
 		}
 		break
 	}
+
 	if j >= len(b) || !isAlnum(b[j]) || (j > 0 && isAlnum(b[j-1])) {
 		return j, -1
 	}
+
 	k, digits := j, 0
 	for k < len(b) && isAlnum(b[k]) && k-j <= maxPassport {
 		if isDigit(b[k]) {
@@ -522,9 +532,11 @@ func (v view) passportAfter(j int) (from, end int) {
 		}
 		k++
 	}
+
 	if n := k - j; n < minPassport || n > maxPassport || digits < 5 || (k < len(b) && b[k] == '*') {
 		return j, -1
 	}
+
 	return j, k
 }
 

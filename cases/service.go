@@ -228,6 +228,7 @@ func (s *Service) UpdateCustomer(ctx context.Context, id string, p CustomerPatch
 	if p.Name != nil && name == "" {
 		v.add("name", "must not be empty")
 	}
+
 	ref := checkText(&v, "external_ref", p.ExternalRef, MaxShortLen, false)
 	email := checkText(&v, "email", p.Email, MaxShortLen, false)
 	phone := checkText(&v, "phone", p.Phone, MaxShortLen, false)
@@ -235,9 +236,11 @@ func (s *Service) UpdateCustomer(ctx context.Context, id string, p CustomerPatch
 	if email != "" && !strings.Contains(email, "@") {
 		v.add("email", "must be an e-mail address")
 	}
+
 	if err := v.err(); err != nil {
 		return Customer{}, err
 	}
+
 	// The store records what changed (CustomerChanges) in the audit event.
 	ch := Change{Actor: a, Action: "customer.update", TargetType: "customer", TargetID: id}
 	return s.store.UpdateCustomer(ctx, id, func(c *Customer) error {
@@ -337,6 +340,7 @@ func (s *Service) CreateCase(ctx context.Context, in NewCase, a Actor) (Case, er
 	if err := v.err(); err != nil {
 		return Case{}, err
 	}
+
 	maskFields(&subject)
 	tags = maskTags(tags)
 	if _, err := s.store.GetCustomer(ctx, custID); err != nil {
@@ -345,20 +349,24 @@ func (s *Service) CreateCase(ctx context.Context, in NewCase, a Actor) (Case, er
 		}
 		return Case{}, err
 	}
+
 	now := s.now()
 	c := Case{
 		ID: NewID(), CustomerID: custID, Subject: subject, Status: StatusOpen,
 		Priority: PriorityNormal, Channel: *in.Channel, Tags: tags, Assignee: assignee,
 		CreatedAt: now, UpdatedAt: now,
 	}
+
 	if in.Priority != nil {
 		c.Priority = *in.Priority
 	}
+
 	ch := Change{Actor: a, Action: "case.create", TargetType: "case", TargetID: c.ID,
 		Detail: map[string]any{"customer_id": custID}}
 	if err := s.store.CreateCase(ctx, &c, ch); err != nil {
 		return Case{}, err
 	}
+
 	return c, nil
 }
 
@@ -406,14 +414,17 @@ func (s *Service) UpdateCase(ctx context.Context, id string, p CasePatch, a Acto
 	if p.Subject != nil && subject == "" {
 		v.add("subject", "must not be empty")
 	}
+
 	assignee := checkText(&v, "assignee", p.Assignee, MaxNameLen, false)
 	var tags []string
 	if p.Tags != nil {
 		tags = checkTags(&v, "tags", *p.Tags)
 	}
+
 	if err := v.err(); err != nil {
 		return Case{}, err
 	}
+
 	maskFields(&subject)
 	tags = maskTags(tags)
 	// The store records what changed (CaseChanges) in the audit event.
@@ -488,6 +499,7 @@ func (s *Service) AddContact(ctx context.Context, caseID string, in NewContact, 
 	} else if strings.TrimSpace(*in.Body) == "" {
 		v.add("body", "must not be empty")
 	}
+
 	now := s.now()
 	occurred := now
 	if in.OccurredAt != nil {
@@ -503,10 +515,12 @@ func (s *Service) AddContact(ctx context.Context, caseID string, in NewContact, 
 			occurred = t.UTC().Truncate(time.Microsecond)
 		}
 	}
+
 	purposes := in.Purposes
 	if len(purposes) == 0 {
 		purposes = []Purpose{defaultPurpose}
 	}
+
 	seenP := map[Purpose]bool{}
 	var ps []Purpose
 	for i, p := range purposes {
@@ -519,6 +533,7 @@ func (s *Service) AddContact(ctx context.Context, caseID string, in NewContact, 
 			ps = append(ps, p)
 		}
 	}
+
 	cats := []Category{CategorySupportContent}
 	for i, c := range in.Categories {
 		if !slices.Contains(Categories, c) {
@@ -529,6 +544,7 @@ func (s *Service) AddContact(ctx context.Context, caseID string, in NewContact, 
 			cats = append(cats, c)
 		}
 	}
+
 	if l := in.Location; l != nil {
 		if l.Lat < -90 || l.Lat > 90 {
 			v.add("location.lat", "must be between -90 and 90")
@@ -538,13 +554,16 @@ func (s *Service) AddContact(ctx context.Context, caseID string, in NewContact, 
 		}
 		checkText(&v, "location.label", &l.Label, MaxShortLen, false)
 	}
+
 	if d := in.Device; d != nil {
 		checkText(&v, "device.ip", &d.IP, 64, false)
 		checkText(&v, "device.user_agent", &d.UserAgent, MaxUserAgent, false)
 	}
+
 	if err := v.err(); err != nil {
 		return ContactResult{}, err
 	}
+
 	// Only a location needs the customer (for the consent) before the write;
 	// otherwise the store takes the customer from the case row it locks,
 	// which saves two reads on the hottest path.
@@ -560,6 +579,7 @@ func (s *Service) AddContact(ctx context.Context, caseID string, in NewContact, 
 		}
 		customerID = cs.CustomerID
 	}
+
 	body, masked := MaskSensitive(*in.Body)
 	masked += maskFields(&author)
 	var loc *Location
@@ -568,6 +588,7 @@ func (s *Service) AddContact(ctx context.Context, caseID string, in NewContact, 
 		masked += maskFields(&l.Label)
 		loc = &l
 	}
+
 	res := ContactResult{Contact: Contact{
 		ID: NewID(), CaseID: caseID, CustomerID: customerID,
 		Channel: *in.Channel, Direction: *in.Direction, Author: author, Body: body,
@@ -584,14 +605,17 @@ func (s *Service) AddContact(ctx context.Context, caseID string, in NewContact, 
 			res.LocationDropped = true
 		}
 	}
+
 	if res.Device != nil && !slices.Contains(res.Categories, CategoryDevice) {
 		res.Categories = append(res.Categories, CategoryDevice)
 	}
+
 	ch := Change{Actor: a, Action: "contact.create", TargetType: "contact", TargetID: res.ID,
 		Detail: map[string]any{"case_id": caseID, "masked_numbers": masked, "location_dropped": res.LocationDropped}}
 	if err := s.store.CreateContact(ctx, &res.Contact, ch); err != nil {
 		return ContactResult{}, err
 	}
+
 	return res, nil
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqlstore"
 )
 
 // ActionManualDelete is the rule name recorded for deletions asked for
@@ -103,10 +104,11 @@ func (d *Deleter) DeleteCase(ctx context.Context, caseID string, actor cases.Act
 		}
 		w.dispose(caseDisposition(caseID, customerID, ActionManualDelete, now, subject), actor, AuditDeleteCase)
 
-		for _, stmt := range []string{`DELETE FROM attachments WHERE case_id = ?`, `DELETE FROM contacts WHERE case_id = ?`, `DELETE FROM case_history WHERE case_id = ?`, `DELETE FROM cases WHERE id = ?`} {
-			if _, err := tx.ExecContext(ctx, d.db.Rebind(stmt), caseID); err != nil {
-				return sqldb.Fail("delete case", err)
-			}
+		if _, err := tx.ExecContext(ctx, d.db.Rebind(`DELETE FROM attachments WHERE case_id = ?`), caseID); err != nil {
+			return sqldb.Fail("delete case", err)
+		}
+		if _, err := sqlstore.DeleteCase(ctx, d.db, tx, caseID); err != nil {
+			return sqldb.Fail("delete case", err)
 		}
 
 		return w.commit(ctx, d.db, tx, func(ctx context.Context, tx *sql.Tx, chs []cases.Change) error {

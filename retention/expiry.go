@@ -131,11 +131,10 @@ func (p expiryPhase) destroy(ctx context.Context, b *batch, dec expiryDecision, 
 	if err := execIn(ctx, b.db, b.tx, `DELETE FROM attachments WHERE contact_id IN (?*)`, both); err != nil {
 		return sqldb.Fail("delete attachments", err)
 	}
-	if err := execIn(ctx, b.db, b.tx, `DELETE FROM contacts WHERE id IN (?*)`, dec.dels); err != nil {
+	if _, err := sqlstore.DeleteContacts(ctx, b.db, b.tx, dec.dels); err != nil {
 		return sqldb.Fail("delete contacts", err)
 	}
-	if err := execIn(ctx, b.db, b.tx, `UPDATE contacts SET author = '', body = '', location = NULL, device = NULL, retain_until = NULL, anonymized_at = ? WHERE id IN (?*)`,
-		dec.anons, sqldb.Micros(b.now)); err != nil {
+	if _, err := sqlstore.AnonymizeContacts(ctx, b.db, b.tx, b.now, dec.anons); err != nil {
 		return sqldb.Fail("anonymize", err)
 	}
 	return nil

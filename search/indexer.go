@@ -356,28 +356,34 @@ func (ix *Indexer) drainOnce(ctx context.Context) (int, error) {
 			return 0, err
 		}
 	}
+
 	entries, err := ix.src.PendingOutbox(ctx, ix.opts.BatchSize)
 	if err != nil {
 		return 0, fmt.Errorf("search: read outbox: %w", err)
 	}
+
 	if len(entries) == 0 {
 		return 0, nil
 	}
+
 	seqs := make([]int64, 0, len(entries))
 	for _, e := range entries {
 		seqs = append(seqs, e.Seq)
 	}
+
 	ix.applyMu.Lock()
 	defer ix.applyMu.Unlock()
 	engines := []Engine{ix.cur.Load().eng}
 	if ix.building != nil && ix.buildErr == nil {
 		engines = append(engines, ix.building)
 	}
+
 	full, added := plan(entries, canAppend(engines))
 	present, missing, err := ix.load(ctx, full)
 	if err != nil {
 		return 0, err
 	}
+
 	var fresh []CaseDoc
 	if len(added) > 0 {
 		docs, err := ix.src.LoadContactDocs(ctx, added)
@@ -392,6 +398,7 @@ func (ix *Indexer) drainOnce(ctx context.Context) (int, error) {
 			}
 		}
 	}
+
 	for i, eng := range engines {
 		err := apply(ctx, eng, present, missing)
 		if err == nil && len(fresh) > 0 {
@@ -408,9 +415,11 @@ func (ix *Indexer) drainOnce(ctx context.Context) (int, error) {
 			ix.buildErr = err
 		}
 	}
+
 	if err := ix.src.MarkOutboxDone(ctx, seqs); err != nil {
 		return 0, fmt.Errorf("search: mark outbox done: %w", err)
 	}
+
 	return len(entries), nil
 }
 
@@ -488,18 +497,22 @@ func (ix *Indexer) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return st, fmt.Errorf("search: outbox stats: %w", err)
 	}
+
 	st.Pending = pending
 	if pending > 0 && !oldest.IsZero() {
 		st.LagSeconds = max(time.Since(oldest).Seconds(), 0)
 	}
+
 	if msg := ix.lastErr.Load(); msg != nil {
 		st.Error = *msg
 	}
+
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if h.closed {
 		return st, nil
 	}
+
 	var n int64
 	err = ix.opts.Guard.Run("search.status", func() (err error) {
 		if err = h.eng.Ping(ctx); err != nil {
@@ -513,6 +526,7 @@ func (ix *Indexer) Status(ctx context.Context) (Status, error) {
 	if err != nil && st.Error == "" {
 		st.Error = err.Error()
 	}
+
 	return st, nil
 }
 
@@ -565,6 +579,7 @@ func (ix *Indexer) rebuild(ctx context.Context, build func(ctx context.Context) 
 	if err != nil {
 		return fmt.Errorf("search: reindex: build: %w", err)
 	}
+
 	ix.applyMu.Lock()
 	ix.building, ix.buildErr = neu, nil
 	ix.applyMu.Unlock()
@@ -596,16 +611,19 @@ func (ix *Indexer) rebuild(ctx context.Context, build func(ctx context.Context) 
 		total += len(ids)
 		after = ids[len(ids)-1]
 	}
+
 	if c, ok := neu.(Compactor); ok {
 		// outside applyMu: outbox batches keep flowing into both engines
 		if err := c.Compact(ctx); err != nil {
 			return fmt.Errorf("search: reindex: compact: %w", err)
 		}
 	}
+
 	old, err := ix.activate(ctx, neu)
 	if err != nil {
 		return err
 	}
+
 	swapped = true
 	ix.log.InfoContext(ctx, "search index rebuilt", "index", neu.IndexName(), "replaced", old.eng.IndexName(), "cases", total, "took", time.Since(start))
 	retire(context.WithoutCancel(ctx), old, ix.log)

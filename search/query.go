@@ -62,14 +62,17 @@ func ParseQuery(q string) (Query, error) {
 	if len(q) > MaxQueryBytes {
 		return out, &QueryError{Message: fmt.Sprintf("longer than %d bytes", MaxQueryBytes)}
 	}
+
 	if !utf8.ValidString(q) {
 		return out, &QueryError{Message: "not valid UTF-8"}
 	}
+
 	q, _ = cases.MaskSensitive(q)
 	toks := tokenize(q)
 	if len(toks) > MaxQueryTerms {
 		return out, &QueryError{Message: fmt.Sprintf("more than %d terms", MaxQueryTerms)}
 	}
+
 	terms := 0
 	count := func(n int) error {
 		if terms += n; terms > MaxQueryTerms {
@@ -77,6 +80,7 @@ func ParseQuery(q string) (Query, error) {
 		}
 		return nil
 	}
+
 	ignored := "" // the first term that was pure punctuation
 	for _, t := range toks {
 		var words []string
@@ -123,9 +127,11 @@ func ParseQuery(q string) (Query, error) {
 			}
 		}
 	}
+
 	if ignored != "" && !out.HasText() && len(out.Excluded) == 0 && out.Filter.isZero() {
 		return Query{}, &QueryError{Term: ignored, Message: "has no searchable word"}
 	}
+
 	return out, nil
 }
 
@@ -219,6 +225,7 @@ func tokenize(q string) []token {
 		toks = append(toks, token{raw: q[start:j], text: word, negated: negated})
 		i = j
 	}
+
 	return toks
 }
 
@@ -236,9 +243,11 @@ func textWords(s string) []string {
 	isWordRune := func(r rune) bool {
 		return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r)
 	}
+
 	isJoiner := func(r rune) bool {
 		return r == '\'' || r == '_' || r == '.' || r == '@' || r == '&' || r == '-'
 	}
+
 	rs := []rune(s)
 	for i := 0; i < len(rs); {
 		if !unicode.IsLetter(rs[i]) && !unicode.IsDigit(rs[i]) {
@@ -260,6 +269,7 @@ func textWords(s string) []string {
 		words = append(words, string(rs[i:j]))
 		i = j
 	}
+
 	return words
 }
 
@@ -312,6 +322,7 @@ func applyField(f *Filter, field, val, raw string) error {
 			f.To = t
 		}
 	}
+
 	return nil
 }
 
@@ -339,16 +350,15 @@ func enumValues[T ~string](val, raw string, valid []T) ([]string, error) {
 	return vals, nil
 }
 
-// parseDate accepts YYYY-MM-DD (midnight UTC) or RFC 3339.
+// parseDate reads a date term as the API reads every time bound
+// (cases.ParseTime); raw is the term in messages.
 func parseDate(val, raw string) (time.Time, error) {
 	val = strings.TrimSpace(val)
-	if t, err := time.Parse(time.DateOnly, val); err == nil {
-		return t.UTC(), nil
+	t, err := cases.ParseTime(raw, val)
+	if err != nil || val == "" {
+		return time.Time{}, &QueryError{Term: raw, Message: "date must be YYYY-MM-DD or RFC 3339"}
 	}
-	if t, err := time.Parse(time.RFC3339Nano, val); err == nil {
-		return t.UTC(), nil
-	}
-	return time.Time{}, &QueryError{Term: raw, Message: "date must be YYYY-MM-DD or RFC 3339"}
+	return t, nil
 }
 
 func appendUnique(dst []string, vals ...string) []string {
@@ -375,28 +385,36 @@ func FilterFromValues(v url.Values) (Filter, error) {
 		}
 		return nil
 	}
+
 	plain := func(val, _ string) ([]string, error) { return plainValues(val), nil }
 	if err := enum("status", &f.Statuses, func(val, raw string) ([]string, error) { return enumValues(val, raw, cases.Statuses) }); err != nil {
 		return f, err
 	}
+
 	if err := enum("channel", &f.Channels, func(val, raw string) ([]string, error) { return enumValues(val, raw, cases.Channels) }); err != nil {
 		return f, err
 	}
+
 	if err := enum("priority", &f.Priorities, func(val, raw string) ([]string, error) { return enumValues(val, raw, cases.Priorities) }); err != nil {
 		return f, err
 	}
+
 	if err := enum("purpose", &f.Purposes, func(val, raw string) ([]string, error) { return enumValues(val, raw, cases.Purposes) }); err != nil {
 		return f, err
 	}
+
 	if err := enum("customer_id", &f.CustomerIDs, plain); err != nil {
 		return f, err
 	}
+
 	if err := enum("tag", &f.Tags, plain); err != nil {
 		return f, err
 	}
+
 	for _, a := range v["assignee"] {
 		f.Assignees = appendUnique(f.Assignees, strings.TrimSpace(a))
 	}
+
 	if s := v.Get("from"); s != "" {
 		t, err := parseDate(s, "from="+s)
 		if err != nil {
@@ -404,6 +422,7 @@ func FilterFromValues(v url.Values) (Filter, error) {
 		}
 		f.From = t
 	}
+
 	if s := v.Get("to"); s != "" {
 		t, err := parseDate(s, "to="+s)
 		if err != nil {
@@ -411,6 +430,7 @@ func FilterFromValues(v url.Values) (Filter, error) {
 		}
 		f.To = t
 	}
+
 	return f, nil
 }
 
@@ -438,6 +458,7 @@ func MergeFilter(a, b Filter) (f Filter, ok bool) {
 		}
 		return out
 	}
+
 	f.Statuses = both(a.Statuses, b.Statuses)
 	f.Channels = both(a.Channels, b.Channels)
 	f.Priorities = both(a.Priorities, b.Priorities)
@@ -450,13 +471,16 @@ func MergeFilter(a, b Filter) (f Filter, ok bool) {
 	if b.From.After(f.From) {
 		f.From = b.From
 	}
+
 	f.To = a.To
 	if !b.To.IsZero() && (f.To.IsZero() || b.To.Before(f.To)) {
 		f.To = b.To
 	}
+
 	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
 		ok = false
 	}
+
 	return f, ok
 }
 

@@ -79,6 +79,7 @@ func window(text string, spans []Span, maxRunes int) (int, int) {
 	if maxRunes <= 0 || utf8.RuneCountInString(text) <= maxRunes {
 		return 0, len(text)
 	}
+
 	from := 0
 	if len(spans) > 0 {
 		// keep about a quarter of the budget as lead-in
@@ -93,16 +94,19 @@ func window(text string, spans []Span, maxRunes int) (int, int) {
 			}
 		}
 	}
+
 	to := from
 	for n := 0; to < len(text) && n < maxRunes; n++ {
 		_, size := utf8.DecodeRuneInString(text[to:])
 		to += size
 	}
+
 	for _, s := range spans {
 		if s.Start < to && s.End > to {
 			to = s.End
 		}
 	}
+
 	if to < len(text) {
 		if sp := strings.LastIndexAny(text[from:to], " \n\t"); sp > (to-from)/2 {
 			cut := from + sp
@@ -117,5 +121,6 @@ func window(text string, spans []Span, maxRunes int) (int, int) {
 			}
 		}
 	}
+
 	return from, to
 }

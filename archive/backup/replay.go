@@ -15,6 +15,7 @@ import (
 
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqlstore"
 )
 
 // tombstones are the records of destruction a restore must re-apply:
@@ -261,14 +262,6 @@ const (
 )
 
 // redactColumn names the column that held a redacted category.
-func redactColumn(category string) (string, bool) {
-	switch category {
-	case "location", "device":
-		return category, true
-	}
-	return "", false
-}
-
 func applyDisposition(ctx context.Context, db *sqldb.DB, tx *sql.Tx, row map[string]any, rep *ReplayReport) error {
 	contact, caseID := asString(row["contact_id"]), asString(row["case_id"])
 	exec := func(q string, args ...any) (int64, error) {
@@ -279,66 +272,53 @@ func applyDisposition(ctx context.Context, db *sqldb.DB, tx *sql.Tx, row map[str
 		return res.RowsAffected()
 	}
 
-	blobsOf := func(where string, arg string) error {
-		rows, err := tx.QueryContext(ctx, db.Rebind(`SELECT blob_key FROM attachments WHERE `+where), arg)
+	// dropAttachments deletes the attachment rows whose col is id and
+	// queues their blobs for removal after the commit.
+	dropAttachments := func(col, id string) error {
+		keys, err := sqldb.Collect(ctx, tx, db.Rebind(`SELECT blob_key FROM attachments WHERE `+col+` = ?`), []any{id}, func(rows *sql.Rows) (string, error) {
+			var k string
+			return k, rows.Scan(&k)
+		})
 		if err != nil {
 			return fmt.Errorf("replay: %w", err)
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var k string
-			if err := rows.Scan(&k); err != nil {
-				return fmt.Errorf("replay: %w", err)
-			}
-			rep.blobsToRemove = append(rep.blobsToRemove, k)
-			rep.BlobsRemoved++
+		rep.blobsToRemove = append(rep.blobsToRemove, keys...)
+		rep.BlobsRemoved += len(keys)
+		_, err = exec(`DELETE FROM attachments WHERE `+col+` = ?`, id)
+		return err
+	}
+
+	wrap := func(n int64, err error) (int64, error) {
+		if err != nil {
+			return 0, fmt.Errorf("replay %s of %s%s: %w", row["action"], contact, caseID, err)
 		}
-		return rows.Err()
+		return n, nil
 	}
 
 	switch asString(row["action"]) {
 	case actDelete:
-		if err := blobsOf("contact_id = ?", contact); err != nil {
+		if err := dropAttachments("contact_id", contact); err != nil {
 			return err
 		}
-		if _, err := exec(`DELETE FROM attachments WHERE contact_id = ?`, contact); err != nil {
-			return err
-		}
-		n, err := exec(`DELETE FROM contacts WHERE id = ?`, contact)
+		n, err := wrap(sqlstore.DeleteContacts(ctx, db, tx, []string{contact}))
 		rep.Deleted += int(n)
 		return err
 	case actAnonymize:
-		if err := blobsOf("contact_id = ?", contact); err != nil {
+		if err := dropAttachments("contact_id", contact); err != nil {
 			return err
 		}
-		if _, err := exec(`DELETE FROM attachments WHERE contact_id = ?`, contact); err != nil {
-			return err
-		}
-		n, err := exec(`UPDATE contacts SET author = '', body = '', location = NULL, device = NULL, retain_until = NULL, anonymized_at = ? WHERE id = ?`, asInt(row["at"]), contact)
+		n, err := wrap(sqlstore.AnonymizeContacts(ctx, db, tx, sqldb.FromMicros(asInt(row["at"])), []string{contact}))
 		rep.Anonymized += int(n)
 		return err
 	case actRedact:
-		col, ok := redactColumn(asString(row["detail"]))
-		if !ok {
-			return fmt.Errorf("replay: redaction of unknown category %q", row["detail"])
-		}
-		n, err := exec(`UPDATE contacts SET `+col+` = NULL WHERE id = ? AND `+col+` IS NOT NULL`, contact)
+		n, err := wrap(sqlstore.RedactContacts(ctx, db, tx, asString(row["detail"]), []string{contact}))
 		rep.Redacted += int(n)
 		return err
 	case actDeleteCase:
-		if err := blobsOf("case_id = ?", caseID); err != nil {
+		if err := dropAttachments("case_id", caseID); err != nil {
 			return err
 		}
-		if _, err := exec(`DELETE FROM attachments WHERE case_id = ?`, caseID); err != nil {
-			return err
-		}
-		if _, err := exec(`DELETE FROM contacts WHERE case_id = ?`, caseID); err != nil {
-			return err
-		}
-		if _, err := exec(`DELETE FROM case_history WHERE case_id = ?`, caseID); err != nil {
-			return err
-		}
-		n, err := exec(`DELETE FROM cases WHERE id = ?`, caseID)
+		n, err := wrap(sqlstore.DeleteCase(ctx, db, tx, caseID))
 		rep.CasesDeleted += int(n)
 		return err
 	default:

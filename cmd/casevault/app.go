@@ -47,12 +47,14 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 	if err != nil {
 		return nil, err
 	}
+
 	a := &app{cfg: cfg, log: log, db: db, metrics: prometheus.NewRegistry()}
 	a.closers = append(a.closers, db.Close)
 	a.metrics.MustRegister(collectors.NewDBStatsCollector(db.Write, "write"))
 	if db.Read != db.Write {
 		a.metrics.MustRegister(collectors.NewDBStatsCollector(db.Read, "read"))
 	}
+
 	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.guard = bg.New(log, a.metrics)
 	a.audit = audit.New(db, audit.WithRetention(cfg.AuditRetention.d))
@@ -61,6 +63,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		// lets one commit carry many of them (sqldb/batch.go).
 		db.SetTxPrologue(a.audit.LockHead)
 	}
+
 	a.closers = append(a.closers, func() error { return a.audit.Close(context.Background()) })
 	sink := auditSink{log: a.audit}
 	// The indexer is built after the store; the store wakes it after each
@@ -70,12 +73,14 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 			a.indexer.Kick()
 		}
 	}
+
 	policy := retention.NewPolicy(retention.DefaultSchedule())
 	schedules, err := loadRetention(ctx, cfg, db, policy)
 	if err != nil {
 		a.Close()
 		return nil, err
 	}
+
 	// Retention is built after the indexer too; a case update records what
 	// legal holds cover the case before it changes (retention/holditems.go).
 	recordHolds := func(ctx context.Context, tx *sql.Tx, caseID string) error {
@@ -89,6 +94,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		a.Close()
 		return nil, err
 	}
+
 	a.svc = cases.NewService(a.store, nil, cases.WithCaseManagers(auth.ManagesCases))
 	a.tokens = auth.NewTokens(db)
 	att, blobs, blobKind, err := openAttachments(ctx, cfg, db)
@@ -96,11 +102,13 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		a.Close()
 		return nil, err
 	}
+
 	a.attachments = att
 	if a.indexer, err = startIndexer(ctx, cfg, a.store, log, a.metrics, a.guard, true); err != nil {
 		a.Close()
 		return nil, err
 	}
+
 	a.closers = append(a.closers, a.indexer.Close)
 	a.retention = newRetentionParts(a.guard, db, policy, schedules, a.indexer, a.store, blobs, sink)
 	bp, bkeys, err := newBackupParts(cfg, db, blobs, sink.hook, log, a.guard)
@@ -108,6 +116,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		a.Close()
 		return nil, err
 	}
+
 	a.backup = bp
 	a.server = api.New(api.Config{JSONBodyLimit: int64(cfg.JSONBodyLimit), AttachmentLimit: int64(cfg.AttachmentLimit), Version: version},
 		api.Deps{

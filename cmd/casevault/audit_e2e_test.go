@@ -2,7 +2,6 @@ package main
 
 import (
 	"database/sql"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -15,10 +14,8 @@ import (
 // on record, the API filters them, and both verify paths catch an edited row.
 func TestAuditTrailEndToEnd(t *testing.T) {
 	dir := t.TempDir()
-	p := start(t, dir)
-	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
-	admin := strings.TrimSpace(string(raw))
-	base := "http://" + p.addr + "/api/v1"
+	p, admin := startAdmin(t, dir)
+	base := p.api()
 	code, cust := call(t, "POST", base+"/customers", admin, map[string]any{"name": "Audit Me"})
 	if code != 201 {
 		t.Fatalf("customer: %d", code)

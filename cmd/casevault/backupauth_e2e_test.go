@@ -98,9 +98,8 @@ func forgeTokens(t *testing.T, repoDir, identityFile, id string) {
 // is exit 12, another instance's is exit 4.
 func TestBackupForgeryRefusedCLI(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	p := start(t, dir)
-	tok := adminToken(t, dir)
-	s := seed(t, "http://"+p.addr+"/api/v1", tok, "Forgery", 8<<10)
+	p, tok := startAdmin(t, dir)
+	s := seed(t, p.api(), tok, "Forgery", 8<<10)
 	var ids []string
 	for i := 0; i < 3; i++ {
 		if i == 2 {

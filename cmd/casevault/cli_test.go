@@ -160,11 +160,11 @@ func TestTokenListRevokeCLI(t *testing.T) {
 	}
 
 	p := start(t, dir)
-	if code, _ := call(t, "GET", "http://"+p.addr+"/api/v1/tokens", secret, nil); code != 200 {
+	if code, _ := call(t, "GET", p.api()+"/tokens", secret, nil); code != 200 {
 		t.Fatalf("token before revoke: %d", code)
 	}
 	cvOK(t, nil, "token", "revoke", id, "--data-dir", dir)
-	if code, _ := call(t, "GET", "http://"+p.addr+"/api/v1/tokens", secret, nil); code != 401 {
+	if code, _ := call(t, "GET", p.api()+"/tokens", secret, nil); code != 401 {
 		t.Fatalf("revoked token: %d, want 401", code)
 	}
 	cvCode(t, exitError, nil, "token", "revoke", "no-such-token", "--data-dir", dir)

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/casevault/casevault/audit"
+	"github.com/casevault/casevault/cases"
 )
 
 func newAuditCmd(cfg *config) *cobra.Command {
@@ -85,19 +86,14 @@ func runAuditExport(ctx context.Context, cfg *config, opts auditExportOptions, o
 	})
 }
 
-// parseTime reads a time bound the way the API reads its from and to
-// parameters (api/audit.go): RFC 3339, or a date meaning its UTC midnight.
-// Empty is no bound.
+// parseTime reads a date flag as the API reads its from and to parameters
+// (cases.ParseTime); a bad value is a usage error.
 func parseTime(flag, v string) (time.Time, error) {
-	if v == "" {
-		return time.Time{}, nil
+	t, err := cases.ParseTime(flag, v)
+	if err != nil {
+		return time.Time{}, usagef("%s %q: must be %s", flag, v, cases.TimeFormats)
 	}
-	for _, layout := range []string{time.RFC3339Nano, time.DateOnly} {
-		if t, err := time.Parse(layout, v); err == nil {
-			return t.UTC(), nil
-		}
-	}
-	return time.Time{}, usagef("%s %q: must be RFC 3339 (2026-11-30T08:00:00Z) or YYYY-MM-DD", flag, v)
+	return t, nil
 }
 
 func newAuditPruneCmd(cfg *config) *cobra.Command {

@@ -115,14 +115,17 @@ func runBackupList(ctx context.Context, cfg *config, allowUnsigned bool, rep *re
 	if err != nil {
 		return err
 	}
+
 	ms, damaged, err := repo.List(ctx)
 	if err != nil {
 		return err
 	}
+
 	out := make([]backup.Summary, 0, len(ms))
 	for _, m := range ms {
 		out = append(out, m.Summary(false))
 	}
+
 	if damaged == nil {
 		damaged = []backup.Damaged{}
 	}
@@ -147,6 +150,7 @@ func runBackupList(ctx context.Context, cfg *config, allowUnsigned bool, rep *re
 		// Listed, but loudly: exit 4 like a failed verify.
 		return fmt.Errorf("%w: %d backup manifests cannot be read", backup.ErrDamaged, len(damaged))
 	}
+
 	return err
 }
 
@@ -171,10 +175,12 @@ func runBackupVerify(ctx context.Context, cfg *config, id string, readData, allo
 	if err != nil {
 		return err
 	}
+
 	keys, err := backupKeys(cfg, false)
 	if err != nil {
 		return err
 	}
+
 	vr, err := repo.Verify(ctx, id, readData, keys.Identity, rep.progress)
 	if err != nil {
 		return err
@@ -201,8 +207,10 @@ func runBackupVerify(ctx context.Context, cfg *config, id string, readData, allo
 	}); err != nil {
 		return err
 	}
+
 	if !vr.OK {
 		return exitCodeError{exitDamaged, fmt.Errorf("backup %s: %d problems", vr.ID, len(vr.Problems))}
 	}
+
 	return nil
 }

@@ -66,67 +66,45 @@ func (o restoreOptions) check() error {
 	return nil
 }
 
-// runRestore restores backup id into an empty target (backup.OpenTarget),
-// sets the S3 legal-hold flags the backup cannot carry and rebuilds the
-// target's search index.
+// runRestore restores backup id into an empty target (backup.FullRestore)
+// wired with this binary's blob stores, audit log, legal-hold flags and
+// search engines.
 func runRestore(ctx context.Context, cfg *config, id string, opts restoreOptions, allowUnsigned bool, rep *reporter) error {
 	repo, keys, err := openRestoreRepo(cfg, allowUnsigned)
 	if err != nil {
 		return err
 	}
-	// The manifest first: a wrong ID must not leave a new database behind.
-	if _, err := repo.Manifest(ctx, id); err != nil {
-		return err
-	}
 
-	target, err := backup.OpenTarget(ctx, opts.to, cfg.SQLiteSync)
-	if err != nil {
-		return err
-	}
-	defer target.Close()
-	blobs, err := restoreBlobs(ctx, cfg, target)
-	if err != nil {
-		return err
-	}
-	var live []*sqldb.DB
+	fr := backup.FullRestore{Repo: repo, Identity: keys.Identity, To: opts.to, Synchronous: cfg.SQLiteSync,
+		Blobs:     func(ctx context.Context, t *backup.Target) (archive.Blobs, error) { return restoreBlobs(ctx, cfg, t) },
+		Audit:     restoreAudit,
+		HoldFlags: reapplyHoldFlags,
+		Index: func(ctx context.Context, db *sqldb.DB, dir string) (int64, error) {
+			return rebuildIndex(ctx, cfg, db, dir)
+		},
+		Progress: rep.progress, Actor: cases.CLIActor()}
 	if !opts.noLive {
-		db, err := backup.OpenLive(ctx, sqldb.Config{URL: cfg.DatabaseURL, Path: filepath.Join(cfg.DataDir, "casevault.db"), Synchronous: cfg.SQLiteSync}, target)
-		if err != nil {
-			return err
-		}
-		if db != nil {
-			defer db.Close()
-			live = append(live, db)
-		}
+		fr.Live = &sqldb.Config{URL: cfg.DatabaseURL, Path: filepath.Join(cfg.DataDir, "casevault.db"), Synchronous: cfg.SQLiteSync}
 	}
-
-	alog := audit.New(target.DB)
-	defer alog.Close(context.Background())
-	rr, err := repo.Restore(ctx, id, backup.RestoreOptions{Target: target.DB, Blobs: blobs, Identity: keys.Identity, Live: live,
-		Progress: rep.progress, Actor: cases.CLIActor(), OnChange: auditSink{log: alog}.hook})
+	res, err := fr.Run(ctx, id)
 	if err != nil {
 		return err
 	}
-	// Restored holds must protect the restored blobs too: in an object-lock
-	// bucket the S3 legal-hold flags are set again.
-	flagged, err := reapplyHoldFlags(ctx, target.DB, blobs)
-	if err != nil {
-		return fmt.Errorf("restore: legal-hold flags: %w", err)
-	}
-	rep.progress(backup.Progress{Phase: "index", Unit: "cases"})
-	docs, ixErr := rebuildIndex(ctx, cfg, target.DB, target.Dir)
 
-	res := restoreResult{RestoreReport: rr, Target: target.Where, IndexedCases: docs, LiveDatabases: len(live), HoldFlags: flagged}
-	if ixErr != nil {
-		res.IndexError = ixErr.Error()
-	}
-	if err := rep.done(res, func(w io.Writer) { res.print(w, target.Dir, filepath.Join(cfg.DataDir, archive.MasterKeyFile)) }); err != nil {
+	out := restoreResult{res}
+	if err := rep.done(res, func(w io.Writer) { out.print(w, res.Dir, filepath.Join(cfg.DataDir, archive.MasterKeyFile)) }); err != nil {
 		return err
 	}
-	if bad := res.mismatched(); bad > 0 {
+	if bad := res.Mismatched(); bad > 0 {
 		return exitCodeError{exitDamaged, fmt.Errorf("%d restored tables do not match the backup's digests", bad)}
 	}
 	return nil
+}
+
+// restoreAudit audits a full restore in the target's own audit log.
+func restoreAudit(db *sqldb.DB) (cases.TxHook, func()) {
+	alog := audit.New(db)
+	return auditSink{log: alog}.hook, func() { alog.Close(context.Background()) }
 }
 
 // restoreBlobs is the target's attachment store: the configured S3 bucket,
@@ -140,25 +118,8 @@ func restoreBlobs(ctx context.Context, cfg *config, target *backup.Target) (arch
 	return local.New(filepath.Join(target.Dir, "blobs"))
 }
 
-// restoreResult is what a full restore reports.
-type restoreResult struct {
-	backup.RestoreReport
-	Target        string `json:"target"`
-	IndexedCases  int64  `json:"indexed_cases"`
-	IndexError    string `json:"index_error,omitempty"`
-	LiveDatabases int    `json:"live_databases"`
-	HoldFlags     int    `json:"legal_hold_flags_set"`
-}
-
-func (r restoreResult) mismatched() int {
-	bad := 0
-	for _, t := range r.Tables {
-		if !t.Match {
-			bad++
-		}
-	}
-	return bad
-}
+// restoreResult prints what a full restore reports.
+type restoreResult struct{ backup.FullRestoreReport }
 
 func (r restoreResult) print(w io.Writer, dir, masterKey string) {
 	fmt.Fprintf(w, "restored backup %s (snapshot %s) into %s\n\n", r.Backup, r.SnapshotAt, r.Target)

@@ -31,7 +31,7 @@ func TestUnauthenticatedFloodIsAggregatedAndFlushedAtShutdown(t *testing.T) {
 			defer wg.Done()
 			cl := &http.Client{Timeout: 10 * time.Second}
 			for time.Now().Before(end) {
-				req, _ := http.NewRequest("GET", "http://"+p.addr+"/api/v1/cases/"+strings.Repeat("x", 1000), nil)
+				req, _ := http.NewRequest("GET", p.api()+"/cases/"+strings.Repeat("x", 1000), nil)
 				req.Header.Set("Authorization", "Bearer cvt_"+strings.Repeat("a", 100))
 				res, err := cl.Do(req)
 				if err != nil {

@@ -121,10 +121,8 @@ func tail(s string, n int) string {
 func TestFullDiskDegradesAndRecovers(t *testing.T) {
 	mnt := sqldbtest.Tmpfs(t, "20m")
 	data := filepath.Join(mnt, "data")
-	p := start(t, data)
-	raw, _ := os.ReadFile(filepath.Join(data, "admin.token"))
-	token := strings.TrimSpace(string(raw))
-	base := "http://" + p.addr + "/api/v1"
+	p, token := startAdmin(t, data)
+	base := p.api()
 	code, cust := call(t, "POST", base+"/customers", token, map[string]any{"name": "Full Disk"})
 	if code != 201 {
 		t.Fatalf("customer: %d", code)
@@ -181,7 +179,7 @@ func TestFullDiskDegradesAndRecovers(t *testing.T) {
 	<-p.done
 	p.done <- nil
 	p = start(t, data)
-	base = "http://" + p.addr + "/api/v1"
+	base = p.api()
 	for range 20 {
 		alive(t, p)
 		time.Sleep(100 * time.Millisecond)

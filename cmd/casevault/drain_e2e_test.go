@@ -3,8 +3,6 @@ package main
 import (
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,16 +13,12 @@ import (
 // the process exits cleanly.
 func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 	dir := t.TempDir()
-	p := start(t, dir)
-	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
-	tok := strings.TrimSpace(string(raw))
-	base := "http://" + p.addr + "/api/v1"
-	_, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "Drain"})
-	_, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": "d", "channel": "web"})
-	_, ct := call(t, "POST", base+"/cases/"+cs["id"].(string)+"/contacts", tok, map[string]any{"channel": "web", "direction": "inbound", "author": "a", "body": "b"})
+	p, tok := startAdmin(t, dir)
+	base := p.api()
+	_, contact := newContact(t, base, tok, "b")
 
 	pr, pw := io.Pipe()
-	req, _ := http.NewRequest("POST", base+"/contacts/"+ct["id"].(string)+"/attachments?filename=slow.txt", pr)
+	req, _ := http.NewRequest("POST", base+"/contacts/"+contact+"/attachments?filename=slow.txt", pr)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.ContentLength = 2 << 20 // larger than what fasthttp pre-reads, so the handler streams it
 	type result struct {

@@ -114,6 +114,27 @@ func start(t *testing.T, dataDir string, extraEnv ...string) *proc {
 	return nil
 }
 
+// startAdmin starts the server on dataDir and returns it with the admin
+// token it bootstrapped there.
+func startAdmin(t *testing.T, dataDir string, extraEnv ...string) (*proc, string) {
+	t.Helper()
+	p := start(t, dataDir, extraEnv...)
+	return p, adminToken(t, dataDir)
+}
+
+// adminToken reads the admin token a first start wrote to dir.
+func adminToken(t *testing.T, dir string) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(raw))
+}
+
+// api is the base URL of the server's API.
+func (p *proc) api() string { return "http://" + p.addr + "/api/v1" }
+
 func call(t *testing.T, method, url, token string, body any) (int, map[string]any) {
 	t.Helper()
 	var rd io.Reader
@@ -144,12 +165,11 @@ func TestServeBootstrapsAdminTokenOnce(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Fatalf("admin.token mode %v, want 0600", fi.Mode().Perm())
 	}
-	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
-	token := strings.TrimSpace(string(raw))
+	token := adminToken(t, dir)
 	if !strings.Contains(p.stdout.String(), token) {
 		t.Fatalf("token not printed on first start: %q", p.stdout.String())
 	}
-	if code, _ := call(t, "GET", "http://"+p.addr+"/api/v1/tokens", token, nil); code != 200 {
+	if code, _ := call(t, "GET", p.api()+"/tokens", token, nil); code != 200 {
 		t.Fatalf("admin token rejected: %d", code)
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -185,10 +205,10 @@ func TestTokenCreateCLI(t *testing.T) {
 	// The CLI-made token works against a server on the same data dir, with
 	// exactly its role's rights.
 	p := start(t, dir)
-	if code, _ := call(t, "GET", "http://"+p.addr+"/api/v1/cases", token, nil); code != 403 {
+	if code, _ := call(t, "GET", p.api()+"/cases", token, nil); code != 403 {
 		t.Fatalf("backup token reading cases = %d, want 403", code)
 	}
-	if code, _ := call(t, "GET", "http://"+p.addr+"/api/v1/tokens", token, nil); code != 403 {
+	if code, _ := call(t, "GET", p.api()+"/tokens", token, nil); code != 403 {
 		t.Fatalf("backup token listing tokens = %d, want 403", code)
 	}
 	out, err = exec.Command(binary(t), "migrate", "--data-dir", dir).CombinedOutput()
@@ -207,10 +227,8 @@ func TestTokenCreateCLI(t *testing.T) {
 // 201 is there after a restart.
 func TestKill9KeepsEveryAcknowledgedWrite(t *testing.T) {
 	dir := t.TempDir()
-	p := start(t, dir)
-	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
-	token := strings.TrimSpace(string(raw))
-	base := "http://" + p.addr + "/api/v1"
+	p, token := startAdmin(t, dir)
+	base := p.api()
 	code, cust := call(t, "POST", base+"/customers", token, map[string]any{"name": "Durable"})
 	if code != 201 {
 		t.Fatalf("customer: %d", code)
@@ -258,7 +276,7 @@ func TestKill9KeepsEveryAcknowledgedWrite(t *testing.T) {
 		t.Fatalf("only %d writes acknowledged before the kill; load too small to prove anything", len(acked))
 	}
 	p2 := start(t, dir)
-	base2 := "http://" + p2.addr + "/api/v1"
+	base2 := p2.api()
 	code, full := call(t, "GET", base2+"/cases/"+cs["id"].(string), token, nil)
 	if code != 200 {
 		t.Fatalf("case after restart: %d", code)

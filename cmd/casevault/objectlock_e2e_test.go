@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -18,11 +16,9 @@ func TestHoldsSetS3LegalHoldFlags(t *testing.T) {
 	srv := blobtest.StartVersityGW(t)
 	dir := t.TempDir()
 	const bucket = "cv-objlock"
-	p := start(t, dir, "CASEVAULT_S3_ENDPOINT="+srv.Endpoint, "CASEVAULT_S3_BUCKET="+bucket, "CASEVAULT_S3_OBJECT_LOCK=true",
+	p, tok := startAdmin(t, dir, "CASEVAULT_S3_ENDPOINT="+srv.Endpoint, "CASEVAULT_S3_BUCKET="+bucket, "CASEVAULT_S3_OBJECT_LOCK=true",
 		"CASEVAULT_S3_ACCESS_KEY="+srv.AccessKey, "CASEVAULT_S3_SECRET_KEY="+srv.SecretKey, "CASEVAULT_S3_TLS=false")
-	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
-	tok := strings.TrimSpace(string(raw))
-	base := "http://" + p.addr + "/api/v1"
+	base := p.api()
 	_, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "Locked"})
 	custID := cust["id"].(string)
 	attach := func(subject string) (caseID, blobKey string) {

@@ -4,10 +4,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/casevault/casevault/testkit"
 )
 
 // Every file the server writes under its data directory is its owner's
@@ -21,43 +22,23 @@ func TestDataFilesArePrivate(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	p := start(t, dir)
-	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
-	tok := strings.TrimSpace(string(raw))
-	base := "http://" + p.addr + "/api/v1"
-	_, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "Private"})
-	_, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": "modes", "channel": "email"})
-	code, ct := call(t, "POST", base+"/cases/"+cs["id"].(string)+"/contacts", tok, map[string]any{"channel": "email", "direction": "inbound", "author": "a", "body": "private words"})
-	if code != 201 {
-		t.Fatalf("contact: %d", code)
-	}
-	if res, body := upload(t, base+"/contacts/"+ct["id"].(string)+"/attachments?filename=a.bin", tok, []byte("attachment bytes")); res.StatusCode != 201 {
+	p, tok := startAdmin(t, dir)
+	base := p.api()
+	_, contact := newContact(t, base, tok, "private words")
+	if res, body := upload(t, base+"/contacts/"+contact+"/attachments?filename=a.bin", tok, []byte("attachment bytes")); res.StatusCode != 201 {
 		t.Fatalf("upload: %d %s", res.StatusCode, body)
 	}
 	code, started := call(t, "POST", base+"/backups", tok, nil)
 	if code != 202 {
 		t.Fatalf("backup: %d %v", code, started)
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		code, got := call(t, "GET", base+"/backups/"+started["id"].(string), tok, nil)
-		if code == 200 && got["status"] != "running" {
-			if got["status"] != "complete" {
-				t.Fatalf("backup: %v", got)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("backup never finished: %d %v", code, got)
-		}
+	if got := waitRun(t, base+"/backups/"+started["id"].(string), tok); got["status"] != "complete" {
+		t.Fatalf("backup: %v", got)
 	}
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if _, st := call(t, "GET", base+"/search/status", tok, nil); st["pending"] == float64(0) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("index never caught up")
-		}
-	}
+	testkit.Eventually(t, 20*time.Second, "the index to catch up", func() bool {
+		_, st := call(t, "GET", base+"/search/status", tok, nil)
+		return st["pending"] == float64(0)
+	})
 	// walked while the server runs, so that -wal and -shm exist
 	seen := map[string]bool{}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {

@@ -8,8 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -83,12 +81,7 @@ func TestPipelinedRequestsKeepAuditChainAndMetrics(t *testing.T) {
 	for _, eng := range engines {
 		t.Run(eng.name, func(t *testing.T) {
 			dir := t.TempDir()
-			p := start(t, dir, eng.env(t)...)
-			raw, err := os.ReadFile(filepath.Join(dir, "admin.token"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			tok := strings.TrimSpace(string(raw))
+			p, tok := startAdmin(t, dir, eng.env(t)...)
 			base := "http://" + p.addr
 
 			_, cust := call(t, "POST", base+"/api/v1/customers", tok, map[string]any{"name": "Pipeline"})
@@ -206,9 +199,7 @@ var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4
 // safe token; anything else is replaced by a generated id.
 func TestClientRequestIDIsBounded(t *testing.T) {
 	dir := t.TempDir()
-	p := start(t, dir)
-	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
-	tok := strings.TrimSpace(string(raw))
+	p, tok := startAdmin(t, dir)
 	cases := []struct {
 		name, rid string
 		kept      bool

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
@@ -18,14 +17,12 @@ func TestTwoReplicasOnePostgresChain(t *testing.T) {
 	cfg := sqldbtest.Config(t, sqldb.Postgres)
 	env := "CASEVAULT_DATABASE_URL=" + cfg.URL
 	d1, d2 := t.TempDir(), t.TempDir()
-	p1 := start(t, d1, env)
-	raw, _ := os.ReadFile(filepath.Join(d1, "admin.token"))
-	tok := strings.TrimSpace(string(raw))
+	p1, tok := startAdmin(t, d1, env)
 	p2 := start(t, d2, env) // same database: no new admin token
 	if _, err := os.Stat(filepath.Join(d2, "admin.token")); err == nil {
 		t.Fatal("second replica bootstrapped another admin token")
 	}
-	bases := []string{"http://" + p1.addr + "/api/v1", "http://" + p2.addr + "/api/v1"}
+	bases := []string{p1.api(), p2.api()}
 	_, cust := call(t, "POST", bases[0]+"/customers", tok, map[string]any{"name": "Replicated"})
 	var caseIDs []string
 	for i := 0; i < 4; i++ {

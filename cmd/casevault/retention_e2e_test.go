@@ -1,20 +1,15 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // Legal hold, explain and a sweep through the running server.
 func TestRetentionThroughTheAPI(t *testing.T) {
 	dir := t.TempDir()
-	p := start(t, dir)
-	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
-	tok := strings.TrimSpace(string(raw))
-	base := "http://" + p.addr + "/api/v1"
+	p, tok := startAdmin(t, dir)
+	base := p.api()
 	_, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "Held"})
 	_, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": "dispute", "channel": "email"})
 	caseID := cs["id"].(string)
@@ -43,17 +38,8 @@ func TestRetentionThroughTheAPI(t *testing.T) {
 	if code != 202 {
 		t.Fatalf("start run: %d %v", code, run)
 	}
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		code, rep := call(t, "GET", base+"/retention/runs/"+run["id"].(string), tok, nil)
-		if code == 200 && rep["status"] != "running" {
-			if rep["dry_run"] != true {
-				t.Fatalf("run report: %v", rep)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("run did not finish: %d %v", code, rep)
-		}
+	if rep := waitRun(t, base+"/retention/runs/"+run["id"].(string), tok); rep["dry_run"] != true {
+		t.Fatalf("run report: %v", rep)
 	}
 	// Deleting held data is refused, naming the hold.
 	code, prob := call(t, "DELETE", base+"/cases/"+caseID, tok, nil)

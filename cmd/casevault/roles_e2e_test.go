@@ -1,9 +1,6 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -12,10 +9,8 @@ import (
 // the server's wiring, which in-process API tests do not exercise.
 func TestServerWiresCaseManagerRule(t *testing.T) {
 	dir := t.TempDir()
-	p := start(t, dir)
-	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
-	admin := strings.TrimSpace(string(raw))
-	base := "http://" + p.addr + "/api/v1"
+	p, admin := startAdmin(t, dir)
+	base := p.api()
 	token := func(role string) string {
 		code, tok := call(t, "POST", base+"/tokens", admin, map[string]any{"name": role + "-e2e", "role": role})
 		if code != 201 {

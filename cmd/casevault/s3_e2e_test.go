@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,15 +31,11 @@ func upload(t *testing.T, url, token string, body []byte) (*http.Response, []byt
 func TestS3OutageAnswers503(t *testing.T) {
 	s3 := blobtest.StartVersityGW(t)
 	dir := t.TempDir()
-	p := start(t, dir, "CASEVAULT_S3_ENDPOINT="+s3.Endpoint, "CASEVAULT_S3_BUCKET=cv-e2e",
+	p, tok := startAdmin(t, dir, "CASEVAULT_S3_ENDPOINT="+s3.Endpoint, "CASEVAULT_S3_BUCKET=cv-e2e",
 		"CASEVAULT_S3_ACCESS_KEY="+s3.AccessKey, "CASEVAULT_S3_SECRET_KEY="+s3.SecretKey, "CASEVAULT_S3_TLS=false")
-	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
-	tok := strings.TrimSpace(string(raw))
-	base := "http://" + p.addr + "/api/v1"
-	_, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "S3"})
-	_, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": "s3", "channel": "web"})
-	_, ct := call(t, "POST", base+"/cases/"+cs["id"].(string)+"/contacts", tok, map[string]any{"channel": "web", "direction": "inbound", "author": "a", "body": "b"})
-	attURL := base + "/contacts/" + ct["id"].(string) + "/attachments?filename=x.bin"
+	base := p.api()
+	_, contact := newContact(t, base, tok, "b")
+	attURL := base + "/contacts/" + contact + "/attachments?filename=x.bin"
 	res, body := upload(t, attURL, tok, []byte("stored while S3 is up"))
 	if res.StatusCode != 201 {
 		t.Fatalf("upload with S3 up: %d %s", res.StatusCode, body)
@@ -70,7 +64,7 @@ func TestS3OutageAnswers503(t *testing.T) {
 	if code, ready := call(t, "GET", "http://"+p.addr+"/readyz", "", nil); code != 503 || ready["checks"].(map[string]any)["blobs"].(map[string]any)["status"] != "down" {
 		t.Fatalf("readyz with S3 down: %d %v", code, ready)
 	}
-	code, list := call(t, "GET", base+"/contacts/"+ct["id"].(string), tok, nil)
+	code, list := call(t, "GET", base+"/contacts/"+contact, tok, nil)
 	if code != 200 || len(list["attachments"].([]any)) != 1 {
 		t.Fatalf("the failed upload left a row: %v", list["attachments"])
 	}
@@ -89,16 +83,12 @@ func TestS3OutageAnswers503(t *testing.T) {
 func TestS3HangAnswers503WithinTimeout(t *testing.T) {
 	s3 := blobtest.StartVersityGW(t)
 	dir := t.TempDir()
-	p := start(t, dir, "CASEVAULT_S3_ENDPOINT="+s3.Endpoint, "CASEVAULT_S3_BUCKET=cv-hang",
+	p, tok := startAdmin(t, dir, "CASEVAULT_S3_ENDPOINT="+s3.Endpoint, "CASEVAULT_S3_BUCKET=cv-hang",
 		"CASEVAULT_S3_ACCESS_KEY="+s3.AccessKey, "CASEVAULT_S3_SECRET_KEY="+s3.SecretKey, "CASEVAULT_S3_TLS=false",
 		"CASEVAULT_S3_TIMEOUT=2s")
-	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
-	tok := strings.TrimSpace(string(raw))
-	base := "http://" + p.addr + "/api/v1"
-	_, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "Hang"})
-	_, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": "hang", "channel": "web"})
-	_, ct := call(t, "POST", base+"/cases/"+cs["id"].(string)+"/contacts", tok, map[string]any{"channel": "web", "direction": "inbound", "author": "a", "body": "b"})
-	attURL := base + "/contacts/" + ct["id"].(string) + "/attachments?filename=x.bin"
+	base := p.api()
+	_, contact := newContact(t, base, tok, "b")
+	attURL := base + "/contacts/" + contact + "/attachments?filename=x.bin"
 	res, body := upload(t, attURL, tok, bytes.Repeat([]byte("h"), 200<<10))
 	if res.StatusCode != 201 {
 		t.Fatalf("upload with S3 up: %d %s", res.StatusCode, body)
@@ -129,7 +119,7 @@ func TestS3HangAnswers503WithinTimeout(t *testing.T) {
 	if d := time.Since(started); d > 30*time.Second {
 		t.Fatalf("answers with S3 hung took %v", d)
 	}
-	code, got := call(t, "GET", base+"/contacts/"+ct["id"].(string), tok, nil)
+	code, got := call(t, "GET", base+"/contacts/"+contact, tok, nil)
 	if code != 200 || len(got["attachments"].([]any)) != 1 {
 		t.Fatalf("the upload refused while S3 hung left a row: %v", got["attachments"])
 	}

@@ -18,10 +18,8 @@ import (
 // number is not searchable.
 func TestSearchFindsWhatWasWritten(t *testing.T) {
 	dir := t.TempDir()
-	p := start(t, dir)
-	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
-	admin := strings.TrimSpace(string(raw))
-	base := "http://" + p.addr + "/api/v1"
+	p, admin := startAdmin(t, dir)
+	base := p.api()
 	_, cust := call(t, "POST", base+"/customers", admin, map[string]any{"name": "Wang"})
 	_, cs := call(t, "POST", base+"/cases", admin, map[string]any{"customer_id": cust["id"], "subject": "Refund request", "channel": "email", "tags": []string{"vip"}})
 	caseID := cs["id"].(string)
@@ -89,10 +87,8 @@ func TestSearchFindsWhatWasWritten(t *testing.T) {
 // the index gauges are exported.
 func TestLostIndexIsRebuiltAtStart(t *testing.T) {
 	dir := t.TempDir()
-	p := start(t, dir)
-	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
-	tok := strings.TrimSpace(string(raw))
-	base := "http://" + p.addr + "/api/v1"
+	p, tok := startAdmin(t, dir)
+	base := p.api()
 	_, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "Rebuild"})
 	_, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": "lost index", "channel": "web"})
 	call(t, "POST", base+"/cases/"+cs["id"].(string)+"/contacts", tok, map[string]any{"channel": "web", "direction": "inbound", "author": "a", "body": "warranty question"})
@@ -126,5 +122,5 @@ func TestLostIndexIsRebuiltAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	p2 := start(t, dir)
-	waitTotal("http://"+p2.addr+"/api/v1", 1)
+	waitTotal(p2.api(), 1)
 }

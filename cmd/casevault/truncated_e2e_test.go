@@ -16,10 +16,8 @@ import (
 // and each is audited as a failed attachment.create.
 func TestTruncatedUploadsAgainstBinary(t *testing.T) {
 	dir := t.TempDir()
-	p := start(t, dir)
-	raw, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
-	tok := strings.TrimSpace(string(raw))
-	base := "http://" + p.addr + "/api/v1"
+	p, tok := startAdmin(t, dir)
+	base := p.api()
 	_, cust := call(t, "POST", base+"/customers", tok, map[string]any{"name": "Trunc"})
 	_, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": "trunc", "channel": "web"})
 	_, ct := call(t, "POST", base+"/cases/"+cs["id"].(string)+"/contacts", tok, map[string]any{"channel": "web", "direction": "inbound", "author": "a", "body": "b"})

@@ -108,10 +108,12 @@ func buildColumns(ctx context.Context, r index.IndexReader, offset uint64, n int
 	if err != nil {
 		return nil, fmt.Errorf("bleve: %w", err)
 	}
+
 	bs := make([]*columnBuilder, 7)
 	for i := range bs {
 		bs[i] = &columnBuilder{ids: make(map[string]uint32), col: column{offs: make([]uint32, 1, n+1)}}
 	}
+
 	bs[0].col.ords = make([]uint32, 0, n) // one case per document
 	sc := &segColumns{n: n, sortAt: make([]int64, n), updatedAt: make([]int64, n), contact: make([]bool, n)}
 	var d int
@@ -139,6 +141,7 @@ func buildColumns(ctx context.Context, r index.IndexReader, offset uint64, n int
 			sc.updatedAt[d] = parseSortKey(term)
 		}
 	}
+
 	id := index.NewIndexInternalID(nil, 0)
 	for d = 0; d < n; d++ {
 		if d%4096 == 0 {
@@ -154,6 +157,7 @@ func buildColumns(ctx context.Context, r index.IndexReader, offset uint64, n int
 			b.endDoc()
 		}
 	}
+
 	sc.caseID, sc.status, sc.channel, sc.purp, sc.tags = bs[0].col, bs[1].col, bs[2].col, bs[3].col, bs[4].col
 	sc.prio, sc.assignee = bs[5].col, bs[6].col
 	return sc, nil
@@ -189,6 +193,7 @@ func (c *columnCache) forReader(ctx context.Context, r index.IndexReader) (*snap
 	if !ok {
 		return nil, fmt.Errorf("bleve: reader %T is not a scorch snapshot", r)
 	}
+
 	segs := snap.Segments()
 	sv := &snapshotColumns{snap: snap, cols: make([]*segColumns, len(segs)), offsets: make([]uint64, len(segs)+1)}
 	entries := make([]*cachedColumns, len(segs))
@@ -196,6 +201,7 @@ func (c *columnCache) forReader(ctx context.Context, r index.IndexReader) (*snap
 	if c.segs == nil {
 		c.segs = make(map[uint64]*cachedColumns)
 	}
+
 	for i, ss := range segs {
 		// scorch numbers documents across segments by the segments' full
 		// counts, deleted documents included
@@ -207,6 +213,7 @@ func (c *columnCache) forReader(ctx context.Context, r index.IndexReader) (*snap
 		}
 		entries[i] = e
 	}
+
 	if len(c.segs) > len(segs) {
 		live := make(map[uint64]bool, len(segs))
 		for _, ss := range segs {
@@ -218,6 +225,7 @@ func (c *columnCache) forReader(ctx context.Context, r index.IndexReader) (*snap
 			}
 		}
 	}
+
 	c.mu.Unlock()
 	for i, e := range entries {
 		e.once.Do(func() {
@@ -234,6 +242,7 @@ func (c *columnCache) forReader(ctx context.Context, r index.IndexReader) (*snap
 		}
 		sv.cols[i] = e.cols
 	}
+
 	return sv, nil
 }
 

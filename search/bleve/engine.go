@@ -109,6 +109,7 @@ func open(ctx context.Context, dir string, opts []Option) (*Engine, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("bleve: %w", err)
 	}
+
 	cur, err := os.ReadFile(filepath.Join(dir, currentFile))
 	switch {
 	case err == nil:
@@ -243,6 +244,7 @@ func newMapping() (*mapping.IndexMappingImpl, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bleve: analyzer: %w", err)
 	}
+
 	im.DefaultAnalyzer = textAnalyzer
 	im.IndexDynamic = false
 	im.StoreDynamic = false
@@ -258,21 +260,25 @@ func newMapping() (*mapping.IndexMappingImpl, error) {
 		f.DocValues = false
 		return f
 	}
+
 	kw := func() *mapping.FieldMapping {
 		f := bv.NewKeywordFieldMapping()
 		f.IncludeInAll = false
 		f.DocValues = true
 		return f
 	}
+
 	dm.AddFieldMappingsAt(fText, text())
 	dm.AddFieldMappingsAt(fTextCJK, text())
 	for _, n := range []string{fCaseID, fHead, fStatus, fPriority, fCustomer, fAssignee, fTags, fContactID, fChannel, fPurposes, fSortAt, fHash, fUpdatedAt} {
 		dm.AddFieldMappingsAt(n, kw())
 	}
+
 	im.DefaultMapping = dm
 	if err := im.Validate(); err != nil {
 		return nil, fmt.Errorf("bleve: mapping: %w", err)
 	}
+
 	return im, nil
 }
 

@@ -94,6 +94,7 @@ func (e *Engine) caseDocuments(c search.CaseDoc, hashes []string, head bool, wan
 	if len(contacts) == 0 {
 		contacts = []search.ContactDoc{{}} // case-only document
 	}
+
 	docs := make([]*document.Document, 0, len(contacts))
 	for i, ct := range contacts {
 		id := docID(c.CaseID, ct.ID)
@@ -146,6 +147,7 @@ func (e *Engine) caseDocuments(c search.CaseDoc, hashes []string, head bool, wan
 		}
 		docs = append(docs, d)
 	}
+
 	return docs
 }
 
@@ -158,25 +160,30 @@ func (e *Engine) Index(ctx context.Context, docs []search.CaseDoc) error {
 	if len(docs) == 0 {
 		return nil
 	}
+
 	for _, c := range docs {
 		if c.CaseID == "" {
 			return fmt.Errorf("bleve: index: case without ID")
 		}
 	}
+
 	e.writeMu.Lock()
 	defer e.writeMu.Unlock()
 	ids := make([]string, len(docs))
 	for i, d := range docs {
 		ids[i] = d.CaseID
 	}
+
 	existing, err := e.documentIDs(ctx, ids)
 	if err != nil {
 		return err
 	}
+
 	parts := 1
 	if n := len(docs); n >= 64 {
 		parts = min(runtime.GOMAXPROCS(0), n/32)
 	}
+
 	size := (len(docs) + parts - 1) / parts
 	var wg sync.WaitGroup
 	errs := make([]error, parts)
@@ -184,6 +191,7 @@ func (e *Engine) Index(ctx context.Context, docs []search.CaseDoc) error {
 		part := docs[chunk:min(chunk+size, len(docs))]
 		wg.Go(func() { errs[i] = e.indexPart(ctx, part, existing) })
 	}
+
 	wg.Wait()
 	return errors.Join(errs...)
 }
@@ -288,6 +296,7 @@ func (e *Engine) AddContacts(ctx context.Context, docs []search.CaseDoc) error {
 	if len(docs) == 0 {
 		return nil
 	}
+
 	e.writeMu.Lock()
 	defer e.writeMu.Unlock()
 	r, err := e.reader()
@@ -347,9 +356,11 @@ func (e *Engine) AddContacts(ctx context.Context, docs []search.CaseDoc) error {
 			b.Delete(docID(c.CaseID, ""))
 		}
 	}
+
 	if b.Size() == 0 {
 		return nil
 	}
+
 	return e.apply(ctx, b)
 }
 
@@ -465,6 +476,7 @@ func (e *Engine) documentIDs(ctx context.Context, caseIDs []string) (map[string]
 	if err != nil {
 		return nil, fmt.Errorf("bleve: %w", err)
 	}
+
 	out := make(map[string]map[string]string)
 	err = each(ctx, r, e.m, termsQuery(fCaseID, caseIDs), false, func(m matchInfo) error {
 		id, err := r.ExternalID(m.id)

@@ -173,9 +173,11 @@ func (e *Engine) wordQuery(w string, fuzzy bool) query.Query {
 	if len(toks) == 0 {
 		return nil
 	}
+
 	if hasCJK(w) || len(toks) > 1 && !fuzzy {
 		return e.phraseQuery(w)
 	}
+
 	per := make([]query.Query, 0, len(toks))
 	for _, t := range toks {
 		term := string(t.Term)
@@ -198,6 +200,7 @@ func (e *Engine) wordQuery(w string, fuzzy bool) query.Query {
 		}
 		per = append(per, disjunction(qs))
 	}
+
 	return conjunction(per)
 }
 
@@ -224,6 +227,7 @@ func (e *Engine) buildQuery(ctx context.Context, r index.IndexReader, q search.Q
 		}
 		must = append(must, wq)
 	}
+
 	for _, p := range q.Phrases {
 		pq := e.phraseQuery(p)
 		if pq == nil {
@@ -231,6 +235,7 @@ func (e *Engine) buildQuery(ctx context.Context, r index.IndexReader, q search.Q
 		}
 		must = append(must, pq)
 	}
+
 	f := q.Filter
 	df := &docFilter{}
 	type candidate struct {
@@ -238,6 +243,7 @@ func (e *Engine) buildQuery(ctx context.Context, r index.IndexReader, q search.Q
 		vals  []string
 		count uint64
 	}
+
 	var cands []candidate
 	for _, c := range []struct {
 		field string
@@ -265,10 +271,12 @@ func (e *Engine) buildQuery(ctx context.Context, r index.IndexReader, q search.Q
 		}
 		cands = append(cands, candidate{c.field, c.vals, n})
 	}
+
 	total, err := r.DocCount()
 	if err != nil {
 		return nil, nil, fmt.Errorf("bleve: %w", err)
 	}
+
 	slices.SortFunc(cands, func(a, b candidate) int { return cmp.Compare(a.count, b.count) })
 	for i, c := range cands {
 		// selective (under an eighth of all documents), or the only thing
@@ -279,6 +287,7 @@ func (e *Engine) buildQuery(ctx context.Context, r index.IndexReader, q search.Q
 		}
 		df.keywords = append(df.keywords, keywordFilter{field: c.field, values: c.vals})
 	}
+
 	if !f.From.IsZero() || !f.To.IsZero() {
 		df.dated = true
 		df.from, df.to = math.MinInt64, math.MaxInt64
@@ -289,15 +298,18 @@ func (e *Engine) buildQuery(ctx context.Context, r index.IndexReader, q search.Q
 			df.to = int64(micros(f.To))
 		}
 	}
+
 	var excl []query.Query
 	for _, x := range q.Excluded {
 		if xq := e.wordQuery(x, false); xq != nil {
 			excl = append(excl, xq)
 		}
 	}
+
 	if len(must) == 0 {
 		must = append(must, query.NewMatchAllQuery())
 	}
+
 	all := conjunction(must)
 	if len(excl) > 0 {
 		bq := query.NewBooleanQuery(nil, nil, nil)
@@ -305,9 +317,11 @@ func (e *Engine) buildQuery(ctx context.Context, r index.IndexReader, q search.Q
 		bq.AddMustNot(excl...)
 		all = bq
 	}
+
 	if len(df.keywords) == 0 && !df.dated {
 		df = nil
 	}
+
 	return all, df, nil
 }
 
@@ -323,6 +337,7 @@ func each(ctx context.Context, r index.IndexReader, m mapping.IndexMapping, q qu
 	if !score {
 		opts.Score = "none"
 	}
+
 	s, err := q.Searcher(ctx, r, m, opts)
 	if err != nil {
 		return fmt.Errorf("bleve: searcher: %w", err)
@@ -332,6 +347,7 @@ func each(ctx context.Context, r index.IndexReader, m mapping.IndexMapping, q qu
 		DocumentMatchPool: bsearch.NewDocumentMatchPool(s.DocumentMatchPoolSize()+1, 0),
 		IndexReader:       r,
 	}
+
 	for n := 0; ; n++ {
 		if n%1024 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -434,6 +450,7 @@ func (e *Engine) hydrate(_ context.Context, r index.IndexReader, page []group, h
 			hits[i].Snippet = search.Snippet(body, bodySpans, search.SnippetRunes)
 		}
 	}
+
 	return hits, nil
 }
 

@@ -89,36 +89,46 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("meili: URL is required")
 	}
+
 	if cfg.IndexVersion == 0 {
 		cfg.IndexVersion = 1
 	}
+
 	if cfg.IndexVersion < 0 {
 		return nil, fmt.Errorf("meili: invalid index version %d", cfg.IndexVersion)
 	}
+
 	if cfg.TaskTimeout <= 0 {
 		cfg.TaskTimeout = defaultTaskTimeout
 	}
+
 	if cfg.TaskPollInterval <= 0 {
 		cfg.TaskPollInterval = defaultPollInterval
 	}
+
 	opts := []meilisearch.Option{
 		meilisearch.DisableRetries(),
 	}
+
 	if cfg.APIKey != "" {
 		opts = append(opts, meilisearch.WithAPIKey(cfg.APIKey))
 	}
+
 	if cfg.HTTPClient != nil {
 		opts = append(opts, meilisearch.WithCustomClient(cfg.HTTPClient))
 	}
+
 	e := &Engine{
 		client:       meilisearch.New(strings.TrimRight(cfg.URL, "/"), opts...),
 		uid:          fmt.Sprintf("cases_v%d", cfg.IndexVersion),
 		taskTimeout:  cfg.TaskTimeout,
 		pollInterval: cfg.TaskPollInterval,
 	}
+
 	if err := e.ensureIndex(ctx); err != nil {
 		return nil, err
 	}
+
 	return e, nil
 }
 
@@ -300,6 +310,7 @@ func documents(docs []search.CaseDoc, rev int64) []document {
 			out = append(out, d)
 		}
 	}
+
 	return out
 }
 
@@ -431,6 +442,7 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 		// a placeholder search (everything) when it was the only one.
 		return search.Result{Hits: []search.Hit{}, Facets: map[string]map[string]int64{}}, nil
 	}
+
 	req := &meilisearch.SearchRequest{
 		Query:                buildQ(q),
 		MatchingStrategy:     meilisearch.All, // every word must match
@@ -438,15 +450,18 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 		ShowMatchesPosition:  true,
 		ShowRankingScore:     true,
 	}
+
 	if f := buildFilter(q.Filter); len(f) > 0 {
 		req.Filter = filterArray(f...)
 	}
+
 	// Every term is searchable here, so the query has text exactly when
 	// Meilisearch has terms to rank by.
 	w, err := q.Window()
 	if err != nil {
 		return search.Result{}, fmt.Errorf("meili: %w", err)
 	}
+
 	offset, limit := w.Offset, w.Limit
 	switch w.Sort {
 	case search.SortNewest:
@@ -456,6 +471,7 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 	case search.SortUpdated:
 		req.Sort = []string{"updated_at:desc"}
 	}
+
 	if q.Facets {
 		for _, f := range caseFacets {
 			req.Facets = append(req.Facets, f.attr)
@@ -476,6 +492,7 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 	if err != nil {
 		return search.Result{}, err
 	}
+
 	res := search.Result{Hits: []search.Hit{}}
 	switch {
 	case resp.TotalHits != nil:
@@ -503,9 +520,11 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 	} else {
 		hits = nil
 	}
+
 	if len(hits) > limit {
 		hits = hits[:limit]
 	}
+
 	for _, h := range hits {
 		hit := search.Hit{
 			CaseID:     h.CaseID,
@@ -521,6 +540,7 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 		}
 		res.Hits = append(res.Hits, hit)
 	}
+
 	if q.Facets {
 		res.Facets = make(map[string]map[string]int64, len(caseFacets)+len(contactFacets))
 		for _, f := range caseFacets {
@@ -534,6 +554,7 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 			return search.Result{}, err
 		}
 	}
+
 	return res, nil
 }
 
@@ -550,13 +571,16 @@ func (e *Engine) contactFacetCounts(ctx context.Context, base *meilisearch.Searc
 		Query: base.Query, MatchingStrategy: base.MatchingStrategy, Filter: base.Filter,
 		Page: 1, HitsPerPage: &zero, Distinct: primaryKey,
 	}
+
 	for _, f := range contactFacets {
 		discover.Facets = append(discover.Facets, string(f.attr))
 	}
+
 	dr, err := e.rawSearch(ctx, discover)
 	if err != nil {
 		return err
 	}
+
 	baseFilter, _ := base.Filter.([]any)
 	for _, f := range contactFacets {
 		m := map[string]int64{}
@@ -580,6 +604,7 @@ func (e *Engine) contactFacetCounts(ctx context.Context, base *meilisearch.Searc
 		}
 		out[f.key] = m
 	}
+
 	return nil
 }
 

@@ -1,0 +1,26 @@
+package cases
+
+import (
+	"fmt"
+	"time"
+)
+
+// TimeFormats says, in messages, which time values ParseTime accepts.
+const TimeFormats = "RFC 3339 (2026-11-30T08:00:00Z) or YYYY-MM-DD"
+
+// ParseTime reads a time bound the way the API accepts one everywhere
+// (audit from/to, search from/to and after:/before:, the CLI's date
+// flags): RFC 3339, or a date meaning its UTC midnight. Empty is the zero
+// time (no bound). A bad value is a ValidationError naming field.
+func ParseTime(field, v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+
+	for _, layout := range []string{time.RFC3339Nano, time.DateOnly} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, Invalid(field, fmt.Sprintf("must be %s, not %q", TimeFormats, v))
+}

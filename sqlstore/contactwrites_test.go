@@ -1,0 +1,73 @@
+package sqlstore_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqldb/sqldbtest"
+	"github.com/casevault/casevault/sqlstore"
+)
+
+// The destroying writes others make through sqlstore change what they say
+// and count what they changed; an unknown redaction is refused.
+func TestContactWrites(t *testing.T) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		st := sqlstore.New(db, sqlstore.Options{})
+		svc := cases.NewService(st, time.Now)
+		cust, cs := seed(t, svc)
+		anon := addContact(t, svc, cs.ID, "my card is in the drawer")
+		gone := addContact(t, svc, cs.ID, "delete me")
+		at := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+
+		in := func(fn func(tx *sql.Tx) (int64, error), want int64) {
+			t.Helper()
+			var n int64
+			if err := db.InTx(ctx, func(tx *sql.Tx) (err error) { n, err = fn(tx); return err }); err != nil || n != want {
+				t.Fatalf("changed %d rows (%v), want %d", n, err, want)
+			}
+		}
+		in(func(tx *sql.Tx) (int64, error) {
+			return sqlstore.AnonymizeContacts(ctx, db, tx, at, []string{anon.ID, "nope"})
+		}, 1)
+		in(func(tx *sql.Tx) (int64, error) { return sqlstore.AnonymizeContacts(ctx, db, tx, at, nil) }, 0)
+		in(func(tx *sql.Tx) (int64, error) {
+			return sqlstore.RedactContacts(ctx, db, tx, "location", []string{anon.ID})
+		}, 0)
+		in(func(tx *sql.Tx) (int64, error) { return sqlstore.DeleteContacts(ctx, db, tx, []string{gone.ID}) }, 1)
+
+		rows, err := sqlstore.ReadStoredContacts(ctx, db, db.Read, []string{anon.ID, gone.ID})
+		if err != nil || len(rows) != 1 {
+			t.Fatalf("stored contacts %+v (%v), want the anonymized one", rows, err)
+		}
+		if c := rows[0]; !c.Anonymized || c.Author != "" || c.Body != "" || c.RetainUntil != nil {
+			t.Fatalf("anonymized contact %+v", c)
+		}
+
+		caseID, customerID, err := sqlstore.ContactOwner(ctx, db, anon.ID)
+		if err != nil || caseID != cs.ID || customerID != cust.ID {
+			t.Fatalf("owner %q %q (%v), want %q %q", caseID, customerID, err, cs.ID, cust.ID)
+		}
+		if _, _, err := sqlstore.ContactOwner(ctx, db, gone.ID); !errors.Is(err, cases.ErrNotFound) {
+			t.Fatalf("owner of a deleted contact: %v, want ErrNotFound", err)
+		}
+
+		err = db.InTx(ctx, func(tx *sql.Tx) error {
+			_, err := sqlstore.RedactContacts(ctx, db, tx, "body; DROP TABLE contacts", []string{anon.ID})
+			return err
+		})
+		if !errors.Is(err, sqlstore.ErrNotRedactable) {
+			t.Fatalf("unknown redaction: %v, want ErrNotRedactable", err)
+		}
+
+		in(func(tx *sql.Tx) (int64, error) { return sqlstore.DeleteCase(ctx, db, tx, cs.ID) }, 1)
+		if n := count(t, db, "contacts"); n != 0 {
+			t.Fatalf("%d contacts left after deleting their case", n)
+		}
+	})
+}
