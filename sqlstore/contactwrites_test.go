@@ -65,9 +65,18 @@ func TestContactWrites(t *testing.T) {
 			t.Fatalf("unknown redaction: %v, want ErrNotRedactable", err)
 		}
 
+		subject := "renamed before deletion"
+		if _, err := svc.UpdateCase(ctx, cs.ID, cases.CasePatch{Subject: &subject}, cases.Actor{Name: "a", Role: "agent"}); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(t, db, "case_history"); n != 1 {
+			t.Fatalf("%d history rows after an edit, want 1", n)
+		}
 		in(func(tx *sql.Tx) (int64, error) { return sqlstore.DeleteCase(ctx, db, tx, cs.ID) }, 1)
-		if n := count(t, db, "contacts"); n != 0 {
-			t.Fatalf("%d contacts left after deleting their case", n)
+		for _, table := range []string{"contacts", "case_history"} {
+			if n := count(t, db, table); n != 0 {
+				t.Fatalf("%d %s rows left after deleting their case", n, table)
+			}
 		}
 	})
 }
