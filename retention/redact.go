@@ -7,6 +7,7 @@ import (
 
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqlstore"
 )
 
 // categoryColumn is a category that lives in a column of its own.
@@ -70,7 +71,7 @@ func (p redactPhase) apply(ctx context.Context, b *batch, cands []candidate) ([]
 		return items, nil
 	}
 
-	if err := execIn(ctx, b.db, b.tx, `UPDATE contacts SET `+p.column.name+` = NULL WHERE id IN (?*)`, found); err != nil {
+	if _, err := sqlstore.RedactContacts(ctx, b.db, b.tx, p.column.name, found); err != nil {
 		return nil, sqldb.Fail("redact "+p.column.name, err)
 	}
 	return items, nil
