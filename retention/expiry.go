@@ -85,7 +85,7 @@ func (p expiryPhase) decide(ctx context.Context, b *batch, cands []candidate, li
 		}
 		if until == nil || until.After(b.now) {
 			if !b.dryRun {
-				if _, err := b.db.Exec(ctx, b.tx, `UPDATE contacts SET retain_until = ? WHERE id = ?`, sqldb.NullMicros(until), c.id); err != nil {
+				if err := sqlstore.SetRetainUntil(ctx, b.db, b.tx, c.id, until); err != nil {
 					return dec, sqldb.Fail("reschedule", err)
 				}
 			}

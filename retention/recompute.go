@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqlstore"
 )
 
 // RecomputeOptions tunes Recompute.
@@ -125,7 +126,7 @@ func recomputeBatch(ctx context.Context, db *sqldb.DB, tx *sql.Tx, sc Schedule, 
 		if equalTime(want, c.RetainUntil) {
 			continue
 		}
-		if _, err := db.Exec(ctx, tx, `UPDATE contacts SET retain_until = ? WHERE id = ?`, sqldb.NullMicros(want), id); err != nil {
+		if err := sqlstore.SetRetainUntil(ctx, db, tx, id, want); err != nil {
 			return nil, 0, sqldb.Fail("recompute", err)
 		}
 		changed++

@@ -44,6 +44,15 @@ func RedactContacts(ctx context.Context, db *sqldb.DB, tx *sql.Tx, category stri
 	return execIDs(ctx, db, tx, `UPDATE contacts SET `+category+` = NULL WHERE `+category+` IS NOT NULL AND id IN `, ids)
 }
 
+// SetRetainUntil stores a contact's retention date as the schedule now
+// decides it (nil: kept without a date).
+func SetRetainUntil(ctx context.Context, db *sqldb.DB, tx *sql.Tx, id string, until *time.Time) error {
+	if _, err := db.Exec(ctx, tx, `UPDATE contacts SET retain_until = ? WHERE id = ?`, sqldb.NullMicros(until), id); err != nil {
+		return fmt.Errorf("retain_until of contact %s: %w", id, err)
+	}
+	return nil
+}
+
 // DeleteCase deletes case id with its contacts (its attachments are the
 // caller's to remove first).
 func DeleteCase(ctx context.Context, db *sqldb.DB, tx *sql.Tx, id string) (int64, error) {
