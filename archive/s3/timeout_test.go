@@ -14,18 +14,26 @@ import (
 	"github.com/casevault/casevault/archive/s3"
 )
 
+// shortTimeoutStore is a store on a private versitygw (which the test may
+// pause) with a 1 s call timeout.
+func shortTimeoutStore(t *testing.T) (*blobtest.S3Server, s3.Config, *s3.Store) {
+	t.Helper()
+	srv := blobtest.StartVersityGW(t)
+	cfg := config(srv)
+	cfg.Timeout = time.Second
+	store, err := s3.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, cfg, store
+}
+
 // TestHungServerTimesOut: a server that accepts connections but answers
 // nothing (SIGSTOP) makes every call fail with ErrUnavailable within the
 // configured timeout, instead of the minutes minio-go's transport waits.
 func TestHungServerTimesOut(t *testing.T) {
-	srv := blobtest.StartVersityGW(t)
+	srv, cfg, store := shortTimeoutStore(t)
 	ctx := context.Background()
-	cfg := config(srv)
-	cfg.Timeout = time.Second
-	store, err := s3.New(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := store.Put(ctx, "h/present", strings.NewReader("hello"), -1); err != nil {
 		t.Fatal(err)
 	}
@@ -58,14 +66,8 @@ func TestHungServerTimesOut(t *testing.T) {
 // download fails the next Read within the timeout; a consumer that is
 // slow between reads (longer than the timeout) is not cut off.
 func TestDownloadStallTimesOut(t *testing.T) {
-	srv := blobtest.StartVersityGW(t)
+	srv, _, store := shortTimeoutStore(t)
 	ctx := context.Background()
-	cfg := config(srv)
-	cfg.Timeout = time.Second
-	store, err := s3.New(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	data := blobtest.RandBytes(64 << 20) // more than loopback socket buffers hold (tcp_rmem max can be 32 MiB)
 	if err := store.Put(ctx, "d/big", bytes.NewReader(data), int64(len(data))); err != nil {
 		t.Fatal(err)
