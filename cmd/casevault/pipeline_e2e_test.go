@@ -236,16 +236,12 @@ func TestClientRequestIDIsBounded(t *testing.T) {
 
 func waitBackup(t *testing.T, base, tok, id string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
+	testkit.Eventually(t, 60*time.Second, "backup "+id+" to finish", func() bool {
 		code, b := call(t, "GET", base+"/api/v1/backups/"+id, tok, nil)
 		// A complete backup answers with its manifest summary (no status).
-		if st, _ := b["status"].(string); code == 200 && st != "running" {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("backup %s did not finish", id)
+		st, _ := b["status"].(string)
+		return code == 200 && st != "running"
+	})
 }
 
 // auditEvents pages through the whole audit trail.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/casevault/casevault/archive/blobtest"
+	"github.com/casevault/casevault/testkit"
 )
 
 func upload(t *testing.T, url, token string, body []byte) (*http.Response, []byte) {
@@ -125,15 +126,8 @@ func TestS3HangAnswers503WithinTimeout(t *testing.T) {
 	}
 
 	s3.Resume(t)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		res, body = upload(t, attURL, tok, []byte("after the hang"))
-		if res.StatusCode == 201 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("upload after S3 resumed: %d %s", res.StatusCode, body)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	testkit.Eventually(t, 30*time.Second, "an upload to succeed after S3 resumed", func() bool {
+		res, _ = upload(t, attURL, tok, []byte("after the hang"))
+		return res.StatusCode == 201
+	})
 }

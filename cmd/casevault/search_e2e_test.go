@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/casevault/casevault/testkit"
 )
 
 // A contact written through the API becomes findable through the outbox
@@ -36,17 +39,11 @@ func TestSearchFindsWhatWasWritten(t *testing.T) {
 		return res["total"].(float64)
 	}
 	// Wait until the outbox is drained: then everything written is indexed.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testkit.Eventually(t, 20*time.Second, "the outbox to drain", func() bool {
 		_, st := call(t, "GET", base+"/search/status", admin, nil)
-		if p, ok := st["pending"].(float64); ok && p == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("outbox never drained: %v", st)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		p, ok := st["pending"].(float64)
+		return ok && p == 0
+	})
 	// A card number in q is masked like the stored body (issue 12 §5): it
 	// finds the contact by the last four digits both keep, never by the
 	// digits behind the mask ("41111111" is no word of any document).
@@ -68,15 +65,10 @@ func TestSearchFindsWhatWasWritten(t *testing.T) {
 	if code, _ := call(t, "POST", base+"/search/reindex", admin, nil); code != 202 {
 		t.Fatalf("reindex: %d", code)
 	}
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	testkit.Eventually(t, 20*time.Second, "the reindex to switch to cases_v2", func() bool {
 		_, st := call(t, "GET", base+"/search/status", admin, nil)
-		if st["index"] == "cases_v2" && find("invoice") == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("reindex did not switch to cases_v2: %v", st)
-		}
-	}
+		return st["index"] == "cases_v2" && find("invoice") == 1
+	})
 	// Offline reindex refuses while the server holds the index.
 	if err := exec.Command(binary(t), "reindex", "--data-dir", dir).Run(); err == nil {
 		t.Fatal("offline reindex succeeded while the server holds the index")
@@ -94,14 +86,10 @@ func TestLostIndexIsRebuiltAtStart(t *testing.T) {
 	call(t, "POST", base+"/cases/"+cs["id"].(string)+"/contacts", tok, map[string]any{"channel": "web", "direction": "inbound", "author": "a", "body": "warranty question"})
 	waitTotal := func(base string, want float64) {
 		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			if _, res := call(t, "GET", base+"/search?q=warranty", tok, nil); res != nil && res["total"] == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("search never found %v hits", want)
-			}
-		}
+		testkit.Eventually(t, 20*time.Second, fmt.Sprintf("%v hits for warranty", want), func() bool {
+			_, res := call(t, "GET", base+"/search?q=warranty", tok, nil)
+			return res != nil && res["total"] == want
+		})
 	}
 	waitTotal(base, 1)
 	res, err := http.Get("http://" + p.addr + "/metrics")

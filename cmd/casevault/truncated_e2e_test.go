@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/casevault/casevault/testkit"
 )
 
 // Uploads cut short against the real binary: a raw body that ends before its
@@ -43,22 +45,15 @@ func TestTruncatedUploadsAgainstBinary(t *testing.T) {
 
 	// The server notices the closed socket on its own time: wait for both
 	// failed events, then check that nothing was stored.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testkit.Eventually(t, 30*time.Second, "a failed attachment.create event for each truncated upload", func() bool {
 		failed := 0
 		for _, ev := range auditEvents(t, "http://"+p.addr, tok) {
 			if ev["action"] == "attachment.create" && ev["outcome"] == "failed" {
 				failed++
 			}
 		}
-		if failed == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d failed attachment.create events after two truncated uploads, want 2\n%s", failed, p.stderr)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return failed == 2
+	})
 	code, got := call(t, "GET", base+"/contacts/"+contactID, tok, nil)
 	if code != 200 || len(got["attachments"].([]any)) != 0 {
 		t.Fatalf("truncated uploads left attachments: %d %v", code, got["attachments"])
