@@ -138,7 +138,9 @@ type ReinstateError struct {
 	Reason string
 }
 
-func (e *ReinstateError) Error() string { return fmt.Sprintf("hold %s cannot be reinstated: %s", e.ID, e.Reason) }
+func (e *ReinstateError) Error() string {
+	return fmt.Sprintf("hold %s cannot be reinstated: %s", e.ID, e.Reason)
+}
 
 // Is makes the error match ErrNotReinstatable and cases.ErrConflict.
 func (e *ReinstateError) Is(target error) bool {

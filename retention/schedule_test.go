@@ -282,7 +282,6 @@ func TestValidationErrorMessage(t *testing.T) {
 	}
 }
 
-
 func TestRetainUntil(t *testing.T) {
 	s := DefaultSchedule()
 	captured := time.Date(2026, 1, 1, 8, 30, 0, 0, time.UTC)
