@@ -70,6 +70,12 @@ func TestHoldReportThroughTheAPI(t *testing.T) {
 		if r := h.do("GET", "/api/v1/holds?matter=nothing", legal, nil); r.status != 200 || len(r.json(t)["items"].([]any)) != 0 {
 			t.Fatalf("holds of another matter: %d %s", r.status, r.body)
 		}
+		// GET /holds issues cursors and accepts them.
+		h.do("POST", "/api/v1/holds", legal, map[string]any{"matter": "other", "reason": "r", "scope": map[string]any{"customer_ids": []string{other}}})
+		first := h.do("GET", "/api/v1/holds?limit=1", legal, nil).json(t)
+		if r := h.do("GET", "/api/v1/holds?limit=1&cursor="+first["next_cursor"].(string), legal, nil); r.status != 200 || len(r.json(t)["items"].([]any)) != 1 {
+			t.Fatalf("second page of holds: %d %s", r.status, r.body)
+		}
 		r = h.do("GET", "/api/v1/matters/"+url.PathEscape(matter), legal, nil)
 		if r.status != 200 || r.json(t)["combined"].(map[string]any)["cases"] != 1.0 || len(r.json(t)["holds"].([]any)) != 1 {
 			t.Fatalf("matter view: %d %s", r.status, r.body)

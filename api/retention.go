@@ -168,6 +168,9 @@ func (s *Server) listHolds(c *fiber.Ctx) error {
 	}
 	active, _ := strconv.ParseBool(c.Query("active"))
 	items, next, err := s.d.Retention.Holds.List(c.UserContext(), retention.HoldFilter{ActiveOnly: active, Matter: c.Query("matter")}, p.Limit, p.Cursor)
+	if errors.Is(err, retention.ErrBadCursor) {
+		return cases.Invalid("cursor", "was not issued by this list")
+	}
 	if err != nil {
 		return err
 	}

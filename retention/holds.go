@@ -579,10 +579,14 @@ type HoldFilter struct {
 
 // List returns holds newest first, keyset-paginated on id: limit (default
 // 50, at most 500) holds after the cursor (the last id of the previous
-// page); next is "" on the last page.
+// page); next is "" on the last page. A cursor that is not a hold id gives
+// ErrBadCursor.
 func (h *Holds) List(ctx context.Context, f HoldFilter, limit int, cursor string) (holds []Hold, next string, err error) {
 	if limit <= 0 || limit > 500 {
 		limit = 50
+	}
+	if cursor != "" && !isUUID(cursor) {
+		return nil, "", fmt.Errorf("cursor %q: %w", cursor, ErrBadCursor)
 	}
 	q := `SELECT ` + holdCols + ` FROM legal_holds WHERE 1=1`
 	var args []any

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
 )
@@ -174,24 +176,16 @@ func parseItemCursor(cursor string) (caseID, contactID string, err error) {
 		return "", "", nil
 	}
 	caseID, contactID, ok := strings.Cut(cursor, "/")
-	if !ok || !isID(caseID) || (contactID != "" && !isID(contactID)) {
+	if !ok || !isUUID(caseID) || (contactID != "" && !isUUID(contactID)) {
 		return "", "", fmt.Errorf("cursor %q: %w", cursor, ErrBadCursor)
 	}
 	return caseID, contactID, nil
 }
 
-// isID accepts what cases.NewID makes (and older ids of the same
-// alphabet): 1 to 64 of [0-9a-zA-Z-].
-func isID(s string) bool {
-	if s == "" || len(s) > maxScopeIDSize {
-		return false
-	}
-	for _, r := range s {
-		if !(r == '-' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')) {
-			return false
-		}
-	}
-	return true
+// isUUID accepts what cases.NewID makes: a UUID in canonical form.
+func isUUID(s string) bool {
+	id, err := uuid.Parse(s)
+	return err == nil && id.String() == s
 }
 
 // describe adds what is stored of the page's contacts (occurred_at,
