@@ -422,16 +422,9 @@ func (h *Holds) Release(ctx context.Context, id, reason string, actor cases.Acto
 
 	var out Hold
 	err := h.db.InTx(ctx, func(tx *sql.Tx) error {
-		if _, err := lockState(ctx, h.db, tx); err != nil {
-			return err
-		}
-
-		hold, err := scanHold(tx.QueryRowContext(ctx, h.db.Rebind(`SELECT `+holdCols+` FROM legal_holds WHERE id = ?`), id))
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("hold %s: %w", id, cases.ErrNotFound)
-		}
+		hold, err := h.lockHold(ctx, tx, id)
 		if err != nil {
-			return sqldb.Fail("get hold", err)
+			return err
 		}
 		if hold.ReleasedAt != nil {
 			return &ReleasedError{ID: id, ReleasedAt: *hold.ReleasedAt}
@@ -476,16 +469,9 @@ func (h *Holds) Reinstate(ctx context.Context, id, reason string, actor cases.Ac
 
 	var out Hold
 	err := h.db.InTx(ctx, func(tx *sql.Tx) error {
-		if _, err := lockState(ctx, h.db, tx); err != nil {
-			return err
-		}
-
-		hold, err := scanHold(tx.QueryRowContext(ctx, h.db.Rebind(`SELECT `+holdCols+` FROM legal_holds WHERE id = ?`), id))
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("hold %s: %w", id, cases.ErrNotFound)
-		}
+		hold, err := h.lockHold(ctx, tx, id)
 		if err != nil {
-			return sqldb.Fail("get hold", err)
+			return err
 		}
 		now := h.clock().Truncate(time.Microsecond)
 		switch {
@@ -528,6 +514,23 @@ func graceText(t *time.Time) string {
 		return "at release (no grace)"
 	}
 	return t.Format(time.RFC3339)
+}
+
+// lockHold reads a hold in tx after taking the retention state (so that no
+// sweep batch decides on it meanwhile); an unknown id gives
+// cases.ErrNotFound.
+func (h *Holds) lockHold(ctx context.Context, tx *sql.Tx, id string) (Hold, error) {
+	if _, err := lockState(ctx, h.db, tx); err != nil {
+		return Hold{}, err
+	}
+	hold, err := scanHold(tx.QueryRowContext(ctx, h.db.Rebind(`SELECT `+holdCols+` FROM legal_holds WHERE id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Hold{}, fmt.Errorf("hold %s: %w", id, cases.ErrNotFound)
+	}
+	if err != nil {
+		return Hold{}, sqldb.Fail("get hold", err)
+	}
+	return hold, nil
 }
 
 const holdCols = `id, matter, reason, scope, placed_by, placed_at, released_by, released_at, release_reason, grace_until, reinstated_by, reinstated_at`
