@@ -73,7 +73,9 @@ func (fixedPolicy) RetainUntil(_ []cases.Purpose, captured time.Time, closed *ti
 }
 
 type harness struct {
-	t     *testing.T
+	t *testing.T
+	// clock is the legal holds' clock (release grace).
+	clock *testkit.Clock
 	db    *sqldb.DB
 	srv   *api.Server
 	audit *recordedAudit
@@ -181,7 +183,8 @@ func newHarnessDB(t *testing.T, db *sqldb.DB, blobs archive.Blobs) *harness {
 	reindexErr := new(error)
 	logs := &syncBuffer{}
 	policy := retention.NewPolicy(retention.DefaultSchedule())
-	holds := retention.NewHolds(db, nil)
+	clock := testkit.NewClock(time.Now().UTC())
+	holds := retention.NewHoldsWith(db, retention.HoldsOptions{Policy: policy, Now: clock.Now})
 	sweeper := retention.NewSweeper(db, retention.SweeperOptions{Policy: policy, Holds: holds, Blobs: blobs})
 	ret := &api.RetentionDeps{Schedules: retention.NewSchedules(db, policy), Holds: holds,
 		Explainer: retention.NewExplainer(db, policy, holds), Sweeper: sweeper,
@@ -220,7 +223,7 @@ func newHarnessDB(t *testing.T, db *sqldb.DB, blobs archive.Blobs) *harness {
 	}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.App().Shutdown() })
-	h := &harness{t: t, db: db, srv: srv, trail: trail, blobDir: blobDir, blobs: blobs, logs: logs, reindexErr: reindexErr, audit: rec, tokens: map[auth.Role]string{},
+	h := &harness{t: t, clock: clock, db: db, srv: srv, trail: trail, blobDir: blobDir, blobs: blobs, logs: logs, reindexErr: reindexErr, audit: rec, tokens: map[auth.Role]string{},
 		base: "http://" + ln.Addr().String(), client: &http.Client{Timeout: 30 * time.Second},
 		backups: bsvc, backupDir: backupDir, uploads: atts}
 	ctx := context.Background()

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -52,13 +53,17 @@ func (s *Server) addRetentionRoutes() {
 	s.add(route{method: "PUT", path: v1 + "/retention/schedule", perm: auth.Admin, summary: "Replace the retention schedule (versioned, audited)", h: s.putSchedule, ok: 200, request: "Schedule"})
 	s.add(route{method: "GET", path: v1 + "/cases/:id/retention", perm: auth.LegalWork, read: "retention.explain", target: "case", summary: "Explain a case's retention", h: s.explainCase, ok: 200})
 	s.add(route{method: "GET", path: v1 + "/contacts/:id/retention", perm: auth.LegalWork, read: "retention.explain", target: "contact", summary: "Explain a contact's retention", h: s.explainContact, ok: 200})
-	s.add(route{method: "POST", path: v1 + "/retention/runs", perm: auth.Admin, summary: "Start a retention sweep (dry_run supported)", h: s.startRun, ok: 202, request: "RunInput"})
-	s.add(route{method: "GET", path: v1 + "/retention/runs/:id", perm: auth.Admin, summary: "A retention sweep's report", h: s.getRun, ok: 200})
+	s.add(route{method: "POST", path: v1 + "/retention/runs", perm: auth.SweepPreview, summary: "Start a retention sweep (dry_run: legal may preview; a real sweep needs admin)", h: s.startRun, ok: 202, request: "RunInput"})
+	s.add(route{method: "GET", path: v1 + "/retention/runs/:id", perm: auth.SweepPreview, summary: "A retention sweep's report", h: s.getRun, ok: 200})
 	s.add(route{method: "DELETE", path: v1 + "/cases/:id", perm: auth.CaseManage, summary: "Delete a case with its contacts and attachments (409 naming the hold when held)", h: s.deleteCase, ok: 204})
 	s.add(route{method: "POST", path: v1 + "/holds", perm: auth.LegalWork, summary: "Place a legal hold", h: s.placeHold, ok: 201, request: "HoldInput"})
-	s.add(route{method: "GET", path: v1 + "/holds", perm: auth.LegalWork, summary: "List legal holds", h: s.listHolds, ok: 200})
-	s.add(route{method: "GET", path: v1 + "/holds/:id", perm: auth.LegalWork, summary: "A legal hold with counts of what it holds", h: s.getHold, ok: 200})
-	s.add(route{method: "POST", path: v1 + "/holds/:id/release", perm: auth.LegalWork, summary: "Release a legal hold (holds are never deleted)", h: s.releaseHold, ok: 200, request: "ReleaseInput"})
+	s.add(route{method: "GET", path: v1 + "/holds", perm: auth.LegalWork, summary: "List legal holds (active, matter)", h: s.listHolds, ok: 200, paged: true})
+	s.add(route{method: "GET", path: v1 + "/holds/:id", perm: auth.LegalWork, summary: "A legal hold with counts of what it holds, in all and per custodian", h: s.getHold, ok: 200})
+	s.add(route{method: "GET", path: v1 + "/holds/:id/items", perm: auth.LegalWork, read: "hold.report", target: "hold", summary: "A hold's report: the cases, contacts and attachments it covers or covered, with why and since (custodian)", h: s.holdItems, ok: 200, paged: true})
+	s.add(route{method: "GET", path: v1 + "/holds/:id/release-preview", perm: auth.LegalWork, summary: "What releasing a hold would make due", h: s.releasePreview, ok: 200})
+	s.add(route{method: "POST", path: v1 + "/holds/:id/release", perm: auth.LegalWork, summary: "Release a legal hold (holds are never deleted; it preserves for the release grace)", h: s.releaseHold, ok: 200, request: "ReleaseInput"})
+	s.add(route{method: "POST", path: v1 + "/holds/:id/reinstate", perm: auth.LegalWork, summary: "Undo a release within its grace (409 after it)", h: s.reinstateHold, ok: 200, request: "ReinstateInput"})
+	s.add(route{method: "GET", path: v1 + "/matters/:matter", perm: auth.LegalWork, summary: "A matter: all its holds with their combined coverage", h: s.getMatter, ok: 200})
 }
 
 func (s *Server) getSchedule(c *fiber.Ctx) error {
@@ -115,6 +120,10 @@ func (s *Server) startRun(c *fiber.Ctx) error {
 		}
 	}
 	dry := in.DryRun != nil && *in.DryRun
+	if a := actor(c); !dry && !auth.Role(a.Role).Allows(auth.Admin) {
+		s.deny(c, a, "auth.forbidden", "POST /api/v1/retention/runs (dry_run false)")
+		return errStatus(fiber.StatusForbidden, "role %s may only start a dry run (a real sweep needs admin)", a.Role)
+	}
 	id, _, err := s.d.Retention.Sweeper.Start(context.WithoutCancel(c.UserContext()), retention.RunOptions{DryRun: dry})
 	if errors.Is(err, retention.ErrSweepRunning) {
 		return errStatus(fiber.StatusConflict, "a retention sweep is already running")
@@ -158,7 +167,10 @@ func (s *Server) listHolds(c *fiber.Ctx) error {
 		return err
 	}
 	active, _ := strconv.ParseBool(c.Query("active"))
-	items, next, err := s.d.Retention.Holds.List(c.UserContext(), retention.HoldFilter{ActiveOnly: active}, p.Limit, p.Cursor)
+	items, next, err := s.d.Retention.Holds.List(c.UserContext(), retention.HoldFilter{ActiveOnly: active, Matter: c.Query("matter")}, p.Limit, p.Cursor)
+	if errors.Is(err, retention.ErrBadCursor) {
+		return cases.Invalid("cursor", "was not issued by this list")
+	}
 	if err != nil {
 		return err
 	}
@@ -174,7 +186,47 @@ func (s *Server) getHold(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(fiber.Map{"hold": h, "counts": counts})
+	per, err := s.d.Retention.Holds.Custodians(c.UserContext(), h.ID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"hold": h, "counts": counts, "custodians": per})
+}
+
+func (s *Server) holdItems(c *fiber.Ctx) error {
+	p, err := page(c)
+	if err != nil {
+		return err
+	}
+	f := retention.ItemFilter{Custodian: c.Query("custodian")}
+	items, next, err := s.d.Retention.Holds.Items(c.UserContext(), c.Params("id"), f, p.Limit, p.Cursor)
+	if errors.Is(err, retention.ErrBadCursor) {
+		return cases.Invalid("cursor", "was not issued by this report")
+	}
+	if err != nil {
+		return err
+	}
+	return list(c, items, next)
+}
+
+func (s *Server) releasePreview(c *fiber.Ctx) error {
+	p, err := s.d.Retention.Holds.ReleasePreview(c.UserContext(), c.Params("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(p)
+}
+
+func (s *Server) getMatter(c *fiber.Ctx) error {
+	name, err := url.PathUnescape(c.Params("matter"))
+	if err != nil {
+		return cases.Invalid("matter", "is not a valid URL path segment")
+	}
+	m, err := s.d.Retention.Holds.Matter(c.UserContext(), name)
+	if err != nil {
+		return err
+	}
+	return c.JSON(m)
 }
 
 type releaseInput struct {
@@ -194,6 +246,25 @@ func (s *Server) releaseHold(c *fiber.Ctx) error {
 		return err
 	}
 	s.objectLock(c, h, false)
+	return c.JSON(h)
+}
+
+type reinstateInput struct {
+	Reason string `json:"reason"`
+}
+
+func (s *Server) reinstateHold(c *fiber.Ctx) error {
+	var in reinstateInput
+	if len(c.Body()) > 0 || c.Request().Header.ContentLength() > 0 {
+		if err := s.decodeJSON(c, &in); err != nil {
+			return err
+		}
+	}
+	h, err := s.d.Retention.Holds.Reinstate(c.UserContext(), c.Params("id"), in.Reason, actor(c), s.d.Retention.AuditTx)
+	if err != nil {
+		return err
+	}
+	s.objectLock(c, h, true)
 	return c.JSON(h)
 }
 

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,12 +87,17 @@ func TestRoleMatrix(t *testing.T) {
 			{"PUT", "/api/v1/retention/schedule", retention.DefaultSchedule(), [5]int{403, 403, 403, 403, 200}},
 			{"GET", "/api/v1/cases/" + caseID + "/retention", nil, [5]int{403, 403, 200, 403, 200}},
 			{"GET", "/api/v1/contacts/" + contactID + "/retention", nil, [5]int{403, 403, 200, 403, 200}},
-			{"POST", "/api/v1/retention/runs", map[string]any{"dry_run": true}, [5]int{403, 403, 403, 403, 202}},
-			{"GET", "/api/v1/retention/runs/{run}", nil, [5]int{403, 403, 403, 403, 200}},
+			{"POST", "/api/v1/retention/runs", map[string]any{"dry_run": true}, [5]int{403, 403, 202, 403, 202}},
+			{"POST", "/api/v1/retention/runs", map[string]any{"dry_run": false}, [5]int{403, 403, 403, 403, 202}},
+			{"GET", "/api/v1/retention/runs/{run}", nil, [5]int{403, 403, 200, 403, 200}},
 			{"POST", "/api/v1/holds", holdBody, [5]int{403, 403, 201, 403, 201}},
 			{"GET", "/api/v1/holds", nil, [5]int{403, 403, 200, 403, 200}},
 			{"GET", "/api/v1/holds/{hold}", nil, [5]int{403, 403, 200, 403, 200}},
+			{"GET", "/api/v1/holds/{hold}/items", nil, [5]int{403, 403, 200, 403, 200}},
+			{"GET", "/api/v1/holds/{hold}/release-preview", nil, [5]int{403, 403, 200, 403, 200}},
+			{"GET", "/api/v1/matters/m", nil, [5]int{403, 403, 200, 403, 200}},
 			{"POST", "/api/v1/holds/{freshhold}/release", map[string]any{"reason": "done"}, [5]int{403, 403, 200, 403, 200}},
+			{"POST", "/api/v1/holds/{releasedhold}/reinstate", nil, [5]int{403, 403, 200, 403, 200}},
 			{"DELETE", "/api/v1/cases/{freshcase}", nil, [5]int{403, 204, 403, 403, 204}},
 			{"POST", "/api/v1/backups", nil, [5]int{403, 403, 403, 202, 202}},
 			{"GET", "/api/v1/backups", nil, [5]int{403, 403, 403, 200, 200}},
@@ -105,6 +111,12 @@ func TestRoleMatrix(t *testing.T) {
 				switch path {
 				case "/api/v1/holds/{hold}":
 					path = "/api/v1/holds/" + holdID
+				case "/api/v1/holds/{hold}/items", "/api/v1/holds/{hold}/release-preview":
+					path = strings.Replace(r.path, "{hold}", holdID, 1)
+				case "/api/v1/holds/{releasedhold}/reinstate":
+					fresh := h.mustCreate("/api/v1/holds", holdBody)["id"].(string)
+					h.mustCreateStatus("/api/v1/holds/"+fresh+"/release", map[string]any{"reason": "by mistake"}, 200)
+					path = "/api/v1/holds/" + fresh + "/reinstate"
 				case "/api/v1/retention/runs/{run}":
 					path = "/api/v1/retention/runs/" + runID
 				case "/api/v1/holds/{freshhold}/release":

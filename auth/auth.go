@@ -58,6 +58,10 @@ const (
 	LegalWork Permission = "legal"
 	// BackupWork: backups and restores; no case content.
 	BackupWork Permission = "backup"
+	// SweepPreview: start a dry-run retention sweep and read sweep reports
+	// (legal checks what a sweep would dispose of; a real sweep also
+	// needs Admin, checked by the handler).
+	SweepPreview Permission = "retention.preview"
 	// Admin: tokens and the retention schedule.
 	Admin Permission = "admin"
 	// Authenticated: any valid token, whatever its role (routes that only
@@ -69,9 +73,9 @@ const (
 var matrix = map[Role][]Permission{
 	RoleAgent:      {CaseRead, CaseWrite},
 	RoleSupervisor: {CaseRead, CaseWrite, CaseManage},
-	RoleLegal:      {CaseRead, LegalWork},
+	RoleLegal:      {CaseRead, LegalWork, SweepPreview},
 	RoleBackup:     {BackupWork},
-	RoleAdmin:      {CaseRead, CaseWrite, CaseManage, LegalWork, BackupWork, Admin},
+	RoleAdmin:      {CaseRead, CaseWrite, CaseManage, LegalWork, SweepPreview, BackupWork, Admin},
 }
 
 // Allows reports whether the role holds the permission.

@@ -54,11 +54,11 @@ func TestRoleMatrixIsLeastPrivilege(t *testing.T) {
 	}{
 		{auth.RoleAgent, []auth.Permission{auth.CaseRead, auth.CaseWrite}},
 		{auth.RoleSupervisor, []auth.Permission{auth.CaseRead, auth.CaseWrite, auth.CaseManage}},
-		{auth.RoleLegal, []auth.Permission{auth.CaseRead, auth.LegalWork}},
+		{auth.RoleLegal, []auth.Permission{auth.CaseRead, auth.LegalWork, auth.SweepPreview}},
 		{auth.RoleBackup, []auth.Permission{auth.BackupWork}},
-		{auth.RoleAdmin, []auth.Permission{auth.CaseRead, auth.CaseWrite, auth.CaseManage, auth.LegalWork, auth.BackupWork, auth.Admin}},
+		{auth.RoleAdmin, []auth.Permission{auth.CaseRead, auth.CaseWrite, auth.CaseManage, auth.LegalWork, auth.SweepPreview, auth.BackupWork, auth.Admin}},
 	}
-	all := []auth.Permission{auth.CaseRead, auth.CaseWrite, auth.CaseManage, auth.LegalWork, auth.BackupWork, auth.Admin}
+	all := []auth.Permission{auth.CaseRead, auth.CaseWrite, auth.CaseManage, auth.LegalWork, auth.SweepPreview, auth.BackupWork, auth.Admin}
 	for _, c := range cases {
 		for _, p := range all {
 			want := false

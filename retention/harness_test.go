@@ -18,6 +18,7 @@ import (
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
 	"github.com/casevault/casevault/sqlstore"
+	"github.com/casevault/casevault/testkit"
 )
 
 const day = 24 * time.Hour
@@ -130,6 +131,7 @@ type env struct {
 	policy  *retention.Policy
 	sched   *retention.Schedules
 	holds   *retention.Holds
+	clock   *testkit.Clock // the holds' clock (release grace)
 	sweeper *retention.Sweeper
 	deleter *retention.Deleter
 	explain *retention.Explainer
@@ -156,7 +158,8 @@ func newEnv(t testing.TB, db *sqldb.DB) *env {
 		BeforeCaseUpdate: func(ctx context.Context, tx *sql.Tx, caseID string) error { return e.holds.RecordCase(ctx, tx, caseID) }})
 	e.sched = retention.NewSchedules(db, e.policy)
 	e.matcher = &bodyMatcher{db: db}
-	e.holds = retention.NewHolds(db, e.matcher)
+	e.clock = testkit.NewClock(time.Now().UTC())
+	e.holds = retention.NewHoldsWith(db, retention.HoldsOptions{Matcher: e.matcher, Policy: e.policy, Now: e.clock.Now})
 	e.explain = retention.NewExplainer(db, e.policy, e.holds)
 	e.sweeper = e.newSweeper(db)
 	e.deleter = retention.NewDeleter(db, retention.DeleterOptions{Holds: e.holds, OnChange: auditHook(db.Dialect), Blobs: e.blobs})
@@ -173,6 +176,10 @@ func (e *env) newSweeper(db *sqldb.DB) *retention.Sweeper {
 		},
 	})
 }
+
+// pastGrace moves the holds' clock to the end of a release grace: the
+// holds released just before stop preserving.
+func (e *env) pastGrace() { e.clock.Advance(retention.DefaultHoldReleaseGrace) }
 
 func (e *env) setLag(n int64) {
 	e.lagMu.Lock()

@@ -187,11 +187,15 @@ func caseContacts(ctx context.Context, db *sqldb.DB, q sqldb.Querier, caseID, cu
 
 // placementItems is what a new hold covers now, to record with it.
 func (h *Holds) placementItems(ctx context.Context, hold Hold) ([]holdItem, error) {
+	return h.coverageItems(ctx, hold, hold.PlacedAt)
+}
+
+// coverageItems is what hold's scope matches now, as rows recorded at now.
+func (h *Holds) coverageItems(ctx context.Context, hold Hold, now time.Time) ([]holdItem, error) {
 	ev := newEvaluator(h.matcher, []Hold{hold})
 	if !ev.sure(hold) {
 		return nil, nil
 	}
-	now := hold.PlacedAt
 	seen := map[string]bool{}
 	var items []holdItem
 	add := func(r ContactRef) {

@@ -101,7 +101,9 @@ type HoldInput struct {
 }
 
 // Hold is a legal hold. Holds are never deleted; a released hold stays with
-// who released it, when and why.
+// who released it, when and why. A released hold keeps preserving until
+// GraceUntil (the schedule's hold_release_grace), and may be reinstated
+// until then; Preserving says whether it preserves now.
 type Hold struct {
 	ID            string     `json:"id"`
 	Matter        string     `json:"matter"`
@@ -113,6 +115,36 @@ type Hold struct {
 	ReleasedBy    string     `json:"released_by,omitempty"`
 	ReleasedAt    *time.Time `json:"released_at,omitempty"`
 	ReleaseReason string     `json:"release_reason,omitempty"`
+	GraceUntil    *time.Time `json:"grace_until,omitempty"`
+	Preserving    bool       `json:"preserving"`
+	ReinstatedBy  string     `json:"reinstated_by,omitempty"`
+	ReinstatedAt  *time.Time `json:"reinstated_at,omitempty"`
+}
+
+// preserving reports whether the hold preserves at now: active, or
+// released less than its grace ago.
+func (h Hold) preserving(now time.Time) bool {
+	return h.ReleasedAt == nil || (h.GraceUntil != nil && now.Before(*h.GraceUntil))
+}
+
+// ErrNotReinstatable is matched (errors.Is) by the error of reinstating a
+// hold that is active or whose grace has ended; it also matches
+// cases.ErrConflict (409).
+var ErrNotReinstatable = errors.New("hold cannot be reinstated")
+
+// ReinstateError says why a hold cannot be reinstated.
+type ReinstateError struct {
+	ID     string
+	Reason string
+}
+
+func (e *ReinstateError) Error() string {
+	return fmt.Sprintf("hold %s cannot be reinstated: %s", e.ID, e.Reason)
+}
+
+// Is makes the error match ErrNotReinstatable and cases.ErrConflict.
+func (e *ReinstateError) Is(target error) bool {
+	return target == ErrNotReinstatable || target == cases.ErrConflict
 }
 
 // ErrReleased is matched (errors.Is) by the error of releasing a hold that
@@ -165,14 +197,50 @@ type ContactRef struct {
 type Holds struct {
 	db      *sqldb.DB
 	matcher QueryMatcher
+	policy  *Policy
 	now     func() time.Time
 }
 
-// NewHolds builds the hold store. matcher answers query holds; when it is
-// nil a query hold covers every contact its other criteria allow (holding
-// too much is safe, holding too little is not).
+// HoldsOptions are the hold store's dependencies.
+type HoldsOptions struct {
+	// Matcher answers query holds; when it is nil a query hold covers every
+	// contact its other criteria allow (holding too much is safe, holding
+	// too little is not).
+	Matcher QueryMatcher
+	// Policy gives the release grace in force (nil: the default grace).
+	Policy *Policy
+	// Now is the clock releases, reinstatements and the grace are judged
+	// by (nil: time.Now).
+	Now func() time.Time
+}
+
+// NewHolds builds the hold store with the default release grace and clock.
 func NewHolds(db *sqldb.DB, matcher QueryMatcher) *Holds {
-	return &Holds{db: db, matcher: matcher, now: time.Now}
+	return NewHoldsWith(db, HoldsOptions{Matcher: matcher})
+}
+
+// NewHoldsWith builds the hold store from its options.
+func NewHoldsWith(db *sqldb.DB, o HoldsOptions) *Holds {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Holds{db: db, matcher: o.Matcher, policy: o.Policy, now: o.Now}
+}
+
+// clock is h's time (a Holds built without a constructor reads time.Now).
+func (h *Holds) clock() time.Time {
+	if h.now == nil {
+		return time.Now().UTC()
+	}
+	return h.now().UTC()
+}
+
+// grace is the release grace in force.
+func (h *Holds) grace() time.Duration {
+	if h.policy == nil {
+		return DefaultHoldReleaseGrace
+	}
+	return h.policy.Schedule().ReleaseGrace()
 }
 
 func (h *Holds) validate(ctx context.Context, in *HoldInput) error {
@@ -289,7 +357,7 @@ func (h *Holds) Place(ctx context.Context, in HoldInput, actor cases.Actor, hook
 	}
 
 	hold := Hold{ID: cases.NewID(), Matter: in.Matter, Reason: in.Reason, Scope: in.Scope,
-		PlacedBy: actorName(actor), PlacedAt: h.now().UTC().Truncate(time.Microsecond), Active: true}
+		PlacedBy: actorName(actor), PlacedAt: h.clock().Truncate(time.Microsecond), Active: true, Preserving: true}
 	scope, err := json.Marshal(hold.Scope)
 	if err != nil {
 		return Hold{}, fmt.Errorf("encode scope: %w", err)
@@ -337,9 +405,11 @@ func (h *Holds) Place(ctx context.Context, in HoldInput, actor cases.Actor, hook
 	return hold, nil
 }
 
-// Release ends a hold (it stays stored, and so do the items it recorded,
-// which no longer cover anything). Releasing a released hold gives a
-// *ReleasedError (409); an unknown id cases.ErrNotFound; an empty reason a
+// Release ends a hold (it stays stored, and so do the items it recorded).
+// It keeps preserving for the schedule's release grace, until GraceUntil,
+// and may be reinstated until then; after it what it recorded no longer
+// covers anything. Releasing a released hold gives a *ReleasedError (409);
+// an unknown id cases.ErrNotFound; an empty reason a
 // *cases.ValidationError.
 func (h *Holds) Release(ctx context.Context, id, reason string, actor cases.Actor, hook cases.TxHook) (Hold, error) {
 	reason = strings.TrimSpace(reason)
@@ -352,25 +422,20 @@ func (h *Holds) Release(ctx context.Context, id, reason string, actor cases.Acto
 
 	var out Hold
 	err := h.db.InTx(ctx, func(tx *sql.Tx) error {
-		if _, err := lockState(ctx, h.db, tx); err != nil {
-			return err
-		}
-
-		hold, err := scanHold(tx.QueryRowContext(ctx, h.db.Rebind(`SELECT `+holdCols+` FROM legal_holds WHERE id = ?`), id))
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("hold %s: %w", id, cases.ErrNotFound)
-		}
+		hold, err := h.lockHold(ctx, tx, id)
 		if err != nil {
-			return sqldb.Fail("get hold", err)
+			return err
 		}
 		if hold.ReleasedAt != nil {
 			return &ReleasedError{ID: id, ReleasedAt: *hold.ReleasedAt}
 		}
 
-		now := h.now().UTC().Truncate(time.Microsecond)
-		hold.Active, hold.ReleasedAt, hold.ReleasedBy, hold.ReleaseReason = false, &now, actorName(actor), reason
-		if _, err := tx.ExecContext(ctx, h.db.Rebind(`UPDATE legal_holds SET released_by = ?, released_at = ?, release_reason = ? WHERE id = ? AND released_at IS NULL`),
-			hold.ReleasedBy, sqldb.Micros(now), reason, id); err != nil {
+		now := h.clock().Truncate(time.Microsecond)
+		grace := now.Add(h.grace())
+		hold.Active, hold.ReleasedAt, hold.ReleasedBy, hold.ReleaseReason, hold.GraceUntil = false, &now, actorName(actor), reason, &grace
+		hold.Preserving = hold.preserving(now)
+		if _, err := tx.ExecContext(ctx, h.db.Rebind(`UPDATE legal_holds SET released_by = ?, released_at = ?, release_reason = ?, grace_until = ? WHERE id = ? AND released_at IS NULL`),
+			hold.ReleasedBy, sqldb.Micros(now), reason, sqldb.Micros(grace), id); err != nil {
 			return sqldb.Fail("release hold", err)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE retention_state SET holds_version = holds_version + 1 WHERE id = 1`); err != nil {
@@ -379,7 +444,7 @@ func (h *Holds) Release(ctx context.Context, id, reason string, actor cases.Acto
 
 		if hook != nil {
 			ch := cases.Change{Actor: actor, Action: "hold.release", TargetType: "hold", TargetID: id,
-				Detail: map[string]any{"matter": hold.Matter}}
+				Detail: map[string]any{"matter": hold.Matter, "grace_until": grace.Format(time.RFC3339)}}
 			if err := hook(ctx, tx, ch); err != nil {
 				return fmt.Errorf("audit: %w", err)
 			}
@@ -391,7 +456,84 @@ func (h *Holds) Release(ctx context.Context, id, reason string, actor cases.Acto
 	return out, err
 }
 
-const holdCols = `id, matter, reason, scope, placed_by, placed_at, released_by, released_at, release_reason`
+// Reinstate undoes a release within its grace: the hold is active again,
+// as if never released (the release stays in the audit trail, and the hold
+// names who reinstated it last). An active hold, or one whose grace has
+// ended, gives a *ReinstateError (409); an unknown id cases.ErrNotFound.
+// reason (optional) goes into the audit event.
+func (h *Holds) Reinstate(ctx context.Context, id, reason string, actor cases.Actor, hook cases.TxHook) (Hold, error) {
+	reason = strings.TrimSpace(reason)
+	if utf8.RuneCountInString(reason) > MaxReasonLen || !utf8.ValidString(reason) {
+		return Hold{}, cases.Invalid("reason", fmt.Sprintf("must be valid UTF-8 of at most %d characters", MaxReasonLen))
+	}
+
+	var out Hold
+	err := h.db.InTx(ctx, func(tx *sql.Tx) error {
+		hold, err := h.lockHold(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		now := h.clock().Truncate(time.Microsecond)
+		switch {
+		case hold.ReleasedAt == nil:
+			return &ReinstateError{ID: id, Reason: "it is not released"}
+		case !hold.preserving(now):
+			return &ReinstateError{ID: id, Reason: "its release grace ended at " + graceText(hold.GraceUntil)}
+		}
+
+		released := *hold.ReleasedAt
+		hold.Active, hold.Preserving, hold.ReleasedAt, hold.ReleasedBy, hold.ReleaseReason, hold.GraceUntil = true, true, nil, "", "", nil
+		hold.ReinstatedBy, hold.ReinstatedAt = actorName(actor), &now
+		if _, err := tx.ExecContext(ctx, h.db.Rebind(`UPDATE legal_holds SET released_by = NULL, released_at = NULL, release_reason = NULL, grace_until = NULL,
+			reinstated_by = ?, reinstated_at = ? WHERE id = ?`), hold.ReinstatedBy, sqldb.Micros(now), id); err != nil {
+			return sqldb.Fail("reinstate hold", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE retention_state SET holds_version = holds_version + 1 WHERE id = 1`); err != nil {
+			return sqldb.Fail("reinstate hold", err)
+		}
+
+		if hook != nil {
+			detail := map[string]any{"matter": hold.Matter, "released_at": released.Format(time.RFC3339Nano)}
+			if reason != "" {
+				detail["reason"] = reason
+			}
+			ch := cases.Change{Actor: actor, Action: "hold.reinstate", TargetType: "hold", TargetID: id, Detail: detail}
+			if err := hook(ctx, tx, ch); err != nil {
+				return fmt.Errorf("audit: %w", err)
+			}
+		}
+
+		out = hold
+		return nil
+	})
+	return out, err
+}
+
+func graceText(t *time.Time) string {
+	if t == nil {
+		return "at release (no grace)"
+	}
+	return t.Format(time.RFC3339)
+}
+
+// lockHold reads a hold in tx after taking the retention state (so that no
+// sweep batch decides on it meanwhile); an unknown id gives
+// cases.ErrNotFound.
+func (h *Holds) lockHold(ctx context.Context, tx *sql.Tx, id string) (Hold, error) {
+	if _, err := lockState(ctx, h.db, tx); err != nil {
+		return Hold{}, err
+	}
+	hold, err := scanHold(tx.QueryRowContext(ctx, h.db.Rebind(`SELECT `+holdCols+` FROM legal_holds WHERE id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Hold{}, fmt.Errorf("hold %s: %w", id, cases.ErrNotFound)
+	}
+	if err != nil {
+		return Hold{}, sqldb.Fail("get hold", err)
+	}
+	return hold, nil
+}
+
+const holdCols = `id, matter, reason, scope, placed_by, placed_at, released_by, released_at, release_reason, grace_until, reinstated_by, reinstated_at`
 
 func scanHoldRow(rows *sql.Rows) (Hold, error) { return scanHold(rows) }
 
@@ -399,9 +541,9 @@ func scanHold(row interface{ Scan(...any) error }) (Hold, error) {
 	var h Hold
 	var scope string
 	var placed int64
-	var relBy, relReason sql.NullString
-	var relAt sql.NullInt64
-	if err := row.Scan(&h.ID, &h.Matter, &h.Reason, &scope, &h.PlacedBy, &placed, &relBy, &relAt, &relReason); err != nil {
+	var relBy, relReason, reinBy sql.NullString
+	var relAt, grace, reinAt sql.NullInt64
+	if err := row.Scan(&h.ID, &h.Matter, &h.Reason, &scope, &h.PlacedBy, &placed, &relBy, &relAt, &relReason, &grace, &reinBy, &reinAt); err != nil {
 		return h, err
 	}
 	if err := json.Unmarshal([]byte(scope), &h.Scope); err != nil {
@@ -412,7 +554,9 @@ func scanHold(row interface{ Scan(...any) error }) (Hold, error) {
 	}
 	h.PlacedAt, h.ReleasedAt = sqldb.FromMicros(placed), sqldb.TimePtr(relAt)
 	h.ReleasedBy, h.ReleaseReason = relBy.String, relReason.String
+	h.GraceUntil, h.ReinstatedBy, h.ReinstatedAt = sqldb.TimePtr(grace), reinBy.String, sqldb.TimePtr(reinAt)
 	h.Active = h.ReleasedAt == nil
+	h.Preserving = h.preserving(time.Now()) // callers with a clock set it again
 	return h, nil
 }
 
@@ -425,25 +569,36 @@ func (h *Holds) Get(ctx context.Context, id string) (Hold, error) {
 	if err != nil {
 		return Hold{}, sqldb.Fail("get hold", err)
 	}
+	hold.Preserving = hold.preserving(h.clock())
 	return hold, nil
 }
 
 // HoldFilter narrows List.
 type HoldFilter struct {
 	ActiveOnly bool
+	// Matter, when not empty, lists only the holds of this matter (exact).
+	Matter string
 }
 
 // List returns holds newest first, keyset-paginated on id: limit (default
 // 50, at most 500) holds after the cursor (the last id of the previous
-// page); next is "" on the last page.
+// page); next is "" on the last page. A cursor that is not a hold id gives
+// ErrBadCursor.
 func (h *Holds) List(ctx context.Context, f HoldFilter, limit int, cursor string) (holds []Hold, next string, err error) {
 	if limit <= 0 || limit > 500 {
 		limit = 50
+	}
+	if cursor != "" && !isUUID(cursor) {
+		return nil, "", fmt.Errorf("cursor %q: %w", cursor, ErrBadCursor)
 	}
 	q := `SELECT ` + holdCols + ` FROM legal_holds WHERE 1=1`
 	var args []any
 	if f.ActiveOnly {
 		q += ` AND released_at IS NULL`
+	}
+	if f.Matter != "" {
+		q += ` AND matter = ?`
+		args = append(args, f.Matter)
 	}
 	if cursor != "" {
 		q += ` AND id < ?`
@@ -457,16 +612,23 @@ func (h *Holds) List(ctx context.Context, f HoldFilter, limit int, cursor string
 	if more {
 		next = holds[len(holds)-1].ID
 	}
+	now := h.clock()
+	for i := range holds {
+		holds[i].Preserving = holds[i].preserving(now)
+	}
 	return holds, next, nil
 }
 
-// active loads every active hold, through tx when given.
+// active loads every hold that preserves now (active, or released within
+// its grace), through tx when given: sweeps, deletions, explain and the
+// recording of coverage treat a hold in its grace as active.
 func (h *Holds) active(ctx context.Context, tx *sql.Tx) ([]Hold, error) {
 	var q sqldb.Querier = h.db.Read
 	if tx != nil {
 		q = tx
 	}
-	out, err := sqldb.Collect(ctx, q, `SELECT `+holdCols+` FROM legal_holds WHERE released_at IS NULL ORDER BY id`, nil, scanHoldRow)
+	out, err := sqldb.Collect(ctx, q, h.db.Rebind(`SELECT `+holdCols+` FROM legal_holds WHERE released_at IS NULL OR grace_until > ? ORDER BY id`),
+		[]any{sqldb.Micros(h.clock())}, scanHoldRow)
 	if err != nil {
 		return nil, sqldb.Fail("active holds", err)
 	}
@@ -729,7 +891,8 @@ type HoldCounts struct {
 }
 
 // Counts reports how many cases, contacts and attachments a hold covers now
-// (zero for a released hold): what it recorded and what matches it live. It
+// (zero for a released hold past its grace): what it recorded and what
+// matches it live. It
 // walks the contacts its case, customer and time criteria select, in
 // batches, asking the matcher once per case for a query hold: cost grows
 // with what the hold selects, so a hold scoped only by a query or a wide
@@ -737,7 +900,7 @@ type HoldCounts struct {
 func (h *Holds) Counts(ctx context.Context, id string) (HoldCounts, error) {
 	var out HoldCounts
 	hold, err := h.Get(ctx, id)
-	if err != nil || !hold.Active {
+	if err != nil || !hold.Preserving {
 		return out, err
 	}
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/casevault/casevault/sqldb"
@@ -70,6 +71,9 @@ func (h *Holds) ApplyObjectLock(ctx context.Context, lh LegalHolder, hold Hold, 
 		if err != nil {
 			return 0, err
 		}
+		// A released hold preserves through its grace, but by the sweeper's
+		// check, not by flags no job would clear when the grace ends.
+		active = slices.DeleteFunc(active, func(o Hold) bool { return o.ID == hold.ID })
 		others = newEvaluator(h.matcher, active).withRecorded(h.db, h.db.Read)
 	}
 

@@ -160,7 +160,30 @@ type Schedule struct {
 	Purposes   []PurposeRule  `json:"purposes"`
 	Categories []CategoryRule `json:"categories"`
 	Backups    *BackupRule    `json:"backups,omitempty"`
+	// HoldReleaseGrace is how long a released legal hold keeps preserving
+	// (and may be reinstated): a mistaken release can be undone before
+	// anything it held is disposed of. Absent: DefaultHoldReleaseGrace; "0s"
+	// ends preservation at release.
+	HoldReleaseGrace *Duration `json:"hold_release_grace,omitempty"`
 }
+
+// DefaultHoldReleaseGrace is the release grace of a schedule that does not
+// set one (Microsoft Purview's "delay hold" is 30 days too).
+const DefaultHoldReleaseGrace = 30 * 24 * time.Hour
+
+// maxHoldReleaseGrace bounds the grace: a release that preserves for years
+// would be no release.
+const maxHoldReleaseGrace = 365 * 24 * time.Hour
+
+// ReleaseGrace is how long a hold released under s keeps preserving.
+func (s Schedule) ReleaseGrace() time.Duration {
+	if s.HoldReleaseGrace == nil || !s.HoldReleaseGrace.Valid() {
+		return DefaultHoldReleaseGrace
+	}
+	return s.HoldReleaseGrace.Std()
+}
+
+func ptr[T any](v T) *T { return &v }
 
 func mustParse(s string) Duration {
 	d, err := ParseDuration(s)
@@ -206,6 +229,8 @@ func DefaultSchedule() Schedule {
 		// Backups exist to recover from disasters, which are noticed within
 		// weeks; 400 days also covers a yearly audit of last year's state.
 		Backups: &BackupRule{Keep: mustParse("400d")},
+		// A mistaken release can be undone for a month.
+		HoldReleaseGrace: ptr(mustParse("30d")),
 	}
 }
 
@@ -260,6 +285,15 @@ func (s Schedule) Validate() error {
 
 	if s.Backups != nil {
 		checkKeep(v, "backups.keep", s.Backups.Keep)
+	}
+	if g := s.HoldReleaseGrace; g != nil {
+		switch {
+		case !g.Valid():
+			_, err := ParseDuration(g.raw)
+			v.add("hold_release_grace", "%v", err)
+		case g.Std() > maxHoldReleaseGrace:
+			v.add("hold_release_grace", "must be at most 365d")
+		}
 	}
 	if len(v.fields) > 0 {
 		return &cases.ValidationError{Fields: v.fields}

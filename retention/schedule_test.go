@@ -239,6 +239,11 @@ func TestValidate(t *testing.T) {
 		{"backup zero keep", edit(func(s *Schedule) { s.Backups.Keep = mustParse("0d") }), []string{"backups.keep"}},
 		{"backup missing keep", edit(func(s *Schedule) { s.Backups = &BackupRule{} }), []string{"backups.keep"}},
 		{"backup keep from JSON", decode(`{"purposes":[],"backups":{"keep":"-3d"}}`), append([]string{"backups.keep"}, allMissing...)},
+		{"no release grace is fine (default)", edit(func(s *Schedule) { s.HoldReleaseGrace = nil }), nil},
+		{"zero release grace is fine", edit(func(s *Schedule) { s.HoldReleaseGrace = ptr(mustParse("0s")) }), nil},
+		{"release grace over a year", edit(func(s *Schedule) { s.HoldReleaseGrace = ptr(mustParse("366d")) }), []string{"hold_release_grace"}},
+		{"release grace from JSON", decode(`{"purposes":[],"hold_release_grace":"30 days"}`), append([]string{"hold_release_grace"}, allMissing...)},
+		{"empty release grace from JSON", decode(`{"purposes":[],"hold_release_grace":""}`), append([]string{"hold_release_grace"}, allMissing...)},
 		{"several at once", edit(func(s *Schedule) {
 			s.Purposes[0].Keep = Duration{}
 			s.Purposes[0].Action = "archive"
@@ -276,8 +281,6 @@ func TestValidationErrorMessage(t *testing.T) {
 		t.Fatalf("error %q should name purposes[2].keep and the bad text", err)
 	}
 }
-
-func ptr(t time.Time) *time.Time { return &t }
 
 func TestRetainUntil(t *testing.T) {
 	s := DefaultSchedule()
@@ -418,4 +421,29 @@ func fmtTime(t *time.Time) string {
 		return "nil"
 	}
 	return t.Format(time.RFC3339)
+}
+
+// TestReleaseGrace: a schedule without the setting (stored before it
+// existed) gets the default; the setting round-trips through JSON.
+func TestReleaseGrace(t *testing.T) {
+	tests := []struct {
+		doc  string
+		want time.Duration
+	}{
+		{`{}`, DefaultHoldReleaseGrace},
+		{`{"hold_release_grace":"7d"}`, 7 * 24 * time.Hour},
+		{`{"hold_release_grace":"0s"}`, 0},
+	}
+	for _, tt := range tests {
+		var s Schedule
+		if err := json.Unmarshal([]byte(tt.doc), &s); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.ReleaseGrace(); got != tt.want {
+			t.Errorf("%s: grace %v, want %v", tt.doc, got, tt.want)
+		}
+	}
+	if got := DefaultSchedule().ReleaseGrace(); got != DefaultHoldReleaseGrace {
+		t.Errorf("default schedule grace %v", got)
+	}
 }

@@ -40,10 +40,16 @@ func TestHoldSurvivesEditOfHeldCase(t *testing.T) {
 			t.Fatal("manual deletion of the once-held case succeeded")
 		}
 
-		// Release ends the coverage: the next sweep deletes the contact.
+		// Release ends the coverage after its grace: the next sweep then
+		// deletes the contact.
 		if _, err := e.holds.Release(e.ctx, h.ID, "settled", cases.Actor{Name: "legal"}, nil); err != nil {
 			t.Fatal(err)
 		}
+		e.sweep(base.Add(400*day), false)
+		if !e.exists(c.ID) {
+			t.Fatal("contact deleted during the release grace")
+		}
+		e.pastGrace()
 		e.sweep(base.Add(400*day), false)
 		if e.exists(c.ID) {
 			t.Fatal("contact kept after the hold was released")

@@ -291,8 +291,18 @@ func TestHoldRelease(t *testing.T) {
 		if err != nil || got.Active || got.Matter != "M-7" || got.ReleaseReason != "matter settled" {
 			t.Fatalf("Get = %+v, %v", got, err)
 		}
+		if got.Preserving != true || got.GraceUntil == nil || !got.GraceUntil.Equal(got.ReleasedAt.Add(retention.DefaultHoldReleaseGrace)) {
+			t.Fatalf("released hold: preserving %v until %v, want a %v grace", got.Preserving, got.GraceUntil, retention.DefaultHoldReleaseGrace)
+		}
+		if got, _ := e.holds.Covering(e.ctx, c); len(got) != 1 {
+			t.Fatal("released hold does not cover during its grace")
+		}
+		e.pastGrace()
 		if got, _ := e.holds.Covering(e.ctx, c); len(got) != 0 {
-			t.Fatal("released hold still covers")
+			t.Fatal("released hold still covers after its grace")
+		}
+		if got, _ := e.holds.Get(e.ctx, h.ID); got.Preserving {
+			t.Fatal("hold preserving after its grace")
 		}
 		all, _, err := e.holds.List(e.ctx, retention.HoldFilter{}, 0, "")
 		if err != nil || len(all) != 1 {
@@ -386,6 +396,10 @@ func TestHoldCounts(t *testing.T) {
 		if _, err := e.holds.Release(e.ctx, id, "done", cases.Actor{}, nil); err != nil {
 			t.Fatal(err)
 		}
+		if got, err := e.holds.Counts(e.ctx, id); err != nil || got != (retention.HoldCounts{Cases: 1, Contacts: 2, Attachments: 2}) {
+			t.Fatalf("released, in grace: %+v, %v", got, err)
+		}
+		e.pastGrace()
 		if got, err := e.holds.Counts(e.ctx, id); err != nil || got != (retention.HoldCounts{}) {
 			t.Fatalf("released: %+v, %v", got, err)
 		}

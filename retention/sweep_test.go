@@ -171,6 +171,7 @@ func TestSweepDispositions(t *testing.T) {
 		if _, err := e.holds.Release(e.ctx, s.hold, "settled", cases.Actor{Name: "legal"}, nil); err != nil {
 			t.Fatal(err)
 		}
+		e.pastGrace()
 		third := e.sweep(at, false)
 		if got := countsOf(third); got != (counts{deleted: 1, casesDeleted: 1}) {
 			t.Fatalf("after release %+v", third)

@@ -84,7 +84,7 @@ func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, 
 	if ix != nil {
 		matcher = indexMatcher{ix}
 	}
-	holds := retention.NewHolds(db, matcher)
+	holds := retention.NewHoldsWith(db, retention.HoldsOptions{Matcher: matcher, Policy: policy})
 	rp := &retentionParts{policy: policy, schedules: schedules, holds: holds, explainer: retention.NewExplainer(db, policy, holds)}
 	opts := retention.SweeperOptions{Policy: policy, Holds: holds, OnChange: hook, OnChanges: sink.hookMany, IndexLag: func(ctx context.Context) (int64, error) {
 		n, _, err := store.OutboxStats(ctx)

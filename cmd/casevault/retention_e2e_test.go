@@ -53,6 +53,21 @@ func TestRetentionThroughTheAPI(t *testing.T) {
 	if code, _ := call(t, "POST", base+"/holds/"+holdID+"/release", tok, map[string]any{"reason": "again"}); code != 409 {
 		t.Fatalf("second release: %d, want 409", code)
 	}
+	// Released, but preserved for the grace (30 days by default), and
+	// reinstated; released again under a schedule without a grace.
+	if code, _ := call(t, "DELETE", base+"/cases/"+caseID, tok, nil); code != 409 {
+		t.Fatalf("delete during the release grace: %d, want 409", code)
+	}
+	if code, r := call(t, "POST", base+"/holds/"+holdID+"/reinstate", tok, nil); code != 200 || r["active"] != true {
+		t.Fatalf("reinstate: %d %v", code, r)
+	}
+	sched["hold_release_grace"] = "0s"
+	if code, r := call(t, "PUT", base+"/retention/schedule", tok, sched); code != 200 {
+		t.Fatalf("schedule without grace: %d %v", code, r)
+	}
+	if code, r := call(t, "POST", base+"/holds/"+holdID+"/release", tok, map[string]any{"reason": "settled"}); code != 200 || r["preserving"] != false {
+		t.Fatalf("release without grace: %d %v", code, r)
+	}
 	// Released: the case can go, and is gone everywhere.
 	if code, _ := call(t, "DELETE", base+"/cases/"+caseID, tok, nil); code != 204 {
 		t.Fatalf("delete after release: %d", code)

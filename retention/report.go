@@ -1,0 +1,485 @@
+package retention
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/sqldb"
+)
+
+// Hold reports (issue 14 §2). A report is read from hold_items, which
+// outlive the hold's release, joined with what is still stored and with
+// the disposition records of what is not: after a release and a later
+// disposal, legal still sees what the hold preserved and when each item
+// was disposed of.
+//
+// The keys of a report are (case_id, contact_id): a case the hold covered
+// as a whole is one item with contact_id "" followed by its contacts (those
+// stored while the hold preserved, and those since disposed of); a
+// time-bounded hold recorded single contacts.
+
+// ReportItem is one case or contact a hold covers or covered.
+type ReportItem struct {
+	Kind       string `json:"kind"` // "case" or "contact"
+	CaseID     string `json:"case_id"`
+	ContactID  string `json:"contact_id,omitempty"`
+	CustomerID string `json:"customer_id"`
+	// Why names the parts of the hold's scope the item matched
+	// (case_ids, customer_ids, query, date_range joined by "+").
+	Why string `json:"why"`
+	// Since is when the hold started covering the item: when it was
+	// recorded, or when a contact was stored in a case already covered.
+	Since       time.Time        `json:"since"`
+	OccurredAt  *time.Time       `json:"occurred_at,omitempty"`
+	Attachments []ReportFile     `json:"attachments,omitempty"`
+	Disposed    bool             `json:"disposed"`
+	Disposition []ReportDisposal `json:"dispositions,omitempty"`
+}
+
+// ReportFile is an attachment of a reported contact.
+type ReportFile struct {
+	ID       string `json:"id"`
+	Filename string `json:"filename"`
+	Size     int64  `json:"size"`
+	SHA256   string `json:"sha256"`
+}
+
+// ReportDisposal links a disposition record (GET /contacts/{id}/retention
+// and the run reports name the same ids).
+type ReportDisposal struct {
+	ID     string    `json:"id"`
+	Action string    `json:"action"`
+	RunID  string    `json:"run_id,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// CustodianCounts is how much a hold covers (or covered) of one customer.
+type CustodianCounts struct {
+	CustomerID  string `json:"customer_id"`
+	Cases       int64  `json:"cases"`
+	Contacts    int64  `json:"contacts"`
+	Attachments int64  `json:"attachments"`
+	// Disposed counts the contacts disposed of since (after the release).
+	Disposed int64 `json:"disposed_contacts"`
+}
+
+// ItemFilter narrows a report.
+type ItemFilter struct {
+	Custodian string // a customer id; "" for every customer
+}
+
+// ErrBadCursor is matched by a cursor a report did not issue (422).
+var ErrBadCursor = errors.New("bad cursor")
+
+// keySQL selects a report's keys for the holds named by n placeholders:
+// case_id, contact_id, customer_id, why, since, live (0: a contact
+// disposed of). Contacts of a covered case count only when stored before
+// the hold stopped preserving.
+func keySQL(n int) string {
+	in := "hi.hold_id IN (" + sqldb.Placeholders(n) + ")"
+	return `SELECT hi.case_id, '' AS contact_id, hi.customer_id, hi.why, hi.since, 1 AS live FROM hold_items hi WHERE ` + in + ` AND hi.contact_id = ''
+	UNION ALL
+	SELECT hi.case_id, c.id, hi.customer_id, hi.why, CASE WHEN c.created_at > hi.since THEN c.created_at ELSE hi.since END, 1
+	  FROM hold_items hi JOIN legal_holds h ON h.id = hi.hold_id JOIN contacts c ON c.case_id = hi.case_id
+	  WHERE ` + in + ` AND hi.contact_id = '' AND c.created_at < COALESCE(h.grace_until, ` + fmt.Sprint(int64(math.MaxInt64)) + `)
+	UNION ALL
+	SELECT DISTINCT hi.case_id, d.contact_id, hi.customer_id, hi.why, hi.since, 0
+	  FROM hold_items hi JOIN dispositions d ON d.case_id = hi.case_id
+	  WHERE ` + in + ` AND hi.contact_id = '' AND d.contact_id <> '' AND NOT EXISTS (SELECT 1 FROM contacts c2 WHERE c2.id = d.contact_id)
+	UNION ALL
+	SELECT hi.case_id, hi.contact_id, hi.customer_id, hi.why, hi.since, CASE WHEN EXISTS (SELECT 1 FROM contacts c3 WHERE c3.id = hi.contact_id) THEN 1 ELSE 0 END
+	  FROM hold_items hi WHERE ` + in + ` AND hi.contact_id <> ''`
+}
+
+// keyArgs repeats the hold ids for each branch of keySQL.
+func keyArgs(holdIDs []string) []any {
+	var out []any
+	for range 4 {
+		out = append(out, sqldb.Args(holdIDs)...)
+	}
+	return out
+}
+
+// Items is one page of a hold's report, ordered by case then contact:
+// limit (1..500, default 50) items after cursor (as returned in next; ""
+// for the first page). The first page of a hold that still preserves first
+// records what its scope matches now and had not recorded (a case that
+// started matching a query, a new case of a held customer), so the report
+// is complete. An unknown hold gives cases.ErrNotFound, a cursor not issued
+// here ErrBadCursor.
+func (h *Holds) Items(ctx context.Context, holdID string, f ItemFilter, limit int, cursor string) (items []ReportItem, next string, err error) {
+	if limit <= 0 || limit > 500 {
+		limit = 50
+	}
+	afterCase, afterContact, err := parseItemCursor(cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	hold, err := h.Get(ctx, holdID)
+	if err != nil {
+		return nil, "", err
+	}
+	if cursor == "" && hold.Preserving {
+		if err := h.catchUp(ctx, hold); err != nil {
+			return nil, "", err
+		}
+	}
+
+	q := `SELECT case_id, contact_id, customer_id, why, since, live FROM (` + keySQL(1) + `) k WHERE 1=1`
+	args := keyArgs([]string{holdID})
+	if f.Custodian != "" {
+		q += ` AND customer_id = ?`
+		args = append(args, f.Custodian)
+	}
+	if cursor != "" {
+		q += ` AND (case_id > ? OR (case_id = ? AND contact_id > ?))`
+		args = append(args, afterCase, afterCase, afterContact)
+	}
+	q += ` ORDER BY case_id, contact_id LIMIT ?`
+	items, more, err := sqldb.Page(ctx, h.db.Read, h.db.Rebind(q), args, limit, func(rows *sql.Rows) (ReportItem, error) {
+		var it ReportItem
+		var since int64
+		var live int
+		err := rows.Scan(&it.CaseID, &it.ContactID, &it.CustomerID, &it.Why, &since, &live)
+		it.Since, it.Disposed, it.Kind = sqldb.FromMicros(since), live == 0, "contact"
+		if it.ContactID == "" {
+			it.Kind = "case"
+		}
+		return it, err
+	})
+	if err != nil {
+		return nil, "", sqldb.Fail("hold report", err)
+	}
+
+	if err := h.describe(ctx, items); err != nil {
+		return nil, "", err
+	}
+	if more {
+		last := items[len(items)-1]
+		next = last.CaseID + "/" + last.ContactID
+	}
+	return items, next, nil
+}
+
+// parseItemCursor reads "case_id/contact_id" (contact_id may be empty).
+func parseItemCursor(cursor string) (caseID, contactID string, err error) {
+	if cursor == "" {
+		return "", "", nil
+	}
+	caseID, contactID, ok := strings.Cut(cursor, "/")
+	if !ok || !isUUID(caseID) || (contactID != "" && !isUUID(contactID)) {
+		return "", "", fmt.Errorf("cursor %q: %w", cursor, ErrBadCursor)
+	}
+	return caseID, contactID, nil
+}
+
+// isUUID accepts what cases.NewID makes: a UUID in canonical form.
+func isUUID(s string) bool {
+	id, err := uuid.Parse(s)
+	return err == nil && id.String() == s
+}
+
+// describe adds what is stored of the page's contacts (occurred_at,
+// attachments) and the disposition records of its cases and contacts.
+func (h *Holds) describe(ctx context.Context, items []ReportItem) error {
+	var contactIDs, caseIDs []string
+	for _, it := range items {
+		if it.ContactID != "" {
+			contactIDs = append(contactIDs, it.ContactID)
+		} else {
+			caseIDs = append(caseIDs, it.CaseID)
+		}
+	}
+	occurred := map[string]time.Time{}
+	files := map[string][]ReportFile{}
+	disposals := map[string][]ReportDisposal{} // by contact id, or by case id for a case's own
+
+	if len(contactIDs) > 0 {
+		type occ struct {
+			id string
+			at int64
+		}
+		rows, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT id, occurred_at FROM contacts WHERE id IN (`+sqldb.Placeholders(len(contactIDs))+`)`), sqldb.Args(contactIDs),
+			func(rows *sql.Rows) (occ, error) {
+				var o occ
+				return o, rows.Scan(&o.id, &o.at)
+			})
+		if err != nil {
+			return sqldb.Fail("hold report contacts", err)
+		}
+		for _, o := range rows {
+			occurred[o.id] = sqldb.FromMicros(o.at)
+		}
+
+		type file struct {
+			contactID string
+			ReportFile
+		}
+		fs, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT contact_id, id, filename, size, sha256 FROM attachments WHERE contact_id IN (`+sqldb.Placeholders(len(contactIDs))+`) ORDER BY id`), sqldb.Args(contactIDs),
+			func(rows *sql.Rows) (file, error) {
+				var f file
+				return f, rows.Scan(&f.contactID, &f.ID, &f.Filename, &f.Size, &f.SHA256)
+			})
+		if err != nil {
+			return sqldb.Fail("hold report attachments", err)
+		}
+		for _, f := range fs {
+			files[f.contactID] = append(files[f.contactID], f.ReportFile)
+		}
+	}
+
+	type disp struct {
+		key string
+		ReportDisposal
+	}
+	scanDisp := func(rows *sql.Rows) (disp, error) {
+		var d disp
+		var at int64
+		err := rows.Scan(&d.key, &d.ID, &d.Action, &d.RunID, &at)
+		d.At = sqldb.FromMicros(at)
+		return d, err
+	}
+	var ds []disp
+	if len(contactIDs) > 0 {
+		got, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT contact_id, id, action, run_id, at FROM dispositions WHERE contact_id IN (`+sqldb.Placeholders(len(contactIDs))+`) ORDER BY id`), sqldb.Args(contactIDs), scanDisp)
+		if err != nil {
+			return sqldb.Fail("hold report dispositions", err)
+		}
+		ds = append(ds, got...)
+	}
+	if len(caseIDs) > 0 {
+		got, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT case_id, id, action, run_id, at FROM dispositions WHERE contact_id = '' AND case_id IN (`+sqldb.Placeholders(len(caseIDs))+`) ORDER BY id`), sqldb.Args(caseIDs), scanDisp)
+		if err != nil {
+			return sqldb.Fail("hold report dispositions", err)
+		}
+		ds = append(ds, got...)
+	}
+	for _, d := range ds {
+		disposals[d.key] = append(disposals[d.key], d.ReportDisposal)
+	}
+
+	for i := range items {
+		it := &items[i]
+		key := it.ContactID
+		if key == "" {
+			key = it.CaseID
+		}
+		it.Disposition = disposals[key]
+		if it.Kind == "case" {
+			it.Disposed = slices.ContainsFunc(it.Disposition, func(d ReportDisposal) bool { return d.Action == ItemDeleteCase })
+			continue
+		}
+		if at, ok := occurred[it.ContactID]; ok {
+			it.OccurredAt = &at
+		}
+		it.Attachments = files[it.ContactID]
+	}
+	return nil
+}
+
+// catchUp records what a preserving hold's scope matches now and had not
+// recorded (since = now); rows already recorded keep their since.
+func (h *Holds) catchUp(ctx context.Context, hold Hold) error {
+	items, err := h.coverageItems(ctx, hold, h.clock())
+	if err != nil || len(items) == 0 {
+		return err
+	}
+	return h.db.InTx(ctx, func(tx *sql.Tx) error { return recordItems(ctx, h.db, tx, items) })
+}
+
+// Custodians counts a hold's report per customer (what it covers or
+// covered, surviving its release), by customer id.
+func (h *Holds) Custodians(ctx context.Context, holdID string) ([]CustodianCounts, error) {
+	if _, err := h.Get(ctx, holdID); err != nil {
+		return nil, err
+	}
+	out, err := h.custodians(ctx, []string{holdID})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// custodians counts the distinct keys of the holds' reports per customer,
+// and the stored attachments of their contacts.
+func (h *Holds) custodians(ctx context.Context, holdIDs []string) ([]CustodianCounts, error) {
+	keys := `SELECT DISTINCT case_id, contact_id, customer_id, live FROM (` + keySQL(len(holdIDs)) + `) k`
+	q := `SELECT customer_id, COUNT(DISTINCT case_id),
+		SUM(CASE WHEN contact_id <> '' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN contact_id <> '' AND live = 0 THEN 1 ELSE 0 END)
+		FROM (` + keys + `) t GROUP BY customer_id ORDER BY customer_id`
+	out, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(q), keyArgs(holdIDs), func(rows *sql.Rows) (CustodianCounts, error) {
+		var c CustodianCounts
+		return c, rows.Scan(&c.CustomerID, &c.Cases, &c.Contacts, &c.Disposed)
+	})
+	if err != nil {
+		return nil, sqldb.Fail("hold custodians", err)
+	}
+
+	type files struct {
+		customerID string
+		n          int64
+	}
+	q = `SELECT t.customer_id, COUNT(*) FROM (SELECT DISTINCT contact_id, customer_id FROM (` + keySQL(len(holdIDs)) + `) k WHERE contact_id <> '') t
+		JOIN attachments a ON a.contact_id = t.contact_id GROUP BY t.customer_id`
+	fs, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(q), keyArgs(holdIDs), func(rows *sql.Rows) (files, error) {
+		var f files
+		return f, rows.Scan(&f.customerID, &f.n)
+	})
+	if err != nil {
+		return nil, sqldb.Fail("hold custodians", err)
+	}
+	for _, f := range fs {
+		if i := slices.IndexFunc(out, func(c CustodianCounts) bool { return c.CustomerID == f.customerID }); i >= 0 {
+			out[i].Attachments = f.n
+		}
+	}
+
+	if out == nil {
+		out = []CustodianCounts{}
+	}
+	return out, nil
+}
+
+// Matter is every hold of a matter with their combined coverage.
+type Matter struct {
+	Matter string `json:"matter"`
+	Holds  []Hold `json:"holds"`
+	// Combined counts each case, contact and attachment once, however
+	// many of the matter's holds cover it; Custodians splits it by
+	// customer.
+	Combined   CustodianCounts   `json:"combined"`
+	Custodians []CustodianCounts `json:"custodians"`
+}
+
+// maxMatterHolds bounds a matter view.
+const maxMatterHolds = 500
+
+// Matter returns the holds of a matter (exact name), newest first, with
+// their combined coverage from their reports; a matter no hold names gives
+// cases.ErrNotFound.
+func (h *Holds) Matter(ctx context.Context, matter string) (Matter, error) {
+	holds, _, err := h.List(ctx, HoldFilter{Matter: matter}, maxMatterHolds, "")
+	if err != nil {
+		return Matter{}, err
+	}
+	if len(holds) == 0 {
+		return Matter{}, fmt.Errorf("matter %q: %w", matter, cases.ErrNotFound)
+	}
+
+	ids := holdIDs(holds)
+	per, err := h.custodians(ctx, ids)
+	if err != nil {
+		return Matter{}, err
+	}
+	out := Matter{Matter: matter, Holds: holds, Custodians: per}
+	for _, c := range per {
+		out.Combined.Cases += c.Cases
+		out.Combined.Contacts += c.Contacts
+		out.Combined.Attachments += c.Attachments
+		out.Combined.Disposed += c.Disposed
+	}
+	return out, nil
+}
+
+// ReleasePreview is what releasing a hold would make due: the contacts it
+// covers whose retention has ended and that no other hold covers.
+type ReleasePreview struct {
+	HoldID string    `json:"hold_id"`
+	AsOf   time.Time `json:"as_of"`
+	// DueAfter is when a release's grace would end (now + the grace for an
+	// active hold; the grace's end for a released one): nothing becomes due
+	// before.
+	DueAfter time.Time `json:"due_after"`
+	// Due counts the contacts a sweep would act on; Items lists the first
+	// MaxPreviewItems of them.
+	Due       int           `json:"due"`
+	Items     []PreviewItem `json:"items"`
+	Truncated bool          `json:"truncated"`
+	// HeldByOthers counts covered contacts past their retention that other
+	// holds keep.
+	HeldByOthers int `json:"held_by_others"`
+}
+
+// PreviewItem is one contact a release would make due.
+type PreviewItem struct {
+	ContactID   string    `json:"contact_id"`
+	CaseID      string    `json:"case_id"`
+	CustomerID  string    `json:"customer_id"`
+	RetainUntil time.Time `json:"retain_until"`
+}
+
+// MaxPreviewItems bounds the list of a release preview (Due counts all).
+const MaxPreviewItems = 1000
+
+// ReleasePreview reports what releasing the hold would make due now; an
+// unknown hold gives cases.ErrNotFound.
+func (h *Holds) ReleasePreview(ctx context.Context, holdID string) (ReleasePreview, error) {
+	hold, err := h.Get(ctx, holdID)
+	if err != nil {
+		return ReleasePreview{}, err
+	}
+	now := h.clock()
+	out := ReleasePreview{HoldID: holdID, AsOf: now, DueAfter: now.Add(h.grace()), Items: []PreviewItem{}}
+	if hold.GraceUntil != nil {
+		out.DueAfter = *hold.GraceUntil
+	}
+
+	// What this hold covers (recorded or live)…
+	var covered []ContactRef
+	this := newEvaluator(h.matcher, []Hold{hold}).withRecorded(h.db, h.db.Read)
+	if err := h.walk(ctx, this, hold, func(r ContactRef) { covered = append(covered, r) }); err != nil {
+		return out, err
+	}
+
+	// …past its retention, and not kept by another hold.
+	others, err := h.active(ctx, nil)
+	if err != nil {
+		return out, err
+	}
+	others = slices.DeleteFunc(others, func(o Hold) bool { return o.ID == holdID })
+	ev := newEvaluator(h.matcher, others).withRecorded(h.db, h.db.Read)
+	for chunk := range slices.Chunk(covered, 500) {
+		byID := make(map[string]ContactRef, len(chunk))
+		ids := make([]string, len(chunk))
+		for i, r := range chunk {
+			byID[r.ContactID], ids[i] = r, r.ContactID
+		}
+		type due struct {
+			id    string
+			until int64
+		}
+		rows, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT id, retain_until FROM contacts WHERE retain_until <= ? AND id IN (`+sqldb.Placeholders(len(ids))+`) ORDER BY id`),
+			append([]any{sqldb.Micros(now)}, sqldb.Args(ids)...), func(rows *sql.Rows) (due, error) {
+				var d due
+				return d, rows.Scan(&d.id, &d.until)
+			})
+		if err != nil {
+			return out, sqldb.Fail("release preview", err)
+		}
+		for _, d := range rows {
+			ref := byID[d.id]
+			held, err := ev.covering(ctx, ref)
+			if err != nil || len(held) > 0 {
+				out.HeldByOthers++ // an unsure answer keeps it held, as a sweep would
+				continue
+			}
+			out.Due++
+			if len(out.Items) == MaxPreviewItems {
+				out.Truncated = true
+				continue
+			}
+			out.Items = append(out.Items, PreviewItem{ContactID: d.id, CaseID: ref.CaseID, CustomerID: ref.CustomerID, RetainUntil: sqldb.FromMicros(d.until)})
+		}
+	}
+	return out, nil
+}
