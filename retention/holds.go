@@ -81,16 +81,15 @@ func scopeTime(raw json.RawMessage) (t *time.Time, bad string) {
 	if err := json.Unmarshal(raw, &str); err != nil {
 		return nil, string(raw)
 	}
-	for _, layout := range []string{time.RFC3339Nano, time.DateOnly} {
-		if v, err := time.Parse(layout, str); err == nil {
-			v = v.UTC()
-			return &v, ""
-		}
-	}
 	if str == "" {
 		return nil, `""`
 	}
-	return nil, str
+	// The field name is reported by validate, which knows from and to.
+	v, err := cases.ParseTime("", str)
+	if err != nil {
+		return nil, str
+	}
+	return &v, ""
 }
 
 // HoldInput is what placing a hold needs.
