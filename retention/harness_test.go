@@ -179,6 +179,16 @@ func (e *env) newSweeper(db *sqldb.DB) *retention.Sweeper {
 
 // pastGrace moves the holds' clock to the end of a release grace: the
 // holds released just before stop preserving.
+// place places a hold with scope s and returns its id.
+func (e *env) place(s retention.HoldScope) string {
+	e.t.Helper()
+	h, err := e.holds.Place(e.ctx, retention.HoldInput{Matter: "M", Reason: "r", Scope: s}, cases.Actor{}, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return h.ID
+}
+
 func (e *env) pastGrace() { e.clock.Advance(retention.DefaultHoldReleaseGrace) }
 
 func (e *env) setLag(n int64) {

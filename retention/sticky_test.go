@@ -136,13 +136,7 @@ func TestHoldItemsPerContactForDateRange(t *testing.T) {
 		e.contact(cs, base.AddDate(0, 2, 0), nil, contactOpt{})
 		empty := e.newCase(cust)
 
-		place := func(s retention.HoldScope) string {
-			h, err := e.holds.Place(e.ctx, retention.HoldInput{Matter: "M", Reason: "r", Scope: s}, cases.Actor{}, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return h.ID
-		}
+		place := e.place
 		tests := []struct {
 			name  string
 			scope retention.HoldScope

@@ -367,13 +367,7 @@ func TestHoldCounts(t *testing.T) {
 		e.contact(a1, base.Add(40*day), nil, contactOpt{})
 		e.contact(a2, base, nil, contactOpt{})
 		e.contact(b1, base, nil, contactOpt{body: "refund now"})
-		place := func(s retention.HoldScope) string {
-			h, err := e.holds.Place(e.ctx, retention.HoldInput{Matter: "M", Reason: "r", Scope: s}, cases.Actor{}, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return h.ID
-		}
+		place := e.place
 		tests := []struct {
 			name  string
 			scope retention.HoldScope
