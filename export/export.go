@@ -209,14 +209,19 @@ func (s *Service) Create(ctx context.Context, in Input, actor cases.Actor) (Expo
 }
 
 // Start creates an export and runs it in the background; ctx bounds the
-// run (the server's lifetime), not the request.
-func (s *Service) Start(ctx context.Context, in Input, actor cases.Actor) (Export, error) {
-	e, err := s.Create(ctx, in, actor)
+// run (the server's lifetime), not the request. done is closed when the
+// run ends.
+func (s *Service) Start(ctx context.Context, in Input, actor cases.Actor) (e Export, done <-chan struct{}, err error) {
+	e, err = s.Create(ctx, in, actor)
 	if err != nil {
-		return Export{}, err
+		return Export{}, nil, err
 	}
-	s.o.Go("export", func() { _ = s.Run(ctx, e.ID, nil) })
-	return e, nil
+	ch := make(chan struct{})
+	s.o.Go("export", func() {
+		defer close(ch)
+		_ = s.Run(ctx, e.ID, nil)
+	})
+	return e, ch, nil
 }
 
 func (s *Service) audit(ctx context.Context, tx *sql.Tx, actor cases.Actor, action, id string, detail map[string]any) error {

@@ -78,7 +78,7 @@ func (e *env) service() *export.Service {
 
 func (e *env) customer(name string) string {
 	e.t.Helper()
-	c := cases.Customer{ID: cases.NewID(), Name: name, CreatedAt: base, UpdatedAt: base}
+	c := cases.Customer{ID: cases.NewID(), Name: name, CreatedAt: base, UpdatedAt: base, Consents: cases.Consents{Marketing: true}}
 	if err := e.store.CreateCustomer(e.ctx, c, cases.Change{Action: "customer.create", TargetType: "customer", TargetID: c.ID}); err != nil {
 		e.t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func TestPackageContents(t *testing.T) {
 			ControlNumber string `json:"control_number"`
 			Contact       struct{ ID, Body string }
 			Case          struct{ ID, Subject string }
-			Customer      struct{ ID, Name string }
+			Customer      cases.Customer
 			Attachments   []struct{ ID, Path, SHA256 string }
 		}
 		var recs []rec
@@ -229,7 +229,7 @@ func TestPackageContents(t *testing.T) {
 			}
 			recs = append(recs, r)
 		}
-		if recs[0].Contact.ID != c1.ID || recs[1].Contact.ID != c2.ID || recs[0].Case.Subject != "Parcel lost" || recs[0].Customer.ID != alice {
+		if recs[0].Contact.ID != c1.ID || recs[1].Contact.ID != c2.ID || recs[0].Case.Subject != "Parcel lost" || recs[0].Customer.ID != alice || !recs[0].Customer.Consents.Marketing {
 			t.Errorf("records %+v", recs)
 		}
 		if strings.Contains(recs[0].Contact.Body, "4111") || !strings.Contains(recs[0].Contact.Body, "****") {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/casevault/casevault/archive"
+	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
 )
 
@@ -53,7 +54,7 @@ type record struct {
 	ControlNumber string          `json:"control_number"`
 	Contact       contactRec      `json:"contact"`
 	Case          caseRec         `json:"case"`
-	Customer      customerRec     `json:"customer"`
+	Customer      cases.Customer  `json:"customer"`
 	Attachments   []attachmentRec `json:"attachments"`
 }
 

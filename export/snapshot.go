@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/casevault/casevault/audit"
+	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
 )
 
@@ -50,16 +52,6 @@ type caseRec struct {
 	ClosedAt   *string         `json:"closed_at"`
 }
 
-type customerRec struct {
-	ID          string `json:"id"`
-	ExternalRef string `json:"external_ref"`
-	Name        string `json:"name"`
-	Email       string `json:"email"`
-	Phone       string `json:"phone"`
-	Locale      string `json:"locale"`
-	CreatedAt   string `json:"created_at"`
-}
-
 type attachmentRec struct {
 	ID          string `json:"id"`
 	ContactID   string `json:"-"`
@@ -73,30 +65,13 @@ type attachmentRec struct {
 	Path          string `json:"path"`
 }
 
-type auditRec struct {
-	Seq        int64           `json:"seq"`
-	Time       string          `json:"time"`
-	ActorID    string          `json:"actor_id"`
-	ActorName  string          `json:"actor_name"`
-	Role       string          `json:"role"`
-	Action     string          `json:"action"`
-	TargetType string          `json:"target_type"`
-	TargetID   string          `json:"target_id"`
-	RequestID  string          `json:"request_id"`
-	ClientIP   string          `json:"client_ip"`
-	Outcome    string          `json:"outcome"`
-	Detail     json.RawMessage `json:"detail"`
-	PrevHash   string          `json:"prev_hash"`
-	Hash       string          `json:"hash"`
-}
-
 // snapshot is everything a package is written from.
 type snapshot struct {
 	contacts    []contactRec // in package order
 	cases       map[string]caseRec
-	customers   map[string]customerRec
+	customers   map[string]cases.Customer
 	attachments map[string][]attachmentRec // by contact
-	audit       []auditRec
+	audit       []audit.Event
 	erased      []string
 }
 
@@ -201,7 +176,7 @@ func (s *Service) readSnapshot(ctx context.Context, holdID string) (*snapshot, e
 		}
 	}
 
-	snap := &snapshot{cases: map[string]caseRec{}, customers: map[string]customerRec{}, attachments: map[string][]attachmentRec{}}
+	snap := &snapshot{cases: map[string]caseRec{}, customers: map[string]cases.Customer{}, attachments: map[string][]attachmentRec{}}
 	customerIDs := map[string]bool{}
 	for _, c := range byID {
 		customerIDs[c.CustomerID] = true
@@ -246,12 +221,12 @@ func (s *Service) readSnapshot(ctx context.Context, holdID string) (*snapshot, e
 		snap.cases[c.ID] = c
 	}
 
-	us, err := chunked(ctx, db, tx, `SELECT id, external_ref, name, email, phone, locale, created_at FROM customers WHERE id IN (%s)`, keys(customerIDs),
-		func(rows *sql.Rows) (customerRec, error) {
-			var u customerRec
-			var created int64
-			err := rows.Scan(&u.ID, &u.ExternalRef, &u.Name, &u.Email, &u.Phone, &u.Locale, &created)
-			u.CreatedAt = stamp(created)
+	us, err := chunked(ctx, db, tx, `SELECT id, external_ref, name, email, phone, locale, consent_location, consent_marketing, consent_personalization, created_at, updated_at FROM customers WHERE id IN (%s)`, keys(customerIDs),
+		func(rows *sql.Rows) (cases.Customer, error) {
+			var u cases.Customer
+			var created, updated int64
+			err := rows.Scan(&u.ID, &u.ExternalRef, &u.Name, &u.Email, &u.Phone, &u.Locale, &u.Consents.Location, &u.Consents.Marketing, &u.Consents.Personalization, &created, &updated)
+			u.CreatedAt, u.UpdatedAt = sqldb.FromMicros(created), sqldb.FromMicros(updated)
 			return u, err
 		})
 	if err != nil {
@@ -280,12 +255,12 @@ func (s *Service) readSnapshot(ctx context.Context, holdID string) (*snapshot, e
 	}
 
 	snap.audit, err = chunked(ctx, db, tx, `SELECT seq, at, actor_id, actor_name, role, action, target_type, target_id, request_id, client_ip, outcome, detail, prev_hash, hash FROM audit_events WHERE target_id IN (%s)`, targets,
-		func(rows *sql.Rows) (auditRec, error) {
-			var e auditRec
+		func(rows *sql.Rows) (audit.Event, error) {
+			var e audit.Event
 			var at int64
 			var detail string
 			err := rows.Scan(&e.Seq, &at, &e.ActorID, &e.ActorName, &e.Role, &e.Action, &e.TargetType, &e.TargetID, &e.RequestID, &e.ClientIP, &e.Outcome, &detail, &e.PrevHash, &e.Hash)
-			e.Time, e.Detail = stamp(at), json.RawMessage(detail)
+			e.Time, e.Detail = sqldb.FromMicros(at), json.RawMessage(detail)
 			if detail == "" {
 				e.Detail = json.RawMessage("null")
 			}
@@ -294,7 +269,7 @@ func (s *Service) readSnapshot(ctx context.Context, holdID string) (*snapshot, e
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(snap.audit, func(a, b auditRec) int { return cmp.Compare(a.Seq, b.Seq) })
+	slices.SortFunc(snap.audit, func(a, b audit.Event) int { return cmp.Compare(a.Seq, b.Seq) })
 
 	// Package order: by case number, then as the contacts happened.
 	snap.contacts = make([]contactRec, 0, len(byID))
