@@ -30,7 +30,7 @@ import (
 var base = time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)
 
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	ctx   context.Context
 	db    *sqldb.DB
 	store *sqlstore.Store
@@ -49,7 +49,7 @@ func auditHook(d sqldb.Dialect) cases.TxHook {
 	}
 }
 
-func newEnv(t *testing.T, db *sqldb.DB) *env {
+func newEnv(t testing.TB, db *sqldb.DB) *env {
 	e := &env{t: t, ctx: context.Background(), db: db, clock: testkit.NewClock(base)}
 	e.store = sqlstore.New(db, sqlstore.Options{Policy: retention.NewPolicy(retention.DefaultSchedule()), OnChange: auditHook(db.Dialect)})
 	master := bytes.Repeat([]byte{7}, archive.MasterKeySize)
