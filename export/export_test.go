@@ -10,13 +10,16 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/casevault/casevault/archive"
+	"github.com/casevault/casevault/archive/blobtest"
 	"github.com/casevault/casevault/archive/local"
+	"github.com/casevault/casevault/archive/s3"
 	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/export"
@@ -50,14 +53,20 @@ func auditHook(d sqldb.Dialect) cases.TxHook {
 }
 
 func newEnv(t testing.TB, db *sqldb.DB) *env {
-	e := &env{t: t, ctx: context.Background(), db: db, clock: testkit.NewClock(base)}
+	blobs, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newEnvBlobs(t, db, blobs)
+}
+
+// newEnvBlobs is an env whose attachments and packages are in blobs.
+func newEnvBlobs(t testing.TB, db *sqldb.DB, blobs archive.Blobs) *env {
+	e := &env{t: t, ctx: context.Background(), db: db, clock: testkit.NewClock(base), blobs: blobs}
 	e.store = sqlstore.New(db, sqlstore.Options{Policy: retention.NewPolicy(retention.DefaultSchedule()), OnChange: auditHook(db.Dialect)})
 	master := bytes.Repeat([]byte{7}, archive.MasterKeySize)
 	var err error
 	if e.keys, err = archive.NewKeyring(db, master, archive.KeyringOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if e.blobs, err = local.New(t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
 	e.atts = archive.NewAttachments(db, e.blobs, e.keys, archive.AttachmentOptions{})
@@ -470,4 +479,40 @@ func TestCancelledRunFails(t *testing.T) {
 		}
 		assertGone(t, e, x.ID, export.StatusFailed)
 	})
+}
+
+// The same package through S3 (versitygw): stored as one upload, read back
+// by ranges, deleted with the export.
+func TestPackageOnS3(t *testing.T) {
+	srv := blobtest.EnvS3(t)
+	bucket := fmt.Sprintf("cv-exp-%d", time.Now().UnixNano())
+	blobs, err := s3.New(context.Background(), s3.Config{Endpoint: srv.Endpoint, Bucket: bucket,
+		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, PartSize: 5 << 20, MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvBlobs(t, sqldbtest.Open(t, sqldb.SQLite), blobs)
+	k := e.newCase(e.customer("Ann"))
+	native := bytes.Repeat([]byte("s3 native "), 700000) // 7 MB: a multipart upload of the package
+	att := e.attach(e.contact(k, "hello", base), "a.bin", native)
+	h := e.hold(retention.HoldScope{CaseIDs: []string{k.ID}})
+
+	x, raw, zr := e.run(h.ID)
+	files := readZip(t, zr)
+	if !bytes.Equal(files["natives/CV0000001.001_a.bin"], native) {
+		t.Errorf("native %s not byte-equal; package files: %d", att.ID, len(files))
+	}
+	rc, err := e.svc.OpenRange(e.ctx, x, int64(len(raw))-5000, 5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(tail, raw[len(raw)-5000:]) {
+		t.Error("range of the package on S3 differs")
+	}
+	if err := e.svc.Delete(e.ctx, x.ID, legal); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, e, x.ID, export.StatusDeleted)
 }
