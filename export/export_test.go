@@ -108,7 +108,7 @@ func (e *env) contact(k cases.Case, body string, at time.Time) cases.Contact {
 	e.t.Helper()
 	c := cases.Contact{ID: cases.NewID(), CaseID: k.ID, CustomerID: k.CustomerID, Channel: cases.ChannelChat,
 		Direction: cases.DirectionInbound, Author: "Li Lei", Body: masked(body), OccurredAt: at, CreatedAt: at,
-		Purposes: []cases.Purpose{cases.PurposeCustomerService}, Categories: []cases.Category{cases.CategorySupportContent}}
+		Purposes: []cases.Purpose{cases.PurposeAuthentication}, Categories: []cases.Category{cases.CategorySupportContent}}
 	if err := e.store.CreateContact(e.ctx, &c, cases.Change{Action: "contact.create", TargetType: "contact", TargetID: c.ID}); err != nil {
 		e.t.Fatal(err)
 	}
@@ -515,4 +515,66 @@ func TestPackageOnS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertGone(t, e, x.ID, export.StatusDeleted)
+}
+
+// A sweep that runs while an export is being written, with every contact
+// long past its retention, deletes what the hold does not cover and none of
+// what is being exported.
+func TestSweepDuringExportKeepsExportedItems(t *testing.T) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		e := newEnv(t, db)
+		held, loose := e.newCase(e.customer("Held")), e.newCase(e.customer("Loose"))
+		var natives [][]byte
+		for i := range 3 {
+			c := e.contact(held, fmt.Sprintf("held %d", i), base.Add(time.Duration(i)*time.Minute))
+			natives = append(natives, bytes.Repeat([]byte{byte('a' + i)}, 100000))
+			e.attach(c, fmt.Sprintf("n%d.bin", i), natives[i])
+		}
+		gone := e.contact(loose, "not held", base)
+		h := e.hold(retention.HoldScope{CaseIDs: []string{held.ID}})
+		sweeper := retention.NewSweeper(db, retention.SweeperOptions{Policy: retention.NewPolicy(retention.DefaultSchedule()), Holds: e.holds, Blobs: e.blobs})
+
+		x, err := e.svc.Create(e.ctx, export.Input{HoldID: h.ID}, legal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep retention.RunReport
+		err = e.svc.Run(e.ctx, x.ID, func(p export.Progress) {
+			if p.ItemsDone != 1 {
+				return
+			}
+			var serr error
+			if rep, serr = sweeper.Run(e.ctx, retention.RunOptions{Now: base.AddDate(50, 0, 0)}); serr != nil {
+				t.Error(serr)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.SkippedHeld == 0 || rep.Deleted == 0 {
+			t.Fatalf("sweep during the export: %+v, want held items skipped and the loose one deleted", rep)
+		}
+		var n int
+		if err := db.Read.QueryRow(db.Rebind(`SELECT COUNT(*) FROM contacts WHERE id = ?`), gone.ID).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("the sweep did not delete the unheld contact (%d, %v)", n, err)
+		}
+
+		x, _ = e.svc.Get(e.ctx, x.ID)
+		rc, err := e.svc.OpenRange(e.ctx, x, 0, x.Size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(rc)
+		rc.Close()
+		zr, err := zip.NewReader(bytes.NewReader(raw), int64(len(raw)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files := readZip(t, zr)
+		for i, want := range natives {
+			if got := files[fmt.Sprintf("natives/CV%07d.001_n%d.bin", i+1, i)]; !bytes.Equal(got, want) {
+				t.Errorf("native %d: %d bytes, want %d", i, len(got), len(want))
+			}
+		}
+	})
 }
