@@ -22,6 +22,7 @@ import (
 	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/auth"
 	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/export"
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/search/bleve"
@@ -170,7 +171,8 @@ func newHarnessDB(t *testing.T, db *sqldb.DB, blobs archive.Blobs) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	atts := &watchedUploads{AttachmentStore: archive.NewAttachments(db, blobs, keys, archive.AttachmentOptions{MaxSize: 1 << 20}), read: map[string]int64{}}
+	plainAtts := archive.NewAttachments(db, blobs, keys, archive.AttachmentOptions{MaxSize: 1 << 20})
+	atts := &watchedUploads{AttachmentStore: plainAtts, read: map[string]int64{}}
 	trail := audit.New(db)
 	t.Cleanup(func() { trail.Close(context.Background()) })
 	rec.log = trail
@@ -207,11 +209,20 @@ func newHarnessDB(t *testing.T, db *sqldb.DB, blobs archive.Blobs) *harness {
 		t.Fatal(err)
 	}
 	bsvc := backup.New(db, repo, backup.Options{Blobs: blobs, Keys: bkeys})
+	exportKey, err := export.Key(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exports := export.New(export.Options{DB: db, Blobs: blobs, Attachments: plainAtts, Holds: holds, Key: exportKey,
+		AuditTx: func(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
+			_, err := audit.AppendTx(ctx, tx, db.Dialect, audit.FromChange(ch, audit.OutcomeOK))
+			return err
+		}})
 	srv := api.New(api.Config{JSONBodyLimit: 64 << 10, AttachmentLimit: 1 << 20, Version: "test"}, api.Deps{
 		Cases: cases.NewService(store, nil, cases.WithCaseManagers(auth.ManagesCases)), Tokens: tokens, Audit: rec,
 		Log:         slog.New(slog.NewTextHandler(logs, nil)),
 		Attachments: atts,
-		AuditTrail:  trail, Search: ix, Reindex: func(context.Context) error { return *reindexErr }, Retention: ret,
+		AuditTrail:  trail, Search: ix, Reindex: func(context.Context) error { return *reindexErr }, Retention: ret, Exports: exports,
 		Backups: &api.BackupDeps{Service: bsvc, Identity: bkeys.Identity, Ping: repoStore.Ping},
 		Checks:  []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) { return nil, db.Ping(ctx) }}},
 	})

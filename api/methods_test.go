@@ -25,7 +25,8 @@ func TestHeadOnEveryGetRoute(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids := map[string]string{"customers": cust, "cases": cs, "contacts": ct, "attachments": att, "holds": hold, "runs": run, "backups": bm.ID, "tokens": "x", "matters": "m"}
+		exp := h.completeExport(t, hold)
+		ids := map[string]string{"customers": cust, "cases": cs, "contacts": ct, "attachments": att, "holds": hold, "runs": run, "backups": bm.ID, "tokens": "x", "matters": "m", "exports": exp}
 		n := 0
 		for _, rt := range h.srv.App().GetRoutes(true) {
 			if rt.Method != "GET" {

@@ -85,6 +85,7 @@ func (s *Server) buildRoutes() {
 	s.addAuditRoutes()
 	s.addAttachmentRoutes()
 	s.addRetentionRoutes()
+	s.addExportRoutes()
 	s.addBackupRoutes()
 }
 

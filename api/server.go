@@ -62,6 +62,8 @@ type Deps struct {
 	AuditTrail AuditTrail
 	// Retention serves schedule, holds, explain and sweep routes (nil: none).
 	Retention *RetentionDeps
+	// Exports serves the e-discovery export routes (nil: none).
+	Exports ExportService
 	// Attachments serves the attachment routes (nil: none).
 	Attachments AttachmentStore
 	// Search is optional (nil: no search routes).

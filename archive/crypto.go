@@ -232,3 +232,16 @@ func (p *plainReader) Read(b []byte) (int, error) {
 }
 
 func (p *plainReader) Close() error { return p.body.Close() }
+
+// EncryptStream returns the stored form of src in the attachment object
+// format under key, bound to objectID. Other objects kept at rest (export
+// packages) use it with a key of their own.
+func EncryptStream(src io.Reader, key []byte, objectID string) (io.Reader, error) {
+	return encryptReader(src, key, objectID)
+}
+
+// OpenStream streams plaintext [off, off+n) of an object EncryptStream
+// stored under blobKey; plainSize is the plaintext size recorded for it.
+func OpenStream(ctx context.Context, blobs Blobs, blobKey string, key []byte, objectID string, plainSize, off, n int64) (io.ReadCloser, error) {
+	return openDecrypted(ctx, blobs, blobKey, key, objectID, plainSize, off, n)
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/casevault/casevault/auth"
 	"github.com/casevault/casevault/bg"
 	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/export"
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/sqldb"
@@ -36,6 +37,7 @@ type app struct {
 	indexer     *search.Indexer
 	retention   *retentionParts
 	backup      *backupParts
+	exports     *export.Service
 	metrics     *prometheus.Registry
 	server      *api.Server
 	guard       *bg.Guard // recovers and reports panics in background work
@@ -118,6 +120,11 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 	}
 
 	a.backup = bp
+	if a.exports, err = newExports(cfg, db, att, blobs, a.retention.holds, sink, a.guard.Go); err != nil {
+		a.Close()
+		return nil, err
+	}
+
 	a.server = api.New(api.Config{JSONBodyLimit: int64(cfg.JSONBodyLimit), AttachmentLimit: int64(cfg.AttachmentLimit), Version: version},
 		api.Deps{
 			Cases: a.svc, Tokens: a.tokens, Metrics: a.metrics, Log: log,
@@ -137,6 +144,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 				}},
 			// Runs started through the API end with the server: Shutdown
 			// (on SIGTERM) cancels them (an interrupted run is never listed).
+			Exports: a.exports,
 			Backups: &api.BackupDeps{Service: bp.svc, Identity: bkeys.Identity, Ping: bp.target.Ping},
 			Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) {
 				return map[string]any{"engine": string(db.Dialect)}, db.Ping(ctx)

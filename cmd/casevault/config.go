@@ -31,6 +31,8 @@ type config struct {
 	S3                s3Config
 	MasterKeyHex      string
 	ReconcileCron     string
+	ExportTTL         period
+	ExportExpiryCron  string
 	MeiliURL          string
 	MeiliKey          string
 	MeiliIndexVersion int

@@ -36,6 +36,7 @@ func (j jobs) schedule() (*cron.Cron, error) {
 		{"cron.audit_prune", "audit-prune-schedule", cfg.AuditPruneCron, j.auditPrune, false},
 		{"cron.reconcile", "reconcile-schedule", cfg.ReconcileCron, j.reconcile, false},
 		{"cron.retention", "retention-schedule", cfg.RetentionCron, j.retention, false},
+		{"cron.export_expiry", "export-expiry-schedule", cfg.ExportExpiryCron, j.exportExpiry, false},
 		{"cron.backup", "backup-schedule", cfg.Backup.Cron, j.backup, true},
 		{"cron.backup_forget", "backup-forget-schedule", cfg.Backup.ForgetCron, j.backupForget, true},
 	} {
@@ -90,6 +91,18 @@ func (j jobs) retention() {
 	}
 	j.a.log.Info("retention sweep", "status", rep.Status, "examined", rep.Examined, "deleted", rep.Deleted,
 		"anonymized", rep.Anonymized, "redacted", rep.Redacted, "held", rep.SkippedHeld, "errors", rep.Errors)
+}
+
+// exportExpiry deletes the packages of expired e-discovery exports.
+func (j jobs) exportExpiry() {
+	n, err := j.a.exports.Expire(j.ctx)
+	if err != nil {
+		j.a.log.Error("export expiry failed", "expired", n, "err", err)
+		return
+	}
+	if n > 0 {
+		j.a.log.Info("expired exports deleted", "exports", n)
+	}
 }
 
 // backup takes a scheduled backup; another replica's run is not an error.

@@ -1,0 +1,284 @@
+package export
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/casevault/casevault/audit"
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/sqldb"
+)
+
+// What a package holds, read in one read transaction (a snapshot): the
+// records, the load file and the audit events agree with each other even
+// while cases are edited. Only what the hold covers is read, and held data
+// is never removed by a sweep, so the attachments read afterwards are there.
+
+type contactRec struct {
+	ID          string          `json:"id"`
+	CaseID      string          `json:"case_id"`
+	CustomerID  string          `json:"customer_id"`
+	Channel     string          `json:"channel"`
+	Direction   string          `json:"direction"`
+	Author      string          `json:"author"`
+	Body        string          `json:"body"`
+	OccurredAt  string          `json:"occurred_at"`
+	CreatedAt   string          `json:"created_at"`
+	Purposes    json.RawMessage `json:"purposes"`
+	Categories  json.RawMessage `json:"categories"`
+	Location    json.RawMessage `json:"location"`
+	Device      json.RawMessage `json:"device"`
+	Anonymized  bool            `json:"anonymized"`
+	occurredRaw int64
+}
+
+type caseRec struct {
+	ID         string          `json:"id"`
+	Number     int64           `json:"number"`
+	CustomerID string          `json:"customer_id"`
+	Subject    string          `json:"subject"`
+	Status     string          `json:"status"`
+	Priority   string          `json:"priority"`
+	Channel    string          `json:"channel"`
+	Tags       json.RawMessage `json:"tags"`
+	Assignee   string          `json:"assignee"`
+	CreatedAt  string          `json:"created_at"`
+	UpdatedAt  string          `json:"updated_at"`
+	ClosedAt   *string         `json:"closed_at"`
+}
+
+type attachmentRec struct {
+	ID          string `json:"id"`
+	ContactID   string `json:"-"`
+	Filename    string `json:"filename"`
+	ContentType string `json:"content_type"`
+	Size        int64  `json:"size"`
+	SHA256      string `json:"sha256"`
+	CreatedAt   string `json:"created_at"`
+	// ControlNumber and Path are set when the package is laid out.
+	ControlNumber string `json:"control_number"`
+	Path          string `json:"path"`
+}
+
+// snapshot is everything a package is written from.
+type snapshot struct {
+	contacts    []contactRec // in package order
+	cases       map[string]caseRec
+	customers   map[string]cases.Customer
+	attachments map[string][]attachmentRec // by contact
+	audit       []audit.Event
+	erased      []string
+}
+
+func stamp(v int64) string { return sqldb.FromMicros(v).Format("2006-01-02T15:04:05.000000Z") }
+
+func stampPtr(v sql.NullInt64) *string {
+	if !v.Valid {
+		return nil
+	}
+	s := stamp(v.Int64)
+	return &s
+}
+
+func rawOr(s sql.NullString, def string) json.RawMessage {
+	if !s.Valid || s.String == "" {
+		return json.RawMessage(def)
+	}
+	return json.RawMessage(s.String)
+}
+
+// chunked runs query (with one %s for the placeholders) for ids in chunks
+// and collects every row.
+func chunked[T any](ctx context.Context, db *sqldb.DB, q sqldb.Querier, query string, ids []string, scan func(*sql.Rows) (T, error)) ([]T, error) {
+	var out []T
+	for chunk := range slices.Chunk(ids, 500) {
+		rows, err := sqldb.Collect(ctx, q, db.Rebind(fmt.Sprintf(query, sqldb.Placeholders(len(chunk)))), sqldb.Args(chunk), scan)
+		if err != nil {
+			return nil, sqldb.Fail("export read", err)
+		}
+		out = append(out, rows...)
+	}
+	return out, nil
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+const contactQuery = `SELECT id, case_id, customer_id, channel, direction, author, body, occurred_at, created_at, purposes, categories, location, device, anonymized_at FROM contacts WHERE `
+
+func scanContact(rows *sql.Rows) (contactRec, error) {
+	var c contactRec
+	var created int64
+	var ps, cs string
+	var loc, dev sql.NullString
+	var anon sql.NullInt64
+	err := rows.Scan(&c.ID, &c.CaseID, &c.CustomerID, &c.Channel, &c.Direction, &c.Author, &c.Body, &c.occurredRaw, &created, &ps, &cs, &loc, &dev, &anon)
+	c.OccurredAt, c.CreatedAt = stamp(c.occurredRaw), stamp(created)
+	c.Purposes, c.Categories = rawOr(sql.NullString{String: ps, Valid: true}, "[]"), rawOr(sql.NullString{String: cs, Valid: true}, "[]")
+	c.Location, c.Device, c.Anonymized = rawOr(loc, "null"), rawOr(dev, "null"), anon.Valid
+	return c, err
+}
+
+// readSnapshot reads what hold covers in one read-only transaction.
+func (s *Service) readSnapshot(ctx context.Context, holdID string) (*snapshot, error) {
+	db := s.o.DB
+	opts := &sql.TxOptions{ReadOnly: true}
+	if db.Dialect == sqldb.Postgres {
+		opts.Isolation = sql.LevelRepeatableRead
+	}
+	tx, err := db.Read.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, sqldb.Fail("export snapshot", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+
+	// What the hold covers: whole cases (contact_id '') and single contacts.
+	type item struct{ caseID, contactID string }
+	items, err := sqldb.Collect(ctx, tx, db.Rebind(`SELECT case_id, contact_id FROM hold_items WHERE hold_id = ?`), []any{holdID},
+		func(rows *sql.Rows) (item, error) {
+			var it item
+			return it, rows.Scan(&it.caseID, &it.contactID)
+		})
+	if err != nil {
+		return nil, sqldb.Fail("export coverage", err)
+	}
+	var wholeCases, singles []string
+	for _, it := range items {
+		if it.contactID == "" {
+			wholeCases = append(wholeCases, it.caseID)
+		} else {
+			singles = append(singles, it.contactID)
+		}
+	}
+
+	byID := map[string]contactRec{}
+	for _, q := range []struct {
+		where string
+		ids   []string
+	}{{"case_id IN (%s)", wholeCases}, {"id IN (%s)", singles}} {
+		cs, err := chunked(ctx, db, tx, contactQuery+q.where, q.ids, scanContact)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range cs {
+			byID[c.ID] = c
+		}
+	}
+
+	snap := &snapshot{cases: map[string]caseRec{}, customers: map[string]cases.Customer{}, attachments: map[string][]attachmentRec{}}
+	customerIDs := map[string]bool{}
+	for _, c := range byID {
+		customerIDs[c.CustomerID] = true
+	}
+
+	// Erased customers: nothing of theirs leaves, not even the record.
+	erased, err := chunked(ctx, db, tx, `SELECT customer_id FROM customer_keys WHERE destroyed_at IS NOT NULL AND customer_id IN (%s)`, keys(customerIDs),
+		func(rows *sql.Rows) (string, error) {
+			var id string
+			return id, rows.Scan(&id)
+		})
+	if err != nil {
+		return nil, err
+	}
+	snap.erased = erased
+	for _, id := range erased {
+		delete(customerIDs, id)
+	}
+	caseIDs := map[string]bool{}
+	for id, c := range byID {
+		if !customerIDs[c.CustomerID] {
+			delete(byID, id)
+			continue
+		}
+		caseIDs[c.CaseID] = true
+	}
+
+	cs, err := chunked(ctx, db, tx, `SELECT id, number, customer_id, subject, status, priority, channel, tags, assignee, created_at, updated_at, closed_at FROM cases WHERE id IN (%s)`, keys(caseIDs),
+		func(rows *sql.Rows) (caseRec, error) {
+			var c caseRec
+			var tags string
+			var created, updated int64
+			var closed sql.NullInt64
+			err := rows.Scan(&c.ID, &c.Number, &c.CustomerID, &c.Subject, &c.Status, &c.Priority, &c.Channel, &tags, &c.Assignee, &created, &updated, &closed)
+			c.Tags, c.CreatedAt, c.UpdatedAt, c.ClosedAt = json.RawMessage(tags), stamp(created), stamp(updated), stampPtr(closed)
+			return c, err
+		})
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cs {
+		snap.cases[c.ID] = c
+	}
+
+	us, err := chunked(ctx, db, tx, `SELECT id, external_ref, name, email, phone, locale, consent_location, consent_marketing, consent_personalization, created_at, updated_at FROM customers WHERE id IN (%s)`, keys(customerIDs),
+		func(rows *sql.Rows) (cases.Customer, error) {
+			var u cases.Customer
+			var created, updated int64
+			err := rows.Scan(&u.ID, &u.ExternalRef, &u.Name, &u.Email, &u.Phone, &u.Locale, &u.Consents.Location, &u.Consents.Marketing, &u.Consents.Personalization, &created, &updated)
+			u.CreatedAt, u.UpdatedAt = sqldb.FromMicros(created), sqldb.FromMicros(updated)
+			return u, err
+		})
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range us {
+		snap.customers[u.ID] = u
+	}
+
+	contactIDs := keys(byID)
+	as, err := chunked(ctx, db, tx, `SELECT id, contact_id, filename, content_type, size, sha256, created_at FROM attachments WHERE contact_id IN (%s) ORDER BY id`, contactIDs,
+		func(rows *sql.Rows) (attachmentRec, error) {
+			var a attachmentRec
+			var created int64
+			err := rows.Scan(&a.ID, &a.ContactID, &a.Filename, &a.ContentType, &a.Size, &a.SHA256, &created)
+			a.CreatedAt = stamp(created)
+			return a, err
+		})
+	if err != nil {
+		return nil, err
+	}
+	targets := slices.Concat(contactIDs, keys(caseIDs))
+	for _, a := range as {
+		snap.attachments[a.ContactID] = append(snap.attachments[a.ContactID], a)
+		targets = append(targets, a.ID)
+	}
+
+	snap.audit, err = chunked(ctx, db, tx, `SELECT seq, at, actor_id, actor_name, role, action, target_type, target_id, request_id, client_ip, outcome, detail, prev_hash, hash FROM audit_events WHERE target_id IN (%s)`, targets,
+		func(rows *sql.Rows) (audit.Event, error) {
+			var e audit.Event
+			var at int64
+			var detail string
+			err := rows.Scan(&e.Seq, &at, &e.ActorID, &e.ActorName, &e.Role, &e.Action, &e.TargetType, &e.TargetID, &e.RequestID, &e.ClientIP, &e.Outcome, &detail, &e.PrevHash, &e.Hash)
+			e.Time, e.Detail = sqldb.FromMicros(at), json.RawMessage(detail)
+			if detail == "" {
+				e.Detail = json.RawMessage("null")
+			}
+			return e, err
+		})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(snap.audit, func(a, b audit.Event) int { return cmp.Compare(a.Seq, b.Seq) })
+
+	// Package order: by case number, then as the contacts happened.
+	snap.contacts = make([]contactRec, 0, len(byID))
+	for _, c := range byID {
+		snap.contacts = append(snap.contacts, c)
+	}
+	slices.SortFunc(snap.contacts, func(a, b contactRec) int {
+		return cmp.Or(cmp.Compare(snap.cases[a.CaseID].Number, snap.cases[b.CaseID].Number),
+			cmp.Compare(a.occurredRaw, b.occurredRaw), cmp.Compare(a.ID, b.ID))
+	})
+	return snap, nil
+}
