@@ -20,7 +20,13 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 	pr, pw := io.Pipe()
 	req, _ := http.NewRequest("POST", base+"/contacts/"+contact+"/attachments?filename=slow.txt", pr)
 	req.Header.Set("Authorization", "Bearer "+tok)
-	req.ContentLength = 2 << 20 // larger than what fasthttp pre-reads, so the handler streams it
+	// The first half is more than the kernel's loopback buffers hold
+	// (net.ipv4.tcp_rmem and tcp_wmem allow a few MiB each), so once it is
+	// written the server is provably reading the body: the upload is in
+	// flight. (A request still sitting in the socket of an idle keep-alive
+	// connection when SIGTERM arrives is not, and is rightly dropped.)
+	const size = 80 << 20 // half of it exceeds tcp_rmem max (32 MiB here) plus tcp_wmem max (4 MiB)
+	req.ContentLength = size
 	type result struct {
 		code int
 		err  error
@@ -37,7 +43,7 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 	}()
 	chunk := []byte(strings.Repeat("x", 64<<10))
 	sent := 0
-	for ; sent < 1<<20; sent += len(chunk) {
+	for ; sent < size/2; sent += len(chunk) {
 		if _, err := pw.Write(chunk); err != nil {
 			t.Fatal(err)
 		}
@@ -46,7 +52,7 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond) // the server is now shutting down with the upload in flight
-	for ; sent < 2<<20; sent += len(chunk) {
+	for ; sent < size; sent += len(chunk) {
 		if _, err := pw.Write(chunk); err != nil {
 			t.Fatalf("server dropped the in-flight upload: %v", err)
 		}
