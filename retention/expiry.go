@@ -14,12 +14,8 @@ import (
 // the cases it leaves without contacts.
 type expiryPhase struct{ now time.Time }
 
-func (p expiryPhase) bound() int64 { return sqldb.Micros(p.now) }
-
-func (p expiryPhase) query() string {
-	return `SELECT id, case_id, customer_id, occurred_at, retain_until FROM contacts
-		WHERE retain_until IS NOT NULL AND retain_until <= ? AND (retain_until > ? OR (retain_until = ? AND id > ?))
-		ORDER BY retain_until, id LIMIT ?`
+func (p expiryPhase) selectAfter(ctx context.Context, db *sqldb.DB, q sqldb.Querier, key int64, id string, n int) ([]sqlstore.DueContact, error) {
+	return sqlstore.ExpiringContacts(ctx, db, q, sqldb.Micros(p.now), key, id, n)
 }
 
 // expiryDecision is what expiry decided for a batch.
