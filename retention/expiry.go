@@ -142,22 +142,9 @@ func emptyCases(ctx context.Context, b *batch, caseIDs, dels []string, live map[
 	if len(caseIDs) == 0 {
 		return nil, nil
 	}
-	type count struct {
-		id string
-		n  int
-	}
-	counts, err := sqldb.Collect(ctx, b.reader(), b.db.Rebind(`SELECT case_id, COUNT(*) FROM contacts WHERE case_id IN (`+sqldb.Placeholders(len(caseIDs))+`) GROUP BY case_id`),
-		sqldb.Args(caseIDs), func(rows *sql.Rows) (count, error) {
-			var c count
-			return c, rows.Scan(&c.id, &c.n)
-		})
+	left, err := sqlstore.CountCaseContacts(ctx, b.db, b.reader(), caseIDs)
 	if err != nil {
 		return nil, sqldb.Fail("case contacts", err)
-	}
-
-	left := map[string]int{}
-	for _, c := range counts {
-		left[c.id] = c.n
 	}
 	for _, id := range dels {
 		cs := live[id].CaseID
