@@ -2,6 +2,8 @@ package sqlstore_test
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -87,6 +89,18 @@ func TestContactReads(t *testing.T) {
 		dues, err := sqlstore.ContactsDueBy(ctx, db, db.Read, sqldb.FromMicros(10), []string{c, b, a})
 		if err != nil || len(dues) != 2 || dues[0].ID != a || dues[1].ID != b {
 			t.Fatalf("due by 10: %+v (%v), want %s and %s", dues, err, a, b)
+		}
+
+		one, err := sqlstore.ReadContact(ctx, db, db.Read, c)
+		if err != nil || one.ID != c || one.CaseID != cs.ID || one.Categories == nil || one.Body != "" || one.RetainUntil == nil {
+			t.Fatalf("contact %+v (%v), want %s with its categories and without its content", one, err, c)
+		}
+		if _, err := sqlstore.ReadContact(ctx, db, db.Read, "nope"); !errors.Is(err, sql.ErrNoRows) {
+			t.Fatalf("unknown contact: %v, want sql.ErrNoRows", err)
+		}
+		all, err := sqlstore.ReadCaseContacts(ctx, db, db.Read, cs.ID)
+		if err != nil || len(all) != 3 || all[0].OccurredAt.After(all[2].OccurredAt) {
+			t.Fatalf("case contacts %+v (%v), want 3 in capture order", all, err)
 		}
 	})
 }
