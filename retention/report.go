@@ -86,6 +86,10 @@ var ErrBadCursor = errors.New("bad cursor")
 // case_id, contact_id, customer_id, why, since, live (0: a contact
 // disposed of). Contacts of a covered case count only when stored before
 // the hold stopped preserving.
+//
+// It stays here rather than in sqlstore: the contacts table is only joined
+// (case_id, id, created_at) to retention's own hold_items, legal_holds and
+// dispositions, in one keyset-paged UNION whose meaning is retention's.
 func keySQL(n int) string {
 	in := "hi.hold_id IN (" + sqldb.Placeholders(n) + ")"
 	return `SELECT hi.case_id, '' AS contact_id, hi.customer_id, hi.why, hi.since, 1 AS live FROM hold_items hi WHERE ` + in + ` AND hi.contact_id = ''
