@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -101,6 +102,24 @@ func TestContactReads(t *testing.T) {
 		all, err := sqlstore.ReadCaseContacts(ctx, db, db.Read, cs.ID)
 		if err != nil || len(all) != 3 || all[0].OccurredAt.After(all[2].OccurredAt) {
 			t.Fatalf("case contacts %+v (%v), want 3 in capture order", all, err)
+		}
+
+		many := []string{}
+		for i := range 700 { // more than one IN list
+			many = append(many, fmt.Sprintf("gone-%03d", i))
+		}
+		recs, err := sqlstore.ContactRecords(ctx, db, db.Read, append(many, c))
+		if err != nil || len(recs) != 1 || recs[0].ID != c || recs[0].Body != "c" || recs[0].Purposes == "" {
+			t.Fatalf("records %+v (%v), want %s as stored", recs, err, c)
+		}
+		if recs, err := sqlstore.ContactRecordsOfCases(ctx, db, db.Read, []string{cs.ID}); err != nil || len(recs) != 3 {
+			t.Fatalf("records of the case: %d (%v), want 3", len(recs), err)
+		}
+		if got, err := sqlstore.CaseRecords(ctx, db, db.Read, []string{cs.ID, "none"}); err != nil || len(got) != 1 || got[0].Number != cs.Number {
+			t.Fatalf("case records %+v (%v), want case %d", got, err, cs.Number)
+		}
+		if got, err := sqlstore.CustomerRecords(ctx, db, db.Read, []string{cust.ID}); err != nil || len(got) != 1 || got[0].Name != cust.Name {
+			t.Fatalf("customer records %+v (%v), want %q", got, err, cust.Name)
 		}
 	})
 }
