@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqlstore"
 )
 
 // What a package holds, read in one read transaction (a snapshot): the
@@ -77,11 +79,11 @@ type snapshot struct {
 
 func stamp(v int64) string { return sqldb.FromMicros(v).Format("2006-01-02T15:04:05.000000Z") }
 
-func stampPtr(v sql.NullInt64) *string {
-	if !v.Valid {
+func stampPtr(t *time.Time) *string {
+	if t == nil {
 		return nil
 	}
-	s := stamp(v.Int64)
+	s := stamp(sqldb.Micros(*t))
 	return &s
 }
 
@@ -115,19 +117,26 @@ func keys[V any](m map[string]V) []string {
 	return out
 }
 
-const contactQuery = `SELECT id, case_id, customer_id, channel, direction, author, body, occurred_at, created_at, purposes, categories, location, device, anonymized_at FROM contacts WHERE `
+// contactRecord is a stored contact as a package writes it.
+func contactRecord(c sqlstore.ContactRecord) contactRec {
+	occurred := sqldb.Micros(c.OccurredAt)
+	return contactRec{
+		ID: c.ID, CaseID: c.CaseID, CustomerID: c.CustomerID, Channel: c.Channel, Direction: c.Direction, Author: c.Author, Body: c.Body,
+		OccurredAt: stamp(occurred), CreatedAt: stamp(sqldb.Micros(c.CreatedAt)),
+		Purposes:   rawOr(sql.NullString{String: c.Purposes, Valid: true}, "[]"),
+		Categories: rawOr(sql.NullString{String: c.Categories, Valid: true}, "[]"),
+		Location:   rawOr(c.Location, "null"), Device: rawOr(c.Device, "null"), Anonymized: c.Anonymized,
+		occurredRaw: occurred,
+	}
+}
 
-func scanContact(rows *sql.Rows) (contactRec, error) {
-	var c contactRec
-	var created int64
-	var ps, cs string
-	var loc, dev sql.NullString
-	var anon sql.NullInt64
-	err := rows.Scan(&c.ID, &c.CaseID, &c.CustomerID, &c.Channel, &c.Direction, &c.Author, &c.Body, &c.occurredRaw, &created, &ps, &cs, &loc, &dev, &anon)
-	c.OccurredAt, c.CreatedAt = stamp(c.occurredRaw), stamp(created)
-	c.Purposes, c.Categories = rawOr(sql.NullString{String: ps, Valid: true}, "[]"), rawOr(sql.NullString{String: cs, Valid: true}, "[]")
-	c.Location, c.Device, c.Anonymized = rawOr(loc, "null"), rawOr(dev, "null"), anon.Valid
-	return c, err
+// caseRecord is a stored case as a package writes it.
+func caseRecord(c sqlstore.CaseRecord) caseRec {
+	return caseRec{
+		ID: c.ID, Number: c.Number, CustomerID: c.CustomerID, Subject: c.Subject, Status: c.Status, Priority: c.Priority, Channel: c.Channel,
+		Tags: json.RawMessage(c.Tags), Assignee: c.Assignee,
+		CreatedAt: stamp(sqldb.Micros(c.CreatedAt)), UpdatedAt: stamp(sqldb.Micros(c.UpdatedAt)), ClosedAt: stampPtr(c.ClosedAt),
+	}
 }
 
 // readSnapshot reads what hold covers in one read-only transaction.
@@ -163,16 +172,18 @@ func (s *Service) readSnapshot(ctx context.Context, holdID string) (*snapshot, e
 	}
 
 	byID := map[string]contactRec{}
-	for _, q := range []struct {
-		where string
-		ids   []string
-	}{{"case_id IN (%s)", wholeCases}, {"id IN (%s)", singles}} {
-		cs, err := chunked(ctx, db, tx, contactQuery+q.where, q.ids, scanContact)
+	for _, read := range []func() ([]sqlstore.ContactRecord, error){
+		func() ([]sqlstore.ContactRecord, error) {
+			return sqlstore.ContactRecordsOfCases(ctx, db, tx, wholeCases)
+		},
+		func() ([]sqlstore.ContactRecord, error) { return sqlstore.ContactRecords(ctx, db, tx, singles) },
+	} {
+		cs, err := read()
 		if err != nil {
-			return nil, err
+			return nil, sqldb.Fail("export read", err)
 		}
 		for _, c := range cs {
-			byID[c.ID] = c
+			byID[c.ID] = contactRecord(c)
 		}
 	}
 
@@ -204,33 +215,17 @@ func (s *Service) readSnapshot(ctx context.Context, holdID string) (*snapshot, e
 		caseIDs[c.CaseID] = true
 	}
 
-	cs, err := chunked(ctx, db, tx, `SELECT id, number, customer_id, subject, status, priority, channel, tags, assignee, created_at, updated_at, closed_at FROM cases WHERE id IN (%s)`, keys(caseIDs),
-		func(rows *sql.Rows) (caseRec, error) {
-			var c caseRec
-			var tags string
-			var created, updated int64
-			var closed sql.NullInt64
-			err := rows.Scan(&c.ID, &c.Number, &c.CustomerID, &c.Subject, &c.Status, &c.Priority, &c.Channel, &tags, &c.Assignee, &created, &updated, &closed)
-			c.Tags, c.CreatedAt, c.UpdatedAt, c.ClosedAt = json.RawMessage(tags), stamp(created), stamp(updated), stampPtr(closed)
-			return c, err
-		})
+	cs, err := sqlstore.CaseRecords(ctx, db, tx, keys(caseIDs))
 	if err != nil {
-		return nil, err
+		return nil, sqldb.Fail("export read", err)
 	}
 	for _, c := range cs {
-		snap.cases[c.ID] = c
+		snap.cases[c.ID] = caseRecord(c)
 	}
 
-	us, err := chunked(ctx, db, tx, `SELECT id, external_ref, name, email, phone, locale, consent_location, consent_marketing, consent_personalization, created_at, updated_at FROM customers WHERE id IN (%s)`, keys(customerIDs),
-		func(rows *sql.Rows) (cases.Customer, error) {
-			var u cases.Customer
-			var created, updated int64
-			err := rows.Scan(&u.ID, &u.ExternalRef, &u.Name, &u.Email, &u.Phone, &u.Locale, &u.Consents.Location, &u.Consents.Marketing, &u.Consents.Personalization, &created, &updated)
-			u.CreatedAt, u.UpdatedAt = sqldb.FromMicros(created), sqldb.FromMicros(updated)
-			return u, err
-		})
+	us, err := sqlstore.CustomerRecords(ctx, db, tx, keys(customerIDs))
 	if err != nil {
-		return nil, err
+		return nil, sqldb.Fail("export read", err)
 	}
 	for _, u := range us {
 		snap.customers[u.ID] = u

@@ -10,6 +10,7 @@ import (
 
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqlstore"
 )
 
 // errHoldsChanged aborts a batch whose hold snapshot went stale.
@@ -17,9 +18,9 @@ var errHoldsChanged = errors.New("holds changed during the batch")
 
 // phase is one selection walked in batches.
 type phase interface {
-	// query selects the next batch after (key, id); args: bound, key, key, id, limit.
-	query() string
-	bound() int64
+	// selectAfter selects the next n candidates after (key, id), through
+	// the store's keyset query for the phase.
+	selectAfter(ctx context.Context, db *sqldb.DB, q sqldb.Querier, key int64, id string, n int) ([]sqlstore.DueContact, error)
 	// apply decides the unheld candidates of a batch and, unless b is a
 	// dry run, carries the decisions out in b's transaction.
 	apply(ctx context.Context, b *batch, cands []candidate) ([]Item, error)
@@ -160,16 +161,14 @@ func (w *walk) batch(ctx context.Context, p phase, cands []candidate) ([]Item, e
 }
 
 func (s *Sweeper) selectBatch(ctx context.Context, p phase, lastKey int64, lastID string, n int) ([]candidate, error) {
-	out, err := sqldb.Collect(ctx, s.db.Read, s.db.Rebind(p.query()), []any{p.bound(), lastKey, lastKey, lastID, n},
-		func(rows *sql.Rows) (candidate, error) {
-			var c candidate
-			var occurred int64
-			err := rows.Scan(&c.id, &c.caseID, &c.customerID, &occurred, &c.key)
-			c.occurred = sqldb.FromMicros(occurred)
-			return c, err
-		})
+	due, err := p.selectAfter(ctx, s.db, s.db.Read, lastKey, lastID, n)
 	if err != nil {
 		return nil, sqldb.Fail("sweep select", err)
+	}
+
+	out := make([]candidate, len(due))
+	for i, c := range due {
+		out[i] = candidate{id: c.ID, caseID: c.CaseID, customerID: c.CustomerID, occurred: c.OccurredAt, key: c.Key}
 	}
 	return out, nil
 }

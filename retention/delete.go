@@ -126,11 +126,7 @@ func (d *Deleter) DeleteCase(ctx context.Context, caseID string, actor cases.Act
 
 // contactsOf reads the case's contacts, ids in order.
 func (d *Deleter) contactsOf(ctx context.Context, tx *sql.Tx, caseID string) ([]string, map[string]liveContact, error) {
-	ids, err := sqldb.Collect(ctx, tx, d.db.Rebind(`SELECT id FROM contacts WHERE case_id = ? ORDER BY id`), []any{caseID},
-		func(rows *sql.Rows) (string, error) {
-			var id string
-			return id, rows.Scan(&id)
-		})
+	ids, err := sqlstore.CaseContactIDs(ctx, d.db, tx, caseID)
 	if err != nil {
 		return nil, nil, sqldb.Fail("read contacts", err)
 	}

@@ -14,12 +14,8 @@ import (
 // the cases it leaves without contacts.
 type expiryPhase struct{ now time.Time }
 
-func (p expiryPhase) bound() int64 { return sqldb.Micros(p.now) }
-
-func (p expiryPhase) query() string {
-	return `SELECT id, case_id, customer_id, occurred_at, retain_until FROM contacts
-		WHERE retain_until IS NOT NULL AND retain_until <= ? AND (retain_until > ? OR (retain_until = ? AND id > ?))
-		ORDER BY retain_until, id LIMIT ?`
+func (p expiryPhase) selectAfter(ctx context.Context, db *sqldb.DB, q sqldb.Querier, key int64, id string, n int) ([]sqlstore.DueContact, error) {
+	return sqlstore.ExpiringContacts(ctx, db, q, sqldb.Micros(p.now), key, id, n)
 }
 
 // expiryDecision is what expiry decided for a batch.
@@ -146,22 +142,9 @@ func emptyCases(ctx context.Context, b *batch, caseIDs, dels []string, live map[
 	if len(caseIDs) == 0 {
 		return nil, nil
 	}
-	type count struct {
-		id string
-		n  int
-	}
-	counts, err := sqldb.Collect(ctx, b.reader(), b.db.Rebind(`SELECT case_id, COUNT(*) FROM contacts WHERE case_id IN (`+sqldb.Placeholders(len(caseIDs))+`) GROUP BY case_id`),
-		sqldb.Args(caseIDs), func(rows *sql.Rows) (count, error) {
-			var c count
-			return c, rows.Scan(&c.id, &c.n)
-		})
+	left, err := sqlstore.CountCaseContacts(ctx, b.db, b.reader(), caseIDs)
 	if err != nil {
 		return nil, sqldb.Fail("case contacts", err)
-	}
-
-	left := map[string]int{}
-	for _, c := range counts {
-		left[c.id] = c.n
 	}
 	for _, id := range dels {
 		cs := live[id].CaseID

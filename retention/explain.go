@@ -11,6 +11,7 @@ import (
 
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqlstore"
 )
 
 // PurposeExplanation is one purpose of a contact and what its rule alone
@@ -79,8 +80,8 @@ func NewExplainer(db *sqldb.DB, policy *Policy, holds *Holds) *Explainer {
 	return &Explainer{db: db, policy: policy, holds: holds}
 }
 
-const explainCols = `c.id, c.case_id, c.customer_id, c.occurred_at, c.purposes, c.categories, c.location, c.device, c.retain_until, c.anonymized_at, k.closed_at`
-
+// explainRow is a contact as explained: what decides its dates and what a
+// sweep has done to it so far.
 type explainRow struct {
 	ref        ContactRef
 	purposes   []cases.Purpose
@@ -92,36 +93,27 @@ type explainRow struct {
 	closedAt   *time.Time
 }
 
-func scanExplainRow(row interface{ Scan(...any) error }) (explainRow, error) {
-	var r explainRow
-	var occurred int64
-	var ps, cs string
-	var loc, dev sql.NullString
-	var until, anon, closed sql.NullInt64
-	if err := row.Scan(&r.ref.ContactID, &r.ref.CaseID, &r.ref.CustomerID, &occurred, &ps, &cs, &loc, &dev, &until, &anon, &closed); err != nil {
-		return r, err
+func newExplainRow(c sqlstore.StoredContact) explainRow {
+	return explainRow{
+		ref:      ContactRef{ContactID: c.ID, CaseID: c.CaseID, CustomerID: c.CustomerID, OccurredAt: c.OccurredAt},
+		purposes: c.Purposes, categories: c.Categories,
+		hasLoc: c.Location.Valid, hasDev: c.Device.Valid,
+		stored: c.RetainUntil, anonymized: c.Anonymized, closedAt: c.CaseClosedAt,
 	}
-	if err := jsonList(ps, &r.purposes); err != nil {
-		return r, err
-	}
-	if err := jsonList(cs, &r.categories); err != nil {
-		return r, err
-	}
-	r.ref.OccurredAt = sqldb.FromMicros(occurred)
-	r.hasLoc, r.hasDev, r.stored, r.anonymized, r.closedAt = loc.Valid, dev.Valid, sqldb.TimePtr(until), anon.Valid, sqldb.TimePtr(closed)
-	return r, nil
 }
 
 // ExplainContact explains one contact as of now; an unknown id gives
 // cases.ErrNotFound.
 func (e *Explainer) ExplainContact(ctx context.Context, id string, now time.Time) (ContactExplanation, error) {
-	r, err := scanExplainRow(e.db.Read.QueryRowContext(ctx, e.db.Rebind(`SELECT `+explainCols+` FROM contacts c JOIN cases k ON k.id = c.case_id WHERE c.id = ?`), id))
+	c, err := sqlstore.ReadContact(ctx, e.db, e.db.Read, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ContactExplanation{}, fmt.Errorf("contact %s: %w", id, cases.ErrNotFound)
 	}
 	if err != nil {
 		return ContactExplanation{}, sqldb.Fail("explain", err)
 	}
+	r := newExplainRow(c)
+
 	var ev *evaluator
 	if ev, err = e.evaluator(ctx); err != nil {
 		return ContactExplanation{}, err
@@ -146,13 +138,12 @@ func (e *Explainer) ExplainCase(ctx context.Context, id string, now time.Time) (
 	if err != nil {
 		return out, err
 	}
-	rs, err := sqldb.Collect(ctx, e.db.Read, e.db.Rebind(`SELECT `+explainCols+` FROM contacts c JOIN cases k ON k.id = c.case_id WHERE c.case_id = ? ORDER BY c.occurred_at, c.id`), []any{id},
-		func(rows *sql.Rows) (explainRow, error) { return scanExplainRow(rows) })
+	rs, err := sqlstore.ReadCaseContacts(ctx, e.db, e.db.Read, id)
 	if err != nil {
 		return out, sqldb.Fail("explain", err)
 	}
-	for _, r := range rs {
-		ce, err := e.explain(ctx, ev, r, now)
+	for _, c := range rs {
+		ce, err := e.explain(ctx, ev, newExplainRow(c), now)
 		if err != nil {
 			return out, err
 		}
@@ -302,11 +293,4 @@ func clockName(from string) string {
 		return "the case closed"
 	}
 	return "capture"
-}
-
-func jsonList[T any](s string, dst *[]T) error {
-	if s == "" {
-		return nil
-	}
-	return jsonUnmarshal(s, dst)
 }

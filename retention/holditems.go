@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqlstore"
 )
 
 // Sticky coverage (issue 14). A hold's scope is evaluated against live data,
@@ -172,15 +173,14 @@ func (h *Holds) RecordCase(ctx context.Context, tx *sql.Tx, caseID string) error
 
 // caseContacts lists the contacts of a case as refs.
 func caseContacts(ctx context.Context, db *sqldb.DB, q sqldb.Querier, caseID, customerID string) ([]ContactRef, error) {
-	out, err := sqldb.Collect(ctx, q, db.Rebind(`SELECT id, occurred_at FROM contacts WHERE case_id = ?`), []any{caseID},
-		func(rows *sql.Rows) (ContactRef, error) {
-			var id string
-			var at int64
-			err := rows.Scan(&id, &at)
-			return ContactRef{ContactID: id, CaseID: caseID, CustomerID: customerID, OccurredAt: sqldb.FromMicros(at)}, err
-		})
+	keys, err := sqlstore.CaseContactTimes(ctx, db, q, caseID, customerID)
 	if err != nil {
 		return nil, sqldb.Fail("contacts of case", err)
+	}
+
+	out := make([]ContactRef, len(keys))
+	for i, k := range keys {
+		out[i] = contactRef(k)
 	}
 	return out, nil
 }

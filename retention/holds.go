@@ -15,6 +15,7 @@ import (
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqlstore"
 )
 
 // Limits on hold input.
@@ -190,6 +191,17 @@ type ContactRef struct {
 	CaseID     string
 	CustomerID string
 	OccurredAt time.Time
+}
+
+// contactRef is the ref of a contact the store read.
+func contactRef(k sqlstore.ContactKey) ContactRef {
+	return ContactRef{ContactID: k.ID, CaseID: k.CaseID, CustomerID: k.CustomerID, OccurredAt: k.OccurredAt}
+}
+
+// contacts is the part of the scope the store can select on: everything
+// but the query, which a hold's evaluator decides.
+func (s HoldScope) contacts() sqlstore.ContactScope {
+	return sqlstore.ContactScope{CaseIDs: s.CaseIDs, CustomerIDs: s.CustomerIDs, From: s.From, To: s.To}
 }
 
 // Holds stores legal holds and decides what they cover.
@@ -939,43 +951,20 @@ func (h *Holds) Counts(ctx context.Context, id string) (HoldCounts, error) {
 // case, customer and time criteria select (criteria no edit can change, so
 // recorded items are among them too), in batches of 1000.
 func (h *Holds) walk(ctx context.Context, ev *evaluator, hold Hold, fn func(ContactRef)) error {
-	s := hold.Scope
-	where := []string{"id > ?"}
-	var fixed []any
-	if len(s.CaseIDs) > 0 {
-		where = append(where, "case_id IN ("+sqldb.Placeholders(len(s.CaseIDs))+")")
-		fixed = append(fixed, sqldb.Args(s.CaseIDs)...)
-	}
-	if len(s.CustomerIDs) > 0 {
-		where = append(where, "customer_id IN ("+sqldb.Placeholders(len(s.CustomerIDs))+")")
-		fixed = append(fixed, sqldb.Args(s.CustomerIDs)...)
-	}
-	if s.From != nil {
-		where, fixed = append(where, "occurred_at >= ?"), append(fixed, sqldb.Micros(*s.From))
-	}
-	if s.To != nil {
-		where, fixed = append(where, "occurred_at < ?"), append(fixed, sqldb.Micros(*s.To))
-	}
-
-	q := h.db.Rebind(`SELECT id, case_id, customer_id, occurred_at FROM contacts WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id LIMIT 1000`)
+	scope := hold.Scope.contacts()
 	after := ""
 	for {
-		refs, err := sqldb.Collect(ctx, h.db.Read, q, append([]any{after}, fixed...), func(rows *sql.Rows) (ContactRef, error) {
-			var r ContactRef
-			var occ int64
-			err := rows.Scan(&r.ContactID, &r.CaseID, &r.CustomerID, &occ)
-			r.OccurredAt = sqldb.FromMicros(occ)
-			return r, err
-		})
+		keys, err := sqlstore.ContactsInScope(ctx, h.db, h.db.Read, scope, after, 1000)
 		if err != nil {
 			return sqldb.Fail("hold walk", err)
 		}
-		if len(refs) == 0 {
+		if len(keys) == 0 {
 			return nil
 		}
 
-		after = refs[len(refs)-1].ContactID
-		for _, r := range refs {
+		after = keys[len(keys)-1].ID
+		for _, k := range keys {
+			r := contactRef(k)
 			ok, err := ev.covers(ctx, hold, r)
 			if err != nil {
 				return err

@@ -89,12 +89,7 @@ func recomputePending(ctx context.Context, db *sqldb.DB, policy *Policy) (bool, 
 // recomputeBatch brings the dates of the n contacts after the id after up
 // to sc, in tx; it returns the ids it examined and how many dates changed.
 func recomputeBatch(ctx context.Context, db *sqldb.DB, tx *sql.Tx, sc Schedule, after string, n int) ([]string, int, error) {
-	type idRow struct{ id, caseID string }
-	rows, err := sqldb.Collect(ctx, tx, db.Rebind(`SELECT id, case_id FROM contacts WHERE id > ? ORDER BY id LIMIT ?`), []any{after, n},
-		func(rows *sql.Rows) (idRow, error) {
-			var r idRow
-			return r, rows.Scan(&r.id, &r.caseID)
-		})
+	rows, err := sqlstore.ContactsAfter(ctx, db, tx, after, n)
 	if err != nil || len(rows) == 0 {
 		return nil, 0, sqldb.Fail("recompute", err)
 	}
@@ -102,9 +97,9 @@ func recomputeBatch(ctx context.Context, db *sqldb.DB, tx *sql.Tx, sc Schedule, 
 	ids := make([]string, len(rows))
 	var caseIDs []string
 	for i, r := range rows {
-		ids[i] = r.id
-		if !slices.Contains(caseIDs, r.caseID) {
-			caseIDs = append(caseIDs, r.caseID)
+		ids[i] = r.ID
+		if !slices.Contains(caseIDs, r.CaseID) {
+			caseIDs = append(caseIDs, r.CaseID)
 		}
 	}
 	slices.Sort(caseIDs)

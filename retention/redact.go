@@ -30,12 +30,8 @@ type redactPhase struct {
 	cutoff   time.Time
 }
 
-func (p redactPhase) bound() int64 { return sqldb.Micros(p.cutoff) }
-
-func (p redactPhase) query() string {
-	return `SELECT id, case_id, customer_id, occurred_at, occurred_at FROM contacts
-		WHERE ` + p.column.name + ` IS NOT NULL AND occurred_at <= ? AND (occurred_at > ? OR (occurred_at = ? AND id > ?))
-		ORDER BY occurred_at, id LIMIT ?`
+func (p redactPhase) selectAfter(ctx context.Context, db *sqldb.DB, q sqldb.Querier, key int64, id string, n int) ([]sqlstore.DueContact, error) {
+	return sqlstore.RedactableContacts(ctx, db, q, p.column.name, sqldb.Micros(p.cutoff), key, id, n)
 }
 
 func (p redactPhase) apply(ctx context.Context, b *batch, cands []candidate) ([]Item, error) {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqlstore"
 )
 
 // Hold reports (issue 14 §2). A report is read from hold_items, which
@@ -84,6 +86,10 @@ var ErrBadCursor = errors.New("bad cursor")
 // case_id, contact_id, customer_id, why, since, live (0: a contact
 // disposed of). Contacts of a covered case count only when stored before
 // the hold stopped preserving.
+//
+// It stays here rather than in sqlstore: the contacts table is only joined
+// (case_id, id, created_at) to retention's own hold_items, legal_holds and
+// dispositions, in one keyset-paged UNION whose meaning is retention's.
 func keySQL(n int) string {
 	in := "hi.hold_id IN (" + sqldb.Placeholders(n) + ")"
 	return `SELECT hi.case_id, '' AS contact_id, hi.customer_id, hi.why, hi.since, 1 AS live FROM hold_items hi WHERE ` + in + ` AND hi.contact_id = ''
@@ -204,21 +210,11 @@ func (h *Holds) describe(ctx context.Context, items []ReportItem) error {
 	disposals := map[string][]ReportDisposal{} // by contact id, or by case id for a case's own
 
 	if len(contactIDs) > 0 {
-		type occ struct {
-			id string
-			at int64
-		}
-		rows, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT id, occurred_at FROM contacts WHERE id IN (`+sqldb.Placeholders(len(contactIDs))+`)`), sqldb.Args(contactIDs),
-			func(rows *sql.Rows) (occ, error) {
-				var o occ
-				return o, rows.Scan(&o.id, &o.at)
-			})
+		times, err := sqlstore.ContactTimes(ctx, h.db, h.db.Read, contactIDs)
 		if err != nil {
 			return sqldb.Fail("hold report contacts", err)
 		}
-		for _, o := range rows {
-			occurred[o.id] = sqldb.FromMicros(o.at)
-		}
+		maps.Copy(occurred, times)
 
 		type file struct {
 			contactID string
@@ -454,20 +450,12 @@ func (h *Holds) ReleasePreview(ctx context.Context, holdID string) (ReleasePrevi
 		for i, r := range chunk {
 			byID[r.ContactID], ids[i] = r, r.ContactID
 		}
-		type due struct {
-			id    string
-			until int64
-		}
-		rows, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT id, retain_until FROM contacts WHERE retain_until <= ? AND id IN (`+sqldb.Placeholders(len(ids))+`) ORDER BY id`),
-			append([]any{sqldb.Micros(now)}, sqldb.Args(ids)...), func(rows *sql.Rows) (due, error) {
-				var d due
-				return d, rows.Scan(&d.id, &d.until)
-			})
+		rows, err := sqlstore.ContactsDueBy(ctx, h.db, h.db.Read, now, ids)
 		if err != nil {
 			return out, sqldb.Fail("release preview", err)
 		}
 		for _, d := range rows {
-			ref := byID[d.id]
+			ref := byID[d.ID]
 			held, err := ev.covering(ctx, ref)
 			if err != nil || len(held) > 0 {
 				out.HeldByOthers++ // an unsure answer keeps it held, as a sweep would
@@ -478,7 +466,7 @@ func (h *Holds) ReleasePreview(ctx context.Context, holdID string) (ReleasePrevi
 				out.Truncated = true
 				continue
 			}
-			out.Items = append(out.Items, PreviewItem{ContactID: d.id, CaseID: ref.CaseID, CustomerID: ref.CustomerID, RetainUntil: sqldb.FromMicros(d.until)})
+			out.Items = append(out.Items, PreviewItem{ContactID: d.ID, CaseID: ref.CaseID, CustomerID: ref.CustomerID, RetainUntil: d.RetainUntil})
 		}
 	}
 	return out, nil

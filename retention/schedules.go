@@ -204,10 +204,3 @@ func (s *Schedules) History(ctx context.Context) ([]StoredSchedule, error) {
 	}
 	return out, nil
 }
-
-func jsonUnmarshal(s string, v any) error {
-	if err := json.Unmarshal([]byte(s), v); err != nil {
-		return fmt.Errorf("decode %T: %w: %w", v, sqldb.ErrBadRow, err)
-	}
-	return nil
-}

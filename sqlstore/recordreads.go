@@ -1,0 +1,99 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"slices"
+	"time"
+
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/sqldb"
+)
+
+// What an e-discovery export reads of the store's tables goes through here:
+// rows as stored, JSON columns as their text, so that a package carries
+// them byte for byte. Every function reads through q (the export's
+// read-only snapshot transaction) in chunks of recordChunk ids.
+
+// recordChunk bounds the placeholders of one IN list.
+const recordChunk = 500
+
+// inChunks runs query (ending in "IN (" and completed here) for ids in
+// chunks and collects every row.
+func inChunks[T any](ctx context.Context, db *sqldb.DB, q sqldb.Querier, query string, ids []string, scan func(*sql.Rows) (T, error)) ([]T, error) {
+	var out []T
+	for chunk := range slices.Chunk(ids, recordChunk) {
+		rows, err := sqldb.Collect(ctx, q, db.Rebind(query+sqldb.Placeholders(len(chunk))+`)`), sqldb.Args(chunk), scan)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rows...)
+	}
+	return out, nil
+}
+
+// ContactRecord is a contact row as stored.
+type ContactRecord struct {
+	ID, CaseID, CustomerID string
+	Channel, Direction     string
+	Author, Body           string
+	OccurredAt, CreatedAt  time.Time
+	Purposes, Categories   string // JSON text
+	Location, Device       sql.NullString
+	Anonymized             bool
+}
+
+const contactRecordQuery = `SELECT id, case_id, customer_id, channel, direction, author, body, occurred_at, created_at, purposes, categories, location, device, anonymized_at FROM contacts WHERE `
+
+func scanContactRecord(rows *sql.Rows) (ContactRecord, error) {
+	var c ContactRecord
+	var occurred, created int64
+	var anon sql.NullInt64
+	err := rows.Scan(&c.ID, &c.CaseID, &c.CustomerID, &c.Channel, &c.Direction, &c.Author, &c.Body, &occurred, &created, &c.Purposes, &c.Categories, &c.Location, &c.Device, &anon)
+	c.OccurredAt, c.CreatedAt, c.Anonymized = sqldb.FromMicros(occurred), sqldb.FromMicros(created), anon.Valid
+	return c, err
+}
+
+// ContactRecordsOfCases reads every contact of the cases, in no particular
+// order.
+func ContactRecordsOfCases(ctx context.Context, db *sqldb.DB, q sqldb.Querier, caseIDs []string) ([]ContactRecord, error) {
+	return inChunks(ctx, db, q, contactRecordQuery+`case_id IN (`, caseIDs, scanContactRecord)
+}
+
+// ContactRecords reads the contacts ids still stored, in no particular
+// order.
+func ContactRecords(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids []string) ([]ContactRecord, error) {
+	return inChunks(ctx, db, q, contactRecordQuery+`id IN (`, ids, scanContactRecord)
+}
+
+// CaseRecord is a case row as stored.
+type CaseRecord struct {
+	ID                        string
+	Number                    int64
+	CustomerID, Subject       string
+	Status, Priority, Channel string
+	Tags                      string // JSON text
+	Assignee                  string
+	CreatedAt, UpdatedAt      time.Time
+	ClosedAt                  *time.Time
+}
+
+// CaseRecords reads the cases ids still stored, in no particular order.
+func CaseRecords(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids []string) ([]CaseRecord, error) {
+	return inChunks(ctx, db, q, `SELECT `+caseCols+` FROM cases WHERE id IN (`, ids,
+		func(rows *sql.Rows) (CaseRecord, error) {
+			var c CaseRecord
+			var created, updated int64
+			var closed sql.NullInt64
+			err := rows.Scan(&c.ID, &c.Number, &c.CustomerID, &c.Subject, &c.Status, &c.Priority, &c.Channel, &c.Tags, &c.Assignee, &created, &updated, &closed)
+			c.CreatedAt, c.UpdatedAt, c.ClosedAt = sqldb.FromMicros(created), sqldb.FromMicros(updated), sqldb.TimePtr(closed)
+			return c, err
+		})
+}
+
+// CustomerRecords reads the customers ids still stored, in no particular
+// order.
+func CustomerRecords(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids []string) ([]cases.Customer, error) {
+	return inChunks(ctx, db, q, `SELECT `+customerCols+` FROM customers WHERE id IN (`, ids,
+		func(rows *sql.Rows) (cases.Customer, error) { return scanCustomer(rows) })
+}
