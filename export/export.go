@@ -51,13 +51,14 @@ const blobPrefix = "exp/"
 
 var (
 	// ErrNothingCovered: the hold covers no item (the API answers 422).
-	ErrNothingCovered = errors.New("the hold covers nothing to export")
+	ErrNothingCovered = errors.New("nothing to export: the hold or scope covers no item")
 	// ErrNotReady: the package cannot be downloaded in the export's state
 	// (running, failed, expired…); matches cases.ErrConflict (409).
 	ErrNotReady = fmt.Errorf("export package not available: %w", cases.ErrConflict)
 )
 
-// Input is what starting an export needs.
+// Input is what starting an export needs: a hold, or a scope (the shape
+// of a hold's, validated as one) whose matches now are exported.
 type Input struct {
 	HoldID string          `json:"hold_id"`
 	Scope  json.RawMessage `json:"scope,omitempty"`
@@ -66,15 +67,17 @@ type Input struct {
 
 // Export is one export job and its package.
 type Export struct {
-	ID         string     `json:"id"`
-	HoldID     string     `json:"hold_id"`
-	Format     string     `json:"format"`
-	Status     string     `json:"status"`
-	CreatedBy  string     `json:"created_by"`
-	CreatedAt  time.Time  `json:"created_at"`
-	FinishedAt *time.Time `json:"finished_at,omitempty"`
-	ExpiresAt  time.Time  `json:"expires_at"`
-	Progress   Progress   `json:"progress"`
+	ID     string `json:"id"`
+	HoldID string `json:"hold_id,omitempty"`
+	// Scope is set for an export of an ad-hoc scope instead of a hold.
+	Scope      *retention.HoldScope `json:"scope,omitempty"`
+	Format     string               `json:"format"`
+	Status     string               `json:"status"`
+	CreatedBy  string               `json:"created_by"`
+	CreatedAt  time.Time            `json:"created_at"`
+	FinishedAt *time.Time           `json:"finished_at,omitempty"`
+	ExpiresAt  time.Time            `json:"expires_at"`
+	Progress   Progress             `json:"progress"`
 	// Size and SHA256 are the package's (the ZIP as downloaded).
 	Size    int64    `json:"size"`
 	SHA256  string   `json:"sha256,omitempty"`
@@ -108,9 +111,12 @@ type AttachmentOpener interface {
 	Open(ctx context.Context, id string) (cases.Attachment, io.ReadCloser, error)
 }
 
-// HoldFinder finds a hold (cases.ErrNotFound when there is none).
+// HoldFinder finds a hold (cases.ErrNotFound when there is none) and
+// decides what an ad-hoc scope matches (retention.Holds).
 type HoldFinder interface {
 	Get(ctx context.Context, id string) (retention.Hold, error)
+	ValidateScope(ctx context.Context, sc *retention.HoldScope) error
+	Matching(ctx context.Context, sc retention.HoldScope) ([]retention.ScopeItem, error)
 }
 
 // Options wires a Service.
@@ -166,13 +172,7 @@ func objectID(id string) string { return "export/" + id }
 // Create validates in and records a running export of the hold, audited
 // in the same transaction. Run writes its package.
 func (s *Service) Create(ctx context.Context, in Input, actor cases.Actor) (Export, error) {
-	if len(in.Scope) > 0 && string(in.Scope) != "null" {
-		return Export{}, cases.Invalid("scope", "ad-hoc scopes are not supported yet: place a hold with the scope and export it by hold_id")
-	}
 	in.HoldID = strings.TrimSpace(in.HoldID)
-	if in.HoldID == "" {
-		return Export{}, cases.Invalid("hold_id", "is required")
-	}
 	switch in.Format {
 	case "", FormatZIP:
 		in.Format = FormatZIP
@@ -180,32 +180,78 @@ func (s *Service) Create(ctx context.Context, in Input, actor cases.Actor) (Expo
 		return Export{}, cases.Invalid("format", `must be "zip"`)
 	}
 
-	if _, err := s.o.Holds.Get(ctx, in.HoldID); err != nil {
+	scope, err := s.scope(ctx, in)
+	if err != nil {
 		return Export{}, err
 	}
 	var n int
-	if err := s.o.DB.Read.QueryRowContext(ctx, s.o.DB.Rebind(`SELECT COUNT(*) FROM hold_items WHERE hold_id = ?`), in.HoldID).Scan(&n); err != nil {
-		return Export{}, sqldb.Fail("export coverage", err)
+	var what, field string
+	if scope != nil {
+		items, err := s.o.Holds.Matching(ctx, *scope)
+		if err != nil {
+			return Export{}, err
+		}
+		n, what, field = len(items), "scope", "scope"
+	} else {
+		if _, err := s.o.Holds.Get(ctx, in.HoldID); err != nil {
+			return Export{}, err
+		}
+		if err := s.o.DB.Read.QueryRowContext(ctx, s.o.DB.Rebind(`SELECT COUNT(*) FROM hold_items WHERE hold_id = ?`), in.HoldID).Scan(&n); err != nil {
+			return Export{}, sqldb.Fail("export coverage", err)
+		}
+		what, field = "hold "+in.HoldID, "hold_id"
 	}
 	if n == 0 {
-		return Export{}, fmt.Errorf("hold %s: %w", in.HoldID, errors.Join(ErrNothingCovered, cases.Invalid("hold_id", "the hold covers nothing to export")))
+		return Export{}, fmt.Errorf("%s: %w", what, errors.Join(ErrNothingCovered, cases.Invalid(field, "covers nothing to export")))
 	}
 
+	var scopeJSON []byte
+	if scope != nil {
+		if scopeJSON, err = json.Marshal(scope); err != nil {
+			return Export{}, fmt.Errorf("encode export scope: %w", err)
+		}
+	}
 	now := s.o.Now().UTC().Truncate(time.Microsecond)
-	e := Export{ID: cases.NewID(), HoldID: in.HoldID, Format: in.Format, Status: StatusRunning, CreatedBy: actor.Name,
+	e := Export{ID: cases.NewID(), HoldID: in.HoldID, Scope: scope, Format: in.Format, Status: StatusRunning, CreatedBy: actor.Name,
 		CreatedAt: now, ExpiresAt: now.Add(s.o.TTL)}
-	err := s.o.DB.InTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, s.o.DB.Rebind(`INSERT INTO exports (id, hold_id, format, status, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`),
-			e.ID, e.HoldID, e.Format, e.Status, e.CreatedBy, sqldb.Micros(e.CreatedAt), sqldb.Micros(e.ExpiresAt))
+	err = s.o.DB.InTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.o.DB.Rebind(`INSERT INTO exports (id, hold_id, scope, format, status, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+			e.ID, e.HoldID, string(scopeJSON), e.Format, e.Status, e.CreatedBy, sqldb.Micros(e.CreatedAt), sqldb.Micros(e.ExpiresAt))
 		if err != nil {
 			return sqldb.Fail("insert export", err)
 		}
-		return s.audit(ctx, tx, actor, "export.create", e.ID, map[string]any{"hold_id": e.HoldID, "format": e.Format})
+		detail := map[string]any{"hold_id": e.HoldID, "format": e.Format}
+		if scope != nil {
+			detail = map[string]any{"scope": json.RawMessage(scopeJSON), "format": e.Format}
+		}
+		return s.audit(ctx, tx, actor, "export.create", e.ID, detail)
 	})
 	if err != nil {
 		return Export{}, err
 	}
 	return e, nil
+}
+
+// scope is in's validated scope, nil for an export of a hold: exactly one
+// of hold_id and scope is given.
+func (s *Service) scope(ctx context.Context, in Input) (*retention.HoldScope, error) {
+	given := len(in.Scope) > 0 && string(in.Scope) != "null"
+	switch {
+	case given && in.HoldID != "":
+		return nil, cases.Invalid("scope", "give hold_id or scope, not both")
+	case !given && in.HoldID == "":
+		return nil, cases.Invalid("hold_id", "is required (or a scope)")
+	case !given:
+		return nil, nil
+	}
+	var sc retention.HoldScope
+	if err := json.Unmarshal(in.Scope, &sc); err != nil {
+		return nil, cases.Invalid("scope", fmt.Sprintf("must be a hold scope (case_ids, customer_ids, query, from, to): %v", err))
+	}
+	if err := s.o.Holds.ValidateScope(ctx, &sc); err != nil {
+		return nil, err
+	}
+	return &sc, nil
 }
 
 // Start creates an export and runs it in the background; ctx bounds the
@@ -231,17 +277,23 @@ func (s *Service) audit(ctx context.Context, tx *sql.Tx, actor cases.Actor, acti
 	return s.o.AuditTx(ctx, tx, cases.Change{Actor: actor, Action: action, TargetType: "export", TargetID: id, Detail: detail})
 }
 
-const exportCols = `id, hold_id, format, status, created_by, created_at, finished_at, expires_at, items_total, items_done, bytes_total, bytes_done, size, sha256, error, summary`
+const exportCols = `id, hold_id, format, status, created_by, created_at, finished_at, expires_at, items_total, items_done, bytes_total, bytes_done, size, sha256, error, summary, scope`
 
 func scanExport(row interface{ Scan(...any) error }) (Export, error) {
 	var e Export
 	var created, expires int64
 	var finished sql.NullInt64
-	var summary string
+	var summary, scope string
 	err := row.Scan(&e.ID, &e.HoldID, &e.Format, &e.Status, &e.CreatedBy, &created, &finished, &expires,
-		&e.Progress.ItemsTotal, &e.Progress.ItemsDone, &e.Progress.BytesTotal, &e.Progress.BytesDone, &e.Size, &e.SHA256, &e.Error, &summary)
+		&e.Progress.ItemsTotal, &e.Progress.ItemsDone, &e.Progress.BytesTotal, &e.Progress.BytesDone, &e.Size, &e.SHA256, &e.Error, &summary, &scope)
 	if err != nil {
 		return e, err
+	}
+	if scope != "" {
+		e.Scope = &retention.HoldScope{}
+		if err := json.Unmarshal([]byte(scope), e.Scope); err != nil {
+			return e, fmt.Errorf("export %s scope: %w: %w", e.ID, sqldb.ErrBadRow, err)
+		}
 	}
 	e.CreatedAt, e.ExpiresAt, e.FinishedAt = sqldb.FromMicros(created), sqldb.FromMicros(expires), sqldb.TimePtr(finished)
 	if summary != "" && summary != "{}" {

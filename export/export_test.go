@@ -147,7 +147,13 @@ var legal = cases.Actor{Name: "counsel", Role: "legal"}
 // its package opened.
 func (e *env) run(holdID string) (export.Export, []byte, *zip.Reader) {
 	e.t.Helper()
-	x, err := e.svc.Create(e.ctx, export.Input{HoldID: holdID}, legal)
+	return e.runInput(export.Input{HoldID: holdID})
+}
+
+// runInput creates and runs an export of in (a hold or a scope).
+func (e *env) runInput(in export.Input) (export.Export, []byte, *zip.Reader) {
+	e.t.Helper()
+	x, err := e.svc.Create(e.ctx, in, legal)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -357,7 +363,12 @@ func TestBadInput(t *testing.T) {
 			{"hold covering nothing", export.Input{HoldID: empty.ID}, export.ErrNothingCovered},
 			{"no hold", export.Input{}, nil},
 			{"format", export.Input{HoldID: held.ID, Format: "pdf"}, nil},
-			{"scope", export.Input{HoldID: held.ID, Scope: json.RawMessage(`{"query":"x"}`)}, nil},
+			{"hold and scope", export.Input{HoldID: held.ID, Scope: json.RawMessage(`{"case_ids":["` + k.ID + `"]}`)}, nil},
+			{"empty scope", export.Input{Scope: json.RawMessage(`{}`)}, nil},
+			{"scope with an unknown case", export.Input{Scope: json.RawMessage(`{"case_ids":["` + cases.NewID() + `"]}`)}, nil},
+			{"scope with a bad time", export.Input{Scope: json.RawMessage(`{"customer_ids":["` + k.CustomerID + `"],"from":"yesterday"}`)}, nil},
+			{"scope with an unknown field", export.Input{Scope: json.RawMessage(`{"cases":["x"]}`)}, nil},
+			{"scope matching nothing", export.Input{Scope: json.RawMessage(`{"customer_ids":["` + k.CustomerID + `"],"from":"2030-01-01"}`)}, export.ErrNothingCovered},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				_, err := e.svc.Create(e.ctx, tc.in, legal)
@@ -575,6 +586,47 @@ func TestSweepDuringExportKeepsExportedItems(t *testing.T) {
 			if got := files[fmt.Sprintf("natives/CV%07d.001_n%d.bin", i+1, i)]; !bytes.Equal(got, want) {
 				t.Errorf("native %d: %d bytes, want %d", i, len(got), len(want))
 			}
+		}
+	})
+}
+
+// A scope export holds exactly the contacts the scope matches when it
+// runs: here Ann's contacts of March (not Ann's of April, not Bob's), and
+// no hold is placed or needed.
+func TestScopeExport(t *testing.T) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		e := newEnv(t, db)
+		ann, bob := e.customer("Ann"), e.customer("Bob")
+		ka, kb := e.newCase(ann), e.newCase(bob)
+		in1 := e.contact(ka, "march one", base)
+		in2 := e.contact(ka, "march two", base.Add(48*time.Hour))
+		e.contact(ka, "april", base.AddDate(0, 1, 0))
+		e.contact(kb, "bob in march", base)
+
+		scope := `{"customer_ids":["` + ann + `"],"from":"2025-03-01","to":"2025-04-01"}`
+		x, _, zr := e.runInput(export.Input{Scope: json.RawMessage(scope)})
+		if x.HoldID != "" || x.Scope == nil || len(x.Scope.CustomerIDs) != 1 || x.Scope.From == nil {
+			t.Errorf("export %+v: want its scope recorded and no hold", x)
+		}
+
+		var got []string
+		for line := range strings.SplitSeq(strings.TrimSpace(string(readZip(t, zr)[export.ContactsFile])), "\n") {
+			var r struct {
+				Contact struct {
+					ID string `json:"id"`
+				} `json:"contact"`
+			}
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatalf("%q: %v", line, err)
+			}
+			got = append(got, r.Contact.ID)
+		}
+		if want := []string{in1.ID, in2.ID}; strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("package contacts %v, want exactly %v", got, want)
+		}
+		var holds int
+		if err := db.Read.QueryRow(`SELECT COUNT(*) FROM legal_holds`).Scan(&holds); err != nil || holds != 0 {
+			t.Errorf("%d holds after a scope export (%v)", holds, err)
 		}
 	})
 }

@@ -85,7 +85,7 @@ func (s *Service) Run(ctx context.Context, id string, progress func(Progress)) (
 		}
 	}()
 
-	snap, err := s.readSnapshot(ctx, e.HoldID)
+	snap, err := s.readSnapshot(ctx, e)
 	if err != nil {
 		return err
 	}

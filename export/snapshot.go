@@ -12,6 +12,7 @@ import (
 
 	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqlstore"
 )
@@ -139,9 +140,21 @@ func caseRecord(c sqlstore.CaseRecord) caseRec {
 	}
 }
 
-// readSnapshot reads what hold covers in one read-only transaction.
-func (s *Service) readSnapshot(ctx context.Context, holdID string) (*snapshot, error) {
+// readSnapshot reads what e's hold covers, or what its scope matches, in
+// one read-only transaction.
+func (s *Service) readSnapshot(ctx context.Context, e Export) (*snapshot, error) {
 	db := s.o.DB
+
+	// A scope's matches are decided first (a query scope asks the search
+	// engine); their records are then read in the snapshot like a hold's.
+	var matched []retention.ScopeItem
+	if e.Scope != nil {
+		var err error
+		if matched, err = s.o.Holds.Matching(ctx, *e.Scope); err != nil {
+			return nil, err
+		}
+	}
+
 	opts := &sql.TxOptions{ReadOnly: true}
 	if db.Dialect == sqldb.Postgres {
 		opts.Isolation = sql.LevelRepeatableRead
@@ -153,21 +166,23 @@ func (s *Service) readSnapshot(ctx context.Context, holdID string) (*snapshot, e
 	defer func() { _ = tx.Rollback() }()
 
 	// What the hold covers: whole cases (contact_id '') and single contacts.
-	type item struct{ caseID, contactID string }
-	items, err := sqldb.Collect(ctx, tx, db.Rebind(`SELECT case_id, contact_id FROM hold_items WHERE hold_id = ?`), []any{holdID},
-		func(rows *sql.Rows) (item, error) {
-			var it item
-			return it, rows.Scan(&it.caseID, &it.contactID)
-		})
-	if err != nil {
-		return nil, sqldb.Fail("export coverage", err)
+	items := matched
+	if e.Scope == nil {
+		items, err = sqldb.Collect(ctx, tx, db.Rebind(`SELECT case_id, contact_id FROM hold_items WHERE hold_id = ?`), []any{e.HoldID},
+			func(rows *sql.Rows) (retention.ScopeItem, error) {
+				var it retention.ScopeItem
+				return it, rows.Scan(&it.CaseID, &it.ContactID)
+			})
+		if err != nil {
+			return nil, sqldb.Fail("export coverage", err)
+		}
 	}
 	var wholeCases, singles []string
 	for _, it := range items {
-		if it.contactID == "" {
-			wholeCases = append(wholeCases, it.caseID)
+		if it.ContactID == "" {
+			wholeCases = append(wholeCases, it.CaseID)
 		} else {
-			singles = append(singles, it.contactID)
+			singles = append(singles, it.ContactID)
 		}
 	}
 

@@ -231,3 +231,21 @@ func (h *Holds) coverageItems(ctx context.Context, hold Hold, now time.Time) ([]
 	}
 	return items, nil
 }
+
+// ScopeItem is one item a scope matches: a whole case (ContactID "") or,
+// for a scope with a time range, one contact.
+type ScopeItem struct{ CaseID, ContactID string }
+
+// Matching is what a validated scope matches now, as a hold placed with it
+// would record (an export of an ad-hoc scope reads these items).
+func (h *Holds) Matching(ctx context.Context, sc HoldScope) ([]ScopeItem, error) {
+	items, err := h.coverageItems(ctx, Hold{Scope: sc, Active: true, Preserving: true}, h.clock())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ScopeItem, len(items))
+	for i, it := range items {
+		out[i] = ScopeItem{CaseID: it.caseID, ContactID: it.contactID}
+	}
+	return out, nil
+}
