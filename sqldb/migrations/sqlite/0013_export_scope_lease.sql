@@ -2,3 +2,9 @@
 -- scope it was started with (JSON, '' for an export of a hold, whose
 -- hold_id is then '').
 ALTER TABLE exports ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+
+-- Events by target id alone: an export reads its items' events by
+-- target_id IN (...), and the audit query filters target_id without
+-- target_type; audit_events_target leads with target_type, so neither
+-- could use it. seq second: both read in seq order.
+CREATE INDEX audit_events_target_id ON audit_events(target_id, seq);
