@@ -7,7 +7,10 @@
 // Chain of custody: creating, downloading, deleting and expiring an export
 // are audited; a package is written to a temporary object and only named
 // and marked complete once whole, so a process killed mid-export leaves a
-// row still "running", which the next start marks interrupted.
+// row still "running". A run holds a lease on its row and renews it while
+// it runs; recovery (at any replica's start) marks interrupted only the
+// running exports whose lease has expired, so a replica starting never
+// interrupts another replica's live run.
 package export
 
 import (
@@ -44,6 +47,9 @@ const FormatZIP = "zip"
 
 // DefaultTTL is how long a package is kept before it expires.
 const DefaultTTL = 7 * 24 * time.Hour
+
+// DefaultLeaseTTL is how long a run's lease lasts unless renewed.
+const DefaultLeaseTTL = 2 * time.Minute
 
 // blobPrefix is where packages live in the blob store (outside the
 // attachments' prefix, so the attachment reconciler never sees them).
@@ -131,7 +137,14 @@ type Options struct {
 	AuditTx cases.TxHook
 	// TTL is how long a package is kept (default DefaultTTL).
 	TTL time.Duration
-	// Now is the clock (default time.Now).
+	// LeaseTTL is how long a running export's lease lasts unless renewed
+	// (default DefaultLeaseTTL): a run dead longer than that is marked
+	// interrupted by the next recovery.
+	LeaseTTL time.Duration
+	// RenewEvery is how often (in real time) a run renews its lease
+	// (default a third of LeaseTTL).
+	RenewEvery time.Duration
+	// Now is the clock of records and leases (default time.Now).
 	Now func() time.Time
 	// Go runs a job in the background (default: a goroutine); the server
 	// passes its bg.Guard's Go.
@@ -159,6 +172,12 @@ func New(o Options) *Service {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = DefaultLeaseTTL
+	}
+	if o.RenewEvery <= 0 {
+		o.RenewEvery = o.LeaseTTL / 3
 	}
 	if o.Go == nil {
 		o.Go = func(_ string, fn func()) { go fn() }
@@ -215,8 +234,8 @@ func (s *Service) Create(ctx context.Context, in Input, actor cases.Actor) (Expo
 	e := Export{ID: cases.NewID(), HoldID: in.HoldID, Scope: scope, Format: in.Format, Status: StatusRunning, CreatedBy: actor.Name,
 		CreatedAt: now, ExpiresAt: now.Add(s.o.TTL)}
 	err = s.o.DB.InTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, s.o.DB.Rebind(`INSERT INTO exports (id, hold_id, scope, format, status, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
-			e.ID, e.HoldID, string(scopeJSON), e.Format, e.Status, e.CreatedBy, sqldb.Micros(e.CreatedAt), sqldb.Micros(e.ExpiresAt))
+		_, err := tx.ExecContext(ctx, s.o.DB.Rebind(`INSERT INTO exports (id, hold_id, scope, format, status, created_by, created_at, expires_at, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			e.ID, e.HoldID, string(scopeJSON), e.Format, e.Status, e.CreatedBy, sqldb.Micros(e.CreatedAt), sqldb.Micros(e.ExpiresAt), sqldb.Micros(now.Add(s.o.LeaseTTL)))
 		if err != nil {
 			return sqldb.Fail("insert export", err)
 		}
@@ -351,18 +370,30 @@ func (s *Service) Delete(ctx context.Context, id string, actor cases.Actor) erro
 		cancel()
 	}
 
-	return s.retire(ctx, e, StatusDeleted, actor, "export.delete")
+	return s.retire(ctx, e, StatusDeleted, actor, "export.delete", nil)
 }
 
 // retire removes the package and sets a final status, audited. The blob
-// goes first: a row saying "deleted" must never outlive the bytes.
-func (s *Service) retire(ctx context.Context, e Export, status string, actor cases.Actor, action string) error {
+// goes first: a row saying "deleted" must never outlive the bytes. With
+// leaseBefore, only a running export whose lease expired before it is
+// retired (one renewed meanwhile is alive and left alone).
+func (s *Service) retire(ctx context.Context, e Export, status string, actor cases.Actor, action string, leaseBefore *time.Time) error {
 	if err := s.o.Blobs.Delete(ctx, blobKey(e.ID)); err != nil {
 		return fmt.Errorf("delete export package %s: %w", e.ID, err)
 	}
 	return s.o.DB.InTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.o.DB.Rebind(`UPDATE exports SET status = ? WHERE id = ?`), status, e.ID); err != nil {
+		q, args := `UPDATE exports SET status = ? WHERE id = ?`, []any{status, e.ID}
+		if leaseBefore != nil {
+			q, args = q+` AND status = ? AND lease_until < ?`, append(args, StatusRunning, sqldb.Micros(*leaseBefore))
+		}
+		res, err := tx.ExecContext(ctx, s.o.DB.Rebind(q), args...)
+		if err != nil {
 			return sqldb.Fail("retire export", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return sqldb.Fail("retire export", err)
+		} else if n == 0 {
+			return nil
 		}
 		return s.audit(ctx, tx, actor, action, e.ID, map[string]any{"previous_status": e.Status})
 	})
@@ -377,7 +408,7 @@ func (s *Service) Expire(ctx context.Context) (int, error) {
 		return 0, sqldb.Fail("expired exports", err)
 	}
 	for i, e := range rows {
-		if err := s.retire(ctx, e, StatusExpired, cases.SystemActor(), "export.expire"); err != nil {
+		if err := s.retire(ctx, e, StatusExpired, cases.SystemActor(), "export.expire", nil); err != nil {
 			return i, err
 		}
 	}
@@ -385,17 +416,63 @@ func (s *Service) Expire(ctx context.Context) (int, error) {
 }
 
 // Recover marks the exports left running by a process that died as
-// interrupted, removing whatever they stored. Call it at start-up, before
-// any export starts.
+// interrupted, removing whatever they stored: those whose lease expired.
+// A run another replica (or a CLI process) is alive in renews its lease
+// and is left alone. Call it at start-up.
 func (s *Service) Recover(ctx context.Context) (int, error) {
-	rows, err := sqldb.Collect(ctx, s.o.DB.Read, s.o.DB.Rebind(`SELECT `+exportCols+` FROM exports WHERE status = ?`), []any{StatusRunning}, func(rows *sql.Rows) (Export, error) { return scanExport(rows) })
+	now := s.o.Now()
+	rows, err := sqldb.Collect(ctx, s.o.DB.Read, s.o.DB.Rebind(`SELECT `+exportCols+` FROM exports WHERE status = ? AND lease_until < ?`),
+		[]any{StatusRunning, sqldb.Micros(now)}, func(rows *sql.Rows) (Export, error) { return scanExport(rows) })
 	if err != nil {
 		return 0, sqldb.Fail("running exports", err)
 	}
 	for i, e := range rows {
-		if err := s.retire(ctx, e, StatusInterrupted, cases.SystemActor(), "export.interrupted"); err != nil {
+		if err := s.retire(ctx, e, StatusInterrupted, cases.SystemActor(), "export.interrupted", &now); err != nil {
 			return i, err
 		}
 	}
 	return len(rows), nil
+}
+
+// renewing renews the lease of the running export id until stop is
+// called. The returned context is cancelled when the lease cannot be
+// renewed because the row is no longer running (deleted, or marked
+// interrupted by a replica that found the lease expired): the run must
+// not go on writing a package nobody may name.
+func (s *Service) renewing(ctx context.Context, id string) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(s.o.RenewEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+
+			res, err := s.o.DB.Write.ExecContext(ctx, s.o.DB.Rebind(`UPDATE exports SET lease_until = ? WHERE id = ? AND status = ?`),
+				sqldb.Micros(s.o.Now().Add(s.o.LeaseTTL)), id, StatusRunning)
+			if err != nil {
+				// An outage: try again at the next tick; the lease lasts
+				// three ticks.
+				continue
+			}
+			if n, err := res.RowsAffected(); err == nil && n == 0 {
+				cancel(fmt.Errorf("export %s lease lost: %w", id, ErrNotReady))
+				return
+			}
+		}
+	}()
+	return ctx, func() {
+		close(done)
+		wg.Wait()
+		cancel(nil)
+	}
 }

@@ -454,6 +454,8 @@ func TestKilledExportIsInterrupted(t *testing.T) {
 			t.Fatal(err)
 		}
 
+		// Their leases expire unrenewed: nothing runs them any more.
+		e.clock.Advance(export.DefaultLeaseTTL + time.Second)
 		restarted := e.service()
 		if n, err := restarted.Recover(e.ctx); err != nil || n != 2 {
 			t.Fatalf("Recover = %d, %v; want 2", n, err)
@@ -656,6 +658,93 @@ func TestAuditLookupIndexed(t *testing.T) {
 		}
 		if p := strings.Join(plan, "; "); !strings.Contains(p, "INDEX audit_events_target_id") {
 			t.Errorf("plan %q: want the audit_events_target_id index", p)
+		}
+	})
+}
+
+// gatedOpener holds every attachment open until release is closed, so a
+// run stays alive mid-package for as long as a test needs.
+type gatedOpener struct {
+	export.AttachmentOpener
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedOpener) Open(ctx context.Context, id string) (cases.Attachment, io.ReadCloser, error) {
+	select {
+	case g.entered <- struct{}{}:
+	default:
+	}
+	<-g.release
+	return g.AttachmentOpener.Open(ctx, id)
+}
+
+// TestRecoveryLeavesLiveRuns: two replicas on one database. B starting
+// (its recovery) leaves A's live run alone however long it runs, since A
+// renews its lease; a run nobody renews (its process died) is marked
+// interrupted by B's recovery once its lease has expired, not before.
+func TestRecoveryLeavesLiveRuns(t *testing.T) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		e := newEnv(t, db)
+		k := e.newCase(e.customer("Ann"))
+		e.attach(e.contact(k, "hello", base), "a.txt", []byte("file"))
+		h := e.hold(retention.HoldScope{CaseIDs: []string{k.ID}})
+		key, err := export.Key(bytes.Repeat([]byte{7}, archive.MasterKeySize))
+		if err != nil {
+			t.Fatal(err)
+		}
+		const ttl = time.Minute
+		gate := &gatedOpener{AttachmentOpener: e.atts, entered: make(chan struct{}, 1), release: make(chan struct{})}
+		replica := func(atts export.AttachmentOpener) *export.Service {
+			return export.New(export.Options{DB: db, Blobs: e.blobs, Attachments: atts, Holds: e.holds, Key: key,
+				AuditTx: auditHook(db.Dialect), Now: e.clock.Now, LeaseTTL: ttl, RenewEvery: 5 * time.Millisecond})
+		}
+		a, b := replica(gate), replica(e.atts)
+		leaseOf := func(id string) int64 {
+			var until int64
+			if err := db.Read.QueryRow(db.Rebind(`SELECT lease_until FROM exports WHERE id = ?`), id).Scan(&until); err != nil {
+				t.Fatal(err)
+			}
+			return until
+		}
+
+		live, err := a.Create(e.ctx, export.Input{HoldID: h.ID}, legal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead, err := a.Create(e.ctx, export.Input{HoldID: h.ID}, legal) // never run: its process "died"
+		if err != nil {
+			t.Fatal(err)
+		}
+		ran := make(chan error, 1)
+		go func() { ran <- a.Run(e.ctx, live.ID, nil) }()
+		<-gate.entered
+
+		// Before any lease expires, B's recovery marks nothing.
+		if n, err := b.Recover(e.ctx); err != nil || n != 0 {
+			t.Fatalf("Recover with live leases = %d, %v; want 0", n, err)
+		}
+
+		// Long past the TTL: A renewed its live run's lease, the dead
+		// run's lease expired.
+		e.clock.Advance(10 * ttl)
+		testkit.Eventually(t, 10*time.Second, "lease renewed", func() bool {
+			return leaseOf(live.ID) > sqldb.Micros(e.clock.Now())
+		})
+		if n, err := b.Recover(e.ctx); err != nil || n != 1 {
+			t.Fatalf("Recover = %d, %v; want 1 (the dead run)", n, err)
+		}
+		assertGone(t, e, dead.ID, export.StatusInterrupted)
+		if x, err := b.Get(e.ctx, live.ID); err != nil || x.Status != export.StatusRunning {
+			t.Fatalf("live run after B's recovery: %+v, %v", x, err)
+		}
+
+		close(gate.release)
+		if err := <-ran; err != nil {
+			t.Fatalf("live run: %v", err)
+		}
+		if x, err := b.Get(e.ctx, live.ID); err != nil || x.Status != export.StatusComplete {
+			t.Errorf("live run ended %+v, %v; want complete", x, err)
 		}
 	})
 }

@@ -79,6 +79,8 @@ func (s *Service) Run(ctx context.Context, id string, progress func(Progress)) (
 	if e.Status != StatusRunning {
 		return fmt.Errorf("export %s is %s: %w", id, e.Status, ErrNotReady)
 	}
+	ctx, stop := s.renewing(ctx, id)
+	defer stop()
 	defer func() {
 		if err != nil {
 			s.fail(context.WithoutCancel(ctx), id, err)

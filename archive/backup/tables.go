@@ -42,7 +42,7 @@ var tables = []table{
 	{Name: "retention_runs", Columns: []string{"id", "status", "dry_run", "started_at", "finished_at", "report"}, Bools: []string{"dry_run"}, Order: "id"},
 	{Name: "hold_items", Columns: []string{"hold_id", "case_id", "contact_id", "customer_id", "since", "why"}, Order: "hold_id, case_id, contact_id"},
 	{Name: "case_history", Columns: []string{"id", "case_id", "at", "actor_name", "actor_role", "changes"}, Order: "id"},
-	{Name: "exports", Columns: []string{"id", "hold_id", "format", "status", "created_by", "created_at", "finished_at", "expires_at", "items_total", "items_done", "bytes_total", "bytes_done", "size", "sha256", "error", "summary", "scope"}, Order: "id"},
+	{Name: "exports", Columns: []string{"id", "hold_id", "format", "status", "created_by", "created_at", "finished_at", "expires_at", "items_total", "items_done", "bytes_total", "bytes_done", "size", "sha256", "error", "summary", "scope", "lease_until"}, Order: "id"},
 }
 
 // contentTables must be empty in a restore target: a freshly migrated

@@ -149,11 +149,7 @@ func recoverInterruptedRuns(ctx context.Context, a *app, log *slog.Logger) (wait
 	} else if n > 0 {
 		log.Warn("retention runs left running by a stopped process marked interrupted", "runs", n)
 	}
-	if n, err := a.exports.Recover(ctx); err != nil {
-		log.Error("marking interrupted exports failed", "err", err)
-	} else if n > 0 {
-		log.Warn("exports left running by a stopped process marked interrupted", "exports", n)
-	}
+	// Marks the exports whose run's lease expired, then expires packages.
 	jobs{ctx: ctx, a: a}.exportExpiry()
 	done := make(chan struct{})
 	a.guard.Go("backup.recover_runs", func() {

@@ -36,6 +36,12 @@ func TestExportKill9ThenCLI(t *testing.T) {
 	_ = p.cmd.Process.Kill()
 	<-p.done
 	p.done <- nil
+	// The killed run's lease would keep it "running" for its TTL (2
+	// minutes; another replica could be running it): let it expire now.
+	db := openSQLite(t, filepath.Join(dir, "casevault.db"))
+	if _, err := db.Write.Exec(`UPDATE exports SET lease_until = 1 WHERE id = ?`, x["id"]); err != nil {
+		t.Fatal(err)
+	}
 
 	p = start(t, dir)
 	base = p.api()

@@ -93,8 +93,17 @@ func (j jobs) retention() {
 		"anonymized", rep.Anonymized, "redacted", rep.Redacted, "held", rep.SkippedHeld, "errors", rep.Errors)
 }
 
-// exportExpiry deletes the packages of expired e-discovery exports.
+// exportExpiry marks interrupted the exports whose run's lease expired and
+// deletes the packages of expired e-discovery exports.
 func (j jobs) exportExpiry() {
+	// A run whose process died after this one started has its lease
+	// expire later: each pass marks the runs whose lease has expired.
+	if n, err := j.a.exports.Recover(j.ctx); err != nil {
+		j.a.log.Error("marking interrupted exports failed", "err", err)
+	} else if n > 0 {
+		j.a.log.Warn("exports whose process stopped marked interrupted", "exports", n)
+	}
+
 	n, err := j.a.exports.Expire(j.ctx)
 	if err != nil {
 		j.a.log.Error("export expiry failed", "expired", n, "err", err)

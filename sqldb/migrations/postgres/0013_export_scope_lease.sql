@@ -3,6 +3,11 @@
 -- hold_id is then '').
 ALTER TABLE exports ADD COLUMN scope TEXT NOT NULL DEFAULT '';
 
+-- A running export's lease (unix micros): the process running it renews it
+-- while it runs, and start-up recovery marks interrupted only the running
+-- exports whose lease has expired, not those another replica is running.
+ALTER TABLE exports ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;
+
 -- Events by target id alone: an export reads its items' events by
 -- target_id IN (...), and the audit query filters target_id without
 -- target_type; audit_events_target leads with target_type, so neither
