@@ -26,8 +26,9 @@ type RetentionDeps struct {
 	Recompute func(ctx context.Context)
 	// AuditTx writes audit events inside retention transactions.
 	AuditTx cases.TxHook
-	// ObjectLock mirrors a placed (on) or released (off) hold onto the blob
+	// ObjectLock mirrors a placed or reinstated hold (on) onto the blob
 	// store's legal-hold flags; nil when the bucket has no object lock.
+	// Flags are cleared by the sweep once a release grace has ended.
 	ObjectLock func(ctx context.Context, h retention.Hold, on bool) (int, error)
 }
 
@@ -245,7 +246,8 @@ func (s *Server) releaseHold(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	s.objectLock(c, h, false)
+	// The S3 flags stay through the release grace (a sweep clears them
+	// once it has ended), so a reinstated hold has lost nothing anywhere.
 	return c.JSON(h)
 }
 

@@ -513,7 +513,7 @@ func (h *Holds) Reinstate(ctx context.Context, id, reason string, actor cases.Ac
 		released := *hold.ReleasedAt
 		hold.Active, hold.Preserving, hold.ReleasedAt, hold.ReleasedBy, hold.ReleaseReason, hold.GraceUntil = true, true, nil, "", "", nil
 		hold.ReinstatedBy, hold.ReinstatedAt = actorName(actor), &now
-		if _, err := tx.ExecContext(ctx, h.db.Rebind(`UPDATE legal_holds SET released_by = NULL, released_at = NULL, release_reason = NULL, grace_until = NULL,
+		if _, err := tx.ExecContext(ctx, h.db.Rebind(`UPDATE legal_holds SET released_by = NULL, released_at = NULL, release_reason = NULL, grace_until = NULL, flags_cleared_at = NULL,
 			reinstated_by = ?, reinstated_at = ? WHERE id = ?`), hold.ReinstatedBy, sqldb.Micros(now), id); err != nil {
 			return sqldb.Fail("reinstate hold", err)
 		}

@@ -18,10 +18,11 @@ type LegalHolder interface {
 
 // ApplyObjectLock mirrors a hold onto the storage: when on, every blob the
 // hold covers gets the legal-hold flag, so not even the bucket's owner can
-// delete it; when off (after a release), the flag is cleared on the blobs
-// it covered that no other active hold still covers. It reports how many
-// blobs it changed. Blobs attached later to held contacts are protected by
-// the sweeper's hold check, not by a flag.
+// delete it; when off (once its release grace has ended, see
+// ClearEndedGraceFlags), the flag is cleared on the blobs it covered that
+// no other preserving hold still covers. It reports how many blobs it
+// changed. Blobs attached later to held contacts are protected by the
+// sweeper's hold check, not by a flag.
 func (h *Holds) ApplyObjectLock(ctx context.Context, lh LegalHolder, hold Hold, on bool) (int, error) {
 	blobs, err := sqlstore.AttachmentsInScope(ctx, h.db, h.db.Read, hold.Scope.contacts())
 	if err != nil {
@@ -35,8 +36,7 @@ func (h *Holds) ApplyObjectLock(ctx context.Context, lh LegalHolder, hold Hold, 
 		if err != nil {
 			return 0, err
 		}
-		// A released hold preserves through its grace, but by the sweeper's
-		// check, not by flags no job would clear when the grace ends.
+		// Holds in their grace still preserve, flags included.
 		active = slices.DeleteFunc(active, func(o Hold) bool { return o.ID == hold.ID })
 		others = newEvaluator(h.matcher, active).withRecorded(h.db, h.db.Read)
 	}
@@ -66,4 +66,34 @@ func (h *Holds) ApplyObjectLock(ctx context.Context, lh LegalHolder, hold Hold, 
 		changed++
 	}
 	return changed, errors.Join(errs...)
+}
+
+// ClearEndedGraceFlags clears the legal-hold flags of the released holds
+// whose grace has ended and whose flags were not cleared yet, and records
+// that it did (legal_holds.flags_cleared_at). Until then the flags stay:
+// through the grace the storage preserves too, so a mistaken release can
+// be reinstated with nothing lost. A hold whose flags could not all be
+// cleared is tried again by the next call. It reports the flags cleared.
+func (h *Holds) ClearEndedGraceFlags(ctx context.Context, lh LegalHolder) (int, error) {
+	now := h.clock()
+	ended, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT `+holdCols+` FROM legal_holds
+		WHERE released_at IS NOT NULL AND grace_until <= ? AND flags_cleared_at IS NULL ORDER BY id`), []any{sqldb.Micros(now)}, scanHoldRow)
+	if err != nil {
+		return 0, sqldb.Fail("holds past their grace", err)
+	}
+
+	total := 0
+	var errs []error
+	for _, hold := range ended {
+		n, err := h.ApplyObjectLock(ctx, lh, hold, false)
+		total += n
+		if err != nil {
+			errs = append(errs, fmt.Errorf("hold %s: %w", hold.ID, err))
+			continue
+		}
+		if _, err := h.db.Write.ExecContext(ctx, h.db.Rebind(`UPDATE legal_holds SET flags_cleared_at = ? WHERE id = ?`), sqldb.Micros(now), hold.ID); err != nil {
+			errs = append(errs, sqldb.Fail("record flags cleared", err))
+		}
+	}
+	return total, errors.Join(errs...)
 }

@@ -62,17 +62,20 @@ type Item struct {
 
 // RunReport is the outcome of a sweep.
 type RunReport struct {
-	ID             string     `json:"id"`
-	Status         string     `json:"status"`
-	DryRun         bool       `json:"dry_run"`
-	Examined       int        `json:"examined"`
-	Deleted        int        `json:"deleted"`
-	Anonymized     int        `json:"anonymized"`
-	Redacted       int        `json:"redacted"`
-	CasesDeleted   int        `json:"cases_deleted"`
-	Rescheduled    int        `json:"rescheduled"`
-	Recomputed     int        `json:"recomputed"` // dates brought up to the schedule first
-	SkippedHeld    int        `json:"skipped_held"`
+	ID           string `json:"id"`
+	Status       string `json:"status"`
+	DryRun       bool   `json:"dry_run"`
+	Examined     int    `json:"examined"`
+	Deleted      int    `json:"deleted"`
+	Anonymized   int    `json:"anonymized"`
+	Redacted     int    `json:"redacted"`
+	CasesDeleted int    `json:"cases_deleted"`
+	Rescheduled  int    `json:"rescheduled"`
+	Recomputed   int    `json:"recomputed"` // dates brought up to the schedule first
+	SkippedHeld  int    `json:"skipped_held"`
+	// FlagsCleared counts the S3 legal-hold flags cleared of holds whose
+	// release grace ended.
+	FlagsCleared   int        `json:"legal_hold_flags_cleared,omitempty"`
 	Errors         int        `json:"errors"`
 	Error          string     `json:"error,omitempty"`
 	StartedAt      time.Time  `json:"started_at"`

@@ -53,6 +53,9 @@ type SweeperOptions struct {
 	IndexLag func(ctx context.Context) (pending int64, err error)
 	// Notify wakes the indexer after a batch appended outbox rows.
 	Notify func()
+	// LegalHolds clears the S3 legal-hold flags of holds whose release
+	// grace has ended (nil: the bucket has no object lock).
+	LegalHolds LegalHolder
 	// Actor is recorded on the audit events (default: SweeperActor).
 	Actor cases.Actor
 	// Guard recovers and reports a panic in a sweep, which then fails
@@ -190,6 +193,19 @@ func (s *Sweeper) sweep(ctx context.Context, opts RunOptions, rep *RunReport) er
 		rep.Recomputed = res.Changed
 		if err != nil {
 			return err
+		}
+	}
+
+	// Released holds whose grace has ended stop preserving now: their
+	// storage flags go first, while their blobs are still known (this run
+	// may delete them). A flag that cannot be cleared is counted and tried
+	// again next run; it keeps a blob longer, it never loses one.
+	if s.opts.LegalHolds != nil && s.opts.Holds != nil && !opts.DryRun {
+		n, err := s.opts.Holds.ClearEndedGraceFlags(ctx, s.opts.LegalHolds)
+		rep.FlagsCleared = n
+		if err != nil {
+			rep.Errors++
+			rep.Error = fmt.Sprintf("legal-hold flags: %v", err)
 		}
 	}
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/spf13/cobra"
 
@@ -49,7 +50,7 @@ func runRetention(ctx context.Context, cfg *config, opts retentionRunOptions, ou
 		// server owns; without it every query hold counts as covering (the
 		// safe side), see retention.Holds.
 		store := sqlstore.New(env.db, sqlstore.Options{Policy: policy})
-		rp := newRetentionParts(nil, env.db, policy, schedules, nil, store, blobs, auditSink{log: env.log})
+		rp := newRetentionParts(nil, env.db, policy, schedules, nil, store, blobs, legalHolder(ctx, blobs, slog.Default()), auditSink{log: env.log})
 		rep, err := rp.sweeper.Run(ctx, retention.RunOptions{DryRun: opts.dryRun})
 		if err != nil {
 			return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -10,8 +11,9 @@ import (
 )
 
 // With an object-lock bucket, placing a hold sets the S3 legal-hold flag on
-// every held blob and releasing it clears the flag; blobs of other cases
-// are untouched.
+// every held blob; releasing it leaves the flag through the release grace,
+// and the first sweep after the grace clears it; blobs of other cases are
+// untouched.
 func TestHoldsSetS3LegalHoldFlags(t *testing.T) {
 	srv := blobtest.StartVersityGW(t)
 	dir := t.TempDir()
@@ -80,7 +82,23 @@ func TestHoldsSetS3LegalHoldFlags(t *testing.T) {
 	if code, _ := call(t, "POST", base+"/holds/"+hold["id"].(string)+"/release", tok, map[string]any{"reason": "done"}); code != 200 {
 		t.Fatalf("release: %d", code)
 	}
-	if flag(heldKey) {
-		t.Fatal("flag still set after release")
+	// Through the release grace the storage keeps preserving too.
+	if !flag(heldKey) {
+		t.Fatal("flag cleared at release, during the grace")
+	}
+	// The grace ends (30 days, let pass now); the next sweep clears it.
+	db := openSQLite(t, filepath.Join(dir, "casevault.db"))
+	if _, err := db.Write.Exec(`UPDATE legal_holds SET grace_until = 1 WHERE id = ?`, hold["id"]); err != nil {
+		t.Fatal(err)
+	}
+	code, run := call(t, "POST", base+"/retention/runs", tok, map[string]any{})
+	if code != 202 {
+		t.Fatalf("sweep: %d %v", code, run)
+	}
+	if rep := waitRun(t, base+"/retention/runs/"+run["id"].(string), tok); rep["status"] != "succeeded" {
+		t.Fatalf("sweep ended %v", rep)
+	}
+	if flag(heldKey) || flag(freeKey) {
+		t.Fatal("flag still set after the grace ended and a sweep ran")
 	}
 }

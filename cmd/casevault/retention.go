@@ -78,7 +78,7 @@ func loadRetention(ctx context.Context, cfg *config, db *sqldb.DB, policy *reten
 }
 
 func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, schedules *retention.Schedules, ix *search.Indexer,
-	store *sqlstore.Store, blobs archive.Blobs, sink auditSink) *retentionParts {
+	store *sqlstore.Store, blobs archive.Blobs, lh retention.LegalHolder, sink auditSink) *retentionParts {
 	hook := cases.TxHook(sink.hook)
 	var matcher retention.QueryMatcher
 	if ix != nil {
@@ -93,6 +93,9 @@ func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, 
 	if blobs != nil {
 		opts.Blobs = blobs
 	}
+	if lh != nil {
+		opts.LegalHolds = lh
+	}
 	if ix != nil {
 		opts.Notify = ix.Kick
 	}
@@ -101,9 +104,9 @@ func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, 
 	return rp
 }
 
-// objectLock returns the hold → S3 legal-hold mirror when the attachment
-// bucket has object lock enabled, else nil (nothing to mirror).
-func objectLock(ctx context.Context, blobs archive.Blobs, holds *retention.Holds, log *slog.Logger) func(context.Context, retention.Hold, bool) (int, error) {
+// legalHolder is the attachment bucket when it has object lock enabled,
+// else nil (no legal-hold flags to set or clear).
+func legalHolder(ctx context.Context, blobs archive.Blobs, log *slog.Logger) retention.LegalHolder {
 	st, ok := blobs.(*s3.Store)
 	if !ok {
 		return nil
@@ -114,6 +117,16 @@ func objectLock(ctx context.Context, blobs archive.Blobs, holds *retention.Holds
 		return nil
 	}
 	if !enabled {
+		return nil
+	}
+	return st
+}
+
+// objectLock returns the hold → S3 legal-hold mirror when the attachment
+// bucket has object lock enabled, else nil (nothing to mirror).
+func objectLock(ctx context.Context, blobs archive.Blobs, holds *retention.Holds, log *slog.Logger) func(context.Context, retention.Hold, bool) (int, error) {
+	st := legalHolder(ctx, blobs, log)
+	if st == nil {
 		return nil
 	}
 	return func(ctx context.Context, h retention.Hold, on bool) (int, error) {

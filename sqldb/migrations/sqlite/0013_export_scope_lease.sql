@@ -13,3 +13,8 @@ ALTER TABLE exports ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
 -- target_type; audit_events_target leads with target_type, so neither
 -- could use it. seq second: both read in seq order.
 CREATE INDEX audit_events_target_id ON audit_events(target_id, seq);
+
+-- When the S3 object-lock legal-hold flags of a released hold were cleared
+-- (unix micros): at the end of its release grace, by a sweep, not at
+-- release, so the storage keeps preserving through the grace too.
+ALTER TABLE legal_holds ADD COLUMN flags_cleared_at INTEGER;
