@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/export"
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
@@ -25,6 +26,7 @@ import (
 // same attachment files. zip_ratio and store_ratio are zip's time over the
 // export's (issue 14 asks for at least 0.7 of zip -r); the export also
 // reads the contacts, decrypts every native and encrypts the package.
+// The timed span is Create and Run of the job, not reading the package back.
 func BenchmarkExport(b *testing.B) {
 	zipBin, err := exec.LookPath("zip")
 	if err != nil {
@@ -74,10 +76,20 @@ func BenchmarkExport(b *testing.B) {
 	b.SetBytes(total)
 	b.ResetTimer()
 	for range b.N {
+		// Timed: creating and running the job (not reading the package back).
 		start := time.Now()
-		x, _, _ := e.run(h.ID)
+		x, err := e.svc.Create(e.ctx, export.Input{HoldID: h.ID}, legal)
+		if err == nil {
+			err = e.svc.Run(e.ctx, x.ID, func(export.Progress) {})
+		}
 		exportTime += time.Since(start)
 		b.StopTimer()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if x, err = e.svc.Get(e.ctx, x.ID); err != nil || x.Status != export.StatusComplete {
+			b.Fatalf("export %+v, %v", x, err)
+		}
 		if err := e.svc.Delete(e.ctx, x.ID, legal); err != nil {
 			b.Fatal(err)
 		}
