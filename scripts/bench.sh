@@ -4,7 +4,9 @@
 #     process) against SQLite and PostgreSQL, and /healthz under the same load;
 #  2. the Go benchmarks: contact ingest with/without audit, audit verify of 1M
 #     events, Bleve indexing and search, attachment 1 GiB vs direct minio-go,
-#     backup/restore of 200k contacts + 1 GiB vs tar | zstd.
+#     backup/restore of 200k contacts + 1 GiB vs tar | zstd; issue 14's legal-hold
+#     figures: sweep with 100 holds vs none, a hold report's first page at 100k
+#     items, export of 100k contacts + 1 GiB vs zip -r / zip -r -0.
 # Set BENCH_QUICK=1 for a short run. Output goes to stdout and bench.out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +15,7 @@ DUR="${BENCH_DURATION:-20s}"
 if [ -n "${BENCH_QUICK:-}" ]; then
   DUR=5s
   export CASEVAULT_AUDIT_BENCH_EVENTS=100000 CASEVAULT_BENCH_CONTACTS=20000 CASEVAULT_BENCH_DUE=5000 CASEVAULT_BENCH_TABLE=100000
+  export CASEVAULT_BENCH_HOLDS_CONTACTS=20000 CASEVAULT_BENCH_HOLD_ITEMS=10000 CASEVAULT_BENCH_EXPORT_CONTACTS=2000 CASEVAULT_BENCH_EXPORT_ATTACH_MB=32
 fi
 out=bench.out; : > "$out"
 say() { printf '%s\n' "$*" | tee -a "$out"; }
@@ -54,7 +57,15 @@ go test -run '^$' -bench 'AddContact' -benchtime 5s ./sqlstore/ | tee -a "$out"
 go test -run '^$' -bench 'Verify1M' -benchtime 1x ./audit/ | tee -a "$out"
 # the issue's corpus: 200,000 contacts in 20,000 cases (20,000 with BENCH_QUICK)
 CASEVAULT_BENCH_CONTACTS="${CASEVAULT_BENCH_CONTACTS:-200000}" go test -run '^$' -bench Corpus -benchtime 2000x -timeout 30m ./search/bleve/ | tee -a "$out" || true
-go test -run XXX -bench Sweep -benchtime 1x ./retention/ | tee -a "$out" || true
+go test -run XXX -bench 'Sweep$|SweepNothingDue' -benchtime 1x ./retention/ | tee -a "$out" || true
+# Issue 14: the same due contacts swept with no hold and under 100 mixed-scope
+# holds (1,000,000 contacts; quick 20,000), ratio in one run; a hold report's
+# first page at 100,000 covered contacts (quick 10,000), p50/p99.
+go test -run '^$' -bench SweepWithHolds -benchtime 1x -timeout 60m ./retention/ | tee -a "$out" || true
+go test -run '^$' -bench HoldItems -benchtime 20x -timeout 30m ./retention/ | tee -a "$out" || true
+# Export of 100,000 contacts + 1 GiB of attachments (quick 2,000 + 32 MiB) vs
+# zip -r and zip -r -0 of the same files.
+go test -run '^$' -bench Export -benchtime 1x -timeout 30m ./export/ | tee -a "$out" || true
 # Index lag while contacts arrive at 2,000/s for 60 s into a 200k-contact index (quick: empty index, 10 s).
 if [ -n "${BENCH_QUICK:-}" ]; then lag_env=(CASEVAULT_LAG_SECONDS=10); else lag_env=(CASEVAULT_LAG_PREFILL=200000 CASEVAULT_LAG_SECONDS=60); fi
 env "${lag_env[@]}" go test -run '^$' -bench IndexLag -benchtime 1x -timeout 30m ./search/bleve/ | tee -a "$out" || true
