@@ -639,20 +639,7 @@ func TestScopeExport(t *testing.T) {
 // statistics).
 func TestAuditLookupIndexed(t *testing.T) {
 	db := sqldbtest.Open(t, sqldb.SQLite)
-	rows, err := db.Read.Query(`EXPLAIN QUERY PLAN SELECT seq FROM audit_events WHERE target_id IN (?, ?)`, "a", "b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, detail)
-	}
+	plan := sqldbtest.QueryPlan(t, db, `SELECT seq FROM audit_events WHERE target_id IN (?, ?)`, "a", "b")
 	if p := strings.Join(plan, "; "); !strings.Contains(p, "INDEX audit_events_target_id") {
 		t.Errorf("plan %q: want the audit_events_target_id index", p)
 	}

@@ -19,24 +19,7 @@ import (
 // a plan that scans the table or sorts would make every batch read it all.
 func TestExpiringContactsUseTheIndex(t *testing.T) {
 	db := sqldbtest.Open(t, sqldb.SQLite)
-	rows, err := db.Read.QueryContext(context.Background(), `EXPLAIN QUERY PLAN `+db.Rebind(sqlstore.ExpiringQuery), 0, 0, 0, "", 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-
-	var plan []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, detail)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	plan := sqldbtest.QueryPlan(t, db, db.Rebind(sqlstore.ExpiringQuery), 0, 0, 0, "", 10)
 	got := strings.Join(plan, "; ")
 	if len(plan) != 1 || !strings.Contains(got, "USING INDEX contacts_retain_due") || strings.Contains(got, "TEMP B-TREE") {
 		t.Fatalf("plan %q, want one search of contacts_retain_due without a sort", got)

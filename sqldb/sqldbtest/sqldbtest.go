@@ -108,3 +108,29 @@ func ForEachDialect(t *testing.T, fn func(t *testing.T, db *sqldb.DB)) {
 		t.Run(string(d), func(t *testing.T) { fn(t, Open(t, d)) })
 	}
 }
+
+// QueryPlan returns SQLite's EXPLAIN QUERY PLAN details of q (already
+// rebound) with args, one entry per plan row. SQLite's planner is
+// deterministic enough to assert on; PostgreSQL's chooses by statistics.
+func QueryPlan(t testing.TB, db *sqldb.DB, q string, args ...any) []string {
+	t.Helper()
+	rows, err := db.Read.Query(`EXPLAIN QUERY PLAN `+q, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return plan
+}
