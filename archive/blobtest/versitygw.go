@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -194,6 +195,22 @@ func (s *S3Server) Pause(t testing.TB) {
 		t.Fatalf("SIGSTOP versitygw: %v", err)
 	}
 	t.Cleanup(func() { _ = s.cmd.Process.Signal(syscall.SIGCONT) })
+
+	// kill(2) returns before every thread has stopped; a call made at once
+	// could still be answered (a Put succeeded once in CI this way).
+	testkit.Eventually(t, 10*time.Second, "versitygw to be stopped", func() bool { return s.stopped() })
+}
+
+// stopped reports whether the server's process is in the stopped state
+// (field 3 of /proc/PID/stat is "T").
+func (s *S3Server) stopped() bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return false
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	i := strings.LastIndexByte(string(b), ')')
+	return i >= 0 && strings.HasPrefix(strings.TrimSpace(string(b[i+1:])), "T")
 }
 
 // Resume continues a paused server.
