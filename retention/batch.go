@@ -177,22 +177,33 @@ func (s *Sweeper) selectBatch(ctx context.Context, p phase, lastKey int64, lastI
 // unless dry, records the live matches not yet recorded, in a transaction
 // of their own before the batch is decided: once a sweep has seen a hold
 // cover something, no later edit can take it out (holditems.go).
+//
+// In bulk, per batch: one set query reads what every hold recorded for the
+// batch's cases (hold_items by case), a BulkMatcher answers each query
+// hold once for all of them, and each candidate is then checked only
+// against the holds that recorded it or whose scope can name it (by case,
+// by customer, or neither), not against every hold.
 func (s *Sweeper) evaluate(ctx context.Context, snap *snapshot, cands []candidate, dry bool) error {
 	var caseIDs []string
-	for _, c := range cands {
-		if !slices.Contains(caseIDs, c.caseID) {
+	seen := make(map[string]bool, len(cands))
+	refs := make([]ContactRef, len(cands))
+	for i, c := range cands {
+		refs[i] = ContactRef{ContactID: c.id, CaseID: c.caseID, CustomerID: c.customerID, OccurredAt: c.occurred}
+		if !seen[c.caseID] {
+			seen[c.caseID] = true
 			caseIDs = append(caseIDs, c.caseID)
 		}
 	}
 	if err := snap.ev.loadRecorded(ctx, caseIDs); err != nil {
 		return err
 	}
+	snap.ev.prefetch(ctx, refs)
 
 	var items []holdItem
 	now := s.opts.Now().UTC()
 	for i := range cands {
 		c := &cands[i]
-		ref := ContactRef{ContactID: c.id, CaseID: c.caseID, CustomerID: c.customerID, OccurredAt: c.occurred}
+		ref := refs[i]
 		held, err := snap.ev.covering(ctx, ref)
 		if ctx.Err() != nil {
 			return ctx.Err()

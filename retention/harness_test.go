@@ -153,13 +153,20 @@ func newEnv(t testing.TB, db *sqldb.DB) *env {
 	e := &env{t: t, ctx: context.Background(), db: db, blobs: &memBlobs{}}
 	e.policy = retention.NewPolicy(retention.DefaultSchedule())
 	// As the server wires it: a case update first records what holds cover
-	// the case as it is.
-	e.store = sqlstore.New(db, sqlstore.Options{Policy: e.policy, OnChange: auditHook(db.Dialect),
+	// the case as it is, and every write keeps hold_items current.
+	audited := auditHook(db.Dialect)
+	e.store = sqlstore.New(db, sqlstore.Options{Policy: e.policy,
+		OnChange: func(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
+			if err := e.holds.RecordWrite(ctx, tx, ch); err != nil {
+				return err
+			}
+			return audited(ctx, tx, ch)
+		},
 		BeforeCaseUpdate: func(ctx context.Context, tx *sql.Tx, caseID string) error { return e.holds.RecordCase(ctx, tx, caseID) }})
 	e.sched = retention.NewSchedules(db, e.policy)
 	e.matcher = &bodyMatcher{db: db}
 	e.clock = testkit.NewClock(time.Now().UTC())
-	e.holds = retention.NewHoldsWith(db, retention.HoldsOptions{Matcher: e.matcher, Policy: e.policy, Now: e.clock.Now})
+	e.holds = retention.NewHoldsWith(db, retention.HoldsOptions{Matcher: e.matcher, Policy: e.policy, Now: e.clock.Now, IndexLag: e.indexLag})
 	e.explain = retention.NewExplainer(db, e.policy, e.holds)
 	e.sweeper = e.newSweeper(db)
 	e.deleter = retention.NewDeleter(db, retention.DeleterOptions{Holds: e.holds, OnChange: auditHook(db.Dialect), Blobs: e.blobs})
@@ -168,13 +175,15 @@ func newEnv(t testing.TB, db *sqldb.DB) *env {
 
 func (e *env) newSweeper(db *sqldb.DB) *retention.Sweeper {
 	return retention.NewSweeper(db, retention.SweeperOptions{
-		Policy: e.policy, Holds: e.holds, OnChange: auditHook(db.Dialect), Blobs: e.blobs,
-		IndexLag: func(context.Context) (int64, error) {
-			e.lagMu.Lock()
-			defer e.lagMu.Unlock()
-			return e.lag, nil
-		},
+		Policy: e.policy, Holds: e.holds, OnChange: auditHook(db.Dialect), Blobs: e.blobs, IndexLag: e.indexLag,
 	})
+}
+
+// indexLag is the stand-in index's backlog (setLag).
+func (e *env) indexLag(context.Context) (int64, error) {
+	e.lagMu.Lock()
+	defer e.lagMu.Unlock()
+	return e.lag, nil
 }
 
 // pastGrace moves the holds' clock to the end of a release grace: the

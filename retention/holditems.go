@@ -3,11 +3,13 @@ package retention
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqlstore"
 )
@@ -25,19 +27,34 @@ import (
 // per contact (minimisation: the range is the point of such a scope).
 //
 // When items are recorded:
-//   - at placement, everything the scope matches then (Place);
+//   - at placement, everything the scope matches then, walked and written
+//     in batches after the hold row committed (recordAll); hold_recording
+//     then says the hold's items are complete;
+//   - in the transaction of every new contact, for the case, customer and
+//     time scopes that cover it (RecordWrite, wired into the store's change
+//     hook): those criteria never change after a row is written, so the
+//     write alone decides;
 //   - before a case update, in its transaction, what the active query holds
 //     match in the case as it still is (RecordCase, wired into the store):
-//     only query scopes read editable data; case, customer and time criteria
-//     never change after a row is written;
+//     only query scopes read editable data;
+//   - for query holds, the cases written since the hold's through mark
+//     (hold_changes, noted by RecordWrite in the write's transaction) are
+//     evaluated once the index has them, by the hold's report before its
+//     first page (recordChanges): only the delta, never the whole scope;
 //   - by a sweep, in a transaction of its own before the batch is decided,
 //     every held candidate a hold matches live and had not recorded (a
 //     contact or case that started matching after placement).
 //
+// Since writers are serialized (SQLite's one writer; on PostgreSQL every
+// write transaction locks the audit head first), a write either commits
+// before the hold row, and placement's walk (which starts after) sees it,
+// or after, and its own hook sees the hold.
+//
 // Deciding coverage (evaluator.covers) is recorded ∪ live: a sweep, a manual
-// deletion, explain and counts all see both. A release ends a hold's
-// coverage: its rows stay, for the hold's report, but only active holds'
-// rows count.
+// deletion, explain and counts all see both, so coverage never depends on
+// the recording being complete (a restore, a crash during placement). A
+// release ends a hold's coverage: its rows stay, for the hold's report, but
+// only active holds' rows count.
 
 // holdItem is one row of hold_items.
 type holdItem struct {
@@ -185,24 +202,20 @@ func caseContacts(ctx context.Context, db *sqldb.DB, q sqldb.Querier, caseID, cu
 	return out, nil
 }
 
-// placementItems is what a new hold covers now, to record with it.
-func (h *Holds) placementItems(ctx context.Context, hold Hold) ([]holdItem, error) {
-	return h.coverageItems(ctx, hold, hold.PlacedAt)
-}
-
-// coverageItems is what hold's scope matches now, as rows recorded at now.
-func (h *Holds) coverageItems(ctx context.Context, hold Hold, now time.Time) ([]holdItem, error) {
+// coverageItems calls fn with what hold's scope matches now (live), as rows
+// recorded at since, each once.
+func (h *Holds) coverageItems(ctx context.Context, hold Hold, since time.Time, fn func(holdItem) error) error {
 	ev := newEvaluator(h.matcher, []Hold{hold})
 	if !ev.sure(hold) {
-		return nil, nil
+		return nil
 	}
 	seen := map[string]bool{}
-	var items []holdItem
+	var ferr error
 	add := func(r ContactRef) {
-		it := itemFor(hold, r, now)
-		if k := it.caseID + "/" + it.contactID; !seen[k] {
+		it := itemFor(hold, r, since)
+		if k := it.caseID + "/" + it.contactID; !seen[k] && ferr == nil {
 			seen[k] = true
-			items = append(items, it)
+			ferr = fn(it)
 		}
 	}
 
@@ -214,22 +227,273 @@ func (h *Holds) coverageItems(ctx context.Context, hold Hold, now time.Time) ([]
 				return r, rows.Scan(&r.CaseID, &r.CustomerID)
 			})
 		if err != nil {
-			return nil, sqldb.Fail("hold items", err)
+			return sqldb.Fail("hold items", err)
 		}
+		ev.prefetch(ctx, refs)
 		for _, r := range refs {
 			if ok, err := ev.matches(ctx, hold, r); err != nil {
-				return nil, err
+				return err
 			} else if ok {
 				add(r)
 			}
 		}
 	}
 
-	err := h.walk(ctx, ev, hold, func(r ContactRef) { add(r) })
-	if err != nil {
-		return nil, fmt.Errorf("hold items: %w", err)
+	err := h.walk(ctx, ev, hold, add)
+	if err = errors.Join(err, ferr); err != nil {
+		return fmt.Errorf("hold items: %w", err)
 	}
-	return items, nil
+	return nil
+}
+
+// recordBatch is how many items placement records per transaction.
+const recordBatch = 1000
+
+// recordAll records everything hold's scope matches now, in transactions
+// of recordBatch items, and then marks the hold's items complete
+// (hold_recording), through the hold_changes head read before the walk: a
+// change noted after it is evaluated by recordChanges. A query hold is
+// marked only when the index had applied every change when the walk began
+// (else the next report walks again). Without an engine a query hold
+// records nothing: it covers live whatever its other criteria allow.
+func (h *Holds) recordAll(ctx context.Context, hold Hold, since time.Time) error {
+	head, err := h.changesHead(ctx)
+	if err != nil {
+		return err
+	}
+	caughtUp, err := h.indexCaughtUp(ctx, hold)
+	if err != nil {
+		return err
+	}
+	if !newEvaluator(h.matcher, []Hold{hold}).sure(hold) {
+		return nil
+	}
+
+	var batch []holdItem
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := h.db.InTx(ctx, func(tx *sql.Tx) error { return recordItems(ctx, h.db, tx, batch) })
+		batch = batch[:0]
+		return err
+	}
+	err = h.coverageItems(ctx, hold, since, func(it holdItem) error {
+		if batch = append(batch, it); len(batch) == recordBatch {
+			return flush()
+		}
+		return nil
+	})
+	if err = errors.Join(err, flush()); err != nil || !caughtUp {
+		return err
+	}
+
+	_, err = h.db.Write.ExecContext(ctx, h.db.Rebind(`INSERT INTO hold_recording (hold_id, through) VALUES (?, ?) ON CONFLICT DO NOTHING`), hold.ID, head)
+	return sqldb.Fail("hold recording", err)
+}
+
+// changesHead is the last seq of hold_changes (0 when empty).
+func (h *Holds) changesHead(ctx context.Context) (int64, error) {
+	var head sql.NullInt64
+	if err := h.db.Read.QueryRowContext(ctx, `SELECT MAX(seq) FROM hold_changes`).Scan(&head); err != nil {
+		return 0, sqldb.Fail("hold changes", err)
+	}
+	return head.Int64, nil
+}
+
+// indexCaughtUp reports whether the index has applied every committed
+// change, as far as hold needs it (only query holds ask the index).
+func (h *Holds) indexCaughtUp(ctx context.Context, hold Hold) (bool, error) {
+	if hold.Scope.Query == "" || h.indexLag == nil {
+		return true, nil
+	}
+	n, err := h.indexLag(ctx)
+	if err != nil {
+		return false, fmt.Errorf("index lag: %w", err)
+	}
+	return n == 0, nil
+}
+
+// recordingOf reads how far hold's items are complete; ok is false while
+// its placement's recording has not finished.
+func (h *Holds) recordingOf(ctx context.Context, holdID string) (through int64, ok bool, err error) {
+	err = h.db.Read.QueryRowContext(ctx, h.db.Rebind(`SELECT through FROM hold_recording WHERE hold_id = ?`), holdID).Scan(&through)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, sqldb.Fail("hold recording", err)
+	}
+	return through, true, nil
+}
+
+// complete brings a preserving hold's items up to date before its report
+// is read: the whole scope if its recording never finished, else, for a
+// query hold, the cases written since its through mark. Case, customer and
+// time holds are kept current by the writes themselves.
+func (h *Holds) complete(ctx context.Context, hold Hold) error {
+	through, ok, err := h.recordingOf(ctx, hold.ID)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return h.recordAll(ctx, hold, h.clock())
+	case hold.Scope.Query == "":
+		return nil
+	}
+	return h.recordChanges(ctx, hold, through)
+}
+
+// recordChanges evaluates a query hold against the cases noted in
+// hold_changes after its through mark, records those it matches, and
+// moves the mark to the head read first, if the index had applied every
+// change by then. Rows no preserving query hold still needs are pruned.
+func (h *Holds) recordChanges(ctx context.Context, hold Hold, through int64) error {
+	head, err := h.changesHead(ctx)
+	if err != nil || head <= through {
+		return err
+	}
+	caughtUp, err := h.indexCaughtUp(ctx, hold)
+	if err != nil {
+		return err
+	}
+
+	caseIDs, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT DISTINCT case_id FROM hold_changes WHERE seq > ? AND seq <= ?`), []any{through, head},
+		func(rows *sql.Rows) (string, error) {
+			var id string
+			return id, rows.Scan(&id)
+		})
+	if err != nil {
+		return sqldb.Fail("hold changes", err)
+	}
+	ev := newEvaluator(h.matcher, []Hold{hold})
+	now := h.clock()
+	for chunk := range slices.Chunk(caseIDs, 500) {
+		refs, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT id, customer_id FROM cases WHERE id IN (`+sqldb.Placeholders(len(chunk))+`)`), sqldb.Args(chunk),
+			func(rows *sql.Rows) (ContactRef, error) {
+				var r ContactRef
+				return r, rows.Scan(&r.CaseID, &r.CustomerID)
+			})
+		if err != nil {
+			return sqldb.Fail("hold changes", err)
+		}
+		ev.prefetch(ctx, refs)
+
+		var items []holdItem
+		for _, r := range refs {
+			if hold.Scope.bounded() {
+				// The case's contacts are what a bounded hold records; a
+				// case-level ref cannot match its time range.
+				contacts, err := caseContacts(ctx, h.db, h.db.Read, r.CaseID, r.CustomerID)
+				if err != nil {
+					return err
+				}
+				for _, c := range contacts {
+					if ok, err := ev.matches(ctx, hold, c); err != nil {
+						return err
+					} else if ok {
+						items = append(items, itemFor(hold, c, now))
+					}
+				}
+				continue
+			}
+			if ok, err := ev.matches(ctx, hold, r); err != nil {
+				return err
+			} else if ok {
+				items = append(items, itemFor(hold, r, now))
+			}
+		}
+		if len(items) == 0 {
+			continue
+		}
+		if err := h.db.InTx(ctx, func(tx *sql.Tx) error { return recordItems(ctx, h.db, tx, items) }); err != nil {
+			return err
+		}
+	}
+	if !caughtUp {
+		return nil
+	}
+
+	if _, err := h.db.Write.ExecContext(ctx, h.db.Rebind(`UPDATE hold_recording SET through = ? WHERE hold_id = ? AND through < ?`), head, hold.ID, head); err != nil {
+		return sqldb.Fail("hold recording", err)
+	}
+	return h.pruneChanges(ctx, head)
+}
+
+// pruneChanges deletes the hold_changes rows every preserving query hold
+// has evaluated (at most up to head). A query hold without a
+// hold_recording row needs none: its walk covers all before its own head.
+func (h *Holds) pruneChanges(ctx context.Context, head int64) error {
+	holds, err := h.active(ctx, nil)
+	if err != nil {
+		return err
+	}
+	upTo := head
+	for _, hd := range holds {
+		if hd.Scope.Query == "" {
+			continue
+		}
+		through, ok, err := h.recordingOf(ctx, hd.ID)
+		if err != nil {
+			return err
+		}
+		if ok {
+			upTo = min(upTo, through)
+		}
+	}
+	_, err = h.db.Write.ExecContext(ctx, h.db.Rebind(`DELETE FROM hold_changes WHERE seq <= ?`), upTo)
+	return sqldb.Fail("hold changes", err)
+}
+
+// RecordWrite keeps hold_items current from the store's change hook, in
+// the write's transaction (wired with the audit hook as the store's
+// OnChange): a new contact is recorded for the case, customer and time
+// holds that cover it, and a case created, updated or given a contact
+// while a query hold preserves is noted in hold_changes, for the query
+// holds to evaluate once the index has the change (recordChanges). Other
+// changes are not about coverage.
+func (h *Holds) RecordWrite(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
+	var caseID, contactID string
+	switch ch.Action {
+	case "contact.create":
+		contactID = ch.TargetID
+	case "case.create", "case.update":
+		caseID = ch.TargetID
+	default:
+		return nil
+	}
+	holds, err := h.active(ctx, tx)
+	if err != nil || len(holds) == 0 {
+		return err
+	}
+
+	if contactID != "" {
+		k, err := sqlstore.ContactKeyOf(ctx, h.db, tx, contactID)
+		if err != nil {
+			return sqldb.Fail("record hold items", err)
+		}
+		ref := contactRef(k)
+		caseID = ref.CaseID
+		ev := newEvaluator(nil, nil)
+		var items []holdItem
+		for _, hd := range holds {
+			if hd.Scope.Query != "" {
+				continue
+			}
+			if ok, _ := ev.matches(ctx, hd, ref); ok { // no query: no error
+				items = append(items, itemFor(hd, ref, h.clock()))
+			}
+		}
+		if err := recordItems(ctx, h.db, tx, items); err != nil {
+			return err
+		}
+	}
+
+	if !slices.ContainsFunc(holds, func(hd Hold) bool { return hd.Scope.Query != "" }) {
+		return nil
+	}
+	_, err = tx.ExecContext(ctx, h.db.Rebind(`INSERT INTO hold_changes (case_id) VALUES (?)`), caseID)
+	return sqldb.Fail("note hold change", err)
 }
 
 // ScopeItem is one item a scope matches: a whole case (ContactID "") or,
@@ -239,13 +503,13 @@ type ScopeItem struct{ CaseID, ContactID string }
 // Matching is what a validated scope matches now, as a hold placed with it
 // would record (an export of an ad-hoc scope reads these items).
 func (h *Holds) Matching(ctx context.Context, sc HoldScope) ([]ScopeItem, error) {
-	items, err := h.coverageItems(ctx, Hold{Scope: sc, Active: true, Preserving: true}, h.clock())
+	var out []ScopeItem
+	err := h.coverageItems(ctx, Hold{Scope: sc, Active: true, Preserving: true}, h.clock(), func(it holdItem) error {
+		out = append(out, ScopeItem{CaseID: it.caseID, ContactID: it.contactID})
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	out := make([]ScopeItem, len(items))
-	for i, it := range items {
-		out[i] = ScopeItem{CaseID: it.caseID, ContactID: it.contactID}
 	}
 	return out, nil
 }

@@ -185,6 +185,15 @@ type QueryMatcher interface {
 	Matches(ctx context.Context, q search.Query, caseID string) (bool, error)
 }
 
+// BulkMatcher is a QueryMatcher that answers for many cases at once (the
+// search engine: one query filtered by the case ids): sweeps and recording
+// ask it once per hold and batch rather than once per hold and case.
+type BulkMatcher interface {
+	QueryMatcher
+	// MatchingCases returns those of caseIDs (at most 500) that q finds.
+	MatchingCases(ctx context.Context, q search.Query, caseIDs []string) ([]string, error)
+}
+
 // ContactRef is what coverage is decided on.
 type ContactRef struct {
 	ContactID  string
@@ -206,10 +215,11 @@ func (s HoldScope) contacts() sqlstore.ContactScope {
 
 // Holds stores legal holds and decides what they cover.
 type Holds struct {
-	db      *sqldb.DB
-	matcher QueryMatcher
-	policy  *Policy
-	now     func() time.Time
+	db       *sqldb.DB
+	matcher  QueryMatcher
+	policy   *Policy
+	now      func() time.Time
+	indexLag func(ctx context.Context) (int64, error)
 }
 
 // HoldsOptions are the hold store's dependencies.
@@ -223,6 +233,10 @@ type HoldsOptions struct {
 	// Now is the clock releases, reinstatements and the grace are judged
 	// by (nil: time.Now).
 	Now func() time.Time
+	// IndexLag reports how many changes the search index has not applied
+	// yet (as the sweeper's): a query hold's recording moves its through
+	// mark only when it is 0 (nil: never lagging).
+	IndexLag func(ctx context.Context) (pending int64, err error)
 }
 
 // NewHolds builds the hold store with the default release grace and clock.
@@ -235,7 +249,7 @@ func NewHoldsWith(db *sqldb.DB, o HoldsOptions) *Holds {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Holds{db: db, matcher: o.Matcher, policy: o.Policy, now: o.Now}
+	return &Holds{db: db, matcher: o.Matcher, policy: o.Policy, now: o.Now, indexLag: o.IndexLag}
 }
 
 // clock is h's time (a Holds built without a constructor reads time.Now).
@@ -392,15 +406,6 @@ func (h *Holds) Place(ctx context.Context, in HoldInput, actor cases.Actor, hook
 		return Hold{}, fmt.Errorf("encode scope: %w", err)
 	}
 
-	// What the scope covers now is found before the transaction (a query
-	// scope asks the search engine once per case) and recorded with the
-	// hold; what starts matching meanwhile is covered live until a sweep or
-	// an edit records it.
-	items, err := h.placementItems(ctx, hold)
-	if err != nil {
-		return Hold{}, err
-	}
-
 	err = h.db.InTx(ctx, func(tx *sql.Tx) error {
 		// Waits for a sweep batch in flight (see retention_state).
 		if _, err := lockState(ctx, h.db, tx); err != nil {
@@ -413,9 +418,6 @@ func (h *Holds) Place(ctx context.Context, in HoldInput, actor cases.Actor, hook
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE retention_state SET holds_version = holds_version + 1 WHERE id = 1`); err != nil {
 			return sqldb.Fail("place hold", err)
-		}
-		if err := recordItems(ctx, h.db, tx, items); err != nil {
-			return err
 		}
 
 		if hook != nil {
@@ -431,6 +433,14 @@ func (h *Holds) Place(ctx context.Context, in HoldInput, actor cases.Actor, hook
 	if err != nil {
 		return Hold{}, err
 	}
+
+	// What the scope covers now is recorded after the hold committed, in
+	// batches (a wide scope is not one long write transaction): a write
+	// committed before the hold is seen by this walk, one after it records
+	// itself (RecordWrite). Meanwhile sweeps cover live what is not
+	// recorded yet. A failure here leaves the hold placed and preserving,
+	// its recording unfinished: its next report walks again (complete).
+	_ = h.recordAll(ctx, hold, hold.PlacedAt)
 	return hold, nil
 }
 
@@ -740,6 +750,14 @@ type evaluator struct {
 	queries map[string]search.Query
 	memo    map[[2]string]bool
 
+	// Which holds may cover a contact, so that a check reads a few holds,
+	// not all of them: by case id (scopes naming cases), by customer id
+	// (scopes naming customers but no case), the rest always; pos is a
+	// hold's index in holds.
+	byCase, byCustomer map[string][]int
+	rest               []int
+	pos                map[string]int
+
 	db       *sqldb.DB                 // nil: live coverage only
 	q        sqldb.Querier             // where hold_items are read
 	recorded map[string][]recordedItem // by case; loaded per case or by load
@@ -822,8 +840,22 @@ func (ev *evaluator) unrecorded(ctx context.Context, c ContactRef, now time.Time
 }
 
 func newEvaluator(m QueryMatcher, holds []Hold) *evaluator {
-	ev := &evaluator{matcher: m, holds: holds, queries: map[string]search.Query{}, memo: map[[2]string]bool{}}
-	for _, h := range holds {
+	ev := &evaluator{matcher: m, holds: holds, queries: map[string]search.Query{}, memo: map[[2]string]bool{},
+		byCase: map[string][]int{}, byCustomer: map[string][]int{}, pos: make(map[string]int, len(holds))}
+	for i, h := range holds {
+		ev.pos[h.ID] = i
+		switch {
+		case len(h.Scope.CaseIDs) > 0:
+			for _, id := range h.Scope.CaseIDs {
+				ev.byCase[id] = append(ev.byCase[id], i)
+			}
+		case len(h.Scope.CustomerIDs) > 0:
+			for _, id := range h.Scope.CustomerIDs {
+				ev.byCustomer[id] = append(ev.byCustomer[id], i)
+			}
+		default:
+			ev.rest = append(ev.rest, i)
+		}
 		if h.Scope.Query != "" {
 			q, err := search.ParseQuery(h.Scope.Query)
 			if err == nil {
@@ -832,6 +864,67 @@ func newEvaluator(m QueryMatcher, holds []Hold) *evaluator {
 		}
 	}
 	return ev
+}
+
+// prefetch asks a BulkMatcher, once per query hold, which of the refs'
+// cases (those the hold's case and customer criteria allow, not yet
+// known) its query finds, and remembers the answers for matches. An
+// engine error is not remembered: matches then asks per case and fails
+// safe.
+func (ev *evaluator) prefetch(ctx context.Context, refs []ContactRef) {
+	bm, ok := ev.matcher.(BulkMatcher)
+	if !ok {
+		return
+	}
+	for _, h := range ev.holds {
+		q, ok := ev.queries[h.ID]
+		if !ok {
+			continue
+		}
+		var ids []string
+		seen := map[string]bool{}
+		for _, r := range refs {
+			if seen[r.CaseID] || (len(h.Scope.CaseIDs) > 0 && !slices.Contains(h.Scope.CaseIDs, r.CaseID)) ||
+				(len(h.Scope.CustomerIDs) > 0 && !slices.Contains(h.Scope.CustomerIDs, r.CustomerID)) {
+				continue
+			}
+			seen[r.CaseID] = true
+			if _, known := ev.memo[[2]string{h.ID, r.CaseID}]; !known {
+				ids = append(ids, r.CaseID)
+			}
+		}
+		q.Exact = true // legal scopes: no typo tolerance
+		for chunk := range slices.Chunk(ids, 500) {
+			found, err := bm.MatchingCases(ctx, q, chunk)
+			if err != nil {
+				continue
+			}
+			for _, id := range chunk {
+				ev.memo[[2]string{h.ID, id}] = false
+			}
+			for _, id := range found {
+				if _, asked := ev.memo[[2]string{h.ID, id}]; asked {
+					ev.memo[[2]string{h.ID, id}] = true
+				}
+			}
+		}
+	}
+}
+
+// candidates lists, in hold order, the holds that may cover c: those that
+// recorded c, and those whose scope can match it live.
+func (ev *evaluator) candidates(c ContactRef, recorded []recordedItem) []int {
+	var out []int
+	for _, it := range recorded {
+		if i, ok := ev.pos[it.holdID]; ok && (it.contactID == "" || it.contactID == c.ContactID) {
+			out = append(out, i)
+		}
+	}
+	out = append(out, ev.byCase[c.CaseID]...)
+	out = append(out, ev.byCustomer[c.CustomerID]...)
+	out = append(out, ev.rest...)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func (ev *evaluator) hasQueryHold() bool {
@@ -846,9 +939,20 @@ func (ev *evaluator) hasQueryHold() bool {
 // covering lists the holds covering c. A matcher error makes the hold
 // count as covering (fail safe) and is returned alongside.
 func (ev *evaluator) covering(ctx context.Context, c ContactRef) ([]Hold, error) {
+	var recorded []recordedItem
+	if ev.db != nil {
+		if _, ok := ev.recorded[c.CaseID]; !ok {
+			if err := ev.loadRecorded(ctx, []string{c.CaseID}); err != nil {
+				return ev.holds, err // fail safe: every hold covers
+			}
+		}
+		recorded = ev.recorded[c.CaseID]
+	}
+
 	var out []Hold
 	var errs []error
-	for _, h := range ev.holds {
+	for _, i := range ev.candidates(c, recorded) {
+		h := ev.holds[i]
 		ok, err := ev.covers(ctx, h, c)
 		if err != nil {
 			errs = append(errs, err)
@@ -981,8 +1085,12 @@ func (h *Holds) walk(ctx context.Context, ev *evaluator, hold Hold, fn func(Cont
 		}
 
 		after = keys[len(keys)-1].ID
-		for _, k := range keys {
-			r := contactRef(k)
+		refs := make([]ContactRef, len(keys))
+		for i, k := range keys {
+			refs[i] = contactRef(k)
+		}
+		ev.prefetch(ctx, refs)
+		for _, r := range refs {
 			ok, err := ev.covers(ctx, hold, r)
 			if err != nil {
 				return err

@@ -117,11 +117,13 @@ func keyArgs(holdIDs []string) []any {
 
 // Items is one page of a hold's report, ordered by case then contact:
 // limit (1..500, default 50) items after cursor (as returned in next; ""
-// for the first page). The first page of a hold that still preserves first
-// records what its scope matches now and had not recorded (a case that
-// started matching a query, a new case of a held customer), so the report
-// is complete. An unknown hold gives cases.ErrNotFound, a cursor not issued
-// here ErrBadCursor.
+// for the first page). Before the first page of a hold that still
+// preserves, what its recording has not caught up with is recorded (for a
+// query hold the cases written since its through mark; the whole scope only
+// if its placement's recording never finished), so the report is
+// complete; the page itself is read from hold_items by key (itemPage). An
+// unknown hold gives cases.ErrNotFound, a cursor not issued here
+// ErrBadCursor.
 func (h *Holds) Items(ctx context.Context, holdID string, f ItemFilter, limit int, cursor string) (items []ReportItem, next string, err error) {
 	if limit <= 0 || limit > 500 {
 		limit = 50
@@ -135,35 +137,18 @@ func (h *Holds) Items(ctx context.Context, holdID string, f ItemFilter, limit in
 		return nil, "", err
 	}
 	if cursor == "" && hold.Preserving {
-		if err := h.catchUp(ctx, hold); err != nil {
+		if err := h.complete(ctx, hold); err != nil {
 			return nil, "", err
 		}
 	}
 
-	q := `SELECT case_id, contact_id, customer_id, why, since, live FROM (` + keySQL(1) + `) k WHERE 1=1`
-	args := keyArgs([]string{holdID})
-	if f.Custodian != "" {
-		q += ` AND customer_id = ?`
-		args = append(args, f.Custodian)
-	}
-	if cursor != "" {
-		q += ` AND (case_id > ? OR (case_id = ? AND contact_id > ?))`
-		args = append(args, afterCase, afterCase, afterContact)
-	}
-	q += ` ORDER BY case_id, contact_id LIMIT ?`
-	items, more, err := sqldb.Page(ctx, h.db.Read, h.db.Rebind(q), args, limit, func(rows *sql.Rows) (ReportItem, error) {
-		var it ReportItem
-		var since int64
-		var live int
-		err := rows.Scan(&it.CaseID, &it.ContactID, &it.CustomerID, &it.Why, &since, &live)
-		it.Since, it.Disposed, it.Kind = sqldb.FromMicros(since), live == 0, "contact"
-		if it.ContactID == "" {
-			it.Kind = "case"
-		}
-		return it, err
-	})
+	items, err = h.itemPage(ctx, hold, f, afterCase, afterContact, limit+1)
 	if err != nil {
-		return nil, "", sqldb.Fail("hold report", err)
+		return nil, "", err
+	}
+	more := len(items) > limit
+	if more {
+		items = items[:limit]
 	}
 
 	if err := h.describe(ctx, items); err != nil {
@@ -174,6 +159,139 @@ func (h *Holds) Items(ctx context.Context, holdID string, f ItemFilter, limit in
 		next = last.CaseID + "/" + last.ContactID
 	}
 	return items, next, nil
+}
+
+// pageRow is a hold_items row of a report page; cursorCase marks the
+// cursor's own case, whose case item the previous page listed already.
+type pageRow struct {
+	caseID, contactID, customerID, why string
+	since                              int64
+	cursorCase                         bool
+}
+
+// itemPage reads up to n report items after (afterCase, afterContact), in
+// key order, the same keys keySQL lists (the custodian counts read that):
+// the hold's rows from hold_items by its primary key (or
+// hold_items_custodian with a custodian), which serve the order, and for a
+// row covering a whole case, right after it, the case's contacts stored
+// while the hold preserved and those since disposed of. Every row gives
+// at least one item, so n rows are enough; the contacts of those cases
+// after the cursor are read n at most, in one query each for stored and
+// disposed ones. Its cost follows n, not the size of the hold.
+//
+// The contacts and dispositions tables are read here, joined to nothing
+// of sqlstore's: the page is retention's, as keySQL is.
+func (h *Holds) itemPage(ctx context.Context, hold Hold, f ItemFilter, afterCase, afterContact string, n int) ([]ReportItem, error) {
+	scan := func(rows *sql.Rows) (pageRow, error) {
+		var r pageRow
+		return r, rows.Scan(&r.caseID, &r.contactID, &r.customerID, &r.why, &r.since)
+	}
+	where, args := ` WHERE hold_id = ?`, []any{hold.ID}
+	if f.Custodian != "" {
+		where, args = where+` AND customer_id = ?`, append(args, f.Custodian)
+	}
+	const cols = `SELECT case_id, contact_id, customer_id, why, since FROM hold_items`
+
+	// The cursor's case, when the hold covers it whole: the page goes on
+	// with its contacts after the cursor.
+	var rows []pageRow
+	if afterCase != "" {
+		own, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(cols+where+` AND case_id = ? AND contact_id = ''`), append(slices.Clone(args), afterCase), scan)
+		if err != nil {
+			return nil, sqldb.Fail("hold report", err)
+		}
+		for i := range own {
+			own[i].cursorCase = true
+		}
+		rows = own
+	}
+	q, qargs := cols+where, slices.Clone(args)
+	if afterCase != "" {
+		q, qargs = q+` AND (case_id > ? OR (case_id = ? AND contact_id > ?))`, append(qargs, afterCase, afterCase, afterContact)
+	}
+	more, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(q+` ORDER BY case_id, contact_id LIMIT ?`), append(qargs, n), scan)
+	if err != nil {
+		return nil, sqldb.Fail("hold report", err)
+	}
+	rows = append(rows, more...)
+
+	// The contacts of the whole cases among them, after the cursor.
+	var whole []string
+	for _, r := range rows {
+		if r.contactID == "" {
+			whole = append(whole, r.caseID)
+		}
+	}
+	type contactRow struct {
+		caseID, id string
+		created    int64
+	}
+	live, gone := map[string][]contactRow{}, map[string][]contactRow{}
+	if len(whole) > 0 {
+		in := `(` + sqldb.Placeholders(len(whole)) + `)`
+		until := int64(math.MaxInt64)
+		if hold.GraceUntil != nil {
+			until = sqldb.Micros(*hold.GraceUntil)
+		}
+		cargs := append(append(sqldb.Args(whole), until, afterCase, afterContact), n)
+		cs, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT case_id, id, created_at FROM contacts WHERE case_id IN `+in+`
+			AND created_at < ? AND (case_id > ? OR id > ?) ORDER BY case_id, id LIMIT ?`), cargs,
+			func(rows *sql.Rows) (contactRow, error) {
+				var c contactRow
+				return c, rows.Scan(&c.caseID, &c.id, &c.created)
+			})
+		if err != nil {
+			return nil, sqldb.Fail("hold report", err)
+		}
+		for _, c := range cs {
+			live[c.caseID] = append(live[c.caseID], c)
+		}
+
+		dargs := append(append(sqldb.Args(whole), afterCase, afterContact), n)
+		ds, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT DISTINCT d.case_id, d.contact_id FROM dispositions d WHERE d.case_id IN `+in+`
+			AND d.contact_id <> '' AND (d.case_id > ? OR d.contact_id > ?) AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.id = d.contact_id)
+			ORDER BY d.case_id, d.contact_id LIMIT ?`), dargs,
+			func(rows *sql.Rows) (contactRow, error) {
+				var c contactRow
+				return c, rows.Scan(&c.caseID, &c.id)
+			})
+		if err != nil {
+			return nil, sqldb.Fail("hold report", err)
+		}
+		for _, c := range ds {
+			gone[c.caseID] = append(gone[c.caseID], c)
+		}
+	}
+
+	// Merged in key order until n items.
+	var out []ReportItem
+	for _, r := range rows {
+		if len(out) == n {
+			break
+		}
+		it := ReportItem{Kind: "contact", CaseID: r.caseID, ContactID: r.contactID, CustomerID: r.customerID, Why: r.why, Since: sqldb.FromMicros(r.since)}
+		if r.contactID != "" {
+			out = append(out, it)
+			continue
+		}
+		if !r.cursorCase {
+			it.Kind = "case"
+			out = append(out, it)
+		}
+		ls, gs := live[r.caseID], gone[r.caseID]
+		for len(out) < n && (len(ls) > 0 || len(gs) > 0) {
+			c := ReportItem{Kind: "contact", CaseID: r.caseID, CustomerID: r.customerID, Why: r.why}
+			if len(gs) == 0 || (len(ls) > 0 && ls[0].id < gs[0].id) {
+				c.ContactID, c.Since = ls[0].id, sqldb.FromMicros(max(ls[0].created, r.since))
+				ls = ls[1:]
+			} else {
+				c.ContactID, c.Since, c.Disposed = gs[0].id, sqldb.FromMicros(r.since), true
+				gs = gs[1:]
+			}
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }
 
 // parseItemCursor reads "case_id/contact_id" (contact_id may be empty).
@@ -276,20 +394,12 @@ func (h *Holds) describe(ctx context.Context, items []ReportItem) error {
 		}
 		if at, ok := occurred[it.ContactID]; ok {
 			it.OccurredAt = &at
+		} else {
+			it.Disposed = true // recorded, no longer stored
 		}
 		it.Attachments = files[it.ContactID]
 	}
 	return nil
-}
-
-// catchUp records what a preserving hold's scope matches now and had not
-// recorded (since = now); rows already recorded keep their since.
-func (h *Holds) catchUp(ctx context.Context, hold Hold) error {
-	items, err := h.coverageItems(ctx, hold, h.clock())
-	if err != nil || len(items) == 0 {
-		return err
-	}
-	return h.db.InTx(ctx, func(tx *sql.Tx) error { return recordItems(ctx, h.db, tx, items) })
 }
 
 // Custodians counts a hold's report per customer (what it covers or

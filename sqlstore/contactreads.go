@@ -243,3 +243,16 @@ func ContactsDueBy(ctx context.Context, db *sqldb.DB, q sqldb.Querier, now time.
 			return d, err
 		})
 }
+
+// ContactKeyOf reads one contact's key (retention records a new contact's
+// hold coverage from it in the contact's write transaction).
+func ContactKeyOf(ctx context.Context, db *sqldb.DB, q sqldb.Querier, id string) (ContactKey, error) {
+	rows, err := sqldb.Collect(ctx, q, db.Rebind(`SELECT id, case_id, customer_id, occurred_at FROM contacts WHERE id = ?`), []any{id}, scanContactKey)
+	if err != nil {
+		return ContactKey{}, err
+	}
+	if len(rows) == 0 {
+		return ContactKey{}, fmt.Errorf("contact %s: %w", id, sql.ErrNoRows)
+	}
+	return rows[0], nil
+}

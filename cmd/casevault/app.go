@@ -91,7 +91,17 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		}
 		return a.retention.holds.RecordCase(ctx, tx, caseID)
 	}
-	a.store = sqlstore.New(db, sqlstore.Options{Policy: policy, OnChange: sink.hook, Notify: kick, BeforeCaseUpdate: recordHolds})
+	// Every write also keeps what holds cover current (RecordWrite), in
+	// its transaction, before its audit event.
+	onChange := func(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
+		if a.retention != nil {
+			if err := a.retention.holds.RecordWrite(ctx, tx, ch); err != nil {
+				return err
+			}
+		}
+		return sink.hook(ctx, tx, ch)
+	}
+	a.store = sqlstore.New(db, sqlstore.Options{Policy: policy, OnChange: onChange, Notify: kick, BeforeCaseUpdate: recordHolds})
 	if err := errors.Join(a.store.Prepare(ctx), a.audit.Prepare(ctx)); err != nil {
 		a.Close()
 		return nil, err

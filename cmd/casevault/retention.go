@@ -33,6 +33,22 @@ func (m indexMatcher) Matches(ctx context.Context, q search.Query, caseID string
 	return res.Total > 0, nil
 }
 
+// MatchingCases answers a query hold for a batch of cases with one search
+// filtered by their ids (a hit is a case).
+func (m indexMatcher) MatchingCases(ctx context.Context, q search.Query, caseIDs []string) ([]string, error) {
+	q.Filter.CaseIDs = caseIDs
+	q.Limit, q.Offset, q.Sort, q.Facets = len(caseIDs), 0, search.SortNewest, false
+	res, err := m.ix.Search(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(res.Hits))
+	for i, h := range res.Hits {
+		out[i] = h.CaseID
+	}
+	return out, nil
+}
+
 // retentionParts is the wired retention package.
 type retentionParts struct {
 	policy    *retention.Policy
@@ -84,12 +100,13 @@ func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, 
 	if ix != nil {
 		matcher = indexMatcher{ix}
 	}
-	holds := retention.NewHoldsWith(db, retention.HoldsOptions{Matcher: matcher, Policy: policy})
-	rp := &retentionParts{policy: policy, schedules: schedules, holds: holds, explainer: retention.NewExplainer(db, policy, holds)}
-	opts := retention.SweeperOptions{Policy: policy, Holds: holds, OnChange: hook, OnChanges: sink.hookMany, IndexLag: func(ctx context.Context) (int64, error) {
+	indexLag := func(ctx context.Context) (int64, error) {
 		n, _, err := store.OutboxStats(ctx)
 		return n, err
-	}, Guard: guard}
+	}
+	holds := retention.NewHoldsWith(db, retention.HoldsOptions{Matcher: matcher, Policy: policy, IndexLag: indexLag})
+	rp := &retentionParts{policy: policy, schedules: schedules, holds: holds, explainer: retention.NewExplainer(db, policy, holds)}
+	opts := retention.SweeperOptions{Policy: policy, Holds: holds, OnChange: hook, OnChanges: sink.hookMany, IndexLag: indexLag, Guard: guard}
 	if blobs != nil {
 		opts.Blobs = blobs
 	}
