@@ -358,3 +358,22 @@ func purposes(ps ...cases.Purpose) []cases.Purpose { return ps }
 func tp(t time.Time) *time.Time { return &t }
 
 type txT = *sql.Tx
+
+// MatchingCases makes bodyMatcher a retention.BulkMatcher: sweeps and
+// recording ask it once per batch (the per-case path stays in use by
+// explain, deletions and edits).
+func (m *bodyMatcher) MatchingCases(ctx context.Context, q search.Query, caseIDs []string) ([]string, error) {
+	var out []string
+	for _, id := range caseIDs {
+		one := q
+		one.Filter.CaseIDs = []string{id}
+		ok, err := m.Matches(ctx, one, id)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}

@@ -207,7 +207,9 @@ func (h *Holds) itemPage(ctx context.Context, hold Hold, f ItemFilter, afterCase
 	}
 	q, qargs := cols+where, slices.Clone(args)
 	if afterCase != "" {
-		q, qargs = q+` AND (case_id > ? OR (case_id = ? AND contact_id > ?))`, append(qargs, afterCase, afterCase, afterContact)
+		// A row value: both engines seek the index to it (an OR of
+		// comparisons only filters on PostgreSQL).
+		q, qargs = q+` AND (case_id, contact_id) > (?, ?)`, append(qargs, afterCase, afterContact)
 	}
 	more, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(q+` ORDER BY case_id, contact_id LIMIT ?`), append(qargs, n), scan)
 	if err != nil {
