@@ -30,6 +30,19 @@ func (m *setMatcher) Matches(_ context.Context, q search.Query, caseID string) (
 	return slices.ContainsFunc(q.Words, func(w string) bool { return m.cases[w] == caseID }), nil
 }
 
+// MatchingCases answers for a batch of cases in one call, as the engine's
+// matcher does (one search filtered by the case ids): it counts as one.
+func (m *setMatcher) MatchingCases(_ context.Context, q search.Query, caseIDs []string) ([]string, error) {
+	m.calls.Add(1)
+	var out []string
+	for _, id := range caseIDs {
+		if slices.ContainsFunc(q.Words, func(w string) bool { return m.cases[w] == id }) {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
 // holdsCorpus loads n due contacts (retain until base+90d) the way
 // BenchmarkSweep does, in the shape the holds of placeHolds cover a small
 // share of: most contacts of one customer on base, 25 further customers of
@@ -158,9 +171,9 @@ func BenchmarkSweepWithHolds(b *testing.B) {
 // of a hold's report, Holds.Items, for a hold covering
 // CASEVAULT_BENCH_HOLD_ITEMS (default 100,000, issue 14's scale) contacts,
 // each with an attachment: a customer and date-range hold, so one recorded
-// item per contact. Each first page also catches up what the scope matches
-// now, as the API route does. Reports p50 and p99 (issue 14 asks p99 < 50
-// ms for the route).
+// item per contact. Each first page also brings the hold's recording up to
+// date first, as the API route does. Reports p50 and p99 (issue 14 asks p99
+// < 50 ms for the route) and the same of the reference.
 func BenchmarkHoldItems(b *testing.B) {
 	n := benchSize("CASEVAULT_BENCH_HOLD_ITEMS", 100_000)
 	for _, d := range sqldbtest.Dialects {
@@ -208,6 +221,7 @@ func BenchmarkHoldItems(b *testing.B) {
 			}
 			b.ReportMetric(pct(lat, 0.5), "p50_ms")
 			b.ReportMetric(pct(lat, 0.99), "p99_ms")
+			b.ReportMetric(pct(ref, 0.5), "ref_p50_ms")
 			b.ReportMetric(pct(ref, 0.99), "ref_p99_ms")
 			b.ReportMetric(pct(lat, 0.99)/pct(ref, 0.99), "p99_over_ref")
 		})
