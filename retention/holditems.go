@@ -367,6 +367,9 @@ func (h *Holds) recordChanges(ctx context.Context, hold Hold, through int64) err
 		return sqldb.Fail("hold changes", err)
 	}
 	ev := newEvaluator(h.matcher, []Hold{hold})
+	if !ev.sure(hold) {
+		return nil // no engine (a CLI): the hold covers live whatever else it allows
+	}
 	now := h.clock()
 	for chunk := range slices.Chunk(caseIDs, 500) {
 		refs, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT id, customer_id FROM cases WHERE id IN (`+sqldb.Placeholders(len(chunk))+`)`), sqldb.Args(chunk),
