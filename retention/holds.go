@@ -748,7 +748,13 @@ type evaluator struct {
 	matcher QueryMatcher
 	holds   []Hold
 	queries map[string]search.Query
-	memo    map[[2]string]bool
+	// memo keeps the matcher's answers by case, one entry per hold (by
+	// its index): 0 not asked, 1 no, 2 yes; last is the case read last
+	// (a batch's contacts of a case come together).
+	memo     map[string][]uint8
+	lastCase string
+	lastMemo []uint8
+	marks    []bool // covering's scratch: holds already considered
 
 	// Which holds may cover a contact, so that a check reads a few holds,
 	// not all of them: by case id (scopes naming cases), by customer id
@@ -840,7 +846,7 @@ func (ev *evaluator) unrecorded(ctx context.Context, c ContactRef, now time.Time
 }
 
 func newEvaluator(m QueryMatcher, holds []Hold) *evaluator {
-	ev := &evaluator{matcher: m, holds: holds, queries: map[string]search.Query{}, memo: map[[2]string]bool{},
+	ev := &evaluator{matcher: m, holds: holds, queries: map[string]search.Query{}, memo: map[string][]uint8{}, marks: make([]bool, len(holds)),
 		byCase: map[string][]int{}, byCustomer: map[string][]int{}, pos: make(map[string]int, len(holds))}
 	for i, h := range holds {
 		ev.pos[h.ID] = i
@@ -876,20 +882,21 @@ func (ev *evaluator) prefetch(ctx context.Context, refs []ContactRef) {
 	if !ok {
 		return
 	}
-	for _, h := range ev.holds {
+	seen := map[string]bool{}
+	for i, h := range ev.holds {
 		q, ok := ev.queries[h.ID]
 		if !ok {
 			continue
 		}
 		var ids []string
-		seen := map[string]bool{}
+		clear(seen)
 		for _, r := range refs {
 			if seen[r.CaseID] || (len(h.Scope.CaseIDs) > 0 && !slices.Contains(h.Scope.CaseIDs, r.CaseID)) ||
 				(len(h.Scope.CustomerIDs) > 0 && !slices.Contains(h.Scope.CustomerIDs, r.CustomerID)) {
 				continue
 			}
 			seen[r.CaseID] = true
-			if _, known := ev.memo[[2]string{h.ID, r.CaseID}]; !known {
+			if ev.memoOf(r.CaseID)[i] == 0 {
 				ids = append(ids, r.CaseID)
 			}
 		}
@@ -900,32 +907,31 @@ func (ev *evaluator) prefetch(ctx context.Context, refs []ContactRef) {
 				continue
 			}
 			for _, id := range chunk {
-				ev.memo[[2]string{h.ID, id}] = false
+				ev.memoOf(id)[i] = 1
 			}
 			for _, id := range found {
-				if _, asked := ev.memo[[2]string{h.ID, id}]; asked {
-					ev.memo[[2]string{h.ID, id}] = true
+				if m := ev.memoOf(id); m[i] == 1 {
+					m[i] = 2
 				}
 			}
 		}
 	}
 }
 
-// candidates lists, in hold order, the holds that may cover c: those that
-// recorded c, and those whose scope can match it live.
-func (ev *evaluator) candidates(c ContactRef, recorded []recordedItem) []int {
-	var out []int
-	for _, it := range recorded {
-		if i, ok := ev.pos[it.holdID]; ok && (it.contactID == "" || it.contactID == c.ContactID) {
-			out = append(out, i)
-		}
+// memoOf is the matcher's answers for a case (created empty).
+func (ev *evaluator) memoOf(caseID string) []uint8 {
+	if ev.lastMemo != nil && ev.lastCase == caseID {
+		return ev.lastMemo
 	}
-	out = append(out, ev.byCase[c.CaseID]...)
-	out = append(out, ev.byCustomer[c.CustomerID]...)
-	out = append(out, ev.rest...)
-	slices.Sort(out)
-	return slices.Compact(out)
+	m, ok := ev.memo[caseID]
+	if !ok {
+		m = make([]uint8, len(ev.holds))
+		ev.memo[caseID] = m
+	}
+	ev.lastCase, ev.lastMemo = caseID, m
+	return m
 }
+
 
 func (ev *evaluator) hasQueryHold() bool {
 	for _, h := range ev.holds {
@@ -938,28 +944,57 @@ func (ev *evaluator) hasQueryHold() bool {
 
 // covering lists the holds covering c. A matcher error makes the hold
 // count as covering (fail safe) and is returned alongside.
+//
+// Only the holds that can cover c are considered: those that recorded it,
+// and those whose scope can match it live (named by its case, by its
+// customer, or naming neither); each is decided as covers would.
 func (ev *evaluator) covering(ctx context.Context, c ContactRef) ([]Hold, error) {
 	var recorded []recordedItem
 	if ev.db != nil {
 		if _, ok := ev.recorded[c.CaseID]; !ok {
 			if err := ev.loadRecorded(ctx, []string{c.CaseID}); err != nil {
-				return ev.holds, err // fail safe: every hold covers
+				return ev.holds, fmt.Errorf("recorded hold items: %w", err) // fail safe: every hold covers
 			}
 		}
 		recorded = ev.recorded[c.CaseID]
 	}
 
-	var out []Hold
+	var hits, seen []int
 	var errs []error
-	for _, i := range ev.candidates(c, recorded) {
-		h := ev.holds[i]
-		ok, err := ev.covers(ctx, h, c)
-		if err != nil {
-			errs = append(errs, err)
+	consider := func(i int, isRecorded bool) {
+		if ev.marks[i] {
+			return
+		}
+		ev.marks[i], seen = true, append(seen, i)
+		ok := isRecorded
+		if !ok {
+			var err error
+			if ok, err = ev.matches(ctx, ev.holds[i], c); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		if ok {
-			out = append(out, h)
+			hits = append(hits, i)
 		}
+	}
+	for _, it := range recorded {
+		if i, ok := ev.pos[it.holdID]; ok && (it.contactID == "" || it.contactID == c.ContactID) {
+			consider(i, true)
+		}
+	}
+	for _, list := range [][]int{ev.byCase[c.CaseID], ev.byCustomer[c.CustomerID], ev.rest} {
+		for _, i := range list {
+			consider(i, false)
+		}
+	}
+	for _, i := range seen {
+		ev.marks[i] = false
+	}
+
+	slices.Sort(hits) // hold order: oldest first
+	out := make([]Hold, len(hits))
+	for k, i := range hits {
+		out[k] = ev.holds[i]
 	}
 	return out, errors.Join(errs...)
 }
@@ -1002,9 +1037,11 @@ func (ev *evaluator) matches(ctx context.Context, h Hold, c ContactRef) (bool, e
 		// Unparseable (cannot happen after validation) or no engine: hold.
 		return true, nil
 	}
-	key := [2]string{h.ID, c.CaseID}
-	if m, ok := ev.memo[key]; ok {
-		return m, nil
+	i, known := ev.pos[h.ID]
+	if known {
+		if m := ev.memoOf(c.CaseID)[i]; m != 0 {
+			return m == 2, nil
+		}
 	}
 	q.Filter.CaseIDs = []string{c.CaseID}
 	q.Exact = true // legal scopes: no typo tolerance
@@ -1012,7 +1049,12 @@ func (ev *evaluator) matches(ctx context.Context, h Hold, c ContactRef) (bool, e
 	if err != nil {
 		return true, fmt.Errorf("hold %s query: %w", h.ID, err)
 	}
-	ev.memo[key] = m
+	if known {
+		ev.memoOf(c.CaseID)[i] = 1
+		if m {
+			ev.memoOf(c.CaseID)[i] = 2
+		}
+	}
 	return m, nil
 }
 
