@@ -882,20 +882,30 @@ func (ev *evaluator) prefetch(ctx context.Context, refs []ContactRef) {
 	if !ok {
 		return
 	}
+	if len(ev.queries) == 0 {
+		return
+	}
+	// The distinct cases, once (a batch's contacts share few cases).
+	var distinct []ContactRef
 	seen := map[string]bool{}
+	for _, r := range refs {
+		if !seen[r.CaseID] {
+			seen[r.CaseID] = true
+			distinct = append(distinct, r)
+		}
+	}
+
 	for i, h := range ev.holds {
 		q, ok := ev.queries[h.ID]
 		if !ok {
 			continue
 		}
 		var ids []string
-		clear(seen)
-		for _, r := range refs {
-			if seen[r.CaseID] || (len(h.Scope.CaseIDs) > 0 && !slices.Contains(h.Scope.CaseIDs, r.CaseID)) ||
+		for _, r := range distinct {
+			if (len(h.Scope.CaseIDs) > 0 && !slices.Contains(h.Scope.CaseIDs, r.CaseID)) ||
 				(len(h.Scope.CustomerIDs) > 0 && !slices.Contains(h.Scope.CustomerIDs, r.CustomerID)) {
 				continue
 			}
-			seen[r.CaseID] = true
 			if ev.memoOf(r.CaseID)[i] == 0 {
 				ids = append(ids, r.CaseID)
 			}
@@ -931,7 +941,6 @@ func (ev *evaluator) memoOf(caseID string) []uint8 {
 	ev.lastCase, ev.lastMemo = caseID, m
 	return m
 }
-
 
 func (ev *evaluator) hasQueryHold() bool {
 	for _, h := range ev.holds {
