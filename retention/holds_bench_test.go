@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -115,16 +116,16 @@ func quoted(ids []string) string { return "'" + strings.Join(ids, "','") + "'" }
 // attachment, once with no hold and once under 100 active holds of mixed
 // scopes that hold about 1.1% of them, and reports both rates (due
 // contacts decided per second: deleted or skipped as held) and their ratio
-// (issue 14 asks for at least 0.8). The two runs alternate their order
-// across iterations.
+// (issue 14 asks for at least 0.8), and the same ratio of the process's CPU
+// time. The two runs alternate their order across iterations.
 func BenchmarkSweepWithHolds(b *testing.B) {
 	n := benchSize("CASEVAULT_BENCH_HOLDS_CONTACTS", 1_000_000)
 	for _, d := range sqldbtest.Dialects {
 		b.Run(string(d), func(b *testing.B) {
 			b.StopTimer()
-			var plain, held time.Duration
+			var plain, held, plainCPU, heldCPU time.Duration
 			var calls int64
-			sweep := func(withHolds bool) time.Duration {
+			sweep := func(withHolds bool) (took, cpu time.Duration) {
 				e := newEnv(b, sqldbtest.Open(b, d))
 				m := &setMatcher{cases: map[string]string{}}
 				e.holds = retention.NewHoldsWith(e.db, retention.HoldsOptions{Matcher: m, Policy: e.policy, Now: e.clock.Now})
@@ -136,9 +137,9 @@ func BenchmarkSweepWithHolds(b *testing.B) {
 				}
 				m.calls.Store(0)
 
-				start := time.Now()
+				start, cpu0 := time.Now(), processCPU(b)
 				rep, err := e.sweeper.Run(e.ctx, retention.RunOptions{Now: base.Add(200 * day)})
-				took := time.Since(start)
+				took, cpu = time.Since(start), processCPU(b)-cpu0
 
 				if err != nil || rep.Errors != 0 || rep.Deleted != n-want || rep.SkippedHeld != want {
 					b.Fatalf("sweep with holds=%v: deleted %d, held %d (want %d), %s, %v", withHolds, rep.Deleted, rep.SkippedHeld, want, rep.Status, err)
@@ -147,21 +148,28 @@ func BenchmarkSweepWithHolds(b *testing.B) {
 					calls += m.calls.Load()
 					b.ReportMetric(float64(want)/float64(n)*100, "%held")
 				}
-				return took
+				return took, cpu
+			}
+			add := func(withHolds bool) {
+				t, c := sweep(withHolds)
+				if withHolds {
+					held, heldCPU = held+t, heldCPU+c
+				} else {
+					plain, plainCPU = plain+t, plainCPU+c
+				}
 			}
 			for i := range b.N {
-				if i%2 == 0 {
-					plain += sweep(false)
-					held += sweep(true)
-				} else {
-					held += sweep(true)
-					plain += sweep(false)
-				}
+				add(i%2 == 1)
+				add(i%2 == 0)
 			}
 			rate := func(t time.Duration) float64 { return float64(n*b.N) / t.Seconds() }
 			b.ReportMetric(rate(plain), "contacts/s_no_holds")
 			b.ReportMetric(rate(held), "contacts/s_100_holds")
 			b.ReportMetric(rate(held)/rate(plain), "ratio")
+			// On a shared machine wall time follows the neighbours' load;
+			// the process's CPU time per contact does less so (SQLite runs
+			// in the process; PostgreSQL's own work is not counted).
+			b.ReportMetric(plainCPU.Seconds()/heldCPU.Seconds(), "cpu_ratio")
 			b.ReportMetric(float64(calls)/float64(b.N), "matcher_calls/sweep")
 		})
 	}
@@ -226,4 +234,13 @@ func BenchmarkHoldItems(b *testing.B) {
 			b.ReportMetric(pct(lat, 0.99)/pct(ref, 0.99), "p99_over_ref")
 		})
 	}
+}
+
+// processCPU is the CPU time (user + system) the process has used so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
