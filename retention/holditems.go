@@ -423,6 +423,28 @@ func (h *Holds) recordChanges(ctx context.Context, hold Hold, through int64) err
 	return h.pruneChanges(ctx, head)
 }
 
+// CatchUp brings every preserving query hold's recording up to date
+// (recordChanges), so hold_changes does not grow while nobody reads the
+// reports; a sweep runs it first. Coverage never waits on it.
+func (h *Holds) CatchUp(ctx context.Context) error {
+	holds, err := h.active(ctx, nil)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, hold := range holds {
+		if hold.Scope.Query == "" {
+			continue
+		}
+		through, ok, err := h.recordingOf(ctx, hold.ID)
+		if err == nil && ok {
+			err = h.recordChanges(ctx, hold, through)
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
 // pruneChanges deletes the hold_changes rows every preserving query hold
 // has evaluated (at most up to head). A query hold without a
 // hold_recording row needs none: its walk covers all before its own head.

@@ -444,3 +444,32 @@ func (e *env) perContactHolds(t *testing.T, holds []retention.Hold) map[string][
 	}
 	return out
 }
+
+// TestSweepCatchesUpQueryHolds: a sweep records what query holds match
+// among the cases written since their mark and prunes hold_changes, so the
+// table does not grow while nobody reads the reports; a dry run writes
+// neither.
+func TestSweepCatchesUpQueryHolds(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, e *env) {
+		cust := e.customer()
+		id := e.place(retention.HoldScope{Query: "tag:litigation"})
+		cs := e.newCase(cust)
+		e.contact(cs, base, nil, contactOpt{})
+		e.tag(cs, "litigation")
+		if n := e.count(`SELECT COUNT(*) FROM hold_changes`); n == 0 {
+			t.Fatal("writes under a query hold noted no change")
+		}
+
+		e.sweep(base, true)
+		if n := e.count(`SELECT COUNT(*) FROM hold_items WHERE hold_id = ?`, id); n != 0 {
+			t.Fatalf("dry run recorded %d items", n)
+		}
+		e.sweep(base, false)
+		if n := e.count(`SELECT COUNT(*) FROM hold_items WHERE hold_id = ? AND case_id = ?`, id, cs); n != 1 {
+			t.Fatalf("sweep recorded %d items of the tagged case, want 1", n)
+		}
+		if n := e.count(`SELECT COUNT(*) FROM hold_changes`); n != 0 {
+			t.Fatalf("%d hold changes left after the sweep", n)
+		}
+	})
+}

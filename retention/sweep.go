@@ -209,6 +209,13 @@ func (s *Sweeper) sweep(ctx context.Context, opts RunOptions, rep *RunReport) er
 		}
 	}
 
+	// Query holds record the cases written since their mark (their
+	// reports then read less, and hold_changes is pruned); a failure here
+	// only leaves that to the next report or sweep.
+	if s.opts.Holds != nil && !opts.DryRun {
+		_ = s.opts.Holds.CatchUp(ctx)
+	}
+
 	snap, err := s.loadHolds(ctx)
 	if err != nil {
 		return err
