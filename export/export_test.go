@@ -70,7 +70,7 @@ func newEnvBlobs(t testing.TB, db *sqldb.DB, blobs archive.Blobs) *env {
 		t.Fatal(err)
 	}
 	e.atts = archive.NewAttachments(db, e.blobs, e.keys, archive.AttachmentOptions{})
-	e.holds = retention.NewHolds(db, nil)
+	e.holds = retention.NewHolds(db, bodyMatcher{db})
 	e.svc = e.service()
 	return e
 }
