@@ -94,10 +94,21 @@ func (e *env) customer(name string) string {
 	return c.ID
 }
 
+// caseValue and contactValue are the case and contact the env stores.
+func caseValue(customerID string) cases.Case {
+	return cases.Case{ID: cases.NewID(), CustomerID: customerID, Subject: "Parcel lost", Status: cases.StatusOpen,
+		Priority: cases.PriorityNormal, Channel: cases.ChannelEmail, CreatedAt: base, UpdatedAt: base}
+}
+
+func contactValue(k cases.Case, body string, at time.Time) cases.Contact {
+	return cases.Contact{ID: cases.NewID(), CaseID: k.ID, CustomerID: k.CustomerID, Channel: cases.ChannelChat,
+		Direction: cases.DirectionInbound, Author: "Li Lei", Body: masked(body), OccurredAt: at, CreatedAt: at,
+		Purposes: []cases.Purpose{cases.PurposeAuthentication}, Categories: []cases.Category{cases.CategorySupportContent}}
+}
+
 func (e *env) newCase(customerID string) cases.Case {
 	e.t.Helper()
-	c := cases.Case{ID: cases.NewID(), CustomerID: customerID, Subject: "Parcel lost", Status: cases.StatusOpen,
-		Priority: cases.PriorityNormal, Channel: cases.ChannelEmail, CreatedAt: base, UpdatedAt: base}
+	c := caseValue(customerID)
 	if err := e.store.CreateCase(e.ctx, &c, cases.Change{Action: "case.create", TargetType: "case", TargetID: c.ID}); err != nil {
 		e.t.Fatal(err)
 	}
@@ -106,9 +117,7 @@ func (e *env) newCase(customerID string) cases.Case {
 
 func (e *env) contact(k cases.Case, body string, at time.Time) cases.Contact {
 	e.t.Helper()
-	c := cases.Contact{ID: cases.NewID(), CaseID: k.ID, CustomerID: k.CustomerID, Channel: cases.ChannelChat,
-		Direction: cases.DirectionInbound, Author: "Li Lei", Body: masked(body), OccurredAt: at, CreatedAt: at,
-		Purposes: []cases.Purpose{cases.PurposeAuthentication}, Categories: []cases.Category{cases.CategorySupportContent}}
+	c := contactValue(k, body, at)
 	if err := e.store.CreateContact(e.ctx, &c, cases.Change{Action: "contact.create", TargetType: "contact", TargetID: c.ID}); err != nil {
 		e.t.Fatal(err)
 	}
