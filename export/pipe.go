@@ -73,8 +73,10 @@ func (p *chunkPipe) send() error {
 // CloseWrite ends the stream: the reader gets what was written, then err
 // (io.EOF when err is nil).
 func (p *chunkPipe) CloseWrite(err error) {
-	if err == nil && len(p.cur) > 0 {
-		err = p.send()
+	if len(p.cur) > 0 {
+		if serr := p.send(); err == nil {
+			err = serr
+		}
 	}
 	if err == nil {
 		err = io.EOF
