@@ -133,7 +133,7 @@ func keys[V any](m map[string]V) []string {
 }
 
 // contactRecord is a stored contact as a package writes it.
-func contactRecord(c sqlstore.ContactRecord) contactRec {
+func contactRecord(c *sqlstore.ContactRecord) contactRec {
 	occurred := sqldb.Micros(c.OccurredAt)
 	return contactRec{
 		ID: c.ID, CaseID: c.CaseID, CustomerID: c.CustomerID, Channel: c.Channel, Direction: c.Direction, Author: c.Author, Body: c.Body,
@@ -223,21 +223,30 @@ func (s *Service) readSnapshot(ctx context.Context, e Export, sel selection) (_ 
 	}
 
 	// A contact covered twice (its case and itself) is written once.
-	seen := make(map[string]bool, len(byCases)+len(bySingles))
+	var seen map[string]bool
+	if len(byCases) > 0 && len(bySingles) > 0 {
+		seen = make(map[string]bool, len(byCases)+len(bySingles))
+	}
 	customerIDs := map[string]bool{}
 	contacts := make([]contactRec, 0, len(byCases)+len(bySingles))
-	for _, c := range slices.Concat(byCases, bySingles) {
-		if seen[c.ID] {
-			continue
+	for _, read := range [][]sqlstore.ContactRecord{byCases, bySingles} {
+		for i := range read {
+			c := &read[i]
+			if seen != nil {
+				if seen[c.ID] {
+					continue
+				}
+				seen[c.ID] = true
+			}
+			r := contactRecord(c)
+			if r.why = why[c.ID]; r.why == "" {
+				r.why = why[c.CaseID]
+			}
+			contacts = append(contacts, r)
+			customerIDs[c.CustomerID] = true
 		}
-		seen[c.ID] = true
-		r := contactRecord(c)
-		if r.why = why[c.ID]; r.why == "" {
-			r.why = why[c.CaseID]
-		}
-		contacts = append(contacts, r)
-		customerIDs[c.CustomerID] = true
 	}
+	byCases, bySingles = nil, nil
 
 	// Erased customers: nothing of theirs leaves, not even the record.
 	erased, err := chunked(ctx, db, tx, `SELECT customer_id FROM customer_keys WHERE destroyed_at IS NOT NULL AND customer_id IN (%s)`, keys(customerIDs),
@@ -300,16 +309,23 @@ func (s *Service) readSnapshot(ctx context.Context, e Export, sel selection) (_ 
 		snap.targets = append(snap.targets, a.ID)
 	}
 
-	// Package order: by case number, then as the contacts happened.
+	// Package order: by case number, then as the contacts happened. The
+	// records are large: sort their indexes, then place them once.
+	order := make([]int32, len(contacts))
 	for i := range contacts {
+		order[i] = int32(i)
 		if k := snap.cases[contacts[i].CaseID]; k != nil {
 			contacts[i].caseNumber = k.Number
 		}
 	}
-	slices.SortFunc(contacts, func(a, b contactRec) int {
+	slices.SortFunc(order, func(i, j int32) int {
+		a, b := &contacts[i], &contacts[j]
 		return cmp.Or(cmp.Compare(a.caseNumber, b.caseNumber), cmp.Compare(a.occurredRaw, b.occurredRaw), strings.Compare(a.ID, b.ID))
 	})
-	snap.contacts = contacts
+	snap.contacts = make([]contactRec, len(contacts))
+	for i, j := range order {
+		snap.contacts[i] = contacts[j]
+	}
 	return snap, nil
 }
 
