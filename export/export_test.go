@@ -232,6 +232,11 @@ func TestPackageContents(t *testing.T) {
 
 		x, raw, zr := e.run(h.ID)
 		files := readZip(t, zr)
+		for _, f := range zr.File {
+			if !f.Modified.Equal(x.CreatedAt) {
+				t.Errorf("%s: modified %v, want the export's time %v", f.Name, f.Modified, x.CreatedAt)
+			}
+		}
 
 		// One record per contact of the covered, not erased customer.
 		lines := strings.Split(strings.TrimSpace(string(files[export.ContactsFile])), "\n")
@@ -520,16 +525,16 @@ func TestPackageOnS3(t *testing.T) {
 		e := newEnvBlobs(t, db, blobs)
 		k := e.newCase(e.customer("Ann"))
 		natives := map[string][]byte{
-			"natives/CV0000001.001_a.bin":     bytes.Repeat([]byte("s3 native "), 700000), // 7 MB
-			"natives/CV0000001.002_b.bin":     []byte("small"),
-			"natives/CV0000002.001_big.bin":   bytes.Repeat([]byte("streamed "), 1100000), // 9.9 MB: past the prefetch bound
-			"natives/CV0000003.001_empty.bin": {},
+			"natives/CV0000001.001_a.bin":   bytes.Repeat([]byte("s3 native "), 700000), // 7 MB
+			"natives/CV0000001.002_b.bin":   []byte("small"),
+			"natives/CV0000002.001_big.bin": bytes.Repeat([]byte("streamed "), 1100000), // 9.9 MB: past the prefetch bound
+			"natives/CV0000003.001_空白.bin":  {},
 		}
 		c1 := e.contact(k, "card 4111 1111 1111 1111", base)
 		e.attach(c1, "a.bin", natives["natives/CV0000001.001_a.bin"])
 		e.attach(c1, "b.bin", natives["natives/CV0000001.002_b.bin"])
 		e.attach(e.contact(k, "second", base.Add(time.Minute)), "big.bin", natives["natives/CV0000002.001_big.bin"])
-		e.attach(e.contact(k, "third", base.Add(2*time.Minute)), "empty.bin", natives["natives/CV0000003.001_empty.bin"])
+		e.attach(e.contact(k, "third", base.Add(2*time.Minute)), "空白.bin", natives["natives/CV0000003.001_空白.bin"])
 		h := e.hold(retention.HoldScope{CaseIDs: []string{k.ID}})
 
 		x, raw, zr := e.run(h.ID)

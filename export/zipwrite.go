@@ -69,6 +69,11 @@ func (z *zipPackage) rawHeader(f *prepared) *zip.FileHeader {
 		fh.Flags |= 0x800
 	}
 	fh.CreatorVersion, fh.ReaderVersion = 20, 20
+	// CreateRaw writes these fields as given and does not derive them from
+	// Modified (only CreateHeader does), so they are set here, as
+	// CreateHeader sets them; readers without the extended timestamp
+	// need them.
+	//lint:ignore SA1019 the deprecation is of reading them instead of Modified
 	fh.ModifiedDate, fh.ModifiedTime = msDosTime(z.at)
 	var ext [9]byte
 	binary.LittleEndian.PutUint16(ext[0:], 0x5455) // extended timestamp
