@@ -70,7 +70,7 @@ func newEnvBlobs(t testing.TB, db *sqldb.DB, blobs archive.Blobs) *env {
 		t.Fatal(err)
 	}
 	e.atts = archive.NewAttachments(db, e.blobs, e.keys, archive.AttachmentOptions{})
-	e.holds = retention.NewHolds(db, nil)
+	e.holds = retention.NewHolds(db, bodyMatcher{db})
 	e.svc = e.service()
 	return e
 }
@@ -94,10 +94,21 @@ func (e *env) customer(name string) string {
 	return c.ID
 }
 
+// caseValue and contactValue are the case and contact the env stores.
+func caseValue(customerID string) cases.Case {
+	return cases.Case{ID: cases.NewID(), CustomerID: customerID, Subject: "Parcel lost", Status: cases.StatusOpen,
+		Priority: cases.PriorityNormal, Channel: cases.ChannelEmail, CreatedAt: base, UpdatedAt: base}
+}
+
+func contactValue(k cases.Case, body string, at time.Time) cases.Contact {
+	return cases.Contact{ID: cases.NewID(), CaseID: k.ID, CustomerID: k.CustomerID, Channel: cases.ChannelChat,
+		Direction: cases.DirectionInbound, Author: "Li Lei", Body: masked(body), OccurredAt: at, CreatedAt: at,
+		Purposes: []cases.Purpose{cases.PurposeAuthentication}, Categories: []cases.Category{cases.CategorySupportContent}}
+}
+
 func (e *env) newCase(customerID string) cases.Case {
 	e.t.Helper()
-	c := cases.Case{ID: cases.NewID(), CustomerID: customerID, Subject: "Parcel lost", Status: cases.StatusOpen,
-		Priority: cases.PriorityNormal, Channel: cases.ChannelEmail, CreatedAt: base, UpdatedAt: base}
+	c := caseValue(customerID)
 	if err := e.store.CreateCase(e.ctx, &c, cases.Change{Action: "case.create", TargetType: "case", TargetID: c.ID}); err != nil {
 		e.t.Fatal(err)
 	}
@@ -106,9 +117,7 @@ func (e *env) newCase(customerID string) cases.Case {
 
 func (e *env) contact(k cases.Case, body string, at time.Time) cases.Contact {
 	e.t.Helper()
-	c := cases.Contact{ID: cases.NewID(), CaseID: k.ID, CustomerID: k.CustomerID, Channel: cases.ChannelChat,
-		Direction: cases.DirectionInbound, Author: "Li Lei", Body: masked(body), OccurredAt: at, CreatedAt: at,
-		Purposes: []cases.Purpose{cases.PurposeAuthentication}, Categories: []cases.Category{cases.CategorySupportContent}}
+	c := contactValue(k, body, at)
 	if err := e.store.CreateContact(e.ctx, &c, cases.Change{Action: "contact.create", TargetType: "contact", TargetID: c.ID}); err != nil {
 		e.t.Fatal(err)
 	}
@@ -223,6 +232,11 @@ func TestPackageContents(t *testing.T) {
 
 		x, raw, zr := e.run(h.ID)
 		files := readZip(t, zr)
+		for _, f := range zr.File {
+			if !f.Modified.Equal(x.CreatedAt) {
+				t.Errorf("%s: modified %v, want the export's time %v", f.Name, f.Modified, x.CreatedAt)
+			}
+		}
 
 		// One record per contact of the covered, not erased customer.
 		lines := strings.Split(strings.TrimSpace(string(files[export.ContactsFile])), "\n")
@@ -494,40 +508,106 @@ func TestCancelledRunFails(t *testing.T) {
 	})
 }
 
-// The same package through S3 (versitygw): stored as one upload, read back
-// by ranges, deleted with the export.
+// The same package through S3 (versitygw), on both dialects: natives
+// fetched ahead (small) and streamed (larger than the prefetch bound)
+// come out byte for byte in package order, masked numbers stay masked,
+// the package is stored as one upload, read back by ranges (a download
+// resumed mid-way), and deleted with the export.
 func TestPackageOnS3(t *testing.T) {
 	srv := blobtest.EnvS3(t)
-	bucket := fmt.Sprintf("cv-exp-%d", time.Now().UnixNano())
-	blobs, err := s3.New(context.Background(), s3.Config{Endpoint: srv.Endpoint, Bucket: bucket,
-		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, PartSize: 5 << 20, MaxRetries: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := newEnvBlobs(t, sqldbtest.Open(t, sqldb.SQLite), blobs)
-	k := e.newCase(e.customer("Ann"))
-	native := bytes.Repeat([]byte("s3 native "), 700000) // 7 MB: a multipart upload of the package
-	att := e.attach(e.contact(k, "hello", base), "a.bin", native)
-	h := e.hold(retention.HoldScope{CaseIDs: []string{k.ID}})
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		bucket := fmt.Sprintf("cv-exp-%d", time.Now().UnixNano())
+		blobs, err := s3.New(context.Background(), s3.Config{Endpoint: srv.Endpoint, Bucket: bucket,
+			AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, PartSize: 5 << 20, MaxRetries: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := newEnvBlobs(t, db, blobs)
+		k := e.newCase(e.customer("Ann"))
+		natives := map[string][]byte{
+			"natives/CV0000001.001_a.bin":   bytes.Repeat([]byte("s3 native "), 700000), // 7 MB
+			"natives/CV0000001.002_b.bin":   []byte("small"),
+			"natives/CV0000002.001_big.bin": bytes.Repeat([]byte("streamed "), 1100000), // 9.9 MB: past the prefetch bound
+			"natives/CV0000003.001_空白.bin":  {},
+		}
+		c1 := e.contact(k, "card 4111 1111 1111 1111", base)
+		e.attach(c1, "a.bin", natives["natives/CV0000001.001_a.bin"])
+		e.attach(c1, "b.bin", natives["natives/CV0000001.002_b.bin"])
+		e.attach(e.contact(k, "second", base.Add(time.Minute)), "big.bin", natives["natives/CV0000002.001_big.bin"])
+		e.attach(e.contact(k, "third", base.Add(2*time.Minute)), "空白.bin", natives["natives/CV0000003.001_空白.bin"])
+		h := e.hold(retention.HoldScope{CaseIDs: []string{k.ID}})
 
-	x, raw, zr := e.run(h.ID)
-	files := readZip(t, zr)
-	if !bytes.Equal(files["natives/CV0000001.001_a.bin"], native) {
-		t.Errorf("native %s not byte-equal; package files: %d", att.ID, len(files))
-	}
-	rc, err := e.svc.OpenRange(e.ctx, x, int64(len(raw))-5000, 5000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tail, _ := io.ReadAll(rc)
-	rc.Close()
-	if !bytes.Equal(tail, raw[len(raw)-5000:]) {
-		t.Error("range of the package on S3 differs")
-	}
-	if err := e.svc.Delete(e.ctx, x.ID, legal); err != nil {
-		t.Fatal(err)
-	}
-	assertGone(t, e, x.ID, export.StatusDeleted)
+		x, raw, zr := e.run(h.ID)
+		files := readZip(t, zr)
+		for path, want := range natives {
+			if got, ok := files[path]; !ok || !bytes.Equal(got, want) {
+				t.Errorf("native %s: %d bytes (present %v), want %d", path, len(got), ok, len(want))
+			}
+		}
+		if bytes.Contains(raw, []byte("4111")) || !strings.Contains(string(files[export.ContactsFile]), "****") {
+			t.Error("a masked number is not masked in the package")
+		}
+		var m export.Manifest
+		if err := json.Unmarshal(files[export.ManifestName], &m); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range m.Files {
+			if sum := sha256.Sum256(files[f.Path]); hex.EncodeToString(sum[:]) != f.SHA256 || int64(len(files[f.Path])) != f.Size {
+				t.Errorf("manifest entry %+v does not match the file", f)
+			}
+		}
+
+		// A download cut short and resumed: the rest from where it stopped.
+		cut := int64(len(raw)) / 3
+		rc, err := e.svc.OpenRange(e.ctx, x, cut, int64(len(raw))-cut)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rest, _ := io.ReadAll(rc)
+		rc.Close()
+		if !bytes.Equal(append(raw[:cut:cut], rest...), raw) {
+			t.Error("resumed download differs from the package")
+		}
+		if err := e.svc.Delete(e.ctx, x.ID, legal); err != nil {
+			t.Fatal(err)
+		}
+		assertGone(t, e, x.ID, export.StatusDeleted)
+	})
+}
+
+// A native that is not the file archived (its recorded digest differs)
+// fails the export, whether it was fetched ahead or streamed: failed,
+// no package, never complete.
+func TestNativeNotAsArchivedFailsExport(t *testing.T) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		for _, tc := range []struct {
+			name string
+			size int
+		}{
+			{"fetched ahead", 1 << 20},
+			{"streamed", 9 << 20},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				e := newEnv(t, db)
+				k := e.newCase(e.customer("Ann"))
+				c := e.contact(k, "hello", base)
+				e.attach(c, "ok.bin", []byte("fine"))
+				bad := e.attach(e.contact(k, "again", base.Add(time.Minute)), "bad.bin", bytes.Repeat([]byte("x"), tc.size))
+				if _, err := db.Write.Exec(db.Rebind(`UPDATE attachments SET sha256 = ? WHERE id = ?`), strings.Repeat("0", 64), bad.ID); err != nil {
+					t.Fatal(err)
+				}
+				h := e.hold(retention.HoldScope{CaseIDs: []string{k.ID}})
+				x, err := e.svc.Create(e.ctx, export.Input{HoldID: h.ID}, legal)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := e.svc.Run(e.ctx, x.ID, nil); !errors.Is(err, archive.ErrCorrupt) {
+					t.Fatalf("Run = %v, want ErrCorrupt", err)
+				}
+				assertGone(t, e, x.ID, export.StatusFailed)
+			})
+		}
+	})
 }
 
 // A sweep that runs while an export is being written, with every contact

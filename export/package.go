@@ -4,13 +4,11 @@ import (
 	"archive/zip"
 	"context"
 	"crypto/sha256"
-	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
-	"html/template"
 	"io"
 	"strings"
 	"sync"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/sqldb"
 )
 
@@ -34,12 +33,19 @@ const (
 // LoadFileHeader is the load file's first row.
 var LoadFileHeader = []string{"control_number", "custodian", "case", "date", "channel", "author", "file_path", "sha256"}
 
-// Manifest lists every other file of the package with its digest.
+// Manifest lists every other file of the package with its digest, and
+// what selected the items: the hold (as GET /holds/{id} shows it) or the
+// ad-hoc scope, in the hold's scope shape, and why, the parts of that
+// scope every item matched, named as the hold report names them.
 type Manifest struct {
-	ExportID  string       `json:"export_id"`
-	HoldID    string       `json:"hold_id"`
-	CreatedAt time.Time    `json:"created_at"`
-	Files     []FileDigest `json:"files"`
+	ExportID  string              `json:"export_id"`
+	HoldID    string              `json:"hold_id"`
+	Hold      *retention.Hold     `json:"hold,omitempty"`
+	Scope     retention.HoldScope `json:"scope"`
+	Why       string              `json:"why"`
+	CreatedAt time.Time           `json:"created_at"`
+	CreatedBy string              `json:"created_by"`
+	Files     []FileDigest        `json:"files"`
 }
 
 // FileDigest is one file of a package.
@@ -51,11 +57,14 @@ type FileDigest struct {
 
 // record is one line of contacts.ndjson.
 type record struct {
-	ControlNumber string          `json:"control_number"`
-	Contact       contactRec      `json:"contact"`
-	Case          caseRec         `json:"case"`
-	Customer      cases.Customer  `json:"customer"`
-	Attachments   []attachmentRec `json:"attachments"`
+	ControlNumber string `json:"control_number"`
+	// Why names the parts of the scope that selected the contact, as the
+	// hold report's items do.
+	Why         string          `json:"why"`
+	Contact     contactRec      `json:"contact"`
+	Case        caseRec         `json:"case"`
+	Customer    cases.Customer  `json:"customer"`
+	Attachments []attachmentRec `json:"attachments"`
 }
 
 // Run writes the package of a running export and marks it complete, or
@@ -87,10 +96,15 @@ func (s *Service) Run(ctx context.Context, id string, progress func(Progress)) (
 		}
 	}()
 
-	snap, err := s.readSnapshot(ctx, e)
+	sel, err := s.selection(ctx, e)
 	if err != nil {
 		return err
 	}
+	snap, err := s.readSnapshot(ctx, e, sel)
+	if err != nil {
+		return err
+	}
+	defer snap.close()
 
 	p := Progress{ItemsTotal: int64(len(snap.contacts))}
 	for _, as := range snap.attachments {
@@ -103,31 +117,29 @@ func (s *Service) Run(ctx context.Context, id string, progress func(Progress)) (
 		return sqldb.Fail("export progress", err)
 	}
 
-	// zip → digest → encrypt → blob store. The store names the object only
-	// once it is whole (local: temp file + rename; S3: one upload), and the
-	// row says complete only after that: a kill at any point leaves a row
-	// still running, never a half package marked complete.
+	// zip (+ digest) → buffered pipe → encrypt → blob store, the two sides
+	// on their own goroutines. The store names the object only once it is
+	// whole (local: temp file + rename; S3: one upload), and the row says
+	// complete only after that: a kill at any point leaves a row still
+	// running, never a half package marked complete.
 	tr := &tracker{s: s, id: id, p: p, cb: progress}
-	pr, pw := io.Pipe()
+	pipe := newChunkPipe(pipeChunks, pipeChunk)
 	digest := sha256.New()
-	counted := &countWriter{w: io.MultiWriter(pw, digest)}
+	counted := &digestWriter{w: pipe, h: digest}
 	var sum *Summary
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		var werr error
-		sum, werr = s.writePackage(ctx, counted, e, snap, tr)
-		pw.CloseWithError(werr)
+		sum, werr = s.writePackage(ctx, counted, e, sel, snap, tr)
+		pipe.CloseWrite(werr)
 	}()
-	enc, err := archive.EncryptStream(pr, s.o.Key, objectID(id))
-	if err != nil {
-		pr.CloseWithError(err)
-		wg.Wait()
-		return err
+	enc, err := archive.EncryptStream(pipe, s.o.Key, objectID(id))
+	if err == nil {
+		err = s.o.Blobs.Put(ctx, blobKey(id), enc, -1)
 	}
-	err = s.o.Blobs.Put(ctx, blobKey(id), enc, -1)
-	pr.CloseWithError(errors.Join(err, io.ErrClosedPipe))
+	pipe.CloseRead(errors.Join(err, io.ErrClosedPipe))
 	wg.Wait()
 	if err != nil {
 		return fmt.Errorf("store export package: %w", err)
@@ -150,6 +162,52 @@ func (s *Service) Run(ctx context.Context, id string, progress func(Progress)) (
 		return fmt.Errorf("export %s: %w", id, ErrNotReady)
 	}
 	return nil
+}
+
+// The pipe between the ZIP writer and the encrypting upload: enough to
+// keep both busy, little enough not to matter.
+const (
+	pipeChunks = 4
+	pipeChunk  = 1 << 20
+)
+
+// selection is what selects an export's items: its hold (as stored now)
+// or its ad-hoc scope, and why, the scope parts each item matches.
+type selection struct {
+	hold  *retention.Hold
+	scope retention.HoldScope
+	why   string
+}
+
+func (s *Service) selection(ctx context.Context, e Export) (selection, error) {
+	if e.Scope != nil {
+		return selection{scope: *e.Scope, why: scopeWhy(*e.Scope)}, nil
+	}
+	h, err := s.o.Holds.Get(ctx, e.HoldID)
+	if err != nil {
+		return selection{}, err
+	}
+	return selection{hold: &h, scope: h.Scope, why: scopeWhy(h.Scope)}, nil
+}
+
+// scopeWhy names the parts of a scope an item it selects matched, as hold
+// reports do (retention records it in hold_items.why): every part given,
+// since the parts narrow each other.
+func scopeWhy(sc retention.HoldScope) string {
+	var parts []string
+	if len(sc.CaseIDs) > 0 {
+		parts = append(parts, "case_ids")
+	}
+	if len(sc.CustomerIDs) > 0 {
+		parts = append(parts, "customer_ids")
+	}
+	if sc.Query != "" {
+		parts = append(parts, "query")
+	}
+	if sc.From != nil || sc.To != nil {
+		parts = append(parts, "date_range")
+	}
+	return strings.Join(parts, "+")
 }
 
 // fail records why a run failed, unless the export was deleted meanwhile.
@@ -185,177 +243,101 @@ func (t *tracker) flush(ctx context.Context) {
 	_, _ = t.s.o.DB.Write.ExecContext(ctx, t.s.o.DB.Rebind(`UPDATE exports SET items_done = ?, bytes_done = ? WHERE id = ?`), t.p.ItemsDone, t.p.BytesDone, t.id)
 }
 
-type countWriter struct {
+// digestWriter hashes and counts what goes through it: the package's
+// digest is taken as it is written, in the same pass.
+type digestWriter struct {
 	w io.Writer
+	h hash.Hash
 	n int64
 }
 
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
+func (d *digestWriter) Write(p []byte) (int, error) {
+	n, err := d.w.Write(p)
+	d.h.Write(p[:n])
+	d.n += int64(n)
 	return n, err
 }
 
-// zipPackage writes the entries of a package and remembers their digests.
-type zipPackage struct {
-	zw    *zip.Writer
-	files []FileDigest
-}
+// writePackage writes the ZIP: the natives first, fetched and decrypted
+// ahead by workers and written in order; then the generated files,
+// prepared (encoded, deflated, digested) meanwhile on another goroutine;
+// last the manifest of all of them.
+func (s *Service) writePackage(ctx context.Context, w io.Writer, e Export, sel selection, snap *snapshot, tr *tracker) (*Summary, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 
-// file is one entry being written; close records its digest.
-type file struct {
-	z    *zipPackage
-	path string
-	w    io.Writer
-	h    hash.Hash
-	n    int64
-}
-
-func (z *zipPackage) create(path string, deflate bool, at time.Time) (*file, error) {
-	m := zip.Store
-	if deflate {
-		m = zip.Deflate
+	z := &zipPackage{zw: zip.NewWriter(w), at: e.CreatedAt}
+	natives := layout(snap)
+	sum := &Summary{Contacts: len(snap.contacts), Cases: len(snap.cases), Custodians: len(snap.customers), ErasedCustomers: snap.erased}
+	for _, a := range natives {
+		sum.Attachments++
+		sum.Bytes += a.Size
 	}
-	w, err := z.zw.CreateHeader(&zip.FileHeader{Name: path, Method: m, Modified: at})
-	if err != nil {
+
+	// The generated files do not depend on the natives' bytes: the load
+	// file names the digests recorded at upload, and a native that does not
+	// match its record fails the whole export below.
+	type generated struct {
+		files []*prepared
+		err   error
+	}
+	gen := make(chan generated, 1)
+	go func() {
+		files, err := s.generateFiles(ctx, e, sel, snap, sum)
+		gen <- generated{files, err}
+	}()
+	werr := s.writeNatives(ctx, z, natives, tr)
+	if werr != nil {
+		cancel()
+	}
+	g := <-gen
+	if err := errors.Join(werr, g.err); err != nil {
 		return nil, err
 	}
-	f := &file{z: z, path: path, h: sha256.New()}
-	f.w = io.MultiWriter(w, f.h)
-	return f, nil
-}
 
-func (f *file) Write(p []byte) (int, error) {
-	n, err := f.w.Write(p)
-	f.n += int64(n)
-	return n, err
-}
-
-func (f *file) close() string {
-	sum := hex.EncodeToString(f.h.Sum(nil))
-	f.z.files = append(f.z.files, FileDigest{Path: f.path, Size: f.n, SHA256: sum})
-	return sum
-}
-
-// writePackage writes the ZIP: natives first (their digests go into the
-// load file), then the records, load file, audit events, summary and last
-// the manifest of all of them.
-func (s *Service) writePackage(ctx context.Context, w io.Writer, e Export, snap *snapshot, tr *tracker) (*Summary, error) {
-	z := &zipPackage{zw: zip.NewWriter(w)}
-	at := e.CreatedAt
-	sum := &Summary{Cases: len(snap.cases), Custodians: len(snap.customers), AuditEvents: len(snap.audit), ErasedCustomers: snap.erased}
-
-	var rows [][]string
-	var lines []byte
-	for i, c := range snap.contacts {
-		control := fmt.Sprintf("CV%07d", i+1)
-		atts := snap.attachments[c.ID]
-		for j := range atts {
-			a := &atts[j]
-			a.ControlNumber = fmt.Sprintf("%s.%03d", control, j+1)
-			a.Path = NativesDir + a.ControlNumber + "_" + zipName(a.Filename)
-			if err := s.copyNative(ctx, z, a, at); err != nil {
-				return nil, err
-			}
-			sum.Attachments++
-			sum.Bytes += a.Size
-			tr.add(ctx, 1, a.Size)
-		}
-
-		rec := record{ControlNumber: control, Contact: c, Case: snap.cases[c.CaseID], Customer: snap.customers[c.CustomerID], Attachments: atts}
-		if rec.Attachments == nil {
-			rec.Attachments = []attachmentRec{}
-		}
-		line, err := json.Marshal(rec)
-		if err != nil {
+	for _, f := range g.files {
+		if err := z.writePrepared(f); err != nil {
 			return nil, err
 		}
-		lineSum := sha256.Sum256(line)
-		lines = append(append(lines, line...), '\n')
-
-		cust, kase := rec.Customer.Name, fmt.Sprintf("%d", rec.Case.Number)
-		rows = append(rows, []string{control, cust, kase, c.OccurredAt, c.Channel, c.Author, ContactsFile, hex.EncodeToString(lineSum[:])})
-		for _, a := range atts {
-			rows = append(rows, []string{a.ControlNumber, cust, kase, c.OccurredAt, c.Channel, c.Author, a.Path, a.SHA256})
-		}
-		sum.Contacts++
-		tr.add(ctx, 1, 0)
 	}
-
-	if err := z.whole(ContactsFile, at, func(w io.Writer) error { _, err := w.Write(lines); return err }); err != nil {
-		return nil, err
-	}
-	if err := z.whole(LoadFile, at, func(w io.Writer) error {
-		cw := csv.NewWriter(w)
-		_ = cw.Write(LoadFileHeader)
-		_ = cw.WriteAll(rows)
-		return cw.Error()
-	}); err != nil {
-		return nil, err
-	}
-	if err := z.whole(AuditFile, at, func(w io.Writer) error {
-		enc := json.NewEncoder(w)
-		for _, ev := range snap.audit {
-			if err := enc.Encode(ev); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	if err := z.whole(SummaryFile, at, func(w io.Writer) error { return summaryHTML.Execute(w, summaryPage{Export: e, Summary: sum}) }); err != nil {
+	tr.add(ctx, int64(len(snap.contacts)), 0)
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 
-	m := Manifest{ExportID: e.ID, HoldID: e.HoldID, CreatedAt: e.CreatedAt, Files: z.files}
-	mw, err := z.zw.CreateHeader(&zip.FileHeader{Name: ManifestName, Method: zip.Deflate, Modified: at})
+	m := Manifest{ExportID: e.ID, HoldID: e.HoldID, Hold: sel.hold, Scope: sel.scope, Why: sel.why, CreatedAt: e.CreatedAt, CreatedBy: e.CreatedBy, Files: z.files}
+	raw, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return nil, err
 	}
-	enc := json.NewEncoder(mw)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(m); err != nil {
+	mf, err := deflated(ManifestName, func(w io.Writer) error { _, err := w.Write(append(raw, '\n')); return err })
+	if err != nil {
+		return nil, err
+	}
+	if err := z.writeEntry(mf); err != nil {
 		return nil, err
 	}
 	return sum, z.zw.Close()
 }
 
-// whole writes one generated (deflated) file.
-func (z *zipPackage) whole(path string, at time.Time, fn func(w io.Writer) error) error {
-	f, err := z.create(path, true, at)
-	if err != nil {
-		return err
+// layout numbers the contacts in package order (CV0000001…) and their
+// attachments (CV0000001.001…), names the natives' paths, and returns the
+// attachments in that order.
+func layout(snap *snapshot) []*attachmentRec {
+	var out []*attachmentRec
+	for i, c := range snap.contacts {
+		atts := snap.attachments[c.ID]
+		for j := range atts {
+			a := &atts[j]
+			a.ControlNumber = fmt.Sprintf("%s.%03d", controlNumber(i), j+1)
+			a.Path = NativesDir + a.ControlNumber + "_" + zipName(a.Filename)
+			out = append(out, a)
+		}
 	}
-	if err := fn(f); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	f.close()
-	return nil
+	return out
 }
 
-// copyNative writes an attachment decrypted, as a download does, and
-// checks it is the file that was archived.
-func (s *Service) copyNative(ctx context.Context, z *zipPackage, a *attachmentRec, at time.Time) error {
-	_, rc, err := s.o.Attachments.Open(ctx, a.ID)
-	if err != nil {
-		return fmt.Errorf("attachment %s: %w", a.ID, err)
-	}
-	defer rc.Close()
-	// Stored, not deflated: natives are mostly compressed formats already,
-	// and deflate would cost more CPU than the archive saves.
-	f, err := z.create(a.Path, false, at)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, rc); err != nil {
-		return fmt.Errorf("attachment %s: %w", a.ID, err)
-	}
-	if got := f.close(); got != a.SHA256 {
-		return fmt.Errorf("attachment %s: %w: sha256 %s, recorded %s", a.ID, archive.ErrCorrupt, got, a.SHA256)
-	}
-	return nil
-}
+func controlNumber(i int) string { return fmt.Sprintf("CV%07d", i+1) }
 
 // zipName keeps a stored file name inside its folder of the ZIP.
 func zipName(name string) string {
@@ -366,29 +348,3 @@ func zipName(name string) string {
 	}
 	return name
 }
-
-type summaryPage struct {
-	Export  Export
-	Summary *Summary
-}
-
-// summaryHTML is escaped by html/template: names and ids in it are data.
-var summaryHTML = template.Must(template.New("summary").Parse(`<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Export {{.Export.ID}}</title></head>
-<body>
-<h1>E-discovery export {{.Export.ID}}</h1>
-<table>
-<tr><th>Legal hold</th><td>{{.Export.HoldID}}</td></tr>
-<tr><th>Created</th><td>{{.Export.CreatedAt.Format "2006-01-02T15:04:05Z07:00"}} by {{.Export.CreatedBy}}</td></tr>
-<tr><th>Contacts</th><td>{{.Summary.Contacts}}</td></tr>
-<tr><th>Cases</th><td>{{.Summary.Cases}}</td></tr>
-<tr><th>Custodians</th><td>{{.Summary.Custodians}}</td></tr>
-<tr><th>Attachments</th><td>{{.Summary.Attachments}} ({{.Summary.Bytes}} bytes)</td></tr>
-<tr><th>Audit events</th><td>{{.Summary.AuditEvents}}</td></tr>
-</table>
-{{if .Summary.ErasedCustomers}}<h2>Not exported: erased customers</h2>
-<p>These customers were covered by the hold but have been erased (their data key is destroyed); none of their content is in this package.</p>
-<ul>{{range .Summary.ErasedCustomers}}<li>{{.}}</li>{{end}}</ul>{{end}}
-<p>Files: contacts.ndjson (one record per contact), natives/ (attachments), loadfile.csv, audit_events.ndjson, manifest.json (SHA-256 of every file).</p>
-</body></html>
-`))

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/casevault/casevault/audit"
@@ -38,6 +39,8 @@ type contactRec struct {
 	Device      json.RawMessage `json:"device"`
 	Anonymized  bool            `json:"anonymized"`
 	occurredRaw int64
+	caseNumber  int64
+	why         string
 }
 
 type caseRec struct {
@@ -68,14 +71,25 @@ type attachmentRec struct {
 	Path          string `json:"path"`
 }
 
-// snapshot is everything a package is written from.
+// snapshot is everything a package is written from. The audit events are
+// read last, by the goroutine writing the generated files, in the same
+// read transaction (tx, open until close): that read overlaps the natives.
 type snapshot struct {
 	contacts    []contactRec // in package order
-	cases       map[string]caseRec
-	customers   map[string]cases.Customer
+	cases       map[string]*caseRec
+	customers   map[string]*cases.Customer
 	attachments map[string][]attachmentRec // by contact
-	audit       []audit.Event
 	erased      []string
+
+	tx      *sql.Tx
+	targets []string // the audit events' target ids: contacts, cases, attachments
+}
+
+// close ends the snapshot's transaction.
+func (s *snapshot) close() {
+	if s.tx != nil {
+		_ = s.tx.Rollback()
+	}
 }
 
 func stamp(v int64) string { return sqldb.FromMicros(v).Format("2006-01-02T15:04:05.000000Z") }
@@ -119,7 +133,7 @@ func keys[V any](m map[string]V) []string {
 }
 
 // contactRecord is a stored contact as a package writes it.
-func contactRecord(c sqlstore.ContactRecord) contactRec {
+func contactRecord(c *sqlstore.ContactRecord) contactRec {
 	occurred := sqldb.Micros(c.OccurredAt)
 	return contactRec{
 		ID: c.ID, CaseID: c.CaseID, CustomerID: c.CustomerID, Channel: c.Channel, Direction: c.Direction, Author: c.Author, Body: c.Body,
@@ -141,15 +155,15 @@ func caseRecord(c sqlstore.CaseRecord) caseRec {
 }
 
 // readSnapshot reads what e's hold covers, or what its scope matches, in
-// one read-only transaction.
-func (s *Service) readSnapshot(ctx context.Context, e Export) (*snapshot, error) {
+// one read-only transaction, which stays open for the audit events (the
+// caller closes the snapshot).
+func (s *Service) readSnapshot(ctx context.Context, e Export, sel selection) (_ *snapshot, err error) {
 	db := s.o.DB
 
 	// A scope's matches are decided first (a query scope asks the search
 	// engine); their records are then read in the snapshot like a hold's.
 	var matched []retention.ScopeItem
 	if e.Scope != nil {
-		var err error
 		if matched, err = s.o.Holds.Matching(ctx, *e.Scope); err != nil {
 			return nil, err
 		}
@@ -163,50 +177,76 @@ func (s *Service) readSnapshot(ctx context.Context, e Export) (*snapshot, error)
 	if err != nil {
 		return nil, sqldb.Fail("export snapshot", err)
 	}
-	defer func() { _ = tx.Rollback() }()
+	snap := &snapshot{tx: tx, cases: map[string]*caseRec{}, customers: map[string]*cases.Customer{}, attachments: map[string][]attachmentRec{}}
+	defer func() {
+		if err != nil {
+			snap.close()
+		}
+	}()
 
-	// What the hold covers: whole cases (contact_id '') and single contacts.
-	items := matched
+	// What the hold covers: whole cases (contact_id '') and single
+	// contacts, each with why (a scope's items: the scope's parts).
+	type item struct{ caseID, contactID, why string }
+	var items []item
 	if e.Scope == nil {
-		items, err = sqldb.Collect(ctx, tx, db.Rebind(`SELECT case_id, contact_id FROM hold_items WHERE hold_id = ?`), []any{e.HoldID},
-			func(rows *sql.Rows) (retention.ScopeItem, error) {
-				var it retention.ScopeItem
-				return it, rows.Scan(&it.CaseID, &it.ContactID)
+		items, err = sqldb.Collect(ctx, tx, db.Rebind(`SELECT case_id, contact_id, why FROM hold_items WHERE hold_id = ?`), []any{e.HoldID},
+			func(rows *sql.Rows) (item, error) {
+				var it item
+				return it, rows.Scan(&it.caseID, &it.contactID, &it.why)
 			})
 		if err != nil {
 			return nil, sqldb.Fail("export coverage", err)
 		}
 	}
+	for _, it := range matched {
+		items = append(items, item{it.CaseID, it.ContactID, sel.why})
+	}
 	var wholeCases, singles []string
+	why := make(map[string]string, len(items))
 	for _, it := range items {
-		if it.ContactID == "" {
-			wholeCases = append(wholeCases, it.CaseID)
+		if it.contactID == "" {
+			wholeCases = append(wholeCases, it.caseID)
+			why[it.caseID] = it.why
 		} else {
-			singles = append(singles, it.ContactID)
+			singles = append(singles, it.contactID)
+			why[it.contactID] = it.why
 		}
 	}
 
-	byID := map[string]contactRec{}
-	for _, read := range []func() ([]sqlstore.ContactRecord, error){
-		func() ([]sqlstore.ContactRecord, error) {
-			return sqlstore.ContactRecordsOfCases(ctx, db, tx, wholeCases)
-		},
-		func() ([]sqlstore.ContactRecord, error) { return sqlstore.ContactRecords(ctx, db, tx, singles) },
-	} {
-		cs, err := read()
-		if err != nil {
-			return nil, sqldb.Fail("export read", err)
-		}
-		for _, c := range cs {
-			byID[c.ID] = contactRecord(c)
-		}
+	byCases, err := sqlstore.ContactRecordsOfCases(ctx, db, tx, wholeCases)
+	if err != nil {
+		return nil, sqldb.Fail("export read", err)
+	}
+	bySingles, err := sqlstore.ContactRecords(ctx, db, tx, singles)
+	if err != nil {
+		return nil, sqldb.Fail("export read", err)
 	}
 
-	snap := &snapshot{cases: map[string]caseRec{}, customers: map[string]cases.Customer{}, attachments: map[string][]attachmentRec{}}
+	// A contact covered twice (its case and itself) is written once.
+	var seen map[string]bool
+	if len(byCases) > 0 && len(bySingles) > 0 {
+		seen = make(map[string]bool, len(byCases)+len(bySingles))
+	}
 	customerIDs := map[string]bool{}
-	for _, c := range byID {
-		customerIDs[c.CustomerID] = true
+	contacts := make([]contactRec, 0, len(byCases)+len(bySingles))
+	for _, read := range [][]sqlstore.ContactRecord{byCases, bySingles} {
+		for i := range read {
+			c := &read[i]
+			if seen != nil {
+				if seen[c.ID] {
+					continue
+				}
+				seen[c.ID] = true
+			}
+			r := contactRecord(c)
+			if r.why = why[c.ID]; r.why == "" {
+				r.why = why[c.CaseID]
+			}
+			contacts = append(contacts, r)
+			customerIDs[c.CustomerID] = true
+		}
 	}
+	byCases, bySingles = nil, nil
 
 	// Erased customers: nothing of theirs leaves, not even the record.
 	erased, err := chunked(ctx, db, tx, `SELECT customer_id FROM customer_keys WHERE destroyed_at IS NOT NULL AND customer_id IN (%s)`, keys(customerIDs),
@@ -222,31 +262,36 @@ func (s *Service) readSnapshot(ctx context.Context, e Export) (*snapshot, error)
 		delete(customerIDs, id)
 	}
 	caseIDs := map[string]bool{}
-	for id, c := range byID {
-		if !customerIDs[c.CustomerID] {
-			delete(byID, id)
-			continue
+	kept := contacts[:0]
+	for _, c := range contacts {
+		if customerIDs[c.CustomerID] {
+			kept = append(kept, c)
+			caseIDs[c.CaseID] = true
 		}
-		caseIDs[c.CaseID] = true
 	}
+	contacts = kept
 
 	cs, err := sqlstore.CaseRecords(ctx, db, tx, keys(caseIDs))
 	if err != nil {
 		return nil, sqldb.Fail("export read", err)
 	}
 	for _, c := range cs {
-		snap.cases[c.ID] = caseRecord(c)
+		r := caseRecord(c)
+		snap.cases[c.ID] = &r
 	}
 
 	us, err := sqlstore.CustomerRecords(ctx, db, tx, keys(customerIDs))
 	if err != nil {
 		return nil, sqldb.Fail("export read", err)
 	}
-	for _, u := range us {
-		snap.customers[u.ID] = u
+	for i := range us {
+		snap.customers[us[i].ID] = &us[i]
 	}
 
-	contactIDs := keys(byID)
+	contactIDs := make([]string, len(contacts))
+	for i, c := range contacts {
+		contactIDs[i] = c.ID
+	}
 	as, err := chunked(ctx, db, tx, `SELECT id, contact_id, filename, content_type, size, sha256, created_at FROM attachments WHERE contact_id IN (%s) ORDER BY id`, contactIDs,
 		func(rows *sql.Rows) (attachmentRec, error) {
 			var a attachmentRec
@@ -258,13 +303,36 @@ func (s *Service) readSnapshot(ctx context.Context, e Export) (*snapshot, error)
 	if err != nil {
 		return nil, err
 	}
-	targets := slices.Concat(contactIDs, keys(caseIDs))
+	snap.targets = slices.Concat(contactIDs, keys(caseIDs))
 	for _, a := range as {
 		snap.attachments[a.ContactID] = append(snap.attachments[a.ContactID], a)
-		targets = append(targets, a.ID)
+		snap.targets = append(snap.targets, a.ID)
 	}
 
-	snap.audit, err = chunked(ctx, db, tx, `SELECT seq, at, actor_id, actor_name, role, action, target_type, target_id, request_id, client_ip, outcome, detail, prev_hash, hash FROM audit_events WHERE target_id IN (%s)`, targets,
+	// Package order: by case number, then as the contacts happened. The
+	// records are large: sort their indexes, then place them once.
+	order := make([]int32, len(contacts))
+	for i := range contacts {
+		order[i] = int32(i)
+		if k := snap.cases[contacts[i].CaseID]; k != nil {
+			contacts[i].caseNumber = k.Number
+		}
+	}
+	slices.SortFunc(order, func(i, j int32) int {
+		a, b := &contacts[i], &contacts[j]
+		return cmp.Or(cmp.Compare(a.caseNumber, b.caseNumber), cmp.Compare(a.occurredRaw, b.occurredRaw), strings.Compare(a.ID, b.ID))
+	})
+	snap.contacts = make([]contactRec, len(contacts))
+	for i, j := range order {
+		snap.contacts[i] = contacts[j]
+	}
+	return snap, nil
+}
+
+// readAudit reads the audit events of the snapshot's items, in the order
+// of the chain.
+func (s *Service) readAudit(ctx context.Context, snap *snapshot) ([]audit.Event, error) {
+	events, err := chunked(ctx, s.o.DB, snap.tx, `SELECT seq, at, actor_id, actor_name, role, action, target_type, target_id, request_id, client_ip, outcome, detail, prev_hash, hash FROM audit_events WHERE target_id IN (%s)`, snap.targets,
 		func(rows *sql.Rows) (audit.Event, error) {
 			var e audit.Event
 			var at int64
@@ -279,16 +347,6 @@ func (s *Service) readSnapshot(ctx context.Context, e Export) (*snapshot, error)
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(snap.audit, func(a, b audit.Event) int { return cmp.Compare(a.Seq, b.Seq) })
-
-	// Package order: by case number, then as the contacts happened.
-	snap.contacts = make([]contactRec, 0, len(byID))
-	for _, c := range byID {
-		snap.contacts = append(snap.contacts, c)
-	}
-	slices.SortFunc(snap.contacts, func(a, b contactRec) int {
-		return cmp.Or(cmp.Compare(snap.cases[a.CaseID].Number, snap.cases[b.CaseID].Number),
-			cmp.Compare(a.occurredRaw, b.occurredRaw), cmp.Compare(a.ID, b.ID))
-	})
-	return snap, nil
+	slices.SortFunc(events, func(a, b audit.Event) int { return cmp.Compare(a.Seq, b.Seq) })
+	return events, nil
 }
