@@ -231,7 +231,13 @@ func (s *Sweeper) sweep(ctx context.Context, opts RunOptions, rep *RunReport) er
 		return err
 	}
 
-	for _, r := range s.opts.Policy.Schedule().Categories {
+	// The phases to walk follow the schedule in force now; each batch
+	// re-decides under the one its transaction sees (expiry.go, redact.go).
+	sc, err := s.opts.Policy.In(ctx, s.db.Read)
+	if err != nil {
+		return err
+	}
+	for _, r := range sc.Categories {
 		col, ok := categoryColumns[r.Category]
 		if !ok || !r.Keep.Valid() {
 			continue
