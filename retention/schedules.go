@@ -1,6 +1,7 @@
 package retention
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -203,7 +204,7 @@ func (s *Schedules) Load(ctx context.Context) (Schedule, error) {
 		return Schedule{}, err
 	}
 	if s.policy != nil {
-		s.policy.Set(sc)
+		s.policy.remember(sc)
 	}
 	return sc, nil
 }
@@ -215,28 +216,80 @@ func (s *Schedules) Load(ctx context.Context) (Schedule, error) {
 // new schedule; the caller then runs Recompute so that stored retain_until
 // values follow. It returns the stored schedule.
 func (s *Schedules) Put(ctx context.Context, sc Schedule, actor cases.Actor, hook cases.TxHook) (Schedule, error) {
-	return s.put(ctx, sc, actor, hook, "api", nil)
+	return s.put(ctx, sc, actor, hook, "api", nil, nil)
 }
 
 // ApplyFile stores sc, read from the schedule file named file, as the next
-// version unless it equals the current one (then it returns the current
-// one and false: nothing is stored or audited). It is the only way a file
-// becomes the schedule: `casevault retention schedule apply FILE` and the
-// server's --retention-schedule-file at start-up; the audit event says
-// where it came from (source "file", the file's name).
+// version unless it equals the schedule in force (then it returns that one
+// and false: nothing is stored or audited). It is what `casevault
+// retention schedule apply FILE` does: the only command that makes a file
+// the schedule. The audit event says where it came from (source "file").
 func (s *Schedules) ApplyFile(ctx context.Context, sc Schedule, file string, actor cases.Actor, hook cases.TxHook) (Schedule, bool, error) {
+	return s.applyFile(ctx, sc, file, "file", actor, hook, func(ctx context.Context, tx *sql.Tx, want string) (bool, error) {
+		cur, err := s.policyIn(ctx, tx)
+		return contentDigest(cur) == want, err
+	})
+}
+
+// ApplyStartupFile stores sc, the server's --retention-schedule-file, unless
+// that content was ever stored before (as any version, or the built-in
+// default): a file is applied once per content, so restarting a replica, or
+// starting several with one file, never reverts a change an admin made
+// since (source "startup-file").
+func (s *Schedules) ApplyStartupFile(ctx context.Context, sc Schedule, file string, actor cases.Actor, hook cases.TxHook) (Schedule, bool, error) {
+	return s.applyFile(ctx, sc, file, "startup-file", actor, hook, func(ctx context.Context, tx *sql.Tx, want string) (bool, error) {
+		if contentDigest(DefaultSchedule()) == want {
+			return true, nil
+		}
+		docs, err := sqldb.Collect(ctx, tx, `SELECT document FROM retention_schedules`, nil, func(rows *sql.Rows) (string, error) {
+			var doc string
+			return doc, rows.Scan(&doc)
+		})
+		if err != nil {
+			return false, sqldb.Fail("schedule history", err)
+		}
+		for _, doc := range docs {
+			old, err := decodeSchedule(doc)
+			if err == nil && contentDigest(old) == want {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+}
+
+func (s *Schedules) applyFile(ctx context.Context, sc Schedule, file, source string, actor cases.Actor, hook cases.TxHook,
+	known func(ctx context.Context, tx *sql.Tx, digest string) (bool, error)) (Schedule, bool, error) {
 	if err := sc.Validate(); err != nil {
 		return Schedule{}, false, err
 	}
-	cur, err := s.Current(ctx)
-	if err != nil {
-		return Schedule{}, false, err
+	want := contentDigest(sc)
+	stored, err := s.put(ctx, sc, actor, hook, source, map[string]any{"file": file}, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+		return known(ctx, tx, want)
+	})
+	if errors.Is(err, errUnchanged) {
+		cur, err := s.Current(ctx)
+		return cur, false, err
 	}
-	if digestOf(sc, cur.Version) == digestOf(cur, cur.Version) {
-		return cur, false, nil
-	}
-	stored, err := s.put(ctx, sc, actor, hook, "file", map[string]any{"file": file})
 	return stored, err == nil, err
+}
+
+// errUnchanged ends a put whose schedule needs no new version.
+var errUnchanged = errors.New("schedule unchanged")
+
+// policyIn is the schedule in force as tx sees it.
+func (s *Schedules) policyIn(ctx context.Context, tx *sql.Tx) (Schedule, error) {
+	if s.policy != nil {
+		return s.policy.In(ctx, tx)
+	}
+	p := &Policy{}
+	p.bind(s.db)
+	return p.In(ctx, tx)
+}
+
+// contentDigest identifies what a schedule says, whatever its version.
+func contentDigest(sc Schedule) string {
+	return digestOf(sc, 0)
 }
 
 // digestOf is the digest sc would be stored with as version v.
@@ -254,8 +307,11 @@ func Digest(doc string) string {
 }
 
 // put stores sc as the next version; source and extra go into the audit
-// event's detail.
-func (s *Schedules) put(ctx context.Context, sc Schedule, actor cases.Actor, hook cases.TxHook, source string, extra map[string]any) (Schedule, error) {
+// event's detail. skip (may be nil) runs first in the transaction, under
+// the lock that orders schedule changes, and ends it with errUnchanged
+// when it says sc needs no new version.
+func (s *Schedules) put(ctx context.Context, sc Schedule, actor cases.Actor, hook cases.TxHook, source string, extra map[string]any,
+	skip func(ctx context.Context, tx *sql.Tx) (bool, error)) (Schedule, error) {
 	sc.Version = 0
 	if err := sc.Validate(); err != nil {
 		return Schedule{}, err
@@ -264,6 +320,11 @@ func (s *Schedules) put(ctx context.Context, sc Schedule, actor cases.Actor, hoo
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := lockState(ctx, s.db, tx); err != nil {
 			return err
+		}
+		if skip != nil {
+			if same, err := skip(ctx, tx); err != nil || same {
+				return cmp.Or(err, errUnchanged)
+			}
 		}
 
 		var prev sql.NullInt64
@@ -302,7 +363,7 @@ func (s *Schedules) put(ctx context.Context, sc Schedule, actor cases.Actor, hoo
 		return Schedule{}, err
 	}
 	if s.policy != nil {
-		s.policy.Set(sc)
+		s.policy.remember(sc)
 	}
 	return sc, nil
 }

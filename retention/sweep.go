@@ -278,3 +278,20 @@ func (s *Sweeper) loadHolds(ctx context.Context) (snapshot, error) {
 	}
 	return snapshot{version: v, ev: newEvaluator(nil, holds).withRecorded(s.db, s.db.Read)}, nil
 }
+
+// QueryHoldsInForce counts the holds preserving now (active, or released
+// within their grace) whose scope has a query. Only a search index can
+// tell what such a hold covers: a process without one must not sweep.
+func (h *Holds) QueryHoldsInForce(ctx context.Context) (int, error) {
+	holds, err := h.active(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, x := range holds {
+		if x.Scope.Query != "" {
+			n++
+		}
+	}
+	return n, nil
+}
