@@ -137,7 +137,7 @@ func runRetention(ctx context.Context, cfg *config, opts retentionRunOptions, ou
 // the same matcher, deferred while the outbox holds changes the index has
 // not applied). Without query holds it returns nil: nothing needs it. When
 // the index cannot be opened (a running server holds the embedded one) the
-// sweep is refused, audited, with exit code 13: judging a query hold
+// sweep is refused, audited (outcome failed, "refused"), with exit code 13: judging a query hold
 // without its index either holds everything or nothing, both wrong.
 func queryHoldIndex(ctx context.Context, cfg *config, env *cliEnv, store *sqlstore.Store, opts retentionRunOptions) (*search.Indexer, error) {
 	n, err := retention.NewHolds(env.db, nil).QueryHoldsInForce(ctx)
@@ -152,7 +152,7 @@ func queryHoldIndex(ctx context.Context, cfg *config, env *cliEnv, store *sqlsto
 	err = fmt.Errorf("%w (%d such holds; %v): a sweep here could not tell what they cover. "+
 		"Run it through the server (POST /api/v1/retention/runs), or stop the server that holds the index", errQueryHoldsNeedIndex, n, openErr)
 	ch := cliChange("retention.run", "retention_run", "", map[string]any{"dry_run": opts.dryRun, "refused": errQueryHoldsNeedIndex.Error(), "query_holds": n})
-	if rerr := env.log.Record(ctx, audit.FromChange(ch, audit.OutcomeDenied)); rerr != nil {
+	if rerr := env.log.Record(ctx, audit.FromChange(ch, audit.OutcomeFailed)); rerr != nil {
 		return nil, errors.Join(err, rerr)
 	}
 	return nil, exitCodeError{code: exitRefused, err: err}

@@ -11,6 +11,7 @@ import (
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
+	"github.com/casevault/casevault/testkit"
 )
 
 // notificationKeep is the default schedule with the notification purpose
@@ -208,7 +209,7 @@ func TestCLISweepQueryHolds(t *testing.T) {
 	if code != exitRefused || !strings.Contains(errOut, "query scope") {
 		t.Fatalf("CLI sweep beside a running server: exit %d, %s; want %d naming the query holds", code, errOut, exitRefused)
 	}
-	if code, ev := call(t, "GET", base+"/audit?action=retention.run", tok, nil); code != 200 || !strings.Contains(toJSON(ev), "denied") {
+	if code, ev := call(t, "GET", base+"/audit?action=retention.run", tok, nil); code != 200 || !strings.Contains(toJSON(ev), "search index cannot be opened") {
 		t.Fatalf("refused CLI sweep not audited: %d %v", code, ev)
 	}
 	stop(t, p)
@@ -229,4 +230,39 @@ func TestCLISweepQueryHolds(t *testing.T) {
 	if err := db.Read.QueryRow(`SELECT COUNT(*) FROM contacts WHERE id = ?`, held).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("the held contact is gone (%v)", err)
 	}
+}
+
+// TestRefusedCLIPruneIsAudited (issue 21 §10): `audit prune` that refuses
+// (an expired event was edited, so the chain does not verify) leaves an
+// audit event saying so (outcome failed, refused). Before, it left nothing.
+func TestRefusedCLIPruneIsAudited(t *testing.T) {
+	dir := t.TempDir()
+	cvOK(t, nil, "token", "create", "--data-dir", dir, "--name", "a", "--role", "agent")
+	cvOK(t, nil, "token", "create", "--data-dir", dir, "--name", "b", "--role", "agent")
+	db := openSQLite(t, filepath.Join(dir, "casevault.db"))
+	old := time.Now().Add(-10 * 365 * 24 * time.Hour).UnixMicro()
+	if _, err := db.Write.Exec(`UPDATE audit_events SET at = ?, detail = '{"edited":true}' WHERE seq = (SELECT MIN(seq) FROM audit_events)`, old); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	if _, errOut, code := cv(t, nil, "audit", "prune", "--data-dir", dir); code == 0 {
+		t.Fatalf("prune over a tampered event succeeded: %s", errOut)
+	}
+	db = openSQLite(t, filepath.Join(dir, "casevault.db"))
+	var n int
+	if err := db.Read.QueryRow(`SELECT COUNT(*) FROM audit_events WHERE action = 'audit.prune_failed' AND outcome = 'failed' AND actor_name = 'cli' AND detail LIKE '%"refused":true%'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d refused-prune events (%v), want 1", n, err)
+	}
+}
+
+// TestScheduledSweepIsAudited (issue 21 §10): a sweep started by the
+// server's cron leaves a retention.run event by the sweeper, marked
+// scheduled, like one started through the API or the CLI.
+func TestScheduledSweepIsAudited(t *testing.T) {
+	p, tok := startAdmin(t, t.TempDir(), "CASEVAULT_RETENTION_SCHEDULE=@every 1s")
+	testkit.Eventually(t, 30*time.Second, "a scheduled sweep's audit event", func() bool {
+		code, ev := call(t, "GET", p.api()+"/audit?action=retention.run", tok, nil)
+		return code == 200 && strings.Contains(toJSON(ev), `"scheduled":true`) && strings.Contains(toJSON(ev), "retention-sweeper")
+	})
 }
