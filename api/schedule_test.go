@@ -28,10 +28,10 @@ func TestScheduleRefusals(t *testing.T) {
 			name, field, says string
 			body              map[string]any
 		}{
-			{"payment redaction", "categories[2].category", `"payment"`, doc(func(m map[string]any) {
+			{"payment redaction", "categories[2].category", `\"payment\" cannot be redacted`, doc(func(m map[string]any) {
 				m["categories"] = append(m["categories"].([]any), map[string]any{"category": "payment", "keep": "30d", "action": "redact"})
 			})},
-			{"browsing redaction", "categories[0].category", `"browsing"`, doc(func(m map[string]any) {
+			{"browsing redaction", "categories[0].category", `\"browsing\" cannot be redacted`, doc(func(m map[string]any) {
 				m["categories"].([]any)[0].(map[string]any)["category"] = "browsing"
 			})},
 			{"numeric keep", "purposes[4].keep", "a duration such as 90d", doc(func(m map[string]any) {
