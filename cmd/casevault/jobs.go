@@ -153,7 +153,14 @@ func (j jobs) backup() {
 // backupForget applies the keep rules to the backups.
 func (j jobs) backupForget() {
 	log := j.a.log
-	keep := j.a.cfg.keepPolicy(j.a.retention.policy.Schedule())
+	// The backups' own retention is part of the schedule: the stored one,
+	// which another replica may have changed.
+	sc, err := j.a.retention.schedules.Current(j.ctx)
+	if err != nil {
+		log.Error("backup forget: retention schedule unreadable", "err", err)
+		return
+	}
+	keep := j.a.cfg.keepPolicy(sc)
 	rep, err := j.a.backup.svc.Forget(j.ctx, keep, false, "schedule", cases.SystemActor())
 	switch {
 	case errors.Is(err, backup.ErrLocked):
