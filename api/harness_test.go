@@ -65,6 +65,8 @@ func (r *recordedAudit) has(event string) bool {
 // store compute and persist retain_until.
 type fixedPolicy struct{}
 
+func (p fixedPolicy) RulesIn(context.Context, *sql.Tx) (cases.RetentionRules, error) { return p, nil }
+
 func (fixedPolicy) RetainUntil(_ []cases.Purpose, captured time.Time, closed *time.Time) *time.Time {
 	t := captured.AddDate(1, 0, 0)
 	if closed != nil {

@@ -51,6 +51,7 @@ func (s *Server) addRetentionRoutes() {
 	}
 	const v1 = "/api/v1"
 	s.add(route{method: "GET", path: v1 + "/retention/schedule", perm: auth.LegalWork, summary: "The retention schedule in force", h: s.getSchedule, ok: 200})
+	s.add(route{method: "GET", path: v1 + "/retention/schedule/versions", perm: auth.LegalWork, summary: "The schedule's history: every version with who stored it, when, and its digest (newest, the one in force, first)", h: s.scheduleVersions, ok: 200})
 	s.add(route{method: "PUT", path: v1 + "/retention/schedule", perm: auth.Admin, summary: "Replace the retention schedule (versioned, audited)", h: s.putSchedule, ok: 200, request: "Schedule"})
 	s.add(route{method: "GET", path: v1 + "/cases/:id/retention", perm: auth.LegalWork, read: "retention.explain", target: "case", summary: "Explain a case's retention", h: s.explainCase, ok: 200})
 	s.add(route{method: "GET", path: v1 + "/contacts/:id/retention", perm: auth.LegalWork, read: "retention.explain", target: "contact", summary: "Explain a contact's retention", h: s.explainContact, ok: 200})
@@ -73,6 +74,14 @@ func (s *Server) getSchedule(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(sc)
+}
+
+func (s *Server) scheduleVersions(c *fiber.Ctx) error {
+	vs, err := s.d.Retention.Schedules.Versions(c.UserContext())
+	if err != nil {
+		return err
+	}
+	return list(c, vs, "")
 }
 
 func (s *Server) putSchedule(c *fiber.Ctx) error {

@@ -84,6 +84,7 @@ func TestRoleMatrix(t *testing.T) {
 			{"GET", "/api/v1/attachments/" + attID, nil, [5]int{200, 200, 200, 403, 200}},
 			{"GET", "/api/v1/attachments/" + attID + "/meta", nil, [5]int{200, 200, 200, 403, 200}},
 			{"GET", "/api/v1/retention/schedule", nil, [5]int{403, 403, 200, 403, 200}},
+			{"GET", "/api/v1/retention/schedule/versions", nil, [5]int{403, 403, 200, 403, 200}},
 			{"PUT", "/api/v1/retention/schedule", retention.DefaultSchedule(), [5]int{403, 403, 403, 403, 200}},
 			{"GET", "/api/v1/cases/" + caseID + "/retention", nil, [5]int{403, 403, 200, 403, 200}},
 			{"GET", "/api/v1/contacts/" + contactID + "/retention", nil, [5]int{403, 403, 200, 403, 200}},

@@ -73,9 +73,17 @@ type CaseFilter struct {
 	Tag        string
 }
 
-// RetentionPolicy computes a contact's retain_until. It is consumed here and
-// implemented by the retention schedule.
+// RetentionPolicy gives the retention rules in force as a write
+// transaction sees them: the store asks in the transaction that stamps
+// retain_until, so every replica stamps with the schedule version stored
+// last, not one it loaded at start-up. It is consumed here and implemented
+// by the retention schedule.
 type RetentionPolicy interface {
+	RulesIn(ctx context.Context, tx *sql.Tx) (RetentionRules, error)
+}
+
+// RetentionRules computes a contact's retain_until under one schedule.
+type RetentionRules interface {
 	RetainUntil(purposes []Purpose, capturedAt time.Time, caseClosedAt *time.Time) *time.Time
 }
 

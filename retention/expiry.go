@@ -68,7 +68,13 @@ func (p expiryPhase) apply(ctx context.Context, b *batch, cands []candidate) ([]
 // stale; a contact whose time has not come is rescheduled (not in a dry run).
 func (p expiryPhase) decide(ctx context.Context, b *batch, cands []candidate, live map[string]liveContact) (expiryDecision, error) {
 	dec := expiryDecision{rules: map[string]string{}}
-	sc := b.policy.Schedule()
+	// The schedule as this batch's transaction sees it (which a schedule
+	// change cannot pass: both lock retention_state), not the one the
+	// sweep started with or this process loaded.
+	sc, err := b.schedule(ctx)
+	if err != nil {
+		return dec, err
+	}
 	for _, c := range cands {
 		lc, ok := live[c.id]
 		if !ok {

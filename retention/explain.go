@@ -172,7 +172,10 @@ func (e *Explainer) evaluator(ctx context.Context) (*evaluator, error) {
 }
 
 func (e *Explainer) explain(ctx context.Context, ev *evaluator, r explainRow, now time.Time) (ContactExplanation, error) {
-	sc := e.policy.Schedule()
+	sc, err := e.policy.In(ctx, e.db.Read)
+	if err != nil {
+		return ContactExplanation{}, err
+	}
 	x := ContactExplanation{
 		ContactID: r.ref.ContactID, CaseID: r.ref.CaseID, CustomerID: r.ref.CustomerID, OccurredAt: r.ref.OccurredAt,
 		CaseClosedAt: r.closedAt, ScheduleVersion: sc.Version, StoredRetainUntil: r.stored, Anonymized: r.anonymized,
@@ -204,6 +207,11 @@ func (e *Explainer) explain(ctx context.Context, ev *evaluator, r explainRow, no
 
 	for _, cr := range sc.Categories {
 		if !slices.Contains(r.categories, cr.Category) {
+			continue
+		}
+		if _, enforced := categoryColumns[cr.Category]; !enforced {
+			// A rule an older version accepted (now refused by Validate)
+			// is never carried out: reporting it done would be false.
 			continue
 		}
 		due, _ := sc.CategoryDue(cr.Category, r.ref.OccurredAt)

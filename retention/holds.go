@@ -260,12 +260,16 @@ func (h *Holds) clock() time.Time {
 	return h.now().UTC()
 }
 
-// grace is the release grace in force.
-func (h *Holds) grace() time.Duration {
+// grace is the release grace of the schedule in force as q sees it.
+func (h *Holds) grace(ctx context.Context, q rowQuerier) (time.Duration, error) {
 	if h.policy == nil {
-		return DefaultHoldReleaseGrace
+		return DefaultHoldReleaseGrace, nil
 	}
-	return h.policy.Schedule().ReleaseGrace()
+	sc, err := h.policy.In(ctx, q)
+	if err != nil {
+		return 0, err
+	}
+	return sc.ReleaseGrace(), nil
 }
 
 func (h *Holds) validate(ctx context.Context, in *HoldInput) error {
@@ -470,7 +474,11 @@ func (h *Holds) Release(ctx context.Context, id, reason string, actor cases.Acto
 		}
 
 		now := h.clock().Truncate(time.Microsecond)
-		grace := now.Add(h.grace())
+		g, err := h.grace(ctx, tx)
+		if err != nil {
+			return err
+		}
+		grace := now.Add(g)
 		hold.Active, hold.ReleasedAt, hold.ReleasedBy, hold.ReleaseReason, hold.GraceUntil = false, &now, actorName(actor), reason, &grace
 		hold.Preserving = hold.preserving(now)
 		if _, err := tx.ExecContext(ctx, h.db.Rebind(`UPDATE legal_holds SET released_by = ?, released_at = ?, release_reason = ?, grace_until = ? WHERE id = ? AND released_at IS NULL`),

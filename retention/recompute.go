@@ -3,6 +3,7 @@ package retention
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"slices"
 	"time"
 
@@ -25,29 +26,55 @@ type RecomputeResult struct {
 	LastID   string `json:"last_id"` // resume point when ctx ended early
 }
 
-// Recompute brings every contact's retain_until in line with the policy's
-// schedule and its case's closed_at, after a schedule change. It walks the
-// contacts by id in bounded batches, one short transaction each, so writes
-// continue meanwhile; it stops between batches when ctx ends (the result's
-// LastID is the resume point). Anonymized contacts keep no date.
+// errScheduleMoved restarts a recompute: a newer schedule was stored while
+// it walked.
+var errScheduleMoved = errors.New("the schedule changed during the recompute")
+
+// Recompute brings every contact's retain_until in line with the schedule
+// in force (read from the store) and its case's closed_at, after a schedule
+// change. It walks the contacts by id in bounded batches, one short
+// transaction each, so writes continue meanwhile; it stops between batches
+// when ctx ends (the result's LastID is the resume point). Anonymized
+// contacts keep no date.
 //
-// Each batch locks the cases it touches before reading closed_at, so a
-// concurrent close or reopen (which recomputes its own contacts under the
-// same lock) is never overwritten with a date from the old closed_at.
+// Each batch locks the cases it touches before reading closed_at and the
+// schedule, so a concurrent close or reopen (which recomputes its own
+// contacts under the same lock) is never overwritten with a date from the
+// old closed_at. When a newer schedule is stored meanwhile (by any
+// process), the walk starts again under it. recomputed_version only ever
+// moves forward, and only to the version that is still current when the
+// walk ends: a process holding an older schedule can never mark the dates
+// of a newer one stale, nor an older one done.
 func Recompute(ctx context.Context, db *sqldb.DB, policy *Policy, opts RecomputeOptions) (RecomputeResult, error) {
 	n := opts.BatchSize
 	if n <= 0 {
 		n = 500
 	}
 	res := RecomputeResult{LastID: opts.After}
-	sc := policy.Schedule()
+	for {
+		sc, err := policy.In(ctx, db.Read)
+		if err != nil {
+			return res, err
+		}
+		err = recomputeWalk(ctx, db, policy, sc, n, &res)
+		if errors.Is(err, errScheduleMoved) {
+			res.LastID = ""
+			continue
+		}
+		return res, err
+	}
+}
+
+// recomputeWalk recomputes every date after res.LastID under sc and then
+// records sc as recomputed; errScheduleMoved when sc stops being current.
+func recomputeWalk(ctx context.Context, db *sqldb.DB, policy *Policy, sc Schedule, n int, res *RecomputeResult) error {
 	for {
 		if err := ctx.Err(); err != nil {
-			return res, err
+			return err
 		}
 		var got int
 		err := db.InTx(ctx, func(tx *sql.Tx) error {
-			ids, changed, err := recomputeBatch(ctx, db, tx, sc, res.LastID, n)
+			ids, changed, err := recomputeBatch(ctx, db, tx, policy, sc.Version, res.LastID, n)
 			if err != nil || len(ids) == 0 {
 				return err
 			}
@@ -58,37 +85,52 @@ func Recompute(ctx context.Context, db *sqldb.DB, policy *Policy, opts Recompute
 			return nil
 		})
 		if err != nil {
-			return res, err
+			return err
 		}
 
 		if got < n {
 			break
 		}
 	}
+
 	// Every date now follows sc: the sweeper may trust them again.
-	err := db.InTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, db.Rebind(`UPDATE retention_state SET recomputed_version = ? WHERE id = 1`), sc.Version)
-		return err
+	return db.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := lockState(ctx, db, tx); err != nil {
+			return err
+		}
+		cur, err := policy.In(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if cur.Version != sc.Version {
+			return errScheduleMoved
+		}
+		if _, err := tx.ExecContext(ctx, db.Rebind(`UPDATE retention_state SET recomputed_version = ? WHERE id = 1 AND recomputed_version < ?`), sc.Version, sc.Version); err != nil {
+			return sqldb.Fail("recompute", err)
+		}
+		return nil
 	})
-	if err != nil {
-		return res, sqldb.Fail("recompute", err)
-	}
-	return res, nil
 }
 
-// recomputePending reports whether stored dates may not follow the policy's
-// schedule yet (a schedule change whose recompute has not finished).
+// recomputePending reports whether stored dates may not follow the schedule
+// in force yet (a schedule change whose recompute has not finished).
 func recomputePending(ctx context.Context, db *sqldb.DB, policy *Policy) (bool, error) {
 	var v int64
 	if err := db.Read.QueryRowContext(ctx, `SELECT recomputed_version FROM retention_state WHERE id = 1`).Scan(&v); err != nil {
 		return false, sqldb.Fail("retention state", err)
 	}
-	return v != int64(policy.Schedule().Version), nil
+	sc, err := policy.In(ctx, db.Read)
+	if err != nil {
+		return false, err
+	}
+	return v < int64(sc.Version), nil
 }
 
 // recomputeBatch brings the dates of the n contacts after the id after up
-// to sc, in tx; it returns the ids it examined and how many dates changed.
-func recomputeBatch(ctx context.Context, db *sqldb.DB, tx *sql.Tx, sc Schedule, after string, n int) ([]string, int, error) {
+// to the schedule version want, in tx; it returns the ids it examined and
+// how many dates changed, or errScheduleMoved when want is no longer the
+// schedule in force.
+func recomputeBatch(ctx context.Context, db *sqldb.DB, tx *sql.Tx, policy *Policy, want int, after string, n int) ([]string, int, error) {
 	rows, err := sqlstore.ContactsAfter(ctx, db, tx, after, n)
 	if err != nil || len(rows) == 0 {
 		return nil, 0, sqldb.Fail("recompute", err)
@@ -105,6 +147,14 @@ func recomputeBatch(ctx context.Context, db *sqldb.DB, tx *sql.Tx, sc Schedule, 
 	slices.Sort(caseIDs)
 	if err := lockCases(ctx, db, tx, caseIDs); err != nil {
 		return nil, 0, err
+	}
+
+	sc, err := policy.In(ctx, tx)
+	if err != nil {
+		return nil, 0, err
+	}
+	if sc.Version != want {
+		return nil, 0, errScheduleMoved
 	}
 
 	live, err := readContacts(ctx, db, tx, ids)

@@ -44,6 +44,15 @@ func (p redactPhase) apply(ctx context.Context, b *batch, cands []candidate) ([]
 		return nil, err
 	}
 
+	// The cutoff was set when the sweep began; the schedule in force in this
+	// batch's transaction decides (a change since may have lengthened the
+	// period or dropped the rule).
+	sc, err := b.schedule(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keep, ruled := sc.CategoryKeep(p.category)
+
 	// Candidates come in (occurred_at, id) order; a contact gone or already
 	// redacted since the selection is passed over.
 	rule := "category:" + string(p.category)
@@ -52,7 +61,7 @@ func (p redactPhase) apply(ctx context.Context, b *batch, cands []candidate) ([]
 	for _, c := range cands {
 		lc, ok := live[c.id]
 		val := p.column.value(lc)
-		if !ok || !val.Valid {
+		if !ok || !val.Valid || !ruled || lc.OccurredAt.Add(keep).After(b.now) {
 			continue
 		}
 		items = append(items, Item{ContactID: c.id, CaseID: lc.CaseID, Action: ItemRedact, Category: string(p.category), Rule: rule})

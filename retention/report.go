@@ -537,7 +537,11 @@ func (h *Holds) ReleasePreview(ctx context.Context, holdID string) (ReleasePrevi
 		return ReleasePreview{}, err
 	}
 	now := h.clock()
-	out := ReleasePreview{HoldID: holdID, AsOf: now, DueAfter: now.Add(h.grace()), Items: []PreviewItem{}}
+	g, err := h.grace(ctx, h.db.Read)
+	if err != nil {
+		return ReleasePreview{}, err
+	}
+	out := ReleasePreview{HoldID: holdID, AsOf: now, DueAfter: now.Add(g), Items: []PreviewItem{}}
 	if hold.GraceUntil != nil {
 		out.DueAfter = *hold.GraceUntil
 	}

@@ -4,9 +4,10 @@
 package retention
 
 import (
+	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,6 +42,9 @@ type Duration struct {
 	n    int64
 	unit byte   // 0 when invalid or zero value
 	raw  string // the text an invalid Duration was decoded from
+	// notText marks a Duration decoded from a JSON value that is not a
+	// string (raw then holds that JSON, e.g. 90 or {"d":90}).
+	notText bool
 }
 
 // unitLength is the length of one unit, or 0 for an unknown unit.
@@ -111,14 +115,21 @@ func (d Duration) String() string {
 // MarshalJSON writes d as its string form.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
 
-// UnmarshalJSON reads a JSON string. Text that is not a valid duration is
-// kept as an invalid Duration rather than rejected, so that decoding a
-// schedule succeeds and Validate names the field (e.g. purposes[2].keep).
-// A JSON value that is not a string is an *json.UnmarshalTypeError.
+// UnmarshalJSON reads a JSON string. Anything else — text that is not a
+// valid duration, a number, an object — is kept as an invalid Duration
+// rather than rejected, so that decoding a schedule succeeds and Validate
+// names the element (e.g. purposes[2].keep) and says what a duration
+// looks like; a decoding error could only name the list ("purposes.keep").
+// null is the zero Duration (reported as missing).
 func (d *Duration) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*d = Duration{}
+		return nil
+	}
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return &json.UnmarshalTypeError{Value: "non-string", Type: reflect.TypeFor[Duration]()}
+		*d = Duration{raw: string(b), notText: true}
+		return nil
 	}
 	parsed, err := ParseDuration(s)
 	if err != nil {
@@ -246,8 +257,8 @@ func (p *problems) add(field, format string, args ...any) {
 }
 
 // Validate checks that the schedule names every purpose exactly once with a
-// positive period, a known clock and action, and minimizes only known
-// categories, each at most once, by redaction. It returns a
+// positive period, a known clock and action, and minimizes only categories
+// a sweep enforces (RedactableCategories), each at most once, by redaction. It returns a
 // *cases.ValidationError listing every problem, or nil.
 func (s Schedule) Validate() error {
 	v := &problems{}
@@ -277,6 +288,10 @@ func (s Schedule) Validate() error {
 	for i, r := range s.Categories {
 		at := fmt.Sprintf("categories[%d]", i)
 		checkName(v, at, "categories", "category", r.Category, cases.Categories, seenCat, i)
+		if slices.Contains(cases.Categories, r.Category) && !slices.Contains(RedactableCategories(), r.Category) {
+			v.add(at+".category", "category %q cannot be redacted on its own clock: only %s are kept in fields of their own; "+
+				"the rest is part of the contact, which its purposes' keep governs", r.Category, list(RedactableCategories()))
+		}
 		checkKeep(v, at+".keep", r.Keep)
 		if r.Action != ActionRedact {
 			v.add(at+".action", "must be %q, not %q", ActionRedact, r.Action)
@@ -303,6 +318,8 @@ func (s Schedule) Validate() error {
 
 func checkKeep(v *problems, field string, d Duration) {
 	switch {
+	case d.notText:
+		v.add(field, "must be a duration such as 90d (a string: a count and a unit y, d, h, m or s), not %s", clip(d.raw))
 	case !d.Valid() && d.raw == "":
 		v.add(field, "required: a duration such as 3y, 90d, 12h, 15m or 30s")
 	case !d.Valid():
@@ -311,6 +328,14 @@ func checkKeep(v *problems, field string, d Duration) {
 	case d.n <= 0:
 		v.add(field, "must be greater than zero")
 	}
+}
+
+// clip shortens a rejected JSON value for a message.
+func clip(s string) string {
+	if r := []rune(s); len(r) > 40 {
+		return string(r[:40]) + "…"
+	}
+	return s
 }
 
 // checkName checks the name (purpose or category) of entry i of a list
@@ -336,6 +361,20 @@ func list[T ~string](xs []T) string {
 		parts[i] = string(x)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// RedactableCategories lists the categories a category rule may name: the
+// ones kept in fields of their own, which a sweep can clear while keeping
+// the contact. A rule for any other category would be stored and never
+// enforced (while explain called it done), so Validate refuses it.
+func RedactableCategories() []cases.Category {
+	out := make([]cases.Category, 0, len(categoryColumns))
+	for _, c := range cases.Categories { // in the documented order
+		if _, ok := categoryColumns[c]; ok {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // Rule returns the rule for purpose p.
@@ -413,10 +452,25 @@ func (s Schedule) CategoryDue(cat cases.Category, capturedAt time.Time) (time.Ti
 	return time.Time{}, false
 }
 
+// CategoryKeep returns how long data of category cat is kept before it is
+// minimized, and false when the schedule has no rule for cat.
+func (s Schedule) CategoryKeep(cat cases.Category) (time.Duration, bool) {
+	for _, r := range s.Categories {
+		if r.Category == cat {
+			return r.Keep.Std(), true
+		}
+	}
+	return 0, false
+}
+
 // Policy adapts s to cases.RetentionPolicy, which needs only the date.
 func (s Schedule) Policy() cases.RetentionPolicy { return policy{s} }
 
+// policy is one schedule as the store's policy (its rules, whatever the
+// transaction) and as the rules it gives.
 type policy struct{ s Schedule }
+
+func (p policy) RulesIn(context.Context, *sql.Tx) (cases.RetentionRules, error) { return p, nil }
 
 func (p policy) RetainUntil(purposes []cases.Purpose, capturedAt time.Time, caseClosedAt *time.Time) *time.Time {
 	until, _ := p.s.RetainUntil(purposes, capturedAt, caseClosedAt)

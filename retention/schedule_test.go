@@ -1,6 +1,7 @@
 package retention
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -98,12 +99,46 @@ func TestDurationJSON(t *testing.T) {
 	if b, err := json.Marshal(bad); err != nil || string(b) != `"1w"` {
 		t.Fatalf("Marshal invalid = %s, %v", b, err)
 	}
-	// A non-string is a type error, which encoding/json names the field of.
+	// A non-string decodes too (invalid), so that Validate can name the
+	// element: a decoding error could only name "purposes.keep".
 	var s Schedule
-	err = json.Unmarshal([]byte(`{"purposes":[{"purpose":"security","keep":5}]}`), &s)
-	var te *json.UnmarshalTypeError
-	if !errors.As(err, &te) || !strings.Contains(te.Field, "keep") {
-		t.Fatalf("numeric keep: err = %v, want *json.UnmarshalTypeError naming keep", err)
+	if err := json.Unmarshal([]byte(`{"purposes":[{"purpose":"security","keep":5}]}`), &s); err != nil {
+		t.Fatalf("numeric keep: %v, want it decoded for Validate to report", err)
+	}
+	if s.Purposes[0].Keep.Valid() {
+		t.Fatalf("numeric keep decoded as valid %v", s.Purposes[0].Keep)
+	}
+}
+
+// TestNonStringKeep (issue 21, smaller): a keep that is not a string is
+// reported at its element, saying what a duration looks like. Before, the
+// API answered 422 at "purposes.keep" with "must be an object".
+func TestNonStringKeep(t *testing.T) {
+	for _, keep := range []string{`90`, `{"days":90}`, `[90]`, `true`} {
+		t.Run(keep, func(t *testing.T) {
+			doc := strings.Replace(`{"purposes":[
+				{"purpose":"customer_service","keep":"3y","from":"case_closed","action":"delete"},
+				{"purpose":"authentication","keep":"1y","from":"capture","action":"delete"},
+				{"purpose":"security","keep":"2y","from":"capture","action":"delete"},
+				{"purpose":"fraud_monitoring","keep":"5y","from":"capture","action":"delete"},
+				{"purpose":"notification","keep":KEEP,"from":"capture","action":"delete"},
+				{"purpose":"improvement","keep":"1y","from":"capture","action":"anonymize"},
+				{"purpose":"personalization","keep":"1y","from":"capture","action":"delete"},
+				{"purpose":"legal_obligation","keep":"7y","from":"capture","action":"delete"},
+				{"purpose":"consented","keep":"1y","from":"capture","action":"delete"}]}`, "KEEP", keep, 1)
+			var sc Schedule
+			if err := json.Unmarshal([]byte(doc), &sc); err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			var ve *cases.ValidationError
+			if err := sc.Validate(); !errors.As(err, &ve) || len(ve.Fields) != 1 {
+				t.Fatalf("Validate = %v, want one field error", err)
+			}
+			f := ve.Fields[0]
+			if f.Field != "purposes[4].keep" || !strings.Contains(f.Message, "a duration such as 90d") {
+				t.Fatalf("problem %+v, want purposes[4].keep saying \"a duration such as 90d\"", f)
+			}
+		})
 	}
 }
 
@@ -232,6 +267,12 @@ func TestValidate(t *testing.T) {
 		{"redact is not a purpose action", edit(func(s *Schedule) { s.Purposes[5].Action = ActionRedact }), []string{"purposes[5].action"}},
 		{"negative version", edit(func(s *Schedule) { s.Version = -1 }), []string{"version"}},
 		{"unknown category", edit(func(s *Schedule) { s.Categories[0].Category = "genome" }), []string{"categories[0].category"}},
+		// Issue 21 §4: categories kept inside the contact cannot be
+		// redacted on their own; such a rule was stored and never enforced.
+		{"payment rule refused", edit(func(s *Schedule) { s.Categories[0].Category = cases.CategoryPayment }), []string{"categories[0].category"}},
+		{"browsing rule refused", edit(func(s *Schedule) {
+			s.Categories = append(s.Categories, CategoryRule{Category: cases.CategoryBrowsing, Keep: mustParse("30d"), Action: ActionRedact})
+		}), []string{"categories[2].category"}},
 		{"duplicate category", edit(func(s *Schedule) { s.Categories = append(s.Categories, s.Categories[0]) }), []string{"categories[2].category"}},
 		{"category delete", edit(func(s *Schedule) { s.Categories[1].Action = ActionDelete }), []string{"categories[1].action"}},
 		{"category zero keep", edit(func(s *Schedule) { s.Categories[1].Keep = mustParse("0s") }), []string{"categories[1].keep"}},
@@ -346,7 +387,11 @@ func TestRetainUntil(t *testing.T) {
 				t.Fatalf("deciding rule %+v, want the schedule's %+v", rule, want)
 			}
 			// The cases.RetentionPolicy adapter gives the same date.
-			if p := s.Policy().RetainUntil(tt.purposes, captured, tt.closedAt); !sameTime(p, got) {
+			rules, err := s.Policy().RulesIn(context.Background(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p := rules.RetainUntil(tt.purposes, captured, tt.closedAt); !sameTime(p, got) {
 				t.Fatalf("Policy().RetainUntil = %v, want %v", fmtTime(p), fmtTime(got))
 			}
 		})
@@ -445,5 +490,27 @@ func TestReleaseGrace(t *testing.T) {
 	}
 	if got := DefaultSchedule().ReleaseGrace(); got != DefaultHoldReleaseGrace {
 		t.Errorf("default schedule grace %v", got)
+	}
+}
+
+// TestEveryAcceptedCategoryIsEnforced (issue 21 §4): every category a
+// schedule may name has a sweep phase, and every other known category is
+// refused with a message naming it.
+func TestEveryAcceptedCategoryIsEnforced(t *testing.T) {
+	for _, cat := range cases.Categories {
+		t.Run(string(cat), func(t *testing.T) {
+			s := DefaultSchedule()
+			s.Categories = []CategoryRule{{Category: cat, Keep: mustParse("30d"), Action: ActionRedact}}
+			err := s.Validate()
+			_, enforced := categoryColumns[cat]
+			switch {
+			case enforced && err != nil:
+				t.Fatalf("enforced category refused: %v", err)
+			case !enforced && err == nil:
+				t.Fatalf("a rule for %s is accepted but no sweep phase enforces it", cat)
+			case !enforced && !strings.Contains(err.Error(), string(cat)):
+				t.Fatalf("error %q does not name %s", err, cat)
+			}
+		})
 	}
 }

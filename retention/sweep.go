@@ -238,7 +238,13 @@ func (s *Sweeper) sweep(ctx context.Context, opts RunOptions, rep *RunReport) er
 		return err
 	}
 
-	for _, r := range s.opts.Policy.Schedule().Categories {
+	// The phases to walk follow the schedule in force now; each batch
+	// re-decides under the one its transaction sees (expiry.go, redact.go).
+	sc, err := s.opts.Policy.In(ctx, s.db.Read)
+	if err != nil {
+		return err
+	}
+	for _, r := range sc.Categories {
 		col, ok := categoryColumns[r.Category]
 		if !ok || !r.Keep.Valid() {
 			continue
@@ -278,4 +284,21 @@ func (s *Sweeper) loadHolds(ctx context.Context) (snapshot, error) {
 		return snapshot{}, err
 	}
 	return snapshot{version: v, ev: newEvaluator(nil, holds).withRecorded(s.db, s.db.Read)}, nil
+}
+
+// QueryHoldsInForce counts the holds preserving now (active, or released
+// within their grace) whose scope has a query. Only a search index can
+// tell what such a hold covers: a process without one must not sweep.
+func (h *Holds) QueryHoldsInForce(ctx context.Context) (int, error) {
+	holds, err := h.active(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, x := range holds {
+		if x.Scope.Query != "" {
+			n++
+		}
+	}
+	return n, nil
 }

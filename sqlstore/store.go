@@ -327,6 +327,10 @@ func (s *Store) recomputeRetention(ctx context.Context, tx *sql.Tx, caseID strin
 	if s.policy == nil {
 		return nil
 	}
+	rules, err := s.policy.RulesIn(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("recompute retention: %w", err)
+	}
 	type upd struct {
 		id    string
 		until *time.Time
@@ -342,7 +346,7 @@ func (s *Store) recomputeRetention(ctx context.Context, tx *sql.Tx, caseID strin
 			if err := json.Unmarshal([]byte(ps), &purposes); err != nil {
 				return upd{}, fmt.Errorf("contact %s purposes: %w: %w", id, sqldb.ErrBadRow, err)
 			}
-			return upd{id, s.policy.RetainUntil(purposes, sqldb.FromMicros(occurred), closedAt)}, nil
+			return upd{id, rules.RetainUntil(purposes, sqldb.FromMicros(occurred), closedAt)}, nil
 		})
 	if err != nil {
 		return fmt.Errorf("recompute retention: %w", err)
@@ -492,7 +496,11 @@ func (s *Store) CreateContact(ctx context.Context, c *cases.Contact, ch cases.Ch
 			return fmt.Errorf("case %s belongs to another customer: %w", c.CaseID, cases.ErrConflict)
 		}
 		if s.policy != nil {
-			c.RetainUntil = s.policy.RetainUntil(c.Purposes, c.OccurredAt, sqldb.TimePtr(closed))
+			rules, err := s.policy.RulesIn(ctx, tx)
+			if err != nil {
+				return fmt.Errorf("retention schedule: %w", err)
+			}
+			c.RetainUntil = rules.RetainUntil(c.Purposes, c.OccurredAt, sqldb.TimePtr(closed))
 		}
 		_, err = s.db.Exec(ctx, tx, qInsertContact,
 			c.ID, c.CaseID, c.CustomerID, c.Channel, c.Direction, c.Author, c.Body,

@@ -77,7 +77,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 	}
 
 	policy := retention.NewPolicy(retention.DefaultSchedule())
-	schedules, err := loadRetention(ctx, cfg, db, policy)
+	schedules, err := loadRetention(ctx, cfg, db, policy, sink.hook, log)
 	if err != nil {
 		a.Close()
 		return nil, err

@@ -82,7 +82,10 @@ func TestFlagsShownOnlyWhereUsed(t *testing.T) {
 		{args: []string{"backup", "list"}, has: []string{"--backup-dir", "--allow-unsigned", "--json"}, hasNot: []string{"--listen", "--s3-endpoint", "--json-body-limit", "--backup-schedule"}},
 		{args: []string{"backup", "restore"}, has: []string{"--s3-endpoint", "--meili-url", "--backup-identity-file"}, hasNot: []string{"--listen", "--retention-schedule"}},
 		{args: []string{"audit", "prune"}, has: []string{"--audit-retention"}, hasNot: []string{"--listen", "--s3-tls"}},
-		{args: []string{"retention", "run"}, has: []string{"--retention-schedule-file", "--s3-endpoint"}, hasNot: []string{"--listen", "--backup-dir"}},
+		// A sweep never applies a schedule file (issue 21 §8); it opens the
+		// search index for query holds.
+		{args: []string{"retention", "run"}, has: []string{"--s3-endpoint", "--meili-url"}, hasNot: []string{"--listen", "--backup-dir", "--retention-schedule-file"}},
+		{args: []string{"retention", "schedule", "apply"}, has: []string{"--data-dir", "--database-url"}, hasNot: []string{"--retention-schedule-file", "--s3-endpoint"}},
 	} {
 		out := cvOK(t, nil, append(tc.args, "--help")...)
 		for _, f := range tc.has {

@@ -112,6 +112,7 @@ func runAuditPrune(ctx context.Context, cfg *config, out io.Writer) error {
 	return withEnv(ctx, cfg, func(env *cliEnv) error {
 		n, err := env.log.PruneExpired(ctx)
 		if err != nil {
+			recordPruneFailure(ctx, env.log, cliChange, err, cfg.AuditRetention.d.String())
 			return err
 		}
 		fmt.Fprintf(out, "pruned %d audit events older than %s\n", n, cfg.AuditRetention.d)

@@ -24,7 +24,7 @@ const (
 	exitNoRepo      = 10  // no repository at the target, or no such backup
 	exitLocked      = 11  // another backup run holds the lease
 	exitKey         = 12  // backup identity or master key missing or wrong
-	exitRefused     = 13  // restore target not empty, data held or deleted
+	exitRefused     = 13  // restore target not empty, data held or deleted; a CLI sweep without the index its query holds need
 	exitUnavailable = 14  // a backend (database, S3) could not be reached
 	exitInterrupt   = 130 // SIGINT or SIGTERM
 )
@@ -40,7 +40,9 @@ const exitHelp = `Exit codes:
   10   no backup repository at the target, or no such backup (or case in it)
   11   another backup run holds the lock (one run at a time across replicas)
   12   backup identity (private key) missing or wrong, or no master key to authenticate backups
-  13   refused: restore target not empty, case held by a legal hold, or deleted since
+  13   refused: restore target not empty, case held by a legal hold, or deleted since; or a
+       retention sweep while legal holds with a query scope are in force and the search
+       index cannot be opened (a running server holds it: sweep through the server)
   14   a backend (database, S3) could not be reached
   130  interrupted (SIGINT, SIGTERM)`
 

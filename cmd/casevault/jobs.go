@@ -56,11 +56,14 @@ func cronEnabled(spec string) bool {
 	return s != "" && s != "off"
 }
 
-// auditPrune removes audit events past the audit retention.
+// auditPrune removes audit events past the audit retention. A prune that
+// fails or refuses (a chain that does not verify) leaves an event saying
+// so: the trail must show that pruning did not happen, and why.
 func (j jobs) auditPrune() {
 	n, err := j.a.audit.PruneExpired(j.ctx)
 	if err != nil {
 		j.a.log.Error("audit prune failed", "err", err)
+		recordPruneFailure(j.ctx, j.a.audit, systemChange, err, j.a.cfg.AuditRetention.d.String())
 		return
 	}
 	j.a.log.Info("audit pruned", "events", n, "retention", j.a.cfg.AuditRetention.d.String())
@@ -82,9 +85,25 @@ func (j jobs) reconcile() {
 	log.Info("attachments reconciled", "orphans_removed", len(rep.OrphanBlobsRemoved), "missing", len(rep.MissingBlobs))
 }
 
-// retention runs one retention sweep.
+// retention runs one retention sweep, audited like one started through the
+// API or the CLI (the sweep's dispositions have events of their own).
+// Another replica's sweep holding the lock is normal, not an error.
 func (j jobs) retention() {
 	rep, err := j.a.retention.sweeper.Run(j.ctx, retention.RunOptions{})
+	if errors.Is(err, retention.ErrSweepRunning) {
+		j.a.log.Info("retention sweep skipped: another sweep is running (another replica or a CLI run)")
+		return
+	}
+	outcome := audit.OutcomeOK
+	if err != nil {
+		outcome = audit.OutcomeFailed
+	}
+	ch := systemChange("retention.run", "retention_run", rep.ID, map[string]any{"dry_run": false, "scheduled": true, "status": rep.Status,
+		"deleted": rep.Deleted, "anonymized": rep.Anonymized, "redacted": rep.Redacted, "held": rep.SkippedHeld, "errors": rep.Errors})
+	ch.Actor = retention.SweeperActor()
+	if aerr := j.a.audit.Record(j.ctx, audit.FromChange(ch, outcome)); aerr != nil {
+		j.a.log.Error("retention sweep not audited", "run", rep.ID, "err", aerr)
+	}
 	if err != nil {
 		j.a.log.Error("retention sweep failed", "err", err)
 		return
@@ -134,7 +153,14 @@ func (j jobs) backup() {
 // backupForget applies the keep rules to the backups.
 func (j jobs) backupForget() {
 	log := j.a.log
-	keep := j.a.cfg.keepPolicy(j.a.retention.policy.Schedule())
+	// The backups' own retention is part of the schedule: the stored one,
+	// which another replica may have changed.
+	sc, err := j.a.retention.schedules.Current(j.ctx)
+	if err != nil {
+		log.Error("backup forget: retention schedule unreadable", "err", err)
+		return
+	}
+	keep := j.a.cfg.keepPolicy(sc)
 	rep, err := j.a.backup.svc.Forget(j.ctx, keep, false, "schedule", cases.SystemActor())
 	switch {
 	case errors.Is(err, backup.ErrLocked):
@@ -146,4 +172,15 @@ func (j jobs) backupForget() {
 	default:
 		log.Info("backup forget", "removed", len(rep.Removed), "objects_removed", rep.ObjectsRemoved, "bytes_freed", rep.BytesFreed)
 	}
+}
+
+// recordPruneFailure audits an audit prune that failed or refused
+// ("audit.prune_failed", outcome failed; "refused" when the chain does not verify: prune does not remove
+// what it cannot prove untouched). change builds the event for the
+// caller's actor (systemChange, cliChange).
+func recordPruneFailure(ctx context.Context, log *audit.Log, change func(action, targetType, targetID string, detail map[string]any) cases.Change, err error, keep string) {
+	detail := map[string]any{"retention": keep, "error": err.Error(), "refused": errors.Is(err, audit.ErrTampered)}
+	// A cancelled command still leaves its record.
+	// "audit.prune" itself is the checkpoint only a prune writes.
+	_ = log.Record(context.WithoutCancel(ctx), audit.FromChange(change("audit.prune_failed", "audit", "", detail), audit.OutcomeFailed))
 }

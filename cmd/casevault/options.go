@@ -53,7 +53,7 @@ func options() []option {
 		{name: "retention-schedule", def: "@hourly", uses: useServer, field: func(c *config) any { return &c.RetentionCron },
 			help: "cron schedule of the retention sweeper"},
 		{name: "retention-schedule-file", def: "", uses: useRetention, field: func(c *config) any { return &c.RetentionFile },
-			help: "JSON retention schedule applied at start (versioned and audited when it differs)"},
+			help: "JSON retention schedule serve applies at start, once per content (audited; a content stored before is not applied again, so a later change through the API stands). Other commands ignore it: apply a file with: casevault retention schedule apply FILE"},
 		{name: "audit-retention", def: "2y", uses: useAudit, field: func(c *config) any { return &c.AuditRetention },
 			help: "how long audit events are kept (purpose security); older ones are pruned behind a checkpoint"},
 		{name: "audit-prune-schedule", def: "30 3 * * *", uses: useServer, field: func(c *config) any { return &c.AuditPruneCron },

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"reflect"
 
 	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/archive/s3"
@@ -59,9 +58,32 @@ type retentionParts struct {
 	deleter   *retention.Deleter
 }
 
-// loadRetention builds the retention services; the store must use the
-// returned policy so that schedule changes take effect at once.
-func loadRetention(ctx context.Context, cfg *config, db *sqldb.DB, policy *retention.Policy) (*retention.Schedules, error) {
+// readScheduleFile reads a schedule document (unknown fields refused) and
+// validates it; problems are usage errors naming the element.
+func readScheduleFile(path string) (retention.Schedule, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return retention.Schedule{}, usagef("schedule file: %w", err)
+	}
+	var sc retention.Schedule
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sc); err != nil {
+		return retention.Schedule{}, usagef("schedule file %s: %w", path, err)
+	}
+	if err := sc.Validate(); err != nil {
+		return retention.Schedule{}, usagef("schedule file %s: %w", path, err)
+	}
+	return sc, nil
+}
+
+// loadRetention builds the schedule store, bound to policy (which then
+// reads the schedule in force from the database at every decision), and,
+// for serve's --retention-schedule-file, applies the file once per content
+// (retention.Schedules.ApplyStartupFile), audited as the CLI actor's
+// schedule change. No other command applies a file implicitly: only
+// `casevault retention schedule apply FILE` does.
+func loadRetention(ctx context.Context, cfg *config, db *sqldb.DB, policy *retention.Policy, hook cases.TxHook, log *slog.Logger) (*retention.Schedules, error) {
 	schedules := retention.NewSchedules(db, policy)
 	if _, err := schedules.Load(ctx); err != nil {
 		return nil, fmt.Errorf("retention schedule: %w", err)
@@ -69,26 +91,20 @@ func loadRetention(ctx context.Context, cfg *config, db *sqldb.DB, policy *reten
 	if cfg.RetentionFile == "" {
 		return schedules, nil
 	}
-	raw, err := os.ReadFile(cfg.RetentionFile)
+	sc, err := readScheduleFile(cfg.RetentionFile)
 	if err != nil {
 		return nil, fmt.Errorf("--retention-schedule-file: %w", err)
 	}
-	var sc retention.Schedule
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&sc); err != nil {
-		return nil, fmt.Errorf("--retention-schedule-file %s: %w", cfg.RetentionFile, err)
-	}
-	if err := sc.Validate(); err != nil {
-		return nil, fmt.Errorf("--retention-schedule-file %s: %w", cfg.RetentionFile, err)
-	}
-	cur := policy.Schedule()
-	sc.Version = cur.Version
-	if reflect.DeepEqual(sc, cur) {
-		return schedules, nil
-	}
-	if _, err := schedules.Put(ctx, sc, cases.CLIActor(), nil); err != nil {
+	stored, applied, err := schedules.ApplyStartupFile(ctx, sc, cfg.RetentionFile, cases.CLIActor(), hook)
+	if err != nil {
 		return nil, fmt.Errorf("--retention-schedule-file: %w", err)
+	}
+	if applied {
+		// Stored dates follow at the next sweep, which finishes the
+		// recompute before it trusts them (start-up does not wait for it).
+		log.Info("retention schedule file applied", "file", cfg.RetentionFile, "version", stored.Version)
+	} else {
+		log.Info("retention schedule file already applied once; the stored schedule stays in force", "file", cfg.RetentionFile, "version", stored.Version)
 	}
 	return schedules, nil
 }
