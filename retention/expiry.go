@@ -118,10 +118,9 @@ func (p expiryPhase) destroy(ctx context.Context, b *batch, dec expiryDecision, 
 			continue
 		}
 		lc := live[it.ContactID]
-		for _, a := range atts[it.ContactID] {
-			b.work.blobs = append(b.work.blobs, a.blobKey)
-		}
-		b.dispose(contactDisposition(it.ContactID, lc, it.Action, it.Rule, b.now, destroyedContact(lc, atts[it.ContactID])))
+		d := contactDisposition(it.ContactID, lc, it.Action, it.Rule, b.now, destroyedContact(lc, atts[it.ContactID]))
+		d.blobs = blobKeys(atts[it.ContactID])
+		b.dispose(d)
 	}
 
 	if err := execIn(ctx, b.db, b.tx, `DELETE FROM attachments WHERE contact_id IN (?*)`, both); err != nil {
@@ -224,6 +223,15 @@ func readContacts(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids []stri
 }
 
 type attRef struct{ blobKey, sha string }
+
+// blobKeys lists the blob keys of atts.
+func blobKeys(atts []attRef) []string {
+	var out []string
+	for _, a := range atts {
+		out = append(out, a.blobKey)
+	}
+	return out
+}
 
 // attachmentsOf lists the attachments of each contact, in attachment order.
 func attachmentsOf(ctx context.Context, db *sqldb.DB, q sqldb.Querier, contactIDs []string) (map[string][]attRef, error) {

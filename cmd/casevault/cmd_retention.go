@@ -50,7 +50,11 @@ func runRetention(ctx context.Context, cfg *config, opts retentionRunOptions, ou
 		// server owns; without it every query hold counts as covering (the
 		// safe side), see retention.Holds.
 		store := sqlstore.New(env.db, sqlstore.Options{Policy: policy})
-		rp := newRetentionParts(nil, env.db, policy, schedules, nil, store, blobs, legalHolder(ctx, blobs, slog.Default()), auditSink{log: env.log})
+		dkey, err := digestKey(cfg)
+		if err != nil {
+			return err
+		}
+		rp := newRetentionParts(nil, env.db, policy, schedules, nil, store, blobs, legalHolder(ctx, blobs, slog.Default()), auditSink{log: env.log}, dkey)
 		rep, err := rp.sweeper.Run(ctx, retention.RunOptions{DryRun: opts.dryRun})
 		if err != nil {
 			return err
