@@ -57,7 +57,7 @@ func (p expiryPhase) apply(ctx context.Context, b *batch, cands []candidate) ([]
 	if err := p.destroy(ctx, b, dec, live); err != nil {
 		return nil, err
 	}
-	if err := deleteCases(ctx, b, gone); err != nil {
+	if err := deleteCases(ctx, b, gone, dec.rules); err != nil {
 		return nil, err
 	}
 	return items, nil
@@ -177,8 +177,9 @@ func countOf(dels []string, live map[string]liveContact, caseID string) int {
 	return n
 }
 
-// deleteCases records a disposition for each case and deletes it.
-func deleteCases(ctx context.Context, b *batch, ids []string) error {
+// deleteCases records a disposition for each case, under the rule that
+// deleted its last contacts (as the run report names it), and deletes it.
+func deleteCases(ctx context.Context, b *batch, ids []string, rules map[string]string) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -193,7 +194,7 @@ func deleteCases(ctx context.Context, b *batch, ids []string) error {
 		return sqldb.Fail("read cases", err)
 	}
 	for _, r := range rows {
-		b.dispose(caseDisposition(r.id, r.customerID, "", b.now, r.subject))
+		b.dispose(caseDisposition(r.id, r.customerID, rules[r.id], b.now, r.subject))
 	}
 
 	// The history goes with the case: it holds earlier subjects and tags.
