@@ -171,7 +171,12 @@ func TestDispositionDigestResistsGuessing(t *testing.T) {
 		unkeyed := []func(string) string{
 			func(v string) string { b, _ := json.Marshal(v); s := sha256.Sum256(b); return hex.EncodeToString(s[:]) },
 			func(v string) string { s := sha256.Sum256([]byte(v)); return hex.EncodeToString(s[:]) },
-			func(v string) string { m := hmac.New(sha256.New, nil); b, _ := json.Marshal(v); m.Write(b); return hex.EncodeToString(m.Sum(nil)) },
+			func(v string) string {
+				m := hmac.New(sha256.New, nil)
+				b, _ := json.Marshal(v)
+				m.Write(b)
+				return hex.EncodeToString(m.Sum(nil))
+			},
 		}
 		guesses := 0
 		for i := 0; i < 256; i++ {
@@ -328,4 +333,3 @@ func TestPendingPurgeFinishedByNextSweep(t *testing.T) {
 		}
 	})
 }
-
