@@ -100,6 +100,10 @@ func TestAnonymizedContactIdentifiesNobody(t *testing.T) {
 		if got.Channel != anon.Channel || !slices.Equal(got.Purposes, anon.Purposes) || got.Body != "" || got.Author != "" {
 			t.Fatalf("anonymized contact %+v", got)
 		}
+		// Nor does its disposition record lead back to the customer.
+		if n := e.count(`SELECT COUNT(*) FROM dispositions WHERE contact_id = ? AND customer_id = ?`, anon.ID, cust); n != 0 {
+			t.Fatal("the anonymize disposition names the customer")
+		}
 		if other, _ := e.store.GetContact(e.ctx, kept.ID); other.CustomerID != cust || !other.OccurredAt.Equal(at) {
 			t.Fatalf("the kept contact changed: %+v", other)
 		}

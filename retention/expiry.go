@@ -120,6 +120,11 @@ func (p expiryPhase) destroy(ctx context.Context, b *batch, dec expiryDecision, 
 		lc := live[it.ContactID]
 		d := contactDisposition(it.ContactID, lc, it.Action, it.Rule, b.now, destroyedContact(lc, atts[it.ContactID]))
 		d.blobs = blobKeys(atts[it.ContactID])
+		if it.Action == ItemAnonymize {
+			// The record must not tie the contact, which stays, back to
+			// its customer: it names the pseudonym the contact now has.
+			d.customerID = sqlstore.AnonymousCustomer(b.now)
+		}
 		b.dispose(d)
 	}
 
