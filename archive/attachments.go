@@ -192,13 +192,14 @@ func (a *Attachments) Put(ctx context.Context, in AttachmentInput) (cases.Attach
 	return att, nil
 }
 
-// removeBlob deletes a blob whose row did not commit. It runs even when the
-// request was cancelled; if the store is down the reconciler removes the
-// orphan later.
+// removeBlob purges a blob whose row did not commit or was deleted: every
+// version, so a versioned bucket keeps nothing readable. It runs even when
+// the request was cancelled; if the store is down the reconciler removes
+// the orphan (and its versions) later.
 func (a *Attachments) removeBlob(ctx context.Context, key string) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	_ = a.blobs.Delete(dctx, key)
+	_ = a.blobs.Purge(dctx, key)
 }
 
 func (a *Attachments) contact(ctx context.Context, contactID string) (caseID, customerID string, err error) {

@@ -29,6 +29,9 @@ var (
 	ErrInvalidRange = errors.New("invalid range")
 	// ErrSizeMismatch: Put was told a size the reader did not deliver.
 	ErrSizeMismatch = errors.New("size does not match the declared length")
+	// ErrNotGone: Purge removed what it could, but a version of the blob
+	// is still stored (refused by the server, or written meanwhile).
+	ErrNotGone = errors.New("blob versions remain after purge")
 )
 
 // BlobInfo describes one stored blob.
@@ -53,8 +56,16 @@ type Blobs interface {
 	// running past the end is cut short at the end.
 	GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error)
 	Stat(ctx context.Context, key string) (BlobInfo, error)
-	// Delete removes the blob; deleting a missing key is not an error.
+	// Delete removes the blob; deleting a missing key is not an error. On a
+	// versioned bucket the data stays readable by version id: what is
+	// disposed of goes through Purge.
 	Delete(ctx context.Context, key string) error
+	// Purge removes every stored version of the blob (on a versioned S3
+	// bucket each data version and delete marker; elsewhere the blob) and
+	// then checks that nothing is left under key: nil means verified gone.
+	// A missing key is not an error; a version still there afterwards (the
+	// server refused it: a legal hold, a retention date) is ErrNotGone.
+	Purge(ctx context.Context, key string) error
 	// List calls fn for every blob whose key starts with prefix, in no
 	// particular order; an error from fn stops the walk and is returned.
 	List(ctx context.Context, prefix string, fn func(BlobInfo) error) error

@@ -256,7 +256,7 @@ func (w *walk) apply(ctx context.Context, p phase, cands []candidate) ([]Item, e
 
 	var done []Item
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		b.tx, b.work = tx, batchWork{}
+		b.tx, b.work = tx, batchWork{key: s.opts.DigestKey}
 		v, err := lockState(ctx, s.db, tx)
 		if err != nil {
 			return err
@@ -288,7 +288,7 @@ func (w *walk) apply(ctx context.Context, p phase, cands []candidate) ([]Item, e
 	if len(b.work.cases) > 0 {
 		s.opts.Notify()
 	}
-	removeBlobs(ctx, s.opts.Blobs, b.work.blobs)
+	b.work.purgeBlobs(ctx, s.db, s.opts.Blobs, s.opts.Now().UTC())
 	return append(items, done...), nil
 }
 
@@ -312,19 +312,6 @@ func each(ctx context.Context, tx *sql.Tx, hook cases.TxHook, chs []cases.Change
 		}
 	}
 	return nil
-}
-
-// removeBlobs deletes the blobs of rows a committed transaction removed.
-func removeBlobs(ctx context.Context, blobs BlobRemover, keys []string) {
-	if blobs == nil || len(keys) == 0 {
-		return
-	}
-
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	defer cancel()
-	for _, k := range keys {
-		_ = blobs.Delete(dctx, k) // an orphan is removed by the reconciler
-	}
 }
 
 // execIn runs q, whose "(?*)" stands for the list of ids, in tx; pre are

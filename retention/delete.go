@@ -31,6 +31,9 @@ type DeleterOptions struct {
 	OnChange cases.TxHook
 	// Blobs removes the blobs of deleted attachments (nil: left to the reconciler).
 	Blobs BlobRemover
+	// DigestKey keys the digests of what the records destroyed, as the
+	// sweeper's (the same content must leave the same digest).
+	DigestKey []byte
 	// Notify wakes the indexer after a deletion appended its outbox row.
 	Notify func()
 	// Now is the clock of the disposition records (default: time.Now).
@@ -65,7 +68,7 @@ func (d *Deleter) DeleteCase(ctx context.Context, caseID string, actor cases.Act
 	var w batchWork
 	now := d.opts.Now().UTC()
 	err := d.db.InTx(ctx, func(tx *sql.Tx) error {
-		w = batchWork{}
+		w = batchWork{key: d.opts.DigestKey}
 		if _, err := lockState(ctx, d.db, tx); err != nil {
 			return err
 		}
@@ -97,10 +100,9 @@ func (d *Deleter) DeleteCase(ctx context.Context, caseID string, actor cases.Act
 		}
 		for _, id := range ids {
 			lc := live[id]
-			for _, a := range atts[id] {
-				w.blobs = append(w.blobs, a.blobKey)
-			}
-			w.dispose(contactDisposition(id, lc, ItemDelete, ActionManualDelete, now, destroyedContact(lc, atts[id])), actor, AuditDeleteContact)
+			cd := contactDisposition(id, lc, ItemDelete, ActionManualDelete, now, destroyedContact(lc, atts[id]))
+			cd.blobs = blobKeys(atts[id])
+			w.dispose(cd, actor, AuditDeleteContact)
 		}
 		w.dispose(caseDisposition(caseID, customerID, ActionManualDelete, now, subject), actor, AuditDeleteCase)
 
@@ -120,7 +122,7 @@ func (d *Deleter) DeleteCase(ctx context.Context, caseID string, actor cases.Act
 	}
 
 	d.opts.Notify()
-	removeBlobs(ctx, d.opts.Blobs, w.blobs)
+	w.purgeBlobs(ctx, d.db, d.opts.Blobs, d.opts.Now().UTC())
 	return nil
 }
 

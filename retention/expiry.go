@@ -57,7 +57,7 @@ func (p expiryPhase) apply(ctx context.Context, b *batch, cands []candidate) ([]
 	if err := p.destroy(ctx, b, dec, live); err != nil {
 		return nil, err
 	}
-	if err := deleteCases(ctx, b, gone); err != nil {
+	if err := deleteCases(ctx, b, gone, dec.rules); err != nil {
 		return nil, err
 	}
 	return items, nil
@@ -124,10 +124,14 @@ func (p expiryPhase) destroy(ctx context.Context, b *batch, dec expiryDecision, 
 			continue
 		}
 		lc := live[it.ContactID]
-		for _, a := range atts[it.ContactID] {
-			b.work.blobs = append(b.work.blobs, a.blobKey)
+		d := contactDisposition(it.ContactID, lc, it.Action, it.Rule, b.now, destroyedContact(lc, atts[it.ContactID]))
+		d.blobs = blobKeys(atts[it.ContactID])
+		if it.Action == ItemAnonymize {
+			// The record must not tie the contact, which stays, back to
+			// its customer: it names the pseudonym the contact now has.
+			d.customerID = sqlstore.AnonymousCustomer(b.now)
 		}
-		b.dispose(contactDisposition(it.ContactID, lc, it.Action, it.Rule, b.now, destroyedContact(lc, atts[it.ContactID])))
+		b.dispose(d)
 	}
 
 	if err := execIn(ctx, b.db, b.tx, `DELETE FROM attachments WHERE contact_id IN (?*)`, both); err != nil {
@@ -184,8 +188,9 @@ func countOf(dels []string, live map[string]liveContact, caseID string) int {
 	return n
 }
 
-// deleteCases records a disposition for each case and deletes it.
-func deleteCases(ctx context.Context, b *batch, ids []string) error {
+// deleteCases records a disposition for each case, under the rule that
+// deleted its last contacts (as the run report names it), and deletes it.
+func deleteCases(ctx context.Context, b *batch, ids []string, rules map[string]string) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -200,7 +205,7 @@ func deleteCases(ctx context.Context, b *batch, ids []string) error {
 		return sqldb.Fail("read cases", err)
 	}
 	for _, r := range rows {
-		b.dispose(caseDisposition(r.id, r.customerID, "", b.now, r.subject))
+		b.dispose(caseDisposition(r.id, r.customerID, rules[r.id], b.now, r.subject))
 	}
 
 	// The history goes with the case: it holds earlier subjects and tags.
@@ -230,6 +235,15 @@ func readContacts(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids []stri
 }
 
 type attRef struct{ blobKey, sha string }
+
+// blobKeys lists the blob keys of atts.
+func blobKeys(atts []attRef) []string {
+	var out []string
+	for _, a := range atts {
+		out = append(out, a.blobKey)
+	}
+	return out
+}
 
 // attachmentsOf lists the attachments of each contact, in attachment order.
 func attachmentsOf(ctx context.Context, db *sqldb.DB, q sqldb.Querier, contactIDs []string) (map[string][]attRef, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -22,6 +23,10 @@ import (
 )
 
 const day = 24 * time.Hour
+
+// testDigestKey is the disposition digest key of the test environments, as
+// the server derives it from its master key.
+var testDigestKey, _ = retention.DigestKey([]byte("0123456789abcdef0123456789abcdef"))
 
 // base is the test calendar's origin; every clock in these tests is explicit.
 var base = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -105,16 +110,27 @@ func (m *bodyMatcher) hasTag(ctx context.Context, caseID string, tags []string) 
 	return slices.ContainsFunc(tags, func(t string) bool { return slices.Contains(have, t) }), nil
 }
 
+// memBlobs records the blobs purged; while down, every purge fails.
 type memBlobs struct {
 	mu      sync.Mutex
 	deleted []string
+	down    bool
 }
 
-func (b *memBlobs) Delete(_ context.Context, key string) error {
+func (b *memBlobs) Purge(_ context.Context, key string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.down {
+		return errors.New("blob store down")
+	}
 	b.deleted = append(b.deleted, key)
 	return nil
+}
+
+func (b *memBlobs) setDown(down bool) {
+	b.mu.Lock()
+	b.down = down
+	b.mu.Unlock()
 }
 
 func (b *memBlobs) keys() []string {
@@ -169,13 +185,13 @@ func newEnv(t testing.TB, db *sqldb.DB) *env {
 	e.holds = retention.NewHoldsWith(db, retention.HoldsOptions{Matcher: e.matcher, Policy: e.policy, Now: e.clock.Now, IndexLag: e.indexLag})
 	e.explain = retention.NewExplainer(db, e.policy, e.holds)
 	e.sweeper = e.newSweeper(db)
-	e.deleter = retention.NewDeleter(db, retention.DeleterOptions{Holds: e.holds, OnChange: auditHook(db.Dialect), Blobs: e.blobs})
+	e.deleter = retention.NewDeleter(db, retention.DeleterOptions{Holds: e.holds, OnChange: auditHook(db.Dialect), Blobs: e.blobs, DigestKey: testDigestKey})
 	return e
 }
 
 func (e *env) newSweeper(db *sqldb.DB) *retention.Sweeper {
 	return retention.NewSweeper(db, retention.SweeperOptions{
-		Policy: e.policy, Holds: e.holds, OnChange: auditHook(db.Dialect), Blobs: e.blobs, IndexLag: e.indexLag,
+		Policy: e.policy, Holds: e.holds, OnChange: auditHook(db.Dialect), Blobs: e.blobs, IndexLag: e.indexLag, DigestKey: testDigestKey,
 	})
 }
 

@@ -75,7 +75,10 @@ type RunReport struct {
 	SkippedHeld  int    `json:"skipped_held"`
 	// FlagsCleared counts the S3 legal-hold flags cleared of holds whose
 	// release grace ended.
-	FlagsCleared   int        `json:"legal_hold_flags_cleared,omitempty"`
+	FlagsCleared int `json:"legal_hold_flags_cleared,omitempty"`
+	// PurgesFinished counts earlier disposals whose blobs this sweep
+	// removed and verified gone (the store had been down or refused).
+	PurgesFinished int        `json:"purges_finished,omitempty"`
 	Errors         int        `json:"errors"`
 	Error          string     `json:"error,omitempty"`
 	StartedAt      time.Time  `json:"started_at"`

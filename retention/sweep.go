@@ -19,11 +19,14 @@ import (
 // and redact.go are the two kinds of phase; disposition.go is what every
 // act of destruction records.
 
-// BlobRemover deletes attachment blobs after the rows that named them are
-// gone (archive.Blobs satisfies it). A blob left behind by a failure is an
-// orphan the archive reconciler removes.
+// BlobRemover removes attachment blobs after the rows that named them are
+// gone (archive.Blobs satisfies it): Purge removes every stored version
+// (a plain delete on a versioned bucket leaves the data readable by version
+// id) and returns nil only once none is left. A blob left behind by a
+// failure is purged by the next sweep, which finishes the disposition, or
+// by the archive reconciler.
 type BlobRemover interface {
-	Delete(ctx context.Context, key string) error
+	Purge(ctx context.Context, key string) error
 }
 
 // SweeperActor is the default actor of a sweep's audit events: a system
@@ -48,6 +51,9 @@ type SweeperOptions struct {
 	OnChanges func(ctx context.Context, tx *sql.Tx, chs []cases.Change) error
 	// Blobs removes the blobs of deleted attachments (nil: left to the reconciler).
 	Blobs BlobRemover
+	// DigestKey keys the digests of what dispositions destroyed (DigestKey
+	// of the master key); nil keeps no digest.
+	DigestKey []byte
 	// IndexLag reports how many changes the search index has not applied
 	// yet. With an active query hold and a lagging index, nothing expires.
 	IndexLag func(ctx context.Context) (pending int64, err error)
@@ -214,6 +220,17 @@ func (s *Sweeper) sweep(ctx context.Context, opts RunOptions, rep *RunReport) er
 	// only leaves that to the next report or sweep.
 	if s.opts.Holds != nil && !opts.DryRun {
 		_ = s.opts.Holds.CatchUp(ctx)
+	}
+
+	// Disposals whose blobs were not verified gone (the store was down)
+	// are finished before new ones begin.
+	if s.opts.Blobs != nil && !opts.DryRun {
+		n, err := finishPurges(ctx, s.db, s.opts.Blobs, s.opts.Now().UTC(), opts.BatchSize)
+		rep.PurgesFinished = n
+		if err != nil {
+			rep.Errors++
+			rep.Error = fmt.Sprintf("blob purge: %v", err)
+		}
 	}
 
 	snap, err := s.loadHolds(ctx)

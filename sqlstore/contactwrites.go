@@ -17,11 +17,58 @@ import (
 // written down once, in the tables' owner. Each runs in the caller's
 // transaction and returns how many rows it changed.
 
-// AnonymizeContacts blanks the personal columns of contacts ids (author,
-// body, location, device and the retention date) and stamps anonymized_at
-// with at.
+// AnonymizeContacts makes contacts ids identify nobody. It blanks the
+// personal columns (author, body, location, device), drops the retention
+// date, replaces the customer by AnonymousCustomer(at) (one pseudonym per
+// anonymizing run, holding no personal data), coarsens the capture and
+// creation times to the first instant of their month (UTC), and stamps
+// anonymized_at with at. What is left (channel, direction, purposes,
+// categories, the month, the case) serves statistics. The search index
+// leaves anonymized contacts out (LoadCaseDocs), so the outbox row the
+// caller appends for the case drops them from every search.
 func AnonymizeContacts(ctx context.Context, db *sqldb.DB, tx *sql.Tx, at time.Time, ids []string) (int64, error) {
-	return execIDs(ctx, db, tx, `UPDATE contacts SET author = '', body = '', location = NULL, device = NULL, retain_until = NULL, anonymized_at = ? WHERE id IN `, ids, sqldb.Micros(at))
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	type times struct {
+		id                string
+		occurred, created int64
+	}
+	ts, err := sqldb.Collect(ctx, tx, db.Rebind(`SELECT id, occurred_at, created_at FROM contacts WHERE id IN (`+sqldb.Placeholders(len(ids))+`)`), sqldb.Args(ids),
+		func(rows *sql.Rows) (times, error) {
+			var t times
+			return t, rows.Scan(&t.id, &t.occurred, &t.created)
+		})
+	if err != nil {
+		return 0, err
+	}
+
+	n, err := execIDs(ctx, db, tx, `UPDATE contacts SET author = '', body = '', location = NULL, device = NULL, retain_until = NULL, anonymized_at = ?, customer_id = ? WHERE id IN `,
+		ids, sqldb.Micros(at), AnonymousCustomer(at))
+	if err != nil {
+		return 0, err
+	}
+
+	for _, t := range ts {
+		occurred, created := monthOf(sqldb.FromMicros(t.occurred)), monthOf(sqldb.FromMicros(t.created))
+		if _, err := db.Exec(ctx, tx, `UPDATE contacts SET occurred_at = ?, created_at = ? WHERE id = ?`, sqldb.Micros(occurred), sqldb.Micros(created), t.id); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+// AnonymousCustomer is the pseudonym that replaces the customer of the
+// contacts anonymized at at: the same for all the contacts of one run, so
+// it links them to no person and to each other only by the run.
+func AnonymousCustomer(at time.Time) string {
+	return "anonymized-" + at.UTC().Format("20060102T150405.000000Z")
+}
+
+// monthOf is the first instant of t's month, UTC.
+func monthOf(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
 }
 
 // DeleteContacts deletes contacts ids.

@@ -151,7 +151,9 @@ func (s *Store) loadCaseRows(ctx context.Context, ids []string, out map[string]s
 // refuses. Only the indexed columns are read, and no JSON but the purposes
 // is decoded.
 func (s *Store) loadContactRows(ctx context.Context, where string, args []any, keep func(caseID, id string) bool, out map[string]search.CaseDoc) error {
-	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT id, case_id, channel, direction, author, body, occurred_at, purposes FROM contacts WHERE `+where), args...)
+	// Anonymized contacts identify nobody and are never found: a search by
+	// customer or text must not bring them back.
+	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT id, case_id, channel, direction, author, body, occurred_at, purposes FROM contacts WHERE anonymized_at IS NULL AND `+where), args...)
 	if err != nil {
 		return s.fail("load contacts", err)
 	}

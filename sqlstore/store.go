@@ -335,7 +335,8 @@ func (s *Store) recomputeRetention(ctx context.Context, tx *sql.Tx, caseID strin
 		id    string
 		until *time.Time
 	}
-	ups, err := sqldb.Collect(ctx, tx, s.q(`SELECT id, purposes, occurred_at FROM contacts WHERE case_id = ?`), []any{caseID},
+	// An anonymized contact is kept without a date: no clock applies to it.
+	ups, err := sqldb.Collect(ctx, tx, s.q(`SELECT id, purposes, occurred_at FROM contacts WHERE case_id = ? AND anonymized_at IS NULL`), []any{caseID},
 		func(rows *sql.Rows) (upd, error) {
 			var id, ps string
 			var occurred int64

@@ -414,6 +414,6 @@ func (r *Repo) restoreBlob(ctx context.Context, b BlobEntry, id age.Identity, ds
 
 func removeBlobs(ctx context.Context, blobs archive.Blobs, keys []string) {
 	for _, k := range keys {
-		_ = blobs.Delete(context.WithoutCancel(ctx), k) // an orphan left here is the reconciler's
+		_ = blobs.Purge(context.WithoutCancel(ctx), k) // every version; an orphan left here is the reconciler's
 	}
 }

@@ -44,6 +44,7 @@ func checks() []check {
 		{"Overwrite", (*Suite).Overwrite},
 		{"Missing", (*Suite).Missing},
 		{"Delete", (*Suite).Delete},
+		{"Purge", (*Suite).Purge},
 		{"Range", (*Suite).Range},
 		{"SizeMismatch", (*Suite).SizeMismatch},
 		{"ReaderError", (*Suite).ReaderError},
@@ -149,6 +150,58 @@ func (s *Suite) Delete(t *testing.T) {
 	mustPut(t, s.Store, key, []byte("back"))
 	if got := getAll(t, s.Store, key); string(got) != "back" {
 		t.Fatalf("rewrite after delete got %q", got)
+	}
+}
+
+// versionLister is a store that keeps earlier versions (S3).
+type versionLister interface {
+	ListVersions(ctx context.Context, prefix string, fn func(archive.VersionInfo) error) error
+}
+
+// Purge removes every version of a blob: one written twice, one already
+// deleted (a delete marker on a versioned bucket), one never written.
+// Afterwards no read finds it and, on a store that keeps versions, no
+// version or marker is listed under its key; a neighbour whose key it
+// prefixes is untouched, and the key can be written again.
+func (s *Suite) Purge(t *testing.T) {
+	ctx := context.Background()
+	twice, deleted, missing, neighbour := s.root+"purge/twice", s.root+"purge/deleted", s.root+"purge/never", s.root+"purge/twice-not"
+	mustPut(t, s.Store, twice, []byte("first version"))
+	mustPut(t, s.Store, twice, []byte("second version"))
+	mustPut(t, s.Store, deleted, []byte("deleted before"))
+	mustPut(t, s.Store, neighbour, []byte("stays"))
+	if err := s.Store.Delete(ctx, deleted); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, key := range []string{twice, deleted, missing} {
+		if err := s.Store.Purge(ctx, key); err != nil {
+			t.Fatalf("Purge %s: %v", key, err)
+		}
+		if _, err := s.Store.Get(ctx, key); !errors.Is(err, archive.ErrNotFound) {
+			t.Fatalf("Get after Purge of %s: %v, want ErrNotFound", key, err)
+		}
+	}
+	if vl, ok := s.Store.(versionLister); ok {
+		var left []string
+		err := vl.ListVersions(ctx, s.root+"purge/", func(v archive.VersionInfo) error {
+			left = append(left, v.Key+"@"+v.VersionID)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left) != 1 || !strings.HasPrefix(left[0], neighbour+"@") {
+			t.Fatalf("versions left after Purge: %v, want only the neighbour's", left)
+		}
+	}
+	if got := getAll(t, s.Store, neighbour); string(got) != "stays" {
+		t.Fatalf("neighbour after Purge: %q", got)
+	}
+
+	mustPut(t, s.Store, twice, []byte("back"))
+	if got := getAll(t, s.Store, twice); string(got) != "back" {
+		t.Fatalf("rewrite after Purge got %q", got)
 	}
 }
 

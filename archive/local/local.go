@@ -274,6 +274,24 @@ func (s *Store) Stat(ctx context.Context, key string) (archive.BlobInfo, error) 
 	return archive.BlobInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime().UTC()}, nil
 }
 
+// Purge implements archive.Blobs: the disk keeps one version, so it is
+// Delete followed by the check that the file is gone.
+func (s *Store) Purge(ctx context.Context, key string) error {
+	if err := s.Delete(ctx, key); err != nil {
+		return err
+	}
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Lstat(p); err == nil && !fi.IsDir() {
+		return fmt.Errorf("local: purge %q: %w", key, archive.ErrNotGone)
+	} else if err != nil && !notFound(err) {
+		return ioErr("purge", key, err)
+	}
+	return nil
+}
+
 // Delete removes the blob and then any directories it leaves empty.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {

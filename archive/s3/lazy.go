@@ -84,6 +84,24 @@ func (l *Lazy) Delete(ctx context.Context, key string) error {
 	return st.Delete(ctx, key)
 }
 
+// Purge implements archive.Blobs.
+func (l *Lazy) Purge(ctx context.Context, key string) error {
+	st, err := l.store(ctx)
+	if err != nil {
+		return err
+	}
+	return st.Purge(ctx, key)
+}
+
+// ListVersions implements the reconciler's walk of stored versions.
+func (l *Lazy) ListVersions(ctx context.Context, prefix string, fn func(archive.VersionInfo) error) error {
+	st, err := l.store(ctx)
+	if err != nil {
+		return err
+	}
+	return st.ListVersions(ctx, prefix, fn)
+}
+
 // List implements archive.Blobs.
 func (l *Lazy) List(ctx context.Context, prefix string, fn func(archive.BlobInfo) error) error {
 	st, err := l.store(ctx)

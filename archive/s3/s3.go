@@ -429,8 +429,8 @@ func (s *Store) Stat(ctx context.Context, key string) (archive.BlobInfo, error) 
 }
 
 // Delete removes the object. On a versioned (object-lock) bucket this adds
-// a delete marker; older versions stay until the bucket's lifecycle or
-// retention removes them.
+// a delete marker; older versions stay readable by version id (Purge
+// removes them all).
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if _, err := archive.SplitKey(key); err != nil {
 		return err
@@ -443,6 +443,109 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 			return nil
 		}
 		return s.mapErr(ctx, "delete", key, err)
+	}
+	return nil
+}
+
+// Purge implements archive.Blobs: it removes every version of key and
+// every delete marker, by version id, then lists the versions again; only
+// an empty listing is "gone". A plain Delete on a versioned (object-lock)
+// bucket only adds a delete marker and the data stays readable by version
+// id, so disposal must come here. A version the server refuses to remove
+// (a legal hold, a retention date) gives archive.ErrNotGone.
+func (s *Store) Purge(ctx context.Context, key string) error {
+	if _, err := archive.SplitKey(key); err != nil {
+		return err
+	}
+
+	// A version written while we delete (an upload's late commit, see
+	// removeLeftover) shows up in the next listing: a few rounds.
+	for round := 0; round < 3; round++ {
+		vs, err := s.versionsOf(ctx, key)
+		if err != nil {
+			return err
+		}
+		if len(vs) == 0 {
+			return nil
+		}
+		for _, v := range vs {
+			if err := s.removeVersion(ctx, key, v.VersionID); err != nil {
+				return err
+			}
+		}
+	}
+
+	vs, err := s.versionsOf(ctx, key)
+	if err != nil {
+		return err
+	}
+	if len(vs) > 0 {
+		return fmt.Errorf("s3: purge %q: %w: %d versions left", key, archive.ErrNotGone, len(vs))
+	}
+	return nil
+}
+
+// removeVersion deletes one version of key (vid "": the unversioned object).
+func (s *Store) removeVersion(ctx context.Context, key, vid string) error {
+	cctx, cancel := s.bound(ctx)
+	defer cancel()
+	err := s.client.RemoveObject(cctx, s.bucket, key, minio.RemoveObjectOptions{VersionID: vid})
+	if err == nil {
+		return nil
+	}
+	resp := minio.ToErrorResponse(err)
+	switch {
+	case resp.Code == "NoSuchKey" || resp.Code == "NoSuchVersion":
+		return nil
+	case ctx.Err() == nil && (resp.StatusCode == 403 || resp.Code == "AccessDenied" || resp.Code == "ObjectLocked" || resp.Code == "InvalidRequest"):
+		// Object lock protects this version: it is not gone, and no retry
+		// of ours changes that.
+		return fmt.Errorf("s3: purge %q version %s: %w: %v", key, vid, archive.ErrNotGone, err)
+	}
+	return s.mapErr(ctx, "purge", key, err)
+}
+
+// versionsOf lists the stored versions and delete markers of exactly key.
+func (s *Store) versionsOf(ctx context.Context, key string) ([]archive.VersionInfo, error) {
+	var out []archive.VersionInfo
+	err := s.ListVersions(ctx, key, func(v archive.VersionInfo) error {
+		if v.Key == key {
+			out = append(out, v)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ListVersions calls fn for every stored version and delete marker under
+// prefix (on a bucket without versioning: every object, version "null" or
+// ""). The reconciler walks it for data left behind under keys that no
+// longer have a current version.
+func (s *Store) ListVersions(ctx context.Context, prefix string, fn func(archive.VersionInfo) error) error {
+	if err := archive.ValidatePrefix(prefix); err != nil {
+		return err
+	}
+	lctx, w, cancel := s.watch(ctx)
+	defer cancel()
+	for obj := range s.client.ListObjects(lctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true, WithVersions: true}) {
+		w.pause()
+		if obj.Err != nil {
+			return s.mapErr(ctx, "list versions", prefix, obj.Err)
+		}
+		if strings.HasSuffix(obj.Key, "/") {
+			continue
+		}
+		v := archive.VersionInfo{Key: obj.Key, VersionID: obj.VersionID, Latest: obj.IsLatest, DeleteMarker: obj.IsDeleteMarker, ModTime: obj.LastModified.UTC()}
+		if err := fn(v); err != nil {
+			return err
+		}
+		w.arm()
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if context.Cause(lctx) == errStalled {
+		return fmt.Errorf("s3: list versions %q: %w: no answer within %s", prefix, archive.ErrUnavailable, s.timeout)
 	}
 	return nil
 }

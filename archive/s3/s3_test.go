@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -262,5 +264,108 @@ func everyCall(ctx context.Context, store *s3.Store, prefix string, big []byte, 
 		"List":   func() error { return store.List(ctx, prefix, func(archive.BlobInfo) error { return nil }) },
 		"Ping":   func() error { return store.Ping(ctx) },
 		"New":    newStore,
+	}
+}
+
+// lockedBucket is a fresh bucket with object lock (and so versioning) on the
+// shared server.
+func lockedBucket(t *testing.T) *s3.Store {
+	t.Helper()
+	srv := blobtest.EnvS3(t)
+	cfg := config(srv)
+	cfg.Bucket = "cv-lock-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))[:min(20, len(t.Name()))] + "-" + fmt.Sprint(time.Now().UnixNano()%1e9)
+	cfg.ObjectLock = true
+	store, err := s3.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	on, err := store.ObjectLockEnabled(context.Background())
+	if err != nil || !on {
+		t.Fatalf("bucket %s: object lock %v (%v)", cfg.Bucket, on, err)
+	}
+	return store
+}
+
+// The suite on a versioned, object-lock bucket: Purge must remove every
+// version there, not only hide the current one.
+func TestConformanceObjectLockBucket(t *testing.T) {
+	blobtest.Suite{Store: lockedBucket(t)}.Run(t)
+}
+
+// On a versioned bucket a Delete only adds a delete marker: the data is
+// still read back by version id (the defect of issue 21 §1). Purge leaves
+// no version to read; a version under a legal hold is refused and reported
+// as not gone.
+func TestPurgeRemovesEveryVersion(t *testing.T) {
+	store := lockedBucket(t)
+	ctx := context.Background()
+	c := store.Client()
+	versions := func(key string) []minio.ObjectInfo {
+		t.Helper()
+		var out []minio.ObjectInfo
+		for o := range c.ListObjects(ctx, store.Bucket(), minio.ListObjectsOptions{Prefix: key, WithVersions: true, Recursive: true}) {
+			if o.Err != nil {
+				t.Fatal(o.Err)
+			}
+			if o.Key == key {
+				out = append(out, o)
+			}
+		}
+		return out
+	}
+	readVersion := func(key, vid string) ([]byte, error) {
+		obj, err := c.GetObject(ctx, store.Bucket(), key, minio.GetObjectOptions{VersionID: vid})
+		if err != nil {
+			return nil, err
+		}
+		defer obj.Close()
+		return io.ReadAll(obj)
+	}
+
+	const key = "att/cust/deleted"
+	if err := store.Put(ctx, key, strings.NewReader("secret scan"), -1); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	var data string
+	for _, v := range versions(key) {
+		if !v.IsDeleteMarker {
+			b, err := readVersion(key, v.VersionID)
+			if err == nil {
+				data = string(b)
+			}
+		}
+	}
+	if data != "secret scan" {
+		t.Fatalf("after Delete the old version reads %q; the versioned bucket is expected to keep it", data)
+	}
+
+	if err := store.Purge(ctx, key); err != nil {
+		t.Fatalf("Purge: %v", err)
+	}
+	if vs := versions(key); len(vs) != 0 {
+		t.Fatalf("after Purge %d versions are listed", len(vs))
+	}
+
+	const held = "att/cust/held"
+	if err := store.Put(ctx, held, strings.NewReader("evidence"), -1); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.SetLegalHold(ctx, held, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Purge(ctx, held); !errors.Is(err, archive.ErrNotGone) {
+		t.Fatalf("Purge of a held blob: %v, want ErrNotGone", err)
+	}
+	if b, err := readVersion(held, ""); err != nil || string(b) != "evidence" {
+		t.Fatalf("held blob after a refused Purge: %q %v", b, err)
+	}
+	if err := store.SetLegalHold(ctx, held, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Purge(ctx, held); err != nil {
+		t.Fatalf("Purge after the hold was lifted: %v", err)
 	}
 }

@@ -122,7 +122,12 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 	}
 
 	a.closers = append(a.closers, a.indexer.Close)
-	a.retention = newRetentionParts(a.guard, db, policy, schedules, a.indexer, a.store, blobs, legalHolder(ctx, blobs, log), sink)
+	dkey, err := digestKey(cfg)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.retention = newRetentionParts(a.guard, db, policy, schedules, a.indexer, a.store, blobs, legalHolder(ctx, blobs, log), sink, dkey)
 	bp, bkeys, err := newBackupParts(cfg, db, blobs, sink.hook, log, a.guard)
 	if err != nil {
 		a.Close()

@@ -46,7 +46,7 @@ func runReconcile(ctx context.Context, cfg *config, opts reconcileOptions, out i
 			return err
 		}
 		if err := env.record(ctx, "attachments.reconcile", "attachments", "", map[string]any{
-			"dry_run": opts.dryRun, "orphans": len(rep.OrphanBlobsRemoved), "missing": len(rep.MissingBlobs)}); err != nil {
+			"dry_run": opts.dryRun, "orphans": len(rep.OrphanBlobsRemoved), "leftover_versions": len(rep.LeftoverVersionsRemoved), "missing": len(rep.MissingBlobs)}); err != nil {
 			return err
 		}
 
@@ -57,8 +57,8 @@ func runReconcile(ctx context.Context, cfg *config, opts reconcileOptions, out i
 		if opts.dryRun {
 			verb = "would remove"
 		}
-		fmt.Fprintf(out, "%s %d orphan blobs, %d aborted uploads; %d attachments have no blob\n",
-			verb, len(rep.OrphanBlobsRemoved), len(rep.AbortedUploads), len(rep.MissingBlobs))
+		fmt.Fprintf(out, "%s %d orphan blobs, %d keys of leftover versions, %d aborted uploads; %d attachments have no blob\n",
+			verb, len(rep.OrphanBlobsRemoved), len(rep.LeftoverVersionsRemoved), len(rep.AbortedUploads), len(rep.MissingBlobs))
 		for _, id := range rep.MissingBlobs {
 			fmt.Fprintln(out, "missing blob for attachment", id)
 		}

@@ -113,7 +113,11 @@ func runRetention(ctx context.Context, cfg *config, opts retentionRunOptions, ou
 			defer ix.Close()
 		}
 
-		rp := newRetentionParts(nil, env.db, policy, schedules, ix, store, blobs, legalHolder(ctx, blobs, slog.Default()), auditSink{log: env.log})
+		dkey, err := digestKey(cfg)
+		if err != nil {
+			return err
+		}
+		rp := newRetentionParts(nil, env.db, policy, schedules, ix, store, blobs, legalHolder(ctx, blobs, slog.Default()), auditSink{log: env.log}, dkey)
 		rep, err := rp.sweeper.Run(ctx, retention.RunOptions{DryRun: opts.dryRun})
 		if err != nil {
 			return err

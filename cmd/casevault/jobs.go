@@ -78,11 +78,11 @@ func (j jobs) reconcile() {
 		return
 	}
 	_ = j.a.audit.Record(j.ctx, audit.FromChange(systemChange("attachments.reconcile", "attachments", "", map[string]any{
-		"orphans": len(rep.OrphanBlobsRemoved), "missing": len(rep.MissingBlobs)}), audit.OutcomeOK))
+		"orphans": len(rep.OrphanBlobsRemoved), "leftover_versions": len(rep.LeftoverVersionsRemoved), "missing": len(rep.MissingBlobs)}), audit.OutcomeOK))
 	if len(rep.MissingBlobs) > 0 {
 		log.Error("attachments without a blob", "count", len(rep.MissingBlobs), "ids", rep.MissingBlobs)
 	}
-	log.Info("attachments reconciled", "orphans_removed", len(rep.OrphanBlobsRemoved), "missing", len(rep.MissingBlobs))
+	log.Info("attachments reconciled", "orphans_removed", len(rep.OrphanBlobsRemoved), "leftover_versions_removed", len(rep.LeftoverVersionsRemoved), "missing", len(rep.MissingBlobs))
 }
 
 // retention runs one retention sweep, audited like one started through the

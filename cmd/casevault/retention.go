@@ -110,7 +110,7 @@ func loadRetention(ctx context.Context, cfg *config, db *sqldb.DB, policy *reten
 }
 
 func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, schedules *retention.Schedules, ix *search.Indexer,
-	store *sqlstore.Store, blobs archive.Blobs, lh retention.LegalHolder, sink auditSink) *retentionParts {
+	store *sqlstore.Store, blobs archive.Blobs, lh retention.LegalHolder, sink auditSink, digestKey []byte) *retentionParts {
 	hook := cases.TxHook(sink.hook)
 	var matcher retention.QueryMatcher
 	if ix != nil {
@@ -122,7 +122,7 @@ func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, 
 	}
 	holds := retention.NewHoldsWith(db, retention.HoldsOptions{Matcher: matcher, Policy: policy, IndexLag: indexLag})
 	rp := &retentionParts{policy: policy, schedules: schedules, holds: holds, explainer: retention.NewExplainer(db, policy, holds)}
-	opts := retention.SweeperOptions{Policy: policy, Holds: holds, OnChange: hook, OnChanges: sink.hookMany, IndexLag: indexLag, Guard: guard}
+	opts := retention.SweeperOptions{Policy: policy, Holds: holds, OnChange: hook, OnChanges: sink.hookMany, IndexLag: indexLag, Guard: guard, DigestKey: digestKey}
 	if blobs != nil {
 		opts.Blobs = blobs
 	}
@@ -133,8 +133,18 @@ func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, 
 		opts.Notify = ix.Kick
 	}
 	rp.sweeper = retention.NewSweeper(db, opts)
-	rp.deleter = retention.NewDeleter(db, retention.DeleterOptions{Holds: holds, OnChange: hook, Blobs: opts.Blobs, Notify: opts.Notify})
+	rp.deleter = retention.NewDeleter(db, retention.DeleterOptions{Holds: holds, OnChange: hook, Blobs: opts.Blobs, Notify: opts.Notify, DigestKey: digestKey})
 	return rp
+}
+
+// digestKey is the key of the disposition records' digests, derived from
+// the master key so that no database or backup holds it.
+func digestKey(cfg *config) ([]byte, error) {
+	master, err := archive.LoadOrCreateMasterKey(cfg.DataDir, cfg.MasterKeyHex)
+	if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	return retention.DigestKey(master)
 }
 
 // legalHolder is the attachment bucket when it has object lock enabled,
