@@ -54,14 +54,10 @@ const DefaultVerifyBatch = 200
 
 // FlagMirrorOptions are a FlagMirror's dependencies.
 type FlagMirrorOptions struct {
-	// Flags is the bucket's legal-hold flags; nil when the blob store has
-	// none (local disk): every hold's mirroring is then unavailable.
+	// Flags is the bucket's legal-hold flags (a *BucketFlags asks whether
+	// the bucket has object lock); nil when the blob store has none (local
+	// disk): every hold's mirroring is then unavailable.
 	Flags LegalHolder
-	// ObjectLock tells whether the bucket has object lock. It is asked
-	// until it answers, so a bucket that could not be asked at start-up
-	// (an outage) is not taken as one without flags for good. nil: Flags
-	// works.
-	ObjectLock func(ctx context.Context) (bool, error)
 	// OnChange audits flag changes in the transaction that records them.
 	OnChange cases.TxHook
 	// FullEvery is how often Reconcile walks every hold rather than only
@@ -83,7 +79,6 @@ type FlagMirror struct {
 	run sync.Mutex // one pass at a time in this process
 
 	mu       sync.Mutex
-	lockOn   *bool // the bucket's object lock, once known
 	lastFull time.Time
 	lastRun  *FlagReport
 }
@@ -99,30 +94,15 @@ func NewFlagMirror(db *sqldb.DB, holds *Holds, o FlagMirrorOptions) *FlagMirror 
 	return &FlagMirror{db: db, holds: holds, o: o}
 }
 
-// errLockUnknown: the bucket's object-lock configuration could not be read.
-var errLockUnknown = errors.New("cannot tell whether the bucket has object lock")
-
 // flags returns the flags to use: nil with a nil error when the store has
 // none (unavailable), an error when that cannot be told yet.
 func (m *FlagMirror) flags(ctx context.Context) (LegalHolder, error) {
 	if m.o.Flags == nil {
 		return nil, nil
 	}
-	m.mu.Lock()
-	known := m.lockOn
-	m.mu.Unlock()
-	if known == nil && m.o.ObjectLock != nil {
-		on, err := m.o.ObjectLock(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", errLockUnknown, err)
-		}
-		m.mu.Lock()
-		m.lockOn = &on
-		m.mu.Unlock()
-		known = &on
-	}
-	if known != nil && !*known {
-		return nil, nil
+	ok, err := available(ctx, m.o.Flags)
+	if err != nil || !ok {
+		return nil, err
 	}
 	return m.o.Flags, nil
 }
@@ -444,6 +424,19 @@ func (m *FlagMirror) reconcile(ctx context.Context, o ReconcileOptions, rep Flag
 	return rep, errors.Join(errs...)
 }
 
+// Pending reports, without changing anything, whether the store has flags
+// and which holds' mirroring is pending.
+func (m *FlagMirror) Pending(ctx context.Context) (FlagReport, error) {
+	rep := FlagReport{StartedAt: m.holds.clock()}
+	lh, err := m.flags(ctx)
+	if err != nil || lh == nil {
+		return rep, err
+	}
+	rep.Available = true
+	rep.Pending, err = m.pendingIDs(ctx)
+	return rep, err
+}
+
 // clearStray clears the recorded flags that no preserving hold covers
 // (their holds' grace ended and their own pass could not tell, or their
 // attachment is gone), each checked against the holds just before.
@@ -681,4 +674,81 @@ func (m *FlagMirror) lock(ctx context.Context) (func(), error) {
 		conn.Close()
 		m.run.Unlock()
 	}, nil
+}
+
+// ErrNoFlags is returned by a BucketFlags whose bucket has no object lock.
+var ErrNoFlags = errors.New("the bucket has no object lock: no legal-hold flags")
+
+// availability is a LegalHolder that knows whether its bucket has flags.
+type availability interface {
+	Available(ctx context.Context) (bool, error)
+}
+
+// available reports whether lh can set flags.
+func available(ctx context.Context, lh LegalHolder) (bool, error) {
+	if lh == nil {
+		return false, nil
+	}
+	if a, ok := lh.(availability); ok {
+		return a.Available(ctx)
+	}
+	return true, nil
+}
+
+// BucketFlags is a bucket's legal-hold flags, usable once the bucket has
+// said it has object lock. It asks until the bucket answers, so an outage
+// when the server starts does not leave holds without flags for good.
+type BucketFlags struct {
+	flags      LegalHolder
+	objectLock func(ctx context.Context) (bool, error)
+
+	mu    sync.Mutex
+	known *bool
+}
+
+// NewBucketFlags wraps flags with the bucket's object-lock check.
+func NewBucketFlags(flags LegalHolder, objectLock func(ctx context.Context) (bool, error)) *BucketFlags {
+	return &BucketFlags{flags: flags, objectLock: objectLock}
+}
+
+// Available reports whether the bucket has object lock, asking it until it
+// answers.
+func (b *BucketFlags) Available(ctx context.Context) (bool, error) {
+	b.mu.Lock()
+	known := b.known
+	b.mu.Unlock()
+	if known != nil {
+		return *known, nil
+	}
+	on, err := b.objectLock(ctx)
+	if err != nil {
+		return false, fmt.Errorf("cannot tell whether the bucket has object lock: %w", err)
+	}
+	b.mu.Lock()
+	b.known = &on
+	b.mu.Unlock()
+	return on, nil
+}
+
+// SetVersionLegalHold sets or clears a flag (ErrNoFlags without object lock).
+func (b *BucketFlags) SetVersionLegalHold(ctx context.Context, key, version string, on bool) (string, error) {
+	if ok, err := b.Available(ctx); err != nil || !ok {
+		return "", errors.Join(err, noFlags(ok))
+	}
+	return b.flags.SetVersionLegalHold(ctx, key, version, on)
+}
+
+// VersionLegalHold reads a flag (ErrNoFlags without object lock).
+func (b *BucketFlags) VersionLegalHold(ctx context.Context, key, version string) (bool, error) {
+	if ok, err := b.Available(ctx); err != nil || !ok {
+		return false, errors.Join(err, noFlags(ok))
+	}
+	return b.flags.VersionLegalHold(ctx, key, version)
+}
+
+func noFlags(ok bool) error {
+	if ok {
+		return nil
+	}
+	return ErrNoFlags
 }

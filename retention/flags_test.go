@@ -266,8 +266,8 @@ func TestMirroringUnavailable(t *testing.T) {
 		}
 
 		local := retention.NewFlagMirror(e.db, e.holds, retention.FlagMirrorOptions{})
-		noLock := retention.NewFlagMirror(e.db, e.holds, retention.FlagMirrorOptions{Flags: newFlagStore(),
-			ObjectLock: func(context.Context) (bool, error) { return false, nil }})
+		noLock := retention.NewFlagMirror(e.db, e.holds, retention.FlagMirrorOptions{Flags: retention.NewBucketFlags(newFlagStore(),
+			func(context.Context) (bool, error) { return false, nil })})
 		for name, m := range map[string]*retention.FlagMirror{"local": local, "no object lock": noLock} {
 			st, err := m.Status(e.ctx, h)
 			if err != nil || st.State != retention.MirrorUnavailable || st.Reason == "" {
@@ -283,13 +283,13 @@ func TestMirroringUnavailable(t *testing.T) {
 
 		fs := newFlagStore()
 		down := true
-		asked := retention.NewFlagMirror(e.db, e.holds, retention.FlagMirrorOptions{Flags: fs,
-			ObjectLock: func(context.Context) (bool, error) {
+		asked := retention.NewFlagMirror(e.db, e.holds, retention.FlagMirrorOptions{Flags: retention.NewBucketFlags(fs,
+			func(context.Context) (bool, error) {
 				if down {
 					return false, errors.New("connection refused")
 				}
 				return true, nil
-			}})
+			})})
 		if st, _ := asked.Status(e.ctx, h); st.State != retention.MirrorPending {
 			t.Errorf("bucket not answering: status %+v, want pending", st)
 		}

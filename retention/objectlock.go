@@ -75,6 +75,10 @@ type applyResult struct {
 // placed while the bucket hangs costs one timeout, not one per blob.
 func (h *Holds) applyFlags(ctx context.Context, lh LegalHolder, hold Hold, on bool, o applyOptions) (applyResult, error) {
 	var res applyResult
+	if ok, err := available(ctx, lh); err != nil || !ok {
+		res.state = MirrorUnavailable
+		return res, err
+	}
 	blobs, err := sqlstore.AttachmentsInScope(ctx, h.db, h.db.Read, hold.Scope.contacts())
 	if err != nil {
 		return res, sqldb.Fail("object lock", err)
@@ -337,6 +341,9 @@ func (h *Holds) ClearEndedGraceFlags(ctx context.Context, lh LegalHolder) (int, 
 }
 
 func (h *Holds) clearEnded(ctx context.Context, lh LegalHolder, hook cases.TxHook) (int, error) {
+	if ok, err := available(ctx, lh); err != nil || !ok {
+		return 0, err // no flags to clear, or cannot tell yet
+	}
 	ended, err := h.endedUncleared(ctx)
 	if err != nil {
 		return 0, err
