@@ -351,7 +351,8 @@ func (m *FlagMirror) Reconcile(ctx context.Context, o ReconcileOptions) (FlagRep
 	}
 	m.mu.Lock()
 	m.lastRun = &rep
-	if rep.Full && err == nil {
+	// A full pass cut short by an outage is due again at the next run.
+	if rep.Full && !errors.Is(err, archive.ErrUnavailable) {
 		m.lastFull = rep.StartedAt
 	}
 	m.mu.Unlock()
@@ -384,20 +385,24 @@ func (m *FlagMirror) reconcile(ctx context.Context, o ReconcileOptions, rep Flag
 		preserving = slices.DeleteFunc(preserving, func(h Hold) bool { return !slices.Contains(pending, h.ID) })
 	}
 
+	// A blob that is missing or refused stays pending without holding up
+	// the rest; an outage ends the pass (every later call would wait out
+	// the same timeout).
 	var errs []error
+	down := func() bool { return errors.Is(errors.Join(errs...), archive.ErrUnavailable) }
 	for _, hold := range preserving {
 		rep.Holds++
 		res, err := m.holds.applyFlags(ctx, lh, hold, true, applyOptions{skipFlagged: rep.Full, hook: m.o.OnChange})
 		rep.Set += res.changed
 		if err != nil {
 			errs = append(errs, fmt.Errorf("hold %s: %w", hold.ID, err))
-			if errors.Is(err, archive.ErrUnavailable) {
-				break // the others would wait out the same outage
+			if down() {
+				break
 			}
 		}
 	}
 
-	if len(errs) == 0 {
+	if !down() {
 		n, err := m.holds.clearEnded(ctx, lh, m.o.OnChange)
 		rep.Cleared += n
 		if err != nil {
@@ -405,7 +410,7 @@ func (m *FlagMirror) reconcile(ctx context.Context, o ReconcileOptions, rep Flag
 		}
 	}
 
-	if rep.Full && len(errs) == 0 {
+	if rep.Full && !down() {
 		n, err := m.clearStray(ctx, lh)
 		rep.Cleared += n
 		if err != nil {

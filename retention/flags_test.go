@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/sqldb"
@@ -347,5 +348,46 @@ func TestFlagPassOneOwner(t *testing.T) {
 			t.Fatal(err)
 		}
 		fe.reconcile(false)
+	})
+}
+
+// TestMissingBlobStaysPending: a held blob missing from the bucket keeps
+// its hold pending (the error names it) without holding up the rest of the
+// pass: other holds' flags are still set and ended holds' still cleared.
+func TestMissingBlobStaysPending(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, e *env) {
+		fe := newFlagEnv(e, retention.FlagMirrorOptions{})
+		ended := fe.newCase(fe.customer())
+		_, endedKey := fe.attach(ended, "")
+		he := fe.placeHold(retention.HoldScope{CaseIDs: []string{ended}})
+		if _, err := fe.mirror.MirrorHold(fe.ctx, he); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fe.holds.Release(fe.ctx, he.ID, "done", legalActor, nil); err != nil {
+			t.Fatal(err)
+		}
+		fe.pastGrace()
+
+		broken := fe.newCase(fe.customer())
+		_, lost := fe.attach(broken, "")
+		fe.fs.gone[lost] = true
+		hb := fe.placeHold(retention.HoldScope{CaseIDs: []string{broken}})
+		good := fe.newCase(fe.customer())
+		_, goodKey := fe.attach(good, "")
+		hg := fe.placeHold(retention.HoldScope{CaseIDs: []string{good}})
+
+		rep, err := fe.mirror.Reconcile(fe.ctx, retention.ReconcileOptions{Full: true})
+		if err == nil || !errors.Is(err, archive.ErrNotFound) {
+			t.Fatalf("pass with a missing blob: %v, want its error", err)
+		}
+		if !fe.fs.flag(goodKey) || fe.fs.flag(endedKey) || rep.Cleared != 1 {
+			t.Fatalf("the rest of the pass: %+v, good %v ended %v", rep, fe.fs.flag(goodKey), fe.fs.flag(endedKey))
+		}
+		if len(rep.Pending) != 1 || rep.Pending[0] != hb.ID {
+			t.Fatalf("pending %v, want only %s", rep.Pending, hb.ID)
+		}
+		if st := fe.status(hg); st.State != retention.MirrorComplete {
+			t.Fatalf("good hold %+v", st)
+		}
 	})
 }
