@@ -136,8 +136,11 @@ func (h *Holds) applyFlags(ctx context.Context, lh LegalHolder, hold Hold, on bo
 				continue
 			}
 		}
+		// A blob already recorded as flagged stays so when the call fails.
 		if down != nil {
-			res.pending++
+			if !on || !isFlagged {
+				res.pending++
+			}
 			continue
 		}
 
@@ -150,7 +153,9 @@ func (h *Holds) applyFlags(ctx context.Context, lh LegalHolder, hold Hold, on bo
 			res.missing++
 			errs = append(errs, fmt.Errorf("object lock %s: %w", b.BlobKey, err))
 		case err != nil:
-			res.pending++
+			if !on || !isFlagged {
+				res.pending++
+			}
 			errs = append(errs, fmt.Errorf("object lock %s: %w", b.BlobKey, err))
 			if errors.Is(err, archive.ErrUnavailable) {
 				down = err
