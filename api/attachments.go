@@ -176,6 +176,8 @@ func (s *Server) storeUpload(c *fiber.Ctx, contactID string) error {
 	if err != nil {
 		return err
 	}
+	// A hold may already cover the contact: its flag, after the commit.
+	s.flagUpload(c, att.ID)
 
 	c.Location("/api/v1/attachments/" + att.ID)
 	return c.Status(fiber.StatusCreated).JSON(att)

@@ -101,6 +101,8 @@ type harness struct {
 	// the local repository backupDir.
 	backups   *backup.Service
 	backupDir string
+	// flags is the bucket's legal-hold flags the holds are mirrored onto.
+	flags *memFlags
 	// uploads is the attachment store as the server sees it.
 	uploads *watchedUploads
 }
@@ -190,9 +192,11 @@ func newHarnessDB(t *testing.T, db *sqldb.DB, blobs archive.Blobs) *harness {
 	clock := testkit.NewClock(time.Now().UTC())
 	holds := retention.NewHoldsWith(db, retention.HoldsOptions{Policy: policy, Now: clock.Now})
 	sweeper := retention.NewSweeper(db, retention.SweeperOptions{Policy: policy, Holds: holds, Blobs: blobs})
+	flags := &memFlags{on: map[string]bool{}}
 	ret := &api.RetentionDeps{Schedules: retention.NewSchedules(db, policy), Holds: holds,
 		Explainer: retention.NewExplainer(db, policy, holds), Sweeper: sweeper,
-		Deleter: retention.NewDeleter(db, retention.DeleterOptions{Holds: holds, Blobs: blobs})}
+		Deleter: retention.NewDeleter(db, retention.DeleterOptions{Holds: holds, Blobs: blobs}),
+		Flags:   retention.NewFlagMirror(db, holds, retention.FlagMirrorOptions{Flags: flags})}
 	backupDir := t.TempDir()
 	repoStore, err := local.New(backupDir)
 	if err != nil {
@@ -238,7 +242,7 @@ func newHarnessDB(t *testing.T, db *sqldb.DB, blobs archive.Blobs) *harness {
 	t.Cleanup(func() { _ = srv.App().Shutdown() })
 	h := &harness{t: t, clock: clock, db: db, srv: srv, trail: trail, blobDir: blobDir, blobs: blobs, logs: logs, reindexErr: reindexErr, audit: rec, tokens: map[auth.Role]string{},
 		base: "http://" + ln.Addr().String(), client: &http.Client{Timeout: 30 * time.Second},
-		backups: bsvc, backupDir: backupDir, uploads: atts}
+		backups: bsvc, backupDir: backupDir, uploads: atts, flags: flags}
 	ctx := context.Background()
 	for _, r := range auth.Roles {
 		_, secret, err := tokens.Create(ctx, "test-"+string(r), r, nil)

@@ -1,9 +1,13 @@
 package api_test
 
 import (
+	"context"
+	"fmt"
 	"net/url"
+	"sync"
 	"testing"
 
+	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/auth"
 	"github.com/casevault/casevault/retention"
 )
@@ -153,6 +157,111 @@ func TestLegalPreviewsSweeps(t *testing.T) {
 		waitRuns(t, h)
 		if r := h.do("GET", "/api/v1/retention/runs/"+r.json(t)["id"].(string), legal, nil); r.status != 200 || r.json(t)["dry_run"] != true {
 			t.Fatalf("legal reads the dry run: %d %s", r.status, r.body)
+		}
+	})
+}
+
+// memFlags is a bucket's legal-hold flags in memory; while down every call
+// fails as an outage.
+type memFlags struct {
+	mu   sync.Mutex
+	on   map[string]bool
+	down bool
+}
+
+func (m *memFlags) SetVersionLegalHold(_ context.Context, key, _ string, on bool) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.down {
+		return "", fmt.Errorf("bucket: %w", archive.ErrUnavailable)
+	}
+	m.on[key] = on
+	return "v1", nil
+}
+
+func (m *memFlags) VersionLegalHold(_ context.Context, key, _ string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.down {
+		return false, fmt.Errorf("bucket: %w", archive.ErrUnavailable)
+	}
+	return m.on[key], nil
+}
+
+func (m *memFlags) set(down bool) {
+	m.mu.Lock()
+	m.down = down
+	m.mu.Unlock()
+}
+
+func (m *memFlags) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, on := range m.on {
+		if on {
+			n++
+		}
+	}
+	return n
+}
+
+// TestHoldMirroringThroughTheAPI (issue 21 §5–6): placing a hold answers
+// its mirroring; an upload into the held case is flagged after it
+// commits; a hold placed while the bucket is down answers 201 with
+// mirroring pending, GET /holds/{id} says so, and POST /holds/{id}/mirror
+// sets the flags once the bucket is back.
+func TestHoldMirroringThroughTheAPI(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, h *harness) {
+		legal := h.tokens[auth.RoleLegal]
+		cust := h.mustCreate("/api/v1/customers", map[string]any{"name": "Held"})["id"].(string)
+		caseID := h.mustCreate("/api/v1/cases", map[string]any{"customer_id": cust, "subject": "dispute", "channel": "web"})["id"].(string)
+		ct := h.mustCreate("/api/v1/cases/"+caseID+"/contacts", map[string]any{"channel": "web", "direction": "note", "author": "a", "body": "b"})["id"].(string)
+		h.mustCreateRaw("/api/v1/contacts/"+ct+"/attachments?filename=a.txt", "first")
+
+		place := func(caseID string) map[string]any {
+			r := h.do("POST", "/api/v1/holds", legal, map[string]any{"matter": "M", "reason": "r", "scope": map[string]any{"case_ids": []string{caseID}}})
+			if r.status != 201 {
+				t.Fatalf("place: %d %s", r.status, r.body)
+			}
+			return r.json(t)
+		}
+		hold := place(caseID)
+		if hold["mirroring"] != "complete" || h.flags.count() != 1 {
+			t.Fatalf("placed: mirroring %v, %d flags; want complete, 1", hold["mirroring"], h.flags.count())
+		}
+		h.mustCreateRaw("/api/v1/contacts/"+ct+"/attachments?filename=b.txt", "later")
+		if h.flags.count() != 2 {
+			t.Fatalf("%d flags after an upload into the held case, want 2", h.flags.count())
+		}
+		r := h.do("GET", "/api/v1/holds/"+hold["id"].(string), legal, nil)
+		detail, _ := r.json(t)["mirroring_detail"].(map[string]any)
+		if r.json(t)["mirroring"] != "complete" || detail["blobs"] != float64(2) || detail["flagged"] != float64(2) {
+			t.Fatalf("GET hold: %s", r.body)
+		}
+
+		other := h.mustCreate("/api/v1/cases", map[string]any{"customer_id": cust, "subject": "other", "channel": "web"})["id"].(string)
+		oc := h.mustCreate("/api/v1/cases/"+other+"/contacts", map[string]any{"channel": "web", "direction": "note", "author": "a", "body": "b"})["id"].(string)
+		h.mustCreateRaw("/api/v1/contacts/"+oc+"/attachments?filename=c.txt", "other")
+		h.flags.set(true)
+		down := place(other)
+		if down["mirroring"] != "pending" {
+			t.Fatalf("placed while the bucket is down: mirroring %v, want pending", down["mirroring"])
+		}
+		path := "/api/v1/holds/" + down["id"].(string)
+		if r := h.do("GET", path, legal, nil); r.json(t)["mirroring"] != "pending" {
+			t.Fatalf("GET pending hold: %s", r.body)
+		}
+		h.flags.set(false)
+		if r := h.do("POST", path+"/mirror", h.tokens[auth.RoleAgent], nil); r.status != 403 {
+			t.Fatalf("mirror as an agent: %d", r.status)
+		}
+		r = h.do("POST", path+"/mirror", legal, nil)
+		if r.status != 200 || r.json(t)["mirroring"] != "complete" {
+			t.Fatalf("mirror on demand: %d %s", r.status, r.body)
+		}
+		if r := h.do("POST", "/api/v1/holds/0197c0de-0000-7000-8000-000000000000/mirror", legal, nil); r.status != 404 {
+			t.Fatalf("mirror of an unknown hold: %d", r.status)
 		}
 	})
 }

@@ -26,23 +26,57 @@ type RetentionDeps struct {
 	Recompute func(ctx context.Context)
 	// AuditTx writes audit events inside retention transactions.
 	AuditTx cases.TxHook
-	// ObjectLock mirrors a placed or reinstated hold (on) onto the blob
-	// store's legal-hold flags; nil when the bucket has no object lock.
-	// Flags are cleared by the sweep once a release grace has ended.
-	ObjectLock func(ctx context.Context, h retention.Hold, on bool) (int, error)
+	// Flags mirrors holds onto the blob store's S3 legal-hold flags (nil:
+	// holds carry no mirroring state).
+	Flags HoldFlags
 }
 
-func (s *Server) objectLock(c *fiber.Ctx, h retention.Hold, on bool) {
-	if s.d.Retention.ObjectLock == nil {
-		return
+// HoldFlags mirrors holds onto the S3 legal-hold flags
+// (retention.FlagMirror).
+type HoldFlags interface {
+	// MirrorHold brings a hold's flags up to date now.
+	MirrorHold(ctx context.Context, h retention.Hold) (retention.Mirroring, error)
+	// Status reports how far a hold's flags match what it covers.
+	Status(ctx context.Context, h retention.Hold) (retention.Mirroring, error)
+	// AttachmentAdded flags a new attachment's blob when a hold covers it.
+	AttachmentAdded(ctx context.Context, attachmentID string) error
+}
+
+// holdMirrored is a placed or reinstated hold as the API answers it: with
+// the state of its flags, which may still be pending (the bucket was down;
+// the reconciler retries) while the hold itself is in force.
+type holdMirrored struct {
+	retention.Hold
+	Mirroring string `json:"mirroring,omitempty"`
+}
+
+// mirror sets a placed or reinstated hold's flags. A failure does not fail
+// the request: the hold is in force either way (the sweeper enforces it),
+// and its state says pending until the reconciler has set them.
+func (s *Server) mirror(c *fiber.Ctx, h retention.Hold) holdMirrored {
+	out := holdMirrored{Hold: h}
+	if s.d.Retention.Flags == nil {
+		return out
 	}
-	n, err := s.d.Retention.ObjectLock(c.UserContext(), h, on)
+	m, err := s.d.Retention.Flags.MirrorHold(c.UserContext(), h)
+	out.Mirroring = m.State
 	if err != nil {
-		// The hold itself is in force either way; the sweeper enforces it.
-		s.log.Error("object lock flags not fully applied", "hold", h.ID, "on", on, "changed", n, "err", err, "request_id", requestID(c))
+		s.log.Error("legal-hold flags not fully set; the reconciler retries", "hold", h.ID, "state", m.State, "pending", m.Pending, "err", err, "request_id", requestID(c))
+		return out
+	}
+	s.log.Info("legal-hold flags set", "hold", h.ID, "state", m.State, "blobs", m.Blobs)
+	return out
+}
+
+// flagUpload flags a committed upload's blob when a hold covers it; a
+// failure leaves the holds pending for the reconciler (the upload stands).
+func (s *Server) flagUpload(c *fiber.Ctx, attachmentID string) {
+	if s.d.Retention == nil || s.d.Retention.Flags == nil {
 		return
 	}
-	s.log.Info("object lock flags applied", "hold", h.ID, "on", on, "blobs", n)
+	if err := s.d.Retention.Flags.AttachmentAdded(c.UserContext(), attachmentID); err != nil {
+		s.log.Error("legal-hold flag of an upload into a held scope not set; the reconciler retries", "attachment", attachmentID, "err", err, "request_id", requestID(c))
+	}
 }
 
 func (s *Server) addRetentionRoutes() {
@@ -64,6 +98,7 @@ func (s *Server) addRetentionRoutes() {
 	s.add(route{method: "GET", path: v1 + "/holds/:id/items", perm: auth.LegalWork, read: "hold.report", target: "hold", summary: "A hold's report: the cases, contacts and attachments it covers or covered, with why and since (custodian)", h: s.holdItems, ok: 200, paged: true})
 	s.add(route{method: "GET", path: v1 + "/holds/:id/release-preview", perm: auth.LegalWork, summary: "What releasing a hold would make due", h: s.releasePreview, ok: 200})
 	s.add(route{method: "POST", path: v1 + "/holds/:id/release", perm: auth.LegalWork, summary: "Release a legal hold (holds are never deleted; it preserves for the release grace)", h: s.releaseHold, ok: 200, request: "ReleaseInput"})
+	s.add(route{method: "POST", path: v1 + "/holds/:id/mirror", perm: auth.LegalWork, summary: "Set (or, once its grace has ended, clear) a hold's S3 legal-hold flags now, and report its mirroring", h: s.mirrorHold, ok: 200})
 	s.add(route{method: "POST", path: v1 + "/holds/:id/reinstate", perm: auth.LegalWork, summary: "Undo a release within its grace (409 after it)", h: s.reinstateHold, ok: 200, request: "ReinstateInput"})
 	s.add(route{method: "GET", path: v1 + "/matters/:matter", perm: auth.LegalWork, summary: "A matter: all its holds with their combined coverage", h: s.getMatter, ok: 200})
 }
@@ -166,9 +201,9 @@ func (s *Server) placeHold(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	s.objectLock(c, h, true)
+	out := s.mirror(c, h)
 	c.Location("/api/v1/holds/" + h.ID)
-	return c.Status(fiber.StatusCreated).JSON(h)
+	return c.Status(fiber.StatusCreated).JSON(out)
 }
 
 func (s *Server) listHolds(c *fiber.Ctx) error {
@@ -200,7 +235,35 @@ func (s *Server) getHold(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(fiber.Map{"hold": h, "counts": counts, "custodians": per})
+	out := fiber.Map{"hold": h, "counts": counts, "custodians": per}
+	if s.d.Retention.Flags != nil {
+		m, err := s.d.Retention.Flags.Status(c.UserContext(), h)
+		if err != nil {
+			return err
+		}
+		out["mirroring"], out["mirroring_detail"] = m.State, m
+	}
+	return c.JSON(out)
+}
+
+// mirrorHold sets a hold's flags now (or clears them once its grace has
+// ended) and reports the outcome; what it could not do stays pending.
+func (s *Server) mirrorHold(c *fiber.Ctx) error {
+	h, err := s.d.Retention.Holds.Get(c.UserContext(), c.Params("id"))
+	if err != nil {
+		return err
+	}
+	out := fiber.Map{"hold_id": h.ID}
+	if s.d.Retention.Flags == nil {
+		out["mirroring"] = retention.MirrorUnavailable
+		return c.JSON(out)
+	}
+	m, err := s.d.Retention.Flags.MirrorHold(c.UserContext(), h)
+	if err != nil {
+		s.log.Warn("legal-hold flags not fully set on demand", "hold", h.ID, "err", err, "request_id", requestID(c))
+	}
+	out["mirroring"], out["mirroring_detail"] = m.State, m
+	return c.JSON(out)
 }
 
 func (s *Server) holdItems(c *fiber.Ctx) error {
@@ -275,8 +338,7 @@ func (s *Server) reinstateHold(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	s.objectLock(c, h, true)
-	return c.JSON(h)
+	return c.JSON(s.mirror(c, h))
 }
 
 func (s *Server) deleteCase(c *fiber.Ctx) error {

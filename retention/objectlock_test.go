@@ -3,30 +3,64 @@ package retention_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 
+	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/retention"
 )
 
-// flagStore is a bucket's legal-hold flags; keys in fail refuse changes.
+// flagStore is a bucket's legal-hold flags (one version per key, "v1");
+// keys in fail refuse changes, keys in gone do not exist, and while down
+// is set every call fails as an outage.
 type flagStore struct {
 	mu    sync.Mutex
 	on    map[string]bool
 	fail  map[string]bool
+	gone  map[string]bool
+	down  bool
 	calls int
 }
 
-func (f *flagStore) SetLegalHold(_ context.Context, key string, on bool) error {
+func newFlagStore() *flagStore {
+	return &flagStore{on: map[string]bool{}, fail: map[string]bool{}, gone: map[string]bool{}}
+}
+
+func (f *flagStore) SetVersionLegalHold(_ context.Context, key, version string, on bool) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
-	if f.fail[key] {
-		return errors.New("bucket refused")
+	switch {
+	case f.down:
+		return "", fmt.Errorf("bucket: %w", archive.ErrUnavailable)
+	case f.fail[key]:
+		return "", errors.New("bucket refused")
+	case f.gone[key] || (version != "" && version != "v1"):
+		return "", fmt.Errorf("%s: %w", key, archive.ErrNotFound)
 	}
 	f.on[key] = on
-	return nil
+	return "v1", nil
+}
+
+func (f *flagStore) VersionLegalHold(_ context.Context, key, version string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	switch {
+	case f.down:
+		return false, fmt.Errorf("bucket: %w", archive.ErrUnavailable)
+	case f.gone[key] || (version != "" && version != "v1"):
+		return false, fmt.Errorf("%s: %w", key, archive.ErrNotFound)
+	}
+	return f.on[key], nil
+}
+
+func (f *flagStore) setDown(down bool) {
+	f.mu.Lock()
+	f.down = down
+	f.mu.Unlock()
 }
 
 func (f *flagStore) flag(key string) bool {
@@ -41,7 +75,7 @@ func (f *flagStore) flag(key string) bool {
 // its flag; a flag the bucket refuses to clear is tried again next sweep.
 func TestFlagsClearedWhenGraceEnds(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, e *env) {
-		fs := &flagStore{on: map[string]bool{}, fail: map[string]bool{}}
+		fs := newFlagStore()
 		sw := retention.NewSweeper(e.db, retention.SweeperOptions{Policy: e.policy, Holds: e.holds, OnChange: auditHook(e.db.Dialect),
 			Blobs: e.blobs, LegalHolds: fs})
 		sweep := func() retention.RunReport {

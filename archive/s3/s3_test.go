@@ -369,3 +369,78 @@ func TestPurgeRemovesEveryVersion(t *testing.T) {
 		t.Fatalf("Purge after the hold was lifted: %v", err)
 	}
 }
+
+// TestVersionLegalHold: the flag is set on a named version, so that
+// version cannot be removed directly in S3 (minio-go RemoveObject with its
+// version id) even after a delete marker was put on top, and is cleared on
+// that same version; an unknown key or version is ErrNotFound.
+func TestVersionLegalHold(t *testing.T) {
+	srv := blobtest.StartVersityGW(t)
+	ctx := context.Background()
+	cfg := config(srv)
+	cfg.Bucket += "-lock"
+	cfg.ObjectLock = true
+	st, err := s3.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(ctx, "h/v", strings.NewReader("held"), 4); err != nil {
+		t.Fatal(err)
+	}
+	version, err := st.SetVersionLegalHold(ctx, "h/v", "", true)
+	if err != nil || version == "" {
+		t.Fatalf("SetVersionLegalHold on the current version: %q, %v", version, err)
+	}
+	if on, err := st.VersionLegalHold(ctx, "h/v", version); err != nil || !on {
+		t.Fatalf("VersionLegalHold = %v, %v; want true", on, err)
+	}
+
+	// A delete marker goes on top; the held data version stays, and
+	// removing it by its id is refused.
+	if err := st.Delete(ctx, "h/v"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Client().RemoveObject(ctx, cfg.Bucket, "h/v", minio.RemoveObjectOptions{VersionID: version}); err == nil {
+		t.Fatal("removing the held version by its id succeeded")
+	}
+	if got, err := st.SetVersionLegalHold(ctx, "h/v", version, false); err != nil || got != version {
+		t.Fatalf("clearing the flag of the version under a delete marker: %q, %v", got, err)
+	}
+	if err := st.Client().RemoveObject(ctx, cfg.Bucket, "h/v", minio.RemoveObjectOptions{VersionID: version}); err != nil {
+		t.Fatalf("removing the version once its flag is cleared: %v", err)
+	}
+
+	for name, call := range map[string]func() error{
+		"set, missing key":      func() error { _, err := st.SetVersionLegalHold(ctx, "h/missing", "", true); return err },
+		"set, removed version":  func() error { _, err := st.SetVersionLegalHold(ctx, "h/v", version, false); return err },
+		"read, removed version": func() error { _, err := st.VersionLegalHold(ctx, "h/v", version); return err },
+	} {
+		if err := call(); !errors.Is(err, archive.ErrNotFound) {
+			t.Errorf("%s: %v, want ErrNotFound", name, err)
+		}
+	}
+}
+
+// TestObjectLockRequiredOnExistingBucket: --s3-object-lock=true on a bucket
+// that exists without object lock refuses to start (it cannot be turned on
+// here, and running on would place holds that set no flag).
+func TestObjectLockRequiredOnExistingBucket(t *testing.T) {
+	srv := blobtest.StartVersityGW(t)
+	ctx := context.Background()
+	cfg := config(srv)
+	if _, err := s3.New(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.ObjectLock = true
+	if _, err := s3.New(ctx, cfg); !errors.Is(err, s3.ErrNoObjectLock) {
+		t.Fatalf("New with object lock on a plain existing bucket: %v, want ErrNoObjectLock", err)
+	}
+
+	// A bucket it creates, or that has object lock, is fine, again and again.
+	cfg.Bucket += "-lock"
+	for range 2 {
+		if _, err := s3.New(ctx, cfg); err != nil {
+			t.Fatalf("New with object lock: %v", err)
+		}
+	}
+}

@@ -36,6 +36,7 @@ type app struct {
 	attachments *archive.Attachments
 	indexer     *search.Indexer
 	retention   *retentionParts
+	flags       *retention.FlagMirror // holds onto the S3 legal-hold flags
 	backup      *backupParts
 	exports     *export.Service
 	metrics     *prometheus.Registry
@@ -127,7 +128,9 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		a.Close()
 		return nil, err
 	}
-	a.retention = newRetentionParts(a.guard, db, policy, schedules, a.indexer, a.store, blobs, legalHolder(ctx, blobs, log), sink, dkey)
+	lh := legalHolder(ctx, blobs, log)
+	a.retention = newRetentionParts(a.guard, db, policy, schedules, a.indexer, a.store, blobs, lh, sink, dkey)
+	a.flags = newFlagMirror(db, a.retention.holds, lh, sink)
 	bp, bkeys, err := newBackupParts(cfg, db, blobs, sink.hook, log, a.guard)
 	if err != nil {
 		a.Close()
@@ -151,7 +154,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 				return a.indexer.StartReindex(ctx, engineFactory{cfg, a.guard}.build, nil)
 			},
 			Retention: &api.RetentionDeps{Schedules: a.retention.schedules, Holds: a.retention.holds, Explainer: a.retention.explainer,
-				Sweeper: a.retention.sweeper, Deleter: a.retention.deleter, AuditTx: sink.hook, ObjectLock: objectLock(ctx, blobs, a.retention.holds, log),
+				Sweeper: a.retention.sweeper, Deleter: a.retention.deleter, AuditTx: sink.hook, Flags: a.flags,
 				Recompute: func(ctx context.Context) {
 					if _, err := retention.Recompute(ctx, db, policy, retention.RecomputeOptions{}); err != nil {
 						log.Error("retention recompute failed", "err", err)
@@ -165,7 +168,8 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 				return map[string]any{"engine": string(db.Dialect)}, db.Ping(ctx)
 			}}, {Name: "index", Degraded: true, Probe: indexProbe(a.indexer)}, {Name: "blobs", Probe: func(ctx context.Context) (any, error) {
 				return map[string]any{"backend": blobKind}, blobs.Ping(ctx)
-			}}, {Name: "background", Degraded: true, Probe: panicProbe(a.guard)}},
+			}}, {Name: "background", Degraded: true, Probe: panicProbe(a.guard)},
+				{Name: "legal_hold_flags", Degraded: true, Probe: a.flags.Readiness}},
 		})
 	return a, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 
@@ -22,6 +23,11 @@ func openBlobs(ctx context.Context, cfg *config) (archive.Blobs, string, error) 
 		return st, "local", nil
 	}
 	st, err := s3.New(ctx, cfg.S3.client())
+	if errors.Is(err, s3.ErrNoObjectLock) {
+		// A setting the bucket cannot honour: refuse to start (exit 2)
+		// rather than run with holds that set no flag.
+		return nil, "", usagef("--s3-object-lock=true: s3 %s/%s: %w", cfg.S3.Endpoint, cfg.S3.Bucket, err)
+	}
 	if err != nil {
 		return nil, "", fmt.Errorf("s3 %s/%s: %w", cfg.S3.Endpoint, cfg.S3.Bucket, err)
 	}

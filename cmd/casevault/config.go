@@ -31,6 +31,7 @@ type config struct {
 	S3                s3Config
 	MasterKeyHex      string
 	ReconcileCron     string
+	FlagsCron         string
 	ExportTTL         period
 	ExportExpiryCron  string
 	MeiliURL          string

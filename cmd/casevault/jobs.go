@@ -35,6 +35,7 @@ func (j jobs) schedule() (*cron.Cron, error) {
 	}{
 		{"cron.audit_prune", "audit-prune-schedule", cfg.AuditPruneCron, j.auditPrune, false},
 		{"cron.reconcile", "reconcile-schedule", cfg.ReconcileCron, j.reconcile, false},
+		{"cron.legal_hold_flags", "legal-hold-flags-schedule", cfg.FlagsCron, j.legalHoldFlags, false},
 		{"cron.retention", "retention-schedule", cfg.RetentionCron, j.retention, false},
 		{"cron.export_expiry", "export-expiry-schedule", cfg.ExportExpiryCron, j.exportExpiry, false},
 		{"cron.backup", "backup-schedule", cfg.Backup.Cron, j.backup, true},
@@ -83,6 +84,24 @@ func (j jobs) reconcile() {
 		log.Error("attachments without a blob", "count", len(rep.MissingBlobs), "ids", rep.MissingBlobs)
 	}
 	log.Info("attachments reconciled", "orphans_removed", len(rep.OrphanBlobsRemoved), "leftover_versions_removed", len(rep.LeftoverVersionsRemoved), "missing", len(rep.MissingBlobs))
+}
+
+// legalHoldFlags converges the S3 legal-hold flags on the holds (pending
+// holds every run, every hold hourly); a pass another replica is running
+// is not an error.
+func (j jobs) legalHoldFlags() {
+	log := j.a.log
+	rep, err := j.a.flags.Reconcile(j.ctx, retention.ReconcileOptions{})
+	switch {
+	case errors.Is(err, retention.ErrFlagsBusy):
+		log.Info("another replica is reconciling legal-hold flags; skipping this run")
+	case err != nil:
+		log.Error("legal-hold flag pass failed; the next run retries", "err", err, "pending_holds", len(rep.Pending))
+	case !rep.Available:
+	case rep.Set+rep.Cleared+rep.Restored > 0 || len(rep.Pending) > 0:
+		log.Info("legal-hold flags reconciled", "full", rep.Full, "holds", rep.Holds, "set", rep.Set, "cleared", rep.Cleared,
+			"verified", rep.Verified, "restored", rep.Restored, "pending_holds", len(rep.Pending))
+	}
 }
 
 // retention runs one retention sweep, audited like one started through the

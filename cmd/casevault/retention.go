@@ -147,42 +147,24 @@ func digestKey(cfg *config) ([]byte, error) {
 	return retention.DigestKey(master)
 }
 
-// legalHolder is the attachment bucket when it has object lock enabled,
-// else nil (no legal-hold flags to set or clear).
-func legalHolder(ctx context.Context, blobs archive.Blobs, log *slog.Logger) retention.LegalHolder {
+// legalHolder is the attachment bucket's legal-hold flags when blobs are
+// on S3, used once the bucket says it has object lock (asked until it
+// answers, so an outage at start-up does not turn flags off for good);
+// nil for local blobs.
+func legalHolder(_ context.Context, blobs archive.Blobs, _ *slog.Logger) retention.LegalHolder {
 	st, ok := blobs.(*s3.Store)
 	if !ok {
 		return nil
 	}
-	enabled, err := st.ObjectLockEnabled(ctx)
-	if err != nil {
-		log.Warn("cannot tell whether the bucket has object lock; legal holds will not set S3 flags", "err", err)
-		return nil
-	}
-	if !enabled {
-		return nil
-	}
-	return st
-}
-
-// objectLock returns the hold → S3 legal-hold mirror when the attachment
-// bucket has object lock enabled, else nil (nothing to mirror).
-func objectLock(ctx context.Context, blobs archive.Blobs, holds *retention.Holds, log *slog.Logger) func(context.Context, retention.Hold, bool) (int, error) {
-	st := legalHolder(ctx, blobs, log)
-	if st == nil {
-		return nil
-	}
-	return func(ctx context.Context, h retention.Hold, on bool) (int, error) {
-		return holds.ApplyObjectLock(ctx, st, h, on)
-	}
+	return retention.NewBucketFlags(st, st.ObjectLockEnabled)
 }
 
 // reapplyHoldFlags sets the S3 legal-hold flag on every restored blob an
 // active hold covers, when the target bucket has object lock (0 otherwise).
 func reapplyHoldFlags(ctx context.Context, db *sqldb.DB, blobs archive.Blobs) (int, error) {
 	holds := retention.NewHolds(db, nil)
-	apply := objectLock(ctx, blobs, holds, slog.New(slog.DiscardHandler))
-	if apply == nil {
+	lh := legalHolder(ctx, blobs, nil)
+	if lh == nil {
 		return 0, nil
 	}
 	n, cursor := 0, ""
@@ -192,7 +174,7 @@ func reapplyHoldFlags(ctx context.Context, db *sqldb.DB, blobs archive.Blobs) (i
 			return n, err
 		}
 		for _, h := range page {
-			k, err := apply(ctx, h, true)
+			k, err := holds.ApplyObjectLock(ctx, lh, h, true)
 			if err != nil {
 				return n, fmt.Errorf("hold %s: %w", h.ID, err)
 			}
