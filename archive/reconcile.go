@@ -83,7 +83,7 @@ func (a *Attachments) Reconcile(ctx context.Context, olderThan time.Duration, dr
 			if _, current := listed[v.Key]; current {
 				return nil
 			}
-			if v.ModTime.After(leftovers[v.Key]) || leftovers[v.Key].IsZero() {
+			if v.ModTime.After(leftovers[v.Key]) {
 				leftovers[v.Key] = v.ModTime
 			}
 			return nil
