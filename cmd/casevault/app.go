@@ -50,6 +50,13 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		return nil, err
 	}
 
+	// Before anything else writes: a replica or a restored directory
+	// without the instance's master key refuses here (issue 20 §14).
+	if _, err := masterKey(ctx, cfg, db); err != nil {
+		db.Close()
+		return nil, err
+	}
+
 	a := &app{cfg: cfg, log: log, db: db, metrics: prometheus.NewRegistry()}
 	a.closers = append(a.closers, db.Close)
 	a.metrics.MustRegister(collectors.NewDBStatsCollector(db.Write, "write"))
