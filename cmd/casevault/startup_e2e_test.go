@@ -2,16 +2,24 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/casevault/casevault/archive/blobtest"
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
+	"github.com/casevault/casevault/testkit"
 )
 
 // sharedS3 is the environment of an attachment store replicas share: a
@@ -117,4 +125,143 @@ func TestRestoredDirectoryWithoutTheMasterKeyRefuses(t *testing.T) {
 	if code, body := download(t, base+"/attachments/"+s.attachment, tok); code != 200 || !bytes.Equal(body, s.content) {
 		t.Fatalf("attachment after a restore with the instance's key: %d", code)
 	}
+}
+
+// startMany starts n `serve` processes on dirs at once (a cold start of
+// every replica) and waits until each answers or exits.
+func startMany(t *testing.T, n int, env ...string) ([]*proc, []string) {
+	t.Helper()
+	ps := make([]*proc, n)
+	dirs := make([]string, n)
+	for i := range ps {
+		dirs[i] = t.TempDir()
+		p := &proc{addr: freeAddr(t), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
+		p.cmd = exec.Command(binary(t), "serve", "--data-dir", dirs[i], "--listen", p.addr)
+		p.cmd.Env = append(os.Environ(), env...)
+		p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+		ps[i] = p
+	}
+	for _, p := range ps {
+		if err := p.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { p.done <- p.cmd.Wait() }()
+		t.Cleanup(func() {
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		})
+	}
+	for i, p := range ps {
+		testkit.Eventually(t, 60*time.Second, fmt.Sprint("replica ", i, " to answer"), func() bool {
+			select {
+			case err := <-p.done:
+				t.Fatalf("replica %d exited during a cold start: %v\n%s", i, err, p.stderr)
+			default:
+			}
+			res, err := http.Get("http://" + p.addr + "/healthz")
+			if err != nil {
+				return false
+			}
+			res.Body.Close()
+			return true
+		})
+	}
+	return ps, dirs
+}
+
+// Three replicas started at once on an empty PostgreSQL schema (issue 20
+// §16): all come up (migrations raced before), one admin token between
+// them, every cron tick run by one replica (the reconciler ran on all),
+// a replica that finds the sweep lock taken says so at info (it logged
+// ERROR every tick), and a backup into a local repository is refused
+// while other replicas are live (§15: each replica's own disk and key).
+func TestReplicasColdStartOwnJobsAndRefuseLocalBackups(t *testing.T) {
+	pg := sqldbtest.Config(t, sqldb.Postgres)
+	ps, dirs := startMany(t, 3, "CASEVAULT_DATABASE_URL="+pg.URL, "CASEVAULT_MASTER_KEY="+otherMasterKey,
+		"CASEVAULT_RECONCILE_SCHEDULE=@every 1s", "CASEVAULT_RETENTION_SCHEDULE=@every 1s", "CASEVAULT_BACKUP_SCHEDULE=off")
+
+	var tok string
+	for _, d := range dirs {
+		if b, err := os.ReadFile(filepath.Join(d, "admin.token")); err == nil {
+			if tok != "" {
+				t.Fatal("two replicas bootstrapped an admin token")
+			}
+			tok = strings.TrimSpace(string(b))
+		}
+	}
+	if tok == "" {
+		t.Fatal("no replica bootstrapped the admin token")
+	}
+	if code, toks := call(t, "GET", ps[2].api()+"/tokens", tok, nil); code != 200 || len(toks["items"].([]any)) != 1 {
+		t.Fatalf("tokens after a cold start of three replicas: %d %v", code, toks)
+	}
+
+	t.Run("one reconcile per tick", func(t *testing.T) {
+		var items []any
+		testkit.Eventually(t, 30*time.Second, "four reconcile ticks", func() bool {
+			code, ev := call(t, "GET", ps[0].api()+"/audit?action=attachments.reconcile&limit=100", tok, nil)
+			items, _ = ev["items"].([]any)
+			return code == 200 && len(items) >= 4
+		})
+		seen := map[string]bool{}
+		for _, it := range items {
+			tick, _ := it.(map[string]any)["detail"].(map[string]any)["tick"].(string)
+			if tick == "" || seen[tick] {
+				t.Fatalf("reconcile tick %q run twice (or unnamed): %v", tick, items)
+			}
+			seen[tick] = true
+		}
+	})
+
+	t.Run("a lost sweep lock is logged at info", func(t *testing.T) {
+		lock, err := sql.Open("pgx", pg.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lock.Close()
+		conn, err := lock.Conn(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		// The sweeper's lock (retention/runs.go), as a long sweep holds it.
+		if _, err := conn.ExecContext(context.Background(), `SELECT pg_advisory_lock(7345006, hashtext(current_schema()))`); err != nil {
+			t.Fatal(err)
+		}
+		testkit.Eventually(t, 30*time.Second, "a replica to find the sweep lock taken", func() bool {
+			for _, p := range ps {
+				if strings.Contains(p.stderr.String(), "another sweep is running") {
+					return true
+				}
+			}
+			return false
+		})
+		for i, p := range ps {
+			for _, line := range strings.Split(p.stderr.String(), "\n") {
+				// The one error expected: backups into each replica's own
+				// disk are refused (the last subtest).
+				if strings.Contains(line, `"level":"ERROR"`) && !strings.Contains(line, "backups refused on this replica") {
+					t.Errorf("replica %d logged an error: %s", i, line)
+				}
+			}
+		}
+	})
+
+	t.Run("local backup repositories refused", func(t *testing.T) {
+		code, body := call(t, "POST", ps[1].api()+"/backups", tok, nil)
+		if code != 409 || !strings.Contains(toJSON(body), "--backup-s3-endpoint") {
+			t.Fatalf("backup into a local repository with three replicas live: %d %v", code, body)
+		}
+		res, err := http.Get("http://" + ps[1].addr + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var ready map[string]any
+		_ = json.NewDecoder(res.Body).Decode(&ready)
+		backups, _ := ready["checks"].(map[string]any)["backups"].(map[string]any)
+		if backups["status"] == "ok" || !strings.Contains(toJSON(backups), "own disk") {
+			t.Fatalf("readiness does not report the unshared backups: %v", ready)
+		}
+	})
 }
