@@ -265,3 +265,37 @@ func TestReplicasColdStartOwnJobsAndRefuseLocalBackups(t *testing.T) {
 		}
 	})
 }
+
+// `casevault healthcheck` (the image's and compose's health check, issue
+// 20 §17) exits 0 against a ready server and 1 against none.
+func TestHealthcheckCommand(t *testing.T) {
+	p := start(t, t.TempDir())
+	for _, tc := range []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"the server's own --listen", []string{"healthcheck", "--listen", p.addr}, exitOK},
+		{"the environment", []string{"healthcheck"}, exitOK},
+		{"nothing listening", []string{"healthcheck", "--listen", freeAddr(t)}, exitError},
+		{"bad --listen", []string{"healthcheck", "--listen", "nonsense"}, exitUsage},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cvCode(t, tc.want, []string{"CASEVAULT_LISTEN=" + p.addr}, tc.args...)
+		})
+	}
+}
+
+func TestReadyzURL(t *testing.T) {
+	for _, tc := range []struct{ listen, want string }{
+		{"0.0.0.0:8080", "http://127.0.0.1:8080/readyz"},
+		{":8080", "http://127.0.0.1:8080/readyz"},
+		{"[::]:8080", "http://[::1]:8080/readyz"},
+		{"10.0.0.5:9000", "http://10.0.0.5:9000/readyz"},
+		{"localhost:8080", "http://localhost:8080/readyz"},
+	} {
+		if got, err := readyzURL(tc.listen); err != nil || got != tc.want {
+			t.Errorf("readyzURL(%q) = %q, %v; want %q", tc.listen, got, err, tc.want)
+		}
+	}
+}
