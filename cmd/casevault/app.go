@@ -73,7 +73,9 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 
 	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.guard = bg.New(log, a.metrics)
-	a.audit = audit.New(db, audit.WithRetention(cfg.AuditRetention.d))
+	// Events about legal holds in force and what they cover outlive the
+	// audit retention while the hold lasts (issue 21 §12).
+	a.audit = audit.New(db, audit.WithRetention(cfg.AuditRetention.d), audit.WithKeep(retention.AuditKeep))
 	if db.Dialect == sqldb.Postgres {
 		// Every audited write serializes on the chain head; group commit
 		// lets one commit carry many of them (sqldb/batch.go).

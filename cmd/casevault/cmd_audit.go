@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/casevault/casevault/audit"
+	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/cases"
 )
 
@@ -116,5 +117,5 @@ func runAuditPrune(ctx context.Context, cfg *config, out io.Writer) error {
 		}
 		fmt.Fprintf(out, "pruned %d audit events older than %s\n", n, cfg.AuditRetention.d)
 		return nil
-	}, audit.WithRetention(cfg.AuditRetention.d))
+	}, audit.WithRetention(cfg.AuditRetention.d), audit.WithKeep(retention.AuditKeep))
 }
