@@ -10,8 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/casevault/casevault/audit"
-	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/retention"
 )
 
 func newAuditCmd(cfg *config) *cobra.Command {
