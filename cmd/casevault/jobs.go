@@ -70,6 +70,8 @@ func (j jobs) owned(name string, tickOf func() time.Time, run func(jobs)) func()
 		}
 		ok, err := j.a.ticks.Claim(j.ctx, name, tick)
 		switch {
+		case err != nil && j.ctx.Err() != nil:
+			return // shutting down
 		case err != nil:
 			j.a.log.Error("scheduled job skipped: its tick could not be claimed", "job", name, "tick", tick, "err", err)
 			return
