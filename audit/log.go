@@ -29,6 +29,7 @@ type Log struct {
 	retention time.Duration
 	maxBatch  int
 	pruneStep int64
+	keep      KeepFunc
 
 	reqs      chan request
 	stop      chan struct{}
@@ -65,6 +66,18 @@ func WithClock(now func() time.Time) Option {
 			l.now = now
 		}
 	}
+}
+
+// KeepFunc returns a SQL condition on audit_events rows (with its
+// arguments) naming the events Prune must keep for now, such as those
+// about an active legal hold; "" keeps none. now is the log's clock.
+type KeepFunc func(now time.Time) (cond string, args []any)
+
+// WithKeep makes Prune keep the events keep names, and everything after
+// the first of them (the trail is pruned as a prefix, so it stays one
+// chain), until keep no longer names them.
+func WithKeep(keep KeepFunc) Option {
+	return func(l *Log) { l.keep = keep }
 }
 
 // WithRetention sets how long events are kept before PruneExpired removes

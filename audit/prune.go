@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -66,11 +67,17 @@ func (l *Log) Prune(ctx context.Context, before time.Time) (int64, error) {
 			if keep.Valid {
 				end = keep.Int64 - 1
 			}
+			if end, err = l.keepBefore(ctx, tx, h.cpSeq, end); err != nil {
+				return err
+			}
 			if end <= h.cpSeq {
 				return nil
 			}
 			endHash, err := checkSegment(ctx, tx, l.db.Dialect, h, end)
 			if err != nil {
+				return err
+			}
+			if err := checkLink(ctx, tx, l.db.Dialect, h, end, endHash); err != nil {
 				return err
 			}
 			res, err := tx.ExecContext(ctx, l.db.Rebind(`DELETE FROM audit_events WHERE seq > ? AND seq <= ?`), h.cpSeq, end)
@@ -109,6 +116,50 @@ func (l *Log) Prune(ctx context.Context, before time.Time) (int64, error) {
 			return total, nil
 		}
 	}
+}
+
+// checkLink checks that what stays links to the last event removed: the
+// first kept event's prev_hash (or, when every event goes, the head's hash)
+// must be endHash. The segment verifying on its own is not enough: an
+// event edited with its hash recomputed still chains to those before it,
+// and only its successor's link shows the edit. Pruning it would destroy
+// the evidence and leave verify blaming the successor.
+func checkLink(ctx context.Context, tx *sql.Tx, d sqldb.Dialect, h head, end int64, endHash string) error {
+	link := h.hash
+	if end < h.seq {
+		err := tx.QueryRowContext(ctx, sqldb.Rebind(d, `SELECT prev_hash FROM audit_events WHERE seq = ?`), end+1).Scan(&link)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w at event %d (missing); nothing was pruned (run verify)", ErrTampered, end+1)
+		}
+		if err != nil {
+			return fmt.Errorf("audit: prune: %w", err)
+		}
+	}
+	if link != endHash {
+		return fmt.Errorf("%w at event %d (the events after it no longer link to it); nothing was pruned (run verify)", ErrTampered, end)
+	}
+	return nil
+}
+
+// keepBefore lowers end to just before the first event in (from, end] the
+// keep condition names (WithKeep).
+func (l *Log) keepBefore(ctx context.Context, tx *sql.Tx, from, end int64) (int64, error) {
+	if l.keep == nil || end <= from {
+		return end, nil
+	}
+	cond, args := l.keep(l.now())
+	if cond == "" {
+		return end, nil
+	}
+	var first sql.NullInt64
+	q := `SELECT MIN(seq) FROM audit_events WHERE seq > ? AND seq <= ? AND (` + cond + `)`
+	if err := tx.QueryRowContext(ctx, l.db.Rebind(q), append([]any{from, end}, args...)...).Scan(&first); err != nil {
+		return 0, fmt.Errorf("audit: prune: preserved events: %w", err)
+	}
+	if first.Valid {
+		return first.Int64 - 1, nil
+	}
+	return end, nil
 }
 
 // checkSegment verifies events (checkpoint, end] before they are removed and

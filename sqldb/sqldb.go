@@ -6,6 +6,7 @@ package sqldb
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -333,12 +334,69 @@ func Page[T any](ctx context.Context, q Querier, query string, args []any, limit
 	return items, false, nil
 }
 
+// migrationLockKey is the PostgreSQL advisory lock class of migrations;
+// the second key is the schema, so installations (and test runs) in
+// separate schemas of one database do not wait for each other.
+const migrationLockKey = 7345001
+
 // Migrate applies every embedded migration not yet recorded, each in its
 // own transaction. Migrations are numbered NNNN_name.sql per dialect.
+//
+// On PostgreSQL the migration lock is taken before anything else, the
+// creation of the migrations table included: replicas starting at once on
+// an empty database otherwise both create it, and the loser fails on
+// PostgreSQL's catalog (duplicate pg_type key) rather than waiting. The
+// lock is a session lock on one connection that runs every migration, so
+// it is held from the first statement to the last. SQLite needs none: its
+// write transactions are immediate and serialize every process.
 func (db *DB) Migrate(ctx context.Context) error {
+	if db.Dialect != Postgres {
+		return db.migrate(ctx, db.Write.ExecContext, db.InTx)
+	}
+
+	conn, err := db.Write.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", classify(err))
+	}
+	defer conn.Close()
+
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1, hashtext(current_schema()))`, migrationLockKey); err != nil {
+		return fmt.Errorf("migrate: lock: %w", classify(err))
+	}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, err := conn.ExecContext(uctx, `SELECT pg_advisory_unlock($1, hashtext(current_schema()))`, migrationLockKey); err != nil {
+			// The lock must not outlive the migration: drop the
+			// connection, and the server frees it.
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+
+	inTx := func(ctx context.Context, fn func(tx *sql.Tx) error) error {
+		return connTx(ctx, conn, fn)
+	}
+	return db.migrate(ctx, conn.ExecContext, inTx)
+}
+
+// connTx runs fn in a transaction on one connection.
+func connTx(ctx context.Context, conn *sql.Conn, fn func(tx *sql.Tx) error) error {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func (db *DB) migrate(ctx context.Context, exec func(ctx context.Context, q string, args ...any) (sql.Result, error),
+	inTx func(ctx context.Context, fn func(tx *sql.Tx) error) error) error {
 	create := `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`
-	if _, err := db.Write.ExecContext(ctx, create); err != nil {
-		return fmt.Errorf("migrate: %w", err)
+	if _, err := exec(ctx, create); err != nil {
+		return fmt.Errorf("migrate: %w", classify(err))
 	}
 
 	dir := "migrations/" + string(db.Dialect)
@@ -363,13 +421,7 @@ func (db *DB) Migrate(ctx context.Context) error {
 			return fmt.Errorf("migrate: %w", err)
 		}
 
-		err = db.InTx(ctx, func(tx *sql.Tx) error {
-			if db.Dialect == Postgres {
-				// Several replicas may start at once; one migrates, the others wait.
-				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7345001)`); err != nil {
-					return err
-				}
-			}
+		err = inTx(ctx, func(tx *sql.Tx) error {
 			var n int
 			if err := tx.QueryRowContext(ctx, db.Rebind(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), v).Scan(&n); err != nil {
 				return err

@@ -49,6 +49,9 @@ type Options struct {
 	// of sleeping until a lease runs out.
 	Now   func() time.Time
 	After func(time.Duration) <-chan time.Time
+	// Precheck, when set, may refuse a backup before it starts (a server
+	// whose repository other live replicas do not share: issue 20 §15).
+	Precheck func(ctx context.Context) error
 }
 
 // Service runs backups of one instance into one repository.
@@ -334,6 +337,9 @@ func scanRun(row interface{ Scan(...any) error }) (Run, error) {
 // Start begins a backup in the background and returns its ID at once (the
 // API's 202); ErrLocked when a run is already going on.
 func (s *Service) Start(ctx context.Context, origin string, actor cases.Actor) (string, <-chan error, error) {
+	if err := s.precheck(ctx); err != nil {
+		return "", nil, err
+	}
 	now := s.opts.Now()
 	id := newID(now)
 	lctx, release, err := s.lease(ctx, id)
@@ -353,8 +359,18 @@ func (s *Service) Start(ctx context.Context, origin string, actor cases.Actor) (
 	return id, done, nil
 }
 
+func (s *Service) precheck(ctx context.Context) error {
+	if s.opts.Precheck == nil {
+		return nil
+	}
+	return s.opts.Precheck(ctx)
+}
+
 // Backup runs one backup now and waits for it.
 func (s *Service) Backup(ctx context.Context, origin string, actor cases.Actor, progress func(Progress)) (Manifest, error) {
+	if err := s.precheck(ctx); err != nil {
+		return Manifest{}, err
+	}
 	now := s.opts.Now()
 	id := newID(now)
 	lctx, release, err := s.lease(ctx, id)

@@ -16,7 +16,9 @@ import (
 // notBackedUp are the tables a backup leaves out on purpose.
 var notBackedUp = []string{"schema_migrations", "outbox", "backup_runs", "backup_lease", "instance", "sqlite_sequence", "hold_recording", "hold_changes",
 	// S3 legal-hold flag state: it describes one bucket; a restore sets the flags again.
-	"legal_hold_flags", "hold_mirroring"}
+	"legal_hold_flags", "hold_mirroring",
+	// issue 20 §14–16: per-installation state (cmd/casevault, package cluster)
+	"key_check", "job_ticks", "replicas"}
 
 // TestTablesMatchSchema fails when a migration adds a table or column the
 // backup does not know: a backup must never silently drop data.

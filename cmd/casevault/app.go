@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,7 @@ import (
 	"github.com/casevault/casevault/auth"
 	"github.com/casevault/casevault/bg"
 	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/cluster"
 	"github.com/casevault/casevault/export"
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/search"
@@ -42,6 +44,8 @@ type app struct {
 	metrics     *prometheus.Registry
 	server      *api.Server
 	guard       *bg.Guard // recovers and reports panics in background work
+	replicas    *cluster.Registry
+	ticks       *cluster.Ticks // which replica runs each cron tick
 	closers     []func() error
 }
 
@@ -51,7 +55,17 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		return nil, err
 	}
 
+	// Before anything else writes: a replica or a restored directory
+	// without the instance's master key refuses here (issue 20 §14).
+	if _, err := masterKey(ctx, cfg, db); err != nil {
+		db.Close()
+		return nil, err
+	}
+
 	a := &app{cfg: cfg, log: log, db: db, metrics: prometheus.NewRegistry()}
+	host, _ := os.Hostname()
+	a.replicas = cluster.NewRegistry(db, cluster.RegistryOptions{Host: host, Backups: backupsOf(cfg)})
+	a.ticks = cluster.NewTicks(db, a.replicas.ID(), nil)
 	a.closers = append(a.closers, db.Close)
 	a.metrics.MustRegister(collectors.NewDBStatsCollector(db.Write, "write"))
 	if db.Read != db.Write {
@@ -60,7 +74,9 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 
 	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.guard = bg.New(log, a.metrics)
-	a.audit = audit.New(db, audit.WithRetention(cfg.AuditRetention.d))
+	// Events about legal holds in force and what they cover outlive the
+	// audit retention while the hold lasts (issue 21 §12).
+	a.audit = audit.New(db, audit.WithRetention(cfg.AuditRetention.d), audit.WithKeep(retention.AuditKeep))
 	if db.Dialect == sqldb.Postgres {
 		// Every audited write serializes on the chain head; group commit
 		// lets one commit carry many of them (sqldb/batch.go).
@@ -131,7 +147,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 	lh := legalHolder(ctx, blobs, log)
 	a.retention = newRetentionParts(a.guard, db, policy, schedules, a.indexer, a.store, blobs, lh, sink, dkey)
 	a.flags = newFlagMirror(db, a.retention.holds, lh, sink)
-	bp, bkeys, err := newBackupParts(cfg, db, blobs, sink.hook, log, a.guard)
+	bp, bkeys, err := newBackupParts(cfg, db, blobs, sink.hook, log, a.guard, a.replicas.CheckBackups)
 	if err != nil {
 		a.Close()
 		return nil, err
@@ -169,7 +185,8 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 			}}, {Name: "index", Degraded: true, Probe: indexProbe(a.indexer)}, {Name: "blobs", Probe: func(ctx context.Context) (any, error) {
 				return map[string]any{"backend": blobKind}, blobs.Ping(ctx)
 			}}, {Name: "background", Degraded: true, Probe: panicProbe(a.guard)},
-				{Name: "legal_hold_flags", Degraded: true, Probe: a.flags.Readiness}},
+				{Name: "legal_hold_flags", Degraded: true, Probe: a.flags.Readiness},
+				{Name: "backups", Degraded: true, Probe: backupsProbe(a.replicas)}},
 		})
 	return a, nil
 }
@@ -191,6 +208,69 @@ func panicProbe(g *bg.Guard) func(ctx context.Context) (any, error) {
 		}
 		return jobs, errors.Join(errs...)
 	}
+}
+
+// backupsOf says where this replica's backups go, for the replica
+// registry.
+func backupsOf(cfg *config) cluster.Backups {
+	b := cfg.Backup
+	repo := "local:" + b.Dir
+	if b.S3.Endpoint != "" {
+		repo = "s3:" + b.S3.Endpoint + "/" + b.S3.Bucket + "/" + b.Prefix
+	}
+	return cluster.Backups{Repo: repo, Recipients: b.Recipients}
+}
+
+// backupsProbe is the readiness check of backups across replicas:
+// degraded while other replicas are live and this replica's backups would
+// not go to the repository and recipients they share (the backup is then
+// refused: cluster.Registry.CheckBackups).
+func backupsProbe(r *cluster.Registry) func(ctx context.Context) (any, error) {
+	return func(ctx context.Context) (any, error) {
+		others, err := r.Others(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"other_replicas": len(others)}, r.CheckBackups(ctx)
+	}
+}
+
+// heartbeat registers this replica and renews its row until the returned
+// function is called (after the server drained), which removes it.
+func (a *app) heartbeat(ctx context.Context) (stop func(), err error) {
+	if err := a.replicas.Beat(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.replicas.CheckBackups(ctx); err != nil {
+		a.log.Error("backups refused on this replica until configured for several replicas", "err", err)
+	}
+
+	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	a.guard.Go("replica.heartbeat", func() {
+		defer close(done)
+		t := time.NewTicker(a.replicas.Interval())
+		defer t.Stop()
+		for {
+			select {
+			case <-bctx.Done():
+				return
+			case <-t.C:
+				if err := a.replicas.Beat(bctx); err != nil && bctx.Err() == nil {
+					a.log.Warn("replica heartbeat failed", "err", err)
+				}
+			}
+		}
+	})
+	return func() {
+		cancel()
+		<-done
+		lctx, lcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer lcancel()
+		if err := a.replicas.Leave(lctx); err != nil {
+			a.log.Warn("replica leave failed", "err", err)
+		}
+	}, nil
 }
 
 func (a *app) Close() error {

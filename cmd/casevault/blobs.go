@@ -36,9 +36,9 @@ func openBlobs(ctx context.Context, cfg *config) (archive.Blobs, string, error) 
 
 // openAttachments builds the attachment service with its keyring.
 func openAttachments(ctx context.Context, cfg *config, db *sqldb.DB) (*archive.Attachments, archive.Blobs, string, error) {
-	master, err := archive.LoadOrCreateMasterKey(cfg.DataDir, cfg.MasterKeyHex)
+	master, err := masterKey(ctx, cfg, db)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("master key: %w", err)
+		return nil, nil, "", err
 	}
 	keys, err := archive.NewKeyring(db, master, archive.KeyringOptions{})
 	if err != nil {

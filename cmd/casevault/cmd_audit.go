@@ -11,6 +11,7 @@ import (
 
 	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/retention"
 )
 
 func newAuditCmd(cfg *config) *cobra.Command {
@@ -117,5 +118,5 @@ func runAuditPrune(ctx context.Context, cfg *config, out io.Writer) error {
 		}
 		fmt.Fprintf(out, "pruned %d audit events older than %s\n", n, cfg.AuditRetention.d)
 		return nil
-	}, audit.WithRetention(cfg.AuditRetention.d))
+	}, audit.WithRetention(cfg.AuditRetention.d), audit.WithKeep(retention.AuditKeep))
 }

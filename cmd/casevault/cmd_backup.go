@@ -60,6 +60,11 @@ func newBackupRunCmd(cfg *config, opts *backupOptions) *cobra.Command {
 
 func runBackup(ctx context.Context, cfg *config, rep *reporter) error {
 	return withEnv(ctx, cfg, func(env *cliEnv) error {
+		// Backups are signed with a key derived from the master key: prove
+		// it is the database's before one is made (or generated).
+		if _, err := masterKey(ctx, cfg, env.db); err != nil {
+			return err
+		}
 		repo, _, where, err := openBackupRepo(cfg, false, true)
 		if err != nil {
 			return err

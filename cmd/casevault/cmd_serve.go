@@ -14,6 +14,7 @@ import (
 
 	"github.com/casevault/casevault/auth"
 	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/sqldb"
 )
 
 func newServeCmd(cfg *config) *cobra.Command {
@@ -39,7 +40,13 @@ func runServe(ctx context.Context, cfg *config, out, logw io.Writer) error {
 	}
 	defer a.Close()
 
-	if err := bootstrapAdmin(ctx, a.tokens, auditSink{log: a.audit}.hook, cfg.DataDir, out); err != nil {
+	leave, err := a.heartbeat(ctx)
+	if err != nil {
+		return err
+	}
+	defer leave()
+
+	if err := bootstrapAdmin(ctx, a.db, a.tokens, auditSink{log: a.audit}.hook, cfg.DataDir, out); err != nil {
 		return err
 	}
 	defer recoverInterruptedRuns(ctx, a, log)()
@@ -94,9 +101,21 @@ func (a *app) runIndexer(ctx context.Context) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
+// errBootstrapped: another replica created the first admin token first.
+var errBootstrapped = errors.New("the first admin token exists")
+
+// bootstrapLockKey is the PostgreSQL advisory lock class of the admin
+// bootstrap (per schema, like the others: 7345001 migrations, 7345006
+// sweeps).
+const bootstrapLockKey = 7345018
+
 // bootstrapAdmin creates the first admin token on an empty database, prints
-// it once and writes it to <data-dir>/admin.token (0600).
-func bootstrapAdmin(ctx context.Context, tokens *auth.Tokens, hook func(context.Context, *sql.Tx, cases.Change) error, dataDir string, out io.Writer) error {
+// it once and writes it to <data-dir>/admin.token (0600). Replicas starting
+// at once all see no token: the check that no other token exists runs in
+// the creating transaction, after a lock every bootstrap takes (SQLite's
+// write transactions are exclusive already), so exactly one of them
+// commits a token and the others roll theirs back.
+func bootstrapAdmin(ctx context.Context, db *sqldb.DB, tokens *auth.Tokens, hook func(context.Context, *sql.Tx, cases.Change) error, dataDir string, out io.Writer) error {
 	n, err := tokens.Count(ctx)
 	if err != nil {
 		return err
@@ -104,10 +123,28 @@ func bootstrapAdmin(ctx context.Context, tokens *auth.Tokens, hook func(context.
 	if n > 0 {
 		return nil
 	}
+
 	path := filepath.Join(dataDir, "admin.token")
 	tok, secret, err := tokens.Create(ctx, "admin", auth.RoleAdmin, func(ctx context.Context, tx *sql.Tx, tok auth.Token) error {
+		if db.Dialect == sqldb.Postgres {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))`, bootstrapLockKey); err != nil {
+				return fmt.Errorf("bootstrap lock: %w", err)
+			}
+		}
+		// A new statement: under the lock it sees every token committed
+		// by a bootstrap that held it before.
+		var others int
+		if err := tx.QueryRowContext(ctx, db.Rebind(`SELECT COUNT(*) FROM tokens WHERE id <> ?`), tok.ID).Scan(&others); err != nil {
+			return fmt.Errorf("count tokens: %w", err)
+		}
+		if others > 0 {
+			return errBootstrapped
+		}
 		return hook(ctx, tx, cases.Change{Actor: cases.SystemActor(), Action: "token.bootstrap", TargetType: "token", TargetID: tok.ID})
 	})
+	if errors.Is(err, errBootstrapped) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}

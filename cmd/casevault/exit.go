@@ -26,6 +26,7 @@ const (
 	exitKey         = 12  // backup identity or master key missing or wrong
 	exitRefused     = 13  // restore target not empty, data held or deleted; a CLI sweep without the index its query holds need
 	exitUnavailable = 14  // a backend (database, S3) could not be reached
+	exitMasterKey   = 15  // the master key is missing or not the database's
 	exitInterrupt   = 130 // SIGINT or SIGTERM
 )
 
@@ -44,6 +45,8 @@ const exitHelp = `Exit codes:
        retention sweep while legal holds with a query scope are in force and the search
        index cannot be opened (a running server holds it: sweep through the server)
   14   a backend (database, S3) could not be reached
+  15   the master key is missing or is not the one the database's data keys are wrapped under
+       (every replica and every restore must use the instance's master key)
   130  interrupted (SIGINT, SIGTERM)`
 
 // usageError is a command line the command cannot run: exit 2.
@@ -106,6 +109,8 @@ func exitCode(err error) int {
 		return exitDamaged
 	case errors.Is(err, backup.ErrNoRepository), errors.Is(err, backup.ErrNotFound):
 		return exitNoRepo
+	case errors.Is(err, archive.ErrWrongMasterKey), errors.Is(err, archive.ErrNoMasterKey):
+		return exitMasterKey
 	case errors.Is(err, sqldb.ErrUnavailable), errors.Is(err, archive.ErrUnavailable):
 		return exitUnavailable
 	}

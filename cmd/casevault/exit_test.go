@@ -43,6 +43,8 @@ func TestExitCode(t *testing.T) {
 		{"no such backup", wrap(backup.ErrNotFound), exitNoRepo},
 		{"database down", wrap(sqldb.ErrUnavailable), exitUnavailable},
 		{"s3 down", wrap(archive.ErrUnavailable), exitUnavailable},
+		{"wrong master key", wrap(archive.ErrWrongMasterKey), exitMasterKey},
+		{"no master key", wrap(archive.ErrNoMasterKey), exitMasterKey},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := exitCode(tc.err); got != tc.want {

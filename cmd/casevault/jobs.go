@@ -16,10 +16,13 @@ import (
 
 // jobs are the server's cron jobs, one method each. They run under the
 // serve command's context, which SIGTERM cancels, and through the app's
-// bg.Guard, which recovers and reports their panics.
+// bg.Guard, which recovers and reports their panics. Every replica's cron
+// fires, and one replica runs each tick (owned).
 type jobs struct {
 	ctx context.Context
 	a   *app
+	// tick is the scheduled time of the run (zero outside the cron).
+	tick time.Time
 }
 
 // schedule adds every enabled job to a new cron (UTC). A schedule that does
@@ -29,26 +32,56 @@ func (j jobs) schedule() (*cron.Cron, error) {
 	c := cron.New(cron.WithLocation(time.UTC))
 	for _, job := range []struct {
 		name, flag, spec string
-		run              func()
+		run              func(jobs)
 		// optional jobs are off when their schedule is empty or "off"
 		optional bool
 	}{
-		{"cron.audit_prune", "audit-prune-schedule", cfg.AuditPruneCron, j.auditPrune, false},
-		{"cron.reconcile", "reconcile-schedule", cfg.ReconcileCron, j.reconcile, false},
-		{"cron.legal_hold_flags", "legal-hold-flags-schedule", cfg.FlagsCron, j.legalHoldFlags, false},
-		{"cron.retention", "retention-schedule", cfg.RetentionCron, j.retention, false},
-		{"cron.export_expiry", "export-expiry-schedule", cfg.ExportExpiryCron, j.exportExpiry, false},
-		{"cron.backup", "backup-schedule", cfg.Backup.Cron, j.backup, true},
-		{"cron.backup_forget", "backup-forget-schedule", cfg.Backup.ForgetCron, j.backupForget, true},
+		{"cron.audit_prune", "audit-prune-schedule", cfg.AuditPruneCron, jobs.auditPrune, false},
+		{"cron.reconcile", "reconcile-schedule", cfg.ReconcileCron, jobs.reconcile, false},
+		{"cron.legal_hold_flags", "legal-hold-flags-schedule", cfg.FlagsCron, jobs.legalHoldFlags, false},
+		{"cron.retention", "retention-schedule", cfg.RetentionCron, jobs.retention, false},
+		{"cron.export_expiry", "export-expiry-schedule", cfg.ExportExpiryCron, jobs.exportExpiry, false},
+		{"cron.backup", "backup-schedule", cfg.Backup.Cron, jobs.backup, true},
+		{"cron.backup_forget", "backup-forget-schedule", cfg.Backup.ForgetCron, jobs.backupForget, true},
 	} {
 		if job.optional && !cronEnabled(job.spec) {
 			continue
 		}
-		if _, err := c.AddFunc(job.spec, j.a.guard.Func(job.name, job.run)); err != nil {
+		var id cron.EntryID
+		// The entry's Prev is the scheduled time of the run in progress:
+		// cron sets it before it serves the next Entry call.
+		tick := func() time.Time { return c.Entry(id).Prev }
+		var err error
+		if id, err = c.AddFunc(job.spec, j.a.guard.Func(job.name, j.owned(job.name, tick, job.run))); err != nil {
 			return nil, usagef("--%s %q: %w", job.flag, job.spec, err)
 		}
 	}
 	return c, nil
+}
+
+// owned runs a job's tick only on the replica that claims it: every
+// replica's cron fires at the same scheduled time, and the job's
+// bookkeeping in the database lets one of them through (cluster.Ticks).
+// Not owning a tick is normal, so it is logged at info.
+func (j jobs) owned(name string, tickOf func() time.Time, run func(jobs)) func() {
+	return func() {
+		tick := tickOf()
+		if tick.IsZero() {
+			tick = time.Now().Truncate(time.Second)
+		}
+		ok, err := j.a.ticks.Claim(j.ctx, name, tick)
+		switch {
+		case err != nil && j.ctx.Err() != nil:
+			return // shutting down
+		case err != nil:
+			j.a.log.Error("scheduled job skipped: its tick could not be claimed", "job", name, "tick", tick, "err", err)
+			return
+		case !ok:
+			j.a.log.Info("scheduled job's tick run by another replica", "job", name, "tick", tick)
+			return
+		}
+		run(jobs{ctx: j.ctx, a: j.a, tick: tick})
+	}
 }
 
 // cronEnabled says whether a schedule setting turns a job on.
@@ -78,8 +111,12 @@ func (j jobs) reconcile() {
 		log.Error("attachment reconcile failed", "err", err)
 		return
 	}
-	_ = j.a.audit.Record(j.ctx, audit.FromChange(systemChange("attachments.reconcile", "attachments", "", map[string]any{
-		"orphans": len(rep.OrphanBlobsRemoved), "leftover_versions": len(rep.LeftoverVersionsRemoved), "missing": len(rep.MissingBlobs)}), audit.OutcomeOK))
+	detail := map[string]any{"orphans": len(rep.OrphanBlobsRemoved), "leftover_versions": len(rep.LeftoverVersionsRemoved), "missing": len(rep.MissingBlobs)}
+	if !j.tick.IsZero() {
+		// One run per tick across replicas: the tick names it.
+		detail["tick"] = j.tick.UTC().Format(time.RFC3339)
+	}
+	_ = j.a.audit.Record(j.ctx, audit.FromChange(systemChange("attachments.reconcile", "attachments", "", detail), audit.OutcomeOK))
 	if len(rep.MissingBlobs) > 0 {
 		log.Error("attachments without a blob", "count", len(rep.MissingBlobs), "ids", rep.MissingBlobs)
 	}
@@ -110,7 +147,9 @@ func (j jobs) legalHoldFlags() {
 func (j jobs) retention() {
 	rep, err := j.a.retention.sweeper.Run(j.ctx, retention.RunOptions{})
 	if errors.Is(err, retention.ErrSweepRunning) {
-		j.a.log.Info("retention sweep skipped: another sweep is running (another replica or a CLI run)")
+		// Another replica's (or an API or CLI) sweep is still running:
+		// normal with several replicas, not an error.
+		j.a.log.Info("retention sweep skipped: another sweep is running")
 		return
 	}
 	outcome := audit.OutcomeOK

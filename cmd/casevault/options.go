@@ -37,7 +37,7 @@ func options() []option {
 		{name: "s3-timeout", def: "30s", uses: useBlobs, field: func(c *config) any { return &c.S3.Timeout },
 			help: "longest wait for the S3 server in one call or transfer step; past it the request gets 503"},
 		{name: "master-key", def: "", uses: useBlobs | useBackup, secret: true, field: func(c *config) any { return &c.MasterKeyHex },
-			help: "64 hex characters; empty uses <data-dir>/master.key, generated at first start (prefer the environment variable)"},
+			help: "64 hex characters; empty uses <data-dir>/master.key, generated only for a database that holds no data keys yet. Every replica and restore needs the instance's key (exit 15 otherwise; prefer the environment variable)"},
 		{name: "reconcile-schedule", def: "@hourly", uses: useServer, field: func(c *config) any { return &c.ReconcileCron },
 			help: "cron schedule of the attachment reconciler (orphan blobs, missing blobs)"},
 		{name: "legal-hold-flags-schedule", def: "*/5 * * * *", uses: useServer, field: func(c *config) any { return &c.FlagsCron },

@@ -18,7 +18,8 @@ func TestTwoReplicasOnePostgresChain(t *testing.T) {
 	env := "CASEVAULT_DATABASE_URL=" + cfg.URL
 	d1, d2 := t.TempDir(), t.TempDir()
 	p1, tok := startAdmin(t, d1, env)
-	p2 := start(t, d2, env) // same database: no new admin token
+	// Every replica uses the instance's master key (issue 20 §14).
+	p2 := start(t, d2, env, instanceKey(t, d1)) // same database: no new admin token
 	if _, err := os.Stat(filepath.Join(d2, "admin.token")); err == nil {
 		t.Fatal("second replica bootstrapped another admin token")
 	}

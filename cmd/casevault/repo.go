@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -115,7 +116,8 @@ type backupParts struct {
 // newBackupParts builds the server's backup service. The key pair is made
 // here when none is configured, so the first scheduled or requested run
 // can encrypt.
-func newBackupParts(cfg *config, db *sqldb.DB, blobs archive.Blobs, hook cases.TxHook, log *slog.Logger, guard *bg.Guard) (*backupParts, backup.Keys, error) {
+func newBackupParts(cfg *config, db *sqldb.DB, blobs archive.Blobs, hook cases.TxHook, log *slog.Logger, guard *bg.Guard,
+	precheck func(context.Context) error) (*backupParts, backup.Keys, error) {
 	repo, target, where, err := openBackupRepo(cfg, false, true)
 	if err != nil {
 		return nil, backup.Keys{}, err
@@ -129,7 +131,7 @@ func newBackupParts(cfg *config, db *sqldb.DB, blobs archive.Blobs, hook cases.T
 	if errors.Is(statErr, os.ErrNotExist) && cfg.Backup.Recipients == "" && cfg.Backup.IdentityFile == "" {
 		log.Warn("generated a backup key: copy it off this machine, no backup can be restored without it", "file", keyFile)
 	}
-	svc := backup.New(db, repo, backup.Options{Blobs: blobs, Keys: keys, OnChange: hook, Guard: guard})
+	svc := backup.New(db, repo, backup.Options{Blobs: blobs, Keys: keys, OnChange: hook, Guard: guard, Precheck: precheck})
 	log.Info("backups", "target", where, "schedule", cfg.Backup.Cron, "recipients", len(keys.Recipients))
 	return &backupParts{svc: svc, target: target}, keys, nil
 }
