@@ -76,7 +76,10 @@ func TestReleaseGraceFromSchedule(t *testing.T) {
 			sc := retention.DefaultSchedule()
 			g, _ := retention.ParseDuration(tt.grace)
 			sc.HoldReleaseGrace = &g
-			e.policy.Set(sc)
+			// Stored: every decision reads the stored schedule (issue 20 §1).
+			if _, err := e.sched.Put(e.ctx, sc, cases.Actor{}, nil); err != nil {
+				t.Fatal(err)
+			}
 
 			cs := e.newCase(e.customer())
 			h, err := e.holds.Place(e.ctx, retention.HoldInput{Matter: "M", Reason: "r", Scope: retention.HoldScope{CaseIDs: []string{cs}}}, cases.Actor{Name: "legal"}, nil)
