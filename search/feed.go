@@ -36,6 +36,10 @@ type Claim struct {
 	Owner string
 	TTL   time.Duration
 	Now   time.Time
+	// MustRebuild stores position -1 with the lease: the caller knows its
+	// index cannot be trusted, and it stays so, across restarts, until a
+	// rebuild moves the cursor.
+	MustRebuild bool
 }
 
 // Consumer is one index's place in the feed, as the store keeps it.

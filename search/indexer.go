@@ -131,6 +131,10 @@ type Options struct {
 	ExpireAfter time.Duration
 	// PruneEvery is how often the lease holder prunes the feed (default 1m).
 	PruneEvery time.Duration
+	// Untrusted says the index's content is vouched for by no cursor (an
+	// index older than the feed, or copied in): it is rebuilt once the
+	// lease is first held, whatever the stored position.
+	Untrusted bool
 	// Rebuild builds a new, empty index, for the rebuild the indexer starts
 	// when its cursor was pruned past (nil: it stays untrusted and says so).
 	Rebuild func(ctx context.Context) (Engine, error)
@@ -566,7 +570,8 @@ func (ix *Indexer) claim(ctx context.Context) error {
 	if ix.opts.Shared {
 		kind = ConsumerShared
 	}
-	c, held, err := ix.src.ClaimConsumer(ctx, Claim{ID: ix.opts.Consumer, Kind: kind, Owner: ix.opts.Owner, TTL: ix.opts.LeaseTTL, Now: now})
+	untrusted := ix.opts.Untrusted && ix.epoch.Load() == 0 && !ix.leased.Load()
+	c, held, err := ix.src.ClaimConsumer(ctx, Claim{ID: ix.opts.Consumer, Kind: kind, Owner: ix.opts.Owner, TTL: ix.opts.LeaseTTL, Now: now, MustRebuild: untrusted})
 	if err != nil {
 		ix.claimMu.Unlock()
 		return fmt.Errorf("search: claim feed consumer: %w", err)

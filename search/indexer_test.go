@@ -96,7 +96,7 @@ func (m *memSource) ClaimConsumer(_ context.Context, c search.Claim) (search.Con
 	cur, ok := m.consumers[c.ID]
 	if !ok {
 		cur = &search.Consumer{ID: c.ID, Kind: c.Kind}
-		if m.pruned > 0 {
+		if m.pruned > 0 || c.MustRebuild {
 			cur.Position = -1
 		}
 		m.consumers[c.ID] = cur
@@ -104,7 +104,7 @@ func (m *memSource) ClaimConsumer(_ context.Context, c search.Claim) (search.Con
 	if cur.Owner != "" && cur.Owner != c.Owner && cur.LeaseUntil != nil && cur.LeaseUntil.After(c.Now) {
 		return *cur, false, nil
 	}
-	if cur.Position < m.pruned {
+	if cur.Position < m.pruned || c.MustRebuild {
 		cur.Position = -1
 	}
 	until := c.Now.Add(c.TTL)

@@ -171,7 +171,7 @@ func (s *Store) ClaimConsumer(ctx context.Context, c search.Claim) (search.Consu
 			Scan(&out.Kind, &out.Position, &owner, &lease, &seen, &expired)
 		if errors.Is(err, sql.ErrNoRows) {
 			out = search.Consumer{ID: c.ID, Kind: c.Kind, Owner: c.Owner, SeenAt: c.Now}
-			if pruned > 0 {
+			if pruned > 0 || c.MustRebuild {
 				out.Position = -1
 			}
 			held = true
@@ -188,7 +188,7 @@ func (s *Store) ClaimConsumer(ctx context.Context, c search.Claim) (search.Consu
 		if !held {
 			return nil
 		}
-		if out.Position < pruned {
+		if out.Position < pruned || c.MustRebuild {
 			out.Position = -1
 		}
 		out.Owner, out.SeenAt, out.Expired, out.Kind = c.Owner, c.Now, false, c.Kind

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"time"
 
 	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/archive/s3"
@@ -86,10 +87,7 @@ func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, 
 	}
 	holds := retention.NewHoldsWith(db, retention.HoldsOptions{Matcher: matcher, Policy: policy})
 	rp := &retentionParts{policy: policy, schedules: schedules, holds: holds, explainer: retention.NewExplainer(db, policy, holds)}
-	opts := retention.SweeperOptions{Policy: policy, Holds: holds, OnChange: hook, OnChanges: sink.hookMany, IndexLag: func(ctx context.Context) (int64, error) {
-		n, _, err := store.OutboxStats(ctx)
-		return n, err
-	}, Guard: guard}
+	opts := retention.SweeperOptions{Policy: policy, Holds: holds, OnChange: hook, OnChanges: sink.hookMany, IndexLag: feedLag(store, ix, 10*time.Second), Guard: guard}
 	if blobs != nil {
 		opts.Blobs = blobs
 	}
