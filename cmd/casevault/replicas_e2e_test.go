@@ -111,119 +111,130 @@ func TestThreeReplicasOneChangeFeed(t *testing.T) {
 	_, cust := call(t, "POST", a+"/customers", tok, map[string]any{"name": "Feed"})
 
 	// Every acknowledged write, through any replica, on every replica.
-	const n = 24
-	var wg sync.WaitGroup
-	failed := make(chan string, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			base := bases[i%3]
-			code, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": fmt.Sprint("feed case ", i), "channel": "chat"})
-			if code != 201 {
-				failed <- fmt.Sprint("case ", i, ": ", code)
-				return
-			}
-			code, _ = call(t, "POST", base+"/cases/"+cs["id"].(string)+"/contacts", tok,
-				map[string]any{"channel": "chat", "direction": "inbound", "author": "r", "body": fmt.Sprint("quokka sighting ", i)})
-			if code != 201 {
-				failed <- fmt.Sprint("contact ", i, ": ", code)
-			}
-		}()
-	}
-	wg.Wait()
-	close(failed)
-	for f := range failed {
-		t.Fatal("write failed: ", f)
-	}
-	acked := time.Now()
-	for i, base := range bases {
-		testkit.Eventually(t, 30*time.Second, fmt.Sprint("replica ", i, " finds all ", n, " cases"), func() bool { return searchTotal(t, base, tok, "quokka") == n })
-		if late := time.Since(acked); late > 2*time.Second {
-			t.Errorf("replica %d found every acknowledged write only %s after the last was acknowledged, want within 2s", i, late.Round(time.Millisecond))
+	t.Run("writes", func(t *testing.T) {
+		const n = 24
+		var wg sync.WaitGroup
+		failed := make(chan string, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				base := bases[i%3]
+				code, cs := call(t, "POST", base+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": fmt.Sprint("feed case ", i), "channel": "chat"})
+				if code != 201 {
+					failed <- fmt.Sprint("case ", i, ": ", code)
+					return
+				}
+				code, _ = call(t, "POST", base+"/cases/"+cs["id"].(string)+"/contacts", tok,
+					map[string]any{"channel": "chat", "direction": "inbound", "author": "r", "body": fmt.Sprint("quokka sighting ", i)})
+				if code != 201 {
+					failed <- fmt.Sprint("contact ", i, ": ", code)
+				}
+			}()
 		}
-	}
+		wg.Wait()
+		close(failed)
+		for f := range failed {
+			t.Fatal("write failed: ", f)
+		}
+		acked := time.Now()
+		for i, base := range bases {
+			testkit.Eventually(t, 30*time.Second, fmt.Sprint("replica ", i, " finds all ", n, " cases"), func() bool { return searchTotal(t, base, tok, "quokka") == n })
+			if late := time.Since(acked); late > 2*time.Second {
+				t.Errorf("replica %d found every acknowledged write only %s after the last was acknowledged, want within 2s", i, late.Round(time.Millisecond))
+			}
+		}
+
+	})
 
 	// A delete through A disappears from every replica's index.
-	code, cs := call(t, "POST", b+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": "wombat complaint", "channel": "email"})
-	if code != 201 {
-		t.Fatalf("case: %d", code)
-	}
-	for i, base := range bases {
-		testkit.Eventually(t, 30*time.Second, fmt.Sprint("replica ", i, " finds the wombat case"), func() bool { return searchTotal(t, base, tok, "wombat") == 1 })
-	}
-	if code, r := call(t, "DELETE", a+"/cases/"+cs["id"].(string), tok, nil); code != 204 {
-		t.Fatalf("delete: %d %v", code, r)
-	}
-	deleted := time.Now()
-	for i, base := range bases {
-		testkit.Eventually(t, 30*time.Second, fmt.Sprint("replica ", i, " forgets the deleted case"), func() bool { return searchTotal(t, base, tok, "wombat") == 0 })
-		if late := time.Since(deleted); late > 2*time.Second {
-			t.Errorf("replica %d dropped the deleted case only %s after the delete, want within 2s", i, late.Round(time.Millisecond))
+	t.Run("deletes", func(t *testing.T) {
+		code, cs := call(t, "POST", b+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": "wombat complaint", "channel": "email"})
+		if code != 201 {
+			t.Fatalf("case: %d", code)
 		}
-	}
+		for i, base := range bases {
+			testkit.Eventually(t, 30*time.Second, fmt.Sprint("replica ", i, " finds the wombat case"), func() bool { return searchTotal(t, base, tok, "wombat") == 1 })
+		}
+		if code, r := call(t, "DELETE", a+"/cases/"+cs["id"].(string), tok, nil); code != 204 {
+			t.Fatalf("delete: %d %v", code, r)
+		}
+		deleted := time.Now()
+		for i, base := range bases {
+			testkit.Eventually(t, 30*time.Second, fmt.Sprint("replica ", i, " forgets the deleted case"), func() bool { return searchTotal(t, base, tok, "wombat") == 0 })
+			if late := time.Since(deleted); late > 2*time.Second {
+				t.Errorf("replica %d dropped the deleted case only %s after the delete, want within 2s", i, late.Round(time.Millisecond))
+			}
+		}
+
+	})
 
 	// A query hold placed on A; due contacts written through B (half of
 	// them held); a sweep on C deletes only the others.
-	if code, r := call(t, "POST", a+"/holds", tok, map[string]any{"matter": "m", "reason": "r", "scope": map[string]any{"query": "kangaroo"}}); code != 201 {
-		t.Fatalf("hold: %d %v", code, r)
-	}
-	var held, free []string
-	for i := range 6 {
-		body := fmt.Sprint("login code ", i)
-		if i%2 == 0 {
-			body += " kangaroo"
+	t.Run("query hold", func(t *testing.T) {
+		if code, r := call(t, "POST", a+"/holds", tok, map[string]any{"matter": "m", "reason": "r", "scope": map[string]any{"query": "kangaroo"}}); code != 201 {
+			t.Fatalf("hold: %d %v", code, r)
 		}
-		_, cs := call(t, "POST", b+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": fmt.Sprint("due ", i), "channel": "chat"})
-		code, ct := call(t, "POST", b+"/cases/"+cs["id"].(string)+"/contacts", tok,
-			map[string]any{"channel": "chat", "direction": "inbound", "author": "r", "body": body, "purposes": []string{"authentication"}})
-		if code != 201 {
-			t.Fatalf("due contact: %d %v", code, ct)
+		var held, free []string
+		for i := range 6 {
+			body := fmt.Sprint("login code ", i)
+			if i%2 == 0 {
+				body += " kangaroo"
+			}
+			_, cs := call(t, "POST", b+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": fmt.Sprint("due ", i), "channel": "chat"})
+			code, ct := call(t, "POST", b+"/cases/"+cs["id"].(string)+"/contacts", tok,
+				map[string]any{"channel": "chat", "direction": "inbound", "author": "r", "body": body, "purposes": []string{"authentication"}})
+			if code != 201 {
+				t.Fatalf("due contact: %d %v", code, ct)
+			}
+			if i%2 == 0 {
+				held = append(held, ct["id"].(string))
+			} else {
+				free = append(free, ct["id"].(string))
+			}
 		}
-		if i%2 == 0 {
-			held = append(held, ct["id"].(string))
-		} else {
-			free = append(free, ct["id"].(string))
+		exists := func(id string) bool {
+			code, _ := call(t, "GET", a+"/contacts/"+id, tok, nil)
+			return code == 200
 		}
-	}
-	exists := func(id string) bool {
-		code, _ := call(t, "GET", a+"/contacts/"+id, tok, nil)
-		return code == 200
-	}
-	testkit.Eventually(t, 60*time.Second, "a sweep on C that is not deferred", func() bool {
-		code, run := call(t, "POST", c+"/retention/runs", tok, map[string]any{"dry_run": false})
-		if code != 202 {
-			return false
-		}
-		rep := waitRun(t, c+"/retention/runs/"+run["id"].(string), tok)
-		// the last written becomes due a second after its capture
-		return rep["status"] == "succeeded" && !exists(free[len(free)-1])
-	})
-	for _, id := range held {
-		if !exists(id) {
-			t.Errorf("held contact %s, written through B, deleted by the sweep on C", id)
-		}
-	}
-	for _, id := range free {
-		if exists(id) {
-			t.Errorf("due contact %s outside the hold kept", id)
-		}
-	}
-
-	// Every replica's status: three consumers, each at the head.
-	for i, base := range bases {
-		testkit.Eventually(t, 30*time.Second, fmt.Sprint("replica ", i, " status lists three consumers at the head"), func() bool {
-			code, st := call(t, "GET", base+"/search/status", tok, nil)
-			cons, _ := st["consumers"].([]any)
-			if code != 200 || len(cons) != 3 {
+		testkit.Eventually(t, 60*time.Second, "a sweep on C that is not deferred", func() bool {
+			code, run := call(t, "POST", c+"/retention/runs", tok, map[string]any{"dry_run": false})
+			if code != 202 {
 				return false
 			}
-			for _, c := range cons {
-				if c.(map[string]any)["position"] != st["head"] || c.(map[string]any)["pending"] != 0.0 {
+			rep := waitRun(t, c+"/retention/runs/"+run["id"].(string), tok)
+			// the last written becomes due a second after its capture
+			return rep["status"] == "succeeded" && (!exists(free[len(free)-1]) || !exists(held[len(held)-1]))
+		})
+		for _, id := range held {
+			if !exists(id) {
+				t.Errorf("held contact %s, written through B, deleted by the sweep on C", id)
+			}
+		}
+		for _, id := range free {
+			if exists(id) {
+				t.Errorf("due contact %s outside the hold kept", id)
+			}
+		}
+
+	})
+
+	// Every replica's status: three consumers, each at the head.
+	t.Run("status", func(t *testing.T) {
+		for i, base := range bases {
+			testkit.Eventually(t, 30*time.Second, fmt.Sprint("replica ", i, " status lists three consumers at the head"), func() bool {
+				code, st := call(t, "GET", base+"/search/status", tok, nil)
+				cons, _ := st["consumers"].([]any)
+				if code != 200 || len(cons) != 3 {
 					return false
 				}
-			}
-			return st["pending"] == 0.0 && st["healthy"] == true
-		})
-	}
+				for _, c := range cons {
+					if c.(map[string]any)["position"] != st["head"] || c.(map[string]any)["pending"] != 0.0 {
+						return false
+					}
+				}
+				return st["pending"] == 0.0 && st["healthy"] == true
+			})
+		}
+	})
 }
