@@ -193,6 +193,13 @@ func TestThreeReplicasOneChangeFeed(t *testing.T) {
 				free = append(free, ct["id"].(string))
 			}
 		}
+		// a one-off delete on C of a held case just written through B is
+		// refused (409 naming the hold, or 503 while C's index catches up)
+		_, fresh := call(t, "POST", b+"/cases", tok, map[string]any{"customer_id": cust["id"], "subject": "fresh", "channel": "chat"})
+		call(t, "POST", b+"/cases/"+fresh["id"].(string)+"/contacts", tok, map[string]any{"channel": "chat", "direction": "inbound", "author": "r", "body": "kangaroo seen"})
+		if code, r := call(t, "DELETE", c+"/cases/"+fresh["id"].(string), tok, nil); code != 409 && code != 503 {
+			t.Errorf("delete on C of a case the query hold covers, written through B: %d %v, want 409 or 503", code, r)
+		}
 		exists := func(id string) bool {
 			code, _ := call(t, "GET", a+"/contacts/"+id, tok, nil)
 			return code == 200

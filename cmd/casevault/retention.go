@@ -98,7 +98,13 @@ func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, 
 		opts.Notify = ix.Kick
 	}
 	rp.sweeper = retention.NewSweeper(db, opts)
-	rp.deleter = retention.NewDeleter(db, retention.DeleterOptions{Holds: holds, OnChange: hook, Blobs: opts.Blobs, Notify: opts.Notify})
+	// One-off deletions judge query holds by an index proven caught up
+	// (feed helper, issue 20 §2).
+	deleterHolds := holds
+	if ix != nil {
+		deleterHolds = retention.NewHoldsWith(db, retention.HoldsOptions{Matcher: freshMatcher{indexMatcher{ix}, feedLag(store, ix, 5*time.Second)}, Policy: policy})
+	}
+	rp.deleter = retention.NewDeleter(db, retention.DeleterOptions{Holds: deleterHolds, OnChange: hook, Blobs: opts.Blobs, Notify: opts.Notify})
 	return rp
 }
 

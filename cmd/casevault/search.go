@@ -309,3 +309,24 @@ func feedLag(store *sqlstore.Store, ix *search.Indexer, wait time.Duration) func
 		}
 	}
 }
+
+// freshMatcher answers query holds for one-off deletions (DELETE
+// /cases/{id}): only from an index that has applied every change committed
+// before the question, whichever replica wrote it. The sweep checks this
+// once at its start instead (feedLag as its IndexLag). An index still
+// behind counts the hold as covering and says why (503: retry).
+type freshMatcher struct {
+	m   indexMatcher
+	lag func(ctx context.Context) (int64, error)
+}
+
+func (f freshMatcher) Matches(ctx context.Context, q search.Query, caseID string) (bool, error) {
+	n, err := f.lag(ctx)
+	if err != nil {
+		return true, err
+	}
+	if n > 0 {
+		return true, fmt.Errorf("%w: the index is %d changes behind the change feed, so a query hold cannot be judged yet", search.ErrUnavailable, n)
+	}
+	return f.m.Matches(ctx, q, caseID)
+}
