@@ -714,9 +714,11 @@ func (ix *Indexer) Status(ctx context.Context) (Status, error) {
 	}
 
 	st.Head, st.Consumers = fs.Head, fs.Consumers
-	st.Pending, st.MustRebuild = fs.Head, true // until registered
+	st.Pending = fs.Head // until registered (the first batch registers it)
+	registered := false
 	for _, c := range fs.Consumers {
 		if c.ID == ix.opts.Consumer {
+			registered = true
 			st.Position, st.Pending, st.LagSeconds, st.MustRebuild = c.Position, c.Pending, c.LagSeconds, c.MustRebuild
 		}
 	}
@@ -743,7 +745,7 @@ func (ix *Indexer) Status(ctx context.Context) (Status, error) {
 		return err
 	})
 	st.Documents = n
-	st.Healthy = err == nil && ix.failures.Load() == 0 && !st.MustRebuild
+	st.Healthy = err == nil && ix.failures.Load() == 0 && registered && !st.MustRebuild
 	if err != nil && st.Error == "" {
 		st.Error = err.Error()
 	}
