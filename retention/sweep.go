@@ -54,8 +54,10 @@ type SweeperOptions struct {
 	// DigestKey keys the digests of what dispositions destroyed (DigestKey
 	// of the master key); nil keeps no digest.
 	DigestKey []byte
-	// IndexLag reports how many changes the search index has not applied
-	// yet. With an active query hold and a lagging index, nothing expires.
+	// IndexLag reports how many changes, of those committed when the sweep
+	// starts (the change feed's head), the search index answering query
+	// holds has not applied. With an active query hold and a lagging index,
+	// nothing expires.
 	IndexLag func(ctx context.Context) (pending int64, err error)
 	// Notify wakes the indexer after a batch appended outbox rows.
 	Notify func()
@@ -243,7 +245,11 @@ func (s *Sweeper) sweep(ctx context.Context, opts RunOptions, rep *RunReport) er
 			return fmt.Errorf("index lag: %w", err)
 		}
 		if pending > 0 {
+			// Query holds are judged by the index; one behind the feed head
+			// recorded at the start (changes committed on any replica) could
+			// miss a held contact, so nothing is decided this run.
 			rep.Status = StatusDeferred
+			rep.Error = fmt.Sprintf("query holds not evaluated: the search index is %d changes behind the change feed head recorded at the start of the sweep", pending)
 			return nil
 		}
 	}

@@ -20,18 +20,34 @@ import (
 // ContactID is set when the change was only that contact's creation (the
 // common write); "" means anything about the case may have changed.
 type OutboxEntry struct {
-	Seq       int64
+	Seq       int64 // feed position (see feed.go)
 	CaseID    string
 	ContactID string
 	CreatedAt time.Time
 }
 
-// Source is what the indexer needs from the store.
+// Source is what the indexer needs from the store: the change feed, its
+// consumers, and the current state of cases.
 type Source interface {
-	// PendingOutbox returns up to limit entries, oldest first.
-	PendingOutbox(ctx context.Context, limit int) ([]OutboxEntry, error)
-	// MarkOutboxDone removes entries once the engine confirmed them.
-	MarkOutboxDone(ctx context.Context, seqs []int64) error
+	// ReadFeed returns up to limit changes above position after, in
+	// position order.
+	ReadFeed(ctx context.Context, after int64, limit int) ([]OutboxEntry, error)
+	// FeedHead returns the highest position given so far: every change at
+	// or below it has committed.
+	FeedHead(ctx context.Context) (int64, error)
+	// ClaimConsumer registers or renews a consumer and reports it, and
+	// whether c.Owner holds its lease (may write the index and move it).
+	ClaimConsumer(ctx context.Context, c Claim) (Consumer, bool, error)
+	// AdvanceConsumer moves a consumer forward to pos; ErrLeaseLost when
+	// owner no longer holds it.
+	AdvanceConsumer(ctx context.Context, id, owner string, pos int64, now time.Time) error
+	// ReleaseConsumer gives the lease up.
+	ReleaseConsumer(ctx context.Context, id, owner string) error
+	// FeedStatus reports the head and every consumer with its lag.
+	FeedStatus(ctx context.Context, now time.Time) (FeedStatus, error)
+	// PruneFeed expires consumers not seen since expireBefore and deletes
+	// rows every remaining consumer has passed.
+	PruneFeed(ctx context.Context, now, expireBefore time.Time) (pruned int64, expired []string, err error)
 	// LoadCaseDocs loads the current state of cases; a missing ID means the
 	// case is gone and must be deleted from the index.
 	LoadCaseDocs(ctx context.Context, caseIDs []string) (map[string]CaseDoc, error)
@@ -39,8 +55,6 @@ type Source interface {
 	// given contacts of each; a missing case is gone, a missing contact is
 	// simply absent (its removal has an outbox entry of its own).
 	LoadContactDocs(ctx context.Context, contacts map[string][]string) (map[string]CaseDoc, error)
-	// OutboxStats reports how many entries wait and when the oldest was written.
-	OutboxStats(ctx context.Context) (pending int64, oldest time.Time, err error)
 	// ListCaseIDs pages through every case ID in ascending order, after the
 	// given ID ("" for the start), for a full rebuild.
 	ListCaseIDs(ctx context.Context, after string, limit int) ([]string, error)
@@ -96,9 +110,41 @@ type Options struct {
 	// engine first (Bleve locks its files). Nil: the engine is retried as
 	// it is.
 	Reopen func(ctx context.Context) (Engine, error)
+
+	// Consumer names this index in the change feed (default "default"):
+	// an embedded index's ID is kept in its directory; a shared index has
+	// one ID for every replica.
+	Consumer string
+	// Shared says every replica reads this index and only the lease holder
+	// writes it (Meilisearch); else only this process uses it.
+	Shared bool
+	// Owner names this process for the lease (default: Consumer for an
+	// embedded index, which only its process can open; a random ID for a
+	// shared one).
+	Owner string
+	// LeaseTTL is how long a claim holds the lease; it is renewed every
+	// third of it (default 15s).
+	LeaseTTL time.Duration
+	// ExpireAfter is how long a consumer may go unseen before it is expired
+	// and rows it has not read may be pruned (default 7 days); it rebuilds
+	// when it returns.
+	ExpireAfter time.Duration
+	// PruneEvery is how often the lease holder prunes the feed (default 1m).
+	PruneEvery time.Duration
+	// Untrusted says the index's content is vouched for by no cursor (an
+	// index older than the feed, or copied in): it is rebuilt once the
+	// lease is first held, whatever the stored position.
+	Untrusted bool
+	// Rebuild builds a new, empty index, for the rebuild the indexer starts
+	// when its cursor was pruned past (nil: it stays untrusted and says so).
+	Rebuild func(ctx context.Context) (Engine, error)
+	// Now is the clock of leases and lag (default time.Now).
+	Now func() time.Time
 }
 
-// Status is the indexer's health for GET /api/v1/search/status.
+// Status is the indexer's health for GET /api/v1/search/status. Pending,
+// LagSeconds and Position are this replica's index's, read from the feed's
+// consumer table (for a shared index, the writer's progress).
 type Status struct {
 	Engine     string  `json:"engine"`
 	Index      string  `json:"index"`
@@ -106,6 +152,19 @@ type Status struct {
 	Pending    int64   `json:"pending"`
 	LagSeconds float64 `json:"lag_seconds"`
 	Healthy    bool    `json:"healthy"`
+	// Consumer is this index's consumer ID; Position is where its cursor
+	// is (-1: must rebuild), Head the feed's.
+	Consumer string `json:"consumer"`
+	Position int64  `json:"position"`
+	Head     int64  `json:"head"`
+	// Writer says this process holds the lease (writes the index).
+	Writer bool `json:"writer"`
+	// Rebuilding says a rebuild is under way; MustRebuild that the index
+	// cannot be trusted until one finishes.
+	Rebuilding  bool `json:"rebuilding"`
+	MustRebuild bool `json:"must_rebuild"`
+	// Consumers is every index reading the feed, with its position and lag.
+	Consumers []Consumer `json:"consumers"`
 	// Error is why the last batch failed, while the indexer is failing
 	// (e.g. the disk is full); readiness reports it.
 	Error string `json:"error,omitempty"`
@@ -140,6 +199,21 @@ type Indexer struct {
 	// broken says the live engine must be closed and reopened before the
 	// next batch (see Options.Reopen).
 	broken atomic.Bool
+
+	// pos is the feed position read up to (guarded by applyMu for writes).
+	pos atomic.Int64
+	// stale says the live engine lacks changes at or below pos (the cursor
+	// was pruned past): the stored cursor is not moved until a rebuild
+	// replaces it.
+	stale atomic.Bool
+	// leased says this process holds the consumer's lease; epoch counts
+	// the times it gained it, so a rebuild can tell it kept it throughout.
+	leased atomic.Bool
+	epoch  atomic.Int64
+	// claimMu guards lastClaim and lastPrune.
+	claimMu   sync.Mutex
+	lastClaim time.Time
+	lastPrune time.Time
 }
 
 // handle guards an engine against being closed under a running query.
@@ -165,6 +239,27 @@ func NewIndexer(src Source, eng Engine, logger *slog.Logger, opts Options) *Inde
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Consumer == "" {
+		opts.Consumer = "default"
+	}
+	if opts.Owner == "" {
+		opts.Owner = opts.Consumer
+		if opts.Shared {
+			opts.Owner = fmt.Sprintf("%s-%016x", opts.Consumer, rand.Uint64())
+		}
+	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = 15 * time.Second
+	}
+	if opts.ExpireAfter <= 0 {
+		opts.ExpireAfter = 7 * 24 * time.Hour
+	}
+	if opts.PruneEvery <= 0 {
+		opts.PruneEvery = time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	ix := &Indexer{src: src, log: logger, opts: opts, kick: make(chan struct{}, 1)}
 	ix.cur.Store(&handle{eng: eng})
@@ -211,8 +306,17 @@ func (ix *Indexer) Search(ctx context.Context, q Query) (Result, error) {
 
 func isPanic(err error) bool { return errors.Is(err, bg.ErrPanic) }
 
-// Close closes the live engine. Stop Run (cancel its context) first.
+// Close gives the feed lease up (so another replica can take a shared
+// index over at once) and closes the live engine. Stop Run (cancel its
+// context) first.
 func (ix *Indexer) Close() error {
+	if ix.leased.Swap(false) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := ix.src.ReleaseConsumer(ctx, ix.opts.Consumer, ix.opts.Owner); err != nil {
+			ix.log.Warn("search: releasing the feed lease", "err", err)
+		}
+		cancel()
+	}
 	h := ix.cur.Load()
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -349,7 +453,7 @@ func backoff(failures int64, limit time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// drainOnce processes one batch and reports how many outbox entries it read.
+// drainOnce processes one batch and reports how many feed entries it read.
 func (ix *Indexer) drainOnce(ctx context.Context) (int, error) {
 	if ix.mustReopen() {
 		if err := ix.reopen(ctx); err != nil {
@@ -357,18 +461,21 @@ func (ix *Indexer) drainOnce(ctx context.Context) (int, error) {
 		}
 	}
 
-	entries, err := ix.src.PendingOutbox(ctx, ix.opts.BatchSize)
+	if err := ix.claim(ctx); err != nil {
+		return 0, err
+	}
+	if !ix.leased.Load() {
+		return 0, nil // another replica writes this (shared) index
+	}
+	ix.prune(ctx)
+
+	entries, err := ix.src.ReadFeed(ctx, ix.pos.Load(), ix.opts.BatchSize)
 	if err != nil {
-		return 0, fmt.Errorf("search: read outbox: %w", err)
+		return 0, fmt.Errorf("search: read feed: %w", err)
 	}
 
 	if len(entries) == 0 {
 		return 0, nil
-	}
-
-	seqs := make([]int64, 0, len(entries))
-	for _, e := range entries {
-		seqs = append(seqs, e.Seq)
 	}
 
 	ix.applyMu.Lock()
@@ -378,8 +485,11 @@ func (ix *Indexer) drainOnce(ctx context.Context) (int, error) {
 		engines = append(engines, ix.building)
 	}
 
+	// Every document written carries the batch's last position: the state
+	// loaded below reflects at least every change up to it.
+	rev := entries[len(entries)-1].Seq
 	full, added := plan(entries, canAppend(engines))
-	present, missing, err := ix.load(ctx, full)
+	present, missing, err := ix.load(ctx, full, rev)
 	if err != nil {
 		return 0, err
 	}
@@ -394,6 +504,7 @@ func (ix *Indexer) drainOnce(ctx context.Context) (int, error) {
 			if d, ok := docs[id]; !ok {
 				missing = append(missing, id)
 			} else if len(d.Contacts) > 0 {
+				d.Rev = rev
 				fresh = append(fresh, d)
 			}
 		}
@@ -416,11 +527,112 @@ func (ix *Indexer) drainOnce(ctx context.Context) (int, error) {
 		}
 	}
 
-	if err := ix.src.MarkOutboxDone(ctx, seqs); err != nil {
-		return 0, fmt.Errorf("search: mark outbox done: %w", err)
+	// a rebuild may have moved the cursor past this batch meanwhile
+	ix.pos.Store(max(ix.pos.Load(), rev))
+	if err := ix.advance(ctx); err != nil {
+		return 0, err
 	}
 
 	return len(entries), nil
+}
+
+// advance stores the cursor, unless the live engine is stale (its stored
+// position stays where it was until a rebuild replaces it). Call with
+// applyMu held.
+func (ix *Indexer) advance(ctx context.Context) error {
+	if ix.stale.Load() {
+		return nil
+	}
+	err := ix.src.AdvanceConsumer(ctx, ix.opts.Consumer, ix.opts.Owner, ix.pos.Load(), ix.opts.Now())
+	if errors.Is(err, ErrLeaseLost) {
+		ix.leased.Store(false)
+		ix.log.WarnContext(ctx, "search: another replica took over writing the index", "consumer", ix.opts.Consumer)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("search: advance feed cursor: %w", err)
+	}
+	return nil
+}
+
+// claim registers the consumer or renews its lease (every third of the
+// TTL). Gaining the lease starts the cursor from the stored position; a
+// stored -1 (pruned past, or expired while away) marks the live engine
+// stale and starts a rebuild.
+func (ix *Indexer) claim(ctx context.Context) error {
+	ix.claimMu.Lock()
+	now := ix.opts.Now()
+	if ix.leased.Load() && now.Sub(ix.lastClaim) < ix.opts.LeaseTTL/3 {
+		ix.claimMu.Unlock()
+		return nil
+	}
+	kind := ConsumerEmbedded
+	if ix.opts.Shared {
+		kind = ConsumerShared
+	}
+	untrusted := ix.opts.Untrusted && ix.epoch.Load() == 0 && !ix.leased.Load()
+	c, held, err := ix.src.ClaimConsumer(ctx, Claim{ID: ix.opts.Consumer, Kind: kind, Owner: ix.opts.Owner, TTL: ix.opts.LeaseTTL, Now: now, MustRebuild: untrusted})
+	if err != nil {
+		ix.claimMu.Unlock()
+		return fmt.Errorf("search: claim feed consumer: %w", err)
+	}
+	ix.lastClaim = now
+	gained := held && !ix.leased.Load()
+	if gained {
+		ix.applyMu.Lock()
+		ix.pos.Store(max(c.Position, 0))
+		ix.stale.Store(c.Position < 0)
+		ix.epoch.Add(1)
+		ix.leased.Store(true)
+		ix.applyMu.Unlock()
+	} else {
+		ix.leased.Store(held)
+	}
+	ix.claimMu.Unlock()
+
+	if !gained {
+		return nil
+	}
+	ix.log.InfoContext(ctx, "search: reading the change feed", "consumer", c.ID, "kind", kind, "position", c.Position)
+	if c.Position >= 0 {
+		return nil
+	}
+	if ix.opts.Rebuild == nil {
+		ix.log.ErrorContext(ctx, "search: the index missed changes that were pruned and must be rebuilt (casevault reindex)", "consumer", c.ID)
+		return nil
+	}
+	ix.log.WarnContext(ctx, "search: the index missed changes that were pruned; rebuilding it", "consumer", c.ID)
+	if err := ix.StartReindex(context.WithoutCancel(ctx), ix.opts.Rebuild, nil); err != nil && !errors.Is(err, ErrReindexRunning) {
+		return err
+	}
+	return nil
+}
+
+// prune expires long-absent consumers and deletes the rows every consumer
+// has passed, once per PruneEvery. A failure only delays pruning.
+func (ix *Indexer) prune(ctx context.Context) {
+	ix.claimMu.Lock()
+	now := ix.opts.Now()
+	due := now.Sub(ix.lastPrune) >= ix.opts.PruneEvery
+	if due {
+		ix.lastPrune = now
+	}
+	ix.claimMu.Unlock()
+	if !due {
+		return
+	}
+
+	n, expired, err := ix.src.PruneFeed(ctx, now, now.Add(-ix.opts.ExpireAfter))
+	if err != nil {
+		ix.log.WarnContext(ctx, "search: pruning the change feed failed", "err", err)
+		return
+	}
+	for _, id := range expired {
+		ix.log.WarnContext(ctx, "search: feed consumer expired after being away too long; it rebuilds its index when it returns", "consumer", id, "away_longer_than", ix.opts.ExpireAfter)
+	}
+	if n > 0 {
+		ix.log.DebugContext(ctx, "search: change feed pruned", "rows", n)
+	}
 }
 
 // plan splits a batch of entries into cases to load whole and, when every
@@ -459,13 +671,14 @@ func canAppend(engines []Engine) bool {
 	return true
 }
 
-func (ix *Indexer) load(ctx context.Context, ids []string) (present []CaseDoc, missing []string, err error) {
+func (ix *Indexer) load(ctx context.Context, ids []string, rev int64) (present []CaseDoc, missing []string, err error) {
 	docs, err := ix.src.LoadCaseDocs(ctx, ids)
 	if err != nil {
 		return nil, nil, fmt.Errorf("search: load cases: %w", err)
 	}
 	for _, id := range ids {
 		if d, ok := docs[id]; ok {
+			d.Rev = rev
 			present = append(present, d)
 		} else {
 			missing = append(missing, id)
@@ -488,19 +701,29 @@ func apply(ctx context.Context, eng Engine, present []CaseDoc, missing []string)
 	return nil
 }
 
-// Status reports the live engine and the outbox backlog. An unreachable
-// engine gives Healthy false, not an error; only a store failure errors.
+// Status reports the live engine and this index's place in the change
+// feed, with every other consumer's. An unreachable engine gives Healthy
+// false, not an error; only a store failure errors.
 func (ix *Indexer) Status(ctx context.Context) (Status, error) {
 	h := ix.cur.Load()
-	st := Status{Engine: h.eng.Name(), Index: h.eng.IndexName()}
-	pending, oldest, err := ix.src.OutboxStats(ctx)
+	st := Status{Engine: h.eng.Name(), Index: h.eng.IndexName(), Consumer: ix.opts.Consumer,
+		Writer: ix.leased.Load(), Rebuilding: ix.reindexing.Load(), Position: -1}
+	fs, err := ix.src.FeedStatus(ctx, ix.opts.Now())
 	if err != nil {
-		return st, fmt.Errorf("search: outbox stats: %w", err)
+		return st, fmt.Errorf("search: feed status: %w", err)
 	}
 
-	st.Pending = pending
-	if pending > 0 && !oldest.IsZero() {
-		st.LagSeconds = max(time.Since(oldest).Seconds(), 0)
+	st.Head, st.Consumers = fs.Head, fs.Consumers
+	st.Pending = fs.Head // until registered (the first batch registers it)
+	registered := false
+	for _, c := range fs.Consumers {
+		if c.ID == ix.opts.Consumer {
+			registered = true
+			st.Position, st.Pending, st.LagSeconds, st.MustRebuild = c.Position, c.Pending, c.LagSeconds, c.MustRebuild
+		}
+	}
+	if ix.leased.Load() && ix.stale.Load() {
+		st.MustRebuild = true
 	}
 
 	if msg := ix.lastErr.Load(); msg != nil {
@@ -522,12 +745,31 @@ func (ix *Indexer) Status(ctx context.Context) (Status, error) {
 		return err
 	})
 	st.Documents = n
-	st.Healthy = err == nil && ix.failures.Load() == 0
+	st.Healthy = err == nil && ix.failures.Load() == 0 && registered && !st.MustRebuild
 	if err != nil && st.Error == "" {
 		st.Error = err.Error()
 	}
 
 	return st, nil
+}
+
+// Position reports this index's stored feed position (-1: not yet
+// registered, or must rebuild), for a caller that must know the index has
+// reached a head before it trusts it (the sweep, with query holds).
+func (ix *Indexer) Position(ctx context.Context) (int64, error) {
+	fs, err := ix.src.FeedStatus(ctx, ix.opts.Now())
+	if err != nil {
+		return -1, fmt.Errorf("search: feed status: %w", err)
+	}
+	for _, c := range fs.Consumers {
+		if c.ID == ix.opts.Consumer {
+			if ix.leased.Load() && ix.stale.Load() {
+				return -1, nil
+			}
+			return c.Position, nil
+		}
+	}
+	return -1, nil
 }
 
 // Reindex rebuilds the index from the store and switches to it:
@@ -575,6 +817,16 @@ func (ix *Indexer) StartReindex(ctx context.Context, build func(ctx context.Cont
 }
 
 func (ix *Indexer) rebuild(ctx context.Context, build func(ctx context.Context) (Engine, error)) (err error) {
+	// Only the consumer's writer may rebuild, and only if it stays the
+	// writer throughout: the feed feeds the new index only while leased.
+	if err := ix.claim(ctx); err != nil {
+		return fmt.Errorf("search: reindex: %w", err)
+	}
+	if !ix.leased.Load() {
+		return fmt.Errorf("search: reindex: another replica writes index consumer %s: %w", ix.opts.Consumer, ErrLeaseLost)
+	}
+	epoch := ix.epoch.Load()
+
 	neu, err := build(ctx)
 	if err != nil {
 		return fmt.Errorf("search: reindex: build: %w", err)
@@ -582,6 +834,13 @@ func (ix *Indexer) rebuild(ctx context.Context, build func(ctx context.Context) 
 
 	ix.applyMu.Lock()
 	ix.building, ix.buildErr = neu, nil
+	// From here every feed batch goes into the new index too; the listing
+	// below sees every change up to the head. A stale live index's cursor
+	// jumps there: what it lacks below comes from the listing.
+	head, err := ix.src.FeedHead(ctx)
+	if err == nil && ix.stale.Load() {
+		ix.pos.Store(max(ix.pos.Load(), head))
+	}
 	ix.applyMu.Unlock()
 	swapped := false
 	defer func() {
@@ -594,6 +853,9 @@ func (ix *Indexer) rebuild(ctx context.Context, build func(ctx context.Context) 
 			discard(context.WithoutCancel(ctx), neu)
 		}
 	}()
+	if err != nil { // the head, read above, now that the cleanup is armed
+		return fmt.Errorf("search: reindex: feed head: %w", err)
+	}
 	start := time.Now()
 	var after string
 	var total int
@@ -619,7 +881,7 @@ func (ix *Indexer) rebuild(ctx context.Context, build func(ctx context.Context) 
 		}
 	}
 
-	old, err := ix.activate(ctx, neu)
+	old, err := ix.activate(ctx, neu, epoch)
 	if err != nil {
 		return err
 	}
@@ -632,11 +894,14 @@ func (ix *Indexer) rebuild(ctx context.Context, build func(ctx context.Context) 
 
 // activate makes a filled rebuild the live engine and returns the one it
 // replaced.
-func (ix *Indexer) activate(ctx context.Context, neu Engine) (*handle, error) {
+func (ix *Indexer) activate(ctx context.Context, neu Engine, epoch int64) (*handle, error) {
 	ix.applyMu.Lock()
 	defer ix.applyMu.Unlock()
 	if ix.buildErr != nil {
 		return nil, fmt.Errorf("search: reindex: %w", ix.buildErr)
+	}
+	if !ix.leased.Load() || ix.epoch.Load() != epoch {
+		return nil, fmt.Errorf("search: reindex: the feed lease was lost during the rebuild: %w", ErrLeaseLost)
 	}
 	if a, ok := neu.(Activator); ok {
 		if err := a.Activate(ctx); err != nil {
@@ -646,6 +911,13 @@ func (ix *Indexer) activate(ctx context.Context, neu Engine) (*handle, error) {
 	old := ix.cur.Swap(&handle{eng: neu})
 	ix.building = nil
 	ix.broken.Store(false) // the failed engine, if any, is the one replaced
+
+	// The new index holds every change up to the cursor: a stale index is
+	// trusted again, and its stored position moves at last.
+	ix.stale.Store(false)
+	if err := ix.advance(ctx); err != nil {
+		ix.log.WarnContext(ctx, "search: storing the feed position after a rebuild", "err", err)
+	}
 	return old, nil
 }
 
@@ -656,7 +928,12 @@ func (ix *Indexer) fill(ctx context.Context, eng Engine, ids []string) error {
 		err = func() error {
 			ix.applyMu.Lock()
 			defer ix.applyMu.Unlock()
-			present, _, err := ix.load(ctx, ids) // missing: deleted since listed, nothing to write
+			// the state loaded reflects at least every change up to the head
+			rev, err := ix.src.FeedHead(ctx)
+			if err != nil {
+				return err
+			}
+			present, _, err := ix.load(ctx, ids, rev) // missing: deleted since listed, nothing to write
 			if err == nil && len(present) > 0 {
 				err = eng.Index(ctx, present)
 			}

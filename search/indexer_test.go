@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -32,6 +33,8 @@ type memSource struct {
 	failLoad int // LoadCaseDocs and LoadContactDocs calls left to fail
 	// loads counts LoadCaseDocs calls and contactLoads LoadContactDocs calls.
 	loads, contactLoads int
+	consumers           map[string]*search.Consumer
+	pruned              int64
 }
 
 func newMemSource() *memSource { return &memSource{cases: map[string]search.CaseDoc{}} }
@@ -66,18 +69,115 @@ func (m *memSource) remove(id string) {
 	m.outbox = append(m.outbox, search.OutboxEntry{Seq: m.seq, CaseID: id, CreatedAt: time.Now()})
 }
 
-func (m *memSource) PendingOutbox(_ context.Context, limit int) ([]search.OutboxEntry, error) {
+func (m *memSource) ReadFeed(_ context.Context, after int64, limit int) ([]search.OutboxEntry, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return slices.Clone(m.outbox[:min(limit, len(m.outbox))]), nil
+	var out []search.OutboxEntry
+	for _, e := range m.outbox {
+		if e.Seq > after && len(out) < limit {
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
-func (m *memSource) MarkOutboxDone(_ context.Context, seqs []int64) error {
+func (m *memSource) FeedHead(context.Context) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.outbox = slices.DeleteFunc(m.outbox, func(e search.OutboxEntry) bool { return slices.Contains(seqs, e.Seq) })
-	m.done = append(m.done, seqs...)
+	return m.seq, nil
+}
+
+func (m *memSource) ClaimConsumer(_ context.Context, c search.Claim) (search.Consumer, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.consumers == nil {
+		m.consumers = map[string]*search.Consumer{}
+	}
+	cur, ok := m.consumers[c.ID]
+	if !ok {
+		cur = &search.Consumer{ID: c.ID, Kind: c.Kind}
+		if m.pruned > 0 || c.MustRebuild {
+			cur.Position = -1
+		}
+		m.consumers[c.ID] = cur
+	}
+	if cur.Owner != "" && cur.Owner != c.Owner && cur.LeaseUntil != nil && cur.LeaseUntil.After(c.Now) {
+		return *cur, false, nil
+	}
+	if cur.Position < m.pruned || c.MustRebuild {
+		cur.Position = -1
+	}
+	until := c.Now.Add(c.TTL)
+	cur.Owner, cur.LeaseUntil, cur.SeenAt, cur.Expired = c.Owner, &until, c.Now, false
+	return *cur, true, nil
+}
+
+func (m *memSource) AdvanceConsumer(_ context.Context, id, owner string, pos int64, now time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.consumers[id]
+	if c == nil || c.Owner != owner {
+		return search.ErrLeaseLost
+	}
+	for _, e := range m.outbox {
+		if e.Seq > c.Position && e.Seq <= pos {
+			m.done = append(m.done, e.Seq)
+		}
+	}
+	c.Position, c.SeenAt = max(c.Position, pos), now
 	return nil
+}
+
+func (m *memSource) ReleaseConsumer(_ context.Context, id, owner string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c := m.consumers[id]; c != nil && c.Owner == owner {
+		c.LeaseUntil = nil
+	}
+	return nil
+}
+
+func (m *memSource) FeedStatus(_ context.Context, now time.Time) (search.FeedStatus, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := search.FeedStatus{Head: m.seq, PrunedThrough: m.pruned}
+	for _, id := range slices.Sorted(maps.Keys(m.consumers)) {
+		c := *m.consumers[id]
+		c.MustRebuild = c.Position < 0
+		c.Pending = m.seq - max(c.Position, 0)
+		for _, e := range m.outbox {
+			if e.Seq > c.Position {
+				c.LagSeconds = now.Sub(e.CreatedAt).Seconds()
+				break
+			}
+		}
+		st.Consumers = append(st.Consumers, c)
+	}
+	return st, nil
+}
+
+func (m *memSource) PruneFeed(_ context.Context, now, expireBefore time.Time) (int64, []string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var expired []string
+	low := int64(-1)
+	for _, id := range slices.Sorted(maps.Keys(m.consumers)) {
+		c := m.consumers[id]
+		if !c.Expired && c.SeenAt.Before(expireBefore) {
+			c.Expired, c.Position, c.Owner = true, -1, ""
+			expired = append(expired, id)
+		}
+		if !c.Expired && (low == -1 || c.Position < low) {
+			low = c.Position
+		}
+	}
+	if low <= m.pruned {
+		return 0, expired, nil
+	}
+	n := len(m.outbox)
+	m.outbox = slices.DeleteFunc(m.outbox, func(e search.OutboxEntry) bool { return e.Seq <= low })
+	m.pruned = low
+	return int64(n - len(m.outbox)), expired, nil
 }
 
 func (m *memSource) LoadCaseDocs(_ context.Context, ids []string) (map[string]search.CaseDoc, error) {
@@ -127,15 +227,6 @@ func (m *memSource) failing() error {
 	return nil
 }
 
-func (m *memSource) OutboxStats(_ context.Context) (int64, time.Time, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.outbox) == 0 {
-		return 0, time.Time{}, nil
-	}
-	return int64(len(m.outbox)), m.outbox[0].CreatedAt, nil
-}
-
 func (m *memSource) ListCaseIDs(_ context.Context, after string, limit int) ([]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -147,10 +238,24 @@ func (m *memSource) ListCaseIDs(_ context.Context, after string, limit int) ([]s
 	return ids[i:min(i+limit, len(ids))], nil
 }
 
+// pending counts the entries the least advanced consumer has not applied
+// (every entry while none registered).
 func (m *memSource) pending() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.outbox)
+	low := int64(0)
+	for i, id := range slices.Sorted(maps.Keys(m.consumers)) {
+		if p := m.consumers[id].Position; i == 0 || p < low {
+			low = p
+		}
+	}
+	n := 0
+	for _, e := range m.outbox {
+		if e.Seq > low {
+			n++
+		}
+	}
+	return n
 }
 
 // flakyEngine fails its next N writes, like an engine that is down.
@@ -261,12 +366,17 @@ func TestIndexerDrainsOutbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := search.Status{Engine: "bleve", Index: "cases_v1", Documents: 120, Pending: 0, LagSeconds: 0, Healthy: true}
-	if st != want {
+	if len(st.Consumers) != 1 || st.Consumers[0].ID != "default" || st.Consumers[0].Position != 123 {
+		t.Fatalf("consumers %+v, want the one default consumer at 123", st.Consumers)
+	}
+	st.Consumers = nil
+	want := search.Status{Engine: "bleve", Index: "cases_v1", Documents: 120, Pending: 0, LagSeconds: 0, Healthy: true,
+		Consumer: "default", Position: 123, Head: 123, Writer: true}
+	if !reflect.DeepEqual(st, want) {
 		t.Fatalf("status %+v, want %+v", st, want)
 	}
 	b, _ := json.Marshal(st)
-	if string(b) != `{"engine":"bleve","index":"cases_v1","documents":120,"pending":0,"lag_seconds":0,"healthy":true}` {
+	if string(b) != `{"engine":"bleve","index":"cases_v1","documents":120,"pending":0,"lag_seconds":0,"healthy":true,"consumer":"default","position":123,"head":123,"writer":true,"rebuilding":false,"must_rebuild":false,"consumers":null}` {
 		t.Fatalf("status JSON %s", b)
 	}
 }

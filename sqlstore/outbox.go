@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -13,9 +14,31 @@ import (
 	"github.com/casevault/casevault/sqldb"
 )
 
-// PendingOutbox returns the oldest outbox rows, for the indexer.
-func (s *Store) PendingOutbox(ctx context.Context, limit int) ([]search.OutboxEntry, error) {
-	out, err := sqldb.Collect(ctx, s.db.Read, s.q(`SELECT seq, case_id, contact_id, created_at FROM outbox ORDER BY seq LIMIT ?`), []any{limit},
+// The outbox is the change feed (see search/feed.go). On SQLite writes are
+// serialized, so seq is the position; on PostgreSQL a row gets its position
+// from the sequencer once no transaction older than its own is in flight.
+
+// feedBatch bounds the rows the sequencer numbers and the pruner deletes in
+// one transaction.
+const feedBatch = 10000
+
+// pos is the column holding a row's feed position.
+func (s *Store) pos() string {
+	if s.db.Dialect == sqldb.Postgres {
+		return "pos"
+	}
+	return "seq"
+}
+
+// ReadFeed returns up to limit changes above position after, in order. On
+// PostgreSQL it first numbers the rows whose transactions are settled.
+func (s *Store) ReadFeed(ctx context.Context, after int64, limit int) ([]search.OutboxEntry, error) {
+	if err := s.sequence(ctx); err != nil {
+		return nil, err
+	}
+
+	p := s.pos()
+	out, err := sqldb.Collect(ctx, s.db.Read, s.q(`SELECT `+p+`, case_id, contact_id, created_at FROM outbox WHERE `+p+` > ? ORDER BY `+p+` LIMIT ?`), []any{after, limit},
 		func(rows *sql.Rows) (search.OutboxEntry, error) {
 			var e search.OutboxEntry
 			var created int64
@@ -25,39 +48,290 @@ func (s *Store) PendingOutbox(ctx context.Context, limit int) ([]search.OutboxEn
 			return e, err
 		})
 	if err != nil {
-		return nil, s.fail("outbox", err)
+		return nil, s.fail("feed", err)
 	}
 	return out, nil
 }
 
-// MarkOutboxDone deletes rows the engine has confirmed.
-func (s *Store) MarkOutboxDone(ctx context.Context, seqs []int64) error {
-	if len(seqs) == 0 {
+// sequence gives feed positions, on PostgreSQL, to every committed row
+// without one (nothing to do on SQLite, where seq is the position). A
+// BIGSERIAL alone commits out of order (seq 5 after seq 6), and a cursor
+// already at 6 would skip 5 for ever; numbered after commit, above the
+// head, in one step serialized by the feed_state row lock, a row can never
+// appear below a cursor. No horizon of in-flight transactions is needed,
+// so a long transaction elsewhere on the server holds nothing back.
+func (s *Store) sequence(ctx context.Context) error {
+	if s.db.Dialect != sqldb.Postgres {
 		return nil
 	}
-	return s.db.InTx(ctx, func(tx *sql.Tx) error {
-		for start := 0; start < len(seqs); start += 500 {
-			chunk := seqs[start:min(start+500, len(seqs))]
-			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM outbox WHERE seq IN (`+sqldb.Placeholders(len(chunk))+`)`), sqldb.Args(chunk)...); err != nil {
-				return fmt.Errorf("outbox done: %w", err)
-			}
+
+	for {
+		var waiting bool
+		if err := s.db.Read.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM outbox WHERE pos IS NULL)`).Scan(&waiting); err != nil {
+			return s.fail("feed sequence", err)
 		}
-		return nil
-	})
+		if !waiting {
+			return nil
+		}
+
+		n, err := s.numberRows(ctx)
+		if err != nil {
+			return err
+		}
+		if n < feedBatch {
+			return nil
+		}
+	}
 }
 
-// OutboxStats reports how many rows wait and since when.
-func (s *Store) OutboxStats(ctx context.Context) (int64, time.Time, error) {
-	var n int64
-	var oldest sql.NullInt64
-	err := s.db.Read.QueryRowContext(ctx, `SELECT COUNT(*), MIN(created_at) FROM outbox`).Scan(&n, &oldest)
+// numberRows numbers up to feedBatch committed rows in one transaction.
+// Each statement reads a fresh snapshot (READ COMMITTED), taken after the
+// lock is held, so it sees every number a previous sequencer gave.
+func (s *Store) numberRows(ctx context.Context) (int64, error) {
+	tx, err := s.db.Write.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, time.Time{}, s.fail("outbox stats", err)
+		return 0, s.fail("feed sequence", err)
 	}
-	if !oldest.Valid {
-		return n, time.Time{}, nil
+	defer func() { _ = tx.Rollback() }()
+
+	var head int64
+	if err := tx.QueryRowContext(ctx, `SELECT head FROM feed_state WHERE id = 1 FOR UPDATE`).Scan(&head); err != nil {
+		return 0, s.fail("feed sequence", err)
 	}
-	return n, sqldb.FromMicros(oldest.Int64), nil
+	res, err := tx.ExecContext(ctx, `WITH next AS (
+  SELECT seq, row_number() OVER (ORDER BY seq) AS rn FROM outbox
+  WHERE pos IS NULL ORDER BY seq LIMIT $1)
+UPDATE outbox o SET pos = $2 + next.rn FROM next WHERE o.seq = next.seq`, feedBatch, head)
+	if err != nil {
+		return 0, s.fail("feed sequence", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, s.fail("feed sequence", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE feed_state SET head = head + $1 WHERE id = 1`, n); err != nil {
+		return 0, s.fail("feed sequence", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, s.fail("feed sequence", err)
+	}
+	return n, nil
+}
+
+// FeedHead returns the highest position given so far.
+func (s *Store) FeedHead(ctx context.Context) (int64, error) {
+	return s.head(ctx, s.db.Read)
+}
+
+func (s *Store) head(ctx context.Context, q interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}) (int64, error) {
+	query := `SELECT head FROM feed_state WHERE id = 1`
+	if s.db.Dialect != sqldb.Postgres {
+		query = `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)`
+	}
+	var h int64
+	if err := q.QueryRowContext(ctx, query).Scan(&h); err != nil {
+		return 0, s.fail("feed head", err)
+	}
+	return h, nil
+}
+
+// SettledHead returns the feed head once every change committed before the
+// call has a position: what a sweep must see its index reach before it
+// trusts the index with query holds. (FeedHead alone may leave out rows
+// committed but not yet numbered on PostgreSQL.)
+func (s *Store) SettledHead(ctx context.Context) (int64, error) {
+	if err := s.sequence(ctx); err != nil {
+		return 0, err
+	}
+	return s.FeedHead(ctx)
+}
+
+// ClaimConsumer registers the consumer or renews it, and takes or keeps its
+// lease for c.Owner when the lease is free, expired or already c.Owner's.
+// A new consumer starts at 0 while nothing was ever pruned, else at -1
+// (must rebuild); so does one whose rows were pruned past while it was away.
+func (s *Store) ClaimConsumer(ctx context.Context, c search.Claim) (search.Consumer, bool, error) {
+	var out search.Consumer
+	var held bool
+	now, until := sqldb.Micros(c.Now), sqldb.Micros(c.Now.Add(c.TTL))
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		var pruned int64
+		// the feed_state lock orders registrations with pruning: a consumer
+		// registered at 0 cannot lose rows to a prune that did not see it
+		if err := tx.QueryRowContext(ctx, `SELECT pruned_through FROM feed_state WHERE id = 1`+s.forUpdate()).Scan(&pruned); err != nil {
+			return err
+		}
+
+		var owner sql.NullString
+		var lease, seen int64
+		var expired sql.NullInt64
+		err := tx.QueryRowContext(ctx, s.q(`SELECT kind, position, owner, lease_until, seen_at, expired_at FROM feed_consumers WHERE id = ?`), c.ID).
+			Scan(&out.Kind, &out.Position, &owner, &lease, &seen, &expired)
+		if errors.Is(err, sql.ErrNoRows) {
+			out = search.Consumer{ID: c.ID, Kind: c.Kind, Owner: c.Owner, SeenAt: c.Now}
+			if pruned > 0 || c.MustRebuild {
+				out.Position = -1
+			}
+			held = true
+			_, err = tx.ExecContext(ctx, s.q(`INSERT INTO feed_consumers (id, kind, position, owner, lease_until, registered_at, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+				c.ID, c.Kind, out.Position, c.Owner, until, now, now)
+			return err
+		}
+		if err != nil {
+			return err
+		}
+
+		out.ID, out.Owner, out.SeenAt, out.Expired = c.ID, owner.String, sqldb.FromMicros(seen), expired.Valid
+		held = !owner.Valid || owner.String == c.Owner || lease < now
+		if !held {
+			return nil
+		}
+		if out.Position < pruned || c.MustRebuild {
+			out.Position = -1
+		}
+		out.Owner, out.SeenAt, out.Expired, out.Kind = c.Owner, c.Now, false, c.Kind
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE feed_consumers SET kind = ?, position = ?, owner = ?, lease_until = ?, seen_at = ?, expired_at = NULL WHERE id = ?`),
+			c.Kind, out.Position, c.Owner, until, now, c.ID)
+		return err
+	})
+	if err != nil {
+		return out, false, s.fail("feed claim", err)
+	}
+	return out, held, nil
+}
+
+// AdvanceConsumer moves the consumer's cursor forward to pos (never back);
+// search.ErrLeaseLost when owner no longer holds it.
+func (s *Store) AdvanceConsumer(ctx context.Context, id, owner string, pos int64, now time.Time) error {
+	res, err := s.db.Write.ExecContext(ctx, s.q(`UPDATE feed_consumers SET position = CASE WHEN position > ? THEN position ELSE ? END, seen_at = ? WHERE id = ? AND owner = ?`),
+		pos, pos, sqldb.Micros(now), id, owner)
+	if err != nil {
+		return s.fail("feed advance", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return s.fail("feed advance", err)
+	} else if n == 0 {
+		return fmt.Errorf("consumer %s: %w", id, search.ErrLeaseLost)
+	}
+	return nil
+}
+
+// ReleaseConsumer gives the lease up (a clean shutdown), so another
+// replica can take a shared index over at once.
+func (s *Store) ReleaseConsumer(ctx context.Context, id, owner string) error {
+	_, err := s.db.Write.ExecContext(ctx, s.q(`UPDATE feed_consumers SET lease_until = 0 WHERE id = ? AND owner = ?`), id, owner)
+	return s.fail("feed release", err)
+}
+
+// FeedStatus reports the head and every consumer's position and lag.
+func (s *Store) FeedStatus(ctx context.Context, now time.Time) (search.FeedStatus, error) {
+	var st search.FeedStatus
+	head, err := s.FeedHead(ctx)
+	if err != nil {
+		return st, err
+	}
+	st.Head = head
+	if err := s.db.Read.QueryRowContext(ctx, `SELECT pruned_through FROM feed_state WHERE id = 1`).Scan(&st.PrunedThrough); err != nil {
+		return st, s.fail("feed status", err)
+	}
+
+	st.Consumers, err = sqldb.Collect(ctx, s.db.Read, `SELECT id, kind, position, owner, lease_until, seen_at, expired_at FROM feed_consumers ORDER BY id`, nil,
+		func(rows *sql.Rows) (search.Consumer, error) {
+			var c search.Consumer
+			var owner sql.NullString
+			var lease, seen int64
+			var expired sql.NullInt64
+			err := rows.Scan(&c.ID, &c.Kind, &c.Position, &owner, &lease, &seen, &expired)
+			c.Owner, c.SeenAt, c.Expired = owner.String, sqldb.FromMicros(seen), expired.Valid
+			if lease > 0 {
+				t := sqldb.FromMicros(lease)
+				c.LeaseUntil = &t
+			}
+			return c, err
+		})
+	if err != nil {
+		return st, s.fail("feed status", err)
+	}
+
+	p := s.pos()
+	for i, c := range st.Consumers {
+		from := c.Position
+		c.MustRebuild = c.Position < 0
+		if c.MustRebuild {
+			from = st.PrunedThrough
+			c.Pending = head
+		} else {
+			c.Pending = max(head-c.Position, 0)
+		}
+		var oldest int64
+		err := s.db.Read.QueryRowContext(ctx, s.q(`SELECT created_at FROM outbox WHERE `+p+` > ? AND `+p+` <= ? ORDER BY `+p+` LIMIT 1`), from, head).Scan(&oldest)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return st, s.fail("feed status", err)
+		default:
+			c.LagSeconds = max(now.Sub(sqldb.FromMicros(oldest)).Seconds(), 0)
+		}
+		st.Consumers[i] = c
+	}
+	return st, nil
+}
+
+// PruneFeed expires the consumers not seen since expireBefore (they must
+// rebuild when they return) and deletes the rows every remaining consumer
+// has passed, at most feedBatch of them. It returns how many rows went and
+// which consumers expired.
+func (s *Store) PruneFeed(ctx context.Context, now, expireBefore time.Time) (int64, []string, error) {
+	var deleted int64
+	var expired []string
+	p := s.pos()
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		deleted, expired = 0, nil
+		var pruned int64
+		if err := tx.QueryRowContext(ctx, `SELECT pruned_through FROM feed_state WHERE id = 1`+s.forUpdate()).Scan(&pruned); err != nil {
+			return err
+		}
+
+		ids, err := sqldb.Collect(ctx, tx, s.q(`SELECT id FROM feed_consumers WHERE expired_at IS NULL AND seen_at < ?`), []any{sqldb.Micros(expireBefore)},
+			func(rows *sql.Rows) (string, error) {
+				var id string
+				return id, rows.Scan(&id)
+			})
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE feed_consumers SET expired_at = ?, position = -1, owner = NULL, lease_until = 0 WHERE id = ?`), sqldb.Micros(now), id); err != nil {
+				return err
+			}
+		}
+		expired = ids
+
+		var low sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT MIN(position) FROM feed_consumers WHERE expired_at IS NULL`).Scan(&low); err != nil {
+			return err
+		}
+		if !low.Valid || low.Int64 <= pruned {
+			return nil // no consumer (keep everything for the first), or one behind
+		}
+
+		upto := min(low.Int64, pruned+feedBatch)
+		res, err := tx.ExecContext(ctx, s.q(`DELETE FROM outbox WHERE `+p+` > ? AND `+p+` <= ?`), pruned, upto)
+		if err != nil {
+			return err
+		}
+		if deleted, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE feed_state SET pruned_through = ? WHERE id = 1`), upto)
+		return err
+	})
+	if err != nil {
+		return 0, nil, s.fail("feed prune", err)
+	}
+	return deleted, expired, nil
 }
 
 // ListCaseIDs pages through every case ID in order, for a full reindex.

@@ -14,7 +14,7 @@ import (
 )
 
 // notBackedUp are the tables a backup leaves out on purpose.
-var notBackedUp = []string{"schema_migrations", "outbox", "backup_runs", "backup_lease", "instance", "sqlite_sequence", "hold_recording", "hold_changes",
+var notBackedUp = []string{"schema_migrations", "outbox", "feed_state", "feed_consumers", "backup_runs", "backup_lease", "instance", "sqlite_sequence", "hold_recording", "hold_changes",
 	// S3 legal-hold flag state: it describes one bucket; a restore sets the flags again.
 	"legal_hold_flags", "hold_mirroring",
 	// issue 20 §14–16: per-installation state (cmd/casevault, package cluster)

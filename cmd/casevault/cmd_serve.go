@@ -14,6 +14,7 @@ import (
 
 	"github.com/casevault/casevault/auth"
 	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/sqldb"
 )
 
@@ -93,7 +94,8 @@ func (a *app) runIndexer(ctx context.Context) (stop func()) {
 	if needsRebuild(a.indexer.Engine()) {
 		a.guard.Go("search.reindex", func() {
 			a.log.Info("search index missing or built with an older mapping: rebuilding from the store while the current one answers")
-			if err := a.indexer.Reindex(ixCtx, engineFactory{a.cfg, a.guard}.build); err != nil {
+			// the indexer may have started one already (its feed cursor was pruned past)
+			if err := a.indexer.Reindex(ixCtx, engineFactory{a.cfg, a.guard}.build); err != nil && !errors.Is(err, search.ErrReindexRunning) {
 				a.log.Error("automatic reindex failed", "err", err)
 			}
 		})

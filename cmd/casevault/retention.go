@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/archive/s3"
@@ -116,13 +117,11 @@ func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, 
 	if ix != nil {
 		matcher = indexMatcher{ix}
 	}
-	indexLag := func(ctx context.Context) (int64, error) {
-		n, _, err := store.OutboxStats(ctx)
-		return n, err
-	}
-	holds := retention.NewHoldsWith(db, retention.HoldsOptions{Matcher: matcher, Policy: policy, IndexLag: indexLag})
+	// Query holds record their matches only up to what the index has
+	// applied; a report must not wait for it, so no wait here.
+	holds := retention.NewHoldsWith(db, retention.HoldsOptions{Matcher: matcher, Policy: policy, IndexLag: feedLag(store, ix, 0)})
 	rp := &retentionParts{policy: policy, schedules: schedules, holds: holds, explainer: retention.NewExplainer(db, policy, holds)}
-	opts := retention.SweeperOptions{Policy: policy, Holds: holds, OnChange: hook, OnChanges: sink.hookMany, IndexLag: indexLag, Guard: guard, DigestKey: digestKey}
+	opts := retention.SweeperOptions{Policy: policy, Holds: holds, OnChange: hook, OnChanges: sink.hookMany, IndexLag: feedLag(store, ix, 10*time.Second), Guard: guard, DigestKey: digestKey}
 	if blobs != nil {
 		opts.Blobs = blobs
 	}
@@ -133,7 +132,13 @@ func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, 
 		opts.Notify = ix.Kick
 	}
 	rp.sweeper = retention.NewSweeper(db, opts)
-	rp.deleter = retention.NewDeleter(db, retention.DeleterOptions{Holds: holds, OnChange: hook, Blobs: opts.Blobs, Notify: opts.Notify, DigestKey: digestKey})
+	// One-off deletions judge query holds by an index proven caught up
+	// (feed helper, issue 20 §2).
+	deleterHolds := holds
+	if ix != nil {
+		deleterHolds = retention.NewHoldsWith(db, retention.HoldsOptions{Matcher: freshMatcher{indexMatcher{ix}, feedLag(store, ix, 5*time.Second)}, Policy: policy, IndexLag: feedLag(store, ix, 0)})
+	}
+	rp.deleter = retention.NewDeleter(db, retention.DeleterOptions{Holds: deleterHolds, OnChange: hook, Blobs: opts.Blobs, Notify: opts.Notify, DigestKey: digestKey})
 	return rp
 }
 

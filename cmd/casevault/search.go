@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -14,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/casevault/casevault/bg"
+	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/search/bleve"
 	"github.com/casevault/casevault/search/meili"
@@ -74,7 +78,45 @@ func needsRebuild(eng search.Engine) bool {
 	return (ok && o.Outdated()) || (ok2 && c.Created())
 }
 
-// startIndexer opens the engine and the indexer over the store's outbox.
+// consumerFile holds an embedded index's feed consumer ID, in its index
+// directory: the ID belongs to the index files, so a lost directory is a
+// new consumer (which rebuilds), not an old cursor over an empty index.
+const consumerFile = "consumer-id"
+
+// consumer returns the configured index's feed consumer: the one shared ID
+// of a Meilisearch index, or the ID kept in the Bleve index directory
+// (created on first use). untrusted says an existing Bleve index had none:
+// it predates the change feed (or was copied in), so no cursor vouches for
+// it and it must be rebuilt once.
+func (f engineFactory) consumer(eng search.Engine) (id string, shared, untrusted bool, err error) {
+	if f.cfg.MeiliURL != "" {
+		return "meilisearch:cases", true, false, nil
+	}
+
+	dir := filepath.Join(f.cfg.DataDir, "index")
+	path := filepath.Join(dir, consumerFile)
+	raw, err := os.ReadFile(path)
+	if err == nil && len(bytes.TrimSpace(raw)) > 0 {
+		return string(bytes.TrimSpace(raw)), false, false, nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", false, false, fmt.Errorf("search consumer id: %w", err)
+	}
+
+	host, _ := os.Hostname()
+	id = fmt.Sprintf("bleve:%s:%s", host, cases.NewID())
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", false, false, fmt.Errorf("search consumer id: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", false, false, fmt.Errorf("search consumer id: %w", err)
+	}
+	c, ok := eng.(interface{ Created() bool })
+	return id, false, !ok || !c.Created(), nil
+}
+
+// startIndexer opens the engine and the indexer over the store's change
+// feed, as the configured index's consumer.
 //
 // serving (the server, not a CLI command) makes a failed engine survivable:
 // an engine that cannot be opened for lack of disk space is replaced by a
@@ -92,9 +134,18 @@ func startIndexer(ctx context.Context, cfg *config, store *sqlstore.Store, log *
 		log.Error("search engine could not be opened; search stays degraded until it can", "err", err)
 		eng = search.Unavailable(f.name(), err)
 	}
-	opts := search.Options{Guard: guard}
+	id, shared, untrusted, err := f.consumer(eng)
+	if err != nil {
+		_ = eng.Close()
+		return nil, err
+	}
+	// Other replicas learn of a write only by polling the feed: a quarter
+	// second keeps every replica within the 2 s the issue asks, for one
+	// indexed read per poll.
+	opts := search.Options{Guard: guard, Consumer: id, Shared: shared, Untrusted: untrusted, PollInterval: 250 * time.Millisecond}
 	var ix *search.Indexer
 	if serving {
+		opts.Rebuild = f.build
 		opts.Reopen = func(ctx context.Context) (search.Engine, error) {
 			eng, err := f.reopen(ctx)
 			if err == nil && needsRebuild(eng) {
@@ -120,15 +171,22 @@ func isDiskFull(err error) bool {
 }
 
 var (
-	pendingDesc = prometheus.NewDesc("casevault_index_pending", "Outbox rows not yet confirmed by the search engine.", nil, nil)
-	lagDesc     = prometheus.NewDesc("casevault_index_lag_seconds", "Age of the oldest outbox row not yet indexed.", nil, nil)
+	pendingDesc  = prometheus.NewDesc("casevault_index_pending", "Changes in the feed this replica's index has not applied.", nil, nil)
+	lagDesc      = prometheus.NewDesc("casevault_index_lag_seconds", "Age of the oldest change this replica's index has not applied.", nil, nil)
+	headDesc     = prometheus.NewDesc("casevault_feed_head", "Highest position of the change feed.", nil, nil)
+	positionDesc = prometheus.NewDesc("casevault_feed_consumer_position", "Feed position every change at or below which the consumer's index holds (-1: must rebuild).", []string{"consumer", "kind"}, nil)
 )
 
 // indexCollector reads the indexer's status once per scrape for both
 // gauges (a status costs database and engine round trips).
 type indexCollector struct{ ix *search.Indexer }
 
-func (c indexCollector) Describe(ch chan<- *prometheus.Desc) { ch <- pendingDesc; ch <- lagDesc }
+func (c indexCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- pendingDesc
+	ch <- lagDesc
+	ch <- headDesc
+	ch <- positionDesc
+}
 
 func (c indexCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -140,6 +198,10 @@ func (c indexCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(st.Pending))
 	ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, st.LagSeconds)
+	ch <- prometheus.MustNewConstMetric(headDesc, prometheus.GaugeValue, float64(st.Head))
+	for _, cs := range st.Consumers {
+		ch <- prometheus.MustNewConstMetric(positionDesc, prometheus.GaugeValue, float64(cs.Position), cs.ID, cs.Kind)
+	}
 }
 
 // indexProbe is the readiness check of the index: degraded (not down)
@@ -151,6 +213,8 @@ func indexProbe(ix *search.Indexer) func(ctx context.Context) (any, error) {
 			return nil, err
 		}
 		switch {
+		case st.MustRebuild:
+			return st, fmt.Errorf("index %s (consumer %s) missed changes and is being rebuilt; %d changes pending", st.Index, st.Consumer, st.Pending)
 		case !st.Healthy && st.Error != "":
 			return st, fmt.Errorf("search engine %s failing: %s; %d changes pending", st.Engine, st.Error, st.Pending)
 		case !st.Healthy:
@@ -184,7 +248,16 @@ func rebuildIndex(ctx context.Context, cfg *config, target *sqldb.DB, dir string
 		}
 		build = f.build
 	}
-	ix := search.NewIndexer(store, eng, log, search.Options{})
+	f := engineFactory{cfg: cfg}
+	if dir != "" {
+		f.cfg = &config{DataDir: dir}
+	}
+	id, shared, _, err := f.consumer(eng)
+	if err != nil {
+		_ = eng.Close()
+		return 0, err
+	}
+	ix := search.NewIndexer(store, eng, log, search.Options{Consumer: id, Shared: shared})
 	defer ix.Close()
 	if err := ix.Reindex(ctx, build); err != nil {
 		return 0, err
@@ -194,4 +267,66 @@ func rebuildIndex(ctx context.Context, cfg *config, target *sqldb.DB, dir string
 		return 0, err
 	}
 	return st.Documents, nil
+}
+
+// feedLag is the sweep's question to the index (retention.SweeperOptions
+// IndexLag): how many changes, of those committed when the sweep started
+// (the settled feed head), the index answering query holds has not
+// applied. It gives the indexer up to wait to catch up first, so that a
+// sweep right after a write on another replica is not deferred for
+// nothing. Any replica's sweep then judges query holds by an index proven
+// to hold every change up to the head, whichever replica wrote them.
+func feedLag(store *sqlstore.Store, ix *search.Indexer, wait time.Duration) func(ctx context.Context) (int64, error) {
+	return func(ctx context.Context) (int64, error) {
+		head, err := store.SettledHead(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if ix == nil {
+			return head, nil // no index: query holds cannot be judged
+		}
+
+		deadline := time.Now().Add(wait)
+		for {
+			pos, err := ix.Position(ctx)
+			if err != nil {
+				return 0, err
+			}
+			if pos >= head {
+				return 0, nil
+			}
+			if !time.Now().Before(deadline) {
+				return head - max(pos, 0), nil
+			}
+			ix.Kick()
+			t := time.NewTimer(100 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return 0, ctx.Err()
+			case <-t.C:
+			}
+		}
+	}
+}
+
+// freshMatcher answers query holds for one-off deletions (DELETE
+// /cases/{id}): only from an index that has applied every change committed
+// before the question, whichever replica wrote it. The sweep checks this
+// once at its start instead (feedLag as its IndexLag). An index still
+// behind counts the hold as covering and says why (503: retry).
+type freshMatcher struct {
+	m   indexMatcher
+	lag func(ctx context.Context) (int64, error)
+}
+
+func (f freshMatcher) Matches(ctx context.Context, q search.Query, caseID string) (bool, error) {
+	n, err := f.lag(ctx)
+	if err != nil {
+		return true, err
+	}
+	if n > 0 {
+		return true, fmt.Errorf("%w: the index is %d changes behind the change feed, so a query hold cannot be judged yet", search.ErrUnavailable, n)
+	}
+	return f.m.Matches(ctx, q, caseID)
 }

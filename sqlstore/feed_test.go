@@ -1,0 +1,250 @@
+package sqlstore_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/search"
+	"github.com/casevault/casevault/search/bleve"
+	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqldb/sqldbtest"
+	"github.com/casevault/casevault/sqlstore"
+	"github.com/casevault/casevault/testkit"
+)
+
+// replicaIndex is one replica's embedded index fed from the shared store.
+func replicaIndex(t *testing.T, st *sqlstore.Store, name string) *search.Indexer {
+	t.Helper()
+	eng, err := bleve.Open(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := search.NewIndexer(st, eng, nil, search.Options{PollInterval: 20 * time.Millisecond, Settle: -1, BatchSize: 7, Consumer: name})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ix.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("%s Run: %v", name, err)
+		}
+		_ = ix.Close()
+	})
+	return ix
+}
+
+func hits(t *testing.T, ix *search.Indexer, word string) int64 {
+	t.Helper()
+	res, err := ix.Search(t.Context(), search.Query{Words: []string{word}, Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Total
+}
+
+// Several replicas' embedded indexes on one store each see every change:
+// the outbox is a feed every consumer reads in full, not a queue whose rows
+// go to whichever replica drains them first (issue 20 §3, §4).
+func TestEveryIndexSeesEveryChange(t *testing.T) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		st := sqlstore.New(db, sqlstore.Options{})
+		svc := cases.NewService(st, nil)
+		ixs := []*search.Indexer{replicaIndex(t, st, "a"), replicaIndex(t, st, "b"), replicaIndex(t, st, "c")}
+
+		_, cs := seed(t, svc)
+		var caseIDs []string
+		for i := range 30 {
+			addContact(t, svc, cs.ID, fmt.Sprint("walrus number ", i))
+			subj, ch := fmt.Sprint("narwhal ", i), cases.ChannelWeb
+			c, err := svc.CreateCase(ctx, cases.NewCase{CustomerID: &cs.CustomerID, Subject: &subj, Channel: &ch}, cases.Actor{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			caseIDs = append(caseIDs, c.ID)
+		}
+		for i, ix := range ixs {
+			testkit.Eventually(t, 15*time.Second, fmt.Sprint("replica ", i, " finds all 30 new cases"), func() bool { return hits(t, ix, "narwhal") == 30 })
+			testkit.Eventually(t, 15*time.Second, fmt.Sprint("replica ", i, " finds the case with the 30 contacts"), func() bool { return hits(t, ix, "walrus") == 1 })
+		}
+
+		// A case deleted (as retention does: rows gone, one outbox row)
+		// disappears from every index.
+		gone := caseIDs[3]
+		err := db.InTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, db.Rebind(`DELETE FROM cases WHERE id = ?`), gone); err != nil {
+				return err
+			}
+			return sqlstore.Enqueue(ctx, db, tx, gone)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, ix := range ixs {
+			testkit.Eventually(t, 15*time.Second, fmt.Sprint("replica ", i, " forgets the deleted case"), func() bool { return hits(t, ix, "narwhal") == 29 })
+		}
+	})
+}
+
+func enqueue(t *testing.T, db *sqldb.DB, tx *sql.Tx, caseID string) {
+	t.Helper()
+	if err := sqlstore.Enqueue(t.Context(), db, tx, caseID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func commitOne(t *testing.T, db *sqldb.DB, caseID string) {
+	t.Helper()
+	if err := db.InTx(t.Context(), func(tx *sql.Tx) error { return sqlstore.Enqueue(t.Context(), db, tx, caseID) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readAll(t *testing.T, st *sqlstore.Store, after int64) []search.OutboxEntry {
+	t.Helper()
+	es, err := st.ReadFeed(t.Context(), after, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es
+}
+
+// A row whose transaction commits after a later one's never appears below
+// a cursor that has passed the later one: positions follow commit order
+// (on PostgreSQL, a BIGSERIAL does not).
+func TestFeedNeverSkipsALateCommit(t *testing.T) {
+	db := sqldbtest.Open(t, sqldb.Postgres)
+	ctx := t.Context()
+	st := sqlstore.New(db, sqlstore.Options{})
+	commitOne(t, db, "first")
+	es := readAll(t, st, 0)
+	if len(es) != 1 || es[0].CaseID != "first" {
+		t.Fatalf("feed = %+v", es)
+	}
+	cursor := es[0].Seq
+
+	// "late" takes its seq first and commits last
+	slow, err := db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = slow.Rollback() }()
+	enqueue(t, db, slow, "late")
+	commitOne(t, db, "early")
+	es = readAll(t, st, cursor)
+	if len(es) != 1 || es[0].CaseID != "early" {
+		t.Fatalf("feed while the late transaction is in flight = %+v, want early", es)
+	}
+	cursor = es[0].Seq
+
+	if err := slow.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	head, err := st.SettledHead(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es = readAll(t, st, cursor)
+	if len(es) != 1 || es[0].CaseID != "late" || es[0].Seq != head {
+		t.Fatalf("feed after the late commit = %+v, want late above the cursor %d at the head %d", es, cursor, head)
+	}
+}
+
+// Rows go only once every registered consumer has passed them; a consumer
+// that registers after rows went, or that was away so long it expired,
+// must rebuild (position -1) and holds pruning back until it has.
+func TestFeedConsumersAndPruning(t *testing.T) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := t.Context()
+		st := sqlstore.New(db, sqlstore.Options{})
+		now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		claim := func(id, owner string, at time.Time) (search.Consumer, bool) {
+			t.Helper()
+			c, held, err := st.ClaimConsumer(ctx, search.Claim{ID: id, Kind: search.ConsumerEmbedded, Owner: owner, TTL: time.Minute, Now: at})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c, held
+		}
+		prune := func(at time.Time) (int64, []string) {
+			t.Helper()
+			n, expired, err := st.PruneFeed(ctx, at, at.Add(-24*time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n, expired
+		}
+		for i := range 5 {
+			commitOne(t, db, fmt.Sprint("c", i))
+		}
+		head, err := st.SettledHead(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		if n, _ := prune(now); n != 0 {
+			t.Fatalf("pruned %d rows with no consumer registered", n)
+		}
+		if c, held := claim("a", "a", now); !held || c.Position != 0 {
+			t.Fatalf("new consumer a = %+v held %v, want position 0", c, held)
+		}
+		claim("b", "b", now)
+		if err := st.AdvanceConsumer(ctx, "a", "a", head, now); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := prune(now); n != 0 {
+			t.Fatalf("pruned %d rows consumer b has not read", n)
+		}
+		if err := st.AdvanceConsumer(ctx, "b", "b", 2, now); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := prune(now); n != 2 {
+			t.Fatalf("pruned %d rows, want the 2 both passed", n)
+		}
+		if es := readAll(t, st, 0); len(es) != 3 {
+			t.Fatalf("%d rows left, want 3", len(es))
+		}
+
+		// lease: another owner cannot write a consumer it does not hold
+		if _, held := claim("b", "intruder", now); held {
+			t.Fatal("a second owner took a live lease")
+		}
+		if err := st.AdvanceConsumer(ctx, "b", "intruder", head, now); !errors.Is(err, search.ErrLeaseLost) {
+			t.Fatalf("advance by a non-owner: %v, want ErrLeaseLost", err)
+		}
+		if c, held := claim("b", "intruder", now.Add(2*time.Minute)); !held || c.Position != 2 {
+			t.Fatalf("after the lease expired: %+v held %v, want the lease at position 2", c, held)
+		}
+
+		if c, _ := claim("late", "late", now); c.Position != -1 {
+			t.Fatalf("consumer registered after pruning at %d, want -1 (must rebuild)", c.Position)
+		}
+		fs, err := st.FeedStatus(ctx, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fs.Head != head || len(fs.Consumers) != 3 || fs.Consumers[0].Pending != 0 || fs.Consumers[1].Pending != head-2 || !fs.Consumers[2].MustRebuild {
+			t.Fatalf("feed status %+v", fs)
+		}
+
+		// "a" and "b" are seen again later; "late" never returns, expires,
+		// and stops holding rows back
+		later := now.Add(48 * time.Hour)
+		claim("a", "a", later)
+		claim("b", "intruder", later)
+		if err := st.AdvanceConsumer(ctx, "b", "intruder", head, later); err != nil {
+			t.Fatal(err)
+		}
+		if n, expired := prune(later); n != 3 || len(expired) != 1 || expired[0] != "late" {
+			t.Fatalf("prune = %d %v, want 3 rows and late expired", n, expired)
+		}
+		if c, _ := claim("late", "late", later); c.Position != -1 {
+			t.Fatalf("expired consumer back at %d, want -1 (must rebuild)", c.Position)
+		}
+	})
+}
