@@ -763,6 +763,7 @@ type evaluator struct {
 	lastCase string
 	lastMemo []uint8
 	marks    []bool // covering's scratch: holds already considered
+	seen     []int  // and which, to clear them
 
 	// Which holds may cover a contact, so that a check reads a few holds,
 	// not all of them: by case id (scopes naming cases), by customer id
@@ -976,37 +977,33 @@ func (ev *evaluator) covering(ctx context.Context, c ContactRef) ([]Hold, error)
 		recorded = ev.recorded[c.CaseID]
 	}
 
-	var hits, seen []int
+	var hits []int
 	var errs []error
-	consider := func(i int, isRecorded bool) {
-		if ev.marks[i] {
-			return
+	seen := ev.seen[:0] // marked, to unmark
+	for _, it := range recorded {
+		if i, ok := ev.pos[it.holdID]; ok && !ev.marks[i] && (it.contactID == "" || it.contactID == c.ContactID) {
+			ev.marks[i], seen, hits = true, append(seen, i), append(hits, i)
 		}
-		ev.marks[i], seen = true, append(seen, i)
-		ok := isRecorded
-		if !ok {
-			var err error
-			if ok, err = ev.matches(ctx, ev.holds[i], c); err != nil {
+	}
+	for _, list := range [...][]int{ev.byCase[c.CaseID], ev.byCustomer[c.CustomerID], ev.rest} {
+		for _, i := range list {
+			if ev.marks[i] {
+				continue
+			}
+			ev.marks[i], seen = true, append(seen, i)
+			ok, err := ev.matchesAt(ctx, ev.holds[i], i, c)
+			if err != nil {
 				errs = append(errs, err)
 			}
-		}
-		if ok {
-			hits = append(hits, i)
-		}
-	}
-	for _, it := range recorded {
-		if i, ok := ev.pos[it.holdID]; ok && (it.contactID == "" || it.contactID == c.ContactID) {
-			consider(i, true)
-		}
-	}
-	for _, list := range [][]int{ev.byCase[c.CaseID], ev.byCustomer[c.CustomerID], ev.rest} {
-		for _, i := range list {
-			consider(i, false)
+			if ok {
+				hits = append(hits, i)
+			}
 		}
 	}
 	for _, i := range seen {
 		ev.marks[i] = false
 	}
+	ev.seen = seen
 
 	slices.Sort(hits) // hold order: oldest first
 	out := make([]Hold, len(hits))
@@ -1030,6 +1027,16 @@ func (ev *evaluator) covers(ctx context.Context, h Hold, c ContactRef) (bool, er
 
 // matches reports whether h's scope matches c now (live evaluation).
 func (ev *evaluator) matches(ctx context.Context, h Hold, c ContactRef) (bool, error) {
+	i, known := ev.pos[h.ID]
+	if !known {
+		i = -1
+	}
+	return ev.matchesAt(ctx, h, i, c)
+}
+
+// matchesAt is matches for the hold at index i of ev.holds (-1: a hold
+// not among them, whose answer is not memoized).
+func (ev *evaluator) matchesAt(ctx context.Context, h Hold, i int, c ContactRef) (bool, error) {
 	s := h.Scope
 	if s.empty() {
 		return false, nil
@@ -1054,7 +1061,7 @@ func (ev *evaluator) matches(ctx context.Context, h Hold, c ContactRef) (bool, e
 		// Unparseable (cannot happen after validation) or no engine: hold.
 		return true, nil
 	}
-	i, known := ev.pos[h.ID]
+	known := i >= 0
 	if known {
 		if m := ev.memoOf(c.CaseID)[i]; m != 0 {
 			return m == 2, nil
