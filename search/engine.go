@@ -24,6 +24,7 @@ type CaseDoc struct {
 	Tags       []string
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
+	Rev        int64 // feed position of the newest change this document reflects
 	Contacts   []ContactDoc
 }
 
