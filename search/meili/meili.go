@@ -1192,7 +1192,9 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 		hits = hits[:limit]
 	}
 
+	runs := queryCJKRuns(q)
 	for _, h := range hits {
+		addCJKMatches(&h, runs)
 		hit := search.Hit{
 			CaseID:     h.CaseID,
 			Number:     h.Number,
@@ -1231,6 +1233,47 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 	}
 
 	return res, nil
+}
+
+// queryCJKRuns returns the CJK runs of the query's words and phrases:
+// Meilisearch reports their matches in the hidden cjk field, so the
+// snippet finds them in the body and subject itself.
+func queryCJKRuns(q search.Query) []string {
+	var out []string
+	for _, t := range append(slices.Clone(q.Words), q.Phrases...) {
+		for _, r := range cjkRuns(t) {
+			out = append(out, string(r))
+		}
+	}
+	return out
+}
+
+// addCJKMatches adds the occurrences of runs in the hit's body and subject
+// to its match positions (byte offsets, as Meilisearch reports them).
+func addCJKMatches(h *hitDoc, runs []string) {
+	if len(runs) == 0 {
+		return
+	}
+	if h.MatchesPosition == nil {
+		h.MatchesPosition = map[string][]matchBounds{}
+	}
+	for _, field := range []struct {
+		name, text string
+	}{{"body", h.Body}, {"subject", h.Subject}} {
+		for _, r := range runs {
+			for from := 0; ; {
+				i := strings.Index(field.text[from:], r)
+				if i < 0 {
+					break
+				}
+				h.MatchesPosition[field.name] = append(h.MatchesPosition[field.name], matchBounds{Start: from + i, Length: len(r)})
+				from += i + len(r)
+			}
+		}
+		sort.Slice(h.MatchesPosition[field.name], func(a, b int) bool {
+			return h.MatchesPosition[field.name][a].Start < h.MatchesPosition[field.name][b].Start
+		})
+	}
 }
 
 // queryWords counts the words of q the way Meilisearch's limit does.
