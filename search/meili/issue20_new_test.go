@@ -201,3 +201,89 @@ func TestCountReadsStats(t *testing.T) {
 		t.Error("Count did not read the index stats")
 	}
 }
+
+// TestRebuildSwapsANewIndex: a rebuild fills a new index while the live one
+// answers, swaps them in one task and deletes the replaced content; a
+// restore fills an index of its own and never touches the live one.
+func TestRebuildSwapsANewIndex(t *testing.T) {
+	ctx := context.Background()
+	f := newFake(t)
+	live := openFake(t, f, 1)
+	if err := live.Index(ctx, []search.CaseDoc{fixtureB()}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{URL: f.srv.URL, APIKey: testAPIKey, TaskPollInterval: time.Millisecond}
+
+	b, err := Build(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.IndexName() == "cases_v1" || !b.Created() {
+		t.Fatalf("build index %q created %v", b.IndexName(), b.Created())
+	}
+	if ix := f.index(b.IndexName()); ix == nil || len(ix.settings) == 0 {
+		t.Fatal("build index not created with settings")
+	}
+	if err := b.Index(ctx, []search.CaseDoc{fixtureA()}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := live.Search(ctx, search.Query{}); err != nil || res.Total != 1 || res.Hits[0].CaseID != caseB {
+		t.Fatalf("live index during the rebuild: %+v %v", res, err)
+	}
+	tmp := b.IndexName()
+	if err := b.Activate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b.IndexName() != "cases_v1" {
+		t.Errorf("activated engine answers from %q", b.IndexName())
+	}
+	if f.index(tmp) != nil {
+		t.Errorf("replaced content left in %s", tmp)
+	}
+	if len(f.requests(http.MethodPost, "/swap-indexes")) != 1 {
+		t.Error("no swap-indexes")
+	}
+	for _, e := range []*Engine{live, b} { // the old engine reads the new content too
+		res, err := e.Search(ctx, search.Query{})
+		if err != nil || res.Total != 1 || res.Hits[0].CaseID != caseA {
+			t.Fatalf("after the swap: %+v %v", res, err)
+		}
+	}
+	// retiring the old engine must not delete the live index
+	if err := live.Drop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if f.index("cases_v1") == nil {
+		t.Fatal("dropping the replaced engine deleted the live index")
+	}
+
+	// a failed rebuild drops its own index only
+	b2, err := Build(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Drop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if f.index(b2.IndexName()) != nil || f.index("cases_v1") == nil {
+		t.Fatal("a failed rebuild's drop removed the wrong index")
+	}
+
+	// a restore never writes into the live index
+	r, err := Restore(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Index(ctx, []search.CaseDoc{fixtureB()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Activate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r.IndexName() == "cases_v1" || !strings.HasPrefix(r.IndexName(), "cases_v1_restore_") {
+		t.Errorf("restore index %q", r.IndexName())
+	}
+	if res, err := live.Search(ctx, search.Query{}); err != nil || res.Total != 1 || res.Hits[0].CaseID != caseA {
+		t.Fatalf("the restore changed the live index: %+v %v", res, err)
+	}
+}
