@@ -335,7 +335,7 @@ func (p predicate) match(doc map[string]any) bool {
 	hit := false
 	for _, x := range vals {
 		for _, want := range p.strs {
-			if strings.ToLower(x) == strings.ToLower(want) {
+			if strings.EqualFold(x, want) {
 				hit = true
 			}
 		}
