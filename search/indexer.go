@@ -194,6 +194,7 @@ type Indexer struct {
 	buildErr error  // first error writing to building (guarded by applyMu)
 
 	failures   atomic.Int64 // consecutive failed batches
+	poisoned   atomic.Int64 // cases set aside as poison (PoisonError)
 	lastErr    atomic.Pointer[string]
 	reindexing atomic.Bool
 	// broken says the live engine must be closed and reopened before the
@@ -517,6 +518,7 @@ func (ix *Indexer) drainOnce(ctx context.Context) (int, error) {
 				err = fmt.Errorf("search: %s add contacts: %w", eng.Name(), err)
 			}
 		}
+		err = ix.setAside(ctx, err) // poison cases (issue 20 §8, poison.go)
 		switch {
 		case err == nil:
 		case i == 0:

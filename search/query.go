@@ -19,6 +19,11 @@ import (
 const (
 	MaxQueryBytes = 1000
 	MaxQueryTerms = 32
+	// MaxTextWords bounds the words of text (free words, every word of a
+	// phrase, excluded words): Meilisearch reads only the first ten words
+	// of its query and ignores the rest, so a longer query would mean one
+	// thing on the embedded engine and another on Meilisearch.
+	MaxTextWords = 10
 )
 
 // QueryError reports a query the user has to fix; Term is the offending
@@ -56,7 +61,8 @@ func (e *QueryError) Error() string {
 // ("refund ?") is ignored.
 //
 // At most MaxQueryTerms terms: every word (including each of comma- or
-// dot-joined words such as a,b,c), phrase and field value counts.
+// dot-joined words such as a,b,c), phrase and field value counts; and at
+// most MaxTextWords words of text, each word of a phrase counted.
 func ParseQuery(q string) (Query, error) {
 	var out Query
 	if len(q) > MaxQueryBytes {
@@ -73,12 +79,18 @@ func ParseQuery(q string) (Query, error) {
 		return out, &QueryError{Message: fmt.Sprintf("more than %d terms", MaxQueryTerms)}
 	}
 
-	terms := 0
+	terms, text := 0, 0
 	count := func(n int) error {
 		if terms += n; terms > MaxQueryTerms {
 			return &QueryError{Message: fmt.Sprintf("more than %d terms", MaxQueryTerms)}
 		}
 		return nil
+	}
+	countText := func(n int) error {
+		if text += n; text > MaxTextWords {
+			return &QueryError{Message: fmt.Sprintf("more than %d words", MaxTextWords)}
+		}
+		return count(n)
 	}
 
 	ignored := "" // the first term that was pure punctuation
@@ -98,7 +110,7 @@ func ParseQuery(q string) (Query, error) {
 		}
 		switch {
 		case t.phrase:
-			if err := count(1); err != nil {
+			if err := countText(len(words)); err != nil {
 				return Query{}, err
 			}
 			p := strings.Join(words, " ")
@@ -115,7 +127,7 @@ func ParseQuery(q string) (Query, error) {
 				return Query{}, err
 			}
 		default:
-			if err := count(len(words)); err != nil {
+			if err := countText(len(words)); err != nil {
 				return Query{}, err
 			}
 			for _, w := range words {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +86,11 @@ func TestParseQueryErrors(t *testing.T) {
 		{strings.TrimSuffix(strings.Repeat("a,", MaxQueryTerms+1), ","), ""},
 		{`"` + strings.Repeat("a ", MaxQueryTerms+1) + `"` + strings.Repeat(" b", MaxQueryTerms), ""},
 		{"customer:" + strings.TrimSuffix(strings.Repeat("c,", MaxQueryTerms+1), ","), ""},
+		// Issue 20 §11: Meilisearch reads ten words; an eleventh would be
+		// dropped there and kept by Bleve, so it is refused on both.
+		{strings.Repeat("w ", MaxTextWords+1), ""},
+		{`"` + strings.Repeat("p ", MaxTextWords-1) + `" w x`, ""},
+		{strings.Repeat("w ", MaxTextWords-1) + "-x -y", ""},
 		// Issue 12 §6: no term may silently vanish into match-all.
 		{`**** ---- "" - :`, "****"},
 		{`""`, `""`},
@@ -203,6 +209,13 @@ func FuzzParseQuery(f *testing.F) {
 		}
 		if n := len(q.Words) + len(q.Phrases) + len(q.Excluded); n > MaxQueryTerms {
 			t.Fatalf("%d terms", n)
+		}
+		words := len(q.Words)
+		for _, p := range append(slices.Clone(q.Phrases), q.Excluded...) {
+			words += len(strings.Fields(p))
+		}
+		if words > MaxTextWords {
+			t.Fatalf("ParseQuery(%q): %d words of text", s, words)
 		}
 		// Non-blank input never becomes match-all.
 		if strings.TrimSpace(s) != "" && !q.HasText() && len(q.Excluded) == 0 && q.Filter.isZero() {

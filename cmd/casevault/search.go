@@ -42,9 +42,13 @@ func (f engineFactory) name() string {
 	return "bleve"
 }
 
+func (f engineFactory) meiliConfig() meili.Config {
+	return meili.Config{URL: f.cfg.MeiliURL, APIKey: f.cfg.MeiliKey, IndexVersion: f.cfg.MeiliIndexVersion}
+}
+
 func (f engineFactory) open(ctx context.Context) (search.Engine, error) {
 	if f.cfg.MeiliURL != "" {
-		return meili.Open(ctx, meili.Config{URL: f.cfg.MeiliURL, APIKey: f.cfg.MeiliKey, IndexVersion: f.cfg.MeiliIndexVersion})
+		return meili.Open(ctx, f.meiliConfig())
 	}
 	return bleve.Open(ctx, filepath.Join(f.cfg.DataDir, "index"), bleve.WithGuard(f.guard))
 }
@@ -61,9 +65,8 @@ func (f engineFactory) reopen(ctx context.Context) (search.Engine, error) {
 // build returns a new, empty index for a rebuild.
 func (f engineFactory) build(ctx context.Context) (search.Engine, error) {
 	if f.cfg.MeiliURL != "" {
-		// Meilisearch indexes are versioned by configuration: a rebuild
-		// fills the configured version's index from scratch.
-		return meili.Open(ctx, meili.Config{URL: f.cfg.MeiliURL, APIKey: f.cfg.MeiliKey, IndexVersion: f.cfg.MeiliIndexVersion})
+		// A new index beside the live one, swapped in when full (issue 20 §9).
+		return meili.Build(ctx, f.meiliConfig())
 	}
 	return bleve.Build(ctx, filepath.Join(f.cfg.DataDir, "index"), bleve.WithGuard(f.guard))
 }
@@ -128,7 +131,9 @@ func startIndexer(ctx context.Context, cfg *config, store *sqlstore.Store, log *
 	f := engineFactory{cfg, guard}
 	eng, err := f.open(ctx)
 	if err != nil {
-		if !serving || !isDiskFull(err) {
+		// A full disk, or a Meilisearch that does not answer yet: serve
+		// degraded and let the indexer reopen it (issue 20 §12).
+		if !serving || !(isDiskFull(err) || errors.Is(err, search.ErrUnavailable)) {
 			return nil, fmt.Errorf("search engine: %w", err)
 		}
 		log.Error("search engine could not be opened; search stays degraded until it can", "err", err)
@@ -247,6 +252,10 @@ func rebuildIndex(ctx context.Context, cfg *config, target *sqldb.DB, dir string
 			return 0, err
 		}
 		build = f.build
+		if cfg.MeiliURL != "" {
+			// an index of the restore's own, never the live one (issue 20 §9)
+			build = func(ctx context.Context) (search.Engine, error) { return meili.Restore(ctx, f.meiliConfig()) }
+		}
 	}
 	f := engineFactory{cfg: cfg}
 	if dir != "" {

@@ -15,10 +15,11 @@ import (
 
 type predicate struct {
 	attr  string
-	op    string // = != >= > <= < IN
+	op    string // = != >= > <= < IN, NOT IN, or expr (a whole expression)
 	strs  []string
 	num   float64
 	isNum bool
+	expr  *filterNode
 }
 
 // readString reads one double-quoted literal at the start of s. A backslash
@@ -50,6 +51,19 @@ func isIdentByte(c byte) bool {
 }
 
 func parsePredicate(s string) (predicate, error) {
+	p, rest, err := readPredicate(s)
+	if err != nil {
+		return p, err
+	}
+	if strings.TrimSpace(rest) != "" {
+		return p, fmt.Errorf("unexpected %q after predicate", rest)
+	}
+	return p, nil
+}
+
+// readPredicate reads one predicate (attribute, operator, literal) at the
+// start of s and returns what follows it.
+func readPredicate(s string) (predicate, string, error) {
 	var p predicate
 	s = strings.TrimLeft(s, " ")
 	i := 0
@@ -57,29 +71,29 @@ func parsePredicate(s string) (predicate, error) {
 		i++
 	}
 	if i == 0 {
-		return p, fmt.Errorf("expected attribute in %q", s)
+		return p, s, fmt.Errorf("expected attribute in %q", s)
 	}
 	p.attr, s = s[:i], strings.TrimLeft(s[i:], " ")
-	for _, op := range []string{"!=", ">=", "<=", "=", ">", "<", "IN "} {
+	for _, op := range []string{"!=", ">=", "<=", "=", ">", "<", "IN ", "NOT IN "} {
 		if strings.HasPrefix(s, op) {
 			p.op, s = strings.TrimSpace(op), strings.TrimLeft(s[len(op):], " ")
 			break
 		}
 	}
 	if p.op == "" {
-		return p, fmt.Errorf("expected operator in %q", s)
+		return p, s, fmt.Errorf("expected operator in %q", s)
 	}
 	var err error
 	switch {
-	case p.op == "IN":
+	case p.op == "IN" || p.op == "NOT IN":
 		if !strings.HasPrefix(s, "[") {
-			return p, errors.New("expected [ after IN")
+			return p, s, errors.New("expected [ after IN")
 		}
 		s = strings.TrimLeft(s[1:], " ")
 		for {
 			var v string
 			if v, s, err = readString(s); err != nil {
-				return p, err
+				return p, s, err
 			}
 			p.strs = append(p.strs, v)
 			s = strings.TrimLeft(s, " ")
@@ -88,7 +102,7 @@ func parsePredicate(s string) (predicate, error) {
 				continue
 			}
 			if !strings.HasPrefix(s, "]") {
-				return p, fmt.Errorf("expected , or ] in %q", s)
+				return p, s, fmt.Errorf("expected , or ] in %q", s)
 			}
 			s = s[1:]
 			break
@@ -96,7 +110,7 @@ func parsePredicate(s string) (predicate, error) {
 	case strings.HasPrefix(s, `"`):
 		var v string
 		if v, s, err = readString(s); err != nil {
-			return p, err
+			return p, s, err
 		}
 		p.strs = []string{v}
 	default:
@@ -105,14 +119,128 @@ func parsePredicate(s string) (predicate, error) {
 			j++
 		}
 		if p.num, err = strconv.ParseFloat(s[:j], 64); err != nil {
-			return p, fmt.Errorf("expected value in %q", s)
+			return p, s, fmt.Errorf("expected value in %q", s)
 		}
 		p.isNum, s = true, s[j:]
 	}
-	if strings.TrimSpace(s) != "" {
-		return p, fmt.Errorf("unexpected %q after predicate", s)
+	if s != "" && s[0] != ' ' && s[0] != ')' {
+		return p, s, fmt.Errorf("unexpected %q after predicate", s)
 	}
-	return p, nil
+	return p, s, nil
+}
+
+// filterNode is a parsed filter expression: the string form Meilisearch
+// accepts with AND, OR and parentheses (as the adapter's stale-document
+// filters use), strictly: a stray word is an error.
+type filterNode struct {
+	op   string // "and", "or", "pred"
+	kids []filterNode
+	pred predicate
+}
+
+func parseExpr(s string) (filterNode, error) {
+	n, rest, err := parseOr(s)
+	if err != nil {
+		return n, err
+	}
+	if strings.TrimSpace(rest) != "" {
+		return n, fmt.Errorf("unexpected %q", rest)
+	}
+	return n, nil
+}
+
+func parseOr(s string) (filterNode, string, error) {
+	first, rest, err := parseAnd(s)
+	if err != nil {
+		return first, rest, err
+	}
+	out := filterNode{op: "or", kids: []filterNode{first}}
+	for {
+		t := strings.TrimLeft(rest, " ")
+		if !strings.HasPrefix(t, "OR ") {
+			break
+		}
+		var n filterNode
+		if n, rest, err = parseAnd(t[3:]); err != nil {
+			return n, rest, err
+		}
+		out.kids = append(out.kids, n)
+	}
+	if len(out.kids) == 1 {
+		return first, rest, nil
+	}
+	return out, rest, nil
+}
+
+func parseAnd(s string) (filterNode, string, error) {
+	first, rest, err := parseFactor(s)
+	if err != nil {
+		return first, rest, err
+	}
+	out := filterNode{op: "and", kids: []filterNode{first}}
+	for {
+		t := strings.TrimLeft(rest, " ")
+		if !strings.HasPrefix(t, "AND ") {
+			break
+		}
+		var n filterNode
+		if n, rest, err = parseFactor(t[4:]); err != nil {
+			return n, rest, err
+		}
+		out.kids = append(out.kids, n)
+	}
+	if len(out.kids) == 1 {
+		return first, rest, nil
+	}
+	return out, rest, nil
+}
+
+func parseFactor(s string) (filterNode, string, error) {
+	s = strings.TrimLeft(s, " ")
+	if strings.HasPrefix(s, "(") {
+		n, rest, err := parseOr(s[1:])
+		if err != nil {
+			return n, rest, err
+		}
+		rest = strings.TrimLeft(rest, " ")
+		if !strings.HasPrefix(rest, ")") {
+			return n, rest, fmt.Errorf("expected ) in %q", rest)
+		}
+		return n, rest[1:], nil
+	}
+	p, rest, err := readPredicate(s)
+	return filterNode{op: "pred", pred: p}, rest, err
+}
+
+func (n filterNode) match(doc map[string]any) bool {
+	switch n.op {
+	case "and":
+		for _, k := range n.kids {
+			if !k.match(doc) {
+				return false
+			}
+		}
+		return true
+	case "or":
+		for _, k := range n.kids {
+			if k.match(doc) {
+				return true
+			}
+		}
+		return false
+	}
+	return n.pred.match(doc)
+}
+
+func (n filterNode) preds() []predicate {
+	if n.op == "pred" {
+		return []predicate{n.pred}
+	}
+	var out []predicate
+	for _, k := range n.kids {
+		out = append(out, k.preds()...)
+	}
+	return out
 }
 
 // parseFilter reads the array form: AND of elements, OR within an inner array.
@@ -129,11 +257,16 @@ func parseFilter(f any) ([][]predicate, error) {
 	case nil:
 		return nil, nil
 	case string:
-		p, err := parsePredicate(f)
+		if p, err := parsePredicate(f); err == nil {
+			return [][]predicate{{p}}, nil
+		}
+		n, err := parseExpr(f)
 		if err != nil {
 			return nil, err
 		}
-		return [][]predicate{{p}}, nil
+		// An expression is kept whole as a one-predicate group whose
+		// predicate evaluates the tree.
+		return [][]predicate{{{attr: "", op: "expr", expr: &n}}}, nil
 	case []any:
 		for _, el := range f {
 			var group []predicate
@@ -161,6 +294,9 @@ func parseFilter(f any) ([][]predicate, error) {
 }
 
 func (p predicate) match(doc map[string]any) bool {
+	if p.expr != nil {
+		return p.expr.match(doc)
+	}
 	v := doc[p.attr]
 	if p.isNum {
 		n, ok := v.(float64)
@@ -194,15 +330,17 @@ func (p predicate) match(doc map[string]any) bool {
 			}
 		}
 	}
+	// Meilisearch normalizes filter values the way it normalizes text
+	// (lower case, among others): "VIP" = "vip".
 	hit := false
 	for _, x := range vals {
 		for _, want := range p.strs {
-			if x == want {
+			if strings.EqualFold(x, want) {
 				hit = true
 			}
 		}
 	}
-	if p.op == "!=" {
+	if p.op == "!=" || p.op == "NOT IN" {
 		return !hit
 	}
 	return hit

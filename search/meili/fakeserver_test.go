@@ -82,22 +82,46 @@ func patchSpec(b []byte) ([]byte, error) {
 			"description": ap["description"],
 		}
 	}
+	patchMultiSearch(spec, schemas)
 	return json.Marshal(spec)
 }
 
-// errSpecMissing marks a description that is not there (as opposed to one
-// that is broken).
-type errSpecMissing struct{ msg string }
+// patchMultiSearch corrects a second defect: POST /multi-search answers
+// {"results": [...]} (the SearchResults component) when no federation is
+// asked for, as Meilisearch documents, but the description lists only the
+// federated shape for its 200.
+func patchMultiSearch(spec, schemas map[string]any) {
+	if schemas["SearchResults"] == nil {
+		return
+	}
+	paths, _ := spec["paths"].(map[string]any)
+	ms, _ := paths["/multi-search"].(map[string]any)
+	post, _ := ms["post"].(map[string]any)
+	responses, _ := post["responses"].(map[string]any)
+	ok, _ := responses["200"].(map[string]any)
+	content, _ := ok["content"].(map[string]any)
+	js, _ := content["application/json"].(map[string]any)
+	if js == nil {
+		return
+	}
+	js["schema"] = map[string]any{"anyOf": []any{
+		js["schema"],
+		map[string]any{"$ref": "#/components/schemas/SearchResults"},
+	}}
+}
 
-func (e errSpecMissing) Error() string { return e.msg }
+// vendoredSpec is the description this package carries as test data
+// (testdata/README.md says where it comes from); the tests need nothing
+// from outside the repository.
+const vendoredSpec = "testdata/meilisearch-openapi.json"
 
-// findSpec resolves MEILI_OPENAPI_SPEC (relative paths are tried from the
-// package directory and from the module root, because .ci/run sets it
-// relative to the repository) or the default location beside the checkout.
+// findSpec resolves MEILI_OPENAPI_SPEC when set (relative paths are tried
+// from the package directory and from the module root, because .ci/run sets
+// it relative to the repository), else the vendored description.
 func findSpec() (string, error) {
 	p := os.Getenv("MEILI_OPENAPI_SPEC")
 	if p == "" {
-		p = filepath.Join("..", "..", "..", "shared", "meilisearch", "meilisearch-openapi.json")
+		p = vendoredSpec
 	}
 	candidates := []string{p}
 	if !filepath.IsAbs(p) {
@@ -110,7 +134,7 @@ func findSpec() (string, error) {
 			return c, nil
 		}
 	}
-	return "", errSpecMissing{fmt.Sprintf("Meilisearch OpenAPI description not found (tried %v); set MEILI_OPENAPI_SPEC", candidates)}
+	return "", fmt.Errorf("Meilisearch OpenAPI description not found (tried %v); unset MEILI_OPENAPI_SPEC to use the vendored %s", candidates, vendoredSpec)
 }
 
 func moduleRoot() (string, bool) {
@@ -193,18 +217,25 @@ type fakeMeili struct {
 	failTask func(typ string) *apiErr
 	// cancelTask makes a task of that type end "canceled".
 	cancelTask func(typ string) bool
+	// version is what GET /version reports as pkgVersion.
+	version string
+	// maxPayload is the largest request body the fake accepts (413 above),
+	// like Meilisearch's --http-payload-size-limit; 0: no limit.
+	maxPayload int
+	// holdTasks keeps every task enqueued (a stalled server) while set.
+	holdTasks bool
+	// badDoc makes a document addition fail for good when one of its
+	// documents satisfies it (invalid_document_fields).
+	badDoc func(doc map[string]any) bool
 }
 
 func newFake(t *testing.T) *fakeMeili {
 	t.Helper()
 	v, err := specValidator()
 	if err != nil {
-		if _, missing := err.(errSpecMissing); missing && os.Getenv("CI") == "" {
-			t.Skip(err.Error())
-		}
 		t.Fatal(err)
 	}
-	f := &fakeMeili{t: t, v: v, indexes: map[string]*fakeIndex{}, pollsBeforeDone: 1}
+	f := &fakeMeili{t: t, v: v, indexes: map[string]*fakeIndex{}, pollsBeforeDone: 1, version: "1.53.0"}
 	f.srv = httptest.NewServer(f)
 	t.Cleanup(f.srv.Close)
 	return f
@@ -238,6 +269,11 @@ func (f *fakeMeili) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer f.mu.Unlock()
 	rec := recorded{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Body: body}
 	f.log = append(f.log, rec)
+	if f.maxPayload > 0 && len(body) > f.maxPayload {
+		writeJSON(w, http.StatusRequestEntityTooLarge, newAPIErr("payload_too_large", "invalid_request",
+			fmt.Sprintf("The provided payload reached the size limit. The maximum accepted payload size is %d B.", f.maxPayload)))
+		return
+	}
 
 	vreq := func() *http.Request {
 		c := r.Clone(r.Context())
@@ -322,6 +358,12 @@ func (f *fakeMeili) route(w http.ResponseWriter, r *http.Request, body []byte) {
 	switch {
 	case r.Method == http.MethodGet && len(seg) == 1 && seg[0] == "health":
 		writeJSON(w, 200, map[string]string{"status": "available"})
+	case r.Method == http.MethodGet && len(seg) == 1 && seg[0] == "version":
+		writeJSON(w, 200, map[string]string{"commitSha": "0000000", "commitDate": "2026-01-01", "pkgVersion": f.version})
+	case r.Method == http.MethodPost && len(seg) == 1 && seg[0] == "swap-indexes":
+		f.swapIndexes(w, body)
+	case r.Method == http.MethodPost && len(seg) == 1 && seg[0] == "multi-search":
+		f.multiSearch(w, body)
 	case r.Method == http.MethodGet && len(seg) == 2 && seg[0] == "tasks":
 		f.getTask(w, seg[1])
 	case r.Method == http.MethodPost && len(seg) == 1 && seg[0] == "indexes":
@@ -342,6 +384,12 @@ func (f *fakeMeili) route(w http.ResponseWriter, r *http.Request, body []byte) {
 			writeJSON(w, 200, view)
 		case r.Method == http.MethodPatch && rest == "":
 			f.updateIndex(w, uid, body)
+		case r.Method == http.MethodDelete && rest == "":
+			f.deleteIndex(w, uid)
+		case r.Method == http.MethodGet && rest == "stats":
+			f.stats(w, uid)
+		case r.Method == http.MethodGet && rest == "settings":
+			f.getSettings(w, uid)
 		case r.Method == http.MethodPatch && rest == "settings":
 			f.updateSettings(w, uid, body)
 		case r.Method == http.MethodPost && rest == "documents":
@@ -402,7 +450,7 @@ func (f *fakeMeili) getTask(w http.ResponseWriter, id string) {
 	}
 	t := f.tasks[n]
 	t.polls++
-	if t.status == "enqueued" || t.status == "processing" {
+	if (t.status == "enqueued" || t.status == "processing") && !f.holdTasks {
 		if t.polls > f.pollsBeforeDone {
 			f.finish(n)
 		} else if t.polls > 1 {
@@ -510,6 +558,9 @@ func (f *fakeMeili) addDocuments(w http.ResponseWriter, uid, pk string, body []b
 			return newAPIErr("index_primary_key_no_candidate_found", "invalid_request", "no primary key")
 		}
 		for _, d := range docs {
+			if f.badDoc != nil && f.badDoc(d) {
+				return newAPIErr("invalid_document_fields", "invalid_request", "a document is invalid")
+			}
 			id, _ := d[key].(string)
 			if !fakeDocID.MatchString(id) {
 				return newAPIErr("invalid_document_id", "invalid_request", fmt.Sprintf("Document identifier `%v` is invalid.", d[key]))
@@ -550,7 +601,15 @@ func contains(list []string, s string) bool {
 func (ix *fakeIndex) checkFilterAttrs(groups [][]predicate) error {
 	filterable, _ := ix.stringsSetting("filterableAttributes")
 	for _, g := range groups {
+		var preds []predicate
 		for _, p := range g {
+			if p.expr != nil {
+				preds = append(preds, p.expr.preds()...)
+			} else {
+				preds = append(preds, p)
+			}
+		}
+		for _, p := range preds {
 			if !contains(filterable, p.attr) {
 				return fmt.Errorf("attribute `%s` is not filterable", p.attr)
 			}
@@ -657,19 +716,35 @@ type token struct {
 	start, end int // byte offsets
 }
 
+// tokenize splits text into lower-cased words; runs of ideographs are cut
+// into words by segmentHan, as Meilisearch's jieba segmenter does.
 func tokenize(s string) []token {
 	var out []token
-	start := -1
+	start, hanStart := -1, -1
+	flushHan := func(end int) {
+		if hanStart < 0 {
+			return
+		}
+		pos := hanStart
+		for _, w := range segmentHan([]rune(s[hanStart:end])) {
+			out = append(out, token{w, pos, pos + len(w)})
+			pos += len(w)
+		}
+		hanStart = -1
+	}
 	for i, r := range s {
-		word := unicode.IsLetter(r) || unicode.IsDigit(r)
-		if unicode.Is(unicode.Han, r) { // one token per ideograph
+		if isHan(r) {
 			if start >= 0 {
 				out = append(out, token{strings.ToLower(s[start:i]), start, i})
 				start = -1
 			}
-			out = append(out, token{string(r), i, i + len(string(r))})
+			if hanStart < 0 {
+				hanStart = i
+			}
 			continue
 		}
+		flushHan(i)
+		word := unicode.IsLetter(r) || unicode.IsDigit(r)
 		if word && start < 0 {
 			start = i
 		}
@@ -678,6 +753,7 @@ func tokenize(s string) []token {
 			start = -1
 		}
 	}
+	flushHan(len(s))
 	if start >= 0 {
 		out = append(out, token{strings.ToLower(s[start:]), start, len(s)})
 	}
@@ -795,25 +871,33 @@ func (f *fakeMeili) search(w http.ResponseWriter, uid string, body []byte) {
 		writeJSON(w, 400, newAPIErr("bad_request", "invalid_request", err.Error()))
 		return
 	}
+	resp, status, aerr := f.searchLocked(uid, req)
+	if aerr != nil {
+		writeJSON(w, status, aerr)
+		return
+	}
+	writeJSON(w, 200, resp)
+}
+
+// searchLocked answers one search request: the response body, or an HTTP
+// status with Meilisearch's error.
+func (f *fakeMeili) searchLocked(uid string, req searchReq) (map[string]any, int, *apiErr) {
 	idx := f.indexes[uid]
 	if idx == nil {
-		writeJSON(w, 404, newAPIErr("index_not_found", "invalid_request", "Index `"+uid+"` not found."))
-		return
+		return nil, 404, newAPIErr("index_not_found", "invalid_request", "Index `"+uid+"` not found.")
 	}
 	groups, err := parseFilter(req.Filter)
 	if err == nil {
 		err = idx.checkFilterAttrs(groups)
 	}
 	if err != nil {
-		writeJSON(w, 400, newAPIErr("invalid_search_filter", "invalid_request", err.Error()))
-		return
+		return nil, 400, newAPIErr("invalid_search_filter", "invalid_request", err.Error())
 	}
 	sortable, _ := idx.stringsSetting("sortableAttributes")
 	for _, s := range req.Sort {
 		a, _, _ := strings.Cut(s, ":")
 		if !contains(sortable, a) {
-			writeJSON(w, 400, newAPIErr("invalid_search_sort", "invalid_request", "attribute `"+a+"` is not sortable"))
-			return
+			return nil, 400, newAPIErr("invalid_search_sort", "invalid_request", "attribute `"+a+"` is not sortable")
 		}
 	}
 	// Facets on attributes that are not filterable are ignored silently, as
@@ -835,10 +919,18 @@ func (f *fakeMeili) search(w http.ResponseWriter, uid string, body []byte) {
 		q = *req.Q
 	}
 	var terms []qTerm
+	words := 0
 	for _, term := range parseQ(q) {
-		if len(tokenize(term.text)) > 0 { // separators only: no term
-			terms = append(terms, term)
+		n := len(tokenize(term.text))
+		if n == 0 { // separators only: no term
+			continue
 		}
+		// Meilisearch reads only the first ten words of q (a phrase's
+		// words count one by one); the rest is ignored, not matched.
+		if words += n; words > maxQueryWords {
+			break
+		}
+		terms = append(terms, term)
 	}
 
 	type cand struct {
@@ -917,12 +1009,18 @@ docs:
 	}
 	if req.Distinct != nil { // search-time distinct overrides the setting
 		if !contains(filterable, *req.Distinct) {
-			writeJSON(w, 400, newAPIErr("invalid_search_distinct", "invalid_request", "attribute `"+*req.Distinct+"` is not filterable"))
-			return
+			return nil, 400, newAPIErr("invalid_search_distinct", "invalid_request", "attribute `"+*req.Distinct+"` is not filterable")
 		}
 		distinct = *req.Distinct
 	}
+	// In offset/limit mode Meilisearch applies distinct only while it
+	// collects the requested window, so the facet distribution (and the
+	// estimated total) still count every candidate document; page mode is
+	// exhaustive and counts distinct documents.
+	paged := req.Page != nil || req.HitsPerPage != nil
+	beforeDistinct := cands
 	if distinct != "" {
+		cands = append([]cand(nil), cands...)
 		seen := map[any]bool{}
 		kept := cands[:0]
 		for _, c := range cands {
@@ -943,9 +1041,13 @@ docs:
 	var facetDist map[string]map[string]int
 	if req.Facets != nil {
 		facetDist = map[string]map[string]int{}
+		counted := cands
+		if !paged {
+			counted = beforeDistinct
+		}
 		for _, a := range req.Facets {
 			facetDist[a] = map[string]int{}
-			for _, c := range cands {
+			for _, c := range counted {
 				switch v := c.doc[a].(type) {
 				case string:
 					facetDist[a][v]++
@@ -1011,5 +1113,5 @@ docs:
 	if facetDist != nil {
 		resp["facetDistribution"] = facetDist
 	}
-	writeJSON(w, 200, resp)
+	return resp, 0, nil
 }

@@ -1,6 +1,7 @@
 package meili
 
 import (
+	"encoding/hex"
 	"strconv"
 	"strings"
 	"time"
@@ -13,18 +14,36 @@ import (
 // attribute position of a filter expression.
 type attr string
 
+// The string attributes are the hex forms (encodeValue): Meilisearch
+// case-folds and normalizes filter values, the embedded engine compares
+// them exactly, and hex has nothing to fold.
 const (
-	attrCaseID     attr = "case_id"
-	attrStatus     attr = "status"
-	attrChannel    attr = "channel"
-	attrPriority   attr = "priority"
-	attrCustomerID attr = "customer_id"
-	attrAssignee   attr = "assignee"
-	attrTags       attr = "tags"
-	attrPurposes   attr = "purposes"
+	attrCaseID     attr = "x_case_id"
+	attrStatus     attr = "x_status"
+	attrChannel    attr = "x_channel"
+	attrPriority   attr = "x_priority"
+	attrCustomerID attr = "x_customer_id"
+	attrAssignee   attr = "x_assignee"
+	attrTags       attr = "x_tags"
+	attrPurposes   attr = "x_purposes"
 	attrOccurredAt attr = "occurred_at"
 	attrRev        attr = "rev"
 )
+
+// encodeValue is a string attribute's filter form: lower-case hex of its
+// bytes, so that Meilisearch's filter normalization cannot make two values
+// equal that the store tells apart.
+func encodeValue(s string) string { return hex.EncodeToString([]byte(s)) }
+
+// decodeValue reverses encodeValue for facet values; anything that is not
+// hex (never written by this adapter) comes back as it is.
+func decodeValue(s string) string {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		return s
+	}
+	return string(b)
+}
 
 // filterExpr is one Meilisearch filter expression. It can only be produced by
 // the constructors in this file, which quote and escape every string value,
@@ -95,6 +114,20 @@ func lt(a attr, n int64) filterExpr {
 	return filterExpr{string(a) + " < " + strconv.FormatInt(n, 10)}
 }
 
+func gt(a attr, n int64) filterExpr {
+	return filterExpr{string(a) + " > " + strconv.FormatInt(n, 10)}
+}
+
+func eqNum(a attr, n int64) filterExpr {
+	return filterExpr{string(a) + " = " + strconv.FormatInt(n, 10)}
+}
+
+// notIn is `id NOT IN ["v1", ...]` over document ids (never user text).
+func notIn(a string, values []string) filterExpr {
+	e := in(attr(a), values)
+	return filterExpr{strings.Replace(e.s, " IN [", " NOT IN [", 1)}
+}
+
 // filterArray renders expressions as Meilisearch's array form: every element
 // is ANDed with the others. Keeping each constraint a separate element (rather
 // than joining strings with AND) means a constraint the caller mandates can
@@ -118,7 +151,11 @@ func buildFilter(f search.Filter) []filterExpr {
 	var out []filterExpr
 	add := func(a attr, values []string) {
 		if len(values) > 0 {
-			out = append(out, anyOf(a, values))
+			enc := make([]string, len(values))
+			for i, v := range values {
+				enc[i] = encodeValue(v)
+			}
+			out = append(out, anyOf(a, enc))
 		}
 	}
 	add(attrCaseID, f.CaseIDs)

@@ -2,6 +2,7 @@ package meili
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,14 +47,14 @@ func TestFilterConstructors(t *testing.T) {
 		got  filterExpr
 		want string
 	}{
-		{"eq", eq(attrStatus, "open"), `status = "open"`},
-		{"eq injection", eq(attrStatus, `open" OR customer_id = "x`), `status = "open\" OR customer_id = \"x"`},
-		{"eq field syntax as value", eq(attrCustomerID, "status:open OR customer:x"), `customer_id = "status:open OR customer:x"`},
-		{"in one", in(attrTags, []string{"vip"}), `tags IN ["vip"]`},
-		{"in many", in(attrCaseID, []string{"a", `b"`, `c\`}), `case_id IN ["a", "b\"", "c\\"]`},
-		{"in closing bracket", in(attrTags, []string{`x"] OR tags IN ["y`}), `tags IN ["x\"] OR tags IN [\"y"]`},
-		{"anyOf one", anyOf(attrChannel, []string{"email"}), `channel = "email"`},
-		{"anyOf two", anyOf(attrChannel, []string{"email", "phone"}), `channel IN ["email", "phone"]`},
+		{"eq", eq(attrStatus, "open"), `x_status = "open"`},
+		{"eq injection", eq(attrStatus, `open" OR customer_id = "x`), `x_status = "open\" OR customer_id = \"x"`},
+		{"eq field syntax as value", eq(attrCustomerID, "status:open OR customer:x"), `x_customer_id = "status:open OR customer:x"`},
+		{"in one", in(attrTags, []string{"vip"}), `x_tags IN ["vip"]`},
+		{"in many", in(attrCaseID, []string{"a", `b"`, `c\`}), `x_case_id IN ["a", "b\"", "c\\"]`},
+		{"in closing bracket", in(attrTags, []string{`x"] OR tags IN ["y`}), `x_tags IN ["x\"] OR tags IN [\"y"]`},
+		{"anyOf one", anyOf(attrChannel, []string{"email"}), `x_channel = "email"`},
+		{"anyOf two", anyOf(attrChannel, []string{"email", "phone"}), `x_channel IN ["email", "phone"]`},
 		{"gte", gte(attrOccurredAt, 1700000000000000), `occurred_at >= 1700000000000000`},
 		{"lt negative", lt(attrRev, -5), `rev < -5`},
 	}
@@ -67,6 +68,21 @@ func TestFilterConstructors(t *testing.T) {
 				t.Fatalf("not a single predicate: %v", err)
 			}
 		})
+	}
+}
+
+func TestEncodeValue(t *testing.T) {
+	for _, v := range []string{"", "VIP", "vip", `x" OR status = "y`, "退款", "a\x00b"} {
+		enc := encodeValue(v)
+		if strings.ToLower(enc) != enc || strings.ContainsAny(enc, `"\ `) {
+			t.Errorf("encodeValue(%q) = %q: has something Meilisearch could fold or parse", v, enc)
+		}
+		if decodeValue(enc) != v {
+			t.Errorf("decodeValue(encodeValue(%q)) = %q", v, decodeValue(enc))
+		}
+	}
+	if encodeValue("VIP") == encodeValue("vip") {
+		t.Error("VIP and vip encode alike")
 	}
 }
 
@@ -91,14 +107,14 @@ func TestBuildFilter(t *testing.T) {
 			From:        from,
 			To:          to,
 		}, []any{
-			`case_id = "c1"`,
-			`status IN ["open", "pending"]`,
-			`channel = "email"`,
-			`priority = "high"`,
-			`customer_id = "x\" OR status = \"closed"`,
-			`assignee = "a\\"`,
-			`tags IN ["vip", "(b)"]`,
-			`purposes = "fraud_monitoring"`,
+			`x_case_id = "` + encodeValue("c1") + `"`,
+			`x_status IN ["` + encodeValue("open") + `", "` + encodeValue("pending") + `"]`,
+			`x_channel = "` + encodeValue("email") + `"`,
+			`x_priority = "` + encodeValue("high") + `"`,
+			`x_customer_id = "` + encodeValue(`x" OR status = "closed`) + `"`,
+			`x_assignee = "` + encodeValue(`a\`) + `"`,
+			`x_tags IN ["` + encodeValue("vip") + `", "` + encodeValue("(b)") + `"]`,
+			`x_purposes = "` + encodeValue("fraud_monitoring") + `"`,
 			`occurred_at >= 1767323045000006`,
 			`occurred_at < 1767326645000006`,
 		}},

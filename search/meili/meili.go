@@ -1,14 +1,19 @@
 // Package meili is the Meilisearch search engine (meilisearch-go).
 //
-// Layout: one document per contact (id "ct-<contact id>") carrying the case's
-// fields, plus one case-only document (id "cs-<case id>") for a case without
-// contacts. The index's distinctAttribute is case_id, so a search returns one
-// hit per case: its best-matching contact. A case-only document has no
-// channel, purposes or occurred_at, so contact filters never match it; it
-// sorts by the case's creation time (sort_at).
+// Layout: one document per contact (id "ct-<contact id>-<rev>") carrying the
+// case's fields, plus one case-only document ("cs-<case id>-<rev>") for a
+// case without contacts. The index's distinctAttribute is the case id, so a
+// search returns one hit per case: its best-matching contact. A case-only
+// document has no channel, purposes or occurred_at, so contact filters never
+// match it; it sorts by the case's creation time (sort_at).
 //
-// Requires Meilisearch 1.12 or later (prefixSearch setting, search-time
-// distinct).
+// Filterable values are stored twice: as typed for display, and hex-encoded
+// in x_* attributes that every filter and facet uses, because Meilisearch
+// normalizes (case-folds) filter values while the embedded engine compares
+// them exactly; hex has no case to fold.
+//
+// Requires Meilisearch minVersion or later (the version the vendored
+// OpenAPI description describes); Open checks GET /version.
 //
 // Every write is a Meilisearch task; the adapter returns only after the task
 // reached a final status and treats anything but "succeeded" as an error
@@ -18,6 +23,7 @@
 package meili
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -25,16 +31,28 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meilisearch/meilisearch-go"
 
+	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/search"
 )
+
+// minVersion is the oldest Meilisearch the adapter talks to: the version
+// of the OpenAPI description its requests are checked against
+// (testdata/meilisearch-openapi.json, info.version). Older servers reject
+// settings fields the adapter sends (typoTolerance.disableOnNumbers came in
+// 1.15, and meilisearch-go sends it always).
+const minVersion = "1.53.0"
 
 // Config configures Open.
 type Config struct {
@@ -48,44 +66,77 @@ type Config struct {
 	TaskTimeout  time.Duration // longest wait for one task (default 2 minutes)
 	// TaskPollInterval is the delay between task status checks (default 100ms).
 	TaskPollInterval time.Duration
+	// RequestTimeout bounds every HTTP call (default 10s): a stalled server
+	// must not hang a search or the indexer.
+	RequestTimeout time.Duration
+	// MaxBatchBytes bounds one document addition's JSON (default 8 MiB,
+	// well under Meilisearch's 100 MB payload limit).
+	MaxBatchBytes int
 }
 
 const (
 	primaryKey = "id"
 
-	defaultTaskTimeout  = 2 * time.Minute
-	defaultPollInterval = 100 * time.Millisecond
+	defaultTaskTimeout    = 2 * time.Minute
+	defaultPollInterval   = 100 * time.Millisecond
+	defaultRequestTimeout = 10 * time.Second
+	defaultMaxBatchBytes  = 8 << 20
 
 	// maxTotalHits caps how deep Meilisearch lets anyone page (offset+limit)
-	// and how far totalHits counts. Its default, 1,000, would make every hit
-	// past the thousandth unreachable and the totals wrong; an archive must
-	// reach every case, so the cap is set far above any expected result set.
-	// Meilisearch only pays for it on queries that actually page that deep.
-	maxTotalHits = 1_000_000
+	// and how far totalHits counts. Meilisearch's documentation advises
+	// against values over 20,000 (queries then take seconds); its default,
+	// 1,000, would hide most of a busy search. Totals above the cap are
+	// reported as the cap.
+	maxTotalHits = 20_000
 
 	// maxValuesPerFacet bounds each facet's value list (default 100). Status,
 	// channel and purpose are small closed sets; tags are free-form, so keep
 	// enough of them for the console's tag facet.
 	maxValuesPerFacet = 1_000
+
+	// maxQueryWords is how many words of q Meilisearch reads (a phrase's
+	// words count one by one); it ignores the rest.
+	maxQueryWords = 10
+
+	// casesPerFilter bounds how many cases one stale-document filter names.
+	casesPerFilter = 100
+)
+
+// kind says how an Engine came to its index, which decides what it may do
+// to it.
+type kind int
+
+const (
+	kindLive    kind = iota // Open: the configured live index
+	kindBuild               // Build: a new index that Activate swaps in
+	kindRestore             // Restore: a new index of a restore, never swapped
 )
 
 // Engine is the Meilisearch search.Engine.
 type Engine struct {
 	client       meilisearch.ServiceManager
 	uid          string
+	live         string // the live index name Build's index replaces
+	kind         kind
 	taskTimeout  time.Duration
 	pollInterval time.Duration
+	reqTimeout   time.Duration
+	maxBatch     int
 
-	mu      sync.Mutex
-	lastRev int64
+	created  bool // Open created the index or found it empty
+	setAside atomic.Int64
+
+	mu        sync.Mutex
+	activated bool
+	// pending is a write task whose wait timed out: until it finished, no
+	// new write is enqueued, so a retry cannot pile up duplicates behind a
+	// stalled server.
+	pending *meilisearch.TaskInfo
 }
 
 var _ search.Engine = (*Engine)(nil)
 
-// Open connects to Meilisearch and makes sure the index cases_v<N> exists
-// with its primary key and settings applied. It waits for every task it
-// starts and fails if any of them did not succeed.
-func Open(ctx context.Context, cfg Config) (*Engine, error) {
+func newEngine(cfg Config) (*Engine, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("meili: URL is required")
 	}
@@ -106,6 +157,14 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		cfg.TaskPollInterval = defaultPollInterval
 	}
 
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = defaultRequestTimeout
+	}
+
+	if cfg.MaxBatchBytes <= 0 {
+		cfg.MaxBatchBytes = defaultMaxBatchBytes
+	}
+
 	opts := []meilisearch.Option{
 		meilisearch.DisableRetries(),
 	}
@@ -118,23 +177,137 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		opts = append(opts, meilisearch.WithCustomClient(cfg.HTTPClient))
 	}
 
-	e := &Engine{
+	live := fmt.Sprintf("cases_v%d", cfg.IndexVersion)
+	return &Engine{
 		client:       meilisearch.New(strings.TrimRight(cfg.URL, "/"), opts...),
-		uid:          fmt.Sprintf("cases_v%d", cfg.IndexVersion),
+		uid:          live,
+		live:         live,
 		taskTimeout:  cfg.TaskTimeout,
 		pollInterval: cfg.TaskPollInterval,
+		reqTimeout:   cfg.RequestTimeout,
+		maxBatch:     cfg.MaxBatchBytes,
+	}, nil
+}
+
+// Open connects to Meilisearch, checks its version and makes sure the index
+// cases_v<N> exists with its primary key and settings. A new index gets
+// the settings; an existing one must already have them (see ensureIndex).
+// An unreachable server gives an error wrapping search.ErrUnavailable, so
+// that serve can start degraded and let the indexer retry.
+func Open(ctx context.Context, cfg Config) (*Engine, error) {
+	e, err := newEngine(cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	if err := e.checkVersion(ctx); err != nil {
+		return nil, unavailable(err)
 	}
 
 	if err := e.ensureIndex(ctx); err != nil {
-		return nil, err
+		return nil, unavailable(err)
 	}
 
 	return e, nil
 }
 
-// indexSettings returns the index settings Open applies. Every field this adapter
-// relies on is set explicitly, so a server whose defaults differ (older or
-// newer Meilisearch) still behaves the same.
+// Build creates a new, empty index beside the live cases_v<N> for a
+// rebuild: the indexer fills it while the live index answers, then
+// Activate swaps the two (swap-indexes) and deletes the replaced content.
+func Build(ctx context.Context, cfg Config) (*Engine, error) {
+	return create(ctx, cfg, kindBuild, "build")
+}
+
+// Restore creates a new index of its own for a restored store: it is filled
+// like a rebuild, but Activate never swaps it into the live index, so a
+// restore drill cannot write into production's index.
+func Restore(ctx context.Context, cfg Config) (*Engine, error) {
+	return create(ctx, cfg, kindRestore, "restore")
+}
+
+func create(ctx context.Context, cfg Config, k kind, what string) (*Engine, error) {
+	e, err := newEngine(cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	if err := e.checkVersion(ctx); err != nil {
+		return nil, unavailable(err)
+	}
+
+	e.kind = k
+	e.uid = fmt.Sprintf("%s_%s_%d", e.live, what, time.Now().UnixNano())
+	if err := e.createIndex(ctx); err != nil {
+		return nil, unavailable(err)
+	}
+
+	e.created = true
+	return e, nil
+}
+
+// unavailable marks errors of an unreachable or failing server (as opposed
+// to a refusal such as a version below the floor) as search.ErrUnavailable.
+func unavailable(err error) error {
+	var me *Error
+	if errors.As(err, &me) && me.Temporary() {
+		return fmt.Errorf("%w: %w", search.ErrUnavailable, err)
+	}
+	return err
+}
+
+// ctx bounds one HTTP call.
+func (e *Engine) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, e.reqTimeout)
+}
+
+func (e *Engine) checkVersion(ctx context.Context) error {
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	v, err := e.client.Version(cctx)
+	if err != nil {
+		return wrap("version", err)
+	}
+	if !atLeast(v.PkgVersion, minVersion) {
+		return fmt.Errorf("meili: Meilisearch %s is older than %s, the oldest version casevault supports "+
+			"(older servers reject settings casevault sends); upgrade the server to %s or later", v.PkgVersion, minVersion, minVersion)
+	}
+	return nil
+}
+
+// atLeast compares release versions major.minor.patch; a pre-release or
+// anything unparsable is below every floor.
+func atLeast(version, floor string) bool {
+	parse := func(s string) ([3]int, bool) {
+		var out [3]int
+		parts := strings.Split(s, ".")
+		if len(parts) != 3 {
+			return out, false
+		}
+		for i, p := range parts {
+			n, err := strconv.Atoi(p)
+			if err != nil || n < 0 {
+				return out, false
+			}
+			out[i] = n
+		}
+		return out, true
+	}
+	v, ok := parse(version)
+	f, _ := parse(floor)
+	if !ok {
+		return false
+	}
+	for i := range v {
+		if v[i] != f[i] {
+			return v[i] > f[i]
+		}
+	}
+	return true
+}
+
+// indexSettings returns the index settings. Every field this adapter
+// relies on is set explicitly, so a server whose defaults differ still
+// behaves the same.
 func indexSettings() *meilisearch.Settings {
 	distinct := string(attrCaseID)
 	// Words match whole (with typos); prefix matching would let "ref" find
@@ -147,16 +320,12 @@ func indexSettings() *meilisearch.Settings {
 		// the rule is a no-op and relevance decides.
 		RankingRules:      []string{"sort", "words", "typo", "proximity", "attribute", "exactness"},
 		DistinctAttribute: &distinct,
-		// A contact's text is its case's subject plus its body.
-		SearchableAttributes: []string{"subject", "body"},
-		FilterableAttributes: []string{
-			string(attrCaseID), string(attrStatus), string(attrChannel), string(attrPriority),
-			string(attrCustomerID), string(attrAssignee), string(attrTags), string(attrPurposes),
-			string(attrOccurredAt), string(attrRev),
-			primaryKey, // search-time distinct per document, for contact facets
-		},
-		SortableAttributes: []string{"sort_at", "updated_at"},
-		PrefixSearch:       &prefixSearch,
+		// A contact's text is its case's subject plus its body; cjk holds
+		// their CJK bigrams (cjk.go).
+		SearchableAttributes: []string{"subject", "body", "cjk"},
+		FilterableAttributes: filterable(),
+		SortableAttributes:   []string{"sort_at", "updated_at"},
+		PrefixSearch:         &prefixSearch,
 		// meilisearch-go's TypoTolerance has no omitempty: every field is
 		// sent, so every field is set. These are Meilisearch's defaults for
 		// words (one typo from 5 letters, two from 9), pinned so the
@@ -181,12 +350,31 @@ func indexSettings() *meilisearch.Settings {
 	}
 }
 
+func filterable() []string {
+	return []string{
+		string(attrCaseID), string(attrStatus), string(attrChannel), string(attrPriority),
+		string(attrCustomerID), string(attrAssignee), string(attrTags), string(attrPurposes),
+		string(attrOccurredAt), string(attrRev),
+		primaryKey, // search-time distinct per document, for contact facets
+	}
+}
+
+// ensureIndex makes sure the live index exists with the primary key and
+// the settings. A new (or still empty) index gets the settings; one with
+// documents and other settings is refused: changing settings in place makes
+// Meilisearch re-index everything under live traffic, and two casevault
+// versions during a rolling upgrade would patch it back and forth. A new
+// index version is the way to change them.
 func (e *Engine) ensureIndex(ctx context.Context) error {
-	info, err := e.client.GetIndex(ctx, e.uid)
+	cctx, cancel := e.call(ctx)
+	info, err := e.client.GetIndex(cctx, e.uid)
+	cancel()
 	switch {
 	case err == nil:
 		if info.PrimaryKey == "" {
-			t, err := e.client.Index(e.uid).UpdateIndex(ctx, &meilisearch.UpdateIndexRequestParams{PrimaryKey: primaryKey})
+			cctx, cancel := e.call(ctx)
+			t, err := e.client.Index(e.uid).UpdateIndex(cctx, &meilisearch.UpdateIndexRequestParams{PrimaryKey: primaryKey})
+			cancel()
 			if err := e.wait(ctx, "set primary key", t, err); err != nil {
 				return err
 			}
@@ -194,33 +382,203 @@ func (e *Engine) ensureIndex(ctx context.Context) error {
 			return fmt.Errorf("meili: index %s has primary key %q, want %q (use a new index version)", e.uid, info.PrimaryKey, primaryKey)
 		}
 	case hasCode(err, meilisearch.APIErrCodeIndexNotFound):
-		t, err := e.client.CreateIndex(ctx, &meilisearch.IndexConfig{Uid: e.uid, PrimaryKey: primaryKey})
-		err = e.wait(ctx, "create index", t, err)
-		// Another replica may have created it between our check and our task.
-		var me *Error
-		if err != nil && !(errors.As(err, &me) && me.Code == string(meilisearch.APIErrCodeIndexAlreadyExists)) {
-			return err
-		}
+		return e.createIndex(ctx)
 	default:
 		return wrap("get index "+e.uid, err)
 	}
-	t, err := e.client.Index(e.uid).UpdateSettings(ctx, indexSettings())
+
+	n, err := e.documents(ctx)
+	if err != nil {
+		return err
+	}
+	e.created = n == 0
+
+	same, err := e.settingsMatch(ctx)
+	if err != nil || same {
+		return err
+	}
+	if n > 0 {
+		return fmt.Errorf("meili: index %s has other settings than this casevault uses; "+
+			"raise the index version (--meili-index-version / CASEVAULT_MEILI_INDEX_VERSION) to build a new index", e.uid)
+	}
+	return e.applySettings(ctx)
+}
+
+// createIndex creates e.uid with its primary key and settings.
+func (e *Engine) createIndex(ctx context.Context) error {
+	cctx, cancel := e.call(ctx)
+	t, err := e.client.CreateIndex(cctx, &meilisearch.IndexConfig{Uid: e.uid, PrimaryKey: primaryKey})
+	cancel()
+	err = e.wait(ctx, "create index", t, err)
+	// Another replica may have created it between our check and our task.
+	var me *Error
+	if err != nil && !(errors.As(err, &me) && me.Code == string(meilisearch.APIErrCodeIndexAlreadyExists)) {
+		return err
+	}
+	e.created = true
+	return e.applySettings(ctx)
+}
+
+func (e *Engine) applySettings(ctx context.Context) error {
+	cctx, cancel := e.call(ctx)
+	t, err := e.client.Index(e.uid).UpdateSettings(cctx, indexSettings())
+	cancel()
 	return e.wait(ctx, "update settings", t, err)
+}
+
+// settingsMatch compares the index's settings with indexSettings, field by
+// field as JSON (lists that Meilisearch keeps as sets compared sorted).
+func (e *Engine) settingsMatch(ctx context.Context) (bool, error) {
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	raw, err := e.client.Index(e.uid).GetSettings(cctx)
+	if err != nil {
+		return false, wrap("get settings", err)
+	}
+	got, err := settingsMap(raw)
+	if err != nil {
+		return false, err
+	}
+	want, err := settingsMap(indexSettings())
+	if err != nil {
+		return false, err
+	}
+	for k, w := range want {
+		if !reflect.DeepEqual(normalizeSetting(k, got[k]), normalizeSetting(k, w)) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func settingsMap(s *meilisearch.Settings) (map[string]any, error) {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	err = json.Unmarshal(b, &m)
+	return m, err
+}
+
+func normalizeSetting(name string, v any) any {
+	switch name {
+	case "filterableAttributes", "sortableAttributes":
+		l, _ := v.([]any)
+		out := make([]string, 0, len(l))
+		for _, x := range l {
+			if s, ok := x.(string); ok {
+				out = append(out, s)
+			} else if m, ok := x.(map[string]any); ok { // the object form of newer servers
+				if p, ok := m["attributePatterns"].([]any); ok && len(p) == 1 {
+					s, _ := p[0].(string)
+					out = append(out, s)
+				}
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	return v
+}
+
+// documents reads the index's document count from its stats: no search,
+// no scan.
+func (e *Engine) documents(ctx context.Context) (int64, error) {
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	st, err := e.client.Index(e.uid).GetStats(cctx, nil)
+	if err != nil {
+		return 0, wrap("stats", err)
+	}
+	return st.NumberOfDocuments, nil
 }
 
 // Name implements search.Engine.
 func (e *Engine) Name() string { return "meilisearch" }
 
 // IndexName implements search.Engine.
-func (e *Engine) IndexName() string { return e.uid }
+func (e *Engine) IndexName() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.uid
+}
+
+func (e *Engine) index() meilisearch.IndexManager {
+	return e.client.Index(e.IndexName())
+}
+
+// Created reports whether the index was new or empty when opened: the
+// indexer then rebuilds it from the store (a lost volume, a new server, a
+// new index version or a switch from Bleve would otherwise leave every
+// existing case unsearchable).
+func (e *Engine) Created() bool { return e.created }
+
+// Outdated is always false: an index with other settings is refused by
+// Open (a new index version is required), never used.
+func (e *Engine) Outdated() bool { return false }
+
+// SetAside reports how many cases Index set aside as poison since Open
+// (the metric casevault_index_set_aside_total).
+func (e *Engine) SetAside() int64 { return e.setAside.Load() }
 
 // Close implements search.Engine. The HTTP client belongs to the caller (or
 // to meilisearch-go); there is nothing else to release.
 func (e *Engine) Close() error { return nil }
 
+// Activate implements search.Activator. A Build engine swaps its index with
+// the live one (one swap-indexes task: queries see the old or the new index,
+// never a mix), then deletes the replaced content, which now has the build
+// name. A Restore engine keeps its own index apart.
+func (e *Engine) Activate(ctx context.Context) error {
+	if e.kind != kindBuild {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.activated {
+		return nil
+	}
+	tmp := e.uid
+	cctx, cancel := e.call(ctx)
+	t, err := e.client.SwapIndexes(cctx, []*meilisearch.SwapIndexesParams{{Indexes: []string{e.live, tmp}}})
+	cancel()
+	if err := e.wait(ctx, "swap indexes", t, err); err != nil {
+		return err
+	}
+	e.uid, e.activated = e.live, true
+
+	// The replaced content is garbage now; failing to delete it leaves a
+	// stray index, not a wrong one.
+	cctx, cancel = e.call(ctx)
+	t, err = e.client.DeleteIndex(cctx, tmp)
+	cancel()
+	_ = e.wait(ctx, "delete replaced index", t, err)
+	return nil
+}
+
+// Drop implements search.Dropper: it deletes the index only if this engine
+// created it and it never went live (a failed rebuild or a finished
+// restore drill's scratch index); the live index is only closed.
+func (e *Engine) Drop(ctx context.Context) error {
+	e.mu.Lock()
+	mine := e.kind != kindLive && !e.activated
+	uid := e.uid
+	e.mu.Unlock()
+	if !mine {
+		return e.Close()
+	}
+	cctx, cancel := e.call(ctx)
+	t, err := e.client.DeleteIndex(cctx, uid)
+	cancel()
+	return e.wait(ctx, "delete index "+uid, t, err)
+}
+
 // Ping implements search.Engine.
 func (e *Engine) Ping(ctx context.Context) error {
-	h, err := e.client.Health(ctx)
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	h, err := e.client.Health(cctx)
 	if err != nil {
 		return wrap("health", err)
 	}
@@ -247,24 +605,39 @@ type document struct {
 	Direction  string   `json:"direction"`
 	Author     string   `json:"author"`
 	Body       string   `json:"body"`
+	CJK        []string `json:"cjk,omitempty"`         // CJK bigrams of subject and body (cjk.go)
 	OccurredAt *int64   `json:"occurred_at,omitempty"` // Unix microseconds; contacts only
 	SortAt     int64    `json:"sort_at"`               // occurred_at, or the case's creation
 	UpdatedAt  int64    `json:"updated_at"`            // Unix microseconds
-	// Rev identifies the Index call that wrote the document; see Index.
+	// Rev is the feed position of the case state the document reflects
+	// (search.CaseDoc.Rev); see Index.
 	Rev int64 `json:"rev"`
+
+	// The filter forms (hex, see the package comment).
+	XCaseID     string   `json:"x_case_id"`
+	XCustomerID string   `json:"x_customer_id"`
+	XStatus     string   `json:"x_status"`
+	XPriority   string   `json:"x_priority"`
+	XChannel    string   `json:"x_channel,omitempty"`
+	XAssignee   string   `json:"x_assignee"`
+	XTags       []string `json:"x_tags"`
+	XPurposes   []string `json:"x_purposes,omitempty"`
 }
 
 // validDocID is Meilisearch's rule for document ids.
 var validDocID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,400}$`)
 
-// docID builds a document id from a store id. Store ids are UUIDs and pass
-// through readably; anything else is hashed so that no id can be rejected.
-func docID(prefix, id string) string {
+// docID builds a document id from a store id and the revision. Store ids
+// are UUIDs and pass through readably; anything else is hashed so that no
+// id can be rejected. The revision is part of the id, so that an older
+// state written late never overwrites a newer one's documents (see Index).
+func docID(prefix, id string, rev int64) string {
+	r := strconv.FormatInt(rev, 10)
 	if validDocID.MatchString(id) {
-		return prefix + "-" + id
+		return prefix + "-" + id + "-" + r
 	}
 	sum := sha256.Sum256([]byte(id))
-	return prefix + "_" + hex.EncodeToString(sum[:])
+	return prefix + "_" + hex.EncodeToString(sum[:]) + "-" + r
 }
 
 func nonNil(s []string) []string {
@@ -274,93 +647,346 @@ func nonNil(s []string) []string {
 	return s
 }
 
-func documents(docs []search.CaseDoc, rev int64) []document {
-	var out []document
-	for _, c := range docs {
-		base := document{
-			CaseID:     c.CaseID,
-			Number:     c.Number,
-			CustomerID: c.CustomerID,
-			Subject:    c.Subject,
-			Status:     c.Status,
-			Priority:   c.Priority,
-			Assignee:   c.Assignee,
-			Tags:       nonNil(c.Tags),
-			UpdatedAt:  timeValue(c.UpdatedAt),
-			Rev:        rev,
-		}
-		if len(c.Contacts) == 0 {
-			d := base
-			d.ID = docID("cs", c.CaseID)
-			d.SortAt = timeValue(c.CreatedAt)
-			out = append(out, d)
-			continue
-		}
-		for _, ct := range c.Contacts {
-			d := base
-			d.ID = docID("ct", ct.ID)
-			d.ContactID = ct.ID
-			d.Channel = ct.Channel
-			d.Direction = ct.Direction
-			d.Author = ct.Author
-			d.Body = ct.Body
-			d.Purposes = nonNil(ct.Purposes)
-			at := timeValue(ct.OccurredAt)
-			d.OccurredAt, d.SortAt = &at, at
-			out = append(out, d)
-		}
+func hexAll(s []string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = encodeValue(v)
 	}
-
 	return out
 }
 
-// nextRev returns a revision greater than every one this Engine handed out,
-// normally the current time in microseconds so that revisions from several
-// processes still order by time.
-func (e *Engine) nextRev() int64 {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	r := time.Now().UnixMicro()
-	if r <= e.lastRev {
-		r = e.lastRev + 1
+func caseDocuments(c search.CaseDoc) []document {
+	base := document{
+		CaseID:      c.CaseID,
+		Number:      c.Number,
+		CustomerID:  c.CustomerID,
+		Subject:     c.Subject,
+		Status:      c.Status,
+		Priority:    c.Priority,
+		Assignee:    c.Assignee,
+		Tags:        nonNil(c.Tags),
+		UpdatedAt:   timeValue(c.UpdatedAt),
+		Rev:         c.Rev,
+		XCaseID:     encodeValue(c.CaseID),
+		XCustomerID: encodeValue(c.CustomerID),
+		XStatus:     encodeValue(c.Status),
+		XPriority:   encodeValue(c.Priority),
+		XAssignee:   encodeValue(c.Assignee),
+		XTags:       hexAll(nonNil(c.Tags)),
 	}
-	e.lastRev = r
-	return r
+	subjectCJK := cjkField(c.Subject)
+	cjk := func(body string) []string {
+		var out []string
+		for _, s := range []string{subjectCJK, cjkField(body)} {
+			if s != "" {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	if len(c.Contacts) == 0 {
+		d := base
+		d.ID = docID("cs", c.CaseID, c.Rev)
+		d.SortAt = timeValue(c.CreatedAt)
+		d.CJK = cjk("")
+		return []document{d}
+	}
+	out := make([]document, 0, len(c.Contacts))
+	for _, ct := range c.Contacts {
+		d := base
+		d.ID = docID("ct", ct.ID, c.Rev)
+		d.ContactID = ct.ID
+		d.Channel = ct.Channel
+		d.XChannel = encodeValue(ct.Channel)
+		d.Direction = ct.Direction
+		d.Author = ct.Author
+		d.Body = ct.Body
+		d.CJK = cjk(ct.Body)
+		d.Purposes = nonNil(ct.Purposes)
+		d.XPurposes = hexAll(d.Purposes)
+		at := timeValue(ct.OccurredAt)
+		d.OccurredAt, d.SortAt = &at, at
+		out = append(out, d)
+	}
+	return out
 }
 
 // Index implements search.Engine.
 //
-// Strategy: add (replace) the new documents of the given cases, all stamped
-// with a fresh revision, wait until that task succeeded, then delete the
-// cases' documents with an older revision (contacts that no longer exist, or
-// the case-only document of a case that now has contacts) and wait for that
-// too. Unlike delete-then-add there is no moment in which a reindexed case is
-// missing from search results. If the second step fails the error is
-// returned and the indexer retries; until then a removed contact may still
-// be found, never a case lost. Index calls for the same case must not run
-// concurrently (the indexer serialises them).
+// Every document carries its case's feed position (CaseDoc.Rev) in its id
+// and in rev. Strategy, per batch: add the cases' documents (chunked by
+// bytes); then delete each case's documents with an older rev; then, for
+// any case of which a newer rev is in the index (another writer got there
+// first), delete the documents just added. A case's newest documents are
+// never deleted by anyone, so no interleaving of two writers loses a case,
+// and once both are done only the newest state is left. Unlike
+// delete-then-add there is no moment in which a reindexed case is missing.
+// A case Meilisearch rejects for good (too large, invalid) is set aside
+// and reported as a *search.PoisonError after the rest was indexed.
+//
+// A CaseDoc without Rev (0: a caller with no feed position) replaces the
+// case's other rev-0 documents by id; such callers must not race.
 func (e *Engine) Index(ctx context.Context, docs []search.CaseDoc) error {
 	if len(docs) == 0 {
 		return nil
 	}
-	rev := e.nextRev()
-	ids := make([]string, 0, len(docs))
 	for _, c := range docs {
 		if c.CaseID == "" {
 			return errors.New("meili: index: case without ID")
 		}
-		ids = append(ids, c.CaseID)
 	}
-	pk := primaryKey
-	// A fresh index handle per call: meilisearch-go's AddDocuments writes the
-	// primary key into the handle, which would race between goroutines.
-	t, err := e.client.Index(e.uid).AddDocuments(ctx, documents(docs, rev), &meilisearch.DocumentOptions{PrimaryKey: &pk})
-	if err := e.wait(ctx, "add documents", t, err); err != nil {
+	if err := e.ready(ctx); err != nil {
 		return err
 	}
-	filter := filterArray(in(attrCaseID, ids), lt(attrRev, rev))
-	t, err = e.client.Index(e.uid).DeleteDocumentsByFilter(ctx, filter, nil)
-	return e.wait(ctx, "delete stale documents", t, err)
+
+	var bad []string
+	var badErr error
+	var written []search.CaseDoc
+	for _, chunk := range e.chunks(docs) {
+		ok, poisoned, err := e.addCases(ctx, chunk)
+		if err != nil {
+			return err
+		}
+		written = append(written, ok...)
+		for _, p := range poisoned {
+			bad = append(bad, p.id)
+			if badErr == nil {
+				badErr = p.err
+			}
+		}
+	}
+
+	if err := e.deleteStale(ctx, written); err != nil {
+		return err
+	}
+
+	if len(bad) > 0 {
+		e.setAside.Add(int64(len(bad)))
+		return &search.PoisonError{CaseIDs: bad, Err: badErr}
+	}
+	return nil
+}
+
+type encodedCase struct {
+	c    search.CaseDoc
+	json []byte // the case's documents, each followed by a comma
+}
+
+// chunks groups cases into additions of at most maxBatch bytes; a case
+// larger than that goes alone (and is set aside if Meilisearch refuses it).
+func (e *Engine) chunks(docs []search.CaseDoc) [][]encodedCase {
+	var out [][]encodedCase
+	var cur []encodedCase
+	size := 2
+	for _, c := range docs {
+		var b bytes.Buffer
+		for _, d := range caseDocuments(c) {
+			j, _ := json.Marshal(d) // plain strings and numbers: cannot fail
+			b.Write(j)
+			b.WriteByte(',')
+		}
+		ec := encodedCase{c: c, json: b.Bytes()}
+		if len(cur) > 0 && size+len(ec.json) > e.maxBatch {
+			out = append(out, cur)
+			cur, size = nil, 2
+		}
+		cur = append(cur, ec)
+		size += len(ec.json)
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+type poisoned struct {
+	id  string
+	err error
+}
+
+// addCases adds one chunk. A refusal that is about the payload (413, a
+// task failed as an invalid request) is bisected down to the cases that
+// cause it; any other error ends the call.
+func (e *Engine) addCases(ctx context.Context, chunk []encodedCase) ([]search.CaseDoc, []poisoned, error) {
+	var body bytes.Buffer
+	body.WriteByte('[')
+	for _, c := range chunk {
+		body.Write(c.json)
+	}
+	b := body.Bytes()
+	b[len(b)-1] = ']'
+
+	pk := primaryKey
+	cctx, cancel := e.call(ctx)
+	// A fresh index handle per call: meilisearch-go's AddDocuments writes
+	// the primary key into the handle, which would race between goroutines.
+	t, err := e.index().AddDocuments(cctx, json.RawMessage(b), &meilisearch.DocumentOptions{PrimaryKey: &pk})
+	cancel()
+	err = e.wait(ctx, "add documents", t, err)
+	if err == nil {
+		out := make([]search.CaseDoc, len(chunk))
+		for i, c := range chunk {
+			out[i] = c.c
+		}
+		return out, nil, nil
+	}
+	if !isPoison(err) {
+		return nil, nil, err
+	}
+	if len(chunk) == 1 {
+		return nil, []poisoned{{chunk[0].c.CaseID, err}}, nil
+	}
+	half := len(chunk) / 2
+	okA, badA, err := e.addCases(ctx, chunk[:half])
+	if err != nil {
+		return nil, nil, err
+	}
+	okB, badB, err := e.addCases(ctx, chunk[half:])
+	if err != nil {
+		return nil, nil, err
+	}
+	return append(okA, okB...), append(badA, badB...), nil
+}
+
+// isPoison reports whether Meilisearch refused a document addition
+// because of what it holds: the payload too large, or the task failed as
+// an invalid request. Internal and system failures (a full disk) are not
+// the documents' fault and are retried whole.
+func isPoison(err error) bool {
+	var me *Error
+	if !errors.As(err, &me) {
+		return false
+	}
+	if me.StatusCode == http.StatusRequestEntityTooLarge {
+		return true
+	}
+	return me.TaskStatus == string(meilisearch.TaskStatusFailed) && me.Type == "invalid_request"
+}
+
+// deleteStale removes what the written cases' new documents replace, and
+// the new documents themselves where a newer state is already in the index.
+func (e *Engine) deleteStale(ctx context.Context, written []search.CaseDoc) error {
+	for chunk := range slices.Chunk(written, casesPerFilter) {
+		byRev := map[int64][]search.CaseDoc{}
+		var revs []int64
+		for _, c := range chunk {
+			if _, ok := byRev[c.Rev]; !ok {
+				revs = append(revs, c.Rev)
+			}
+			byRev[c.Rev] = append(byRev[c.Rev], c)
+		}
+		slices.Sort(revs)
+
+		var older, newer []string
+		for _, r := range revs {
+			ids := make([]string, 0, len(byRev[r]))
+			for _, c := range byRev[r] {
+				ids = append(ids, c.CaseID)
+			}
+			cases := in(attrCaseID, hexAll(ids)).String()
+			if r == 0 {
+				// No feed position: documents of the same rev are replaced by
+				// id, so the ones not written now are stale.
+				var keep []string
+				for _, c := range byRev[r] {
+					for _, d := range caseDocuments(c) {
+						keep = append(keep, d.ID)
+					}
+				}
+				older = append(older, "("+cases+" AND rev = 0 AND "+notIn(primaryKey, keep).String()+")")
+			} else {
+				older = append(older, "("+cases+" AND "+lt(attrRev, r).String()+")")
+			}
+			newer = append(newer, "("+cases+" AND "+gt(attrRev, r).String()+")")
+		}
+		if err := e.deleteWhere(ctx, "delete stale documents", strings.Join(older, " OR ")); err != nil {
+			return err
+		}
+
+		superseded, err := e.casesMatching(ctx, strings.Join(newer, " OR "))
+		if err != nil {
+			return err
+		}
+		var own []string
+		for _, r := range revs {
+			var ids []string
+			for _, c := range byRev[r] {
+				if superseded[encodeValue(c.CaseID)] {
+					ids = append(ids, encodeValue(c.CaseID))
+				}
+			}
+			if len(ids) > 0 {
+				own = append(own, "("+in(attrCaseID, ids).String()+" AND "+eqNum(attrRev, r).String()+")")
+			}
+		}
+		if len(own) > 0 {
+			if err := e.deleteWhere(ctx, "delete superseded documents", strings.Join(own, " OR ")); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (e *Engine) deleteWhere(ctx context.Context, op, filter string) error {
+	cctx, cancel := e.call(ctx)
+	t, err := e.index().DeleteDocumentsByFilter(cctx, filter, nil)
+	cancel()
+	return e.wait(ctx, op, t, err)
+}
+
+// casesMatching returns the (encoded) case ids that have a document
+// matching filter.
+func (e *Engine) casesMatching(ctx context.Context, filter string) (map[string]bool, error) {
+	zero := int64(0)
+	resp, err := e.rawSearch(ctx, &meilisearch.SearchRequest{
+		Filter: filter, Page: 1, HitsPerPage: &zero, Facets: []string{string(attrCaseID)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for v, n := range resp.FacetDistribution[string(attrCaseID)] {
+		if n > 0 {
+			out[v] = true
+		}
+	}
+	return out, nil
+}
+
+// ready runs before every write: it waits out a write task whose wait timed
+// out (so a retry does not pile up duplicates behind a stalled server) and
+// checks that the index still exists, because Meilisearch would create a
+// deleted index on the next addition, without settings. A deleted index
+// gives search.ErrBroken: the indexer reopens the engine, Open creates the
+// index with its settings and reports it new, and it is rebuilt.
+func (e *Engine) ready(ctx context.Context) error {
+	e.mu.Lock()
+	p := e.pending
+	e.mu.Unlock()
+	if p != nil {
+		tctx, cancel := context.WithTimeout(ctx, e.taskTimeout)
+		task, err := e.client.WaitForTask(tctx, p.TaskUID, e.pollInterval)
+		cancel()
+		if err != nil {
+			return wrap(fmt.Sprintf("wait for earlier task %d", p.TaskUID), err)
+		}
+		_ = task // whatever its end, the indexer re-sends what it was for
+		e.mu.Lock()
+		e.pending = nil
+		e.mu.Unlock()
+	}
+
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	_, err := e.client.GetIndex(cctx, e.IndexName())
+	if hasCode(err, meilisearch.APIErrCodeIndexNotFound) {
+		return fmt.Errorf("meili: index %s was deleted behind casevault: %w", e.IndexName(), search.ErrBroken)
+	}
+	if err != nil {
+		return wrap("get index", err)
+	}
+	return nil
 }
 
 // Delete implements search.Engine.
@@ -368,36 +994,50 @@ func (e *Engine) Delete(ctx context.Context, caseIDs []string) error {
 	if len(caseIDs) == 0 {
 		return nil
 	}
-	t, err := e.client.Index(e.uid).DeleteDocumentsByFilter(ctx, filterArray(in(attrCaseID, caseIDs)), nil)
-	return e.wait(ctx, "delete documents", t, err)
+	if err := e.ready(ctx); err != nil {
+		return err
+	}
+	for chunk := range slices.Chunk(caseIDs, casesPerFilter) {
+		cctx, cancel := e.call(ctx)
+		t, err := e.index().DeleteDocumentsByFilter(cctx, filterArray(in(attrCaseID, hexAll(chunk))), nil)
+		cancel()
+		if err := e.wait(ctx, "delete documents", t, err); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// Count implements search.Engine: the exact number of distinct cases
-// (hitsPerPage 0 asks for the exhaustive totalHits without documents; the
-// distinct attribute makes it count cases, not contacts).
+// Count implements search.Engine: the number of documents (contacts, and
+// cases without contacts) from the index stats, which Meilisearch keeps
+// without a search; exact case totals come from Search.
 func (e *Engine) Count(ctx context.Context) (int64, error) {
-	zero := int64(0)
-	resp, err := e.rawSearch(ctx, &meilisearch.SearchRequest{Page: 1, HitsPerPage: &zero})
-	if err != nil {
-		return 0, err
-	}
-	if resp.TotalHits == nil {
-		return 0, &Error{Op: "count", Message: "response without totalHits"}
-	}
-	return *resp.TotalHits, nil
+	return e.documents(ctx)
 }
 
 // caseFacets are case fields, equal on all of a case's documents, so
 // Meilisearch's facet counts (taken over the one document per case that
-// distinct keeps) count cases. contactFacets differ between a case's
-// contacts and are counted separately (see contactFacetCounts).
+// distinct keeps, in page mode) count cases. contactFacets differ between
+// a case's contacts and are counted per value (see Search).
 var (
-	caseFacets    = [...]struct{ attr, key string }{{"status", "status"}, {"tags", "tag"}}
-	contactFacets = [...]struct {
+	caseFacets = [...]struct {
 		attr attr
 		key  string
-	}{{attrChannel, "channel"}, {attrPurposes, "purpose"}}
+	}{{attrStatus, "status"}, {attrTags, "tag"}}
+	contactFacets = [...]struct {
+		attr   attr
+		key    string
+		values []string
+	}{{attrChannel, "channel", enumValues(cases.Channels)}, {attrPurposes, "purpose", enumValues(cases.Purposes)}}
 )
+
+func enumValues[T ~string](vs []T) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = string(v)
+	}
+	return out
+}
 
 var retrieved = []string{"case_id", "number", "subject", "status", "customer_id", "contact_id", "body"}
 
@@ -435,7 +1075,12 @@ func pageFor(offset, limit int) (page, perPage int, ok bool) {
 	return 0, 0, false
 }
 
-// Search implements search.Engine.
+// Search implements search.Engine. A plain page is one search; facets or an
+// offset no page covers add count queries, all sent in one multi-search:
+// the total and the case facets from a page-mode query without hits (only
+// page mode applies distinct to every candidate; offset mode counts every
+// matching contact), and one count per channel and purpose value (cases with
+// a matching contact having it).
 func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, error) {
 	if !everyTermSearchable(q.Words, q.Phrases) {
 		// Meilisearch would drop such a term and answer the rest, down to
@@ -443,8 +1088,14 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 		return search.Result{Hits: []search.Hit{}, Facets: map[string]map[string]int64{}}, nil
 	}
 
+	text := buildQ(q)
+	if n := queryWords(text); n > maxQueryWords {
+		return search.Result{}, &search.QueryError{Message: fmt.Sprintf("more than %d words (Meilisearch reads only the first %d)", maxQueryWords, maxQueryWords)}
+	}
+
 	req := &meilisearch.SearchRequest{
-		Query:                buildQ(q),
+		IndexUID:             e.IndexName(),
+		Query:                text,
 		MatchingStrategy:     meilisearch.All, // every word must match
 		AttributesToRetrieve: retrieved,
 		ShowMatchesPosition:  true,
@@ -455,8 +1106,6 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 		req.Filter = filterArray(f...)
 	}
 
-	// Every term is searchable here, so the query has text exactly when
-	// Meilisearch has terms to rank by.
 	w, err := q.Window()
 	if err != nil {
 		return search.Result{}, fmt.Errorf("meili: %w", err)
@@ -472,12 +1121,6 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 		req.Sort = []string{"updated_at:desc"}
 	}
 
-	if q.Facets {
-		for _, f := range caseFacets {
-			req.Facets = append(req.Facets, f.attr)
-		}
-	}
-
 	skip := 0
 	page, perPage, paged := pageFor(offset, limit)
 	if paged {
@@ -488,31 +1131,55 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 		req.Offset, req.Limit = int64(offset), int64(limit)
 	}
 
-	resp, err := e.rawSearch(ctx, req)
-	if err != nil {
-		return search.Result{}, err
+	queries := []*meilisearch.SearchRequest{req}
+	zero := int64(0)
+	count := func(extra ...filterExpr) *meilisearch.SearchRequest {
+		f := buildFilter(q.Filter)
+		f = append(f, extra...)
+		c := &meilisearch.SearchRequest{IndexUID: req.IndexUID, Query: req.Query, MatchingStrategy: req.MatchingStrategy, Page: 1, HitsPerPage: &zero}
+		if len(f) > 0 {
+			c.Filter = filterArray(f...)
+		}
+		return c
+	}
+	if q.Facets || !paged {
+		c := count()
+		if q.Facets {
+			for _, f := range caseFacets {
+				c.Facets = append(c.Facets, string(f.attr))
+			}
+		}
+		queries = append(queries, c)
+	}
+	if q.Facets {
+		for _, f := range contactFacets {
+			for _, v := range f.values {
+				queries = append(queries, count(eq(f.attr, encodeValue(v))))
+			}
+		}
 	}
 
-	res := search.Result{Hits: []search.Hit{}}
-	switch {
-	case resp.TotalHits != nil:
-		res.Total = *resp.TotalHits
-	case !paged:
-		// Offset/limit mode only estimates the total; ask for the exact one
-		// with the same query and filter.
-		zero := int64(0)
-		count := &meilisearch.SearchRequest{Query: req.Query, MatchingStrategy: req.MatchingStrategy, Filter: req.Filter, Page: 1, HitsPerPage: &zero}
-		cr, err := e.rawSearch(ctx, count)
+	var resps []*searchResponse
+	if len(queries) == 1 {
+		r, err := e.rawSearch(ctx, req)
 		if err != nil {
 			return search.Result{}, err
 		}
-		if cr.TotalHits == nil {
-			return search.Result{}, &Error{Op: "search", Message: "response without totalHits"}
-		}
-		res.Total = *cr.TotalHits
-	default:
+		resps = []*searchResponse{r}
+	} else if resps, err = e.multiSearch(ctx, queries); err != nil {
+		return search.Result{}, err
+	}
+
+	resp := resps[0]
+	res := search.Result{Hits: []search.Hit{}}
+	counted := resp
+	if len(resps) > 1 {
+		counted = resps[1]
+	}
+	if counted.TotalHits == nil {
 		return search.Result{}, &Error{Op: "search", Message: "response without totalHits"}
 	}
+	res.Total = *counted.TotalHits
 
 	hits := resp.Hits
 	if skip < len(hits) {
@@ -525,7 +1192,9 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 		hits = hits[:limit]
 	}
 
+	runs := queryCJKRuns(q)
 	for _, h := range hits {
+		addCJKMatches(&h, runs)
 		hit := search.Hit{
 			CaseID:     h.CaseID,
 			Number:     h.Number,
@@ -545,67 +1214,77 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 		res.Facets = make(map[string]map[string]int64, len(caseFacets)+len(contactFacets))
 		for _, f := range caseFacets {
 			m := map[string]int64{}
-			for v, n := range resp.FacetDistribution[f.attr] {
-				m[v] = n
+			for v, n := range counted.FacetDistribution[string(f.attr)] {
+				m[decodeValue(v)] = n
 			}
 			res.Facets[f.key] = m
 		}
-		if err := e.contactFacetCounts(ctx, req, res.Facets); err != nil {
-			return search.Result{}, err
+		i := 2
+		for _, f := range contactFacets {
+			m := map[string]int64{}
+			for _, v := range f.values {
+				if t := resps[i].TotalHits; t != nil && *t > 0 {
+					m[v] = *t
+				}
+				i++
+			}
+			res.Facets[f.key] = m
 		}
 	}
 
 	return res, nil
 }
 
-// contactFacetCounts counts, per channel and per purpose value, the cases
-// that have a matching contact with that value. Meilisearch cannot do this
-// in one query: with a distinct attribute its facet counts only look at the
-// one document kept per case, so a case's other contacts would be missing.
-// One query with distinct per document finds the values present among the
-// matching contacts; then one count query per value (same q and filter plus
-// "attribute = value", distinct per case) gives the exact number of cases.
-func (e *Engine) contactFacetCounts(ctx context.Context, base *meilisearch.SearchRequest, out map[string]map[string]int64) error {
-	zero := int64(0)
-	discover := &meilisearch.SearchRequest{
-		Query: base.Query, MatchingStrategy: base.MatchingStrategy, Filter: base.Filter,
-		Page: 1, HitsPerPage: &zero, Distinct: primaryKey,
-	}
-
-	for _, f := range contactFacets {
-		discover.Facets = append(discover.Facets, string(f.attr))
-	}
-
-	dr, err := e.rawSearch(ctx, discover)
-	if err != nil {
-		return err
-	}
-
-	baseFilter, _ := base.Filter.([]any)
-	for _, f := range contactFacets {
-		m := map[string]int64{}
-		values := make([]string, 0, len(dr.FacetDistribution[string(f.attr)]))
-		for v := range dr.FacetDistribution[string(f.attr)] {
-			values = append(values, v)
+// queryCJKRuns returns the CJK runs of the query's words and phrases:
+// Meilisearch reports their matches in the hidden cjk field, so the
+// snippet finds them in the body and subject itself.
+func queryCJKRuns(q search.Query) []string {
+	var out []string
+	for _, t := range append(slices.Clone(q.Words), q.Phrases...) {
+		for _, r := range cjkRuns(t) {
+			out = append(out, string(r))
 		}
-		sort.Strings(values)
-		for _, v := range values {
-			filter := append(append([]any{}, baseFilter...), eq(f.attr, v).String())
-			cr, err := e.rawSearch(ctx, &meilisearch.SearchRequest{
-				Query: base.Query, MatchingStrategy: base.MatchingStrategy, Filter: filter,
-				Page: 1, HitsPerPage: &zero,
-			})
-			if err != nil {
-				return err
-			}
-			if cr.TotalHits != nil && *cr.TotalHits > 0 {
-				m[v] = *cr.TotalHits
+	}
+	return out
+}
+
+// addCJKMatches adds the occurrences of runs in the hit's body and subject
+// to its match positions (byte offsets, as Meilisearch reports them).
+func addCJKMatches(h *hitDoc, runs []string) {
+	if len(runs) == 0 {
+		return
+	}
+	if h.MatchesPosition == nil {
+		h.MatchesPosition = map[string][]matchBounds{}
+	}
+	for _, field := range []struct {
+		name, text string
+	}{{"body", h.Body}, {"subject", h.Subject}} {
+		for _, r := range runs {
+			for from := 0; ; {
+				i := strings.Index(field.text[from:], r)
+				if i < 0 {
+					break
+				}
+				h.MatchesPosition[field.name] = append(h.MatchesPosition[field.name], matchBounds{Start: from + i, Length: len(r)})
+				from += i + len(r)
 			}
 		}
-		out[f.key] = m
+		sort.Slice(h.MatchesPosition[field.name], func(a, b int) bool {
+			return h.MatchesPosition[field.name][a].Start < h.MatchesPosition[field.name][b].Start
+		})
 	}
+}
 
-	return nil
+// queryWords counts the words of q the way Meilisearch's limit does.
+func queryWords(q string) int {
+	n := 0
+	for _, f := range strings.FieldsFunc(q, func(r rune) bool { return r == ' ' || r == '"' || r == '-' }) {
+		if hasTerms([]string{f}, nil) {
+			n++
+		}
+	}
+	return n
 }
 
 // hitSnippet shows the body around its first match; when only the subject
@@ -621,7 +1300,9 @@ func hitSnippet(h hitDoc) string {
 }
 
 func (e *Engine) rawSearch(ctx context.Context, req *meilisearch.SearchRequest) (*searchResponse, error) {
-	raw, err := e.client.Index(e.uid).SearchRaw(ctx, req.Query, req)
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	raw, err := e.index().SearchRaw(cctx, req.Query, req)
 	if err != nil {
 		return nil, wrap("search", err)
 	}
@@ -632,8 +1313,37 @@ func (e *Engine) rawSearch(ctx context.Context, req *meilisearch.SearchRequest) 
 	return &resp, nil
 }
 
+func (e *Engine) multiSearch(ctx context.Context, queries []*meilisearch.SearchRequest) ([]*searchResponse, error) {
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	mr, err := e.client.MultiSearch(cctx, &meilisearch.MultiSearchRequest{Queries: queries})
+	if err != nil {
+		return nil, wrap("multi-search", err)
+	}
+	if len(mr.Results) != len(queries) {
+		return nil, &Error{Op: "multi-search", Message: fmt.Sprintf("%d results for %d queries", len(mr.Results), len(queries))}
+	}
+	out := make([]*searchResponse, len(queries))
+	for i, r := range mr.Results {
+		b, err := json.Marshal(r)
+		if err == nil {
+			out[i] = &searchResponse{}
+			err = json.Unmarshal(b, out[i])
+		}
+		if err != nil {
+			return nil, &Error{Op: "multi-search", Message: "decode response", Err: err}
+		}
+		if queries[i].HitsPerPage != nil && out[i].TotalHits == nil {
+			// meilisearch-go drops a zero totalHits (omitempty)
+			out[i].TotalHits = new(int64)
+		}
+	}
+	return out, nil
+}
+
 // wait waits for an enqueued task (or returns the enqueue error) and checks
-// the task's final status.
+// the task's final status. A wait that times out leaves the task pending:
+// the next write waits for it first (see ready).
 func (e *Engine) wait(ctx context.Context, op string, info *meilisearch.TaskInfo, err error) error {
 	if err != nil {
 		return wrap(op, err)
@@ -645,6 +1355,9 @@ func (e *Engine) wait(ctx context.Context, op string, info *meilisearch.TaskInfo
 	defer cancel()
 	task, err := e.client.WaitForTask(tctx, info.TaskUID, e.pollInterval)
 	if err != nil {
+		e.mu.Lock()
+		e.pending = info
+		e.mu.Unlock()
 		return wrap(fmt.Sprintf("%s: wait for task %d", op, info.TaskUID), err)
 	}
 	if task.Status == meilisearch.TaskStatusSucceeded {

@@ -115,10 +115,11 @@ func TestOpenCreatesIndexWithSettings(t *testing.T) {
 	if !reflect.DeepEqual(s["typoTolerance"], wantTypo) {
 		t.Errorf("typoTolerance %v, want %v", s["typoTolerance"], wantTypo)
 	}
-	if p, _ := s["pagination"].(map[string]any); p == nil || p["maxTotalHits"].(float64) < 1_000_000 {
-		t.Errorf("pagination %v: maxTotalHits not raised", s["pagination"])
+	// Meilisearch's documentation advises against more than 20,000.
+	if p, _ := s["pagination"].(map[string]any); p == nil || p["maxTotalHits"].(float64) != 20_000 {
+		t.Errorf("pagination %v: maxTotalHits not the documented 20,000", s["pagination"])
 	}
-	if s["distinctAttribute"] != "case_id" {
+	if s["distinctAttribute"] != "x_case_id" {
 		t.Errorf("distinctAttribute %v", s["distinctAttribute"])
 	}
 	if r, _ := s["rankingRules"].([]any); len(r) == 0 || r[0] != "sort" {
@@ -128,7 +129,7 @@ func TestOpenCreatesIndexWithSettings(t *testing.T) {
 	for _, a := range s["filterableAttributes"].([]any) {
 		filterable = append(filterable, a.(string))
 	}
-	for _, want := range []string{"case_id", "status", "channel", "priority", "customer_id", "assignee", "tags", "purposes", "occurred_at"} {
+	for _, want := range []string{"x_case_id", "x_status", "x_channel", "x_priority", "x_customer_id", "x_assignee", "x_tags", "x_purposes", "occurred_at", "rev"} {
 		if !contains(filterable, want) {
 			t.Errorf("%s not filterable: %v", want, filterable)
 		}
@@ -205,22 +206,22 @@ func TestIndexAndSearch(t *testing.T) {
 		t.Fatalf("Index: %v", err)
 	}
 	ix := f.index("cases_v1")
-	wantIDs := []string{"ct-" + ctA1, "ct-" + ctA2, "cs-" + caseB}
+	wantIDs := []string{"ct-" + ctA1 + "-0", "ct-" + ctA2 + "-0", "cs-" + caseB + "-0"}
 	if got := docIDs(ix); !reflect.DeepEqual(got, wantIDs) {
 		t.Fatalf("documents %v, want %v", got, wantIDs)
 	}
-	a2 := ix.docs["ct-"+ctA2]
+	a2 := ix.docs["ct-"+ctA2+"-0"]
 	if a2["case_id"] != caseA || a2["channel"] != "phone" || a2["status"] != "open" ||
 		a2["occurred_at"] != float64(t0.Add(30*time.Minute).UnixMicro()) ||
 		!reflect.DeepEqual(a2["tags"], []any{"vip", "billing"}) ||
 		!reflect.DeepEqual(a2["purposes"], []any{"customer_service", "fraud_monitoring"}) {
 		t.Errorf("contact document %v", a2)
 	}
-	if b := ix.docs["cs-"+caseB]; b["contact_id"] != "" || b["channel"] != nil || b["occurred_at"] != nil || b["purposes"] != nil ||
+	if b := ix.docs["cs-"+caseB+"-0"]; b["contact_id"] != "" || b["channel"] != nil || b["occurred_at"] != nil || b["purposes"] != nil ||
 		b["sort_at"] != float64(t0.Add(2*time.Hour).UnixMicro()) || b["subject"] != "Address change" {
 		t.Errorf("case-only document %v", b)
 	}
-	if n, err := e.Count(ctx); err != nil || n != 2 {
+	if n, err := e.Count(ctx); err != nil || n != 3 { // documents
 		t.Fatalf("Count = %d, %v; want 2 cases", n, err)
 	}
 
@@ -291,26 +292,24 @@ func TestIndexAndSearch(t *testing.T) {
 				t.Errorf("facet %q missing: %v", k, res.Facets)
 			}
 		}
-		// The main query asks Meilisearch for the case-level facets only.
-		mainQueries := 0
-		for _, r := range f.requests(http.MethodPost, "/indexes/cases_v1/search") {
-			var body map[string]any
-			_ = json.Unmarshal(r.Body, &body)
-			if reflect.DeepEqual(body["facets"], []any{"status", "tags"}) && body["distinct"] == nil {
-				mainQueries++
-			}
+		// One multi-search: the page, the total with the case-level facets,
+		// and one count per channel and purpose value (the value as its own
+		// filter element).
+		ms := f.requests(http.MethodPost, "/multi-search")
+		if len(ms) == 0 {
+			t.Fatal("no multi-search")
 		}
-		if mainQueries != 1 {
-			t.Errorf("%d main facet queries, want 1", mainQueries)
+		var body struct {
+			Queries []map[string]any `json:"queries"`
 		}
-		// the per-value count queries: same q, the value as its own element
-		counts := 0
-		for _, r := range f.requests(http.MethodPost, "/indexes/cases_v1/search") {
-			if strings.Contains(string(r.Body), `"channel = \"phone\""`) {
-				counts++
-			}
+		_ = json.Unmarshal(ms[len(ms)-1].Body, &body)
+		if n := 2 + 6 + 9; len(body.Queries) != n {
+			t.Errorf("%d queries, want %d", len(body.Queries), n)
 		}
-		if counts == 0 {
+		if len(body.Queries) > 1 && !reflect.DeepEqual(body.Queries[1]["facets"], []any{"x_status", "x_tags"}) {
+			t.Errorf("count query %v", body.Queries[1])
+		}
+		if !strings.Contains(string(ms[len(ms)-1].Body), eq(attrChannel, encodeValue("phone")).String()[:12]) {
 			t.Errorf("no count query for channel phone")
 		}
 		// faceting with a filter restricts the counts too
@@ -341,12 +340,12 @@ func TestIndexAndSearch(t *testing.T) {
 			want    []string // contact IDs ("" for case-only)
 			wantArr []any
 		}{
-			{"channel", search.Filter{Channels: []string{"phone"}}, []string{ctA2}, []any{`channel = "phone"`}},
+			{"channel", search.Filter{Channels: []string{"phone"}}, []string{ctA2}, []any{eq(attrChannel, encodeValue("phone")).String()}},
 			{"from, never a case without contacts", search.Filter{From: t0.Add(time.Minute)}, []string{ctA2}, []any{fmt.Sprintf("occurred_at >= %d", t0.Add(time.Minute).UnixMicro())}},
 			{"case-only document has no channel", search.Filter{Channels: []string{"web"}}, nil, nil},
 			{"to is exclusive to the microsecond", search.Filter{To: t0.Add(30 * time.Minute)}, []string{ctA1}, nil},
 			{"purpose and status", search.Filter{Purposes: []string{"fraud_monitoring"}, Statuses: []string{"open", "pending"}}, []string{ctA2},
-				[]any{`status IN ["open", "pending"]`, `purposes = "fraud_monitoring"`}},
+				[]any{in(attrStatus, hexAll([]string{"open", "pending"})).String(), eq(attrPurposes, encodeValue("fraud_monitoring")).String()}},
 			{"nothing", search.Filter{CustomerIDs: []string{"nobody"}}, nil, nil},
 		}
 		for _, tt := range tests {
@@ -375,26 +374,34 @@ func TestIndexAndSearch(t *testing.T) {
 	// contacts loses its case-only document.
 	a := fixtureA()
 	a.Contacts = a.Contacts[:1]
+	a.Rev = 7
 	b := fixtureB()
 	b.Contacts = []search.ContactDoc{{ID: ctB1, Channel: "web", Body: "new address", OccurredAt: t0.Add(3 * time.Hour)}}
+	b.Rev = 7
 	if err := e.Index(ctx, []search.CaseDoc{a, b}); err != nil {
 		t.Fatalf("reindex: %v", err)
 	}
-	wantIDs = []string{"ct-" + ctA1, "ct-" + ctB1}
+	wantIDs = []string{"ct-" + ctA1 + "-7", "ct-" + ctB1 + "-7"}
 	if got := docIDs(f.index("cases_v1")); !reflect.DeepEqual(got, wantIDs) {
 		t.Fatalf("after reindex documents %v, want %v", got, wantIDs)
 	}
-	del := lastBody(t, f, http.MethodPost, "/indexes/cases_v1/documents/delete")
-	rev := f.index("cases_v1").docs["ct-"+ctA1]["rev"].(float64)
-	wantDel := []any{fmt.Sprintf(`case_id IN ["%s", "%s"]`, caseA, caseB), fmt.Sprintf("rev < %d", int64(rev))}
-	if !reflect.DeepEqual(del["filter"], wantDel) {
-		t.Errorf("stale-document filter %#v, want %#v", del["filter"], wantDel)
+	// the stale documents of both cases go in one filter: older revs
+	var stale string
+	for _, r := range f.requests(http.MethodPost, "/indexes/cases_v1/documents/delete") {
+		var body map[string]any
+		_ = json.Unmarshal(r.Body, &body)
+		if s, ok := body["filter"].(string); ok && strings.Contains(s, "rev < 7") {
+			stale = s
+		}
+	}
+	if want := fmt.Sprintf(`(x_case_id IN ["%s", "%s"] AND rev < 7)`, encodeValue(caseA), encodeValue(caseB)); stale != want {
+		t.Errorf("stale-document filter %q, want %q", stale, want)
 	}
 
 	if err := e.Delete(ctx, []string{caseA}); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
-	if got := docIDs(f.index("cases_v1")); !reflect.DeepEqual(got, []string{"ct-" + ctB1}) {
+	if got := docIDs(f.index("cases_v1")); !reflect.DeepEqual(got, []string{"ct-" + ctB1 + "-7"}) {
 		t.Fatalf("after delete documents %v", got)
 	}
 	if n, err := e.Count(ctx); err != nil || n != 1 {
@@ -600,10 +607,11 @@ func TestFilterInjection(t *testing.T) {
 	}
 	for _, h := range hostile {
 		t.Run(h, func(t *testing.T) {
-			res, err := e.Search(ctx, search.Query{
-				Words:  []string{h},
-				Filter: search.Filter{Statuses: []string{h}, CustomerIDs: []string{"cust-1"}, Tags: []string{h, "vip"}},
-			})
+			q := search.Query{Filter: search.Filter{Statuses: []string{h}, CustomerIDs: []string{"cust-1"}, Tags: []string{h, "vip"}}}
+			if queryWords(cleanTerm(h)) <= maxQueryWords {
+				q.Words = []string{h}
+			}
+			res, err := e.Search(ctx, q)
 			if err != nil {
 				t.Fatalf("Search: %v", err)
 			}
@@ -611,7 +619,7 @@ func TestFilterInjection(t *testing.T) {
 				t.Fatalf("injected filter widened the search: %+v", res)
 			}
 			body := lastBody(t, f, http.MethodPost, "/indexes/cases_v1/search")
-			want := []any{eq(attrStatus, h).String(), `customer_id = "cust-1"`, in(attrTags, []string{h, "vip"}).String()}
+			want := []any{eq(attrStatus, encodeValue(h)).String(), eq(attrCustomerID, encodeValue("cust-1")).String(), in(attrTags, hexAll([]string{h, "vip"})).String()}
 			if !reflect.DeepEqual(body["filter"], want) {
 				t.Fatalf("filter %#v, want %#v", body["filter"], want)
 			}
@@ -622,16 +630,16 @@ func TestFilterInjection(t *testing.T) {
 				if err != nil {
 					t.Fatalf("element %d %q: %v", i, el, err)
 				}
-				if i == 0 && (p.attr != "status" || len(p.strs) != 1 || p.strs[0] != h) {
+				if i == 0 && (p.attr != "x_status" || len(p.strs) != 1 || decodeValue(p.strs[0]) != h) {
 					t.Errorf("status predicate %+v", p)
 				}
-				if i == 2 && (p.attr != "tags" || !reflect.DeepEqual(p.strs, []string{h, "vip"})) {
+				if i == 2 && (p.attr != "x_tags" || !reflect.DeepEqual(p.strs, hexAll([]string{h, "vip"}))) {
 					t.Errorf("tags predicate %+v", p)
 				}
 			}
-			q, _ := body["q"].(string)
-			if strings.Contains(q, `"`) || strings.HasPrefix(q, "-") || strings.Contains(q, " -") {
-				t.Errorf("q %q carries phrase or exclusion syntax from user text", q)
+			sent, _ := body["q"].(string)
+			if strings.Contains(sent, `"`) || strings.HasPrefix(sent, "-") || strings.Contains(sent, " -") {
+				t.Errorf("q %q carries phrase or exclusion syntax from user text", sent)
 			}
 		})
 	}

@@ -18,7 +18,7 @@ import (
 // that skips when no server is given (CASEVAULT_TEST_MEILI_URL, and
 // CASEVAULT_TEST_MEILI_KEY for its master key), e.g.
 //
-//	docker run -p 7700:7700 getmeili/meilisearch:v1.13
+//	docker run -p 7700:7700 getmeili/meilisearch:v1.53.0
 //	CASEVAULT_TEST_MEILI_URL=http://127.0.0.1:7700 go test ./search/meili/ -run Conformance
 func TestConformance(t *testing.T) {
 	url := os.Getenv("CASEVAULT_TEST_MEILI_URL")

@@ -31,6 +31,7 @@ func buildTerms(words, phrases, excluded []string) string {
 	var parts []string
 	for _, p := range phrases {
 		if s := cleanTerm(p); s != "" {
+			s, _ = cjkTerm(s)
 			parts = append(parts, `"`+s+`"`)
 		}
 	}
@@ -39,11 +40,17 @@ func buildTerms(words, phrases, excluded []string) string {
 		// (no typo, no prefix), and `-"e-mail"` cannot be misread as two
 		// terms the way `-e-mail` could.
 		if s := cleanTerm(x); s != "" {
+			s, _ = cjkTerm(s)
 			parts = append(parts, `-"`+s+`"`)
 		}
 	}
 	for _, w := range words {
 		if s := cleanTerm(w); s != "" {
+			// A CJK word is a phrase of its bigrams (cjk.go): matched in
+			// a row, never with typos, as on the embedded engine.
+			if c, ok := cjkTerm(s); ok {
+				s = `"` + c + `"`
+			}
 			parts = append(parts, s)
 		}
 	}

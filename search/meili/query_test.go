@@ -25,7 +25,7 @@ func TestBuildQ(t *testing.T) {
 		{"exclusion cannot smuggle a positive phrase", nil, nil, []string{`x" "y`}, `-"x y"`},
 		{"empty parts dropped", []string{"", `"`, "-"}, []string{" ", `""`}, []string{"--"}, ""},
 		{"whitespace and control collapse", []string{"a\t\nb\x00c"}, nil, nil, "a b c"},
-		{"chinese", []string{"退款"}, []string{"银行 卡"}, nil, `"银行 卡" 退款`},
+		{"chinese", []string{"退款"}, []string{"银行 卡"}, nil, `"银行 卡" "退款"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -77,16 +77,7 @@ func RunWith(t *testing.T, o Options, newEngine func(t *testing.T) search.Engine
 		}
 	}
 	s := &suite{eng: eng, c: c, timeout: o.Timeout}
-	s.eventually(t, "Count", func() error {
-		n, err := eng.Count(ctx)
-		if err != nil {
-			return err
-		}
-		if n != int64(len(c.cases)) {
-			return fmt.Errorf("count = %d, want %d", n, len(c.cases))
-		}
-		return nil
-	})
+	s.eventually(t, "Count", func() error { return checkCount(ctx, eng, int64(len(c.cases))) })
 	if eng.Name() == "" || eng.IndexName() == "" {
 		t.Errorf("Name %q IndexName %q: both must be set", eng.Name(), eng.IndexName())
 	}
@@ -105,6 +96,7 @@ func RunWith(t *testing.T, o Options, newEngine func(t *testing.T) search.Engine
 	t.Run("NoToken", s.testNoToken)
 	t.Run("Injection", s.testInjection)
 	t.Run("DeleteAndReplace", func(t *testing.T) { testMutations(t, newEngine, o.Timeout) })
+	t.Run("Agreement", func(t *testing.T) { testAgreement(t, newEngine, o.Timeout) })
 }
 
 type suite struct {
@@ -727,16 +719,7 @@ func testMutations(t *testing.T, newEngine func(t *testing.T) search.Engine, tim
 	}
 	count := func(want int64) {
 		t.Helper()
-		eventually(t, timeout, "Count", func() error {
-			n, err := eng.Count(ctx)
-			if err != nil {
-				return err
-			}
-			if n != want {
-				return fmt.Errorf("count %d, want %d", n, want)
-			}
-			return nil
-		})
+		eventually(t, timeout, "Count", func() error { return checkCount(ctx, eng, want) })
 	}
 	docs := []search.CaseDoc{
 		mk("m1", "open", "walrus refund", "zeppelin question"),
@@ -811,4 +794,116 @@ func checkVocabulary() error {
 		}
 	}
 	return nil
+}
+
+// checkCount checks that the index holds want cases: the total of a search
+// for everything, and Count, which is cheap and may count documents
+// (Meilisearch: contacts and contactless cases) rather than cases, so it
+// is never below.
+func checkCount(ctx context.Context, eng search.Engine, want int64) error {
+	res, err := eng.Search(ctx, search.Query{Limit: 1})
+	if err != nil {
+		return err
+	}
+	if res.Total != want {
+		return fmt.Errorf("search total = %d, want %d cases", res.Total, want)
+	}
+	n, err := eng.Count(ctx)
+	if err != nil {
+		return err
+	}
+	if n < want {
+		return fmt.Errorf("count = %d, below %d cases", n, want)
+	}
+	return nil
+}
+
+// testAgreement pins down meanings the two engines used to disagree on
+// (issue 20 §10, §11), on a small index of its own.
+func testAgreement(t *testing.T, newEngine func(t *testing.T) search.Engine, timeout time.Duration) {
+	ctx := t.Context()
+	eng := newEngine(t)
+	t.Cleanup(func() { _ = eng.Close() })
+	at := time.Date(2025, 6, 1, 9, 0, 0, 0, time.UTC)
+	mk := func(id, customer string, tags []string, bodies ...string) search.CaseDoc {
+		c := search.CaseDoc{CaseID: id, Number: 1, CustomerID: customer, Subject: "agreement " + id, Status: "open",
+			Priority: "low", Channel: "chat", Tags: tags, CreatedAt: at, UpdatedAt: at}
+		for i, b := range bodies {
+			c.Contacts = append(c.Contacts, search.ContactDoc{ID: fmt.Sprintf("%s-%d", id, i), Channel: "chat",
+				Direction: "inbound", Body: b, OccurredAt: at.Add(time.Duration(i) * time.Minute), Purposes: []string{"customer_service"}})
+		}
+		return c
+	}
+	docs := []search.CaseDoc{
+		mk("zh1", "cus-zh", nil, "我的包裹还没收到"),
+		mk("zh2", "cus-zh", nil, "请核对银行卡号码"),
+		mk("zh3", "cus-zh", nil, "我的信用卡被盗刷了"),
+		mk("up1", "Cus-Upper", []string{"VIP"}, "upper walrus", "second walrus", "third walrus"),
+		mk("lo1", "cus-lower", []string{"billing"}, "lower walrus"),
+	}
+	if err := eng.Index(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	find := func(t *testing.T, q search.Query, want ...string) {
+		t.Helper()
+		slices.Sort(want)
+		eventually(t, timeout, fmt.Sprintf("%+v", q), func() error {
+			res, err := eng.Search(ctx, q)
+			if err != nil {
+				return err
+			}
+			got := caseIDs(res.Hits)
+			slices.Sort(got)
+			if !slices.Equal(got, want) || res.Total != int64(len(want)) {
+				return fmt.Errorf("got %v (total %d), want %v", got, res.Total, want)
+			}
+			return nil
+		})
+	}
+
+	// Chinese is matched by substring on both engines, whatever a word
+	// segmenter makes of the text: 收到 is in 没收到 although jieba cuts
+	// 没收 + 到.
+	t.Run("ChineseSubstring", func(t *testing.T) {
+		for _, tt := range []struct{ word, want string }{
+			{"收到", "zh1"}, {"卡号", "zh2"}, {"盗刷", "zh3"}, {"银行卡号码", "zh2"}, {"被盗刷", "zh3"},
+		} {
+			t.Run(tt.word, func(t *testing.T) {
+				find(t, search.Query{Words: []string{tt.word}}, tt.want)
+				find(t, search.Query{Phrases: []string{tt.word}}, tt.want)
+				find(t, search.Query{Words: []string{"agreement"}, Excluded: []string{tt.word}, Filter: search.Filter{CustomerIDs: []string{"cus-zh"}}},
+					slices.DeleteFunc([]string{"zh1", "zh2", "zh3"}, func(s string) bool { return s == tt.want })...)
+			})
+		}
+	})
+
+	// String filters compare exactly, as typed: no case folding.
+	t.Run("ExactFilters", func(t *testing.T) {
+		find(t, search.Query{Filter: search.Filter{Tags: []string{"VIP"}}}, "up1")
+		find(t, search.Query{Filter: search.Filter{Tags: []string{"vip"}}})
+		find(t, search.Query{Filter: search.Filter{CustomerIDs: []string{"Cus-Upper"}}}, "up1")
+		find(t, search.Query{Filter: search.Filter{CustomerIDs: []string{"cus-upper"}}})
+		find(t, search.Query{Filter: search.Filter{CustomerIDs: []string{"CUS-LOWER"}}})
+	})
+
+	// Facets count cases on every page, also where an engine cannot use
+	// its page mode (an offset no page size covers).
+	t.Run("FacetsOnAnyPage", func(t *testing.T) {
+		want := map[string]int64{"VIP": 1, "billing": 1}
+		for _, w := range []struct{ offset, limit int }{{0, 20}, {839, 2}, {1, 2}, {3, 2}} {
+			q := search.Query{Words: []string{"walrus"}, Facets: true, Offset: w.offset, Limit: w.limit}
+			eventually(t, timeout, fmt.Sprintf("facets at %d/%d", w.offset, w.limit), func() error {
+				res, err := eng.Search(ctx, q)
+				if err != nil {
+					return err
+				}
+				got := maps.Clone(res.Facets["tag"])
+				maps.DeleteFunc(got, func(_ string, n int64) bool { return n == 0 })
+				if res.Total != 2 || !maps.Equal(got, want) || res.Facets["status"]["open"] != 2 || res.Facets["channel"]["chat"] != 2 {
+					return fmt.Errorf("total %d facets %v", res.Total, res.Facets)
+				}
+				return nil
+			})
+		}
+	})
 }
