@@ -180,6 +180,7 @@ var (
 	lagDesc      = prometheus.NewDesc("casevault_index_lag_seconds", "Age of the oldest change this replica's index has not applied.", nil, nil)
 	headDesc     = prometheus.NewDesc("casevault_feed_head", "Highest position of the change feed.", nil, nil)
 	positionDesc = prometheus.NewDesc("casevault_feed_consumer_position", "Feed position every change at or below which the consumer's index holds (-1: must rebuild).", []string{"consumer", "kind"}, nil)
+	setAsideDesc = prometheus.NewDesc("casevault_index_set_aside_total", "Cases the engine refused permanently (poison) and the indexer set aside since start; each is logged at error level.", nil, nil)
 )
 
 // indexCollector reads the indexer's status once per scrape for both
@@ -191,9 +192,12 @@ func (c indexCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- lagDesc
 	ch <- headDesc
 	ch <- positionDesc
+	ch <- setAsideDesc
 }
 
 func (c indexCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(setAsideDesc, prometheus.CounterValue, float64(c.ix.SetAside()))
+
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	st, err := c.ix.Status(ctx)
