@@ -128,10 +128,15 @@ func (p expiryPhase) destroy(ctx context.Context, b *batch, dec expiryDecision, 
 		d.blobs = blobKeys(atts[it.ContactID])
 		if it.Action == ItemAnonymize {
 			// The record must not tie the contact, which stays, back to
-			// its customer: it names the pseudonym the contact now has.
+			// its customer or case: it names the pseudonym and the
+			// statistics case the contact now has.
 			d.customerID = sqlstore.AnonymousCustomer(b.now)
+			d.caseID = sqlstore.AnonymousCase(b.now, lc.Channel)
 		}
 		b.dispose(d)
+		// The contact leaves the person's case: re-index that case too,
+		// so the index drops it there.
+		b.work.touch(lc.CaseID)
 	}
 
 	if err := execIn(ctx, b.db, b.tx, `DELETE FROM attachments WHERE contact_id IN (?*)`, both); err != nil {
