@@ -191,6 +191,36 @@ func TestAnonymizedContactIdentifiesNobody(t *testing.T) {
 	})
 }
 
+// Anonymizing moves a contact out of its person's case, as deleting does:
+// a case left without contacts goes, under the rule that emptied it, and
+// the run report ties the anonymized contact to its statistics case only.
+func TestCaseEmptiedByAnonymizationGoes(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, e *env) {
+		cs := e.newCase(e.customer())
+		anon := e.contact(cs, base, purposes(cases.PurposeImprovement), contactOpt{body: "feature idea"})
+
+		rep := e.sweep(base.Add(400*day), false)
+		if rep.Anonymized != 1 || rep.CasesDeleted != 1 {
+			t.Fatalf("anonymized %d, cases deleted %d; want 1, 1: %+v", rep.Anonymized, rep.CasesDeleted, rep)
+		}
+		if n := e.count(`SELECT COUNT(*) FROM cases WHERE id = ?`, cs); n != 0 {
+			t.Fatal("the case its only contact left by anonymization is still there")
+		}
+		if got := e.disposition(cs, retention.ItemDeleteCase).rule; got != string(cases.PurposeImprovement) {
+			t.Fatalf("case disposition rule %q, want the anonymizing rule", got)
+		}
+		got, err := e.store.GetContact(e.ctx, anon.ID)
+		if err != nil || got.CaseID == cs {
+			t.Fatalf("anonymized contact %+v (%v): want it kept, in its statistics case", got, err)
+		}
+		for _, it := range rep.Items {
+			if it.ContactID == anon.ID && it.CaseID != got.CaseID {
+				t.Fatalf("report item %+v: want the statistics case %s", it, got.CaseID)
+			}
+		}
+	})
+}
+
 // A disposition record proves that something was destroyed, not what:
 // given the record, guessing the redacted device among a small candidate
 // set (every address of the /24, a few user agents) finds nothing, by the
