@@ -104,6 +104,47 @@ func TestAnonymizedContactIdentifiesNobody(t *testing.T) {
 		if n := e.count(`SELECT COUNT(*) FROM dispositions WHERE contact_id = ? AND customer_id = ?`, anon.ID, cust); n != 0 {
 			t.Fatal("the anonymize disposition names the customer")
 		}
+
+		// Nor its case: it was moved to the run's statistics case, owned by
+		// the pseudonym, with no subject, tags or assignee, created at the
+		// run's month; no row reachable from the contact names the person's
+		// customer or case.
+		if got.CaseID == cs {
+			t.Fatalf("the anonymized contact is still in the customer's case %s", cs)
+		}
+		stats, err := e.store.GetCase(e.ctx, got.CaseID)
+		if err != nil {
+			t.Fatalf("statistics case %s: %v", got.CaseID, err)
+		}
+		runMonth := time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC) // base + 400 days
+		if stats.CustomerID != got.CustomerID || stats.Subject != "" || len(stats.Tags) != 0 || stats.Assignee != "" ||
+			stats.Channel != anon.Channel || !stats.CreatedAt.Equal(runMonth) {
+			t.Fatalf("statistics case %+v (contact's pseudonym %s, channel %s, run month %v)", stats, got.CustomerID, anon.Channel, runMonth)
+		}
+		if pc, err := e.store.GetCustomer(e.ctx, stats.CustomerID); err != nil || pc.Email != "" || pc.Phone != "" || pc.ExternalRef != "" {
+			t.Fatalf("pseudonymous customer %+v, %v", pc, err)
+		}
+		for _, q := range []string{
+			`SELECT COUNT(*) FROM contacts WHERE id = ? AND (case_id = ? OR customer_id = ?)`,
+			`SELECT COUNT(*) FROM dispositions WHERE contact_id = ? AND (case_id = ? OR customer_id = ?)`,
+			`SELECT COUNT(*) FROM outbox WHERE contact_id = ? AND (case_id = ? OR case_id = (SELECT id FROM cases WHERE customer_id = ?))`,
+			`SELECT COUNT(*) FROM attachments WHERE contact_id = ? AND (case_id = ? OR customer_id = ?)`,
+			`SELECT COUNT(*) FROM hold_items WHERE contact_id = ? AND (case_id = ? OR customer_id = ?)`,
+			`SELECT COUNT(*) FROM cases WHERE id = (SELECT case_id FROM contacts WHERE id = ?) AND (id = ? OR customer_id = ?)`,
+		} {
+			if n := e.count(q, anon.ID, cs, cust); n != 0 {
+				t.Fatalf("%d rows link the anonymized contact to its person: %s", n, q)
+			}
+		}
+		timeline, err := e.store.Timeline(e.ctx, cs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range timeline {
+			if c.ID == anon.ID {
+				t.Fatalf("the customer's case still lists the anonymized contact: %+v", timeline)
+			}
+		}
 		if other, _ := e.store.GetContact(e.ctx, kept.ID); other.CustomerID != cust || !other.OccurredAt.Equal(at) {
 			t.Fatalf("the kept contact changed: %+v", other)
 		}
@@ -146,6 +187,36 @@ func TestAnonymizedContactIdentifiesNobody(t *testing.T) {
 		}
 		if st, _ := e.state(kept.ID); !st.retainUntil.Valid {
 			t.Fatal("the kept contact got no date when its case closed")
+		}
+	})
+}
+
+// Anonymizing moves a contact out of its person's case, as deleting does:
+// a case left without contacts goes, under the rule that emptied it, and
+// the run report ties the anonymized contact to its statistics case only.
+func TestCaseEmptiedByAnonymizationGoes(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, e *env) {
+		cs := e.newCase(e.customer())
+		anon := e.contact(cs, base, purposes(cases.PurposeImprovement), contactOpt{body: "feature idea"})
+
+		rep := e.sweep(base.Add(400*day), false)
+		if rep.Anonymized != 1 || rep.CasesDeleted != 1 {
+			t.Fatalf("anonymized %d, cases deleted %d; want 1, 1: %+v", rep.Anonymized, rep.CasesDeleted, rep)
+		}
+		if n := e.count(`SELECT COUNT(*) FROM cases WHERE id = ?`, cs); n != 0 {
+			t.Fatal("the case its only contact left by anonymization is still there")
+		}
+		if got := e.disposition(cs, retention.ItemDeleteCase).rule; got != string(cases.PurposeImprovement) {
+			t.Fatalf("case disposition rule %q, want the anonymizing rule", got)
+		}
+		got, err := e.store.GetContact(e.ctx, anon.ID)
+		if err != nil || got.CaseID == cs {
+			t.Fatalf("anonymized contact %+v (%v): want it kept, in its statistics case", got, err)
+		}
+		for _, it := range rep.Items {
+			if it.ContactID == anon.ID && it.CaseID != got.CaseID {
+				t.Fatalf("report item %+v: want the statistics case %s", it, got.CaseID)
+			}
 		}
 	})
 }

@@ -23,8 +23,8 @@ type expiryDecision struct {
 	items []Item
 	dels  []string          // contacts to delete
 	anons []string          // contacts to anonymize
-	cases []string          // cases of the deleted contacts
-	rules map[string]string // case id → the rule that deleted its contacts
+	cases []string          // cases the deleted and anonymized contacts leave
+	rules map[string]string // case id → the rule that emptied it (a deletion's first)
 }
 
 func (p expiryPhase) apply(ctx context.Context, b *batch, cands []candidate) ([]Item, error) {
@@ -42,7 +42,7 @@ func (p expiryPhase) apply(ctx context.Context, b *batch, cands []candidate) ([]
 		return nil, err
 	}
 
-	gone, err := emptyCases(ctx, b, dec.cases, dec.dels, live)
+	gone, err := emptyCases(ctx, b, dec.cases, append(slices.Clone(dec.dels), dec.anons...), live)
 	if err != nil {
 		return nil, err
 	}
@@ -98,13 +98,21 @@ func (p expiryPhase) decide(ctx context.Context, b *batch, cands []candidate, li
 		it := Item{ContactID: c.id, CaseID: lc.CaseID, Action: ItemDelete, Rule: string(rule.Purpose)}
 		if rule.Action == ActionAnonymize {
 			it.Action = ItemAnonymize
+			// The report (kept with the run) must not tie the contact to
+			// the person's case either: it names the statistics case.
+			it.CaseID = sqlstore.AnonymousCase(b.now, lc.Channel)
 			dec.anons = append(dec.anons, c.id)
+			if _, ok := dec.rules[lc.CaseID]; !ok {
+				dec.rules[lc.CaseID] = it.Rule
+			}
 		} else {
 			dec.dels = append(dec.dels, c.id)
-			if !slices.Contains(dec.cases, lc.CaseID) {
-				dec.cases = append(dec.cases, lc.CaseID)
-			}
 			dec.rules[lc.CaseID] = it.Rule
+		}
+		// Anonymizing moves the contact out of the case as deleting does:
+		// either may leave the case empty.
+		if !slices.Contains(dec.cases, lc.CaseID) {
+			dec.cases = append(dec.cases, lc.CaseID)
 		}
 		dec.items = append(dec.items, it)
 	}
@@ -128,10 +136,15 @@ func (p expiryPhase) destroy(ctx context.Context, b *batch, dec expiryDecision, 
 		d.blobs = blobKeys(atts[it.ContactID])
 		if it.Action == ItemAnonymize {
 			// The record must not tie the contact, which stays, back to
-			// its customer: it names the pseudonym the contact now has.
+			// its customer or case: it names the pseudonym and the
+			// statistics case the contact now has.
 			d.customerID = sqlstore.AnonymousCustomer(b.now)
+			d.caseID = sqlstore.AnonymousCase(b.now, lc.Channel)
 		}
 		b.dispose(d)
+		// The contact leaves the person's case: re-index that case too,
+		// so the index drops it there.
+		b.work.touch(lc.CaseID)
 	}
 
 	if err := execIn(ctx, b.db, b.tx, `DELETE FROM attachments WHERE contact_id IN (?*)`, both); err != nil {
@@ -146,8 +159,9 @@ func (p expiryPhase) destroy(ctx context.Context, b *batch, dec expiryDecision, 
 	return nil
 }
 
-// emptyCases returns the cases of caseIDs that deleting dels leaves without
-// contacts (a dry run counts what it would have deleted so far).
+// emptyCases returns the cases of caseIDs that removing dels (deleted, or
+// anonymized into a statistics case) leaves without contacts (a dry run
+// counts what it would have removed so far).
 func emptyCases(ctx context.Context, b *batch, caseIDs, dels []string, live map[string]liveContact) ([]string, error) {
 	if len(caseIDs) == 0 {
 		return nil, nil

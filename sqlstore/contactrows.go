@@ -17,6 +17,7 @@ import (
 // anonymized, and its case's closing time (which moves case_closed clocks).
 type StoredContact struct {
 	ID, CaseID, CustomerID string
+	Channel                string // read by ReadStoredContacts only
 	Author, Body           string
 	OccurredAt             time.Time
 	Purposes               []cases.Purpose
@@ -37,14 +38,14 @@ func ReadStoredContacts(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids 
 		return nil, nil // IN () is an error on PostgreSQL
 	}
 
-	query := `SELECT c.id, c.case_id, c.customer_id, c.author, c.body, c.occurred_at, c.purposes, c.location, c.device, c.retain_until, c.anonymized_at, k.closed_at
+	query := `SELECT c.id, c.case_id, c.customer_id, c.channel, c.author, c.body, c.occurred_at, c.purposes, c.location, c.device, c.retain_until, c.anonymized_at, k.closed_at
 		FROM contacts c JOIN cases k ON k.id = c.case_id WHERE c.id IN (` + sqldb.Placeholders(len(ids)) + `)`
 	return sqldb.Collect(ctx, q, db.Rebind(query), sqldb.Args(ids), func(rows *sql.Rows) (StoredContact, error) {
 		var c StoredContact
 		var ps string
 		var occurred int64
 		var until, anon, closed sql.NullInt64
-		if err := rows.Scan(&c.ID, &c.CaseID, &c.CustomerID, &c.Author, &c.Body, &occurred, &ps, &c.Location, &c.Device, &until, &anon, &closed); err != nil {
+		if err := rows.Scan(&c.ID, &c.CaseID, &c.CustomerID, &c.Channel, &c.Author, &c.Body, &occurred, &ps, &c.Location, &c.Device, &until, &anon, &closed); err != nil {
 			return c, err
 		}
 		c.OccurredAt, c.RetainUntil = sqldb.FromMicros(occurred), sqldb.TimePtr(until)

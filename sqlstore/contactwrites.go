@@ -9,6 +9,7 @@ import (
 
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
+	"github.com/google/uuid"
 )
 
 // The writes other packages make to the contacts and cases tables when they
@@ -20,24 +21,30 @@ import (
 // AnonymizeContacts makes contacts ids identify nobody. It blanks the
 // personal columns (author, body, location, device), drops the retention
 // date, replaces the customer by AnonymousCustomer(at) (one pseudonym per
-// anonymizing run, holding no personal data), coarsens the capture and
-// creation times to the first instant of their month (UTC), and stamps
+// anonymizing run, holding no personal data), moves the contact out of its
+// case into the run's statistics case for its channel (AnonymousCase,
+// owned by the pseudonym, created here if need be), coarsens the capture
+// and creation times to the first instant of their month (UTC), and stamps
 // anonymized_at with at. What is left (channel, direction, purposes,
-// categories, the month, the case) serves statistics. The search index
-// leaves anonymized contacts out (LoadCaseDocs), so the outbox row the
-// caller appends for the case drops them from every search.
+// categories, the month) serves statistics; nothing left leads to the
+// person's customer or case: the person's case no longer lists the
+// contact, and the outbox rows that named it for the index become plain
+// re-indexes of that case. The search index leaves anonymized contacts out
+// (LoadCaseDocs), so the outbox row the caller appends for the case drops
+// them from every search. The same at gives the same pseudonym and cases,
+// so replaying a disposition on a restore lands where the sweep did.
 func AnonymizeContacts(ctx context.Context, db *sqldb.DB, tx *sql.Tx, at time.Time, ids []string) (int64, error) {
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	type times struct {
-		id                string
+	type row struct {
+		id, channel       string
 		occurred, created int64
 	}
-	ts, err := sqldb.Collect(ctx, tx, db.Rebind(`SELECT id, occurred_at, created_at FROM contacts WHERE id IN (`+sqldb.Placeholders(len(ids))+`)`), sqldb.Args(ids),
-		func(rows *sql.Rows) (times, error) {
-			var t times
-			return t, rows.Scan(&t.id, &t.occurred, &t.created)
+	rs, err := sqldb.Collect(ctx, tx, db.Rebind(`SELECT id, channel, occurred_at, created_at FROM contacts WHERE id IN (`+sqldb.Placeholders(len(ids))+`)`), sqldb.Args(ids),
+		func(rows *sql.Rows) (row, error) {
+			var r row
+			return r, rows.Scan(&r.id, &r.channel, &r.occurred, &r.created)
 		})
 	if err != nil {
 		return 0, err
@@ -49,13 +56,65 @@ func AnonymizeContacts(ctx context.Context, db *sqldb.DB, tx *sql.Tx, at time.Ti
 		return 0, err
 	}
 
-	for _, t := range ts {
-		occurred, created := monthOf(sqldb.FromMicros(t.occurred)), monthOf(sqldb.FromMicros(t.created))
-		if _, err := db.Exec(ctx, tx, `UPDATE contacts SET occurred_at = ?, created_at = ? WHERE id = ?`, sqldb.Micros(occurred), sqldb.Micros(created), t.id); err != nil {
+	// The outbox is the change feed: its rows keep their positions, but
+	// one naming the contact would still tie it to the person's case.
+	if _, err := execIDs(ctx, db, tx, `UPDATE outbox SET contact_id = NULL WHERE contact_id IN `, ids); err != nil {
+		return 0, fmt.Errorf("outbox rows of anonymized contacts: %w", err)
+	}
+
+	made := map[string]bool{}
+	for _, r := range rs {
+		statsCase := AnonymousCase(at, r.channel)
+		if !made[statsCase] {
+			if err := ensureAnonymousCase(ctx, db, tx, at, r.channel); err != nil {
+				return 0, err
+			}
+			made[statsCase] = true
+		}
+		occurred, created := monthOf(sqldb.FromMicros(r.occurred)), monthOf(sqldb.FromMicros(r.created))
+		if _, err := db.Exec(ctx, tx, `UPDATE contacts SET case_id = ?, occurred_at = ?, created_at = ? WHERE id = ?`, statsCase, sqldb.Micros(occurred), sqldb.Micros(created), r.id); err != nil {
 			return 0, err
 		}
 	}
 	return n, nil
+}
+
+// anonymousCaseSpace is the UUID namespace of the statistics cases: their
+// ids must be UUIDs like every case id (the case list's cursor is one).
+const anonymousCaseSpace = "4f1c2a6e-0d7b-4c53-9a0e-6b2f3c9d8e71"
+
+// AnonymousCase is the id of the statistics case holding the contacts of
+// channel anonymized at at: derived from both, so a run (and a restore
+// replaying it) always finds the same case, and it names no person.
+func AnonymousCase(at time.Time, channel string) string {
+	return uuid.NewSHA1(uuid.MustParse(anonymousCaseSpace), []byte(AnonymousCustomer(at)+"/"+channel)).String()
+}
+
+// ensureAnonymousCase creates, unless it exists, the pseudonymous customer
+// of at and its statistics case for channel: no subject, tags or assignee,
+// closed, created at the run's month.
+func ensureAnonymousCase(ctx context.Context, db *sqldb.DB, tx *sql.Tx, at time.Time, channel string) error {
+	id, customer, month := AnonymousCase(at, channel), AnonymousCustomer(at), sqldb.Micros(monthOf(at))
+
+	if _, err := db.Exec(ctx, tx, `INSERT INTO customers (id, name, created_at, updated_at) VALUES (?, '', ?, ?) ON CONFLICT (id) DO NOTHING`, customer, month, month); err != nil {
+		return fmt.Errorf("pseudonymous customer: %w", err)
+	}
+
+	var found int
+	err := tx.QueryRowContext(ctx, db.Rebind(`SELECT COUNT(*) FROM cases WHERE id = ?`), id).Scan(&found)
+	if err != nil || found > 0 {
+		return err
+	}
+	var number int64
+	if err := tx.QueryRowContext(ctx, `UPDATE counters SET value = value + 1 WHERE name = 'case_number' RETURNING value`).Scan(&number); err != nil {
+		return fmt.Errorf("statistics case number: %w", err)
+	}
+	_, err = db.Exec(ctx, tx, `INSERT INTO cases (`+caseCols+`) VALUES (?,?,?,'',?,?,?,'[]','',?,?,?)`,
+		id, number, customer, cases.StatusClosed, cases.PriorityNormal, channel, month, month, month)
+	if err != nil {
+		return fmt.Errorf("statistics case: %w", err)
+	}
+	return nil
 }
 
 // AnonymousCustomer is the pseudonym that replaces the customer of the

@@ -52,9 +52,27 @@ func TestContactWrites(t *testing.T) {
 			t.Fatalf("anonymized contact %+v", c)
 		}
 
+		// It left the person's case for the run's statistics case of its
+		// channel, owned by the pseudonym.
+		stats := sqlstore.AnonymousCase(at, string(anon.Channel))
 		caseID, customerID, err := sqlstore.ContactOwner(ctx, db, anon.ID)
-		if err != nil || caseID != cs.ID || customerID != sqlstore.AnonymousCustomer(at) || customerID == cust.ID {
-			t.Fatalf("owner %q %q (%v), want %q %q", caseID, customerID, err, cs.ID, sqlstore.AnonymousCustomer(at))
+		if err != nil || caseID != stats || customerID != sqlstore.AnonymousCustomer(at) || customerID == cust.ID {
+			t.Fatalf("owner %q %q (%v), want %q %q", caseID, customerID, err, stats, sqlstore.AnonymousCustomer(at))
+		}
+		sc, err := st.GetCase(ctx, stats)
+		if err != nil || sc.CustomerID != customerID || sc.Subject != "" || sc.Channel != anon.Channel || sc.Status != cases.StatusClosed {
+			t.Fatalf("statistics case %+v (%v)", sc, err)
+		}
+
+		// Anonymizing again at the same instant (a restore replaying the
+		// disposition) finds the same case rather than making another.
+		casesBefore := count(t, db, "cases")
+		in(func(tx *sql.Tx) (int64, error) { return sqlstore.AnonymizeContacts(ctx, db, tx, at, []string{anon.ID}) }, 1)
+		if n := count(t, db, "cases"); n != casesBefore {
+			t.Fatalf("%d cases after replaying the anonymization, want %d", n, casesBefore)
+		}
+		if caseID, _, _ := sqlstore.ContactOwner(ctx, db, anon.ID); caseID != stats {
+			t.Fatalf("replayed anonymization moved the contact to %s, want %s", caseID, stats)
 		}
 		if _, _, err := sqlstore.ContactOwner(ctx, db, gone.ID); !errors.Is(err, cases.ErrNotFound) {
 			t.Fatalf("owner of a deleted contact: %v, want ErrNotFound", err)
@@ -76,10 +94,12 @@ func TestContactWrites(t *testing.T) {
 			t.Fatalf("%d history rows after an edit, want 1", n)
 		}
 		in(func(tx *sql.Tx) (int64, error) { return sqlstore.DeleteCase(ctx, db, tx, cs.ID) }, 1)
-		for _, table := range []string{"contacts", "case_history"} {
-			if n := count(t, db, table); n != 0 {
-				t.Fatalf("%d %s rows left after deleting their case", n, table)
-			}
+		if n := count(t, db, "case_history"); n != 0 {
+			t.Fatalf("%d case_history rows left after deleting their case", n)
+		}
+		// Only the anonymized contact is left, in its statistics case.
+		if n := count(t, db, "contacts"); n != 1 {
+			t.Fatalf("%d contacts left after deleting their case, want the anonymized one", n)
 		}
 	})
 }

@@ -178,7 +178,11 @@ func (c *caseRestore) apply(ctx context.Context, tx *sql.Tx) error {
 // refuseDeleted reads the case's live tombstones: a deleted case is never
 // brought back, deleted contacts are skipped.
 func (c *caseRestore) refuseDeleted(ctx context.Context) error {
-	dead, err := caseTombstones(ctx, c.db, c.tx, c.caseID)
+	ids := make([]string, 0, len(c.contacts))
+	for _, row := range c.contacts {
+		ids = append(ids, asString(row["id"]))
+	}
+	dead, err := caseTombstones(ctx, c.db, c.tx, c.caseID, ids)
 	if err != nil {
 		return err
 	}
@@ -280,6 +284,12 @@ func (c *caseRestore) putContacts(ctx context.Context) error {
 			c.rep.ContactsPresent++
 			continue
 		}
+		if c.dead.anonymized[id] {
+			// Anonymized into a statistics case that is gone since: the
+			// backup's copy still names the person.
+			c.rep.ContactsDeleted++
+			continue
+		}
 
 		if err := c.insert(ctx, "contacts", row); err != nil {
 			return err
@@ -378,11 +388,29 @@ func (c *caseRestore) insert(ctx context.Context, name string, row map[string]an
 type caseDead struct {
 	caseDeleted string
 	contacts    map[string]bool
+	anonymized  map[string]bool // contacts anonymized (moved to a statistics case)
 }
 
-// caseTombstones reads the live dispositions of one case.
-func caseTombstones(ctx context.Context, db *sqldb.DB, tx *sql.Tx, caseID string) (caseDead, error) {
-	d := caseDead{contacts: map[string]bool{}}
+// caseTombstones reads the live dispositions of one case, and the
+// anonymizations of its contacts contactIDs: those name the statistics
+// case the contact moved to, not this one.
+func caseTombstones(ctx context.Context, db *sqldb.DB, tx *sql.Tx, caseID string, contactIDs []string) (caseDead, error) {
+	d := caseDead{contacts: map[string]bool{}, anonymized: map[string]bool{}}
+	for start := 0; start < len(contactIDs); start += 500 {
+		chunk := contactIDs[start:min(len(contactIDs), start+500)]
+		anon, err := sqldb.Collect(ctx, tx, db.Rebind(`SELECT contact_id FROM dispositions WHERE action = '`+actAnonymize+`' AND contact_id IN (`+sqldb.Placeholders(len(chunk))+`)`), sqldb.Args(chunk),
+			func(rows *sql.Rows) (string, error) {
+				var id string
+				return id, rows.Scan(&id)
+			})
+		if err != nil {
+			return d, fmt.Errorf("restore case: tombstones: %w", err)
+		}
+		for _, id := range anon {
+			d.anonymized[id] = true
+		}
+	}
+
 	rows, err := tx.QueryContext(ctx, db.Rebind(`SELECT contact_id, action, rule, at FROM dispositions WHERE case_id = ?`), caseID)
 	if err != nil {
 		return d, fmt.Errorf("restore case: tombstones: %w", err)
