@@ -174,7 +174,7 @@ type Recorded struct {
 }
 
 type Index struct {
-	UID, PK    string
+	UID, PK   string
 	Created   time.Time
 	Settings  map[string]json.RawMessage
 	Docs      map[string]map[string]any
