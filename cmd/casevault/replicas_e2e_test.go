@@ -257,9 +257,9 @@ func threeReplicas(t *testing.T, engineEnv []string, shared bool) {
 	// ones, each its replica's writer, or the one shared consumer with
 	// exactly one writer among the replicas.
 	t.Run("status", func(t *testing.T) {
-		wantConsumers := 3
+		wantConsumers, wantEngine := 3, "bleve"
 		if shared {
-			wantConsumers = 1
+			wantConsumers, wantEngine = 1, "meilisearch"
 		}
 		writers := 0
 		for i, base := range bases {
@@ -278,6 +278,9 @@ func threeReplicas(t *testing.T, engineEnv []string, shared bool) {
 				}
 				return st["pending"] == 0.0 && st["healthy"] == true
 			})
+			if st["engine"] != wantEngine {
+				t.Errorf("replica %d searches with %v, want %s", i, st["engine"], wantEngine)
+			}
 			if st["writer"] == true {
 				writers++
 			}
