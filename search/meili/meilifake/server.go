@@ -136,7 +136,7 @@ func findSpec() (string, error) {
 			return c, nil
 		}
 	}
-	return "", fmt.Errorf("Meilisearch OpenAPI description not found (tried %v); unset MEILI_OPENAPI_SPEC to use the vendored %s", candidates, vendoredSpec)
+	return "", fmt.Errorf("the Meilisearch OpenAPI description was not found (tried %v); unset MEILI_OPENAPI_SPEC to use the vendored %s", candidates, vendoredSpec)
 }
 
 func moduleRoot() (string, bool) {
