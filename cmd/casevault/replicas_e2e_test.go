@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/casevault/casevault/archive/blobtest"
+	"github.com/casevault/casevault/search/meili/meilifake"
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
 	"github.com/casevault/casevault/testkit"
@@ -81,17 +82,42 @@ func searchTotal(t *testing.T, base, tok, q string) int {
 	return int(n)
 }
 
-// Three replicas with embedded indexes on one PostgreSQL and one S3 bucket
-// (issue 20 §2–4): every acknowledged write is found on every replica
-// within 2 s, a delete disappears everywhere, a query hold placed on A
-// protects contacts written through B from a sweep on C, and every
-// replica's status lists the three consumers at the head.
+// Three replicas on one PostgreSQL and one S3 bucket (issue 20 §2–4),
+// once with embedded Bleve indexes and once sharing one Meilisearch index
+// (the OpenAPI-validating fake, fresh per run, so a fresh index): every
+// acknowledged write is found on every replica within 2 s, a delete
+// disappears everywhere, a query hold placed on A protects contacts written
+// through B from a sweep on C, and every replica's status lists the
+// consumers at the head — three embedded ones, or the one shared consumer
+// with exactly one writer.
 func TestThreeReplicasOneChangeFeed(t *testing.T) {
+	engines := []struct {
+		name string
+		// env starts the engine's backing service, if any, before the
+		// replicas so that it outlives them.
+		env    func(t *testing.T) []string
+		shared bool
+	}{
+		{name: "bleve", env: func(*testing.T) []string { return nil }},
+		{name: "meilisearch", shared: true, env: func(t *testing.T) []string {
+			f := meilifake.New(t)
+			return []string{"CASEVAULT_MEILI_URL=" + f.URL(), "CASEVAULT_MEILI_KEY=" + meilifake.APIKey}
+		}},
+	}
+	for _, eng := range engines {
+		t.Run(eng.name, func(t *testing.T) {
+			threeReplicas(t, eng.env(t), eng.shared)
+		})
+	}
+}
+
+func threeReplicas(t *testing.T, engineEnv []string, shared bool) {
 	s3 := blobtest.EnvS3(t)
 	cfg := sqldbtest.Config(t, sqldb.Postgres)
 	env := []string{"CASEVAULT_DATABASE_URL=" + cfg.URL, "CASEVAULT_MASTER_KEY=" + strings.Repeat("5a", 32),
 		"CASEVAULT_S3_ENDPOINT=" + s3.Endpoint, "CASEVAULT_S3_BUCKET=" + s3.Bucket, "CASEVAULT_S3_ACCESS_KEY=" + s3.AccessKey,
 		"CASEVAULT_S3_SECRET_KEY=" + s3.SecretKey, "CASEVAULT_S3_TLS=false", "CASEVAULT_BACKUP_SCHEDULE=off"}
+	env = append(env, engineEnv...)
 	pa, tok := startAdmin(t, t.TempDir(), env...)
 	a := pa.api()
 
@@ -227,13 +253,22 @@ func TestThreeReplicasOneChangeFeed(t *testing.T) {
 
 	})
 
-	// Every replica's status: three consumers, each at the head.
+	// Every replica's status: the consumers at the head — three embedded
+	// ones, each its replica's writer, or the one shared consumer with
+	// exactly one writer among the replicas.
 	t.Run("status", func(t *testing.T) {
+		wantConsumers, wantEngine := 3, "bleve"
+		if shared {
+			wantConsumers, wantEngine = 1, "meilisearch"
+		}
+		writers := 0
 		for i, base := range bases {
-			testkit.Eventually(t, 30*time.Second, fmt.Sprint("replica ", i, " status lists three consumers at the head"), func() bool {
-				code, st := call(t, "GET", base+"/search/status", tok, nil)
+			var st map[string]any
+			testkit.Eventually(t, 30*time.Second, fmt.Sprint("replica ", i, " status lists ", wantConsumers, " consumers at the head"), func() bool {
+				var code int
+				code, st = call(t, "GET", base+"/search/status", tok, nil)
 				cons, _ := st["consumers"].([]any)
-				if code != 200 || len(cons) != 3 {
+				if code != 200 || len(cons) != wantConsumers {
 					return false
 				}
 				for _, c := range cons {
@@ -243,6 +278,18 @@ func TestThreeReplicasOneChangeFeed(t *testing.T) {
 				}
 				return st["pending"] == 0.0 && st["healthy"] == true
 			})
+			if st["engine"] != wantEngine {
+				t.Errorf("replica %d searches with %v, want %s", i, st["engine"], wantEngine)
+			}
+			if st["writer"] == true {
+				writers++
+			}
+			if !shared && st["writer"] != true {
+				t.Errorf("replica %d does not write its own embedded index: %v", i, st)
+			}
+		}
+		if shared && writers != 1 {
+			t.Errorf("%d replicas write the shared Meilisearch index, want exactly 1", writers)
 		}
 	})
 }

@@ -31,7 +31,7 @@ func TestPoisonCasesAreSetAside(t *testing.T) {
 	}{
 		{
 			name:    "one case over the payload limit",
-			setup:   func(f *fakeMeili) { f.maxPayload = 64 << 10 },
+			setup:   func(f *fakeMeili) { f.MaxPayload = 64 << 10 },
 			bodies:  map[int]string{7: strings.Repeat("huge ", 20_000)},
 			wantBad: []string{"case-07"},
 		},
@@ -82,7 +82,7 @@ func TestPoisonCasesAreSetAside(t *testing.T) {
 func TestChunksByBytes(t *testing.T) {
 	ctx := context.Background()
 	f := newFake(t)
-	e, err := Open(ctx, Config{URL: f.srv.URL, APIKey: testAPIKey, TaskPollInterval: time.Millisecond, MaxBatchBytes: 8 << 10})
+	e, err := Open(ctx, Config{URL: f.Srv.URL, APIKey: testAPIKey, TaskPollInterval: time.Millisecond, MaxBatchBytes: 8 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestChunksByBytes(t *testing.T) {
 	if err := e.Index(ctx, docs); err != nil {
 		t.Fatal(err)
 	}
-	adds := f.requests(http.MethodPost, "/indexes/cases_v1/documents")
+	adds := f.Requests(http.MethodPost, "/indexes/cases_v1/documents")
 	if len(adds) < 4 {
 		t.Errorf("%d requests for ~40 KB of documents under an 8 KB limit", len(adds))
 	}
@@ -103,7 +103,7 @@ func TestChunksByBytes(t *testing.T) {
 			t.Errorf("request of %d bytes over the 8 KB limit", len(r.Body))
 		}
 	}
-	if n := len(f.index("cases_v1").docs); n != 40 {
+	if n := len(f.Index("cases_v1").Docs); n != 40 {
 		t.Errorf("%d documents, want 40", n)
 	}
 }
@@ -113,7 +113,7 @@ func TestRequestTimeout(t *testing.T) {
 	e := openFake(t, f, 1)
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
-	f.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.Srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select { // a server that accepted the connection and hangs
 		case <-release:
 		case <-r.Context().Done():
@@ -136,14 +136,14 @@ func TestDeletedIndexIsRecreatedWithSettings(t *testing.T) {
 	ctx := context.Background()
 	f := newFake(t)
 	e := openFake(t, f, 1)
-	f.mu.Lock()
-	delete(f.indexes, "cases_v1")
-	f.mu.Unlock()
+	f.Mu.Lock()
+	delete(f.Indexes, "cases_v1")
+	f.Mu.Unlock()
 	err := e.Index(ctx, []search.CaseDoc{fixtureA()})
 	if !errors.Is(err, search.ErrBroken) {
 		t.Errorf("Index into a deleted index: %v, want search.ErrBroken (reopen)", err)
 	}
-	if ix := f.index("cases_v1"); ix != nil && len(ix.settings) == 0 {
+	if ix := f.Index("cases_v1"); ix != nil && len(ix.Settings) == 0 {
 		t.Fatalf("index recreated without settings (documents %v)", docIDs(ix))
 	}
 	// the indexer reopens: Open recreates the index with its settings and
@@ -152,7 +152,7 @@ func TestDeletedIndexIsRecreatedWithSettings(t *testing.T) {
 	if !e2.Created() {
 		t.Error("reopened engine does not report its index as created")
 	}
-	if ix := f.index("cases_v1"); ix == nil || len(ix.settings) == 0 {
+	if ix := f.Index("cases_v1"); ix == nil || len(ix.Settings) == 0 {
 		t.Fatal("index not recreated with settings")
 	}
 }
@@ -186,7 +186,7 @@ func TestCountReadsStats(t *testing.T) {
 	if err := e.Index(ctx, []search.CaseDoc{fixtureA(), fixtureB()}); err != nil {
 		t.Fatal(err)
 	}
-	searches := len(f.requests(http.MethodPost, "/indexes/cases_v1/search"))
+	searches := len(f.Requests(http.MethodPost, "/indexes/cases_v1/search"))
 	n, err := e.Count(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -194,10 +194,10 @@ func TestCountReadsStats(t *testing.T) {
 	if n != 3 { // documents: two contacts of A, the case-only document of B
 		t.Errorf("Count %d, want 3 documents", n)
 	}
-	if len(f.requests(http.MethodPost, "/indexes/cases_v1/search")) != searches {
+	if len(f.Requests(http.MethodPost, "/indexes/cases_v1/search")) != searches {
 		t.Error("Count searched the index")
 	}
-	if len(f.requests(http.MethodGet, "/indexes/cases_v1/stats")) == 0 {
+	if len(f.Requests(http.MethodGet, "/indexes/cases_v1/stats")) == 0 {
 		t.Error("Count did not read the index stats")
 	}
 }
@@ -212,7 +212,7 @@ func TestRebuildSwapsANewIndex(t *testing.T) {
 	if err := live.Index(ctx, []search.CaseDoc{fixtureB()}); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{URL: f.srv.URL, APIKey: testAPIKey, TaskPollInterval: time.Millisecond}
+	cfg := Config{URL: f.Srv.URL, APIKey: testAPIKey, TaskPollInterval: time.Millisecond}
 
 	b, err := Build(ctx, cfg)
 	if err != nil {
@@ -221,7 +221,7 @@ func TestRebuildSwapsANewIndex(t *testing.T) {
 	if b.IndexName() == "cases_v1" || !b.Created() {
 		t.Fatalf("build index %q created %v", b.IndexName(), b.Created())
 	}
-	if ix := f.index(b.IndexName()); ix == nil || len(ix.settings) == 0 {
+	if ix := f.Index(b.IndexName()); ix == nil || len(ix.Settings) == 0 {
 		t.Fatal("build index not created with settings")
 	}
 	if err := b.Index(ctx, []search.CaseDoc{fixtureA()}); err != nil {
@@ -237,10 +237,10 @@ func TestRebuildSwapsANewIndex(t *testing.T) {
 	if b.IndexName() != "cases_v1" {
 		t.Errorf("activated engine answers from %q", b.IndexName())
 	}
-	if f.index(tmp) != nil {
+	if f.Index(tmp) != nil {
 		t.Errorf("replaced content left in %s", tmp)
 	}
-	if len(f.requests(http.MethodPost, "/swap-indexes")) != 1 {
+	if len(f.Requests(http.MethodPost, "/swap-indexes")) != 1 {
 		t.Error("no swap-indexes")
 	}
 	for _, e := range []*Engine{live, b} { // the old engine reads the new content too
@@ -253,7 +253,7 @@ func TestRebuildSwapsANewIndex(t *testing.T) {
 	if err := live.Drop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if f.index("cases_v1") == nil {
+	if f.Index("cases_v1") == nil {
 		t.Fatal("dropping the replaced engine deleted the live index")
 	}
 
@@ -265,7 +265,7 @@ func TestRebuildSwapsANewIndex(t *testing.T) {
 	if err := b2.Drop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if f.index(b2.IndexName()) != nil || f.index("cases_v1") == nil {
+	if f.Index(b2.IndexName()) != nil || f.Index("cases_v1") == nil {
 		t.Fatal("a failed rebuild's drop removed the wrong index")
 	}
 

@@ -31,8 +31,8 @@ func TestVersionFloor(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.version, func(t *testing.T) {
 			f := newFake(t)
-			f.version = tt.version
-			_, err := Open(context.Background(), Config{URL: f.srv.URL, APIKey: testAPIKey, TaskPollInterval: time.Millisecond})
+			f.Version = tt.version
+			_, err := Open(context.Background(), Config{URL: f.Srv.URL, APIKey: testAPIKey, TaskPollInterval: time.Millisecond})
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("Open on %s: %v, want error %v", tt.version, err, tt.wantErr)
 			}
@@ -40,7 +40,7 @@ func TestVersionFloor(t *testing.T) {
 				if !strings.Contains(err.Error(), "1.53.0") || !strings.Contains(err.Error(), tt.version) {
 					t.Errorf("message %q names neither the floor nor the server's version", err)
 				}
-				if n := len(f.requests(http.MethodPatch, "/indexes/cases_v1/settings")) + len(f.requests(http.MethodPost, "/indexes")); n != 0 {
+				if n := len(f.Requests(http.MethodPatch, "/indexes/cases_v1/settings")) + len(f.Requests(http.MethodPost, "/indexes")); n != 0 {
 					t.Errorf("%d writes sent to a server below the floor", n)
 				}
 			}
@@ -99,9 +99,9 @@ func (tr gatedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 func openGated(t *testing.T, f *fakeMeili, g *gate, name string) *Engine {
 	t.Helper()
-	client := &http.Client{Transport: gatedTransport{g: g, name: name, next: f.srv.Client().Transport}}
+	client := &http.Client{Transport: gatedTransport{g: g, name: name, next: f.Srv.Client().Transport}}
 	e, err := Open(context.Background(), Config{
-		URL: f.srv.URL, APIKey: testAPIKey, HTTPClient: client,
+		URL: f.Srv.URL, APIKey: testAPIKey, HTTPClient: client,
 		TaskTimeout: 10 * time.Second, TaskPollInterval: time.Millisecond,
 	})
 	if err != nil {
@@ -154,7 +154,7 @@ func TestTwoWritersNeverLoseACase(t *testing.T) {
 				t.Fatal(err)
 			}
 			if res.Total != 1 {
-				t.Fatalf("case lost: %d hits (documents %v)", res.Total, docIDs(f.index("cases_v1")))
+				t.Fatalf("case lost: %d hits (documents %v)", res.Total, docIDs(f.Index("cases_v1")))
 			}
 			for _, w := range []struct {
 				word string
@@ -165,7 +165,7 @@ func TestTwoWritersNeverLoseACase(t *testing.T) {
 					t.Fatal(err)
 				}
 				if res.Total != w.want {
-					t.Errorf("%q: %d hits, want %d (documents %v)", w.word, res.Total, w.want, docIDs(f.index("cases_v1")))
+					t.Errorf("%q: %d hits, want %d (documents %v)", w.word, res.Total, w.want, docIDs(f.Index("cases_v1")))
 				}
 			}
 		})
@@ -173,8 +173,8 @@ func TestTwoWritersNeverLoseACase(t *testing.T) {
 }
 
 func failDocs(f *fakeMeili, bad func(doc map[string]any) bool) {
-	f.failTask = nil
-	f.badDoc = bad
+	f.FailTask = nil
+	f.BadDoc = bad
 }
 
 // TestTaskTimeoutDoesNotPileUp: a stalled server makes Index time out; the
@@ -183,24 +183,24 @@ func failDocs(f *fakeMeili, bad func(doc map[string]any) bool) {
 func TestTaskTimeoutDoesNotPileUp(t *testing.T) {
 	ctx := context.Background()
 	f := newFake(t)
-	e, err := Open(ctx, Config{URL: f.srv.URL, APIKey: testAPIKey, TaskTimeout: 50 * time.Millisecond, TaskPollInterval: time.Millisecond})
+	e, err := Open(ctx, Config{URL: f.Srv.URL, APIKey: testAPIKey, TaskTimeout: 50 * time.Millisecond, TaskPollInterval: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.mu.Lock()
-	f.holdTasks = true
-	f.mu.Unlock()
+	f.Mu.Lock()
+	f.HoldTasks = true
+	f.Mu.Unlock()
 	for range 3 {
 		if err := e.Index(ctx, []search.CaseDoc{fixtureA()}); err == nil {
 			t.Fatal("Index succeeded on a stalled server")
 		}
 	}
-	if n := len(f.requests(http.MethodPost, "/indexes/cases_v1/documents")); n != 1 {
+	if n := len(f.Requests(http.MethodPost, "/indexes/cases_v1/documents")); n != 1 {
 		t.Errorf("%d document additions enqueued by 3 attempts, want 1", n)
 	}
-	f.mu.Lock()
-	f.holdTasks = false
-	f.mu.Unlock()
+	f.Mu.Lock()
+	f.HoldTasks = false
+	f.Mu.Unlock()
 	if err := e.Index(ctx, []search.CaseDoc{fixtureA()}); err != nil {
 		t.Fatalf("Index after the server recovered: %v", err)
 	}
@@ -213,21 +213,21 @@ func TestSettingsComparedNotPatched(t *testing.T) {
 	if err := e.Index(ctx, []search.CaseDoc{fixtureA()}); err != nil {
 		t.Fatal(err)
 	}
-	patches := len(f.requests(http.MethodPatch, "/indexes/cases_v1/settings"))
+	patches := len(f.Requests(http.MethodPatch, "/indexes/cases_v1/settings"))
 	openFake(t, f, 1)
-	if n := len(f.requests(http.MethodPatch, "/indexes/cases_v1/settings")); n != patches {
+	if n := len(f.Requests(http.MethodPatch, "/indexes/cases_v1/settings")); n != patches {
 		t.Errorf("settings patched again on a start with unchanged settings (%d → %d)", patches, n)
 	}
 
 	// someone changed the live index's settings: refuse, naming the fix
-	f.mu.Lock()
-	f.indexes["cases_v1"].settings["searchableAttributes"] = json.RawMessage(`["body"]`)
-	f.mu.Unlock()
-	_, err := Open(ctx, Config{URL: f.srv.URL, APIKey: testAPIKey, TaskPollInterval: time.Millisecond})
+	f.Mu.Lock()
+	f.Indexes["cases_v1"].Settings["searchableAttributes"] = json.RawMessage(`["body"]`)
+	f.Mu.Unlock()
+	_, err := Open(ctx, Config{URL: f.Srv.URL, APIKey: testAPIKey, TaskPollInterval: time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "index version") {
 		t.Fatalf("Open with changed settings: %v, want a refusal naming the index version", err)
 	}
-	if n := len(f.requests(http.MethodPatch, "/indexes/cases_v1/settings")); n != patches {
+	if n := len(f.Requests(http.MethodPatch, "/indexes/cases_v1/settings")); n != patches {
 		t.Error("live index's settings patched in place")
 	}
 }
@@ -240,11 +240,11 @@ func TestFacetsInOneRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []search.Query{{Facets: true}, {Facets: true, Offset: 839, Limit: 2}, {Words: []string{"refund"}, Offset: 839, Limit: 2}} {
-		before := len(f.requests(http.MethodPost, "/indexes/cases_v1/search")) + len(f.requests(http.MethodPost, "/multi-search"))
+		before := len(f.Requests(http.MethodPost, "/indexes/cases_v1/search")) + len(f.Requests(http.MethodPost, "/multi-search"))
 		if _, err := e.Search(ctx, q); err != nil {
 			t.Fatal(err)
 		}
-		after := len(f.requests(http.MethodPost, "/indexes/cases_v1/search")) + len(f.requests(http.MethodPost, "/multi-search"))
+		after := len(f.Requests(http.MethodPost, "/indexes/cases_v1/search")) + len(f.Requests(http.MethodPost, "/multi-search"))
 		if after-before != 1 {
 			t.Errorf("%+v: %d requests, want 1", q, after-before)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -54,8 +55,8 @@ func fixtureB() search.CaseDoc {
 func openFake(t *testing.T, f *fakeMeili, version int) *Engine {
 	t.Helper()
 	e, err := Open(context.Background(), Config{
-		URL: f.srv.URL, APIKey: testAPIKey, IndexVersion: version,
-		HTTPClient: f.srv.Client(), TaskTimeout: 10 * time.Second, TaskPollInterval: time.Millisecond,
+		URL: f.Srv.URL, APIKey: testAPIKey, IndexVersion: version,
+		HTTPClient: f.Srv.Client(), TaskTimeout: 10 * time.Second, TaskPollInterval: time.Millisecond,
 	})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -77,12 +78,12 @@ func asError(t *testing.T, err error) *Error {
 }
 
 func docIDs(ix *fakeIndex) []string {
-	return append([]string(nil), ix.order...)
+	return append([]string(nil), ix.Order...)
 }
 
 func lastBody(t *testing.T, f *fakeMeili, method, path string) map[string]any {
 	t.Helper()
-	reqs := f.requests(method, path)
+	reqs := f.Requests(method, path)
 	if len(reqs) == 0 {
 		t.Fatalf("no %s %s received", method, path)
 	}
@@ -95,7 +96,7 @@ func lastBody(t *testing.T, f *fakeMeili, method, path string) map[string]any {
 
 func TestOpenCreatesIndexWithSettings(t *testing.T) {
 	f := newFake(t)
-	f.pollsBeforeDone = 3 // tasks stay enqueued/processing for a while
+	f.PollsBeforeDone = 3 // tasks stay enqueued/processing for a while
 	e := openFake(t, f, 0)
 	if e.IndexName() != "cases_v1" || e.Name() != "meilisearch" {
 		t.Fatalf("name %q index %q", e.Name(), e.IndexName())
@@ -130,18 +131,18 @@ func TestOpenCreatesIndexWithSettings(t *testing.T) {
 		filterable = append(filterable, a.(string))
 	}
 	for _, want := range []string{"x_case_id", "x_status", "x_channel", "x_priority", "x_customer_id", "x_assignee", "x_tags", "x_purposes", "occurred_at", "rev"} {
-		if !contains(filterable, want) {
+		if !slices.Contains(filterable, want) {
 			t.Errorf("%s not filterable: %v", want, filterable)
 		}
 	}
 	// Each task was polled until it finished, not just once.
 	for _, path := range []string{"/tasks/0", "/tasks/1"} {
-		if n := len(f.requests(http.MethodGet, path)); n != f.pollsBeforeDone+1 {
-			t.Errorf("%s polled %d times, want %d", path, n, f.pollsBeforeDone+1)
+		if n := len(f.Requests(http.MethodGet, path)); n != f.PollsBeforeDone+1 {
+			t.Errorf("%s polled %d times, want %d", path, n, f.PollsBeforeDone+1)
 		}
 	}
-	ix := f.index("cases_v1")
-	if ix == nil || ix.pk != "id" {
+	ix := f.Index("cases_v1")
+	if ix == nil || ix.PK != "id" {
 		t.Fatalf("index not created with primary key: %+v", ix)
 	}
 	if err := e.Ping(context.Background()); err != nil {
@@ -168,20 +169,20 @@ func TestOpenExistingAndVersionedIndexes(t *testing.T) {
 			f := newFake(t)
 			uid := fmt.Sprintf("cases_v%d", tt.version)
 			if tt.existingPK != nil {
-				f.indexes[uid] = newFakeIndex(uid, *tt.existingPK)
+				f.Indexes[uid] = newFakeIndex(uid, *tt.existingPK)
 			}
-			_, err := Open(context.Background(), Config{URL: f.srv.URL, APIKey: testAPIKey, IndexVersion: tt.version, TaskPollInterval: time.Millisecond})
+			_, err := Open(context.Background(), Config{URL: f.Srv.URL, APIKey: testAPIKey, IndexVersion: tt.version, TaskPollInterval: time.Millisecond})
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("Open error %v, want error %v", err, tt.wantErr)
 			}
-			if got := len(f.requests(http.MethodPost, "/indexes")) > 0; got != tt.wantCreate {
+			if got := len(f.Requests(http.MethodPost, "/indexes")) > 0; got != tt.wantCreate {
 				t.Errorf("index created: %v, want %v", got, tt.wantCreate)
 			}
-			if got := len(f.requests(http.MethodPatch, "/indexes/"+uid)) > 0; got != tt.wantPKSet {
+			if got := len(f.Requests(http.MethodPatch, "/indexes/"+uid)) > 0; got != tt.wantPKSet {
 				t.Errorf("primary key set: %v, want %v", got, tt.wantPKSet)
 			}
-			if !tt.wantErr && f.index(uid).pk != "id" {
-				t.Errorf("primary key %q", f.index(uid).pk)
+			if !tt.wantErr && f.Index(uid).PK != "id" {
+				t.Errorf("primary key %q", f.Index(uid).PK)
 			}
 		})
 	}
@@ -199,25 +200,25 @@ func ptr[T any](v T) *T { return &v }
 func TestIndexAndSearch(t *testing.T) {
 	ctx := context.Background()
 	f := newFake(t)
-	f.pollsBeforeDone = 2
+	f.PollsBeforeDone = 2
 	e := openFake(t, f, 1)
 
 	if err := e.Index(ctx, []search.CaseDoc{fixtureA(), fixtureB()}); err != nil {
 		t.Fatalf("Index: %v", err)
 	}
-	ix := f.index("cases_v1")
+	ix := f.Index("cases_v1")
 	wantIDs := []string{"ct-" + ctA1 + "-0", "ct-" + ctA2 + "-0", "cs-" + caseB + "-0"}
 	if got := docIDs(ix); !reflect.DeepEqual(got, wantIDs) {
 		t.Fatalf("documents %v, want %v", got, wantIDs)
 	}
-	a2 := ix.docs["ct-"+ctA2+"-0"]
+	a2 := ix.Docs["ct-"+ctA2+"-0"]
 	if a2["case_id"] != caseA || a2["channel"] != "phone" || a2["status"] != "open" ||
 		a2["occurred_at"] != float64(t0.Add(30*time.Minute).UnixMicro()) ||
 		!reflect.DeepEqual(a2["tags"], []any{"vip", "billing"}) ||
 		!reflect.DeepEqual(a2["purposes"], []any{"customer_service", "fraud_monitoring"}) {
 		t.Errorf("contact document %v", a2)
 	}
-	if b := ix.docs["cs-"+caseB+"-0"]; b["contact_id"] != "" || b["channel"] != nil || b["occurred_at"] != nil || b["purposes"] != nil ||
+	if b := ix.Docs["cs-"+caseB+"-0"]; b["contact_id"] != "" || b["channel"] != nil || b["occurred_at"] != nil || b["purposes"] != nil ||
 		b["sort_at"] != float64(t0.Add(2*time.Hour).UnixMicro()) || b["subject"] != "Address change" {
 		t.Errorf("case-only document %v", b)
 	}
@@ -295,7 +296,7 @@ func TestIndexAndSearch(t *testing.T) {
 		// One multi-search: the page, the total with the case-level facets,
 		// and one count per channel and purpose value (the value as its own
 		// filter element).
-		ms := f.requests(http.MethodPost, "/multi-search")
+		ms := f.Requests(http.MethodPost, "/multi-search")
 		if len(ms) == 0 {
 			t.Fatal("no multi-search")
 		}
@@ -382,12 +383,12 @@ func TestIndexAndSearch(t *testing.T) {
 		t.Fatalf("reindex: %v", err)
 	}
 	wantIDs = []string{"ct-" + ctA1 + "-7", "ct-" + ctB1 + "-7"}
-	if got := docIDs(f.index("cases_v1")); !reflect.DeepEqual(got, wantIDs) {
+	if got := docIDs(f.Index("cases_v1")); !reflect.DeepEqual(got, wantIDs) {
 		t.Fatalf("after reindex documents %v, want %v", got, wantIDs)
 	}
 	// the stale documents of both cases go in one filter: older revs
 	var stale string
-	for _, r := range f.requests(http.MethodPost, "/indexes/cases_v1/documents/delete") {
+	for _, r := range f.Requests(http.MethodPost, "/indexes/cases_v1/documents/delete") {
 		var body map[string]any
 		_ = json.Unmarshal(r.Body, &body)
 		if s, ok := body["filter"].(string); ok && strings.Contains(s, "rev < 7") {
@@ -401,7 +402,7 @@ func TestIndexAndSearch(t *testing.T) {
 	if err := e.Delete(ctx, []string{caseA}); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
-	if got := docIDs(f.index("cases_v1")); !reflect.DeepEqual(got, []string{"ct-" + ctB1 + "-7"}) {
+	if got := docIDs(f.Index("cases_v1")); !reflect.DeepEqual(got, []string{"ct-" + ctB1 + "-7"}) {
 		t.Fatalf("after delete documents %v", got)
 	}
 	if n, err := e.Count(ctx); err != nil || n != 1 {
@@ -428,7 +429,7 @@ func TestTaskFailures(t *testing.T) {
 		{
 			name: "document addition fails",
 			setup: func(f *fakeMeili) {
-				f.failTask = func(typ string) *apiErr {
+				f.FailTask = func(typ string) *apiErr {
 					if typ == "documentAdditionOrUpdate" {
 						return newAPIErr("invalid_document_fields", "invalid_request", "bad field")
 					}
@@ -441,7 +442,7 @@ func TestTaskFailures(t *testing.T) {
 		{
 			name: "stale deletion fails",
 			setup: func(f *fakeMeili) {
-				f.failTask = func(typ string) *apiErr {
+				f.FailTask = func(typ string) *apiErr {
 					if typ == "documentDeletion" {
 						return newAPIErr("invalid_document_filter", "invalid_request", "bad filter")
 					}
@@ -454,7 +455,7 @@ func TestTaskFailures(t *testing.T) {
 		{
 			name: "delete fails",
 			setup: func(f *fakeMeili) {
-				f.failTask = func(typ string) *apiErr {
+				f.FailTask = func(typ string) *apiErr {
 					if typ == "documentDeletion" {
 						return newAPIErr("internal", "internal", "disk full")
 					}
@@ -467,7 +468,7 @@ func TestTaskFailures(t *testing.T) {
 		{
 			name: "task canceled",
 			setup: func(f *fakeMeili) {
-				f.cancelTask = func(typ string) bool { return typ == "documentAdditionOrUpdate" }
+				f.CancelTask = func(typ string) bool { return typ == "documentAdditionOrUpdate" }
 			},
 			call:       func(e *Engine) error { return e.Index(ctx, []search.CaseDoc{fixtureA()}) },
 			wantStatus: "canceled",
@@ -480,8 +481,8 @@ func TestTaskFailures(t *testing.T) {
 			if err := e.Index(ctx, []search.CaseDoc{fixtureB()}); err != nil {
 				t.Fatal(err)
 			}
-			before := docIDs(f.index("cases_v1"))
-			deletesBefore := len(f.requests(http.MethodPost, "/indexes/cases_v1/documents/delete"))
+			before := docIDs(f.Index("cases_v1"))
+			deletesBefore := len(f.Requests(http.MethodPost, "/indexes/cases_v1/documents/delete"))
 			tt.setup(f)
 
 			me := asError(t, tt.call(e))
@@ -491,12 +492,12 @@ func TestTaskFailures(t *testing.T) {
 			if !strings.Contains(me.Error(), tt.wantStatus) || (tt.wantCode != "" && !strings.Contains(me.Error(), tt.wantCode)) {
 				t.Errorf("message %q lacks status or code", me.Error())
 			}
-			deleted := len(f.requests(http.MethodPost, "/indexes/cases_v1/documents/delete")) > deletesBefore
+			deleted := len(f.Requests(http.MethodPost, "/indexes/cases_v1/documents/delete")) > deletesBefore
 			if deleted != tt.wantDelete {
 				t.Errorf("deletion sent: %v, want %v", deleted, tt.wantDelete)
 			}
 			if tt.name == "document addition fails" || tt.name == "task canceled" {
-				if got := docIDs(f.index("cases_v1")); !reflect.DeepEqual(got, before) {
+				if got := docIDs(f.Index("cases_v1")); !reflect.DeepEqual(got, before) {
 					t.Errorf("documents changed by a failed task: %v -> %v", before, got)
 				}
 			}
@@ -510,9 +511,9 @@ func TestHTTPErrors(t *testing.T) {
 	t.Run("404 index not found is typed", func(t *testing.T) {
 		f := newFake(t)
 		e := openFake(t, f, 1)
-		f.mu.Lock()
-		delete(f.indexes, "cases_v1")
-		f.mu.Unlock()
+		f.Mu.Lock()
+		delete(f.Indexes, "cases_v1")
+		f.Mu.Unlock()
 		_, err := e.Search(ctx, search.Query{Words: []string{"x"}})
 		me := asError(t, err)
 		if me.StatusCode != 404 || me.Code != "index_not_found" || me.Type != "invalid_request" || me.Temporary() {
@@ -527,7 +528,7 @@ func TestHTTPErrors(t *testing.T) {
 	t.Run("400 with Meilisearch's error body", func(t *testing.T) {
 		f := newFake(t)
 		e := openFake(t, f, 1)
-		f.intercept = func(r recorded) (int, []byte, bool) {
+		f.Intercept = func(r recorded) (int, []byte, bool) {
 			if r.Path == "/indexes/cases_v1/search" {
 				b, _ := json.Marshal(newAPIErr("invalid_search_filter", "invalid_request", "Attribute `x` is not filterable."))
 				return 400, b, true
@@ -559,7 +560,7 @@ func TestHTTPErrors(t *testing.T) {
 		t.Run("503 on "+tt.name+" is not retried", func(t *testing.T) {
 			f := newFake(t)
 			e := openFake(t, f, 1)
-			f.intercept = func(r recorded) (int, []byte, bool) {
+			f.Intercept = func(r recorded) (int, []byte, bool) {
 				if r.Method == tt.method && r.Path == tt.path {
 					return http.StatusServiceUnavailable, []byte(tt.body), true
 				}
@@ -569,7 +570,7 @@ func TestHTTPErrors(t *testing.T) {
 			if me.StatusCode != http.StatusServiceUnavailable || !me.Temporary() {
 				t.Errorf("error %+v: want HTTP 503, temporary", me)
 			}
-			if n := len(f.requests(tt.method, tt.path)); n != 1 {
+			if n := len(f.Requests(tt.method, tt.path)); n != 1 {
 				t.Errorf("%s %s sent %d times: the client retried", tt.method, tt.path, n)
 			}
 		})
@@ -578,7 +579,7 @@ func TestHTTPErrors(t *testing.T) {
 	t.Run("unreachable server", func(t *testing.T) {
 		f := newFake(t)
 		e := openFake(t, f, 1)
-		f.srv.Close()
+		f.Srv.Close()
 		me := asError(t, e.Ping(ctx))
 		if me.StatusCode != 0 || !me.Temporary() {
 			t.Errorf("error %+v", me)
@@ -630,10 +631,10 @@ func TestFilterInjection(t *testing.T) {
 				if err != nil {
 					t.Fatalf("element %d %q: %v", i, el, err)
 				}
-				if i == 0 && (p.attr != "x_status" || len(p.strs) != 1 || decodeValue(p.strs[0]) != h) {
+				if i == 0 && (p.Attr != "x_status" || len(p.Strs) != 1 || decodeValue(p.Strs[0]) != h) {
 					t.Errorf("status predicate %+v", p)
 				}
-				if i == 2 && (p.attr != "x_tags" || !reflect.DeepEqual(p.strs, hexAll([]string{h, "vip"}))) {
+				if i == 2 && (p.Attr != "x_tags" || !reflect.DeepEqual(p.Strs, hexAll([]string{h, "vip"}))) {
 					t.Errorf("tags predicate %+v", p)
 				}
 			}

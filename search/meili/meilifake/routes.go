@@ -1,4 +1,4 @@
-package meili
+package meilifake
 
 import (
 	"encoding/json"
@@ -12,30 +12,30 @@ import (
 // floor, settings comparison, stats, rebuild swaps and multi-search, and
 // Chinese segmentation the way Meilisearch does it.
 
-func (f *fakeMeili) deleteIndex(w http.ResponseWriter, uid string) {
-	f.enqueue(w, uid, "indexDeletion", map[string]any{"deletedDocuments": nil}, func() *apiErr {
-		if f.indexes[uid] == nil {
-			return newAPIErr("index_not_found", "invalid_request", "Index `"+uid+"` not found.")
+func (f *Server) deleteIndex(w http.ResponseWriter, uid string) {
+	f.enqueue(w, uid, "indexDeletion", map[string]any{"deletedDocuments": nil}, func() *APIErr {
+		if f.Indexes[uid] == nil {
+			return NewAPIErr("index_not_found", "invalid_request", "Index `"+uid+"` not found.")
 		}
-		delete(f.indexes, uid)
+		delete(f.Indexes, uid)
 		return nil
 	})
 }
 
-func (f *fakeMeili) stats(w http.ResponseWriter, uid string) {
-	idx := f.indexes[uid]
+func (f *Server) stats(w http.ResponseWriter, uid string) {
+	idx := f.Indexes[uid]
 	if idx == nil {
-		writeJSON(w, 404, newAPIErr("index_not_found", "invalid_request", "Index `"+uid+"` not found."))
+		writeJSON(w, 404, NewAPIErr("index_not_found", "invalid_request", "Index `"+uid+"` not found."))
 		return
 	}
 	fields := map[string]int{}
-	for _, d := range idx.docs {
+	for _, d := range idx.Docs {
 		for k := range d {
 			fields[k]++
 		}
 	}
 	writeJSON(w, 200, map[string]any{
-		"numberOfDocuments": len(idx.docs), "indexSize": 0, "usedIndexSize": 0, "rawDocumentDbSize": 0,
+		"numberOfDocuments": len(idx.Docs), "indexSize": 0, "usedIndexSize": 0, "rawDocumentDbSize": 0,
 		"avgDocumentSize": 0, "isIndexing": false, "fieldDistribution": fields,
 		"numberOfEmbeddings": 0, "numberOfEmbeddedDocuments": 0,
 	})
@@ -44,14 +44,14 @@ func (f *fakeMeili) stats(w http.ResponseWriter, uid string) {
 // getSettings answers the settings the index has; settings never set are
 // left out (Meilisearch would show its defaults, which the adapter does not
 // compare).
-func (f *fakeMeili) getSettings(w http.ResponseWriter, uid string) {
-	idx := f.indexes[uid]
+func (f *Server) getSettings(w http.ResponseWriter, uid string) {
+	idx := f.Indexes[uid]
 	if idx == nil {
-		writeJSON(w, 404, newAPIErr("index_not_found", "invalid_request", "Index `"+uid+"` not found."))
+		writeJSON(w, 404, NewAPIErr("index_not_found", "invalid_request", "Index `"+uid+"` not found."))
 		return
 	}
 	out := map[string]json.RawMessage{}
-	for k, v := range idx.settings {
+	for k, v := range idx.Settings {
 		out[k] = v
 	}
 	// Meilisearch answers sortableAttributes sorted, whatever the order set.
@@ -64,34 +64,34 @@ func (f *fakeMeili) getSettings(w http.ResponseWriter, uid string) {
 	writeJSON(w, 200, out)
 }
 
-func (f *fakeMeili) swapIndexes(w http.ResponseWriter, body []byte) {
+func (f *Server) swapIndexes(w http.ResponseWriter, body []byte) {
 	var req []struct {
 		Indexes []string `json:"indexes"`
 		Rename  bool     `json:"rename"`
 	}
 	if err := json.Unmarshal(body, &req); err != nil {
-		writeJSON(w, 400, newAPIErr("bad_request", "invalid_request", err.Error()))
+		writeJSON(w, 400, NewAPIErr("bad_request", "invalid_request", err.Error()))
 		return
 	}
-	f.enqueue(w, "", "indexSwap", map[string]any{"swaps": req}, func() *apiErr {
+	f.enqueue(w, "", "indexSwap", map[string]any{"swaps": req}, func() *APIErr {
 		for _, s := range req {
-			a, b := f.indexes[s.Indexes[0]], f.indexes[s.Indexes[1]]
+			a, b := f.Indexes[s.Indexes[0]], f.Indexes[s.Indexes[1]]
 			if a == nil || b == nil {
-				return newAPIErr("index_not_found", "invalid_request", "Indexes `"+strings.Join(s.Indexes, "`, `")+"` not found.")
+				return NewAPIErr("index_not_found", "invalid_request", "Indexes `"+strings.Join(s.Indexes, "`, `")+"` not found.")
 			}
-			a.uid, b.uid = b.uid, a.uid
-			f.indexes[a.uid], f.indexes[b.uid] = a, b
+			a.UID, b.UID = b.UID, a.UID
+			f.Indexes[a.UID], f.Indexes[b.UID] = a, b
 		}
 		return nil
 	})
 }
 
-func (f *fakeMeili) multiSearch(w http.ResponseWriter, body []byte) {
+func (f *Server) multiSearch(w http.ResponseWriter, body []byte) {
 	var req struct {
 		Queries []json.RawMessage `json:"queries"`
 	}
 	if err := json.Unmarshal(body, &req); err != nil {
-		writeJSON(w, 400, newAPIErr("bad_request", "invalid_request", err.Error()))
+		writeJSON(w, 400, NewAPIErr("bad_request", "invalid_request", err.Error()))
 		return
 	}
 	results := []map[string]any{}
@@ -101,7 +101,7 @@ func (f *fakeMeili) multiSearch(w http.ResponseWriter, body []byte) {
 			IndexUID string `json:"indexUid"`
 		}
 		if err := json.Unmarshal(raw, &q); err != nil {
-			writeJSON(w, 400, newAPIErr("bad_request", "invalid_request", err.Error()))
+			writeJSON(w, 400, NewAPIErr("bad_request", "invalid_request", err.Error()))
 			return
 		}
 		_ = json.Unmarshal(raw, &uid)

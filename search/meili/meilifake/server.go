@@ -1,4 +1,4 @@
-package meili
+package meilifake
 
 import (
 	"bytes"
@@ -29,7 +29,7 @@ import (
 // enough of the server for the adapter: indexes, settings, documents, tasks
 // (enqueued → processing → succeeded/failed), filters and search.
 
-const testAPIKey = "test-master-key"
+const APIKey = "test-master-key"
 
 // specValidator builds the validator once per test binary: parsing and
 // compiling the 800 KB description is the slow part, and the validator is
@@ -110,14 +110,16 @@ func patchMultiSearch(spec, schemas map[string]any) {
 	}}
 }
 
-// vendoredSpec is the description this package carries as test data
-// (testdata/README.md says where it comes from); the tests need nothing
-// from outside the repository.
-const vendoredSpec = "testdata/meilisearch-openapi.json"
+// vendoredSpec is the description search/meili carries as test data
+// (testdata/README.md says where it comes from), relative to the module
+// root; the tests need nothing from outside the repository.
+const vendoredSpec = "search/meili/testdata/meilisearch-openapi.json"
 
 // findSpec resolves MEILI_OPENAPI_SPEC when set (relative paths are tried
-// from the package directory and from the module root, because .ci/run sets
-// it relative to the repository), else the vendored description.
+// from the test's working directory and from the module root, because
+// .ci/run sets it relative to the repository), else the vendored
+// description, found from the module root so that tests of any package
+// (search/meili, cmd/casevault) find it.
 func findSpec() (string, error) {
 	p := os.Getenv("MEILI_OPENAPI_SPEC")
 	if p == "" {
@@ -134,7 +136,7 @@ func findSpec() (string, error) {
 			return c, nil
 		}
 	}
-	return "", fmt.Errorf("Meilisearch OpenAPI description not found (tried %v); unset MEILI_OPENAPI_SPEC to use the vendored %s", candidates, vendoredSpec)
+	return "", fmt.Errorf("the Meilisearch OpenAPI description was not found (tried %v); unset MEILI_OPENAPI_SPEC to use the vendored %s", candidates, vendoredSpec)
 }
 
 func moduleRoot() (string, bool) {
@@ -154,29 +156,29 @@ func moduleRoot() (string, bool) {
 	}
 }
 
-// apiErr is Meilisearch's documented error body.
-type apiErr struct {
+// APIErr is Meilisearch's documented error body.
+type APIErr struct {
 	Message string `json:"message"`
 	Code    string `json:"code"`
 	Type    string `json:"type"`
 	Link    string `json:"link"`
 }
 
-func newAPIErr(code, typ, msg string) *apiErr {
-	return &apiErr{Message: msg, Code: code, Type: typ, Link: "https://docs.meilisearch.com/errors#" + code}
+func NewAPIErr(code, typ, msg string) *APIErr {
+	return &APIErr{Message: msg, Code: code, Type: typ, Link: "https://docs.meilisearch.com/errors#" + code}
 }
 
-type recorded struct {
+type Recorded struct {
 	Method, Path, RawQuery string
 	Body                   []byte
 }
 
-type fakeIndex struct {
-	uid, pk   string
-	created   time.Time
-	settings  map[string]json.RawMessage
-	docs      map[string]map[string]any
-	order     []string
+type Index struct {
+	UID, PK   string
+	Created   time.Time
+	Settings  map[string]json.RawMessage
+	Docs      map[string]map[string]any
+	Order     []string
 	typoCache *typoSettings // parsed typoTolerance; reset by a settings update
 }
 
@@ -192,59 +194,65 @@ type fakeTask struct {
 	enqueued time.Time
 	polls    int
 	status   string
-	err      *apiErr
+	err      *APIErr
 	details  map[string]any
-	apply    func() *apiErr
+	apply    func() *APIErr
 }
 
-type fakeMeili struct {
-	t   *testing.T
+type Server struct {
+	t   testing.TB
 	v   validator.Validator
-	srv *httptest.Server
+	Srv *httptest.Server
 
-	mu      sync.Mutex
-	indexes map[string]*fakeIndex
+	Mu      sync.Mutex
+	Indexes map[string]*Index
 	tasks   []*fakeTask
-	log     []recorded
+	log     []Recorded
 	// pollsBeforeDone is how many GET /tasks/{id} report a task still
 	// enqueued/processing before it finishes.
-	pollsBeforeDone int
+	PollsBeforeDone int
 	// intercept, when it returns ok, answers the request instead of the
 	// emulation (503s, injected errors).
-	intercept func(r recorded) (status int, body []byte, ok bool)
+	Intercept func(r Recorded) (status int, body []byte, ok bool)
 	// failTask, when it returns an error for a task type, makes the next
 	// task of that type end "failed" without applying it.
-	failTask func(typ string) *apiErr
+	FailTask func(typ string) *APIErr
 	// cancelTask makes a task of that type end "canceled".
-	cancelTask func(typ string) bool
+	CancelTask func(typ string) bool
 	// version is what GET /version reports as pkgVersion.
-	version string
+	Version string
 	// maxPayload is the largest request body the fake accepts (413 above),
 	// like Meilisearch's --http-payload-size-limit; 0: no limit.
-	maxPayload int
+	MaxPayload int
 	// holdTasks keeps every task enqueued (a stalled server) while set.
-	holdTasks bool
+	HoldTasks bool
 	// badDoc makes a document addition fail for good when one of its
 	// documents satisfies it (invalid_document_fields).
-	badDoc func(doc map[string]any) bool
+	BadDoc func(doc map[string]any) bool
 }
 
-func newFake(t *testing.T) *fakeMeili {
+// New starts a fake on a loopback TCP port (closed when t's test ends) with
+// no indexes; every protocol violation fails t.
+func New(t testing.TB) *Server {
 	t.Helper()
 	v, err := specValidator()
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeMeili{t: t, v: v, indexes: map[string]*fakeIndex{}, pollsBeforeDone: 1, version: "1.53.0"}
-	f.srv = httptest.NewServer(f)
-	t.Cleanup(f.srv.Close)
+	f := &Server{t: t, v: v, Indexes: map[string]*Index{}, PollsBeforeDone: 1, Version: "1.53.0"}
+	f.Srv = httptest.NewServer(f)
+	t.Cleanup(f.Srv.Close)
 	return f
 }
 
-func (f *fakeMeili) requests(method, path string) []recorded {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []recorded
+// URL is the fake's base URL, for meili.Config.URL or --meili-url.
+func (f *Server) URL() string { return f.Srv.URL }
+
+// Requests lists the recorded requests with that method and path.
+func (f *Server) Requests(method, path string) []Recorded {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	var out []Recorded
 	for _, r := range f.log {
 		if r.Method == method && r.Path == path {
 			out = append(out, r)
@@ -253,25 +261,26 @@ func (f *fakeMeili) requests(method, path string) []recorded {
 	return out
 }
 
-func (f *fakeMeili) index(uid string) *fakeIndex {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.indexes[uid]
+// Index is the index uid, or nil.
+func (f *Server) Index(uid string) *Index {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	return f.Indexes[uid]
 }
 
-func (f *fakeMeili) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (f *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		f.t.Errorf("read request body: %v", err)
 		return
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	rec := recorded{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Body: body}
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	rec := Recorded{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Body: body}
 	f.log = append(f.log, rec)
-	if f.maxPayload > 0 && len(body) > f.maxPayload {
-		writeJSON(w, http.StatusRequestEntityTooLarge, newAPIErr("payload_too_large", "invalid_request",
-			fmt.Sprintf("The provided payload reached the size limit. The maximum accepted payload size is %d B.", f.maxPayload)))
+	if f.MaxPayload > 0 && len(body) > f.MaxPayload {
+		writeJSON(w, http.StatusRequestEntityTooLarge, NewAPIErr("payload_too_large", "invalid_request",
+			fmt.Sprintf("The provided payload reached the size limit. The maximum accepted payload size is %d B.", f.MaxPayload)))
 		return
 	}
 
@@ -288,10 +297,10 @@ func (f *fakeMeili) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		f.t.Errorf("request %s %s?%s (body %.300s) violates the Meilisearch OpenAPI description:\n%s",
 			r.Method, r.URL.Path, r.URL.RawQuery, body, strings.Join(msgs, "\n"))
-		writeJSON(w, http.StatusBadRequest, newAPIErr("bad_request", "invalid_request", "request does not match the OpenAPI description"))
+		writeJSON(w, http.StatusBadRequest, NewAPIErr("bad_request", "invalid_request", "request does not match the OpenAPI description"))
 		return
 	}
-	if r.URL.Path != "/health" && r.Header.Get("Authorization") != "Bearer "+testAPIKey {
+	if r.URL.Path != "/health" && r.Header.Get("Authorization") != "Bearer "+APIKey {
 		f.t.Errorf("request %s %s without the API key", r.Method, r.URL.Path)
 	}
 
@@ -315,7 +324,7 @@ func (f *fakeMeili) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch res.StatusCode {
 	case http.StatusBadRequest, http.StatusServiceUnavailable:
 		if strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
-			var e apiErr
+			var e APIErr
 			if err := json.Unmarshal(rw.Body.Bytes(), &e); err != nil || e.Code == "" || e.Message == "" || e.Type == "" || e.Link == "" {
 				f.t.Errorf("fake error body %s is not Meilisearch's error shape", rw.Body.Bytes())
 			}
@@ -338,11 +347,11 @@ func (f *fakeMeili) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(rw.Body.Bytes())
 }
 
-func (f *fakeMeili) interceptLocked(rec recorded) (int, []byte, bool) {
-	if f.intercept == nil {
+func (f *Server) interceptLocked(rec Recorded) (int, []byte, bool) {
+	if f.Intercept == nil {
 		return 0, nil, false
 	}
-	return f.intercept(rec)
+	return f.Intercept(rec)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -353,13 +362,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
-func (f *fakeMeili) route(w http.ResponseWriter, r *http.Request, body []byte) {
+func (f *Server) route(w http.ResponseWriter, r *http.Request, body []byte) {
 	seg := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	switch {
 	case r.Method == http.MethodGet && len(seg) == 1 && seg[0] == "health":
 		writeJSON(w, 200, map[string]string{"status": "available"})
 	case r.Method == http.MethodGet && len(seg) == 1 && seg[0] == "version":
-		writeJSON(w, 200, map[string]string{"commitSha": "0000000", "commitDate": "2026-01-01", "pkgVersion": f.version})
+		writeJSON(w, 200, map[string]string{"commitSha": "0000000", "commitDate": "2026-01-01", "pkgVersion": f.Version})
 	case r.Method == http.MethodPost && len(seg) == 1 && seg[0] == "swap-indexes":
 		f.swapIndexes(w, body)
 	case r.Method == http.MethodPost && len(seg) == 1 && seg[0] == "multi-search":
@@ -372,14 +381,14 @@ func (f *fakeMeili) route(w http.ResponseWriter, r *http.Request, body []byte) {
 		uid, rest := seg[1], strings.Join(seg[2:], "/")
 		switch {
 		case r.Method == http.MethodGet && rest == "":
-			idx := f.indexes[uid]
+			idx := f.Indexes[uid]
 			if idx == nil {
-				writeJSON(w, 404, newAPIErr("index_not_found", "invalid_request", "Index `"+uid+"` not found."))
+				writeJSON(w, 404, NewAPIErr("index_not_found", "invalid_request", "Index `"+uid+"` not found."))
 				return
 			}
-			view := map[string]any{"uid": uid, "createdAt": rfc3339(idx.created), "updatedAt": rfc3339(idx.created), "primaryKey": nil}
-			if idx.pk != "" {
-				view["primaryKey"] = idx.pk
+			view := map[string]any{"uid": uid, "createdAt": rfc3339(idx.Created), "updatedAt": rfc3339(idx.Created), "primaryKey": nil}
+			if idx.PK != "" {
+				view["primaryKey"] = idx.PK
 			}
 			writeJSON(w, 200, view)
 		case r.Method == http.MethodPatch && rest == "":
@@ -406,13 +415,13 @@ func (f *fakeMeili) route(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 }
 
-func (f *fakeMeili) unemulated(w http.ResponseWriter, r *http.Request) {
+func (f *Server) unemulated(w http.ResponseWriter, r *http.Request) {
 	f.t.Errorf("fake Meilisearch does not emulate %s %s", r.Method, r.URL.Path)
-	writeJSON(w, http.StatusNotImplemented, newAPIErr("internal", "internal", "not emulated"))
+	writeJSON(w, http.StatusNotImplemented, NewAPIErr("internal", "internal", "not emulated"))
 }
 
 // enqueue registers a task and answers 202 with the summarized task view.
-func (f *fakeMeili) enqueue(w http.ResponseWriter, index, typ string, details map[string]any, apply func() *apiErr) {
+func (f *Server) enqueue(w http.ResponseWriter, index, typ string, details map[string]any, apply func() *APIErr) {
 	t := &fakeTask{uid: len(f.tasks), index: index, typ: typ, enqueued: time.Now(), status: "enqueued", details: details, apply: apply}
 	f.tasks = append(f.tasks, t)
 	writeJSON(w, http.StatusAccepted, map[string]any{
@@ -422,16 +431,16 @@ func (f *fakeMeili) enqueue(w http.ResponseWriter, index, typ string, details ma
 
 // finish runs a task to its end. Meilisearch processes tasks in order, so all
 // earlier unfinished tasks finish first.
-func (f *fakeMeili) finish(upTo int) {
+func (f *Server) finish(upTo int) {
 	for _, t := range f.tasks[:upTo+1] {
 		if t.status == "succeeded" || t.status == "failed" || t.status == "canceled" {
 			continue
 		}
 		switch {
-		case f.cancelTask != nil && f.cancelTask(t.typ):
+		case f.CancelTask != nil && f.CancelTask(t.typ):
 			t.status = "canceled"
-		case f.failTask != nil && f.failTask(t.typ) != nil:
-			t.status, t.err = "failed", f.failTask(t.typ)
+		case f.FailTask != nil && f.FailTask(t.typ) != nil:
+			t.status, t.err = "failed", f.FailTask(t.typ)
 		default:
 			if err := t.apply(); err != nil {
 				t.status, t.err = "failed", err
@@ -442,16 +451,16 @@ func (f *fakeMeili) finish(upTo int) {
 	}
 }
 
-func (f *fakeMeili) getTask(w http.ResponseWriter, id string) {
+func (f *Server) getTask(w http.ResponseWriter, id string) {
 	n, err := strconv.Atoi(id)
 	if err != nil || n < 0 || n >= len(f.tasks) {
-		writeJSON(w, 404, newAPIErr("task_not_found", "invalid_request", "Task `"+id+"` not found."))
+		writeJSON(w, 404, NewAPIErr("task_not_found", "invalid_request", "Task `"+id+"` not found."))
 		return
 	}
 	t := f.tasks[n]
 	t.polls++
-	if (t.status == "enqueued" || t.status == "processing") && !f.holdTasks {
-		if t.polls > f.pollsBeforeDone {
+	if (t.status == "enqueued" || t.status == "processing") && !f.HoldTasks {
+		if t.polls > f.PollsBeforeDone {
 			f.finish(n)
 		} else if t.polls > 1 {
 			t.status = "processing"
@@ -476,60 +485,60 @@ func (f *fakeMeili) getTask(w http.ResponseWriter, id string) {
 	writeJSON(w, 200, view)
 }
 
-func (f *fakeMeili) createIndex(w http.ResponseWriter, body []byte) {
+func (f *Server) createIndex(w http.ResponseWriter, body []byte) {
 	var req struct {
 		UID        string `json:"uid"`
 		PrimaryKey string `json:"primaryKey"`
 	}
 	if err := json.Unmarshal(body, &req); err != nil {
-		writeJSON(w, 400, newAPIErr("bad_request", "invalid_request", err.Error()))
+		writeJSON(w, 400, NewAPIErr("bad_request", "invalid_request", err.Error()))
 		return
 	}
-	f.enqueue(w, req.UID, "indexCreation", map[string]any{"primaryKey": req.PrimaryKey}, func() *apiErr {
-		if f.indexes[req.UID] != nil {
-			return newAPIErr("index_already_exists", "invalid_request", "Index `"+req.UID+"` already exists.")
+	f.enqueue(w, req.UID, "indexCreation", map[string]any{"primaryKey": req.PrimaryKey}, func() *APIErr {
+		if f.Indexes[req.UID] != nil {
+			return NewAPIErr("index_already_exists", "invalid_request", "Index `"+req.UID+"` already exists.")
 		}
-		f.indexes[req.UID] = newFakeIndex(req.UID, req.PrimaryKey)
+		f.Indexes[req.UID] = NewIndex(req.UID, req.PrimaryKey)
 		return nil
 	})
 }
 
-func newFakeIndex(uid, pk string) *fakeIndex {
-	return &fakeIndex{uid: uid, pk: pk, created: time.Now(), settings: map[string]json.RawMessage{}, docs: map[string]map[string]any{}}
+func NewIndex(uid, pk string) *Index {
+	return &Index{UID: uid, PK: pk, Created: time.Now(), Settings: map[string]json.RawMessage{}, Docs: map[string]map[string]any{}}
 }
 
-func (f *fakeMeili) updateIndex(w http.ResponseWriter, uid string, body []byte) {
+func (f *Server) updateIndex(w http.ResponseWriter, uid string, body []byte) {
 	var req struct {
 		PrimaryKey string `json:"primaryKey"`
 	}
 	_ = json.Unmarshal(body, &req)
-	f.enqueue(w, uid, "indexUpdate", map[string]any{"primaryKey": req.PrimaryKey}, func() *apiErr {
-		idx := f.indexes[uid]
+	f.enqueue(w, uid, "indexUpdate", map[string]any{"primaryKey": req.PrimaryKey}, func() *APIErr {
+		idx := f.Indexes[uid]
 		if idx == nil {
-			return newAPIErr("index_not_found", "invalid_request", "Index `"+uid+"` not found.")
+			return NewAPIErr("index_not_found", "invalid_request", "Index `"+uid+"` not found.")
 		}
-		if len(idx.docs) > 0 && idx.pk != "" && idx.pk != req.PrimaryKey {
-			return newAPIErr("index_primary_key_already_exists", "invalid_request", "primary key already set")
+		if len(idx.Docs) > 0 && idx.PK != "" && idx.PK != req.PrimaryKey {
+			return NewAPIErr("index_primary_key_already_exists", "invalid_request", "primary key already set")
 		}
-		idx.pk = req.PrimaryKey
+		idx.PK = req.PrimaryKey
 		return nil
 	})
 }
 
-func (f *fakeMeili) updateSettings(w http.ResponseWriter, uid string, body []byte) {
+func (f *Server) updateSettings(w http.ResponseWriter, uid string, body []byte) {
 	var s map[string]json.RawMessage
 	if err := json.Unmarshal(body, &s); err != nil {
-		writeJSON(w, 400, newAPIErr("bad_request", "invalid_request", err.Error()))
+		writeJSON(w, 400, NewAPIErr("bad_request", "invalid_request", err.Error()))
 		return
 	}
-	f.enqueue(w, uid, "settingsUpdate", map[string]any{}, func() *apiErr {
-		idx := f.indexes[uid]
+	f.enqueue(w, uid, "settingsUpdate", map[string]any{}, func() *APIErr {
+		idx := f.Indexes[uid]
 		if idx == nil { // Meilisearch creates the index on a settings update
-			idx = newFakeIndex(uid, "")
-			f.indexes[uid] = idx
+			idx = NewIndex(uid, "")
+			f.Indexes[uid] = idx
 		}
 		for k, v := range s {
-			idx.settings[k] = v
+			idx.Settings[k] = v
 		}
 		idx.typoCache = nil
 		return nil
@@ -538,47 +547,47 @@ func (f *fakeMeili) updateSettings(w http.ResponseWriter, uid string, body []byt
 
 var fakeDocID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,511}$`)
 
-func (f *fakeMeili) addDocuments(w http.ResponseWriter, uid, pk string, body []byte) {
+func (f *Server) addDocuments(w http.ResponseWriter, uid, pk string, body []byte) {
 	var docs []map[string]any
 	if err := json.Unmarshal(body, &docs); err != nil {
-		writeJSON(w, 400, newAPIErr("malformed_payload", "invalid_request", err.Error()))
+		writeJSON(w, 400, NewAPIErr("malformed_payload", "invalid_request", err.Error()))
 		return
 	}
-	f.enqueue(w, uid, "documentAdditionOrUpdate", map[string]any{"receivedDocuments": len(docs), "indexedDocuments": nil}, func() *apiErr {
-		idx := f.indexes[uid]
+	f.enqueue(w, uid, "documentAdditionOrUpdate", map[string]any{"receivedDocuments": len(docs), "indexedDocuments": nil}, func() *APIErr {
+		idx := f.Indexes[uid]
 		if idx == nil {
-			idx = newFakeIndex(uid, pk)
-			f.indexes[uid] = idx
+			idx = NewIndex(uid, pk)
+			f.Indexes[uid] = idx
 		}
-		if pk != "" && idx.pk != "" && pk != idx.pk {
-			return newAPIErr("index_primary_key_already_exists", "invalid_request", "primary key already set")
+		if pk != "" && idx.PK != "" && pk != idx.PK {
+			return NewAPIErr("index_primary_key_already_exists", "invalid_request", "primary key already set")
 		}
-		key := idx.pk
+		key := idx.PK
 		if key == "" {
-			return newAPIErr("index_primary_key_no_candidate_found", "invalid_request", "no primary key")
+			return NewAPIErr("index_primary_key_no_candidate_found", "invalid_request", "no primary key")
 		}
 		for _, d := range docs {
-			if f.badDoc != nil && f.badDoc(d) {
-				return newAPIErr("invalid_document_fields", "invalid_request", "a document is invalid")
+			if f.BadDoc != nil && f.BadDoc(d) {
+				return NewAPIErr("invalid_document_fields", "invalid_request", "a document is invalid")
 			}
 			id, _ := d[key].(string)
 			if !fakeDocID.MatchString(id) {
-				return newAPIErr("invalid_document_id", "invalid_request", fmt.Sprintf("Document identifier `%v` is invalid.", d[key]))
+				return NewAPIErr("invalid_document_id", "invalid_request", fmt.Sprintf("Document identifier `%v` is invalid.", d[key]))
 			}
 		}
 		for _, d := range docs {
 			id := d[key].(string)
-			if _, ok := idx.docs[id]; !ok {
-				idx.order = append(idx.order, id)
+			if _, ok := idx.Docs[id]; !ok {
+				idx.Order = append(idx.Order, id)
 			}
-			idx.docs[id] = d
+			idx.Docs[id] = d
 		}
 		return nil
 	})
 }
 
-func (ix *fakeIndex) stringsSetting(name string) ([]string, bool) {
-	raw, ok := ix.settings[name]
+func (ix *Index) stringsSetting(name string) ([]string, bool) {
+	raw, ok := ix.Settings[name]
 	if !ok {
 		return nil, false
 	}
@@ -598,10 +607,10 @@ func contains(list []string, s string) bool {
 
 // checkFilterAttrs rejects attributes that are not filterable, as
 // Meilisearch does.
-func (ix *fakeIndex) checkFilterAttrs(groups [][]predicate) error {
+func (ix *Index) checkFilterAttrs(groups [][]Predicate) error {
 	filterable, _ := ix.stringsSetting("filterableAttributes")
 	for _, g := range groups {
-		var preds []predicate
+		var preds []Predicate
 		for _, p := range g {
 			if p.expr != nil {
 				preds = append(preds, p.expr.preds()...)
@@ -610,45 +619,45 @@ func (ix *fakeIndex) checkFilterAttrs(groups [][]predicate) error {
 			}
 		}
 		for _, p := range preds {
-			if !contains(filterable, p.attr) {
-				return fmt.Errorf("attribute `%s` is not filterable", p.attr)
+			if !contains(filterable, p.Attr) {
+				return fmt.Errorf("attribute `%s` is not filterable", p.Attr)
 			}
 		}
 	}
 	return nil
 }
 
-func (f *fakeMeili) deleteByFilter(w http.ResponseWriter, uid string, body []byte) {
+func (f *Server) deleteByFilter(w http.ResponseWriter, uid string, body []byte) {
 	var req struct {
 		Filter any `json:"filter"`
 	}
 	if err := json.Unmarshal(body, &req); err != nil {
-		writeJSON(w, 400, newAPIErr("bad_request", "invalid_request", err.Error()))
+		writeJSON(w, 400, NewAPIErr("bad_request", "invalid_request", err.Error()))
 		return
 	}
 	groups, err := parseFilter(req.Filter)
 	if err != nil || len(groups) == 0 {
 		f.t.Errorf("delete filter %s does not parse: %v", body, err)
-		writeJSON(w, 400, newAPIErr("invalid_document_filter", "invalid_request", fmt.Sprint(err)))
+		writeJSON(w, 400, NewAPIErr("invalid_document_filter", "invalid_request", fmt.Sprint(err)))
 		return
 	}
-	f.enqueue(w, uid, "documentDeletion", map[string]any{"providedIds": 0, "deletedDocuments": nil, "originalFilter": string(body)}, func() *apiErr {
-		idx := f.indexes[uid]
+	f.enqueue(w, uid, "documentDeletion", map[string]any{"providedIds": 0, "deletedDocuments": nil, "originalFilter": string(body)}, func() *APIErr {
+		idx := f.Indexes[uid]
 		if idx == nil {
-			return newAPIErr("index_not_found", "invalid_request", "Index `"+uid+"` not found.")
+			return NewAPIErr("index_not_found", "invalid_request", "Index `"+uid+"` not found.")
 		}
 		if err := idx.checkFilterAttrs(groups); err != nil {
-			return newAPIErr("invalid_document_filter", "invalid_request", err.Error())
+			return NewAPIErr("invalid_document_filter", "invalid_request", err.Error())
 		}
-		kept := idx.order[:0]
-		for _, id := range idx.order {
-			if matchFilter(groups, idx.docs[id]) {
-				delete(idx.docs, id)
+		kept := idx.Order[:0]
+		for _, id := range idx.Order {
+			if matchFilter(groups, idx.Docs[id]) {
+				delete(idx.Docs, id)
 				continue
 			}
 			kept = append(kept, id)
 		}
-		idx.order = kept
+		idx.Order = kept
 		return nil
 	})
 }
@@ -782,7 +791,7 @@ func levenshtein(a, b string) int {
 }
 
 // typoBudget follows the index's typoTolerance setting.
-func (ix *fakeIndex) typoBudget(word string) int {
+func (ix *Index) typoBudget(word string) int {
 	if ix.typoCache == nil {
 		c := &typoSettings{one: 5, two: 9, enabled: true}
 		var tt struct {
@@ -791,7 +800,7 @@ func (ix *fakeIndex) typoBudget(word string) int {
 				OneTypo, TwoTypos *int
 			} `json:"minWordSizeForTypos"`
 		}
-		if raw, ok := ix.settings["typoTolerance"]; ok && json.Unmarshal(raw, &tt) == nil {
+		if raw, ok := ix.Settings["typoTolerance"]; ok && json.Unmarshal(raw, &tt) == nil {
 			if tt.Enabled != nil {
 				c.enabled = *tt.Enabled
 			}
@@ -819,7 +828,7 @@ func (ix *fakeIndex) typoBudget(word string) int {
 }
 
 // matchTerm finds the term's tokens (a phrase's tokens in sequence) in text.
-func (ix *fakeIndex) matchTerm(term qTerm, toks []token) []matchBounds {
+func (ix *Index) matchTerm(term qTerm, toks []token) []matchBounds {
 	qt := tokenize(term.text)
 	if len(qt) == 0 {
 		return nil
@@ -865,10 +874,10 @@ func typos(token, word string, budget int) int {
 	return d
 }
 
-func (f *fakeMeili) search(w http.ResponseWriter, uid string, body []byte) {
+func (f *Server) search(w http.ResponseWriter, uid string, body []byte) {
 	var req searchReq
 	if err := json.Unmarshal(body, &req); err != nil {
-		writeJSON(w, 400, newAPIErr("bad_request", "invalid_request", err.Error()))
+		writeJSON(w, 400, NewAPIErr("bad_request", "invalid_request", err.Error()))
 		return
 	}
 	resp, status, aerr := f.searchLocked(uid, req)
@@ -881,23 +890,23 @@ func (f *fakeMeili) search(w http.ResponseWriter, uid string, body []byte) {
 
 // searchLocked answers one search request: the response body, or an HTTP
 // status with Meilisearch's error.
-func (f *fakeMeili) searchLocked(uid string, req searchReq) (map[string]any, int, *apiErr) {
-	idx := f.indexes[uid]
+func (f *Server) searchLocked(uid string, req searchReq) (map[string]any, int, *APIErr) {
+	idx := f.Indexes[uid]
 	if idx == nil {
-		return nil, 404, newAPIErr("index_not_found", "invalid_request", "Index `"+uid+"` not found.")
+		return nil, 404, NewAPIErr("index_not_found", "invalid_request", "Index `"+uid+"` not found.")
 	}
 	groups, err := parseFilter(req.Filter)
 	if err == nil {
 		err = idx.checkFilterAttrs(groups)
 	}
 	if err != nil {
-		return nil, 400, newAPIErr("invalid_search_filter", "invalid_request", err.Error())
+		return nil, 400, NewAPIErr("invalid_search_filter", "invalid_request", err.Error())
 	}
 	sortable, _ := idx.stringsSetting("sortableAttributes")
 	for _, s := range req.Sort {
 		a, _, _ := strings.Cut(s, ":")
 		if !contains(sortable, a) {
-			return nil, 400, newAPIErr("invalid_search_sort", "invalid_request", "attribute `"+a+"` is not sortable")
+			return nil, 400, NewAPIErr("invalid_search_sort", "invalid_request", "attribute `"+a+"` is not sortable")
 		}
 	}
 	// Facets on attributes that are not filterable are ignored silently, as
@@ -940,8 +949,8 @@ func (f *fakeMeili) searchLocked(uid string, req searchReq) (map[string]any, int
 	}
 	var cands []cand
 docs:
-	for _, id := range idx.order {
-		doc := idx.docs[id]
+	for _, id := range idx.Order {
+		doc := idx.Docs[id]
 		if !matchFilter(groups, doc) {
 			continue
 		}
@@ -1004,12 +1013,12 @@ docs:
 		})
 	}
 	var distinct string
-	if raw, ok := idx.settings["distinctAttribute"]; ok {
+	if raw, ok := idx.Settings["distinctAttribute"]; ok {
 		_ = json.Unmarshal(raw, &distinct)
 	}
 	if req.Distinct != nil { // search-time distinct overrides the setting
 		if !contains(filterable, *req.Distinct) {
-			return nil, 400, newAPIErr("invalid_search_distinct", "invalid_request", "attribute `"+*req.Distinct+"` is not filterable")
+			return nil, 400, NewAPIErr("invalid_search_distinct", "invalid_request", "attribute `"+*req.Distinct+"` is not filterable")
 		}
 		distinct = *req.Distinct
 	}
@@ -1035,7 +1044,7 @@ docs:
 	var pg struct {
 		MaxTotalHits *int `json:"maxTotalHits"`
 	}
-	if raw, ok := idx.settings["pagination"]; ok && json.Unmarshal(raw, &pg) == nil && pg.MaxTotalHits != nil {
+	if raw, ok := idx.Settings["pagination"]; ok && json.Unmarshal(raw, &pg) == nil && pg.MaxTotalHits != nil {
 		maxTotal = *pg.MaxTotalHits
 	}
 	var facetDist map[string]map[string]int
@@ -1115,3 +1124,14 @@ docs:
 	}
 	return resp, 0, nil
 }
+
+// matchBounds is one entry of Meilisearch's _matchesPosition (byte offsets
+// into the attribute's value), as the server sends it.
+type matchBounds struct {
+	Start  int `json:"start"`
+	Length int `json:"length"`
+}
+
+// maxQueryWords is how many words of q Meilisearch reads; the rest are
+// ignored by the server.
+const maxQueryWords = 10

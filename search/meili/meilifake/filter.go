@@ -1,4 +1,4 @@
-package meili
+package meilifake
 
 import (
 	"errors"
@@ -8,23 +8,23 @@ import (
 )
 
 // This file is the fake server's reading of Meilisearch's filter syntax,
-// limited to the single-predicate shapes the adapter's constructors produce
+// limited to the single-Predicate shapes the adapter's constructors produce
 // (attribute, operator, literal). It is deliberately strict: anything else —
-// a bare OR, a second predicate, text after a closing quote — is a parse
+// a bare OR, a second Predicate, text after a closing quote — is a parse
 // error, so a value that broke out of its quotes makes the test fail.
 
-type predicate struct {
-	attr  string
+type Predicate struct {
+	Attr  string
 	op    string // = != >= > <= < IN, NOT IN, or expr (a whole expression)
-	strs  []string
+	Strs  []string
 	num   float64
 	isNum bool
 	expr  *filterNode
 }
 
-// readString reads one double-quoted literal at the start of s. A backslash
+// ReadString reads one double-quoted literal at the start of s. A backslash
 // makes the next character literal (so \" is a quote and \\ a backslash).
-func readString(s string) (val, rest string, err error) {
+func ReadString(s string) (val, rest string, err error) {
 	if !strings.HasPrefix(s, `"`) {
 		return "", s, errors.New("expected opening quote")
 	}
@@ -50,21 +50,21 @@ func isIdentByte(c byte) bool {
 	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
-func parsePredicate(s string) (predicate, error) {
+func ParsePredicate(s string) (Predicate, error) {
 	p, rest, err := readPredicate(s)
 	if err != nil {
 		return p, err
 	}
 	if strings.TrimSpace(rest) != "" {
-		return p, fmt.Errorf("unexpected %q after predicate", rest)
+		return p, fmt.Errorf("unexpected %q after Predicate", rest)
 	}
 	return p, nil
 }
 
-// readPredicate reads one predicate (attribute, operator, literal) at the
+// readPredicate reads one Predicate (attribute, operator, literal) at the
 // start of s and returns what follows it.
-func readPredicate(s string) (predicate, string, error) {
-	var p predicate
+func readPredicate(s string) (Predicate, string, error) {
+	var p Predicate
 	s = strings.TrimLeft(s, " ")
 	i := 0
 	for i < len(s) && isIdentByte(s[i]) {
@@ -73,7 +73,7 @@ func readPredicate(s string) (predicate, string, error) {
 	if i == 0 {
 		return p, s, fmt.Errorf("expected attribute in %q", s)
 	}
-	p.attr, s = s[:i], strings.TrimLeft(s[i:], " ")
+	p.Attr, s = s[:i], strings.TrimLeft(s[i:], " ")
 	for _, op := range []string{"!=", ">=", "<=", "=", ">", "<", "IN ", "NOT IN "} {
 		if strings.HasPrefix(s, op) {
 			p.op, s = strings.TrimSpace(op), strings.TrimLeft(s[len(op):], " ")
@@ -92,10 +92,10 @@ func readPredicate(s string) (predicate, string, error) {
 		s = strings.TrimLeft(s[1:], " ")
 		for {
 			var v string
-			if v, s, err = readString(s); err != nil {
+			if v, s, err = ReadString(s); err != nil {
 				return p, s, err
 			}
-			p.strs = append(p.strs, v)
+			p.Strs = append(p.Strs, v)
 			s = strings.TrimLeft(s, " ")
 			if strings.HasPrefix(s, ",") {
 				s = strings.TrimLeft(s[1:], " ")
@@ -109,10 +109,10 @@ func readPredicate(s string) (predicate, string, error) {
 		}
 	case strings.HasPrefix(s, `"`):
 		var v string
-		if v, s, err = readString(s); err != nil {
+		if v, s, err = ReadString(s); err != nil {
 			return p, s, err
 		}
-		p.strs = []string{v}
+		p.Strs = []string{v}
 	default:
 		j := 0
 		for j < len(s) && (s[j] == '-' || s[j] == '.' || s[j] >= '0' && s[j] <= '9') {
@@ -124,7 +124,7 @@ func readPredicate(s string) (predicate, string, error) {
 		p.isNum, s = true, s[j:]
 	}
 	if s != "" && s[0] != ' ' && s[0] != ')' {
-		return p, s, fmt.Errorf("unexpected %q after predicate", s)
+		return p, s, fmt.Errorf("unexpected %q after Predicate", s)
 	}
 	return p, s, nil
 }
@@ -135,7 +135,7 @@ func readPredicate(s string) (predicate, string, error) {
 type filterNode struct {
 	op   string // "and", "or", "pred"
 	kids []filterNode
-	pred predicate
+	pred Predicate
 }
 
 func parseExpr(s string) (filterNode, error) {
@@ -232,11 +232,11 @@ func (n filterNode) match(doc map[string]any) bool {
 	return n.pred.match(doc)
 }
 
-func (n filterNode) preds() []predicate {
+func (n filterNode) preds() []Predicate {
 	if n.op == "pred" {
-		return []predicate{n.pred}
+		return []Predicate{n.pred}
 	}
-	var out []predicate
+	var out []Predicate
 	for _, k := range n.kids {
 		out = append(out, k.preds()...)
 	}
@@ -244,32 +244,32 @@ func (n filterNode) preds() []predicate {
 }
 
 // parseFilter reads the array form: AND of elements, OR within an inner array.
-func parseFilter(f any) ([][]predicate, error) {
-	var out [][]predicate
-	one := func(v any) (predicate, error) {
+func parseFilter(f any) ([][]Predicate, error) {
+	var out [][]Predicate
+	one := func(v any) (Predicate, error) {
 		s, ok := v.(string)
 		if !ok {
-			return predicate{}, fmt.Errorf("filter element %T is not a string", v)
+			return Predicate{}, fmt.Errorf("filter element %T is not a string", v)
 		}
-		return parsePredicate(s)
+		return ParsePredicate(s)
 	}
 	switch f := f.(type) {
 	case nil:
 		return nil, nil
 	case string:
-		if p, err := parsePredicate(f); err == nil {
-			return [][]predicate{{p}}, nil
+		if p, err := ParsePredicate(f); err == nil {
+			return [][]Predicate{{p}}, nil
 		}
 		n, err := parseExpr(f)
 		if err != nil {
 			return nil, err
 		}
-		// An expression is kept whole as a one-predicate group whose
-		// predicate evaluates the tree.
-		return [][]predicate{{{attr: "", op: "expr", expr: &n}}}, nil
+		// An expression is kept whole as a one-Predicate group whose
+		// Predicate evaluates the tree.
+		return [][]Predicate{{{Attr: "", op: "expr", expr: &n}}}, nil
 	case []any:
 		for _, el := range f {
-			var group []predicate
+			var group []Predicate
 			if inner, ok := el.([]any); ok {
 				for _, v := range inner {
 					p, err := one(v)
@@ -293,11 +293,11 @@ func parseFilter(f any) ([][]predicate, error) {
 	}
 }
 
-func (p predicate) match(doc map[string]any) bool {
+func (p Predicate) match(doc map[string]any) bool {
 	if p.expr != nil {
 		return p.expr.match(doc)
 	}
-	v := doc[p.attr]
+	v := doc[p.Attr]
 	if p.isNum {
 		n, ok := v.(float64)
 		if !ok {
@@ -334,7 +334,7 @@ func (p predicate) match(doc map[string]any) bool {
 	// (lower case, among others): "VIP" = "vip".
 	hit := false
 	for _, x := range vals {
-		for _, want := range p.strs {
+		for _, want := range p.Strs {
 			if strings.EqualFold(x, want) {
 				hit = true
 			}
@@ -346,7 +346,7 @@ func (p predicate) match(doc map[string]any) bool {
 	return hit
 }
 
-func matchFilter(groups [][]predicate, doc map[string]any) bool {
+func matchFilter(groups [][]Predicate, doc map[string]any) bool {
 	for _, g := range groups {
 		ok := false
 		for _, p := range g {
