@@ -106,6 +106,7 @@ func start(t *testing.T, dataDir string, extraEnv ...string) *proc {
 		}
 		select {
 		case err := <-p.done:
+			p.done <- err // for the cleanup, which waits on it too
 			t.Fatalf("server exited early: %v\n%s", err, p.stderr)
 		case <-time.After(100 * time.Millisecond):
 		}

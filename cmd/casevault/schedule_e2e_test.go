@@ -34,8 +34,9 @@ func notificationKeep(t *testing.T, keep string) retention.Schedule {
 func TestScheduleChangeOnOneReplicaGovernsAnother(t *testing.T) {
 	cfg := sqldbtest.Config(t, sqldb.Postgres)
 	env := "CASEVAULT_DATABASE_URL=" + cfg.URL
-	a, tok := startAdmin(t, t.TempDir(), env)
-	b := start(t, t.TempDir(), env)
+	dirA := t.TempDir()
+	a, tok := startAdmin(t, dirA, env)
+	b := start(t, t.TempDir(), env, instanceKey(t, dirA)) // a replica shares the instance's master key
 
 	_, caseID := newCase(t, b.api(), tok, "delivery notice", "email")
 	occurred := time.Now().UTC().Add(-100 * 24 * time.Hour).Truncate(time.Second)
