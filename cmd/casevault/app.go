@@ -238,10 +238,12 @@ func backupsProbe(r *cluster.Registry) func(ctx context.Context) (any, error) {
 // heartbeat registers this replica and renews its row until the returned
 // function is called (after the server drained), which removes it.
 func (a *app) heartbeat(ctx context.Context) (stop func(), err error) {
+	// A first beat that fails (a full disk, a database blip) must not keep
+	// the server from serving reads: the loop below retries it, and until
+	// it lands the other replicas merely do not count this one.
 	if err := a.replicas.Beat(ctx); err != nil {
-		return nil, err
-	}
-	if err := a.replicas.CheckBackups(ctx); err != nil {
+		a.log.Warn("replica heartbeat failed; retrying every interval", "err", err)
+	} else if err := a.replicas.CheckBackups(ctx); err != nil {
 		a.log.Error("backups refused on this replica until configured for several replicas", "err", err)
 	}
 
