@@ -110,6 +110,12 @@ func ParseQuery(q string) (Query, error) {
 		}
 		switch {
 		case t.phrase:
+			// Joining a phrase's words with spaces can make a number the
+			// input's punctuation kept apart ("0!0 0 0000000000") look like
+			// a card number again: mask the phrase as joined, too.
+			if masked, n := cases.MaskSensitive(strings.Join(words, " ")); n != 0 {
+				words = textWords(masked)
+			}
 			if err := countText(len(words)); err != nil {
 				return Query{}, err
 			}
