@@ -164,6 +164,24 @@ func caseIDs(hits []search.Hit) []string {
 	return ids
 }
 
+// findExactly waits until q finds exactly the cases want (hits and total).
+func findExactly(t *testing.T, ctx context.Context, eng search.Engine, timeout time.Duration, q search.Query, want ...string) {
+	t.Helper()
+	slices.Sort(want)
+	eventually(t, timeout, fmt.Sprintf("%+v", q), func() error {
+		res, err := eng.Search(ctx, q)
+		if err != nil {
+			return err
+		}
+		got := caseIDs(res.Hits)
+		slices.Sort(got)
+		if !slices.Equal(got, want) || res.Total != int64(len(want)) {
+			return fmt.Errorf("got %v (total %d), want %v", got, res.Total, want)
+		}
+		return nil
+	})
+}
+
 func diff(got, want []string) string {
 	g, w := map[string]bool{}, map[string]bool{}
 	for _, x := range got {
@@ -703,19 +721,7 @@ func testMutations(t *testing.T, newEngine func(t *testing.T) search.Engine, tim
 	}
 	find := func(q search.Query, want ...string) {
 		t.Helper()
-		slices.Sort(want)
-		eventually(t, timeout, fmt.Sprintf("%+v", q), func() error {
-			res, err := eng.Search(ctx, q)
-			if err != nil {
-				return err
-			}
-			got := caseIDs(res.Hits)
-			slices.Sort(got)
-			if !slices.Equal(got, want) || res.Total != int64(len(want)) {
-				return fmt.Errorf("got %v (total %d), want %v", got, res.Total, want)
-			}
-			return nil
-		})
+		findExactly(t, ctx, eng, timeout, q, want...)
 	}
 	count := func(want int64) {
 		t.Helper()
@@ -846,19 +852,7 @@ func testAgreement(t *testing.T, newEngine func(t *testing.T) search.Engine, tim
 	}
 	find := func(t *testing.T, q search.Query, want ...string) {
 		t.Helper()
-		slices.Sort(want)
-		eventually(t, timeout, fmt.Sprintf("%+v", q), func() error {
-			res, err := eng.Search(ctx, q)
-			if err != nil {
-				return err
-			}
-			got := caseIDs(res.Hits)
-			slices.Sort(got)
-			if !slices.Equal(got, want) || res.Total != int64(len(want)) {
-				return fmt.Errorf("got %v (total %d), want %v", got, res.Total, want)
-			}
-			return nil
-		})
+		findExactly(t, ctx, eng, timeout, q, want...)
 	}
 
 	// Chinese is matched by substring on both engines, whatever a word
