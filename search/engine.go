@@ -82,8 +82,11 @@ type Filter struct {
 	Tags        []string
 	Purposes    []string
 	CaseIDs     []string
+	Numbers     []int64   // case numbers (#1234, number:1234)
 	From        time.Time // contact occurred_at >= From
 	To          time.Time // contact occurred_at < To
+	UpdatedFrom time.Time // case updated_at >= UpdatedFrom
+	UpdatedTo   time.Time // case updated_at < UpdatedTo
 }
 
 // Query is a parsed search request. Engines receive user text only through
@@ -96,10 +99,26 @@ type Query struct {
 	Phrases  []string // exact phrases
 	Excluded []string // words that must not appear
 	Filter   Filter
-	Sort     SortOrder
-	Offset   int
-	Limit    int
-	Facets   bool
+	// Not holds negated field terms (-tag:vip, -status:open): a hit has
+	// none of its values. Its date bounds are unused (the parser turns a
+	// negated date term into the opposite bound).
+	Not Filter
+	// Groups are the parenthesised and OR-joined parts of the query: each
+	// must hold, for the same contact as everything else.
+	Groups []Group
+	Sort   SortOrder
+	Offset int
+	Limit  int
+	Facets bool
+}
+
+// Group is a disjunction: at least one of Any must match the contact (or,
+// when Negated, none). Only the text and filters of each alternative count:
+// Sort, paging and Facets belong to the top-level Query. Words inside a
+// negated group are matched exactly (as Excluded words are).
+type Group struct {
+	Any     []Query
+	Negated bool
 }
 
 // Hit is one case, represented by its best-matching contact.

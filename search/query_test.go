@@ -31,14 +31,14 @@ func TestParseQuery(t *testing.T) {
 		{"  refund   card  refund ", Query{Words: []string{"refund", "card"}}},
 		{`status:open channel:email refund`, Query{Words: []string{"refund"}, Filter: Filter{Statuses: []string{"open"}, Channels: []string{"email"}}}},
 		{`status:OPEN status:pending,closed`, Query{Filter: Filter{Statuses: []string{"open", "pending", "closed"}}}},
-		{`tag:vip tag:"gold member" customer:cus_1 assignee:"Jane Doe"`, Query{Filter: Filter{Tags: []string{"vip", "gold member"}, CustomerIDs: []string{"cus_1"}, Assignees: []string{"Jane Doe"}}}},
+		{`tag:vip tag:"gold member" customer:cus_1 assignee:"Jane Doe"`, Query{Filter: Filter{Tags: []string{"vip", "gold member"}, CustomerIDs: []string{"cus_1"}, Assignees: []string{"jane doe"}}}},
 		{`purpose:fraud_monitoring priority:high`, Query{Filter: Filter{Purposes: []string{"fraud_monitoring"}, Priorities: []string{"high"}}}},
 		{`after:2025-06-01 before:2026-01-01`, Query{Filter: Filter{From: day("2025-06-01"), To: day("2026-01-01")}}},
 		{`after:2025-06-01 after:2025-07-01 before:2026-01-01 before:2025-12-01`, Query{Filter: Filter{From: day("2025-07-01"), To: day("2025-12-01")}}},
 		{`after:2025-06-01T10:00:00+02:00`, Query{Filter: Filter{From: time.Date(2025, 6, 1, 8, 0, 0, 0, time.UTC)}}},
 		{`"exact phrase" -excluded word`, Query{Words: []string{"word"}, Phrases: []string{"exact phrase"}, Excluded: []string{"excluded"}}},
 		{`-"not this" "unterminated phrase`, Query{Phrases: []string{"unterminated phrase"}, Excluded: []string{"not this"}}},
-		{`foo:bar http://example.com`, Query{Words: []string{"foo", "bar", "http", "example.com"}}},
+		{`re: 10:30 http://example.com`, Query{Words: []string{"re", "10", "30", "http", "example.com"}}},
 		{`status: open`, Query{Words: []string{"status", "open"}}},
 		{`阅读 记录`, Query{Words: []string{"阅读", "记录"}}},
 		{`refund ? ****`, Query{Words: []string{"refund"}}},
@@ -51,9 +51,9 @@ func TestParseQuery(t *testing.T) {
 		// Issue 12 §5: a card number is masked before anything else.
 		{`card 4111 1111 1111 1111`, Query{Words: []string{"card", "1111"}}},
 		{`４１１１.１１１１.１１１１.１１１１`, Query{Words: []string{"1111"}}},
-		{`status:open OR customer:x`, Query{Words: []string{"OR"}, Filter: Filter{Statuses: []string{"open"}, CustomerIDs: []string{"x"}}}},
-		{`(refund) AND \card\ "a\"b"`, Query{Words: []string{"refund", "AND", "card", "b"}, Phrases: []string{"a"}}},
-		{`customer:"x\" OR status=\"open"`, Query{Words: []string{"OR", "status"}, Phrases: []string{"open"}, Filter: Filter{CustomerIDs: []string{`x\`}}}},
+		{`status:open OR customer:x`, Query{Groups: []Group{{Any: []Query{{Filter: Filter{Statuses: []string{"open"}}}, {Filter: Filter{CustomerIDs: []string{"x"}}}}}}}},
+		{`(refund) AND \card\ "a\"b"`, Query{Words: []string{"AND", "card", "b"}, Phrases: []string{"a"}, Groups: []Group{{Any: []Query{{Words: []string{"refund"}}}}}}},
+		{`customer:"x\" OR status=\"open"`, Query{Groups: []Group{{Any: []Query{{Filter: Filter{CustomerIDs: []string{`x\`}}}, {Words: []string{"status"}, Phrases: []string{"open"}}}}}}},
 		{`o'brien e-mail user@example.com`, Query{Words: []string{"o'brien", "e-mail", "user@example.com"}}},
 	}
 	for _, tt := range tests {
@@ -176,11 +176,36 @@ func FuzzParseQuery(f *testing.F) {
 		q, err := ParseQuery(s)
 		if err != nil {
 			var qe *QueryError
-			if !errors.As(err, &qe) {
+			var ue *UnknownFieldError
+			if !errors.As(err, &qe) && !errors.As(err, &ue) {
 				t.Fatalf("error of type %T", err)
 			}
 			return
 		}
+		if strings.TrimSpace(s) != "" && q.isEmpty() {
+			t.Fatalf("ParseQuery(%q) = %#v: non-blank input with no term or filter", s, q)
+		}
+		words := 0
+		var walk func(q Query)
+		walk = func(q Query) {
+			checkParsed(t, s, q, &words)
+			for _, g := range q.Groups {
+				for _, a := range g.Any {
+					if a.isEmpty() {
+						t.Fatalf("ParseQuery(%q): empty alternative in %#v", s, q)
+					}
+					walk(a)
+				}
+			}
+		}
+		walk(q)
+	})
+}
+
+// checkParsed checks one (sub)query of FuzzParseQuery; words counts the
+// words of text over the whole query.
+func checkParsed(t *testing.T, s string, q Query, words *int) {
+	{
 		check := func(kind, w string, spaces bool) {
 			if w == "" {
 				t.Fatalf("empty %s", kind)
@@ -210,16 +235,12 @@ func FuzzParseQuery(f *testing.F) {
 		if n := len(q.Words) + len(q.Phrases) + len(q.Excluded); n > MaxQueryTerms {
 			t.Fatalf("%d terms", n)
 		}
-		words := len(q.Words)
+		*words += len(q.Words)
 		for _, p := range append(slices.Clone(q.Phrases), q.Excluded...) {
-			words += len(strings.Fields(p))
+			*words += len(strings.Fields(p))
 		}
-		if words > MaxTextWords {
-			t.Fatalf("ParseQuery(%q): %d words of text", s, words)
-		}
-		// Non-blank input never becomes match-all.
-		if strings.TrimSpace(s) != "" && !q.HasText() && len(q.Excluded) == 0 && q.Filter.isZero() {
-			t.Fatalf("ParseQuery(%q) = %#v: non-blank input with no term or filter", s, q)
+		if *words > MaxTextWords {
+			t.Fatalf("ParseQuery(%q): %d words of text", s, *words)
 		}
 		// No card number reaches an engine.
 		for _, w := range append(append(append([]string{}, q.Words...), q.Phrases...), q.Excluded...) {
@@ -227,5 +248,86 @@ func FuzzParseQuery(f *testing.F) {
 				t.Fatalf("term %q holds a maskable number (%q)", w, m)
 			}
 		}
-	})
+	}
+}
+
+// TestParseQueryIssue16 pins down the syntax of issue 16: negated field
+// terms, OR and parentheses, numbers, relative and updated dates, folded
+// keywords and unknown fields.
+func TestParseQueryIssue16(t *testing.T) {
+	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	or := func(alts ...Query) Group { return Group{Any: alts} }
+	tests := []struct {
+		in   string
+		want Query
+	}{
+		{`refund -tag:VIP`, Query{Words: []string{"refund"}, Not: Filter{Tags: []string{"vip"}}}},
+		{`-status:open -status:closed`, Query{Not: Filter{Statuses: []string{"open", "closed"}}}},
+		{`refund OR chargeback`, Query{Groups: []Group{or(Query{Words: []string{"refund"}}, Query{Words: []string{"chargeback"}})}}},
+		// AND binds tighter than OR
+		{`a b OR c`, Query{Groups: []Group{or(Query{Words: []string{"a", "b"}}, Query{Words: []string{"c"}})}}},
+		{`a (b OR c)`, Query{Words: []string{"a"}, Groups: []Group{or(Query{Words: []string{"b"}}, Query{Words: []string{"c"}})}}},
+		{`refund -(tag:vip OR status:closed)`, Query{Words: []string{"refund"}, Groups: []Group{{Negated: true, Any: []Query{
+			{Filter: Filter{Tags: []string{"vip"}}}, {Filter: Filter{Statuses: []string{"closed"}}}}}}}},
+		{`refund or chargeback`, Query{Words: []string{"refund", "or", "chargeback"}}},
+		{`tag:VIP assignee:Ålice`, Query{Filter: Filter{Tags: []string{"vip"}, Assignees: []string{"ålice"}}}},
+		{`assignee:STRASSE tag:Straße`, Query{Filter: Filter{Tags: []string{"strasse"}, Assignees: []string{"strasse"}}}},
+		{`#1234`, Query{Filter: Filter{Numbers: []int64{1234}}}},
+		{`number:12,13 -#14`, Query{Filter: Filter{Numbers: []int64{12, 13}}, Not: Filter{Numbers: []int64{14}}}},
+		{`after:7d`, Query{Filter: Filter{From: now.AddDate(0, 0, -7)}}},
+		{`before:2026-01-01 after:2w`, Query{Filter: Filter{From: now.AddDate(0, 0, -14), To: day("2026-01-01")}}},
+		{`-after:24h`, Query{Filter: Filter{To: now.Add(-24 * time.Hour)}}},
+		{`updated:>30d`, Query{Filter: Filter{UpdatedFrom: now.AddDate(0, 0, -30)}}},
+		{`updated:<1y`, Query{Filter: Filter{UpdatedTo: now.AddDate(-1, 0, 0)}}},
+		{`updated:>=2026-01-01 updated:<=2026-02-01`, Query{Filter: Filter{UpdatedFrom: day("2026-01-01"), UpdatedTo: day("2026-02-01")}}},
+		{`updated:2026-01-05`, Query{Filter: Filter{UpdatedFrom: day("2026-01-05"), UpdatedTo: day("2026-01-06")}}},
+		{`-updated:>30d`, Query{Filter: Filter{UpdatedTo: now.AddDate(0, 0, -30)}}},
+		{`退 OR 款`, Query{Groups: []Group{or(Query{Words: []string{"退"}}, Query{Words: []string{"款"}})}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseQueryAt(tt.in, now)
+			if err != nil {
+				t.Fatalf("ParseQueryAt(%q): %v", tt.in, err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("ParseQueryAt(%q)\n got %#v\nwant %#v", tt.in, got, tt.want)
+			}
+		})
+	}
+
+	bad := []struct{ in, term string }{
+		{`refund OR`, "OR"},
+		{`OR refund`, "OR"},
+		{`a OR OR b`, "OR"},
+		{`(refund`, "("},
+		{`refund)`, ")"},
+		{`()`, "()"},
+		{`(a OR ?)`, "?"},
+		{`number:abc`, "number:abc"},
+		{`#0`, "#0"},
+		{`updated:30d`, "updated:30d"},
+		{`after:7x`, "after:7x"},
+		{`-updated:2026-01-01`, "-updated:2026-01-01"},
+		{`a b c d e OR f g h i j k`, ""},
+	}
+	for _, tt := range bad {
+		t.Run("bad/"+tt.in, func(t *testing.T) {
+			_, err := ParseQueryAt(tt.in, now)
+			var qe *QueryError
+			if !errors.As(err, &qe) || qe.Term != tt.term {
+				t.Fatalf("ParseQueryAt(%q) = %v; want a QueryError on %q", tt.in, err, tt.term)
+			}
+		})
+	}
+
+	for _, in := range []string{`subject:refund`, `refund Subject:"late parcel"`, `-foo:bar`} {
+		t.Run("unknown/"+in, func(t *testing.T) {
+			_, err := ParseQueryAt(in, now)
+			var ue *UnknownFieldError
+			if !errors.As(err, &ue) || !slices.Equal(ue.Valid, Fields) || !strings.Contains(in, ue.Field+":") {
+				t.Fatalf("ParseQueryAt(%q) = %v; want an UnknownFieldError", in, err)
+			}
+		})
+	}
 }
