@@ -115,7 +115,10 @@ type Query struct {
 // Group is a disjunction: at least one of Any must match the contact (or,
 // when Negated, none). Only the text and filters of each alternative count:
 // Sort, paging and Facets belong to the top-level Query. Words inside a
-// negated group are matched exactly (as Excluded words are).
+// negated group are matched exactly (as Excluded words are). Alternatives
+// never carry UpdatedFrom/UpdatedTo (the parser refuses updated: in a
+// group): a case's updated_at is a case-level value that engines check
+// after grouping contacts by case.
 type Group struct {
 	Any     []Query
 	Negated bool

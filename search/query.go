@@ -441,6 +441,9 @@ func (p *parser) andList(list []node, inGroup bool) (Query, error) {
 			if err := p.count(max(1, len(plainValues(t.text)))); err != nil {
 				return Query{}, err
 			}
+			if t.field == "updated" && inGroup {
+				return Query{}, &QueryError{Term: t.raw, Message: "updated: applies to the whole query: put it outside OR and parentheses"}
+			}
 			if err := p.applyField(&out, t); err != nil {
 				return Query{}, err
 			}

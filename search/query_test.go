@@ -310,6 +310,8 @@ func TestParseQueryIssue16(t *testing.T) {
 		{`after:7x`, "after:7x"},
 		{`-updated:2026-01-01`, "-updated:2026-01-01"},
 		{`a b c d e OR f g h i j k`, ""},
+		{`refund OR updated:>30d`, "updated:>30d"},
+		{`(updated:<2026-01-01)`, "updated:<2026-01-01"},
 	}
 	for _, tt := range bad {
 		t.Run("bad/"+tt.in, func(t *testing.T) {

@@ -65,10 +65,11 @@ type collector struct {
 	sv     *snapshotColumns
 	filter *docFilter // nil: every match counts
 
-	groups   []group
-	byCase   map[string]int32
-	chanDict dict
-	purpDict dict
+	groups      []group
+	byCase      map[string]int32
+	updatedDone bool // groups carry their case's updated_at (caseUpdated)
+	chanDict    dict
+	purpDict    dict
 
 	// the segment of the current match: its columns, its resolved filter,
 	// the group of each of its case IDs (-1: not seen yet) and the facet
@@ -199,6 +200,32 @@ func (c *collector) facetCounts() map[string]map[string]int64 {
 	return out
 }
 
+// caseUpdated sets every group's updatedAt to its case's: a document is
+// rewritten only when its own content changes (see docHashes), carrying the
+// case's updated_at of that moment, so the case's current updated_at is the
+// newest any of its documents carries, not necessarily the matching one's.
+func (c *collector) caseUpdated() {
+	if c.updatedDone {
+		return
+	}
+	c.updatedDone = true
+	c.sv.eachDoc(func(caseID string, updatedAt int64) {
+		if gi, ok := c.byCase[caseID]; ok && updatedAt > c.groups[gi].updatedAt {
+			c.groups[gi].updatedAt = updatedAt
+		}
+	})
+}
+
+// keepUpdated drops the cases whose updated_at is outside [from, to).
+func (c *collector) keepUpdated(from, to int64) {
+	c.caseUpdated()
+	c.groups = slices.DeleteFunc(c.groups, func(g group) bool { return g.updatedAt < from || g.updatedAt >= to })
+	clear(c.byCase)
+	for i := range c.groups {
+		c.byCase[c.groups[i].caseID] = int32(i)
+	}
+}
+
 // page sorts the cases and returns the window [offset, offset+limit).
 func (c *collector) page(offset, limit int) []group {
 	if offset >= len(c.groups) {
@@ -206,15 +233,7 @@ func (c *collector) page(offset, limit int) []group {
 	}
 
 	if c.sortBy == search.SortUpdated {
-		// A document is rewritten only when its own content changes (see
-		// docHashes), carrying the case's updated_at of that moment: the
-		// case's current updated_at is the newest any of its documents
-		// carries, not necessarily the matching one's.
-		c.sv.eachDoc(func(caseID string, updatedAt int64) {
-			if gi, ok := c.byCase[caseID]; ok && updatedAt > c.groups[gi].updatedAt {
-				c.groups[gi].updatedAt = updatedAt
-			}
-		})
+		c.caseUpdated()
 	}
 
 	slices.SortFunc(c.groups, func(a, b group) int { return compareGroups(c.sortBy, &a, &b) })

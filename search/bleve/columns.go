@@ -281,17 +281,20 @@ type docFilter struct {
 	from, to int64 // Unix micros
 }
 
-// keywordFilter holds when a document has one of the values.
+// keywordFilter holds when a document has one of the values (negated: none
+// of them).
 type keywordFilter struct {
-	field  string
-	values []string
+	field   string
+	values  []string
+	negated bool
 }
 
 // segFilter is a keywordFilter resolved for one segment: its column and,
 // per value ord, whether the value is wanted.
 type segFilter struct {
-	col *column
-	ok  []bool
+	col     *column
+	ok      []bool
+	negated bool
 }
 
 // forSegment resolves the filter's values to the segment's value ords,
@@ -307,7 +310,7 @@ func (f *docFilter) forSegment(sc *segColumns, buf []segFilter) []segFilter {
 		for o, v := range c.dict {
 			ok[o] = slices.Contains(k.values, v)
 		}
-		buf[i] = segFilter{col: c, ok: ok}
+		buf[i] = segFilter{col: c, ok: ok, negated: k.negated}
 	}
 	return buf
 }
@@ -324,7 +327,7 @@ func (f *docFilter) match(sc *segColumns, d uint32, sf []segFilter) bool {
 				break
 			}
 		}
-		if !hit {
+		if hit == k.negated {
 			return false
 		}
 	}

@@ -42,6 +42,7 @@ const (
 	fPurposes  = "purposes"   // contact purposes
 	fSortAt    = "sort_at"    // occurred_at, or the case's created_at on a case-only document; sortKey-encoded
 	fHash      = "hash"       // content hash of the document (docHashes), to skip unchanged rewrites
+	fContact   = "contact"    // "1" on contact documents (not on a case-only one), for contact filters in query clauses
 )
 
 const (
@@ -112,7 +113,7 @@ func (e *Engine) caseDocuments(c search.CaseDoc, hashes []string, head bool, wan
 		if i == 0 && head {
 			kw(fHead, "1", index.IndexField)
 		}
-		kw(fNumber, strconv.FormatInt(c.Number, 10), optStored)
+		kw(fNumber, strconv.FormatInt(c.Number, 10), optStored|index.IndexField)
 		memo := &memoAnalyzer{a: e.text}
 		latin, cjk := splitAnalyzer{m: memo}, splitAnalyzer{m: memo, cjk: true}
 		if c.Subject != "" {
@@ -124,13 +125,16 @@ func (e *Engine) caseDocuments(c search.CaseDoc, hashes []string, head bool, wan
 		kw(fStatus, c.Status, optKeyword|index.StoreField)
 		kw(fPriority, c.Priority, optKeyword)
 		kw(fCustomer, c.CustomerID, optKeyword|index.StoreField)
-		kw(fAssignee, c.Assignee, optKeyword)
-		for _, t := range c.Tags {
+		// keyword values are indexed folded (search.FoldKeyword), and
+		// queries fold theirs: tag:VIP finds "vip"
+		kw(fAssignee, search.FoldKeyword(c.Assignee), optKeyword)
+		for _, t := range search.FoldKeywords(c.Tags) {
 			kw(fTags, t, optKeyword)
 		}
 		kw(fUpdatedAt, microsKey(int64(micros(c.UpdatedAt))), optKeyword)
 		if ct.ID != "" {
 			kw(fContactID, ct.ID, optKeyword|index.StoreField)
+			kw(fContact, "1", index.IndexField)
 			kw(fChannel, ct.Channel, optKeyword)
 			for _, p := range ct.Purposes {
 				kw(fPurposes, p, optKeyword)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -237,6 +238,20 @@ func (e *Engine) buildQuery(ctx context.Context, r index.IndexReader, q search.Q
 	}
 
 	f := q.Filter
+	f.Tags, f.Assignees = search.FoldKeywords(f.Tags), search.FoldKeywords(f.Assignees)
+	if len(f.Numbers) > 0 {
+		must = append(must, termsQuery(fNumber, numberTerms(f.Numbers)))
+	}
+
+	for _, g := range q.Groups {
+		gq := e.groupQuery(g, false)
+		if g.Negated {
+			must = append(must, mustNot(query.NewMatchAllQuery(), gq))
+		} else {
+			must = append(must, gq)
+		}
+	}
+
 	df := &docFilter{}
 	type candidate struct {
 		field string
@@ -288,6 +303,28 @@ func (e *Engine) buildQuery(ctx context.Context, r index.IndexReader, q search.Q
 		df.keywords = append(df.keywords, keywordFilter{field: c.field, values: c.vals})
 	}
 
+	// Negated field terms: on columns where the field has them, else as
+	// clauses that must not match.
+	var excl []query.Query
+	n := q.Not
+	n.Tags, n.Assignees = search.FoldKeywords(n.Tags), search.FoldKeywords(n.Assignees)
+	for _, c := range []struct {
+		field string
+		vals  []string
+	}{
+		{fStatus, n.Statuses}, {fChannel, n.Channels}, {fPriority, n.Priorities},
+		{fCustomer, n.CustomerIDs}, {fAssignee, n.Assignees}, {fTags, n.Tags},
+		{fPurposes, n.Purposes}, {fCaseID, n.CaseIDs}, {fNumber, numberTerms(n.Numbers)},
+	} {
+		switch {
+		case len(c.vals) == 0:
+		case columnField(c.field):
+			df.keywords = append(df.keywords, keywordFilter{field: c.field, values: c.vals, negated: true})
+		default:
+			excl = append(excl, termsQuery(c.field, c.vals))
+		}
+	}
+
 	if !f.From.IsZero() || !f.To.IsZero() {
 		df.dated = true
 		df.from, df.to = math.MinInt64, math.MaxInt64
@@ -299,7 +336,6 @@ func (e *Engine) buildQuery(ctx context.Context, r index.IndexReader, q search.Q
 		}
 	}
 
-	var excl []query.Query
 	for _, x := range q.Excluded {
 		if xq := e.wordQuery(x, false); xq != nil {
 			excl = append(excl, xq)
@@ -323,6 +359,128 @@ func (e *Engine) buildQuery(ctx context.Context, r index.IndexReader, q search.Q
 	}
 
 	return all, df, nil
+}
+
+func numberTerms(ns []int64) []string {
+	out := make([]string, len(ns))
+	for i, n := range ns {
+		out[i] = strconv.FormatInt(n, 10)
+	}
+	return out
+}
+
+// mustNot is base without the documents excluded matches.
+func mustNot(base query.Query, excluded ...query.Query) query.Query {
+	bq := query.NewBooleanQuery(nil, nil, nil)
+	bq.AddMust(base)
+	bq.AddMustNot(excluded...)
+	return bq
+}
+
+// groupQuery is the disjunction of a group's alternatives (the caller
+// negates it when the group is negated). Inside a negated group words are
+// exact, as excluded words are.
+func (e *Engine) groupQuery(g search.Group, exact bool) query.Query {
+	exact = exact || g.Negated
+	alts := make([]query.Query, 0, len(g.Any))
+	for _, a := range g.Any {
+		alts = append(alts, e.clauseQuery(a, exact))
+	}
+	return disjunction(alts)
+}
+
+// clauseQuery is one alternative of a group as a single query: every part
+// a clause (the top-level column filters of buildQuery are an
+// optimisation for the common flat query only).
+func (e *Engine) clauseQuery(q search.Query, exact bool) query.Query {
+	var must, not []query.Query
+	for _, w := range q.Words {
+		wq := e.wordQuery(w, !exact)
+		if wq == nil {
+			return query.NewMatchNoneQuery()
+		}
+		must = append(must, wq)
+	}
+
+	for _, p := range q.Phrases {
+		pq := e.phraseQuery(p)
+		if pq == nil {
+			return query.NewMatchNoneQuery()
+		}
+		must = append(must, pq)
+	}
+
+	for _, x := range q.Excluded {
+		if xq := e.wordQuery(x, false); xq != nil {
+			not = append(not, xq)
+		}
+	}
+
+	must = append(must, filterClauses(q.Filter)...)
+	nf := q.Not
+	nf.From, nf.To, nf.UpdatedFrom, nf.UpdatedTo = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	if fc := filterClauses(nf); len(fc) > 0 {
+		// each negated field is a clause of its own: none of its values
+		not = append(not, fc...)
+	}
+
+	for _, g := range q.Groups {
+		gq := e.groupQuery(g, exact)
+		if g.Negated {
+			not = append(not, gq)
+		} else {
+			must = append(must, gq)
+		}
+	}
+
+	if len(must) == 0 {
+		must = append(must, query.NewMatchAllQuery())
+	}
+	if len(not) == 0 {
+		return conjunction(must)
+	}
+	return mustNot(conjunction(must), not...)
+}
+
+// filterClauses turns a filter into query clauses, one per constrained
+// field; dates as term ranges over the fixed-width keys (contact dates only
+// on contact documents). The case's updated_at is no document's field (see
+// collector.keepUpdated): the parser refuses updated: inside a group.
+func filterClauses(f search.Filter) []query.Query {
+	var out []query.Query
+	for _, c := range []struct {
+		field string
+		vals  []string
+	}{
+		{fStatus, f.Statuses}, {fChannel, f.Channels}, {fPriority, f.Priorities},
+		{fCustomer, f.CustomerIDs}, {fAssignee, search.FoldKeywords(f.Assignees)}, {fTags, search.FoldKeywords(f.Tags)},
+		{fPurposes, f.Purposes}, {fCaseID, f.CaseIDs}, {fNumber, numberTerms(f.Numbers)},
+	} {
+		if len(c.vals) > 0 {
+			out = append(out, termsQuery(c.field, c.vals))
+		}
+	}
+
+	keyRange := func(field string, from, to time.Time) query.Query {
+		lo, hi := microsKey(math.MinInt64), microsKey(math.MaxInt64)
+		if !from.IsZero() {
+			lo = sortKey(from)
+		}
+		if !to.IsZero() {
+			hi = sortKey(to)
+		}
+		incl, excl := true, false
+		rq := query.NewTermRangeInclusiveQuery(lo, hi, &incl, &excl)
+		rq.SetField(field)
+		return rq
+	}
+
+	if !f.From.IsZero() || !f.To.IsZero() {
+		tq := query.NewTermQuery("1")
+		tq.SetField(fContact)
+		out = append(out, tq, keyRange(fSortAt, f.From, f.To))
+	}
+	return out
 }
 
 type matchInfo struct {
@@ -392,6 +550,17 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 	c := newCollector(sv, df, w.Sort, q.Facets)
 	if err := each(ctx, r, e.m, all, q.HasText(), c.add); err != nil {
 		return search.Result{}, err
+	}
+
+	if f := q.Filter; !f.UpdatedFrom.IsZero() || !f.UpdatedTo.IsZero() {
+		from, to := int64(math.MinInt64), int64(math.MaxInt64)
+		if !f.UpdatedFrom.IsZero() {
+			from = f.UpdatedFrom.UnixMicro()
+		}
+		if !f.UpdatedTo.IsZero() {
+			to = f.UpdatedTo.UnixMicro()
+		}
+		c.keepUpdated(from, to)
 	}
 
 	res := search.Result{Total: int64(len(c.groups)), Hits: []search.Hit{}}
@@ -467,8 +636,15 @@ type highlighter struct {
 
 func (e *Engine) newHighlighter(q search.Query) *highlighter {
 	h := &highlighter{analyzer: e.text, exact: map[string]bool{}}
+	h.add(q)
+	return h
+}
+
+// add takes the words and phrases of q and of its groups that are not
+// negated (a negated group's words are what the hit does not hold).
+func (h *highlighter) add(q search.Query) {
 	for _, w := range q.Words {
-		toks := e.text.Analyze([]byte(w))
+		toks := h.analyzer.Analyze([]byte(w))
 		cjkWord := hasCJK(w)
 		for _, t := range toks {
 			if cjkWord {
@@ -479,11 +655,17 @@ func (e *Engine) newHighlighter(q search.Query) *highlighter {
 		}
 	}
 	for _, p := range q.Phrases {
-		for _, t := range e.text.Analyze([]byte(p)) {
+		for _, t := range h.analyzer.Analyze([]byte(p)) {
 			h.exact[string(t.Term)] = true
 		}
 	}
-	return h
+	for _, g := range q.Groups {
+		if !g.Negated {
+			for _, a := range g.Any {
+				h.add(a)
+			}
+		}
+	}
 }
 
 func (h *highlighter) matches(tok string) bool {

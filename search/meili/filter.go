@@ -28,6 +28,8 @@ const (
 	attrPurposes   attr = "x_purposes"
 	attrOccurredAt attr = "occurred_at"
 	attrRev        attr = "rev"
+	attrNumber     attr = "number"
+	attrUpdatedAt  attr = "updated_at"
 )
 
 // encodeValue is a string attribute's filter form: lower-case hex of its
@@ -146,16 +148,13 @@ func filterArray(exprs ...filterExpr) []any {
 func timeValue(t time.Time) int64 { return t.UnixMicro() }
 
 // buildFilter maps a search.Filter to filter expressions, one element per
-// constrained field (values within a field are alternatives).
+// constrained field (values within a field are alternatives). Tags and
+// assignees are compared folded (search.FoldKeyword), as they are indexed.
 func buildFilter(f search.Filter) []filterExpr {
 	var out []filterExpr
 	add := func(a attr, values []string) {
 		if len(values) > 0 {
-			enc := make([]string, len(values))
-			for i, v := range values {
-				enc[i] = encodeValue(v)
-			}
-			out = append(out, anyOf(a, enc))
+			out = append(out, anyOf(a, encodeAll(values)))
 		}
 	}
 	add(attrCaseID, f.CaseIDs)
@@ -163,14 +162,83 @@ func buildFilter(f search.Filter) []filterExpr {
 	add(attrChannel, f.Channels)
 	add(attrPriority, f.Priorities)
 	add(attrCustomerID, f.CustomerIDs)
-	add(attrAssignee, f.Assignees)
-	add(attrTags, f.Tags)
+	add(attrAssignee, search.FoldKeywords(f.Assignees))
+	add(attrTags, search.FoldKeywords(f.Tags))
 	add(attrPurposes, f.Purposes)
+	if len(f.Numbers) > 0 {
+		out = append(out, anyNumber(attrNumber, f.Numbers))
+	}
 	if !f.From.IsZero() {
 		out = append(out, gte(attrOccurredAt, timeValue(f.From)))
 	}
 	if !f.To.IsZero() {
 		out = append(out, lt(attrOccurredAt, timeValue(f.To)))
 	}
+	if !f.UpdatedFrom.IsZero() {
+		out = append(out, gte(attrUpdatedAt, timeValue(f.UpdatedFrom)))
+	}
+	if !f.UpdatedTo.IsZero() {
+		out = append(out, lt(attrUpdatedAt, timeValue(f.UpdatedTo)))
+	}
 	return out
+}
+
+// buildNot maps negated field terms: one element per field, holding when
+// the document has none of its values (a document without the attribute,
+// such as a case-only one for channel, has none).
+func buildNot(f search.Filter) []filterExpr {
+	var out []filterExpr
+	add := func(a attr, values []string) {
+		if len(values) > 0 {
+			out = append(out, notIn(string(a), encodeAll(values)))
+		}
+	}
+	add(attrCaseID, f.CaseIDs)
+	add(attrStatus, f.Statuses)
+	add(attrChannel, f.Channels)
+	add(attrPriority, f.Priorities)
+	add(attrCustomerID, f.CustomerIDs)
+	add(attrAssignee, search.FoldKeywords(f.Assignees))
+	add(attrTags, search.FoldKeywords(f.Tags))
+	add(attrPurposes, f.Purposes)
+	if len(f.Numbers) > 0 {
+		out = append(out, not(anyNumber(attrNumber, f.Numbers)))
+	}
+	return out
+}
+
+func encodeAll(values []string) []string {
+	enc := make([]string, len(values))
+	for i, v := range values {
+		enc[i] = encodeValue(v)
+	}
+	return enc
+}
+
+// anyNumber is `(a = n1 OR a = n2 ...)`.
+func anyNumber(a attr, ns []int64) filterExpr {
+	parts := make([]filterExpr, len(ns))
+	for i, n := range ns {
+		parts[i] = eqNum(a, n)
+	}
+	return or(parts...)
+}
+
+// and, or and not combine expressions with parentheses, so that each
+// keeps its own meaning whatever surrounds it.
+func and(es ...filterExpr) filterExpr { return join(" AND ", es) }
+
+func or(es ...filterExpr) filterExpr { return join(" OR ", es) }
+
+func not(e filterExpr) filterExpr { return filterExpr{"NOT (" + e.s + ")"} }
+
+func join(sep string, es []filterExpr) filterExpr {
+	if len(es) == 1 {
+		return es[0]
+	}
+	parts := make([]string, len(es))
+	for i, e := range es {
+		parts[i] = e.s
+	}
+	return filterExpr{"(" + strings.Join(parts, sep) + ")"}
 }

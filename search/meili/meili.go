@@ -354,7 +354,7 @@ func filterable() []string {
 	return []string{
 		string(attrCaseID), string(attrStatus), string(attrChannel), string(attrPriority),
 		string(attrCustomerID), string(attrAssignee), string(attrTags), string(attrPurposes),
-		string(attrOccurredAt), string(attrRev),
+		string(attrOccurredAt), string(attrRev), string(attrNumber), string(attrUpdatedAt),
 		primaryKey, // search-time distinct per document, for contact facets
 	}
 }
@@ -671,8 +671,10 @@ func caseDocuments(c search.CaseDoc) []document {
 		XCustomerID: encodeValue(c.CustomerID),
 		XStatus:     encodeValue(c.Status),
 		XPriority:   encodeValue(c.Priority),
-		XAssignee:   encodeValue(c.Assignee),
-		XTags:       hexAll(nonNil(c.Tags)),
+		// keyword filter forms are folded (search.FoldKeyword): tag:VIP
+		// finds "vip" on both engines
+		XAssignee: encodeValue(search.FoldKeyword(c.Assignee)),
+		XTags:     hexAll(nonNil(search.FoldKeywords(c.Tags))),
 	}
 	subjectCJK := cjkField(c.Subject)
 	cjk := func(body string) []string {
@@ -1082,16 +1084,31 @@ func pageFor(offset, limit int) (page, perPage int, ok bool) {
 // matching contact), and one count per channel and purpose value (cases with
 // a matching contact having it).
 func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, error) {
-	if !everyTermSearchable(q.Words, q.Phrases) {
-		// Meilisearch would drop such a term and answer the rest, down to
-		// a placeholder search (everything) when it was the only one.
+	bs, err := branches(q, q.Exact)
+	if err != nil {
+		return search.Result{}, err
+	}
+
+	// Meilisearch would drop a term it cannot search and answer the rest,
+	// down to a placeholder search (everything) when it was the only one:
+	// such a branch matches nothing.
+	bs = slices.DeleteFunc(bs, func(b branch) bool { return !everyTermSearchable(b.words, b.phrases) })
+	if len(bs) == 0 {
 		return search.Result{Hits: []search.Hit{}, Facets: map[string]map[string]int64{}}, nil
 	}
 
-	text := buildQ(q)
-	if n := queryWords(text); n > maxQueryWords {
-		return search.Result{}, &search.QueryError{Message: fmt.Sprintf("more than %d words (Meilisearch reads only the first %d)", maxQueryWords, maxQueryWords)}
+	for _, b := range bs {
+		if n := queryWords(b.text()); n > maxQueryWords {
+			return search.Result{}, &search.QueryError{Message: fmt.Sprintf("more than %d words (Meilisearch reads only the first %d)", maxQueryWords, maxQueryWords)}
+		}
 	}
+
+	if len(bs) > 1 {
+		return e.searchUnion(ctx, q, bs)
+	}
+
+	b := bs[0]
+	text := b.text()
 
 	req := &meilisearch.SearchRequest{
 		IndexUID:             e.IndexName(),
@@ -1102,8 +1119,8 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 		ShowRankingScore:     true,
 	}
 
-	if f := buildFilter(q.Filter); len(f) > 0 {
-		req.Filter = filterArray(f...)
+	if len(b.filters) > 0 {
+		req.Filter = filterArray(b.filters...)
 	}
 
 	w, err := q.Window()
@@ -1134,8 +1151,7 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 	queries := []*meilisearch.SearchRequest{req}
 	zero := int64(0)
 	count := func(extra ...filterExpr) *meilisearch.SearchRequest {
-		f := buildFilter(q.Filter)
-		f = append(f, extra...)
+		f := append(slices.Clone(b.filters), extra...)
 		c := &meilisearch.SearchRequest{IndexUID: req.IndexUID, Query: req.Query, MatchingStrategy: req.MatchingStrategy, Page: 1, HitsPerPage: &zero}
 		if len(f) > 0 {
 			c.Filter = filterArray(f...)
@@ -1243,6 +1259,13 @@ func queryCJKRuns(q search.Query) []string {
 	for _, t := range append(slices.Clone(q.Words), q.Phrases...) {
 		for _, r := range cjkRuns(t) {
 			out = append(out, string(r))
+		}
+	}
+	for _, g := range q.Groups {
+		if !g.Negated {
+			for _, a := range g.Any {
+				out = append(out, queryCJKRuns(a)...)
+			}
 		}
 	}
 	return out

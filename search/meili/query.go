@@ -1,6 +1,7 @@
 package meili
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"unicode"
@@ -133,4 +134,171 @@ func snippet(text string, matches []matchBounds) string {
 		}
 	}
 	return search.Snippet(text, spans, search.SnippetRunes)
+}
+
+// maxBranches bounds how many searches one query with OR over text becomes
+// (see branches).
+const maxBranches = 16
+
+// branch is one conjunctive search Meilisearch can answer in one request:
+// q's words, phrases and exclusions, and filter elements that are ANDed.
+type branch struct {
+	words, phrases, excluded []string
+	filters                  []filterExpr
+	none                     bool // matches nothing
+}
+
+func (b branch) and(o branch) branch {
+	return branch{
+		words:    append(slices.Clone(b.words), o.words...),
+		phrases:  append(slices.Clone(b.phrases), o.phrases...),
+		excluded: append(slices.Clone(b.excluded), o.excluded...),
+		filters:  append(slices.Clone(b.filters), o.filters...),
+		none:     b.none || o.none,
+	}
+}
+
+func (b branch) text() string { return buildTerms(b.words, b.phrases, b.excluded) }
+
+func cross(as, bs []branch) []branch {
+	out := make([]branch, 0, len(as)*len(bs))
+	for _, a := range as {
+		for _, b := range bs {
+			out = append(out, a.and(b))
+		}
+	}
+	return out
+}
+
+// hasText reports whether q or any of its groups holds words, phrases or
+// exclusions: a group without them is a filter expression.
+func hasText(q search.Query) bool {
+	if len(q.Words)+len(q.Phrases)+len(q.Excluded) > 0 {
+		return true
+	}
+	for _, g := range q.Groups {
+		for _, a := range g.Any {
+			if hasText(a) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// filterOf is the filter expression of a query without text; ok is false
+// when it constrains nothing (matches every document).
+func filterOf(q search.Query) (filterExpr, bool) {
+	parts := append(buildFilter(q.Filter), buildNot(q.Not)...)
+	for _, g := range q.Groups {
+		if e, ok := groupFilter(g); ok {
+			parts = append(parts, e)
+		} else if g.Negated {
+			return filterExpr{string(attrRev) + " < 0"}, true // NOT everything: nothing
+		}
+	}
+	if len(parts) == 0 {
+		return filterExpr{}, false
+	}
+	return and(parts...), true
+}
+
+// groupFilter is a text-free group as one expression.
+func groupFilter(g search.Group) (filterExpr, bool) {
+	alts := make([]filterExpr, 0, len(g.Any))
+	for _, a := range g.Any {
+		e, ok := filterOf(a)
+		if !ok {
+			return filterExpr{}, false // an alternative that holds always
+		}
+		alts = append(alts, e)
+	}
+	e := or(alts...)
+	if g.Negated {
+		e = not(e)
+	}
+	return e, true
+}
+
+// branches turns q into its disjunctive normal form over text: Meilisearch
+// has one q per search, so OR between texts needs one search per
+// alternative (Search unions them by case). Filter-only groups stay one
+// filter expression. Inside a negated group words are exact (as excluded
+// words are): a negated word becomes an exclusion, a word negated twice a
+// one-word phrase.
+func branches(q search.Query, exact bool) ([]branch, error) {
+	base := branch{phrases: slices.Clone(q.Phrases), excluded: slices.Clone(q.Excluded)}
+	if exact {
+		base.phrases = append(base.phrases, q.Words...)
+	} else {
+		base.words = slices.Clone(q.Words)
+	}
+	base.filters = append(buildFilter(q.Filter), buildNot(q.Not)...)
+	out := []branch{base}
+	for _, g := range q.Groups {
+		var alts []branch
+		switch {
+		case !hasText(search.Query{Groups: []search.Group{g}}):
+			if e, ok := groupFilter(g); ok {
+				alts = []branch{{filters: []filterExpr{e}}}
+			} else if g.Negated {
+				alts = []branch{{none: true}}
+			} else {
+				alts = []branch{{}}
+			}
+		case !g.Negated:
+			for _, a := range g.Any {
+				bs, err := branches(a, exact)
+				if err != nil {
+					return nil, err
+				}
+				alts = append(alts, bs...)
+			}
+		default:
+			// NOT (a1 OR a2) = NOT a1 AND NOT a2
+			alts = []branch{{}}
+			for _, a := range g.Any {
+				ns, err := negation(a)
+				if err != nil {
+					return nil, err
+				}
+				alts = cross(alts, ns)
+			}
+		}
+		out = cross(out, alts)
+		if len(out) > maxBranches {
+			return nil, tooManyBranches()
+		}
+	}
+	return slices.DeleteFunc(out, func(b branch) bool { return b.none }), nil
+}
+
+// negation is NOT q as branches: the OR of each of its parts negated.
+func negation(q search.Query) ([]branch, error) {
+	var out []branch
+	for _, w := range append(slices.Clone(q.Words), q.Phrases...) {
+		out = append(out, branch{excluded: []string{w}})
+	}
+	for _, x := range q.Excluded {
+		out = append(out, branch{phrases: []string{x}})
+	}
+	if e, ok := filterOf(search.Query{Filter: q.Filter, Not: q.Not}); ok {
+		out = append(out, branch{filters: []filterExpr{not(e)}})
+	}
+	for _, g := range q.Groups {
+		// NOT g: for a negated g, g's alternatives themselves (exact)
+		bs, err := branches(search.Query{Groups: []search.Group{{Any: g.Any, Negated: !g.Negated}}}, true)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, bs...)
+	}
+	if len(out) > maxBranches {
+		return nil, tooManyBranches()
+	}
+	return out, nil
+}
+
+func tooManyBranches() error {
+	return &search.QueryError{Message: fmt.Sprintf("more than %d OR alternatives over text (Meilisearch answers each with its own search)", maxBranches)}
 }

@@ -283,11 +283,42 @@ func anyOf(vals, have []string) bool {
 	return false
 }
 
-func (u unit) matches(q search.Query) bool {
-	f := q.Filter
+// noneOf reports whether have holds none of vals (an empty vals excludes
+// nothing).
+func noneOf(vals, have []string) bool {
+	for _, v := range have {
+		if slices.Contains(vals, v) {
+			return false
+		}
+	}
+	return true
+}
+
+// folded compares keyword values as engines do: case-folded on both sides.
+func folded(vals []string) []string { return search.FoldKeywords(vals) }
+
+func (u unit) assignee() []string {
+	if u.c.Assignee == "" {
+		return nil
+	}
+	return []string{search.FoldKeyword(u.c.Assignee)}
+}
+
+func (u unit) contactValues() (channel, purposes []string) {
+	if u.ct == nil {
+		return nil, nil
+	}
+	return []string{u.ct.Channel}, u.ct.Purposes
+}
+
+func (u unit) matchesFilter(f search.Filter) bool {
 	c := u.c
 	if !oneOf(f.Statuses, c.Status) || !oneOf(f.Priorities, c.Priority) || !oneOf(f.CustomerIDs, c.CustomerID) ||
-		!oneOf(f.Assignees, c.Assignee) || !anyOf(f.Tags, c.Tags) || !oneOf(f.CaseIDs, c.CaseID) {
+		!anyOf(folded(f.Assignees), u.assignee()) || !anyOf(folded(f.Tags), folded(c.Tags)) ||
+		!oneOf(f.CaseIDs, c.CaseID) || len(f.Numbers) > 0 && !slices.Contains(f.Numbers, c.Number) {
+		return false
+	}
+	if !f.UpdatedFrom.IsZero() && c.UpdatedAt.Before(f.UpdatedFrom) || !f.UpdatedTo.IsZero() && !c.UpdatedAt.Before(f.UpdatedTo) {
 		return false
 	}
 	if len(f.Channels) > 0 || len(f.Purposes) > 0 || !f.From.IsZero() || !f.To.IsZero() {
@@ -301,8 +332,33 @@ func (u unit) matches(q search.Query) bool {
 			return false
 		}
 	}
+	return true
+}
+
+// matchesNot reports whether the unit has none of a negated filter's
+// values (a case without contacts has no channel or purpose to exclude).
+func (u unit) matchesNot(f search.Filter) bool {
+	c := u.c
+	chans, purps := u.contactValues()
+	if slices.Contains(f.Numbers, c.Number) {
+		return false
+	}
+	return noneOf(f.Statuses, []string{c.Status}) && noneOf(f.Priorities, []string{c.Priority}) &&
+		noneOf(f.CustomerIDs, []string{c.CustomerID}) && noneOf(folded(f.Assignees), u.assignee()) &&
+		noneOf(folded(f.Tags), folded(c.Tags)) && noneOf(f.CaseIDs, []string{c.CaseID}) &&
+		noneOf(f.Channels, chans) && noneOf(f.Purposes, purps)
+}
+
+func (u unit) matches(q search.Query) bool { return u.matchesIn(q, false) }
+
+// matchesIn is matches inside a negated group when negated is set: words
+// are then exact, as Excluded words are.
+func (u unit) matchesIn(q search.Query, negated bool) bool {
+	if !u.matchesFilter(q.Filter) || !u.matchesNot(q.Not) {
+		return false
+	}
 	for _, w := range q.Words {
-		if searchable(w) && !u.hasWord(w, true) {
+		if searchable(w) && !u.hasWord(w, !negated) {
 			return false
 		}
 	}
@@ -313,6 +369,18 @@ func (u unit) matches(q search.Query) bool {
 	}
 	for _, x := range q.Excluded {
 		if searchable(x) && u.hasPhrase(x) {
+			return false
+		}
+	}
+	for _, g := range q.Groups {
+		hit := false
+		for _, a := range g.Any {
+			if u.matchesIn(a, negated || g.Negated) {
+				hit = true
+				break
+			}
+		}
+		if hit == g.Negated {
 			return false
 		}
 	}
@@ -359,7 +427,7 @@ func (c *corpus) expect(q search.Query) expected {
 		ex.ids = append(ex.ids, cd.CaseID)
 		ex.units[cd.CaseID] = matched
 		ex.facets["status"][cd.Status]++
-		for _, t := range cd.Tags {
+		for _, t := range folded(cd.Tags) {
 			ex.facets["tag"][t]++
 		}
 		chans, purps := map[string]bool{}, map[string]bool{}
@@ -389,7 +457,7 @@ func (c *corpus) expect(q search.Query) expected {
 		return t
 	}
 	sortBy := q.Sort
-	if sortBy == search.SortRelevance && len(q.Words)+len(q.Phrases) == 0 {
+	if sortBy == search.SortRelevance && !q.HasText() {
 		sortBy = search.SortNewest
 	}
 	switch sortBy {

@@ -97,6 +97,7 @@ func RunWith(t *testing.T, o Options, newEngine func(t *testing.T) search.Engine
 	t.Run("Injection", s.testInjection)
 	t.Run("DeleteAndReplace", func(t *testing.T) { testMutations(t, newEngine, o.Timeout) })
 	t.Run("Agreement", func(t *testing.T) { testAgreement(t, newEngine, o.Timeout) })
+	t.Run("Issue16", func(t *testing.T) { testIssue16(t, newEngine, o.Timeout) })
 }
 
 type suite struct {
@@ -279,6 +280,29 @@ func (s *suite) testFilters(t *testing.T) {
 			Assignees: []string{"ann", "bob"}, Purposes: []string{"customer_service", "security", "notification", "consented"},
 			From: from, To: to.AddDate(0, 3, 0)}}},
 		{"no match", search.Query{Words: []string{"zzzzzzzz"}}},
+		// issue 16: negated field terms, OR, groups, numbers, updated,
+		// folded keywords
+		{"negated tag", search.Query{Words: []string{"refund"}, Not: search.Filter{Tags: []string{"vip"}}}},
+		{"negated status", search.Query{Not: search.Filter{Statuses: []string{"open"}}}},
+		{"negated channel purpose", search.Query{Words: []string{"printer"}, Not: search.Filter{Channels: []string{"email"}, Purposes: []string{"security"}}}},
+		{"negated customer assignee priority", search.Query{Not: search.Filter{CustomerIDs: []string{"cus-007"}, Assignees: []string{"Ann"}, Priorities: []string{"low"}}}},
+		{"or words", search.Query{Groups: []search.Group{{Any: []search.Query{{Words: []string{"refund"}}, {Words: []string{"printer"}}}}}}},
+		{"or filters", search.Query{Groups: []search.Group{{Any: []search.Query{{Filter: search.Filter{Statuses: []string{"open"}}}, {Filter: search.Filter{Tags: []string{"vip"}}}}}}}},
+		{"or mixed", search.Query{Words: []string{"cable"}, Groups: []search.Group{{Any: []search.Query{{Words: []string{"laptop"}}, {Filter: search.Filter{Channels: []string{"phone"}}}}}}}},
+		{"or typo", search.Query{Groups: []search.Group{{Any: []search.Query{{Words: []string{"refxnd"}}, {Phrases: []string{"late parcel"}}}}}}},
+		{"negated group", search.Query{Words: []string{"refund"}, Groups: []search.Group{{Negated: true, Any: []search.Query{{Words: []string{"printer"}}, {Filter: search.Filter{Tags: []string{"billing"}}}}}}}},
+		{"negated group of two", search.Query{Words: []string{"invoice"}, Groups: []search.Group{{Negated: true, Any: []search.Query{{Words: []string{"late", "courier"}}}}}}},
+		{"nested", search.Query{Groups: []search.Group{{Any: []search.Query{
+			{Words: []string{"invoice"}, Groups: []search.Group{{Any: []search.Query{{Words: []string{"late"}}, {Words: []string{"courier"}}}}}},
+			{Phrases: []string{"late parcel"}, Filter: search.Filter{Statuses: []string{"closed"}}}}}}}},
+		{"or dates", search.Query{Words: []string{"battery"}, Groups: []search.Group{{Any: []search.Query{{Filter: search.Filter{From: to}}, {Filter: search.Filter{Statuses: []string{"closed"}}}}}}}},
+		{"negated date group", search.Query{Words: []string{"monitor"}, Groups: []search.Group{{Negated: true, Any: []search.Query{{Filter: search.Filter{From: from, To: to}}}}}}},
+		{"or chinese", search.Query{Groups: []search.Group{{Any: []search.Query{{Words: []string{"退款"}}, {Words: []string{"账户安全"}, Filter: search.Filter{Statuses: []string{"open"}}}}}}}},
+		{"numbers", search.Query{Filter: search.Filter{Numbers: []int64{1, 2, 3, 500, 99999}}}},
+		{"negated numbers", search.Query{Words: []string{"refund"}, Not: search.Filter{Numbers: []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}}}},
+		{"updated", search.Query{Filter: search.Filter{UpdatedFrom: from, UpdatedTo: to}}},
+		{"updated or number", search.Query{Filter: search.Filter{UpdatedTo: to}, Groups: []search.Group{{Any: []search.Query{{Words: []string{"cable"}}, {Filter: search.Filter{Numbers: []int64{900}}}}}}}},
+		{"folded tag assignee", search.Query{Filter: search.Filter{Tags: []string{"VIP", "Legal"}, Assignees: []string{"Chen Wei"}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -296,8 +320,9 @@ func (s *suite) testSorts(t *testing.T) {
 			{Sort: sort},
 			{Sort: sort, Words: []string{"delivery"}, Filter: search.Filter{Statuses: []string{"open", "resolved"}}},
 			{Sort: sort, Filter: search.Filter{Channels: []string{"chat"}, From: time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)}},
+			{Sort: sort, Groups: []search.Group{{Any: []search.Query{{Words: []string{"voucher"}}, {Words: []string{"coupon"}, Filter: search.Filter{Statuses: []string{"open"}}}}}}},
 		} {
-			name := fmt.Sprintf("%s/%v/%v", sort, q.Words, q.Filter.Channels)
+			name := fmt.Sprintf("%s/%v/%v/%d", sort, q.Words, q.Filter.Channels, len(q.Groups))
 			t.Run(name, func(t *testing.T) {
 				ex := s.c.expect(q)
 				s.eventually(t, name, func() error {
@@ -340,8 +365,9 @@ func (s *suite) testFacets(t *testing.T) {
 		{Facets: true, Words: []string{"password"}},
 		{Facets: true, Words: []string{"login"}, Filter: search.Filter{Statuses: []string{"open"}, Channels: []string{"email", "chat"}}},
 		{Facets: true, Filter: search.Filter{Purposes: []string{"authentication"}}},
+		{Facets: true, Not: search.Filter{Tags: []string{"vip"}}, Groups: []search.Group{{Any: []search.Query{{Words: []string{"router"}}, {Words: []string{"screen"}}}}}},
 	} {
-		name := fmt.Sprintf("%v/%v/%v", q.Words, q.Filter.Statuses, q.Filter.Purposes)
+		name := fmt.Sprintf("%v/%v/%v/%d", q.Words, q.Filter.Statuses, q.Filter.Purposes, len(q.Groups))
 		t.Run(name, func(t *testing.T) {
 			ex := s.c.expect(q)
 			s.eventually(t, name, func() error {
@@ -871,10 +897,12 @@ func testAgreement(t *testing.T, newEngine func(t *testing.T) search.Engine, tim
 		}
 	})
 
-	// String filters compare exactly, as typed: no case folding.
+	// Identifiers compare exactly, as typed; tags and assignees are
+	// case-folded on both sides (issue 16: tag:VIP found nothing).
 	t.Run("ExactFilters", func(t *testing.T) {
 		find(t, search.Query{Filter: search.Filter{Tags: []string{"VIP"}}}, "up1")
-		find(t, search.Query{Filter: search.Filter{Tags: []string{"vip"}}})
+		find(t, search.Query{Filter: search.Filter{Tags: []string{"vip"}}}, "up1")
+		find(t, search.Query{Filter: search.Filter{Tags: []string{"Billing"}}}, "lo1")
 		find(t, search.Query{Filter: search.Filter{CustomerIDs: []string{"Cus-Upper"}}}, "up1")
 		find(t, search.Query{Filter: search.Filter{CustomerIDs: []string{"cus-upper"}}})
 		find(t, search.Query{Filter: search.Filter{CustomerIDs: []string{"CUS-LOWER"}}})
@@ -883,7 +911,7 @@ func testAgreement(t *testing.T, newEngine func(t *testing.T) search.Engine, tim
 	// Facets count cases on every page, also where an engine cannot use
 	// its page mode (an offset no page size covers).
 	t.Run("FacetsOnAnyPage", func(t *testing.T) {
-		want := map[string]int64{"VIP": 1, "billing": 1}
+		want := map[string]int64{"vip": 1, "billing": 1}
 		for _, w := range []struct{ offset, limit int }{{0, 20}, {839, 2}, {1, 2}, {3, 2}} {
 			q := search.Query{Words: []string{"walrus"}, Facets: true, Offset: w.offset, Limit: w.limit}
 			eventually(t, timeout, fmt.Sprintf("facets at %d/%d", w.offset, w.limit), func() error {
@@ -900,4 +928,67 @@ func testAgreement(t *testing.T, newEngine func(t *testing.T) search.Engine, tim
 			})
 		}
 	})
+}
+
+// testIssue16 runs the queries of issue 16 §1 and §2 as an agent types
+// them (through ParseQuery), on a small index of its own.
+func testIssue16(t *testing.T, newEngine func(t *testing.T) search.Engine, timeout time.Duration) {
+	ctx := t.Context()
+	eng := newEngine(t)
+	t.Cleanup(func() { _ = eng.Close() })
+	now := time.Now().UTC()
+	mk := func(id string, number int64, status, assignee string, updated time.Time, tags []string, bodies ...string) search.CaseDoc {
+		c := search.CaseDoc{CaseID: id, Number: number, CustomerID: "cus-16", Subject: "issue sixteen " + id, Status: status,
+			Priority: "low", Channel: "email", Assignee: assignee, Tags: tags, CreatedAt: updated, UpdatedAt: updated}
+		for i, b := range bodies {
+			c.Contacts = append(c.Contacts, search.ContactDoc{ID: fmt.Sprintf("%s-%d", id, i), Channel: "email",
+				Direction: "inbound", Body: b, OccurredAt: updated.Add(-time.Duration(i+1) * time.Hour), Purposes: []string{"customer_service"}})
+		}
+		return c
+	}
+	old := now.AddDate(0, 0, -60)
+	docs := []search.CaseDoc{
+		mk("v1", 1234, "open", "Alice", now, []string{"VIP"}, "refund for the duplicate charge"),
+		mk("v2", 1235, "closed", "Bob", old, []string{"billing"}, "refund declined", "chargeback filed by the bank"),
+		mk("v3", 1236, "pending", "ALICE", now, nil, "chargeback question"),
+		mk("v4", 1237, "open", "", old, []string{"vip", "legal"}),
+	}
+	if err := eng.Index(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		q    string
+		want []string
+	}{
+		{"refund -tag:vip", []string{"v2"}},
+		{"refund -tag:VIP", []string{"v2"}},
+		{"-status:open", []string{"v2", "v3"}},
+		{"-status:open -status:closed", []string{"v3"}},
+		{"refund OR chargeback", []string{"v1", "v2", "v3"}},
+		{"refund chargeback", []string{}},
+		{"(refund OR chargeback) -status:closed", []string{"v1", "v3"}},
+		{"refund OR chargeback -tag:billing", []string{"v1", "v2", "v3"}},
+		{"sixteen -(refund OR chargeback)", []string{"v4"}},
+		{"status:closed OR tag:legal", []string{"v2", "v4"}},
+		{"tag:VIP", []string{"v1", "v4"}},
+		{"tag:Legal", []string{"v4"}},
+		{"assignee:alice", []string{"v1", "v3"}},
+		{"assignee:Alice -tag:vip", []string{"v3"}},
+		{"#1234", []string{"v1"}},
+		{"number:1235,1236", []string{"v2", "v3"}},
+		{"-#1234 refund", []string{"v2"}},
+		{"updated:>30d", []string{"v1", "v3"}},
+		{"updated:<30d", []string{"v2", "v4"}},
+		{"after:7d", []string{"v1", "v3"}},
+		{"before:7d", []string{"v2"}},
+		{"chargeback after:7d", []string{"v3"}},
+	} {
+		t.Run(tt.q, func(t *testing.T) {
+			q, err := search.ParseQuery(tt.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			findExactly(t, ctx, eng, timeout, q, tt.want...)
+		})
+	}
 }

@@ -133,7 +133,7 @@ func readPredicate(s string) (Predicate, string, error) {
 // accepts with AND, OR and parentheses (as the adapter's stale-document
 // filters use), strictly: a stray word is an error.
 type filterNode struct {
-	op   string // "and", "or", "pred"
+	op   string // "and", "or", "not", "pred"
 	kids []filterNode
 	pred Predicate
 }
@@ -197,6 +197,13 @@ func parseAnd(s string) (filterNode, string, error) {
 
 func parseFactor(s string) (filterNode, string, error) {
 	s = strings.TrimLeft(s, " ")
+	if strings.HasPrefix(s, "NOT ") {
+		n, rest, err := parseFactor(s[4:])
+		if err != nil {
+			return n, rest, err
+		}
+		return filterNode{op: "not", kids: []filterNode{n}}, rest, nil
+	}
 	if strings.HasPrefix(s, "(") {
 		n, rest, err := parseOr(s[1:])
 		if err != nil {
@@ -228,6 +235,8 @@ func (n filterNode) match(doc map[string]any) bool {
 			}
 		}
 		return false
+	case "not":
+		return !n.kids[0].match(doc)
 	}
 	return n.pred.match(doc)
 }
