@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -60,7 +62,11 @@ func (s *Server) search(c *fiber.Ctx) error {
 	text := vals.Get("q")
 	q, err := search.ParseQuery(text)
 	var qe *search.QueryError
-	if errors.As(err, &qe) {
+	var ue *search.UnknownFieldError
+	switch {
+	case errors.As(err, &ue):
+		return fieldError(ue.Error(), "q", fmt.Sprintf("unknown field %q in %q; valid fields: %s", ue.Field, ue.Term, strings.Join(ue.Valid, ", ")))
+	case errors.As(err, &qe):
 		return fieldError(qe.Error(), "q", qe.Error())
 	}
 
@@ -110,7 +116,13 @@ func (s *Server) search(c *fiber.Ctx) error {
 	q.Filter = merged
 	res := search.Result{Hits: []search.Hit{}, Facets: map[string]map[string]int64{}}
 	if ok {
-		if res, err = s.d.Search.Search(c.UserContext(), q); err != nil {
+		res, err = s.d.Search.Search(c.UserContext(), q)
+		if errors.As(err, &qe) {
+			// what one engine cannot answer (Meilisearch: too many OR
+			// alternatives over text) is the query's to narrow
+			return fieldError(qe.Error(), "q", qe.Error())
+		}
+		if err != nil {
 			return err
 		}
 	}
