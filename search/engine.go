@@ -126,14 +126,18 @@ type Group struct {
 
 // Hit is one case, represented by its best-matching contact.
 type Hit struct {
-	CaseID     string  `json:"case_id"`
-	Number     int64   `json:"number"`
-	Subject    string  `json:"subject"`
-	Status     string  `json:"status"`
-	CustomerID string  `json:"customer_id"`
-	ContactID  string  `json:"contact_id"`
-	Snippet    string  `json:"snippet"`
-	Score      float64 `json:"score"`
+	CaseID     string `json:"case_id"`
+	Number     int64  `json:"number"`
+	Subject    string `json:"subject"`
+	Status     string `json:"status"`
+	CustomerID string `json:"customer_id"`
+	ContactID  string `json:"contact_id"`
+	Snippet    string `json:"snippet"`
+	// SnippetField says where the snippet comes from: "body" (the
+	// contact's text) or "subject" (the case's, when only it matched or
+	// the case has no contact).
+	SnippetField string  `json:"snippet_field"`
+	Score        float64 `json:"score"`
 }
 
 // Result is a page of hits with the total and facet counts over all hits.

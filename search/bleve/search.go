@@ -614,9 +614,9 @@ func (e *Engine) hydrate(_ context.Context, r index.IndexReader, page []group, h
 		hits[i].Subject = subject
 		bodySpans := hl.spans(body)
 		if body == "" || len(bodySpans) == 0 && subject != "" && len(hl.spans(subject)) > 0 {
-			hits[i].Snippet = search.Snippet(subject, hl.spans(subject), search.SnippetRunes)
+			hits[i].Snippet, hits[i].SnippetField = search.Snippet(subject, hl.spans(subject), search.SnippetRunes), "subject"
 		} else {
-			hits[i].Snippet = search.Snippet(body, bodySpans, search.SnippetRunes)
+			hits[i].Snippet, hits[i].SnippetField = search.Snippet(body, bodySpans, search.SnippetRunes), "body"
 		}
 	}
 

@@ -1218,8 +1218,8 @@ func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, err
 			Status:     h.Status,
 			CustomerID: h.CustomerID,
 			ContactID:  h.ContactID,
-			Snippet:    hitSnippet(h),
 		}
+		hit.Snippet, hit.SnippetField = hitSnippet(h)
 		if h.RankingScore != nil {
 			hit.Score = *h.RankingScore
 		}
@@ -1312,14 +1312,14 @@ func queryWords(q string) int {
 
 // hitSnippet shows the body around its first match; when only the subject
 // matched (or the case has no contact), the subject with its matches.
-func hitSnippet(h hitDoc) string {
+func hitSnippet(h hitDoc) (text, field string) {
 	if m := h.MatchesPosition["body"]; len(m) > 0 || (h.Body != "" && len(h.MatchesPosition["subject"]) == 0) {
-		return snippet(h.Body, m)
+		return snippet(h.Body, m), "body"
 	}
 	if m := h.MatchesPosition["subject"]; len(m) > 0 || h.Body == "" {
-		return snippet(h.Subject, m)
+		return snippet(h.Subject, m), "subject"
 	}
-	return snippet(h.Body, nil)
+	return snippet(h.Body, nil), "body"
 }
 
 func (e *Engine) rawSearch(ctx context.Context, req *meilisearch.SearchRequest) (*searchResponse, error) {

@@ -279,8 +279,10 @@ func (e *Engine) hydrateUnion(ctx context.Context, q search.Query, bs []branch, 
 			continue
 		}
 		addCJKMatches(&h, runs)
-		hits = append(hits, search.Hit{CaseID: h.CaseID, Number: h.Number, Subject: h.Subject, Status: h.Status,
-			CustomerID: h.CustomerID, ContactID: h.ContactID, Snippet: hitSnippet(h), Score: c.score})
+		hit := search.Hit{CaseID: h.CaseID, Number: h.Number, Subject: h.Subject, Status: h.Status,
+			CustomerID: h.CustomerID, ContactID: h.ContactID, Score: c.score}
+		hit.Snippet, hit.SnippetField = hitSnippet(h)
+		hits = append(hits, hit)
 	}
 	return hits, nil
 }

@@ -575,8 +575,14 @@ func (s *suite) testSnippet(t *testing.T) {
 	if h.Snippet != want {
 		t.Errorf("snippet %q\nwant %q", h.Snippet, want)
 	}
-	if h.ContactID != "case-snippet-c" || h.Number == 0 || h.Subject != "special" || h.Status != "open" || h.CustomerID != snippetCustomer {
+	if h.ContactID != "case-snippet-c" || h.Number == 0 || h.Subject != "special" || h.Status != "open" || h.CustomerID != snippetCustomer || h.SnippetField != "body" {
 		t.Errorf("hit fields %+v", h)
+	}
+	// issue 16: the snippet comes from the field that matched and says
+	// which; a match only in the subject shows the subject, marked
+	h = s.findOne(t, search.Query{Words: []string{"special"}, Filter: search.Filter{CustomerIDs: []string{snippetCustomer}}}, "case-snippet")
+	if h.SnippetField != "subject" || h.Snippet != "<mark>special</mark>" {
+		t.Errorf("subject-only match: snippet %q from %q", h.Snippet, h.SnippetField)
 	}
 	// a long body is trimmed around the first match
 	res, err := s.eng.Search(t.Context(), search.Query{Words: []string{"refund"}, Limit: 100})
@@ -589,6 +595,9 @@ func (s *suite) testSnippet(t *testing.T) {
 		}
 		if !strings.Contains(strings.ToLower(h.Snippet), "<mark>refund</mark>") {
 			t.Errorf("snippet of %s lacks the match: %q", h.CaseID, h.Snippet)
+		}
+		if h.SnippetField != "body" && h.SnippetField != "subject" {
+			t.Errorf("snippet of %s from field %q", h.CaseID, h.SnippetField)
 		}
 	}
 }
