@@ -526,8 +526,18 @@ func each(ctx context.Context, r index.IndexReader, m mapping.IndexMapping, q qu
 	}
 }
 
-// Search implements search.Engine.
+// Search implements search.Engine; facets are disjunctive within a field
+// (search.DisjunctiveFacets).
 func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, error) {
+	res, err := e.search(ctx, q)
+	if err != nil {
+		return res, err
+	}
+	return res, search.DisjunctiveFacets(ctx, q, &res, e.search)
+}
+
+// search is Search without disjunctive facets.
+func (e *Engine) search(ctx context.Context, q search.Query) (search.Result, error) {
 	w, err := q.Window()
 	if err != nil {
 		return search.Result{}, fmt.Errorf("bleve: %w", err)

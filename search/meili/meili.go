@@ -1084,6 +1084,15 @@ func pageFor(offset, limit int) (page, perPage int, ok bool) {
 // matching contact), and one count per channel and purpose value (cases with
 // a matching contact having it).
 func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, error) {
+	res, err := e.search(ctx, q)
+	if err != nil {
+		return res, err
+	}
+	return res, search.DisjunctiveFacets(ctx, q, &res, e.search)
+}
+
+// search is Search without disjunctive facets.
+func (e *Engine) search(ctx context.Context, q search.Query) (search.Result, error) {
 	bs, err := branches(q, q.Exact)
 	if err != nil {
 		return search.Result{}, err

@@ -446,6 +446,22 @@ func (c *corpus) expect(q search.Query) expected {
 			ex.facets["purpose"][p]++
 		}
 	}
+	// Facets are disjunctive within a field: a field's counts come from
+	// the query without that field's (top-level) filter.
+	for _, f := range []struct {
+		key   string
+		clear func(*search.Filter) bool
+	}{
+		{"status", func(f *search.Filter) bool { had := len(f.Statuses) > 0; f.Statuses = nil; return had }},
+		{"channel", func(f *search.Filter) bool { had := len(f.Channels) > 0; f.Channels = nil; return had }},
+		{"tag", func(f *search.Filter) bool { had := len(f.Tags) > 0; f.Tags = nil; return had }},
+		{"purpose", func(f *search.Filter) bool { had := len(f.Purposes) > 0; f.Purposes = nil; return had }},
+	} {
+		q2 := q
+		if f.clear(&q2.Filter) {
+			ex.facets[f.key] = c.expect(q2).facets[f.key]
+		}
+	}
 	key := func(id string) time.Time {
 		us := ex.units[id]
 		t := us[0].sortAt()

@@ -1000,4 +1000,30 @@ func testIssue16(t *testing.T, newEngine func(t *testing.T) search.Engine, timeo
 			findExactly(t, ctx, eng, timeout, q, tt.want...)
 		})
 	}
+
+	// Facets are disjunctive within a field: selecting status:open still
+	// shows how many cases are pending or closed; other fields' facets
+	// follow the filter.
+	t.Run("DisjunctiveFacets", func(t *testing.T) {
+		q, err := search.ParseQuery("sixteen status:open")
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.Facets = true
+		wantStatus := map[string]int64{"open": 2, "closed": 1, "pending": 1}
+		wantTag := map[string]int64{"vip": 2, "legal": 1}
+		eventually(t, timeout, "disjunctive facets", func() error {
+			res, err := eng.Search(ctx, q)
+			if err != nil {
+				return err
+			}
+			st, tg := maps.Clone(res.Facets["status"]), maps.Clone(res.Facets["tag"])
+			maps.DeleteFunc(st, func(_ string, n int64) bool { return n == 0 })
+			maps.DeleteFunc(tg, func(_ string, n int64) bool { return n == 0 })
+			if res.Total != 2 || !maps.Equal(st, wantStatus) || !maps.Equal(tg, wantTag) {
+				return fmt.Errorf("total %d status %v tag %v", res.Total, st, tg)
+			}
+			return nil
+		})
+	})
 }
