@@ -255,12 +255,21 @@ func (n filterNode) preds() []Predicate {
 // parseFilter reads the array form: AND of elements, OR within an inner array.
 func parseFilter(f any) ([][]Predicate, error) {
 	var out [][]Predicate
+	// An element is one predicate or, as Meilisearch accepts, a whole
+	// expression (AND, OR, NOT, parentheses) kept as one expr predicate.
 	one := func(v any) (Predicate, error) {
 		s, ok := v.(string)
 		if !ok {
 			return Predicate{}, fmt.Errorf("filter element %T is not a string", v)
 		}
-		return ParsePredicate(s)
+		if p, err := ParsePredicate(s); err == nil {
+			return p, nil
+		}
+		n, err := parseExpr(s)
+		if err != nil {
+			return Predicate{}, err
+		}
+		return Predicate{op: "expr", expr: &n}, nil
 	}
 	switch f := f.(type) {
 	case nil:
