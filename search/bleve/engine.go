@@ -45,7 +45,7 @@ import (
 // MappingVersion changes whenever the document layout or analysis changes;
 // an index built with an older version is reported by Outdated so the
 // server rebuilds it (search.Indexer.Reindex) while still answering from it.
-const MappingVersion = 3
+const MappingVersion = 4
 
 const (
 	currentFile     = "CURRENT"
@@ -270,6 +270,7 @@ func newMapping() (*mapping.IndexMappingImpl, error) {
 
 	dm.AddFieldMappingsAt(fText, text())
 	dm.AddFieldMappingsAt(fTextCJK, text())
+	dm.AddFieldMappingsAt(fTextEN, text()) // declared only: queries hold stems (stemAnalyzer), never analyzed by the mapping
 	for _, n := range []string{fCaseID, fHead, fStatus, fPriority, fCustomer, fAssignee, fTags, fContactID, fChannel, fPurposes, fSortAt, fHash, fUpdatedAt} {
 		dm.AddFieldMappingsAt(n, kw())
 	}

@@ -29,6 +29,7 @@ const (
 	fNumber    = "number"
 	fText      = "text"     // searchable: subject (array position 0) and body (1), non-CJK tokens
 	fTextCJK   = "text_cjk" // the same texts' CJK bigrams
+	fTextEN    = "text_en"  // the same texts' non-CJK tokens, Porter-stemmed (refund finds "Refunded")
 	fSubject   = "subject"  // stored only
 	fBody      = "body"     // stored only; the contact body (already masked)
 	fStatus    = "status"
@@ -116,10 +117,12 @@ func (e *Engine) caseDocuments(c search.CaseDoc, hashes []string, head bool, wan
 		kw(fNumber, strconv.FormatInt(c.Number, 10), optStored|index.IndexField)
 		memo := &memoAnalyzer{a: e.text}
 		latin, cjk := splitAnalyzer{m: memo}, splitAnalyzer{m: memo, cjk: true}
+		stem := stemAnalyzer{latin}
 		if c.Subject != "" {
 			subj := []byte(c.Subject)
 			d.AddField(document.NewTextFieldCustom(fText, []uint64{0}, subj, optText, latin))
 			d.AddField(document.NewTextFieldCustom(fTextCJK, []uint64{0}, subj, optText, cjk))
+			d.AddField(document.NewTextFieldCustom(fTextEN, []uint64{0}, subj, index.IndexField, stem))
 			d.AddField(document.NewTextFieldCustom(fSubject, nil, []byte(c.Subject), optStored, e.text))
 		}
 		kw(fStatus, c.Status, optKeyword|index.StoreField)
@@ -143,6 +146,7 @@ func (e *Engine) caseDocuments(c search.CaseDoc, hashes []string, head bool, wan
 				body := []byte(ct.Body)
 				d.AddField(document.NewTextFieldCustom(fText, []uint64{1}, body, optText, latin))
 				d.AddField(document.NewTextFieldCustom(fTextCJK, []uint64{1}, body, optText, cjk))
+				d.AddField(document.NewTextFieldCustom(fTextEN, []uint64{1}, body, index.IndexField, stem))
 				d.AddField(document.NewTextFieldCustom(fBody, nil, []byte(ct.Body), optStored, e.text))
 			}
 			kw(fSortAt, sortKey(ct.OccurredAt), optKeyword)

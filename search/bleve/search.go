@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/blevesearch/bleve/v2/analysis"
+	"github.com/blevesearch/bleve/v2/analysis/token/porter"
 	"github.com/blevesearch/bleve/v2/mapping"
 	bsearch "github.com/blevesearch/bleve/v2/search"
 	"github.com/blevesearch/bleve/v2/search/query"
@@ -83,6 +85,29 @@ func (s splitAnalyzer) Analyze(text []byte) analysis.TokenStream {
 	return out
 }
 
+// stemAnalyzer is the English side of the text: the non-CJK tokens,
+// Porter-stemmed as Bleve's English analyzer does, in a field of their own
+// so that the CJK bigrams and the unstemmed words (typos, phrases,
+// highlighting) stay as they were. Tokens are copied: the memo shares its
+// stream with the other fields and the stemmer rewrites terms in place.
+type stemAnalyzer struct{ latin splitAnalyzer }
+
+func (s stemAnalyzer) Analyze(text []byte) analysis.TokenStream {
+	toks := s.latin.Analyze(text)
+	out := make(analysis.TokenStream, len(toks))
+	for i, t := range toks {
+		c := *t
+		out[i] = &c
+	}
+	return porter.NewPorterStemmer().Filter(out)
+}
+
+// stem is a query token's form in the stemmed field.
+func stem(term string) string {
+	toks := porter.NewPorterStemmer().Filter(analysis.TokenStream{{Term: []byte(term)}})
+	return string(toks[0].Term)
+}
+
 // memoAnalyzer analyzes each text once for both split fields of one
 // document (Bleve analyzes a document's fields in one goroutine; the mutex
 // only makes that assumption safe).
@@ -146,6 +171,10 @@ func (e *Engine) phraseQuery(p string) query.Query {
 		switch len(part.terms) {
 		case 0:
 		case 1:
+			if part.field == fTextCJK && utf8.RuneCountInString(part.terms[0]) == 1 {
+				qs = append(qs, charQuery(part.terms[0]))
+				continue
+			}
 			tq := query.NewTermQuery(part.terms[0])
 			tq.SetField(part.field)
 			qs = append(qs, tq)
@@ -157,6 +186,17 @@ func (e *Engine) phraseQuery(p string) query.Query {
 		return nil
 	}
 	return conjunction(qs)
+}
+
+// charQuery matches one CJK character wherever it occurs: the index holds
+// bigrams (a character alone only where it stands alone), so the character
+// is the first or the second half of a bigram, or a term of its own. The
+// regexp walks only the CJK field's dictionary.
+func charQuery(c string) query.Query {
+	c = regexp.QuoteMeta(c)
+	rq := query.NewRegexpQuery(c + ".?|." + c)
+	rq.SetField(fTextCJK)
+	return rq
 }
 
 func fuzzyQuery(term, field string, fuzziness, prefix int) query.Query {
@@ -186,7 +226,14 @@ func (e *Engine) wordQuery(w string, fuzzy bool) query.Query {
 		if fuzzy {
 			f = fuzziness(term)
 		}
-		qs := make([]query.Query, 0, len(textFields))
+		qs := make([]query.Query, 0, len(textFields)+1)
+		// English inflections: refund finds "Refunded". Not for exact
+		// words, which match as typed.
+		if fuzzy {
+			tq := query.NewTermQuery(stem(term))
+			tq.SetField(fTextEN)
+			qs = append(qs, tq)
+		}
 		for _, field := range textFields {
 			switch f {
 			case 0:

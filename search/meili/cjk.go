@@ -56,14 +56,34 @@ func bigrams(run []rune) string {
 	return b.String()
 }
 
+// unigrams renders a run as space-separated characters.
+func unigrams(run []rune) string {
+	var b strings.Builder
+	for i, r := range run {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 // cjkField is the hidden field's value for one text: its runs' bigrams,
 // runs separated by a full stop so that no phrase spans two runs. Empty
 // when the text has no CJK.
 func cjkField(text string) string {
 	runs := cjkRuns(text)
-	parts := make([]string, 0, len(runs))
+	parts := make([]string, 0, 2*len(runs))
 	for _, r := range runs {
 		parts = append(parts, bigrams(r))
+		// and its characters one by one, as a part of their own so that
+		// no bigram phrase runs into them: a one-character query (退, sent
+		// as a phrase of itself) finds every contact holding it, also
+		// where it ends a run (请帮我退 has no bigram starting with 退) or
+		// where Meilisearch's segmenter keeps a bigram whole (退款).
+		if len(r) > 1 {
+			parts = append(parts, unigrams(r))
+		}
 	}
 	return strings.Join(parts, ". ")
 }

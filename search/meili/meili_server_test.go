@@ -32,7 +32,7 @@ func TestConformance(t *testing.T) {
 	// runs do not collide with leftovers of an interrupted run.
 	var next atomic.Int64
 	next.Store(time.Now().Unix() % 1_000_000_000)
-	searchtest.Run(t, func(t *testing.T) search.Engine {
+	searchtest.RunWith(t, searchtest.Options{NoStemming: true}, func(t *testing.T) search.Engine {
 		ctx := context.Background()
 		e, err := Open(ctx, Config{URL: url, APIKey: key, IndexVersion: int(next.Add(1)), TaskTimeout: time.Minute})
 		if err != nil {
@@ -63,7 +63,7 @@ func TestConformanceAgainstFake(t *testing.T) {
 	}
 	f := newFake(t)
 	var n atomic.Int64
-	searchtest.Run(t, func(t *testing.T) search.Engine {
+	searchtest.RunWith(t, searchtest.Options{NoStemming: true}, func(t *testing.T) search.Engine {
 		return openFake(t, f, int(n.Add(1)))
 	})
 }

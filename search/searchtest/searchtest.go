@@ -45,6 +45,10 @@ import (
 type Options struct {
 	Cases   int           // generated cases (default 1300; deep paging needs 1200+)
 	Timeout time.Duration // how long to poll for eventual consistency (default 30s)
+	// NoStemming: the engine matches English words as typed, with typos
+	// but without their inflections (Meilisearch); the suite then checks
+	// that documented difference instead of stemming.
+	NoStemming bool
 }
 
 // Run runs the suite. newEngine must return an empty engine (a fresh index)
@@ -98,6 +102,7 @@ func RunWith(t *testing.T, o Options, newEngine func(t *testing.T) search.Engine
 	t.Run("DeleteAndReplace", func(t *testing.T) { testMutations(t, newEngine, o.Timeout) })
 	t.Run("Agreement", func(t *testing.T) { testAgreement(t, newEngine, o.Timeout) })
 	t.Run("Issue16", func(t *testing.T) { testIssue16(t, newEngine, o.Timeout) })
+	t.Run("Issue16Words", func(t *testing.T) { testIssue16Words(t, newEngine, o) })
 }
 
 type suite struct {
@@ -1026,4 +1031,71 @@ func testIssue16(t *testing.T, newEngine func(t *testing.T) search.Engine, timeo
 			return nil
 		})
 	})
+}
+
+// testIssue16Words: English words find their inflections where the engine
+// stems ("refund" misses "Refunded the duplicate charge" otherwise), and a
+// single Chinese character finds every contact holding it although the
+// index is of bigrams.
+func testIssue16Words(t *testing.T, newEngine func(t *testing.T) search.Engine, o Options) {
+	ctx := t.Context()
+	eng := newEngine(t)
+	t.Cleanup(func() { _ = eng.Close() })
+	at := time.Date(2025, 6, 1, 9, 0, 0, 0, time.UTC)
+	mk := func(id, body string) search.CaseDoc {
+		return search.CaseDoc{CaseID: id, Number: 1, CustomerID: "cus-w", Subject: "words " + id, Status: "open",
+			Priority: "low", Channel: "chat", CreatedAt: at, UpdatedAt: at,
+			Contacts: []search.ContactDoc{{ID: id + "-0", Channel: "chat", Direction: "inbound", Body: body,
+				OccurredAt: at, Purposes: []string{"customer_service"}}}}
+	}
+	docs := []search.CaseDoc{
+		mk("en1", "Refunded the duplicate charge"),
+		mk("en2", "refund requested by phone"),
+		mk("en3", "the customer refunds nothing and charges twice"),
+		mk("en4", "the parcel never arrived"),
+		mk("zh1", "退款"),       // 退 only inside a word (jieba keeps 退款 whole)
+		mk("zh2", "我要退款"),     // in the middle of a run
+		mk("zh3", "请帮我退"),     // last character of a run: no bigram starts with it
+		mk("zh4", "退 refund"), // alone
+		mk("zh5", "没有问题，谢谢"),  // no 退
+	}
+	if err := eng.Index(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	type row struct {
+		q    string
+		want []string
+	}
+	// English: stemmed on Bleve; Meilisearch matches whole words with
+	// typos (one from 5 letters) and, prefixSearch being disabled, no
+	// prefixes (README, Search: the engines differ here).
+	rows := []row{
+		{"refund", []string{"en1", "en2", "en3", "zh4"}},
+		{"refunded", []string{"en1", "en2", "en3", "zh4"}},
+		{"duplicate refund", []string{"en1"}},
+	}
+	if o.NoStemming {
+		rows = []row{
+			{"refund", []string{"en2", "en3", "zh4"}},
+			{"refunded", []string{"en1"}},
+			{"duplicate refund", []string{}},
+		}
+	}
+	rows = append(rows,
+		row{"charge", []string{"en1", "en3"}},
+		row{`"refund"`, []string{"en2", "zh4"}}, // a phrase is exact: no stemming
+		row{"退", []string{"zh1", "zh2", "zh3", "zh4"}},
+		row{"退款", []string{"zh1", "zh2"}},
+		row{"我退", []string{"zh3"}},
+		row{"退 refund", []string{"zh4"}},
+	)
+	for _, tt := range rows {
+		t.Run(tt.q, func(t *testing.T) {
+			q, err := search.ParseQuery(tt.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			findExactly(t, ctx, eng, o.Timeout, q, tt.want...)
+		})
+	}
 }
