@@ -684,6 +684,7 @@ type qTerm struct {
 	text   string
 	phrase bool
 	neg    bool
+	prefix bool // the last word of q, where prefix search is enabled
 }
 
 // parseQ reads Meilisearch's q syntax: "phrase", -word, -"phrase", words.
@@ -790,6 +791,16 @@ func levenshtein(a, b string) int {
 	return prev[len(rb)]
 }
 
+// prefixSearch reports whether the index's prefixSearch setting leaves
+// prefix search on.
+func (ix *Index) prefixSearch() bool {
+	var mode string
+	if raw, ok := ix.Settings["prefixSearch"]; ok && json.Unmarshal(raw, &mode) == nil {
+		return mode != "disabled"
+	}
+	return true
+}
+
 // typoBudget follows the index's typoTolerance setting.
 func (ix *Index) typoBudget(word string) int {
 	if ix.typoCache == nil {
@@ -851,7 +862,15 @@ func (ix *Index) matchTerm(term qTerm, toks []token) []matchBounds {
 	word := qt[0].text
 	budget := ix.typoBudget(word)
 	for _, t := range toks {
-		if t.text == word || (budget > 0 && typos(t.text, word, budget) <= budget) {
+		text := t.text
+		// Prefix search: the last word matches the beginning of a word,
+		// typos included (ref finds refunded, refnu too).
+		if term.prefix {
+			if n := utf8.RuneCountInString(word); utf8.RuneCountInString(text) > n {
+				text = string([]rune(text)[:n])
+			}
+		}
+		if text == word || (budget > 0 && typos(text, word, budget) <= budget) {
 			out = append(out, matchBounds{t.start, t.end - t.start})
 		}
 	}
@@ -940,6 +959,11 @@ func (f *Server) searchLocked(uid string, req searchReq) (map[string]any, int, *
 			break
 		}
 		terms = append(terms, term)
+	}
+	// Meilisearch matches the last word of q as a prefix, unless the
+	// index's prefixSearch setting is "disabled" (default "indexingTime").
+	if n := len(terms); n > 0 && !terms[n-1].phrase && !terms[n-1].neg && idx.prefixSearch() {
+		terms[n-1].prefix = true
 	}
 
 	type cand struct {
