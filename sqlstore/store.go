@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -360,7 +361,11 @@ func (s *Store) UpdateCase(ctx context.Context, id string, fn func(*cases.Case) 
 			return err
 		}
 		changes := cases.CaseChanges(old, c)
-		ch.Detail = withChanges(ch.Detail, changes)
+		// The audit trail outlives an erasure: it names a changed subject
+		// (in "fields") without its text, which the sealed history keeps.
+		audited := maps.Clone(changes)
+		delete(audited, "subject")
+		ch.Detail = withChanges(ch.Detail, audited)
 		if err := s.addHistory(ctx, tx, sl, id, c.UpdatedAt, ch.Actor, changes); err != nil {
 			return err
 		}

@@ -187,6 +187,11 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 			// Runs started through the API end with the server: Shutdown
 			// (on SIGTERM) cancels them (an interrupted run is never listed).
 			Exports: a.exports,
+			Privacy: &api.PrivacyDeps{
+				Eraser: newEraser(db, a.retention.deleteHolds, keys, fields, blobs, sink, dkey, a.indexer.Kick),
+				FindCustomers: func(ctx context.Context, email, phone string) ([]cases.Customer, error) {
+					return a.store.FindCustomers(ctx, sqlstore.CustomerLookup{Email: email, Phone: phone})
+				}},
 			Backups: &api.BackupDeps{Service: bp.svc, Identity: bkeys.Identity, Ping: bp.target.Ping},
 			Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) {
 				return map[string]any{"engine": string(db.Dialect)}, db.Ping(ctx)
