@@ -90,7 +90,7 @@ func TestPersonalFieldsAreSealed(t *testing.T) {
 		}
 		// The audit trail outlives an erasure: the subject change names the
 		// field only (sealedStore has no audit hook; the store's detail is
-		// checked in TestChangesAreAudited).
+		// checked in TestUpdatesRecordWhatChanged).
 
 		got, err := st.GetCustomer(ctx, cust.ID)
 		if err != nil || got.Name != "Wang Fang" || got.Email != "Wang.Fang@Example.com" || got.Phone != "+86 138-0013-8000" {
