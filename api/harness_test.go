@@ -246,7 +246,7 @@ func newHarnessDB(t *testing.T, db *sqldb.DB, blobs archive.Blobs) *harness {
 			FindCustomers: func(ctx context.Context, email, phone string) ([]cases.Customer, error) {
 				return store.FindCustomers(ctx, sqlstore.CustomerLookup{Email: email, Phone: phone})
 			}},
-		Checks:  []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) { return nil, db.Ping(ctx) }}},
+		Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) { return nil, db.Ping(ctx) }}},
 	})
 	// A real loopback listener: the server is exercised exactly as clients
 	// reach it (chunked bodies, connection handling), not through app.Test.
