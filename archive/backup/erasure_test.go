@@ -188,3 +188,55 @@ func TestErasureRestoredWithoutReplayStaysSealed(t *testing.T) {
 		t.Errorf("restored customer read without keys: %v, want ErrSealed", err)
 	}
 }
+
+// TestErasureDuringBackupIsAllOrNothing: an erasure that commits while a
+// backup is dumping its tables (after the customers table, before the
+// contacts) leaves the backup holding the customer entirely, as of its
+// snapshot: profile, case, every contact and the live key; never a part.
+func TestErasureDuringBackupIsAllOrNothing(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, in *instance) {
+		ctx := context.Background()
+		f := in.seal()
+		victim, victimCase, _ := in.victim()
+		const extra = 1200 // with their audit events, past the first progress report (2048 rows)
+		for i := 0; i < extra; i++ {
+			in.contact(victimCase, "more of the same complaint")
+		}
+		repo, _ := newRepo(t)
+		keys := newKeys(t)
+
+		erased := false
+		m, err := in.service(repo, keys).Backup(ctx, "test", operator, func(p backup.Progress) {
+			if erased || p.Phase != "tables" {
+				return
+			}
+			if p.Done >= p.Total {
+				t.Errorf("first progress report at the end of the dump (%d/%d): the erasure would not run mid-dump", p.Done, p.Total)
+			}
+			erased = true
+			if _, err := in.eraser(f).Erase(ctx, retention.EraseRequest{CustomerID: victim, Reason: "during the backup", Force: true}, operator); err != nil {
+				t.Errorf("erasure during the backup: %v", err)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !erased || in.count(`SELECT COUNT(*) FROM customers WHERE id = ?`, victim) != 0 {
+			t.Fatal("the erasure did not run during the backup")
+		}
+
+		dst := openInstance(t, sqldbtest.Open(t, in.db.Dialect), t.TempDir())
+		restoreInto(t, repo, m.ID, keys, dst) // no live tombstones: the backup as it is
+		for q, want := range map[string]int{
+			`SELECT COUNT(*) FROM customers WHERE id = ?`:                                       1,
+			`SELECT COUNT(*) FROM cases WHERE customer_id = ?`:                                  1,
+			`SELECT COUNT(*) FROM contacts WHERE customer_id = ?`:                               extra + 1,
+			`SELECT COUNT(*) FROM customer_keys WHERE customer_id = ? AND destroyed_at IS NULL`: 1,
+			`SELECT COUNT(*) FROM dispositions WHERE customer_id = ?`:                           0,
+		} {
+			if n := dst.count(q, victim); n != want {
+				t.Errorf("backup taken across the erasure: %s = %d, want %d (the snapshot before it, whole)", q, n, want)
+			}
+		}
+	})
+}
