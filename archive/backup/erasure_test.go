@@ -240,3 +240,40 @@ func TestErasureDuringBackupIsAllOrNothing(t *testing.T) {
 		}
 	})
 }
+
+// TestErasureInterruptedBeforeCommitChangesNothing: an erasure that fails
+// at its last step (the process dying there rolls back the same way: one
+// transaction) leaves the customer whole: rows, key, blob, no record.
+func TestErasureInterruptedBeforeCommitChangesNothing(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, in *instance) {
+		ctx := context.Background()
+		f := in.seal()
+		victim, _, attID := in.victim()
+		before := in.blobDigests()
+		boom := errors.New("killed before commit")
+		er := retention.NewEraser(in.db, retention.EraserOptions{Holds: in.holds, Keys: in.keys, Fields: f, OnChange: auditHook(in.db.Dialect),
+			Blobs: in.blobs, BeforeCommit: func(context.Context) error { return boom }})
+		if _, err := er.Erase(ctx, retention.EraseRequest{CustomerID: victim, Reason: "x", Force: true}, operator); !errors.Is(err, boom) {
+			t.Fatalf("erasure: %v, want the injected failure", err)
+		}
+		for q, want := range map[string]int{
+			`SELECT COUNT(*) FROM customers WHERE id = ?`:                                          1,
+			`SELECT COUNT(*) FROM cases WHERE customer_id = ?`:                                     1,
+			`SELECT COUNT(*) FROM contacts WHERE customer_id = ?`:                                  1,
+			`SELECT COUNT(*) FROM attachments WHERE customer_id = ?`:                               1,
+			`SELECT COUNT(*) FROM customer_keys WHERE customer_id = ? AND wrapped_key IS NOT NULL`: 1,
+			`SELECT COUNT(*) FROM dispositions WHERE customer_id = ?`:                              0,
+			`SELECT COUNT(*) FROM audit_events WHERE target_id = ? AND action = 'customer.erase'`:  0,
+		} {
+			if n := in.count(q, victim); n != want {
+				t.Errorf("%s = %d, want %d", q, n, want)
+			}
+		}
+		if after := in.blobDigests(); len(after) != len(before) || after["plain:"+attID] != before["plain:"+attID] {
+			t.Errorf("the attachment changed: %v → %v", before, after)
+		}
+		if c, err := in.store.GetCustomer(ctx, victim); err != nil || c.Name != victimText[0] {
+			t.Errorf("customer after the failed erasure: %+v %v", c, err)
+		}
+	})
+}
