@@ -159,7 +159,14 @@ func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 func newHarnessDB(t *testing.T, db *sqldb.DB, blobs archive.Blobs) *harness {
 	t.Helper()
 	rec := &recordedAudit{}
-	store := sqlstore.New(db, sqlstore.Options{Policy: fixedPolicy{}})
+	// Fields in clear (no keyring: the tests read the rows they wrote) but
+	// with the lookup hashes, which GET /customers?email= uses.
+	lookupKey, err := sqlstore.LookupKey(bytes.Repeat([]byte{5}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := sqlstore.NewFields(nil, lookupKey)
+	store := sqlstore.New(db, sqlstore.Options{Policy: fixedPolicy{}, Fields: fields})
 	tokens := auth.NewTokens(db)
 	var blobDir string
 	if blobs == nil {
@@ -230,7 +237,16 @@ func newHarnessDB(t *testing.T, db *sqldb.DB, blobs archive.Blobs) *harness {
 		Attachments: atts,
 		AuditTrail:  trail, Search: ix, Reindex: func(context.Context) error { return *reindexErr }, Retention: ret, Exports: exports,
 		Backups: &api.BackupDeps{Service: bsvc, Identity: bkeys.Identity, Ping: repoStore.Ping},
-		Checks:  []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) { return nil, db.Ping(ctx) }}},
+		Privacy: &api.PrivacyDeps{
+			Eraser: retention.NewEraser(db, retention.EraserOptions{Holds: holds, Keys: keys, Fields: fields, Blobs: blobs,
+				OnChange: func(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
+					_, err := audit.AppendTx(ctx, tx, db.Dialect, audit.FromChange(ch, audit.OutcomeOK))
+					return err
+				}}),
+			FindCustomers: func(ctx context.Context, email, phone string) ([]cases.Customer, error) {
+				return store.FindCustomers(ctx, sqlstore.CustomerLookup{Email: email, Phone: phone})
+			}},
+		Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) { return nil, db.Ping(ctx) }}},
 	})
 	// A real loopback listener: the server is exercised exactly as clients
 	// reach it (chunked bodies, connection handling), not through app.Test.

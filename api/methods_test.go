@@ -39,6 +39,9 @@ func TestHeadOnEveryGetRoute(t *testing.T) {
 				}
 			}
 			path := strings.Join(segs, "/")
+			if path == "/api/v1/customers" {
+				path += "?email=head%40example.com" // a lookup needs what to look up (422 without)
+			}
 			get := h.do("GET", path, admin, nil)
 			head := h.do("HEAD", path, admin, nil)
 			n++

@@ -66,6 +66,8 @@ func (s *Server) problemFor(err error) Problem {
 		// Never serve altered bytes; this is an integrity incident, logged
 		// at error level by errorHandler.
 		return Problem{Status: fiber.StatusInternalServerError, Detail: "the stored object failed its integrity check"}
+	case errors.Is(err, cases.ErrErased):
+		return Problem{Status: fiber.StatusGone, Detail: "erased: this customer's data was erased"}
 	case errors.Is(err, archive.ErrKeyDestroyed):
 		return Problem{Status: fiber.StatusGone, Detail: "this customer's data was erased (its key was destroyed)"}
 	case errors.Is(err, archive.ErrInvalidRange):

@@ -87,6 +87,7 @@ func (s *Server) buildRoutes() {
 	s.addRetentionRoutes()
 	s.addExportRoutes()
 	s.addBackupRoutes()
+	s.addPrivacyRoutes()
 }
 
 func (s *Server) immutable(c *fiber.Ctx) error {

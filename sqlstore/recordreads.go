@@ -12,7 +12,8 @@ import (
 
 // What an e-discovery export reads of the store's tables goes through here:
 // rows as stored, JSON columns as their text, so that a package carries
-// them byte for byte. Every function reads through q (the export's
+// them byte for byte (personal fields sealed: Fields.OpenContacts and its
+// siblings open them). Every function reads through q (the export's
 // read-only snapshot transaction) in chunks of recordChunk ids.
 
 // recordChunk bounds the placeholders of one IN list.
@@ -95,5 +96,5 @@ func CaseRecords(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids []strin
 // order.
 func CustomerRecords(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids []string) ([]cases.Customer, error) {
 	return inChunks(ctx, db, q, `SELECT `+customerCols+` FROM customers WHERE id IN (`, ids,
-		func(rows *sql.Rows) (cases.Customer, error) { return scanCustomer(rows) })
+		func(rows *sql.Rows) (cases.Customer, error) { return scanCustomer(nil, rows) })
 }

@@ -2,6 +2,9 @@ package backup
 
 import (
 	"context"
+	"io"
+
+	"filippo.io/age"
 
 	"github.com/casevault/casevault/archive"
 )
@@ -23,4 +26,24 @@ func SignManifestForTest(ctx context.Context, st archive.Blobs, k *SigningKey, m
 		return err
 	}
 	return r.putSigned(ctx, m.ID, m)
+}
+
+// PlainDump decrypts (with the age identity id) and decompresses every
+// table file of backup m: what someone holding the backup's private key
+// reads (the erasure proof inspects it).
+func PlainDump(ctx context.Context, r *Repo, m Manifest, id age.Identity) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for _, te := range m.Tables {
+		rc, err := r.openFile(ctx, te.File, id, true)
+		if err != nil {
+			return nil, err
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return nil, err
+		}
+		out[te.Name] = b
+	}
+	return out, nil
 }

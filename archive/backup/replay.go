@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -259,6 +260,9 @@ const (
 	actAnonymize  = "anonymize"
 	actRedact     = "redact"
 	actDeleteCase = "delete_case"
+	// an erasure's record of the customer (retention.ItemEraseCustomer):
+	// whatever of theirs the restored copy still has goes, profile too
+	actEraseCustomer = "erase_customer"
 )
 
 // redactColumn names the column that held a redacted category.
@@ -321,6 +325,25 @@ func applyDisposition(ctx context.Context, db *sqldb.DB, tx *sql.Tx, row map[str
 		n, err := wrap(sqlstore.DeleteCase(ctx, db, tx, caseID))
 		rep.CasesDeleted += int(n)
 		return err
+	case actEraseCustomer:
+		customerID := asString(row["customer_id"])
+		set, err := sqlstore.ReadErasure(ctx, db, tx, nil, customerID)
+		if errors.Is(err, cases.ErrNotFound) {
+			return nil // not in this copy
+		}
+		if err != nil {
+			return fmt.Errorf("replay erasure of %s: %w", customerID, err)
+		}
+		for _, a := range set.Attachments {
+			rep.blobsToRemove = append(rep.blobsToRemove, a.BlobKey)
+		}
+		rep.BlobsRemoved += len(set.Attachments)
+		if err := sqlstore.DeleteCustomer(ctx, db, tx, customerID); err != nil {
+			return fmt.Errorf("replay erasure of %s: %w", customerID, err)
+		}
+		rep.CasesDeleted += len(set.Cases)
+		rep.Deleted += len(set.Contacts)
+		return nil
 	default:
 		return fmt.Errorf("replay: unknown disposition action %q (a newer casevault wrote it?)", strings.TrimSpace(asString(row["action"])))
 	}

@@ -25,7 +25,7 @@ type table struct {
 // and hold_changes (a restored hold re-records its scope on its next
 // report; see retention/holditems.go).
 var tables = []table{
-	{Name: "customers", Columns: []string{"id", "external_ref", "name", "email", "phone", "locale", "consent_location", "consent_marketing", "consent_personalization", "created_at", "updated_at"},
+	{Name: "customers", Columns: []string{"id", "external_ref", "name", "email", "phone", "locale", "consent_location", "consent_marketing", "consent_personalization", "created_at", "updated_at", "email_hash", "phone_hash"},
 		Bools: []string{"consent_location", "consent_marketing", "consent_personalization"}, Order: "id"},
 	{Name: "counters", Columns: []string{"name", "value"}, Order: "name", Singleton: true},
 	{Name: "cases", Columns: []string{"id", "number", "customer_id", "subject", "status", "priority", "channel", "tags", "assignee", "created_at", "updated_at", "closed_at"}, Order: "id"},

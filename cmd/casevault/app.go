@@ -32,6 +32,8 @@ type app struct {
 	log         *slog.Logger
 	db          *sqldb.DB
 	store       *sqlstore.Store
+	keys        *archive.Keyring
+	fields      *sqlstore.Fields // the store's sealing under keys
 	svc         *cases.Service
 	tokens      *auth.Tokens
 	audit       *audit.Log
@@ -118,7 +120,13 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		}
 		return sink.hook(ctx, tx, ch)
 	}
-	a.store = sqlstore.New(db, sqlstore.Options{Policy: policy, OnChange: onChange, Notify: kick, BeforeCaseUpdate: recordHolds})
+	keys, fields, err := openSealing(ctx, cfg, db)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.keys, a.fields = keys, fields
+	a.store = sqlstore.New(db, sqlstore.Options{Policy: policy, OnChange: onChange, Notify: kick, BeforeCaseUpdate: recordHolds, Fields: a.fields})
 	if err := errors.Join(a.store.Prepare(ctx), a.audit.Prepare(ctx)); err != nil {
 		a.Close()
 		return nil, err
@@ -126,7 +134,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 
 	a.svc = cases.NewService(a.store, nil, cases.WithCaseManagers(auth.ManagesCases))
 	a.tokens = auth.NewTokens(db)
-	att, blobs, blobKind, err := openAttachments(ctx, cfg, db)
+	att, blobs, blobKind, err := openAttachmentsWith(ctx, cfg, db, keys)
 	if err != nil {
 		a.Close()
 		return nil, err
@@ -154,7 +162,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 	}
 
 	a.backup = bp
-	if a.exports, err = newExports(cfg, db, att, blobs, a.retention.holds, sink, a.guard.Go); err != nil {
+	if a.exports, err = newExports(cfg, db, att, blobs, a.fields, a.retention.holds, sink, a.guard.Go); err != nil {
 		a.Close()
 		return nil, err
 	}
@@ -179,6 +187,11 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 			// Runs started through the API end with the server: Shutdown
 			// (on SIGTERM) cancels them (an interrupted run is never listed).
 			Exports: a.exports,
+			Privacy: &api.PrivacyDeps{
+				Eraser: newEraser(db, a.retention.deleteHolds, keys, fields, blobs, sink, dkey, a.indexer.Kick),
+				FindCustomers: func(ctx context.Context, email, phone string) ([]cases.Customer, error) {
+					return a.store.FindCustomers(ctx, sqlstore.CustomerLookup{Email: email, Phone: phone})
+				}},
 			Backups: &api.BackupDeps{Service: bp.svc, Identity: bkeys.Identity, Ping: bp.target.Ping},
 			Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) {
 				return map[string]any{"engine": string(db.Dialect)}, db.Ping(ctx)

@@ -51,6 +51,11 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{args: []string{"backup", "forget", "--keep-daily", "0", "--keep-weekly", "0", "--keep-monthly", "0"}, want: "no keep rule"},
 		{args: []string{"backup", "forget", "--max-age", "ages"}, want: "--max-age"},
 		{args: []string{"backup", "run", "--backup-keep-daily", "-1"}, want: "--backup-keep-daily must be"},
+		{args: []string{"customer"}, want: "needs a subcommand"},
+		{args: []string{"customer", "erse"}, want: "Did you mean this?\n\terase"},
+		{args: []string{"customer", "erase"}, want: "accepts 1 arg(s), received 0"},
+		{args: []string{"customer", "erase", "someone"}, want: "--reason is required"},
+		{args: []string{"customer", "erase", "someone", "--reason", " "}, want: "--reason is required"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			// --data-dir before the first flag, so that a flag missing

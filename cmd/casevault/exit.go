@@ -24,7 +24,7 @@ const (
 	exitNoRepo      = 10  // no repository at the target, or no such backup
 	exitLocked      = 11  // another backup run holds the lease
 	exitKey         = 12  // backup identity or master key missing or wrong
-	exitRefused     = 13  // restore target not empty, data held or deleted; a CLI sweep without the index its query holds need
+	exitRefused     = 13  // restore target not empty, data held or deleted; a CLI sweep without the index its query holds need; an erasure refused
 	exitUnavailable = 14  // a backend (database, S3) could not be reached
 	exitMasterKey   = 15  // the master key is missing or not the database's
 	exitInterrupt   = 130 // SIGINT or SIGTERM
@@ -43,7 +43,8 @@ const exitHelp = `Exit codes:
   12   backup identity (private key) missing or wrong, or no master key to authenticate backups
   13   refused: restore target not empty, case held by a legal hold, or deleted since; or a
        retention sweep while legal holds with a query scope are in force and the search
-       index cannot be opened (a running server holds it: sweep through the server)
+       index cannot be opened (a running server holds it: sweep through the server); or an
+       erasure of a held customer, one erased already, or one with open cases without --force
   14   a backend (database, S3) could not be reached
   15   the master key is missing or is not the one the database's data keys are wrapped under
        (every replica and every restore must use the instance's master key)
