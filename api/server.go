@@ -64,6 +64,8 @@ type Deps struct {
 	Retention *RetentionDeps
 	// Exports serves the e-discovery export routes (nil: none).
 	Exports ExportService
+	// Privacy serves consent withdrawal and the access export (nil: none).
+	Privacy *PrivacyDeps
 	// Attachments serves the attachment routes (nil: none).
 	Attachments AttachmentStore
 	// Search is optional (nil: no search routes).

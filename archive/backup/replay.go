@@ -259,6 +259,8 @@ const (
 	actAnonymize  = "anonymize"
 	actRedact     = "redact"
 	actDeleteCase = "delete_case"
+	// a customer profile deleted by the customer_profile rule
+	actDeleteCustomer = "delete_customer"
 )
 
 // redactColumn names the column that held a redacted category.
@@ -320,6 +322,10 @@ func applyDisposition(ctx context.Context, db *sqldb.DB, tx *sql.Tx, row map[str
 		}
 		n, err := wrap(sqlstore.DeleteCase(ctx, db, tx, caseID))
 		rep.CasesDeleted += int(n)
+		return err
+	case actDeleteCustomer:
+		n, err := wrap(sqlstore.DeleteCustomerProfile(ctx, db, tx, asString(row["customer_id"])))
+		rep.ProfilesDeleted += int(n)
 		return err
 	default:
 		return fmt.Errorf("replay: unknown disposition action %q (a newer casevault wrote it?)", strings.TrimSpace(asString(row["action"])))

@@ -179,6 +179,8 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 			// Runs started through the API end with the server: Shutdown
 			// (on SIGTERM) cancels them (an interrupted run is never listed).
 			Exports: a.exports,
+			Privacy: &api.PrivacyDeps{Consents: a.retention.consents,
+				Exporter: export.NewSubjectAccess(export.SubjectOptions{DB: db, Attachments: att, Explain: a.retention.explainer})},
 			Backups: &api.BackupDeps{Service: bp.svc, Identity: bkeys.Identity, Ping: bp.target.Ping},
 			Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) {
 				return map[string]any{"engine": string(db.Dialect)}, db.Ping(ctx)

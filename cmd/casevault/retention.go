@@ -57,6 +57,8 @@ type retentionParts struct {
 	explainer *retention.Explainer
 	sweeper   *retention.Sweeper
 	deleter   *retention.Deleter
+	// consents redacts what a withdrawn consent forbids (issue 15 §3).
+	consents *retention.Consents
 }
 
 // readScheduleFile reads a schedule document (unknown fields refused) and
@@ -139,6 +141,7 @@ func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, 
 		deleterHolds = retention.NewHoldsWith(db, retention.HoldsOptions{Matcher: freshMatcher{indexMatcher{ix}, feedLag(store, ix, 5*time.Second)}, Policy: policy, IndexLag: feedLag(store, ix, 0)})
 	}
 	rp.deleter = retention.NewDeleter(db, retention.DeleterOptions{Holds: deleterHolds, OnChange: hook, Blobs: opts.Blobs, Notify: opts.Notify, DigestKey: digestKey})
+	rp.consents = retention.NewConsents(db, retention.ConsentOptions{Holds: deleterHolds, OnChange: hook, Notify: opts.Notify, DigestKey: digestKey})
 	return rp
 }
 
