@@ -224,11 +224,17 @@ func newHarnessDB(t *testing.T, db *sqldb.DB, blobs archive.Blobs) *harness {
 			_, err := audit.AppendTx(ctx, tx, db.Dialect, audit.FromChange(ch, audit.OutcomeOK))
 			return err
 		}})
+	auditTx := func(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
+		_, err := audit.AppendTx(ctx, tx, db.Dialect, audit.FromChange(ch, audit.OutcomeOK))
+		return err
+	}
+	privacy := &api.PrivacyDeps{Consents: retention.NewConsents(db, retention.ConsentOptions{Holds: holds, OnChange: auditTx}),
+		Exporter: export.NewSubjectAccess(export.SubjectOptions{DB: db, Attachments: plainAtts, Explain: ret.Explainer})}
 	srv := api.New(api.Config{JSONBodyLimit: 64 << 10, AttachmentLimit: 1 << 20, Version: "test"}, api.Deps{
 		Cases: cases.NewService(store, nil, cases.WithCaseManagers(auth.ManagesCases)), Tokens: tokens, Audit: rec,
 		Log:         slog.New(slog.NewTextHandler(logs, nil)),
 		Attachments: atts,
-		AuditTrail:  trail, Search: ix, Reindex: func(context.Context) error { return *reindexErr }, Retention: ret, Exports: exports,
+		AuditTrail:  trail, Search: ix, Reindex: func(context.Context) error { return *reindexErr }, Retention: ret, Exports: exports, Privacy: privacy,
 		Backups: &api.BackupDeps{Service: bsvc, Identity: bkeys.Identity, Ping: repoStore.Ping},
 		Checks:  []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) { return nil, db.Ping(ctx) }}},
 	})

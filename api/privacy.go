@@ -42,6 +42,7 @@ func (s *Server) addPrivacyRoutes() {
 	if s.d.Privacy == nil || s.d.Privacy.Exporter == nil {
 		return
 	}
+	const v1 = "/api/v1"
 	s.add(route{method: "GET", path: v1 + "/customers/:id/export", perm: auth.SubjectAccess, read: "customer.export", target: "customer",
 		summary: "Download everything stored about a customer (ZIP)", h: s.exportCustomer, ok: 200})
 }
