@@ -60,9 +60,20 @@ func TestConsentWithdrawalRedactsStoredLocations(t *testing.T) {
 			}
 		}
 
+		outboxOf := func(caseID string) int {
+			var n int
+			if err := h.db.Read.QueryRowContext(context.Background(), h.db.Rebind(`SELECT COUNT(*) FROM outbox WHERE case_id = ? AND contact_id IS NULL`), caseID).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		reindexed := outboxOf(free)
 		r := h.do("PATCH", "/api/v1/customers/"+cust, agent, map[string]any{"consents": map[string]any{"location": false}})
 		if r.status != 200 {
 			t.Fatalf("withdraw location = %d %s", r.status, r.body)
+		}
+		if outboxOf(free) != reindexed+1 {
+			t.Fatalf("the redacted case was not queued for re-indexing (%d outbox rows, had %d)", outboxOf(free), reindexed)
 		}
 		var got struct {
 			Consents map[string]bool `json:"consents"`
