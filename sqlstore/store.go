@@ -435,7 +435,15 @@ func decodeCursor(c string) (string, error) {
 
 // --- contacts ---
 
-const contactCols = `id, case_id, customer_id, channel, direction, author, body, occurred_at, created_at, purposes, categories, location, device, retain_until, corrects`
+// contactCols are the columns read into cases.Contact: the first ones of
+// the table, then those later migrations added (corrects, 0021), which
+// the table has after contactExtraCols.
+const contactCols = contactCoreCols + `, ` + contactAddedCols
+
+const (
+	contactCoreCols  = `id, case_id, customer_id, channel, direction, author, body, occurred_at, created_at, purposes, categories, location, device, retain_until`
+	contactAddedCols = `corrects`
+)
 
 func scanContact(row interface{ Scan(...any) error }) (cases.Contact, error) {
 	var c cases.Contact
