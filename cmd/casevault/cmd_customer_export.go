@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
+	"io"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -64,23 +64,7 @@ func runCustomerExport(ctx context.Context, cfg *config, id string, opts custome
 			return err
 		}
 
-		tmp, err := os.CreateTemp(filepath.Dir(opts.out), ".customer-export-*.zip")
-		if err != nil {
-			return err
-		}
-		defer os.Remove(tmp.Name())
-		if err := sa.Write(ctx, tmp, id); err != nil {
-			tmp.Close()
-			return err
-		}
-		if err := tmp.Sync(); err != nil {
-			tmp.Close()
-			return err
-		}
-		if err := tmp.Close(); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp.Name(), opts.out); err != nil {
+		if err := writeWhole(opts.out, ".customer-export-*.zip", func(w io.Writer) error { return sa.Write(ctx, w, id) }); err != nil {
 			return err
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "customer %s exported to %s\n", id, opts.out)
