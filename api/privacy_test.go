@@ -30,7 +30,7 @@ func TestConsentWithdrawalRedactsStoredLocations(t *testing.T) {
 			return cust, c1, c2
 		}
 		cust, free, held := newCust("Ada Obi")
-		other, otherCase, _ := newCust("Li Wei")
+		_, otherCase, _ := newCust("Li Wei")
 		contact := func(caseID string) string {
 			r := h.do("POST", "/api/v1/cases/"+caseID+"/contacts", agent, map[string]any{"channel": "phone", "direction": "inbound", "author": "x", "body": "where is it", "location": loc})
 			if r.status != 201 || r.json(t)["location"] == nil {
@@ -110,7 +110,6 @@ func TestConsentWithdrawalRedactsStoredLocations(t *testing.T) {
 		if locationOf(otherCt) == nil {
 			t.Error("another customer's location was redacted")
 		}
-		_ = other
 
 		var disps, events int
 		if err := h.db.Read.QueryRowContext(context.Background(), h.db.Rebind(`SELECT COUNT(*) FROM dispositions WHERE rule = 'consent:location' AND action = 'redact' AND detail = 'location' AND customer_id = ?`), cust).Scan(&disps); err != nil {
