@@ -231,6 +231,10 @@ func newHarnessDB(t *testing.T, db *sqldb.DB, blobs archive.Blobs) *harness {
 			_, err := audit.AppendTx(ctx, tx, db.Dialect, audit.FromChange(ch, audit.OutcomeOK))
 			return err
 		}})
+	auditTx := func(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
+		_, err := audit.AppendTx(ctx, tx, db.Dialect, audit.FromChange(ch, audit.OutcomeOK))
+		return err
+	}
 	srv := api.New(api.Config{JSONBodyLimit: 64 << 10, AttachmentLimit: 1 << 20, Version: "test"}, api.Deps{
 		Cases: cases.NewService(store, nil, cases.WithCaseManagers(auth.ManagesCases)), Tokens: tokens, Audit: rec,
 		Log:         slog.New(slog.NewTextHandler(logs, nil)),
@@ -239,13 +243,13 @@ func newHarnessDB(t *testing.T, db *sqldb.DB, blobs archive.Blobs) *harness {
 		Backups: &api.BackupDeps{Service: bsvc, Identity: bkeys.Identity, Ping: repoStore.Ping},
 		Privacy: &api.PrivacyDeps{
 			Eraser: retention.NewEraser(db, retention.EraserOptions{Holds: holds, Keys: keys, Fields: fields, Blobs: blobs,
-				OnChange: func(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
-					_, err := audit.AppendTx(ctx, tx, db.Dialect, audit.FromChange(ch, audit.OutcomeOK))
-					return err
-				}}),
+				OnChange: auditTx}),
 			FindCustomers: func(ctx context.Context, email, phone string) ([]cases.Customer, error) {
 				return store.FindCustomers(ctx, sqlstore.CustomerLookup{Email: email, Phone: phone})
-			}},
+			},
+			Consents: retention.NewConsents(db, retention.ConsentOptions{Holds: holds, OnChange: auditTx}),
+			Exporter: export.NewSubjectAccess(export.SubjectOptions{DB: db, Attachments: plainAtts, Explain: ret.Explainer}),
+		},
 		Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) { return nil, db.Ping(ctx) }}},
 	})
 	// A real loopback listener: the server is exercised exactly as clients

@@ -19,6 +19,11 @@ type PrivacyDeps struct {
 	// FindCustomers is the exact lookup on the keyed e-mail and phone
 	// hashes (sqlstore.Store.FindCustomers).
 	FindCustomers func(ctx context.Context, email, phone string) ([]cases.Customer, error)
+	// Consents redacts what a customer's withdrawn consents forbid (nil:
+	// a withdrawal changes the profile only).
+	Consents ConsentApplier
+	// Exporter writes a customer's access export (nil: no route).
+	Exporter CustomerExporter
 }
 
 func (s *Server) addPrivacyRoutes() {
@@ -31,6 +36,10 @@ func (s *Server) addPrivacyRoutes() {
 	s.add(route{method: "DELETE", path: v1 + "/customers/:id", perm: auth.CaseManage,
 		summary: "Erase a customer: cases, contacts, attachments, profile and data key (409 naming the holds when held, or with open cases unless force=true)",
 		h:       s.eraseCustomer, ok: 200, request: "EraseInput"})
+	if s.d.Privacy.Exporter != nil {
+		s.add(route{method: "GET", path: v1 + "/customers/:id/export", perm: auth.SubjectAccess, read: "customer.export", target: "customer",
+			summary: "Download everything stored about a customer (ZIP)", h: s.exportCustomer, ok: 200})
+	}
 }
 
 // EraseInput is the body of DELETE /customers/{id}.

@@ -88,6 +88,7 @@ func (s *Server) addRetentionRoutes() {
 	s.add(route{method: "GET", path: v1 + "/retention/schedule/versions", perm: auth.LegalWork, summary: "The schedule's history: every version with who stored it, when, and its digest (newest, the one in force, first)", h: s.scheduleVersions, ok: 200})
 	s.add(route{method: "PUT", path: v1 + "/retention/schedule", perm: auth.Admin, summary: "Replace the retention schedule (versioned, audited)", h: s.putSchedule, ok: 200, request: "Schedule"})
 	s.add(route{method: "GET", path: v1 + "/cases/:id/retention", perm: auth.LegalWork, read: "retention.explain", target: "case", summary: "Explain a case's retention", h: s.explainCase, ok: 200})
+	s.add(route{method: "GET", path: v1 + "/customers/:id/retention", perm: auth.LegalWork, read: "retention.explain", target: "customer", summary: "Explain a customer profile's retention (customer_profile rule)", h: s.explainCustomer, ok: 200})
 	s.add(route{method: "GET", path: v1 + "/contacts/:id/retention", perm: auth.LegalWork, read: "retention.explain", target: "contact", summary: "Explain a contact's retention", h: s.explainContact, ok: 200})
 	s.add(route{method: "POST", path: v1 + "/retention/runs", perm: auth.SweepPreview, summary: "Start a retention sweep (dry_run: legal may preview; a real sweep needs admin)", h: s.startRun, ok: 202, request: "RunInput"})
 	s.add(route{method: "GET", path: v1 + "/retention/runs/:id", perm: auth.SweepPreview, summary: "A retention sweep's report", h: s.getRun, ok: 200})
@@ -139,6 +140,14 @@ func (s *Server) putSchedule(c *fiber.Ctx) error {
 
 func (s *Server) explainCase(c *fiber.Ctx) error {
 	x, err := s.d.Retention.Explainer.ExplainCase(c.UserContext(), c.Params("id"), time.Now())
+	if err != nil {
+		return err
+	}
+	return c.JSON(x)
+}
+
+func (s *Server) explainCustomer(c *fiber.Ctx) error {
+	x, err := s.d.Retention.Explainer.ExplainCustomer(c.UserContext(), c.Params("id"), time.Now())
 	if err != nil {
 		return err
 	}

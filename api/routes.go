@@ -86,6 +86,7 @@ func (s *Server) buildRoutes() {
 	s.addAttachmentRoutes()
 	s.addRetentionRoutes()
 	s.addExportRoutes()
+	s.addPrivacyRoutes()
 	s.addBackupRoutes()
 	s.addPrivacyRoutes()
 }

@@ -64,7 +64,8 @@ type Deps struct {
 	Retention *RetentionDeps
 	// Exports serves the e-discovery export routes (nil: none).
 	Exports ExportService
-	// Privacy serves erasure and exact customer lookup (nil: none).
+	// Privacy serves erasure, exact customer lookup, consent withdrawal and
+	// the access export (nil: none).
 	Privacy *PrivacyDeps
 	// Attachments serves the attachment routes (nil: none).
 	Attachments AttachmentStore

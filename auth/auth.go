@@ -62,6 +62,9 @@ const (
 	// (legal checks what a sweep would dispose of; a real sweep also
 	// needs Admin, checked by the handler).
 	SweepPreview Permission = "retention.preview"
+	// SubjectAccess: download everything stored about a customer (a
+	// data-subject access request, issue 15 §2): supervisors, legal, admin.
+	SubjectAccess Permission = "privacy.access"
 	// Admin: tokens and the retention schedule.
 	Admin Permission = "admin"
 	// Authenticated: any valid token, whatever its role (routes that only
@@ -72,10 +75,10 @@ const (
 // matrix is the least-privilege table of api.md (Roles); admin holds all.
 var matrix = map[Role][]Permission{
 	RoleAgent:      {CaseRead, CaseWrite},
-	RoleSupervisor: {CaseRead, CaseWrite, CaseManage},
-	RoleLegal:      {CaseRead, LegalWork, SweepPreview},
+	RoleSupervisor: {CaseRead, CaseWrite, CaseManage, SubjectAccess},
+	RoleLegal:      {CaseRead, LegalWork, SweepPreview, SubjectAccess},
 	RoleBackup:     {BackupWork},
-	RoleAdmin:      {CaseRead, CaseWrite, CaseManage, LegalWork, SweepPreview, BackupWork, Admin},
+	RoleAdmin:      {CaseRead, CaseWrite, CaseManage, LegalWork, SweepPreview, BackupWork, SubjectAccess, Admin},
 }
 
 // Allows reports whether the role holds the permission.

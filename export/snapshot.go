@@ -312,14 +312,7 @@ func (s *Service) readSnapshot(ctx context.Context, e Export, sel selection) (_ 
 	for i, c := range contacts {
 		contactIDs[i] = c.ID
 	}
-	as, err := chunked(ctx, db, tx, `SELECT id, contact_id, filename, content_type, size, sha256, created_at FROM attachments WHERE contact_id IN (%s) ORDER BY id`, contactIDs,
-		func(rows *sql.Rows) (attachmentRec, error) {
-			var a attachmentRec
-			var created int64
-			err := rows.Scan(&a.ID, &a.ContactID, &a.Filename, &a.ContentType, &a.Size, &a.SHA256, &created)
-			a.CreatedAt = stamp(created)
-			return a, err
-		})
+	as, err := readAttachments(ctx, db, tx, contactIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -349,10 +342,28 @@ func (s *Service) readSnapshot(ctx context.Context, e Export, sel selection) (_ 
 	return snap, nil
 }
 
+// readAttachments reads the attachments of the contacts, in id order.
+func readAttachments(ctx context.Context, db *sqldb.DB, tx *sql.Tx, contactIDs []string) ([]attachmentRec, error) {
+	return chunked(ctx, db, tx, `SELECT id, contact_id, filename, content_type, size, sha256, created_at FROM attachments WHERE contact_id IN (%s) ORDER BY id`, contactIDs,
+		func(rows *sql.Rows) (attachmentRec, error) {
+			var a attachmentRec
+			var created int64
+			err := rows.Scan(&a.ID, &a.ContactID, &a.Filename, &a.ContentType, &a.Size, &a.SHA256, &created)
+			a.CreatedAt = stamp(created)
+			return a, err
+		})
+}
+
 // readAudit reads the audit events of the snapshot's items, in the order
 // of the chain.
 func (s *Service) readAudit(ctx context.Context, snap *snapshot) ([]audit.Event, error) {
-	events, err := chunked(ctx, s.o.DB, snap.tx, `SELECT seq, at, actor_id, actor_name, role, action, target_type, target_id, request_id, client_ip, outcome, detail, prev_hash, hash FROM audit_events WHERE target_id IN (%s)`, snap.targets,
+	return readAuditOf(ctx, s.o.DB, snap.tx, snap.targets)
+}
+
+// readAuditOf reads the audit events whose target is one of targets, in
+// the order of the chain.
+func readAuditOf(ctx context.Context, db *sqldb.DB, tx *sql.Tx, targets []string) ([]audit.Event, error) {
+	events, err := chunked(ctx, db, tx, `SELECT seq, at, actor_id, actor_name, role, action, target_type, target_id, request_id, client_ip, outcome, detail, prev_hash, hash FROM audit_events WHERE target_id IN (%s)`, targets,
 		func(rows *sql.Rows) (audit.Event, error) {
 			var e audit.Event
 			var at int64

@@ -68,7 +68,7 @@ func (s *Store) Prepare(ctx context.Context) error {
 const (
 	qEnqueue       = `INSERT INTO outbox (case_id, contact_id, created_at) VALUES (?, ?, ?)`
 	qCaseClosedAt  = `SELECT closed_at, customer_id FROM cases WHERE id = ?`
-	qInsertContact = `INSERT INTO contacts (` + contactCols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	qInsertContact = `INSERT INTO contacts (` + contactCols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 	qTouchCase     = `UPDATE cases SET updated_at = ? WHERE id = ?`
 )
 
@@ -506,7 +506,15 @@ func decodeCursor(c string) (string, error) {
 
 // --- contacts ---
 
-const contactCols = `id, case_id, customer_id, channel, direction, author, body, occurred_at, created_at, purposes, categories, location, device, retain_until`
+// contactCols are the columns read into cases.Contact: the first ones of
+// the table, then those later migrations added (corrects, 0021), which
+// the table has after contactExtraCols.
+const contactCols = contactCoreCols + `, ` + contactAddedCols
+
+const (
+	contactCoreCols  = `id, case_id, customer_id, channel, direction, author, body, occurred_at, created_at, purposes, categories, location, device, retain_until`
+	contactAddedCols = `corrects`
+)
 
 func scanContact(o *opener, row interface{ Scan(...any) error }) (cases.Contact, error) {
 	var c cases.Contact
@@ -514,11 +522,13 @@ func scanContact(o *opener, row interface{ Scan(...any) error }) (cases.Contact,
 	var ps, cs string
 	var loc, dev sql.NullString
 	var until sql.NullInt64
+	var corrects sql.NullString
 	err := row.Scan(&c.ID, &c.CaseID, &c.CustomerID, &c.Channel, &c.Direction, &c.Author, &c.Body,
-		&occurred, &created, &ps, &cs, &loc, &dev, &until)
+		&occurred, &created, &ps, &cs, &loc, &dev, &until, &corrects)
 	if err != nil {
 		return c, err
 	}
+	c.Corrects = corrects.String
 	c.OccurredAt, c.CreatedAt, c.RetainUntil = sqldb.FromMicros(occurred), sqldb.FromMicros(created), sqldb.TimePtr(until)
 	if err := openContact(o, c.CustomerID, c.ID, &c.Author, &c.Body, &loc, &dev); err != nil {
 		return c, err
@@ -585,6 +595,9 @@ func (s *Store) CreateContact(ctx context.Context, c *cases.Contact, ch cases.Ch
 		} else if c.CustomerID != customerID {
 			return fmt.Errorf("case %s belongs to another customer: %w", c.CaseID, cases.ErrConflict)
 		}
+		if err := s.checkCorrects(ctx, tx, c); err != nil {
+			return err
+		}
 		if s.policy != nil {
 			rules, err := s.policy.RulesIn(ctx, tx)
 			if err != nil {
@@ -601,7 +614,7 @@ func (s *Store) CreateContact(ctx context.Context, c *cases.Contact, ch cases.Ch
 			sl.seal("contacts", "author", c.ID, c.Author), sl.seal("contacts", "body", c.ID, c.Body),
 			sqldb.Micros(c.OccurredAt), sqldb.Micros(c.CreatedAt), sqldb.JSONText(c.Purposes), sqldb.JSONText(c.Categories),
 			sl.sealNull("contacts", "location", c.ID, jsonOrNull(c.Location)), sl.sealNull("contacts", "device", c.ID, jsonOrNull(c.Device)),
-			sqldb.NullMicros(c.RetainUntil))
+			sqldb.NullMicros(c.RetainUntil), sql.NullString{String: c.Corrects, Valid: c.Corrects != ""})
 		if err != nil {
 			return fmt.Errorf("insert contact: %w", err)
 		}
@@ -612,12 +625,44 @@ func (s *Store) CreateContact(ctx context.Context, c *cases.Contact, ch cases.Ch
 	})
 }
 
+// checkCorrects refuses, as a 422 on "corrects", a correction of a contact
+// that is not in the correction's case (unknown, elsewhere, or itself),
+// read in the write's transaction under the case's lock.
+func (s *Store) checkCorrects(ctx context.Context, tx *sql.Tx, c *cases.Contact) error {
+	if c.Corrects == "" {
+		return nil
+	}
+	if c.Corrects == c.ID {
+		return cases.Invalid("corrects", "a contact cannot correct itself")
+	}
+	var caseID string
+	err := tx.QueryRowContext(ctx, s.q(`SELECT case_id FROM contacts WHERE id = ?`), c.Corrects).Scan(&caseID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return cases.Invalid("corrects", "no such contact")
+	}
+	if err != nil {
+		return fmt.Errorf("corrected contact: %w", err)
+	}
+	if caseID != c.CaseID {
+		return cases.Invalid("corrects", "the contact belongs to another case")
+	}
+	return nil
+}
+
 // GetContact implements cases.Store.
 func (s *Store) GetContact(ctx context.Context, id string) (cases.Contact, error) {
 	c, err := scanContact(s.fields.opener(ctx), s.db.QueryRow(ctx, `SELECT `+contactCols+` FROM contacts WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return cases.Contact{}, fmt.Errorf("contact %s: %w", id, cases.ErrNotFound)
 	}
+	if err != nil {
+		return cases.Contact{}, s.fail("get contact", err)
+	}
+	c.CorrectedBy, err = sqldb.Collect(ctx, s.db.Read, s.q(`SELECT id FROM contacts WHERE corrects = ? ORDER BY occurred_at, id`), []any{id},
+		func(rows *sql.Rows) (string, error) {
+			var s string
+			return s, rows.Scan(&s)
+		})
 	if err != nil {
 		return cases.Contact{}, s.fail("get contact", err)
 	}
@@ -645,6 +690,12 @@ func (s *Store) Timeline(ctx context.Context, caseID string) ([]cases.Contact, e
 	idx := make(map[string]int, len(out))
 	for i, c := range out {
 		idx[c.ID] = i
+	}
+	// A correction is always in its original's case (checkCorrects).
+	for _, c := range out {
+		if i, ok := idx[c.Corrects]; ok {
+			out[i].CorrectedBy = append(out[i].CorrectedBy, c.ID)
+		}
 	}
 	atts, err := s.attachments(ctx, `case_id = ?`, caseID)
 	if err != nil {

@@ -263,6 +263,8 @@ const (
 	// an erasure's record of the customer (retention.ItemEraseCustomer):
 	// whatever of theirs the restored copy still has goes, profile too
 	actEraseCustomer = "erase_customer"
+	// a customer profile deleted by the customer_profile rule
+	actDeleteCustomer = "delete_customer"
 )
 
 // redactColumn names the column that held a redacted category.
@@ -344,6 +346,10 @@ func applyDisposition(ctx context.Context, db *sqldb.DB, tx *sql.Tx, row map[str
 		rep.CasesDeleted += len(set.Cases)
 		rep.Deleted += len(set.Contacts)
 		return nil
+	case actDeleteCustomer:
+		n, err := wrap(sqlstore.DeleteCustomerProfile(ctx, db, tx, asString(row["customer_id"])))
+		rep.ProfilesDeleted += int(n)
+		return err
 	default:
 		return fmt.Errorf("replay: unknown disposition action %q (a newer casevault wrote it?)", strings.TrimSpace(asString(row["action"])))
 	}

@@ -61,15 +61,16 @@ type RestoreReport struct {
 
 // ReplayReport counts the tombstones a restore re-applied.
 type ReplayReport struct {
-	Sources       []string `json:"sources"`
-	Dispositions  int      `json:"dispositions"`
-	Deleted       int      `json:"contacts_deleted"`
-	Anonymized    int      `json:"contacts_anonymized"`
-	Redacted      int      `json:"redactions"`
-	CasesDeleted  int      `json:"cases_deleted"`
-	KeysDestroyed int      `json:"customer_keys_destroyed"`
-	BlobsRemoved  int      `json:"blobs_removed"`
-	blobsToRemove []string `json:"-"`
+	Sources         []string `json:"sources"`
+	Dispositions    int      `json:"dispositions"`
+	Deleted         int      `json:"contacts_deleted"`
+	Anonymized      int      `json:"contacts_anonymized"`
+	Redacted        int      `json:"redactions"`
+	CasesDeleted    int      `json:"cases_deleted"`
+	ProfilesDeleted int      `json:"profiles_deleted"`
+	KeysDestroyed   int      `json:"customer_keys_destroyed"`
+	BlobsRemoved    int      `json:"blobs_removed"`
+	blobsToRemove   []string `json:"-"`
 }
 
 // CheckEmpty refuses a target that holds any content.

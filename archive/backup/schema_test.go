@@ -73,7 +73,7 @@ func TestTablesMatchSchema(t *testing.T) {
 // digests across versions), so it is pinned here.
 func TestContactColumnOrder(t *testing.T) {
 	want := []string{"id", "case_id", "customer_id", "channel", "direction", "author", "body", "occurred_at", "created_at",
-		"purposes", "categories", "location", "device", "retain_until", "anonymized_at"}
+		"purposes", "categories", "location", "device", "retain_until", "anonymized_at", "corrects"}
 	if got := backup.Tables()["contacts"]; !slices.Equal(got, want) {
 		t.Fatalf("contacts columns in dump order %v, want %v", got, want)
 	}

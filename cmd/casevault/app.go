@@ -191,7 +191,10 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 				Eraser: newEraser(db, a.retention.deleteHolds, keys, fields, blobs, sink, dkey, a.indexer.Kick),
 				FindCustomers: func(ctx context.Context, email, phone string) ([]cases.Customer, error) {
 					return a.store.FindCustomers(ctx, sqlstore.CustomerLookup{Email: email, Phone: phone})
-				}},
+				},
+				Consents: a.retention.consents,
+				Exporter: export.NewSubjectAccess(export.SubjectOptions{DB: db, Attachments: att, Explain: a.retention.explainer}),
+			},
 			Backups: &api.BackupDeps{Service: bp.svc, Identity: bkeys.Identity, Ping: bp.target.Ping},
 			Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) {
 				return map[string]any{"engine": string(db.Dialect)}, db.Ping(ctx)

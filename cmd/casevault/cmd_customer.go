@@ -26,8 +26,8 @@ type customerEraseOptions struct {
 }
 
 func newCustomerCmd(cfg *config) *cobra.Command {
-	return parent(&cobra.Command{Use: "customer", Short: "Data-subject requests: erasure"},
-		newCustomerEraseCmd(cfg))
+	return parent(&cobra.Command{Use: "customer", Short: "Data-subject requests about one customer: erasure and the access export"},
+		newCustomerEraseCmd(cfg), newCustomerExportCmd(cfg))
 }
 
 func newCustomerEraseCmd(cfg *config) *cobra.Command {

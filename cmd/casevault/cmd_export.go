@@ -121,12 +121,22 @@ func writeExport(ctx context.Context, svc *export.Service, e export.Export, out 
 		return err
 	}
 	defer rc.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(out), ".export-*.zip")
+	return writeWhole(out, ".export-*.zip", func(w io.Writer) error {
+		_, err := io.Copy(w, rc)
+		return err
+	})
+}
+
+// writeWhole writes out through fn into a temporary file (named by
+// pattern) in the same directory, synced and renamed once whole: a
+// failure never leaves a partial file under out's name.
+func writeWhole(out, pattern string, fn func(w io.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(out), pattern)
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, rc); err != nil {
+	if err := fn(tmp); err != nil {
 		tmp.Close()
 		return err
 	}

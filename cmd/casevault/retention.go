@@ -60,6 +60,8 @@ type retentionParts struct {
 	// deleteHolds judges one-off deletions and erasures (query holds by an
 	// index proven caught up).
 	deleteHolds *retention.Holds
+	// consents redacts what a withdrawn consent forbids (issue 15 §3).
+	consents *retention.Consents
 }
 
 // readScheduleFile reads a schedule document (unknown fields refused) and
@@ -143,6 +145,7 @@ func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, 
 	}
 	rp.deleteHolds = deleterHolds
 	rp.deleter = retention.NewDeleter(db, retention.DeleterOptions{Holds: deleterHolds, OnChange: hook, Blobs: opts.Blobs, Notify: opts.Notify, DigestKey: digestKey})
+	rp.consents = retention.NewConsents(db, retention.ConsentOptions{Holds: deleterHolds, OnChange: hook, Notify: opts.Notify, DigestKey: digestKey})
 	return rp
 }
 
