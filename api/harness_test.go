@@ -248,7 +248,7 @@ func newHarnessDB(t *testing.T, db *sqldb.DB, blobs archive.Blobs) *harness {
 				return store.FindCustomers(ctx, sqlstore.CustomerLookup{Email: email, Phone: phone})
 			},
 			Consents: retention.NewConsents(db, retention.ConsentOptions{Holds: holds, OnChange: auditTx}),
-			Exporter: export.NewSubjectAccess(export.SubjectOptions{DB: db, Attachments: plainAtts, Explain: ret.Explainer}),
+			Exporter: export.NewSubjectAccess(export.SubjectOptions{DB: db, Attachments: plainAtts, Explain: ret.Explainer, Fields: fields}),
 		},
 		Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) { return nil, db.Ping(ctx) }}},
 	})

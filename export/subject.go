@@ -41,6 +41,9 @@ type SubjectOptions struct {
 	DB          *sqldb.DB
 	Attachments AttachmentOpener
 	Explain     CaseExplainer
+	// Fields opens the personal fields the store keeps sealed (nil: the
+	// rows are read as stored).
+	Fields *sqlstore.Fields
 	// Now is the clock of generated_at and of the explanations.
 	Now func() time.Time
 }
@@ -161,6 +164,9 @@ func (s *SubjectAccess) Write(ctx context.Context, w io.Writer, customerID strin
 	if len(us) == 0 {
 		return fmt.Errorf("customer %s: %w", customerID, cases.ErrNotFound)
 	}
+	if err := s.o.Fields.OpenCustomers(ctx, us); err != nil {
+		return err
+	}
 	caseIDs, err := sqlstore.CustomerCaseIDs(ctx, db, tx, customerID)
 	if err != nil {
 		return sqldb.Fail("read cases", err)
@@ -173,6 +179,9 @@ func (s *SubjectAccess) Write(ctx context.Context, w io.Writer, customerID strin
 	contacts, err := sqlstore.ContactRecordsOfCases(ctx, db, tx, caseIDs)
 	if err != nil {
 		return sqldb.Fail("read contacts", err)
+	}
+	if err := errors.Join(s.o.Fields.OpenCases(ctx, crs), s.o.Fields.OpenContacts(ctx, contacts)); err != nil {
+		return err
 	}
 	slices.SortFunc(contacts, func(a, b sqlstore.ContactRecord) int {
 		if c := a.OccurredAt.Compare(b.OccurredAt); c != 0 {

@@ -193,7 +193,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 					return a.store.FindCustomers(ctx, sqlstore.CustomerLookup{Email: email, Phone: phone})
 				},
 				Consents: a.retention.consents,
-				Exporter: export.NewSubjectAccess(export.SubjectOptions{DB: db, Attachments: att, Explain: a.retention.explainer}),
+				Exporter: export.NewSubjectAccess(export.SubjectOptions{DB: db, Attachments: att, Explain: a.retention.explainer, Fields: fields}),
 			},
 			Backups: &api.BackupDeps{Service: bp.svc, Identity: bkeys.Identity, Ping: bp.target.Ping},
 			Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) {

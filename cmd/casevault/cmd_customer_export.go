@@ -38,14 +38,18 @@ actor (customer.export).`,
 
 func runCustomerExport(ctx context.Context, cfg *config, id string, opts customerExportOptions, cmd *cobra.Command) error {
 	return withEnv(ctx, cfg, func(env *cliEnv) error {
-		atts, _, _, err := openAttachments(ctx, cfg, env.db)
+		keys, fields, err := openSealing(ctx, cfg, env.db)
+		if err != nil {
+			return err
+		}
+		atts, _, _, err := openAttachmentsWith(ctx, cfg, env.db, keys)
 		if err != nil {
 			return err
 		}
 		policy := retention.NewPolicy(retention.DefaultSchedule())
 		retention.NewSchedules(env.db, policy) // binds policy to the stored schedule
 		holds := retention.NewHolds(env.db, nil)
-		sa := export.NewSubjectAccess(export.SubjectOptions{DB: env.db, Attachments: atts, Explain: retention.NewExplainer(env.db, policy, holds)})
+		sa := export.NewSubjectAccess(export.SubjectOptions{DB: env.db, Attachments: atts, Explain: retention.NewExplainer(env.db, policy, holds), Fields: fields})
 		if err := sa.Check(ctx, id); err != nil {
 			return err
 		}

@@ -21,8 +21,14 @@ func TestCustomerExportCLI(t *testing.T) {
 	dir := t.TempDir()
 	cvOK(t, nil, "migrate", "--data-dir", dir)
 	db := openSQLite(t, filepath.Join(dir, "casevault.db"))
-	svc := cases.NewService(sqlstore.New(db, sqlstore.Options{}), nil)
 	ctx := context.Background()
+	// Written as serve writes them: sealed under the customer's data key,
+	// so the export must open what it reads.
+	_, fields, err := openSealing(ctx, &config{DataDir: dir}, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := cases.NewService(sqlstore.New(db, sqlstore.Options{Fields: fields}), nil)
 	name, subject, ch := "Ada Obi", "kettle", cases.ChannelEmail
 	cust, err := svc.CreateCustomer(ctx, cases.NewCustomer{Name: &name}, cases.CLIActor())
 	if err != nil {
