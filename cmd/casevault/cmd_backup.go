@@ -162,7 +162,7 @@ func runBackupList(ctx context.Context, cfg *config, allowUnsigned bool, rep *re
 func newBackupVerifyCmd(cfg *config, opts *backupOptions) *cobra.Command {
 	var readData bool
 	cmd := &cobra.Command{
-		Use:   "verify ID [--read-data]",
+		Use:   "verify ID|latest [--read-data]",
 		Short: "Check that every file of a backup is there with its size; --read-data re-reads and re-hashes every byte",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -186,6 +186,9 @@ func runBackupVerify(ctx context.Context, cfg *config, id string, readData, allo
 		return err
 	}
 
+	if id, err = repo.Resolve(ctx, id); err != nil {
+		return err
+	}
 	vr, err := repo.Verify(ctx, id, readData, keys.Identity, rep.progress)
 	if err != nil {
 		return err
