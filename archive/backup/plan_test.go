@@ -10,13 +10,13 @@ import (
 
 // TestDiffAndLatest: between two backups the diff counts the rows each
 // table gained and the attachment blobs added; "latest" names the newest
-// backup, and is ErrNotFound in an empty repository; the dry-run plan lists
+// backup, and is ErrNoRepository before the first backup; the dry-run plan lists
 // the later backups whose tombstones a restore would replay.
 func TestDiffAndLatest(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, 2, 1)
-	if _, err := f.repo.Resolve(ctx, backup.Latest); !errors.Is(err, backup.ErrNotFound) {
-		t.Fatalf("latest in an empty repository: %v, want ErrNotFound", err)
+	if _, err := f.repo.Resolve(ctx, backup.Latest); !errors.Is(err, backup.ErrNoRepository) {
+		t.Fatalf("latest before any backup: %v, want ErrNoRepository", err)
 	}
 	a := f.backup(t)
 	f.src.seed(1, 3) // a customer, a case, 3 contacts, 1 attachment
