@@ -35,7 +35,7 @@ func newBackupCmd(cfg *config) *cobra.Command {
 	cmd.PersistentFlags().BoolVar(&opts.json, "json", false, "print progress events and the result as JSON lines on stdout")
 
 	subs := []*cobra.Command{newBackupRunCmd(cfg, &opts), newBackupListCmd(cfg, &opts), newBackupVerifyCmd(cfg, &opts),
-		newBackupForgetCmd(cfg, &opts), newBackupRestoreCmd(cfg, &opts), newBackupDiffCmd(cfg, &opts)}
+		newBackupForgetCmd(cfg, &opts), newBackupRestoreCmd(cfg, &opts), newBackupDiffCmd(cfg, &opts), newBackupDrillCmd(cfg, &opts)}
 	for _, c := range subs {
 		if c.Long == "" {
 			c.Long = c.Short
