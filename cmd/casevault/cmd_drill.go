@@ -48,56 +48,14 @@ func newBackupDrillCmd(cfg *config, opts *backupOptions) *cobra.Command {
 	return cfg.flags(cmd, useDB|useBlobs|useBackup)
 }
 
-// runBackupDrill is the disaster-recovery steps on a scratch directory:
-// it proves the latest backup restores, that this instance's master key
-// opens it, that its audit chain verifies and that attachments decrypt.
+// runBackupDrill runs the drill and reports it; problems exit 4.
 func runBackupDrill(ctx context.Context, cfg *config, sample int, allowUnsigned bool, rep *reporter) error {
 	if sample < 0 {
 		return usagef("--sample must not be negative")
 	}
-	repo, keys, err := openRestoreRepo(cfg, allowUnsigned, nil)
+	out, err := drill(ctx, cfg, sample, allowUnsigned, rep.progress)
 	if err != nil {
 		return err
-	}
-	id, err := repo.Resolve(ctx, backup.Latest)
-	if err != nil {
-		return err
-	}
-	master, err := archive.LoadMasterKey(cfg.DataDir, cfg.MasterKeyHex)
-	if err != nil {
-		return fmt.Errorf("%w: the drill needs the instance's master key: %w", archive.ErrNoMasterKey, err)
-	}
-
-	scratch, err := os.MkdirTemp("", "casevault-drill-")
-	if err != nil {
-		return fmt.Errorf("drill: %w", err)
-	}
-	out := drillReport{Backup: id, Scratch: scratch, Problems: []string{}}
-	defer os.RemoveAll(scratch) // also when the drill fails
-	target := filepath.Join(scratch, "data")
-
-	// The scratch restore gets its own local blob store, never the
-	// instance's bucket, and no live tombstones (the drill proves the
-	// backups alone).
-	fr := backup.FullRestore{Repo: repo, Identity: keys.Identity, To: target, Synchronous: cfg.SQLiteSync,
-		Blobs:    func(ctx context.Context, t *backup.Target) (archive.Blobs, error) { return localBlobs(t.Dir) },
-		Audit:    restoreAudit,
-		Progress: rep.progress, Actor: cases.CLIActor()}
-	res, err := fr.Run(ctx, id)
-	if err != nil {
-		return err
-	}
-	out.TablesMismatched = res.Mismatched()
-
-	if err := drillCheck(ctx, target, master, sample, &out); err != nil {
-		return err
-	}
-
-	if err := os.RemoveAll(scratch); err == nil {
-		out.Removed = true
-	}
-	if out.TablesMismatched > 0 {
-		out.Problems = append(out.Problems, fmt.Sprintf("%d tables do not match the backup's digests", out.TablesMismatched))
 	}
 	if err := rep.done(out, func(w io.Writer) {
 		fmt.Fprintf(w, "drill of backup %s in %s (removed: %v)\n", out.Backup, out.Scratch, out.Removed)
@@ -112,9 +70,58 @@ func runBackupDrill(ctx context.Context, cfg *config, sample int, allowUnsigned 
 		return err
 	}
 	if len(out.Problems) > 0 {
-		return exitCodeError{exitDamaged, fmt.Errorf("drill of backup %s: %d problems", id, len(out.Problems))}
+		return exitCodeError{exitDamaged, fmt.Errorf("drill of backup %s: %d problems", out.Backup, len(out.Problems))}
 	}
 	return nil
+}
+
+// drill is the disaster-recovery steps on a scratch directory: it proves
+// the latest backup restores, that this instance's master key opens it,
+// that its audit chain verifies and that attachments decrypt. Problems
+// found are in the report; an error means the drill could not run.
+func drill(ctx context.Context, cfg *config, sample int, allowUnsigned bool, progress func(backup.Progress)) (drillReport, error) {
+	repo, keys, err := openRestoreRepo(cfg, allowUnsigned, nil)
+	if err != nil {
+		return drillReport{}, err
+	}
+	id, err := repo.Resolve(ctx, backup.Latest)
+	if err != nil {
+		return drillReport{}, err
+	}
+	master, err := archive.LoadMasterKey(cfg.DataDir, cfg.MasterKeyHex)
+	if err != nil {
+		return drillReport{}, fmt.Errorf("%w: the drill needs the instance's master key: %w", archive.ErrNoMasterKey, err)
+	}
+
+	scratch, err := os.MkdirTemp("", "casevault-drill-")
+	if err != nil {
+		return drillReport{}, fmt.Errorf("drill: %w", err)
+	}
+	defer os.RemoveAll(scratch) // also when the drill fails
+	out := drillReport{Backup: id, Scratch: scratch, Problems: []string{}}
+	target := filepath.Join(scratch, "data")
+
+	// The scratch restore gets its own local blob store, never the
+	// instance's bucket, and no live tombstones (the drill proves the
+	// backups alone).
+	fr := backup.FullRestore{Repo: repo, Identity: keys.Identity, To: target, Synchronous: cfg.SQLiteSync,
+		Blobs:    func(ctx context.Context, t *backup.Target) (archive.Blobs, error) { return localBlobs(t.Dir) },
+		Audit:    restoreAudit,
+		Progress: progress, Actor: cases.CLIActor()}
+	res, err := fr.Run(ctx, id)
+	if err != nil {
+		return out, err
+	}
+	if out.TablesMismatched = res.Mismatched(); out.TablesMismatched > 0 {
+		out.Problems = append(out.Problems, fmt.Sprintf("%d tables do not match the backup's digests", out.TablesMismatched))
+	}
+
+	if err := drillCheck(ctx, target, master, sample, &out); err != nil {
+		return out, err
+	}
+
+	out.Removed = os.RemoveAll(scratch) == nil
+	return out, nil
 }
 
 // localBlobs is the attachment store under a data directory.
