@@ -43,6 +43,10 @@ func TestPlan(t *testing.T) {
 		{"monthly", backup.KeepPolicy{Monthly: 4}, []string{"2026-03-31 02:00", "2026-02-27 02:00", "2026-01-10 02:00", "2025-02-01 02:00"}},
 		{"combined", backup.KeepPolicy{Daily: 1, Weekly: 2, Monthly: 2}, []string{"2026-03-31 02:00", "2026-03-29 02:00", "2026-02-27 02:00"}},
 		{"max age beats monthly", backup.KeepPolicy{Monthly: 12, MaxAge: 365 * 24 * time.Hour}, []string{"2026-03-31 02:00", "2026-02-27 02:00", "2026-01-10 02:00"}},
+		{"last 3", backup.KeepPolicy{Last: 3}, []string{"2026-03-31 02:00", "2026-03-30 14:00", "2026-03-30 02:00"}},
+		// now is 2026-03-31 12:00: within 10 days reaches back to 03-21 12:00.
+		{"within 10 days", backup.KeepPolicy{Within: 10 * 24 * time.Hour}, []string{"2026-03-31 02:00", "2026-03-30 14:00", "2026-03-30 02:00", "2026-03-29 02:00", "2026-03-22 02:00"}},
+		{"last 1 and monthly 2", backup.KeepPolicy{Last: 1, Monthly: 2}, []string{"2026-03-31 02:00", "2026-02-27 02:00"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -64,7 +68,7 @@ func TestPlan(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []backup.KeepPolicy{{}, {Daily: -1}, {MaxAge: time.Hour}} {
+	for _, bad := range []backup.KeepPolicy{{}, {Daily: -1}, {MaxAge: time.Hour}, {Last: -1}, {Within: -time.Hour}} {
 		if _, err := backup.Plan(ms, bad, now); err == nil {
 			t.Errorf("policy %+v accepted", bad)
 		}

@@ -43,7 +43,7 @@ var (
 	ErrTargetInUse  = errors.New("restore target is not empty")
 	ErrDamaged      = errors.New("backup is damaged")
 	ErrHeld         = errors.New("held by a legal hold")
-	ErrDeleted      = errors.New("deleted by retention or erasure")
+	ErrDeleted      = errors.New("deleted since the backup")
 )
 
 // Renamer is the optional blob store capability objects need to be named by

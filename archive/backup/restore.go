@@ -70,7 +70,11 @@ type ReplayReport struct {
 	ProfilesDeleted int      `json:"profiles_deleted"`
 	KeysDestroyed   int      `json:"customer_keys_destroyed"`
 	BlobsRemoved    int      `json:"blobs_removed"`
-	blobsToRemove   []string `json:"-"`
+	// Reversed counts dispositions an undo reversed: recorded, not applied.
+	Reversed int `json:"dispositions_reversed"`
+	// Security is the security state carried forward (never rolled back).
+	Security      SecurityReport `json:"security"`
+	blobsToRemove []string       `json:"-"`
 }
 
 // CheckEmpty refuses a target that holds any content.

@@ -40,7 +40,7 @@ var tables = []table{
 	{Name: "retention_schedules", Columns: []string{"version", "document", "created_at", "actor"}, Order: "version"},
 	{Name: "retention_state", Columns: []string{"id", "holds_version", "recomputed_version"}, Order: "id", Singleton: true},
 	{Name: "legal_holds", Columns: []string{"id", "matter", "reason", "scope", "placed_by", "placed_at", "released_by", "released_at", "release_reason", "grace_until", "reinstated_by", "reinstated_at", "flags_cleared_at"}, Order: "id"},
-	{Name: "dispositions", Columns: []string{"id", "run_id", "contact_id", "case_id", "customer_id", "purposes", "rule", "action", "detail", "at", "content_sha256", "blob_keys", "blobs_gone_at"}, Order: "id"},
+	{Name: "dispositions", Columns: []string{"id", "run_id", "contact_id", "case_id", "customer_id", "purposes", "rule", "action", "detail", "at", "content_sha256", "blob_keys", "blobs_gone_at", "reversed_at", "reversed_by"}, Order: "id"},
 	{Name: "retention_runs", Columns: []string{"id", "status", "dry_run", "started_at", "finished_at", "report"}, Bools: []string{"dry_run"}, Order: "id"},
 	{Name: "hold_items", Columns: []string{"hold_id", "case_id", "contact_id", "customer_id", "since", "why"}, Order: "hold_id, case_id, contact_id"},
 	{Name: "case_history", Columns: []string{"id", "case_id", "at", "actor_name", "actor_role", "changes"}, Order: "id"},

@@ -60,7 +60,7 @@ type s3Config struct {
 
 // backupConfig is the backup target, keys and the backups' own retention.
 type backupConfig struct {
-	Cron, ForgetCron                   string
+	Cron, ForgetCron, DrillCron        string
 	Dir, Prefix                        string
 	S3                                 s3Config
 	Recipients, IdentityFile           string
