@@ -24,3 +24,15 @@ func SignManifestForTest(ctx context.Context, st archive.Blobs, k *SigningKey, m
 	}
 	return r.putSigned(ctx, m.ID, m)
 }
+
+// TableObject is where a small table's content is stored: its one chunk
+// (or the file of a casevault-backup/1 manifest).
+func TableObject(te TableEntry) string {
+	if te.File != "" || len(te.Chunks) == 0 {
+		return te.File
+	}
+	if len(te.Chunks) != 1 {
+		panic("TableObject: table " + te.Name + " has several chunks")
+	}
+	return te.Chunks[0].Object
+}

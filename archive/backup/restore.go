@@ -208,7 +208,7 @@ func (r *Repo) restoreTables(ctx context.Context, m Manifest, opts RestoreOption
 // decompresses and decodes while this one inserts (the two halves cost about
 // the same, and there are two cores to run them).
 func (r *Repo) restoreTable(ctx context.Context, tx *sql.Tx, t table, te TableEntry, opts RestoreOptions, advance func(int64)) error {
-	rc, err := r.openFile(ctx, te.File, opts.Identity, true)
+	rc, err := r.openTable(ctx, te, opts.Identity)
 	if err != nil {
 		return err
 	}

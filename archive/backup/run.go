@@ -429,14 +429,9 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 		return Manifest{}, fmt.Errorf("instance id: %w", err)
 	}
 
-	m = Manifest{Format: Format, ID: id, StartedAt: started.UTC(), Recipients: s.opts.Keys.Public,
+	m = Manifest{Format: ManifestFormat, ID: id, StartedAt: started.UTC(), Recipients: s.opts.Keys.Public,
 		Source: Source{Instance: instance, Engine: string(s.db.Dialect), SchemaVersion: version, Host: s.opts.Host}}
-	atts, err := s.dumpTables(ctx, &m, progress)
-	if err != nil {
-		return Manifest{}, err
-	}
-
-	if err := s.copyBlobs(ctx, &m, atts, prev, progress); err != nil {
+	if err := s.dumpAndCopy(ctx, &m, prev, progress); err != nil {
 		return Manifest{}, err
 	}
 
@@ -446,6 +441,10 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 	// Every file durable, then the manifest last: until it exists the
 	// backup is not listed, so an interrupted run can never be taken for a
 	// complete one.
+	if err := ctx.Err(); err != nil {
+		return Manifest{}, err
+	}
+
 	if err := s.repo.seal(ctx); err != nil {
 		return Manifest{}, err
 	}
@@ -463,58 +462,106 @@ type attRef struct {
 	size int64 // plaintext size
 }
 
-func (s *Service) dumpTables(ctx context.Context, m *Manifest, progress func(Progress)) ([]attRef, error) {
+// dumpAndCopy dumps every table into chunks and copies the attachment
+// blobs the snapshot references, at the same time: the attachments table
+// is dumped first, then its blobs are copied by workers while the other
+// tables are read (the database read is one goroutine; compression,
+// encryption and copies spread over the cores).
+func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, progress func(Progress)) error {
+	// A failed copy stops the dump and the other way round.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	tx, err := snapshotTx(ctx, s.db)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer tx.Rollback()
 
 	// Counting first pins the snapshot (SQLite takes it at the first read)
 	// and gives the progress bar its total.
 	var total int64
-	counts := map[string]int64{}
 	m.SnapshotAt = s.opts.Now().UTC()
 	for _, t := range tables {
 		var n int64
 		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+t.Name).Scan(&n); err != nil {
-			return nil, fmt.Errorf("count %s: %w", t.Name, err)
+			return fmt.Errorf("count %s: %w", t.Name, err)
 		}
-		counts[t.Name] = n
 		total += n
 	}
 
+	cs := newChunkStore(ctx, s.repo, s.opts.Keys.Recipients, prev.chunks, s.opts.Workers)
 	var done int64
 	var atts []attRef
-	for _, t := range tables {
-		file := snapshotsDir + m.ID + "/" + t.Name + ".ndjson.zst.age"
-		var rows int64
-		each := func(vals []any) error {
-			done++
-			if done%2048 == 0 {
-				progress(Progress{Phase: "tables", Done: done, Total: total, Unit: "rows"})
+	var blobs errgroup.Group
+	pending := make([]*pendingTable, 0, len(tables))
+	err = func() error {
+		for _, t := range dumpOrder() {
+			each := func(vals []any) error {
+				done++
+				if done%2048 == 0 {
+					progress(Progress{Phase: "tables", Done: done, Total: total, Unit: "rows"})
+				}
+				if t.Name == "attachments" {
+					atts = append(atts, attRef{key: asString(vals[8]), size: asInt(vals[6])})
+				}
+				return nil
 			}
+			p, err := cs.dump(ctx, tx, t, each)
+			if err != nil {
+				return err
+			}
+			pending = append(pending, p)
 			if t.Name == "attachments" {
-				atts = append(atts, attRef{key: asString(vals[8]), size: asInt(vals[6])})
+				blobs.Go(func() error {
+					err := s.copyBlobs(ctx, m, atts, prev.blobs, progress)
+					if err != nil {
+						cancel(err)
+					}
+					return err
+				})
 			}
-			return nil
 		}
-		stored, plain, err := s.repo.writeFile(ctx, file, s.opts.Keys.Recipients, true, func(w io.Writer) error {
-			n, err := dumpTable(ctx, tx, t, "", nil, w, each)
-			rows = n
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-		m.Tables = append(m.Tables, TableEntry{Name: t.Name, File: file, Rows: rows, Size: stored.Size, SHA256: stored.SHA256,
-			PlainSize: plain.Size, PlainSHA256: plain.SHA256})
-		m.Stats.Rows += rows
-		m.Stats.TableBytes += stored.Size
+		return nil
+	}()
+	// The snapshot is not needed any more: writers may checkpoint.
+	_ = tx.Rollback()
+	if werr := cs.wait(); err == nil {
+		err = werr
+	}
+	if berr := blobs.Wait(); err == nil {
+		err = berr
+	}
+	if err != nil {
+		return err
 	}
 
+	byName := map[string]TableEntry{}
+	for _, p := range pending {
+		byName[p.entry.Name] = p.finish()
+	}
+	for _, t := range tables {
+		te := byName[t.Name]
+		m.Tables = append(m.Tables, te)
+		m.Stats.Rows += te.Rows
+		m.Stats.TableBytes += te.Size
+	}
+	m.Stats.ChunksNew, m.Stats.ChunksReused, m.Stats.TableBytesReused = cs.written, cs.reused, cs.bytesOld
 	progress(Progress{Phase: "tables", Done: done, Total: total, Unit: "rows"})
-	return atts, nil
+	return nil
+}
+
+// dumpOrder is tables with attachments first (its blobs are copied while
+// the rest is dumped); the manifest keeps restore order.
+func dumpOrder() []table {
+	out := make([]table, 0, len(tables))
+	for _, t := range tables {
+		if t.Name == "attachments" {
+			out = append([]table{t}, out...)
+		} else {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 func asString(v any) string {
@@ -537,25 +584,39 @@ func asInt(v any) int64 {
 	return 0
 }
 
-// reusable maps blob keys to objects that earlier backups copied and that
-// are still in the repository: those are not copied again.
-func (s *Service) reusable(ctx context.Context) (map[string]BlobEntry, error) {
+// reuse is what earlier backups stored that a run need not store again:
+// attachment copies by blob key, table chunks by plain digest.
+type reuse struct {
+	blobs  map[string]BlobEntry
+	chunks map[string]ChunkEntry
+}
+
+// reusable maps blob keys and chunk digests to objects that earlier
+// backups stored and that are still in the repository with their size.
+func (s *Service) reusable(ctx context.Context) (reuse, error) {
 	// A damaged manifest only means its objects are not reused. Nor are an
 	// unsigned one's: its mapping from blob key to object is unproven, and
 	// this backup's signature would vouch for it.
 	ms, _, err := s.repo.list(ctx, false)
 	if err != nil {
-		return nil, err
+		return reuse{}, err
 	}
 	have, err := s.repo.objects(ctx)
 	if err != nil {
-		return nil, err
+		return reuse{}, err
 	}
-	out := map[string]BlobEntry{}
+	out := reuse{blobs: map[string]BlobEntry{}, chunks: map[string]ChunkEntry{}}
 	for _, m := range ms {
 		for _, b := range m.Blobs {
 			if size, ok := have[b.Object]; ok && size == b.Size {
-				out[b.Key] = b
+				out.blobs[b.Key] = b
+			}
+		}
+		for _, t := range m.Tables {
+			for _, c := range t.Chunks {
+				if size, ok := have[c.Object]; ok && size == c.Size {
+					out.chunks[c.PlainSHA256] = c
+				}
 			}
 		}
 	}
