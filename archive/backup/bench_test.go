@@ -116,7 +116,7 @@ func BenchmarkBackupRestore(b *testing.B) {
 // seedBulk writes n contacts in n/10 cases with multi-row inserts (the
 // benchmark measures backups, not ingest), English and Chinese text of
 // realistic length.
-func seedBulk(b *testing.B, in *instance, n int) []string {
+func seedBulk(b testing.TB, in *instance, n int) []string {
 	ctx := context.Background()
 	nCases := n / 10
 	if nCases == 0 {
@@ -128,6 +128,10 @@ func seedBulk(b *testing.B, in *instance, n int) []string {
 		caseIDs[i], custIDs[i] = cases.NewID(), cases.NewID()
 	}
 	now := base.UnixMicro()
+	var first int
+	if err := in.db.Read.QueryRowContext(ctx, `SELECT COALESCE(MAX(number), 0) + 1 FROM cases`).Scan(&first); err != nil {
+		b.Fatal(err)
+	}
 	exec := func(q string, rows int, row func(i int) []any) {
 		const per = 200
 		for lo := 0; lo < rows; lo += per {
@@ -139,7 +143,7 @@ func seedBulk(b *testing.B, in *instance, n int) []string {
 				args = append(args, a...)
 				vals = append(vals, "("+strings.TrimSuffix(strings.Repeat("?,", len(a)), ",")+")")
 			}
-			if _, err := in.db.Write.ExecContext(ctx, q+strings.Join(vals, ","), args...); err != nil {
+			if _, err := in.db.Write.ExecContext(ctx, in.db.Rebind(q+strings.Join(vals, ",")), args...); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -148,7 +152,7 @@ func seedBulk(b *testing.B, in *instance, n int) []string {
 		return []any{custIDs[i], fmt.Sprintf("Customer %d 客户", i), fmt.Sprintf("c%d@example.com", i), now, now}
 	})
 	exec(`INSERT INTO cases (id, number, customer_id, subject, status, priority, channel, tags, created_at, updated_at) VALUES `, nCases, func(i int) []any {
-		return []any{caseIDs[i], i + 1, custIDs[i], fmt.Sprintf("Refund for order %d 退款申请", i), "open", "normal", "email", `["vip"]`, now, now}
+		return []any{caseIDs[i], first + i, custIDs[i], fmt.Sprintf("Refund for order %d 退款申请", i), "open", "normal", "email", `["vip"]`, now, now}
 	})
 	en := "Hello, my parcel never arrived although tracking says it was delivered yesterday. Could you check with the courier and refund me if it is lost? "
 	zh := "您好，我的包裹一直没有收到，但是物流显示昨天已经签收。请帮我联系快递公司核实，如果丢失请退款。谢谢！"
