@@ -8,8 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +20,7 @@ import (
 	"github.com/casevault/casevault/archive/backup"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqldb/sqldbtest"
 )
 
 func envInt(name string, def int) int {
@@ -64,52 +68,153 @@ func BenchmarkBackupRestore(b *testing.B) {
 		repo, repoDir := newRepo(b)
 		keys := newKeys(b)
 		svc := in.service(repo, keys)
+		resetPeakRSS()
 		t0 := time.Now()
 		m, err := svc.Backup(ctx, "bench", operator, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		full := time.Since(t0)
-		t0 = time.Now()
+		backupRSS := peakRSS()
+		tarTime, tarSize, tarFile := tarZstd(b, dataDir)
+
+		// Incremental with nothing changed, then after 1,000 new contacts:
+		// wall time, and the CPU time the process spent (a loaded machine
+		// stretches the first, hardly the second).
+		t0, cpu0 := time.Now(), cpuTime()
 		m2, err := svc.Backup(ctx, "bench", operator, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
-		incr := time.Since(t0)
+		incr, incrCPU := time.Since(t0), cpuTime()-cpu0
 		if m2.Stats.BlobsNew != 0 {
 			b.Fatalf("incremental copied %d blobs", m2.Stats.BlobsNew)
 		}
+		seedContacts(b, in, 1000)
+		t0, cpu0 = time.Now(), cpuTime()
+		m3, err := svc.Backup(ctx, "bench", operator, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		incr1k, incr1kCPU := time.Since(t0), cpuTime()-cpu0
+
+		// The full restore, of the last (incremental) backup alone.
 		dstDir := b.TempDir()
 		dst, err := sqldb.Open(ctx, sqldb.Config{Path: filepath.Join(dstDir, "casevault.db")})
 		if err != nil {
 			b.Fatal(err)
 		}
 		dstIn := openInstance(b, dst, filepath.Join(dstDir, "blobs"))
+		resetPeakRSS()
 		t0 = time.Now()
-		rep, err := repo.Restore(ctx, m.ID, backup.RestoreOptions{Target: dst, Blobs: dstIn.blobs, Identity: keys.Identity})
+		rep, err := repo.Restore(ctx, m3.ID, backup.RestoreOptions{Target: dst, Blobs: dstIn.blobs, Identity: keys.Identity})
 		if err != nil {
 			b.Fatal(err)
 		}
 		restore := time.Since(t0)
+		restoreRSS := peakRSS()
 		dst.Close()
 		for _, tr := range rep.Tables {
 			if !tr.Match {
 				b.Fatalf("table %s mismatch", tr.Name)
 			}
 		}
+		untarTime := untarZstd(b, tarFile)
+
+		// PostgreSQL as the restore target (when the test server is there).
+		var restorePG time.Duration
+		if os.Getenv("CASEVAULT_BACKUP_BENCH_PG") != "0" {
+			pg := sqldbtest.Open(b, sqldb.Postgres)
+			pgIn := openInstance(b, pg, filepath.Join(b.TempDir(), "blobs"))
+			t0 = time.Now()
+			if _, err := repo.Restore(ctx, m3.ID, backup.RestoreOptions{Target: pg, Blobs: pgIn.blobs, Identity: keys.Identity}); err != nil {
+				b.Fatal(err)
+			}
+			restorePG = time.Since(t0)
+		}
+
 		repoSize := dirSize(b, repoDir)
-		tarTime, tarSize := tarZstd(b, dataDir)
 		mb := float64(size) / 1e6
 		b.ReportMetric(mb/full.Seconds(), "backup-MB/s")
 		b.ReportMetric(mb/restore.Seconds(), "restore-MB/s")
 		b.ReportMetric(incr.Seconds(), "incremental-s")
+		b.ReportMetric(incrCPU.Seconds(), "incremental-cpu-s")
+		b.ReportMetric(incr1k.Seconds(), "incremental-1k-s")
+		b.ReportMetric(float64(backupRSS)/(1<<20), "backup-peak-RSS-MiB")
+		b.ReportMetric(float64(restoreRSS)/(1<<20), "restore-peak-RSS-MiB")
 		if tarTime > 0 {
 			b.ReportMetric(mb/tarTime.Seconds(), "tar-zstd-MB/s")
 			b.ReportMetric(tarTime.Seconds()/full.Seconds(), "backup-speed-vs-tar")
+			b.ReportMetric(untarTime.Seconds()/restore.Seconds(), "restore-speed-vs-untar")
 		}
-		b.Logf("full backup %s (%.0f MB/s, %d rows, repo %.1f MB), incremental %s, restore %s (%.0f MB/s); tar|zstd+fsync %s (%.0f MB/s, %.1f MB)",
-			full.Round(time.Millisecond), mb/full.Seconds(), m.Stats.Rows, float64(repoSize)/1e6, incr.Round(time.Millisecond),
-			restore.Round(time.Millisecond), mb/restore.Seconds(), tarTime.Round(time.Millisecond), mb/tarTime.Seconds(), float64(tarSize)/1e6)
+		if restorePG > 0 {
+			b.ReportMetric(mb/restorePG.Seconds(), "restore-pg-MB/s")
+		}
+		b.Logf("full backup %s (%.0f MB/s, %d rows, %d chunks, repo %.1f MB, peak RSS %d MiB); tar|zstd+fsync %s (%.0f MB/s, %.1f MB)",
+			full.Round(time.Millisecond), mb/full.Seconds(), m.Stats.Rows, m.Stats.ChunksNew, float64(repoSize)/1e6, backupRSS>>20,
+			tarTime.Round(time.Millisecond), mb/tarTime.Seconds(), float64(tarSize)/1e6)
+		b.Logf("incremental, nothing changed: %s (CPU %s; %d chunks reused, %d new); after 1,000 new contacts: %s (CPU %s; %d reused, %d new)",
+			incr.Round(time.Millisecond), incrCPU.Round(time.Millisecond), m2.Stats.ChunksReused, m2.Stats.ChunksNew,
+			incr1k.Round(time.Millisecond), incr1kCPU.Round(time.Millisecond), m3.Stats.ChunksReused, m3.Stats.ChunksNew)
+		b.Logf("restore (SQLite) %s (%.0f MB/s, peak RSS %d MiB); zstd -d | tar -x + sync %s (%.0f MB/s); restore into PostgreSQL %s (%.0f MB/s)",
+			restore.Round(time.Millisecond), mb/restore.Seconds(), restoreRSS>>20, untarTime.Round(time.Millisecond), mb/untarTime.Seconds(),
+			restorePG.Round(time.Millisecond), mb/restorePG.Seconds())
+	}
+}
+
+// resetPeakRSS starts a new peak-RSS measurement (Linux: clear_refs 5
+// resets VmHWM) after handing freed heap back, so a phase's peak is its own.
+func resetPeakRSS() {
+	runtime.GC()
+	debug.FreeOSMemory()
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0o600)
+}
+
+// peakRSS is VmHWM, the process's peak resident set since resetPeakRSS.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// cpuTime is the user and system CPU time the process used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// seedContacts adds n contacts to the first case with multi-row inserts.
+func seedContacts(b testing.TB, in *instance, n int) {
+	b.Helper()
+	var caseID, custID string
+	if err := in.db.Read.QueryRowContext(in.ctx, `SELECT id, customer_id FROM cases ORDER BY id LIMIT 1`).Scan(&caseID, &custID); err != nil {
+		b.Fatal(err)
+	}
+	now := base.UnixMicro()
+	for lo := 0; lo < n; lo += 200 {
+		var args []any
+		q := `INSERT INTO contacts (id, case_id, customer_id, channel, direction, author, body, occurred_at, created_at, purposes, categories) VALUES `
+		for i := lo; i < min(lo+200, n); i++ {
+			if i > lo {
+				q += ","
+			}
+			q += "(?,?,?,?,?,?,?,?,?,?,?)"
+			args = append(args, cases.NewID(), caseID, custID, "chat", "inbound", "Han Meimei", "new contact", now, now, `["customer_service"]`, `["support_content"]`)
+		}
+		if _, err := in.db.Write.ExecContext(in.ctx, in.db.Rebind(q), args...); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
@@ -186,9 +291,9 @@ func dirSize(b *testing.B, dir string) int64 {
 // tarZstd times `tar -cf - DIR | zstd -1 -T1 > file` followed by an fsync
 // of the file (0 when either tool is missing): a backup is only done when it
 // is on disk, and the backup it is compared with fsyncs too.
-func tarZstd(b *testing.B, dir string) (time.Duration, int64) {
+func tarZstd(b *testing.B, dir string) (time.Duration, int64, string) {
 	if _, err := exec.LookPath("zstd"); err != nil {
-		return 0, 0
+		return 0, 0, ""
 	}
 	out := filepath.Join(b.TempDir(), "data.tar.zst")
 	t0 := time.Now()
@@ -201,5 +306,21 @@ func tarZstd(b *testing.B, dir string) (time.Duration, int64) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return d, fi.Size()
+	return d, fi.Size(), out
+}
+
+// untarZstd times `zstd -d | tar -x` of tarZstd's archive into a new
+// directory followed by a sync of that filesystem: the reference a restore
+// is compared with.
+func untarZstd(b *testing.B, archive string) time.Duration {
+	if archive == "" {
+		return 0
+	}
+	dir := b.TempDir()
+	t0 := time.Now()
+	cmd := exec.Command("sh", "-c", `zstd -q -d -c "$1" | tar -C "$2" -xf - && sync -f "$2"`, "sh", archive, dir)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("zstd -d | tar -x: %v %s", err, msg)
+	}
+	return time.Since(t0)
 }

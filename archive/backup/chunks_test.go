@@ -16,7 +16,6 @@ import (
 
 	"github.com/casevault/casevault/archive/backup"
 	"github.com/casevault/casevault/archive/local"
-	"github.com/casevault/casevault/cases"
 )
 
 func tableEntry(t *testing.T, m backup.Manifest, name string) backup.TableEntry {
@@ -36,31 +35,6 @@ func chunkObjects(te backup.TableEntry) []string {
 		out = append(out, c.Object)
 	}
 	return out
-}
-
-// addContacts inserts n contacts into an existing case with one multi-row
-// statement per 200 (a bulk change between two backups).
-func addContacts(t *testing.T, in *instance, n int) {
-	t.Helper()
-	var caseID, custID string
-	if err := in.db.Read.QueryRowContext(in.ctx, `SELECT id, customer_id FROM cases ORDER BY id LIMIT 1`).Scan(&caseID, &custID); err != nil {
-		t.Fatal(err)
-	}
-	now := base.UnixMicro()
-	for lo := 0; lo < n; lo += 200 {
-		var args []any
-		q := `INSERT INTO contacts (id, case_id, customer_id, channel, direction, author, body, occurred_at, created_at, purposes, categories) VALUES `
-		for i := lo; i < min(lo+200, n); i++ {
-			if i > lo {
-				q += ","
-			}
-			q += "(?,?,?,?,?,?,?,?,?,?,?)"
-			args = append(args, cases.NewID(), caseID, custID, "chat", "inbound", "Han Meimei", "new contact", now, now, `["customer_service"]`, `["support_content"]`)
-		}
-		if _, err := in.db.Write.ExecContext(in.ctx, in.db.Rebind(q), args...); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // TestTableChunksReused: a backup stores each table as chunks cut at rows
@@ -129,7 +103,7 @@ func TestTableChunksReused(t *testing.T) {
 
 		// 1,000 new contacts (UUIDv7 ids: they sort last) leave every
 		// chunk but the last one alone.
-		addContacts(t, src, 1000)
+		seedContacts(t, src, 1000)
 		m4 := backupNow()
 		c4 := tableEntry(t, m4, "contacts")
 		if c4.Rows != c3.Rows+1000 {
@@ -290,4 +264,3 @@ func toFormat1(t *testing.T, dir string, m backup.Manifest, id age.Identity) bac
 	}
 	return old
 }
-
