@@ -244,8 +244,8 @@ func TestInterruptedBackupIsNotListed(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted backup: %v, want context.Canceled", err)
 	}
-	if n := countFiles(t, filepath.Join(dir, "data")); n == 0 {
-		t.Fatal("the interrupted run wrote no object; the test proves nothing")
+	if n := countFiles(t, filepath.Join(dir, "data")); n == 0 || countFiles(t, filepath.Join(dir, "snapshots")) != 1 {
+		t.Fatal("the interrupted run wrote no object or no start marker; the test proves nothing")
 	}
 	list, err := repo.Manifests(context.Background())
 	if err != nil || len(list) != 0 {
@@ -266,12 +266,12 @@ func TestInterruptedBackupIsNotListed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.ObjectsRemoved == 0 {
-		t.Fatalf("forget removed no object of the interrupted run: %+v", rep)
+	if rep.ObjectsRemoved == 0 || rep.Leftovers == 0 {
+		t.Fatalf("forget removed no object or no leftover of the interrupted run: %+v", rep)
 	}
-	// Its manifest and signature; its objects.
-	if n := countFiles(t, filepath.Join(dir, "snapshots")); n != 2 {
-		t.Fatalf("%d files under snapshots/, want only the good backup's manifest and signature", n)
+	// The good backup's start marker, manifest and signature; its objects.
+	if n := countFiles(t, filepath.Join(dir, "snapshots")); n != 3 {
+		t.Fatalf("%d files under snapshots/, want only the good backup's 3", n)
 	}
 	if n, want := countFiles(t, filepath.Join(dir, "data")), len(uniqueObjects(m)); n != want {
 		t.Fatalf("%d objects, want only the good backup's %d", n, want)

@@ -40,6 +40,7 @@ const (
 	dataDir      = "data/"
 	tmpDir       = "tmp/"
 	manifestName = "manifest.json"
+	startedName  = "started.json"
 )
 
 // Errors callers match with errors.Is (the CLI maps them to exit codes).

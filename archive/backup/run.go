@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -419,6 +420,15 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 		return Manifest{}, err
 	}
 
+	// A marker names the run in snapshots/ from its start: an interrupted
+	// run is a snapshot directory without a manifest (its chunks and
+	// copies live under data/), which forget removes with the objects no
+	// manifest lists.
+	mark := []byte(`{"id":"` + id + `","started_at":"` + started.UTC().Format(time.RFC3339Nano) + `"}`)
+	if err := s.repo.bulk.Put(ctx, s.repo.key(snapshotsDir+id+"/"+startedName), bytes.NewReader(mark), int64(len(mark))); err != nil {
+		return Manifest{}, fmt.Errorf("start backup %s: %w", id, err)
+	}
+
 	version, err := s.db.Version(ctx)
 	if err != nil {
 		return Manifest{}, err
@@ -489,6 +499,21 @@ func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, prog
 		total += n
 	}
 
+	// One phase at a time for the progress bar: the copy's progress waits
+	// (latest event kept) until the tables are done.
+	var pmu sync.Mutex
+	tablesDone := false
+	var held *Progress
+	blobProgress := func(p Progress) {
+		pmu.Lock()
+		defer pmu.Unlock()
+		if !tablesDone {
+			held = &p
+			return
+		}
+		progress(p)
+	}
+
 	cs := newChunkStore(ctx, s.repo, s.opts.Keys.Recipients, prev.chunks, s.opts.Workers)
 	var done int64
 	var atts []attRef
@@ -513,7 +538,7 @@ func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, prog
 			pending = append(pending, p)
 			if t.Name == "attachments" {
 				blobs.Go(func() error {
-					err := s.copyBlobs(ctx, m, atts, prev.blobs, progress)
+					err := s.copyBlobs(ctx, m, atts, prev.blobs, blobProgress)
 					if err != nil {
 						cancel(err)
 					}
@@ -525,6 +550,16 @@ func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, prog
 	}()
 	// The snapshot is not needed any more: writers may checkpoint.
 	_ = tx.Rollback()
+	if err != nil {
+		cancel(err)
+	}
+	progress(Progress{Phase: "tables", Done: done, Total: total, Unit: "rows"})
+	pmu.Lock()
+	tablesDone = true
+	if held != nil {
+		progress(*held)
+	}
+	pmu.Unlock()
 	if werr := cs.wait(); err == nil {
 		err = werr
 	}
@@ -546,7 +581,6 @@ func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, prog
 		m.Stats.TableBytes += te.Size
 	}
 	m.Stats.ChunksNew, m.Stats.ChunksReused, m.Stats.TableBytesReused = cs.written, cs.reused, cs.bytesOld
-	progress(Progress{Phase: "tables", Done: done, Total: total, Unit: "rows"})
 	return nil
 }
 
