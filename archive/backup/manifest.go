@@ -187,7 +187,13 @@ func (m Manifest) Summary(withTables bool) Summary {
 		Source: m.Source, Stats: m.Stats, Blobs: len(m.Blobs), Missing: len(m.Missing), Recipients: m.Recipients,
 		Authenticated: !m.Unsigned}
 	if withTables {
-		s.Tables = m.Tables
+		// per table, without the chunk list (object names, like the blob
+		// list, stay in the manifest)
+		s.Tables = make([]TableEntry, len(m.Tables))
+		for i, t := range m.Tables {
+			t.Chunks = nil
+			s.Tables[i] = t
+		}
 	}
 	return s
 }
