@@ -73,7 +73,10 @@ env "${lag_env[@]}" go test -run '^$' -bench IndexLag -benchtime 1x -timeout 30m
 if [ -z "${BENCH_QUICK:-}" ]; then
   export CASEVAULT_BACKUP_BENCH_CONTACTS=200000 CASEVAULT_BACKUP_BENCH_ATTACH_MB=1024
 fi
-go test -run '^$' -bench BackupRestore -benchtime 1x -timeout 30m ./archive/backup/ | tee -a "$out" || true
+# Issue 17 §4: full backup vs tar | zstd -1 + fsync, restore vs zstd -d | tar -x
+# + sync (ratios in the same run), incrementals (wall and CPU), peak RSS.
+go test -run '^$' -bench BackupRestore -benchtime 1x -timeout 40m ./archive/backup/ | tee -a "$out" "$tmp/backup.out" || true
+grep -o '[0-9.]* backup-speed-vs-tar\|[0-9.]* restore-speed-vs-untar\|[0-9.]* incremental-s\|[0-9.]* incremental-1k-s\|[0-9.]* [a-z]*-peak-RSS-MiB' "$tmp/backup.out" | sed 's/^/backup ratio\/figure: /' | tee -a "$out" || true
 if [ -z "${BENCH_QUICK:-}" ]; then
   eval "$(bash scripts/versitygw.sh start)"
   go test -run '^$' -bench LargeFile -benchtime 3x ./archive/ | tee -a "$out" || true

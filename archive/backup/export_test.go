@@ -29,12 +29,12 @@ func SignManifestForTest(ctx context.Context, st archive.Blobs, k *SigningKey, m
 }
 
 // PlainDump decrypts (with the age identity id) and decompresses every
-// table file of backup m: what someone holding the backup's private key
+// table (file or chunks) of backup m: what someone holding the backup's private key
 // reads (the erasure proof inspects it).
 func PlainDump(ctx context.Context, r *Repo, m Manifest, id age.Identity) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	for _, te := range m.Tables {
-		rc, err := r.openFile(ctx, te.File, id, true)
+		rc, err := r.openTable(ctx, te, id)
 		if err != nil {
 			return nil, err
 		}
@@ -46,4 +46,16 @@ func PlainDump(ctx context.Context, r *Repo, m Manifest, id age.Identity) (map[s
 		out[te.Name] = b
 	}
 	return out, nil
+}
+
+// TableObject is where a small table's content is stored: its one chunk
+// (or the file of a casevault-backup/1 manifest).
+func TableObject(te TableEntry) string {
+	if te.File != "" || len(te.Chunks) == 0 {
+		return te.File
+	}
+	if len(te.Chunks) != 1 {
+		panic("TableObject: table " + te.Name + " has several chunks")
+	}
+	return te.Chunks[0].Object
 }

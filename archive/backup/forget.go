@@ -193,8 +193,8 @@ func (r *Repo) forget(ctx context.Context, p KeepPolicy, dryRun bool, now time.T
 	used := map[string]bool{}
 	for _, m := range ms {
 		if keep[m.ID] {
-			for _, b := range m.Blobs {
-				used[b.Object] = true
+			for _, o := range m.Objects() {
+				used[o] = true
 			}
 		}
 	}

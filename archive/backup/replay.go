@@ -104,7 +104,7 @@ func (r *Repo) backupRows(ctx context.Context, m Manifest, t table, id age.Ident
 	if !ok {
 		return nil, nil
 	}
-	rc, err := r.openFile(ctx, te.File, id, true)
+	rc, err := r.openTable(ctx, te, id)
 	if err != nil {
 		return nil, err
 	}
@@ -115,10 +115,10 @@ func (r *Repo) backupRows(ctx context.Context, m Manifest, t table, id age.Ident
 	h := sha256.New()
 	rows, err := parseRows(io.TeeReader(rc, h), t, func(row map[string]any) bool { return keep == nil || keep(row) })
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrDamaged, te.File, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrDamaged, te.Name, err)
 	}
 	if _, err := io.Copy(h, rc); err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrDamaged, te.File, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrDamaged, te.Name, err)
 	}
 	if sum := hex.EncodeToString(h.Sum(nil)); sum != te.PlainSHA256 {
 		return nil, fmt.Errorf("%w: table %s: digest %s, the manifest says %s", ErrDamaged, t.Name, sum, te.PlainSHA256)

@@ -102,8 +102,14 @@ func TestS3Target(t *testing.T) {
 		t.Fatal(err)
 	}
 	m2, err := svc.Backup(ctx, "test", operator, nil)
-	if err != nil || m2.Stats.BlobsNew != 0 {
+	if err != nil || m2.Stats.BlobsNew != 0 || m2.Stats.ChunksReused == 0 {
 		t.Fatalf("incremental on S3: %+v %v", m2.Stats, err)
+	}
+	// Table chunks are objects like the blob copies, shared when unchanged.
+	for i, te := range m.Tables {
+		if te.Name == "contacts" && !equalStrings(chunkObjects(te), chunkObjects(m2.Tables[i])) {
+			t.Fatalf("contacts chunks rewritten on S3 with nothing changed")
+		}
 	}
 	vr, err := repo.Verify(ctx, m.ID, true, keys.Identity, nil)
 	if err != nil || !vr.OK {
