@@ -19,10 +19,10 @@ type route struct {
 	// read names the audit action recorded after a successful read of
 	// personal data ("" = no read audit; writes are audited in their
 	// transaction).
-	read    string
-	target  string
-	h       fiber.Handler
-	ok int // success status
+	read   string
+	target string
+	h      fiber.Handler
+	ok     int // success status
 	// request is a value of the JSON body's Go type (nil: the route takes
 	// no JSON body); reply is a value of the success body's Go type (nil
 	// only for a 204 or with media). Both are reflected into the OpenAPI
