@@ -147,12 +147,14 @@ func (s *Server) operation(g *schemas, r route, problem map[string]any) map[stri
 		params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": pathParamSchema(m[1])})
 	}
 	for _, p := range r.params() {
-		sch := p.schema
+		q := map[string]any{"name": p.name, "in": "query", "description": p.doc, "schema": p.schema}
 		if p.many {
-			sch = map[string]any{"type": "array", "items": sch}
+			// Repeatable and comma-separated (status=open,pending): one
+			// string per occurrence, commas allowed as they are.
+			q["description"] = p.doc + " Repeatable."
+			q["allowReserved"] = true
 		}
-		params = append(params, map[string]any{"name": p.name, "in": "query", "description": p.doc, "schema": sch,
-			"style": "form", "explode": true})
+		params = append(params, q)
 	}
 	if params != nil {
 		op["parameters"] = params

@@ -54,7 +54,7 @@ func TestSavedSearches(t *testing.T) {
 			{"bad sort", map[string]any{"name": "p", "q": "x", "filters": map[string]any{"sort": []string{"random"}}}, 422, "filters.sort"},
 			{"paging is not a filter", map[string]any{"name": "p", "q": "x", "filters": map[string]any{"cursor": []string{"abc"}}}, 422, "filters.cursor"},
 			{"unknown member", map[string]any{"name": "p", "q": "x", "colour": "red"}, 422, "colour"},
-			{"filters of the wrong type", map[string]any{"name": "p", "filters": map[string]any{"status": "open"}}, 422, "filters.status"},
+			{"filters of the wrong type", map[string]any{"name": "p", "filters": map[string]any{"status": "open"}}, 422, "filters"},
 			{"name taken", map[string]any{"name": "VIP refunds", "q": "other"}, 409, ""},
 		}
 		for _, b := range bad {
