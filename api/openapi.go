@@ -101,6 +101,18 @@ func (s *Server) Undescribed() []string {
 func (s *Server) Document() map[string]any {
 	g := newSchemas(enumOverrides())
 	problem := g.of(reflect.TypeFor[Problem](), modeResponse)
+	// Answers claim the plain component names first; a type that is also
+	// a request body gets an "Input" twin (strict, nothing required).
+	for _, r := range s.routes {
+		if r.reply != nil {
+			replySchema(g, r.reply)
+		}
+		for _, body := range r.alt {
+			if body != nil {
+				replySchema(g, body)
+			}
+		}
+	}
 	paths := map[string]any{}
 	for _, r := range s.routes {
 		p := openAPIPath(r.path)

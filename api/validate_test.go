@@ -99,16 +99,28 @@ func (vt *validatingTransport) RoundTrip(req *http.Request) (*http.Response, err
 		res.Body = io.NopCloser(bytes.NewReader(body))
 	}
 
+	// A download (Content-Disposition) is bytes whatever its stored
+	// content type says; so is an upload the server took whose body is not
+	// JSON (a JSON route answers such a body 400, never 2xx). Both are
+	// checked as the bytes the document declares.
+	binaryRes := res.Header.Get("Content-Disposition") != ""
 	checkReq := req.Clone(req.Context())
+	if sent != nil && !json.Valid(sent.Bytes()) {
+		checkReq.Header.Set("Content-Type", "application/octet-stream")
+	}
 	checkReq.Body = io.NopCloser(bytes.NewReader(nil))
 	if sent != nil && sent.Len() < maxChecked {
 		checkReq.Body = io.NopCloser(bytes.NewReader(sent.Bytes()))
 	}
 	checkRes := &http.Response{StatusCode: res.StatusCode, Header: res.Header, Request: checkReq,
 		Body: io.NopCloser(bytes.NewReader(body))}
-	if !isJSON {
+	if !isJSON || binaryRes {
 		// The validator reads no body it has no schema for; give it none.
 		checkRes.Body = io.NopCloser(bytes.NewReader(nil))
+	}
+	if binaryRes {
+		checkRes.Header = res.Header.Clone()
+		checkRes.Header.Set("Content-Type", "application/octet-stream")
 	}
 
 	if ok, errs := v.ValidateHttpResponse(checkReq, checkRes); !ok {
