@@ -106,6 +106,8 @@ type harness struct {
 	flags *memFlags
 	// uploads is the attachment store as the server sees it.
 	uploads *watchedUploads
+	// ix is the search indexer (not running unless a test runs it).
+	ix *search.Indexer
 }
 
 // watchedUploads is the real attachment store, counting the body bytes
@@ -248,7 +250,7 @@ func newHarnessDB(t *testing.T, db *sqldb.DB, blobs archive.Blobs) *harness {
 	t.Cleanup(func() { _ = srv.App().Shutdown() })
 	h := &harness{t: t, clock: clock, db: db, srv: srv, trail: trail, blobDir: blobDir, blobs: blobs, logs: logs, reindexErr: reindexErr, audit: rec, tokens: map[auth.Role]string{},
 		base: "http://" + ln.Addr().String(), client: &http.Client{Timeout: 30 * time.Second, Transport: &validatingTransport{t: t, srv: srv, base: http.DefaultTransport}},
-		backups: bsvc, backupDir: backupDir, uploads: atts, flags: flags}
+		backups: bsvc, backupDir: backupDir, uploads: atts, flags: flags, ix: ix}
 	ctx := context.Background()
 	for _, r := range auth.Roles {
 		_, secret, err := tokens.Create(ctx, "test-"+string(r), r, nil)

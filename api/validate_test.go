@@ -103,7 +103,7 @@ func (vt *validatingTransport) RoundTrip(req *http.Request) (*http.Response, err
 	// content type says; so is an upload the server took whose body is not
 	// JSON (a JSON route answers such a body 400, never 2xx). Both are
 	// checked as the bytes the document declares.
-	binaryRes := res.Header.Get("Content-Disposition") != ""
+	binaryRes := res.Header.Get("Content-Disposition") != "" && isJSON
 	checkReq := req.Clone(req.Context())
 	if sent != nil && !json.Valid(sent.Bytes()) {
 		checkReq.Header.Set("Content-Type", "application/octet-stream")
