@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -99,6 +100,28 @@ func (s *Server) getCase(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	return s.caseTimeline(c, cs)
+}
+
+// getCaseByNumber reads a case by the number agents quote; the read is
+// audited like GET /cases/{id}, against the case's id.
+func (s *Server) getCaseByNumber(c *fiber.Ctx) error {
+	raw := c.Params("number")
+	n, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || n < 1 {
+		return cases.Invalid("number", "must be a positive integer")
+	}
+
+	cs, err := s.d.Cases.GetCaseByNumber(c.UserContext(), n)
+	if err != nil {
+		return err
+	}
+
+	c.Locals(targetKey, cs.ID)
+	return s.caseTimeline(c, cs)
+}
+
+func (s *Server) caseTimeline(c *fiber.Ctx, cs cases.Case) error {
 	if cs.Contacts == nil {
 		cs.Contacts = []cases.Contact{}
 	}

@@ -28,11 +28,12 @@ func (s *Server) addSearchRoutes() {
 	if s.d.Search == nil {
 		return
 	}
-	s.add(route{method: "GET", path: "/api/v1/search", perm: auth.CaseRead, read: "search", target: "search", summary: "Search cases (free text and field terms)", h: s.search, ok: 200, paged: true})
+	s.add(route{method: "GET", path: "/api/v1/search", perm: auth.CaseRead, read: "search", target: "search", summary: "Search cases (free text and field terms)", h: s.search, ok: 200, paged: true,
+		reply: searchReply{}, query: searchParams()})
 	if s.d.Reindex != nil {
-		s.add(route{method: "POST", path: "/api/v1/search/reindex", perm: auth.Admin, summary: "Rebuild the index into a new version in the background", h: s.reindex, ok: 202})
+		s.add(route{method: "POST", path: "/api/v1/search/reindex", perm: auth.Admin, summary: "Rebuild the index into a new version in the background", h: s.reindex, ok: 202, bodyless: true, reply: reindexStarted{}})
 	}
-	s.add(route{method: "GET", path: "/api/v1/search/status", perm: auth.CaseRead, summary: "Index status: pending outbox rows and lag", h: s.searchStatus, ok: 200})
+	s.add(route{method: "GET", path: "/api/v1/search/status", perm: auth.CaseRead, summary: "Index status: pending outbox rows and lag", h: s.searchStatus, ok: 200, reply: search.Status{}})
 }
 
 // maxOffset bounds deep paging; beyond it, narrow the query.
@@ -140,9 +141,10 @@ func (s *Server) search(c *fiber.Ctx) error {
 		}
 	}
 
-	var next any
+	var next *string
 	if int64(q.Offset+len(res.Hits)) < res.Total && len(res.Hits) > 0 && q.Offset+q.Limit <= maxOffset {
-		next = encodeOffset(q.Offset + len(res.Hits))
+		nc := encodeOffset(q.Offset + len(res.Hits))
+		next = &nc
 	}
 
 	// The audit event carries the query text and the hit count (never
@@ -150,8 +152,8 @@ func (s *Server) search(c *fiber.Ctx) error {
 	// everything stored: the trail must not keep what the archive masks.
 	c.Locals(targetKey, "")
 	c.Locals(detailKey, map[string]any{"q": maskedText(text), "hits": res.Total, "filters": maskedValues(vals).Encode()})
-	return c.JSON(fiber.Map{"hits": res.Hits, "total": res.Total, "facets": res.Facets,
-		"took_ms": time.Since(start).Milliseconds(), "next_cursor": next})
+	return c.JSON(searchReply{Hits: res.Hits, Total: res.Total, Facets: res.Facets,
+		TookMS: time.Since(start).Milliseconds(), NextCursor: next})
 }
 
 func maskedText(s string) string {
@@ -201,5 +203,5 @@ func (s *Server) reindex(c *fiber.Ctx) error {
 			return err
 		}
 	}
-	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"status": "started"})
+	return c.Status(fiber.StatusAccepted).JSON(reindexStarted{Status: "started"})
 }

@@ -71,6 +71,8 @@ type Deps struct {
 	Attachments AttachmentStore
 	// Search is optional (nil: no search routes).
 	Search Searcher
+	// SavedSearches serves the saved-search routes (nil: none).
+	SavedSearches SavedSearches
 	// Backups serves the backup routes (nil: none).
 	Backups *BackupDeps
 	// Reindex starts a rebuild of the search index in the background and
@@ -292,7 +294,8 @@ func bearer(c *fiber.Ctx) string {
 // guard authenticates and authorizes every route that needs a token, then
 // validates the request target (checkParams) so that no handler or store
 // sees a NUL, invalid UTF-8 or a cursor it does not issue.
-func (s *Server) guard(perm auth.Permission, routeName string, paged bool) fiber.Handler {
+func (s *Server) guard(r route) fiber.Handler {
+	perm, routeName := r.perm, r.method+" "+r.path
 	return func(c *fiber.Ctx) error {
 		ctx := c.UserContext()
 		base := cases.Actor{RequestID: requestID(c), ClientIP: c.IP()}
@@ -318,7 +321,7 @@ func (s *Server) guard(perm auth.Permission, routeName string, paged bool) fiber
 			return errStatus(fiber.StatusForbidden, "role %s may not call %s", tok.Role, routeName)
 		}
 		c.Locals(actorKey, a)
-		if err := checkParams(c, paged); err != nil {
+		if err := checkParams(c, r); err != nil {
 			return err
 		}
 		return c.Next()
@@ -386,26 +389,23 @@ func (s *Server) metricsHandler() fiber.Handler {
 }
 
 func (s *Server) healthz(c *fiber.Ctx) error {
-	return c.JSON(fiber.Map{"status": "ok", "version": s.cfg.Version})
+	return c.JSON(health{Status: "ok", Version: s.cfg.Version})
 }
 
 func (s *Server) readyz(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(c.UserContext(), 3*time.Second)
 	defer cancel()
 	ready := true
-	out := map[string]any{}
+	out := map[string]checkState{}
 	for _, chk := range s.d.Checks {
 		detail, err := chk.Probe(ctx)
-		entry := map[string]any{"status": "ok"}
-		if detail != nil {
-			entry["detail"] = detail
-		}
+		entry := checkState{Status: "ok", Detail: detail}
 		if err != nil {
-			entry["error"] = err.Error()
+			entry.Error = err.Error()
 			if chk.Degraded {
-				entry["status"] = "degraded"
+				entry.Status = "degraded"
 			} else {
-				entry["status"] = "down"
+				entry.Status = "down"
 				ready = false
 			}
 		}
@@ -416,5 +416,5 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 		status = fiber.StatusServiceUnavailable
 		c.Set("Retry-After", "5")
 	}
-	return c.Status(status).JSON(fiber.Map{"ready": ready, "checks": out})
+	return c.Status(status).JSON(readiness{Ready: ready, Checks: out})
 }

@@ -95,6 +95,8 @@ type Store interface {
 	UpdateCustomer(ctx context.Context, id string, fn func(*Customer) error, ch Change) (Customer, error)
 	CreateCase(ctx context.Context, c *Case, ch Change) error
 	GetCase(ctx context.Context, id string) (Case, error)
+	// CaseIDByNumber finds a case by its human number (ErrNotFound).
+	CaseIDByNumber(ctx context.Context, number int64) (string, error)
 	UpdateCase(ctx context.Context, id string, fn func(*Case) error, ch Change) (Case, error)
 	ListCases(ctx context.Context, f CaseFilter, p Page) ([]Case, string, error)
 	CreateContact(ctx context.Context, c *Contact, ch Change) error
@@ -393,6 +395,20 @@ func (s *Service) GetCase(ctx context.Context, id string) (Case, error) {
 		return Case{}, err
 	}
 	return c, nil
+}
+
+// GetCaseByNumber reads a case, with its timeline, by the number agents
+// quote ("case #1234"). Numbers start at 1.
+func (s *Service) GetCaseByNumber(ctx context.Context, number int64) (Case, error) {
+	if number < 1 {
+		return Case{}, Invalid("number", "must be a positive integer")
+	}
+
+	id, err := s.store.CaseIDByNumber(ctx, number)
+	if err != nil {
+		return Case{}, err
+	}
+	return s.GetCase(ctx, id)
 }
 
 // ListCases lists cases newest first.

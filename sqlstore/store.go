@@ -328,6 +328,19 @@ func (s *Store) GetCase(ctx context.Context, id string) (cases.Case, error) {
 	return c, nil
 }
 
+// CaseIDByNumber implements cases.Store (cases.number is UNIQUE).
+func (s *Store) CaseIDByNumber(ctx context.Context, number int64) (string, error) {
+	var id string
+	err := s.db.QueryRow(ctx, `SELECT id FROM cases WHERE number = ?`, number).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("case number %d: %w", number, cases.ErrNotFound)
+	}
+	if err != nil {
+		return "", s.fail("case by number", err)
+	}
+	return id, nil
+}
+
 // UpdateCase implements cases.Store. When closed_at changes, every contact's
 // retain_until is recomputed in the same transaction, because the
 // case_closed clock starts (or stops) exactly then. An update that changes a

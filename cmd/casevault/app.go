@@ -21,6 +21,7 @@ import (
 	"github.com/casevault/casevault/cluster"
 	"github.com/casevault/casevault/export"
 	"github.com/casevault/casevault/retention"
+	"github.com/casevault/casevault/savedsearch"
 	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqlstore"
@@ -171,7 +172,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		api.Deps{
 			Cases: a.svc, Tokens: a.tokens, Metrics: a.metrics, Log: log,
 			Audit: sink, AuditTrail: a.audit, AuditTx: sink.hook, Attachments: att,
-			Search: a.indexer,
+			Search: a.indexer, SavedSearches: savedsearch.New(db),
 			// The rebuild outlives the request but not the process: it runs
 			// under the command's context, which SIGTERM cancels.
 			Reindex: func(context.Context) error {
