@@ -32,13 +32,15 @@ func (s *Server) addPrivacyRoutes() {
 	}
 	const v1 = "/api/v1"
 	s.add(route{method: "GET", path: v1 + "/customers", perm: auth.CaseRead, read: "customer.lookup", target: "customer",
-		summary: "Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored)", h: s.findCustomers, ok: 200})
+		summary: "Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored)", h: s.findCustomers, ok: 200, reply: listBody[cases.Customer]{},
+		query: []param{pString("email", "Exact e-mail address (case-insensitive)."), pString("phone", "Exact phone number (compared by its digits)."), pString("q", "Name search (not served here: 422).")}})
 	s.add(route{method: "DELETE", path: v1 + "/customers/:id", perm: auth.CaseManage,
 		summary: "Erase a customer: cases, contacts, attachments, profile and data key (409 naming the holds when held, or with open cases unless force=true)",
-		h:       s.eraseCustomer, ok: 200, request: "EraseInput"})
+		h:       s.eraseCustomer, ok: 200, request: EraseInput{}, reply: retention.Erasure{},
+		query: []param{pBool("force", "Erase a customer with open cases too.")}})
 	if s.d.Privacy.Exporter != nil {
 		s.add(route{method: "GET", path: v1 + "/customers/:id/export", perm: auth.SubjectAccess, read: "customer.export", target: "customer",
-			summary: "Download everything stored about a customer (ZIP)", h: s.exportCustomer, ok: 200})
+			summary: "Download everything stored about a customer (ZIP)", h: s.exportCustomer, ok: 200, media: "application/zip"})
 	}
 }
 

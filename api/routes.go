@@ -98,7 +98,7 @@ func (s *Server) buildRoutes() {
 
 	s.add(route{method: "POST", path: v1 + "/customers", perm: auth.CaseWrite, summary: "Create a customer", h: s.createCustomer, ok: 201, request: cases.NewCustomer{}, reply: cases.Customer{}})
 	s.add(route{method: "GET", path: v1 + "/customers/:id", perm: auth.CaseRead, read: "customer.read", target: "customer", summary: "Read a customer", h: s.getCustomer, ok: 200, reply: cases.Customer{}})
-	s.add(route{method: "PATCH", path: v1 + "/customers/:id", perm: auth.CaseWrite, summary: "Update a customer", h: s.patchCustomer, ok: 200, request: cases.CustomerPatch{}, reply: cases.Customer{}})
+	s.add(route{method: "PATCH", path: v1 + "/customers/:id", perm: auth.CaseWrite, summary: "Update a customer", h: s.patchCustomer, ok: 200, request: cases.CustomerPatch{}, reply: customerWithWithdrawal{}})
 	s.add(route{method: "GET", path: v1 + "/customers/:id/cases", perm: auth.CaseRead, read: "customer.cases", target: "customer", summary: "List a customer's cases", h: s.customerCases, ok: 200, paged: true, reply: listBody[cases.Case]{}})
 
 	s.add(route{method: "POST", path: v1 + "/cases", perm: auth.CaseWrite, summary: "Create a case", h: s.createCase, ok: 201, request: cases.NewCase{}, reply: cases.Case{}})

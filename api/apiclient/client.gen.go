@@ -1318,6 +1318,21 @@ type CheckState struct {
 	Status string `json:"status"`
 }
 
+// ChunkEntry defines model for ChunkEntry.
+type ChunkEntry struct {
+	Object      string `json:"object"`
+	PlainSha256 string `json:"plain_sha256"`
+	PlainSize   int64  `json:"plain_size"`
+	Rows        int64  `json:"rows"`
+	Size        int64  `json:"size"`
+}
+
+// ConsentReport defines model for ConsentReport.
+type ConsentReport struct {
+	Held     *[]HeldRedaction  `json:"held"`
+	Redacted *map[string]int64 `json:"redacted"`
+}
+
 // Consents defines model for Consents.
 type Consents struct {
 	Location        bool `json:"location"`
@@ -1361,6 +1376,8 @@ type Contact struct {
 	CaseId      string               `json:"case_id"`
 	Categories  *[]ContactCategories `json:"categories"`
 	Channel     ContactChannel       `json:"channel"`
+	CorrectedBy *[]string            `json:"corrected_by,omitempty"`
+	Corrects    *string              `json:"corrects,omitempty"`
 	CreatedAt   time.Time            `json:"created_at"`
 	CustomerId  string               `json:"customer_id"`
 	Device      *Device              `json:"device"`
@@ -1410,6 +1427,8 @@ type ContactResult struct {
 	CaseId          string                     `json:"case_id"`
 	Categories      *[]ContactResultCategories `json:"categories"`
 	Channel         ContactResultChannel       `json:"channel"`
+	CorrectedBy     *[]string                  `json:"corrected_by,omitempty"`
+	Corrects        *string                    `json:"corrects,omitempty"`
 	CreatedAt       time.Time                  `json:"created_at"`
 	CustomerId      string                     `json:"customer_id"`
 	Device          *Device                    `json:"device"`
@@ -1471,6 +1490,12 @@ type Customer struct {
 	UpdatedAt   time.Time `json:"updated_at"`
 }
 
+// CustomerList defines model for CustomerList.
+type CustomerList struct {
+	Items      *[]Customer `json:"items"`
+	NextCursor *string     `json:"next_cursor"`
+}
+
 // CustomerPatch defines model for CustomerPatch.
 type CustomerPatch struct {
 	Consents    *ConsentsPatch `json:"consents,omitempty"`
@@ -1479,6 +1504,20 @@ type CustomerPatch struct {
 	Locale      *string        `json:"locale,omitempty"`
 	Name        *string        `json:"name,omitempty"`
 	Phone       *string        `json:"phone,omitempty"`
+}
+
+// CustomerWithWithdrawal defines model for CustomerWithWithdrawal.
+type CustomerWithWithdrawal struct {
+	ConsentWithdrawal *ConsentReport `json:"consent_withdrawal,omitempty"`
+	Consents          Consents       `json:"consents"`
+	CreatedAt         time.Time      `json:"created_at"`
+	Email             string         `json:"email"`
+	ExternalRef       string         `json:"external_ref"`
+	Id                string         `json:"id"`
+	Locale            string         `json:"locale"`
+	Name              string         `json:"name"`
+	Phone             string         `json:"phone"`
+	UpdatedAt         time.Time      `json:"updated_at"`
 }
 
 // Damaged defines model for Damaged.
@@ -1498,6 +1537,23 @@ type Device struct {
 type DeviceInput struct {
 	Ip        *string `json:"ip,omitempty"`
 	UserAgent *string `json:"user_agent,omitempty"`
+}
+
+// EraseInput defines model for EraseInput.
+type EraseInput struct {
+	Reason *string `json:"reason,omitempty"`
+}
+
+// Erasure defines model for Erasure.
+type Erasure struct {
+	Attachments   int64     `json:"attachments"`
+	Blobs         int64     `json:"blobs"`
+	Cases         *[]string `json:"cases"`
+	Contacts      int64     `json:"contacts"`
+	CustomerId    string    `json:"customer_id"`
+	DispositionId string    `json:"disposition_id"`
+	ErasedAt      time.Time `json:"erased_at"`
+	OpenCases     int64     `json:"open_cases"`
 }
 
 // Event defines model for Event.
@@ -1560,16 +1616,25 @@ type Health struct {
 	Version string `json:"version"`
 }
 
+// HeldRedaction defines model for HeldRedaction.
+type HeldRedaction struct {
+	CaseId    string    `json:"case_id"`
+	Category  string    `json:"category"`
+	ContactId string    `json:"contact_id"`
+	Holds     *[]string `json:"holds"`
+}
+
 // Hit defines model for Hit.
 type Hit struct {
-	CaseId     string  `json:"case_id"`
-	ContactId  string  `json:"contact_id"`
-	CustomerId string  `json:"customer_id"`
-	Number     int64   `json:"number"`
-	Score      float64 `json:"score"`
-	Snippet    string  `json:"snippet"`
-	Status     string  `json:"status"`
-	Subject    string  `json:"subject"`
+	CaseId       string  `json:"case_id"`
+	ContactId    string  `json:"contact_id"`
+	CustomerId   string  `json:"customer_id"`
+	Number       int64   `json:"number"`
+	Score        float64 `json:"score"`
+	Snippet      string  `json:"snippet"`
+	SnippetField string  `json:"snippet_field"`
+	Status       string  `json:"status"`
+	Subject      string  `json:"subject"`
 }
 
 // Hold defines model for Hold.
@@ -1665,13 +1730,14 @@ type Input struct {
 
 // Item defines model for Item.
 type Item struct {
-	Action    string    `json:"action"`
-	CaseId    string    `json:"case_id"`
-	Category  *string   `json:"category,omitempty"`
-	ContactId *string   `json:"contact_id,omitempty"`
-	Error     *string   `json:"error,omitempty"`
-	HeldBy    *[]string `json:"held_by,omitempty"`
-	Rule      *string   `json:"rule,omitempty"`
+	Action     string    `json:"action"`
+	CaseId     string    `json:"case_id"`
+	Category   *string   `json:"category,omitempty"`
+	ContactId  *string   `json:"contact_id,omitempty"`
+	CustomerId *string   `json:"customer_id,omitempty"`
+	Error      *string   `json:"error,omitempty"`
+	HeldBy     *[]string `json:"held_by,omitempty"`
+	Rule       *string   `json:"rule,omitempty"`
 }
 
 // Location defines model for Location.
@@ -1736,6 +1802,7 @@ type NewContact struct {
 	Body       *string                 `json:"body,omitempty"`
 	Categories *[]NewContactCategories `json:"categories,omitempty"`
 	Channel    *NewContactChannel      `json:"channel,omitempty"`
+	Corrects   *string                 `json:"corrects,omitempty"`
 	Device     *DeviceInput            `json:"device,omitempty"`
 	Direction  *NewContactDirection    `json:"direction,omitempty"`
 	Location   *LocationInput          `json:"location,omitempty"`
@@ -1781,6 +1848,35 @@ type Problem struct {
 	Status int64         `json:"status"`
 	Title  string        `json:"title"`
 	Type   string        `json:"type"`
+}
+
+// ProfileExplanation defines model for ProfileExplanation.
+type ProfileExplanation struct {
+	Cases          int64      `json:"cases"`
+	CustomerId     string     `json:"customer_id"`
+	Due            *time.Time `json:"due"`
+	Holds          *[]Hold    `json:"holds"`
+	Keep           string     `json:"keep"`
+	LastCaseGoneAt *time.Time `json:"last_case_gone_at"`
+	Next           string     `json:"next"`
+	Rule           string     `json:"rule"`
+	UpdatedAt      time.Time  `json:"updated_at"`
+}
+
+// ProfileRule defines model for ProfileRule.
+type ProfileRule struct {
+	// Keep A duration: a number and a unit (30d, 6m, 7y, 12h).
+	//
+	// Examples: 30d, 7y
+	Keep string `json:"keep"`
+}
+
+// ProfileRuleInput defines model for ProfileRuleInput.
+type ProfileRuleInput struct {
+	// Keep A duration: a number and a unit (30d, 6m, 7y, 12h).
+	//
+	// Examples: 30d, 7y
+	Keep *string `json:"keep,omitempty"`
 }
 
 // Progress defines model for Progress.
@@ -1931,6 +2027,7 @@ type RunReport struct {
 	Items                 *[]Item    `json:"items,omitempty"`
 	ItemsTruncated        *bool      `json:"items_truncated,omitempty"`
 	LegalHoldFlagsCleared *int64     `json:"legal_hold_flags_cleared,omitempty"`
+	ProfilesDeleted       int64      `json:"profiles_deleted"`
 	PurgesFinished        *int64     `json:"purges_finished,omitempty"`
 	Recomputed            int64      `json:"recomputed"`
 	Redacted              int64      `json:"redacted"`
@@ -1972,8 +2069,9 @@ type SavedSearchReplyList struct {
 
 // Schedule defines model for Schedule.
 type Schedule struct {
-	Backups    *BackupRule     `json:"backups,omitempty"`
-	Categories *[]CategoryRule `json:"categories"`
+	Backups         *BackupRule     `json:"backups,omitempty"`
+	Categories      *[]CategoryRule `json:"categories"`
+	CustomerProfile *ProfileRule    `json:"customer_profile,omitempty"`
 
 	// HoldReleaseGrace A duration: a number and a unit (30d, 6m, 7y, 12h).
 	//
@@ -1985,8 +2083,9 @@ type Schedule struct {
 
 // ScheduleInput defines model for ScheduleInput.
 type ScheduleInput struct {
-	Backups    *BackupRuleInput     `json:"backups,omitempty"`
-	Categories *[]CategoryRuleInput `json:"categories,omitempty"`
+	Backups         *BackupRuleInput     `json:"backups,omitempty"`
+	Categories      *[]CategoryRuleInput `json:"categories,omitempty"`
+	CustomerProfile *ProfileRuleInput    `json:"customer_profile,omitempty"`
 
 	// HoldReleaseGrace A duration: a number and a unit (30d, 6m, 7y, 12h).
 	//
@@ -2035,13 +2134,16 @@ type Started struct {
 
 // Stats defines model for Stats.
 type Stats struct {
-	Blobs       int64 `json:"blobs"`
-	BlobsNew    int64 `json:"blobs_new"`
-	BlobsReused int64 `json:"blobs_reused"`
-	BytesNew    int64 `json:"bytes_new"`
-	DurationMs  int64 `json:"duration_ms"`
-	Rows        int64 `json:"rows"`
-	TableBytes  int64 `json:"table_bytes"`
+	Blobs            int64  `json:"blobs"`
+	BlobsNew         int64  `json:"blobs_new"`
+	BlobsReused      int64  `json:"blobs_reused"`
+	BytesNew         int64  `json:"bytes_new"`
+	ChunksNew        *int64 `json:"chunks_new,omitempty"`
+	ChunksReused     *int64 `json:"chunks_reused,omitempty"`
+	DurationMs       int64  `json:"duration_ms"`
+	Rows             int64  `json:"rows"`
+	TableBytes       int64  `json:"table_bytes"`
+	TableBytesReused *int64 `json:"table_bytes_reused,omitempty"`
 }
 
 // Status defines model for Status.
@@ -2084,26 +2186,29 @@ type Summary struct {
 
 // TableEntry defines model for TableEntry.
 type TableEntry struct {
-	File        string `json:"file"`
-	Name        string `json:"name"`
-	PlainSha256 string `json:"plain_sha256"`
-	PlainSize   int64  `json:"plain_size"`
-	Rows        int64  `json:"rows"`
-	Sha256      string `json:"sha256"`
-	Size        int64  `json:"size"`
+	Chunks      *[]ChunkEntry `json:"chunks,omitempty"`
+	File        *string       `json:"file,omitempty"`
+	Name        string        `json:"name"`
+	PlainSha256 string        `json:"plain_sha256"`
+	PlainSize   int64         `json:"plain_size"`
+	Rows        int64         `json:"rows"`
+	Sha256      *string       `json:"sha256,omitempty"`
+	Size        int64         `json:"size"`
 }
 
 // TimelineEntry defines model for TimelineEntry.
 type TimelineEntry struct {
-	Actor     *string                 `json:"actor,omitempty"`
-	At        time.Time               `json:"at"`
-	Author    *string                 `json:"author,omitempty"`
-	Changes   *map[string]FieldChange `json:"changes,omitempty"`
-	Channel   *TimelineEntryChannel   `json:"channel,omitempty"`
-	ContactId *string                 `json:"contact_id,omitempty"`
-	Direction *TimelineEntryDirection `json:"direction,omitempty"`
-	Role      *string                 `json:"role,omitempty"`
-	Type      string                  `json:"type"`
+	Actor       *string                 `json:"actor,omitempty"`
+	At          time.Time               `json:"at"`
+	Author      *string                 `json:"author,omitempty"`
+	Changes     *map[string]FieldChange `json:"changes,omitempty"`
+	Channel     *TimelineEntryChannel   `json:"channel,omitempty"`
+	ContactId   *string                 `json:"contact_id,omitempty"`
+	CorrectedBy *[]string               `json:"corrected_by,omitempty"`
+	Corrects    *string                 `json:"corrects,omitempty"`
+	Direction   *TimelineEntryDirection `json:"direction,omitempty"`
+	Role        *string                 `json:"role,omitempty"`
+	Type        string                  `json:"type"`
 }
 
 // TimelineEntryChannel defines model for TimelineEntry.Channel.
@@ -2281,6 +2386,36 @@ type PostContactsByIdAttachmentsMultipartBody struct {
 type PostContactsByIdAttachmentsParams struct {
 	// Filename The file's name, for a raw body (a multipart part names its own).
 	Filename *string `form:"filename,omitempty" json:"filename,omitempty"`
+}
+
+// GetCustomersParams defines parameters for GetCustomers.
+type GetCustomersParams struct {
+	// Email Exact e-mail address (case-insensitive).
+	Email *string `form:"email,omitempty" json:"email,omitempty"`
+
+	// Phone Exact phone number (compared by its digits).
+	Phone *string `form:"phone,omitempty" json:"phone,omitempty"`
+
+	// Q Name search (not served here: 422).
+	Q *string `form:"q,omitempty" json:"q,omitempty"`
+}
+
+// HeadCustomersParams defines parameters for HeadCustomers.
+type HeadCustomersParams struct {
+	// Email Exact e-mail address (case-insensitive).
+	Email *string `form:"email,omitempty" json:"email,omitempty"`
+
+	// Phone Exact phone number (compared by its digits).
+	Phone *string `form:"phone,omitempty" json:"phone,omitempty"`
+
+	// Q Name search (not served here: 422).
+	Q *string `form:"q,omitempty" json:"q,omitempty"`
+}
+
+// DeleteCustomersByIdParams defines parameters for DeleteCustomersById.
+type DeleteCustomersByIdParams struct {
+	// Force Erase a customer with open cases too.
+	Force *bool `form:"force,omitempty" json:"force,omitempty"`
 }
 
 // GetCustomersByIdCasesParams defines parameters for GetCustomersByIdCases.
@@ -2465,6 +2600,9 @@ type PostContactsByIdAttachmentsMultipartRequestBody PostContactsByIdAttachments
 
 // PostCustomersJSONRequestBody defines body for PostCustomers for application/json ContentType.
 type PostCustomersJSONRequestBody = NewCustomer
+
+// DeleteCustomersByIdJSONRequestBody defines body for DeleteCustomersById for application/json ContentType.
+type DeleteCustomersByIdJSONRequestBody = EraseInput
 
 // PatchCustomersByIdJSONRequestBody defines body for PatchCustomersById for application/json ContentType.
 type PatchCustomersByIdJSONRequestBody = CustomerPatch
@@ -2902,6 +3040,20 @@ type ClientInterface interface {
 	// Corresponds with HEAD /api/v1/contacts/{id}/retention (the `HeadContactsByIdRetention` operationId).
 	HeadContactsByIdRetention(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetCustomers Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored)
+	//
+	// Roles: admin, agent, legal, supervisor.
+	//
+	// Corresponds with GET /api/v1/customers (the `GetCustomers` operationId).
+	GetCustomers(ctx context.Context, params *GetCustomersParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadCustomers Headers of: Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored)
+	//
+	// Roles: admin, agent, legal, supervisor.
+	//
+	// Corresponds with HEAD /api/v1/customers (the `HeadCustomers` operationId).
+	HeadCustomers(ctx context.Context, params *HeadCustomersParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// PostCustomersWithBody Create a customer
 	//
 	// Roles: admin, agent, supervisor.
@@ -2919,6 +3071,24 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /api/v1/customers (the `PostCustomers` operationId).
 	PostCustomers(ctx context.Context, body PostCustomersJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteCustomersByIdWithBody Erase a customer: cases, contacts, attachments, profile and data key (409 naming the holds when held, or with open cases unless force=true)
+	//
+	// Roles: admin, supervisor.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with DELETE /api/v1/customers/{id} (the `DeleteCustomersById` operationId).
+	DeleteCustomersByIdWithBody(ctx context.Context, id string, params *DeleteCustomersByIdParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteCustomersById Erase a customer: cases, contacts, attachments, profile and data key (409 naming the holds when held, or with open cases unless force=true)
+	//
+	// Roles: admin, supervisor.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with DELETE /api/v1/customers/{id} (the `DeleteCustomersById` operationId).
+	DeleteCustomersById(ctx context.Context, id string, params *DeleteCustomersByIdParams, body DeleteCustomersByIdJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetCustomersById Read a customer
 	//
@@ -2965,6 +3135,34 @@ type ClientInterface interface {
 	//
 	// Corresponds with HEAD /api/v1/customers/{id}/cases (the `HeadCustomersByIdCases` operationId).
 	HeadCustomersByIdCases(ctx context.Context, id string, params *HeadCustomersByIdCasesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetCustomersByIdExport Download everything stored about a customer (ZIP)
+	//
+	// Roles: admin, legal, supervisor.
+	//
+	// Corresponds with GET /api/v1/customers/{id}/export (the `GetCustomersByIdExport` operationId).
+	GetCustomersByIdExport(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadCustomersByIdExport Headers of: Download everything stored about a customer (ZIP)
+	//
+	// Roles: admin, legal, supervisor.
+	//
+	// Corresponds with HEAD /api/v1/customers/{id}/export (the `HeadCustomersByIdExport` operationId).
+	HeadCustomersByIdExport(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetCustomersByIdRetention Explain a customer profile's retention (customer_profile rule)
+	//
+	// Roles: admin, legal.
+	//
+	// Corresponds with GET /api/v1/customers/{id}/retention (the `GetCustomersByIdRetention` operationId).
+	GetCustomersByIdRetention(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadCustomersByIdRetention Headers of: Explain a customer profile's retention (customer_profile rule)
+	//
+	// Roles: admin, legal.
+	//
+	// Corresponds with HEAD /api/v1/customers/{id}/retention (the `HeadCustomersByIdRetention` operationId).
+	HeadCustomersByIdRetention(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// PostExportsWithBody Start an e-discovery export of a legal hold or an ad-hoc scope (audited)
 	//
@@ -4025,6 +4223,40 @@ func (c *Client) HeadContactsByIdRetention(ctx context.Context, id string, reqEd
 	return c.Client.Do(req)
 }
 
+// GetCustomers Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored)
+//
+// Roles: admin, agent, legal, supervisor.
+//
+// Corresponds with GET /api/v1/customers (the `GetCustomers` operationId).
+func (c *Client) GetCustomers(ctx context.Context, params *GetCustomersParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetCustomersRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadCustomers Headers of: Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored)
+//
+// Roles: admin, agent, legal, supervisor.
+//
+// Corresponds with HEAD /api/v1/customers (the `HeadCustomers` operationId).
+func (c *Client) HeadCustomers(ctx context.Context, params *HeadCustomersParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadCustomersRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // PostCustomersWithBody Create a customer
 //
 // Roles: admin, agent, supervisor.
@@ -4053,6 +4285,44 @@ func (c *Client) PostCustomersWithBody(ctx context.Context, contentType string, 
 // Corresponds with POST /api/v1/customers (the `PostCustomers` operationId).
 func (c *Client) PostCustomers(ctx context.Context, body PostCustomersJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewPostCustomersRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteCustomersByIdWithBody Erase a customer: cases, contacts, attachments, profile and data key (409 naming the holds when held, or with open cases unless force=true)
+//
+// Roles: admin, supervisor.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with DELETE /api/v1/customers/{id} (the `DeleteCustomersById` operationId).
+func (c *Client) DeleteCustomersByIdWithBody(ctx context.Context, id string, params *DeleteCustomersByIdParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteCustomersByIdRequestWithBody(c.Server, id, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteCustomersById Erase a customer: cases, contacts, attachments, profile and data key (409 naming the holds when held, or with open cases unless force=true)
+//
+// Roles: admin, supervisor.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with DELETE /api/v1/customers/{id} (the `DeleteCustomersById` operationId).
+func (c *Client) DeleteCustomersById(ctx context.Context, id string, params *DeleteCustomersByIdParams, body DeleteCustomersByIdJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteCustomersByIdRequest(c.Server, id, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -4159,6 +4429,74 @@ func (c *Client) GetCustomersByIdCases(ctx context.Context, id string, params *G
 // Corresponds with HEAD /api/v1/customers/{id}/cases (the `HeadCustomersByIdCases` operationId).
 func (c *Client) HeadCustomersByIdCases(ctx context.Context, id string, params *HeadCustomersByIdCasesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewHeadCustomersByIdCasesRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetCustomersByIdExport Download everything stored about a customer (ZIP)
+//
+// Roles: admin, legal, supervisor.
+//
+// Corresponds with GET /api/v1/customers/{id}/export (the `GetCustomersByIdExport` operationId).
+func (c *Client) GetCustomersByIdExport(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetCustomersByIdExportRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadCustomersByIdExport Headers of: Download everything stored about a customer (ZIP)
+//
+// Roles: admin, legal, supervisor.
+//
+// Corresponds with HEAD /api/v1/customers/{id}/export (the `HeadCustomersByIdExport` operationId).
+func (c *Client) HeadCustomersByIdExport(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadCustomersByIdExportRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetCustomersByIdRetention Explain a customer profile's retention (customer_profile rule)
+//
+// Roles: admin, legal.
+//
+// Corresponds with GET /api/v1/customers/{id}/retention (the `GetCustomersByIdRetention` operationId).
+func (c *Client) GetCustomersByIdRetention(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetCustomersByIdRetentionRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadCustomersByIdRetention Headers of: Explain a customer profile's retention (customer_profile rule)
+//
+// Roles: admin, legal.
+//
+// Corresponds with HEAD /api/v1/customers/{id}/retention (the `HeadCustomersByIdRetention` operationId).
+func (c *Client) HeadCustomersByIdRetention(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadCustomersByIdRetentionRequest(c.Server, id)
 	if err != nil {
 		return nil, err
 	}
@@ -6731,6 +7069,162 @@ func NewHeadContactsByIdRetentionRequest(server string, id string) (*http.Reques
 	return req, nil
 }
 
+// NewGetCustomersRequest constructs an http.Request for the GetCustomers method
+func NewGetCustomersRequest(server string, params *GetCustomersParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/customers")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Email != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "email", *params.Email, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Phone != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "phone", *params.Phone, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Q != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "q", *params.Q, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewHeadCustomersRequest constructs an http.Request for the HeadCustomers method
+func NewHeadCustomersRequest(server string, params *HeadCustomersParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/customers")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Email != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "email", *params.Email, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Phone != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "phone", *params.Phone, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Q != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "q", *params.Q, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewPostCustomersRequest calls the generic PostCustomers builder with application/json body
 func NewPostCustomersRequest(server string, body PostCustomersJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -6762,6 +7256,80 @@ func NewPostCustomersRequestWithBody(server string, contentType string, body io.
 	}
 
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeleteCustomersByIdRequest calls the generic DeleteCustomersById builder with application/json body
+func NewDeleteCustomersByIdRequest(server string, id string, params *DeleteCustomersByIdParams, body DeleteCustomersByIdJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewDeleteCustomersByIdRequestWithBody(server, id, params, "application/json", bodyReader)
+}
+
+// NewDeleteCustomersByIdRequestWithBody constructs an http.Request for the DeleteCustomersById method, with any body, and a specified content type
+func NewDeleteCustomersByIdRequestWithBody(server string, id string, params *DeleteCustomersByIdParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/customers/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Force != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "force", *params.Force, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), body)
 	if err != nil {
 		return nil, err
 	}
@@ -7022,6 +7590,142 @@ func NewHeadCustomersByIdCasesRequest(server string, id string, params *HeadCust
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
 		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetCustomersByIdExportRequest constructs an http.Request for the GetCustomersByIdExport method
+func NewGetCustomersByIdExportRequest(server string, id string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/customers/%s/export", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewHeadCustomersByIdExportRequest constructs an http.Request for the HeadCustomersByIdExport method
+func NewHeadCustomersByIdExportRequest(server string, id string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/customers/%s/export", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetCustomersByIdRetentionRequest constructs an http.Request for the GetCustomersByIdRetention method
+func NewGetCustomersByIdRetentionRequest(server string, id string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/customers/%s/retention", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewHeadCustomersByIdRetentionRequest constructs an http.Request for the HeadCustomersByIdRetention method
+func NewHeadCustomersByIdRetentionRequest(server string, id string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/customers/%s/retention", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
 	}
 
 	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
@@ -9570,6 +10274,24 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with HEAD /api/v1/contacts/{id}/retention (the `HeadContactsByIdRetention` operationId).
 	HeadContactsByIdRetentionWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*HeadContactsByIdRetentionResponse, error)
 
+	// GetCustomersWithResponse Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored)
+	//
+	// Roles: admin, agent, legal, supervisor.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/customers (the `GetCustomers` operationId).
+	GetCustomersWithResponse(ctx context.Context, params *GetCustomersParams, reqEditors ...RequestEditorFn) (*GetCustomersResponse, error)
+
+	// HeadCustomersWithResponse Headers of: Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored)
+	//
+	// Roles: admin, agent, legal, supervisor.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /api/v1/customers (the `HeadCustomers` operationId).
+	HeadCustomersWithResponse(ctx context.Context, params *HeadCustomersParams, reqEditors ...RequestEditorFn) (*HeadCustomersResponse, error)
+
 	// PostCustomersWithBodyWithResponse Create a customer
 	//
 	// Roles: admin, agent, supervisor.
@@ -9587,6 +10309,24 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /api/v1/customers (the `PostCustomers` operationId).
 	PostCustomersWithResponse(ctx context.Context, body PostCustomersJSONRequestBody, reqEditors ...RequestEditorFn) (*PostCustomersResponse, error)
+
+	// DeleteCustomersByIdWithBodyWithResponse Erase a customer: cases, contacts, attachments, profile and data key (409 naming the holds when held, or with open cases unless force=true)
+	//
+	// Roles: admin, supervisor.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/v1/customers/{id} (the `DeleteCustomersById` operationId).
+	DeleteCustomersByIdWithBodyWithResponse(ctx context.Context, id string, params *DeleteCustomersByIdParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*DeleteCustomersByIdResponse, error)
+
+	// DeleteCustomersByIdWithResponse Erase a customer: cases, contacts, attachments, profile and data key (409 naming the holds when held, or with open cases unless force=true)
+	//
+	// Roles: admin, supervisor.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/v1/customers/{id} (the `DeleteCustomersById` operationId).
+	DeleteCustomersByIdWithResponse(ctx context.Context, id string, params *DeleteCustomersByIdParams, body DeleteCustomersByIdJSONRequestBody, reqEditors ...RequestEditorFn) (*DeleteCustomersByIdResponse, error)
 
 	// GetCustomersByIdWithResponse Read a customer
 	//
@@ -9641,6 +10381,42 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with HEAD /api/v1/customers/{id}/cases (the `HeadCustomersByIdCases` operationId).
 	HeadCustomersByIdCasesWithResponse(ctx context.Context, id string, params *HeadCustomersByIdCasesParams, reqEditors ...RequestEditorFn) (*HeadCustomersByIdCasesResponse, error)
+
+	// GetCustomersByIdExportWithResponse Download everything stored about a customer (ZIP)
+	//
+	// Roles: admin, legal, supervisor.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/customers/{id}/export (the `GetCustomersByIdExport` operationId).
+	GetCustomersByIdExportWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*GetCustomersByIdExportResponse, error)
+
+	// HeadCustomersByIdExportWithResponse Headers of: Download everything stored about a customer (ZIP)
+	//
+	// Roles: admin, legal, supervisor.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /api/v1/customers/{id}/export (the `HeadCustomersByIdExport` operationId).
+	HeadCustomersByIdExportWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*HeadCustomersByIdExportResponse, error)
+
+	// GetCustomersByIdRetentionWithResponse Explain a customer profile's retention (customer_profile rule)
+	//
+	// Roles: admin, legal.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/customers/{id}/retention (the `GetCustomersByIdRetention` operationId).
+	GetCustomersByIdRetentionWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*GetCustomersByIdRetentionResponse, error)
+
+	// HeadCustomersByIdRetentionWithResponse Headers of: Explain a customer profile's retention (customer_profile rule)
+	//
+	// Roles: admin, legal.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /api/v1/customers/{id}/retention (the `HeadCustomersByIdRetention` operationId).
+	HeadCustomersByIdRetentionWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*HeadCustomersByIdRetentionResponse, error)
 
 	// PostExportsWithBodyWithResponse Start an e-discovery export of a legal hold or an ad-hoc scope (audited)
 	//
@@ -12409,6 +13185,116 @@ func (r HeadContactsByIdRetentionResponse) ContentType() string {
 	return ""
 }
 
+type GetCustomersResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *CustomerList
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetCustomersResponse) GetJSON200() *CustomerList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetCustomersResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetCustomersResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetCustomersResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetCustomersResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetCustomersResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetCustomersResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetCustomersResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetCustomersResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetCustomersResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type HeadCustomersResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadCustomersResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadCustomersResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadCustomersResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadCustomersResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // PostCustomersResponse201Headers the declared response headers of an HTTP 201 response for PostCustomers
 type PostCustomersResponse201Headers struct {
 	Location *string
@@ -12507,6 +13393,110 @@ func (r PostCustomersResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r PostCustomersResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type DeleteCustomersByIdResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Erasure
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r DeleteCustomersByIdResponse) GetJSON200() *Erasure {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r DeleteCustomersByIdResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteCustomersByIdResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteCustomersByIdResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteCustomersByIdResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r DeleteCustomersByIdResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r DeleteCustomersByIdResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r DeleteCustomersByIdResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeleteCustomersByIdResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r DeleteCustomersByIdResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteCustomersByIdResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteCustomersByIdResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteCustomersByIdResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteCustomersByIdResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -12634,7 +13624,7 @@ type PatchCustomersByIdResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *Customer
+	JSON200 *CustomerWithWithdrawal
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -12656,7 +13646,7 @@ type PatchCustomersByIdResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r PatchCustomersByIdResponse) GetJSON200() *Customer {
+func (r PatchCustomersByIdResponse) GetJSON200() *CustomerWithWithdrawal {
 	return r.JSON200
 }
 
@@ -12845,6 +13835,233 @@ func (r HeadCustomersByIdCasesResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r HeadCustomersByIdCasesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetCustomersByIdExportResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetCustomersByIdExportResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetCustomersByIdExportResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetCustomersByIdExportResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetCustomersByIdExportResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetCustomersByIdExportResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetCustomersByIdExportResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetCustomersByIdExportResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetCustomersByIdExportResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetCustomersByIdExportResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetCustomersByIdExportResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type HeadCustomersByIdExportResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadCustomersByIdExportResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadCustomersByIdExportResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadCustomersByIdExportResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadCustomersByIdExportResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetCustomersByIdRetentionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ProfileExplanation
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetCustomersByIdRetentionResponse) GetJSON200() *ProfileExplanation {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetCustomersByIdRetentionResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetCustomersByIdRetentionResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetCustomersByIdRetentionResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetCustomersByIdRetentionResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetCustomersByIdRetentionResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetCustomersByIdRetentionResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetCustomersByIdRetentionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetCustomersByIdRetentionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetCustomersByIdRetentionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetCustomersByIdRetentionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type HeadCustomersByIdRetentionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadCustomersByIdRetentionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadCustomersByIdRetentionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadCustomersByIdRetentionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadCustomersByIdRetentionResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -16535,6 +17752,36 @@ func (c *ClientWithResponses) HeadContactsByIdRetentionWithResponse(ctx context.
 	return ParseHeadContactsByIdRetentionResponse(rsp)
 }
 
+// GetCustomersWithResponse Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored)
+//
+// Roles: admin, agent, legal, supervisor.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/customers (the `GetCustomers` operationId).
+func (c *ClientWithResponses) GetCustomersWithResponse(ctx context.Context, params *GetCustomersParams, reqEditors ...RequestEditorFn) (*GetCustomersResponse, error) {
+	rsp, err := c.GetCustomers(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetCustomersResponse(rsp)
+}
+
+// HeadCustomersWithResponse Headers of: Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored)
+//
+// Roles: admin, agent, legal, supervisor.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /api/v1/customers (the `HeadCustomers` operationId).
+func (c *ClientWithResponses) HeadCustomersWithResponse(ctx context.Context, params *HeadCustomersParams, reqEditors ...RequestEditorFn) (*HeadCustomersResponse, error) {
+	rsp, err := c.HeadCustomers(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadCustomersResponse(rsp)
+}
+
 // PostCustomersWithBodyWithResponse Create a customer
 //
 // Roles: admin, agent, supervisor.
@@ -16563,6 +17810,36 @@ func (c *ClientWithResponses) PostCustomersWithResponse(ctx context.Context, bod
 		return nil, err
 	}
 	return ParsePostCustomersResponse(rsp)
+}
+
+// DeleteCustomersByIdWithBodyWithResponse Erase a customer: cases, contacts, attachments, profile and data key (409 naming the holds when held, or with open cases unless force=true)
+//
+// Roles: admin, supervisor.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/v1/customers/{id} (the `DeleteCustomersById` operationId).
+func (c *ClientWithResponses) DeleteCustomersByIdWithBodyWithResponse(ctx context.Context, id string, params *DeleteCustomersByIdParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*DeleteCustomersByIdResponse, error) {
+	rsp, err := c.DeleteCustomersByIdWithBody(ctx, id, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteCustomersByIdResponse(rsp)
+}
+
+// DeleteCustomersByIdWithResponse Erase a customer: cases, contacts, attachments, profile and data key (409 naming the holds when held, or with open cases unless force=true)
+//
+// Roles: admin, supervisor.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/v1/customers/{id} (the `DeleteCustomersById` operationId).
+func (c *ClientWithResponses) DeleteCustomersByIdWithResponse(ctx context.Context, id string, params *DeleteCustomersByIdParams, body DeleteCustomersByIdJSONRequestBody, reqEditors ...RequestEditorFn) (*DeleteCustomersByIdResponse, error) {
+	rsp, err := c.DeleteCustomersById(ctx, id, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteCustomersByIdResponse(rsp)
 }
 
 // GetCustomersByIdWithResponse Read a customer
@@ -16653,6 +17930,66 @@ func (c *ClientWithResponses) HeadCustomersByIdCasesWithResponse(ctx context.Con
 		return nil, err
 	}
 	return ParseHeadCustomersByIdCasesResponse(rsp)
+}
+
+// GetCustomersByIdExportWithResponse Download everything stored about a customer (ZIP)
+//
+// Roles: admin, legal, supervisor.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/customers/{id}/export (the `GetCustomersByIdExport` operationId).
+func (c *ClientWithResponses) GetCustomersByIdExportWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*GetCustomersByIdExportResponse, error) {
+	rsp, err := c.GetCustomersByIdExport(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetCustomersByIdExportResponse(rsp)
+}
+
+// HeadCustomersByIdExportWithResponse Headers of: Download everything stored about a customer (ZIP)
+//
+// Roles: admin, legal, supervisor.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /api/v1/customers/{id}/export (the `HeadCustomersByIdExport` operationId).
+func (c *ClientWithResponses) HeadCustomersByIdExportWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*HeadCustomersByIdExportResponse, error) {
+	rsp, err := c.HeadCustomersByIdExport(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadCustomersByIdExportResponse(rsp)
+}
+
+// GetCustomersByIdRetentionWithResponse Explain a customer profile's retention (customer_profile rule)
+//
+// Roles: admin, legal.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/customers/{id}/retention (the `GetCustomersByIdRetention` operationId).
+func (c *ClientWithResponses) GetCustomersByIdRetentionWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*GetCustomersByIdRetentionResponse, error) {
+	rsp, err := c.GetCustomersByIdRetention(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetCustomersByIdRetentionResponse(rsp)
+}
+
+// HeadCustomersByIdRetentionWithResponse Headers of: Explain a customer profile's retention (customer_profile rule)
+//
+// Roles: admin, legal.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /api/v1/customers/{id}/retention (the `HeadCustomersByIdRetention` operationId).
+func (c *ClientWithResponses) HeadCustomersByIdRetentionWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*HeadCustomersByIdRetentionResponse, error) {
+	rsp, err := c.HeadCustomersByIdRetention(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadCustomersByIdRetentionResponse(rsp)
 }
 
 // PostExportsWithBodyWithResponse Start an e-discovery export of a legal hold or an ad-hoc scope (audited)
@@ -19244,6 +20581,83 @@ func ParseHeadContactsByIdRetentionResponse(rsp *http.Response) (*HeadContactsBy
 	return response, nil
 }
 
+// ParseGetCustomersResponse parses an HTTP response from a GetCustomersWithResponse call
+func ParseGetCustomersResponse(rsp *http.Response) (*GetCustomersResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetCustomersResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest CustomerList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseHeadCustomersResponse parses an HTTP response from a HeadCustomersWithResponse call
+func ParseHeadCustomersResponse(rsp *http.Response) (*HeadCustomersResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadCustomersResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	return response, nil
+}
+
 // ParsePostCustomersResponse parses an HTTP response from a PostCustomersWithResponse call
 func ParsePostCustomersResponse(rsp *http.Response) (*PostCustomersResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -19334,6 +20748,95 @@ func ParsePostCustomersResponse(rsp *http.Response) (*PostCustomersResponse, err
 			headers.Location = &value
 		}
 		response.Headers201 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeleteCustomersByIdResponse parses an HTTP response from a DeleteCustomersByIdWithResponse call
+func ParseDeleteCustomersByIdResponse(rsp *http.Response) (*DeleteCustomersByIdResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteCustomersByIdResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Erasure
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
 	}
 
 	return response, nil
@@ -19438,7 +20941,7 @@ func ParsePatchCustomersByIdResponse(rsp *http.Response) (*PatchCustomersByIdRes
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest Customer
+		var dest CustomerWithWithdrawal
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -19589,6 +21092,167 @@ func ParseHeadCustomersByIdCasesResponse(rsp *http.Response) (*HeadCustomersById
 	}
 
 	response := &HeadCustomersByIdCasesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	return response, nil
+}
+
+// ParseGetCustomersByIdExportResponse parses an HTTP response from a GetCustomersByIdExportWithResponse call
+func ParseGetCustomersByIdExportResponse(rsp *http.Response) (*GetCustomersByIdExportResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetCustomersByIdExportResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseHeadCustomersByIdExportResponse parses an HTTP response from a HeadCustomersByIdExportWithResponse call
+func ParseHeadCustomersByIdExportResponse(rsp *http.Response) (*HeadCustomersByIdExportResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadCustomersByIdExportResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	return response, nil
+}
+
+// ParseGetCustomersByIdRetentionResponse parses an HTTP response from a GetCustomersByIdRetentionWithResponse call
+func ParseGetCustomersByIdRetentionResponse(rsp *http.Response) (*GetCustomersByIdRetentionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetCustomersByIdRetentionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ProfileExplanation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseHeadCustomersByIdRetentionResponse parses an HTTP response from a HeadCustomersByIdRetentionWithResponse call
+func ParseHeadCustomersByIdRetentionResponse(rsp *http.Response) (*HeadCustomersByIdRetentionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadCustomersByIdRetentionResponse{
 		Body:         bodyBytes,
 		HTTPResponse: rsp,
 	}
