@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/casevault/casevault/sqldb"
 )
 
 // List limits.
@@ -153,8 +155,9 @@ func decodeCursor(c string) (int64, string, error) {
 // next page ("" on the last page). Events not yet sequenced (WithSequencer)
 // come first, marked Pending, newest first; then the chain. Pages stay
 // stable while events are appended: a cursor continues below the event it
-// stopped at. An event sequenced between two pages may be listed twice,
-// pending and then sequenced, but none is ever skipped.
+// stopped at. A page is read in one snapshot; an event sequenced between
+// two pages may be listed twice, pending and then sequenced, but none is
+// ever skipped.
 func (l *Log) List(ctx context.Context, f Filter) ([]Event, string, error) {
 	limit := f.Limit
 	switch {
@@ -177,13 +180,25 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, string, error) {
 		}
 	}
 
+	// One snapshot for both tables: an event the sequencer moves meanwhile
+	// is seen in one of them, not in both or neither.
+	var opts *sql.TxOptions // SQLite: a read transaction is one snapshot
+	if l.db.Dialect == sqldb.Postgres {
+		opts = &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}
+	}
+	tx, err := l.db.Read.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, "", sqldb.Fail("audit: list", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only
+
 	var out []Event
 	if below == 0 {
 		pw, pargs := where, args
 		if pendingBelow != "" {
 			pw, pargs = andWhere(pw, "id < ?"), append(slices.Clone(pargs), pendingBelow)
 		}
-		pending, ids, err := l.listPending(ctx, pw, append(pargs, limit+1))
+		pending, ids, err := l.listPending(ctx, tx, pw, append(pargs, limit+1))
 		if err != nil {
 			return nil, "", err
 		}
@@ -197,7 +212,7 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, string, error) {
 
 	rest := limit - len(out)
 	args = append(args, rest+1)
-	rows, err := l.db.Read.QueryContext(ctx, l.db.Rebind(selectEvents+where+" ORDER BY seq DESC LIMIT ?"), args...)
+	rows, err := tx.QueryContext(ctx, l.db.Rebind(selectEvents+where+" ORDER BY seq DESC LIMIT ?"), args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("audit: list: %w", err)
 	}
@@ -233,8 +248,8 @@ func andWhere(where, cond string) string {
 
 // listPending reads pending events matching where (its last argument is
 // the LIMIT), newest first, with their ids.
-func (l *Log) listPending(ctx context.Context, where string, args []any) ([]Event, []string, error) {
-	rows, err := l.db.Read.QueryContext(ctx, l.db.Rebind(selectPending+where+" ORDER BY id DESC LIMIT ?"), args...)
+func (l *Log) listPending(ctx context.Context, tx *sql.Tx, where string, args []any) ([]Event, []string, error) {
+	rows, err := tx.QueryContext(ctx, l.db.Rebind(selectPending+where+" ORDER BY id DESC LIMIT ?"), args...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("audit: list pending: %w", err)
 	}
