@@ -32,8 +32,9 @@ const writeBarrierKey = 7345027
 type exclusiveKey struct{}
 
 // ShareWriteBarrier takes the write barrier in shared mode for the rest of
-// tx, on PostgreSQL (nothing on SQLite). It is the prologue of every write
-// transaction; the transactions of Put and Place skip it.
+// tx. It is the prologue of every PostgreSQL write transaction (SQLite
+// needs none: wire it on PostgreSQL only); the transactions of Put and
+// Place skip it.
 func ShareWriteBarrier(ctx context.Context, tx *sql.Tx) error {
 	if ctx.Value(exclusiveKey{}) != nil {
 		return nil

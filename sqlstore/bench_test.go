@@ -34,7 +34,9 @@ func BenchmarkAddContact(b *testing.B) {
 					var lopts []audit.Option
 					if mode == "sequenced" {
 						lopts = append(lopts, audit.WithSequencer(audit.DefaultSequenceInterval))
-						db.SetPrologue(retention.ShareWriteBarrier)
+						if db.Dialect == sqldb.Postgres {
+							db.SetPrologue(retention.ShareWriteBarrier)
+						}
 					} else if db.Dialect == sqldb.Postgres {
 						db.SetTxPrologue(func(ctx context.Context, tx *sql.Tx) error {
 							_, err := tx.ExecContext(ctx, `SELECT 1 FROM audit_head WHERE id = 1 FOR UPDATE`)
