@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks with figures (never timed assertions in tests). Runs:
 #  1. contact ingest over HTTP, 32 concurrent clients (cvbench, a separate
-#     process; issue 19: PostgreSQL ingest / pgbench tps, two replicas / one,
-#     lock waits, audit sequencing delay: scale_bench; wrk when installed)
 #     process) against SQLite and PostgreSQL, and /healthz under the same load;
+#     issue 19 (scale_bench): PostgreSQL ingest / pgbench tps, two replicas /
+#     one, lock waits, audit sequencing delay p99;
 #  2. the Go benchmarks: contact ingest with/without audit, audit verify of 1M
 #     events, Bleve indexing and search, attachment 1 GiB vs direct minio-go,
 #     backup/restore of 200k contacts + 1 GiB vs tar | zstd; issue 14's legal-hold
