@@ -85,12 +85,14 @@ func TestTwoReplicasOnePostgresChain(t *testing.T) {
 		}
 	}
 
-	// Searchable on both: each contact's own word finds its one case.
+	// Searchable on both: each contact's own word finds it (its case's
+	// best-matching contact; fuzzy matching may bring other cases too).
 	for _, b := range bases {
 		left := maps.Clone(acked)
 		testkit.Eventually(t, 60*time.Second, "every contact searchable on "+b, func() bool {
 			for id, word := range left {
-				if searchTotal(t, b, tok, word) != 1 {
+				code, res := call(t, "GET", b+"/search?q="+word, tok, nil)
+				if code != 200 || !strings.Contains(toJSON(res), id) {
 					return false
 				}
 				delete(left, id)
