@@ -38,6 +38,9 @@ var tables = []table{
 	{Name: "customer_keys", Columns: []string{"customer_id", "wrapped_key", "created_at", "destroyed_at"}, Order: "customer_id"},
 	{Name: "audit_events", Columns: []string{"seq", "at", "actor_id", "actor_name", "role", "action", "target_type", "target_id", "request_id", "client_ip", "outcome", "detail", "prev_hash", "hash"}, Order: "seq"},
 	{Name: "audit_head", Columns: []string{"id", "seq", "hash", "checkpoint_seq", "checkpoint_hash", "checkpoint_at"}, Order: "id", Singleton: true},
+	// Events committed but not yet sequenced (issue 19): the restored
+	// server's sequencer chains them.
+	{Name: "audit_pending", Columns: []string{"id", "at", "actor_id", "actor_name", "role", "action", "target_type", "target_id", "request_id", "client_ip", "outcome", "detail"}, Order: "id"},
 	{Name: "retention_schedules", Columns: []string{"version", "document", "created_at", "actor"}, Order: "version"},
 	{Name: "retention_state", Columns: []string{"id", "holds_version", "recomputed_version"}, Order: "id", Singleton: true},
 	{Name: "legal_holds", Columns: []string{"id", "matter", "reason", "scope", "placed_by", "placed_at", "released_by", "released_at", "release_reason", "grace_until", "reinstated_by", "reinstated_at", "flags_cleared_at"}, Order: "id"},
@@ -50,7 +53,7 @@ var tables = []table{
 
 // contentTables must be empty in a restore target: a freshly migrated
 // database has none of these rows.
-var contentTables = []string{"customers", "cases", "contacts", "attachments", "tokens", "customer_keys", "audit_events", "legal_holds", "dispositions", "retention_runs", "hold_items", "case_history", "exports", "saved_searches"}
+var contentTables = []string{"customers", "cases", "contacts", "attachments", "tokens", "customer_keys", "audit_events", "audit_pending", "legal_holds", "dispositions", "retention_runs", "hold_items", "case_history", "exports", "saved_searches"}
 
 func (t table) isBool(col string) bool {
 	for _, b := range t.Bools {

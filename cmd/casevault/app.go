@@ -79,12 +79,22 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 	a.guard = bg.New(log, a.metrics)
 	// Events about legal holds in force and what they cover outlive the
 	// audit retention while the hold lasts (issue 21 §12).
-	a.audit = audit.New(db, audit.WithRetention(cfg.AuditRetention.d), audit.WithKeep(retention.AuditKeep))
+	auditOpts := []audit.Option{audit.WithRetention(cfg.AuditRetention.d), audit.WithKeep(retention.AuditKeep)}
 	if db.Dialect == sqldb.Postgres {
-		// Every audited write serializes on the chain head; group commit
-		// lets one commit carry many of them (sqldb/batch.go).
-		db.SetTxPrologue(a.audit.LockHead)
+		// No global writer lock (issue 19): writes append their events
+		// unsequenced and commit concurrently; a sequencer, one at a time
+		// across replicas, chains them (audit/sequencer.go). Every write
+		// shares the write barrier that schedule changes and hold
+		// placements take exclusively (retention/barrier.go). On SQLite
+		// the one writer appends to the chain directly: measured faster
+		// there (docs/ARCHITECTURE.md).
+		delay := sequencingDelay(a.metrics)
+		auditOpts = append(auditOpts, audit.WithSequencer(audit.DefaultSequenceInterval),
+			audit.WithSequencedObserver(func(d time.Duration) { delay.Observe(d.Seconds()) }),
+			audit.WithFaultPoint(faultPoint(log)))
+		db.SetPrologue(retention.ShareWriteBarrier)
 	}
+	a.audit = audit.New(db, auditOpts...)
 
 	a.closers = append(a.closers, func() error { return a.audit.Close(context.Background()) })
 	sink := auditSink{log: a.audit}
@@ -203,6 +213,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 				return map[string]any{"backend": blobKind}, blobs.Ping(ctx)
 			}}, {Name: "background", Degraded: true, Probe: panicProbe(a.guard)},
 				{Name: "legal_hold_flags", Degraded: true, Probe: a.flags.Readiness},
+				{Name: "audit_sequencer", Degraded: true, Probe: sequencerProbe(a.audit)},
 				{Name: "backups", Degraded: true, Probe: backupsProbe(a.replicas)}},
 		})
 	return a, nil
