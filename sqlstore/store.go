@@ -576,3 +576,17 @@ func (s *Store) attachments(ctx context.Context, where string, arg any) ([]cases
 	}
 	return out, nil
 }
+
+// CaseIDByNumber finds a case's id by its number (the console opens "#17"
+// directly).
+func (s *Store) CaseIDByNumber(ctx context.Context, n int64) (string, error) {
+	var id string
+	err := s.db.QueryRow(ctx, `SELECT id FROM cases WHERE number = ?`, n).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("case number %d: %w", n, cases.ErrNotFound)
+	}
+	if err != nil {
+		return "", s.fail("find case by number", err)
+	}
+	return id, nil
+}
