@@ -104,7 +104,8 @@ func (s *Sessions) End(ctx context.Context, secret string) error {
 }
 
 // EndAll revokes every session of a user (sign out everywhere, password
-// change, disable) and reports how many were live.
+// change, disable) and reports how many it revoked (every session not
+// already signed out, timed out or not).
 func (s *Sessions) EndAll(ctx context.Context, userID string) (int64, error) {
 	res, err := s.db.Write.ExecContext(ctx, s.db.Rebind(`UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL`), s.now().UTC().UnixMicro(), userID)
 	if err != nil {
