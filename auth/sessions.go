@@ -49,7 +49,8 @@ func NewSessions(db *sqldb.DB, t SessionTimeouts, now func() time.Time) *Session
 }
 
 // seenEvery bounds the writes idle tracking costs: a session's last-seen
-// time moves at most once a minute.
+// time moves at most once a minute (or a tenth of the idle timeout, when
+// that is shorter, so activity always keeps a session alive).
 const seenEvery = time.Minute
 
 // Start creates a session for a signed-in user.
@@ -89,7 +90,7 @@ FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.hash = ?`, h), &seen, &
 	if revoked.Valid || usr.DisabledAt != nil || !now.Before(time.UnixMicro(expires)) || now.Sub(seenAt) >= s.t.Idle {
 		return Session{}, ErrNoSession
 	}
-	if now.Sub(seenAt) >= seenEvery {
+	if now.Sub(seenAt) >= min(seenEvery, s.t.Idle/10) {
 		if _, err := s.db.Write.ExecContext(ctx, s.db.Rebind(`UPDATE sessions SET seen_at = ? WHERE hash = ?`), now.UnixMicro(), h); err != nil {
 			return Session{}, sqldb.Fail("touch session", err)
 		}

@@ -44,7 +44,7 @@ type Config struct {
 	// Now is the clock (tests move it); nil: time.Now.
 	Now func() time.Time
 	// LoginRate is how many sign-in attempts one client address may make
-	// per minute (0: 10).
+	// per minute (0: 20).
 	LoginRate int
 }
 
@@ -87,7 +87,7 @@ func New(cfg Config, d Deps) (*Console, error) {
 	}
 
 	if cfg.LoginRate <= 0 {
-		cfg.LoginRate = 10
+		cfg.LoginRate = 20
 	}
 
 	log := d.API.Log

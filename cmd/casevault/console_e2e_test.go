@@ -98,7 +98,7 @@ func (cc *consoleClient) login(name, password string) (int, string) {
 
 func TestConsoleHTTP(t *testing.T) {
 	dir := t.TempDir()
-	p, tok := startAdmin(t, dir, "CASEVAULT_CONSOLE_SESSION_IDLE=4s")
+	p, tok := startAdmin(t, dir, "CASEVAULT_CONSOLE_SESSION_IDLE=10s")
 	addUser(t, dir, "agent1", "agent")
 	addUser(t, dir, "backup1", "backup")
 	base := "http://" + p.addr
@@ -170,7 +170,7 @@ func TestConsoleHTTP(t *testing.T) {
 		if code, _, _ := cc.get("/search"); code != http.StatusOK {
 			t.Fatalf("signed in: %d", code)
 		}
-		time.Sleep(5 * time.Second) // the idle timeout is 4s
+		time.Sleep(12 * time.Second) // the idle timeout is 10s
 		if code, _, h := cc.get("/search"); code != http.StatusSeeOther || !strings.HasPrefix(h.Get("Location"), "/login") {
 			t.Fatalf("after the idle timeout: %d %s", code, h.Get("Location"))
 		}
