@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/casevault/casevault/testkit"
@@ -240,17 +239,17 @@ type browser struct {
 	shot string // directory for screenshots
 }
 
-func newBrowser(t *testing.T, alloc context.Context, base, shots string) *browser {
-	ctx, cancel := chromedp.NewContext(alloc, chromedp.WithNewBrowserContext())
+func newBrowser(t *testing.T, root context.Context, base, shots string) *browser {
+	ctx, cancel := chromedp.NewContext(root, chromedp.WithNewBrowserContext())
 	t.Cleanup(cancel)
 	ctx, cancel2 := context.WithTimeout(ctx, 5*time.Minute)
 	t.Cleanup(cancel2)
 	return &browser{t: t, ctx: ctx, base: base, shot: shots}
 }
 
-func (b *browser) run(actions ...chromedp.Action) {
+func (b *browser) run(actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	if err := chromedp.Run(b.ctx, actions...); err != nil {
+	if err := chromedp.Do(b.ctx, actions...); err != nil {
 		b.t.Fatal(err)
 	}
 }
@@ -258,13 +257,13 @@ func (b *browser) run(actions ...chromedp.Action) {
 func (b *browser) signIn(name string) {
 	b.t.Helper()
 	b.run(chromedp.Navigate(b.base+"/login"),
-		chromedp.SendKeys("#name", name, chromedp.ByID),
-		chromedp.SendKeys("#password", consolePassword, chromedp.ByID),
-		chromedp.Submit("#password", chromedp.ByID),
-		chromedp.WaitVisible("header nav", chromedp.ByQuery))
+		chromedp.SendKeys(chromedp.ID("name"), name),
+		chromedp.SendKeys(chromedp.ID("password"), consolePassword),
+		chromedp.Submit(chromedp.ID("password")),
+		chromedp.WaitVisible(chromedp.CSS("header nav")))
 }
 
-// axeResult is what checkPage reads back from axe.run.
+// axeResult is what check reads back from axe.run.
 type axeResult struct {
 	ID     string `json:"id"`
 	Impact string `json:"impact"`
@@ -276,29 +275,43 @@ type axeResult struct {
 // or critical violation, then saves a screenshot named name.
 func (b *browser) check(name string) {
 	b.t.Helper()
-	var violations []axeResult
 	script := axeSource + `;
 (async () => { const r = await axe.run(document, {resultTypes: ["violations"]});
   return r.violations.filter(v => v.impact === "serious" || v.impact === "critical")
     .map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length})); })()`
-	b.run(chromedp.Evaluate(script, &violations, func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) }))
+	violations, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]axeResult](script, chromedp.EvalAwaitPromise))
+	if err != nil {
+		b.t.Fatalf("axe on %s: %v", name, err)
+	}
 	for _, v := range violations {
 		b.t.Errorf("axe on %s: %s (%s, %d nodes): %s", name, v.ID, v.Impact, v.Nodes, v.Help)
 	}
-	var png []byte
-	b.run(chromedp.FullScreenshot(&png, 80))
-	if err := os.WriteFile(filepath.Join(b.shot, name+".jpg"), png, 0o600); err != nil {
+	img, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(80))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(b.shot, name+".jpg"), img, 0o600); err != nil {
 		b.t.Fatal(err)
 	}
 }
 
 func (b *browser) text(sel string) string {
 	b.t.Helper()
-	var s string
-	b.run(chromedp.Text(sel, &s, chromedp.ByQuery))
+	s, err := chromedp.Run(b.ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		b.t.Fatal(err)
+	}
 	return s
 }
 
+func (b *browser) eval(expr string) int {
+	b.t.Helper()
+	n, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](expr))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return n
+}
 func TestConsoleBrowser(t *testing.T) {
 	chrome := chromiumPath(t)
 	dir := t.TempDir()
@@ -348,6 +361,15 @@ func TestConsoleBrowser(t *testing.T) {
 		chromedp.Flag("disable-sync", true), chromedp.NoFirstRun, chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))
 	alloc, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(cancel)
+	// The browser starts with the first Run, on a context without a
+	// timeout (it lives as long as that context); each role then gets its
+	// own browser context (cookies) in it.
+	root, cancelRoot := chromedp.NewContext(alloc)
+	t.Cleanup(cancelRoot)
+	if err := chromedp.Do(root, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatal(err)
+	}
+	alloc = root
 
 	t.Run("agent", func(t *testing.T) {
 		b := newBrowser(t, alloc, base, shots)
@@ -360,34 +382,33 @@ func TestConsoleBrowser(t *testing.T) {
 			{"typo", "Lagoss refnud", "Refund for the parcel to Lagos"},
 			{"chinese", "退款", "退款申请"},
 		} {
-			b.run(chromedp.Navigate(base+"/search?q="+url.QueryEscape(tc.q)), chromedp.WaitVisible("ol.hits", chromedp.ByQuery))
+			b.run(chromedp.Navigate(base+"/search?q="+url.QueryEscape(tc.q)), chromedp.WaitVisible(chromedp.CSS("ol.hits")))
 			if got := b.text("ol.hits"); !strings.Contains(got, tc.want) {
 				t.Errorf("search %s %q: hits %q, want %q", tc.name, tc.q, got, tc.want)
 			}
 		}
-		b.run(chromedp.Navigate(base+"/search?q=Lagos"), chromedp.WaitVisible("ol.hits", chromedp.ByQuery))
+		b.run(chromedp.Navigate(base+"/search?q=Lagos"), chromedp.WaitVisible(chromedp.CSS("ol.hits")))
 		b.check("search")
 
 		// By number: the case opens directly.
-		b.run(chromedp.Navigate(base+"/search?q="+url.QueryEscape(fmt.Sprintf("#%d", int(lagosNumber)))), chromedp.WaitVisible("ol.timeline", chromedp.ByQuery))
+		b.run(chromedp.Navigate(base+"/search?q="+url.QueryEscape(fmt.Sprintf("#%d", int(lagosNumber)))), chromedp.WaitVisible(chromedp.CSS("ol.timeline")))
 		if h := b.text("h1"); !strings.Contains(h, "Lagos") {
 			t.Fatalf("case by number: h1 %q", h)
 		}
 		b.check("case")
 
 		// Add a contact on the case page.
-		b.run(chromedp.SendKeys("#body", "Called back: refund approved.", chromedp.ByID),
-			chromedp.Submit("#body", chromedp.ByID), chromedp.WaitVisible("p.flash", chromedp.ByQuery))
+		b.run(chromedp.SendKeys(chromedp.ID("body"), "Called back: refund approved."),
+			chromedp.Submit(chromedp.ID("body")), chromedp.WaitVisible(chromedp.CSS("p.flash")))
 		if got := b.text("ol.timeline"); !strings.Contains(got, "refund approved") {
 			t.Fatalf("the new contact is not on the timeline: %q", got)
 		}
 
 		// Every field with a payload shows it as text, runs nothing.
 		for _, path := range []string{"/cases/" + evilID, "/customers/" + cust["id"].(string), "/search?q=Payload"} {
-			var fired bool
-			var body string
-			b.run(chromedp.Navigate(base+path), chromedp.WaitReady("main", chromedp.ByQuery),
-				chromedp.Evaluate(`window.__xss === 1`, &fired), chromedp.Text("main", &body, chromedp.ByQuery))
+			b.run(chromedp.Navigate(base+path), chromedp.WaitReady(chromedp.CSS("main")))
+			fired := b.eval(`window.__xss === 1 ? 1 : 0`) == 1
+			body := b.text("main")
 			if fired || !strings.Contains(body, "<script>window.__xss=1</script>") {
 				t.Errorf("%s: payload ran (%v) or is not shown as text", path, fired)
 			}
@@ -401,14 +422,14 @@ func TestConsoleBrowser(t *testing.T) {
 		b.signIn("legal1")
 		b.run(chromedp.Navigate(base + "/holds"))
 		b.check("holds")
-		b.run(chromedp.SendKeys("#matter", "Lagos dispute", chromedp.ByID), chromedp.SendKeys("#reason", "litigation expected", chromedp.ByID),
-			chromedp.SendKeys("#query", "Lagos", chromedp.ByID), chromedp.Submit("#matter", chromedp.ByID),
-			chromedp.WaitVisible("p.flash", chromedp.ByQuery))
+		b.run(chromedp.SendKeys(chromedp.ID("matter"), "Lagos dispute"), chromedp.SendKeys(chromedp.ID("reason"), "litigation expected"),
+			chromedp.SendKeys(chromedp.ID("query"), "Lagos"), chromedp.Submit(chromedp.ID("matter")),
+			chromedp.WaitVisible(chromedp.CSS("p.flash")))
 		if got := b.text("main"); !strings.Contains(got, "Lagos dispute") {
 			t.Fatalf("hold page: %q", got)
 		}
 		b.check("hold")
-		b.run(chromedp.Navigate(base+"/audit?verify=1"), chromedp.WaitVisible("p[role=status]", chromedp.ByQuery))
+		b.run(chromedp.Navigate(base+"/audit?verify=1"), chromedp.WaitVisible(chromedp.CSS("p[role=status]")))
 		if got := b.text("p[role=status]"); !strings.Contains(got, "intact") {
 			t.Errorf("audit verify: %q", got)
 		}
@@ -418,15 +439,14 @@ func TestConsoleBrowser(t *testing.T) {
 	t.Run("operator", func(t *testing.T) {
 		b := newBrowser(t, alloc, base, shots)
 		b.signIn("ops1")
-		b.run(chromedp.Navigate(base+"/backups"), chromedp.Click("form[action='/backups'] button", chromedp.ByQuery),
-			chromedp.WaitVisible("p.flash", chromedp.ByQuery))
+		b.run(chromedp.Navigate(base+"/backups"), chromedp.Click(chromedp.CSS("form[action='/backups'] button")),
+			chromedp.WaitVisible(chromedp.CSS("p.flash")))
 		testkit.Eventually(t, 90*time.Second, "the backup to complete", func() bool {
-			var n int
-			_ = chromedp.Run(b.ctx, chromedp.Navigate(base+"/backups"), chromedp.Evaluate(`document.querySelectorAll("form[action$='/verify']").length`, &n))
-			return n > 0
+			b.run(chromedp.Navigate(base + "/backups"))
+			return b.eval(`document.querySelectorAll("form[action$='/verify']").length`) > 0
 		})
 		b.check("backups")
-		b.run(chromedp.Click("form[action$='/verify'] button", chromedp.ByQuery), chromedp.WaitVisible("p[role=status]", chromedp.ByQuery))
+		b.run(chromedp.Click(chromedp.CSS("form[action$='/verify'] button")), chromedp.WaitVisible(chromedp.CSS("p[role=status]")))
 		if got := b.text("p[role=status]"); !strings.Contains(got, "intact") {
 			t.Errorf("backup verify: %q", got)
 		}
@@ -444,7 +464,7 @@ func TestConsoleBrowser(t *testing.T) {
 		b.run(chromedp.Navigate(base + "/prefs"))
 		b.check("prefs")
 		// Chinese: the language switch and a page in it.
-		b.run(chromedp.Navigate(base+"/lang/zh-Hans?next=/search"), chromedp.WaitVisible("#q", chromedp.ByID))
+		b.run(chromedp.Navigate(base+"/lang/zh-Hans?next=/search"), chromedp.WaitVisible(chromedp.ID("q")))
 		if h := b.text("h1"); h != "搜索案件" {
 			t.Errorf("zh-Hans search page h1 %q", h)
 		}
