@@ -150,5 +150,14 @@ func TestSessions(t *testing.T) {
 		if err := u.SetDisabled(ctx, ann.ID, true, nil); err != nil || live(e) {
 			t.Fatalf("a disabled user's session still resolves: %v", err)
 		}
+		// A day after they all ended (signed out, timed out), every one of
+		// the five sessions is pruned; one pruned twice counts once.
+		if n, err := s.Prune(ctx); err != nil || n != 0 {
+			t.Fatalf("prune before a day passed: %d %v", n, err)
+		}
+		clock.Advance(25 * time.Hour)
+		if n, err := s.Prune(ctx); err != nil || n != 5 {
+			t.Fatalf("prune: %d %v, want 5", n, err)
+		}
 	})
 }

@@ -48,6 +48,7 @@ type app struct {
 	replicas    *cluster.Registry
 	ticks       *cluster.Ticks // which replica runs each cron tick
 	closers     []func() error
+	sessions    *auth.Sessions // the console's (nil: console off)
 }
 
 func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
@@ -204,10 +205,11 @@ func (a *app) buildConsole(cfg *config, deps *api.Deps, sink auditSink) error {
 	if cfg.Console.Idle <= 0 || cfg.Console.Absolute <= 0 {
 		return usagef("--console-session-idle and --console-session-max must be positive")
 	}
+	a.sessions = auth.NewSessions(a.db, auth.SessionTimeouts{Idle: cfg.Console.Idle, Absolute: cfg.Console.Absolute}, nil)
 	con, err := web.New(web.Config{SecureCookies: cfg.Console.SecureCookies, Version: version}, web.Deps{
 		API:       *deps,
 		Users:     auth.NewUsers(a.db, auth.DefaultArgon2, nil),
-		Sessions:  auth.NewSessions(a.db, auth.SessionTimeouts{Idle: cfg.Console.Idle, Absolute: cfg.Console.Absolute}, nil),
+		Sessions:  a.sessions,
 		UserAudit: sink.hook,
 		JobTicks:  a.ticks.Last,
 		// "#17" in the search box opens case 17.
