@@ -49,8 +49,11 @@ func fieldError(detail, field, message string) error {
 		fields: []cases.FieldError{{Field: field, Message: message}}}
 }
 
-// problemFor maps any error a handler returns to its problem document.
-func (s *Server) problemFor(err error) Problem {
+func (s *Server) problemFor(err error) Problem { return ProblemFor(err) }
+
+// ProblemFor maps any error a handler returns to its problem document (the
+// console shows the same status and detail as an HTML page).
+func ProblemFor(err error) Problem {
 	var he *httpError
 	var ve *cases.ValidationError
 	var fe *fiber.Error

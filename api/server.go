@@ -78,6 +78,9 @@ type Deps struct {
 	// Reindex starts a rebuild of the search index in the background and
 	// returns search.ErrReindexRunning when one is running (nil: no route).
 	Reindex func(ctx context.Context) error
+	// Console mounts the web console's routes on the app (nil: no
+	// console); it runs after the API's routes, before the 404 handler.
+	Console func(app *fiber.App)
 }
 
 // Server is the configured HTTP app.
@@ -154,6 +157,10 @@ func New(cfg Config, d Deps) *Server {
 	s.buildRoutes()
 	for _, r := range s.routes {
 		s.register(r)
+	}
+
+	if d.Console != nil {
+		d.Console(s.app)
 	}
 
 	s.app.Use(func(c *fiber.Ctx) error {
@@ -248,6 +255,9 @@ func assignRequestID(c *fiber.Ctx) error {
 	c.Locals(requestIDKey, id)
 	return c.Next()
 }
+
+// RequestID is the request's ID (the console's audit events carry it too).
+func RequestID(c *fiber.Ctx) string { return requestID(c) }
 
 func requestID(c *fiber.Ctx) string {
 	id, _ := c.Locals(requestIDKey).(string)
@@ -345,12 +355,19 @@ func actor(c *fiber.Ctx) cases.Actor {
 // minute is stored at once, the repeats as one counted event, so a flood of
 // bad requests cannot flood the trail.
 func (s *Server) deny(c *fiber.Ctx, a cases.Actor, action, routeName string) {
-	if s.d.Audit == nil {
+	RecordDenial(c.UserContext(), s.d.Audit, s.log, a, action, routeName)
+}
+
+// RecordDenial is deny for the API and the console: the event of a refused
+// request (action auth.missing, auth.invalid or auth.forbidden) on
+// routeName.
+func RecordDenial(ctx context.Context, aud Auditor, log *slog.Logger, a cases.Actor, action, routeName string) {
+	if aud == nil {
 		return
 	}
 	ch := cases.Change{Actor: a, Action: action, TargetType: "route", TargetID: routeName}
-	if err := s.d.Audit.Record(c.UserContext(), ch, "denied"); err != nil {
-		s.log.Warn("audit of denied request failed", "request_id", a.RequestID, "err", err)
+	if err := aud.Record(ctx, ch, "denied"); err != nil {
+		log.Warn("audit of denied request failed", "request_id", a.RequestID, "err", err)
 	}
 }
 

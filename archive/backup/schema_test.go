@@ -18,7 +18,9 @@ var notBackedUp = []string{"schema_migrations", "outbox", "feed_state", "feed_co
 	// S3 legal-hold flag state: it describes one bucket; a restore sets the flags again.
 	"legal_hold_flags", "hold_mirroring",
 	// issue 20 §14–16: per-installation state (cmd/casevault, package cluster)
-	"key_check", "job_ticks", "replicas"}
+	"key_check", "job_ticks", "replicas",
+	// issue 18: console sessions (a restore signs everyone out)
+	"sessions"}
 
 // TestTablesMatchSchema fails when a migration adds a table or column the
 // backup does not know: a backup must never silently drop data.

@@ -25,6 +25,7 @@ import (
 	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqlstore"
+	"github.com/casevault/casevault/web"
 )
 
 // app is everything `serve` runs, built from the configuration.
@@ -50,6 +51,7 @@ type app struct {
 	replicas    *cluster.Registry
 	ticks       *cluster.Ticks // which replica runs each cron tick
 	closers     []func() error
+	sessions    *auth.Sessions // the console's (nil: console off)
 }
 
 func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
@@ -178,45 +180,75 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		return nil, err
 	}
 
-	a.server = api.New(api.Config{JSONBodyLimit: int64(cfg.JSONBodyLimit), AttachmentLimit: int64(cfg.AttachmentLimit), Version: version},
-		api.Deps{
-			Cases: a.svc, Tokens: a.tokens, Metrics: a.metrics, Log: log,
-			Audit: sink, AuditTrail: a.audit, AuditTx: sink.hook, Attachments: att,
-			Search: a.indexer, SavedSearches: savedsearch.New(db),
-			// The rebuild outlives the request but not the process: it runs
-			// under the command's context, which SIGTERM cancels.
-			Reindex: func(context.Context) error {
-				return a.indexer.StartReindex(ctx, engineFactory{cfg, a.guard}.build, nil)
+	deps := api.Deps{
+		Cases: a.svc, Tokens: a.tokens, Metrics: a.metrics, Log: log,
+		Audit: sink, AuditTrail: a.audit, AuditTx: sink.hook, Attachments: att,
+		Search: a.indexer, SavedSearches: savedsearch.New(db),
+		// The rebuild outlives the request but not the process: it runs
+		// under the command's context, which SIGTERM cancels.
+		Reindex: func(context.Context) error {
+			return a.indexer.StartReindex(ctx, engineFactory{cfg, a.guard}.build, nil)
+		},
+		Retention: &api.RetentionDeps{Schedules: a.retention.schedules, Holds: a.retention.holds, Explainer: a.retention.explainer,
+			Sweeper: a.retention.sweeper, Deleter: a.retention.deleter, AuditTx: sink.hook, Flags: a.flags,
+			Recompute: func(ctx context.Context) {
+				if _, err := retention.Recompute(ctx, db, policy, retention.RecomputeOptions{}); err != nil {
+					log.Error("retention recompute failed", "err", err)
+				}
+			}},
+		// Runs started through the API end with the server: Shutdown
+		// (on SIGTERM) cancels them (an interrupted run is never listed).
+		Exports: a.exports,
+		Privacy: &api.PrivacyDeps{
+			Eraser: newEraser(db, a.retention.deleteHolds, keys, fields, blobs, sink, dkey, a.indexer.Kick),
+			FindCustomers: func(ctx context.Context, email, phone string) ([]cases.Customer, error) {
+				return a.store.FindCustomers(ctx, sqlstore.CustomerLookup{Email: email, Phone: phone})
 			},
-			Retention: &api.RetentionDeps{Schedules: a.retention.schedules, Holds: a.retention.holds, Explainer: a.retention.explainer,
-				Sweeper: a.retention.sweeper, Deleter: a.retention.deleter, AuditTx: sink.hook, Flags: a.flags,
-				Recompute: func(ctx context.Context) {
-					if _, err := retention.Recompute(ctx, db, policy, retention.RecomputeOptions{}); err != nil {
-						log.Error("retention recompute failed", "err", err)
-					}
-				}},
-			// Runs started through the API end with the server: Shutdown
-			// (on SIGTERM) cancels them (an interrupted run is never listed).
-			Exports: a.exports,
-			Privacy: &api.PrivacyDeps{
-				Eraser: newEraser(db, a.retention.deleteHolds, keys, fields, blobs, sink, dkey, a.indexer.Kick),
-				FindCustomers: func(ctx context.Context, email, phone string) ([]cases.Customer, error) {
-					return a.store.FindCustomers(ctx, sqlstore.CustomerLookup{Email: email, Phone: phone})
-				},
-				Consents: a.retention.consents,
-				Exporter: export.NewSubjectAccess(export.SubjectOptions{DB: db, Attachments: att, Explain: a.retention.explainer, Fields: fields}),
-			},
-			Backups: &api.BackupDeps{Service: bp.svc, Identity: bkeys.Identity, Ping: bp.target.Ping},
-			Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) {
-				return map[string]any{"engine": string(db.Dialect)}, db.Ping(ctx)
-			}}, {Name: "index", Degraded: true, Probe: indexProbe(a.indexer)}, {Name: "blobs", Probe: func(ctx context.Context) (any, error) {
-				return map[string]any{"backend": blobKind}, blobs.Ping(ctx)
-			}}, {Name: "background", Degraded: true, Probe: panicProbe(a.guard)},
-				{Name: "legal_hold_flags", Degraded: true, Probe: a.flags.Readiness},
-				{Name: "audit_sequencer", Degraded: true, Probe: sequencerProbe(a.audit)},
-				{Name: "backups", Degraded: true, Probe: backupsProbe(a.replicas)}},
-		})
+			Consents: a.retention.consents,
+			Exporter: export.NewSubjectAccess(export.SubjectOptions{DB: db, Attachments: att, Explain: a.retention.explainer, Fields: fields}),
+		},
+		Backups: &api.BackupDeps{Service: bp.svc, Identity: bkeys.Identity, Ping: bp.target.Ping},
+		Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) {
+			return map[string]any{"engine": string(db.Dialect)}, db.Ping(ctx)
+		}}, {Name: "index", Degraded: true, Probe: indexProbe(a.indexer)}, {Name: "blobs", Probe: func(ctx context.Context) (any, error) {
+			return map[string]any{"backend": blobKind}, blobs.Ping(ctx)
+		}}, {Name: "background", Degraded: true, Probe: panicProbe(a.guard)},
+			{Name: "legal_hold_flags", Degraded: true, Probe: a.flags.Readiness},
+			{Name: "audit_sequencer", Degraded: true, Probe: sequencerProbe(a.audit)},
+			{Name: "backups", Degraded: true, Probe: backupsProbe(a.replicas)}},
+	}
+	if cfg.Console.Enabled {
+		if err := a.buildConsole(cfg, &deps, sink); err != nil {
+			a.Close()
+			return nil, err
+		}
+	}
+	a.server = api.New(api.Config{JSONBodyLimit: int64(cfg.JSONBodyLimit), AttachmentLimit: int64(cfg.AttachmentLimit), Version: version}, deps)
 	return a, nil
+}
+
+// buildConsole builds the web console on the API's services and mounts it
+// through deps (api.Deps.Console); Close ends the runs it started.
+func (a *app) buildConsole(cfg *config, deps *api.Deps, sink auditSink) error {
+	if cfg.Console.Idle <= 0 || cfg.Console.Absolute <= 0 {
+		return usagef("--console-session-idle and --console-session-max must be positive")
+	}
+	a.sessions = auth.NewSessions(a.db, auth.SessionTimeouts{Idle: cfg.Console.Idle, Absolute: cfg.Console.Absolute}, nil)
+	con, err := web.New(web.Config{SecureCookies: cfg.Console.SecureCookies, Version: version}, web.Deps{
+		API:       *deps,
+		Users:     auth.NewUsers(a.db, auth.DefaultArgon2, nil),
+		Sessions:  a.sessions,
+		UserAudit: sink.hook,
+		JobTicks:  a.ticks.Last,
+		// "#17" in the search box opens case 17.
+		CaseByNumber: a.store.CaseIDByNumber,
+	})
+	if err != nil {
+		return err
+	}
+	a.closers = append(a.closers, func() error { con.Close(); return nil })
+	deps.Console = con.Mount
+	return nil
 }
 
 // panicProbe is the readiness check of background work: degraded while a

@@ -102,6 +102,15 @@ func (j jobs) auditPrune() {
 		return
 	}
 	j.a.log.Info("audit pruned", "events", n, "retention", j.a.cfg.AuditRetention.d.String())
+	if j.a.sessions != nil {
+		// Console sessions that ended more than a day ago go on the same
+		// daily schedule.
+		if n, err := j.a.sessions.Prune(j.ctx); err != nil {
+			j.a.log.Error("console session prune failed", "err", err)
+		} else {
+			j.a.log.Info("console sessions pruned", "sessions", n)
+		}
+	}
 }
 
 // reconcile removes orphan blobs and reports attachments without one.
