@@ -33,9 +33,10 @@ func (s *Server) addAttachmentRoutes() {
 	if s.d.Attachments == nil {
 		return
 	}
-	s.add(route{method: "POST", path: "/api/v1/contacts/:id/attachments", perm: auth.CaseWrite, summary: "Attach a file (raw body with ?filename=, or multipart with one file part)", h: s.uploadAttachment, ok: 201})
-	s.add(route{method: "GET", path: "/api/v1/attachments/:id", perm: auth.CaseRead, read: "attachment.read", target: "attachment", summary: "Download an attachment (Range supported)", h: s.downloadAttachment, ok: 200})
-	s.add(route{method: "GET", path: "/api/v1/attachments/:id/meta", perm: auth.CaseRead, read: "attachment.meta", target: "attachment", summary: "Attachment metadata", h: s.attachmentMeta, ok: 200})
+	s.add(route{method: "POST", path: "/api/v1/contacts/:id/attachments", perm: auth.CaseWrite, summary: "Attach a file (raw body with ?filename=, or multipart with one file part)", h: s.uploadAttachment, ok: 201,
+		upload: true, reply: cases.Attachment{}, query: []param{pString("filename", "The file's name, for a raw body (a multipart part names its own).")}})
+	s.add(route{method: "GET", path: "/api/v1/attachments/:id", perm: auth.CaseRead, read: "attachment.read", target: "attachment", summary: "Download an attachment (Range supported)", h: s.downloadAttachment, ok: 200, media: "*/*", alt: map[int]any{206: nil}})
+	s.add(route{method: "GET", path: "/api/v1/attachments/:id/meta", perm: auth.CaseRead, read: "attachment.meta", target: "attachment", summary: "Attachment metadata", h: s.attachmentMeta, ok: 200, reply: cases.Attachment{}})
 }
 
 // bodyStream returns the request body as a stream, never buffering a large

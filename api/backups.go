@@ -33,10 +33,11 @@ func (s *Server) addBackupRoutes() {
 		return
 	}
 	const v1 = "/api/v1"
-	s.add(route{method: "POST", path: v1 + "/backups", perm: auth.BackupWork, summary: "Start a backup now (409 while one runs)", h: s.startBackup, ok: 202})
-	s.add(route{method: "GET", path: v1 + "/backups", perm: auth.BackupWork, summary: "Complete backups in the repository and the latest runs", h: s.listBackups, ok: 200})
-	s.add(route{method: "GET", path: v1 + "/backups/:id", perm: auth.BackupWork, summary: "A backup's manifest summary, or its run while not complete", h: s.getBackup, ok: 200})
-	s.add(route{method: "POST", path: v1 + "/backups/:id/verify", perm: auth.BackupWork, summary: "Verify a backup (?read_data=true re-reads every byte)", h: s.verifyBackup, ok: 200})
+	s.add(route{method: "POST", path: v1 + "/backups", perm: auth.BackupWork, summary: "Start a backup now (409 while one runs)", h: s.startBackup, ok: 202, bodyless: true, reply: started{}})
+	s.add(route{method: "GET", path: v1 + "/backups", perm: auth.BackupWork, summary: "Complete backups in the repository and the latest runs", h: s.listBackups, ok: 200, reply: backupList{}})
+	s.add(route{method: "GET", path: v1 + "/backups/:id", perm: auth.BackupWork, summary: "A backup's manifest summary, or its run while not complete", h: s.getBackup, ok: 200, reply: oneOf{backup.Summary{}, backupRun{}}})
+	s.add(route{method: "POST", path: v1 + "/backups/:id/verify", perm: auth.BackupWork, summary: "Verify a backup (?read_data=true re-reads every byte)", h: s.verifyBackup, ok: 200, bodyless: true, reply: backup.VerifyReport{},
+		query: []param{pBool("read_data", "Re-read and decrypt every byte, not only check that each object is there.")}})
 }
 
 func (s *Server) backupID(c *fiber.Ctx) (string, error) {
@@ -77,7 +78,7 @@ func (s *Server) startBackup(c *fiber.Ctx) error {
 		cancel()
 	}()
 	c.Location("/api/v1/backups/" + id)
-	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"id": id})
+	return c.Status(fiber.StatusAccepted).JSON(started{ID: id})
 }
 
 func (s *Server) listBackups(c *fiber.Ctx) error {
@@ -101,7 +102,7 @@ func (s *Server) listBackups(c *fiber.Ctx) error {
 	if runs == nil {
 		runs = []backup.Run{}
 	}
-	return c.JSON(fiber.Map{"items": items, "damaged": damaged, "runs": runs, "next_cursor": nil})
+	return c.JSON(backupList{Items: items, Damaged: damaged, Runs: runs})
 }
 
 func (s *Server) getBackup(c *fiber.Ctx) error {
@@ -143,7 +144,7 @@ func (s *Server) getBackup(c *fiber.Ctx) error {
 		}
 	}
 
-	return c.JSON(fiber.Map{"id": run.ID, "status": run.Status, "run": run})
+	return c.JSON(backupRun{ID: run.ID, Status: run.Status, Run: run})
 }
 
 func (s *Server) verifyBackup(c *fiber.Ctx) error {

@@ -131,17 +131,28 @@ func TestBackupRoutes(t *testing.T) {
 			}
 		}
 
-		// Flip one byte of a table file: the structure still checks out
-		// (same size), reading the data does not.
+		// Flip one byte of the contacts table's first chunk (the manifest
+		// lists it): the structure still checks out (same size), reading
+		// the data does not.
 		var table string
-		_ = filepath.WalkDir(filepath.Join(h.backupDir, "snapshots", id), func(p string, d os.DirEntry, err error) error {
-			if err == nil && strings.HasSuffix(p, ".ndjson.zst.age") && strings.Contains(p, "contacts") {
-				table = p
+		if raw, err := os.ReadFile(filepath.Join(h.backupDir, "snapshots", id, "manifest.json")); err == nil {
+			var doc struct {
+				Tables []struct {
+					Name   string `json:"name"`
+					Chunks []struct {
+						Object string `json:"object"`
+					} `json:"chunks"`
+				} `json:"tables"`
 			}
-			return nil
-		})
+			_ = json.Unmarshal(raw, &doc)
+			for _, tb := range doc.Tables {
+				if tb.Name == "contacts" && len(tb.Chunks) > 0 {
+					table = filepath.Join(h.backupDir, tb.Chunks[0].Object)
+				}
+			}
+		}
 		if table == "" {
-			t.Fatal("no contacts table file in the repository")
+			t.Fatal("no contacts table chunk in the repository")
 		}
 		b, err := os.ReadFile(table)
 		if err != nil {

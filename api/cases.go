@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -44,7 +45,11 @@ func (s *Server) patchCustomer(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(cust)
+	out, err := s.applyConsents(c, cust, in.Consents)
+	if err != nil {
+		return err
+	}
+	return c.JSON(out)
 }
 
 func (s *Server) customerCases(c *fiber.Ctx) error {
@@ -95,6 +100,28 @@ func (s *Server) getCase(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	return s.caseTimeline(c, cs)
+}
+
+// getCaseByNumber reads a case by the number agents quote; the read is
+// audited like GET /cases/{id}, against the case's id.
+func (s *Server) getCaseByNumber(c *fiber.Ctx) error {
+	raw := c.Params("number")
+	n, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || n < 1 {
+		return cases.Invalid("number", "must be a positive integer")
+	}
+
+	cs, err := s.d.Cases.GetCaseByNumber(c.UserContext(), n)
+	if err != nil {
+		return err
+	}
+
+	c.Locals(targetKey, cs.ID)
+	return s.caseTimeline(c, cs)
+}
+
+func (s *Server) caseTimeline(c *fiber.Ctx, cs cases.Case) error {
 	if cs.Contacts == nil {
 		cs.Contacts = []cases.Contact{}
 	}
@@ -112,15 +139,19 @@ type caseWithTimeline struct {
 // timelineEntry is a contact (its id and envelope; the whole contact is in
 // "contacts") or a change of the case (old → new, who).
 type timelineEntry struct {
-	Type      string                       `json:"type"` // "contact" or "change"
-	At        time.Time                    `json:"at"`
-	ContactID string                       `json:"contact_id,omitempty"`
-	Channel   cases.Channel                `json:"channel,omitempty"`
-	Direction cases.Direction              `json:"direction,omitempty"`
-	Author    string                       `json:"author,omitempty"`
-	Actor     string                       `json:"actor,omitempty"`
-	Role      string                       `json:"role,omitempty"`
-	Changes   map[string]cases.FieldChange `json:"changes,omitempty"`
+	Type      string          `json:"type"` // "contact" or "change"
+	At        time.Time       `json:"at"`
+	ContactID string          `json:"contact_id,omitempty"`
+	Channel   cases.Channel   `json:"channel,omitempty"`
+	Direction cases.Direction `json:"direction,omitempty"`
+	Author    string          `json:"author,omitempty"`
+	// Corrects and CorrectedBy link a correction and the contact it
+	// corrects, so that a reader of the timeline sees them together.
+	Corrects    string                       `json:"corrects,omitempty"`
+	CorrectedBy []string                     `json:"corrected_by,omitempty"`
+	Actor       string                       `json:"actor,omitempty"`
+	Role        string                       `json:"role,omitempty"`
+	Changes     map[string]cases.FieldChange `json:"changes,omitempty"`
 }
 
 // timeline merges contacts (by occurred_at) and changes (by when they were
@@ -128,7 +159,8 @@ type timelineEntry struct {
 func timeline(contacts []cases.Contact, history []cases.CaseEvent) []timelineEntry {
 	out := make([]timelineEntry, 0, len(contacts)+len(history))
 	for _, ct := range contacts {
-		out = append(out, timelineEntry{Type: "contact", At: ct.OccurredAt, ContactID: ct.ID, Channel: ct.Channel, Direction: ct.Direction, Author: ct.Author})
+		out = append(out, timelineEntry{Type: "contact", At: ct.OccurredAt, ContactID: ct.ID, Channel: ct.Channel, Direction: ct.Direction, Author: ct.Author,
+			Corrects: ct.Corrects, CorrectedBy: ct.CorrectedBy})
 	}
 	for _, ev := range history {
 		out = append(out, timelineEntry{Type: "change", At: ev.At, Actor: ev.Actor, Role: ev.Role, Changes: ev.Changes})

@@ -27,9 +27,9 @@ func (s *Server) addExportRoutes() {
 		return
 	}
 	const v1 = "/api/v1"
-	s.add(route{method: "POST", path: v1 + "/exports", perm: auth.LegalWork, summary: "Start an e-discovery export of a legal hold or an ad-hoc scope (audited)", h: s.startExport, ok: 202, request: "ExportInput"})
-	s.add(route{method: "GET", path: v1 + "/exports/:id", perm: auth.LegalWork, summary: "An export's status and progress", h: s.getExport, ok: 200})
-	s.add(route{method: "GET", path: v1 + "/exports/:id/download", perm: auth.LegalWork, read: "export.download", target: "export", summary: "Download an export package (ZIP; Range supported; audited)", h: s.downloadExport, ok: 200})
+	s.add(route{method: "POST", path: v1 + "/exports", perm: auth.LegalWork, summary: "Start an e-discovery export of a legal hold or an ad-hoc scope (audited)", h: s.startExport, ok: 202, request: export.Input{}, reply: export.Export{}})
+	s.add(route{method: "GET", path: v1 + "/exports/:id", perm: auth.LegalWork, summary: "An export's status and progress", h: s.getExport, ok: 200, reply: export.Export{}})
+	s.add(route{method: "GET", path: v1 + "/exports/:id/download", perm: auth.LegalWork, read: "export.download", target: "export", summary: "Download an export package (ZIP; Range supported; audited)", h: s.downloadExport, ok: 200, media: "application/zip", alt: map[int]any{206: nil}})
 	s.add(route{method: "DELETE", path: v1 + "/exports/:id", perm: auth.LegalWork, summary: "Delete an export package (audited; the record stays)", h: s.deleteExport, ok: 204})
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/export"
 	"github.com/casevault/casevault/retention"
+	"github.com/casevault/casevault/savedsearch"
 	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/search/bleve"
 	"github.com/casevault/casevault/sqldb"
@@ -105,6 +106,8 @@ type harness struct {
 	flags *memFlags
 	// uploads is the attachment store as the server sees it.
 	uploads *watchedUploads
+	// ix is the search indexer (not running unless a test runs it).
+	ix *search.Indexer
 }
 
 // watchedUploads is the real attachment store, counting the body bytes
@@ -159,7 +162,14 @@ func newHarness(t *testing.T, d sqldb.Dialect) *harness {
 func newHarnessDB(t *testing.T, db *sqldb.DB, blobs archive.Blobs) *harness {
 	t.Helper()
 	rec := &recordedAudit{}
-	store := sqlstore.New(db, sqlstore.Options{Policy: fixedPolicy{}})
+	// Fields in clear (no keyring: the tests read the rows they wrote) but
+	// with the lookup hashes, which GET /customers?email= uses.
+	lookupKey, err := sqlstore.LookupKey(bytes.Repeat([]byte{5}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := sqlstore.NewFields(nil, lookupKey)
+	store := sqlstore.New(db, sqlstore.Options{Policy: fixedPolicy{}, Fields: fields})
 	tokens := auth.NewTokens(db)
 	var blobDir string
 	if blobs == nil {
@@ -224,13 +234,31 @@ func newHarnessDB(t *testing.T, db *sqldb.DB, blobs archive.Blobs) *harness {
 			_, err := audit.AppendTx(ctx, tx, db.Dialect, audit.FromChange(ch, audit.OutcomeOK))
 			return err
 		}})
+	auditTx := func(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
+		_, err := audit.AppendTx(ctx, tx, db.Dialect, audit.FromChange(ch, audit.OutcomeOK))
+		return err
+	}
 	srv := api.New(api.Config{JSONBodyLimit: 64 << 10, AttachmentLimit: 1 << 20, Version: "test"}, api.Deps{
 		Cases: cases.NewService(store, nil, cases.WithCaseManagers(auth.ManagesCases)), Tokens: tokens, Audit: rec,
 		Log:         slog.New(slog.NewTextHandler(logs, nil)),
 		Attachments: atts,
-		AuditTrail:  trail, Search: ix, Reindex: func(context.Context) error { return *reindexErr }, Retention: ret, Exports: exports,
+		AuditTx: func(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
+			_, err := audit.AppendTx(ctx, tx, db.Dialect, audit.FromChange(ch, audit.OutcomeOK))
+			return err
+		},
+		SavedSearches: savedsearch.New(db),
+		AuditTrail:    trail, Search: ix, Reindex: func(context.Context) error { return *reindexErr }, Retention: ret, Exports: exports,
 		Backups: &api.BackupDeps{Service: bsvc, Identity: bkeys.Identity, Ping: repoStore.Ping},
-		Checks:  []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) { return nil, db.Ping(ctx) }}},
+		Privacy: &api.PrivacyDeps{
+			Eraser: retention.NewEraser(db, retention.EraserOptions{Holds: holds, Keys: keys, Fields: fields, Blobs: blobs,
+				OnChange: auditTx}),
+			FindCustomers: func(ctx context.Context, email, phone string) ([]cases.Customer, error) {
+				return store.FindCustomers(ctx, sqlstore.CustomerLookup{Email: email, Phone: phone})
+			},
+			Consents: retention.NewConsents(db, retention.ConsentOptions{Holds: holds, OnChange: auditTx}),
+			Exporter: export.NewSubjectAccess(export.SubjectOptions{DB: db, Attachments: plainAtts, Explain: ret.Explainer, Fields: fields}),
+		},
+		Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) { return nil, db.Ping(ctx) }}},
 	})
 	// A real loopback listener: the server is exercised exactly as clients
 	// reach it (chunked bodies, connection handling), not through app.Test.
@@ -241,8 +269,8 @@ func newHarnessDB(t *testing.T, db *sqldb.DB, blobs archive.Blobs) *harness {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.App().Shutdown() })
 	h := &harness{t: t, clock: clock, db: db, srv: srv, trail: trail, blobDir: blobDir, blobs: blobs, logs: logs, reindexErr: reindexErr, audit: rec, tokens: map[auth.Role]string{},
-		base: "http://" + ln.Addr().String(), client: &http.Client{Timeout: 30 * time.Second},
-		backups: bsvc, backupDir: backupDir, uploads: atts, flags: flags}
+		base: "http://" + ln.Addr().String(), client: &http.Client{Timeout: 30 * time.Second, Transport: &validatingTransport{t: t, srv: srv, base: http.DefaultTransport}},
+		backups: bsvc, backupDir: backupDir, uploads: atts, flags: flags, ix: ix}
 	ctx := context.Background()
 	for _, r := range auth.Roles {
 		_, secret, err := tokens.Create(ctx, "test-"+string(r), r, nil)

@@ -44,8 +44,11 @@ func textProblem(s []byte) string {
 // checkParams validates the request target of a route: its length, every
 // query parameter (decoded) and every path parameter. A route that does not
 // page takes no cursor: a client sending one would otherwise get the first
-// page back and believe it had the next.
-func checkParams(c *fiber.Ctx, paged bool) error {
+// page back and believe it had the next. A parameter the route does not
+// declare is a 422 listing those it does: a misspelt filter (?priority=
+// on a list that cannot filter by it) would otherwise be silently ignored
+// and the client would believe the list filtered.
+func checkParams(c *fiber.Ctx, r route) error {
 	if n := len(c.Request().RequestURI()); n > MaxURLBytes {
 		return errStatus(fiber.StatusRequestURITooLong, "the URL is %d bytes, more than %d", n, MaxURLBytes)
 	}
@@ -62,8 +65,12 @@ func checkParams(c *fiber.Ctx, paged bool) error {
 			err = cases.Invalid(string(k), p)
 			return
 		}
-		if !paged && string(k) == "cursor" && len(v) > 0 {
+		if !r.paged && string(k) == "cursor" && len(v) > 0 {
 			err = cases.Invalid("cursor", "this list has a single page and takes no cursor")
+			return
+		}
+		if !r.takes(string(k)) {
+			err = cases.Invalid(string(k), r.unknownParam())
 		}
 	})
 	if err != nil {

@@ -49,8 +49,11 @@ func fieldError(detail, field, message string) error {
 		fields: []cases.FieldError{{Field: field, Message: message}}}
 }
 
-// problemFor maps any error a handler returns to its problem document.
-func (s *Server) problemFor(err error) Problem {
+func (s *Server) problemFor(err error) Problem { return ProblemFor(err) }
+
+// ProblemFor maps any error a handler returns to its problem document (the
+// console shows the same status and detail as an HTML page).
+func ProblemFor(err error) Problem {
 	var he *httpError
 	var ve *cases.ValidationError
 	var fe *fiber.Error
@@ -66,6 +69,8 @@ func (s *Server) problemFor(err error) Problem {
 		// Never serve altered bytes; this is an integrity incident, logged
 		// at error level by errorHandler.
 		return Problem{Status: fiber.StatusInternalServerError, Detail: "the stored object failed its integrity check"}
+	case errors.Is(err, cases.ErrErased):
+		return Problem{Status: fiber.StatusGone, Detail: "erased: this customer's data was erased"}
 	case errors.Is(err, archive.ErrKeyDestroyed):
 		return Problem{Status: fiber.StatusGone, Detail: "this customer's data was erased (its key was destroyed)"}
 	case errors.Is(err, archive.ErrInvalidRange):

@@ -84,23 +84,26 @@ func (s *Server) addRetentionRoutes() {
 		return
 	}
 	const v1 = "/api/v1"
-	s.add(route{method: "GET", path: v1 + "/retention/schedule", perm: auth.LegalWork, summary: "The retention schedule in force", h: s.getSchedule, ok: 200})
-	s.add(route{method: "GET", path: v1 + "/retention/schedule/versions", perm: auth.LegalWork, summary: "The schedule's history: every version with who stored it, when, and its digest (newest, the one in force, first)", h: s.scheduleVersions, ok: 200})
-	s.add(route{method: "PUT", path: v1 + "/retention/schedule", perm: auth.Admin, summary: "Replace the retention schedule (versioned, audited)", h: s.putSchedule, ok: 200, request: "Schedule"})
-	s.add(route{method: "GET", path: v1 + "/cases/:id/retention", perm: auth.LegalWork, read: "retention.explain", target: "case", summary: "Explain a case's retention", h: s.explainCase, ok: 200})
-	s.add(route{method: "GET", path: v1 + "/contacts/:id/retention", perm: auth.LegalWork, read: "retention.explain", target: "contact", summary: "Explain a contact's retention", h: s.explainContact, ok: 200})
-	s.add(route{method: "POST", path: v1 + "/retention/runs", perm: auth.SweepPreview, summary: "Start a retention sweep (dry_run: legal may preview; a real sweep needs admin)", h: s.startRun, ok: 202, request: "RunInput"})
-	s.add(route{method: "GET", path: v1 + "/retention/runs/:id", perm: auth.SweepPreview, summary: "A retention sweep's report", h: s.getRun, ok: 200})
+	s.add(route{method: "GET", path: v1 + "/retention/schedule", perm: auth.LegalWork, summary: "The retention schedule in force", h: s.getSchedule, ok: 200, reply: retention.Schedule{}})
+	s.add(route{method: "GET", path: v1 + "/retention/schedule/versions", perm: auth.LegalWork, summary: "The schedule's history: every version with who stored it, when, and its digest (newest, the one in force, first)", h: s.scheduleVersions, ok: 200, reply: listBody[retention.ScheduleVersion]{}})
+	s.add(route{method: "PUT", path: v1 + "/retention/schedule", perm: auth.Admin, summary: "Replace the retention schedule (versioned, audited)", h: s.putSchedule, ok: 200, request: retention.Schedule{}, reply: retention.Schedule{}})
+	s.add(route{method: "GET", path: v1 + "/cases/:id/retention", perm: auth.LegalWork, read: "retention.explain", target: "case", summary: "Explain a case's retention", h: s.explainCase, ok: 200, reply: retention.CaseExplanation{}})
+	s.add(route{method: "GET", path: v1 + "/customers/:id/retention", perm: auth.LegalWork, read: "retention.explain", target: "customer", summary: "Explain a customer profile's retention (customer_profile rule)", h: s.explainCustomer, ok: 200, reply: retention.ProfileExplanation{}})
+	s.add(route{method: "GET", path: v1 + "/contacts/:id/retention", perm: auth.LegalWork, read: "retention.explain", target: "contact", summary: "Explain a contact's retention", h: s.explainContact, ok: 200, reply: retention.ContactExplanation{}})
+	s.add(route{method: "POST", path: v1 + "/retention/runs", perm: auth.SweepPreview, summary: "Start a retention sweep (dry_run: legal may preview; a real sweep needs admin)", h: s.startRun, ok: 202, bodyOptional: true, request: runInput{}, reply: started{}})
+	s.add(route{method: "GET", path: v1 + "/retention/runs/:id", perm: auth.SweepPreview, summary: "A retention sweep's report", h: s.getRun, ok: 200, reply: retention.RunReport{}})
 	s.add(route{method: "DELETE", path: v1 + "/cases/:id", perm: auth.CaseManage, summary: "Delete a case with its contacts and attachments (409 naming the hold when held)", h: s.deleteCase, ok: 204})
-	s.add(route{method: "POST", path: v1 + "/holds", perm: auth.LegalWork, summary: "Place a legal hold", h: s.placeHold, ok: 201, request: "HoldInput"})
-	s.add(route{method: "GET", path: v1 + "/holds", perm: auth.LegalWork, summary: "List legal holds (active, matter)", h: s.listHolds, ok: 200, paged: true})
-	s.add(route{method: "GET", path: v1 + "/holds/:id", perm: auth.LegalWork, summary: "A legal hold with counts of what it holds, in all and per custodian", h: s.getHold, ok: 200})
-	s.add(route{method: "GET", path: v1 + "/holds/:id/items", perm: auth.LegalWork, read: "hold.report", target: "hold", summary: "A hold's report: the cases, contacts and attachments it covers or covered, with why and since (custodian)", h: s.holdItems, ok: 200, paged: true})
-	s.add(route{method: "GET", path: v1 + "/holds/:id/release-preview", perm: auth.LegalWork, summary: "What releasing a hold would make due", h: s.releasePreview, ok: 200})
-	s.add(route{method: "POST", path: v1 + "/holds/:id/release", perm: auth.LegalWork, summary: "Release a legal hold (holds are never deleted; it preserves for the release grace)", h: s.releaseHold, ok: 200, request: "ReleaseInput"})
-	s.add(route{method: "POST", path: v1 + "/holds/:id/mirror", perm: auth.LegalWork, summary: "Set (or, once its grace has ended, clear) a hold's S3 legal-hold flags now, and report its mirroring", h: s.mirrorHold, ok: 200})
-	s.add(route{method: "POST", path: v1 + "/holds/:id/reinstate", perm: auth.LegalWork, summary: "Undo a release within its grace (409 after it)", h: s.reinstateHold, ok: 200, request: "ReinstateInput"})
-	s.add(route{method: "GET", path: v1 + "/matters/:matter", perm: auth.LegalWork, summary: "A matter: all its holds with their combined coverage", h: s.getMatter, ok: 200})
+	s.add(route{method: "POST", path: v1 + "/holds", perm: auth.LegalWork, summary: "Place a legal hold", h: s.placeHold, ok: 201, request: retention.HoldInput{}, reply: holdMirrored{}})
+	s.add(route{method: "GET", path: v1 + "/holds", perm: auth.LegalWork, summary: "List legal holds (active, matter)", h: s.listHolds, ok: 200, paged: true, reply: listBody[retention.Hold]{},
+		query: []param{pBool("active", "Only holds in force."), pString("matter", "Only holds of this matter.")}})
+	s.add(route{method: "GET", path: v1 + "/holds/:id", perm: auth.LegalWork, summary: "A legal hold with counts of what it holds, in all and per custodian", h: s.getHold, ok: 200, reply: holdDetail{}})
+	s.add(route{method: "GET", path: v1 + "/holds/:id/items", perm: auth.LegalWork, read: "hold.report", target: "hold", summary: "A hold's report: the cases, contacts and attachments it covers or covered, with why and since (custodian)", h: s.holdItems, ok: 200, paged: true, reply: listBody[retention.ReportItem]{},
+		query: []param{pString("custodian", "Only the items of this custodian (customer id).")}})
+	s.add(route{method: "GET", path: v1 + "/holds/:id/release-preview", perm: auth.LegalWork, summary: "What releasing a hold would make due", h: s.releasePreview, ok: 200, reply: retention.ReleasePreview{}})
+	s.add(route{method: "POST", path: v1 + "/holds/:id/release", perm: auth.LegalWork, summary: "Release a legal hold (holds are never deleted; it preserves for the release grace)", h: s.releaseHold, ok: 200, request: releaseInput{}, reply: retention.Hold{}})
+	s.add(route{method: "POST", path: v1 + "/holds/:id/mirror", perm: auth.LegalWork, summary: "Set (or, once its grace has ended, clear) a hold's S3 legal-hold flags now, and report its mirroring", h: s.mirrorHold, ok: 200, bodyless: true, reply: mirrorReport{}})
+	s.add(route{method: "POST", path: v1 + "/holds/:id/reinstate", perm: auth.LegalWork, summary: "Undo a release within its grace (409 after it)", h: s.reinstateHold, ok: 200, bodyOptional: true, request: reinstateInput{}, reply: holdMirrored{}})
+	s.add(route{method: "GET", path: v1 + "/matters/:matter", perm: auth.LegalWork, summary: "A matter: all its holds with their combined coverage", h: s.getMatter, ok: 200, reply: retention.Matter{}})
 }
 
 func (s *Server) getSchedule(c *fiber.Ctx) error {
@@ -145,6 +148,14 @@ func (s *Server) explainCase(c *fiber.Ctx) error {
 	return c.JSON(x)
 }
 
+func (s *Server) explainCustomer(c *fiber.Ctx) error {
+	x, err := s.d.Retention.Explainer.ExplainCustomer(c.UserContext(), c.Params("id"), time.Now())
+	if err != nil {
+		return err
+	}
+	return c.JSON(x)
+}
+
 func (s *Server) explainContact(c *fiber.Ctx) error {
 	x, err := s.d.Retention.Explainer.ExplainContact(c.UserContext(), c.Params("id"), time.Now())
 	if err != nil {
@@ -181,7 +192,7 @@ func (s *Server) startRun(c *fiber.Ctx) error {
 			Detail: map[string]any{"dry_run": dry}}, "ok")
 	}
 	c.Location("/api/v1/retention/runs/" + id)
-	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"id": id})
+	return c.Status(fiber.StatusAccepted).JSON(started{ID: id})
 }
 
 func (s *Server) getRun(c *fiber.Ctx) error {
@@ -235,13 +246,13 @@ func (s *Server) getHold(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	out := fiber.Map{"hold": h, "counts": counts, "custodians": per}
+	out := holdDetail{Hold: h, Counts: counts, Custodians: per}
 	if s.d.Retention.Flags != nil {
 		m, err := s.d.Retention.Flags.Status(c.UserContext(), h)
 		if err != nil {
 			return err
 		}
-		out["mirroring"], out["mirroring_detail"] = m.State, m
+		out.Mirroring, out.MirroringDetail = m.State, &m
 	}
 	return c.JSON(out)
 }
@@ -253,16 +264,16 @@ func (s *Server) mirrorHold(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	out := fiber.Map{"hold_id": h.ID}
+	out := mirrorReport{HoldID: h.ID}
 	if s.d.Retention.Flags == nil {
-		out["mirroring"] = retention.MirrorUnavailable
+		out.Mirroring = retention.MirrorUnavailable
 		return c.JSON(out)
 	}
 	m, err := s.d.Retention.Flags.MirrorHold(c.UserContext(), h)
 	if err != nil {
 		s.log.Warn("legal-hold flags not fully set on demand", "hold", h.ID, "err", err, "request_id", requestID(c))
 	}
-	out["mirroring"], out["mirroring_detail"] = m.State, m
+	out.Mirroring, out.MirroringDetail = m.State, &m
 	return c.JSON(out)
 }
 

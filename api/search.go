@@ -28,11 +28,12 @@ func (s *Server) addSearchRoutes() {
 	if s.d.Search == nil {
 		return
 	}
-	s.add(route{method: "GET", path: "/api/v1/search", perm: auth.CaseRead, read: "search", target: "search", summary: "Search cases (free text and field terms)", h: s.search, ok: 200, paged: true})
+	s.add(route{method: "GET", path: "/api/v1/search", perm: auth.CaseRead, read: "search", target: "search", summary: "Search cases (free text and field terms)", h: s.search, ok: 200, paged: true,
+		reply: searchReply{}, query: searchParams()})
 	if s.d.Reindex != nil {
-		s.add(route{method: "POST", path: "/api/v1/search/reindex", perm: auth.Admin, summary: "Rebuild the index into a new version in the background", h: s.reindex, ok: 202})
+		s.add(route{method: "POST", path: "/api/v1/search/reindex", perm: auth.Admin, summary: "Rebuild the index into a new version in the background", h: s.reindex, ok: 202, bodyless: true, reply: reindexStarted{}})
 	}
-	s.add(route{method: "GET", path: "/api/v1/search/status", perm: auth.CaseRead, summary: "Index status: pending outbox rows and lag", h: s.searchStatus, ok: 200})
+	s.add(route{method: "GET", path: "/api/v1/search/status", perm: auth.CaseRead, summary: "Index status: pending outbox rows and lag", h: s.searchStatus, ok: 200, reply: search.Status{}})
 }
 
 // maxOffset bounds deep paging; beyond it, narrow the query.
@@ -59,47 +60,69 @@ func (s *Server) search(c *fiber.Ctx) error {
 	args := c.Context().QueryArgs()
 	vals := url.Values{}
 	args.VisitAll(func(k, v []byte) { vals.Add(string(k), string(v)) })
-	text := vals.Get("q")
-	q, err := search.ParseQuery(text)
-	var qe *search.QueryError
-	var ue *search.UnknownFieldError
-	switch {
-	case errors.As(err, &ue):
-		return fieldError(ue.Error(), "q", fmt.Sprintf("unknown field %q in %q; valid fields: %s", ue.Field, ue.Term, strings.Join(ue.Valid, ", ")))
-	case errors.As(err, &qe):
-		return fieldError(qe.Error(), "q", qe.Error())
-	}
-
-	if err != nil {
-		return err
-	}
-
-	uf, err := search.FilterFromValues(vals)
-	if errors.As(err, &qe) {
-		return fieldError(qe.Error(), fieldOf(qe.Term), qe.Message)
-	}
-
-	if err != nil {
-		return err
-	}
-
 	p, err := page(c)
 	if err != nil {
 		return err
 	}
 
-	q.Limit = p.Limit
+	res, q, err := RunSearch(c.UserContext(), s.d.Search, vals, p.Limit)
+	if err != nil {
+		return err
+	}
+
+	var next *string
+	if int64(q.Offset+len(res.Hits)) < res.Total && len(res.Hits) > 0 && q.Offset+q.Limit <= maxOffset {
+		nc := encodeOffset(q.Offset + len(res.Hits))
+		next = &nc
+	}
+
+	c.Locals(targetKey, "")
+	c.Locals(detailKey, SearchAuditDetail(vals, res.Total))
+	return c.JSON(searchReply{Hits: res.Hits, Total: res.Total, Facets: res.Facets,
+		TookMS: time.Since(start).Milliseconds(), NextCursor: next})
+}
+
+// RunSearch is the search of GET /api/v1/search and of the console: vals
+// are the request's parameters (q, the filter fields, cursor or page,
+// sort), limit the page size. It returns the page with every facet key
+// present and the query it ran (its Offset and Limit say where the page
+// is). Client mistakes are 422 errors naming the field.
+func RunSearch(ctx context.Context, sr Searcher, vals url.Values, limit int) (search.Result, search.Query, error) {
+	q, err := search.ParseQuery(vals.Get("q"))
+	var qe *search.QueryError
+	var ue *search.UnknownFieldError
 	switch {
-	case p.Cursor != "":
-		off, err := decodeOffset(p.Cursor)
+	case errors.As(err, &ue):
+		return search.Result{}, q, fieldError(ue.Error(), "q", fmt.Sprintf("unknown field %q in %q; valid fields: %s", ue.Field, ue.Term, strings.Join(ue.Valid, ", ")))
+	case errors.As(err, &qe):
+		return search.Result{}, q, fieldError(qe.Error(), "q", qe.Error())
+	}
+
+	if err != nil {
+		return search.Result{}, q, err
+	}
+
+	uf, err := search.FilterFromValues(vals)
+	if errors.As(err, &qe) {
+		return search.Result{}, q, fieldError(qe.Error(), fieldOf(qe.Term), qe.Message)
+	}
+
+	if err != nil {
+		return search.Result{}, q, err
+	}
+
+	q.Limit = limit
+	switch {
+	case vals.Get("cursor") != "":
+		off, err := decodeOffset(vals.Get("cursor"))
 		if err != nil {
-			return fieldError("malformed cursor", "cursor", "malformed cursor")
+			return search.Result{}, q, fieldError("malformed cursor", "cursor", "malformed cursor")
 		}
 		q.Offset = off
 	case vals.Get("page") != "":
 		n, err := strconv.Atoi(vals.Get("page"))
 		if err != nil || n < 1 || (n-1)*q.Limit > maxOffset {
-			return fieldError("bad page", "page", "must be a positive integer within the paging limit")
+			return search.Result{}, q, fieldError("bad page", "page", "must be a positive integer within the paging limit")
 		}
 		q.Offset = (n - 1) * q.Limit
 	}
@@ -108,7 +131,7 @@ func (s *Server) search(c *fiber.Ctx) error {
 	case search.SortRelevance, search.SortNewest, search.SortOldest, search.SortUpdated:
 		q.Sort = so
 	default:
-		return fieldError("bad sort", "sort", "must be newest, oldest or updated")
+		return search.Result{}, q, fieldError("bad sort", "sort", "must be newest, oldest or updated")
 	}
 
 	q.Facets = true
@@ -116,14 +139,14 @@ func (s *Server) search(c *fiber.Ctx) error {
 	q.Filter = merged
 	res := search.Result{Hits: []search.Hit{}, Facets: map[string]map[string]int64{}}
 	if ok {
-		res, err = s.d.Search.Search(c.UserContext(), q)
+		res, err = sr.Search(ctx, q)
 		if errors.As(err, &qe) {
 			// what one engine cannot answer (Meilisearch: too many OR
 			// alternatives over text) is the query's to narrow
-			return fieldError(qe.Error(), "q", qe.Error())
+			return search.Result{}, q, fieldError(qe.Error(), "q", qe.Error())
 		}
 		if err != nil {
-			return err
+			return search.Result{}, q, err
 		}
 	}
 
@@ -131,27 +154,23 @@ func (s *Server) search(c *fiber.Ctx) error {
 		res.Hits = []search.Hit{}
 	}
 
+	if res.Facets == nil {
+		res.Facets = map[string]map[string]int64{}
+	}
 	for _, k := range []string{"status", "channel", "tag", "purpose"} {
-		if res.Facets == nil {
-			res.Facets = map[string]map[string]int64{}
-		}
 		if res.Facets[k] == nil {
 			res.Facets[k] = map[string]int64{}
 		}
 	}
+	return res, q, nil
+}
 
-	var next any
-	if int64(q.Offset+len(res.Hits)) < res.Total && len(res.Hits) > 0 && q.Offset+q.Limit <= maxOffset {
-		next = encodeOffset(q.Offset + len(res.Hits))
-	}
-
-	// The audit event carries the query text and the hit count (never
-	// bodies), with card and identity numbers masked as they are in
-	// everything stored: the trail must not keep what the archive masks.
-	c.Locals(targetKey, "")
-	c.Locals(detailKey, map[string]any{"q": maskedText(text), "hits": res.Total, "filters": maskedValues(vals).Encode()})
-	return c.JSON(fiber.Map{"hits": res.Hits, "total": res.Total, "facets": res.Facets,
-		"took_ms": time.Since(start).Milliseconds(), "next_cursor": next})
+// SearchAuditDetail is the detail of a search's audit event: the query
+// text and the hit count (never bodies), with card and identity numbers
+// masked as they are in everything stored: the trail must not keep what
+// the archive masks.
+func SearchAuditDetail(vals url.Values, hits int64) map[string]any {
+	return map[string]any{"q": maskedText(vals.Get("q")), "hits": hits, "filters": maskedValues(vals).Encode()}
 }
 
 func maskedText(s string) string {
@@ -201,5 +220,5 @@ func (s *Server) reindex(c *fiber.Ctx) error {
 			return err
 		}
 	}
-	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"status": "started"})
+	return c.Status(fiber.StatusAccepted).JSON(reindexStarted{Status: "started"})
 }

@@ -64,15 +64,23 @@ type Deps struct {
 	Retention *RetentionDeps
 	// Exports serves the e-discovery export routes (nil: none).
 	Exports ExportService
+	// Privacy serves erasure, exact customer lookup, consent withdrawal and
+	// the access export (nil: none).
+	Privacy *PrivacyDeps
 	// Attachments serves the attachment routes (nil: none).
 	Attachments AttachmentStore
 	// Search is optional (nil: no search routes).
 	Search Searcher
+	// SavedSearches serves the saved-search routes (nil: none).
+	SavedSearches SavedSearches
 	// Backups serves the backup routes (nil: none).
 	Backups *BackupDeps
 	// Reindex starts a rebuild of the search index in the background and
 	// returns search.ErrReindexRunning when one is running (nil: no route).
 	Reindex func(ctx context.Context) error
+	// Console mounts the web console's routes on the app (nil: no
+	// console); it runs after the API's routes, before the 404 handler.
+	Console func(app *fiber.App)
 }
 
 // Server is the configured HTTP app.
@@ -149,6 +157,10 @@ func New(cfg Config, d Deps) *Server {
 	s.buildRoutes()
 	for _, r := range s.routes {
 		s.register(r)
+	}
+
+	if d.Console != nil {
+		d.Console(s.app)
 	}
 
 	s.app.Use(func(c *fiber.Ctx) error {
@@ -244,6 +256,9 @@ func assignRequestID(c *fiber.Ctx) error {
 	return c.Next()
 }
 
+// RequestID is the request's ID (the console's audit events carry it too).
+func RequestID(c *fiber.Ctx) string { return requestID(c) }
+
 func requestID(c *fiber.Ctx) string {
 	id, _ := c.Locals(requestIDKey).(string)
 	return id
@@ -289,7 +304,8 @@ func bearer(c *fiber.Ctx) string {
 // guard authenticates and authorizes every route that needs a token, then
 // validates the request target (checkParams) so that no handler or store
 // sees a NUL, invalid UTF-8 or a cursor it does not issue.
-func (s *Server) guard(perm auth.Permission, routeName string, paged bool) fiber.Handler {
+func (s *Server) guard(r route) fiber.Handler {
+	perm, routeName := r.perm, r.method+" "+r.path
 	return func(c *fiber.Ctx) error {
 		ctx := c.UserContext()
 		base := cases.Actor{RequestID: requestID(c), ClientIP: c.IP()}
@@ -315,7 +331,7 @@ func (s *Server) guard(perm auth.Permission, routeName string, paged bool) fiber
 			return errStatus(fiber.StatusForbidden, "role %s may not call %s", tok.Role, routeName)
 		}
 		c.Locals(actorKey, a)
-		if err := checkParams(c, paged); err != nil {
+		if err := checkParams(c, r); err != nil {
 			return err
 		}
 		return c.Next()
@@ -339,12 +355,19 @@ func actor(c *fiber.Ctx) cases.Actor {
 // minute is stored at once, the repeats as one counted event, so a flood of
 // bad requests cannot flood the trail.
 func (s *Server) deny(c *fiber.Ctx, a cases.Actor, action, routeName string) {
-	if s.d.Audit == nil {
+	RecordDenial(c.UserContext(), s.d.Audit, s.log, a, action, routeName)
+}
+
+// RecordDenial is deny for the API and the console: the event of a refused
+// request (action auth.missing, auth.invalid or auth.forbidden) on
+// routeName.
+func RecordDenial(ctx context.Context, aud Auditor, log *slog.Logger, a cases.Actor, action, routeName string) {
+	if aud == nil {
 		return
 	}
 	ch := cases.Change{Actor: a, Action: action, TargetType: "route", TargetID: routeName}
-	if err := s.d.Audit.Record(c.UserContext(), ch, "denied"); err != nil {
-		s.log.Warn("audit of denied request failed", "request_id", a.RequestID, "err", err)
+	if err := aud.Record(ctx, ch, "denied"); err != nil {
+		log.Warn("audit of denied request failed", "request_id", a.RequestID, "err", err)
 	}
 }
 
@@ -383,26 +406,23 @@ func (s *Server) metricsHandler() fiber.Handler {
 }
 
 func (s *Server) healthz(c *fiber.Ctx) error {
-	return c.JSON(fiber.Map{"status": "ok", "version": s.cfg.Version})
+	return c.JSON(health{Status: "ok", Version: s.cfg.Version})
 }
 
 func (s *Server) readyz(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(c.UserContext(), 3*time.Second)
 	defer cancel()
 	ready := true
-	out := map[string]any{}
+	out := map[string]checkState{}
 	for _, chk := range s.d.Checks {
 		detail, err := chk.Probe(ctx)
-		entry := map[string]any{"status": "ok"}
-		if detail != nil {
-			entry["detail"] = detail
-		}
+		entry := checkState{Status: "ok", Detail: detail}
 		if err != nil {
-			entry["error"] = err.Error()
+			entry.Error = err.Error()
 			if chk.Degraded {
-				entry["status"] = "degraded"
+				entry.Status = "degraded"
 			} else {
-				entry["status"] = "down"
+				entry.Status = "down"
 				ready = false
 			}
 		}
@@ -413,5 +433,5 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 		status = fiber.StatusServiceUnavailable
 		c.Set("Retry-After", "5")
 	}
-	return c.Status(status).JSON(fiber.Map{"ready": ready, "checks": out})
+	return c.Status(status).JSON(readiness{Ready: ready, Checks: out})
 }

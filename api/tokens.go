@@ -51,7 +51,7 @@ func (s *Server) createToken(c *fiber.Ctx) error {
 		return err
 	}
 
-	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"id": tok.ID, "name": tok.Name, "role": tok.Role, "token": secret, "created_at": tok.CreatedAt})
+	return c.Status(fiber.StatusCreated).JSON(createdToken{ID: tok.ID, Name: tok.Name, Role: tok.Role, Token: secret, CreatedAt: tok.CreatedAt})
 }
 
 func (s *Server) listTokens(c *fiber.Ctx) error {
@@ -61,7 +61,7 @@ func (s *Server) listTokens(c *fiber.Ctx) error {
 	}
 	c.Locals(targetKey, "")
 	c.Locals(detailKey, map[string]any{"count": len(toks)})
-	return c.JSON(fiber.Map{"items": toks, "next_cursor": nil})
+	return list(c, toks, "")
 }
 
 func (s *Server) revokeToken(c *fiber.Ctx) error {

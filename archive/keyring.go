@@ -265,15 +265,22 @@ func (k *Keyring) dataKey(ctx context.Context, customerID string, create bool) (
 			return nil, "", err
 		}
 	}
+	key, err := k.unwrapCached(customerID, wrapped)
+	return key, wrapped, err
+}
+
+// unwrapCached unwraps the key read from the row, or takes it from the
+// cache when the row still holds the value it was unwrapped from.
+func (k *Keyring) unwrapCached(customerID, wrapped string) ([]byte, error) {
 	k.mu.Lock()
 	c, ok := k.cache[customerID]
 	k.mu.Unlock()
 	if ok && c.wrapped == wrapped {
-		return c.key, wrapped, nil
+		return c.key, nil
 	}
 	key, err := k.unwrap(customerID, wrapped)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	k.mu.Lock()
 	if len(k.cache) >= k.maxCache {
@@ -284,10 +291,22 @@ func (k *Keyring) dataKey(ctx context.Context, customerID string, create bool) (
 	}
 	k.cache[customerID] = cachedKey{wrapped: wrapped, key: key}
 	k.mu.Unlock()
-	return key, wrapped, nil
+	return key, nil
 }
 
 func (k *Keyring) create(ctx context.Context, customerID string) (string, error) {
+	var got string
+	err := k.db.InTx(ctx, func(tx *sql.Tx) error {
+		w, err := k.createTx(ctx, tx, customerID)
+		got = w
+		return err
+	})
+	return got, err
+}
+
+// createTx stores a new wrapped key for the customer in tx unless one is
+// there, and returns the stored one.
+func (k *Keyring) createTx(ctx context.Context, tx *sql.Tx, customerID string) (string, error) {
 	key := make([]byte, MasterKeySize)
 	if _, err := rand.Read(key); err != nil {
 		return "", fmt.Errorf("keyring: %w", err)
@@ -296,20 +315,36 @@ func (k *Keyring) create(ctx context.Context, customerID string) (string, error)
 	if err != nil {
 		return "", fmt.Errorf("keyring: %w", err)
 	}
-	var got string
-	err = k.db.InTx(ctx, func(tx *sql.Tx) error {
-		// Two uploads racing for a new customer: one insert wins, both
-		// then use the stored key.
-		_, err := tx.ExecContext(ctx, k.db.Rebind(`INSERT INTO customer_keys (customer_id, wrapped_key, created_at) VALUES (?, ?, ?) ON CONFLICT (customer_id) DO NOTHING`),
-			customerID, wrapped, k.now().UnixMicro())
-		if err != nil {
-			return fmt.Errorf("keyring: insert: %w", err)
+
+	// Two writers racing for a new customer: one insert wins, both then
+	// use the stored key.
+	_, err = tx.ExecContext(ctx, k.db.Rebind(`INSERT INTO customer_keys (customer_id, wrapped_key, created_at) VALUES (?, ?, ?) ON CONFLICT (customer_id) DO NOTHING`),
+		customerID, wrapped, k.now().UnixMicro())
+	if err != nil {
+		return "", fmt.Errorf("keyring: insert: %w", err)
+	}
+	w, _, err := k.lookup(ctx, tx, customerID)
+	return w, err
+}
+
+// DataKeyTx is DataKey inside the caller's write transaction: the row is
+// read (and created) there, so a write that seals fields under the key
+// commits with it, and no second transaction is opened (SQLite has one
+// writer). A key destroyed in the meantime gives ErrKeyDestroyed.
+func (k *Keyring) DataKeyTx(ctx context.Context, tx *sql.Tx, customerID string) ([]byte, error) {
+	if customerID == "" {
+		return nil, errors.New("keyring: empty customer id")
+	}
+	wrapped, found, err := k.lookup(ctx, tx, customerID)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		if wrapped, err = k.createTx(ctx, tx, customerID); err != nil {
+			return nil, err
 		}
-		w, _, err := k.lookup(ctx, tx, customerID)
-		got = w
-		return err
-	})
-	return got, err
+	}
+	return k.unwrapCached(customerID, wrapped)
 }
 
 // Destroy crypto-shreds the customer's data key: the wrapped key is erased

@@ -30,15 +30,40 @@ func AppendTx(ctx context.Context, tx *sql.Tx, d sqldb.Dialect, ev Event) (Event
 
 // AppendTx is the package-level AppendTx using the Log's clock and, after
 // Prepare, prepared statements.
+//
+// With WithSequencer the event is appended unsequenced instead (see
+// sequencer.go): no shared row is touched, and it comes back with Pending
+// set and no Seq or hashes, which the sequencer assigns after the commit.
 func (l *Log) AppendTx(ctx context.Context, tx *sql.Tx, ev Event) (Event, error) {
-	return appendOne(ctx, tx, l.runner(), ev, l.now)
+	ev, err := normalizeCaller(ev, l.now)
+	if err != nil {
+		return Event{}, err
+	}
+	evs := []Event{ev}
+	if err := l.appendEvents(ctx, tx, evs); err != nil {
+		return Event{}, err
+	}
+	return evs[0], nil
+}
+
+// appendEvents appends normalized events the way the Log is set up to:
+// into the chain under the head lock, or unsequenced for the sequencer.
+func (l *Log) appendEvents(ctx context.Context, tx *sql.Tx, evs []Event) error {
+	if l.deferred {
+		return appendPending(ctx, tx, l.runner(), evs)
+	}
+	return appendNormalized(ctx, tx, l.runner(), evs)
 }
 
 // Prepare prepares the statements of an append once per pool, which saves
 // parsing SQL in every audited write. Call it at start-up, outside any
 // transaction; without it appends still work.
 func (l *Log) Prepare(ctx context.Context) error {
-	if err := l.db.PrepareWrite(ctx, lockHeadQuery(l.db.Dialect), insertEvent, updateHead); err != nil {
+	qs := []string{lockHeadQuery(l.db.Dialect), insertEvent, updateHead}
+	if l.deferred {
+		qs = []string{insertPending}
+	}
+	if err := l.db.PrepareWrite(ctx, qs...); err != nil {
 		return fmt.Errorf("audit: prepare: %w", err)
 	}
 	return nil
@@ -147,24 +172,10 @@ func appendNormalized(ctx context.Context, tx *sql.Tx, r runner, evs []Event) er
 	return nil
 }
 
-// LockHead takes the chain head's row lock at the start of a PostgreSQL
-// write transaction (a no-op on SQLite, whose writer lock already covers
-// it). Used as the database's transaction prologue, it gives every writer on
-// every replica the same lock order — head first, then rows — so appending
-// last in a transaction can never deadlock against another replica.
-func (l *Log) LockHead(ctx context.Context, tx *sql.Tx) error {
-	if l.db.Dialect != sqldb.Postgres {
-		return nil
-	}
-	if _, err := tx.ExecContext(ctx, `SELECT 1 FROM audit_head WHERE id = 1 FOR UPDATE`); err != nil {
-		return fmt.Errorf("audit: lock head: %w", err)
-	}
-	return nil
-}
-
 // AppendManyTx appends several events in the caller's transaction under one
 // head lock and one head update (bulk work such as a retention sweep, where
-// one event per statement round would be the bottleneck on PostgreSQL).
+// one event per statement round would be the bottleneck on PostgreSQL);
+// with WithSequencer, unsequenced like AppendTx.
 func (l *Log) AppendManyTx(ctx context.Context, tx *sql.Tx, evs []Event) ([]Event, error) {
 	if len(evs) == 0 {
 		return nil, nil
@@ -177,7 +188,7 @@ func (l *Log) AppendManyTx(ctx context.Context, tx *sql.Tx, evs []Event) ([]Even
 		}
 		out[i] = n
 	}
-	if err := appendNormalized(ctx, tx, l.runner(), out); err != nil {
+	if err := l.appendEvents(ctx, tx, out); err != nil {
 		return nil, err
 	}
 	return out, nil

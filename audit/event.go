@@ -127,7 +127,8 @@ var (
 )
 
 // Event is one audit record. Time is stored as Unix microseconds (UTC).
-// Seq, PrevHash and Hash are assigned when the event is appended.
+// Seq, PrevHash and Hash are assigned when the event is appended, or, with
+// WithSequencer, when it is sequenced.
 type Event struct {
 	Seq        int64           `json:"seq"`
 	Time       time.Time       `json:"time"`
@@ -143,6 +144,9 @@ type Event struct {
 	Detail     json.RawMessage `json:"detail"`
 	PrevHash   string          `json:"prev_hash"`
 	Hash       string          `json:"hash"`
+	// Pending marks an event appended but not yet sequenced (WithSequencer):
+	// it has no seq and no hashes yet. Never hashed or exported.
+	Pending bool `json:"pending,omitempty"`
 }
 
 // ComputeHash returns the SHA-256 (lowercase hex) of the event's canonical

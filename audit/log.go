@@ -48,6 +48,18 @@ type Log struct {
 	// after is how the denial loop waits for a window's end on l.now's
 	// clock (time.After; tests fire it by hand with a clock they move).
 	after func(time.Duration) <-chan time.Time
+
+	// Deferred sequencing: see sequencer.go.
+	deferred   bool
+	seqEvery   time.Duration
+	seqBatch   int
+	seqStop    chan struct{}
+	seqOnce    sync.Once
+	seqStopped chan struct{}
+	seqMu      sync.Mutex
+	seqState   SequencerState
+	observe    func(delay time.Duration)
+	fault      func(point string)
 }
 
 type request struct {
@@ -118,12 +130,21 @@ func New(db *sqldb.DB, opts ...Option) *Log {
 		denied:      denials{keys: map[denialKey]*denial{}},
 		denyStopped: make(chan struct{}),
 		after:       time.After,
+
+		seqBatch:   DefaultSequenceBatch,
+		seqStop:    make(chan struct{}),
+		seqStopped: make(chan struct{}),
 	}
 	for _, o := range opts {
 		o(l)
 	}
 	l.runCtx, l.cancelRun = context.WithCancel(context.Background())
 	go l.loop()
+	if l.deferred && l.seqEvery > 0 {
+		go l.sequencerLoop()
+	} else {
+		close(l.seqStopped)
+	}
 	if l.denyWindow > 0 {
 		go l.denialLoop()
 	} else {
@@ -210,7 +231,7 @@ func (l *Log) loop() {
 			evs = append(evs, r.ev)
 		}
 		err := l.db.InTx(l.runCtx, func(tx *sql.Tx) error {
-			return appendNormalized(l.runCtx, tx, l.runner(), evs)
+			return l.appendEvents(l.runCtx, tx, evs)
 		})
 		for _, r := range batch {
 			r.done <- err
@@ -222,7 +243,9 @@ func (l *Log) loop() {
 // waits for the batching goroutine, then writes the aggregates of the denied
 // events still being counted. When ctx ends first, the batch in flight is
 // cancelled (its callers get an error: nothing acknowledged is lost) and
-// ctx.Err() is returned. Close is idempotent; it does not close the database.
+// ctx.Err() is returned. With WithSequencer, the sequencer then makes a
+// last pass (what it leaves, the next replica or start sequences). Close is
+// idempotent; it does not close the database.
 func (l *Log) Close(ctx context.Context) error {
 	l.closeOnce.Do(func() { close(l.stop) })
 	select {
@@ -231,10 +254,15 @@ func (l *Log) Close(ctx context.Context) error {
 		l.cancelRun()
 		<-l.stopped
 		<-l.denyStopped
+		l.seqOnce.Do(func() { close(l.seqStop) })
+		<-l.seqStopped
 		return ctx.Err()
 	}
 	<-l.denyStopped
 	err := l.flushDenials(ctx, true)
+	// The sequencer's last pass numbers what the denials just wrote too.
+	l.seqOnce.Do(func() { close(l.seqStop) })
+	<-l.seqStopped
 	l.cancelRun()
 	l.denyMu.Lock()
 	err, l.denyErr = errors.Join(l.denyErr, err), nil
@@ -262,7 +290,7 @@ func (l *Log) Change(ctx context.Context, ev Event, fn func(tx *sql.Tx, ev *Even
 		if err != nil {
 			return err
 		}
-		return appendNormalized(ctx, tx, l.runner(), []Event{n})
+		return l.appendEvents(ctx, tx, []Event{n})
 	})
 	var fe *fnError
 	if errors.As(err, &fe) {

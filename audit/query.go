@@ -8,9 +8,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/casevault/casevault/sqldb"
 )
 
 // List limits.
@@ -117,27 +120,44 @@ func (f Filter) where() (string, []any, error) {
 	return " WHERE " + strings.Join(conds, " AND "), args, nil
 }
 
-const cursorPrefix = "a1."
+// Cursors: "a1.<seq>" continues below a sequenced event, "p1.<id>" below
+// a pending one (pending events come first: they are the newest).
+const (
+	cursorPrefix        = "a1."
+	pendingCursorPrefix = "p1."
+)
 
 func encodeCursor(seq int64) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + strconv.FormatInt(seq, 10)))
 }
 
-func decodeCursor(c string) (int64, error) {
+func encodePendingCursor(id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(pendingCursorPrefix + id))
+}
+
+// decodeCursor returns the seq a cursor continues below, or the pending id.
+func decodeCursor(c string) (int64, string, error) {
 	b, err := base64.RawURLEncoding.DecodeString(c)
 	if err == nil {
 		if s, ok := strings.CutPrefix(string(b), cursorPrefix); ok {
 			if seq, err := strconv.ParseInt(s, 10, 64); err == nil && seq > 0 {
-				return seq, nil
+				return seq, "", nil
 			}
 		}
+		if id, ok := strings.CutPrefix(string(b), pendingCursorPrefix); ok && id != "" && len(id) <= 64 {
+			return 0, id, nil
+		}
 	}
-	return 0, &FilterError{Field: "cursor", Message: "malformed cursor"}
+	return 0, "", &FilterError{Field: "cursor", Message: "malformed cursor"}
 }
 
 // List returns events newest first, at most f.Limit, and the cursor of the
-// next page ("" on the last page). Pages stay stable while events are
-// appended: a cursor continues below the seq it stopped at.
+// next page ("" on the last page). Events not yet sequenced (WithSequencer)
+// come first, marked Pending, newest first; then the chain. Pages stay
+// stable while events are appended: a cursor continues below the event it
+// stopped at. A page is read in one snapshot; an event sequenced between
+// two pages may be listed twice, pending and then sequenced, but none is
+// ever skipped.
 func (l *Log) List(ctx context.Context, f Filter) ([]Event, string, error) {
 	limit := f.Limit
 	switch {
@@ -152,30 +172,62 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, string, error) {
 		return nil, "", err
 	}
 
+	var below int64
+	var pendingBelow string
 	if f.Cursor != "" {
-		seq, err := decodeCursor(f.Cursor)
+		if below, pendingBelow, err = decodeCursor(f.Cursor); err != nil {
+			return nil, "", err
+		}
+	}
+
+	// One snapshot for both tables: an event the sequencer moves meanwhile
+	// is seen in one of them, not in both or neither.
+	var opts *sql.TxOptions // SQLite: a read transaction is one snapshot
+	if l.db.Dialect == sqldb.Postgres {
+		opts = &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}
+	}
+	tx, err := l.db.Read.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, "", sqldb.Fail("audit: list", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only
+
+	var out []Event
+	if below == 0 {
+		pw, pargs := where, args
+		if pendingBelow != "" {
+			pw, pargs = andWhere(pw, "id < ?"), append(slices.Clone(pargs), pendingBelow)
+		}
+		pending, ids, err := l.listPending(ctx, tx, pw, append(pargs, limit+1))
 		if err != nil {
 			return nil, "", err
 		}
-		if where == "" {
-			where = " WHERE seq < ?"
-		} else {
-			where += " AND seq < ?"
+		if len(pending) > limit {
+			return pending[:limit], encodePendingCursor(ids[limit-1]), nil
 		}
-		args = append(args, seq)
+		out = pending
+	} else {
+		where, args = andWhere(where, "seq < ?"), append(args, below)
 	}
 
-	args = append(args, limit+1)
-	rows, err := l.db.Read.QueryContext(ctx, l.db.Rebind(selectEvents+where+" ORDER BY seq DESC LIMIT ?"), args...)
+	rest := limit - len(out)
+	args = append(args, rest+1)
+	rows, err := tx.QueryContext(ctx, l.db.Rebind(selectEvents+where+" ORDER BY seq DESC LIMIT ?"), args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("audit: list: %w", err)
 	}
 	defer rows.Close()
-	var out []Event
+	n := 0
+	next := ""
 	for rows.Next() {
 		ev, err := scanEvent(rows)
 		if err != nil {
 			return nil, "", fmt.Errorf("audit: list: %w", err)
+		}
+		if n++; n > rest {
+			// ev is the first event of the next page.
+			next = encodeCursor(ev.Seq + 1)
+			break
 		}
 		out = append(out, ev)
 	}
@@ -184,17 +236,42 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, string, error) {
 		return nil, "", fmt.Errorf("audit: list: %w", err)
 	}
 
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		next = encodeCursor(out[limit-1].Seq)
-	}
-
 	return out, next, nil
 }
 
-// Export writes the events that match f as NDJSON (one Event per line, the
-// same JSON as List), oldest first, streaming. Each line carries seq,
+func andWhere(where, cond string) string {
+	if where == "" {
+		return " WHERE " + cond
+	}
+	return where + " AND " + cond
+}
+
+// listPending reads pending events matching where (its last argument is
+// the LIMIT), newest first, with their ids.
+func (l *Log) listPending(ctx context.Context, tx *sql.Tx, where string, args []any) ([]Event, []string, error) {
+	rows, err := tx.QueryContext(ctx, l.db.Rebind(selectPending+where+" ORDER BY id DESC LIMIT ?"), args...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit: list pending: %w", err)
+	}
+	defer rows.Close()
+	var out []Event
+	var ids []string
+	for rows.Next() {
+		id, ev, err := scanPending(rows)
+		if err != nil {
+			return nil, nil, fmt.Errorf("audit: list pending: %w", err)
+		}
+		out, ids = append(out, ev), append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("audit: list pending: %w", err)
+	}
+	return out, ids, nil
+}
+
+// Export writes the sequenced events that match f as NDJSON (one Event per
+// line, the same JSON as List), oldest first, streaming; events not yet
+// sequenced are not part of the chain and wait for the next export. Each line carries seq,
 // prev_hash and hash, so an unfiltered export can be checked offline with
 // Event.ComputeHash.
 func (l *Log) Export(ctx context.Context, w io.Writer, f Filter) error {

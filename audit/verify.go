@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -31,6 +32,12 @@ type VerifyResult struct {
 	HeadSeq       int64  `json:"head_seq"`
 	HeadHash      string `json:"head_hash"`
 	CheckpointSeq int64  `json:"checkpoint_seq"`
+	// Pending counts the events appended but not yet sequenced (in the
+	// same snapshot), and OldestPendingSeconds is the age of the oldest;
+	// they are not part of the chain verified.
+	Pending              int64   `json:"pending"`
+	OldestPendingSeconds float64 `json:"oldest_pending_seconds"`
+	oldestPendingAt      int64
 }
 
 func (r *VerifyResult) fail(seq int64, reason string, args ...any) {
@@ -59,6 +66,9 @@ func (l *Log) Verify(ctx context.Context) (VerifyResult, error) {
 	}
 	if err != nil {
 		return VerifyResult{}, fmt.Errorf("audit: verify: %w", err)
+	}
+	if res.Pending > 0 {
+		res.OldestPendingSeconds = max(l.now().Sub(time.UnixMicro(res.oldestPendingAt)).Seconds(), 0)
 	}
 	return res, nil
 }
@@ -217,6 +227,9 @@ func verifyChain(scan scanFunc, open func() (chainRows, func(), error)) (VerifyR
 	}
 
 	res := VerifyResult{OK: true, HeadSeq: h.seq, HeadHash: h.hash, CheckpointSeq: h.cpSeq}
+	if err := scan(`SELECT COUNT(*), COALESCE(MIN(at), 0) FROM audit_pending`, nil, &res.Pending, &res.oldestPendingAt); err != nil {
+		return VerifyResult{}, err
+	}
 
 	// The checkpoint is outside the chain; the prune that wrote it appended
 	// an event recording it, which the chain protects.

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -62,6 +63,9 @@ const (
 	// (legal checks what a sweep would dispose of; a real sweep also
 	// needs Admin, checked by the handler).
 	SweepPreview Permission = "retention.preview"
+	// SubjectAccess: download everything stored about a customer (a
+	// data-subject access request, issue 15 §2): supervisors, legal, admin.
+	SubjectAccess Permission = "privacy.access"
 	// Admin: tokens and the retention schedule.
 	Admin Permission = "admin"
 	// Authenticated: any valid token, whatever its role (routes that only
@@ -72,10 +76,10 @@ const (
 // matrix is the least-privilege table of api.md (Roles); admin holds all.
 var matrix = map[Role][]Permission{
 	RoleAgent:      {CaseRead, CaseWrite},
-	RoleSupervisor: {CaseRead, CaseWrite, CaseManage},
-	RoleLegal:      {CaseRead, LegalWork, SweepPreview},
+	RoleSupervisor: {CaseRead, CaseWrite, CaseManage, SubjectAccess},
+	RoleLegal:      {CaseRead, LegalWork, SweepPreview, SubjectAccess},
 	RoleBackup:     {BackupWork},
-	RoleAdmin:      {CaseRead, CaseWrite, CaseManage, LegalWork, SweepPreview, BackupWork, Admin},
+	RoleAdmin:      {CaseRead, CaseWrite, CaseManage, LegalWork, SweepPreview, BackupWork, SubjectAccess, Admin},
 }
 
 // Allows reports whether the role holds the permission.
@@ -109,10 +113,78 @@ const tokenPrefix = "cvt_"
 // Tokens stores tokens.
 type Tokens struct {
 	db *sqldb.DB
+
+	// A short cache of successful lookups (issue 19: the per-request token
+	// query was a top cost of ingest). An entry is trusted for ttl, then
+	// read again, so a revocation made on any replica, which reaches the
+	// others only through the database, takes effect everywhere within
+	// ttl; this process's own Revoke clears the cache at once. Unknown and
+	// revoked secrets are never cached.
+	ttl   time.Duration
+	now   func() time.Time
+	mu    sync.Mutex
+	cache map[string]cachedToken // by the secret's hash
+}
+
+type cachedToken struct {
+	tok Token
+	at  time.Time
+}
+
+// DefaultCacheTTL is how long a successful token lookup is trusted: a
+// revocation takes effect on every replica within it (the issue allows 1 s).
+const DefaultCacheTTL = 500 * time.Millisecond
+
+// maxCached bounds the cache; when full it starts over.
+const maxCached = 4096
+
+// TokensOption configures Tokens.
+type TokensOption func(*Tokens)
+
+// WithCache sets how long a lookup is trusted (0 turns the cache off) and
+// the clock it is measured with (nil: time.Now).
+func WithCache(ttl time.Duration, now func() time.Time) TokensOption {
+	return func(t *Tokens) {
+		t.ttl = ttl
+		if now != nil {
+			t.now = now
+		}
+	}
 }
 
 // NewTokens builds the token store.
-func NewTokens(db *sqldb.DB) *Tokens { return &Tokens{db: db} }
+func NewTokens(db *sqldb.DB, opts ...TokensOption) *Tokens {
+	t := &Tokens{db: db, ttl: DefaultCacheTTL, now: time.Now, cache: map[string]cachedToken{}}
+	for _, o := range opts {
+		o(t)
+	}
+	return t
+}
+
+func (t *Tokens) cached(h string) (Token, bool) {
+	if t.ttl <= 0 {
+		return Token{}, false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c, ok := t.cache[h]
+	if !ok || t.now().Sub(c.at) >= t.ttl {
+		return Token{}, false
+	}
+	return c.tok, true
+}
+
+func (t *Tokens) remember(h string, tok Token, at time.Time) {
+	if t.ttl <= 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.cache) >= maxCached {
+		clear(t.cache)
+	}
+	t.cache[h] = cachedToken{tok: tok, at: at}
+}
 
 func hash(secret string) string {
 	h := sha256.Sum256([]byte(secret))
@@ -166,6 +238,13 @@ func (t *Tokens) Authenticate(ctx context.Context, secret string) (Token, error)
 		return Token{}, ErrInvalidToken
 	}
 	want := hash(secret)
+	if tok, ok := t.cached(want); ok {
+		return tok, nil
+	}
+
+	// The time the entry is trusted from is taken before the read: a
+	// revocation committed after it is seen by the next read, within ttl.
+	readAt := t.now()
 	var tok Token
 	var stored string
 	var created int64
@@ -182,6 +261,7 @@ func (t *Tokens) Authenticate(ctx context.Context, secret string) (Token, error)
 		return Token{}, ErrInvalidToken
 	}
 	tok.CreatedAt = time.UnixMicro(created).UTC()
+	t.remember(want, tok, readAt)
 	return tok, nil
 }
 
@@ -212,7 +292,7 @@ func (t *Tokens) List(ctx context.Context) ([]Token, error) {
 
 // Revoke marks a token unusable; revoking twice is not an error.
 func (t *Tokens) Revoke(ctx context.Context, id string, hook func(ctx context.Context, tx *sql.Tx) error) error {
-	return t.db.InTx(ctx, func(tx *sql.Tx) error {
+	err := t.db.InTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, t.db.Rebind(`UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`), time.Now().UTC().UnixMicro(), id)
 		if err != nil {
 			return fmt.Errorf("revoke token: %w", err)
@@ -225,6 +305,12 @@ func (t *Tokens) Revoke(ctx context.Context, id string, hook func(ctx context.Co
 		}
 		return nil
 	})
+	// Here at once; elsewhere when their entries expire. Cleared even when
+	// the transaction failed: it costs one read.
+	t.mu.Lock()
+	clear(t.cache)
+	t.mu.Unlock()
+	return err
 }
 
 // Count reports how many tokens exist (first-start bootstrap).

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/casevault/casevault/auth"
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
+	"github.com/casevault/casevault/testkit"
 )
 
 func TestTokensAreStoredHashedAndRevocable(t *testing.T) {
@@ -97,6 +99,47 @@ func TestLookupErrorsAreClassified(t *testing.T) {
 		db.Close()
 		if _, err := toks.Authenticate(context.Background(), secret); !errors.Is(err, sqldb.ErrUnavailable) {
 			t.Fatalf("authenticate on a closed database: %v, want ErrUnavailable", err)
+		}
+	})
+}
+
+// TestRevocationReachesEveryReplicaWithinTheCacheTTL (issue 19): lookups
+// are cached for a short time. A revocation through one replica takes
+// effect there at once and on another replica, which learns of it only
+// through the database, as soon as its entry is older than the TTL; a
+// token created elsewhere works at once (failures are never cached).
+func TestRevocationReachesEveryReplicaWithinTheCacheTTL(t *testing.T) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		clock := testkit.NewClock(time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC))
+		a := auth.NewTokens(db, auth.WithCache(auth.DefaultCacheTTL, clock.Now))
+		b := auth.NewTokens(db, auth.WithCache(auth.DefaultCacheTTL, clock.Now))
+
+		if _, err := b.Authenticate(ctx, "cvt_notyetcreated"); !errors.Is(err, auth.ErrInvalidToken) {
+			t.Fatalf("unknown token: %v", err)
+		}
+		tok, secret, err := a.Create(ctx, "bob", auth.RoleAgent, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, r := range map[string]*auth.Tokens{"a": a, "b": b} {
+			if got, err := r.Authenticate(ctx, secret); err != nil || got.ID != tok.ID {
+				t.Fatalf("replica %s: a new token does not authenticate: %+v %v", name, got, err)
+			}
+		}
+
+		if err := a.Revoke(ctx, tok.ID, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Authenticate(ctx, secret); !errors.Is(err, auth.ErrInvalidToken) {
+			t.Fatalf("the revoking replica still accepts the token: %v", err)
+		}
+		clock.Advance(auth.DefaultCacheTTL)
+		if _, err := b.Authenticate(ctx, secret); !errors.Is(err, auth.ErrInvalidToken) {
+			t.Fatalf("the other replica accepts a token revoked %s ago: %v", auth.DefaultCacheTTL, err)
+		}
+		if auth.DefaultCacheTTL > time.Second {
+			t.Fatalf("cache TTL %s: a revocation must take effect within 1 s", auth.DefaultCacheTTL)
 		}
 	})
 }

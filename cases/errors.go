@@ -9,6 +9,10 @@ import (
 // ErrNotFound means the named record does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrErased means the record belonged to a customer who was erased (issue
+// 15): it is gone for good, and the API answers 410.
+var ErrErased = errors.New("erased")
+
 // ErrConflict means the request conflicts with the record's state.
 var ErrConflict = errors.New("conflict")
 

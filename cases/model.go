@@ -169,6 +169,13 @@ type Contact struct {
 	Location    *Location  `json:"location"`
 	Device      *Device    `json:"device"`
 	RetainUntil *time.Time `json:"retain_until"`
+	// Corrects is the id of the contact of the same case this one corrects
+	// (rectification: contacts are never edited; a correction is a new
+	// annotation linked to the one it corrects); "" for an ordinary contact.
+	Corrects string `json:"corrects,omitempty"`
+	// CorrectedBy lists the corrections of this contact, oldest first;
+	// filled when the contact is read for a timeline or by ID.
+	CorrectedBy []string `json:"corrected_by,omitempty"`
 	// Attachments is filled when the contact is read for a timeline or by ID.
 	Attachments []Attachment `json:"attachments"`
 }

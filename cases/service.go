@@ -95,6 +95,8 @@ type Store interface {
 	UpdateCustomer(ctx context.Context, id string, fn func(*Customer) error, ch Change) (Customer, error)
 	CreateCase(ctx context.Context, c *Case, ch Change) error
 	GetCase(ctx context.Context, id string) (Case, error)
+	// CaseIDByNumber finds a case by its human number (ErrNotFound).
+	CaseIDByNumber(ctx context.Context, number int64) (string, error)
 	UpdateCase(ctx context.Context, id string, fn func(*Case) error, ch Change) (Case, error)
 	ListCases(ctx context.Context, f CaseFilter, p Page) ([]Case, string, error)
 	CreateContact(ctx context.Context, c *Contact, ch Change) error
@@ -395,6 +397,20 @@ func (s *Service) GetCase(ctx context.Context, id string) (Case, error) {
 	return c, nil
 }
 
+// GetCaseByNumber reads a case, with its timeline, by the number agents
+// quote ("case #1234"). Numbers start at 1.
+func (s *Service) GetCaseByNumber(ctx context.Context, number int64) (Case, error) {
+	if number < 1 {
+		return Case{}, Invalid("number", "must be a positive integer")
+	}
+
+	id, err := s.store.CaseIDByNumber(ctx, number)
+	if err != nil {
+		return Case{}, err
+	}
+	return s.GetCase(ctx, id)
+}
+
 // ListCases lists cases newest first.
 func (s *Service) ListCases(ctx context.Context, f CaseFilter, p Page) ([]Case, string, error) {
 	if f.Status != "" && !slices.Contains(Statuses, f.Status) {
@@ -479,6 +495,9 @@ type NewContact struct {
 	Categories []Category `json:"categories"`
 	Location   *Location  `json:"location"`
 	Device     *Device    `json:"device"`
+	// Corrects makes the contact a correction of another contact of the
+	// same case (the store checks that one exists there).
+	Corrects *string `json:"corrects"`
 }
 
 // ContactResult is a stored contact plus what ingest did to it.
@@ -491,6 +510,7 @@ type ContactResult struct {
 // AddContact validates, masks and stores a contact on a case.
 func (s *Service) AddContact(ctx context.Context, caseID string, in NewContact, a Actor) (ContactResult, error) {
 	var v ValidationError
+	corrects := checkCorrects(&v, &in)
 	checkEnum(&v, "channel", in.Channel, Channels, true)
 	checkEnum(&v, "direction", in.Direction, Directions, true)
 	author := checkText(&v, "author", in.Author, MaxAuthorLen, true)
@@ -601,7 +621,7 @@ func (s *Service) AddContact(ctx context.Context, caseID string, in NewContact, 
 		ID: NewID(), CaseID: caseID, CustomerID: customerID,
 		Channel: *in.Channel, Direction: *in.Direction, Author: author, Body: body,
 		OccurredAt: occurred, CreatedAt: now, Purposes: ps, Categories: cats,
-		Device: in.Device, Attachments: []Attachment{},
+		Device: in.Device, Corrects: corrects, Attachments: []Attachment{},
 	}, MaskedNumbers: masked}
 	if in.Location != nil {
 		if cust.Consents.Location {
@@ -620,11 +640,33 @@ func (s *Service) AddContact(ctx context.Context, caseID string, in NewContact, 
 
 	ch := Change{Actor: a, Action: "contact.create", TargetType: "contact", TargetID: res.ID,
 		Detail: map[string]any{"case_id": caseID, "masked_numbers": masked, "location_dropped": res.LocationDropped}}
+	if corrects != "" {
+		ch.Detail["corrects"] = corrects
+	}
 	if err := s.store.CreateContact(ctx, &res.Contact, ch); err != nil {
 		return ContactResult{}, err
 	}
 
 	return res, nil
+}
+
+// checkCorrects validates a correction's target id (its existence and case
+// are the store's to check, in the write's transaction) and makes a
+// correction without a direction a note: it is an annotation.
+func checkCorrects(v *ValidationError, in *NewContact) string {
+	if in.Corrects == nil {
+		return ""
+	}
+	id := strings.TrimSpace(*in.Corrects)
+	if u, err := uuid.Parse(id); err != nil || u.String() != id {
+		v.add("corrects", "must be the id of a contact of this case")
+		return ""
+	}
+	if in.Direction == nil {
+		note := DirectionNote
+		in.Direction = &note
+	}
+	return id
 }
 
 // GetContact reads one contact with its attachments.

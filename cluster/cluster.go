@@ -56,3 +56,33 @@ func NewReplicaID() string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// JobTick is the last claimed tick of a job: when it was scheduled, which
+// replica ran it and when that replica claimed it.
+type JobTick struct {
+	Job       string
+	Tick      time.Time
+	Owner     string
+	ClaimedAt time.Time
+}
+
+// Last lists the last claimed tick of every job, by job name (the
+// console's system status shows the last run of each cron job).
+func (t *Ticks) Last(ctx context.Context) ([]JobTick, error) {
+	rows, err := t.db.Read.QueryContext(ctx, `SELECT job, tick, owner, claimed_at FROM job_ticks ORDER BY job`)
+	if err != nil {
+		return nil, sqldb.Fail("list job ticks", err)
+	}
+	defer rows.Close()
+	var out []JobTick
+	for rows.Next() {
+		var jt JobTick
+		var tick, claimed int64
+		if err := rows.Scan(&jt.Job, &tick, &jt.Owner, &claimed); err != nil {
+			return nil, sqldb.Fail("list job ticks", err)
+		}
+		jt.Tick, jt.ClaimedAt = time.UnixMicro(tick).UTC(), time.UnixMicro(claimed).UTC()
+		out = append(out, jt)
+	}
+	return out, sqldb.Fail("list job ticks", rows.Err())
+}

@@ -30,6 +30,7 @@ import (
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqlstore"
 )
 
 // Statuses of an export.
@@ -131,6 +132,9 @@ type Options struct {
 	Blobs       archive.Blobs
 	Attachments AttachmentOpener
 	Holds       HoldFinder
+	// Fields opens the personal fields the store keeps sealed (nil: the
+	// store was written without sealing).
+	Fields *sqlstore.Fields
 	// Key encrypts packages at rest (Key derives it from the master key).
 	Key []byte
 	// AuditTx writes the export's audit events in its transactions.

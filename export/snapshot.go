@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -222,12 +223,39 @@ func (s *Service) readSnapshot(ctx context.Context, e Export, sel selection) (_ 
 		return nil, sqldb.Fail("export read", err)
 	}
 
+	// Erased customers: nothing of theirs leaves, not even the record
+	// (their sealed fields would not open either).
+	customerIDs := map[string]bool{}
+	for _, read := range [][]sqlstore.ContactRecord{byCases, bySingles} {
+		for i := range read {
+			customerIDs[read[i].CustomerID] = true
+		}
+	}
+	erased, err := chunked(ctx, db, tx, `SELECT customer_id FROM customer_keys WHERE destroyed_at IS NOT NULL AND customer_id IN (%s)`, keys(customerIDs),
+		func(rows *sql.Rows) (string, error) {
+			var id string
+			return id, rows.Scan(&id)
+		})
+	if err != nil {
+		return nil, err
+	}
+	snap.erased = erased
+	for _, id := range erased {
+		delete(customerIDs, id)
+	}
+	live := func(rs []sqlstore.ContactRecord) []sqlstore.ContactRecord {
+		return slices.DeleteFunc(rs, func(c sqlstore.ContactRecord) bool { return !customerIDs[c.CustomerID] })
+	}
+	byCases, bySingles = live(byCases), live(bySingles)
+	if err := errors.Join(s.o.Fields.OpenContacts(ctx, byCases), s.o.Fields.OpenContacts(ctx, bySingles)); err != nil {
+		return nil, sqldb.Fail("export read", err)
+	}
+
 	// A contact covered twice (its case and itself) is written once.
 	var seen map[string]bool
 	if len(byCases) > 0 && len(bySingles) > 0 {
 		seen = make(map[string]bool, len(byCases)+len(bySingles))
 	}
-	customerIDs := map[string]bool{}
 	contacts := make([]contactRec, 0, len(byCases)+len(bySingles))
 	for _, read := range [][]sqlstore.ContactRecord{byCases, bySingles} {
 		for i := range read {
@@ -243,24 +271,10 @@ func (s *Service) readSnapshot(ctx context.Context, e Export, sel selection) (_ 
 				r.why = why[c.CaseID]
 			}
 			contacts = append(contacts, r)
-			customerIDs[c.CustomerID] = true
 		}
 	}
 	byCases, bySingles = nil, nil
 
-	// Erased customers: nothing of theirs leaves, not even the record.
-	erased, err := chunked(ctx, db, tx, `SELECT customer_id FROM customer_keys WHERE destroyed_at IS NOT NULL AND customer_id IN (%s)`, keys(customerIDs),
-		func(rows *sql.Rows) (string, error) {
-			var id string
-			return id, rows.Scan(&id)
-		})
-	if err != nil {
-		return nil, err
-	}
-	snap.erased = erased
-	for _, id := range erased {
-		delete(customerIDs, id)
-	}
 	caseIDs := map[string]bool{}
 	kept := contacts[:0]
 	for _, c := range contacts {
@@ -275,6 +289,9 @@ func (s *Service) readSnapshot(ctx context.Context, e Export, sel selection) (_ 
 	if err != nil {
 		return nil, sqldb.Fail("export read", err)
 	}
+	if err := s.o.Fields.OpenCases(ctx, cs); err != nil {
+		return nil, sqldb.Fail("export read", err)
+	}
 	for _, c := range cs {
 		r := caseRecord(c)
 		snap.cases[c.ID] = &r
@@ -282,6 +299,9 @@ func (s *Service) readSnapshot(ctx context.Context, e Export, sel selection) (_ 
 
 	us, err := sqlstore.CustomerRecords(ctx, db, tx, keys(customerIDs))
 	if err != nil {
+		return nil, sqldb.Fail("export read", err)
+	}
+	if err := s.o.Fields.OpenCustomers(ctx, us); err != nil {
 		return nil, sqldb.Fail("export read", err)
 	}
 	for i := range us {
@@ -292,14 +312,7 @@ func (s *Service) readSnapshot(ctx context.Context, e Export, sel selection) (_ 
 	for i, c := range contacts {
 		contactIDs[i] = c.ID
 	}
-	as, err := chunked(ctx, db, tx, `SELECT id, contact_id, filename, content_type, size, sha256, created_at FROM attachments WHERE contact_id IN (%s) ORDER BY id`, contactIDs,
-		func(rows *sql.Rows) (attachmentRec, error) {
-			var a attachmentRec
-			var created int64
-			err := rows.Scan(&a.ID, &a.ContactID, &a.Filename, &a.ContentType, &a.Size, &a.SHA256, &created)
-			a.CreatedAt = stamp(created)
-			return a, err
-		})
+	as, err := readAttachments(ctx, db, tx, contactIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -329,10 +342,28 @@ func (s *Service) readSnapshot(ctx context.Context, e Export, sel selection) (_ 
 	return snap, nil
 }
 
+// readAttachments reads the attachments of the contacts, in id order.
+func readAttachments(ctx context.Context, db *sqldb.DB, tx *sql.Tx, contactIDs []string) ([]attachmentRec, error) {
+	return chunked(ctx, db, tx, `SELECT id, contact_id, filename, content_type, size, sha256, created_at FROM attachments WHERE contact_id IN (%s) ORDER BY id`, contactIDs,
+		func(rows *sql.Rows) (attachmentRec, error) {
+			var a attachmentRec
+			var created int64
+			err := rows.Scan(&a.ID, &a.ContactID, &a.Filename, &a.ContentType, &a.Size, &a.SHA256, &created)
+			a.CreatedAt = stamp(created)
+			return a, err
+		})
+}
+
 // readAudit reads the audit events of the snapshot's items, in the order
 // of the chain.
 func (s *Service) readAudit(ctx context.Context, snap *snapshot) ([]audit.Event, error) {
-	events, err := chunked(ctx, s.o.DB, snap.tx, `SELECT seq, at, actor_id, actor_name, role, action, target_type, target_id, request_id, client_ip, outcome, detail, prev_hash, hash FROM audit_events WHERE target_id IN (%s)`, snap.targets,
+	return readAuditOf(ctx, s.o.DB, snap.tx, snap.targets)
+}
+
+// readAuditOf reads the audit events whose target is one of targets, in
+// the order of the chain.
+func readAuditOf(ctx context.Context, db *sqldb.DB, tx *sql.Tx, targets []string) ([]audit.Event, error) {
+	events, err := chunked(ctx, db, tx, `SELECT seq, at, actor_id, actor_name, role, action, target_type, target_id, request_id, client_ip, outcome, detail, prev_hash, hash FROM audit_events WHERE target_id IN (%s)`, targets,
 		func(rows *sql.Rows) (audit.Event, error) {
 			var e audit.Event
 			var at int64

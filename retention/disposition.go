@@ -109,7 +109,7 @@ type batchWork struct {
 }
 
 func (w *batchWork) touch(caseID string) {
-	if !slices.Contains(w.cases, caseID) {
+	if caseID != "" && !slices.Contains(w.cases, caseID) {
 		w.cases = append(w.cases, caseID)
 	}
 }
@@ -123,8 +123,11 @@ func (w *batchWork) dispose(d disposition, actor cases.Actor, auditAction string
 	w.disps = append(w.disps, d)
 
 	target, targetType := d.contactID, "contact"
-	if d.action == ItemDeleteCase {
+	switch d.action {
+	case ItemDeleteCase:
 		target, targetType = d.caseID, "case"
+	case ItemDeleteCustomer:
+		target, targetType = d.customerID, "customer"
 	}
 	detail := map[string]any{"case_id": d.caseID, "rule": d.rule, "disposition_id": d.id, "run_id": d.runID}
 	if d.detail != "" {

@@ -45,8 +45,8 @@ import (
 //     every held candidate a hold matches live and had not recorded (a
 //     contact or case that started matching after placement).
 //
-// Since writers are serialized (SQLite's one writer; on PostgreSQL every
-// write transaction locks the audit head first), a write either commits
+// Since a placement excludes every writer (SQLite's one writer; on
+// PostgreSQL the write barrier, barrier.go), a write either commits
 // before the hold row, and placement's walk (which starts after) sees it,
 // or after, and its own hook sees the hold.
 //

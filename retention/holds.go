@@ -410,7 +410,8 @@ func (h *Holds) Place(ctx context.Context, in HoldInput, actor cases.Actor, hook
 		return Hold{}, fmt.Errorf("encode scope: %w", err)
 	}
 
-	err = h.db.InTx(ctx, func(tx *sql.Tx) error {
+	// Exclusive: no write is in flight while the hold commits (barrier.go).
+	err = exclusiveTx(ctx, h.db, func(tx *sql.Tx) error {
 		// Waits for a sweep batch in flight (see retention_state).
 		if _, err := lockState(ctx, h.db, tx); err != nil {
 			return err

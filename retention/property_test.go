@@ -101,7 +101,18 @@ func TestPropertySweepRespectsHoldsAndDates(t *testing.T) {
 	if testing.Short() {
 		seeds = seeds[:1]
 	}
+	// The model's customers outlive their cases: the customer_profile rule
+	// (tested in profiles_test.go) must not delete them under it.
+	keepProfiles := func(sc *retention.Schedule) {
+		d, _ := retention.ParseDuration("100y")
+		sc.CustomerProfile = &retention.ProfileRule{Keep: d}
+	}
 	forEachDialect(t, func(t *testing.T, e *env) {
+		sc := retention.DefaultSchedule()
+		keepProfiles(&sc)
+		if _, err := e.sched.Put(e.ctx, sc, cases.Actor{Name: "admin"}, nil); err != nil {
+			t.Fatal(err)
+		}
 		var holds []modelHold // outlives a seed: so do the holds in the database
 		for _, seed := range seeds {
 			rng := rand.New(rand.NewSource(seed))
@@ -207,6 +218,7 @@ func TestPropertySweepRespectsHoldsAndDates(t *testing.T) {
 					for i := range sc.Categories {
 						sc.Categories[i].Keep, _ = retention.ParseDuration(durations[rng.Intn(len(durations))])
 					}
+					keepProfiles(&sc)
 					if _, err := e.sched.Put(e.ctx, sc, cases.Actor{Name: "admin"}, nil); err != nil {
 						t.Fatalf("op %d: put schedule: %v", op, err)
 					}

@@ -51,13 +51,15 @@ const errDied = "interrupted: the process running it stopped before it finished 
 
 // Item is one thing a sweep did (or, in a dry run, would do).
 type Item struct {
-	ContactID string   `json:"contact_id,omitempty"`
-	CaseID    string   `json:"case_id"`
-	Action    string   `json:"action"`
-	Rule      string   `json:"rule,omitempty"`     // the deciding purpose
-	Category  string   `json:"category,omitempty"` // for redactions
-	HeldBy    []string `json:"held_by,omitempty"`
-	Error     string   `json:"error,omitempty"`
+	ContactID string `json:"contact_id,omitempty"`
+	CaseID    string `json:"case_id"`
+	// CustomerID names the profile of a customer_profile item.
+	CustomerID string   `json:"customer_id,omitempty"`
+	Action     string   `json:"action"`
+	Rule       string   `json:"rule,omitempty"`     // the deciding purpose
+	Category   string   `json:"category,omitempty"` // for redactions
+	HeldBy     []string `json:"held_by,omitempty"`
+	Error      string   `json:"error,omitempty"`
 }
 
 // RunReport is the outcome of a sweep.
@@ -70,9 +72,12 @@ type RunReport struct {
 	Anonymized   int    `json:"anonymized"`
 	Redacted     int    `json:"redacted"`
 	CasesDeleted int    `json:"cases_deleted"`
-	Rescheduled  int    `json:"rescheduled"`
-	Recomputed   int    `json:"recomputed"` // dates brought up to the schedule first
-	SkippedHeld  int    `json:"skipped_held"`
+	// ProfilesDeleted counts the customer profiles the customer_profile
+	// rule deleted.
+	ProfilesDeleted int `json:"profiles_deleted"`
+	Rescheduled     int `json:"rescheduled"`
+	Recomputed      int `json:"recomputed"` // dates brought up to the schedule first
+	SkippedHeld     int `json:"skipped_held"`
 	// FlagsCleared counts the S3 legal-hold flags cleared of holds whose
 	// release grace ended.
 	FlagsCleared int `json:"legal_hold_flags_cleared,omitempty"`
@@ -97,6 +102,8 @@ func (r *RunReport) add(it Item) {
 		r.Redacted++
 	case ItemDeleteCase:
 		r.CasesDeleted++
+	case ItemDeleteCustomer:
+		r.ProfilesDeleted++
 	case ItemHeld:
 		r.SkippedHeld++
 	case ItemReschedule:

@@ -165,12 +165,30 @@ type BackupRule struct {
 	Keep Duration `json:"keep"`
 }
 
+// ProfileRule is the retention of a customer profile (name, e-mail,
+// phone, consents) once no case of the customer is left: the sweeper
+// deletes the profile Keep after the later of its last case's disposal
+// and the profile's last update, unless a legal hold covers the customer.
+type ProfileRule struct {
+	Keep Duration `json:"keep"`
+}
+
+// DefaultProfileKeep is the customer_profile rule of a schedule that does
+// not set one.
+const DefaultProfileKeep = 90 * 24 * time.Hour
+
+// RuleCustomerProfile is the rule name a profile's disposition records.
+const RuleCustomerProfile = "customer_profile"
+
 // Schedule is the retention schedule document of the API.
 type Schedule struct {
 	Version    int            `json:"version"`
 	Purposes   []PurposeRule  `json:"purposes"`
 	Categories []CategoryRule `json:"categories"`
 	Backups    *BackupRule    `json:"backups,omitempty"`
+	// CustomerProfile: absent, DefaultProfileKeep (issue 15 §3: a profile
+	// is personal data too, and outlived every case before).
+	CustomerProfile *ProfileRule `json:"customer_profile,omitempty"`
 	// HoldReleaseGrace is how long a released legal hold keeps preserving
 	// (and may be reinstated): a mistaken release can be undone before
 	// anything it held is disposed of. Absent: DefaultHoldReleaseGrace; "0s"
@@ -185,6 +203,14 @@ const DefaultHoldReleaseGrace = 30 * 24 * time.Hour
 // maxHoldReleaseGrace bounds the grace: a release that preserves for years
 // would be no release.
 const maxHoldReleaseGrace = 365 * 24 * time.Hour
+
+// ProfileKeep is how long a customer profile without cases is kept.
+func (s Schedule) ProfileKeep() time.Duration {
+	if s.CustomerProfile == nil || !s.CustomerProfile.Keep.Valid() {
+		return DefaultProfileKeep
+	}
+	return s.CustomerProfile.Keep.Std()
+}
 
 // ReleaseGrace is how long a hold released under s keeps preserving.
 func (s Schedule) ReleaseGrace() time.Duration {
@@ -240,6 +266,9 @@ func DefaultSchedule() Schedule {
 		// Backups exist to recover from disasters, which are noticed within
 		// weeks; 400 days also covers a yearly audit of last year's state.
 		Backups: &BackupRule{Keep: mustParse("400d")},
+		// A profile whose cases are all gone only identifies someone who
+		// no longer has business with us; 90 days covers a late reply.
+		CustomerProfile: &ProfileRule{Keep: mustParse("90d")},
 		// A mistaken release can be undone for a month.
 		HoldReleaseGrace: ptr(mustParse("30d")),
 	}
@@ -298,6 +327,9 @@ func (s Schedule) Validate() error {
 		}
 	}
 
+	if s.CustomerProfile != nil {
+		checkKeep(v, "customer_profile.keep", s.CustomerProfile.Keep)
+	}
 	if s.Backups != nil {
 		checkKeep(v, "backups.keep", s.Backups.Keep)
 	}

@@ -79,8 +79,8 @@ func (p *Policy) bind(db *sqldb.DB) { p.db.Store(db) }
 // ever stored. Reading it in the transaction that acts on it is what
 // makes the decision exact: a schedule change commits before or after
 // that transaction, never halfway (a sweep batch and Schedules.Put both
-// lock retention_state; on PostgreSQL every store write and Put first take
-// the audit chain head).
+// lock retention_state; on PostgreSQL every store write shares the write
+// barrier that Put takes exclusively: barrier.go).
 func (p *Policy) In(ctx context.Context, q rowQuerier) (Schedule, error) {
 	db := p.db.Load()
 	if db == nil {
@@ -317,7 +317,7 @@ func (s *Schedules) put(ctx context.Context, sc Schedule, actor cases.Actor, hoo
 		return Schedule{}, err
 	}
 
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err := exclusiveTx(ctx, s.db, func(tx *sql.Tx) error {
 		if _, err := lockState(ctx, s.db, tx); err != nil {
 			return err
 		}

@@ -277,7 +277,9 @@ func (s *Sweeper) sweep(ctx context.Context, opts RunOptions, rep *RunReport) er
 			return err
 		}
 	}
-	return nil
+
+	// Last, the profiles this run (or an earlier one) left without a case.
+	return s.sweepProfiles(ctx, opts, rep, sc.ProfileKeep())
 }
 
 // snapshot is the hold state a batch was evaluated against.

@@ -2,6 +2,8 @@
 # Benchmarks with figures (never timed assertions in tests). Runs:
 #  1. contact ingest over HTTP, 32 concurrent clients (cvbench, a separate
 #     process) against SQLite and PostgreSQL, and /healthz under the same load;
+#     issue 19 (scale_bench): PostgreSQL ingest / pgbench tps, two replicas /
+#     one, lock waits, audit sequencing delay p99;
 #  2. the Go benchmarks: contact ingest with/without audit, audit verify of 1M
 #     events, Bleve indexing and search, attachment 1 GiB vs direct minio-go,
 #     backup/restore of 200k contacts + 1 GiB vs tar | zstd; issue 14's legal-hold
@@ -45,6 +47,57 @@ http_bench() { # name, extra env...
   kill -TERM "$pid"; wait "$pid" || true
 }
 
+
+json_field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; } # field of cvbench -json
+
+# Issue 19: PostgreSQL ingest against the database's own ceiling (pgbench,
+# one-row INSERT per transaction, same client count, same run), one replica
+# and two, lock waits sampled from pg_stat_activity during the load, and the
+# audit sequencing delay from the servers' histogram.
+scale_bench() {
+  local url="postgres://postgres@127.0.0.1:5432/test?sslmode=disable&search_path=bench_scale"
+  psql -h 127.0.0.1 -U postgres -d test -qc 'DROP SCHEMA IF EXISTS bench_scale CASCADE; CREATE SCHEMA bench_scale; CREATE TABLE bench_scale.pgb (id bigserial PRIMARY KEY, v text)' >/dev/null
+  echo "INSERT INTO bench_scale.pgb (v) VALUES ('hello');" > "$tmp/pgb.sql"
+  local pgb; pgb=$(pgbench -h 127.0.0.1 -U postgres -n -c 32 -j 2 -T "${DUR%s}" -f "$tmp/pgb.sql" test 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+  say "## scale (PostgreSQL, 32 clients): pgbench one-row INSERT: ${pgb} tps"
+  local a="$tmp/scale-a" b="$tmp/scale-b"; mkdir -p "$a" "$b"
+  CASEVAULT_DATABASE_URL="$url" "$tmp/casevault" serve --data-dir "$a" --listen 127.0.0.1:18101 --log-level warn >"$a/out" 2>"$a/err" &
+  local pa=$!
+  for _ in $(seq 1 200); do curl -sf http://127.0.0.1:18101/healthz >/dev/null && break; sleep 0.1; done
+  CASEVAULT_DATABASE_URL="$url" CASEVAULT_MASTER_KEY="$(cat "$a/master.key" 2>/dev/null)" "$tmp/casevault" serve --data-dir "$b" --listen 127.0.0.1:18102 --log-level warn >"$b/out" 2>"$b/err" &
+  local pb=$!
+  for _ in $(seq 1 200); do curl -sf http://127.0.0.1:18102/healthz >/dev/null && break; sleep 0.1; done
+  local tok; tok="$(cat "$a/admin.token")"
+  sample_waits() { # samples of the active client backends' wait events, every 0.25 s
+    for _ in $(seq 1 $(( ${DUR%s} * 4 ))); do
+      psql -h 127.0.0.1 -U postgres -d test -Atc "SELECT COALESCE(wait_event_type, 'CPU') FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend' AND query NOT LIKE '%pg_stat_activity%'"
+      sleep 0.25
+    done > "$1"
+  }
+  sample_waits "$tmp/waits1" & local sp=$!
+  local one; one=$("$tmp/cvbench" -url http://127.0.0.1:18101 -token "$tok" -mode contacts -c 32 -d "$DUR" -json)
+  wait "$sp"
+  sample_waits "$tmp/waits2" & sp=$!
+  "$tmp/cvbench" -url http://127.0.0.1:18101 -token "$tok" -mode contacts -c 16 -d "$DUR" -json > "$tmp/two-a" &
+  local ca=$!
+  "$tmp/cvbench" -url http://127.0.0.1:18102 -token "$tok" -mode contacts -c 16 -d "$DUR" -json > "$tmp/two-b"
+  wait "$ca" "$sp"
+  local r1 p99 ta tb
+  r1=$(echo "$one" | json_field per_second); p99=$(echo "$one" | json_field p99_ms)
+  ta=$(json_field per_second < "$tmp/two-a"); tb=$(json_field per_second < "$tmp/two-b")
+  say "one replica: ${r1}/s p99 ${p99} ms; ratio to pgbench: $(awk -v a="$r1" -v b="$pgb" 'BEGIN{printf "%.2f", a/b}') (target >= 0.5, p99 < 30 ms)"
+  say "two replicas: $(awk -v a="$ta" -v b="$tb" 'BEGIN{printf "%.0f", a+b}')/s; ratio to one: $(awk -v a="$ta" -v b="$tb" -v c="$r1" 'BEGIN{printf "%.2f", (a+b)/c}') (target >= 1)"
+  for f in waits1 waits2; do
+    say "$f: lock waits $(awk '$1=="Lock"{l++} {n++} END{printf "%.1f%% of %d active-backend samples", (n?100*l/n:0), n}' "$tmp/$f") (target < 5%); by type: $(sort "$tmp/$f" | uniq -c | sort -rn | head -4 | tr -s ' \n' ' ')"
+  done
+  for port in 18101 18102; do
+    curl -s "http://127.0.0.1:$port/metrics" | grep '^casevault_audit_sequencing_delay_seconds_bucket' > "$tmp/delay.$port"
+  done
+  say "audit sequencing delay p99: $(cat "$tmp/delay.18101" "$tmp/delay.18102" | sed 's/.*le="\([^"]*\)"} \([0-9.e+]*\)/\1 \2/' | awk '{c[$1]+=$2} END{n=c["+Inf"]; for (le in c) if (le!="+Inf") ks[++k]=le+0; asort(ks); for(i=1;i<=k;i++){ if (c[ks[i]""] >= 0.99*n) {printf "<= %ss (%d events)", ks[i], n; exit} } printf "> 10s (%d events)", n}') (target < 1 s)"
+  kill -TERM "$pa" "$pb"; wait "$pa" "$pb" || true
+  psql -h 127.0.0.1 -U postgres -d test -qc 'DROP SCHEMA IF EXISTS bench_scale CASCADE' >/dev/null 2>&1 || true
+}
+
 http_bench sqlite
 if psql -h 127.0.0.1 -U postgres -d test -c 'DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench' >/dev/null 2>&1; then
   http_bench postgres CASEVAULT_DATABASE_URL="postgres://postgres@127.0.0.1:5432/test?sslmode=disable&search_path=bench"
@@ -73,7 +126,10 @@ env "${lag_env[@]}" go test -run '^$' -bench IndexLag -benchtime 1x -timeout 30m
 if [ -z "${BENCH_QUICK:-}" ]; then
   export CASEVAULT_BACKUP_BENCH_CONTACTS=200000 CASEVAULT_BACKUP_BENCH_ATTACH_MB=1024
 fi
-go test -run '^$' -bench BackupRestore -benchtime 1x -timeout 30m ./archive/backup/ | tee -a "$out" || true
+# Issue 17 §4: full backup vs tar | zstd -1 + fsync, restore vs zstd -d | tar -x
+# + sync (ratios in the same run), incrementals (wall and CPU), peak RSS.
+go test -run '^$' -bench BackupRestore -benchtime 1x -timeout 40m ./archive/backup/ | tee -a "$out" "$tmp/backup.out" || true
+grep -o '[0-9.]* backup-speed-vs-tar\|[0-9.]* restore-speed-vs-untar\|[0-9.]* incremental-s\|[0-9.]* incremental-1k-s\|[0-9.]* [a-z]*-peak-RSS-MiB' "$tmp/backup.out" | sed 's/^/backup ratio\/figure: /' | tee -a "$out" || true
 if [ -z "${BENCH_QUICK:-}" ]; then
   eval "$(bash scripts/versitygw.sh start)"
   go test -run '^$' -bench LargeFile -benchtime 3x ./archive/ | tee -a "$out" || true

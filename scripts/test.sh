@@ -56,8 +56,26 @@ ensure_versitygw() {
   log "versitygw at $CASEVAULT_TEST_S3_ENDPOINT"
 }
 
+# The console's browser tests drive Debian's chromium (chromedp); installed
+# here when missing. Without it they skip locally and fail in CI.
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1; then return 0; fi
+  log "installing chromium for the console's browser tests (apt-get)"
+  if command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >&2 || true
+  fi
+  if ! command -v chromium >/dev/null 2>&1; then
+    if [ -n "${CI:-}" ]; then log "chromium is required in CI and could not be installed"; exit 1; fi
+    log "WARNING: chromium unavailable; the console's browser tests will be skipped (they fail in CI)"
+  fi
+}
+
+# Screenshots of every console page (the browser tests save them here).
+export CASEVAULT_SCREENSHOTS="${CASEVAULT_SCREENSHOTS:-$PWD/docs/screenshots}"
+
 ensure_postgres
 ensure_versitygw
+ensure_chromium
 
 # The Meilisearch fake reads the OpenAPI description vendored under
 # search/meili/testdata/ (MEILI_OPENAPI_SPEC, when set, overrides it).

@@ -47,8 +47,11 @@ type DB struct {
 	// Write serves transactions that change data.
 	Write *sql.DB
 	url   string
-	batch *batcher // SQLite only: group commit
-	stmts stmtCache
+	batch *batcher // SQLite (and PostgreSQL with SetTxPrologue): group commit
+	// prologue starts every write transaction that is not group-committed
+	// (SetPrologue).
+	prologue func(ctx context.Context, tx *sql.Tx) error
+	stmts    stmtCache
 }
 
 // Config says where the database is.
@@ -232,7 +235,7 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if db.batch != nil {
 		return db.batch.submit(ctx, fn)
 	}
-	return plainTx(ctx, db.Write, nil, fn)
+	return plainTx(ctx, db.Write, db.prologue, fn)
 }
 
 // SetTxPrologue makes every write transaction start with fn, and on
@@ -244,6 +247,19 @@ func (db *DB) SetTxPrologue(fn func(ctx context.Context, tx *sql.Tx) error) {
 		return
 	}
 	db.batch = newBatcher(db.Write, fn)
+}
+
+// SetPrologue makes every write transaction start with fn, keeping
+// PostgreSQL's transactions concurrent (one connection each, no group
+// commit: the server already shares WAL flushes between concurrent
+// commits). On SQLite it is SetTxPrologue. Call it once, before the
+// database is used concurrently.
+func (db *DB) SetPrologue(fn func(ctx context.Context, tx *sql.Tx) error) {
+	if db.batch != nil {
+		db.batch.prologue = fn
+		return
+	}
+	db.prologue = fn
 }
 
 func classify(err error) error {

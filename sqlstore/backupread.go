@@ -20,7 +20,7 @@ const contactExtraCols = `anonymized_at`
 // order: what a logical backup dumps and restores. A migration that adds a
 // column adds it here (or to contactCols) and the backup follows.
 func ContactColumns() []string {
-	cols := strings.Split(contactCols+", "+contactExtraCols, ",")
+	cols := strings.Split(contactCoreCols+", "+contactExtraCols+", "+contactAddedCols, ",")
 	for i := range cols {
 		cols[i] = strings.TrimSpace(cols[i])
 	}

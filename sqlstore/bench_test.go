@@ -15,27 +15,36 @@ import (
 )
 
 // BenchmarkAddContact measures contact ingest through the service and store
-// (validation, masking, one transaction with outbox), with and without the
-// audit event appended in the same transaction. Run with -cpu and
-// RunParallel's goroutines to see group commit at work:
+// (validation, masking, one transaction with outbox), without audit, with
+// the event appended to the chain in the same transaction (audit=chain; on
+// PostgreSQL every write first locks the chain head, group-committed: the
+// design before issue 19) and with the event appended unsequenced for the
+// sequencer (audit=sequenced; on PostgreSQL concurrent transactions sharing
+// the write barrier: issue 19's design). Run with -cpu and RunParallel's
+// goroutines to see group commit at work:
 //
 //	go test -run '^$' -bench AddContact -benchtime 5s ./sqlstore/
 func BenchmarkAddContact(b *testing.B) {
 	for _, d := range sqldbtest.Dialects {
-		for _, withAudit := range []bool{false, true} {
-			name := string(d) + "/audit=off"
-			if withAudit {
-				name = string(d) + "/audit=on"
-			}
-			b.Run(name, func(b *testing.B) {
+		for _, mode := range []string{"off", "chain", "sequenced"} {
+			b.Run(string(d)+"/audit="+mode, func(b *testing.B) {
 				db := sqldbtest.Open(b, d)
 				opts := sqlstore.Options{Policy: retention.DefaultSchedule().Policy()}
-				if withAudit {
-					log := audit.New(db)
-					b.Cleanup(func() { log.Close(context.Background()) })
-					if db.Dialect == sqldb.Postgres {
-						db.SetTxPrologue(log.LockHead)
+				if mode != "off" {
+					var lopts []audit.Option
+					if mode == "sequenced" {
+						lopts = append(lopts, audit.WithSequencer(audit.DefaultSequenceInterval))
+						if db.Dialect == sqldb.Postgres {
+							db.SetPrologue(retention.ShareWriteBarrier)
+						}
+					} else if db.Dialect == sqldb.Postgres {
+						db.SetTxPrologue(func(ctx context.Context, tx *sql.Tx) error {
+							_, err := tx.ExecContext(ctx, `SELECT 1 FROM audit_head WHERE id = 1 FOR UPDATE`)
+							return err
+						})
 					}
+					log := audit.New(db, lopts...)
+					b.Cleanup(func() { log.Close(context.Background()) })
 					if err := log.Prepare(context.Background()); err != nil {
 						b.Fatal(err)
 					}

@@ -52,7 +52,7 @@ func TestUpdatesRecordWhatChanged(t *testing.T) {
 			"status":   `{"from":"open","to":"closed"}`,
 			"priority": `{"from":"normal","to":"high"}`,
 			"assignee": `{"from":"","to":"li.wei"}`,
-			"subject":  `{"from":"Login problem","to":"Login problem (2FA)"}`,
+			"subject":  `null`, // named in fields only: the trail outlives an erasure
 			"tags":     `{"from":[],"to":["vip","2fa"]}`,
 			"fields":   `["status","priority","assignee","subject","tags"]`,
 		} {

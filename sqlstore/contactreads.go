@@ -256,3 +256,18 @@ func ContactKeyOf(ctx context.Context, db *sqldb.DB, q sqldb.Querier, id string)
 	}
 	return rows[0], nil
 }
+
+// CustomerContactsHolding reads up to limit contacts of the customer's
+// cases, after the id after in id order, whose column ("location" or
+// "device") still holds a value: what withdrawing a consent redacts. The
+// customer's contacts are found through its cases (cases_customer, then
+// contacts_case), as an anonymized contact has left them.
+func CustomerContactsHolding(ctx context.Context, db *sqldb.DB, q sqldb.Querier, customerID, column, after string, limit int) ([]ContactKey, error) {
+	switch column {
+	case "location", "device":
+	default:
+		return nil, fmt.Errorf("%w: %q", ErrNotRedactable, column)
+	}
+	return sqldb.Collect(ctx, q, db.Rebind(`SELECT c.id, c.case_id, c.customer_id, c.occurred_at FROM contacts c JOIN cases k ON k.id = c.case_id
+		WHERE k.customer_id = ? AND c.`+column+` IS NOT NULL AND c.id > ? ORDER BY c.id LIMIT ?`), []any{customerID, after, limit}, scanContactKey)
+}

@@ -195,3 +195,14 @@ func execIDs(ctx context.Context, db *sqldb.DB, tx *sql.Tx, q string, ids []stri
 	}
 	return res.RowsAffected()
 }
+
+// DeleteCustomerProfile deletes customer id's profile if no case of it is
+// left (a case restored or created meanwhile keeps it); it returns how
+// many rows went (0 or 1).
+func DeleteCustomerProfile(ctx context.Context, db *sqldb.DB, tx *sql.Tx, id string) (int64, error) {
+	res, err := tx.ExecContext(ctx, db.Rebind(`DELETE FROM customers WHERE id = ? AND NOT EXISTS (SELECT 1 FROM cases WHERE customer_id = ?)`), id, id)
+	if err != nil {
+		return 0, fmt.Errorf("delete customer %s: %w", id, err)
+	}
+	return res.RowsAffected()
+}

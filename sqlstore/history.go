@@ -13,7 +13,7 @@ import (
 
 // addHistory records one case update in case_history when it changed a
 // recorded field; changes is cases.CaseChanges(old, new).
-func (s *Store) addHistory(ctx context.Context, tx *sql.Tx, caseID string, at time.Time, actor cases.Actor, changes map[string]any) error {
+func (s *Store) addHistory(ctx context.Context, tx *sql.Tx, sl sealer, caseID string, at time.Time, actor cases.Actor, changes map[string]any) error {
 	fields, _ := changes["fields"].([]string)
 	if len(fields) == 0 {
 		return nil
@@ -30,8 +30,10 @@ func (s *Store) addHistory(ctx context.Context, tx *sql.Tx, caseID string, at ti
 	if at.IsZero() {
 		at = time.Now()
 	}
+	// Sealed: an earlier subject is as personal as the current one.
+	id := cases.NewID()
 	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO case_history (id, case_id, at, actor_name, actor_role, changes) VALUES (?, ?, ?, ?, ?, ?)`),
-		cases.NewID(), caseID, sqldb.Micros(at), actor.Name, actor.Role, string(raw))
+		id, caseID, sqldb.Micros(at), actor.Name, actor.Role, sl.seal("case_history", "changes", id, string(raw)))
 	if err != nil {
 		return fmt.Errorf("case history: %w", err)
 	}
@@ -40,12 +42,17 @@ func (s *Store) addHistory(ctx context.Context, tx *sql.Tx, caseID string, at ti
 
 // History implements cases.Store: a case's changes, oldest first.
 func (s *Store) History(ctx context.Context, caseID string) ([]cases.CaseEvent, error) {
-	out, err := sqldb.Collect(ctx, s.db.Read, s.q(`SELECT at, actor_name, actor_role, changes FROM case_history WHERE case_id = ? ORDER BY id`), []any{caseID},
+	o := s.fields.opener(ctx)
+	out, err := sqldb.Collect(ctx, s.db.Read, s.q(`SELECT h.id, h.at, h.actor_name, h.actor_role, h.changes, k.customer_id FROM case_history h JOIN cases k ON k.id = h.case_id WHERE h.case_id = ? ORDER BY h.id`), []any{caseID},
 		func(rows *sql.Rows) (cases.CaseEvent, error) {
 			var e cases.CaseEvent
 			var at int64
-			var raw string
-			if err := rows.Scan(&at, &e.Actor, &e.Role, &raw); err != nil {
+			var id, raw, customerID string
+			if err := rows.Scan(&id, &at, &e.Actor, &e.Role, &raw, &customerID); err != nil {
+				return e, err
+			}
+			raw, err := o.open(customerID, "case_history", "changes", id, raw)
+			if err != nil {
 				return e, err
 			}
 			e.At = sqldb.FromMicros(at)

@@ -404,8 +404,9 @@ func (s *Store) LoadContactDocs(ctx context.Context, contacts map[string][]strin
 
 // loadCaseRows adds the case fields of the given cases to out.
 func (s *Store) loadCaseRows(ctx context.Context, ids []string, out map[string]search.CaseDoc) error {
+	o := s.fields.opener(ctx)
 	cs, err := sqldb.Collect(ctx, s.db.Read, s.q(`SELECT `+caseCols+` FROM cases WHERE id IN (`+sqldb.Placeholders(len(ids))+`)`), sqldb.Args(ids),
-		func(rows *sql.Rows) (cases.Case, error) { return scanCase(rows) })
+		func(rows *sql.Rows) (cases.Case, error) { return scanCase(o, rows) })
 	if err != nil {
 		return s.fail("load cases", err)
 	}
@@ -427,21 +428,25 @@ func (s *Store) loadCaseRows(ctx context.Context, ids []string, out map[string]s
 func (s *Store) loadContactRows(ctx context.Context, where string, args []any, keep func(caseID, id string) bool, out map[string]search.CaseDoc) error {
 	// Anonymized contacts identify nobody and are never found: a search by
 	// customer or text must not bring them back.
-	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT id, case_id, channel, direction, author, body, occurred_at, purposes FROM contacts WHERE anonymized_at IS NULL AND `+where), args...)
+	o := s.fields.opener(ctx)
+	rows, err := s.db.Read.QueryContext(ctx, s.q(`SELECT id, case_id, customer_id, channel, direction, author, body, occurred_at, purposes FROM contacts WHERE anonymized_at IS NULL AND `+where), args...)
 	if err != nil {
 		return s.fail("load contacts", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var c search.ContactDoc
-		var caseID, ps string
+		var caseID, customerID, ps string
 		var occurred int64
-		if err := rows.Scan(&c.ID, &caseID, &c.Channel, &c.Direction, &c.Author, &c.Body, &occurred, &ps); err != nil {
+		if err := rows.Scan(&c.ID, &caseID, &customerID, &c.Channel, &c.Direction, &c.Author, &c.Body, &occurred, &ps); err != nil {
 			return s.fail("load contacts", err)
 		}
 		d, ok := out[caseID]
 		if !ok || (keep != nil && !keep(caseID, c.ID)) {
 			continue
+		}
+		if err := openContact(o, customerID, c.ID, &c.Author, &c.Body, &sql.NullString{}, &sql.NullString{}); err != nil {
+			return s.fail("load contacts", err)
 		}
 		if err := json.Unmarshal([]byte(ps), &c.Purposes); err != nil {
 			return s.fail("load contacts", fmt.Errorf("contact %s purposes: %w: %w", c.ID, sqldb.ErrBadRow, err))

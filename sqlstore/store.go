@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -31,6 +32,8 @@ type Store struct {
 	// notify is called after a commit that appended outbox rows, to wake the
 	// indexer early; it must not block.
 	notify func()
+	// fields seals the personal columns (fields.go); nil: clear text.
+	fields *Fields
 }
 
 // Options wires the store's collaborators.
@@ -43,6 +46,9 @@ type Options struct {
 	// what legal holds cover the case as it still is
 	// (retention.Holds.RecordCase), so no edit takes a case out of a hold.
 	BeforeCaseUpdate func(ctx context.Context, tx *sql.Tx, caseID string) error
+	// Fields seals personal fields under the customers' data keys (nil:
+	// they are written in clear, as by tools run without the master key).
+	Fields *Fields
 }
 
 // New builds a Store on an open, migrated database.
@@ -50,7 +56,7 @@ func New(db *sqldb.DB, opts Options) *Store {
 	if opts.Notify == nil {
 		opts.Notify = func() {}
 	}
-	return &Store{db: db, policy: opts.Policy, onChange: opts.OnChange, notify: opts.Notify, beforeCaseUpdate: opts.BeforeCaseUpdate}
+	return &Store{db: db, policy: opts.Policy, onChange: opts.OnChange, notify: opts.Notify, beforeCaseUpdate: opts.BeforeCaseUpdate, fields: opts.Fields}
 }
 
 // Prepare readies the statements of the contact-ingest path, the hottest
@@ -62,7 +68,7 @@ func (s *Store) Prepare(ctx context.Context) error {
 const (
 	qEnqueue       = `INSERT INTO outbox (case_id, contact_id, created_at) VALUES (?, ?, ?)`
 	qCaseClosedAt  = `SELECT closed_at, customer_id FROM cases WHERE id = ?`
-	qInsertContact = `INSERT INTO contacts (` + contactCols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	qInsertContact = `INSERT INTO contacts (` + contactCols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 	qTouchCase     = `UPDATE cases SET updated_at = ? WHERE id = ?`
 )
 
@@ -128,21 +134,53 @@ func enqueueRow(ctx context.Context, db *sqldb.DB, tx *sql.Tx, caseID, contactID
 
 const customerCols = `id, external_ref, name, email, phone, locale, consent_location, consent_marketing, consent_personalization, created_at, updated_at`
 
-func scanCustomer(row interface{ Scan(...any) error }) (cases.Customer, error) {
+func scanCustomer(o *opener, row interface{ Scan(...any) error }) (cases.Customer, error) {
 	var c cases.Customer
 	var created, updated int64
 	err := row.Scan(&c.ID, &c.ExternalRef, &c.Name, &c.Email, &c.Phone, &c.Locale,
 		&c.Consents.Location, &c.Consents.Marketing, &c.Consents.Personalization, &created, &updated)
+	if err != nil {
+		return c, err
+	}
 	c.CreatedAt, c.UpdatedAt = sqldb.FromMicros(created), sqldb.FromMicros(updated)
-	return c, err
+	return c, openCustomer(o, &c)
+}
+
+// openCustomer opens a customer's sealed columns in place.
+func openCustomer(o *opener, c *cases.Customer) error {
+	for _, f := range []struct {
+		col string
+		v   *string
+	}{{"name", &c.Name}, {"email", &c.Email}, {"phone", &c.Phone}} {
+		var err error
+		if *f.v, err = o.open(c.ID, "customers", f.col, c.ID, *f.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// customerValues are the sealed name, email and phone of c, and the keyed
+// hashes of its e-mail and phone.
+func (s *Store) customerValues(ctx context.Context, tx *sql.Tx, c cases.Customer) ([]any, error) {
+	sl, err := s.fields.sealerTx(ctx, tx, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	return []any{sl.seal("customers", "name", c.ID, c.Name), sl.seal("customers", "email", c.ID, c.Email), sl.seal("customers", "phone", c.ID, c.Phone),
+		s.fields.emailHash(c.Email), s.fields.phoneHash(c.Phone)}, nil
 }
 
 // CreateCustomer implements cases.Store.
 func (s *Store) CreateCustomer(ctx context.Context, c cases.Customer, ch cases.Change) error {
 	return s.write(ctx, &ch, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO customers (`+customerCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?)`),
-			c.ID, c.ExternalRef, c.Name, c.Email, c.Phone, c.Locale,
-			c.Consents.Location, c.Consents.Marketing, c.Consents.Personalization, sqldb.Micros(c.CreatedAt), sqldb.Micros(c.UpdatedAt))
+		v, err := s.customerValues(ctx, tx, c)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO customers (`+customerCols+`, email_hash, phone_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`),
+			c.ID, c.ExternalRef, v[0], v[1], v[2], c.Locale,
+			c.Consents.Location, c.Consents.Marketing, c.Consents.Personalization, sqldb.Micros(c.CreatedAt), sqldb.Micros(c.UpdatedAt), v[3], v[4])
 		if err != nil {
 			return fmt.Errorf("insert customer: %w", err)
 		}
@@ -152,9 +190,9 @@ func (s *Store) CreateCustomer(ctx context.Context, c cases.Customer, ch cases.C
 
 // GetCustomer implements cases.Store.
 func (s *Store) GetCustomer(ctx context.Context, id string) (cases.Customer, error) {
-	c, err := scanCustomer(s.db.QueryRow(ctx, `SELECT `+customerCols+` FROM customers WHERE id = ?`, id))
+	c, err := scanCustomer(s.fields.opener(ctx), s.db.QueryRow(ctx, `SELECT `+customerCols+` FROM customers WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return cases.Customer{}, fmt.Errorf("customer %s: %w", id, cases.ErrNotFound)
+		return cases.Customer{}, s.missingCustomer(ctx, id)
 	}
 	if err != nil {
 		return cases.Customer{}, s.fail("get customer", err)
@@ -162,13 +200,26 @@ func (s *Store) GetCustomer(ctx context.Context, id string) (cases.Customer, err
 	return c, nil
 }
 
+// missingCustomer is the error for a customer id without a row: erased
+// (cases.ErrErased) when their key was destroyed, else not found.
+func (s *Store) missingCustomer(ctx context.Context, id string) error {
+	at, err := ErasedAt(ctx, s.db, s.db.Read, id)
+	if err != nil {
+		return err
+	}
+	if at != nil {
+		return fmt.Errorf("customer %s erased %s: %w", id, at.UTC().Format(time.RFC3339), cases.ErrErased)
+	}
+	return fmt.Errorf("customer %s: %w", id, cases.ErrNotFound)
+}
+
 // UpdateCustomer implements cases.Store.
 func (s *Store) UpdateCustomer(ctx context.Context, id string, fn func(*cases.Customer) error, ch cases.Change) (cases.Customer, error) {
 	var out cases.Customer
 	err := s.write(ctx, &ch, func(tx *sql.Tx) error {
-		c, err := scanCustomer(tx.QueryRowContext(ctx, s.q(`SELECT `+customerCols+` FROM customers WHERE id = ?`+s.forUpdate()), id))
+		c, err := scanCustomer(s.fields.opener(ctx), tx.QueryRowContext(ctx, s.q(`SELECT `+customerCols+` FROM customers WHERE id = ?`+s.forUpdate()), id))
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("customer %s: %w", id, cases.ErrNotFound)
+			return s.missingCustomer(ctx, id)
 		}
 		if err != nil {
 			return fmt.Errorf("get customer: %w", err)
@@ -178,10 +229,14 @@ func (s *Store) UpdateCustomer(ctx context.Context, id string, fn func(*cases.Cu
 			return err
 		}
 		ch.Detail = withChanges(ch.Detail, cases.CustomerChanges(old, c))
+		v, err := s.customerValues(ctx, tx, c)
+		if err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, s.q(`UPDATE customers SET external_ref=?, name=?, email=?, phone=?, locale=?,
-			consent_location=?, consent_marketing=?, consent_personalization=?, updated_at=? WHERE id=?`),
-			c.ExternalRef, c.Name, c.Email, c.Phone, c.Locale,
-			c.Consents.Location, c.Consents.Marketing, c.Consents.Personalization, sqldb.Micros(c.UpdatedAt), id)
+			consent_location=?, consent_marketing=?, consent_personalization=?, updated_at=?, email_hash=?, phone_hash=? WHERE id=?`),
+			c.ExternalRef, v[0], v[1], v[2], c.Locale,
+			c.Consents.Location, c.Consents.Marketing, c.Consents.Personalization, sqldb.Micros(c.UpdatedAt), v[3], v[4], id)
 		if err != nil {
 			return fmt.Errorf("update customer: %w", err)
 		}
@@ -215,7 +270,7 @@ func (s *Store) fail(what string, err error) error { return sqldb.Fail(what, err
 
 const caseCols = `id, number, customer_id, subject, status, priority, channel, tags, assignee, created_at, updated_at, closed_at`
 
-func scanCase(row interface{ Scan(...any) error }) (cases.Case, error) {
+func scanCase(o *opener, row interface{ Scan(...any) error }) (cases.Case, error) {
 	var c cases.Case
 	var tags string
 	var created, updated int64
@@ -226,6 +281,9 @@ func scanCase(row interface{ Scan(...any) error }) (cases.Case, error) {
 		return c, err
 	}
 	c.CreatedAt, c.UpdatedAt, c.ClosedAt = sqldb.FromMicros(created), sqldb.FromMicros(updated), sqldb.TimePtr(closed)
+	if c.Subject, err = o.open(c.CustomerID, "cases", "subject", c.ID, c.Subject); err != nil {
+		return c, err
+	}
 	if err := json.Unmarshal([]byte(tags), &c.Tags); err != nil {
 		return c, fmt.Errorf("case %s tags: %w: %w", c.ID, sqldb.ErrBadRow, err)
 	}
@@ -244,8 +302,12 @@ func (s *Store) CreateCase(ctx context.Context, c *cases.Case, ch cases.Change) 
 		if err := tx.QueryRowContext(ctx, `UPDATE counters SET value = value + 1 WHERE name = 'case_number' RETURNING value`).Scan(&c.Number); err != nil {
 			return fmt.Errorf("case number: %w", err)
 		}
-		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO cases (`+caseCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`),
-			c.ID, c.Number, c.CustomerID, c.Subject, c.Status, c.Priority, c.Channel, sqldb.JSONText(c.Tags), c.Assignee,
+		sl, err := s.fields.sealerTx(ctx, tx, c.CustomerID)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO cases (`+caseCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`),
+			c.ID, c.Number, c.CustomerID, sl.seal("cases", "subject", c.ID, c.Subject), c.Status, c.Priority, c.Channel, sqldb.JSONText(c.Tags), c.Assignee,
 			sqldb.Micros(c.CreatedAt), sqldb.Micros(c.UpdatedAt), sqldb.NullMicros(c.ClosedAt))
 		if err != nil {
 			return fmt.Errorf("insert case: %w", err)
@@ -256,7 +318,7 @@ func (s *Store) CreateCase(ctx context.Context, c *cases.Case, ch cases.Change) 
 
 // GetCase implements cases.Store (without the timeline).
 func (s *Store) GetCase(ctx context.Context, id string) (cases.Case, error) {
-	c, err := scanCase(s.db.QueryRow(ctx, `SELECT `+caseCols+` FROM cases WHERE id = ?`, id))
+	c, err := scanCase(s.fields.opener(ctx), s.db.QueryRow(ctx, `SELECT `+caseCols+` FROM cases WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return cases.Case{}, fmt.Errorf("case %s: %w", id, cases.ErrNotFound)
 	}
@@ -264,6 +326,19 @@ func (s *Store) GetCase(ctx context.Context, id string) (cases.Case, error) {
 		return cases.Case{}, s.fail("get case", err)
 	}
 	return c, nil
+}
+
+// CaseIDByNumber implements cases.Store (cases.number is UNIQUE).
+func (s *Store) CaseIDByNumber(ctx context.Context, number int64) (string, error) {
+	var id string
+	err := s.db.QueryRow(ctx, `SELECT id FROM cases WHERE number = ?`, number).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("case number %d: %w", number, cases.ErrNotFound)
+	}
+	if err != nil {
+		return "", s.fail("case by number", err)
+	}
+	return id, nil
 }
 
 // UpdateCase implements cases.Store. When closed_at changes, every contact's
@@ -274,7 +349,7 @@ func (s *Store) GetCase(ctx context.Context, id string) (cases.Case, error) {
 func (s *Store) UpdateCase(ctx context.Context, id string, fn func(*cases.Case) error, ch cases.Change) (cases.Case, error) {
 	var out cases.Case
 	err := s.write(ctx, &ch, func(tx *sql.Tx) error {
-		c, err := scanCase(tx.QueryRowContext(ctx, s.q(`SELECT `+caseCols+` FROM cases WHERE id = ?`+s.forUpdate()), id))
+		c, err := scanCase(s.fields.opener(ctx), tx.QueryRowContext(ctx, s.q(`SELECT `+caseCols+` FROM cases WHERE id = ?`+s.forUpdate()), id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("case %s: %w", id, cases.ErrNotFound)
 		}
@@ -294,14 +369,22 @@ func (s *Store) UpdateCase(ctx context.Context, id string, fn func(*cases.Case) 
 			return err
 		}
 
+		sl, err := s.fields.sealerTx(ctx, tx, c.CustomerID)
+		if err != nil {
+			return err
+		}
 		changes := cases.CaseChanges(old, c)
-		ch.Detail = withChanges(ch.Detail, changes)
-		if err := s.addHistory(ctx, tx, id, c.UpdatedAt, ch.Actor, changes); err != nil {
+		// The audit trail outlives an erasure: it names a changed subject
+		// (in "fields") without its text, which the sealed history keeps.
+		audited := maps.Clone(changes)
+		delete(audited, "subject")
+		ch.Detail = withChanges(ch.Detail, audited)
+		if err := s.addHistory(ctx, tx, sl, id, c.UpdatedAt, ch.Actor, changes); err != nil {
 			return err
 		}
 
 		_, err = tx.ExecContext(ctx, s.q(`UPDATE cases SET subject=?, status=?, priority=?, tags=?, assignee=?, updated_at=?, closed_at=? WHERE id=?`),
-			c.Subject, c.Status, c.Priority, sqldb.JSONText(c.Tags), c.Assignee, sqldb.Micros(c.UpdatedAt), sqldb.NullMicros(c.ClosedAt), id)
+			sl.seal("cases", "subject", id, c.Subject), c.Status, c.Priority, sqldb.JSONText(c.Tags), c.Assignee, sqldb.Micros(c.UpdatedAt), sqldb.NullMicros(c.ClosedAt), id)
 		if err != nil {
 			return fmt.Errorf("update case: %w", err)
 		}
@@ -396,7 +479,8 @@ func (s *Store) ListCases(ctx context.Context, f cases.CaseFilter, p cases.Page)
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	q += " ORDER BY id DESC LIMIT ?"
-	out, more, err := sqldb.Page(ctx, s.db.Read, s.q(q), args, limit, func(rows *sql.Rows) (cases.Case, error) { return scanCase(rows) })
+	o := s.fields.opener(ctx)
+	out, more, err := sqldb.Page(ctx, s.db.Read, s.q(q), args, limit, func(rows *sql.Rows) (cases.Case, error) { return scanCase(o, rows) })
 	if err != nil {
 		return nil, "", s.fail("list cases", err)
 	}
@@ -435,20 +519,33 @@ func decodeCursor(c string) (string, error) {
 
 // --- contacts ---
 
-const contactCols = `id, case_id, customer_id, channel, direction, author, body, occurred_at, created_at, purposes, categories, location, device, retain_until`
+// contactCols are the columns read into cases.Contact: the first ones of
+// the table, then those later migrations added (corrects, 0021), which
+// the table has after contactExtraCols.
+const contactCols = contactCoreCols + `, ` + contactAddedCols
 
-func scanContact(row interface{ Scan(...any) error }) (cases.Contact, error) {
+const (
+	contactCoreCols  = `id, case_id, customer_id, channel, direction, author, body, occurred_at, created_at, purposes, categories, location, device, retain_until`
+	contactAddedCols = `corrects`
+)
+
+func scanContact(o *opener, row interface{ Scan(...any) error }) (cases.Contact, error) {
 	var c cases.Contact
 	var occurred, created int64
 	var ps, cs string
 	var loc, dev sql.NullString
 	var until sql.NullInt64
+	var corrects sql.NullString
 	err := row.Scan(&c.ID, &c.CaseID, &c.CustomerID, &c.Channel, &c.Direction, &c.Author, &c.Body,
-		&occurred, &created, &ps, &cs, &loc, &dev, &until)
+		&occurred, &created, &ps, &cs, &loc, &dev, &until, &corrects)
 	if err != nil {
 		return c, err
 	}
+	c.Corrects = corrects.String
 	c.OccurredAt, c.CreatedAt, c.RetainUntil = sqldb.FromMicros(occurred), sqldb.FromMicros(created), sqldb.TimePtr(until)
+	if err := openContact(o, c.CustomerID, c.ID, &c.Author, &c.Body, &loc, &dev); err != nil {
+		return c, err
+	}
 	if err := json.Unmarshal([]byte(ps), &c.Purposes); err != nil {
 		return c, fmt.Errorf("contact %s purposes: %w: %w", c.ID, sqldb.ErrBadRow, err)
 	}
@@ -469,6 +566,21 @@ func scanContact(row interface{ Scan(...any) error }) (cases.Contact, error) {
 	}
 	c.Attachments = []cases.Attachment{}
 	return c, nil
+}
+
+// openContact opens a contact row's sealed columns in place.
+func openContact(o *opener, customerID, id string, author, body *string, loc, dev *sql.NullString) error {
+	var err error
+	if *author, err = o.open(customerID, "contacts", "author", id, *author); err != nil {
+		return err
+	}
+	if *body, err = o.open(customerID, "contacts", "body", id, *body); err != nil {
+		return err
+	}
+	if err := o.openNull(customerID, "contacts", "location", id, loc); err != nil {
+		return err
+	}
+	return o.openNull(customerID, "contacts", "device", id, dev)
 }
 
 func jsonOrNull[T any](v *T) any {
@@ -496,6 +608,9 @@ func (s *Store) CreateContact(ctx context.Context, c *cases.Contact, ch cases.Ch
 		} else if c.CustomerID != customerID {
 			return fmt.Errorf("case %s belongs to another customer: %w", c.CaseID, cases.ErrConflict)
 		}
+		if err := s.checkCorrects(ctx, tx, c); err != nil {
+			return err
+		}
 		if s.policy != nil {
 			rules, err := s.policy.RulesIn(ctx, tx)
 			if err != nil {
@@ -503,10 +618,16 @@ func (s *Store) CreateContact(ctx context.Context, c *cases.Contact, ch cases.Ch
 			}
 			c.RetainUntil = rules.RetainUntil(c.Purposes, c.OccurredAt, sqldb.TimePtr(closed))
 		}
+		sl, err := s.fields.sealerTx(ctx, tx, c.CustomerID)
+		if err != nil {
+			return err
+		}
 		_, err = s.db.Exec(ctx, tx, qInsertContact,
-			c.ID, c.CaseID, c.CustomerID, c.Channel, c.Direction, c.Author, c.Body,
+			c.ID, c.CaseID, c.CustomerID, c.Channel, c.Direction,
+			sl.seal("contacts", "author", c.ID, c.Author), sl.seal("contacts", "body", c.ID, c.Body),
 			sqldb.Micros(c.OccurredAt), sqldb.Micros(c.CreatedAt), sqldb.JSONText(c.Purposes), sqldb.JSONText(c.Categories),
-			jsonOrNull(c.Location), jsonOrNull(c.Device), sqldb.NullMicros(c.RetainUntil))
+			sl.sealNull("contacts", "location", c.ID, jsonOrNull(c.Location)), sl.sealNull("contacts", "device", c.ID, jsonOrNull(c.Device)),
+			sqldb.NullMicros(c.RetainUntil), sql.NullString{String: c.Corrects, Valid: c.Corrects != ""})
 		if err != nil {
 			return fmt.Errorf("insert contact: %w", err)
 		}
@@ -517,12 +638,44 @@ func (s *Store) CreateContact(ctx context.Context, c *cases.Contact, ch cases.Ch
 	})
 }
 
+// checkCorrects refuses, as a 422 on "corrects", a correction of a contact
+// that is not in the correction's case (unknown, elsewhere, or itself),
+// read in the write's transaction under the case's lock.
+func (s *Store) checkCorrects(ctx context.Context, tx *sql.Tx, c *cases.Contact) error {
+	if c.Corrects == "" {
+		return nil
+	}
+	if c.Corrects == c.ID {
+		return cases.Invalid("corrects", "a contact cannot correct itself")
+	}
+	var caseID string
+	err := tx.QueryRowContext(ctx, s.q(`SELECT case_id FROM contacts WHERE id = ?`), c.Corrects).Scan(&caseID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return cases.Invalid("corrects", "no such contact")
+	}
+	if err != nil {
+		return fmt.Errorf("corrected contact: %w", err)
+	}
+	if caseID != c.CaseID {
+		return cases.Invalid("corrects", "the contact belongs to another case")
+	}
+	return nil
+}
+
 // GetContact implements cases.Store.
 func (s *Store) GetContact(ctx context.Context, id string) (cases.Contact, error) {
-	c, err := scanContact(s.db.QueryRow(ctx, `SELECT `+contactCols+` FROM contacts WHERE id = ?`, id))
+	c, err := scanContact(s.fields.opener(ctx), s.db.QueryRow(ctx, `SELECT `+contactCols+` FROM contacts WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return cases.Contact{}, fmt.Errorf("contact %s: %w", id, cases.ErrNotFound)
 	}
+	if err != nil {
+		return cases.Contact{}, s.fail("get contact", err)
+	}
+	c.CorrectedBy, err = sqldb.Collect(ctx, s.db.Read, s.q(`SELECT id FROM contacts WHERE corrects = ? ORDER BY occurred_at, id`), []any{id},
+		func(rows *sql.Rows) (string, error) {
+			var s string
+			return s, rows.Scan(&s)
+		})
 	if err != nil {
 		return cases.Contact{}, s.fail("get contact", err)
 	}
@@ -537,8 +690,9 @@ func (s *Store) GetContact(ctx context.Context, id string) (cases.Contact, error
 // Timeline implements cases.Store: a case's contacts in time order, each
 // with its attachments.
 func (s *Store) Timeline(ctx context.Context, caseID string) ([]cases.Contact, error) {
+	o := s.fields.opener(ctx)
 	out, err := sqldb.Collect(ctx, s.db.Read, s.q(`SELECT `+contactCols+` FROM contacts WHERE case_id = ? ORDER BY occurred_at, id`), []any{caseID},
-		func(rows *sql.Rows) (cases.Contact, error) { return scanContact(rows) })
+		func(rows *sql.Rows) (cases.Contact, error) { return scanContact(o, rows) })
 	if err != nil {
 		return nil, s.fail("timeline", err)
 	}
@@ -549,6 +703,12 @@ func (s *Store) Timeline(ctx context.Context, caseID string) ([]cases.Contact, e
 	idx := make(map[string]int, len(out))
 	for i, c := range out {
 		idx[c.ID] = i
+	}
+	// A correction is always in its original's case (checkCorrects).
+	for _, c := range out {
+		if i, ok := idx[c.Corrects]; ok {
+			out[i].CorrectedBy = append(out[i].CorrectedBy, c.ID)
+		}
 	}
 	atts, err := s.attachments(ctx, `case_id = ?`, caseID)
 	if err != nil {

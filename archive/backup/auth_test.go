@@ -43,7 +43,7 @@ func forgeTable(t *testing.T, dir string, m backup.Manifest, id age.Identity, na
 			te = x
 		}
 	}
-	f, err := os.Open(filepath.Join(dir, te.File))
+	f, err := os.Open(filepath.Join(dir, backup.TableObject(te)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func forgeTable(t *testing.T, dir string, m backup.Manifest, id age.Identity, na
 	if err := errors.Join(zw.Close(), aw.Close()); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, te.File), enc.Bytes(), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, backup.TableObject(te)), enc.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if !patch {
@@ -92,6 +92,9 @@ func forgeTable(t *testing.T, dir string, m backup.Manifest, id age.Identity, na
 				tab["rows"] = int64(bytes.Count(plain, []byte("\n")))
 				tab["size"], tab["sha256"] = enc.Len(), hex.EncodeToString(es[:])
 				tab["plain_size"], tab["plain_sha256"] = len(plain), hex.EncodeToString(ps[:])
+				ch := tab["chunks"].([]any)[0].(map[string]any)
+				ch["rows"], ch["size"] = tab["rows"], enc.Len()
+				ch["plain_size"], ch["plain_sha256"] = len(plain), hex.EncodeToString(ps[:])
 			}
 		}
 	})
@@ -179,6 +182,10 @@ func countBlobs(t *testing.T, b archive.Blobs) int {
 func TestTamperedBackupIsRefused(t *testing.T) {
 	f := newFixture(t, 3, 2)
 	ctx := context.Background()
+	// A token row, so the tokens table has content (a chunk) to forge.
+	if _, err := f.src.db.Write.ExecContext(ctx, `INSERT INTO tokens (id, name, role, hash, created_at) VALUES ('01900000-0000-7000-8000-000000000001', 'ops', 'operator', 'x', 1)`); err != nil {
+		t.Fatal(err)
+	}
 	m := f.backup(t)
 	caseID := ""
 	if err := f.src.db.Read.QueryRowContext(ctx, `SELECT id FROM cases ORDER BY id LIMIT 1`).Scan(&caseID); err != nil {
@@ -200,7 +207,7 @@ func TestTamperedBackupIsRefused(t *testing.T) {
 			forgeTable(t, dir, m, f.keys.Identity, "contacts", func(b []byte) []byte {
 				return bytes.ReplaceAll(b, []byte("body "), []byte("BODY "))
 			}, false)
-		}, nil, "tokens.ndjson.zst.age"},
+		}, nil, "table tokens"},
 		{"manifest field changed", func(t *testing.T, dir string) {
 			editManifest(t, dir, m.ID, func(doc map[string]any) { doc["source"].(map[string]any)["instance"] = "someone-else" })
 		}, backup.ErrBadSignature, "altered"},

@@ -122,8 +122,8 @@ func TestIncrementalCopiesOnlyNewBlobs(t *testing.T) {
 		t.Fatalf("third backup: %+v, want 1 new and 3 reused", m3.Stats)
 	}
 	objs := countFiles(t, filepath.Join(dir, "data"))
-	if objs != 4 {
-		t.Fatalf("%d objects in the repository, want 4 (shared by all backups)", objs)
+	if want := len(uniqueObjects(m1, m2, m3)); objs != want {
+		t.Fatalf("%d objects in the repository, want %d (4 blob copies shared by all backups, and the backups' table chunks)", objs, want)
 	}
 	// An object lost from the repository is copied again, not assumed.
 	for _, b := range m1.Blobs[:1] {
@@ -177,7 +177,7 @@ func TestVerifyReadDataCatchesFlippedByte(t *testing.T) {
 		}
 	}
 	targets := []struct{ name, file string }{
-		{"table", m.Tables[3].File},
+		{"table", backup.TableObject(m.Tables[3])},
 		{"object", m.Blobs[0].Object},
 	}
 	for _, tc := range targets {
@@ -207,7 +207,7 @@ func TestVerifyReadDataCatchesFlippedByte(t *testing.T) {
 		})
 	}
 	// A missing file is found without reading data.
-	if err := os.Remove(filepath.Join(dir, m.Tables[0].File)); err != nil {
+	if err := os.Remove(filepath.Join(dir, backup.TableObject(m.Tables[0]))); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := repo.Verify(ctx, m.ID, false, nil, nil)
@@ -234,16 +234,18 @@ func TestInterruptedBackupIsNotListed(t *testing.T) {
 	svc := src.service(repo, keys)
 	ctx, cancel := context.WithCancel(context.Background())
 	var once sync.Once
+	// Cancelled once every attachment is copied: the run has stored its
+	// objects and table chunks, and must still not become a backup.
 	_, err := svc.Backup(ctx, "test", operator, func(p backup.Progress) {
-		if p.Phase == "attachments" {
+		if p.Phase == "attachments" && p.Done == p.Total {
 			once.Do(cancel)
 		}
 	})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted backup: %v, want context.Canceled", err)
 	}
-	if n := countFiles(t, filepath.Join(dir, "snapshots")); n == 0 {
-		t.Fatal("the interrupted run wrote no table file; the test proves nothing")
+	if n := countFiles(t, filepath.Join(dir, "data")); n == 0 || countFiles(t, filepath.Join(dir, "snapshots")) != 1 {
+		t.Fatal("the interrupted run wrote no object or no start marker; the test proves nothing")
 	}
 	list, err := repo.Manifests(context.Background())
 	if err != nil || len(list) != 0 {
@@ -264,12 +266,15 @@ func TestInterruptedBackupIsNotListed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Leftovers == 0 {
-		t.Fatalf("forget removed no leftover of the interrupted run: %+v", rep)
+	if rep.ObjectsRemoved == 0 || rep.Leftovers == 0 {
+		t.Fatalf("forget removed no object or no leftover of the interrupted run: %+v", rep)
 	}
-	// Its tables, manifest and signature.
-	if n := countFiles(t, filepath.Join(dir, "snapshots")); n != len(m.Tables)+2 {
-		t.Fatalf("%d files under snapshots/, want only the good backup's %d", n, len(m.Tables)+2)
+	// The good backup's start marker, manifest and signature; its objects.
+	if n := countFiles(t, filepath.Join(dir, "snapshots")); n != 3 {
+		t.Fatalf("%d files under snapshots/, want only the good backup's 3", n)
+	}
+	if n, want := countFiles(t, filepath.Join(dir, "data")), len(uniqueObjects(m)); n != want {
+		t.Fatalf("%d objects, want only the good backup's %d", n, want)
 	}
 }
 
@@ -373,4 +378,15 @@ func TestKeys(t *testing.T) {
 	if _, err := repo.Manifest(ctx, "../../etc"); !errors.Is(err, backup.ErrNotFound) {
 		t.Fatalf("traversal id: %v, want ErrNotFound", err)
 	}
+}
+
+// uniqueObjects is the set of repository objects the backups need.
+func uniqueObjects(ms ...backup.Manifest) map[string]bool {
+	out := map[string]bool{}
+	for _, m := range ms {
+		for _, o := range m.Objects() {
+			out[o] = true
+		}
+	}
+	return out
 }

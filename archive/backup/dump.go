@@ -39,6 +39,25 @@ type querier interface {
 // JSON strings. Equal content gives equal bytes on either engine, which is
 // what lets a restore prove itself by digest. each sees every row.
 func dumpTable(ctx context.Context, q querier, t table, where string, args []any, w io.Writer, each func(row []any) error) (int64, error) {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	n, err := dumpRows(ctx, q, t, where, args, func(line []byte, vals []any) error {
+		if _, err := bw.Write(line); err != nil {
+			return err
+		}
+		if each != nil {
+			return each(vals)
+		}
+		return nil
+	})
+	if err != nil {
+		return n, err
+	}
+	return n, bw.Flush()
+}
+
+// dumpRows hands every row of t to row as one canonical NDJSON line (with
+// its newline) and its scanned values; both are only valid during the call.
+func dumpRows(ctx context.Context, q querier, t table, where string, args []any, row func(line []byte, vals []any) error) (int64, error) {
 	query := "SELECT " + strings.Join(t.Columns, ", ") + " FROM " + t.Name
 	if where != "" {
 		query += " WHERE " + where
@@ -50,7 +69,6 @@ func dumpTable(ctx context.Context, q querier, t table, where string, args []any
 		return 0, fmt.Errorf("dump %s: %w", t.Name, err)
 	}
 	defer rows.Close()
-	bw := bufio.NewWriterSize(w, 64<<10)
 	vals := make([]any, len(t.Columns))
 	ptrs := make([]any, len(t.Columns))
 	for i := range vals {
@@ -62,32 +80,31 @@ func dumpTable(ctx context.Context, q querier, t table, where string, args []any
 		bools[i] = t.isBool(c)
 	}
 
+	// Column names are quoted once, not once per row.
+	keys := make([][]byte, len(t.Columns))
+	for i, c := range t.Columns {
+		if i > 0 {
+			keys[i] = append(keys[i], ',')
+		}
+		keys[i] = append(appendJSONString(keys[i], c), ':')
+	}
+
 	var n int64
 	buf := make([]byte, 0, 4096)
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
 			return n, fmt.Errorf("dump %s: %w", t.Name, err)
 		}
-		buf = buf[:0]
-		buf = append(buf, '{')
+		buf = append(buf[:0], '{')
 		for i, c := range t.Columns {
-			if i > 0 {
-				buf = append(buf, ',')
-			}
-			buf = appendJSONString(buf, c)
-			buf = append(buf, ':')
+			buf = append(buf, keys[i]...)
 			if buf, err = appendValue(buf, vals[i], bools[i]); err != nil {
 				return n, fmt.Errorf("dump %s.%s: %w", t.Name, c, err)
 			}
 		}
 		buf = append(buf, '}', '\n')
-		if _, err := bw.Write(buf); err != nil {
+		if err := row(buf, vals); err != nil {
 			return n, err
-		}
-		if each != nil {
-			if err := each(vals); err != nil {
-				return n, err
-			}
 		}
 		n++
 	}
@@ -96,7 +113,7 @@ func dumpTable(ctx context.Context, q querier, t table, where string, args []any
 		return n, fmt.Errorf("dump %s: %w", t.Name, err)
 	}
 
-	return n, bw.Flush()
+	return n, nil
 }
 
 func appendValue(buf []byte, v any, isBool bool) ([]byte, error) {

@@ -2,6 +2,9 @@ package backup
 
 import (
 	"context"
+	"io"
+
+	"filippo.io/age"
 
 	"github.com/casevault/casevault/archive"
 )
@@ -23,4 +26,36 @@ func SignManifestForTest(ctx context.Context, st archive.Blobs, k *SigningKey, m
 		return err
 	}
 	return r.putSigned(ctx, m.ID, m)
+}
+
+// PlainDump decrypts (with the age identity id) and decompresses every
+// table (file or chunks) of backup m: what someone holding the backup's private key
+// reads (the erasure proof inspects it).
+func PlainDump(ctx context.Context, r *Repo, m Manifest, id age.Identity) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for _, te := range m.Tables {
+		rc, err := r.openTable(ctx, te, id)
+		if err != nil {
+			return nil, err
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return nil, err
+		}
+		out[te.Name] = b
+	}
+	return out, nil
+}
+
+// TableObject is where a small table's content is stored: its one chunk
+// (or the file of a casevault-backup/1 manifest).
+func TableObject(te TableEntry) string {
+	if te.File != "" || len(te.Chunks) == 0 {
+		return te.File
+	}
+	if len(te.Chunks) != 1 {
+		panic("TableObject: table " + te.Name + " has several chunks")
+	}
+	return te.Chunks[0].Object
 }

@@ -22,6 +22,16 @@ type KeepPolicy struct {
 	Weekly  int           `json:"keep_weekly"`
 	Monthly int           `json:"keep_monthly"`
 	MaxAge  time.Duration `json:"max_age"`
+	// Last keeps the newest Last backups; Within every backup taken within
+	// that long before now (restic's --keep-last, --keep-within).
+	Last   int           `json:"keep_last,omitempty"`
+	Within time.Duration `json:"keep_within,omitempty"`
+}
+
+// HasRule reports whether p keeps anything (forget refuses a policy that
+// would remove every backup).
+func (p KeepPolicy) HasRule() bool {
+	return p.Daily > 0 || p.Weekly > 0 || p.Monthly > 0 || p.Last > 0 || p.Within > 0
 }
 
 // Decision is forget's verdict on one backup.
@@ -34,12 +44,12 @@ type Decision struct {
 
 // Plan decides, newest first, which backups to keep.
 func Plan(ms []Manifest, p KeepPolicy, now time.Time) ([]Decision, error) {
-	if p.Daily < 0 || p.Weekly < 0 || p.Monthly < 0 || p.MaxAge < 0 {
-		return nil, errors.New("keep counts and max age must not be negative")
+	if p.Daily < 0 || p.Weekly < 0 || p.Monthly < 0 || p.MaxAge < 0 || p.Last < 0 || p.Within < 0 {
+		return nil, errors.New("keep counts and durations must not be negative")
 	}
 
-	if p.Daily == 0 && p.Weekly == 0 && p.Monthly == 0 {
-		return nil, errors.New("no keep rule given: refusing to forget every backup (set --keep-daily, --keep-weekly or --keep-monthly)")
+	if !p.HasRule() {
+		return nil, errors.New("no keep rule given: refusing to forget every backup (set --keep-last, --keep-within, --keep-daily, --keep-weekly or --keep-monthly)")
 	}
 
 	sorted := append([]Manifest(nil), ms...)
@@ -62,9 +72,17 @@ func Plan(ms []Manifest, p KeepPolicy, now time.Time) ([]Decision, error) {
 	}
 
 	out := make([]Decision, 0, len(sorted))
-	for _, m := range sorted {
+	for i, m := range sorted {
 		t := m.SnapshotAt.UTC()
 		d := Decision{ID: m.ID, Time: t, Reasons: []string{}}
+		if i < p.Last {
+			d.Keep = true
+			d.Reasons = append(d.Reasons, fmt.Sprintf("last %d", p.Last))
+		}
+		if p.Within > 0 && now.Sub(t) <= p.Within {
+			d.Keep = true
+			d.Reasons = append(d.Reasons, "within "+p.Within.String())
+		}
 		for _, b := range buckets {
 			k := b.key(t)
 			if len(b.seen) < b.n && !b.seen[k] {
@@ -175,8 +193,8 @@ func (r *Repo) forget(ctx context.Context, p KeepPolicy, dryRun bool, now time.T
 	used := map[string]bool{}
 	for _, m := range ms {
 		if keep[m.ID] {
-			for _, b := range m.Blobs {
-				used[b.Object] = true
+			for _, o := range m.Objects() {
+				used[o] = true
 			}
 		}
 	}

@@ -43,6 +43,10 @@ func TestPlan(t *testing.T) {
 		{"monthly", backup.KeepPolicy{Monthly: 4}, []string{"2026-03-31 02:00", "2026-02-27 02:00", "2026-01-10 02:00", "2025-02-01 02:00"}},
 		{"combined", backup.KeepPolicy{Daily: 1, Weekly: 2, Monthly: 2}, []string{"2026-03-31 02:00", "2026-03-29 02:00", "2026-02-27 02:00"}},
 		{"max age beats monthly", backup.KeepPolicy{Monthly: 12, MaxAge: 365 * 24 * time.Hour}, []string{"2026-03-31 02:00", "2026-02-27 02:00", "2026-01-10 02:00"}},
+		{"last 3", backup.KeepPolicy{Last: 3}, []string{"2026-03-31 02:00", "2026-03-30 14:00", "2026-03-30 02:00"}},
+		// now is 2026-03-31 12:00: within 10 days reaches back to 03-21 12:00.
+		{"within 10 days", backup.KeepPolicy{Within: 10 * 24 * time.Hour}, []string{"2026-03-31 02:00", "2026-03-30 14:00", "2026-03-30 02:00", "2026-03-29 02:00", "2026-03-22 02:00"}},
+		{"last 1 and monthly 2", backup.KeepPolicy{Last: 1, Monthly: 2}, []string{"2026-03-31 02:00", "2026-02-27 02:00"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -64,7 +68,7 @@ func TestPlan(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []backup.KeepPolicy{{}, {Daily: -1}, {MaxAge: time.Hour}} {
+	for _, bad := range []backup.KeepPolicy{{}, {Daily: -1}, {MaxAge: time.Hour}, {Last: -1}, {Within: -time.Hour}} {
 		if _, err := backup.Plan(ms, bad, now); err == nil {
 			t.Errorf("policy %+v accepted", bad)
 		}
@@ -101,18 +105,24 @@ func TestForgetPrunesUnreferencedObjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(dry.Removed, []string{first.ID}) || dry.ObjectsRemoved != 1 {
-		t.Fatalf("dry run: %+v", dry)
+	// The deleted case's blob copy, and the first backup's table chunks
+	// the second does not share.
+	only := len(uniqueObjects(first, second)) - len(uniqueObjects(second))
+	if !reflect.DeepEqual(dry.Removed, []string{first.ID}) || dry.ObjectsRemoved != only || only < 2 {
+		t.Fatalf("dry run: %+v, want %d objects removed", dry, only)
 	}
-	if n := countFiles(t, filepath.Join(dir, "data")); n != 2 {
+	if n := countFiles(t, filepath.Join(dir, "data")); n != len(uniqueObjects(first, second)) {
 		t.Fatalf("dry run removed objects: %d left", n)
 	}
 	rep, err := svc.Forget(ctx, backup.KeepPolicy{Daily: 1}, false, "test", operator)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.ObjectsRemoved != 1 || rep.BytesFreed <= 0 {
+	if rep.ObjectsRemoved != only || rep.BytesFreed <= 0 {
 		t.Fatalf("forget: %+v", rep)
+	}
+	if n := countFiles(t, filepath.Join(dir, "data")); n != len(uniqueObjects(second)) {
+		t.Fatalf("forget left %d objects, want the kept backup's %d", n, len(uniqueObjects(second)))
 	}
 	if _, err := os.Stat(filepath.Join(dir, second.Blobs[0].Object)); err != nil {
 		t.Fatalf("the kept backup's object is gone: %v", err)

@@ -42,18 +42,23 @@ type Source struct {
 	Host          string `json:"host,omitempty"`
 }
 
-// TableEntry is one table's dump: an age-encrypted zstd stream of NDJSON
-// (one JSON object per row, columns by name), under snapshots/<id>/.
+// TableEntry is one table's dump, NDJSON (one JSON object per row,
+// columns by name). A casevault-backup/2 manifest lists it as Chunks
+// (chunks.go); a casevault-backup/1 one as one age-encrypted zstd File under
+// snapshots/<id>/. Rows, PlainSize and PlainSHA256 are of the whole dump in
+// both (read it with Repo.openTable).
 type TableEntry struct {
 	Name string `json:"name"`
-	File string `json:"file"`
+	File string `json:"file,omitempty"`
 	Rows int64  `json:"rows"`
-	// Size and SHA256 are of the stored (encrypted) file; PlainSize and
-	// PlainSHA256 of the NDJSON inside.
-	Size        int64  `json:"size"`
-	SHA256      string `json:"sha256"`
-	PlainSize   int64  `json:"plain_size"`
-	PlainSHA256 string `json:"plain_sha256"`
+	// Size is the stored (encrypted) size: the file's, or the sum of the
+	// chunks'; SHA256 the stored file's (format 1 only). PlainSize and
+	// PlainSHA256 are of the NDJSON.
+	Size        int64        `json:"size"`
+	SHA256      string       `json:"sha256,omitempty"`
+	PlainSize   int64        `json:"plain_size"`
+	PlainSHA256 string       `json:"plain_sha256"`
+	Chunks      []ChunkEntry `json:"chunks,omitempty"`
 }
 
 // BlobEntry maps an attachment blob key to the repository object holding an
@@ -71,13 +76,18 @@ type BlobEntry struct {
 
 // Stats counts what a run did.
 type Stats struct {
-	Rows        int64 `json:"rows"`
-	TableBytes  int64 `json:"table_bytes"`
-	Blobs       int64 `json:"blobs"`
-	BlobsNew    int64 `json:"blobs_new"`
-	BlobsReused int64 `json:"blobs_reused"`
-	BytesNew    int64 `json:"bytes_new"`
-	DurationMS  int64 `json:"duration_ms"`
+	Rows       int64 `json:"rows"`
+	TableBytes int64 `json:"table_bytes"`
+	// ChunksNew were written by this run; ChunksReused (and their
+	// TableBytesReused) are earlier backups' unchanged chunks.
+	ChunksNew        int64 `json:"chunks_new,omitempty"`
+	ChunksReused     int64 `json:"chunks_reused,omitempty"`
+	TableBytesReused int64 `json:"table_bytes_reused,omitempty"`
+	Blobs            int64 `json:"blobs"`
+	BlobsNew         int64 `json:"blobs_new"`
+	BlobsReused      int64 `json:"blobs_reused"`
+	BytesNew         int64 `json:"bytes_new"`
+	DurationMS       int64 `json:"duration_ms"`
 }
 
 func (m Manifest) table(name string) (TableEntry, bool) {
@@ -97,17 +107,48 @@ func (m Manifest) validate() error {
 		if _, ok := tableByName(t.Name); !ok {
 			continue // a newer table this binary does not restore
 		}
-		if t.File != snapshotsDir+m.ID+"/"+t.Name+".ndjson.zst.age" {
-			return fmt.Errorf("table %s: unexpected file %q", t.Name, t.File)
+		chunked := m.Format != formatV1
+		if chunked && (t.File != "" || t.Rows > 0 && len(t.Chunks) == 0) || !chunked && (len(t.Chunks) > 0 || t.File != snapshotsDir+m.ID+"/"+t.Name+".ndjson.zst.age") {
+			return fmt.Errorf("table %s: unexpected file %q or %d chunks in format %s", t.Name, t.File, len(t.Chunks), m.Format)
+		}
+		var rows int64
+		for _, c := range t.Chunks {
+			if !validObject(c.Object) {
+				return fmt.Errorf("table %s: unexpected chunk name %q", t.Name, c.Object)
+			}
+			rows += c.Rows
+		}
+		if chunked && rows != t.Rows {
+			return fmt.Errorf("table %s: chunks hold %d rows, the table %d", t.Name, rows, t.Rows)
 		}
 	}
 	for _, b := range m.Blobs {
-		sum := strings.TrimPrefix(b.Object, dataDir)
-		if len(sum) != 67 || sum[2] != '/' || objectKey(sum[3:]) != b.Object || !isHex(sum[3:]) {
+		if !validObject(b.Object) {
 			return fmt.Errorf("blob %s: unexpected object name %q", b.Key, b.Object)
 		}
 	}
 	return nil
+}
+
+// validObject: data/<2 hex>/<64 hex>, the two hex digits the first two of the 64.
+func validObject(o string) bool {
+	sum := strings.TrimPrefix(o, dataDir)
+	return len(sum) == 67 && sum[2] == '/' && objectKey(sum[3:]) == o && isHex(sum[3:])
+}
+
+// Objects lists every repository object the backup needs (attachment
+// copies and table chunks): what forget must keep while the backup is kept.
+func (m Manifest) Objects() []string {
+	var out []string
+	for _, b := range m.Blobs {
+		out = append(out, b.Object)
+	}
+	for _, t := range m.Tables {
+		for _, c := range t.Chunks {
+			out = append(out, c.Object)
+		}
+	}
+	return out
 }
 
 func isHex(s string) bool {
@@ -146,7 +187,13 @@ func (m Manifest) Summary(withTables bool) Summary {
 		Source: m.Source, Stats: m.Stats, Blobs: len(m.Blobs), Missing: len(m.Missing), Recipients: m.Recipients,
 		Authenticated: !m.Unsigned}
 	if withTables {
-		s.Tables = m.Tables
+		// per table, without the chunk list (object names, like the blob
+		// list, stay in the manifest)
+		s.Tables = make([]TableEntry, len(m.Tables))
+		for i, t := range m.Tables {
+			t.Chunks = nil
+			s.Tables[i] = t
+		}
 	}
 	return s
 }

@@ -18,16 +18,16 @@ func throttle(fn func(Progress), now func() time.Time) func(Progress) {
 		return func(Progress) {}
 	}
 	var mu sync.Mutex
-	var phase string
-	var last time.Time
+	// per phase: a backup dumps tables while it copies attachments
+	last := map[string]time.Time{}
 	return func(p Progress) {
 		mu.Lock()
 		defer mu.Unlock()
 		t := now()
-		if p.Phase == phase && t.Sub(last) < progressEvery && (p.Total <= 0 || p.Done < p.Total) {
+		if at, ok := last[p.Phase]; ok && t.Sub(at) < progressEvery && (p.Total <= 0 || p.Done < p.Total) {
 			return
 		}
-		phase, last = p.Phase, t
+		last[p.Phase] = t
 		fn(p)
 	}
 }

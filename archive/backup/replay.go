@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -18,18 +19,28 @@ import (
 	"github.com/casevault/casevault/sqlstore"
 )
 
-// tombstones are the records of destruction a restore must re-apply:
-// dispositions (retention, manual deletion) and destroyed customer keys
-// (erasure by crypto-shredding).
+// tombstones are the records a restore must re-apply so that it never
+// rolls back what happened after the backup: dispositions (retention,
+// manual deletion), destroyed customer keys (erasure by crypto-shredding),
+// and the security state: token revocations, legal holds as last placed or
+// released, and retention schedule versions.
 type tombstones struct {
 	sources []string
 	disps   map[string]map[string]any // by disposition id
 	keys    map[string]int64          // customer id → destroyed_at
+	// Security state.
+	revoked   map[string]int64          // token id → revoked_at
+	holds     map[string]map[string]any // hold id → newest row
+	schedules map[int64]map[string]any  // version → row
 }
 
 func newTombstones() *tombstones {
-	return &tombstones{disps: map[string]map[string]any{}, keys: map[string]int64{}}
+	return &tombstones{disps: map[string]map[string]any{}, keys: map[string]int64{},
+		revoked: map[string]int64{}, holds: map[string]map[string]any{}, schedules: map[int64]map[string]any{}}
 }
+
+// securityTables are read from every later source besides the tombstones.
+var securityTables = []string{"tokens", "legal_holds", "retention_schedules"}
 
 func (ts *tombstones) addRows(t table, rows []map[string]any) {
 	for _, row := range rows {
@@ -42,6 +53,18 @@ func (ts *tombstones) addRows(t table, rows []map[string]any) {
 					ts.keys[asString(row["customer_id"])] = at
 				}
 			}
+		case "tokens":
+			if at, ok := row["revoked_at"].(int64); ok {
+				if old, seen := ts.revoked[asString(row["id"])]; !seen || at < old {
+					ts.revoked[asString(row["id"])] = at
+				}
+			}
+		case "legal_holds":
+			// Sources are added oldest first: the last one seen is the
+			// hold's newest state (placed, released, reinstated).
+			ts.holds[asString(row["id"])] = row
+		case "retention_schedules":
+			ts.schedules[asInt(row["version"])] = row
 		}
 	}
 }
@@ -81,7 +104,7 @@ func (r *Repo) backupRows(ctx context.Context, m Manifest, t table, id age.Ident
 	if !ok {
 		return nil, nil
 	}
-	rc, err := r.openFile(ctx, te.File, id, true)
+	rc, err := r.openTable(ctx, te, id)
 	if err != nil {
 		return nil, err
 	}
@@ -92,10 +115,10 @@ func (r *Repo) backupRows(ctx context.Context, m Manifest, t table, id age.Ident
 	h := sha256.New()
 	rows, err := parseRows(io.TeeReader(rc, h), t, func(row map[string]any) bool { return keep == nil || keep(row) })
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrDamaged, te.File, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrDamaged, te.Name, err)
 	}
 	if _, err := io.Copy(h, rc); err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrDamaged, te.File, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrDamaged, te.Name, err)
 	}
 	if sum := hex.EncodeToString(h.Sum(nil)); sum != te.PlainSHA256 {
 		return nil, fmt.Errorf("%w: table %s: digest %s, the manifest says %s", ErrDamaged, t.Name, sum, te.PlainSHA256)
@@ -109,6 +132,11 @@ func (r *Repo) collectTombstones(ctx context.Context, m Manifest, opts RestoreOp
 	ts := newTombstones()
 	disp, _ := tableByName("dispositions")
 	keys, _ := tableByName("customer_keys")
+	var sec []table
+	for _, name := range securityTables {
+		t, _ := tableByName(name)
+		sec = append(sec, t)
+	}
 	all, bad, err := r.List(ctx)
 	if err != nil {
 		return nil, err
@@ -129,7 +157,7 @@ func (r *Repo) collectTombstones(ctx context.Context, m Manifest, opts RestoreOp
 		if n.ID == m.ID || !n.SnapshotAt.After(m.SnapshotAt) || !sameInstance(n, m) {
 			continue
 		}
-		for _, t := range []table{disp, keys} {
+		for _, t := range append([]table{disp, keys}, sec...) {
 			rows, err := r.backupRows(ctx, n, t, opts.Identity, nil)
 			if err != nil {
 				return nil, fmt.Errorf("tombstones of backup %s: %w", n.ID, err)
@@ -150,6 +178,12 @@ func (r *Repo) collectTombstones(ctx context.Context, m Manifest, opts RestoreOp
 			return nil, fmt.Errorf("tombstones of the live database: %w", err)
 		}
 		ts.addRows(keys, rows)
+		for _, t := range sec {
+			if rows, err = readRows(ctx, db, t, ""); err != nil {
+				return nil, fmt.Errorf("security state of the live database: %w", err)
+			}
+			ts.addRows(t, rows)
+		}
 		ts.sources = append(ts.sources, fmt.Sprintf("live database %d", i+1))
 	}
 
@@ -188,8 +222,20 @@ func replay(ctx context.Context, db *sqldb.DB, ts *tombstones, hook cases.TxHook
 		}
 		var todo []map[string]any
 		for id, row := range ts.disps {
-			if !have[id] {
+			switch {
+			case !have[id]:
 				todo = append(todo, row)
+			case row["reversed_at"] != nil:
+				// Undone since the backup: the target has the record (and,
+				// from a backup taken between disposal and undo, not the
+				// data); the mark is carried so nothing replays it later.
+				res, err := tx.ExecContext(ctx, db.Rebind(`UPDATE dispositions SET reversed_at = ?, reversed_by = ? WHERE id = ? AND reversed_at IS NULL`), row["reversed_at"], row["reversed_by"], id)
+				if err != nil {
+					return fmt.Errorf("replay reversal: %w", err)
+				}
+				if n, _ := res.RowsAffected(); n > 0 {
+					rep.Reversed++
+				}
 			}
 		}
 		sort.Slice(todo, func(i, j int) bool {
@@ -201,6 +247,14 @@ func replay(ctx context.Context, db *sqldb.DB, ts *tombstones, hook cases.TxHook
 		})
 		ins := newInserter(db.Dialect, tx, disp)
 		for _, row := range todo {
+			if row["reversed_at"] != nil {
+				// Undone (backup restore --undo-run): recorded, not applied.
+				rep.Reversed++
+				if err := ins.add(ctx, disp.args(db.Dialect, row)); err != nil {
+					return err
+				}
+				continue
+			}
 			if err := applyDisposition(ctx, db, tx, row, &rep); err != nil {
 				return err
 			}
@@ -239,12 +293,19 @@ func replay(ctx context.Context, db *sqldb.DB, ts *tombstones, hook cases.TxHook
 			}
 			rep.KeysDestroyed += int(n)
 		}
+		if rep.Security, err = replaySecurity(ctx, db, tx, ts); err != nil {
+			return err
+		}
 		if hook != nil {
 			if ch.Detail == nil {
 				ch.Detail = map[string]any{}
 			}
 			ch.Detail["tombstones"] = rep.Dispositions
 			ch.Detail["keys_destroyed"] = rep.KeysDestroyed
+			ch.Detail["tokens_revoked"] = len(rep.Security.TokensRevoked)
+			ch.Detail["holds_placed"] = len(rep.Security.HoldsPlaced)
+			ch.Detail["holds_updated"] = len(rep.Security.HoldsUpdated)
+			ch.Detail["schedule_versions"] = len(rep.Security.ScheduleVersions)
 			return hook(ctx, tx, ch)
 		}
 		return nil
@@ -259,6 +320,11 @@ const (
 	actAnonymize  = "anonymize"
 	actRedact     = "redact"
 	actDeleteCase = "delete_case"
+	// an erasure's record of the customer (retention.ItemEraseCustomer):
+	// whatever of theirs the restored copy still has goes, profile too
+	actEraseCustomer = "erase_customer"
+	// a customer profile deleted by the customer_profile rule
+	actDeleteCustomer = "delete_customer"
 )
 
 // redactColumn names the column that held a redacted category.
@@ -320,6 +386,29 @@ func applyDisposition(ctx context.Context, db *sqldb.DB, tx *sql.Tx, row map[str
 		}
 		n, err := wrap(sqlstore.DeleteCase(ctx, db, tx, caseID))
 		rep.CasesDeleted += int(n)
+		return err
+	case actEraseCustomer:
+		customerID := asString(row["customer_id"])
+		set, err := sqlstore.ReadErasure(ctx, db, tx, nil, customerID)
+		if errors.Is(err, cases.ErrNotFound) {
+			return nil // not in this copy
+		}
+		if err != nil {
+			return fmt.Errorf("replay erasure of %s: %w", customerID, err)
+		}
+		for _, a := range set.Attachments {
+			rep.blobsToRemove = append(rep.blobsToRemove, a.BlobKey)
+		}
+		rep.BlobsRemoved += len(set.Attachments)
+		if err := sqlstore.DeleteCustomer(ctx, db, tx, customerID); err != nil {
+			return fmt.Errorf("replay erasure of %s: %w", customerID, err)
+		}
+		rep.CasesDeleted += len(set.Cases)
+		rep.Deleted += len(set.Contacts)
+		return nil
+	case actDeleteCustomer:
+		n, err := wrap(sqlstore.DeleteCustomerProfile(ctx, db, tx, asString(row["customer_id"])))
+		rep.ProfilesDeleted += int(n)
 		return err
 	default:
 		return fmt.Errorf("replay: unknown disposition action %q (a newer casevault wrote it?)", strings.TrimSpace(asString(row["action"])))

@@ -58,6 +58,11 @@ func TestTombstoneReplay(t *testing.T) {
 			if rep.Deleted != 2 {
 				t.Fatalf("sweep deleted %d contacts, want the 2 of the closed case", rep.Deleted)
 			}
+			// The manually deleted case was its customer's only one: the
+			// customer_profile rule (90 days) deleted the profile too.
+			if rep.ProfilesDeleted != 1 {
+				t.Fatalf("sweep deleted %d customer profiles, want 1", rep.ProfilesDeleted)
+			}
 			if err := src.keys.Destroy(ctx, erasedCust); err != nil {
 				t.Fatal(err)
 			}
@@ -100,6 +105,9 @@ func TestTombstoneReplay(t *testing.T) {
 			}
 			if rr.Tombstones.Deleted < 4 || rr.Tombstones.CasesDeleted != 2 || rr.Tombstones.KeysDestroyed != 1 || rr.Tombstones.Redacted == 0 {
 				t.Errorf("replay report %+v", rr.Tombstones)
+			}
+			if n, want := dst.count(`SELECT COUNT(*) FROM customers`), src.count(`SELECT COUNT(*) FROM customers`); n != want || rr.Tombstones.ProfilesDeleted != 1 {
+				t.Errorf("restored %d customers (source %d), replayed %d profile deletions: a deleted profile came back", n, want, rr.Tombstones.ProfilesDeleted)
 			}
 			if n := dst.count(`SELECT COUNT(*) FROM dispositions`); n != src.count(`SELECT COUNT(*) FROM dispositions`) {
 				t.Errorf("restored %d dispositions, the source has %d", n, src.count(`SELECT COUNT(*) FROM dispositions`))

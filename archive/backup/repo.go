@@ -21,8 +21,17 @@ import (
 	"github.com/casevault/casevault/archive"
 )
 
-// Format names the repository layout and manifest version (docs/BACKUP-FORMAT.md).
+// Format names the repository layout (config.json; docs/BACKUP-FORMAT.md).
+// The layout is unchanged since the first version: table chunks are
+// objects under data/ like the attachment copies.
 const Format = "casevault-backup/1"
+
+// Manifest versions: ManifestFormat is written (tables as content-addressed
+// chunks); formatV1 manifests (one file per table) are still read.
+const (
+	ManifestFormat = "casevault-backup/2"
+	formatV1       = "casevault-backup/1"
+)
 
 // Repository layout. Every key is relative to the repository prefix.
 const (
@@ -31,6 +40,7 @@ const (
 	dataDir      = "data/"
 	tmpDir       = "tmp/"
 	manifestName = "manifest.json"
+	startedName  = "started.json"
 )
 
 // Errors callers match with errors.Is (the CLI maps them to exit codes).
@@ -43,7 +53,7 @@ var (
 	ErrTargetInUse  = errors.New("restore target is not empty")
 	ErrDamaged      = errors.New("backup is damaged")
 	ErrHeld         = errors.New("held by a legal hold")
-	ErrDeleted      = errors.New("deleted by retention or erasure")
+	ErrDeleted      = errors.New("deleted since the backup")
 )
 
 // Renamer is the optional blob store capability objects need to be named by
@@ -277,7 +287,7 @@ func (r *Repo) manifest(ctx context.Context, id string, allowUnsigned bool) (Man
 		return Manifest{}, fmt.Errorf("%w: manifest %s: %w", ErrDamaged, id, err)
 	}
 
-	if m.Format != Format || m.ID != id {
+	if m.Format != ManifestFormat && m.Format != formatV1 || m.ID != id {
 		return Manifest{}, fmt.Errorf("%w: manifest %s: format %q id %q", ErrDamaged, id, m.Format, m.ID)
 	}
 

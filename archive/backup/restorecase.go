@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -30,6 +31,11 @@ type CaseRestoreOptions struct {
 	Actor  cases.Actor
 	// OnChange audits the restore in the instance's transaction.
 	OnChange cases.TxHook
+	// Rewrap returns a customer's data key, wrapped under the backup's
+	// master key, wrapped under this instance's; it fails (wrapping
+	// archive.ErrWrongMasterKey) when that cannot be done, so a key no one
+	// can unwrap is never stored. nil stores keys as the backup has them.
+	Rewrap func(customerID, wrapped string) (string, error)
 }
 
 // CaseRestoreReport is what a single-case restore did.
@@ -63,9 +69,13 @@ func (r *Repo) RestoreCase(ctx context.Context, id, caseID string, opts CaseRest
 		return rep, ErrNoKey
 	}
 
-	cr := &caseRestore{repo: r, backup: id, caseID: caseID, opts: opts, db: opts.DB}
-	if err := cr.read(ctx, m); err != nil {
+	crs, err := readCases(ctx, r, m, []string{caseID}, opts)
+	if err != nil {
 		return rep, err
+	}
+	cr, ok := crs[caseID]
+	if !ok {
+		return rep, fmt.Errorf("%w: case %s is not in backup %s", ErrNotFound, caseID, id)
 	}
 
 	if err := cr.db.InTx(ctx, func(tx *sql.Tx) error { return cr.apply(ctx, tx) }); err != nil {
@@ -104,41 +114,71 @@ type caseRestore struct {
 	blobs    []BlobEntry     // blobs of the attachments added
 }
 
-// read picks the case's rows out of backup m: a case is a few rows of
-// tables that may hold millions.
-func (c *caseRestore) read(ctx context.Context, m Manifest) error {
-	pick := func(name, col, val string) ([]map[string]any, error) {
+// readCases picks the rows of cases caseIDs out of backup m in one pass
+// over each table (a case is a few rows of tables that may hold millions),
+// and returns a restore of each case found there.
+func readCases(ctx context.Context, r *Repo, m Manifest, caseIDs []string, opts CaseRestoreOptions) (map[string]*caseRestore, error) {
+	want := map[string]bool{}
+	for _, id := range caseIDs {
+		want[id] = true
+	}
+	pick := func(name, col string, in map[string]bool) ([]map[string]any, error) {
 		t, _ := tableByName(name)
-		return c.repo.backupRows(ctx, m, t, c.opts.Identity, func(row map[string]any) bool { return asString(row[col]) == val })
+		return r.backupRows(ctx, m, t, opts.Identity, func(row map[string]any) bool { return in[asString(row[col])] })
 	}
 
-	cs, err := pick("cases", "id", c.caseID)
+	cs, err := pick("cases", "id", want)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if len(cs) == 0 {
-		return fmt.Errorf("%w: case %s is not in backup %s", ErrNotFound, c.caseID, c.backup)
+	out := map[string]*caseRestore{}
+	customers := map[string]bool{}
+	byCustomer := map[string][]*caseRestore{}
+	for _, row := range cs {
+		c := &caseRestore{repo: r, backup: m.ID, caseID: asString(row["id"]), opts: opts, db: opts.DB, caseRow: row, customerID: asString(row["customer_id"])}
+		out[c.caseID] = c
+		customers[c.customerID] = true
+		byCustomer[c.customerID] = append(byCustomer[c.customerID], c)
 	}
-	c.caseRow, c.customerID = cs[0], asString(cs[0]["customer_id"])
-
-	if c.customers, err = pick("customers", "id", c.customerID); err != nil {
-		return err
-	}
-	if c.keys, err = pick("customer_keys", "customer_id", c.customerID); err != nil {
-		return err
-	}
-	if c.contacts, err = pick("contacts", "case_id", c.caseID); err != nil {
-		return err
-	}
-	if c.atts, err = pick("attachments", "case_id", c.caseID); err != nil {
-		return err
+	if len(out) == 0 {
+		return out, nil
 	}
 
-	c.blobOf = map[string]BlobEntry{}
+	blobOf := map[string]BlobEntry{}
 	for _, b := range m.Blobs {
-		c.blobOf[b.Key] = b
+		blobOf[b.Key] = b
 	}
-	return nil
+
+	// Each kind of row goes to the cases it belongs to.
+	for _, step := range []struct {
+		table, col string
+		in         map[string]bool
+		put        func(c *caseRestore, row map[string]any)
+	}{
+		{"customers", "id", customers, func(c *caseRestore, row map[string]any) { c.customers = append(c.customers, row) }},
+		{"customer_keys", "customer_id", customers, func(c *caseRestore, row map[string]any) { c.keys = append(c.keys, row) }},
+		{"contacts", "case_id", want, func(c *caseRestore, row map[string]any) { c.contacts = append(c.contacts, row) }},
+		{"attachments", "case_id", want, func(c *caseRestore, row map[string]any) { c.atts = append(c.atts, row) }},
+	} {
+		rows, err := pick(step.table, step.col, step.in)
+		if err != nil {
+			return nil, err
+		}
+		for _, row := range rows {
+			key := asString(row[step.col])
+			owners := byCustomer[key]
+			if step.col == "case_id" {
+				owners = []*caseRestore{out[key]}
+			}
+			for _, c := range owners {
+				step.put(c, row)
+			}
+		}
+	}
+	for _, c := range out {
+		c.blobOf = blobOf
+	}
+	return out, nil
 }
 
 // apply adds what is missing in one transaction, and records it.
@@ -172,6 +212,10 @@ func (c *caseRestore) apply(ctx context.Context, tx *sql.Tx) error {
 		return err
 	}
 
+	if err := c.reminimize(ctx); err != nil {
+		return err
+	}
+
 	return c.record(ctx)
 }
 
@@ -187,7 +231,7 @@ func (c *caseRestore) refuseDeleted(ctx context.Context) error {
 		return err
 	}
 	if dead.caseDeleted != "" {
-		return fmt.Errorf("%w: case %s was deleted (%s); a restore never brings it back", ErrDeleted, c.caseID, dead.caseDeleted)
+		return fmt.Errorf("%w: case %s was %s; a restore never brings it back", ErrDeleted, c.caseID, dead.caseDeleted)
 	}
 	c.dead = dead
 	return nil
@@ -207,7 +251,16 @@ func (c *caseRestore) putCustomer(ctx context.Context) error {
 	if ok, err := c.exists(ctx, `SELECT COUNT(*) FROM customer_keys WHERE customer_id = ?`, c.customerID); err != nil {
 		return err
 	} else if !ok && len(c.keys) == 1 {
-		if err := c.insert(ctx, "customer_keys", c.keys[0]); err != nil {
+		row := c.keys[0]
+		if w := asString(row["wrapped_key"]); w != "" && c.opts.Rewrap != nil {
+			nw, err := c.opts.Rewrap(c.customerID, w)
+			if err != nil {
+				return fmt.Errorf("restore case: customer key: %w", err)
+			}
+			row = maps.Clone(row)
+			row["wrapped_key"] = nw
+		}
+		if err := c.insert(ctx, "customer_keys", row); err != nil {
 			return err
 		}
 		c.rep.KeyRestored = true
@@ -300,6 +353,32 @@ func (c *caseRestore) putContacts(ctx context.Context) error {
 	return nil
 }
 
+// reminimize applies again the redactions recorded since the backup to
+// the contacts this restore added: a restored contact never gets back a
+// location or device that was minimized away.
+func (c *caseRestore) reminimize(ctx context.Context) error {
+	ids := sortedKeys(c.restored)
+	for start := 0; start < len(ids); start += 500 {
+		chunk := ids[start:min(len(ids), start+500)]
+		rows, err := sqldb.Collect(ctx, c.tx, c.db.Rebind(`SELECT contact_id, case_id, detail, at FROM dispositions WHERE action = '`+actRedact+`' AND contact_id IN (`+sqldb.Placeholders(len(chunk))+`)`+notReversed+` ORDER BY at, id`),
+			sqldb.Args(chunk), func(rows *sql.Rows) (map[string]any, error) {
+				var contact, caseID, detail string
+				var at int64
+				err := rows.Scan(&contact, &caseID, &detail, &at)
+				return map[string]any{"action": actRedact, "contact_id": contact, "case_id": caseID, "detail": detail, "at": at}, err
+			})
+		if err != nil {
+			return fmt.Errorf("restore case: redactions: %w", err)
+		}
+		for _, row := range rows {
+			if err := applyDisposition(ctx, c.db, c.tx, row, &ReplayReport{}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // customerErased reports whether the customer's data key was destroyed
 // (erasure): their files stay gone.
 func (c *caseRestore) customerErased(ctx context.Context) (bool, error) {
@@ -387,6 +466,7 @@ func (c *caseRestore) insert(ctx context.Context, name string, row map[string]an
 
 type caseDead struct {
 	caseDeleted string
+	caseRun     string // the retention run that deleted the case ("" by request)
 	contacts    map[string]bool
 	anonymized  map[string]bool // contacts anonymized (moved to a statistics case)
 }
@@ -411,20 +491,21 @@ func caseTombstones(ctx context.Context, db *sqldb.DB, tx *sql.Tx, caseID string
 		}
 	}
 
-	rows, err := tx.QueryContext(ctx, db.Rebind(`SELECT contact_id, action, rule, at FROM dispositions WHERE case_id = ?`), caseID)
+	rows, err := tx.QueryContext(ctx, db.Rebind(`SELECT contact_id, action, rule, run_id, at FROM dispositions WHERE case_id = ?`+notReversed), caseID)
 	if err != nil {
 		return d, fmt.Errorf("restore case: tombstones: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var contact, action, rule string
+		var contact, action, rule, run string
 		var at int64
-		if err := rows.Scan(&contact, &action, &rule, &at); err != nil {
+		if err := rows.Scan(&contact, &action, &rule, &run, &at); err != nil {
 			return d, fmt.Errorf("restore case: tombstones: %w", err)
 		}
 		switch action {
 		case actDeleteCase:
-			d.caseDeleted = fmt.Sprintf("%s at %s", ruleName(rule), time.UnixMicro(at).UTC().Format(time.RFC3339))
+			d.caseDeleted = fmt.Sprintf("%s at %s", deletedHow(rule, run), time.UnixMicro(at).UTC().Format(time.RFC3339))
+			d.caseRun = run
 		case actDelete, actAnonymize:
 			// An anonymized contact is still live (emptied); a deleted one
 			// must not come back.
@@ -436,9 +517,19 @@ func caseTombstones(ctx context.Context, db *sqldb.DB, tx *sql.Tx, caseID string
 	return d, rows.Err()
 }
 
-func ruleName(rule string) string {
-	if rule == "" || rule == "manual" {
-		return "by request"
+// deletedHow says how a disposition came about: a retention run records
+// its run id (and the deciding rule, when there was one); a deletion asked
+// for through the API or CLI records no run (rule "manual").
+func deletedHow(rule, run string) string {
+	switch {
+	case run == "":
+		return "deleted by request"
+	case rule == "" || rule == manualRule:
+		return "deleted by retention run " + run
 	}
-	return "by retention rule " + rule
+	return "deleted by retention run " + run + " (rule " + rule + ")"
 }
+
+// manualRule is retention.ActionManualDelete (not imported: retention
+// depends on this package).
+const manualRule = "manual"

@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -419,6 +420,15 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 		return Manifest{}, err
 	}
 
+	// A marker names the run in snapshots/ from its start: an interrupted
+	// run is a snapshot directory without a manifest (its chunks and
+	// copies live under data/), which forget removes with the objects no
+	// manifest lists.
+	mark := []byte(`{"id":"` + id + `","started_at":"` + started.UTC().Format(time.RFC3339Nano) + `"}`)
+	if err := s.repo.bulk.Put(ctx, s.repo.key(snapshotsDir+id+"/"+startedName), bytes.NewReader(mark), int64(len(mark))); err != nil {
+		return Manifest{}, fmt.Errorf("start backup %s: %w", id, err)
+	}
+
 	version, err := s.db.Version(ctx)
 	if err != nil {
 		return Manifest{}, err
@@ -429,14 +439,9 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 		return Manifest{}, fmt.Errorf("instance id: %w", err)
 	}
 
-	m = Manifest{Format: Format, ID: id, StartedAt: started.UTC(), Recipients: s.opts.Keys.Public,
+	m = Manifest{Format: ManifestFormat, ID: id, StartedAt: started.UTC(), Recipients: s.opts.Keys.Public,
 		Source: Source{Instance: instance, Engine: string(s.db.Dialect), SchemaVersion: version, Host: s.opts.Host}}
-	atts, err := s.dumpTables(ctx, &m, progress)
-	if err != nil {
-		return Manifest{}, err
-	}
-
-	if err := s.copyBlobs(ctx, &m, atts, prev, progress); err != nil {
+	if err := s.dumpAndCopy(ctx, &m, prev, progress); err != nil {
 		return Manifest{}, err
 	}
 
@@ -446,6 +451,10 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 	// Every file durable, then the manifest last: until it exists the
 	// backup is not listed, so an interrupted run can never be taken for a
 	// complete one.
+	if err := ctx.Err(); err != nil {
+		return Manifest{}, err
+	}
+
 	if err := s.repo.seal(ctx); err != nil {
 		return Manifest{}, err
 	}
@@ -463,58 +472,130 @@ type attRef struct {
 	size int64 // plaintext size
 }
 
-func (s *Service) dumpTables(ctx context.Context, m *Manifest, progress func(Progress)) ([]attRef, error) {
+// dumpAndCopy dumps every table into chunks and copies the attachment
+// blobs the snapshot references, at the same time: the attachments table
+// is dumped first, then its blobs are copied by workers while the other
+// tables are read (the database read is one goroutine; compression,
+// encryption and copies spread over the cores).
+func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, progress func(Progress)) error {
+	// A failed copy stops the dump and the other way round.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	tx, err := snapshotTx(ctx, s.db)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer tx.Rollback()
 
 	// Counting first pins the snapshot (SQLite takes it at the first read)
 	// and gives the progress bar its total.
 	var total int64
-	counts := map[string]int64{}
 	m.SnapshotAt = s.opts.Now().UTC()
 	for _, t := range tables {
 		var n int64
 		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+t.Name).Scan(&n); err != nil {
-			return nil, fmt.Errorf("count %s: %w", t.Name, err)
+			return fmt.Errorf("count %s: %w", t.Name, err)
 		}
-		counts[t.Name] = n
 		total += n
 	}
 
-	var done int64
-	var atts []attRef
-	for _, t := range tables {
-		file := snapshotsDir + m.ID + "/" + t.Name + ".ndjson.zst.age"
-		var rows int64
-		each := func(vals []any) error {
-			done++
-			if done%2048 == 0 {
-				progress(Progress{Phase: "tables", Done: done, Total: total, Unit: "rows"})
-			}
-			if t.Name == "attachments" {
-				atts = append(atts, attRef{key: asString(vals[8]), size: asInt(vals[6])})
-			}
-			return nil
+	// One phase at a time for the progress bar: the copy's progress waits
+	// (latest event kept) until the tables are done.
+	var pmu sync.Mutex
+	tablesDone := false
+	var held *Progress
+	blobProgress := func(p Progress) {
+		pmu.Lock()
+		defer pmu.Unlock()
+		if !tablesDone {
+			held = &p
+			return
 		}
-		stored, plain, err := s.repo.writeFile(ctx, file, s.opts.Keys.Recipients, true, func(w io.Writer) error {
-			n, err := dumpTable(ctx, tx, t, "", nil, w, each)
-			rows = n
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-		m.Tables = append(m.Tables, TableEntry{Name: t.Name, File: file, Rows: rows, Size: stored.Size, SHA256: stored.SHA256,
-			PlainSize: plain.Size, PlainSHA256: plain.SHA256})
-		m.Stats.Rows += rows
-		m.Stats.TableBytes += stored.Size
+		progress(p)
 	}
 
+	cs := newChunkStore(ctx, s.repo, s.opts.Keys.Recipients, prev.chunks, s.opts.Workers)
+	var done int64
+	var atts []attRef
+	var blobs errgroup.Group
+	pending := make([]*pendingTable, 0, len(tables))
+	err = func() error {
+		for _, t := range dumpOrder() {
+			each := func(vals []any) error {
+				done++
+				if done%2048 == 0 {
+					progress(Progress{Phase: "tables", Done: done, Total: total, Unit: "rows"})
+				}
+				if t.Name == "attachments" {
+					atts = append(atts, attRef{key: asString(vals[8]), size: asInt(vals[6])})
+				}
+				return nil
+			}
+			p, err := cs.dump(ctx, tx, t, each)
+			if err != nil {
+				return err
+			}
+			pending = append(pending, p)
+			if t.Name == "attachments" {
+				blobs.Go(func() error {
+					err := s.copyBlobs(ctx, m, atts, prev.blobs, blobProgress)
+					if err != nil {
+						cancel(err)
+					}
+					return err
+				})
+			}
+		}
+		return nil
+	}()
+	// The snapshot is not needed any more: writers may checkpoint.
+	_ = tx.Rollback()
+	if err != nil {
+		cancel(err)
+	}
 	progress(Progress{Phase: "tables", Done: done, Total: total, Unit: "rows"})
-	return atts, nil
+	pmu.Lock()
+	tablesDone = true
+	if held != nil {
+		progress(*held)
+	}
+	pmu.Unlock()
+	if werr := cs.wait(); err == nil {
+		err = werr
+	}
+	if berr := blobs.Wait(); err == nil {
+		err = berr
+	}
+	if err != nil {
+		return err
+	}
+
+	byName := map[string]TableEntry{}
+	for _, p := range pending {
+		byName[p.entry.Name] = p.finish()
+	}
+	for _, t := range tables {
+		te := byName[t.Name]
+		m.Tables = append(m.Tables, te)
+		m.Stats.Rows += te.Rows
+		m.Stats.TableBytes += te.Size
+	}
+	m.Stats.ChunksNew, m.Stats.ChunksReused, m.Stats.TableBytesReused = cs.written, cs.reused, cs.bytesOld
+	return nil
+}
+
+// dumpOrder is tables with attachments first (its blobs are copied while
+// the rest is dumped); the manifest keeps restore order.
+func dumpOrder() []table {
+	out := make([]table, 0, len(tables))
+	for _, t := range tables {
+		if t.Name == "attachments" {
+			out = append([]table{t}, out...)
+		} else {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 func asString(v any) string {
@@ -537,25 +618,39 @@ func asInt(v any) int64 {
 	return 0
 }
 
-// reusable maps blob keys to objects that earlier backups copied and that
-// are still in the repository: those are not copied again.
-func (s *Service) reusable(ctx context.Context) (map[string]BlobEntry, error) {
+// reuse is what earlier backups stored that a run need not store again:
+// attachment copies by blob key, table chunks by plain digest.
+type reuse struct {
+	blobs  map[string]BlobEntry
+	chunks map[string]ChunkEntry
+}
+
+// reusable maps blob keys and chunk digests to objects that earlier
+// backups stored and that are still in the repository with their size.
+func (s *Service) reusable(ctx context.Context) (reuse, error) {
 	// A damaged manifest only means its objects are not reused. Nor are an
 	// unsigned one's: its mapping from blob key to object is unproven, and
 	// this backup's signature would vouch for it.
 	ms, _, err := s.repo.list(ctx, false)
 	if err != nil {
-		return nil, err
+		return reuse{}, err
 	}
 	have, err := s.repo.objects(ctx)
 	if err != nil {
-		return nil, err
+		return reuse{}, err
 	}
-	out := map[string]BlobEntry{}
+	out := reuse{blobs: map[string]BlobEntry{}, chunks: map[string]ChunkEntry{}}
 	for _, m := range ms {
 		for _, b := range m.Blobs {
 			if size, ok := have[b.Object]; ok && size == b.Size {
-				out[b.Key] = b
+				out.blobs[b.Key] = b
+			}
+		}
+		for _, t := range m.Tables {
+			for _, c := range t.Chunks {
+				if size, ok := have[c.Object]; ok && size == c.Size {
+					out.chunks[c.PlainSHA256] = c
+				}
 			}
 		}
 	}
@@ -641,7 +736,8 @@ func (s *Service) copyBlob(ctx context.Context, key string, advance func(int64))
 	defer src.Close()
 	tmp := tmpDir + newID(s.opts.Now()) + "-" + randHex(8)
 	stored, plain, err := s.repo.writeFile(ctx, tmp, s.opts.Keys.Recipients, false, func(w io.Writer) error {
-		_, err := io.Copy(w, progressReader{r: src, advance: advance})
+		// 256 KiB reads of the source (a file): fewer calls than io.Copy's 32 KiB.
+		_, err := io.CopyBuffer(w, progressReader{r: src, advance: advance}, make([]byte, 256<<10))
 		return err
 	})
 	if err != nil {

@@ -52,17 +52,18 @@ func (r *Repo) Verify(ctx context.Context, id string, readData bool, identity ag
 		total += b.Size
 	}
 
-	check := func(key string, size int64, sum, plainSum string, compressed bool) error {
+	// label names the file in a problem (a chunk with its table).
+	check := func(label, key string, size int64, sum, plainSum string, compressed bool) error {
 		rep.Files++
 		info, err := r.st.Stat(ctx, r.key(key))
 		switch {
 		case errors.Is(err, archive.ErrNotFound):
-			bad("%s: missing", key)
+			bad("%s: missing", label)
 			return nil
 		case err != nil:
 			return fmt.Errorf("verify %s: %w", key, err)
 		case info.Size != size:
-			bad("%s: %d bytes, the manifest says %d", key, info.Size, size)
+			bad("%s: %d bytes, the manifest says %d", label, info.Size, size)
 			return nil
 		}
 		if !readData {
@@ -78,7 +79,7 @@ func (r *Repo) Verify(ctx context.Context, id string, readData bool, identity ag
 			return err
 		}
 		if got != sum {
-			bad("%s: SHA-256 %s, the manifest says %s", key, got, sum)
+			bad("%s: SHA-256 %s, the manifest says %s", label, got, sum)
 			return nil
 		}
 		if identity == nil || plainSum == "" {
@@ -89,30 +90,40 @@ func (r *Repo) Verify(ctx context.Context, id string, readData bool, identity ag
 			return err
 		}
 		if err != nil {
-			bad("%s: %v", key, err)
+			bad("%s: %v", label, err)
 			return nil
 		}
 		defer rc.Close()
 		h := sha256.New()
 		if _, err := io.Copy(h, rc); err != nil {
-			bad("%s: decrypt: %v", key, err)
+			bad("%s: decrypt: %v", label, err)
 			return nil
 		}
 		if p := hex.EncodeToString(h.Sum(nil)); p != plainSum {
-			bad("%s: content SHA-256 %s, the manifest says %s", key, p, plainSum)
+			bad("%s: content SHA-256 %s, the manifest says %s", label, p, plainSum)
 		}
 		return nil
 	}
 
 	for _, t := range m.Tables {
-		if err := check(t.File, t.Size, t.SHA256, t.PlainSHA256, true); err != nil {
-			return rep, err
+		if t.File != "" {
+			if err := check(t.File, t.File, t.Size, t.SHA256, t.PlainSHA256, true); err != nil {
+				return rep, err
+			}
+			continue
+		}
+		// A chunk's name is the SHA-256 of its bytes; the table's digest
+		// is checked by chunks (their concatenation is the table).
+		for _, c := range t.Chunks {
+			if err := check("table "+t.Name+" chunk "+c.Object, c.Object, c.Size, c.Object[len(c.Object)-64:], c.PlainSHA256, true); err != nil {
+				return rep, err
+			}
 		}
 	}
 
 	for _, b := range m.Blobs {
 		// An object's name is the SHA-256 of its bytes.
-		if err := check(b.Object, b.Size, b.Object[len(b.Object)-64:], b.Digest, false); err != nil {
+		if err := check(b.Object, b.Object, b.Size, b.Object[len(b.Object)-64:], b.Digest, false); err != nil {
 			return rep, err
 		}
 	}

@@ -21,9 +21,11 @@ import (
 	"github.com/casevault/casevault/cluster"
 	"github.com/casevault/casevault/export"
 	"github.com/casevault/casevault/retention"
+	"github.com/casevault/casevault/savedsearch"
 	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqlstore"
+	"github.com/casevault/casevault/web"
 )
 
 // app is everything `serve` runs, built from the configuration.
@@ -32,6 +34,8 @@ type app struct {
 	log         *slog.Logger
 	db          *sqldb.DB
 	store       *sqlstore.Store
+	keys        *archive.Keyring
+	fields      *sqlstore.Fields // the store's sealing under keys
 	svc         *cases.Service
 	tokens      *auth.Tokens
 	audit       *audit.Log
@@ -47,6 +51,7 @@ type app struct {
 	replicas    *cluster.Registry
 	ticks       *cluster.Ticks // which replica runs each cron tick
 	closers     []func() error
+	sessions    *auth.Sessions // the console's (nil: console off)
 }
 
 func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
@@ -76,12 +81,22 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 	a.guard = bg.New(log, a.metrics)
 	// Events about legal holds in force and what they cover outlive the
 	// audit retention while the hold lasts (issue 21 §12).
-	a.audit = audit.New(db, audit.WithRetention(cfg.AuditRetention.d), audit.WithKeep(retention.AuditKeep))
+	auditOpts := []audit.Option{audit.WithRetention(cfg.AuditRetention.d), audit.WithKeep(retention.AuditKeep)}
 	if db.Dialect == sqldb.Postgres {
-		// Every audited write serializes on the chain head; group commit
-		// lets one commit carry many of them (sqldb/batch.go).
-		db.SetTxPrologue(a.audit.LockHead)
+		// No global writer lock (issue 19): writes append their events
+		// unsequenced and commit concurrently; a sequencer, one at a time
+		// across replicas, chains them (audit/sequencer.go). Every write
+		// shares the write barrier that schedule changes and hold
+		// placements take exclusively (retention/barrier.go). On SQLite
+		// the one writer appends to the chain directly: measured faster
+		// there (docs/ARCHITECTURE.md).
+		delay := sequencingDelay(a.metrics)
+		auditOpts = append(auditOpts, audit.WithSequencer(audit.DefaultSequenceInterval),
+			audit.WithSequencedObserver(func(d time.Duration) { delay.Observe(d.Seconds()) }),
+			audit.WithFaultPoint(faultPoint(log)))
+		db.SetPrologue(retention.ShareWriteBarrier)
 	}
+	a.audit = audit.New(db, auditOpts...)
 
 	a.closers = append(a.closers, func() error { return a.audit.Close(context.Background()) })
 	sink := auditSink{log: a.audit}
@@ -118,7 +133,13 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		}
 		return sink.hook(ctx, tx, ch)
 	}
-	a.store = sqlstore.New(db, sqlstore.Options{Policy: policy, OnChange: onChange, Notify: kick, BeforeCaseUpdate: recordHolds})
+	keys, fields, err := openSealing(ctx, cfg, db)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.keys, a.fields = keys, fields
+	a.store = sqlstore.New(db, sqlstore.Options{Policy: policy, OnChange: onChange, Notify: kick, BeforeCaseUpdate: recordHolds, Fields: a.fields})
 	if err := errors.Join(a.store.Prepare(ctx), a.audit.Prepare(ctx)); err != nil {
 		a.Close()
 		return nil, err
@@ -126,7 +147,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 
 	a.svc = cases.NewService(a.store, nil, cases.WithCaseManagers(auth.ManagesCases))
 	a.tokens = auth.NewTokens(db)
-	att, blobs, blobKind, err := openAttachments(ctx, cfg, db)
+	att, blobs, blobKind, err := openAttachmentsWith(ctx, cfg, db, keys)
 	if err != nil {
 		a.Close()
 		return nil, err
@@ -154,41 +175,80 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 	}
 
 	a.backup = bp
-	if a.exports, err = newExports(cfg, db, att, blobs, a.retention.holds, sink, a.guard.Go); err != nil {
+	if a.exports, err = newExports(cfg, db, att, blobs, a.fields, a.retention.holds, sink, a.guard.Go); err != nil {
 		a.Close()
 		return nil, err
 	}
 
-	a.server = api.New(api.Config{JSONBodyLimit: int64(cfg.JSONBodyLimit), AttachmentLimit: int64(cfg.AttachmentLimit), Version: version},
-		api.Deps{
-			Cases: a.svc, Tokens: a.tokens, Metrics: a.metrics, Log: log,
-			Audit: sink, AuditTrail: a.audit, AuditTx: sink.hook, Attachments: att,
-			Search: a.indexer,
-			// The rebuild outlives the request but not the process: it runs
-			// under the command's context, which SIGTERM cancels.
-			Reindex: func(context.Context) error {
-				return a.indexer.StartReindex(ctx, engineFactory{cfg, a.guard}.build, nil)
+	deps := api.Deps{
+		Cases: a.svc, Tokens: a.tokens, Metrics: a.metrics, Log: log,
+		Audit: sink, AuditTrail: a.audit, AuditTx: sink.hook, Attachments: att,
+		Search: a.indexer, SavedSearches: savedsearch.New(db),
+		// The rebuild outlives the request but not the process: it runs
+		// under the command's context, which SIGTERM cancels.
+		Reindex: func(context.Context) error {
+			return a.indexer.StartReindex(ctx, engineFactory{cfg, a.guard}.build, nil)
+		},
+		Retention: &api.RetentionDeps{Schedules: a.retention.schedules, Holds: a.retention.holds, Explainer: a.retention.explainer,
+			Sweeper: a.retention.sweeper, Deleter: a.retention.deleter, AuditTx: sink.hook, Flags: a.flags,
+			Recompute: func(ctx context.Context) {
+				if _, err := retention.Recompute(ctx, db, policy, retention.RecomputeOptions{}); err != nil {
+					log.Error("retention recompute failed", "err", err)
+				}
+			}},
+		// Runs started through the API end with the server: Shutdown
+		// (on SIGTERM) cancels them (an interrupted run is never listed).
+		Exports: a.exports,
+		Privacy: &api.PrivacyDeps{
+			Eraser: newEraser(db, a.retention.deleteHolds, keys, fields, blobs, sink, dkey, a.indexer.Kick),
+			FindCustomers: func(ctx context.Context, email, phone string) ([]cases.Customer, error) {
+				return a.store.FindCustomers(ctx, sqlstore.CustomerLookup{Email: email, Phone: phone})
 			},
-			Retention: &api.RetentionDeps{Schedules: a.retention.schedules, Holds: a.retention.holds, Explainer: a.retention.explainer,
-				Sweeper: a.retention.sweeper, Deleter: a.retention.deleter, AuditTx: sink.hook, Flags: a.flags,
-				Recompute: func(ctx context.Context) {
-					if _, err := retention.Recompute(ctx, db, policy, retention.RecomputeOptions{}); err != nil {
-						log.Error("retention recompute failed", "err", err)
-					}
-				}},
-			// Runs started through the API end with the server: Shutdown
-			// (on SIGTERM) cancels them (an interrupted run is never listed).
-			Exports: a.exports,
-			Backups: &api.BackupDeps{Service: bp.svc, Identity: bkeys.Identity, Ping: bp.target.Ping},
-			Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) {
-				return map[string]any{"engine": string(db.Dialect)}, db.Ping(ctx)
-			}}, {Name: "index", Degraded: true, Probe: indexProbe(a.indexer)}, {Name: "blobs", Probe: func(ctx context.Context) (any, error) {
-				return map[string]any{"backend": blobKind}, blobs.Ping(ctx)
-			}}, {Name: "background", Degraded: true, Probe: panicProbe(a.guard)},
-				{Name: "legal_hold_flags", Degraded: true, Probe: a.flags.Readiness},
-				{Name: "backups", Degraded: true, Probe: backupsProbe(a.replicas)}},
-		})
+			Consents: a.retention.consents,
+			Exporter: export.NewSubjectAccess(export.SubjectOptions{DB: db, Attachments: att, Explain: a.retention.explainer, Fields: fields}),
+		},
+		Backups: &api.BackupDeps{Service: bp.svc, Identity: bkeys.Identity, Ping: bp.target.Ping},
+		Checks: []api.Check{{Name: "database", Probe: func(ctx context.Context) (any, error) {
+			return map[string]any{"engine": string(db.Dialect)}, db.Ping(ctx)
+		}}, {Name: "index", Degraded: true, Probe: indexProbe(a.indexer)}, {Name: "blobs", Probe: func(ctx context.Context) (any, error) {
+			return map[string]any{"backend": blobKind}, blobs.Ping(ctx)
+		}}, {Name: "background", Degraded: true, Probe: panicProbe(a.guard)},
+			{Name: "legal_hold_flags", Degraded: true, Probe: a.flags.Readiness},
+			{Name: "audit_sequencer", Degraded: true, Probe: sequencerProbe(a.audit)},
+			{Name: "backups", Degraded: true, Probe: backupsProbe(a.replicas)}},
+	}
+	if cfg.Console.Enabled {
+		if err := a.buildConsole(cfg, &deps, sink); err != nil {
+			a.Close()
+			return nil, err
+		}
+	}
+	a.server = api.New(api.Config{JSONBodyLimit: int64(cfg.JSONBodyLimit), AttachmentLimit: int64(cfg.AttachmentLimit), Version: version}, deps)
 	return a, nil
+}
+
+// buildConsole builds the web console on the API's services and mounts it
+// through deps (api.Deps.Console); Close ends the runs it started.
+func (a *app) buildConsole(cfg *config, deps *api.Deps, sink auditSink) error {
+	if cfg.Console.Idle <= 0 || cfg.Console.Absolute <= 0 {
+		return usagef("--console-session-idle and --console-session-max must be positive")
+	}
+	a.sessions = auth.NewSessions(a.db, auth.SessionTimeouts{Idle: cfg.Console.Idle, Absolute: cfg.Console.Absolute}, nil)
+	con, err := web.New(web.Config{SecureCookies: cfg.Console.SecureCookies, Version: version}, web.Deps{
+		API:       *deps,
+		Users:     auth.NewUsers(a.db, auth.DefaultArgon2, nil),
+		Sessions:  a.sessions,
+		UserAudit: sink.hook,
+		JobTicks:  a.ticks.Last,
+		// "#17" in the search box opens case 17.
+		CaseByNumber: a.store.CaseIDByNumber,
+	})
+	if err != nil {
+		return err
+	}
+	a.closers = append(a.closers, func() error { con.Close(); return nil })
+	deps.Console = con.Mount
+	return nil
 }
 
 // panicProbe is the readiness check of background work: degraded while a

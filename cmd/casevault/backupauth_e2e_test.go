@@ -40,7 +40,15 @@ func forgeTokens(t *testing.T, repoDir, identityFile, id string) {
 			entry = tb
 		}
 	}
-	file := filepath.Join(repoDir, entry["file"].(string))
+	// The table's one chunk (format 2; the admin token is its only row)
+	// or its file (format 1).
+	var chunk map[string]any
+	rel, _ := entry["file"].(string)
+	if chunks, _ := entry["chunks"].([]any); len(chunks) == 1 {
+		chunk = chunks[0].(map[string]any)
+		rel = chunk["object"].(string)
+	}
+	file := filepath.Join(repoDir, rel)
 	kb, err := os.ReadFile(identityFile)
 	if err != nil {
 		t.Fatal(err)
@@ -76,13 +84,27 @@ func forgeTokens(t *testing.T, repoDir, identityFile, id string) {
 	_, _ = zw.Write(plain)
 	_ = zw.Close()
 	_ = aw.Close()
+	ps, es := sha256.Sum256(plain), sha256.Sum256(enc.Bytes())
+	if chunk != nil {
+		// Chunks are shared by every backup whose table did not change:
+		// the forgery is a new object the patched manifest points to.
+		h := hex.EncodeToString(es[:])
+		chunk["object"] = "data/" + h[:2] + "/" + h
+		file = filepath.Join(repoDir, chunk["object"].(string))
+		if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := os.WriteFile(file, enc.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ps, es := sha256.Sum256(plain), sha256.Sum256(enc.Bytes())
 	entry["rows"] = entry["rows"].(float64) + 1
 	entry["size"], entry["sha256"] = enc.Len(), hex.EncodeToString(es[:])
 	entry["plain_size"], entry["plain_sha256"] = len(plain), hex.EncodeToString(ps[:])
+	if chunk != nil {
+		chunk["rows"], chunk["size"] = entry["rows"], enc.Len()
+		chunk["plain_size"], chunk["plain_sha256"] = len(plain), hex.EncodeToString(ps[:])
+	}
 	out, _ := json.MarshalIndent(doc, "", "  ")
 	if err := os.WriteFile(mpath, out, 0o600); err != nil {
 		t.Fatal(err)

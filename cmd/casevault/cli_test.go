@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/casevault/casevault/testkit"
 )
 
 // Every command's usage errors exit 2, and so does a mistyped subcommand
@@ -46,11 +48,22 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{args: []string{"backup", "list", "--listen", "127.0.0.1:1"}, want: "unknown flag: --listen"},
 		{args: []string{"backup", "verify"}, want: "accepts 1 arg(s), received 0"},
 		{args: []string{"backup", "restore"}, want: "accepts 1 arg(s), received 0"},
-		{args: []string{"backup", "restore", "id"}, want: "exactly one of --to and --case"},
+		{args: []string{"backup", "restore", "id"}, want: "exactly one of --to, --case and --undo-run"},
 		{args: []string{"backup", "restore", "id", "--case", "c", "--no-live"}, want: "--no-live goes with --to"},
+		{args: []string{"backup", "restore", "id", "--to", "x", "--undo-run", "r"}, want: "exactly one of --to, --case and --undo-run"},
+		{args: []string{"backup", "restore", "id", "--to", "x", "--yes"}, want: "--yes and --source-master-key-file go with --case or --undo-run"},
+		{args: []string{"backup", "restore", "id", "--undo-run", "r", "--yes", "--dry-run"}, want: "--yes and --dry-run exclude each other"},
+		{args: []string{"backup", "restore", "id", "--case", "c", "--dry-run"}, want: "--dry-run goes with --to or --undo-run"},
+		{args: []string{"backup", "diff", "a"}, want: "accepts 2 arg(s), received 1"},
+		{args: []string{"backup", "forget", "--keep-within", "ages"}, want: "--keep-within"},
 		{args: []string{"backup", "forget", "--keep-daily", "0", "--keep-weekly", "0", "--keep-monthly", "0"}, want: "no keep rule"},
 		{args: []string{"backup", "forget", "--max-age", "ages"}, want: "--max-age"},
 		{args: []string{"backup", "run", "--backup-keep-daily", "-1"}, want: "--backup-keep-daily must be"},
+		{args: []string{"customer"}, want: "needs a subcommand"},
+		{args: []string{"customer", "erse"}, want: "Did you mean this?\n\terase"},
+		{args: []string{"customer", "erase"}, want: "accepts 1 arg(s), received 0"},
+		{args: []string{"customer", "erase", "someone"}, want: "--reason is required"},
+		{args: []string{"customer", "erase", "someone", "--reason", " "}, want: "--reason is required"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			// --data-dir before the first flag, so that a flag missing
@@ -167,9 +180,12 @@ func TestTokenListRevokeCLI(t *testing.T) {
 		t.Fatalf("token before revoke: %d", code)
 	}
 	cvOK(t, nil, "token", "revoke", id, "--data-dir", dir)
-	if code, _ := call(t, "GET", p.api()+"/tokens", secret, nil); code != 401 {
-		t.Fatalf("revoked token: %d, want 401", code)
-	}
+	// The server learns of a revocation by another process through the
+	// database, within auth.DefaultCacheTTL (issue 19).
+	testkit.Eventually(t, 5*time.Second, "the revoked token refused", func() bool {
+		code, _ := call(t, "GET", p.api()+"/tokens", secret, nil)
+		return code == 401
+	})
 	cvCode(t, exitError, nil, "token", "revoke", "no-such-token", "--data-dir", dir)
 
 	audit := cvOK(t, nil, "audit", "export", "--action", "token.*", "--data-dir", dir)

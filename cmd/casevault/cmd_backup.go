@@ -35,7 +35,7 @@ func newBackupCmd(cfg *config) *cobra.Command {
 	cmd.PersistentFlags().BoolVar(&opts.json, "json", false, "print progress events and the result as JSON lines on stdout")
 
 	subs := []*cobra.Command{newBackupRunCmd(cfg, &opts), newBackupListCmd(cfg, &opts), newBackupVerifyCmd(cfg, &opts),
-		newBackupForgetCmd(cfg, &opts), newBackupRestoreCmd(cfg, &opts)}
+		newBackupForgetCmd(cfg, &opts), newBackupRestoreCmd(cfg, &opts), newBackupDiffCmd(cfg, &opts), newBackupDrillCmd(cfg, &opts)}
 	for _, c := range subs {
 		if c.Long == "" {
 			c.Long = c.Short
@@ -162,7 +162,7 @@ func runBackupList(ctx context.Context, cfg *config, allowUnsigned bool, rep *re
 func newBackupVerifyCmd(cfg *config, opts *backupOptions) *cobra.Command {
 	var readData bool
 	cmd := &cobra.Command{
-		Use:   "verify ID [--read-data]",
+		Use:   "verify ID|latest [--read-data]",
 		Short: "Check that every file of a backup is there with its size; --read-data re-reads and re-hashes every byte",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -186,6 +186,9 @@ func runBackupVerify(ctx context.Context, cfg *config, id string, readData, allo
 		return err
 	}
 
+	if id, err = repo.Resolve(ctx, id); err != nil {
+		return err
+	}
 	vr, err := repo.Verify(ctx, id, readData, keys.Identity, rep.progress)
 	if err != nil {
 		return err

@@ -15,11 +15,12 @@ import (
 	"github.com/casevault/casevault/export"
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqlstore"
 )
 
 // newExports builds the export service over the attachment store: the
 // server's (through the API) and the export command's.
-func newExports(cfg *config, db *sqldb.DB, atts *archive.Attachments, blobs archive.Blobs, holds *retention.Holds, hook auditSink, goFn func(string, func())) (*export.Service, error) {
+func newExports(cfg *config, db *sqldb.DB, atts *archive.Attachments, blobs archive.Blobs, fields *sqlstore.Fields, holds *retention.Holds, hook auditSink, goFn func(string, func())) (*export.Service, error) {
 	master, err := archive.LoadOrCreateMasterKey(cfg.DataDir, cfg.MasterKeyHex)
 	if err != nil {
 		return nil, fmt.Errorf("master key: %w", err)
@@ -28,7 +29,7 @@ func newExports(cfg *config, db *sqldb.DB, atts *archive.Attachments, blobs arch
 	if err != nil {
 		return nil, err
 	}
-	return export.New(export.Options{DB: db, Blobs: blobs, Attachments: atts, Holds: holds, Key: key,
+	return export.New(export.Options{DB: db, Blobs: blobs, Attachments: atts, Fields: fields, Holds: holds, Key: key,
 		AuditTx: hook.hook, TTL: cfg.ExportTTL.d, Go: goFn}), nil
 }
 
@@ -66,7 +67,11 @@ func runExport(ctx context.Context, cfg *config, opts exportOptions, r *reporter
 		if err != nil {
 			return err
 		}
-		svc, err := newExports(cfg, env.db, atts, blobs, retention.NewHolds(env.db, nil), auditSink{log: env.log}, nil)
+		fields, err := storeFields(ctx, cfg, env.db)
+		if err != nil {
+			return err
+		}
+		svc, err := newExports(cfg, env.db, atts, blobs, fields, retention.NewHolds(env.db, nil), auditSink{log: env.log}, nil)
 		if err != nil {
 			return err
 		}
@@ -116,12 +121,22 @@ func writeExport(ctx context.Context, svc *export.Service, e export.Export, out 
 		return err
 	}
 	defer rc.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(out), ".export-*.zip")
+	return writeWhole(out, ".export-*.zip", func(w io.Writer) error {
+		_, err := io.Copy(w, rc)
+		return err
+	})
+}
+
+// writeWhole writes out through fn into a temporary file (named by
+// pattern) in the same directory, synced and renamed once whole: a
+// failure never leaves a partial file under out's name.
+func writeWhole(out, pattern string, fn func(w io.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(out), pattern)
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, rc); err != nil {
+	if err := fn(tmp); err != nil {
 		tmp.Close()
 		return err
 	}

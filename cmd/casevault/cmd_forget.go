@@ -17,15 +17,15 @@ import (
 )
 
 type forgetOptions struct {
-	keepDaily, keepWeekly, keepMonthly int
-	maxAge                             string
-	dryRun                             bool
+	keepDaily, keepWeekly, keepMonthly, keepLast int
+	maxAge, keepWithin                           string
+	dryRun                                       bool
 }
 
 func newBackupForgetCmd(cfg *config, bopts *backupOptions) *cobra.Command {
 	var opts forgetOptions
 	cmd := &cobra.Command{
-		Use:   "forget [--keep-daily N --keep-weekly N --keep-monthly N --max-age D] [--dry-run]",
+		Use:   "forget [--keep-last N --keep-within D --keep-daily N --keep-weekly N --keep-monthly N --max-age D] [--dry-run]",
 		Short: "Remove the backups the keep rules do not keep, then the attachment copies no backup needs",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -37,6 +37,8 @@ func newBackupForgetCmd(cfg *config, bopts *backupOptions) *cobra.Command {
 	fl.IntVar(&opts.keepDaily, "keep-daily", 0, "keep the newest backup of this many days (default --backup-keep-daily)")
 	fl.IntVar(&opts.keepWeekly, "keep-weekly", 0, "... of this many ISO weeks (default --backup-keep-weekly)")
 	fl.IntVar(&opts.keepMonthly, "keep-monthly", 0, "... of this many months (default --backup-keep-monthly)")
+	fl.IntVar(&opts.keepLast, "keep-last", 0, "keep the newest N backups")
+	fl.StringVar(&opts.keepWithin, "keep-within", "", "keep every backup taken within this long (e.g. 30d)")
 	fl.StringVar(&opts.maxAge, "max-age", "", "remove every backup older than this (e.g. 400d; 0 for none; default: the retention schedule's backups.keep)")
 	fl.BoolVar(&opts.dryRun, "dry-run", false, "report what would be removed, remove nothing")
 	return cfg.flags(cmd, useDB|useBackup)
@@ -54,6 +56,16 @@ func (o forgetOptions) keepPolicy(p backup.KeepPolicy, fl *pflag.FlagSet) (backu
 	if fl.Changed("keep-monthly") {
 		p.Monthly = o.keepMonthly
 	}
+	if fl.Changed("keep-last") {
+		p.Last = o.keepLast
+	}
+	if fl.Changed("keep-within") {
+		d, err := retention.ParseDuration(o.keepWithin)
+		if err != nil {
+			return p, usagef("--keep-within: %w", err)
+		}
+		p.Within = d.Std()
+	}
 	if fl.Changed("max-age") {
 		p.MaxAge = 0
 		if o.maxAge != "" && o.maxAge != "0" {
@@ -65,11 +77,11 @@ func (o forgetOptions) keepPolicy(p backup.KeepPolicy, fl *pflag.FlagSet) (backu
 		}
 	}
 
-	if p.Daily < 0 || p.Weekly < 0 || p.Monthly < 0 {
+	if p.Daily < 0 || p.Weekly < 0 || p.Monthly < 0 || p.Last < 0 {
 		return p, usagef("keep counts must not be negative")
 	}
-	if p.Daily == 0 && p.Weekly == 0 && p.Monthly == 0 {
-		return p, usagef("no keep rule: refusing to forget every backup (set --keep-daily, --keep-weekly or --keep-monthly)")
+	if !p.HasRule() {
+		return p, usagef("no keep rule: refusing to forget every backup (set --keep-last, --keep-within, --keep-daily, --keep-weekly or --keep-monthly)")
 	}
 	return p, nil
 }

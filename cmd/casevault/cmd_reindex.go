@@ -62,7 +62,11 @@ func runRemoteReindex(ctx context.Context, opts reindexOptions, out io.Writer) e
 // runReindex rebuilds the index offline.
 func runReindex(ctx context.Context, cfg *config, out, logw io.Writer) error {
 	return withEnv(ctx, cfg, func(env *cliEnv) error {
-		store := sqlstore.New(env.db, sqlstore.Options{})
+		fields, err := storeFields(ctx, cfg, env.db)
+		if err != nil {
+			return err
+		}
+		store := sqlstore.New(env.db, sqlstore.Options{Fields: fields})
 		ix, err := startIndexer(ctx, cfg, store, newLogger(cfg, logw), prometheus.NewRegistry(), nil, false)
 		if err != nil {
 			return fmt.Errorf("%w (is the server running? then use --url)", err)

@@ -104,7 +104,11 @@ func runRetention(ctx context.Context, cfg *config, opts retentionRunOptions, ou
 			return err
 		}
 
-		store := sqlstore.New(env.db, sqlstore.Options{Policy: policy})
+		fields, err := storeFields(ctx, cfg, env.db)
+		if err != nil {
+			return err
+		}
+		store := sqlstore.New(env.db, sqlstore.Options{Policy: policy, Fields: fields})
 		ix, err := queryHoldIndex(ctx, cfg, env, store, opts)
 		if err != nil {
 			return err

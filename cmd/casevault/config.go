@@ -42,12 +42,19 @@ type config struct {
 	RetentionFile     string
 	AuditPruneCron    string
 	Backup            backupConfig
+	Console           consoleConfig
 
 	// GC is derived from GCPercent and MemoryLimit (and GOGC) by load.
 	GC gcConfig
 	// source says where each setting the command reads came from:
 	// "default", "flag" or "env".
 	source map[string]string
+}
+
+// consoleConfig is the web console's settings.
+type consoleConfig struct {
+	Enabled, SecureCookies bool
+	Idle, Absolute         time.Duration
 }
 
 // s3Config is an S3 endpoint with its credentials.
@@ -60,7 +67,7 @@ type s3Config struct {
 
 // backupConfig is the backup target, keys and the backups' own retention.
 type backupConfig struct {
-	Cron, ForgetCron                   string
+	Cron, ForgetCron, DrillCron        string
 	Dir, Prefix                        string
 	S3                                 s3Config
 	Recipients, IdentityFile           string

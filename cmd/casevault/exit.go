@@ -24,7 +24,7 @@ const (
 	exitNoRepo      = 10  // no repository at the target, or no such backup
 	exitLocked      = 11  // another backup run holds the lease
 	exitKey         = 12  // backup identity or master key missing or wrong
-	exitRefused     = 13  // restore target not empty, data held or deleted; a CLI sweep without the index its query holds need
+	exitRefused     = 13  // restore target not empty, data held or deleted; a CLI sweep without the index its query holds need; an erasure refused
 	exitUnavailable = 14  // a backend (database, S3) could not be reached
 	exitMasterKey   = 15  // the master key is missing or not the database's
 	exitInterrupt   = 130 // SIGINT or SIGTERM
@@ -33,7 +33,8 @@ const (
 const exitHelp = `Exit codes:
   0    success
   1    error
-  2    usage error (unknown command or flag, missing or bad argument or setting)
+  2    usage error (unknown command or flag, missing or bad argument or setting), or an undo
+       (restore --undo-run) without --yes: it printed what it would bring back
   3    backup written but incomplete: attachment blobs deleted meanwhile (listed in the manifest's "missing")
   4    verify found problems, a restored table's digest differs, or the backup is damaged,
        unsigned (written before casevault signed backups; see --allow-unsigned) or its
@@ -41,9 +42,12 @@ const exitHelp = `Exit codes:
   10   no backup repository at the target, or no such backup (or case in it)
   11   another backup run holds the lock (one run at a time across replicas)
   12   backup identity (private key) missing or wrong, or no master key to authenticate backups
-  13   refused: restore target not empty, case held by a legal hold, or deleted since; or a
+  13   refused: restore target not empty, case held by a legal hold, or deleted since (an undo
+       needs --yes), an undo from a backup taken after the disposal, or of what is final
+       (erasure, data under an active legal hold); or a
        retention sweep while legal holds with a query scope are in force and the search
-       index cannot be opened (a running server holds it: sweep through the server)
+       index cannot be opened (a running server holds it: sweep through the server); or an
+       erasure of a held customer, one erased already, or one with open cases without --force
   14   a backend (database, S3) could not be reached
   15   the master key is missing or is not the one the database's data keys are wrapped under
        (every replica and every restore must use the instance's master key)
@@ -103,7 +107,7 @@ func exitCode(err error) int {
 		return exitLocked
 	case errors.Is(err, backup.ErrNoKey), errors.Is(err, backup.ErrWrongKey), errors.Is(err, backup.ErrNoSigningKey):
 		return exitKey
-	case errors.Is(err, backup.ErrTargetInUse), errors.Is(err, backup.ErrHeld), errors.Is(err, backup.ErrDeleted):
+	case errors.Is(err, backup.ErrTargetInUse), errors.Is(err, backup.ErrHeld), errors.Is(err, backup.ErrDeleted), errors.Is(err, backup.ErrNotBefore):
 		return exitRefused
 	case errors.Is(err, backup.ErrDamaged):
 		return exitDamaged

@@ -43,6 +43,7 @@ func (j jobs) schedule() (*cron.Cron, error) {
 		{"cron.export_expiry", "export-expiry-schedule", cfg.ExportExpiryCron, jobs.exportExpiry, false},
 		{"cron.backup", "backup-schedule", cfg.Backup.Cron, jobs.backup, true},
 		{"cron.backup_forget", "backup-forget-schedule", cfg.Backup.ForgetCron, jobs.backupForget, true},
+		{"cron.backup_drill", "backup-drill-schedule", cfg.Backup.DrillCron, jobs.backupDrill, true},
 	} {
 		if job.optional && !cronEnabled(job.spec) {
 			continue
@@ -101,6 +102,15 @@ func (j jobs) auditPrune() {
 		return
 	}
 	j.a.log.Info("audit pruned", "events", n, "retention", j.a.cfg.AuditRetention.d.String())
+	if j.a.sessions != nil {
+		// Console sessions that ended more than a day ago go on the same
+		// daily schedule.
+		if n, err := j.a.sessions.Prune(j.ctx); err != nil {
+			j.a.log.Error("console session prune failed", "err", err)
+		} else {
+			j.a.log.Info("console sessions pruned", "sessions", n)
+		}
+	}
 }
 
 // reconcile removes orphan blobs and reports attachments without one.
@@ -241,4 +251,19 @@ func recordPruneFailure(ctx context.Context, log *audit.Log, change func(action,
 	// A cancelled command still leaves its record.
 	// "audit.prune" itself is the checkpoint only a prune writes.
 	_ = log.Record(context.WithoutCancel(ctx), audit.FromChange(change("audit.prune_failed", "audit", "", detail), audit.OutcomeFailed))
+}
+
+// backupDrill runs the disaster-recovery drill (backup drill) and logs
+// what it found; a failed drill is an error in the log, for alerting.
+func (j jobs) backupDrill() {
+	log := j.a.log
+	rep, err := drill(j.ctx, j.a.cfg, 20, false, nil)
+	switch {
+	case err != nil:
+		log.Error("backup drill failed", "err", err)
+	case len(rep.Problems) > 0:
+		log.Error("backup drill found problems", "backup", rep.Backup, "problems", len(rep.Problems), "first", rep.Problems[0])
+	default:
+		log.Info("backup drill", "backup", rep.Backup, "audit_events", rep.AuditEvents, "attachments_checked", rep.AttachmentsChecked)
+	}
 }

@@ -61,8 +61,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	// Every flag parsing error (unknown flag, missing value, a value of the
 	// wrong type) is a usage error.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	return parent(root, newServeCmd(cfg), newMigrateCmd(cfg), newTokenCmd(cfg), newAuditCmd(cfg), newAttachmentsCmd(cfg),
-		newReindexCmd(cfg), newRetentionCmd(cfg), newHoldCmd(cfg), newExportCmd(cfg), newBackupCmd(cfg), newConfigCmd(cfg), newHealthcheckCmd(cfg))
+	return parent(root, newServeCmd(cfg), newMigrateCmd(cfg), newTokenCmd(cfg), newUserCmd(cfg), newAuditCmd(cfg), newAttachmentsCmd(cfg),
+		newReindexCmd(cfg), newRetentionCmd(cfg), newHoldCmd(cfg), newCustomerCmd(cfg), newExportCmd(cfg), newBackupCmd(cfg), newConfigCmd(cfg), newHealthcheckCmd(cfg))
 }
 
 // newLogger builds the slog logger: JSON in production, text on a terminal.

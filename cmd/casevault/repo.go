@@ -42,6 +42,12 @@ func openBackupRepo(cfg *config, allowUnsigned, createKey bool) (*backup.Repo, a
 	if err != nil {
 		return nil, nil, "", err
 	}
+	return openBackupRepoSigned(cfg, signer, allowUnsigned)
+}
+
+// openBackupRepoSigned opens the repository authenticating manifests with
+// signer (the master key of the instance that wrote them).
+func openBackupRepoSigned(cfg *config, signer *backup.SigningKey, allowUnsigned bool) (*backup.Repo, archive.Blobs, string, error) {
 	st, where, err := openBackupTarget(cfg)
 	if err != nil {
 		return nil, nil, "", err
@@ -87,8 +93,20 @@ func backupKeys(cfg *config, create bool) (backup.Keys, error) {
 }
 
 // openRestoreRepo opens the repository and the identity every restore needs.
-func openRestoreRepo(cfg *config, allowUnsigned bool) (*backup.Repo, backup.Keys, error) {
-	repo, _, _, err := openBackupRepo(cfg, allowUnsigned, false)
+// sourceMaster, when set, is the master key of the instance that wrote the
+// backups (another than this one): it authenticates their manifests.
+func openRestoreRepo(cfg *config, allowUnsigned bool, sourceMaster []byte) (*backup.Repo, backup.Keys, error) {
+	var repo *backup.Repo
+	var err error
+	if sourceMaster != nil {
+		signer, serr := backup.DeriveSigningKey(sourceMaster)
+		if serr != nil {
+			return nil, backup.Keys{}, serr
+		}
+		repo, _, _, err = openBackupRepoSigned(cfg, signer, allowUnsigned)
+	} else {
+		repo, _, _, err = openBackupRepo(cfg, allowUnsigned, false)
+	}
 	if err != nil {
 		return nil, backup.Keys{}, err
 	}
@@ -133,5 +151,6 @@ func newBackupParts(cfg *config, db *sqldb.DB, blobs archive.Blobs, hook cases.T
 	}
 	svc := backup.New(db, repo, backup.Options{Blobs: blobs, Keys: keys, OnChange: hook, Guard: guard, Precheck: precheck})
 	log.Info("backups", "target", where, "schedule", cfg.Backup.Cron, "recipients", len(keys.Recipients))
+	warnLocalRepo(cfg, log)
 	return &backupParts{svc: svc, target: target}, keys, nil
 }

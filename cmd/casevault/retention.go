@@ -57,6 +57,11 @@ type retentionParts struct {
 	explainer *retention.Explainer
 	sweeper   *retention.Sweeper
 	deleter   *retention.Deleter
+	// deleteHolds judges one-off deletions and erasures (query holds by an
+	// index proven caught up).
+	deleteHolds *retention.Holds
+	// consents redacts what a withdrawn consent forbids (issue 15 §3).
+	consents *retention.Consents
 }
 
 // readScheduleFile reads a schedule document (unknown fields refused) and
@@ -138,7 +143,9 @@ func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, 
 	if ix != nil {
 		deleterHolds = retention.NewHoldsWith(db, retention.HoldsOptions{Matcher: freshMatcher{indexMatcher{ix}, feedLag(store, ix, 5*time.Second)}, Policy: policy, IndexLag: feedLag(store, ix, 0)})
 	}
+	rp.deleteHolds = deleterHolds
 	rp.deleter = retention.NewDeleter(db, retention.DeleterOptions{Holds: deleterHolds, OnChange: hook, Blobs: opts.Blobs, Notify: opts.Notify, DigestKey: digestKey})
+	rp.consents = retention.NewConsents(db, retention.ConsentOptions{Holds: deleterHolds, OnChange: hook, Notify: opts.Notify, DigestKey: digestKey})
 	return rp
 }
 

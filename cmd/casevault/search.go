@@ -239,11 +239,16 @@ func indexProbe(ix *search.Indexer) func(ctx context.Context) (any, error) {
 // Bleve index under DIR/index for a directory target, else the configured
 // engine. It returns the number of cases indexed.
 func rebuildIndex(ctx context.Context, cfg *config, target *sqldb.DB, dir string) (int64, error) {
-	store := sqlstore.New(target, sqlstore.Options{})
+	// The restored rows are sealed under the instance's data keys, which
+	// the restore brought along wrapped under the same master key.
+	fields, err := storeFields(ctx, cfg, target)
+	if err != nil {
+		return 0, err
+	}
+	store := sqlstore.New(target, sqlstore.Options{Fields: fields})
 	log := newLogger(cfg, io.Discard)
 	var eng search.Engine
 	var build func(ctx context.Context) (search.Engine, error)
-	var err error
 	if dir != "" {
 		ixDir := filepath.Join(dir, "index")
 		if eng, err = bleve.Open(ctx, ixDir); err != nil {

@@ -1,0 +1,339 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/casevault/casevault/sqldb"
+)
+
+// Deferred sequencing (issue 19), the design of Certificate Transparency
+// logs such as Trillian: with WithSequencer, a write transaction appends its
+// event to audit_pending, unnumbered and unchained, touching no row another
+// writer touches, so writers on every replica commit in parallel. The
+// sequencer (one at a time across replicas) moves committed pending events
+// into the chain in batches: it numbers them above the head, chains their
+// hashes, inserts them into audit_events, deletes them from audit_pending
+// and moves the head, all in one transaction. A kill at any point leaves
+// each event in exactly one table: pending (the next pass sequences it) or
+// chained (committed with the head that covers it).
+//
+// Why one at a time: on PostgreSQL a pass first takes a transaction-level
+// advisory try-lock (a replica that does not get it skips the pass; the
+// lock dies with the transaction or the session, so a killed sequencer
+// holds nothing back), then the audit_head row lock, which Prune and the
+// direct appends take too; each statement after that reads a fresh READ
+// COMMITTED snapshot, so it sees every deletion the previous pass
+// committed and never numbers an event twice. An event whose transaction
+// commits late (after a pass that did not see it) is simply numbered by a
+// later pass: the chain's order is the order of sequencing, not of
+// appending, and nothing ever reads "everything below a number" from
+// audit_pending, so a late commit cannot be skipped. On SQLite a pass is a
+// write transaction, which excludes every other writer anyway.
+
+// DefaultSequenceBatch bounds how many pending events one sequencing
+// transaction moves into the chain.
+const DefaultSequenceBatch = 2000
+
+// DefaultSequenceInterval is how often the sequencer looks for pending
+// events: the sequencing delay is about this plus one pass.
+const DefaultSequenceInterval = 100 * time.Millisecond
+
+// sequencerLockKey is the PostgreSQL advisory lock class of the sequencer;
+// the second key is the schema, as for migrations.
+const sequencerLockKey = 7345019
+
+// Fault-injection points of a sequencing pass (WithFaultPoint): after the
+// batch's events were inserted into the chain, and just before the commit.
+const (
+	FaultSequenceInserted     = "audit.sequence.inserted"
+	FaultSequenceBeforeCommit = "audit.sequence.before_commit"
+)
+
+const insertPending = `INSERT INTO audit_pending (id, at, actor_id, actor_name, role, action, target_type, target_id,
+ request_id, client_ip, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+const selectPending = `SELECT id, at, actor_id, actor_name, role, action, target_type, target_id,
+ request_id, client_ip, outcome, detail FROM audit_pending`
+
+// WithSequencer turns deferred sequencing on: appends go to audit_pending
+// and a sequencer numbers and chains them (see above). every > 0 starts the
+// Log's own sequencer, looking for pending events at that interval; 0 leaves
+// sequencing to explicit Sequence calls.
+func WithSequencer(every time.Duration) Option {
+	return func(l *Log) {
+		l.deferred = true
+		l.seqEvery = every
+	}
+}
+
+// WithFaultPoint calls fn at each fault-injection point of a sequencing
+// pass (FaultSequence...), so that a test binary can kill itself there.
+func WithFaultPoint(fn func(point string)) Option {
+	return func(l *Log) { l.fault = fn }
+}
+
+// WithSequencedObserver calls fn, after each sequencing commit, with each
+// event's delay from its time to that commit (a metric's histogram).
+func WithSequencedObserver(fn func(delay time.Duration)) Option {
+	return func(l *Log) { l.observe = fn }
+}
+
+// SequencerState is what this process's sequencer last did.
+type SequencerState struct {
+	// Sequenced counts the events this process moved into the chain.
+	Sequenced int64 `json:"sequenced"`
+	// LastPass is when its last pass ended; zero before the first.
+	LastPass time.Time `json:"last_pass"`
+	// LastError is the last pass's error, "" when it succeeded.
+	LastError string `json:"last_error,omitempty"`
+}
+
+// PendingStatus counts the events not yet sequenced.
+type PendingStatus struct {
+	Pending int64 `json:"pending"`
+	// OldestSeconds is the age of the oldest pending event (0 when none).
+	OldestSeconds float64 `json:"oldest_pending_seconds"`
+}
+
+// Deferred reports whether appends are sequenced later (WithSequencer).
+func (l *Log) Deferred() bool { return l.deferred }
+
+// SequencerState reports what this process's sequencer last did.
+func (l *Log) SequencerState() SequencerState {
+	l.seqMu.Lock()
+	defer l.seqMu.Unlock()
+	return l.seqState
+}
+
+// Pending counts the pending events and the age of the oldest.
+func (l *Log) Pending(ctx context.Context) (PendingStatus, error) {
+	var st PendingStatus
+	var oldest sql.NullInt64
+	if err := l.db.Read.QueryRowContext(ctx, `SELECT COUNT(*), MIN(at) FROM audit_pending`).Scan(&st.Pending, &oldest); err != nil {
+		return PendingStatus{}, sqldb.Fail("audit: pending", err)
+	}
+	if oldest.Valid {
+		st.OldestSeconds = max(l.now().Sub(time.UnixMicro(oldest.Int64)).Seconds(), 0)
+	}
+	return st, nil
+}
+
+// appendPending inserts normalized events unsequenced, marking them
+// Pending.
+func appendPending(ctx context.Context, tx *sql.Tx, r runner, evs []Event) error {
+	for i := range evs {
+		ev := &evs[i]
+		id, err := uuid.NewV7()
+		if err != nil {
+			return fmt.Errorf("audit: pending id: %w", err)
+		}
+		ev.Pending = true
+		if err := r.exec(ctx, tx, insertPending, id.String(), ev.Time.UnixMicro(), ev.ActorID, ev.ActorName, ev.Role, ev.Action,
+			ev.TargetType, ev.TargetID, ev.RequestID, ev.ClientIP, ev.Outcome, string(ev.Detail)); err != nil {
+			return fmt.Errorf("audit: append pending event: %w", err)
+		}
+	}
+	return nil
+}
+
+func (l *Log) sequencerLoop() {
+	defer close(l.seqStopped)
+	t := time.NewTicker(l.seqEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.seqStop:
+			l.runSequencer(l.runCtx)
+			return
+		case <-t.C:
+		}
+		l.runSequencer(l.runCtx)
+	}
+}
+
+func (l *Log) runSequencer(ctx context.Context) {
+	n, err := l.Sequence(ctx)
+	l.seqMu.Lock()
+	defer l.seqMu.Unlock()
+	l.seqState.Sequenced += int64(n)
+	l.seqState.LastPass = time.Now()
+	l.seqState.LastError = ""
+	if err != nil {
+		l.seqState.LastError = err.Error()
+	}
+}
+
+// Sequence moves every pending event committed so far into the chain, in
+// batches of at most DefaultSequenceBatch, and returns how many it moved.
+// When another replica's sequencer holds the lock it returns 0 at once:
+// that one is doing the work. Safe to call concurrently with appends, with
+// Prune and with other sequencers.
+func (l *Log) Sequence(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		// A cheap look first, so an idle sequencer never takes a write
+		// lock (SQLite's database lock, PostgreSQL's head row).
+		var any bool
+		if err := l.db.Read.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM audit_pending)`).Scan(&any); err != nil {
+			return total, sqldb.Fail("audit: sequence", err)
+		}
+		if !any {
+			return total, nil
+		}
+
+		n, err := l.sequenceBatch(ctx)
+		total += n
+		if err != nil || n < l.seqBatch {
+			return total, err
+		}
+	}
+}
+
+// sequenceBatch moves one batch of pending events into the chain.
+func (l *Log) sequenceBatch(ctx context.Context) (int, error) {
+	var evs []Event
+	err := l.db.InTx(ctx, func(tx *sql.Tx) error {
+		evs = evs[:0]
+		if l.db.Dialect == sqldb.Postgres {
+			var got bool
+			if err := tx.QueryRowContext(ctx, `SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema()))`, sequencerLockKey).Scan(&got); err != nil {
+				return fmt.Errorf("audit: sequencer lock: %w", err)
+			}
+			if !got {
+				return nil
+			}
+		}
+
+		h, err := lockHead(ctx, tx, l.runner())
+		if err != nil {
+			return err
+		}
+
+		ids, err := readPending(ctx, tx, l.db, l.seqBatch, &evs)
+		if err != nil || len(evs) == 0 {
+			return err
+		}
+
+		seq, prev := h.seq, h.hash
+		for i := range evs {
+			ev := &evs[i]
+			seq++
+			ev.Seq, ev.PrevHash, ev.Pending = seq, prev, false
+			ev.Hash = ev.ComputeHash()
+			prev = ev.Hash
+		}
+		if err := insertChained(ctx, tx, l.db, evs); err != nil {
+			return err
+		}
+		l.faultAt(FaultSequenceInserted)
+
+		if err := deletePending(ctx, tx, l.db, ids); err != nil {
+			return err
+		}
+		if err := l.runner().exec(ctx, tx, updateHead, seq, prev); err != nil {
+			return fmt.Errorf("audit: update head: %w", err)
+		}
+		l.faultAt(FaultSequenceBeforeCommit)
+		return nil
+	})
+	if err != nil {
+		return 0, sqldb.Fail("audit: sequence", err)
+	}
+
+	if l.observe != nil {
+		now := l.now()
+		for _, ev := range evs {
+			l.observe(max(now.Sub(ev.Time), 0))
+		}
+	}
+
+	return len(evs), nil
+}
+
+func (l *Log) faultAt(point string) {
+	if l.fault != nil {
+		l.fault(point)
+	}
+}
+
+// readPending reads up to limit pending events, oldest id first, into evs
+// and returns their ids.
+func readPending(ctx context.Context, tx *sql.Tx, db *sqldb.DB, limit int, evs *[]Event) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, db.Rebind(selectPending+` ORDER BY id LIMIT ?`), limit)
+	if err != nil {
+		return nil, fmt.Errorf("audit: read pending: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		id, ev, err := scanPending(rows)
+		if err != nil {
+			return nil, fmt.Errorf("audit: read pending: %w", err)
+		}
+		ids = append(ids, id)
+		*evs = append(*evs, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("audit: read pending: %w", err)
+	}
+	return ids, nil
+}
+
+func scanPending(rows *sql.Rows) (string, Event, error) {
+	var id, detail string
+	var at int64
+	var ev Event
+	err := rows.Scan(&id, &at, &ev.ActorID, &ev.ActorName, &ev.Role, &ev.Action, &ev.TargetType, &ev.TargetID,
+		&ev.RequestID, &ev.ClientIP, &ev.Outcome, &detail)
+	ev.Time, ev.Detail, ev.Pending = time.UnixMicro(at).UTC(), []byte(detail), true
+	return id, ev, err
+}
+
+// chainChunk bounds the rows of one multi-row statement (14 parameters a
+// row stays under both engines' parameter limits).
+const chainChunk = 500
+
+// insertChained inserts sequenced events into audit_events, many rows a
+// statement.
+func insertChained(ctx context.Context, tx *sql.Tx, db *sqldb.DB, evs []Event) error {
+	const row = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	for len(evs) > 0 {
+		n := min(len(evs), chainChunk)
+		args := make([]any, 0, 14*n)
+		for _, ev := range evs[:n] {
+			args = append(args, ev.Seq, ev.Time.UnixMicro(), ev.ActorID, ev.ActorName, ev.Role, ev.Action,
+				ev.TargetType, ev.TargetID, ev.RequestID, ev.ClientIP, ev.Outcome, string(ev.Detail), ev.PrevHash, ev.Hash)
+		}
+		q := strings.TrimSuffix(insertEvent[:strings.Index(insertEvent, "VALUES")+len("VALUES ")]+strings.Repeat(row+",", n), ",")
+		if _, err := tx.ExecContext(ctx, db.Rebind(q), args...); err != nil {
+			return fmt.Errorf("audit: insert events %d to %d: %w", evs[0].Seq, evs[n-1].Seq, err)
+		}
+		evs = evs[n:]
+	}
+	return nil
+}
+
+// deletePending deletes the sequenced events from audit_pending; each must
+// still be there (only the sequencer deletes pending rows, under its lock).
+func deletePending(ctx context.Context, tx *sql.Tx, db *sqldb.DB, ids []string) error {
+	for len(ids) > 0 {
+		n := min(len(ids), chainChunk)
+		res, err := tx.ExecContext(ctx, db.Rebind(`DELETE FROM audit_pending WHERE id IN (`+sqldb.Placeholders(n)+`)`), sqldb.Args(ids[:n])...)
+		if err != nil {
+			return fmt.Errorf("audit: delete pending: %w", err)
+		}
+		if got, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("audit: delete pending: %w", err)
+		} else if got != int64(n) {
+			return fmt.Errorf("audit: delete pending: %d of %d rows were gone (another sequencer?)", int64(n)-got, n)
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
