@@ -9,7 +9,7 @@ import (
 	"github.com/casevault/casevault/search"
 )
 
-// buildQ renders the typed query parts as Meilisearch's q string. Meilisearch
+// buildTerms renders the typed query parts of one branch as Meilisearch's q string. Meilisearch
 // gives two characters a meaning in q: a double quote opens or closes a phrase
 // and a minus sign at the start of a word or phrase excludes it. User text
 // cannot carry either meaning here: double quotes are removed from every
@@ -18,16 +18,6 @@ import (
 //
 // Phrases and exclusions come first because Meilisearch reads only the first
 // ten words of q and those parts are hard constraints; free words follow.
-func buildQ(q search.Query) string {
-	// Typo tolerance cannot be turned off per search request (only in the
-	// index settings): an exact word is sent as a one-word phrase, which
-	// Meilisearch matches without typos or prefixes.
-	if q.Exact {
-		return buildTerms(nil, append(slices.Clone(q.Phrases), q.Words...), q.Excluded)
-	}
-	return buildTerms(q.Words, q.Phrases, q.Excluded)
-}
-
 func buildTerms(words, phrases, excluded []string) string {
 	var parts []string
 	for _, p := range phrases {
