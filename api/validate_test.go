@@ -68,15 +68,22 @@ type validatingTransport struct {
 const maxChecked = 256 << 10
 
 func (vt *validatingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	var sent *bytes.Buffer
+	var tee *teeBody
 	if req.Body != nil && req.Body != http.NoBody {
-		sent = &bytes.Buffer{}
-		req.Body = &teeBody{r: req.Body, c: req.Body, buf: sent}
+		tee = &teeBody{r: req.Body, c: req.Body}
+		req.Body = tee
 	}
 
 	res, err := vt.base.RoundTrip(req)
 	if err != nil {
 		return res, err
+	}
+
+	// The transport may still be writing the body after the answer came
+	// (a 413 before the server read it all): copy what was sent so far.
+	var sent *bytes.Buffer
+	if tee != nil {
+		sent = bytes.NewBuffer(tee.sent())
 	}
 
 	v, verr := sharedValidator.get(vt.srv)
@@ -162,19 +169,31 @@ func describe(errs []*verrors.ValidationError) string {
 	return b.String()
 }
 
-// teeBody copies what the client sends, up to maxChecked bytes.
+// teeBody copies what the client sends, up to maxChecked bytes. The
+// transport's write loop reads it while RoundTrip's caller may already
+// look at the copy, hence the lock.
 type teeBody struct {
 	r   io.Reader
 	c   io.Closer
-	buf *bytes.Buffer
+	mu  sync.Mutex
+	buf bytes.Buffer
 }
 
 func (t *teeBody) Read(p []byte) (int, error) {
 	n, err := t.r.Read(p)
+	t.mu.Lock()
 	if t.buf.Len() < maxChecked {
 		t.buf.Write(p[:n])
 	}
+	t.mu.Unlock()
 	return n, err
+}
+
+// sent is a copy of what was sent so far.
+func (t *teeBody) sent() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return bytes.Clone(t.buf.Bytes())
 }
 
 func (t *teeBody) Close() error { return t.c.Close() }

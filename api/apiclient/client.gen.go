@@ -1565,6 +1565,7 @@ type Event struct {
 	Detail     interface{} `json:"detail"`
 	Hash       string      `json:"hash"`
 	Outcome    string      `json:"outcome"`
+	Pending    *bool       `json:"pending,omitempty"`
 	PrevHash   string      `json:"prev_hash"`
 	RequestId  string      `json:"request_id"`
 	Role       string      `json:"role"`
@@ -2255,13 +2256,15 @@ type VerifyReport struct {
 
 // VerifyResult defines model for VerifyResult.
 type VerifyResult struct {
-	CheckpointSeq int64   `json:"checkpoint_seq"`
-	Events        int64   `json:"events"`
-	FirstBad      *int64  `json:"first_bad,omitempty"`
-	HeadHash      string  `json:"head_hash"`
-	HeadSeq       int64   `json:"head_seq"`
-	Ok            bool    `json:"ok"`
-	Reason        *string `json:"reason,omitempty"`
+	CheckpointSeq        int64   `json:"checkpoint_seq"`
+	Events               int64   `json:"events"`
+	FirstBad             *int64  `json:"first_bad,omitempty"`
+	HeadHash             string  `json:"head_hash"`
+	HeadSeq              int64   `json:"head_seq"`
+	Ok                   bool    `json:"ok"`
+	OldestPendingSeconds float64 `json:"oldest_pending_seconds"`
+	Pending              int64   `json:"pending"`
+	Reason               *string `json:"reason,omitempty"`
 }
 
 // GetAuditParams defines parameters for GetAudit.

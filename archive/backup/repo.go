@@ -217,6 +217,15 @@ func (r *Repo) list(ctx context.Context, allowUnsigned bool) ([]Manifest, []Dama
 			out = append(out, m)
 		}
 	}
+
+	// An id names its second only: two backups in one second must still
+	// come in the order they were taken ("latest", replay, keep-last).
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].SnapshotAt.Equal(out[j].SnapshotAt) {
+			return out[i].SnapshotAt.Before(out[j].SnapshotAt)
+		}
+		return out[i].ID < out[j].ID
+	})
 	return out, bad, nil
 }
 
