@@ -70,8 +70,11 @@ ensure_chromium() {
   fi
 }
 
-# Screenshots of every console page (the browser tests save them here).
-export CASEVAULT_SCREENSHOTS="${CASEVAULT_SCREENSHOTS:-$PWD/docs/screenshots}"
+# Screenshots of every console page (the browser tests save them here): a
+# test artefact, kept out of the work tree so a test run changes no tracked
+# file. `CASEVAULT_SCREENSHOTS=$PWD/docs/screenshots make test` refreshes the
+# README's copies.
+export CASEVAULT_SCREENSHOTS="${CASEVAULT_SCREENSHOTS:-$PWD/.tmp/screenshots}"
 
 ensure_postgres
 ensure_versitygw
