@@ -1184,6 +1184,7 @@ type BackupSummary struct {
 	Stats         Stats         `json:"stats"`
 	Status        string        `json:"status"`
 	Tables        *[]TableEntry `json:"tables,omitempty"`
+	Tags          *[]string     `json:"tags,omitempty"`
 }
 
 // Case defines model for Case.

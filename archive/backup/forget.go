@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -26,12 +27,29 @@ type KeepPolicy struct {
 	// that long before now (restic's --keep-last, --keep-within).
 	Last   int           `json:"keep_last,omitempty"`
 	Within time.Duration `json:"keep_within,omitempty"`
+	// Tags keeps every backup carrying one of them (restic's --keep-tag).
+	Tags []string `json:"keep_tags,omitempty"`
 }
+
+// CheckTags refuses a tag that is empty, longer than 64 bytes or not made
+// of letters, digits, '.', '_' and '-' (tags are shown and matched as
+// given, so they stay plain).
+func CheckTags(tags []string) error {
+	for _, t := range tags {
+		if t == "" || len(t) > 64 || strings.TrimLeft(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "" {
+			return fmt.Errorf("%w: tag %q: use 1 to 64 letters, digits, '.', '_' or '-'", ErrBadTag, t)
+		}
+	}
+	return nil
+}
+
+// ErrBadTag is a tag CheckTags refuses.
+var ErrBadTag = errors.New("bad backup tag")
 
 // HasRule reports whether p keeps anything (forget refuses a policy that
 // would remove every backup).
 func (p KeepPolicy) HasRule() bool {
-	return p.Daily > 0 || p.Weekly > 0 || p.Monthly > 0 || p.Last > 0 || p.Within > 0
+	return p.Daily > 0 || p.Weekly > 0 || p.Monthly > 0 || p.Last > 0 || p.Within > 0 || len(p.Tags) > 0
 }
 
 // Decision is forget's verdict on one backup.
@@ -49,7 +67,11 @@ func Plan(ms []Manifest, p KeepPolicy, now time.Time) ([]Decision, error) {
 	}
 
 	if !p.HasRule() {
-		return nil, errors.New("no keep rule given: refusing to forget every backup (set --keep-last, --keep-within, --keep-daily, --keep-weekly or --keep-monthly)")
+		return nil, errors.New("no keep rule given: refusing to forget every backup (set --keep-last, --keep-within, --keep-tag, --keep-daily, --keep-weekly or --keep-monthly)")
+	}
+
+	if err := CheckTags(p.Tags); err != nil {
+		return nil, err
 	}
 
 	sorted := append([]Manifest(nil), ms...)
@@ -82,6 +104,12 @@ func Plan(ms []Manifest, p KeepPolicy, now time.Time) ([]Decision, error) {
 		if p.Within > 0 && now.Sub(t) <= p.Within {
 			d.Keep = true
 			d.Reasons = append(d.Reasons, "within "+p.Within.String())
+		}
+		for _, tag := range p.Tags {
+			if slices.Contains(m.Tags, tag) {
+				d.Keep = true
+				d.Reasons = append(d.Reasons, "tag "+tag)
+			}
 		}
 		for _, b := range buckets {
 			k := b.key(t)

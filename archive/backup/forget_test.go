@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,11 +32,20 @@ func TestPlan(t *testing.T) {
 		"2026-03-31 02:00", "2026-03-30 14:00", "2026-03-30 02:00", "2026-03-29 02:00",
 		"2026-03-22 02:00", "2026-03-15 02:00", "2026-02-27 02:00", "2026-01-10 02:00", "2025-02-01 02:00",
 	)
+	// Two old backups carry the operator's tag (backup run --tag).
+	for i := range ms {
+		if ms[i].ID == "2026-01-10 02:00" || ms[i].ID == "2025-02-01 02:00" {
+			ms[i].Tags = []string{"pre-upgrade"}
+		}
+	}
 	cases := []struct {
 		name string
 		p    backup.KeepPolicy
 		keep []string
 	}{
+		{"keep tag", backup.KeepPolicy{Tags: []string{"pre-upgrade"}}, []string{"2026-01-10 02:00", "2025-02-01 02:00"}},
+		{"keep an absent tag keeps nothing", backup.KeepPolicy{Last: 1, Tags: []string{"other"}}, []string{"2026-03-31 02:00"}},
+		{"max age beats a tag", backup.KeepPolicy{Last: 1, Tags: []string{"pre-upgrade"}, MaxAge: 365 * 24 * time.Hour}, []string{"2026-03-31 02:00", "2026-01-10 02:00"}},
 		{"two daily", backup.KeepPolicy{Daily: 2}, []string{"2026-03-31 02:00", "2026-03-30 14:00"}},
 		{"daily takes the newest of a day", backup.KeepPolicy{Daily: 3}, []string{"2026-03-31 02:00", "2026-03-30 14:00", "2026-03-29 02:00"}},
 		// 2026-03-31 is a Tuesday: ISO weeks 14, 13 (03-23..29), 12 (03-16..22)
@@ -68,7 +78,7 @@ func TestPlan(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []backup.KeepPolicy{{}, {Daily: -1}, {MaxAge: time.Hour}, {Last: -1}, {Within: -time.Hour}} {
+	for _, bad := range []backup.KeepPolicy{{}, {Daily: -1}, {MaxAge: time.Hour}, {Last: -1}, {Within: -time.Hour}, {Tags: []string{""}}, {Tags: []string{"a b"}}, {Last: 1, Tags: []string{"x/y"}}} {
 		if _, err := backup.Plan(ms, bad, now); err == nil {
 			t.Errorf("policy %+v accepted", bad)
 		}
@@ -175,5 +185,30 @@ func TestDamagedManifest(t *testing.T) {
 	}
 	if _, err := svc.Backup(ctx, "test", operator, nil); err != nil {
 		t.Fatalf("backup next to a damaged manifest: %v", err)
+	}
+}
+
+// TestTaggedBackup: the tags of `backup run --tag` are in the signed
+// manifest as read back by List; a bad tag is refused before anything runs.
+func TestTaggedBackup(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 1, 1)
+	svc := f.src.service(f.repo, f.keys)
+	m, err := svc.BackupTagged(ctx, "test", operator, []string{"pre-upgrade", "v2.1"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, _, err := f.repo.List(ctx)
+	if err != nil || len(ms) != 1 || ms[0].ID != m.ID || !reflect.DeepEqual(ms[0].Tags, []string{"pre-upgrade", "v2.1"}) {
+		t.Fatalf("listed %+v %v, want %s tagged pre-upgrade, v2.1", ms, err, m.ID)
+	}
+
+	for _, bad := range [][]string{{""}, {"two words"}, {strings.Repeat("x", 65)}} {
+		if _, err := svc.BackupTagged(ctx, "test", operator, bad, nil); !errors.Is(err, backup.ErrBadTag) {
+			t.Errorf("tags %q: %v, want ErrBadTag", bad, err)
+		}
+	}
+	if ms, _, _ := f.repo.List(ctx); len(ms) != 1 {
+		t.Errorf("%d backups after refused runs, want 1", len(ms))
 	}
 }

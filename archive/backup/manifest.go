@@ -26,7 +26,10 @@ type Manifest struct {
 	// their copy (retention or erasure ran meanwhile; their tombstones
 	// remove the rows again on restore).
 	Missing []string `json:"missing,omitempty"`
-	Stats   Stats    `json:"stats"`
+	// Tags are the operator's labels (`backup run --tag`), signed with the
+	// rest; `forget --keep-tag` keeps the backups they name.
+	Tags  []string `json:"tags,omitempty"`
+	Stats Stats    `json:"stats"`
 	// Unsigned is set on a manifest read without a signature (accepted only
 	// with RepoOptions.AllowUnsigned); never stored.
 	Unsigned bool `json:"-"`
@@ -175,6 +178,8 @@ type Summary struct {
 	Blobs      int       `json:"blobs"`
 	Missing    int       `json:"missing"`
 	Recipients []string  `json:"recipients"`
+	// Tags are the labels given by `backup run --tag`.
+	Tags []string `json:"tags,omitempty"`
 	// Authenticated: the manifest's signature verified (false only for an
 	// unsigned backup accepted with --allow-unsigned).
 	Authenticated bool         `json:"authenticated"`
@@ -185,7 +190,7 @@ type Summary struct {
 func (m Manifest) Summary(withTables bool) Summary {
 	s := Summary{ID: m.ID, Status: "complete", StartedAt: m.StartedAt, SnapshotAt: m.SnapshotAt, FinishedAt: m.FinishedAt,
 		Source: m.Source, Stats: m.Stats, Blobs: len(m.Blobs), Missing: len(m.Missing), Recipients: m.Recipients,
-		Authenticated: !m.Unsigned}
+		Tags: m.Tags, Authenticated: !m.Unsigned}
 	if withTables {
 		// per table, without the chunk list (object names, like the blob
 		// list, stay in the manifest)

@@ -354,7 +354,7 @@ func (s *Service) Start(ctx context.Context, origin string, actor cases.Actor) (
 	done := make(chan error, 1)
 	go func() {
 		defer release()
-		_, err := s.backup(lctx, id, now, origin, actor, nil)
+		_, err := s.backup(lctx, id, now, origin, actor, nil, nil)
 		done <- err
 	}()
 	return id, done, nil
@@ -369,6 +369,16 @@ func (s *Service) precheck(ctx context.Context) error {
 
 // Backup runs one backup now and waits for it.
 func (s *Service) Backup(ctx context.Context, origin string, actor cases.Actor, progress func(Progress)) (Manifest, error) {
+	return s.BackupTagged(ctx, origin, actor, nil, progress)
+}
+
+// BackupTagged is Backup with tags recorded in the signed manifest
+// (`backup run --tag`; `forget --keep-tag` keeps what they name).
+func (s *Service) BackupTagged(ctx context.Context, origin string, actor cases.Actor, tags []string, progress func(Progress)) (Manifest, error) {
+	if err := CheckTags(tags); err != nil {
+		return Manifest{}, err
+	}
+
 	if err := s.precheck(ctx); err != nil {
 		return Manifest{}, err
 	}
@@ -382,10 +392,10 @@ func (s *Service) Backup(ctx context.Context, origin string, actor cases.Actor, 
 	if err := s.recordStart(ctx, id, "backup", origin, now); err != nil {
 		return Manifest{}, fmt.Errorf("record backup run: %w", err)
 	}
-	return s.backup(lctx, id, now, origin, actor, progress)
+	return s.backup(lctx, id, now, origin, actor, tags, progress)
 }
 
-func (s *Service) backup(ctx context.Context, id string, started time.Time, origin string, actor cases.Actor, progress func(Progress)) (m Manifest, err error) {
+func (s *Service) backup(ctx context.Context, id string, started time.Time, origin string, actor cases.Actor, tags []string, progress func(Progress)) (m Manifest, err error) {
 	progress = throttle(progress, s.opts.Now)
 	defer func() {
 		if cause := context.Cause(ctx); err != nil && cause != nil && cause != ctx.Err() {
@@ -439,7 +449,7 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 		return Manifest{}, fmt.Errorf("instance id: %w", err)
 	}
 
-	m = Manifest{Format: ManifestFormat, ID: id, StartedAt: started.UTC(), Recipients: s.opts.Keys.Public,
+	m = Manifest{Format: ManifestFormat, ID: id, StartedAt: started.UTC(), Recipients: s.opts.Keys.Public, Tags: tags,
 		Source: Source{Instance: instance, Engine: string(s.db.Dialect), SchemaVersion: version, Host: s.opts.Host}}
 	if err := s.dumpAndCopy(ctx, &m, prev, progress); err != nil {
 		return Manifest{}, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -46,19 +47,25 @@ func newBackupCmd(cfg *config) *cobra.Command {
 }
 
 func newBackupRunCmd(cfg *config, opts *backupOptions) *cobra.Command {
+	var tags []string
 	cmd := &cobra.Command{
-		Use:   "run",
+		Use:   "run [--tag T]...",
 		Short: "Take a backup now (the server's own are scheduled by --backup-schedule)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rep := newReporter(cmd, opts.json)
-			return rep.fail(runBackup(cmd.Context(), cfg, rep))
+			return rep.fail(runBackup(cmd.Context(), cfg, tags, rep))
 		},
 	}
+	cmd.Flags().StringArrayVar(&tags, "tag", nil, "label the backup (repeatable; letters, digits, '.', '_', '-'); `forget --keep-tag` keeps it")
 	return cfg.flags(cmd, useDB|useBlobs|useBackup)
 }
 
-func runBackup(ctx context.Context, cfg *config, rep *reporter) error {
+func runBackup(ctx context.Context, cfg *config, tags []string, rep *reporter) error {
+	if err := backup.CheckTags(tags); err != nil {
+		return usageError{err}
+	}
+
 	return withEnv(ctx, cfg, func(env *cliEnv) error {
 		// Backups are signed with a key derived from the master key: prove
 		// it is the database's before one is made (or generated).
@@ -79,14 +86,18 @@ func runBackup(ctx context.Context, cfg *config, rep *reporter) error {
 		}
 
 		svc := backup.New(env.db, repo, backup.Options{Blobs: blobs, Keys: keys, OnChange: auditSink{log: env.log}.hook})
-		m, err := svc.Backup(ctx, "cli", cases.CLIActor(), rep.progress)
+		m, err := svc.BackupTagged(ctx, "cli", cases.CLIActor(), tags, rep.progress)
 		if err != nil {
 			return err
 		}
 
 		if err := rep.done(m.Summary(false), func(w io.Writer) {
-			fmt.Fprintf(w, "backup %s written to %s\n  snapshot %s, %d rows in %d tables (%s encrypted)\n  %d attachment blobs: %d new (%s), %d already in the repository\n  took %s\n",
-				m.ID, where, m.SnapshotAt.Format(time.RFC3339), m.Stats.Rows, len(m.Tables), humanBytes(m.Stats.TableBytes),
+			tagged := ""
+			if len(m.Tags) > 0 {
+				tagged = " (tags " + strings.Join(m.Tags, ", ") + ")"
+			}
+			fmt.Fprintf(w, "backup %s%s written to %s\n  snapshot %s, %d rows in %d tables (%s encrypted)\n  %d attachment blobs: %d new (%s), %d already in the repository\n  took %s\n",
+				m.ID, tagged, where, m.SnapshotAt.Format(time.RFC3339), m.Stats.Rows, len(m.Tables), humanBytes(m.Stats.TableBytes),
 				m.Stats.Blobs, m.Stats.BlobsNew, humanBytes(m.Stats.BytesNew), m.Stats.BlobsReused, time.Duration(m.Stats.DurationMS)*time.Millisecond)
 			if len(m.Missing) > 0 {
 				fmt.Fprintf(w, "  INCOMPLETE: %d attachment blobs were deleted before they could be copied\n", len(m.Missing))

@@ -19,13 +19,14 @@ import (
 type forgetOptions struct {
 	keepDaily, keepWeekly, keepMonthly, keepLast int
 	maxAge, keepWithin                           string
+	keepTags                                     []string
 	dryRun                                       bool
 }
 
 func newBackupForgetCmd(cfg *config, bopts *backupOptions) *cobra.Command {
 	var opts forgetOptions
 	cmd := &cobra.Command{
-		Use:   "forget [--keep-last N --keep-within D --keep-daily N --keep-weekly N --keep-monthly N --max-age D] [--dry-run]",
+		Use:   "forget [--keep-last N --keep-within D --keep-tag T --keep-daily N --keep-weekly N --keep-monthly N --max-age D] [--dry-run]",
 		Short: "Remove the backups the keep rules do not keep, then the attachment copies no backup needs",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -39,6 +40,7 @@ func newBackupForgetCmd(cfg *config, bopts *backupOptions) *cobra.Command {
 	fl.IntVar(&opts.keepMonthly, "keep-monthly", 0, "... of this many months (default --backup-keep-monthly)")
 	fl.IntVar(&opts.keepLast, "keep-last", 0, "keep the newest N backups")
 	fl.StringVar(&opts.keepWithin, "keep-within", "", "keep every backup taken within this long (e.g. 30d)")
+	fl.StringArrayVar(&opts.keepTags, "keep-tag", nil, "keep every backup with this tag (repeatable; see backup run --tag)")
 	fl.StringVar(&opts.maxAge, "max-age", "", "remove every backup older than this (e.g. 400d; 0 for none; default: the retention schedule's backups.keep)")
 	fl.BoolVar(&opts.dryRun, "dry-run", false, "report what would be removed, remove nothing")
 	return cfg.flags(cmd, useDB|useBackup)
@@ -66,6 +68,12 @@ func (o forgetOptions) keepPolicy(p backup.KeepPolicy, fl *pflag.FlagSet) (backu
 		}
 		p.Within = d.Std()
 	}
+	if fl.Changed("keep-tag") {
+		if err := backup.CheckTags(o.keepTags); err != nil {
+			return p, usageError{err}
+		}
+		p.Tags = o.keepTags
+	}
 	if fl.Changed("max-age") {
 		p.MaxAge = 0
 		if o.maxAge != "" && o.maxAge != "0" {
@@ -81,7 +89,7 @@ func (o forgetOptions) keepPolicy(p backup.KeepPolicy, fl *pflag.FlagSet) (backu
 		return p, usagef("keep counts must not be negative")
 	}
 	if !p.HasRule() {
-		return p, usagef("no keep rule: refusing to forget every backup (set --keep-last, --keep-within, --keep-daily, --keep-weekly or --keep-monthly)")
+		return p, usagef("no keep rule: refusing to forget every backup (set --keep-last, --keep-within, --keep-tag, --keep-daily, --keep-weekly or --keep-monthly)")
 	}
 	return p, nil
 }

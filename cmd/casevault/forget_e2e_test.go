@@ -91,3 +91,35 @@ func TestForgetFollowsScheduleBackupRule(t *testing.T) {
 		t.Fatalf("put schedule with backups.keep 0d: %d %v, want 422 naming backups.keep", code, body)
 	}
 }
+
+// backup run --tag labels a backup in its signed manifest, and forget
+// --keep-tag keeps it whatever the other rules say; a malformed tag is a
+// usage error on both commands.
+func TestBackupTagsAndKeepTag(t *testing.T) {
+	dir := t.TempDir()
+	cvOK(t, nil, "migrate", "--data-dir", dir)
+	tagged := result(t, cvOK(t, nil, "backup", "run", "--tag", "pre-upgrade", "--json", "--data-dir", dir))["id"].(string)
+	cvOK(t, nil, "backup", "run", "--data-dir", dir)
+	newest := result(t, cvOK(t, nil, "backup", "run", "--data-dir", dir, "--json"))["id"].(string)
+
+	cvCode(t, exitUsage, nil, "backup", "run", "--tag", "two words", "--data-dir", dir)
+	cvCode(t, exitUsage, nil, "backup", "forget", "--keep-tag", "", "--data-dir", dir)
+
+	cvOK(t, nil, "backup", "forget", "--keep-last", "1", "--keep-tag", "pre-upgrade", "--data-dir", dir)
+	list := result(t, cvOK(t, nil, "backup", "list", "--json", "--data-dir", dir))
+	kept := map[string][]any{}
+	for _, b := range list["backups"].([]any) {
+		m := b.(map[string]any)
+		tags, _ := m["tags"].([]any)
+		kept[m["id"].(string)] = tags
+	}
+	if len(kept) != 2 {
+		t.Fatalf("kept %v, want %s and the tagged %s", kept, newest, tagged)
+	}
+	if _, ok := kept[newest]; !ok {
+		t.Fatalf("kept %v: the newest backup %s is gone", kept, newest)
+	}
+	if tags := kept[tagged]; len(tags) != 1 || tags[0] != "pre-upgrade" {
+		t.Fatalf("kept %v: the tagged backup %s is gone or lost its tag", kept, tagged)
+	}
+}
