@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"strings"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -67,7 +68,9 @@ func (s *Server) applyConsents(c *fiber.Ctx, cust cases.Customer, p *cases.Conse
 // exportCustomer streams the customer's access export. The read is
 // audited (customer.export) by the guard before the body is sent.
 func (s *Server) exportCustomer(c *fiber.Ctx) error {
-	id := c.Params("id")
+	// The id is used by the stream writer after the handler returned, when
+	// Fiber's zero-copy param may already hold the next request's bytes.
+	id := strings.Clone(c.Params("id"))
 	if err := s.d.Privacy.Exporter.Check(c.UserContext(), id); err != nil {
 		return err
 	}

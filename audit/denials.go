@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -77,6 +78,10 @@ type denials struct {
 // recorded, and reports whether it did; false means ev is the first and must
 // be recorded by the caller.
 func (l *Log) absorb(ev Event) bool {
+	// The event outlives the call (kept until its window is written), and a
+	// caller's strings may point into a request buffer the next request on
+	// the connection reuses (Fiber): keep copies.
+	ev = detached(ev)
 	win := ev.Time.Truncate(l.denyWindow).UnixMicro()
 	k := denialKey{clientIP: ev.ClientIP, action: ev.Action, actorID: ev.ActorID, window: win}
 	d := &l.denied
@@ -186,4 +191,13 @@ func (l *Log) denialLoop() {
 			l.denyMu.Unlock()
 		}
 	}
+}
+
+// detached is ev with its strings copied, so that nothing it holds shares
+// memory with the caller's.
+func detached(ev Event) Event {
+	for _, f := range []*string{&ev.ActorID, &ev.ActorName, &ev.Role, &ev.Action, &ev.TargetType, &ev.TargetID, &ev.RequestID, &ev.ClientIP, &ev.Outcome} {
+		*f = strings.Clone(*f)
+	}
+	return ev
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/sqldb"
@@ -183,4 +184,40 @@ func TestOversizedDetailIsTruncated(t *testing.T) {
 		}
 		verifyOK(t, l, 1)
 	})
+}
+
+// A denial kept for its window must not share memory with the caller's
+// strings: Fiber's are views of a request buffer the next request on the
+// connection overwrites. Here the buffer is overwritten after every Record,
+// and the aggregate must still name what was recorded.
+func TestDeniedEventOutlivesTheCallersBuffer(t *testing.T) {
+	clock := testkit.NewClock(time.Date(2026, 11, 30, 12, 0, 10, 0, time.UTC))
+	windowEnds := make(chan time.Time)
+	_, l := newLog(t, "sqlite", audit.WithClock(clock.Now), audit.WithDenialWindow(time.Minute),
+		audit.WithDenialTimer(func(time.Duration) <-chan time.Time { return windowEnds }))
+	ctx := context.Background()
+	const ip, route = "203.0.113.9", "GET /api/v1/cases"
+	buf := []byte(ip + route)
+	for i := 0; i < 5; i++ {
+		copy(buf, ip+route)
+		ev := denied("", audit.ActionAuthFailed, i)
+		ev.ClientIP, ev.TargetID = unsafe.String(&buf[0], len(ip)), unsafe.String(&buf[len(ip)], len(route))
+		if err := l.Record(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		copy(buf, strings.Repeat("x", len(buf))) // the next request arrives
+	}
+
+	clock.Advance(time.Minute)
+	windowEnds <- clock.Now()
+	testkit.Eventually(t, 5*time.Second, "the window's aggregate", func() bool {
+		_, total := deniedRows(t, l)
+		return total == 5
+	})
+	rows, _ := deniedRows(t, l)
+	for _, r := range rows {
+		if r.ClientIP != ip || r.TargetID != route && r.TargetID != "" || strings.Contains(string(r.Detail), "xxx") {
+			t.Errorf("row %+v: names the overwritten buffer, want %s and %s", r, ip, route)
+		}
+	}
 }
