@@ -1346,25 +1346,11 @@ func (e *Engine) rawSearch(ctx context.Context, req *meilisearch.SearchRequest) 
 }
 
 func (e *Engine) multiSearch(ctx context.Context, queries []*meilisearch.SearchRequest) ([]*searchResponse, error) {
-	cctx, cancel := e.call(ctx)
-	defer cancel()
-	mr, err := e.client.MultiSearch(cctx, &meilisearch.MultiSearchRequest{Queries: queries})
+	out, err := multiSearchInto[searchResponse](ctx, e, queries)
 	if err != nil {
-		return nil, wrap("multi-search", err)
+		return nil, err
 	}
-	if len(mr.Results) != len(queries) {
-		return nil, &Error{Op: "multi-search", Message: fmt.Sprintf("%d results for %d queries", len(mr.Results), len(queries))}
-	}
-	out := make([]*searchResponse, len(queries))
-	for i, r := range mr.Results {
-		b, err := json.Marshal(r)
-		if err == nil {
-			out[i] = &searchResponse{}
-			err = json.Unmarshal(b, out[i])
-		}
-		if err != nil {
-			return nil, &Error{Op: "multi-search", Message: "decode response", Err: err}
-		}
+	for i := range out {
 		if queries[i].HitsPerPage != nil && out[i].TotalHits == nil {
 			// meilisearch-go drops a zero totalHits (omitempty)
 			out[i].TotalHits = new(int64)
