@@ -37,7 +37,8 @@ func forEachDialect(t *testing.T, fn func(t *testing.T, e *env)) {
 }
 
 // bodyMatcher is the test stand-in for the search engine: a case matches
-// when one of its contacts' bodies holds every word of the query. It reads
+// when one of its contacts in the query's date range has a body holding
+// every word of the query. It reads
 // the database at call time, so later contacts start matching.
 type bodyMatcher struct {
 	db    *sqldb.DB
@@ -74,15 +75,20 @@ func (m *bodyMatcher) Matches(ctx context.Context, q search.Query, caseID string
 			return false, err
 		}
 	}
-	rows, err := m.db.Read.QueryContext(ctx, m.db.Rebind(`SELECT body FROM contacts WHERE case_id = ?`), caseID)
+	rows, err := m.db.Read.QueryContext(ctx, m.db.Rebind(`SELECT body, occurred_at FROM contacts WHERE case_id = ?`), caseID)
 	if err != nil {
 		return false, err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var body string
-		if err := rows.Scan(&body); err != nil {
+		var occurred int64
+		if err := rows.Scan(&body, &occurred); err != nil {
 			return false, err
+		}
+		at := sqldb.FromMicros(occurred)
+		if (!q.Filter.From.IsZero() && at.Before(q.Filter.From)) || (!q.Filter.To.IsZero() && !at.Before(q.Filter.To)) {
+			continue
 		}
 		all := true
 		for _, w := range q.Words {

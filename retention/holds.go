@@ -873,7 +873,7 @@ func newEvaluator(m QueryMatcher, holds []Hold) *evaluator {
 			ev.rest = append(ev.rest, i)
 		}
 		if h.Scope.Query != "" {
-			q, err := search.ParseQuery(h.Scope.Query)
+			q, err := h.query()
 			if err == nil {
 				ev.queries[h.ID] = q
 			}
@@ -950,6 +950,18 @@ func (ev *evaluator) memoOf(caseID string) []uint8 {
 	}
 	ev.lastCase, ev.lastMemo = caseID, m
 	return m
+}
+
+// query parses the hold's query with its relative dates anchored at the
+// placement: "after:7d" keeps meaning the week before the hold, instead of a
+// window that moves with every sweep and lets held cases age out of it. An
+// ad-hoc scope (an export's, never placed) is anchored now.
+func (h Hold) query() (search.Query, error) {
+	at := h.PlacedAt
+	if at.IsZero() {
+		at = time.Now()
+	}
+	return search.ParseQueryAt(h.Scope.Query, at)
 }
 
 func (ev *evaluator) hasQueryHold() bool {

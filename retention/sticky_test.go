@@ -1,7 +1,9 @@
 package retention_test
 
 import (
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/retention"
@@ -166,6 +168,40 @@ func TestHoldItemsPerContactForDateRange(t *testing.T) {
 					t.Fatalf("items %v, want [%s]", got, tt.want)
 				}
 			})
+		}
+	})
+}
+
+// TestHoldQueryRelativeDatesAnchorAtPlacement: "after:7d" in a hold's query
+// means the seven days before the hold was placed, not a window that moves
+// with every sweep (in which the held cases would age out of the hold).
+func TestHoldQueryRelativeDatesAnchorAtPlacement(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, e *env) {
+		// The holds' clock runs a month behind the wall clock, as it would
+		// for a hold placed a month ago: a window anchored at the wall clock
+		// misses what the hold meant.
+		e.clock.Advance(-30 * day)
+		placed := e.clock.Now()
+
+		cust := e.customer()
+		recent, older := e.newCase(cust), e.newCase(cust)
+		e.contact(recent, placed.Add(-2*day), purposes(cases.PurposeNotification), contactOpt{body: "parcel damaged"})
+		e.contact(older, placed.Add(-20*day), purposes(cases.PurposeNotification), contactOpt{body: "parcel late"})
+
+		id := e.place(retention.HoldScope{Query: "parcel after:7d"})
+
+		for _, tt := range []struct {
+			caseID string
+			want   bool
+		}{{recent, true}, {older, false}} {
+			held, err := e.holds.CoveringCase(e.ctx, tt.caseID, cust)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := slices.Contains(held, id); got != tt.want {
+				t.Errorf("hold %q placed %s covers the case with a contact %s: %v; want %v",
+					"parcel after:7d", placed.Format(time.DateOnly), map[bool]string{true: "2 days before", false: "20 days before"}[tt.want], got, tt.want)
+			}
 		}
 	})
 }
