@@ -22,6 +22,7 @@ import (
 	"github.com/casevault/casevault/archive/s3"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/retention"
+	"github.com/casevault/casevault/sqldb"
 )
 
 // dispositionOf reads the disposition of one act on a contact (or, with
@@ -405,6 +406,57 @@ func TestPendingPurgeFinishedByNextSweep(t *testing.T) {
 		}
 		if rep := e.sweep(base.Add(102*day), false); rep.PurgesFinished != 0 {
 			t.Fatalf("a finished purge was done again: %d", rep.PurgesFinished)
+		}
+	})
+}
+
+// TestReversedDisposalsDoNotBlockPendingPurges: a disposal an undo reversed
+// brought its attachments back, so its blobs are live, not pending. Left
+// pending, such records filled every sweep's batch of purges to finish
+// (oldest first) and a real leftover behind them was never purged.
+func TestReversedDisposalsDoNotBlockPendingPurges(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, e *env) {
+		cs := e.newCase(e.customer())
+		keeper := e.contact(cs, base.Add(300*day), purposes(cases.PurposeNotification), contactOpt{})
+		e.blobs.setDown(true)
+
+		// A sweep's worth (BatchSize 3) of disposals whose purge failed…
+		undone := map[string]string{}
+		for range 3 {
+			c := e.contact(cs, base, purposes(cases.PurposeNotification), contactOpt{})
+			undone[c.ID] = e.attachment(c)
+		}
+		e.sweep(base.Add(100*day), false)
+
+		// …then reversed by an undo that restored their attachments (here:
+		// rows naming the same blobs).
+		for id, key := range undone {
+			if d := e.disposition(id, retention.ItemDelete); d.goneAt.Valid {
+				t.Fatal("blobs recorded as gone while the store was down")
+			}
+			if _, err := e.db.Write.ExecContext(e.ctx, e.db.Rebind(`UPDATE dispositions SET reversed_at = ?, reversed_by = 'undo' WHERE contact_id = ?`), sqldb.Micros(base.Add(101*day)), id); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.db.Write.ExecContext(e.ctx, e.db.Rebind(`INSERT INTO attachments (id, contact_id, case_id, customer_id, filename, content_type, size, sha256, blob_key, created_at)
+				VALUES (?, ?, ?, ?, 'label.pdf', 'application/pdf', 3, 'abc', ?, 0)`), cases.NewID(), keeper.ID, cs, keeper.CustomerID, key); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		// A later disposal whose purge failed: the one really pending.
+		c := e.contact(cs, base.Add(20*day), purposes(cases.PurposeNotification), contactOpt{})
+		key := e.attachment(c)
+		e.sweep(base.Add(150*day), false)
+		e.blobs.setDown(false)
+
+		rep := e.sweep(base.Add(151*day), false)
+		if rep.PurgesFinished != 1 || !slices.Contains(e.blobs.keys(), key) {
+			t.Fatalf("sweep finished %d purges, purged %v; want the pending %s purged", rep.PurgesFinished, e.blobs.keys(), key)
+		}
+		for _, k := range undone {
+			if slices.Contains(e.blobs.keys(), k) {
+				t.Errorf("the blob %s of a reversed disposal (restored, live) was purged", k)
+			}
 		}
 	})
 }

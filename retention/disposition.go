@@ -226,15 +226,17 @@ func markGone(ctx context.Context, db *sqldb.DB, ids []string, now time.Time) er
 
 // finishPurges purges the blobs of up to limit dispositions whose blobs are
 // not yet verified gone (the store was down, or refused), oldest first,
-// and returns how many it finished. A key an attachment row names again
-// (a restore brought it back before replaying) is left alone: the record
-// stays pending rather than destroy live data.
+// and returns how many it finished. A disposal an undo reversed is not
+// pending (its attachments are back; left in, such records would fill every
+// batch and starve the real leftovers behind them). A key an attachment row
+// names again (a restore brought it back before replaying) is left alone:
+// the record stays pending rather than destroy live data.
 func finishPurges(ctx context.Context, db *sqldb.DB, blobs BlobRemover, now time.Time, limit int) (int, error) {
 	type pending struct {
 		id   string
 		keys []string
 	}
-	ps, err := sqldb.Collect(ctx, db.Read, db.Rebind(`SELECT id, blob_keys FROM dispositions WHERE blob_keys IS NOT NULL AND blobs_gone_at IS NULL ORDER BY at, id LIMIT ?`), []any{limit},
+	ps, err := sqldb.Collect(ctx, db.Read, db.Rebind(`SELECT id, blob_keys FROM dispositions WHERE blob_keys IS NOT NULL AND blobs_gone_at IS NULL AND reversed_at IS NULL ORDER BY at, id LIMIT ?`), []any{limit},
 		func(rows *sql.Rows) (pending, error) {
 			var p pending
 			var raw string
