@@ -159,6 +159,38 @@ func (s *Sweeper) lock(ctx context.Context) (func(), error) {
 	}, nil
 }
 
+// finishingWait bounds how long a new sweep waits for the lock of a run
+// that has recorded its end but not yet let go of the lock.
+const finishingWait = 2 * time.Second
+
+// lockWhenEnded takes the sweep lock. A run records how it ended while it
+// still holds the lock (so two sweeps never overlap), which leaves a moment
+// when a client that saw the run end is refused its next one; when no run is
+// recorded running, the holder is ending and the lock is waited for, briefly.
+func (s *Sweeper) lockWhenEnded(ctx context.Context) (func(), error) {
+	deadline := time.Now().Add(finishingWait)
+	for {
+		unlock, err := s.lock(ctx)
+		if !errors.Is(err, ErrSweepRunning) || time.Now().After(deadline) {
+			return unlock, err
+		}
+
+		var running int
+		if err := s.db.Read.QueryRowContext(ctx, s.db.Rebind(`SELECT COUNT(*) FROM retention_runs WHERE status = ?`), StatusRunning).Scan(&running); err != nil {
+			return nil, sqldb.Fail("sweep runs", err)
+		}
+		if running > 0 {
+			return nil, ErrSweepRunning
+		}
+
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 func (s *Sweeper) startRun(ctx context.Context, rep *RunReport) error {
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
 		// We hold the sweep lock: any run still "running" died with its process.

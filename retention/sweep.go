@@ -142,7 +142,7 @@ func (s *Sweeper) Start(ctx context.Context, opts RunOptions) (string, <-chan Ru
 
 // begin takes the lock, settles the options and records the run.
 func (s *Sweeper) begin(ctx context.Context, opts RunOptions) (RunReport, RunOptions, func(), error) {
-	unlock, err := s.lock(ctx)
+	unlock, err := s.lockWhenEnded(ctx)
 	if err != nil {
 		return RunReport{}, opts, nil, err
 	}
