@@ -269,7 +269,9 @@ func (l *limiter) allow(key string) bool {
 	wc, ok := l.seen[key]
 	if !ok || now.Sub(wc.start) >= l.window {
 		wc = &windowCount{start: now}
-		l.seen[key] = wc
+		// The map outlives the request: its key must not be a view into
+		// Fiber's reused buffers (c.IP() is one behind a proxy header).
+		l.seen[strings.Clone(key)] = wc
 	}
 	wc.n++
 	return wc.n <= l.n
