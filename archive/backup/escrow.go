@@ -133,6 +133,11 @@ func (r *Repo) putEscrow(ctx context.Context, recipients []age.Recipient, custom
 // purgeEscrow removes every stored version of the customer's entry and
 // checks that none is left.
 func (r *Repo) purgeEscrow(ctx context.Context, customerID string) error {
+	// Not a repository (a CLI run without the backup settings, a dir not
+	// mounted): nothing there proves the entry gone from the real one.
+	if err := r.check(ctx); err != nil {
+		return fmt.Errorf("key escrow: %w", err)
+	}
 	if err := r.st.Purge(ctx, r.key(escrowKey(customerID))); err != nil {
 		return fmt.Errorf("key escrow: purge entry: %w", err)
 	}
