@@ -319,4 +319,3 @@ func TestPreEscrowBackupStillRestores(t *testing.T) {
 		}
 	})
 }
-
