@@ -319,3 +319,56 @@ func TestPreEscrowBackupStillRestores(t *testing.T) {
 		}
 	})
 }
+
+// TestKeyEscrowCaseRestoreOfErasedCustomer: `restore --case` of an erased
+// customer's case from an old backup into an instance that has no
+// tombstone of them (a fresh one, same master key) brings back the case's
+// rows sealed, with the key marked destroyed, and no attachment: the key is
+// gone from the escrow, so nothing of theirs opens. Another customer's case
+// comes back readable, its key from the escrow.
+func TestKeyEscrowCaseRestoreOfErasedCustomer(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, in *instance) {
+		ctx := context.Background()
+		repo, _ := newRepo(t)
+		f := in.seal()
+		victim, victimCase, _ := in.victim()
+		const otherName = "Case Restore Liu Yang"
+		other := in.customer(otherName)
+		otherCase := in.newCase(other, "Parcel lost")
+		keys := newKeys(t)
+		svc := in.service(repo, keys)
+		old, err := svc.Backup(ctx, "test", operator, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		er := retention.NewEraser(in.db, retention.EraserOptions{Holds: in.holds, Keys: in.keys, Fields: f, OnChange: auditHook(in.db.Dialect),
+			Blobs: in.blobs, Escrow: svc})
+		if _, err := er.Erase(ctx, retention.EraseRequest{CustomerID: victim, Reason: "Art. 17", Force: true}, operator); err != nil {
+			t.Fatal(err)
+		}
+
+		dst := openInstance(t, sqldbtest.Open(t, in.db.Dialect), t.TempDir())
+		opts := backup.CaseRestoreOptions{DB: dst.db, Blobs: dst.blobs, Identity: keys.Identity, Actor: operator, OnChange: auditHook(dst.db.Dialect)}
+		rep, err := repo.RestoreCase(ctx, old.ID, victimCase, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rep.CaseRestored || rep.Attachments != 0 || rep.AttachmentsGone != 1 {
+			t.Errorf("erased customer's case restored: %+v; want the rows without the attachment", rep)
+		}
+		if n := dst.count(`SELECT COUNT(*) FROM customer_keys WHERE customer_id = ? AND wrapped_key IS NULL AND destroyed_at IS NOT NULL`, victim); n != 1 {
+			t.Errorf("erased customer's key row restored live (%d destroyed rows)", n)
+		}
+		read := sqlstore.New(dst.db, sqlstore.Options{Fields: sqlstore.NewFields(dst.keys, nil)})
+		if c, err := read.GetCustomer(ctx, victim); err == nil {
+			t.Errorf("the erased customer opens after a case restore: %q", c.Name)
+		}
+
+		if _, err := repo.RestoreCase(ctx, old.ID, otherCase, opts); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := read.GetCustomer(ctx, other); err != nil || c.Name != otherName {
+			t.Errorf("the other customer after a case restore: %q %v", c.Name, err)
+		}
+	})
+}
