@@ -2,7 +2,6 @@ package backup_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -79,5 +78,4 @@ func BenchmarkKeyEscrow(b *testing.B) {
 	b.ReportMetric(float64(first)/float64(next), "escrow-first-vs-next")
 	b.ReportMetric(float64(restEscrow)/float64(restPre), "restore-escrow-vs-pre")
 	b.ReportMetric(float64(first-next)/float64(b.N)/float64(n)/1e3, "us/key-escrowed")
-	fmt.Printf("key escrow: %d keys\n", n)
 }
