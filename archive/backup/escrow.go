@@ -303,6 +303,7 @@ func (s *Service) syncEscrow(ctx context.Context) (EscrowStats, error) {
 		return st, fmt.Errorf("key escrow: %w", err)
 	}
 	var mu sync.Mutex
+	var written []string // merged into have after the workers (the loop reads have)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.opts.Workers)
 	for _, k := range live {
@@ -314,13 +315,21 @@ func (s *Service) syncEscrow(ctx context.Context) (EscrowStats, error) {
 				return err
 			}
 			mu.Lock()
-			have[k.id] = true
-			st.Written++
+			written = append(written, k.id)
 			mu.Unlock()
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
+	err = g.Wait()
+	// Even after a failure: an entry written is one to purge if erased.
+	for _, id := range written {
+		have[id] = true
+	}
+	st.Written = int64(len(written))
+	if err != nil {
+		// The run fails; what it wrote of an erased customer goes anyway
+		// (best effort: the next run purges it otherwise).
+		_, _ = s.purgeErased(context.WithoutCancel(ctx), have)
 		return st, err
 	}
 	n, err := s.purgeErased(ctx, have)
