@@ -137,8 +137,10 @@ func decodeMasterHex(s string) ([]byte, error) {
 
 // Keyring hands out per-customer data keys. Each is random, stored only
 // wrapped (AES-256-GCM under the master key, the customer ID bound as
-// additional data) in customer_keys, and destroying that row makes every
-// copy of the customer's blobs, backups included, unreadable.
+// additional data) in customer_keys and, for backups, in the key escrow
+// of the backup repository (never in a backup's table dump); destroying
+// the row and the escrow entry makes every copy of the customer's blobs
+// and sealed fields, backups included, unreadable.
 type Keyring struct {
 	db     *sqldb.DB
 	master cipher.AEAD
@@ -373,6 +375,14 @@ func (k *Keyring) DestroyTx(ctx context.Context, tx *sql.Tx, customerID string) 
 		if err != nil {
 			return fmt.Errorf("keyring: destroy: %w", err)
 		}
+	}
+	// The key's copy in the backups' key escrow must go too; recorded in
+	// the same transaction, so an erasure is never committed without it.
+	// The escrow (archive/backup/escrow.go) removes the row once the entry
+	// is verified gone.
+	_, err = tx.ExecContext(ctx, k.db.Rebind(`INSERT INTO key_escrow_pending (customer_id, erased_at) VALUES (?, ?) ON CONFLICT (customer_id) DO NOTHING`), customerID, now)
+	if err != nil {
+		return fmt.Errorf("keyring: destroy: record escrow deletion: %w", err)
 	}
 	return nil
 }

@@ -50,6 +50,13 @@ type KeyShredder interface {
 	Forget(customerID string)
 }
 
+// EscrowPurger removes a customer's data key from the backups' key escrow
+// (archive/backup.Service): with it gone, no backup can open the
+// customer's sealed rows or files.
+type EscrowPurger interface {
+	PurgeEscrow(ctx context.Context, customerID string) error
+}
+
 // EraserOptions wires an Eraser.
 type EraserOptions struct {
 	// Holds refuses the erasure of a customer any active hold covers.
@@ -66,6 +73,11 @@ type EraserOptions struct {
 	Blobs BlobRemover
 	// DigestKey keys the records' digests (see DigestKey).
 	DigestKey []byte
+	// Escrow purges the customer's entry in the backups' key escrow after
+	// commit (nil, or a failure: the deletion stays pending in
+	// key_escrow_pending, recorded by Keys.DestroyTx, and the next backup
+	// run finishes it).
+	Escrow EscrowPurger
 	// Notify wakes the indexer after commit.
 	Notify func()
 	// BeforeCommit runs last in the transaction (nil: nothing): the
@@ -110,6 +122,10 @@ type Erasure struct {
 	Attachments   int       `json:"attachments"`
 	Blobs         int       `json:"blobs"`
 	At            time.Time `json:"erased_at"`
+	// EscrowPending: the customer's key is still in the backups' key
+	// escrow (the repository could not be reached); the next backup run
+	// removes it, and does not complete until it has.
+	EscrowPending bool `json:"escrow_pending"`
 }
 
 // Erase erases a customer: their cases, contacts, attachments rows and
@@ -191,6 +207,10 @@ func (e *Eraser) Erase(ctx context.Context, req EraseRequest, actor cases.Actor)
 	e.opts.Fields.Forget(req.CustomerID)
 	e.opts.Notify()
 	w.purgeBlobs(ctx, e.db, e.opts.Blobs, e.opts.Now().UTC())
+	out.EscrowPending = true
+	if e.opts.Escrow != nil {
+		out.EscrowPending = e.opts.Escrow.PurgeEscrow(ctx, req.CustomerID) != nil
+	}
 	return out, nil
 }
 

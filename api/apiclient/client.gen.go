@@ -1554,7 +1554,14 @@ type Erasure struct {
 	CustomerId    string    `json:"customer_id"`
 	DispositionId string    `json:"disposition_id"`
 	ErasedAt      time.Time `json:"erased_at"`
+	EscrowPending bool      `json:"escrow_pending"`
 	OpenCases     int64     `json:"open_cases"`
+}
+
+// EscrowStats defines model for EscrowStats.
+type EscrowStats struct {
+	EscrowPurged int64 `json:"escrow_purged"`
+	KeysEscrowed int64 `json:"keys_escrowed"`
 }
 
 // Event defines model for Event.
@@ -2136,16 +2143,17 @@ type Started struct {
 
 // Stats defines model for Stats.
 type Stats struct {
-	Blobs            int64  `json:"blobs"`
-	BlobsNew         int64  `json:"blobs_new"`
-	BlobsReused      int64  `json:"blobs_reused"`
-	BytesNew         int64  `json:"bytes_new"`
-	ChunksNew        *int64 `json:"chunks_new,omitempty"`
-	ChunksReused     *int64 `json:"chunks_reused,omitempty"`
-	DurationMs       int64  `json:"duration_ms"`
-	Rows             int64  `json:"rows"`
-	TableBytes       int64  `json:"table_bytes"`
-	TableBytesReused *int64 `json:"table_bytes_reused,omitempty"`
+	Blobs            int64       `json:"blobs"`
+	BlobsNew         int64       `json:"blobs_new"`
+	BlobsReused      int64       `json:"blobs_reused"`
+	BytesNew         int64       `json:"bytes_new"`
+	ChunksNew        *int64      `json:"chunks_new,omitempty"`
+	ChunksReused     *int64      `json:"chunks_reused,omitempty"`
+	DurationMs       int64       `json:"duration_ms"`
+	Escrow           EscrowStats `json:"escrow"`
+	Rows             int64       `json:"rows"`
+	TableBytes       int64       `json:"table_bytes"`
+	TableBytesReused *int64      `json:"table_bytes_reused,omitempty"`
 }
 
 // Status defines model for Status.

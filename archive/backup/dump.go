@@ -58,7 +58,7 @@ func dumpTable(ctx context.Context, q querier, t table, where string, args []any
 // dumpRows hands every row of t to row as one canonical NDJSON line (with
 // its newline) and its scanned values; both are only valid during the call.
 func dumpRows(ctx context.Context, q querier, t table, where string, args []any, row func(line []byte, vals []any) error) (int64, error) {
-	query := "SELECT " + strings.Join(t.Columns, ", ") + " FROM " + t.Name
+	query := "SELECT " + strings.Join(t.selectColumns(), ", ") + " FROM " + t.Name
 	if where != "" {
 		query += " WHERE " + where
 	}

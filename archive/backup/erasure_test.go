@@ -191,8 +191,9 @@ func TestErasureRestoredWithoutReplayStaysSealed(t *testing.T) {
 
 // TestErasureDuringBackupIsAllOrNothing: an erasure that commits while a
 // backup is dumping its tables (after the customers table, before the
-// contacts) leaves the backup holding the customer entirely, as of its
-// snapshot: profile, case, every contact and the live key; never a part.
+// contacts) leaves the backup holding the customer's rows entirely, as of
+// its snapshot: profile, case, every contact, never a part; and their key
+// not at all (the run's escrow step sees the erasure: issue 15 §1).
 func TestErasureDuringBackupIsAllOrNothing(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, in *instance) {
 		ctx := context.Background()
@@ -228,11 +229,14 @@ func TestErasureDuringBackupIsAllOrNothing(t *testing.T) {
 		dst := openInstance(t, sqldbtest.Open(t, in.db.Dialect), t.TempDir())
 		restoreInto(t, repo, m.ID, keys, dst) // no live tombstones: the backup as it is
 		for q, want := range map[string]int{
-			`SELECT COUNT(*) FROM customers WHERE id = ?`:                                       1,
-			`SELECT COUNT(*) FROM cases WHERE customer_id = ?`:                                  1,
-			`SELECT COUNT(*) FROM contacts WHERE customer_id = ?`:                               extra + 1,
-			`SELECT COUNT(*) FROM customer_keys WHERE customer_id = ? AND destroyed_at IS NULL`: 1,
-			`SELECT COUNT(*) FROM dispositions WHERE customer_id = ?`:                           0,
+			`SELECT COUNT(*) FROM customers WHERE id = ?`:         1,
+			`SELECT COUNT(*) FROM cases WHERE customer_id = ?`:    1,
+			`SELECT COUNT(*) FROM contacts WHERE customer_id = ?`: extra + 1,
+			// The rows are the snapshot's, whole; the key is not: the
+			// erasure reached the key escrow, so the restore has the
+			// customer's rows sealed and their key destroyed.
+			`SELECT COUNT(*) FROM customer_keys WHERE customer_id = ? AND destroyed_at IS NOT NULL AND wrapped_key IS NULL`: 1,
+			`SELECT COUNT(*) FROM dispositions WHERE customer_id = ?`:                                                       0,
 		} {
 			if n := dst.count(q, victim); n != want {
 				t.Errorf("backup taken across the erasure: %s = %d, want %d (the snapshot before it, whole)", q, n, want)

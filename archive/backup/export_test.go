@@ -7,6 +7,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/casevault/casevault/archive"
+	"github.com/casevault/casevault/sqldb"
 )
 
 // Tables exposes the dump's table list to the schema test.
@@ -58,4 +59,62 @@ func TableObject(te TableEntry) string {
 		panic("TableObject: table " + te.Name + " has several chunks")
 	}
 	return te.Chunks[0].Object
+}
+
+// EscrowEntries decrypts every entry of the key escrow with the backup
+// identity: the wrapped data keys whoever holds the repository and that
+// identity can read (the erasure proof's attacker).
+func EscrowEntries(ctx context.Context, r *Repo, id age.Identity) (map[string]string, error) {
+	have, err := r.escrowList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for c := range have {
+		w, ok, err := r.getEscrow(ctx, id, c)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out[c] = w
+		}
+	}
+	return out, nil
+}
+
+// EscrowObject is the store key of a customer's escrow entry.
+func EscrowObject(r *Repo, customerID string) string { return r.key(escrowKey(customerID)) }
+
+// PreEscrowBackupForTest rewrites backup m as casevault wrote backups
+// before the key escrow: its customer_keys dump (one chunk, from db, which
+// must still hold the snapshot's keys) carries the wrapped keys, and its
+// manifest, re-signed, has no key_escrow.
+func PreEscrowBackupForTest(ctx context.Context, r *Repo, db *sqldb.DB, m Manifest, recipients []age.Recipient) (Manifest, error) {
+	t, _ := tableByName("customer_keys")
+	t.Escrowed = ""
+	tmp := tmpDir + randHex(8)
+	var rows int64
+	stored, plain, err := r.writeFile(ctx, tmp, recipients, true, func(w io.Writer) error {
+		n, err := dumpTable(ctx, db.Read, t, "", nil, w, nil)
+		rows = n
+		return err
+	})
+	if err != nil {
+		return Manifest{}, err
+	}
+	obj := objectKey(stored.SHA256)
+	if err := r.bulk.Rename(ctx, r.key(tmp), r.key(obj)); err != nil {
+		return Manifest{}, err
+	}
+	if err := r.seal(ctx); err != nil {
+		return Manifest{}, err
+	}
+	for i, te := range m.Tables {
+		if te.Name == t.Name {
+			m.Tables[i] = TableEntry{Name: t.Name, Rows: rows, Size: stored.Size, PlainSize: plain.Size, PlainSHA256: plain.SHA256,
+				Chunks: []ChunkEntry{{Object: obj, Rows: rows, Size: stored.Size, PlainSize: plain.Size, PlainSHA256: plain.SHA256}}}
+		}
+	}
+	m.KeyEscrow = ""
+	return m, r.putSigned(ctx, m.ID, m)
 }

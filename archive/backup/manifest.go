@@ -28,8 +28,12 @@ type Manifest struct {
 	Missing []string `json:"missing,omitempty"`
 	// Tags are the operator's labels (`backup run --tag`), signed with the
 	// rest; `forget --keep-tag` keeps the backups they name.
-	Tags  []string `json:"tags,omitempty"`
-	Stats Stats    `json:"stats"`
+	Tags []string `json:"tags,omitempty"`
+	// KeyEscrow is EscrowFormat when the customer_keys dump leaves the
+	// wrapped keys out and restores read them from the key escrow
+	// (escrow.go); empty in backups written before it.
+	KeyEscrow string `json:"key_escrow,omitempty"`
+	Stats     Stats  `json:"stats"`
 	// Unsigned is set on a manifest read without a signature (accepted only
 	// with RepoOptions.AllowUnsigned); never stored.
 	Unsigned bool `json:"-"`
@@ -91,6 +95,8 @@ type Stats struct {
 	BlobsReused      int64 `json:"blobs_reused"`
 	BytesNew         int64 `json:"bytes_new"`
 	DurationMS       int64 `json:"duration_ms"`
+	// Escrow: key escrow entries written and purged by the run.
+	Escrow EscrowStats `json:"escrow"`
 }
 
 func (m Manifest) table(name string) (TableEntry, bool) {

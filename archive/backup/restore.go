@@ -56,7 +56,11 @@ type RestoreReport struct {
 	BlobsPresent int64         `json:"blobs_already_present"`
 	BlobBytes    int64         `json:"blob_bytes"`
 	Missing      int           `json:"blobs_missing_in_backup"`
-	Tombstones   ReplayReport  `json:"tombstones"`
+	// KeysFromEscrow: data keys read from the key escrow; KeysNotInEscrow:
+	// customers whose entry is gone (erased since), left without a key.
+	KeysFromEscrow  int          `json:"keys_from_escrow"`
+	KeysNotInEscrow int          `json:"keys_not_in_escrow"`
+	Tombstones      ReplayReport `json:"tombstones"`
 }
 
 // ReplayReport counts the tombstones a restore re-applied.
@@ -165,16 +169,18 @@ func (r *Repo) Restore(ctx context.Context, id string, opts RestoreOptions) (_ R
 		}
 	}()
 
-	if err := r.restoreTables(ctx, m, opts, waitBlobs); err != nil {
+	var notEscrowed []string
+	if err := r.restoreTables(ctx, m, opts, &notEscrowed, waitBlobs); err != nil {
 		return RestoreReport{}, err
 	}
+	rep.KeysFromEscrow, rep.KeysNotInEscrow = m.escrowedKeys(ctx, opts.Target, len(notEscrowed))
 
 	for _, te := range m.Tables {
 		t, ok := tableByName(te.Name)
 		if !ok {
 			continue
 		}
-		got, err := tableDigest(ctx, opts.Target, t)
+		got, err := tableDigest(ctx, opts.Target, m.tableFor(t))
 		if err != nil {
 			return RestoreReport{}, err
 		}
@@ -184,6 +190,14 @@ func (r *Repo) Restore(ctx context.Context, id string, opts RestoreOptions) (_ R
 	ts, err := r.collectTombstones(ctx, m, opts)
 	if err != nil {
 		return RestoreReport{}, err
+	}
+	// A customer whose escrow entry is gone was erased: their key is
+	// destroyed like any other erasure's (at the restore, unless a later
+	// source says when).
+	for _, id := range notEscrowed {
+		if _, ok := ts.keys[id]; !ok {
+			ts.keys[id] = sqldb.Micros(time.Now())
+		}
 	}
 
 	rr, err := replay(ctx, opts.Target, ts, opts.OnChange, cases.Change{Actor: opts.Actor, Action: "backup.restore", TargetType: "backup", TargetID: id,
@@ -200,7 +214,9 @@ func (r *Repo) Restore(ctx context.Context, id string, opts RestoreOptions) (_ R
 
 // restoreTables loads every table in one transaction, which commits only
 // after before (the blobs) succeeded.
-func (r *Repo) restoreTables(ctx context.Context, m Manifest, opts RestoreOptions, before func() error) error {
+// The escrowed data keys are put into customer_keys in the same
+// transaction; notEscrowed receives the customers whose entry is gone.
+func (r *Repo) restoreTables(ctx context.Context, m Manifest, opts RestoreOptions, notEscrowed *[]string, before func() error) error {
 	var total, done int64
 	for _, te := range m.Tables {
 		total += te.Rows
@@ -224,6 +240,11 @@ func (r *Repo) restoreTables(ctx context.Context, m Manifest, opts RestoreOption
 			}
 		}
 		opts.Progress(Progress{Phase: "tables", Done: done, Total: total, Unit: "rows"})
+		gone, err := r.fillEscrow(ctx, tx, opts.Target.Dialect, m, opts.Identity, opts.Workers)
+		if err != nil {
+			return err
+		}
+		*notEscrowed = gone
 		return before()
 	})
 }

@@ -164,6 +164,11 @@ func readCases(ctx context.Context, r *Repo, m Manifest, caseIDs []string, opts 
 		if err != nil {
 			return nil, err
 		}
+		if step.table == "customer_keys" {
+			if err := r.fillEscrowRows(ctx, m, opts.Identity, rows, time.Now()); err != nil {
+				return nil, err
+			}
+		}
 		for _, row := range rows {
 			key := asString(row[step.col])
 			owners := byCustomer[key]
@@ -194,6 +199,10 @@ func (c *caseRestore) apply(ctx context.Context, tx *sql.Tx) error {
 	keyGone, err := c.customerErased(ctx)
 	if err != nil {
 		return err
+	}
+	for _, k := range c.keys {
+		// the escrow no longer has the key: the files would not open
+		keyGone = keyGone || k["destroyed_at"] != nil
 	}
 
 	if err := c.putCustomer(ctx); err != nil {

@@ -455,6 +455,14 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 		return Manifest{}, err
 	}
 
+	// The keys of the snapshot's live customers go to the escrow, and the
+	// entries of erased customers go, before the manifest: a backup is
+	// never listed while an erased customer's entry exists.
+	if m.Stats.Escrow, err = s.syncEscrow(ctx); err != nil {
+		return Manifest{}, err
+	}
+	m.KeyEscrow = EscrowFormat
+
 	m.FinishedAt = s.opts.Now().UTC()
 	m.Stats.DurationMS = m.FinishedAt.Sub(started).Milliseconds()
 

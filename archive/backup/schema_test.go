@@ -20,7 +20,10 @@ var notBackedUp = []string{"schema_migrations", "outbox", "feed_state", "feed_co
 	// issue 20 §14–16: per-installation state (cmd/casevault, package cluster)
 	"key_check", "job_ticks", "replicas",
 	// issue 18: console sessions (a restore signs everyone out)
-	"sessions"}
+	"sessions",
+	// issue 15: this instance's queue of key escrow deletions (a restored
+	// instance's first backup purges every destroyed key's entry anyway)
+	"key_escrow_pending"}
 
 // TestTablesMatchSchema fails when a migration adds a table or column the
 // backup does not know: a backup must never silently drop data.

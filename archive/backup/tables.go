@@ -17,6 +17,10 @@ type table struct {
 	// Singleton tables get their rows from the migrations; a restore
 	// replaces those rows instead of adding to them.
 	Singleton bool
+	// Escrowed names a column the dump writes as null: its values live in
+	// the key escrow (escrow.go), which erasure reaches, not in immutable
+	// backup data.
+	Escrowed string
 }
 
 // tables in restore order: parents before the rows that reference them.
@@ -38,7 +42,9 @@ var tables = []table{
 	// Console users (their sessions are not backed up: a restore signs
 	// everyone out).
 	{Name: "users", Columns: []string{"id", "name", "role", "password_hash", "time_zone", "failed_logins", "locked_until", "created_at", "updated_at", "disabled_at"}, Order: "id"},
-	{Name: "customer_keys", Columns: []string{"customer_id", "wrapped_key", "created_at", "destroyed_at"}, Order: "customer_id"},
+	// The wrapped data keys are kept in the key escrow, not in the dump
+	// (escrow.go: erasure must reach every backup copy of a key).
+	{Name: "customer_keys", Columns: []string{"customer_id", "wrapped_key", "created_at", "destroyed_at"}, Order: "customer_id", Escrowed: escrowColumn},
 	{Name: "audit_events", Columns: []string{"seq", "at", "actor_id", "actor_name", "role", "action", "target_type", "target_id", "request_id", "client_ip", "outcome", "detail", "prev_hash", "hash"}, Order: "seq"},
 	{Name: "audit_head", Columns: []string{"id", "seq", "hash", "checkpoint_seq", "checkpoint_hash", "checkpoint_at"}, Order: "id", Singleton: true},
 	// Events committed but not yet sequenced (issue 19): the restored

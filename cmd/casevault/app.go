@@ -200,7 +200,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		// (on SIGTERM) cancels them (an interrupted run is never listed).
 		Exports: a.exports,
 		Privacy: &api.PrivacyDeps{
-			Eraser: newEraser(db, a.retention.deleteHolds, keys, fields, blobs, sink, dkey, a.indexer.Kick),
+			Eraser: newEraser(db, a.retention.deleteHolds, keys, fields, blobs, sink, dkey, a.indexer.Kick, bp.svc),
 			FindCustomers: func(ctx context.Context, email, phone string) ([]cases.Customer, error) {
 				return a.store.FindCustomers(ctx, sqlstore.CustomerLookup{Email: email, Phone: phone})
 			},
@@ -213,6 +213,9 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		}}, {Name: "index", Degraded: true, Probe: indexProbe(a.indexer)}, {Name: "blobs", Probe: func(ctx context.Context) (any, error) {
 			return map[string]any{"backend": blobKind}, blobs.Ping(ctx)
 		}}, {Name: "background", Degraded: true, Probe: panicProbe(a.guard)},
+			// Erased customers whose key is still in the backups' key
+			// escrow (the repository was unreachable at the erasure).
+			{Name: "key_escrow", Degraded: true, Probe: escrowProbe(db)},
 			{Name: "legal_hold_flags", Degraded: true, Probe: a.flags.Readiness},
 			{Name: "audit_sequencer", Degraded: true, Probe: sequencerProbe(a.audit)},
 			{Name: "backups", Degraded: true, Probe: backupsProbe(a.replicas)}},

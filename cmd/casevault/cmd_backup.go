@@ -99,6 +99,7 @@ func runBackup(ctx context.Context, cfg *config, tags []string, rep *reporter) e
 			fmt.Fprintf(w, "backup %s%s written to %s\n  snapshot %s, %d rows in %d tables (%s encrypted)\n  %d attachment blobs: %d new (%s), %d already in the repository\n  took %s\n",
 				m.ID, tagged, where, m.SnapshotAt.Format(time.RFC3339), m.Stats.Rows, len(m.Tables), humanBytes(m.Stats.TableBytes),
 				m.Stats.Blobs, m.Stats.BlobsNew, humanBytes(m.Stats.BytesNew), m.Stats.BlobsReused, time.Duration(m.Stats.DurationMS)*time.Millisecond)
+			fmt.Fprintf(w, "  key escrow: %d data keys added, %d erased customers' entries removed\n", m.Stats.Escrow.Written, m.Stats.Escrow.Purged)
 			if len(m.Missing) > 0 {
 				fmt.Fprintf(w, "  INCOMPLETE: %d attachment blobs were deleted before they could be copied\n", len(m.Missing))
 			}

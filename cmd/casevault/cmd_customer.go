@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/casevault/casevault/archive/backup"
 	"io"
 	"strings"
 
@@ -50,7 +51,7 @@ is not given.`,
 	cmd.Flags().StringVar(&opts.reason, "reason", "", "why the customer is erased (audited; required)")
 	cmd.Flags().BoolVar(&opts.force, "force", false, "erase even with open cases (they are deleted too)")
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print what was erased as JSON")
-	return cfg.flags(cmd, useDB|useBlobs)
+	return cfg.flags(cmd, useDB|useBlobs|useBackup)
 }
 
 func runCustomerErase(ctx context.Context, cfg *config, id string, opts customerEraseOptions, out io.Writer) error {
@@ -76,6 +77,9 @@ func runCustomerErase(ctx context.Context, cfg *config, id string, opts customer
 		}
 		fmt.Fprintf(out, "customer %s erased: %d case(s), %d contact(s), %d attachment(s); disposition %s\n",
 			res.CustomerID, len(res.Cases), res.Contacts, res.Attachments, res.DispositionID)
+		if res.EscrowPending {
+			fmt.Fprintln(out, "their data key is still in the backups' key escrow (repository unreachable): the next backup run removes it")
+		}
 		return nil
 	})
 }
@@ -95,11 +99,19 @@ func newCLIEraser(ctx context.Context, cfg *config, env *cliEnv) (*retention.Era
 	if err != nil {
 		return nil, err
 	}
-	return newEraser(env.db, retention.NewHolds(env.db, nil), keys, fields, blobs, auditSink{log: env.log}, dkey, nil), nil
+	// The backup repository, to purge the key escrow entry; when it cannot
+	// be opened the deletion stays pending for the next backup run.
+	var escrow retention.EscrowPurger
+	// (the erase output says so).
+	if repo, _, _, err := openBackupRepo(cfg, false, false); err == nil {
+		escrow = backup.New(env.db, repo, backup.Options{})
+	}
+	return newEraser(env.db, retention.NewHolds(env.db, nil), keys, fields, blobs, auditSink{log: env.log}, dkey, nil, escrow), nil
 }
 
 // newEraser builds the eraser the server and the CLI use.
-func newEraser(db *sqldb.DB, holds *retention.Holds, keys retention.KeyShredder, fields *sqlstore.Fields, blobs retention.BlobRemover, sink auditSink, dkey []byte, notify func()) *retention.Eraser {
+func newEraser(db *sqldb.DB, holds *retention.Holds, keys retention.KeyShredder, fields *sqlstore.Fields, blobs retention.BlobRemover, sink auditSink, dkey []byte, notify func(),
+	escrow retention.EscrowPurger) *retention.Eraser {
 	return retention.NewEraser(db, retention.EraserOptions{Holds: holds, Keys: keys, Fields: fields, OnChange: sink.hook,
-		Blobs: blobs, DigestKey: dkey, Notify: notify})
+		Blobs: blobs, DigestKey: dkey, Notify: notify, Escrow: escrow})
 }

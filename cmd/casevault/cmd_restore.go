@@ -227,6 +227,9 @@ func (r restoreResult) print(w io.Writer) {
 	tw.Flush()
 
 	fmt.Fprintf(w, "\nattachments: %d restored (%s), %d already present, %d missing in the backup\n", r.Blobs, humanBytes(r.BlobBytes), r.BlobsPresent, r.Missing)
+	if r.KeysFromEscrow+r.KeysNotInEscrow > 0 {
+		fmt.Fprintf(w, "data keys: %d from the key escrow, %d customers without an entry (erased since: their key is destroyed)\n", r.KeysFromEscrow, r.KeysNotInEscrow)
+	}
 	ts := r.Tombstones
 	fmt.Fprintf(w, "tombstones replayed from %s: %d dispositions (%d contacts deleted, %d anonymized, %d redactions, %d cases deleted), %d customer keys destroyed, %d blobs removed\n",
 		orNone(ts.Sources), ts.Dispositions, ts.Deleted, ts.Anonymized, ts.Redacted, ts.CasesDeleted, ts.KeysDestroyed, ts.BlobsRemoved)

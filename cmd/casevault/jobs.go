@@ -113,9 +113,11 @@ func (j jobs) auditPrune() {
 	}
 }
 
-// reconcile removes orphan blobs and reports attachments without one.
+// reconcile removes orphan blobs and reports attachments without one, and
+// retries the key escrow deletions an erasure could not finish.
 func (j jobs) reconcile() {
 	log := j.a.log
+	j.retryEscrow()
 	rep, err := j.a.attachments.Reconcile(j.ctx, time.Hour, false)
 	if err != nil {
 		log.Error("attachment reconcile failed", "err", err)
