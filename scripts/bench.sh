@@ -98,10 +98,14 @@ scale_bench() {
   psql -h 127.0.0.1 -U postgres -d test -qc 'DROP SCHEMA IF EXISTS bench_scale CASCADE' >/dev/null 2>&1 || true
 }
 
-http_bench sqlite
+# BENCH_ONLY=sqlite|postgres|scale|go runs one part (e.g. to profile it).
+only() { [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = "$1" ]; }
+only sqlite && http_bench sqlite
 if psql -h 127.0.0.1 -U postgres -d test -c 'DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench' >/dev/null 2>&1; then
-  http_bench postgres CASEVAULT_DATABASE_URL="postgres://postgres@127.0.0.1:5432/test?sslmode=disable&search_path=bench"
+  only postgres && http_bench postgres CASEVAULT_DATABASE_URL="postgres://postgres@127.0.0.1:5432/test?sslmode=disable&search_path=bench"
+  only scale && scale_bench
 fi
+only go || exit 0
 
 say "## go benchmarks"
 # The cost of Fiber's Immutable mode (both variants in one process).
