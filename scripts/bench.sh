@@ -3,7 +3,8 @@
 #  1. contact ingest over HTTP, 32 concurrent clients (cvbench, a separate
 #     process) against SQLite and PostgreSQL, and /healthz under the same load;
 #     issue 19 (scale_bench): PostgreSQL ingest / pgbench tps, two replicas /
-#     one, lock waits, audit sequencing delay p99;
+#     one, lock waits, audit sequencing delay p99, and pgbench running the
+#     contact write's own SQL (the ceiling that SQL allows);
 #  2. the Go benchmarks: contact ingest with/without audit, audit verify of 1M
 #     events, Bleve indexing and search, attachment 1 GiB vs direct minio-go,
 #     backup/restore of 200k contacts + 1 GiB vs tar | zstd; issue 14's legal-hold
@@ -104,7 +105,7 @@ scale_bench() {
   # random, a sealed-sized body), with the same 32 clients. casevault cannot
   # beat the SQL it sends; this says how far the database itself lets that
   # transaction go on this machine (issue 19: its ceiling, measured, was
-  # 0.15-0.2 of the one-row INSERT).
+  # 0.13-0.23 of the one-row INSERT).
   local s=bench_scale body; body="cv1-$(head -c 300 /dev/zero | tr '\0' 'A')"
   cat > "$tmp/contact.sql" <<SQL
 \set r random(1, 1000)
