@@ -41,7 +41,7 @@ func TestWritesShareNoRow(t *testing.T) {
 		return nil
 	}})
 	svc := cases.NewService(st, nil)
-	cust, cs := seed(t, svc)
+	cust, _ := seed(t, svc)
 	ctx := context.Background()
 
 	tests := []struct {
@@ -97,7 +97,6 @@ func TestWritesShareNoRow(t *testing.T) {
 			}
 		})
 	}
-	_ = cs
 }
 
 // TestCaseNumbersPastRestoredRows: cases inserted with their numbers (a
