@@ -217,11 +217,21 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
+// qDataKey is read by every write that seals a field (DataKeyTx).
+const qDataKey = `SELECT wrapped_key, destroyed_at FROM customer_keys WHERE customer_id = ?`
+
+// Prepare prepares the data-key read of the write path (sqldb.PrepareWrite:
+// not parsed anew in each write). Call it at start-up, outside any
+// transaction.
+func (k *Keyring) Prepare(ctx context.Context) error {
+	return k.db.PrepareWrite(ctx, qDataKey)
+}
+
 // lookup reads the wrapped key; found=false when there is no row.
 func (k *Keyring) lookup(ctx context.Context, q querier, customerID string) (wrapped string, found bool, err error) {
 	var w sql.NullString
 	var destroyed sql.NullInt64
-	err = q.QueryRowContext(ctx, k.db.Rebind(`SELECT wrapped_key, destroyed_at FROM customer_keys WHERE customer_id = ?`), customerID).Scan(&w, &destroyed)
+	err = k.db.QueryRowIn(ctx, q, qDataKey, customerID).Scan(&w, &destroyed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
 	}

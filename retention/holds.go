@@ -583,6 +583,20 @@ func (h *Holds) lockHold(ctx context.Context, tx *sql.Tx, id string) (Hold, erro
 
 const holdCols = `id, matter, reason, scope, placed_by, placed_at, released_by, released_at, release_reason, grace_until, reinstated_by, reinstated_at`
 
+// qActiveHolds is read by every write (RecordWrite); prepared by Prepare.
+const qActiveHolds = `SELECT ` + holdCols + ` FROM legal_holds WHERE released_at IS NULL OR grace_until > ? ORDER BY id`
+
+// txQuerier runs a query (with ? placeholders) in tx through the write
+// path's prepared statements (sqldb.QueryTx rebinds one it has not).
+type txQuerier struct {
+	db *sqldb.DB
+	tx *sql.Tx
+}
+
+func (t txQuerier) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return t.db.QueryTx(ctx, t.tx, q, args...)
+}
+
 func scanHoldRow(rows *sql.Rows) (Hold, error) { return scanHold(rows) }
 
 func scanHold(row interface{ Scan(...any) error }) (Hold, error) {
@@ -671,12 +685,13 @@ func (h *Holds) List(ctx context.Context, f HoldFilter, limit int, cursor string
 // its grace), through tx when given: sweeps, deletions, explain and the
 // recording of coverage treat a hold in its grace as active.
 func (h *Holds) active(ctx context.Context, tx *sql.Tx) ([]Hold, error) {
-	var q sqldb.Querier = h.db.Read
-	if tx != nil {
-		q = tx
+	// in a transaction through the prepared statement (txQuerier rebinds)
+	var q sqldb.Querier = txQuerier{h.db, tx}
+	query := qActiveHolds
+	if tx == nil {
+		q, query = h.db.Read, h.db.Rebind(qActiveHolds)
 	}
-	out, err := sqldb.Collect(ctx, q, h.db.Rebind(`SELECT `+holdCols+` FROM legal_holds WHERE released_at IS NULL OR grace_until > ? ORDER BY id`),
-		[]any{sqldb.Micros(h.clock())}, scanHoldRow)
+	out, err := sqldb.Collect(ctx, q, query, []any{sqldb.Micros(h.clock())}, scanHoldRow)
 	if err != nil {
 		return nil, sqldb.Fail("active holds", err)
 	}

@@ -88,7 +88,7 @@ func (p *Policy) In(ctx context.Context, q rowQuerier) (Schedule, error) {
 	}
 
 	var v sql.NullInt64
-	if err := q.QueryRowContext(ctx, `SELECT MAX(version) FROM retention_schedules`).Scan(&v); err != nil {
+	if err := db.QueryRowIn(ctx, q, qScheduleVersion).Scan(&v); err != nil {
 		return Schedule{}, sqldb.Fail("schedule version", err)
 	}
 	if !v.Valid {
@@ -121,8 +121,18 @@ func (b *batch) schedule(ctx context.Context) (Schedule, error) {
 }
 
 // rowQuerier is a transaction or a connection pool.
-type rowQuerier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+type rowQuerier = sqldb.RowQuerier
+
+// qScheduleVersion is read by every write (Policy.In); prepared by Prepare.
+const qScheduleVersion = `SELECT MAX(version) FROM retention_schedules`
+
+// Prepare prepares the reads every write transaction makes of retention:
+// the schedule version (Policy.In) and the active holds (Holds.RecordWrite),
+// so that the write path does not parse them each time (sqldb.PrepareWrite;
+// on SQLite that parse was a visible share of the one writer's time). Call
+// it at start-up, outside any transaction.
+func Prepare(ctx context.Context, db *sqldb.DB) error {
+	return db.PrepareWrite(ctx, qScheduleVersion, qActiveHolds)
 }
 
 // remember caches sc unless a newer version is cached already (a reader

@@ -3,7 +3,8 @@
 #  1. contact ingest over HTTP, 32 concurrent clients (cvbench, a separate
 #     process) against SQLite and PostgreSQL, and /healthz under the same load;
 #     issue 19 (scale_bench): PostgreSQL ingest / pgbench tps, two replicas /
-#     one, lock waits, audit sequencing delay p99;
+#     one, lock waits, audit sequencing delay p99, and pgbench running the
+#     contact write's own SQL (the ceiling that SQL allows);
 #  2. the Go benchmarks: contact ingest with/without audit, audit verify of 1M
 #     events, Bleve indexing and search, attachment 1 GiB vs direct minio-go,
 #     backup/restore of 200k contacts + 1 GiB vs tar | zstd; issue 14's legal-hold
@@ -25,6 +26,10 @@ say() { printf '%s\n' "$*" | tee -a "$out"; }
 tmp="$(mktemp -d)"; trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 go build -o "$tmp/casevault" ./cmd/casevault
 go build -o "$tmp/cvbench" ./cmd/cvbench
+# BENCH_BIN / BENCH_CVBENCH: measure prebuilt binaries instead (a before/after
+# pair run back to back on the same machine).
+if [ -n "${BENCH_BIN:-}" ]; then cp "$BENCH_BIN" "$tmp/casevault"; fi
+if [ -n "${BENCH_CVBENCH:-}" ]; then cp "$BENCH_CVBENCH" "$tmp/cvbench"; fi
 
 http_bench() { # name, extra env...
   local name="$1"; shift
@@ -95,13 +100,39 @@ scale_bench() {
   done
   say "audit sequencing delay p99: $(cat "$tmp/delay.18101" "$tmp/delay.18102" | sed 's/.*le="\([^"]*\)"} \([0-9.e+]*\)/\1 \2/' | awk '{c[$1]+=$2} END{n=c["+Inf"]; for (le in c) if (le!="+Inf") ks[++k]=le+0; asort(ks); for(i=1;i<=k;i++){ if (c[ks[i]""] >= 0.99*n) {printf "<= %ss (%d events)", ks[i], n; exit} } printf "> 10s (%d events)", n}') (target < 1 s)"
   kill -TERM "$pa" "$pb"; wait "$pa" "$pb" || true
+  # The second reference: pgbench running the contact write's own SQL (the
+  # statements serve sends for POST /contacts, same tables, cases picked at
+  # random, a sealed-sized body), with the same 32 clients. casevault cannot
+  # beat the SQL it sends; this says how far the database itself lets that
+  # transaction go on this machine (issue 19: its ceiling, measured, was
+  # 0.13-0.23 of the one-row INSERT).
+  local s=bench_scale body; body="cv1-$(head -c 300 /dev/zero | tr '\0' 'A')"
+  cat > "$tmp/contact.sql" <<SQL
+\set r random(1, 1000)
+BEGIN;
+SELECT pg_advisory_xact_lock_shared(7345027, hashtext('$s'));
+UPDATE $s.cases SET updated_at = 1 WHERE number = :r RETURNING closed_at, customer_id;
+SELECT MAX(version) FROM $s.retention_schedules;
+SELECT wrapped_key, destroyed_at FROM $s.customer_keys LIMIT 1;
+INSERT INTO $s.contacts (id, case_id, customer_id, channel, direction, author, body, occurred_at, created_at, purposes, categories, retain_until) VALUES (gen_random_uuid()::text, (SELECT id FROM $s.cases WHERE number = :r), (SELECT customer_id FROM $s.cases WHERE number = :r), 'chat', 'inbound', 'cv1-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', '$body', 1, 1, '["customer_service"]', '["support_content"]', 100);
+INSERT INTO $s.outbox (case_id, contact_id, created_at) VALUES ('x', 'y', 1);
+SELECT id FROM $s.legal_holds WHERE released_at IS NULL OR grace_until > 1 ORDER BY id;
+INSERT INTO $s.audit_pending (id, at, actor_id, actor_name, role, action, target_type, target_id, request_id, client_ip, outcome, detail) VALUES (gen_random_uuid()::text, 1, 'a', 'bench', 'admin', 'contact.create', 'contact', 'x', 'r', '127.0.0.1', 'ok', '{"case_id" "01a230ab-8783-732a-bdb0-961179839a77", "masked_numbers" 0}');
+COMMIT;
+SQL
+  local sqlref; sqlref=$(pgbench -h 127.0.0.1 -U postgres -n -c 32 -j 2 -T "${DUR%s}" -M prepared -f "$tmp/contact.sql" test 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+  say "pgbench running the contact write's SQL (11 statements, one transaction): ${sqlref} tps = $(awk -v a="$sqlref" -v b="$pgb" 'BEGIN{printf "%.2f", a/b}') of the one-row INSERT; casevault one replica / that: $(awk -v a="$r1" -v b="$sqlref" 'BEGIN{printf "%.2f", a/b}')"
   psql -h 127.0.0.1 -U postgres -d test -qc 'DROP SCHEMA IF EXISTS bench_scale CASCADE' >/dev/null 2>&1 || true
 }
 
-http_bench sqlite
+# BENCH_ONLY=sqlite|postgres|scale|go runs one part (e.g. to profile it).
+only() { [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = "$1" ]; }
+only sqlite && http_bench sqlite
 if psql -h 127.0.0.1 -U postgres -d test -c 'DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench' >/dev/null 2>&1; then
-  http_bench postgres CASEVAULT_DATABASE_URL="postgres://postgres@127.0.0.1:5432/test?sslmode=disable&search_path=bench"
+  only postgres && http_bench postgres CASEVAULT_DATABASE_URL="postgres://postgres@127.0.0.1:5432/test?sslmode=disable&search_path=bench"
+  only scale && scale_bench
 fi
+only go || exit 0
 
 say "## go benchmarks"
 # The cost of Fiber's Immutable mode (both variants in one process).

@@ -75,6 +75,32 @@ func (db *DB) QueryRowTx(ctx context.Context, tx *sql.Tx, q string, args ...any)
 	return tx.QueryRowContext(ctx, db.Rebind(q), args...)
 }
 
+// RowQuerier is a transaction or a connection pool, as far as a single-row
+// query goes.
+type RowQuerier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// QueryRowIn is QueryRowTx for readers that run in a write transaction or
+// on a pool: in a transaction the statement PrepareWrite saw is used (the
+// write path's reads of the schedule version, the data key and the active
+// holds were parsed anew in every contact write: issue 19's SQLite
+// profile); on a pool, or unprepared, the query is parsed on the spot.
+func (db *DB) QueryRowIn(ctx context.Context, q RowQuerier, query string, args ...any) *sql.Row {
+	if tx, ok := q.(*sql.Tx); ok {
+		return db.QueryRowTx(ctx, tx, query, args...)
+	}
+	return q.QueryRowContext(ctx, db.Rebind(query), args...)
+}
+
+// QueryTx is QueryRowTx for many rows.
+func (db *DB) QueryTx(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Rows, error) {
+	if s := db.writeStmt(q); s != nil {
+		return tx.StmtContext(ctx, s).QueryContext(ctx, args...)
+	}
+	return tx.QueryContext(ctx, db.Rebind(q), args...)
+}
+
 // QueryRow runs a cached single-row query on the read pool.
 func (db *DB) QueryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	s, err := db.stmt(ctx, db.Read, q)

@@ -105,9 +105,9 @@ func ensureAnonymousCase(ctx context.Context, db *sqldb.DB, tx *sql.Tx, at time.
 	if err != nil || found > 0 {
 		return err
 	}
-	var number int64
-	if err := tx.QueryRowContext(ctx, `UPDATE counters SET value = value + 1 WHERE name = 'case_number' RETURNING value`).Scan(&number); err != nil {
-		return fmt.Errorf("statistics case number: %w", err)
+	number, err := nextCaseNumber(ctx, db, tx)
+	if err != nil {
+		return fmt.Errorf("statistics case: %w", err)
 	}
 	_, err = db.Exec(ctx, tx, `INSERT INTO cases (`+caseCols+`) VALUES (?,?,?,'',?,?,?,'[]','',?,?,?)`,
 		id, number, customer, cases.StatusClosed, cases.PriorityNormal, channel, month, month, month)

@@ -62,14 +62,17 @@ func New(db *sqldb.DB, opts Options) *Store {
 // Prepare readies the statements of the contact-ingest path, the hottest
 // write (see sqldb.PrepareWrite).
 func (s *Store) Prepare(ctx context.Context) error {
-	return s.db.PrepareWrite(ctx, qEnqueue, qCaseClosedAt+s.forUpdate(), qInsertContact, qTouchCase)
+	return s.db.PrepareWrite(ctx, qEnqueue, qTouchCase, qInsertContact)
 }
 
 const (
 	qEnqueue       = `INSERT INTO outbox (case_id, contact_id, created_at) VALUES (?, ?, ?)`
-	qCaseClosedAt  = `SELECT closed_at, customer_id FROM cases WHERE id = ?`
 	qInsertContact = `INSERT INTO contacts (` + contactCols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
-	qTouchCase     = `UPDATE cases SET updated_at = ? WHERE id = ?`
+	// qTouchCase moves the case's updated_at and, in the same statement,
+	// locks the row until commit and reads what the new contact needs of
+	// it: one round trip where a SELECT … FOR UPDATE and an UPDATE were two
+	// (issue 19: the lock is per case, and held one statement less).
+	qTouchCase = `UPDATE cases SET updated_at = ? WHERE id = ? RETURNING closed_at, customer_id`
 )
 
 func (s *Store) q(query string) string { return s.db.Rebind(query) }
@@ -293,14 +296,33 @@ func scanCase(o *opener, row interface{ Scan(...any) error }) (cases.Case, error
 	return c, nil
 }
 
+// nextCaseNumber takes the next case number in tx. On PostgreSQL it is the
+// case_numbers SEQUENCE (migration 0031): no row lock, so case creations on
+// every replica commit in parallel; a rolled-back creation leaves a gap.
+// On SQLite, whose one writer serializes creations anyway, the counters row
+// counts, never below the highest number stored (a backup restored from
+// PostgreSQL carries a counters row the sequence left behind).
+func nextCaseNumber(ctx context.Context, db *sqldb.DB, tx *sql.Tx) (int64, error) {
+	q := `UPDATE counters SET value = MAX(value, (SELECT COALESCE(MAX(number), 0) FROM cases)) + 1 WHERE name = 'case_number' RETURNING value`
+	if db.Dialect == sqldb.Postgres {
+		q = `SELECT nextval('case_numbers')`
+	}
+	var n int64
+	if err := tx.QueryRowContext(ctx, q).Scan(&n); err != nil {
+		return 0, fmt.Errorf("case number: %w", err)
+	}
+	return n, nil
+}
+
 // CreateCase implements cases.Store; it assigns the case number.
 func (s *Store) CreateCase(ctx context.Context, c *cases.Case, ch cases.Change) error {
 	if c.Tags == nil {
 		c.Tags = []string{}
 	}
 	return s.write(ctx, &ch, func(tx *sql.Tx) error {
-		if err := tx.QueryRowContext(ctx, `UPDATE counters SET value = value + 1 WHERE name = 'case_number' RETURNING value`).Scan(&c.Number); err != nil {
-			return fmt.Errorf("case number: %w", err)
+		var err error
+		if c.Number, err = nextCaseNumber(ctx, s.db, tx); err != nil {
+			return err
 		}
 		sl, err := s.fields.sealerTx(ctx, tx, c.CustomerID)
 		if err != nil {
@@ -596,7 +618,9 @@ func (s *Store) CreateContact(ctx context.Context, c *cases.Contact, ch cases.Ch
 	return s.write(ctx, &ch, func(tx *sql.Tx) error {
 		var closed sql.NullInt64
 		var customerID string
-		err := s.db.QueryRowTx(ctx, tx, qCaseClosedAt+s.forUpdate(), c.CaseID).Scan(&closed, &customerID)
+		// The row lock orders this contact with a close of its case: the
+		// close's recompute sees it, or it sees the close's closed_at.
+		err := s.db.QueryRowTx(ctx, tx, qTouchCase, sqldb.Micros(c.CreatedAt), c.CaseID).Scan(&closed, &customerID)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("case %s: %w", c.CaseID, cases.ErrNotFound)
 		}
@@ -630,9 +654,6 @@ func (s *Store) CreateContact(ctx context.Context, c *cases.Contact, ch cases.Ch
 			sqldb.NullMicros(c.RetainUntil), sql.NullString{String: c.Corrects, Valid: c.Corrects != ""})
 		if err != nil {
 			return fmt.Errorf("insert contact: %w", err)
-		}
-		if _, err := s.db.Exec(ctx, tx, qTouchCase, sqldb.Micros(c.CreatedAt), c.CaseID); err != nil {
-			return fmt.Errorf("touch case: %w", err)
 		}
 		return s.enqueue(ctx, tx, c.CaseID, c.ID)
 	})

@@ -140,7 +140,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 	}
 	a.keys, a.fields = keys, fields
 	a.store = sqlstore.New(db, sqlstore.Options{Policy: policy, OnChange: onChange, Notify: kick, BeforeCaseUpdate: recordHolds, Fields: a.fields})
-	if err := errors.Join(a.store.Prepare(ctx), a.audit.Prepare(ctx)); err != nil {
+	if err := errors.Join(a.store.Prepare(ctx), a.audit.Prepare(ctx), retention.Prepare(ctx, db), keys.Prepare(ctx)); err != nil {
 		a.Close()
 		return nil, err
 	}

@@ -61,6 +61,14 @@ func runServe(ctx context.Context, cfg *config, out, logw io.Writer) error {
 	defer func() { <-cron.Stop().Done() }()
 
 	errc := make(chan error, 1)
+	if cfg.PprofListen != "" {
+		stop, err := servePprof(cfg.PprofListen, errc)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		log.Warn("profiler listening (unauthenticated)", "addr", cfg.PprofListen)
+	}
 	go func() { errc <- a.server.Listen(cfg.Listen) }()
 	log.Info("casevault listening", "addr", cfg.Listen, "database", string(a.db.Dialect), "data_dir", cfg.DataDir, "version", version)
 	select {

@@ -28,6 +28,7 @@ type config struct {
 	ShutdownTimeout   time.Duration
 	GCPercent         int
 	MemoryLimit       byteSize
+	PprofListen       string
 	S3                s3Config
 	MasterKeyHex      string
 	ReconcileCron     string

@@ -1,0 +1,133 @@
+package sqlstore_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/casevault/casevault/audit"
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/retention"
+	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqldb/sqldbtest"
+	"github.com/casevault/casevault/sqlstore"
+)
+
+// TestWritesShareNoRow is issue 19 §2 on PostgreSQL, wired as serve wires
+// it (the write barrier's shared lock first, the audit event appended
+// unsequenced in the transaction): while one write's transaction is held
+// open after all its statements, every other kind of write must commit
+// without waiting for it. A row every write touched (the case-number
+// counter, the audit head) would hold them until the first one ends.
+// SQLite has one writer by design, so it is not asked.
+func TestWritesShareNoRow(t *testing.T) {
+	db := sqldbtest.Open(t, sqldb.Postgres)
+	db.SetPrologue(retention.ShareWriteBarrier)
+	log := audit.New(db, audit.WithSequencer(0))
+	t.Cleanup(func() { _ = log.Close(context.Background()) })
+
+	held := make(chan struct{})
+	release := make(chan struct{})
+	st := sqlstore.New(db, sqlstore.Options{OnChange: func(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
+		if _, err := log.AppendTx(ctx, tx, audit.FromChange(ch, audit.OutcomeOK)); err != nil {
+			return err
+		}
+		if ch.Detail["hold"] == true {
+			close(held)
+			<-release
+		}
+		return nil
+	}})
+	svc := cases.NewService(st, nil)
+	cust, _ := seed(t, svc)
+	ctx := context.Background()
+
+	tests := []struct {
+		name  string
+		write func(ctx context.Context, hold bool) error
+	}{
+		{"case creation", func(ctx context.Context, hold bool) error {
+			c := &cases.Case{ID: cases.NewID(), CustomerID: cust.ID, Subject: "s", Status: cases.StatusOpen, Priority: cases.PriorityNormal,
+				Channel: cases.ChannelChat, CreatedAt: time.Now(), UpdatedAt: time.Now()}
+			return st.CreateCase(ctx, c, cases.Change{Action: "case.create", TargetType: "case", TargetID: c.ID, Detail: map[string]any{"hold": hold}})
+		}},
+		{"contact on another case", func(ctx context.Context, hold bool) error {
+			// each contact goes to a case of its own: two contacts of one
+			// case are ordered by that case's row, by design
+			other := &cases.Case{ID: cases.NewID(), CustomerID: cust.ID, Subject: "s", Status: cases.StatusOpen, Priority: cases.PriorityNormal,
+				Channel: cases.ChannelChat, CreatedAt: time.Now(), UpdatedAt: time.Now()}
+			if err := st.CreateCase(ctx, other, cases.Change{Action: "case.create", TargetType: "case", TargetID: other.ID}); err != nil {
+				return err
+			}
+			c := &cases.Contact{ID: cases.NewID(), CaseID: other.ID, Channel: cases.ChannelChat, Direction: cases.DirectionInbound,
+				Author: "a", Body: "b", OccurredAt: time.Now(), CreatedAt: time.Now(), Purposes: []cases.Purpose{cases.PurposeCustomerService},
+				Categories: []cases.Category{cases.CategorySupportContent}}
+			return st.CreateContact(ctx, c, cases.Change{Action: "contact.create", TargetType: "contact", TargetID: c.ID, Detail: map[string]any{"hold": hold}})
+		}},
+		{"customer creation", func(ctx context.Context, hold bool) error {
+			c := cases.Customer{ID: cases.NewID(), Name: "n", CreatedAt: time.Now(), UpdatedAt: time.Now()}
+			return st.CreateCustomer(ctx, c, cases.Change{Action: "customer.create", TargetType: "customer", TargetID: c.ID, Detail: map[string]any{"hold": hold}})
+		}},
+	}
+	for _, first := range tests {
+		t.Run(first.name+" held", func(t *testing.T) {
+			held, release = make(chan struct{}), make(chan struct{})
+			done := make(chan error, 1)
+			go func() { done <- first.write(ctx, true) }()
+			select {
+			case <-held:
+			case err := <-done:
+				t.Fatalf("held write ended early: %v", err)
+			}
+			for _, other := range tests {
+				wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				err := other.write(wctx, false)
+				cancel()
+				if err != nil {
+					close(release)
+					<-done
+					t.Fatalf("%s while a %s was in flight: %v (waited on a shared row?)", other.name, first.name, err)
+				}
+			}
+			close(release)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestCaseNumbersPastRestoredRows: cases inserted with their numbers (a
+// backup restored, whose counters row may be behind: PostgreSQL numbers
+// from a sequence and never updates it) must not be numbered again. On
+// PostgreSQL the sequence's floor trigger moves it past them (migration
+// 0031); on SQLite the counter never counts below the highest number.
+func TestCaseNumbersPastRestoredRows(t *testing.T) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		svc := cases.NewService(sqlstore.New(db, sqlstore.Options{}), nil)
+		cust, first := seed(t, svc)
+		if first.Number != 1 {
+			t.Fatalf("first case number %d, want 1", first.Number)
+		}
+		// a restore writes rows as they were, and a stale counter
+		for _, n := range []int64{40, 41} {
+			if _, err := db.Write.Exec(db.Rebind(`INSERT INTO cases (id, number, customer_id, subject, status, priority, channel, created_at, updated_at) VALUES (?, ?, ?, 's', 'open', 'normal', 'chat', 0, 0)`),
+				fmt.Sprint("restored-", n), n, cust.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := db.Write.Exec(`UPDATE counters SET value = 3 WHERE name = 'case_number'`); err != nil {
+			t.Fatal(err)
+		}
+		subj, ch := "after restore", cases.ChannelChat
+		cs, err := svc.CreateCase(context.Background(), cases.NewCase{CustomerID: &cust.ID, Subject: &subj, Channel: &ch}, cases.Actor{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cs.Number != 42 {
+			t.Fatalf("case number after restored cases up to 41: %d, want 42", cs.Number)
+		}
+	})
+}
