@@ -3,9 +3,9 @@ package web
 import (
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
