@@ -2,6 +2,8 @@ package web
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"strings"
 
@@ -61,7 +63,7 @@ func (w *Console) renderRetention(r *req, doc string, pv *retention.SchedulePrev
 		doc = scheduleDoc(sc)
 	}
 	return r.render("retention", r.L.T("retention.title"), map[string]any{"Schedule": sc, "Versions": versions, "Doc": doc,
-		"Preview": pv, "Problem": problemText})
+		"Preview": pv, "Problem": problemText, "Previewed": docDigest(doc)})
 }
 
 // editedSchedule reads and checks the editor's JSON with the API's rules:
@@ -98,6 +100,13 @@ func (w *Console) previewSchedule(r *req) error {
 	return w.renderRetention(r, doc, &pv, "")
 }
 
+// docDigest names the exact text a preview was shown for: saving requires
+// it, so what is stored is what was previewed.
+func docDigest(doc string) string {
+	sum := sha256.Sum256([]byte(doc))
+	return hex.EncodeToString(sum[:])
+}
+
 // scheduleProblem shows the editor again with the text as typed and what
 // is wrong with it (422 for a field problem, the API's status otherwise).
 func (w *Console) scheduleProblem(r *req, doc string, err error) error {
@@ -111,7 +120,9 @@ func (w *Console) scheduleProblem(r *req, doc string, err error) error {
 
 // saveSchedule stores the edited schedule as a new version, as PUT does
 // (audited in its transaction, then the recompute in the background); it
-// refuses (409) when another version was stored since the editor opened.
+// refuses (409) when another version was stored since the editor opened,
+// and shows the preview instead of saving a text whose preview was not
+// shown.
 func (w *Console) saveSchedule(r *req) error {
 	rt := w.d.API.Retention
 	if rt == nil || rt.Schedules == nil {
@@ -128,6 +139,11 @@ func (w *Console) saveSchedule(r *req) error {
 	}
 	if sc.Version != cur.Version {
 		return w.scheduleProblem(r, doc, &statusError{fiber.StatusConflict, r.L.T("retention.moved", sc.Version, cur.Version)})
+	}
+	if r.c.FormValue("previewed") != docDigest(doc) {
+		// Not the text the admin saw the preview of (edited since, or
+		// never previewed): show its preview first.
+		return w.previewSchedule(r)
 	}
 	if _, err := rt.Schedules.Put(ctx, sc, r.actor, rt.AuditTx); err != nil {
 		return w.scheduleProblem(r, doc, err)

@@ -275,16 +275,26 @@ func TestConsoleOpsHTTP(t *testing.T) {
 				t.Errorf("%s: %d, want %d with %q\n%.500s", tc.name, code, tc.status, tc.want, body)
 			}
 		}
-		code, _, h := adm.post("/admin/retention", url.Values{"csrf": {ac}, "schedule": {edited}})
-		if code != http.StatusSeeOther {
+		// Saving a text whose preview was not shown shows the preview.
+		code, body, _ := adm.post("/admin/retention", url.Values{"csrf": {ac}, "schedule": {edited}})
+		m := previewedRE.FindStringSubmatch(body)
+		if code != 200 || m == nil || !strings.Contains(body, "would become due") {
+			t.Fatalf("save without a preview: %d\n%.500s", code, body)
+		}
+		if code, res := call(t, "GET", p.api()+"/retention/schedule", tok, nil); code != 200 || res["version"].(float64) != 1 {
+			t.Fatalf("saved without a preview: %v", res)
+		}
+		if code, _, _ := adm.post("/admin/retention", url.Values{"csrf": {ac}, "schedule": {edited + " "}, "previewed": {m[1]}}); code != 200 {
+			t.Fatalf("save of a text edited after its preview: %d, want the preview again", code)
+		}
+		if code, _, _ := adm.post("/admin/retention", url.Values{"csrf": {ac}, "schedule": {edited}, "previewed": {m[1]}}); code != http.StatusSeeOther {
 			t.Fatalf("save: %d", code)
 		}
-		_ = h
 		code, res := call(t, "GET", p.api()+"/retention/schedule", tok, nil)
 		if code != 200 || res["version"].(float64) != 2 || !strings.Contains(toJSON(res), `"1d"`) {
 			t.Fatalf("the saved schedule: %v", res)
 		}
-		code, body, _ := adm.get("/admin/settings")
+		code, body, _ = adm.get("/admin/settings")
 		if code != 200 || strings.Contains(body, secretMeili) || !strings.Contains(body, "--meili-key") || !strings.Contains(body, "(secret, set)") {
 			t.Errorf("settings: %d, secret shown %v\n%.400s", code, strings.Contains(body, secretMeili), body)
 		}
@@ -306,6 +316,8 @@ func TestConsoleOpsHTTP(t *testing.T) {
 		}
 	})
 }
+
+var previewedRE = regexp.MustCompile(`name="previewed" value="([0-9a-f]{64})"`)
 
 var textareaRE = regexp.MustCompile(`(?s)<textarea id="schedule"[^>]*>(.*?)</textarea>`)
 
