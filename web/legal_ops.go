@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 
@@ -283,7 +282,9 @@ func (w *Console) explainPage(r *req) error {
 	if rt == nil || rt.Explainer == nil {
 		return &statusError{fiber.StatusNotFound, "retention is not configured"}
 	}
-	id := strings.TrimSpace(r.c.Query("id"))
+	// A copy: the id goes to the audit trail, whose group commit may hold
+	// it past the handler (Fiber reuses the request's bytes).
+	id := strings.Clone(strings.TrimSpace(r.c.Query("id")))
 	data := map[string]any{"ID": id}
 	if id == "" {
 		return r.render("explain", r.L.T("explain.title"), data)
@@ -364,12 +365,4 @@ func (w *Console) dispositionsPage(r *req) error {
 		data["FirstHref"] = "/dispositions?" + v.Encode()
 	}
 	return r.render("dispositions", r.L.T("dispositions.title"), data)
-}
-
-// percent is n of total in whole percent (0 when total is 0).
-func percent(n, total int64) string {
-	if total <= 0 {
-		return "0"
-	}
-	return strconv.FormatInt(n*100/total, 10)
 }

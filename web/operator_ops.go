@@ -215,7 +215,7 @@ func (w *Console) restoreCasePage(r *req) error {
 	if err != nil {
 		return err
 	}
-	caseID := strings.TrimSpace(r.c.Query("case_id"))
+	caseID := strings.Clone(strings.TrimSpace(r.c.Query("case_id"))) // audited: see explainPage
 	data := map[string]any{"Backup": m.Summary(false), "CaseID": caseID, "Enabled": w.d.Ops.RestoreCase != nil}
 	if caseID != "" {
 		cs, err := w.d.API.Cases.GetCase(r.c.UserContext(), caseID)
