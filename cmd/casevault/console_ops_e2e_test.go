@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqldb/sqldbtest"
 	"github.com/casevault/casevault/testkit"
 )
 
@@ -32,13 +35,39 @@ const secretMeili = "meili-secret-value-7f3a"
 
 var holdIDRE = regexp.MustCompile(`/holds/([0-9a-f-]{36})`)
 
+// TestConsoleOpsHTTP runs on both engines: the bad input the pages refuse
+// goes through the same services on SQLite and PostgreSQL.
 func TestConsoleOpsHTTP(t *testing.T) {
+	for _, eng := range []struct {
+		name string
+		env  func(t *testing.T) []string
+	}{
+		{"sqlite", func(t *testing.T) []string { return nil }},
+		{"postgres", func(t *testing.T) []string {
+			return []string{"CASEVAULT_DATABASE_URL=" + sqldbtest.Config(t, sqldb.Postgres).URL}
+		}},
+	} {
+		t.Run(eng.name, func(t *testing.T) { consoleOpsHTTP(t, eng.env(t)) })
+	}
+}
+
+// addUserEnv is addUser for a server configured by env (its database).
+func addUserEnv(t *testing.T, dir, name, role string, env []string) {
+	t.Helper()
+	cmd := exec.Command(binary(t), "user", "add", "--data-dir", dir, "--name", name, "--role", role)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = strings.NewReader(consolePassword + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("user add %s: %v\n%s", name, err, out)
+	}
+}
+
+func consoleOpsHTTP(t *testing.T, env []string) {
 	dir := t.TempDir()
-	p, tok := startAdmin(t, dir, "CASEVAULT_MEILI_KEY="+secretMeili)
-	addUser(t, dir, "legal1", "legal")
-	addUser(t, dir, "ops1", "backup")
-	addUser(t, dir, "admin1", "admin")
-	addUser(t, dir, "agent1", "agent")
+	p, tok := startAdmin(t, dir, append([]string{"CASEVAULT_MEILI_KEY=" + secretMeili}, env...)...)
+	for _, u := range [][2]string{{"legal1", "legal"}, {"ops1", "backup"}, {"admin1", "admin"}, {"agent1", "agent"}} {
+		addUserEnv(t, dir, u[0], u[1], env)
+	}
 	base := "http://" + p.addr
 	_, lagos := newCase(t, p.api(), tok, "Refund for the parcel to Lagos", "email")
 	addContact(t, p.api(), tok, lagos, "email", "The parcel never arrived in Lagos.")
