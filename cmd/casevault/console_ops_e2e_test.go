@@ -562,6 +562,13 @@ func TestConsoleOpsBrowser(t *testing.T) {
 			t.Errorf("settings show a secret or not its state")
 		}
 		b.check("admin-settings")
+		// In Chinese: the same page from the catalogue's other half.
+		b.run(chromedp.Navigate(base+"/lang/zh-Hans?next=/admin/settings"), chromedp.WaitVisible(chromedp.ID("settings")))
+		if h := b.text("h1"); h != "生效的设置" {
+			t.Errorf("zh-Hans settings h1 %q", h)
+		}
+		b.run(chromedp.Navigate(base+"/dispositions"), chromedp.WaitVisible(chromedp.CSS("main table")))
+		b.check("dispositions-zh")
 	})
 }
 
