@@ -59,3 +59,48 @@ func BenchmarkDispositionsPage(b *testing.B) {
 	}
 	b.Run("no_index", page)
 }
+
+// BenchmarkSchedulePreview: the schedule editor's dry run over
+// CASEVAULT_BENCH_PREVIEW_CONTACTS contacts (default 20,000; SQLite),
+// against the reference of the same run: Recompute, the walk a saved
+// schedule starts over the same contacts (here with nothing to change).
+func BenchmarkSchedulePreview(b *testing.B) {
+	n := 20_000
+	if v, err := strconv.Atoi(os.Getenv("CASEVAULT_BENCH_PREVIEW_CONTACTS")); err == nil && v > 0 {
+		n = v
+	}
+	e := newEnv(b, sqldbtest.Open(b, sqldb.SQLite))
+	cu := e.customer()
+	var k string
+	for i := range n {
+		if i%20 == 0 {
+			k = e.newCase(cu)
+		}
+		e.contact(k, base.Add(time.Duration(i)*time.Minute), purposes("security"), contactOpt{device: i%3 == 0})
+	}
+	cand := retention.DefaultSchedule()
+	for i, r := range cand.Purposes {
+		if r.Purpose == "security" {
+			cand.Purposes[i].Keep, _ = retention.ParseDuration("30d")
+		}
+	}
+	now := base.Add(60 * day)
+	b.Run("preview", func(b *testing.B) {
+		for range b.N {
+			pv, err := e.sched.Preview(e.ctx, cand, e.holds, now, 0)
+			if err != nil || pv.Examined != n {
+				b.Fatal(err, pv.Examined)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/contact")
+	})
+	b.Run("recompute", func(b *testing.B) {
+		for range b.N {
+			res, err := retention.Recompute(e.ctx, e.db, e.policy, retention.RecomputeOptions{})
+			if err != nil || res.Examined != n {
+				b.Fatal(err, res.Examined)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/contact")
+	})
+}
