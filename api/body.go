@@ -114,6 +114,13 @@ func (s *Server) decodeJSON(c *fiber.Ctx, dst any) error {
 		return errStatus(fiber.StatusUnsupportedMediaType, "send application/json")
 	}
 
+	return DecodeStrictJSON(body, dst)
+}
+
+// DecodeStrictJSON is decodeJSON's check of a body already read: the web
+// console's JSON fields (the retention schedule editor) are held to the
+// same rule as a request body, with the same errors (ProblemFor maps them).
+func DecodeStrictJSON(body []byte, dst any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return errStatus(fiber.StatusBadRequest, "the body is empty; send a JSON object")
 	}

@@ -147,6 +147,10 @@ go test -run XXX -bench 'Sweep$|SweepNothingDue' -benchtime 1x ./retention/ | te
 # first page at 100,000 covered contacts (quick 10,000), p50/p99.
 go test -run '^$' -bench SweepWithHolds -benchtime 1x -timeout 60m ./retention/ | tee -a "$out" || true
 go test -run '^$' -bench HoldItems -benchtime 20x -timeout 30m ./retention/ | tee -a "$out" || true
+# The console's disposition records page, with and without migration 0033's index (the reference).
+go test -run '^$' -bench DispositionsPage -benchtime 20x ./retention/ | tee -a "$out" || true
+# The schedule editor's dry run vs the recompute walk over the same contacts.
+go test -run '^$' -bench SchedulePreview -benchtime 3x -timeout 20m ./retention/ | tee -a "$out" || true
 # Export of 100,000 contacts + 1 GiB of attachments (quick 2,000 + 32 MiB) vs
 # zip -r and zip -r -0 of the same files.
 go test -run '^$' -bench Export -benchtime 1x -timeout 30m ./export/ | tee -a "$out" || true

@@ -19,7 +19,6 @@ func (w *Console) adminRoutes() []pageRoute {
 		{method: "GET", path: "/admin/tokens", perm: auth.Admin, read: "token.list", target: "token", h: w.tokensPage},
 		{method: "POST", path: "/admin/tokens", perm: auth.Admin, h: w.createToken},
 		{method: "POST", path: "/admin/tokens/:id/revoke", perm: auth.Admin, h: w.revokeToken},
-		{method: "GET", path: "/admin/retention", perm: auth.Admin, h: w.retentionPage},
 	}
 }
 
@@ -151,20 +150,4 @@ func (w *Console) revokeToken(r *req) error {
 		return err
 	}
 	return r.redirect("/admin/tokens", "token_revoked")
-}
-
-func (w *Console) retentionPage(r *req) error {
-	rt := w.d.API.Retention
-	if rt == nil || rt.Schedules == nil {
-		return fiber.ErrNotFound
-	}
-	sc, err := rt.Schedules.Current(r.c.UserContext())
-	if err != nil {
-		return err
-	}
-	versions, err := rt.Schedules.Versions(r.c.UserContext())
-	if err != nil {
-		return err
-	}
-	return r.render("retention", r.L.T("retention.title"), map[string]any{"Schedule": sc, "Versions": versions})
 }

@@ -33,6 +33,7 @@ func (w *Console) routes() []pageRoute {
 	}
 	rs = append(rs, w.legalRoutes()...)
 	rs = append(rs, w.operatorRoutes()...)
+	rs = append(rs, w.opsRoutes()...)
 	return append(rs, w.adminRoutes()...)
 }
 

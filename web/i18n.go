@@ -23,7 +23,23 @@ type catalogue struct {
 }
 
 func newCatalogue() catalogue {
-	return catalogue{msgs: map[string]map[string]string{"en": messagesEN, "zh-Hans": messagesZH}, matcher: language.NewMatcher(languages)}
+	return catalogue{msgs: map[string]map[string]string{
+		"en":      mergeMessages(messagesEN, messagesOpsEN),
+		"zh-Hans": mergeMessages(messagesZH, messagesOpsZH),
+	}, matcher: language.NewMatcher(languages)}
+}
+
+// mergeMessages joins the catalogue's files (each area keeps its messages
+// in a file of its own) into one map per language; a key defined twice is
+// a programming error TestCatalogueComplete reports, the later file wins.
+func mergeMessages(parts ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, p := range parts {
+		for k, v := range p {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func (c catalogue) has(lang string) bool { _, ok := c.msgs[lang]; return ok }

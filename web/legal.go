@@ -43,7 +43,7 @@ func (w *Console) holdsPage(r *req) error {
 	if err != nil {
 		return err
 	}
-	return r.render("holds", r.L.T("holds.title"), map[string]any{"Holds": list, "Next": next})
+	return r.render("holds", r.L.T("holds.title"), map[string]any{"Holds": list, "Next": next, "Form": map[string]string{}})
 }
 
 // placeHold places a hold by cases, customers, a query and a date range,
@@ -54,22 +54,9 @@ func (w *Console) placeHold(r *req) error {
 		return err
 	}
 	c := r.c
-	in := retention.HoldInput{Matter: strings.TrimSpace(c.FormValue("matter")), Reason: strings.TrimSpace(c.FormValue("reason")),
-		Scope: retention.HoldScope{CaseIDs: formList(c.FormValue("case_ids")), CustomerIDs: formList(c.FormValue("customer_ids")),
-			Query: strings.TrimSpace(c.FormValue("query"))}}
-	for _, f := range []struct {
-		name string
-		dst  **time.Time
-	}{{"from", &in.Scope.From}, {"to", &in.Scope.To}} {
-		v := strings.TrimSpace(c.FormValue(f.name))
-		if v == "" {
-			continue
-		}
-		t, err := time.ParseInLocation("2006-01-02", v, r.L.loc)
-		if err != nil {
-			return cases.Invalid(f.name, "must be a date (YYYY-MM-DD)")
-		}
-		*f.dst = &t
+	in, err := holdForm(r)
+	if err != nil {
+		return err
 	}
 	hold, err := h.Place(c.UserContext(), in, r.actor, w.d.API.Retention.AuditTx)
 	if err != nil {

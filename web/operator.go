@@ -65,7 +65,16 @@ func (w *Console) runBackup(r *req) error {
 		}
 	}
 	ctx, cancel := context.WithCancel(w.runCtx)
-	_, done, err := svc.Start(ctx, "console", r.actor)
+	// The run's id is known only once it started; the callback finds its
+	// entry through the id it is given back.
+	var id string
+	ready := make(chan struct{})
+	report := func(p backup.Progress) {
+		<-ready
+		w.ops.progress.report(id)(p)
+	}
+	id, done, err := svc.StartWithProgress(ctx, "console", r.actor, report)
+	close(ready)
 	if errors.Is(err, backup.ErrLocked) {
 		cancel()
 		return &statusError{fiber.StatusConflict, r.L.T("backups.running")}
@@ -76,9 +85,10 @@ func (w *Console) runBackup(r *req) error {
 	}
 	go func() {
 		<-done
+		w.ops.progress.end(id, w.cfg.Now())
 		cancel()
 	}()
-	return r.redirect("/backups", "backup_started")
+	return r.redirect("/backups/runs/"+id, "backup_started")
 }
 
 // backupID is the API's check of a backup id (anything else never reaches

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -144,14 +146,24 @@ func TestSafeSnippet(t *testing.T) {
 // TestCatalogueComplete: every key has both languages, and every key the
 // templates and pages use exists.
 func TestCatalogueComplete(t *testing.T) {
-	for k := range messagesEN {
-		if _, ok := messagesZH[k]; !ok {
+	cat := newCatalogue()
+	en, zh := cat.msgs["en"], cat.msgs["zh-Hans"]
+	for k := range en {
+		if _, ok := zh[k]; !ok {
 			t.Errorf("%s: no zh-Hans text", k)
 		}
 	}
-	for k := range messagesZH {
-		if _, ok := messagesEN[k]; !ok {
+	for k := range zh {
+		if _, ok := en[k]; !ok {
 			t.Errorf("%s: no English text", k)
+		}
+	}
+	// A key in two of the catalogue's files would silently lose one text.
+	for _, pair := range [][2]map[string]string{{messagesEN, messagesOpsEN}, {messagesZH, messagesOpsZH}} {
+		for k := range pair[1] {
+			if _, ok := pair[0][k]; ok {
+				t.Errorf("%s is defined in messages.go and messages_ops.go", k)
+			}
 		}
 	}
 	names, _ := fs.Glob(templateFS, "templates/*.html")
@@ -159,13 +171,36 @@ func TestCatalogueComplete(t *testing.T) {
 	for _, n := range names {
 		b, _ := fs.ReadFile(templateFS, n)
 		for _, m := range keyRE.FindAllStringSubmatch(string(b), -1) {
-			if _, ok := messagesEN[m[1]]; !ok {
+			if _, ok := en[m[1]]; !ok {
 				t.Errorf("%s uses %s, which the catalogue lacks", n, m[1])
 			}
 		}
 	}
+	// The pages' own texts (titles, flashes, errors) too.
+	goRE := regexp.MustCompile(`\.T\("([a-z_]+(?:\.[a-z_]+)+)"`)
+	files, _ := filepath.Glob("*.go")
+	for _, n := range files {
+		b, err := os.ReadFile(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range goRE.FindAllStringSubmatch(string(b), -1) {
+			if _, ok := en[m[1]]; !ok {
+				t.Errorf("%s uses %s, which the catalogue lacks", n, m[1])
+			}
+		}
+	}
+	flashRE := regexp.MustCompile(`redirect\("[^"]*", "([a-z_]+)"\)`)
+	for _, n := range files {
+		b, _ := os.ReadFile(n)
+		for _, m := range flashRE.FindAllStringSubmatch(string(b), -1) {
+			if _, ok := en["flash."+m[1]]; !ok {
+				t.Errorf("%s flashes %s, which the catalogue lacks", n, m[1])
+			}
+		}
+	}
 	for _, f := range []string{"status", "channel", "tag", "purpose"} {
-		if _, ok := messagesEN["facet."+f]; !ok {
+		if _, ok := en["facet."+f]; !ok {
 			t.Errorf("no label for facet %s", f)
 		}
 	}

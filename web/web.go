@@ -62,6 +62,8 @@ type Deps struct {
 	CaseByNumber func(ctx context.Context, n int64) (string, error)
 	// JobTicks lists the last runs of the cron jobs (nil: not shown).
 	JobTicks JobTicks
+	// Ops serves the legal, operator and admin pages of ops.go.
+	Ops OpsDeps
 }
 
 // Console is the mounted web console.
@@ -78,6 +80,7 @@ type Console struct {
 	stopRun context.CancelFunc
 	assets  fs.FS
 	cat     catalogue
+	ops     opsState
 }
 
 // New builds the console.
@@ -107,7 +110,7 @@ func New(cfg Config, d Deps) (*Console, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Console{cfg: cfg, d: d, log: log, pages: pages, logins: newLimiter(cfg.LoginRate, time.Minute, cfg.Now),
-		runCtx: ctx, stopRun: cancel, assets: assets, cat: newCatalogue()}, nil
+		runCtx: ctx, stopRun: cancel, assets: assets, cat: newCatalogue(), ops: newOpsState()}, nil
 }
 
 // Close cancels the work pages started (backups), like api.Server.Shutdown.
@@ -116,6 +119,17 @@ func (w *Console) Close() { w.stopRun() }
 var funcs = template.FuncMap{
 	"join": strings.Join,
 	"add":  func(a, b int) int { return a + b },
+	// dict passes several values to a sub-template (the explain page's
+	// contact block gets the locale and the explanation).
+	"dict": func(kv ...any) map[string]any {
+		m := make(map[string]any, len(kv)/2)
+		for i := 0; i+1 < len(kv); i += 2 {
+			if k, ok := kv[i].(string); ok {
+				m[k] = kv[i+1]
+			}
+		}
+		return m
+	},
 }
 
 // parseTemplates parses each page with the layout.
@@ -312,11 +326,14 @@ func (w *Console) nav(r *req) []navItem {
 	add(auth.CaseRead, "/search", "nav.search")
 	add(auth.LegalWork, "/holds", "nav.holds")
 	add(auth.LegalWork, "/audit", "nav.audit")
+	add(auth.LegalWork, "/dispositions", "nav.dispositions")
+	add(auth.LegalWork, "/retention/explain", "nav.explain")
 	add(auth.BackupWork, "/backups", "nav.backups")
 	add(auth.BackupWork, "/status", "nav.status")
 	add(auth.Admin, "/admin/users", "nav.users")
 	add(auth.Admin, "/admin/tokens", "nav.tokens")
 	add(auth.Admin, "/admin/retention", "nav.retention")
+	add(auth.Admin, "/admin/settings", "nav.settings")
 	return out
 }
 

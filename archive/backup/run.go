@@ -338,6 +338,12 @@ func scanRun(row interface{ Scan(...any) error }) (Run, error) {
 // Start begins a backup in the background and returns its ID at once (the
 // API's 202); ErrLocked when a run is already going on.
 func (s *Service) Start(ctx context.Context, origin string, actor cases.Actor) (string, <-chan error, error) {
+	return s.StartWithProgress(ctx, origin, actor, nil)
+}
+
+// StartWithProgress is Start with a progress callback (nil: none), called
+// from the run's goroutine (the console's progress page reads it).
+func (s *Service) StartWithProgress(ctx context.Context, origin string, actor cases.Actor, progress func(Progress)) (string, <-chan error, error) {
 	if err := s.precheck(ctx); err != nil {
 		return "", nil, err
 	}
@@ -354,7 +360,7 @@ func (s *Service) Start(ctx context.Context, origin string, actor cases.Actor) (
 	done := make(chan error, 1)
 	go func() {
 		defer release()
-		_, err := s.backup(lctx, id, now, origin, actor, nil, nil)
+		_, err := s.backup(lctx, id, now, origin, actor, nil, progress)
 		done <- err
 	}()
 	return id, done, nil

@@ -62,7 +62,8 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 
 	// Before anything else writes: a replica or a restored directory
 	// without the instance's master key refuses here (issue 20 §14).
-	if _, err := masterKey(ctx, cfg, db); err != nil {
+	master, err := masterKey(ctx, cfg, db)
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -221,7 +222,9 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 			{Name: "backups", Degraded: true, Probe: backupsProbe(a.replicas)}},
 	}
 	if cfg.Console.Enabled {
-		if err := a.buildConsole(cfg, &deps, sink); err != nil {
+		ops := web.OpsDeps{Settings: consoleSettings(cfg),
+			RestoreCase: consoleCaseRestorer(db, bp.svc, blobs, bkeys, master, a.retention.holds.CoveringCase, sink.hook)}
+		if err := a.buildConsole(cfg, &deps, sink, ops); err != nil {
 			a.Close()
 			return nil, err
 		}
@@ -232,7 +235,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 
 // buildConsole builds the web console on the API's services and mounts it
 // through deps (api.Deps.Console); Close ends the runs it started.
-func (a *app) buildConsole(cfg *config, deps *api.Deps, sink auditSink) error {
+func (a *app) buildConsole(cfg *config, deps *api.Deps, sink auditSink, ops web.OpsDeps) error {
 	if cfg.Console.Idle <= 0 || cfg.Console.Absolute <= 0 {
 		return usagef("--console-session-idle and --console-session-max must be positive")
 	}
@@ -245,6 +248,7 @@ func (a *app) buildConsole(cfg *config, deps *api.Deps, sink auditSink) error {
 		JobTicks:  a.ticks.Last,
 		// "#17" in the search box opens case 17.
 		CaseByNumber: a.store.CaseIDByNumber,
+		Ops:          ops,
 	})
 	if err != nil {
 		return err

@@ -1,7 +1,8 @@
 // casevault console: progressive enhancement only. Every page works
 // without this file; with it, "/" focuses the search box, the search
-// results update as you type, and the browser's time zone is offered to
-// the server for dates (a cookie; a user's own setting wins).
+// results and a legal hold's scope preview update as you type, and the
+// browser's time zone is offered to the server for dates (a cookie; a
+// user's own setting wins).
 (function () {
   "use strict";
   try {
@@ -21,6 +22,37 @@
     q.focus();
     q.select();
   });
+
+  // The hold form's live preview: as the scope is typed, what it covers
+  // now comes from the server (POST /holds/preview?partial=1, the same
+  // handler the "Preview" button posts to without JavaScript).
+  var holdForm = document.getElementById("holdform");
+  var preview = document.getElementById("preview");
+  if (holdForm && preview && window.fetch && window.URLSearchParams) {
+    var ptimer = null, pseq = 0;
+    var scopeChanged = function (ev) {
+      var t = ev.target;
+      if (!t || !t.closest || !t.closest("fieldset")) return;
+      clearTimeout(ptimer);
+      ptimer = setTimeout(function () {
+        var mine = ++pseq;
+        fetch("/holds/preview?partial=1", {
+          method: "POST", credentials: "same-origin",
+          headers: { "Content-Type": "application/x-www-form-urlencoded", "Accept": "text/html" },
+          body: new URLSearchParams(new FormData(holdForm)).toString()
+        })
+          .then(function (r) { return r.ok || r.status === 422 ? r.text() : null; })
+          .then(function (html) {
+            if (html === null || mine !== pseq) return;
+            // The server escaped every value (html/template).
+            preview.innerHTML = html;
+          })
+          .catch(function () { /* the Preview button still works */ });
+      }, 400);
+    };
+    holdForm.addEventListener("input", scopeChanged);
+    holdForm.addEventListener("change", scopeChanged);
+  }
 
   var form = document.getElementById("searchform");
   var box = document.getElementById("q");
