@@ -61,6 +61,7 @@ type chunkStore struct {
 	mu                 sync.Mutex
 	written, reused    int64
 	bytesNew, bytesOld int64
+	tablesReused       int64
 }
 
 func newChunkStore(ctx context.Context, repo *Repo, recipients []age.Recipient, prev map[string]ChunkEntry, workers int) *chunkStore {
@@ -88,6 +89,22 @@ func (p *pendingTable) finish() TableEntry {
 		e.Size += c.Size
 	}
 	return e
+}
+
+// relist lists an earlier backup's entry of an unchanged table again
+// (same fingerprint): every chunk reused, nothing read or written.
+func (cs *chunkStore) relist(old TableEntry) *pendingTable {
+	p := &pendingTable{entry: old}
+	p.entry.Chunks, p.entry.Size = nil, 0
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for _, c := range old.Chunks {
+		p.chunks = append(p.chunks, &c)
+		cs.reused++
+		cs.bytesOld += c.Size
+	}
+	cs.tablesReused++
+	return p
 }
 
 // dump reads t in q's snapshot into chunks; each sees every row's values.
