@@ -153,13 +153,14 @@ func BenchmarkBackupRestore(b *testing.B) {
 			b.ReportMetric(tarTime.Seconds()/full.Seconds(), "backup-speed-vs-tar")
 			b.ReportMetric(tarCPU.Seconds()/fullCPU.Seconds(), "backup-cpu-vs-tar")
 			b.ReportMetric(untarTime.Seconds()/restore.Seconds(), "restore-speed-vs-untar")
+			b.ReportMetric(untarCPU.Seconds()/restoreCPU.Seconds(), "restore-cpu-vs-untar")
 		}
 		b.Logf("full backup %s (%.0f MB/s, CPU %s, %d rows, %d chunks, repo %.1f MB, peak RSS %d MiB); tar|zstd+fsync %s (%.0f MB/s, CPU %s, %.1f MB)",
 			full.Round(time.Millisecond), mb/full.Seconds(), fullCPU.Round(time.Millisecond), m.Stats.Rows, m.Stats.ChunksNew, float64(repoSize)/1e6, backupRSS>>20,
 			tarTime.Round(time.Millisecond), mb/tarTime.Seconds(), tarCPU.Round(time.Millisecond), float64(tarSize)/1e6)
-		b.Logf("incremental, nothing changed: %s (CPU %s; %d chunks reused, %d new); after 1,000 new contacts: %s (CPU %s; %d reused, %d new)",
-			incr.Round(time.Millisecond), incrCPU.Round(time.Millisecond), m2.Stats.ChunksReused, m2.Stats.ChunksNew,
-			incr1k.Round(time.Millisecond), incr1kCPU.Round(time.Millisecond), m3.Stats.ChunksReused, m3.Stats.ChunksNew)
+		b.Logf("incremental, nothing changed: %s (CPU %s; %d of %d tables listed unread, %d chunks reused, %d new); after 1,000 new contacts: %s (CPU %s; %d tables unread, %d chunks reused, %d new)",
+			incr.Round(time.Millisecond), incrCPU.Round(time.Millisecond), m2.Stats.TablesReused, len(m2.Tables), m2.Stats.ChunksReused, m2.Stats.ChunksNew,
+			incr1k.Round(time.Millisecond), incr1kCPU.Round(time.Millisecond), m3.Stats.TablesReused, m3.Stats.ChunksReused, m3.Stats.ChunksNew)
 		b.Logf("restore (SQLite) %s (%.0f MB/s, CPU %s, peak RSS %d MiB); zstd -d | tar -x + sync %s (%.0f MB/s, CPU %s)",
 			restore.Round(time.Millisecond), mb/restore.Seconds(), restoreCPU.Round(time.Millisecond), restoreRSS>>20,
 			untarTime.Round(time.Millisecond), mb/untarTime.Seconds(), untarCPU.Round(time.Millisecond))
@@ -176,6 +177,9 @@ func BenchmarkBackupRestore(b *testing.B) {
 			}
 			restorePG := time.Since(t0)
 			b.ReportMetric(mb/restorePG.Seconds(), "restore-pg-MB/s")
+			if untarTime > 0 {
+				b.ReportMetric(untarTime.Seconds()/restorePG.Seconds(), "restore-pg-speed-vs-untar")
+			}
 			b.Logf("restore into PostgreSQL %s (%.0f MB/s)", restorePG.Round(time.Millisecond), mb/restorePG.Seconds())
 		}
 	}
