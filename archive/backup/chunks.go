@@ -15,8 +15,6 @@ import (
 	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sync/errgroup"
-
-	"github.com/casevault/casevault/sqldb"
 )
 
 // A table dump is cut into chunks at rows chosen by their key, not by
@@ -109,10 +107,8 @@ func (cs *chunkStore) relist(old TableEntry) *pendingTable {
 	return p
 }
 
-// dump reads t in q's snapshot into chunks. each sees every row's values:
-// all of them when allCols is set, else the first (the fast path of
-// dumpLines on SQLite).
-func (cs *chunkStore) dump(ctx context.Context, q querier, d sqldb.Dialect, t table, allCols bool, each func(vals []any) error) (*pendingTable, error) {
+// dump reads t in q's snapshot into chunks; each sees every row's values.
+func (cs *chunkStore) dump(ctx context.Context, q querier, t table, each func(vals []any) error) (*pendingTable, error) {
 	p := &pendingTable{entry: TableEntry{Name: t.Name}}
 	whole := sha256.New()
 	byLine := strings.Contains(t.Order, ",")
@@ -128,13 +124,7 @@ func (cs *chunkStore) dump(ctx context.Context, q querier, d sqldb.Dialect, t ta
 		return err
 	}
 
-	dump := dumpLines
-	if allCols {
-		dump = func(ctx context.Context, q querier, _ sqldb.Dialect, t table, row func(line []byte, vals []any) error) (int64, error) {
-			return dumpRows(ctx, q, t, "", nil, row)
-		}
-	}
-	n, err := dump(ctx, q, d, t, func(line []byte, vals []any) error {
+	n, err := dumpRows(ctx, q, t, "", nil, func(line []byte, vals []any) error {
 		if buf == nil {
 			select {
 			case buf = <-cs.free:

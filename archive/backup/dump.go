@@ -2,7 +2,6 @@ package backup
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -229,96 +228,6 @@ func (t table) args(d sqldb.Dialect, row map[string]any) []any {
 			}
 		}
 		out[i] = v
-	}
-	return out
-}
-
-// dumpLines is dumpRows, faster on SQLite: the engine writes each row's
-// canonical line itself (json_object), so one value per row crosses the
-// driver instead of one per column (the scan through database/sql and
-// modernc's per-column calls was most of a dump's cost: issue 17 §4).
-// row sees the line and, as vals, the row's first column only (the key
-// chunks are cut by). Tables ordered by several columns, and other
-// engines, go through dumpRows.
-func dumpLines(ctx context.Context, q querier, d sqldb.Dialect, t table, row func(line []byte, vals []any) error) (int64, error) {
-	if d != sqldb.SQLite || strings.Contains(t.Order, ",") {
-		return dumpRows(ctx, q, t, "", nil, row)
-	}
-	args := make([]string, 0, 2*len(t.Columns))
-	for _, c := range t.Columns {
-		expr := c
-		if t.isBool(c) {
-			// 0/1 as false/true, like appendValue; a value of another type
-			// (text) as itself.
-			expr = "CASE typeof(" + c + ") WHEN 'integer' THEN json(iif(" + c + ", 'true', 'false')) ELSE " + c + " END"
-		}
-		args = append(args, "'"+c+"'", expr)
-	}
-	query := "SELECT " + t.Columns[0] + ", json_object(" + strings.Join(args, ", ") + ") FROM " + t.Name + " ORDER BY " + t.Order
-	rows, err := q.QueryContext(ctx, query)
-	if err != nil {
-		return 0, fmt.Errorf("dump %s: %w", t.Name, err)
-	}
-	defer rows.Close()
-	var key any
-	var js sql.RawBytes
-	vals := []any{nil}
-	var n int64
-	buf := make([]byte, 0, 4096)
-	for rows.Next() {
-		if err := rows.Scan(&key, &js); err != nil {
-			return n, fmt.Errorf("dump %s: %w", t.Name, err)
-		}
-		buf = canonicalLine(append(buf[:0], js...))
-		buf = append(buf, '\n')
-		vals[0] = key
-		if err := row(buf, vals); err != nil {
-			return n, err
-		}
-		n++
-	}
-	if err := rows.Err(); err != nil {
-		return n, fmt.Errorf("dump %s: %w", t.Name, err)
-	}
-	return n, nil
-}
-
-// canonicalLine turns SQLite's json_object output into appendJSONString's
-// form, in place when it can: SQLite writes \b and \f where the dump
-// writes \u0008 and \u000c, and passes bytes that are not UTF-8 through
-// where the dump writes \ufffd. Everything else (quotes, backslashes, \n,
-// \r, \t, other control characters as lower-case \u00XX, integers, null)
-// is written alike; a test compares the two on every such value.
-func canonicalLine(line []byte) []byte {
-	if !bytes.Contains(line, []byte(`\b`)) && !bytes.Contains(line, []byte(`\f`)) && utf8.Valid(line) {
-		return line
-	}
-	out := make([]byte, 0, len(line)+16)
-	for i := 0; i < len(line); {
-		c := line[i]
-		switch {
-		case c == '\\' && i+1 < len(line):
-			switch line[i+1] {
-			case 'b':
-				out = append(out, `\u0008`...)
-			case 'f':
-				out = append(out, `\u000c`...)
-			default:
-				out = append(out, c, line[i+1])
-			}
-			i += 2
-		case c < utf8.RuneSelf:
-			out = append(out, c)
-			i++
-		default:
-			r, size := utf8.DecodeRune(line[i:])
-			if r == utf8.RuneError && size == 1 {
-				out = append(out, `\ufffd`...)
-			} else {
-				out = append(out, line[i:i+size]...)
-			}
-			i += size
-		}
 	}
 	return out
 }

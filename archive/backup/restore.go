@@ -422,10 +422,7 @@ func (in *inserter) close() {
 // tableDigest is the SHA-256 of t's canonical dump.
 func tableDigest(ctx context.Context, db *sqldb.DB, t table) (string, error) {
 	h := sha256.New()
-	if _, err := dumpLines(ctx, db.Read, db.Dialect, t, func(line []byte, _ []any) error {
-		h.Write(line)
-		return nil
-	}); err != nil {
+	if _, err := dumpTable(ctx, db.Read, t, "", nil, h, nil); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil

@@ -560,7 +560,7 @@ func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, prog
 				}
 			} else {
 				var err error
-				if p, err = cs.dump(ctx, tx, s.db.Dialect, t, t.Name == "attachments", each); err != nil {
+				if p, err = cs.dump(ctx, tx, t, each); err != nil {
 					return err
 				}
 				p.entry.Fingerprint = fp
