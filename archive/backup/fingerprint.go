@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"database/sql"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -107,7 +108,9 @@ func sqliteFingerprint(ctx context.Context, q querier, t table, write func([]byt
 	}
 	defer rs.Close()
 	var pgno int64
-	var data []byte
+	// RawBytes: the page is hashed in place, not copied out of the driver
+	// again (the fingerprint reads the whole database).
+	var data sql.RawBytes
 	var num [8]byte
 	for rs.Next() {
 		if err := rs.Scan(&pgno, &data); err != nil {
