@@ -677,7 +677,7 @@ type reuse struct {
 	blobs  map[string]BlobEntry
 	chunks map[string]ChunkEntry
 	// tables are the latest entries of backups of this same instance,
-	// engine and schema by table and fingerprint (fpKey), every chunk
+	// engine and schema, keyed by table name and fingerprint, every chunk
 	// still in the repository: an unchanged table is not dumped again.
 	tables map[string]TableEntry
 }
