@@ -163,8 +163,12 @@ if [ -z "${BENCH_QUICK:-}" ]; then
 fi
 # Issue 17 §4: full backup vs tar | zstd -1 + fsync, restore vs zstd -d | tar -x
 # + sync (ratios in the same run), incrementals (wall and CPU), peak RSS.
+# The load average before and after: on a shared machine wall-time ratios
+# swing with it; the CPU ratios (backup-cpu-vs-tar, restore-cpu-vs-untar) less.
+say "backup bench: load average before $(cut -d' ' -f1-3 /proc/loadavg)"
 go test -run '^$' -bench BackupRestore -benchtime 1x -timeout 40m ./archive/backup/ | tee -a "$out" "$tmp/backup.out" || true
-grep -o '[0-9.]* backup-speed-vs-tar\|[0-9.]* restore-speed-vs-untar\|[0-9.]* incremental-s\|[0-9.]* incremental-1k-s\|[0-9.]* [a-z]*-peak-RSS-MiB' "$tmp/backup.out" | sed 's/^/backup ratio\/figure: /' | tee -a "$out" || true
+say "backup bench: load average after $(cut -d' ' -f1-3 /proc/loadavg)"
+grep -o '[0-9.]* backup-speed-vs-tar\|[0-9.]* backup-cpu-vs-tar\|[0-9.]* restore-cpu-vs-untar\|[0-9.]* restore-pg-speed-vs-untar\|[0-9.]* restore-speed-vs-untar\|[0-9.]* incremental-s\|[0-9.]* incremental-1k-s\|[0-9.]* [a-z]*-peak-RSS-MiB' "$tmp/backup.out" | sed 's/^/backup ratio\/figure: /' | tee -a "$out" || true
 # Issue 15 §1 key escrow: a first run escrowing every key vs the next run,
 # a restore reading the keys from the escrow vs the same backup with the keys
 # in its dump (ratios in the same run; 20,000 keys, quick: 2,000).

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -74,12 +75,14 @@ func BenchmarkBackupRestore(b *testing.B) {
 		keys := newKeys(b)
 		svc := in.service(repo, keys)
 		resetPeakRSS()
+		stop := phaseProfile(b, "full")
 		t0, cpu0 := time.Now(), cpuTime()
 		m, err := svc.Backup(ctx, "bench", operator, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		full, fullCPU := time.Since(t0), cpuTime()-cpu0
+		stop()
 		backupRSS := peakRSS()
 		child0 := childCPUTime()
 		tarTime, tarSize, tarFile := tarZstd(b, dataDir)
@@ -88,22 +91,26 @@ func BenchmarkBackupRestore(b *testing.B) {
 		// Incremental with nothing changed, then after 1,000 new contacts:
 		// wall time, and the CPU time the process spent (a loaded machine
 		// stretches the first, hardly the second).
+		stop = phaseProfile(b, "incr")
 		t0, cpu0 = time.Now(), cpuTime()
 		m2, err := svc.Backup(ctx, "bench", operator, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		incr, incrCPU := time.Since(t0), cpuTime()-cpu0
+		stop()
 		if m2.Stats.BlobsNew != 0 {
 			b.Fatalf("incremental copied %d blobs", m2.Stats.BlobsNew)
 		}
 		seedContacts(b, in, 1000)
+		stop = phaseProfile(b, "incr1k")
 		t0, cpu0 = time.Now(), cpuTime()
 		m3, err := svc.Backup(ctx, "bench", operator, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		incr1k, incr1kCPU := time.Since(t0), cpuTime()-cpu0
+		stop()
 
 		// The full restore, of the last (incremental) backup alone.
 		dstDir := b.TempDir()
@@ -113,12 +120,14 @@ func BenchmarkBackupRestore(b *testing.B) {
 		}
 		dstIn := openInstance(b, dst, filepath.Join(dstDir, "blobs"))
 		resetPeakRSS()
+		stop = phaseProfile(b, "restore")
 		t0, cpu0 = time.Now(), cpuTime()
 		rep, err := repo.Restore(ctx, m3.ID, backup.RestoreOptions{Target: dst, Blobs: dstIn.blobs, Identity: keys.Identity})
 		if err != nil {
 			b.Fatal(err)
 		}
 		restore, restoreCPU := time.Since(t0), cpuTime()-cpu0
+		stop()
 		restoreRSS := peakRSS()
 		dst.Close()
 		for _, tr := range rep.Tables {
@@ -144,13 +153,14 @@ func BenchmarkBackupRestore(b *testing.B) {
 			b.ReportMetric(tarTime.Seconds()/full.Seconds(), "backup-speed-vs-tar")
 			b.ReportMetric(tarCPU.Seconds()/fullCPU.Seconds(), "backup-cpu-vs-tar")
 			b.ReportMetric(untarTime.Seconds()/restore.Seconds(), "restore-speed-vs-untar")
+			b.ReportMetric(untarCPU.Seconds()/restoreCPU.Seconds(), "restore-cpu-vs-untar")
 		}
 		b.Logf("full backup %s (%.0f MB/s, CPU %s, %d rows, %d chunks, repo %.1f MB, peak RSS %d MiB); tar|zstd+fsync %s (%.0f MB/s, CPU %s, %.1f MB)",
 			full.Round(time.Millisecond), mb/full.Seconds(), fullCPU.Round(time.Millisecond), m.Stats.Rows, m.Stats.ChunksNew, float64(repoSize)/1e6, backupRSS>>20,
 			tarTime.Round(time.Millisecond), mb/tarTime.Seconds(), tarCPU.Round(time.Millisecond), float64(tarSize)/1e6)
-		b.Logf("incremental, nothing changed: %s (CPU %s; %d chunks reused, %d new); after 1,000 new contacts: %s (CPU %s; %d reused, %d new)",
-			incr.Round(time.Millisecond), incrCPU.Round(time.Millisecond), m2.Stats.ChunksReused, m2.Stats.ChunksNew,
-			incr1k.Round(time.Millisecond), incr1kCPU.Round(time.Millisecond), m3.Stats.ChunksReused, m3.Stats.ChunksNew)
+		b.Logf("incremental, nothing changed: %s (CPU %s; %d of %d tables listed unread, %d chunks reused, %d new); after 1,000 new contacts: %s (CPU %s; %d tables unread, %d chunks reused, %d new)",
+			incr.Round(time.Millisecond), incrCPU.Round(time.Millisecond), m2.Stats.TablesReused, len(m2.Tables), m2.Stats.ChunksReused, m2.Stats.ChunksNew,
+			incr1k.Round(time.Millisecond), incr1kCPU.Round(time.Millisecond), m3.Stats.TablesReused, m3.Stats.ChunksReused, m3.Stats.ChunksNew)
 		b.Logf("restore (SQLite) %s (%.0f MB/s, CPU %s, peak RSS %d MiB); zstd -d | tar -x + sync %s (%.0f MB/s, CPU %s)",
 			restore.Round(time.Millisecond), mb/restore.Seconds(), restoreCPU.Round(time.Millisecond), restoreRSS>>20,
 			untarTime.Round(time.Millisecond), mb/untarTime.Seconds(), untarCPU.Round(time.Millisecond))
@@ -167,6 +177,9 @@ func BenchmarkBackupRestore(b *testing.B) {
 			}
 			restorePG := time.Since(t0)
 			b.ReportMetric(mb/restorePG.Seconds(), "restore-pg-MB/s")
+			if untarTime > 0 {
+				b.ReportMetric(untarTime.Seconds()/restorePG.Seconds(), "restore-pg-speed-vs-untar")
+			}
 			b.Logf("restore into PostgreSQL %s (%.0f MB/s)", restorePG.Round(time.Millisecond), mb/restorePG.Seconds())
 		}
 	}
@@ -174,6 +187,28 @@ func BenchmarkBackupRestore(b *testing.B) {
 
 // resetPeakRSS starts a new peak-RSS measurement (Linux: clear_refs 5
 // resets VmHWM) after handing freed heap back, so a phase's peak is its own.
+// phaseProfile starts a CPU profile of one phase when
+// CASEVAULT_BACKUP_BENCH_CPUPROFILE names a path prefix (PREFIX-full.prof,
+// -incr.prof, -incr1k.prof, -restore.prof): go test's -cpuprofile mixes the
+// seeding and the reference commands in. The returned func stops it.
+func phaseProfile(b *testing.B, phase string) func() {
+	prefix := os.Getenv("CASEVAULT_BACKUP_BENCH_CPUPROFILE")
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(prefix + "-" + phase + ".prof")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}
+
 func resetPeakRSS() {
 	runtime.GC()
 	debug.FreeOSMemory()

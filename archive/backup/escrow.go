@@ -209,18 +209,37 @@ func (r *Repo) readEscrow(ctx context.Context, id age.Identity, customerIDs []st
 	return out, nil
 }
 
+// The statements of a restore's escrow fill (PostgreSQL placeholders where
+// a pgx transaction runs them).
+const (
+	escrowListQuery = `SELECT customer_id FROM customer_keys WHERE destroyed_at IS NULL ORDER BY customer_id`
+	escrowSetQuery  = `UPDATE customer_keys SET wrapped_key = $1 WHERE customer_id = $2`
+)
+
 // fillEscrow puts the escrowed keys into the customer_keys rows a restore
 // just loaded in tx, and returns the customers whose entry is gone: they
 // were erased after the backup, and their rows stay sealed with no key.
 func (r *Repo) fillEscrow(ctx context.Context, tx *sql.Tx, d sqldb.Dialect, m Manifest, id age.Identity, workers int) ([]string, error) {
+	return r.fillEscrowWith(ctx, m, id, workers,
+		func() ([]string, error) {
+			return sqldb.Collect(ctx, tx, escrowListQuery, nil, func(rows *sql.Rows) (string, error) {
+				var s string
+				return s, rows.Scan(&s)
+			})
+		},
+		func(customerID, wrapped string) error {
+			_, err := tx.ExecContext(ctx, sqldb.Rebind(d, `UPDATE customer_keys SET wrapped_key = ? WHERE customer_id = ?`), wrapped, customerID)
+			return err
+		})
+}
+
+// fillEscrowWith is fillEscrow over a transaction's list and update (a
+// database/sql one, or the pgx one of a COPY restore).
+func (r *Repo) fillEscrowWith(ctx context.Context, m Manifest, id age.Identity, workers int, list func() ([]string, error), set func(customerID, wrapped string) error) ([]string, error) {
 	if !m.escrowed() {
 		return nil, nil
 	}
-	ids, err := sqldb.Collect(ctx, tx, `SELECT customer_id FROM customer_keys WHERE destroyed_at IS NULL ORDER BY customer_id`, nil,
-		func(rows *sql.Rows) (string, error) {
-			var s string
-			return s, rows.Scan(&s)
-		})
+	ids, err := list()
 	if err != nil {
 		return nil, fmt.Errorf("restore key escrow: %w", err)
 	}
@@ -235,7 +254,7 @@ func (r *Repo) fillEscrow(ctx context.Context, tx *sql.Tx, d sqldb.Dialect, m Ma
 			gone = append(gone, c)
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, sqldb.Rebind(d, `UPDATE customer_keys SET wrapped_key = ? WHERE customer_id = ?`), w, c); err != nil {
+		if err := set(c, w); err != nil {
 			return nil, fmt.Errorf("restore key escrow: %w", err)
 		}
 	}

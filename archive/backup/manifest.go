@@ -66,6 +66,11 @@ type TableEntry struct {
 	PlainSize   int64        `json:"plain_size"`
 	PlainSHA256 string       `json:"plain_sha256"`
 	Chunks      []ChunkEntry `json:"chunks,omitempty"`
+	// Fingerprint is a digest of how the source database stored the
+	// table at the snapshot (fingerprint.go); a later backup of the same
+	// instance whose table has the same one lists this entry again
+	// instead of dumping the table.
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 // BlobEntry maps an attachment blob key to the repository object holding an
@@ -90,11 +95,14 @@ type Stats struct {
 	ChunksNew        int64 `json:"chunks_new,omitempty"`
 	ChunksReused     int64 `json:"chunks_reused,omitempty"`
 	TableBytesReused int64 `json:"table_bytes_reused,omitempty"`
-	Blobs            int64 `json:"blobs"`
-	BlobsNew         int64 `json:"blobs_new"`
-	BlobsReused      int64 `json:"blobs_reused"`
-	BytesNew         int64 `json:"bytes_new"`
-	DurationMS       int64 `json:"duration_ms"`
+	// TablesReused were not dumped: unchanged since an earlier backup
+	// (same fingerprint), whose entry is listed again.
+	TablesReused int64 `json:"tables_reused,omitempty"`
+	Blobs        int64 `json:"blobs"`
+	BlobsNew     int64 `json:"blobs_new"`
+	BlobsReused  int64 `json:"blobs_reused"`
+	BytesNew     int64 `json:"bytes_new"`
+	DurationMS   int64 `json:"duration_ms"`
 	// Escrow: key escrow entries written and purged by the run.
 	Escrow EscrowStats `json:"escrow"`
 }

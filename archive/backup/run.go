@@ -431,11 +431,6 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 		return Manifest{}, err
 	}
 
-	prev, err := s.reusable(ctx)
-	if err != nil {
-		return Manifest{}, err
-	}
-
 	// A marker names the run in snapshots/ from its start: an interrupted
 	// run is a snapshot directory without a manifest (its chunks and
 	// copies live under data/), which forget removes with the objects no
@@ -457,6 +452,11 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 
 	m = Manifest{Format: ManifestFormat, ID: id, StartedAt: started.UTC(), Recipients: s.opts.Keys.Public, Tags: tags,
 		Source: Source{Instance: instance, Engine: string(s.db.Dialect), SchemaVersion: version, Host: s.opts.Host}}
+	prev, err := s.reusable(ctx, m.Source)
+	if err != nil {
+		return Manifest{}, err
+	}
+
 	if err := s.dumpAndCopy(ctx, &m, prev, progress); err != nil {
 		return Manifest{}, err
 	}
@@ -555,9 +555,29 @@ func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, prog
 				}
 				return nil
 			}
-			p, err := cs.dump(ctx, tx, t, each)
-			if err != nil {
-				return err
+			fp := ""
+			if skipsByFingerprint(t) {
+				var err error
+				if fp, err = fingerprint(ctx, tx, s.db.Dialect, t); err != nil {
+					return err
+				}
+			}
+			var p *pendingTable
+			if old, ok := prev.tables[t.Name+"\x00"+fp]; ok && fp != "" {
+				p = cs.relist(old)
+				done += old.Rows
+				if t.Name == "attachments" {
+					var err error
+					if atts, err = attachmentRefs(ctx, tx); err != nil {
+						return err
+					}
+				}
+			} else {
+				var err error
+				if p, err = cs.dump(ctx, tx, t, each); err != nil {
+					return err
+				}
+				p.entry.Fingerprint = fp
 			}
 			pending = append(pending, p)
 			if t.Name == "attachments" {
@@ -604,7 +624,7 @@ func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, prog
 		m.Stats.Rows += te.Rows
 		m.Stats.TableBytes += te.Size
 	}
-	m.Stats.ChunksNew, m.Stats.ChunksReused, m.Stats.TableBytesReused = cs.written, cs.reused, cs.bytesOld
+	m.Stats.ChunksNew, m.Stats.ChunksReused, m.Stats.TableBytesReused, m.Stats.TablesReused = cs.written, cs.reused, cs.bytesOld, cs.tablesReused
 	return nil
 }
 
@@ -620,6 +640,29 @@ func dumpOrder() []table {
 		}
 	}
 	return out
+}
+
+// attachmentRefs lists the blobs the snapshot's attachments reference,
+// for a run that lists the attachments table from an earlier backup
+// instead of dumping it.
+func attachmentRefs(ctx context.Context, q querier) ([]attRef, error) {
+	rs, err := q.QueryContext(ctx, `SELECT blob_key, size FROM attachments ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("attachment blobs: %w", err)
+	}
+	defer rs.Close()
+	var out []attRef
+	for rs.Next() {
+		var a attRef
+		if err := rs.Scan(&a.key, &a.size); err != nil {
+			return nil, fmt.Errorf("attachment blobs: %w", err)
+		}
+		out = append(out, a)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("attachment blobs: %w", err)
+	}
+	return out, nil
 }
 
 func asString(v any) string {
@@ -647,11 +690,15 @@ func asInt(v any) int64 {
 type reuse struct {
 	blobs  map[string]BlobEntry
 	chunks map[string]ChunkEntry
+	// tables are the latest entries of backups of this same instance,
+	// engine and schema, keyed by table name and fingerprint, every chunk
+	// still in the repository: an unchanged table is not dumped again.
+	tables map[string]TableEntry
 }
 
 // reusable maps blob keys and chunk digests to objects that earlier
 // backups stored and that are still in the repository with their size.
-func (s *Service) reusable(ctx context.Context) (reuse, error) {
+func (s *Service) reusable(ctx context.Context, src Source) (reuse, error) {
 	// A damaged manifest only means its objects are not reused. Nor are an
 	// unsigned one's: its mapping from blob key to object is unproven, and
 	// this backup's signature would vouch for it.
@@ -663,18 +710,27 @@ func (s *Service) reusable(ctx context.Context) (reuse, error) {
 	if err != nil {
 		return reuse{}, err
 	}
-	out := reuse{blobs: map[string]BlobEntry{}, chunks: map[string]ChunkEntry{}}
+	out := reuse{blobs: map[string]BlobEntry{}, chunks: map[string]ChunkEntry{}, tables: map[string]TableEntry{}}
 	for _, m := range ms {
 		for _, b := range m.Blobs {
 			if size, ok := have[b.Object]; ok && size == b.Size {
 				out.blobs[b.Key] = b
 			}
 		}
+		same := m.Format == ManifestFormat && src.Instance != "" && m.Source.Instance == src.Instance &&
+			m.Source.Engine == src.Engine && m.Source.SchemaVersion == src.SchemaVersion
 		for _, t := range m.Tables {
+			whole := true
 			for _, c := range t.Chunks {
 				if size, ok := have[c.Object]; ok && size == c.Size {
 					out.chunks[c.PlainSHA256] = c
+				} else {
+					whole = false
 				}
+			}
+			// ms is oldest first: the latest backup's entry wins.
+			if same && whole && t.Fingerprint != "" {
+				out.tables[t.Name+"\x00"+t.Fingerprint] = t
 			}
 		}
 	}
