@@ -34,7 +34,11 @@ require (
 
 require github.com/apapsch/go-jsonmerge/v2 v2.0.0 // indirect
 
-require github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
+require (
+	github.com/coreos/go-oidc/v3 v3.21.0 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
+	golang.org/x/oauth2 v0.38.0 // indirect
+)
 
 require (
 	filippo.io/hpke v0.4.0 // indirect

@@ -23,7 +23,27 @@ type catalogue struct {
 }
 
 func newCatalogue() catalogue {
-	return catalogue{msgs: map[string]map[string]string{"en": messagesEN, "zh-Hans": messagesZH}, matcher: language.NewMatcher(languages)}
+	return catalogue{msgs: map[string]map[string]string{
+		"en":      mergeMessages(messagesEN, agentMessagesEN),
+		"zh-Hans": mergeMessages(messagesZH, agentMessagesZH),
+	}, matcher: language.NewMatcher(languages)}
+}
+
+// mergeMessages joins the message files of one language (each audience's
+// pages keep theirs in its own file); a key in two files is a mistake
+// TestCatalogueComplete reports, the later file wins here.
+func mergeMessages(parts ...map[string]string) map[string]string {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	out := make(map[string]string, n)
+	for _, p := range parts {
+		for k, v := range p {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func (c catalogue) has(lang string) bool { _, ok := c.msgs[lang]; return ok }

@@ -144,6 +144,19 @@ func TestSafeSnippet(t *testing.T) {
 // TestCatalogueComplete: every key has both languages, and every key the
 // templates and pages use exists.
 func TestCatalogueComplete(t *testing.T) {
+	for lang, files := range map[string][]map[string]string{"en": {messagesEN, agentMessagesEN}, "zh-Hans": {messagesZH, agentMessagesZH}} {
+		seen := map[string]bool{}
+		for _, f := range files {
+			for k := range f {
+				if seen[k] {
+					t.Errorf("%s: %s is in two message files", lang, k)
+				}
+				seen[k] = true
+			}
+		}
+	}
+	cat := newCatalogue()
+	messagesEN, messagesZH := cat.msgs["en"], cat.msgs["zh-Hans"]
 	for k := range messagesEN {
 		if _, ok := messagesZH[k]; !ok {
 			t.Errorf("%s: no zh-Hans text", k)

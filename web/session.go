@@ -73,7 +73,7 @@ func (w *Console) page(perm auth.Permission, read, target string, h handler) fib
 		r.L = w.localeFor(c, &ses.User)
 		if c.Method() == fiber.MethodPost {
 			want := auth.Derive(ses.Secret, "csrf")
-			if subtle.ConstantTimeCompare([]byte(c.FormValue("csrf")), []byte(want)) != 1 {
+			if subtle.ConstantTimeCompare([]byte(r.postedCSRF()), []byte(want)) != 1 {
 				api.RecordDenial(ctx, w.d.API.Audit, w.log, r.actor, "auth.csrf", routeName)
 				return &statusError{fiber.StatusForbidden, r.L.T("error.csrf")}
 			}

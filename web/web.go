@@ -17,6 +17,7 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"mime/multipart"
 	"net/http"
 	"strings"
 	"sync"
@@ -116,6 +117,8 @@ func (w *Console) Close() { w.stopRun() }
 var funcs = template.FuncMap{
 	"join": strings.Join,
 	"add":  func(a, b int) int { return a + b },
+	// Attachments (agent_files.go).
+	"preview": previewable, "isImage": isImage, "size": humanSize,
 }
 
 // parseTemplates parses each page with the layout.
@@ -184,6 +187,8 @@ type req struct {
 	// audited is the read to record once the page rendered.
 	readID     string
 	readDetail map[string]any
+	// mp is a multipart form's reader after its CSRF part (postedCSRF).
+	mp *multipart.Reader
 }
 
 func (w *Console) secure(c *fiber.Ctx) bool {
@@ -310,6 +315,7 @@ func (w *Console) nav(r *req) []navItem {
 		}
 	}
 	add(auth.CaseRead, "/search", "nav.search")
+	add(auth.CaseRead, "/customers", "nav.customers")
 	add(auth.LegalWork, "/holds", "nav.holds")
 	add(auth.LegalWork, "/audit", "nav.audit")
 	add(auth.BackupWork, "/backups", "nav.backups")
