@@ -142,7 +142,7 @@ func (w *Console) renderLogin(c *fiber.Ctx, pre, msg string, status int) error {
 	L := w.localeFor(c, nil)
 	c.Status(status)
 	return w.renderWith(c, "login", view{L: L, Title: L.T("login.title"), CSRF: auth.Derive(pre, "login"),
-		Data: map[string]any{"Next": safeNext(c.Query("next", c.FormValue("next"))), "Error": msg, "Name": c.FormValue("name")}})
+		Data: map[string]any{"Next": safeNext(c.Query("next", c.FormValue("next"))), "Error": msg, "Name": c.FormValue("name"), "OIDC": w.oidc != nil}})
 }
 
 // login signs a user in. Attempts are limited per client address (429)

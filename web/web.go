@@ -47,6 +47,8 @@ type Config struct {
 	// LoginRate is how many sign-in attempts one client address may make
 	// per minute (0: 20).
 	LoginRate int
+	// OIDC enables sign-in with an OpenID Connect provider (agent_oidc.go).
+	OIDC *OIDCConfig
 }
 
 // Deps are the console's collaborators: the services the API calls (the
@@ -79,6 +81,7 @@ type Console struct {
 	stopRun context.CancelFunc
 	assets  fs.FS
 	cat     catalogue
+	oidc    *oidcClient // nil: no OpenID Connect sign-in
 }
 
 // New builds the console.
@@ -107,8 +110,12 @@ func New(cfg Config, d Deps) (*Console, error) {
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Console{cfg: cfg, d: d, log: log, pages: pages, logins: newLimiter(cfg.LoginRate, time.Minute, cfg.Now),
-		runCtx: ctx, stopRun: cancel, assets: assets, cat: newCatalogue()}, nil
+	w := &Console{cfg: cfg, d: d, log: log, pages: pages, logins: newLimiter(cfg.LoginRate, time.Minute, cfg.Now),
+		runCtx: ctx, stopRun: cancel, assets: assets, cat: newCatalogue()}
+	if cfg.OIDC != nil {
+		w.oidc = &oidcClient{cfg: *cfg.OIDC}
+	}
+	return w, nil
 }
 
 // Close cancels the work pages started (backups), like api.Server.Shutdown.
@@ -154,6 +161,7 @@ func (w *Console) Mount(app *fiber.App) {
 	app.Get("/", w.wrap(w.home))
 	app.Get("/login", w.wrap(w.loginPage))
 	app.Post("/login", w.wrap(w.login))
+	w.mountOIDC(app)
 	app.Post("/logout", w.wrap(w.page("", "", "", w.logout)))
 	app.Post("/logout-all", w.wrap(w.page("", "", "", w.logoutAll)))
 	app.Get("/prefs", w.wrap(w.page("", "", "", func(r *req) error { return r.render("prefs", r.L.T("prefs.title"), nil) })))

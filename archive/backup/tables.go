@@ -38,6 +38,8 @@ var tables = []table{
 	// Console users (their sessions are not backed up: a restore signs
 	// everyone out).
 	{Name: "users", Columns: []string{"id", "name", "role", "password_hash", "time_zone", "failed_logins", "locked_until", "created_at", "updated_at", "disabled_at"}, Order: "id"},
+	// Their OpenID Connect links (issue 18).
+	{Name: "user_identities", Columns: []string{"issuer", "subject", "user_id", "created_at", "last_seen_at"}, Order: "issuer, subject"},
 	{Name: "customer_keys", Columns: []string{"customer_id", "wrapped_key", "created_at", "destroyed_at"}, Order: "customer_id"},
 	{Name: "audit_events", Columns: []string{"seq", "at", "actor_id", "actor_name", "role", "action", "target_type", "target_id", "request_id", "client_ip", "outcome", "detail", "prev_hash", "hash"}, Order: "seq"},
 	{Name: "audit_head", Columns: []string{"id", "seq", "hash", "checkpoint_seq", "checkpoint_hash", "checkpoint_at"}, Order: "id", Singleton: true},
@@ -56,7 +58,7 @@ var tables = []table{
 
 // contentTables must be empty in a restore target: a freshly migrated
 // database has none of these rows.
-var contentTables = []string{"customers", "cases", "contacts", "attachments", "tokens", "users", "customer_keys", "audit_events", "audit_pending", "legal_holds", "dispositions", "retention_runs", "hold_items", "case_history", "exports", "saved_searches"}
+var contentTables = []string{"customers", "cases", "contacts", "attachments", "tokens", "users", "user_identities", "customer_keys", "audit_events", "audit_pending", "legal_holds", "dispositions", "retention_runs", "hold_items", "case_history", "exports", "saved_searches"}
 
 func (t table) isBool(col string) bool {
 	for _, b := range t.Bools {
