@@ -35,7 +35,8 @@ import (
 type OIDCConfig struct {
 	Issuer, ClientID, ClientSecret string
 	// RedirectURL is this console's callback as the provider knows it:
-	// https://casevault.example/login/oidc/callback.
+	// https://casevault.example/login/oidc/callback. Empty: made from the
+	// request's scheme and Host (right when no proxy rewrites them).
 	RedirectURL string
 	// RoleClaim names the ID token claim holding the role (a string or a
 	// list of strings); "roles" when empty.
@@ -135,12 +136,23 @@ func (w *Console) oidcStart(c *fiber.Ctx) error {
 		w.log.Warn("OpenID provider unavailable", "err", err)
 		return w.oidcRefuse(c, "provider", fiber.StatusServiceUnavailable, nil)
 	}
+	oc = w.redirectFor(c, oc)
 	state, nonce, verifier := newSecret(), newSecret(), oauth2.GenerateVerifier()
 	next := base64.RawURLEncoding.EncodeToString([]byte(safeNext(c.Query("next", "/"))))
 	ck := &fiber.Cookie{Name: oidcCookie, Value: state + "." + nonce + "." + verifier + "." + next, Path: "/login/oidc",
 		HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode, Secure: w.secure(c), MaxAge: int(oidcFlowTTL.Seconds())}
 	c.Cookie(ck)
 	return c.Redirect(oc.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), fiber.StatusSeeOther)
+}
+
+// redirectFor is the OAuth2 configuration with this console's callback.
+func (w *Console) redirectFor(c *fiber.Ctx, oc *oauth2.Config) *oauth2.Config {
+	if oc.RedirectURL != "" {
+		return oc
+	}
+	cp := *oc
+	cp.RedirectURL = c.Protocol() + "://" + c.Hostname() + "/login/oidc/callback"
+	return &cp
 }
 
 // oidcFlow is the flow cookie's content.
@@ -177,6 +189,7 @@ func (w *Console) oidcCallback(c *fiber.Ctx) error {
 		w.log.Warn("OpenID provider unavailable", "err", err)
 		return w.oidcRefuse(c, "provider", fiber.StatusServiceUnavailable, nil)
 	}
+	oc = w.redirectFor(c, oc)
 	pctx, cancel := context.WithTimeout(w.oidc.ctx(ctx), 30*time.Second)
 	defer cancel()
 	tok, err := oc.Exchange(pctx, c.Query("code"), oauth2.VerifierOption(flow.verifier))

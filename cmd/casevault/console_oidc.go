@@ -18,10 +18,13 @@ func consoleOIDC(c oidcConfig) (*web.OIDCConfig, error) {
 		}
 		return nil, nil
 	}
-	if c.ClientID == "" || c.SecretFile == "" || c.RedirectURL == "" || c.Roles == "" {
-		return nil, usagef("--console-oidc-issuer needs --console-oidc-client-id, --console-oidc-client-secret-file, --console-oidc-redirect-url and --console-oidc-roles")
+	if c.ClientID == "" || c.SecretFile == "" || c.Roles == "" {
+		return nil, usagef("--console-oidc-issuer needs --console-oidc-client-id, --console-oidc-client-secret-file and --console-oidc-roles")
 	}
 	for _, u := range []string{c.Issuer, c.RedirectURL} {
+		if u == "" {
+			continue
+		}
 		p, err := url.Parse(u)
 		if err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
 			return nil, usagef("OpenID Connect URL %q: want http(s)://host/…", u)

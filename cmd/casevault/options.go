@@ -111,7 +111,7 @@ func options() []option {
 		{name: "console-oidc-client-secret-file", def: "", uses: useServer, field: func(c *config) any { return &c.Console.OIDC.SecretFile },
 			help: "file holding the console's client secret at the OpenID provider"},
 		{name: "console-oidc-redirect-url", def: "", uses: useServer, field: func(c *config) any { return &c.Console.OIDC.RedirectURL },
-			help: "the console's callback URL as registered at the provider (https://host/login/oidc/callback)"},
+			help: "the console's callback URL as registered at the provider (https://host/login/oidc/callback); empty: made from the request's scheme and Host"},
 		{name: "console-oidc-role-claim", def: "roles", uses: useServer, field: func(c *config) any { return &c.Console.OIDC.RoleClaim },
 			help: "ID token claim holding the user's role (a string or a list of strings)"},
 		{name: "console-oidc-roles", def: "", uses: useServer, field: func(c *config) any { return &c.Console.OIDC.Roles },
