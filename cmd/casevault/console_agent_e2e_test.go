@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -59,6 +61,22 @@ func (cc *consoleClient) postMultipart(path string, fields [][2]string, filename
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
 	return res.StatusCode, string(b), res.Header
+}
+
+// consoleClientFrom is a console client whose connections come from
+// another loopback address: each refusal below is then the first denial of
+// its source, recorded at once (audit aggregates a source's repeats for a
+// minute, see audit/denials.go).
+func consoleClientFrom(t *testing.T, base string, n int) *consoleClient {
+	cc := newConsoleClient(t, base)
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(n))}, Timeout: 10 * time.Second}
+	cc.c.Transport = &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if strings.HasPrefix(addr, "127.0.0.1:") && strings.Contains(addr, strings.TrimPrefix(base, "http://127.0.0.1")) {
+			return d.DialContext(ctx, network, addr)
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}
+	return cc
 }
 
 // oidcSignIn runs the code flow over HTTP as a browser would: the console
@@ -271,7 +289,7 @@ func TestConsoleAgentHTTP(t *testing.T) {
 	})
 
 	t.Run("OpenID Connect", func(t *testing.T) {
-		for _, tc := range []struct {
+		for i, tc := range []struct {
 			name, user string
 			mangle     func(u *url.URL)
 			tamper     func(map[string]any)
@@ -291,7 +309,7 @@ func TestConsoleAgentHTTP(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				idp.Tamper(tc.tamper)
 				defer idp.Tamper(nil)
-				oc := newConsoleClient(t, base)
+				oc := consoleClientFrom(t, base, 10+i)
 				code, body := oc.oidcSignIn(tc.user, tc.mangle)
 				if code != tc.want || !strings.Contains(body, "Sign in again") {
 					t.Fatalf("%d, want %d with the failure page: %.400s", code, tc.want, body)
