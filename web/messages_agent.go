@@ -13,7 +13,7 @@ var agentMessagesEN = map[string]string{
 	"files.too_large":  "The file is larger than the limit of %d bytes.",
 	"files.no_preview": "This type of file is not shown in the browser; download it instead.",
 
-	"explain.why": "why", "explain.until_close": "until the case closes",
+	"explain.why": "why", "explain.until_close": "the case closes",
 	"explain.rule":        "Deciding rule: purpose %s, kept %s from %s, then %s.",
 	"explain.version":     "schedule version %d",
 	"explain.hold_placed": "placed %s by %s",
@@ -52,7 +52,7 @@ var agentMessagesZH = map[string]string{
 	"files.too_large":  "文件超过 %d 字节的上限。",
 	"files.no_preview": "此类文件不在浏览器中显示，请下载。",
 
-	"explain.why": "原因", "explain.until_close": "直到案件关闭",
+	"explain.why": "原因", "explain.until_close": "案件关闭",
 	"explain.rule":        "决定规则：用途 %s，自%[3]s起保留 %[2]s，之后%[4]s。",
 	"explain.version":     "保留计划第 %d 版",
 	"explain.hold_placed": "%s 由 %s 设立",

@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"io"
 	"mime/multipart"
 	"net"
@@ -380,8 +383,19 @@ func TestConsoleAgentBrowser(t *testing.T) {
 	custID, caseID := newCase(t, p.api(), tok, "Damaged parcel", "email")
 	call(t, "PATCH", p.api()+"/customers/"+custID, tok, map[string]any{"email": "li.lei@example.com"})
 	addContact(t, p.api(), tok, caseID, "email", "The box arrived crushed.")
+	// A 96×64 picture: the thumbnail the agent sees.
+	pic := image.NewRGBA(image.Rect(0, 0, 96, 64))
+	for x := range 96 {
+		for y := range 64 {
+			pic.Set(x, y, color.RGBA{R: uint8(x * 2), G: 90, B: uint8(200 - y*2), A: 255})
+		}
+	}
+	var picPNG bytes.Buffer
+	if err := png.Encode(&picPNG, pic); err != nil {
+		t.Fatal(err)
+	}
 	img := filepath.Join(t.TempDir(), "box.png")
-	if err := os.WriteFile(img, pngPixel, 0o600); err != nil {
+	if err := os.WriteFile(img, picPNG.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -404,8 +418,8 @@ func TestConsoleAgentBrowser(t *testing.T) {
 			chromedp.Click(chromedp.CSS("form[action$='/attachments'] button")), chromedp.WaitVisible(chromedp.CSS("p.flash")),
 			chromedp.WaitVisible(chromedp.CSS("img.thumb")))
 		// The thumbnail is the preview route's bytes, decoded by the browser.
-		if w := b.eval(`(() => { const i = document.querySelector("img.thumb"); return i.complete ? i.naturalWidth : -1 })()`); w != 1 {
-			t.Fatalf("thumbnail naturalWidth %d, want 1", w)
+		if w := b.eval(`(() => { const i = document.querySelector("img.thumb"); return i.complete ? i.naturalWidth : -1 })()`); w != 96 {
+			t.Fatalf("thumbnail naturalWidth %d, want 96", w)
 		}
 		b.check("case-attachments")
 		b.run(chromedp.Navigate(base + "/customers"))
