@@ -142,7 +142,8 @@ func (w *Console) storeFile(r *req, contactID string, file *multipart.Part) (cas
 	}
 	ctx := r.c.UserContext()
 	a := r.actor
-	in := archive.AttachmentInput{ContactID: contactID, Filename: file.FileName(), ContentType: file.Header.Get("Content-Type"), Body: file,
+	body := &readWatch{r: file}
+	in := archive.AttachmentInput{ContactID: contactID, Filename: file.FileName(), ContentType: file.Header.Get("Content-Type"), Body: body,
 		InTx: func(ctx context.Context, tx *sql.Tx, at cases.Attachment) error {
 			if w.d.API.AuditTx == nil {
 				return nil
@@ -162,10 +163,16 @@ func (w *Console) storeFile(r *req, contactID string, file *multipart.Part) (cas
 			err = &statusError{fiber.StatusRequestEntityTooLarge, r.L.T("files.too_large", att.MaxSize())}
 		case errors.Is(err, cases.ErrNotFound):
 			reason = "contact not found"
+		case body.err != nil && body.err != io.EOF:
+			// The body ended inside the file: the client left or the
+			// request was cut. Nothing was stored.
+			reason = "body incomplete"
+			err = &statusError{fiber.StatusBadRequest, "the upload was incomplete; nothing was stored"}
 		}
 		r.w.record(r.c, cases.Change{Actor: a, Action: "attachment.create", TargetType: "contact", TargetID: contactID, Detail: map[string]any{"reason": reason}}, "failed")
 		return cases.Attachment{}, err
 	}
+	r.finishForm()
 	if rt := w.d.API.Retention; rt != nil && rt.Flags != nil {
 		// A hold may already cover the contact: its blob's flag now, the
 		// reconciler retries a failure (as the API's upload does).
@@ -174,6 +181,43 @@ func (w *Console) storeFile(r *req, contactID string, file *multipart.Part) (cas
 		}
 	}
 	return stored, nil
+}
+
+// readWatch keeps the first error reading the upload: the blob store
+// may report a broken body as its own failure.
+type readWatch struct {
+	r   io.Reader
+	err error
+}
+
+func (rw *readWatch) Read(p []byte) (int, error) {
+	n, err := rw.r.Read(p)
+	if err != nil && rw.err == nil {
+		rw.err = err
+	}
+	return n, err
+}
+
+// finishForm reads what follows the file (later fields, the closing
+// boundary) so the connection can carry the next request; a form that
+// does not end within the field limits gets the connection closed.
+func (r *req) finishForm() {
+	if r.mp == nil {
+		return
+	}
+	for range maxFormFields {
+		part, err := r.mp.NextPart()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			break
+		}
+		if n, err := io.Copy(io.Discard, io.LimitReader(part, maxFormField+1)); err != nil || n > maxFormField {
+			break
+		}
+	}
+	r.c.Context().SetConnectionClose()
 }
 
 // checkUploadSize refuses a body larger than the attachment limit (plus

@@ -238,6 +238,26 @@ func TestConsoleAgentHTTP(t *testing.T) {
 				t.Errorf("%s: %d, want %d: %.300s", tc.name, code, tc.want, body)
 			}
 		}
+		// A body cut inside the file: 400, nothing stored, audited.
+		body := "--B\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n" + csrf +
+			"\r\n--B\r\nContent-Disposition: form-data; name=\"contact\"\r\n\r\n" + contact +
+			"\r\n--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.png\"\r\nContent-Type: image/png\r\n\r\n" + string(pngPixel)
+		req, _ := http.NewRequest("POST", base+"/cases/"+caseID+"/attachments", strings.NewReader(body))
+		req.Header.Set("Content-Type", "multipart/form-data; boundary=B")
+		res, err := cc.c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusBadRequest {
+			t.Errorf("truncated upload: %d, want 400", res.StatusCode)
+		}
+		if _, page, _ := cc.get("/cases/" + caseID); strings.Contains(page, "cut.png") {
+			t.Error("a truncated upload was stored")
+		}
+		if a := audit("attachment.create"); !strings.Contains(a, `"reason":"body incomplete"`) {
+			t.Errorf("the truncated upload is not audited: %.400s", a)
+		}
 		if a := audit("auth.csrf"); !strings.Contains(a, "/cases/:id/attachments") {
 			t.Errorf("CSRF refusals not audited: %.500s", a)
 		}
