@@ -40,15 +40,23 @@ var previewTypes = map[string]bool{
 }
 
 // previewable reports whether an attachment is shown inline, by its
-// stored type (the template's "preview" func).
+// stored type.
 func previewable(contentType string) bool {
 	mt, _, err := mime.ParseMediaType(contentType)
 	return err == nil && previewTypes[mt]
 }
 
-// isImage: shown as an <img> on the case page (PDFs open in their own tab).
-func isImage(contentType string) bool {
-	return previewable(contentType) && strings.HasPrefix(contentType, "image/")
+// previewKind is how the case page shows an attachment inline: "image"
+// (a thumbnail and a link), "pdf" (a link to its own tab) or "" (download
+// only). The template's "previewKind".
+func previewKind(contentType string) string {
+	switch {
+	case !previewable(contentType):
+		return ""
+	case strings.HasPrefix(contentType, "image/"):
+		return "image"
+	}
+	return "pdf"
 }
 
 // previewCSP is the policy of an inline attachment: a browser's image or

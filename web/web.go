@@ -125,7 +125,7 @@ var funcs = template.FuncMap{
 	"join": strings.Join,
 	"add":  func(a, b int) int { return a + b },
 	// Attachments (agent_files.go).
-	"preview": previewable, "isImage": isImage, "size": humanSize,
+	"previewKind": previewKind, "size": humanSize,
 }
 
 // parseTemplates parses each page with the layout.
