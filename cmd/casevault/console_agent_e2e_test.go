@@ -282,14 +282,31 @@ func TestConsoleAgentHTTP(t *testing.T) {
 		if !strings.Contains(a, custID) || strings.Contains(strings.ToLower(a), "han.meimei") {
 			t.Fatalf("lookup audit names the customer found, never the address asked: %.600s", a)
 		}
-		// Keep location, withdraw marketing.
+		// A contact with a location, which the location consent covers.
+		code, ct := call(t, "POST", p.api()+"/cases/"+caseID+"/contacts", tok, map[string]any{"channel": "phone", "direction": "inbound", "author": "x",
+			"body": "where is it", "location": map[string]any{"lat": 52.52, "lon": 13.4, "label": "Alexanderplatz"}})
+		if code != 201 || ct["location"] == nil {
+			t.Fatalf("contact with a location: %d %v", code, ct)
+		}
+		locationOf := func() any {
+			_, c := call(t, "GET", p.api()+"/contacts/"+ct["id"].(string), tok, nil)
+			return c["location"]
+		}
+		// Keep location, withdraw marketing: the location stays.
 		code, body, _ := cc.post("/customers/"+custID+"/consents", url.Values{"csrf": {csrf}, "location": {"on"}})
 		if code != http.StatusSeeOther {
 			t.Fatalf("consents: %d %s", code, body)
 		}
 		_, cust := call(t, "GET", p.api()+"/customers/"+custID, tok, nil)
-		if c := cust["consents"].(map[string]any); c["marketing"] != false || c["location"] != true {
-			t.Fatalf("consents after the form: %v", c)
+		if c := cust["consents"].(map[string]any); c["marketing"] != false || c["location"] != true || locationOf() == nil {
+			t.Fatalf("consents after the form: %v, location %v", c, locationOf())
+		}
+		// Withdraw location: the stored location is redacted, as the API's PATCH does.
+		if code, body, _ := cc.post("/customers/"+custID+"/consents", url.Values{"csrf": {csrf}}); code != http.StatusSeeOther {
+			t.Fatalf("withdraw location: %d %s", code, body)
+		}
+		if l := locationOf(); l != nil {
+			t.Fatalf("the contact keeps its location %v after the withdrawal", l)
 		}
 		if code, _, _ := cc.post("/customers/"+custID+"/consents", url.Values{"location": {"on"}}); code != http.StatusForbidden {
 			t.Fatalf("consents without CSRF: %d", code)
