@@ -187,6 +187,28 @@ func TestConsoleAgentHTTP(t *testing.T) {
 		}
 	})
 
+	t.Run("PDF inline, a hostile file name inert", func(t *testing.T) {
+		contact := addContact(t, p.api(), tok, caseID, "email", "pdf")
+		const evil = `<img src=x onerror=alert(1)>"; x=".pdf`
+		pdf := []byte("%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n")
+		if code, body, _ := cc.postMultipart("/cases/"+caseID+"/attachments", [][2]string{{"csrf", csrf}, {"contact", contact}}, evil, "application/pdf", pdf); code != http.StatusSeeOther {
+			t.Fatalf("PDF upload: %d %s", code, body)
+		}
+		_, page, _ := cc.get("/cases/" + caseID)
+		if strings.Contains(page, "<img src=x onerror") {
+			t.Fatal("the file name reached the page as markup")
+		}
+		id := regexpFind(`href="/attachments/([^"/]+)" download>&lt;img`, page)
+		if id == "" {
+			t.Fatalf("the PDF is not listed with its escaped name")
+		}
+		code, _, h := cc.get("/attachments/" + id + "/preview")
+		if code != 200 || h.Get("Content-Type") != "application/pdf" || !strings.HasPrefix(h.Get("Content-Disposition"), "inline; filename*=UTF-8''%3Cimg") ||
+			strings.ContainsAny(strings.TrimPrefix(h.Get("Content-Disposition"), "inline; "), "\"<> ;") {
+			t.Fatalf("PDF preview: %d %q %q", code, h.Get("Content-Type"), h.Get("Content-Disposition"))
+		}
+	})
+
 	t.Run("HTML and SVG never inline", func(t *testing.T) {
 		contact := addContact(t, p.api(), tok, caseID, "email", "files")
 		for _, tc := range []struct{ name, ctype, body string }{
