@@ -88,3 +88,27 @@ func TestPreviewable(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentMessagesFormat: every agent message with verbs formats cleanly
+// in both languages (the Chinese explanation reorders its arguments).
+func TestAgentMessagesFormat(t *testing.T) {
+	args := map[string][]any{
+		"files.too_large": {int64(1 << 20)}, "explain.rule": {"customer_service", "2y", "capture", "delete"},
+		"explain.version": {3}, "explain.hold_placed": {"2026-01-02 10:00", "legal1"},
+	}
+	cat := newCatalogue()
+	for _, lang := range []string{"en", "zh-Hans"} {
+		L := &locale{Lang: lang, msgs: cat.msgs[lang], en: cat.msgs["en"]}
+		for k := range agentMessagesEN {
+			got := L.T(k, args[k]...)
+			if strings.Contains(got, "%!") || (len(args[k]) == 0 && strings.Contains(got, "%")) {
+				t.Errorf("%s %s: %q", lang, k, got)
+			}
+			for _, a := range args[k] {
+				if s, ok := a.(string); ok && !strings.Contains(got, s) {
+					t.Errorf("%s %s: %q lacks %q", lang, k, got, s)
+				}
+			}
+		}
+	}
+}
