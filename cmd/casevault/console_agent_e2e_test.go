@@ -489,6 +489,12 @@ func TestConsoleAgentBrowser(t *testing.T) {
 			t.Fatalf("lookup landed on %q", h)
 		}
 		b.check("customer-consents")
+		// The lookup in Chinese.
+		b.run(chromedp.Navigate(base+"/lang/zh-Hans?next=/customers"), chromedp.WaitVisible(chromedp.ID("lookup-email")))
+		if h := b.text("h1"); h != "查找客户" {
+			t.Errorf("zh-Hans lookup h1 %q", h)
+		}
+		b.check("customer-lookup-zh")
 	})
 
 	t.Run("legal sees why a contact is kept", func(t *testing.T) {
