@@ -141,6 +141,12 @@ go test -run '^$' -bench 'AddContact' -benchtime 5s ./sqlstore/ | tee -a "$out"
 go test -run '^$' -bench 'Verify1M' -benchtime 1x ./audit/ | tee -a "$out"
 # the issue's corpus: 200,000 contacts in 20,000 cases (20,000 with BENCH_QUICK)
 CASEVAULT_BENCH_CONTACTS="${CASEVAULT_BENCH_CONTACTS:-200000}" go test -run '^$' -bench Corpus -benchtime 2000x -timeout 30m ./search/bleve/ | tee -a "$out" || true
+# Issue 18: the console's pages. Renders (search with 20 hits, case with 500
+# contacts as an agent and as legal; the sign-in page is the reference), and
+# the whole search page (Bleve + render) on the generated corpus, with the
+# engine alone as the reference.
+go test -run '^$' -bench 'RenderLoginReference|RenderSearch20Hits|RenderCase500' -benchtime 300x ./web/ | tee -a "$out" || true
+CASEVAULT_BENCH_CONTACTS="${CASEVAULT_BENCH_CONTACTS:-200000}" go test -run '^$' -bench SearchPageCorpus -benchtime 500x -timeout 40m ./web/ | tee -a "$out" || true
 go test -run XXX -bench 'Sweep$|SweepNothingDue' -benchtime 1x ./retention/ | tee -a "$out" || true
 # Issue 14: the same due contacts swept with no hold and under 100 mixed-scope
 # holds (1,000,000 contacts; quick 20,000), ratio in one run; a hold report's

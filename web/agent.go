@@ -31,6 +31,7 @@ func (w *Console) routes() []pageRoute {
 		{method: "GET", path: "/customers/:id", perm: auth.CaseRead, read: "customer.read", target: "customer", h: w.customerPage},
 		{method: "GET", path: "/attachments/:id", perm: auth.CaseRead, read: "attachment.read", target: "attachment", h: w.downloadAttachment},
 	}
+	rs = append(rs, w.agentRoutes()...)
 	rs = append(rs, w.legalRoutes()...)
 	rs = append(rs, w.operatorRoutes()...)
 	rs = append(rs, w.opsRoutes()...)
@@ -236,6 +237,10 @@ func (w *Console) casePage(r *req) error {
 		}
 		data["Holds"] = held
 	}
+	data["Recent"] = recentContacts(cs, 50)
+	if err := w.explainCase(r, cs.ID, data); err != nil {
+		return err
+	}
 	return r.render("case", r.L.T("case.title", cs.Number), data)
 }
 
@@ -288,22 +293,30 @@ func formValue(c *fiber.Ctx, key string) (string, bool) {
 	return "", false
 }
 
+// addContact logs a contact; with a file (the form is multipart then,
+// the file its last field) the file is attached to the new contact.
 func (w *Console) addContact(r *req) error {
 	c := r.c
 	id := c.Params("id")
-	ch := cases.Channel(c.FormValue("channel"))
-	dir := cases.Direction(c.FormValue("direction"))
+	if err := w.checkUploadSize(r); err != nil {
+		return err
+	}
+	f, err := r.readForm()
+	if err != nil {
+		return err
+	}
+	ch := cases.Channel(f.get("channel"))
+	dir := cases.Direction(f.get("direction"))
 	author := r.ses.User.Name
-	if v := strings.TrimSpace(c.FormValue("author")); v != "" {
+	if v := f.get("author"); v != "" {
 		author = v
 	}
-	body := c.FormValue("body")
+	body := f.vals.Get("body")
 	in := cases.NewContact{Channel: &ch, Direction: &dir, Author: &author, Body: &body}
-	args := c.Request().PostArgs()
-	for _, p := range args.PeekMulti("purposes") {
+	for _, p := range f.vals["purposes"] {
 		in.Purposes = append(in.Purposes, cases.Purpose(p))
 	}
-	if when := strings.TrimSpace(c.FormValue("occurred_at")); when != "" {
+	if when := f.get("occurred_at"); when != "" {
 		// A datetime-local field is in the user's zone.
 		t, err := time.ParseInLocation("2006-01-02T15:04", when, r.L.loc)
 		if err != nil {
@@ -312,8 +325,15 @@ func (w *Console) addContact(r *req) error {
 		s := t.UTC().Format(time.RFC3339)
 		in.OccurredAt = &s
 	}
-	if _, err := w.d.API.Cases.AddContact(c.UserContext(), id, in, r.actor); err != nil {
+	res, err := w.d.API.Cases.AddContact(c.UserContext(), id, in, r.actor)
+	if err != nil {
 		return err
+	}
+	if f.file != nil {
+		if _, err := w.storeFile(r, res.ID, f.file); err != nil {
+			return err
+		}
+		return r.redirect("/cases/"+id, "contact_file_added")
 	}
 	return r.redirect("/cases/"+id, "contact_added")
 }
@@ -332,7 +352,7 @@ func (w *Console) customerPage(r *req) error {
 	if err := r.audit("customer.cases", "customer", cust.ID, nil); err != nil {
 		return err
 	}
-	return r.render("customer", cust.Name, map[string]any{"Customer": cust, "Cases": list})
+	return r.render("customer", cust.Name, map[string]any{"Customer": cust, "Cases": list, "CanWrite": r.ses.User.Role.Allows(auth.CaseWrite)})
 }
 
 // downloadAttachment streams an attachment as a download (never inline:

@@ -24,16 +24,20 @@ type catalogue struct {
 
 func newCatalogue() catalogue {
 	return catalogue{msgs: map[string]map[string]string{
-		"en":      mergeMessages(messagesEN, messagesOpsEN),
-		"zh-Hans": mergeMessages(messagesZH, messagesOpsZH),
+		"en":      mergeMessages(messagesEN, messagesOpsEN, agentMessagesEN),
+		"zh-Hans": mergeMessages(messagesZH, messagesOpsZH, agentMessagesZH),
 	}, matcher: language.NewMatcher(languages)}
 }
 
-// mergeMessages joins the catalogue's files (each area keeps its messages
-// in a file of its own) into one map per language; a key defined twice is
-// a programming error TestCatalogueComplete reports, the later file wins.
+// mergeMessages joins the message files of one language (each audience's
+// pages keep theirs in its own file); a key in two files is a mistake
+// TestCatalogueComplete reports, the later file wins here.
 func mergeMessages(parts ...map[string]string) map[string]string {
-	out := map[string]string{}
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	out := make(map[string]string, n)
 	for _, p := range parts {
 		for k, v := range p {
 			out[k] = v

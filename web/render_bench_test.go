@@ -76,6 +76,7 @@ func benchRender(b *testing.B, page string, data func() map[string]any) {
 	d := data()
 	times := make([]time.Duration, 0, b.N)
 	b.ReportAllocs()
+	cpu0 := processCPU()
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
@@ -85,6 +86,9 @@ func benchRender(b *testing.B, page string, data func() map[string]any) {
 		times = append(times, time.Since(start))
 	}
 	b.StopTimer()
+	// CPU time per render: what the figure is on a machine shared with
+	// other work (the wall-clock p99 then mostly measures the waiting).
+	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 	slices.Sort(times)
 	b.ReportMetric(float64(times[len(times)*99/100].Microseconds()), "p99-µs")
 	b.ReportMetric(float64(len(r.c.Response().Body())), "bytes")
@@ -146,6 +150,17 @@ func TestSafeSnippet(t *testing.T) {
 // TestCatalogueComplete: every key has both languages, and every key the
 // templates and pages use exists.
 func TestCatalogueComplete(t *testing.T) {
+	for lang, files := range map[string][]map[string]string{"en": {messagesEN, messagesOpsEN, agentMessagesEN}, "zh-Hans": {messagesZH, messagesOpsZH, agentMessagesZH}} {
+		seen := map[string]bool{}
+		for _, f := range files {
+			for k := range f {
+				if seen[k] {
+					t.Errorf("%s: %s is in two message files", lang, k)
+				}
+				seen[k] = true
+			}
+		}
+	}
 	cat := newCatalogue()
 	en, zh := cat.msgs["en"], cat.msgs["zh-Hans"]
 	for k := range en {
@@ -156,14 +171,6 @@ func TestCatalogueComplete(t *testing.T) {
 	for k := range zh {
 		if _, ok := en[k]; !ok {
 			t.Errorf("%s: no English text", k)
-		}
-	}
-	// A key in two of the catalogue's files would silently lose one text.
-	for _, pair := range [][2]map[string]string{{messagesEN, messagesOpsEN}, {messagesZH, messagesOpsZH}} {
-		for k := range pair[1] {
-			if _, ok := pair[0][k]; ok {
-				t.Errorf("%s is defined in messages.go and messages_ops.go", k)
-			}
 		}
 	}
 	names, _ := fs.Glob(templateFS, "templates/*.html")

@@ -73,7 +73,7 @@ func (w *Console) page(perm auth.Permission, read, target string, h handler) fib
 		r.L = w.localeFor(c, &ses.User)
 		if c.Method() == fiber.MethodPost {
 			want := auth.Derive(ses.Secret, "csrf")
-			if subtle.ConstantTimeCompare([]byte(c.FormValue("csrf")), []byte(want)) != 1 {
+			if subtle.ConstantTimeCompare([]byte(r.postedCSRF()), []byte(want)) != 1 {
 				api.RecordDenial(ctx, w.d.API.Audit, w.log, r.actor, "auth.csrf", routeName)
 				return &statusError{fiber.StatusForbidden, r.L.T("error.csrf")}
 			}
@@ -142,7 +142,7 @@ func (w *Console) renderLogin(c *fiber.Ctx, pre, msg string, status int) error {
 	L := w.localeFor(c, nil)
 	c.Status(status)
 	return w.renderWith(c, "login", view{L: L, Title: L.T("login.title"), CSRF: auth.Derive(pre, "login"),
-		Data: map[string]any{"Next": safeNext(c.Query("next", c.FormValue("next"))), "Error": msg, "Name": c.FormValue("name")}})
+		Data: map[string]any{"Next": safeNext(c.Query("next", c.FormValue("next"))), "Error": msg, "Name": c.FormValue("name"), "OIDC": w.oidc != nil}})
 }
 
 // login signs a user in. Attempts are limited per client address (429)

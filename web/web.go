@@ -17,6 +17,7 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"mime/multipart"
 	"net/http"
 	"strings"
 	"sync"
@@ -46,6 +47,8 @@ type Config struct {
 	// LoginRate is how many sign-in attempts one client address may make
 	// per minute (0: 20).
 	LoginRate int
+	// OIDC enables sign-in with an OpenID Connect provider (agent_oidc.go).
+	OIDC *OIDCConfig
 }
 
 // Deps are the console's collaborators: the services the API calls (the
@@ -81,6 +84,7 @@ type Console struct {
 	assets  fs.FS
 	cat     catalogue
 	ops     opsState
+	oidc    *oidcClient // nil: no OpenID Connect sign-in
 }
 
 // New builds the console.
@@ -109,8 +113,12 @@ func New(cfg Config, d Deps) (*Console, error) {
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Console{cfg: cfg, d: d, log: log, pages: pages, logins: newLimiter(cfg.LoginRate, time.Minute, cfg.Now),
-		runCtx: ctx, stopRun: cancel, assets: assets, cat: newCatalogue(), ops: newOpsState()}, nil
+	w := &Console{cfg: cfg, d: d, log: log, pages: pages, logins: newLimiter(cfg.LoginRate, time.Minute, cfg.Now),
+		runCtx: ctx, stopRun: cancel, assets: assets, cat: newCatalogue(), ops: newOpsState()}
+	if cfg.OIDC != nil {
+		w.oidc = &oidcClient{cfg: *cfg.OIDC}
+	}
+	return w, nil
 }
 
 // Close cancels the work pages started (backups), like api.Server.Shutdown.
@@ -130,6 +138,8 @@ var funcs = template.FuncMap{
 		}
 		return m
 	},
+	// Attachments (agent_files.go).
+	"previewKind": previewKind, "size": humanSize,
 }
 
 // parseTemplates parses each page with the layout.
@@ -165,6 +175,7 @@ func (w *Console) Mount(app *fiber.App) {
 	app.Get("/", w.wrap(w.home))
 	app.Get("/login", w.wrap(w.loginPage))
 	app.Post("/login", w.wrap(w.login))
+	w.mountOIDC(app)
 	app.Post("/logout", w.wrap(w.page("", "", "", w.logout)))
 	app.Post("/logout-all", w.wrap(w.page("", "", "", w.logoutAll)))
 	app.Get("/prefs", w.wrap(w.page("", "", "", func(r *req) error { return r.render("prefs", r.L.T("prefs.title"), nil) })))
@@ -198,6 +209,8 @@ type req struct {
 	// audited is the read to record once the page rendered.
 	readID     string
 	readDetail map[string]any
+	// mp is a multipart form's reader after its CSRF part (postedCSRF).
+	mp *multipart.Reader
 }
 
 func (w *Console) secure(c *fiber.Ctx) bool {
@@ -324,6 +337,7 @@ func (w *Console) nav(r *req) []navItem {
 		}
 	}
 	add(auth.CaseRead, "/search", "nav.search")
+	add(auth.CaseRead, "/customers", "nav.customers")
 	add(auth.LegalWork, "/holds", "nav.holds")
 	add(auth.LegalWork, "/audit", "nav.audit")
 	add(auth.LegalWork, "/dispositions", "nav.dispositions")

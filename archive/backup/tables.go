@@ -42,6 +42,8 @@ var tables = []table{
 	// Console users (their sessions are not backed up: a restore signs
 	// everyone out).
 	{Name: "users", Columns: []string{"id", "name", "role", "password_hash", "time_zone", "failed_logins", "locked_until", "created_at", "updated_at", "disabled_at"}, Order: "id"},
+	// Their OpenID Connect links (issue 18).
+	{Name: "user_identities", Columns: []string{"issuer", "subject", "user_id", "created_at", "last_seen_at"}, Order: "issuer, subject"},
 	// The wrapped data keys are kept in the key escrow, not in the dump
 	// (escrow.go: erasure must reach every backup copy of a key).
 	{Name: "customer_keys", Columns: []string{"customer_id", "wrapped_key", "created_at", "destroyed_at"}, Order: "customer_id", Escrowed: escrowColumn},
@@ -62,7 +64,7 @@ var tables = []table{
 
 // contentTables must be empty in a restore target: a freshly migrated
 // database has none of these rows.
-var contentTables = []string{"customers", "cases", "contacts", "attachments", "tokens", "users", "customer_keys", "audit_events", "audit_pending", "legal_holds", "dispositions", "retention_runs", "hold_items", "case_history", "exports", "saved_searches"}
+var contentTables = []string{"customers", "cases", "contacts", "attachments", "tokens", "users", "user_identities", "customer_keys", "audit_events", "audit_pending", "legal_holds", "dispositions", "retention_runs", "hold_items", "case_history", "exports", "saved_searches"}
 
 func (t table) isBool(col string) bool {
 	for _, b := range t.Bools {

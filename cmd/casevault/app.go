@@ -240,7 +240,11 @@ func (a *app) buildConsole(cfg *config, deps *api.Deps, sink auditSink, ops web.
 		return usagef("--console-session-idle and --console-session-max must be positive")
 	}
 	a.sessions = auth.NewSessions(a.db, auth.SessionTimeouts{Idle: cfg.Console.Idle, Absolute: cfg.Console.Absolute}, nil)
-	con, err := web.New(web.Config{SecureCookies: cfg.Console.SecureCookies, Version: version}, web.Deps{
+	oidcCfg, err := consoleOIDC(cfg.Console.OIDC)
+	if err != nil {
+		return err
+	}
+	con, err := web.New(web.Config{SecureCookies: cfg.Console.SecureCookies, Version: version, OIDC: oidcCfg}, web.Deps{
 		API:       *deps,
 		Users:     auth.NewUsers(a.db, auth.DefaultArgon2, nil),
 		Sessions:  a.sessions,

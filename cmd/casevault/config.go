@@ -56,6 +56,13 @@ type config struct {
 type consoleConfig struct {
 	Enabled, SecureCookies bool
 	Idle, Absolute         time.Duration
+	OIDC                   oidcConfig
+}
+
+// oidcConfig is the console's OpenID Connect sign-in (off without an
+// issuer).
+type oidcConfig struct {
+	Issuer, ClientID, SecretFile, RedirectURL, RoleClaim, Roles string
 }
 
 // s3Config is an S3 endpoint with its credentials.
