@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
@@ -51,7 +52,18 @@ type route struct {
 	paged bool
 }
 
-func (s *Server) add(r route) { s.routes = append(s.routes, r) }
+// add puts r in the route table. A method and path added twice is a
+// programming error (Fiber would run the first handler and silently never
+// the second, and the OpenAPI document would list it twice): it panics, so
+// every test that builds a Server catches it.
+func (s *Server) add(r route) {
+	for _, have := range s.routes {
+		if have.method == r.method && have.path == r.path {
+			panic(fmt.Sprintf("api: route %s %s added twice", r.method, r.path))
+		}
+	}
+	s.routes = append(s.routes, r)
+}
 
 // register mounts a route with its guard and read audit. Every GET route
 // answers HEAD too, with the same status and headers and no body (fasthttp
@@ -122,7 +134,6 @@ func (s *Server) buildRoutes() {
 	s.addExportRoutes()
 	s.addPrivacyRoutes()
 	s.addBackupRoutes()
-	s.addPrivacyRoutes()
 }
 
 func (s *Server) immutable(c *fiber.Ctx) error {

@@ -14,10 +14,10 @@ var agentMessagesEN = map[string]string{
 	"files.no_preview": "This type of file is not shown in the browser; download it instead.",
 
 	"explain.why": "why", "case.explain.until_close": "the case closes",
-	"case.explain.rule":        "Deciding rule: purpose %s, kept %s from %s, then %s.",
-	"case.explain.version":     "schedule version %d",
-	"explain.hold_placed": "placed %s by %s",
-	"explain.held_note":   "Under legal hold:",
+	"case.explain.rule":    "Deciding rule: purpose %s, kept %s from %s, then %s.",
+	"case.explain.version": "schedule version %d",
+	"explain.hold_placed":  "placed %s by %s",
+	"explain.held_note":    "Under legal hold:",
 
 	"consents.change": "Change consents",
 	"consents.note":   "Withdrawing a consent redacts the stored data it covered; this cannot be undone.",
@@ -53,10 +53,10 @@ var agentMessagesZH = map[string]string{
 	"files.no_preview": "此类文件不在浏览器中显示，请下载。",
 
 	"explain.why": "原因", "case.explain.until_close": "案件关闭",
-	"case.explain.rule":        "决定规则：用途 %s，自%[3]s起保留 %[2]s，之后%[4]s。",
-	"case.explain.version":     "保留计划第 %d 版",
-	"explain.hold_placed": "%s 由 %s 设立",
-	"explain.held_note":   "处于法律保全中：",
+	"case.explain.rule":    "决定规则：用途 %s，自%[3]s起保留 %[2]s，之后%[4]s。",
+	"case.explain.version": "保留计划第 %d 版",
+	"explain.hold_placed":  "%s 由 %s 设立",
+	"explain.held_note":    "处于法律保全中：",
 
 	"consents.change": "修改同意",
 	"consents.note":   "撤回同意会删除其所涵盖的已存数据，且无法撤销。",
