@@ -322,7 +322,10 @@ func indexSettings() *meilisearch.Settings {
 		DistinctAttribute: &distinct,
 		// A contact's text is its case's subject plus its body; cjk holds
 		// their CJK bigrams (cjk.go).
-		SearchableAttributes: []string{"subject", "body", "cjk"},
+		// The customer's name is searchable too (free text finds it);
+		// CustomerIDsByName searches only customer_name and its bigrams
+		// (attributesToSearchOn).
+		SearchableAttributes: []string{"subject", "body", "cjk", attrName, attrNameCJK},
 		FilterableAttributes: filterable(),
 		SortableAttributes:   []string{"sort_at", "updated_at"},
 		PrefixSearch:         &prefixSearch,
@@ -605,10 +608,14 @@ type document struct {
 	Direction  string   `json:"direction"`
 	Author     string   `json:"author"`
 	Body       string   `json:"body"`
-	CJK        []string `json:"cjk,omitempty"`         // CJK bigrams of subject and body (cjk.go)
-	OccurredAt *int64   `json:"occurred_at,omitempty"` // Unix microseconds; contacts only
-	SortAt     int64    `json:"sort_at"`               // occurred_at, or the case's creation
-	UpdatedAt  int64    `json:"updated_at"`            // Unix microseconds
+	CJK        []string `json:"cjk,omitempty"` // CJK bigrams of subject and body (cjk.go)
+	// The customer's name (search.CaseDoc.CustomerName) and its CJK
+	// bigrams, searchable on their own by CustomerIDsByName.
+	CustomerName    string `json:"customer_name,omitempty"`
+	CustomerNameCJK string `json:"customer_name_cjk,omitempty"`
+	OccurredAt      *int64 `json:"occurred_at,omitempty"` // Unix microseconds; contacts only
+	SortAt          int64  `json:"sort_at"`               // occurred_at, or the case's creation
+	UpdatedAt       int64  `json:"updated_at"`            // Unix microseconds
 	// Rev is the feed position of the case state the document reflects
 	// (search.CaseDoc.Rev); see Index.
 	Rev int64 `json:"rev"`
@@ -657,20 +664,24 @@ func hexAll(s []string) []string {
 
 func caseDocuments(c search.CaseDoc) []document {
 	base := document{
-		CaseID:      c.CaseID,
-		Number:      c.Number,
-		CustomerID:  c.CustomerID,
-		Subject:     c.Subject,
-		Status:      c.Status,
-		Priority:    c.Priority,
-		Assignee:    c.Assignee,
-		Tags:        nonNil(c.Tags),
-		UpdatedAt:   timeValue(c.UpdatedAt),
-		Rev:         c.Rev,
-		XCaseID:     encodeValue(c.CaseID),
-		XCustomerID: encodeValue(c.CustomerID),
-		XStatus:     encodeValue(c.Status),
-		XPriority:   encodeValue(c.Priority),
+		CaseID:     c.CaseID,
+		Number:     c.Number,
+		CustomerID: c.CustomerID,
+		// the name's bigrams are in their own field only: a CJK word of
+		// free text is also searched there (searchable attributes)
+		CustomerName:    c.CustomerName,
+		CustomerNameCJK: cjkField(c.CustomerName),
+		Subject:         c.Subject,
+		Status:          c.Status,
+		Priority:        c.Priority,
+		Assignee:        c.Assignee,
+		Tags:            nonNil(c.Tags),
+		UpdatedAt:       timeValue(c.UpdatedAt),
+		Rev:             c.Rev,
+		XCaseID:         encodeValue(c.CaseID),
+		XCustomerID:     encodeValue(c.CustomerID),
+		XStatus:         encodeValue(c.Status),
+		XPriority:       encodeValue(c.Priority),
 		// keyword filter forms are folded (search.FoldKeyword): tag:VIP
 		// finds "vip" on both engines
 		XAssignee: encodeValue(search.FoldKeyword(c.Assignee)),
