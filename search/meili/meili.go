@@ -1094,16 +1094,19 @@ func pageFor(offset, limit int) (page, perPage int, ok bool) {
 // page mode applies distinct to every candidate; offset mode counts every
 // matching contact), and one count per channel and purpose value (cases with
 // a matching contact having it).
+//
+// Facets are disjunctive within a field (search.DisjunctiveVariants): the
+// requests counting them go into the query's own multi-search (facets.go).
 func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, error) {
-	res, err := e.search(ctx, q)
+	parts, err := e.facetParts(q)
 	if err != nil {
-		return res, err
+		return search.Result{}, err
 	}
-	return res, search.DisjunctiveFacets(ctx, q, &res, e.search)
+	return e.search(ctx, q, parts)
 }
 
-// search is Search without disjunctive facets.
-func (e *Engine) search(ctx context.Context, q search.Query) (search.Result, error) {
+// search answers q, sending parts' requests in its first multi-search.
+func (e *Engine) search(ctx context.Context, q search.Query, parts []facetPart) (search.Result, error) {
 	bs, err := branches(q, q.Exact)
 	if err != nil {
 		return search.Result{}, err
@@ -1124,7 +1127,7 @@ func (e *Engine) search(ctx context.Context, q search.Query) (search.Result, err
 	}
 
 	if len(bs) > 1 {
-		return e.searchUnion(ctx, q, bs)
+		return e.searchUnion(ctx, q, bs, parts)
 	}
 
 	b := bs[0]
@@ -1196,13 +1199,14 @@ func (e *Engine) search(ctx context.Context, q search.Query) (search.Result, err
 	}
 
 	var resps []*searchResponse
-	if len(queries) == 1 {
+	var partResps []json.RawMessage
+	if len(queries) == 1 && len(parts) == 0 {
 		r, err := e.rawSearch(ctx, req)
 		if err != nil {
 			return search.Result{}, err
 		}
 		resps = []*searchResponse{r}
-	} else if resps, err = e.multiSearch(ctx, queries); err != nil {
+	} else if resps, partResps, err = e.multiSearch(ctx, queries, partQueries(parts)); err != nil {
 		return search.Result{}, err
 	}
 
@@ -1266,6 +1270,9 @@ func (e *Engine) search(ctx context.Context, q search.Query) (search.Result, err
 			}
 			res.Facets[f.key] = m
 		}
+	}
+	if err := readParts(parts, partResps, &res); err != nil {
+		return search.Result{}, err
 	}
 
 	return res, nil
@@ -1356,18 +1363,25 @@ func (e *Engine) rawSearch(ctx context.Context, req *meilisearch.SearchRequest) 
 	return &resp, nil
 }
 
-func (e *Engine) multiSearch(ctx context.Context, queries []*meilisearch.SearchRequest) ([]*searchResponse, error) {
-	out, err := multiSearchInto[searchResponse](ctx, e, queries)
+// multiSearch sends queries and then extra in one multi-search; the
+// answers to extra come back undecoded, for their readers.
+func (e *Engine) multiSearch(ctx context.Context, queries, extra []*meilisearch.SearchRequest) ([]*searchResponse, []json.RawMessage, error) {
+	raws, err := multiSearchInto[json.RawMessage](ctx, e, append(slices.Clone(queries), extra...))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	for i := range out {
+	out := make([]*searchResponse, len(queries))
+	for i := range queries {
+		out[i] = new(searchResponse)
+		if err := json.Unmarshal(*raws[i], out[i]); err != nil {
+			return nil, nil, &Error{Op: "multi-search", Message: "decode response", Err: err}
+		}
 		if queries[i].HitsPerPage != nil && out[i].TotalHits == nil {
 			// meilisearch-go drops a zero totalHits (omitempty)
 			out[i].TotalHits = new(int64)
 		}
 	}
-	return out, nil
+	return out, derefAll(raws[len(queries):]), nil
 }
 
 // wait waits for an enqueued task (or returns the enqueue error) and checks
