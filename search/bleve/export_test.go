@@ -37,5 +37,5 @@ func (e *Engine) RawIndex() bv.Index { return e.idx }
 // SearchWithoutDisjunctiveFacets is Search without the re-runs that make
 // facets disjunctive, for the benchmark's cost of those.
 func (e *Engine) SearchWithoutDisjunctiveFacets(ctx context.Context, q search.Query) (search.Result, error) {
-	return e.search(ctx, q)
+	return e.search(ctx, q, false)
 }
