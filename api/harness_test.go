@@ -247,7 +247,9 @@ func newHarnessDB(t *testing.T, db *sqldb.DB, blobs archive.Blobs) *harness {
 			return err
 		},
 		SavedSearches: savedsearch.New(db),
-		AuditTrail:    trail, Search: ix, Reindex: func(context.Context) error { return *reindexErr }, Retention: ret, Exports: exports,
+		AuditTrail:    trail, Search: api.CustomerSearch{Searcher: ix, Names: ix, Lookup: func(ctx context.Context, email, phone string) ([]cases.Customer, error) {
+			return store.FindCustomers(ctx, sqlstore.CustomerLookup{Email: email, Phone: phone})
+		}}, Reindex: func(context.Context) error { return *reindexErr }, Retention: ret, Exports: exports,
 		Backups: &api.BackupDeps{Service: bsvc, Identity: bkeys.Identity, Ping: repoStore.Ping},
 		Privacy: &api.PrivacyDeps{
 			Eraser: retention.NewEraser(db, retention.EraserOptions{Holds: holds, Keys: keys, Fields: fields, Blobs: blobs,

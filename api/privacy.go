@@ -2,7 +2,11 @@ package api
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -32,8 +36,8 @@ func (s *Server) addPrivacyRoutes() {
 	}
 	const v1 = "/api/v1"
 	s.add(route{method: "GET", path: v1 + "/customers", perm: auth.CaseRead, read: "customer.lookup", target: "customer",
-		summary: "Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored)", h: s.findCustomers, ok: 200, reply: listBody[cases.Customer]{},
-		query: []param{pString("email", "Exact e-mail address (case-insensitive)."), pString("phone", "Exact phone number (compared by its digits)."), pString("q", "Name search (not served here: 422).")}})
+		summary: "Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q)", h: s.findCustomers, ok: 200, reply: listBody[cases.Customer]{},
+		query: []param{pString("email", "Exact e-mail address (case-insensitive)."), pString("phone", "Exact phone number (compared by its digits)."), pString("q", "Find customers by name (any script, typo-tolerant, Chinese by substring; through the search index, so only customers with a case), or by an exact e-mail or phone number typed here. Not together with email or phone.")}})
 	s.add(route{method: "DELETE", path: v1 + "/customers/:id", perm: auth.CaseManage,
 		summary: "Erase a customer: cases, contacts, attachments, profile and data key (409 naming the holds when held, or with open cases unless force=true)",
 		h:       s.eraseCustomer, ok: 200, request: EraseInput{}, reply: retention.Erasure{},
@@ -82,11 +86,10 @@ func (s *Server) eraseCustomer(c *fiber.Ctx) error {
 	return c.JSON(out)
 }
 
-// findCustomers is the exact lookup. The name search through the index
-// (?q=) is another route's part; here q is refused rather than ignored.
+// findCustomers is the exact lookup (email, phone) or the search (q).
 func (s *Server) findCustomers(c *fiber.Ctx) error {
-	if c.Query("q") != "" {
-		return fieldError("name search is not available here", "q", "not supported; use email or phone")
+	if c.Context().QueryArgs().Has("q") {
+		return s.searchCustomers(c)
 	}
 	email, phone := strings.TrimSpace(c.Query("email")), strings.TrimSpace(c.Query("phone"))
 	if email == "" && phone == "" {
@@ -110,5 +113,60 @@ func (s *Server) findCustomers(c *fiber.Ctx) error {
 	// The audit event names who was found, never what was asked for.
 	c.Locals(targetKey, "")
 	c.Locals(detailKey, map[string]any{"found": ids, "by_email": email != "", "by_phone": phone != ""})
+	return list(c, found, "")
+}
+
+// maxCustomerResults bounds GET /customers?q=: a name that matches more
+// people than this is one to narrow (the list is not paged).
+const maxCustomerResults = 50
+
+// searchCustomers is GET /customers?q=: q is what an agent types into a
+// "find customer" box, resolved as a customer: term is (CustomerSearch):
+// an e-mail or phone number exactly, anything else by name through the
+// index. Customers come from the store, so an erased one (whose index
+// documents may not be gone yet) is never shown.
+func (s *Server) searchCustomers(c *fiber.Ctx) error {
+	q := strings.TrimSpace(c.Query("q"))
+	switch {
+	case c.Query("email") != "" || c.Query("phone") != "":
+		return fieldError("q cannot be combined with email or phone", "q", "give q alone, or email and/or phone")
+	case q == "":
+		return fieldError("q is empty", "q", "required: a name, e-mail or phone number")
+	case len(q) > maxCustomerTerm:
+		return fieldError("q too long", "q", fmt.Sprintf("at most %d bytes", maxCustomerTerm))
+	case !utf8.ValidString(q):
+		return fieldError("q is not valid UTF-8", "q", "not valid UTF-8")
+	case !strings.ContainsFunc(q, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsNumber(r) }):
+		return fieldError("q has no letter or digit", "q", "must hold a letter or digit")
+	}
+	r, ok := s.d.Search.(customerResolver)
+	if !ok {
+		return errStatus(fiber.StatusServiceUnavailable, "this server has no search index to find customers by name")
+	}
+	ids, err := r.ResolveCustomer(c.UserContext(), q)
+	if err != nil {
+		return err
+	}
+	found := []cases.Customer{}
+	for _, id := range ids {
+		if len(found) == maxCustomerResults {
+			break
+		}
+		cu, err := s.d.Cases.GetCustomer(c.UserContext(), id)
+		if errors.Is(err, cases.ErrNotFound) || errors.Is(err, cases.ErrErased) {
+			continue // erased or deleted since the index saw them
+		}
+		if err != nil {
+			return err
+		}
+		found = append(found, cu)
+	}
+	got := make([]string, len(found))
+	for i, f := range found {
+		got[i] = f.ID
+	}
+	// The audit event names who was found, never what was typed.
+	c.Locals(targetKey, "")
+	c.Locals(detailKey, map[string]any{"found": got, "by_name": !emailShaped(q) && !phoneShaped(q), "by_email": emailShaped(q), "by_phone": phoneShaped(q)})
 	return list(c, found, "")
 }

@@ -102,6 +102,19 @@ func RunSearch(ctx context.Context, sr Searcher, vals url.Values, limit int) (se
 		return search.Result{}, q, err
 	}
 
+	// customer: finds customers by name, e-mail or phone where the
+	// searcher can resolve them (CustomerSearch), before the URL's
+	// customer_id= (exact IDs) is merged in.
+	if r, ok := sr.(customerResolver); ok {
+		err := resolveCustomers(ctx, r, &q)
+		if errors.As(err, &qe) {
+			return search.Result{}, q, fieldError(qe.Error(), "q", qe.Error())
+		}
+		if err != nil {
+			return search.Result{}, q, err
+		}
+	}
+
 	uf, err := search.FilterFromValues(vals)
 	if errors.As(err, &qe) {
 		return search.Result{}, q, fieldError(qe.Error(), fieldOf(qe.Term), qe.Message)

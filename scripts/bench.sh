@@ -6,7 +6,8 @@
 #     one, lock waits, audit sequencing delay p99, and pgbench running the
 #     contact write's own SQL (the ceiling that SQL allows);
 #  2. the Go benchmarks: contact ingest with/without audit, audit verify of 1M
-#     events, Bleve indexing and search, attachment 1 GiB vs direct minio-go,
+#     events, Bleve indexing and search, our search vs raw Bleve and the
+#     customer lookup by e-mail (issue 16), attachment 1 GiB vs direct minio-go,
 #     backup/restore of 200k contacts + 1 GiB vs tar | zstd; issue 14's legal-hold
 #     figures: sweep with 100 holds vs none, a hold report's first page at 100k
 #     items, export of 100k contacts + 1 GiB vs zip -r / zip -r -0.
@@ -147,6 +148,15 @@ CASEVAULT_BENCH_CONTACTS="${CASEVAULT_BENCH_CONTACTS:-200000}" go test -run '^$'
 # engine alone as the reference.
 go test -run '^$' -bench 'RenderLoginReference|RenderSearch20Hits|RenderCase500' -benchtime 300x ./web/ | tee -a "$out" || true
 CASEVAULT_BENCH_CONTACTS="${CASEVAULT_BENCH_CONTACTS:-200000}" go test -run '^$' -bench SearchPageCorpus -benchtime 500x -timeout 40m ./web/ | tee -a "$out" || true
+# Issue 16 (Performance): our engine vs raw bleve.Search on the same index, same
+# queries (1–3 words, typos, Chinese, two filters), with and without disjunctive
+# facets, p50/p99 and ratios in one run; and a one-customer search (what
+# customer:<e-mail> runs after the lookup below).
+CASEVAULT_BENCH_CONTACTS="${CASEVAULT_BENCH_CONTACTS:-200000}" go test -run '^$' -bench SearchVsRawBleve -benchtime 1000x -timeout 30m ./search/bleve/ | tee -a "$out" || true
+# Issue 15 §4 / 16: customer lookup by e-mail (keyed hash), p50/p99, SQLite and
+# PostgreSQL, 1,000,000 customers (quick 100,000).
+if [ -n "${BENCH_QUICK:-}" ]; then customers=100000; else customers=1000000; fi
+CUSTOMERS="$customers" go test -run '^$' -bench FindCustomerByEmail -benchtime 2000x -timeout 30m ./sqlstore/ | tee -a "$out" || true
 go test -run XXX -bench 'Sweep$|SweepNothingDue' -benchtime 1x ./retention/ | tee -a "$out" || true
 # Issue 14: the same due contacts swept with no hold and under 100 mixed-scope
 # holds (1,000,000 contacts; quick 20,000), ratio in one run; a hold report's

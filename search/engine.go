@@ -16,16 +16,22 @@ type CaseDoc struct {
 	CaseID     string
 	Number     int64
 	CustomerID string
-	Subject    string
-	Status     string
-	Priority   string
-	Channel    string
-	Assignee   string
-	Tags       []string
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
-	Rev        int64 // feed position of the newest change this document reflects
-	Contacts   []ContactDoc
+	// CustomerName is the customer's name as the store opened it (names
+	// are sealed in the database, so the index is the only place a name
+	// can be searched). Free text matches it, and CustomerFinder finds
+	// customers by it. Erasing the customer deletes their cases, and with
+	// them every document holding the name.
+	CustomerName string
+	Subject      string
+	Status       string
+	Priority     string
+	Channel      string
+	Assignee     string
+	Tags         []string
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+	Rev          int64 // feed position of the newest change this document reflects
+	Contacts     []ContactDoc
 }
 
 // ContactDoc is one contact as the index sees it. Bodies are already masked
@@ -59,6 +65,17 @@ type Engine interface {
 	// Ping reports whether the engine is reachable.
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// CustomerFinder is implemented by every engine (the conformance suite
+// requires it): it finds customers by name through the names their case
+// documents carry.
+type CustomerFinder interface {
+	// CustomerIDsByName returns the IDs of up to limit customers whose
+	// name matches name as free text does (every word, typo-tolerant by
+	// length, Chinese by substring), best match first. A customer
+	// without any case is not in the index and is not found.
+	CustomerIDsByName(ctx context.Context, name string, limit int) ([]string, error)
 }
 
 // SortOrder selects hit ordering.

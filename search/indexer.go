@@ -305,6 +305,38 @@ func (ix *Indexer) Search(ctx context.Context, q Query) (Result, error) {
 	}
 }
 
+// CustomerIDsByName implements CustomerFinder on the live engine, with the
+// same guard and reopening as Search. An engine that cannot find customers
+// is a wiring mistake (the conformance suite requires it), reported as an
+// error rather than as "nobody found".
+func (ix *Indexer) CustomerIDsByName(ctx context.Context, name string, limit int) ([]string, error) {
+	for {
+		h := ix.cur.Load()
+		h.mu.RLock()
+		if h.closed {
+			h.mu.RUnlock()
+			continue
+		}
+		f, ok := h.eng.(CustomerFinder)
+		if !ok {
+			h.mu.RUnlock()
+			return nil, fmt.Errorf("search: engine %s cannot find customers by name", h.eng.Name())
+		}
+		var ids []string
+		err := ix.opts.Guard.Run("search.customers", func() (err error) {
+			ids, err = f.CustomerIDsByName(ctx, name, limit)
+			return err
+		})
+		h.mu.RUnlock()
+		if isPanic(err) || errors.Is(err, ErrBroken) {
+			ix.broken.Store(true)
+			ix.Kick()
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		return ids, err
+	}
+}
+
 func isPanic(err error) bool { return errors.Is(err, bg.ErrPanic) }
 
 // Close gives the feed lease up (so another replica can take a shared

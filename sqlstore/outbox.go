@@ -411,9 +411,27 @@ func (s *Store) loadCaseRows(ctx context.Context, ids []string, out map[string]s
 		return s.fail("load cases", err)
 	}
 
+	// The customers' names, opened: the index is where names are
+	// searched (they are sealed in the database).
+	custIDs := make([]string, 0, len(cs))
+	for _, c := range cs {
+		if !slices.Contains(custIDs, c.CustomerID) {
+			custIDs = append(custIDs, c.CustomerID)
+		}
+	}
+	names := make(map[string]string, len(custIDs))
+	custs, err := inChunks(ctx, s.db, s.db.Read, `SELECT `+customerCols+` FROM customers WHERE id IN (`, custIDs,
+		func(rows *sql.Rows) (cases.Customer, error) { return scanCustomer(o, rows) })
+	if err != nil {
+		return s.fail("load customers", err)
+	}
+	for _, c := range custs {
+		names[c.ID] = c.Name
+	}
+
 	for _, c := range cs {
 		out[c.ID] = search.CaseDoc{
-			CaseID: c.ID, Number: c.Number, CustomerID: c.CustomerID, Subject: c.Subject,
+			CaseID: c.ID, Number: c.Number, CustomerID: c.CustomerID, CustomerName: names[c.CustomerID], Subject: c.Subject,
 			Status: string(c.Status), Priority: string(c.Priority), Channel: string(c.Channel),
 			Assignee: c.Assignee, Tags: c.Tags, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
 		}

@@ -243,6 +243,18 @@ func (s *Store) UpdateCustomer(ctx context.Context, id string, fn func(*cases.Cu
 		if err != nil {
 			return fmt.Errorf("update customer: %w", err)
 		}
+		// The name is in every index document of the customer's cases
+		// (the index is where names are searched): a new name reindexes
+		// them, in this transaction, like any other case change.
+		if c.Name != old.Name {
+			ids, err := CustomerCaseIDs(ctx, s.db, tx, id)
+			if err != nil {
+				return fmt.Errorf("update customer: cases: %w", err)
+			}
+			if err := Enqueue(ctx, s.db, tx, ids...); err != nil {
+				return err
+			}
+		}
 		out = c
 		return nil
 	})

@@ -2408,7 +2408,7 @@ type GetCustomersParams struct {
 	// Phone Exact phone number (compared by its digits).
 	Phone *string `form:"phone,omitempty" json:"phone,omitempty"`
 
-	// Q Name search (not served here: 422).
+	// Q Find customers by name (any script, typo-tolerant, Chinese by substring; through the search index, so only customers with a case), or by an exact e-mail or phone number typed here. Not together with email or phone.
 	Q *string `form:"q,omitempty" json:"q,omitempty"`
 }
 
@@ -2420,7 +2420,7 @@ type HeadCustomersParams struct {
 	// Phone Exact phone number (compared by its digits).
 	Phone *string `form:"phone,omitempty" json:"phone,omitempty"`
 
-	// Q Name search (not served here: 422).
+	// Q Find customers by name (any script, typo-tolerant, Chinese by substring; through the search index, so only customers with a case), or by an exact e-mail or phone number typed here. Not together with email or phone.
 	Q *string `form:"q,omitempty" json:"q,omitempty"`
 }
 
@@ -3052,14 +3052,14 @@ type ClientInterface interface {
 	// Corresponds with HEAD /api/v1/contacts/{id}/retention (the `HeadContactsByIdRetention` operationId).
 	HeadContactsByIdRetention(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// GetCustomers Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored)
+	// GetCustomers Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q)
 	//
 	// Roles: admin, agent, legal, supervisor.
 	//
 	// Corresponds with GET /api/v1/customers (the `GetCustomers` operationId).
 	GetCustomers(ctx context.Context, params *GetCustomersParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// HeadCustomers Headers of: Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored)
+	// HeadCustomers Headers of: Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q)
 	//
 	// Roles: admin, agent, legal, supervisor.
 	//
@@ -4235,7 +4235,7 @@ func (c *Client) HeadContactsByIdRetention(ctx context.Context, id string, reqEd
 	return c.Client.Do(req)
 }
 
-// GetCustomers Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored)
+// GetCustomers Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q)
 //
 // Roles: admin, agent, legal, supervisor.
 //
@@ -4252,7 +4252,7 @@ func (c *Client) GetCustomers(ctx context.Context, params *GetCustomersParams, r
 	return c.Client.Do(req)
 }
 
-// HeadCustomers Headers of: Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored)
+// HeadCustomers Headers of: Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q)
 //
 // Roles: admin, agent, legal, supervisor.
 //
@@ -10286,7 +10286,7 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with HEAD /api/v1/contacts/{id}/retention (the `HeadContactsByIdRetention` operationId).
 	HeadContactsByIdRetentionWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*HeadContactsByIdRetentionResponse, error)
 
-	// GetCustomersWithResponse Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored)
+	// GetCustomersWithResponse Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q)
 	//
 	// Roles: admin, agent, legal, supervisor.
 	//
@@ -10295,7 +10295,7 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /api/v1/customers (the `GetCustomers` operationId).
 	GetCustomersWithResponse(ctx context.Context, params *GetCustomersParams, reqEditors ...RequestEditorFn) (*GetCustomersResponse, error)
 
-	// HeadCustomersWithResponse Headers of: Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored)
+	// HeadCustomersWithResponse Headers of: Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q)
 	//
 	// Roles: admin, agent, legal, supervisor.
 	//
@@ -17764,7 +17764,7 @@ func (c *ClientWithResponses) HeadContactsByIdRetentionWithResponse(ctx context.
 	return ParseHeadContactsByIdRetentionResponse(rsp)
 }
 
-// GetCustomersWithResponse Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored)
+// GetCustomersWithResponse Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q)
 //
 // Roles: admin, agent, legal, supervisor.
 //
@@ -17779,7 +17779,7 @@ func (c *ClientWithResponses) GetCustomersWithResponse(ctx context.Context, para
 	return ParseGetCustomersResponse(rsp)
 }
 
-// HeadCustomersWithResponse Headers of: Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored)
+// HeadCustomersWithResponse Headers of: Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q)
 //
 // Roles: admin, agent, legal, supervisor.
 //

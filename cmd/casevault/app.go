@@ -184,7 +184,13 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 	deps := api.Deps{
 		Cases: a.svc, Tokens: a.tokens, Metrics: a.metrics, Log: log,
 		Audit: sink, AuditTrail: a.audit, AuditTx: sink.hook, Attachments: att,
-		Search: a.indexer, SavedSearches: savedsearch.New(db),
+		// customer: and GET /customers?q= find customers by name through
+		// the index, by e-mail and phone through the keyed hashes
+		Search: api.CustomerSearch{Searcher: a.indexer, Names: a.indexer,
+			Lookup: func(ctx context.Context, email, phone string) ([]cases.Customer, error) {
+				return a.store.FindCustomers(ctx, sqlstore.CustomerLookup{Email: email, Phone: phone})
+			}},
+		SavedSearches: savedsearch.New(db),
 		// The rebuild outlives the request but not the process: it runs
 		// under the command's context, which SIGTERM cancels.
 		Reindex: func(context.Context) error {

@@ -281,6 +281,25 @@ type docFilter struct {
 	from, to int64 // Unix micros
 }
 
+// without is f without its (positive) filter on field: a disjunctive
+// facet's collector counts the query's matches as if that field were not
+// filtered. nil when nothing is left to check.
+func (f *docFilter) without(field string) *docFilter {
+	if f == nil {
+		return nil
+	}
+	out := &docFilter{dated: f.dated, from: f.from, to: f.to}
+	for _, k := range f.keywords {
+		if k.field != field || k.negated {
+			out.keywords = append(out.keywords, k)
+		}
+	}
+	if len(out.keywords) == 0 && !out.dated {
+		return nil
+	}
+	return out
+}
+
 // keywordFilter holds when a document has one of the values (negated: none
 // of them).
 type keywordFilter struct {

@@ -45,7 +45,7 @@ import (
 // MappingVersion changes whenever the document layout or analysis changes;
 // an index built with an older version is reported by Outdated so the
 // server rebuilds it (search.Indexer.Reindex) while still answering from it.
-const MappingVersion = 4
+const MappingVersion = 5 // 5: customer names (issue 16 §2)
 
 const (
 	currentFile     = "CURRENT"

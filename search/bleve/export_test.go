@@ -1,6 +1,12 @@
 package bleve
 
-import "context"
+import (
+	"context"
+
+	bv "github.com/blevesearch/bleve/v2"
+
+	"github.com/casevault/casevault/search"
+)
 
 // Stats exposes Bleve's index statistics to the benchmark.
 func (e *Engine) Stats() map[string]any { return e.idx.StatsMap() }
@@ -23,3 +29,13 @@ func (e *Engine) InternalKeys() (int, error) {
 // DocCount is the number of Bleve documents (contacts and case-only
 // documents), where Count is the number of cases.
 func (e *Engine) DocCount() (uint64, error) { return e.idx.DocCount() }
+
+// RawIndex is the Bleve index itself, for the benchmark's reference
+// (bleve.Search on the same index, no engine in between).
+func (e *Engine) RawIndex() bv.Index { return e.idx }
+
+// SearchWithoutDisjunctiveFacets is Search without the re-runs that make
+// facets disjunctive, for the benchmark's cost of those.
+func (e *Engine) SearchWithoutDisjunctiveFacets(ctx context.Context, q search.Query) (search.Result, error) {
+	return e.search(ctx, q, false)
+}

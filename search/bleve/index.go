@@ -44,6 +44,11 @@ const (
 	fSortAt    = "sort_at"    // occurred_at, or the case's created_at on a case-only document; sortKey-encoded
 	fHash      = "hash"       // content hash of the document (docHashes), to skip unchanged rewrites
 	fContact   = "contact"    // "1" on contact documents (not on a case-only one), for contact filters in query clauses
+	// The customer's name: also in text, text_cjk and text_en at array
+	// position 2 (free text finds it), and in fields of its own for
+	// CustomerIDsByName, which must not match subjects or bodies.
+	fName    = "customer_name"     // non-CJK tokens
+	fNameCJK = "customer_name_cjk" // CJK bigrams
 )
 
 const (
@@ -124,6 +129,14 @@ func (e *Engine) caseDocuments(c search.CaseDoc, hashes []string, head bool, wan
 			d.AddField(document.NewTextFieldCustom(fTextCJK, []uint64{0}, subj, optText, cjk))
 			d.AddField(document.NewTextFieldCustom(fTextEN, []uint64{0}, subj, index.IndexField, stem))
 			d.AddField(document.NewTextFieldCustom(fSubject, nil, []byte(c.Subject), optStored, e.text))
+		}
+		if c.CustomerName != "" {
+			name := []byte(c.CustomerName)
+			d.AddField(document.NewTextFieldCustom(fText, []uint64{2}, name, optText, latin))
+			d.AddField(document.NewTextFieldCustom(fTextCJK, []uint64{2}, name, optText, cjk))
+			d.AddField(document.NewTextFieldCustom(fTextEN, []uint64{2}, name, index.IndexField, stem))
+			d.AddField(document.NewTextFieldCustom(fName, nil, name, index.IndexField, latin))
+			d.AddField(document.NewTextFieldCustom(fNameCJK, nil, name, index.IndexField, cjk))
 		}
 		kw(fStatus, c.Status, optKeyword|index.StoreField)
 		kw(fPriority, c.Priority, optKeyword)
@@ -275,7 +288,7 @@ func (x *hasher) w(parts ...string) {
 // caseSum hashes the case fields every document of the case carries.
 func (x *hasher) caseSum(c search.CaseDoc) []byte {
 	x.h.Reset()
-	x.w(strconv.Itoa(MappingVersion), c.CaseID, strconv.FormatInt(c.Number, 10), c.CustomerID, c.Subject, c.Status,
+	x.w(strconv.Itoa(MappingVersion), c.CaseID, strconv.FormatInt(c.Number, 10), c.CustomerID, c.CustomerName, c.Subject, c.Status,
 		c.Priority, c.Channel, c.Assignee, strings.Join(c.Tags, "\x00"), strconv.FormatInt(c.CreatedAt.UnixMicro(), 10))
 	return x.h.Sum(nil)
 }

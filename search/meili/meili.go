@@ -322,7 +322,10 @@ func indexSettings() *meilisearch.Settings {
 		DistinctAttribute: &distinct,
 		// A contact's text is its case's subject plus its body; cjk holds
 		// their CJK bigrams (cjk.go).
-		SearchableAttributes: []string{"subject", "body", "cjk"},
+		// The customer's name is searchable too (free text finds it);
+		// CustomerIDsByName searches only customer_name and its bigrams
+		// (attributesToSearchOn).
+		SearchableAttributes: []string{"subject", "body", "cjk", attrName, attrNameCJK},
 		FilterableAttributes: filterable(),
 		SortableAttributes:   []string{"sort_at", "updated_at"},
 		PrefixSearch:         &prefixSearch,
@@ -605,10 +608,14 @@ type document struct {
 	Direction  string   `json:"direction"`
 	Author     string   `json:"author"`
 	Body       string   `json:"body"`
-	CJK        []string `json:"cjk,omitempty"`         // CJK bigrams of subject and body (cjk.go)
-	OccurredAt *int64   `json:"occurred_at,omitempty"` // Unix microseconds; contacts only
-	SortAt     int64    `json:"sort_at"`               // occurred_at, or the case's creation
-	UpdatedAt  int64    `json:"updated_at"`            // Unix microseconds
+	CJK        []string `json:"cjk,omitempty"` // CJK bigrams of subject and body (cjk.go)
+	// The customer's name (search.CaseDoc.CustomerName) and its CJK
+	// bigrams, searchable on their own by CustomerIDsByName.
+	CustomerName    string `json:"customer_name,omitempty"`
+	CustomerNameCJK string `json:"customer_name_cjk,omitempty"`
+	OccurredAt      *int64 `json:"occurred_at,omitempty"` // Unix microseconds; contacts only
+	SortAt          int64  `json:"sort_at"`               // occurred_at, or the case's creation
+	UpdatedAt       int64  `json:"updated_at"`            // Unix microseconds
 	// Rev is the feed position of the case state the document reflects
 	// (search.CaseDoc.Rev); see Index.
 	Rev int64 `json:"rev"`
@@ -657,20 +664,24 @@ func hexAll(s []string) []string {
 
 func caseDocuments(c search.CaseDoc) []document {
 	base := document{
-		CaseID:      c.CaseID,
-		Number:      c.Number,
-		CustomerID:  c.CustomerID,
-		Subject:     c.Subject,
-		Status:      c.Status,
-		Priority:    c.Priority,
-		Assignee:    c.Assignee,
-		Tags:        nonNil(c.Tags),
-		UpdatedAt:   timeValue(c.UpdatedAt),
-		Rev:         c.Rev,
-		XCaseID:     encodeValue(c.CaseID),
-		XCustomerID: encodeValue(c.CustomerID),
-		XStatus:     encodeValue(c.Status),
-		XPriority:   encodeValue(c.Priority),
+		CaseID:     c.CaseID,
+		Number:     c.Number,
+		CustomerID: c.CustomerID,
+		// the name's bigrams are in their own field only: a CJK word of
+		// free text is also searched there (searchable attributes)
+		CustomerName:    c.CustomerName,
+		CustomerNameCJK: cjkField(c.CustomerName),
+		Subject:         c.Subject,
+		Status:          c.Status,
+		Priority:        c.Priority,
+		Assignee:        c.Assignee,
+		Tags:            nonNil(c.Tags),
+		UpdatedAt:       timeValue(c.UpdatedAt),
+		Rev:             c.Rev,
+		XCaseID:         encodeValue(c.CaseID),
+		XCustomerID:     encodeValue(c.CustomerID),
+		XStatus:         encodeValue(c.Status),
+		XPriority:       encodeValue(c.Priority),
 		// keyword filter forms are folded (search.FoldKeyword): tag:VIP
 		// finds "vip" on both engines
 		XAssignee: encodeValue(search.FoldKeyword(c.Assignee)),
@@ -1083,16 +1094,19 @@ func pageFor(offset, limit int) (page, perPage int, ok bool) {
 // page mode applies distinct to every candidate; offset mode counts every
 // matching contact), and one count per channel and purpose value (cases with
 // a matching contact having it).
+//
+// Facets are disjunctive within a field (search.DisjunctiveVariants): the
+// requests counting them go into the query's own multi-search (facets.go).
 func (e *Engine) Search(ctx context.Context, q search.Query) (search.Result, error) {
-	res, err := e.search(ctx, q)
+	parts, err := e.facetParts(q)
 	if err != nil {
-		return res, err
+		return search.Result{}, err
 	}
-	return res, search.DisjunctiveFacets(ctx, q, &res, e.search)
+	return e.search(ctx, q, parts)
 }
 
-// search is Search without disjunctive facets.
-func (e *Engine) search(ctx context.Context, q search.Query) (search.Result, error) {
+// search answers q, sending parts' requests in its first multi-search.
+func (e *Engine) search(ctx context.Context, q search.Query, parts []facetPart) (search.Result, error) {
 	bs, err := branches(q, q.Exact)
 	if err != nil {
 		return search.Result{}, err
@@ -1113,7 +1127,7 @@ func (e *Engine) search(ctx context.Context, q search.Query) (search.Result, err
 	}
 
 	if len(bs) > 1 {
-		return e.searchUnion(ctx, q, bs)
+		return e.searchUnion(ctx, q, bs, parts)
 	}
 
 	b := bs[0]
@@ -1185,13 +1199,14 @@ func (e *Engine) search(ctx context.Context, q search.Query) (search.Result, err
 	}
 
 	var resps []*searchResponse
-	if len(queries) == 1 {
+	var partResps []json.RawMessage
+	if len(queries) == 1 && len(parts) == 0 {
 		r, err := e.rawSearch(ctx, req)
 		if err != nil {
 			return search.Result{}, err
 		}
 		resps = []*searchResponse{r}
-	} else if resps, err = e.multiSearch(ctx, queries); err != nil {
+	} else if resps, partResps, err = e.multiSearch(ctx, queries, partQueries(parts)); err != nil {
 		return search.Result{}, err
 	}
 
@@ -1255,6 +1270,9 @@ func (e *Engine) search(ctx context.Context, q search.Query) (search.Result, err
 			}
 			res.Facets[f.key] = m
 		}
+	}
+	if err := readParts(parts, partResps, &res); err != nil {
+		return search.Result{}, err
 	}
 
 	return res, nil
@@ -1345,18 +1363,25 @@ func (e *Engine) rawSearch(ctx context.Context, req *meilisearch.SearchRequest) 
 	return &resp, nil
 }
 
-func (e *Engine) multiSearch(ctx context.Context, queries []*meilisearch.SearchRequest) ([]*searchResponse, error) {
-	out, err := multiSearchInto[searchResponse](ctx, e, queries)
+// multiSearch sends queries and then extra in one multi-search; the
+// answers to extra come back undecoded, for their readers.
+func (e *Engine) multiSearch(ctx context.Context, queries, extra []*meilisearch.SearchRequest) ([]*searchResponse, []json.RawMessage, error) {
+	raws, err := multiSearchInto[json.RawMessage](ctx, e, append(slices.Clone(queries), extra...))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	for i := range out {
+	out := make([]*searchResponse, len(queries))
+	for i := range queries {
+		out[i] = new(searchResponse)
+		if err := json.Unmarshal(*raws[i], out[i]); err != nil {
+			return nil, nil, &Error{Op: "multi-search", Message: "decode response", Err: err}
+		}
 		if queries[i].HitsPerPage != nil && out[i].TotalHits == nil {
 			// meilisearch-go drops a zero totalHits (omitempty)
 			out[i].TotalHits = new(int64)
 		}
 	}
-	return out, nil
+	return out, derefAll(raws[len(queries):]), nil
 }
 
 // wait waits for an enqueued task (or returns the enqueue error) and checks

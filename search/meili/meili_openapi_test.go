@@ -314,13 +314,36 @@ func TestIndexAndSearch(t *testing.T) {
 			t.Errorf("no count query for channel phone")
 		}
 		// facets are disjunctive within a field (issue 16): a channel
-		// filter leaves the channel counts as they were without it
-		res, err = e.Search(ctx, search.Query{Facets: true, Filter: search.Filter{Channels: []string{"phone"}}})
+		// filter leaves the channel counts as they were without it, and a
+		// status filter the status counts; all of it in one multi-search
+		// (issue 16 §4): the query's page and counts, then the status
+		// distribution without the status filter, then the counts per
+		// channel value without the channel filter
+		msBefore, sBefore := len(f.Requests(http.MethodPost, "/multi-search")), len(f.Requests(http.MethodPost, "/indexes/cases_v1/search"))
+		res, err = e.Search(ctx, search.Query{Facets: true, Filter: search.Filter{Channels: []string{"phone"}, Statuses: []string{"open"}}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if want := map[string]int64{"phone": 1, "email": 1}; !reflect.DeepEqual(res.Facets["channel"], want) {
 			t.Errorf("channel facet under channel filter %v", res.Facets["channel"])
+		}
+		if want := map[string]int64{"open": 1}; !reflect.DeepEqual(res.Facets["status"], want) {
+			// case B (closed) has no contact, so no phone contact either
+			t.Errorf("status facet under status and channel filters %v", res.Facets["status"])
+		}
+		ms = f.Requests(http.MethodPost, "/multi-search")
+		if n, s := len(ms)-msBefore, len(f.Requests(http.MethodPost, "/indexes/cases_v1/search"))-sBefore; n != 1 || s != 0 {
+			t.Fatalf("%d multi-searches and %d searches for one query with disjunctive facets, want 1 and 0", n, s)
+		}
+		body.Queries = nil
+		_ = json.Unmarshal(ms[len(ms)-1].Body, &body)
+		if n := 2 + 6 + 9 + 6 + 1; len(body.Queries) != n {
+			t.Errorf("%d queries in the multi-search, want %d (page, count, 6 channel and 9 purpose counts, 6 channel and 1 status count without their own filter)", len(body.Queries), n)
+		}
+		// the status part comes first (search.DisjunctiveVariants' order)
+		if last := body.Queries[min(2+6+9, len(body.Queries)-1)]; !reflect.DeepEqual(last["facets"], []any{"x_status"}) ||
+			strings.Contains(fmt.Sprint(last["filter"]), eq(attrStatus, encodeValue("open")).String()) {
+			t.Errorf("status count query %v: want facets [x_status] and no status filter", last)
 		}
 	})
 	t.Run("sort newest, one hit per case", func(t *testing.T) {

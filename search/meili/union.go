@@ -90,7 +90,9 @@ type unionResponse struct {
 // A second multi-search fetches the page's representing contacts with
 // their match positions for the snippets. A branch matching more than
 // maxTotalHits contacts is refused: its union would be incomplete.
-func (e *Engine) searchUnion(ctx context.Context, q search.Query, bs []branch) (search.Result, error) {
+// The disjunctive facets' counting requests (parts) go into the first
+// multi-search.
+func (e *Engine) searchUnion(ctx context.Context, q search.Query, bs []branch, parts []facetPart) (search.Result, error) {
 	w, err := q.Window()
 	if err != nil {
 		return search.Result{}, fmt.Errorf("meili: %w", err)
@@ -106,22 +108,17 @@ func (e *Engine) searchUnion(ctx context.Context, q search.Query, bs []branch) (
 		sortBy = []string{"updated_at:desc"}
 	}
 
-	all := int64(maxTotalHits)
-	reqs := make([]*meilisearch.SearchRequest, len(bs))
-	for i, b := range bs {
-		reqs[i] = &meilisearch.SearchRequest{
-			IndexUID: e.IndexName(), Query: b.text(), MatchingStrategy: meilisearch.All,
-			AttributesToRetrieve: []string{"id", "case_id", "status", "x_tags", "channel", "purposes", "sort_at", "updated_at"},
-			ShowRankingScore:     true, Distinct: primaryKey, Page: 1, HitsPerPage: &all, Sort: sortBy,
-		}
-		if len(b.filters) > 0 {
-			reqs[i].Filter = filterArray(b.filters...)
-		}
-	}
-
-	raw, err := multiSearchInto[unionResponse](ctx, e, reqs)
+	reqs := e.unionRequests(bs, sortBy)
+	raws, err := multiSearchInto[json.RawMessage](ctx, e, append(slices.Clone(reqs), partQueries(parts)...))
 	if err != nil {
 		return search.Result{}, err
+	}
+	raw := make([]*unionResponse, len(reqs))
+	for i := range reqs {
+		raw[i] = new(unionResponse)
+		if err := json.Unmarshal(*raws[i], raw[i]); err != nil {
+			return search.Result{}, &Error{Op: "multi-search", Message: "decode response", Err: err}
+		}
 	}
 
 	byCase := map[string]*unionCase{}
@@ -144,6 +141,9 @@ func (e *Engine) searchUnion(ctx context.Context, q search.Query, bs []branch) (
 	if q.Facets {
 		res.Facets = unionFacets(cs)
 	}
+	if err := readParts(parts, derefAll(raws[len(reqs):]), &res); err != nil {
+		return search.Result{}, err
+	}
 
 	if w.Offset >= len(cs) {
 		return res, nil
@@ -151,6 +151,32 @@ func (e *Engine) searchUnion(ctx context.Context, q search.Query, bs []branch) (
 	page := cs[w.Offset:min(w.Offset+w.Limit, len(cs))]
 	res.Hits, err = e.hydrateUnion(ctx, q, bs, page)
 	return res, err
+}
+
+// unionRequests are the branch searches of an OR over texts: every
+// matching contact of each, with what grouping and facets need.
+func (e *Engine) unionRequests(bs []branch, sortBy []string) []*meilisearch.SearchRequest {
+	all := int64(maxTotalHits)
+	reqs := make([]*meilisearch.SearchRequest, len(bs))
+	for i, b := range bs {
+		reqs[i] = &meilisearch.SearchRequest{
+			IndexUID: e.IndexName(), Query: b.text(), MatchingStrategy: meilisearch.All,
+			AttributesToRetrieve: []string{"id", "case_id", "status", "x_tags", "channel", "purposes", "sort_at", "updated_at"},
+			ShowRankingScore:     true, Distinct: primaryKey, Page: 1, HitsPerPage: &all, Sort: sortBy,
+		}
+		if len(b.filters) > 0 {
+			reqs[i].Filter = filterArray(b.filters...)
+		}
+	}
+	return reqs
+}
+
+func derefAll(rs []*json.RawMessage) []json.RawMessage {
+	out := make([]json.RawMessage, len(rs))
+	for i, r := range rs {
+		out[i] = *r
+	}
+	return out
 }
 
 func addUnion(byCase map[string]*unionCase, bi int, d unionDoc, sortBy search.SortOrder) {

@@ -215,10 +215,11 @@ type unit struct {
 }
 
 func (u unit) texts() []string {
+	// the customer's name is text too (issue 16 §2)
 	if u.ct == nil {
-		return []string{u.c.Subject}
+		return []string{u.c.Subject, u.c.CustomerName}
 	}
-	return []string{u.c.Subject, u.ct.Body}
+	return []string{u.c.Subject, u.ct.Body, u.c.CustomerName}
 }
 
 func (u unit) hasWord(w string, fuzzy bool) bool {

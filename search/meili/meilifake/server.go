@@ -678,6 +678,7 @@ type searchReq struct {
 	ShowRankingScore     bool     `json:"showRankingScore"`
 	Distinct             *string  `json:"distinct"`
 	MatchingStrategy     string   `json:"matchingStrategy"`
+	AttributesToSearchOn []string `json:"attributesToSearchOn"`
 }
 
 type qTerm struct {
@@ -941,6 +942,17 @@ func (f *Server) searchLocked(uid string, req searchReq) (map[string]any, int, *
 	searchable, ok := idx.stringsSetting("searchableAttributes")
 	if !ok {
 		searchable = []string{"subject", "body"}
+	}
+	// attributesToSearchOn narrows q to some searchable attributes; one
+	// that is not searchable is refused, as Meilisearch documents.
+	if req.AttributesToSearchOn != nil {
+		for _, a := range req.AttributesToSearchOn {
+			if !contains(searchable, a) {
+				return nil, 400, NewAPIErr("invalid_search_attributes_to_search_on", "invalid_request",
+					"Attribute `"+a+"` is not searchable. Available searchable attributes are: `"+strings.Join(searchable, ", ")+"`.")
+			}
+		}
+		searchable = req.AttributesToSearchOn
 	}
 	q := ""
 	if req.Q != nil {

@@ -1,0 +1,223 @@
+package bleve_test
+
+import (
+	"cmp"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+	"unicode/utf8"
+
+	"testing"
+
+	bv "github.com/blevesearch/bleve/v2"
+	"github.com/blevesearch/bleve/v2/analysis"
+	"github.com/blevesearch/bleve/v2/analysis/token/porter"
+	"github.com/blevesearch/bleve/v2/search/query"
+
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/search"
+	"github.com/casevault/casevault/search/bleve"
+)
+
+// BenchmarkSearchVsRawBleve (issue 16, Performance) builds the corpus of
+// BenchmarkCorpus (CASEVAULT_BENCH_CONTACTS, 200,000 contacts in 20,000
+// cases for the issue's figures) and runs the same 1–3 word queries (a
+// quarter of the Latin words with a typo, a sixth Chinese) with two
+// filters each, three ways on the same index, interleaved so that load and
+// caches fall on all of them alike:
+//
+//   - engine: Search as the API runs it (grouped by case, exact totals,
+//     facets disjunctive within their field, snippets);
+//   - engine-nodisj: the same without the re-runs that make facets
+//     disjunctive (the cost of issue 16's disjunctive facets);
+//   - raw: bleve's own Search on the index with an equivalent query (the
+//     same fuzzy/stem/bigram clauses and filter terms, top 20 documents
+//     with their stored case, subject and body, term facets on the four
+//     facet fields), counting documents, not cases.
+//
+// It reports p50/p99 of each, the engine/raw ratios and the disjunctive
+// facets' overhead; and the p99 of a search filtered to one customer (what
+// customer:<e-mail> runs once the keyed-hash lookup, measured by
+// sqlstore's BenchmarkFindCustomerByEmail, found the customer).
+//
+//	CASEVAULT_BENCH_CONTACTS=200000 go test -run '^$' -bench SearchVsRawBleve -benchtime 1000x ./search/bleve/
+func BenchmarkSearchVsRawBleve(b *testing.B) {
+	nContacts := corpusSize(b)
+	docs := benchCorpus(nContacts)
+	eng, err := bleve.Build(b.Context(), b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer eng.Close()
+	start := time.Now()
+	for chunk := range slices.Chunk(docs, benchChunk()) {
+		if err := eng.Index(b.Context(), chunk); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := eng.Activate(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	if err := eng.Compact(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("%d contacts in %d cases indexed and compacted in %v", nContacts, len(docs), time.Since(start).Round(time.Millisecond))
+
+	rng := rand.New(rand.NewPCG(13, 13))
+	bt := newBenchText(rng)
+	filters := []func() search.Filter{
+		func() search.Filter {
+			return search.Filter{Statuses: []string{"open"}, Channels: []string{string(cases.Channels[rng.IntN(6)])}}
+		},
+		func() search.Filter {
+			return search.Filter{Tags: []string{"vip"}, Statuses: []string{"open", "pending"}}
+		},
+		func() search.Filter {
+			return search.Filter{Purposes: []string{string(cases.Purposes[rng.IntN(9)])}, Priorities: []string{"high"}}
+		},
+	}
+	chineseWords := []string{"阅读", "退款", "账户", "物流", "发票", "问题", "客服", "订单"}
+	mkQuery := func() search.Query {
+		q := search.Query{Limit: 20, Facets: true, Filter: filters[rng.IntN(len(filters))]()}
+		for range 1 + rng.IntN(3) {
+			if rng.IntN(6) == 0 {
+				q.Words = append(q.Words, chineseWords[rng.IntN(len(chineseWords))])
+				continue
+			}
+			w := bt.words[rng.IntN(200)]
+			if rng.IntN(4) == 0 {
+				w = typo(rng, w)
+			}
+			q.Words = append(q.Words, w)
+		}
+		return q
+	}
+	raw := eng.RawIndex()
+	ctx := b.Context()
+	var full, nodisj, rawLat, cust []time.Duration
+	run := []func(q search.Query){
+		func(q search.Query) {
+			t0 := time.Now()
+			if _, err := eng.Search(ctx, q); err != nil {
+				b.Fatal(err)
+			}
+			full = append(full, time.Since(t0))
+		},
+		func(q search.Query) {
+			t0 := time.Now()
+			if _, err := eng.SearchWithoutDisjunctiveFacets(ctx, q); err != nil {
+				b.Fatal(err)
+			}
+			nodisj = append(nodisj, time.Since(t0))
+		},
+		func(q search.Query) {
+			req := bv.NewSearchRequestOptions(rawQuery(q), 20, 0, false)
+			req.Fields = []string{"case_id", "subject", "body", "status", "customer_id", "number", "contact_id"}
+			for _, f := range []string{"status", "channel", "tags", "purposes"} {
+				req.AddFacet(f, bv.NewFacetRequest(f, 20))
+			}
+			t0 := time.Now()
+			if _, err := raw.SearchInContext(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+			rawLat = append(rawLat, time.Since(t0))
+		},
+	}
+	n := 0
+	for b.Loop() {
+		q := mkQuery()
+		// rotate the order: whichever runs first pays for cold pages
+		for k := range run {
+			run[(n+k)%len(run)](q)
+		}
+		cq := search.Query{Limit: 20, Facets: true, Filter: search.Filter{CustomerIDs: []string{fmt.Sprintf("cus-%05d", rng.IntN(8000))}}}
+		t0 := time.Now()
+		if _, err := eng.Search(ctx, cq); err != nil {
+			b.Fatal(err)
+		}
+		cust = append(cust, time.Since(t0))
+		n++
+	}
+	pct := func(lat []time.Duration, p float64) float64 {
+		s := slices.Clone(lat)
+		slices.SortFunc(s, cmp.Compare)
+		return float64(s[min(int(float64(len(s))*p), len(s)-1)].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(full, 0.5), "engine-p50-ms")
+	b.ReportMetric(pct(full, 0.99), "engine-p99-ms")
+	b.ReportMetric(pct(nodisj, 0.5), "nodisj-p50-ms")
+	b.ReportMetric(pct(nodisj, 0.99), "nodisj-p99-ms")
+	b.ReportMetric(pct(rawLat, 0.5), "raw-p50-ms")
+	b.ReportMetric(pct(rawLat, 0.99), "raw-p99-ms")
+	b.ReportMetric(pct(full, 0.5)/pct(rawLat, 0.5), "engine/raw-p50")
+	b.ReportMetric(pct(full, 0.99)/pct(rawLat, 0.99), "engine/raw-p99")
+	b.ReportMetric(100*(sum(full)/sum(nodisj)-1), "disjunctive-overhead-%")
+	b.ReportMetric(pct(cust, 0.99), "customer-filter-p99-ms")
+}
+
+func sum(lat []time.Duration) float64 {
+	var t time.Duration
+	for _, d := range lat {
+		t += d
+	}
+	return float64(t)
+}
+
+// rawQuery is q as a plain Bleve query on the engine's fields: per Latin
+// word its Porter stem in text_en or the word in text with the engine's
+// typo tolerance (prefix 1: 5–8 letters one edit, 9+ two, or one edit
+// anywhere); a CJK word as its bigram in text_cjk; filters as term
+// clauses on the keyword fields.
+func rawQuery(q search.Query) query.Query {
+	var must []query.Query
+	for _, w := range q.Words {
+		if utf8.RuneCountInString(w) == 2 && w[0] >= 0x80 {
+			tq := query.NewTermQuery(w)
+			tq.SetField("text_cjk")
+			must = append(must, tq)
+			continue
+		}
+		st := porter.NewPorterStemmer().Filter(analysis.TokenStream{{Term: []byte(w)}})
+		sq := query.NewTermQuery(string(st[0].Term))
+		sq.SetField("text_en")
+		alts := []query.Query{sq}
+		fuzzy := func(f, prefix int) *query.FuzzyQuery {
+			fq := query.NewFuzzyQuery(w)
+			fq.SetField("text")
+			fq.SetFuzziness(f)
+			fq.SetPrefix(prefix)
+			return fq
+		}
+		switch n := utf8.RuneCountInString(w); {
+		case n >= 9:
+			alts = append(alts, fuzzy(2, 1), fuzzy(1, 0))
+		case n >= 5:
+			alts = append(alts, fuzzy(1, 1))
+		default:
+			tq := query.NewTermQuery(w)
+			tq.SetField("text")
+			alts = append(alts, tq)
+		}
+		must = append(must, query.NewDisjunctionQuery(alts))
+	}
+	terms := func(field string, vals []string) {
+		if len(vals) == 0 {
+			return
+		}
+		var alts []query.Query
+		for _, v := range vals {
+			tq := query.NewTermQuery(v)
+			tq.SetField(field)
+			alts = append(alts, tq)
+		}
+		must = append(must, query.NewDisjunctionQuery(alts))
+	}
+	f := q.Filter
+	terms("status", f.Statuses)
+	terms("channel", f.Channels)
+	terms("tags", f.Tags)
+	terms("purposes", f.Purposes)
+	terms("priority", f.Priorities)
+	return query.NewConjunctionQuery(must)
+}
