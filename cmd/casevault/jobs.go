@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -257,13 +258,26 @@ func recordPruneFailure(ctx context.Context, log *audit.Log, change func(action,
 // what it found; a failed drill is an error in the log, for alerting.
 func (j jobs) backupDrill() {
 	log := j.a.log
-	rep, err := drill(j.ctx, j.a.cfg, 20, false, nil)
+	// The scratch server's warnings and errors go to this log, marked;
+	// its info lines (listening, migrations) would read as this server's.
+	dlog := slog.New(warnOnly{j.a.log.With("drill", true).Handler()})
+	rep, err := drill(j.ctx, j.a.cfg, drillOptions{sample: 20, log: dlog})
 	switch {
 	case err != nil:
 		log.Error("backup drill failed", "err", err)
 	case len(rep.Problems) > 0:
 		log.Error("backup drill found problems", "backup", rep.Backup, "problems", len(rep.Problems), "first", rep.Problems[0])
 	default:
-		log.Info("backup drill", "backup", rep.Backup, "audit_events", rep.AuditEvents, "attachments_checked", rep.AttachmentsChecked)
+		log.Info("backup drill", "backup", rep.Backup, "readyz", rep.Server.ReadyzStatus, "audit_events", rep.AuditEvents,
+			"attachments_checked", rep.AttachmentsChecked, "scratch_removed", rep.Removed)
 	}
 }
+
+// warnOnly passes on warnings and errors only.
+type warnOnly struct{ slog.Handler }
+
+func (h warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
+}
+func (h warnOnly) WithAttrs(as []slog.Attr) slog.Handler { return warnOnly{h.Handler.WithAttrs(as)} }
+func (h warnOnly) WithGroup(name string) slog.Handler    { return warnOnly{h.Handler.WithGroup(name)} }
