@@ -31,6 +31,10 @@ type jobs struct {
 func (j jobs) schedule() (*cron.Cron, error) {
 	cfg := j.a.cfg
 	c := cron.New(cron.WithLocation(time.UTC))
+	// An optional seconds field: "*/5 * * * * *" is every 5 s, on the
+	// wall clock, so every replica's cron fires at the same ticks; a
+	// 5-field schedule means what it always did.
+	parser := cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 	for _, job := range []struct {
 		name, flag, spec string
 		run              func(jobs)
@@ -53,13 +57,32 @@ func (j jobs) schedule() (*cron.Cron, error) {
 		// The entry's Prev is the scheduled time of the run in progress:
 		// cron sets it before it serves the next Entry call.
 		tick := func() time.Time { return c.Entry(id).Prev }
-		var err error
-		if id, err = c.AddFunc(job.spec, j.a.guard.Func(job.name, j.owned(job.name, tick, job.run))); err != nil {
+		sched, err := parser.Parse(job.spec)
+		if err != nil {
 			return nil, usagef("--%s %q: %w", job.flag, job.spec, err)
 		}
+		id = c.Schedule(alignEvery(sched), cron.FuncJob(j.a.guard.Func(job.name, j.owned(job.name, tick, job.run))))
 	}
 	return c, nil
 }
+
+// alignEvery makes an "@every D" schedule fire on multiples of D since
+// the zero time rather than D after this process started: replicas started
+// at different moments then share their ticks, and one of them claims each
+// (owned). robfig/cron counts @every from the start of each process, which
+// gave two replicas different ticks and both of them ran every job.
+func alignEvery(s cron.Schedule) cron.Schedule {
+	if every, ok := s.(cron.ConstantDelaySchedule); ok {
+		return alignedEvery{every.Delay}
+	}
+	return s
+}
+
+// alignedEvery fires at every multiple of d (at least a second: the
+// cron's resolution, as for @every).
+type alignedEvery struct{ d time.Duration }
+
+func (a alignedEvery) Next(t time.Time) time.Time { return t.Truncate(a.d).Add(a.d) }
 
 // owned runs a job's tick only on the replica that claims it: every
 // replica's cron fires at the same scheduled time, and the job's
@@ -82,6 +105,7 @@ func (j jobs) owned(name string, tickOf func() time.Time, run func(jobs)) func()
 			j.a.log.Info("scheduled job's tick run by another replica", "job", name, "tick", tick)
 			return
 		}
+		j.a.log.Info("scheduled job's tick claimed", "job", name, "tick", tick)
 		run(jobs{ctx: j.ctx, a: j.a, tick: tick})
 	}
 }
@@ -167,8 +191,13 @@ func (j jobs) retention() {
 	if err != nil {
 		outcome = audit.OutcomeFailed
 	}
-	ch := systemChange("retention.run", "retention_run", rep.ID, map[string]any{"dry_run": false, "scheduled": true, "status": rep.Status,
-		"deleted": rep.Deleted, "anonymized": rep.Anonymized, "redacted": rep.Redacted, "held": rep.SkippedHeld, "errors": rep.Errors})
+	detail := map[string]any{"dry_run": false, "scheduled": true, "status": rep.Status,
+		"deleted": rep.Deleted, "anonymized": rep.Anonymized, "redacted": rep.Redacted, "held": rep.SkippedHeld, "errors": rep.Errors}
+	if !j.tick.IsZero() {
+		// One run per tick across replicas: the tick names it.
+		detail["tick"] = j.tick.UTC().Format(time.RFC3339)
+	}
+	ch := systemChange("retention.run", "retention_run", rep.ID, detail)
 	ch.Actor = retention.SweeperActor()
 	if aerr := j.a.audit.Record(j.ctx, audit.FromChange(ch, outcome)); aerr != nil {
 		j.a.log.Error("retention sweep not audited", "run", rep.ID, "err", aerr)
