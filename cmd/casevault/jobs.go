@@ -31,10 +31,6 @@ type jobs struct {
 func (j jobs) schedule() (*cron.Cron, error) {
 	cfg := j.a.cfg
 	c := cron.New(cron.WithLocation(time.UTC))
-	// An optional seconds field: "*/5 * * * * *" is every 5 s, on the
-	// wall clock, so every replica's cron fires at the same ticks; a
-	// 5-field schedule means what it always did.
-	parser := cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 	for _, job := range []struct {
 		name, flag, spec string
 		run              func(jobs)
@@ -57,13 +53,27 @@ func (j jobs) schedule() (*cron.Cron, error) {
 		// The entry's Prev is the scheduled time of the run in progress:
 		// cron sets it before it serves the next Entry call.
 		tick := func() time.Time { return c.Entry(id).Prev }
-		sched, err := parser.Parse(job.spec)
+		sched, err := parseSchedule(job.spec)
 		if err != nil {
 			return nil, usagef("--%s %q: %w", job.flag, job.spec, err)
 		}
-		id = c.Schedule(alignEvery(sched), cron.FuncJob(j.a.guard.Func(job.name, j.owned(job.name, tick, job.run))))
+		id = c.Schedule(sched, cron.FuncJob(j.a.guard.Func(job.name, j.owned(job.name, tick, job.run))))
 	}
 	return c, nil
+}
+
+// parseSchedule parses a job's schedule. It takes an optional seconds
+// field ("*/5 * * * * *" is every 5 s on the wall clock; a 5-field
+// schedule means what it always did), and its ticks are the same in every
+// replica, whenever each started (alignEvery), so that one replica claims
+// each tick.
+func parseSchedule(spec string) (cron.Schedule, error) {
+	p := cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+	s, err := p.Parse(spec)
+	if err != nil {
+		return nil, err
+	}
+	return alignEvery(s), nil
 }
 
 // alignEvery makes an "@every D" schedule fire on multiples of D since
