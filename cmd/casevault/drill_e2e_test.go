@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/casevault/casevault/archive/blobtest"
+	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqldb/sqldbtest"
 	"github.com/casevault/casevault/testkit"
 )
 
@@ -20,12 +23,38 @@ import (
 // the server and removes the scratch directory — and reports each step,
 // in JSON and in text. The server the drill started is gone afterwards.
 func TestBackupDrillCLI(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "data")
-	p, tok := startAdmin(t, dir)
-	seed(t, p.api(), tok, "Drill", 16<<10)
-	cvOK(t, nil, "backup", "run", "--data-dir", dir)
+	tests := []struct {
+		name string
+		env  func(t *testing.T) []string
+	}{
+		{"sqlite local repository", func(t *testing.T) []string { return nil }},
+		// The scratch copy is SQLite with local blobs whatever the source.
+		{"postgres s3 attachments and repository", func(t *testing.T) []string {
+			s3 := blobtest.StartVersityGW(t)
+			return []string{"CASEVAULT_DATABASE_URL=" + sqldbtest.Config(t, sqldb.Postgres).URL,
+				"CASEVAULT_S3_ENDPOINT=" + s3.Endpoint, "CASEVAULT_S3_BUCKET=cv-drill-blobs", "CASEVAULT_S3_TLS=false",
+				"CASEVAULT_S3_ACCESS_KEY=" + s3.AccessKey, "CASEVAULT_S3_SECRET_KEY=" + s3.SecretKey,
+				"CASEVAULT_BACKUP_S3_ENDPOINT=" + s3.Endpoint, "CASEVAULT_BACKUP_S3_BUCKET=cv-drill", "CASEVAULT_BACKUP_S3_TLS=false",
+				"CASEVAULT_BACKUP_S3_ACCESS_KEY=" + s3.AccessKey, "CASEVAULT_BACKUP_S3_SECRET_KEY=" + s3.SecretKey}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { testBackupDrill(t, tt.env(t)) })
+	}
+}
 
-	rep := result(t, cvOK(t, nil, "backup", "drill", "--json", "--data-dir", dir))
+func testBackupDrill(t *testing.T, env []string) {
+	dir := filepath.Join(t.TempDir(), "data")
+	p, tok := startAdmin(t, dir, env...)
+	seed(t, p.api(), tok, "Drill", 16<<10)
+
+	// Bad input, and no backup yet: usage (2), no repository (10).
+	cvCode(t, exitUsage, env, "backup", "drill", "--sample", "-1", "--data-dir", dir)
+	cvCode(t, exitNoRepo, env, "backup", "drill", "--data-dir", dir)
+
+	cvOK(t, env, "backup", "run", "--data-dir", dir)
+
+	rep := result(t, cvOK(t, env, "backup", "drill", "--json", "--data-dir", dir))
 	if rep["audit_ok"] != true || rep["attachments_checked"].(float64) != 1 || rep["attachments_failed"].(float64) != 0 ||
 		rep["tables_mismatched"].(float64) != 0 || rep["scratch_removed"] != true || len(rep["problems"].([]any)) != 0 {
 		t.Fatalf("drill report: %v", rep)
@@ -62,7 +91,7 @@ func TestBackupDrillCLI(t *testing.T) {
 	}
 
 	// The same steps in the text report.
-	out := cvOK(t, nil, "backup", "drill", "--data-dir", dir)
+	out := cvOK(t, env, "backup", "drill", "--data-dir", dir)
 	for _, want := range []string{"readyz", "token_revoke", "/readyz 200, stopped true", "attachments read through the API: 1, failed 0", "restores, starts and serves"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("text report lacks %q:\n%s", want, out)
