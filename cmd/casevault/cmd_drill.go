@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -298,7 +301,7 @@ func drillServe(ctx context.Context, dir string, master []byte, sync string, sam
 		out.Server.ReadyzStatus, out.Server.Checks = status, checks
 		if status == http.StatusOK {
 			step("start", t0, true, "serve on "+out.Server.Addr)
-			step("readyz", t0, true, fmt.Sprintf("%d %v", status, checks))
+			step("readyz", t0, true, fmt.Sprintf("%d; %s", status, checkList(checks)))
 			break
 		}
 		select {
@@ -311,7 +314,7 @@ func drillServe(ctx context.Context, dir string, master []byte, sync string, sam
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			detail := fmt.Sprintf("not ready after %s: status %d %v", o.readyTimeout, status, checks)
+			detail := fmt.Sprintf("not ready after %s: status %d; %s", o.readyTimeout, status, checkList(checks))
 			if rerr != nil {
 				detail += ": " + rerr.Error()
 			}
@@ -405,6 +408,15 @@ func drillReadyz(ctx context.Context, client *http.Client, base string) (int, ma
 		checks[name] = c.Status
 	}
 	return status, checks, err
+}
+
+// checkList is readiness checks as "name status" in name order.
+func checkList(checks map[string]string) string {
+	names := slices.Sorted(maps.Keys(checks))
+	for i, n := range names {
+		names[i] = n + " " + checks[n]
+	}
+	return strings.Join(names, ", ")
 }
 
 // drillJSON makes one request to the restored server and decodes its JSON
