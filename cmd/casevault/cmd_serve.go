@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 
@@ -35,6 +36,23 @@ func newServeCmd(cfg *config) *cobra.Command {
 func runServe(ctx context.Context, cfg *config, out, logw io.Writer) error {
 	log := newLogger(cfg, logw)
 	cfg.GC.apply(log)
+	return serve(ctx, cfg, log, out, serveHooks{})
+}
+
+// serveHooks are what the disaster-recovery drill changes when it runs
+// serve in process on its scratch copy (cmd_drill.go): the same start-up
+// (master key check, migrations, audit, indexer) on a listener it already
+// holds, without the scheduled jobs (a retention sweep or a backup of the
+// scratch copy would change what the drill checks, or write backups).
+type serveHooks struct {
+	ln     net.Listener // nil: listen on cfg.Listen
+	noCron bool
+	// ready, when set, is called once the server accepts connections.
+	ready func()
+}
+
+// serve builds the app and serves until ctx is cancelled.
+func serve(ctx context.Context, cfg *config, log *slog.Logger, out io.Writer, h serveHooks) error {
 	a, err := buildApp(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -53,12 +71,14 @@ func runServe(ctx context.Context, cfg *config, out, logw io.Writer) error {
 	defer recoverInterruptedRuns(ctx, a, log)()
 	defer a.runIndexer(ctx)()
 
-	cron, err := jobs{ctx: ctx, a: a}.schedule()
-	if err != nil {
-		return err
+	if !h.noCron {
+		cron, err := jobs{ctx: ctx, a: a}.schedule()
+		if err != nil {
+			return err
+		}
+		cron.Start()
+		defer func() { <-cron.Stop().Done() }()
 	}
-	cron.Start()
-	defer func() { <-cron.Stop().Done() }()
 
 	errc := make(chan error, 1)
 	if cfg.PprofListen != "" {
@@ -69,11 +89,20 @@ func runServe(ctx context.Context, cfg *config, out, logw io.Writer) error {
 		defer stop()
 		log.Warn("profiler listening (unauthenticated)", "addr", cfg.PprofListen)
 	}
-	go func() { errc <- a.server.Listen(cfg.Listen) }()
-	log.Info("casevault listening", "addr", cfg.Listen, "database", string(a.db.Dialect), "data_dir", cfg.DataDir, "version", version)
+	addr := cfg.Listen
+	if h.ln != nil {
+		addr = h.ln.Addr().String()
+		go func() { errc <- a.server.Serve(h.ln) }()
+	} else {
+		go func() { errc <- a.server.Listen(cfg.Listen) }()
+	}
+	log.Info("casevault listening", "addr", addr, "database", string(a.db.Dialect), "data_dir", cfg.DataDir, "version", version)
+	if h.ready != nil {
+		h.ready()
+	}
 	select {
 	case err := <-errc:
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		return fmt.Errorf("listen %s: %w", addr, err)
 	case <-ctx.Done():
 	}
 

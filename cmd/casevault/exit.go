@@ -36,7 +36,7 @@ const exitHelp = `Exit codes:
   2    usage error (unknown command or flag, missing or bad argument or setting), or an undo
        (restore --undo-run) without --yes: it printed what it would bring back
   3    backup written but incomplete: attachment blobs deleted meanwhile (listed in the manifest's "missing")
-  4    verify found problems, a restored table's digest differs, or the backup is damaged,
+  4    verify or a drill found problems, a restored table's digest differs, or the backup is damaged,
        unsigned (written before casevault signed backups; see --allow-unsigned) or its
        manifest's signature does not verify (altered, or signed with another master key)
   10   no backup repository at the target, or no such backup (or case in it)

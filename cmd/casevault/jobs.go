@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -52,13 +53,46 @@ func (j jobs) schedule() (*cron.Cron, error) {
 		// The entry's Prev is the scheduled time of the run in progress:
 		// cron sets it before it serves the next Entry call.
 		tick := func() time.Time { return c.Entry(id).Prev }
-		var err error
-		if id, err = c.AddFunc(job.spec, j.a.guard.Func(job.name, j.owned(job.name, tick, job.run))); err != nil {
+		sched, err := parseSchedule(job.spec)
+		if err != nil {
 			return nil, usagef("--%s %q: %w", job.flag, job.spec, err)
 		}
+		id = c.Schedule(sched, cron.FuncJob(j.a.guard.Func(job.name, j.owned(job.name, tick, job.run))))
 	}
 	return c, nil
 }
+
+// parseSchedule parses a job's schedule. It takes an optional seconds
+// field ("*/5 * * * * *" is every 5 s on the wall clock; a 5-field
+// schedule means what it always did), and its ticks are the same in every
+// replica, whenever each started (alignEvery), so that one replica claims
+// each tick.
+func parseSchedule(spec string) (cron.Schedule, error) {
+	p := cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+	s, err := p.Parse(spec)
+	if err != nil {
+		return nil, err
+	}
+	return alignEvery(s), nil
+}
+
+// alignEvery makes an "@every D" schedule fire on multiples of D since
+// the zero time rather than D after this process started: replicas started
+// at different moments then share their ticks, and one of them claims each
+// (owned). robfig/cron counts @every from the start of each process, which
+// gave two replicas different ticks and both of them ran every job.
+func alignEvery(s cron.Schedule) cron.Schedule {
+	if every, ok := s.(cron.ConstantDelaySchedule); ok {
+		return alignedEvery{every.Delay}
+	}
+	return s
+}
+
+// alignedEvery fires at every multiple of d (at least a second: the
+// cron's resolution, as for @every).
+type alignedEvery struct{ d time.Duration }
+
+func (a alignedEvery) Next(t time.Time) time.Time { return t.Truncate(a.d).Add(a.d) }
 
 // owned runs a job's tick only on the replica that claims it: every
 // replica's cron fires at the same scheduled time, and the job's
@@ -81,6 +115,7 @@ func (j jobs) owned(name string, tickOf func() time.Time, run func(jobs)) func()
 			j.a.log.Info("scheduled job's tick run by another replica", "job", name, "tick", tick)
 			return
 		}
+		j.a.log.Info("scheduled job's tick claimed", "job", name, "tick", tick)
 		run(jobs{ctx: j.ctx, a: j.a, tick: tick})
 	}
 }
@@ -168,8 +203,13 @@ func (j jobs) retention() {
 	if err != nil {
 		outcome = audit.OutcomeFailed
 	}
-	ch := systemChange("retention.run", "retention_run", rep.ID, map[string]any{"dry_run": false, "scheduled": true, "status": rep.Status,
-		"deleted": rep.Deleted, "anonymized": rep.Anonymized, "redacted": rep.Redacted, "held": rep.SkippedHeld, "errors": rep.Errors})
+	detail := map[string]any{"dry_run": false, "scheduled": true, "status": rep.Status,
+		"deleted": rep.Deleted, "anonymized": rep.Anonymized, "redacted": rep.Redacted, "held": rep.SkippedHeld, "errors": rep.Errors}
+	if !j.tick.IsZero() {
+		// One run per tick across replicas: the tick names it.
+		detail["tick"] = j.tick.UTC().Format(time.RFC3339)
+	}
+	ch := systemChange("retention.run", "retention_run", rep.ID, detail)
 	ch.Actor = retention.SweeperActor()
 	if aerr := j.a.audit.Record(j.ctx, audit.FromChange(ch, outcome)); aerr != nil {
 		j.a.log.Error("retention sweep not audited", "run", rep.ID, "err", aerr)
@@ -259,13 +299,26 @@ func recordPruneFailure(ctx context.Context, log *audit.Log, change func(action,
 // what it found; a failed drill is an error in the log, for alerting.
 func (j jobs) backupDrill() {
 	log := j.a.log
-	rep, err := drill(j.ctx, j.a.cfg, 20, false, nil)
+	// The scratch server's warnings and errors go to this log, marked;
+	// its info lines (listening, migrations) would read as this server's.
+	dlog := slog.New(warnOnly{j.a.log.With("drill", true).Handler()})
+	rep, err := drill(j.ctx, j.a.cfg, drillOptions{sample: 20, log: dlog})
 	switch {
 	case err != nil:
 		log.Error("backup drill failed", "err", err)
 	case len(rep.Problems) > 0:
 		log.Error("backup drill found problems", "backup", rep.Backup, "problems", len(rep.Problems), "first", rep.Problems[0])
 	default:
-		log.Info("backup drill", "backup", rep.Backup, "audit_events", rep.AuditEvents, "attachments_checked", rep.AttachmentsChecked)
+		log.Info("backup drill", "backup", rep.Backup, "readyz", rep.Server.ReadyzStatus, "audit_events", rep.AuditEvents,
+			"attachments_checked", rep.AttachmentsChecked, "scratch_removed", rep.Removed)
 	}
 }
+
+// warnOnly passes on warnings and errors only.
+type warnOnly struct{ slog.Handler }
+
+func (h warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
+}
+func (h warnOnly) WithAttrs(as []slog.Attr) slog.Handler { return warnOnly{h.Handler.WithAttrs(as)} }
+func (h warnOnly) WithGroup(name string) slog.Handler    { return warnOnly{h.Handler.WithGroup(name)} }

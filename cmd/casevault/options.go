@@ -65,7 +65,7 @@ func options() []option {
 		{name: "backup-forget-schedule", def: "30 3 * * *", uses: useServer, field: func(c *config) any { return &c.Backup.ForgetCron },
 			help: "cron schedule of backup forget (keep rules below); empty or off disables it"},
 		{name: "backup-drill-schedule", def: "off", uses: useServer, field: func(c *config) any { return &c.Backup.DrillCron },
-			help: "cron schedule of the disaster-recovery drill (backup drill: restore the latest backup into a scratch directory and check it); needs the backup identity on the server; off by default"},
+			help: "cron schedule of the disaster-recovery drill (backup drill: restore the latest backup into a scratch directory, start a server on it on loopback, read attachments and verify the audit chain through it, remove it); needs the backup identity on the server; off by default"},
 		{name: "backup-dir", def: "", uses: useBackup, field: func(c *config) any { return &c.Backup.Dir },
 			help: "backup repository directory; empty means <data-dir>/backups (unused when --backup-s3-endpoint is set)"},
 		{name: "backup-s3-endpoint", def: "", uses: useBackup, field: func(c *config) any { return &c.Backup.S3.Endpoint },

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/url"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"filippo.io/age"
 
 	"github.com/casevault/casevault/archive/blobtest"
 	"github.com/casevault/casevault/search/meili/meilifake"
@@ -360,4 +363,153 @@ func threeReplicas(t *testing.T, engineEnv []string, shared bool) {
 			t.Errorf("%d replicas write the shared Meilisearch index, want exactly 1", writers)
 		}
 	})
+}
+
+// Two replicas on one PostgreSQL with short schedules (issue 19 §4: cron
+// jobs run once across replicas): a retention sweep every 2 s (a seconds
+// field) and a backup every 3 s (@every, aligned on the clock so that
+// replicas started at different moments share ticks) on both. Both crons
+// fire every tick (the other replica logs that it did not run it), exactly
+// one replica claims each, and the audit log (retention.run names its
+// tick) and the backup runs show one run per tick.
+func TestTwoReplicasRunEachTickOnce(t *testing.T) {
+	cfg := sqldbtest.Config(t, sqldb.Postgres)
+	s3 := blobtest.StartVersityGW(t)
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "backup.key")
+	if err := os.WriteFile(keyFile, []byte(id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"CASEVAULT_DATABASE_URL=" + cfg.URL,
+		"CASEVAULT_BACKUP_S3_ENDPOINT=" + s3.Endpoint, "CASEVAULT_BACKUP_S3_BUCKET=cv-ticks", "CASEVAULT_BACKUP_S3_TLS=false",
+		"CASEVAULT_BACKUP_S3_ACCESS_KEY=" + s3.AccessKey, "CASEVAULT_BACKUP_S3_SECRET_KEY=" + s3.SecretKey,
+		"CASEVAULT_BACKUP_RECIPIENTS=" + id.Recipient().String(), "CASEVAULT_BACKUP_IDENTITY_FILE=" + keyFile,
+		"CASEVAULT_RETENTION_SCHEDULE=*/2 * * * * *", "CASEVAULT_BACKUP_SCHEDULE=@every 3s"}
+	d1, d2 := t.TempDir(), t.TempDir()
+	p1, tok := startAdmin(t, d1, env...)
+	time.Sleep(1300 * time.Millisecond) // the replicas start at different moments
+	p2 := start(t, d2, append(env, instanceKey(t, d1))...)
+	seed(t, p1.api(), tok, "Ticks", 1<<10)
+
+	// ticks reads both replicas' logs: per job and tick, which replicas
+	// claimed it and which saw it run by another.
+	type seen struct{ claimed, other []int }
+	ticks := func() map[string]map[string]*seen {
+		out := map[string]map[string]*seen{}
+		for i, p := range []*proc{p1, p2} {
+			for _, l := range strings.Split(p.stderr.String(), "\n") {
+				var ev struct{ Msg, Job, Tick string }
+				if json.Unmarshal([]byte(l), &ev) != nil || ev.Job == "" {
+					continue
+				}
+				if out[ev.Job] == nil {
+					out[ev.Job] = map[string]*seen{}
+				}
+				s := out[ev.Job][ev.Tick]
+				if s == nil {
+					s = &seen{}
+					out[ev.Job][ev.Tick] = s
+				}
+				switch ev.Msg {
+				case "scheduled job's tick claimed":
+					s.claimed = append(s.claimed, i)
+				case "scheduled job's tick run by another replica":
+					s.other = append(s.other, i)
+				}
+			}
+		}
+		return out
+	}
+	// bothFired counts the ticks of a job that one replica ran and the
+	// other saw run by it.
+	bothFired := func(job string) int {
+		n := 0
+		for _, s := range ticks()[job] {
+			if len(s.claimed) == 1 && len(s.other) == 1 && s.claimed[0] != s.other[0] {
+				n++
+			}
+		}
+		return n
+	}
+	testkit.Eventually(t, 90*time.Second, "3 shared ticks of the sweep and of the backup", func() bool {
+		return bothFired("cron.retention") >= 3 && bothFired("cron.backup") >= 3
+	})
+
+	// The records, with the replicas still serving: audit events of the
+	// scheduled sweeps (by tick) and the scheduled backup runs.
+	var sweeps []string
+	for _, b := range []string{p1.api(), p2.api()} {
+		testkit.Eventually(t, 30*time.Second, "nothing pending in the audit chain", func() bool {
+			code, ver := call(t, "GET", b+"/audit/verify", tok, nil)
+			return code == 200 && ver["ok"] == true
+		})
+	}
+	code, list := call(t, "GET", p2.api()+"/audit?action=retention.run&limit=500", tok, nil)
+	if code != 200 {
+		t.Fatalf("audit list: %d", code)
+	}
+	for _, it := range list["items"].([]any) {
+		det, _ := it.(map[string]any)["detail"].(map[string]any)
+		if det["scheduled"] == true {
+			sweeps = append(sweeps, det["tick"].(string))
+		}
+	}
+	code, bl := call(t, "GET", p1.api()+"/backups", tok, nil)
+	if code != 200 {
+		t.Fatalf("backups: %d %v", code, bl)
+	}
+	var backupStarts []time.Time
+	for _, r := range bl["runs"].([]any) {
+		run := r.(map[string]any)
+		if run["kind"] == "backup" && run["origin"] == "schedule" {
+			at, err := time.Parse(time.RFC3339Nano, run["started_at"].(string))
+			if err != nil {
+				t.Fatal(err)
+			}
+			backupStarts = append(backupStarts, at)
+		}
+	}
+	stop(t, p1)
+	stop(t, p2)
+
+	all := ticks()
+	for job, byTick := range all {
+		for tick, s := range byTick {
+			if len(s.claimed) > 1 {
+				t.Errorf("%s tick %s claimed by replicas %v", job, tick, s.claimed)
+			}
+		}
+	}
+	// Every scheduled sweep in the audit log names a tick one replica
+	// claimed, once.
+	perTick := map[string]int{}
+	for _, tick := range sweeps {
+		perTick[tick]++
+	}
+	for tick, n := range perTick {
+		s := all["cron.retention"][tick] // both RFC 3339 in UTC
+		if n != 1 || s == nil || len(s.claimed) != 1 {
+			t.Errorf("retention tick %s: %d audited sweeps, claims %v", tick, n, s)
+		}
+	}
+	if len(perTick) < 3 {
+		t.Errorf("%d scheduled sweeps audited, want at least 3: %v", len(perTick), sweeps)
+	}
+	// One scheduled backup per 3-second tick (a run starts within its
+	// tick's second; a second run of a tick would share its slot).
+	slots := map[int64]int{}
+	for _, at := range backupStarts {
+		slots[at.Unix()/3]++
+	}
+	for slot, n := range slots {
+		if n != 1 {
+			t.Errorf("backup tick %s: %d scheduled backups", time.Unix(slot*3, 0).UTC(), n)
+		}
+	}
+	if len(slots) < 3 {
+		t.Errorf("%d scheduled backups, want at least 3", len(slots))
+	}
 }

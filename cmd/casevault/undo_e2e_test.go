@@ -11,27 +11,51 @@ import (
 	"github.com/casevault/casevault/sqldb/sqldbtest"
 )
 
-// TestUndoDisposalCLI is issue 17 §2 end to end, on SQLite with a local
-// repository and on PostgreSQL with an S3 repository: a retention run
+// TestUndoDisposalCLI is issue 17 §2 end to end, on SQLite and PostgreSQL,
+// each with a local and an S3 (versitygw) repository: a retention run
 // deletes by mistake; `backup restore ID --undo-run RUN` explains and exits
 // 2 without --yes, refuses a backup taken after the run (13), and with
 // --yes brings the case and contacts back (audited). A case deleted by
 // request comes back with --case --yes; one under a hold placed since stays
-// deleted. On SQLite, a full restore of the first backup keeps a token
-// revoked since revoked (issue 17 §1).
+// deleted, and so does the case of a customer erased since (the undo
+// reports it kept; --case of it is refused, 13). On SQLite, a full restore
+// of the first backup keeps a token revoked since revoked (issue 17 §1).
 func TestUndoDisposalCLI(t *testing.T) {
-	tests := []struct {
+	dialects := []struct {
 		name string
 		env  func(t *testing.T) []string
 	}{
-		{"sqlite local repository", func(t *testing.T) []string { return nil }},
-		{"postgres s3 repository", func(t *testing.T) []string {
-			s3 := blobtest.StartVersityGW(t)
-			return []string{"CASEVAULT_DATABASE_URL=" + sqldbtest.Config(t, sqldb.Postgres).URL,
-				"CASEVAULT_BACKUP_S3_ENDPOINT=" + s3.Endpoint, "CASEVAULT_BACKUP_S3_BUCKET=cv-undo",
-				"CASEVAULT_BACKUP_S3_ACCESS_KEY=" + s3.AccessKey, "CASEVAULT_BACKUP_S3_SECRET_KEY=" + s3.SecretKey,
-				"CASEVAULT_BACKUP_S3_TLS=false", "CASEVAULT_BACKUP_SCHEDULE=off"}
+		{"sqlite", func(t *testing.T) []string { return nil }},
+		{"postgres", func(t *testing.T) []string {
+			return []string{"CASEVAULT_DATABASE_URL=" + sqldbtest.Config(t, sqldb.Postgres).URL}
 		}},
+	}
+	repos := []struct {
+		name string
+		env  func(t *testing.T) []string
+	}{
+		{"local repository", func(t *testing.T) []string {
+			return []string{"CASEVAULT_BACKUP_DIR=" + filepath.Join(t.TempDir(), "repo")}
+		}},
+		{"s3 repository", func(t *testing.T) []string {
+			s3 := blobtest.StartVersityGW(t)
+			return []string{"CASEVAULT_BACKUP_S3_ENDPOINT=" + s3.Endpoint, "CASEVAULT_BACKUP_S3_BUCKET=cv-undo",
+				"CASEVAULT_BACKUP_S3_ACCESS_KEY=" + s3.AccessKey, "CASEVAULT_BACKUP_S3_SECRET_KEY=" + s3.SecretKey,
+				"CASEVAULT_BACKUP_S3_TLS=false"}
+		}},
+	}
+	type combo struct {
+		name   string
+		sqlite bool
+		env    func(t *testing.T) []string
+	}
+	var tests []combo
+	for _, d := range dialects {
+		for _, r := range repos {
+			tests = append(tests, combo{d.name + " " + r.name, d.name == "sqlite", func(t *testing.T) []string {
+				return append(append(d.env(t), r.env(t)...), "CASEVAULT_BACKUP_SCHEDULE=off")
+			}})
+		}
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -39,7 +63,7 @@ func TestUndoDisposalCLI(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "data")
 			p, tok := startAdmin(t, dir, env...)
 			base := p.api()
-			sqlite := len(env) == 0
+			sqlite := tt.sqlite
 
 			// A case with a live contact and an old notification, and a
 			// case holding only an old notification: the run deletes the
@@ -56,6 +80,8 @@ func TestUndoDisposalCLI(t *testing.T) {
 			old(kept.caseID)
 			_, wholeCase := newCase(t, base, tok, "Only notifications", "email")
 			old(wholeCase)
+			erasedCust, erasedCase := newCase(t, base, tok, "Only notifications, customer erased since", "email")
+			old(erasedCase)
 			_, byRequest := newCase(t, base, tok, "Deleted by request", "email")
 			addContact(t, base, tok, byRequest, "email", "please delete")
 			heldCust, heldCase := newCase(t, base, tok, "Deleted, then held", "email")
@@ -75,7 +101,7 @@ func TestUndoDisposalCLI(t *testing.T) {
 				t.Fatalf("retention run: %d %v", code, run)
 			}
 			runID := run["id"].(string)
-			if rep := waitRun(t, base+"/retention/runs/"+runID, tok); rep["cases_deleted"].(float64) != 1 {
+			if rep := waitRun(t, base+"/retention/runs/"+runID, tok); rep["cases_deleted"].(float64) != 2 {
 				t.Fatalf("retention run report: %v", rep)
 			}
 			for _, id := range []string{byRequest, heldCase} {
@@ -87,6 +113,7 @@ func TestUndoDisposalCLI(t *testing.T) {
 			if code != 201 {
 				t.Fatalf("hold: %d %v", code, hold)
 			}
+			cvOK(t, env, "customer", "erase", erasedCust, "--reason", "data-subject request", "--data-dir", dir)
 			cvOK(t, env, "backup", "run", "--data-dir", dir) // after the run: "latest"
 
 			caseCode := func(id string) int { c, _ := call(t, "GET", base+"/cases/"+id, tok, nil); return c }
@@ -102,6 +129,7 @@ func TestUndoDisposalCLI(t *testing.T) {
 				{"unknown run", []string{before, "--undo-run", "no-such-run", "--yes"}, exitNoRepo, "no-such-run"},
 				{"deleted case without --yes", []string{before, "--case", byRequest}, exitRefused, "deleted by request"},
 				{"case held since", []string{before, "--case", heldCase, "--yes"}, exitRefused, hold["id"].(string)},
+				{"case of a customer erased since", []string{before, "--case", erasedCase, "--yes"}, exitRefused, "erasure is final"},
 			}
 			for _, r := range refusals {
 				out, errOut, code := cv(t, env, append([]string{"backup", "restore"}, append(r.args, "--data-dir", dir)...)...)
@@ -109,7 +137,7 @@ func TestUndoDisposalCLI(t *testing.T) {
 					t.Errorf("%s: exit %d, want %d saying %q\n%s%s", r.name, code, r.code, r.says, out, errOut)
 				}
 			}
-			if caseCode(wholeCase) != 404 || caseCode(byRequest) != 404 || caseCode(heldCase) != 404 {
+			if caseCode(wholeCase) != 404 || caseCode(byRequest) != 404 || caseCode(heldCase) != 404 || caseCode(erasedCase) != 404 {
 				t.Fatal("a refused undo changed the instance")
 			}
 
@@ -117,8 +145,20 @@ func TestUndoDisposalCLI(t *testing.T) {
 			if rep["applied"] != true || rep["cases_restored"].(float64) != 1 || rep["contacts_restored"].(float64) != 2 {
 				t.Fatalf("undo report: %v", rep)
 			}
+			keptFinal := rep["kept"].([]any)
+			if len(keptFinal) == 0 {
+				t.Fatalf("undo report keeps nothing final: %v", rep)
+			}
+			for _, k := range keptFinal {
+				if it := k.(map[string]any); it["case"] != erasedCase || !strings.Contains(it["kept_because"].(string), "erasure is final") {
+					t.Errorf("undo report, kept: %v", it)
+				}
+			}
 			if caseCode(wholeCase) != 200 {
 				t.Fatal("the undone case is not back")
+			}
+			if caseCode(erasedCase) != 404 {
+				t.Fatal("the erased customer's case came back")
 			}
 			if code, cs := call(t, "GET", base+"/cases/"+kept.caseID, tok, nil); code != 200 || len(cs["contacts"].([]any)) != 3 {
 				t.Fatalf("kept case after undo: %d %v", code, cs)
