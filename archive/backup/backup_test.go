@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/casevault/casevault/archive/backup"
 	"github.com/casevault/casevault/audit"
@@ -389,4 +390,49 @@ func uniqueObjects(ms ...backup.Manifest) map[string]bool {
 		}
 	}
 	return out
+}
+
+// TestNextRunWaitsForAnEndingRun: a run records its end before it gives the
+// lease back. A client that saw it end and starts the next backup at once
+// was refused (409 "already running"); it now waits for the ending run's
+// lease. A run recorded as running still refuses at once.
+func TestNextRunWaitsForAnEndingRun(t *testing.T) {
+	tests := []struct {
+		name        string
+		runningRow  bool
+		wantRefused bool
+	}{
+		{"the holder has recorded its end", false, false},
+		{"a run is recorded running", true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := newInstance(t, sqldb.SQLite)
+			src.seed(1, 1)
+			repo, _ := newRepo(t)
+			svc := src.service(repo, newKeys(t))
+			ctx := context.Background()
+
+			// Another run's lease, given back 200 ms later.
+			far := sqldb.Micros(time.Now().Add(time.Hour))
+			if _, err := src.db.Write.ExecContext(ctx, `UPDATE backup_lease SET holder = 'ending-run', expires_at = ? WHERE id = 1`, far); err != nil {
+				t.Fatal(err)
+			}
+			if tt.runningRow {
+				if _, err := src.db.Write.ExecContext(ctx, `INSERT INTO backup_runs (id, kind, status, origin, started_at) VALUES ('live-run', 'backup', ?, 'test', ?)`,
+					backup.StatusRunning, sqldb.Micros(time.Now())); err != nil {
+					t.Fatal(err)
+				}
+			}
+			released := time.AfterFunc(200*time.Millisecond, func() {
+				_, _ = src.db.Write.ExecContext(ctx, `UPDATE backup_lease SET holder = NULL WHERE id = 1`)
+			})
+			defer released.Stop()
+
+			_, err := svc.Backup(ctx, "test", operator, nil)
+			if refused := errors.Is(err, backup.ErrLocked); refused != tt.wantRefused || (!refused && err != nil) {
+				t.Fatalf("backup while an ending run holds the lease: %v; want refused %v", err, tt.wantRefused)
+			}
+		})
+	}
 }

@@ -85,6 +85,39 @@ func New(db *sqldb.DB, repo *Repo, opts Options) *Service {
 // Repo returns the service's repository.
 func (s *Service) Repo() *Repo { return s.repo }
 
+// finishingWait bounds how long a new run waits for the lease of a run
+// that has recorded its end but not yet given the lease back.
+const finishingWait = 2 * time.Second
+
+// takeWhenEnded calls take until it gets the lease. A run records its end
+// while it still holds the lease (two runs never overlap), which leaves a
+// moment when a client that saw it end is refused the next one (409); when
+// no run is recorded running, the holder is ending and the lease is waited
+// for, briefly. A run recorded running refuses at once (ErrLocked).
+func (s *Service) takeWhenEnded(ctx context.Context, take func() error) error {
+	deadline := time.Now().Add(finishingWait)
+	for {
+		err := take()
+		if !errors.Is(err, ErrLocked) || time.Now().After(deadline) {
+			return err
+		}
+
+		var running int
+		if err := s.db.Read.QueryRowContext(ctx, s.db.Rebind(`SELECT COUNT(*) FROM backup_runs WHERE status = ?`), StatusRunning).Scan(&running); err != nil {
+			return fmt.Errorf("backup lease: %w", err)
+		}
+		if running > 0 {
+			return ErrLocked
+		}
+
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // lease takes the one-run-at-a-time lock for holder, or ErrLocked. The
 // returned context is cancelled if the lease cannot be renewed (another
 // replica could then start a run), and release gives it back.
@@ -122,7 +155,7 @@ func (s *Service) lease(ctx context.Context, holder string) (context.Context, fu
 		return nil
 	}
 
-	if err := take(ctx, false); err != nil {
+	if err := s.takeWhenEnded(ctx, func() error { return take(ctx, false) }); err != nil {
 		return nil, nil, err
 	}
 
