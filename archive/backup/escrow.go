@@ -56,6 +56,21 @@ type escrowEntry struct {
 	WrappedKey string `json:"wrapped_key"`
 }
 
+// defaultEscrowWorkers bounds the escrow objects written, read or purged
+// at once. Each is a small object (one age header, a few hundred bytes),
+// so a run is bound by the store's round trips, not by CPU or bandwidth:
+// on S3 every request waits on the network, and more in flight hides it.
+// Eight keeps a first run after the upgrade (one object per customer)
+// from taking minutes without flooding the store.
+const defaultEscrowWorkers = 8
+
+func escrowWorkers(n int) int {
+	if n <= 0 {
+		return defaultEscrowWorkers
+	}
+	return n
+}
+
 // escrowKey names a customer's entry: the id hex-encoded, so any id is a
 // safe, reversible object name.
 func escrowKey(customerID string) string { return escrowDir + hex.EncodeToString([]byte(customerID)) }
@@ -182,12 +197,9 @@ func (r *Repo) readEscrow(ctx context.Context, id age.Identity, customerIDs []st
 	if err != nil {
 		return nil, err
 	}
-	if workers <= 0 {
-		workers = 4
-	}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(workers)
+	g.SetLimit(escrowWorkers(workers))
 	for _, c := range customerIDs {
 		if !have[c] {
 			continue
@@ -255,7 +267,7 @@ func (r *Repo) fillEscrowRows(ctx context.Context, m Manifest, id age.Identity, 
 			ids = append(ids, asString(row["customer_id"]))
 		}
 	}
-	got, err := r.readEscrow(ctx, id, ids, 4)
+	got, err := r.readEscrow(ctx, id, ids, 0)
 	if err != nil {
 		return err
 	}
@@ -305,7 +317,7 @@ func (s *Service) syncEscrow(ctx context.Context) (EscrowStats, error) {
 	var mu sync.Mutex
 	var written []string // merged into have after the workers (the loop reads have)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(s.opts.Workers)
+	g.SetLimit(escrowWorkers(s.opts.EscrowWorkers))
 	for _, k := range live {
 		if have[k.id] {
 			continue
@@ -360,7 +372,7 @@ func (s *Service) purgeErased(ctx context.Context, have map[string]bool) (int64,
 	var n int64
 	var mu sync.Mutex
 	var g errgroup.Group
-	g.SetLimit(s.opts.Workers)
+	g.SetLimit(escrowWorkers(s.opts.EscrowWorkers))
 	for id := range gone {
 		g.Go(func() error {
 			if err := s.PurgeEscrow(ctx, id); err != nil {
