@@ -2,10 +2,14 @@ package backup_test
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/casevault/casevault/archive/backup"
+	"github.com/casevault/casevault/archive/blobtest"
+	"github.com/casevault/casevault/archive/s3"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
@@ -24,6 +28,10 @@ import (
 //     against restore-pre-escrow, the same backup rewritten in the
 //     pre-escrow format (keys in the dump), and restore-escrow-serial,
 //     the same restore with EscrowWorkers 1.
+//
+// With CASEVAULT_BENCH_ESCROW_S3=1 the repositories are buckets of the
+// shared versitygw (CASEVAULT_TEST_S3_*): one request per entry, as on a
+// real S3 repository, where the round trips, not the CPU, bound a run.
 //
 // The ratios are printed as escrow-first-vs-next, restore-escrow-vs-pre,
 // and the speed-ups of parallelism as first-serial-vs-parallel and
@@ -56,8 +64,25 @@ func BenchmarkKeyEscrow(b *testing.B) {
 	}
 	// firstRun is a first backup into a new repository with the given
 	// escrow parallelism (0: the default).
+	openRepo := func() *backup.Repo {
+		if os.Getenv("CASEVAULT_BENCH_ESCROW_S3") == "" {
+			repo, _ := newRepo(b)
+			return repo
+		}
+		srv := blobtest.EnvS3(b)
+		st, err := s3.New(ctx, s3.Config{Endpoint: srv.Endpoint, Bucket: fmt.Sprintf("cv-escrow-bench-%d", time.Now().UnixNano()%1e12),
+			AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, MaxRetries: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		repo, err := backup.OpenRepo(st, "casevault/bench", backup.RepoOptions{Signer: signer(b, master)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return repo
+	}
 	firstRun := func(workers int) (*backup.Repo, backup.Manifest, time.Duration) {
-		repo, _ := newRepo(b)
+		repo := openRepo()
 		t0 := time.Now()
 		m, err := service(repo, workers).Backup(ctx, "bench", operator, nil)
 		if err != nil {
