@@ -205,6 +205,9 @@ func (r *Repo) readEscrow(ctx context.Context, id age.Identity, customerIDs []st
 			continue
 		}
 		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err
+			}
 			w, found, err := r.getEscrow(gctx, id, c)
 			if err != nil || !found {
 				return err
@@ -323,6 +326,11 @@ func (s *Service) syncEscrow(ctx context.Context) (EscrowStats, error) {
 			continue
 		}
 		g.Go(func() error {
+			// After a failure the run fails anyway: the keys still queued
+			// are not encrypted and written for nothing.
+			if err := gctx.Err(); err != nil {
+				return err
+			}
 			if err := s.repo.putEscrow(gctx, s.opts.Keys.Recipients, k.id, k.wrapped); err != nil {
 				return err
 			}
@@ -371,6 +379,9 @@ func (s *Service) purgeErased(ctx context.Context, have map[string]bool) (int64,
 	}
 	var n int64
 	var mu sync.Mutex
+	// No shared cancellation here, unlike the writes: every entry purged
+	// is an erasure completed, so one refused purge does not stop the
+	// others (the run still fails on it).
 	var g errgroup.Group
 	g.SetLimit(escrowWorkers(s.opts.EscrowWorkers))
 	for id := range gone {
