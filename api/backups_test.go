@@ -110,6 +110,15 @@ func TestBackupRoutes(t *testing.T) {
 			if r.status != 200 || m["ok"] != true || m["read_data"] != (q != "") || m["decrypted"] != (q != "") {
 				t.Fatalf("verify%s: %d %v", q, r.status, m)
 			}
+			// The customer's key is in the key escrow (issue 17); with
+			// read_data its entry is decrypted too.
+			checked := 0.0
+			if q != "" {
+				checked = 1
+			}
+			if e, _ := m["escrow"].(map[string]any); e["customers"] != 1.0 || e["in_escrow"] != 1.0 || e["erased"] != 0.0 || e["entries_checked"] != checked {
+				t.Fatalf("verify%s escrow: %v", q, m["escrow"])
+			}
 		}
 
 		// An unknown but well-formed id is 404; garbage is 400 and never

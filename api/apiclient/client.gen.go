@@ -1558,6 +1558,14 @@ type Erasure struct {
 	OpenCases     int64     `json:"open_cases"`
 }
 
+// EscrowCoverage defines model for EscrowCoverage.
+type EscrowCoverage struct {
+	Customers      int64 `json:"customers"`
+	EntriesChecked int64 `json:"entries_checked"`
+	Erased         int64 `json:"erased"`
+	InEscrow       int64 `json:"in_escrow"`
+}
+
 // EscrowStats defines model for EscrowStats.
 type EscrowStats struct {
 	EscrowPurged int64 `json:"escrow_purged"`
@@ -2253,14 +2261,15 @@ type TokenList struct {
 
 // VerifyReport defines model for VerifyReport.
 type VerifyReport struct {
-	Authenticated bool      `json:"authenticated"`
-	BytesRead     int64     `json:"bytes_read"`
-	Decrypted     bool      `json:"decrypted"`
-	Files         int64     `json:"files"`
-	Id            string    `json:"id"`
-	Ok            bool      `json:"ok"`
-	Problems      *[]string `json:"problems"`
-	ReadData      bool      `json:"read_data"`
+	Authenticated bool            `json:"authenticated"`
+	BytesRead     int64           `json:"bytes_read"`
+	Decrypted     bool            `json:"decrypted"`
+	Escrow        *EscrowCoverage `json:"escrow,omitempty"`
+	Files         int64           `json:"files"`
+	Id            string          `json:"id"`
+	Ok            bool            `json:"ok"`
+	Problems      *[]string       `json:"problems"`
+	ReadData      bool            `json:"read_data"`
 }
 
 // VerifyResult defines model for VerifyResult.

@@ -56,6 +56,21 @@ type escrowEntry struct {
 	WrappedKey string `json:"wrapped_key"`
 }
 
+// defaultEscrowWorkers bounds the escrow objects written, read or purged
+// at once. Each is a small object (one age header, a few hundred bytes),
+// so a run is bound by the store's round trips, not by CPU or bandwidth:
+// on S3 every request waits on the network, and more in flight hides it.
+// Eight keeps a first run after the upgrade (one object per customer)
+// from taking minutes without flooding the store.
+const defaultEscrowWorkers = 8
+
+func escrowWorkers(n int) int {
+	if n <= 0 {
+		return defaultEscrowWorkers
+	}
+	return n
+}
+
 // escrowKey names a customer's entry: the id hex-encoded, so any id is a
 // safe, reversible object name.
 func escrowKey(customerID string) string { return escrowDir + hex.EncodeToString([]byte(customerID)) }
@@ -182,17 +197,17 @@ func (r *Repo) readEscrow(ctx context.Context, id age.Identity, customerIDs []st
 	if err != nil {
 		return nil, err
 	}
-	if workers <= 0 {
-		workers = 4
-	}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(workers)
+	g.SetLimit(escrowWorkers(workers))
 	for _, c := range customerIDs {
 		if !have[c] {
 			continue
 		}
 		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err
+			}
 			w, found, err := r.getEscrow(gctx, id, c)
 			if err != nil || !found {
 				return err
@@ -274,7 +289,7 @@ func (r *Repo) fillEscrowRows(ctx context.Context, m Manifest, id age.Identity, 
 			ids = append(ids, asString(row["customer_id"]))
 		}
 	}
-	got, err := r.readEscrow(ctx, id, ids, 4)
+	got, err := r.readEscrow(ctx, id, ids, 0)
 	if err != nil {
 		return err
 	}
@@ -324,12 +339,17 @@ func (s *Service) syncEscrow(ctx context.Context) (EscrowStats, error) {
 	var mu sync.Mutex
 	var written []string // merged into have after the workers (the loop reads have)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(s.opts.Workers)
+	g.SetLimit(escrowWorkers(s.opts.EscrowWorkers))
 	for _, k := range live {
 		if have[k.id] {
 			continue
 		}
 		g.Go(func() error {
+			// After a failure the run fails anyway: the keys still queued
+			// are not encrypted and written for nothing.
+			if err := gctx.Err(); err != nil {
+				return err
+			}
 			if err := s.repo.putEscrow(gctx, s.opts.Keys.Recipients, k.id, k.wrapped); err != nil {
 				return err
 			}
@@ -378,8 +398,11 @@ func (s *Service) purgeErased(ctx context.Context, have map[string]bool) (int64,
 	}
 	var n int64
 	var mu sync.Mutex
+	// No shared cancellation here, unlike the writes: every entry purged
+	// is an erasure completed, so one refused purge does not stop the
+	// others (the run still fails on it).
 	var g errgroup.Group
-	g.SetLimit(s.opts.Workers)
+	g.SetLimit(escrowWorkers(s.opts.EscrowWorkers))
 	for id := range gone {
 		g.Go(func() error {
 			if err := s.PurgeEscrow(ctx, id); err != nil {
@@ -473,4 +496,88 @@ func (m Manifest) escrowedKeys(ctx context.Context, db *sqldb.DB, missing int) (
 	var n int
 	_ = db.Read.QueryRowContext(ctx, `SELECT COUNT(*) FROM customer_keys WHERE wrapped_key IS NOT NULL`).Scan(&n)
 	return n, missing
+}
+
+// EscrowCoverage is how much of a backup's key escrow is still there: of
+// the customers whose key was live in the backup, how many still have an
+// entry (a restore gives them their key back: their data is readable) and
+// how many were erased since (entry gone: their rows restore sealed). An
+// erased customer is the escrow working, not damage.
+type EscrowCoverage struct {
+	// Customers: customers with a live data key in the backup.
+	Customers int `json:"customers"`
+	// InEscrow: of those, the ones the escrow holds an entry for.
+	InEscrow int `json:"in_escrow"`
+	// Erased: the ones whose entry is gone (erased after the backup).
+	Erased int `json:"erased"`
+	// Checked: with read_data, the entries read back and decrypted
+	// (each names its customer and holds a key); 0 otherwise.
+	Checked int `json:"entries_checked"`
+}
+
+// escrowCoverage reads the customers of backup m (its customer_keys dump,
+// so it needs the identity) and counts their escrow entries. With readAll
+// every entry is also read and decrypted; an unreadable one goes to bad
+// (it would fail a restore) rather than failing the count. Nil for a
+// backup from before the escrow (its keys are in the dump) or without an
+// identity.
+func (r *Repo) escrowCoverage(ctx context.Context, m Manifest, id age.Identity, readAll bool, bad func(format string, args ...any)) (*EscrowCoverage, error) {
+	if !m.escrowed() || id == nil {
+		return nil, nil
+	}
+	t, ok := tableByName("customer_keys")
+	if !ok {
+		return nil, nil
+	}
+	rows, err := r.backupRows(ctx, m, m.tableFor(t), id, func(row map[string]any) bool { return row["destroyed_at"] == nil })
+	if err != nil {
+		return nil, err
+	}
+	have, err := r.escrowList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cov := &EscrowCoverage{Customers: len(rows)}
+	var held []string
+	for _, row := range rows {
+		c := asString(row["customer_id"])
+		if have[c] {
+			cov.InEscrow++
+			held = append(held, c)
+		} else {
+			cov.Erased++
+		}
+	}
+	if !readAll {
+		return cov, nil
+	}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(defaultEscrowWorkers)
+	for _, c := range held {
+		g.Go(func() error {
+			_, found, err := r.getEscrow(gctx, id, c)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, ErrWrongKey):
+				return err
+			case errors.Is(err, ErrDamaged):
+				bad("key escrow entry %s: %v", escrowKey(c), err)
+			case err != nil:
+				return err
+			case !found:
+				// Purged since the listing: an erasure, not damage.
+				cov.InEscrow--
+				cov.Erased++
+			default:
+				cov.Checked++
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return cov, nil
 }

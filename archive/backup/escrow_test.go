@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/casevault/casevault/archive/blobtest"
 	"github.com/casevault/casevault/archive/local"
 	"github.com/casevault/casevault/archive/s3"
+	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
 	"github.com/casevault/casevault/sqlstore"
@@ -371,4 +374,88 @@ func TestKeyEscrowCaseRestoreOfErasedCustomer(t *testing.T) {
 			t.Errorf("the other customer after a case restore: %q %v", c.Name, err)
 		}
 	})
+}
+
+// failingEscrowStore is a real local store whose escrow writes fail after
+// the first okPuts (the repository filling up or going away mid-run). Its
+// writes all go through itself (no unsynced view), so it sees them.
+type failingEscrowStore struct {
+	*local.Store
+	okPuts   int64
+	attempts atomic.Int64
+	failing  atomic.Bool
+}
+
+func (f *failingEscrowStore) Unsynced() archive.Blobs { return f }
+
+func (f *failingEscrowStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	if strings.Contains(key, "keys/") && f.failing.Load() && f.attempts.Add(1) > f.okPuts {
+		return errors.New("repository full")
+	}
+	return f.Store.Put(ctx, key, r, size)
+}
+
+// TestKeyEscrowWriteFailureStopsTheRun: serial and parallel alike, the
+// first escrow write that fails fails the run (nothing listed), the keys
+// still queued are not written (the workers stop), and the next run
+// writes only what is missing and completes.
+func TestKeyEscrowWriteFailureStopsTheRun(t *testing.T) {
+	const customers, okPuts = 40, 5
+	for _, workers := range []int{1, 8} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			forEachDialect(t, func(t *testing.T, in *instance) {
+				ctx := context.Background()
+				ls, err := local.New(t.TempDir())
+				if err != nil {
+					t.Fatal(err)
+				}
+				st := &failingEscrowStore{Store: ls, okPuts: okPuts}
+				st.failing.Store(true)
+				repo, err := backup.OpenRepo(st, "", backup.RepoOptions{Signer: signer(t, master)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := 0; i < customers; i++ {
+					if _, err := in.keys.DataKey(ctx, cases.NewID()); err != nil {
+						t.Fatal(err)
+					}
+				}
+				keys := newKeys(t)
+				svc := backup.New(in.db, repo, backup.Options{Blobs: in.blobs, Keys: keys, OnChange: auditHook(in.db.Dialect), Workers: 2, EscrowWorkers: workers})
+				if _, err := svc.Backup(ctx, "test", operator, nil); err == nil || !strings.Contains(err.Error(), "repository full") {
+					t.Fatalf("backup with escrow writes failing: %v, want the write's error", err)
+				}
+				if ms, _, err := repo.List(ctx); err != nil || len(ms) != 0 {
+					t.Errorf("%d backups listed (%v) after a failed escrow step, want none", len(ms), err)
+				}
+				// One failed attempt, plus at most the writes already in
+				// flight when it failed.
+				if n := st.attempts.Load(); n < okPuts+1 || n > okPuts+int64(workers) {
+					t.Errorf("%d escrow writes attempted with %d workers, want %d to %d: the others must stop", n, workers, okPuts+1, okPuts+workers)
+				}
+
+				st.failing.Store(false)
+				// Writes in flight when the first failed may have been
+				// cancelled: at most okPuts entries made it.
+				before, err := backup.EscrowEntries(ctx, repo, keys.Identity)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(before) > okPuts {
+					t.Errorf("%d entries after the failed run, want at most %d", len(before), okPuts)
+				}
+				m, err := svc.Backup(ctx, "test", operator, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				entries, err := backup.EscrowEntries(ctx, repo, keys.Identity)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(entries) != customers || m.Stats.Escrow.Written != int64(customers-len(before)) {
+					t.Errorf("after the retry: %d entries, run wrote %d; want %d, %d written", len(entries), m.Stats.Escrow.Written, customers, customers-len(before))
+				}
+			})
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"io"
 
@@ -117,4 +118,11 @@ func PreEscrowBackupForTest(ctx context.Context, r *Repo, db *sqldb.DB, m Manife
 	}
 	m.KeyEscrow = ""
 	return m, r.putSigned(ctx, m.ID, m)
+}
+
+// DamageEscrowForTest overwrites a customer's escrow entry with bytes
+// that are no age file (a bit rot or a bad copy).
+func DamageEscrowForTest(ctx context.Context, r *Repo, customerID string) error {
+	junk := []byte("not an age file")
+	return r.st.Put(ctx, r.key(escrowKey(customerID)), bytes.NewReader(junk), int64(len(junk)))
 }

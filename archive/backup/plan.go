@@ -4,6 +4,8 @@ import (
 	"context"
 	"sort"
 	"time"
+
+	"filippo.io/age"
 )
 
 // TableCount is one table of a backup as its manifest describes it.
@@ -33,11 +35,18 @@ type RestorePlan struct {
 	BlobBytes    int64        `json:"blob_bytes"`
 	LaterBackups []string     `json:"later_backups"`
 	LiveReplayed bool         `json:"live_replayed"`
+	// Escrow: of the backup's customers, how many the restore gives their
+	// key back from the key escrow (readable) and how many stay sealed
+	// (erased since: entry gone). Absent for a backup from before the
+	// escrow (its keys are in the dump) or without an identity.
+	Escrow *EscrowCoverage `json:"escrow,omitempty"`
 }
 
 // Plan reads what restoring backup id would bring back, and which later
-// backups' tombstones it would replay, without touching any target.
-func (r *Repo) Plan(ctx context.Context, id string) (RestorePlan, error) {
+// backups' tombstones it would replay, without touching any target. With
+// identity it also reads the backup's customers and counts their escrow
+// entries.
+func (r *Repo) Plan(ctx context.Context, id string, identity age.Identity) (RestorePlan, error) {
 	m, err := r.Manifest(ctx, id)
 	if err != nil {
 		return RestorePlan{}, err
@@ -54,6 +63,9 @@ func (r *Repo) Plan(ctx context.Context, id string) (RestorePlan, error) {
 		if n.ID != m.ID && n.SnapshotAt.After(m.SnapshotAt) && sameInstance(n, m) {
 			p.LaterBackups = append(p.LaterBackups, n.ID)
 		}
+	}
+	if p.Escrow, err = r.escrowCoverage(ctx, m, identity, false, nil); err != nil {
+		return RestorePlan{}, err
 	}
 	return p, nil
 }

@@ -42,7 +42,7 @@ func TestDiffAndLatest(t *testing.T) {
 		t.Errorf("reverse diff: %+v %v", r, err)
 	}
 
-	p, err := f.repo.Plan(ctx, a.ID)
+	p, err := f.repo.Plan(ctx, a.ID, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,10 +30,13 @@ type RestoreOptions struct {
 	Identity age.Identity
 	// Live are databases whose tombstones are replayed too (the instance
 	// the backup came from, when it still exists).
-	Live     []*sqldb.DB
-	Workers  int
-	Progress func(Progress)
-	Actor    cases.Actor
+	Live    []*sqldb.DB
+	Workers int
+	// EscrowWorkers read key escrow entries concurrently (default 8; 1
+	// reads them one by one).
+	EscrowWorkers int
+	Progress      func(Progress)
+	Actor         cases.Actor
 	// OnChange audits the restore in the target.
 	OnChange cases.TxHook
 }
@@ -266,7 +269,7 @@ func (r *Repo) restoreTables(ctx context.Context, m Manifest, opts RestoreOption
 			}
 		}
 		progress(0)
-		gone, err := r.fillEscrow(ctx, tx, opts.Target.Dialect, m, opts.Identity, opts.Workers)
+		gone, err := r.fillEscrow(ctx, tx, opts.Target.Dialect, m, opts.Identity, opts.EscrowWorkers)
 		if err != nil {
 			return err
 		}

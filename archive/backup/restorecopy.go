@@ -56,7 +56,7 @@ func (r *Repo) restoreTablesCopy(ctx context.Context, m Manifest, opts RestoreOp
 			}
 		}
 		progress(0)
-		gone, err := r.fillEscrowWith(ctx, m, opts.Identity, opts.Workers,
+		gone, err := r.fillEscrowWith(ctx, m, opts.Identity, opts.EscrowWorkers,
 			func() ([]string, error) {
 				rows, err := tx.Query(ctx, escrowListQuery)
 				if err != nil {

@@ -38,6 +38,9 @@ type Options struct {
 	Host string
 	// Workers copy attachments concurrently (default 4).
 	Workers int
+	// EscrowWorkers write and purge key escrow entries concurrently
+	// (default 8; 1 is the serial path, kept for comparison).
+	EscrowWorkers int
 	// LeaseTTL bounds how long a crashed run blocks the next (default 2m);
 	// a live run renews its lease every third of it.
 	LeaseTTL time.Duration

@@ -29,6 +29,11 @@ type VerifyReport struct {
 	// checked here is the one the backup run wrote (false only for an
 	// unsigned backup accepted with AllowUnsigned).
 	Authenticated bool `json:"authenticated"`
+	// Escrow: for a backup whose keys are in the key escrow, how many of
+	// its customers still have an entry and how many were erased since
+	// (expected, not a problem). Absent for a backup from before the
+	// escrow, or when no identity is available to read its customers.
+	Escrow *EscrowCoverage `json:"escrow,omitempty"`
 }
 
 // Verify checks backup id: every file and object the manifest lists exists
@@ -126,6 +131,17 @@ func (r *Repo) Verify(ctx context.Context, id string, readData bool, identity ag
 		if err := check(b.Object, b.Object, b.Size, b.Object[len(b.Object)-64:], b.Digest, false); err != nil {
 			return rep, err
 		}
+	}
+
+	// The escrow is shared by every backup, so its entries are not in the
+	// manifest; what verify can say is which of this backup's customers a
+	// restore would get keys for. With readData each entry is decrypted.
+	rep.Escrow, err = r.escrowCoverage(ctx, m, identity, readData, bad)
+	switch {
+	case errors.Is(err, ErrDamaged):
+		bad("key escrow not counted: %v", err)
+	case err != nil:
+		return rep, err
 	}
 
 	rep.OK = len(rep.Problems) == 0

@@ -218,6 +218,13 @@ func runBackupVerify(ctx context.Context, cfg *config, id string, readData, allo
 		if !vr.Authenticated {
 			fmt.Fprintln(w, "  WARNING: the manifest is unsigned (accepted with --allow-unsigned): its content is not authenticated")
 		}
+		if e := vr.Escrow; e != nil {
+			fmt.Fprintf(w, "  key escrow: %d of %d customers have an entry, %d erased (entry gone: expected after an erasure, not a problem)", e.InEscrow, e.Customers, e.Erased)
+			if vr.ReadData {
+				fmt.Fprintf(w, "; %d entries decrypted", e.Checked)
+			}
+			fmt.Fprintln(w)
+		}
 		for _, p := range vr.Problems {
 			fmt.Fprintln(w, "  PROBLEM:", p)
 		}

@@ -159,14 +159,14 @@ func carryOver(cfg *config, dir string) []string {
 // runRestorePlan says what restoring backup id would bring back and
 // replay, without opening or creating the target.
 func runRestorePlan(ctx context.Context, cfg *config, id string, opts restoreOptions, allowUnsigned bool, rep *reporter) error {
-	repo, _, err := openRestoreRepo(cfg, allowUnsigned, nil)
+	repo, keys, err := openRestoreRepo(cfg, allowUnsigned, nil)
 	if err != nil {
 		return err
 	}
 	if id, err = repo.Resolve(ctx, id); err != nil {
 		return err
 	}
-	plan, err := repo.Plan(ctx, id)
+	plan, err := repo.Plan(ctx, id, keys.Identity)
 	if err != nil {
 		return err
 	}
@@ -181,6 +181,9 @@ func runRestorePlan(ctx context.Context, cfg *config, id string, opts restoreOpt
 		}
 		tw.Flush()
 		fmt.Fprintf(w, "attachments: %d blobs (%s)\n", plan.Blobs, humanBytes(plan.BlobBytes))
+		if e := plan.Escrow; e != nil {
+			fmt.Fprintf(w, "customers: %d would be restored readable (key in the key escrow), %d stay sealed (erased since the backup: escrow entry gone)\n", e.InEscrow, e.Erased)
+		}
 		live := "and this instance's database"
 		if !plan.LiveReplayed {
 			live = "(not this instance's database: --no-live)"
