@@ -42,6 +42,8 @@ type ConsentOptions struct {
 	OnChange cases.TxHook
 	// DigestKey keys the digests of what was redacted, as the sweeper's.
 	DigestKey []byte
+	// Fields opens what is digested (nil: digested as stored; tests).
+	Fields *sqlstore.Fields
 	// Notify wakes the indexer after a batch appended outbox rows.
 	Notify func()
 	// Now is the clock of the disposition records (default: time.Now).
@@ -161,7 +163,7 @@ func (c *Consents) batch(ctx context.Context, customerID, consent string, given 
 		if err := lockCases(ctx, c.db, tx, caseIDs); err != nil {
 			return err
 		}
-		live, err := readContacts(ctx, c.db, tx, ids)
+		live, err := readContacts(ctx, c.db, tx, ids, c.opts.Fields)
 		if err != nil {
 			return err
 		}

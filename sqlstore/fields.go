@@ -288,3 +288,92 @@ func (f *Fields) OpenCustomers(ctx context.Context, cs []cases.Customer) error {
 	}
 	return nil
 }
+
+// What a disposition keeps of destroyed content is a keyed digest of its
+// clear text (retention's digests): a sealed value is random per write
+// (a fresh nonce each time), so a digest of it would match no copy anyone
+// brings. Retention reads contacts and subjects as stored and opens them
+// through these before it digests them.
+
+// openForDigest opens one stored value; a value that does not open (the
+// customer's key destroyed, a malformed value) stays as stored: it is all
+// that is left to describe, and a sweep must not stop on it. An outage
+// reading the key is returned.
+func (o *opener) openForDigest(customerID, table, column, id, stored string) (string, error) {
+	plain, err := o.open(customerID, table, column, id, stored)
+	switch {
+	case err == nil:
+		return plain, nil
+	case errors.Is(err, sqldb.ErrUnavailable), o.ctx.Err() != nil:
+		return "", err
+	default:
+		return stored, nil
+	}
+}
+
+// OpenStoredContacts opens the author, body, location and device of
+// contacts read as stored (ReadStoredContacts) in place, for the digests
+// of what is destroyed. A nil f leaves them as stored.
+func (f *Fields) OpenStoredContacts(ctx context.Context, cs []StoredContact) error {
+	if !f.on() {
+		return nil
+	}
+	o := f.opener(ctx)
+	for i := range cs {
+		c := &cs[i]
+		for _, v := range []struct {
+			col string
+			s   *string
+		}{{"author", &c.Author}, {"body", &c.Body}} {
+			var err error
+			if *v.s, err = o.openForDigest(c.CustomerID, "contacts", v.col, c.ID, *v.s); err != nil {
+				return err
+			}
+		}
+		for _, v := range []struct {
+			col string
+			n   *sql.NullString
+		}{{"location", &c.Location}, {"device", &c.Device}} {
+			if !v.n.Valid {
+				continue
+			}
+			var err error
+			if v.n.String, err = o.openForDigest(c.CustomerID, "contacts", v.col, c.ID, v.n.String); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// OpenSubject opens a case subject read as stored, for a digest (as
+// OpenStoredContacts). A nil f returns it as stored.
+func (f *Fields) OpenSubject(ctx context.Context, customerID, caseID, stored string) (string, error) {
+	if !f.on() {
+		return stored, nil
+	}
+	return f.opener(ctx).openForDigest(customerID, "cases", "subject", caseID, stored)
+}
+
+// OpenStoredCustomers opens the name, e-mail and phone of customers read
+// as stored (CustomerRecords) in place, for a digest (as
+// OpenStoredContacts). A nil f leaves them as stored.
+func (f *Fields) OpenStoredCustomers(ctx context.Context, cs []cases.Customer) error {
+	if !f.on() {
+		return nil
+	}
+	o := f.opener(ctx)
+	for i := range cs {
+		c := &cs[i]
+		for _, v := range []struct {
+			col string
+			s   *string
+		}{{"name", &c.Name}, {"email", &c.Email}, {"phone", &c.Phone}} {
+			var err error
+			if *v.s, err = o.openForDigest(c.ID, "customers", v.col, c.ID, *v.s); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -166,7 +166,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		return nil, err
 	}
 	lh := legalHolder(ctx, blobs, log)
-	a.retention = newRetentionParts(a.guard, db, policy, schedules, a.indexer, a.store, blobs, lh, sink, dkey)
+	a.retention = newRetentionParts(a.guard, db, policy, schedules, a.indexer, a.store, blobs, lh, sink, dkey, a.fields)
 	a.flags = newFlagMirror(db, a.retention.holds, lh, sink)
 	bp, bkeys, err := newBackupParts(cfg, db, blobs, sink.hook, log, a.guard, a.replicas.CheckBackups)
 	if err != nil {
