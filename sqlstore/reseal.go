@@ -87,6 +87,9 @@ type ResealOptions struct {
 	Restart bool
 	// Progress is called after each committed batch (nil: nothing).
 	Progress func(ResealStatus)
+	// Pause is waited between batches, so a server's own writes get the
+	// database (SQLite has one writer) while the pass runs (default 0).
+	Pause time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// AfterBatch runs after each committed batch (tests stop a pass
@@ -159,6 +162,13 @@ func (s *Store) Reseal(ctx context.Context, opts ResealOptions) (ResealStatus, e
 		if opts.AfterBatch != nil {
 			if err := opts.AfterBatch(st); err != nil {
 				return st, err
+			}
+		}
+		if opts.Pause > 0 && !st.Done() {
+			select {
+			case <-ctx.Done():
+				return st, ctx.Err()
+			case <-time.After(opts.Pause):
 			}
 		}
 	}

@@ -215,7 +215,8 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		}}, {Name: "background", Degraded: true, Probe: panicProbe(a.guard)},
 			{Name: "legal_hold_flags", Degraded: true, Probe: a.flags.Readiness},
 			{Name: "audit_sequencer", Degraded: true, Probe: sequencerProbe(a.audit)},
-			{Name: "backups", Degraded: true, Probe: backupsProbe(a.replicas)}},
+			{Name: "backups", Degraded: true, Probe: backupsProbe(a.replicas)},
+			{Name: "reseal", Degraded: true, Probe: resealProbe(a)}},
 	}
 	if cfg.Console.Enabled {
 		if err := a.buildConsole(cfg, &deps, sink); err != nil {

@@ -26,8 +26,8 @@ type customerEraseOptions struct {
 }
 
 func newCustomerCmd(cfg *config) *cobra.Command {
-	return parent(&cobra.Command{Use: "customer", Short: "Data-subject requests about one customer: erasure and the access export"},
-		newCustomerEraseCmd(cfg), newCustomerExportCmd(cfg))
+	return parent(&cobra.Command{Use: "customer", Short: "Data-subject requests about one customer (erasure, the access export) and re-sealing legacy rows"},
+		newCustomerEraseCmd(cfg), newCustomerExportCmd(cfg), newCustomerResealCmd(cfg))
 }
 
 func newCustomerEraseCmd(cfg *config) *cobra.Command {

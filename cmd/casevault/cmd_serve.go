@@ -52,6 +52,7 @@ func runServe(ctx context.Context, cfg *config, out, logw io.Writer) error {
 	}
 	defer recoverInterruptedRuns(ctx, a, log)()
 	defer a.runIndexer(ctx)()
+	defer a.runReseal(ctx)()
 
 	cron, err := jobs{ctx: ctx, a: a}.schedule()
 	if err != nil {
