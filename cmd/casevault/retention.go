@@ -145,7 +145,7 @@ func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, 
 	}
 	rp.deleteHolds = deleterHolds
 	rp.deleter = retention.NewDeleter(db, retention.DeleterOptions{Holds: deleterHolds, OnChange: hook, Blobs: opts.Blobs, Notify: opts.Notify, DigestKey: digestKey, Fields: fields})
-	rp.consents = retention.NewConsents(db, retention.ConsentOptions{Holds: deleterHolds, OnChange: hook, Notify: opts.Notify, DigestKey: digestKey, Fields: fields})
+	rp.consents = retention.NewConsents(db, retention.ConsentOptions{Holds: deleterHolds, OnChange: hook, Notify: opts.Notify, DigestKey: digestKey, Fields: fields, Policy: policy, Blobs: opts.Blobs})
 	return rp
 }
 
