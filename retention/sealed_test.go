@@ -213,8 +213,6 @@ func TestPersonalizationWithdrawalDropsThePurpose(t *testing.T) {
 	})
 }
 
-
-
 // TestProfileDeletionDigestIsOfClearText: the customer_profile rule's
 // record of a deleted profile digests its clear name, e-mail and phone,
 // as an erasure's does (destroyedCustomer), not their sealed forms.
