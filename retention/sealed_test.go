@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/casevault/casevault/archive"
@@ -24,6 +25,8 @@ import (
 type sealedEnv struct {
 	*env
 	consents *retention.Consents
+	keys     *archive.Keyring
+	fields   *sqlstore.Fields
 }
 
 func newSealedEnv(t *testing.T, db *sqldb.DB) *sealedEnv {
@@ -53,7 +56,7 @@ func newSealedEnv(t *testing.T, db *sqldb.DB) *sealedEnv {
 	e.deleter = retention.NewDeleter(db, retention.DeleterOptions{Holds: e.holds, OnChange: audited, Blobs: e.blobs, DigestKey: testDigestKey, Fields: fields})
 	cons := retention.NewConsents(db, retention.ConsentOptions{Holds: e.holds, OnChange: audited, DigestKey: testDigestKey, Fields: fields,
 		Policy: e.policy, Blobs: e.blobs})
-	return &sealedEnv{env: e, consents: cons}
+	return &sealedEnv{env: e, consents: cons, keys: keys, fields: fields}
 }
 
 func forEachSealed(t *testing.T, fn func(t *testing.T, e *sealedEnv)) {
@@ -237,4 +240,72 @@ func TestProfileDeletionDigestIsOfClearText(t *testing.T) {
 			t.Fatalf("digest %s, want the keyed digest of the clear profile %s", digest, want)
 		}
 	})
+}
+
+// TestErasureAndWithdrawalLeaveNoBlobVersion: on local disk and on a
+// versioned, object-lock S3 bucket (versitygw), erasing a customer purges
+// every version of every blob of theirs, as does deleting a contact kept
+// only for a withdrawn consent; each record says its blobs were verified
+// gone; another customer's blob stays.
+func TestErasureAndWithdrawalLeaveNoBlobVersion(t *testing.T) {
+	for _, bb := range blobBackends() {
+		t.Run(bb.name, func(t *testing.T) {
+			forEachSealed(t, func(t *testing.T, e *sealedEnv) {
+				store, versions := bb.open(t)
+				withBlob := func(cs string, ps ...cases.Purpose) (cases.Contact, string) {
+					c := e.contact(cs, base, ps, contactOpt{})
+					key := e.attachment(c)
+					for _, v := range []string{"first version", "second version"} {
+						if err := store.Put(e.ctx, key, bytes.NewReader([]byte(v)), int64(len(v))); err != nil {
+							t.Fatal(err)
+						}
+					}
+					return c, key
+				}
+				erased, withdrawn, kept := e.customer(), e.customer(), e.customer()
+				var erasedKeys []string
+				for range 2 {
+					cs := e.newCase(erased)
+					for range 2 {
+						_, k := withBlob(cs, cases.PurposeCustomerService)
+						erasedKeys = append(erasedKeys, k)
+					}
+				}
+				only, onlyKey := withBlob(e.newCase(withdrawn), cases.PurposePersonalization)
+				_, keptKey := withBlob(e.newCase(kept), cases.PurposeCustomerService)
+				for _, k := range append(erasedKeys, onlyKey, keptKey) {
+					if bb.name != "local" && len(versions(k)) != 2 {
+						t.Fatalf("%s: %d versions stored, want 2", k, len(versions(k)))
+					}
+				}
+
+				er := retention.NewEraser(e.db, retention.EraserOptions{Holds: e.holds, Keys: e.keys, Fields: e.fields, OnChange: auditHook(e.db.Dialect),
+					Blobs: store, DigestKey: testDigestKey})
+				res, err := er.Erase(e.ctx, retention.EraseRequest{CustomerID: erased, Reason: "Art. 17", Force: true}, cases.Actor{Name: "dpo", Role: "admin"})
+				if err != nil || res.Blobs != len(erasedKeys) {
+					t.Fatalf("erase: %+v, %v", res, err)
+				}
+				cons := retention.NewConsents(e.db, retention.ConsentOptions{Holds: e.holds, OnChange: auditHook(e.db.Dialect), DigestKey: testDigestKey,
+					Fields: e.fields, Policy: e.policy, Blobs: store})
+				if rep, err := cons.Apply(e.ctx, withdrawn, cases.Actor{Name: "agent"}); err != nil || rep.Deleted["personalization"] != 1 {
+					t.Fatalf("withdrawal: %+v, %v", rep, err)
+				}
+
+				for _, k := range append(erasedKeys, onlyKey) {
+					if vs := versions(k); len(vs) != 0 {
+						t.Errorf("%d versions of %s are still stored", len(vs), k)
+					}
+				}
+				if vs := versions(keptKey); len(vs) == 0 {
+					t.Fatal("another customer's blob was removed")
+				}
+				if n := e.count(`SELECT COUNT(*) FROM dispositions WHERE customer_id = ? AND blob_keys IS NOT NULL AND blobs_gone_at IS NULL`, erased); n != 0 {
+					t.Errorf("%d erasure records not verified gone", n)
+				}
+				if d := e.disposition(only.ID, retention.ItemDelete); !d.goneAt.Valid || !strings.Contains(d.blobKeys.String, onlyKey) {
+					t.Errorf("withdrawal record blobs %q gone at %v", d.blobKeys.String, d.goneAt)
+				}
+			})
+		})
+	}
 }
