@@ -200,7 +200,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		// (on SIGTERM) cancels them (an interrupted run is never listed).
 		Exports: a.exports,
 		Privacy: &api.PrivacyDeps{
-			Eraser: newEraser(db, a.retention.deleteHolds, keys, fields, blobs, sink, dkey, a.indexer.Kick),
+			Eraser: newEraser(db, a.retention.deleteHolds, keys, fields, blobs, sink, dkey, a.indexer.Kick, faultPoint(log)),
 			FindCustomers: func(ctx context.Context, email, phone string) ([]cases.Customer, error) {
 				return a.store.FindCustomers(ctx, sqlstore.CustomerLookup{Email: email, Phone: phone})
 			},

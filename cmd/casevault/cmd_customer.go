@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -95,11 +96,12 @@ func newCLIEraser(ctx context.Context, cfg *config, env *cliEnv) (*retention.Era
 	if err != nil {
 		return nil, err
 	}
-	return newEraser(env.db, retention.NewHolds(env.db, nil), keys, fields, blobs, auditSink{log: env.log}, dkey, nil), nil
+	return newEraser(env.db, retention.NewHolds(env.db, nil), keys, fields, blobs, auditSink{log: env.log}, dkey, nil, faultPoint(slog.Default())), nil
 }
 
-// newEraser builds the eraser the server and the CLI use.
-func newEraser(db *sqldb.DB, holds *retention.Holds, keys retention.KeyShredder, fields *sqlstore.Fields, blobs retention.BlobRemover, sink auditSink, dkey []byte, notify func()) *retention.Eraser {
+// newEraser builds the eraser the server and the CLI use; fault is the
+// fault injection of the kill -9 tests (faultPoint; nil outside them).
+func newEraser(db *sqldb.DB, holds *retention.Holds, keys retention.KeyShredder, fields *sqlstore.Fields, blobs retention.BlobRemover, sink auditSink, dkey []byte, notify func(), fault func(string)) *retention.Eraser {
 	return retention.NewEraser(db, retention.EraserOptions{Holds: holds, Keys: keys, Fields: fields, OnChange: sink.hook,
-		Blobs: blobs, DigestKey: dkey, Notify: notify})
+		Blobs: blobs, DigestKey: dkey, Notify: notify, Fault: fault})
 }
