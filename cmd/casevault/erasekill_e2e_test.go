@@ -17,7 +17,7 @@ import (
 // erasureState is what an erasure changes, read from the database.
 type erasureState struct {
 	customers, contacts, attachments, records, events int
-	keyLive, keyDestroyed                              bool
+	keyLive, keyDestroyed                             bool
 }
 
 func readErasureState(t *testing.T, db *sqldb.DB, customer, caseID string) erasureState {
