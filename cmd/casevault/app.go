@@ -147,7 +147,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		storeFields = nil
 	}
 	a.store = sqlstore.New(db, sqlstore.Options{Policy: policy, OnChange: onChange, Notify: kick, BeforeCaseUpdate: recordHolds, Fields: storeFields})
-	if err := errors.Join(a.store.Prepare(ctx), a.audit.Prepare(ctx)); err != nil {
+	if err := errors.Join(a.store.Prepare(ctx), a.audit.Prepare(ctx), keys.Prepare(ctx)); err != nil {
 		a.Close()
 		return nil, err
 	}
