@@ -113,8 +113,8 @@ func (a *app) runReseal(parent context.Context) (stop func()) {
 					a.log.Info("re-sealing pass done", "scanned", st.Scanned, "sealed", st.Sealed, "hashed", st.Hashed, "skipped", st.Skipped)
 				}
 				return
-			case ctx.Err() != nil:
-				return
+			case ctx.Err() != nil, errors.Is(err, sqlstore.ErrResealNoKeys):
+				return // shutting down; or the benchmark's unsealed store
 			case errors.Is(err, sqlstore.ErrResealBusy):
 				retry = 30 * time.Second // the holder's lease, renewed each batch
 			default:
