@@ -66,7 +66,7 @@ func (s *Store) Prepare(ctx context.Context) error {
 }
 
 const (
-	qEnqueue       = `INSERT INTO outbox (case_id, contact_id, created_at) VALUES (?, ?, ?)`
+	qEnqueue = `INSERT INTO outbox (case_id, contact_id, created_at) VALUES (?, ?, ?)`
 	// qCaseClosedAt locks the case a contact is added to and reads, in
 	// the same round trip, the customer's wrapped data key that seals the
 	// contact (keyed by customer_keys' primary key; the keyring owns the
