@@ -229,9 +229,18 @@ func (k *Keyring) Prepare(ctx context.Context) error {
 
 // lookup reads the wrapped key; found=false when there is no row.
 func (k *Keyring) lookup(ctx context.Context, q querier, customerID string) (wrapped string, found bool, err error) {
+	return k.scanLookup(k.db.QueryRowIn(ctx, q, qDataKey, customerID), customerID)
+}
+
+// lookupTx is lookup in a write transaction, prepared when Prepare ran.
+func (k *Keyring) lookupTx(ctx context.Context, tx *sql.Tx, customerID string) (wrapped string, found bool, err error) {
+	return k.scanLookup(k.db.QueryRowTx(ctx, tx, qDataKey, customerID), customerID)
+}
+
+func (k *Keyring) scanLookup(row *sql.Row, customerID string) (wrapped string, found bool, err error) {
 	var w sql.NullString
 	var destroyed sql.NullInt64
-	err = k.db.QueryRowIn(ctx, q, qDataKey, customerID).Scan(&w, &destroyed)
+	err = row.Scan(&w, &destroyed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
 	}
@@ -347,7 +356,7 @@ func (k *Keyring) DataKeyTx(ctx context.Context, tx *sql.Tx, customerID string) 
 	if customerID == "" {
 		return nil, errors.New("keyring: empty customer id")
 	}
-	wrapped, found, err := k.lookup(ctx, tx, customerID)
+	wrapped, found, err := k.lookupTx(ctx, tx, customerID)
 	if err != nil {
 		return nil, err
 	}
@@ -357,6 +366,27 @@ func (k *Keyring) DataKeyTx(ctx context.Context, tx *sql.Tx, customerID string) 
 		}
 	}
 	return k.unwrapCached(customerID, wrapped)
+}
+
+// DataKeyFromRow is DataKeyTx with the customer_keys row already read by
+// the caller in tx (found: the row exists; sqlstore reads it with the
+// case a contact is added to): judged as lookup judges it, and the key
+// created in tx when there is no row.
+func (k *Keyring) DataKeyFromRow(ctx context.Context, tx *sql.Tx, customerID string, found bool, wrapped sql.NullString, destroyed sql.NullInt64) ([]byte, error) {
+	if customerID == "" {
+		return nil, errors.New("keyring: empty customer id")
+	}
+	if !found {
+		w, err := k.createTx(ctx, tx, customerID)
+		if err != nil {
+			return nil, err
+		}
+		return k.unwrapCached(customerID, w)
+	}
+	if destroyed.Valid || !wrapped.Valid || wrapped.String == "" {
+		return nil, fmt.Errorf("customer %q: %w", customerID, ErrKeyDestroyed)
+	}
+	return k.unwrapCached(customerID, wrapped.String)
 }
 
 // Destroy crypto-shreds the customer's data key: the wrapped key is erased

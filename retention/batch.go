@@ -68,6 +68,7 @@ type batch struct {
 	runID  string
 	now    time.Time
 	work   batchWork
+	fields *sqlstore.Fields // opens what is digested (nil: as stored)
 }
 
 // dispose queues the disposition of one act of the sweep, audited as
@@ -240,7 +241,7 @@ func (w *walk) apply(ctx context.Context, p phase, cands []candidate) ([]Item, e
 	}
 
 	s := w.s
-	b := &batch{db: s.db, policy: s.opts.Policy, actor: s.opts.Actor, dryRun: w.opts.DryRun, dry: w.dry, runID: w.rep.ID, now: w.opts.Now}
+	b := &batch{db: s.db, policy: s.opts.Policy, actor: s.opts.Actor, dryRun: w.opts.DryRun, dry: w.dry, runID: w.rep.ID, now: w.opts.Now, fields: s.opts.Fields}
 	if b.dryRun {
 		its, err := p.apply(ctx, b, free)
 		if err != nil {

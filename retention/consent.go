@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/casevault/casevault/cases"
@@ -12,21 +13,46 @@ import (
 )
 
 // What each consent gates among the data already stored (issue 15 §3).
-// Only location consent conditions a stored field: ingest keeps a contact's
-// location only while the customer consents (cases.Service.AddContact), so
-// withdrawing it redacts the locations stored before. Marketing and
-// personalization consents condition no stored field: casevault keeps no
-// column collected under them, and a contact's purposes are the record of
-// why it was captured, which a later withdrawal does not rewrite. Their
-// withdrawal is recorded by the customer's update event and redacts
-// nothing (ConsentReport says so: no category).
+//
+//   - location gates a category with a field of its own: ingest keeps a
+//     contact's location only while the customer consents
+//     (cases.Service.AddContact), and withdrawing it redacts the locations
+//     stored before (a disposition record each, action redact).
+//   - personalization gates a purpose: a contact captured for
+//     "personalization" rests, for that purpose, on the consent. Withdrawing
+//     it drops the purpose from the customer's contacts and recomputes their
+//     retain_until from the purposes left (the schedule in force, read in the
+//     batch's transaction), audited per contact (customer.consent_purpose;
+//     nothing is destroyed, so no disposition record); a contact whose only
+//     purpose it was has no other basis and is deleted, attachments too,
+//     with a disposition record (action delete, rule
+//     consent:personalization, a keyed digest of its clear text), as a
+//     sweep deletes.
+//   - marketing gates nothing stored: no purpose or category of a contact
+//     is collected under it (cases.Purposes, cases.Categories). Its
+//     withdrawal is recorded by the customer's update event.
+//
+// The other purposes (customer_service, security, legal_obligation, ...)
+// and categories rest on contract, legal obligation or legitimate
+// interest, not on one of the customer's consents; "consented" names no
+// consent the customer record holds, so it is gated by none of these.
 var consentGates = []struct {
 	consent  string
 	given    func(cases.Consents) bool
-	category cases.Category
+	category cases.Category // a field redacted on withdrawal, or ""
+	purpose  cases.Purpose  // a purpose dropped on withdrawal, or ""
 }{
-	{"location", func(c cases.Consents) bool { return c.Location }, cases.CategoryLocation},
+	{"location", func(c cases.Consents) bool { return c.Location }, cases.CategoryLocation, ""},
+	{"personalization", func(c cases.Consents) bool { return c.Personalization }, "", cases.PurposePersonalization},
 }
+
+// AuditConsentPurpose is the audit action of a purpose dropped from a
+// contact by a withdrawal.
+const AuditConsentPurpose = "customer.consent_purpose"
+
+// AuditConsentDelete is the audit action of a contact deleted by a
+// withdrawal (the withdrawn consent's purpose was its only one).
+const AuditConsentDelete = "customer.consent_delete"
 
 // ConsentRule is the rule a consent withdrawal's dispositions record.
 func ConsentRule(consent string) string { return "consent:" + consent }
@@ -42,6 +68,15 @@ type ConsentOptions struct {
 	OnChange cases.TxHook
 	// DigestKey keys the digests of what was redacted, as the sweeper's.
 	DigestKey []byte
+	// Fields opens what is digested (nil: digested as stored; tests).
+	Fields *sqlstore.Fields
+	// Policy gives the schedule in force, from which a contact's
+	// retain_until is recomputed when a purpose is dropped (nil: the
+	// stored schedule read through a policy of its own).
+	Policy *Policy
+	// Blobs removes the blobs of attachments of contacts deleted by a
+	// withdrawal, after commit (nil: left to the reconciler).
+	Blobs BlobRemover
 	// Notify wakes the indexer after a batch appended outbox rows.
 	Notify func()
 	// Now is the clock of the disposition records (default: time.Now).
@@ -67,6 +102,10 @@ func NewConsents(db *sqldb.DB, opts ConsentOptions) *Consents {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 500
 	}
+	if opts.Policy == nil {
+		opts.Policy = NewPolicy(DefaultSchedule())
+		opts.Policy.bind(db)
+	}
 	return &Consents{db: db, opts: opts}
 }
 
@@ -74,6 +113,12 @@ func NewConsents(db *sqldb.DB, opts ConsentOptions) *Consents {
 type ConsentReport struct {
 	// Redacted counts the contacts redacted per category.
 	Redacted map[string]int `json:"redacted"`
+	// PurposeDropped counts, per purpose, the contacts that kept other
+	// purposes and lost that one (their retain_until recomputed).
+	PurposeDropped map[string]int `json:"purpose_dropped"`
+	// Deleted counts, per purpose, the contacts deleted because it was
+	// their only purpose.
+	Deleted map[string]int `json:"deleted"`
 	// Held lists the contacts a legal hold kept unredacted: their value
 	// stays until the hold ends; applying the consents again then redacts
 	// it (the PATCH is idempotent).
@@ -82,10 +127,13 @@ type ConsentReport struct {
 
 // HeldRedaction is a redaction a hold stopped.
 type HeldRedaction struct {
-	ContactID string   `json:"contact_id"`
-	CaseID    string   `json:"case_id"`
-	Category  string   `json:"category"`
-	Holds     []string `json:"holds"`
+	ContactID string `json:"contact_id"`
+	CaseID    string `json:"case_id"`
+	// Category is the category kept, or "" for a purpose gate.
+	Category string `json:"category"`
+	// Purpose is the purpose kept, or "" for a category gate.
+	Purpose string   `json:"purpose,omitempty"`
+	Holds   []string `json:"holds"`
 }
 
 // Apply redacts, from every contact of the customer's cases, the stored
@@ -98,11 +146,18 @@ type HeldRedaction struct {
 // Applying twice redacts nothing more. An unknown customer is
 // cases.ErrNotFound.
 func (c *Consents) Apply(ctx context.Context, customerID string, actor cases.Actor) (ConsentReport, error) {
-	rep := ConsentReport{Redacted: map[string]int{}, Held: []HeldRedaction{}}
+	rep := ConsentReport{Redacted: map[string]int{}, PurposeDropped: map[string]int{}, Deleted: map[string]int{}, Held: []HeldRedaction{}}
 	for _, g := range consentGates {
 		after := ""
 		for {
-			n, next, err := c.batch(ctx, customerID, g.consent, g.given, g.category, after, actor, &rep)
+			var n int
+			var next string
+			var err error
+			if g.purpose != "" {
+				n, next, err = c.purposeBatch(ctx, customerID, g.consent, g.given, g.purpose, after, actor, &rep)
+			} else {
+				n, next, err = c.batch(ctx, customerID, g.consent, g.given, g.category, after, actor, &rep)
+			}
 			if err != nil {
 				return rep, err
 			}
@@ -161,7 +216,7 @@ func (c *Consents) batch(ctx context.Context, customerID, consent string, given 
 		if err := lockCases(ctx, c.db, tx, caseIDs); err != nil {
 			return err
 		}
-		live, err := readContacts(ctx, c.db, tx, ids)
+		live, err := readContacts(ctx, c.db, tx, ids, c.opts.Fields)
 		if err != nil {
 			return err
 		}
@@ -213,6 +268,139 @@ func (c *Consents) batch(ctx context.Context, customerID, consent string, given 
 		rep.Redacted[string(category)] += len(w.disps)
 		c.opts.Notify()
 	}
+	rep.Held = append(rep.Held, held...)
+	return seen, last, nil
+}
+
+// purposeBatch drops purpose from up to BatchSize contacts of the customer
+// after the id after (deleting those it was the only purpose of); it
+// returns how many it looked at and the last id.
+func (c *Consents) purposeBatch(ctx context.Context, customerID, consent string, given func(cases.Consents) bool, purpose cases.Purpose,
+	after string, actor cases.Actor, rep *ConsentReport) (int, string, error) {
+	var w batchWork
+	var held []HeldRedaction
+	var seen, dropped, deleted int
+	last := after
+	now := c.opts.Now().UTC()
+	err := c.db.InTx(ctx, func(tx *sql.Tx) error {
+		w, held, seen, dropped, deleted, last = batchWork{key: c.opts.DigestKey}, nil, 0, 0, 0, after
+		if _, err := lockState(ctx, c.db, tx); err != nil {
+			return err
+		}
+		custs, err := sqlstore.CustomerRecords(ctx, c.db, tx, []string{customerID})
+		if err != nil {
+			return sqldb.Fail("read customer", err)
+		}
+		if len(custs) == 0 {
+			return fmt.Errorf("customer %s: %w", customerID, cases.ErrNotFound)
+		}
+		if given(custs[0].Consents) {
+			return nil
+		}
+
+		keys, err := sqlstore.CustomerContactsWithPurpose(ctx, c.db, tx, customerID, purpose, after, c.opts.BatchSize)
+		if err != nil {
+			return sqldb.Fail("read contacts", err)
+		}
+		seen = len(keys)
+		if seen == 0 {
+			return nil
+		}
+		last = keys[len(keys)-1].ID
+		ids := make([]string, len(keys))
+		caseIDs := make([]string, len(keys))
+		for i, k := range keys {
+			ids[i], caseIDs[i] = k.ID, k.CaseID
+		}
+		if err := lockCases(ctx, c.db, tx, caseIDs); err != nil {
+			return err
+		}
+		live, err := readContacts(ctx, c.db, tx, ids, c.opts.Fields)
+		if err != nil {
+			return err
+		}
+		sc, err := c.opts.Policy.In(ctx, tx)
+		if err != nil {
+			return err
+		}
+		var ev *evaluator
+		if c.opts.Holds != nil {
+			holds, err := c.opts.Holds.active(ctx, tx)
+			if err != nil {
+				return err
+			}
+			ev = newEvaluator(c.opts.Holds.matcher, holds).withRecorded(c.db, tx)
+		}
+
+		rule := ConsentRule(consent)
+		var dels []string
+		for _, k := range keys {
+			lc, ok := live[k.ID]
+			if !ok || lc.Anonymized || !slices.Contains(lc.Purposes, purpose) {
+				continue // the LIKE matched a longer name, or gone since
+			}
+			if ev != nil {
+				hs, err := ev.covering(ctx, contactRef(k))
+				if err != nil {
+					return err
+				}
+				if len(hs) > 0 {
+					held = append(held, HeldRedaction{ContactID: k.ID, CaseID: k.CaseID, Purpose: string(purpose), Holds: holdIDs(hs)})
+					continue
+				}
+			}
+			left := slices.DeleteFunc(slices.Clone(lc.Purposes), func(p cases.Purpose) bool { return p == purpose })
+			if len(left) == 0 {
+				dels = append(dels, k.ID)
+				continue
+			}
+			until, _ := sc.RetainUntil(left, lc.OccurredAt, lc.CaseClosedAt)
+			if err := sqlstore.SetPurposes(ctx, c.db, tx, k.ID, left, until); err != nil {
+				return sqldb.Fail("drop purpose", err)
+			}
+			w.changes = append(w.changes, cases.Change{Actor: actor, Action: AuditConsentPurpose, TargetType: "contact", TargetID: k.ID,
+				Detail: map[string]any{"case_id": lc.CaseID, "purpose": string(purpose), "rule": rule, "purposes": left, "retain_until": until}})
+			w.touch(lc.CaseID)
+			dropped++
+		}
+
+		if len(dels) > 0 {
+			atts, err := attachmentsOf(ctx, c.db, tx, dels)
+			if err != nil {
+				return err
+			}
+			for _, id := range dels {
+				lc := live[id]
+				d := contactDisposition(id, lc, ItemDelete, rule, now, destroyedContact(lc, atts[id]))
+				d.blobs = blobKeys(atts[id])
+				w.dispose(d, actor, AuditConsentDelete)
+			}
+			if err := execIn(ctx, c.db, tx, `DELETE FROM attachments WHERE contact_id IN (?*)`, dels); err != nil {
+				return sqldb.Fail("delete attachments", err)
+			}
+			if _, err := sqlstore.DeleteContacts(ctx, c.db, tx, dels); err != nil {
+				return sqldb.Fail("delete contacts", err)
+			}
+			deleted = len(dels)
+		}
+		return w.commit(ctx, c.db, tx, func(ctx context.Context, tx *sql.Tx, chs []cases.Change) error {
+			return each(ctx, tx, c.opts.OnChange, chs)
+		})
+	})
+	if err != nil {
+		return 0, "", err
+	}
+
+	if dropped+deleted > 0 {
+		if dropped > 0 {
+			rep.PurposeDropped[string(purpose)] += dropped
+		}
+		if deleted > 0 {
+			rep.Deleted[string(purpose)] += deleted
+		}
+		c.opts.Notify()
+	}
+	w.purgeBlobs(ctx, c.db, c.opts.Blobs, c.opts.Now().UTC())
 	rep.Held = append(rep.Held, held...)
 	return seen, last, nil
 }

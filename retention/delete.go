@@ -34,6 +34,8 @@ type DeleterOptions struct {
 	// DigestKey keys the digests of what the records destroyed, as the
 	// sweeper's (the same content must leave the same digest).
 	DigestKey []byte
+	// Fields opens what is digested (nil: digested as stored; tests).
+	Fields *sqlstore.Fields
 	// Notify wakes the indexer after a deletion appended its outbox row.
 	Notify func()
 	// Now is the clock of the disposition records (default: time.Now).
@@ -104,6 +106,9 @@ func (d *Deleter) DeleteCase(ctx context.Context, caseID string, actor cases.Act
 			cd.blobs = blobKeys(atts[id])
 			w.dispose(cd, actor, AuditDeleteContact)
 		}
+		if subject, err = d.opts.Fields.OpenSubject(ctx, customerID, caseID, subject); err != nil {
+			return fmt.Errorf("open subject: %w", err)
+		}
 		w.dispose(caseDisposition(caseID, customerID, ActionManualDelete, now, subject), actor, AuditDeleteCase)
 
 		if _, err := tx.ExecContext(ctx, d.db.Rebind(`DELETE FROM attachments WHERE case_id = ?`), caseID); err != nil {
@@ -136,7 +141,7 @@ func (d *Deleter) contactsOf(ctx context.Context, tx *sql.Tx, caseID string) ([]
 		return nil, map[string]liveContact{}, nil
 	}
 
-	live, err := readContacts(ctx, d.db, tx, ids)
+	live, err := readContacts(ctx, d.db, tx, ids, d.opts.Fields)
 	return ids, live, err
 }
 

@@ -18,6 +18,14 @@ import (
 // destroyed in it, so that every copy of their sealed fields and files,
 // backups included, becomes unreadable at the same commit.
 
+// Fault-injection points of an erasure (EraserOptions.Fault), both inside
+// its transaction: after the customer's rows were deleted (the key not yet
+// destroyed, no record written), and just before the commit.
+const (
+	FaultEraseDeleted      = "retention.erase.deleted"
+	FaultEraseBeforeCommit = "retention.erase.before_commit"
+)
+
 // ItemEraseCustomer is the disposition action of an erasure's record of the
 // customer (the profile; its cases each get an ItemDeleteCase record).
 const ItemEraseCustomer = "erase_customer"
@@ -83,6 +91,10 @@ type EraserOptions struct {
 	// BeforeCommit runs last in the transaction (nil: nothing): the
 	// fault-injection tests stop the process there.
 	BeforeCommit func(ctx context.Context) error
+	// Fault is called at the fault-injection points inside the
+	// transaction (FaultErase*; nil: nothing): the kill -9 tests of the
+	// binary kill the process there (README "Fault injection").
+	Fault func(point string)
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -181,6 +193,7 @@ func (e *Eraser) Erase(ctx context.Context, req EraseRequest, actor cases.Actor)
 		if err := sqlstore.DeleteCustomer(ctx, e.db, tx, req.CustomerID); err != nil {
 			return err
 		}
+		e.fault(FaultEraseDeleted)
 		if e.opts.Keys != nil {
 			if err := e.opts.Keys.DestroyTx(ctx, tx, req.CustomerID); err != nil {
 				return err
@@ -192,6 +205,7 @@ func (e *Eraser) Erase(ctx context.Context, req EraseRequest, actor cases.Actor)
 			return err
 		}
 
+		e.fault(FaultEraseBeforeCommit)
 		if e.opts.BeforeCommit != nil {
 			return e.opts.BeforeCommit(ctx)
 		}
@@ -275,4 +289,10 @@ func (e *Eraser) records(w *batchWork, set sqlstore.ErasureSet, out *Erasure, no
 // destroyedCustomer describes an erased profile for its keyed digest.
 func destroyedCustomer(c cases.Customer) any {
 	return map[string]any{"name": c.Name, "email": c.Email, "phone": c.Phone, "external_ref": c.ExternalRef}
+}
+
+func (e *Eraser) fault(point string) {
+	if e.opts.Fault != nil {
+		e.opts.Fault(point)
+	}
 }

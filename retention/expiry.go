@@ -3,6 +3,7 @@ package retention
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"slices"
 	"time"
 
@@ -32,7 +33,7 @@ func (p expiryPhase) apply(ctx context.Context, b *batch, cands []candidate) ([]
 	for i, c := range cands {
 		ids[i] = c.id
 	}
-	live, err := readContacts(ctx, b.db, b.reader(), ids)
+	live, err := readContacts(ctx, b.db, b.reader(), ids, b.fields)
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +220,11 @@ func deleteCases(ctx context.Context, b *batch, ids []string, rules map[string]s
 		return sqldb.Fail("read cases", err)
 	}
 	for _, r := range rows {
-		b.dispose(caseDisposition(r.id, r.customerID, rules[r.id], b.now, r.subject))
+		subject, err := b.fields.OpenSubject(ctx, r.customerID, r.id, r.subject)
+		if err != nil {
+			return fmt.Errorf("open subject: %w", err)
+		}
+		b.dispose(caseDisposition(r.id, r.customerID, rules[r.id], b.now, subject))
 	}
 
 	// The history goes with the case: it holds earlier subjects and tags.
@@ -234,11 +239,17 @@ func deleteCases(ctx context.Context, b *batch, ids []string, rules map[string]s
 // liveContact is a contact as re-read inside the act's transaction.
 type liveContact = sqlstore.StoredContact
 
-// readContacts reads the contacts ids, by id.
-func readContacts(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids []string) (map[string]liveContact, error) {
+// readContacts reads the contacts ids, by id. With f, their author, body,
+// location and device are opened: what is destroyed is digested in clear
+// (a sealed form is random per write and would match no copy); nil f
+// leaves them as stored (recompute reads no content).
+func readContacts(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids []string, f *sqlstore.Fields) (map[string]liveContact, error) {
 	cs, err := sqlstore.ReadStoredContacts(ctx, db, q, ids)
 	if err != nil {
 		return nil, sqldb.Fail("read contacts", err)
+	}
+	if err := f.OpenStoredContacts(ctx, cs); err != nil {
+		return nil, fmt.Errorf("open contacts: %w", err)
 	}
 
 	out := make(map[string]liveContact, len(cs))

@@ -130,6 +130,9 @@ func (s *Sweeper) profileBatch(ctx context.Context, opts RunOptions, rep *RunRep
 		if err != nil {
 			return sqldb.Fail("read customers", err)
 		}
+		if err := s.opts.Fields.OpenStoredCustomers(ctx, profiles); err != nil {
+			return fmt.Errorf("open customers: %w", err)
+		}
 		for _, p := range profiles {
 			n, err := sqlstore.DeleteCustomerProfile(ctx, s.db, tx, p.ID)
 			if err != nil {

@@ -157,7 +157,7 @@ func recomputeBatch(ctx context.Context, db *sqldb.DB, tx *sql.Tx, policy *Polic
 		return nil, 0, errScheduleMoved
 	}
 
-	live, err := readContacts(ctx, db, tx, ids)
+	live, err := readContacts(ctx, db, tx, ids, nil)
 	if err != nil {
 		return nil, 0, err
 	}

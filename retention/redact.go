@@ -39,7 +39,7 @@ func (p redactPhase) apply(ctx context.Context, b *batch, cands []candidate) ([]
 	for i, c := range cands {
 		ids[i] = c.id
 	}
-	live, err := readContacts(ctx, b.db, b.reader(), ids)
+	live, err := readContacts(ctx, b.db, b.reader(), ids, b.fields)
 	if err != nil {
 		return nil, err
 	}

@@ -100,7 +100,7 @@ func (s *Schedules) Preview(ctx context.Context, candidate Schedule, holds *Hold
 		for i, r := range page {
 			ids[i] = r.ID
 		}
-		live, err := readContacts(ctx, s.db, s.db.Read, ids)
+		live, err := readContacts(ctx, s.db, s.db.Read, ids, nil) // dates only: nothing sealed is opened
 		if err != nil {
 			return p, err
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/casevault/casevault/bg"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqlstore"
 )
 
 // The sweeper is split by concern: this file runs a sweep (options, the
@@ -54,6 +55,9 @@ type SweeperOptions struct {
 	// DigestKey keys the digests of what dispositions destroyed (DigestKey
 	// of the master key); nil keeps no digest.
 	DigestKey []byte
+	// Fields opens the content a disposition digests (nil: digested as
+	// stored; tests without keys).
+	Fields *sqlstore.Fields
 	// IndexLag reports how many changes, of those committed when the sweep
 	// starts (the change feed's head), the search index answering query
 	// holds has not applied. With an active query hold and a lagging index,

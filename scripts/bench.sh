@@ -10,7 +10,9 @@
 #     customer lookup by e-mail (issue 16), attachment 1 GiB vs direct minio-go,
 #     backup/restore of 200k contacts + 1 GiB vs tar | zstd; issue 14's legal-hold
 #     figures: sweep with 100 holds vs none, a hold report's first page at 100k
-#     items, export of 100k contacts + 1 GiB vs zip -r / zip -r -0.
+#     items, export of 100k contacts + 1 GiB vs zip -r / zip -r -0; issue 15:
+#     sealing's cost on HTTP ingest (alternating runs), erasure of 10k
+#     contacts + 1 GiB, lookup by e-mail at 1M customers vs a primary-key read.
 # Set BENCH_QUICK=1 for a short run. Output goes to stdout and bench.out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +22,7 @@ if [ -n "${BENCH_QUICK:-}" ]; then
   DUR=5s
   export CASEVAULT_AUDIT_BENCH_EVENTS=100000 CASEVAULT_BENCH_CONTACTS=20000 CASEVAULT_BENCH_DUE=5000 CASEVAULT_BENCH_TABLE=100000
   export CASEVAULT_BENCH_HOLDS_CONTACTS=20000 CASEVAULT_BENCH_HOLD_ITEMS=10000 CASEVAULT_BENCH_EXPORT_CONTACTS=2000 CASEVAULT_BENCH_EXPORT_ATTACH_MB=32
+  export CASEVAULT_BENCH_ERASE_CONTACTS=1000 CASEVAULT_BENCH_ERASE_MB=64 CASEVAULT_BENCH_CUSTOMERS=100000
 fi
 out=bench.out; : > "$out"
 say() { printf '%s\n' "$*" | tee -a "$out"; }
@@ -126,12 +129,48 @@ SQL
   psql -h 127.0.0.1 -U postgres -d test -qc 'DROP SCHEMA IF EXISTS bench_scale CASCADE' >/dev/null 2>&1 || true
 }
 
-# BENCH_ONLY=sqlite|postgres|scale|go runs one part (e.g. to profile it).
+# Issue 15: the cost of field sealing on HTTP ingest. Alternating runs of a
+# fresh server (a new data directory, and on PostgreSQL a new schema) with
+# sealing on and off (CASEVAULT_BENCH_UNSEALED=1, a benchmark-only switch),
+# 32 clients, BENCH_SEAL_ROUNDS rounds (default 3); each round's ratio is
+# the sealed throughput over the unsealed one of that round, and the median
+# ratio is the figure (target: cost <= 10%, ratio >= 0.90; single rounds
+# on a loaded machine spread widely).
+seal_bench() { # name [postgres]
+  local name="$1" pg="${2:-}"
+  say "## sealing cost on HTTP ingest ($name, load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+  local ratios=()
+  for round in $(seq 1 "${BENCH_SEAL_ROUNDS:-3}"); do
+    local on off
+    for mode in on off; do
+      local dir="$tmp/seal-$name-$round-$mode" extra=(); mkdir -p "$dir"
+      [ "$mode" = off ] && extra+=(CASEVAULT_BENCH_UNSEALED=1)
+      if [ -n "$pg" ]; then
+        psql -h 127.0.0.1 -U postgres -d test -qc "DROP SCHEMA IF EXISTS bench_seal CASCADE; CREATE SCHEMA bench_seal" >/dev/null
+        extra+=(CASEVAULT_DATABASE_URL="postgres://postgres@127.0.0.1:5432/test?sslmode=disable&search_path=bench_seal")
+      fi
+      env "${extra[@]}" "$tmp/casevault" serve --data-dir "$dir" --listen 127.0.0.1:18098 --log-level error >"$dir/out" 2>"$dir/err" &
+      local pid=$!
+      for _ in $(seq 1 100); do curl -sf http://127.0.0.1:18098/healthz >/dev/null && break; sleep 0.1; done
+      local r; r=$("$tmp/cvbench" -url http://127.0.0.1:18098 -token "$(cat "$dir/admin.token")" -mode contacts -c 32 -d "$DUR" -json | json_field per_second)
+      kill -TERM "$pid"; wait "$pid" || true
+      if [ "$mode" = on ]; then on=$r; else off=$r; fi
+    done
+    ratios+=("$(awk -v a="$on" -v b="$off" 'BEGIN{printf "%.3f", a/b}')")
+    say "round $round: sealed ${on}/s, unsealed ${off}/s, ratio ${ratios[-1]}"
+  done
+  say "sealing ($name): median ratio sealed/unsealed $(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}') over ${#ratios[@]} rounds (target >= 0.90)"
+  [ -n "$pg" ] && psql -h 127.0.0.1 -U postgres -d test -qc 'DROP SCHEMA IF EXISTS bench_seal CASCADE' >/dev/null 2>&1 || true
+}
+
+# BENCH_ONLY=sqlite|postgres|scale|seal|go runs one part (e.g. to profile it).
 only() { [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = "$1" ]; }
 only sqlite && http_bench sqlite
+only seal && seal_bench sqlite
 if psql -h 127.0.0.1 -U postgres -d test -c 'DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench' >/dev/null 2>&1; then
   only postgres && http_bench postgres CASEVAULT_DATABASE_URL="postgres://postgres@127.0.0.1:5432/test?sslmode=disable&search_path=bench"
   only scale && scale_bench
+  only seal && seal_bench postgres pg
 fi
 only go || exit 0
 
@@ -158,6 +197,12 @@ CASEVAULT_BENCH_CONTACTS="${CASEVAULT_BENCH_CONTACTS:-200000}" go test -run '^$'
 if [ -n "${BENCH_QUICK:-}" ]; then customers=100000; else customers=1000000; fi
 CUSTOMERS="$customers" go test -run '^$' -bench FindCustomerByEmail -benchtime 2000x -timeout 30m ./sqlstore/ | tee -a "$out" || true
 go test -run XXX -bench 'Sweep$|SweepNothingDue' -benchtime 1x ./retention/ | tee -a "$out" || true
+# Issue 15: erasure of a customer with 10,000 contacts and 1 GiB of
+# attachments (quick: 1,000 + 64 MiB), target < 5 s, against plain DELETEs
+# + rm -r of an identical seed in the same run; lookup by e-mail at 1M
+# customers (quick 100k), p99 target < 5 ms, against a primary-key read.
+go test -run '^$' -bench EraseCustomer -benchtime 1x -timeout 30m ./retention/ | tee -a "$out" || true
+CUSTOMERS="${CASEVAULT_BENCH_CUSTOMERS:-1000000}" go test -run '^$' -bench FindCustomerByEmail -benchtime 20000x -timeout 30m ./sqlstore/ | tee -a "$out" || true
 # Issue 14: the same due contacts swept with no hold and under 100 mixed-scope
 # holds (1,000,000 contacts; quick 20,000), ratio in one run; a hold report's
 # first page at 100,000 covered contacts (quick 10,000), p50/p99.

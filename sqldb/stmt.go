@@ -120,3 +120,19 @@ func (db *DB) closeStmts() {
 	}
 	db.stmts.read, db.stmts.write = nil, nil
 }
+
+// CachedRead is the read pool as a Querier whose queries are prepared once
+// per query text (as QueryRow): for hot reads of a few fixed shapes, such
+// as the exact customer lookup, whose parse would otherwise cost more than
+// the indexed read itself on SQLite.
+func (db *DB) CachedRead() Querier { return cachedRead{db} }
+
+type cachedRead struct{ db *DB }
+
+func (c cachedRead) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	s, err := c.db.stmt(ctx, c.db.Read, q)
+	if err != nil {
+		return c.db.Read.QueryContext(ctx, c.db.Rebind(q), args...)
+	}
+	return s.QueryContext(ctx, args...)
+}

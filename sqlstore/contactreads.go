@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
 )
 
@@ -270,4 +271,15 @@ func CustomerContactsHolding(ctx context.Context, db *sqldb.DB, q sqldb.Querier,
 	}
 	return sqldb.Collect(ctx, q, db.Rebind(`SELECT c.id, c.case_id, c.customer_id, c.occurred_at FROM contacts c JOIN cases k ON k.id = c.case_id
 		WHERE k.customer_id = ? AND c.`+column+` IS NOT NULL AND c.id > ? ORDER BY c.id LIMIT ?`), []any{customerID, after, limit}, scanContactKey)
+}
+
+// CustomerContactsWithPurpose reads up to limit contacts of the customer's
+// cases, after the id after in id order, captured for purpose (not
+// anonymized): what withdrawing the consent that purpose rests on acts on.
+// Found through the customer's cases as CustomerContactsHolding; the
+// purposes column is JSON text, matched on the quoted name.
+func CustomerContactsWithPurpose(ctx context.Context, db *sqldb.DB, q sqldb.Querier, customerID string, purpose cases.Purpose, after string, limit int) ([]ContactKey, error) {
+	return sqldb.Collect(ctx, q, db.Rebind(`SELECT c.id, c.case_id, c.customer_id, c.occurred_at FROM contacts c JOIN cases k ON k.id = c.case_id
+		WHERE k.customer_id = ? AND c.anonymized_at IS NULL AND c.purposes LIKE ? AND c.id > ? ORDER BY c.id LIMIT ?`),
+		[]any{customerID, `%"` + string(purpose) + `"%`, after, limit}, scanContactKey)
 }

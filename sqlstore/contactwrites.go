@@ -206,3 +206,13 @@ func DeleteCustomerProfile(ctx context.Context, db *sqldb.DB, tx *sql.Tx, id str
 	}
 	return res.RowsAffected()
 }
+
+// SetPurposes replaces a contact's purposes and its retention date (a
+// withdrawn consent drops the purpose that rested on it; the date is the
+// schedule's for the purposes left).
+func SetPurposes(ctx context.Context, db *sqldb.DB, tx *sql.Tx, id string, purposes []cases.Purpose, until *time.Time) error {
+	if _, err := db.Exec(ctx, tx, `UPDATE contacts SET purposes = ?, retain_until = ? WHERE id = ?`, sqldb.JSONText(purposes), sqldb.NullMicros(until), id); err != nil {
+		return fmt.Errorf("purposes of contact %s: %w", id, err)
+	}
+	return nil
+}

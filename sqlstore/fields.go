@@ -130,6 +130,40 @@ func fieldAD(table, column, id string) []byte {
 	return []byte("casevault/field/v1\x00" + table + "\x00" + column + "\x00" + id)
 }
 
+// RowKeys is what a keyring offers when the caller read the customer's
+// key row itself, in a query it makes anyway (archive.Keyring): the
+// sealing of contact ingest saves a round trip with it.
+type RowKeys interface {
+	// DataKeyFromRow judges a customer_keys row read in tx (found: the
+	// row exists) as DataKeyTx would, creating the key in tx when there
+	// is no row.
+	DataKeyFromRow(ctx context.Context, tx *sql.Tx, customerID string, found bool, wrapped sql.NullString, destroyed sql.NullInt64) ([]byte, error)
+}
+
+// storedKey is a customer_keys row read with another query (owner NULL:
+// no row).
+type storedKey struct {
+	wrapped, owner sql.NullString
+	destroyed      sql.NullInt64
+}
+
+// sealerFromRow is sealerTx with the key row already read in tx.
+func (f *Fields) sealerFromRow(ctx context.Context, tx *sql.Tx, customerID string, k storedKey) (sealer, error) {
+	if !f.on() {
+		return sealer{}, nil
+	}
+	rk, ok := f.keys.(RowKeys)
+	if !ok {
+		return f.sealerTx(ctx, tx, customerID)
+	}
+	data, err := rk.DataKeyFromRow(ctx, tx, customerID, k.owner.Valid, k.wrapped, k.destroyed)
+	if err != nil {
+		return sealer{}, fmt.Errorf("customer %s: %w", customerID, err)
+	}
+	a, err := f.aead(customerID, data)
+	return sealer{a}, err
+}
+
 // sealer seals the fields of one customer's rows in a write transaction.
 // Its zero value writes clear text.
 type sealer struct{ aead cipher.AEAD }
@@ -284,6 +318,95 @@ func (f *Fields) OpenCustomers(ctx context.Context, cs []cases.Customer) error {
 	for i := range cs {
 		if err := openCustomer(o, &cs[i]); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// What a disposition keeps of destroyed content is a keyed digest of its
+// clear text (retention's digests): a sealed value is random per write
+// (a fresh nonce each time), so a digest of it would match no copy anyone
+// brings. Retention reads contacts and subjects as stored and opens them
+// through these before it digests them.
+
+// openForDigest opens one stored value; a value that does not open (the
+// customer's key destroyed, a malformed value) stays as stored: it is all
+// that is left to describe, and a sweep must not stop on it. An outage
+// reading the key is returned.
+func (o *opener) openForDigest(customerID, table, column, id, stored string) (string, error) {
+	plain, err := o.open(customerID, table, column, id, stored)
+	switch {
+	case err == nil:
+		return plain, nil
+	case errors.Is(err, sqldb.ErrUnavailable), o.ctx.Err() != nil:
+		return "", err
+	default:
+		return stored, nil
+	}
+}
+
+// OpenStoredContacts opens the author, body, location and device of
+// contacts read as stored (ReadStoredContacts) in place, for the digests
+// of what is destroyed. A nil f leaves them as stored.
+func (f *Fields) OpenStoredContacts(ctx context.Context, cs []StoredContact) error {
+	if !f.on() {
+		return nil
+	}
+	o := f.opener(ctx)
+	for i := range cs {
+		c := &cs[i]
+		for _, v := range []struct {
+			col string
+			s   *string
+		}{{"author", &c.Author}, {"body", &c.Body}} {
+			var err error
+			if *v.s, err = o.openForDigest(c.CustomerID, "contacts", v.col, c.ID, *v.s); err != nil {
+				return err
+			}
+		}
+		for _, v := range []struct {
+			col string
+			n   *sql.NullString
+		}{{"location", &c.Location}, {"device", &c.Device}} {
+			if !v.n.Valid {
+				continue
+			}
+			var err error
+			if v.n.String, err = o.openForDigest(c.CustomerID, "contacts", v.col, c.ID, v.n.String); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// OpenSubject opens a case subject read as stored, for a digest (as
+// OpenStoredContacts). A nil f returns it as stored.
+func (f *Fields) OpenSubject(ctx context.Context, customerID, caseID, stored string) (string, error) {
+	if !f.on() {
+		return stored, nil
+	}
+	return f.opener(ctx).openForDigest(customerID, "cases", "subject", caseID, stored)
+}
+
+// OpenStoredCustomers opens the name, e-mail and phone of customers read
+// as stored (CustomerRecords) in place, for a digest (as
+// OpenStoredContacts). A nil f leaves them as stored.
+func (f *Fields) OpenStoredCustomers(ctx context.Context, cs []cases.Customer) error {
+	if !f.on() {
+		return nil
+	}
+	o := f.opener(ctx)
+	for i := range cs {
+		c := &cs[i]
+		for _, v := range []struct {
+			col string
+			s   *string
+		}{{"name", &c.Name}, {"email", &c.Email}, {"phone", &c.Phone}} {
+			var err error
+			if *v.s, err = o.openForDigest(c.ID, "customers", v.col, c.ID, *v.s); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -93,7 +93,7 @@ func (s *Store) FindCustomers(ctx context.Context, l CustomerLookup) ([]cases.Cu
 	}
 
 	o := s.fields.opener(ctx)
-	out, err := sqldb.Collect(ctx, s.db.Read, s.q(`SELECT `+customerCols+` FROM customers WHERE `+strings.Join(where, " AND ")+` ORDER BY id LIMIT ?`), append(args, maxLookup),
+	out, err := sqldb.Collect(ctx, s.db.CachedRead(), s.q(`SELECT `+customerCols+` FROM customers WHERE `+strings.Join(where, " AND ")+` ORDER BY id LIMIT ?`), append(args, maxLookup),
 		func(rows *sql.Rows) (cases.Customer, error) { return scanCustomer(o, rows) })
 	if err != nil {
 		return nil, s.fail("find customers", err)

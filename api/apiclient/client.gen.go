@@ -1330,8 +1330,10 @@ type ChunkEntry struct {
 
 // ConsentReport defines model for ConsentReport.
 type ConsentReport struct {
-	Held     *[]HeldRedaction  `json:"held"`
-	Redacted *map[string]int64 `json:"redacted"`
+	Deleted        *map[string]int64 `json:"deleted"`
+	Held           *[]HeldRedaction  `json:"held"`
+	PurposeDropped *map[string]int64 `json:"purpose_dropped"`
+	Redacted       *map[string]int64 `json:"redacted"`
 }
 
 // Consents defines model for Consents.
@@ -1639,6 +1641,7 @@ type HeldRedaction struct {
 	Category  string    `json:"category"`
 	ContactId string    `json:"contact_id"`
 	Holds     *[]string `json:"holds"`
+	Purpose   *string   `json:"purpose,omitempty"`
 }
 
 // Hit defines model for Hit.

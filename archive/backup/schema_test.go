@@ -19,6 +19,8 @@ var notBackedUp = []string{"schema_migrations", "outbox", "feed_state", "feed_co
 	"legal_hold_flags", "hold_mirroring",
 	// issue 20 §14–16: per-installation state (cmd/casevault, package cluster)
 	"key_check", "job_ticks", "replicas",
+	// issue 15: where the re-sealing pass is (a restore runs the pass again)
+	"reseal_state",
 	// issue 18: console sessions (a restore signs everyone out)
 	"sessions",
 	// issue 15: this instance's queue of key escrow deletions (a restored

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/casevault/casevault/archive/backup"
 	"io"
+	"log/slog"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -27,8 +28,8 @@ type customerEraseOptions struct {
 }
 
 func newCustomerCmd(cfg *config) *cobra.Command {
-	return parent(&cobra.Command{Use: "customer", Short: "Data-subject requests about one customer: erasure and the access export"},
-		newCustomerEraseCmd(cfg), newCustomerExportCmd(cfg))
+	return parent(&cobra.Command{Use: "customer", Short: "Data-subject requests about one customer (erasure, the access export) and re-sealing legacy rows"},
+		newCustomerEraseCmd(cfg), newCustomerExportCmd(cfg), newCustomerResealCmd(cfg))
 }
 
 func newCustomerEraseCmd(cfg *config) *cobra.Command {
@@ -106,12 +107,13 @@ func newCLIEraser(ctx context.Context, cfg *config, env *cliEnv) (*retention.Era
 	if repo, _, _, err := openBackupRepo(cfg, false, false); err == nil {
 		escrow = backup.New(env.db, repo, backup.Options{})
 	}
-	return newEraser(env.db, retention.NewHolds(env.db, nil), keys, fields, blobs, auditSink{log: env.log}, dkey, nil, escrow), nil
+	return newEraser(env.db, retention.NewHolds(env.db, nil), keys, fields, blobs, auditSink{log: env.log}, dkey, nil, escrow, faultPoint(slog.Default())), nil
 }
 
-// newEraser builds the eraser the server and the CLI use.
+// newEraser builds the eraser the server and the CLI use; fault is the
+// fault injection of the kill -9 tests (faultPoint; nil outside them).
 func newEraser(db *sqldb.DB, holds *retention.Holds, keys retention.KeyShredder, fields *sqlstore.Fields, blobs retention.BlobRemover, sink auditSink, dkey []byte, notify func(),
-	escrow retention.EscrowPurger) *retention.Eraser {
+	escrow retention.EscrowPurger, fault func(string)) *retention.Eraser {
 	return retention.NewEraser(db, retention.EraserOptions{Holds: holds, Keys: keys, Fields: fields, OnChange: sink.hook,
-		Blobs: blobs, DigestKey: dkey, Notify: notify, Escrow: escrow})
+		Blobs: blobs, DigestKey: dkey, Notify: notify, Escrow: escrow, Fault: fault})
 }

@@ -121,7 +121,7 @@ func runRetention(ctx context.Context, cfg *config, opts retentionRunOptions, ou
 		if err != nil {
 			return err
 		}
-		rp := newRetentionParts(nil, env.db, policy, schedules, ix, store, blobs, legalHolder(ctx, blobs, slog.Default()), auditSink{log: env.log}, dkey)
+		rp := newRetentionParts(nil, env.db, policy, schedules, ix, store, blobs, legalHolder(ctx, blobs, slog.Default()), auditSink{log: env.log}, dkey, fields)
 		rep, err := rp.sweeper.Run(ctx, retention.RunOptions{DryRun: opts.dryRun})
 		if err != nil {
 			return err

@@ -70,6 +70,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, out io.Writer, h 
 	}
 	defer recoverInterruptedRuns(ctx, a, log)()
 	defer a.runIndexer(ctx)()
+	defer a.runReseal(ctx)()
 
 	if !h.noCron {
 		cron, err := jobs{ctx: ctx, a: a}.schedule()

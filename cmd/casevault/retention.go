@@ -116,7 +116,7 @@ func loadRetention(ctx context.Context, cfg *config, db *sqldb.DB, policy *reten
 }
 
 func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, schedules *retention.Schedules, ix *search.Indexer,
-	store *sqlstore.Store, blobs archive.Blobs, lh retention.LegalHolder, sink auditSink, digestKey []byte) *retentionParts {
+	store *sqlstore.Store, blobs archive.Blobs, lh retention.LegalHolder, sink auditSink, digestKey []byte, fields *sqlstore.Fields) *retentionParts {
 	hook := cases.TxHook(sink.hook)
 	var matcher retention.QueryMatcher
 	if ix != nil {
@@ -126,7 +126,7 @@ func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, 
 	// applied; a report must not wait for it, so no wait here.
 	holds := retention.NewHoldsWith(db, retention.HoldsOptions{Matcher: matcher, Policy: policy, IndexLag: feedLag(store, ix, 0)})
 	rp := &retentionParts{policy: policy, schedules: schedules, holds: holds, explainer: retention.NewExplainer(db, policy, holds)}
-	opts := retention.SweeperOptions{Policy: policy, Holds: holds, OnChange: hook, OnChanges: sink.hookMany, IndexLag: feedLag(store, ix, 10*time.Second), Guard: guard, DigestKey: digestKey}
+	opts := retention.SweeperOptions{Policy: policy, Holds: holds, OnChange: hook, OnChanges: sink.hookMany, IndexLag: feedLag(store, ix, 10*time.Second), Guard: guard, DigestKey: digestKey, Fields: fields}
 	if blobs != nil {
 		opts.Blobs = blobs
 	}
@@ -144,8 +144,8 @@ func newRetentionParts(guard *bg.Guard, db *sqldb.DB, policy *retention.Policy, 
 		deleterHolds = retention.NewHoldsWith(db, retention.HoldsOptions{Matcher: freshMatcher{indexMatcher{ix}, feedLag(store, ix, 5*time.Second)}, Policy: policy, IndexLag: feedLag(store, ix, 0)})
 	}
 	rp.deleteHolds = deleterHolds
-	rp.deleter = retention.NewDeleter(db, retention.DeleterOptions{Holds: deleterHolds, OnChange: hook, Blobs: opts.Blobs, Notify: opts.Notify, DigestKey: digestKey})
-	rp.consents = retention.NewConsents(db, retention.ConsentOptions{Holds: deleterHolds, OnChange: hook, Notify: opts.Notify, DigestKey: digestKey})
+	rp.deleter = retention.NewDeleter(db, retention.DeleterOptions{Holds: deleterHolds, OnChange: hook, Blobs: opts.Blobs, Notify: opts.Notify, DigestKey: digestKey, Fields: fields})
+	rp.consents = retention.NewConsents(db, retention.ConsentOptions{Holds: deleterHolds, OnChange: hook, Notify: opts.Notify, DigestKey: digestKey, Fields: fields, Policy: policy, Blobs: opts.Blobs})
 	return rp
 }
 
