@@ -2165,6 +2165,7 @@ type Stats struct {
 	Rows             int64       `json:"rows"`
 	TableBytes       int64       `json:"table_bytes"`
 	TableBytesReused *int64      `json:"table_bytes_reused,omitempty"`
+	TablesReused     *int64      `json:"tables_reused,omitempty"`
 }
 
 // Status defines model for Status.
@@ -2209,6 +2210,7 @@ type Summary struct {
 type TableEntry struct {
 	Chunks      *[]ChunkEntry `json:"chunks,omitempty"`
 	File        *string       `json:"file,omitempty"`
+	Fingerprint *string       `json:"fingerprint,omitempty"`
 	Name        string        `json:"name"`
 	PlainSha256 string        `json:"plain_sha256"`
 	PlainSize   int64         `json:"plain_size"`
