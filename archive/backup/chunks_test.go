@@ -46,7 +46,7 @@ func TestTableChunksReused(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, src *instance) {
 		ctx := context.Background()
 		src.seed(2, 1) // attachments, awkward text
-		ids := seedBulk(t, src, 12000)
+		seedBulk(t, src, 12000)
 		repo, dir := newRepo(t)
 		keys := newKeys(t)
 		svc := src.service(repo, keys)
@@ -79,12 +79,18 @@ func TestTableChunksReused(t *testing.T) {
 			t.Fatalf("no-change backup: %+v, want every chunk but the audit trail's reused", m2.Stats)
 		}
 
-		// One row changed in the middle: one new chunk, the others reused.
-		if _, err := src.db.Write.ExecContext(ctx, src.db.Rebind(`UPDATE contacts SET body = ? WHERE id = ?`), "changed", ids[len(ids)/2]); err != nil {
+		// One row changed in a chunk cut by key at both ends: one new chunk,
+		// the others reused. (A chunk cut because it reached chunkMaxBytes
+		// ends at a position, not a key, so a row changed before such a cut
+		// moves it and changes the next chunk too; with random ids a run of
+		// rows without a key cut that long happens in some seeds.)
+		c2 := tableEntry(t, m2, "contacts")
+		changedID := rowInKeyCutChunk(t, src, c2)
+		if _, err := src.db.Write.ExecContext(ctx, src.db.Rebind(`UPDATE contacts SET body = ? WHERE id = ?`), "changed", changedID); err != nil {
 			t.Fatal(err)
 		}
 		m3 := backupNow()
-		c2, c3 := tableEntry(t, m2, "contacts"), tableEntry(t, m3, "contacts")
+		c3 := tableEntry(t, m3, "contacts")
 		if len(c3.Chunks) != len(c2.Chunks) {
 			t.Fatalf("a changed row changed the chunking: %d chunks, was %d", len(c3.Chunks), len(c2.Chunks))
 		}
@@ -263,4 +269,34 @@ func toFormat1(t *testing.T, dir string, m backup.Manifest, id age.Identity) bac
 			PlainSize: int64(plain.Len()), PlainSHA256: te.PlainSHA256})
 	}
 	return old
+}
+
+// rowInKeyCutChunk returns the id of a contact in the middle of a chunk of
+// te whose start and end were both chosen by key (neither it nor the chunk
+// before it reached the size bound), in the dump's order.
+func rowInKeyCutChunk(t *testing.T, src *instance, te backup.TableEntry) string {
+	t.Helper()
+	const bound = 4 << 20 // chunkMaxBytes
+	var ids []string
+	rows, err := src.db.Read.QueryContext(src.ctx, `SELECT id FROM contacts ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	var first int64
+	for i, c := range te.Chunks {
+		if i > 0 && i < len(te.Chunks)-1 && c.PlainSize < bound && te.Chunks[i-1].PlainSize < bound {
+			return ids[first+c.Rows/2]
+		}
+		first += c.Rows
+	}
+	t.Fatalf("no chunk of %d is cut by key at both ends: %+v", len(te.Chunks), te.Chunks)
+	return ""
 }
