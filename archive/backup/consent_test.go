@@ -1,0 +1,134 @@
+package backup_test
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/casevault/casevault/archive/backup"
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/retention"
+	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqldb/sqldbtest"
+)
+
+// TestConsentWithdrawalSurvivesRestore (issue 15 §3): a backup taken
+// before a customer withdrew location and personalization, restored with
+// the live instance's tombstones, comes back with both consents withdrawn,
+// no location, no contact carrying the personalization purpose (except the
+// one a hold kept, as on the live instance), the sole-purpose contact gone,
+// and the retain_until the withdrawal recomputed.
+func TestConsentWithdrawalSurvivesRestore(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, in *instance) {
+		ctx := context.Background()
+		cust := cases.Customer{ID: cases.NewID(), Name: "Ada Obi", Consents: cases.Consents{Location: true, Personalization: true}, CreatedAt: base, UpdatedAt: base}
+		if err := in.store.CreateCustomer(ctx, cust, cases.Change{Action: "customer.create", TargetType: "customer", TargetID: cust.ID}); err != nil {
+			t.Fatal(err)
+		}
+		free, held := in.newCase(cust.ID, "delivery"), in.newCase(cust.ID, "held matter")
+		other := in.contact(in.newCase(in.customer("Li Wei"), "other"), "other customer's")
+		add := func(caseID string, ps ...cases.Purpose) string {
+			c := in.contact(caseID, "hello")
+			if _, err := in.db.Write.ExecContext(ctx, in.db.Rebind(`UPDATE contacts SET purposes = ? WHERE id = ?`), sqldb.JSONText(ps), c.ID); err != nil {
+				t.Fatal(err)
+			}
+			return c.ID
+		}
+		both := add(free, cases.PurposeCustomerService, cases.PurposePersonalization)
+		only := add(free, cases.PurposePersonalization)
+		plain := add(free, cases.PurposeCustomerService)
+		kept := add(held, cases.PurposeCustomerService, cases.PurposePersonalization)
+		if _, err := in.holds.Place(ctx, retention.HoldInput{Matter: "M-1", Reason: "litigation", Scope: retention.HoldScope{CaseIDs: []string{held}}}, operator, nil); err != nil {
+			t.Fatal(err)
+		}
+
+		repo, _ := newRepo(t)
+		keys := newKeys(t)
+		old, err := in.service(repo, keys).Backup(ctx, "test", operator, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		if _, err := in.store.UpdateCustomer(ctx, cust.ID, func(c *cases.Customer) error {
+			c.Consents.Location, c.Consents.Personalization, c.UpdatedAt = false, false, time.Now().UTC()
+			return nil
+		}, cases.Change{Action: "customer.update", TargetType: "customer", TargetID: cust.ID}); err != nil {
+			t.Fatal(err)
+		}
+		consents := retention.NewConsents(in.db, retention.ConsentOptions{Holds: in.holds, OnChange: auditHook(in.db.Dialect)})
+		rep, err := consents.Apply(ctx, cust.ID, operator)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.PurposeDropped["personalization"] != 1 || rep.Deleted["personalization"] != 1 || rep.Redacted["location"] != 3 {
+			t.Fatalf("withdrawal report %+v", rep)
+		}
+		// Applying again writes nothing more (the PATCH is idempotent).
+		before := in.count(`SELECT COUNT(*) FROM dispositions`)
+		if _, err := consents.Apply(ctx, cust.ID, operator); err != nil {
+			t.Fatal(err)
+		}
+		if n := in.count(`SELECT COUNT(*) FROM dispositions`); n != before {
+			t.Errorf("second Apply wrote %d disposition records", n-before)
+		}
+
+		dst := openInstance(t, sqldbtest.Open(t, in.db.Dialect), t.TempDir())
+		rr, err := repo.Restore(ctx, old.ID, backup.RestoreOptions{Target: dst.db, Blobs: dst.blobs, Identity: keys.Identity, Actor: operator,
+			Live: []*sqldb.DB{in.db}, OnChange: auditHook(dst.db.Dialect)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("replay: %+v", rr.Tombstones)
+
+		got, err := dst.store.GetCustomer(ctx, cust.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Consents.Location || got.Consents.Personalization {
+			t.Errorf("restored consents %+v: the withdrawal was rolled back", got.Consents)
+		}
+		purposes := func(in *instance, id string) string {
+			var ps string
+			if err := in.db.Read.QueryRow(in.db.Rebind(`SELECT purposes FROM contacts WHERE id = ?`), id).Scan(&ps); err != nil {
+				if err == sql.ErrNoRows {
+					return "gone"
+				}
+				t.Fatal(err)
+			}
+			return ps
+		}
+		retain := func(in *instance, id string) sql.NullInt64 {
+			var v sql.NullInt64
+			if err := in.db.Read.QueryRow(in.db.Rebind(`SELECT retain_until FROM contacts WHERE id = ?`), id).Scan(&v); err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		for _, tc := range []struct {
+			name, id, want string
+		}{
+			{"purpose dropped", both, `["customer_service"]`},
+			{"sole purpose: deleted", only, "gone"},
+			{"untouched", plain, `["customer_service"]`},
+			{"held: kept", kept, `["customer_service","personalization"]`},
+		} {
+			if p := purposes(dst, tc.id); p != tc.want || p != purposes(in, tc.id) {
+				t.Errorf("%s: restored purposes %s, want %s (live: %s)", tc.name, p, tc.want, purposes(in, tc.id))
+			}
+		}
+		if r, l := retain(dst, both), retain(in, both); r != l {
+			t.Errorf("restored retain_until %v, live (recomputed by the withdrawal) %v", r, l)
+		}
+		if n := dst.count(`SELECT COUNT(*) FROM contacts WHERE customer_id = ? AND location IS NOT NULL AND case_id <> ?`, cust.ID, held); n != 0 {
+			t.Errorf("%d locations restored after the withdrawal", n)
+		}
+		if n := dst.count(`SELECT COUNT(*) FROM contacts WHERE id = ? AND location IS NOT NULL`, other.ID); n != 1 {
+			t.Errorf("another customer's location was redacted")
+		}
+		if s := purposes(dst, kept); !strings.Contains(s, "personalization") {
+			t.Errorf("the held contact lost its purpose: %s", s)
+		}
+	})
+}
