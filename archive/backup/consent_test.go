@@ -29,9 +29,12 @@ func TestConsentWithdrawalSurvivesRestore(t *testing.T) {
 		}
 		free, held := in.newCase(cust.ID, "delivery"), in.newCase(cust.ID, "held matter")
 		other := in.contact(in.newCase(in.customer("Li Wei"), "other"), "other customer's")
+		// A retain_until no schedule gives: the restored copy keeps it
+		// unless the replay sets the date the withdrawal recomputed.
+		const sentinel = 1
 		add := func(caseID string, ps ...cases.Purpose) string {
 			c := in.contact(caseID, "hello")
-			if _, err := in.db.Write.ExecContext(ctx, in.db.Rebind(`UPDATE contacts SET purposes = ? WHERE id = ?`), sqldb.JSONText(ps), c.ID); err != nil {
+			if _, err := in.db.Write.ExecContext(ctx, in.db.Rebind(`UPDATE contacts SET purposes = ?, retain_until = ? WHERE id = ?`), sqldb.JSONText(ps), sentinel, c.ID); err != nil {
 				t.Fatal(err)
 			}
 			return c.ID
@@ -40,6 +43,10 @@ func TestConsentWithdrawalSurvivesRestore(t *testing.T) {
 		only := add(free, cases.PurposePersonalization)
 		plain := add(free, cases.PurposeCustomerService)
 		kept := add(held, cases.PurposeCustomerService, cases.PurposePersonalization)
+		// Closed, so that the schedule gives the contacts a date.
+		if _, err := in.db.Write.ExecContext(ctx, in.db.Rebind(`UPDATE cases SET status = 'closed', closed_at = ? WHERE id = ?`), sqldb.Micros(base), free); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := in.holds.Place(ctx, retention.HoldInput{Matter: "M-1", Reason: "litigation", Scope: retention.HoldScope{CaseIDs: []string{held}}}, operator, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -80,7 +87,9 @@ func TestConsentWithdrawalSurvivesRestore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("replay: %+v", rr.Tombstones)
+		if rr.Tombstones.PurposesDropped != 1 || rr.Tombstones.ConsentsWithdrawn != 2 {
+			t.Errorf("replay report %+v, want 1 purpose dropped and 2 consents withdrawn", rr.Tombstones)
+		}
 
 		got, err := dst.store.GetCustomer(ctx, cust.ID)
 		if err != nil {
@@ -118,7 +127,7 @@ func TestConsentWithdrawalSurvivesRestore(t *testing.T) {
 				t.Errorf("%s: restored purposes %s, want %s (live: %s)", tc.name, p, tc.want, purposes(in, tc.id))
 			}
 		}
-		if r, l := retain(dst, both), retain(in, both); r != l {
+		if r, l := retain(dst, both), retain(in, both); r != l || !l.Valid || l.Int64 == sentinel {
 			t.Errorf("restored retain_until %v, live (recomputed by the withdrawal) %v", r, l)
 		}
 		if n := dst.count(`SELECT COUNT(*) FROM contacts WHERE customer_id = ? AND location IS NOT NULL AND case_id <> ?`, cust.ID, held); n != 0 {
