@@ -139,5 +139,30 @@ func TestConsentWithdrawalSurvivesRestore(t *testing.T) {
 		if s := purposes(dst, kept); !strings.Contains(s, "personalization") {
 			t.Errorf("the held contact lost its purpose: %s", s)
 		}
+
+		// Single-case restore into the live instance of the case's lost
+		// contacts (gone without a record, e.g. a bad manual fix): they
+		// come back minimised as the withdrawal left them.
+		for _, q := range []string{`DELETE FROM attachments WHERE case_id = ?`, `DELETE FROM contacts WHERE case_id = ?`} {
+			if _, err := in.db.Write.ExecContext(ctx, in.db.Rebind(q), free); err != nil {
+				t.Fatal(err)
+			}
+		}
+		crep, err := repo.RestoreCase(ctx, old.ID, free, backup.CaseRestoreOptions{DB: in.db, Blobs: in.blobs, Identity: keys.Identity, Actor: operator})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if crep.Contacts != 2 {
+			t.Errorf("case restore brought back %d contacts, want 2 (the sole-purpose one stays deleted)", crep.Contacts)
+		}
+		if p := purposes(in, both); p != `["customer_service"]` {
+			t.Errorf("case restore: purposes %s, the dropped purpose came back", p)
+		}
+		if p := purposes(in, only); p != "gone" {
+			t.Errorf("case restore: the sole-purpose contact came back: %s", p)
+		}
+		if n := in.count(`SELECT COUNT(*) FROM contacts WHERE case_id = ? AND location IS NOT NULL`, free); n != 0 {
+			t.Errorf("case restore: %d locations back", n)
+		}
 	})
 }
