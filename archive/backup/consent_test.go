@@ -80,6 +80,21 @@ func TestConsentWithdrawalSurvivesRestore(t *testing.T) {
 		if n := in.count(`SELECT COUNT(*) FROM dispositions`); n != before {
 			t.Errorf("second Apply wrote %d disposition records", n-before)
 		}
+		// Given again and withdrawn again: a new withdrawal, a new record.
+		for _, give := range []bool{true, false} {
+			if _, err := in.store.UpdateCustomer(ctx, cust.ID, func(c *cases.Customer) error {
+				c.Consents.Personalization, c.UpdatedAt = give, time.Now().UTC()
+				return nil
+			}, cases.Change{Action: "customer.update", TargetType: "customer", TargetID: cust.ID}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := consents.Apply(ctx, cust.ID, operator); err != nil {
+			t.Fatal(err)
+		}
+		if n := in.count(`SELECT COUNT(*) FROM dispositions WHERE customer_id = ? AND action = ? AND rule = ?`, cust.ID, retention.ItemConsentWithdraw, "consent:personalization"); n != 2 {
+			t.Errorf("%d personalization withdrawal records after withdraw, give, withdraw; want 2", n)
+		}
 
 		dst := openInstance(t, sqldbtest.Open(t, in.db.Dialect), t.TempDir())
 		rr, err := repo.Restore(ctx, old.ID, backup.RestoreOptions{Target: dst.db, Blobs: dst.blobs, Identity: keys.Identity, Actor: operator,
