@@ -55,6 +55,7 @@ func TestBadInputIsRejectedWithoutSideEffects(t *testing.T) {
 			{"empty subject patch", "PATCH", "/api/v1/cases/" + caseID, map[string]any{"subject": "  "}, 422, "subject", ""},
 			{"unknown direction", "POST", contacts, okContact(func(m map[string]any) { m["direction"] = "sideways" }), 422, "direction", ""},
 			{"unknown purpose", "POST", contacts, okContact(func(m map[string]any) { m["purposes"] = []string{"marketing"} }), 422, "purposes[0]", ""},
+			{"only purpose without its consent", "POST", contacts, okContact(func(m map[string]any) { m["purposes"] = []string{"personalization"} }), 422, "purposes[0]", ""},
 			{"unknown category", "POST", contacts, okContact(func(m map[string]any) { m["categories"] = []string{"dna"} }), 422, "categories[0]", ""},
 			{"missing body", "POST", contacts, okContact(func(m map[string]any) { delete(m, "body") }), 422, "body", ""},
 			{"bad occurred_at", "POST", contacts, okContact(func(m map[string]any) { m["occurred_at"] = "yesterday" }), 422, "occurred_at", ""},

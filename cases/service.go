@@ -504,7 +504,11 @@ type NewContact struct {
 type ContactResult struct {
 	Contact
 	LocationDropped bool `json:"location_dropped"`
-	MaskedNumbers   int  `json:"masked_numbers"`
+	// PurposesDropped lists the requested purposes the customer's consent
+	// does not cover (personalization without that consent): the contact
+	// is stored without them, as a location without consent is dropped.
+	PurposesDropped []Purpose `json:"purposes_dropped"`
+	MaskedNumbers   int       `json:"masked_numbers"`
 }
 
 // AddContact validates, masks and stores a contact on a case.
@@ -592,12 +596,14 @@ func (s *Service) AddContact(ctx context.Context, caseID string, in NewContact, 
 		return ContactResult{}, err
 	}
 
-	// Only a location needs the customer (for the consent) before the write;
-	// otherwise the store takes the customer from the case row it locks,
-	// which saves two reads on the hottest path.
+	// Only a location or a consent-gated purpose needs the customer (for
+	// the consent) before the write; otherwise the store takes the
+	// customer from the case row it locks, which saves two reads on the
+	// hottest path.
 	var cust Customer
 	var customerID string
-	if in.Location != nil {
+	gated := slices.ContainsFunc(ps, func(p Purpose) bool { return consentOf(p) != nil })
+	if in.Location != nil || gated {
 		cs, err := s.store.GetCase(ctx, caseID)
 		if err != nil {
 			return ContactResult{}, err
@@ -606,6 +612,31 @@ func (s *Service) AddContact(ctx context.Context, caseID string, in NewContact, 
 			return ContactResult{}, err
 		}
 		customerID = cs.CustomerID
+	}
+
+	// A purpose resting on a consent the customer does not give is dropped
+	// (issue 15 §3: a withdrawal drops it from stored contacts, so ingest
+	// must not bring it back); a contact left with no purpose has no basis
+	// and is refused, naming the dropped purpose.
+	var droppedP []Purpose
+	if gated {
+		kept := ps[:0:0]
+		for _, p := range ps {
+			if given := consentOf(p); given != nil && !given(cust.Consents) {
+				droppedP = append(droppedP, p)
+				continue
+			}
+			kept = append(kept, p)
+		}
+		if len(kept) == 0 {
+			for i, p := range purposes {
+				if slices.Contains(droppedP, p) {
+					v.add(fmt.Sprintf("purposes[%d]", i), "the customer has not consented to %q and no other purpose is given", string(p))
+				}
+			}
+			return ContactResult{}, v.err()
+		}
+		ps = kept
 	}
 
 	body, masked := MaskSensitive(*in.Body)
@@ -622,7 +653,10 @@ func (s *Service) AddContact(ctx context.Context, caseID string, in NewContact, 
 		Channel: *in.Channel, Direction: *in.Direction, Author: author, Body: body,
 		OccurredAt: occurred, CreatedAt: now, Purposes: ps, Categories: cats,
 		Device: in.Device, Corrects: corrects, Attachments: []Attachment{},
-	}, MaskedNumbers: masked}
+	}, MaskedNumbers: masked, PurposesDropped: droppedP}
+	if res.PurposesDropped == nil {
+		res.PurposesDropped = []Purpose{}
+	}
 	if in.Location != nil {
 		if cust.Consents.Location {
 			res.Location = loc
@@ -639,7 +673,7 @@ func (s *Service) AddContact(ctx context.Context, caseID string, in NewContact, 
 	}
 
 	ch := Change{Actor: a, Action: "contact.create", TargetType: "contact", TargetID: res.ID,
-		Detail: map[string]any{"case_id": caseID, "masked_numbers": masked, "location_dropped": res.LocationDropped}}
+		Detail: map[string]any{"case_id": caseID, "masked_numbers": masked, "location_dropped": res.LocationDropped, "purposes_dropped": res.PurposesDropped}}
 	if corrects != "" {
 		ch.Detail["corrects"] = corrects
 	}
@@ -648,6 +682,17 @@ func (s *Service) AddContact(ctx context.Context, caseID string, in NewContact, 
 	}
 
 	return res, nil
+}
+
+// consentOf returns the consent a purpose rests on, or nil for a purpose
+// resting on contract, legal obligation or legitimate interest (the
+// retention package's consentGates apply the same mapping to stored
+// contacts on withdrawal).
+func consentOf(p Purpose) func(Consents) bool {
+	if p == PurposePersonalization {
+		return func(c Consents) bool { return c.Personalization }
+	}
+	return nil
 }
 
 // checkCorrects validates a correction's target id (its existence and case

@@ -3,6 +3,7 @@ package retention
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -30,7 +31,8 @@ import (
 //     sweep deletes.
 //   - marketing gates nothing stored: no purpose or category of a contact
 //     is collected under it (cases.Purposes, cases.Categories). Its
-//     withdrawal is recorded by the customer's update event.
+//     withdrawal is recorded by the customer's update event, and by an
+//     ItemConsentWithdraw record like the other two (for restores).
 //
 // The other purposes (customer_service, security, legal_obligation, ...)
 // and categories rest on contract, legal obligation or legitimate
@@ -44,6 +46,9 @@ var consentGates = []struct {
 }{
 	{"location", func(c cases.Consents) bool { return c.Location }, cases.CategoryLocation, ""},
 	{"personalization", func(c cases.Consents) bool { return c.Personalization }, "", cases.PurposePersonalization},
+	// Gates nothing stored, but its withdrawal is recorded too, so that a
+	// restore does not bring back an old marketing=true.
+	{"marketing", func(c cases.Consents) bool { return c.Marketing }, "", ""},
 }
 
 // AuditConsentPurpose is the audit action of a purpose dropped from a
@@ -53,6 +58,32 @@ const AuditConsentPurpose = "customer.consent_purpose"
 // AuditConsentDelete is the audit action of a contact deleted by a
 // withdrawal (the withdrawn consent's purpose was its only one).
 const AuditConsentDelete = "customer.consent_delete"
+
+// Disposition actions of a withdrawal besides redact and delete, so that a
+// restore of a backup older than the withdrawal replays it
+// (archive/backup/replay.go knows both):
+//
+//   - ItemConsentWithdraw: one record per customer and withdrawal (no
+//     contact; detail names the consent). Replay sets the restored
+//     customer's consent false: the old backup's consent=true must not
+//     come back and gate new data in again.
+//   - ItemDropPurpose: one record per contact that lost a purpose (detail:
+//     JSON {"purpose", "retain_until"}, the date the withdrawal recomputed,
+//     in micros or null). Per contact rather than per customer so that a
+//     replay touches exactly the contacts the withdrawal touched: a
+//     contact a hold kept, or captured later, keeps its purpose.
+//
+// Neither holds personal data: ids, a consent or purpose name, a date.
+const (
+	ItemConsentWithdraw = "consent_withdraw"
+	ItemDropPurpose     = "drop_purpose"
+)
+
+// DropPurposeDetail is the detail of an ItemDropPurpose record.
+type DropPurposeDetail struct {
+	Purpose     string `json:"purpose"`
+	RetainUntil *int64 `json:"retain_until"` // micros since the epoch, or null
+}
 
 // ConsentRule is the rule a consent withdrawal's dispositions record.
 func ConsentRule(consent string) string { return "consent:" + consent }
@@ -153,6 +184,12 @@ func (c *Consents) Apply(ctx context.Context, customerID string, actor cases.Act
 			var n int
 			var next string
 			var err error
+			if g.purpose == "" && g.category == "" {
+				if err := c.recordOnly(ctx, customerID, g.consent, g.given); err != nil {
+					return rep, err
+				}
+				break
+			}
 			if g.purpose != "" {
 				n, next, err = c.purposeBatch(ctx, customerID, g.consent, g.given, g.purpose, after, actor, &rep)
 			} else {
@@ -170,6 +207,47 @@ func (c *Consents) Apply(ctx context.Context, customerID string, actor cases.Act
 	return rep, nil
 }
 
+// recordWithdrawal adds to w the customer's ItemConsentWithdraw record of
+// consent, unless one was written since the customer record last changed
+// (applying the same withdrawal again writes none; a consent given and
+// withdrawn again, which changes the record, gets a new one).
+func (c *Consents) recordWithdrawal(ctx context.Context, tx *sql.Tx, cust cases.Customer, consent string, now time.Time, w *batchWork) error {
+	rule := ConsentRule(consent)
+	var n int
+	if err := tx.QueryRowContext(ctx, c.db.Rebind(`SELECT COUNT(*) FROM dispositions WHERE customer_id = ? AND at >= ? AND action = ? AND rule = ?`),
+		cust.ID, sqldb.Micros(cust.UpdatedAt), ItemConsentWithdraw, rule).Scan(&n); err != nil {
+		return sqldb.Fail("read withdrawals", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	w.disps = append(w.disps, disposition{id: cases.NewID(), customerID: cust.ID, purposes: []cases.Purpose{}, rule: rule,
+		action: ItemConsentWithdraw, detail: consent, at: now})
+	return nil
+}
+
+// recordOnly writes the withdrawal record of a consent that gates nothing
+// stored, if the customer does not give it.
+func (c *Consents) recordOnly(ctx context.Context, customerID, consent string, given func(cases.Consents) bool) error {
+	return c.db.InTx(ctx, func(tx *sql.Tx) error {
+		custs, err := sqlstore.CustomerRecords(ctx, c.db, tx, []string{customerID})
+		if err != nil {
+			return sqldb.Fail("read customer", err)
+		}
+		if len(custs) == 0 {
+			return fmt.Errorf("customer %s: %w", customerID, cases.ErrNotFound)
+		}
+		if given(custs[0].Consents) {
+			return nil
+		}
+		var w batchWork
+		if err := c.recordWithdrawal(ctx, tx, custs[0], consent, c.opts.Now().UTC(), &w); err != nil {
+			return err
+		}
+		return insertDispositions(ctx, c.db, tx, w.disps)
+	})
+}
+
 // batch redacts up to BatchSize contacts after the id after; it returns
 // how many it looked at and the last id.
 func (c *Consents) batch(ctx context.Context, customerID, consent string, given func(cases.Consents) bool, category cases.Category,
@@ -177,11 +255,11 @@ func (c *Consents) batch(ctx context.Context, customerID, consent string, given 
 	col := categoryColumns[category]
 	var w batchWork
 	var held []HeldRedaction
-	var seen int
+	var seen, redacted int
 	last := after
 	now := c.opts.Now().UTC()
 	err := c.db.InTx(ctx, func(tx *sql.Tx) error {
-		w, held, seen, last = batchWork{key: c.opts.DigestKey}, nil, 0, after
+		w, held, seen, redacted, last = batchWork{key: c.opts.DigestKey}, nil, 0, 0, after
 		// The retention state's lock: a hold placed meanwhile waits for
 		// this batch (the same order as a sweep or a deletion).
 		if _, err := lockState(ctx, c.db, tx); err != nil {
@@ -197,6 +275,16 @@ func (c *Consents) batch(ctx context.Context, customerID, consent string, given 
 		if given(custs[0].Consents) {
 			return nil
 		}
+		if after == "" {
+			if err := c.recordWithdrawal(ctx, tx, custs[0], consent, now, &w); err != nil {
+				return err
+			}
+		}
+		commit := func() error {
+			return w.commit(ctx, c.db, tx, func(ctx context.Context, tx *sql.Tx, chs []cases.Change) error {
+				return each(ctx, tx, c.opts.OnChange, chs)
+			})
+		}
 
 		keys, err := sqlstore.CustomerContactsHolding(ctx, c.db, tx, customerID, col.name, after, c.opts.BatchSize)
 		if err != nil {
@@ -204,7 +292,7 @@ func (c *Consents) batch(ctx context.Context, customerID, consent string, given 
 		}
 		seen = len(keys)
 		if seen == 0 {
-			return nil
+			return commit()
 		}
 		last = keys[len(keys)-1].ID
 		caseIDs := make([]string, 0, len(keys))
@@ -256,16 +344,15 @@ func (c *Consents) batch(ctx context.Context, customerID, consent string, given 
 		if _, err := sqlstore.RedactContacts(ctx, c.db, tx, col.name, found); err != nil {
 			return sqldb.Fail("redact "+col.name, err)
 		}
-		return w.commit(ctx, c.db, tx, func(ctx context.Context, tx *sql.Tx, chs []cases.Change) error {
-			return each(ctx, tx, c.opts.OnChange, chs)
-		})
+		redacted = len(found)
+		return commit()
 	})
 	if err != nil {
 		return 0, "", err
 	}
 
-	if len(w.disps) > 0 {
-		rep.Redacted[string(category)] += len(w.disps)
+	if redacted > 0 {
+		rep.Redacted[string(category)] += redacted
 		c.opts.Notify()
 	}
 	rep.Held = append(rep.Held, held...)
@@ -297,6 +384,16 @@ func (c *Consents) purposeBatch(ctx context.Context, customerID, consent string,
 		if given(custs[0].Consents) {
 			return nil
 		}
+		if after == "" {
+			if err := c.recordWithdrawal(ctx, tx, custs[0], consent, now, &w); err != nil {
+				return err
+			}
+		}
+		commit := func() error {
+			return w.commit(ctx, c.db, tx, func(ctx context.Context, tx *sql.Tx, chs []cases.Change) error {
+				return each(ctx, tx, c.opts.OnChange, chs)
+			})
+		}
 
 		keys, err := sqlstore.CustomerContactsWithPurpose(ctx, c.db, tx, customerID, purpose, after, c.opts.BatchSize)
 		if err != nil {
@@ -304,7 +401,7 @@ func (c *Consents) purposeBatch(ctx context.Context, customerID, consent string,
 		}
 		seen = len(keys)
 		if seen == 0 {
-			return nil
+			return commit()
 		}
 		last = keys[len(keys)-1].ID
 		ids := make([]string, len(keys))
@@ -360,6 +457,19 @@ func (c *Consents) purposeBatch(ctx context.Context, customerID, consent string,
 			}
 			w.changes = append(w.changes, cases.Change{Actor: actor, Action: AuditConsentPurpose, TargetType: "contact", TargetID: k.ID,
 				Detail: map[string]any{"case_id": lc.CaseID, "purpose": string(purpose), "rule": rule, "purposes": left, "retain_until": until}})
+			// The record a restore replays (ItemDropPurpose); the audit
+			// event above is the account of it.
+			det := DropPurposeDetail{Purpose: string(purpose)}
+			if until != nil {
+				m := sqldb.Micros(*until)
+				det.RetainUntil = &m
+			}
+			dj, err := json.Marshal(det)
+			if err != nil {
+				return fmt.Errorf("drop purpose record: %w", err)
+			}
+			w.disps = append(w.disps, disposition{id: cases.NewID(), contactID: k.ID, caseID: lc.CaseID, customerID: lc.CustomerID,
+				purposes: lc.Purposes, rule: rule, action: ItemDropPurpose, detail: string(dj), at: now})
 			w.touch(lc.CaseID)
 			dropped++
 		}
@@ -383,9 +493,7 @@ func (c *Consents) purposeBatch(ctx context.Context, customerID, consent string,
 			}
 			deleted = len(dels)
 		}
-		return w.commit(ctx, c.db, tx, func(ctx context.Context, tx *sql.Tx, chs []cases.Change) error {
-			return each(ctx, tx, c.opts.OnChange, chs)
-		})
+		return commit()
 	})
 	if err != nil {
 		return 0, "", err

@@ -118,5 +118,5 @@ func scanDispositionRecord(rows *sql.Rows) (DispositionRecord, error) {
 // DispositionActions are the actions a disposition record names (the
 // page's filter choices).
 func DispositionActions() []string {
-	return []string{ItemDelete, ItemAnonymize, ItemRedact, ItemDeleteCase, ItemDeleteCustomer, ItemEraseCustomer}
+	return []string{ItemDelete, ItemAnonymize, ItemRedact, ItemDeleteCase, ItemDeleteCustomer, ItemEraseCustomer, ItemConsentWithdraw, ItemDropPurpose}
 }

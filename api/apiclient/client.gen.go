@@ -618,6 +618,45 @@ func (e ContactResultPurposes) Valid() bool {
 	}
 }
 
+// Defines values for ContactResultPurposesDropped.
+const (
+	ContactResultPurposesDroppedAuthentication  ContactResultPurposesDropped = "authentication"
+	ContactResultPurposesDroppedConsented       ContactResultPurposesDropped = "consented"
+	ContactResultPurposesDroppedCustomerService ContactResultPurposesDropped = "customer_service"
+	ContactResultPurposesDroppedFraudMonitoring ContactResultPurposesDropped = "fraud_monitoring"
+	ContactResultPurposesDroppedImprovement     ContactResultPurposesDropped = "improvement"
+	ContactResultPurposesDroppedLegalObligation ContactResultPurposesDropped = "legal_obligation"
+	ContactResultPurposesDroppedNotification    ContactResultPurposesDropped = "notification"
+	ContactResultPurposesDroppedPersonalization ContactResultPurposesDropped = "personalization"
+	ContactResultPurposesDroppedSecurity        ContactResultPurposesDropped = "security"
+)
+
+// Valid indicates whether the value is a known member of the ContactResultPurposesDropped enum.
+func (e ContactResultPurposesDropped) Valid() bool {
+	switch e {
+	case ContactResultPurposesDroppedAuthentication:
+		return true
+	case ContactResultPurposesDroppedConsented:
+		return true
+	case ContactResultPurposesDroppedCustomerService:
+		return true
+	case ContactResultPurposesDroppedFraudMonitoring:
+		return true
+	case ContactResultPurposesDroppedImprovement:
+		return true
+	case ContactResultPurposesDroppedLegalObligation:
+		return true
+	case ContactResultPurposesDroppedNotification:
+		return true
+	case ContactResultPurposesDroppedPersonalization:
+		return true
+	case ContactResultPurposesDroppedSecurity:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for CreatedTokenRole.
 const (
 	CreatedTokenRoleAdmin      CreatedTokenRole = "admin"
@@ -1424,25 +1463,26 @@ type ContactExplanation struct {
 
 // ContactResult defines model for ContactResult.
 type ContactResult struct {
-	Attachments     *[]Attachment              `json:"attachments"`
-	Author          string                     `json:"author"`
-	Body            string                     `json:"body"`
-	CaseId          string                     `json:"case_id"`
-	Categories      *[]ContactResultCategories `json:"categories"`
-	Channel         ContactResultChannel       `json:"channel"`
-	CorrectedBy     *[]string                  `json:"corrected_by,omitempty"`
-	Corrects        *string                    `json:"corrects,omitempty"`
-	CreatedAt       time.Time                  `json:"created_at"`
-	CustomerId      string                     `json:"customer_id"`
-	Device          *Device                    `json:"device"`
-	Direction       ContactResultDirection     `json:"direction"`
-	Id              string                     `json:"id"`
-	Location        *Location                  `json:"location"`
-	LocationDropped bool                       `json:"location_dropped"`
-	MaskedNumbers   int64                      `json:"masked_numbers"`
-	OccurredAt      time.Time                  `json:"occurred_at"`
-	Purposes        *[]ContactResultPurposes   `json:"purposes"`
-	RetainUntil     *time.Time                 `json:"retain_until"`
+	Attachments     *[]Attachment                   `json:"attachments"`
+	Author          string                          `json:"author"`
+	Body            string                          `json:"body"`
+	CaseId          string                          `json:"case_id"`
+	Categories      *[]ContactResultCategories      `json:"categories"`
+	Channel         ContactResultChannel            `json:"channel"`
+	CorrectedBy     *[]string                       `json:"corrected_by,omitempty"`
+	Corrects        *string                         `json:"corrects,omitempty"`
+	CreatedAt       time.Time                       `json:"created_at"`
+	CustomerId      string                          `json:"customer_id"`
+	Device          *Device                         `json:"device"`
+	Direction       ContactResultDirection          `json:"direction"`
+	Id              string                          `json:"id"`
+	Location        *Location                       `json:"location"`
+	LocationDropped bool                            `json:"location_dropped"`
+	MaskedNumbers   int64                           `json:"masked_numbers"`
+	OccurredAt      time.Time                       `json:"occurred_at"`
+	Purposes        *[]ContactResultPurposes        `json:"purposes"`
+	PurposesDropped *[]ContactResultPurposesDropped `json:"purposes_dropped"`
+	RetainUntil     *time.Time                      `json:"retain_until"`
 }
 
 // ContactResultCategories defines model for ContactResult.Categories.
@@ -1456,6 +1496,9 @@ type ContactResultDirection string
 
 // ContactResultPurposes defines model for ContactResult.Purposes.
 type ContactResultPurposes string
+
+// ContactResultPurposesDropped defines model for ContactResult.PurposesDropped.
+type ContactResultPurposesDropped string
 
 // CreatedToken defines model for CreatedToken.
 type CreatedToken struct {

@@ -6,11 +6,14 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"filippo.io/age"
 
@@ -325,7 +328,21 @@ const (
 	actEraseCustomer = "erase_customer"
 	// a customer profile deleted by the customer_profile rule
 	actDeleteCustomer = "delete_customer"
+	// a consent withdrawal (retention.ItemConsentWithdraw): detail names
+	// the consent, which the restored customer must not give again
+	actConsentWithdraw = "consent_withdraw"
+	// a purpose a withdrawal dropped from one contact
+	// (retention.ItemDropPurpose): detail is {"purpose", "retain_until"}
+	actDropPurpose = "drop_purpose"
 )
+
+// consentColumns are the customer columns a consent_withdraw record may
+// name (detail); anything else is refused, never put into SQL.
+var consentColumns = map[string]string{
+	"location":        "consent_location",
+	"marketing":       "consent_marketing",
+	"personalization": "consent_personalization",
+}
 
 // redactColumn names the column that held a redacted category.
 func applyDisposition(ctx context.Context, db *sqldb.DB, tx *sql.Tx, row map[string]any, rep *ReplayReport) error {
@@ -410,6 +427,64 @@ func applyDisposition(ctx context.Context, db *sqldb.DB, tx *sql.Tx, row map[str
 		n, err := wrap(sqlstore.DeleteCustomerProfile(ctx, db, tx, asString(row["customer_id"])))
 		rep.ProfilesDeleted += int(n)
 		return err
+	case actConsentWithdraw:
+		col, ok := consentColumns[asString(row["detail"])]
+		if !ok {
+			return fmt.Errorf("replay: withdrawal of unknown consent %q", asString(row["detail"]))
+		}
+		// Only a customer state older than the withdrawal is rolled
+		// forward; a restored row changed since (impossible for a record
+		// the backup lacked, but cheap to respect) is its own truth. A
+		// consent given again after the withdrawal is in no tombstone:
+		// the restored customer keeps it withdrawn (the safe side).
+		n, err := exec(`UPDATE customers SET `+col+` = ? WHERE id = ? AND `+col+` = ? AND updated_at < ?`, false, asString(row["customer_id"]), true, asInt(row["at"]))
+		rep.ConsentsWithdrawn += int(n)
+		return err
+	case actDropPurpose:
+		var det struct {
+			Purpose     string `json:"purpose"`
+			RetainUntil *int64 `json:"retain_until"`
+		}
+		if err := json.Unmarshal([]byte(asString(row["detail"])), &det); err != nil || det.Purpose == "" {
+			return fmt.Errorf("replay %s of %s: bad detail %q: %v", actDropPurpose, contact, asString(row["detail"]), err)
+		}
+		var stored string
+		err := tx.QueryRowContext(ctx, db.Rebind(`SELECT purposes FROM contacts WHERE id = ?`), contact).Scan(&stored)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil // not in this copy
+		}
+		if err != nil {
+			return fmt.Errorf("replay %s of %s: %w", actDropPurpose, contact, err)
+		}
+		var ps []cases.Purpose
+		if err := json.Unmarshal([]byte(stored), &ps); err != nil {
+			return fmt.Errorf("replay %s of %s: purposes: %w", actDropPurpose, contact, err)
+		}
+		left := slices.DeleteFunc(slices.Clone(ps), func(p cases.Purpose) bool { return string(p) == det.Purpose })
+		if len(left) == len(ps) {
+			return nil // dropped already
+		}
+		if len(left) == 0 {
+			// The withdrawal deleted a contact whose only purpose it was
+			// (its own delete record); one left with none here has no
+			// basis either.
+			if err := dropAttachments("contact_id", contact); err != nil {
+				return err
+			}
+			n, err := wrap(sqlstore.DeleteContacts(ctx, db, tx, []string{contact}))
+			rep.Deleted += int(n)
+			return err
+		}
+		var until *time.Time
+		if det.RetainUntil != nil {
+			t := sqldb.FromMicros(*det.RetainUntil)
+			until = &t
+		}
+		if err := sqlstore.SetPurposes(ctx, db, tx, contact, left, until); err != nil {
+			return fmt.Errorf("replay %s: %w", actDropPurpose, err)
+		}
+		rep.PurposesDropped++
+		return nil
 	default:
 		return fmt.Errorf("replay: unknown disposition action %q (a newer casevault wrote it?)", strings.TrimSpace(asString(row["action"])))
 	}

@@ -77,6 +77,11 @@ type ReplayReport struct {
 	ProfilesDeleted int      `json:"profiles_deleted"`
 	KeysDestroyed   int      `json:"customer_keys_destroyed"`
 	BlobsRemoved    int      `json:"blobs_removed"`
+	// PurposesDropped counts contacts a consent withdrawal's drop_purpose
+	// record minimised again; ConsentsWithdrawn customers' consents set
+	// false again by a consent_withdraw record.
+	PurposesDropped   int `json:"purposes_dropped"`
+	ConsentsWithdrawn int `json:"consents_withdrawn"`
 	// Reversed counts dispositions an undo reversed: recorded, not applied.
 	Reversed int `json:"dispositions_reversed"`
 	// Security is the security state carried forward (never rolled back).

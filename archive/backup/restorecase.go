@@ -362,19 +362,20 @@ func (c *caseRestore) putContacts(ctx context.Context) error {
 	return nil
 }
 
-// reminimize applies again the redactions recorded since the backup to
-// the contacts this restore added: a restored contact never gets back a
-// location or device that was minimized away.
+// reminimize applies again the redactions and purpose drops (consent
+// withdrawals) recorded since the backup to the contacts this restore
+// added: a restored contact never gets back a location or device that was
+// minimized away, nor a purpose whose consent was withdrawn.
 func (c *caseRestore) reminimize(ctx context.Context) error {
 	ids := sortedKeys(c.restored)
 	for start := 0; start < len(ids); start += 500 {
 		chunk := ids[start:min(len(ids), start+500)]
-		rows, err := sqldb.Collect(ctx, c.tx, c.db.Rebind(`SELECT contact_id, case_id, detail, at FROM dispositions WHERE action = '`+actRedact+`' AND contact_id IN (`+sqldb.Placeholders(len(chunk))+`)`+notReversed+` ORDER BY at, id`),
+		rows, err := sqldb.Collect(ctx, c.tx, c.db.Rebind(`SELECT contact_id, case_id, action, detail, at FROM dispositions WHERE action IN ('`+actRedact+`', '`+actDropPurpose+`') AND contact_id IN (`+sqldb.Placeholders(len(chunk))+`)`+notReversed+` ORDER BY at, id`),
 			sqldb.Args(chunk), func(rows *sql.Rows) (map[string]any, error) {
-				var contact, caseID, detail string
+				var contact, caseID, action, detail string
 				var at int64
-				err := rows.Scan(&contact, &caseID, &detail, &at)
-				return map[string]any{"action": actRedact, "contact_id": contact, "case_id": caseID, "detail": detail, "at": at}, err
+				err := rows.Scan(&contact, &caseID, &action, &detail, &at)
+				return map[string]any{"action": action, "contact_id": contact, "case_id": caseID, "detail": detail, "at": at}, err
 			})
 		if err != nil {
 			return fmt.Errorf("restore case: redactions: %w", err)
