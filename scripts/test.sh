@@ -58,11 +58,16 @@ ensure_versitygw() {
 
 # The console's browser tests drive Debian's chromium (chromedp); installed
 # here when missing. Without it they skip locally and fail in CI.
+# A Chinese font comes with it (fonts-wqy-microhei, 5 MB): without one the
+# zh-Hans pages render as boxes in the screenshots.
 ensure_chromium() {
-  if command -v chromium >/dev/null 2>&1; then return 0; fi
-  log "installing chromium for the console's browser tests (apt-get)"
+  local want=()
+  command -v chromium >/dev/null 2>&1 || want+=(chromium)
+  if command -v fc-list >/dev/null 2>&1 && [ -z "$(fc-list :lang=zh 2>/dev/null)" ]; then want+=(fonts-wqy-microhei); fi
+  if [ ${#want[@]} -eq 0 ]; then return 0; fi
+  log "installing ${want[*]} for the console's browser tests (apt-get)"
   if command -v apt-get >/dev/null 2>&1; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >&2 || true
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}") >&2 || true
   fi
   if ! command -v chromium >/dev/null 2>&1; then
     if [ -n "${CI:-}" ]; then log "chromium is required in CI and could not be installed"; exit 1; fi
