@@ -22,6 +22,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/casevault/casevault/testkit"
 	"github.com/casevault/casevault/testkit/oidctest"
 )
 
@@ -476,8 +477,14 @@ func TestConsoleAgentBrowser(t *testing.T) {
 			chromedp.SetUploadFiles(chromedp.ID("attach-file"), []string{img}),
 			chromedp.Click(chromedp.CSS("form[action$='/attachments'] button")), chromedp.WaitVisible(chromedp.CSS("p.flash")),
 			chromedp.WaitVisible(chromedp.CSS("img.thumb")))
-		// The thumbnail is the preview route's bytes, decoded by the browser.
-		if w := b.eval(`(() => { const i = document.querySelector("img.thumb"); return i.complete ? i.naturalWidth : -1 })()`); w != 96 {
+		// The thumbnail is the preview route's bytes, decoded by the browser
+		// (waited for: under load the image is still loading when it shows).
+		w := -1
+		testkit.Eventually(t, 15*time.Second, "the thumbnail decoded", func() bool {
+			w = b.eval(`(() => { const i = document.querySelector("img.thumb"); return i.complete ? i.naturalWidth : -1 })()`)
+			return w != -1
+		})
+		if w != 96 {
 			t.Fatalf("thumbnail naturalWidth %d, want 96", w)
 		}
 		b.check("case-attachments")
