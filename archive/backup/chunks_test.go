@@ -272,8 +272,9 @@ func toFormat1(t *testing.T, dir string, m backup.Manifest, id age.Identity) bac
 }
 
 // rowInKeyCutChunk returns the id of a contact in the middle of a chunk of
-// te whose start and end were both chosen by key (neither it nor the chunk
-// before it reached the size bound), in the dump's order.
+// te whose start and end are not a size cut (it starts the table or follows
+// a chunk under the size bound, and is under the bound itself: it ends at a
+// key or at the table's end), in the dump's order.
 func rowInKeyCutChunk(t *testing.T, src *instance, te backup.TableEntry) string {
 	t.Helper()
 	const bound = 4 << 20 // chunkMaxBytes
@@ -292,7 +293,7 @@ func rowInKeyCutChunk(t *testing.T, src *instance, te backup.TableEntry) string 
 	}
 	var first int64
 	for i, c := range te.Chunks {
-		if i > 0 && i < len(te.Chunks)-1 && c.PlainSize < bound && te.Chunks[i-1].PlainSize < bound {
+		if (i == 0 || te.Chunks[i-1].PlainSize < bound) && c.PlainSize < bound {
 			return ids[first+c.Rows/2]
 		}
 		first += c.Rows

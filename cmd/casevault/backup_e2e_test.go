@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -132,14 +133,23 @@ func TestBackupRunListVerifyRestoreCLI(t *testing.T) {
 	waitSearch(t, base2, tok, "parcel", s.caseID)
 
 	// One flipped byte in an attachment copy: the structure still checks
-	// out, reading every byte does not.
-	var obj string
-	_ = filepath.WalkDir(filepath.Join(dir, "backups", "data"), func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			obj = p
-		}
-		return nil
-	})
+	// out, reading every byte does not. The copy is the manifest's blob
+	// object: data/ also holds table chunks, and a damaged customer_keys
+	// chunk is caught without --read-data (verify counts the key escrow
+	// from it), so the last file in a walk of data/ made this test flaky.
+	raw, err := os.ReadFile(filepath.Join(dir, "backups", "snapshots", id, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var man struct {
+		Blobs []struct {
+			Object string `json:"object"`
+		} `json:"blobs"`
+	}
+	if err := json.Unmarshal(raw, &man); err != nil || len(man.Blobs) != 1 {
+		t.Fatalf("manifest blobs: %v (%d)", err, len(man.Blobs))
+	}
+	obj := filepath.Join(dir, "backups", filepath.FromSlash(man.Blobs[0].Object))
 	b, err := os.ReadFile(obj)
 	if err != nil {
 		t.Fatal(err)
