@@ -68,7 +68,12 @@ type collector struct {
 	sv     *snapshotColumns
 	filter *docFilter // nil: every match counts
 
-	groups      []group
+	groups []group
+	// byCase finds the group of a case seen in an earlier segment. It is
+	// built only when the matches reach a second segment: within one
+	// segment segGroup finds every group, and on a merged index (one
+	// segment) a broad query would otherwise insert every matching case
+	// into a map once per collector.
 	byCase      map[string]int32
 	updatedDone bool // groups carry their case's updated_at (caseUpdated)
 	chanDict    dict
@@ -115,12 +120,15 @@ func facetKeySet(key string) facetSet {
 }
 
 func newCollector(sv *snapshotColumns, df *docFilter, sortBy search.SortOrder, facets facetSet) *collector {
-	return &collector{sortBy: sortBy, facets: facets, sv: sv, filter: df, byCase: make(map[string]int32), seg: -1}
+	return &collector{sortBy: sortBy, facets: facets, sv: sv, filter: df, seg: -1}
 }
 
 // enter makes segment i the current one.
 func (c *collector) enter(i int) {
 	c.seg, c.cols = i, c.sv.cols[i]
+	if c.byCase == nil && len(c.groups) > 0 {
+		c.indexCases()
+	}
 	c.allowed = c.filter.forSegment(c.cols, c.allowed)
 
 	c.segGroup = slices.Grow(c.segGroup[:0], len(c.cols.caseID.dict))[:len(c.cols.caseID.dict)]
@@ -177,7 +185,7 @@ func (c *collector) add(m matchInfo) error {
 	if gi < 0 {
 		caseID := cols.caseID.dict[co]
 		var ok bool
-		if gi, ok = c.byCase[caseID]; !ok {
+		if gi, ok = c.byCase[caseID]; !ok { // nil map: every group is in segGroup
 			c.newGroup(caseID, m.score, num, d, sortAt, chBits, puBits)
 			c.segGroup[co] = int32(len(c.groups) - 1)
 			return nil
@@ -207,7 +215,9 @@ func (c *collector) newGroup(caseID string, score float64, num uint64, d uint32,
 	cols := c.cols
 	g := group{caseID: caseID, score: score, sortAt: sortAt, bestScore: score, bestAt: sortAt, best: num,
 		channels: chBits, purposes: puBits, updatedAt: cols.updatedAt[d], firstSeg: int32(c.seg), firstDoc: d}
-	c.byCase[caseID] = int32(len(c.groups))
+	if c.byCase != nil {
+		c.byCase[caseID] = int32(len(c.groups))
+	}
 	c.groups = append(c.groups, g)
 }
 
@@ -246,6 +256,7 @@ func (c *collector) caseUpdated() {
 		return
 	}
 	c.updatedDone = true
+	c.indexCases()
 	c.sv.eachDoc(func(caseID string, updatedAt int64) {
 		if gi, ok := c.byCase[caseID]; ok && updatedAt > c.groups[gi].updatedAt {
 			c.groups[gi].updatedAt = updatedAt
@@ -257,6 +268,14 @@ func (c *collector) caseUpdated() {
 func (c *collector) keepUpdated(from, to int64) {
 	c.caseUpdated()
 	c.groups = slices.DeleteFunc(c.groups, func(g group) bool { return g.updatedAt < from || g.updatedAt >= to })
+	c.indexCases()
+}
+
+// indexCases (re)builds byCase from the groups.
+func (c *collector) indexCases() {
+	if c.byCase == nil {
+		c.byCase = make(map[string]int32, len(c.groups))
+	}
 	clear(c.byCase)
 	for i := range c.groups {
 		c.byCase[c.groups[i].caseID] = int32(i)
