@@ -11,9 +11,12 @@ import (
 
 // group is one case among the matches.
 type group struct {
-	caseID    string
-	status    string
-	tags      []string
+	caseID string
+	// segment and local number of the case's first matching contact,
+	// whose status and tags (case fields, alike on all its contacts) the
+	// facets read from the columns: no per-case allocation
+	firstSeg  int32
+	firstDoc  uint32
 	updatedAt int64
 	score     float64 // best contact's score
 	sortAt    int64   // newest (or oldest, per sort) matching contact
@@ -61,11 +64,16 @@ func (d *dict) count(out map[string]int64, mask uint64) {
 // of its matches.
 type collector struct {
 	sortBy search.SortOrder
-	facets bool
+	facets facetSet // the facet keys this collector counts
 	sv     *snapshotColumns
 	filter *docFilter // nil: every match counts
 
-	groups      []group
+	groups []group
+	// byCase finds the group of a case seen in an earlier segment. It is
+	// built only when the matches reach a second segment: within one
+	// segment segGroup finds every group, and on a merged index (one
+	// segment) a broad query would otherwise insert every matching case
+	// into a map once per collector.
 	byCase      map[string]int32
 	updatedDone bool // groups carry their case's updated_at (caseUpdated)
 	chanDict    dict
@@ -82,13 +90,45 @@ type collector struct {
 	purpBits []uint64
 }
 
-func newCollector(sv *snapshotColumns, df *docFilter, sortBy search.SortOrder, facets bool) *collector {
-	return &collector{sortBy: sortBy, facets: facets, sv: sv, filter: df, byCase: make(map[string]int32), seg: -1}
+// facetSet is a set of the facet keys: a collector of a disjunctive
+// variant counts only its own key, and a match's facet bits are gathered
+// only for the keys counted.
+type facetSet uint8
+
+const (
+	facetStatus facetSet = 1 << iota
+	facetChannel
+	facetTag
+	facetPurpose
+	allFacets = facetStatus | facetChannel | facetTag | facetPurpose
+)
+
+// facetKeySet is the set of one facet key ("status", "channel", "tag",
+// "purpose").
+func facetKeySet(key string) facetSet {
+	switch key {
+	case "status":
+		return facetStatus
+	case "channel":
+		return facetChannel
+	case "tag":
+		return facetTag
+	case "purpose":
+		return facetPurpose
+	}
+	return 0
+}
+
+func newCollector(sv *snapshotColumns, df *docFilter, sortBy search.SortOrder, facets facetSet) *collector {
+	return &collector{sortBy: sortBy, facets: facets, sv: sv, filter: df, seg: -1}
 }
 
 // enter makes segment i the current one.
 func (c *collector) enter(i int) {
 	c.seg, c.cols = i, c.sv.cols[i]
+	if c.byCase == nil && len(c.groups) > 0 {
+		c.indexCases()
+	}
 	c.allowed = c.filter.forSegment(c.cols, c.allowed)
 
 	c.segGroup = slices.Grow(c.segGroup[:0], len(c.cols.caseID.dict))[:len(c.cols.caseID.dict)]
@@ -97,14 +137,15 @@ func (c *collector) enter(i int) {
 	}
 
 	c.chanBits, c.purpBits = c.chanBits[:0], c.purpBits[:0]
-	if !c.facets {
-		return
+	if c.facets&facetChannel != 0 {
+		for _, v := range c.cols.channel.dict {
+			c.chanBits = append(c.chanBits, c.chanDict.bit(v))
+		}
 	}
-	for _, v := range c.cols.channel.dict {
-		c.chanBits = append(c.chanBits, c.chanDict.bit(v))
-	}
-	for _, v := range c.cols.purp.dict {
-		c.purpBits = append(c.purpBits, c.purpDict.bit(v))
+	if c.facets&facetPurpose != 0 {
+		for _, v := range c.cols.purp.dict {
+			c.purpBits = append(c.purpBits, c.purpDict.bit(v))
+		}
 	}
 }
 
@@ -124,10 +165,12 @@ func (c *collector) add(m matchInfo) error {
 	}
 
 	var chBits, puBits uint64
-	if c.facets {
+	if c.facets&facetChannel != 0 {
 		for _, o := range cols.channel.values(d) {
 			chBits |= c.chanBits[o]
 		}
+	}
+	if c.facets&facetPurpose != 0 {
 		for _, o := range cols.purp.values(d) {
 			puBits |= c.purpBits[o]
 		}
@@ -142,7 +185,7 @@ func (c *collector) add(m matchInfo) error {
 	if gi < 0 {
 		caseID := cols.caseID.dict[co]
 		var ok bool
-		if gi, ok = c.byCase[caseID]; !ok {
+		if gi, ok = c.byCase[caseID]; !ok { // nil map: every group is in segGroup
 			c.newGroup(caseID, m.score, num, d, sortAt, chBits, puBits)
 			c.segGroup[co] = int32(len(c.groups) - 1)
 			return nil
@@ -171,14 +214,10 @@ func (c *collector) add(m matchInfo) error {
 func (c *collector) newGroup(caseID string, score float64, num uint64, d uint32, sortAt int64, chBits, puBits uint64) {
 	cols := c.cols
 	g := group{caseID: caseID, score: score, sortAt: sortAt, bestScore: score, bestAt: sortAt, best: num,
-		channels: chBits, purposes: puBits, updatedAt: cols.updatedAt[d]}
-	if so := cols.status.first(d); so >= 0 {
-		g.status = cols.status.dict[so]
+		channels: chBits, purposes: puBits, updatedAt: cols.updatedAt[d], firstSeg: int32(c.seg), firstDoc: d}
+	if c.byCase != nil {
+		c.byCase[caseID] = int32(len(c.groups))
 	}
-	for _, o := range cols.tags.values(d) {
-		g.tags = append(g.tags, cols.tags.dict[o])
-	}
-	c.byCase[caseID] = int32(len(c.groups))
 	c.groups = append(c.groups, g)
 }
 
@@ -186,13 +225,21 @@ func (c *collector) newGroup(caseID string, score float64, num uint64, d uint32,
 // purpose (a case counts once per value any of its matching contacts has).
 func (c *collector) facetCounts() map[string]map[string]int64 {
 	out := map[string]map[string]int64{"status": {}, "channel": {}, "tag": {}, "purpose": {}}
+	status, tag := out["status"], out["tag"]
 	for i := range c.groups {
 		g := &c.groups[i]
-		if g.status != "" {
-			out["status"][g.status]++
-		}
-		for _, t := range g.tags {
-			out["tag"][t]++
+		if c.facets&(facetStatus|facetTag) != 0 {
+			cols := c.sv.cols[g.firstSeg]
+			if c.facets&facetStatus != 0 {
+				if so := cols.status.first(g.firstDoc); so >= 0 {
+					status[cols.status.dict[so]]++
+				}
+			}
+			if c.facets&facetTag != 0 {
+				for _, o := range cols.tags.values(g.firstDoc) {
+					tag[cols.tags.dict[o]]++
+				}
+			}
 		}
 		c.chanDict.count(out["channel"], g.channels)
 		c.purpDict.count(out["purpose"], g.purposes)
@@ -209,6 +256,7 @@ func (c *collector) caseUpdated() {
 		return
 	}
 	c.updatedDone = true
+	c.indexCases()
 	c.sv.eachDoc(func(caseID string, updatedAt int64) {
 		if gi, ok := c.byCase[caseID]; ok && updatedAt > c.groups[gi].updatedAt {
 			c.groups[gi].updatedAt = updatedAt
@@ -220,6 +268,14 @@ func (c *collector) caseUpdated() {
 func (c *collector) keepUpdated(from, to int64) {
 	c.caseUpdated()
 	c.groups = slices.DeleteFunc(c.groups, func(g group) bool { return g.updatedAt < from || g.updatedAt >= to })
+	c.indexCases()
+}
+
+// indexCases (re)builds byCase from the groups.
+func (c *collector) indexCases() {
+	if c.byCase == nil {
+		c.byCase = make(map[string]int32, len(c.groups))
+	}
 	clear(c.byCase)
 	for i := range c.groups {
 		c.byCase[c.groups[i].caseID] = int32(i)

@@ -627,10 +627,18 @@ func (e *Engine) search(ctx context.Context, q search.Query, disjunctive bool) (
 		return search.Result{}, err
 	}
 
-	c := newCollector(sv, df, w.Sort, q.Facets)
+	// the query's collector counts the facets no variant replaces
+	var mainFacets facetSet
+	if q.Facets {
+		mainFacets = allFacets
+		for _, v := range variants {
+			mainFacets &^= facetKeySet(v.Key)
+		}
+	}
+	c := newCollector(sv, df, w.Sort, mainFacets)
 	collectors := []*collector{c}
 	for _, v := range variants {
-		collectors = append(collectors, newCollector(sv, df.without(facetColumn[v.Key]), w.Sort, true))
+		collectors = append(collectors, newCollector(sv, df.without(facetColumn[v.Key]), w.Sort, facetKeySet(v.Key)))
 	}
 	add := c.add
 	if len(collectors) > 1 {
