@@ -260,31 +260,11 @@ func (c *Consents) batch(ctx context.Context, customerID, consent string, given 
 	now := c.opts.Now().UTC()
 	err := c.db.InTx(ctx, func(tx *sql.Tx) error {
 		w, held, seen, redacted, last = batchWork{key: c.opts.DigestKey}, nil, 0, 0, after
-		// The retention state's lock: a hold placed meanwhile waits for
-		// this batch (the same order as a sweep or a deletion).
-		if _, err := lockState(ctx, c.db, tx); err != nil {
+		withdrawn, err := c.beginWithdrawal(ctx, tx, customerID, consent, given, after, now, &w)
+		if err != nil || !withdrawn {
 			return err
 		}
-		custs, err := sqlstore.CustomerRecords(ctx, c.db, tx, []string{customerID})
-		if err != nil {
-			return sqldb.Fail("read customer", err)
-		}
-		if len(custs) == 0 {
-			return fmt.Errorf("customer %s: %w", customerID, cases.ErrNotFound)
-		}
-		if given(custs[0].Consents) {
-			return nil
-		}
-		if after == "" {
-			if err := c.recordWithdrawal(ctx, tx, custs[0], consent, now, &w); err != nil {
-				return err
-			}
-		}
-		commit := func() error {
-			return w.commit(ctx, c.db, tx, func(ctx context.Context, tx *sql.Tx, chs []cases.Change) error {
-				return each(ctx, tx, c.opts.OnChange, chs)
-			})
-		}
+		commit := func() error { return c.commitBatch(ctx, tx, &w) }
 
 		keys, err := sqlstore.CustomerContactsHolding(ctx, c.db, tx, customerID, col.name, after, c.opts.BatchSize)
 		if err != nil {
@@ -371,29 +351,11 @@ func (c *Consents) purposeBatch(ctx context.Context, customerID, consent string,
 	now := c.opts.Now().UTC()
 	err := c.db.InTx(ctx, func(tx *sql.Tx) error {
 		w, held, seen, dropped, deleted, last = batchWork{key: c.opts.DigestKey}, nil, 0, 0, 0, after
-		if _, err := lockState(ctx, c.db, tx); err != nil {
+		withdrawn, err := c.beginWithdrawal(ctx, tx, customerID, consent, given, after, now, &w)
+		if err != nil || !withdrawn {
 			return err
 		}
-		custs, err := sqlstore.CustomerRecords(ctx, c.db, tx, []string{customerID})
-		if err != nil {
-			return sqldb.Fail("read customer", err)
-		}
-		if len(custs) == 0 {
-			return fmt.Errorf("customer %s: %w", customerID, cases.ErrNotFound)
-		}
-		if given(custs[0].Consents) {
-			return nil
-		}
-		if after == "" {
-			if err := c.recordWithdrawal(ctx, tx, custs[0], consent, now, &w); err != nil {
-				return err
-			}
-		}
-		commit := func() error {
-			return w.commit(ctx, c.db, tx, func(ctx context.Context, tx *sql.Tx, chs []cases.Change) error {
-				return each(ctx, tx, c.opts.OnChange, chs)
-			})
-		}
+		commit := func() error { return c.commitBatch(ctx, tx, &w) }
 
 		keys, err := sqlstore.CustomerContactsWithPurpose(ctx, c.db, tx, customerID, purpose, after, c.opts.BatchSize)
 		if err != nil {
@@ -511,4 +473,41 @@ func (c *Consents) purposeBatch(ctx context.Context, customerID, consent string,
 	w.purgeBlobs(ctx, c.db, c.opts.Blobs, c.opts.Now().UTC())
 	rep.Held = append(rep.Held, held...)
 	return seen, last, nil
+}
+
+// beginWithdrawal is the start every gate's batch shares: the retention
+// state's lock (a hold placed meanwhile waits for this batch, the same
+// order as a sweep or a deletion), the customer as stored and, in the first
+// batch, the withdrawal's record. False: the consent is given again and
+// there is nothing to do.
+func (c *Consents) beginWithdrawal(ctx context.Context, tx *sql.Tx, customerID, consent string, given func(cases.Consents) bool,
+	after string, now time.Time, w *batchWork) (bool, error) {
+	if _, err := lockState(ctx, c.db, tx); err != nil {
+		return false, err
+	}
+
+	custs, err := sqlstore.CustomerRecords(ctx, c.db, tx, []string{customerID})
+	if err != nil {
+		return false, sqldb.Fail("read customer", err)
+	}
+	if len(custs) == 0 {
+		return false, fmt.Errorf("customer %s: %w", customerID, cases.ErrNotFound)
+	}
+	if given(custs[0].Consents) {
+		return false, nil
+	}
+
+	if after == "" {
+		if err := c.recordWithdrawal(ctx, tx, custs[0], consent, now, w); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// commitBatch writes a batch's dispositions, audit events and outbox rows.
+func (c *Consents) commitBatch(ctx context.Context, tx *sql.Tx, w *batchWork) error {
+	return w.commit(ctx, c.db, tx, func(ctx context.Context, tx *sql.Tx, chs []cases.Change) error {
+		return each(ctx, tx, c.opts.OnChange, chs)
+	})
 }
