@@ -57,6 +57,7 @@ type chunkStore struct {
 	// whatever the table size).
 	free chan *bytes.Buffer
 	encs sync.Pool
+	outs sync.Pool
 
 	mu                 sync.Mutex
 	written, reused    int64
@@ -267,9 +268,16 @@ func (cs *chunkStore) put(buf *bytes.Buffer, c *ChunkEntry) error {
 // store compresses and encrypts plain in memory (a chunk is small) and
 // writes it straight to its content address: no temporary name, no rename.
 func (cs *chunkStore) store(ctx context.Context, plain []byte) (string, int64, error) {
-	var out bytes.Buffer
+	// The output buffers are reused: a fresh one per chunk was a tenth of
+	// a full backup's CPU in clearing and growing memory.
+	out, _ := cs.outs.Get().(*bytes.Buffer)
+	if out == nil {
+		out = new(bytes.Buffer)
+	}
+	defer cs.outs.Put(out)
+	out.Reset()
 	out.Grow(len(plain)/3 + 1024)
-	aw, err := age.Encrypt(&out, cs.recipients...)
+	aw, err := age.Encrypt(out, cs.recipients...)
 	if err != nil {
 		return "", 0, err
 	}
@@ -294,7 +302,7 @@ func (cs *chunkStore) store(ctx context.Context, plain []byte) (string, int64, e
 	sum := sha256.Sum256(out.Bytes())
 	obj := objectKey(hex.EncodeToString(sum[:]))
 	size := int64(out.Len())
-	if err := cs.repo.bulk.Put(ctx, cs.repo.key(obj), &out, size); err != nil {
+	if err := cs.repo.bulk.Put(ctx, cs.repo.key(obj), bytes.NewReader(out.Bytes()), size); err != nil {
 		return "", 0, fmt.Errorf("store chunk %s: %w", obj, err)
 	}
 	return obj, size, nil

@@ -3,6 +3,7 @@ package backup
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 
 	"filippo.io/age"
@@ -125,4 +126,57 @@ func PreEscrowBackupForTest(ctx context.Context, r *Repo, db *sqldb.DB, m Manife
 func DamageEscrowForTest(ctx context.Context, r *Repo, customerID string) error {
 	junk := []byte("not an age file")
 	return r.st.Put(ctx, r.key(escrowKey(customerID)), bytes.NewReader(junk), int64(len(junk)))
+}
+
+// AgeBlobsBackupForTest rewrites backup m as casevault wrote it before
+// blobs were copied verbatim (casevault-backup/2): every blob object an
+// age file of the stored bytes, to recipients, and the manifest re-signed.
+func AgeBlobsBackupForTest(ctx context.Context, r *Repo, m Manifest, recipients []age.Recipient) (Manifest, error) {
+	for i, b := range m.Blobs {
+		if b.Encoding != BlobStored {
+			continue
+		}
+		src, err := r.st.Get(ctx, r.key(b.Object))
+		if err != nil {
+			return Manifest{}, err
+		}
+		tmp := tmpDir + randHex(8)
+		stored, plain, err := r.writeFile(ctx, tmp, recipients, false, func(w io.Writer) error {
+			_, err := io.Copy(w, src)
+			return err
+		})
+		src.Close()
+		if err != nil {
+			return Manifest{}, err
+		}
+		obj := objectKey(stored.SHA256)
+		if err := r.bulk.Rename(ctx, r.key(tmp), r.key(obj)); err != nil {
+			return Manifest{}, err
+		}
+		if plain.SHA256 != b.Digest {
+			return Manifest{}, fmt.Errorf("blob %s: digest %s, want %s", b.Key, plain.SHA256, b.Digest)
+		}
+		m.Blobs[i] = BlobEntry{Key: b.Key, Object: obj, Size: stored.Size, Digest: b.Digest}
+	}
+	if err := r.seal(ctx); err != nil {
+		return Manifest{}, err
+	}
+	m.Format = formatV2
+	return m, r.putSigned(ctx, m.ID, m)
+}
+
+// ObjectForTest reads a repository object's stored bytes (key relative to
+// the repository, as a manifest names it).
+func ObjectForTest(ctx context.Context, r *Repo, key string) ([]byte, error) {
+	rc, err := r.st.Get(ctx, r.key(key))
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// PutObjectForTest overwrites a repository object (a damaged copy).
+func PutObjectForTest(ctx context.Context, r *Repo, key string, b []byte) error {
+	return r.st.Put(ctx, r.key(key), bytes.NewReader(b), int64(len(b)))
 }

@@ -50,7 +50,7 @@ type Source struct {
 }
 
 // TableEntry is one table's dump, NDJSON (one JSON object per row,
-// columns by name). A casevault-backup/2 manifest lists it as Chunks
+// columns by name). A casevault-backup/2 or /3 manifest lists it as Chunks
 // (chunks.go); a casevault-backup/1 one as one age-encrypted zstd File under
 // snapshots/<id>/. Rows, PlainSize and PlainSHA256 are of the whole dump in
 // both (read it with Repo.openTable).
@@ -73,10 +73,10 @@ type TableEntry struct {
 	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
-// BlobEntry maps an attachment blob key to the repository object holding an
-// age-encrypted copy of its stored bytes. Objects are named by the SHA-256
-// of their own content (data/<2 hex>/<64 hex>), written once and shared by
-// every later backup that still needs them.
+// BlobEntry maps an attachment blob key to the repository object holding a
+// copy of its stored bytes. Objects are named by the SHA-256 of their own
+// content (data/<2 hex>/<64 hex>), written once and shared by every later
+// backup that still needs them.
 type BlobEntry struct {
 	Key    string `json:"key"`
 	Object string `json:"object"`
@@ -84,7 +84,18 @@ type BlobEntry struct {
 	// Digest is the SHA-256 of the blob as the attachment store holds it
 	// (restores check the bytes they put back against it).
 	Digest string `json:"digest"`
+	// Encoding says how the object holds the blob: BlobStored, the
+	// attachment store's bytes verbatim (Digest is then the object's own
+	// digest); "" (formats 1 and 2, and their objects a later backup lists
+	// again), an age file of them to the backup recipients.
+	Encoding string `json:"encoding,omitempty"`
 }
+
+// BlobStored is the encoding of a blob object that is the attachment
+// store's bytes verbatim: already encrypted (AES-256-GCM, archive's object
+// format) under the customer's data key, which only the key escrow and the
+// live database hold, wrapped by the master key.
+const BlobStored = "stored"
 
 // Stats counts what a run did.
 type Stats struct {
@@ -142,6 +153,15 @@ func (m Manifest) validate() error {
 	for _, b := range m.Blobs {
 		if !validObject(b.Object) {
 			return fmt.Errorf("blob %s: unexpected object name %q", b.Key, b.Object)
+		}
+		switch b.Encoding {
+		case "":
+		case BlobStored:
+			if m.Format != ManifestFormat || b.Digest != b.Object[len(b.Object)-64:] {
+				return fmt.Errorf("blob %s: a verbatim copy in format %s, digest %q for object %q", b.Key, m.Format, b.Digest, b.Object)
+			}
+		default:
+			return fmt.Errorf("blob %s: unknown encoding %q", b.Key, b.Encoding)
 		}
 	}
 	return nil

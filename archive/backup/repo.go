@@ -27,9 +27,12 @@ import (
 const Format = "casevault-backup/1"
 
 // Manifest versions: ManifestFormat is written (tables as content-addressed
-// chunks); formatV1 manifests (one file per table) are still read.
+// chunks, attachment blobs copied verbatim: BlobStored); formatV2 (the same
+// tables, blobs as age files) and formatV1 (one file per table) manifests
+// are still read. The table entries of formats 2 and 3 are the same.
 const (
-	ManifestFormat = "casevault-backup/2"
+	ManifestFormat = "casevault-backup/3"
+	formatV2       = "casevault-backup/2"
 	formatV1       = "casevault-backup/1"
 )
 
@@ -296,7 +299,7 @@ func (r *Repo) manifest(ctx context.Context, id string, allowUnsigned bool) (Man
 		return Manifest{}, fmt.Errorf("%w: manifest %s: %w", ErrDamaged, id, err)
 	}
 
-	if m.Format != ManifestFormat && m.Format != formatV1 || m.ID != id {
+	if m.Format != ManifestFormat && m.Format != formatV2 && m.Format != formatV1 || m.ID != id {
 		return Manifest{}, fmt.Errorf("%w: manifest %s: format %q id %q", ErrDamaged, id, m.Format, m.ID)
 	}
 

@@ -509,23 +509,53 @@ func (r *Repo) restoreBlobs(ctx context.Context, blobs []BlobEntry, opts Restore
 	return g.Wait()
 }
 
-// restoreBlob decrypts one object into the blob store and checks it against
-// the digest the backup recorded; a mismatch removes what was written.
+// restoreBlob puts one object's blob back into the blob store (a verbatim
+// copy as it is, an age file decrypted) and checks it against the digest
+// the backup recorded; a mismatch removes what was written.
 func (r *Repo) restoreBlob(ctx context.Context, b BlobEntry, id age.Identity, dst archive.Blobs) (int64, error) {
-	rc, err := r.openFile(ctx, b.Object, id, false)
+	var rc io.ReadCloser
+	var err error
+	if b.Encoding == BlobStored {
+		// Still encrypted under the customer's data key: no identity needed.
+		if rc, err = r.st.Get(ctx, r.key(b.Object)); errors.Is(err, archive.ErrNotFound) {
+			err = fmt.Errorf("%w: %s is missing", ErrDamaged, b.Object)
+		}
+	} else {
+		rc, err = r.openFile(ctx, b.Object, id, false)
+	}
 	if err != nil {
 		return 0, err
 	}
 	defer rc.Close()
 	h := newCountingHash(io.Discard)
-	if err := dst.Put(ctx, b.Key, io.TeeReader(rc, h), -1); err != nil {
+	src := &readErr{r: rc}
+	if err := dst.Put(ctx, b.Key, io.TeeReader(src, h), -1); err != nil {
+		if src.err != nil {
+			// The object failed to read or decrypt (age authenticates
+			// each chunk): the backup is damaged, not the target.
+			return 0, fmt.Errorf("%w: blob %s (object %s): %w", ErrDamaged, b.Key, b.Object, src.err)
+		}
 		return 0, fmt.Errorf("restore blob %s: %w", b.Key, err)
 	}
-	if b.Digest != "" && h.sum() != b.Digest {
+	if b.Digest != "" && h.sum() != b.Digest || b.Encoding == BlobStored && h.n != b.Size {
 		_ = dst.Delete(context.WithoutCancel(ctx), b.Key)
-		return 0, fmt.Errorf("%w: blob %s: digest %s, the manifest says %s", ErrDamaged, b.Key, h.sum(), b.Digest)
+		return 0, fmt.Errorf("%w: blob %s: %d bytes, digest %s; the manifest says %d, %s", ErrDamaged, b.Key, h.n, h.sum(), b.Size, b.Digest)
 	}
 	return h.n, nil
+}
+
+// readErr remembers the error its reader returned (other than io.EOF).
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (e *readErr) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
 }
 
 func removeBlobs(ctx context.Context, blobs archive.Blobs, keys []string) {

@@ -3,7 +3,9 @@ package backup
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -753,7 +755,7 @@ func (s *Service) reusable(ctx context.Context, src Source) (reuse, error) {
 				out.blobs[b.Key] = b
 			}
 		}
-		same := m.Format == ManifestFormat && src.Instance != "" && m.Source.Instance == src.Instance &&
+		same := m.Format != formatV1 && src.Instance != "" && m.Source.Instance == src.Instance &&
 			m.Source.Engine == src.Engine && m.Source.SchemaVersion == src.SchemaVersion
 		for _, t := range m.Tables {
 			whole := true
@@ -806,17 +808,24 @@ func (s *Service) copyBlobs(ctx context.Context, m *Manifest, atts []attRef, pre
 
 	var mu sync.Mutex
 	var done int64
+	// One read buffer per worker, reused blob after blob.
+	bufs := make(chan []byte, s.opts.Workers)
+	for range s.opts.Workers {
+		bufs <- nil
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.opts.Workers)
 	for _, a := range todo {
 		g.Go(func() error {
-			b, err := s.copyBlob(gctx, a.key, func(n int64) {
+			buf := <-bufs
+			b, err := s.copyBlob(gctx, a.key, &buf, func(n int64) {
 				mu.Lock()
 				done += n
 				d := done
 				mu.Unlock()
 				progress(Progress{Phase: "attachments", Done: d, Total: total, Unit: "bytes"})
 			})
+			bufs <- buf
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -842,30 +851,56 @@ func (s *Service) copyBlobs(ctx context.Context, m *Manifest, atts []attRef, pre
 	return nil
 }
 
-// copyBlob writes an encrypted copy of one attachment blob under a
-// temporary name, then renames it to its content address.
-func (s *Service) copyBlob(ctx context.Context, key string, advance func(int64)) (BlobEntry, error) {
+// blobInMemory is the largest blob copied through a worker's buffer
+// (read once, hashed, written straight to its content address); a larger
+// one streams to a temporary name and is renamed once its digest is known
+// (on S3 a rename is a server-side copy, so only large blobs pay for it).
+const blobInMemory = 8 << 20
+
+// copyBlob copies one attachment blob verbatim: the attachment store's
+// bytes are already encrypted under the customer's data key (archive's
+// object format), so the copy adds no encryption of its own (BlobStored).
+// The bytes are read once and hashed once; the digest is both the object's
+// name and the blob's digest. buf is the worker's read buffer (grown here).
+func (s *Service) copyBlob(ctx context.Context, key string, buf *[]byte, advance func(int64)) (BlobEntry, error) {
 	src, err := s.opts.Blobs.Get(ctx, key)
 	if err != nil {
 		return BlobEntry{}, fmt.Errorf("read attachment blob %s: %w", key, err)
 	}
 	defer src.Close()
-	tmp := tmpDir + newID(s.opts.Now()) + "-" + randHex(8)
-	stored, plain, err := s.repo.writeFile(ctx, tmp, s.opts.Keys.Recipients, false, func(w io.Writer) error {
-		// 256 KiB reads of the source (a file): fewer calls than io.Copy's 32 KiB.
-		_, err := io.CopyBuffer(w, progressReader{r: src, advance: advance}, make([]byte, 256<<10))
-		return err
-	})
-	if err != nil {
-		_ = s.repo.st.Delete(context.WithoutCancel(ctx), s.repo.key(tmp))
-		return BlobEntry{}, err
+	if *buf == nil {
+		*buf = make([]byte, blobInMemory)
 	}
-	obj := objectKey(stored.SHA256)
+	n, err := io.ReadFull(src, *buf)
+	advance(int64(n))
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		sum := sha256.Sum256((*buf)[:n])
+		d := hex.EncodeToString(sum[:])
+		obj := objectKey(d)
+		if err := s.repo.bulk.Put(ctx, s.repo.key(obj), bytes.NewReader((*buf)[:n]), int64(n)); err != nil {
+			return BlobEntry{}, fmt.Errorf("store object %s: %w", obj, err)
+		}
+		return BlobEntry{Key: key, Object: obj, Size: int64(n), Digest: d, Encoding: BlobStored}, nil
+	case err != nil:
+		return BlobEntry{}, fmt.Errorf("read attachment blob %s: %w", key, err)
+	}
+
+	// Larger than the buffer: stream the rest behind what was read.
+	tmp := tmpDir + newID(s.opts.Now()) + "-" + randHex(8)
+	h := newCountingHash(io.Discard)
+	r := io.TeeReader(io.MultiReader(bytes.NewReader(*buf), progressReader{r: src, advance: advance}), h)
+	if err := s.repo.bulk.Put(ctx, s.repo.key(tmp), r, -1); err != nil {
+		_ = s.repo.st.Delete(context.WithoutCancel(ctx), s.repo.key(tmp))
+		return BlobEntry{}, fmt.Errorf("read attachment blob %s: %w", key, err)
+	}
+	d := h.sum()
+	obj := objectKey(d)
 	if err := s.repo.bulk.Rename(ctx, s.repo.key(tmp), s.repo.key(obj)); err != nil {
 		_ = s.repo.st.Delete(context.WithoutCancel(ctx), s.repo.key(tmp))
 		return BlobEntry{}, fmt.Errorf("store object %s: %w", obj, err)
 	}
-	return BlobEntry{Key: key, Object: obj, Size: stored.Size, Digest: plain.SHA256}, nil
+	return BlobEntry{Key: key, Object: obj, Size: h.n, Digest: d, Encoding: BlobStored}, nil
 }
 
 type progressReader struct {

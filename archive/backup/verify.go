@@ -127,8 +127,14 @@ func (r *Repo) Verify(ctx context.Context, id string, readData bool, identity ag
 	}
 
 	for _, b := range m.Blobs {
-		// An object's name is the SHA-256 of its bytes.
-		if err := check(b.Object, b.Object, b.Size, b.Object[len(b.Object)-64:], b.Digest, false); err != nil {
+		// An object's name is the SHA-256 of its bytes; an age file's
+		// content is also checked against the blob's digest (a verbatim
+		// copy's digest is its name: nothing more to decrypt).
+		plain := b.Digest
+		if b.Encoding == BlobStored {
+			plain = ""
+		}
+		if err := check(b.Object, b.Object, b.Size, b.Object[len(b.Object)-64:], plain, false); err != nil {
 			return rep, err
 		}
 	}
