@@ -5,8 +5,9 @@
 // A backup is one snapshot in a repository (a local directory or an S3
 // bucket, opened with OpenRepo): every table dumped from one read
 // transaction as canonical NDJSON, zstd-compressed and age-encrypted to the
-// backup recipients; a copy of each attachment blob no earlier backup holds
-// (content-addressed, still under its customer's data key); and a manifest,
+// backup recipients; a verbatim copy of each attachment blob no earlier
+// backup holds (content-addressed; the attachment store's bytes, already
+// encrypted under the customer's data key, so no age layer is added); and a manifest,
 // signed and written last, that lists them all with their digests. Until
 // the manifest exists the snapshot does not count.
 //
@@ -31,6 +32,12 @@
 // every manifest read is authenticated first, so whoever can write to the
 // repository cannot substitute a file or plant tombstones (age alone would
 // let anyone encrypt to the public recipient); they can only delete or roll
-// back, which verify and restore report. The "Trust model" section of
+// back, which verify and restore report. Confidentiality: tables and the
+// key escrow are age files to the backup recipients; attachment copies are
+// ciphertext under the customers' data keys, which are in the repository
+// only in the key escrow (wrapped by the master key, then age-encrypted),
+// so reading either takes the backup identity and the master key, and an
+// erasure (key destroyed, escrow entry deleted) leaves the customer's
+// copies in older backups unreadable. The "Trust model" section of
 // docs/BACKUP-FORMAT.md lists who holds which key and what each can do.
 package backup

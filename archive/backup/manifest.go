@@ -157,8 +157,9 @@ func (m Manifest) validate() error {
 		switch b.Encoding {
 		case "":
 		case BlobStored:
-			if m.Format != ManifestFormat || b.Digest != b.Object[len(b.Object)-64:] {
-				return fmt.Errorf("blob %s: a verbatim copy in format %s, digest %q for object %q", b.Key, m.Format, b.Digest, b.Object)
+			// The object is the blob: one digest names both.
+			if b.Digest != b.Object[len(b.Object)-64:] {
+				return fmt.Errorf("blob %s: a verbatim copy with digest %q in object %q", b.Key, b.Digest, b.Object)
 			}
 		default:
 			return fmt.Errorf("blob %s: unknown encoding %q", b.Key, b.Encoding)

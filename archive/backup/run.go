@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -38,7 +39,9 @@ type Options struct {
 	Keys  Keys
 	// Host names the instance in manifests.
 	Host string
-	// Workers copy attachments concurrently (default 4).
+	// Workers copy attachments and store table chunks concurrently
+	// (default: one per core, at least 4, so reads and writes overlap
+	// the hashing).
 	Workers int
 	// EscrowWorkers write and purge key escrow entries concurrently
 	// (default 8; 1 is the serial path, kept for comparison).
@@ -70,7 +73,7 @@ type Service struct {
 // New returns a backup service for db (the instance) and repo (the target).
 func New(db *sqldb.DB, repo *Repo, opts Options) *Service {
 	if opts.Workers <= 0 {
-		opts.Workers = 4
+		opts.Workers = max(4, runtime.GOMAXPROCS(0))
 	}
 	if opts.LeaseTTL <= 0 {
 		opts.LeaseTTL = 2 * time.Minute
