@@ -18,15 +18,20 @@ import (
 
 // TestBlobCopiesAreVerbatim: a backup copies each attachment blob as the
 // attachment store holds it (already encrypted under its customer's data
-// key), named by the digest of those bytes, with no age layer of its own.
+// key), named by the digest of those bytes, with no age layer of its own,
+// whether it fits the worker's buffer or is streamed; nothing is left
+// under tmp/.
 func TestBlobCopiesAreVerbatim(t *testing.T) {
 	for _, rt := range repoTargets() {
 		t.Run(rt.name, func(t *testing.T) {
 			ctx := context.Background()
 			src := newInstance(t, sqldb.SQLite)
-			src.seed(3, 1)
+			ids := src.seed(2, 1)
+			// Past the 8 MiB read buffer: streamed to tmp/ and renamed.
+			src.attach(src.contact(ids[0], "a large scan"), 9<<20)
 			repo, _ := rt.open(t)
-			m, err := src.service(repo, newKeys(t)).Backup(ctx, "test", operator, nil)
+			keys := newKeys(t)
+			m, err := src.service(repo, keys).Backup(ctx, "test", operator, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -51,6 +56,20 @@ func TestBlobCopiesAreVerbatim(t *testing.T) {
 				}
 				if !bytes.HasPrefix(got, []byte("CVE1")) {
 					t.Errorf("blob %s: object does not start with the attachment format's magic", b.Key)
+				}
+			}
+			if n := backup.TmpObjectsForTest(ctx, repo); n != 0 {
+				t.Errorf("%d objects left under tmp/", n)
+			}
+			dst := newInstance(t, sqldb.SQLite)
+			restoreInto(t, repo, m.ID, keys, dst)
+			want, got := src.blobDigests(), dst.blobDigests()
+			if len(got) != 6 {
+				t.Errorf("%d digests restored, want 6", len(got))
+			}
+			for k, d := range want {
+				if got[k] != d {
+					t.Errorf("%s: restored digest %s, source %s", k, got[k], d)
 				}
 			}
 		})

@@ -180,3 +180,10 @@ func ObjectForTest(ctx context.Context, r *Repo, key string) ([]byte, error) {
 func PutObjectForTest(ctx context.Context, r *Repo, key string, b []byte) error {
 	return r.st.Put(ctx, r.key(key), bytes.NewReader(b), int64(len(b)))
 }
+
+// TmpObjectsForTest counts the repository's objects under tmp/.
+func TmpObjectsForTest(ctx context.Context, r *Repo) int {
+	n := 0
+	_ = r.st.List(ctx, r.key(tmpDir), func(archive.BlobInfo) error { n++; return nil })
+	return n
+}
