@@ -739,3 +739,109 @@ func TestStartReindexOneAtATime(t *testing.T) {
 	}
 	t.Cleanup(func() { ix.Close() })
 }
+
+// Under a steady stream of writes the settle window stretches (issue 19
+// §3: bigger Bleve batches under load); whatever the batching, everything
+// written ends up indexed and nothing deleted comes back. Writers add
+// contacts to cases while others delete cases and drop contacts (a case
+// rewritten without one, as a redaction or erasure does), all kicking, with
+// a window that can stretch far; the index must then answer like one
+// built from the final state.
+func TestIndexerBurstIndexesEverythingAndNothingDeletedReturns(t *testing.T) {
+	src := newMemSource()
+	for i := range 40 {
+		src.put(mkCase(i, "walrus"))
+	}
+	eng := openBleve(t, t.TempDir())
+	ix := startIndexer(t, src, eng, search.Options{BatchSize: 64, PollInterval: time.Hour, Settle: 4 * time.Millisecond, MaxSettle: 300 * time.Millisecond})
+	ix.Kick()
+	testkit.Eventually(t, waitFor, "initial indexing", func() bool { return src.pending() == 0 })
+
+	at := time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 150 {
+				src.addContact(fmt.Sprintf("c%04d", (i*7+w)%40), search.ContactDoc{ID: fmt.Sprintf("w%d-%03d", w, i), Channel: "chat", Body: "lobster", OccurredAt: at.Add(time.Duration(i) * time.Second)})
+				ix.Kick()
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() { // deletions and dropped contacts interleaved with the adds
+		defer wg.Done()
+		for i := range 10 {
+			src.remove(fmt.Sprintf("c%04d", 30+i))
+			ix.Kick()
+			id := fmt.Sprintf("c%04d", i)
+			src.mu.Lock()
+			c := src.cases[id]
+			c.Contacts = slices.DeleteFunc(slices.Clone(c.Contacts), func(ct search.ContactDoc) bool { return ct.ID == fmt.Sprintf("k%04d", i) })
+			src.mu.Unlock()
+			src.put(c)
+			ix.Kick()
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	wg.Wait()
+	testkit.Eventually(t, waitFor, "burst indexed", func() bool { return src.pending() == 0 })
+
+	ref := openBleve(t, t.TempDir())
+	defer ref.Close()
+	src.mu.Lock()
+	all := slices.Collect(maps.Values(src.cases))
+	src.mu.Unlock()
+	if err := ref.Index(t.Context(), all); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []search.Query{
+		{Words: []string{"walrus"}}, {Words: []string{"lobster"}}, {Filter: search.Filter{Channels: []string{"chat"}}},
+		{Filter: search.Filter{Channels: []string{"email"}}}, {Sort: search.SortNewest},
+	} {
+		q.Limit, q.Facets = 100, true
+		got, err := ix.Search(t.Context(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := ref.Search(t.Context(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Total != want.Total || !slices.Equal(hitCases(got), hitCases(want)) || fmt.Sprint(got.Facets) != fmt.Sprint(want.Facets) {
+			t.Errorf("query %+v:\n got  %d %v %v\n want %d %v %v", q, got.Total, hitCases(got), got.Facets, want.Total, hitCases(want), want.Facets)
+		}
+	}
+	if n, err := eng.Count(t.Context()); err != nil || n != 30 {
+		t.Errorf("Count = %d %v, want the 30 cases left", n, err)
+	}
+	// the dropped contacts were the only e-mail ones of cases 0-9
+	res, err := ix.Search(t.Context(), search.Query{Filter: search.Filter{Channels: []string{"email"}}, Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range hitCases(res) {
+		if id < "c0010" || id >= "c0030" {
+			t.Errorf("%s matches the e-mail channel: a dropped or deleted contact is back", id)
+		}
+	}
+}
+
+// The stretched window ends as soon as the writes stop: a few writes after
+// a busy batch are indexed at once, not after MaxSettle (an hour here).
+func TestIndexerSettleEndsWhenWritesStop(t *testing.T) {
+	src := newMemSource()
+	src.put(mkCase(1, "walrus"))
+	ix := startIndexer(t, src, openBleve(t, t.TempDir()), search.Options{BatchSize: 1000, PollInterval: time.Hour, Settle: 5 * time.Millisecond, MaxSettle: time.Hour})
+	ix.Kick()
+	testkit.Eventually(t, waitFor, "first batch", func() bool { return src.pending() == 0 })
+	for i := range 5 {
+		src.addContact("c0001", search.ContactDoc{ID: fmt.Sprintf("n%d", i), Channel: "chat", Body: "octopus"})
+		ix.Kick()
+	}
+	testkit.Eventually(t, waitFor, "writes after a busy batch indexed", func() bool { return src.pending() == 0 })
+	if n := total(t, ix, search.Query{Words: []string{"octopus"}}); n != 1 {
+		t.Fatalf("octopus: %d cases", n)
+	}
+}

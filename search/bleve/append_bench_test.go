@@ -1,0 +1,85 @@
+package bleve_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/casevault/casevault/search"
+	"github.com/casevault/casevault/search/bleve"
+)
+
+// cpuTime is the process's user+system CPU time so far: the indexer's cost
+// includes scorch's own goroutines (persister, merger), which a benchmark's
+// wall time on a shared machine does not isolate.
+func cpuTime(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkAppendCPU appends CASEVAULT_APPEND_CONTACTS contacts (default
+// 20,000) over 1,000 cases to an on-disk index in batches of each size,
+// and reports the CPU the process spent per contact, scorch's background
+// persisting and merging included (it waits until the CPU goes idle). The
+// HTTP ingest profile put Bleve at ~45% of serve's CPU, half of it in
+// scorch's merger (issue 19 §3).
+func BenchmarkAppendCPU(b *testing.B) {
+	total := envOr("CASEVAULT_APPEND_CONTACTS", 20000)
+	for _, bs := range []int{100, 500, 2000} {
+		b.Run(fmt.Sprintf("batch=%d", bs), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				benchAppend(b, total, bs)
+			}
+		})
+	}
+}
+
+func benchAppend(b *testing.B, total, batch int) {
+	ctx := context.Background()
+	eng, err := bleve.Open(ctx, filepath.Join(b.TempDir(), "index"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer eng.Close()
+	const ncases = 1000
+	start, wall := cpuTime(b), time.Now()
+	n := 0
+	for n < total {
+		byCase := map[int]int{} // case → index in docs
+		var docs []search.CaseDoc
+		for k := 0; k < batch && n < total; k, n = k+1, n+1 {
+			c := n % ncases
+			j, ok := byCase[c]
+			if !ok {
+				j = len(docs)
+				byCase[c] = j
+				docs = append(docs, search.CaseDoc{CaseID: fmt.Sprintf("case-%04d", c), Number: int64(c + 1), CustomerID: "cust", CustomerName: "Bench Customer",
+					Subject: fmt.Sprint("bench case ", c), Status: "open", Priority: "normal", Channel: "chat", CreatedAt: time.Unix(1700000000, 0), UpdatedAt: time.Unix(1700000000, 0)})
+			}
+			docs[j].Contacts = append(docs[j].Contacts, search.ContactDoc{ID: fmt.Sprintf("ct-%07d", n), Channel: "chat", Direction: "inbound", Author: "bench",
+				Body:       fmt.Sprintf("Hello %d, I was charged twice for my order last week and would like a refund. 我的订单被重复扣款了，请帮我退款。", n),
+				OccurredAt: time.Unix(1700000000+int64(n), 0), Purposes: []string{"customer_service"}})
+		}
+		if err := eng.AddContacts(ctx, docs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// scorch merges in the background: wait until the process idles
+	for last := cpuTime(b); ; {
+		time.Sleep(300 * time.Millisecond)
+		now := cpuTime(b)
+		if now-last < 15*time.Millisecond {
+			break
+		}
+		last = now
+	}
+	cpu := cpuTime(b) - start
+	b.ReportMetric(float64(cpu.Microseconds())/float64(total), "cpu-µs/contact")
+	b.ReportMetric(time.Since(wall).Seconds(), "wall-s")
+}
