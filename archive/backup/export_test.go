@@ -126,3 +126,9 @@ func DamageEscrowForTest(ctx context.Context, r *Repo, customerID string) error 
 	junk := []byte("not an age file")
 	return r.st.Put(ctx, r.key(escrowKey(customerID)), bytes.NewReader(junk), int64(len(junk)))
 }
+
+// WithLoadCache sets the SQLite page cache of a restore's load (KiB).
+func WithLoadCache(o RestoreOptions, kib int) RestoreOptions {
+	o.loadCacheKiB = kib
+	return o
+}

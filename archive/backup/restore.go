@@ -41,6 +41,9 @@ type RestoreOptions struct {
 	Actor         cases.Actor
 	// OnChange audits the restore in the target.
 	OnChange cases.TxHook
+
+	// loadCacheKiB replaces restoreCacheKiB (tests make the load spill).
+	loadCacheKiB int
 }
 
 // TableReport compares a restored table with the backup.
@@ -252,7 +255,7 @@ const (
 //     consistent snapshot, checked against its signed digests, and an
 //     immediate foreign key makes every multi-row INSERT keep a statement
 //     journal (a copy of each page it changes) to undo itself.
-func sqliteLoad(ctx context.Context, db *sqldb.DB) (func() error, error) {
+func sqliteLoad(ctx context.Context, db *sqldb.DB, cacheKiB int) (func() error, error) {
 	w := db.Write
 	var was int64
 	if err := w.QueryRowContext(ctx, `PRAGMA cache_size`).Scan(&was); err != nil {
@@ -269,8 +272,11 @@ func sqliteLoad(ctx context.Context, db *sqldb.DB) (func() error, error) {
 		db.Read.SetMaxIdleConns(sqldb.SQLiteReadConns)
 	}
 	cache := restoreCacheKiB
-	if !rollback {
+	switch {
+	case !rollback:
 		cache = restoreWALCacheKiB
+	case cacheKiB > 0:
+		cache = cacheKiB
 	}
 	if _, err := w.ExecContext(ctx, fmt.Sprintf(`PRAGMA cache_size = %d`, -cache)); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
@@ -325,7 +331,7 @@ func (r *Repo) restoreTables(ctx context.Context, m Manifest, opts RestoreOption
 		}
 	}
 	if opts.Target.Dialect == sqldb.SQLite {
-		done, lerr := sqliteLoad(ctx, opts.Target)
+		done, lerr := sqliteLoad(ctx, opts.Target, opts.loadCacheKiB)
 		if lerr != nil {
 			return lerr
 		}
