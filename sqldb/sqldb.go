@@ -55,6 +55,11 @@ type DB struct {
 	stmts    stmtCache
 }
 
+// SQLiteReadConns is the size of a SQLite database's read pool (DB.Read);
+// a full restore closes its idle connections for a while (see
+// archive/backup) and sets them back to this.
+const SQLiteReadConns = 8
+
 // Config says where the database is.
 type Config struct {
 	// URL is a postgres:// URL; empty means SQLite at Path.
@@ -151,8 +156,8 @@ func open(ctx context.Context, cfg Config) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
-	r.SetMaxOpenConns(8)
-	r.SetMaxIdleConns(8)
+	r.SetMaxOpenConns(SQLiteReadConns)
+	r.SetMaxIdleConns(SQLiteReadConns)
 	return &DB{Dialect: SQLite, Read: r, Write: w, url: cfg.Path, batch: newBatcher(w, nil)}, nil
 }
 

@@ -22,7 +22,8 @@
 //     back against the signed digests (and decrypts, given the identity).
 //   - restore: Repo.Restore puts a whole backup into an empty database
 //     (blobs first, then every table in one transaction, checked against
-//     its digest) and replays the tombstones of newer backups and the live
+//     its digest; SQLite loads in rollback-journal mode, restore.go's
+//     sqliteLoad) and replays the tombstones of newer backups and the live
 //     database; Repo.RestoreCase puts one case's missing rows back into a
 //     running instance, never what a tombstone says was destroyed.
 //   - forget: Service.Forget removes the backups a KeepPolicy does not keep

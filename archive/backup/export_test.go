@@ -187,3 +187,9 @@ func TmpObjectsForTest(ctx context.Context, r *Repo) int {
 	_ = r.st.List(ctx, r.key(tmpDir), func(archive.BlobInfo) error { n++; return nil })
 	return n
 }
+
+// WithLoadCache sets the SQLite page cache of a restore's load (KiB).
+func WithLoadCache(o RestoreOptions, kib int) RestoreOptions {
+	o.loadCacheKiB = kib
+	return o
+}

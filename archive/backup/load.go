@@ -24,6 +24,9 @@ type argsReader struct {
 	d    sqldb.Dialect
 	keys [][]byte
 	long []byte
+	// slab is where the rows' argument slices are cut from (one
+	// allocation per restoreBatch rows instead of one per row).
+	slab []any
 }
 
 func newArgsReader(r io.Reader, t table, d sqldb.Dialect) *argsReader {
@@ -79,9 +82,15 @@ func (ar *argsReader) next() ([]any, error) {
 	return ar.t.args(ar.d, m), nil
 }
 
-// parse reads a canonical line; ok is false for anything else.
+// parse reads a canonical line; ok is false for anything else. The
+// line's strings share one copy of the line (one allocation per row, not
+// one per value).
 func (ar *argsReader) parse(line []byte) ([]any, bool) {
-	out := make([]any, len(ar.keys))
+	if len(ar.slab) < len(ar.keys) {
+		ar.slab = make([]any, len(ar.keys)*restoreBatch)
+	}
+	out := ar.slab[:len(ar.keys):len(ar.keys)]
+	var str string // line as a string, made on the first unescaped value
 	p := line
 	for i, k := range ar.keys {
 		if !bytes.HasPrefix(p, k) {
@@ -105,7 +114,11 @@ func (ar *argsReader) parse(line []byte) ([]any, bool) {
 				}
 				v = s
 			} else {
-				v = string(p[1:end])
+				if str == "" {
+					str = string(line)
+				}
+				at := len(line) - len(p)
+				v = str[at+1 : at+end]
 			}
 			p = p[end+1:]
 		case c == 'n' && bytes.HasPrefix(p, []byte("null")):
@@ -119,8 +132,8 @@ func (ar *argsReader) parse(line []byte) ([]any, bool) {
 			for j < len(p) && p[j] >= '0' && p[j] <= '9' {
 				j++
 			}
-			n, err := strconv.ParseInt(string(p[:j]), 10, 64)
-			if err != nil {
+			n, ok := parseInt(p[:j])
+			if !ok {
 				return nil, false
 			}
 			v, p = n, p[j:]
@@ -139,7 +152,39 @@ func (ar *argsReader) parse(line []byte) ([]any, bool) {
 	if len(p) != 1 || p[0] != '}' {
 		return nil, false
 	}
+	ar.slab = ar.slab[len(ar.keys):]
 	return out, true
+}
+
+// parseInt parses a JSON integer (an optional minus and digits) without
+// converting it to a string first; ok is false out of int64's range.
+func parseInt(b []byte) (int64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	if len(b) == 19 { // near the bounds: let strconv decide
+		s := string(b)
+		if neg {
+			s = "-" + s
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		return n, err == nil
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
 }
 
 // stringEnd finds the quote closing the JSON string p starts with, and
