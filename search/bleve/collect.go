@@ -6,6 +6,8 @@ import (
 	"math/bits"
 	"slices"
 
+	"github.com/RoaringBitmap/roaring/v2"
+
 	"github.com/casevault/casevault/search"
 )
 
@@ -334,4 +336,62 @@ func compareGroups(s search.SortOrder, a, b *group) int {
 		return c
 	}
 	return cmp.Compare(a.caseID, b.caseID)
+}
+
+// addBits counts the matches in bm, local document numbers of segment i
+// already narrowed to the collector's keyword filter (docFilter.restrict),
+// towards their cases: what add does, without scores, sort dates or best
+// contacts, for a collector whose groups only feed facet counts and the
+// case-level updated_at (the disjunctive facets' collectors; see
+// prefiltered).
+func (c *collector) addBits(i int, bm *roaring.Bitmap) error {
+	if i != c.seg {
+		c.enter(i)
+	}
+	cols := c.cols
+	dated := c.filter != nil && c.filter.dated
+	it := bm.Iterator()
+	for it.HasNext() {
+		d := it.Next()
+		if int(d) >= cols.n {
+			return fmt.Errorf("bleve: document %d beyond its segment", d)
+		}
+		if dated && (!cols.contact[d] || cols.sortAt[d] < c.filter.from || cols.sortAt[d] >= c.filter.to) {
+			continue
+		}
+		var chBits, puBits uint64
+		if c.facets&facetChannel != 0 {
+			for _, o := range cols.channel.values(d) {
+				chBits |= c.chanBits[o]
+			}
+		}
+		if c.facets&facetPurpose != 0 {
+			for _, o := range cols.purp.values(d) {
+				puBits |= c.purpBits[o]
+			}
+		}
+		co := cols.caseID.first(d)
+		if co < 0 {
+			return fmt.Errorf("bleve: document %d without case", d)
+		}
+		gi := c.segGroup[co]
+		if gi < 0 {
+			caseID := cols.caseID.dict[co]
+			var ok bool
+			if gi, ok = c.byCase[caseID]; !ok {
+				if c.byCase != nil {
+					c.byCase[caseID] = int32(len(c.groups))
+				}
+				c.segGroup[co] = int32(len(c.groups))
+				c.groups = append(c.groups, group{caseID: caseID, channels: chBits, purposes: puBits,
+					updatedAt: cols.updatedAt[d], firstSeg: int32(c.seg), firstDoc: d})
+				continue
+			}
+			c.segGroup[co] = gi
+		}
+		g := &c.groups[gi]
+		g.channels |= chBits
+		g.purposes |= puBits
+	}
+	return nil
 }
