@@ -600,6 +600,12 @@ var facetColumn = map[string]string{"status": fStatus, "channel": fChannel, "tag
 // search answers q, with facets disjunctive within their field when
 // disjunctive is set.
 func (e *Engine) search(ctx context.Context, q search.Query, disjunctive bool) (search.Result, error) {
+	return e.searchWith(ctx, q, disjunctive, true)
+}
+
+// searchWith is search, walking every match with Bleve's searchers when
+// prefilter is off (the reference the prefilter's tests compare with).
+func (e *Engine) searchWith(ctx context.Context, q search.Query, disjunctive, prefilter bool) (search.Result, error) {
 	w, err := q.Window()
 	if err != nil {
 		return search.Result{}, fmt.Errorf("bleve: %w", err)
@@ -654,7 +660,7 @@ func (e *Engine) search(ctx context.Context, q search.Query, disjunctive bool) (
 	// With filters on columns (or disjunctive facets) the match set is
 	// narrowed on bitmaps first, see prefilter.go.
 	done := false
-	if df != nil || len(variants) > 0 {
+	if prefilter && (df != nil || len(variants) > 0) {
 		if done, err = e.prefiltered(ctx, r, sv, all, q.HasText(), c, collectors[1:]); err != nil {
 			return search.Result{}, err
 		}
