@@ -146,3 +146,38 @@ func TestFuzzyCacheFollowsWrites(t *testing.T) {
 }
 
 var _ = bleve.Open
+
+// TestPagesCutFromOneOrder: every page of a broad query, cut by selecting
+// its cases rather than sorting them all, is the slice of the full order
+// (paged through with a limit covering everything), for every sort.
+func TestPagesCutFromOneOrder(t *testing.T) {
+	ctx := t.Context()
+	eng, err := bleve.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	if err := eng.Index(ctx, benchCorpus(5000)); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []search.SortOrder{"", search.SortNewest, search.SortOldest, search.SortUpdated} {
+		for _, words := range [][]string{{"the"}, nil} {
+			all, err := eng.Search(ctx, search.Query{Words: words, Sort: s, Limit: search.MaxLimit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(all.Hits) < 100 {
+				t.Fatalf("sort %q: only %d hits", s, len(all.Hits))
+			}
+			for _, off := range []int{0, 7, 40, 90} {
+				res, err := eng.Search(ctx, search.Query{Words: words, Sort: s, Offset: off, Limit: 10})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(res.Hits, all.Hits[off:off+10]) {
+					t.Fatalf("sort %q words %v offset %d: %+v, want %+v", s, words, off, res.Hits, all.Hits[off:off+10])
+				}
+			}
+		}
+	}
+}
