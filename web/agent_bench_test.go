@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -96,23 +97,41 @@ func BenchmarkSearchPageCorpus(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("CASEVAULT_BENCH_CONTACTS")); err == nil && v > 0 {
 		n = v
 	}
-	eng, err := bleve.Build(b.Context(), b.TempDir())
-	if err != nil {
-		b.Fatal(err)
+	// CASEVAULT_BENCH_INDEX=dir keeps the index in dir/page-<n> for later
+	// runs (before/after builds compared on the same index).
+	dir, keep := b.TempDir(), os.Getenv("CASEVAULT_BENCH_INDEX") != ""
+	if keep {
+		dir = filepath.Join(os.Getenv("CASEVAULT_BENCH_INDEX"), "page-"+strconv.Itoa(n))
 	}
-	defer eng.Close()
-	for chunk := range slices.Chunk(pageCorpus(n), 500) {
-		if err := eng.Index(b.Context(), chunk); err != nil {
+	var eng *bleve.Engine
+	if _, err := os.Stat(filepath.Join(dir, "ready")); keep && err == nil {
+		if eng, err = bleve.Open(b.Context(), dir); err != nil {
 			b.Fatal(err)
 		}
+	} else {
+		_ = os.RemoveAll(dir)
+		if eng, err = bleve.Build(b.Context(), dir); err != nil {
+			b.Fatal(err)
+		}
+		for chunk := range slices.Chunk(pageCorpus(n), 500) {
+			if err := eng.Index(b.Context(), chunk); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := eng.Activate(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+		// As search/bleve's corpus benchmark: queries run on a compacted index.
+		if err := eng.Compact(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+		if keep {
+			if err := os.WriteFile(filepath.Join(dir, "ready"), nil, 0o600); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
-	if err := eng.Activate(b.Context()); err != nil {
-		b.Fatal(err)
-	}
-	// As search/bleve's corpus benchmark: queries run on a compacted index.
-	if err := eng.Compact(b.Context()); err != nil {
-		b.Fatal(err)
-	}
+	defer eng.Close()
 	sr := engineOnly{eng}
 	w, err := New(Config{}, Deps{API: api.Deps{Search: sr}})
 	if err != nil {

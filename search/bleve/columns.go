@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/blevesearch/bleve/v2/index/scorch"
 	index "github.com/blevesearch/bleve_index_api"
 )
@@ -66,6 +67,9 @@ type segColumns struct {
 	caseID, status, channel, purp, tags, prio, assignee column
 	sortAt, updatedAt                                   []int64
 	contact                                             []bool // a contact document (sortAt is its occurred_at), not a case-only one
+
+	bitsOnce sync.Once
+	bits     map[string][]*roaring.Bitmap // per keyword field, per value ord: its documents (columnBits)
 }
 
 var columnFields = []string{fCaseID, fStatus, fChannel, fPurposes, fTags, fPriority, fAssignee, fSortAt, fUpdatedAt, fContactID}
@@ -160,6 +164,7 @@ func buildColumns(ctx context.Context, r index.IndexReader, offset uint64, n int
 
 	sc.caseID, sc.status, sc.channel, sc.purp, sc.tags = bs[0].col, bs[1].col, bs[2].col, bs[3].col, bs[4].col
 	sc.prio, sc.assignee = bs[5].col, bs[6].col
+	sc.columnBits(fStatus) // with the columns, so that warming builds them too
 	return sc, nil
 }
 

@@ -71,6 +71,7 @@ type Engine struct {
 
 	writeMu sync.Mutex // serializes Index/Delete: each reads then rewrites a case's documents
 	cols    columnCache
+	fuzzy   fuzzyCache  // fuzzy clauses' terms in the newest snapshot (prefilter.go)
 	warming atomic.Bool // a warm goroutine is running
 
 	guard   *bg.Guard

@@ -39,3 +39,9 @@ func (e *Engine) RawIndex() bv.Index { return e.idx }
 func (e *Engine) SearchWithoutDisjunctiveFacets(ctx context.Context, q search.Query) (search.Result, error) {
 	return e.search(ctx, q, false)
 }
+
+// SearchByWalk is Search with every match walked by Bleve's searchers
+// (no bitmap prefilter): the reference for the prefilter's results.
+func (e *Engine) SearchByWalk(ctx context.Context, q search.Query) (search.Result, error) {
+	return e.searchWith(ctx, q, true, false)
+}

@@ -4,7 +4,11 @@ import (
 	"cmp"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -44,25 +48,8 @@ import (
 //	CASEVAULT_BENCH_CONTACTS=200000 go test -run '^$' -bench SearchVsRawBleve -benchtime 1000x ./search/bleve/
 func BenchmarkSearchVsRawBleve(b *testing.B) {
 	nContacts := corpusSize(b)
-	docs := benchCorpus(nContacts)
-	eng, err := bleve.Build(b.Context(), b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
+	eng := benchIndex(b, nContacts)
 	defer eng.Close()
-	start := time.Now()
-	for chunk := range slices.Chunk(docs, benchChunk()) {
-		if err := eng.Index(b.Context(), chunk); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := eng.Activate(b.Context()); err != nil {
-		b.Fatal(err)
-	}
-	if err := eng.Compact(b.Context()); err != nil {
-		b.Fatal(err)
-	}
-	b.Logf("%d contacts in %d cases indexed and compacted in %v", nContacts, len(docs), time.Since(start).Round(time.Millisecond))
 
 	rng := rand.New(rand.NewPCG(13, 13))
 	bt := newBenchText(rng)
@@ -96,20 +83,32 @@ func BenchmarkSearchVsRawBleve(b *testing.B) {
 	raw := eng.RawIndex()
 	ctx := b.Context()
 	var full, nodisj, rawLat, cust []time.Duration
+	// CPU time of the process per query (getrusage): on a shared machine
+	// far steadier than wall time, and it includes the garbage collector
+	var fullCPU, nodisjCPU, rawCPU []time.Duration
+	type slowQuery struct {
+		q     search.Query
+		cases int64
+	}
+	var fullQ []slowQuery
 	run := []func(q search.Query){
 		func(q search.Query) {
-			t0 := time.Now()
-			if _, err := eng.Search(ctx, q); err != nil {
+			c0, t0 := processCPU(), time.Now()
+			res, err := eng.Search(ctx, q)
+			if err != nil {
 				b.Fatal(err)
 			}
 			full = append(full, time.Since(t0))
+			fullCPU = append(fullCPU, processCPU()-c0)
+			fullQ = append(fullQ, slowQuery{q, res.Total})
 		},
 		func(q search.Query) {
-			t0 := time.Now()
+			c0, t0 := processCPU(), time.Now()
 			if _, err := eng.SearchWithoutDisjunctiveFacets(ctx, q); err != nil {
 				b.Fatal(err)
 			}
 			nodisj = append(nodisj, time.Since(t0))
+			nodisjCPU = append(nodisjCPU, processCPU()-c0)
 		},
 		func(q search.Query) {
 			req := bv.NewSearchRequestOptions(rawQuery(q), 20, 0, false)
@@ -117,11 +116,12 @@ func BenchmarkSearchVsRawBleve(b *testing.B) {
 			for _, f := range []string{"status", "channel", "tags", "purposes"} {
 				req.AddFacet(f, bv.NewFacetRequest(f, 20))
 			}
-			t0 := time.Now()
+			c0, t0 := processCPU(), time.Now()
 			if _, err := raw.SearchInContext(ctx, req); err != nil {
 				b.Fatal(err)
 			}
 			rawLat = append(rawLat, time.Since(t0))
+			rawCPU = append(rawCPU, processCPU()-c0)
 		},
 	}
 	n := 0
@@ -144,6 +144,31 @@ func BenchmarkSearchVsRawBleve(b *testing.B) {
 		slices.SortFunc(s, cmp.Compare)
 		return float64(s[min(int(float64(len(s))*p), len(s)-1)].Microseconds()) / 1000
 	}
+	if os.Getenv("CASEVAULT_BENCH_SLOW") != "" {
+		// the slowest 2% of the engine's queries, with their clauses and
+		// how many contacts the query without filters matches
+		idx := make([]int, len(full))
+		for i := range idx {
+			idx[i] = i
+		}
+		slices.SortFunc(idx, func(i, j int) int { return cmp.Compare(full[j], full[i]) })
+		slices.SortFunc(idx, func(i, j int) int { return cmp.Compare(fullCPU[j], fullCPU[i]) })
+		for _, i := range idx[:max(len(idx)/50, 1)] {
+			sq := fullQ[i]
+			unf := sq.q
+			unf.Filter = search.Filter{}
+			n, err := raw.SearchInContext(ctx, bv.NewSearchRequestOptions(rawQuery(unf), 0, 0, false))
+			if err != nil {
+				b.Fatal(err)
+			}
+			m, err := raw.SearchInContext(ctx, bv.NewSearchRequestOptions(rawQuery(sq.q), 0, 0, false))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Logf("slow %6.1f ms (CPU %6.1f ms) %q filter %+v: %d cases; %d contacts match, %d without filters",
+				float64(full[i].Microseconds())/1000, float64(fullCPU[i].Microseconds())/1000, sq.q.Words, sq.q.Filter, sq.cases, m.Total, n.Total)
+		}
+	}
 	b.ReportMetric(pct(full, 0.5), "engine-p50-ms")
 	b.ReportMetric(pct(full, 0.99), "engine-p99-ms")
 	b.ReportMetric(pct(nodisj, 0.5), "nodisj-p50-ms")
@@ -154,6 +179,15 @@ func BenchmarkSearchVsRawBleve(b *testing.B) {
 	b.ReportMetric(pct(full, 0.99)/pct(rawLat, 0.99), "engine/raw-p99")
 	b.ReportMetric(100*(sum(full)/sum(nodisj)-1), "disjunctive-overhead-%")
 	b.ReportMetric(pct(cust, 0.99), "customer-filter-p99-ms")
+	b.ReportMetric(pct(fullCPU, 0.5), "engine-cpu-p50-ms")
+	b.ReportMetric(pct(fullCPU, 0.99), "engine-cpu-p99-ms")
+	b.ReportMetric(pct(nodisjCPU, 0.99), "nodisj-cpu-p99-ms")
+	b.ReportMetric(pct(rawCPU, 0.99), "raw-cpu-p99-ms")
+	b.ReportMetric(sum(fullCPU)/float64(len(fullCPU))/1e6, "engine-cpu-ms/query")
+	b.ReportMetric(sum(nodisjCPU)/float64(len(nodisjCPU))/1e6, "nodisj-cpu-ms/query")
+	b.ReportMetric(sum(rawCPU)/float64(len(rawCPU))/1e6, "raw-cpu-ms/query")
+	b.ReportMetric(pct(fullCPU, 0.99)/pct(rawCPU, 0.99), "engine/raw-cpu-p99")
+	b.ReportMetric(100*(sum(fullCPU)/sum(nodisjCPU)-1), "disjunctive-cpu-overhead-%")
 }
 
 func sum(lat []time.Duration) float64 {
@@ -220,4 +254,56 @@ func rawQuery(q search.Query) query.Query {
 	terms("purposes", f.Purposes)
 	terms("priority", f.Priorities)
 	return query.NewConjunctionQuery(must)
+}
+
+// benchIndex builds the compacted corpus index of nContacts contacts. With
+// CASEVAULT_BENCH_INDEX=dir it is built there once (dir/<nContacts>) and
+// reopened by later runs, so that before/after builds can be compared back
+// to back on the very same index without a minute of indexing each.
+func benchIndex(b *testing.B, nContacts int) *bleve.Engine {
+	dir := b.TempDir()
+	if d := os.Getenv("CASEVAULT_BENCH_INDEX"); d != "" {
+		dir = filepath.Join(d, strconv.Itoa(nContacts))
+		if _, err := os.Stat(filepath.Join(dir, "ready")); err == nil {
+			eng, err := bleve.Open(b.Context(), dir)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return eng
+		}
+		_ = os.RemoveAll(dir)
+	}
+	docs := benchCorpus(nContacts)
+	eng, err := bleve.Build(b.Context(), dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	for chunk := range slices.Chunk(docs, benchChunk()) {
+		if err := eng.Index(b.Context(), chunk); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := eng.Activate(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	if err := eng.Compact(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("%d contacts in %d cases indexed and compacted in %v", nContacts, len(docs), time.Since(start).Round(time.Millisecond))
+	if os.Getenv("CASEVAULT_BENCH_INDEX") != "" {
+		if err := os.WriteFile(filepath.Join(dir, "ready"), nil, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return eng
+}
+
+// processCPU is the process's user and system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -241,9 +241,9 @@ func (e *Engine) wordQuery(w string, fuzzy bool) query.Query {
 				tq.SetField(field)
 				qs = append(qs, tq)
 			case 1:
-				qs = append(qs, fuzzyQuery(term, field, 1, 1))
+				qs = append(qs, e.fuzzyQuery(term, field, 1, 1))
 			default:
-				qs = append(qs, fuzzyQuery(term, field, 2, 1), fuzzyQuery(term, field, 1, 0))
+				qs = append(qs, e.fuzzyQuery(term, field, 2, 1), e.fuzzyQuery(term, field, 1, 0))
 			}
 		}
 		per = append(per, disjunction(qs))
@@ -600,6 +600,12 @@ var facetColumn = map[string]string{"status": fStatus, "channel": fChannel, "tag
 // search answers q, with facets disjunctive within their field when
 // disjunctive is set.
 func (e *Engine) search(ctx context.Context, q search.Query, disjunctive bool) (search.Result, error) {
+	return e.searchWith(ctx, q, disjunctive, true)
+}
+
+// searchWith is search, walking every match with Bleve's searchers when
+// prefilter is off (the reference the prefilter's tests compare with).
+func (e *Engine) searchWith(ctx context.Context, q search.Query, disjunctive, prefilter bool) (search.Result, error) {
 	w, err := q.Window()
 	if err != nil {
 		return search.Result{}, fmt.Errorf("bleve: %w", err)
@@ -651,8 +657,18 @@ func (e *Engine) search(ctx context.Context, q search.Query, disjunctive bool) (
 			return nil
 		}
 	}
-	if err := each(ctx, r, e.m, all, q.HasText(), add); err != nil {
-		return search.Result{}, err
+	// With filters on columns (or disjunctive facets) the match set is
+	// narrowed on bitmaps first, see prefilter.go.
+	done := false
+	if prefilter && (df != nil || len(variants) > 0) {
+		if done, err = e.prefiltered(ctx, r, sv, all, q.HasText(), c, collectors[1:]); err != nil {
+			return search.Result{}, err
+		}
+	}
+	if !done {
+		if err := each(ctx, r, e.m, all, q.HasText(), add); err != nil {
+			return search.Result{}, err
+		}
 	}
 
 	if f := q.Filter; !f.UpdatedFrom.IsZero() || !f.UpdatedTo.IsZero() {
