@@ -201,7 +201,7 @@ func TestContactBatchIsolatesABadContact(t *testing.T) {
 						t.Fatalf("good contact %d failed with its batch: %v", i, errs[i])
 					}
 					got, err := r.svc.GetContact(ctx, c.ID)
-					if err != nil || got.Body != c.Body || got.RetainUntil == nil {
+					if err != nil || got.Body != c.Body || got.CustomerID == "" {
 						t.Fatalf("good contact %d: %+v, %v", i, got, err)
 					}
 				}
@@ -272,7 +272,7 @@ func TestContactBatchSharesOneTransaction(t *testing.T) {
 				newest[c.CaseID] = c.CreatedAt
 			}
 			got, err := r.svc.GetContact(ctx, c.ID)
-			if err != nil || got.Body != c.Body || got.CustomerID == "" || got.RetainUntil == nil || !got.RetainUntil.Equal(*c.RetainUntil) {
+			if err != nil || got.Body != c.Body || got.CustomerID == "" || !sameTime(got.RetainUntil, c.RetainUntil) {
 				t.Fatalf("contact %s: %+v, %v", c.ID, got, err)
 			}
 		}
@@ -389,3 +389,10 @@ func TestConcurrentContactWritesOnSharedCases(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func sameTime(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Equal(b.Truncate(time.Microsecond))
+}
