@@ -49,8 +49,7 @@ type Options struct {
 	// (active holds) and inserts (audit events) then serve the whole batch.
 	OnChanges func(ctx context.Context, tx *sql.Tx, chs []cases.Change) error
 	// ContactBatches is how many contact batches may be in flight at once
-	// (0: 1 on SQLite, whose one writer runs them in turn, and
-	// DefaultPostgresContactBatches on PostgreSQL).
+	// (0: DefaultContactBatches).
 	ContactBatches int
 	Notify         func()
 	// BeforeCaseUpdate runs in every case update's transaction after the
@@ -71,18 +70,18 @@ func New(db *sqldb.DB, opts Options) *Store {
 	s := &Store{db: db, policy: opts.Policy, onChange: opts.OnChange, onChanges: opts.OnChanges, notify: opts.Notify, beforeCaseUpdate: opts.BeforeCaseUpdate, fields: opts.Fields}
 	slots := opts.ContactBatches
 	if slots <= 0 {
-		slots = 1
-		if db.Dialect == sqldb.Postgres {
-			slots = DefaultPostgresContactBatches
-		}
+		slots = DefaultContactBatches
 	}
 	s.contacts = &contactBatcher{s: s, slots: slots}
 	return s
 }
 
-// DefaultPostgresContactBatches is how many contact batches run at once on
-// PostgreSQL by default (measured: docs/ARCHITECTURE.md, issue 19).
-const DefaultPostgresContactBatches = 4
+// DefaultContactBatches is how many contact batches run at once by
+// default: one, on both engines. SQLite has one writer; on PostgreSQL one
+// batch at a time makes the largest batches, and measured fastest
+// (BenchmarkAddContact, 32 writers: 1 slot 1,850 / 1,940 contacts/s, 2
+// slots 1,468 / 1,313, 4: 679 / 859, 8: 520 / 487; docs/ARCHITECTURE.md).
+const DefaultContactBatches = 1
 
 // Prepare readies the statements of the contact-ingest path, the hottest
 // write (see sqldb.PrepareWrite).
