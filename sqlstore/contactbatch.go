@@ -53,9 +53,9 @@ type contactReq struct {
 // exist only while there is work: no goroutine outlives the queue.
 type contactBatcher struct {
 	s *Store
-	// slots is how many batches may be in flight at once (SQLite: the
-	// batch joins sqldb's group commit; PostgreSQL: one batch at a time
-	// measured fastest, see DefaultContactBatches).
+	// slots is how many batches may be in flight at once: 1 on SQLite
+	// (the batch joins sqldb's group commit), several on PostgreSQL (see
+	// DefaultPostgresContactBatches).
 	slots int
 
 	mu      sync.Mutex

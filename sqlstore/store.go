@@ -49,7 +49,7 @@ type Options struct {
 	// (active holds) and inserts (audit events) then serve the whole batch.
 	OnChanges func(ctx context.Context, tx *sql.Tx, chs []cases.Change) error
 	// ContactBatches is how many contact batches may be in flight at once
-	// (0: DefaultContactBatches).
+	// (0: 1 on SQLite, DefaultPostgresContactBatches on PostgreSQL).
 	ContactBatches int
 	Notify         func()
 	// BeforeCaseUpdate runs in every case update's transaction after the
@@ -70,18 +70,23 @@ func New(db *sqldb.DB, opts Options) *Store {
 	s := &Store{db: db, policy: opts.Policy, onChange: opts.OnChange, onChanges: opts.OnChanges, notify: opts.Notify, beforeCaseUpdate: opts.BeforeCaseUpdate, fields: opts.Fields}
 	slots := opts.ContactBatches
 	if slots <= 0 {
-		slots = DefaultContactBatches
+		slots = 1
+		if db.Dialect == sqldb.Postgres {
+			slots = DefaultPostgresContactBatches
+		}
 	}
 	s.contacts = &contactBatcher{s: s, slots: slots}
 	return s
 }
 
-// DefaultContactBatches is how many contact batches run at once by
-// default: one, on both engines. SQLite has one writer; on PostgreSQL one
-// batch at a time makes the largest batches, and measured fastest
-// (BenchmarkAddContact, 32 writers: 1 slot 1,850 / 1,940 contacts/s, 2
-// slots 1,468 / 1,313, 4: 679 / 859, 8: 520 / 487; docs/ARCHITECTURE.md).
-const DefaultContactBatches = 1
+// DefaultPostgresContactBatches is how many contact batches run at once on
+// PostgreSQL by default (SQLite: 1, its one writer runs them in turn). One
+// slot measured fastest in process (BenchmarkAddContact, 32 writers: 1 slot
+// 1,850 / 1,940 contacts/s, 2: 1,468 / 1,313, 4: 679 / 859, 8: 520 / 487),
+// but then one slow batch (a case row locked by a long transaction) stalls
+// every contact write of the replica: TestWritesShareNoRow hangs. Several
+// slots keep contact writes on other cases going.
+const DefaultPostgresContactBatches = 4
 
 // Prepare readies the statements of the contact-ingest path, the hottest
 // write (see sqldb.PrepareWrite).
