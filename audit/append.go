@@ -107,6 +107,10 @@ func (r runner) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any)
 	return tx.QueryRowContext(ctx, sqldb.Rebind(r.d, q), args...)
 }
 
+// maxRowsPerInsert bounds a multi-row INSERT (14 columns × 100 rows stays
+// far below both engines' limits on bound parameters).
+const maxRowsPerInsert = 100
+
 const updateHead = `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`
 
 func lockHeadQuery(d sqldb.Dialect) string {
@@ -138,31 +142,24 @@ func appendNormalized(ctx context.Context, tx *sql.Tx, r runner, evs []Event) er
 		return err
 	}
 
-	ins := func(args ...any) error { return r.exec(ctx, tx, insertEvent, args...) }
-	if len(evs) > 1 {
-		stmt, err := tx.PrepareContext(ctx, sqldb.Rebind(r.d, insertEvent))
-		if err != nil {
-			return fmt.Errorf("audit: prepare insert: %w", err)
-		}
-		defer stmt.Close()
-		ins = func(args ...any) error {
-			_, err := stmt.ExecContext(ctx, args...)
-			return err
-		}
-	}
-
 	seq, prev := h.seq, h.hash
-	for i := range evs {
-		ev := &evs[i]
-		seq++
-		ev.Seq, ev.PrevHash = seq, prev
-		ev.Hash = ev.ComputeHash()
-		if err := ins(ev.Seq, ev.Time.UnixMicro(), ev.ActorID, ev.ActorName, ev.Role, ev.Action,
-			ev.TargetType, ev.TargetID, ev.RequestID, ev.ClientIP, ev.Outcome, string(ev.Detail),
-			ev.PrevHash, ev.Hash); err != nil {
-			return fmt.Errorf("audit: insert event %d: %w", ev.Seq, err)
+	args := make([]any, 0, 14*min(len(evs), maxRowsPerInsert))
+	for start := 0; start < len(evs); start += maxRowsPerInsert {
+		chunk := evs[start:min(len(evs), start+maxRowsPerInsert)]
+		args = args[:0]
+		for i := range chunk {
+			ev := &chunk[i]
+			seq++
+			ev.Seq, ev.PrevHash = seq, prev
+			ev.Hash = ev.ComputeHash()
+			args = append(args, ev.Seq, ev.Time.UnixMicro(), ev.ActorID, ev.ActorName, ev.Role, ev.Action,
+				ev.TargetType, ev.TargetID, ev.RequestID, ev.ClientIP, ev.Outcome, string(ev.Detail),
+				ev.PrevHash, ev.Hash)
+			prev = ev.Hash
 		}
-		prev = ev.Hash
+		if err := r.exec(ctx, tx, sqldb.MultiRow(insertEvent, 14, len(chunk)), args...); err != nil {
+			return fmt.Errorf("audit: insert events %d-%d: %w", chunk[0].Seq, seq, err)
+		}
 	}
 
 	if err := r.exec(ctx, tx, updateHead, seq, prev); err != nil {

@@ -125,17 +125,24 @@ func (l *Log) Pending(ctx context.Context) (PendingStatus, error) {
 }
 
 // appendPending inserts normalized events unsequenced, marking them
-// Pending.
+// Pending. Several events go in multi-row INSERTs (a contact batch or a
+// sweep appends many in one transaction: one statement, not one each).
 func appendPending(ctx context.Context, tx *sql.Tx, r runner, evs []Event) error {
-	for i := range evs {
-		ev := &evs[i]
-		id, err := uuid.NewV7()
-		if err != nil {
-			return fmt.Errorf("audit: pending id: %w", err)
+	args := make([]any, 0, 12*min(len(evs), maxRowsPerInsert))
+	for start := 0; start < len(evs); start += maxRowsPerInsert {
+		chunk := evs[start:min(len(evs), start+maxRowsPerInsert)]
+		args = args[:0]
+		for i := range chunk {
+			ev := &chunk[i]
+			id, err := uuid.NewV7()
+			if err != nil {
+				return fmt.Errorf("audit: pending id: %w", err)
+			}
+			ev.Pending = true
+			args = append(args, id.String(), ev.Time.UnixMicro(), ev.ActorID, ev.ActorName, ev.Role, ev.Action,
+				ev.TargetType, ev.TargetID, ev.RequestID, ev.ClientIP, ev.Outcome, string(ev.Detail))
 		}
-		ev.Pending = true
-		if err := r.exec(ctx, tx, insertPending, id.String(), ev.Time.UnixMicro(), ev.ActorID, ev.ActorName, ev.Role, ev.Action,
-			ev.TargetType, ev.TargetID, ev.RequestID, ev.ClientIP, ev.Outcome, string(ev.Detail)); err != nil {
+		if err := r.exec(ctx, tx, sqldb.MultiRow(insertPending, 12, len(chunk)), args...); err != nil {
 			return fmt.Errorf("audit: append pending event: %w", err)
 		}
 	}

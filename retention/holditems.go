@@ -478,6 +478,39 @@ func (h *Holds) pruneChanges(ctx context.Context, head int64) error {
 // holds to evaluate once the index has the change (recordChanges). Other
 // changes are not about coverage.
 func (h *Holds) RecordWrite(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
+	return h.RecordWrites(ctx, tx, []cases.Change{ch})
+}
+
+// RecordWrites is RecordWrite for the changes of one transaction (the
+// store's contact batches, issue 19): the active holds are read once, and
+// with none in force (the common case) that read is all it costs.
+func (h *Holds) RecordWrites(ctx context.Context, tx *sql.Tx, chs []cases.Change) error {
+	if !slices.ContainsFunc(chs, func(ch cases.Change) bool { return recordsWrite(ch.Action) }) {
+		return nil
+	}
+	holds, err := h.active(ctx, tx)
+	if err != nil || len(holds) == 0 {
+		return err
+	}
+	for _, ch := range chs {
+		if err := h.recordWrite(ctx, tx, ch, holds); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recordsWrite tells the changes RecordWrite is about.
+func recordsWrite(action string) bool {
+	switch action {
+	case "contact.create", "case.create", "case.update":
+		return true
+	}
+	return false
+}
+
+// recordWrite records one change against the active holds.
+func (h *Holds) recordWrite(ctx context.Context, tx *sql.Tx, ch cases.Change, holds []Hold) error {
 	var caseID, contactID string
 	switch ch.Action {
 	case "contact.create":
@@ -486,10 +519,6 @@ func (h *Holds) RecordWrite(ctx context.Context, tx *sql.Tx, ch cases.Change) er
 		caseID = ch.TargetID
 	default:
 		return nil
-	}
-	holds, err := h.active(ctx, tx)
-	if err != nil || len(holds) == 0 {
-		return err
 	}
 
 	if contactID != "" {
@@ -517,7 +546,7 @@ func (h *Holds) RecordWrite(ctx context.Context, tx *sql.Tx, ch cases.Change) er
 	if !slices.ContainsFunc(holds, func(hd Hold) bool { return hd.Scope.Query != "" }) {
 		return nil
 	}
-	_, err = tx.ExecContext(ctx, h.db.Rebind(`INSERT INTO hold_changes (case_id) VALUES (?)`), caseID)
+	_, err := tx.ExecContext(ctx, h.db.Rebind(`INSERT INTO hold_changes (case_id) VALUES (?)`), caseID)
 	return sqldb.Fail("note hold change", err)
 }
 

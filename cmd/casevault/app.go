@@ -134,6 +134,17 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		}
 		return sink.hook(ctx, tx, ch)
 	}
+	// A contact batch (sqlstore/contactbatch.go) runs both for all its
+	// changes at once: the active holds read once, the audit events in one
+	// multi-row INSERT.
+	onChanges := func(ctx context.Context, tx *sql.Tx, chs []cases.Change) error {
+		if a.retention != nil {
+			if err := a.retention.holds.RecordWrites(ctx, tx, chs); err != nil {
+				return err
+			}
+		}
+		return sink.hookMany(ctx, tx, chs)
+	}
 	keys, fields, err := openSealing(ctx, cfg, db)
 	if err != nil {
 		a.Close()
@@ -147,7 +158,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		log.Warn("BENCHMARK ONLY: personal fields are written in clear (" + benchUnsealedEnv + ")")
 		storeFields = nil
 	}
-	a.store = sqlstore.New(db, sqlstore.Options{Policy: policy, OnChange: onChange, Notify: kick, BeforeCaseUpdate: recordHolds, Fields: storeFields})
+	a.store = sqlstore.New(db, sqlstore.Options{Policy: policy, OnChange: onChange, OnChanges: onChanges, Notify: kick, BeforeCaseUpdate: recordHolds, Fields: storeFields})
 	if err := errors.Join(a.store.Prepare(ctx), a.audit.Prepare(ctx), retention.Prepare(ctx, db), keys.Prepare(ctx)); err != nil {
 		a.Close()
 		return nil, err

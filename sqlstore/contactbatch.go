@@ -1,0 +1,302 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/casevault/casevault/cases"
+	"github.com/casevault/casevault/sqldb"
+)
+
+// Contact batches (issue 19). A contact written alone is one transaction
+// of ten statements (BEGIN, barrier, case touch, schedule version, data
+// key, contact, outbox, holds, audit, COMMIT); on PostgreSQL each is a
+// round trip and the commit a WAL flush, and pgbench running that very SQL
+// reaches only a fifth of a one-row INSERT. So concurrent CreateContact
+// calls are gathered into batches, each ONE transaction whose statements
+// serve all its contacts: the cases touched and locked in one statement,
+// the schedule, active holds and each customer's data key read once, the
+// contacts, outbox rows and audit events inserted by multi-row INSERTs.
+// Batches form by themselves: a call that finds every batch slot busy
+// queues, and the next batch to start takes the whole queue (up to
+// maxContactBatch), so a quiet server writes single contacts without
+// waiting and a busy one writes in large batches.
+//
+// What stays per contact: its result (each caller gets its own error), its
+// audit event (one per contact, chained in order), its outbox row. A batch
+// that fails for any reason is rolled back and its contacts written again
+// one by one, so a bad contact (unknown case, another customer's case, a
+// constraint) fails alone and never takes its neighbours with it. A
+// caller's context is checked before its contact joins a batch; once in,
+// the batch runs to its verdict whatever happens to that context, and the
+// caller waits for it (acknowledged = committed, never "failed" when it
+// committed).
+
+// maxContactBatch bounds a batch: 15 bound parameters per contact row
+// stays far below both engines' limits, and a failing batch redone one by
+// one costs at most this many single writes.
+const maxContactBatch = 128
+
+type contactReq struct {
+	ctx  context.Context
+	c    *cases.Contact
+	ch   cases.Change
+	done chan error
+}
+
+// contactBatcher gathers concurrent contact writes. Its drain goroutines
+// exist only while there is work: no goroutine outlives the queue.
+type contactBatcher struct {
+	s *Store
+	// slots is how many batches may be in flight at once: 1 on SQLite
+	// (the batch joins sqldb's group commit), several on PostgreSQL (see
+	// DefaultPostgresContactBatches).
+	slots int
+
+	mu      sync.Mutex
+	queue   []*contactReq
+	running int
+}
+
+func (b *contactBatcher) submit(ctx context.Context, c *cases.Contact, ch cases.Change) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r := &contactReq{ctx: ctx, c: c, ch: ch, done: make(chan error, 1)}
+	b.mu.Lock()
+	b.queue = append(b.queue, r)
+	if b.running < b.slots {
+		b.running++
+		go b.drain()
+	}
+	b.mu.Unlock()
+	// Once queued the contact may be in a running batch: wait for the
+	// verdict even if ctx ends, so a commit is never reported as a failure.
+	return <-r.done
+}
+
+// drain runs batches until the queue is empty.
+func (b *contactBatcher) drain() {
+	for {
+		b.mu.Lock()
+		n := min(len(b.queue), maxContactBatch)
+		if n == 0 {
+			b.running--
+			b.mu.Unlock()
+			return
+		}
+		batch := slices.Clone(b.queue[:n])
+		clear(b.queue[:n])
+		b.queue = b.queue[n:]
+		b.mu.Unlock()
+		b.run(batch)
+	}
+}
+
+func (b *contactBatcher) run(batch []*contactReq) {
+	live := batch[:0:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- err
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	// The batch serves many callers: no one caller's cancellation ends it.
+	ctx := context.Background()
+	if len(live) > 1 {
+		saved := make([]cases.Contact, len(live))
+		for i, r := range live {
+			saved[i] = *r.c
+		}
+		err := b.s.write(ctx, nil, func(tx *sql.Tx) error { return b.s.createContacts(ctx, tx, live) })
+		if err == nil {
+			for _, r := range live {
+				r.done <- nil
+			}
+			return
+		}
+		// Redo one by one: each contact gets its own verdict. The batch
+		// may have filled in fields (customer, retention date): start
+		// from what the callers gave.
+		for i, r := range live {
+			*r.c = saved[i]
+		}
+	}
+	for _, r := range live {
+		r.done <- b.s.write(ctx, nil, func(tx *sql.Tx) error { return b.s.createContacts(ctx, tx, []*contactReq{r}) })
+	}
+}
+
+// touchedCase is what a batch read of a case row it locked and touched.
+type touchedCase struct {
+	closed     sql.NullInt64
+	customerID string
+	key        storedKey
+}
+
+// createContacts writes rs's contacts, their outbox rows, holds records and
+// audit events in tx, failing as a whole on any contact's error.
+func (s *Store) createContacts(ctx context.Context, tx *sql.Tx, rs []*contactReq) error {
+	touched, err := s.touchCases(ctx, tx, rs)
+	if err != nil {
+		return err
+	}
+	var rules cases.RetentionRules
+	if s.policy != nil {
+		if rules, err = s.policy.RulesIn(ctx, tx); err != nil {
+			return fmt.Errorf("retention schedule: %w", err)
+		}
+	}
+	sealers := map[string]sealer{}
+	args := make([]any, 0, 15*len(rs))
+	for _, r := range rs {
+		c := r.c
+		tc, ok := touched[c.CaseID]
+		if !ok {
+			return fmt.Errorf("case %s: %w", c.CaseID, cases.ErrNotFound)
+		}
+		if c.CustomerID == "" {
+			c.CustomerID = tc.customerID
+		} else if c.CustomerID != tc.customerID {
+			return fmt.Errorf("case %s belongs to another customer: %w", c.CaseID, cases.ErrConflict)
+		}
+		if err := s.checkCorrects(ctx, tx, c); err != nil {
+			return err
+		}
+		if rules != nil {
+			c.RetainUntil = rules.RetainUntil(c.Purposes, c.OccurredAt, sqldb.TimePtr(tc.closed))
+		}
+		sl, ok := sealers[c.CustomerID]
+		if !ok {
+			// One data key per customer and batch: a key created here (the
+			// customer's first sealed write) is created once.
+			if sl, err = s.fields.sealerFromRow(ctx, tx, c.CustomerID, tc.key); err != nil {
+				return err
+			}
+			sealers[c.CustomerID] = sl
+		}
+		args = append(args, c.ID, c.CaseID, c.CustomerID, c.Channel, c.Direction,
+			sl.seal("contacts", "author", c.ID, c.Author), sl.seal("contacts", "body", c.ID, c.Body),
+			sqldb.Micros(c.OccurredAt), sqldb.Micros(c.CreatedAt), sqldb.JSONText(c.Purposes), sqldb.JSONText(c.Categories),
+			sl.sealNull("contacts", "location", c.ID, jsonOrNull(c.Location)), sl.sealNull("contacts", "device", c.ID, jsonOrNull(c.Device)),
+			sqldb.NullMicros(c.RetainUntil), sql.NullString{String: c.Corrects, Valid: c.Corrects != ""})
+	}
+	if _, err := s.db.Exec(ctx, tx, sqldb.MultiRow(qInsertContact, 15, len(rs)), args...); err != nil {
+		return fmt.Errorf("insert contact: %w", err)
+	}
+
+	now := sqldb.Micros(time.Now())
+	args = args[:0]
+	for _, r := range rs {
+		args = append(args, r.c.CaseID, sql.NullString{String: r.c.ID, Valid: true}, now)
+	}
+	if _, err := s.db.Exec(ctx, tx, sqldb.MultiRow(qEnqueue, 3, len(rs)), args...); err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+
+	chs := make([]cases.Change, len(rs))
+	for i, r := range rs {
+		chs[i] = r.ch
+	}
+	if err := s.changed(ctx, tx, chs); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
+// changed runs the change hooks for chs: the batch hook when there is one.
+func (s *Store) changed(ctx context.Context, tx *sql.Tx, chs []cases.Change) error {
+	if s.onChanges != nil {
+		return s.onChanges(ctx, tx, chs)
+	}
+	if s.onChange == nil {
+		return nil
+	}
+	for _, ch := range chs {
+		if err := s.onChange(ctx, tx, ch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// touchCases moves updated_at of the cases of rs's contacts to their
+// newest contact's creation and, in the same statement, locks those rows
+// until commit and reads what the contacts need of them (closed_at,
+// customer, data key: see qTouchCase). The row lock orders a contact with
+// a close of its case: the close's recompute sees the contact, or the
+// contact sees the close's closed_at. On PostgreSQL the rows are locked in
+// id order, so two batches sharing cases never deadlock.
+func (s *Store) touchCases(ctx context.Context, tx *sql.Tx, rs []*contactReq) (map[string]touchedCase, error) {
+	at := map[string]int64{}
+	for _, r := range rs {
+		at[r.c.CaseID] = max(at[r.c.CaseID], sqldb.Micros(r.c.CreatedAt))
+	}
+	ids := slices.Sorted(func(yield func(string) bool) {
+		for id := range at {
+			if !yield(id) {
+				return
+			}
+		}
+	})
+
+	var rows *sql.Rows
+	var err error
+	switch {
+	case len(ids) == 1:
+		rows, err = s.db.QueryTx(ctx, tx, qTouchCase, at[ids[0]], ids[0])
+	case s.db.Dialect == sqldb.Postgres:
+		times := make([]int64, len(ids))
+		for i, id := range ids {
+			times[i] = at[id]
+		}
+		rows, err = tx.QueryContext(ctx, qTouchCasesPG, ids, times)
+	default:
+		args := make([]any, 0, 2*len(ids))
+		for _, id := range ids {
+			args = append(args, id, at[id])
+		}
+		q := `UPDATE cases SET updated_at = v.column2 FROM (VALUES ` +
+			strings.TrimSuffix(strings.Repeat("(?, ?),", len(ids)), ",") +
+			`) AS v WHERE cases.id = v.column1 RETURNING cases.id, ` + touchReturning
+		rows, err = tx.QueryContext(ctx, q, args...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock case: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[string]touchedCase, len(ids))
+	for rows.Next() {
+		var id string
+		var t touchedCase
+		if err := rows.Scan(&id, &t.closed, &t.customerID, &t.key.wrapped, &t.key.destroyed, &t.key.owner); err != nil {
+			return nil, fmt.Errorf("lock case: %w", err)
+		}
+		out[id] = t
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("lock case: %w", err)
+	}
+	return out, nil
+}
+
+const (
+	touchReturning = `cases.closed_at, cases.customer_id,
+		(SELECT ck.wrapped_key FROM customer_keys ck WHERE ck.customer_id = cases.customer_id),
+		(SELECT ck.destroyed_at FROM customer_keys ck WHERE ck.customer_id = cases.customer_id),
+		(SELECT ck.customer_id FROM customer_keys ck WHERE ck.customer_id = cases.customer_id)`
+	// qTouchCasesPG locks the rows in id order first (the sorted sub-select
+	// FOR UPDATE), then touches them: one round trip for all the cases.
+	qTouchCasesPG = `WITH v AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS v(id, at)),
+		l AS (SELECT c.id FROM cases c WHERE c.id IN (SELECT id FROM v) ORDER BY c.id FOR UPDATE)
+		UPDATE cases SET updated_at = v.at FROM l, v WHERE cases.id = l.id AND v.id = l.id RETURNING cases.id, ` + touchReturning
+)
