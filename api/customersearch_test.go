@@ -174,7 +174,7 @@ func TestCustomerSearch(t *testing.T) {
 			expect(t, srch("Chen"), hitCases)
 			// the index itself no longer holds the name (derived data)
 			testkit.Eventually(t, 10*time.Second, "name purged from the index", func() bool {
-				got, err := h.ix.CustomerIDsByName(context.Background(), "Chen Jing", 10)
+				got, err := h.ix.CustomerIDsByName(context.Background(), "Chen Jing", 0, 10)
 				return err == nil && len(got) == 0
 			})
 		})
