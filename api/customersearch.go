@@ -30,6 +30,9 @@ type CustomerSearch struct {
 // Searcher; a plain Searcher keeps customer: an exact customer-ID filter.
 type customerResolver interface {
 	ResolveCustomer(ctx context.Context, term string) ([]string, error)
+	// CustomerWindow is ResolveCustomer's list from offset on, at most
+	// limit long, for the pages of GET /customers?q=.
+	CustomerWindow(ctx context.Context, term string, offset, limit int) ([]string, error)
 }
 
 // maxCustomersPerTerm bounds the customers one customer: term (or q) can
@@ -60,12 +63,22 @@ func phoneShaped(term string) bool {
 	return digits >= 5
 }
 
-// ResolveCustomer returns the IDs of the customers term stands for, best
-// first: an e-mail address or a phone number by exact lookup, anything
-// else by name through the index. The term itself is not included (the
-// caller keeps it as an ID).
+// ResolveCustomer returns the IDs of up to maxCustomersPerTerm customers
+// term stands for, best first: an e-mail address or a phone number by
+// exact lookup, anything else by name through the index. The term itself
+// is not included (the caller keeps it as an ID).
 func (cs CustomerSearch) ResolveCustomer(ctx context.Context, term string) ([]string, error) {
+	return cs.CustomerWindow(ctx, term, 0, maxCustomersPerTerm)
+}
+
+// CustomerWindow returns the customers term stands for from offset on, at
+// most limit of them, in ResolveCustomer's order: by name, the index's
+// window (best match first, ties by ID: every customer once across
+// consecutive windows); by e-mail or phone, the exact lookup's (at most
+// 100, oldest ID first), cut.
+func (cs CustomerSearch) CustomerWindow(ctx context.Context, term string, offset, limit int) ([]string, error) {
 	term = strings.TrimSpace(term)
+	offset = max(offset, 0)
 	var found []cases.Customer
 	var err error
 	switch {
@@ -83,7 +96,7 @@ func (cs CustomerSearch) ResolveCustomer(ctx context.Context, term string) ([]st
 		if cs.Names == nil {
 			return nil, nil
 		}
-		ids, err := cs.Names.CustomerIDsByName(ctx, term, maxCustomersPerTerm)
+		ids, err := cs.Names.CustomerIDsByName(ctx, term, offset, limit)
 		if err != nil {
 			return nil, fmt.Errorf("find customers by name: %w", err)
 		}
@@ -96,7 +109,13 @@ func (cs CustomerSearch) ResolveCustomer(ctx context.Context, term string) ([]st
 	for _, c := range found {
 		ids = append(ids, c.ID)
 	}
-	return ids[:min(len(ids), maxCustomersPerTerm)], nil
+	return window(ids, offset, limit), nil
+}
+
+// window is s[offset:offset+limit], cut to what s holds.
+func window[T any](s []T, offset, limit int) []T {
+	lo := min(max(offset, 0), len(s))
+	return s[lo:min(lo+max(limit, 0), len(s))]
 }
 
 // resolveCustomers replaces every customer: value of q (in its filter, its

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/url"
 	"slices"
@@ -107,7 +108,8 @@ func TestCustomerSearch(t *testing.T) {
 			{"  CHEN.JING@example.ORG ", []string{chen}},
 			{"86-10-65529999", []string{chen}},
 			{"casper@example.org", []string{caseless}}, // exact lookups reach caseless customers
-			{"Casper", nil},                            // names are in the index only with a case
+			{"Casper", []string{caseless}},             // a customer without a case is found by name too
+			{"Caspar", []string{caseless}},             // with a typo
 			{"Screen", nil},                            // subjects and bodies are not names
 			{"nobody@example.org", nil},
 		} {
@@ -129,6 +131,7 @@ func TestCustomerSearch(t *testing.T) {
 			{"customer:Chen screen", []string{caseOf[chen]}},
 			{"customer:Chen late", nil},
 			{"customer:Screen", nil}, // a subject word is not a name
+			{"customer:Casper", nil}, // a customer without a case has no case to find
 			{"Смирнова", []string{caseOf[olga]}},
 			{"王小明 退款", []string{caseOf[wang]}},
 		} {
@@ -155,6 +158,64 @@ func TestCustomerSearch(t *testing.T) {
 			})
 		}
 
+		t.Run("pages", func(t *testing.T) {
+			var lees []string
+			for i := range 5 {
+				lees = append(lees, newCustomer(map[string]any{"name": fmt.Sprintf("Leeroy %c", 'A'+i)}))
+			}
+			expect(t, find("Leeroy")+"&limit=500", ids, lees...)
+			// limit 2: three pages, each customer once, best first
+			var seen []string
+			next := find("Leeroy") + "&limit=2"
+			for page := 0; next != ""; page++ {
+				if page > 3 {
+					t.Fatalf("more than 3 pages of 5 customers at limit 2")
+				}
+				r := h.do("GET", next, agent, nil)
+				if r.status != 200 {
+					t.Fatalf("GET %s: %d %s", next, r.status, r.body)
+				}
+				body := r.json(t)
+				got := ids(r)
+				if want := min(2, 5-2*page); len(got) != want {
+					t.Fatalf("page %d: %v, want %d customers", page, got, want)
+				}
+				seen = append(seen, got...)
+				next = ""
+				if c, ok := body["next_cursor"].(string); ok {
+					next = find("Leeroy") + "&limit=2&cursor=" + url.QueryEscape(c)
+				}
+			}
+			slices.Sort(seen)
+			want := slices.Clone(lees)
+			slices.Sort(want)
+			if !slices.Equal(seen, want) {
+				t.Errorf("pages held %v, want each of %v once", seen, want)
+			}
+			// the exact lookup pages the same way
+			r := h.do("GET", "/api/v1/customers?email=casper%40example.org&limit=1", agent, nil)
+			if r.status != 200 || len(ids(r)) != 1 || r.json(t)["next_cursor"] != nil {
+				t.Errorf("exact lookup, limit 1: %d %s", r.status, r.body)
+			}
+		})
+
+		for _, c := range []struct{ name, path, field, says string }{
+			{"limit 0", find("Chen") + "&limit=0", "limit", "from 1 to 500"},
+			{"limit 501", find("Chen") + "&limit=501", "limit", "from 1 to 500"},
+			{"limit not a number", find("Chen") + "&limit=ten", "limit", "from 1 to 500"},
+			{"bad cursor", find("Chen") + "&cursor=bm9wZQ", "cursor", "malformed cursor"},
+			{"cursor too deep", find("Chen") + "&cursor=" + base64.RawURLEncoding.EncodeToString([]byte("o:100001")), "cursor", "malformed cursor"},
+			{"bad cursor of a lookup", "/api/v1/customers?email=casper%40example.org&cursor=%%%", "cursor", "malformed cursor"},
+			{"unknown parameter", find("Chen") + "&page=2", "page", "valid: email, phone, q, limit, cursor"},
+		} {
+			t.Run("bad "+c.name, func(t *testing.T) {
+				r := h.do("GET", c.path, agent, nil)
+				if r.status != 422 || !strings.Contains(string(r.body), c.says) || !strings.Contains(string(r.body), `"`+c.field+`"`) {
+					t.Errorf("status %d %s, want 422 naming %s and saying %q", r.status, r.body, c.field, c.says)
+				}
+			})
+		}
+
 		t.Run("renamed", func(t *testing.T) {
 			if r := h.do("PATCH", "/api/v1/customers/"+olga, agent, map[string]any{"name": "Olga Ivanova"}); r.status != 200 {
 				t.Fatalf("rename: %d %s", r.status, r.body)
@@ -174,7 +235,18 @@ func TestCustomerSearch(t *testing.T) {
 			expect(t, srch("Chen"), hitCases)
 			// the index itself no longer holds the name (derived data)
 			testkit.Eventually(t, 10*time.Second, "name purged from the index", func() bool {
-				got, err := h.ix.CustomerIDsByName(context.Background(), "Chen Jing", 10)
+				got, err := h.ix.CustomerIDsByName(context.Background(), "Chen Jing", 0, 10)
+				return err == nil && len(got) == 0
+			})
+		})
+
+		t.Run("erased without a case", func(t *testing.T) {
+			if r := h.do("DELETE", "/api/v1/customers/"+caseless, sup, map[string]any{"reason": "GDPR Art. 17"}); r.status != 200 {
+				t.Fatalf("erase: %d %s", r.status, r.body)
+			}
+			expect(t, find("Casper"), ids)
+			testkit.Eventually(t, 10*time.Second, "name purged from the index", func() bool {
+				got, err := h.ix.CustomerIDsByName(context.Background(), "Casper Caseless", 0, 10)
 				return err == nil && len(got) == 0
 			})
 		})

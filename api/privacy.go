@@ -36,8 +36,8 @@ func (s *Server) addPrivacyRoutes() {
 	}
 	const v1 = "/api/v1"
 	s.add(route{method: "GET", path: v1 + "/customers", perm: auth.CaseRead, read: "customer.lookup", target: "customer",
-		summary: "Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q)", h: s.findCustomers, ok: 200, reply: listBody[cases.Customer]{},
-		query: []param{pString("email", "Exact e-mail address (case-insensitive)."), pString("phone", "Exact phone number (compared by its digits)."), pString("q", "Find customers by name (any script, typo-tolerant, Chinese by substring; through the search index, so only customers with a case), or by an exact e-mail or phone number typed here. Not together with email or phone.")}})
+		summary: "Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q); paged, best match first", h: s.findCustomers, ok: 200, paged: true, reply: listBody[cases.Customer]{},
+		query: []param{pString("email", "Exact e-mail address (case-insensitive)."), pString("phone", "Exact phone number (compared by its digits)."), pString("q", "Find customers by name (any script, typo-tolerant, Chinese by substring; through the search index, with or without a case), or by an exact e-mail or phone number typed here. Not together with email or phone.")}})
 	s.add(route{method: "DELETE", path: v1 + "/customers/:id", perm: auth.CaseManage,
 		summary: "Erase a customer: cases, contacts, attachments, profile and data key (409 naming the holds when held, or with open cases unless force=true)",
 		h:       s.eraseCustomer, ok: 200, request: EraseInput{}, reply: retention.Erasure{},
@@ -102,9 +102,19 @@ func (s *Server) findCustomers(c *fiber.Ctx) error {
 		return fieldError("phone too long", "phone", "at most 64 bytes")
 	}
 
-	found, err := s.d.Privacy.FindCustomers(c.UserContext(), email, phone)
+	p, offset, err := customerPage(c)
 	if err != nil {
 		return err
+	}
+	all, err := s.d.Privacy.FindCustomers(c.UserContext(), email, phone)
+	if err != nil {
+		return err
+	}
+	// at most 100 (sqlstore's maxLookup), paged like the name search
+	found := window(all, offset, p.Limit)
+	next := ""
+	if offset+len(found) < len(all) {
+		next = encodeOffset(offset + len(found))
 	}
 	ids := make([]string, len(found))
 	for i, f := range found {
@@ -113,12 +123,26 @@ func (s *Server) findCustomers(c *fiber.Ctx) error {
 	// The audit event names who was found, never what was asked for.
 	c.Locals(targetKey, "")
 	c.Locals(detailKey, map[string]any{"found": ids, "by_email": email != "", "by_phone": phone != ""})
-	return list(c, found, "")
+	return list(c, found, next)
 }
 
-// maxCustomerResults bounds GET /customers?q=: a name that matches more
-// people than this is one to narrow (the list is not paged).
-const maxCustomerResults = 50
+// customerPage reads the page of GET /customers: limit (1..500, default
+// 50) and the cursor, an offset into the best-first list (search's cursor
+// form, at most maxOffset deep).
+func customerPage(c *fiber.Ctx) (cases.Page, int, error) {
+	p, err := page(c)
+	if err != nil {
+		return p, 0, err
+	}
+	if p.Cursor == "" {
+		return p, 0, nil
+	}
+	off, err := decodeOffset(p.Cursor)
+	if err != nil {
+		return p, 0, fieldError("malformed cursor", "cursor", "malformed cursor")
+	}
+	return p, off, nil
+}
 
 // searchCustomers is GET /customers?q=: q is what an agent types into a
 // "find customer" box, resolved as a customer: term is (CustomerSearch):
@@ -139,19 +163,28 @@ func (s *Server) searchCustomers(c *fiber.Ctx) error {
 	case !strings.ContainsFunc(q, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsNumber(r) }):
 		return fieldError("q has no letter or digit", "q", "must hold a letter or digit")
 	}
+	p, offset, err := customerPage(c)
+	if err != nil {
+		return err
+	}
 	r, ok := s.d.Search.(customerResolver)
 	if !ok {
 		return errStatus(fiber.StatusServiceUnavailable, "this server has no search index to find customers by name")
 	}
-	ids, err := r.ResolveCustomer(c.UserContext(), q)
+	// one more than the page: whether a next page exists
+	ids, err := r.CustomerWindow(c.UserContext(), q, offset, p.Limit+1)
 	if err != nil {
 		return err
 	}
+	next := ""
+	if len(ids) > p.Limit {
+		ids = ids[:p.Limit]
+		if offset+p.Limit <= maxOffset {
+			next = encodeOffset(offset + p.Limit)
+		}
+	}
 	found := []cases.Customer{}
 	for _, id := range ids {
-		if len(found) == maxCustomerResults {
-			break
-		}
 		cu, err := s.d.Cases.GetCustomer(c.UserContext(), id)
 		if errors.Is(err, cases.ErrNotFound) || errors.Is(err, cases.ErrErased) {
 			continue // erased or deleted since the index saw them
@@ -168,5 +201,7 @@ func (s *Server) searchCustomers(c *fiber.Ctx) error {
 	// The audit event names who was found, never what was typed.
 	c.Locals(targetKey, "")
 	c.Locals(detailKey, map[string]any{"found": got, "by_name": !emailShaped(q) && !phoneShaped(q), "by_email": emailShaped(q), "by_phone": phoneShaped(q)})
-	return list(c, found, "")
+	// A page may be shorter than limit when customers erased since the
+	// index saw them were skipped; next_cursor still leads on.
+	return list(c, found, next)
 }

@@ -18,9 +18,10 @@ type CaseDoc struct {
 	CustomerID string
 	// CustomerName is the customer's name as the store opened it (names
 	// are sealed in the database, so the index is the only place a name
-	// can be searched). Free text matches it, and CustomerFinder finds
-	// customers by it. Erasing the customer deletes their cases, and with
-	// them every document holding the name.
+	// can be searched). Free text matches it; CustomerFinder finds
+	// customers by their customer documents (CustomerDoc). Erasing the
+	// customer deletes their cases, and with them every document holding
+	// the name.
 	CustomerName string
 	Subject      string
 	Status       string
@@ -68,14 +69,16 @@ type Engine interface {
 }
 
 // CustomerFinder is implemented by every engine (the conformance suite
-// requires it): it finds customers by name through the names their case
-// documents carry.
+// requires it): it finds customers by name through their customer
+// documents (see customers.go), whether or not they have a case.
 type CustomerFinder interface {
 	// CustomerIDsByName returns the IDs of up to limit customers whose
 	// name matches name as free text does (every word, typo-tolerant by
-	// length, Chinese by substring), best match first. A customer
-	// without any case is not in the index and is not found.
-	CustomerIDsByName(ctx context.Context, name string, limit int) ([]string, error)
+	// length, Chinese by substring), best match first, skipping the first
+	// offset of them. Ties are in a fixed order (Bleve: by ID), so
+	// consecutive windows of an unchanged index page through every match
+	// once.
+	CustomerIDsByName(ctx context.Context, name string, offset, limit int) ([]string, error)
 }
 
 // SortOrder selects hit ordering.

@@ -19,11 +19,14 @@ import (
 // reloads the current state, so stale or duplicate entries are harmless.
 // ContactID is set when the change was only that contact's creation (the
 // common write); "" means anything about the case may have changed.
+// An entry with CustomerID and no CaseID says a customer's name changed
+// (created, renamed, erased: see customers.go).
 type OutboxEntry struct {
-	Seq       int64 // feed position (see feed.go)
-	CaseID    string
-	ContactID string
-	CreatedAt time.Time
+	Seq        int64 // feed position (see feed.go)
+	CaseID     string
+	ContactID  string
+	CustomerID string
+	CreatedAt  time.Time
 }
 
 // Source is what the indexer needs from the store: the change feed, its
@@ -323,7 +326,7 @@ func (ix *Indexer) Search(ctx context.Context, q Query) (Result, error) {
 // same guard and reopening as Search. An engine that cannot find customers
 // is a wiring mistake (the conformance suite requires it), reported as an
 // error rather than as "nobody found".
-func (ix *Indexer) CustomerIDsByName(ctx context.Context, name string, limit int) ([]string, error) {
+func (ix *Indexer) CustomerIDsByName(ctx context.Context, name string, offset, limit int) ([]string, error) {
 	for {
 		h := ix.cur.Load()
 		h.mu.RLock()
@@ -338,7 +341,7 @@ func (ix *Indexer) CustomerIDsByName(ctx context.Context, name string, limit int
 		}
 		var ids []string
 		err := ix.opts.Guard.Run("search.customers", func() (err error) {
-			ids, err = f.CustomerIDsByName(ctx, name, limit)
+			ids, err = f.CustomerIDsByName(ctx, name, offset, limit)
 			return err
 		})
 		h.mu.RUnlock()
@@ -572,8 +575,13 @@ func (ix *Indexer) drainOnce(ctx context.Context) (int, error) {
 	// Every document written carries the batch's last position: the state
 	// loaded below reflects at least every change up to it.
 	rev := entries[len(entries)-1].Seq
-	full, added := plan(entries, canAppend(engines))
+	caseEntries, customers := splitCustomers(entries)
+	full, added := plan(caseEntries, canAppend(engines))
 	present, missing, err := ix.load(ctx, full, rev)
+	if err != nil {
+		return 0, err
+	}
+	custPresent, custMissing, err := ix.loadCustomers(ctx, customers, rev)
 	if err != nil {
 		return 0, err
 	}
@@ -596,6 +604,9 @@ func (ix *Indexer) drainOnce(ctx context.Context) (int, error) {
 
 	for i, eng := range engines {
 		err := apply(ctx, eng, present, missing)
+		if err == nil {
+			err = applyCustomers(ctx, eng, custPresent, custMissing)
+		}
 		if err == nil && len(fresh) > 0 {
 			if err = eng.(Appender).AddContacts(ctx, fresh); err != nil {
 				err = fmt.Errorf("search: %s add contacts: %w", eng.Name(), err)
@@ -958,6 +969,10 @@ func (ix *Indexer) rebuild(ctx context.Context, build func(ctx context.Context) 
 		total += len(ids)
 		after = ids[len(ids)-1]
 	}
+	customers, err := ix.fillCustomers(ctx, neu)
+	if err != nil {
+		return err
+	}
 
 	if c, ok := neu.(Compactor); ok {
 		// outside applyMu: outbox batches keep flowing into both engines
@@ -972,7 +987,7 @@ func (ix *Indexer) rebuild(ctx context.Context, build func(ctx context.Context) 
 	}
 
 	swapped = true
-	ix.log.InfoContext(ctx, "search index rebuilt", "index", neu.IndexName(), "replaced", old.eng.IndexName(), "cases", total, "took", time.Since(start))
+	ix.log.InfoContext(ctx, "search index rebuilt", "index", neu.IndexName(), "replaced", old.eng.IndexName(), "cases", total, "customers", customers, "took", time.Since(start))
 	retire(context.WithoutCancel(ctx), old, ix.log)
 	return nil
 }

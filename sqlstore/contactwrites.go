@@ -204,7 +204,15 @@ func DeleteCustomerProfile(ctx context.Context, db *sqldb.DB, tx *sql.Tx, id str
 	if err != nil {
 		return 0, fmt.Errorf("delete customer %s: %w", id, err)
 	}
-	return res.RowsAffected()
+	n, err := res.RowsAffected()
+	if err != nil || n == 0 {
+		return n, err
+	}
+	// the customer's document leaves the index (customerfeed.go)
+	if err := EnqueueCustomers(ctx, db, tx, id); err != nil {
+		return 0, fmt.Errorf("delete customer %s: %w", id, err)
+	}
+	return n, nil
 }
 
 // SetPurposes replaces a contact's purposes and its retention date (a

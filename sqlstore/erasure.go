@@ -114,6 +114,10 @@ func DeleteCustomer(ctx context.Context, db *sqldb.DB, tx *sql.Tx, customerID st
 			return sqldb.Fail("erase customer", err)
 		}
 	}
+	// the customer's document leaves the index (customerfeed.go)
+	if err := EnqueueCustomers(ctx, db, tx, customerID); err != nil {
+		return sqldb.Fail("erase customer", err)
+	}
 	return nil
 }
 

@@ -38,13 +38,13 @@ func (s *Store) ReadFeed(ctx context.Context, after int64, limit int) ([]search.
 	}
 
 	p := s.pos()
-	out, err := sqldb.Collect(ctx, s.db.Read, s.q(`SELECT `+p+`, case_id, contact_id, created_at FROM outbox WHERE `+p+` > ? ORDER BY `+p+` LIMIT ?`), []any{after, limit},
+	out, err := sqldb.Collect(ctx, s.db.Read, s.q(`SELECT `+p+`, case_id, contact_id, customer_id, created_at FROM outbox WHERE `+p+` > ? ORDER BY `+p+` LIMIT ?`), []any{after, limit},
 		func(rows *sql.Rows) (search.OutboxEntry, error) {
 			var e search.OutboxEntry
 			var created int64
-			var contact sql.NullString
-			err := rows.Scan(&e.Seq, &e.CaseID, &contact, &created)
-			e.ContactID, e.CreatedAt = contact.String, sqldb.FromMicros(created)
+			var contact, customer sql.NullString
+			err := rows.Scan(&e.Seq, &e.CaseID, &contact, &customer, &created)
+			e.ContactID, e.CustomerID, e.CreatedAt = contact.String, customer.String, sqldb.FromMicros(created)
 			return e, err
 		})
 	if err != nil {

@@ -224,7 +224,8 @@ func (s *Store) CreateCustomer(ctx context.Context, c cases.Customer, ch cases.C
 		if err != nil {
 			return fmt.Errorf("insert customer: %w", err)
 		}
-		return nil
+		// the index keeps a document per named customer (customerfeed.go)
+		return EnqueueCustomers(ctx, s.db, tx, c.ID)
 	})
 }
 
@@ -289,6 +290,9 @@ func (s *Store) UpdateCustomer(ctx context.Context, id string, fn func(*cases.Cu
 				return fmt.Errorf("update customer: cases: %w", err)
 			}
 			if err := Enqueue(ctx, s.db, tx, ids...); err != nil {
+				return err
+			}
+			if err := EnqueueCustomers(ctx, s.db, tx, id); err != nil {
 				return err
 			}
 		}

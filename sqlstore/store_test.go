@@ -75,8 +75,8 @@ func TestHookFailureRollsBackWriteAndOutbox(t *testing.T) {
 		if n := count(t, db, "contacts"); n != 0 {
 			t.Fatalf("contact committed although its audit hook failed (%d rows)", n)
 		}
-		if n := count(t, db, "outbox"); n != 1 { // only the case creation
-			t.Fatalf("outbox rows = %d, want 1", n)
+		if n := count(t, db, "outbox"); n != 2 { // only the customer's and the case's creation
+			t.Fatalf("outbox rows = %d, want 2", n)
 		}
 	})
 }
@@ -93,8 +93,13 @@ func TestOutboxSourceAndCaseDocs(t *testing.T) {
 		if kicks != 4 {
 			t.Fatalf("indexer woken %d times, want 4 (customer, case, two contacts)", kicks)
 		}
-		rows, err := st.ReadFeed(ctx, 0, 3)
-		if err != nil || len(rows) != 3 || rows[0].Seq >= rows[1].Seq || rows[0].CaseID != cs.ID {
+		rows, err := st.ReadFeed(ctx, 0, 4)
+		// first the customer's creation (issue 16 §2: a customer entry, no case)
+		if err != nil || len(rows) != 4 || rows[0].CaseID != "" || rows[0].CustomerID != cs.CustomerID {
+			t.Fatalf("pending = %+v %v, want the customer's entry first", rows, err)
+		}
+		rows = rows[1:]
+		if rows[0].Seq >= rows[1].Seq || rows[0].CaseID != cs.ID || rows[0].CustomerID != "" {
 			t.Fatalf("pending = %+v %v", rows, err)
 		}
 		// the case's creation changes it wholly; a new contact only adds itself

@@ -2465,8 +2465,14 @@ type GetCustomersParams struct {
 	// Phone Exact phone number (compared by its digits).
 	Phone *string `form:"phone,omitempty" json:"phone,omitempty"`
 
-	// Q Find customers by name (any script, typo-tolerant, Chinese by substring; through the search index, so only customers with a case), or by an exact e-mail or phone number typed here. Not together with email or phone.
+	// Q Find customers by name (any script, typo-tolerant, Chinese by substring; through the search index, with or without a case), or by an exact e-mail or phone number typed here. Not together with email or phone.
 	Q *string `form:"q,omitempty" json:"q,omitempty"`
+
+	// Limit Items per page.
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The next_cursor of the previous page.
+	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // HeadCustomersParams defines parameters for HeadCustomers.
@@ -2477,8 +2483,14 @@ type HeadCustomersParams struct {
 	// Phone Exact phone number (compared by its digits).
 	Phone *string `form:"phone,omitempty" json:"phone,omitempty"`
 
-	// Q Find customers by name (any script, typo-tolerant, Chinese by substring; through the search index, so only customers with a case), or by an exact e-mail or phone number typed here. Not together with email or phone.
+	// Q Find customers by name (any script, typo-tolerant, Chinese by substring; through the search index, with or without a case), or by an exact e-mail or phone number typed here. Not together with email or phone.
 	Q *string `form:"q,omitempty" json:"q,omitempty"`
+
+	// Limit Items per page.
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The next_cursor of the previous page.
+	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // DeleteCustomersByIdParams defines parameters for DeleteCustomersById.
@@ -3109,14 +3121,14 @@ type ClientInterface interface {
 	// Corresponds with HEAD /api/v1/contacts/{id}/retention (the `HeadContactsByIdRetention` operationId).
 	HeadContactsByIdRetention(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// GetCustomers Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q)
+	// GetCustomers Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q); paged, best match first
 	//
 	// Roles: admin, agent, legal, supervisor.
 	//
 	// Corresponds with GET /api/v1/customers (the `GetCustomers` operationId).
 	GetCustomers(ctx context.Context, params *GetCustomersParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// HeadCustomers Headers of: Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q)
+	// HeadCustomers Headers of: Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q); paged, best match first
 	//
 	// Roles: admin, agent, legal, supervisor.
 	//
@@ -4292,7 +4304,7 @@ func (c *Client) HeadContactsByIdRetention(ctx context.Context, id string, reqEd
 	return c.Client.Do(req)
 }
 
-// GetCustomers Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q)
+// GetCustomers Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q); paged, best match first
 //
 // Roles: admin, agent, legal, supervisor.
 //
@@ -4309,7 +4321,7 @@ func (c *Client) GetCustomers(ctx context.Context, params *GetCustomersParams, r
 	return c.Client.Do(req)
 }
 
-// HeadCustomers Headers of: Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q)
+// HeadCustomers Headers of: Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q); paged, best match first
 //
 // Roles: admin, agent, legal, supervisor.
 //
@@ -7202,6 +7214,30 @@ func NewGetCustomersRequest(server string, params *GetCustomersParams) (*http.Re
 
 		}
 
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -7271,6 +7307,30 @@ func NewHeadCustomersRequest(server string, params *HeadCustomersParams) (*http.
 		if params.Q != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "q", *params.Q, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -10343,7 +10403,7 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with HEAD /api/v1/contacts/{id}/retention (the `HeadContactsByIdRetention` operationId).
 	HeadContactsByIdRetentionWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*HeadContactsByIdRetentionResponse, error)
 
-	// GetCustomersWithResponse Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q)
+	// GetCustomersWithResponse Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q); paged, best match first
 	//
 	// Roles: admin, agent, legal, supervisor.
 	//
@@ -10352,7 +10412,7 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /api/v1/customers (the `GetCustomers` operationId).
 	GetCustomersWithResponse(ctx context.Context, params *GetCustomersParams, reqEditors ...RequestEditorFn) (*GetCustomersResponse, error)
 
-	// HeadCustomersWithResponse Headers of: Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q)
+	// HeadCustomersWithResponse Headers of: Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q); paged, best match first
 	//
 	// Roles: admin, agent, legal, supervisor.
 	//
@@ -17821,7 +17881,7 @@ func (c *ClientWithResponses) HeadContactsByIdRetentionWithResponse(ctx context.
 	return ParseHeadContactsByIdRetentionResponse(rsp)
 }
 
-// GetCustomersWithResponse Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q)
+// GetCustomersWithResponse Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q); paged, best match first
 //
 // Roles: admin, agent, legal, supervisor.
 //
@@ -17836,7 +17896,7 @@ func (c *ClientWithResponses) GetCustomersWithResponse(ctx context.Context, para
 	return ParseGetCustomersResponse(rsp)
 }
 
-// HeadCustomersWithResponse Headers of: Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q)
+// HeadCustomersWithResponse Headers of: Find customers by exact e-mail and/or phone (keyed hash; e-mail case and phone punctuation ignored), or by name (q); paged, best match first
 //
 // Roles: admin, agent, legal, supervisor.
 //

@@ -254,6 +254,10 @@ func (c *caseRestore) putCustomer(ctx context.Context) error {
 		if err := c.insert(ctx, "customers", c.customers[0]); err != nil {
 			return err
 		}
+		// the index keeps a document per customer (issue 16 §2)
+		if err := sqlstore.EnqueueCustomers(ctx, c.db, c.tx, c.customerID); err != nil {
+			return fmt.Errorf("restore case: %w", err)
+		}
 		c.rep.CustomerRestored = true
 	}
 

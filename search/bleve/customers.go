@@ -1,19 +1,21 @@
 package bleve
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"regexp"
-	"slices"
 	"unicode/utf8"
 
+	bv "github.com/blevesearch/bleve/v2"
 	"github.com/blevesearch/bleve/v2/search/query"
 
 	"github.com/casevault/casevault/search"
 )
 
-var _ search.CustomerFinder = (*Engine)(nil)
+var (
+	_ search.CustomerFinder  = (*Engine)(nil)
+	_ search.CustomerIndexer = (*Engine)(nil)
+)
 
 // nameQuery matches every token of name in the customer-name fields, with
 // the same rules as free words (typo tolerance by length with the first
@@ -53,43 +55,26 @@ func (e *Engine) nameQuery(name string) query.Query {
 	return conjunction(per)
 }
 
-// CustomerIDsByName implements search.CustomerFinder: it walks the
-// documents whose customer name matches and keeps each customer's best
-// score (a customer's name is on every document of their cases).
-func (e *Engine) CustomerIDsByName(ctx context.Context, name string, limit int) ([]string, error) {
+// CustomerIDsByName implements search.CustomerFinder on the customer
+// index (customerindex.go): best score first, ties by customer ID, so
+// consecutive windows of an unchanged index never repeat or skip one.
+func (e *Engine) CustomerIDsByName(ctx context.Context, name string, offset, limit int) ([]string, error) {
 	nq := e.nameQuery(name)
 	if nq == nil || limit <= 0 {
 		return []string{}, nil
 	}
-	r, err := e.reader()
-	if err != nil {
+	if err := e.failed(); err != nil {
 		return nil, err
 	}
-	defer r.Close()
-	dvr, err := r.DocValueReader([]string{fCustomer})
+	req := bv.NewSearchRequestOptions(nq, limit, max(offset, 0), false)
+	req.SortBy([]string{"-_score", "_id"})
+	res, err := e.cust.idx.SearchInContext(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("bleve: customers: %w", err)
 	}
-	best := map[string]float64{}
-	err = each(ctx, r, e.m, nq, true, func(m matchInfo) error {
-		var id string
-		if err := dvr.VisitDocValues(m.id, func(_ string, term []byte) { id = string(term) }); err != nil {
-			return fmt.Errorf("bleve: customers: %w", err)
-		}
-		if s, ok := best[id]; id != "" && (!ok || m.score > s) {
-			best[id] = m.score
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
+	ids := make([]string, len(res.Hits))
+	for i, h := range res.Hits {
+		ids[i] = h.ID
 	}
-	ids := make([]string, 0, len(best))
-	for id := range best {
-		ids = append(ids, id)
-	}
-	slices.SortFunc(ids, func(a, b string) int {
-		return cmp.Or(cmp.Compare(best[b], best[a]), cmp.Compare(a, b))
-	})
-	return ids[:min(limit, len(ids))], nil
+	return ids, nil
 }

@@ -45,7 +45,7 @@ import (
 // MappingVersion changes whenever the document layout or analysis changes;
 // an index built with an older version is reported by Outdated so the
 // server rebuilds it (search.Indexer.Reindex) while still answering from it.
-const MappingVersion = 5 // 5: customer names (issue 16 §2)
+const MappingVersion = 6 // 5: customer names (issue 16 §2); 6: the customer index beside it (customerindex.go)
 
 const (
 	currentFile     = "CURRENT"
@@ -62,6 +62,7 @@ type Engine struct {
 	dir     string
 	name    string
 	idx     bv.Index
+	cust    *custIndex // customers_vN beside cases_vN (customerindex.go)
 	m       *mapping.IndexMappingImpl
 	text    analysis.Analyzer
 	kw      analysis.Analyzer
@@ -173,7 +174,12 @@ func Build(ctx context.Context, dir string, opts ...Option) (*Engine, error) {
 		_ = idx.Close()
 		return nil, fmt.Errorf("bleve: %w", err)
 	}
-	return newEngine(dir, name, idx, MappingVersion, opts)
+	cust, err := createCustomers(dir, name)
+	if err != nil {
+		_ = idx.Close()
+		return nil, err
+	}
+	return newEngine(dir, name, idx, cust, MappingVersion, opts)
 }
 
 func openIndex(_ context.Context, dir, name string, opts []Option) (*Engine, error) {
@@ -189,16 +195,22 @@ func openIndex(_ context.Context, dir, name string, opts []Option) (*Engine, err
 		return nil, fmt.Errorf("bleve: %w", err)
 	}
 	version, _ := strconv.Atoi(string(v))
-	return newEngine(dir, name, idx, version, opts)
+	cust, err := openCustomers(dir, name)
+	if err != nil {
+		_ = idx.Close()
+		return nil, err
+	}
+	return newEngine(dir, name, idx, cust, version, opts)
 }
 
-func newEngine(dir, name string, idx bv.Index, version int, opts []Option) (*Engine, error) {
+func newEngine(dir, name string, idx bv.Index, cust *custIndex, version int, opts []Option) (*Engine, error) {
 	im, ok := idx.Mapping().(*mapping.IndexMappingImpl)
 	if !ok {
 		_ = idx.Close()
+		_ = cust.close()
 		return nil, fmt.Errorf("bleve: %s has mapping %T", name, idx.Mapping())
 	}
-	e := &Engine{dir: dir, name: name, idx: idx, m: im, version: version}
+	e := &Engine{dir: dir, name: name, idx: idx, cust: cust, m: im, version: version}
 	for _, o := range opts {
 		o(e)
 	}
@@ -210,6 +222,7 @@ func newEngine(dir, name string, idx bv.Index, version int, opts []Option) (*Eng
 	e.kw = im.AnalyzerNamed(keywordAnalyzer)
 	if e.text == nil || e.kw == nil {
 		_ = idx.Close()
+		_ = cust.close()
 		return nil, fmt.Errorf("bleve: %s lacks the %s analyzer (built by an older mapping?)", name, textAnalyzer)
 	}
 	return e, nil
@@ -223,7 +236,7 @@ func removeOthers(dir, keep string) {
 		return
 	}
 	for _, en := range entries {
-		if en.Name() != keep && indexDirRE.MatchString(en.Name()) {
+		if en.Name() != keep && en.Name() != custName(keep) && (indexDirRE.MatchString(en.Name()) || custDirRE.MatchString(en.Name())) {
 			_ = os.RemoveAll(filepath.Join(dir, en.Name()))
 		}
 	}
@@ -333,6 +346,9 @@ func (e *Engine) Activate(ctx context.Context) error {
 	if err := e.applyDurable(ctx, b); err != nil {
 		return fmt.Errorf("bleve: activate: %w", err)
 	}
+	if err := e.flushCustomers(ctx); err != nil {
+		return fmt.Errorf("bleve: activate: %w", err)
+	}
 	e.durable.Store(true)
 	tmp, err := os.CreateTemp(e.dir, ".current-*")
 	if err != nil {
@@ -368,6 +384,9 @@ func (e *Engine) Drop(_ context.Context) error {
 	if err := os.RemoveAll(filepath.Join(e.dir, e.name)); err != nil {
 		return fmt.Errorf("bleve: drop %s: %w", e.name, err)
 	}
+	if err := e.dropCustomers(); err != nil {
+		return err
+	}
 	if cerr != nil && !errors.Is(cerr, bv.ErrorIndexClosed) {
 		return fmt.Errorf("bleve: drop %s: %w", e.name, cerr)
 	}
@@ -387,10 +406,11 @@ func (e *Engine) Ping(_ context.Context) error {
 
 // Close implements search.Engine.
 func (e *Engine) Close() error {
+	cerr := e.cust.close()
 	if err := e.idx.Close(); err != nil && !errors.Is(err, bv.ErrorIndexClosed) {
 		return fmt.Errorf("bleve: %w", err)
 	}
-	return nil
+	return cerr
 }
 
 // DiskSize reports the bytes the index occupies on disk.

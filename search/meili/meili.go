@@ -208,6 +208,10 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, unavailable(err)
 	}
 
+	if err := e.ensureCustomers(ctx); err != nil {
+		return nil, unavailable(err)
+	}
+
 	return e, nil
 }
 
@@ -238,6 +242,9 @@ func create(ctx context.Context, cfg Config, k kind, what string) (*Engine, erro
 	e.kind = k
 	e.uid = fmt.Sprintf("%s_%s_%d", e.live, what, time.Now().UnixNano())
 	if err := e.createIndex(ctx); err != nil {
+		return nil, unavailable(err)
+	}
+	if err := e.createCustomers(ctx); err != nil {
 		return nil, unavailable(err)
 	}
 
@@ -323,8 +330,7 @@ func indexSettings() *meilisearch.Settings {
 		// A contact's text is its case's subject plus its body; cjk holds
 		// their CJK bigrams (cjk.go).
 		// The customer's name is searchable too (free text finds it);
-		// CustomerIDsByName searches only customer_name and its bigrams
-		// (attributesToSearchOn).
+		// CustomerIDsByName searches the customer index (customers.go).
 		SearchableAttributes: []string{"subject", "body", "cjk", attrName, attrNameCJK},
 		FilterableAttributes: filterable(),
 		SortableAttributes:   []string{"sort_at", "updated_at"},
@@ -544,7 +550,8 @@ func (e *Engine) Activate(ctx context.Context) error {
 	}
 	tmp := e.uid
 	cctx, cancel := e.call(ctx)
-	t, err := e.client.SwapIndexes(cctx, []*meilisearch.SwapIndexesParams{{Indexes: []string{e.live, tmp}}})
+	// the customer index swaps in the same task (customers.go)
+	t, err := e.client.SwapIndexes(cctx, []*meilisearch.SwapIndexesParams{{Indexes: []string{e.live, tmp}}, {Indexes: []string{custUID(e.live), custUID(tmp)}}})
 	cancel()
 	if err := e.wait(ctx, "swap indexes", t, err); err != nil {
 		return err
@@ -553,10 +560,12 @@ func (e *Engine) Activate(ctx context.Context) error {
 
 	// The replaced content is garbage now; failing to delete it leaves a
 	// stray index, not a wrong one.
-	cctx, cancel = e.call(ctx)
-	t, err = e.client.DeleteIndex(cctx, tmp)
-	cancel()
-	_ = e.wait(ctx, "delete replaced index", t, err)
+	for _, uid := range []string{tmp, custUID(tmp)} {
+		cctx, cancel = e.call(ctx)
+		t, err = e.client.DeleteIndex(cctx, uid)
+		cancel()
+		_ = e.wait(ctx, "delete replaced index", t, err)
+	}
 	return nil
 }
 
@@ -574,7 +583,18 @@ func (e *Engine) Drop(ctx context.Context) error {
 	cctx, cancel := e.call(ctx)
 	t, err := e.client.DeleteIndex(cctx, uid)
 	cancel()
-	return e.wait(ctx, "delete index "+uid, t, err)
+	if err := e.wait(ctx, "delete index "+uid, t, err); err != nil {
+		return err
+	}
+	cctx, cancel = e.call(ctx)
+	t, err = e.client.DeleteIndex(cctx, custUID(uid))
+	cancel()
+	err = e.wait(ctx, "delete index "+custUID(uid), t, err)
+	var me *Error
+	if errors.As(err, &me) && me.Code == string(meilisearch.APIErrCodeIndexNotFound) {
+		return nil // a build interrupted before it created its customer index
+	}
+	return err
 }
 
 // Ping implements search.Engine.
@@ -610,7 +630,7 @@ type document struct {
 	Body       string   `json:"body"`
 	CJK        []string `json:"cjk,omitempty"` // CJK bigrams of subject and body (cjk.go)
 	// The customer's name (search.CaseDoc.CustomerName) and its CJK
-	// bigrams, searchable on their own by CustomerIDsByName.
+	// bigrams (free text finds a case by its customer's name).
 	CustomerName    string `json:"customer_name,omitempty"`
 	CustomerNameCJK string `json:"customer_name_cjk,omitempty"`
 	OccurredAt      *int64 `json:"occurred_at,omitempty"` // Unix microseconds; contacts only

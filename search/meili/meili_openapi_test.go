@@ -101,9 +101,23 @@ func TestOpenCreatesIndexWithSettings(t *testing.T) {
 	if e.IndexName() != "cases_v1" || e.Name() != "meilisearch" {
 		t.Fatalf("name %q index %q", e.Name(), e.IndexName())
 	}
-	create := lastBody(t, f, http.MethodPost, "/indexes")
-	if !reflect.DeepEqual(create, map[string]any{"uid": "cases_v1", "primaryKey": "id"}) {
-		t.Fatalf("create index body %v", create)
+	creates := f.Requests(http.MethodPost, "/indexes")
+	if len(creates) != 2 {
+		t.Fatalf("%d indexes created, want cases_v1 and customers_v1", len(creates))
+	}
+	for i, uid := range []string{"cases_v1", "customers_v1"} {
+		var create map[string]any
+		if err := json.Unmarshal(creates[i].Body, &create); err != nil || !reflect.DeepEqual(create, map[string]any{"uid": uid, "primaryKey": "id"}) {
+			t.Fatalf("create index body %s (%v), want %s", creates[i].Body, err, uid)
+		}
+	}
+	// the customer index (issue 16 §2): names searchable, ties by ID
+	cs := lastBody(t, f, http.MethodPatch, "/indexes/customers_v1/settings")
+	if r, _ := cs["rankingRules"].([]any); len(r) == 0 || r[len(r)-1] != "customer_id:asc" {
+		t.Errorf("customer rankingRules %v", cs["rankingRules"])
+	}
+	if a, _ := cs["searchableAttributes"].([]any); !reflect.DeepEqual(a, []any{"customer_name", "customer_name_cjk"}) {
+		t.Errorf("customer searchableAttributes %v", cs["searchableAttributes"])
 	}
 	s := lastBody(t, f, http.MethodPatch, "/indexes/cases_v1/settings")
 	wantTypo := map[string]any{
@@ -175,7 +189,11 @@ func TestOpenExistingAndVersionedIndexes(t *testing.T) {
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("Open error %v, want error %v", err, tt.wantErr)
 			}
-			if got := len(f.Requests(http.MethodPost, "/indexes")) > 0; got != tt.wantCreate {
+			created := false
+			for _, r := range f.Requests(http.MethodPost, "/indexes") {
+				created = created || strings.Contains(string(r.Body), `"`+uid+`"`)
+			}
+			if got := created; got != tt.wantCreate {
 				t.Errorf("index created: %v, want %v", got, tt.wantCreate)
 			}
 			if got := len(f.Requests(http.MethodPatch, "/indexes/"+uid)) > 0; got != tt.wantPKSet {
@@ -573,7 +591,8 @@ func TestHTTPErrors(t *testing.T) {
 	}{
 		{"add documents", http.MethodPost, "/indexes/cases_v1/documents", "upstream unavailable",
 			func(e *Engine) error { return e.Index(ctx, []search.CaseDoc{fixtureA()}) }},
-		{"task poll", http.MethodGet, "/tasks/2", `{"message":"overloaded","code":"internal","type":"internal","link":"https://docs.meilisearch.com/errors#internal"}`,
+		// task 4: after the two indexes' creation and settings
+		{"task poll", http.MethodGet, "/tasks/4", `{"message":"overloaded","code":"internal","type":"internal","link":"https://docs.meilisearch.com/errors#internal"}`,
 			func(e *Engine) error { return e.Index(ctx, []search.CaseDoc{fixtureA()}) }},
 		{"search", http.MethodPost, "/indexes/cases_v1/search", "",
 			func(e *Engine) error { _, err := e.Search(ctx, search.Query{}); return err }},

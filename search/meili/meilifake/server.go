@@ -405,6 +405,8 @@ func (f *Server) route(w http.ResponseWriter, r *http.Request, body []byte) {
 			f.addDocuments(w, uid, r.URL.Query().Get("primaryKey"), body)
 		case r.Method == http.MethodPost && rest == "documents/delete":
 			f.deleteByFilter(w, uid, body)
+		case r.Method == http.MethodPost && rest == "documents/delete-batch":
+			f.deleteBatch(w, uid, body)
 		case r.Method == http.MethodPost && rest == "search":
 			f.search(w, uid, body)
 		default:
@@ -656,6 +658,38 @@ func (f *Server) deleteByFilter(w http.ResponseWriter, uid string, body []byte) 
 				continue
 			}
 			kept = append(kept, id)
+		}
+		idx.Order = kept
+		return nil
+	})
+}
+
+// deleteBatch deletes documents by id (POST documents/delete-batch); ids
+// not held are no error, as in Meilisearch.
+func (f *Server) deleteBatch(w http.ResponseWriter, uid string, body []byte) {
+	var ids []any
+	if err := json.Unmarshal(body, &ids); err != nil {
+		writeJSON(w, 400, NewAPIErr("bad_request", "invalid_request", err.Error()))
+		return
+	}
+	f.enqueue(w, uid, "documentDeletion", map[string]any{"providedIds": len(ids), "deletedDocuments": nil, "originalFilter": nil}, func() *APIErr {
+		idx := f.Indexes[uid]
+		if idx == nil {
+			return NewAPIErr("index_not_found", "invalid_request", "Index `"+uid+"` not found.")
+		}
+		gone := map[string]bool{}
+		for _, id := range ids {
+			k := fmt.Sprint(id)
+			if _, ok := idx.Docs[k]; ok {
+				delete(idx.Docs, k)
+				gone[k] = true
+			}
+		}
+		kept := idx.Order[:0]
+		for _, id := range idx.Order {
+			if !gone[id] {
+				kept = append(kept, id)
+			}
 		}
 		idx.Order = kept
 		return nil
