@@ -436,3 +436,36 @@ func TestNextRunWaitsForAnEndingRun(t *testing.T) {
 		})
 	}
 }
+
+// TestAttachmentProgressNeverGoesBack: the copy workers report in the order
+// their bytes were counted, so the attachment phase's progress only grows
+// and its last event says the copy is complete (reported out of order, a
+// stale count could be the last one shown; the interrupted-backup test then
+// never saw the copy finish).
+func TestAttachmentProgressNeverGoesBack(t *testing.T) {
+	src := newInstance(t, sqldb.SQLite)
+	src.seed(40, 1)
+	repo, _ := newRepo(t)
+	svc := src.service(repo, newKeys(t))
+
+	var events []backup.Progress
+	if _, err := svc.Backup(context.Background(), "test", operator, func(p backup.Progress) {
+		if p.Phase == "attachments" {
+			events = append(events, p)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	if len(events) == 0 {
+		t.Fatal("no attachment progress reported")
+	}
+	for i := 1; i < len(events); i++ {
+		if events[i].Done < events[i-1].Done {
+			t.Fatalf("progress went back: event %d %d bytes after %d", i, events[i].Done, events[i-1].Done)
+		}
+	}
+	if last := events[len(events)-1]; last.Done != last.Total {
+		t.Fatalf("last attachment progress %d of %d bytes", last.Done, last.Total)
+	}
+}

@@ -822,11 +822,13 @@ func (s *Service) copyBlobs(ctx context.Context, m *Manifest, atts []attRef, pre
 		g.Go(func() error {
 			buf := <-bufs
 			b, err := s.copyBlob(gctx, a.key, &buf, func(n int64) {
+				// Reported under the lock: workers reporting out of order
+				// would let a stale count be the last one shown (and the
+				// copy never look finished).
 				mu.Lock()
+				defer mu.Unlock()
 				done += n
-				d := done
-				mu.Unlock()
-				progress(Progress{Phase: "attachments", Done: d, Total: total, Unit: "bytes"})
+				progress(Progress{Phase: "attachments", Done: done, Total: total, Unit: "bytes"})
 			})
 			bufs <- buf
 			mu.Lock()
