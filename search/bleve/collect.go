@@ -166,17 +166,7 @@ func (c *collector) add(m matchInfo) error {
 		return nil
 	}
 
-	var chBits, puBits uint64
-	if c.facets&facetChannel != 0 {
-		for _, o := range cols.channel.values(d) {
-			chBits |= c.chanBits[o]
-		}
-	}
-	if c.facets&facetPurpose != 0 {
-		for _, o := range cols.purp.values(d) {
-			puBits |= c.purpBits[o]
-		}
-	}
+	chBits, puBits := c.contactBits(cols, d)
 
 	sortAt := cols.sortAt[d]
 	co := cols.caseID.first(d)
@@ -209,6 +199,22 @@ func (c *collector) add(m matchInfo) error {
 		g.bestScore, g.bestAt = m.score, sortAt
 	}
 	return nil
+}
+
+// contactBits are the channel and purpose facet bits of document d (only
+// the facets asked for), which its case's group ORs together.
+func (c *collector) contactBits(cols *segColumns, d uint32) (chBits, puBits uint64) {
+	if c.facets&facetChannel != 0 {
+		for _, o := range cols.channel.values(d) {
+			chBits |= c.chanBits[o]
+		}
+	}
+	if c.facets&facetPurpose != 0 {
+		for _, o := range cols.purp.values(d) {
+			puBits |= c.purpBits[o]
+		}
+	}
+	return chBits, puBits
 }
 
 // newGroup starts the group of a case from its first matching contact,
@@ -369,17 +375,7 @@ func (c *collector) addBits(i int, bm *roaring.Bitmap) error {
 		if dated && (!cols.contact[d] || cols.sortAt[d] < c.filter.from || cols.sortAt[d] >= c.filter.to) {
 			continue
 		}
-		var chBits, puBits uint64
-		if c.facets&facetChannel != 0 {
-			for _, o := range cols.channel.values(d) {
-				chBits |= c.chanBits[o]
-			}
-		}
-		if c.facets&facetPurpose != 0 {
-			for _, o := range cols.purp.values(d) {
-				puBits |= c.purpBits[o]
-			}
-		}
+		chBits, puBits := c.contactBits(cols, d)
 		co := cols.caseID.first(d)
 		if co < 0 {
 			return fmt.Errorf("bleve: document %d without case", d)

@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"time"
 
 	bv "github.com/blevesearch/bleve/v2"
 	"github.com/blevesearch/bleve/v2/document"
@@ -142,38 +141,7 @@ func (e *Engine) applyCustomers(ctx context.Context, b *bv.Batch) error {
 		}
 		return nil
 	}
-	return e.persistCustomers(ctx, b)
-}
-
-// persistCustomers applies b and waits for scorch to persist it. A batch
-// that fails to apply or persist marks the engine broken (reopened by the
-// indexer from what reached the disk), as for the case index.
-func (e *Engine) persistCustomers(ctx context.Context, b *bv.Batch) error {
-	persisted := make(chan error, 1)
-	b.SetPersistedCallback(func(err error) { persisted <- err })
-	if err := e.cust.idx.Batch(b); err != nil {
-		return e.breakWith(fmt.Errorf("customers: batch: %w", err))
-	}
-	// scorch retries a failed persist for ever without calling back (see
-	// failure.go): bound the wait by the caller's context and watch the
-	// case index's failure state meanwhile.
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-persisted:
-			if err != nil {
-				return e.breakWith(fmt.Errorf("customers: persist: %w", err))
-			}
-			return nil
-		case <-tick.C:
-			if err := e.failed(); err != nil {
-				return err
-			}
-		case <-ctx.Done():
-			return fmt.Errorf("bleve: customers: waiting for persistence: %w", ctx.Err())
-		}
-	}
+	return e.persist(ctx, e.cust.idx, "customers: ", b)
 }
 
 // flushCustomers persists everything written to the customer index (an
@@ -183,7 +151,7 @@ func (e *Engine) flushCustomers(ctx context.Context) error {
 	defer e.cust.mu.Unlock()
 	b := e.cust.idx.NewBatch()
 	b.SetInternal([]byte(mappingKey), []byte(fmt.Sprint(e.version)))
-	return e.persistCustomers(ctx, b)
+	return e.persist(ctx, e.cust.idx, "customers: ", b)
 }
 
 // dropCustomers closes the customer index and deletes it.

@@ -457,13 +457,20 @@ func (e *Engine) applyDurable(ctx context.Context, b *bv.Batch) error {
 	if err := e.failed(); err != nil {
 		return err
 	}
+	return e.persist(ctx, e.idx, "", b)
+}
+
+// persist applies b to idx (the case index or the customer index, what
+// names it in errors) and waits until scorch has persisted it.
+func (e *Engine) persist(ctx context.Context, idx bv.Index, what string, b *bv.Batch) error {
 	persisted := make(chan error, 1)
 	b.SetPersistedCallback(func(err error) { persisted <- err })
-	if err := e.idx.Batch(b); err != nil {
+	if err := idx.Batch(b); err != nil {
 		// scorch may have half applied it (a segment written, not
 		// introduced): start again from what is on disk
-		return e.breakWith(fmt.Errorf("batch: %w", err))
+		return e.breakWith(fmt.Errorf("%sbatch: %w", what, err))
 	}
+
 	// A failed persist never calls back (scorch retries it for ever), so
 	// watch its error counter meanwhile (failure.go).
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -472,7 +479,7 @@ func (e *Engine) applyDurable(ctx context.Context, b *bv.Batch) error {
 		select {
 		case err := <-persisted:
 			if err != nil {
-				return e.breakWith(fmt.Errorf("persist: %w", err))
+				return e.breakWith(fmt.Errorf("%spersist: %w", what, err))
 			}
 			return nil
 		case <-tick.C:
@@ -480,7 +487,7 @@ func (e *Engine) applyDurable(ctx context.Context, b *bv.Batch) error {
 				return err
 			}
 		case <-ctx.Done():
-			return fmt.Errorf("bleve: waiting for persistence: %w", ctx.Err())
+			return fmt.Errorf("bleve: %swaiting for persistence: %w", what, ctx.Err())
 		}
 	}
 }
