@@ -45,3 +45,8 @@ func (e *Engine) SearchWithoutDisjunctiveFacets(ctx context.Context, q search.Qu
 func (e *Engine) SearchByWalk(ctx context.Context, q search.Query) (search.Result, error) {
 	return e.searchWith(ctx, q, true, false)
 }
+
+// SetSplitMin sets how many matches make a query run on several goroutines
+// (1: every query with a match), so that tests cover the split on small
+// corpora.
+func (e *Engine) SetSplitMin(n int) { e.splitMin = n }

@@ -17,7 +17,9 @@ import (
 // searchers returns: totals, hits in order with their scores and
 // snippets, and the (disjunctive) facet counts. On several segments with
 // deletions too, where documents are numbered across segments and a
-// deleted document's terms are still in its segment's dictionary.
+// deleted document's terms are still in its segment's dictionary. Half of
+// the queries run split over goroutines (a walk in two halves merged, the
+// facet views beside it), half in one.
 func TestPrefilterMatchesWalk(t *testing.T) {
 	ctx := t.Context()
 	eng, err := bleve.Open(ctx, t.TempDir())
@@ -62,6 +64,13 @@ func TestPrefilterMatchesWalk(t *testing.T) {
 	nots := []search.Filter{{}, {Tags: []string{"legal"}}, {Statuses: []string{"closed"}, Channels: []string{"sms"}}}
 	sorts := []search.SortOrder{"", search.SortNewest, search.SortOldest, search.SortUpdated}
 	for i := range 300 {
+		// every other query split over goroutines whatever its size
+		// (prefiltered, collector.merge), the rest as production splits
+		if i%2 == 0 {
+			eng.SetSplitMin(1)
+		} else {
+			eng.SetSplitMin(1 << 30)
+		}
 		q := search.Query{Limit: 10, Offset: rng.IntN(3) * 5, Facets: rng.IntN(4) > 0, Filter: filters[rng.IntN(len(filters))], Not: nots[rng.IntN(len(nots))], Sort: sorts[rng.IntN(len(sorts))]}
 		for range rng.IntN(3) {
 			w := bt.words[rng.IntN(200)]
