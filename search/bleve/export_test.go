@@ -2,6 +2,7 @@ package bleve
 
 import (
 	"context"
+	"math"
 
 	bv "github.com/blevesearch/bleve/v2"
 
@@ -40,9 +41,22 @@ func (e *Engine) SearchWithoutDisjunctiveFacets(ctx context.Context, q search.Qu
 	return e.search(ctx, q, false)
 }
 
-// SearchByWalk is Search with every match walked by Bleve's searchers
-// (no bitmap prefilter): the reference for the prefilter's results.
+// SearchByWalk is Search with every match walked by Bleve's searchers in
+// one goroutine (no bitmap prefilter, no split): the reference for the
+// prefilter's and the split walk's results.
 func (e *Engine) SearchByWalk(ctx context.Context, q search.Query) (search.Result, error) {
+	old := e.splitMin
+	e.splitMin = math.MaxInt
+	defer func() { e.splitMin = old }()
+	return e.searchWith(ctx, q, true, false)
+}
+
+// SearchBySplitWalk is SearchByWalk with every query walked in two halves
+// on two goroutines (walk), however few its matches.
+func (e *Engine) SearchBySplitWalk(ctx context.Context, q search.Query) (search.Result, error) {
+	old := e.splitMin
+	e.splitMin = 1
+	defer func() { e.splitMin = old }()
 	return e.searchWith(ctx, q, true, false)
 }
 

@@ -19,7 +19,8 @@ import (
 // deletions too, where documents are numbered across segments and a
 // deleted document's terms are still in its segment's dictionary. Half of
 // the queries run split over goroutines (a walk in two halves merged, the
-// facet views beside it), half in one.
+// facet views beside it), half in one; the walk without the prefilter is
+// compared split in two halves too.
 func TestPrefilterMatchesWalk(t *testing.T) {
 	ctx := t.Context()
 	eng, err := bleve.Open(ctx, t.TempDir())
@@ -63,39 +64,55 @@ func TestPrefilterMatchesWalk(t *testing.T) {
 	}
 	nots := []search.Filter{{}, {Tags: []string{"legal"}}, {Statuses: []string{"closed"}, Channels: []string{"sms"}}}
 	sorts := []search.SortOrder{"", search.SortNewest, search.SortOldest, search.SortUpdated}
-	for i := range 300 {
-		// every other query split over goroutines whatever its size
-		// (prefiltered, collector.merge), the rest as production splits
-		if i%2 == 0 {
-			eng.SetSplitMin(1)
-		} else {
-			eng.SetSplitMin(1 << 30)
-		}
-		q := search.Query{Limit: 10, Offset: rng.IntN(3) * 5, Facets: rng.IntN(4) > 0, Filter: filters[rng.IntN(len(filters))], Not: nots[rng.IntN(len(nots))], Sort: sorts[rng.IntN(len(sorts))]}
-		for range rng.IntN(3) {
-			w := bt.words[rng.IntN(200)]
-			switch rng.IntN(6) {
-			case 0:
-				w = typo(rng, w)
-			case 1:
-				w = []string{"阅读", "退款", "账户", "物流"}[rng.IntN(4)]
+	// then on one segment, as a compacted index is: the split walk's merge
+	// finds cases by their ord in the segment there (collector.merge)
+	for _, phase := range []string{"segments", "compacted"} {
+		if phase == "compacted" {
+			if err := eng.Compact(ctx); err != nil {
+				t.Fatal(err)
 			}
-			q.Words = append(q.Words, w)
 		}
-		if rng.IntN(8) == 0 {
-			q.Excluded = []string{bt.words[rng.IntN(40)]}
-		}
-		q.Exact = rng.IntN(10) == 0
-		got, err := eng.Search(ctx, q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := eng.SearchByWalk(ctx, q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("query %d %+v:\nprefilter %+v\nwalk      %+v", i, q, got, want)
+		for i := range 200 {
+			// every other query split over goroutines whatever its size
+			// (prefiltered, collector.merge), the rest as production splits
+			if i%2 == 0 {
+				eng.SetSplitMin(1)
+			} else {
+				eng.SetSplitMin(1 << 30)
+			}
+			q := search.Query{Limit: 10, Offset: rng.IntN(3) * 5, Facets: rng.IntN(4) > 0, Filter: filters[rng.IntN(len(filters))], Not: nots[rng.IntN(len(nots))], Sort: sorts[rng.IntN(len(sorts))]}
+			for range rng.IntN(3) {
+				w := bt.words[rng.IntN(200)]
+				switch rng.IntN(6) {
+				case 0:
+					w = typo(rng, w)
+				case 1:
+					w = []string{"阅读", "退款", "账户", "物流"}[rng.IntN(4)]
+				}
+				q.Words = append(q.Words, w)
+			}
+			if rng.IntN(8) == 0 {
+				q.Excluded = []string{bt.words[rng.IntN(40)]}
+			}
+			q.Exact = rng.IntN(10) == 0
+			got, err := eng.Search(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := eng.SearchByWalk(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s query %d %+v:\nprefilter %+v\nwalk      %+v", phase, i, q, got, want)
+			}
+			split, err := eng.SearchBySplitWalk(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(split, want) {
+				t.Fatalf("%s query %d %+v:\nsplit walk %+v\nwalk       %+v", phase, i, q, split, want)
+			}
 		}
 	}
 }
