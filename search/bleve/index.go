@@ -44,9 +44,12 @@ const (
 	fSortAt    = "sort_at"    // occurred_at, or the case's created_at on a case-only document; sortKey-encoded
 	fHash      = "hash"       // content hash of the document (docHashes), to skip unchanged rewrites
 	fContact   = "contact"    // "1" on contact documents (not on a case-only one), for contact filters in query clauses
-	// The customer's name: also in text, text_cjk and text_en at array
-	// position 2 (free text finds it), and in fields of its own for
-	// CustomerIDsByName, which must not match subjects or bodies.
+	// The customer's name is in text, text_cjk and text_en at array
+	// position 2 (free text finds it). Its fields of its own, for
+	// CustomerIDsByName (which must not match subjects or bodies), are
+	// only in the customer index (customerindex.go): since mapping 7 case
+	// documents no longer carry them, as no query of the case index reads
+	// them and every contact paid for two more indexed fields.
 	fName    = "customer_name"     // non-CJK tokens
 	fNameCJK = "customer_name_cjk" // CJK bigrams
 )
@@ -135,8 +138,6 @@ func (e *Engine) caseDocuments(c search.CaseDoc, hashes []string, head bool, wan
 			d.AddField(document.NewTextFieldCustom(fText, []uint64{2}, name, optText, latin))
 			d.AddField(document.NewTextFieldCustom(fTextCJK, []uint64{2}, name, optText, cjk))
 			d.AddField(document.NewTextFieldCustom(fTextEN, []uint64{2}, name, index.IndexField, stem))
-			d.AddField(document.NewTextFieldCustom(fName, nil, name, index.IndexField, latin))
-			d.AddField(document.NewTextFieldCustom(fNameCJK, nil, name, index.IndexField, cjk))
 		}
 		kw(fStatus, c.Status, optKeyword|index.StoreField)
 		kw(fPriority, c.Priority, optKeyword)
