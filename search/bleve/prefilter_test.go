@@ -72,7 +72,7 @@ func TestPrefilterMatchesWalk(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		for i := range 200 {
+		for i := range 150 {
 			// every other query split over goroutines whatever its size
 			// (prefiltered, collector.merge), the rest as production splits
 			if i%2 == 0 {
