@@ -21,18 +21,25 @@ func TestSnapshotTxsShareOneState(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			var wg sync.WaitGroup
 			wg.Add(1)
+			first := make(chan error, 1)
 			go func() {
 				defer wg.Done()
 				for i := 0; ctx.Err() == nil; i++ {
-					_, _ = db.Write.ExecContext(ctx, db.Rebind(`INSERT INTO tokens (id, name, role, hash, created_at) VALUES (?, ?, ?, ?, ?)`),
+					_, err := db.Write.ExecContext(ctx, db.Rebind(`INSERT INTO tokens (id, name, role, hash, created_at) VALUES (?, ?, ?, ?, ?)`),
 						fmt.Sprintf("snap-%d", i), "t", "agent", fmt.Sprintf("h-%d", i), int64(i))
+					if i == 0 {
+						first <- err
+					}
 				}
 			}()
 			defer wg.Wait()
 			defer cancel()
+			if err := <-first; err != nil {
+				t.Fatal(err)
+			}
 
 			distinct := map[int64]bool{}
-			for range 30 {
+			for i := 0; i < 30 || (len(distinct) < 2 && i < 300); i++ {
 				txs, release, err := snapshotTxs(ctx, db, 3)
 				if err != nil {
 					t.Fatal(err)
