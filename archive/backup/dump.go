@@ -15,22 +15,6 @@ import (
 	"github.com/casevault/casevault/sqldb"
 )
 
-// snapshotTx opens the read transaction every table is dumped from, so the
-// backup is one consistent state while writers go on: on SQLite a WAL read
-// transaction (it sees the database as of its first read), on PostgreSQL a
-// REPEATABLE READ snapshot.
-func snapshotTx(ctx context.Context, db *sqldb.DB) (*sql.Tx, error) {
-	opts := &sql.TxOptions{ReadOnly: true}
-	if db.Dialect == sqldb.Postgres {
-		opts.Isolation = sql.LevelRepeatableRead
-	}
-	tx, err := db.Read.BeginTx(ctx, opts)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot: %w", err)
-	}
-	return tx, nil
-}
-
 // snapshotTxs opens n read transactions (n ≥ 1) that all see one same
 // state, so that tables can be dumped on n connections at once and still
 // make one consistent backup. SQLite has no way to hand a snapshot to

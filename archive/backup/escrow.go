@@ -315,28 +315,16 @@ type EscrowStats struct {
 	Purged int64 `json:"escrow_purged"`
 }
 
-// syncEscrow escrows every live key that has no entry yet, then purges the
-// entries of every destroyed key and every pending deletion. The keys are
-// read after the snapshot: a key destroyed since needs no entry, one made
-// since gets one early. The destroyed keys are read after the entries are
-// written, so an erasure that committed meanwhile is purged here, and one
-// that commits later purges what this run wrote itself.
-func (s *Service) syncEscrow(ctx context.Context) (EscrowStats, error) {
-	st, have, err := s.writeEscrow(ctx)
-	if err != nil {
-		return st, err
-	}
-	n, err := s.purgeErased(ctx, have)
-	st.Purged = n
-	return st, err
-}
-
-// writeEscrow is syncEscrow's first step: it escrows every live key that
-// has no entry yet and returns the customers that have one. A run does it
-// while it dumps the tables; the purge (purgeErased) waits for the dump's
-// end, so an erasure committed during the dump is seen by it as it was
-// before (a backup is never listed with an erased customer's entry, even
-// when the erasure's own purge failed).
+// writeEscrow escrows every live key that has no entry yet and returns
+// the customers that have one; purgeErased then removes the entries of
+// every destroyed key and every pending deletion. The keys are read after
+// the snapshot: a key destroyed since needs no entry, one made since gets
+// one early. A run writes while it dumps the tables and purges after the
+// dump, before the manifest: the destroyed keys are read after the entries
+// are written, so an erasure that committed meanwhile is purged by the run
+// (even when its own purge failed: a backup is never listed with an erased
+// customer's entry), and one that commits later purges what this run
+// wrote itself.
 func (s *Service) writeEscrow(ctx context.Context) (EscrowStats, map[string]bool, error) {
 	var st EscrowStats
 	have, err := s.repo.escrowList(ctx)
