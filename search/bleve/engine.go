@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,7 +85,28 @@ type Engine struct {
 	// its scored walk and facet views run on several goroutines
 	// (prefiltered): below it the goroutines cost more than they save.
 	splitMin int
+	// spare counts the cores not taken by a split search: a search splits
+	// only if it gets one, so under concurrent searches each runs on one
+	// goroutine and the split's extra CPU is not spent.
+	spare spareCores
 }
+
+// spareCores is a non-blocking counting semaphore.
+type spareCores chan struct{}
+
+func newSpareCores() spareCores { return make(spareCores, max(runtime.GOMAXPROCS(0)-1, 1)) }
+
+// take reports whether a spare core was free (then give returns it).
+func (s spareCores) take() bool {
+	select {
+	case s <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s spareCores) give() { <-s }
 
 // defaultSplitMin: at 4,096 matches the walk takes about 1–2 ms, where two
 // goroutines' start and merge (tens of microseconds) are small.
@@ -219,7 +241,7 @@ func newEngine(dir, name string, idx bv.Index, cust *custIndex, version int, opt
 		_ = cust.close()
 		return nil, fmt.Errorf("bleve: %s has mapping %T", name, idx.Mapping())
 	}
-	e := &Engine{dir: dir, name: name, idx: idx, cust: cust, m: im, version: version, splitMin: defaultSplitMin}
+	e := &Engine{dir: dir, name: name, idx: idx, cust: cust, m: im, version: version, splitMin: defaultSplitMin, spare: newSpareCores()}
 	for _, o := range opts {
 		o(e)
 	}

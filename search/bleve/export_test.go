@@ -64,3 +64,7 @@ func (e *Engine) SearchBySplitWalk(ctx context.Context, q search.Query) (search.
 // (1: every query with a match), so that tests cover the split on small
 // corpora.
 func (e *Engine) SetSplitMin(n int) { e.splitMin = n }
+
+// SparesTaken is how many spare cores searches hold now (0 between
+// searches: a split search gives its core back).
+func (e *Engine) SparesTaken() int { return len(e.spare) }

@@ -386,18 +386,19 @@ func (e *Engine) prefiltered(ctx context.Context, r index.IndexReader, sv *snaps
 		return true, e.facetViews(ctx, sv, matched, others)
 	}
 
-	// A broad query is split (see splitMin): each disjunctive view's
-	// collector is fed on its own goroutine, and the scored walk runs in
-	// two halves of the documents on two more, merged after. On the
-	// 200k-contact corpus this took the slowest queries (one common word,
-	// two filters) from about 21 to about 11 ms on two cores; each part's
-	// CPU is what it was.
-	if n < uint64(e.splitMin) {
+	// A broad query is split (see splitMin) when a core is free of other
+	// searches (spare): each disjunctive view's collector is fed on its
+	// own goroutine, and the scored walk runs in two halves of the
+	// documents on two more, merged after. Measured on the 2-vCPU VM, whose
+	// two vCPUs give about 1.25× one (docs/ARCHITECTURE.md): latency −15 to
+	// −25% on the broadest queries, CPU +25–30%, hence only with a spare.
+	if n < uint64(e.splitMin) || !e.spare.take() {
 		if err := e.facetViews(ctx, sv, matched, others); err != nil {
 			return false, err
 		}
 		return true, filteredEach(ctx, r, e.m, q, sv, mainBits, main.add)
 	}
+	defer e.spare.give()
 	g, gctx := errgroup.WithContext(ctx)
 	for _, c := range others {
 		g.Go(func() error { return e.facetViews(gctx, sv, matched, []*collector{c}) })

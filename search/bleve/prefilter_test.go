@@ -113,6 +113,9 @@ func TestPrefilterMatchesWalk(t *testing.T) {
 			if !reflect.DeepEqual(split, want) {
 				t.Fatalf("%s query %d %+v:\nsplit walk %+v\nwalk       %+v", phase, i, q, split, want)
 			}
+			if n := eng.SparesTaken(); n != 0 {
+				t.Fatalf("%s query %d: %d spare cores still taken after the searches", phase, i, n)
+			}
 		}
 	}
 }

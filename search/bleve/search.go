@@ -556,8 +556,9 @@ func each(ctx context.Context, r index.IndexReader, m mapping.IndexMapping, q qu
 
 // walk feeds every match of q to each collector, in document order. When
 // q may match at least splitMin documents (its searcher's count, an upper
-// bound), the documents are walked in two halves by number on two
-// goroutines, each half into its own collectors, merged after
+// bound) and a core is free of other searches (spare), the documents are
+// walked in two halves by number on two goroutines, each half into its
+// own collectors, merged after
 // (collector.merge): the unfiltered broad queries of the console's search
 // page ("refund", "damaged courier": 15,000 of 20,000 cases) spent 80% of
 // their time in this walk.
@@ -568,9 +569,10 @@ func (e *Engine) walk(ctx context.Context, r index.IndexReader, sv *snapshotColu
 	}
 	defer s.Close()
 	total := sv.offsets[len(sv.offsets)-1]
-	if s.Count() < uint64(e.splitMin) || total < 2 {
+	if s.Count() < uint64(e.splitMin) || total < 2 || !e.spare.take() {
 		return walkRange(ctx, r, s, 0, math.MaxUint64, feedAll(cs))
 	}
+	defer e.spare.give()
 
 	s2, err := newSearcher(ctx, r, e.m, q, score)
 	if err != nil {
