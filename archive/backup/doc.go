@@ -3,9 +3,8 @@
 // that keeps it.
 //
 // A backup is one snapshot in a repository (a local directory or an S3
-// bucket, opened with OpenRepo): every table dumped from one snapshot (read
-// transactions on two connections that see one state, snapshotTxs) as
-// canonical NDJSON, zstd-compressed and age-encrypted to the
+// bucket, opened with OpenRepo): every table dumped from one read
+// transaction as canonical NDJSON, zstd-compressed and age-encrypted to the
 // backup recipients; a verbatim copy of each attachment blob no earlier
 // backup holds (content-addressed; the attachment store's bytes, already
 // encrypted under the customer's data key, so no age layer is added); and a manifest,

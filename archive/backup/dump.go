@@ -9,96 +9,25 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"sync"
 	"unicode/utf8"
 
 	"github.com/casevault/casevault/sqldb"
 )
 
-// snapshotTxs opens n read transactions (n ≥ 1) that all see one same
-// state, so that tables can be dumped on n connections at once and still
-// make one consistent backup. SQLite has no way to hand a snapshot to
-// another connection through database/sql (sqlite3_snapshot_open is not
-// exposed by the driver), so the write lock is the barrier: with BEGIN
-// IMMEDIATE held on the write connection no transaction can commit, and a
-// WAL read transaction sees the commits made before its first read, so n
-// transactions that each read once under that lock see the same commits.
-// The lock is held for those n reads only (writers wait for it as for any
-// write, a few milliseconds). The read connections are taken from the
-// pool before the lock, so no reader is awaited while writers are held.
-// PostgreSQL: the first REPEATABLE READ transaction exports its snapshot
-// and the others import it (what pg_dump -j does). release rolls back
-// and returns every connection.
-func snapshotTxs(ctx context.Context, db *sqldb.DB, n int) (txs []*sql.Tx, release func(), err error) {
-	var conns []*sql.Conn
-	release = sync.OnceFunc(func() {
-		for _, tx := range txs {
-			_ = tx.Rollback()
-		}
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	defer func() {
-		if err != nil {
-			release()
-			txs, release = nil, nil
-		}
-	}()
-	for range n {
-		c, err := db.Read.Conn(ctx)
-		if err != nil {
-			return nil, nil, fmt.Errorf("snapshot: %w", err)
-		}
-		conns = append(conns, c)
-	}
+// snapshotTx opens the read transaction every table is dumped from, so the
+// backup is one consistent state while writers go on: on SQLite a WAL read
+// transaction (it sees the database as of its first read), on PostgreSQL a
+// REPEATABLE READ snapshot.
+func snapshotTx(ctx context.Context, db *sqldb.DB) (*sql.Tx, error) {
 	opts := &sql.TxOptions{ReadOnly: true}
-	switch db.Dialect {
-	case sqldb.Postgres:
+	if db.Dialect == sqldb.Postgres {
 		opts.Isolation = sql.LevelRepeatableRead
-		var id string
-		for i, c := range conns {
-			tx, err := c.BeginTx(ctx, opts)
-			if err != nil {
-				return nil, nil, fmt.Errorf("snapshot: %w", err)
-			}
-			txs = append(txs, tx)
-			if i == 0 {
-				if n > 1 {
-					if err := tx.QueryRowContext(ctx, `SELECT pg_export_snapshot()`).Scan(&id); err != nil {
-						return nil, nil, fmt.Errorf("snapshot: export: %w", err)
-					}
-				}
-				continue
-			}
-			// The first statement of the transaction, as it must be.
-			if _, err := tx.ExecContext(ctx, `SET TRANSACTION SNAPSHOT '`+strings.ReplaceAll(id, "'", "''")+`'`); err != nil {
-				return nil, nil, fmt.Errorf("snapshot: import: %w", err)
-			}
-		}
-	default:
-		var lock *sql.Tx
-		if n > 1 {
-			// The write pool opens its transactions with BEGIN IMMEDIATE.
-			if lock, err = db.Write.BeginTx(ctx, nil); err != nil {
-				return nil, nil, fmt.Errorf("snapshot: write lock: %w", err)
-			}
-			defer lock.Rollback()
-		}
-		for _, c := range conns {
-			tx, err := c.BeginTx(ctx, opts)
-			if err != nil {
-				return nil, nil, fmt.Errorf("snapshot: %w", err)
-			}
-			txs = append(txs, tx)
-			// SQLite takes the snapshot at the first read.
-			var one int
-			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM instance`).Scan(&one); err != nil {
-				return nil, nil, fmt.Errorf("snapshot: %w", err)
-			}
-		}
 	}
-	return txs, release, nil
+	tx, err := db.Read.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	return tx, nil
 }
 
 type querier interface {

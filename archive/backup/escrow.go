@@ -315,21 +315,17 @@ type EscrowStats struct {
 	Purged int64 `json:"escrow_purged"`
 }
 
-// writeEscrow escrows every live key that has no entry yet and returns
-// the customers that have one; purgeErased then removes the entries of
-// every destroyed key and every pending deletion. The keys are read after
-// the snapshot: a key destroyed since needs no entry, one made since gets
-// one early. A run writes while it dumps the tables and purges after the
-// dump, before the manifest: the destroyed keys are read after the entries
-// are written, so an erasure that committed meanwhile is purged by the run
-// (even when its own purge failed: a backup is never listed with an erased
-// customer's entry), and one that commits later purges what this run
-// wrote itself.
-func (s *Service) writeEscrow(ctx context.Context) (EscrowStats, map[string]bool, error) {
+// syncEscrow escrows every live key that has no entry yet, then purges the
+// entries of every destroyed key and every pending deletion. The keys are
+// read after the snapshot: a key destroyed since needs no entry, one made
+// since gets one early. The destroyed keys are read after the entries are
+// written, so an erasure that committed meanwhile is purged here, and one
+// that commits later purges what this run wrote itself.
+func (s *Service) syncEscrow(ctx context.Context) (EscrowStats, error) {
 	var st EscrowStats
 	have, err := s.repo.escrowList(ctx)
 	if err != nil {
-		return st, nil, err
+		return st, err
 	}
 	type liveKey struct{ id, wrapped string }
 	live, err := sqldb.Collect(ctx, s.db.Read, `SELECT customer_id, wrapped_key FROM customer_keys WHERE wrapped_key IS NOT NULL AND destroyed_at IS NULL`, nil,
@@ -338,7 +334,7 @@ func (s *Service) writeEscrow(ctx context.Context) (EscrowStats, map[string]bool
 			return k, rows.Scan(&k.id, &k.wrapped)
 		})
 	if err != nil {
-		return st, nil, fmt.Errorf("key escrow: %w", err)
+		return st, fmt.Errorf("key escrow: %w", err)
 	}
 	var mu sync.Mutex
 	var written []string // merged into have after the workers (the loop reads have)
@@ -373,9 +369,11 @@ func (s *Service) writeEscrow(ctx context.Context) (EscrowStats, map[string]bool
 		// The run fails; what it wrote of an erased customer goes anyway
 		// (best effort: the next run purges it otherwise).
 		_, _ = s.purgeErased(context.WithoutCancel(ctx), have)
-		return st, nil, err
+		return st, err
 	}
-	return st, have, nil
+	n, err := s.purgeErased(ctx, have)
+	st.Purged = n
+	return st, err
 }
 
 // purgeErased purges the entries in have whose key is destroyed, and every

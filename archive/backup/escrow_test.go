@@ -378,8 +378,7 @@ func TestKeyEscrowCaseRestoreOfErasedCustomer(t *testing.T) {
 
 // failingEscrowStore is a real local store whose escrow writes fail after
 // the first okPuts (the repository filling up or going away mid-run). Its
-// writes all go through itself (no unsynced or write-behind view), so it
-// sees them.
+// writes all go through itself (no unsynced view), so it sees them.
 type failingEscrowStore struct {
 	*local.Store
 	okPuts   int64
@@ -388,9 +387,6 @@ type failingEscrowStore struct {
 }
 
 func (f *failingEscrowStore) Unsynced() archive.Blobs { return f }
-
-// WriteBehind: the repository's bulk view (local.Store's would bypass Put).
-func (f *failingEscrowStore) WriteBehind() archive.Blobs { return f }
 
 func (f *failingEscrowStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
 	if strings.Contains(key, "keys/") && f.failing.Load() && f.attempts.Add(1) > f.okPuts {

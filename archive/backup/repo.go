@@ -103,17 +103,6 @@ func bulkView(b archive.Blobs) (archive.Blobs, func(ctx context.Context) error) 
 	return b, nil
 }
 
-// WriteBehinder is the optional capability of a store whose bulk writes
-// can be made durable while the writer goes on (archive/local: each file
-// fsynced in the background once written, large in-memory blobs written
-// around the page cache). A repository writes through it: what a run
-// writes is read back only by a verify or a restore, and the run's seal
-// is then left with little more than the directories.
-type WriteBehinder interface {
-	BulkSyncer
-	WriteBehind() archive.Blobs
-}
-
 // RepoOptions are a repository's keys and trust settings.
 type RepoOptions struct {
 	// Signer signs new manifests and authenticates every manifest read
@@ -139,9 +128,6 @@ func OpenRepo(b archive.Blobs, prefix string, opts RepoOptions) (*Repo, error) {
 	}
 	r := &Repo{st: st, bulk: st, prefix: prefix, signer: opts.Signer, allowUnsigned: opts.AllowUnsigned}
 	if v, sync := bulkView(b); sync != nil {
-		if ds, ok := b.(WriteBehinder); ok {
-			v = ds.WriteBehind()
-		}
 		if vs, ok := v.(store); ok {
 			r.bulk, r.sync = vs, sync
 		}

@@ -12,10 +12,7 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"slices"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -505,6 +502,12 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 		return Manifest{}, err
 	}
 
+	// The keys of the snapshot's live customers go to the escrow, and the
+	// entries of erased customers go, before the manifest: a backup is
+	// never listed while an erased customer's entry exists.
+	if m.Stats.Escrow, err = s.syncEscrow(ctx); err != nil {
+		return Manifest{}, err
+	}
 	m.KeyEscrow = EscrowFormat
 
 	m.FinishedAt = s.opts.Now().UTC()
@@ -534,67 +537,32 @@ type attRef struct {
 	size int64 // plaintext size
 }
 
-// dumpLanes is how many connections dump tables at once, in one snapshot
-// (snapshotTxs): the largest table on one, every other table and the
-// fingerprints that need not come first on the other. One connection read
-// every row of every table on one thread, the run's critical path
-// (issue 17 §4: the 200,000 contacts alone took most of a full backup's
-// wall time while the blob copy had long finished).
-const dumpLanes = 2
-
 // dumpAndCopy dumps every table into chunks and copies the attachment
 // blobs the snapshot references, at the same time: the attachments table
 // is dumped first, then its blobs are copied by workers while the other
-// tables are read (the database reads are dumpLanes goroutines, one
-// connection each; compression, encryption and copies spread over the
-// cores).
+// tables are read (the database read is one goroutine; compression,
+// encryption and copies spread over the cores).
 func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, progress func(Progress)) error {
 	// A failed copy stops the dump and the other way round.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	txs, release, err := snapshotTxs(ctx, s.db, dumpLanes)
+	tx, err := snapshotTx(ctx, s.db)
 	if err != nil {
 		return err
 	}
-	defer release()
-	tx := txs[0]
+	defer tx.Rollback()
 
-	// Counting first gives the progress bar its total and the lanes their
-	// share.
+	// Counting first pins the snapshot (SQLite takes it at the first read)
+	// and gives the progress bar its total.
 	var total int64
-	counts := map[string]int64{}
 	m.SnapshotAt = s.opts.Now().UTC()
 	for _, t := range tables {
 		var n int64
 		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+t.Name).Scan(&n); err != nil {
 			return fmt.Errorf("count %s: %w", t.Name, err)
 		}
-		counts[t.Name] = n
 		total += n
 	}
-
-	// The keys of the snapshot's live customers go to the escrow (the
-	// entries of erased customers are purged after the dump, backup's
-	// purgeErased). Once the snapshot is taken, while the tables are
-	// dumped: the live keys are read after it, so every key of a customer
-	// in the snapshot that is not destroyed meanwhile is escrowed (the
-	// step took ~0.4-0.8 s of a full backup's wall time at load 8 when it
-	// ran after the dump).
-	escrowed := make(chan error, 1)
-	var escrowHave map[string]bool
-	go func() {
-		st, have, err := s.writeEscrow(ctx)
-		m.Stats.Escrow, escrowHave = st, have
-		if err != nil {
-			cancel(err)
-		}
-		escrowed <- err
-	}()
-	defer func() {
-		if escrowed != nil {
-			<-escrowed
-		}
-	}()
 
 	// One phase at a time for the progress bar: the copy's progress waits
 	// (latest event kept) until the tables are done.
@@ -612,130 +580,65 @@ func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, prog
 	}
 
 	cs := newChunkStore(ctx, s.repo, s.opts.Keys.Recipients, prev.chunks, s.opts.Workers)
-	var done atomic.Int64
+	var done int64
+	var atts []attRef
 	var blobs errgroup.Group
-	var pmuTables sync.Mutex
-	pending := map[string]*pendingTable{}
-
-	// Lanes: the largest table (but attachments, whose blobs are copied
-	// from the start) alone on the last one, every other table on the
-	// first. A table no earlier backup lists is dumped without waiting for
-	// its fingerprint, which the first lane computes once its own tables
-	// are done (a fingerprint that decides nothing need not come first).
-	order := dumpOrder()
-	big := -1
-	for i, t := range order {
-		if t.Name != "attachments" && (big < 0 || counts[t.Name] > counts[order[big].Name]) {
-			big = i
-		}
-	}
-	lanes := make([][]table, len(txs))
-	for i, t := range order {
-		if len(txs) > 1 && i == big {
-			lanes[len(txs)-1] = append(lanes[len(txs)-1], t)
-		} else {
-			lanes[0] = append(lanes[0], t)
-		}
-	}
-	var deferredFP []table
-	fps := map[string]string{}
-
-	dumpOne := func(tx *sql.Tx, t table, fpLater bool) error {
-		each := func(vals []any) error {
-			if n := done.Add(1); n%2048 == 0 {
-				progress(Progress{Phase: "tables", Done: n, Total: total, Unit: "rows"})
-			}
-			return nil
-		}
-		var atts []attRef
-		if t.Name == "attachments" {
-			each = func(vals []any) error {
-				atts = append(atts, attRef{key: asString(vals[8]), size: asInt(vals[6])})
-				done.Add(1)
+	pending := make([]*pendingTable, 0, len(tables))
+	err = func() error {
+		for _, t := range dumpOrder() {
+			each := func(vals []any) error {
+				done++
+				if done%2048 == 0 {
+					progress(Progress{Phase: "tables", Done: done, Total: total, Unit: "rows"})
+				}
+				if t.Name == "attachments" {
+					atts = append(atts, attRef{key: asString(vals[8]), size: asInt(vals[6])})
+				}
 				return nil
 			}
-		}
-		fp := ""
-		if skipsByFingerprint(t) && !fpLater {
-			var err error
-			if fp, err = fingerprint(ctx, tx, s.db.Dialect, t); err != nil {
-				return err
-			}
-		}
-		var p *pendingTable
-		if old, ok := prev.tables[t.Name+"\x00"+fp]; ok && fp != "" {
-			p = cs.relist(old)
-			done.Add(old.Rows)
-			if t.Name == "attachments" {
+			fp := ""
+			if skipsByFingerprint(t) {
 				var err error
-				if atts, err = attachmentRefs(ctx, tx); err != nil {
+				if fp, err = fingerprint(ctx, tx, s.db.Dialect, t); err != nil {
 					return err
 				}
 			}
-		} else {
-			var err error
-			if p, err = cs.dump(ctx, tx, t, each); err != nil {
-				return err
-			}
-			p.entry.Fingerprint = fp
-		}
-		pmuTables.Lock()
-		pending[t.Name] = p
-		pmuTables.Unlock()
-		if t.Name == "attachments" {
-			blobs.Go(func() error {
-				err := s.copyBlobs(ctx, m, atts, prev.blobs, blobProgress)
-				if err != nil {
-					cancel(err)
+			var p *pendingTable
+			if old, ok := prev.tables[t.Name+"\x00"+fp]; ok && fp != "" {
+				p = cs.relist(old)
+				done += old.Rows
+				if t.Name == "attachments" {
+					var err error
+					if atts, err = attachmentRefs(ctx, tx); err != nil {
+						return err
+					}
 				}
-				return err
-			})
+			} else {
+				var err error
+				if p, err = cs.dump(ctx, tx, t, each); err != nil {
+					return err
+				}
+				p.entry.Fingerprint = fp
+			}
+			pending = append(pending, p)
+			if t.Name == "attachments" {
+				blobs.Go(func() error {
+					err := s.copyBlobs(ctx, m, atts, prev.blobs, blobProgress)
+					if err != nil {
+						cancel(err)
+					}
+					return err
+				})
+			}
 		}
 		return nil
-	}
-
-	for _, lane := range lanes[1:] {
-		for _, t := range lane {
-			if skipsByFingerprint(t) && !prev.has(t.Name) {
-				deferredFP = append(deferredFP, t)
-			}
-		}
-	}
-	var lanesG errgroup.Group
-	for li := range lanes {
-		lane, tx := lanes[li], txs[li]
-		lanesG.Go(func() error {
-			for _, t := range lane {
-				later := li > 0 && slices.ContainsFunc(deferredFP, func(d table) bool { return d.Name == t.Name })
-				if err := dumpOne(tx, t, later); err != nil {
-					cancel(err)
-					return err
-				}
-			}
-			if li != 0 {
-				return nil
-			}
-			for _, t := range deferredFP {
-				fp, err := fingerprint(ctx, tx, s.db.Dialect, t)
-				if err != nil {
-					cancel(err)
-					return err
-				}
-				// Set once the table's own lane is done (below).
-				pmuTables.Lock()
-				fps[t.Name] = fp
-				pmuTables.Unlock()
-			}
-			return nil
-		})
-	}
-	err = lanesG.Wait()
+	}()
 	// The snapshot is not needed any more: writers may checkpoint.
-	release()
+	_ = tx.Rollback()
 	if err != nil {
 		cancel(err)
 	}
-	progress(Progress{Phase: "tables", Done: done.Load(), Total: total, Unit: "rows"})
+	progress(Progress{Phase: "tables", Done: done, Total: total, Unit: "rows"})
 	pmu.Lock()
 	tablesDone = true
 	if held != nil {
@@ -748,34 +651,16 @@ func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, prog
 	if berr := blobs.Wait(); err == nil {
 		err = berr
 	}
-	if eerr := <-escrowed; err == nil {
-		err = eerr
-	}
-	escrowed = nil
-	if err != nil {
-		// A lane or copy cancelled by another's failure reports the
-		// cancellation; the failure itself is the cause.
-		if cause := context.Cause(ctx); errors.Is(err, context.Canceled) && cause != nil {
-			err = cause
-		}
-		return err
-	}
-
-	// The entries of erased customers go before the manifest, read after
-	// the dump: an erasure committed during it is purged here even when
-	// its own purge failed (a backup is never listed while an erased
-	// customer's entry exists).
-	n, err := s.purgeErased(ctx, escrowHave)
-	m.Stats.Escrow.Purged = n
 	if err != nil {
 		return err
 	}
 
-	for name, fp := range fps {
-		pending[name].entry.Fingerprint = fp
+	byName := map[string]TableEntry{}
+	for _, p := range pending {
+		byName[p.entry.Name] = p.finish()
 	}
 	for _, t := range tables {
-		te := pending[t.Name].finish()
+		te := byName[t.Name]
 		m.Tables = append(m.Tables, te)
 		m.Stats.Rows += te.Rows
 		m.Stats.TableBytes += te.Size
@@ -850,17 +735,6 @@ type reuse struct {
 	// engine and schema, keyed by table name and fingerprint, every chunk
 	// still in the repository: an unchanged table is not dumped again.
 	tables map[string]TableEntry
-}
-
-// has says whether an earlier backup of this instance lists a table of
-// that name (whose fingerprint may then spare its dump).
-func (r reuse) has(name string) bool {
-	for k := range r.tables {
-		if strings.HasPrefix(k, name+"\x00") {
-			return true
-		}
-	}
-	return false
 }
 
 // reusable maps blob keys and chunk digests to objects that earlier

@@ -37,9 +37,6 @@ type Store struct {
 	// unsynced are the files such a view wrote, shared with the store
 	// whose SyncAll makes them durable.
 	unsynced *fileSet
-	// behind: the WriteBehind view (O_DIRECT for large in-memory blobs,
-	// each file fsynced in the background once written).
-	behind bool
 }
 
 var _ archive.Blobs = (*Store)(nil)
@@ -60,7 +57,7 @@ func New(root string) (*Store, error) {
 	if err := os.Chmod(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("local blobs: %w: %w", archive.ErrUnavailable, err)
 	}
-	return &Store{root: abs, unsynced: newFileSet()}, nil
+	return &Store{root: abs, unsynced: &fileSet{files: map[string]struct{}{}}}, nil
 }
 
 // Unsynced returns a view of the same directory whose Put and Rename skip
@@ -70,107 +67,21 @@ func (s *Store) Unsynced() archive.Blobs {
 	return &Store{root: s.root, nosync: true, unsynced: s.unsynced}
 }
 
-// WriteBehind returns an unsynced view for a writer that will not read
-// back what it writes (a backup run): each file is fsynced in the
-// background as soon as it is written and renamed (through its open
-// descriptor, so a later Rename does not lose it), while the writer goes
-// on, and SyncAll is left to wait for those, then to fsync the
-// directories: the durability of Unsynced's SyncAll (every file, then
-// every directory on the way to the root), most of it paid while the
-// writer still works instead of after it. A large blob already in memory
-// (a *bytes.Reader of at least directMin bytes) is also written with
-// O_DIRECT, around the page cache: nothing reads it back soon, it would
-// evict what the server reads, and on a VM whose free memory goes back
-// to the host (virtio balloon free-page reporting, this project's 2-vCPU
-// VM) every new page-cache page is a hypervisor fault: 2.2–2.6 s of
-// system time per GiB written with dd, 0.2 s with O_DIRECT. A filesystem
-// that refuses O_DIRECT, or an unaligned buffer, gets an ordinary write.
-func (s *Store) WriteBehind() archive.Blobs {
-	return &Store{root: s.root, nosync: true, behind: true, unsynced: s.unsynced}
-}
-
 // syncBatch bounds the files a view remembers: past it, the next write
 // syncs the batch (memory stays bounded whatever the restore's size).
 const syncBatch = 8192
 
-// fileSet is what the unsynced views wrote and SyncAll must make durable.
+// fileSet is the set of files written without fsync.
 type fileSet struct {
-	mu sync.Mutex
-	// files are written and not fsynced yet (SyncAll fsyncs them by path).
+	mu    sync.Mutex
 	files map[string]struct{}
-	// names are the paths whose directories SyncAll fsyncs: every file
-	// in files, and the files the write-behind view fsyncs itself.
-	names map[string]struct{}
-	// The write-behind view's background fsyncs: held bounds the files
-	// held open for one (their writers wait past it), syncing the fsyncs
-	// in flight; err is the first that failed.
-	pending sync.WaitGroup
-	held    chan struct{}
-	syncing chan struct{}
-	err     error
-	// onSync, set by tests only, sees every fsync that succeeded ("file",
-	// "dir") and every write that went around the page cache ("direct").
-	onSync func(kind, path string)
 }
 
-func (fs *fileSet) synced(kind, path string) {
-	if fs.onSync != nil {
-		fs.onSync(kind, path)
-	}
-}
-
-// Bounds of the write-behind view: files held open awaiting their fsync,
-// and fsyncs in flight (as many as SyncAll runs at once).
-const (
-	behindHeld = 64
-	syncWidth  = 16
-)
-
-func newFileSet() *fileSet {
-	return &fileSet{files: map[string]struct{}{}, names: map[string]struct{}{},
-		held: make(chan struct{}, behindHeld), syncing: make(chan struct{}, syncWidth)}
-}
-
-// add records a file written without fsync; it returns how many paths
-// the set holds.
 func (fs *fileSet) add(p string) int {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	fs.files[p] = struct{}{}
-	fs.names[p] = struct{}{}
-	return len(fs.names)
-}
-
-// syncBehind fsyncs and closes f (now named p) in the background and
-// records p's directories for SyncAll; it returns how many paths the set
-// holds. It waits while behindHeld files are already waiting.
-func (fs *fileSet) syncBehind(f *os.File, p string) int {
-	fs.held <- struct{}{}
-	fs.pending.Add(1)
-	go func() {
-		defer fs.pending.Done()
-		defer func() { <-fs.held }()
-		fs.syncing <- struct{}{}
-		err := f.Sync()
-		<-fs.syncing
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			fs.synced("file", p)
-		}
-		if err != nil {
-			fs.mu.Lock()
-			if fs.err == nil {
-				fs.err = fmt.Errorf("local blobs: sync %q: %w: %w", p, archive.ErrUnavailable, err)
-			}
-			fs.mu.Unlock()
-		}
-	}()
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	fs.names[p] = struct{}{}
-	return len(fs.names)
+	return len(fs.files)
 }
 
 func (fs *fileSet) move(from, to string) {
@@ -180,31 +91,17 @@ func (fs *fileSet) move(from, to string) {
 		delete(fs.files, from)
 		fs.files[to] = struct{}{}
 	}
-	if _, ok := fs.names[from]; ok {
-		delete(fs.names, from)
-		fs.names[to] = struct{}{}
-	}
 }
 
-// take waits for the background fsyncs and returns (and forgets) the
-// files still to fsync, the paths whose directories to fsync, and the
-// first background failure.
-func (fs *fileSet) take() (files, names []string, err error) {
-	fs.pending.Wait()
+func (fs *fileSet) take() []string {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	files = make([]string, 0, len(fs.files))
+	out := make([]string, 0, len(fs.files))
 	for p := range fs.files {
-		files = append(files, p)
-	}
-	names = make([]string, 0, len(fs.names))
-	for p := range fs.names {
-		names = append(names, p)
+		out = append(out, p)
 	}
 	clear(fs.files)
-	clear(fs.names)
-	err, fs.err = fs.err, nil
-	return files, names, err
+	return out
 }
 
 // SyncAll makes everything the unsynced view wrote durable: each file,
@@ -217,12 +114,9 @@ func (s *Store) SyncAll(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	files, names, err := s.unsynced.take()
-	if err != nil {
-		return err
-	}
+	files := s.unsynced.take()
 	dirs := map[string]struct{}{}
-	for _, f := range names {
+	for _, f := range files {
 		for d := filepath.Dir(f); len(d) >= len(s.root); d = filepath.Dir(d) {
 			if _, ok := dirs[d]; ok {
 				break
@@ -231,7 +125,7 @@ func (s *Store) SyncAll(ctx context.Context) error {
 		}
 	}
 
-	if err := s.unsynced.syncPaths(ctx, "file", files); err != nil {
+	if err := syncPaths(ctx, files); err != nil {
 		return err
 	}
 
@@ -239,14 +133,13 @@ func (s *Store) SyncAll(ctx context.Context) error {
 	for d := range dirs {
 		list = append(list, d)
 	}
-	return s.unsynced.syncPaths(ctx, "dir", list)
+	return syncPaths(ctx, list)
 }
 
-// syncPaths fsyncs paths (kind "file" or "dir", for the test hook), 16 at
-// a time; one deleted meanwhile is skipped.
-func (fs *fileSet) syncPaths(ctx context.Context, kind string, paths []string) error {
+// syncPaths fsyncs paths, 16 at a time; one deleted meanwhile is skipped.
+func syncPaths(ctx context.Context, paths []string) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(syncWidth)
+	g.SetLimit(16)
 	for _, p := range paths {
 		g.Go(func() error {
 			if err := gctx.Err(); err != nil {
@@ -263,7 +156,6 @@ func (fs *fileSet) syncPaths(ctx context.Context, kind string, paths []string) e
 			if err := f.Sync(); err != nil {
 				return ioErr("sync", "", err)
 			}
-			fs.synced(kind, p)
 			return nil
 		})
 	}
@@ -340,11 +232,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 	if br, ok := r.(*bytes.Reader); ok {
 		// Already in memory (a backup's blob copy): one write from the
 		// caller's bytes, no 256 KiB buffer allocated and copied through.
-		var w io.Writer = f
-		if s.behind && br.Len() >= directMin {
-			w = &directWriter{f: f, p: p, fs: s.unsynced}
-		}
-		n, err = br.WriteTo(w)
+		n, err = br.WriteTo(f)
 		if err != nil {
 			return ioErr("put", key, err)
 		}
@@ -360,19 +248,6 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 		if err := f.Sync(); err != nil {
 			return ioErr("put", key, err)
 		}
-	}
-
-	if s.behind {
-		// Still open: the background fsync goes through this descriptor,
-		// whatever the file is named by then.
-		if err := os.Rename(tmp, p); err != nil {
-			return ioErr("put", key, err)
-		}
-		done = true
-		if s.unsynced.syncBehind(f, p) >= syncBatch {
-			return s.SyncAll(ctx)
-		}
-		return nil
 	}
 
 	if err := f.Close(); err != nil {

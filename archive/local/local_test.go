@@ -1,17 +1,11 @@
 package local_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -170,104 +164,4 @@ func TestUnsyncedView(t *testing.T) {
 	if _, err := store.Stat(ctx, "a/b"); !errors.Is(err, archive.ErrNotFound) {
 		t.Fatalf("renamed-away key: %v", err)
 	}
-}
-
-// The write-behind view is the unsynced view whose files are fsynced in
-// the background as they are written: it passes the conformance suite,
-// large in-memory blobs go around the page cache and read back whole
-// (whatever their length), and once SyncAll returns every file it wrote
-// (renamed ones included) and every directory on the way to the root has
-// been fsynced.
-func TestWriteBehindView(t *testing.T) {
-	root := filepath.Join(t.TempDir(), "blobs")
-	store, err := local.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	behind := store.WriteBehind()
-	blobtest.Suite{Store: behind}.Run(t)
-	if err := store.SyncAll(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-
-	var mu sync.Mutex
-	seen := map[string]bool{}
-	local.OnSync(store, func(kind, path string) {
-		mu.Lock()
-		defer mu.Unlock()
-		seen[kind+" "+path] = true
-	})
-	ctx := context.Background()
-	big := make([]byte, 1<<20+77) // an aligned head and a tail
-	if _, err := rand.Read(big); err != nil {
-		t.Fatal(err)
-	}
-	puts := []struct {
-		key    string
-		body   io.Reader
-		want   []byte
-		direct bool
-	}{
-		{"data/ab/big", bytes.NewReader(big), big, true},
-		{"data/cd/small", bytes.NewReader(big[:100]), big[:100], false},
-		{"tmp/streamed", io.MultiReader(bytes.NewReader(big)), big, false},
-		{"keys/exact", bytes.NewReader(big[:1<<20]), big[:1<<20], true},
-	}
-	for _, p := range puts {
-		if err := behind.Put(ctx, p.key, p.body, int64(len(p.want))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Renamed after its write: the fsync follows the file, the new
-	// directory is synced too.
-	if err := behind.(*local.Store).Rename(ctx, "tmp/streamed", "data/ef/streamed"); err != nil {
-		t.Fatal(err)
-	}
-	if err := store.SyncAll(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for key, want := range map[string][]byte{"data/ab/big": big, "data/cd/small": big[:100], "data/ef/streamed": big, "keys/exact": big[:1<<20]} {
-		rc, err := store.Get(ctx, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil || !bytes.Equal(got, want) {
-			t.Fatalf("%s: read %d bytes (%v), want the %d written", key, len(got), err, len(want))
-		}
-	}
-
-	mu.Lock()
-	defer mu.Unlock()
-	p := func(k string) string { return filepath.Join(append([]string{root}, strings.Split(k, "/")...)...) }
-	for _, put := range puts {
-		if !seen["file "+p(put.key)] {
-			t.Errorf("%s: no fsync of the file (saw %v)", put.key, seen)
-		}
-		if put.direct && directIO(t) && !seen["direct "+p(put.key)] {
-			t.Errorf("%s: written through the page cache", put.key)
-		}
-		if !put.direct && seen["direct "+p(put.key)] {
-			t.Errorf("%s: written around the page cache", put.key)
-		}
-	}
-	for _, d := range []string{root, p("data"), p("data/ab"), p("data/cd"), p("data/ef"), p("keys")} {
-		if !seen["dir "+d] {
-			t.Errorf("directory %s not fsynced", d)
-		}
-	}
-}
-
-// directIO says whether the test's filesystem takes O_DIRECT writes.
-func directIO(t *testing.T) bool {
-	if runtime.GOOS != "linux" {
-		return false
-	}
-	f, err := os.OpenFile(filepath.Join(t.TempDir(), "probe"), os.O_CREATE|os.O_WRONLY|syscall.O_DIRECT, 0o600)
-	if err != nil {
-		return false
-	}
-	f.Close()
-	return true
 }
