@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
+	"github.com/casevault/casevault/testkit"
 )
 
 // setMatcher answers a hold query "heldcaseK" with "case K of the list":
@@ -137,9 +137,9 @@ func BenchmarkSweepWithHolds(b *testing.B) {
 				}
 				m.calls.Store(0)
 
-				start, cpu0 := time.Now(), processCPU(b)
+				start, cpu0 := time.Now(), testkit.ProcessCPU(b)
 				rep, err := e.sweeper.Run(e.ctx, retention.RunOptions{Now: base.Add(200 * day)})
-				took, cpu = time.Since(start), processCPU(b)-cpu0
+				took, cpu = time.Since(start), testkit.ProcessCPU(b)-cpu0
 
 				if err != nil || rep.Errors != 0 || rep.Deleted != n-want || rep.SkippedHeld != want {
 					b.Fatalf("sweep with holds=%v: deleted %d, held %d (want %d), %s, %v", withHolds, rep.Deleted, rep.SkippedHeld, want, rep.Status, err)
@@ -234,13 +234,4 @@ func BenchmarkHoldItems(b *testing.B) {
 			b.ReportMetric(pct(lat, 0.99)/pct(ref, 0.99), "p99_over_ref")
 		})
 	}
-}
-
-// processCPU is the CPU time (user + system) the process has used so far.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/cases"
@@ -14,6 +12,7 @@ import (
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
 	"github.com/casevault/casevault/sqlstore"
+	"github.com/casevault/casevault/testkit"
 )
 
 // BenchmarkAddContact measures contact ingest through the service and store
@@ -73,7 +72,7 @@ func benchIngest(b *testing.B, db *sqldb.DB, opts sqlstore.Options) {
 	body := "Hello, I was charged twice for my order last week; card 4111 1111 1111 1111. 我的订单被重复扣款了，请帮我退款。"
 	ch, dir, author := cases.ChannelChat, cases.DirectionInbound, "customer"
 	b.SetParallelism(16) // 16 × GOMAXPROCS concurrent writers
-	cpu0 := processCPU()
+	cpu0 := testkit.ProcessCPU(b)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -87,14 +86,5 @@ func benchIngest(b *testing.B, db *sqldb.DB, opts sqlstore.Options) {
 	// CPU time per contact of the whole process (the writer, the callers'
 	// validation and masking, and on SQLite the engine itself): on a
 	// shared machine a steadier figure than the rate.
-	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
-}
-
-// processCPU is the user and system CPU time this process used so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((testkit.ProcessCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 }

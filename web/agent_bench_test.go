@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/search/bleve"
+	"github.com/casevault/casevault/testkit"
 )
 
 // The agent pages' benchmarks (issue 18's figures; scripts/bench.sh runs
@@ -28,15 +28,6 @@ import (
 // (CASEVAULT_BENCH_CONTACTS, 200k in `make bench`), with the engine alone
 // and the sign-in page's render as references in the same run; the case
 // page of 500 contacts as legal sees it (retention explanation, previews).
-
-// processCPU is the process's user and system CPU time so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 func p99(d []time.Duration) time.Duration {
 	slices.Sort(d)
@@ -147,24 +138,24 @@ func BenchmarkSearchPageCorpus(b *testing.B) {
 		q := queries[i%len(queries)]
 		r, release := testReq(w, app)
 		r.c.Request().SetRequestURI("/search?q=" + strings.ReplaceAll(q, " ", "+"))
-		c0 := processCPU()
+		c0 := testkit.ProcessCPU(b)
 		t0 := time.Now()
 		if err := w.searchPage(r); err != nil {
 			b.Fatal(err)
 		}
 		page = append(page, time.Since(t0))
-		pageCPU += processCPU() - c0
+		pageCPU += testkit.ProcessCPU(b) - c0
 		bytes = max(bytes, len(r.c.Response().Body()))
 		release()
 
 		vals := map[string][]string{"q": {q}}
-		c0 = processCPU()
+		c0 = testkit.ProcessCPU(b)
 		t0 = time.Now()
 		if _, _, err := api.RunSearch(b.Context(), sr, vals, searchPageSize); err != nil {
 			b.Fatal(err)
 		}
 		engine = append(engine, time.Since(t0))
-		engineCPU += processCPU() - c0
+		engineCPU += testkit.ProcessCPU(b) - c0
 
 		r, release = testReq(w, app)
 		t0 = time.Now()

@@ -18,6 +18,7 @@ import (
 	"github.com/casevault/casevault/auth"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/search"
+	"github.com/casevault/casevault/testkit"
 )
 
 func testConsole(tb testing.TB) *Console {
@@ -76,7 +77,7 @@ func benchRender(b *testing.B, page string, data func() map[string]any) {
 	d := data()
 	times := make([]time.Duration, 0, b.N)
 	b.ReportAllocs()
-	cpu0 := processCPU()
+	cpu0 := testkit.ProcessCPU(b)
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
@@ -88,7 +89,7 @@ func benchRender(b *testing.B, page string, data func() map[string]any) {
 	b.StopTimer()
 	// CPU time per render: what the figure is on a machine shared with
 	// other work (the wall-clock p99 then mostly measures the waiting).
-	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+	b.ReportMetric(float64((testkit.ProcessCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 	slices.Sort(times)
 	b.ReportMetric(float64(times[len(times)*99/100].Microseconds()), "p99-µs")
 	b.ReportMetric(float64(len(r.c.Response().Body())), "bytes")

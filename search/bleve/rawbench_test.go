@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/search/bleve"
+	"github.com/casevault/casevault/testkit"
 )
 
 // BenchmarkSearchVsRawBleve (issue 16, Performance) builds the corpus of
@@ -93,22 +93,22 @@ func BenchmarkSearchVsRawBleve(b *testing.B) {
 	var fullQ []slowQuery
 	run := []func(q search.Query){
 		func(q search.Query) {
-			c0, t0 := processCPU(), time.Now()
+			c0, t0 := testkit.ProcessCPU(b), time.Now()
 			res, err := eng.Search(ctx, q)
 			if err != nil {
 				b.Fatal(err)
 			}
 			full = append(full, time.Since(t0))
-			fullCPU = append(fullCPU, processCPU()-c0)
+			fullCPU = append(fullCPU, testkit.ProcessCPU(b)-c0)
 			fullQ = append(fullQ, slowQuery{q, res.Total})
 		},
 		func(q search.Query) {
-			c0, t0 := processCPU(), time.Now()
+			c0, t0 := testkit.ProcessCPU(b), time.Now()
 			if _, err := eng.SearchWithoutDisjunctiveFacets(ctx, q); err != nil {
 				b.Fatal(err)
 			}
 			nodisj = append(nodisj, time.Since(t0))
-			nodisjCPU = append(nodisjCPU, processCPU()-c0)
+			nodisjCPU = append(nodisjCPU, testkit.ProcessCPU(b)-c0)
 		},
 		func(q search.Query) {
 			req := bv.NewSearchRequestOptions(rawQuery(q), 20, 0, false)
@@ -116,12 +116,12 @@ func BenchmarkSearchVsRawBleve(b *testing.B) {
 			for _, f := range []string{"status", "channel", "tags", "purposes"} {
 				req.AddFacet(f, bv.NewFacetRequest(f, 20))
 			}
-			c0, t0 := processCPU(), time.Now()
+			c0, t0 := testkit.ProcessCPU(b), time.Now()
 			if _, err := raw.SearchInContext(ctx, req); err != nil {
 				b.Fatal(err)
 			}
 			rawLat = append(rawLat, time.Since(t0))
-			rawCPU = append(rawCPU, processCPU()-c0)
+			rawCPU = append(rawCPU, testkit.ProcessCPU(b)-c0)
 		},
 	}
 	n := 0
@@ -297,13 +297,4 @@ func benchIndex(b *testing.B, nContacts int) *bleve.Engine {
 		}
 	}
 	return eng
-}
-
-// processCPU is the process's user and system CPU time so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
