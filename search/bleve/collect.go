@@ -206,20 +206,25 @@ func (c *collector) add(m matchInfo) error {
 		c.segGroup[co] = gi
 	}
 
-	g := &c.groups[gi]
-	g.channels |= chBits
-	g.purposes |= puBits
-	g.score = max(g.score, m.score)
-	if c.sortBy == search.SortOldest {
+	c.groups[gi].absorb(c.sortBy, chBits, puBits, m.score, sortAt, num, m.score, sortAt)
+	return nil
+}
+
+// absorb folds into g later matches of its case, in document order: one
+// contact (add), or the group another collector made of them (merge). The
+// best contact stays the earliest of the best, as one walk in order keeps it.
+func (g *group) absorb(s search.SortOrder, channels, purposes uint64, score float64, sortAt int64, best uint64, bestScore float64, bestAt int64) {
+	g.channels |= channels
+	g.purposes |= purposes
+	g.score = max(g.score, score)
+	if s == search.SortOldest {
 		g.sortAt = min(g.sortAt, sortAt)
 	} else {
 		g.sortAt = max(g.sortAt, sortAt)
 	}
-	if better(c.sortBy, m.score, sortAt, g.bestScore, g.bestAt) {
-		g.best = num
-		g.bestScore, g.bestAt = m.score, sortAt
+	if better(s, bestScore, bestAt, g.bestScore, g.bestAt) {
+		g.best, g.bestScore, g.bestAt = best, bestScore, bestAt
 	}
-	return nil
 }
 
 // contactBits are the channel and purpose facet bits of document d (only
@@ -283,18 +288,7 @@ func (c *collector) merge(o *collector) {
 			c.groups = append(c.groups, og)
 			continue
 		}
-		g := &c.groups[gi]
-		g.channels |= og.channels
-		g.purposes |= og.purposes
-		g.score = max(g.score, og.score)
-		if c.sortBy == search.SortOldest {
-			g.sortAt = min(g.sortAt, og.sortAt)
-		} else {
-			g.sortAt = max(g.sortAt, og.sortAt)
-		}
-		if better(c.sortBy, og.bestScore, og.bestAt, g.bestScore, g.bestAt) {
-			g.best, g.bestScore, g.bestAt = og.best, og.bestScore, og.bestAt
-		}
+		c.groups[gi].absorb(c.sortBy, og.channels, og.purposes, og.score, og.sortAt, og.best, og.bestScore, og.bestAt)
 	}
 }
 
