@@ -3,9 +3,6 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"fmt"
-	"strings"
-	"time"
 
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/search"
@@ -26,21 +23,7 @@ var _ search.CustomerSource = (*Store)(nil)
 // one and writes or deletes their document. The store owns the outbox
 // table; other packages write it only through here.
 func EnqueueCustomers(ctx context.Context, db *sqldb.DB, tx *sql.Tx, customerIDs ...string) error {
-	const chunk = 500
-	now := sqldb.Micros(time.Now())
-	for len(customerIDs) > 0 {
-		n := min(len(customerIDs), chunk)
-		args := make([]any, 0, 2*n)
-		for _, id := range customerIDs[:n] {
-			args = append(args, id, now)
-		}
-		q := `INSERT INTO outbox (case_id, customer_id, created_at) VALUES ` + strings.TrimSuffix(strings.Repeat("('', ?, ?),", n), ",")
-		if _, err := tx.ExecContext(ctx, db.Rebind(q), args...); err != nil {
-			return fmt.Errorf("outbox: %w", err)
-		}
-		customerIDs = customerIDs[n:]
-	}
-	return nil
+	return enqueueIDs(ctx, db, tx, `INSERT INTO outbox (case_id, customer_id, created_at) VALUES `, "('', ?, ?)", customerIDs)
 }
 
 // LoadCustomerDocs implements search.CustomerSource: the customers' names,

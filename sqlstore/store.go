@@ -145,19 +145,25 @@ func (s *Store) enqueue(ctx context.Context, tx *sql.Tx, caseID, contactID strin
 // store owns the outbox table; other packages write it only through here.
 // A sweep batch enqueues hundreds of cases: one multi-row INSERT per chunk.
 func Enqueue(ctx context.Context, db *sqldb.DB, tx *sql.Tx, caseIDs ...string) error {
+	return enqueueIDs(ctx, db, tx, `INSERT INTO outbox (case_id, created_at) VALUES `, "(?, ?)", caseIDs)
+}
+
+// enqueueIDs writes one outbox row per id, row (two placeholders: the id
+// and the time) after insert, in multi-row INSERTs of up to 500 rows.
+func enqueueIDs(ctx context.Context, db *sqldb.DB, tx *sql.Tx, insert, row string, ids []string) error {
 	const chunk = 500
 	now := sqldb.Micros(time.Now())
-	for len(caseIDs) > 0 {
-		n := min(len(caseIDs), chunk)
+	for len(ids) > 0 {
+		n := min(len(ids), chunk)
 		args := make([]any, 0, 2*n)
-		for _, id := range caseIDs[:n] {
+		for _, id := range ids[:n] {
 			args = append(args, id, now)
 		}
-		q := `INSERT INTO outbox (case_id, created_at) VALUES ` + strings.TrimSuffix(strings.Repeat("(?, ?),", n), ",")
+		q := insert + strings.TrimSuffix(strings.Repeat(row+",", n), ",")
 		if _, err := tx.ExecContext(ctx, db.Rebind(q), args...); err != nil {
 			return fmt.Errorf("outbox: %w", err)
 		}
-		caseIDs = caseIDs[n:]
+		ids = ids[n:]
 	}
 	return nil
 }
