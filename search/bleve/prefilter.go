@@ -418,9 +418,22 @@ func (e *Engine) prefiltered(ctx context.Context, r index.IndexReader, sv *snaps
 // matches passing its own filter.
 func (e *Engine) facetViews(ctx context.Context, sv *snapshotColumns, matched []*roaring.Bitmap, views []*collector) error {
 	for _, c := range views {
+		bits := make([]*roaring.Bitmap, len(matched))
 		for i, t := range matched {
-			bm := t.Clone()
-			c.filter.restrict(sv.cols[i], bm)
+			bits[i] = t.Clone()
+			c.filter.restrict(sv.cols[i], bits[i])
+		}
+		counted := false
+		if c.countOnly {
+			var err error
+			if counted, err = c.countFacet(bits); err != nil {
+				return err
+			}
+		}
+		for i, bm := range bits {
+			if counted {
+				break
+			}
 			if err := c.addBits(i, bm); err != nil {
 				return err
 			}

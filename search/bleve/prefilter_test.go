@@ -17,7 +17,8 @@ import (
 // searchers returns: totals, hits in order with their scores and
 // snippets, and the (disjunctive) facet counts. On several segments with
 // deletions too, where documents are numbered across segments and a
-// deleted document's terms are still in its segment's dictionary. Half of
+// deleted document's terms are still in its segment's dictionary, and
+// where a case's documents lie in several segments. Half of
 // the queries run split over goroutines (a walk in two halves merged, the
 // facet views beside it), half in one; the walk without the prefilter is
 // compared split in two halves too.
@@ -46,6 +47,21 @@ func TestPrefilterMatchesWalk(t *testing.T) {
 	for i := 3; i < len(docs); i += 11 {
 		docs[i].Status = "closed"
 		docs[i].Tags = []string{"vip"}
+		if err := eng.Index(ctx, docs[i:i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// cases spanning segments: a new contact rewrites only its own
+	// document and the case's, the others stay in their older segment
+	for i, c := range docs {
+		if i%5 != 1 || i%7 == 0 {
+			continue
+		}
+		at := c.UpdatedAt.Add(time.Hour)
+		c.Contacts = append(slices.Clip(c.Contacts), search.ContactDoc{ID: c.CaseID + "-late", Channel: "sms", Direction: "inbound",
+			Author: "customer", Body: "late reply about the refund and the courier", OccurredAt: at, Purposes: []string{string(cases.Purposes[2])}})
+		c.UpdatedAt = at
+		docs[i] = c
 		if err := eng.Index(ctx, docs[i:i+1]); err != nil {
 			t.Fatal(err)
 		}

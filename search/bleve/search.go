@@ -720,8 +720,13 @@ func (e *Engine) searchWith(ctx context.Context, q search.Query, disjunctive, pr
 	}
 	c := newCollector(sv, df, w.Sort, mainFacets)
 	collectors := []*collector{c}
+	updatedWindow := !q.Filter.UpdatedFrom.IsZero() || !q.Filter.UpdatedTo.IsZero()
 	for _, v := range variants {
-		collectors = append(collectors, newCollector(sv, df.without(facetColumn[v.Key]), w.Sort, facetKeySet(v.Key)))
+		vc := newCollector(sv, df.without(facetColumn[v.Key]), w.Sort, facetKeySet(v.Key))
+		// an updated-at window is applied to the cases after the walk
+		// (keepUpdated), so such a view needs its groups
+		vc.countOnly = !updatedWindow
+		collectors = append(collectors, vc)
 	}
 	// With filters on columns (or disjunctive facets) the match set is
 	// narrowed on bitmaps first, see prefilter.go.
@@ -737,7 +742,7 @@ func (e *Engine) searchWith(ctx context.Context, q search.Query, disjunctive, pr
 		}
 	}
 
-	if f := q.Filter; !f.UpdatedFrom.IsZero() || !f.UpdatedTo.IsZero() {
+	if f := q.Filter; updatedWindow {
 		from, to := int64(math.MinInt64), int64(math.MaxInt64)
 		if !f.UpdatedFrom.IsZero() {
 			from = f.UpdatedFrom.UnixMicro()
