@@ -172,8 +172,9 @@ func buildColumns(ctx context.Context, r index.IndexReader, offset uint64, n int
 // segment ID (a segment's documents never change under its ID; deletions
 // are the snapshot's business and deleted documents never match).
 type columnCache struct {
-	mu   sync.Mutex
-	segs map[uint64]*cachedColumns
+	mu    sync.Mutex
+	segs  map[uint64]*cachedColumns
+	cases caseNumbers
 }
 
 type cachedColumns struct {
@@ -188,6 +189,77 @@ type snapshotColumns struct {
 	snap    *scorch.IndexSnapshot
 	cols    []*segColumns
 	offsets []uint64 // len(cols)+1; offsets[i] is segment i's first document
+	segIDs  []uint64
+
+	numbers  *caseNumbers
+	numsOnce sync.Once
+	nums     [][]int32 // per segment, per case ord: the case's number (caseNums)
+	ncases   int
+}
+
+// caseNums numbers the cases of every segment of the snapshot alike (see
+// caseNumbers): nums[i][o] is the number of case ord o of segment i, below n.
+func (sv *snapshotColumns) caseNums() (nums [][]int32, n int) {
+	sv.numsOnce.Do(func() { sv.nums, sv.ncases = sv.numbers.forSnapshot(sv) })
+	return sv.nums, sv.ncases
+}
+
+// caseNumbers gives every case ID in the index's segments one number, kept
+// per segment: a case's documents can lie in several segments (a new
+// contact is written beside the older ones), and counting distinct cases
+// across segments (collector.countFacet) then takes a bit per number
+// instead of a map of case IDs per query. A segment is numbered once, when
+// a search first needs it; case IDs of segments merged away are forgotten
+// when the numbers outgrow the live segments' IDs twice over.
+type caseNumbers struct {
+	mu   sync.Mutex
+	ids  map[string]int32
+	segs map[uint64][]int32 // per segment ID, per case ord
+}
+
+// forSnapshot returns the numbers of sv's segments and how many there are.
+// The slices returned are never changed afterwards.
+func (cn *caseNumbers) forSnapshot(sv *snapshotColumns) ([][]int32, int) {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+
+	live := 0
+	for _, sc := range sv.cols {
+		live += len(sc.caseID.dict)
+	}
+	if cn.ids == nil || len(cn.ids) > 2*live+1024 {
+		cn.ids, cn.segs = make(map[string]int32, live), make(map[uint64][]int32)
+	}
+	out := make([][]int32, len(sv.cols))
+	for i, id := range sv.segIDs {
+		nums, ok := cn.segs[id]
+		if !ok {
+			dict := sv.cols[i].caseID.dict
+			nums = make([]int32, len(dict))
+			for o, caseID := range dict {
+				n, ok := cn.ids[caseID]
+				if !ok {
+					n = int32(len(cn.ids))
+					cn.ids[caseID] = n
+				}
+				nums[o] = n
+			}
+			cn.segs[id] = nums
+		}
+		out[i] = nums
+	}
+	if len(cn.segs) > len(sv.segIDs) {
+		keep := make(map[uint64]bool, len(sv.segIDs))
+		for _, id := range sv.segIDs {
+			keep[id] = true
+		}
+		for id := range cn.segs {
+			if !keep[id] {
+				delete(cn.segs, id)
+			}
+		}
+	}
+	return out, len(cn.ids)
 }
 
 // forReader returns the columns of every segment of r, decoding the ones
@@ -200,7 +272,8 @@ func (c *columnCache) forReader(ctx context.Context, r index.IndexReader) (*snap
 	}
 
 	segs := snap.Segments()
-	sv := &snapshotColumns{snap: snap, cols: make([]*segColumns, len(segs)), offsets: make([]uint64, len(segs)+1)}
+	sv := &snapshotColumns{snap: snap, cols: make([]*segColumns, len(segs)), offsets: make([]uint64, len(segs)+1),
+		segIDs: make([]uint64, len(segs)), numbers: &c.cases}
 	entries := make([]*cachedColumns, len(segs))
 	c.mu.Lock()
 	if c.segs == nil {
@@ -211,6 +284,7 @@ func (c *columnCache) forReader(ctx context.Context, r index.IndexReader) (*snap
 		// scorch numbers documents across segments by the segments' full
 		// counts, deleted documents included
 		sv.offsets[i+1] = sv.offsets[i] + ss.Segment().Count()
+		sv.segIDs[i] = ss.Id()
 		e := c.segs[ss.Id()]
 		if e == nil {
 			e = &cachedColumns{}

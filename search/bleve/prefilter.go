@@ -423,19 +423,15 @@ func (e *Engine) facetViews(ctx context.Context, sv *snapshotColumns, matched []
 			bits[i] = t.Clone()
 			c.filter.restrict(sv.cols[i], bits[i])
 		}
-		counted := false
 		if c.countOnly {
-			var err error
-			if counted, err = c.countFacet(bits); err != nil {
+			if err := c.countFacet(bits); err != nil {
 				return err
 			}
-		}
-		for i, bm := range bits {
-			if counted {
-				break
-			}
-			if err := c.addBits(i, bm); err != nil {
-				return err
+		} else {
+			for i, bm := range bits {
+				if err := c.addBits(i, bm); err != nil {
+					return err
+				}
 			}
 		}
 		if err := ctx.Err(); err != nil {
