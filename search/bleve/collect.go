@@ -92,23 +92,21 @@ type collector struct {
 	filter *docFilter // nil: every match counts
 
 	groups []group
-	// byCase finds the group of a case seen in an earlier segment. It is
-	// built only when the matches reach a second segment: within one
-	// segment segGroup finds every group, and on a merged index (one
-	// segment) a broad query would otherwise insert every matching case
-	// into a map once per collector.
-	byCase      map[string]int32
+	// groupOf finds a case's group (-1: none yet) by the case's ord in the
+	// one segment, or by its number across segments (nums, see
+	// caseNumbers): a map of case IDs cost a broad query on two segments
+	// about a tenth of its CPU. Valid until keepUpdated drops groups.
+	groupOf     []int32
+	nums        [][]int32
 	updatedDone bool // groups carry their case's updated_at (caseUpdated)
 	chanDict    dict
 	purpDict    dict
 
-	// the segment of the current match: its columns, its resolved filter,
-	// the group of each of its case IDs (-1: not seen yet) and the facet
-	// bit of each of its channel and purpose values
+	// the segment of the current match: its columns, its resolved filter
+	// and the facet bit of each of its channel and purpose values
 	seg      int
 	cols     *segColumns
 	allowed  []segFilter
-	segGroup []int32
 	chanBits []uint64
 	purpBits []uint64
 
@@ -171,15 +169,8 @@ func newCollector(sv *snapshotColumns, df *docFilter, sortBy search.SortOrder, f
 // enter makes segment i the current one.
 func (c *collector) enter(i int) {
 	c.seg, c.cols = i, c.sv.cols[i]
-	if c.byCase == nil && len(c.groups) > 0 {
-		c.indexCases()
-	}
+	c.numberCases()
 	c.allowed = c.filter.forSegment(c.cols, c.allowed)
-
-	c.segGroup = slices.Grow(c.segGroup[:0], len(c.cols.caseID.dict))[:len(c.cols.caseID.dict)]
-	for j := range c.segGroup {
-		c.segGroup[j] = -1
-	}
 
 	c.chanBits, c.purpBits = c.chanBits[:0], c.purpBits[:0]
 	if c.facets&facetChannel != 0 {
@@ -216,16 +207,12 @@ func (c *collector) add(m matchInfo) error {
 	if co < 0 {
 		return fmt.Errorf("bleve: document %d without case", num)
 	}
-	gi := c.segGroup[co]
+	k := c.caseKey(i, co)
+	gi := c.groupOf[k]
 	if gi < 0 {
-		caseID := cols.caseID.dict[co]
-		var ok bool
-		if gi, ok = c.byCase[caseID]; !ok { // nil map: every group is in segGroup
-			c.newGroup(caseID, m.score, num, d, sortAt, chBits, puBits)
-			c.segGroup[co] = int32(len(c.groups) - 1)
-			return nil
-		}
-		c.segGroup[co] = gi
+		c.groupOf[k] = int32(len(c.groups))
+		c.newGroup(cols.caseID.dict[co], m.score, num, d, sortAt, chBits, puBits)
+		return nil
 	}
 
 	c.groups[gi].absorb(c.sortBy, chBits, puBits, m.score, sortAt, num, m.score, sortAt)
@@ -271,10 +258,31 @@ func (c *collector) newGroup(caseID string, score float64, num uint64, d uint32,
 	cols := c.cols
 	g := group{caseID: caseID, score: score, sortAt: sortAt, bestScore: score, bestAt: sortAt, best: num,
 		channels: chBits, purposes: puBits, updatedAt: cols.updatedAt[d], firstSeg: int32(c.seg), firstDoc: d}
-	if c.byCase != nil {
-		c.byCase[caseID] = int32(len(c.groups))
-	}
 	c.groups = append(c.groups, g)
+}
+
+// numberCases readies groupOf: cases are keyed by their ord when the
+// snapshot has one segment, by their snapshot-wide number otherwise.
+func (c *collector) numberCases() {
+	if c.groupOf != nil {
+		return
+	}
+	n := len(c.sv.cols[0].caseID.dict)
+	if len(c.sv.cols) > 1 {
+		c.nums, n = c.sv.caseNums()
+	}
+	c.groupOf = make([]int32, n)
+	for j := range c.groupOf {
+		c.groupOf[j] = -1
+	}
+}
+
+// caseKey is the groupOf index of case ord co of segment i.
+func (c *collector) caseKey(i, co int) int {
+	if c.nums != nil {
+		return int(c.nums[i][co])
+	}
+	return co
 }
 
 // merge adds to c the groups of o, a collector of the same query fed the
@@ -283,30 +291,18 @@ func (c *collector) newGroup(caseID string, score float64, num uint64, d uint32,
 // group's first contact, best contact (the earliest of the best, as add
 // keeps it) and facet bits combine in that order.
 func (c *collector) merge(o *collector) {
-	// Both fed from one segment (a compacted index): a case is found by
-	// its ord in that segment's case column, as add finds it, instead of
-	// through a map of every case (a third of the merge's cost).
-	oneSeg := c.byCase == nil && o.byCase == nil && c.seg >= 0 && c.seg == o.seg
-	if !oneSeg {
-		c.indexCases()
+	if len(o.groups) == 0 {
+		return
 	}
+	c.numberCases()
 	// facet bits are numbered per collector, in the order values appear
 	chanBit, purpBit := c.chanDict.from(&o.chanDict), c.purpDict.from(&o.purpDict)
 	for _, og := range o.groups {
 		og.channels, og.purposes = translate(og.channels, chanBit), translate(og.purposes, purpBit)
-		gi, co := int32(-1), -1
-		if oneSeg {
-			co = c.cols.caseID.first(og.firstDoc)
-			gi = c.segGroup[co]
-		} else if v, ok := c.byCase[og.caseID]; ok {
-			gi = v
-		}
+		k := c.caseKey(int(og.firstSeg), c.sv.cols[og.firstSeg].caseID.first(og.firstDoc))
+		gi := c.groupOf[k]
 		if gi < 0 {
-			if oneSeg {
-				c.segGroup[co] = int32(len(c.groups))
-			} else {
-				c.byCase[og.caseID] = int32(len(c.groups))
-			}
+			c.groupOf[k] = int32(len(c.groups))
 			c.groups = append(c.groups, og)
 			continue
 		}
@@ -386,34 +382,34 @@ func countBits(counts *[64]int64, mask uint64) {
 // case's updated_at of that moment, so the case's current updated_at is the
 // newest any of its documents carries, not necessarily the matching one's.
 func (c *collector) caseUpdated() {
-	if c.updatedDone {
+	if c.updatedDone || len(c.groups) == 0 {
+		c.updatedDone = true
 		return
 	}
 	c.updatedDone = true
-	c.indexCases()
-	c.sv.eachDoc(func(caseID string, updatedAt int64) {
-		if gi, ok := c.byCase[caseID]; ok && updatedAt > c.groups[gi].updatedAt {
-			c.groups[gi].updatedAt = updatedAt
+	c.numberCases()
+	for i, ss := range c.sv.snap.Segments() {
+		cols, deleted := c.sv.cols[i], ss.Deleted()
+		for d := uint32(0); d < uint32(cols.n); d++ {
+			co := cols.caseID.first(d)
+			if co < 0 {
+				continue
+			}
+			gi := c.groupOf[c.caseKey(i, co)]
+			if gi < 0 || cols.updatedAt[d] <= c.groups[gi].updatedAt || deleted != nil && deleted.Contains(d) {
+				continue
+			}
+			c.groups[gi].updatedAt = cols.updatedAt[d]
 		}
-	})
+	}
 }
 
-// keepUpdated drops the cases whose updated_at is outside [from, to).
+// keepUpdated drops the cases whose updated_at is outside [from, to); the
+// collector takes no more matches after it (groupOf no longer holds).
 func (c *collector) keepUpdated(from, to int64) {
 	c.caseUpdated()
 	c.groups = slices.DeleteFunc(c.groups, func(g group) bool { return g.updatedAt < from || g.updatedAt >= to })
-	c.indexCases()
-}
-
-// indexCases (re)builds byCase from the groups.
-func (c *collector) indexCases() {
-	if c.byCase == nil {
-		c.byCase = make(map[string]int32, len(c.groups))
-	}
-	clear(c.byCase)
-	for i := range c.groups {
-		c.byCase[c.groups[i].caseID] = int32(i)
-	}
+	c.groupOf = nil
 }
 
 // page sorts the cases and returns the window [offset, offset+limit).
@@ -506,20 +502,13 @@ func (c *collector) addBits(i int, bm *roaring.Bitmap) error {
 		if co < 0 {
 			return fmt.Errorf("bleve: document %d without case", d)
 		}
-		gi := c.segGroup[co]
+		k := c.caseKey(i, co)
+		gi := c.groupOf[k]
 		if gi < 0 {
-			caseID := cols.caseID.dict[co]
-			var ok bool
-			if gi, ok = c.byCase[caseID]; !ok {
-				if c.byCase != nil {
-					c.byCase[caseID] = int32(len(c.groups))
-				}
-				c.segGroup[co] = int32(len(c.groups))
-				c.groups = append(c.groups, group{caseID: caseID, channels: chBits, purposes: puBits,
-					updatedAt: cols.updatedAt[d], firstSeg: int32(c.seg), firstDoc: d})
-				continue
-			}
-			c.segGroup[co] = gi
+			c.groupOf[k] = int32(len(c.groups))
+			c.groups = append(c.groups, group{caseID: cols.caseID.dict[co], channels: chBits, purposes: puBits,
+				updatedAt: cols.updatedAt[d], firstSeg: int32(c.seg), firstDoc: d})
+			continue
 		}
 		g := &c.groups[gi]
 		g.channels |= chBits

@@ -338,21 +338,6 @@ func (sv *snapshotColumns) locate(num uint64, hint int) (int, uint32) {
 	return i, uint32(num - sv.offsets[i])
 }
 
-// eachDoc calls fn with the case ID and updated_at of every live document.
-func (sv *snapshotColumns) eachDoc(fn func(caseID string, updatedAt int64)) {
-	for i, ss := range sv.snap.Segments() {
-		cols, deleted := sv.cols[i], ss.Deleted()
-		for d := uint32(0); d < uint32(cols.n); d++ {
-			if deleted != nil && deleted.Contains(d) {
-				continue
-			}
-			if co := cols.caseID.first(d); co >= 0 {
-				fn(cols.caseID.dict[co], cols.updatedAt[d])
-			}
-		}
-	}
-}
-
 // docFilter is the part of a query's filter checked on columns.
 type docFilter struct {
 	keywords []keywordFilter
