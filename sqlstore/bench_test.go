@@ -4,7 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/cases"
@@ -72,17 +75,32 @@ func benchIngest(b *testing.B, db *sqldb.DB, opts sqlstore.Options) {
 	body := "Hello, I was charged twice for my order last week; card 4111 1111 1111 1111. 我的订单被重复扣款了，请帮我退款。"
 	ch, dir, author := cases.ChannelChat, cases.DirectionInbound, "customer"
 	b.SetParallelism(16) // 16 × GOMAXPROCS concurrent writers
+	var mu sync.Mutex
+	var lat []time.Duration
 	cpu0 := testkit.ProcessCPU(b)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
+		var mine []time.Duration
 		for pb.Next() {
+			t0 := time.Now()
 			if _, err := svc.AddContact(context.Background(), cs.ID, cases.NewContact{Channel: &ch, Direction: &dir, Author: &author, Body: &body}, cases.Actor{TokenID: "t", Name: "bench", Role: "agent"}); err != nil {
 				b.Error(err)
 				return
 			}
+			mine = append(mine, time.Since(t0))
 		}
+		mu.Lock()
+		lat = append(lat, mine...)
+		mu.Unlock()
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "contacts/s")
+	if len(lat) > 0 {
+		// a write's latency as its caller sees it, queueing for the group
+		// commit included (issue 19's p99 target is over HTTP; this is the
+		// store's share of it)
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	}
 	// CPU time per contact of the whole process (the writer, the callers'
 	// validation and masking, and on SQLite the engine itself): on a
 	// shared machine a steadier figure than the rate.
