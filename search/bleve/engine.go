@@ -89,6 +89,11 @@ type Engine struct {
 	// only if it gets one, so under concurrent searches each runs on one
 	// goroutine and the split's extra CPU is not spent.
 	spare spareCores
+	// arenas keeps the term-at-a-time scorer's score arrays (scorer.go)
+	arenas arenaPool
+	// bleveScores turns the term-at-a-time scorer off: matches are scored
+	// by Bleve's searchers (the reference its tests compare with)
+	bleveScores bool
 }
 
 // spareCores is a non-blocking counting semaphore.

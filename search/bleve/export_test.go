@@ -68,3 +68,12 @@ func (e *Engine) SetSplitMin(n int) { e.splitMin = n }
 // SparesTaken is how many spare cores searches hold now (0 between
 // searches: a split search gives its core back).
 func (e *Engine) SparesTaken() int { return len(e.spare) }
+
+// SearchByBleveScores is Search with the matches scored by Bleve's
+// searchers (the prefilter advancing them to each match, or the plain walk)
+// instead of the term-at-a-time scorer.
+func (e *Engine) SearchByBleveScores(ctx context.Context, q search.Query) (search.Result, error) {
+	e.bleveScores = true
+	defer func() { e.bleveScores = false }()
+	return e.searchWith(ctx, q, true, true)
+}

@@ -340,19 +340,44 @@ func (f *docFilter) restrict(sc *segColumns, bm *roaring.Bitmap) {
 }
 
 // prefiltered answers a search from the postings bitmaps: the query's own
-// matches (those passing mainFilter) are walked for their scores into
-// main; each of the others collectors gets, unscored, the matches passing
-// its own filter. false: the query has a clause the bitmaps cannot answer.
+// matches (those passing mainFilter) are scored into main, by the
+// term-at-a-time scorer (scorer.go) or else by advancing Bleve's searcher
+// to each; each of the others collectors gets, unscored, the matches
+// passing its own filter. false: the query has a clause the bitmaps
+// cannot answer, or it is scored, has no filter nor facet views, and the
+// term-at-a-time scorer cannot score it (Bleve's plain walk is then
+// cheaper than advancing to every match).
 func (e *Engine) prefiltered(ctx context.Context, r index.IndexReader, sv *snapshotColumns, q query.Query, score bool, main *collector, others []*collector) (bool, error) {
 	segs := sv.snap.Segments()
-	matched := make([]*roaring.Bitmap, len(segs))
-	for i, ss := range segs {
-		sb := &segBits{r: r, cache: &e.fuzzy, seg: ss.Segment(), del: ss.Deleted(), dicts: map[string]segment.TermDictionary{}}
-		t, ok, err := sb.matches(q)
-		if !ok || err != nil {
+	var matched []*roaring.Bitmap
+	var scores [][]float64
+	if score && !e.bleveScores {
+		var arenas []*arena
+		var ok bool
+		var err error
+		matched, scores, arenas, ok, err = e.scoredMatches(ctx, r, sv, q)
+		if err != nil {
 			return false, err
 		}
-		matched[i] = t
+		if ok {
+			defer e.putArenas(arenas, scores...)
+		} else if main.filter == nil && len(others) == 0 {
+			return false, nil
+		}
+	}
+	if matched == nil {
+		if main.filter == nil && len(others) == 0 && score {
+			return false, nil
+		}
+		matched = make([]*roaring.Bitmap, len(segs))
+		for i, ss := range segs {
+			sb := &segBits{r: r, cache: &e.fuzzy, seg: ss.Segment(), del: ss.Deleted(), dicts: map[string]segment.TermDictionary{}}
+			t, ok, err := sb.matches(q)
+			if !ok || err != nil {
+				return false, err
+			}
+			matched[i] = t
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return false, err
@@ -372,8 +397,12 @@ func (e *Engine) prefiltered(ctx context.Context, r index.IndexReader, sv *snaps
 	mainBits := make([]*roaring.Bitmap, len(segs))
 	var n uint64
 	for i, t := range matched {
-		mainBits[i] = t.Clone()
-		main.filter.restrict(sv.cols[i], mainBits[i])
+		if main.filter == nil {
+			mainBits[i] = t
+		} else {
+			mainBits[i] = t.Clone()
+			main.filter.restrict(sv.cols[i], mainBits[i])
+		}
 		n += mainBits[i].GetCardinality()
 	}
 	if !score {
@@ -384,6 +413,12 @@ func (e *Engine) prefiltered(ctx context.Context, r index.IndexReader, sv *snaps
 			}
 		}
 		return true, e.facetViews(ctx, sv, matched, others)
+	}
+	each := func(ctx context.Context, bits []*roaring.Bitmap, fn func(matchInfo) error) error {
+		if scores != nil {
+			return scoredEach(ctx, sv, bits, scores, fn)
+		}
+		return filteredEach(ctx, r, e.m, q, sv, bits, fn)
 	}
 
 	// A broad query is split (see splitMin) when a core is free of other
@@ -396,7 +431,7 @@ func (e *Engine) prefiltered(ctx context.Context, r index.IndexReader, sv *snaps
 		if err := e.facetViews(ctx, sv, matched, others); err != nil {
 			return false, err
 		}
-		return true, filteredEach(ctx, r, e.m, q, sv, mainBits, main.add)
+		return true, each(ctx, mainBits, main.add)
 	}
 	defer e.spare.give()
 	g, gctx := errgroup.WithContext(ctx)
@@ -405,13 +440,37 @@ func (e *Engine) prefiltered(ctx context.Context, r index.IndexReader, sv *snaps
 	}
 	lo, hi := splitBits(mainBits, n/2)
 	second := newCollector(sv, main.filter, main.sortBy, main.facets)
-	g.Go(func() error { return filteredEach(gctx, r, e.m, q, sv, lo, main.add) })
-	g.Go(func() error { return filteredEach(gctx, r, e.m, q, sv, hi, second.add) })
+	g.Go(func() error { return each(gctx, lo, main.add) })
+	g.Go(func() error { return each(gctx, hi, second.add) })
 	if err := g.Wait(); err != nil {
 		return false, err
 	}
 	main.merge(second)
 	return true, nil
+}
+
+// scoredEach calls fn for each document in bits (per segment, local
+// numbers) with its score from scores (per segment, by local number).
+func scoredEach(ctx context.Context, sv *snapshotColumns, bits []*roaring.Bitmap, scores [][]float64, fn func(matchInfo) error) error {
+	var id index.IndexInternalID
+	n := 0
+	for i, bm := range bits {
+		sc := scores[i]
+		it := bm.Iterator()
+		for it.HasNext() {
+			if n++; n%4096 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			d := it.Next()
+			id = index.NewIndexInternalID(id[:0], sv.offsets[i]+uint64(d))
+			if err := fn(matchInfo{id: id, score: sc[d]}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // facetViews feeds each disjunctive view's collector, unscored, the
