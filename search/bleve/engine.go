@@ -246,7 +246,7 @@ func newEngine(dir, name string, idx bv.Index, cust *custIndex, version int, opt
 		_ = cust.close()
 		return nil, fmt.Errorf("bleve: %s has mapping %T", name, idx.Mapping())
 	}
-	e := &Engine{dir: dir, name: name, idx: idx, cust: cust, m: im, version: version, splitMin: defaultSplitMin, spare: newSpareCores()}
+	e := &Engine{dir: dir, name: name, idx: idx, cust: cust, m: im, version: version, splitMin: defaultSplitMin, spare: newSpareCores(), arenas: make(arenaPool, runtime.GOMAXPROCS(0)+1)}
 	for _, o := range opts {
 		o(e)
 	}

@@ -77,3 +77,23 @@ func (e *Engine) SearchByBleveScores(ctx context.Context, q search.Query) (searc
 	defer func() { e.bleveScores = false }()
 	return e.searchWith(ctx, q, true, true)
 }
+
+// ScoresByTerms reports whether the term-at-a-time scorer scores q's
+// matches (rather than leaving them to Bleve's searchers).
+func (e *Engine) ScoresByTerms(ctx context.Context, q search.Query) (bool, error) {
+	r, err := e.reader()
+	if err != nil {
+		return false, err
+	}
+	defer r.Close()
+	sv, err := e.cols.forReader(ctx, r)
+	if err != nil {
+		return false, err
+	}
+	all, _, err := e.buildQuery(ctx, r, q, map[string]bool{})
+	if err != nil {
+		return false, err
+	}
+	_, ok, err := e.scoredMatches(r, sv, all)
+	return ok, err
+}

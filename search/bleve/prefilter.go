@@ -350,17 +350,18 @@ func (f *docFilter) restrict(sc *segColumns, bm *roaring.Bitmap) {
 func (e *Engine) prefiltered(ctx context.Context, r index.IndexReader, sv *snapshotColumns, q query.Query, score bool, main *collector, others []*collector) (bool, error) {
 	segs := sv.snap.Segments()
 	var matched []*roaring.Bitmap
-	var scores [][]float64
+	var scored []scoredSegment
 	if score && !e.bleveScores {
-		var arenas []*arena
 		var ok bool
 		var err error
-		matched, scores, arenas, ok, err = e.scoredMatches(ctx, r, sv, q)
-		if err != nil {
+		if scored, ok, err = e.scoredMatches(r, sv, q); err != nil {
 			return false, err
 		}
 		if ok {
-			defer e.putArenas(arenas, scores...)
+			matched = make([]*roaring.Bitmap, len(segs))
+			for i, ss := range scored {
+				matched[i] = ss.bits
+			}
 		} else if main.filter == nil && len(others) == 0 {
 			return false, nil
 		}
@@ -415,8 +416,8 @@ func (e *Engine) prefiltered(ctx context.Context, r index.IndexReader, sv *snaps
 		return true, e.facetViews(ctx, sv, matched, others)
 	}
 	each := func(ctx context.Context, bits []*roaring.Bitmap, fn func(matchInfo) error) error {
-		if scores != nil {
-			return scoredEach(ctx, sv, bits, scores, fn)
+		if scored != nil {
+			return e.scoredEach(ctx, sv, scored, bits, fn)
 		}
 		return filteredEach(ctx, r, e.m, q, sv, bits, fn)
 	}
@@ -447,30 +448,6 @@ func (e *Engine) prefiltered(ctx context.Context, r index.IndexReader, sv *snaps
 	}
 	main.merge(second)
 	return true, nil
-}
-
-// scoredEach calls fn for each document in bits (per segment, local
-// numbers) with its score from scores (per segment, by local number).
-func scoredEach(ctx context.Context, sv *snapshotColumns, bits []*roaring.Bitmap, scores [][]float64, fn func(matchInfo) error) error {
-	var id index.IndexInternalID
-	n := 0
-	for i, bm := range bits {
-		sc := scores[i]
-		it := bm.Iterator()
-		for it.HasNext() {
-			if n++; n%4096 == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-			d := it.Next()
-			id = index.NewIndexInternalID(id[:0], sv.offsets[i]+uint64(d))
-			if err := fn(matchInfo{id: id, score: sc[d]}); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // facetViews feeds each disjunctive view's collector, unscored, the

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sync"
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/blevesearch/bleve/v2/search/query"
@@ -288,7 +287,9 @@ func (n *tnode) setQueryNorm(qn float64) {
 	}
 }
 
-// arena lends the score arrays of one segment's evaluation.
+// arena lends the score arrays of one evaluation; kept between searches
+// (Engine.arenas) since a compacted 200k-contact index needs arrays of
+// 1.7 MB.
 type arena struct {
 	n      int
 	floats [][]float64
@@ -306,6 +307,7 @@ func (a *arena) scores() []float64 {
 	return make([]float64, a.n)
 }
 
+// counters returns an array of n zeros (give it back with freeCounters).
 func (a *arena) counters() []uint8 {
 	if k := len(a.counts); k > 0 {
 		s := a.counts[k-1]
@@ -322,181 +324,265 @@ func (a *arena) free(s []float64) {
 	}
 }
 
+func (a *arena) freeCounters(s []uint8) { a.counts = append(a.counts, s) }
+
 // reset makes the arena serve segments of n documents.
 func (a *arena) reset(n int) {
 	if n != a.n {
-		a.n, a.floats, a.counts = n, a.floats[:0], a.counts[:0]
+		a.n, a.floats, a.counts = n, nil, nil
 	}
 }
 
-// segScorer evaluates tnodes on one segment.
-type segScorer struct {
-	seg   int
-	n     uint64 // documents in the segment, deleted included
-	del   *roaring.Bitmap
-	arena *arena
+// arenaPool is a bounded free list of arenas (a sync.Pool would drop them
+// at every collection, which these large arrays make frequent).
+type arenaPool chan *arena
+
+func (e *Engine) getArena(n int) *arena {
+	var a *arena
+	select {
+	case a = <-e.arenas:
+	default:
+		a = &arena{}
+	}
+	a.reset(n)
+	return a
 }
 
-// eval returns the documents of the segment n matches and, when scored,
-// their scores by local document number (other entries undefined; the
-// array is the caller's to give back to the arena). The bitmap may be
-// shared with the segment: never modify it.
-func (s *segScorer) eval(n *tnode, scored bool) (*roaring.Bitmap, []float64, error) {
+func (e *Engine) putArena(a *arena) {
+	select {
+	case e.arenas <- a:
+	default:
+	}
+}
+
+// segScorer evaluates tnodes on one segment: first which documents each
+// clause matches (bits, on the postings bitmaps), then the scores of the
+// documents asked for (score).
+type segScorer struct {
+	seg  int
+	n    uint64 // documents in the segment, deleted included
+	del  *roaring.Bitmap
+	memo map[*tnode]*roaring.Bitmap // bits of each clause evaluated
+	// documents matching three or more children of a heap disjunction:
+	// their sum's order is the heap's
+	thrice *roaring.Bitmap
+}
+
+// bits returns the documents of the segment n matches. The result may be
+// shared with the segment or other clauses: never modify it.
+func (s *segScorer) bits(n *tnode) (*roaring.Bitmap, error) {
+	if bm, ok := s.memo[n]; ok {
+		return bm, nil
+	}
+	var out *roaring.Bitmap
 	switch n.kind {
 	case tNone:
-		return roaring.New(), nil, nil
+		out = roaring.New()
 	case tTerm:
-		bm, err := s.termBits(n)
-		if err != nil || !scored {
-			return bm, nil, err
+		pl := n.pls[s.seg]
+		if pl == nil {
+			out = roaring.New()
+			break
 		}
-		sc := s.arena.scores()
-		err = s.eachPosting(n, func(d uint64, v float64) { sc[d] = v })
-		return bm, sc, err
+		var err error
+		if out, err = postingsBits(pl.Iterator(false, false, false, nil)); err != nil {
+			return nil, err
+		}
 	case tAll:
-		bm := roaring.New()
-		bm.AddRange(0, s.n)
+		out = roaring.New()
+		out.AddRange(0, s.n)
 		if s.del != nil {
-			bm.AndNot(s.del)
+			out.AndNot(s.del)
 		}
-		if !scored {
-			return bm, nil, nil
+	case tOr:
+		out = roaring.New()
+		var twice *roaring.Bitmap
+		if n.heap {
+			twice = roaring.New()
 		}
-		sc := s.arena.scores()
+		for _, k := range n.kids {
+			bm, err := s.bits(k)
+			if err != nil {
+				return nil, err
+			}
+			if n.heap {
+				// documents matching three or more children
+				s.thrice.Or(roaring.And(twice, bm))
+				twice.Or(roaring.And(out, bm))
+			}
+			out.Or(bm)
+		}
+	case tAnd:
+		for _, k := range n.kids {
+			bm, err := s.bits(k)
+			if err != nil {
+				return nil, err
+			}
+			if out == nil {
+				out = bm.Clone()
+			} else {
+				out.And(bm)
+			}
+		}
+	case tMustNot:
+		must, err := s.bits(n.kids[0])
+		if err != nil {
+			return nil, err
+		}
+		not, err := s.bits(n.not)
+		if err != nil {
+			return nil, err
+		}
+		out = roaring.AndNot(must, not)
+	default:
+		return nil, fmt.Errorf("bleve: clause kind %d", n.kind)
+	}
+	s.memo[n] = out
+	return out, nil
+}
+
+// score returns the scores of the documents in within, which n matches
+// (a subset of bits(n), already computed), by local document number; the
+// other entries are undefined. The array comes from a and is the
+// caller's to give back. Safe for concurrent use on disjoint withins,
+// each with its own arena, once bits are computed.
+func (s *segScorer) score(n *tnode, within *roaring.Bitmap, a *arena) ([]float64, error) {
+	switch n.kind {
+	case tNone:
+		return nil, nil
+	case tTerm:
+		sc := a.scores()
+		return sc, s.eachPosting(n, within, sc, nil)
+	case tAll:
+		sc := a.scores()
 		v := 1.0
 		if n.qw != 1.0 {
 			v = v * n.qw
 		}
-		for i := range sc {
-			sc[i] = v
+		it := within.Iterator()
+		for it.HasNext() {
+			sc[it.Next()] = v
 		}
-		return bm, sc, nil
+		return sc, nil
 	case tOr:
-		return s.or(n, scored)
+		return s.or(n, within, a)
 	case tAnd:
-		return s.and(n, scored)
+		// ConjunctionQueryScorer: 0 + the first child's score (exact),
+		// plus each next child's, in their order
+		acc, err := s.score(n.kids[0], within, a)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range n.kids[1:] {
+			sc, err := s.score(k, within, a)
+			if err != nil {
+				return nil, err
+			}
+			it := within.Iterator()
+			for it.HasNext() {
+				d := it.Next()
+				acc[d] += sc[d]
+			}
+			a.free(sc)
+		}
+		return acc, nil
 	case tMustNot:
-		bm, sc, err := s.eval(n.kids[0], scored)
-		if err != nil {
-			return nil, nil, err
-		}
-		not, _, err := s.eval(n.not, false)
-		if err != nil {
-			return nil, nil, err
-		}
 		// ConjunctionQueryScorer over the must clause alone: 0 + score
-		return roaring.AndNot(bm, not), sc, nil
+		return s.score(n.kids[0], within, a)
 	}
-	return nil, nil, fmt.Errorf("bleve: clause kind %d", n.kind)
+	return nil, fmt.Errorf("bleve: clause kind %d", n.kind)
 }
 
-func (s *segScorer) or(n *tnode, scored bool) (*roaring.Bitmap, []float64, error) {
-	out := roaring.New()
-	if !scored {
-		for _, k := range n.kids {
-			bm, _, err := s.eval(k, false)
-			if err != nil {
-				return nil, nil, err
-			}
-			out.Or(bm)
-		}
-		return out, nil, nil
-	}
-	// DisjunctionQueryScorer: the matching children's scores summed in
-	// their order, times matching/children
-	acc, cnt := s.arena.scores(), s.arena.counters()
-	defer func() { s.arena.counts = append(s.arena.counts, cnt) }()
+// or is DisjunctionQueryScorer: the matching children's scores summed in
+// their order, times matching/children.
+func (s *segScorer) or(n *tnode, within *roaring.Bitmap, a *arena) ([]float64, error) {
+	acc, cnt := a.scores(), a.counters()
+	defer a.freeCounters(cnt)
 	for _, k := range n.kids {
+		kb, err := s.bits(k)
+		if err != nil {
+			return nil, err
+		}
+		kw := roaring.And(within, kb)
+		if kw.IsEmpty() {
+			continue
+		}
 		if k.kind == tTerm {
-			bm, err := s.termBits(k)
-			if err != nil {
-				return nil, nil, err
-			}
-			out.Or(bm)
-			if err := s.eachPosting(k, func(d uint64, v float64) { acc[d] += v; cnt[d]++ }); err != nil {
-				return nil, nil, err
+			if err := s.eachPosting(k, kw, acc, cnt); err != nil {
+				return nil, err
 			}
 			continue
 		}
-		bm, sc, err := s.eval(k, true)
+		sc, err := s.score(k, kw, a)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		out.Or(bm)
-		it := bm.Iterator()
+		it := kw.Iterator()
 		for it.HasNext() {
 			d := it.Next()
 			acc[d] += sc[d]
 			cnt[d]++
 		}
-		s.arena.free(sc)
+		a.free(sc)
 	}
 	coord := make([]float64, len(n.kids)+1)
 	for i := range coord {
 		coord[i] = float64(i) / float64(len(n.kids))
 	}
-	it := out.Iterator()
+	it := within.Iterator()
 	for it.HasNext() {
 		d := it.Next()
 		c := cnt[d]
 		if n.heap && c >= 3 {
-			return nil, nil, errHeapOrder
+			// scoredMatches declines such queries
+			return nil, errHeapOrder
 		}
 		acc[d] = acc[d] * coord[c]
 	}
-	return out, acc, nil
+	return acc, nil
 }
 
-func (s *segScorer) and(n *tnode, scored bool) (*roaring.Bitmap, []float64, error) {
-	bms := make([]*roaring.Bitmap, len(n.kids))
-	scs := make([][]float64, len(n.kids))
-	var out *roaring.Bitmap
-	for i, k := range n.kids {
-		bm, sc, err := s.eval(k, scored)
-		if err != nil {
-			return nil, nil, err
-		}
-		bms[i], scs[i] = bm, sc
-		if out == nil {
-			out = bm.Clone()
-		} else {
-			out.And(bm)
-		}
-	}
-	if !scored {
-		return out, nil, nil
-	}
-	// ConjunctionQueryScorer: 0 + the first child's score (exact), plus
-	// each next child's in order
-	acc := scs[0]
-	for _, sc := range scs[1:] {
-		it := out.Iterator()
-		for it.HasNext() {
-			d := it.Next()
-			acc[d] += sc[d]
-		}
-		s.arena.free(sc)
-	}
-	return out, acc, nil
-}
+// normBits is the posting's raw norm (zap: the field length), from which
+// Norm() computes float64(float32(1/sqrt(bits))): looked up in a table
+// (normOf) instead of a square root per posting.
+type normBits interface{ NormUint64() uint64 }
 
-// termBits is a term's live documents in the segment.
-func (s *segScorer) termBits(n *tnode) (*roaring.Bitmap, error) {
-	pl := n.pls[s.seg]
-	if pl == nil {
-		return roaring.New(), nil
+// normTable holds float64(float32(1/sqrt(i))) for the common field
+// lengths: exactly what zap's Posting.Norm computes.
+var normTable = func() [4096]float64 {
+	var t [4096]float64
+	for i := range t {
+		t[i] = float64(float32(1.0 / math.Sqrt(float64(i))))
 	}
-	return postingsBits(pl.Iterator(false, false, false, nil))
-}
+	return t
+}()
 
-// eachPosting calls fn with each live document of a term and its score
-// (TermQueryScorer.Score, TF-IDF).
-func (s *segScorer) eachPosting(n *tnode, fn func(d uint64, score float64)) error {
+// sqrtTable holds sqrt(i) for small term frequencies, as Bleve's
+// SqrtCache does.
+var sqrtTable = func() [64]float64 {
+	var t [64]float64
+	for i := range t {
+		t[i] = math.Sqrt(float64(i))
+	}
+	return t
+}()
+
+// eachPosting scores the documents in within (all of them hold the term)
+// by TermQueryScorer.Score (TF-IDF): into set[d] when cnt is nil, else
+// added to set[d] with cnt[d] incremented (a disjunction's sum).
+func (s *segScorer) eachPosting(n *tnode, within *roaring.Bitmap, set []float64, cnt []uint8) error {
 	pl := n.pls[s.seg]
 	if pl == nil {
 		return nil
 	}
 	it := pl.Iterator(true, true, false, nil)
+	// visit only the documents asked for, as Bleve's conjunction
+	// optimization does (the iterator then skips the others' freq/norm)
+	if o, ok := it.(segment.OptimizablePostingsIterator); ok {
+		if all := o.ActualBitmap(); all != nil && all.GetCardinality() != within.GetCardinality() {
+			o.ReplaceActual(within)
+		}
+	}
 	idf, qw := n.idf, n.qw
 	for {
 		p, err := it.Next()
@@ -506,26 +592,52 @@ func (s *segScorer) eachPosting(n *tnode, fn func(d uint64, score float64)) erro
 		if p == nil {
 			return nil
 		}
-		tf := math.Sqrt(float64(p.Frequency()))
-		v := tf * p.Norm() * idf
+		var tf, norm float64
+		if f := p.Frequency(); f < uint64(len(sqrtTable)) {
+			tf = sqrtTable[f]
+		} else {
+			tf = math.Sqrt(float64(f))
+		}
+		if nb, ok := p.(normBits); ok {
+			if b := nb.NormUint64(); b < uint64(len(normTable)) {
+				norm = normTable[b]
+			} else {
+				norm = p.Norm()
+			}
+		} else {
+			norm = p.Norm()
+		}
+		v := tf * norm * idf
 		if qw != 1.0 {
 			v = v * qw
 		}
-		fn(p.Number(), v)
+		d := p.Number()
+		if cnt == nil {
+			set[d] = v
+		} else {
+			set[d] += v
+			cnt[d]++
+		}
 	}
 }
 
-// scoredMatches evaluates q on every segment of the snapshot: per segment
-// the matching documents and their scores by local document number, as
-// Bleve's searchers score them. false: q has a clause this does not know,
-// or a document's score depends on a heap disjunction's order; the caller
-// then lets Bleve's searchers score. arena is given back by the caller
-// (putArena) once the scores are read.
-func (e *Engine) scoredMatches(ctx context.Context, r index.IndexReader, sv *snapshotColumns, q query.Query) ([]*roaring.Bitmap, [][]float64, []*arena, bool, error) {
+// scoredSegment is one segment's evaluation: what the query matches
+// there (bits), and the scorer to score documents of it.
+type scoredSegment struct {
+	root *tnode
+	s    *segScorer
+	bits *roaring.Bitmap
+}
+
+// scoredMatches evaluates q on the postings of every segment of the
+// snapshot. false: q has a clause this does not know, or a matching
+// document's score depends on a heap disjunction's order; the caller then
+// lets Bleve's searchers score.
+func (e *Engine) scoredMatches(r index.IndexReader, sv *snapshotColumns, q query.Query) ([]scoredSegment, bool, error) {
 	segs := sv.snap.Segments()
 	docTotal, err := r.DocCount()
 	if err != nil {
-		return nil, nil, nil, false, fmt.Errorf("bleve: %w", err)
+		return nil, false, fmt.Errorf("bleve: %w", err)
 	}
 	b := &tbuild{r: r, cache: &e.fuzzy, segs: make([]*segBits, len(segs)), docTotal: docTotal}
 	for i, ss := range segs {
@@ -533,60 +645,62 @@ func (e *Engine) scoredMatches(ctx context.Context, r index.IndexReader, sv *sna
 	}
 	root, ok, err := b.build(q)
 	if !ok || err != nil {
-		return nil, nil, nil, ok, err
+		return nil, ok, err
 	}
 	root.normalize()
-	matched := make([]*roaring.Bitmap, len(segs))
-	scores := make([][]float64, len(segs))
-	arenas := make([]*arena, len(segs))
+	out := make([]scoredSegment, len(segs))
 	for i, ss := range segs {
-		if err := ctx.Err(); err != nil {
-			e.putArenas(arenas)
-			return nil, nil, nil, false, err
-		}
-		a := e.getArena(int(ss.Segment().Count()))
-		arenas[i] = a
-		s := &segScorer{seg: i, n: ss.Segment().Count(), del: ss.Deleted(), arena: a}
-		bm, sc, err := s.eval(root, true)
-		if err == errHeapOrder {
-			e.putArenas(arenas)
-			return nil, nil, nil, false, nil
-		}
+		s := &segScorer{seg: i, n: ss.Segment().Count(), del: ss.Deleted(), memo: map[*tnode]*roaring.Bitmap{}, thrice: roaring.New()}
+		bm, err := s.bits(root)
 		if err != nil {
-			e.putArenas(arenas)
-			return nil, nil, nil, false, err
+			return nil, false, err
 		}
-		matched[i], scores[i] = bm, sc
+		if s.thrice.Intersects(bm) {
+			return nil, false, nil
+		}
+		out[i] = scoredSegment{root: root, s: s, bits: bm}
 	}
-	return matched, scores, arenas, true, nil
+	return out, true, nil
 }
 
-// arenaPool keeps score arrays between searches: a broad query on a
-// compacted 200k-contact index needs a few arrays of 1.7 MB.
-type arenaPool struct{ p sync.Pool }
-
-func (e *Engine) getArena(n int) *arena {
-	a, _ := e.arenas.p.Get().(*arena)
-	if a == nil {
-		a = &arena{}
-	}
-	a.reset(n)
-	return a
-}
-
-// putArenas returns the arenas, and the score arrays handed out of them
-// (scores[i] from as[i], nil ones skipped), which the caller no longer
-// reads, to the pool.
-func (e *Engine) putArenas(as []*arena, scores ...[]float64) {
-	for i, a := range as {
-		if a == nil {
+// scoredEach calls fn for each document in bits (per segment, local
+// numbers, each a subset of what the query matches there) with its score,
+// in document order.
+func (e *Engine) scoredEach(ctx context.Context, sv *snapshotColumns, segs []scoredSegment, bits []*roaring.Bitmap, fn func(matchInfo) error) error {
+	var id index.IndexInternalID
+	n := 0
+	for i, bm := range bits {
+		if bm.IsEmpty() {
 			continue
 		}
-		if i < len(scores) {
-			a.free(scores[i])
+		if err := ctx.Err(); err != nil {
+			return err
 		}
-		e.arenas.p.Put(a)
+		a := e.getArena(int(segs[i].s.n))
+		sc, err := segs[i].s.score(segs[i].root, bm, a)
+		if err != nil {
+			e.putArena(a)
+			return err
+		}
+		it := bm.Iterator()
+		for it.HasNext() {
+			if n++; n%4096 == 0 {
+				if err := ctx.Err(); err != nil {
+					e.putArena(a)
+					return err
+				}
+			}
+			d := it.Next()
+			id = index.NewIndexInternalID(id[:0], sv.offsets[i]+uint64(d))
+			if err := fn(matchInfo{id: id, score: sc[d]}); err != nil {
+				e.putArena(a)
+				return err
+			}
+		}
+		a.free(sc)
+		e.putArena(a)
 	}
+	return nil
 }
 
 // postings returns the postings list of term in field on the segment,
