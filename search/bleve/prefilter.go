@@ -415,6 +415,13 @@ func (e *Engine) prefiltered(ctx context.Context, r index.IndexReader, sv *snaps
 		}
 		return true, e.facetViews(ctx, sv, matched, others)
 	}
+	// a broad query groups thousands of cases: room for them up front
+	// instead of growing the groups (and copying them) a dozen times
+	var nCases uint64
+	for _, sc := range sv.cols {
+		nCases += uint64(len(sc.caseID.dict))
+	}
+	main.groups = slices.Grow(main.groups, int(min(n, nCases)))
 	each := func(ctx context.Context, bits []*roaring.Bitmap, fn func(matchInfo) error) error {
 		if scored != nil {
 			return e.scoredEach(ctx, sv, scored, bits, fn)
@@ -441,6 +448,7 @@ func (e *Engine) prefiltered(ctx context.Context, r index.IndexReader, sv *snaps
 	}
 	lo, hi := splitBits(mainBits, n/2)
 	second := newCollector(sv, main.filter, main.sortBy, main.facets)
+	second.groups = slices.Grow(second.groups, int(min(n-n/2, nCases)))
 	g.Go(func() error { return each(gctx, lo, main.add) })
 	g.Go(func() error { return each(gctx, hi, second.add) })
 	if err := g.Wait(); err != nil {

@@ -291,31 +291,31 @@ func (n *tnode) setQueryNorm(qn float64) {
 // (Engine.arenas) since a compacted 200k-contact index needs arrays of
 // 1.7 MB.
 type arena struct {
-	n      int
 	floats [][]float64
 	counts [][]uint8
 }
 
-// scores returns an array of n zeros.
-func (a *arena) scores() []float64 {
-	if k := len(a.floats); k > 0 {
-		s := a.floats[k-1]
-		a.floats = a.floats[:k-1]
-		clear(s)
-		return s
+// scores returns an array of n undefined scores.
+func (a *arena) scores(n int) []float64 {
+	for i, s := range a.floats {
+		if cap(s) >= n {
+			a.floats = slices.Delete(a.floats, i, i+1)
+			return s[:n]
+		}
 	}
-	return make([]float64, a.n)
+	return make([]float64, n)
 }
 
-// counters returns an array of n zeros (give it back with freeCounters).
-func (a *arena) counters() []uint8 {
-	if k := len(a.counts); k > 0 {
-		s := a.counts[k-1]
-		a.counts = a.counts[:k-1]
-		clear(s)
-		return s
+// counters returns an array of n undefined counts (give it back with
+// freeCounters).
+func (a *arena) counters(n int) []uint8 {
+	for i, s := range a.counts {
+		if cap(s) >= n {
+			a.counts = slices.Delete(a.counts, i, i+1)
+			return s[:n]
+		}
 	}
-	return make([]uint8, a.n)
+	return make([]uint8, n)
 }
 
 func (a *arena) free(s []float64) {
@@ -326,26 +326,17 @@ func (a *arena) free(s []float64) {
 
 func (a *arena) freeCounters(s []uint8) { a.counts = append(a.counts, s) }
 
-// reset makes the arena serve segments of n documents.
-func (a *arena) reset(n int) {
-	if n != a.n {
-		a.n, a.floats, a.counts = n, nil, nil
-	}
-}
-
 // arenaPool is a bounded free list of arenas (a sync.Pool would drop them
 // at every collection, which these large arrays make frequent).
 type arenaPool chan *arena
 
-func (e *Engine) getArena(n int) *arena {
-	var a *arena
+func (e *Engine) getArena() *arena {
 	select {
-	case a = <-e.arenas:
+	case a := <-e.arenas:
+		return a
 	default:
-		a = &arena{}
+		return &arena{}
 	}
-	a.reset(n)
-	return a
 }
 
 func (e *Engine) putArena(a *arena) {
@@ -451,10 +442,10 @@ func (s *segScorer) score(n *tnode, within *roaring.Bitmap, a *arena) ([]float64
 	case tNone:
 		return nil, nil
 	case tTerm:
-		sc := a.scores()
+		sc := a.scores(int(s.n))
 		return sc, s.eachPosting(n, within, sc, nil)
 	case tAll:
-		sc := a.scores()
+		sc := a.scores(int(s.n))
 		v := 1.0
 		if n.qw != 1.0 {
 			v = v * n.qw
@@ -496,8 +487,21 @@ func (s *segScorer) score(n *tnode, within *roaring.Bitmap, a *arena) ([]float64
 // or is DisjunctionQueryScorer: the matching children's scores summed in
 // their order, times matching/children.
 func (s *segScorer) or(n *tnode, within *roaring.Bitmap, a *arena) ([]float64, error) {
-	acc, cnt := a.scores(), a.counters()
+	acc, cnt := a.scores(int(s.n)), a.counters(int(s.n))
 	defer a.freeCounters(cnt)
+	// the sums start at zero for the documents asked for (the arrays
+	// come uncleared: clearing them whole cost more than the scoring of
+	// a selective query)
+	if within.GetCardinality()*16 > s.n {
+		clear(acc)
+		clear(cnt)
+	} else {
+		it := within.Iterator()
+		for it.HasNext() {
+			d := it.Next()
+			acc[d], cnt[d] = 0, 0
+		}
+	}
 	for _, k := range n.kids {
 		kb, err := s.bits(k)
 		if err != nil {
@@ -667,6 +671,8 @@ func (e *Engine) scoredMatches(r index.IndexReader, sv *snapshotColumns, q query
 // numbers, each a subset of what the query matches there) with its score,
 // in document order.
 func (e *Engine) scoredEach(ctx context.Context, sv *snapshotColumns, segs []scoredSegment, bits []*roaring.Bitmap, fn func(matchInfo) error) error {
+	a := e.getArena()
+	defer e.putArena(a)
 	var id index.IndexInternalID
 	n := 0
 	for i, bm := range bits {
@@ -676,29 +682,24 @@ func (e *Engine) scoredEach(ctx context.Context, sv *snapshotColumns, segs []sco
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		a := e.getArena(int(segs[i].s.n))
 		sc, err := segs[i].s.score(segs[i].root, bm, a)
 		if err != nil {
-			e.putArena(a)
 			return err
 		}
 		it := bm.Iterator()
 		for it.HasNext() {
 			if n++; n%4096 == 0 {
 				if err := ctx.Err(); err != nil {
-					e.putArena(a)
 					return err
 				}
 			}
 			d := it.Next()
 			id = index.NewIndexInternalID(id[:0], sv.offsets[i]+uint64(d))
 			if err := fn(matchInfo{id: id, score: sc[d]}); err != nil {
-				e.putArena(a)
 				return err
 			}
 		}
 		a.free(sc)
-		e.putArena(a)
 	}
 	return nil
 }
