@@ -450,9 +450,12 @@ func (s *segScorer) score(n *tnode, within *roaring.Bitmap, a *arena) ([]float64
 		if n.qw != 1.0 {
 			v = v * n.qw
 		}
-		it := within.Iterator()
-		for it.HasNext() {
-			sc[it.Next()] = v
+		var buf [256]uint32
+		it := within.ManyIterator()
+		for k := it.NextMany(buf[:]); k > 0; k = it.NextMany(buf[:]) {
+			for _, d := range buf[:k] {
+				sc[d] = v
+			}
 		}
 		return sc, nil
 	case tOr:
@@ -469,10 +472,12 @@ func (s *segScorer) score(n *tnode, within *roaring.Bitmap, a *arena) ([]float64
 			if err != nil {
 				return nil, err
 			}
-			it := within.Iterator()
-			for it.HasNext() {
-				d := it.Next()
-				acc[d] += sc[d]
+			var buf [256]uint32
+			it := within.ManyIterator()
+			for k := it.NextMany(buf[:]); k > 0; k = it.NextMany(buf[:]) {
+				for _, d := range buf[:k] {
+					acc[d] += sc[d]
+				}
 			}
 			a.free(sc)
 		}
@@ -496,10 +501,12 @@ func (s *segScorer) or(n *tnode, within *roaring.Bitmap, a *arena) ([]float64, e
 		clear(acc)
 		clear(cnt)
 	} else {
-		it := within.Iterator()
-		for it.HasNext() {
-			d := it.Next()
-			acc[d], cnt[d] = 0, 0
+		var buf [256]uint32
+		it := within.ManyIterator()
+		for k := it.NextMany(buf[:]); k > 0; k = it.NextMany(buf[:]) {
+			for _, d := range buf[:k] {
+				acc[d], cnt[d] = 0, 0
+			}
 		}
 	}
 	for _, k := range n.kids {
@@ -521,11 +528,13 @@ func (s *segScorer) or(n *tnode, within *roaring.Bitmap, a *arena) ([]float64, e
 		if err != nil {
 			return nil, err
 		}
-		it := kw.Iterator()
-		for it.HasNext() {
-			d := it.Next()
-			acc[d] += sc[d]
-			cnt[d]++
+		var buf [256]uint32
+		it := kw.ManyIterator()
+		for k := it.NextMany(buf[:]); k > 0; k = it.NextMany(buf[:]) {
+			for _, d := range buf[:k] {
+				acc[d] += sc[d]
+				cnt[d]++
+			}
 		}
 		a.free(sc)
 	}
@@ -533,15 +542,17 @@ func (s *segScorer) or(n *tnode, within *roaring.Bitmap, a *arena) ([]float64, e
 	for i := range coord {
 		coord[i] = float64(i) / float64(len(n.kids))
 	}
-	it := within.Iterator()
-	for it.HasNext() {
-		d := it.Next()
-		c := cnt[d]
-		if n.heap && c >= 3 {
-			// scoredMatches declines such queries
-			return nil, errHeapOrder
+	var buf [256]uint32
+	it := within.ManyIterator()
+	for k := it.NextMany(buf[:]); k > 0; k = it.NextMany(buf[:]) {
+		for _, d := range buf[:k] {
+			c := cnt[d]
+			if n.heap && c >= 3 {
+				// scoredMatches declines such queries
+				return nil, errHeapOrder
+			}
+			acc[d] = acc[d] * coord[c]
 		}
-		acc[d] = acc[d] * coord[c]
 	}
 	return acc, nil
 }
@@ -686,17 +697,19 @@ func (e *Engine) scoredEach(ctx context.Context, sv *snapshotColumns, segs []sco
 		if err != nil {
 			return err
 		}
-		it := bm.Iterator()
-		for it.HasNext() {
-			if n++; n%4096 == 0 {
-				if err := ctx.Err(); err != nil {
+		var buf [256]uint32
+		it := bm.ManyIterator()
+		for k := it.NextMany(buf[:]); k > 0; k = it.NextMany(buf[:]) {
+			for _, d := range buf[:k] {
+				if n++; n%4096 == 0 {
+					if err := ctx.Err(); err != nil {
+						return err
+					}
+				}
+				id = index.NewIndexInternalID(id[:0], sv.offsets[i]+uint64(d))
+				if err := fn(matchInfo{id: id, score: sc[d]}); err != nil {
 					return err
 				}
-			}
-			d := it.Next()
-			id = index.NewIndexInternalID(id[:0], sv.offsets[i]+uint64(d))
-			if err := fn(matchInfo{id: id, score: sc[d]}); err != nil {
-				return err
 			}
 		}
 		a.free(sc)
