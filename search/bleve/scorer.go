@@ -599,6 +599,7 @@ func (s *segScorer) eachPosting(n *tnode, within *roaring.Bitmap, set []float64,
 		}
 	}
 	idf, qw := n.idf, n.qw
+	table, checked := true, false
 	for {
 		p, err := it.Next()
 		if err != nil {
@@ -613,13 +614,21 @@ func (s *segScorer) eachPosting(n *tnode, within *roaring.Bitmap, set []float64,
 		} else {
 			tf = math.Sqrt(float64(f))
 		}
-		if nb, ok := p.(normBits); ok {
-			if b := nb.NormUint64(); b < uint64(len(normTable)) {
-				norm = normTable[b]
-			} else {
-				norm = p.Norm()
+		norm = -1
+		if table {
+			if nb, ok := p.(normBits); ok {
+				if b := nb.NormUint64(); b < uint64(len(normTable)) {
+					norm = normTable[b]
+					if !checked {
+						// the table is zap v15+'s formula: trust it only
+						// once this segment's postings agree
+						checked, table = true, norm == p.Norm()
+						norm = p.Norm()
+					}
+				}
 			}
-		} else {
+		}
+		if norm < 0 {
 			norm = p.Norm()
 		}
 		v := tf * norm * idf
