@@ -31,10 +31,10 @@ import (
 // the column filters of each view (the query's, and each disjunctive
 // facet's filter without its own field). The disjunctive facets need no
 // score, so their collectors are fed straight from those bitmaps; only
-// the query's own matches are walked by Bleve's searchers, for their
-// scores, each reached with one Advance (filteredEach). Scores, totals,
-// facets and pages are exactly what the plain walk gives
-// (TestPrefilterMatchesWalk).
+// the query's own matches are scored, by the term-at-a-time scorer
+// (scorer.go), or, for what it declines, by Bleve's searchers each
+// reached with one Advance (filteredEach). Scores, totals, facets and
+// pages are exactly what the plain walk gives (TestPrefilterMatchesWalk).
 
 // fuzzyCache keeps the dictionary terms each fuzzy clause expands to, for
 // the newest snapshot: building a Levenshtein automaton and walking the

@@ -591,21 +591,40 @@ func (s *segScorer) eachPosting(n *tnode, within *roaring.Bitmap, set []float64,
 		return nil
 	}
 	it := pl.Iterator(true, true, false, nil)
-	// visit only the documents asked for, as Bleve's conjunction
-	// optimization does (the iterator then skips the others' freq/norm)
+	// Visit only the documents asked for. When they are all the term's
+	// documents in a range of numbers (the whole list, or one half of a
+	// split search) the iterator is advanced to the range and stopped
+	// after it; otherwise it is narrowed to them, as Bleve's conjunction
+	// optimization does, and then steps through the others' postings.
+	from, to := uint64(0), uint64(math.MaxUint64)
 	if o, ok := it.(segment.OptimizablePostingsIterator); ok {
 		if all := o.ActualBitmap(); all != nil && all.GetCardinality() != within.GetCardinality() {
-			o.ReplaceActual(within)
+			lo, hi := within.Minimum(), within.Maximum()
+			inRange := all.Rank(hi)
+			if lo > 0 {
+				inRange -= all.Rank(lo - 1)
+			}
+			if inRange == within.GetCardinality() {
+				from, to = uint64(lo), uint64(hi)
+			} else {
+				o.ReplaceActual(within)
+			}
 		}
 	}
 	idf, qw := n.idf, n.qw
 	table, checked := true, false
-	for {
-		p, err := it.Next()
+	for first := true; ; first = false {
+		var p segment.Posting
+		var err error
+		if first && from > 0 {
+			p, err = it.Advance(from)
+		} else {
+			p, err = it.Next()
+		}
 		if err != nil {
 			return fmt.Errorf("bleve: postings: %w", err)
 		}
-		if p == nil {
+		if p == nil || p.Number() > to {
 			return nil
 		}
 		var tf, norm float64
