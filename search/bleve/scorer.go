@@ -2,6 +2,7 @@ package bleve
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -77,9 +78,11 @@ type tnode struct {
 	pls    []segment.PostingsList
 }
 
-// errHeapOrder: a document matches three or more children of a heap
-// disjunction, whose sum order only Bleve's walk knows.
-var errHeapOrder = fmt.Errorf("bleve: heap disjunction order")
+// errHeapOrder: a document asked for matches three or more children of a
+// heap disjunction, whose sum order only Bleve's walk knows. scoredMatches
+// declines such queries before any score is computed, so this is an
+// internal error.
+var errHeapOrder = errors.New("bleve: heap disjunction order")
 
 // tbuild turns a query into tnodes over one snapshot.
 type tbuild struct {
