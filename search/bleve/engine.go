@@ -89,6 +89,11 @@ type Engine struct {
 	// only if it gets one, so under concurrent searches each runs on one
 	// goroutine and the split's extra CPU is not spent.
 	spare spareCores
+	// arenas keeps the term-at-a-time scorer's score arrays (scorer.go)
+	arenas arenaPool
+	// bleveScores turns the term-at-a-time scorer off: matches are scored
+	// by Bleve's searchers (the reference its tests compare with)
+	bleveScores bool
 }
 
 // spareCores is a non-blocking counting semaphore.
@@ -241,7 +246,7 @@ func newEngine(dir, name string, idx bv.Index, cust *custIndex, version int, opt
 		_ = cust.close()
 		return nil, fmt.Errorf("bleve: %s has mapping %T", name, idx.Mapping())
 	}
-	e := &Engine{dir: dir, name: name, idx: idx, cust: cust, m: im, version: version, splitMin: defaultSplitMin, spare: newSpareCores()}
+	e := &Engine{dir: dir, name: name, idx: idx, cust: cust, m: im, version: version, splitMin: defaultSplitMin, spare: newSpareCores(), arenas: make(arenaPool, runtime.GOMAXPROCS(0)+1)}
 	for _, o := range opts {
 		o(e)
 	}

@@ -68,3 +68,32 @@ func (e *Engine) SetSplitMin(n int) { e.splitMin = n }
 // SparesTaken is how many spare cores searches hold now (0 between
 // searches: a split search gives its core back).
 func (e *Engine) SparesTaken() int { return len(e.spare) }
+
+// SearchByBleveScores is Search with the matches scored by Bleve's
+// searchers (the prefilter advancing them to each match, or the plain walk)
+// instead of the term-at-a-time scorer.
+func (e *Engine) SearchByBleveScores(ctx context.Context, q search.Query) (search.Result, error) {
+	e.bleveScores = true
+	defer func() { e.bleveScores = false }()
+	return e.searchWith(ctx, q, true, true)
+}
+
+// ScoresByTerms reports whether the term-at-a-time scorer scores q's
+// matches (rather than leaving them to Bleve's searchers).
+func (e *Engine) ScoresByTerms(ctx context.Context, q search.Query) (bool, error) {
+	r, err := e.reader()
+	if err != nil {
+		return false, err
+	}
+	defer r.Close()
+	sv, err := e.cols.forReader(ctx, r)
+	if err != nil {
+		return false, err
+	}
+	all, _, err := e.buildQuery(ctx, r, q, map[string]bool{})
+	if err != nil {
+		return false, err
+	}
+	_, ok, err := e.scoredMatches(r, sv, all)
+	return ok, err
+}

@@ -31,10 +31,10 @@ import (
 // the column filters of each view (the query's, and each disjunctive
 // facet's filter without its own field). The disjunctive facets need no
 // score, so their collectors are fed straight from those bitmaps; only
-// the query's own matches are walked by Bleve's searchers, for their
-// scores, each reached with one Advance (filteredEach). Scores, totals,
-// facets and pages are exactly what the plain walk gives
-// (TestPrefilterMatchesWalk).
+// the query's own matches are scored, by the term-at-a-time scorer
+// (scorer.go), or, for what it declines, by Bleve's searchers each
+// reached with one Advance (filteredEach). Scores, totals, facets and
+// pages are exactly what the plain walk gives (TestPrefilterMatchesWalk).
 
 // fuzzyCache keeps the dictionary terms each fuzzy clause expands to, for
 // the newest snapshot: building a Levenshtein automaton and walking the
@@ -340,19 +340,45 @@ func (f *docFilter) restrict(sc *segColumns, bm *roaring.Bitmap) {
 }
 
 // prefiltered answers a search from the postings bitmaps: the query's own
-// matches (those passing mainFilter) are walked for their scores into
-// main; each of the others collectors gets, unscored, the matches passing
-// its own filter. false: the query has a clause the bitmaps cannot answer.
+// matches (those passing mainFilter) are scored into main, by the
+// term-at-a-time scorer (scorer.go) or else by advancing Bleve's searcher
+// to each; each of the others collectors gets, unscored, the matches
+// passing its own filter. false: the query has a clause the bitmaps
+// cannot answer, or it is scored, has no filter nor facet views, and the
+// term-at-a-time scorer cannot score it (Bleve's plain walk is then
+// cheaper than advancing to every match).
 func (e *Engine) prefiltered(ctx context.Context, r index.IndexReader, sv *snapshotColumns, q query.Query, score bool, main *collector, others []*collector) (bool, error) {
 	segs := sv.snap.Segments()
-	matched := make([]*roaring.Bitmap, len(segs))
-	for i, ss := range segs {
-		sb := &segBits{r: r, cache: &e.fuzzy, seg: ss.Segment(), del: ss.Deleted(), dicts: map[string]segment.TermDictionary{}}
-		t, ok, err := sb.matches(q)
-		if !ok || err != nil {
+	var matched []*roaring.Bitmap
+	var scored []scoredSegment
+	if score && !e.bleveScores {
+		var ok bool
+		var err error
+		if scored, ok, err = e.scoredMatches(r, sv, q); err != nil {
 			return false, err
 		}
-		matched[i] = t
+		if ok {
+			matched = make([]*roaring.Bitmap, len(segs))
+			for i, ss := range scored {
+				matched[i] = ss.bits
+			}
+		} else if main.filter == nil && len(others) == 0 {
+			return false, nil
+		}
+	}
+	if matched == nil {
+		if main.filter == nil && len(others) == 0 && score {
+			return false, nil
+		}
+		matched = make([]*roaring.Bitmap, len(segs))
+		for i, ss := range segs {
+			sb := &segBits{r: r, cache: &e.fuzzy, seg: ss.Segment(), del: ss.Deleted(), dicts: map[string]segment.TermDictionary{}}
+			t, ok, err := sb.matches(q)
+			if !ok || err != nil {
+				return false, err
+			}
+			matched[i] = t
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return false, err
@@ -372,8 +398,12 @@ func (e *Engine) prefiltered(ctx context.Context, r index.IndexReader, sv *snaps
 	mainBits := make([]*roaring.Bitmap, len(segs))
 	var n uint64
 	for i, t := range matched {
-		mainBits[i] = t.Clone()
-		main.filter.restrict(sv.cols[i], mainBits[i])
+		if main.filter == nil {
+			mainBits[i] = t
+		} else {
+			mainBits[i] = t.Clone()
+			main.filter.restrict(sv.cols[i], mainBits[i])
+		}
 		n += mainBits[i].GetCardinality()
 	}
 	if !score {
@@ -384,6 +414,19 @@ func (e *Engine) prefiltered(ctx context.Context, r index.IndexReader, sv *snaps
 			}
 		}
 		return true, e.facetViews(ctx, sv, matched, others)
+	}
+	// a broad query groups thousands of cases: room for them up front
+	// instead of growing the groups (and copying them) a dozen times
+	var nCases uint64
+	for _, sc := range sv.cols {
+		nCases += uint64(len(sc.caseID.dict))
+	}
+	main.groups = slices.Grow(main.groups, int(min(n, nCases)))
+	each := func(ctx context.Context, bits []*roaring.Bitmap, fn func(matchInfo) error) error {
+		if scored != nil {
+			return e.scoredEach(ctx, sv, scored, bits, fn)
+		}
+		return filteredEach(ctx, r, e.m, q, sv, bits, fn)
 	}
 
 	// A broad query is split (see splitMin) when a core is free of other
@@ -396,7 +439,7 @@ func (e *Engine) prefiltered(ctx context.Context, r index.IndexReader, sv *snaps
 		if err := e.facetViews(ctx, sv, matched, others); err != nil {
 			return false, err
 		}
-		return true, filteredEach(ctx, r, e.m, q, sv, mainBits, main.add)
+		return true, each(ctx, mainBits, main.add)
 	}
 	defer e.spare.give()
 	g, gctx := errgroup.WithContext(ctx)
@@ -405,8 +448,9 @@ func (e *Engine) prefiltered(ctx context.Context, r index.IndexReader, sv *snaps
 	}
 	lo, hi := splitBits(mainBits, n/2)
 	second := newCollector(sv, main.filter, main.sortBy, main.facets)
-	g.Go(func() error { return filteredEach(gctx, r, e.m, q, sv, lo, main.add) })
-	g.Go(func() error { return filteredEach(gctx, r, e.m, q, sv, hi, second.add) })
+	second.groups = slices.Grow(second.groups, int(min(n-n/2, nCases)))
+	g.Go(func() error { return each(gctx, lo, main.add) })
+	g.Go(func() error { return each(gctx, hi, second.add) })
 	if err := g.Wait(); err != nil {
 		return false, err
 	}

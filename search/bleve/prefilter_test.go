@@ -122,6 +122,13 @@ func TestPrefilterMatchesWalk(t *testing.T) {
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("%s query %d %+v:\nprefilter %+v\nwalk      %+v", phase, i, q, got, want)
 			}
+			bleveScored, err := eng.SearchByBleveScores(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(bleveScored, want) {
+				t.Fatalf("%s query %d %+v:\nprefilter, Bleve's scores %+v\nwalk                      %+v", phase, i, q, bleveScored, want)
+			}
 			split, err := eng.SearchBySplitWalk(ctx, q)
 			if err != nil {
 				t.Fatal(err)

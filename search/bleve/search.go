@@ -731,7 +731,9 @@ func (e *Engine) searchWith(ctx context.Context, q search.Query, disjunctive, pr
 	// With filters on columns (or disjunctive facets) the match set is
 	// narrowed on bitmaps first, see prefilter.go.
 	done := false
-	if prefilter && (df != nil || len(variants) > 0) {
+	// A scored query without either goes the same way when the
+	// term-at-a-time scorer can score it (scorer.go).
+	if prefilter && (df != nil || len(variants) > 0 || q.HasText() && !e.bleveScores) {
 		if done, err = e.prefiltered(ctx, r, sv, all, q.HasText(), c, collectors[1:]); err != nil {
 			return search.Result{}, err
 		}
