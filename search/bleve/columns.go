@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/blevesearch/bleve/v2/index/scorch"
@@ -70,6 +71,8 @@ type segColumns struct {
 
 	bitsOnce sync.Once
 	bits     map[string][]*roaring.Bitmap // per keyword field, per value ord: its documents (columnBits)
+
+	decoded decodedCache // broad terms' postings, decoded (postings.go)
 }
 
 var columnFields = []string{fCaseID, fStatus, fChannel, fPurposes, fTags, fPriority, fAssignee, fSortAt, fUpdatedAt, fContactID}
@@ -175,6 +178,9 @@ type columnCache struct {
 	mu    sync.Mutex
 	segs  map[uint64]*cachedColumns
 	cases caseNumbers
+	// decodedSize is the bytes of decoded postings the segments keep
+	// (decodedBudget bounds it)
+	decodedSize atomic.Int64
 }
 
 type cachedColumns struct {
@@ -275,6 +281,7 @@ func (c *columnCache) forReader(ctx context.Context, r index.IndexReader) (*snap
 	sv := &snapshotColumns{snap: snap, cols: make([]*segColumns, len(segs)), offsets: make([]uint64, len(segs)+1),
 		segIDs: make([]uint64, len(segs)), numbers: &c.cases}
 	entries := make([]*cachedColumns, len(segs))
+	var gone []*cachedColumns
 	c.mu.Lock()
 	if c.segs == nil {
 		c.segs = make(map[uint64]*cachedColumns)
@@ -298,14 +305,26 @@ func (c *columnCache) forReader(ctx context.Context, r index.IndexReader) (*snap
 		for _, ss := range segs {
 			live[ss.Id()] = true
 		}
-		for id := range c.segs {
+		for id, e := range c.segs {
 			if !live[id] {
+				gone = append(gone, e)
 				delete(c.segs, id)
 			}
 		}
 	}
 
 	c.mu.Unlock()
+	for _, e := range gone {
+		// its decoded postings leave the budget; Do waits for a build
+		// still running (e.cols is written only inside it)
+		e.once.Do(func() {})
+		if e.cols != nil {
+			e.cols.decoded.mu.Lock()
+			c.decodedSize.Add(-e.cols.decoded.size)
+			e.cols.decoded.size = 0
+			e.cols.decoded.mu.Unlock()
+		}
+	}
 	for i, e := range entries {
 		e.once.Do(func() {
 			e.cols, e.err = buildColumns(ctx, r, sv.offsets[i], int(sv.offsets[i+1]-sv.offsets[i]))

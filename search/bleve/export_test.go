@@ -3,6 +3,7 @@ package bleve
 import (
 	"context"
 	"math"
+	"time"
 
 	bv "github.com/blevesearch/bleve/v2"
 
@@ -65,6 +66,10 @@ func (e *Engine) SearchBySplitWalk(ctx context.Context, q search.Query) (search.
 // corpora.
 func (e *Engine) SetSplitMin(n int) { e.splitMin = n }
 
+// SetDecodeMin sets the shortest postings list the scorer keeps decoded
+// (1: every list), so that tests cover decoded postings on small corpora.
+func (e *Engine) SetDecodeMin(n int) { e.decodeMin = n }
+
 // SparesTaken is how many spare cores searches hold now (0 between
 // searches: a split search gives its core back).
 func (e *Engine) SparesTaken() int { return len(e.spare) }
@@ -96,4 +101,25 @@ func (e *Engine) ScoresByTerms(ctx context.Context, q search.Query) (bool, error
 	}
 	_, ok, err := e.scoredMatches(r, sv, all)
 	return ok, err
+}
+
+// WaitDecodes waits until no postings are being decoded in the background
+// (postings.go), so that the next search scores from the decoded ones.
+func (e *Engine) WaitDecodes() {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		e.cols.mu.Lock()
+		busy := 0
+		for _, c := range e.cols.segs {
+			if c.cols == nil {
+				continue
+			}
+			c.cols.decoded.mu.Lock()
+			busy += len(c.cols.decoded.pending)
+			c.cols.decoded.mu.Unlock()
+		}
+		e.cols.mu.Unlock()
+		if busy == 0 {
+			return
+		}
+	}
 }

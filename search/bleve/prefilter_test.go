@@ -96,6 +96,13 @@ func TestPrefilterMatchesWalk(t *testing.T) {
 			} else {
 				eng.SetSplitMin(1 << 30)
 			}
+			// every third query scores from decoded postings whatever
+			// their length (postings.go)
+			if i%3 == 0 {
+				eng.SetDecodeMin(1)
+			} else {
+				eng.SetDecodeMin(1 << 30)
+			}
 			q := search.Query{Limit: 10, Offset: rng.IntN(3) * 5, Facets: rng.IntN(4) > 0, Filter: filters[rng.IntN(len(filters))], Not: nots[rng.IntN(len(nots))], Sort: sorts[rng.IntN(len(sorts))]}
 			for range rng.IntN(3) {
 				w := bt.words[rng.IntN(200)]
@@ -111,6 +118,14 @@ func TestPrefilterMatchesWalk(t *testing.T) {
 				q.Excluded = []string{bt.words[rng.IntN(40)]}
 			}
 			q.Exact = rng.IntN(10) == 0
+			if i%3 == 0 {
+				// the first search has the postings decoded in the
+				// background; the one compared scores from them
+				if _, err := eng.Search(ctx, q); err != nil {
+					t.Fatal(err)
+				}
+				eng.WaitDecodes()
+			}
 			got, err := eng.Search(ctx, q)
 			if err != nil {
 				t.Fatal(err)

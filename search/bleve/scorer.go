@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/blevesearch/bleve/v2/index/scorch"
 	"github.com/blevesearch/bleve/v2/search/query"
 	"github.com/blevesearch/bleve/v2/search/searcher"
 	index "github.com/blevesearch/bleve_index_api"
@@ -76,6 +77,8 @@ type tnode struct {
 	not    *tnode // tMustNot: what must not match (unscored)
 	heap   bool   // tOr: Bleve's heap disjunction (order of ties unknown)
 	pls    []segment.PostingsList
+	field  string // tTerm
+	term   string
 }
 
 // errHeapOrder: a document asked for matches three or more children of a
@@ -203,7 +206,7 @@ func (b *tbuild) build(q query.Query) (*tnode, bool, error) {
 // term is a TermSearcher's clause: its postings in every segment and its
 // idf over the snapshot (NewTermQueryScorer, TF-IDF).
 func (b *tbuild) term(field, term string, boost float64) (*tnode, error) {
-	n := &tnode{kind: tTerm, boost: boost, qw: 1, pls: make([]segment.PostingsList, len(b.segs))}
+	n := &tnode{kind: tTerm, boost: boost, qw: 1, pls: make([]segment.PostingsList, len(b.segs)), field: field, term: term}
 	for i, s := range b.segs {
 		pl, err := s.postings(field, term)
 		if err != nil {
@@ -353,7 +356,14 @@ func (e *Engine) putArena(a *arena) {
 // clause matches (bits, on the postings bitmaps), then the scores of the
 // documents asked for (score).
 type segScorer struct {
-	seg  int
+	segment segment.Segment
+	cols    *segColumns  // where the segment's decoded postings are kept
+	cache   *columnCache // their budget
+	// decodeMin: the shortest postings list kept decoded (Engine.decodeMin)
+	decodeMin int
+	snap      *scorch.IndexSnapshot // nil: nothing decoded in the background
+	spawn     func(job string, fn func())
+	seg     int
 	n    uint64 // documents in the segment, deleted included
 	del  *roaring.Bitmap
 	memo map[*tnode]*roaring.Bitmap // bits of each clause evaluated
@@ -593,6 +603,14 @@ func (s *segScorer) eachPosting(n *tnode, within *roaring.Bitmap, set []float64,
 	if pl == nil {
 		return nil
 	}
+	dp, err := s.decoded(n, pl)
+	if err != nil {
+		return err
+	}
+	if dp != nil {
+		dp.score(within, n.idf, n.qw, set, cnt)
+		return nil
+	}
 	it := pl.Iterator(true, true, false, nil)
 	// Visit only the documents asked for. When they are all the term's
 	// documents in a range of numbers (the whole list, or one half of a
@@ -696,7 +714,9 @@ func (e *Engine) scoredMatches(r index.IndexReader, sv *snapshotColumns, q query
 	root.normalize()
 	out := make([]scoredSegment, len(segs))
 	for i, ss := range segs {
-		s := &segScorer{seg: i, n: ss.Segment().Count(), del: ss.Deleted(), memo: map[*tnode]*roaring.Bitmap{}, thrice: roaring.New()}
+		s := &segScorer{seg: i, n: ss.Segment().Count(), del: ss.Deleted(), memo: map[*tnode]*roaring.Bitmap{}, thrice: roaring.New(),
+			segment: ss.Segment(), cols: sv.cols[i], cache: &e.cols, decodeMin: e.decodeMin,
+			snap: sv.snap, spawn: e.guard.Go}
 		bm, err := s.bits(root)
 		if err != nil {
 			return nil, false, err
