@@ -139,7 +139,9 @@ func (r *Repo) putEscrow(ctx context.Context, recipients []age.Recipient, custom
 	if err := aw.Close(); err != nil {
 		return fmt.Errorf("key escrow: %w", err)
 	}
-	if err := r.bulk.Put(ctx, r.key(escrowKey(customerID)), &buf, int64(buf.Len())); err != nil {
+	// A *bytes.Reader: the local store writes it in one call, where any
+	// other reader got a 256 KiB copy buffer of its own (one per customer).
+	if err := r.bulk.Put(ctx, r.key(escrowKey(customerID)), bytes.NewReader(buf.Bytes()), int64(buf.Len())); err != nil {
 		return fmt.Errorf("key escrow: write entry: %w", err)
 	}
 	return nil
