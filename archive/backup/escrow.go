@@ -324,10 +324,25 @@ type EscrowStats struct {
 // written, so an erasure that committed meanwhile is purged here, and one
 // that commits later purges what this run wrote itself.
 func (s *Service) syncEscrow(ctx context.Context) (EscrowStats, error) {
-	var st EscrowStats
+	w := s.writeEscrow(ctx)
+	return s.finishEscrow(ctx, w)
+}
+
+// escrowWrites is what writeEscrow did: the entries the repository has
+// (listed, and written by it), how many it wrote, its error.
+type escrowWrites struct {
+	have    map[string]bool
+	written int64
+	err     error
+}
+
+// writeEscrow is syncEscrow's first half: every live key without an entry
+// gets one. A run does it while the tables are dumped, once its snapshot
+// is pinned; finishEscrow, after the dump, purges.
+func (s *Service) writeEscrow(ctx context.Context) escrowWrites {
 	have, err := s.repo.escrowList(ctx)
 	if err != nil {
-		return st, err
+		return escrowWrites{err: err}
 	}
 	type liveKey struct{ id, wrapped string }
 	live, err := sqldb.Collect(ctx, s.db.Read, `SELECT customer_id, wrapped_key FROM customer_keys WHERE wrapped_key IS NOT NULL AND destroyed_at IS NULL`, nil,
@@ -336,7 +351,7 @@ func (s *Service) syncEscrow(ctx context.Context) (EscrowStats, error) {
 			return k, rows.Scan(&k.id, &k.wrapped)
 		})
 	if err != nil {
-		return st, fmt.Errorf("key escrow: %w", err)
+		return escrowWrites{have: have, err: fmt.Errorf("key escrow: %w", err)}
 	}
 	var mu sync.Mutex
 	var written []string // merged into have after the workers (the loop reads have)
@@ -366,14 +381,23 @@ func (s *Service) syncEscrow(ctx context.Context) (EscrowStats, error) {
 	for _, id := range written {
 		have[id] = true
 	}
-	st.Written = int64(len(written))
-	if err != nil {
-		// The run fails; what it wrote of an erased customer goes anyway
-		// (best effort: the next run purges it otherwise).
-		_, _ = s.purgeErased(context.WithoutCancel(ctx), have)
-		return st, err
+	return escrowWrites{have: have, written: int64(len(written)), err: err}
+}
+
+// finishEscrow is syncEscrow's second half: it purges the entries of
+// every key destroyed by now, so an erasure that committed during the run
+// (also during its dump) is purged before the manifest.
+func (s *Service) finishEscrow(ctx context.Context, w escrowWrites) (EscrowStats, error) {
+	st := EscrowStats{Written: w.written}
+	if w.err != nil {
+		if w.have != nil {
+			// The run fails; what it wrote of an erased customer goes
+			// anyway (best effort: the next run purges it otherwise).
+			_, _ = s.purgeErased(context.WithoutCancel(ctx), w.have)
+		}
+		return st, w.err
 	}
-	n, err := s.purgeErased(ctx, have)
+	n, err := s.purgeErased(ctx, w.have)
 	st.Purged = n
 	return st, err
 }

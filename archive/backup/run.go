@@ -498,14 +498,48 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 		return Manifest{}, err
 	}
 
-	if err := s.dumpAndCopy(ctx, &m, prev, progress); err != nil {
-		return Manifest{}, err
-	}
-
 	// The keys of the snapshot's live customers go to the escrow, and the
 	// entries of erased customers go, before the manifest: a backup is
-	// never listed while an erased customer's entry exists.
-	if m.Stats.Escrow, err = s.syncEscrow(ctx); err != nil {
+	// never listed while an erased customer's entry exists. The entries
+	// are written while the tables and blobs are copied, from the moment
+	// the snapshot is pinned (writeEscrow reads the keys after it), not
+	// after them, where they were a serial tail of the run; the purge of
+	// destroyed keys' entries stays after the dump, so an erasure that
+	// commits during it is purged by this run.
+	ectx, ecancel := context.WithCancelCause(ctx)
+	defer ecancel(nil)
+	var escrow escrowWrites
+	escrowDone := make(chan struct{})
+	escrowStarted := false
+	pinned := func() {
+		escrowStarted = true
+		go func() {
+			defer close(escrowDone)
+			if escrow = s.writeEscrow(ectx); escrow.err != nil {
+				ecancel(escrow.err)
+			}
+		}()
+	}
+	err = s.dumpAndCopy(ectx, &m, prev, progress, pinned)
+	if !escrowStarted {
+		// dumpAndCopy failed before its snapshot was pinned.
+		return Manifest{}, err
+	}
+	if err != nil {
+		ecancel(err)
+	}
+	<-escrowDone
+	if err != nil || escrow.err != nil {
+		// The failure that came first (it cancelled the other); the
+		// escrow's purge below still runs, so what it wrote of a customer
+		// erased meanwhile goes.
+		first := context.Cause(ectx)
+		if first == nil {
+			first = errors.Join(err, escrow.err)
+		}
+		escrow.err = first
+	}
+	if m.Stats.Escrow, err = s.finishEscrow(ctx, escrow); err != nil {
 		return Manifest{}, err
 	}
 	m.KeyEscrow = EscrowFormat
@@ -545,7 +579,7 @@ type attRef struct {
 // is dumped first, then its blobs are copied by workers while the other
 // tables are read (the database read is one goroutine; compression,
 // encryption and copies spread over the cores).
-func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, progress func(Progress)) error {
+func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, progress func(Progress), pinned func()) error {
 	// A failed copy stops the dump and the other way round.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -566,6 +600,7 @@ func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, prog
 		}
 		total += n
 	}
+	pinned()
 
 	// One phase at a time for the progress bar: the copy's progress waits
 	// (latest event kept) until the tables are done.
