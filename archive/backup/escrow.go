@@ -317,16 +317,13 @@ type EscrowStats struct {
 	Purged int64 `json:"escrow_purged"`
 }
 
-// syncEscrow escrows every live key that has no entry yet, then purges the
-// entries of every destroyed key and every pending deletion. The keys are
-// read after the snapshot: a key destroyed since needs no entry, one made
-// since gets one early. The destroyed keys are read after the entries are
-// written, so an erasure that committed meanwhile is purged here, and one
-// that commits later purges what this run wrote itself.
-func (s *Service) syncEscrow(ctx context.Context) (EscrowStats, error) {
-	w := s.writeEscrow(ctx)
-	return s.finishEscrow(ctx, w)
-}
+// A run's escrow step comes in two halves: writeEscrow escrows every live
+// key that has no entry yet, then finishEscrow purges the entries of every
+// destroyed key and every pending deletion. The keys are read after the
+// snapshot: a key destroyed since needs no entry, one made since gets one
+// early. The destroyed keys are read after the entries are written (and
+// after the dump), so an erasure that committed meanwhile is purged here,
+// and one that commits later purges what this run wrote itself.
 
 // escrowWrites is what writeEscrow did: the entries the repository has
 // (listed, and written by it), how many it wrote, its error.
@@ -336,9 +333,9 @@ type escrowWrites struct {
 	err     error
 }
 
-// writeEscrow is syncEscrow's first half: every live key without an entry
-// gets one. A run does it while the tables are dumped, once its snapshot
-// is pinned; finishEscrow, after the dump, purges.
+// writeEscrow is the escrow step's first half: every live key without an
+// entry gets one. A run does it while the tables are dumped, once its
+// snapshot is pinned; finishEscrow, after the dump, purges.
 func (s *Service) writeEscrow(ctx context.Context) escrowWrites {
 	have, err := s.repo.escrowList(ctx)
 	if err != nil {
@@ -384,7 +381,7 @@ func (s *Service) writeEscrow(ctx context.Context) escrowWrites {
 	return escrowWrites{have: have, written: int64(len(written)), err: err}
 }
 
-// finishEscrow is syncEscrow's second half: it purges the entries of
+// finishEscrow is the escrow step's second half: it purges the entries of
 // every key destroyed by now, so an erasure that committed during the run
 // (also during its dump) is purged before the manifest.
 func (s *Service) finishEscrow(ctx context.Context, w escrowWrites) (EscrowStats, error) {
