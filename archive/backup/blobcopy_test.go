@@ -3,9 +3,11 @@ package backup_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/casevault/casevault/archive"
@@ -288,4 +290,107 @@ func TestErasureShredsBlobCopies(t *testing.T) {
 			t.Error("after the erasure a key recovered from the backup still opens the erased customer's blob copy")
 		}
 	})
+}
+
+// TestBlobCopyNamedByUploadDigest: a blob whose attachment row recorded the
+// digest of its stored bytes at upload is copied under that digest without
+// being hashed again, so a blob damaged in the attachment store after its
+// upload (same size) is caught by verify --read-data and by the restore,
+// where a digest taken at backup time would have vouched for the damage; a
+// row without the digest (NULL: older rows) is hashed as before, and so is
+// a blob whose size is not the one its row's size encrypts to.
+func TestBlobCopyNamedByUploadDigest(t *testing.T) {
+	tests := []struct {
+		name    string
+		prepare func(t *testing.T, in *instance, key string)
+		damaged bool
+	}{
+		{name: "recorded digest", prepare: func(*testing.T, *instance, string) {}},
+		{name: "recorded digest, blob damaged in the store", damaged: true, prepare: func(t *testing.T, in *instance, key string) {
+			b := storedBlob(t, in, key)
+			b[len(b)/2] ^= 0x01
+			putBlob(t, in, key, b)
+		}},
+		{name: "no recorded digest", prepare: func(t *testing.T, in *instance, key string) {
+			if _, err := in.db.Write.ExecContext(in.ctx, `UPDATE attachments SET stored_sha256 = NULL`); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "blob of another size", prepare: func(t *testing.T, in *instance, key string) {
+			b := storedBlob(t, in, key)
+			putBlob(t, in, key, b[:len(b)-1])
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			src := newInstance(t, sqldb.SQLite)
+			a := src.attach(src.contact(src.newCase(src.customer("Han Meimei"), "scan"), "with a scan"), 100<<10)
+			var key, recorded string
+			if err := src.db.Read.QueryRowContext(ctx, `SELECT blob_key, stored_sha256 FROM attachments WHERE id = ?`, a.ID).Scan(&key, &recorded); err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprintf("%x", sha256.Sum256(storedBlob(t, src, key))); recorded != want {
+				t.Fatalf("recorded stored digest %s, the stored bytes' %s", recorded, want)
+			}
+			tc.prepare(t, src, key)
+			repo, _ := newRepo(t)
+			keys := newKeys(t)
+			m, err := src.service(repo, keys).Backup(ctx, "test", operator, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(m.Blobs) != 1 {
+				t.Fatalf("%d blobs, want 1", len(m.Blobs))
+			}
+			b := m.Blobs[0]
+			copied, err := backup.ObjectForTest(ctx, repo, b.Object)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(copied, storedBlob(t, src, key)) {
+				t.Fatalf("the copy is not the store's bytes")
+			}
+			actual := fmt.Sprintf("%x", sha256.Sum256(copied))
+			rep, err := repo.Verify(ctx, m.ID, true, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst := newInstance(t, sqldb.SQLite)
+			_, rerr := repo.Restore(ctx, m.ID, backup.RestoreOptions{Target: dst.db, Blobs: dst.blobs, Identity: keys.Identity, Actor: operator})
+			if tc.damaged {
+				if b.Digest != recorded || rep.OK || len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0], b.Object) {
+					t.Errorf("digest %s (recorded %s), verify %+v: want the upload's digest and one problem naming %s", b.Digest, recorded, rep, b.Object)
+				}
+				if !errors.Is(rerr, backup.ErrDamaged) {
+					t.Errorf("restore: %v, want ErrDamaged", rerr)
+				}
+				return
+			}
+			if b.Digest != actual || !rep.OK || rerr != nil {
+				t.Errorf("digest %s, the copy's %s; verify %+v; restore %v: want the copy's digest, a clean verify and restore", b.Digest, actual, rep, rerr)
+			}
+		})
+	}
+}
+
+func storedBlob(t *testing.T, in *instance, key string) []byte {
+	t.Helper()
+	rc, err := in.blobs.Get(in.ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func putBlob(t *testing.T, in *instance, key string, b []byte) {
+	t.Helper()
+	if err := in.blobs.Put(in.ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
+		t.Fatal(err)
+	}
 }

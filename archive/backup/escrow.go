@@ -139,7 +139,9 @@ func (r *Repo) putEscrow(ctx context.Context, recipients []age.Recipient, custom
 	if err := aw.Close(); err != nil {
 		return fmt.Errorf("key escrow: %w", err)
 	}
-	if err := r.bulk.Put(ctx, r.key(escrowKey(customerID)), &buf, int64(buf.Len())); err != nil {
+	// A *bytes.Reader: the local store writes it in one call, where any
+	// other reader got a 256 KiB copy buffer of its own (one per customer).
+	if err := r.bulk.Put(ctx, r.key(escrowKey(customerID)), bytes.NewReader(buf.Bytes()), int64(buf.Len())); err != nil {
 		return fmt.Errorf("key escrow: write entry: %w", err)
 	}
 	return nil
@@ -315,17 +317,29 @@ type EscrowStats struct {
 	Purged int64 `json:"escrow_purged"`
 }
 
-// syncEscrow escrows every live key that has no entry yet, then purges the
-// entries of every destroyed key and every pending deletion. The keys are
-// read after the snapshot: a key destroyed since needs no entry, one made
-// since gets one early. The destroyed keys are read after the entries are
-// written, so an erasure that committed meanwhile is purged here, and one
-// that commits later purges what this run wrote itself.
-func (s *Service) syncEscrow(ctx context.Context) (EscrowStats, error) {
-	var st EscrowStats
+// A run's escrow step comes in two halves: writeEscrow escrows every live
+// key that has no entry yet, then finishEscrow purges the entries of every
+// destroyed key and every pending deletion. The keys are read after the
+// snapshot: a key destroyed since needs no entry, one made since gets one
+// early. The destroyed keys are read after the entries are written (and
+// after the dump), so an erasure that committed meanwhile is purged here,
+// and one that commits later purges what this run wrote itself.
+
+// escrowWrites is what writeEscrow did: the entries the repository has
+// (listed, and written by it), how many it wrote, its error.
+type escrowWrites struct {
+	have    map[string]bool
+	written int64
+	err     error
+}
+
+// writeEscrow is the escrow step's first half: every live key without an
+// entry gets one. A run does it while the tables are dumped, once its
+// snapshot is pinned; finishEscrow, after the dump, purges.
+func (s *Service) writeEscrow(ctx context.Context) escrowWrites {
 	have, err := s.repo.escrowList(ctx)
 	if err != nil {
-		return st, err
+		return escrowWrites{err: err}
 	}
 	type liveKey struct{ id, wrapped string }
 	live, err := sqldb.Collect(ctx, s.db.Read, `SELECT customer_id, wrapped_key FROM customer_keys WHERE wrapped_key IS NOT NULL AND destroyed_at IS NULL`, nil,
@@ -334,7 +348,7 @@ func (s *Service) syncEscrow(ctx context.Context) (EscrowStats, error) {
 			return k, rows.Scan(&k.id, &k.wrapped)
 		})
 	if err != nil {
-		return st, fmt.Errorf("key escrow: %w", err)
+		return escrowWrites{have: have, err: fmt.Errorf("key escrow: %w", err)}
 	}
 	var mu sync.Mutex
 	var written []string // merged into have after the workers (the loop reads have)
@@ -364,14 +378,23 @@ func (s *Service) syncEscrow(ctx context.Context) (EscrowStats, error) {
 	for _, id := range written {
 		have[id] = true
 	}
-	st.Written = int64(len(written))
-	if err != nil {
-		// The run fails; what it wrote of an erased customer goes anyway
-		// (best effort: the next run purges it otherwise).
-		_, _ = s.purgeErased(context.WithoutCancel(ctx), have)
-		return st, err
+	return escrowWrites{have: have, written: int64(len(written)), err: err}
+}
+
+// finishEscrow is the escrow step's second half: it purges the entries of
+// every key destroyed by now, so an erasure that committed during the run
+// (also during its dump) is purged before the manifest.
+func (s *Service) finishEscrow(ctx context.Context, w escrowWrites) (EscrowStats, error) {
+	st := EscrowStats{Written: w.written}
+	if w.err != nil {
+		if w.have != nil {
+			// The run fails; what it wrote of an erased customer goes
+			// anyway (best effort: the next run purges it otherwise).
+			_, _ = s.purgeErased(context.WithoutCancel(ctx), w.have)
+		}
+		return st, w.err
 	}
-	n, err := s.purgeErased(ctx, have)
+	n, err := s.purgeErased(ctx, w.have)
 	st.Purged = n
 	return st, err
 }

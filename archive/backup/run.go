@@ -498,14 +498,48 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 		return Manifest{}, err
 	}
 
-	if err := s.dumpAndCopy(ctx, &m, prev, progress); err != nil {
-		return Manifest{}, err
-	}
-
 	// The keys of the snapshot's live customers go to the escrow, and the
 	// entries of erased customers go, before the manifest: a backup is
-	// never listed while an erased customer's entry exists.
-	if m.Stats.Escrow, err = s.syncEscrow(ctx); err != nil {
+	// never listed while an erased customer's entry exists. The entries
+	// are written while the tables and blobs are copied, from the moment
+	// the snapshot is pinned (writeEscrow reads the keys after it), not
+	// after them, where they were a serial tail of the run; the purge of
+	// destroyed keys' entries stays after the dump, so an erasure that
+	// commits during it is purged by this run.
+	ectx, ecancel := context.WithCancelCause(ctx)
+	defer ecancel(nil)
+	var escrow escrowWrites
+	escrowDone := make(chan struct{})
+	escrowStarted := false
+	pinned := func() {
+		escrowStarted = true
+		go func() {
+			defer close(escrowDone)
+			if escrow = s.writeEscrow(ectx); escrow.err != nil {
+				ecancel(escrow.err)
+			}
+		}()
+	}
+	err = s.dumpAndCopy(ectx, &m, prev, progress, pinned)
+	if !escrowStarted {
+		// dumpAndCopy failed before its snapshot was pinned.
+		return Manifest{}, err
+	}
+	if err != nil {
+		ecancel(err)
+	}
+	<-escrowDone
+	if err != nil || escrow.err != nil {
+		// The failure that came first (it cancelled the other); the
+		// escrow's purge below still runs, so what it wrote of a customer
+		// erased meanwhile goes.
+		first := context.Cause(ectx)
+		if first == nil {
+			first = errors.Join(err, escrow.err)
+		}
+		escrow.err = first
+	}
+	if m.Stats.Escrow, err = s.finishEscrow(ctx, escrow); err != nil {
 		return Manifest{}, err
 	}
 	m.KeyEscrow = EscrowFormat
@@ -535,6 +569,9 @@ func (s *Service) backup(ctx context.Context, id string, started time.Time, orig
 type attRef struct {
 	key  string
 	size int64 // plaintext size
+	// stored is the SHA-256 of the blob's stored bytes recorded at upload
+	// ("" when the row has none: the copy hashes the blob).
+	stored string
 }
 
 // dumpAndCopy dumps every table into chunks and copies the attachment
@@ -542,7 +579,7 @@ type attRef struct {
 // is dumped first, then its blobs are copied by workers while the other
 // tables are read (the database read is one goroutine; compression,
 // encryption and copies spread over the cores).
-func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, progress func(Progress)) error {
+func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, progress func(Progress), pinned func()) error {
 	// A failed copy stops the dump and the other way round.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -563,6 +600,7 @@ func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, prog
 		}
 		total += n
 	}
+	pinned()
 
 	// One phase at a time for the progress bar: the copy's progress waits
 	// (latest event kept) until the tables are done.
@@ -592,7 +630,7 @@ func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, prog
 					progress(Progress{Phase: "tables", Done: done, Total: total, Unit: "rows"})
 				}
 				if t.Name == "attachments" {
-					atts = append(atts, attRef{key: asString(vals[8]), size: asInt(vals[6])})
+					atts = append(atts, attRef{key: asString(vals[8]), size: asInt(vals[6]), stored: asString(vals[10])})
 				}
 				return nil
 			}
@@ -687,7 +725,7 @@ func dumpOrder() []table {
 // for a run that lists the attachments table from an earlier backup
 // instead of dumping it.
 func attachmentRefs(ctx context.Context, q querier) ([]attRef, error) {
-	rs, err := q.QueryContext(ctx, `SELECT blob_key, size FROM attachments ORDER BY id`)
+	rs, err := q.QueryContext(ctx, `SELECT blob_key, size, COALESCE(stored_sha256, '') FROM attachments ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("attachment blobs: %w", err)
 	}
@@ -695,7 +733,7 @@ func attachmentRefs(ctx context.Context, q querier) ([]attRef, error) {
 	var out []attRef
 	for rs.Next() {
 		var a attRef
-		if err := rs.Scan(&a.key, &a.size); err != nil {
+		if err := rs.Scan(&a.key, &a.size, &a.stored); err != nil {
 			return nil, fmt.Errorf("attachment blobs: %w", err)
 		}
 		out = append(out, a)
@@ -821,7 +859,7 @@ func (s *Service) copyBlobs(ctx context.Context, m *Manifest, atts []attRef, pre
 	for _, a := range todo {
 		g.Go(func() error {
 			buf := <-bufs
-			b, err := s.copyBlob(gctx, a.key, &buf, func(n int64) {
+			b, err := s.copyBlob(gctx, a, &buf, func(n int64) {
 				// Reported under the lock: workers reporting out of order
 				// would let a stale count be the last one shown (and the
 				// copy never look finished).
@@ -865,9 +903,16 @@ const blobInMemory = 8 << 20
 // copyBlob copies one attachment blob verbatim: the attachment store's
 // bytes are already encrypted under the customer's data key (archive's
 // object format), so the copy adds no encryption of its own (BlobStored).
-// The bytes are read once and hashed once; the digest is both the object's
-// name and the blob's digest. buf is the worker's read buffer (grown here).
-func (s *Service) copyBlob(ctx context.Context, key string, buf *[]byte, advance func(int64)) (BlobEntry, error) {
+// The bytes are read once; the digest is both the object's name and the
+// blob's digest. A blob that fits buf and whose row recorded the digest of
+// its stored bytes at upload is not hashed: it is named by that digest
+// once its size is the one the row's plaintext size encrypts to (a blob
+// damaged in the store since is then caught by the digest checks of verify
+// --read-data and restore, which a digest taken here would have vouched
+// for). Otherwise it is hashed. buf is the worker's read buffer (grown
+// here).
+func (s *Service) copyBlob(ctx context.Context, a attRef, buf *[]byte, advance func(int64)) (BlobEntry, error) {
+	key := a.key
 	src, err := s.opts.Blobs.Get(ctx, key)
 	if err != nil {
 		return BlobEntry{}, fmt.Errorf("read attachment blob %s: %w", key, err)
@@ -880,8 +925,11 @@ func (s *Service) copyBlob(ctx context.Context, key string, buf *[]byte, advance
 	advance(int64(n))
 	switch {
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-		sum := sha256.Sum256((*buf)[:n])
-		d := hex.EncodeToString(sum[:])
+		d := a.stored
+		if len(d) != 2*sha256.Size || !isHex(d) || int64(n) != archive.EncryptedSize(a.size) {
+			sum := sha256.Sum256((*buf)[:n])
+			d = hex.EncodeToString(sum[:])
+		}
 		obj := objectKey(d)
 		if err := s.repo.bulk.Put(ctx, s.repo.key(obj), bytes.NewReader((*buf)[:n]), int64(n)); err != nil {
 			return BlobEntry{}, fmt.Errorf("store object %s: %w", obj, err)

@@ -36,7 +36,7 @@ var tables = []table{
 	// The contacts table's columns are the store's (sqlstore owns that
 	// table's shape; see sqlstore.ContactColumns).
 	{Name: "contacts", Columns: sqlstore.ContactColumns(), Order: "id"},
-	{Name: "attachments", Columns: []string{"id", "contact_id", "case_id", "customer_id", "filename", "content_type", "size", "sha256", "blob_key", "created_at"}, Order: "id"},
+	{Name: "attachments", Columns: []string{"id", "contact_id", "case_id", "customer_id", "filename", "content_type", "size", "sha256", "blob_key", "created_at", "stored_sha256"}, Order: "id"},
 	{Name: "tokens", Columns: []string{"id", "name", "role", "hash", "created_at", "revoked_at"}, Order: "id"},
 	{Name: "saved_searches", Columns: []string{"id", "owner", "name", "q", "filters", "created_at"}, Order: "id"},
 	// Console users (their sessions are not backed up: a restore signs
