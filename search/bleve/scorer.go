@@ -363,10 +363,10 @@ type segScorer struct {
 	decodeMin int
 	snap      *scorch.IndexSnapshot // nil: nothing decoded in the background
 	spawn     func(job string, fn func())
-	seg     int
-	n    uint64 // documents in the segment, deleted included
-	del  *roaring.Bitmap
-	memo map[*tnode]*roaring.Bitmap // bits of each clause evaluated
+	seg       int
+	n         uint64 // documents in the segment, deleted included
+	del       *roaring.Bitmap
+	memo      map[*tnode]*roaring.Bitmap // bits of each clause evaluated
 	// documents matching three or more children of a heap disjunction:
 	// their sum's order is the heap's
 	thrice *roaring.Bitmap
