@@ -53,7 +53,6 @@ type DB struct {
 	// (SetPrologue).
 	prologue func(ctx context.Context, tx *sql.Tx) error
 	stmts    stmtCache
-	ckpt     *checkpointer // SQLite: background WAL checkpoints
 }
 
 // SQLiteReadConns is the size of a SQLite database's read pool (DB.Read);
@@ -140,7 +139,7 @@ func open(ctx context.Context, cfg Config) (*DB, error) {
 			"&_pragma=synchronous(" + syncMode + ")&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)&_txlock=" + txlock
 	}
 
-	w, err := sql.Open("sqlite", dsn("immediate")+"&_pragma=wal_autocheckpoint("+strconv.Itoa(writerCheckpoint)+")")
+	w, err := sql.Open("sqlite", dsn("immediate"))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
@@ -159,7 +158,7 @@ func open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	r.SetMaxOpenConns(SQLiteReadConns)
 	r.SetMaxIdleConns(SQLiteReadConns)
-	return &DB{Dialect: SQLite, Read: r, Write: w, url: cfg.Path, batch: newBatcher(w, nil), ckpt: newCheckpointer(r, checkpointEvery)}, nil
+	return &DB{Dialect: SQLite, Read: r, Write: w, url: cfg.Path, batch: newBatcher(w, nil)}, nil
 }
 
 // pingSQLite opens the first connection, retrying while SQLite answers
@@ -217,9 +216,6 @@ func privateDBFiles(path string) error {
 func (db *DB) Close() error {
 	if db.batch != nil {
 		db.batch.close()
-	}
-	if db.ckpt != nil {
-		db.ckpt.close()
 	}
 	db.closeStmts()
 	err := db.Write.Close()

@@ -261,18 +261,15 @@ func sqliteLoad(ctx context.Context, db *sqldb.DB, cacheKiB int) (func() error, 
 	if err := w.QueryRowContext(ctx, `PRAGMA cache_size`).Scan(&was); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
-	resume := db.PauseCheckpoints()
 	db.Read.SetMaxIdleConns(0)
 	var mode string
 	if err := w.QueryRowContext(ctx, `PRAGMA journal_mode = DELETE`).Scan(&mode); err != nil && !isBusy(err) {
 		db.Read.SetMaxIdleConns(sqldb.SQLiteReadConns)
-		resume()
 		return nil, fmt.Errorf("restore: journal mode: %w", err)
 	}
 	rollback := mode == "delete"
 	if !rollback {
 		db.Read.SetMaxIdleConns(sqldb.SQLiteReadConns)
-		resume()
 	}
 	cache := restoreCacheKiB
 	switch {
@@ -301,7 +298,6 @@ func sqliteLoad(ctx context.Context, db *sqldb.DB, cacheKiB int) (func() error, 
 				err3 = fmt.Errorf("journal mode is %q", mode)
 			}
 			db.Read.SetMaxIdleConns(sqldb.SQLiteReadConns)
-			resume()
 		}
 		if err := errors.Join(err1, err2, err3); err != nil {
 			return fmt.Errorf("restore: after the load: %w", err)
