@@ -261,33 +261,14 @@ func (s *segBits) matches(q query.Query) (*roaring.Bitmap, bool, error) {
 
 // term is the live documents of the segment holding term in field.
 func (s *segBits) term(field, term string) (*roaring.Bitmap, error) {
-	d, ok := s.dicts[field]
-	if !ok {
-		var err error
-		if d, err = s.seg.Dictionary(field); err != nil {
-			return nil, fmt.Errorf("bleve: dictionary %s: %w", field, err)
-		}
-		s.dicts[field] = d
+	pl, err := s.postings(field, term)
+	if err != nil {
+		return nil, err
 	}
-	if d == nil {
+	if pl == nil {
 		return roaring.New(), nil
 	}
-	pl, err := d.PostingsList([]byte(term), s.del, nil)
-	if err != nil {
-		return nil, fmt.Errorf("bleve: postings %s: %w", field, err)
-	}
-	it := pl.Iterator(false, false, false, nil)
-	o, ok := it.(segment.OptimizablePostingsIterator)
-	if !ok {
-		return nil, fmt.Errorf("bleve: postings iterator %T has no bitmap", it)
-	}
-	if n, ok := o.DocNum1Hit(); ok {
-		return roaring.BitmapOf(uint32(n)), nil
-	}
-	if bm := o.ActualBitmap(); bm != nil {
-		return bm, nil
-	}
-	return roaring.New(), nil
+	return postingsBits(pl.Iterator(false, false, false, nil))
 }
 
 // columnBits returns, per value ord of a column, the documents holding it,
