@@ -458,27 +458,6 @@ func TestNoPlaintextAtRest(t *testing.T) {
 	})
 }
 
-func rawBlob(t *testing.T, e *env, key string) []byte {
-	t.Helper()
-	rc, err := e.blobs.Get(context.Background(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func writeRaw(t *testing.T, e *env, key string, b []byte) {
-	t.Helper()
-	if err := e.blobs.Put(context.Background(), key, bytes.NewReader(b), int64(len(b))); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // Any change to a stored object makes reads fail; bytes delivered before
 // the failure are always the original ones.
 func TestTamperDetected(t *testing.T) {
@@ -488,7 +467,7 @@ func TestTamperDetected(t *testing.T) {
 		data := blobtest.RandBytes(3*pkg + 100)
 		att := e.put(t, contactID, data)
 		key := e.blobKey(t, att.ID)
-		orig := rawBlob(t, e, key)
+		orig := blobtest.ReadAll(t, e.blobs, key)
 		const hdr = 36
 		pk := int64(pkg + 32)
 		mods := map[string]func([]byte) []byte{
@@ -510,7 +489,7 @@ func TestTamperDetected(t *testing.T) {
 		}
 		for name, mod := range mods {
 			t.Run(name, func(t *testing.T) {
-				writeRaw(t, e, key, mod(append([]byte(nil), orig...)))
+				blobtest.MustPut(t, e.blobs, key, mod(append([]byte(nil), orig...)))
 				got, err := readAll(t, e, att.ID)
 				if !errors.Is(err, archive.ErrCorrupt) {
 					t.Fatalf("reading a modified object: %v (%d bytes), want ErrCorrupt", err, len(got))
@@ -524,7 +503,7 @@ func TestTamperDetected(t *testing.T) {
 		// still read.
 		b := append([]byte(nil), orig...)
 		b[hdr+int(pk)+100] ^= 1
-		writeRaw(t, e, key, b)
+		blobtest.MustPut(t, e.blobs, key, b)
 		_, rc, err := e.att.OpenRange(ctx, att.ID, pkg+10, 10)
 		if err == nil {
 			_, err = io.ReadAll(rc)
@@ -542,7 +521,7 @@ func TestTamperDetected(t *testing.T) {
 		if err != nil || !bytes.Equal(got, data[2*pkg:2*pkg+10]) {
 			t.Fatalf("range over an intact package: %v", err)
 		}
-		writeRaw(t, e, key, orig)
+		blobtest.MustPut(t, e.blobs, key, orig)
 		if got, err := readAll(t, e, att.ID); err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("restored object: %v", err)
 		}
@@ -556,7 +535,7 @@ func TestSwappedBlobDetected(t *testing.T) {
 		contactID, _ := e.contact(t)
 		a := e.put(t, contactID, []byte("first attachment"))
 		b := e.put(t, contactID, []byte("second attachment"))
-		writeRaw(t, e, e.blobKey(t, b.ID), rawBlob(t, e, e.blobKey(t, a.ID)))
+		blobtest.MustPut(t, e.blobs, e.blobKey(t, b.ID), blobtest.ReadAll(t, e.blobs, e.blobKey(t, a.ID)))
 		if _, err := readAll(t, e, b.ID); !errors.Is(err, archive.ErrCorrupt) {
 			t.Fatalf("swapped blob: %v, want ErrCorrupt", err)
 		}
@@ -663,9 +642,9 @@ func TestReconcile(t *testing.T) {
 			t.Fatal(err)
 		}
 		orphan := archive.BlobPrefix + customerID + "/orphan-1"
-		writeRaw(t, e, orphan, []byte("no row"))
+		blobtest.MustPut(t, e.blobs, orphan, []byte("no row"))
 		outside := "other/not-ours"
-		writeRaw(t, e, outside, []byte("not under att/"))
+		blobtest.MustPut(t, e.blobs, outside, []byte("not under att/"))
 
 		// Young orphans are left alone (an upload may still be running).
 		rep, err := e.att.Reconcile(ctx, time.Hour, false)

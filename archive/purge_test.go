@@ -61,8 +61,8 @@ func TestReconcilePurgesLeftoverVersions(t *testing.T) {
 			t.Fatal(err)
 		}
 		orphan := archive.BlobPrefix + customerID + "/orphan"
-		writeRaw(t, e, orphan, []byte("first"))
-		writeRaw(t, e, orphan, []byte("second"))
+		blobtest.MustPut(t, e.blobs, orphan, []byte("first"))
+		blobtest.MustPut(t, e.blobs, orphan, []byte("second"))
 
 		if n := len(versionsUnder(t, st, goneKey)); n != 2 {
 			t.Fatalf("after a plain delete %d versions are listed, want the data and the marker", n)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/archive/backup"
+	"github.com/casevault/casevault/archive/blobtest"
 	"github.com/casevault/casevault/archive/local"
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/sqldb"
@@ -307,9 +308,9 @@ func TestBlobCopyNamedByUploadDigest(t *testing.T) {
 	}{
 		{name: "recorded digest", prepare: func(*testing.T, *instance, string) {}},
 		{name: "recorded digest, blob damaged in the store", damaged: true, prepare: func(t *testing.T, in *instance, key string) {
-			b := storedBlob(t, in, key)
+			b := blobtest.ReadAll(t, in.blobs, key)
 			b[len(b)/2] ^= 0x01
-			putBlob(t, in, key, b)
+			blobtest.MustPut(t, in.blobs, key, b)
 		}},
 		{name: "no recorded digest", prepare: func(t *testing.T, in *instance, key string) {
 			if _, err := in.db.Write.ExecContext(in.ctx, `UPDATE attachments SET stored_sha256 = NULL`); err != nil {
@@ -317,8 +318,8 @@ func TestBlobCopyNamedByUploadDigest(t *testing.T) {
 			}
 		}},
 		{name: "blob of another size", prepare: func(t *testing.T, in *instance, key string) {
-			b := storedBlob(t, in, key)
-			putBlob(t, in, key, b[:len(b)-1])
+			b := blobtest.ReadAll(t, in.blobs, key)
+			blobtest.MustPut(t, in.blobs, key, b[:len(b)-1])
 		}},
 	}
 	for _, tc := range tests {
@@ -330,7 +331,7 @@ func TestBlobCopyNamedByUploadDigest(t *testing.T) {
 			if err := src.db.Read.QueryRowContext(ctx, `SELECT blob_key, stored_sha256 FROM attachments WHERE id = ?`, a.ID).Scan(&key, &recorded); err != nil {
 				t.Fatal(err)
 			}
-			if want := fmt.Sprintf("%x", sha256.Sum256(storedBlob(t, src, key))); recorded != want {
+			if want := fmt.Sprintf("%x", sha256.Sum256(blobtest.ReadAll(t, src.blobs, key))); recorded != want {
 				t.Fatalf("recorded stored digest %s, the stored bytes' %s", recorded, want)
 			}
 			tc.prepare(t, src, key)
@@ -348,7 +349,7 @@ func TestBlobCopyNamedByUploadDigest(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(copied, storedBlob(t, src, key)) {
+			if !bytes.Equal(copied, blobtest.ReadAll(t, src.blobs, key)) {
 				t.Fatalf("the copy is not the store's bytes")
 			}
 			actual := fmt.Sprintf("%x", sha256.Sum256(copied))
@@ -371,26 +372,5 @@ func TestBlobCopyNamedByUploadDigest(t *testing.T) {
 				t.Errorf("digest %s, the copy's %s; verify %+v; restore %v: want the copy's digest, a clean verify and restore", b.Digest, actual, rep, rerr)
 			}
 		})
-	}
-}
-
-func storedBlob(t *testing.T, in *instance, key string) []byte {
-	t.Helper()
-	rc, err := in.blobs.Get(in.ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func putBlob(t *testing.T, in *instance, key string, b []byte) {
-	t.Helper()
-	if err := in.blobs.Put(in.ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
-		t.Fatal(err)
 	}
 }

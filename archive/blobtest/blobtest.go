@@ -82,7 +82,7 @@ func (s *Suite) RoundTrip(t *testing.T) {
 				if err := s.Store.Put(ctx, key, onlyReader{bytes.NewReader(data)}, declared); err != nil {
 					t.Fatalf("Put: %v", err)
 				}
-				if got := getAll(t, s.Store, key); !bytes.Equal(got, data) {
+				if got := ReadAll(t, s.Store, key); !bytes.Equal(got, data) {
 					t.Fatalf("Get returned %d bytes, want %d (equal prefix %d)", len(got), len(data), commonPrefix(got, data))
 				}
 				info, err := s.Store.Stat(ctx, key)
@@ -103,9 +103,9 @@ func (s *Suite) RoundTrip(t *testing.T) {
 // Overwrite replaces a blob by a shorter one.
 func (s *Suite) Overwrite(t *testing.T) {
 	key := s.root + "ow/x"
-	mustPut(t, s.Store, key, []byte("first version, longer"))
-	mustPut(t, s.Store, key, []byte("second"))
-	if got := getAll(t, s.Store, key); string(got) != "second" {
+	MustPut(t, s.Store, key, []byte("first version, longer"))
+	MustPut(t, s.Store, key, []byte("second"))
+	if got := ReadAll(t, s.Store, key); string(got) != "second" {
 		t.Fatalf("after overwrite got %q", got)
 	}
 }
@@ -129,7 +129,7 @@ func (s *Suite) Missing(t *testing.T) {
 		t.Fatalf("Delete missing: %v, want nil", err)
 	}
 	// A prefix of existing keys is not itself a blob.
-	mustPut(t, s.Store, s.root+"missing/dir/child", []byte("x"))
+	MustPut(t, s.Store, s.root+"missing/dir/child", []byte("x"))
 	if _, err := s.Store.Stat(ctx, s.root+"missing/dir"); !errors.Is(err, archive.ErrNotFound) {
 		t.Fatalf("Stat of a key prefix: %v, want ErrNotFound", err)
 	}
@@ -139,7 +139,7 @@ func (s *Suite) Missing(t *testing.T) {
 func (s *Suite) Delete(t *testing.T) {
 	ctx := context.Background()
 	key := s.root + "del/a/b"
-	mustPut(t, s.Store, key, []byte("gone soon"))
+	MustPut(t, s.Store, key, []byte("gone soon"))
 	if err := s.Store.Delete(ctx, key); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
@@ -147,8 +147,8 @@ func (s *Suite) Delete(t *testing.T) {
 		t.Fatalf("Get after Delete: %v, want ErrNotFound", err)
 	}
 	// The key can be written again after its directories were pruned.
-	mustPut(t, s.Store, key, []byte("back"))
-	if got := getAll(t, s.Store, key); string(got) != "back" {
+	MustPut(t, s.Store, key, []byte("back"))
+	if got := ReadAll(t, s.Store, key); string(got) != "back" {
 		t.Fatalf("rewrite after delete got %q", got)
 	}
 }
@@ -166,10 +166,10 @@ type versionLister interface {
 func (s *Suite) Purge(t *testing.T) {
 	ctx := context.Background()
 	twice, deleted, missing, neighbour := s.root+"purge/twice", s.root+"purge/deleted", s.root+"purge/never", s.root+"purge/twice-not"
-	mustPut(t, s.Store, twice, []byte("first version"))
-	mustPut(t, s.Store, twice, []byte("second version"))
-	mustPut(t, s.Store, deleted, []byte("deleted before"))
-	mustPut(t, s.Store, neighbour, []byte("stays"))
+	MustPut(t, s.Store, twice, []byte("first version"))
+	MustPut(t, s.Store, twice, []byte("second version"))
+	MustPut(t, s.Store, deleted, []byte("deleted before"))
+	MustPut(t, s.Store, neighbour, []byte("stays"))
 	if err := s.Store.Delete(ctx, deleted); err != nil {
 		t.Fatal(err)
 	}
@@ -195,12 +195,12 @@ func (s *Suite) Purge(t *testing.T) {
 			t.Fatalf("versions left after Purge: %v, want only the neighbour's", left)
 		}
 	}
-	if got := getAll(t, s.Store, neighbour); string(got) != "stays" {
+	if got := ReadAll(t, s.Store, neighbour); string(got) != "stays" {
 		t.Fatalf("neighbour after Purge: %q", got)
 	}
 
-	mustPut(t, s.Store, twice, []byte("back"))
-	if got := getAll(t, s.Store, twice); string(got) != "back" {
+	MustPut(t, s.Store, twice, []byte("back"))
+	if got := ReadAll(t, s.Store, twice); string(got) != "back" {
 		t.Fatalf("rewrite after Purge got %q", got)
 	}
 }
@@ -212,7 +212,7 @@ func (s *Suite) Range(t *testing.T) {
 	key := s.root + "range/blob"
 	const size = 200_000
 	data := RandBytes(size)
-	mustPut(t, s.Store, key, data)
+	MustPut(t, s.Store, key, data)
 	cases := []struct {
 		name    string
 		off, n  int64
@@ -340,7 +340,7 @@ func (s *Suite) List(t *testing.T) {
 	}
 
 	for k, n := range want {
-		mustPut(t, s.Store, k, RandBytes(n))
+		MustPut(t, s.Store, k, RandBytes(n))
 	}
 
 	for _, c := range []struct {
@@ -414,8 +414,8 @@ func (s *Suite) InvalidKeys(t *testing.T) {
 // UnicodeKey checks that keys are UTF-8, not just ASCII.
 func (s *Suite) UnicodeKey(t *testing.T) {
 	key := s.root + "uni/报告/überprüfung.pdf"
-	mustPut(t, s.Store, key, []byte("unicode"))
-	if got := getAll(t, s.Store, key); string(got) != "unicode" {
+	MustPut(t, s.Store, key, []byte("unicode"))
+	if got := ReadAll(t, s.Store, key); string(got) != "unicode" {
 		t.Fatalf("got %q", got)
 	}
 }
@@ -448,7 +448,7 @@ func (s *Suite) ConcurrentOverwrite(t *testing.T) {
 		}
 	}
 
-	got := getAll(t, s.Store, key)
+	got := ReadAll(t, s.Store, key)
 	ok := false
 	for _, v := range versions {
 		ok = ok || bytes.Equal(got, v)
@@ -475,14 +475,17 @@ type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
-func mustPut(t *testing.T, store archive.Blobs, key string, data []byte) {
+// MustPut stores data under key or fails the test.
+func MustPut(t *testing.T, store archive.Blobs, key string, data []byte) {
 	t.Helper()
 	if err := store.Put(context.Background(), key, bytes.NewReader(data), int64(len(data))); err != nil {
 		t.Fatalf("Put %s: %v", key, err)
 	}
 }
 
-func getAll(t *testing.T, store archive.Blobs, key string) []byte {
+// ReadAll returns the bytes stored under key (as the store holds them) or
+// fails the test.
+func ReadAll(t *testing.T, store archive.Blobs, key string) []byte {
 	t.Helper()
 	rc, err := store.Get(context.Background(), key)
 	if err != nil {

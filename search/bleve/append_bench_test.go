@@ -4,24 +4,13 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/search/bleve"
+	"github.com/casevault/casevault/testkit"
 )
-
-// cpuTime is the process's user+system CPU time so far: the indexer's cost
-// includes scorch's own goroutines (persister, merger), which a benchmark's
-// wall time on a shared machine does not isolate.
-func cpuTime(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // BenchmarkAppendCPU appends CASEVAULT_APPEND_CONTACTS contacts (default
 // 20,000) over 1,000 cases to an on-disk index in batches of each size,
@@ -48,7 +37,7 @@ func benchAppend(b *testing.B, total, batch int) {
 	}
 	defer eng.Close()
 	const ncases = 1000
-	start, wall := cpuTime(b), time.Now()
+	start, wall := testkit.ProcessCPU(b), time.Now()
 	n := 0
 	for n < total {
 		byCase := map[int]int{} // case → index in docs
@@ -71,15 +60,15 @@ func benchAppend(b *testing.B, total, batch int) {
 		}
 	}
 	// scorch merges in the background: wait until the process idles
-	for last := cpuTime(b); ; {
+	for last := testkit.ProcessCPU(b); ; {
 		time.Sleep(300 * time.Millisecond)
-		now := cpuTime(b)
+		now := testkit.ProcessCPU(b)
 		if now-last < 15*time.Millisecond {
 			break
 		}
 		last = now
 	}
-	cpu := cpuTime(b) - start
+	cpu := testkit.ProcessCPU(b) - start
 	b.ReportMetric(float64(cpu.Microseconds())/float64(total), "cpu-µs/contact")
 	b.ReportMetric(time.Since(wall).Seconds(), "wall-s")
 }
