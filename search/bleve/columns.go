@@ -319,10 +319,7 @@ func (c *columnCache) forReader(ctx context.Context, r index.IndexReader) (*snap
 		// still running (e.cols is written only inside it)
 		e.once.Do(func() {})
 		if e.cols != nil {
-			e.cols.decoded.mu.Lock()
-			c.decodedSize.Add(-e.cols.decoded.size)
-			e.cols.decoded.size = 0
-			e.cols.decoded.mu.Unlock()
+			c.decodedSize.Add(-e.cols.decoded.drop())
 		}
 	}
 	for i, e := range entries {

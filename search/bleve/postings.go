@@ -48,6 +48,19 @@ type decodedCache struct {
 	terms   map[termKey]*decodedPostings
 	pending map[termKey]bool // being decoded in the background
 	size    int64
+	// gone: the segment left the index (columnCache.forReader); a decoding
+	// that finishes after is not kept, or its bytes would never leave the
+	// budget
+	gone bool
+}
+
+// drop forgets the segment's decoded postings and returns their bytes.
+func (dc *decodedCache) drop() int64 {
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	n := dc.size
+	dc.terms, dc.size, dc.gone = nil, 0, true
+	return n
 }
 
 // decoded returns n's postings in the segment decoded, from the segment's
@@ -84,11 +97,12 @@ func (s *segScorer) decoded(n *tnode, pl segment.PostingsList) (*decodedPostings
 		dc.mu.Lock()
 		defer dc.mu.Unlock()
 		delete(dc.pending, k)
-		if err != nil || cache.decodedSize.Add(dp.bytes()) > decodedBudget {
-			if err == nil {
-				cache.decodedSize.Add(-dp.bytes())
-			}
+		if err != nil || dc.gone {
 			return // searches go on iterating this term
+		}
+		if cache.decodedSize.Add(dp.bytes()) > decodedBudget {
+			cache.decodedSize.Add(-dp.bytes())
+			return
 		}
 		if dc.terms == nil {
 			dc.terms = make(map[termKey]*decodedPostings)

@@ -343,12 +343,12 @@ func (e *Engine) prefiltered(ctx context.Context, r index.IndexReader, sv *snaps
 			for i, ss := range scored {
 				matched[i] = ss.bits
 			}
-		} else if main.filter == nil && len(others) == 0 {
-			return false, nil
 		}
 	}
 	if matched == nil {
-		if main.filter == nil && len(others) == 0 && score {
+		// without the scorer, bitmaps pay only to narrow by filters or
+		// to feed facet views; a plain scored query is walked
+		if score && main.filter == nil && len(others) == 0 {
 			return false, nil
 		}
 		matched = make([]*roaring.Bitmap, len(segs))
