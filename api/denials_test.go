@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/casevault/casevault/audit"
 )
@@ -17,6 +18,7 @@ import (
 func TestDeniedRequestsCannotFloodTheAuditTrail(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, h *harness) {
 		const clients, each = 8, 40
+		start := time.Now()
 		paths := []string{"/api/v1/cases/x", "/api/v1/cases", "/api/v1/audit", "/api/v1/tokens"}
 		var wg sync.WaitGroup
 		for c := 0; c < clients; c++ {
@@ -56,8 +58,14 @@ func TestDeniedRequestsCannotFloodTheAuditTrail(t *testing.T) {
 			}
 			return len(evs), total
 		}
-		if rows, _ := count(); rows != 2 {
-			t.Fatalf("%d denied rows during the minute, want 2 (auth.missing and auth.invalid from one address)", rows)
+		// a minute that ends during the burst writes its two counts and
+		// the next minute's two first denials (CI failed on this once)
+		want := 2
+		if time.Now().Truncate(time.Minute) != start.Truncate(time.Minute) {
+			want = 6
+		}
+		if rows, _ := count(); rows < 2 || rows > want {
+			t.Fatalf("%d denied rows during the minute, want 2 (auth.missing and auth.invalid from one address; 6 if a minute ended meanwhile)", rows)
 		}
 		// Shutdown writes the counts.
 		if err := h.trail.Close(context.Background()); err != nil {
