@@ -75,6 +75,34 @@ ensure_chromium() {
   fi
 }
 
+# The browser tests inject axe-core (the accessibility checker) into every
+# console page. It is not vendored: npm installs the exact bytes pinned by
+# scripts/npm/package-lock.json (its integrity hash) into the ignored .tmp/npm,
+# reinstalled only when that lockfile changed. npm comes from apt-get when
+# missing. Without axe-core the browser tests skip locally and fail in CI, as
+# without chromium.
+AXE_DIR="$PWD/.tmp/npm"
+ensure_axe() {
+  local js="$AXE_DIR/node_modules/axe-core/axe.min.js"
+  if [ -f "$js" ] && cmp -s scripts/npm/package-lock.json "$AXE_DIR/package-lock.json"; then
+    export CASEVAULT_AXE_JS="$js"; return 0
+  fi
+  log "installing axe-core from npm into .tmp/npm (npm ci) for the console's browser tests"
+  if ! command -v npm >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm) >&2 || true
+  fi
+  mkdir -p "$AXE_DIR"
+  cp scripts/npm/package.json scripts/npm/package-lock.json "$AXE_DIR/"
+  if command -v npm >/dev/null 2>&1 &&
+    (cd "$AXE_DIR" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) >&2; then
+    export CASEVAULT_AXE_JS="$js"; return 0
+  fi
+  # A half install must not pass the up-to-date check next time.
+  rm -f "$AXE_DIR/package-lock.json"
+  if [ -n "${CI:-}" ]; then log "axe-core is required in CI and could not be installed with npm"; exit 1; fi
+  log "WARNING: axe-core unavailable (npm missing or failed); the console's browser tests will be skipped (they fail in CI)"
+}
+
 # Screenshots of every console page (the browser tests save them here): a
 # test artefact, kept out of the work tree so a test run changes no tracked
 # file. `CASEVAULT_SCREENSHOTS=$PWD/docs/screenshots make test` refreshes the
@@ -84,6 +112,7 @@ export CASEVAULT_SCREENSHOTS="${CASEVAULT_SCREENSHOTS:-$PWD/.tmp/screenshots}"
 ensure_postgres
 ensure_versitygw
 ensure_chromium
+ensure_axe
 
 # The Meilisearch fake reads the OpenAPI description vendored under
 # search/meili/testdata/ (MEILI_OPENAPI_SPEC, when set, overrides it).

@@ -423,7 +423,7 @@ func TestConsoleAgentHTTP(t *testing.T) {
 }
 
 func TestConsoleAgentBrowser(t *testing.T) {
-	chrome := chromiumPath(t)
+	chrome := browserTools(t)
 	dir := t.TempDir()
 	idp := oidctest.Start(t, "casevault-console", "provider-secret-2")
 	idp.AddUser("olga", "sub-olga", map[string]any{"roles": []string{"cv-agents"}})

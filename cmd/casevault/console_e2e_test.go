@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	_ "embed"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,11 +22,31 @@ import (
 )
 
 // The console's tests run the real binary; the browser tests drive
-// Debian's chromium through chromedp. Locally a missing chromium skips
-// them; under CI it fails them (scripts/test.sh installs it).
+// Debian's chromium through chromedp and check every page with axe-core.
+// Locally a missing chromium or axe-core skips them; under CI it fails them
+// (scripts/test.sh installs both).
 
-//go:embed testdata/axe-core/axe.min.js
-var axeSource string
+// axePath is where scripts/test.sh installs axe-core from npm. Without
+// CASEVAULT_AXE_JS (a plain `go test` after one `make test`) the same
+// install is found from this package's directory, the tests' working
+// directory.
+func axePath() string {
+	if p := os.Getenv("CASEVAULT_AXE_JS"); p != "" {
+		return p
+	}
+	rel := filepath.Join("..", "..", ".tmp", "npm", "node_modules", "axe-core", "axe.min.js")
+	if p, err := filepath.Abs(rel); err == nil {
+		return p // the messages name the file wherever go test runs
+	}
+	return rel
+}
+
+// axeSource is read once per test binary rather than for every checked page
+// (over half a megabyte each time).
+var axeSource = sync.OnceValues(func() (string, error) {
+	b, err := os.ReadFile(axePath())
+	return string(b), err
+})
 
 const consolePassword = "correct horse battery"
 
@@ -215,20 +235,38 @@ func TestConsoleHTTP(t *testing.T) {
 	})
 }
 
-// chromiumPath finds chromium: missing, the browser tests skip locally
-// and fail under CI.
-func chromiumPath(t *testing.T) string {
+// browserTools finds chromium and checks that axe-core can be read (check
+// injects it): either missing, the browser tests skip locally and fail
+// under CI. It returns chromium's path.
+func browserTools(t *testing.T) string {
 	t.Helper()
+	chrome := ""
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
 		if p, err := exec.LookPath(name); err == nil {
-			return p
+			chrome = p
+			break
 		}
 	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("chromium is not installed (scripts/test.sh installs it with apt-get)")
+	if chrome == "" {
+		missingTool(t, "chromium is not installed (scripts/test.sh installs it with apt-get)",
+			"chromium is not installed; the console's browser tests need it (apt-get install chromium)")
 	}
-	t.Skip("chromium is not installed; the console's browser tests need it (apt-get install chromium)")
-	return ""
+	if _, err := axeSource(); err != nil {
+		missingTool(t, fmt.Sprintf("axe-core is not installed: %v (run `make test`: scripts/test.sh installs it with npm into .tmp/npm)", err),
+			fmt.Sprintf("axe-core is not installed (%v); the console's browser tests need it: run `make test` once "+
+				"(it installs axe-core with npm into .tmp/npm) or set CASEVAULT_AXE_JS to an axe.min.js", err))
+	}
+	return chrome
+}
+
+// missingTool stops a browser test whose tool is missing: locally a skip,
+// under CI a failure, since CI must never pass by skipping.
+func missingTool(t *testing.T, ciMsg, skipMsg string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatal(ciMsg)
+	}
+	t.Skip(skipMsg)
 }
 
 // browser is one signed-in browser context (its own cookies).
@@ -275,7 +313,11 @@ type axeResult struct {
 // or critical violation, then saves a screenshot named name.
 func (b *browser) check(name string) {
 	b.t.Helper()
-	script := axeSource + `;
+	src, err := axeSource()
+	if err != nil {
+		b.t.Fatal(err) // not reached: browserTools read it already
+	}
+	script := src + `;
 (async () => { const r = await axe.run(document, {resultTypes: ["violations"]});
   return r.violations.filter(v => v.impact === "serious" || v.impact === "critical")
     .map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length})); })()`
@@ -313,7 +355,7 @@ func (b *browser) eval(expr string) int {
 	return n
 }
 func TestConsoleBrowser(t *testing.T) {
-	chrome := chromiumPath(t)
+	chrome := browserTools(t)
 	dir := t.TempDir()
 	p, tok := startAdmin(t, dir)
 	for _, u := range [][2]string{{"agent1", "agent"}, {"legal1", "legal"}, {"ops1", "backup"}, {"admin1", "admin"}} {

@@ -412,7 +412,7 @@ func checkExportZip(t *testing.T, b []byte, caseID string) {
 }
 
 func TestConsoleOpsBrowser(t *testing.T) {
-	chrome := chromiumPath(t)
+	chrome := browserTools(t)
 	dir := t.TempDir()
 	p, tok := startAdmin(t, dir, "CASEVAULT_MEILI_KEY="+secretMeili)
 	for _, u := range [][2]string{{"legal1", "legal"}, {"ops1", "backup"}, {"admin1", "admin"}} {
