@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
+	"github.com/casevault/casevault/testkit"
 )
 
 // BenchmarkExport exports a hold over CASEVAULT_BENCH_EXPORT_CONTACTS
@@ -105,20 +105,11 @@ func BenchmarkExport(b *testing.B) {
 		}
 	}
 	n := float64(b.N * rounds)
-	b.ReportMetric(median(zipRatios), "zip_ratio")
-	b.ReportMetric(median(storeRatios), "store_ratio")
+	b.ReportMetric(testkit.Median(zipRatios), "zip_ratio")
+	b.ReportMetric(testkit.Median(storeRatios), "store_ratio")
 	b.ReportMetric(exportTime.Seconds()/n, "export_s")
 	b.ReportMetric(zipTime.Seconds()/n, "zip_s")
 	b.ReportMetric(storeTime.Seconds()/n, "zip0_s")
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	return s[len(s)/2]
 }
 
 // seedBench stores contacts contacts of customer cust, 10 per case, the

@@ -225,7 +225,8 @@ env "${lag_env[@]}" go test -run '^$' -bench IndexLag -benchtime 1x -timeout 30m
 if [ -z "${BENCH_QUICK:-}" ]; then
   export CASEVAULT_BACKUP_BENCH_CONTACTS=200000 CASEVAULT_BACKUP_BENCH_ATTACH_MB=1024
 fi
-# Issue 17 §4: full backup vs tar | zstd -1 + fsync, restore vs zstd -d | tar -x
+# Issue 17 §4: full backup vs tar | zstd -1 + fsync (3 alternated rounds, the
+# median ratio), restore vs zstd -d | tar -x
 # + sync (ratios in the same run), incrementals (wall and CPU), peak RSS.
 # The load average before and after: on a shared machine wall-time ratios
 # swing with it; the CPU ratios (backup-cpu-vs-tar, restore-cpu-vs-untar) less.

@@ -4,6 +4,7 @@
 package testkit
 
 import (
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -46,4 +47,19 @@ func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
+}
+
+// Median is the middle value of xs (the mean of the two middle ones for an
+// even count; 0 for none): benchmarks that alternate a measurement with its
+// reference report the median ratio of the rounds.
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

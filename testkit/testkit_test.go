@@ -1,7 +1,9 @@
 package testkit
 
 import (
+	"math"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -52,5 +54,29 @@ func TestClockMovesOnlyWhenAdvanced(t *testing.T) {
 	c.Advance(90 * time.Minute)
 	if want := start.Add(90 * time.Minute); !c.Now().Equal(want) {
 		t.Fatalf("Now %v, want %v", c.Now(), want)
+	}
+}
+
+func TestMedian(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []float64
+		want float64
+	}{
+		{"none", nil, 0},
+		{"one", []float64{0.8}, 0.8},
+		{"odd, unsorted", []float64{1.2, 0.7, 0.9}, 0.9},
+		{"even: the mean of the middle two", []float64{1.0, 0.6, 0.8, 2.0}, 0.9},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := slices.Clone(tt.in)
+			if got := Median(tt.in); math.Abs(got-tt.want) > 1e-12 {
+				t.Errorf("Median(%v) = %v, want %v", tt.in, got, tt.want)
+			}
+			if !slices.Equal(in, tt.in) {
+				t.Errorf("Median reordered its argument: %v, was %v", tt.in, in)
+			}
+		})
 	}
 }
