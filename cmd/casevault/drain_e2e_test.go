@@ -64,10 +64,10 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 	}
 	select {
 	case err := <-p.done:
+		p.done <- err // for the cleanup, which waits on it too
 		if err != nil {
 			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.stderr)
 		}
-		p.done <- nil
 	case <-time.After(30 * time.Second):
 		t.Fatal("server did not exit after draining")
 	}

@@ -155,6 +155,7 @@ func startMany(t *testing.T, n int, env ...string) ([]*proc, []string) {
 		testkit.Eventually(t, 60*time.Second, fmt.Sprint("replica ", i, " to answer"), func() bool {
 			select {
 			case err := <-p.done:
+				p.done <- err // for the cleanup, which waits on it too (it hung the run until the test timeout)
 				t.Fatalf("replica %d exited during a cold start: %v\n%s", i, err, p.stderr)
 			default:
 			}
