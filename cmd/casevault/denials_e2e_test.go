@@ -52,9 +52,8 @@ func TestUnauthenticatedFloodIsAggregatedAndFlushedAtShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-p.done:
-		p.done <- err // for start's cleanup
-		if err != nil {
+	case <-p.exited:
+		if err := p.err; err != nil {
 			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.stderr)
 		}
 	case <-time.After(30 * time.Second):

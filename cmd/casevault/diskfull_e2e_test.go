@@ -99,9 +99,8 @@ func checkStatus(ready map[string]any, name string) (status, reason string) {
 func alive(t *testing.T, p *proc) {
 	t.Helper()
 	select {
-	case err := <-p.done:
-		p.done <- err
-		t.Fatalf("server died: %v\n%s", err, tail(p.stderr.String(), 4000))
+	case <-p.exited:
+		t.Fatalf("server died: %v\n%s", p.err, tail(p.stderr.String(), 4000))
 	default:
 	}
 }
@@ -176,8 +175,7 @@ func TestFullDiskDegradesAndRecovers(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	<-p.done
-	p.done <- nil
+	_ = p.wait()
 	p = start(t, data)
 	base = p.api()
 	for range 20 {

@@ -63,9 +63,8 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 		t.Fatalf("in-flight upload during SIGTERM: %d %v", r.code, r.err)
 	}
 	select {
-	case err := <-p.done:
-		p.done <- err // for the cleanup, which waits on it too
-		if err != nil {
+	case <-p.exited:
+		if err := p.err; err != nil {
 			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.stderr)
 		}
 	case <-time.After(30 * time.Second):

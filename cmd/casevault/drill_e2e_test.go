@@ -120,8 +120,8 @@ func TestBackupDrillSchedule(t *testing.T) {
 			// manifest is not written yet. After it, any failure counts
 			// (a second's grace for a tick that looked before the run
 			// ended and logged after: a real failure recurs every tick).
-			at, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(ev["time"]))
-			early := at.Before(backedUp.Add(time.Second)) && ev["msg"] == "backup drill failed" &&
+			at, terr := time.Parse(time.RFC3339Nano, fmt.Sprint(ev["time"]))
+			early := terr == nil && at.Before(backedUp.Add(time.Second)) && ev["msg"] == "backup drill failed" &&
 				(strings.Contains(fmt.Sprint(ev["err"]), "no backup repository") || strings.Contains(fmt.Sprint(ev["err"]), "holds no complete backup"))
 			if !early && (ev["msg"] == "backup drill found problems" || ev["msg"] == "backup drill failed") {
 				t.Fatalf("scheduled drill: %s", l)

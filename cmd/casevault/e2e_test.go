@@ -80,23 +80,50 @@ type proc struct {
 	addr   string
 	stdout *syncBuffer
 	stderr *syncBuffer
-	done   chan error
+	// exited is closed when the process has exited, err then holds what
+	// Wait returned: any number of waiters see it (a channel carrying the
+	// error once had each reader put it back for the next, and one that
+	// forgot hung the test's cleanup until the test timeout).
+	exited chan struct{}
+	err    error
+}
+
+// newProc prepares `serve` on dataDir; launch starts it.
+func newProc(t *testing.T, dataDir string, env []string) *proc {
+	t.Helper()
+	p := &proc{addr: freeAddr(t), stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p.cmd = exec.Command(binary(t), "serve", "--data-dir", dataDir, "--listen", p.addr)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	return p
+}
+
+// launch starts p; the test's cleanup kills it and waits for its exit.
+func (p *proc) launch(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	})
+}
+
+// wait blocks until p has exited and returns what Wait returned.
+func (p *proc) wait() error {
+	<-p.exited
+	return p.err
 }
 
 func start(t *testing.T, dataDir string, extraEnv ...string) *proc {
 	t.Helper()
-	p := &proc{addr: freeAddr(t), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(binary(t), "serve", "--data-dir", dataDir, "--listen", p.addr)
-	p.cmd.Env = append(os.Environ(), extraEnv...)
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	})
+	p := newProc(t, dataDir, extraEnv)
+	p.launch(t)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		res, err := http.Get("http://" + p.addr + "/healthz")
@@ -105,9 +132,8 @@ func start(t *testing.T, dataDir string, extraEnv ...string) *proc {
 			return p
 		}
 		select {
-		case err := <-p.done:
-			p.done <- err // for the cleanup, which waits on it too
-			t.Fatalf("server exited early: %v\n%s", err, p.stderr)
+		case <-p.exited:
+			t.Fatalf("server exited early: %v\n%s", p.err, p.stderr)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -176,10 +202,9 @@ func TestServeBootstrapsAdminTokenOnce(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-p.done; err != nil {
+	if err := p.wait(); err != nil {
 		t.Fatalf("SIGTERM exit: %v\n%s", err, p.stderr)
 	}
-	p.done <- nil // for the cleanup
 	if !strings.Contains(p.stderr.String(), "stopped cleanly") {
 		t.Fatalf("no clean stop in logs:\n%s", p.stderr)
 	}
@@ -269,8 +294,7 @@ func TestKill9KeepsEveryAcknowledgedWrite(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	<-p.done
-	p.done <- nil
+	_ = p.wait()
 	cancel()
 	wg.Wait()
 	if len(acked) < 50 {

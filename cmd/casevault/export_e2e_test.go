@@ -111,8 +111,7 @@ func testExportKill9ThenCLI(t *testing.T, st exportSetup) {
 		t.Fatalf("export: %d %v", code, x)
 	}
 	_ = p.cmd.Process.Kill()
-	<-p.done
-	p.done <- nil
+	_ = p.wait()
 	// The killed run's lease would keep it "running" for its TTL (2
 	// minutes; another replica could be running it): let it expire now.
 	db := st.db(t, dir)

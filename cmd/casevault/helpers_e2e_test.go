@@ -169,8 +169,7 @@ func waitRun(t *testing.T, url, tok string) map[string]any {
 func stop(t *testing.T, p *proc) {
 	t.Helper()
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	<-p.done
-	p.done <- nil // for the cleanup
+	_ = p.wait()
 }
 
 func openSQLite(t *testing.T, path string) *sqldb.DB {

@@ -104,8 +104,7 @@ func TestLostIndexIsRebuiltAtStart(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	<-p.done
-	p.done <- nil
+	_ = p.wait()
 	if err := os.RemoveAll(filepath.Join(dir, "index")); err != nil {
 		t.Fatal(err)
 	}

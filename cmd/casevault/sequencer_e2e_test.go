@@ -61,8 +61,7 @@ func TestKill9DuringAuditSequencing(t *testing.T) {
 				t.Fatal(err)
 			}
 			select {
-			case <-p.done:
-				p.done <- nil // for the cleanup
+			case <-p.exited:
 			case <-time.After(60 * time.Second):
 				t.Fatalf("the server did not reach %s", point)
 			}

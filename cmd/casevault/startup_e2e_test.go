@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -135,28 +134,16 @@ func startMany(t *testing.T, n int, env ...string) ([]*proc, []string) {
 	dirs := make([]string, n)
 	for i := range ps {
 		dirs[i] = t.TempDir()
-		p := &proc{addr: freeAddr(t), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
-		p.cmd = exec.Command(binary(t), "serve", "--data-dir", dirs[i], "--listen", p.addr)
-		p.cmd.Env = append(os.Environ(), env...)
-		p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-		ps[i] = p
+		ps[i] = newProc(t, dirs[i], env)
 	}
 	for _, p := range ps {
-		if err := p.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() { p.done <- p.cmd.Wait() }()
-		t.Cleanup(func() {
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		})
+		p.launch(t)
 	}
 	for i, p := range ps {
 		testkit.Eventually(t, 60*time.Second, fmt.Sprint("replica ", i, " to answer"), func() bool {
 			select {
-			case err := <-p.done:
-				p.done <- err // for the cleanup, which waits on it too (it hung the run until the test timeout)
-				t.Fatalf("replica %d exited during a cold start: %v\n%s", i, err, p.stderr)
+			case <-p.exited:
+				t.Fatalf("replica %d exited during a cold start: %v\n%s", i, p.err, p.stderr)
 			default:
 			}
 			res, err := http.Get("http://" + p.addr + "/healthz")
