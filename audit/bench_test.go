@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
+	"github.com/casevault/casevault/testkit"
 )
 
 // bulkEvents yields n valid, chained events, computing each on demand so
@@ -144,7 +144,7 @@ func BenchmarkVerify1M(b *testing.B) {
 			start := time.Now()
 			bulkInsert(b, db, n)
 			b.Logf("%s: bulk-loaded %d events in %v", d, n, time.Since(start).Round(time.Millisecond))
-			cpu0 := cpuTime()
+			cpu0 := testkit.ProcessCPU(b)
 			b.ResetTimer()
 			for range b.N {
 				res, err := l.Verify(context.Background())
@@ -156,17 +156,9 @@ func BenchmarkVerify1M(b *testing.B) {
 			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 			// CPU time of this process (PostgreSQL's share is not in it): on a
 			// busy shared machine wall time says more about the neighbours.
-			b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
+			b.ReportMetric((testkit.ProcessCPU(b)-cpu0).Seconds()/float64(b.N), "cpu-s/op")
 		})
 	}
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkAppend compares a small write transaction with and without its

@@ -101,21 +101,23 @@ func BenchmarkBackupRestore(b *testing.B) {
 			svc = in.service(repo, keys)
 			resetPeakRSS()
 			stop := phaseProfile(b, "full")
-			t0, cpu0 := time.Now(), cpuTime()
-			user0, sys0 := userSys(syscall.RUSAGE_SELF)
+			t0 := time.Now()
+			user0, sys0 := testkit.Rusage(b, syscall.RUSAGE_SELF)
 			var err error
 			if m, err = svc.Backup(ctx, "bench", operator, nil); err != nil {
 				b.Fatal(err)
 			}
-			full, fullCPU = time.Since(t0), cpuTime()-cpu0
-			user1, sys1 := userSys(syscall.RUSAGE_SELF)
+			full = time.Since(t0)
+			user1, sys1 := testkit.Rusage(b, syscall.RUSAGE_SELF)
+			user, sys := user1-user0, sys1-sys0
+			fullCPU = user + sys
 			stop()
 			backupRSS = max(backupRSS, peakRSS())
-			child0 := childCPUTime()
-			cuser0, csys0 := userSys(syscall.RUSAGE_CHILDREN)
+			cuser0, csys0 := testkit.Rusage(b, syscall.RUSAGE_CHILDREN)
 			tarTime, tarSize, tarFile = tarZstd(b, dataDir)
-			tarCPU = childCPUTime() - child0
-			cuser1, csys1 := userSys(syscall.RUSAGE_CHILDREN)
+			cuser1, csys1 := testkit.Rusage(b, syscall.RUSAGE_CHILDREN)
+			cuser, csys := cuser1-cuser0, csys1-csys0
+			tarCPU = cuser + csys
 			if tarTime > 0 {
 				speedRatios = append(speedRatios, tarTime.Seconds()/full.Seconds())
 				cpuRatios = append(cpuRatios, tarCPU.Seconds()/fullCPU.Seconds())
@@ -125,32 +127,32 @@ func BenchmarkBackupRestore(b *testing.B) {
 			// (system time), which either side may or may not pay in a
 			// given run.
 			b.Logf("round %d: full backup %s (CPU %s: user %s sys %s); tar|zstd+fsync %s (CPU %s: user %s sys %s)", r+1,
-				full.Round(time.Millisecond), fullCPU.Round(time.Millisecond), (user1 - user0).Round(time.Millisecond), (sys1 - sys0).Round(time.Millisecond),
-				tarTime.Round(time.Millisecond), tarCPU.Round(time.Millisecond), (cuser1 - cuser0).Round(time.Millisecond), (csys1 - csys0).Round(time.Millisecond))
+				full.Round(time.Millisecond), fullCPU.Round(time.Millisecond), user.Round(time.Millisecond), sys.Round(time.Millisecond),
+				tarTime.Round(time.Millisecond), tarCPU.Round(time.Millisecond), cuser.Round(time.Millisecond), csys.Round(time.Millisecond))
 		}
 
 		// Incremental with nothing changed, then after 1,000 new contacts:
 		// wall time, and the CPU time the process spent (a loaded machine
 		// stretches the first, hardly the second).
 		stop := phaseProfile(b, "incr")
-		t0, cpu0 := time.Now(), cpuTime()
+		t0, cpu0 := time.Now(), testkit.ProcessCPU(b)
 		m2, err := svc.Backup(ctx, "bench", operator, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
-		incr, incrCPU := time.Since(t0), cpuTime()-cpu0
+		incr, incrCPU := time.Since(t0), testkit.ProcessCPU(b)-cpu0
 		stop()
 		if m2.Stats.BlobsNew != 0 {
 			b.Fatalf("incremental copied %d blobs", m2.Stats.BlobsNew)
 		}
 		seedContacts(b, in, 1000)
 		stop = phaseProfile(b, "incr1k")
-		t0, cpu0 = time.Now(), cpuTime()
+		t0, cpu0 = time.Now(), testkit.ProcessCPU(b)
 		m3, err := svc.Backup(ctx, "bench", operator, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
-		incr1k, incr1kCPU := time.Since(t0), cpuTime()-cpu0
+		incr1k, incr1kCPU := time.Since(t0), testkit.ProcessCPU(b)-cpu0
 		stop()
 
 		// The full restore, of the last (incremental) backup alone.
@@ -162,12 +164,12 @@ func BenchmarkBackupRestore(b *testing.B) {
 		dstIn := openInstance(b, dst, filepath.Join(dstDir, "blobs"))
 		resetPeakRSS()
 		stop = phaseProfile(b, "restore")
-		t0, cpu0 = time.Now(), cpuTime()
+		t0, cpu0 = time.Now(), testkit.ProcessCPU(b)
 		rep, err := repo.Restore(ctx, m3.ID, backup.RestoreOptions{Target: dst, Blobs: dstIn.blobs, Identity: keys.Identity})
 		if err != nil {
 			b.Fatal(err)
 		}
-		restore, restoreCPU := time.Since(t0), cpuTime()-cpu0
+		restore, restoreCPU := time.Since(t0), testkit.ProcessCPU(b)-cpu0
 		stop()
 		restoreRSS := peakRSS()
 		dst.Close()
@@ -176,9 +178,9 @@ func BenchmarkBackupRestore(b *testing.B) {
 				b.Fatalf("table %s mismatch", tr.Name)
 			}
 		}
-		child0 := childCPUTime()
+		child0 := testkit.ChildrenCPU(b)
 		untarTime := untarZstd(b, tarFile)
-		untarCPU := childCPUTime() - child0
+		untarCPU := testkit.ChildrenCPU(b) - child0
 
 		repoSize := dirSize(b, repoDir)
 		mb := float64(size) / 1e6
@@ -270,34 +272,6 @@ func peakRSS() int64 {
 		}
 	}
 	return 0
-}
-
-// cpuTime is the user and system CPU time the process used so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// userSys is the user and system CPU time of who (RUSAGE_SELF or
-// RUSAGE_CHILDREN).
-func userSys(who int) (user, sys time.Duration) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(who, &ru); err != nil {
-		return 0, 0
-	}
-	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
-}
-
-// childCPUTime is the CPU time of the finished child processes (tar, zstd).
-func childCPUTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // seedContacts adds n contacts to the first case with multi-row inserts.

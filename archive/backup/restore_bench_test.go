@@ -10,6 +10,7 @@ import (
 	"github.com/casevault/casevault/archive/backup"
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
+	"github.com/casevault/casevault/testkit"
 )
 
 // BenchmarkRestoreTables measures the table half of a full restore alone:
@@ -51,13 +52,13 @@ func BenchmarkRestoreTables(b *testing.B) {
 		resetPeakRSS()
 		stop := phaseProfile(b, "tables")
 		b.StartTimer()
-		t0, cpu0 := time.Now(), cpuTime()
+		t0, cpu0 := time.Now(), testkit.ProcessCPU(b)
 		rep, err := repo.Restore(ctx, m.ID, backup.RestoreOptions{Target: dst, Blobs: dstIn.blobs, Identity: keys.Identity})
 		if err != nil {
 			b.Fatal(err)
 		}
 		wall += time.Since(t0)
-		cpu += cpuTime() - cpu0
+		cpu += testkit.ProcessCPU(b) - cpu0
 		b.StopTimer()
 		stop()
 		b.ReportMetric(float64(peakRSS())/(1<<20), "peak-RSS-MiB")
