@@ -35,7 +35,7 @@ func newServeCmd(cfg *config) *cobra.Command {
 // in-flight requests for at most --shutdown-timeout.
 func runServe(ctx context.Context, cfg *config, out, logw io.Writer) error {
 	log := newLogger(cfg, logw)
-	cfg.GC.apply(log)
+	cfg.Runtime.apply(log)
 	return serve(ctx, cfg, log, out, serveHooks{})
 }
 

@@ -28,6 +28,7 @@ type config struct {
 	ShutdownTimeout   time.Duration
 	GCPercent         int
 	MemoryLimit       byteSize
+	GoMaxProcs        int
 	PprofListen       string
 	S3                s3Config
 	MasterKeyHex      string
@@ -45,8 +46,9 @@ type config struct {
 	Backup            backupConfig
 	Console           consoleConfig
 
-	// GC is derived from GCPercent and MemoryLimit (and GOGC) by load.
-	GC gcConfig
+	// Runtime is derived from GCPercent, MemoryLimit and GoMaxProcs (and
+	// GOGC, GOMAXPROCS) by load.
+	Runtime runtimeConfig
 	// source says where each setting the command reads came from:
 	// "default", "flag" or "env".
 	source map[string]string
@@ -137,7 +139,7 @@ func (c *config) resolve() error {
 	}
 
 	var err error
-	if c.GC, err = c.gc(); err != nil {
+	if c.Runtime, err = c.goRuntime(); err != nil {
 		return err
 	}
 

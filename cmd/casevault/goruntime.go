@@ -1,0 +1,100 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/debug"
+)
+
+// runtimeConfig tunes the Go runtime of a long-running server: the
+// garbage collector and how many threads run Go code at once.
+//
+// Why not Go's default GOGC=100: the write path (Bleve analysis, SQLite
+// bindings, JSON) allocates a lot of short-lived memory, and on a 2-core
+// machine a collection every 100% of heap growth took about a tenth of the
+// CPU. At 400 the contact ingest benchmark gained 15-25% for roughly 80 MB
+// more resident memory (bench figures in the README). The memory limit is
+// the guard for small containers: near it the collector runs as often as
+// needed whatever the percent says.
+//
+// Why not Go's default GOMAXPROCS (one per CPU): the SQLite writer spends
+// a tenth of serve's CPU in write and fsync system calls, and the embedded
+// Bleve indexer and merger run bursts of tens of milliseconds; with one P
+// per core, a P blocked in a system call or busy with a burst left the
+// requests and the one writer queued behind them. Twice the CPUs lets the
+// kernel share the cores among more runnable threads: on the 2-core VM the
+// SQLite ingest rose 1.3-1.4× and its p99 fell from 59-70 to 31-34 ms, in
+// the same runs (docs/ARCHITECTURE.md).
+type runtimeConfig struct {
+	// Percent is the GOGC value to set; 0 leaves the runtime's own (an
+	// explicit GOGC in the environment and no casevault setting).
+	Percent int
+	// Limit is the soft heap limit in bytes; 0 leaves the runtime's own
+	// (GOMEMLIMIT, or none).
+	Limit int64
+	// Procs is the GOMAXPROCS to set; 0 leaves the runtime's own (an
+	// explicit GOMAXPROCS in the environment and no casevault setting).
+	Procs int
+}
+
+// maxProcs bounds --gomaxprocs: far above any useful value, low enough that
+// a typo (an extra digit or two) is refused instead of starting thousands
+// of threads.
+const maxProcs = 1024
+
+// goRuntime derives the runtime settings. A default gives way to an
+// explicit GOGC or GOMAXPROCS; a value set by flag or environment wins over
+// those.
+func (c *config) goRuntime() (runtimeConfig, error) {
+	var g runtimeConfig
+	if c.explicit("gc-percent") || !inEnv("GOGC") {
+		if c.GCPercent < 25 || c.GCPercent > 10000 {
+			return g, fmt.Errorf("--gc-percent must be a whole number from 25 to 10000, not %d", c.GCPercent)
+		}
+		g.Percent = c.GCPercent
+	}
+	if c.MemoryLimit != 0 && c.MemoryLimit < 64<<20 {
+		return g, fmt.Errorf("--memory-limit %s is below 64MiB: the collector would run constantly", c.MemoryLimit.String())
+	}
+	g.Limit = int64(c.MemoryLimit)
+
+	if c.explicit("gomaxprocs") || !inEnv("GOMAXPROCS") {
+		if c.GoMaxProcs < 0 || c.GoMaxProcs > maxProcs {
+			return g, fmt.Errorf("--gomaxprocs must be a whole number from 0 (twice the CPUs) to %d, not %d", maxProcs, c.GoMaxProcs)
+		}
+		g.Procs = c.GoMaxProcs
+		if g.Procs == 0 {
+			// GOMAXPROCS(0) is what Go would use: the CPUs, or fewer
+			// under a container's CPU limit.
+			g.Procs = 2 * runtime.GOMAXPROCS(0)
+		}
+	}
+	return g, nil
+}
+
+// explicit reports whether the setting came from a flag or the environment.
+func (c *config) explicit(name string) bool {
+	src := c.source[name]
+	return src != "" && src != "default"
+}
+
+func inEnv(name string) bool {
+	_, ok := os.LookupEnv(name)
+	return ok
+}
+
+// apply sets the runtime up; it is called once, by serve.
+func (g runtimeConfig) apply(log *slog.Logger) {
+	if g.Percent > 0 {
+		debug.SetGCPercent(g.Percent)
+	}
+	if g.Limit > 0 {
+		debug.SetMemoryLimit(g.Limit)
+	}
+	if g.Procs > 0 {
+		runtime.GOMAXPROCS(g.Procs)
+	}
+	log.Debug("go runtime", "gc_percent", g.Percent, "memory_limit_bytes", debug.SetMemoryLimit(-1), "gomaxprocs", runtime.GOMAXPROCS(0))
+}
