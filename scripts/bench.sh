@@ -46,17 +46,18 @@ http_bench() { # name, extra env...
   # The reference first, on the idle server: measured after the contacts it
   # would share the machine with their indexing still catching up (a
   # setting that defers indexing would then lower its own reference).
-  "$tmp/cvbench" -url http://127.0.0.1:18099 -mode healthz -c 32 -d "$DUR" | tee -a "$out" "$tmp/cv-hz.out"
+  "$tmp/cvbench" -url http://127.0.0.1:18099 -mode healthz -c 32 -d "$DUR" -json > "$tmp/cv-hz.json"
   # wrk's own /healthz too (issue 19 measured its ratio with wrk: wrk's
   # /healthz is ~1.8x cvbench's on the 2-core VM, so its ratio is the lower).
   local wrkhz=""
   if command -v wrk >/dev/null 2>&1; then
-    wrkhz=$(wrk -t2 -c32 -d"$DUR" --latency http://127.0.0.1:18099/healthz | tee -a "$out" | sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p')
+    wrkhz=$(wrk -t2 -c32 -d"$DUR" --latency http://127.0.0.1:18099/healthz | tee -a "$out" | wrk_rps)
     say "wrk healthz: ${wrkhz}/s"
   fi
-  "$tmp/cvbench" -url http://127.0.0.1:18099 -token "$tok" -mode contacts -c 32 -d "$DUR" | tee -a "$out" "$tmp/cv-c.out"
-  local cvhz cvc; cvhz=$(sed -n 's/.* \([0-9.]*\)\/s .*/\1/p' "$tmp/cv-hz.out"); cvc=$(sed -n 's/.* \([0-9.]*\)\/s .*/\1/p' "$tmp/cv-c.out")
-  say "cvbench ratio ($name): contacts ${cvc}/s / healthz ${cvhz}/s = $(awk -v a="$cvc" -v b="$cvhz" 'BEGIN{printf "%.3f", (b>0?a/b:0)}') (target >= 0.12), p99 $(sed -n 's/.*p99=\([^ ]*\).*/\1/p' "$tmp/cv-c.out") (target < 30 ms)"
+  "$tmp/cvbench" -url http://127.0.0.1:18099 -token "$tok" -mode contacts -c 32 -d "$DUR" -json > "$tmp/cv-c.json"
+  local cvhz cvc; cvhz=$(json_field per_second < "$tmp/cv-hz.json"); cvc=$(json_field per_second < "$tmp/cv-c.json")
+  say "cvbench healthz: ${cvhz}/s p99 $(json_field p99_ms < "$tmp/cv-hz.json") ms"
+  say "cvbench ratio ($name): contacts ${cvc}/s / healthz ${cvhz}/s = $(ratio "$cvc" "$cvhz") (target >= 0.12), p99 $(json_field p99_ms < "$tmp/cv-c.json") ms (target < 30 ms)"
   if command -v wrk >/dev/null 2>&1; then # a second, C load generator (apt-get install wrk)
     local api=http://127.0.0.1:18099/api/v1 h=(-H "Authorization: Bearer $tok" -H "Content-Type: application/json") cu cases
     cu=$(curl -s "${h[@]}" $api/customers -d '{"name":"wrk"}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
@@ -64,14 +65,16 @@ http_bench() { # name, extra env...
     say "wrk contacts:"
     CASES="$cases" TOKEN="$tok" wrk -t2 -c32 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18099 | tee -a "$out" "$tmp/wrk.out"
     if grep -q "Non-2xx" "$tmp/wrk.out"; then say "WARNING: wrk saw failed requests; its figures are not ingest figures"; fi
-    local wrkc; wrkc=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$tmp/wrk.out")
-    say "wrk ratio ($name): contacts ${wrkc}/s / healthz ${wrkhz}/s = $(awk -v a="$wrkc" -v b="$wrkhz" 'BEGIN{printf "%.3f", (b>0?a/b:0)}') (target >= 0.12), p99 $(awk '$1=="99%"{print $2}' "$tmp/wrk.out") (target < 30 ms)"
+    local wrkc; wrkc=$(wrk_rps < "$tmp/wrk.out")
+    say "wrk ratio ($name): contacts ${wrkc}/s / healthz ${wrkhz}/s = $(ratio "$wrkc" "$wrkhz") (target >= 0.12), p99 $(awk '$1=="99%"{print $2}' "$tmp/wrk.out") (target < 30 ms)"
   fi
   kill -TERM "$pid"; wait "$pid" || true
 }
 
 
 json_field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; } # field of cvbench -json
+wrk_rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p'; } # requests/s of wrk's report
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", (b > 0 ? a / b : 0)}'; } # a / b, same-run figures
 
 # Issue 19: PostgreSQL ingest against the database's own ceiling (pgbench,
 # one-row INSERT per transaction, same client count, same run), one replica
@@ -108,7 +111,7 @@ scale_bench() {
   local r1 p99 ta tb
   r1=$(echo "$one" | json_field per_second); p99=$(echo "$one" | json_field p99_ms)
   ta=$(json_field per_second < "$tmp/two-a"); tb=$(json_field per_second < "$tmp/two-b")
-  say "one replica: ${r1}/s p99 ${p99} ms; ratio to pgbench: $(awk -v a="$r1" -v b="$pgb" 'BEGIN{printf "%.2f", a/b}') (target >= 0.5, p99 < 30 ms)"
+  say "one replica: ${r1}/s p99 ${p99} ms; ratio to pgbench: $(ratio "$r1" "$pgb") (target >= 0.5, p99 < 30 ms)"
   say "two replicas: $(awk -v a="$ta" -v b="$tb" 'BEGIN{printf "%.0f", a+b}')/s; ratio to one: $(awk -v a="$ta" -v b="$tb" -v c="$r1" 'BEGIN{printf "%.2f", (a+b)/c}') (target >= 1)"
   for f in waits1 waits2; do
     say "$f: lock waits $(awk '$1=="Lock"{l++} {n++} END{printf "%.1f%% of %d active-backend samples", (n?100*l/n:0), n}' "$tmp/$f") (target < 5%); by type: $(sort "$tmp/$f" | uniq -c | sort -rn | head -4 | tr -s ' \n' ' ')"
@@ -139,7 +142,7 @@ INSERT INTO $s.audit_pending (id, at, actor_id, actor_name, role, action, target
 COMMIT;
 SQL
   local sqlref; sqlref=$(pgbench -h 127.0.0.1 -U postgres -n -c 32 -j 2 -T "${DUR%s}" -M prepared -f "$tmp/contact.sql" test 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
-  say "pgbench running the contact write's SQL (11 statements, one transaction): ${sqlref} tps = $(awk -v a="$sqlref" -v b="$pgb" 'BEGIN{printf "%.2f", a/b}') of the one-row INSERT; casevault one replica / that: $(awk -v a="$r1" -v b="$sqlref" 'BEGIN{printf "%.2f", a/b}')"
+  say "pgbench running the contact write's SQL (11 statements, one transaction): ${sqlref} tps = $(ratio "$sqlref" "$pgb") of the one-row INSERT; casevault one replica / that: $(ratio "$r1" "$sqlref")"
   psql -h 127.0.0.1 -U postgres -d test -qc 'DROP SCHEMA IF EXISTS bench_scale CASCADE' >/dev/null 2>&1 || true
 }
 
@@ -170,7 +173,7 @@ seal_bench() { # name [postgres]
       kill -TERM "$pid"; wait "$pid" || true
       if [ "$mode" = on ]; then on=$r; else off=$r; fi
     done
-    ratios+=("$(awk -v a="$on" -v b="$off" 'BEGIN{printf "%.3f", a/b}')")
+    ratios+=("$(ratio "$on" "$off")")
     say "round $round: sealed ${on}/s, unsealed ${off}/s, ratio ${ratios[-1]}"
   done
   say "sealing ($name): median ratio sealed/unsealed $(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}') over ${#ratios[@]} rounds (target >= 0.90)"

@@ -25,9 +25,10 @@ import (
 // bursts held the Ps, and the requests and the one SQLite writer queued
 // behind them until Go preempted them (10 ms slices). With twice the CPUs
 // in Ps the kernel shares the cores among more runnable threads at a finer
-// grain: on the 2-core VM SQLite ingest's p99 fell from 53-72 to 34-36 ms
-// and throughput rose up to 1.4×, in the same runs; with the indexer off
-// the setting changed nothing (docs/ARCHITECTURE.md).
+// grain. On the 2-core VM, alternated with the build before: wrk's p99 of
+// SQLite ingest 53-61 → 34-36 ms, ingest / /healthz under cvbench 0.094-
+// 0.105 → 0.103-0.113; with the indexer switched off the setting changed
+// nothing (docs/ARCHITECTURE.md).
 type runtimeConfig struct {
 	// Percent is the GOGC value to set; 0 leaves the runtime's own (an
 	// explicit GOGC in the environment and no casevault setting).

@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -14,7 +15,12 @@ import (
 // collector reads runtime/metrics), so a serve that forgot to call apply,
 // or a default that stopped doubling, fails here.
 func TestServeAppliesRuntimeSettings(t *testing.T) {
-	t.Setenv("GOMAXPROCS", "") // the default case needs Go's own default in this process
+	// The default case runs serve with GOMAXPROCS empty, so Go picks its
+	// own value: this process's, unless the runner set GOMAXPROCS (make
+	// test does not).
+	if os.Getenv("GOMAXPROCS") != "" {
+		t.Fatal("GOMAXPROCS is set for the test run: Go's own default, which the default case doubles, is unknown")
+	}
 	def := runtime.GOMAXPROCS(0)
 	tests := []struct {
 		name              string

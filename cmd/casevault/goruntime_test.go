@@ -31,6 +31,7 @@ func TestRuntimeSettings(t *testing.T) {
 		{name: "procs env", env: map[string]string{"CASEVAULT_GOMAXPROCS": "5"}, want: runtimeConfig{Percent: 400, Procs: 5}},
 		{name: "explicit GOMAXPROCS beats the default", env: map[string]string{"GOMAXPROCS": "1"}, want: runtimeConfig{Percent: 400}},
 		{name: "our flag beats GOMAXPROCS", env: map[string]string{"GOMAXPROCS": "1"}, args: []string{"--gomaxprocs", "6"}, want: runtimeConfig{Percent: 400, Procs: 6}},
+		{name: "empty GOGC and GOMAXPROCS are unset", env: map[string]string{"GOGC": "", "GOMAXPROCS": ""}, want: runtimeConfig{Percent: 400, Procs: 2 * procs}},
 		{name: "our zero beats GOMAXPROCS", env: map[string]string{"GOMAXPROCS": "1"}, args: []string{"--gomaxprocs", "0"}, want: runtimeConfig{Percent: 400, Procs: 2 * procs}},
 		{name: "not a number", args: []string{"--gc-percent", "lots"}, wantErr: `invalid argument "lots" for "--gc-percent"`},
 		{name: "too low", args: []string{"--gc-percent", "10"}, wantErr: "--gc-percent must be"},
