@@ -481,6 +481,12 @@ func (p *parser) applyField(q *Query, t token) error {
 		f = &q.Not
 	}
 	val, raw := t.text, t.raw
+	if listField(t.field) && len(plainValues(val)) == 0 {
+		// "status:," would otherwise add no value and leave the query
+		// empty, or drop the term from a longer one without a word.
+		return &QueryError{Term: raw, Message: "has no value (values are separated by commas)"}
+	}
+
 	switch t.field {
 	case "status":
 		return enumInto(&f.Statuses, val, raw, cases.Statuses)
@@ -612,6 +618,16 @@ func textWords(s string) []string {
 	}
 
 	return words
+}
+
+// listField reports whether the field's value is a comma-separated list of
+// alternatives (applyField splits it with plainValues).
+func listField(field string) bool {
+	switch field {
+	case "status", "channel", "priority", "purpose", "tag", "customer", "number":
+		return true
+	}
+	return false
 }
 
 func plainValues(val string) []string {

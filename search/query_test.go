@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +100,15 @@ func TestParseQueryErrors(t *testing.T) {
 		{`refund ൰ x`, `൰`},
 		{"refund -൰", "-൰"},
 		{"bad \xff utf8", ""},
+		// A field term whose value is only commas names no value; it must
+		// not become an empty (match-all) query or an ignored filter.
+		{"stAtus:,", "stAtus:,"},
+		{"refund tag:,,", "tag:,,"},
+		{"customer:,", "customer:,"},
+		{"-purpose:,", "-purpose:,"},
+		{"number:,", "number:,"},
+		{"refund OR channel:,", "channel:,"},
+		{`priority:","`, `priority:","`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in[:min(len(tt.in), 40)], func(t *testing.T) {
@@ -110,7 +120,7 @@ func TestParseQueryErrors(t *testing.T) {
 			if qe.Term != tt.term {
 				t.Fatalf("Term = %q, want %q", qe.Term, tt.term)
 			}
-			if qe.Message == "" || !strings.Contains(err.Error(), tt.term) {
+			if qe.Message == "" || tt.term != "" && !strings.Contains(err.Error(), strconv.Quote(tt.term)) {
 				t.Fatalf("error %q does not name the term", err)
 			}
 		})
