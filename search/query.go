@@ -424,8 +424,15 @@ func (p *parser) andList(list []node, inGroup bool) (Query, error) {
 		case t.phrase:
 			// Joining a phrase's words with spaces can make a number the
 			// input's punctuation kept apart ("0!0 0 0000000000") look like
-			// a card number again: mask the phrase as joined, too.
-			if masked, n := cases.MaskSensitive(strings.Join(words, " ")); n != 0 {
+			// a card number again: mask the phrase as joined, too, until
+			// nothing is left to mask (dropping a masked run joins its
+			// neighbours anew; each round removes digits, so it ends, and
+			// a masked number keeps its last four, so words stay).
+			for {
+				masked, n := cases.MaskSensitive(strings.Join(words, " "))
+				if n == 0 {
+					break
+				}
 				words = textWords(masked)
 			}
 			if err := p.countText(len(words)); err != nil {
