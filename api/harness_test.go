@@ -62,6 +62,13 @@ func (r *recordedAudit) has(event string) bool {
 	return slices.Contains(r.events, event)
 }
 
+// recorded returns a copy of the events recorded so far.
+func (r *recordedAudit) recorded() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.events)
+}
+
 // fixedPolicy keeps every contact one year from capture; enough to see the
 // store compute and persist retain_until.
 type fixedPolicy struct{}

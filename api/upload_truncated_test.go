@@ -116,6 +116,13 @@ func (h *harness) checkTruncated(t *testing.T, cases []truncCase) {
 
 func (h *harness) waitAudit(t *testing.T, want string) {
 	t.Helper()
+	defer func() {
+		// What was recorded instead tells a commit (attachment.create:ok)
+		// from a handler that never finished.
+		if t.Failed() {
+			t.Logf("audit events recorded: %v", h.audit.recorded())
+		}
+	}()
 	testkit.Eventually(t, 15*time.Second, "audit event "+want, func() bool { return h.audit.has(want) })
 }
 
