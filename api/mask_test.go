@@ -99,7 +99,7 @@ func TestSearchNoTokenTerms(t *testing.T) {
 				t.Errorf("q=%s: status %d, total %v; want 200 and no case", q, st, n)
 			}
 		}
-		for _, q := range []string{"൰", "****", `""`, "parcel ൰"} {
+		for _, q := range []string{"൰", "****", `""`, "parcel ൰", "status:,", "parcel tag:,,"} {
 			r := h.do("GET", "/api/v1/search?q="+url.QueryEscape(q), agent, nil)
 			if r.status != 422 || !strings.Contains(string(r.body), `"q"`) {
 				t.Errorf("q=%s: %d %s; want 422 naming q", q, r.status, r.body)
@@ -125,6 +125,8 @@ func TestHoldScopeValidation(t *testing.T) {
 			{`{"matter":"M","reason":"r","scope":{"query":"൰"}}`, "scope.query"},
 			{`{"matter":"M","reason":"r","scope":{"query":"****"}}`, "scope.query"},
 			{`{"matter":"M","reason":"r","scope":{"query":"-parcel"}}`, "scope.query"},
+			{`{"matter":"M","reason":"r","scope":{"query":"customer:,"}}`, "scope.query"},
+			{`{"matter":"M","reason":"r","scope":{"query":"parcel purpose:,"}}`, "scope.query"},
 			{`{"matter":"M","reason":"r","scope":{"from":"2025-13-45"}}`, "scope.from"},
 			{`{"matter":"M","reason":"r","scope":{"from":"yesterday"}}`, "scope.from"},
 			{`{"matter":"M","reason":"r","scope":{"to":"2025-02-30T00:00:00Z"}}`, "scope.to"},
