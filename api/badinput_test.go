@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -104,6 +105,10 @@ func TestBadInputIsRejectedWithoutSideEffects(t *testing.T) {
 			{"unknown audit outcome", "GET", "/api/v1/audit?outcome=bogus", nil, 422, "outcome", legal},
 			{"audit from not a time", "GET", "/api/v1/audit?from=30/11/2026", nil, 422, "from", legal},
 			{"audit to not a time", "GET", "/api/v1/audit?to=yesterday", nil, 422, "to", legal},
+			// The zero time is "no bound": a bound at or before it would vanish.
+			{"audit from at the zero time", "GET", "/api/v1/audit?from=0001-01-01", nil, 422, "from", legal},
+			{"search from before year 1", "GET", "/api/v1/search?from=0000-06-01", nil, 422, "from", ""},
+			{"search q before: at the zero time", "GET", "/api/v1/search?q=" + url.QueryEscape("refund before:0001-01-01T00:00:00Z"), nil, 422, "q", ""},
 			{"NUL in attachment filename", "POST", "/api/v1/contacts/nope/attachments?filename=a%00.txt", "bytes", 422, "filename", ""},
 			{"URL over the limit", "GET", "/api/v1/search?q=" + strings.Repeat("<", 1000) + "&x=" + strings.Repeat("<", 2800), nil, 414, "", ""},
 			{"URL over the limit by a byte", "GET", "/api/v1/cases?tag=" + strings.Repeat("a", api.MaxURLBytes-len("/api/v1/cases?tag=")+1), nil, 414, "", ""},

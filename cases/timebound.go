@@ -18,9 +18,16 @@ func ParseTime(field, v string) (time.Time, error) {
 	}
 
 	for _, layout := range []string{time.RFC3339Nano, time.DateOnly} {
-		if t, err := time.Parse(layout, v); err == nil {
-			return t.UTC(), nil
+		t, err := time.Parse(layout, v)
+		if err != nil {
+			continue
 		}
+		if !t.After(time.Time{}) {
+			// The zero time means "no bound" to every caller: a bound at
+			// or before it would vanish without a word.
+			return time.Time{}, Invalid(field, fmt.Sprintf("must be after %s, not %q", time.Time{}.Format(time.RFC3339), v))
+		}
+		return t.UTC(), nil
 	}
 	return time.Time{}, Invalid(field, fmt.Sprintf("must be %s, not %q", TimeFormats, v))
 }

@@ -24,6 +24,14 @@ func TestParseTime(t *testing.T) {
 		{in: "2026-11-30 08:00:00", bad: true},
 		{in: " 2026-11-30", bad: true},
 		{in: "2026-11-30T08:00:00", bad: true}, // no zone: ambiguous
+		// At or before the zero time, which every caller reads as "no
+		// bound": accepted, the bound would vanish silently.
+		{in: "0000-01-01", bad: true},
+		{in: "0001-01-01", bad: true},
+		{in: "0001-01-01T00:00:00Z", bad: true},
+		{in: "0001-01-01T00:30:00+01:00", bad: true},
+		{in: "0001-01-01T00:00:00.000000001Z", want: time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC)},
+		{in: "0001-01-02", want: time.Date(1, 1, 2, 0, 0, 0, 0, time.UTC)},
 	} {
 		got, err := cases.ParseTime("from", tc.in)
 		if tc.bad {

@@ -109,6 +109,10 @@ func TestParseQueryErrors(t *testing.T) {
 		{"number:,", "number:,"},
 		{"refund OR channel:,", "channel:,"},
 		{`priority:","`, `priority:","`},
+		// A date at or before the zero time would read as no bound.
+		{"After:0000-01-01", "After:0000-01-01"},
+		{"refund before:0001-01-01", "before:0001-01-01"},
+		{"updated:>0001-01-01T00:00:00Z", "updated:>0001-01-01T00:00:00Z"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in[:min(len(tt.in), 40)], func(t *testing.T) {
