@@ -3,8 +3,8 @@ package api_test
 import (
 	"io"
 	"net/http"
-	"reflect"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 
