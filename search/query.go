@@ -409,7 +409,7 @@ func (p *parser) andList(list []node, inGroup bool) (Query, error) {
 		}
 		var words []string
 		if t.field == "" {
-			words = textWords(t.text)
+			words = maskWords(textWords(t.text))
 			if len(words) == 0 {
 				if hasLetterOrNumber(t.text) {
 					return Query{}, &QueryError{Term: t.raw, Message: "has no searchable word"}
@@ -422,19 +422,6 @@ func (p *parser) andList(list []node, inGroup bool) (Query, error) {
 		}
 		switch {
 		case t.phrase:
-			// Joining a phrase's words with spaces can make a number the
-			// input's punctuation kept apart ("0!0 0 0000000000") look like
-			// a card number again: mask the phrase as joined, too, until
-			// nothing is left to mask (dropping a masked run joins its
-			// neighbours anew; each round removes digits, so it ends, and
-			// a masked number keeps its last four, so words stay).
-			for {
-				masked, n := cases.MaskSensitive(strings.Join(words, " "))
-				if n == 0 {
-					break
-				}
-				words = textWords(masked)
-			}
 			if err := p.countText(len(words)); err != nil {
 				return Query{}, err
 			}
@@ -635,6 +622,24 @@ func listField(field string) bool {
 		return true
 	}
 	return false
+}
+
+// maskWords masks a term's words as the engine will see them, until
+// nothing in them is maskable. q was masked as typed, but textWords can
+// still make a number: NFKC expands a rune into several ("¾" is "3⁄4",
+// whose 4 then joins the digits after it), and joining a phrase's words
+// with spaces joins digits the input's punctuation kept apart
+// ("0!0 0 0000000000"). Dropping a masked run joins its neighbours anew,
+// hence the loop; each round removes digits, so it ends, and a masked
+// number keeps its last four, so words stay.
+func maskWords(words []string) []string {
+	for {
+		masked, n := cases.MaskSensitive(strings.Join(words, " "))
+		if n == 0 {
+			return words
+		}
+		words = textWords(masked)
+	}
 }
 
 func plainValues(val string) []string {
