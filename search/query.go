@@ -475,7 +475,7 @@ func (p *parser) applyField(q *Query, t token) error {
 		f = &q.Not
 	}
 	val, raw := t.text, t.raw
-	if listField(t.field) && len(plainValues(val)) == 0 {
+	if len(plainValues(val)) == 0 {
 		// "status:," would otherwise add no value and leave the query
 		// empty, or drop the term from a longer one without a word.
 		return &QueryError{Term: raw, Message: "has no value (values are separated by commas)"}
@@ -499,7 +499,7 @@ func (p *parser) applyField(q *Query, t token) error {
 	case "assignee":
 		f.Assignees = appendUnique(f.Assignees, FoldKeyword(val))
 	case "number":
-		for _, v := range plainValues(strings.TrimPrefix(val, "#")) {
+		for _, v := range plainValues(val) {
 			n, err := strconv.ParseInt(strings.TrimPrefix(v, "#"), 10, 64)
 			if err != nil || n < 1 {
 				return &QueryError{Term: raw, Message: "number must be a positive integer"}
@@ -612,16 +612,6 @@ func textWords(s string) []string {
 	}
 
 	return words
-}
-
-// listField reports whether the field's value is a comma-separated list of
-// alternatives (applyField splits it with plainValues).
-func listField(field string) bool {
-	switch field {
-	case "status", "channel", "priority", "purpose", "tag", "customer", "number":
-		return true
-	}
-	return false
 }
 
 // maskWords masks a term's words as the engine will see them, until

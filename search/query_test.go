@@ -109,6 +109,8 @@ func TestParseQueryErrors(t *testing.T) {
 		{"number:,", "number:,"},
 		{"refund OR channel:,", "channel:,"},
 		{`priority:","`, `priority:","`},
+		{"number:#,", "number:#,"},
+		{"refund assignee:,", "assignee:,"},
 		// A date at or before the zero time would read as no bound.
 		{"After:0000-01-01", "After:0000-01-01"},
 		{"refund before:0001-01-01", "before:0001-01-01"},
@@ -288,6 +290,7 @@ func TestParseQueryIssue16(t *testing.T) {
 		{`assignee:STRASSE tag:Straße`, Query{Filter: Filter{Tags: []string{"strasse"}, Assignees: []string{"strasse"}}}},
 		{`#1234`, Query{Filter: Filter{Numbers: []int64{1234}}}},
 		{`number:12,13 -#14`, Query{Filter: Filter{Numbers: []int64{12, 13}}, Not: Filter{Numbers: []int64{14}}}},
+		{`number:#12,#13`, Query{Filter: Filter{Numbers: []int64{12, 13}}}},
 		{`after:7d`, Query{Filter: Filter{From: now.AddDate(0, 0, -7)}}},
 		{`before:2026-01-01 after:2w`, Query{Filter: Filter{From: now.AddDate(0, 0, -14), To: day("2026-01-01")}}},
 		{`-after:24h`, Query{Filter: Filter{To: now.Add(-24 * time.Hour)}}},
