@@ -112,7 +112,8 @@ scale_bench() {
   r1=$(echo "$one" | json_field per_second); p99=$(echo "$one" | json_field p99_ms)
   ta=$(json_field per_second < "$tmp/two-a"); tb=$(json_field per_second < "$tmp/two-b")
   say "one replica: ${r1}/s p99 ${p99} ms; ratio to pgbench: $(ratio "$r1" "$pgb") (target >= 0.5, p99 < 30 ms)"
-  say "two replicas: $(awk -v a="$ta" -v b="$tb" 'BEGIN{printf "%.0f", a+b}')/s; ratio to one: $(awk -v a="$ta" -v b="$tb" -v c="$r1" 'BEGIN{printf "%.2f", (a+b)/c}') (target >= 1)"
+  local two; two=$(awk -v a="$ta" -v b="$tb" 'BEGIN{printf "%.0f", a+b}')
+  say "two replicas: ${two}/s; ratio to one: $(ratio "$two" "$r1") (target >= 1)"
   for f in waits1 waits2; do
     say "$f: lock waits $(awk '$1=="Lock"{l++} {n++} END{printf "%.1f%% of %d active-backend samples", (n?100*l/n:0), n}' "$tmp/$f") (target < 5%); by type: $(sort "$tmp/$f" | uniq -c | sort -rn | head -4 | tr -s ' \n' ' ')"
   done
