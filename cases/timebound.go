@@ -22,12 +22,21 @@ func ParseTime(field, v string) (time.Time, error) {
 		if err != nil {
 			continue
 		}
-		if !t.After(time.Time{}) {
-			// The zero time means "no bound" to every caller: a bound at
-			// or before it would vanish without a word.
-			return time.Time{}, Invalid(field, fmt.Sprintf("must be after %s, not %q", time.Time{}.Format(time.RFC3339), v))
+		if err := CheckTimeBound(field, v, t); err != nil {
+			return time.Time{}, err
 		}
 		return t.UTC(), nil
 	}
 	return time.Time{}, Invalid(field, fmt.Sprintf("must be %s, not %q", TimeFormats, v))
+}
+
+// CheckTimeBound refuses a bound t (read from v) at or before the zero
+// time: the zero time means "no bound" to every caller, so such a bound
+// would vanish without a word. ParseTime applies it; so must any other
+// way of reading a bound (search's relative ages, 36600y).
+func CheckTimeBound(field, v string, t time.Time) error {
+	if !t.After(time.Time{}) {
+		return Invalid(field, fmt.Sprintf("must be after %s, not %q", time.Time{}.Format(time.RFC3339), v))
+	}
+	return nil
 }

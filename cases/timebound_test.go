@@ -25,7 +25,7 @@ func TestParseTime(t *testing.T) {
 		{in: " 2026-11-30", bad: true},
 		{in: "2026-11-30T08:00:00", bad: true}, // no zone: ambiguous
 		// At or before the zero time, which every caller reads as "no
-		// bound": accepted, the bound would vanish silently.
+		// bound": if accepted, the bound would vanish silently.
 		{in: "0000-01-01", bad: true},
 		{in: "0001-01-01", bad: true},
 		{in: "0001-01-01T00:00:00Z", bad: true},

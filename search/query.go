@@ -669,15 +669,22 @@ func parseDate(val, raw string, now time.Time) (time.Time, error) {
 	val = strings.TrimSpace(val)
 	if n := len(val); n >= 2 {
 		if k, err := strconv.Atoi(val[:n-1]); err == nil && k >= 0 && k <= 100*366 {
+			var t time.Time
 			switch val[n-1] {
 			case 'h':
-				return now.Add(-time.Duration(k) * time.Hour).UTC(), nil
+				t = now.Add(-time.Duration(k) * time.Hour)
 			case 'd':
-				return now.AddDate(0, 0, -k).UTC(), nil
+				t = now.AddDate(0, 0, -k)
 			case 'w':
-				return now.AddDate(0, 0, -7*k).UTC(), nil
+				t = now.AddDate(0, 0, -7*k)
 			case 'y':
-				return now.AddDate(-k, 0, 0).UTC(), nil
+				t = now.AddDate(-k, 0, 0)
+			}
+			if !t.IsZero() {
+				if err := cases.CheckTimeBound(raw, val, t); err != nil {
+					return time.Time{}, &QueryError{Term: raw, Message: "an age must end after year 1"}
+				}
+				return t.UTC(), nil
 			}
 		}
 	}

@@ -115,6 +115,11 @@ func TestParseQueryErrors(t *testing.T) {
 		{"After:0000-01-01", "After:0000-01-01"},
 		{"refund before:0001-01-01", "before:0001-01-01"},
 		{"updated:>0001-01-01T00:00:00Z", "updated:>0001-01-01T00:00:00Z"},
+		// So would an age reaching back past it (ages are capped at
+		// 36,600 of any unit, years included).
+		{"after:36600y", "after:36600y"},
+		{"refund after:3000y", "after:3000y"},
+		{"updated:<36600y", "updated:<36600y"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in[:min(len(tt.in), 40)], func(t *testing.T) {
@@ -294,6 +299,7 @@ func TestParseQueryIssue16(t *testing.T) {
 		{`after:7d`, Query{Filter: Filter{From: now.AddDate(0, 0, -7)}}},
 		{`before:2026-01-01 after:2w`, Query{Filter: Filter{From: now.AddDate(0, 0, -14), To: day("2026-01-01")}}},
 		{`-after:24h`, Query{Filter: Filter{To: now.Add(-24 * time.Hour)}}},
+		{`before:2000y`, Query{Filter: Filter{To: now.AddDate(-2000, 0, 0)}}},
 		{`updated:>30d`, Query{Filter: Filter{UpdatedFrom: now.AddDate(0, 0, -30)}}},
 		{`updated:<1y`, Query{Filter: Filter{UpdatedTo: now.AddDate(-1, 0, 0)}}},
 		{`updated:>=2026-01-01 updated:<=2026-02-01`, Query{Filter: Filter{UpdatedFrom: day("2026-01-01"), UpdatedTo: day("2026-02-01")}}},
