@@ -109,6 +109,7 @@ func TestBadInputIsRejectedWithoutSideEffects(t *testing.T) {
 			{"audit from at the zero time", "GET", "/api/v1/audit?from=0001-01-01", nil, 422, "from", legal},
 			{"search from before year 1", "GET", "/api/v1/search?from=0000-06-01", nil, 422, "from", ""},
 			{"search q before: at the zero time", "GET", "/api/v1/search?q=" + url.QueryEscape("refund before:0001-01-01T00:00:00Z"), nil, 422, "q", ""},
+			{"search q age past year 1", "GET", "/api/v1/search?q=" + url.QueryEscape("after:36600y"), nil, 422, "q", ""},
 			{"NUL in attachment filename", "POST", "/api/v1/contacts/nope/attachments?filename=a%00.txt", "bytes", 422, "filename", ""},
 			{"URL over the limit", "GET", "/api/v1/search?q=" + strings.Repeat("<", 1000) + "&x=" + strings.Repeat("<", 2800), nil, 414, "", ""},
 			{"URL over the limit by a byte", "GET", "/api/v1/cases?tag=" + strings.Repeat("a", api.MaxURLBytes-len("/api/v1/cases?tag=")+1), nil, 414, "", ""},
