@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/casevault/casevault/bg"
 	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/search/bleve"
 	"github.com/casevault/casevault/testkit"
@@ -616,6 +617,12 @@ func TestReindexSwitchesUnderTraffic(t *testing.T) {
 	stop()
 	searchWG.Wait()
 	if err, _ := searchErr.Load().(error); err != nil {
+		// A recovered panic carries its stack: print it, so a failure
+		// seen once under load (a nil dereference in a query during the
+		// switch, 2026-12-02) says where.
+		if pe := (*bg.PanicError)(nil); errors.As(err, &pe) {
+			t.Log(pe.Stack)
+		}
 		t.Fatal(err)
 	}
 	if searches.Load() == 0 {
