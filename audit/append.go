@@ -59,11 +59,14 @@ func (l *Log) appendEvents(ctx context.Context, tx *sql.Tx, evs []Event) error {
 // parsing SQL in every audited write. Call it at start-up, outside any
 // transaction; without it appends still work.
 func (l *Log) Prepare(ctx context.Context) error {
-	qs := []string{lockHeadQuery(l.db.Dialect), insertEvent, updateHead}
+	qs, rows, cols := []string{lockHeadQuery(l.db.Dialect), updateHead}, insertEvent, 14
 	if l.deferred {
-		qs = []string{insertPending}
+		qs, rows, cols = nil, insertPending, 12
 	}
 	if err := l.db.PrepareWrite(ctx, qs...); err != nil {
+		return fmt.Errorf("audit: prepare: %w", err)
+	}
+	if err := l.db.PrepareRows(ctx, rows, cols); err != nil {
 		return fmt.Errorf("audit: prepare: %w", err)
 	}
 	return nil
@@ -97,6 +100,15 @@ func (r runner) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) err
 	} else {
 		_, err = tx.ExecContext(ctx, sqldb.Rebind(r.d, q), args...)
 	}
+	return err
+}
+
+// execRows runs q over rows of cols arguments (sqldb.ExecRows).
+func (r runner) execRows(ctx context.Context, tx *sql.Tx, q string, cols int, args []any) error {
+	if r.db != nil {
+		return r.db.ExecRows(ctx, tx, q, cols, args)
+	}
+	_, err := tx.ExecContext(ctx, sqldb.Rebind(r.d, sqldb.MultiRow(q, cols, len(args)/cols)), args...)
 	return err
 }
 
@@ -157,7 +169,7 @@ func appendNormalized(ctx context.Context, tx *sql.Tx, r runner, evs []Event) er
 				ev.PrevHash, ev.Hash)
 			prev = ev.Hash
 		}
-		if err := r.exec(ctx, tx, sqldb.MultiRow(insertEvent, 14, len(chunk)), args...); err != nil {
+		if err := r.execRows(ctx, tx, insertEvent, 14, args); err != nil {
 			return fmt.Errorf("audit: insert events %d-%d: %w", chunk[0].Seq, seq, err)
 		}
 	}

@@ -142,7 +142,7 @@ func appendPending(ctx context.Context, tx *sql.Tx, r runner, evs []Event) error
 			args = append(args, id.String(), ev.Time.UnixMicro(), ev.ActorID, ev.ActorName, ev.Role, ev.Action,
 				ev.TargetType, ev.TargetID, ev.RequestID, ev.ClientIP, ev.Outcome, string(ev.Detail))
 		}
-		if err := r.exec(ctx, tx, sqldb.MultiRow(insertPending, 12, len(chunk)), args...); err != nil {
+		if err := r.execRows(ctx, tx, insertPending, 12, args); err != nil {
 			return fmt.Errorf("audit: append pending event: %w", err)
 		}
 	}

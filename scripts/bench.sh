@@ -59,19 +59,25 @@ http_bench() { # name, extra env...
   say "cvbench healthz: ${cvhz}/s p99 $(json_field p99_ms < "$tmp/cv-hz.json") ms"
   say "cvbench ratio ($name): contacts ${cvc}/s / healthz ${cvhz}/s = $(ratio "$cvc" "$cvhz") (target >= 0.12), p99 $(json_field p99_ms < "$tmp/cv-c.json") ms (target < 30 ms)"
   if command -v wrk >/dev/null 2>&1; then # a second, C load generator (apt-get install wrk)
-    local api=http://127.0.0.1:18099/api/v1 h=(-H "Authorization: Bearer $tok" -H "Content-Type: application/json") cu cases
-    cu=$(curl -s "${h[@]}" $api/customers -d '{"name":"wrk"}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
-    cases=$(for i in $(seq 1 200); do curl -s "${h[@]}" $api/cases -d "{\"customer_id\":\"$cu\",\"subject\":\"w$i\",\"channel\":\"chat\"}" | sed 's/^{"id":"\([^"]*\)".*/\1/'; echo; done | paste -sd,)
+    local cases; cases=$(wrk_cases 18099 "$tok")
     say "wrk contacts:"
     CASES="$cases" TOKEN="$tok" wrk -t2 -c32 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18099 | tee -a "$out" "$tmp/wrk.out"
     if grep -q "Non-2xx" "$tmp/wrk.out"; then say "WARNING: wrk saw failed requests; its figures are not ingest figures"; fi
     local wrkc; wrkc=$(wrk_rps < "$tmp/wrk.out")
-    say "wrk ratio ($name): contacts ${wrkc}/s / healthz ${wrkhz}/s = $(ratio "$wrkc" "$wrkhz") (target >= 0.12), p99 $(awk '$1=="99%"{print $2}' "$tmp/wrk.out") (target < 30 ms)"
+    say "wrk ratio ($name): contacts ${wrkc}/s / healthz ${wrkhz}/s = $(ratio "$wrkc" "$wrkhz") (target >= 0.12), p99 $(wrk_p99 < "$tmp/wrk.out") (target < 30 ms)"
   fi
   kill -TERM "$pid"; wait "$pid" || true
 }
 
 
+# wrk_cases PORT TOKEN: creates a customer and 200 cases for wrk's contacts
+# (scripts/wrk-contacts.lua) and prints their ids, comma-separated.
+wrk_cases() {
+  local api=http://127.0.0.1:$1/api/v1 h=(-H "Authorization: Bearer $2" -H "Content-Type: application/json") cu
+  cu=$(curl -s "${h[@]}" $api/customers -d '{"name":"wrk"}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
+  for i in $(seq 1 200); do curl -s "${h[@]}" $api/cases -d "{\"customer_id\":\"$cu\",\"subject\":\"w$i\",\"channel\":\"chat\"}" | sed 's/^{"id":"\([^"]*\)".*/\1/'; echo; done | paste -sd,
+}
+wrk_p99() { awk '$1=="99%"{print $2}'; } # p99 of wrk --latency's report
 json_field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; } # field of cvbench -json
 wrk_rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p'; } # requests/s of wrk's report
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", (b > 0 ? a / b : 0)}'; } # a / b, same-run figures
@@ -100,10 +106,10 @@ scale_bench() {
       sleep 0.25
     done > "$1"
   }
-  sample_waits "$tmp/waits1" & local sp=$!
+  sample_waits "$tmp/waits-cvbench-one" & local sp=$!
   local one; one=$("$tmp/cvbench" -url http://127.0.0.1:18101 -token "$tok" -mode contacts -c 32 -d "$DUR" -json)
   wait "$sp"
-  sample_waits "$tmp/waits2" & sp=$!
+  sample_waits "$tmp/waits-cvbench-two" & sp=$!
   "$tmp/cvbench" -url http://127.0.0.1:18101 -token "$tok" -mode contacts -c 16 -d "$DUR" -json > "$tmp/two-a" &
   local ca=$!
   "$tmp/cvbench" -url http://127.0.0.1:18102 -token "$tok" -mode contacts -c 16 -d "$DUR" -json > "$tmp/two-b"
@@ -114,7 +120,28 @@ scale_bench() {
   say "one replica: ${r1}/s p99 ${p99} ms; ratio to pgbench: $(ratio "$r1" "$pgb") (target >= 0.5, p99 < 30 ms)"
   local two; two=$(awk -v a="$ta" -v b="$tb" 'BEGIN{printf "%.0f", a+b}')
   say "two replicas: ${two}/s; ratio to one: $(ratio "$two" "$r1") (target >= 1)"
-  for f in waits1 waits2; do
+  # The same with wrk, the issue's load generator (C, ~1/5 of cvbench's CPU
+  # per request on the 2-core VM, which shares the machine with serve and
+  # PostgreSQL): one replica with 32 connections, then both with 16 each.
+  local waits=(waits-cvbench-one waits-cvbench-two)
+  if command -v wrk >/dev/null 2>&1; then
+    local cases w1 wa wb; cases=$(wrk_cases 18101 "$tok")
+    sample_waits "$tmp/waits-wrk-one" & sp=$!
+    CASES="$cases" TOKEN="$tok" wrk -t2 -c32 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18101 > "$tmp/wrk1.out"
+    wait "$sp"
+    sample_waits "$tmp/waits-wrk-two" & sp=$!
+    CASES="$cases" TOKEN="$tok" wrk -t1 -c16 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18101 > "$tmp/wrk2a.out" &
+    ca=$!
+    CASES="$cases" TOKEN="$tok" wrk -t1 -c16 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18102 > "$tmp/wrk2b.out"
+    wait "$ca" "$sp"
+    if grep -q "Non-2xx" "$tmp/wrk1.out" "$tmp/wrk2a.out" "$tmp/wrk2b.out"; then say "WARNING: wrk saw failed requests; its figures are not ingest figures"; fi
+    w1=$(wrk_rps < "$tmp/wrk1.out"); wa=$(wrk_rps < "$tmp/wrk2a.out"); wb=$(wrk_rps < "$tmp/wrk2b.out")
+    say "wrk, one replica: ${w1}/s p99 $(wrk_p99 < "$tmp/wrk1.out"); ratio to pgbench: $(ratio "$w1" "$pgb") (target >= 0.5, p99 < 30 ms)"
+    local wtwo; wtwo=$(awk -v a="$wa" -v b="$wb" 'BEGIN{printf "%.0f", a+b}')
+    say "wrk, two replicas: ${wtwo}/s (p99 $(wrk_p99 < "$tmp/wrk2a.out") / $(wrk_p99 < "$tmp/wrk2b.out")); ratio to one: $(ratio "$wtwo" "$w1") (target >= 1)"
+    waits+=(waits-wrk-one waits-wrk-two)
+  fi
+  for f in "${waits[@]}"; do
     say "$f: lock waits $(awk '$1=="Lock"{l++} {n++} END{printf "%.1f%% of %d active-backend samples", (n?100*l/n:0), n}' "$tmp/$f") (target < 5%); by type: $(sort "$tmp/$f" | uniq -c | sort -rn | head -4 | tr -s ' \n' ' ')"
   done
   for port in 18101 18102; do

@@ -15,16 +15,3 @@ func Args[T any](vs []T) []any {
 	}
 	return out
 }
-
-// MultiRow turns q, a single-row INSERT ending in its "VALUES (?, …)" group
-// of cols placeholders, into one inserting n rows (their arguments in row
-// order); n == 1 returns q itself, so a single row keeps its prepared
-// statement (PrepareWrite). Batched writes use it: one statement, one round
-// trip, for rows that would each have been one.
-func MultiRow(q string, cols, n int) string {
-	if n == 1 {
-		return q
-	}
-	group := "(" + Placeholders(cols) + ")"
-	return q[:strings.LastIndex(q, "VALUES")] + "VALUES " + strings.TrimSuffix(strings.Repeat(group+",", n), ",")
-}

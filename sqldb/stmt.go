@@ -16,6 +16,7 @@ type stmtCache struct {
 	mu    sync.Mutex
 	read  map[string]*sql.Stmt
 	write map[string]*sql.Stmt
+	rows  map[rowsKey]rowsStmt // statements over many rows (rows.go)
 }
 
 func (db *DB) stmt(ctx context.Context, pool *sql.DB, q string) (*sql.Stmt, error) {
@@ -118,7 +119,7 @@ func (db *DB) closeStmts() {
 			s.Close()
 		}
 	}
-	db.stmts.read, db.stmts.write = nil, nil
+	db.stmts.read, db.stmts.write, db.stmts.rows = nil, nil, nil
 }
 
 // CachedRead is the read pool as a Querier whose queries are prepared once

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -190,7 +189,7 @@ func (s *Store) createContacts(ctx context.Context, tx *sql.Tx, rs []*contactReq
 			sl.sealNull("contacts", "location", c.ID, jsonOrNull(c.Location)), sl.sealNull("contacts", "device", c.ID, jsonOrNull(c.Device)),
 			sqldb.NullMicros(c.RetainUntil), sql.NullString{String: c.Corrects, Valid: c.Corrects != ""})
 	}
-	if _, err := s.db.Exec(ctx, tx, sqldb.MultiRow(qInsertContact, 15, len(rs)), args...); err != nil {
+	if err := s.db.ExecRows(ctx, tx, qInsertContact, 15, args); err != nil {
 		return fmt.Errorf("insert contact: %w", err)
 	}
 
@@ -199,7 +198,7 @@ func (s *Store) createContacts(ctx context.Context, tx *sql.Tx, rs []*contactReq
 	for _, r := range rs {
 		args = append(args, r.c.CaseID, sql.NullString{String: r.c.ID, Valid: true}, now)
 	}
-	if _, err := s.db.Exec(ctx, tx, sqldb.MultiRow(qEnqueue, 3, len(rs)), args...); err != nil {
+	if err := s.db.ExecRows(ctx, tx, qEnqueue, 3, args); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
 
@@ -249,41 +248,35 @@ func (s *Store) touchCases(ctx context.Context, tx *sql.Tx, rs []*contactReq) (m
 		}
 	})
 
-	var rows *sql.Rows
+	out := make(map[string]touchedCase, len(ids))
+	scan := func(rows *sql.Rows) error {
+		var id string
+		var t touchedCase
+		if err := rows.Scan(&id, &t.closed, &t.customerID, &t.key.wrapped, &t.key.destroyed, &t.key.owner); err != nil {
+			return err
+		}
+		out[id] = t
+		return nil
+	}
+
 	var err error
 	switch {
 	case len(ids) == 1:
-		rows, err = s.db.QueryTx(ctx, tx, qTouchCase, at[ids[0]], ids[0])
+		err = sqldb.ScanRows(s.db.QueryTx(ctx, tx, qTouchCase, at[ids[0]], ids[0]))(scan)
 	case s.db.Dialect == sqldb.Postgres:
 		times := make([]int64, len(ids))
 		for i, id := range ids {
 			times[i] = at[id]
 		}
-		rows, err = tx.QueryContext(ctx, qTouchCasesPG, ids, times)
+		err = sqldb.ScanRows(tx.QueryContext(ctx, qTouchCasesPG, ids, times))(scan)
 	default:
 		args := make([]any, 0, 2*len(ids))
 		for _, id := range ids {
 			args = append(args, id, at[id])
 		}
-		q := `UPDATE cases SET updated_at = v.column2 FROM (VALUES ` +
-			strings.TrimSuffix(strings.Repeat("(?, ?),", len(ids)), ",") +
-			`) AS v WHERE cases.id = v.column1 RETURNING cases.id, ` + touchReturning
-		rows, err = tx.QueryContext(ctx, q, args...)
+		err = s.db.QueryRows(ctx, tx, qTouchCasesSQLite, 2, args, scan)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("lock case: %w", err)
-	}
-	defer rows.Close()
-	out := make(map[string]touchedCase, len(ids))
-	for rows.Next() {
-		var id string
-		var t touchedCase
-		if err := rows.Scan(&id, &t.closed, &t.customerID, &t.key.wrapped, &t.key.destroyed, &t.key.owner); err != nil {
-			return nil, fmt.Errorf("lock case: %w", err)
-		}
-		out[id] = t
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("lock case: %w", err)
 	}
 	return out, nil
@@ -299,4 +292,8 @@ const (
 	qTouchCasesPG = `WITH v AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS v(id, at)),
 		l AS (SELECT c.id FROM cases c WHERE c.id IN (SELECT id FROM v) ORDER BY c.id FOR UPDATE)
 		UPDATE cases SET updated_at = v.at FROM l, v WHERE cases.id = l.id AND v.id = l.id RETURNING cases.id, ` + touchReturning
+	// qTouchCasesSQLite is the same on SQLite, whose one writer needs no
+	// lock order; a row of (case id, updated_at) per case (sqldb.QueryRows).
+	qTouchCasesSQLite = `UPDATE cases SET updated_at = v.column2 FROM (VALUES (?, ?)) AS v
+		WHERE cases.id = v.column1 RETURNING cases.id, ` + touchReturning
 )

@@ -91,7 +91,24 @@ const DefaultPostgresContactBatches = 4
 // Prepare readies the statements of the contact-ingest path, the hottest
 // write (see sqldb.PrepareWrite).
 func (s *Store) Prepare(ctx context.Context) error {
-	return s.db.PrepareWrite(ctx, qEnqueue, qTouchCase, qInsertContact)
+	if err := s.db.PrepareWrite(ctx, qTouchCase); err != nil {
+		return err
+	}
+
+	type rowsQuery struct {
+		text string
+		cols int
+	}
+	rows := []rowsQuery{{qEnqueue, 3}, {qInsertContact, 15}}
+	if s.db.Dialect == sqldb.SQLite {
+		rows = append(rows, rowsQuery{qTouchCasesSQLite, 2})
+	}
+	for _, q := range rows {
+		if err := s.db.PrepareRows(ctx, q.text, q.cols); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 const (

@@ -1,0 +1,42 @@
+package sqldb
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+)
+
+// TestPreparedRowsNeverParse: once PrepareRows ran, a batch of any size is
+// cut into chunks that were all prepared, so no batch parses SQL (the cost
+// this exists to remove). It fails if the chunking and the prepared sizes
+// ever disagree.
+func TestPreparedRowsNeverParse(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, Config{Path: filepath.Join(t.TempDir(), "rows.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	const q = `INSERT INTO counters (name, value) VALUES (?, ?)`
+	if err := db.PrepareRows(ctx, q, 2); err != nil {
+		t.Fatal(err)
+	}
+
+	for n := 1; n <= 200; n++ {
+		args := make([]any, 2*n)
+		var chunks []int
+		err := db.chunks(q, 2, args, func(r rowsStmt, args []any) error {
+			if r.stmt == nil {
+				t.Errorf("%d rows: a chunk of %d rows is not prepared", n, len(args)/2)
+			}
+			chunks = append(chunks, len(args)/2)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if limit := n/maxChunkRows + 7; len(chunks) > limit {
+			t.Errorf("%d rows in %d chunks %v, want at most %d", n, len(chunks), chunks, limit)
+		}
+	}
+}
