@@ -131,3 +131,101 @@ func TestCaseNumbersPastRestoredRows(t *testing.T) {
 		}
 	})
 }
+
+// TestBusyCaseWaitsOutsideABatch: a contact whose case is in a running
+// batch waits in the queue, never inside another batch, where it would
+// wait on the case's row lock and hold up every contact of that batch
+// (issue 19: lock waits on case rows under wrk's 32 clients on 200 cases).
+// All four batch slots are held, a contact on the held case X and eight
+// on other cases queue together, then three slots are freed: the eight
+// must commit while X's batch is still held, and X's second contact right
+// after it. On the batcher that took the whole queue, the first freed
+// slot took X's contact with the eight and all of them waited on X.
+func TestBusyCaseWaitsOutsideABatch(t *testing.T) {
+	db := sqldbtest.Open(t, sqldb.Postgres)
+	holds := map[string]chan struct{}{"x": make(chan struct{}), "h": make(chan struct{})}
+	held := make(chan string, 8)
+	st := sqlstore.New(db, sqlstore.Options{OnChange: func(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
+		if h, ok := ch.Detail["hold"].(string); ok {
+			held <- h
+			<-holds[h]
+		}
+		return nil
+	}})
+	if sqlstore.DefaultPostgresContactBatches != 4 {
+		t.Fatalf("the test holds 4 batch slots; the default is %d", sqlstore.DefaultPostgresContactBatches)
+	}
+	svc := cases.NewService(st, nil)
+	cust, x := seed(t, svc)
+	ctx := context.Background()
+	newCase := func() string {
+		c := &cases.Case{ID: cases.NewID(), CustomerID: cust.ID, Subject: "s", Status: cases.StatusOpen, Priority: cases.PriorityNormal,
+			Channel: cases.ChannelChat, CreatedAt: time.Now(), UpdatedAt: time.Now()}
+		if err := st.CreateCase(ctx, c, cases.Change{Action: "case.create", TargetType: "case", TargetID: c.ID}); err != nil {
+			t.Fatal(err)
+		}
+		return c.ID
+	}
+	write := func(caseID, hold string) chan error {
+		done := make(chan error, 1)
+		c := &cases.Contact{ID: cases.NewID(), CaseID: caseID, Channel: cases.ChannelChat, Direction: cases.DirectionInbound,
+			Author: "a", Body: "b", OccurredAt: time.Now(), CreatedAt: time.Now(), Purposes: []cases.Purpose{cases.PurposeCustomerService},
+			Categories: []cases.Category{cases.CategorySupportContent}}
+		detail := map[string]any{}
+		if hold != "" {
+			detail["hold"] = hold
+		}
+		go func() {
+			done <- st.CreateContact(ctx, c, cases.Change{Action: "contact.create", TargetType: "contact", TargetID: c.ID, Detail: detail})
+		}()
+		return done
+	}
+	others := make([]string, 11)
+	for i := range others {
+		others[i] = newCase()
+	}
+	wait := func(what string, done chan error) {
+		t.Helper()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: not committed after 10 s (waiting on a busy case inside a batch?)", what)
+		}
+	}
+
+	// every slot held: X's first contact and three others, one batch each
+	firstX := write(x.ID, "x")
+	<-held
+	var holders []chan error
+	for _, id := range others[:3] {
+		holders = append(holders, write(id, "h"))
+		<-held
+	}
+
+	secondX := write(x.ID, "")
+	var rest []chan error
+	for _, id := range others[3:] {
+		rest = append(rest, write(id, ""))
+	}
+	time.Sleep(200 * time.Millisecond) // they queue: every slot is busy
+
+	close(holds["h"])
+	for i, done := range holders {
+		wait(fmt.Sprint("held contact ", i), done)
+	}
+	for i, done := range rest {
+		wait(fmt.Sprint("contact on another case ", i), done)
+	}
+	select {
+	case err := <-secondX:
+		t.Fatalf("X's second contact ended while X's first batch was held: %v", err)
+	default:
+	}
+
+	close(holds["x"])
+	wait("X's first contact", firstX)
+	wait("X's second contact", secondX)
+}
