@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/casevault/casevault/cases"
@@ -170,9 +169,8 @@ func insertDispositions(ctx context.Context, db *sqldb.DB, tx *sql.Tx, ds []disp
 				d.rule, d.action, d.detail, sqldb.Micros(d.at), d.digest, blobs)
 		}
 
-		q := `INSERT INTO dispositions (id, run_id, contact_id, case_id, customer_id, purposes, rule, action, detail, at, content_sha256, blob_keys) VALUES ` +
-			strings.TrimSuffix(strings.Repeat("(?,?,?,?,?,?,?,?,?,?,?,?),", len(chunk)), ",")
-		if _, err := tx.ExecContext(ctx, db.Rebind(q), args...); err != nil {
+		q := `INSERT INTO dispositions (id, run_id, contact_id, case_id, customer_id, purposes, rule, action, detail, at, content_sha256, blob_keys) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`
+		if err := db.ExecRows(ctx, tx, q, cols, args); err != nil {
 			return sqldb.Fail("disposition", err)
 		}
 	}

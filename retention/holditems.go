@@ -97,6 +97,10 @@ func itemFor(h Hold, c ContactRef, now time.Time) holdItem {
 	return it
 }
 
+// qRecordItem records one hold item (sqldb.ExecRows writes many); prepared
+// by Prepare, as every write under an active hold records its items.
+const qRecordItem = `INSERT INTO hold_items (hold_id, case_id, contact_id, customer_id, since, why) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+
 // recordItems inserts items in tx; rows already recorded are kept as they
 // are (their since is the first time).
 func recordItems(ctx context.Context, db *sqldb.DB, tx *sql.Tx, items []holdItem) error {
@@ -107,9 +111,7 @@ func recordItems(ctx context.Context, db *sqldb.DB, tx *sql.Tx, items []holdItem
 		for _, it := range items[:n] {
 			args = append(args, it.holdID, it.caseID, it.contactID, it.customerID, sqldb.Micros(it.since), it.why)
 		}
-		q := `INSERT INTO hold_items (hold_id, case_id, contact_id, customer_id, since, why) VALUES ` +
-			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?),", n), ",") + ` ON CONFLICT DO NOTHING`
-		if _, err := tx.ExecContext(ctx, db.Rebind(q), args...); err != nil {
+		if err := db.ExecRows(ctx, tx, qRecordItem, 6, args); err != nil {
 			return sqldb.Fail("record hold items", err)
 		}
 		items = items[n:]

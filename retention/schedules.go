@@ -128,11 +128,15 @@ const qScheduleVersion = `SELECT MAX(version) FROM retention_schedules`
 
 // Prepare prepares the reads every write transaction makes of retention:
 // the schedule version (Policy.In) and the active holds (Holds.RecordWrite),
+// and the insert of the hold items a write under an active hold records,
 // so that the write path does not parse them each time (sqldb.PrepareWrite;
 // on SQLite that parse was a visible share of the one writer's time). Call
 // it at start-up, outside any transaction.
 func Prepare(ctx context.Context, db *sqldb.DB) error {
-	return db.PrepareWrite(ctx, qScheduleVersion, qActiveHolds)
+	if err := db.PrepareWrite(ctx, qScheduleVersion, qActiveHolds); err != nil {
+		return err
+	}
+	return db.PrepareRows(ctx, qRecordItem, 6)
 }
 
 // remember caches sc unless a newer version is cached already (a reader

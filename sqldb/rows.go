@@ -94,15 +94,17 @@ func (db *DB) rowsText(q string, cols, k int) rowsStmt {
 }
 
 // chunks calls run for each chunk of args (rows of cols arguments): on
-// SQLite in chunks of prepared sizes, on PostgreSQL all in one.
+// SQLite in chunks of the sizes PrepareRows prepared; unprepared, or on
+// PostgreSQL, all in one (a chunk would be one more parse or round trip).
 func (db *DB) chunks(q string, cols int, args []any, run func(r rowsStmt, args []any) error) error {
 	if cols <= 0 || len(args) == 0 || len(args)%cols != 0 {
 		return fmt.Errorf("sqldb: %d arguments are not rows of %d", len(args), cols)
 	}
 
+	prepared := db.Dialect == SQLite && db.rowsText(q, cols, 2).stmt != nil // PrepareRows prepares every size at once
 	for n := len(args) / cols; n > 0; {
 		k := n
-		if db.Dialect == SQLite {
+		if prepared {
 			k = chunkRows(n)
 		}
 		if err := run(db.rowsText(q, cols, k), args[:k*cols]); err != nil {

@@ -40,3 +40,32 @@ func TestPreparedRowsNeverParse(t *testing.T) {
 		}
 	}
 }
+
+// TestUnpreparedRowsRunInOne: a statement PrepareRows never saw runs as one
+// statement whatever its size: chunks of it would each be parsed.
+func TestUnpreparedRowsRunInOne(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, Config{Path: filepath.Join(t.TempDir(), "rows.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	const q = `INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING`
+	if err := db.PrepareWrite(ctx, q); err != nil { // the single row only
+		t.Fatal(err)
+	}
+
+	for _, n := range []int{1, 37, 64, 130} {
+		calls := 0
+		err := db.chunks(q, 2, make([]any, 2*n), func(r rowsStmt, args []any) error {
+			calls++
+			if len(args) != 2*n {
+				t.Errorf("%d rows: a chunk of %d", n, len(args)/2)
+			}
+			return nil
+		})
+		if err != nil || calls != 1 {
+			t.Errorf("%d rows: %d statements (%v), want 1", n, calls, err)
+		}
+	}
+}

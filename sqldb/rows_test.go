@@ -21,6 +21,7 @@ func TestMultiRow(t *testing.T) {
 		{"INSERT INTO t (a, b) VALUES (?, ?)", 2, 1, "INSERT INTO t (a, b) VALUES (?, ?)"},
 		{"INSERT INTO t (a, b) VALUES (?, ?)", 2, 3, "INSERT INTO t (a, b) VALUES (?,?),(?,?),(?,?)"},
 		// the group inside the statement is repeated, the rest kept
+		{"INSERT INTO t (a) VALUES (?) ON CONFLICT DO NOTHING", 1, 2, "INSERT INTO t (a) VALUES (?),(?) ON CONFLICT DO NOTHING"},
 		{"UPDATE t SET b = v.column2 FROM (VALUES (?, ?)) AS v WHERE t.a = v.column1 RETURNING t.a", 2, 2,
 			"UPDATE t SET b = v.column2 FROM (VALUES (?,?),(?,?)) AS v WHERE t.a = v.column1 RETURNING t.a"},
 	}
