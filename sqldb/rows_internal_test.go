@@ -12,11 +12,7 @@ import (
 // ever disagree.
 func TestPreparedRowsNeverParse(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, Config{Path: filepath.Join(t.TempDir(), "rows.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openSQLite(t)
 	const q = `INSERT INTO counters (name, value) VALUES (?, ?)`
 	if err := db.PrepareRows(ctx, q, 2); err != nil {
 		t.Fatal(err)
@@ -45,11 +41,7 @@ func TestPreparedRowsNeverParse(t *testing.T) {
 // statement whatever its size: chunks of it would each be parsed.
 func TestUnpreparedRowsRunInOne(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, Config{Path: filepath.Join(t.TempDir(), "rows.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openSQLite(t)
 	const q = `INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING`
 	if err := db.PrepareWrite(ctx, q); err != nil { // the single row only
 		t.Fatal(err)
@@ -68,4 +60,14 @@ func TestUnpreparedRowsRunInOne(t *testing.T) {
 			t.Errorf("%d rows: %d statements (%v), want 1", n, calls, err)
 		}
 	}
+}
+
+func openSQLite(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), Config{Path: filepath.Join(t.TempDir(), "rows.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
