@@ -11,11 +11,12 @@ import (
 // Statements over many rows: a multi-row INSERT, or an UPDATE … FROM
 // (VALUES …). Their text depends on the number of rows, so a batch of n
 // rows was parsed anew every time (4% of serve's CPU under SQLite ingest,
-// issue 19's profile). On SQLite they now run in chunks of 1, 2, 4, …
-// maxChunkRows rows, each size prepared once (PrepareRows): a batch of n
-// rows costs at most log2(n)+1 executions of prepared statements and no
-// parse. On PostgreSQL a chunk is a round trip, and pgx already caches the
-// server-side statement by its text, so the rows go in one statement.
+// issue 19's profile). On SQLite, once PrepareRows prepared a statement in
+// every size of 1, 2, 4, … maxChunkRows rows, it runs in chunks of those
+// sizes: a batch of n rows costs at most log2(n)+1 executions of prepared
+// statements and no parse. Unprepared, and on PostgreSQL (where a chunk is
+// a round trip, and pgx already caches the server-side statement by its
+// text), the rows go in one statement.
 
 // maxChunkRows is the largest chunk on SQLite: 64 rows of 15 columns are
 // 960 bound parameters, far below SQLite's limit of 32,766.

@@ -29,7 +29,7 @@ import (
 // case's row until it commits, so a second batch taking such a contact
 // would wait on the row lock in the database while holding its own cases'
 // rows, and batches behind those (issue 19: with 32 clients on 200 cases,
-// 21-38% of PostgreSQL's active backends were waiting on a case row). The
+// 21-41% of PostgreSQL's active backends were waiting on a case row). The
 // contact waits in the queue instead, and the batch holding its case takes
 // it when it is done.
 //
@@ -120,13 +120,13 @@ func (b *contactBatcher) release(batch []*contactReq) {
 	}
 }
 
-// takeBatch takes from queue, in order, up to max contacts whose case is
-// not busy in a running batch, and returns them and what stays queued
+// takeBatch takes from queue, in order, up to limit contacts whose case
+// is not busy in a running batch, and returns them and what stays queued
 // (in its order). The queue's backing array is reused for what stays.
-func takeBatch(queue []*contactReq, busy map[string]int, max int) (batch, rest []*contactReq) {
+func takeBatch(queue []*contactReq, busy map[string]int, limit int) (batch, rest []*contactReq) {
 	rest = queue[:0]
 	for _, r := range queue {
-		if len(batch) < max && busy[r.c.CaseID] == 0 {
+		if len(batch) < limit && busy[r.c.CaseID] == 0 {
 			batch = append(batch, r)
 			continue
 		}
