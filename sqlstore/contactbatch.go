@@ -3,8 +3,10 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -150,29 +152,38 @@ func (b *contactBatcher) run(batch []*contactReq) {
 	}
 	// The batch serves many callers: no one caller's cancellation ends it.
 	ctx := context.Background()
-	if len(live) > 1 {
+	late := b.s.db.Dialect == sqldb.Postgres
+	if len(live) > 1 || late {
 		saved := make([]cases.Contact, len(live))
 		for i, r := range live {
 			saved[i] = *r.c
 		}
-		err := b.s.write(ctx, nil, func(tx *sql.Tx) error { return b.s.createContacts(ctx, tx, live) })
+		err := b.s.write(ctx, nil, func(tx *sql.Tx) error { return b.s.createContacts(ctx, tx, live, late) })
 		if err == nil {
 			for _, r := range live {
 				r.done <- nil
 			}
 			return
 		}
-		// Redo one by one: each contact gets its own verdict. The batch
-		// may have filled in fields (customer, retention date): start
-		// from what the callers gave.
+		// Redo one by one, each case locked first: each contact gets its
+		// own verdict, decided in that order (a case erased while a
+		// late-locking batch waited fails its foreign key there, but is
+		// "not found" here). The batch may have filled in fields
+		// (customer, retention date): start from what the callers gave.
 		for i, r := range live {
 			*r.c = saved[i]
 		}
 	}
 	for _, r := range live {
-		r.done <- b.s.write(ctx, nil, func(tx *sql.Tx) error { return b.s.createContacts(ctx, tx, []*contactReq{r}) })
+		r.done <- b.s.write(ctx, nil, func(tx *sql.Tx) error { return b.s.createContacts(ctx, tx, []*contactReq{r}, false) })
 	}
 }
+
+// errMovedUnderBatch: a case row a late-locking batch read changed before
+// the batch locked it (closed, reopened, moved, its customer's key created
+// or destroyed). The batch is rolled back and its contacts written again
+// with their cases locked first.
+var errMovedUnderBatch = errors.New("a case changed under the contact batch")
 
 // touchedCase is what a batch read of a case row it locked and touched.
 type touchedCase struct {
@@ -183,11 +194,39 @@ type touchedCase struct {
 
 // createContacts writes rs's contacts, their outbox rows, holds records and
 // audit events in tx, failing as a whole on any contact's error.
-func (s *Store) createContacts(ctx context.Context, tx *sql.Tx, rs []*contactReq) error {
-	touched, err := s.touchCases(ctx, tx, rs)
-	if err != nil {
-		return err
+//
+// With late set (PostgreSQL, a batch's first attempt), the cases are read
+// without a lock and locked, touched and read again by the transaction's
+// last statement, so a case row is held from there to the commit instead
+// of through every statement of the batch: replicas whose batches meet on
+// a case waited for each other's whole batches (issue 19: 21-28% of the
+// active backends in Lock waits with two replicas). If what the touch
+// reads differs from the first read, the batch fails with
+// errMovedUnderBatch and is redone with the cases locked first, so the
+// contacts keep the guarantees of that order (retention stamped from the
+// closed_at read under the lock, sealing under a live key). A customer
+// without a data key yet is written with the cases locked first: creating
+// the key would insert its row before the cases are locked, the reverse
+// of an erasure's order (cases, then key).
+func (s *Store) createContacts(ctx context.Context, tx *sql.Tx, rs []*contactReq, late bool) error {
+	var touched map[string]touchedCase
+	var err error
+	if late {
+		if touched, err = s.readCases(ctx, tx, rs); err != nil {
+			return err
+		}
+		if s.fields.on() {
+			for _, tc := range touched {
+				late = late && tc.key.owner.Valid
+			}
+		}
 	}
+	if !late {
+		if touched, err = s.touchCases(ctx, tx, rs); err != nil {
+			return err
+		}
+	}
+
 	var rules cases.RetentionRules
 	if s.policy != nil {
 		if rules, err = s.policy.RulesIn(ctx, tx); err != nil {
@@ -196,7 +235,7 @@ func (s *Store) createContacts(ctx context.Context, tx *sql.Tx, rs []*contactReq
 	}
 	sealers := map[string]sealer{}
 	args := make([]any, 0, 15*len(rs))
-	for _, r := range rs {
+	for _, r := range inCaseOrder(rs, late) {
 		c := r.c
 		tc, ok := touched[c.CaseID]
 		if !ok {
@@ -248,7 +287,30 @@ func (s *Store) createContacts(ctx context.Context, tx *sql.Tx, rs []*contactReq
 	if err := s.changed(ctx, tx, chs); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
+
+	if late {
+		again, err := s.touchCases(ctx, tx, rs)
+		if err != nil {
+			return err
+		}
+		for id, tc := range touched {
+			if again[id] != tc {
+				return fmt.Errorf("case %s: %w", id, errMovedUnderBatch)
+			}
+		}
+	}
 	return nil
+}
+
+// inCaseOrder returns rs in case id order when late, else as it is. Each
+// contact row's foreign key takes a share lock on its case; taken in id
+// order, as erasures and retention recomputes take theirs, they cannot
+// deadlock with those.
+func inCaseOrder(rs []*contactReq, late bool) []*contactReq {
+	if !late {
+		return rs
+	}
+	return slices.SortedStableFunc(slices.Values(rs), func(a, b *contactReq) int { return strings.Compare(a.c.CaseID, b.c.CaseID) })
 }
 
 // changed runs the change hooks for chs: the batch hook when there is one.
@@ -265,6 +327,33 @@ func (s *Store) changed(ctx context.Context, tx *sql.Tx, chs []cases.Change) err
 		}
 	}
 	return nil
+}
+
+// readCases reads, without locking them, what rs's contacts need of their
+// cases' rows (touchCases' columns).
+func (s *Store) readCases(ctx context.Context, tx *sql.Tx, rs []*contactReq) (map[string]touchedCase, error) {
+	ids := make([]string, 0, len(rs))
+	for _, r := range rs {
+		ids = append(ids, r.c.CaseID)
+	}
+	out := make(map[string]touchedCase, len(ids))
+	err := sqldb.ScanRows(tx.QueryContext(ctx, qReadCasesPG, ids))(scanTouched(out))
+	if err != nil {
+		return nil, fmt.Errorf("read case: %w", err)
+	}
+	return out, nil
+}
+
+func scanTouched(out map[string]touchedCase) func(rows *sql.Rows) error {
+	return func(rows *sql.Rows) error {
+		var id string
+		var t touchedCase
+		if err := rows.Scan(&id, &t.closed, &t.customerID, &t.key.wrapped, &t.key.destroyed, &t.key.owner); err != nil {
+			return err
+		}
+		out[id] = t
+		return nil
+	}
 }
 
 // touchCases moves updated_at of the cases of rs's contacts to their
@@ -288,15 +377,7 @@ func (s *Store) touchCases(ctx context.Context, tx *sql.Tx, rs []*contactReq) (m
 	})
 
 	out := make(map[string]touchedCase, len(ids))
-	scan := func(rows *sql.Rows) error {
-		var id string
-		var t touchedCase
-		if err := rows.Scan(&id, &t.closed, &t.customerID, &t.key.wrapped, &t.key.destroyed, &t.key.owner); err != nil {
-			return err
-		}
-		out[id] = t
-		return nil
-	}
+	scan := scanTouched(out)
 
 	var err error
 	switch {
@@ -326,11 +407,17 @@ const (
 		(SELECT ck.wrapped_key FROM customer_keys ck WHERE ck.customer_id = cases.customer_id),
 		(SELECT ck.destroyed_at FROM customer_keys ck WHERE ck.customer_id = cases.customer_id),
 		(SELECT ck.customer_id FROM customer_keys ck WHERE ck.customer_id = cases.customer_id)`
-	// qTouchCasesPG locks the rows in id order first (the sorted sub-select
-	// FOR UPDATE), then touches them: one round trip for all the cases.
+	// qTouchCasesPG locks the rows in id order first (the sorted sub-select),
+	// then touches them: one round trip for all the cases. FOR NO KEY
+	// UPDATE, as an UPDATE of these columns takes, lets other transactions'
+	// foreign-key checks on the rows (a contact inserted into the case)
+	// through.
 	qTouchCasesPG = `WITH v AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS v(id, at)),
-		l AS (SELECT c.id FROM cases c WHERE c.id IN (SELECT id FROM v) ORDER BY c.id FOR UPDATE)
+		l AS (SELECT c.id FROM cases c WHERE c.id IN (SELECT id FROM v) ORDER BY c.id FOR NO KEY UPDATE)
 		UPDATE cases SET updated_at = v.at FROM l, v WHERE cases.id = l.id AND v.id = l.id RETURNING cases.id, ` + touchReturning
+	// qReadCasesPG reads the same columns without a lock (a late-locking
+	// batch's first read).
+	qReadCasesPG = `SELECT cases.id, ` + touchReturning + ` FROM cases WHERE cases.id = ANY($1::text[])`
 	// qTouchCasesSQLite is the same on SQLite, whose one writer needs no
 	// lock order; a row of (case id, updated_at) per case (sqldb.QueryRows).
 	qTouchCasesSQLite = `UPDATE cases SET updated_at = v.column2 FROM (VALUES (?, ?)) AS v
