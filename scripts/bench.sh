@@ -94,11 +94,12 @@ scale_bench() {
   local pgb; pgb=$(pgbench -h 127.0.0.1 -U postgres -n -c 32 -j 2 -T "${DUR%s}" -f "$tmp/pgb.sql" test 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
   say "## scale (PostgreSQL, 32 clients): pgbench one-row INSERT: ${pgb} tps"
   local a="$tmp/scale-a" b="$tmp/scale-b"; mkdir -p "$a" "$b"
-  sample_waits() { # samples of the active client backends' wait events, every 0.25 s
-    for _ in $(seq 1 $(( ${DUR%s} * 4 ))); do
-      psql -h 127.0.0.1 -U postgres -d test -Atc "SELECT COALESCE(wait_event_type, 'CPU') FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend' AND query NOT LIKE '%pg_stat_activity%'"
-      sleep 0.25
-    done > "$1"
+  # Samples of the active client backends' wait events every 0.1 s, from
+  # one psql session (\watch; a psql process per sample cost CPU on the
+  # cores under test and allowed only 4 samples a second).
+  printf "SELECT 'tick' UNION ALL SELECT COALESCE(wait_event_type, 'CPU') FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend' AND query NOT LIKE '%%pg_stat_activity%%';\n\\watch 0.1\n" > "$tmp/waits.sql"
+  sample_waits() {
+    timeout "${DUR%s}" psql -h 127.0.0.1 -U postgres -d test -At -f "$tmp/waits.sql" > "$1" || true
   }
   # One replica is one serve process: the second starts only after it is
   # measured (each replica indexes every contact into its own embedded
@@ -151,7 +152,7 @@ scale_bench() {
     waits+=(waits-wrk-two)
   fi
   for f in "${waits[@]}"; do
-    say "$f: lock waits $(awk '$1=="Lock"{l++} {n++} END{printf "%.1f%% of %d active-backend samples", (n?100*l/n:0), n}' "$tmp/$f") (target < 5%); by type: $(sort "$tmp/$f" | uniq -c | sort -rn | head -4 | tr -s ' \n' ' ')"
+    say "$f: lock waits $(awk '$1=="tick"{t++; next} $1=="Lock"{l++} {n++} END{printf "%.1f%% of %d active-backend samples (%d sampling times)", (n?100*l/n:0), n, t}' "$tmp/$f") (target < 5%); by type: $(grep -v '^tick$' "$tmp/$f" | sort | uniq -c | sort -rn | head -4 | tr -s ' \n' ' ')"
   done
   for port in 18101 18102; do
     curl -s "http://127.0.0.1:$port/metrics" | grep '^casevault_audit_sequencing_delay_seconds_bucket' > "$tmp/delay.$port"
