@@ -34,6 +34,11 @@ type batchRig struct {
 }
 
 func newBatchRig(t *testing.T, db *sqldb.DB, slots int) *batchRig {
+	return newBatchRigWith(t, db, slots, nil)
+}
+
+// newBatchRigWith is newBatchRig sealing personal fields with f (nil: clear).
+func newBatchRigWith(t *testing.T, db *sqldb.DB, slots int, f *sqlstore.Fields) *batchRig {
 	r := &batchRig{db: db}
 	var opts []audit.Option
 	if db.Dialect == sqldb.Postgres {
@@ -44,6 +49,7 @@ func newBatchRig(t *testing.T, db *sqldb.DB, slots int) *batchRig {
 	t.Cleanup(func() { _ = r.log.Close(context.Background()) })
 	r.store = sqlstore.New(db, sqlstore.Options{
 		Policy:         retention.DefaultSchedule().Policy(),
+		Fields:         f,
 		ContactBatches: slots,
 		OnChanges: func(ctx context.Context, tx *sql.Tx, chs []cases.Change) error {
 			ids := make([]string, len(chs))

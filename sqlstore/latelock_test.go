@@ -1,12 +1,14 @@
 package sqlstore_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"testing"
 	"time"
 
+	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/sqldb"
@@ -87,6 +89,44 @@ func writeAsync(st *sqlstore.Store, c *cases.Contact) <-chan error {
 	return done
 }
 
+// oneBatch writes cs as one batch of r's store (one slot): a contact on
+// plugCase holds the slot in the audit hook while cs queue, then lets
+// go, and the next batch takes them all. A contact alone in its batch
+// locks its case first; only a batch of several locks late. plugCase
+// must be made before any row is held (a case creation waits on its
+// customer's row).
+func (r *batchRig) oneBatch(t *testing.T, plugCase string, cs ...*cases.Contact) []<-chan error {
+	t.Helper()
+	held, release := r.holdNext()
+	defer release()
+	plug := writeAsync(r.store, newContact(plugCase, "holds the batch slot"))
+	select {
+	case <-held:
+	case err := <-plug:
+		t.Fatalf("the plug contact ended early: %v", err)
+	}
+	var done []<-chan error
+	for _, c := range cs {
+		done = append(done, writeAsync(r.store, c))
+	}
+	r.waitQueued(t, len(cs))
+	release()
+	if err := result(t, plug); err != nil {
+		t.Fatal(err)
+	}
+	return done
+}
+
+// newCase adds a case of customer to r's store.
+func (r *batchRig) newCase(t *testing.T, customer string) string {
+	t.Helper()
+	cs, err := r.svc.CreateCase(context.Background(), cases.NewCase{CustomerID: &customer, Subject: ptr("s"), Channel: ptr(cases.ChannelWeb)}, cases.Actor{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs.ID
+}
+
 func result(t *testing.T, done <-chan error) error {
 	t.Helper()
 	select {
@@ -100,19 +140,20 @@ func result(t *testing.T, done <-chan error) error {
 
 // TestBatchLocksItsCasesLast: while another transaction holds a case row
 // (another replica's batch touching it), a batch with a contact of that
-// case has already written its contact, outbox and audit rows, and waits
+// case has already written its contacts, outbox and audit rows, and waits
 // only for the touch before its commit. On the order before (cases locked
 // by the first statement) it waited with nothing written, holding its
 // case rows through every statement.
 func TestBatchLocksItsCasesLast(t *testing.T) {
 	db := sqldbtest.Open(t, sqldb.Postgres)
-	r := newBatchRig(t, db, 0)
-	_, cs := seed(t, r.svc)
+	r := newBatchRig(t, db, 1)
+	cust, cs := seed(t, r.svc)
+	other, plug := r.newCase(t, cust.ID), r.newCase(t, cust.ID)
 	h := holdRows(t, db, `SELECT id FROM cases WHERE id = $1 FOR NO KEY UPDATE`, cs.ID)
 
-	c := newContact(cs.ID, "written before the case is locked")
-	done := writeAsync(r.store, c)
-	pid := h.waiter(t, db, done)
+	c, c2 := newContact(cs.ID, "written before the case is locked"), newContact(other, "its neighbour")
+	done := r.oneBatch(t, plug, c, c2)
+	pid := h.waiter(t, db, done[0])
 
 	for _, table := range []string{"contacts", "outbox", "audit_pending"} {
 		if !wrote(t, db, pid, table) {
@@ -122,8 +163,10 @@ func TestBatchLocksItsCasesLast(t *testing.T) {
 	if err := h.tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if err := result(t, done); err != nil {
-		t.Fatal(err)
+	for i, d := range done {
+		if err := result(t, d); err != nil {
+			t.Fatalf("contact %d: %v", i, err)
+		}
 	}
 	var updated int64
 	if err := db.Read.QueryRow(`SELECT updated_at FROM cases WHERE id = $1`, cs.ID).Scan(&updated); err != nil {
@@ -132,29 +175,33 @@ func TestBatchLocksItsCasesLast(t *testing.T) {
 	if want := sqldb.Micros(c.CreatedAt); updated != want {
 		t.Errorf("case updated_at %d, want the contact's creation %d", updated, want)
 	}
-	r.verify(t, 1)
+	r.verify(t, 3) // the plug and the batch's two
 }
 
 // TestLateBatchRedoneWhenItsCaseClosed: a case closed after the batch read
 // it and before the batch locked it must not leave the contact with the
 // retention of an open case: the touch reads closed_at again, finds it
-// moved, and the contact is written again with the case locked first.
+// moved, and the batch is written again, each contact with its case
+// locked first.
 func TestLateBatchRedoneWhenItsCaseClosed(t *testing.T) {
 	db := sqldbtest.Open(t, sqldb.Postgres)
-	r := newBatchRig(t, db, 0)
-	_, cs := seed(t, r.svc)
+	r := newBatchRig(t, db, 1)
+	cust, cs := seed(t, r.svc)
+	other, plug := r.newCase(t, cust.ID), r.newCase(t, cust.ID)
 	closed := time.Now().Add(-time.Hour).Truncate(time.Microsecond).UTC()
 	h := holdRows(t, db, `UPDATE cases SET closed_at = $1, status = 'closed' WHERE id = $2`, sqldb.Micros(closed), cs.ID)
 
-	c := newContact(cs.ID, "arrives while the case closes")
+	c, c2 := newContact(cs.ID, "arrives while the case closes"), newContact(other, "its neighbour, open")
 	occurred := c.OccurredAt
-	done := writeAsync(r.store, c)
-	h.waiter(t, db, done)
+	done := r.oneBatch(t, plug, c, c2)
+	h.waiter(t, db, done[0])
 	if err := h.tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if err := result(t, done); err != nil {
-		t.Fatal(err)
+	for i, d := range done {
+		if err := result(t, d); err != nil {
+			t.Fatalf("contact %d: %v", i, err)
+		}
 	}
 
 	sc := retention.DefaultSchedule()
@@ -163,27 +210,36 @@ func TestLateBatchRedoneWhenItsCaseClosed(t *testing.T) {
 	if want == nil || open != nil && open.Equal(*want) {
 		t.Fatalf("the schedule does not tell a closed case from an open one (%v, %v): the test proves nothing", want, open)
 	}
-	var got sql.NullInt64
-	if err := db.Read.QueryRow(`SELECT retain_until FROM contacts WHERE id = $1`, c.ID).Scan(&got); err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		id   string
+		want *time.Time
+	}{{c.ID, want}, {c2.ID, open}} {
+		var got sql.NullInt64
+		if err := db.Read.QueryRow(`SELECT retain_until FROM contacts WHERE id = $1`, tc.id).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if tc.want == nil && got.Valid || tc.want != nil && (!got.Valid || got.Int64 != sqldb.Micros(*tc.want)) {
+			t.Errorf("contact %s: retain_until %v, want %v", tc.id, got, tc.want)
+		}
 	}
-	if !got.Valid || got.Int64 != sqldb.Micros(*want) {
-		t.Errorf("retain_until %v, want %d (the closed case's)", got, sqldb.Micros(*want))
-	}
-	r.verify(t, 1) // the first attempt's audit event went with its rollback
+	r.verify(t, 3) // the late attempt's audit events went with its rollback
 }
 
 // TestErasureUnderLateBatch: an erasure holding the customer's rows while
 // a batch writes a contact of theirs commits, and the contact fails as
-// "not found", as it did when the batch locked its cases first (its late
-// attempt fails on the deleted case's foreign key; the redo decides).
+// "not found", as it did when the batch locked its cases first (the late
+// attempt fails on the deleted case's foreign key; the redo decides); its
+// neighbour of another customer is written.
 func TestErasureUnderLateBatch(t *testing.T) {
 	db := sqldbtest.Open(t, sqldb.Postgres)
-	st, keys, svc := sealedStore(t, db)
-	cust, cs := seed(t, svc)
+	keys := keyring(t, db)
+	r := newBatchRigWith(t, db, 1, fieldsOf(t, keys))
+	cust, cs := seed(t, r.svc)
+	other, _ := seed(t, r.svc)
+	otherCase, plug := r.newCase(t, other.ID), r.newCase(t, other.ID)
 	var keyed int
-	if err := db.Read.QueryRow(`SELECT COUNT(*) FROM customer_keys WHERE customer_id = $1 AND wrapped_key IS NOT NULL`, cust.ID).Scan(&keyed); err != nil || keyed != 1 {
-		t.Fatalf("the customer has %d live keys (%v), want 1: the late path is not taken", keyed, err)
+	if err := db.Read.QueryRow(`SELECT COUNT(*) FROM customer_keys WHERE customer_id IN ($1, $2) AND wrapped_key IS NOT NULL`, cust.ID, other.ID).Scan(&keyed); err != nil || keyed != 2 {
+		t.Fatalf("%d live keys (%v), want 2: the late path is not taken", keyed, err)
 	}
 
 	h := holdRows(t, db, `SELECT id FROM customers WHERE id = $1 FOR UPDATE`, cust.ID)
@@ -191,9 +247,9 @@ func TestErasureUnderLateBatch(t *testing.T) {
 	if _, err := sqlstore.ReadErasure(ctx, db, h.tx, nil, cust.ID); err != nil {
 		t.Fatal(err)
 	}
-	c := newContact(cs.ID, "written during the erasure")
-	done := writeAsync(st, c)
-	pid := h.waiter(t, db, done)
+	c, c2 := newContact(cs.ID, "written during the erasure"), newContact(otherCase, "another customer's")
+	done := r.oneBatch(t, plug, c, c2)
+	pid := h.waiter(t, db, done[0])
 	if !wrote(t, db, pid, "contacts") {
 		t.Error("the batch did not take the late path (no contact written before it waited)")
 	}
@@ -207,8 +263,11 @@ func TestErasureUnderLateBatch(t *testing.T) {
 		t.Fatalf("the erasure: %v", err)
 	}
 
-	if err := result(t, done); !errors.Is(err, cases.ErrNotFound) {
+	if err := result(t, done[0]); !errors.Is(err, cases.ErrNotFound) {
 		t.Errorf("contact of an erased customer: %v, want not found", err)
+	}
+	if err := result(t, done[1]); err != nil {
+		t.Errorf("the other customer's contact: %v", err)
 	}
 	var n int
 	if err := db.Read.QueryRow(`SELECT COUNT(*) FROM contacts WHERE customer_id = $1`, cust.ID).Scan(&n); err != nil || n != 0 {
@@ -219,19 +278,22 @@ func TestErasureUnderLateBatch(t *testing.T) {
 // TestKeylessCustomerLocksFirst: a customer's first sealed write creates
 // their data key. Created before the case is locked, its row would be
 // inserted in the reverse of an erasure's order (cases, then the key row,
-// which a tombstone INSERT waits on): a deadlock. So such a contact takes
-// the case first, and waits for an erasure holding the cases with no key
-// row written.
+// which a tombstone INSERT waits on): a deadlock. So a batch with such a
+// contact takes its cases first, and waits for an erasure holding the
+// cases with no key row written.
 func TestKeylessCustomerLocksFirst(t *testing.T) {
 	db := sqldbtest.Open(t, sqldb.Postgres)
 	plain := cases.NewService(sqlstore.New(db, sqlstore.Options{}), nil)
 	cust, cs := seed(t, plain) // no sealing: no data key
-	st, keys, _ := sealedStore(t, db)
+	keys := keyring(t, db)
+	r := newBatchRigWith(t, db, 1, fieldsOf(t, keys))
+	other, _ := seed(t, r.svc) // sealed: keyed
+	otherCase, plug := r.newCase(t, other.ID), r.newCase(t, other.ID)
 
 	h := holdRows(t, db, `SELECT id FROM cases WHERE customer_id = $1 ORDER BY id FOR UPDATE`, cust.ID)
-	c := newContact(cs.ID, "the customer's first sealed write")
-	done := writeAsync(st, c)
-	pid := h.waiter(t, db, done)
+	c, c2 := newContact(cs.ID, "the customer's first sealed write"), newContact(otherCase, "a keyed customer's")
+	done := r.oneBatch(t, plug, c, c2)
+	pid := h.waiter(t, db, done[0])
 	if wrote(t, db, pid, "customer_keys") {
 		t.Error("the batch created the customer's key before locking the case")
 	}
@@ -245,7 +307,29 @@ func TestKeylessCustomerLocksFirst(t *testing.T) {
 	if err := h.tx.Commit(); err != nil {
 		t.Fatalf("the erasure: %v", err)
 	}
-	if err := result(t, done); !errors.Is(err, cases.ErrNotFound) {
+	if err := result(t, done[0]); !errors.Is(err, cases.ErrNotFound) {
 		t.Errorf("contact of an erased customer: %v, want not found", err)
 	}
+	if err := result(t, done[1]); err != nil {
+		t.Errorf("the keyed customer's contact: %v", err)
+	}
+}
+
+// keyring and fieldsOf seal as sealedStore does.
+func keyring(t *testing.T, db *sqldb.DB) *archive.Keyring {
+	t.Helper()
+	keys, err := archive.NewKeyring(db, bytes.Repeat([]byte{3}, 32), archive.KeyringOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+func fieldsOf(t *testing.T, keys *archive.Keyring) *sqlstore.Fields {
+	t.Helper()
+	lk, err := sqlstore.LookupKey(bytes.Repeat([]byte{3}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sqlstore.NewFields(keys, lk)
 }
