@@ -108,8 +108,9 @@ func (b *contactBatcher) drain() {
 		for _, r := range batch {
 			b.busy[r.c.CaseID]++
 		}
+		crowded := b.running > 1
 		b.mu.Unlock()
-		b.run(batch)
+		b.run(batch, crowded)
 	}
 }
 
@@ -138,7 +139,9 @@ func takeBatch(queue []*contactReq, busy map[string]int, limit int) (batch, rest
 	return batch, rest
 }
 
-func (b *contactBatcher) run(batch []*contactReq) {
+// run writes batch; crowded says other batches of this replica were in
+// flight when it was taken.
+func (b *contactBatcher) run(batch []*contactReq, crowded bool) {
 	live := batch[:0:0]
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
@@ -152,12 +155,15 @@ func (b *contactBatcher) run(batch []*contactReq) {
 	}
 	// The batch serves many callers: no one caller's cancellation ends it.
 	ctx := context.Background()
-	// A contact alone in its batch locks first: with nothing to wait
-	// for, the unlocked read is one more round trip, and a quiet server
-	// writes contacts one at a time (one client, PostgreSQL: p50 1.8-1.9
-	// ms locking first, 2.4-2.9 ms locking late).
-	late := b.s.db.Dialect == sqldb.Postgres && len(live) > 1
-	if len(live) > 1 {
+	// A contact alone in its batch, with no other batch in flight (a
+	// quiet server), locks first: the unlocked read would be one more
+	// round trip for nothing to wait for (one client, PostgreSQL: p50
+	// 1.7-1.9 ms locking first, 2.4-2.9 ms locking late). Under load
+	// many batches hold a single contact (a free slot takes one at once),
+	// and those lock late: locking first they held their case through
+	// the batch again (two replicas: 12% of backends in lock waits).
+	late := b.s.db.Dialect == sqldb.Postgres && (len(live) > 1 || crowded)
+	if len(live) > 1 || late {
 		saved := make([]cases.Contact, len(live))
 		for i, r := range live {
 			saved[i] = *r.c
