@@ -1,7 +1,6 @@
 package sqlstore_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
@@ -31,26 +29,13 @@ func BenchmarkSealedIngest(b *testing.B) {
 					db := sqldbtest.Open(b, d)
 					opts := sqlstore.Options{Policy: retention.DefaultSchedule().Policy()}
 					if sealed {
-						opts.Fields = benchFields(b, db)
+						_, opts.Fields = sealing(b, db)
 					}
 					benchIngest(b, db, opts)
 				})
 			}
 		}
 	}
-}
-
-func benchFields(b testing.TB, db *sqldb.DB) *sqlstore.Fields {
-	master := bytes.Repeat([]byte{4}, 32)
-	keys, err := archive.NewKeyring(db, master, archive.KeyringOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	lk, err := sqlstore.LookupKey(master)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return sqlstore.NewFields(keys, lk)
 }
 
 // BenchmarkFindCustomerByEmail is the exact lookup at scale: the
@@ -69,7 +54,7 @@ func BenchmarkFindCustomerByEmail(b *testing.B) {
 		b.Run(fmt.Sprintf("%s/customers=%d", d, n), func(b *testing.B) {
 			ctx := context.Background()
 			db := sqldbtest.Open(b, d)
-			f := benchFields(b, db)
+			_, f := sealing(b, db)
 			st := sqlstore.New(db, sqlstore.Options{Fields: f})
 			now := sqldb.Micros(time.Now())
 			const chunk = 500

@@ -18,6 +18,14 @@ import (
 // sealedStore is a store that seals personal fields under a keyring.
 func sealedStore(t *testing.T, db *sqldb.DB) (*sqlstore.Store, *archive.Keyring, *cases.Service) {
 	t.Helper()
+	keys, fields := sealing(t, db)
+	st := sqlstore.New(db, sqlstore.Options{Fields: fields})
+	return st, keys, cases.NewService(st, nil)
+}
+
+// sealing is a keyring on db and the fields it seals.
+func sealing(t testing.TB, db *sqldb.DB) (*archive.Keyring, *sqlstore.Fields) {
+	t.Helper()
 	master := bytes.Repeat([]byte{3}, 32)
 	keys, err := archive.NewKeyring(db, master, archive.KeyringOptions{})
 	if err != nil {
@@ -27,8 +35,7 @@ func sealedStore(t *testing.T, db *sqldb.DB) (*sqlstore.Store, *archive.Keyring,
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := sqlstore.New(db, sqlstore.Options{Fields: sqlstore.NewFields(keys, lk)})
-	return st, keys, cases.NewService(st, nil)
+	return keys, sqlstore.NewFields(keys, lk)
 }
 
 // personal writes a customer with a case, a contact with location and

@@ -1,7 +1,6 @@
 package sqlstore_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -232,8 +231,8 @@ func TestLateBatchRedoneWhenItsCaseClosed(t *testing.T) {
 // neighbour of another customer is written.
 func TestErasureUnderLateBatch(t *testing.T) {
 	db := sqldbtest.Open(t, sqldb.Postgres)
-	keys := keyring(t, db)
-	r := newBatchRigWith(t, db, 1, fieldsOf(t, keys))
+	keys, fields := sealing(t, db)
+	r := newBatchRigWith(t, db, 1, fields)
 	cust, cs := seed(t, r.svc)
 	other, _ := seed(t, r.svc)
 	otherCase, plug := r.newCase(t, other.ID), r.newCase(t, other.ID)
@@ -253,22 +252,8 @@ func TestErasureUnderLateBatch(t *testing.T) {
 	if !wrote(t, db, pid, "contacts") {
 		t.Error("the batch did not take the late path (no contact written before it waited)")
 	}
-	if err := keys.DestroyTx(ctx, h.tx, cust.ID); err != nil {
-		t.Fatal(err)
-	}
-	if err := sqlstore.DeleteCustomer(ctx, db, h.tx, cust.ID); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.tx.Commit(); err != nil {
-		t.Fatalf("the erasure: %v", err)
-	}
-
-	if err := result(t, done[0]); !errors.Is(err, cases.ErrNotFound) {
-		t.Errorf("contact of an erased customer: %v, want not found", err)
-	}
-	if err := result(t, done[1]); err != nil {
-		t.Errorf("the other customer's contact: %v", err)
-	}
+	h.erase(t, db, keys, cust.ID)
+	erasedOnly(t, done)
 	var n int
 	if err := db.Read.QueryRow(`SELECT COUNT(*) FROM contacts WHERE customer_id = $1`, cust.ID).Scan(&n); err != nil || n != 0 {
 		t.Errorf("%d contacts of the erased customer (%v)", n, err)
@@ -285,8 +270,8 @@ func TestKeylessCustomerLocksFirst(t *testing.T) {
 	db := sqldbtest.Open(t, sqldb.Postgres)
 	plain := cases.NewService(sqlstore.New(db, sqlstore.Options{}), nil)
 	cust, cs := seed(t, plain) // no sealing: no data key
-	keys := keyring(t, db)
-	r := newBatchRigWith(t, db, 1, fieldsOf(t, keys))
+	keys, fields := sealing(t, db)
+	r := newBatchRigWith(t, db, 1, fields)
 	other, _ := seed(t, r.svc) // sealed: keyed
 	otherCase, plug := r.newCase(t, other.ID), r.newCase(t, other.ID)
 
@@ -297,39 +282,34 @@ func TestKeylessCustomerLocksFirst(t *testing.T) {
 	if wrote(t, db, pid, "customer_keys") {
 		t.Error("the batch created the customer's key before locking the case")
 	}
+	h.erase(t, db, keys, cust.ID)
+	erasedOnly(t, done)
+}
+
+// erase finishes, in h's transaction, the erasure of customerID whose
+// rows h holds (its key destroyed, its rows deleted) and commits it.
+func (h *rowHolder) erase(t *testing.T, db *sqldb.DB, keys *archive.Keyring, customerID string) {
+	t.Helper()
 	ctx := context.Background()
-	if err := keys.DestroyTx(ctx, h.tx, cust.ID); err != nil {
+	if err := keys.DestroyTx(ctx, h.tx, customerID); err != nil {
 		t.Fatal(err)
 	}
-	if err := sqlstore.DeleteCustomer(ctx, db, h.tx, cust.ID); err != nil {
+	if err := sqlstore.DeleteCustomer(ctx, db, h.tx, customerID); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.tx.Commit(); err != nil {
 		t.Fatalf("the erasure: %v", err)
 	}
+}
+
+// erasedOnly checks a batch of two whose first contact's customer was
+// erased under it: that one is not found, the other one is written.
+func erasedOnly(t *testing.T, done []<-chan error) {
+	t.Helper()
 	if err := result(t, done[0]); !errors.Is(err, cases.ErrNotFound) {
 		t.Errorf("contact of an erased customer: %v, want not found", err)
 	}
 	if err := result(t, done[1]); err != nil {
-		t.Errorf("the keyed customer's contact: %v", err)
+		t.Errorf("the other customer's contact: %v", err)
 	}
-}
-
-// keyring and fieldsOf seal as sealedStore does.
-func keyring(t *testing.T, db *sqldb.DB) *archive.Keyring {
-	t.Helper()
-	keys, err := archive.NewKeyring(db, bytes.Repeat([]byte{3}, 32), archive.KeyringOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return keys
-}
-
-func fieldsOf(t *testing.T, keys *archive.Keyring) *sqlstore.Fields {
-	t.Helper()
-	lk, err := sqlstore.LookupKey(bytes.Repeat([]byte{3}, 32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sqlstore.NewFields(keys, lk)
 }

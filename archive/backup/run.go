@@ -706,10 +706,11 @@ func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, prog
 
 	// The deferred fingerprints read the snapshot on their own goroutine;
 	// then it is not needed any more: writers may checkpoint.
-	fps := make(map[string]string, len(later))
-	fpDone := make(chan error, 1)
+	fingerprints = none
 	if err == nil {
 		snapshotHeld = true
+		fps := make(map[string]string, len(later))
+		fpDone := make(chan error, 1)
 		// runCtx, not ctx: ctx ends when this function returns.
 		go func() {
 			defer tx.Rollback()
@@ -723,20 +724,18 @@ func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, prog
 			}
 			fpDone <- nil
 		}()
-	} else {
-		fpDone <- nil
-	}
-	fingerprints = sync.OnceValue(func() error {
-		if err := <-fpDone; err != nil {
-			return err
-		}
-		for i, te := range m.Tables {
-			if fp, ok := fps[te.Name]; ok {
-				m.Tables[i].Fingerprint = fp
+		fingerprints = sync.OnceValue(func() error {
+			if err := <-fpDone; err != nil {
+				return err
 			}
-		}
-		return nil
-	})
+			for i, te := range m.Tables {
+				if fp, ok := fps[te.Name]; ok {
+					m.Tables[i].Fingerprint = fp
+				}
+			}
+			return nil
+		})
+	}
 	pmu.Lock()
 	tablesDone = true
 	if held != nil {
