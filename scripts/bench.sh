@@ -4,7 +4,9 @@
 #     process) against SQLite and PostgreSQL, and /healthz under the same load;
 #     issue 19 (scale_bench): PostgreSQL ingest / pgbench tps, two replicas /
 #     one, lock waits, audit sequencing delay p99, and pgbench running the
-#     contact write's own SQL (the ceiling that SQL allows);
+#     contact write's own SQL (the ceiling that SQL allows); shared_bench:
+#     one replica and two sharing one index (a Meilisearch stand-in), so
+#     the index is built once;
 #  2. the Go benchmarks: contact ingest with/without audit, audit verify of 1M
 #     events, Bleve indexing and search, our search vs raw Bleve and the
 #     customer lookup by e-mail (issue 16), attachment 1 GiB vs direct minio-go,
@@ -82,6 +84,20 @@ json_field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; } # field of cvbench -jso
 wrk_rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p'; } # requests/s of wrk's report
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", (b > 0 ? a / b : 0)}'; } # a / b, same-run figures
 
+# sample_waits FILE: the active client backends' wait events (type and
+# event) every 0.1 s for DUR, from one psql session (\watch; a psql process
+# per sample cost CPU on the cores under test and allowed only 4 samples a
+# second).
+sample_waits() {
+  printf "SELECT 'tick' UNION ALL SELECT COALESCE(wait_event_type || ' ' || wait_event, 'CPU') FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend' AND query NOT LIKE '%%pg_stat_activity%%';\n\\watch 0.1\n" > "$tmp/waits.sql"
+  timeout "${DUR%s}" psql -h 127.0.0.1 -U postgres -d test -At -f "$tmp/waits.sql" > "$1" || true
+}
+# wait_summary FILE: the share of sampled active backends waiting on a lock,
+# and the commonest wait events.
+wait_summary() {
+  echo "lock waits $(awk '$1=="tick"{t++; next} $1=="Lock"{l++} {n++} END{printf "%.1f%% of %d active-backend samples (%d sampling times)", (n?100*l/n:0), n, t}' "$1"); by type: $(grep -v '^tick$' "$1" | sort | uniq -c | sort -rn | head -6 | tr -s ' \n' ' ')"
+}
+
 # Issue 19: PostgreSQL ingest against the database's own ceiling (pgbench,
 # one-row INSERT per transaction, same client count, same run), one replica
 # (alone) and two, each with cvbench and with wrk (the issue's generator, on
@@ -97,10 +113,6 @@ scale_bench() {
   # Samples of the active client backends' wait events every 0.1 s, from
   # one psql session (\watch; a psql process per sample cost CPU on the
   # cores under test and allowed only 4 samples a second).
-  printf "SELECT 'tick' UNION ALL SELECT COALESCE(wait_event_type, 'CPU') FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend' AND query NOT LIKE '%%pg_stat_activity%%';\n\\watch 0.1\n" > "$tmp/waits.sql"
-  sample_waits() {
-    timeout "${DUR%s}" psql -h 127.0.0.1 -U postgres -d test -At -f "$tmp/waits.sql" > "$1" || true
-  }
   # One replica is one serve process: the second starts only after it is
   # measured (each replica indexes every contact into its own embedded
   # index, so a second replica, even idle, takes CPU from the first).
@@ -152,7 +164,7 @@ scale_bench() {
     waits+=(waits-wrk-two)
   fi
   for f in "${waits[@]}"; do
-    say "$f: lock waits $(awk '$1=="tick"{t++; next} $1=="Lock"{l++} {n++} END{printf "%.1f%% of %d active-backend samples (%d sampling times)", (n?100*l/n:0), n, t}' "$tmp/$f") (target < 5%); by type: $(grep -v '^tick$' "$tmp/$f" | sort | uniq -c | sort -rn | head -4 | tr -s ' \n' ' ')"
+    say "$f: $(wait_summary "$tmp/$f") (target < 5%)"
   done
   for port in 18101 18102; do
     curl -s "http://127.0.0.1:$port/metrics" | grep '^casevault_audit_sequencing_delay_seconds_bucket' > "$tmp/delay.$port"
@@ -182,6 +194,51 @@ SQL
   local sqlref; sqlref=$(pgbench -h 127.0.0.1 -U postgres -n -c 32 -j 2 -T "${DUR%s}" -M prepared -f "$tmp/contact.sql" test 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
   say "pgbench running the contact write's SQL (11 statements, one transaction): ${sqlref} tps = $(ratio "$sqlref" "$pgb") of the one-row INSERT; casevault one replica / that: $(ratio "$r1" "$sqlref")"
   psql -h 127.0.0.1 -U postgres -d test -qc 'DROP SCHEMA IF EXISTS bench_scale CASCADE' >/dev/null 2>&1 || true
+}
+
+# Issue 19 in the production topology: replicas on one PostgreSQL sharing
+# one Meilisearch, so the index is built once (by the replica holding the
+# indexer lease) however many replicas take writes. No Meilisearch can run
+# on these machines: the stand-in is the test fake (search/meili/meilifake,
+# which checks every request against Meilisearch's OpenAPI description), in
+# its own process on the same cores, the same for one replica and for two.
+# wrk on the issue's 200 cases, one replica alone, then two; lock waits
+# sampled as in scale_bench.
+shared_bench() {
+  local s=bench_shared url="postgres://postgres@127.0.0.1:5432/test?sslmode=disable&search_path=bench_shared"
+  command -v wrk >/dev/null 2>&1 || { say "## shared index: skipped (wrk is not installed)"; return; }
+  psql -h 127.0.0.1 -U postgres -d test -qc "DROP SCHEMA IF EXISTS $s CASCADE; CREATE SCHEMA $s" >/dev/null
+  go test -c -o "$tmp/meilifake.test" ./search/meili/meilifake
+  (cd search/meili/meilifake && CASEVAULT_MEILIFAKE_URL_FILE="$tmp/meili.url" exec "$tmp/meilifake.test" -test.run '^$' -test.bench '^BenchmarkServe$' -test.benchtime 1x -test.timeout 0 > "$tmp/meili.out" 2>&1) &
+  local pm=$!
+  for _ in $(seq 1 300); do [ -s "$tmp/meili.url" ] && break; sleep 0.1; done
+  local env=(CASEVAULT_DATABASE_URL="$url" CASEVAULT_MEILI_URL="$(cat "$tmp/meili.url")" CASEVAULT_MEILI_KEY=test-master-key CASEVAULT_BACKUP_SCHEDULE=off)
+  local a="$tmp/shared-a" b="$tmp/shared-b"; mkdir -p "$a" "$b"
+  env "${env[@]}" "$tmp/casevault" serve --data-dir "$a" --listen 127.0.0.1:18103 --log-level warn >"$a/out" 2>"$a/err" &
+  local pa=$!
+  for _ in $(seq 1 200); do curl -sf http://127.0.0.1:18103/healthz >/dev/null && break; sleep 0.1; done
+  local tok cases; tok="$(cat "$a/admin.token")"; cases=$(wrk_cases 18103 "$tok")
+  say "## shared index (PostgreSQL + one Meilisearch stand-in, wrk 32 connections, 200 cases)"
+  sample_waits "$tmp/waits-shared-one" & local sp=$!
+  CASES="$cases" TOKEN="$tok" wrk -t2 -c32 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18103 > "$tmp/wrks1.out"
+  wait "$sp"
+  env "${env[@]}" CASEVAULT_MASTER_KEY="$(cat "$a/master.key" 2>/dev/null)" "$tmp/casevault" serve --data-dir "$b" --listen 127.0.0.1:18104 --log-level warn >"$b/out" 2>"$b/err" &
+  local pb=$!
+  for _ in $(seq 1 200); do curl -sf http://127.0.0.1:18104/healthz >/dev/null && break; sleep 0.1; done
+  sample_waits "$tmp/waits-shared-two" & sp=$!
+  CASES="$cases" TOKEN="$tok" wrk -t1 -c16 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18103 > "$tmp/wrks2a.out" &
+  local ca=$!
+  CASES="$cases" TOKEN="$tok" wrk -t1 -c16 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18104 > "$tmp/wrks2b.out"
+  wait "$ca" "$sp"
+  if grep -q "Non-2xx" "$tmp/wrks1.out" "$tmp/wrks2a.out" "$tmp/wrks2b.out"; then say "WARNING: wrk saw failed requests; its figures are not ingest figures"; fi
+  local w1 wa wb w2; w1=$(wrk_rps < "$tmp/wrks1.out"); wa=$(wrk_rps < "$tmp/wrks2a.out"); wb=$(wrk_rps < "$tmp/wrks2b.out")
+  w2=$(awk -v a="$wa" -v b="$wb" 'BEGIN{printf "%.0f", a+b}')
+  say "one replica: ${w1}/s p99 $(wrk_p99 < "$tmp/wrks1.out"); two replicas: ${w2}/s (p99 $(wrk_p99 < "$tmp/wrks2a.out") / $(wrk_p99 < "$tmp/wrks2b.out")); two / one: $(ratio "$w2" "$w1") (target >= 1)"
+  for f in waits-shared-one waits-shared-two; do say "$f: $(wait_summary "$tmp/$f") (target < 5%)"; done
+  say "index: $(curl -s http://127.0.0.1:18103/readyz | head -c 400)"
+  kill -TERM "$pa" "$pb" "$pm"; wait "$pa" "$pb" "$pm" || true
+  if grep -q -- "--- FAIL\|violates" "$tmp/meili.out"; then say "WARNING: the Meilisearch stand-in saw requests outside the OpenAPI description:"; grep -m5 "violates" "$tmp/meili.out" | tee -a "$out"; fi
+  psql -h 127.0.0.1 -U postgres -d test -qc "DROP SCHEMA IF EXISTS $s CASCADE" >/dev/null 2>&1 || true
 }
 
 # Issue 15: the cost of field sealing on HTTP ingest. Alternating runs of a
@@ -218,13 +275,14 @@ seal_bench() { # name [postgres]
   [ -n "$pg" ] && psql -h 127.0.0.1 -U postgres -d test -qc 'DROP SCHEMA IF EXISTS bench_seal CASCADE' >/dev/null 2>&1 || true
 }
 
-# BENCH_ONLY=sqlite|postgres|scale|seal|go runs one part (e.g. to profile it).
+# BENCH_ONLY=sqlite|postgres|scale|shared|seal|go runs one part (e.g. to profile it).
 only() { [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = "$1" ]; }
 only sqlite && http_bench sqlite
 only seal && seal_bench sqlite
 if psql -h 127.0.0.1 -U postgres -d test -c 'DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench' >/dev/null 2>&1; then
   only postgres && http_bench postgres CASEVAULT_DATABASE_URL="postgres://postgres@127.0.0.1:5432/test?sslmode=disable&search_path=bench"
   only scale && scale_bench
+  only shared && shared_bench
   only seal && seal_bench postgres pg
 fi
 only go || exit 0

@@ -248,3 +248,54 @@ func TestFeedConsumersAndPruning(t *testing.T) {
 		}
 	})
 }
+
+// A replica that does not hold a shared index's lease asks for it after
+// every write it makes (its indexer is kicked): that ask must not take the
+// feed_state row lock or a write transaction while the lease is another's
+// and live. With two replicas on one Meilisearch it did, and half the
+// transactions of the second replica were these claims (issue 19).
+func TestClaimOfALiveLeaseTakesNoLock(t *testing.T) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := t.Context()
+		st := sqlstore.New(db, sqlstore.Options{})
+		now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		claim := func(ctx context.Context, owner string, at time.Time) (search.Consumer, bool, error) {
+			return st.ClaimConsumer(ctx, search.Claim{ID: "shared", Kind: search.ConsumerShared, Owner: owner, TTL: time.Minute, Now: at})
+		}
+		if _, held, err := claim(ctx, "a", now); err != nil || !held {
+			t.Fatalf("first claim: held %v, %v", held, err)
+		}
+
+		// another transaction holds the write lock: the feed_state row on
+		// PostgreSQL, the database on SQLite
+		lock, err := db.Write.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lock.Rollback()
+		if _, err := lock.ExecContext(ctx, `UPDATE feed_state SET pruned_through = pruned_through WHERE id = 1`); err != nil {
+			t.Fatal(err)
+		}
+
+		wait, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		c, held, err := claim(wait, "b", now.Add(10*time.Second))
+		if err != nil {
+			t.Fatalf("claim of a live lease waited for the write lock: %v", err)
+		}
+		if held || c.Owner != "a" || c.Kind != search.ConsumerShared || c.Position != 0 {
+			t.Fatalf("claim of a's live lease by b = %+v held %v, want a's, not held", c, held)
+		}
+		if err := lock.Rollback(); err != nil {
+			t.Fatal(err)
+		}
+
+		// expired, the lease is taken under the lock as before
+		if c, held, err := claim(ctx, "b", now.Add(2*time.Minute)); err != nil || !held || c.Owner != "b" {
+			t.Fatalf("claim of an expired lease = %+v held %v, %v", c, held, err)
+		}
+		if _, held, err := claim(ctx, "a", now.Add(2*time.Minute)); err != nil || held {
+			t.Fatalf("a took b's new lease back: held %v, %v", held, err)
+		}
+	})
+}

@@ -151,10 +151,7 @@ func TestBusyCaseWaitsOutsideABatch(t *testing.T) {
 			<-holds[h]
 		}
 		return nil
-	}})
-	if sqlstore.DefaultPostgresContactBatches != 4 {
-		t.Fatalf("the test holds 4 batch slots; the default is %d", sqlstore.DefaultPostgresContactBatches)
-	}
+	}, ContactBatches: 4})
 	svc := cases.NewService(st, nil)
 	cust, x := seed(t, svc)
 	ctx := context.Background()

@@ -152,11 +152,26 @@ func (s *Store) SettledHead(ctx context.Context) (int64, error) {
 // lease for c.Owner when the lease is free, expired or already c.Owner's.
 // A new consumer starts at 0 while nothing was ever pruned, else at -1
 // (must rebuild); so does one whose rows were pruned past while it was away.
+//
+// A cheap look comes first, without a transaction: a replica that does not
+// hold a shared index's lease asks again after each of its writes (its
+// indexer is kicked), and taking the feed_state lock for that serialized
+// it with the feed's numbering and the holder's cursor; with two replicas
+// on one Meilisearch, half the second one's transactions were these
+// claims (issue 19). A lease seen live and another's is not taken; any
+// other answer is decided again under the lock.
 func (s *Store) ClaimConsumer(ctx context.Context, c search.Claim) (search.Consumer, bool, error) {
-	var out search.Consumer
-	var held bool
 	now, until := sqldb.Micros(c.Now), sqldb.Micros(c.Now.Add(c.TTL))
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	out, found, err := s.readConsumer(ctx, s.db.Read, c.ID)
+	if err != nil {
+		return out.Consumer, false, s.fail("feed claim", err)
+	}
+	if found && out.Owner != "" && out.Owner != c.Owner && out.leaseUntil >= now {
+		return out.Consumer, false, nil
+	}
+
+	var held bool
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
 		var pruned int64
 		// the feed_state lock orders registrations with pruning: a consumer
 		// registered at 0 cannot lose rows to a prune that did not see it
@@ -164,13 +179,13 @@ func (s *Store) ClaimConsumer(ctx context.Context, c search.Claim) (search.Consu
 			return err
 		}
 
-		var owner sql.NullString
-		var lease, seen int64
-		var expired sql.NullInt64
-		err := tx.QueryRowContext(ctx, s.q(`SELECT kind, position, owner, lease_until, seen_at, expired_at FROM feed_consumers WHERE id = ?`), c.ID).
-			Scan(&out.Kind, &out.Position, &owner, &lease, &seen, &expired)
-		if errors.Is(err, sql.ErrNoRows) {
-			out = search.Consumer{ID: c.ID, Kind: c.Kind, Owner: c.Owner, SeenAt: c.Now}
+		var found bool
+		var err error
+		if out, found, err = s.readConsumer(ctx, tx, c.ID); err != nil {
+			return err
+		}
+		if !found {
+			out.Consumer = search.Consumer{ID: c.ID, Kind: c.Kind, Owner: c.Owner, SeenAt: c.Now}
 			if pruned > 0 || c.MustRebuild {
 				out.Position = -1
 			}
@@ -179,12 +194,8 @@ func (s *Store) ClaimConsumer(ctx context.Context, c search.Claim) (search.Consu
 				c.ID, c.Kind, out.Position, c.Owner, until, now, now)
 			return err
 		}
-		if err != nil {
-			return err
-		}
 
-		out.ID, out.Owner, out.SeenAt, out.Expired = c.ID, owner.String, sqldb.FromMicros(seen), expired.Valid
-		held = !owner.Valid || owner.String == c.Owner || lease < now
+		held = out.Owner == "" || out.Owner == c.Owner || out.leaseUntil < now
 		if !held {
 			return nil
 		}
@@ -197,9 +208,34 @@ func (s *Store) ClaimConsumer(ctx context.Context, c search.Claim) (search.Consu
 		return err
 	})
 	if err != nil {
-		return out, false, s.fail("feed claim", err)
+		return out.Consumer, false, s.fail("feed claim", err)
 	}
-	return out, held, nil
+	return out.Consumer, held, nil
+}
+
+// storedConsumer is a feed_consumers row: the consumer and its lease.
+type storedConsumer struct {
+	search.Consumer
+	leaseUntil int64
+}
+
+// readConsumer reads consumer id's row; found is false when there is none.
+func (s *Store) readConsumer(ctx context.Context, q interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}, id string) (out storedConsumer, found bool, err error) {
+	var owner sql.NullString
+	var seen int64
+	var expired sql.NullInt64
+	err = q.QueryRowContext(ctx, s.q(`SELECT kind, position, owner, lease_until, seen_at, expired_at FROM feed_consumers WHERE id = ?`), id).
+		Scan(&out.Kind, &out.Position, &owner, &out.leaseUntil, &seen, &expired)
+	if errors.Is(err, sql.ErrNoRows) {
+		return out, false, nil
+	}
+	if err != nil {
+		return out, false, err
+	}
+	out.ID, out.Owner, out.SeenAt, out.Expired = id, owner.String, sqldb.FromMicros(seen), expired.Valid
+	return out, true, nil
 }
 
 // AdvanceConsumer moves the consumer's cursor forward to pos (never back);

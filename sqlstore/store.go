@@ -84,9 +84,15 @@ func New(db *sqldb.DB, opts Options) *Store {
 // slot measured fastest in process (BenchmarkAddContact, 32 writers: 1 slot
 // 1,850 / 1,940 contacts/s, 2: 1,468 / 1,313, 4: 679 / 859, 8: 520 / 487),
 // but then one slow batch (a case row locked by a long transaction) stalls
-// every contact write of the replica: TestWritesShareNoRow hangs. Several
-// slots keep contact writes on other cases going.
-const DefaultPostgresContactBatches = 4
+// every contact write of the replica: TestWritesShareNoRow hangs. Two
+// slots keep contact writes on other cases going. Four were the default
+// until the batches locked their cases last; since then two measured
+// faster over HTTP with every ingest figure (scale_bench, 2-vCPU VM,
+// alternated, 2 runs each: wrk one replica 1,781 / 1,727 contacts/s
+// against 1,340 / 1,484, p99 56 / 59 ms against 71 / 68; two replicas
+// 661 / 996 against 562 / 576): fewer, larger batches, so fewer commits
+// per contact on a server whose commits wait on WAL flushes.
+const DefaultPostgresContactBatches = 2
 
 // Prepare readies the statements of the contact-ingest path, the hottest
 // write (see sqldb.PrepareWrite).
