@@ -95,7 +95,7 @@ sample_waits() {
 # wait_summary FILE: the share of sampled active backends waiting on a lock,
 # and the commonest wait events.
 wait_summary() {
-  echo "lock waits $(awk '$1=="tick"{t++; next} $1=="Lock"{l++} {n++} END{printf "%.1f%% of %d active-backend samples (%d sampling times)", (n?100*l/n:0), n, t}' "$1"); by type: $(grep -v '^tick$' "$1" | sort | uniq -c | sort -rn | head -6 | tr -s ' \n' ' ')"
+  echo "lock waits $(awk '$1=="tick"{t++; next} $1=="Lock"{l++} {n++} END{printf "%.1f%% of %d active-backend samples (%d sampling times)", (n?100*l/n:0), n, t}' "$1"); by event: $(grep -v '^tick$' "$1" | sort | uniq -c | sort -rn | head -6 | tr -s ' \n' ' ')"
 }
 
 # Issue 19: PostgreSQL ingest against the database's own ceiling (pgbench,
@@ -110,9 +110,6 @@ scale_bench() {
   local pgb; pgb=$(pgbench -h 127.0.0.1 -U postgres -n -c 32 -j 2 -T "${DUR%s}" -f "$tmp/pgb.sql" test 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
   say "## scale (PostgreSQL, 32 clients): pgbench one-row INSERT: ${pgb} tps"
   local a="$tmp/scale-a" b="$tmp/scale-b"; mkdir -p "$a" "$b"
-  # Samples of the active client backends' wait events every 0.1 s, from
-  # one psql session (\watch; a psql process per sample cost CPU on the
-  # cores under test and allowed only 4 samples a second).
   # One replica is one serve process: the second starts only after it is
   # measured (each replica indexes every contact into its own embedded
   # index, so a second replica, even idle, takes CPU from the first).
@@ -235,7 +232,6 @@ shared_bench() {
   w2=$(awk -v a="$wa" -v b="$wb" 'BEGIN{printf "%.0f", a+b}')
   say "one replica: ${w1}/s p99 $(wrk_p99 < "$tmp/wrks1.out"); two replicas: ${w2}/s (p99 $(wrk_p99 < "$tmp/wrks2a.out") / $(wrk_p99 < "$tmp/wrks2b.out")); two / one: $(ratio "$w2" "$w1") (target >= 1)"
   for f in waits-shared-one waits-shared-two; do say "$f: $(wait_summary "$tmp/$f") (target < 5%)"; done
-  say "index: $(curl -s http://127.0.0.1:18103/readyz | head -c 400)"
   kill -TERM "$pa" "$pb" "$pm"; wait "$pa" "$pb" "$pm" || true
   if grep -q -- "--- FAIL\|violates" "$tmp/meili.out"; then say "WARNING: the Meilisearch stand-in saw requests outside the OpenAPI description:"; grep -m5 "violates" "$tmp/meili.out" | tee -a "$out"; fi
   psql -h 127.0.0.1 -U postgres -d test -qc "DROP SCHEMA IF EXISTS $s CASCADE" >/dev/null 2>&1 || true

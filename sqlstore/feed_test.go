@@ -252,8 +252,8 @@ func TestFeedConsumersAndPruning(t *testing.T) {
 // A replica that does not hold a shared index's lease asks for it after
 // every write it makes (its indexer is kicked): that ask must not take the
 // feed_state row lock or a write transaction while the lease is another's
-// and live. With two replicas on one Meilisearch it did, and half the
-// transactions of the second replica were these claims (issue 19).
+// and live. It did: each write of the second replica on one Meilisearch
+// put a transaction on the row the feed's numbering locks (issue 19 §2).
 func TestClaimOfALiveLeaseTakesNoLock(t *testing.T) {
 	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := t.Context()

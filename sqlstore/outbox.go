@@ -155,11 +155,10 @@ func (s *Store) SettledHead(ctx context.Context) (int64, error) {
 //
 // A cheap look comes first, without a transaction: a replica that does not
 // hold a shared index's lease asks again after each of its writes (its
-// indexer is kicked), and taking the feed_state lock for that serialized
-// it with the feed's numbering and the holder's cursor; with two replicas
-// on one Meilisearch, half the second one's transactions were these
-// claims (issue 19). A lease seen live and another's is not taken; any
-// other answer is decided again under the lock.
+// indexer is kicked), and taking the feed_state lock for that put a
+// transaction of every such write on the row the feed's numbering locks
+// (issue 19 §2). A lease seen live and another's is not taken; any other
+// answer is decided again under the lock.
 func (s *Store) ClaimConsumer(ctx context.Context, c search.Claim) (search.Consumer, bool, error) {
 	now, until := sqldb.Micros(c.Now), sqldb.Micros(c.Now.Add(c.TTL))
 	out, found, err := s.readConsumer(ctx, s.db.Read, c.ID)
