@@ -87,11 +87,11 @@ func New(db *sqldb.DB, opts Options) *Store {
 // every contact write of the replica: TestWritesShareNoRow hangs. Two
 // slots keep contact writes on other cases going. Four were the default
 // until the batches locked their cases last; since then two measured
-// faster over HTTP with every ingest figure (scale_bench, 2-vCPU VM,
-// alternated, 2 runs each: wrk one replica 1,781 / 1,727 contacts/s
-// against 1,340 / 1,484, p99 56 / 59 ms against 71 / 68; two replicas
-// 661 / 996 against 562 / 576): fewer, larger batches, so fewer commits
-// per contact on a server whose commits wait on WAL flushes.
+// faster for one replica over HTTP (scale_bench, 2-vCPU VM, 4 alternated
+// pairs: wrk 1,727-1,910 contacts/s against 1,340-1,513, p99 52-62 ms
+// against 65-74; two replicas unchanged beyond the spread): fewer,
+// larger batches, so fewer commits per contact on a server whose commits
+// wait on WAL flushes.
 const DefaultPostgresContactBatches = 2
 
 // Prepare readies the statements of the contact-ingest path, the hottest
