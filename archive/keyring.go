@@ -213,10 +213,6 @@ func (k *Keyring) unwrap(customerID, wrapped string) ([]byte, error) {
 	return key, nil
 }
 
-type querier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
 // qDataKey is read by every write that seals a field (DataKeyTx).
 const qDataKey = `SELECT wrapped_key, destroyed_at FROM customer_keys WHERE customer_id = ?`
 
@@ -228,7 +224,7 @@ func (k *Keyring) Prepare(ctx context.Context) error {
 }
 
 // lookup reads the wrapped key; found=false when there is no row.
-func (k *Keyring) lookup(ctx context.Context, q querier, customerID string) (wrapped string, found bool, err error) {
+func (k *Keyring) lookup(ctx context.Context, q sqldb.RowQuerier, customerID string) (wrapped string, found bool, err error) {
 	return k.scanLookup(k.db.QueryRowIn(ctx, q, qDataKey, customerID), customerID)
 }
 

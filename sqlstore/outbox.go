@@ -123,9 +123,7 @@ func (s *Store) FeedHead(ctx context.Context) (int64, error) {
 	return s.head(ctx, s.db.Read)
 }
 
-func (s *Store) head(ctx context.Context, q interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}) (int64, error) {
+func (s *Store) head(ctx context.Context, q sqldb.RowQuerier) (int64, error) {
 	query := `SELECT head FROM feed_state WHERE id = 1`
 	if s.db.Dialect != sqldb.Postgres {
 		query = `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)`
@@ -219,9 +217,7 @@ type storedConsumer struct {
 }
 
 // readConsumer reads consumer id's row; found is false when there is none.
-func (s *Store) readConsumer(ctx context.Context, q interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}, id string) (out storedConsumer, found bool, err error) {
+func (s *Store) readConsumer(ctx context.Context, q sqldb.RowQuerier, id string) (out storedConsumer, found bool, err error) {
 	var owner sql.NullString
 	var seen int64
 	var expired sql.NullInt64

@@ -88,8 +88,9 @@ func New(db *sqldb.DB, opts Options) *Store {
 // slots keep contact writes on other cases going. Four were the default
 // until the batches locked their cases last; since then two measured
 // faster for one replica over HTTP (scale_bench, 2-vCPU VM, 4 alternated
-// pairs: wrk 1,727-1,910 contacts/s against 1,340-1,513, p99 52-62 ms
-// against 65-74; two replicas unchanged beyond the spread): fewer,
+// pairs: wrk's contacts/s 1.16-1.33 times the four-slot build's in the
+// same sitting, p99 52-62 ms against 65-74; two replicas unchanged beyond
+// the spread): fewer,
 // larger batches, so fewer commits per contact on a server whose commits
 // wait on WAL flushes.
 const DefaultPostgresContactBatches = 2
