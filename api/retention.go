@@ -22,7 +22,8 @@ type RetentionDeps struct {
 	Explainer *retention.Explainer
 	Sweeper   *retention.Sweeper
 	Deleter   *retention.Deleter
-	// Recompute runs after a schedule change, in the background.
+	// Recompute starts, in the background, the recomputation of due dates
+	// after a schedule change, and returns at once.
 	Recompute func(ctx context.Context)
 	// AuditTx writes audit events inside retention transactions.
 	AuditTx cases.TxHook
@@ -135,7 +136,7 @@ func (s *Server) putSchedule(c *fiber.Ctx) error {
 		return err
 	}
 	if s.d.Retention.Recompute != nil {
-		go s.d.Retention.Recompute(context.WithoutCancel(c.UserContext()))
+		s.d.Retention.Recompute(context.WithoutCancel(c.UserContext()))
 	}
 	return c.JSON(stored)
 }

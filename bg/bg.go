@@ -9,6 +9,7 @@
 package bg
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,6 +54,11 @@ type Guard struct {
 
 	mu     sync.Mutex
 	failed map[string]*PanicError // job → its last run's panic, until it runs cleanly
+
+	// running counts the goroutines Go started that have not returned, so
+	// that a server stops only after its background work (a rebuild still
+	// writing into the data directory, say) has.
+	running sync.WaitGroup
 }
 
 // New returns a Guard logging to log and registering
@@ -108,9 +114,38 @@ func (g *Guard) Func(job string, fn func()) func() {
 }
 
 // Go runs fn in a new goroutine under Run; use it for every background
-// goroutine, so that none can take the process down.
+// goroutine, so that none can take the process down, and Wait can wait
+// for it.
 func (g *Guard) Go(job string, fn func()) {
-	go g.Func(job, fn)()
+	if g == nil {
+		go g.Func(job, fn)()
+		return
+	}
+	g.running.Add(1)
+	go func() {
+		defer g.running.Done()
+		g.Func(job, fn)()
+	}()
+}
+
+// Wait waits until every goroutine Go started has returned, or ctx ends
+// (then it returns ctx's error; the goroutines run on). Whoever stops the
+// work cancels it first: Wait only waits.
+func (g *Guard) Wait(ctx context.Context) error {
+	if g == nil {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() {
+		g.running.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("background work still running: %w", context.Cause(ctx))
+	}
 }
 
 func (g *Guard) report(pe *PanicError) {

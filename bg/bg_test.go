@@ -1,10 +1,12 @@
 package bg_test
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -110,4 +112,32 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.Write(p)
+}
+
+// Wait returns only after every goroutine Go started has returned (a
+// panicking one included), and gives up with the context's error while
+// one still runs.
+func TestGuardWaitsForItsGoroutines(t *testing.T) {
+	g := bg.New(nil, nil)
+	release := make(chan struct{})
+	var finished atomic.Int32
+	g.Go("slow", func() { <-release; finished.Add(1) })
+	g.Go("panics", func() { <-release; finished.Add(1); panic("boom") })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := g.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait with work running: %v, want the deadline", err)
+	}
+
+	close(release)
+	if err := g.Wait(context.Background()); err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	if n := finished.Load(); n != 2 {
+		t.Fatalf("Wait returned with %d of 2 goroutines finished", n)
+	}
+	if err := (*bg.Guard)(nil).Wait(context.Background()); err != nil {
+		t.Fatalf("nil Guard: %v", err)
+	}
 }

@@ -136,11 +136,13 @@ func (s *Sweeper) Start(ctx context.Context, opts RunOptions) (string, <-chan Ru
 	}
 
 	done := make(chan RunReport, 1)
-	go func() {
+	// Through the Guard, so the server waits for the sweep before it
+	// closes the store.
+	s.opts.Guard.Go("retention.start", func() {
 		defer unlock()
 		r, _ := s.finish(context.WithoutCancel(ctx), opts, rep) // the error is in the report
 		done <- r
-	}()
+	})
 	return rep.ID, done, nil
 }
 

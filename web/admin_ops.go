@@ -149,7 +149,7 @@ func (w *Console) saveSchedule(r *req) error {
 		return w.scheduleProblem(r, doc, err)
 	}
 	if rt.Recompute != nil {
-		go rt.Recompute(context.WithoutCancel(ctx))
+		rt.Recompute(context.WithoutCancel(ctx))
 	}
 	return r.redirect("/admin/retention", "schedule_saved")
 }

@@ -399,11 +399,13 @@ func (s *Service) StartWithProgress(ctx context.Context, origin string, actor ca
 		return "", nil, fmt.Errorf("record backup run: %w", err)
 	}
 	done := make(chan error, 1)
-	go func() {
+	// Through the Guard, so the server waits for the run before it closes
+	// the store (backup.run's own recovery reports a panic inside).
+	s.opts.Guard.Go("backup.start", func() {
 		defer release()
 		_, err := s.backup(lctx, id, now, origin, actor, nil, progress)
 		done <- err
-	}()
+	})
 	return id, done, nil
 }
 

@@ -217,9 +217,11 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		Retention: &api.RetentionDeps{Schedules: a.retention.schedules, Holds: a.retention.holds, Explainer: a.retention.explainer,
 			Sweeper: a.retention.sweeper, Deleter: a.retention.deleter, AuditTx: sink.hook, Flags: a.flags,
 			Recompute: func(ctx context.Context) {
-				if _, err := retention.Recompute(ctx, db, policy, retention.RecomputeOptions{}); err != nil {
-					log.Error("retention recompute failed", "err", err)
-				}
+				a.guard.Go("retention.recompute", func() {
+					if _, err := retention.Recompute(ctx, db, policy, retention.RecomputeOptions{}); err != nil {
+						log.Error("retention recompute failed", "err", err)
+					}
+				})
 			}},
 		// Runs started through the API end with the server: Shutdown
 		// (on SIGTERM) cancels them (an interrupted run is never listed).

@@ -48,7 +48,7 @@ type serveHooks struct {
 	ln     net.Listener // nil: listen on cfg.Listen
 	noCron bool
 	// ready, when set, is called once the server accepts connections.
-	ready func()
+	ready func(*app)
 }
 
 // serve builds the app and serves until ctx is cancelled.
@@ -58,6 +58,16 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, out io.Writer, h 
 		return err
 	}
 	defer a.Close()
+	// Runs after every stop below has cancelled its work, before the store
+	// and index close: nothing started here may still write into the data
+	// directory once serve returns (the drill removes its copy next).
+	defer func() {
+		wctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		if err := a.guard.Wait(wctx); err != nil {
+			log.Warn("stopping with background work unfinished", "err", err)
+		}
+	}()
 
 	leave, err := a.heartbeat(ctx)
 	if err != nil {
@@ -99,7 +109,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, out io.Writer, h 
 	}
 	log.Info("casevault listening", "addr", addr, "database", string(a.db.Dialect), "data_dir", cfg.DataDir, "version", version)
 	if h.ready != nil {
-		h.ready()
+		h.ready(a)
 	}
 	select {
 	case err := <-errc:
