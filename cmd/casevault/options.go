@@ -121,6 +121,6 @@ func options() []option {
 		{name: "console-oidc-roles", def: "", uses: useServer, field: func(c *config) any { return &c.Console.OIDC.Roles },
 			help: "claim value to role, in order, the first match wins: value=role,value=role (e.g. cv-admins=admin,cv-agents=agent); no match refuses the sign-in"},
 		{name: "shutdown-timeout", def: "30s", uses: useServer, field: func(c *config) any { return &c.ShutdownTimeout },
-			help: "how long SIGTERM waits for in-flight requests"},
+			help: "how long SIGTERM waits for in-flight requests, then for background work"},
 	}
 }
