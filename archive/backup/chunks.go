@@ -108,8 +108,9 @@ func (cs *chunkStore) relist(old TableEntry) *pendingTable {
 	return p
 }
 
-// dump reads t in q's snapshot into chunks; each sees every row's values.
-func (cs *chunkStore) dump(ctx context.Context, q querier, t table, each func(vals []any) error) (*pendingTable, error) {
+// dump reads t from src into chunks; each sees every row (its values when
+// src has them).
+func (cs *chunkStore) dump(ctx context.Context, src rowSource, t table, each func(vals []any) error) (*pendingTable, error) {
 	p := &pendingTable{entry: TableEntry{Name: t.Name}}
 	whole := sha256.New()
 	byLine := strings.Contains(t.Order, ",")
@@ -149,7 +150,7 @@ func (cs *chunkStore) dump(ctx context.Context, q querier, t table, each func(va
 		return nil
 	}
 
-	n, err := dumpRows(ctx, q, t, "", nil, func(line []byte, vals []any) error {
+	n, err := src(ctx, func(line []byte, key any, vals []any) error {
 		if buf == nil {
 			select {
 			case buf = <-cs.free:
@@ -165,7 +166,7 @@ func (cs *chunkStore) dump(ctx context.Context, q querier, t table, each func(va
 				return err
 			}
 		}
-		if endsChunk(line, vals[0], byLine) || buf.Len() >= chunkMaxBytes {
+		if endsChunk(line, key, byLine) || buf.Len() >= chunkMaxBytes {
 			return cut()
 		}
 		return nil

@@ -3,6 +3,7 @@ package backup
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqldb/sqlitebtree"
 )
 
 // Tables exposes the dump's table list to the schema test.
@@ -192,4 +194,43 @@ func TmpObjectsForTest(ctx context.Context, r *Repo) int {
 func WithLoadCache(o RestoreOptions, kib int) RestoreOptions {
 	o.loadCacheKiB = kib
 	return o
+}
+
+// DumpTwoWays dumps table name of db in one snapshot twice: by query and
+// from its SQLite pages (pages is nil when the page reader refuses the
+// table's shape). Each is the NDJSON the chunks hold, with every row's
+// key appended to its line's copy in keys.
+func DumpTwoWays(ctx context.Context, db *sqldb.DB, name string) (query, pages []byte, queryKeys, pageKeys []string, err error) {
+	t, ok := tableByName(name)
+	if !ok {
+		return nil, nil, nil, nil, fmt.Errorf("no table %s", name)
+	}
+	tx, err := snapshotTx(ctx, db)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	defer tx.Rollback()
+	collect := func(src rowSource) ([]byte, []string, error) {
+		var out bytes.Buffer
+		var keys []string
+		_, err := src(ctx, func(line []byte, key any, _ []any) error {
+			out.Write(line)
+			keys = append(keys, fmt.Sprintf("%T:%v", key, key))
+			return nil
+		})
+		// Not nil when empty: nil pages means "read by query".
+		return append([]byte{}, out.Bytes()...), keys, err
+	}
+	if query, queryKeys, err = collect(queryRows(tx, t)); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	src, err := pageRows(ctx, tx, t)
+	if errors.Is(err, sqlitebtree.ErrUnsupported) {
+		return query, nil, queryKeys, nil, nil
+	}
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	pages, pageKeys, err = collect(src)
+	return query, pages, queryKeys, pageKeys, err
 }

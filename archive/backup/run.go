@@ -21,6 +21,7 @@ import (
 	"github.com/casevault/casevault/bg"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqldb/sqlitebtree"
 )
 
 // Progress is one step of long work, reported cumulatively: Done of Total
@@ -581,6 +582,21 @@ type attRef struct {
 	stored string
 }
 
+// rowSource reads t in q's snapshot: from its pages on SQLite when the
+// page reader can (the row-by-row query was the full backup's critical
+// path), else by a query, which also gives the caller each row's values
+// when needValues.
+func (s *Service) rowSource(ctx context.Context, q querier, t table, needValues bool) (rowSource, error) {
+	if s.db.Dialect != sqldb.SQLite || needValues {
+		return queryRows(q, t), nil
+	}
+	src, err := pageRows(ctx, q, t)
+	if errors.Is(err, sqlitebtree.ErrUnsupported) {
+		return queryRows(q, t), nil
+	}
+	return src, err
+}
+
 // dumpAndCopy dumps every table into chunks and copies the attachment
 // blobs the snapshot references, at the same time: the attachments table
 // is dumped first, then its blobs are copied by workers while the other
@@ -617,12 +633,14 @@ func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, prog
 	// Counting first pins the snapshot (SQLite takes it at the first read)
 	// and gives the progress bar its total.
 	var total int64
+	counts := make(map[string]int64, len(tables))
 	m.SnapshotAt = s.opts.Now().UTC()
 	for _, t := range tables {
 		var n int64
 		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+t.Name).Scan(&n); err != nil {
 			return none, fmt.Errorf("count %s: %w", t.Name, err)
 		}
+		counts[t.Name] = n
 		total += n
 	}
 	pinned()
@@ -682,9 +700,19 @@ func (s *Service) dumpAndCopy(ctx context.Context, m *Manifest, prev reuse, prog
 					}
 				}
 			} else {
-				var err error
-				if p, err = cs.dump(ctx, tx, t, each); err != nil {
+				// The blob copy needs the attachments' values.
+				src, err := s.rowSource(ctx, tx, t, t.Name == "attachments")
+				if err != nil {
 					return err
+				}
+				if p, err = cs.dump(ctx, src, t, each); err != nil {
+					return err
+				}
+
+				// Both readers see the snapshot the counts were taken in: a
+				// difference is a reader's fault, never a writer's.
+				if p.entry.Rows != counts[t.Name] {
+					return fmt.Errorf("dump %s: %d rows read, %d counted in the same snapshot", t.Name, p.entry.Rows, counts[t.Name])
 				}
 				p.entry.Fingerprint = fp
 			}
