@@ -147,13 +147,22 @@ func TestRestoreBothBlobEncodings(t *testing.T) {
 					})
 				}
 
-				// A flipped byte in a blob object of each kind.
+				// A flipped byte in a blob object of each kind; a verbatim
+				// copy cut short or longer than the manifest says (read
+				// whole into memory and checked before it is written).
+				flip := func(b []byte) []byte { b[len(b)/2] ^= 0x01; return b }
 				for _, tc := range []struct {
-					name string
-					m    backup.Manifest
-					enc  string
-				}{{"stored", mixed, backup.BlobStored}, {"age", mixed, ""}} {
-					t.Run("flipped-"+tc.name, func(t *testing.T) {
+					name   string
+					m      backup.Manifest
+					enc    string
+					damage func([]byte) []byte
+				}{
+					{"flipped-stored", mixed, backup.BlobStored, flip},
+					{"flipped-age", mixed, "", flip},
+					{"truncated-stored", mixed, backup.BlobStored, func(b []byte) []byte { return b[:len(b)-1] }},
+					{"extended-stored", mixed, backup.BlobStored, func(b []byte) []byte { return append(b, 0) }},
+				} {
+					t.Run(tc.name, func(t *testing.T) {
 						var obj string
 						for _, b := range tc.m.Blobs {
 							if b.Encoding == tc.enc {
@@ -164,8 +173,7 @@ func TestRestoreBothBlobEncodings(t *testing.T) {
 						if err != nil {
 							t.Fatal(err)
 						}
-						bad := append([]byte(nil), orig...)
-						bad[len(bad)/2] ^= 0x01
+						bad := tc.damage(append([]byte(nil), orig...))
 						if err := backup.PutObjectForTest(ctx, repo, obj, bad); err != nil {
 							t.Fatal(err)
 						}
@@ -181,6 +189,9 @@ func TestRestoreBothBlobEncodings(t *testing.T) {
 						}
 						if n := dst.count(`SELECT COUNT(*) FROM attachments`); n != 0 {
 							t.Errorf("a failed restore left %d attachments", n)
+						}
+						if n := len(dstBlobKeys(t, dst)); n != 0 {
+							t.Errorf("a failed restore left %d blobs", n)
 						}
 					})
 				}
@@ -373,4 +384,17 @@ func TestBlobCopyNamedByUploadDigest(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dstBlobKeys lists the blobs an instance's store holds.
+func dstBlobKeys(t *testing.T, in *instance) []string {
+	t.Helper()
+	var keys []string
+	if err := in.blobs.List(context.Background(), "", func(b archive.BlobInfo) error {
+		keys = append(keys, b.Key)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return keys
 }

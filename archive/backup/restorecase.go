@@ -446,11 +446,12 @@ func (c *caseRestore) record(ctx context.Context) error {
 // the report counts them once all are there.
 func (c *caseRestore) putBlobs(ctx context.Context) error {
 	n := 0
+	var buf []byte
 	for _, b := range c.blobs {
 		if _, err := c.opts.Blobs.Stat(ctx, b.Key); err == nil {
 			continue
 		}
-		if _, err := c.repo.restoreBlob(ctx, b, c.opts.Identity, c.opts.Blobs); err != nil {
+		if _, err := c.repo.restoreBlob(ctx, b, c.opts.Identity, c.opts.Blobs, &buf); err != nil {
 			return err
 		}
 		n++

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"sync"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sync/errgroup"
 
@@ -1012,7 +1013,7 @@ func (s *Service) copyBlob(ctx context.Context, a attRef, buf *[]byte, advance f
 	}
 	defer src.Close()
 	if *buf == nil {
-		*buf = make([]byte, blobInMemory)
+		*buf = alignedBuffer(blobInMemory)
 	}
 	n, err := io.ReadFull(src, *buf)
 	advance(int64(n))
@@ -1047,6 +1048,17 @@ func (s *Service) copyBlob(ctx context.Context, a attRef, buf *[]byte, advance f
 		return BlobEntry{}, fmt.Errorf("store object %s: %w", obj, err)
 	}
 	return BlobEntry{Key: key, Object: obj, Size: h.n, Digest: d, Encoding: BlobStored}, nil
+}
+
+// alignedBuffer returns n bytes starting on a 4 KiB boundary: the local
+// repository writes such a buffer to the device with O_DIRECT, bypassing
+// the page cache (archive/local's writeDirect); any other it writes
+// through the cache.
+func alignedBuffer(n int) []byte {
+	const align = 4096
+	raw := make([]byte, n+align)
+	off := (align - int(uintptr(unsafe.Pointer(unsafe.SliceData(raw)))%align)) % align
+	return raw[off : off+n : off+n]
 }
 
 type progressReader struct {

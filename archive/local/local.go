@@ -60,9 +60,11 @@ func New(root string) (*Store, error) {
 	return &Store{root: abs, unsynced: &fileSet{files: map[string]struct{}{}}}, nil
 }
 
-// Unsynced returns a view of the same directory whose Put and Rename skip
-// fsync. Bulk writers (backups, restores) write thousands of files and then
-// make them durable with one SyncAll, instead of three fsyncs per file.
+// Unsynced returns a view of the same directory for bulk work: its Put and
+// Rename skip fsync (bulk writers, backups and restores, write thousands
+// of files and then make them durable with one SyncAll, instead of three
+// fsyncs per file), and its Get reads around the page cache where it can
+// (bulkReader: a restore reads each file once).
 func (s *Store) Unsynced() archive.Blobs {
 	return &Store{root: s.root, nosync: true, unsynced: s.unsynced}
 }
@@ -231,8 +233,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 	var n int64
 	if br, ok := r.(*bytes.Reader); ok {
 		// Already in memory (a backup's blob copy): one write from the
-		// caller's bytes, no 256 KiB buffer allocated and copied through.
-		n, err = br.WriteTo(f)
+		// caller's bytes, no 256 KiB buffer allocated and copied through,
+		// bypassing the page cache where it can (writeDirect).
+		n, err = br.WriteTo(directFile{f})
 		if err != nil {
 			return ioErr("put", key, err)
 		}
@@ -271,6 +274,21 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 	}
 
 	return nil
+}
+
+// directFile writes what a bytes.Reader hands it (its whole remaining
+// slice, in one call) with writeDirect, else through the page cache.
+type directFile struct{ f *os.File }
+
+func (d directFile) Write(b []byte) (int, error) {
+	ok, err := writeDirect(d.f, b)
+	if err != nil {
+		return 0, err
+	}
+	if ok {
+		return len(b), nil
+	}
+	return d.f.Write(b)
 }
 
 func syncDir(dir string) error {
@@ -314,6 +332,10 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	f, _, err := s.open(key)
 	if err != nil {
 		return nil, err
+	}
+	if s.nosync {
+		// The bulk view's readers (restores) read a file once, whole.
+		return newBulkReader(f), nil
 	}
 	return f, nil
 }
