@@ -134,6 +134,7 @@ FUZZ_TARGETS=(
   "./cases FuzzMaskSensitive 100000x"
   "./search FuzzParseQuery 20000x"
   "./api FuzzMultipartUpload 1000x"
+  "./archive/backup FuzzAppendJSONString 3000x"
 )
 fuzz_briefly() {
   local t pkg name budget
