@@ -19,6 +19,7 @@ import (
 	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqldb/sqlitebtree"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -566,9 +567,33 @@ func restoredDigests(ctx context.Context, db *sqldb.DB, m Manifest) ([]TableRepo
 	return out, nil
 }
 
-// tableDigest is the SHA-256 of t's canonical dump.
+// tableDigest is the SHA-256 of t's canonical dump: on SQLite read from
+// the table's pages in a read transaction of its own when the page reader
+// takes the table (the query was a fifth of a full restore's CPU), else
+// by query. The lines are the same bytes either way.
 func tableDigest(ctx context.Context, db *sqldb.DB, t table) (string, error) {
 	h := sha256.New()
+	if db.Dialect == sqldb.SQLite {
+		tx, err := snapshotTx(ctx, db)
+		if err != nil {
+			return "", err
+		}
+		defer tx.Rollback()
+		src, err := pageRows(ctx, tx, t)
+		switch {
+		case err == nil:
+			if _, err := src(ctx, func(line []byte, _ any, _ []any) error {
+				h.Write(line)
+				return nil
+			}); err != nil {
+				return "", err
+			}
+			return hex.EncodeToString(h.Sum(nil)), nil
+		case !errors.Is(err, sqlitebtree.ErrUnsupported):
+			return "", err
+		}
+	}
+
 	if _, err := dumpTable(ctx, db.Read, t, "", nil, h, nil); err != nil {
 		return "", err
 	}
