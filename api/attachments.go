@@ -57,7 +57,7 @@ func (s *Server) uploadAttachment(c *fiber.Ctx) error {
 	s.auditFailedUpload(c, contactID, err)
 	switch {
 	case errors.Is(err, archive.ErrTooLarge):
-		tooLarge(c)
+		TooLarge(c)
 	case errors.Is(err, errBodyIncomplete), errors.Is(err, errClientGone):
 		// The client may still be sending, or is gone: the connection
 		// cannot carry another request either way.
@@ -126,7 +126,7 @@ func uploadFailure(err error) string {
 func (s *Server) storeUpload(c *fiber.Ctx, contactID string) error {
 	max := s.d.Attachments.MaxSize()
 	if cl := c.Request().Header.ContentLength(); cl > 0 && int64(cl) > max+64<<10 {
-		tooLarge(c)
+		TooLarge(c)
 		return errStatus(fiber.StatusRequestEntityTooLarge, "attachment larger than %d bytes", max)
 	}
 

@@ -20,7 +20,7 @@ import (
 func (s *Server) readBody(c *fiber.Ctx) ([]byte, error) {
 	limit := s.cfg.JSONBodyLimit
 	if cl := c.Request().Header.ContentLength(); cl > int(limit) {
-		tooLarge(c)
+		TooLarge(c)
 		return nil, errStatus(fiber.StatusRequestEntityTooLarge, "request body is larger than %d bytes", limit)
 	}
 	var body []byte
@@ -34,7 +34,7 @@ func (s *Server) readBody(c *fiber.Ctx) ([]byte, error) {
 		body = c.Body()
 	}
 	if int64(len(body)) > limit {
-		tooLarge(c)
+		TooLarge(c)
 		return nil, errStatus(fiber.StatusRequestEntityTooLarge, "request body is larger than %d bytes", limit)
 	}
 	return body, nil
@@ -80,10 +80,11 @@ func requestBody(c *fiber.Ctx) io.Reader {
 	return r
 }
 
-// tooLarge prepares the connection for a 413: it discards what is left of a
+// TooLarge prepares the connection for a 413: it discards what is left of a
 // moderately oversized body and closes the connection afterwards, so unread
-// bytes can never be parsed as a next request.
-func tooLarge(c *fiber.Ctx) {
+// bytes can never be parsed as a next request. The console's uploads use it
+// too: a refusal closed without draining could be lost to the reset.
+func TooLarge(c *fiber.Ctx) {
 	c.Context().SetConnectionClose()
 	drainBody(c)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/casevault/casevault/api"
 	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/cases"
 )
@@ -168,6 +169,7 @@ func (w *Console) storeFile(r *req, contactID string, file *multipart.Part) (cas
 		switch {
 		case errors.Is(err, archive.ErrTooLarge):
 			reason = "too large"
+			api.TooLarge(r.c)
 			err = &statusError{fiber.StatusRequestEntityTooLarge, r.L.T("files.too_large", att.MaxSize())}
 		case errors.Is(err, cases.ErrNotFound):
 			reason = "contact not found"
@@ -236,7 +238,10 @@ func (w *Console) checkUploadSize(r *req) error {
 		return nil
 	}
 	if cl := r.c.Request().Header.ContentLength(); cl > 0 && int64(cl) > att.MaxSize()+maxFormFields*maxFormField {
-		r.c.Context().SetConnectionClose()
+		// Read (up to a bound) before refusing: a browser still sending
+		// the file when the connection closes with its bytes unread gets
+		// a reset, and the 413 page is lost (a CI run saw it once).
+		api.TooLarge(r.c)
 		return &statusError{fiber.StatusRequestEntityTooLarge, r.L.T("files.too_large", att.MaxSize())}
 	}
 	return nil
