@@ -130,7 +130,7 @@ func queryRows(q querier, t table) rowSource {
 // (sqlitebtree): the same lines as queryRows, byte for byte
 // (TestPageDumpMatchesQueryDump), at a fraction of the CPU. An error
 // wrapping sqlitebtree.ErrUnsupported means t must be read by a query.
-func pageRows(ctx context.Context, q querier, t table) (rowSource, error) {
+func pageRows(ctx context.Context, q sqlitebtree.Querier, t table) (rowSource, error) {
 	tb, err := sqlitebtree.Open(ctx, q, t.Name, t.Order)
 	if err != nil {
 		return nil, err

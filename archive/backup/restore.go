@@ -716,7 +716,7 @@ func (r *Repo) restoreBlobInMemory(ctx context.Context, b BlobEntry, dst archive
 	}
 	defer rc.Close()
 	if *buf == nil {
-		*buf = alignedBuffer(blobInMemory)
+		*buf = archive.AlignedBuffer(blobInMemory)
 	}
 
 	// One byte more than the manifest says: a longer object is damaged.

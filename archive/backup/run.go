@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"sync"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sync/errgroup"
 
@@ -587,7 +586,7 @@ type attRef struct {
 // page reader can (the row-by-row query was the full backup's critical
 // path), else by a query, which also gives the caller each row's values
 // when needValues.
-func (s *Service) rowSource(ctx context.Context, q querier, t table, needValues bool) (rowSource, error) {
+func (s *Service) rowSource(ctx context.Context, q *sql.Tx, t table, needValues bool) (rowSource, error) {
 	if s.db.Dialect != sqldb.SQLite || needValues {
 		return queryRows(q, t), nil
 	}
@@ -1013,7 +1012,7 @@ func (s *Service) copyBlob(ctx context.Context, a attRef, buf *[]byte, advance f
 	}
 	defer src.Close()
 	if *buf == nil {
-		*buf = alignedBuffer(blobInMemory)
+		*buf = archive.AlignedBuffer(blobInMemory)
 	}
 	n, err := io.ReadFull(src, *buf)
 	advance(int64(n))
@@ -1048,17 +1047,6 @@ func (s *Service) copyBlob(ctx context.Context, a attRef, buf *[]byte, advance f
 		return BlobEntry{}, fmt.Errorf("store object %s: %w", obj, err)
 	}
 	return BlobEntry{Key: key, Object: obj, Size: h.n, Digest: d, Encoding: BlobStored}, nil
-}
-
-// alignedBuffer returns n bytes starting on a 4 KiB boundary: the local
-// repository writes such a buffer to the device with O_DIRECT, bypassing
-// the page cache (archive/local's writeDirect); any other it writes
-// through the cache.
-func alignedBuffer(n int) []byte {
-	const align = 4096
-	raw := make([]byte, n+align)
-	off := (align - int(uintptr(unsafe.Pointer(unsafe.SliceData(raw)))%align)) % align
-	return raw[off : off+n : off+n]
 }
 
 type progressReader struct {

@@ -6,6 +6,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/casevault/casevault/archive"
 )
 
 // directMin is the smallest in-memory body written with O_DIRECT: below
@@ -14,8 +16,9 @@ const directMin = 64 << 10
 
 // directAlign is the alignment O_DIRECT needs of the buffer, the length
 // and the file offset (the logical block size of common devices and
-// filesystems is at most this).
-const directAlign = 4096
+// filesystems is at most this); writers get such buffers from
+// archive.AlignedBuffer.
+const directAlign = archive.DirectAlign
 
 // writeDirect writes b to the new, empty file f bypassing the page cache
 // when it can: the aligned head of b with O_DIRECT, the tail (under

@@ -14,6 +14,7 @@ import (
 
 	"github.com/casevault/casevault/archive"
 	"github.com/casevault/casevault/archive/local"
+	"github.com/casevault/casevault/sqldb/sqldbtest"
 )
 
 // TestPutInMemoryBypassesPageCache: a body handed over in memory, 64 KiB
@@ -23,9 +24,7 @@ import (
 // before. Both views (synced and unsynced).
 func TestPutInMemoryBypassesPageCache(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "blobs")
-	if !supportsDirect(t, filepath.Dir(root)) {
-		t.Skip("the test directory's filesystem refuses O_DIRECT")
-	}
+	requireDirect(t, filepath.Dir(root))
 	store, err := local.New(root)
 	if err != nil {
 		t.Fatal(err)
@@ -46,9 +45,7 @@ func TestPutInMemoryBypassesPageCache(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			raw := make([]byte, tc.size+8192)
-			off := (4096-int(uintptr(unsafe.Pointer(&raw[0]))%4096))%4096 + tc.shift
-			body := raw[off : off+tc.size]
+			body := archive.AlignedBuffer(tc.size + tc.shift)[tc.shift:]
 			_, _ = rand.Read(body)
 			var bs archive.Blobs = store
 			if tc.unsynced {
@@ -83,13 +80,15 @@ func TestPutInMemoryBypassesPageCache(t *testing.T) {
 	}
 }
 
-func supportsDirect(t *testing.T, dir string) bool {
+// requireDirect: CI's test directory takes O_DIRECT (ext4), so there a
+// filesystem that refuses it fails the test instead of skipping it.
+func requireDirect(t *testing.T, dir string) {
+	t.Helper()
 	f, err := os.OpenFile(filepath.Join(dir, "probe"), os.O_CREATE|os.O_WRONLY|unix.O_DIRECT, 0o600)
 	if err != nil {
-		return false
+		sqldbtest.Unavailable(t, "O_DIRECT on the test directory's filesystem", err)
 	}
 	f.Close()
-	return true
 }
 
 // residency counts the file's pages in the page cache (mincore(2)).
@@ -126,20 +125,13 @@ func residency(t *testing.T, path string) (int, int) {
 // exact bytes.
 func TestBulkViewReadsAroundPageCache(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "blobs")
-	if !supportsDirect(t, filepath.Dir(root)) {
-		t.Skip("the test directory's filesystem refuses O_DIRECT")
-	}
+	requireDirect(t, filepath.Dir(root))
 	store, err := local.New(root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	aligned := func(n int) []byte {
-		raw := make([]byte, n+4096)
-		off := (4096 - int(uintptr(unsafe.Pointer(&raw[0]))%4096)) % 4096
-		return raw[off : off+n]
-	}
-	body := aligned(1<<20 + 513)
+	body := archive.AlignedBuffer(1<<20 + 513)
 	_, _ = rand.Read(body)
 	cases := []struct {
 		name     string
@@ -147,7 +139,7 @@ func TestBulkViewReadsAroundPageCache(t *testing.T) {
 		uncached bool
 	}{
 		{"one aligned buffer larger than the file", func(r io.Reader) ([]byte, error) {
-			buf := aligned(8 << 20)
+			buf := archive.AlignedBuffer(8 << 20)
 			n, err := io.ReadFull(r, buf)
 			if err == io.ErrUnexpectedEOF {
 				err = nil
@@ -156,7 +148,7 @@ func TestBulkViewReadsAroundPageCache(t *testing.T) {
 		}, true},
 		{"aligned 64 KiB reads", func(r io.Reader) ([]byte, error) {
 			var out []byte
-			buf := aligned(64 << 10)
+			buf := archive.AlignedBuffer(64 << 10)
 			for {
 				n, err := r.Read(buf)
 				out = append(out, buf[:n]...)
