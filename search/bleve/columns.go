@@ -183,10 +183,50 @@ type columnCache struct {
 	decodedSize atomic.Int64
 }
 
+// cachedColumns is one segment's entry. Building and forgetting are
+// separate: a query on an older snapshot may forget an entry a newer query
+// claimed and has not built yet (scorch keeps both snapshots alive), and
+// that build must still happen (a sync.Once used for both once handed the
+// newer query nil columns, and its search crashed).
 type cachedColumns struct {
-	once sync.Once
-	cols *segColumns
-	err  error
+	mu    sync.Mutex // held while building
+	built bool
+	cols  *segColumns
+	err   error
+	// gone: forgotten (out of the cache); columns built after it keep
+	// no decoded postings, which would never leave the budget
+	gone bool
+}
+
+// get returns the segment's columns, building them on the first call;
+// concurrent callers wait for that build and share its result.
+func (e *cachedColumns) get(build func() (*segColumns, error)) (*segColumns, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+
+	if !e.built {
+		e.cols, e.err = build()
+		e.built = true
+		if e.gone && e.cols != nil {
+			e.cols.decoded.drop()
+		}
+	}
+
+	return e.cols, e.err
+}
+
+// forget is called when the segment left the cache: its decoded postings
+// leave the budget (their bytes are returned), after a build still
+// running; a build yet to come is not prevented.
+func (e *cachedColumns) forget() int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+
+	e.gone = true
+	if e.cols == nil {
+		return 0
+	}
+	return e.cols.decoded.drop()
 }
 
 // snapshotColumns is one query's view: the columns and first global
@@ -277,6 +317,16 @@ func (c *columnCache) forReader(ctx context.Context, r index.IndexReader) (*snap
 		return nil, fmt.Errorf("bleve: reader %T is not a scorch snapshot", r)
 	}
 
+	sv, entries := c.claim(snap)
+
+	return c.build(ctx, r, sv, entries)
+}
+
+// claim takes the cache entries of snap's segments (new ones empty) and
+// forgets the cached segments snap does not have. Another query may forget
+// an entry claimed here before it is built (its snapshot lacks the
+// segment): the build below still happens, uncached for the next query.
+func (c *columnCache) claim(snap *scorch.IndexSnapshot) (*snapshotColumns, []*cachedColumns) {
 	segs := snap.Segments()
 	sv := &snapshotColumns{snap: snap, cols: make([]*segColumns, len(segs)), offsets: make([]uint64, len(segs)+1),
 		segIDs: make([]uint64, len(segs)), numbers: &c.cases}
@@ -315,27 +365,29 @@ func (c *columnCache) forReader(ctx context.Context, r index.IndexReader) (*snap
 
 	c.mu.Unlock()
 	for _, e := range gone {
-		// its decoded postings leave the budget; Do waits for a build
-		// still running (e.cols is written only inside it)
-		e.once.Do(func() {})
-		if e.cols != nil {
-			c.decodedSize.Add(-e.cols.decoded.drop())
-		}
+		c.decodedSize.Add(-e.forget())
 	}
+
+	return sv, entries
+}
+
+// build fills sv with the columns of its claimed entries, building those
+// not built yet.
+func (c *columnCache) build(ctx context.Context, r index.IndexReader, sv *snapshotColumns, entries []*cachedColumns) (*snapshotColumns, error) {
 	for i, e := range entries {
-		e.once.Do(func() {
-			e.cols, e.err = buildColumns(ctx, r, sv.offsets[i], int(sv.offsets[i+1]-sv.offsets[i]))
+		cols, err := e.get(func() (*segColumns, error) {
+			return buildColumns(ctx, r, sv.offsets[i], int(sv.offsets[i+1]-sv.offsets[i]))
 		})
-		if e.err != nil {
+		if err != nil {
 			// a cancelled build must not stick: drop it so the next query retries
 			c.mu.Lock()
-			if c.segs[segs[i].Id()] == e {
-				delete(c.segs, segs[i].Id())
+			if c.segs[sv.segIDs[i]] == e {
+				delete(c.segs, sv.segIDs[i])
 			}
 			c.mu.Unlock()
-			return nil, e.err
+			return nil, err
 		}
-		sv.cols[i] = e.cols
+		sv.cols[i] = cols
 	}
 
 	return sv, nil
