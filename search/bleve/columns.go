@@ -186,13 +186,14 @@ type columnCache struct {
 // cachedColumns is one segment's entry. Building and forgetting are
 // separate: a query on an older snapshot may forget an entry a newer query
 // claimed and has not built yet (scorch keeps both snapshots alive), and
-// that build must still happen (a sync.Once used for both once handed the
-// newer query nil columns, and its search crashed).
+// that build must still happen (the Once once also served forgetting, as
+// Do(func(){}), which handed the newer query nil columns; its search
+// crashed).
 type cachedColumns struct {
-	mu    sync.Mutex // held while building
-	built bool
-	cols  *segColumns
-	err   error
+	once sync.Once // the build
+	mu   sync.Mutex
+	cols *segColumns // written in the build, under mu
+	err  error
 	// gone: forgotten (out of the cache); columns built after it keep
 	// no decoded postings, which would never leave the budget
 	gone bool
@@ -201,23 +202,25 @@ type cachedColumns struct {
 // get returns the segment's columns, building them on the first call;
 // concurrent callers wait for that build and share its result.
 func (e *cachedColumns) get(build func() (*segColumns, error)) (*segColumns, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.once.Do(func() {
+		cols, err := build()
 
-	if !e.built {
-		e.cols, e.err = build()
-		e.built = true
-		if e.gone && e.cols != nil {
-			e.cols.decoded.drop()
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.cols, e.err = cols, err
+		if e.gone && cols != nil {
+			cols.decoded.drop()
 		}
-	}
+	})
 
+	// written only inside Do, which returned: no lock needed
 	return e.cols, e.err
 }
 
 // forget is called when the segment left the cache: its decoded postings
-// leave the budget (their bytes are returned), after a build still
-// running; a build yet to come is not prevented.
+// leave the budget (their bytes are returned). A build still running or
+// yet to come is neither waited for nor prevented: a new segment's
+// columns hold no decoded postings until searches decode them.
 func (e *cachedColumns) forget() int64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
