@@ -3,8 +3,10 @@
 #  1. contact ingest over HTTP, 32 concurrent clients (cvbench, a separate
 #     process) against SQLite and PostgreSQL, and /healthz under the same load;
 #     issue 19 (scale_bench): PostgreSQL ingest / pgbench tps, two replicas /
-#     one, lock waits, audit sequencing delay p99, and pgbench running the
-#     contact write's own SQL (the ceiling that SQL allows); shared_bench:
+#     one, lock waits, audit sequencing delay p99, the WAL a contact writes
+#     against the one-row INSERT's (by record type with pg_walinspect), and
+#     pgbench running the contact write's own SQL (the ceiling that SQL
+#     allows); shared_bench:
 #     one replica and two sharing one index (a Meilisearch stand-in), so
 #     the index is built once;
 #  2. the Go benchmarks: contact ingest with/without audit, audit verify of 1M
@@ -98,6 +100,18 @@ wait_summary() {
   echo "lock waits $(awk '$1=="tick"{t++; next} $1=="Lock"{l++} {n++} END{printf "%.1f%% of %d active-backend samples (%d sampling times)", (n?100*l/n:0), n, t}' "$1"); by event: $(grep -v '^tick$' "$1" | sort | uniq -c | sort -rn | head -6 | tr -s ' \n' ' ')"
 }
 
+# wal_lsn: PostgreSQL's current WAL position; wal_per FROM TO N: the WAL
+# bytes between two positions over N (rounded).
+wal_lsn() { psql -h 127.0.0.1 -U postgres -d test -Atc 'SELECT pg_current_wal_lsn()'; }
+wal_per() { psql -h 127.0.0.1 -U postgres -d test -Atc "SELECT round(pg_wal_lsn_diff('$2', '$1') / greatest($3, 1))"; }
+# wal_records FROM TO N: the WAL record types written most between two
+# positions, as records and bytes per N (pg_walinspect, PostgreSQL 15+, a
+# contrib extension; "n/a" without it).
+wal_records() {
+  psql -h 127.0.0.1 -U postgres -d test -qAtc 'CREATE EXTENSION IF NOT EXISTS pg_walinspect' >/dev/null 2>&1 || { echo "n/a (no pg_walinspect)"; return; }
+  psql -h 127.0.0.1 -U postgres -d test -At -F' ' -c "SELECT \"resource_manager/record_type\", round(count::numeric / $3, 1), round((record_size + fpi_size)::numeric / $3) FROM pg_get_wal_stats('$1', '$2', true) ORDER BY record_size + fpi_size DESC LIMIT 6" | awk '{printf "%s%s %s records %s B", (NR > 1 ? "; " : ""), $1, $2, $3}'
+}
+
 # Issue 19: PostgreSQL ingest against the database's own ceiling (pgbench,
 # one-row INSERT per transaction, same client count, same run), one replica
 # (alone) and two, each with cvbench and with wrk (the issue's generator, on
@@ -107,8 +121,11 @@ scale_bench() {
   local url="postgres://postgres@127.0.0.1:5432/test?sslmode=disable&search_path=bench_scale"
   psql -h 127.0.0.1 -U postgres -d test -qc 'DROP SCHEMA IF EXISTS bench_scale CASCADE; CREATE SCHEMA bench_scale; CREATE TABLE bench_scale.pgb (id bigserial PRIMARY KEY, v text)' >/dev/null
   echo "INSERT INTO bench_scale.pgb (v) VALUES ('hello');" > "$tmp/pgb.sql"
+  local l0 l1; l0=$(wal_lsn)
   local pgb; pgb=$(pgbench -h 127.0.0.1 -U postgres -n -c 32 -j 2 -T "${DUR%s}" -f "$tmp/pgb.sql" test 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
-  say "## scale (PostgreSQL, 32 clients): pgbench one-row INSERT: ${pgb} tps"
+  l1=$(wal_lsn)
+  local pgbwal; pgbwal=$(wal_per "$l0" "$l1" "$(psql -h 127.0.0.1 -U postgres -d test -Atc 'SELECT count(*) FROM bench_scale.pgb')")
+  say "## scale (PostgreSQL, 32 clients): pgbench one-row INSERT: ${pgb} tps, ${pgbwal} bytes of WAL per transaction"
   local a="$tmp/scale-a" b="$tmp/scale-b"; mkdir -p "$a" "$b"
   # One replica is one serve process: the second starts only after it is
   # measured (each replica indexes every contact into its own embedded
@@ -118,10 +135,17 @@ scale_bench() {
   for _ in $(seq 1 200); do curl -sf http://127.0.0.1:18101/healthz >/dev/null && break; sleep 0.1; done
   local tok; tok="$(cat "$a/admin.token")"
   sample_waits "$tmp/waits-cvbench-one" & local sp=$!
+  l0=$(wal_lsn)
   local one; one=$("$tmp/cvbench" -url http://127.0.0.1:18101 -token "$tok" -mode contacts -c 32 -d "$DUR" -json)
+  l1=$(wal_lsn)
   wait "$sp"
   local r1 p99; r1=$(echo "$one" | json_field per_second); p99=$(echo "$one" | json_field p99_ms)
   say "one replica: ${r1}/s p99 ${p99} ms; ratio to pgbench: $(ratio "$r1" "$pgb") (target >= 0.5, p99 < 30 ms)"
+  # What each contact costs the database, next to the one-row INSERT's
+  # WAL: all the WAL written during the load (the indexer's and the
+  # sequencer's included) over the contacts acknowledged.
+  local n1 cvwal; n1=$(echo "$one" | json_field ok); cvwal=$(wal_per "$l0" "$l1" "$n1")
+  say "one replica: ${cvwal} bytes of WAL per contact = $(ratio "$cvwal" "$pgbwal")x the one-row INSERT's; per contact by record: $(wal_records "$l0" "$l1" "$n1")"
   # The same with wrk, the issue's load generator (C, a fraction of
   # cvbench's CPU per request on the 2-core VM that serve and PostgreSQL
   # share), on the issue's 200 cases.
