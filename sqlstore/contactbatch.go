@@ -421,10 +421,13 @@ const (
 	// then touches them: one round trip for all the cases. FOR NO KEY
 	// UPDATE, as an UPDATE of these columns takes, lets other transactions'
 	// foreign-key checks on the rows (a contact inserted into the case)
-	// through.
-	qTouchCasesPG = `WITH v AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS v(id, at)),
-		l AS (SELECT c.id FROM cases c WHERE c.id IN (SELECT id FROM v) ORDER BY c.id FOR NO KEY UPDATE)
-		UPDATE cases SET updated_at = v.at FROM l, v WHERE cases.id = l.id AND v.id = l.id RETURNING cases.id, ` + touchReturning
+	// through. Both scans of cases name the ids as = ANY($1): joined to the
+	// unnest instead, the planner read the whole table twice per batch
+	// while it was small enough (thousands of cases; TestTouchCasesPlan),
+	// the hottest table of every write.
+	qTouchCasesPG = `WITH l AS (SELECT c.id FROM cases c WHERE c.id = ANY($1::text[]) ORDER BY c.id FOR NO KEY UPDATE)
+		UPDATE cases SET updated_at = v.at FROM l, unnest($1::text[], $2::bigint[]) AS v(id, at)
+		WHERE cases.id = ANY($1::text[]) AND cases.id = l.id AND v.id = l.id RETURNING cases.id, ` + touchReturning
 	// qReadCasesPG reads the same columns without a lock (a late-locking
 	// batch's first read).
 	qReadCasesPG = `SELECT cases.id, ` + touchReturning + ` FROM cases WHERE cases.id = ANY($1::text[])`
