@@ -1,7 +1,6 @@
 package retention_test
 
 import (
-	"context"
 	"database/sql"
 	"fmt"
 	"slices"
@@ -274,34 +273,8 @@ func TestReportPageUsesIndex(t *testing.T) {
 // order.
 func pgPlan(t *testing.T, db *sqldb.DB, q string, args ...any) string {
 	t.Helper()
-	ctx := context.Background()
-	tx, err := db.Read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	for _, off := range []string{"enable_seqscan", "enable_bitmapscan", "enable_sort"} {
-		if _, err := tx.ExecContext(ctx, `SET LOCAL `+off+` = off`); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rows, err := tx.QueryContext(ctx, `EXPLAIN `+q, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, strings.TrimSpace(line))
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return strings.Join(plan, "; ")
+	off := []string{"enable_seqscan = off", "enable_bitmapscan = off", "enable_sort = off"}
+	return strings.Join(sqldbtest.PostgresPlan(t, db, off, q, args...), "; ")
 }
 
 // TestSweepBulkHoldCheckMatchesPerContact: under 100 holds of mixed scopes

@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -52,7 +51,7 @@ func TestTouchCasesPlan(t *testing.T) {
 
 			ids := []string{"plan-1", "plan-7", "plan-42", "plan-99", "plan-250"}
 			times := []int64{1, 2, 3, 4, 5}
-			plan := explain(t, db, qTouchCasesPG, ids, times)
+			plan := strings.Join(sqldbtest.QueryPlan(t, db, qTouchCasesPG, ids, times), "\n")
 			if strings.Contains(plan, "Seq Scan on cases") {
 				t.Errorf("the batch touch reads the whole cases table:\n%s", plan)
 			}
@@ -61,33 +60,4 @@ func TestTouchCasesPlan(t *testing.T) {
 			}
 		})
 	}
-}
-
-// explain returns PostgreSQL's plan for query with args, run (and rolled
-// back) so that the plan is the one executed.
-func explain(t *testing.T, db *sqldb.DB, query string, args ...any) string {
-	t.Helper()
-	tx, err := db.Write.BeginTx(context.Background(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback() }()
-
-	rows, err := tx.Query(`EXPLAIN (ANALYZE, COSTS OFF) `+query, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var b strings.Builder
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintln(&b, line)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
 }

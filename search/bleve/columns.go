@@ -2,6 +2,7 @@ package bleve
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -378,9 +379,10 @@ func (c *columnCache) claim(snap *scorch.IndexSnapshot) (*snapshotColumns, []*ca
 // not built yet.
 func (c *columnCache) build(ctx context.Context, r index.IndexReader, sv *snapshotColumns, entries []*cachedColumns) (*snapshotColumns, error) {
 	for i, e := range entries {
-		cols, err := e.get(func() (*segColumns, error) {
+		segment := func() (*segColumns, error) {
 			return buildColumns(ctx, r, sv.offsets[i], int(sv.offsets[i+1]-sv.offsets[i]))
-		})
+		}
+		cols, err := e.get(segment)
 		if err != nil {
 			// a cancelled build must not stick: drop it so the next query retries
 			c.mu.Lock()
@@ -388,6 +390,13 @@ func (c *columnCache) build(ctx context.Context, r index.IndexReader, sv *snapsh
 				delete(c.segs, sv.segIDs[i])
 			}
 			c.mu.Unlock()
+		}
+		if err != nil && ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			// the shared build ran under another query's context, which
+			// ended; this query's has not: its own build, uncached
+			cols, err = segment()
+		}
+		if err != nil {
 			return nil, err
 		}
 		sv.cols[i] = cols

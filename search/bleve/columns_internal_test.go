@@ -2,6 +2,7 @@ package bleve
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -112,11 +113,7 @@ func TestCachedColumnsForget(t *testing.T) {
 // every segment of its snapshot.
 func TestColumnsOfTwoSnapshotsAtOnce(t *testing.T) {
 	ctx := context.Background()
-	e, err := Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
+	e := openColumnsEngine(t)
 
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	add := func(n int) {
@@ -128,28 +125,13 @@ func TestColumnsOfTwoSnapshotsAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	snapshot := func() (index.IndexReader, *scorch.IndexSnapshot) {
-		t.Helper()
-		r, err := e.reader()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { r.Close() })
-		return r, r.(*scorch.IndexSnapshot)
-	}
 	add(1)
-	older, _ := snapshot()
+	older, _ := snapshotOf(t, e)
 	add(2)
-	newer, newerSnap := snapshot()
+	newer, newerSnap := snapshotOf(t, e)
 
-	// Nothing built yet: the warm-up after each write has ended and the
-	// cache starts empty.
-	for e.warming.Load() {
-		time.Sleep(time.Millisecond)
-	}
-	e.cols.mu.Lock()
-	e.cols.segs = nil
-	e.cols.mu.Unlock()
+	// Nothing built yet: the cache starts empty.
+	emptyColumns(e)
 
 	// The newer query claims its entries, the older one's query then
 	// forgets the segments it lacks, and the newer one builds.
@@ -198,4 +180,72 @@ func TestColumnsOfTwoSnapshotsAtOnce(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// TestSharedBuildOutlivesItsCancellation: concurrent queries share one
+// build of a segment's columns, run under the context of the query that
+// started it. When that query is cancelled, the others, whose contexts
+// are live, still get their columns instead of its cancellation.
+func TestSharedBuildOutlivesItsCancellation(t *testing.T) {
+	ctx := context.Background()
+	e := openColumnsEngine(t)
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	doc := search.CaseDoc{CaseID: "case-1", Number: 1, Subject: "s", Status: "open", CreatedAt: at, UpdatedAt: at}
+	if err := e.Index(ctx, []search.CaseDoc{doc}); err != nil {
+		t.Fatal(err)
+	}
+	emptyColumns(e)
+	r, snap := snapshotOf(t, e)
+
+	// Both queries claim the same entries; the cancelled one builds first.
+	svGone, gone := e.cols.claim(snap)
+	svLive, live := e.cols.claim(snap)
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := e.cols.build(cancelled, r, svGone, gone); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the cancelled query's build: %v, want its cancellation", err)
+	}
+
+	sv, err := e.cols.build(ctx, r, svLive, live)
+	if err != nil {
+		t.Fatalf("a live query got another's cancellation: %v", err)
+	}
+	for i, sc := range sv.cols {
+		if sc == nil {
+			t.Fatalf("segment %d has no columns", sv.segIDs[i])
+		}
+	}
+}
+
+// openColumnsEngine opens an engine for the columns tests.
+func openColumnsEngine(t *testing.T) *Engine {
+	t.Helper()
+	e, err := Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// emptyColumns waits for the warm-up after the last write and empties the
+// columns cache, so that a test decides what is built when.
+func emptyColumns(e *Engine) {
+	for e.warming.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	e.cols.mu.Lock()
+	e.cols.segs = nil
+	e.cols.mu.Unlock()
+}
+
+// snapshotOf holds a reader of e's current snapshot for the test.
+func snapshotOf(t *testing.T, e *Engine) (index.IndexReader, *scorch.IndexSnapshot) {
+	t.Helper()
+	r, err := e.reader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r, r.(*scorch.IndexSnapshot)
 }

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,11 +110,17 @@ func ForEachDialect(t *testing.T, fn func(t *testing.T, db *sqldb.DB)) {
 	}
 }
 
-// QueryPlan returns SQLite's EXPLAIN QUERY PLAN details of q (already
-// rebound) with args, one entry per plan row. SQLite's planner is
-// deterministic enough to assert on; PostgreSQL's chooses by statistics.
+// QueryPlan returns the plan of q (already rebound) with args, one entry
+// per plan row: SQLite's EXPLAIN QUERY PLAN details, or PostgreSQL's
+// EXPLAIN lines (PostgresPlan with the planner's defaults). SQLite's
+// planner is deterministic enough to assert on; PostgreSQL's chooses by
+// statistics, so a test on it analyzes the tables it fills.
 func QueryPlan(t testing.TB, db *sqldb.DB, q string, args ...any) []string {
 	t.Helper()
+	if db.Dialect == sqldb.Postgres {
+		return PostgresPlan(t, db, nil, q, args...)
+	}
+
 	rows, err := db.Read.Query(`EXPLAIN QUERY PLAN `+q, args...)
 	if err != nil {
 		t.Fatal(err)
@@ -128,6 +135,44 @@ func QueryPlan(t testing.TB, db *sqldb.DB, q string, args ...any) []string {
 			t.Fatal(err)
 		}
 		plan = append(plan, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return plan
+}
+
+// PostgresPlan returns PostgreSQL's EXPLAIN of q with args, a trimmed line
+// per entry, planned in a read-only transaction after SET LOCAL of each
+// setting (e.g. "enable_seqscan = off"). EXPLAIN without ANALYZE runs
+// nothing, so a write statement can be explained too.
+func PostgresPlan(t testing.TB, db *sqldb.DB, settings []string, q string, args ...any) []string {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := db.Read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+
+	for _, set := range settings {
+		if _, err := tx.ExecContext(ctx, `SET LOCAL `+set); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	rows, err := tx.QueryContext(ctx, `EXPLAIN `+q, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, strings.TrimSpace(line))
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
