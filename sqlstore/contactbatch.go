@@ -422,9 +422,9 @@ const (
 	// UPDATE, as an UPDATE of these columns takes, lets other transactions'
 	// foreign-key checks on the rows (a contact inserted into the case)
 	// through. Both scans of cases name the ids as = ANY($1): joined to the
-	// unnest instead, the planner read the whole table twice per batch
-	// while it was small enough (thousands of cases; TestTouchCasesPlan),
-	// the hottest table of every write.
+	// unnest instead, the planner read the whole table twice per batch at
+	// around a thousand cases (TestTouchCasesPlan), the hottest table of
+	// every write.
 	qTouchCasesPG = `WITH l AS (SELECT c.id FROM cases c WHERE c.id = ANY($1::text[]) ORDER BY c.id FOR NO KEY UPDATE)
 		UPDATE cases SET updated_at = v.at FROM l, unnest($1::text[], $2::bigint[]) AS v(id, at)
 		WHERE cases.id = ANY($1::text[]) AND cases.id = l.id AND v.id = l.id RETURNING cases.id, ` + touchReturning
