@@ -172,15 +172,6 @@ func New(cfg Config, d Deps) *Server {
 // App exposes the Fiber app (tests use app.Test).
 func (s *Server) App() *fiber.App { return s.app }
 
-// Listen serves on addr until the listener closes.
-func (s *Server) Listen(addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	return s.Serve(ln)
-}
-
 // Serve serves on ln until it closes. Connections are watched so that an
 // upload can tell a body cut short by a closed connection from a complete
 // one (see completeBody) and is not committed for a client that left.

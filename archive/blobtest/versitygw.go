@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -102,12 +103,6 @@ func StartVersityGW(t testing.TB) *S3Server {
 			t.Fatal(err)
 		}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Endpoint = l.Addr().String()
-	l.Close()
 	s.start(t)
 	return s
 }
@@ -131,7 +126,16 @@ func (s *S3Server) start(t testing.TB) {
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(s.bin, "--port", s.Endpoint, "--quiet", "--iam-dir", filepath.Join(s.dir, "iam"),
+	// The first start listens on :0 and reads its port back from /proc: a
+	// port chosen here and closed could be taken by another package's test
+	// server before versitygw binds it, and versitygw then waits without a
+	// word while a dial reached that server instead. A restart asks for its
+	// old port, and is up only once versitygw itself holds it.
+	listen := s.Endpoint
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	cmd := exec.Command(s.bin, "--port", listen, "--quiet", "--iam-dir", filepath.Join(s.dir, "iam"),
 		"posix", "--versioning-dir", filepath.Join(s.dir, "versions"), s.Root)
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
 	cmd.Stdout, cmd.Stderr = log, log
@@ -153,7 +157,7 @@ func (s *S3Server) start(t testing.TB) {
 			s.exited = nil
 		}
 	})
-	testkit.Eventually(t, 20*time.Second, "versitygw listening on "+s.Endpoint, func() bool {
+	testkit.Eventually(t, 20*time.Second, "versitygw listening on "+listen, func() bool {
 		select {
 		case werr := <-exited:
 			exited <- werr
@@ -161,13 +165,52 @@ func (s *S3Server) start(t testing.TB) {
 			t.Fatalf("versitygw exited at start (%v): %s", werr, b)
 		default:
 		}
-		conn, err := net.DialTimeout("tcp", s.Endpoint, time.Second)
+		port, err := listeningPort(cmd.Process.Pid)
 		if err != nil {
 			return false
 		}
-		conn.Close()
-		return true
+		if s.Endpoint == "" {
+			s.Endpoint = net.JoinHostPort("127.0.0.1", port)
+		}
+		return strings.HasSuffix(s.Endpoint, ":"+port)
 	})
+}
+
+// listeningPort is the TCP port process pid listens on, from its socket
+// descriptors and the kernel's socket tables (Linux).
+func listeningPort(pid int) (string, error) {
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return "", err
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if inode, ok := strings.CutPrefix(link, "socket:["); err == nil && ok {
+			inodes[strings.TrimSuffix(inode, "]")] = true
+		}
+	}
+
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		raw, err := os.ReadFile(table)
+		if err != nil {
+			return "", err
+		}
+		for _, line := range strings.Split(string(raw), "\n") {
+			// sl local_address rem_address st ... inode: st 0A is LISTEN
+			f := strings.Fields(line)
+			if len(f) < 10 || f[3] != "0A" || !inodes[f[9]] {
+				continue
+			}
+			_, hexPort, _ := strings.Cut(f[1], ":")
+			port, err := strconv.ParseUint(hexPort, 16, 16)
+			if err != nil {
+				return "", fmt.Errorf("%s: local address %q: %w", table, f[1], err)
+			}
+			return strconv.FormatUint(port, 10), nil
+		}
+	}
+	return "", errors.New("not listening yet")
 }
 
 // Kill stops the private server at once (simulating an outage) and waits

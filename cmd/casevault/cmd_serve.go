@@ -53,6 +53,19 @@ type serveHooks struct {
 
 // serve builds the app and serves until ctx is cancelled.
 func serve(ctx context.Context, cfg *config, log *slog.Logger, out io.Writer, h serveHooks) error {
+	// The port is taken before anything else: a port in use fails at once,
+	// before migrations touch the data, and --listen :0 gets a port that
+	// nothing can take between its choice and its use (the address served
+	// is the one logged below).
+	ln := h.ln
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		}
+	}
+	defer ln.Close()
+
 	a, err := buildApp(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -93,20 +106,15 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, out io.Writer, h 
 
 	errc := make(chan error, 1)
 	if cfg.PprofListen != "" {
-		stop, err := servePprof(cfg.PprofListen, errc)
+		bound, stop, err := servePprof(cfg.PprofListen, errc)
 		if err != nil {
 			return err
 		}
 		defer stop()
-		log.Warn("profiler listening (unauthenticated)", "addr", cfg.PprofListen)
+		log.Warn("profiler listening (unauthenticated)", "addr", bound)
 	}
-	addr := cfg.Listen
-	if h.ln != nil {
-		addr = h.ln.Addr().String()
-		go func() { errc <- a.server.Serve(h.ln) }()
-	} else {
-		go func() { errc <- a.server.Listen(cfg.Listen) }()
-	}
+	addr := ln.Addr().String()
+	go func() { errc <- a.server.Serve(ln) }()
 	log.Info("casevault listening", "addr", addr, "database", string(a.db.Dialect), "data_dir", cfg.DataDir, "version", version)
 	if h.ready != nil {
 		h.ready(a)

@@ -46,6 +46,10 @@ var (
 	binErr  error
 )
 
+// freeAddr is an address nothing listens on, for tests of what happens
+// when nothing answers. A server under test never gets one: it listens on
+// :0 and logs its port (proc.awaitUp), since a port chosen here and closed
+// can be taken by another package's test server before the child binds it.
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -76,7 +80,8 @@ func (s *syncBuffer) String() string {
 }
 
 type proc struct {
-	cmd    *exec.Cmd
+	cmd *exec.Cmd
+	// addr is where the server listens, known once awaitUp has returned.
 	addr   string
 	stdout *syncBuffer
 	stderr *syncBuffer
@@ -91,8 +96,8 @@ type proc struct {
 // newProc prepares `serve` on dataDir; launch starts it.
 func newProc(t *testing.T, dataDir string, env []string) *proc {
 	t.Helper()
-	p := &proc{addr: freeAddr(t), stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(binary(t), "serve", "--data-dir", dataDir, "--listen", p.addr)
+	p := &proc{stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p.cmd = exec.Command(binary(t), "serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0")
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	return p
@@ -124,12 +129,29 @@ func start(t *testing.T, dataDir string, extraEnv ...string) *proc {
 	t.Helper()
 	p := newProc(t, dataDir, extraEnv)
 	p.launch(t)
-	deadline := time.Now().Add(30 * time.Second)
+	p.awaitUp(t, 30*time.Second)
+	return p
+}
+
+// awaitUp waits until p has logged the address it serves on and answers
+// its own /healthz there, and sets p.addr. It fails the test when p exits
+// first or takes longer than within.
+func (p *proc) awaitUp(t *testing.T, within time.Duration) {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
-		res, err := http.Get("http://" + p.addr + "/healthz")
-		if err == nil {
-			res.Body.Close()
-			return p
+		if addr := p.logged("casevault listening", "addr"); addr != "" {
+			if res, err := client.Get("http://" + addr + "/healthz"); err == nil {
+				var h struct{ Status string }
+				_ = json.NewDecoder(res.Body).Decode(&h)
+				res.Body.Close()
+				if res.StatusCode != http.StatusOK || h.Status != "ok" {
+					t.Fatalf("%s/healthz answered %d %q, not casevault's ok", addr, res.StatusCode, h.Status)
+				}
+				p.addr = addr
+				return
+			}
 		}
 		select {
 		case <-p.exited:
@@ -137,8 +159,21 @@ func start(t *testing.T, dataDir string, extraEnv ...string) *proc {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	t.Fatalf("server did not come up:\n%s", p.stderr)
-	return nil
+	t.Fatalf("server did not come up within %v:\n%s", within, p.stderr)
+}
+
+// logged is key of the first JSON line p logged with message msg, or ""
+// while there is none.
+func (p *proc) logged(msg, key string) string {
+	for _, line := range strings.Split(p.stderr.String(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) != nil || rec["msg"] != msg {
+			continue
+		}
+		v, _ := rec[key].(string)
+		return v
+	}
+	return ""
 }
 
 // startAdmin starts the server on dataDir and returns it with the admin

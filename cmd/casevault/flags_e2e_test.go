@@ -197,7 +197,7 @@ func TestObjectLockOnPlainBucketRefusesToStart(t *testing.T) {
 	}
 	env := []string{"CASEVAULT_S3_ENDPOINT=" + srv.Endpoint, "CASEVAULT_S3_BUCKET=" + bucket, "CASEVAULT_S3_OBJECT_LOCK=true",
 		"CASEVAULT_S3_ACCESS_KEY=" + srv.AccessKey, "CASEVAULT_S3_SECRET_KEY=" + srv.SecretKey, "CASEVAULT_S3_TLS=false"}
-	_, stderr, code := cv(t, env, "serve", "--data-dir", t.TempDir(), "--listen", freeAddr(t))
+	_, stderr, code := cv(t, env, "serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0")
 	if code != exitUsage || !strings.Contains(stderr, "without object lock") || !strings.Contains(stderr, "--s3-object-lock") {
 		t.Fatalf("serve on a plain bucket with --s3-object-lock=true: exit %d, stderr %s; want exit 2 naming the setting", code, stderr)
 	}

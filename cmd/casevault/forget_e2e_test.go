@@ -48,7 +48,7 @@ func TestScheduledBackupAndForget(t *testing.T) {
 		t.Fatalf("%d backups listed after scheduled forgets with keep-daily 1", len(items))
 	}
 
-	bad := exec.Command(binary(t), "serve", "--data-dir", t.TempDir(), "--listen", freeAddr(t))
+	bad := exec.Command(binary(t), "serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0")
 	bad.Env = append(os.Environ(), "CASEVAULT_BACKUP_SCHEDULE=not a schedule")
 	out, _ := bad.CombinedOutput()
 	if code := bad.ProcessState.ExitCode(); code != exitUsage || !strings.Contains(string(out), "backup-schedule") {

@@ -14,11 +14,12 @@ import (
 // apart from the API: the benchmarks profile serve under load through it
 // (README Benchmarks). It is off by default and unauthenticated, so it has
 // no route on the API's port. A failure to serve after start is sent to
-// errc, like the API's own.
-func servePprof(addr string, errc chan<- error) (stop func(), err error) {
+// errc, like the API's own. bound is the address it listens on (the port
+// chosen when addr asks for :0).
+func servePprof(addr string, errc chan<- error) (bound string, stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("pprof listen %s: %w", addr, err)
+		return "", nil, fmt.Errorf("pprof listen %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -35,7 +36,7 @@ func servePprof(addr string, errc chan<- error) (stop func(), err error) {
 			}
 		}
 	}()
-	return func() {
+	return ln.Addr().String(), func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)

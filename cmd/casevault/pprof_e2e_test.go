@@ -28,12 +28,21 @@ func TestPprofListen(t *testing.T) {
 	}{{"on", true}, {"off", false}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := freeAddr(t)
 			var env []string
 			if tc.pprof {
-				env = append(env, "CASEVAULT_PPROF_LISTEN="+addr)
+				env = append(env, "CASEVAULT_PPROF_LISTEN=127.0.0.1:0")
 			}
 			p := start(t, t.TempDir(), env...)
+			addr := p.logged("profiler listening (unauthenticated)", "addr")
+			if tc.pprof && (addr == "" || strings.HasSuffix(addr, ":0")) {
+				t.Fatalf("the profiler logged %q, not the port it listens on", addr)
+			}
+			if !tc.pprof {
+				if addr != "" {
+					t.Fatalf("a profiler is listening on %s without --pprof-listen", addr)
+				}
+				addr = freeAddr(t)
+			}
 			code, body := get("http://" + addr + "/debug/pprof/goroutine?debug=1")
 			if tc.pprof && (code != http.StatusOK || !strings.Contains(body, "goroutine profile")) {
 				t.Fatalf("profiler on %s: %d %.200s", addr, code, body)

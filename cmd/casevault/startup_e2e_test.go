@@ -7,7 +7,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -51,7 +50,7 @@ const otherMasterKey = "00112233445566778899aabbccddeeff00112233445566778899aabb
 // own.
 func serveRefused(t *testing.T, dir string, env ...string) {
 	t.Helper()
-	_, errOut, code := cv(t, env, "serve", "--data-dir", dir, "--listen", freeAddr(t))
+	_, errOut, code := cv(t, env, "serve", "--data-dir", dir, "--listen", "127.0.0.1:0")
 	if code != exitMasterKey {
 		t.Fatalf("serve on %s: exit %d, want %d (master key)\n%s", dir, code, exitMasterKey, errOut)
 	}
@@ -139,20 +138,8 @@ func startMany(t *testing.T, n int, env ...string) ([]*proc, []string) {
 	for _, p := range ps {
 		p.launch(t)
 	}
-	for i, p := range ps {
-		testkit.Eventually(t, 60*time.Second, fmt.Sprint("replica ", i, " to answer"), func() bool {
-			select {
-			case <-p.exited:
-				t.Fatalf("replica %d exited during a cold start: %v\n%s", i, p.err, p.stderr)
-			default:
-			}
-			res, err := http.Get("http://" + p.addr + "/healthz")
-			if err != nil {
-				return false
-			}
-			res.Body.Close()
-			return true
-		})
+	for _, p := range ps {
+		p.awaitUp(t, 60*time.Second)
 	}
 	return ps, dirs
 }
