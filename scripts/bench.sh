@@ -84,6 +84,7 @@ wrk_cases() {
 wrk_p99() { awk '$1=="99%"{print $2}'; } # p99 of wrk --latency's report
 json_field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; } # field of cvbench -json
 wrk_rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p'; } # requests/s of wrk's report
+wrk_total() { awk '$2=="requests" && $3=="in"{print $1}'; } # requests wrk completed
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", (b > 0 ? a / b : 0)}'; } # a / b, same-run figures
 
 # sample_waits FILE: the active client backends' wait events (type and
@@ -110,6 +111,28 @@ wal_per() { psql -h 127.0.0.1 -U postgres -d test -Atc "SELECT round(pg_wal_lsn_
 wal_records() {
   psql -h 127.0.0.1 -U postgres -d test -qAtc 'CREATE EXTENSION IF NOT EXISTS pg_walinspect' >/dev/null 2>&1 || { echo "n/a (no pg_walinspect)"; return; }
   psql -h 127.0.0.1 -U postgres -d test -At -F' ' -c "SELECT \"resource_manager/record_type\", round(count::numeric / $3, 1), round((record_size + fpi_size)::numeric / $3) FROM pg_get_wal_stats('$1', '$2', true) ORDER BY record_size + fpi_size DESC LIMIT 6" | awk '{printf "%s%s %s records %s B", (NR > 1 ? "; " : ""), $1, $2, $3}'
+}
+
+# cpu_mark PID...: the CPU clock ticks used so far by those processes
+# (serve), then by PostgreSQL: its live processes plus what the postmaster
+# reaped from backends that exited, then by the whole machine (/proc/stat,
+# the load generator included). cpu_per BEFORE AFTER N: the CPU per item
+# between two marks, in ms, as "serve S ms, PostgreSQL P ms, …": what
+# was spent during the load (index work still queued at its end is not in
+# it). It shows where the 2 cores go per contact with one replica and with
+# two, each of which indexes every contact into its own index. Taken around
+# wrk only: cvbench creates its cases inside the same run.
+cpu_mark() {
+  local t=0 p pg=0 pm
+  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+  for p in $(pgrep -x postgres); do pg=$((pg + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+  pm=$(pgrep -x -o postgres)
+  [ -n "$pm" ] && pg=$((pg + $(awk '{print $16 + $17}' "/proc/$pm/stat" 2>/dev/null || echo 0)))
+  echo "$t $pg $(awk '$1=="cpu"{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat)"
+}
+cpu_per() {
+  awk -v a="$1" -v b="$2" -v n="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN{split(a, x, " "); split(b, y, " "); if (n < 1) n = 1
+    printf "serve %.3f ms, PostgreSQL %.3f ms, the whole machine %.3f ms", (y[1] - x[1]) * 1000 / hz / n, (y[2] - x[2]) * 1000 / hz / n, (y[3] - x[3]) * 1000 / hz / n}'
 }
 
 # Issue 19: PostgreSQL ingest against the database's own ceiling (pgbench,
@@ -153,10 +176,12 @@ scale_bench() {
   if command -v wrk >/dev/null 2>&1; then
     cases=$(wrk_cases 18101 "$tok")
     sample_waits "$tmp/waits-wrk-one" & sp=$!
+    local c0 c1; c0=$(cpu_mark "$pa")
     CASES="$cases" TOKEN="$tok" wrk -t2 -c32 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18101 > "$tmp/wrk1.out"
+    c1=$(cpu_mark "$pa")
     wait "$sp"
     w1=$(wrk_rps < "$tmp/wrk1.out")
-    say "wrk, one replica: ${w1}/s p99 $(wrk_p99 < "$tmp/wrk1.out"); ratio to pgbench: $(ratio "$w1" "$pgb") (target >= 0.5, p99 < 30 ms)"
+    say "wrk, one replica: ${w1}/s p99 $(wrk_p99 < "$tmp/wrk1.out"); ratio to pgbench: $(ratio "$w1" "$pgb") (target >= 0.5, p99 < 30 ms); CPU per contact: $(cpu_per "$c0" "$c1" "$(wrk_total < "$tmp/wrk1.out")")"
     waits+=(waits-wrk-one)
   fi
   CASEVAULT_DATABASE_URL="$url" CASEVAULT_MASTER_KEY="$(cat "$a/master.key" 2>/dev/null)" "$tmp/casevault" serve --data-dir "$b" --listen 127.0.0.1:18102 --log-level warn >"$b/out" 2>"$b/err" &
@@ -174,14 +199,17 @@ scale_bench() {
   waits+=(waits-cvbench-two)
   if [ -n "$cases" ]; then
     sample_waits "$tmp/waits-wrk-two" & sp=$!
+    c0=$(cpu_mark "$pa" "$pb")
     CASES="$cases" TOKEN="$tok" wrk -t1 -c16 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18101 > "$tmp/wrk2a.out" &
     ca=$!
     CASES="$cases" TOKEN="$tok" wrk -t1 -c16 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18102 > "$tmp/wrk2b.out"
-    wait "$ca" "$sp"
+    wait "$ca"
+    c1=$(cpu_mark "$pa" "$pb")
+    wait "$sp"
     if grep -q "Non-2xx" "$tmp/wrk1.out" "$tmp/wrk2a.out" "$tmp/wrk2b.out"; then say "WARNING: wrk saw failed requests; its figures are not ingest figures"; fi
     local wa wb wtwo; wa=$(wrk_rps < "$tmp/wrk2a.out"); wb=$(wrk_rps < "$tmp/wrk2b.out")
     wtwo=$(awk -v a="$wa" -v b="$wb" 'BEGIN{printf "%.0f", a+b}')
-    say "wrk, two replicas: ${wtwo}/s (p99 $(wrk_p99 < "$tmp/wrk2a.out") / $(wrk_p99 < "$tmp/wrk2b.out")); ratio to one: $(ratio "$wtwo" "$w1") (target >= 1)"
+    say "wrk, two replicas: ${wtwo}/s (p99 $(wrk_p99 < "$tmp/wrk2a.out") / $(wrk_p99 < "$tmp/wrk2b.out")); ratio to one: $(ratio "$wtwo" "$w1") (target >= 1); CPU per contact (both replicas): $(cpu_per "$c0" "$c1" "$(( $(wrk_total < "$tmp/wrk2a.out") + $(wrk_total < "$tmp/wrk2b.out") ))")"
     waits+=(waits-wrk-two)
   fi
   for f in "${waits[@]}"; do
