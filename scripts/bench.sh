@@ -113,6 +113,25 @@ wal_records() {
   psql -h 127.0.0.1 -U postgres -d test -At -F' ' -c "SELECT \"resource_manager/record_type\", round(count::numeric / $3, 1), round((record_size + fpi_size)::numeric / $3) FROM pg_get_wal_stats('$1', '$2', true) ORDER BY record_size + fpi_size DESC LIMIT 6" | awk '{printf "%s%s %s records %s B", (NR > 1 ? "; " : ""), $1, $2, $3}'
 }
 
+# index_pending PORT: the feed changes the replica on PORT has not indexed
+# yet. caught_up PORT...: waits (at most 300 s) until each of those
+# replicas has indexed the whole feed and prints the seconds it took. A
+# load starts only once the replicas' indexes are caught up: a replica
+# still indexing what was written before (the second one, just started,
+# has every earlier contact to index) would take CPU from the load, and
+# "pending at the end" says how much of a load's index work it left behind.
+index_pending() { local v; v=$(curl -s "http://127.0.0.1:$1/metrics" | awk '$1=="casevault_index_pending"{printf "%d", $2}'); echo "${v:-unknown}"; }
+caught_up() {
+  local start=$SECONDS p n v
+  while [ $((SECONDS - start)) -lt 300 ]; do
+    n=0
+    for p in "$@"; do v=$(index_pending "$p"); [ "$v" = unknown ] && v=1; n=$((n + v)); done
+    [ "$n" -eq 0 ] && break
+    sleep 0.5
+  done
+  echo "$((SECONDS - start)) s"
+}
+
 # cpu_mark PID...: the CPU clock ticks used so far by those processes
 # (serve), then by PostgreSQL: its live processes plus what the postmaster
 # reaped from backends that exited, then by the whole machine (/proc/stat,
@@ -133,6 +152,15 @@ cpu_mark() {
 cpu_per() {
   awk -v a="$1" -v b="$2" -v n="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN{split(a, x, " "); split(b, y, " "); if (n < 1) n = 1
     printf "serve %.3f ms, PostgreSQL %.3f ms, the whole machine %.3f ms", (y[1] - x[1]) * 1000 / hz / n, (y[2] - x[2]) * 1000 / hz / n, (y[3] - x[3]) * 1000 / hz / n}'
+}
+
+# wal_commits FROM TO N: the transactions committed between two WAL
+# positions, per N (pg_walinspect; "n/a" without it). With two replicas
+# each batches the contacts of its own connections only, so more, smaller
+# transactions carry the same contacts.
+wal_commits() {
+  psql -h 127.0.0.1 -U postgres -d test -qAtc 'CREATE EXTENSION IF NOT EXISTS pg_walinspect' >/dev/null 2>&1 || { echo "n/a"; return; }
+  psql -h 127.0.0.1 -U postgres -d test -Atc "SELECT round(coalesce(sum(count), 0)::numeric / greatest($3, 1), 3) FROM pg_get_wal_stats('$1', '$2', true) WHERE \"resource_manager/record_type\" = 'Transaction/COMMIT'"
 }
 
 # Issue 19: PostgreSQL ingest against the database's own ceiling (pgbench,
@@ -163,7 +191,7 @@ scale_bench() {
   l1=$(wal_lsn)
   wait "$sp"
   local r1 p99; r1=$(echo "$one" | json_field per_second); p99=$(echo "$one" | json_field p99_ms)
-  say "one replica: ${r1}/s p99 ${p99} ms; ratio to pgbench: $(ratio "$r1" "$pgb") (target >= 0.5, p99 < 30 ms)"
+  say "one replica: ${r1}/s p99 ${p99} ms; ratio to pgbench: $(ratio "$r1" "$pgb") (target >= 0.5, p99 < 30 ms); index pending at the end: $(index_pending 18101)"
   # What each contact costs the database, next to the one-row INSERT's
   # WAL: all the WAL written during the load (the indexer's and the
   # sequencer's included) over the contacts acknowledged.
@@ -175,19 +203,20 @@ scale_bench() {
   local waits=(waits-cvbench-one) cases="" w1=""
   if command -v wrk >/dev/null 2>&1; then
     cases=$(wrk_cases 18101 "$tok")
+    say "index caught up before wrk: $(caught_up 18101)"
     sample_waits "$tmp/waits-wrk-one" & sp=$!
-    local c0 c1; c0=$(cpu_mark "$pa")
+    local c0 c1; c0=$(cpu_mark "$pa"); l0=$(wal_lsn)
     CASES="$cases" TOKEN="$tok" wrk -t2 -c32 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18101 > "$tmp/wrk1.out"
-    c1=$(cpu_mark "$pa")
+    c1=$(cpu_mark "$pa"); l1=$(wal_lsn)
     wait "$sp"
     w1=$(wrk_rps < "$tmp/wrk1.out")
-    say "wrk, one replica: ${w1}/s p99 $(wrk_p99 < "$tmp/wrk1.out"); ratio to pgbench: $(ratio "$w1" "$pgb") (target >= 0.5, p99 < 30 ms); CPU per contact: $(cpu_per "$c0" "$c1" "$(wrk_total < "$tmp/wrk1.out")")"
+    say "wrk, one replica: ${w1}/s p99 $(wrk_p99 < "$tmp/wrk1.out"); ratio to pgbench: $(ratio "$w1" "$pgb") (target >= 0.5, p99 < 30 ms); CPU per contact: $(cpu_per "$c0" "$c1" "$(wrk_total < "$tmp/wrk1.out")"); commits per contact $(wal_commits "$l0" "$l1" "$(wrk_total < "$tmp/wrk1.out")"); index pending at the end: $(index_pending 18101)"
     waits+=(waits-wrk-one)
   fi
   CASEVAULT_DATABASE_URL="$url" CASEVAULT_MASTER_KEY="$(cat "$a/master.key" 2>/dev/null)" "$tmp/casevault" serve --data-dir "$b" --listen 127.0.0.1:18102 --log-level warn >"$b/out" 2>"$b/err" &
   pb=$!
   for _ in $(seq 1 200); do curl -sf http://127.0.0.1:18102/healthz >/dev/null && break; sleep 0.1; done
-  sleep 5 # the new replica's index catches up with what the first one wrote
+  say "second replica started; both indexes caught up after $(caught_up 18101 18102)"
   sample_waits "$tmp/waits-cvbench-two" & sp=$!
   "$tmp/cvbench" -url http://127.0.0.1:18101 -token "$tok" -mode contacts -c 16 -d "$DUR" -json > "$tmp/two-a" &
   local ca=$!
@@ -195,21 +224,22 @@ scale_bench() {
   wait "$ca" "$sp"
   local ta tb; ta=$(json_field per_second < "$tmp/two-a"); tb=$(json_field per_second < "$tmp/two-b")
   local two; two=$(awk -v a="$ta" -v b="$tb" 'BEGIN{printf "%.0f", a+b}')
-  say "two replicas: ${two}/s; ratio to one: $(ratio "$two" "$r1") (target >= 1)"
+  say "two replicas: ${two}/s; ratio to one: $(ratio "$two" "$r1") (target >= 1); index pending at the end: $(index_pending 18101) / $(index_pending 18102)"
   waits+=(waits-cvbench-two)
   if [ -n "$cases" ]; then
+    say "indexes caught up before wrk: $(caught_up 18101 18102)"
     sample_waits "$tmp/waits-wrk-two" & sp=$!
-    c0=$(cpu_mark "$pa" "$pb")
+    c0=$(cpu_mark "$pa" "$pb"); l0=$(wal_lsn)
     CASES="$cases" TOKEN="$tok" wrk -t1 -c16 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18101 > "$tmp/wrk2a.out" &
     ca=$!
     CASES="$cases" TOKEN="$tok" wrk -t1 -c16 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18102 > "$tmp/wrk2b.out"
     wait "$ca"
-    c1=$(cpu_mark "$pa" "$pb")
+    c1=$(cpu_mark "$pa" "$pb"); l1=$(wal_lsn)
     wait "$sp"
     if grep -q "Non-2xx" "$tmp/wrk1.out" "$tmp/wrk2a.out" "$tmp/wrk2b.out"; then say "WARNING: wrk saw failed requests; its figures are not ingest figures"; fi
     local wa wb wtwo; wa=$(wrk_rps < "$tmp/wrk2a.out"); wb=$(wrk_rps < "$tmp/wrk2b.out")
     wtwo=$(awk -v a="$wa" -v b="$wb" 'BEGIN{printf "%.0f", a+b}')
-    say "wrk, two replicas: ${wtwo}/s (p99 $(wrk_p99 < "$tmp/wrk2a.out") / $(wrk_p99 < "$tmp/wrk2b.out")); ratio to one: $(ratio "$wtwo" "$w1") (target >= 1); CPU per contact (both replicas): $(cpu_per "$c0" "$c1" "$(( $(wrk_total < "$tmp/wrk2a.out") + $(wrk_total < "$tmp/wrk2b.out") ))")"
+    say "wrk, two replicas: ${wtwo}/s (p99 $(wrk_p99 < "$tmp/wrk2a.out") / $(wrk_p99 < "$tmp/wrk2b.out")); ratio to one: $(ratio "$wtwo" "$w1") (target >= 1); CPU per contact (both replicas): $(cpu_per "$c0" "$c1" "$(( $(wrk_total < "$tmp/wrk2a.out") + $(wrk_total < "$tmp/wrk2b.out") ))"); commits per contact $(wal_commits "$l0" "$l1" "$(( $(wrk_total < "$tmp/wrk2a.out") + $(wrk_total < "$tmp/wrk2b.out") ))"); index pending at the end: $(index_pending 18101) / $(index_pending 18102)"
     waits+=(waits-wrk-two)
   fi
   for f in "${waits[@]}"; do
@@ -269,20 +299,28 @@ shared_bench() {
   local tok cases; tok="$(cat "$a/admin.token")"; cases=$(wrk_cases 18103 "$tok")
   say "## shared index (PostgreSQL + one Meilisearch stand-in, wrk 32 connections, 200 cases)"
   sample_waits "$tmp/waits-shared-one" & local sp=$!
+  local c0 c1 c2 c3; c0=$(cpu_mark "$pa")
   CASES="$cases" TOKEN="$tok" wrk -t2 -c32 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18103 > "$tmp/wrks1.out"
+  c1=$(cpu_mark "$pa")
   wait "$sp"
+  local left1; left1=$(index_pending 18103)
   env "${env[@]}" CASEVAULT_MASTER_KEY="$(cat "$a/master.key" 2>/dev/null)" "$tmp/casevault" serve --data-dir "$b" --listen 127.0.0.1:18104 --log-level warn >"$b/out" 2>"$b/err" &
   local pb=$!
   for _ in $(seq 1 200); do curl -sf http://127.0.0.1:18104/healthz >/dev/null && break; sleep 0.1; done
+  say "index caught up before two replicas: $(caught_up 18103 18104)"
   sample_waits "$tmp/waits-shared-two" & sp=$!
+  c2=$(cpu_mark "$pa" "$pb")
   CASES="$cases" TOKEN="$tok" wrk -t1 -c16 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18103 > "$tmp/wrks2a.out" &
   local ca=$!
   CASES="$cases" TOKEN="$tok" wrk -t1 -c16 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18104 > "$tmp/wrks2b.out"
-  wait "$ca" "$sp"
+  wait "$ca"
+  c3=$(cpu_mark "$pa" "$pb")
+  wait "$sp"
   if grep -q "Non-2xx" "$tmp/wrks1.out" "$tmp/wrks2a.out" "$tmp/wrks2b.out"; then say "WARNING: wrk saw failed requests; its figures are not ingest figures"; fi
   local w1 wa wb w2; w1=$(wrk_rps < "$tmp/wrks1.out"); wa=$(wrk_rps < "$tmp/wrks2a.out"); wb=$(wrk_rps < "$tmp/wrks2b.out")
   w2=$(awk -v a="$wa" -v b="$wb" 'BEGIN{printf "%.0f", a+b}')
   say "one replica: ${w1}/s p99 $(wrk_p99 < "$tmp/wrks1.out"); two replicas: ${w2}/s (p99 $(wrk_p99 < "$tmp/wrks2a.out") / $(wrk_p99 < "$tmp/wrks2b.out")); two / one: $(ratio "$w2" "$w1") (target >= 1)"
+  say "CPU per contact, one replica: $(cpu_per "$c0" "$c1" "$(wrk_total < "$tmp/wrks1.out")"), index pending at the end ${left1}; two replicas: $(cpu_per "$c2" "$c3" "$(( $(wrk_total < "$tmp/wrks2a.out") + $(wrk_total < "$tmp/wrks2b.out") ))"), pending $(index_pending 18103) / $(index_pending 18104) (the stand-in's CPU is in the machine's)"
   for f in waits-shared-one waits-shared-two; do say "$f: $(wait_summary "$tmp/$f") (target < 5%)"; done
   kill -TERM "$pa" "$pb" "$pm"; wait "$pa" "$pb" "$pm" || true
   if grep -q -- "--- FAIL\|violates" "$tmp/meili.out"; then say "WARNING: the Meilisearch stand-in saw requests outside the OpenAPI description:"; grep -m5 "violates" "$tmp/meili.out" | tee -a "$out"; fi
