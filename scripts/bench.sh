@@ -230,9 +230,9 @@ scale_bench() {
     say "indexes caught up before wrk: $(caught_up 18101 18102)"
     sample_waits "$tmp/waits-wrk-two" & sp=$!
     c0=$(cpu_mark "$pa" "$pb"); l0=$(wal_lsn)
-    CASES="$cases" TOKEN="$tok" wrk -t1 -c16 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18101 > "$tmp/wrk2a.out" &
+    CASES="$cases" TOKEN="$tok" SEED=1 wrk -t1 -c16 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18101 > "$tmp/wrk2a.out" &
     ca=$!
-    CASES="$cases" TOKEN="$tok" wrk -t1 -c16 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18102 > "$tmp/wrk2b.out"
+    CASES="$cases" TOKEN="$tok" SEED=2 wrk -t1 -c16 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18102 > "$tmp/wrk2b.out"
     wait "$ca"
     c1=$(cpu_mark "$pa" "$pb"); l1=$(wal_lsn)
     wait "$sp"
@@ -310,9 +310,9 @@ shared_bench() {
   say "index caught up before two replicas: $(caught_up 18103 18104)"
   sample_waits "$tmp/waits-shared-two" & sp=$!
   c2=$(cpu_mark "$pa" "$pb")
-  CASES="$cases" TOKEN="$tok" wrk -t1 -c16 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18103 > "$tmp/wrks2a.out" &
+  CASES="$cases" TOKEN="$tok" SEED=1 wrk -t1 -c16 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18103 > "$tmp/wrks2a.out" &
   local ca=$!
-  CASES="$cases" TOKEN="$tok" wrk -t1 -c16 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18104 > "$tmp/wrks2b.out"
+  CASES="$cases" TOKEN="$tok" SEED=2 wrk -t1 -c16 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18104 > "$tmp/wrks2b.out"
   wait "$ca"
   c3=$(cpu_mark "$pa" "$pb")
   wait "$sp"
