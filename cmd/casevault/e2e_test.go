@@ -162,8 +162,8 @@ func (p *proc) awaitUp(t *testing.T, within time.Duration) {
 	t.Fatalf("server did not come up within %v:\n%s", within, p.stderr)
 }
 
-// logged is key of the first JSON line p logged with message msg, or ""
-// while there is none.
+// logged returns the value of key in the first JSON line p logged with
+// message msg, or "" while there is none.
 func (p *proc) logged(msg, key string) string {
 	for _, line := range strings.Split(p.stderr.String(), "\n") {
 		var rec map[string]any
