@@ -110,16 +110,27 @@ func (e *Engine) WaitDecodes() {
 		e.cols.mu.Lock()
 		busy := 0
 		for _, c := range e.cols.segs {
-			if c.cols == nil {
+			cols := c.builtColumns()
+			if cols == nil {
 				continue
 			}
-			c.cols.decoded.mu.Lock()
-			busy += len(c.cols.decoded.pending)
-			c.cols.decoded.mu.Unlock()
+			cols.decoded.mu.Lock()
+			busy += len(cols.decoded.pending)
+			cols.decoded.mu.Unlock()
 		}
 		e.cols.mu.Unlock()
 		if busy == 0 {
 			return
 		}
 	}
+}
+
+// builtColumns is the entry's columns once its build has finished, nil
+// before. It reads them under the entry's lock: a warming or searching
+// goroutine's build writes them, and reading them bare was a data race
+// (TestDecodedBudgetFollowsSegments failed under -race in CI once).
+func (c *cachedColumns) builtColumns() *segColumns {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cols
 }

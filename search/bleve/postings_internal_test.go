@@ -36,10 +36,10 @@ func TestDecodedBudgetFollowsSegments(t *testing.T) {
 		defer e.cols.mu.Unlock()
 		var n int64
 		for _, c := range e.cols.segs {
-			if c.cols != nil {
-				c.cols.decoded.mu.Lock()
-				n += c.cols.decoded.size
-				c.cols.decoded.mu.Unlock()
+			if cols := c.builtColumns(); cols != nil {
+				cols.decoded.mu.Lock()
+				n += cols.decoded.size
+				cols.decoded.mu.Unlock()
 			}
 		}
 		return n
