@@ -164,8 +164,12 @@ func (p *proc) awaitUp(t *testing.T, within time.Duration) {
 
 // logged returns the value of key in the first JSON line p logged with
 // message msg, or "" while there is none.
-func (p *proc) logged(msg, key string) string {
-	for _, line := range strings.Split(p.stderr.String(), "\n") {
+func (p *proc) logged(msg, key string) string { return loggedValue(p.stderr.String(), msg, key) }
+
+// loggedValue returns the value of key in the first line of a JSON log
+// whose message is msg, or "" when there is none.
+func loggedValue(log, msg, key string) string {
+	for _, line := range strings.Split(log, "\n") {
 		var rec map[string]any
 		if json.Unmarshal([]byte(line), &rec) != nil || rec["msg"] != msg {
 			continue

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -80,7 +79,7 @@ func TestServeTakesItsPortFirst(t *testing.T) {
 			defer cancel()
 			var served string
 			err := serve(ctx, cfg, log, io.Discard, serveHooks{noCron: true, ready: func(*app) {
-				served = loggedAddr(t, logged.String())
+				served = loggedValue(logged.String(), "casevault listening", "addr")
 				res, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + served + "/healthz")
 				if err != nil {
 					t.Errorf("nothing answers on the logged address %s: %v", served, err)
@@ -107,19 +106,6 @@ func TestServeTakesItsPortFirst(t *testing.T) {
 			}
 		})
 	}
-}
-
-// loggedAddr is the address of the "casevault listening" line in a JSON log.
-func loggedAddr(t *testing.T, log string) string {
-	t.Helper()
-	for _, line := range strings.Split(log, "\n") {
-		var rec struct{ Msg, Addr string }
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "casevault listening" {
-			return rec.Addr
-		}
-	}
-	t.Fatalf("no \"casevault listening\" line in:\n%s", log)
-	return ""
 }
 
 // testServeConfig is a SQLite configuration on a new data directory under
