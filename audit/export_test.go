@@ -13,3 +13,6 @@ var VerifySQL = (*Log).verifySQL
 func WithDenialTimer(after func(time.Duration) <-chan time.Time) Option {
 	return func(l *Log) { l.after = after }
 }
+
+// OldestPendingQuery is the sequencer's look for pending events.
+const OldestPendingQuery = qOldestPending

@@ -60,6 +60,10 @@ type Log struct {
 	seqState   SequencerState
 	observe    func(delay time.Duration)
 	fault      func(point string)
+	// vacuumEvery and pendingChurn: the sequencer vacuums audit_pending
+	// (WithVacuumEvery).
+	vacuumEvery  int64
+	pendingChurn *sqldb.Churn
 }
 
 type request struct {
@@ -112,6 +116,13 @@ func WithMaxBatch(n int) Option {
 	}
 }
 
+// WithVacuumEvery sets how many sequenced events' pending rows the
+// sequencer lets gather before it vacuums audit_pending on PostgreSQL
+// (default sqldb.DefaultVacuumEvery).
+func WithVacuumEvery(n int64) Option {
+	return func(l *Log) { l.vacuumEvery = n }
+}
+
 // New builds a Log on a migrated database and starts the goroutine that
 // groups concurrent Record calls into shared commits.
 func New(db *sqldb.DB, opts ...Option) *Log {
@@ -138,6 +149,7 @@ func New(db *sqldb.DB, opts ...Option) *Log {
 	for _, o := range opts {
 		o(l)
 	}
+	l.pendingChurn = sqldb.NewChurn(db, "audit_pending", l.vacuumEvery)
 	l.runCtx, l.cancelRun = context.WithCancel(context.Background())
 	go l.loop()
 	if l.deferred && l.seqEvery > 0 {

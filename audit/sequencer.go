@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -92,6 +93,12 @@ type SequencerState struct {
 	LastPass time.Time `json:"last_pass"`
 	// LastError is the last pass's error, "" when it succeeded.
 	LastError string `json:"last_error,omitempty"`
+	// Vacuums counts this process's vacuums of audit_pending (sqldb.Churn);
+	// VacuumError is the last one's error, "" when it succeeded. A failed
+	// vacuum leaves sequencing correct, only slower: it is reported, and
+	// does not make the replica unready.
+	Vacuums     int64  `json:"vacuums"`
+	VacuumError string `json:"vacuum_error,omitempty"`
 }
 
 // PendingStatus counts the events not yet sequenced.
@@ -107,9 +114,15 @@ func (l *Log) Deferred() bool { return l.deferred }
 // SequencerState reports what this process's sequencer last did.
 func (l *Log) SequencerState() SequencerState {
 	l.seqMu.Lock()
-	defer l.seqMu.Unlock()
-	return l.seqState
+	st := l.seqState
+	l.seqMu.Unlock()
+	vs := l.pendingChurn.Stats()
+	st.Vacuums, st.VacuumError = vs.Vacuums, vs.LastError
+	return st
 }
+
+// PendingChurn is the vacuuming of audit_pending (its figures for metrics).
+func (l *Log) PendingChurn() *sqldb.Churn { return l.pendingChurn }
 
 // Pending counts the pending events and the age of the oldest.
 func (l *Log) Pending(ctx context.Context) (PendingStatus, error) {
@@ -181,17 +194,34 @@ func (l *Log) runSequencer(ctx context.Context) {
 // When another replica's sequencer holds the lock it returns 0 at once:
 // that one is doing the work. Safe to call concurrently with appends, with
 // Prune and with other sequencers.
+//
+// It then vacuums audit_pending when enough rows were deleted from it
+// (sqldb.Churn): after the pass, so the events it moved are not held up.
+// A failed vacuum is in SequencerState; the pass itself succeeded.
 func (l *Log) Sequence(ctx context.Context) (int, error) {
+	n, err := l.sequence(ctx)
+	_, _ = l.pendingChurn.Vacuum(ctx)
+	return n, err
+}
+
+// qOldestPending is the sequencer's look for work (see sequence).
+const qOldestPending = `SELECT id FROM audit_pending ORDER BY id LIMIT 1`
+
+func (l *Log) sequence(ctx context.Context) (int, error) {
 	total := 0
 	for {
 		// A cheap look first, so an idle sequencer never takes a write
-		// lock (SQLite's database lock, PostgreSQL's head row).
-		var any bool
-		if err := l.db.Read.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM audit_pending)`).Scan(&any); err != nil {
-			return total, sqldb.Fail("audit: sequence", err)
-		}
-		if !any {
+		// lock (SQLite's database lock, PostgreSQL's head row). It reads
+		// the primary key's oldest end, as the batch does: EXISTS over the
+		// table was planned as a sequential scan, which on PostgreSQL read
+		// every dead row left since the last vacuum before the first live
+		// one (2,408 pages, 6 ms, at 47,000 dead rows; issue 19).
+		var oldest string
+		switch err := l.db.Read.QueryRowContext(ctx, qOldestPending).Scan(&oldest); {
+		case errors.Is(err, sql.ErrNoRows):
 			return total, nil
+		case err != nil:
+			return total, sqldb.Fail("audit: sequence", err)
 		}
 
 		n, err := l.sequenceBatch(ctx)
@@ -252,6 +282,8 @@ func (l *Log) sequenceBatch(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, sqldb.Fail("audit: sequence", err)
 	}
+
+	l.pendingChurn.Add(int64(len(evs)))
 
 	if l.observe != nil {
 		now := l.now()

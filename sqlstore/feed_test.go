@@ -299,3 +299,65 @@ func TestClaimOfALiveLeaseTakesNoLock(t *testing.T) {
 		}
 	})
 }
+
+// TestFeedVacuumsTheOutbox: every outbox row leaves dead versions on
+// PostgreSQL (its unnumbered version when the feed numbers it, itself
+// when pruning deletes it), which the feed's look for unnumbered rows and
+// its numbering read from outbox_unsequenced's old end until a vacuum. The
+// feed vacuums the outbox each time VacuumEvery of them gathered
+// (PostgreSQL's own count of the table's vacuums says so). SQLite reuses
+// the space itself.
+func TestFeedVacuumsTheOutbox(t *testing.T) {
+	const perRound, rounds = 300, 5
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := t.Context()
+		if db.Dialect == sqldb.Postgres {
+			if _, err := db.Write.ExecContext(ctx, `ALTER TABLE outbox SET (autovacuum_enabled = false)`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st := sqlstore.New(db, sqlstore.Options{VacuumEvery: perRound})
+		now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		if _, _, err := st.ClaimConsumer(ctx, search.Claim{ID: "a", Kind: search.ConsumerEmbedded, Owner: "a", TTL: time.Minute, Now: now}); err != nil {
+			t.Fatal(err)
+		}
+
+		var after int64
+		for r := range rounds {
+			ids := make([]string, perRound)
+			for i := range ids {
+				ids[i] = fmt.Sprint("case-", r, "-", i)
+			}
+			if err := db.InTx(ctx, func(tx *sql.Tx) error { return sqlstore.Enqueue(ctx, db, tx, ids...) }); err != nil {
+				t.Fatal(err)
+			}
+			es := readAll(t, st, after)
+			if len(es) != perRound {
+				t.Fatalf("round %d: read %d changes, want %d", r, len(es), perRound)
+			}
+			after = es[len(es)-1].Seq
+			if err := st.AdvanceConsumer(ctx, "a", "a", after, now); err != nil {
+				t.Fatal(err)
+			}
+			if n, _, err := st.PruneFeed(ctx, now, now.Add(-time.Hour)); err != nil || n != perRound {
+				t.Fatalf("round %d: pruned %d (%v), want %d", r, n, err, perRound)
+			}
+		}
+
+		vs := st.FeedChurn().Stats()
+		if db.Dialect != sqldb.Postgres {
+			if vs.Vacuums != 0 {
+				t.Fatalf("SQLite: %d vacuums, want none", vs.Vacuums)
+			}
+			return
+		}
+		// each round numbers and prunes perRound rows: the next round's
+		// read vacuums (the first round's, after its numbering)
+		if vs.Vacuums != rounds || vs.Failures != 0 || vs.Table != "outbox" {
+			t.Fatalf("outbox vacuums %+v, want %d, no failure", vs, rounds)
+		}
+		if got := sqldbtest.VacuumCount(t, db, "outbox"); got != rounds {
+			t.Fatalf("PostgreSQL counts %d vacuums of the outbox, want %d", got, rounds)
+		}
+	})
+}

@@ -78,11 +78,21 @@ func (s *Store) sequence(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// each numbered row's unnumbered version is dead, and
+		// outbox_unsequenced, which the look above and the numbering
+		// read from its old end, keeps pointing at it until a vacuum
+		s.feedChurn.Add(n)
 		if n < feedBatch {
+			// a failed vacuum slows the feed, never stops it: its error
+			// is in FeedChurn's figures
+			_, _ = s.feedChurn.Vacuum(ctx)
 			return nil
 		}
 	}
 }
+
+// FeedChurn is the vacuuming of the outbox (its figures for metrics).
+func (s *Store) FeedChurn() *sqldb.Churn { return s.feedChurn }
 
 // numberRows numbers up to feedBatch committed rows in one transaction.
 // Each statement reads a fresh snapshot (READ COMMITTED), taken after the
@@ -356,12 +366,14 @@ func (s *Store) PruneFeed(ctx context.Context, now, expireBefore time.Time) (int
 		if deleted, err = res.RowsAffected(); err != nil {
 			return err
 		}
+
 		_, err = tx.ExecContext(ctx, s.q(`UPDATE feed_state SET pruned_through = ? WHERE id = 1`), upto)
 		return err
 	})
 	if err != nil {
 		return 0, nil, s.fail("feed prune", err)
 	}
+	s.feedChurn.Add(deleted)
 	return deleted, expired, nil
 }
 

@@ -38,6 +38,9 @@ type Store struct {
 	notify func()
 	// fields seals the personal columns (fields.go); nil: clear text.
 	fields *Fields
+	// feedChurn vacuums the outbox, whose rows the feed's numbering and
+	// pruning leave dead (outbox.go).
+	feedChurn *sqldb.Churn
 }
 
 // Options wires the store's collaborators.
@@ -60,6 +63,9 @@ type Options struct {
 	// Fields seals personal fields under the customers' data keys (nil:
 	// they are written in clear, as by tools run without the master key).
 	Fields *Fields
+	// VacuumEvery is how many dead outbox rows gather before the feed
+	// vacuums the outbox on PostgreSQL (0: sqldb.DefaultVacuumEvery).
+	VacuumEvery int64
 }
 
 // New builds a Store on an open, migrated database.
@@ -76,6 +82,7 @@ func New(db *sqldb.DB, opts Options) *Store {
 		}
 	}
 	s.contacts = &contactBatcher{s: s, slots: slots}
+	s.feedChurn = sqldb.NewChurn(db, "outbox", opts.VacuumEvery)
 	return s
 }
 

@@ -101,6 +101,14 @@ func TestLostIndexIsRebuiltAtStart(t *testing.T) {
 	if !strings.Contains(string(body), "\ncasevault_index_pending ") || !strings.Contains(string(body), "casevault_index_lag_seconds") {
 		t.Fatalf("index gauges missing from /metrics")
 	}
+	// the queue tables' vacuum counters, one series per table (0 on
+	// SQLite, which needs none)
+	for _, series := range []string{`casevault_queue_vacuums_total{table="audit_pending"} 0`, `casevault_queue_vacuums_total{table="outbox"} 0`,
+		`casevault_queue_vacuum_failures_total{table="audit_pending"} 0`, `casevault_queue_vacuum_failures_total{table="outbox"} 0`} {
+		if !strings.Contains(string(body), "\n"+series+"\n") {
+			t.Errorf("/metrics lacks %s", series)
+		}
+	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

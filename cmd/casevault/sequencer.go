@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/casevault/casevault/audit"
+	"github.com/casevault/casevault/sqldb"
 )
 
 // sequencerDegraded is the age of the oldest unsequenced audit event above
@@ -43,7 +44,10 @@ func sequencerProbe(l *audit.Log) func(ctx context.Context) (any, error) {
 		}
 		ss := l.SequencerState()
 		detail := map[string]any{"mode": "deferred", "pending": st.Pending, "oldest_pending_seconds": st.OldestSeconds,
-			"sequenced_here": ss.Sequenced, "last_pass": ss.LastPass, "last_error": ss.LastError}
+			"sequenced_here": ss.Sequenced, "last_pass": ss.LastPass, "last_error": ss.LastError,
+			// a failed vacuum of audit_pending slows sequencing, never
+			// stops it: shown, not degraded
+			"vacuums_here": ss.Vacuums, "vacuum_error": ss.VacuumError}
 		switch {
 		case st.OldestSeconds > sequencerDegraded.Seconds():
 			return detail, fmt.Errorf("the oldest unsequenced audit event waits %.1fs (%d pending)", st.OldestSeconds, st.Pending)
@@ -75,5 +79,26 @@ func faultPoint(log *slog.Logger) func(point string) {
 			_ = p.Signal(os.Kill) // SIGKILL
 		}
 		select {} // the signal is on its way
+	}
+}
+
+var (
+	vacuumsDesc        = prometheus.NewDesc("casevault_queue_vacuums_total", "Vacuums this replica ran of a queue table (PostgreSQL; sqldb.Churn).", []string{"table"}, nil)
+	vacuumFailuresDesc = prometheus.NewDesc("casevault_queue_vacuum_failures_total", "Vacuums of a queue table that failed; the table is vacuumed again at the next threshold.", []string{"table"}, nil)
+)
+
+// churnCollector reports the queue tables' vacuums.
+type churnCollector []*sqldb.Churn
+
+func (c churnCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- vacuumsDesc
+	ch <- vacuumFailuresDesc
+}
+
+func (c churnCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, churn := range c {
+		st := churn.Stats()
+		ch <- prometheus.MustNewConstMetric(vacuumsDesc, prometheus.CounterValue, float64(st.Vacuums), st.Table)
+		ch <- prometheus.MustNewConstMetric(vacuumFailuresDesc, prometheus.CounterValue, float64(st.Failures), st.Table)
 	}
 }

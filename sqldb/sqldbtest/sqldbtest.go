@@ -179,3 +179,14 @@ func PostgresPlan(t testing.TB, db *sqldb.DB, settings []string, q string, args 
 	}
 	return plan
 }
+
+// VacuumCount is how many manual vacuums PostgreSQL counted of table (its
+// statistics, updated by the vacuum itself).
+func VacuumCount(t testing.TB, db *sqldb.DB, table string) int64 {
+	t.Helper()
+	var n int64
+	if err := db.Read.QueryRowContext(context.Background(), `SELECT vacuum_count FROM pg_stat_user_tables WHERE relid = $1::regclass`, table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
