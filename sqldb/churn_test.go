@@ -13,7 +13,7 @@ import (
 // TestChurnVacuumsAtTheThreshold: rows inserted into a queue table and
 // deleted in rounds, counted with Add, get the table vacuumed (PostgreSQL's
 // own count of vacuums of the table says so, not only the Churn's) once per
-// threshold's worth, never before. That a vacuum then lets PostgreSQL reuse
+// threshold's worth, never before, without truncating it. That a vacuum then lets PostgreSQL reuse
 // the space is PostgreSQL's (and only when no older snapshot anywhere in
 // the database still sees the rows, which concurrent tests' transactions
 // may: the sizes are not asserted). On SQLite, which reuses deleted rows'
@@ -51,6 +51,11 @@ func TestChurnVacuumsAtTheThreshold(t *testing.T) {
 					}
 					if want := db.Dialect == sqldb.Postgres && int64(r+1)%(tc.every/rows) == 0; done != want {
 						t.Fatalf("round %d: vacuumed %v, want %v", r, done, want)
+					}
+					// the vacuum leaves the emptied pages to the queue: giving
+					// them back (truncating) locks the table against inserts
+					if done && queuePages(t, db) == 0 {
+						t.Fatalf("round %d: the vacuum truncated the queue", r)
 					}
 				}
 
@@ -120,4 +125,14 @@ func series(db *sqldb.DB, n int) string {
 		return `generate_series(1, ` + strconv.Itoa(n) + `) AS s(g)`
 	}
 	return `(WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < ` + strconv.Itoa(n) + `) SELECT g FROM s)`
+}
+
+// queuePages is the queue table's size in pages (PostgreSQL).
+func queuePages(t *testing.T, db *sqldb.DB) int64 {
+	t.Helper()
+	var n int64
+	if err := db.Read.QueryRowContext(context.Background(), `SELECT pg_relation_size('queue') / current_setting('block_size')::int`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
