@@ -12,10 +12,11 @@ import (
 // sequencer's "anything pending?", its oldest-first batch) then step over
 // every dead row first. Autovacuum looks at a table at most once a
 // naptime (a minute by default) and may be off: at 4,000 contacts/s a
-// minute is 240,000 dead rows in each queue, and over 80 s of load with
-// autovacuum off ingest fell from 4,494 to 4,015 contacts/s while the look
-// grew to 6 ms (issue 19). 20,000 dead rows of audit_pending are about
-// 1,000 pages, which a VACUUM reads in a few milliseconds.
+// minute is 240,000 dead rows in each queue, and with autovacuum off 60 s
+// of load left audit_pending at 104 MB and the outbox at 91 MB, growing
+// (issue 19; 10 MB and 58 MB vacuumed at this threshold). 20,000 dead rows
+// of audit_pending are about 1,000 pages, which a VACUUM reads in a few
+// milliseconds.
 const DefaultVacuumEvery = 20_000
 
 // Churn counts the rows writers left dead in one queue table and, on
