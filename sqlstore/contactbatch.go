@@ -3,10 +3,9 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
+	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,20 +19,23 @@ import (
 // round trip and the commit a WAL flush, and pgbench running that very SQL
 // reaches only a fifth of a one-row INSERT. So concurrent CreateContact
 // calls are gathered into batches, each ONE transaction whose statements
-// serve all its contacts: the cases touched and locked in one statement,
-// the schedule, active holds and each customer's data key read once, the
-// contacts, outbox rows and audit events inserted by multi-row INSERTs.
+// serve all its contacts: the cases touched and locked in one statement
+// (on PostgreSQL under load, touched ahead and share-locked: see
+// createContacts), the schedule, active holds and each customer's data
+// key read once, the contacts, outbox rows and audit events inserted by
+// multi-row INSERTs.
 // Batches form by themselves: a call that finds every batch slot busy
 // queues, and the next batch to start takes the whole queue (up to
 // maxContactBatch), so a quiet server writes single contacts without
 // waiting and a busy one writes in large batches. It leaves behind the
-// contacts whose case is in another running batch: that batch holds the
-// case's row until it commits, so a second batch taking such a contact
-// would wait on the row lock in the database while holding its own cases'
+// contacts whose case is in another running batch: when batches held
+// their cases' rows until commit, a second batch taking such a contact
+// waited on the row lock in the database while holding its own cases'
 // rows, and batches behind those (issue 19: with 32 clients on 200 cases,
 // 21-41% of PostgreSQL's active backends were waiting on a case row). The
 // contact waits in the queue instead, and the batch holding its case takes
-// it when it is done.
+// it when it is done; a replica's batches still write one case's contacts
+// one batch after the other.
 //
 // What stays per contact: its result (each caller gets its own error), its
 // audit event (one per contact, chained in order), its outbox row. A batch
@@ -156,19 +158,26 @@ func (b *contactBatcher) run(batch []*contactReq, crowded bool) {
 	// The batch serves many callers: no one caller's cancellation ends it.
 	ctx := context.Background()
 	// A contact alone in its batch, with no other batch in flight (a
-	// quiet server), locks first: the unlocked read would be one more
-	// round trip for nothing to wait for (one client, PostgreSQL: p50
-	// 1.7-1.9 ms locking first, 2.4-2.9 ms locking late). Under load
-	// many batches hold a single contact (a free slot takes one at once),
-	// and those lock late: locking first they held their case through
-	// the batch again (two replicas: 12% of backends in lock waits).
-	late := b.s.db.Dialect == sqldb.Postgres && (len(live) > 1 || crowded)
-	if len(live) > 1 || late {
+	// quiet server), locks its case first, in its transaction: touching
+	// ahead would be one more transaction for nothing to wait for (one
+	// client, PostgreSQL: p50 1.7-1.9 ms locking first, 2.4-2.9 ms
+	// otherwise). Under load many batches hold a single contact (a free
+	// slot takes one at once), and those touch ahead too: locking first
+	// they held their case through the batch (two replicas: 12% of
+	// backends in lock waits).
+	ahead := b.s.db.Dialect == sqldb.Postgres && (len(live) > 1 || crowded)
+	if len(live) > 1 || ahead {
 		saved := make([]cases.Contact, len(live))
 		for i, r := range live {
 			saved[i] = *r.c
 		}
-		err := b.s.write(ctx, nil, func(tx *sql.Tx) error { return b.s.createContacts(ctx, tx, live, late) })
+		var err error
+		if ahead {
+			err = b.s.touchAhead(ctx, live)
+		}
+		if err == nil {
+			err = b.s.write(ctx, nil, func(tx *sql.Tx) error { return b.s.createContacts(ctx, tx, live, ahead) })
+		}
 		if err == nil {
 			for _, r := range live {
 				r.done <- nil
@@ -176,10 +185,8 @@ func (b *contactBatcher) run(batch []*contactReq, crowded bool) {
 			return
 		}
 		// Redo one by one, each case locked first: each contact gets its
-		// own verdict, decided in that order (a case erased while a
-		// late-locking batch waited fails its foreign key there, but is
-		// "not found" here). The batch may have filled in fields
-		// (customer, retention date): start from what the callers gave.
+		// own verdict. The batch may have filled in fields (customer,
+		// retention date): start from what the callers gave.
 		for i, r := range live {
 			*r.c = saved[i]
 		}
@@ -188,12 +195,6 @@ func (b *contactBatcher) run(batch []*contactReq, crowded bool) {
 		r.done <- b.s.write(ctx, nil, func(tx *sql.Tx) error { return b.s.createContacts(ctx, tx, []*contactReq{r}, false) })
 	}
 }
-
-// errMovedUnderBatch: a case row a late-locking batch read changed before
-// the batch locked it (closed, reopened, moved, its customer's key created
-// or destroyed). The batch is rolled back and its contacts written again
-// with their cases locked first.
-var errMovedUnderBatch = errors.New("a case changed under the contact batch")
 
 // touchedCase is what a batch read of a case row it locked and touched.
 type touchedCase struct {
@@ -205,36 +206,28 @@ type touchedCase struct {
 // createContacts writes rs's contacts, their outbox rows, holds records and
 // audit events in tx, failing as a whole on any contact's error.
 //
-// With late set (PostgreSQL, a batch's first attempt), the cases are read
-// without a lock and locked, touched and read again by the transaction's
-// last statement, so a case row is held from there to the commit instead
-// of through every statement of the batch: replicas whose batches meet on
-// a case waited for each other's whole batches (issue 19: 21-28% of the
-// active backends in Lock waits with two replicas). If what the touch
-// reads differs from the first read, the batch fails with
-// errMovedUnderBatch and is redone with the cases locked first, so the
-// contacts keep the guarantees of that order (retention stamped from the
-// closed_at read under the lock, sealing under a live key). A customer
-// without a data key yet is written with the cases locked first: creating
-// the key would insert its row before the cases are locked, the reverse
-// of an erasure's order (cases, then key).
-func (s *Store) createContacts(ctx context.Context, tx *sql.Tx, rs []*contactReq, late bool) error {
+// With ahead set (PostgreSQL under load: touchAhead has moved the cases'
+// updated_at in a transaction of its own), the first statement reads the
+// cases under FOR KEY SHARE, the lock each contact row's foreign key takes
+// on its case anyway. Batches of several replicas on one case share that
+// lock and never wait for each other; every change that the contacts
+// depend on (a close's closed_at, an erasure destroying the key, a case
+// restored over the live one) takes the row FOR UPDATE first,
+// which waits for the batch, or makes the batch wait and read what it
+// wrote. Before, the batch locked its cases FOR NO KEY UPDATE by its last
+// statement, to touch them, and held them through its commit's WAL flush:
+// two replicas' batches on a shared case queued there (issue 19: 4.6-8.7%
+// of PostgreSQL's active backends in Lock waits under wrk).
+func (s *Store) createContacts(ctx context.Context, tx *sql.Tx, rs []*contactReq, ahead bool) error {
 	var touched map[string]touchedCase
 	var err error
-	if late {
-		if touched, err = s.readCases(ctx, tx, rs); err != nil {
-			return err
-		}
-		if s.fields.on() {
-			for _, tc := range touched {
-				late = late && tc.key.owner.Valid
-			}
-		}
+	if ahead {
+		touched, err = s.shareCases(ctx, tx, rs)
+	} else {
+		touched, err = s.touchCases(ctx, tx, rs)
 	}
-	if !late {
-		if touched, err = s.touchCases(ctx, tx, rs); err != nil {
-			return err
-		}
+	if err != nil {
+		return err
 	}
 
 	var rules cases.RetentionRules
@@ -245,7 +238,7 @@ func (s *Store) createContacts(ctx context.Context, tx *sql.Tx, rs []*contactReq
 	}
 	sealers := map[string]sealer{}
 	args := make([]any, 0, 15*len(rs))
-	for _, r := range inCaseOrder(rs, late) {
+	for _, r := range rs {
 		c := r.c
 		tc, ok := touched[c.CaseID]
 		if !ok {
@@ -298,29 +291,7 @@ func (s *Store) createContacts(ctx context.Context, tx *sql.Tx, rs []*contactReq
 		return fmt.Errorf("audit: %w", err)
 	}
 
-	if late {
-		again, err := s.touchCases(ctx, tx, rs)
-		if err != nil {
-			return err
-		}
-		for id, tc := range touched {
-			if again[id] != tc {
-				return fmt.Errorf("case %s: %w", id, errMovedUnderBatch)
-			}
-		}
-	}
 	return nil
-}
-
-// inCaseOrder returns rs in case id order when late, else as it is. Each
-// contact row's foreign key takes a share lock on its case; taken in id
-// order, as erasures and retention recomputes take theirs, they cannot
-// deadlock with those.
-func inCaseOrder(rs []*contactReq, late bool) []*contactReq {
-	if !late {
-		return rs
-	}
-	return slices.SortedStableFunc(slices.Values(rs), func(a, b *contactReq) int { return strings.Compare(a.c.CaseID, b.c.CaseID) })
 }
 
 // changed runs the change hooks for chs: the batch hook when there is one.
@@ -339,19 +310,53 @@ func (s *Store) changed(ctx context.Context, tx *sql.Tx, chs []cases.Change) err
 	return nil
 }
 
-// readCases reads, without locking them, what rs's contacts need of their
-// cases' rows (touchCases' columns).
-func (s *Store) readCases(ctx context.Context, tx *sql.Tx, rs []*contactReq) (map[string]touchedCase, error) {
-	ids := make([]string, 0, len(rs))
-	for _, r := range rs {
-		ids = append(ids, r.c.CaseID)
-	}
+// shareCases reads what rs's contacts need of their cases' rows
+// (touchCases' columns) and locks them FOR KEY SHARE until commit, in id
+// order (see createContacts).
+func (s *Store) shareCases(ctx context.Context, tx *sql.Tx, rs []*contactReq) (map[string]touchedCase, error) {
+	ids, _ := caseTimes(rs)
 	out := make(map[string]touchedCase, len(ids))
-	err := sqldb.ScanRows(tx.QueryContext(ctx, qReadCasesPG, ids))(scanTouched(out))
+	err := sqldb.ScanRows(tx.QueryContext(ctx, qShareCasesPG, ids))(scanTouched(out))
 	if err != nil {
 		return nil, fmt.Errorf("read case: %w", err)
 	}
 	return out, nil
+}
+
+// touchAhead moves the updated_at of rs's cases to their newest contact's
+// creation in a transaction of its own, before the batch's, that commits
+// without waiting for its WAL flush: the row locks of the touch are held
+// for one statement, not through a commit. Nothing is lost by not
+// waiting: PostgreSQL flushes its WAL in order, so the batch's own commit,
+// which comes later and does wait, flushes the touch with it before any
+// contact is acknowledged. A batch that then fails leaves its cases
+// touched, as a write at that time (the contacts are written again one by
+// one, each touching its case).
+func (s *Store) touchAhead(ctx context.Context, rs []*contactReq) error {
+	ids, times := caseTimes(rs)
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, qTouchAheadPG, ids, times)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("touch cases: %w", err)
+	}
+	return nil
+}
+
+// caseTimes returns the cases of rs's contacts in id order, each with its
+// newest contact's creation (unix micros).
+func caseTimes(rs []*contactReq) (ids []string, times []int64) {
+	at := map[string]int64{}
+	for _, r := range rs {
+		at[r.c.CaseID] = max(at[r.c.CaseID], sqldb.Micros(r.c.CreatedAt))
+	}
+	ids = slices.Sorted(maps.Keys(at))
+	times = make([]int64, len(ids))
+	for i, id := range ids {
+		times[i] = at[id]
+	}
+	return ids, times
 }
 
 func scanTouched(out map[string]touchedCase) func(rows *sql.Rows) error {
@@ -374,35 +379,20 @@ func scanTouched(out map[string]touchedCase) func(rows *sql.Rows) error {
 // contact sees the close's closed_at. On PostgreSQL the rows are locked in
 // id order, so two batches sharing cases never deadlock.
 func (s *Store) touchCases(ctx context.Context, tx *sql.Tx, rs []*contactReq) (map[string]touchedCase, error) {
-	at := map[string]int64{}
-	for _, r := range rs {
-		at[r.c.CaseID] = max(at[r.c.CaseID], sqldb.Micros(r.c.CreatedAt))
-	}
-	ids := slices.Sorted(func(yield func(string) bool) {
-		for id := range at {
-			if !yield(id) {
-				return
-			}
-		}
-	})
-
+	ids, times := caseTimes(rs)
 	out := make(map[string]touchedCase, len(ids))
 	scan := scanTouched(out)
 
 	var err error
 	switch {
 	case len(ids) == 1:
-		err = sqldb.ScanRows(s.db.QueryTx(ctx, tx, qTouchCase, at[ids[0]], ids[0]))(scan)
+		err = sqldb.ScanRows(s.db.QueryTx(ctx, tx, qTouchCase, times[0], ids[0]))(scan)
 	case s.db.Dialect == sqldb.Postgres:
-		times := make([]int64, len(ids))
-		for i, id := range ids {
-			times[i] = at[id]
-		}
 		err = sqldb.ScanRows(tx.QueryContext(ctx, qTouchCasesPG, ids, times))(scan)
 	default:
 		args := make([]any, 0, 2*len(ids))
-		for _, id := range ids {
-			args = append(args, id, at[id])
+		for i, id := range ids {
+			args = append(args, id, times[i])
 		}
 		err = s.db.QueryRows(ctx, tx, qTouchCasesSQLite, 2, args, scan)
 	}
@@ -428,9 +418,18 @@ const (
 	qTouchCasesPG = `WITH l AS (SELECT c.id FROM cases c WHERE c.id = ANY($1::text[]) ORDER BY c.id FOR NO KEY UPDATE)
 		UPDATE cases SET updated_at = v.at FROM l, unnest($1::text[], $2::bigint[]) AS v(id, at)
 		WHERE cases.id = ANY($1::text[]) AND cases.id = l.id AND v.id = l.id RETURNING cases.id, ` + touchReturning
-	// qReadCasesPG reads the same columns without a lock (a late-locking
-	// batch's first read).
-	qReadCasesPG = `SELECT cases.id, ` + touchReturning + ` FROM cases WHERE cases.id = ANY($1::text[])`
+	// qTouchAheadPG is touchAhead's statement: qTouchCasesPG's locking
+	// order, updated_at only ever moved forward (touches of several
+	// replicas commit in any order), and synchronous_commit off for its
+	// own transaction only (set_config's third argument: the pooled
+	// connection's next transaction waits for its flush again).
+	qTouchAheadPG = `WITH a AS (SELECT set_config('synchronous_commit', 'off', true)),
+		l AS (SELECT c.id FROM cases c WHERE c.id = ANY($1::text[]) ORDER BY c.id FOR NO KEY UPDATE)
+		UPDATE cases SET updated_at = GREATEST(cases.updated_at, v.at) FROM a, l, unnest($1::text[], $2::bigint[]) AS v(id, at)
+		WHERE cases.id = ANY($1::text[]) AND cases.id = l.id AND v.id = l.id`
+	// qShareCasesPG reads the same columns as qTouchCasesPG under the lock
+	// a contact's foreign key takes (see createContacts).
+	qShareCasesPG = `SELECT cases.id, ` + touchReturning + ` FROM cases WHERE cases.id = ANY($1::text[]) ORDER BY cases.id FOR KEY SHARE OF cases`
 	// qTouchCasesSQLite is the same on SQLite, whose one writer needs no
 	// lock order; a row of (case id, updated_at) per case (sqldb.QueryRows).
 	qTouchCasesSQLite = `UPDATE cases SET updated_at = v.column2 FROM (VALUES (?, ?)) AS v

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -52,13 +53,102 @@ func TestTouchCasesPlan(t *testing.T) {
 
 			ids := []string{"plan-1", "plan-7", "plan-42", "plan-99", "plan-250"}
 			times := []int64{1, 2, 3, 4, 5}
-			plan := strings.Join(sqldbtest.QueryPlan(t, db, qTouchCasesPG, ids, times), "\n")
-			if strings.Contains(plan, "Seq Scan on cases") {
-				t.Errorf("the batch touch reads the whole cases table:\n%s", plan)
-			}
-			if !strings.Contains(plan, "cases_pkey") {
-				t.Errorf("the batch touch does not use the cases' key:\n%s", plan)
+			for _, q := range []struct {
+				name string
+				text string
+				args []any
+			}{
+				{"touch", qTouchCasesPG, []any{ids, times}},
+				{"touch ahead", qTouchAheadPG, []any{ids, times}},
+				{"share", qShareCasesPG, []any{ids}},
+			} {
+				plan := strings.Join(sqldbtest.QueryPlan(t, db, q.text, q.args...), "\n")
+				if strings.Contains(plan, "Seq Scan on cases") {
+					t.Errorf("the batch %s reads the whole cases table:\n%s", q.name, plan)
+				}
+				if !strings.Contains(plan, "cases_pkey") {
+					t.Errorf("the batch %s does not use the cases' key:\n%s", q.name, plan)
+				}
 			}
 		})
+	}
+}
+
+// TestTouchAhead: a batch's touch ahead moves each case's updated_at to
+// its newest contact's creation and never back (two replicas' touches
+// commit in any order), and commits without waiting for its flush in its
+// own transaction only: the pooled connection's next transaction waits
+// again (synchronous_commit is back on).
+func TestTouchAhead(t *testing.T) {
+	db := sqldbtest.Open(t, sqldb.Postgres)
+	db.Write.SetMaxOpenConns(1) // the touch's connection is the one asked after
+	ctx := context.Background()
+	st := New(db, Options{})
+	cust := cases.Customer{ID: cases.NewID(), Name: "n", CreatedAt: time.Now(), UpdatedAt: time.Now()}
+	if err := st.CreateCustomer(ctx, cust, cases.Change{Action: "customer.create", TargetType: "customer", TargetID: cust.ID}); err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now().Truncate(time.Microsecond)
+
+	tests := []struct {
+		name     string
+		updated  time.Time   // the case's updated_at before
+		contacts []time.Time // the batch's contacts of the case, by creation
+		want     time.Time
+	}{
+		{"one newer contact", base, []time.Time{base.Add(time.Second)}, base.Add(time.Second)},
+		{"several: the newest", base, []time.Time{base.Add(2 * time.Second), base.Add(5 * time.Second), base.Add(time.Second)}, base.Add(5 * time.Second)},
+		{"touched later by another replica: kept", base.Add(time.Minute), []time.Time{base.Add(time.Second)}, base.Add(time.Minute)},
+	}
+	var rs []*contactReq
+	for i, tc := range tests {
+		id := "ahead-" + strconv.Itoa(i)
+		if _, err := db.Write.ExecContext(ctx, `INSERT INTO cases (id, number, customer_id, subject, status, priority, channel, created_at, updated_at)
+			VALUES ($1, $2, $3, 's', 'open', 'normal', 'chat', 0, $4)`, id, 2000000+i, cust.ID, sqldb.Micros(tc.updated)); err != nil {
+			t.Fatal(err)
+		}
+		for _, at := range tc.contacts {
+			rs = append(rs, &contactReq{c: &cases.Contact{CaseID: id, CreatedAt: at}})
+		}
+	}
+
+	if err := st.touchAhead(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var got int64
+			if err := db.Read.QueryRowContext(ctx, `SELECT updated_at FROM cases WHERE id = $1`, "ahead-"+strconv.Itoa(i)).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != sqldb.Micros(tc.want) {
+				t.Errorf("updated_at %v, want %v", sqldb.FromMicros(got), tc.want)
+			}
+		})
+	}
+	var sync string
+	if err := db.Write.QueryRowContext(ctx, `SHOW synchronous_commit`).Scan(&sync); err != nil {
+		t.Fatal(err)
+	}
+	if sync != "on" {
+		t.Errorf("synchronous_commit %q on the touch's connection after it, want on", sync)
+	}
+
+	// and inside its transaction it is off (the statement sets it for
+	// that transaction, not for the statement alone)
+	tx, err := db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, qTouchAheadPG, []string{"ahead-0"}, []int64{1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.QueryRowContext(ctx, `SHOW synchronous_commit`).Scan(&sync); err != nil {
+		t.Fatal(err)
+	}
+	if sync != "off" {
+		t.Errorf("synchronous_commit %q in the touch's transaction, want off", sync)
 	}
 }

@@ -323,6 +323,15 @@ func (c *caseRestore) putCase(ctx context.Context) error {
 		args = append(args, vals[i])
 	}
 
+	// FOR UPDATE first, as every change of a live case's row: a contact
+	// batch in flight holds the row FOR KEY SHARE only (sqlstore's
+	// createContacts), which a plain UPDATE would not wait for.
+	if c.db.Dialect == sqldb.Postgres {
+		if _, err := c.tx.ExecContext(ctx, `SELECT id FROM cases WHERE id = $1 FOR UPDATE`, c.caseID); err != nil {
+			return fmt.Errorf("restore case: lock: %w", err)
+		}
+	}
+
 	args = append(args, c.caseID)
 	if _, err := c.tx.ExecContext(ctx, c.db.Rebind(`UPDATE cases SET `+strings.Join(sets, ", ")+` WHERE id = ?`), args...); err != nil {
 		return fmt.Errorf("restore case: %w", err)
