@@ -94,13 +94,13 @@ wrk_total() { awk '$2=="requests" && $3=="in"{print $1}'; } # requests wrk compl
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", (b > 0 ? a / b : 0)}'; } # a / b, same-run figures
 
 # sample_waits FILE: the active client backends' wait events (type and
-# event) every 0.02 s for DUR, from one psql session (\watch; a psql process
+# event, and for a Lock wait the start of the waiting statement) every 0.02 s for DUR, from one psql session (\watch; a psql process
 # per sample cost CPU on the cores under test and allowed only 4 samples a
 # second). Every 0.1 s, a 10 s load gave about 100 active-backend samples:
 # one sample was 1% of the lock-wait share, and two runs of the same build
 # read 4.6% and 13.6% against the 5% target.
 sample_waits() {
-  printf "SELECT 'tick' UNION ALL SELECT COALESCE(wait_event_type || ' ' || wait_event, 'CPU') FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend' AND query NOT LIKE '%%pg_stat_activity%%';\n\\watch 0.02\n" > "$tmp/waits.sql"
+  printf "SELECT 'tick' UNION ALL SELECT COALESCE(wait_event_type || ' ' || wait_event, 'CPU') || CASE WHEN wait_event_type = 'Lock' THEN ' in ' || regexp_replace(left(query, 40), '\\s+', '_', 'g') ELSE '' END FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend' AND query NOT LIKE '%%pg_stat_activity%%';\n\\watch 0.02\n" > "$tmp/waits.sql"
   timeout "${DUR%s}" psql -h 127.0.0.1 -U postgres -d test -At -f "$tmp/waits.sql" > "$1" || true
 }
 # wait_summary FILE: the share of sampled active backends waiting on a lock,
