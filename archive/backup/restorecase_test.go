@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/casevault/casevault/archive/backup"
 	"github.com/casevault/casevault/retention"
+	"github.com/casevault/casevault/sqldb"
 )
 
 func TestRestoreCase(t *testing.T) {
@@ -147,5 +149,72 @@ func testRestoreCase(t *testing.T, in *instance) {
 	}
 	if _, err := repo.RestoreCase(ctx, m.ID, "no-such-case", opts); !errors.Is(err, backup.ErrNotFound) {
 		t.Fatalf("unknown case: %v, want ErrNotFound", err)
+	}
+}
+
+// TestRestoreCaseOverwriteWaitsForAContactInFlight: a contact batch in
+// flight holds its case FOR KEY SHARE only (sqlstore's createContacts),
+// so a case restored over the live one must lock the row FOR UPDATE
+// before overwriting it: the restore waits for the batch, whose contact
+// was stamped from the closed_at it read. A plain UPDATE went through.
+func TestRestoreCaseOverwriteWaitsForAContactInFlight(t *testing.T) {
+	in := newInstance(t, sqldb.Postgres)
+	ctx := context.Background()
+	ids := in.seed(1, 1)
+	repo, _ := newRepo(t)
+	keys := newKeys(t)
+	m, err := in.service(repo, keys).Backup(ctx, "test", operator, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	batch, err := in.db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer batch.Rollback()
+	var pid int
+	if err := batch.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := batch.ExecContext(ctx, `SELECT id FROM cases WHERE id = $1 FOR KEY SHARE`, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+
+	opts := backup.CaseRestoreOptions{DB: in.db, Blobs: in.blobs, Identity: keys.Identity, Actor: operator, Overwrite: true}
+	restored := make(chan error, 1)
+	go func() {
+		_, err := repo.RestoreCase(ctx, m.ID, ids[0], opts)
+		restored <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var n int
+		if err := in.db.Read.QueryRow(`SELECT COUNT(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, pid).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+		select {
+		case err := <-restored:
+			t.Fatalf("the restore overwrote the case while a contact batch held it: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the restore neither waited nor ended in 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	if err := batch.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-restored:
+		if err != nil {
+			t.Fatalf("the restore: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the restore did not end after the batch committed")
 	}
 }
