@@ -155,6 +155,80 @@ func TestFeedNeverSkipsALateCommit(t *testing.T) {
 	}
 }
 
+// TestFeedReadDoesNotQueueBehindANumbering: while another transaction
+// holds the feed's numbering lock (another replica's indexer numbering,
+// a claim, a prune), an indexer's read returns at once with what is
+// numbered instead of waiting for that commit (issue 19 §2: the only Lock
+// waits left with two replicas under load); SettledHead, which promises
+// every committed change a position, still waits, and then numbers it.
+func TestFeedReadDoesNotQueueBehindANumbering(t *testing.T) {
+	db := sqldbtest.Open(t, sqldb.Postgres)
+	ctx := t.Context()
+	st := sqlstore.New(db, sqlstore.Options{})
+	commitOne(t, db, "numbered")
+	es := readAll(t, st, 0)
+	if len(es) != 1 {
+		t.Fatalf("feed = %+v", es)
+	}
+	commitOne(t, db, "committed during the numbering")
+
+	lock, err := db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback()
+	var pid int
+	if err := lock.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.ExecContext(ctx, `SELECT head FROM feed_state WHERE id = 1 FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+
+	quick, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	es, err = st.ReadFeed(quick, 0, 1000)
+	if err != nil {
+		t.Fatalf("the read waited for the numbering lock: %v", err)
+	}
+	if len(es) != 1 || es[0].CaseID != "numbered" {
+		t.Fatalf("feed while another transaction numbers = %+v, want what was numbered", es)
+	}
+
+	settled := make(chan error, 1)
+	go func() {
+		_, err := st.SettledHead(ctx)
+		settled <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var n int
+		if err := db.Read.QueryRow(`SELECT COUNT(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, pid).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+		select {
+		case err := <-settled:
+			t.Fatalf("SettledHead did not wait for the numbering lock: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("SettledHead neither waited nor ended in 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := lock.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-settled; err != nil {
+		t.Fatal(err)
+	}
+	if es := readAll(t, st, es[0].Seq); len(es) != 1 || es[0].CaseID != "committed during the numbering" {
+		t.Fatalf("feed after SettledHead = %+v", es)
+	}
+}
+
 // Rows go only once every registered consumer has passed them; a consumer
 // that registers after rows went, or that was away so long it expired,
 // must rebuild (position -1) and holds pruning back until it has.

@@ -31,9 +31,12 @@ func (s *Store) pos() string {
 }
 
 // ReadFeed returns up to limit changes above position after, in order. On
-// PostgreSQL it first numbers the rows whose transactions are settled.
+// PostgreSQL it first numbers the rows whose transactions are settled,
+// unless another replica is numbering them right now: its indexer does not
+// queue behind that transaction's commit (it reads what is numbered, and
+// its next read, at the latest a poll later, numbers what is left).
 func (s *Store) ReadFeed(ctx context.Context, after int64, limit int) ([]search.OutboxEntry, error) {
-	if err := s.sequence(ctx); err != nil {
+	if err := s.sequence(ctx, false); err != nil {
 		return nil, err
 	}
 
@@ -60,7 +63,9 @@ func (s *Store) ReadFeed(ctx context.Context, after int64, limit int) ([]search.
 // head, in one step serialized by the feed_state row lock, a row can never
 // appear below a cursor. No horizon of in-flight transactions is needed,
 // so a long transaction elsewhere on the server holds nothing back.
-func (s *Store) sequence(ctx context.Context) error {
+// With wait false it returns at once when another transaction holds that
+// lock.
+func (s *Store) sequence(ctx context.Context, wait bool) error {
 	if s.db.Dialect != sqldb.Postgres {
 		return nil
 	}
@@ -74,7 +79,10 @@ func (s *Store) sequence(ctx context.Context) error {
 			return nil
 		}
 
-		n, err := s.numberRows(ctx)
+		n, err := s.numberRows(ctx, wait)
+		if errors.Is(err, errFeedBusy) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -94,18 +102,34 @@ func (s *Store) sequence(ctx context.Context) error {
 // FeedChurn is the vacuuming of the outbox (its figures for metrics).
 func (s *Store) FeedChurn() *sqldb.Churn { return s.feedChurn }
 
+// errFeedBusy: another transaction holds the feed_state row (numberRows
+// without wait).
+var errFeedBusy = errors.New("the feed is being numbered elsewhere")
+
 // numberRows numbers up to feedBatch committed rows in one transaction.
 // Each statement reads a fresh snapshot (READ COMMITTED), taken after the
-// lock is held, so it sees every number a previous sequencer gave.
-func (s *Store) numberRows(ctx context.Context) (int64, error) {
+// lock is held, so it sees every number a previous sequencer gave. With
+// wait false it fails with errFeedBusy instead of waiting for the lock
+// (two replicas' indexers numbering at once: one waited for the other's
+// commit, the only Lock waits left with two replicas under load, issue 19
+// §2).
+func (s *Store) numberRows(ctx context.Context, wait bool) (int64, error) {
 	tx, err := s.db.Write.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, s.fail("feed sequence", err)
 	}
 	defer func() { _ = tx.Rollback() }()
 
+	lock := `SELECT head FROM feed_state WHERE id = 1 FOR UPDATE`
+	if !wait {
+		lock += ` SKIP LOCKED`
+	}
 	var head int64
-	if err := tx.QueryRowContext(ctx, `SELECT head FROM feed_state WHERE id = 1 FOR UPDATE`).Scan(&head); err != nil {
+	err = tx.QueryRowContext(ctx, lock).Scan(&head)
+	if !wait && errors.Is(err, sql.ErrNoRows) {
+		return 0, errFeedBusy
+	}
+	if err != nil {
 		return 0, s.fail("feed sequence", err)
 	}
 	res, err := tx.ExecContext(ctx, `WITH next AS (
@@ -150,7 +174,7 @@ func (s *Store) head(ctx context.Context, q sqldb.RowQuerier) (int64, error) {
 // trusts the index with query holds. (FeedHead alone may leave out rows
 // committed but not yet numbered on PostgreSQL.)
 func (s *Store) SettledHead(ctx context.Context) (int64, error) {
-	if err := s.sequence(ctx); err != nil {
+	if err := s.sequence(ctx, true); err != nil {
 		return 0, err
 	}
 	return s.FeedHead(ctx)
