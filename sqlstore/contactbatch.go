@@ -196,7 +196,8 @@ func (b *contactBatcher) run(batch []*contactReq, crowded bool) {
 	}
 }
 
-// touchedCase is what a batch read of a case row it locked and touched.
+// touchedCase is what a batch read of a case row it locked (and touched,
+// unless it touched ahead).
 type touchedCase struct {
 	closed     sql.NullInt64
 	customerID string
@@ -207,14 +208,13 @@ type touchedCase struct {
 // audit events in tx, failing as a whole on any contact's error.
 //
 // With ahead set (PostgreSQL under load: touchAhead has moved the cases'
-// updated_at in a transaction of its own), the first statement reads the
+// updated_at in a statement of its own), the first statement reads the
 // cases under FOR KEY SHARE, the lock each contact row's foreign key takes
 // on its case anyway. Batches of several replicas on one case share that
 // lock and never wait for each other; every change that the contacts
 // depend on (a close's closed_at, an erasure destroying the key, a case
-// restored over the live one) takes the row FOR UPDATE first,
-// which waits for the batch, or makes the batch wait and read what it
-// wrote. Before, the batch locked its cases FOR NO KEY UPDATE by its last
+// restored over the live one) takes the row FOR UPDATE first, which waits
+// for the batch, or makes the batch wait and read what it wrote. Before, the batch locked its cases FOR NO KEY UPDATE by its last
 // statement, to touch them, and held them through its commit's WAL flush:
 // two replicas' batches on a shared case queued there (issue 19: 4.6-8.7%
 // of PostgreSQL's active backends in Lock waits under wrk).
