@@ -94,7 +94,8 @@ wrk_total() { awk '$2=="requests" && $3=="in"{print $1}'; } # requests wrk compl
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", (b > 0 ? a / b : 0)}'; } # a / b, same-run figures
 
 # sample_waits FILE: the active client backends' wait events (type and
-# event, and for a Lock wait the start of the waiting statement) every 0.02 s for DUR, from one psql session (\watch; a psql process
+# event, and for a Lock wait the start of the waiting statement) every
+# 0.02 s for DUR, from one psql session (\watch; a psql process
 # per sample cost CPU on the cores under test and allowed only 4 samples a
 # second). Every 0.1 s, a 10 s load gave about 100 active-backend samples:
 # one sample was 1% of the lock-wait share, and two runs of the same build

@@ -158,10 +158,10 @@ func (b *contactBatcher) run(batch []*contactReq, crowded bool) {
 	// The batch serves many callers: no one caller's cancellation ends it.
 	ctx := context.Background()
 	// A contact alone in its batch, with no other batch in flight (a
-	// quiet server), locks its case first, in its transaction: touching
-	// ahead would be one more transaction for nothing to wait for (one
-	// client, PostgreSQL: p50 1.7-1.9 ms locking first, 2.4-2.9 ms
-	// otherwise). Under load many batches hold a single contact (a free
+	// quiet server), locks and touches its case in its transaction:
+	// touching ahead would be one more statement and commit for nothing to
+	// wait for (one client, PostgreSQL: p50 1.7-1.9 ms locking first,
+	// 2.4-2.9 ms with one more round trip). Under load many batches hold a single contact (a free
 	// slot takes one at once), and those touch ahead too: locking first
 	// they held their case through the batch (two replicas: 12% of
 	// backends in lock waits).

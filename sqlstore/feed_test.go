@@ -172,22 +172,11 @@ func TestFeedReadDoesNotQueueBehindANumbering(t *testing.T) {
 	}
 	commitOne(t, db, "committed during the numbering")
 
-	lock, err := db.Write.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Rollback()
-	var pid int
-	if err := lock.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lock.ExecContext(ctx, `SELECT head FROM feed_state WHERE id = 1 FOR UPDATE`); err != nil {
-		t.Fatal(err)
-	}
+	lock := sqldbtest.Hold(t, db, `SELECT head FROM feed_state WHERE id = 1 FOR UPDATE`)
 
 	quick, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	es, err = st.ReadFeed(quick, 0, 1000)
+	es, err := st.ReadFeed(quick, 0, 1000)
 	if err != nil {
 		t.Fatalf("the read waited for the numbering lock: %v", err)
 	}
@@ -200,25 +189,8 @@ func TestFeedReadDoesNotQueueBehindANumbering(t *testing.T) {
 		_, err := st.SettledHead(ctx)
 		settled <- err
 	}()
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		var n int
-		if err := db.Read.QueryRow(`SELECT COUNT(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, pid).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n > 0 {
-			break
-		}
-		select {
-		case err := <-settled:
-			t.Fatalf("SettledHead did not wait for the numbering lock: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("SettledHead neither waited nor ended in 10 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if err := lock.Rollback(); err != nil {
+	sqldbtest.BlockedBy(t, db, lock.PID, settled)
+	if err := lock.Tx.Rollback(); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-settled; err != nil {

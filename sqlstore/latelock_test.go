@@ -6,7 +6,6 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,54 +24,6 @@ import (
 // (another replica's batch at its commit, a close, an erasure) and look at
 // the batch's backend while it waits: pg_blocking_pids says who waits on
 // whom, pg_locks what the waiting transaction has already written.
-
-// rowHolder is a transaction on its own connection that holds case rows.
-type rowHolder struct {
-	tx  *sql.Tx
-	pid int
-}
-
-func holdRows(t *testing.T, db *sqldb.DB, query string, args ...any) *rowHolder {
-	t.Helper()
-	ctx := context.Background()
-	tx, err := db.Write.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = tx.Rollback() })
-	h := &rowHolder{tx: tx}
-	if err := tx.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&h.pid); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.ExecContext(ctx, query, args...); err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
-// waiter returns the backend that waits on h's locks, once there is one.
-func (h *rowHolder) waiter(t *testing.T, db *sqldb.DB, write <-chan error) int {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		var pid int
-		err := db.Read.QueryRow(`SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, h.pid).Scan(&pid)
-		if err == nil {
-			return pid
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			t.Fatal(err)
-		}
-		select {
-		case err := <-write:
-			t.Fatalf("the write ended without waiting for the held row: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no backend waits on the held row after 10 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // query returns the statement backend pid runs.
 func query(t *testing.T, db *sqldb.DB, pid int) string {
@@ -177,35 +128,9 @@ func TestBatchesOfTwoReplicasShareACase(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	conn, err := db.Write.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
-		t.Fatal(err)
-	}
-	unlock := sync.OnceFunc(func() {
-		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
-			t.Error(err)
-		}
-	})
-	defer unlock()
-
+	gate := sqldbtest.Hold(t, db, `SELECT pg_advisory_xact_lock($1)`, key)
 	doneA := ra.oneBatch(t, plugA, a, a2)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		var n int
-		if err := db.Read.QueryRow(`SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND NOT granted`, key).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("replica A's batch did not reach its commit")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	sqldbtest.BlockedBy(t, db, gate.PID, doneA[0]) // A at its commit
 
 	b, b2 := newContact(cs.ID, "replica B's, same case"), newContact(otherB, "its neighbour")
 	for i, d := range rb.oneBatch(t, plugB, b, b2) {
@@ -219,7 +144,9 @@ func TestBatchesOfTwoReplicasShareACase(t *testing.T) {
 		}
 	}
 
-	unlock()
+	if err := gate.Tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
 	for i, d := range doneA {
 		if err := result(t, d); err != nil {
 			t.Fatalf("replica A's contact %d: %v", i, err)
@@ -245,14 +172,14 @@ func TestBatchUnderACloseGetsItsRetention(t *testing.T) {
 	cust, cs := seed(t, r.svc)
 	other, plug := r.newCase(t, cust.ID), r.newCase(t, cust.ID)
 	closed := time.Now().Add(-time.Hour).Truncate(time.Microsecond).UTC()
-	h := holdRows(t, db, `WITH l AS (SELECT id FROM cases WHERE id = $2 FOR UPDATE)
+	h := sqldbtest.Hold(t, db, `WITH l AS (SELECT id FROM cases WHERE id = $2 FOR UPDATE)
 		UPDATE cases SET closed_at = $1, status = 'closed' FROM l WHERE cases.id = l.id`, sqldb.Micros(closed), cs.ID)
 
 	c, c2 := newContact(cs.ID, "arrives while the case closes"), newContact(other, "its neighbour, open")
 	occurred := c.OccurredAt
 	done := r.oneBatch(t, plug, c, c2)
-	h.waiter(t, db, done[0])
-	if err := h.tx.Commit(); err != nil {
+	sqldbtest.BlockedBy(t, db, h.PID, done[0])
+	if err := h.Tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	for i, d := range done {
@@ -314,24 +241,11 @@ func TestCloseWaitsForABatchInFlight(t *testing.T) {
 		_, err := r.svc.UpdateCase(ctx, cs.ID, cases.CasePatch{Status: &closedStatus}, cases.Actor{})
 		closing <- err
 	}()
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		var n int
-		if err := db.Read.QueryRow(`SELECT COUNT(*) FROM pg_stat_activity WHERE cardinality(pg_blocking_pids(pid)) > 0 AND query LIKE '%FOR UPDATE%'`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n > 0 {
-			break
-		}
-		select {
-		case err := <-closing:
-			t.Fatalf("the close ended while the batch was in flight: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the close does not wait for the batch")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	// the close's FOR UPDATE, waiting on a backend that holds a lock in
+	// this test's schema (the batch)
+	sqldbtest.AwaitBackend(t, db, closing, `SELECT a.pid FROM pg_stat_activity a WHERE a.query LIKE '%FOR UPDATE%' AND EXISTS (
+		SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+		WHERE l.pid = ANY(pg_blocking_pids(a.pid)) AND c.relnamespace = current_schema()::regnamespace) LIMIT 1`)
 	let()
 	for i, d := range done {
 		if err := result(t, d); err != nil {
@@ -378,21 +292,21 @@ func TestErasureUnderBatch(t *testing.T) {
 		t.Fatalf("%d live keys (%v), want 2: the late path is not taken", keyed, err)
 	}
 
-	h := holdRows(t, db, `SELECT id FROM customers WHERE id = $1 FOR UPDATE`, cust.ID)
+	h := sqldbtest.Hold(t, db, `SELECT id FROM customers WHERE id = $1 FOR UPDATE`, cust.ID)
 	ctx := context.Background()
-	if _, err := sqlstore.ReadErasure(ctx, db, h.tx, nil, cust.ID); err != nil {
+	if _, err := sqlstore.ReadErasure(ctx, db, h.Tx, nil, cust.ID); err != nil {
 		t.Fatal(err)
 	}
 	c, c2 := newContact(cs.ID, "written during the erasure"), newContact(otherCase, "another customer's")
 	done := r.oneBatch(t, plug, c, c2)
-	pid := h.waiter(t, db, done[0])
+	pid := sqldbtest.BlockedBy(t, db, h.PID, done[0])
 	if q := query(t, db, pid); !strings.Contains(q, "synchronous_commit") {
 		t.Errorf("the batch waits in %q, not in its touch ahead", q)
 	}
 	if wrote(t, db, pid, "contacts") {
 		t.Error("the batch wrote contacts before its cases were locked")
 	}
-	h.erase(t, db, keys, cust.ID)
+	erase(t, db, h, keys, cust.ID)
 	erasedOnly(t, done)
 	var n int
 	if err := db.Read.QueryRow(`SELECT COUNT(*) FROM contacts WHERE customer_id = $1`, cust.ID).Scan(&n); err != nil || n != 0 {
@@ -403,9 +317,10 @@ func TestErasureUnderBatch(t *testing.T) {
 // TestKeylessCustomerKeyAfterItsCase: a customer's first sealed write
 // creates their data key. Created before the case is locked, its row
 // would be inserted in the reverse of an erasure's order (cases, then the
-// key row, which a tombstone INSERT waits on): a deadlock. So a batch
-// with such a contact waits for an erasure holding the cases with no key
-// row written.
+// key row, which a tombstone INSERT waits on): a deadlock. A batch with
+// such a contact waits for an erasure holding the cases with no key row
+// written (in its touch ahead; in its transaction the share read of the
+// cases is the first statement), and then fails as "not found".
 func TestKeylessCustomerKeyAfterItsCase(t *testing.T) {
 	db := sqldbtest.Open(t, sqldb.Postgres)
 	plain := cases.NewService(sqlstore.New(db, sqlstore.Options{}), nil)
@@ -415,29 +330,29 @@ func TestKeylessCustomerKeyAfterItsCase(t *testing.T) {
 	other, _ := seed(t, r.svc) // sealed: keyed
 	otherCase, plug := r.newCase(t, other.ID), r.newCase(t, other.ID)
 
-	h := holdRows(t, db, `SELECT id FROM cases WHERE customer_id = $1 ORDER BY id FOR UPDATE`, cust.ID)
+	h := sqldbtest.Hold(t, db, `SELECT id FROM cases WHERE customer_id = $1 ORDER BY id FOR UPDATE`, cust.ID)
 	c, c2 := newContact(cs.ID, "the customer's first sealed write"), newContact(otherCase, "a keyed customer's")
 	done := r.oneBatch(t, plug, c, c2)
-	pid := h.waiter(t, db, done[0])
+	pid := sqldbtest.BlockedBy(t, db, h.PID, done[0])
 	if wrote(t, db, pid, "customer_keys") {
 		t.Error("the batch created the customer's key before locking the case")
 	}
-	h.erase(t, db, keys, cust.ID)
+	erase(t, db, h, keys, cust.ID)
 	erasedOnly(t, done)
 }
 
 // erase finishes, in h's transaction, the erasure of customerID whose
 // rows h holds (its key destroyed, its rows deleted) and commits it.
-func (h *rowHolder) erase(t *testing.T, db *sqldb.DB, keys *archive.Keyring, customerID string) {
+func erase(t *testing.T, db *sqldb.DB, h *sqldbtest.Holder, keys *archive.Keyring, customerID string) {
 	t.Helper()
 	ctx := context.Background()
-	if err := keys.DestroyTx(ctx, h.tx, customerID); err != nil {
+	if err := keys.DestroyTx(ctx, h.Tx, customerID); err != nil {
 		t.Fatal(err)
 	}
-	if err := sqlstore.DeleteCustomer(ctx, db, h.tx, customerID); err != nil {
+	if err := sqlstore.DeleteCustomer(ctx, db, h.Tx, customerID); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.tx.Commit(); err != nil {
+	if err := h.Tx.Commit(); err != nil {
 		t.Fatalf("the erasure: %v", err)
 	}
 }

@@ -239,20 +239,27 @@ func change(id string) cases.Change {
 	return cases.Change{Action: "case.update", TargetType: "case", TargetID: id}
 }
 
-// fixture is a seeded SQLite instance with a repository and keys.
+// fixture is a seeded instance with a repository and keys.
 type fixture struct {
 	src  *instance
+	ids  []string // the seeded cases
 	repo *backup.Repo
 	dir  string
 	keys backup.Keys
 }
 
+// newFixture seeds a SQLite instance.
 func newFixture(t testing.TB, cases, contactsPer int) fixture {
 	t.Helper()
-	src := newInstance(t, sqldb.SQLite)
-	src.seed(cases, contactsPer)
+	return newFixtureOn(t, sqldb.SQLite, cases, contactsPer)
+}
+
+func newFixtureOn(t testing.TB, d sqldb.Dialect, cases, contactsPer int) fixture {
+	t.Helper()
+	src := newInstance(t, d)
+	ids := src.seed(cases, contactsPer)
 	repo, dir := newRepo(t)
-	return fixture{src: src, repo: repo, dir: dir, keys: newKeys(t)}
+	return fixture{src: src, ids: ids, repo: repo, dir: dir, keys: newKeys(t)}
 }
 
 // backup takes one backup through a fresh service.

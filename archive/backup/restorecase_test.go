@@ -9,6 +9,7 @@ import (
 	"github.com/casevault/casevault/archive/backup"
 	"github.com/casevault/casevault/retention"
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/sqldb/sqldbtest"
 )
 
 func TestRestoreCase(t *testing.T) {
@@ -158,55 +159,19 @@ func testRestoreCase(t *testing.T, in *instance) {
 // before overwriting it: the restore waits for the batch, whose contact
 // was stamped from the closed_at it read. A plain UPDATE went through.
 func TestRestoreCaseOverwriteWaitsForAContactInFlight(t *testing.T) {
-	in := newInstance(t, sqldb.Postgres)
-	ctx := context.Background()
-	ids := in.seed(1, 1)
-	repo, _ := newRepo(t)
-	keys := newKeys(t)
-	m, err := in.service(repo, keys).Backup(ctx, "test", operator, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newFixtureOn(t, sqldb.Postgres, 1, 1)
+	m, in := f.backup(t), f.src
+	batch := sqldbtest.Hold(t, in.db, `SELECT id FROM cases WHERE id = $1 FOR KEY SHARE`, f.ids[0])
 
-	batch, err := in.db.Write.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer batch.Rollback()
-	var pid int
-	if err := batch.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := batch.ExecContext(ctx, `SELECT id FROM cases WHERE id = $1 FOR KEY SHARE`, ids[0]); err != nil {
-		t.Fatal(err)
-	}
-
-	opts := backup.CaseRestoreOptions{DB: in.db, Blobs: in.blobs, Identity: keys.Identity, Actor: operator, Overwrite: true}
+	opts := backup.CaseRestoreOptions{DB: in.db, Blobs: in.blobs, Identity: f.keys.Identity, Actor: operator, Overwrite: true}
 	restored := make(chan error, 1)
 	go func() {
-		_, err := repo.RestoreCase(ctx, m.ID, ids[0], opts)
+		_, err := f.repo.RestoreCase(context.Background(), m.ID, f.ids[0], opts)
 		restored <- err
 	}()
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		var n int
-		if err := in.db.Read.QueryRow(`SELECT COUNT(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, pid).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n > 0 {
-			break
-		}
-		select {
-		case err := <-restored:
-			t.Fatalf("the restore overwrote the case while a contact batch held it: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the restore neither waited nor ended in 10 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	sqldbtest.BlockedBy(t, in.db, batch.PID, restored)
 
-	if err := batch.Commit(); err != nil {
+	if err := batch.Tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/casevault/casevault/sqldb"
+	"github.com/casevault/casevault/testkit"
 )
 
 // Dialects lists the engines every store test runs on.
@@ -189,4 +191,64 @@ func VacuumCount(t testing.TB, db *sqldb.DB, table string) int64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// Holder is a transaction on a connection of its own that holds the locks
+// a test took with Hold (PostgreSQL), and its backend's pid.
+type Holder struct {
+	Tx  *sql.Tx
+	PID int
+}
+
+// Hold begins a write transaction, runs query in it (a row locked or
+// changed) and leaves it open for the test to commit or roll back; the
+// test's end rolls it back.
+func Hold(t testing.TB, db *sqldb.DB, query string, args ...any) *Holder {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback() })
+	h := &Holder{Tx: tx}
+	if err := tx.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&h.PID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// AwaitBackend polls query, which returns the pid of the backend the test
+// looks for or no row, until it finds one, and returns that pid. It fails
+// the test if ended delivers first (the work under test ended instead of
+// waiting) or after 10 s.
+func AwaitBackend(t testing.TB, db *sqldb.DB, ended <-chan error, query string, args ...any) int {
+	t.Helper()
+	var pid int
+	testkit.Eventually(t, 10*time.Second, "a backend ("+query+")", func() bool {
+		select {
+		case err := <-ended:
+			t.Fatalf("the work ended before a backend showed (%s): %v", query, err)
+		default:
+		}
+		err := db.Read.QueryRow(query, args...).Scan(&pid)
+		if errors.Is(err, sql.ErrNoRows) {
+			return false
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return true
+	})
+	return pid
+}
+
+// BlockedBy is AwaitBackend for a backend waiting on a lock that backend
+// holder holds (pg_blocking_pids).
+func BlockedBy(t testing.TB, db *sqldb.DB, holder int, ended <-chan error) int {
+	t.Helper()
+	return AwaitBackend(t, db, ended, `SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)) LIMIT 1`, holder)
 }
