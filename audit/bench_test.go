@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/casevault/casevault/audit"
 	"github.com/casevault/casevault/sqldb"
@@ -81,7 +80,7 @@ func bulkInsert(tb testing.TB, db *sqldb.DB, n int) {
 			}
 			defer conn.Close()
 			err = conn.Raw(func(dc any) error {
-				c := dc.(*stdlib.Conn).Conn()
+				c, _ := sqldb.PgxConn(dc)
 				_, err := c.CopyFrom(ctx, pgx.Identifier{"audit_events"},
 					[]string{"seq", "at", "actor_id", "actor_name", "role", "action", "target_type", "target_id",
 						"request_id", "client_ip", "outcome", "detail", "prev_hash", "hash"},

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/casevault/casevault/sqldb"
 )
@@ -148,11 +147,11 @@ func (l *Log) verifyPgx(ctx context.Context) (VerifyResult, error) {
 	defer conn.Close()
 	var res VerifyResult
 	err = conn.Raw(func(dc any) error {
-		sc, ok := dc.(*stdlib.Conn)
+		pc, ok := sqldb.PgxConn(dc)
 		if !ok {
 			return fmt.Errorf("unexpected PostgreSQL driver connection %T", dc)
 		}
-		tx, err := sc.Conn().BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		tx, err := pc.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 		if err != nil {
 			return err
 		}

@@ -18,9 +18,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
-	"modernc.org/sqlite"               // also registers the "sqlite" driver
+	"github.com/jackc/pgx/v5/stdlib"
+	"modernc.org/sqlite" // also registers the "sqlite" driver
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
@@ -71,6 +72,9 @@ type Config struct {
 	Synchronous string
 	// MaxOpenConns bounds the PostgreSQL pool (default 16).
 	MaxOpenConns int
+	// DialFunc, when set, opens PostgreSQL's connections (tests count the
+	// round trips of a transaction through it).
+	DialFunc pgconn.DialFunc
 }
 
 // Open connects and runs pending migrations.
@@ -88,10 +92,14 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 
 func open(ctx context.Context, cfg Config) (*DB, error) {
 	if strings.HasPrefix(cfg.URL, "postgres://") || strings.HasPrefix(cfg.URL, "postgresql://") {
-		pool, err := sql.Open("pgx", cfg.URL)
+		pc, err := pgx.ParseConfig(cfg.URL)
 		if err != nil {
-			return nil, fmt.Errorf("open postgres: %w", err)
+			return nil, fmt.Errorf("open postgres: %w", err) // pgconn redacts the password
 		}
+		if cfg.DialFunc != nil {
+			pc.DialFunc = cfg.DialFunc
+		}
+		pool := sql.OpenDB(pipeConnector{inner: stdlib.GetConnector(*pc)})
 
 		n := cfg.MaxOpenConns
 		if n <= 0 {

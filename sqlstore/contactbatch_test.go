@@ -292,6 +292,54 @@ func TestContactBatchSharesOneTransaction(t *testing.T) {
 	})
 }
 
+// TestContactBatchRoundTrips: on PostgreSQL a batch of contacts reaches
+// the server in 3 round trips, whatever its size: the touch ahead, then
+// its transaction pipelined (BEGIN, the write barrier and the case read
+// in one; the contacts, outbox rows, audit events and COMMIT in the
+// other). One statement per round trip made it 8.
+func TestContactBatchRoundTrips(t *testing.T) {
+	db, trips := sqldbtest.OpenCounted(t)
+	r := newBatchRig(t, db, 1)
+	ctx := context.Background()
+	_, a := seed(t, r.svc)
+	_, b := seed(t, r.svc)
+
+	// Twice: the first round prepares the statements on the connection.
+	for round := range 2 {
+		held, release := r.holdNext()
+		first := newContact(a.ID, "first")
+		firstErr := make(chan error, 1)
+		go func() { firstErr <- r.store.CreateContact(ctx, first, contactChange(first)) }()
+		<-held
+		errs := make([]error, 8)
+		var wg sync.WaitGroup
+		for i := range errs {
+			c := newContact(alternate(i, a.ID, b.ID), fmt.Sprintf("round %d contact %d", round, i))
+			wg.Go(func() { errs[i] = r.store.CreateContact(ctx, c, contactChange(c)) })
+		}
+		r.waitQueued(t, len(errs))
+		before := trips.Load()
+		release()
+		wg.Wait()
+		got := trips.Load() - before
+		if err := errors.Join(append(errs, <-firstErr)...); err != nil {
+			t.Fatal(err)
+		}
+		// The held contact's transaction ends in 2 (its audit event, its
+		// COMMIT); then the batch.
+		if round == 1 && got != 2+3 {
+			t.Fatalf("%d round trips for the held contact's end and a batch of %d, want 2 + 3", got, len(errs))
+		}
+	}
+	r.mu.Lock()
+	sizes := len(r.batches[len(r.batches)-1])
+	r.mu.Unlock()
+	if sizes != 8 {
+		t.Fatalf("the last batch held %d contacts, want 8", sizes)
+	}
+	r.verify(t, 18)
+}
+
 // TestContactBatchCancellation: a caller whose context ends while its
 // contact waits for a batch gets the context's error and nothing is
 // written for it; a caller whose context ends once its batch runs does not

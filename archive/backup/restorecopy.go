@@ -6,7 +6,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/casevault/casevault/sqldb"
 )
 
 // errNoCopy: the target's driver connection is not pgx's (restore falls
@@ -25,11 +26,11 @@ func (r *Repo) restoreTablesCopy(ctx context.Context, m Manifest, opts RestoreOp
 	}
 	defer conn.Close()
 	return conn.Raw(func(dc any) error {
-		sc, ok := dc.(*stdlib.Conn)
+		pc, ok := sqldb.PgxConn(dc)
 		if !ok {
 			return errNoCopy
 		}
-		tx, err := sc.Conn().Begin(ctx)
+		tx, err := pc.Begin(ctx)
 		if err != nil {
 			return fmt.Errorf("restore: begin: %w", err)
 		}
