@@ -30,6 +30,23 @@ func (s *Store) pos() string {
 	return "seq"
 }
 
+// The reads of the feed by position (on PostgreSQL through the partial
+// index outbox_pos, whose predicate pos > ? implies: TestFeedPositionPlans).
+func (s *Store) qFeedRead() string {
+	p := s.pos()
+	return s.q(`SELECT ` + p + `, case_id, contact_id, customer_id, created_at FROM outbox WHERE ` + p + ` > ? ORDER BY ` + p + ` LIMIT ?`)
+}
+
+func (s *Store) qFeedOldest() string {
+	p := s.pos()
+	return s.q(`SELECT created_at FROM outbox WHERE ` + p + ` > ? AND ` + p + ` <= ? ORDER BY ` + p + ` LIMIT 1`)
+}
+
+func (s *Store) qFeedPrune() string {
+	p := s.pos()
+	return s.q(`DELETE FROM outbox WHERE ` + p + ` > ? AND ` + p + ` <= ?`)
+}
+
 // ReadFeed returns up to limit changes above position after, in order. On
 // PostgreSQL it first numbers the rows whose transactions are settled,
 // unless another replica is numbering them right now: its indexer does not
@@ -40,8 +57,7 @@ func (s *Store) ReadFeed(ctx context.Context, after int64, limit int) ([]search.
 		return nil, err
 	}
 
-	p := s.pos()
-	out, err := sqldb.Collect(ctx, s.db.Read, s.q(`SELECT `+p+`, case_id, contact_id, customer_id, created_at FROM outbox WHERE `+p+` > ? ORDER BY `+p+` LIMIT ?`), []any{after, limit},
+	out, err := sqldb.Collect(ctx, s.db.Read, s.qFeedRead(), []any{after, limit},
 		func(rows *sql.Rows) (search.OutboxEntry, error) {
 			var e search.OutboxEntry
 			var created int64
@@ -320,7 +336,6 @@ func (s *Store) FeedStatus(ctx context.Context, now time.Time) (search.FeedStatu
 		return st, s.fail("feed status", err)
 	}
 
-	p := s.pos()
 	for i, c := range st.Consumers {
 		from := c.Position
 		c.MustRebuild = c.Position < 0
@@ -331,7 +346,7 @@ func (s *Store) FeedStatus(ctx context.Context, now time.Time) (search.FeedStatu
 			c.Pending = max(head-c.Position, 0)
 		}
 		var oldest int64
-		err := s.db.Read.QueryRowContext(ctx, s.q(`SELECT created_at FROM outbox WHERE `+p+` > ? AND `+p+` <= ? ORDER BY `+p+` LIMIT 1`), from, head).Scan(&oldest)
+		err := s.db.Read.QueryRowContext(ctx, s.qFeedOldest(), from, head).Scan(&oldest)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
@@ -351,7 +366,6 @@ func (s *Store) FeedStatus(ctx context.Context, now time.Time) (search.FeedStatu
 func (s *Store) PruneFeed(ctx context.Context, now, expireBefore time.Time) (int64, []string, error) {
 	var deleted int64
 	var expired []string
-	p := s.pos()
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		deleted, expired = 0, nil
 		var pruned int64
@@ -383,7 +397,7 @@ func (s *Store) PruneFeed(ctx context.Context, now, expireBefore time.Time) (int
 		}
 
 		upto := min(low.Int64, pruned+feedBatch)
-		res, err := tx.ExecContext(ctx, s.q(`DELETE FROM outbox WHERE `+p+` > ? AND `+p+` <= ?`), pruned, upto)
+		res, err := tx.ExecContext(ctx, s.qFeedPrune(), pruned, upto)
 		if err != nil {
 			return err
 		}
