@@ -25,9 +25,19 @@ func TestPipelinedTransaction(t *testing.T) {
 	if _, err := db.Write.ExecContext(ctx, `CREATE TABLE pt (id int PRIMARY KEY, v text NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
-	insert := func(tx *sql.Tx, id int) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO pt (id, v) VALUES ($1, 'x')`, id)
-		return err
+	// insert's Execs never fail at once when pipelined: a failing one
+	// (id 1 is there) fails at the transaction's next round trip.
+	insert := func(t *testing.T, tx *sql.Tx, ids ...int) {
+		t.Helper()
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO pt (id, v) VALUES ($1, 'x')`, id); err != nil {
+				t.Fatalf("insert %d failed at once: %v", id, err)
+			}
+		}
+	}
+	insertAndCommit := func(t *testing.T, tx *sql.Tx) error {
+		insert(t, tx, 2, 3, 4)
+		return tx.Commit()
 	}
 	count := func(tx *sql.Tx) (n int, err error) {
 		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM pt`).Scan(&n)
@@ -49,62 +59,34 @@ func TestPipelinedTransaction(t *testing.T) {
 		// with re-preparing every statement of the batch that failed.
 		trips int64
 	}{
-		{"execs and commit in one round trip", true, func(t *testing.T, tx *sql.Tx) error {
-			for id := 2; id <= 4; id++ {
-				if err := insert(tx, id); err != nil {
-					t.Fatal(err)
-				}
-			}
-			return tx.Commit()
-		}, nil, 4, 1},
-		{"the same without the marker: one round trip per statement", false, func(t *testing.T, tx *sql.Tx) error {
-			for id := 2; id <= 4; id++ {
-				if err := insert(tx, id); err != nil {
-					t.Fatal(err)
-				}
-			}
-			return tx.Commit()
-		}, nil, 4, 4}, // BEGIN went out in BeginTx
+		{"execs and commit in one round trip", true, insertAndCommit, nil, 4, 1},
+		{"the same without the marker: one round trip per statement", false, insertAndCommit, nil, 4, 4}, // BEGIN went out in BeginTx
 		{"a query takes what waits along and sees it", true, func(t *testing.T, tx *sql.Tx) error {
-			if err := insert(tx, 2); err != nil {
-				t.Fatal(err)
-			}
+			insert(t, tx, 2)
 			if n, err := count(tx); err != nil || n != 2 {
 				t.Fatalf("the transaction's own count: %d, %v; want 2", n, err)
 			}
-			if err := insert(tx, 3); err != nil {
-				t.Fatal(err)
-			}
+			insert(t, tx, 3)
 			return tx.Commit()
 		}, nil, 3, 2},
 		{"a rollback before any round trip sends nothing", true, func(t *testing.T, tx *sql.Tx) error {
-			if err := insert(tx, 2); err != nil {
-				t.Fatal(err)
-			}
+			insert(t, tx, 2)
 			return tx.Rollback()
 		}, nil, 1, 0},
 		{"a rollback after a query ends the server's transaction", true, func(t *testing.T, tx *sql.Tx) error {
-			if err := insert(tx, 2); err != nil {
-				t.Fatal(err)
-			}
+			insert(t, tx, 2)
 			if _, err := count(tx); err != nil {
 				t.Fatal(err)
 			}
 			return tx.Rollback()
 		}, nil, 1, 2},
 		{"an exec's error surfaces at the commit", true, func(t *testing.T, tx *sql.Tx) error {
-			if err := insert(tx, 2); err != nil {
-				t.Fatal(err)
-			}
-			if err := insert(tx, 1); err != nil {
-				t.Fatalf("a deferred exec failed at once: %v", err)
-			}
+			insert(t, tx, 2)
+			insert(t, tx, 1)
 			return tx.Commit()
 		}, isDuplicate, 1, -1},
 		{"an exec's error surfaces at the next query", true, func(t *testing.T, tx *sql.Tx) error {
-			if err := insert(tx, 1); err != nil {
-				t.Fatalf("a deferred exec failed at once: %v", err)
-			}
+			insert(t, tx, 1)
 			_, err := count(tx)
 			if rerr := tx.Rollback(); rerr != nil {
 				t.Fatalf("rollback: %v", rerr)
