@@ -48,13 +48,11 @@ func pipelined(ctx context.Context) bool {
 // PgxConn is the pgx connection under a database/sql driver connection
 // (sql.Conn.Raw), for the few paths that use pgx itself (COPY, raw rows).
 func PgxConn(dc any) (*pgx.Conn, bool) {
-	switch c := dc.(type) {
-	case *pipeConn:
-		return c.Conn.Conn(), true
-	case *stdlib.Conn:
-		return c.Conn(), true
+	c, ok := dc.(*pipeConn)
+	if !ok {
+		return nil, false
 	}
-	return nil, false
+	return c.Conn.Conn(), true
 }
 
 // pipeConnector opens pgx's database/sql connections, wrapped so that

@@ -315,9 +315,12 @@ func (s *Store) changed(ctx context.Context, tx *sql.Tx, chs []cases.Change) err
 
 // shareCases reads what rs's contacts need of their cases' rows
 // (touchCases' columns) and locks them FOR KEY SHARE until commit, in id
-// order (see createContacts).
+// order (the statement sorts them; see createContacts).
 func (s *Store) shareCases(ctx context.Context, tx *sql.Tx, rs []*contactReq) (map[string]touchedCase, error) {
-	ids, _ := caseTimes(rs)
+	ids := make([]string, len(rs))
+	for i, r := range rs {
+		ids[i] = r.c.CaseID
+	}
 	out := make(map[string]touchedCase, len(ids))
 	err := sqldb.ScanRows(tx.QueryContext(ctx, qShareCasesPG, ids))(scanTouched(out))
 	if err != nil {

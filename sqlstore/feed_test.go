@@ -114,19 +114,27 @@ func readAll(t *testing.T, st *sqlstore.Store, after int64) []search.OutboxEntry
 	return es
 }
 
+// feedOfOne is a PostgreSQL store whose feed holds one numbered change, of
+// case caseID, and that change.
+func feedOfOne(t *testing.T, caseID string) (*sqldb.DB, *sqlstore.Store, search.OutboxEntry) {
+	t.Helper()
+	db := sqldbtest.Open(t, sqldb.Postgres)
+	st := sqlstore.New(db, sqlstore.Options{})
+	commitOne(t, db, caseID)
+	es := readAll(t, st, 0)
+	if len(es) != 1 || es[0].CaseID != caseID {
+		t.Fatalf("feed = %+v", es)
+	}
+	return db, st, es[0]
+}
+
 // A row whose transaction commits after a later one's never appears below
 // a cursor that has passed the later one: positions follow commit order
 // (on PostgreSQL, a BIGSERIAL does not).
 func TestFeedNeverSkipsALateCommit(t *testing.T) {
-	db := sqldbtest.Open(t, sqldb.Postgres)
+	db, st, first := feedOfOne(t, "first")
 	ctx := t.Context()
-	st := sqlstore.New(db, sqlstore.Options{})
-	commitOne(t, db, "first")
-	es := readAll(t, st, 0)
-	if len(es) != 1 || es[0].CaseID != "first" {
-		t.Fatalf("feed = %+v", es)
-	}
-	cursor := es[0].Seq
+	cursor := first.Seq
 
 	// "late" takes its seq first and commits last
 	slow, err := db.Write.BeginTx(ctx, nil)
@@ -136,7 +144,7 @@ func TestFeedNeverSkipsALateCommit(t *testing.T) {
 	defer func() { _ = slow.Rollback() }()
 	enqueue(t, db, slow, "late")
 	commitOne(t, db, "early")
-	es = readAll(t, st, cursor)
+	es := readAll(t, st, cursor)
 	if len(es) != 1 || es[0].CaseID != "early" {
 		t.Fatalf("feed while the late transaction is in flight = %+v, want early", es)
 	}
@@ -162,14 +170,8 @@ func TestFeedNeverSkipsALateCommit(t *testing.T) {
 // waits left with two replicas under load); SettledHead, which promises
 // every committed change a position, still waits, and then numbers it.
 func TestFeedReadDoesNotQueueBehindANumbering(t *testing.T) {
-	db := sqldbtest.Open(t, sqldb.Postgres)
+	db, st, numbered := feedOfOne(t, "numbered")
 	ctx := t.Context()
-	st := sqlstore.New(db, sqlstore.Options{})
-	commitOne(t, db, "numbered")
-	es := readAll(t, st, 0)
-	if len(es) != 1 {
-		t.Fatalf("feed = %+v", es)
-	}
 	commitOne(t, db, "committed during the numbering")
 
 	lock := sqldbtest.Hold(t, db, `SELECT head FROM feed_state WHERE id = 1 FOR UPDATE`)
@@ -180,7 +182,7 @@ func TestFeedReadDoesNotQueueBehindANumbering(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the read waited for the numbering lock: %v", err)
 	}
-	if len(es) != 1 || es[0].CaseID != "numbered" {
+	if len(es) != 1 || es[0] != numbered {
 		t.Fatalf("feed while another transaction numbers = %+v, want what was numbered", es)
 	}
 
@@ -196,7 +198,7 @@ func TestFeedReadDoesNotQueueBehindANumbering(t *testing.T) {
 	if err := <-settled; err != nil {
 		t.Fatal(err)
 	}
-	if es := readAll(t, st, es[0].Seq); len(es) != 1 || es[0].CaseID != "committed during the numbering" {
+	if es := readAll(t, st, numbered.Seq); len(es) != 1 || es[0].CaseID != "committed during the numbering" {
 		t.Fatalf("feed after SettledHead = %+v", es)
 	}
 }
