@@ -341,6 +341,10 @@ const chainChunk = 500
 // insertChained inserts sequenced events into audit_events, many rows a
 // statement.
 func insertChained(ctx context.Context, tx *sql.Tx, db *sqldb.DB, evs []Event) error {
+	if db.Dialect == sqldb.Postgres {
+		return insertChainedPG(ctx, tx, evs)
+	}
+
 	const row = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	for len(evs) > 0 {
 		n := min(len(evs), chainChunk)
@@ -358,21 +362,74 @@ func insertChained(ctx context.Context, tx *sql.Tx, db *sqldb.DB, evs []Event) e
 	return nil
 }
 
+// qInsertChainedPG and qDeletePendingPG take a pass's rows as one array
+// per column: one statement text whatever the pass's size. As multi-row
+// VALUES, every size was a statement of its own, which pgx parsed and
+// described on first use on each pooled connection and kept in that
+// connection's statement cache (512 entries), so a pass's size, new
+// almost every time, cost a parse of up to 7,000 parameters and pushed
+// the contact batches' statements out of the cache.
+const (
+	qInsertChainedPG = `INSERT INTO audit_events (seq, at, actor_id, actor_name, role, action, target_type, target_id,
+ request_id, client_ip, outcome, detail, prev_hash, hash)
+ SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+ $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])`
+	qDeletePendingPG = `DELETE FROM audit_pending WHERE id = ANY($1::text[])`
+)
+
+func insertChainedPG(ctx context.Context, tx *sql.Tx, evs []Event) error {
+	n := len(evs)
+	seqs, ats := make([]int64, n), make([]int64, n)
+	cols := make([][]string, 12)
+	for i := range cols {
+		cols[i] = make([]string, n)
+	}
+	for i, ev := range evs {
+		seqs[i], ats[i] = ev.Seq, ev.Time.UnixMicro()
+		for j, v := range [...]string{ev.ActorID, ev.ActorName, ev.Role, ev.Action, ev.TargetType, ev.TargetID,
+			ev.RequestID, ev.ClientIP, ev.Outcome, string(ev.Detail), ev.PrevHash, ev.Hash} {
+			cols[j][i] = v
+		}
+	}
+
+	args := []any{seqs, ats}
+	for _, c := range cols {
+		args = append(args, c)
+	}
+	if _, err := tx.ExecContext(ctx, qInsertChainedPG, args...); err != nil {
+		return fmt.Errorf("audit: insert events %d to %d: %w", evs[0].Seq, evs[n-1].Seq, err)
+	}
+	return nil
+}
+
 // deletePending deletes the sequenced events from audit_pending; each must
 // still be there (only the sequencer deletes pending rows, under its lock).
 func deletePending(ctx context.Context, tx *sql.Tx, db *sqldb.DB, ids []string) error {
+	if db.Dialect == sqldb.Postgres {
+		res, err := tx.ExecContext(ctx, qDeletePendingPG, ids)
+		return checkDeleted(res, err, len(ids))
+	}
+
 	for len(ids) > 0 {
 		n := min(len(ids), chainChunk)
 		res, err := tx.ExecContext(ctx, db.Rebind(`DELETE FROM audit_pending WHERE id IN (`+sqldb.Placeholders(n)+`)`), sqldb.Args(ids[:n])...)
-		if err != nil {
-			return fmt.Errorf("audit: delete pending: %w", err)
-		}
-		if got, err := res.RowsAffected(); err != nil {
-			return fmt.Errorf("audit: delete pending: %w", err)
-		} else if got != int64(n) {
-			return fmt.Errorf("audit: delete pending: %d of %d rows were gone (another sequencer?)", int64(n)-got, n)
+		if err := checkDeleted(res, err, n); err != nil {
+			return err
 		}
 		ids = ids[n:]
+	}
+	return nil
+}
+
+// checkDeleted checks that a delete of n pending rows deleted n.
+func checkDeleted(res sql.Result, err error, n int) error {
+	if err != nil {
+		return fmt.Errorf("audit: delete pending: %w", err)
+	}
+	if got, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("audit: delete pending: %w", err)
+	} else if got != int64(n) {
+		return fmt.Errorf("audit: delete pending: %d of %d rows were gone (another sequencer?)", int64(n)-got, n)
 	}
 	return nil
 }

@@ -394,3 +394,39 @@ func recordConcurrently(t *testing.T, l *audit.Log, from, n int) {
 		t.Fatal(err)
 	}
 }
+
+// TestSequencerStatementsAreOnePerShape: on PostgreSQL a pass moves its
+// events with one INSERT and one DELETE whatever their number, so passes
+// of different sizes reuse one prepared statement each (the connection's
+// pgx statement cache keeps the contact writes' statements; multi-row
+// VALUES made one statement per size). The chain they build verifies.
+func TestSequencerStatementsAreOnePerShape(t *testing.T) {
+	ctx := context.Background()
+	db, _ := sqldbtest.OpenCounted(t)
+	l := logOn(t, db, audit.WithSequencer(0))
+
+	next := 0
+	for _, n := range []int{1, 7, 30, 2} {
+		stagePending(t, db, next, n)
+		next += n
+		got, err := l.Sequence(ctx)
+		if err != nil || got != n {
+			t.Fatalf("sequenced %d of %d: %v", got, n, err)
+		}
+	}
+
+	res, err := l.Verify(ctx)
+	if err != nil || !res.OK || res.Events != int64(next) {
+		t.Fatalf("verify: %+v, %v; want %d events intact", res, err, next)
+	}
+	for _, prefix := range []string{"INSERT INTO audit_events", "DELETE FROM audit_pending"} {
+		var stmts int
+		err := db.Write.QueryRowContext(ctx, `SELECT COUNT(*) FROM pg_prepared_statements WHERE statement LIKE $1`, prefix+"%").Scan(&stmts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stmts != 1 {
+			t.Errorf("%d prepared statements %q… after passes of 4 sizes, want 1", stmts, prefix)
+		}
+	}
+}

@@ -5,8 +5,8 @@
 #     issue 19 (scale_bench): PostgreSQL ingest / pgbench tps, two replicas /
 #     one, lock waits, audit sequencing delay p99, the WAL a contact writes
 #     against the one-row INSERT's (by record type with pg_walinspect), and
-#     pgbench running the contact write's own SQL (the ceiling that SQL
-#     allows); shared_bench:
+#     pgbench running the contact write's own SQL, alone and as serve's
+#     pipelined batches (the ceiling that SQL allows); shared_bench:
 #     one replica and two sharing one index (a Meilisearch stand-in), so
 #     the index is built once;
 #  2. the Go benchmarks: contact ingest with/without audit, audit verify of 1M
@@ -177,6 +177,35 @@ wal_commits() {
 # (alone) and two, each with cvbench and with wrk (the issue's generator, on
 # 200 cases), lock waits sampled from pg_stat_activity during each load, and
 # the audit sequencing delay from the servers' histogram.
+# batch_sql SCHEMA N CASES BODY: a pgbench script of what serve sends for
+# one contact batch of N on PostgreSQL (sqlstore/contactbatch.go), its
+# round trips as serve makes them: the touch ahead in a statement of its
+# own (synchronous_commit off), then one pipeline each for [BEGIN, write
+# barrier, share read], [schedule version], [contacts, outbox, holds],
+# [audit, COMMIT]; the cases picked at random among CASES.
+batch_sql() {
+  local s=$1 n=$2 ncases=$3 body=$4 i rs=""
+  for i in $(seq 1 "$n"); do echo "\\set r$i random(1, $ncases)"; rs="$rs${rs:+, }:r$i"; done
+  cat <<SQL
+WITH a AS (SELECT set_config('synchronous_commit', 'off', true)), l AS (SELECT c.id FROM $s.cases c WHERE c.number IN ($rs) ORDER BY c.id FOR NO KEY UPDATE) UPDATE $s.cases SET updated_at = GREATEST($s.cases.updated_at, 1) FROM a, l WHERE $s.cases.id = l.id;
+\\startpipeline
+BEGIN;
+SELECT pg_advisory_xact_lock_shared(7345027, hashtext('$s'));
+SELECT cases.id, cases.closed_at, cases.customer_id, (SELECT ck.wrapped_key FROM $s.customer_keys ck WHERE ck.customer_id = cases.customer_id), (SELECT ck.destroyed_at FROM $s.customer_keys ck WHERE ck.customer_id = cases.customer_id) FROM $s.cases WHERE cases.number IN ($rs) ORDER BY cases.id FOR KEY SHARE OF cases;
+\\endpipeline
+SELECT MAX(version) FROM $s.retention_schedules;
+\\startpipeline
+INSERT INTO $s.contacts (id, case_id, customer_id, channel, direction, author, body, occurred_at, created_at, purposes, categories, retain_until) SELECT gen_random_uuid()::text, c.id, c.customer_id, 'chat', 'inbound', 'cv1-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', '$body', 1, 1, '["customer_service"]', '["support_content"]', 100 FROM unnest(ARRAY[$rs]::bigint[]) AS v(n) JOIN $s.cases c ON c.number = v.n;
+INSERT INTO $s.outbox (case_id, contact_id, created_at) SELECT 'x', 'y' || g, 1 FROM generate_series(1, $n) g;
+SELECT id FROM $s.legal_holds WHERE released_at IS NULL OR grace_until > 1 ORDER BY id;
+\\endpipeline
+\\startpipeline
+INSERT INTO $s.audit_pending (id, at, actor_id, actor_name, role, action, target_type, target_id, request_id, client_ip, outcome, detail) SELECT gen_random_uuid()::text, 1, 'a', 'bench', 'admin', 'contact.create', 'contact', 'x', 'r', '127.0.0.1', 'ok', '{"case_id":"01a230ab-8783-732a-bdb0-961179839a77","masked_numbers":0}' FROM generate_series(1, $n);
+COMMIT;
+\\endpipeline
+SQL
+}
+
 scale_bench() {
   local url="postgres://postgres@127.0.0.1:5432/test?sslmode=disable&search_path=bench_scale"
   psql -h 127.0.0.1 -U postgres -d test -qc 'DROP SCHEMA IF EXISTS bench_scale CASCADE; CREATE SCHEMA bench_scale; CREATE TABLE bench_scale.pgb (id bigserial PRIMARY KEY, v text)' >/dev/null
@@ -282,6 +311,20 @@ COMMIT;
 SQL
   local sqlref; sqlref=$(pgbench -h 127.0.0.1 -U postgres -n -c 32 -j 2 -T "${DUR%s}" -M prepared -f "$tmp/contact.sql" test 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
   say "pgbench running the contact write's SQL (11 statements, one transaction): ${sqlref} tps = $(ratio "$sqlref" "$pgb") of the one-row INSERT; casevault one replica / that: $(ratio "$r1" "$sqlref")"
+  # The same SQL as serve sends it under this load: batched and pipelined
+  # (batch_sql). 32 contacts in flight, as the 32 clients keep in serve's
+  # 2 batch slots, then split 4 x 8. Contacts/s over the one-row INSERT is
+  # the ratio the database itself allows the contact write; the sequencer's
+  # and the indexer's work (moving audit rows, numbering and pruning the
+  # feed) is not in it, so it is a ceiling, not a prediction.
+  local ncases split c n bt bref; ncases=$(psql -h 127.0.0.1 -U postgres -d test -Atc "SELECT max(number) FROM $s.cases")
+  for split in "2 16" "4 8"; do
+    read -r c n <<< "$split"
+    batch_sql "$s" "$n" "$ncases" "$body" > "$tmp/batch.sql"
+    bt=$(pgbench -h 127.0.0.1 -U postgres -n -c "$c" -j 2 -T "${DUR%s}" -M prepared -f "$tmp/batch.sql" test 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+    bref=$(awk -v t="$bt" -v n="$n" 'BEGIN{printf "%.0f", t * n}')
+    say "pgbench running serve's batched, pipelined contact SQL, $c connections x $n contacts: ${bref} contacts/s = $(ratio "$bref" "$pgb") of the one-row INSERT; casevault one replica under wrk / that: $(ratio "${w1:-0}" "$bref")"
+  done
   psql -h 127.0.0.1 -U postgres -d test -qc 'DROP SCHEMA IF EXISTS bench_scale CASCADE' >/dev/null 2>&1 || true
 }
 

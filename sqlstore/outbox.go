@@ -438,8 +438,9 @@ func (s *Store) LoadCaseDocs(ctx context.Context, caseIDs []string) (map[string]
 			return nil, err
 		}
 		// Only the indexed columns, in index order (case_id, occurred_at,
-		// id): the IN list is walked case by case with no sort.
-		err := s.loadContactRows(ctx, `case_id IN (`+sqldb.Placeholders(len(chunk))+`) ORDER BY case_id, occurred_at, id`, sqldb.Args(chunk), nil, out)
+		// id): the list of cases is walked case by case with no sort.
+		cond, args := sqldb.AnyOf(s.db.Dialect, "case_id", chunk)
+		err := s.loadContactRows(ctx, cond+` ORDER BY case_id, occurred_at, id`, args, nil, out)
 		if err != nil {
 			return nil, err
 		}
@@ -471,12 +472,13 @@ func (s *Store) LoadContactDocs(ctx context.Context, contacts map[string][]strin
 	}
 	for start := 0; start < len(ids); start += 200 {
 		chunk := ids[start:min(start+200, len(ids))]
-		if err := s.loadContactRows(ctx, `id IN (`+sqldb.Placeholders(len(chunk))+`)`, sqldb.Args(chunk), keep, out); err != nil {
+		cond, args := sqldb.AnyOf(s.db.Dialect, "id", chunk)
+		if err := s.loadContactRows(ctx, cond, args, keep, out); err != nil {
 			return nil, err
 		}
 	}
 	for id, d := range out {
-		// the IN list comes back in id order; the engine wants occurrence order
+		// the rows come back in id order; the engine wants occurrence order
 		slices.SortStableFunc(d.Contacts, func(a, b search.ContactDoc) int { return a.OccurredAt.Compare(b.OccurredAt) })
 		out[id] = d
 	}
@@ -486,7 +488,8 @@ func (s *Store) LoadContactDocs(ctx context.Context, contacts map[string][]strin
 // loadCaseRows adds the case fields of the given cases to out.
 func (s *Store) loadCaseRows(ctx context.Context, ids []string, out map[string]search.CaseDoc) error {
 	o := s.fields.opener(ctx)
-	cs, err := sqldb.Collect(ctx, s.db.Read, s.q(`SELECT `+caseCols+` FROM cases WHERE id IN (`+sqldb.Placeholders(len(ids))+`)`), sqldb.Args(ids),
+	cond, args := sqldb.AnyOf(s.db.Dialect, "id", ids)
+	cs, err := sqldb.Collect(ctx, s.db.Read, s.q(`SELECT `+caseCols+` FROM cases WHERE `+cond), args,
 		func(rows *sql.Rows) (cases.Case, error) { return scanCase(o, rows) })
 	if err != nil {
 		return s.fail("load cases", err)
@@ -501,7 +504,7 @@ func (s *Store) loadCaseRows(ctx context.Context, ids []string, out map[string]s
 		}
 	}
 	names := make(map[string]string, len(custIDs))
-	custs, err := inChunks(ctx, s.db, s.db.Read, `SELECT `+customerCols+` FROM customers WHERE id IN (`, custIDs,
+	custs, err := inChunks(ctx, s.db, s.db.Read, `SELECT `+customerCols+` FROM customers WHERE `, "id", custIDs,
 		func(rows *sql.Rows) (cases.Customer, error) { return scanCustomer(o, rows) })
 	if err != nil {
 		return s.fail("load customers", err)

@@ -19,12 +19,13 @@ import (
 // recordChunk bounds the placeholders of one IN list.
 const recordChunk = 500
 
-// inChunks runs query (ending in "IN (" and completed here) for ids in
-// chunks and collects every row.
-func inChunks[T any](ctx context.Context, db *sqldb.DB, q sqldb.Querier, query string, ids []string, scan func(*sql.Rows) (T, error)) ([]T, error) {
+// inChunks runs query (ending in "WHERE " and completed here with "col is
+// one of the chunk", sqldb.AnyOf) for ids in chunks and collects every row.
+func inChunks[T any](ctx context.Context, db *sqldb.DB, q sqldb.Querier, query, col string, ids []string, scan func(*sql.Rows) (T, error)) ([]T, error) {
 	var out []T
 	for chunk := range slices.Chunk(ids, recordChunk) {
-		rows, err := sqldb.Collect(ctx, q, db.Rebind(query+sqldb.Placeholders(len(chunk))+`)`), sqldb.Args(chunk), scan)
+		cond, args := sqldb.AnyOf(db.Dialect, col, chunk)
+		rows, err := sqldb.Collect(ctx, q, db.Rebind(query+cond), args, scan)
 		if err != nil {
 			return nil, err
 		}
@@ -62,13 +63,13 @@ func scanContactRecord(rows *sql.Rows) (ContactRecord, error) {
 // ContactRecordsOfCases reads every contact of the cases, in no particular
 // order.
 func ContactRecordsOfCases(ctx context.Context, db *sqldb.DB, q sqldb.Querier, caseIDs []string) ([]ContactRecord, error) {
-	return inChunks(ctx, db, q, contactRecordQuery+`case_id IN (`, caseIDs, scanContactRecord)
+	return inChunks(ctx, db, q, contactRecordQuery, "case_id", caseIDs, scanContactRecord)
 }
 
 // ContactRecords reads the contacts ids still stored, in no particular
 // order.
 func ContactRecords(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids []string) ([]ContactRecord, error) {
-	return inChunks(ctx, db, q, contactRecordQuery+`id IN (`, ids, scanContactRecord)
+	return inChunks(ctx, db, q, contactRecordQuery, "id", ids, scanContactRecord)
 }
 
 // CaseRecord is a case row as stored.
@@ -85,7 +86,7 @@ type CaseRecord struct {
 
 // CaseRecords reads the cases ids still stored, in no particular order.
 func CaseRecords(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids []string) ([]CaseRecord, error) {
-	return inChunks(ctx, db, q, `SELECT `+caseCols+` FROM cases WHERE id IN (`, ids,
+	return inChunks(ctx, db, q, `SELECT `+caseCols+` FROM cases WHERE `, "id", ids,
 		func(rows *sql.Rows) (CaseRecord, error) {
 			var c CaseRecord
 			var created, updated int64
@@ -99,7 +100,7 @@ func CaseRecords(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids []strin
 // CustomerRecords reads the customers ids still stored, in no particular
 // order.
 func CustomerRecords(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids []string) ([]cases.Customer, error) {
-	return inChunks(ctx, db, q, `SELECT `+customerCols+` FROM customers WHERE id IN (`, ids,
+	return inChunks(ctx, db, q, `SELECT `+customerCols+` FROM customers WHERE `, "id", ids,
 		func(rows *sql.Rows) (cases.Customer, error) { return scanCustomer(nil, rows) })
 }
 
