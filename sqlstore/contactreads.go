@@ -155,7 +155,8 @@ func ContactTimes(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids []stri
 		id string
 		at int64
 	}
-	rows, err := sqldb.Collect(ctx, q, db.Rebind(`SELECT id, occurred_at FROM contacts WHERE id IN (`+sqldb.Placeholders(len(ids))+`)`), sqldb.Args(ids),
+	cond, args := sqldb.AnyOf(db.Dialect, "id", ids)
+	rows, err := sqldb.Collect(ctx, q, db.Rebind(`SELECT id, occurred_at FROM contacts WHERE `+cond), args,
 		func(rows *sql.Rows) (occ, error) {
 			var o occ
 			return o, rows.Scan(&o.id, &o.at)
@@ -199,8 +200,9 @@ func CountCaseContacts(ctx context.Context, db *sqldb.DB, q sqldb.Querier, caseI
 		id string
 		n  int
 	}
-	counts, err := sqldb.Collect(ctx, q, db.Rebind(`SELECT case_id, COUNT(*) FROM contacts WHERE case_id IN (`+sqldb.Placeholders(len(caseIDs))+`) GROUP BY case_id`),
-		sqldb.Args(caseIDs), func(rows *sql.Rows) (count, error) {
+	cond, args := sqldb.AnyOf(db.Dialect, "case_id", caseIDs)
+	counts, err := sqldb.Collect(ctx, q, db.Rebind(`SELECT case_id, COUNT(*) FROM contacts WHERE `+cond+` GROUP BY case_id`),
+		args, func(rows *sql.Rows) (count, error) {
 			var c count
 			return c, rows.Scan(&c.id, &c.n)
 		})
@@ -235,8 +237,9 @@ func ContactsDueBy(ctx context.Context, db *sqldb.DB, q sqldb.Querier, now time.
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	return sqldb.Collect(ctx, q, db.Rebind(`SELECT id, retain_until FROM contacts WHERE retain_until <= ? AND id IN (`+sqldb.Placeholders(len(ids))+`) ORDER BY id`),
-		append([]any{sqldb.Micros(now)}, sqldb.Args(ids)...), func(rows *sql.Rows) (ContactDue, error) {
+	cond, args := sqldb.AnyOf(db.Dialect, "id", ids)
+	return sqldb.Collect(ctx, q, db.Rebind(`SELECT id, retain_until FROM contacts WHERE retain_until <= ? AND `+cond+` ORDER BY id`),
+		append([]any{sqldb.Micros(now)}, args...), func(rows *sql.Rows) (ContactDue, error) {
 			var d ContactDue
 			var until int64
 			err := rows.Scan(&d.ID, &until)

@@ -35,12 +35,13 @@ type StoredContact struct {
 // of their own.
 func ReadStoredContacts(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids []string) ([]StoredContact, error) {
 	if len(ids) == 0 {
-		return nil, nil // IN () is an error on PostgreSQL
+		return nil, nil // nothing to read (AnyOf needs a value)
 	}
 
+	cond, args := sqldb.AnyOf(db.Dialect, "c.id", ids)
 	query := `SELECT c.id, c.case_id, c.customer_id, c.channel, c.author, c.body, c.occurred_at, c.purposes, c.location, c.device, c.retain_until, c.anonymized_at, k.closed_at
-		FROM contacts c JOIN cases k ON k.id = c.case_id WHERE c.id IN (` + sqldb.Placeholders(len(ids)) + `)`
-	return sqldb.Collect(ctx, q, db.Rebind(query), sqldb.Args(ids), func(rows *sql.Rows) (StoredContact, error) {
+		FROM contacts c JOIN cases k ON k.id = c.case_id WHERE ` + cond
+	return sqldb.Collect(ctx, q, db.Rebind(query), args, func(rows *sql.Rows) (StoredContact, error) {
 		var c StoredContact
 		var ps string
 		var occurred int64

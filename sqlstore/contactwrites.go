@@ -41,7 +41,8 @@ func AnonymizeContacts(ctx context.Context, db *sqldb.DB, tx *sql.Tx, at time.Ti
 		id, channel       string
 		occurred, created int64
 	}
-	rs, err := sqldb.Collect(ctx, tx, db.Rebind(`SELECT id, channel, occurred_at, created_at FROM contacts WHERE id IN (`+sqldb.Placeholders(len(ids))+`)`), sqldb.Args(ids),
+	cond, args := sqldb.AnyOf(db.Dialect, "id", ids)
+	rs, err := sqldb.Collect(ctx, tx, db.Rebind(`SELECT id, channel, occurred_at, created_at FROM contacts WHERE `+cond), args,
 		func(rows *sql.Rows) (row, error) {
 			var r row
 			return r, rows.Scan(&r.id, &r.channel, &r.occurred, &r.created)
