@@ -214,8 +214,9 @@ func markGone(ctx context.Context, db *sqldb.DB, ids []string, now time.Time) er
 	if len(ids) == 0 {
 		return nil
 	}
-	_, err := db.Write.ExecContext(ctx, db.Rebind(`UPDATE dispositions SET blobs_gone_at = ? WHERE blobs_gone_at IS NULL AND id IN (`+sqldb.Placeholders(len(ids))+`)`),
-		append([]any{sqldb.Micros(now)}, sqldb.Args(ids)...)...)
+	inCond, inArgs := sqldb.AnyOf(db.Dialect, "id", ids)
+	_, err := db.Write.ExecContext(ctx, db.Rebind(`UPDATE dispositions SET blobs_gone_at = ? WHERE blobs_gone_at IS NULL AND `+inCond),
+		append([]any{sqldb.Micros(now)}, inArgs...)...)
 	if err != nil {
 		return sqldb.Fail("blobs gone", err)
 	}
@@ -251,7 +252,8 @@ func finishPurges(ctx context.Context, db *sqldb.DB, blobs BlobRemover, now time
 	var purgeErr error
 	for _, p := range ps {
 		var live int
-		err := db.Read.QueryRowContext(ctx, db.Rebind(`SELECT COUNT(*) FROM attachments WHERE blob_key IN (`+sqldb.Placeholders(len(p.keys))+`)`), sqldb.Args(p.keys)...).Scan(&live)
+		inCond, inArgs := sqldb.AnyOf(db.Dialect, "blob_key", p.keys)
+		err := db.Read.QueryRowContext(ctx, db.Rebind(`SELECT COUNT(*) FROM attachments WHERE `+inCond), inArgs...).Scan(&live)
 		if err != nil {
 			return len(gone), sqldb.Fail("pending purges", err)
 		}

@@ -211,7 +211,8 @@ func deleteCases(ctx context.Context, b *batch, ids []string, rules map[string]s
 	}
 
 	type caseRow struct{ id, subject, customerID string }
-	rows, err := sqldb.Collect(ctx, b.tx, b.db.Rebind(`SELECT id, subject, customer_id FROM cases WHERE id IN (`+sqldb.Placeholders(len(ids))+`)`), sqldb.Args(ids),
+	inCond, inArgs := sqldb.AnyOf(b.db.Dialect, "id", ids)
+	rows, err := sqldb.Collect(ctx, b.tx, b.db.Rebind(`SELECT id, subject, customer_id FROM cases WHERE `+inCond), inArgs,
 		func(rows *sql.Rows) (caseRow, error) {
 			var r caseRow
 			return r, rows.Scan(&r.id, &r.subject, &r.customerID)
@@ -281,8 +282,9 @@ func attachmentsOf(ctx context.Context, db *sqldb.DB, q sqldb.Querier, contactID
 		contactID string
 		a         attRef
 	}
-	rows, err := sqldb.Collect(ctx, q, db.Rebind(`SELECT contact_id, blob_key, sha256 FROM attachments WHERE contact_id IN (`+sqldb.Placeholders(len(contactIDs))+`) ORDER BY id`),
-		sqldb.Args(contactIDs), func(rows *sql.Rows) (row, error) {
+	inCond, inArgs := sqldb.AnyOf(db.Dialect, "contact_id", contactIDs)
+	rows, err := sqldb.Collect(ctx, q, db.Rebind(`SELECT contact_id, blob_key, sha256 FROM attachments WHERE `+inCond+` ORDER BY id`),
+		inArgs, func(rows *sql.Rows) (row, error) {
 			var r row
 			return r, rows.Scan(&r.contactID, &r.a.blobKey, &r.a.sha)
 		})

@@ -511,8 +511,9 @@ func (m *FlagMirror) blobRefs(ctx context.Context, rows []flagRow) (map[string]C
 		key string
 		ref ContactRef
 	}
-	atts, err := sqldb.Collect(ctx, m.db.Read, m.db.Rebind(`SELECT blob_key, contact_id, case_id, customer_id FROM attachments WHERE blob_key IN (`+sqldb.Placeholders(len(keys))+`)`),
-		sqldb.Args(keys), func(rows *sql.Rows) (att, error) {
+	inCond, inArgs := sqldb.AnyOf(m.db.Dialect, "blob_key", keys)
+	atts, err := sqldb.Collect(ctx, m.db.Read, m.db.Rebind(`SELECT blob_key, contact_id, case_id, customer_id FROM attachments WHERE `+inCond),
+		inArgs, func(rows *sql.Rows) (att, error) {
 			var a att
 			return a, rows.Scan(&a.key, &a.ref.ContactID, &a.ref.CaseID, &a.ref.CustomerID)
 		})

@@ -130,7 +130,8 @@ func recordedOf(ctx context.Context, db *sqldb.DB, q sqldb.Querier, caseIDs []st
 			caseID string
 			recordedItem
 		}
-		rows, err := sqldb.Collect(ctx, q, db.Rebind(`SELECT case_id, hold_id, contact_id FROM hold_items WHERE case_id IN (`+sqldb.Placeholders(len(chunk))+`)`), sqldb.Args(chunk),
+		inCond, inArgs := sqldb.AnyOf(db.Dialect, "case_id", chunk)
+		rows, err := sqldb.Collect(ctx, q, db.Rebind(`SELECT case_id, hold_id, contact_id FROM hold_items WHERE `+inCond), inArgs,
 			func(rows *sql.Rows) (row, error) {
 				var r row
 				return r, rows.Scan(&r.caseID, &r.holdID, &r.contactID)
@@ -223,7 +224,8 @@ func (h *Holds) coverageItems(ctx context.Context, hold Hold, since time.Time, f
 
 	// Cases named by id are covered even while they have no contacts.
 	if len(hold.Scope.CaseIDs) > 0 && !hold.Scope.bounded() {
-		refs, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT id, customer_id FROM cases WHERE id IN (`+sqldb.Placeholders(len(hold.Scope.CaseIDs))+`)`), sqldb.Args(hold.Scope.CaseIDs),
+		inCond, inArgs := sqldb.AnyOf(h.db.Dialect, "id", hold.Scope.CaseIDs)
+		refs, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT id, customer_id FROM cases WHERE `+inCond), inArgs,
 			func(rows *sql.Rows) (ContactRef, error) {
 				var r ContactRef
 				return r, rows.Scan(&r.CaseID, &r.CustomerID)
@@ -374,7 +376,8 @@ func (h *Holds) recordChanges(ctx context.Context, hold Hold, through int64) err
 	}
 	now := h.clock()
 	for chunk := range slices.Chunk(caseIDs, 500) {
-		refs, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT id, customer_id FROM cases WHERE id IN (`+sqldb.Placeholders(len(chunk))+`)`), sqldb.Args(chunk),
+		inCond, inArgs := sqldb.AnyOf(h.db.Dialect, "id", chunk)
+		refs, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT id, customer_id FROM cases WHERE `+inCond), inArgs,
 			func(rows *sql.Rows) (ContactRef, error) {
 				var r ContactRef
 				return r, rows.Scan(&r.CaseID, &r.CustomerID)

@@ -1139,7 +1139,8 @@ func (h *Holds) Counts(ctx context.Context, id string) (HoldCounts, error) {
 			return nil
 		}
 		var n int64
-		if err := h.db.Read.QueryRowContext(ctx, h.db.Rebind(`SELECT COUNT(*) FROM attachments WHERE contact_id IN (`+sqldb.Placeholders(len(covered))+`)`), sqldb.Args(covered)...).Scan(&n); err != nil {
+		inCond, inArgs := sqldb.AnyOf(h.db.Dialect, "contact_id", covered)
+		if err := h.db.Read.QueryRowContext(ctx, h.db.Rebind(`SELECT COUNT(*) FROM attachments WHERE `+inCond), inArgs...).Scan(&n); err != nil {
 			return sqldb.Fail("hold counts", err)
 		}
 		out.Attachments += n

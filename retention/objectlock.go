@@ -223,8 +223,9 @@ type flagRow struct {
 func (h *Holds) flagRows(ctx context.Context, q sqldb.Querier, keys []string) (map[string]flagRow, error) {
 	out := make(map[string]flagRow)
 	for chunk := range slices.Chunk(keys, 500) {
-		rows, err := sqldb.Collect(ctx, q, h.db.Rebind(`SELECT blob_key, version_id, set_at, checked_at FROM legal_hold_flags WHERE blob_key IN (`+sqldb.Placeholders(len(chunk))+`)`),
-			sqldb.Args(chunk), scanFlagRow)
+		inCond, inArgs := sqldb.AnyOf(h.db.Dialect, "blob_key", chunk)
+		rows, err := sqldb.Collect(ctx, q, h.db.Rebind(`SELECT blob_key, version_id, set_at, checked_at FROM legal_hold_flags WHERE `+inCond),
+			inArgs, scanFlagRow)
 		if err != nil {
 			return nil, sqldb.Fail("legal-hold flags", err)
 		}
@@ -253,7 +254,8 @@ func (h *Holds) writeFlags(ctx context.Context, tx *sql.Tx, set []flagRow, dropp
 		}
 	}
 	for chunk := range slices.Chunk(dropped, 500) {
-		if _, err := tx.ExecContext(ctx, h.db.Rebind(`DELETE FROM legal_hold_flags WHERE blob_key IN (`+sqldb.Placeholders(len(chunk))+`)`), sqldb.Args(chunk)...); err != nil {
+		inCond, inArgs := sqldb.AnyOf(h.db.Dialect, "blob_key", chunk)
+		if _, err := tx.ExecContext(ctx, h.db.Rebind(`DELETE FROM legal_hold_flags WHERE `+inCond), inArgs...); err != nil {
 			return sqldb.Fail("record legal-hold flags", err)
 		}
 	}

@@ -185,11 +185,8 @@ func lockCases(ctx context.Context, db *sqldb.DB, tx *sql.Tx, caseIDs []string) 
 	if db.Dialect != sqldb.Postgres || len(caseIDs) == 0 {
 		return nil
 	}
-	args := make([]any, len(caseIDs))
-	for i, id := range caseIDs {
-		args[i] = id
-	}
-	rows, err := tx.QueryContext(ctx, db.Rebind(`SELECT id FROM cases WHERE id IN (`+sqldb.Placeholders(len(caseIDs))+`) ORDER BY id FOR UPDATE`), args...)
+	inCond, inArgs := sqldb.AnyOf(db.Dialect, "id", caseIDs)
+	rows, err := tx.QueryContext(ctx, db.Rebind(`SELECT id FROM cases WHERE `+inCond+` ORDER BY id FOR UPDATE`), inArgs...)
 	if err != nil {
 		return sqldb.Fail("lock cases", err)
 	}

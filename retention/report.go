@@ -340,7 +340,8 @@ func (h *Holds) describe(ctx context.Context, items []ReportItem) error {
 			contactID string
 			ReportFile
 		}
-		fs, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT contact_id, id, filename, size, sha256 FROM attachments WHERE contact_id IN (`+sqldb.Placeholders(len(contactIDs))+`) ORDER BY id`), sqldb.Args(contactIDs),
+		inCond, inArgs := sqldb.AnyOf(h.db.Dialect, "contact_id", contactIDs)
+		fs, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT contact_id, id, filename, size, sha256 FROM attachments WHERE `+inCond+` ORDER BY id`), inArgs,
 			func(rows *sql.Rows) (file, error) {
 				var f file
 				return f, rows.Scan(&f.contactID, &f.ID, &f.Filename, &f.Size, &f.SHA256)
@@ -366,14 +367,16 @@ func (h *Holds) describe(ctx context.Context, items []ReportItem) error {
 	}
 	var ds []disp
 	if len(contactIDs) > 0 {
-		got, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT contact_id, id, action, run_id, at FROM dispositions WHERE contact_id IN (`+sqldb.Placeholders(len(contactIDs))+`) ORDER BY id`), sqldb.Args(contactIDs), scanDisp)
+		inCond, inArgs := sqldb.AnyOf(h.db.Dialect, "contact_id", contactIDs)
+		got, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT contact_id, id, action, run_id, at FROM dispositions WHERE `+inCond+` ORDER BY id`), inArgs, scanDisp)
 		if err != nil {
 			return sqldb.Fail("hold report dispositions", err)
 		}
 		ds = append(ds, got...)
 	}
 	if len(caseIDs) > 0 {
-		got, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT case_id, id, action, run_id, at FROM dispositions WHERE contact_id = '' AND case_id IN (`+sqldb.Placeholders(len(caseIDs))+`) ORDER BY id`), sqldb.Args(caseIDs), scanDisp)
+		inCond, inArgs := sqldb.AnyOf(h.db.Dialect, "case_id", caseIDs)
+		got, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT case_id, id, action, run_id, at FROM dispositions WHERE contact_id = '' AND `+inCond+` ORDER BY id`), inArgs, scanDisp)
 		if err != nil {
 			return sqldb.Fail("hold report dispositions", err)
 		}

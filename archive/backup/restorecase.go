@@ -383,8 +383,9 @@ func (c *caseRestore) reminimize(ctx context.Context) error {
 	ids := sortedKeys(c.restored)
 	for start := 0; start < len(ids); start += 500 {
 		chunk := ids[start:min(len(ids), start+500)]
-		rows, err := sqldb.Collect(ctx, c.tx, c.db.Rebind(`SELECT contact_id, case_id, action, detail, at FROM dispositions WHERE action IN ('`+actRedact+`', '`+actDropPurpose+`') AND contact_id IN (`+sqldb.Placeholders(len(chunk))+`)`+notReversed+` ORDER BY at, id`),
-			sqldb.Args(chunk), func(rows *sql.Rows) (map[string]any, error) {
+		inCond, inArgs := sqldb.AnyOf(c.db.Dialect, "contact_id", chunk)
+		rows, err := sqldb.Collect(ctx, c.tx, c.db.Rebind(`SELECT contact_id, case_id, action, detail, at FROM dispositions WHERE action IN ('`+actRedact+`', '`+actDropPurpose+`') AND `+inCond+notReversed+` ORDER BY at, id`),
+			inArgs, func(rows *sql.Rows) (map[string]any, error) {
 				var contact, caseID, action, detail string
 				var at int64
 				err := rows.Scan(&contact, &caseID, &action, &detail, &at)
@@ -502,7 +503,8 @@ func caseTombstones(ctx context.Context, db *sqldb.DB, tx *sql.Tx, caseID string
 	d := caseDead{contacts: map[string]bool{}, anonymized: map[string]bool{}}
 	for start := 0; start < len(contactIDs); start += 500 {
 		chunk := contactIDs[start:min(len(contactIDs), start+500)]
-		anon, err := sqldb.Collect(ctx, tx, db.Rebind(`SELECT contact_id FROM dispositions WHERE action = '`+actAnonymize+`' AND contact_id IN (`+sqldb.Placeholders(len(chunk))+`)`), sqldb.Args(chunk),
+		inCond, inArgs := sqldb.AnyOf(db.Dialect, "contact_id", chunk)
+		anon, err := sqldb.Collect(ctx, tx, db.Rebind(`SELECT contact_id FROM dispositions WHERE action = '`+actAnonymize+`' AND `+inCond), inArgs,
 			func(rows *sql.Rows) (string, error) {
 				var id string
 				return id, rows.Scan(&id)

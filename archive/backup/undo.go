@@ -290,8 +290,9 @@ func markReversed(ctx context.Context, db *sqldb.DB, tx *sql.Tx, items []UndoIte
 	by := opts.Actor.Name + " from backup " + backupID
 	for start := 0; start < len(ids); start += 500 {
 		chunk := ids[start:min(len(ids), start+500)]
-		args := append([]any{opts.Now().UnixMicro(), by}, sqldb.Args(chunk)...)
-		res, err := tx.ExecContext(ctx, db.Rebind(`UPDATE dispositions SET reversed_at = ?, reversed_by = ? WHERE reversed_at IS NULL AND id IN (`+sqldb.Placeholders(len(chunk))+`)`), args...)
+		inCond, inArgs := sqldb.AnyOf(db.Dialect, "id", chunk)
+		args := append([]any{opts.Now().UnixMicro(), by}, inArgs...)
+		res, err := tx.ExecContext(ctx, db.Rebind(`UPDATE dispositions SET reversed_at = ?, reversed_by = ? WHERE reversed_at IS NULL AND `+inCond), args...)
 		if err != nil {
 			return fmt.Errorf("undo: %w", err)
 		}
