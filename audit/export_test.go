@@ -16,3 +16,7 @@ func WithDenialTimer(after func(time.Duration) <-chan time.Time) Option {
 
 // OldestPendingQuery is the sequencer's look for pending events.
 const OldestPendingQuery = qOldestPending
+
+// InsertPendingQuery appends one event unsequenced (tests stage pending
+// rows with it).
+const InsertPendingQuery = insertPending

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -362,20 +363,18 @@ func insertChained(ctx context.Context, tx *sql.Tx, db *sqldb.DB, evs []Event) e
 	return nil
 }
 
-// qInsertChainedPG and qDeletePendingPG take a pass's rows as one array
-// per column: one statement text whatever the pass's size. As multi-row
+// qInsertChainedPG takes a pass's rows as one array per column: one
+// statement text whatever the pass's size (deletePending's ids likewise,
+// through sqldb.AnyOf). As multi-row
 // VALUES, every size was a statement of its own, which pgx parsed and
 // described on first use on each pooled connection and kept in that
 // connection's statement cache (512 entries), so a pass's size, new
 // almost every time, cost a parse of up to 7,000 parameters and pushed
 // the contact batches' statements out of the cache.
-const (
-	qInsertChainedPG = `INSERT INTO audit_events (seq, at, actor_id, actor_name, role, action, target_type, target_id,
+const qInsertChainedPG = `INSERT INTO audit_events (seq, at, actor_id, actor_name, role, action, target_type, target_id,
  request_id, client_ip, outcome, detail, prev_hash, hash)
  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
  $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])`
-	qDeletePendingPG = `DELETE FROM audit_pending WHERE id = ANY($1::text[])`
-)
 
 func insertChainedPG(ctx context.Context, tx *sql.Tx, evs []Event) error {
 	n := len(evs)
@@ -404,32 +403,24 @@ func insertChainedPG(ctx context.Context, tx *sql.Tx, evs []Event) error {
 
 // deletePending deletes the sequenced events from audit_pending; each must
 // still be there (only the sequencer deletes pending rows, under its lock).
+// On PostgreSQL the ids go as one array (sqldb.AnyOf), all in one
+// statement; on SQLite in IN lists of chainChunk.
 func deletePending(ctx context.Context, tx *sql.Tx, db *sqldb.DB, ids []string) error {
+	size := chainChunk
 	if db.Dialect == sqldb.Postgres {
-		res, err := tx.ExecContext(ctx, qDeletePendingPG, ids)
-		return checkDeleted(res, err, len(ids))
+		size = max(len(ids), 1)
 	}
-
-	for len(ids) > 0 {
-		n := min(len(ids), chainChunk)
-		res, err := tx.ExecContext(ctx, db.Rebind(`DELETE FROM audit_pending WHERE id IN (`+sqldb.Placeholders(n)+`)`), sqldb.Args(ids[:n])...)
-		if err := checkDeleted(res, err, n); err != nil {
-			return err
+	for part := range slices.Chunk(ids, size) {
+		cond, args := sqldb.AnyOf(db.Dialect, "id", part)
+		res, err := tx.ExecContext(ctx, db.Rebind(`DELETE FROM audit_pending WHERE `+cond), args...)
+		if err != nil {
+			return fmt.Errorf("audit: delete pending: %w", err)
 		}
-		ids = ids[n:]
-	}
-	return nil
-}
-
-// checkDeleted checks that a delete of n pending rows deleted n.
-func checkDeleted(res sql.Result, err error, n int) error {
-	if err != nil {
-		return fmt.Errorf("audit: delete pending: %w", err)
-	}
-	if got, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("audit: delete pending: %w", err)
-	} else if got != int64(n) {
-		return fmt.Errorf("audit: delete pending: %d of %d rows were gone (another sequencer?)", int64(n)-got, n)
+		if got, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("audit: delete pending: %w", err)
+		} else if got != int64(len(part)) {
+			return fmt.Errorf("audit: delete pending: %d of %d rows were gone (another sequencer?)", int64(len(part))-got, len(part))
+		}
 	}
 	return nil
 }
