@@ -108,6 +108,9 @@ func TestBadInputIsRejectedWithoutSideEffects(t *testing.T) {
 			// The zero time is "no bound": a bound at or before it would vanish.
 			{"audit from at the zero time", "GET", "/api/v1/audit?from=0001-01-01", nil, 422, "from", legal},
 			{"search from before year 1", "GET", "/api/v1/search?from=0000-06-01", nil, 422, "from", ""},
+			// As status:, in q: values named, none given.
+			{"search status filter of commas", "GET", "/api/v1/search?q=x&status=,", nil, 422, "status", ""},
+			{"search tag filter of commas", "GET", "/api/v1/search?q=x&tag=%20,%20", nil, 422, "tag", ""},
 			{"search q before: at the zero time", "GET", "/api/v1/search?q=" + url.QueryEscape("refund before:0001-01-01T00:00:00Z"), nil, 422, "q", ""},
 			{"search q age past year 1", "GET", "/api/v1/search?q=" + url.QueryEscape("after:36600y"), nil, 422, "q", ""},
 			{"NUL in attachment filename", "POST", "/api/v1/contacts/nope/attachments?filename=a%00.txt", "bytes", 422, "filename", ""},

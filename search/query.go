@@ -478,7 +478,7 @@ func (p *parser) applyField(q *Query, t token) error {
 	if len(plainValues(val)) == 0 {
 		// "status:," would otherwise add no value and leave the query
 		// empty, or drop the term from a longer one without a word.
-		return &QueryError{Term: raw, Message: "has no value (values are separated by commas)"}
+		return &QueryError{Term: raw, Message: noValue}
 	}
 
 	switch t.field {
@@ -632,6 +632,9 @@ func maskWords(words []string) []string {
 	}
 }
 
+// noValue is the message for a field given only commas.
+const noValue = "has no value (values are separated by commas)"
+
 func plainValues(val string) []string {
 	var out []string
 	for v := range strings.SplitSeq(val, ",") {
@@ -731,6 +734,13 @@ func FilterFromValues(v url.Values) (Filter, error) {
 	var f Filter
 	enum := func(key string, dst *[]string, apply func(val, raw string) ([]string, error)) error {
 		for _, raw := range v[key] {
+			// An empty parameter is no filter (a form's "any"), but
+			// "status=," names values and gives none: as status:, in q,
+			// it is refused rather than read as match-all.
+			if strings.TrimSpace(raw) != "" && len(plainValues(raw)) == 0 {
+				return &QueryError{Term: key + "=" + raw, Message: noValue}
+			}
+
 			vals, err := apply(raw, key+"="+raw)
 			if err != nil {
 				return err

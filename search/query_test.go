@@ -154,10 +154,20 @@ func TestFilterFromValues(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %#v\nwant %#v", got, want)
 	}
-	for _, bad := range []url.Values{{"status": {"nope"}}, {"channel": {"fax"}}, {"from": {"x"}}, {"purpose": {"x"}}} {
+	for _, bad := range []url.Values{{"status": {"nope"}}, {"channel": {"fax"}}, {"from": {"x"}}, {"purpose": {"x"}},
+		{"status": {","}}, {"channel": {" , "}}, {"tag": {",,"}}, {"customer_id": {","}}, {"priority": {"high", ","}}} {
 		if _, err := FilterFromValues(bad); err == nil {
 			t.Errorf("FilterFromValues(%v) accepted bad input", bad)
 		}
+	}
+
+	// An empty parameter is no filter; a trailing comma is no extra value.
+	got, err = FilterFromValues(url.Values{"status": {"", "open,"}, "tag": {""}, "customer_id": {" "}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Filter{Statuses: []string{"open"}}); !reflect.DeepEqual(got, want) {
+		t.Fatalf("empty parameters: got %#v, want %#v", got, want)
 	}
 }
 
