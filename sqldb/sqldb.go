@@ -54,6 +54,7 @@ type DB struct {
 	// (SetPrologue).
 	prologue func(ctx context.Context, tx *sql.Tx) error
 	stmts    stmtCache
+	ckpt     *checkpointer // SQLite: WAL checkpoints in the background
 }
 
 // SQLiteReadConns is the size of a SQLite database's read pool (DB.Read);
@@ -147,7 +148,9 @@ func open(ctx context.Context, cfg Config) (*DB, error) {
 			"&_pragma=synchronous(" + syncMode + ")&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)&_txlock=" + txlock
 	}
 
-	w, err := sql.Open("sqlite", dsn("immediate"))
+	// The writer checkpoints only as a backstop: the background pass
+	// does the copying (checkpoint.go).
+	w, err := sql.Open("sqlite", dsn("immediate")+"&_pragma=wal_autocheckpoint("+strconv.Itoa(writerCheckpointPages)+")")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
@@ -166,7 +169,7 @@ func open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	r.SetMaxOpenConns(SQLiteReadConns)
 	r.SetMaxIdleConns(SQLiteReadConns)
-	return &DB{Dialect: SQLite, Read: r, Write: w, url: cfg.Path, batch: newBatcher(w, nil)}, nil
+	return &DB{Dialect: SQLite, Read: r, Write: w, url: cfg.Path, batch: newBatcher(w, nil), ckpt: newCheckpointer(r, checkpointEvery)}, nil
 }
 
 // pingSQLite opens the first connection, retrying while SQLite answers
@@ -224,6 +227,9 @@ func privateDBFiles(path string) error {
 func (db *DB) Close() error {
 	if db.batch != nil {
 		db.batch.close()
+	}
+	if db.ckpt != nil {
+		db.ckpt.close()
 	}
 	db.closeStmts()
 	err := db.Write.Close()
