@@ -65,10 +65,12 @@ http_bench() { # name, extra env...
   if command -v wrk >/dev/null 2>&1; then # a second, C load generator (apt-get install wrk)
     local cases; cases=$(wrk_cases 18099 "$tok")
     say "wrk contacts:"
+    local b0 b1; b0=$(batch_mark 18099)
     CASES="$cases" TOKEN="$tok" wrk -t2 -c32 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18099 | tee -a "$out" "$tmp/wrk.out"
+    b1=$(batch_mark 18099)
     if grep -q "Non-2xx" "$tmp/wrk.out"; then say "WARNING: wrk saw failed requests; its figures are not ingest figures"; fi
     local wrkc; wrkc=$(wrk_rps < "$tmp/wrk.out")
-    say "wrk ratio ($name): contacts ${wrkc}/s / healthz ${wrkhz}/s = $(ratio "$wrkc" "$wrkhz") (target >= 0.12), p99 $(wrk_p99 < "$tmp/wrk.out") (target < 30 ms)"
+    say "wrk ratio ($name): contacts ${wrkc}/s / healthz ${wrkhz}/s = $(ratio "$wrkc" "$wrkhz") (target >= 0.12), p99 $(wrk_p99 < "$tmp/wrk.out") (target < 30 ms); $(batch_load "$b0" "$b1" "${DUR%s}")"
   fi
   kill -TERM "$pid"; wait "$pid" || true
 }
@@ -130,6 +132,17 @@ wal_records() {
 # has every earlier contact to index) would take CPU from the load, and
 # "pending at the end" says how much of a load's index work it left behind.
 index_pending() { local v; v=$(curl -s "http://127.0.0.1:$1/metrics" | awk '$1=="casevault_index_pending"{printf "%d", $2}'); echo "${v:-unknown}"; }
+# batch_mark PORT: the contact batches' counters (batches, contacts,
+# seconds busy, slots) from /metrics; batch_load FROM TO WALL_S: the mean
+# batch and how busy the slots were between two marks (near 100%: the
+# writer is what limits ingest; SQLite has one slot).
+batch_mark() {
+  curl -s "http://127.0.0.1:$1/metrics" | awk '$1=="casevault_contact_batches_total"{b=$2} $1=="casevault_contact_batch_contacts_total"{c=$2} $1=="casevault_contact_batch_seconds_total"{s=$2} $1=="casevault_contact_batch_slots"{n=$2} END{print b+0, c+0, s+0, n+0}'
+}
+batch_load() {
+  awk -v a="$1" -v b="$2" -v w="$3" 'BEGIN{split(a, x, " "); split(b, y, " "); nb = y[1] - x[1]; if (nb < 1) nb = 1; if (y[4] < 1) y[4] = 1
+    printf "%.1f contacts a batch, slots busy %.0f%%", (y[2] - x[2]) / nb, 100 * (y[3] - x[3]) / (y[4] * w)}'
+}
 caught_up() {
   local start=$SECONDS p n v
   while [ $((SECONDS - start)) -lt 300 ]; do
@@ -244,12 +257,12 @@ scale_bench() {
     analyze bench_scale
     say "index caught up before wrk: $(caught_up 18101)"
     sample_waits "$tmp/waits-wrk-one" & sp=$!
-    local c0 c1; c0=$(cpu_mark "$pa"); l0=$(wal_lsn)
+    local c0 c1 b0 b1; c0=$(cpu_mark "$pa"); l0=$(wal_lsn); b0=$(batch_mark 18101)
     CASES="$cases" TOKEN="$tok" wrk -t2 -c32 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18101 > "$tmp/wrk1.out"
-    c1=$(cpu_mark "$pa"); l1=$(wal_lsn)
+    c1=$(cpu_mark "$pa"); l1=$(wal_lsn); b1=$(batch_mark 18101)
     wait "$sp"
     w1=$(wrk_rps < "$tmp/wrk1.out")
-    say "wrk, one replica: ${w1}/s p99 $(wrk_p99 < "$tmp/wrk1.out"); ratio to pgbench: $(ratio "$w1" "$pgb") (target >= 0.5, p99 < 30 ms); CPU per contact: $(cpu_per "$c0" "$c1" "$(wrk_total < "$tmp/wrk1.out")"); commits per contact $(wal_commits "$l0" "$l1" "$(wrk_total < "$tmp/wrk1.out")"); index pending at the end: $(index_pending 18101)"
+    say "wrk, one replica: ${w1}/s p99 $(wrk_p99 < "$tmp/wrk1.out"); ratio to pgbench: $(ratio "$w1" "$pgb") (target >= 0.5, p99 < 30 ms); CPU per contact: $(cpu_per "$c0" "$c1" "$(wrk_total < "$tmp/wrk1.out")"); commits per contact $(wal_commits "$l0" "$l1" "$(wrk_total < "$tmp/wrk1.out")"); $(batch_load "$b0" "$b1" "${DUR%s}"); index pending at the end: $(index_pending 18101)"
     waits+=(waits-wrk-one)
   fi
   CASEVAULT_DATABASE_URL="$url" CASEVAULT_MASTER_KEY="$(cat "$a/master.key" 2>/dev/null)" "$tmp/casevault" serve --data-dir "$b" --listen 127.0.0.1:18102 --log-level warn >"$b/out" 2>"$b/err" &

@@ -72,7 +72,32 @@ type contactBatcher struct {
 	queue   []*contactReq
 	running int
 	// busy counts, per case, the contacts of running batches.
-	busy map[string]int
+	busy  map[string]int
+	stats ContactBatchStats
+}
+
+// ContactBatchStats counts a store's contact batches since it started.
+// Busy over wall time and the slots says how close the writes are to
+// their ceiling: on SQLite one slot busy nearly all the time means the
+// one writer is what limits ingest (issue 19: 96% under wrk, 14.6
+// contacts a batch).
+type ContactBatchStats struct {
+	Slots    int
+	Batches  uint64
+	Contacts uint64
+	// Busy is the batches' time from taking their contacts to the last
+	// verdict, summed over the slots.
+	Busy time.Duration
+}
+
+// ContactBatchStats returns the contact batches' counts so far.
+func (s *Store) ContactBatchStats() ContactBatchStats {
+	b := s.contacts
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.stats
+	st.Slots = b.slots
+	return st
 }
 
 func (b *contactBatcher) submit(ctx context.Context, c *cases.Contact, ch cases.Change) error {
@@ -95,9 +120,15 @@ func (b *contactBatcher) submit(ctx context.Context, c *cases.Contact, ch cases.
 // drain runs batches until no queued contact can join one.
 func (b *contactBatcher) drain() {
 	var batch []*contactReq
+	var took time.Duration
 	for {
 		b.mu.Lock()
 		b.release(batch)
+		if len(batch) > 0 {
+			b.stats.Batches++
+			b.stats.Contacts += uint64(len(batch))
+			b.stats.Busy += took
+		}
 		batch, b.queue = takeBatch(b.queue, b.busy, maxContactBatch)
 		if len(batch) == 0 {
 			b.running--
@@ -112,7 +143,9 @@ func (b *contactBatcher) drain() {
 		}
 		crowded := b.running > 1
 		b.mu.Unlock()
+		start := time.Now()
 		b.run(batch, crowded)
+		took = time.Since(start)
 	}
 }
 

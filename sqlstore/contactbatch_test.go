@@ -15,6 +15,7 @@ import (
 	"github.com/casevault/casevault/sqldb"
 	"github.com/casevault/casevault/sqldb/sqldbtest"
 	"github.com/casevault/casevault/sqlstore"
+	"github.com/casevault/casevault/testkit"
 )
 
 // batchRig is a store wired as serve wires it (PostgreSQL: the write
@@ -250,6 +251,7 @@ func TestContactBatchSharesOneTransaction(t *testing.T) {
 		firstErr := make(chan error, 1)
 		go func() { firstErr <- r.store.CreateContact(ctx, first, contactChange(first)) }()
 		<-held
+		heldAt := time.Now()
 
 		var all []*cases.Contact
 		for i := range 10 {
@@ -261,6 +263,8 @@ func TestContactBatchSharesOneTransaction(t *testing.T) {
 			wg.Go(func() { errs[i] = r.store.CreateContact(ctx, c, contactChange(c)) })
 		}
 		r.waitQueued(t, len(all))
+		time.Sleep(20 * time.Millisecond)
+		heldFor := time.Since(heldAt)
 		release()
 		wg.Wait()
 		if err := errors.Join(append(errs, <-firstErr)...); err != nil {
@@ -271,6 +275,17 @@ func TestContactBatchSharesOneTransaction(t *testing.T) {
 		r.mu.Unlock()
 		if len(batches) != 2 || len(batches[1]) != len(all) {
 			t.Fatalf("batch hook calls: %d, sizes %v; want the 10 queued contacts in one", len(batches), batches)
+		}
+
+		// The metrics' counts: 2 batches of 11 contacts, busy at least
+		// while the first was held (the drain records a batch once it has
+		// handed out the verdicts).
+		testkit.Eventually(t, 5*time.Second, "the second batch counted", func() bool {
+			return r.store.ContactBatchStats().Batches == 2
+		})
+		st := r.store.ContactBatchStats()
+		if st.Slots != 1 || st.Contacts != uint64(1+len(all)) || st.Busy < heldFor {
+			t.Fatalf("contact batch stats %+v, want 1 slot, %d contacts, busy >= %v", st, 1+len(all), heldFor)
 		}
 		newest := map[string]time.Time{}
 		for _, c := range all {

@@ -160,6 +160,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 	}
 	a.store = sqlstore.New(db, sqlstore.Options{Policy: policy, OnChange: onChange, OnChanges: onChanges, Notify: kick, BeforeCaseUpdate: recordHolds, Fields: storeFields})
 	a.metrics.MustRegister(churnCollector{a.audit.PendingChurn(), a.store.FeedChurn()})
+	a.metrics.MustRegister(contactBatchMetrics(a.store)...)
 	if err := errors.Join(a.store.Prepare(ctx), a.audit.Prepare(ctx), retention.Prepare(ctx, db), keys.Prepare(ctx)); err != nil {
 		a.Close()
 		return nil, err

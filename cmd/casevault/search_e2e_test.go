@@ -109,6 +109,16 @@ func TestLostIndexIsRebuiltAtStart(t *testing.T) {
 			t.Errorf("/metrics lacks %s", series)
 		}
 	}
+	// the contact batches: the one contact written, in one batch, on
+	// SQLite's one slot
+	for _, series := range []string{"casevault_contact_batches_total 1", "casevault_contact_batch_contacts_total 1", "casevault_contact_batch_slots 1"} {
+		if !strings.Contains(string(body), "\n"+series+"\n") {
+			t.Errorf("/metrics lacks %s", series)
+		}
+	}
+	if !strings.Contains(string(body), "\ncasevault_contact_batch_seconds_total ") {
+		t.Error("/metrics lacks casevault_contact_batch_seconds_total")
+	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
