@@ -89,7 +89,7 @@ func TestSQLiteCheckpointsInTheBackground(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if max := int64(2*4000*4096 + 1<<20); fi.Size() > max {
+	if max := int64(2*sqldb.WriterCheckpointPages*4096 + 1<<20); fi.Size() > max {
 		t.Fatalf("WAL grew to %d bytes with the pass held, want at most %d", fi.Size(), max)
 	}
 }
