@@ -123,7 +123,21 @@ func QueryPlan(t testing.TB, db *sqldb.DB, q string, args ...any) []string {
 		return PostgresPlan(t, db, nil, q, args...)
 	}
 
-	rows, err := db.Read.Query(`EXPLAIN QUERY PLAN `+q, args...)
+	// EXPLAIN plans from the schema the connection last loaded, without
+	// checking it is current (a query does check): read the schema on the
+	// same connection first, so a pooled connection idle since before a
+	// schema change plans with the change.
+	ctx := context.Background()
+	conn, err := db.Read.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var n int
+	if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := conn.QueryContext(ctx, `EXPLAIN QUERY PLAN `+q, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
