@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -108,20 +107,6 @@ func rawOr(s sql.NullString, def string) json.RawMessage {
 		return json.RawMessage(def)
 	}
 	return json.RawMessage(s.String)
-}
-
-// chunked runs query (with one %s for the placeholders) for ids in chunks
-// and collects every row.
-func chunked[T any](ctx context.Context, db *sqldb.DB, q sqldb.Querier, query string, ids []string, scan func(*sql.Rows) (T, error)) ([]T, error) {
-	var out []T
-	for chunk := range slices.Chunk(ids, 500) {
-		rows, err := sqldb.Collect(ctx, q, db.Rebind(fmt.Sprintf(query, sqldb.Placeholders(len(chunk)))), sqldb.Args(chunk), scan)
-		if err != nil {
-			return nil, sqldb.Fail("export read", err)
-		}
-		out = append(out, rows...)
-	}
-	return out, nil
 }
 
 func keys[V any](m map[string]V) []string {
@@ -231,13 +216,13 @@ func (s *Service) readSnapshot(ctx context.Context, e Export, sel selection) (_ 
 			customerIDs[read[i].CustomerID] = true
 		}
 	}
-	erased, err := chunked(ctx, db, tx, `SELECT customer_id FROM customer_keys WHERE destroyed_at IS NOT NULL AND customer_id IN (%s)`, keys(customerIDs),
+	erased, err := sqldb.CollectIn(ctx, db, tx, `SELECT customer_id FROM customer_keys WHERE destroyed_at IS NOT NULL AND %s`, "customer_id", keys(customerIDs),
 		func(rows *sql.Rows) (string, error) {
 			var id string
 			return id, rows.Scan(&id)
 		})
 	if err != nil {
-		return nil, err
+		return nil, sqldb.Fail("export read", err)
 	}
 	snap.erased = erased
 	for _, id := range erased {
@@ -344,7 +329,7 @@ func (s *Service) readSnapshot(ctx context.Context, e Export, sel selection) (_ 
 
 // readAttachments reads the attachments of the contacts, in id order.
 func readAttachments(ctx context.Context, db *sqldb.DB, tx *sql.Tx, contactIDs []string) ([]attachmentRec, error) {
-	return chunked(ctx, db, tx, `SELECT id, contact_id, filename, content_type, size, sha256, created_at FROM attachments WHERE contact_id IN (%s) ORDER BY id`, contactIDs,
+	as, err := sqldb.CollectIn(ctx, db, tx, `SELECT id, contact_id, filename, content_type, size, sha256, created_at FROM attachments WHERE %s ORDER BY id`, "contact_id", contactIDs,
 		func(rows *sql.Rows) (attachmentRec, error) {
 			var a attachmentRec
 			var created int64
@@ -352,6 +337,10 @@ func readAttachments(ctx context.Context, db *sqldb.DB, tx *sql.Tx, contactIDs [
 			a.CreatedAt = stamp(created)
 			return a, err
 		})
+	if err != nil {
+		return nil, sqldb.Fail("export read", err)
+	}
+	return as, nil
 }
 
 // readAudit reads the audit events of the snapshot's items, in the order
@@ -363,7 +352,7 @@ func (s *Service) readAudit(ctx context.Context, snap *snapshot) ([]audit.Event,
 // readAuditOf reads the audit events whose target is one of targets, in
 // the order of the chain.
 func readAuditOf(ctx context.Context, db *sqldb.DB, tx *sql.Tx, targets []string) ([]audit.Event, error) {
-	events, err := chunked(ctx, db, tx, `SELECT seq, at, actor_id, actor_name, role, action, target_type, target_id, request_id, client_ip, outcome, detail, prev_hash, hash FROM audit_events WHERE target_id IN (%s)`, targets,
+	events, err := sqldb.CollectIn(ctx, db, tx, `SELECT seq, at, actor_id, actor_name, role, action, target_type, target_id, request_id, client_ip, outcome, detail, prev_hash, hash FROM audit_events WHERE %s`, "target_id", targets,
 		func(rows *sql.Rows) (audit.Event, error) {
 			var e audit.Event
 			var at int64
@@ -376,7 +365,7 @@ func readAuditOf(ctx context.Context, db *sqldb.DB, tx *sql.Tx, targets []string
 			return e, err
 		})
 	if err != nil {
-		return nil, err
+		return nil, sqldb.Fail("export read", err)
 	}
 	slices.SortFunc(events, func(a, b audit.Event) int { return cmp.Compare(a.Seq, b.Seq) })
 	return events, nil

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/casevault/casevault/cases"
@@ -315,14 +314,13 @@ func each(ctx context.Context, tx *sql.Tx, hook cases.TxHook, chs []cases.Change
 	return nil
 }
 
-// execIn runs q, whose "(?*)" stands for the list of ids, in tx; pre are
-// the arguments before the list. Nothing runs for no ids (IN () is an error
-// on PostgreSQL).
-func execIn(ctx context.Context, db *sqldb.DB, tx *sql.Tx, q string, ids []string, pre ...any) error {
+// execIn runs q, which ends where "col is one of ids" goes (sqldb.AnyOf),
+// in tx; pre are the arguments before the list. Nothing runs for no ids.
+func execIn(ctx context.Context, db *sqldb.DB, tx *sql.Tx, q, col string, ids []string, pre ...any) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	args := append(pre, sqldb.Args(ids)...)
-	_, err := tx.ExecContext(ctx, db.Rebind(strings.Replace(q, "(?*)", "("+sqldb.Placeholders(len(ids))+")", 1)), args...)
+	cond, args := sqldb.AnyOf(db.Dialect, col, ids)
+	_, err := tx.ExecContext(ctx, db.Rebind(q+cond), append(pre, args...)...)
 	return err
 }

@@ -82,7 +82,8 @@ type ItemFilter struct {
 // ErrBadCursor is matched by a cursor a report did not issue (422).
 var ErrBadCursor = errors.New("bad cursor")
 
-// keySQL selects a report's keys for the holds named by n placeholders:
+// keySQL selects a report's keys for the holds holdIDs, and returns its
+// arguments:
 // case_id, contact_id, customer_id, why, since, live (0: a contact
 // disposed of). Contacts of a covered case count only when stored before
 // the hold stopped preserving.
@@ -90,8 +91,12 @@ var ErrBadCursor = errors.New("bad cursor")
 // It stays here rather than in sqlstore: the contacts table is only joined
 // (case_id, id, created_at) to retention's own hold_items, legal_holds and
 // dispositions, in one keyset-paged UNION whose meaning is retention's.
-func keySQL(n int) string {
-	in := "hi.hold_id IN (" + sqldb.Placeholders(n) + ")"
+func keySQL(d sqldb.Dialect, holdIDs []string) (string, []any) {
+	in, inArgs := sqldb.AnyOf(d, "hi.hold_id", holdIDs)
+	var args []any
+	for range 4 { // one list per branch
+		args = append(args, inArgs...)
+	}
 	return `SELECT hi.case_id, '' AS contact_id, hi.customer_id, hi.why, hi.since, 1 AS live FROM hold_items hi WHERE ` + in + ` AND hi.contact_id = ''
 	UNION ALL
 	SELECT hi.case_id, c.id, hi.customer_id, hi.why, CASE WHEN c.created_at > hi.since THEN c.created_at ELSE hi.since END, 1
@@ -103,16 +108,7 @@ func keySQL(n int) string {
 	  WHERE ` + in + ` AND hi.contact_id = '' AND d.contact_id <> '' AND NOT EXISTS (SELECT 1 FROM contacts c2 WHERE c2.id = d.contact_id)
 	UNION ALL
 	SELECT hi.case_id, hi.contact_id, hi.customer_id, hi.why, hi.since, CASE WHEN EXISTS (SELECT 1 FROM contacts c3 WHERE c3.id = hi.contact_id) THEN 1 ELSE 0 END
-	  FROM hold_items hi WHERE ` + in + ` AND hi.contact_id <> ''`
-}
-
-// keyArgs repeats the hold ids for each branch of keySQL.
-func keyArgs(holdIDs []string) []any {
-	var out []any
-	for range 4 {
-		out = append(out, sqldb.Args(holdIDs)...)
-	}
-	return out
+	  FROM hold_items hi WHERE ` + in + ` AND hi.contact_id <> ''`, args
 }
 
 // Items is one page of a hold's report, ordered by case then contact:
@@ -230,13 +226,13 @@ func (h *Holds) itemPage(ctx context.Context, hold Hold, f ItemFilter, afterCase
 	}
 	live, gone := map[string][]contactRow{}, map[string][]contactRow{}
 	if len(whole) > 0 {
-		in := `(` + sqldb.Placeholders(len(whole)) + `)`
+		in, inArgs := sqldb.AnyOf(h.db.Dialect, "case_id", whole)
 		until := int64(math.MaxInt64)
 		if hold.GraceUntil != nil {
 			until = sqldb.Micros(*hold.GraceUntil)
 		}
-		cargs := append(append(sqldb.Args(whole), until, afterCase, afterContact), n)
-		cs, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT case_id, id, created_at FROM contacts WHERE case_id IN `+in+`
+		cargs := append(inArgs, until, afterCase, afterContact, n)
+		cs, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT case_id, id, created_at FROM contacts WHERE `+in+`
 			AND created_at < ? AND (case_id > ? OR id > ?) ORDER BY case_id, id LIMIT ?`), cargs,
 			func(rows *sql.Rows) (contactRow, error) {
 				var c contactRow
@@ -249,8 +245,9 @@ func (h *Holds) itemPage(ctx context.Context, hold Hold, f ItemFilter, afterCase
 			live[c.caseID] = append(live[c.caseID], c)
 		}
 
-		dargs := append(append(sqldb.Args(whole), afterCase, afterContact), n)
-		ds, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT DISTINCT d.case_id, d.contact_id FROM dispositions d WHERE d.case_id IN `+in+`
+		dIn, dInArgs := sqldb.AnyOf(h.db.Dialect, "d.case_id", whole)
+		dargs := append(dInArgs, afterCase, afterContact, n)
+		ds, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(`SELECT DISTINCT d.case_id, d.contact_id FROM dispositions d WHERE `+dIn+`
 			AND d.contact_id <> '' AND (d.case_id > ? OR d.contact_id > ?) AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.id = d.contact_id)
 			ORDER BY d.case_id, d.contact_id LIMIT ?`), dargs,
 			func(rows *sql.Rows) (contactRow, error) {
@@ -423,12 +420,13 @@ func (h *Holds) Custodians(ctx context.Context, holdID string) ([]CustodianCount
 // custodians counts the distinct keys of the holds' reports per customer,
 // and the stored attachments of their contacts.
 func (h *Holds) custodians(ctx context.Context, holdIDs []string) ([]CustodianCounts, error) {
-	keys := `SELECT DISTINCT case_id, contact_id, customer_id, live FROM (` + keySQL(len(holdIDs)) + `) k`
+	keySel, keyArgs := keySQL(h.db.Dialect, holdIDs)
+	keys := `SELECT DISTINCT case_id, contact_id, customer_id, live FROM (` + keySel + `) k`
 	q := `SELECT customer_id, COUNT(DISTINCT case_id),
 		SUM(CASE WHEN contact_id <> '' THEN 1 ELSE 0 END),
 		SUM(CASE WHEN contact_id <> '' AND live = 0 THEN 1 ELSE 0 END)
 		FROM (` + keys + `) t GROUP BY customer_id ORDER BY customer_id`
-	out, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(q), keyArgs(holdIDs), func(rows *sql.Rows) (CustodianCounts, error) {
+	out, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(q), keyArgs, func(rows *sql.Rows) (CustodianCounts, error) {
 		var c CustodianCounts
 		return c, rows.Scan(&c.CustomerID, &c.Cases, &c.Contacts, &c.Disposed)
 	})
@@ -440,9 +438,9 @@ func (h *Holds) custodians(ctx context.Context, holdIDs []string) ([]CustodianCo
 		customerID string
 		n          int64
 	}
-	q = `SELECT t.customer_id, COUNT(*) FROM (SELECT DISTINCT contact_id, customer_id FROM (` + keySQL(len(holdIDs)) + `) k WHERE contact_id <> '') t
+	q = `SELECT t.customer_id, COUNT(*) FROM (SELECT DISTINCT contact_id, customer_id FROM (` + keySel + `) k WHERE contact_id <> '') t
 		JOIN attachments a ON a.contact_id = t.contact_id GROUP BY t.customer_id`
-	fs, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(q), keyArgs(holdIDs), func(rows *sql.Rows) (files, error) {
+	fs, err := sqldb.Collect(ctx, h.db.Read, h.db.Rebind(q), keyArgs, func(rows *sql.Rows) (files, error) {
 		var f files
 		return f, rows.Scan(&f.customerID, &f.n)
 	})

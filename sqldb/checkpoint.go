@@ -10,7 +10,7 @@ import (
 // WAL checkpoints off the writer's path (SQLite). By default SQLite's
 // committing connection copies the WAL back into the database file
 // whenever the WAL passes 1,000 pages, inside that commit: under load the
-// one writer spent ~12% of its time there (copies and two fsyncs), with
+// one writer spent 12-14% of its time there (copies and two fsyncs), with
 // every caller of the batch waiting (issue 19, execution trace of the
 // group commit under wrk). A PASSIVE checkpoint on another connection
 // copies the same pages without blocking the writer, so a background pass

@@ -1,20 +1,15 @@
 package sqldb
 
-import "strings"
+import (
+	"context"
+	"database/sql"
+	"slices"
+	"strings"
+)
 
-// Placeholders returns n comma-separated "?" for an IN list or a VALUES row
-// (Rebind turns them into $n on PostgreSQL). n must be at least 1: "IN ()"
-// is an error on PostgreSQL.
+// Placeholders returns n comma-separated "?" for a VALUES row (Rebind
+// turns them into $n on PostgreSQL); a list of ids is AnyOf's.
 func Placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
-
-// Args turns a slice of values into query arguments.
-func Args[T any](vs []T) []any {
-	out := make([]any, len(vs))
-	for i, v := range vs {
-		out[i] = v
-	}
-	return out
-}
 
 // AnyOf is the condition "col is one of vals" with its arguments. On
 // PostgreSQL it is col = ANY(?::text[]) with the values as one array: one
@@ -29,5 +24,28 @@ func AnyOf(d Dialect, col string, vals []string) (string, []any) {
 	if d == Postgres {
 		return col + " = ANY(?::text[])", []any{vals}
 	}
-	return col + " IN (" + Placeholders(len(vals)) + ")", Args(vals)
+	args := make([]any, len(vals))
+	for i, v := range vals {
+		args[i] = v
+	}
+	return col + " IN (" + Placeholders(len(vals)) + ")", args
+}
+
+// inChunk bounds the values of one CollectIn statement (SQLite's IN list).
+const inChunk = 500
+
+// CollectIn runs query, whose one %s stands for "col is one of" (AnyOf),
+// for ids in chunks of at most 500 and collects every row (Collect). Rows
+// come chunk by chunk: an ORDER BY orders within a chunk.
+func CollectIn[T any](ctx context.Context, db *DB, q Querier, query, col string, ids []string, scan func(*sql.Rows) (T, error)) ([]T, error) {
+	var out []T
+	for chunk := range slices.Chunk(ids, inChunk) {
+		cond, args := AnyOf(db.Dialect, col, chunk)
+		rows, err := Collect(ctx, q, db.Rebind(strings.Replace(query, "%s", cond, 1)), args, scan)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rows...)
+	}
+	return out, nil
 }

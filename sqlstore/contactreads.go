@@ -80,18 +80,19 @@ type ContactScope struct {
 	From, To             *time.Time
 }
 
-// where returns the scope's conditions on the columns named by prefix
-// ("" or "a.") and on occurred, and their arguments.
-func (s ContactScope) where(prefix, occurred string) ([]string, []any) {
+// where returns the scope's conditions, in dialect d, on the columns
+// named by prefix ("" or "a.") and on occurred, and their arguments.
+func (s ContactScope) where(d sqldb.Dialect, prefix, occurred string) ([]string, []any) {
 	var conds []string
 	var args []any
-	if len(s.CaseIDs) > 0 {
-		conds = append(conds, prefix+"case_id IN ("+sqldb.Placeholders(len(s.CaseIDs))+")")
-		args = append(args, sqldb.Args(s.CaseIDs)...)
-	}
-	if len(s.CustomerIDs) > 0 {
-		conds = append(conds, prefix+"customer_id IN ("+sqldb.Placeholders(len(s.CustomerIDs))+")")
-		args = append(args, sqldb.Args(s.CustomerIDs)...)
+	for _, in := range []struct {
+		col string
+		ids []string
+	}{{"case_id", s.CaseIDs}, {"customer_id", s.CustomerIDs}} {
+		if len(in.ids) > 0 {
+			cond, a := sqldb.AnyOf(d, prefix+in.col, in.ids)
+			conds, args = append(conds, cond), append(args, a...)
+		}
 	}
 	if s.From != nil {
 		conds, args = append(conds, occurred+" >= ?"), append(args, sqldb.Micros(*s.From))
@@ -105,7 +106,7 @@ func (s ContactScope) where(prefix, occurred string) ([]string, []any) {
 // ContactsInScope reads up to limit contacts of the scope after the id
 // afterID, in id order: one page of a walk over the scope.
 func ContactsInScope(ctx context.Context, db *sqldb.DB, q sqldb.Querier, s ContactScope, afterID string, limit int) ([]ContactKey, error) {
-	conds, args := s.where("", "occurred_at")
+	conds, args := s.where(db.Dialect, "", "occurred_at")
 	query := `SELECT id, case_id, customer_id, occurred_at FROM contacts WHERE ` + strings.Join(append([]string{"id > ?"}, conds...), " AND ") + ` ORDER BY id LIMIT ?`
 	args = append(append([]any{afterID}, args...), limit)
 	return sqldb.Collect(ctx, q, db.Rebind(query), args, scanContactKey)
@@ -131,7 +132,7 @@ type ScopedAttachment struct {
 func AttachmentsInScope(ctx context.Context, db *sqldb.DB, q sqldb.Querier, s ContactScope) ([]ScopedAttachment, error) {
 	query := `SELECT a.blob_key, a.contact_id, a.case_id, a.customer_id, c.occurred_at
 		FROM attachments a JOIN contacts c ON c.id = a.contact_id`
-	conds, args := s.where("a.", "c.occurred_at")
+	conds, args := s.where(db.Dialect, "a.", "c.occurred_at")
 	if len(conds) > 0 {
 		query += " WHERE " + strings.Join(conds, " AND ")
 	}

@@ -30,7 +30,7 @@ func EnqueueCustomers(ctx context.Context, db *sqldb.DB, tx *sql.Tx, customerIDs
 // opened; a customer without a row (erased, deleted) is absent.
 func (s *Store) LoadCustomerDocs(ctx context.Context, ids []string) (map[string]search.CustomerDoc, error) {
 	o := s.fields.opener(ctx)
-	custs, err := inChunks(ctx, s.db, s.db.Read, `SELECT `+customerCols+` FROM customers WHERE `, "id", ids,
+	custs, err := sqldb.CollectIn(ctx, s.db, s.db.Read, `SELECT `+customerCols+` FROM customers WHERE %s`, "id", ids,
 		func(rows *sql.Rows) (cases.Customer, error) { return scanCustomer(o, rows) })
 	if err != nil {
 		return nil, s.fail("load customers", err)

@@ -504,7 +504,7 @@ func (s *Store) loadCaseRows(ctx context.Context, ids []string, out map[string]s
 		}
 	}
 	names := make(map[string]string, len(custIDs))
-	custs, err := inChunks(ctx, s.db, s.db.Read, `SELECT `+customerCols+` FROM customers WHERE `, "id", custIDs,
+	custs, err := sqldb.CollectIn(ctx, s.db, s.db.Read, `SELECT `+customerCols+` FROM customers WHERE %s`, "id", custIDs,
 		func(rows *sql.Rows) (cases.Customer, error) { return scanCustomer(o, rows) })
 	if err != nil {
 		return s.fail("load customers", err)

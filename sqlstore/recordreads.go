@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"slices"
 	"time"
 
 	"github.com/casevault/casevault/cases"
@@ -14,25 +13,7 @@ import (
 // rows as stored, JSON columns as their text, so that a package carries
 // them byte for byte (personal fields sealed: Fields.OpenContacts and its
 // siblings open them). Every function reads through q (the export's
-// read-only snapshot transaction) in chunks of recordChunk ids.
-
-// recordChunk bounds the placeholders of one IN list.
-const recordChunk = 500
-
-// inChunks runs query (ending in "WHERE " and completed here with "col is
-// one of the chunk", sqldb.AnyOf) for ids in chunks and collects every row.
-func inChunks[T any](ctx context.Context, db *sqldb.DB, q sqldb.Querier, query, col string, ids []string, scan func(*sql.Rows) (T, error)) ([]T, error) {
-	var out []T
-	for chunk := range slices.Chunk(ids, recordChunk) {
-		cond, args := sqldb.AnyOf(db.Dialect, col, chunk)
-		rows, err := sqldb.Collect(ctx, q, db.Rebind(query+cond), args, scan)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, rows...)
-	}
-	return out, nil
-}
+// read-only snapshot transaction) in chunks of ids (sqldb.CollectIn).
 
 // ContactRecord is a contact row as stored.
 type ContactRecord struct {
@@ -47,7 +28,7 @@ type ContactRecord struct {
 	Corrects               string // "" unless the contact is a correction
 }
 
-const contactRecordQuery = `SELECT id, case_id, customer_id, channel, direction, author, body, occurred_at, created_at, purposes, categories, location, device, anonymized_at, retain_until, corrects FROM contacts WHERE `
+const contactRecordQuery = `SELECT id, case_id, customer_id, channel, direction, author, body, occurred_at, created_at, purposes, categories, location, device, anonymized_at, retain_until, corrects FROM contacts WHERE %s`
 
 func scanContactRecord(rows *sql.Rows) (ContactRecord, error) {
 	var c ContactRecord
@@ -63,13 +44,13 @@ func scanContactRecord(rows *sql.Rows) (ContactRecord, error) {
 // ContactRecordsOfCases reads every contact of the cases, in no particular
 // order.
 func ContactRecordsOfCases(ctx context.Context, db *sqldb.DB, q sqldb.Querier, caseIDs []string) ([]ContactRecord, error) {
-	return inChunks(ctx, db, q, contactRecordQuery, "case_id", caseIDs, scanContactRecord)
+	return sqldb.CollectIn(ctx, db, q, contactRecordQuery, "case_id", caseIDs, scanContactRecord)
 }
 
 // ContactRecords reads the contacts ids still stored, in no particular
 // order.
 func ContactRecords(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids []string) ([]ContactRecord, error) {
-	return inChunks(ctx, db, q, contactRecordQuery, "id", ids, scanContactRecord)
+	return sqldb.CollectIn(ctx, db, q, contactRecordQuery, "id", ids, scanContactRecord)
 }
 
 // CaseRecord is a case row as stored.
@@ -86,7 +67,7 @@ type CaseRecord struct {
 
 // CaseRecords reads the cases ids still stored, in no particular order.
 func CaseRecords(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids []string) ([]CaseRecord, error) {
-	return inChunks(ctx, db, q, `SELECT `+caseCols+` FROM cases WHERE `, "id", ids,
+	return sqldb.CollectIn(ctx, db, q, `SELECT `+caseCols+` FROM cases WHERE %s`, "id", ids,
 		func(rows *sql.Rows) (CaseRecord, error) {
 			var c CaseRecord
 			var created, updated int64
@@ -100,7 +81,7 @@ func CaseRecords(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids []strin
 // CustomerRecords reads the customers ids still stored, in no particular
 // order.
 func CustomerRecords(ctx context.Context, db *sqldb.DB, q sqldb.Querier, ids []string) ([]cases.Customer, error) {
-	return inChunks(ctx, db, q, `SELECT `+customerCols+` FROM customers WHERE `, "id", ids,
+	return sqldb.CollectIn(ctx, db, q, `SELECT `+customerCols+` FROM customers WHERE %s`, "id", ids,
 		func(rows *sql.Rows) (cases.Customer, error) { return scanCustomer(nil, rows) })
 }
 
