@@ -11,7 +11,7 @@ import (
 	"github.com/casevault/casevault/sqldb/sqldbtest"
 )
 
-// TestAnyOf checks the rows AnyOf's condition selects on both engines,
+// TestAnyOf checks the rows AnyOf's condition (and CollectIn's) selects on both engines,
 // with values an array literal would have to escape, and that on
 // PostgreSQL lists of any length are one prepared statement per
 // connection (an IN list was one per length).
@@ -66,6 +66,19 @@ func TestAnyOf(t *testing.T) {
 						t.Fatalf("got %d rows %.5q, want %d %.5q", len(got), got, len(want), want)
 					}
 				})
+			}
+
+			// CollectIn: the same condition over chunks of 500, with the
+			// query going on after it.
+			ids := append([]string{"nope"}, many...)
+			got, err := sqldb.CollectIn(ctx, db, conn, `SELECT k FROM anyof_t t WHERE %s AND k <> 'k0005' ORDER BY k`, "k", ids,
+				func(rows *sql.Rows) (k string, err error) { return k, rows.Scan(&k) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(got)
+			if want := slices.DeleteFunc(slices.Clone(many), func(k string) bool { return k == "k0005" }); !slices.Equal(got, want) {
+				t.Fatalf("CollectIn: got %d rows, want %d", len(got), len(want))
 			}
 
 			if d != sqldb.Postgres {
