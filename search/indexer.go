@@ -105,11 +105,12 @@ type Options struct {
 	// 19). A rebuild lists cases in pages of at most rebuildPage.
 	BatchSize int
 	// MaxBatchText caps the contact text (bodies and authors) one batch
-	// loads, in bytes (default 32 MiB): a batch stops reading contacts at
-	// the window (loadWindow entries) that passes it, and leaves the rest
-	// of what it read to the next batch. 2000 contacts at the body limit
-	// (256 KiB) would otherwise be 512 MiB in memory before Bleve
-	// analyses them.
+	// loads, in bytes (default 32 MiB): a batch loads its cases and
+	// contacts loadWindow entries at a time, stops after the window that
+	// passes the cap, and leaves the rest of what it read to the next
+	// batch. Without it 2000 contacts at the body limit (256 KiB) would be
+	// 512 MiB in memory before Bleve analysed them, and 2000 whole cases
+	// have no bound at all.
 	MaxBatchText int
 	PollInterval time.Duration // idle wait between polls unless kicked (default 1s)
 	MaxBackoff   time.Duration // cap of the retry delay after engine errors (default 30s)
@@ -588,23 +589,30 @@ func (ix *Indexer) drainOnce(ctx context.Context) (int, error) {
 		engines = append(engines, ix.building)
 	}
 
-	// The contacts the batch adds are loaded first: past MaxBatchText the
+	// The cases' state is loaded window by window: past MaxBatchText the
 	// batch is cut, and everything below works on the entries kept.
 	appendable := canAppend(engines)
 	read := len(entries)
-	entries, loaded, err := ix.loadAdded(ctx, entries, appendable)
+	entries, loaded, err := ix.loadWindows(ctx, entries, appendable)
 	if err != nil {
 		return 0, err
 	}
 
 	// Every document written carries the batch's last position: the state
-	// loaded below reflects at least every change up to it.
+	// loaded reflects at least every change up to it (it was read after
+	// the entries).
 	rev := entries[len(entries)-1].Seq
 	caseEntries, customers := splitCustomers(entries)
 	full, added := plan(caseEntries, appendable)
-	present, missing, err := ix.load(ctx, full, rev)
-	if err != nil {
-		return 0, err
+	var present []CaseDoc
+	var missing []string
+	for _, id := range full {
+		if d, ok := loaded.whole[id]; ok {
+			d.Rev = rev
+			present = append(present, d)
+		} else {
+			missing = append(missing, id)
+		}
 	}
 	custPresent, custMissing, err := ix.loadCustomers(ctx, customers, rev)
 	if err != nil {
@@ -613,7 +621,7 @@ func (ix *Indexer) drainOnce(ctx context.Context) (int, error) {
 
 	var fresh []CaseDoc
 	for _, id := range slices.Sorted(maps.Keys(added)) {
-		d, ok := loaded[id]
+		d, ok := loaded.parts[id]
 		if !ok {
 			missing = append(missing, id)
 			continue
@@ -668,54 +676,78 @@ func (ix *Indexer) drainOnce(ctx context.Context) (int, error) {
 // its contacts, and a feed batch's size says nothing about those.
 const rebuildPage = 500
 
-// loadWindow is how many feed entries' contacts are loaded at a time: a
-// batch cut at MaxBatchText holds at most one window more (250 contacts at
-// the 256 KiB body limit: 64 MiB).
+// loadWindow is how many feed entries' cases are loaded at a time: a
+// batch cut at MaxBatchText holds at most one window more.
 const loadWindow = 250
 
-// loadAdded loads the contacts that entries add to their cases (plan's
-// added), window by window in feed order, until their text passes
-// MaxBatchText. It returns the entries up to the end of the last window
-// loaded, and the loaded contacts by case (in occurrence order); a case
-// that is gone has no entry.
-func (ix *Indexer) loadAdded(ctx context.Context, entries []OutboxEntry, appendable bool) ([]OutboxEntry, map[string]CaseDoc, error) {
-	out := map[string]CaseDoc{}
+// windowLoads is what loadWindows read of the cases: whole cases (every
+// contact), and the contacts that entries add to others, by case.
+type windowLoads struct {
+	whole, parts map[string]CaseDoc
+}
+
+// loadWindows loads, window by window in feed order, what entries need of
+// their cases (plan: whole cases, or only the contacts added), until the
+// contact text loaded passes MaxBatchText. It returns the entries up to the
+// end of the last window loaded, and what it loaded; a case that is gone
+// has no entry. A window may load a case the entries kept load otherwise
+// (its later entry asks for the whole case): the caller picks by its own
+// plan of the entries kept.
+func (ix *Indexer) loadWindows(ctx context.Context, entries []OutboxEntry, appendable bool) ([]OutboxEntry, windowLoads, error) {
+	got := windowLoads{whole: map[string]CaseDoc{}, parts: map[string]CaseDoc{}}
 	text := 0
 	for start := 0; start < len(entries); start += loadWindow {
 		end := min(start+loadWindow, len(entries))
 		caseEntries, _ := splitCustomers(entries[start:end])
-		_, added := plan(caseEntries, appendable)
-		if len(added) == 0 {
-			continue
-		}
-		docs, err := ix.src.LoadContactDocs(ctx, added)
-		if err != nil {
-			return nil, nil, fmt.Errorf("search: load contacts: %w", err)
-		}
-		for id, d := range docs {
-			for _, c := range d.Contacts {
-				text += len(c.Body) + len(c.Author)
+		full, added := plan(caseEntries, appendable)
+		full = slices.DeleteFunc(full, func(id string) bool { _, ok := got.whole[id]; return ok })
+		if len(full) > 0 {
+			docs, err := ix.src.LoadCaseDocs(ctx, full)
+			if err != nil {
+				return nil, got, fmt.Errorf("search: load cases: %w", err)
 			}
-			if prev, ok := out[id]; ok {
-				d.Contacts = append(prev.Contacts, d.Contacts...)
+			for id, d := range docs {
+				text += contactText(d)
+				got.whole[id] = d
 			}
-			out[id] = d
+		}
+		if len(added) > 0 {
+			docs, err := ix.src.LoadContactDocs(ctx, added)
+			if err != nil {
+				return nil, got, fmt.Errorf("search: load contacts: %w", err)
+			}
+			for id, d := range docs {
+				text += contactText(d)
+				if prev, ok := got.parts[id]; ok {
+					d.Contacts = append(prev.Contacts, d.Contacts...)
+				}
+				got.parts[id] = d
+			}
 		}
 		if text > ix.opts.MaxBatchText && end < len(entries) {
 			entries = entries[:end]
 			break
 		}
 	}
-	for id, d := range out {
+	for id, d := range got.parts {
 		// windows load apart: occurrence order, ties by id (the source's
 		// order), which also puts a contact loaded twice side by side
 		slices.SortFunc(d.Contacts, func(a, b ContactDoc) int {
 			return cmp.Or(a.OccurredAt.Compare(b.OccurredAt), strings.Compare(a.ID, b.ID))
 		})
 		d.Contacts = slices.CompactFunc(d.Contacts, func(a, b ContactDoc) bool { return a.ID == b.ID })
-		out[id] = d
+		got.parts[id] = d
 	}
-	return entries, out, nil
+	return entries, got, nil
+}
+
+// contactText is the size of d's contacts' text (bodies and authors).
+func contactText(d CaseDoc) int {
+	n := 0
+	for _, c := range d.Contacts {
+		n += len(c.Body) + len(c.Author)
+	}
+	return n
 }
 
 // advance stores the cursor, unless the live engine is stale (its stored
