@@ -37,7 +37,8 @@ func envOr(name string, def int) int {
 // row) every 200 ms: the issue's "index lag stays under 5 s while contacts
 // arrive at 2,000/s", without the HTTP layer (whose own ceiling on these
 // two cores is below that rate). CASEVAULT_LAG_MAXSETTLE_MS=1 turns the
-// settle window's stretching off, for a comparison in the same build.
+// settle window's stretching off, and CASEVAULT_LAG_BATCH sets the batch
+// (default: the indexer's), for a comparison in the same build.
 func BenchmarkIndexLag(b *testing.B) {
 	rate := envOr("CASEVAULT_LAG_RATE", 2000)
 	secs := envOr("CASEVAULT_LAG_SECONDS", 20)
@@ -51,7 +52,7 @@ func BenchmarkIndexLag(b *testing.B) {
 		var ix *search.Indexer
 		st := sqlstore.New(db, sqlstore.Options{Policy: retention.DefaultSchedule().Policy(), Notify: func() { ix.Kick() }})
 		ix = search.NewIndexer(st, eng, nil, search.Options{Settle: time.Duration(envOr("CASEVAULT_LAG_SETTLE_MS", 200)) * time.Millisecond,
-			MaxSettle: time.Duration(envOr("CASEVAULT_LAG_MAXSETTLE_MS", 1000)) * time.Millisecond, BatchSize: envOr("CASEVAULT_LAG_BATCH", 500)})
+			MaxSettle: time.Duration(envOr("CASEVAULT_LAG_MAXSETTLE_MS", 1000)) * time.Millisecond, BatchSize: envOr("CASEVAULT_LAG_BATCH", 0)})
 		done := make(chan struct{})
 		go func() { defer close(done); _ = ix.Run(ctx) }()
 		svc := cases.NewService(st, nil)
