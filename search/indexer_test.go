@@ -483,35 +483,16 @@ func TestIndexerAddsContactsWithoutReloadingCases(t *testing.T) {
 	src.mu.Unlock()
 
 	// the same answers as an index built from whole cases
-	ref := openBleve(t, t.TempDir())
-	defer ref.Close()
+	ref := answersLikeWholeCases(t, ix, src, 100,
+		search.Query{Words: []string{"walrus"}}, search.Query{Words: []string{"cuttlefish"}}, search.Query{Words: []string{"anemone"}},
+		search.Query{Words: []string{"kraken"}}, search.Query{Words: []string{"bare"}}, search.Query{Filter: search.Filter{Channels: []string{"chat"}}},
+		search.Query{Sort: search.SortUpdated}, search.Query{Words: []string{"squid"}, Sort: search.SortNewest})
 	src.mu.Lock()
-	all := slices.Collect(maps.Values(src.cases))
+	all := len(src.cases)
 	src.mu.Unlock()
-	if err := ref.Index(t.Context(), all); err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []search.Query{
-		{Words: []string{"walrus"}}, {Words: []string{"cuttlefish"}}, {Words: []string{"anemone"}}, {Words: []string{"kraken"}},
-		{Words: []string{"bare"}}, {Filter: search.Filter{Channels: []string{"chat"}}}, {Sort: search.SortUpdated},
-		{Words: []string{"squid"}, Sort: search.SortNewest},
-	} {
-		q.Limit, q.Facets = 100, true
-		got, err := ix.Search(t.Context(), q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := ref.Search(t.Context(), q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.Total != want.Total || !slices.Equal(hitCases(got), hitCases(want)) || fmt.Sprint(got.Facets) != fmt.Sprint(want.Facets) {
-			t.Errorf("query %+v:\n got  %d %v %v\n want %d %v %v", q, got.Total, hitCases(got), got.Facets, want.Total, hitCases(want), want.Facets)
-		}
-	}
 	for _, e := range []search.Engine{eng, ref} {
-		if n, err := e.Count(t.Context()); err != nil || n != int64(len(all)) {
-			t.Errorf("%s Count = %d %v, want %d", e.IndexName(), n, err, len(all))
+		if n, err := e.Count(t.Context()); err != nil || n != int64(all) {
+			t.Errorf("%s Count = %d %v, want %d", e.IndexName(), n, err, all)
 		}
 	}
 }
@@ -607,30 +588,40 @@ func TestIndexerCutsABatchAtItsTextBudget(t *testing.T) {
 			check(t, "added contacts", appends, 600, tc.most)
 
 			// the same answers as an index built from whole cases
-			ref := openBleve(t, t.TempDir())
-			defer ref.Close()
-			src.mu.Lock()
-			all := slices.Collect(maps.Values(src.cases))
-			src.mu.Unlock()
-			if err := ref.Index(t.Context(), all); err != nil {
-				t.Fatal(err)
-			}
-			for _, q := range []search.Query{{Words: []string{"sturgeon"}, Sort: search.SortNewest}, {Filter: search.Filter{Channels: []string{"chat"}}}, {Words: []string{"walrus"}}} {
-				q.Limit, q.Facets = 400, true
-				got, err := ix.Search(t.Context(), q)
-				if err != nil {
-					t.Fatal(err)
-				}
-				want, err := ref.Search(t.Context(), q)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if got.Total != want.Total || fmt.Sprint(got.Hits) != fmt.Sprint(want.Hits) || fmt.Sprint(got.Facets) != fmt.Sprint(want.Facets) {
-					t.Errorf("query %+v:\n got  %d %v\n want %d %v", q, got.Total, got.Facets, want.Total, want.Facets)
-				}
-			}
+			answersLikeWholeCases(t, ix, src, 400, search.Query{Words: []string{"sturgeon"}, Sort: search.SortNewest},
+				search.Query{Filter: search.Filter{Channels: []string{"chat"}}}, search.Query{Words: []string{"walrus"}})
 		})
 	}
+}
+
+// answersLikeWholeCases checks that ix answers qs (up to limit hits, with
+// facets) as an index built in one go from src's cases does, and returns
+// that reference index.
+func answersLikeWholeCases(t *testing.T, ix *search.Indexer, src *memSource, limit int, qs ...search.Query) *bleve.Engine {
+	t.Helper()
+	ref := openBleve(t, t.TempDir())
+	t.Cleanup(func() { _ = ref.Close() })
+	src.mu.Lock()
+	all := slices.Collect(maps.Values(src.cases))
+	src.mu.Unlock()
+	if err := ref.Index(t.Context(), all); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range qs {
+		q.Limit, q.Facets = limit, true
+		got, err := ix.Search(t.Context(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := ref.Search(t.Context(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Total != want.Total || !slices.Equal(hitCases(got), hitCases(want)) || fmt.Sprint(got.Facets) != fmt.Sprint(want.Facets) {
+			t.Errorf("query %+v:\n got  %d %v %v\n want %d %v %v", q, got.Total, hitCases(got), got.Facets, want.Total, hitCases(want), want.Facets)
+		}
+	}
+	return ref
 }
 
 // An engine that cannot append gets whole cases, as before.
@@ -912,31 +903,9 @@ func TestIndexerBurstIndexesEverythingAndNothingDeletedReturns(t *testing.T) {
 	wg.Wait()
 	testkit.Eventually(t, waitFor, "burst indexed", func() bool { return src.pending() == 0 })
 
-	ref := openBleve(t, t.TempDir())
-	defer ref.Close()
-	src.mu.Lock()
-	all := slices.Collect(maps.Values(src.cases))
-	src.mu.Unlock()
-	if err := ref.Index(t.Context(), all); err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []search.Query{
-		{Words: []string{"walrus"}}, {Words: []string{"lobster"}}, {Filter: search.Filter{Channels: []string{"chat"}}},
-		{Filter: search.Filter{Channels: []string{"email"}}}, {Sort: search.SortNewest},
-	} {
-		q.Limit, q.Facets = 100, true
-		got, err := ix.Search(t.Context(), q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := ref.Search(t.Context(), q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.Total != want.Total || !slices.Equal(hitCases(got), hitCases(want)) || fmt.Sprint(got.Facets) != fmt.Sprint(want.Facets) {
-			t.Errorf("query %+v:\n got  %d %v %v\n want %d %v %v", q, got.Total, hitCases(got), got.Facets, want.Total, hitCases(want), want.Facets)
-		}
-	}
+	answersLikeWholeCases(t, ix, src, 100, search.Query{Words: []string{"walrus"}}, search.Query{Words: []string{"lobster"}},
+		search.Query{Filter: search.Filter{Channels: []string{"chat"}}}, search.Query{Filter: search.Filter{Channels: []string{"email"}}},
+		search.Query{Sort: search.SortNewest})
 	if n, err := eng.Count(t.Context()); err != nil || n != 30 {
 		t.Errorf("Count = %d %v, want the 30 cases left", n, err)
 	}
