@@ -313,14 +313,3 @@ func each(ctx context.Context, tx *sql.Tx, hook cases.TxHook, chs []cases.Change
 	}
 	return nil
 }
-
-// execIn runs q, which ends where "col is one of ids" goes (sqldb.AnyOf),
-// in tx; pre are the arguments before the list. Nothing runs for no ids.
-func execIn(ctx context.Context, db *sqldb.DB, tx *sql.Tx, q, col string, ids []string, pre ...any) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	cond, args := sqldb.AnyOf(db.Dialect, col, ids)
-	_, err := tx.ExecContext(ctx, db.Rebind(q+cond), append(pre, args...)...)
-	return err
-}

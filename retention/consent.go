@@ -447,7 +447,7 @@ func (c *Consents) purposeBatch(ctx context.Context, customerID, consent string,
 				d.blobs = blobKeys(atts[id])
 				w.dispose(d, actor, AuditConsentDelete)
 			}
-			if err := execIn(ctx, c.db, tx, `DELETE FROM attachments WHERE `, "contact_id", dels); err != nil {
+			if _, err := sqldb.ExecIn(ctx, c.db, tx, `DELETE FROM attachments WHERE `, "contact_id", dels); err != nil {
 				return sqldb.Fail("delete attachments", err)
 			}
 			if _, err := sqlstore.DeleteContacts(ctx, c.db, tx, dels); err != nil {

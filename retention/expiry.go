@@ -148,7 +148,7 @@ func (p expiryPhase) destroy(ctx context.Context, b *batch, dec expiryDecision, 
 		b.work.touch(lc.CaseID)
 	}
 
-	if err := execIn(ctx, b.db, b.tx, `DELETE FROM attachments WHERE `, "contact_id", both); err != nil {
+	if _, err := sqldb.ExecIn(ctx, b.db, b.tx, `DELETE FROM attachments WHERE `, "contact_id", both); err != nil {
 		return sqldb.Fail("delete attachments", err)
 	}
 	if _, err := sqlstore.DeleteContacts(ctx, b.db, b.tx, dec.dels); err != nil {
@@ -230,7 +230,7 @@ func deleteCases(ctx context.Context, b *batch, ids []string, rules map[string]s
 
 	// The history goes with the case: it holds earlier subjects and tags.
 	for _, q := range []struct{ sql, col string }{{`DELETE FROM case_history WHERE `, "case_id"}, {`DELETE FROM cases WHERE `, "id"}} {
-		if err := execIn(ctx, b.db, b.tx, q.sql, q.col, ids); err != nil {
+		if _, err := sqldb.ExecIn(ctx, b.db, b.tx, q.sql, q.col, ids); err != nil {
 			return sqldb.Fail("delete cases", err)
 		}
 	}

@@ -11,7 +11,8 @@ import (
 	"github.com/casevault/casevault/sqldb/sqldbtest"
 )
 
-// TestAnyOf checks the rows AnyOf's condition (and CollectIn's) selects on both engines,
+// TestAnyOf checks the rows AnyOf's condition (and CollectIn's and
+// ExecIn's) selects on both engines,
 // with values an array literal would have to escape, and that on
 // PostgreSQL lists of any length are one prepared statement per
 // connection (an IN list was one per length).
@@ -79,6 +80,23 @@ func TestAnyOf(t *testing.T) {
 			slices.Sort(got)
 			if want := slices.DeleteFunc(slices.Clone(many), func(k string) bool { return k == "k0005" }); !slices.Equal(got, want) {
 				t.Fatalf("CollectIn: got %d rows, want %d", len(got), len(want))
+			}
+
+			// ExecIn: the arguments before the list, rows changed counted,
+			// and no statement for no ids (which AnyOf cannot express).
+			tx, err := conn.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = tx.Rollback() }() // a failure below must not leave conn in the transaction
+			if n, err := sqldb.ExecIn(ctx, db, tx, `DELETE FROM anyof_t AS t WHERE k <> ? AND `, "k", ids, "k0005"); err != nil || n != int64(len(many)-1) {
+				t.Fatalf("ExecIn = %d, %v; want %d rows deleted", n, err, len(many)-1)
+			}
+			if n, err := sqldb.ExecIn(ctx, db, tx, `DELETE FROM anyof_t AS t WHERE `, "k", nil); err != nil || n != 0 {
+				t.Fatalf("ExecIn of no ids = %d, %v; want 0, nil", n, err)
+			}
+			if err := tx.Rollback(); err != nil {
+				t.Fatal(err)
 			}
 
 			if d != sqldb.Postgres {

@@ -49,3 +49,18 @@ func CollectIn[T any](ctx context.Context, db *DB, q Querier, query, col string,
 	}
 	return out, nil
 }
+
+// ExecIn runs q in tx, where q ends where "col is one of ids" goes (AnyOf)
+// and pre are the arguments before the list, and returns how many rows it
+// changed. Nothing runs for no ids: no row is named.
+func ExecIn(ctx context.Context, db *DB, tx *sql.Tx, q, col string, ids []string, pre ...any) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	cond, args := AnyOf(db.Dialect, col, ids)
+	res, err := tx.ExecContext(ctx, db.Rebind(q+cond), append(pre, args...)...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}

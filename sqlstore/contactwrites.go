@@ -51,7 +51,7 @@ func AnonymizeContacts(ctx context.Context, db *sqldb.DB, tx *sql.Tx, at time.Ti
 		return 0, err
 	}
 
-	n, err := execIDs(ctx, db, tx, `UPDATE contacts SET author = '', body = '', location = NULL, device = NULL, retain_until = NULL, anonymized_at = ?, customer_id = ? WHERE `, "id",
+	n, err := sqldb.ExecIn(ctx, db, tx, `UPDATE contacts SET author = '', body = '', location = NULL, device = NULL, retain_until = NULL, anonymized_at = ?, customer_id = ? WHERE `, "id",
 		ids, sqldb.Micros(at), AnonymousCustomer(at))
 	if err != nil {
 		return 0, err
@@ -59,7 +59,7 @@ func AnonymizeContacts(ctx context.Context, db *sqldb.DB, tx *sql.Tx, at time.Ti
 
 	// The outbox is the change feed: its rows keep their positions, but
 	// one naming the contact would still tie it to the person's case.
-	if _, err := execIDs(ctx, db, tx, `UPDATE outbox SET contact_id = NULL WHERE `, "contact_id", ids); err != nil {
+	if _, err := sqldb.ExecIn(ctx, db, tx, `UPDATE outbox SET contact_id = NULL WHERE `, "contact_id", ids); err != nil {
 		return 0, fmt.Errorf("outbox rows of anonymized contacts: %w", err)
 	}
 
@@ -133,7 +133,7 @@ func monthOf(t time.Time) time.Time {
 
 // DeleteContacts deletes contacts ids.
 func DeleteContacts(ctx context.Context, db *sqldb.DB, tx *sql.Tx, ids []string) (int64, error) {
-	return execIDs(ctx, db, tx, `DELETE FROM contacts WHERE `, "id", ids)
+	return sqldb.ExecIn(ctx, db, tx, `DELETE FROM contacts WHERE `, "id", ids)
 }
 
 // ErrNotRedactable means a redaction names a category the contacts table
@@ -148,7 +148,7 @@ func RedactContacts(ctx context.Context, db *sqldb.DB, tx *sql.Tx, category stri
 	default:
 		return 0, fmt.Errorf("%w: %q", ErrNotRedactable, category)
 	}
-	return execIDs(ctx, db, tx, `UPDATE contacts SET `+category+` = NULL WHERE `+category+` IS NOT NULL AND `, "id", ids)
+	return sqldb.ExecIn(ctx, db, tx, `UPDATE contacts SET `+category+` = NULL WHERE `+category+` IS NOT NULL AND `, "id", ids)
 }
 
 // SetRetainUntil stores a contact's retention date as the schedule now
@@ -169,7 +169,7 @@ func DeleteCase(ctx context.Context, db *sqldb.DB, tx *sql.Tx, id string) (int64
 			return 0, fmt.Errorf("delete case %s: %w", id, err)
 		}
 	}
-	return execIDs(ctx, db, tx, `DELETE FROM cases WHERE `, "id", []string{id})
+	return sqldb.ExecIn(ctx, db, tx, `DELETE FROM cases WHERE `, "id", []string{id})
 }
 
 // ContactOwner returns the case and customer of contact id, read from the
@@ -183,20 +183,6 @@ func ContactOwner(ctx context.Context, db *sqldb.DB, id string) (caseID, custome
 		return "", "", sqldb.Fail("contact "+id, err)
 	}
 	return caseID, customerID, nil
-}
-
-// execIDs runs q, which ends where "col is one of ids" goes (sqldb.AnyOf),
-// after the arguments pre.
-func execIDs(ctx context.Context, db *sqldb.DB, tx *sql.Tx, q, col string, ids []string, pre ...any) (int64, error) {
-	if len(ids) == 0 {
-		return 0, nil // no row named (AnyOf needs a value)
-	}
-	cond, args := sqldb.AnyOf(db.Dialect, col, ids)
-	res, err := tx.ExecContext(ctx, db.Rebind(q+cond), append(pre, args...)...)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
 }
 
 // DeleteCustomerProfile deletes customer id's profile if no case of it is
