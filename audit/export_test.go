@@ -20,3 +20,8 @@ const OldestPendingQuery = qOldestPending
 // InsertPendingQuery appends one event unsequenced (tests stage pending
 // rows with it).
 const InsertPendingQuery = insertPending
+
+// ChainQuery is List's read of the chain for f.
+func ChainQuery(f Filter, below int64, limit int) (string, []any, error) {
+	return f.chainQuery(below, limit)
+}

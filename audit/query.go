@@ -60,13 +60,21 @@ const selectEvents = `SELECT seq, at, actor_id, actor_name, role, action, target
  request_id, client_ip, outcome, detail, prev_hash, hash FROM audit_events`
 
 func (f Filter) where() (string, []any, error) {
+	conds, args, err := f.others()
+	if err != nil {
+		return "", nil, err
+	}
+	if f.Actor != "" {
+		conds = append([]string{"(actor_id = ? OR actor_name = ?)"}, conds...)
+		args = append([]any{f.Actor, f.Actor}, args...)
+	}
+	return whereOf(conds), args, nil
+}
+
+// others is every condition of f but the actor's.
+func (f Filter) others() ([]string, []any, error) {
 	var conds []string
 	var args []any
-	if f.Actor != "" {
-		conds = append(conds, "(actor_id = ? OR actor_name = ?)")
-		args = append(args, f.Actor, f.Actor)
-	}
-
 	if f.Action != "" {
 		if p, ok := strings.CutSuffix(f.Action, "*"); ok {
 			if p != "" {
@@ -93,7 +101,7 @@ func (f Filter) where() (string, []any, error) {
 
 	if f.Outcome != "" {
 		if !validOutcome(f.Outcome) {
-			return "", nil, &FilterError{Field: "outcome", Message: "must be ok, denied, error or failed"}
+			return nil, nil, &FilterError{Field: "outcome", Message: "must be ok, denied, error or failed"}
 		}
 		conds = append(conds, "outcome = ?")
 		args = append(args, f.Outcome)
@@ -110,14 +118,47 @@ func (f Filter) where() (string, []any, error) {
 	}
 
 	if !f.From.IsZero() && !f.To.IsZero() && f.To.Before(f.From) {
-		return "", nil, &FilterError{Field: "to", Message: "the time range ends before it starts"}
+		return nil, nil, &FilterError{Field: "to", Message: "the time range ends before it starts"}
 	}
 
+	return conds, args, nil
+}
+
+// chainQuery is List's read of the chain: the events matching f below seq
+// below (0: from the newest), newest first, at most limit. An actor
+// matches by id or by name, and one OR of the two lets neither database
+// read an index in seq order: both gathered every event of the actor and
+// sorted them before the LIMIT (0.2 s at 50,000 events of one agent on
+// SQLite, growing with the trail). Two reads, each down its own index in
+// seq order and stopping at limit, then merged, read at most 2×limit rows;
+// the second leaves out what the first has (actor_id equal too).
+func (f Filter) chainQuery(below int64, limit int) (string, []any, error) {
+	conds, args, err := f.others()
+	if err != nil {
+		return "", nil, err
+	}
+	if below > 0 {
+		conds, args = append(conds, "seq < ?"), append(args, below)
+	}
+
+	if f.Actor == "" {
+		return selectEvents + whereOf(conds) + " ORDER BY seq DESC LIMIT ?", append(args, limit), nil
+	}
+
+	byID := append([]string{"actor_id = ?"}, conds...)
+	byName := append([]string{"actor_name = ?", "actor_id <> ?"}, conds...)
+	q := "SELECT * FROM (" + selectEvents + whereOf(byID) + " ORDER BY seq DESC LIMIT ?) AS by_id UNION ALL " +
+		"SELECT * FROM (" + selectEvents + whereOf(byName) + " ORDER BY seq DESC LIMIT ?) AS by_name ORDER BY seq DESC LIMIT ?"
+	all := append(append([]any{f.Actor}, args...), limit)
+	all = append(append(append(all, f.Actor, f.Actor), args...), limit, limit)
+	return q, all, nil
+}
+
+func whereOf(conds []string) string {
 	if len(conds) == 0 {
-		return "", args, nil
+		return ""
 	}
-
-	return " WHERE " + strings.Join(conds, " AND "), args, nil
+	return " WHERE " + strings.Join(conds, " AND ")
 }
 
 // Cursors: "a1.<seq>" continues below a sequenced event, "p1.<id>" below
@@ -206,13 +247,14 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, string, error) {
 			return pending[:limit], encodePendingCursor(ids[limit-1]), nil
 		}
 		out = pending
-	} else {
-		where, args = andWhere(where, "seq < ?"), append(args, below)
 	}
 
 	rest := limit - len(out)
-	args = append(args, rest+1)
-	rows, err := tx.QueryContext(ctx, l.db.Rebind(selectEvents+where+" ORDER BY seq DESC LIMIT ?"), args...)
+	q, qargs, err := f.chainQuery(below, rest+1)
+	if err != nil {
+		return nil, "", err
+	}
+	rows, err := tx.QueryContext(ctx, l.db.Rebind(q), qargs...)
 	if err != nil {
 		return nil, "", fmt.Errorf("audit: list: %w", err)
 	}
