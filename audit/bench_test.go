@@ -23,6 +23,7 @@ import (
 // that a million of them never sit in memory.
 func bulkEvents(n int) func() (audit.Event, bool) {
 	actions := []string{audit.ActionCaseRead, audit.ActionContactRead, audit.ActionSearch, audit.ActionCaseUpdate}
+	outcomes := []string{audit.OutcomeDenied, audit.OutcomeOK} // one in 1,000 denied
 	i, prev := 0, audit.GenesisHash
 	return func() (audit.Event, bool) {
 		if i >= n {
@@ -39,7 +40,7 @@ func bulkEvents(n int) func() (audit.Event, bool) {
 			TargetID:   "0190f5b2-7c1e-7aa1-9c1e-" + fmt.Sprintf("%012d", i%5000),
 			RequestID:  "req-" + strconv.Itoa(i),
 			ClientIP:   "192.0.2." + strconv.Itoa(i%250),
-			Outcome:    audit.OutcomeOK,
+			Outcome:    outcomes[min(i%1000, 1)],
 			Detail:     []byte(`{"hits":` + strconv.Itoa(i%40) + `,"q":"refund order"}`),
 			PrevHash:   prev,
 		}
@@ -325,7 +326,7 @@ func stagePending(tb testing.TB, db *sqldb.DB, first, n int) {
 // BenchmarkListPage reads List's first page (50 events) under each filter
 // from a bulk-loaded trail of CASEVAULT_AUDIT_BENCH_EVENTS events
 // (1,000,000 by default: 17 actors, every event on one of 5,000 cases, a
-// case's events fewer than a page below 250,000),
+// case's events fewer than a page below 250,000, one in 1,000 denied),
 // and reports each as a multiple of the unfiltered page in the same run.
 // PostgreSQL is analyzed after the load, as autovacuum would; SQLite
 // plans without statistics, as casevault runs it.
@@ -341,6 +342,7 @@ func BenchmarkListPage(b *testing.B) {
 		{"target type", audit.Filter{TargetType: "case"}},
 		{"target", audit.Filter{TargetType: "case", TargetID: "0190f5b2-7c1e-7aa1-9c1e-000000000042"}},
 		{"action", audit.Filter{Action: audit.ActionSearch}},
+		{"outcome denied", audit.Filter{Outcome: audit.OutcomeDenied}},
 	}
 	for _, d := range sqldbtest.Dialects {
 		b.Run(string(d), func(b *testing.B) {

@@ -105,6 +105,11 @@ func (f Filter) others() ([]string, []any, error) {
 		}
 		conds = append(conds, "outcome = ?")
 		args = append(args, f.Outcome)
+		if f.Outcome != OutcomeOK {
+			// implies the predicate of audit_events_not_ok (in its words:
+			// SQLite proves no implication from the bound outcome)
+			conds = append(conds, "outcome <> 'ok'")
+		}
 	}
 
 	if !f.From.IsZero() {
