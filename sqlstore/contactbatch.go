@@ -61,19 +61,40 @@ type contactReq struct {
 
 // contactBatcher gathers concurrent contact writes. Its drain goroutines
 // exist only while there is work: no goroutine outlives the queue.
+//
+// One batch is in flight at a time; a further one (up to slots) starts
+// only beside batches that have all run for stall or longer, and a
+// drain that finishes its batch while another, younger one is in flight
+// leaves the queue to that one. So a busy replica writes in the largest
+// batches its load makes, and a batch stuck on a row lock still leaves
+// the other cases' contacts a way through (see DefaultContactBatchStall).
 type contactBatcher struct {
 	s *Store
 	// slots is how many batches may be in flight at once: 1 on SQLite
 	// (the batch joins sqldb's group commit), several on PostgreSQL (see
 	// DefaultPostgresContactBatches).
 	slots int
+	// stall is how long every batch in flight must have run before
+	// another may start beside them.
+	stall time.Duration
 
 	mu      sync.Mutex
 	queue   []*contactReq
 	running int
+	// flights are the running drains; each is in flight while it writes a
+	// batch.
+	flights []*flight
 	// busy counts, per case, the contacts of running batches.
 	busy  map[string]int
 	stats ContactBatchStats
+}
+
+// flight is one drain's batch in flight: when it started, and the timer
+// that looks again at the queue if it is still running after the stall.
+type flight struct {
+	active bool
+	start  time.Time
+	timer  *time.Timer
 }
 
 // ContactBatchStats counts a store's contact batches since it started.
@@ -88,6 +109,8 @@ type ContactBatchStats struct {
 	// Busy is the batches' time from taking their contacts to the last
 	// verdict, summed over the slots.
 	Busy time.Duration
+	// Overflows counts the batches started beside stalled ones.
+	Overflows uint64
 }
 
 // ContactBatchStats returns the contact batches' counts so far.
@@ -107,31 +130,72 @@ func (b *contactBatcher) submit(ctx context.Context, c *cases.Contact, ch cases.
 	r := &contactReq{ctx: ctx, c: c, ch: ch, done: make(chan error, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, r)
-	if b.running < b.slots {
-		b.running++
-		go b.drain()
-	}
+	b.startIfStalled(time.Now())
 	b.mu.Unlock()
 	// Once queued the contact may be in a running batch: wait for the
 	// verdict even if ctx ends, so a commit is never reported as a failure.
 	return <-r.done
 }
 
-// drain runs batches until no queued contact can join one.
-func (b *contactBatcher) drain() {
+// startIfStalled starts a drain when the queue has contacts and a slot is
+// free, and every batch in flight has run for the stall or longer (none
+// in flight: at once). b.mu held.
+func (b *contactBatcher) startIfStalled(now time.Time) {
+	if len(b.queue) == 0 || b.running >= b.slots {
+		return
+	}
+	for _, f := range b.flights {
+		if f.active && now.Sub(f.start) < b.stall {
+			return
+		}
+	}
+	if b.running > 0 {
+		b.stats.Overflows++
+	}
+	f := &flight{}
+	b.flights = append(b.flights, f)
+	b.running++
+	go b.drain(f)
+}
+
+// youngerInFlight reports whether a batch other than f's is in flight and
+// has run for less than the stall: that one takes the queue when it is
+// done. b.mu held.
+func (b *contactBatcher) youngerInFlight(f *flight, now time.Time) bool {
+	for _, o := range b.flights {
+		if o != f && o.active && now.Sub(o.start) < b.stall {
+			return true
+		}
+	}
+	return false
+}
+
+// drain runs batches until no queued contact can join one, or until a
+// younger batch in flight can take them.
+func (b *contactBatcher) drain(f *flight) {
 	var batch []*contactReq
 	var took time.Duration
 	for {
 		b.mu.Lock()
+		f.active = false
+		if f.timer != nil {
+			f.timer.Stop()
+		}
 		b.release(batch)
 		if len(batch) > 0 {
 			b.stats.Batches++
 			b.stats.Contacts += uint64(len(batch))
 			b.stats.Busy += took
 		}
-		batch, b.queue = takeBatch(b.queue, b.busy, maxContactBatch)
+		now := time.Now()
+		if !b.youngerInFlight(f, now) {
+			batch, b.queue = takeBatch(b.queue, b.busy, maxContactBatch)
+		} else {
+			batch = nil
+		}
 		if len(batch) == 0 {
 			b.running--
+			b.flights = slices.DeleteFunc(b.flights, func(o *flight) bool { return o == f })
 			b.mu.Unlock()
 			return
 		}
@@ -142,6 +206,16 @@ func (b *contactBatcher) drain() {
 			b.busy[r.c.CaseID]++
 		}
 		crowded := b.running > 1
+		f.active, f.start = true, now
+		if b.slots > 1 {
+			// Contacts queued behind this batch look again once it has
+			// run for the stall, if it is still running then.
+			f.timer = time.AfterFunc(b.stall, func() {
+				b.mu.Lock()
+				b.startIfStalled(time.Now())
+				b.mu.Unlock()
+			})
+		}
 		b.mu.Unlock()
 		start := time.Now()
 		b.run(batch, crowded)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -225,4 +227,132 @@ func TestBusyCaseWaitsOutsideABatch(t *testing.T) {
 	close(holds["x"])
 	wait("X's first contact", firstX)
 	wait("X's second contact", secondX)
+}
+
+// TestOneContactBatchInFlightUntilItStalls: on a replica with two batch
+// slots, a contact batch starts beside a running one only once that one
+// has run for the stall, and a drain whose batch ends while a younger
+// batch is in flight leaves the queue to it. Each batch costs its round
+// trips and commit whatever its size, so starting the second slot at once
+// halved the batches under load (issue 19); never starting it would let
+// one stuck batch hold every contact write (TestWritesShareNoRow).
+func TestOneContactBatchInFlightUntilItStalls(t *testing.T) {
+	db := sqldbtest.Open(t, sqldb.Postgres)
+	const stall = 2 * time.Second
+	// quiet is shorter than the stall by far: nothing may commit in it
+	const quiet = 300 * time.Millisecond
+
+	holds := map[string]chan struct{}{"a": make(chan struct{}), "b": make(chan struct{})}
+	held := make(chan string, 2)
+	var mu sync.Mutex
+	var batches []string
+	st := sqlstore.New(db, sqlstore.Options{OnChanges: func(ctx context.Context, tx *sql.Tx, chs []cases.Change) error {
+		names := make([]string, len(chs))
+		for i, ch := range chs {
+			names[i], _ = ch.Detail["name"].(string)
+		}
+		mu.Lock()
+		batches = append(batches, fmt.Sprint(names))
+		mu.Unlock()
+		for _, ch := range chs {
+			if h, ok := ch.Detail["hold"].(string); ok {
+				held <- h
+				<-holds[h]
+			}
+		}
+		return nil
+	}, ContactBatches: 2, ContactBatchStall: stall})
+	svc := cases.NewService(st, nil)
+	cust, _ := seed(t, svc)
+	ctx := context.Background()
+
+	// each contact on a case of its own: no contact waits for its case
+	write := func(name, hold string) chan error {
+		c := &cases.Case{ID: cases.NewID(), CustomerID: cust.ID, Subject: "s", Status: cases.StatusOpen, Priority: cases.PriorityNormal,
+			Channel: cases.ChannelChat, CreatedAt: time.Now(), UpdatedAt: time.Now()}
+		if err := st.CreateCase(ctx, c, cases.Change{Action: "case.create", TargetType: "case", TargetID: c.ID}); err != nil {
+			t.Fatal(err)
+		}
+		ct := &cases.Contact{ID: cases.NewID(), CaseID: c.ID, Channel: cases.ChannelChat, Direction: cases.DirectionInbound,
+			Author: "a", Body: "b", OccurredAt: time.Now(), CreatedAt: time.Now(), Purposes: []cases.Purpose{cases.PurposeCustomerService},
+			Categories: []cases.Category{cases.CategorySupportContent}}
+		detail := map[string]any{"name": name}
+		if hold != "" {
+			detail["hold"] = hold
+		}
+		done := make(chan error, 1)
+		go func() {
+			done <- st.CreateContact(ctx, ct, cases.Change{Action: "contact.create", TargetType: "contact", TargetID: ct.ID, Detail: detail})
+		}()
+		return done
+	}
+	// writeQueued writes after the batches in flight have taken what was queued
+	writeQueued := func(name, hold string) chan error {
+		done := write(name, hold)
+		time.Sleep(50 * time.Millisecond)
+		return done
+	}
+	committed := func(what string, done chan error, within time.Duration) {
+		t.Helper()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+		case <-time.After(within):
+			t.Fatalf("%s: not committed after %s", what, within)
+		}
+	}
+	waiting := func(what string, dones ...chan error) {
+		t.Helper()
+		time.Sleep(quiet)
+		for _, done := range dones {
+			select {
+			case err := <-done:
+				t.Fatalf("%s ended (%v) beside a batch in flight for less than the stall", what, err)
+			default:
+			}
+		}
+	}
+
+	a := write("a", "a")
+	if h := <-held; h != "a" {
+		t.Fatalf("held %q first", h)
+	}
+	c1, c2 := writeQueued("c1", ""), writeQueued("c2", "")
+	b := writeQueued("b", "b")
+	waiting("a contact queued behind a young batch", c1, c2, b)
+	if n := st.ContactBatchStats().Overflows; n != 0 {
+		t.Fatalf("%d batches started beside a young one", n)
+	}
+
+	// a has run for the stall: the queue goes round it in a batch of its
+	// own, which b holds
+	select {
+	case h := <-held:
+		if h != "b" {
+			t.Fatalf("held %q, want b", h)
+		}
+	case <-time.After(stall + 10*time.Second):
+		t.Fatal("no batch started beside a stalled one")
+	}
+	if n := st.ContactBatchStats().Overflows; n != 1 {
+		t.Fatalf("%d batches started beside the stalled one, want 1", n)
+	}
+
+	// a ends while b's batch is young: a's drain leaves the queue to it
+	d1, d2 := writeQueued("d1", ""), writeQueued("d2", "")
+	close(holds["a"])
+	committed("a", a, 10*time.Second)
+	waiting("a contact queued behind the younger of two batches", d1, d2)
+
+	close(holds["b"])
+	for name, done := range map[string]chan error{"c1": c1, "c2": c2, "b": b, "d1": d1, "d2": d2} {
+		committed(name, done, 10*time.Second)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"[a]", "[c1 c2 b]", "[d1 d2]"}; !slices.Equal(batches, want) {
+		t.Fatalf("batches %v, want %v", batches, want)
+	}
 }

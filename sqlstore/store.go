@@ -54,7 +54,10 @@ type Options struct {
 	// ContactBatches is how many contact batches may be in flight at once
 	// (0: 1 on SQLite, DefaultPostgresContactBatches on PostgreSQL).
 	ContactBatches int
-	Notify         func()
+	// ContactBatchStall is how long the batches in flight must all have
+	// run before another starts beside them (0: DefaultContactBatchStall).
+	ContactBatchStall time.Duration
+	Notify            func()
 	// BeforeCaseUpdate runs in every case update's transaction after the
 	// case row is locked and before it changes: retention records there
 	// what legal holds cover the case as it still is
@@ -81,26 +84,35 @@ func New(db *sqldb.DB, opts Options) *Store {
 			slots = DefaultPostgresContactBatches
 		}
 	}
-	s.contacts = &contactBatcher{s: s, slots: slots}
+	stall := opts.ContactBatchStall
+	if stall <= 0 {
+		stall = DefaultContactBatchStall
+	}
+	s.contacts = &contactBatcher{s: s, slots: slots, stall: stall}
 	s.feedChurn = sqldb.NewChurn(db, "outbox", opts.VacuumEvery)
 	return s
 }
 
-// DefaultPostgresContactBatches is how many contact batches run at once on
-// PostgreSQL by default (SQLite: 1, its one writer runs them in turn). One
-// slot measured fastest in process (BenchmarkAddContact, 32 writers: 1 slot
-// 1,850 / 1,940 contacts/s, 2: 1,468 / 1,313, 4: 679 / 859, 8: 520 / 487),
-// but then one slow batch (a case row locked by a long transaction) stalls
-// every contact write of the replica: TestWritesShareNoRow hangs. Two
-// slots keep contact writes on other cases going. Four were the default
-// until the batches locked their cases last; since then two measured
-// faster for one replica over HTTP (scale_bench, 2-vCPU VM, 4 alternated
-// pairs: wrk's contacts/s 1.16-1.33 times the four-slot build's in the
-// same sitting, p99 52-62 ms against 65-74; two replicas unchanged beyond
-// the spread): fewer,
-// larger batches, so fewer commits per contact on a server whose commits
-// wait on WAL flushes.
+// DefaultPostgresContactBatches is how many contact batches may run at
+// once on PostgreSQL by default (SQLite: 1, its one writer runs them in
+// turn). The second starts only beside a stalled first one
+// (DefaultContactBatchStall): one slot measured fastest in process
+// (BenchmarkAddContact, 32 writers: 1 slot 1,850 / 1,940 contacts/s, 2:
+// 1,468 / 1,313, 4: 679 / 859, 8: 520 / 487), but with no second one a
+// slow batch (a case row locked by a long transaction) stalls every
+// contact write of the replica: TestWritesShareNoRow hangs.
 const DefaultPostgresContactBatches = 2
+
+// DefaultContactBatchStall is how long a contact batch runs before
+// another may start beside it. Until then the contacts that arrive queue
+// for the next batch, so a busy replica writes few, large batches: each
+// batch costs its round trips, statements and commit whatever its size
+// (issue 19: with a second batch started at once, batches held half the
+// contacts, and PostgreSQL's CPU per contact was 1.3-1.6 times as high).
+// Batches under load take a few milliseconds; one that runs for this
+// long is waiting on something, and the contacts of other cases go round
+// it in a batch of their own.
+const DefaultContactBatchStall = 25 * time.Millisecond
 
 // Prepare readies the statements of the contact-ingest path, the hottest
 // write (see sqldb.PrepareWrite).

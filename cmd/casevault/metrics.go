@@ -22,6 +22,8 @@ func contactBatchMetrics(s *sqlstore.Store) []prometheus.Collector {
 			func(st sqlstore.ContactBatchStats) float64 { return float64(st.Contacts) }),
 		counter("casevault_contact_batch_seconds_total", "Time contact batches ran, summed over the slots.",
 			func(st sqlstore.ContactBatchStats) float64 { return st.Busy.Seconds() }),
+		counter("casevault_contact_batch_overflows_total", "Contact batches started beside batches that had run for the stall (a batch waiting on a lock, or a slow commit).",
+			func(st sqlstore.ContactBatchStats) float64 { return float64(st.Overflows) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "casevault_contact_batch_slots", Help: "How many contact batches may run at once (SQLite: 1)."},
 			func() float64 { return float64(s.ContactBatchStats().Slots) }),
 	}

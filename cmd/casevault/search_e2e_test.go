@@ -111,7 +111,7 @@ func TestLostIndexIsRebuiltAtStart(t *testing.T) {
 	}
 	// the contact batches: the one contact written, in one batch, on
 	// SQLite's one slot
-	for _, series := range []string{"casevault_contact_batches_total 1", "casevault_contact_batch_contacts_total 1", "casevault_contact_batch_slots 1"} {
+	for _, series := range []string{"casevault_contact_batches_total 1", "casevault_contact_batch_contacts_total 1", "casevault_contact_batch_slots 1", "casevault_contact_batch_overflows_total 0"} {
 		if !strings.Contains(string(body), "\n"+series+"\n") {
 			t.Errorf("/metrics lacks %s", series)
 		}
