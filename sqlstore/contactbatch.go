@@ -149,9 +149,6 @@ func (b *contactBatcher) startIfStalled(now time.Time) {
 			return
 		}
 	}
-	if b.running > 0 {
-		b.stats.Overflows++
-	}
 	f := &flight{}
 	b.flights = append(b.flights, f)
 	b.running++
@@ -206,6 +203,14 @@ func (b *contactBatcher) drain(f *flight) {
 			b.busy[r.c.CaseID]++
 		}
 		crowded := b.running > 1
+		for _, o := range b.flights {
+			// any other batch in flight has stalled, or this drain would
+			// have left the queue to it
+			if o != f && o.active {
+				b.stats.Overflows++
+				break
+			}
+		}
 		f.active, f.start = true, now
 		if b.slots > 1 {
 			// Contacts queued behind this batch look again once it has
