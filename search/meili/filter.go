@@ -30,6 +30,8 @@ const (
 	attrRev        attr = "rev"
 	attrNumber     attr = "number"
 	attrUpdatedAt  attr = "updated_at"
+	attrContactID  attr = "x_contact_id"
+	attrDocKind    attr = "doc_kind" // docWhole, docAppended or docCaseOnly (a number)
 )
 
 // encodeValue is a string attribute's filter form: lower-case hex of its
@@ -122,6 +124,10 @@ func gt(a attr, n int64) filterExpr {
 
 func eqNum(a attr, n int64) filterExpr {
 	return filterExpr{string(a) + " = " + strconv.FormatInt(n, 10)}
+}
+
+func neNum(a attr, n int64) filterExpr {
+	return filterExpr{string(a) + " != " + strconv.FormatInt(n, 10)}
 }
 
 // notIn is `id NOT IN ["v1", ...]` over document ids (never user text).

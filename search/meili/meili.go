@@ -100,6 +100,21 @@ const (
 
 	// casesPerFilter bounds how many cases one stale-document filter names.
 	casesPerFilter = 100
+
+	// contactsPerFilter bounds how many contacts one filter over appended
+	// contacts names (AddContacts), and so the facet values its searches
+	// return (under maxValuesPerFacet).
+	contactsPerFilter = 500
+)
+
+// What a document is (its doc_kind). Index writes every contact of a case
+// and AddContacts only new ones; the checks that let a newer state win
+// must tell the two apart, since only a whole write holds every contact
+// its case had.
+const (
+	docWhole    = 0 // a contact's document, written with its whole case (Index)
+	docAppended = 1 // a new contact's document, written alone (AddContacts)
+	docCaseOnly = 2 // the document of a case without contacts
 )
 
 // kind says how an Engine came to its index, which decides what it may do
@@ -134,7 +149,10 @@ type Engine struct {
 	pending *meilisearch.TaskInfo
 }
 
-var _ search.Engine = (*Engine)(nil)
+var (
+	_ search.Engine   = (*Engine)(nil)
+	_ search.Appender = (*Engine)(nil) // the indexer appends new contacts only when every engine can
+)
 
 func newEngine(cfg Config) (*Engine, error) {
 	if cfg.URL == "" {
@@ -364,6 +382,7 @@ func filterable() []string {
 		string(attrCaseID), string(attrStatus), string(attrChannel), string(attrPriority),
 		string(attrCustomerID), string(attrAssignee), string(attrTags), string(attrPurposes),
 		string(attrOccurredAt), string(attrRev), string(attrNumber), string(attrUpdatedAt),
+		string(attrContactID), string(attrDocKind),
 		primaryKey, // search-time distinct per document, for contact facets
 	}
 }
@@ -639,6 +658,8 @@ type document struct {
 	// Rev is the feed position of the case state the document reflects
 	// (search.CaseDoc.Rev); see Index.
 	Rev int64 `json:"rev"`
+	// Kind is docWhole, docAppended or docCaseOnly.
+	Kind int `json:"doc_kind"`
 
 	// The filter forms (hex, see the package comment).
 	XCaseID     string   `json:"x_case_id"`
@@ -646,6 +667,7 @@ type document struct {
 	XStatus     string   `json:"x_status"`
 	XPriority   string   `json:"x_priority"`
 	XChannel    string   `json:"x_channel,omitempty"`
+	XContactID  string   `json:"x_contact_id,omitempty"`
 	XAssignee   string   `json:"x_assignee"`
 	XTags       []string `json:"x_tags"`
 	XPurposes   []string `json:"x_purposes,omitempty"`
@@ -720,6 +742,7 @@ func caseDocuments(c search.CaseDoc) []document {
 	if len(c.Contacts) == 0 {
 		d := base
 		d.ID = docID("cs", c.CaseID, c.Rev)
+		d.Kind = docCaseOnly
 		d.SortAt = timeValue(c.CreatedAt)
 		d.CJK = cjk("")
 		return []document{d}
@@ -729,6 +752,7 @@ func caseDocuments(c search.CaseDoc) []document {
 		d := base
 		d.ID = docID("ct", ct.ID, c.Rev)
 		d.ContactID = ct.ID
+		d.XContactID = encodeValue(ct.ID)
 		d.Channel = ct.Channel
 		d.XChannel = encodeValue(ct.Channel)
 		d.Direction = ct.Direction
@@ -768,6 +792,14 @@ func (e *Engine) Index(ctx context.Context, docs []search.CaseDoc) error {
 			return errors.New("meili: index: case without ID")
 		}
 	}
+
+	return e.write(ctx, docs, caseDocuments, e.deleteStale)
+}
+
+// write adds the documents build makes of docs, chunked by bytes, then
+// lets settle clean up around what was written.
+func (e *Engine) write(ctx context.Context, docs []search.CaseDoc, build func(search.CaseDoc) []document,
+	settle func(context.Context, []search.CaseDoc) error) error {
 	if err := e.ready(ctx); err != nil {
 		return err
 	}
@@ -775,7 +807,7 @@ func (e *Engine) Index(ctx context.Context, docs []search.CaseDoc) error {
 	var bad []string
 	var badErr error
 	var written []search.CaseDoc
-	for _, chunk := range e.chunks(docs) {
+	for _, chunk := range e.chunks(docs, build) {
 		ok, poisoned, err := e.addCases(ctx, chunk)
 		if err != nil {
 			return err
@@ -789,7 +821,7 @@ func (e *Engine) Index(ctx context.Context, docs []search.CaseDoc) error {
 		}
 	}
 
-	if err := e.deleteStale(ctx, written); err != nil {
+	if err := settle(ctx, written); err != nil {
 		return err
 	}
 
@@ -800,6 +832,150 @@ func (e *Engine) Index(ctx context.Context, docs []search.CaseDoc) error {
 	return nil
 }
 
+// AddContacts implements search.Appender: each new contact gets its
+// document and nothing else of its case is sent, so a contact costs the
+// same in a case of 3 contacts or of 30,000. Index sends every document
+// of a case, and a steady stream of contacts into long cases made
+// indexing quadratic (issue 19: 200 cases under load re-sent ~20,000
+// documents a batch).
+//
+// The documents carry the batch's feed position, as Index's do, marked
+// docAppended; then settleAppended makes the newest state win, as
+// deleteStale does for whole cases. A retried batch is harmless.
+func (e *Engine) AddContacts(ctx context.Context, docs []search.CaseDoc) error {
+	var parts []search.CaseDoc
+	for _, c := range docs {
+		if c.CaseID == "" {
+			return errors.New("meili: add contacts: case without ID")
+		}
+		if c.Rev <= 0 {
+			return fmt.Errorf("meili: add contacts: case %s without a feed position", c.CaseID)
+		}
+		for _, ct := range c.Contacts {
+			if ct.ID == "" {
+				return fmt.Errorf("meili: add contacts: case %s: contact without ID", c.CaseID)
+			}
+		}
+		if len(c.Contacts) > 0 {
+			parts = append(parts, c)
+		}
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+
+	return e.write(ctx, parts, appendedDocuments, e.settleAppended)
+}
+
+func appendedDocuments(c search.CaseDoc) []document {
+	docs := caseDocuments(c)
+	for i := range docs {
+		docs[i].Kind = docAppended
+	}
+	return docs
+}
+
+// settleAppended runs after AddContacts wrote the contacts of written:
+//   - older documents of the same contacts (a retried batch, or a whole
+//     write whose load already saw the contact) and the case's case-only
+//     document are deleted: the new documents stand for them;
+//   - a contact with a newer document, or whose case has a newer whole
+//     write, loses the document just added. A whole write holds every
+//     contact its case still had, so a contact erased since stays gone.
+//
+// Two writers can still leave a contact twice (an older whole write that
+// saw it, landing after its newer appended document); the next whole
+// write of the case removes the copy, and search returns one hit per case.
+func (e *Engine) settleAppended(ctx context.Context, written []search.CaseDoc) error {
+	for _, chunk := range chunkContacts(written, casesPerFilter, contactsPerFilter) {
+		byRev := map[int64][]search.CaseDoc{}
+		var revs []int64
+		for _, c := range chunk {
+			if _, ok := byRev[c.Rev]; !ok {
+				revs = append(revs, c.Rev)
+			}
+			byRev[c.Rev] = append(byRev[c.Rev], c)
+		}
+		slices.Sort(revs)
+
+		var older []string
+		type check struct {
+			r                  int64
+			contacts, newWhole filterExpr
+		}
+		var checks []check
+		for _, r := range revs {
+			var caseIDs, contactIDs []string
+			for _, c := range byRev[r] {
+				caseIDs = append(caseIDs, c.CaseID)
+				for _, ct := range c.Contacts {
+					contactIDs = append(contactIDs, ct.ID)
+				}
+			}
+			cases, contacts := in(attrCaseID, hexAll(caseIDs)), in(attrContactID, hexAll(contactIDs))
+			older = append(older, and(or(contacts, and(cases, eqNum(attrDocKind, docCaseOnly))), lt(attrRev, r)).String())
+			checks = append(checks, check{r: r,
+				contacts: and(contacts, gt(attrRev, r)),
+				newWhole: and(cases, gt(attrRev, r), neNum(attrDocKind, docAppended))})
+		}
+		if err := e.deleteWhere(ctx, "delete older documents of appended contacts", strings.Join(older, " OR ")); err != nil {
+			return err
+		}
+
+		var own []string
+		for _, ck := range checks {
+			newer, err := e.valuesMatching(ctx, attrContactID, ck.contacts.String())
+			if err != nil {
+				return err
+			}
+			whole, err := e.valuesMatching(ctx, attrCaseID, ck.newWhole.String())
+			if err != nil {
+				return err
+			}
+			for _, c := range byRev[ck.r] {
+				for _, ct := range c.Contacts {
+					if whole[encodeValue(c.CaseID)] || newer[encodeValue(ct.ID)] {
+						own = append(own, docID("ct", ct.ID, ck.r))
+					}
+				}
+			}
+		}
+		if len(own) > 0 {
+			if err := e.deleteWhere(ctx, "delete superseded documents", in(attr(primaryKey), own).String()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// chunkContacts cuts docs into groups of at most maxCases cases and
+// maxContacts contacts, splitting a case's contacts where it must.
+func chunkContacts(docs []search.CaseDoc, maxCases, maxContacts int) [][]search.CaseDoc {
+	var out [][]search.CaseDoc
+	var cur []search.CaseDoc
+	n := 0
+	for _, c := range docs {
+		rest := c.Contacts
+		for len(rest) > 0 {
+			if len(cur) == maxCases || n == maxContacts {
+				out = append(out, cur)
+				cur, n = nil, 0
+			}
+			k := min(len(rest), maxContacts-n)
+			part := c
+			part.Contacts = rest[:k]
+			cur = append(cur, part)
+			n += k
+			rest = rest[k:]
+		}
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
 type encodedCase struct {
 	c    search.CaseDoc
 	json []byte // the case's documents, each followed by a comma
@@ -807,13 +983,13 @@ type encodedCase struct {
 
 // chunks groups cases into additions of at most maxBatch bytes; a case
 // larger than that goes alone (and is set aside if Meilisearch refuses it).
-func (e *Engine) chunks(docs []search.CaseDoc) [][]encodedCase {
+func (e *Engine) chunks(docs []search.CaseDoc, build func(search.CaseDoc) []document) [][]encodedCase {
 	var out [][]encodedCase
 	var cur []encodedCase
 	size := 2
 	for _, c := range docs {
 		var b bytes.Buffer
-		for _, d := range caseDocuments(c) {
+		for _, d := range build(c) {
 			j, _ := json.Marshal(d) // plain strings and numbers: cannot fail
 			b.Write(j)
 			b.WriteByte(',')
@@ -930,13 +1106,15 @@ func (e *Engine) deleteStale(ctx context.Context, written []search.CaseDoc) erro
 			} else {
 				older = append(older, "("+cases+" AND "+lt(attrRev, r).String()+")")
 			}
-			newer = append(newer, "("+cases+" AND "+gt(attrRev, r).String()+")")
+			// Only a newer whole write stands for the case: a newer
+			// appended document holds one contact.
+			newer = append(newer, "("+cases+" AND "+gt(attrRev, r).String()+" AND "+neNum(attrDocKind, docAppended).String()+")")
 		}
 		if err := e.deleteWhere(ctx, "delete stale documents", strings.Join(older, " OR ")); err != nil {
 			return err
 		}
 
-		superseded, err := e.casesMatching(ctx, strings.Join(newer, " OR "))
+		superseded, err := e.valuesMatching(ctx, attrCaseID, strings.Join(newer, " OR "))
 		if err != nil {
 			return err
 		}
@@ -968,18 +1146,19 @@ func (e *Engine) deleteWhere(ctx context.Context, op, filter string) error {
 	return e.wait(ctx, op, t, err)
 }
 
-// casesMatching returns the (encoded) case ids that have a document
-// matching filter.
-func (e *Engine) casesMatching(ctx context.Context, filter string) (map[string]bool, error) {
+// valuesMatching returns the (encoded) values of a that the documents
+// matching filter have. Every document counts (distinct by id): the
+// index's distinct case would count one contact per case.
+func (e *Engine) valuesMatching(ctx context.Context, a attr, filter string) (map[string]bool, error) {
 	zero := int64(0)
 	resp, err := e.rawSearch(ctx, &meilisearch.SearchRequest{
-		Filter: filter, Page: 1, HitsPerPage: &zero, Facets: []string{string(attrCaseID)},
+		Filter: filter, Page: 1, HitsPerPage: &zero, Facets: []string{string(a)}, Distinct: primaryKey,
 	})
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]bool{}
-	for v, n := range resp.FacetDistribution[string(attrCaseID)] {
+	for v, n := range resp.FacetDistribution[string(a)] {
 		if n > 0 {
 			out[v] = true
 		}

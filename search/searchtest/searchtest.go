@@ -104,6 +104,7 @@ func RunWith(t *testing.T, o Options, newEngine func(t *testing.T) search.Engine
 	t.Run("Issue16", func(t *testing.T) { testIssue16(t, newEngine, o.Timeout) })
 	t.Run("Issue16Words", func(t *testing.T) { testIssue16Words(t, newEngine, o) })
 	t.Run("Customers", func(t *testing.T) { testCustomers(t, newEngine, o.Timeout) })
+	t.Run("Appended", func(t *testing.T) { testAppended(t, newEngine, o.Timeout) })
 }
 
 type suite struct {
