@@ -186,6 +186,8 @@ func TestAppendsAndWholeWritesRace(t *testing.T) {
 		// a3 was erased before B's newer whole write: A's late append must not bring it back.
 		{"newer whole write without the contact", caseState(11, "a3"), true, caseState(12, "a1"), []string{"a1"}},
 		{"the same contact appended twice", caseState(11, "a3"), false, caseState(12, "a3"), []string{"a3"}},
+		// B saw a3 too, but its write is older: a3 is left once, at 12
+		{"older whole write that saw the appended contact", caseState(12, "a3"), true, caseState(10, "a1", "a2", "a3"), []string{"a1", "a2", "a3"}},
 		// a newer appended document holds its own contact only, not the case
 		{"another contact appended later", caseState(11, "a3"), false, caseState(12, "a2"), []string{"a2", "a3"}},
 	}

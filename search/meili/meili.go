@@ -882,10 +882,6 @@ func appendedDocuments(c search.CaseDoc) []document {
 //   - a contact with a newer document, or whose case has a newer whole
 //     write, loses the document just added. A whole write holds every
 //     contact its case still had, so a contact erased since stays gone.
-//
-// Two writers can still leave a contact twice (an older whole write that
-// saw it, landing after its newer appended document); the next whole
-// write of the case removes the copy, and search returns one hit per case.
 func (e *Engine) settleAppended(ctx context.Context, written []search.CaseDoc) error {
 	for _, chunk := range chunkContacts(written, casesPerFilter, contactsPerFilter) {
 		byRev := map[int64][]search.CaseDoc{}
@@ -1073,7 +1069,9 @@ func isPoison(err error) bool {
 }
 
 // deleteStale removes what the written cases' new documents replace, and
-// the new documents themselves where a newer state is already in the index.
+// the new documents themselves where a newer state is already in the index:
+// a newer whole write of the case, or, contact by contact, a newer
+// appended document (a write that saw the contact and landed late).
 func (e *Engine) deleteStale(ctx context.Context, written []search.CaseDoc) error {
 	for chunk := range slices.Chunk(written, casesPerFilter) {
 		byRev := map[int64][]search.CaseDoc{}
@@ -1086,7 +1084,7 @@ func (e *Engine) deleteStale(ctx context.Context, written []search.CaseDoc) erro
 		}
 		slices.Sort(revs)
 
-		var older, newer []string
+		var older, newer, appended []string
 		for _, r := range revs {
 			ids := make([]string, 0, len(byRev[r]))
 			for _, c := range byRev[r] {
@@ -1109,6 +1107,7 @@ func (e *Engine) deleteStale(ctx context.Context, written []search.CaseDoc) erro
 			// Only a newer whole write stands for the case: a newer
 			// appended document holds one contact.
 			newer = append(newer, "("+cases+" AND "+gt(attrRev, r).String()+" AND "+neNum(attrDocKind, docAppended).String()+")")
+			appended = append(appended, "("+cases+" AND "+gt(attrRev, r).String()+" AND "+eqNum(attrDocKind, docAppended).String()+")")
 		}
 		if err := e.deleteWhere(ctx, "delete stale documents", strings.Join(older, " OR ")); err != nil {
 			return err
@@ -1129,6 +1128,29 @@ func (e *Engine) deleteStale(ctx context.Context, written []search.CaseDoc) erro
 			if len(ids) > 0 {
 				own = append(own, "("+in(attrCaseID, ids).String()+" AND "+eqNum(attrRev, r).String()+")")
 			}
+		}
+
+		// A contact of which a newer appended document exists (this write
+		// saw it, but landed late) keeps that one, not a second copy.
+		later, err := e.valuesMatching(ctx, attrContactID, strings.Join(appended, " OR "))
+		if err != nil {
+			return err
+		}
+		var copies []string
+		for _, r := range revs {
+			for _, c := range byRev[r] {
+				if superseded[encodeValue(c.CaseID)] {
+					continue
+				}
+				for _, ct := range c.Contacts {
+					if later[encodeValue(ct.ID)] {
+						copies = append(copies, docID("ct", ct.ID, r))
+					}
+				}
+			}
+		}
+		if len(copies) > 0 {
+			own = append(own, in(attr(primaryKey), copies).String())
 		}
 		if len(own) > 0 {
 			if err := e.deleteWhere(ctx, "delete superseded documents", strings.Join(own, " OR ")); err != nil {
