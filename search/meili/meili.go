@@ -884,15 +884,7 @@ func appendedDocuments(c search.CaseDoc) []document {
 //     contact its case still had, so a contact erased since stays gone.
 func (e *Engine) settleAppended(ctx context.Context, written []search.CaseDoc) error {
 	for _, chunk := range chunkContacts(written, casesPerFilter, contactsPerFilter) {
-		byRev := map[int64][]search.CaseDoc{}
-		var revs []int64
-		for _, c := range chunk {
-			if _, ok := byRev[c.Rev]; !ok {
-				revs = append(revs, c.Rev)
-			}
-			byRev[c.Rev] = append(byRev[c.Rev], c)
-		}
-		slices.Sort(revs)
+		byRev, revs := byRevision(chunk)
 
 		var older []string
 		type check struct {
@@ -943,6 +935,20 @@ func (e *Engine) settleAppended(ctx context.Context, written []search.CaseDoc) e
 		}
 	}
 	return nil
+}
+
+// byRevision groups cases by their feed position, positions ascending.
+func byRevision(cases []search.CaseDoc) (map[int64][]search.CaseDoc, []int64) {
+	byRev := map[int64][]search.CaseDoc{}
+	var revs []int64
+	for _, c := range cases {
+		if _, ok := byRev[c.Rev]; !ok {
+			revs = append(revs, c.Rev)
+		}
+		byRev[c.Rev] = append(byRev[c.Rev], c)
+	}
+	slices.Sort(revs)
+	return byRev, revs
 }
 
 // chunkContacts cuts docs into groups of at most maxCases cases and
@@ -1074,15 +1080,7 @@ func isPoison(err error) bool {
 // appended document (a write that saw the contact and landed late).
 func (e *Engine) deleteStale(ctx context.Context, written []search.CaseDoc) error {
 	for chunk := range slices.Chunk(written, casesPerFilter) {
-		byRev := map[int64][]search.CaseDoc{}
-		var revs []int64
-		for _, c := range chunk {
-			if _, ok := byRev[c.Rev]; !ok {
-				revs = append(revs, c.Rev)
-			}
-			byRev[c.Rev] = append(byRev[c.Rev], c)
-		}
-		slices.Sort(revs)
+		byRev, revs := byRevision(chunk)
 
 		var older, newer, appended []string
 		for _, r := range revs {

@@ -20,14 +20,15 @@ type Predicate struct {
 	num   float64
 	isNum bool
 	expr  *filterNode
-	// folded holds a long IN list's values lower-cased: the adapter's
-	// clean-up filters name hundreds of ids, and comparing each with every
-	// document made the fake, not casevault, the cost of shared_bench.
+	// folded is Strs as a set of foldKey forms: the adapter's clean-up
+	// filters name hundreds of ids, and comparing each with every document
+	// made the fake, not casevault, the cost of shared_bench.
 	folded map[string]bool
 }
 
-// longList is the IN list length from which values are looked up in a set.
-const longList = 16
+// foldKey is the form under which the fake compares string filter values:
+// Meilisearch normalizes them (lower case, among others), so "VIP" = "vip".
+func foldKey(s string) string { return strings.ToLower(strings.ToUpper(s)) }
 
 // ReadString reads one double-quoted literal at the start of s. A backslash
 // makes the next character literal (so \" is a quote and \\ a backslash).
@@ -114,12 +115,6 @@ func readPredicate(s string) (Predicate, string, error) {
 			s = s[1:]
 			break
 		}
-		if len(p.Strs) >= longList {
-			p.folded = make(map[string]bool, len(p.Strs))
-			for _, v := range p.Strs {
-				p.folded[strings.ToLower(v)] = true
-			}
-		}
 	case strings.HasPrefix(s, `"`):
 		var v string
 		if v, s, err = ReadString(s); err != nil {
@@ -135,6 +130,12 @@ func readPredicate(s string) (Predicate, string, error) {
 			return p, s, fmt.Errorf("expected value in %q", s)
 		}
 		p.isNum, s = true, s[j:]
+	}
+	if !p.isNum {
+		p.folded = make(map[string]bool, len(p.Strs))
+		for _, v := range p.Strs {
+			p.folded[foldKey(v)] = true
+		}
 	}
 	if s != "" && s[0] != ' ' && s[0] != ')' {
 		return p, s, fmt.Errorf("unexpected %q after Predicate", s)
@@ -361,19 +362,9 @@ func (p Predicate) match(doc map[string]any) bool {
 			}
 		}
 	}
-	// Meilisearch normalizes filter values the way it normalizes text
-	// (lower case, among others): "VIP" = "vip".
 	hit := false
 	for _, x := range vals {
-		if p.folded != nil {
-			hit = hit || p.folded[strings.ToLower(x)]
-			continue
-		}
-		for _, want := range p.Strs {
-			if strings.EqualFold(x, want) {
-				hit = true
-			}
-		}
+		hit = hit || p.folded[foldKey(x)]
 	}
 	if p.op == "!=" || p.op == "NOT IN" {
 		return !hit
