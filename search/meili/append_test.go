@@ -54,9 +54,17 @@ func layout(t *testing.T, f *fakeMeili) []string {
 	return out
 }
 
+// ctDoc is the id of contact n's (a1, a2, a3) document at rev.
+func ctDoc(n string, rev int64) string {
+	return docID("ct", map[string]string{"a1": ctA1, "a2": ctA2, "a3": ctA3}[n], rev)
+}
+
 // TestAddContactsWritesOnlyNewContacts: a new contact costs one document
 // whatever the case holds, and afterwards the index holds each contact
-// once, at the newest position that wrote it.
+// once, at the newest position that wrote it. Each write reads the index
+// once (one multi-search) and deletes what it replaces by id, in one
+// task, or sends no deletion when nothing is replaced: never a deletion
+// by filter, which Meilisearch runs as a batch of its own.
 func TestAddContactsWritesOnlyNewContacts(t *testing.T) {
 	ctx := context.Background()
 	caseOnly := func(rev int64) search.CaseDoc { c := fixtureB(); c.Rev = rev; return c }
@@ -65,7 +73,8 @@ func TestAddContactsWritesOnlyNewContacts(t *testing.T) {
 	type write struct {
 		whole bool
 		doc   search.CaseDoc
-		sent  int // documents the write sends
+		sent  int      // documents the write sends
+		gone  []string // ids it deletes
 	}
 	tests := []struct {
 		name   string
@@ -73,27 +82,35 @@ func TestAddContactsWritesOnlyNewContacts(t *testing.T) {
 		want   []string
 	}{
 		{"a contact into an indexed case", []write{
-			{true, caseState(10, "a1", "a2"), 2},
-			{false, caseState(11, "a3"), 1},
+			{true, caseState(10, "a1", "a2"), 2, nil},
+			{false, caseState(11, "a3"), 1, nil},
 		}, []string{"0 a1@10", "0 a2@10", "1 a3@11"}},
 		{"the first contact of a case replaces its case-only document", []write{
-			{true, caseOnly(10), 1},
-			{false, withB1(11), 1},
+			{true, caseOnly(10), 1, nil},
+			{false, withB1(11), 1, []string{docID("cs", caseB, 10)}},
 		}, []string{"1 " + ctB1 + "@11"}},
 		{"a retried batch leaves one document", []write{
-			{true, caseState(10, "a1", "a2"), 2},
-			{false, caseState(11, "a3"), 1},
-			{false, caseState(12, "a3"), 1},
+			{true, caseState(10, "a1", "a2"), 2, nil},
+			{false, caseState(11, "a3"), 1, nil},
+			{false, caseState(12, "a3"), 1, []string{ctDoc("a3", 11)}},
 		}, []string{"0 a1@10", "0 a2@10", "1 a3@12"}},
 		{"a whole write that already saw the contact", []write{
-			{true, caseState(10, "a1", "a2", "a3"), 3},
-			{false, caseState(11, "a3"), 1},
+			{true, caseState(10, "a1", "a2", "a3"), 3, nil},
+			{false, caseState(11, "a3"), 1, []string{ctDoc("a3", 10)}},
 		}, []string{"0 a1@10", "0 a2@10", "1 a3@11"}},
 		{"a later whole write replaces appended documents", []write{
-			{true, caseState(10, "a1", "a2"), 2},
-			{false, caseState(11, "a3"), 1},
-			{true, caseState(12, "a2", "a3"), 2}, // a1 erased
+			{true, caseState(10, "a1", "a2"), 2, nil},
+			{false, caseState(11, "a3"), 1, nil},
+			{true, caseState(12, "a2", "a3"), 2, []string{ctDoc("a1", 10), ctDoc("a2", 10), ctDoc("a3", 11)}}, // a1 erased
 		}, []string{"0 a2@12", "0 a3@12"}},
+		{"an appended contact a newer whole write already holds gives way", []write{
+			{true, caseState(12, "a1", "a3"), 2, nil},
+			{false, caseState(11, "a3"), 1, []string{ctDoc("a3", 11)}},
+		}, []string{"0 a1@12", "0 a3@12"}},
+		{"a whole write older than the case's gives way", []write{
+			{true, caseState(12, "a1"), 1, nil},
+			{true, caseState(10, "a1", "a2"), 2, []string{ctDoc("a1", 10), ctDoc("a2", 10)}},
+		}, []string{"0 a1@12"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -101,6 +118,8 @@ func TestAddContactsWritesOnlyNewContacts(t *testing.T) {
 			e := openFake(t, f, 0)
 			for i, w := range tt.writes {
 				before := len(f.Requests(http.MethodPost, "/indexes/cases_v1/documents"))
+				readsBefore := len(f.Requests(http.MethodPost, "/multi-search"))
+				batchesBefore := len(f.Requests(http.MethodPost, "/indexes/cases_v1/documents/delete-batch"))
 				var err error
 				if w.whole {
 					err = e.Index(ctx, []search.CaseDoc{w.doc})
@@ -122,9 +141,77 @@ func TestAddContactsWritesOnlyNewContacts(t *testing.T) {
 				if len(sent) != w.sent {
 					t.Errorf("write %d sent %d documents, want %d", i, len(sent), w.sent)
 				}
+
+				if n := len(f.Requests(http.MethodPost, "/multi-search")) - readsBefore; n != 1 {
+					t.Errorf("write %d read the index %d times, want once", i, n)
+				}
+				batches := f.Requests(http.MethodPost, "/indexes/cases_v1/documents/delete-batch")[batchesBefore:]
+				var gone []string
+				for _, b := range batches {
+					var ids []string
+					if err := json.Unmarshal(b.Body, &ids); err != nil {
+						t.Fatal(err)
+					}
+					gone = append(gone, ids...)
+				}
+				slices.Sort(gone)
+				want := slices.Sorted(slices.Values(w.gone))
+				if len(batches) > 1 || !slices.Equal(gone, want) {
+					t.Errorf("write %d deleted %v in %d tasks, want %v in one", i, gone, len(batches), want)
+				}
+			}
+			if n := len(f.Requests(http.MethodPost, "/indexes/cases_v1/documents/delete")); n != 0 {
+				t.Errorf("%d deletions by filter, want none", n)
 			}
 			if got := layout(t, f); !slices.Equal(got, tt.want) {
 				t.Errorf("index holds %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestLongRewriteDeletesByFilter: a rewrite that replaces more documents
+// than one lookup returns deletes them by its filter, and the index ends
+// the same as when they fit.
+func TestLongRewriteDeletesByFilter(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name           string
+		page           int
+		byFilter, byID int // deletion requests
+		wantFilter     string
+	}{
+		{"three old documents, a page of two", 2, 1, 0, fmt.Sprintf(`(x_case_id IN ["%s"] AND rev < 12)`, encodeValue(caseA))},
+		{"three old documents, a page of three", 3, 0, 1, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake(t)
+			e := openFake(t, f, 0)
+			e.lookupPage = tt.page
+			if err := e.Index(ctx, []search.CaseDoc{caseState(10, "a1", "a2", "a3")}); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Index(ctx, []search.CaseDoc{caseState(12, "a1")}); err != nil {
+				t.Fatal(err)
+			}
+
+			if got, want := layout(t, f), []string{"0 a1@12"}; !slices.Equal(got, want) {
+				t.Errorf("index holds %v, want %v", got, want)
+			}
+			filters := f.Requests(http.MethodPost, "/indexes/cases_v1/documents/delete")
+			if len(filters) != tt.byFilter || len(f.Requests(http.MethodPost, "/indexes/cases_v1/documents/delete-batch")) != tt.byID {
+				t.Fatalf("%d deletions by filter and %d by id, want %d and %d", len(filters),
+					len(f.Requests(http.MethodPost, "/indexes/cases_v1/documents/delete-batch")), tt.byFilter, tt.byID)
+			}
+			if len(filters) == 1 {
+				var body map[string]any
+				if err := json.Unmarshal(filters[0].Body, &body); err != nil {
+					t.Fatal(err)
+				}
+				if body["filter"] != tt.wantFilter {
+					t.Errorf("filter %v, want %s", body["filter"], tt.wantFilter)
+				}
 			}
 		})
 	}
@@ -160,18 +247,19 @@ func TestAddContactsRejectsWhatItCannotPlace(t *testing.T) {
 
 // TestAppendsAndWholeWritesRace runs an appended contact (writer A) against
 // a whole write of its case (writer B), in every order of their additions
-// and first deletions, as two replicas indexing during a lease handover
+// and their reads of the index (what each then deletes follows from its
+// read), as two replicas indexing during a lease handover
 // could: the newest state of every contact survives, and a contact that
 // a newer whole write no longer holds (erased) does not come back.
 func TestAppendsAndWholeWritesRace(t *testing.T) {
 	ctx := context.Background()
 	schedules := [][]string{
-		{"A add", "A delete", "B add", "B delete"},
-		{"B add", "B delete", "A add", "A delete"},
-		{"A add", "B add", "A delete", "B delete"},
-		{"A add", "B add", "B delete", "A delete"},
-		{"B add", "A add", "A delete", "B delete"},
-		{"B add", "A add", "B delete", "A delete"},
+		{"A add", "A check", "B add", "B check"},
+		{"B add", "B check", "A add", "A check"},
+		{"A add", "B add", "A check", "B check"},
+		{"A add", "B add", "B check", "A check"},
+		{"B add", "A add", "A check", "B check"},
+		{"B add", "A add", "B check", "A check"},
 	}
 	tests := []struct {
 		name   string

@@ -105,6 +105,10 @@ const (
 	// contacts names (AddContacts), and so the facet values its searches
 	// return (under maxValuesPerFacet).
 	contactsPerFilter = 500
+
+	// lookupPage is how many documents a write's clean-up looks up to
+	// delete them by id; when more match, it deletes by the filter.
+	lookupPage = 1_000
 )
 
 // What a document is (its doc_kind). Index writes every contact of a case
@@ -137,6 +141,7 @@ type Engine struct {
 	pollInterval time.Duration
 	reqTimeout   time.Duration
 	maxBatch     int
+	lookupPage   int
 
 	created  bool // Open created the index or found it empty
 	setAside atomic.Int64
@@ -204,6 +209,7 @@ func newEngine(cfg Config) (*Engine, error) {
 		pollInterval: cfg.TaskPollInterval,
 		reqTimeout:   cfg.RequestTimeout,
 		maxBatch:     cfg.MaxBatchBytes,
+		lookupPage:   lookupPage,
 	}, nil
 }
 
@@ -887,11 +893,7 @@ func (e *Engine) settleAppended(ctx context.Context, written []search.CaseDoc) e
 		byRev, revs := byRevision(chunk)
 
 		var older []string
-		type check struct {
-			r                  int64
-			contacts, newWhole filterExpr
-		}
-		var checks []check
+		queries := []*meilisearch.SearchRequest{nil} // the older documents' lookup, once its filter is whole
 		for _, r := range revs {
 			var caseIDs, contactIDs []string
 			for _, c := range byRev[r] {
@@ -902,36 +904,30 @@ func (e *Engine) settleAppended(ctx context.Context, written []search.CaseDoc) e
 			}
 			cases, contacts := in(attrCaseID, hexAll(caseIDs)), in(attrContactID, hexAll(contactIDs))
 			older = append(older, and(or(contacts, and(cases, eqNum(attrDocKind, docCaseOnly))), lt(attrRev, r)).String())
-			checks = append(checks, check{r: r,
-				contacts: and(contacts, gt(attrRev, r)),
-				newWhole: and(cases, gt(attrRev, r), neNum(attrDocKind, docAppended))})
+			queries = append(queries,
+				e.valuesQuery(attrContactID, and(contacts, gt(attrRev, r)).String()),
+				e.valuesQuery(attrCaseID, and(cases, gt(attrRev, r), neNum(attrDocKind, docAppended)).String()))
 		}
-		if err := e.deleteWhere(ctx, "delete older documents of appended contacts", strings.Join(older, " OR ")); err != nil {
+		olderFilter := strings.Join(older, " OR ")
+		queries[0] = e.idsQuery(olderFilter)
+		found, _, err := e.multiSearch(ctx, queries, nil)
+		if err != nil {
 			return err
 		}
 
 		var own []string
-		for _, ck := range checks {
-			newer, err := e.valuesMatching(ctx, attrContactID, ck.contacts.String())
-			if err != nil {
-				return err
-			}
-			whole, err := e.valuesMatching(ctx, attrCaseID, ck.newWhole.String())
-			if err != nil {
-				return err
-			}
-			for _, c := range byRev[ck.r] {
+		for i, r := range revs {
+			newer, whole := facetValues(found[1+2*i], attrContactID), facetValues(found[2+2*i], attrCaseID)
+			for _, c := range byRev[r] {
 				for _, ct := range c.Contacts {
 					if whole[encodeValue(c.CaseID)] || newer[encodeValue(ct.ID)] {
-						own = append(own, docID("ct", ct.ID, ck.r))
+						own = append(own, docID("ct", ct.ID, r))
 					}
 				}
 			}
 		}
-		if len(own) > 0 {
-			if err := e.deleteWhere(ctx, "delete superseded documents", in(attr(primaryKey), own).String()); err != nil {
-				return err
-			}
+		if err := e.deleteFound(ctx, "delete older and superseded documents", olderFilter, found[0], own); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -1107,83 +1103,104 @@ func (e *Engine) deleteStale(ctx context.Context, written []search.CaseDoc) erro
 			newer = append(newer, "("+cases+" AND "+gt(attrRev, r).String()+" AND "+neNum(attrDocKind, docAppended).String()+")")
 			appended = append(appended, "("+cases+" AND "+gt(attrRev, r).String()+" AND "+eqNum(attrDocKind, docAppended).String()+")")
 		}
-		if err := e.deleteWhere(ctx, "delete stale documents", strings.Join(older, " OR ")); err != nil {
-			return err
-		}
-
-		superseded, err := e.valuesMatching(ctx, attrCaseID, strings.Join(newer, " OR "))
+		olderFilter := strings.Join(older, " OR ")
+		found, _, err := e.multiSearch(ctx, []*meilisearch.SearchRequest{
+			e.idsQuery(olderFilter),
+			e.valuesQuery(attrCaseID, strings.Join(newer, " OR ")),
+			e.valuesQuery(attrContactID, strings.Join(appended, " OR ")),
+		}, nil)
 		if err != nil {
 			return err
 		}
+
+		// What this write added gives way where a newer state is in: all of
+		// a case a newer whole write holds, and a contact of which a newer
+		// appended document exists (this write saw it, but landed late),
+		// which keeps that one, not a second copy.
+		superseded, later := facetValues(found[1], attrCaseID), facetValues(found[2], attrContactID)
 		var own []string
 		for _, r := range revs {
-			var ids []string
 			for _, c := range byRev[r] {
-				if superseded[encodeValue(c.CaseID)] {
-					ids = append(ids, encodeValue(c.CaseID))
-				}
-			}
-			if len(ids) > 0 {
-				own = append(own, "("+in(attrCaseID, ids).String()+" AND "+eqNum(attrRev, r).String()+")")
-			}
-		}
-
-		// A contact of which a newer appended document exists (this write
-		// saw it, but landed late) keeps that one, not a second copy.
-		later, err := e.valuesMatching(ctx, attrContactID, strings.Join(appended, " OR "))
-		if err != nil {
-			return err
-		}
-		var copies []string
-		for _, r := range revs {
-			for _, c := range byRev[r] {
-				if superseded[encodeValue(c.CaseID)] {
-					continue
-				}
-				for _, ct := range c.Contacts {
-					if later[encodeValue(ct.ID)] {
-						copies = append(copies, docID("ct", ct.ID, r))
+				whole := superseded[encodeValue(c.CaseID)]
+				for _, d := range caseDocuments(c) {
+					if whole || (d.ContactID != "" && later[encodeValue(d.ContactID)]) {
+						own = append(own, d.ID)
 					}
 				}
 			}
 		}
-		if len(copies) > 0 {
-			own = append(own, in(attr(primaryKey), copies).String())
-		}
-		if len(own) > 0 {
-			if err := e.deleteWhere(ctx, "delete superseded documents", strings.Join(own, " OR ")); err != nil {
-				return err
-			}
+		if err := e.deleteFound(ctx, "delete stale and superseded documents", olderFilter, found[0], own); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func (e *Engine) deleteWhere(ctx context.Context, op, filter string) error {
-	cctx, cancel := e.call(ctx)
-	t, err := e.index().DeleteDocumentsByFilter(cctx, filter, nil)
-	cancel()
-	return e.wait(ctx, op, t, err)
+// idsQuery looks up the ids of the documents filter matches, a page of
+// them: deleteFound deletes them by id.
+func (e *Engine) idsQuery(filter string) *meilisearch.SearchRequest {
+	n := int64(e.lookupPage)
+	return &meilisearch.SearchRequest{
+		IndexUID: e.IndexName(), Filter: filter, Page: 1, HitsPerPage: &n,
+		AttributesToRetrieve: []string{primaryKey}, Distinct: primaryKey,
+	}
 }
 
-// valuesMatching returns the (encoded) values of a that the documents
-// matching filter have. Every document counts (distinct by id): the
-// index's distinct case would count one contact per case.
-func (e *Engine) valuesMatching(ctx context.Context, a attr, filter string) (map[string]bool, error) {
+// valuesQuery asks for the values of a that the documents matching filter
+// have. Every document counts (distinct by id): the index's distinct case
+// would count one contact per case.
+func (e *Engine) valuesQuery(a attr, filter string) *meilisearch.SearchRequest {
 	zero := int64(0)
-	resp, err := e.rawSearch(ctx, &meilisearch.SearchRequest{
-		Filter: filter, Page: 1, HitsPerPage: &zero, Facets: []string{string(a)}, Distinct: primaryKey,
-	})
-	if err != nil {
-		return nil, err
+	return &meilisearch.SearchRequest{
+		IndexUID: e.IndexName(), Filter: filter, Page: 1, HitsPerPage: &zero,
+		Facets: []string{string(a)}, Distinct: primaryKey,
 	}
+}
+
+// facetValues reads a valuesQuery's answer as a set of (encoded) values.
+func facetValues(resp *searchResponse, a attr) map[string]bool {
 	out := map[string]bool{}
 	for v, n := range resp.FacetDistribution[string(a)] {
 		if n > 0 {
 			out[v] = true
 		}
 	}
-	return out, nil
+	return out
+}
+
+// deleteFound deletes what a write's clean-up found (the documents its
+// idsQuery over filter returned) and the write's own documents that gave
+// way, by id, in one task. Meilisearch runs a deletion by filter as a
+// batch of its own, never batched with the additions around it, so a
+// filter per write would halve what its task queue batches when several
+// replicas write; and a new contact, the usual write, finds nothing and
+// sends no deletion at all. Reading the filter now rather than when a
+// task runs loses nothing: every writer checks for newer documents after
+// its own addition, so an older document added after this lookup is
+// removed by its own writer. A lookup that found more than a page (a long
+// case rewritten) deletes by the filter.
+func (e *Engine) deleteFound(ctx context.Context, op, filter string, found *searchResponse, own []string) error {
+	ids := own
+	if *found.TotalHits > int64(len(found.Hits)) {
+		cctx, cancel := e.call(ctx)
+		t, err := e.index().DeleteDocumentsByFilter(cctx, filter, nil)
+		cancel()
+		if err := e.wait(ctx, op, t, err); err != nil {
+			return err
+		}
+	} else {
+		for _, h := range found.Hits {
+			ids = append(ids, h.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+
+	cctx, cancel := e.call(ctx)
+	t, err := e.index().DeleteDocuments(cctx, ids, nil)
+	cancel()
+	return e.wait(ctx, op, t, err)
 }
 
 // ready runs before every write: it waits out a write task whose wait timed
@@ -1281,6 +1298,7 @@ type searchResponse struct {
 }
 
 type hitDoc struct {
+	ID              string                   `json:"id"`
 	CaseID          string                   `json:"case_id"`
 	Number          int64                    `json:"number"`
 	Subject         string                   `json:"subject"`

@@ -428,17 +428,38 @@ func TestIndexAndSearch(t *testing.T) {
 	if got := docIDs(f.Index("cases_v1")); !reflect.DeepEqual(got, wantIDs) {
 		t.Fatalf("after reindex documents %v, want %v", got, wantIDs)
 	}
-	// the stale documents of both cases go in one filter: older revs
+	// the stale documents of both cases are looked up with one filter,
+	// older revs, and deleted by id in one task, never by that filter:
+	// Meilisearch runs a deletion by filter as a batch of its own
 	var stale string
-	for _, r := range f.Requests(http.MethodPost, "/indexes/cases_v1/documents/delete") {
-		var body map[string]any
+	for _, r := range f.Requests(http.MethodPost, "/multi-search") {
+		var body struct {
+			Queries []map[string]any `json:"queries"`
+		}
 		_ = json.Unmarshal(r.Body, &body)
-		if s, ok := body["filter"].(string); ok && strings.Contains(s, "rev < 7") {
-			stale = s
+		for _, q := range body.Queries {
+			if s, ok := q["filter"].(string); ok && strings.Contains(s, "rev < 7") {
+				stale = s
+			}
 		}
 	}
 	if want := fmt.Sprintf(`(x_case_id IN ["%s", "%s"] AND rev < 7)`, encodeValue(caseA), encodeValue(caseB)); stale != want {
 		t.Errorf("stale-document filter %q, want %q", stale, want)
+	}
+	if n := len(f.Requests(http.MethodPost, "/indexes/cases_v1/documents/delete")); n != 0 {
+		t.Errorf("%d deletions by filter, want none", n)
+	}
+	batches := f.Requests(http.MethodPost, "/indexes/cases_v1/documents/delete-batch")
+	if len(batches) != 1 {
+		t.Fatalf("%d deletions by id, want 1", len(batches))
+	}
+	var deleted []string
+	if err := json.Unmarshal(batches[0].Body, &deleted); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(deleted)
+	if want := []string{"cs-" + caseB + "-0", "ct-" + ctA1 + "-0", "ct-" + ctA2 + "-0"}; !slices.Equal(deleted, want) {
+		t.Errorf("deleted by id %v, want %v", deleted, want)
 	}
 
 	if err := e.Delete(ctx, []string{caseA}); err != nil {
@@ -486,13 +507,18 @@ func TestTaskFailures(t *testing.T) {
 			setup: func(f *fakeMeili) {
 				f.FailTask = func(typ string) *apiErr {
 					if typ == "documentDeletion" {
-						return newAPIErr("invalid_document_filter", "invalid_request", "bad filter")
+						return newAPIErr("internal", "internal", "disk full")
 					}
 					return nil
 				}
 			},
-			call:       func(e *Engine) error { return e.Index(ctx, []search.CaseDoc{fixtureA()}) },
-			wantStatus: "failed", wantCode: "invalid_document_filter", wantDelete: true,
+			// fixtureB rewritten: its older documents are deleted
+			call: func(e *Engine) error {
+				b := fixtureB()
+				b.Rev = 3
+				return e.Index(ctx, []search.CaseDoc{b})
+			},
+			wantStatus: "failed", wantCode: "internal", wantDelete: true,
 		},
 		{
 			name: "delete fails",
@@ -524,7 +550,11 @@ func TestTaskFailures(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := docIDs(f.Index("cases_v1"))
-			deletesBefore := len(f.Requests(http.MethodPost, "/indexes/cases_v1/documents/delete"))
+			deletions := func() int {
+				return len(f.Requests(http.MethodPost, "/indexes/cases_v1/documents/delete")) +
+					len(f.Requests(http.MethodPost, "/indexes/cases_v1/documents/delete-batch"))
+			}
+			deletesBefore := deletions()
 			tt.setup(f)
 
 			me := asError(t, tt.call(e))
@@ -534,7 +564,7 @@ func TestTaskFailures(t *testing.T) {
 			if !strings.Contains(me.Error(), tt.wantStatus) || (tt.wantCode != "" && !strings.Contains(me.Error(), tt.wantCode)) {
 				t.Errorf("message %q lacks status or code", me.Error())
 			}
-			deleted := len(f.Requests(http.MethodPost, "/indexes/cases_v1/documents/delete")) > deletesBefore
+			deleted := deletions() > deletesBefore
 			if deleted != tt.wantDelete {
 				t.Errorf("deletion sent: %v, want %v", deleted, tt.wantDelete)
 			}

@@ -14,6 +14,7 @@ import (
 // keeps checking every request against Meilisearch's OpenAPI description
 // while the figures are taken). It writes the fake's URL to the file
 // CASEVAULT_MEILIFAKE_URL_FILE names; without it there is nothing to serve.
+// When stopped it logs the write tasks it was sent, by kind (taskSummary).
 func BenchmarkServe(b *testing.B) {
 	out := os.Getenv("CASEVAULT_MEILIFAKE_URL_FILE")
 	if out == "" {
@@ -29,4 +30,5 @@ func BenchmarkServe(b *testing.B) {
 		b.Fatal(err)
 	}
 	<-ctx.Done()
+	b.Log(f.taskSummary())
 }

@@ -458,6 +458,30 @@ func (f *Server) finish(upTo int) {
 	}
 }
 
+// taskSummary counts the write tasks enqueued, by kind, for
+// scripts/bench.sh. A deletion by filter is its own batch in Meilisearch
+// (its documentation: such a task is never autobatched), so the kinds say
+// how much of a write load Meilisearch could batch.
+func (f *Server) taskSummary() string {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+
+	var add, byFilter, byID, other int
+	for _, t := range f.tasks {
+		switch {
+		case t.typ == "documentAdditionOrUpdate":
+			add++
+		case t.typ == "documentDeletion" && t.details["originalFilter"] != nil:
+			byFilter++
+		case t.typ == "documentDeletion":
+			byID++
+		default:
+			other++
+		}
+	}
+	return fmt.Sprintf("tasks: %d document additions, %d deletions by filter, %d deletions by id, %d others", add, byFilter, byID, other)
+}
+
 func (f *Server) getTask(w http.ResponseWriter, id string) {
 	n, err := strconv.Atoi(id)
 	if err != nil || n < 0 || n >= len(f.tasks) {
