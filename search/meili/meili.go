@@ -1238,7 +1238,11 @@ func (e *Engine) ready(ctx context.Context) error {
 	return nil
 }
 
-// Delete implements search.Engine.
+// Delete implements search.Engine. It deletes by filter, although
+// Meilisearch batches such a task with nothing else (deleteFound): a
+// deleted case leaves no newer document that a late writer's check
+// would see, so the documents must be matched when the task runs, not
+// looked up before. Deletions are rare next to additions.
 func (e *Engine) Delete(ctx context.Context, caseIDs []string) error {
 	if len(caseIDs) == 0 {
 		return nil
