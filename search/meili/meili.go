@@ -1172,9 +1172,9 @@ func facetValues(resp *searchResponse, a attr) map[string]bool {
 // idsQuery over filter returned) and the write's own documents that gave
 // way, by id, in one task. Meilisearch runs a deletion by filter as a
 // batch of its own, never batched with the additions around it, so a
-// filter per write would halve what its task queue batches when several
-// replicas write; and a new contact, the usual write, finds nothing and
-// sends no deletion at all. Reading the filter now rather than when a
+// filter per write would cut its task queue into batches of one write
+// each when several replicas write; and a new contact, the usual write,
+// finds nothing and sends no deletion at all. Reading the filter now rather than when a
 // task runs loses nothing: every writer checks for newer documents after
 // its own addition, so an older document added after this lookup is
 // removed by its own writer. A lookup that found more than a page (a long
