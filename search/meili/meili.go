@@ -745,18 +745,19 @@ func caseDocuments(c search.CaseDoc) []document {
 		}
 		return out
 	}
+	ids := documentIDs(c)
 	if len(c.Contacts) == 0 {
 		d := base
-		d.ID = docID("cs", c.CaseID, c.Rev)
+		d.ID = ids[0]
 		d.Kind = docCaseOnly
 		d.SortAt = timeValue(c.CreatedAt)
 		d.CJK = cjk("")
 		return []document{d}
 	}
 	out := make([]document, 0, len(c.Contacts))
-	for _, ct := range c.Contacts {
+	for i, ct := range c.Contacts {
 		d := base
-		d.ID = docID("ct", ct.ID, c.Rev)
+		d.ID = ids[i]
 		d.ContactID = ct.ID
 		d.XContactID = encodeValue(ct.ID)
 		d.Channel = ct.Channel
@@ -772,6 +773,20 @@ func caseDocuments(c search.CaseDoc) []document {
 		out = append(out, d)
 	}
 	return out
+}
+
+// documentIDs are the ids of caseDocuments(c), one per contact or the
+// case-only one, without building the documents: the clean-ups after a
+// write need only the ids.
+func documentIDs(c search.CaseDoc) []string {
+	if len(c.Contacts) == 0 {
+		return []string{docID("cs", c.CaseID, c.Rev)}
+	}
+	ids := make([]string, len(c.Contacts))
+	for i, ct := range c.Contacts {
+		ids[i] = docID("ct", ct.ID, c.Rev)
+	}
+	return ids
 }
 
 // Index implements search.Engine.
@@ -893,7 +908,7 @@ func (e *Engine) settleAppended(ctx context.Context, written []search.CaseDoc) e
 		byRev, revs := byRevision(chunk)
 
 		var older []string
-		queries := []*meilisearch.SearchRequest{nil} // the older documents' lookup, once its filter is whole
+		var checks []*meilisearch.SearchRequest // two a position: newer documents of its contacts, newer whole writes of its cases
 		for _, r := range revs {
 			var caseIDs, contactIDs []string
 			for _, c := range byRev[r] {
@@ -904,13 +919,12 @@ func (e *Engine) settleAppended(ctx context.Context, written []search.CaseDoc) e
 			}
 			cases, contacts := in(attrCaseID, hexAll(caseIDs)), in(attrContactID, hexAll(contactIDs))
 			older = append(older, and(or(contacts, and(cases, eqNum(attrDocKind, docCaseOnly))), lt(attrRev, r)).String())
-			queries = append(queries,
+			checks = append(checks,
 				e.valuesQuery(attrContactID, and(contacts, gt(attrRev, r)).String()),
 				e.valuesQuery(attrCaseID, and(cases, gt(attrRev, r), neNum(attrDocKind, docAppended)).String()))
 		}
 		olderFilter := strings.Join(older, " OR ")
-		queries[0] = e.idsQuery(olderFilter)
-		found, _, err := e.multiSearch(ctx, queries, nil)
+		found, _, err := e.multiSearch(ctx, append([]*meilisearch.SearchRequest{e.idsQuery(olderFilter)}, checks...), nil)
 		if err != nil {
 			return err
 		}
@@ -919,9 +933,10 @@ func (e *Engine) settleAppended(ctx context.Context, written []search.CaseDoc) e
 		for i, r := range revs {
 			newer, whole := facetValues(found[1+2*i], attrContactID), facetValues(found[2+2*i], attrCaseID)
 			for _, c := range byRev[r] {
-				for _, ct := range c.Contacts {
+				ids := documentIDs(c)
+				for i, ct := range c.Contacts {
 					if whole[encodeValue(c.CaseID)] || newer[encodeValue(ct.ID)] {
-						own = append(own, docID("ct", ct.ID, r))
+						own = append(own, ids[i])
 					}
 				}
 			}
@@ -1090,9 +1105,7 @@ func (e *Engine) deleteStale(ctx context.Context, written []search.CaseDoc) erro
 				// id, so the ones not written now are stale.
 				var keep []string
 				for _, c := range byRev[r] {
-					for _, d := range caseDocuments(c) {
-						keep = append(keep, d.ID)
-					}
+					keep = append(keep, documentIDs(c)...)
 				}
 				older = append(older, "("+cases+" AND rev = 0 AND "+notIn(primaryKey, keep).String()+")")
 			} else {
@@ -1122,9 +1135,9 @@ func (e *Engine) deleteStale(ctx context.Context, written []search.CaseDoc) erro
 		for _, r := range revs {
 			for _, c := range byRev[r] {
 				whole := superseded[encodeValue(c.CaseID)]
-				for _, d := range caseDocuments(c) {
-					if whole || (d.ContactID != "" && later[encodeValue(d.ContactID)]) {
-						own = append(own, d.ID)
+				for i, id := range documentIDs(c) {
+					if whole || (len(c.Contacts) > 0 && later[encodeValue(c.Contacts[i].ID)]) {
+						own = append(own, id)
 					}
 				}
 			}
