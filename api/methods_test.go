@@ -1,9 +1,15 @@
 package api_test
 
 import (
+	"bufio"
 	"context"
+	"errors"
+	"net"
+	"net/http"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/casevault/casevault/auth"
 	"github.com/casevault/casevault/cases"
@@ -62,6 +68,49 @@ func TestHeadOnEveryGetRoute(t *testing.T) {
 		// HEAD needs a token like GET does.
 		if r := h.do("HEAD", "/api/v1/customers/"+cust, "", nil); r.status != 401 {
 			t.Fatalf("HEAD without a token = %d", r.status)
+		}
+	})
+}
+
+// A HEAD of a streamed (chunked) download leaves nothing after its
+// headers on the connection: fasthttp ended the skipped stream with its
+// trailer's CRLF, which a kept-alive client read as the start of the next
+// response ("malformed HTTP response"), now and then.
+func TestHeadOfAStreamLeavesNothingOnTheConnection(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, h *harness) {
+		cust := h.mustCreate("/api/v1/customers", map[string]any{"name": "Stream"})["id"].(string)
+		path := "/api/v1/customers/" + cust + "/export"
+		if get := h.do("GET", path, h.tokens[auth.RoleAdmin], nil); get.status != 200 || get.header.Get("Content-Length") != "" {
+			t.Fatalf("GET %s = %d, Content-Length %q: want a chunked 200", path, get.status, get.header.Get("Content-Length"))
+		}
+
+		conn, err := net.Dial("tcp", strings.TrimPrefix(h.base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		req := "HEAD " + path + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + h.tokens[auth.RoleAdmin] + "\r\n\r\n"
+		if _, err := conn.Write([]byte(req)); err != nil {
+			t.Fatal(err)
+		}
+		rd := bufio.NewReader(conn)
+		if err := conn.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(rd, &http.Request{Method: "HEAD"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 {
+			t.Fatalf("HEAD %s = %d", path, resp.StatusCode)
+		}
+
+		// Anything more within half a second belongs to no response.
+		if err := conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := rd.Peek(1); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("after the HEAD response the connection held %q (%v), want nothing", b, err)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
@@ -84,10 +85,24 @@ func (s *Server) register(r route) {
 	if r.read != "" {
 		handlers = append(handlers, s.auditRead(r.read, r.target))
 	}
-	handlers = append(handlers, r.h)
-	s.app.Add(r.method, r.path, handlers...)
+	s.app.Add(r.method, r.path, append(slices.Clone(handlers), r.h)...)
 	if r.method == fiber.MethodGet {
-		s.app.Add(fiber.MethodHead, r.path, handlers...)
+		s.app.Add(fiber.MethodHead, r.path, append(handlers, headOf(r.h))...)
+	}
+}
+
+// headOf answers HEAD with what h answers GET, minus a streamed body.
+// fasthttp skips a HEAD response's body but still ends a chunked stream
+// with its trailer's CRLF, which stays on a kept-alive connection and
+// makes the client read the next response as malformed. Dropping the
+// stream also closes it, so its writer (a whole export) stops.
+func headOf(h fiber.Handler) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		err := h(c)
+		if c.Context().Response.IsBodyStream() {
+			c.Context().Response.ResetBody()
+		}
+		return err
 	}
 }
 
