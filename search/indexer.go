@@ -707,7 +707,7 @@ func (ix *Indexer) loadWindows(ctx context.Context, entries []OutboxEntry, appen
 				return nil, got, fmt.Errorf("search: load cases: %w", err)
 			}
 			for id, d := range docs {
-				text += contactText(d)
+				text += ContactText(d.Contacts)
 				got.whole[id] = d
 			}
 		}
@@ -717,7 +717,7 @@ func (ix *Indexer) loadWindows(ctx context.Context, entries []OutboxEntry, appen
 				return nil, got, fmt.Errorf("search: load contacts: %w", err)
 			}
 			for id, d := range docs {
-				text += contactText(d)
+				text += ContactText(d.Contacts)
 				if prev, ok := got.parts[id]; ok {
 					d.Contacts = append(prev.Contacts, d.Contacts...)
 				}
@@ -741,10 +741,12 @@ func (ix *Indexer) loadWindows(ctx context.Context, entries []OutboxEntry, appen
 	return entries, got, nil
 }
 
-// contactText is the size of d's contacts' text (bodies and authors).
-func contactText(d CaseDoc) int {
+// ContactText is the size of contacts' text (bodies and authors), by which
+// the indexer bounds what a batch loads and the Bleve engine what one of
+// its batches analyses.
+func ContactText(contacts []ContactDoc) int {
 	n := 0
-	for _, c := range d.Contacts {
+	for _, c := range contacts {
 		n += len(c.Body) + len(c.Author)
 	}
 	return n

@@ -88,6 +88,9 @@ type Engine struct {
 	// decodeMin is the shortest postings list the scorer keeps decoded
 	// (postings.go)
 	decodeMin int
+	// batchDocs and batchText bound what a Bleve batch of Index or
+	// AddContacts takes before it is applied (index.go, defaultBatchDocs)
+	batchDocs, batchText int
 	// spare counts the cores not taken by a split search: a search splits
 	// only if it gets one, so under concurrent searches each runs on one
 	// goroutine and the split's extra CPU is not spent.
@@ -249,7 +252,7 @@ func newEngine(dir, name string, idx bv.Index, cust *custIndex, version int, opt
 		_ = cust.close()
 		return nil, fmt.Errorf("bleve: %s has mapping %T", name, idx.Mapping())
 	}
-	e := &Engine{dir: dir, name: name, idx: idx, cust: cust, m: im, version: version, splitMin: defaultSplitMin, decodeMin: defaultDecodeMin, spare: newSpareCores(), arenas: make(arenaPool, runtime.GOMAXPROCS(0)+1)}
+	e := &Engine{dir: dir, name: name, idx: idx, cust: cust, m: im, version: version, splitMin: defaultSplitMin, decodeMin: defaultDecodeMin, batchDocs: defaultBatchDocs, batchText: defaultBatchText, spare: newSpareCores(), arenas: make(arenaPool, runtime.GOMAXPROCS(0)+1)}
 	for _, o := range opts {
 		o(e)
 	}

@@ -3,6 +3,7 @@ package bleve
 import (
 	"context"
 	"math"
+	"sync/atomic"
 	"time"
 
 	bv "github.com/blevesearch/bleve/v2"
@@ -69,6 +70,14 @@ func (e *Engine) SetSplitMin(n int) { e.splitMin = n }
 // SetDecodeMin sets the shortest postings list the scorer keeps decoded
 // (1: every list), so that tests cover decoded postings on small corpora.
 func (e *Engine) SetDecodeMin(n int) { e.decodeMin = n }
+
+// SetBatchBounds sets the documents and contact text a Bleve batch of
+// Index or AddContacts takes before it is applied, so that tests cover the
+// split on small corpora.
+func (e *Engine) SetBatchBounds(docs, text int) { e.batchDocs, e.batchText = docs, text }
+
+// Batches is how many batches scorch has applied since the index opened.
+func (e *Engine) Batches() uint64 { return atomic.LoadUint64(&e.stats.TotBatches) }
 
 // SparesTaken is how many spare cores searches hold now (0 between
 // searches: a split search gives its core back).

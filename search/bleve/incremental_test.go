@@ -2,6 +2,7 @@ package bleve_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -179,4 +180,89 @@ func openTemp(t *testing.T) *bleve.Engine {
 	}
 	t.Cleanup(func() { eng.Close() })
 	return eng
+}
+
+// Index and AddContacts apply a Bleve batch whenever the documents built
+// or their contact text reach the engine's bounds, between cases: a case's
+// documents change in one batch however many it has, and nothing is lost
+// across the split. A call that changes nothing applies no batch.
+func TestWritesSplitBatchesBetweenCases(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cases := func(sizes []int) []search.CaseDoc {
+		var out []search.CaseDoc
+		for i, n := range sizes {
+			c := search.CaseDoc{CaseID: fmt.Sprintf("case-%d", i), Number: int64(i + 1), Subject: "split", Status: "open", Priority: "normal",
+				Channel: "email", CreatedAt: t0, UpdatedAt: t0}
+			for j := range n {
+				c.Contacts = append(c.Contacts, contact(fmt.Sprintf("c%d-%d", i, j), "refund please", t0.Add(time.Duration(j)*time.Minute)))
+			}
+			out = append(out, c)
+		}
+		return out
+	}
+	const text = len("x") + len("refund please") // a contact's author and body
+	tests := []struct {
+		name       string
+		sizes      []int
+		docs, text int
+		want       uint64 // batches applied
+	}{
+		{"cut after the case that reaches the documents bound", []int{3, 3, 1, 5, 2}, 4, 1 << 20, 3},
+		{"a case above the bounds stays whole", []int{10}, 4, 1 << 20, 1},
+		{"cut exactly at the documents bound", []int{1, 1, 1, 1}, 2, 1 << 20, 2},
+		{"under the bounds one batch", []int{2, 2}, 100, 1 << 20, 1},
+		{"cut at the text bound", []int{2, 2, 2}, 100, 2 * text, 3},
+		{"cut after the case that passes the text bound", []int{2, 2, 2}, 100, 2*text + 1, 2},
+	}
+	writes := []struct {
+		name  string
+		write func(*bleve.Engine, context.Context, []search.CaseDoc) error
+	}{
+		{"Index", (*bleve.Engine).Index},
+		{"AddContacts", (*bleve.Engine).AddContacts},
+	}
+	for _, w := range writes {
+		for _, tt := range tests {
+			t.Run(w.name+"/"+tt.name, func(t *testing.T) {
+				ctx := context.Background()
+				eng := openTemp(t)
+				eng.SetBatchBounds(tt.docs, tt.text)
+				docs := cases(tt.sizes)
+				before := eng.Batches()
+				if err := w.write(eng, ctx, docs); err != nil {
+					t.Fatal(err)
+				}
+				if got := eng.Batches() - before; got != tt.want {
+					t.Errorf("batches applied: %d, want %d", got, tt.want)
+				}
+
+				total := 0
+				for _, n := range tt.sizes {
+					total += n
+				}
+				n, err := eng.DocCount()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n != uint64(total) {
+					t.Errorf("documents: %d, want %d", n, total)
+				}
+				heads, err := eng.Count(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if heads != int64(len(tt.sizes)) {
+					t.Errorf("cases counted: %d, want %d", heads, len(tt.sizes))
+				}
+
+				before = eng.Batches()
+				if err := w.write(eng, ctx, docs); err != nil {
+					t.Fatal(err)
+				}
+				if got := eng.Batches() - before; got != 0 {
+					t.Errorf("unchanged cases applied %d batches, want 0", got)
+				}
+			})
+		}
+	}
 }
