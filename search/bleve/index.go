@@ -175,9 +175,10 @@ func (e *Engine) caseDocuments(c search.CaseDoc, hashes []string, head bool, wan
 
 // Index implements search.Engine: a batch deletes the documents of each
 // case that are not in the new layout and (re)writes the others. Large
-// calls are split by case into one batch per CPU, built concurrently (a
-// Bleve batch builds its segment on one core). It returns once the batches
-// are applied, and on a live index once they are persisted.
+// calls are split by case into one part per P, built concurrently (a
+// Bleve batch builds its segment on one core), each applying its batch
+// whenever it is full (Engine.full). It returns once the batches are
+// applied, and on a live index once they are persisted.
 func (e *Engine) Index(ctx context.Context, docs []search.CaseDoc) error {
 	if len(docs) == 0 {
 		return nil
