@@ -177,7 +177,7 @@ func (e *Engine) caseDocuments(c search.CaseDoc, hashes []string, head bool, wan
 // case that are not in the new layout and (re)writes the others. Large
 // calls are split by case into one part per P, built concurrently (a
 // Bleve batch builds its segment on one core), each applying its batch
-// whenever it is full (Engine.full). It returns once the batches are
+// whenever it is full (caseBatches). It returns once the batches are
 // applied, and on a live index once they are persisted.
 func (e *Engine) Index(ctx context.Context, docs []search.CaseDoc) error {
 	if len(docs) == 0 {
@@ -236,17 +236,56 @@ const (
 	defaultBatchText = 4 << 20
 )
 
-// batchFill counts what a Bleve batch being filled holds.
-type batchFill struct{ docs, text int }
+// caseBatches fills the Bleve batches of one Index part or AddContacts
+// call, case by case, and applies each once it is full.
+type caseBatches struct {
+	e *Engine
+	b *bv.Batch
+	// docs and text are what b holds: documents, and their contacts' text
+	docs, text int
+}
 
-// full reports whether the batch is to be applied before the next case.
-func (e *Engine) full(f batchFill) bool {
-	return f.docs >= e.batchDocs || f.text >= e.batchText
+func (e *Engine) caseBatches() *caseBatches { return &caseBatches{e: e, b: e.idx.NewBatch()} }
+
+// add puts documents of the current case in the batch; contacts are the
+// contacts they hold, whose text counts towards the bound.
+func (w *caseBatches) add(docs []*document.Document, contacts []search.ContactDoc) error {
+	for _, d := range docs {
+		if err := w.b.IndexAdvanced(d); err != nil {
+			return fmt.Errorf("bleve: index %s: %w", d.ID(), err)
+		}
+	}
+	w.docs += len(docs)
+	w.text += search.ContactText(contacts)
+	return nil
+}
+
+// endCase applies the batch when it holds batchDocs documents or batchText
+// of text. Only between cases, never inside one: a case's documents (its
+// one head among them, which Count relies on) change in one batch, and a
+// case above the bounds still goes in one.
+func (w *caseBatches) endCase(ctx context.Context) error {
+	if w.docs < w.e.batchDocs && w.text < w.e.batchText {
+		return nil
+	}
+	return w.flush(ctx)
+}
+
+// flush applies what the batch holds (nothing for an empty one) and starts
+// the next.
+func (w *caseBatches) flush(ctx context.Context) error {
+	if w.b.Size() == 0 {
+		return nil
+	}
+	if err := w.e.apply(ctx, w.b); err != nil {
+		return err
+	}
+	w.b, w.docs, w.text = w.e.idx.NewBatch(), 0, 0
+	return nil
 }
 
 func (e *Engine) indexPart(ctx context.Context, docs []search.CaseDoc, existing map[string]map[string]string) error {
-	b := e.idx.NewBatch()
-	var fill batchFill
+	w := e.caseBatches()
 	for _, c := range docs {
 		keep := make(map[string]bool, len(c.Contacts)+1)
 		hashes := docHashes(c)
@@ -255,42 +294,31 @@ func (e *Engine) indexPart(ctx context.Context, docs []search.CaseDoc, existing 
 		// updated_at (which no hash includes, see docHashes), so a
 		// document whose content hash is unchanged is neither built nor
 		// rewritten: a new contact costs its own document, not the case's.
+		var rewritten []search.ContactDoc
 		changed := func(i int, id string) bool {
 			keep[id] = true
 			if old[id] == hashes[i] {
 				return false
 			}
 			if i < len(c.Contacts) {
-				fill.text += len(c.Contacts[i].Body) + len(c.Contacts[i].Author)
+				rewritten = append(rewritten, c.Contacts[i])
 			}
 			return true
 		}
-		for _, d := range e.caseDocuments(c, hashes, true, changed) {
-			if err := b.IndexAdvanced(d); err != nil {
-				return fmt.Errorf("bleve: index %s: %w", d.ID(), err)
-			}
-			fill.docs++
+		if err := w.add(e.caseDocuments(c, hashes, true, changed), rewritten); err != nil {
+			return err
 		}
 		for id := range old {
 			if !keep[id] {
-				b.Delete(id)
+				w.b.Delete(id)
 			}
 		}
 
-		// Applied between cases, never inside one: a case's documents
-		// (its one head among them, which Count relies on) change in one
-		// batch. A case above the bounds still goes in one.
-		if e.full(fill) {
-			if err := e.apply(ctx, b); err != nil {
-				return err
-			}
-			b, fill = e.idx.NewBatch(), batchFill{}
+		if err := w.endCase(ctx); err != nil {
+			return err
 		}
 	}
-	if b.Size() == 0 {
-		return nil
-	}
-	return e.apply(ctx, b)
+	return w.flush(ctx)
 }
 
 // docHashes returns, in caseDocuments order, a hash of everything each
@@ -377,8 +405,7 @@ func (e *Engine) AddContacts(ctx context.Context, docs []search.CaseDoc) error {
 	if err != nil {
 		return err
 	}
-	b := e.idx.NewBatch()
-	var fill batchFill
+	w := e.caseBatches()
 	h := newHasher()
 	for _, c := range docs {
 		if err := ctx.Err(); err != nil {
@@ -408,32 +435,20 @@ func (e *Engine) AddContacts(ctx context.Context, docs []search.CaseDoc) error {
 		}
 		part := c
 		part.Contacts = add
-		for _, d := range e.caseDocuments(part, hashes, head, nil) {
-			if err := b.IndexAdvanced(d); err != nil {
-				return fmt.Errorf("bleve: index %s: %w", d.ID(), err)
-			}
-			fill.docs++
+		if err := w.add(e.caseDocuments(part, hashes, head, nil), add); err != nil {
+			return err
 		}
 		if caseOnly {
-			b.Delete(docID(c.CaseID, ""))
+			w.b.Delete(docID(c.CaseID, ""))
 		}
 
-		// Between cases, as in Index: each case's head was chosen from
-		// the snapshot r, which a batch of other cases does not change.
-		fill.text += search.ContactText(add)
-		if e.full(fill) {
-			if err := e.apply(ctx, b); err != nil {
-				return err
-			}
-			b, fill = e.idx.NewBatch(), batchFill{}
+		// Each case's head was chosen from the snapshot r, which a batch
+		// of other cases applied meanwhile does not change.
+		if err := w.endCase(ctx); err != nil {
+			return err
 		}
 	}
-
-	if b.Size() == 0 {
-		return nil
-	}
-
-	return e.apply(ctx, b)
+	return w.flush(ctx)
 }
 
 // existing returns which of the documents AddContacts could write for docs

@@ -934,9 +934,9 @@ func (e *Engine) settleAppended(ctx context.Context, written []search.CaseDoc) e
 			newer, whole := facetValues(found[1+2*i], attrContactID), facetValues(found[2+2*i], attrCaseID)
 			for _, c := range byRev[r] {
 				ids := documentIDs(c)
-				for i, ct := range c.Contacts {
+				for j, ct := range c.Contacts {
 					if whole[encodeValue(c.CaseID)] || newer[encodeValue(ct.ID)] {
-						own = append(own, ids[i])
+						own = append(own, ids[j])
 					}
 				}
 			}
