@@ -39,6 +39,11 @@ type runtimeConfig struct {
 	// Procs is the GOMAXPROCS to set; 0 leaves the runtime's own (an
 	// explicit GOMAXPROCS in the environment and no casevault setting).
 	Procs int
+	// Cores is the runtime's own GOMAXPROCS, before Procs: the CPUs, or
+	// fewer under a container's CPU limit or an explicit GOMAXPROCS. Work
+	// that keeps a core busy per goroutine (an index rebuild's parts) is
+	// sized by it, not by Procs.
+	Cores int
 }
 
 // maxProcs bounds --gomaxprocs: far above any useful value, low enough that
@@ -50,7 +55,7 @@ const maxProcs = 1024
 // explicit GOGC or GOMAXPROCS; a value set by flag or environment wins over
 // those.
 func (c *config) goRuntime() (runtimeConfig, error) {
-	var g runtimeConfig
+	g := runtimeConfig{Cores: runtime.GOMAXPROCS(0)}
 	if c.explicit("gc-percent") || !inEnv("GOGC") {
 		if c.GCPercent < 25 || c.GCPercent > 10000 {
 			return g, fmt.Errorf("--gc-percent must be a whole number from 25 to 10000, not %d", c.GCPercent)
@@ -70,7 +75,7 @@ func (c *config) goRuntime() (runtimeConfig, error) {
 		if g.Procs == 0 {
 			// GOMAXPROCS(0) is what Go would use: the CPUs, or fewer
 			// under a container's CPU limit.
-			g.Procs = 2 * runtime.GOMAXPROCS(0)
+			g.Procs = 2 * g.Cores
 		}
 	}
 	return g, nil

@@ -46,11 +46,15 @@ func (f engineFactory) meiliConfig() meili.Config {
 	return meili.Config{URL: f.cfg.MeiliURL, APIKey: f.cfg.MeiliKey, IndexVersion: f.cfg.MeiliIndexVersion}
 }
 
+func (f engineFactory) bleveOptions() []bleve.Option {
+	return []bleve.Option{bleve.WithGuard(f.guard), bleve.WithCores(f.cfg.Runtime.Cores)}
+}
+
 func (f engineFactory) open(ctx context.Context) (search.Engine, error) {
 	if f.cfg.MeiliURL != "" {
 		return meili.Open(ctx, f.meiliConfig())
 	}
-	return bleve.Open(ctx, filepath.Join(f.cfg.DataDir, "index"), bleve.WithGuard(f.guard))
+	return bleve.Open(ctx, filepath.Join(f.cfg.DataDir, "index"), f.bleveOptions()...)
 }
 
 // reopen opens the live engine again after it failed (search.ErrBroken):
@@ -59,7 +63,7 @@ func (f engineFactory) reopen(ctx context.Context) (search.Engine, error) {
 	if f.cfg.MeiliURL != "" {
 		return f.open(ctx)
 	}
-	return bleve.Reopen(ctx, filepath.Join(f.cfg.DataDir, "index"), bleve.WithGuard(f.guard))
+	return bleve.Reopen(ctx, filepath.Join(f.cfg.DataDir, "index"), f.bleveOptions()...)
 }
 
 // build returns a new, empty index for a rebuild.
@@ -68,7 +72,7 @@ func (f engineFactory) build(ctx context.Context) (search.Engine, error) {
 		// A new index beside the live one, swapped in when full (issue 20 §9).
 		return meili.Build(ctx, f.meiliConfig())
 	}
-	return bleve.Build(ctx, filepath.Join(f.cfg.DataDir, "index"), bleve.WithGuard(f.guard))
+	return bleve.Build(ctx, filepath.Join(f.cfg.DataDir, "index"), f.bleveOptions()...)
 }
 
 // needsRebuild reports whether the live index must be filled from the store:
@@ -251,10 +255,11 @@ func rebuildIndex(ctx context.Context, cfg *config, target *sqldb.DB, dir string
 	var build func(ctx context.Context) (search.Engine, error)
 	if dir != "" {
 		ixDir := filepath.Join(dir, "index")
-		if eng, err = bleve.Open(ctx, ixDir); err != nil {
+		cores := bleve.WithCores(cfg.Runtime.Cores)
+		if eng, err = bleve.Open(ctx, ixDir, cores); err != nil {
 			return 0, err
 		}
-		build = func(ctx context.Context) (search.Engine, error) { return bleve.Build(ctx, ixDir) }
+		build = func(ctx context.Context) (search.Engine, error) { return bleve.Build(ctx, ixDir, cores) }
 	} else {
 		f := engineFactory{cfg: cfg}
 		if eng, err = f.open(ctx); err != nil {

@@ -100,6 +100,8 @@ type Engine struct {
 	// bleveScores turns the term-at-a-time scorer off: matches are scored
 	// by Bleve's searchers (the reference its tests compare with)
 	bleveScores bool
+	// cores is how many parts Index builds at once (WithCores)
+	cores int
 }
 
 // spareCores is a non-blocking counting semaphore.
@@ -129,6 +131,18 @@ type Option func(*Engine)
 // WithGuard recovers and reports panics in the engine's own background
 // work (warming columns) through g.
 func WithGuard(g *bg.Guard) Option { return func(e *Engine) { e.guard = g } }
+
+// WithCores sets how many parts a large Index call builds at once: the
+// cores the process may keep busy (default: GOMAXPROCS). serve runs twice
+// as many Ps as cores, and four parts on two cores took more time, CPU and
+// memory than two (docs/ARCHITECTURE.md); n < 1 keeps the default.
+func WithCores(n int) Option {
+	return func(e *Engine) {
+		if n > 0 {
+			e.cores = n
+		}
+	}
+}
 
 var _ search.Engine = (*Engine)(nil)
 
@@ -252,7 +266,7 @@ func newEngine(dir, name string, idx bv.Index, cust *custIndex, version int, opt
 		_ = cust.close()
 		return nil, fmt.Errorf("bleve: %s has mapping %T", name, idx.Mapping())
 	}
-	e := &Engine{dir: dir, name: name, idx: idx, cust: cust, m: im, version: version, splitMin: defaultSplitMin, decodeMin: defaultDecodeMin, batchDocs: defaultBatchDocs, batchText: defaultBatchText, spare: newSpareCores(), arenas: make(arenaPool, runtime.GOMAXPROCS(0)+1)}
+	e := &Engine{dir: dir, name: name, idx: idx, cust: cust, m: im, version: version, splitMin: defaultSplitMin, decodeMin: defaultDecodeMin, batchDocs: defaultBatchDocs, batchText: defaultBatchText, cores: runtime.GOMAXPROCS(0), spare: newSpareCores(), arenas: make(arenaPool, runtime.GOMAXPROCS(0)+1)}
 	for _, o := range opts {
 		o(e)
 	}

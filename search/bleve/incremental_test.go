@@ -3,6 +3,7 @@ package bleve_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -264,5 +265,53 @@ func TestWritesSplitBatchesBetweenCases(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// A large Index call is built in one part per core the engine was given
+// (WithCores), each part applying its own batch: serve runs twice as many
+// Ps as cores, and a part per P took more time, CPU and memory.
+func TestIndexBuildsOnePartPerCore(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	docs := make([]search.CaseDoc, 128) // 128 cases: up to 128/32 = 4 parts
+	for i := range docs {
+		docs[i] = search.CaseDoc{CaseID: fmt.Sprintf("case-%03d", i), Number: int64(i + 1), Subject: "parts", Status: "open", Priority: "normal",
+			Channel: "email", CreatedAt: t0, UpdatedAt: t0, Contacts: []search.ContactDoc{contact(fmt.Sprintf("c%d", i), "refund please", t0)}}
+	}
+
+	tests := []struct {
+		cores int
+		want  uint64 // batches applied: one per part, the bounds never reached
+	}{
+		{1, 1},
+		{2, 2},
+		{3, 3},
+		{8, 4}, // at least 32 cases a part
+		{0, 4}, // ignored: GOMAXPROCS, of which this test asks at least 4
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("cores=%d", tt.cores), func(t *testing.T) {
+			if tt.cores == 0 {
+				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+			}
+			eng, err := bleve.Open(t.Context(), t.TempDir(), bleve.WithCores(tt.cores))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer eng.Close()
+			eng.SetBatchBounds(1<<20, 1<<30)
+			before := eng.Batches()
+
+			if err := eng.Index(t.Context(), docs); err != nil {
+				t.Fatal(err)
+			}
+
+			if got := eng.Batches() - before; got != tt.want {
+				t.Errorf("batches applied: %d, want %d", got, tt.want)
+			}
+			if n, err := eng.DocCount(); err != nil || n != uint64(len(docs)) {
+				t.Errorf("documents: %d (%v), want %d", n, err, len(docs))
+			}
+		})
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -175,9 +174,9 @@ func (e *Engine) caseDocuments(c search.CaseDoc, hashes []string, head bool, wan
 
 // Index implements search.Engine: a batch deletes the documents of each
 // case that are not in the new layout and (re)writes the others. Large
-// calls are split by case into one part per P, built concurrently (a
-// Bleve batch builds its segment on one core), each applying its batch
-// whenever it is full (caseBatches). It returns once the batches are
+// calls are split by case into one part per core (WithCores), built
+// concurrently (a Bleve batch builds its segment on one core), each
+// applying its batch whenever it is full (caseBatches). It returns once the batches are
 // applied, and on a live index once they are persisted.
 func (e *Engine) Index(ctx context.Context, docs []search.CaseDoc) error {
 	if len(docs) == 0 {
@@ -204,7 +203,7 @@ func (e *Engine) Index(ctx context.Context, docs []search.CaseDoc) error {
 
 	parts := 1
 	if n := len(docs); n >= 64 {
-		parts = min(runtime.GOMAXPROCS(0), n/32)
+		parts = min(e.cores, n/32)
 	}
 
 	size := (len(docs) + parts - 1) / parts
