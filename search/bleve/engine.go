@@ -100,14 +100,17 @@ type Engine struct {
 	// bleveScores turns the term-at-a-time scorer off: matches are scored
 	// by Bleve's searchers (the reference its tests compare with)
 	bleveScores bool
-	// cores is how many parts Index builds at once (WithCores)
+	// cores sizes Index's parts and the spare cores (WithCores)
 	cores int
 }
 
 // spareCores is a non-blocking counting semaphore.
 type spareCores chan struct{}
 
-func newSpareCores() spareCores { return make(spareCores, max(runtime.GOMAXPROCS(0)-1, 1)) }
+// newSpareCores gives a process of cores cores its cores − 1 spares (at
+// least one): cores, not Ps, since serve runs twice as many Ps as cores
+// and a split is only worth its extra CPU on a core left idle.
+func newSpareCores(cores int) spareCores { return make(spareCores, max(cores-1, 1)) }
 
 // take reports whether a spare core was free (then give returns it).
 func (s spareCores) take() bool {
@@ -132,10 +135,11 @@ type Option func(*Engine)
 // work (warming columns) through g.
 func WithGuard(g *bg.Guard) Option { return func(e *Engine) { e.guard = g } }
 
-// WithCores sets how many parts a large Index call builds at once: the
-// cores the process may keep busy (default: GOMAXPROCS). serve runs twice
-// as many Ps as cores, and four parts on two cores took more time, CPU and
-// memory than two (docs/ARCHITECTURE.md); n < 1 keeps the default.
+// WithCores gives the engine the cores the process may keep busy
+// (default: GOMAXPROCS): a large Index call builds that many parts at
+// once, and that many searches less one may split (spareCores). serve runs
+// twice as many Ps as cores, and four parts on two cores took more time,
+// CPU and memory than two (docs/ARCHITECTURE.md); n < 1 keeps the default.
 func WithCores(n int) Option {
 	return func(e *Engine) {
 		if n > 0 {
@@ -266,10 +270,11 @@ func newEngine(dir, name string, idx bv.Index, cust *custIndex, version int, opt
 		_ = cust.close()
 		return nil, fmt.Errorf("bleve: %s has mapping %T", name, idx.Mapping())
 	}
-	e := &Engine{dir: dir, name: name, idx: idx, cust: cust, m: im, version: version, splitMin: defaultSplitMin, decodeMin: defaultDecodeMin, batchDocs: defaultBatchDocs, batchText: defaultBatchText, cores: runtime.GOMAXPROCS(0), spare: newSpareCores(), arenas: make(arenaPool, runtime.GOMAXPROCS(0)+1)}
+	e := &Engine{dir: dir, name: name, idx: idx, cust: cust, m: im, version: version, splitMin: defaultSplitMin, decodeMin: defaultDecodeMin, batchDocs: defaultBatchDocs, batchText: defaultBatchText, cores: runtime.GOMAXPROCS(0), arenas: make(arenaPool, runtime.GOMAXPROCS(0)+1)}
 	for _, o := range opts {
 		o(e)
 	}
+	e.spare = newSpareCores(e.cores)
 	if adv, err := idx.Advanced(); err == nil {
 		e.stats = scorchStats(adv)
 		e.errBase = asyncErrors(e.stats)
