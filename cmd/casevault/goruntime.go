@@ -41,8 +41,8 @@ type runtimeConfig struct {
 	Procs int
 	// Cores is the runtime's own GOMAXPROCS, before Procs: the CPUs, or
 	// fewer under a container's CPU limit or an explicit GOMAXPROCS. Work
-	// that keeps a core busy per goroutine (an index rebuild's parts) is
-	// sized by it, not by Procs.
+	// that keeps a core busy per goroutine (the embedded index's parallel
+	// batches and searches' splits) is sized by it, not by Procs.
 	Cores int
 }
 
