@@ -97,7 +97,7 @@ func options() []option {
 		{name: "memory-limit", def: "", uses: useServer, field: func(c *config) any { return &c.MemoryLimit },
 			help: "soft limit of the Go heap (e.g. 800MiB; GOMEMLIMIT): the GC works harder near it. Empty means none; in a container set about 80% of its memory"},
 		{name: "gomaxprocs", def: "0", uses: useServer, field: func(c *config) any { return &c.GoMaxProcs },
-			help: "threads running Go code at once (GOMAXPROCS); 0 means twice the CPUs Go sees, which keeps requests moving while the search indexer works. An explicit GOMAXPROCS wins over the default"},
+			help: "threads running Go code at once (GOMAXPROCS); 0 means twice the CPUs Go sees, which keeps requests moving while the search indexer works. An explicit GOMAXPROCS wins over the default. The embedded index sizes its parallel work (the batches a rebuild or catch-up builds at once, the searches that may split) by the CPUs Go sees, not by this setting"},
 		{name: "pprof-listen", def: "", uses: useServer, field: func(c *config) any { return &c.PprofListen },
 			help: "serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (port 0: the kernel chooses, and the log line \"profiler listening (unauthenticated)\" gives it), for profiling under load; empty means off. Unauthenticated: never expose it beyond the host"},
 		{name: "console", def: "true", uses: useServer, field: func(c *config) any { return &c.Console.Enabled },
