@@ -107,9 +107,10 @@ type Engine struct {
 // spareCores is a non-blocking counting semaphore.
 type spareCores chan struct{}
 
-// newSpareCores gives a process of cores cores its cores − 1 spares (at
-// least one): cores, not Ps, since serve runs twice as many Ps as cores
-// and a split is only worth its extra CPU on a core left idle.
+// newSpareCores counts the spares from the cores the process may keep busy
+// (one is the searching goroutine's own; at least one spare): not from
+// the Ps, which serve runs at twice the cores, since a split is only
+// worth its extra CPU on a core left idle.
 func newSpareCores(cores int) spareCores { return make(spareCores, max(cores-1, 1)) }
 
 // take reports whether a spare core was free (then give returns it).
