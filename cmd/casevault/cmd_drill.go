@@ -204,7 +204,7 @@ func drill(ctx context.Context, cfg *config, o drillOptions) (drillReport, error
 	if err != nil {
 		return out, err
 	}
-	if err := drillServe(ctx, target, master, cfg.SQLiteSync, sample, secret, tokenID, o, &out, step); err != nil {
+	if err := drillServe(ctx, cfg, target, master, sample, secret, tokenID, o, &out, step); err != nil {
 		return out, err
 	}
 
@@ -261,10 +261,10 @@ func drillPrepare(ctx context.Context, dir string, n int) (sample []drillSample,
 // sample through the API, verifies the audit chain through the API,
 // revokes the drill's token and stops the server. The server always stops
 // before this returns (the scratch directory is removed next).
-func drillServe(ctx context.Context, dir string, master []byte, sync string, sample []drillSample, secret, tokenID string, o drillOptions, out *drillReport,
+func drillServe(ctx context.Context, cfg *config, dir string, master []byte, sample []drillSample, secret, tokenID string, o drillOptions, out *drillReport,
 	step func(name string, start time.Time, ok bool, detail string)) error {
 	t0 := time.Now()
-	scfg, err := scratchConfig(dir, master, sync)
+	scfg, err := scratchConfig(dir, master, cfg)
 	if err != nil {
 		return err
 	}
@@ -380,18 +380,24 @@ func drillStop(stop func() error, out *drillReport, step func(name string, start
 
 // scratchConfig is the configuration of the restored scratch instance:
 // defaults (SQLite, local blobs, Bleve index, all under dir), the
-// instance's master key, no backups, a short shutdown.
-func scratchConfig(dir string, master []byte, sync string) (*config, error) {
+// instance's master key, parent's SQLite sync and Go runtime, no backups,
+// a short shutdown.
+func scratchConfig(dir string, master []byte, parent *config) (*config, error) {
 	c := newConfig()
 	c.DataDir = dir
 	c.Listen = "127.0.0.1:0"
-	c.SQLiteSync = sync
+	c.SQLiteSync = parent.SQLiteSync
 	c.MasterKeyHex = hex.EncodeToString(master)
 	c.Backup.Cron, c.Backup.ForgetCron, c.Backup.DrillCron = "off", "off", "off"
 	c.ShutdownTimeout = 10 * time.Second
 	if err := c.resolve(); err != nil {
 		return nil, fmt.Errorf("drill: scratch configuration: %w", err)
 	}
+
+	// The scratch instance runs in this process, whose runtime parent set
+	// up: a scheduled drill runs inside serve, which has doubled
+	// GOMAXPROCS since parent read the cores, so resolve read twice them.
+	c.Runtime = parent.Runtime
 	return c, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -115,9 +116,41 @@ func testServeConfig(t *testing.T) (cfg *config, dir string) {
 	dir = filepath.Join(t.TempDir(), "data")
 	master := make([]byte, 32)
 	_, _ = rand.Read(master)
-	cfg, err := scratchConfig(dir, master, "NORMAL")
+	cfg, err := scratchConfig(dir, master, testParentConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return cfg, dir
+}
+
+// testParentConfig is the resolved defaults with SQLite's NORMAL sync: the
+// configuration a drill's scratch instance inherits from.
+func testParentConfig(t *testing.T) *config {
+	t.Helper()
+	parent := newConfig()
+	parent.SQLiteSync = "NORMAL"
+	if err := parent.resolve(); err != nil {
+		t.Fatal(err)
+	}
+	return parent
+}
+
+// A scheduled drill runs its scratch instance inside serve, after serve
+// doubled GOMAXPROCS: the scratch instance keeps the cores serve read
+// before that, or its index would build twice as many parts at once.
+func TestScratchConfigKeepsTheParentsCores(t *testing.T) {
+	parent := testParentConfig(t)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2 * parent.Runtime.Cores)) // what serve's apply does
+
+	scratch, err := scratchConfig(t.TempDir(), make([]byte, 32), parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if scratch.Runtime != parent.Runtime {
+		t.Errorf("scratch runtime %+v, want the parent's %+v", scratch.Runtime, parent.Runtime)
+	}
+	if scratch.SQLiteSync != "NORMAL" {
+		t.Errorf("scratch SQLite sync %q, want the parent's NORMAL", scratch.SQLiteSync)
+	}
 }

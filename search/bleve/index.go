@@ -176,8 +176,8 @@ func (e *Engine) caseDocuments(c search.CaseDoc, hashes []string, head bool, wan
 // case that are not in the new layout and (re)writes the others. Large
 // calls are split by case into one part per core (WithCores), built
 // concurrently (a Bleve batch builds its segment on one core), each
-// applying its batch whenever it is full (caseBatches). It returns once the batches are
-// applied, and on a live index once they are persisted.
+// applying its batch whenever it is full (caseBatches). It returns once
+// the batches are applied, and on a live index once they are persisted.
 func (e *Engine) Index(ctx context.Context, docs []search.CaseDoc) error {
 	if len(docs) == 0 {
 		return nil
