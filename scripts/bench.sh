@@ -66,12 +66,13 @@ http_bench() { # name, extra env...
   if command -v wrk >/dev/null 2>&1; then # a second, C load generator (apt-get install wrk)
     local cases; cases=$(wrk_cases 18099 "$tok")
     say "wrk contacts:"
-    local b0 b1; b0=$(batch_mark 18099)
+    local b0 b1 c0 c1; b0=$(batch_mark 18099); c0=$(cpu_mark "$pid")
     CASES="$cases" TOKEN="$tok" wrk -t2 -c32 -d"$DUR" --latency -s scripts/wrk-contacts.lua http://127.0.0.1:18099 | tee -a "$out" "$tmp/wrk.out"
-    b1=$(batch_mark 18099)
+    b1=$(batch_mark 18099); c1=$(cpu_mark "$pid")
     if grep -q "Non-2xx" "$tmp/wrk.out"; then say "WARNING: wrk saw failed requests; its figures are not ingest figures"; fi
     local wrkc; wrkc=$(wrk_rps < "$tmp/wrk.out")
     say "wrk ratio ($name): contacts ${wrkc}/s / healthz ${wrkhz}/s = $(ratio "$wrkc" "$wrkhz") (target >= 0.12), p99 $(wrk_p99 < "$tmp/wrk.out") (target < 30 ms); $(batch_load "$b0" "$b1" "${DUR%s}")"
+    say "CPU per contact under wrk: $(cpu_per "$c0" "$c1" "$(wrk_total < "$tmp/wrk.out")"); budget: $(budget "$c0" "$c1" "$(wrk_total < "$tmp/wrk.out")" "$(awk -v h="$wrkhz" 'BEGIN{print h * 0.12}')")"
     # The reference again once the index has caught up: the VM's speed
     # moves between runs (its /healthz moved 2x within an hour in the
     # thirtieth session), and a ratio is only as good as its reference
@@ -198,6 +199,21 @@ cpu_per() {
   awk -v a="$1" -v b="$2" -v n="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN{split(a, x, " "); split(b, y, " "); if (n < 1) n = 1
     printf "serve %.3f ms, PostgreSQL %.3f ms, the whole machine %.3f ms", (y[1] - x[1]) * 1000 / hz / n, (y[2] - x[2]) * 1000 / hz / n, (y[3] - x[3]) * 1000 / hz / n}'
 }
+# budget BEFORE AFTER N RATE: what a ratio target leaves serve. At RATE
+# contacts/s the machine's cores give each contact cores/RATE of CPU; what
+# everything but serve used per contact in the load just measured (the
+# database, the load generator, the kernel) is taken off, and the rest is
+# serve's share at the target, next to what serve used. Issue 19's targets
+# are ratios to references (pgbench, /healthz) that run on the same cores
+# as serve, its database and its load generator; this line says, each run,
+# whether serve's own CPU is what stands between it and the target.
+budget() {
+  awk -v a="$1" -v b="$2" -v n="$3" -v rate="$4" -v hz="$(getconf CLK_TCK)" -v cores="$(getconf _NPROCESSORS_ONLN)" 'BEGIN{split(a, x, " "); split(b, y, " "); if (n < 1) n = 1; if (rate <= 0) rate = 1
+    serve = (y[1] - x[1]) * 1000 / hz / n; rest = (y[3] - x[3]) * 1000 / hz / n - serve; per = cores * 1000 / rate; left = per - rest
+    printf "at the target (%.0f contacts/s) the %d cores give a contact %.3f ms; everything but serve used %.3f ms a contact, ", rate, cores, per, rest
+    if (left <= 0) printf "which leaves serve nothing (serve used %.3f ms)", serve
+    else printf "which leaves serve %.3f ms; serve used %.3f ms, %.2fx that", left, serve, serve / left}'
+}
 
 # wal_commits FROM TO N: the transactions committed between two WAL
 # positions, per N (pg_walinspect; "n/a" without it). With two replicas
@@ -289,6 +305,7 @@ scale_bench() {
     wait "$sp"
     w1=$(wrk_rps < "$tmp/wrk1.out")
     say "wrk, one replica: ${w1}/s p99 $(wrk_p99 < "$tmp/wrk1.out"); ratio to pgbench: $(ratio "$w1" "$pgb") (target >= 0.5, p99 < 30 ms); CPU per contact: $(cpu_per "$c0" "$c1" "$(wrk_total < "$tmp/wrk1.out")"); commits per contact $(wal_commits "$l0" "$l1" "$(wrk_total < "$tmp/wrk1.out")"); $(batch_load "$b0" "$b1" "${DUR%s}"); index pending at the end: $(index_pending 18101)"
+    say "budget, one replica under wrk: $(budget "$c0" "$c1" "$(wrk_total < "$tmp/wrk1.out")" "$(awk -v p="$pgb" 'BEGIN{print p / 2}')")"
     waits+=(waits-wrk-one)
   fi
   # The reference again, after the one-replica loads and once the index
@@ -325,6 +342,7 @@ scale_bench() {
     local wa wb wtwo; wa=$(wrk_rps < "$tmp/wrk2a.out"); wb=$(wrk_rps < "$tmp/wrk2b.out")
     wtwo=$(awk -v a="$wa" -v b="$wb" 'BEGIN{printf "%.0f", a+b}')
     say "wrk, two replicas: ${wtwo}/s (p99 $(wrk_p99 < "$tmp/wrk2a.out") / $(wrk_p99 < "$tmp/wrk2b.out")); ratio to one: $(ratio "$wtwo" "$w1") (target >= 1); CPU per contact (both replicas): $(cpu_per "$c0" "$c1" "$(( $(wrk_total < "$tmp/wrk2a.out") + $(wrk_total < "$tmp/wrk2b.out") ))"); commits per contact $(wal_commits "$l0" "$l1" "$(( $(wrk_total < "$tmp/wrk2a.out") + $(wrk_total < "$tmp/wrk2b.out") ))"); index pending at the end: $(index_pending 18101) / $(index_pending 18102)"
+    say "budget, two replicas under wrk (serve: both): $(budget "$c0" "$c1" "$(( $(wrk_total < "$tmp/wrk2a.out") + $(wrk_total < "$tmp/wrk2b.out") ))" "$w1")"
     waits+=(waits-wrk-two)
   fi
   for f in "${waits[@]}"; do
