@@ -84,12 +84,11 @@ func (c *custIndex) close() error {
 // customerDocument lays a customer out: the name's non-CJK tokens and CJK
 // bigrams in the fields nameQuery searches.
 func (e *Engine) customerDocument(c search.CustomerDoc) *document.Document {
-	memo := &memoAnalyzer{a: e.text}
-	latin, cjk := splitAnalyzer{m: memo}, splitAnalyzer{m: memo, cjk: true}
+	text := newDocText(e.text)
+	text.add(0, c.Name)
 	d := document.NewDocument(c.CustomerID)
-	name := []byte(c.Name)
-	d.AddField(document.NewTextFieldCustom(fName, nil, name, index.IndexField, latin))
-	d.AddField(document.NewTextFieldCustom(fNameCJK, nil, name, index.IndexField, cjk))
+	d.AddField(text.field(fName, sideLatin, index.IndexField))
+	d.AddField(text.field(fNameCJK, sideCJK, index.IndexField))
 	return d
 }
 

@@ -122,22 +122,13 @@ func (e *Engine) caseDocuments(c search.CaseDoc, hashes []string, head bool, wan
 			kw(fHead, "1", index.IndexField)
 		}
 		kw(fNumber, strconv.FormatInt(c.Number, 10), optStored|index.IndexField)
-		memo := &memoAnalyzer{a: e.text}
-		latin, cjk := splitAnalyzer{m: memo}, splitAnalyzer{m: memo, cjk: true}
-		stem := stemAnalyzer{latin}
-		if c.Subject != "" {
-			subj := []byte(c.Subject)
-			d.AddField(document.NewTextFieldCustom(fText, []uint64{0}, subj, optText, latin))
-			d.AddField(document.NewTextFieldCustom(fTextCJK, []uint64{0}, subj, optText, cjk))
-			d.AddField(document.NewTextFieldCustom(fTextEN, []uint64{0}, subj, index.IndexField, stem))
-			d.AddField(document.NewTextFieldCustom(fSubject, nil, []byte(c.Subject), optStored, e.text))
-		}
-		if c.CustomerName != "" {
-			name := []byte(c.CustomerName)
-			d.AddField(document.NewTextFieldCustom(fText, []uint64{2}, name, optText, latin))
-			d.AddField(document.NewTextFieldCustom(fTextCJK, []uint64{2}, name, optText, cjk))
-			d.AddField(document.NewTextFieldCustom(fTextEN, []uint64{2}, name, index.IndexField, stem))
-		}
+		// free text: one field of each side over the subject, the name and
+		// the body (docText); the subject and the body are also stored, as
+		// fields that are never analysed
+		text := newDocText(e.text)
+		text.add(0, c.Subject)
+		kw(fSubject, c.Subject, optStored)
+		text.add(2, c.CustomerName)
 		kw(fStatus, c.Status, optKeyword|index.StoreField)
 		kw(fPriority, c.Priority, optKeyword)
 		kw(fCustomer, c.CustomerID, optKeyword|index.StoreField)
@@ -155,16 +146,16 @@ func (e *Engine) caseDocuments(c search.CaseDoc, hashes []string, head bool, wan
 			for _, p := range ct.Purposes {
 				kw(fPurposes, p, optKeyword)
 			}
-			if ct.Body != "" {
-				body := []byte(ct.Body)
-				d.AddField(document.NewTextFieldCustom(fText, []uint64{1}, body, optText, latin))
-				d.AddField(document.NewTextFieldCustom(fTextCJK, []uint64{1}, body, optText, cjk))
-				d.AddField(document.NewTextFieldCustom(fTextEN, []uint64{1}, body, index.IndexField, stem))
-				d.AddField(document.NewTextFieldCustom(fBody, nil, []byte(ct.Body), optStored, e.text))
-			}
+			text.add(1, ct.Body)
+			kw(fBody, ct.Body, optStored)
 			kw(fSortAt, sortKey(ct.OccurredAt), optKeyword)
 		} else {
 			kw(fSortAt, sortKey(c.CreatedAt), optKeyword)
+		}
+		if !text.empty() {
+			d.AddField(text.field(fText, sideLatin, optText))
+			d.AddField(text.field(fTextCJK, sideCJK, optText))
+			d.AddField(text.field(fTextEN, sideStem, index.IndexField))
 		}
 		docs = append(docs, d)
 	}

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -66,67 +65,10 @@ func hasCJKBytes(b []byte) bool {
 	return false
 }
 
-// splitAnalyzer keeps either the CJK or the other tokens of the text
-// analyzer's output. CJK bigrams get their own field so that the fuzzy
-// automata of Latin words walk a small dictionary: with a few thousand Han
-// characters in use the bigrams outnumber every other term many times.
-type splitAnalyzer struct {
-	m   *memoAnalyzer
-	cjk bool
-}
-
-func (s splitAnalyzer) Analyze(text []byte) analysis.TokenStream {
-	toks := s.m.Analyze(text)
-	out := make(analysis.TokenStream, 0, len(toks))
-	for _, t := range toks {
-		if hasCJKBytes(t.Term) == s.cjk {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
-// stemAnalyzer is the English side of the text: the non-CJK tokens,
-// Porter-stemmed as Bleve's English analyzer does, in a field of their own
-// so that the CJK bigrams and the unstemmed words (typos, phrases,
-// highlighting) stay as they were. Tokens are copied: the memo shares its
-// stream with the other fields and the stemmer rewrites terms in place.
-type stemAnalyzer struct{ latin splitAnalyzer }
-
-func (s stemAnalyzer) Analyze(text []byte) analysis.TokenStream {
-	toks := s.latin.Analyze(text)
-	out := make(analysis.TokenStream, len(toks))
-	for i, t := range toks {
-		c := *t
-		out[i] = &c
-	}
-	return porter.NewPorterStemmer().Filter(out)
-}
-
 // stem is a query token's form in the stemmed field.
 func stem(term string) string {
 	toks := porter.NewPorterStemmer().Filter(analysis.TokenStream{{Term: []byte(term)}})
 	return string(toks[0].Term)
-}
-
-// memoAnalyzer analyzes each text once for both split fields of one
-// document (Bleve analyzes a document's fields in one goroutine; the mutex
-// only makes that assumption safe).
-type memoAnalyzer struct {
-	a    analysis.Analyzer
-	mu   sync.Mutex
-	last []byte
-	toks analysis.TokenStream
-}
-
-func (m *memoAnalyzer) Analyze(text []byte) analysis.TokenStream {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.last != nil && len(text) > 0 && &m.last[0] == &text[0] && len(m.last) == len(text) {
-		return m.toks
-	}
-	m.last, m.toks = text, m.a.Analyze(text)
-	return m.toks
 }
 
 func disjunction(qs []query.Query) query.Query {

@@ -1,0 +1,185 @@
+package bleve
+
+import (
+	"sync"
+	"unsafe"
+
+	"github.com/blevesearch/bleve/v2/analysis"
+	"github.com/blevesearch/bleve/v2/analysis/token/porter"
+	index "github.com/blevesearch/bleve_index_api"
+)
+
+// docText is the free text of one document: the texts it holds (a case's
+// subject, a contact's body, a customer's name), each at its array
+// position, analysed once for all the fields that index them (textField).
+//
+// Each text field of a document is one Bleve field over all the texts.
+// It was one field per text, and zap merged the three token maps of each
+// field name back into one for every document it built (MergeAll), which
+// also grew the small subject's map one body term at a time: 5% of
+// serve's CPU under ingest on PostgreSQL (issue 19). Bleve analyses a
+// document's fields in one goroutine; the mutex only makes that
+// assumption safe.
+type docText struct {
+	a     analysis.Analyzer
+	mu    sync.Mutex
+	parts []textPart
+	done  bool
+}
+
+type textPart struct {
+	pos  []uint64
+	text []byte
+	toks analysis.TokenStream
+}
+
+func newDocText(a analysis.Analyzer) *docText { return &docText{a: a} }
+
+// add puts a text at array position pos (in the order of the calls, which
+// is the order of a term's locations in the index). An empty text adds
+// nothing.
+func (t *docText) add(pos uint64, s string) {
+	if s != "" {
+		t.parts = append(t.parts, textPart{pos: []uint64{pos}, text: []byte(s)})
+	}
+}
+
+func (t *docText) empty() bool { return len(t.parts) == 0 }
+
+// analysed returns the texts with their tokens, analysing them the first
+// time.
+func (t *docText) analysed() []textPart {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.done {
+		for i := range t.parts {
+			t.parts[i].toks = t.a.Analyze(t.parts[i].text)
+		}
+		t.done = true
+	}
+	return t.parts
+}
+
+// textSide is which of the analyser's tokens a text field indexes.
+type textSide int
+
+const (
+	// sideLatin: the non-CJK tokens.
+	sideLatin textSide = iota
+	// sideCJK: the CJK bigrams. They get their own field so that the fuzzy
+	// automata of Latin words walk a small dictionary: with a few thousand
+	// Han characters in use the bigrams outnumber every other term many
+	// times.
+	sideCJK
+	// sideStem: the non-CJK tokens Porter-stemmed, as Bleve's English
+	// analyzer does, in a field of their own so that the CJK bigrams and
+	// the unstemmed words (typos, phrases, highlighting) stay as they were.
+	sideStem
+)
+
+// tokens keeps this side's tokens of an analysed text. The stemmed side's
+// are copies: the text's stream is shared by the other sides and the
+// stemmer rewrites terms in place.
+func (s textSide) tokens(toks analysis.TokenStream) analysis.TokenStream {
+	cjk := s == sideCJK
+	out := make(analysis.TokenStream, 0, len(toks))
+	for _, t := range toks {
+		if hasCJKBytes(t.Term) != cjk {
+			continue
+		}
+		if s == sideStem {
+			c := *t
+			t = &c
+		}
+		out = append(out, t)
+	}
+	if s == sideStem {
+		out = porter.NewPorterStemmer().Filter(out)
+	}
+	return out
+}
+
+// textField is one indexed field of a document over all its docText's
+// texts: one side of their tokens, each located at its text's array
+// position. It indexes exactly what one Bleve TextField per text did.
+type textField struct {
+	name   string
+	opts   index.FieldIndexingOptions
+	side   textSide
+	text   *docText
+	length int
+	freqs  index.TokenFrequencies
+}
+
+func (t *docText) field(name string, side textSide, opts index.FieldIndexingOptions) *textField {
+	return &textField{name: name, opts: opts, side: side, text: t}
+}
+
+func (f *textField) Name() string { return f.name }
+
+// ArrayPositions is nil: each location carries its text's position.
+func (f *textField) ArrayPositions() []uint64 { return nil }
+
+func (f *textField) Options() index.FieldIndexingOptions { return f.opts }
+
+func (f *textField) EncodedFieldType() byte { return 't' }
+
+// Value is nil: a text field is indexed, never stored.
+func (f *textField) Value() []byte { return nil }
+
+func (f *textField) NumPlainTextBytes() uint64 {
+	var n uint64
+	for _, p := range f.text.parts {
+		n += uint64(len(p.text))
+	}
+	return n
+}
+
+func (f *textField) AnalyzedLength() int { return f.length }
+
+func (f *textField) AnalyzedTokenFrequencies() index.TokenFrequencies { return f.freqs }
+
+func (f *textField) Size() int {
+	n := int(unsafe.Sizeof(*f)) + len(f.name)
+	if f.freqs != nil {
+		n += f.freqs.Size()
+	}
+	return n
+}
+
+// Analyze builds the field's token frequencies as analysis.TokenFrequency
+// builds each text's, one map for all of them.
+func (f *textField) Analyze() {
+	parts := f.text.analysed()
+	sides := make([]analysis.TokenStream, len(parts))
+	n := 0
+	for i, p := range parts {
+		sides[i] = f.side.tokens(p.toks)
+		n += len(sides[i])
+	}
+
+	freqs := make(index.TokenFrequencies, n)
+	vectors, counted := f.opts.IncludeTermVectors(), !f.opts.SkipFreqNorm()
+	var locs []index.TokenLocation
+	if vectors {
+		locs = make([]index.TokenLocation, 0, n)
+	}
+	for i, toks := range sides {
+		for _, tok := range toks {
+			tf, ok := freqs[string(tok.Term)]
+			if !ok {
+				tf = &index.TokenFreq{Term: tok.Term}
+				freqs[string(tok.Term)] = tf
+			}
+			if vectors {
+				locs = append(locs, index.TokenLocation{ArrayPositions: parts[i].pos, Start: tok.Start, End: tok.End, Position: tok.Position})
+				tf.Locations = append(tf.Locations, &locs[len(locs)-1])
+			}
+			if counted {
+				tf.SetFrequency(tf.Frequency() + 1)
+			}
+		}
+	}
+
+	f.length, f.freqs = n, freqs
+}

@@ -1,0 +1,152 @@
+package bleve
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/blevesearch/bleve/v2/analysis"
+	index "github.com/blevesearch/bleve_index_api"
+
+	"github.com/casevault/casevault/search"
+)
+
+// TestTextFieldIndexesWhatOneFieldPerTextDid: a textField over several
+// texts gives zap the token frequencies that one Bleve field per text
+// gave it once zap merged them (analysis.TokenFrequency for each text at
+// its array position, then TokenFrequencies.MergeAll in the order the
+// fields were added): the same terms, frequencies and locations in the
+// same order, and the same analysed length. So the index holds exactly
+// what it held before the fields were merged.
+func TestTextFieldIndexesWhatOneFieldPerTextDid(t *testing.T) {
+	e, err := Open(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+
+	type text struct {
+		pos uint64
+		s   string
+	}
+	for _, tt := range []struct {
+		name  string
+		texts []text
+	}{
+		{"subject, name and body", []text{{0, "Refund for order 1234"}, {2, "Ada Lovelace"}, {1, "I was charged twice for my order; please refund the order."}}},
+		{"a term in every text", []text{{0, "order order"}, {2, "Order"}, {1, "order again, ORDER"}}},
+		{"CJK and Latin", []text{{0, "退款 refund"}, {2, "王小明"}, {1, "我的订单被重复扣款了，请帮我退款。 refunded refunds"}}},
+		{"body only", []text{{1, "the parcel was late and the courier left it at the wrong door"}}},
+		{"name only", []text{{2, "Zoë Ångström"}}},
+		{"no tokens in one text", []text{{0, "!!!"}, {1, "damaged damaged screen"}}},
+	} {
+		dt := newDocText(e.text)
+		for _, x := range tt.texts {
+			dt.add(x.pos, x.s)
+		}
+		sides := []struct {
+			name string
+			side textSide
+			opts index.FieldIndexingOptions
+		}{
+			{"stemmed", sideStem, index.IndexField},
+			{"latin", sideLatin, optText},
+			{"cjk", sideCJK, optText},
+		}
+		// all three analysed before any is checked, the stemmed first: they
+		// share the texts' tokens, and the stemmer must not rewrite the
+		// others' terms
+		fields := make([]*textField, len(sides))
+		for i, side := range sides {
+			fields[i] = dt.field("f", side.side, side.opts)
+			fields[i].Analyze()
+		}
+
+		for i, side := range sides {
+			f := fields[i]
+			var want index.TokenFrequencies
+			wantLen := 0
+			for _, x := range tt.texts {
+				toks := side.side.tokens(e.text.Analyze([]byte(x.s)))
+				wantLen += len(toks)
+				tf := analysis.TokenFrequency(toks, []uint64{x.pos}, side.opts)
+				if want == nil {
+					want = tf
+				} else {
+					want.MergeAll("f", tf)
+				}
+			}
+
+			if got := f.AnalyzedLength(); got != wantLen {
+				t.Errorf("%s, %s: analysed length %d, want %d", tt.name, side.name, got, wantLen)
+			}
+			if got, w := describe(f.AnalyzedTokenFrequencies()), describe(want); got != w {
+				t.Errorf("%s, %s: token frequencies\n%s\nwant\n%s", tt.name, side.name, got, w)
+			}
+		}
+	}
+}
+
+// describe prints token frequencies in term order, each location with
+// its array positions (a location's Field, which MergeAll sets to the
+// field's own name, names the same field as an empty one to zap).
+func describe(tfs index.TokenFrequencies) string {
+	terms := make([]string, 0, len(tfs))
+	for term := range tfs {
+		terms = append(terms, term)
+	}
+	slices.Sort(terms)
+	var b strings.Builder
+	for _, term := range terms {
+		tf := tfs[term]
+		fmt.Fprintf(&b, "%q %q x%d:", term, tf.Term, tf.Frequency())
+		for _, l := range tf.Locations {
+			fmt.Fprintf(&b, " %v@%d[%d,%d)", l.ArrayPositions, l.Position, l.Start, l.End)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// TestPhrasesStayInsideOneText: a document's texts share its text fields,
+// but a phrase matches inside one of them only (each location keeps its
+// text's array position), on the Latin side (a CJK phrase is its bigrams, and
+// the bigrams across two texts are never indexed).
+func TestPhrasesStayInsideOneText(t *testing.T) {
+	ctx := t.Context()
+	e, err := Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+
+	at := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
+	err = e.Index(ctx, []search.CaseDoc{{CaseID: "c1", Number: 1, Subject: "alpha beta 退款", CustomerName: "omega psi", Status: "open", CreatedAt: at, UpdatedAt: at,
+		Contacts: []search.ContactDoc{{ID: "k1", Channel: "chat", Body: "gamma delta 订单", OccurredAt: at}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tt := range []struct {
+		phrase string
+		hits   int64
+	}{
+		{"alpha beta", 1},  // in the subject
+		{"gamma delta", 1}, // in the body
+		{"omega psi", 1},   // in the name
+		{"alpha delta", 0}, // positions 1 and 2, but of two texts
+		{"gamma beta", 0},
+		{"omega delta", 0},
+		{"退款", 1},
+	} {
+		res, err := e.Search(ctx, search.Query{Phrases: []string{tt.phrase}, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Total != tt.hits {
+			t.Errorf("phrase %q: %d hits, want %d", tt.phrase, res.Total, tt.hits)
+		}
+	}
+}
