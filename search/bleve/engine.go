@@ -346,7 +346,7 @@ func newMapping() (*mapping.IndexMappingImpl, error) {
 
 	dm.AddFieldMappingsAt(fText, text())
 	dm.AddFieldMappingsAt(fTextCJK, text())
-	dm.AddFieldMappingsAt(fTextEN, text()) // declared only: queries hold stems (stemAnalyzer), never analyzed by the mapping
+	dm.AddFieldMappingsAt(fTextEN, text()) // declared only: queries hold stems (stem, as sideStem indexes them), never analyzed by the mapping
 	for _, n := range []string{fCaseID, fHead, fStatus, fPriority, fCustomer, fAssignee, fTags, fContactID, fChannel, fPurposes, fSortAt, fHash, fUpdatedAt} {
 		dm.AddFieldMappingsAt(n, kw())
 	}
