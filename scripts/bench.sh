@@ -438,6 +438,7 @@ shared_bench() {
   w2=$(awk -v a="$wa" -v b="$wb" 'BEGIN{printf "%.0f", a+b}')
   say "one replica: ${w1}/s p99 $(wrk_p99 < "$tmp/wrks1.out"); two replicas: ${w2}/s (p99 $(wrk_p99 < "$tmp/wrks2a.out") / $(wrk_p99 < "$tmp/wrks2b.out")); two / one: $(ratio "$w2" "$w1") (target >= 1)"
   say "CPU per contact, one replica: $(cpu_per "$c0" "$c1" "$(wrk_total < "$tmp/wrks1.out")"), index pending at the end ${left1}; two replicas: $(cpu_per "$c2" "$c3" "$(( $(wrk_total < "$tmp/wrks2a.out") + $(wrk_total < "$tmp/wrks2b.out") ))"), pending $(index_pending 18103) / $(index_pending 18104) (the stand-in's CPU is in the machine's)"
+  say "budget, two replicas on the shared index (serve: both; the stand-in is in everything but serve): $(budget "$c2" "$c3" "$(( $(wrk_total < "$tmp/wrks2a.out") + $(wrk_total < "$tmp/wrks2b.out") ))" "$w1")"
   for f in waits-shared-one waits-shared-two; do say "$f: $(wait_summary "$tmp/$f") (target < 5%)"; done
   kill -TERM "$pa" "$pb" "$pm"; wait "$pa" "$pb" "$pm" || true
   # Meilisearch runs each deletion by filter as a batch of its own, so
