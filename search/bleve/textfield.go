@@ -30,7 +30,8 @@ type docText struct {
 type textPart struct {
 	pos  []uint64
 	text []byte
-	toks analysis.TokenStream
+	// the analyser's tokens of text, split once: CJK bigrams and the others
+	latin, cjk analysis.TokenStream
 }
 
 func newDocText(a analysis.Analyzer) *docText { return &docText{a: a} }
@@ -46,14 +47,21 @@ func (t *docText) add(pos uint64, s string) {
 
 func (t *docText) empty() bool { return len(t.parts) == 0 }
 
-// analysed returns the texts with their tokens, analysing them the first
-// time.
+// analysed returns the texts with their tokens, analysing and splitting
+// them the first time.
 func (t *docText) analysed() []textPart {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.done {
 		for i := range t.parts {
-			t.parts[i].toks = t.a.Analyze(t.parts[i].text)
+			p := &t.parts[i]
+			for _, tok := range t.a.Analyze(p.text) {
+				if hasCJKBytes(tok.Term) {
+					p.cjk = append(p.cjk, tok)
+				} else {
+					p.latin = append(p.latin, tok)
+				}
+			}
 		}
 		t.done = true
 	}
@@ -77,26 +85,22 @@ const (
 	sideStem
 )
 
-// tokens keeps this side's tokens of an analysed text. The stemmed side's
-// are copies: the text's stream is shared by the other sides and the
-// stemmer rewrites terms in place.
-func (s textSide) tokens(toks analysis.TokenStream) analysis.TokenStream {
-	cjk := s == sideCJK
-	out := make(analysis.TokenStream, 0, len(toks))
-	for _, t := range toks {
-		if hasCJKBytes(t.Term) != cjk {
-			continue
-		}
-		if s == sideStem {
+// tokens are this side's tokens of an analysed text. The stemmed side's
+// are copies: the Latin side shares the tokens, and the stemmer rewrites
+// terms in place.
+func (s textSide) tokens(p textPart) analysis.TokenStream {
+	switch s {
+	case sideCJK:
+		return p.cjk
+	case sideStem:
+		out := make(analysis.TokenStream, len(p.latin))
+		for i, t := range p.latin {
 			c := *t
-			t = &c
+			out[i] = &c
 		}
-		out = append(out, t)
+		return porter.NewPorterStemmer().Filter(out)
 	}
-	if s == sideStem {
-		out = porter.NewPorterStemmer().Filter(out)
-	}
-	return out
+	return p.latin
 }
 
 // textField is one indexed field of a document over all its docText's
@@ -154,7 +158,7 @@ func (f *textField) Analyze() {
 	sides := make([]analysis.TokenStream, len(parts))
 	n := 0
 	for i, p := range parts {
-		sides[i] = f.side.tokens(p.toks)
+		sides[i] = f.side.tokens(p)
 		n += len(sides[i])
 	}
 
