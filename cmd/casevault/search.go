@@ -255,11 +255,11 @@ func rebuildIndex(ctx context.Context, cfg *config, target *sqldb.DB, dir string
 	var build func(ctx context.Context) (search.Engine, error)
 	if dir != "" {
 		ixDir := filepath.Join(dir, "index")
-		cores := bleve.WithCores(cfg.Runtime.Cores)
-		if eng, err = bleve.Open(ctx, ixDir, cores); err != nil {
+		opts := engineFactory{cfg: cfg}.bleveOptions() // the live engine's options, for an index elsewhere
+		if eng, err = bleve.Open(ctx, ixDir, opts...); err != nil {
 			return 0, err
 		}
-		build = func(ctx context.Context) (search.Engine, error) { return bleve.Build(ctx, ixDir, cores) }
+		build = func(ctx context.Context) (search.Engine, error) { return bleve.Build(ctx, ixDir, opts...) }
 	} else {
 		f := engineFactory{cfg: cfg}
 		if eng, err = f.open(ctx); err != nil {
