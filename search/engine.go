@@ -38,6 +38,8 @@ type CaseDoc struct {
 // ContactDoc is one contact as the index sees it. Bodies are already masked
 // by the store; engines never see the original payment or identity numbers.
 type ContactDoc struct {
+	// ID is unique across cases (the store's key of the contact): the
+	// engines name a contact's document by it alone.
 	ID         string
 	Channel    string
 	Direction  string

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/casevault/casevault/cases"
 	"github.com/casevault/casevault/search"
 	"github.com/casevault/casevault/search/bleve"
 	"github.com/casevault/casevault/testkit"
@@ -37,6 +38,13 @@ func benchAppend(b *testing.B, total, batch int) {
 	}
 	defer eng.Close()
 	const ncases = 1000
+	// IDs as serve makes them (time-ordered, cases.NewID): the cases
+	// exist before their contacts, and each contact's ID is newer than
+	// every one before it, which is what Bleve's ID lookups see.
+	caseIDs := make([]string, ncases)
+	for i := range caseIDs {
+		caseIDs[i] = cases.NewID()
+	}
 	start, wall := testkit.ProcessCPU(b), time.Now()
 	n := 0
 	for n < total {
@@ -48,10 +56,10 @@ func benchAppend(b *testing.B, total, batch int) {
 			if !ok {
 				j = len(docs)
 				byCase[c] = j
-				docs = append(docs, search.CaseDoc{CaseID: fmt.Sprintf("case-%04d", c), Number: int64(c + 1), CustomerID: "cust", CustomerName: "Bench Customer",
+				docs = append(docs, search.CaseDoc{CaseID: caseIDs[c], Number: int64(c + 1), CustomerID: "cust", CustomerName: "Bench Customer",
 					Subject: fmt.Sprint("bench case ", c), Status: "open", Priority: "normal", Channel: "chat", CreatedAt: time.Unix(1700000000, 0), UpdatedAt: time.Unix(1700000000, 0)})
 			}
-			docs[j].Contacts = append(docs[j].Contacts, search.ContactDoc{ID: fmt.Sprintf("ct-%07d", n), Channel: "chat", Direction: "inbound", Author: "bench",
+			docs[j].Contacts = append(docs[j].Contacts, search.ContactDoc{ID: cases.NewID(), Channel: "chat", Direction: "inbound", Author: "bench",
 				Body:       fmt.Sprintf("Hello %d, I was charged twice for my order last week and would like a refund. 我的订单被重复扣款了，请帮我退款。", n),
 				OccurredAt: time.Unix(1700000000+int64(n), 0), Purposes: []string{"customer_service"}})
 		}

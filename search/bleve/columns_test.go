@@ -33,7 +33,7 @@ func TestFiltersAcrossSegments(t *testing.T) {
 			c.Tags = []string{tags[rng.IntN(len(tags))]}
 		}
 		for j := range rng.IntN(4) { // some cases have no contact
-			c.Contacts = append(c.Contacts, search.ContactDoc{ID: fmt.Sprintf("k%d", j), Channel: channels[rng.IntN(len(channels))],
+			c.Contacts = append(c.Contacts, search.ContactDoc{ID: fmt.Sprintf("c%03d-k%d", i, j), Channel: channels[rng.IntN(len(channels))],
 				Body: "refund please", OccurredAt: t0.Add(time.Duration(rng.IntN(30*24)) * time.Hour), Purposes: []string{"customer_service"}})
 		}
 		cs[i] = c

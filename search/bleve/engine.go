@@ -46,7 +46,7 @@ import (
 // MappingVersion changes whenever the document layout or analysis changes;
 // an index built with an older version is reported by Outdated so the
 // server rebuilds it (search.Indexer.Reindex) while still answering from it.
-const MappingVersion = 7 // 5: customer names (issue 16 §2); 6: the customer index beside it (customerindex.go); 7: case documents without the customer-name fields (issue 19 §3)
+const MappingVersion = 8 // 5: customer names (issue 16 §2); 6: the customer index beside it (customerindex.go); 7: case documents without the customer-name fields (issue 19 §3); 8: a contact document's ID is the contact's (docID)
 
 const (
 	currentFile     = "CURRENT"

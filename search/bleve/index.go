@@ -91,7 +91,23 @@ func parseSortKey(b []byte) int64 {
 	return int64(v ^ (1 << 63))
 }
 
-func docID(caseID, contactID string) string { return caseID + "/" + contactID }
+// docID names a case's document: a contact's is the contact's own ID
+// (unique across cases, the contacts table's key), and a case-only
+// document's is the case's ID and "/", which no contact ID can be.
+// Contact IDs are time-ordered (cases.NewID, UUIDv7), so a new contact's
+// document ID sorts after every ID in the segments written before it, and
+// a lookup of it (existing's, and scorch's own when a batch is applied,
+// which treats every document as a possible replacement) skips those
+// segments: zap compares an ID with the segment's largest first
+// (DocNumbers) rather than walking the segment's ID dictionary. IDs led by
+// the case's ID ("case/contact", mapping versions up to 7) walked every
+// segment's dictionary for every new contact.
+func docID(caseID, contactID string) string {
+	if contactID == "" {
+		return caseID + "/"
+	}
+	return contactID
+}
 
 // caseDocuments lays a case out as Bleve documents: one per contact, or a
 // single case-only document when it has none. head says whether the first
@@ -445,7 +461,8 @@ func (e *Engine) AddContacts(ctx context.Context, docs []search.CaseDoc) error {
 // (each case's case-only document and each contact's) the snapshot holds.
 // One lookup of all the IDs per segment: looking each ID up alone (a term
 // reader over every segment per ID) was 3% of serve's CPU under ingest
-// (issue 19), and the IDs are nearly always new.
+// (issue 19), and the IDs are nearly always new: a new contact's skips
+// every segment older than it (docID).
 func existing(r index.IndexReader, docs []search.CaseDoc) (map[string]bool, error) {
 	var ids []string
 	for _, c := range docs {
