@@ -147,6 +147,9 @@ type Event struct {
 	// Pending marks an event appended but not yet sequenced (WithSequencer):
 	// it has no seq and no hashes yet. Never hashed or exported.
 	Pending bool `json:"pending,omitempty"`
+	// canonical: Detail is already in canonical form and free of secret
+	// keys (FromChange), so normalize keeps it as it is.
+	canonical bool
 }
 
 // ComputeHash returns the SHA-256 (lowercase hex) of the event's canonical
@@ -201,11 +204,13 @@ func normalize(ev Event, now func() time.Time) (Event, error) {
 	for _, p := range []*string{&ev.ActorID, &ev.ActorName, &ev.Role, &ev.TargetType, &ev.TargetID, &ev.RequestID, &ev.ClientIP} {
 		*p = cleanText(*p)
 	}
-	d, err := canonicalDetail(ev.Detail)
-	if err != nil {
-		return Event{}, err
+	if !ev.canonical {
+		d, err := canonicalDetail(ev.Detail)
+		if err != nil {
+			return Event{}, err
+		}
+		ev.Detail = d
 	}
-	ev.Detail = d
 	ev.Seq, ev.PrevHash, ev.Hash = 0, "", ""
 	return ev, nil
 }
@@ -355,10 +360,7 @@ func checkSecrets(v any, depth int) error {
 	switch x := v.(type) {
 	case map[string]any:
 		for k, c := range x {
-			lk := strings.ToLower(k)
-			if secretKeys[lk] || strings.Contains(lk, "password") || strings.Contains(lk, "passwd") ||
-				strings.Contains(lk, "secret") || strings.Contains(lk, "passphrase") ||
-				strings.HasSuffix(lk, "_token") || strings.HasSuffix(lk, "_body") {
+			if secretKey(k) {
 				return fmt.Errorf("%w (key %q)", ErrSecret, k)
 			}
 			if err := checkSecrets(c, depth+1); err != nil {
@@ -373,6 +375,15 @@ func checkSecrets(v any, depth int) error {
 		}
 	}
 	return nil
+}
+
+// secretKey reports whether a detail key names a secret or message
+// content.
+func secretKey(k string) bool {
+	lk := strings.ToLower(k)
+	return secretKeys[lk] || strings.Contains(lk, "password") || strings.Contains(lk, "passwd") ||
+		strings.Contains(lk, "secret") || strings.Contains(lk, "passphrase") ||
+		strings.HasSuffix(lk, "_token") || strings.HasSuffix(lk, "_body")
 }
 
 // EncodeDetail marshals a detail map (ids, counts, query text; never
