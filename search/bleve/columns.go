@@ -76,7 +76,7 @@ type segColumns struct {
 	decoded decodedCache // broad terms' postings, decoded (postings.go)
 }
 
-var columnFields = []string{fCaseID, fStatus, fChannel, fPurposes, fTags, fPriority, fAssignee, fSortAt, fUpdatedAt, fContactID}
+var columnFields = []string{fCaseID, fStatus, fChannel, fPurposes, fTags, fPriority, fAssignee, fSortAt, fUpdatedAt, fContact}
 
 // col returns the keyword column of a field, nil for fields not decoded.
 func (sc *segColumns) col(field string) *column {
@@ -141,7 +141,7 @@ func buildColumns(ctx context.Context, r index.IndexReader, offset uint64, n int
 			bs[5].add(term)
 		case fAssignee:
 			bs[6].add(term)
-		case fContactID:
+		case fContact:
 			sc.contact[d] = true
 		case fSortAt:
 			sc.sortAt[d] = parseSortKey(term)

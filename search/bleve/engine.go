@@ -46,7 +46,7 @@ import (
 // MappingVersion changes whenever the document layout or analysis changes;
 // an index built with an older version is reported by Outdated so the
 // server rebuilds it (search.Indexer.Reindex) while still answering from it.
-const MappingVersion = 8 // 5: customer names (issue 16 §2); 6: the customer index beside it (customerindex.go); 7: case documents without the customer-name fields (issue 19 §3); 8: a contact document's ID is the contact's (docID)
+const MappingVersion = 8 // 5: customer names (issue 16 §2); 6: the customer index beside it (customerindex.go); 7: case documents without the customer-name fields (issue 19 §3); 8: a contact document's ID is the contact's (docID), and no field holds it
 
 const (
 	currentFile     = "CURRENT"
@@ -347,7 +347,7 @@ func newMapping() (*mapping.IndexMappingImpl, error) {
 	dm.AddFieldMappingsAt(fText, text())
 	dm.AddFieldMappingsAt(fTextCJK, text())
 	dm.AddFieldMappingsAt(fTextEN, text()) // declared only: queries hold stems (stem, as sideStem indexes them), never analyzed by the mapping
-	for _, n := range []string{fCaseID, fHead, fStatus, fPriority, fCustomer, fAssignee, fTags, fContactID, fChannel, fPurposes, fSortAt, fHash, fUpdatedAt} {
+	for _, n := range []string{fCaseID, fHead, fStatus, fPriority, fCustomer, fAssignee, fTags, fContact, fChannel, fPurposes, fSortAt, fHash, fUpdatedAt} {
 		dm.AddFieldMappingsAt(n, kw())
 	}
 

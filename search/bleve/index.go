@@ -37,12 +37,15 @@ const (
 	fAssignee  = "assignee"
 	fTags      = "tags"
 	fUpdatedAt = "updated_at" // case, unix micros, microsKey-encoded, as of the document's last write (the case's is the newest of its documents)
-	fContactID = "contact_id" // "" on a case-only document
 	fChannel   = "channel"    // contact channel
 	fPurposes  = "purposes"   // contact purposes
 	fSortAt    = "sort_at"    // occurred_at, or the case's created_at on a case-only document; sortKey-encoded
 	fHash      = "hash"       // content hash of the document (docHashes), to skip unchanged rewrites
-	fContact   = "contact"    // "1" on contact documents (not on a case-only one), for contact filters in query clauses
+	// "1" on contact documents (not on a case-only one), for contact
+	// filters in query clauses and, as doc values, the contact column
+	// (columns.go). A contact's ID is its document's (docID): since
+	// mapping 8 no field holds it, as no query reads it.
+	fContact = "contact"
 	// The customer's name is in text, text_cjk and text_en at array
 	// position 2 (free text finds it). Its fields of its own, for
 	// CustomerIDsByName (which must not match subjects or bodies), are
@@ -109,6 +112,14 @@ func docID(caseID, contactID string) string {
 	return contactID
 }
 
+// contactOf is the contact a document ID names, "" for a case-only one.
+func contactOf(id string) string {
+	if strings.HasSuffix(id, "/") {
+		return ""
+	}
+	return id
+}
+
 // caseDocuments lays a case out as Bleve documents: one per contact, or a
 // single case-only document when it has none. head says whether the first
 // of them is the case's head document.
@@ -156,8 +167,7 @@ func (e *Engine) caseDocuments(c search.CaseDoc, hashes []string, head bool, wan
 		}
 		kw(fUpdatedAt, microsKey(int64(micros(c.UpdatedAt))), optKeyword)
 		if ct.ID != "" {
-			kw(fContactID, ct.ID, optKeyword|index.StoreField)
-			kw(fContact, "1", index.IndexField)
+			kw(fContact, "1", optKeyword)
 			kw(fChannel, ct.Channel, optKeyword)
 			for _, p := range ct.Purposes {
 				kw(fPurposes, p, optKeyword)

@@ -725,7 +725,7 @@ func (e *Engine) hydrate(_ context.Context, r index.IndexReader, page []group, h
 		if err != nil {
 			return nil, fmt.Errorf("bleve: %w", err)
 		}
-		hits[i] = search.Hit{CaseID: page[i].caseID, Score: page[i].bestScore}
+		hits[i] = search.Hit{CaseID: page[i].caseID, ContactID: contactOf(id), Score: page[i].bestScore}
 		doc, err := r.Document(id)
 		if err != nil {
 			return nil, fmt.Errorf("bleve: load %s: %w", id, err)
@@ -743,8 +743,6 @@ func (e *Engine) hydrate(_ context.Context, r index.IndexReader, page []group, h
 					hits[i].Status = v
 				case fCustomer:
 					hits[i].CustomerID = v
-				case fContactID:
-					hits[i].ContactID = v
 				case fBody:
 					body = v
 				}
