@@ -72,6 +72,7 @@ type Engine struct {
 	created bool        // Open found no index and created an empty one
 
 	writeMu sync.Mutex // serializes Index/Delete: each reads then rewrites a case's documents
+	known   knownCases // cases with contact documents and no case-only one (index.go); under writeMu
 	cols    columnCache
 	fuzzy   fuzzyCache  // fuzzy clauses' terms in the newest snapshot (prefilter.go)
 	warming atomic.Bool // a warm goroutine is running
@@ -271,7 +272,7 @@ func newEngine(dir, name string, idx bv.Index, cust *custIndex, version int, opt
 		_ = cust.close()
 		return nil, fmt.Errorf("bleve: %s has mapping %T", name, idx.Mapping())
 	}
-	e := &Engine{dir: dir, name: name, idx: idx, cust: cust, m: im, version: version, splitMin: defaultSplitMin, decodeMin: defaultDecodeMin, batchDocs: defaultBatchDocs, batchText: defaultBatchText, cores: runtime.GOMAXPROCS(0), arenas: make(arenaPool, runtime.GOMAXPROCS(0)+1)}
+	e := &Engine{dir: dir, name: name, idx: idx, cust: cust, m: im, version: version, known: knownCases{}, splitMin: defaultSplitMin, decodeMin: defaultDecodeMin, batchDocs: defaultBatchDocs, batchText: defaultBatchText, cores: runtime.GOMAXPROCS(0), arenas: make(arenaPool, runtime.GOMAXPROCS(0)+1)}
 	for _, o := range opts {
 		o(e)
 	}

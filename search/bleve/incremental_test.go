@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -311,6 +312,98 @@ func TestIndexBuildsOnePartPerCore(t *testing.T) {
 			}
 			if n, err := eng.DocCount(); err != nil || n != uint64(len(docs)) {
 				t.Errorf("documents: %d (%v), want %d", n, err, len(docs))
+			}
+		})
+	}
+}
+
+// AddContacts remembers which cases it gave contact documents (to skip
+// their look-ups next time); a full rewrite or a deletion of such a case
+// in between must leave the next AddContacts with exactly one head and no
+// case-only document beside the contacts.
+func TestAddContactsAfterOtherWrites(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	kase := func(cts ...string) search.CaseDoc {
+		c := search.CaseDoc{CaseID: "c", Number: 1, CustomerID: "cus", Subject: "parcel", Status: "open", Priority: "normal",
+			Channel: "email", CreatedAt: t0, UpdatedAt: t0}
+		for i, id := range cts {
+			c.Contacts = append(c.Contacts, contact(id, "walrus "+id, t0.Add(time.Duration(i)*time.Minute)))
+		}
+		return c
+	}
+	type step struct {
+		write      func(ctx context.Context, e *bleve.Engine) error
+		cases      int64
+		docs       uint64
+		contactIDs []string // what a search of the case shows
+	}
+	add := func(cts ...string) func(context.Context, *bleve.Engine) error {
+		return func(ctx context.Context, e *bleve.Engine) error {
+			return e.AddContacts(ctx, []search.CaseDoc{kase(cts...)})
+		}
+	}
+	rewrite := func(cts ...string) func(context.Context, *bleve.Engine) error {
+		return func(ctx context.Context, e *bleve.Engine) error { return e.Index(ctx, []search.CaseDoc{kase(cts...)}) }
+	}
+	del := func(ctx context.Context, e *bleve.Engine) error { return e.Delete(ctx, []string{"c"}) }
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"deleted, then a contact added", []step{
+			{add("a1"), 1, 1, []string{"a1"}},
+			{del, 0, 0, nil},
+			{add("a2"), 1, 1, []string{"a2"}},
+		}},
+		{"rewritten without contacts, then a contact added", []step{
+			{add("a1"), 1, 1, []string{"a1"}},
+			{rewrite(), 1, 1, []string{""}},
+			{add("a2"), 1, 1, []string{"a2"}},
+		}},
+		{"rewritten with more contacts, then one added", []step{
+			{add("a1"), 1, 1, []string{"a1"}},
+			{rewrite("a0", "a1"), 1, 2, []string{"a0", "a1"}},
+			{add("a2"), 1, 3, []string{"a0", "a1", "a2"}},
+		}},
+		{"contacts added twice, then again with one already there", []step{
+			{add("a1"), 1, 1, []string{"a1"}},
+			{add("a2"), 1, 2, []string{"a1", "a2"}},
+			{add("a2", "a3"), 1, 3, []string{"a1", "a2", "a3"}},
+		}},
+		{"deleted, rewritten without contacts, then added", []step{
+			{add("a1"), 1, 1, []string{"a1"}},
+			{del, 0, 0, nil},
+			{rewrite(), 1, 1, []string{""}},
+			{add("a2"), 1, 1, []string{"a2"}},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			eng := openTemp(t)
+			for i, s := range tt.steps {
+				if err := s.write(ctx, eng); err != nil {
+					t.Fatalf("step %d: %v", i+1, err)
+				}
+				if n, err := eng.Count(ctx); err != nil || n != s.cases {
+					t.Fatalf("step %d: Count = %d %v, want %d (one head per case)", i+1, n, err, s.cases)
+				}
+				if n, err := eng.DocCount(); err != nil || n != s.docs {
+					t.Fatalf("step %d: DocCount = %d %v, want %d", i+1, n, err, s.docs)
+				}
+				var got []string
+				for _, w := range []string{"walrus", "parcel"} {
+					res, err := eng.Search(ctx, search.Query{Words: []string{w}, Filter: search.Filter{CaseIDs: []string{"c"}}, Limit: 10})
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, h := range res.Hits {
+						got = append(got, h.ContactID)
+					}
+				}
+				if len(s.contactIDs) == 0 && len(got) != 0 || len(s.contactIDs) > 0 && !slices.Contains(s.contactIDs, got[len(got)-1]) {
+					t.Fatalf("step %d: hits show contacts %q, want one of %q", i+1, got, s.contactIDs)
+				}
 			}
 		})
 	}
