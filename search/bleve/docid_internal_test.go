@@ -19,20 +19,8 @@ import (
 // for any contact of a case older than the newest indexed one.
 func TestNewContactsSortAfterEveryIndexedID(t *testing.T) {
 	ctx := t.Context()
-	e, err := Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	kase := func(id string, contacts ...search.ContactDoc) search.CaseDoc {
-		return search.CaseDoc{CaseID: id, Number: 1, Subject: "parcel", Status: "open", Priority: "normal", Channel: "email",
-			CreatedAt: t0, UpdatedAt: t0, Contacts: contacts}
-	}
-	newContact := func() search.ContactDoc {
-		return search.ContactDoc{ID: cases.NewID(), Channel: "email", Direction: "inbound", Author: "x", Body: "where is my parcel", OccurredAt: t0}
-	}
+	e := openInternal(t)
+	kase, newContact := testCase, cases.NewID
 	largest := func() string {
 		t.Helper()
 		r, err := e.reader()
@@ -99,6 +87,27 @@ func TestNewContactsSortAfterEveryIndexedID(t *testing.T) {
 			}
 		}
 	}
+}
+
+// openInternal opens an engine in a fresh directory, closed with the test.
+func openInternal(t *testing.T) *Engine {
+	t.Helper()
+	e, err := Open(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// testCase is a case with one contact of each ID given.
+func testCase(id string, contactIDs ...string) search.CaseDoc {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := search.CaseDoc{CaseID: id, Number: 1, Subject: "parcel", Status: "open", Priority: "normal", Channel: "email", CreatedAt: t0, UpdatedAt: t0}
+	for _, ct := range contactIDs {
+		c.Contacts = append(c.Contacts, search.ContactDoc{ID: ct, Channel: "email", Direction: "inbound", Author: "x", Body: "where is my parcel", OccurredAt: t0})
+	}
+	return c
 }
 
 // An index written by an older mapping (here: contact document IDs led by

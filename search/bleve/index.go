@@ -418,7 +418,7 @@ func (e *Engine) AddContacts(ctx context.Context, docs []search.CaseDoc) error {
 		return err
 	}
 	defer r.Close()
-	present, err := existing(r, docs, e.known.has)
+	present, err := existing(r, docs, e.known)
 	if err != nil {
 		return err
 	}
@@ -506,18 +506,19 @@ func (k knownCases) add(caseID string) {
 func (k knownCases) forget(caseID string) { delete(k, caseID) }
 
 // existing returns which of the documents AddContacts could write for docs
-// (each case's case-only document and each contact's) the snapshot holds.
+// (each contact's, and the case-only document of each case not known) the
+// snapshot holds.
 // One lookup of all the IDs per segment: looking each ID up alone (a term
 // reader over every segment per ID) was 3% of serve's CPU under ingest
 // (issue 19), and the IDs are nearly always new: a new contact's skips
 // every segment older than it (docID).
-func existing(r index.IndexReader, docs []search.CaseDoc, known func(caseID string) bool) (map[string]bool, error) {
+func existing(r index.IndexReader, docs []search.CaseDoc, known knownCases) (map[string]bool, error) {
 	var ids []string
 	for _, c := range docs {
 		if c.CaseID == "" {
 			return nil, fmt.Errorf("bleve: add contacts: case without ID")
 		}
-		if !known(c.CaseID) {
+		if !known.has(c.CaseID) {
 			ids = append(ids, docID(c.CaseID, ""))
 		}
 		for _, ct := range c.Contacts {

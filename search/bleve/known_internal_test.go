@@ -3,7 +3,6 @@ package bleve
 import (
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/casevault/casevault/search"
 )
@@ -14,20 +13,8 @@ import (
 // and the set stays within its bound.
 func TestKnownCases(t *testing.T) {
 	ctx := t.Context()
-	e, err := Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	kase := func(id string, contacts ...string) search.CaseDoc {
-		c := search.CaseDoc{CaseID: id, Number: 1, Subject: "parcel", Status: "open", Priority: "normal", Channel: "email", CreatedAt: t0, UpdatedAt: t0}
-		for _, ct := range contacts {
-			c.Contacts = append(c.Contacts, search.ContactDoc{ID: ct, Channel: "email", Body: "where is it", OccurredAt: t0})
-		}
-		return c
-	}
+	e := openInternal(t)
+	kase := testCase
 	steps := []struct {
 		name  string
 		write func() error
