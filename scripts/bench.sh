@@ -77,7 +77,9 @@ http_bench() { # name, extra env...
     # moves between runs (its /healthz moved 2x within an hour in the
     # thirtieth session), and a ratio is only as good as its reference
     # was for the load beside it.
-    say "index caught up after the load: $(caught_up 18099); quiet after $(quiet "$pid")"
+    local up c2; up=$(caught_up 18099); c2=$(cpu_mark "$pid")
+    say "index caught up after the load: $up; counting the catch-up, CPU per contact: $(cpu_per "$c0" "$c2" "$(wrk_total < "$tmp/wrk.out")"); budget: $(budget "$c0" "$c2" "$(wrk_total < "$tmp/wrk.out")" "$(awk -v h="$wrkhz" 'BEGIN{print h * 0.12}')")"
+    say "quiet after $(quiet "$pid")"
     local wrkhz2; wrkhz2=$(wrk -t2 -c32 -d"$DUR" --latency http://127.0.0.1:18099/healthz | tee -a "$out" | wrk_rps)
     say "wrk healthz after the load: ${wrkhz2}/s ($(drift "$wrkhz" "$wrkhz2") from before); wrk ratio ($name) to it: $(ratio "$wrkc" "$wrkhz2")"
   fi
@@ -186,7 +188,11 @@ caught_up() {
 # was spent during the load (index work still queued at its end is not in
 # it). It shows where the 2 cores go per contact with one replica and with
 # two, each of which indexes every contact into its own index. Taken around
-# wrk only: cvbench creates its cases inside the same run.
+# wrk only: cvbench creates its cases inside the same run. Each wrk load
+# is also reported "counting the catch-up": from the load's start until
+# the index has caught up with it, so a build whose indexer falls behind
+# during the load does not read cheaper for the work it left (0 to 7,430
+# contacts were pending at the end of the thirty-fourth session's loads).
 cpu_mark() {
   local t=0 p pg=0 pm
   for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
@@ -310,7 +316,13 @@ scale_bench() {
   fi
   # The reference again, after the one-replica loads and once the index
   # has caught up (see http_bench): the ratios above against it too.
-  say "index caught up after the load: $(caught_up 18101)"
+  local up; up=$(caught_up 18101)
+  if [ -n "$cases" ]; then
+    local c2; c2=$(cpu_mark "$pa")
+    say "index caught up after the load: $up; counting the catch-up, CPU per contact: $(cpu_per "$c0" "$c2" "$(wrk_total < "$tmp/wrk1.out")"); budget: $(budget "$c0" "$c2" "$(wrk_total < "$tmp/wrk1.out")" "$(awk -v p="$pgb" 'BEGIN{print p / 2}')")"
+  else
+    say "index caught up after the load: $up"
+  fi
   psql -h 127.0.0.1 -U postgres -d test -qc CHECKPOINT
   say "quiet after $(quiet "$pa")"
   local pgb2; pgb2=$(pgbench -h 127.0.0.1 -U postgres -n -c 32 -j 2 -T "${DUR%s}" -f "$tmp/pgb.sql" test 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
@@ -343,6 +355,8 @@ scale_bench() {
     wtwo=$(awk -v a="$wa" -v b="$wb" 'BEGIN{printf "%.0f", a+b}')
     say "wrk, two replicas: ${wtwo}/s (p99 $(wrk_p99 < "$tmp/wrk2a.out") / $(wrk_p99 < "$tmp/wrk2b.out")); ratio to one: $(ratio "$wtwo" "$w1") (target >= 1); CPU per contact (both replicas): $(cpu_per "$c0" "$c1" "$(( $(wrk_total < "$tmp/wrk2a.out") + $(wrk_total < "$tmp/wrk2b.out") ))"); commits per contact $(wal_commits "$l0" "$l1" "$(( $(wrk_total < "$tmp/wrk2a.out") + $(wrk_total < "$tmp/wrk2b.out") ))"); index pending at the end: $(index_pending 18101) / $(index_pending 18102)"
     say "budget, two replicas under wrk (serve: both): $(budget "$c0" "$c1" "$(( $(wrk_total < "$tmp/wrk2a.out") + $(wrk_total < "$tmp/wrk2b.out") ))" "$w1")"
+    up=$(caught_up 18101 18102); c2=$(cpu_mark "$pa" "$pb")
+    say "indexes caught up after the load: $up; counting the catch-up, CPU per contact (both replicas): $(cpu_per "$c0" "$c2" "$(( $(wrk_total < "$tmp/wrk2a.out") + $(wrk_total < "$tmp/wrk2b.out") ))"); budget: $(budget "$c0" "$c2" "$(( $(wrk_total < "$tmp/wrk2a.out") + $(wrk_total < "$tmp/wrk2b.out") ))" "$w1")"
     waits+=(waits-wrk-two)
   fi
   for f in "${waits[@]}"; do
