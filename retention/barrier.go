@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	"github.com/casevault/casevault/sqldb"
 )
@@ -43,6 +44,30 @@ func ShareWriteBarrier(ctx context.Context, tx *sql.Tx) error {
 		return fmt.Errorf("write barrier: %w", err)
 	}
 	return nil
+}
+
+// WritePrologue returns the prologue of every PostgreSQL write transaction
+// (wired on PostgreSQL only, as ShareWriteBarrier): it shares the write
+// barrier, then queues the two reads every contact write makes of
+// retention, the schedule version (Policy.In) and the holds that may be
+// in force (Holds.RecordWrites), to go out with the transaction's first
+// query (sqldb.Prefetch: the store's pipelined contact batches; elsewhere
+// they are read when asked, as before). They are read after the barrier,
+// as before, so no schedule change or hold placement commits between them
+// and the write; a batch's two round trips for them were ~1% of serve's
+// CPU each (issue 19). now is the clock the holds' bound is taken from
+// (holdsBound; a Holds with another clock reads its holds itself).
+func WritePrologue(db *sqldb.DB, now func() time.Time) func(ctx context.Context, tx *sql.Tx) error {
+	return func(ctx context.Context, tx *sql.Tx) error {
+		if err := ShareWriteBarrier(ctx, tx); err != nil {
+			return err
+		}
+
+		if err := db.Prefetch(ctx, tx, qScheduleVersion); err != nil {
+			return err
+		}
+		return db.Prefetch(ctx, tx, qActiveHolds, holdsBound(now()))
+	}
 }
 
 // exclusiveTx runs fn in a write transaction that first takes the write

@@ -583,8 +583,18 @@ func (h *Holds) lockHold(ctx context.Context, tx *sql.Tx, id string) (Hold, erro
 
 const holdCols = `id, matter, reason, scope, placed_by, placed_at, released_by, released_at, release_reason, grace_until, reinstated_by, reinstated_at`
 
-// qActiveHolds is read by every write (RecordWrite); prepared by Prepare.
+// qActiveHolds is read by every write (RecordWrite); prepared by Prepare
+// and prefetched by WritePrologue. Its argument is holdsBound's, not the
+// time itself: the hour that one read takes is the same for the write's
+// prologue and its hook.
 const qActiveHolds = `SELECT ` + holdCols + ` FROM legal_holds WHERE released_at IS NULL OR grace_until > ? ORDER BY id`
+
+// holdsBound is qActiveHolds' argument at now: the start of its hour, so
+// the read gives every hold preserving at now and a few whose grace ended
+// earlier in the hour, which active drops.
+func holdsBound(now time.Time) int64 {
+	return sqldb.Micros(now.Truncate(time.Hour))
+}
 
 // txQuerier runs a query (with ? placeholders) in tx through the write
 // path's prepared statements (sqldb.QueryTx rebinds one it has not).
@@ -691,11 +701,12 @@ func (h *Holds) active(ctx context.Context, tx *sql.Tx) ([]Hold, error) {
 	if tx == nil {
 		q, query = h.db.Read, h.db.Rebind(qActiveHolds)
 	}
-	out, err := sqldb.Collect(ctx, q, query, []any{sqldb.Micros(h.clock())}, scanHoldRow)
+	now := h.clock()
+	out, err := sqldb.Collect(ctx, q, query, []any{holdsBound(now)}, scanHoldRow)
 	if err != nil {
 		return nil, sqldb.Fail("active holds", err)
 	}
-	return out, nil
+	return slices.DeleteFunc(out, func(h Hold) bool { return !h.preserving(now) }), nil
 }
 
 // Covering returns the active holds that cover the contact, oldest first.

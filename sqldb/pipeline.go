@@ -2,10 +2,13 @@ package sqldb
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -34,6 +37,8 @@ var ErrDeferred = errors.New("sqldb: statement deferred to the transaction's nex
 
 type pipelinedKey struct{}
 
+type prefetchKey struct{}
+
 // Pipelined marks ctx so that a PostgreSQL transaction begun with it is
 // pipelined (see above). Other engines ignore it.
 func Pipelined(ctx context.Context) context.Context {
@@ -43,6 +48,24 @@ func Pipelined(ctx context.Context) context.Context {
 func pipelined(ctx context.Context) bool {
 	on, _ := ctx.Value(pipelinedKey{}).(bool)
 	return on
+}
+
+// Prefetch queues a read in tx, when tx is pipelined (PostgreSQL, begun
+// with Pipelined), to go out with the transaction's next round trip, and
+// keeps its rows: the transaction's first query of the same text and
+// arguments then reads them without a round trip of its own. Anywhere
+// else it does nothing, and that query runs when it is made. The rows are
+// as of the round trip that carried the read, so Prefetch is for reads the
+// transaction's own writes do not change. query is written with ?
+// placeholders.
+func (db *DB) Prefetch(ctx context.Context, tx *sql.Tx, query string, args ...any) error {
+	if db.Dialect != Postgres || !pipelined(ctx) {
+		return nil
+	}
+	if _, err := tx.ExecContext(context.WithValue(ctx, prefetchKey{}, true), db.Rebind(query), args...); err != nil {
+		return fmt.Errorf("prefetch: %w", err)
+	}
+	return nil
 }
 
 // PgxConn is the pgx connection under a database/sql driver connection
@@ -81,17 +104,27 @@ type pipeConn struct {
 }
 
 type queued struct {
-	sql  string
-	args []any
+	sql      string
+	args     []any
+	prefetch bool // a read whose rows are kept (Prefetch)
 }
 
 // pipeTx is a pipelined transaction: queue holds what was not sent yet
-// (BEGIN first, until the first round trip).
+// (BEGIN first, until the first round trip), fetched the rows of
+// prefetched reads that no query has taken yet.
 type pipeTx struct {
-	c     *pipeConn
-	ctx   context.Context
-	queue []queued
-	sent  bool // BEGIN went out: the server has a transaction to end
+	c       *pipeConn
+	ctx     context.Context
+	queue   []queued
+	fetched []fetched
+	sent    bool // BEGIN went out: the server has a transaction to end
+}
+
+// fetched is a prefetched read's rows.
+type fetched struct {
+	sql  string
+	args []any
+	rows *bufferedRows
 }
 
 func (c *pipeConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
@@ -109,15 +142,38 @@ func (c *pipeConn) ExecContext(ctx context.Context, query string, args []driver.
 	if c.tx == nil {
 		return c.Conn.ExecContext(ctx, query, args)
 	}
-	c.tx.queue = append(c.tx.queue, queued{sql: query, args: values(args)})
+	prefetch := ctx.Value(prefetchKey{}) != nil
+	if c.tx == nil {
+		if prefetch {
+			return deferredResult{}, nil // not pipelined: the read is made when queried
+		}
+		return c.Conn.ExecContext(ctx, query, args)
+	}
+	c.tx.queue = append(c.tx.queue, queued{sql: query, args: values(args), prefetch: prefetch})
 	return deferredResult{}, nil
 }
 
 func (c *pipeConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	if c.tx == nil || len(c.tx.queue) == 0 {
+	if c.tx == nil {
 		return c.Conn.QueryContext(ctx, query, args)
 	}
-	return c.tx.flushQuery(ctx, query, values(args))
+	vals := values(args)
+	if c.tx.queuedRead(query, vals) {
+		br, err := c.tx.send(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		if err := br.Close(); err != nil {
+			return nil, err
+		}
+	}
+	if r, ok := c.tx.take(query, vals); ok {
+		return r, nil
+	}
+	if len(c.tx.queue) == 0 {
+		return c.Conn.QueryContext(ctx, query, args)
+	}
+	return c.tx.flushQuery(ctx, query, vals)
 }
 
 func (c *pipeConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
@@ -170,7 +226,8 @@ func (deferredResult) LastInsertId() (int64, error) { return 0, ErrDeferred }
 func (deferredResult) RowsAffected() (int64, error) { return 0, ErrDeferred }
 
 // send sends the queue, then last when set, in one batch, and reads the
-// queue's results; the batch stays open for last's.
+// queue's results (keeping the prefetched reads' rows); the batch stays
+// open for last's.
 func (t *pipeTx) send(ctx context.Context, last *queued) (pgx.BatchResults, error) {
 	b := &pgx.Batch{}
 	for _, q := range t.queue {
@@ -179,16 +236,74 @@ func (t *pipeTx) send(ctx context.Context, last *queued) (pgx.BatchResults, erro
 	if last != nil {
 		b.Queue(last.sql, last.args...)
 	}
-	n := len(t.queue)
+	sending := t.queue
 	t.queue, t.sent = t.queue[:0], true
 	br := t.c.Conn.Conn().SendBatch(ctx, b)
-	for range n {
-		if _, err := br.Exec(); err != nil {
+	for _, q := range sending {
+		var err error
+		if q.prefetch {
+			err = t.keep(br, q)
+		} else {
+			_, err = br.Exec()
+		}
+		if err != nil {
 			_ = br.Close()
 			return nil, err
 		}
 	}
 	return br, nil
+}
+
+// keep reads a prefetched read's rows from br into t.fetched.
+func (t *pipeTx) keep(br pgx.BatchResults, q queued) error {
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+
+	fds := rows.FieldDescriptions()
+	r := &bufferedRows{cols: make([]string, len(fds))}
+	for i, fd := range fds {
+		r.cols[i] = fd.Name
+	}
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			return err
+		}
+		row := make([]driver.Value, len(vals))
+		for i, v := range vals {
+			if row[i], err = driverValue(v); err != nil {
+				return fmt.Errorf("column %s: %w", fds[i].Name, err)
+			}
+		}
+		r.rows = append(r.rows, row)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	t.fetched = append(t.fetched, fetched{sql: q.sql, args: q.args, rows: r})
+	return nil
+}
+
+// queuedRead tells whether a prefetched read of query and args waits in
+// the queue.
+func (t *pipeTx) queuedRead(query string, args []any) bool {
+	return slices.ContainsFunc(t.queue, func(q queued) bool {
+		return q.prefetch && q.sql == query && reflect.DeepEqual(q.args, args)
+	})
+}
+
+// take returns, once, the rows prefetched for query and args.
+func (t *pipeTx) take(query string, args []any) (*bufferedRows, bool) {
+	i := slices.IndexFunc(t.fetched, func(f fetched) bool { return f.sql == query && reflect.DeepEqual(f.args, args) })
+	if i < 0 {
+		return nil, false
+	}
+	r := t.fetched[i].rows
+	t.fetched = slices.Delete(t.fetched, i, i+1)
+	return r, true
 }
 
 // flushQuery sends what waits and query in one round trip and returns
@@ -303,6 +418,25 @@ func (r *pipeRows) Next(dest []driver.Value) error {
 			return fmt.Errorf("column %s: %w", fds[i].Name, err)
 		}
 	}
+	return nil
+}
+
+// bufferedRows are a prefetched read's rows, read off the wire already.
+type bufferedRows struct {
+	cols []string
+	rows [][]driver.Value
+}
+
+func (r *bufferedRows) Columns() []string { return r.cols }
+
+func (r *bufferedRows) Close() error { return nil }
+
+func (r *bufferedRows) Next(dest []driver.Value) error {
+	if len(r.rows) == 0 {
+		return io.EOF
+	}
+	copy(dest, r.rows[0])
+	r.rows = r.rows[1:]
 	return nil
 }
 

@@ -43,6 +43,28 @@ func TestPipelinedTransaction(t *testing.T) {
 		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM pt`).Scan(&n)
 		return n, err
 	}
+	// prefetch queues a read of the rows below limit; below runs it.
+	const qBelow = `SELECT count(*) FROM pt WHERE id < ?`
+	prefetch := func(t *testing.T, tx *sql.Tx, pipelined bool, limit int) {
+		t.Helper()
+		pctx := ctx
+		if pipelined {
+			pctx = sqldb.Pipelined(ctx)
+		}
+		if err := db.Prefetch(pctx, tx, qBelow, limit); err != nil {
+			t.Fatalf("prefetch: %v", err)
+		}
+	}
+	below := func(t *testing.T, tx *sql.Tx, limit, want int) {
+		t.Helper()
+		var n int
+		if err := tx.QueryRowContext(ctx, db.Rebind(qBelow), limit).Scan(&n); err != nil {
+			t.Fatalf("rows below %d: %v", limit, err)
+		}
+		if n != want {
+			t.Fatalf("rows below %d: %d, want %d", limit, n, want)
+		}
+	}
 	isDuplicate := func(err error) bool {
 		var pe *pgconn.PgError
 		return errors.As(err, &pe) && pe.Code == "23505"
@@ -93,6 +115,55 @@ func TestPipelinedTransaction(t *testing.T) {
 			}
 			return err
 		}, isDuplicate, 1, -1},
+		{"a prefetched read goes out with the next query, and its own query needs no round trip", true, func(t *testing.T, tx *sql.Tx) error {
+			prefetch(t, tx, true, 9)
+			if n, err := count(tx); err != nil || n != 1 {
+				t.Fatalf("count: %d, %v; want 1", n, err)
+			}
+			below(t, tx, 9, 1)
+			insert(t, tx, 2)
+			return tx.Commit()
+		}, nil, 2, 2},
+		{"a prefetched read is taken once: the same query again makes its own round trip", true, func(t *testing.T, tx *sql.Tx) error {
+			prefetch(t, tx, true, 9)
+			below(t, tx, 9, 1)
+			insert(t, tx, 2)
+			below(t, tx, 9, 2)
+			return tx.Commit()
+		}, nil, 2, 3},
+		{"a query asked for before its prefetched read went out sends it, once", true, func(t *testing.T, tx *sql.Tx) error {
+			prefetch(t, tx, true, 9)
+			below(t, tx, 9, 1)
+			return tx.Commit()
+		}, nil, 1, 2},
+		{"a prefetched read answers only its own arguments", true, func(t *testing.T, tx *sql.Tx) error {
+			insert(t, tx, 2, 3)
+			prefetch(t, tx, true, 3)
+			if n, err := count(tx); err != nil || n != 3 {
+				t.Fatalf("count: %d, %v; want 3", n, err)
+			}
+			below(t, tx, 9, 3)
+			below(t, tx, 3, 2)
+			return tx.Commit()
+		}, nil, 3, 3},
+		{"without the marker a prefetch sends nothing and the query runs", false, func(t *testing.T, tx *sql.Tx) error {
+			prefetch(t, tx, false, 9)
+			below(t, tx, 9, 1)
+			return tx.Commit()
+		}, nil, 1, 2},
+		{"a prefetched read's error surfaces at the next query", true, func(t *testing.T, tx *sql.Tx) error {
+			if err := db.Prefetch(sqldb.Pipelined(ctx), tx, `SELECT 1 / (id - 1) FROM pt`); err != nil {
+				t.Fatalf("prefetch failed at once: %v", err)
+			}
+			_, err := count(tx)
+			if rerr := tx.Rollback(); rerr != nil {
+				t.Fatalf("rollback: %v", rerr)
+			}
+			return err
+		}, func(err error) bool {
+			var pe *pgconn.PgError
+			return errors.As(err, &pe) && pe.Code == "22012"
+		}, 1, -1},
 		{"an exec's row count is unknown", true, func(t *testing.T, tx *sql.Tx) error {
 			res, err := tx.ExecContext(ctx, `UPDATE pt SET v = 'y'`)
 			if err != nil {

@@ -19,14 +19,17 @@ import (
 )
 
 // batchRig is a store wired as serve wires it (PostgreSQL: the write
-// barrier and the unsequenced audit; SQLite: the chain appended directly),
-// with a batch hook that can hold the first transaction open, so that the
-// writes submitted meanwhile queue and form one batch.
+// prologue and the unsequenced audit; SQLite: the chain appended directly;
+// both: the stored schedule and the holds' record of each write), with a
+// batch hook that can hold the first transaction open, so that the writes
+// submitted meanwhile queue and form one batch.
 type batchRig struct {
-	db    *sqldb.DB
-	log   *audit.Log
-	store *sqlstore.Store
-	svc   *cases.Service
+	db        *sqldb.DB
+	log       *audit.Log
+	store     *sqlstore.Store
+	svc       *cases.Service
+	holds     *retention.Holds
+	schedules *retention.Schedules
 
 	mu      sync.Mutex
 	batches [][]string // the contact ids of each batch hook call
@@ -35,21 +38,26 @@ type batchRig struct {
 }
 
 func newBatchRig(t *testing.T, db *sqldb.DB, slots int) *batchRig {
-	return newBatchRigWith(t, db, slots, nil)
+	return newBatchRigWith(t, db, slots, nil, retention.WritePrologue(db, time.Now))
 }
 
-// newBatchRigWith is newBatchRig sealing personal fields with f (nil: clear).
-func newBatchRigWith(t *testing.T, db *sqldb.DB, slots int, f *sqlstore.Fields) *batchRig {
+// newBatchRigWith is newBatchRig sealing personal fields with f (nil:
+// clear), with prologue as PostgreSQL's write prologue.
+func newBatchRigWith(t *testing.T, db *sqldb.DB, slots int, f *sqlstore.Fields, prologue func(context.Context, *sql.Tx) error) *batchRig {
 	r := &batchRig{db: db}
 	var opts []audit.Option
 	if db.Dialect == sqldb.Postgres {
-		db.SetPrologue(retention.ShareWriteBarrier)
+		db.SetPrologue(prologue)
 		opts = append(opts, audit.WithSequencer(0))
 	}
+	policy := retention.NewPolicy(retention.DefaultSchedule())
+	r.schedules = retention.NewSchedules(db, policy) // writes read the stored schedule
+	r.holds = retention.NewHoldsWith(db, retention.HoldsOptions{Policy: policy})
+	holds := r.holds
 	r.log = audit.New(db, opts...)
 	t.Cleanup(func() { _ = r.log.Close(context.Background()) })
 	r.store = sqlstore.New(db, sqlstore.Options{
-		Policy:         retention.DefaultSchedule().Policy(),
+		Policy:         policy,
 		Fields:         f,
 		ContactBatches: slots,
 		OnChanges: func(ctx context.Context, tx *sql.Tx, chs []cases.Change) error {
@@ -68,15 +76,21 @@ func newBatchRigWith(t *testing.T, db *sqldb.DB, slots int, f *sqlstore.Fields) 
 				close(held)
 				<-hold
 			}
+			if err := holds.RecordWrites(ctx, tx, chs); err != nil {
+				return err
+			}
 			_, err := r.log.AppendManyTx(ctx, tx, evs)
 			return err
 		},
 		OnChange: func(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
+			if err := holds.RecordWrite(ctx, tx, ch); err != nil {
+				return err
+			}
 			_, err := r.log.AppendTx(ctx, tx, audit.FromChange(ch, audit.OutcomeOK))
 			return err
 		},
 	})
-	if err := r.store.Prepare(context.Background()); err != nil {
+	if err := errors.Join(r.store.Prepare(context.Background()), retention.Prepare(context.Background(), db)); err != nil {
 		t.Fatal(err)
 	}
 	r.svc = cases.NewService(r.store, nil)
@@ -309,50 +323,133 @@ func TestContactBatchSharesOneTransaction(t *testing.T) {
 
 // TestContactBatchRoundTrips: on PostgreSQL a batch of contacts reaches
 // the server in 3 round trips, whatever its size: the touch ahead, then
-// its transaction pipelined (BEGIN, the write barrier and the case read
-// in one; the contacts, outbox rows, audit events and COMMIT in the
-// other). One statement per round trip made it 8.
+// its transaction pipelined (BEGIN, the write barrier, the reads of the
+// schedule version and the holds in force that the write prologue
+// prefetches, and the case read in one; the contacts, outbox rows, audit
+// events and COMMIT in the other). One statement per round trip made it
+// 8; without the prefetch the schedule's and the holds' reads take one
+// each.
 func TestContactBatchRoundTrips(t *testing.T) {
-	db, trips := sqldbtest.OpenCounted(t)
-	r := newBatchRig(t, db, 1)
-	ctx := context.Background()
-	_, a := seed(t, r.svc)
-	_, b := seed(t, r.svc)
+	tests := []struct {
+		name     string
+		prologue func(db *sqldb.DB) func(context.Context, *sql.Tx) error
+		batch    int64
+	}{
+		{"the write barrier alone", func(*sqldb.DB) func(context.Context, *sql.Tx) error { return retention.ShareWriteBarrier }, 5},
+		{"the write prologue", func(db *sqldb.DB) func(context.Context, *sql.Tx) error { return retention.WritePrologue(db, time.Now) }, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db, trips := sqldbtest.OpenCounted(t)
+			r := newBatchRigWith(t, db, 1, nil, tt.prologue(db))
+			ctx := context.Background()
+			_, a := seed(t, r.svc)
+			_, b := seed(t, r.svc)
 
-	// Twice: the first round prepares the statements on the connection.
-	for round := range 2 {
+			// Twice: the first round prepares the statements on the connection.
+			for round := range 2 {
+				held, release := r.holdNext()
+				first := newContact(a.ID, "first")
+				firstErr := make(chan error, 1)
+				go func() { firstErr <- r.store.CreateContact(ctx, first, contactChange(first)) }()
+				<-held
+				errs := make([]error, 8)
+				var wg sync.WaitGroup
+				for i := range errs {
+					c := newContact(alternate(i, a.ID, b.ID), fmt.Sprintf("round %d contact %d", round, i))
+					wg.Go(func() { errs[i] = r.store.CreateContact(ctx, c, contactChange(c)) })
+				}
+				r.waitQueued(t, len(errs))
+				before := trips.Load()
+				release()
+				wg.Wait()
+				got := trips.Load() - before
+				if err := errors.Join(append(errs, <-firstErr)...); err != nil {
+					t.Fatal(err)
+				}
+				// The held contact, alone in a plain transaction, ends in 3
+				// (the holds' read, its audit event, its COMMIT); then the
+				// batch.
+				if round == 1 && got != 3+tt.batch {
+					t.Fatalf("%d round trips for the held contact's end and a batch of %d, want 3 + %d", got, len(errs), tt.batch)
+				}
+			}
+			r.mu.Lock()
+			sizes := len(r.batches[len(r.batches)-1])
+			r.mu.Unlock()
+			if sizes != 8 {
+				t.Fatalf("the last batch held %d contacts, want 8", sizes)
+			}
+			r.verify(t, 18)
+		})
+	}
+}
+
+// TestContactBatchRecordsHolds: the contacts of a batch are recorded for
+// the holds that cover them, read in the batch's transaction (on
+// PostgreSQL, prefetched by the write prologue with the hour's bound), and
+// for no hold whose grace ended before the batch, even within the hour the
+// read's bound admits.
+func TestContactBatchRecordsHolds(t *testing.T) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		r := newBatchRig(t, db, 1)
+		ctx := context.Background()
+		_, a := seed(t, r.svc)
+		legal := cases.Actor{Name: "legal", Role: "legal"}
+
+		// A grace of nothing: the released hold stops preserving at once.
+		sc := retention.DefaultSchedule()
+		none, _ := retention.ParseDuration("0s")
+		sc.HoldReleaseGrace = &none
+		if _, err := r.schedules.Put(ctx, sc, legal, nil); err != nil {
+			t.Fatal(err)
+		}
+		from := time.Now().Add(-time.Hour)
+		scope := retention.HoldScope{CaseIDs: []string{a.ID}, From: &from}
+		kept, err := r.holds.Place(ctx, retention.HoldInput{Matter: "kept", Reason: "r", Scope: scope}, legal, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ended, err := r.holds.Place(ctx, retention.HoldInput{Matter: "ended", Reason: "r", Scope: scope}, legal, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.holds.Release(ctx, ended.ID, "done", legal, nil); err != nil {
+			t.Fatal(err)
+		}
+
 		held, release := r.holdNext()
 		first := newContact(a.ID, "first")
 		firstErr := make(chan error, 1)
 		go func() { firstErr <- r.store.CreateContact(ctx, first, contactChange(first)) }()
 		<-held
-		errs := make([]error, 8)
+		errs := make([]error, 6)
 		var wg sync.WaitGroup
 		for i := range errs {
-			c := newContact(alternate(i, a.ID, b.ID), fmt.Sprintf("round %d contact %d", round, i))
+			c := newContact(a.ID, fmt.Sprintf("contact %d", i))
 			wg.Go(func() { errs[i] = r.store.CreateContact(ctx, c, contactChange(c)) })
 		}
 		r.waitQueued(t, len(errs))
-		before := trips.Load()
 		release()
 		wg.Wait()
-		got := trips.Load() - before
 		if err := errors.Join(append(errs, <-firstErr)...); err != nil {
 			t.Fatal(err)
 		}
-		// The held contact's transaction ends in 2 (its audit event, its
-		// COMMIT); then the batch.
-		if round == 1 && got != 2+3 {
-			t.Fatalf("%d round trips for the held contact's end and a batch of %d, want 2 + 3", got, len(errs))
+
+		count := func(holdID string) (n int) {
+			t.Helper()
+			if err := db.Read.QueryRow(db.Rebind(`SELECT COUNT(*) FROM hold_items WHERE hold_id = ? AND contact_id <> ''`), holdID).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
 		}
-	}
-	r.mu.Lock()
-	sizes := len(r.batches[len(r.batches)-1])
-	r.mu.Unlock()
-	if sizes != 8 {
-		t.Fatalf("the last batch held %d contacts, want 8", sizes)
-	}
-	r.verify(t, 18)
+		if n := count(kept.ID); n != 1+len(errs) {
+			t.Errorf("%d contacts recorded for the hold in force, want %d", n, 1+len(errs))
+		}
+		if n := count(ended.ID); n != 0 {
+			t.Errorf("%d contacts recorded for the hold whose grace had ended, want 0", n)
+		}
+	})
 }
 
 // TestContactBatchCancellation: a caller whose context ends while its

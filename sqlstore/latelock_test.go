@@ -283,7 +283,7 @@ func TestCloseWaitsForABatchInFlight(t *testing.T) {
 func TestErasureUnderBatch(t *testing.T) {
 	db := sqldbtest.Open(t, sqldb.Postgres)
 	keys, fields := sealing(t, db)
-	r := newBatchRigWith(t, db, 1, fields)
+	r := newBatchRigWith(t, db, 1, fields, retention.WritePrologue(db, time.Now))
 	cust, cs := seed(t, r.svc)
 	other, _ := seed(t, r.svc)
 	otherCase, plug := r.newCase(t, other.ID), r.newCase(t, other.ID)
@@ -326,7 +326,7 @@ func TestKeylessCustomerKeyAfterItsCase(t *testing.T) {
 	plain := cases.NewService(sqlstore.New(db, sqlstore.Options{}), nil)
 	cust, cs := seed(t, plain) // no sealing: no data key
 	keys, fields := sealing(t, db)
-	r := newBatchRigWith(t, db, 1, fields)
+	r := newBatchRigWith(t, db, 1, fields, retention.WritePrologue(db, time.Now))
 	other, _ := seed(t, r.svc) // sealed: keyed
 	otherCase, plug := r.newCase(t, other.ID), r.newCase(t, other.ID)
 

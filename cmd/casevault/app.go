@@ -95,7 +95,7 @@ func buildApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) 
 		auditOpts = append(auditOpts, audit.WithSequencer(audit.DefaultSequenceInterval),
 			audit.WithSequencedObserver(func(d time.Duration) { delay.Observe(d.Seconds()) }),
 			audit.WithFaultPoint(faultPoint(log)))
-		db.SetPrologue(retention.ShareWriteBarrier)
+		db.SetPrologue(retention.WritePrologue(db, time.Now))
 	}
 	a.audit = audit.New(db, auditOpts...)
 
