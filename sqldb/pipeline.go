@@ -139,9 +139,6 @@ func (c *pipeConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.T
 }
 
 func (c *pipeConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	if c.tx == nil {
-		return c.Conn.ExecContext(ctx, query, args)
-	}
 	prefetch := ctx.Value(prefetchKey{}) != nil
 	if c.tx == nil {
 		if prefetch {

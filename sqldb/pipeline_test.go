@@ -221,6 +221,34 @@ func TestPipelinedTransaction(t *testing.T) {
 	}
 }
 
+// TestPrefetchOutsideAPipeline: a transaction begun with the marker but
+// not pipelined (an isolation level of its own) sends nothing for a
+// Prefetch; its query then runs as any other.
+func TestPrefetchOutsideAPipeline(t *testing.T) {
+	db, trips := sqldbtest.OpenCounted(t)
+	ctx := sqldb.Pipelined(context.Background())
+	tx, err := db.Write.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback() })
+
+	before := trips.Load()
+	if err := db.Prefetch(ctx, tx, `SELECT ? + 1`, 41); err != nil {
+		t.Fatalf("prefetch: %v", err)
+	}
+	if got := trips.Load() - before; got != 0 {
+		t.Fatalf("a prefetch outside a pipeline made %d round trips, want 0", got)
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, db.Rebind(`SELECT ? + 1`), 41).Scan(&n); err != nil || n != 42 {
+		t.Fatalf("the query after it: %d, %v; want 42", n, err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestPipelinedQueryValues: a query sent with a pipelined batch gives
 // database/sql the values pgx's own driver gives, and refuses a column it
 // cannot convert rather than guess.
