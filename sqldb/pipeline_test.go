@@ -249,6 +249,97 @@ func TestPrefetchOutsideAPipeline(t *testing.T) {
 	}
 }
 
+// TestAhead: a statement given with Ahead runs as a transaction of its
+// own before BEGIN, committed whatever the transaction does, in the
+// pipelined transaction's first round trip; its error is that round
+// trip's. A transaction that cannot be pipelined runs it first as well.
+func TestAhead(t *testing.T) {
+	db, trips := sqldbtest.OpenCounted(t)
+	ctx := context.Background()
+	if _, err := db.Write.ExecContext(ctx, `CREATE TABLE ah (id int PRIMARY KEY, v text NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	value := func(t *testing.T) string {
+		t.Helper()
+		var v string
+		if err := db.Read.QueryRowContext(ctx, `SELECT v FROM ah WHERE id = 1`).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+
+	tests := []struct {
+		name   string
+		ahead  string
+		opts   *sql.TxOptions
+		commit bool
+		want   string // ah's v afterwards
+		trips  int64  // round trips after BeginTx returned; -1: not counted
+		fails  bool   // the first query fails with the ahead statement's error
+	}{
+		{"with the first query, committed", `UPDATE ah SET v = 'ahead'`, nil, true, "ahead", 2, false},
+		{"committed before BEGIN: a rollback keeps it", `UPDATE ah SET v = 'ahead'`, nil, false, "ahead", 2, false},
+		{"its error is the first round trip's", `UPDATE ah SET v = (1 / (id - 1))::text`, nil, false, "x", -1, true},
+		{"not pipelined: run before BEGIN", `UPDATE ah SET v = 'ahead'`, &sql.TxOptions{Isolation: sql.LevelRepeatableRead}, false, "ahead", -1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Twice: the first round prepares the statements on the connection.
+			for round := range 2 {
+				if _, err := db.Write.ExecContext(ctx, `TRUNCATE ah; INSERT INTO ah VALUES (1, 'x')`); err != nil {
+					t.Fatal(err)
+				}
+				txCtx, err := db.Ahead(ctx, tt.ahead)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tx, err := db.Write.BeginTx(txCtx, tt.opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = tx.Rollback() })
+				before := trips.Load()
+
+				// The row as the transaction reads it: written by another,
+				// committed transaction.
+				var v string
+				var mine bool
+				err = tx.QueryRowContext(ctx, `SELECT v, xmin::text = pg_current_xact_id()::text FROM ah WHERE id = 1`).Scan(&v, &mine)
+				switch {
+				case tt.fails:
+					var pe *pgconn.PgError
+					if !errors.As(err, &pe) || pe.Code != "22012" {
+						t.Fatalf("first query: %v, want the ahead statement's division by zero", err)
+					}
+				case err != nil:
+					t.Fatal(err)
+				case v != "ahead" || mine:
+					t.Fatalf("the transaction reads v %q, written by itself %v; want \"ahead\" from another", v, mine)
+				}
+				if tt.commit {
+					err = tx.Commit()
+				} else {
+					err = tx.Rollback()
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := trips.Load() - before; round == 1 && tt.trips >= 0 && got != tt.trips {
+					t.Errorf("%d round trips, want %d", got, tt.trips)
+				}
+				if got := value(t); got != tt.want {
+					t.Fatalf("v afterwards %q, want %q", got, tt.want)
+				}
+			}
+		})
+	}
+
+	sqlite := sqldbtest.Open(t, sqldb.SQLite)
+	if _, err := sqlite.Ahead(ctx, `SELECT 1`); err == nil {
+		t.Fatal("Ahead on SQLite: no error; its statement would be dropped")
+	}
+}
+
 // TestPipelinedQueryValues: a query sent with a pipelined batch gives
 // database/sql the values pgx's own driver gives, and refuses a column it
 // cannot convert rather than guess.
