@@ -2,10 +2,8 @@ package sqldb
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
 	"database/sql/driver"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +12,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/stdlib"
 )
@@ -71,27 +68,6 @@ func (db *DB) Prefetch(ctx context.Context, tx *sql.Tx, query string, args ...an
 	return nil
 }
 
-type aheadKey struct{}
-
-type aheadStmt struct {
-	sql  string
-	args []any
-}
-
-// Ahead marks ctx, as Pipelined does, and gives the transaction begun with
-// it a statement to run first as a transaction of its own, committed (or
-// failed) before BEGIN: its row locks end there. Pipelined, it goes out
-// in the transaction's first round trip, a Sync after it; its error is
-// that round trip's. A transaction that cannot be pipelined runs it on its
-// connection before BEGIN. PostgreSQL only: other engines would ignore the
-// marker and the statement with it. query is written with ? placeholders.
-func (db *DB) Ahead(ctx context.Context, query string, args ...any) (context.Context, error) {
-	if db.Dialect != Postgres {
-		return ctx, errors.New("sqldb: Ahead is for PostgreSQL")
-	}
-	return context.WithValue(Pipelined(ctx), aheadKey{}, aheadStmt{sql: db.Rebind(query), args: args}), nil
-}
-
 // PgxConn is the pgx connection under a database/sql driver connection
 // (sql.Conn.Raw), for the few paths that use pgx itself (COPY, raw rows).
 func PgxConn(dc any) (*pgx.Conn, bool) {
@@ -131,7 +107,6 @@ type queued struct {
 	sql      string
 	args     []any
 	prefetch bool // a read whose rows are kept (Prefetch)
-	sync     bool // a transaction of its own ends after it (Ahead)
 }
 
 // pipeTx is a pipelined transaction: queue holds what was not sent yet
@@ -153,23 +128,13 @@ type fetched struct {
 }
 
 func (c *pipeConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	ahead, hasAhead := ctx.Value(aheadKey{}).(aheadStmt)
 	if !pipelined(ctx) || opts.Isolation != driver.IsolationLevel(0) || opts.ReadOnly {
-		if hasAhead {
-			if _, err := c.Conn.Conn().Exec(ctx, ahead.sql, ahead.args...); err != nil {
-				return nil, err
-			}
-		}
 		return c.Conn.BeginTx(ctx, opts)
 	}
 	if c.tx != nil {
 		return nil, errors.New("sqldb: a pipelined transaction is already open on this connection")
 	}
-	queue := []queued{{sql: "begin"}}
-	if hasAhead {
-		queue = []queued{{sql: ahead.sql, args: ahead.args, sync: true}, {sql: "begin"}}
-	}
-	c.tx = &pipeTx{c: c, ctx: ctx, queue: queue}
+	c.tx = &pipeTx{c: c, ctx: ctx, queue: []queued{{sql: "begin"}}}
 	return c.tx, nil
 }
 
@@ -191,7 +156,11 @@ func (c *pipeConn) QueryContext(ctx context.Context, query string, args []driver
 	}
 	vals := values(args)
 	if c.tx.queuedRead(query, vals) {
-		if err := c.tx.sendAll(ctx); err != nil {
+		br, err := c.tx.send(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		if err := br.Close(); err != nil {
 			return nil, err
 		}
 	}
@@ -288,120 +257,6 @@ func (t *pipeTx) keep(br pgx.BatchResults, q queued) error {
 	if err != nil {
 		return err
 	}
-	r, err := bufferRows(rows)
-	if err != nil {
-		return err
-	}
-	t.fetched = append(t.fetched, fetched{sql: q.sql, args: q.args, rows: r})
-	return nil
-}
-
-// sendAll sends the queue, without a statement of its own.
-func (t *pipeTx) sendAll(ctx context.Context) error {
-	if t.ahead() {
-		_, err := t.sendAhead(ctx, nil)
-		return err
-	}
-	br, err := t.send(ctx, nil)
-	if err != nil {
-		return err
-	}
-	return br.Close()
-}
-
-// ahead tells whether the queue starts with an Ahead statement, which the
-// first round trip must follow with a Sync: pgx's batches have none, so
-// that round trip goes out through pgconn's pipeline (sendAhead).
-func (t *pipeTx) ahead() bool { return len(t.queue) > 0 && t.queue[0].sync }
-
-// sendAhead sends the queue, then last when set, as send does, with a
-// Sync after each statement marked so; it reads every result and returns
-// last's rows (none for a statement without). The statements are prepared
-// by name on the connection first (a round trip each, once per
-// connection).
-func (t *pipeTx) sendAhead(ctx context.Context, last *queued) (*bufferedRows, error) {
-	all := slices.Clone(t.queue)
-	if last != nil {
-		all = append(all, *last)
-	}
-	t.queue, t.sent = t.queue[:0], true
-	conn := t.c.Conn.Conn()
-	sds := make([]*pgconn.StatementDescription, len(all))
-	for i, q := range all {
-		sum := sha256.Sum256([]byte(q.sql))
-		sd, err := conn.Prepare(ctx, "cv_"+hex.EncodeToString(sum[:12]), q.sql)
-		if err != nil {
-			return nil, err
-		}
-		sds[i] = sd
-	}
-
-	p := conn.PgConn().StartPipeline(ctx)
-	var eqb pgx.ExtendedQueryBuilder
-	for i, q := range all {
-		if err := eqb.Build(conn.TypeMap(), sds[i], q.args); err != nil {
-			_ = p.Close()
-			return nil, err
-		}
-		// Bind is encoded at once; the result formats are kept for the reading.
-		p.SendQueryStatement(sds[i], eqb.ParamValues, eqb.ParamFormats, slices.Clone(eqb.ResultFormats))
-		if q.sync {
-			p.SendPipelineSync()
-		}
-	}
-	if err := p.Sync(); err != nil {
-		_ = p.Close()
-		return nil, err
-	}
-
-	var out *bufferedRows
-	err := func() error {
-		for i, q := range all {
-			res, err := p.GetResults()
-			if err != nil {
-				return err
-			}
-			rr, ok := res.(*pgconn.ResultReader)
-			if !ok {
-				return fmt.Errorf("sqldb: a pipelined statement returned %T", res)
-			}
-			switch {
-			case q.prefetch:
-				r, err := bufferRows(pgx.RowsFromResultReader(conn.TypeMap(), rr))
-				if err != nil {
-					return err
-				}
-				t.fetched = append(t.fetched, fetched{sql: q.sql, args: q.args, rows: r})
-			case last != nil && i == len(all)-1:
-				if out, err = bufferRows(pgx.RowsFromResultReader(conn.TypeMap(), rr)); err != nil {
-					return err
-				}
-			default:
-				if _, err := rr.Close(); err != nil {
-					return err
-				}
-			}
-			if q.sync {
-				if res, err := p.GetResults(); err != nil {
-					return err
-				} else if _, ok := res.(*pgconn.PipelineSync); !ok {
-					return fmt.Errorf("sqldb: a pipeline's sync point returned %T", res)
-				}
-			}
-		}
-		return nil
-	}()
-	if cerr := p.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// bufferRows reads rows to the end, as database/sql values.
-func bufferRows(rows pgx.Rows) (*bufferedRows, error) {
 	defer rows.Close()
 
 	fds := rows.FieldDescriptions()
@@ -412,20 +267,21 @@ func bufferRows(rows pgx.Rows) (*bufferedRows, error) {
 	for rows.Next() {
 		vals, err := rows.Values()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		row := make([]driver.Value, len(vals))
 		for i, v := range vals {
 			if row[i], err = driverValue(v); err != nil {
-				return nil, fmt.Errorf("column %s: %w", fds[i].Name, err)
+				return fmt.Errorf("column %s: %w", fds[i].Name, err)
 			}
 		}
 		r.rows = append(r.rows, row)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return err
 	}
-	return r, nil
+	t.fetched = append(t.fetched, fetched{sql: q.sql, args: q.args, rows: r})
+	return nil
 }
 
 // queuedRead tells whether a prefetched read of query and args waits in
@@ -450,13 +306,6 @@ func (t *pipeTx) take(query string, args []any) (*bufferedRows, bool) {
 // flushQuery sends what waits and query in one round trip and returns
 // query's rows.
 func (t *pipeTx) flushQuery(ctx context.Context, query string, args []any) (driver.Rows, error) {
-	if t.ahead() {
-		r, err := t.sendAhead(ctx, &queued{sql: query, args: args})
-		if err != nil {
-			return nil, err
-		}
-		return r, nil
-	}
 	br, err := t.send(ctx, &queued{sql: query, args: args})
 	if err != nil {
 		return nil, err
@@ -478,13 +327,6 @@ func (t *pipeTx) flushQuery(ctx context.Context, query string, args []any) (driv
 
 func (t *pipeTx) Commit() error {
 	t.c.tx = nil
-	if t.ahead() {
-		_, err := t.sendAhead(t.ctx, &queued{sql: "commit"})
-		if err != nil {
-			t.abort()
-		}
-		return err
-	}
 	br, err := t.send(t.ctx, &queued{sql: "commit"})
 	if err == nil {
 		_, err = br.Exec()
