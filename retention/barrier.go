@@ -54,9 +54,11 @@ func ShareWriteBarrier(ctx context.Context, tx *sql.Tx) error {
 // query (sqldb.Prefetch: the store's pipelined contact batches; elsewhere
 // they are read when asked, as before). They are read after the barrier,
 // as before, so no schedule change or hold placement commits between them
-// and the write; a batch's two round trips for them were ~1% of serve's
-// CPU each (issue 19). now is the clock the holds' bound is taken from
-// (holdsBound; a Holds with another clock reads its holds itself).
+// and the write. Their two round trips cost a batch about 2.5% of serve's
+// CPU under load (issue 19; docs/ARCHITECTURE.md, "A contact batch's
+// retention reads are prefetched"). now is the clock the holds' bound is
+// taken from (holdsBound; a Holds with another clock reads its holds
+// itself).
 func WritePrologue(db *sqldb.DB, now func() time.Time) func(ctx context.Context, tx *sql.Tx) error {
 	return func(ctx context.Context, tx *sql.Tx) error {
 		if err := ShareWriteBarrier(ctx, tx); err != nil {

@@ -259,21 +259,11 @@ func (t *pipeTx) keep(br pgx.BatchResults, q queued) error {
 	}
 	defer rows.Close()
 
-	fds := rows.FieldDescriptions()
-	r := &bufferedRows{cols: make([]string, len(fds))}
-	for i, fd := range fds {
-		r.cols[i] = fd.Name
-	}
+	r := &bufferedRows{cols: columnNames(rows)}
 	for rows.Next() {
-		vals, err := rows.Values()
-		if err != nil {
+		row := make([]driver.Value, len(r.cols))
+		if err := scanValues(rows, row); err != nil {
 			return err
-		}
-		row := make([]driver.Value, len(vals))
-		for i, v := range vals {
-			if row[i], err = driverValue(v); err != nil {
-				return fmt.Errorf("column %s: %w", fds[i].Name, err)
-			}
 		}
 		r.rows = append(r.rows, row)
 	}
@@ -371,8 +361,11 @@ type pipeRows struct {
 	closed    bool
 }
 
-func (r *pipeRows) Columns() []string {
-	fds := r.rows.FieldDescriptions()
+func (r *pipeRows) Columns() []string { return columnNames(r.rows) }
+
+// columnNames are the names of rows' columns.
+func columnNames(rows pgx.Rows) []string {
+	fds := rows.FieldDescriptions()
 	names := make([]string, len(fds))
 	for i, fd := range fds {
 		names[i] = fd.Name
@@ -405,11 +398,17 @@ func (r *pipeRows) Next(dest []driver.Value) error {
 		}
 		return io.EOF
 	}
-	vals, err := r.rows.Values()
+	return scanValues(r.rows, dest)
+}
+
+// scanValues puts rows' current row in dest as database/sql values
+// (driverValue).
+func scanValues(rows pgx.Rows, dest []driver.Value) error {
+	vals, err := rows.Values()
 	if err != nil {
 		return err
 	}
-	fds := r.rows.FieldDescriptions()
+	fds := rows.FieldDescriptions()
 	for i, v := range vals {
 		if dest[i], err = driverValue(v); err != nil {
 			return fmt.Errorf("column %s: %w", fds[i].Name, err)
