@@ -78,7 +78,7 @@ http_bench() { # name, extra env...
     # thirtieth session), and a ratio is only as good as its reference
     # was for the load beside it.
     local up c2; up=$(caught_up 18099); c2=$(cpu_mark "$pid")
-    say "index caught up after the load: $up; counting the catch-up, CPU per contact: $(cpu_per "$c0" "$c2" "$(wrk_total < "$tmp/wrk.out")"); budget: $(budget "$c0" "$c2" "$(wrk_total < "$tmp/wrk.out")" "$(awk -v h="$wrkhz" 'BEGIN{print h * 0.12}')")"
+    say "index caught up after the load: $up; $(with_catch_up "$c0" "$c2" "$(wrk_total < "$tmp/wrk.out")" "$(awk -v h="$wrkhz" 'BEGIN{print h * 0.12}')")"
     say "quiet after $(quiet "$pid")"
     local wrkhz2; wrkhz2=$(wrk -t2 -c32 -d"$DUR" --latency http://127.0.0.1:18099/healthz | tee -a "$out" | wrk_rps)
     say "wrk healthz after the load: ${wrkhz2}/s ($(drift "$wrkhz" "$wrkhz2") from before); wrk ratio ($name) to it: $(ratio "$wrkc" "$wrkhz2")"
@@ -201,6 +201,11 @@ cpu_mark() {
   [ -n "$pm" ] && pg=$((pg + $(awk '{print $16 + $17}' "/proc/$pm/stat" 2>/dev/null || echo 0)))
   echo "$t $pg $(awk '$1=="cpu"{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat)"
 }
+# with_catch_up BEFORE AFTER N RATE: cpu_per and budget from the load's
+# start (BEFORE) to the index's catch-up (AFTER), as one line's tail.
+with_catch_up() {
+  echo "counting the catch-up, CPU per contact: $(cpu_per "$1" "$2" "$3"); budget: $(budget "$1" "$2" "$3" "$4")"
+}
 cpu_per() {
   awk -v a="$1" -v b="$2" -v n="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN{split(a, x, " "); split(b, y, " "); if (n < 1) n = 1
     printf "serve %.3f ms, PostgreSQL %.3f ms, the whole machine %.3f ms", (y[1] - x[1]) * 1000 / hz / n, (y[2] - x[2]) * 1000 / hz / n, (y[3] - x[3]) * 1000 / hz / n}'
@@ -319,7 +324,7 @@ scale_bench() {
   local up; up=$(caught_up 18101)
   if [ -n "$cases" ]; then
     local c2; c2=$(cpu_mark "$pa")
-    say "index caught up after the load: $up; counting the catch-up, CPU per contact: $(cpu_per "$c0" "$c2" "$(wrk_total < "$tmp/wrk1.out")"); budget: $(budget "$c0" "$c2" "$(wrk_total < "$tmp/wrk1.out")" "$(awk -v p="$pgb" 'BEGIN{print p / 2}')")"
+    say "index caught up after the load: $up; $(with_catch_up "$c0" "$c2" "$(wrk_total < "$tmp/wrk1.out")" "$(awk -v p="$pgb" 'BEGIN{print p / 2}')")"
   else
     say "index caught up after the load: $up"
   fi
@@ -356,7 +361,7 @@ scale_bench() {
     say "wrk, two replicas: ${wtwo}/s (p99 $(wrk_p99 < "$tmp/wrk2a.out") / $(wrk_p99 < "$tmp/wrk2b.out")); ratio to one: $(ratio "$wtwo" "$w1") (target >= 1); CPU per contact (both replicas): $(cpu_per "$c0" "$c1" "$(( $(wrk_total < "$tmp/wrk2a.out") + $(wrk_total < "$tmp/wrk2b.out") ))"); commits per contact $(wal_commits "$l0" "$l1" "$(( $(wrk_total < "$tmp/wrk2a.out") + $(wrk_total < "$tmp/wrk2b.out") ))"); index pending at the end: $(index_pending 18101) / $(index_pending 18102)"
     say "budget, two replicas under wrk (serve: both): $(budget "$c0" "$c1" "$(( $(wrk_total < "$tmp/wrk2a.out") + $(wrk_total < "$tmp/wrk2b.out") ))" "$w1")"
     up=$(caught_up 18101 18102); c2=$(cpu_mark "$pa" "$pb")
-    say "indexes caught up after the load: $up; counting the catch-up, CPU per contact (both replicas): $(cpu_per "$c0" "$c2" "$(( $(wrk_total < "$tmp/wrk2a.out") + $(wrk_total < "$tmp/wrk2b.out") ))"); budget: $(budget "$c0" "$c2" "$(( $(wrk_total < "$tmp/wrk2a.out") + $(wrk_total < "$tmp/wrk2b.out") ))" "$w1")"
+    say "indexes caught up after the load (both replicas): $up; $(with_catch_up "$c0" "$c2" "$(( $(wrk_total < "$tmp/wrk2a.out") + $(wrk_total < "$tmp/wrk2b.out") ))" "$w1")"
     waits+=(waits-wrk-two)
   fi
   for f in "${waits[@]}"; do

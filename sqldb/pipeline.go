@@ -120,10 +120,15 @@ type pipeTx struct {
 	sent    bool // BEGIN went out: the server has a transaction to end
 }
 
-// fetched is a prefetched read's rows.
+// asks tells whether q is a statement of query's text and args: the
+// match between a query and a prefetched read.
+func (q queued) asks(query string, args []any) bool {
+	return q.sql == query && reflect.DeepEqual(q.args, args)
+}
+
+// fetched is a prefetched read and its rows.
 type fetched struct {
-	sql  string
-	args []any
+	read queued
 	rows *bufferedRows
 }
 
@@ -270,7 +275,7 @@ func (t *pipeTx) keep(br pgx.BatchResults, q queued) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	t.fetched = append(t.fetched, fetched{sql: q.sql, args: q.args, rows: r})
+	t.fetched = append(t.fetched, fetched{read: q, rows: r})
 	return nil
 }
 
@@ -278,13 +283,13 @@ func (t *pipeTx) keep(br pgx.BatchResults, q queued) error {
 // the queue.
 func (t *pipeTx) queuedRead(query string, args []any) bool {
 	return slices.ContainsFunc(t.queue, func(q queued) bool {
-		return q.prefetch && q.sql == query && reflect.DeepEqual(q.args, args)
+		return q.prefetch && q.asks(query, args)
 	})
 }
 
 // take returns, once, the rows prefetched for query and args.
 func (t *pipeTx) take(query string, args []any) (*bufferedRows, bool) {
-	i := slices.IndexFunc(t.fetched, func(f fetched) bool { return f.sql == query && reflect.DeepEqual(f.args, args) })
+	i := slices.IndexFunc(t.fetched, func(f fetched) bool { return f.read.asks(query, args) })
 	if i < 0 {
 		return nil, false
 	}

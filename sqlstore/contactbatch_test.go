@@ -107,6 +107,32 @@ func (r *batchRig) holdNext() (held <-chan struct{}, release func()) {
 	return r.held, sync.OnceFunc(func() { close(hold) })
 }
 
+// writeHeld writes first alone in a batch held open in its hook, queues
+// batch behind it (one batch, once released), runs beforeRelease (if any)
+// while both wait, then lets them go and returns their errors.
+func (r *batchRig) writeHeld(t *testing.T, first *cases.Contact, batch []*cases.Contact, beforeRelease func()) error {
+	t.Helper()
+	ctx := context.Background()
+	held, release := r.holdNext()
+	defer release()
+	firstErr := make(chan error, 1)
+	go func() { firstErr <- r.store.CreateContact(ctx, first, contactChange(first)) }()
+	<-held
+
+	errs := make([]error, len(batch))
+	var wg sync.WaitGroup
+	for i, c := range batch {
+		wg.Go(func() { errs[i] = r.store.CreateContact(ctx, c, contactChange(c)) })
+	}
+	r.waitQueued(t, len(batch))
+	if beforeRelease != nil {
+		beforeRelease()
+	}
+	release()
+	wg.Wait()
+	return errors.Join(append(errs, <-firstErr)...)
+}
+
 // waitQueued waits until n contact writes are queued behind the held batch.
 func (r *batchRig) waitQueued(t *testing.T, n int) {
 	t.Helper()
@@ -342,36 +368,26 @@ func TestContactBatchRoundTrips(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			db, trips := sqldbtest.OpenCounted(t)
 			r := newBatchRigWith(t, db, 1, nil, tt.prologue(db))
-			ctx := context.Background()
 			_, a := seed(t, r.svc)
 			_, b := seed(t, r.svc)
 
 			// Twice: the first round prepares the statements on the connection.
 			for round := range 2 {
-				held, release := r.holdNext()
-				first := newContact(a.ID, "first")
-				firstErr := make(chan error, 1)
-				go func() { firstErr <- r.store.CreateContact(ctx, first, contactChange(first)) }()
-				<-held
-				errs := make([]error, 8)
-				var wg sync.WaitGroup
-				for i := range errs {
-					c := newContact(alternate(i, a.ID, b.ID), fmt.Sprintf("round %d contact %d", round, i))
-					wg.Go(func() { errs[i] = r.store.CreateContact(ctx, c, contactChange(c)) })
+				batch := make([]*cases.Contact, 8)
+				for i := range batch {
+					batch[i] = newContact(alternate(i, a.ID, b.ID), fmt.Sprintf("round %d contact %d", round, i))
 				}
-				r.waitQueued(t, len(errs))
-				before := trips.Load()
-				release()
-				wg.Wait()
+				var before int64
+				err := r.writeHeld(t, newContact(a.ID, "first"), batch, func() { before = trips.Load() })
 				got := trips.Load() - before
-				if err := errors.Join(append(errs, <-firstErr)...); err != nil {
+				if err != nil {
 					t.Fatal(err)
 				}
 				// The held contact, alone in a plain transaction, ends in 3
 				// (the holds' read, its audit event, its COMMIT); then the
 				// batch.
 				if round == 1 && got != 3+tt.batch {
-					t.Fatalf("%d round trips for the held contact's end and a batch of %d, want 3 + %d", got, len(errs), tt.batch)
+					t.Fatalf("%d round trips for the held contact's end and a batch of %d, want 3 + %d", got, len(batch), tt.batch)
 				}
 			}
 			r.mu.Lock()
@@ -418,21 +434,11 @@ func TestContactBatchRecordsHolds(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		held, release := r.holdNext()
-		first := newContact(a.ID, "first")
-		firstErr := make(chan error, 1)
-		go func() { firstErr <- r.store.CreateContact(ctx, first, contactChange(first)) }()
-		<-held
-		errs := make([]error, 6)
-		var wg sync.WaitGroup
-		for i := range errs {
-			c := newContact(a.ID, fmt.Sprintf("contact %d", i))
-			wg.Go(func() { errs[i] = r.store.CreateContact(ctx, c, contactChange(c)) })
+		batch := make([]*cases.Contact, 6)
+		for i := range batch {
+			batch[i] = newContact(a.ID, fmt.Sprintf("contact %d", i))
 		}
-		r.waitQueued(t, len(errs))
-		release()
-		wg.Wait()
-		if err := errors.Join(append(errs, <-firstErr)...); err != nil {
+		if err := r.writeHeld(t, newContact(a.ID, "first"), batch, nil); err != nil {
 			t.Fatal(err)
 		}
 
@@ -443,8 +449,8 @@ func TestContactBatchRecordsHolds(t *testing.T) {
 			}
 			return n
 		}
-		if n := count(kept.ID); n != 1+len(errs) {
-			t.Errorf("%d contacts recorded for the hold in force, want %d", n, 1+len(errs))
+		if n := count(kept.ID); n != 1+len(batch) {
+			t.Errorf("%d contacts recorded for the hold in force, want %d", n, 1+len(batch))
 		}
 		if n := count(ended.ID); n != 0 {
 			t.Errorf("%d contacts recorded for the hold whose grace had ended, want 0", n)
