@@ -537,6 +537,10 @@ say "## go benchmarks"
 # The cost of Fiber's Immutable mode (both variants in one process).
 go test -run '^$' -bench ImmutableStrings -benchtime 200000x -count 5 ./api/ | tee -a "$out"
 go test -run '^$' -bench 'AddContact' -benchtime 5s ./sqlstore/ | tee -a "$out"
+# issue 19: building and analysing one contact's Bleve document, as a
+# multiple of Bleve's analyser over the same texts in the same run
+go test -run '^$' -bench 'ContactDocument' -benchtime 2s -count 3 ./search/bleve/ | tee "$tmp/doc.out" | tee -a "$out"
+say "a contact document / the analyser alone: $(awk '/analyser/{a += $3; na++} /document/{d += $3; nd++} END{if (na && nd) printf "%.2f", (d / nd) / (a / na)}' "$tmp/doc.out")x"
 go test -run '^$' -bench 'Verify1M' -benchtime 1x ./audit/ | tee -a "$out"
 # the audit API's first page under each filter at 1M events, as a multiple
 # of the unfiltered page (an actor or a target type once sorted what

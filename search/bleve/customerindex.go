@@ -84,7 +84,7 @@ func (c *custIndex) close() error {
 // customerDocument lays a customer out: the name's non-CJK tokens and CJK
 // bigrams in the fields nameQuery searches.
 func (e *Engine) customerDocument(c search.CustomerDoc) *document.Document {
-	text := newDocText(e.text)
+	text := newDocText(e.text, e.stems)
 	text.add(0, c.Name)
 	d := document.NewDocument(c.CustomerID)
 	d.AddField(text.field(fName, sideLatin, index.IndexField))

@@ -33,7 +33,6 @@ import (
 	bv "github.com/blevesearch/bleve/v2"
 	"github.com/blevesearch/bleve/v2/analysis"
 	_ "github.com/blevesearch/bleve/v2/analysis/analyzer/custom"
-	"github.com/blevesearch/bleve/v2/analysis/analyzer/keyword"
 	"github.com/blevesearch/bleve/v2/analysis/lang/cjk"
 	"github.com/blevesearch/bleve/v2/index/scorch"
 	"github.com/blevesearch/bleve/v2/mapping"
@@ -49,11 +48,10 @@ import (
 const MappingVersion = 8 // 5: customer names (issue 16 §2); 6: the customer index beside it (customerindex.go); 7: case documents without the customer-name fields (issue 19 §3); 8: a contact document's ID is the contact's (docID), and no field holds it
 
 const (
-	currentFile     = "CURRENT"
-	indexPrefix     = "cases_v"
-	mappingKey      = "casevault_mapping_version"
-	textAnalyzer    = "cv_text"
-	keywordAnalyzer = keyword.Name
+	currentFile  = "CURRENT"
+	indexPrefix  = "cases_v"
+	mappingKey   = "casevault_mapping_version"
+	textAnalyzer = "cv_text"
 )
 
 var indexDirRE = regexp.MustCompile(`^cases_v([0-9]+)$`)
@@ -66,7 +64,7 @@ type Engine struct {
 	cust    *custIndex // customers_vN beside cases_vN (customerindex.go)
 	m       *mapping.IndexMappingImpl
 	text    analysis.Analyzer
-	kw      analysis.Analyzer
+	stems   *stems      // the stemmed side's terms (textfield.go)
 	version int         // mapping version the index was built with
 	durable atomic.Bool // wait for persistence on every write (false while a rebuild fills)
 	created bool        // Open found no index and created an empty one
@@ -282,8 +280,8 @@ func newEngine(dir, name string, idx bv.Index, cust *custIndex, version int, opt
 		e.errBase = asyncErrors(e.stats)
 	}
 	e.text = im.AnalyzerNamed(textAnalyzer)
-	e.kw = im.AnalyzerNamed(keywordAnalyzer)
-	if e.text == nil || e.kw == nil {
+	e.stems = newStems()
+	if e.text == nil {
 		_ = idx.Close()
 		_ = cust.close()
 		return nil, fmt.Errorf("bleve: %s lacks the %s analyzer (built by an older mapping?)", name, textAnalyzer)

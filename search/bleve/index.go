@@ -138,9 +138,13 @@ func (e *Engine) caseDocuments(c search.CaseDoc, hashes []string, head bool, wan
 			continue
 		}
 		d := document.NewDocument(id)
+		// A keyword field is its whole value as one token. Without an
+		// analyser TextField makes exactly the token the mapping's keyword
+		// analyser would (the value, position 1), without a tokenizer
+		// run for each of a document's dozen keyword fields.
 		kw := func(name, val string, opts index.FieldIndexingOptions) {
 			if val != "" {
-				d.AddField(document.NewTextFieldCustom(name, nil, []byte(val), opts, e.kw))
+				d.AddField(document.NewTextFieldCustom(name, nil, []byte(val), opts, nil))
 			}
 		}
 		kw(fCaseID, c.CaseID, optKeyword|index.StoreField)
@@ -152,7 +156,7 @@ func (e *Engine) caseDocuments(c search.CaseDoc, hashes []string, head bool, wan
 		// free text: one field of each side over the subject, the name and
 		// the body (docText); the subject and the body are also stored, as
 		// fields that are never analysed
-		text := newDocText(e.text)
+		text := newDocText(e.text, e.stems)
 		text.add(0, c.Subject)
 		kw(fSubject, c.Subject, optStored)
 		text.add(2, c.CustomerName)

@@ -13,7 +13,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/blevesearch/bleve/v2/analysis"
-	"github.com/blevesearch/bleve/v2/analysis/token/porter"
 	"github.com/blevesearch/bleve/v2/mapping"
 	bsearch "github.com/blevesearch/bleve/v2/search"
 	"github.com/blevesearch/bleve/v2/search/query"
@@ -63,12 +62,6 @@ func hasCJKBytes(b []byte) bool {
 		b = b[size:]
 	}
 	return false
-}
-
-// stem is a query token's form in the stemmed field.
-func stem(term string) string {
-	toks := porter.NewPorterStemmer().Filter(analysis.TokenStream{{Term: []byte(term)}})
-	return string(toks[0].Term)
 }
 
 func disjunction(qs []query.Query) query.Query {
@@ -173,7 +166,7 @@ func (e *Engine) wordQuery(w string, fuzzy bool) query.Query {
 		// English inflections: refund finds "Refunded". Not for exact
 		// words, which match as typed.
 		if fuzzy {
-			tq := query.NewTermQuery(stem(term))
+			tq := query.NewTermQuery(string(e.stems.of(t.Term))) // its form in the stemmed field
 			tq.SetField(fTextEN)
 			qs = append(qs, tq)
 		}

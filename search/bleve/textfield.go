@@ -22,6 +22,7 @@ import (
 // assumption safe.
 type docText struct {
 	a     analysis.Analyzer
+	stems *stems
 	mu    sync.Mutex
 	parts []textPart
 	done  bool
@@ -34,7 +35,7 @@ type textPart struct {
 	latin, cjk analysis.TokenStream
 }
 
-func newDocText(a analysis.Analyzer) *docText { return &docText{a: a} }
+func newDocText(a analysis.Analyzer, st *stems) *docText { return &docText{a: a, stems: st} }
 
 // add puts a text at array position pos (in the order of the calls, which
 // is the order of a term's locations in the index). An empty text adds
@@ -86,21 +87,54 @@ const (
 )
 
 // tokens are this side's tokens of an analysed text. The stemmed side's
-// are copies: the Latin side shares the tokens, and the stemmer rewrites
-// terms in place.
-func (s textSide) tokens(p textPart) analysis.TokenStream {
+// are copies of the Latin side's with their terms' stems.
+func (s textSide) tokens(p textPart, st *stems) analysis.TokenStream {
 	switch s {
 	case sideCJK:
 		return p.cjk
 	case sideStem:
 		out := make(analysis.TokenStream, len(p.latin))
+		all := make([]analysis.Token, len(p.latin))
 		for i, t := range p.latin {
-			c := *t
-			out[i] = &c
+			all[i] = *t
+			all[i].Term = st.of(t.Term)
+			out[i] = &all[i]
 		}
-		return porter.NewPorterStemmer().Filter(out)
+		return out
 	}
 	return p.latin
+}
+
+// stems memoises the Porter stems of the terms an engine indexes. A
+// support archive's words recur from contact to contact, and stemming one
+// (runes out, runes back) was a tenth of a contact document's analysis.
+// It holds at most maxStems terms; past that, new terms are stemmed each
+// time. A stem it returns is shared and never written to.
+type stems struct {
+	mu sync.RWMutex
+	m  map[string][]byte
+}
+
+const maxStems = 1 << 16
+
+func newStems() *stems { return &stems{m: make(map[string][]byte)} }
+
+func (s *stems) of(term []byte) []byte {
+	s.mu.RLock()
+	st, ok := s.m[string(term)]
+	s.mu.RUnlock()
+	if ok {
+		return st
+	}
+
+	c := append([]byte(nil), term...) // the stemmer rewrites its token's term
+	st = porter.NewPorterStemmer().Filter(analysis.TokenStream{{Term: c}})[0].Term
+	s.mu.Lock()
+	if len(s.m) < maxStems {
+		s.m[string(term)] = st
+	}
+	s.mu.Unlock()
+	return st
 }
 
 // textField is one indexed field of a document over all its docText's
@@ -152,38 +186,65 @@ func (f *textField) Size() int {
 }
 
 // Analyze builds the field's token frequencies as analysis.TokenFrequency
-// builds each text's, one map for all of them.
+// builds each text's, one map for all of them. The terms' TokenFreqs, and
+// their locations, are carved from one array each, sized by a first pass
+// over the tokens: allocated one by one they were most of what this
+// field's analysis cost beyond the analyser itself (issue 19).
 func (f *textField) Analyze() {
 	parts := f.text.analysed()
 	sides := make([]analysis.TokenStream, len(parts))
 	n := 0
 	for i, p := range parts {
-		sides[i] = f.side.tokens(p)
+		sides[i] = f.side.tokens(p, f.text.stems)
 		n += len(sides[i])
 	}
 
 	freqs := make(index.TokenFrequencies, n)
-	vectors, counted := f.opts.IncludeTermVectors(), !f.opts.SkipFreqNorm()
-	var locs []index.TokenLocation
-	if vectors {
-		locs = make([]index.TokenLocation, 0, n)
-	}
-	for i, toks := range sides {
+	all := make([]index.TokenFreq, 0, n)
+	of := make([]*index.TokenFreq, 0, n) // each token's term
+	for _, toks := range sides {
 		for _, tok := range toks {
 			tf, ok := freqs[string(tok.Term)]
 			if !ok {
-				tf = &index.TokenFreq{Term: tok.Term}
+				all = append(all, index.TokenFreq{Term: tok.Term})
+				tf = &all[len(all)-1]
 				freqs[string(tok.Term)] = tf
 			}
-			if vectors {
-				locs = append(locs, index.TokenLocation{ArrayPositions: parts[i].pos, Start: tok.Start, End: tok.End, Position: tok.Position})
-				tf.Locations = append(tf.Locations, &locs[len(locs)-1])
-			}
-			if counted {
-				tf.SetFrequency(tf.Frequency() + 1)
-			}
+			tf.SetFrequency(tf.Frequency() + 1)
+			of = append(of, tf)
 		}
 	}
 
+	if f.opts.IncludeTermVectors() {
+		f.locate(parts, sides, all, of)
+	}
+	if f.opts.SkipFreqNorm() {
+		for i := range all {
+			all[i].SetFrequency(0)
+		}
+	}
 	f.length, f.freqs = n, freqs
+}
+
+// locate gives each term its tokens' locations, in token order; of is
+// each token's term, and each term's frequency its count of tokens.
+func (f *textField) locate(parts []textPart, sides []analysis.TokenStream, all []index.TokenFreq, of []*index.TokenFreq) {
+	ptrs := make([]*index.TokenLocation, len(of))
+	off := 0
+	for i := range all {
+		n := all[i].Frequency()
+		all[i].Locations = ptrs[off : off : off+n]
+		off += n
+	}
+
+	locs := make([]index.TokenLocation, 0, len(of))
+	k := 0
+	for i, toks := range sides {
+		for _, tok := range toks {
+			locs = append(locs, index.TokenLocation{ArrayPositions: parts[i].pos, Start: tok.Start, End: tok.End, Position: tok.Position})
+			tf := of[k]
+			tf.Locations = append(tf.Locations, &locs[len(locs)-1])
+			k++
+		}
+	}
 }

@@ -43,7 +43,7 @@ func TestTextFieldIndexesWhatOneFieldPerTextDid(t *testing.T) {
 		{"name only", []text{{2, "Zoë Ångström"}}},
 		{"no tokens in one text", []text{{0, "!!!"}, {1, "damaged damaged screen"}}},
 	} {
-		dt := newDocText(e.text)
+		dt := newDocText(e.text, e.stems)
 		for _, x := range tt.texts {
 			dt.add(x.pos, x.s)
 		}
@@ -55,6 +55,7 @@ func TestTextFieldIndexesWhatOneFieldPerTextDid(t *testing.T) {
 			{"stemmed", sideStem, index.IndexField},
 			{"latin", sideLatin, optText},
 			{"cjk", sideCJK, optText},
+			{"unscored", sideLatin, optText | index.SkipFreqNorm},
 		}
 		// all three analysed before any is checked, the stemmed first: they
 		// share the texts' tokens, and the stemmer must not rewrite the
@@ -167,5 +168,90 @@ func TestPhrasesStayInsideOneText(t *testing.T) {
 		if res.Total != tt.hits {
 			t.Errorf("phrase %q: %d hits, want %d", tt.phrase, res.Total, tt.hits)
 		}
+	}
+}
+
+// TestKeywordFieldsIndexWhatTheMappingsAnalyserDid: a document's keyword
+// fields are built without an analyser; each must still give zap the
+// token frequencies the keyword fields' analyser in the mapping gives the
+// same value (whole values, tags and purposes one field each), and be
+// stored exactly where the mapping stores it.
+func TestKeywordFieldsIndexWhatTheMappingsAnalyserDid(t *testing.T) {
+	e, err := Open(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+
+	at := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
+	c := search.CaseDoc{CaseID: "c1", Number: 42, Subject: "Refund", CustomerID: "cus-1", CustomerName: "Ada", Status: "open", Priority: "high",
+		Assignee: "Agent Smith", Tags: []string{"VIP", "billing"}, CreatedAt: at, UpdatedAt: at,
+		Contacts: []search.ContactDoc{{ID: "k1", Channel: "chat", Body: "twice charged", OccurredAt: at, Purposes: []string{"customer_service", "billing"}}}}
+	docs := e.caseDocuments(c, docHashes(c), true, nil)
+	if len(docs) != 1 {
+		t.Fatalf("%d documents, want 1", len(docs))
+	}
+
+	kw := e.m.AnalyzerNamed(e.m.FieldMappingForPath(fStatus).Analyzer)
+	if kw == nil {
+		t.Fatal("the mapping's keyword fields name no analyser")
+	}
+	seen := map[string]int{}
+	docs[0].VisitFields(func(f index.Field) {
+		switch f.Name() {
+		case fText, fTextCJK, fTextEN:
+			return
+		}
+		seen[f.Name()]++
+		f.Analyze()
+		tf, ok := f.(interface{ Value() []byte })
+		if !ok {
+			t.Fatalf("%s: no value", f.Name())
+		}
+		want := analysis.TokenFrequency(kw.Analyze(tf.Value()), nil, f.Options())
+		if got, w := describe(f.AnalyzedTokenFrequencies()), describe(want); got != w {
+			t.Errorf("%s: token frequencies\n%s\nwant\n%s", f.Name(), got, w)
+		}
+		if got := f.AnalyzedLength(); got != 1 {
+			t.Errorf("%s: analysed length %d, want 1", f.Name(), got)
+		}
+	})
+	for name, n := range map[string]int{fCaseID: 1, fStatus: 1, fTags: 2, fPurposes: 2, fAssignee: 1, fSortAt: 1, fHash: 1} {
+		if seen[name] != n {
+			t.Errorf("%s: %d fields, want %d", name, seen[name], n)
+		}
+	}
+}
+
+// TestStemsMemo: a memoised stem is the Porter stemmer's, the term asked
+// for is left as it was, and the memo stops growing at maxStems while
+// still stemming every term.
+func TestStemsMemo(t *testing.T) {
+	st := newStems()
+	for _, tt := range []struct{ term, want string }{
+		{"refunded", "refund"},
+		{"refunds", "refund"},
+		{"charged", "charg"},
+		{"charged", "charg"}, // from the memo
+		{"happy", "happi"},
+		{"order", "order"},
+	} {
+		term := []byte(tt.term)
+		if got := string(st.of(term)); got != tt.want {
+			t.Errorf("stem of %q: %q, want %q", tt.term, got, tt.want)
+		}
+		if string(term) != tt.term {
+			t.Errorf("stemming %q rewrote it to %q", tt.term, term)
+		}
+	}
+
+	for i := len(st.m); i < maxStems+10; i++ {
+		st.of(fmt.Appendf(nil, "word%dings", i))
+	}
+	if len(st.m) != maxStems {
+		t.Errorf("memo holds %d terms, want at most %d", len(st.m), maxStems)
+	}
+	if got := string(st.of([]byte("runnings"))); got != "run" {
+		t.Errorf("stem of a term past the bound: %q, want %q", got, "run")
 	}
 }
