@@ -216,8 +216,9 @@ func (f *textField) Analyze() {
 	}
 
 	if f.opts.IncludeTermVectors() {
-		f.locate(parts, sides, all, of)
+		locate(parts, sides, all, of)
 	}
+	// the counts sized the locations; a field without frequencies keeps none
 	if f.opts.SkipFreqNorm() {
 		for i := range all {
 			all[i].SetFrequency(0)
@@ -228,7 +229,7 @@ func (f *textField) Analyze() {
 
 // locate gives each term its tokens' locations, in token order; of is
 // each token's term, and each term's frequency its count of tokens.
-func (f *textField) locate(parts []textPart, sides []analysis.TokenStream, all []index.TokenFreq, of []*index.TokenFreq) {
+func locate(parts []textPart, sides []analysis.TokenStream, all []index.TokenFreq, of []*index.TokenFreq) {
 	ptrs := make([]*index.TokenLocation, len(of))
 	off := 0
 	for i := range all {
