@@ -113,7 +113,7 @@ func TestCachedColumnsForget(t *testing.T) {
 // every segment of its snapshot.
 func TestColumnsOfTwoSnapshotsAtOnce(t *testing.T) {
 	ctx := context.Background()
-	e := openColumnsEngine(t)
+	e := openInternal(t)
 
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	add := func(n int) {
@@ -188,7 +188,7 @@ func TestColumnsOfTwoSnapshotsAtOnce(t *testing.T) {
 // are live, still get their columns instead of its cancellation.
 func TestSharedBuildOutlivesItsCancellation(t *testing.T) {
 	ctx := context.Background()
-	e := openColumnsEngine(t)
+	e := openInternal(t)
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	doc := search.CaseDoc{CaseID: "case-1", Number: 1, Subject: "s", Status: "open", CreatedAt: at, UpdatedAt: at}
 	if err := e.Index(ctx, []search.CaseDoc{doc}); err != nil {
@@ -215,17 +215,6 @@ func TestSharedBuildOutlivesItsCancellation(t *testing.T) {
 			t.Fatalf("segment %d has no columns", sv.segIDs[i])
 		}
 	}
-}
-
-// openColumnsEngine opens an engine for the columns tests.
-func openColumnsEngine(t *testing.T) *Engine {
-	t.Helper()
-	e, err := Open(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	return e
 }
 
 // emptyColumns waits for the warm-up after the last write and empties the

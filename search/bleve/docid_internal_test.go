@@ -89,8 +89,9 @@ func TestNewContactsSortAfterEveryIndexedID(t *testing.T) {
 	}
 }
 
-// openInternal opens an engine in a fresh directory, closed with the test.
-func openInternal(t *testing.T) *Engine {
+// openInternal opens an engine in a fresh directory, closed with the test
+// or benchmark.
+func openInternal(t testing.TB) *Engine {
 	t.Helper()
 	e, err := Open(t.Context(), t.TempDir())
 	if err != nil {

@@ -15,11 +15,7 @@ import (
 // that is casevault's own code (caseDocuments, docText, textField, the
 // stem memo) around Bleve's analyser, for the wrk ingest body.
 func BenchmarkContactDocument(b *testing.B) {
-	e, err := Open(b.Context(), b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer e.Close()
+	e := openInternal(b)
 	at := time.Unix(1700000000, 0)
 	c := search.CaseDoc{CaseID: "c1", Number: 1, CustomerID: "cust", CustomerName: "Bench Customer", Subject: "bench case 1", Status: "open", Priority: "normal", Channel: "chat", CreatedAt: at, UpdatedAt: at}
 	c.Contacts = []search.ContactDoc{{ID: "k", Channel: "chat", Direction: "inbound", Author: "bench",

@@ -13,11 +13,7 @@ import (
 // searches decode postings and after a merge replaces their segments.
 func TestDecodedBudgetFollowsSegments(t *testing.T) {
 	ctx := t.Context()
-	e, err := Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := openInternal(t)
 	e.decodeMin = 1
 	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	for b := range 4 { // several segments

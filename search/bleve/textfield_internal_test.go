@@ -22,11 +22,7 @@ import (
 // same order, and the same analysed length. So the index holds exactly
 // what it held before the fields were merged.
 func TestTextFieldIndexesWhatOneFieldPerTextDid(t *testing.T) {
-	e, err := Open(t.Context(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := openInternal(t)
 
 	type text struct {
 		pos uint64
@@ -136,14 +132,10 @@ func describe(tfs index.TokenFrequencies) string {
 // the bigrams across two texts are never indexed).
 func TestPhrasesStayInsideOneText(t *testing.T) {
 	ctx := t.Context()
-	e, err := Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := openInternal(t)
 
 	at := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
-	err = e.Index(ctx, []search.CaseDoc{{CaseID: "c1", Number: 1, Subject: "alpha beta 退款", CustomerName: "omega psi", Status: "open", CreatedAt: at, UpdatedAt: at,
+	err := e.Index(ctx, []search.CaseDoc{{CaseID: "c1", Number: 1, Subject: "alpha beta 退款", CustomerName: "omega psi", Status: "open", CreatedAt: at, UpdatedAt: at,
 		Contacts: []search.ContactDoc{{ID: "k1", Channel: "chat", Body: "gamma delta 订单", OccurredAt: at}}}})
 	if err != nil {
 		t.Fatal(err)
@@ -177,11 +169,7 @@ func TestPhrasesStayInsideOneText(t *testing.T) {
 // same value (whole values, tags and purposes one field each), and be
 // stored exactly where the mapping stores it.
 func TestKeywordFieldsIndexWhatTheMappingsAnalyserDid(t *testing.T) {
-	e, err := Open(t.Context(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := openInternal(t)
 
 	at := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
 	c := search.CaseDoc{CaseID: "c1", Number: 42, Subject: "Refund", CustomerID: "cus-1", CustomerName: "Ada", Status: "open", Priority: "high",
