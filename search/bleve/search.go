@@ -166,7 +166,8 @@ func (e *Engine) wordQuery(w string, fuzzy bool) query.Query {
 		// English inflections: refund finds "Refunded". Not for exact
 		// words, which match as typed.
 		if fuzzy {
-			tq := query.NewTermQuery(string(e.stems.of(t.Term))) // its form in the stemmed field
+			st, _ := e.stems.lookup(t.Term) // its form in the stemmed field
+			tq := query.NewTermQuery(string(st))
 			tq.SetField(fTextEN)
 			qs = append(qs, tq)
 		}

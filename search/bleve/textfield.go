@@ -109,7 +109,9 @@ func (s textSide) tokens(p textPart, st *stems) analysis.TokenStream {
 // support archive's words recur from contact to contact, and stemming one
 // (runes out, runes back) was a tenth of a contact document's analysis.
 // It holds at most maxStems terms; past that, new terms are stemmed each
-// time. A stem it returns is shared and never written to.
+// time. Only indexed terms enter it: a query's words are looked up, so
+// what searchers type cannot fill it. A stem it returns is shared and
+// never written to.
 type stems struct {
 	mu sync.RWMutex
 	m  map[string][]byte
@@ -119,22 +121,30 @@ const maxStems = 1 << 16
 
 func newStems() *stems { return &stems{m: make(map[string][]byte)} }
 
+// of is an indexed term's stem, memoised.
 func (s *stems) of(term []byte) []byte {
+	st, known := s.lookup(term)
+	if !known {
+		s.mu.Lock()
+		if len(s.m) < maxStems {
+			s.m[string(term)] = st
+		}
+		s.mu.Unlock()
+	}
+	return st
+}
+
+// lookup is term's stem, from the memo when it holds it (known).
+func (s *stems) lookup(term []byte) (st []byte, known bool) {
 	s.mu.RLock()
-	st, ok := s.m[string(term)]
+	st, known = s.m[string(term)]
 	s.mu.RUnlock()
-	if ok {
-		return st
+	if known {
+		return st, true
 	}
 
 	c := append([]byte(nil), term...) // the stemmer rewrites its token's term
-	st = porter.NewPorterStemmer().Filter(analysis.TokenStream{{Term: c}})[0].Term
-	s.mu.Lock()
-	if len(s.m) < maxStems {
-		s.m[string(term)] = st
-	}
-	s.mu.Unlock()
-	return st
+	return porter.NewPorterStemmer().Filter(analysis.TokenStream{{Term: c}})[0].Term, false
 }
 
 // textField is one indexed field of a document over all its docText's

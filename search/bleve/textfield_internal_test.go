@@ -208,8 +208,8 @@ func TestKeywordFieldsIndexWhatTheMappingsAnalyserDid(t *testing.T) {
 }
 
 // TestStemsMemo: a memoised stem is the Porter stemmer's, the term asked
-// for is left as it was, and the memo stops growing at maxStems while
-// still stemming every term.
+// for is left as it was, the memo stops growing at maxStems while still
+// stemming every term, and a lookup (a query's) adds nothing to it.
 func TestStemsMemo(t *testing.T) {
 	st := newStems()
 	for _, tt := range []struct{ term, want string }{
@@ -237,5 +237,14 @@ func TestStemsMemo(t *testing.T) {
 	}
 	if got := string(st.of([]byte("runnings"))); got != "run" {
 		t.Errorf("stem of a term past the bound: %q, want %q", got, "run")
+	}
+
+	// a query's words are stemmed alike but never enter the memo
+	q := newStems()
+	if got, known := q.lookup([]byte("refunded")); string(got) != "refund" || known {
+		t.Errorf("lookup of a new word: %q (known %v), want %q, not known", got, known, "refund")
+	}
+	if len(q.m) != 0 {
+		t.Errorf("a lookup left %d terms in the memo, want 0", len(q.m))
 	}
 }
