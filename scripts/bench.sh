@@ -378,7 +378,7 @@ scale_bench() {
     if grep -q "Non-2xx" "$tmp/wrk2one.out"; then say "WARNING: wrk saw failed requests; its figures are not ingest figures"; fi
     local w1of2; w1of2=$(wrk_rps < "$tmp/wrk2one.out")
     up=$(caught_up 18101 18102); c2=$(cpu_mark "$pa" "$pb")
-    say "wrk, all 32 connections on one of the two replicas: ${w1of2}/s (p99 $(wrk_p99 < "$tmp/wrk2one.out")); two replicas over it: $(ratio "$wtwo" "$w1of2"); CPU per contact (both replicas): $(cpu_per "$c0" "$c1" "$(wrk_total < "$tmp/wrk2one.out")"); indexes caught up after $up; counting the catch-up: $(cpu_per "$c0" "$c2" "$(wrk_total < "$tmp/wrk2one.out")")"
+    say "wrk, all 32 connections on one of the two replicas: ${w1of2}/s (p99 $(wrk_p99 < "$tmp/wrk2one.out")); two replicas over it: $(ratio "$wtwo" "$w1of2"); CPU per contact (both replicas): $(cpu_per "$c0" "$c1" "$(wrk_total < "$tmp/wrk2one.out")"); indexes caught up after $up; $(with_catch_up "$c0" "$c2" "$(wrk_total < "$tmp/wrk2one.out")" "$w1")"
     waits+=(waits-wrk-one-of-two)
   fi
   for f in "${waits[@]}"; do
