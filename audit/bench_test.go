@@ -343,6 +343,11 @@ func BenchmarkListPage(b *testing.B) {
 		{"target", audit.Filter{TargetType: "case", TargetID: "0190f5b2-7c1e-7aa1-9c1e-000000000042"}},
 		{"action", audit.Filter{Action: audit.ActionSearch}},
 		{"outcome denied", audit.Filter{Outcome: audit.OutcomeDenied}},
+		// bulkEvents writes one event a second: the newest hour, an hour a
+		// third of the way back, and everything before the newest third
+		{"time newest hour", audit.Filter{From: base.Add(time.Duration(n-3600) * time.Second)}},
+		{"time old hour", audit.Filter{From: base.Add(time.Duration(n/3) * time.Second), To: base.Add(time.Duration(n/3+3600) * time.Second)}},
+		{"time older two thirds", audit.Filter{To: base.Add(time.Duration(2*n/3) * time.Second)}},
 	}
 	for _, d := range sqldbtest.Dialects {
 		b.Run(string(d), func(b *testing.B) {

@@ -21,7 +21,9 @@ const OldestPendingQuery = qOldestPending
 // rows with it).
 const InsertPendingQuery = insertPending
 
-// ChainQuery is List's read of the chain for f.
-func ChainQuery(f Filter, below int64, limit int) (string, []any, error) {
-	return f.chainQuery(below, limit)
+// ChainQuery is List's read of the chain for f, continuing from the
+// sequenced event seq (at its time at, in a list in time order; 0: from
+// the newest).
+func ChainQuery(f Filter, seq, at int64, limit int) (string, []any, error) {
+	return f.chainQuery(position{seq: seq, at: at, timed: f.timed() && seq > 0}, limit)
 }
