@@ -25,7 +25,7 @@ func (s *Server) addAuditRoutes() {
 	s.add(route{method: "GET", path: "/api/v1/audit", perm: auth.LegalWork, read: "audit.list", target: "audit", summary: "List audit events (actor, action, target, outcome, from, to)", h: s.listAudit, ok: 200, paged: true,
 		reply: listBody[audit.Event]{}, query: []param{pString("actor", "Only events of this actor (token id or name)."), pString("action", "Only this action; a trailing * matches a prefix (contact.*)."),
 			pString("target", "Only events about this target: type or type:id."), pString("outcome", "Only this outcome (ok, denied, failed)."),
-			pTime("from", "Events at or after this time."), pTime("to", "Events before this time.")}})
+			pTime("from", "Events at or after this time; with from or to the list is by time, newest first (ties by seq), not by seq."), pTime("to", "Events before this time.")}})
 	s.add(route{method: "GET", path: "/api/v1/audit/verify", perm: auth.LegalWork, read: "audit.verify", target: "audit", summary: "Verify the audit hash chain", h: s.verifyAudit, ok: 200, reply: audit.VerifyResult{}})
 }
 

@@ -544,7 +544,8 @@ say "a contact document / the analyser alone: $(awk '/analyser/{a += $3; na++} /
 go test -run '^$' -bench 'Verify1M' -benchtime 1x ./audit/ | tee -a "$out"
 # the audit API's first page under each filter at 1M events, as a multiple
 # of the unfiltered page (an actor or a target type once sorted what
-# matched first, 315-2,760x on SQLite; the denials read the trail, 25x)
+# matched first, 315-2,760x on SQLite; the denials read the trail, 25x; a
+# time range in seq order, up to 279x)
 go test -run '^$' -bench 'ListPage' -benchtime 10x -timeout 30m ./audit/ | tee -a "$out"
 # issue 19: a sequencing pass per event, against the same rows moved by SQL alone
 go test -run '^$' -bench 'Sequence$' -benchtime 100x ./audit/ | tee -a "$out"

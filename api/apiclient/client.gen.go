@@ -2347,7 +2347,7 @@ type GetAuditParams struct {
 	// Outcome Only this outcome (ok, denied, failed).
 	Outcome *string `form:"outcome,omitempty" json:"outcome,omitempty"`
 
-	// From Events at or after this time. RFC 3339 time (2026-01-31T00:00:00Z) or date (2026-01-31).
+	// From Events at or after this time; with from or to the list is by time, newest first (ties by seq), not by seq. RFC 3339 time (2026-01-31T00:00:00Z) or date (2026-01-31).
 	From *string `form:"from,omitempty" json:"from,omitempty"`
 
 	// To Events before this time. RFC 3339 time (2026-01-31T00:00:00Z) or date (2026-01-31).
@@ -2374,7 +2374,7 @@ type HeadAuditParams struct {
 	// Outcome Only this outcome (ok, denied, failed).
 	Outcome *string `form:"outcome,omitempty" json:"outcome,omitempty"`
 
-	// From Events at or after this time. RFC 3339 time (2026-01-31T00:00:00Z) or date (2026-01-31).
+	// From Events at or after this time; with from or to the list is by time, newest first (ties by seq), not by seq. RFC 3339 time (2026-01-31T00:00:00Z) or date (2026-01-31).
 	From *string `form:"from,omitempty" json:"from,omitempty"`
 
 	// To Events before this time. RFC 3339 time (2026-01-31T00:00:00Z) or date (2026-01-31).
