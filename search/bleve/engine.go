@@ -286,6 +286,7 @@ func newEngine(dir, name string, idx bv.Index, cust *custIndex, version int, opt
 		_ = cust.close()
 		return nil, fmt.Errorf("bleve: %s lacks the %s analyzer (built by an older mapping?)", name, textAnalyzer)
 	}
+	e.text = fastWidth(e.text)
 	return e, nil
 }
 

@@ -138,13 +138,13 @@ func (e *Engine) caseDocuments(c search.CaseDoc, hashes []string, head bool, wan
 			continue
 		}
 		d := document.NewDocument(id)
-		// A keyword field is its whole value as one token. Without an
-		// analyser TextField makes exactly the token the mapping's keyword
-		// analyser would (the value, position 1), without a tokenizer
-		// run for each of a document's dozen keyword fields.
+		// A keyword field is its whole value as one token: exactly the
+		// token the mapping's keyword analyser would make (the value,
+		// position 1), without a tokenizer run for each of a document's
+		// dozen keyword fields (keywordField).
 		kw := func(name, val string, opts index.FieldIndexingOptions) {
 			if val != "" {
-				d.AddField(document.NewTextFieldCustom(name, nil, []byte(val), opts, nil))
+				d.AddField(newKeywordField(name, val, opts))
 			}
 		}
 		kw(fCaseID, c.CaseID, optKeyword|index.StoreField)

@@ -259,3 +259,64 @@ func locate(parts []textPart, sides []analysis.TokenStream, all []index.TokenFre
 		}
 	}
 }
+
+// keywordField is a keyword field: its whole value as one token at
+// position 1, exactly what Bleve's TextField makes of it without an
+// analyser. TextField.Analyze gets there through a token stream and
+// analysis.TokenFrequency: a token, a slice, a map sized for a stream, a
+// copy of the term for its key and a TokenFreq, for each of a document's
+// dozen keyword fields (issue 19). Here the field holds its term's
+// TokenFreq, and the map is keyed by the value's own string.
+type keywordField struct {
+	name  string
+	key   string
+	value []byte
+	opts  index.FieldIndexingOptions
+	tf    index.TokenFreq
+	freqs index.TokenFrequencies
+}
+
+func newKeywordField(name, value string, opts index.FieldIndexingOptions) *keywordField {
+	return &keywordField{name: name, key: value, value: []byte(value), opts: opts}
+}
+
+func (f *keywordField) Name() string { return f.name }
+
+func (f *keywordField) ArrayPositions() []uint64 { return nil }
+
+func (f *keywordField) Options() index.FieldIndexingOptions { return f.opts }
+
+func (f *keywordField) EncodedFieldType() byte { return 't' }
+
+func (f *keywordField) Value() []byte { return f.value }
+
+func (f *keywordField) NumPlainTextBytes() uint64 { return uint64(len(f.value)) }
+
+func (f *keywordField) AnalyzedLength() int {
+	if f.freqs == nil {
+		return 0
+	}
+	return 1
+}
+
+func (f *keywordField) AnalyzedTokenFrequencies() index.TokenFrequencies { return f.freqs }
+
+func (f *keywordField) Size() int {
+	n := int(unsafe.Sizeof(*f)) + len(f.name) + len(f.value)
+	if f.freqs != nil {
+		n += f.freqs.Size()
+	}
+	return n
+}
+
+// Analyze makes the one token's frequency as analysis.TokenFrequency does.
+func (f *keywordField) Analyze() {
+	f.tf = index.TokenFreq{Term: f.value}
+	if f.opts.IncludeTermVectors() {
+		f.tf.Locations = []*index.TokenLocation{{Start: 0, End: len(f.value), Position: 1}}
+	}
+	if !f.opts.SkipFreqNorm() {
+		f.tf.SetFrequency(1)
+	}
+	f.freqs = index.TokenFrequencies{f.key: &f.tf}
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/blevesearch/bleve/v2/analysis"
 	"github.com/blevesearch/bleve/v2/analysis/token/porter"
+	"github.com/blevesearch/bleve/v2/document"
 	index "github.com/blevesearch/bleve_index_api"
 
 	"github.com/casevault/casevault/search"
@@ -190,6 +191,9 @@ func TestKeywordFieldsIndexWhatTheMappingsAnalyserDid(t *testing.T) {
 		case fText, fTextCJK, fTextEN:
 			return
 		}
+		if _, ok := f.(*keywordField); !ok {
+			t.Errorf("%s is a %T, not a keywordField", f.Name(), f)
+		}
 		seen[f.Name()]++
 		f.Analyze()
 		want := analysis.TokenFrequency(kw.Analyze(f.Value()), nil, f.Options())
@@ -203,6 +207,46 @@ func TestKeywordFieldsIndexWhatTheMappingsAnalyserDid(t *testing.T) {
 	for name, n := range map[string]int{fCaseID: 1, fStatus: 1, fTags: 2, fPurposes: 2, fAssignee: 1, fSortAt: 1, fHash: 1} {
 		if seen[name] != n {
 			t.Errorf("%s: %d fields, want %d", name, seen[name], n)
+		}
+	}
+}
+
+// TestKeywordFieldIsBlevesTextFieldWithoutAnalyser: a keywordField gives
+// zap what Bleve's TextField without an analyser gives it for the same
+// value and options: value, type, sizes, length and token frequencies
+// (with locations when term vectors are asked for, none counted when
+// frequencies are skipped), before and after analysis.
+func TestKeywordFieldIsBlevesTextFieldWithoutAnalyser(t *testing.T) {
+	for _, tt := range []struct {
+		value string
+		opts  index.FieldIndexingOptions
+	}{
+		{"open", optKeyword},
+		{"0190f5b2-7c1e-7aa1-9c1e-000000000042", optKeyword | index.StoreField},
+		{"Refund twice", optStored},
+		{"42", optStored | index.IndexField},
+		{"1", index.IndexField},
+		{"vip", optKeyword | index.IncludeTermVectors},
+		{"billing", optKeyword | index.SkipFreqNorm},
+		{"订单", optKeyword | index.IncludeTermVectors | index.SkipFreqNorm},
+	} {
+		got := newKeywordField("f", tt.value, tt.opts)
+		want := document.NewTextFieldCustom("f", nil, []byte(tt.value), tt.opts, nil)
+		for _, step := range []string{"before analysis", "after analysis"} {
+			if step == "after analysis" {
+				got.Analyze()
+				want.Analyze()
+			}
+			if string(got.Value()) != string(want.Value()) || got.EncodedFieldType() != want.EncodedFieldType() ||
+				got.NumPlainTextBytes() != want.NumPlainTextBytes() || got.AnalyzedLength() != want.AnalyzedLength() ||
+				got.Options() != want.Options() || !slices.Equal(got.ArrayPositions(), want.ArrayPositions()) || got.Name() != want.Name() {
+				t.Errorf("%q %v %s: value %q type %c bytes %d length %d, want %q %c %d %d", tt.value, tt.opts, step,
+					got.Value(), got.EncodedFieldType(), got.NumPlainTextBytes(), got.AnalyzedLength(),
+					want.Value(), want.EncodedFieldType(), want.NumPlainTextBytes(), want.AnalyzedLength())
+			}
+			if g, w := describe(got.AnalyzedTokenFrequencies()), describe(want.AnalyzedTokenFrequencies()); g != w {
+				t.Errorf("%q %v %s: token frequencies\n%s\nwant\n%s", tt.value, tt.opts, step, g, w)
+			}
 		}
 	}
 }
