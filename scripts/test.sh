@@ -133,6 +133,7 @@ go test -race -count=1 -timeout 30m "${@:-./...}"
 FUZZ_TARGETS=(
   "./cases FuzzMaskSensitive 100000x"
   "./search FuzzParseQuery 20000x"
+  "./search/bleve FuzzFastWidth 20000x"
   "./api FuzzMultipartUpload 1000x"
   "./archive/backup FuzzAppendJSONString 3000x"
 )
