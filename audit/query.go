@@ -274,7 +274,7 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, string, error) {
 		if at.seq > 0 && at.timed != f.timed() {
 			// a page of another order: continuing from it would skip or
 			// repeat events
-			return nil, "", &FilterError{Field: "cursor", Message: "the cursor belongs to a listing with another time range"}
+			return nil, "", &FilterError{Field: "cursor", Message: "the cursor belongs to a list in another order (a list with from or to is ordered by time)"}
 		}
 	}
 
