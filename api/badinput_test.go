@@ -88,6 +88,8 @@ func TestBadInputIsRejectedWithoutSideEffects(t *testing.T) {
 			{"junk cursor", "GET", "/api/v1/cases?cursor=garbage", nil, 422, "cursor", ""},
 			{"junk cursor on a customer's cases", "GET", "/api/v1/customers/" + custID + "/cases?cursor=garbage", nil, 422, "cursor", ""},
 			{"junk cursor on the audit trail", "GET", "/api/v1/audit?cursor=garbage", nil, 422, "cursor", legal},
+			{"seq-order audit cursor on a time-bounded list", "GET", "/api/v1/audit?from=2026-01-01&cursor=YTEuNQ", nil, 422, "cursor", legal},      // "a1.5"
+			{"time-order audit cursor on an unbounded list", "GET", "/api/v1/audit?cursor=dDEuMTcwMDAwMDAwMDAwMDAwMC41", nil, 422, "cursor", legal}, // "t1.1700000000000000.5"
 			{"junk cursor on search", "GET", "/api/v1/search?q=x&cursor=garbage", nil, 422, "cursor", ""},
 			{"unknown search field", "GET", "/api/v1/search?q=subject%3Arefund", nil, 422, "q", ""},
 			{"negated unknown search field", "GET", "/api/v1/search?q=refund+-Foo%3Abar", nil, 422, "q", ""},
