@@ -1,6 +1,7 @@
 package audit_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -348,6 +349,7 @@ func BenchmarkListPage(b *testing.B) {
 		{"time newest hour", audit.Filter{From: base.Add(time.Duration(n-3600) * time.Second)}},
 		{"time old hour", audit.Filter{From: base.Add(time.Duration(n/3) * time.Second), To: base.Add(time.Duration(n/3+3600) * time.Second)}},
 		{"time older two thirds", audit.Filter{To: base.Add(time.Duration(2*n/3) * time.Second)}},
+		{"time old hour, one actor", audit.Filter{Actor: "tok-3", From: base.Add(time.Duration(n/3) * time.Second), To: base.Add(time.Duration(n/3+3600) * time.Second)}},
 	}
 	for _, d := range sqldbtest.Dialects {
 		b.Run(string(d), func(b *testing.B) {
@@ -377,4 +379,78 @@ func BenchmarkListPage(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkExportRange measures Export under a time range against an
+// export of the whole trail, per event written: x-whole-per-event is 1
+// when the range costs nothing beyond the events it writes, and grows
+// with what is read and left out. bulkEvents writes one event a second,
+// so an hour is 3,600 events. Run with -benchtime=1x: the whole export
+// of 1,000,000 events is the reference.
+func BenchmarkExportRange(b *testing.B) {
+	n := benchEvents()
+	at := func(i int) time.Time { return base.Add(time.Duration(i) * time.Second) }
+	ranges := []struct {
+		name string
+		f    audit.Filter
+		want int
+	}{
+		{"whole", audit.Filter{}, n},
+		{"oldest hour", audit.Filter{To: at(3600)}, 3600},
+		{"old hour", audit.Filter{From: at(n / 3), To: at(n/3 + 3600)}, 3600},
+		{"newest hour", audit.Filter{From: at(n - 3600)}, 3600},
+		{"older two thirds", audit.Filter{To: at(2 * n / 3)}, 2 * n / 3},
+		{"old hour, one actor", audit.Filter{Actor: "tok-3", From: at(n / 3), To: at(n/3 + 3600)}, actorEvents(n/3, n/3+3600, 3)},
+	}
+	for _, d := range sqldbtest.Dialects {
+		b.Run(string(d), func(b *testing.B) {
+			db, l := newLog(b, d)
+			bulkInsert(b, db, n)
+			if d == sqldb.Postgres {
+				if _, err := db.Write.Exec(`ANALYZE audit_events`); err != nil {
+					b.Fatal(err)
+				}
+			}
+
+			var whole float64
+			for _, r := range ranges {
+				b.Run(r.name, func(b *testing.B) {
+					var w lineCounter
+					for range b.N {
+						w = 0
+						if err := l.Export(context.Background(), &w, r.f); err != nil {
+							b.Fatal(err)
+						}
+						if int(w) != r.want {
+							b.Fatalf("export %+v: %d events, want %d", r.f, w, r.want)
+						}
+					}
+					per := float64(b.Elapsed()) / float64(b.N) / float64(w)
+					if r.name == "whole" {
+						whole = per
+					}
+					b.ReportMetric(per/whole, "x-whole-per-event")
+				})
+			}
+		})
+	}
+}
+
+// actorEvents counts bulkEvents' events from..to-1 whose actor is tok-k.
+func actorEvents(from, to, k int) int {
+	c := 0
+	for i := from; i < to; i++ {
+		if i%17 == k {
+			c++
+		}
+	}
+	return c
+}
+
+// lineCounter counts the lines written to it (an NDJSON export's events).
+type lineCounter int
+
+func (c *lineCounter) Write(p []byte) (int, error) {
+	*c += lineCounter(bytes.Count(p, []byte("\n")))
+	return len(p), nil
 }

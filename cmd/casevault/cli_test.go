@@ -221,4 +221,12 @@ func TestAuditExportDates(t *testing.T) {
 			t.Errorf("audit export %v: migrate event exported %v, want %v\n%s", tc.args, got, tc.want, out)
 		}
 	}
+
+	// each export is audited with the range it was asked for
+	out := cvOK(t, nil, "audit", "export", "--action", "audit.export", "--data-dir", dir)
+	for _, want := range []string{`"from":"` + today + `"`, `"to":"` + tomorrow + `"`, `"to":"` + tomorrow + `T00:00:00+00:00"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no audit.export event with %s:\n%s", want, out)
+		}
+	}
 }

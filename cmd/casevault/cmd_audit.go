@@ -54,7 +54,7 @@ func newAuditExportCmd(cfg *config) *cobra.Command {
 	var opts auditExportOptions
 	cmd := &cobra.Command{
 		Use:   "export",
-		Short: "Write audit events as NDJSON to stdout, oldest first",
+		Short: "Write audit events as NDJSON to stdout, oldest first (by time when --from or --to is given)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runAuditExport(cmd.Context(), cfg, opts, cmd.OutOrStdout())
@@ -80,7 +80,7 @@ func runAuditExport(ctx context.Context, cfg *config, opts auditExportOptions, o
 	}
 
 	return withEnv(ctx, cfg, func(env *cliEnv) error {
-		if err := env.record(ctx, "audit.export", "audit", "", map[string]any{"actor": opts.actor, "action": opts.action, "target": opts.target}); err != nil {
+		if err := env.record(ctx, "audit.export", "audit", "", map[string]any{"actor": opts.actor, "action": opts.action, "target": opts.target, "from": opts.from, "to": opts.to}); err != nil {
 			return err
 		}
 		return env.log.Export(ctx, out, f)
