@@ -23,7 +23,14 @@ const InsertPendingQuery = insertPending
 
 // ChainQuery is List's read of the chain for f, continuing from the
 // sequenced event seq (at its time at, in a list in time order; 0: from
-// the newest).
-func ChainQuery(f Filter, seq, at int64, limit int) (string, []any, error) {
-	return f.chainQuery(position{seq: seq, at: at, timed: f.timed() && seq > 0}, limit)
+// the newest); actorIx as Log.actorIndexes decides.
+func ChainQuery(f Filter, seq, at int64, limit int, actorIx bool) (string, []any, error) {
+	return f.chainQuery(position{seq: seq, at: at, timed: f.timed() && seq > 0}, limit, actorIx)
 }
+
+// ActorIndexes is Log.actorIndexes.
+var ActorIndexes = (*Log).actorIndexes
+
+// SetBusyActor sets from how many events an actor counts as busy
+// (Log.actorIndexes), so a test trail can hold a busy actor.
+func SetBusyActor(l *Log, n int) { l.busyActor = n }
