@@ -45,6 +45,9 @@ func bulkEvents(n int) func() (audit.Event, bool) {
 			Detail:     []byte(`{"hits":` + strconv.Itoa(i%40) + `,"q":"refund order"}`),
 			PrevHash:   prev,
 		}
+		if i%10_000 == 5_000 { // a rare action: 100 in 1,000,000
+			ev.Action = audit.ActionHoldCreate
+		}
 		ev.Hash = ev.ComputeHash()
 		prev = ev.Hash
 		i++
@@ -343,6 +346,8 @@ func BenchmarkListPage(b *testing.B) {
 		{"target type", audit.Filter{TargetType: "case"}},
 		{"target", audit.Filter{TargetType: "case", TargetID: "0190f5b2-7c1e-7aa1-9c1e-000000000042"}},
 		{"action", audit.Filter{Action: audit.ActionSearch}},
+		{"action prefix", audit.Filter{Action: "case.*"}},
+		{"action prefix, rare", audit.Filter{Action: "hold.*"}},
 		{"outcome denied", audit.Filter{Outcome: audit.OutcomeDenied}},
 		// bulkEvents writes one event a second: the newest hour, an hour a
 		// third of the way back, and everything before the newest third

@@ -1,6 +1,11 @@
 package audit
 
-import "time"
+import (
+	"context"
+	"time"
+
+	"github.com/casevault/casevault/sqldb"
+)
 
 // SetPruneStep lets tests prune in small steps to exercise the batching.
 func SetPruneStep(l *Log, n int64) { l.pruneStep = n }
@@ -23,9 +28,18 @@ const InsertPendingQuery = insertPending
 
 // ChainQuery is List's read of the chain for f, continuing from the
 // sequenced event seq (at its time at, in a list in time order; 0: from
-// the newest); actorIx as Log.actorIndexes decides.
-func ChainQuery(f Filter, seq, at int64, limit int, actorIx bool) (string, []any, error) {
-	return f.chainQuery(position{seq: seq, at: at, timed: f.timed() && seq > 0}, limit, actorIx)
+// the newest); actorIx as Log.actorIndexes decides, and actions, when not
+// nil, the actions an action prefix is read as (Log.prefixActions).
+func ChainQuery(f Filter, seq, at int64, limit int, actorIx bool, actions []string) (string, []any, error) {
+	r := reads{timeIndex: !actorIx, byActions: actions != nil, actions: actions}
+	return f.chainQuery(position{seq: seq, at: at, timed: f.timed() && seq > 0}, limit, r)
+}
+
+// PrefixActions is Log.prefixActions: whether f's action prefix is read
+// as the actions it matches, and which.
+func PrefixActions(ctx context.Context, l *Log, q sqldb.Querier, f Filter) (bool, []string, error) {
+	r, err := l.prefixActions(ctx, q, f)
+	return r.byActions, r.actions, err
 }
 
 // ActorIndexes is Log.actorIndexes.

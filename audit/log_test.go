@@ -479,6 +479,54 @@ func TestBusyActor(t *testing.T) {
 	})
 }
 
+// TestPrefixActions: an action prefix alone is read as the actions of the
+// trail it matches byte for byte (none: an empty page), unless it matches
+// more than 32; with an actor or a time bound, as a filter.
+func TestPrefixActions(t *testing.T) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		l := logOn(t, db)
+		recordN(t, l, 0, 8) // case.read, case.update, search, contact.read
+		for i, a := range []string{"casex.read", "case_read", "case-read"} {
+			ev := sample(8 + i)
+			ev.Action = a
+			if err := l.Record(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range 33 {
+			ev := sample(20 + i)
+			ev.Action = fmt.Sprintf("many.a%02d", i)
+			if err := l.Record(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		for _, c := range []struct {
+			f       audit.Filter
+			by      bool
+			actions []string
+		}{
+			{audit.Filter{Action: "case.*"}, true, []string{audit.ActionCaseRead, audit.ActionCaseUpdate}},
+			{audit.Filter{Action: "case*"}, true, []string{"case-read", audit.ActionCaseRead, audit.ActionCaseUpdate, "case_read", "casex.read"}},
+			{audit.Filter{Action: "case.*", TargetType: "case"}, true, []string{audit.ActionCaseRead, audit.ActionCaseUpdate}},
+			{audit.Filter{Action: "hold.*"}, true, nil},
+			{audit.Filter{Action: "many.a0*"}, true, []string{"many.a00", "many.a01", "many.a02", "many.a03", "many.a04", "many.a05", "many.a06", "many.a07", "many.a08", "many.a09"}},
+			{audit.Filter{Action: "many.*"}, false, nil},
+			{audit.Filter{Action: "*"}, false, nil},
+			{audit.Filter{Action: audit.ActionSearch}, false, nil},
+			{audit.Filter{Action: "case.*", Actor: "tok-1"}, false, nil},
+			{audit.Filter{Action: "case.*", From: base}, false, nil},
+		} {
+			by, actions, err := audit.PrefixActions(ctx, l, db.Read, c.f)
+			slices.Sort(actions)
+			if err != nil || by != c.by || !slices.Equal(actions, c.actions) {
+				t.Errorf("%+v: by actions %v %q (%v), want %v %q", c.f, by, actions, err, c.by, c.actions)
+			}
+		}
+	})
+}
+
 // TestListReadsAnIndexInOrder: each page of List reads indexes in its
 // order (seq, or time with a time bound) and stops at the page, however
 // long the trail. A filter whose events the database first gathers and
@@ -494,16 +542,23 @@ func TestListReadsAnIndexInOrder(t *testing.T) {
 		// busy: the actor's events are many (SQLite only, where List
 		// counts them; PostgreSQL's planner chooses from its statistics)
 		busy bool
+		// actions: an action prefix read as these actions
+		// (Log.prefixActions)
+		actions []string
 	}{
-		{"from", audit.Filter{From: base}, []string{"audit_events_at"}, false},
-		{"to", audit.Filter{To: base.Add(time.Hour)}, []string{"audit_events_at"}, false},
-		{"time range", audit.Filter{From: base, To: base.Add(time.Hour)}, []string{"audit_events_at"}, false},
-		{"actor", audit.Filter{Actor: "tok-1"}, []string{"audit_events_actor_id", "audit_events_actor_name"}, false},
-		{"action", audit.Filter{Action: audit.ActionCaseRead}, []string{"audit_events_action"}, false},
-		{"target type", audit.Filter{TargetType: "case"}, []string{"audit_events_target_type"}, false},
-		{"target", audit.Filter{TargetType: "case", TargetID: "case-3"}, []string{"audit_events_target_id"}, false},
-		{"outcome denied", audit.Filter{Outcome: audit.OutcomeDenied}, []string{"audit_events_not_ok"}, false},
-		{"busy actor in a time range", audit.Filter{Actor: "tok-1", From: base, To: base.Add(time.Hour)}, []string{"audit_events_at"}, true},
+		{"from", audit.Filter{From: base}, []string{"audit_events_at"}, false, nil},
+		{"to", audit.Filter{To: base.Add(time.Hour)}, []string{"audit_events_at"}, false, nil},
+		{"time range", audit.Filter{From: base, To: base.Add(time.Hour)}, []string{"audit_events_at"}, false, nil},
+		{"actor", audit.Filter{Actor: "tok-1"}, []string{"audit_events_actor_id", "audit_events_actor_name"}, false, nil},
+		{"action", audit.Filter{Action: audit.ActionCaseRead}, []string{"audit_events_action"}, false, nil},
+		{"target type", audit.Filter{TargetType: "case"}, []string{"audit_events_target_type"}, false, nil},
+		{"target", audit.Filter{TargetType: "case", TargetID: "case-3"}, []string{"audit_events_target_id"}, false, nil},
+		{"outcome denied", audit.Filter{Outcome: audit.OutcomeDenied}, []string{"audit_events_not_ok"}, false, nil},
+		{"action prefix", audit.Filter{Action: "case.*"}, []string{"audit_events_action"}, false, []string{audit.ActionCaseRead, audit.ActionCaseUpdate}},
+		// each branch down either index in order; both planners take the
+		// target type's
+		{"action prefix of one action and a target type", audit.Filter{Action: "hold.*", TargetType: "hold"}, []string{"audit_events_target_type"}, false, []string{audit.ActionHoldCreate}},
+		{"busy actor in a time range", audit.Filter{Actor: "tok-1", From: base, To: base.Add(time.Hour)}, []string{"audit_events_at"}, true, nil},
 	}
 	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
 		for _, c := range cases {
@@ -512,7 +567,7 @@ func TestListReadsAnIndexInOrder(t *testing.T) {
 			}
 			for _, below := range []int64{0, 100} { // the first page, and one after a cursor
 				t.Run(fmt.Sprintf("%s below %d", c.name, below), func(t *testing.T) {
-					q, args, err := audit.ChainQuery(c.f, below, base.Add(time.Minute).UnixMicro(), audit.DefaultListLimit+1, !c.busy)
+					q, args, err := audit.ChainQuery(c.f, below, base.Add(time.Minute).UnixMicro(), audit.DefaultListLimit+1, !c.busy, c.actions)
 					if err != nil {
 						t.Fatal(err)
 					}
