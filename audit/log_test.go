@@ -445,7 +445,8 @@ func TestListFiltersAndPages(t *testing.T) {
 
 // TestBusyActor: on SQLite, an actor in a time range is read from the
 // actor's indexes until the actor has busyActor events, by id and by name
-// together; without a time bound, and on PostgreSQL, always.
+// together; without a time bound, with another filter, and on PostgreSQL,
+// always.
 func TestBusyActor(t *testing.T) {
 	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
@@ -469,6 +470,9 @@ func TestBusyActor(t *testing.T) {
 			{in("tok-1"), !sqlite},
 			{audit.Filter{Actor: "tok-1", To: base.Add(100 * time.Hour)}, !sqlite},
 			{audit.Filter{Actor: "tok-1"}, true},
+			{audit.Filter{Actor: "tok-1", From: base, TargetType: "case", TargetID: "case-1"}, true},
+			{audit.Filter{Actor: "tok-1", From: base, Action: audit.ActionCaseRead}, true},
+			{audit.Filter{Actor: "tok-1", From: base, Outcome: audit.OutcomeOK}, true},
 			{in("nobody"), true},
 		} {
 			got, err := audit.ActorIndexes(l, ctx, db.Read, c.f)

@@ -80,9 +80,12 @@ const busyActorEvents = 10_000
 // counts the actor's events, up to l.busyActor, from the two actor
 // indexes alone (a millisecond at 10,000), and takes the time index from
 // there. PostgreSQL's planner chooses from its statistics (a page 1.85
-// times the unfiltered one).
+// times the unfiltered one). Only for an actor and a time range alone: an
+// action, a target or an outcome has an index of its own, which SQLite
+// may rightly prefer to both.
 func (l *Log) actorIndexes(ctx context.Context, q sqldb.RowQuerier, f Filter) (bool, error) {
-	if f.Actor == "" || !f.timed() || l.db.Dialect != sqldb.SQLite {
+	others := f.Action != "" || f.TargetType != "" || f.TargetID != "" || f.Outcome != ""
+	if f.Actor == "" || !f.timed() || others || l.db.Dialect != sqldb.SQLite {
 		return true, nil
 	}
 
