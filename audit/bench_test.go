@@ -358,13 +358,7 @@ func BenchmarkListPage(b *testing.B) {
 	}
 	for _, d := range sqldbtest.Dialects {
 		b.Run(string(d), func(b *testing.B) {
-			db, l := newLog(b, d)
-			bulkInsert(b, db, n)
-			if d == sqldb.Postgres {
-				if _, err := db.Write.Exec(`ANALYZE audit_events`); err != nil {
-					b.Fatal(err)
-				}
-			}
+			l := benchTrail(b, d, n)
 
 			var unfiltered float64
 			for _, fl := range filters {
@@ -409,13 +403,7 @@ func BenchmarkExportRange(b *testing.B) {
 	}
 	for _, d := range sqldbtest.Dialects {
 		b.Run(string(d), func(b *testing.B) {
-			db, l := newLog(b, d)
-			bulkInsert(b, db, n)
-			if d == sqldb.Postgres {
-				if _, err := db.Write.Exec(`ANALYZE audit_events`); err != nil {
-					b.Fatal(err)
-				}
-			}
+			l := benchTrail(b, d, n)
 
 			var whole float64
 			for _, r := range ranges {
@@ -439,6 +427,20 @@ func BenchmarkExportRange(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchTrail is a log on a trail of n bulk-loaded events, analyzed on
+// PostgreSQL as a server's would be.
+func benchTrail(b *testing.B, d sqldb.Dialect, n int) *audit.Log {
+	b.Helper()
+	db, l := newLog(b, d)
+	bulkInsert(b, db, n)
+	if d == sqldb.Postgres {
+		if _, err := db.Write.Exec(`ANALYZE audit_events`); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return l
 }
 
 // actorEvents counts bulkEvents' events from..to-1 whose actor is tok-k.
