@@ -79,10 +79,10 @@ const busyActorEvents = 10_000
 // actor with few events, whom the actor's indexes serve best: so it
 // counts the actor's events, up to l.busyActor, from the two actor
 // indexes alone (covering: 0.3-0.6 ms for 10,000 in SQLite's C library),
-// and takes the time index from there. PostgreSQL's planner chooses from its statistics (a page 1.85
-// times the unfiltered one). Only for an actor and a time range alone: an
-// action, a target or an outcome has an index of its own, which SQLite
-// may rightly prefer to both.
+// and takes the time index from there. PostgreSQL's planner chooses from
+// its statistics (a page 1.85 times the unfiltered one). Only for an
+// actor and a time range alone: an action, a target or an outcome has an
+// index of its own, which SQLite may rightly prefer to both.
 func (l *Log) actorIndexes(ctx context.Context, q sqldb.RowQuerier, f Filter) (bool, error) {
 	others := f.Action != "" || f.TargetType != "" || f.TargetID != "" || f.Outcome != ""
 	if f.Actor == "" || !f.timed() || others || l.db.Dialect != sqldb.SQLite {
