@@ -45,6 +45,6 @@ func PrefixActions(ctx context.Context, l *Log, q sqldb.Querier, f Filter) (bool
 // ActorIndexes is Log.actorIndexes.
 var ActorIndexes = (*Log).actorIndexes
 
-// SetBusyActor sets from how many events an actor counts as busy
-// (Log.actorIndexes), so a test trail can hold a busy actor.
-func SetBusyActor(l *Log, n int) { l.busyActor = n }
+// SetBusy sets from how many events an actor or an action prefix counts
+// as busy (Log.actorIndexes, Export), so a test trail can hold busy ones.
+func SetBusy(l *Log, n int) { l.busy = n }

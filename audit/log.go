@@ -30,8 +30,8 @@ type Log struct {
 	maxBatch  int
 	pruneStep int64
 	keep      KeepFunc
-	// busyActor: see actorIndexes (query.go).
-	busyActor int
+	// busy: see actorIndexes and Export (query.go).
+	busy int
 
 	reqs      chan request
 	stop      chan struct{}
@@ -134,7 +134,7 @@ func New(db *sqldb.DB, opts ...Option) *Log {
 		retention: DefaultRetention,
 		maxBatch:  DefaultMaxBatch,
 		pruneStep: 50_000,
-		busyActor: busyActorEvents,
+		busy:      busyEvents,
 		reqs:      make(chan request),
 		stop:      make(chan struct{}),
 		stopped:   make(chan struct{}),

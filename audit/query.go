@@ -63,9 +63,9 @@ const selectEvents = `SELECT seq, at, actor_id, actor_name, role, action, target
 // BY), for an actor in a time range whose actor is busy (actorIndexes).
 const byTimeIndex = ` INDEXED BY audit_events_at`
 
-// busyActorEvents is the number of events from which an actor counts as
-// busy (actorIndexes).
-const busyActorEvents = 10_000
+// busyEvents is the number of events from which an actor or an action
+// prefix counts as busy (actorIndexes, Export).
+const busyEvents = 10_000
 
 // actorIndexes reports whether a list or export of f reads the actor's own
 // indexes (gathering the actor's events and sorting them by time, when f
@@ -77,7 +77,7 @@ const busyActorEvents = 10_000
 // whole history. Down the time index a page costs what the range holds
 // until the page is full, and stops there. That is worse only for an
 // actor with few events, whom the actor's indexes serve best: so it
-// counts the actor's events, up to l.busyActor, from the two actor
+// counts the actor's events, up to l.busy, from the two actor
 // indexes alone (covering: 0.3-0.6 ms for 10,000 in SQLite's C library),
 // and takes the time index from there. PostgreSQL's planner chooses from
 // its statistics (a page 1.85 times the unfiltered one). Only for an
@@ -91,11 +91,11 @@ func (l *Log) actorIndexes(ctx context.Context, q sqldb.RowQuerier, f Filter) (b
 
 	var n int
 	err := q.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM audit_events WHERE actor_id = ? LIMIT ?))
- + (SELECT COUNT(*) FROM (SELECT 1 FROM audit_events WHERE actor_name = ? LIMIT ?))`, f.Actor, l.busyActor, f.Actor, l.busyActor).Scan(&n)
+ + (SELECT COUNT(*) FROM (SELECT 1 FROM audit_events WHERE actor_name = ? LIMIT ?))`, f.Actor, l.busy, f.Actor, l.busy).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("audit: count the actor's events: %w", err)
 	}
-	return n < l.busyActor, nil
+	return n < l.busy, nil
 }
 
 // reads is how a list or an export of a filter reads the trail, where the
@@ -113,7 +113,7 @@ type reads struct {
 // it matches, the page is read as before, down the primary key.
 const maxPrefixActions = 32
 
-// prefixActions reports, for a List of f, whether its action prefix is read
+// prefixActions reports, for a List or an Export of f, whether its action prefix is read
 // as the actions it matches, and which. An action prefix (case.*) was
 // read down the primary key until a page had gathered: quick for a prefix
 // of many events, but one of few (hold.*, backup.*: what a legal team
@@ -127,8 +127,8 @@ const maxPrefixActions = 32
 // a page per action. Byte comparison in Go, as the filter's substr does
 // in SQL: the database's collation need not keep a prefix's actions
 // together. Only for a prefix with neither an actor nor a time bound,
-// whose own index reads serve those (an export streams the trail once and
-// keeps the filter).
+// whose own index reads serve those (and an export only for a prefix of
+// few events: see Export).
 func (l *Log) prefixActions(ctx context.Context, q sqldb.Querier, f Filter) (reads, error) {
 	p, ok := strings.CutSuffix(f.Action, "*")
 	if !ok || p == "" || f.Actor != "" || f.timed() {
@@ -160,11 +160,12 @@ SELECT action FROM a WHERE action IS NOT NULL`, nil, func(rows *sql.Rows) (strin
 	return r, nil
 }
 
-// byActionsQuery is a page of the events of each of actions matching
-// conds, merged; no action: a query of no rows.
-func byActionsQuery(from string, conds []string, args []any, actions []string, order string, limit int) (string, []any) {
+// byActionsQuery is the events of each of actions matching conds, each
+// read in order, merged in order; order's placeholders (a LIMIT) take
+// orderArgs. No action: a query of no rows.
+func byActionsQuery(from string, conds []string, args []any, actions []string, order string, orderArgs ...any) (string, []any) {
 	if len(actions) == 0 {
-		return from + " WHERE 1 = 0" + order, []any{limit}
+		return from + " WHERE 1 = 0" + order, orderArgs
 	}
 
 	where := whereOf(append([]string{"action = ?"}, conds...))
@@ -172,9 +173,21 @@ func byActionsQuery(from string, conds []string, args []any, actions []string, o
 	var all []any
 	for i, a := range actions {
 		parts[i] = "SELECT * FROM (" + from + where + order + ") AS by_" + strconv.Itoa(i)
-		all = append(append(append(all, a), args...), limit)
+		all = append(append(append(all, a), args...), orderArgs...)
 	}
-	return strings.Join(parts, " UNION ALL ") + order, append(all, limit)
+	return strings.Join(parts, " UNION ALL ") + order, append(all, orderArgs...)
+}
+
+// fewEvents reports whether actions hold fewer than l.busy events, counted
+// from their index's entries alone.
+func (l *Log) fewEvents(ctx context.Context, actions []string) (bool, error) {
+	cond, args := sqldb.AnyOf(l.db.Dialect, "action", actions)
+	var n int
+	err := l.db.Read.QueryRowContext(ctx, l.db.Rebind(`SELECT COUNT(*) FROM (SELECT 1 FROM audit_events WHERE `+cond+` LIMIT ?) AS c`), append(args, l.busy)...).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("audit: count the actions' events: %w", err)
+	}
+	return n < l.busy, nil
 }
 
 func (f Filter) where() (string, []any, error) {
@@ -524,7 +537,12 @@ func (l *Log) listPending(ctx context.Context, tx *sql.Tx, where string, args []
 // as List orders (Filter.order). In seq order a time range could not stop
 // at its end: SQLite read the primary key through the whole trail for an
 // hour at either end of it, 18-22 times the cost per event of exporting
-// everything (BenchmarkExportRange, 1,000,000 events).
+// everything (BenchmarkExportRange, 1,000,000 events). An action prefix
+// of fewer than l.busy events is read as List reads it, each action down
+// its index, merged (Log.prefixActions): with the prefix as a filter, the
+// primary key was read through the whole trail for them. A busier prefix
+// keeps the filter: each action's events would be sorted before the
+// merge, and the trail streams through once.
 func (l *Log) Export(ctx context.Context, w io.Writer, f Filter) error {
 	where, args, err := f.where()
 	if err != nil {
@@ -541,7 +559,31 @@ func (l *Log) Export(ctx context.Context, w io.Writer, f Filter) error {
 	case !actorIx:
 		from += byTimeIndex
 	}
-	rows, err := l.db.Read.QueryContext(ctx, l.db.Rebind(from+where+order), args...)
+	q := from + where + order
+
+	r, err := l.prefixActions(ctx, l.db.Read, f)
+	if err != nil {
+		return err
+	}
+	if r.byActions {
+		few := len(r.actions) == 0
+		if !few {
+			if few, err = l.fewEvents(ctx, r.actions); err != nil {
+				return err
+			}
+		}
+		if few {
+			g := f
+			g.Action = ""
+			conds, gargs, err := g.others()
+			if err != nil {
+				return err
+			}
+			q, args = byActionsQuery(from, conds, gargs, r.actions, order)
+		}
+	}
+
+	rows, err := l.db.Read.QueryContext(ctx, l.db.Rebind(q), args...)
 	if err != nil {
 		return fmt.Errorf("audit: export: %w", err)
 	}
