@@ -45,6 +45,9 @@ func PrefixActions(ctx context.Context, l *Log, q sqldb.Querier, f Filter) (bool
 // ActorIndexes is Log.actorIndexes.
 var ActorIndexes = (*Log).actorIndexes
 
+// ExportQuery is Export's read of the trail for f (rebound).
+var ExportQuery = (*Log).exportQuery
+
 // SetBusy sets from how many events an actor or an action prefix counts
 // as busy (Log.actorIndexes, Export), so a test trail can hold busy ones.
 func SetBusy(l *Log, n int) { l.busy = n }

@@ -599,6 +599,68 @@ func TestListReadsAnIndexInOrder(t *testing.T) {
 	})
 }
 
+// TestExportReadsAnIndex: an export under a time range reads the time
+// index in its order, and one by a prefix of few events reads each of its
+// actions down the action index; neither reads the trail through. A busy
+// prefix streams the trail down its primary key.
+func TestExportReadsAnIndex(t *testing.T) {
+	sqldbtest.ForEachDialect(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		l := logOn(t, db)
+		recordN(t, l, 0, 20)
+		hold := sample(20)
+		hold.Action = audit.ActionHoldCreate
+		if err := l.Record(ctx, hold); err != nil {
+			t.Fatal(err)
+		}
+
+		reads := func(plan []string, ix string) bool {
+			return slices.ContainsFunc(plan, func(l string) bool {
+				return strings.HasSuffix(l, "INDEX "+ix) || strings.Contains(l, "INDEX "+ix+" ") || strings.Contains(l, "using "+ix+" ")
+			})
+		}
+		through := func(plan []string) bool { // the whole table, in no index's order of a filter
+			return slices.ContainsFunc(plan, func(l string) bool {
+				return l == "SCAN audit_events" || strings.Contains(l, "Seq Scan") || strings.Contains(l, "audit_events_pkey")
+			})
+		}
+		for _, c := range []struct {
+			name string
+			busy int // from how many events a prefix is busy
+			f    audit.Filter
+			// index the plan must read; through: whether it reads
+			// the whole table
+			index   string
+			through bool
+		}{
+			{"time range", 10_000, audit.Filter{From: base, To: base.Add(5 * time.Hour)}, "audit_events_at", false},
+			{"prefix of few events", 10_000, audit.Filter{Action: "hold.*"}, "audit_events_action", false},
+			{"prefix of two actions", 10_000, audit.Filter{Action: "case.*"}, "audit_events_action", false},
+			{"busy prefix", 1, audit.Filter{Action: "hold.*"}, "", true},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				audit.SetBusy(l, c.busy)
+				q, args, err := audit.ExportQuery(l, ctx, c.f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				plan := listPlan(t, db, q, args)
+				if c.index != "" && !reads(plan, c.index) {
+					t.Errorf("plan %q does not read %s", plan, c.index)
+				}
+				if through(plan) != c.through {
+					t.Errorf("plan %q: reads the trail through %v, want %v", plan, !c.through, c.through)
+				}
+				if c.index == "audit_events_at" && slices.ContainsFunc(plan, func(l string) bool {
+					return strings.Contains(l, "TEMP B-TREE") || strings.HasPrefix(l, "Sort  (")
+				}) {
+					t.Errorf("plan %q sorts the range", plan)
+				}
+			})
+		}
+	})
+}
+
 // listPlan is q's plan, a line a node. On PostgreSQL sequential and bitmap
 // scans and sorts are disabled (a test table is too small for the planner
 // to prefer an index otherwise), so a Sort left in the plan means no index

@@ -544,46 +544,12 @@ func (l *Log) listPending(ctx context.Context, tx *sql.Tx, where string, args []
 // keeps the filter: each action's events would be sorted before the
 // merge, and the trail streams through once.
 func (l *Log) Export(ctx context.Context, w io.Writer, f Filter) error {
-	where, args, err := f.where()
+	q, args, err := l.exportQuery(ctx, f)
 	if err != nil {
 		return err
 	}
-	order := " ORDER BY seq"
-	if f.timed() {
-		order = " ORDER BY at, seq"
-	}
-	from := selectEvents
-	switch actorIx, err := l.actorIndexes(ctx, l.db.Read, f); {
-	case err != nil:
-		return err
-	case !actorIx:
-		from += byTimeIndex
-	}
-	q := from + where + order
 
-	r, err := l.prefixActions(ctx, l.db.Read, f)
-	if err != nil {
-		return err
-	}
-	if r.byActions {
-		few := len(r.actions) == 0
-		if !few {
-			if few, err = l.fewEvents(ctx, r.actions); err != nil {
-				return err
-			}
-		}
-		if few {
-			g := f
-			g.Action = ""
-			conds, gargs, err := g.others()
-			if err != nil {
-				return err
-			}
-			q, args = byActionsQuery(from, conds, gargs, r.actions, order)
-		}
-	}
-
-	rows, err := l.db.Read.QueryContext(ctx, l.db.Rebind(q), args...)
+	rows, err := l.db.Read.QueryContext(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("audit: export: %w", err)
 	}
@@ -621,6 +587,49 @@ func scanEvent(rows *sql.Rows) (Event, error) {
 	ev.Time = time.UnixMicro(at).UTC()
 	ev.Detail = json.RawMessage(detail)
 	return ev, nil
+}
+
+// exportQuery is Export's read of the trail for f (rebound), in its order.
+func (l *Log) exportQuery(ctx context.Context, f Filter) (string, []any, error) {
+	where, args, err := f.where()
+	if err != nil {
+		return "", nil, err
+	}
+	order := " ORDER BY seq"
+	if f.timed() {
+		order = " ORDER BY at, seq"
+	}
+	from := selectEvents
+	switch actorIx, err := l.actorIndexes(ctx, l.db.Read, f); {
+	case err != nil:
+		return "", nil, err
+	case !actorIx:
+		from += byTimeIndex
+	}
+	q := from + where + order
+
+	r, err := l.prefixActions(ctx, l.db.Read, f)
+	if err != nil {
+		return "", nil, err
+	}
+	if r.byActions {
+		few := len(r.actions) == 0
+		if !few {
+			if few, err = l.fewEvents(ctx, r.actions); err != nil {
+				return "", nil, err
+			}
+		}
+		if few {
+			g := f
+			g.Action = ""
+			conds, gargs, err := g.others()
+			if err != nil {
+				return "", nil, err
+			}
+			q, args = byActionsQuery(from, conds, gargs, r.actions, order)
+		}
+	}
+	return l.db.Rebind(q), args, nil
 }
 
 // VerifyExport checks an unfiltered NDJSON export offline: consecutive seq,
