@@ -28,10 +28,10 @@ const InsertPendingQuery = insertPending
 
 // ChainQuery is List's read of the chain for f, continuing from the
 // sequenced event seq (at its time at, in a list in time order; 0: from
-// the newest); actorIx as Log.actorIndexes decides, and actions, when not
-// nil, the actions an action prefix is read as (Log.prefixActions).
-func ChainQuery(f Filter, seq, at int64, limit int, actorIx bool, actions []string) (string, []any, error) {
-	r := reads{timeIndex: !actorIx, byActions: actions != nil, actions: actions}
+// the newest); busy as Log.busyActor decides, and actions, when not nil,
+// the actions an action prefix is read as (Log.prefixActions).
+func ChainQuery(f Filter, seq, at int64, limit int, busy bool, actions []string) (string, []any, error) {
+	r := reads{timeIndex: busy, byActions: actions != nil, actions: actions}
 	return f.chainQuery(position{seq: seq, at: at, timed: f.timed() && seq > 0}, limit, r)
 }
 
@@ -42,12 +42,12 @@ func PrefixActions(ctx context.Context, l *Log, q sqldb.Querier, f Filter) (bool
 	return r.byActions, r.actions, err
 }
 
-// ActorIndexes is Log.actorIndexes.
-var ActorIndexes = (*Log).actorIndexes
+// BusyActor is Log.busyActor.
+var BusyActor = (*Log).busyActor
 
 // ExportQuery is Export's read of the trail for f (rebound).
 var ExportQuery = (*Log).exportQuery
 
 // SetBusy sets from how many events an actor or an action prefix counts
-// as busy (Log.actorIndexes, Export), so a test trail can hold busy ones.
+// as busy (Log.busyActor, Log.exportQuery), so a test trail can hold busy ones.
 func SetBusy(l *Log, n int) { l.busy = n }

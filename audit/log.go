@@ -30,7 +30,7 @@ type Log struct {
 	maxBatch  int
 	pruneStep int64
 	keep      KeepFunc
-	// busy: see actorIndexes and Export (query.go).
+	// busy: see busyActor and exportQuery (query.go).
 	busy int
 
 	reqs      chan request

@@ -60,17 +60,17 @@ const selectEvents = `SELECT seq, at, actor_id, actor_name, role, action, target
  request_id, client_ip, outcome, detail, prev_hash, hash FROM audit_events`
 
 // byTimeIndex reads audit_events down its time index (SQLite's INDEXED
-// BY), for an actor in a time range whose actor is busy (actorIndexes).
+// BY), for an actor in a time range whose actor is busy (busyActor).
 const byTimeIndex = ` INDEXED BY audit_events_at`
 
 // busyEvents is the number of events from which an actor or an action
-// prefix counts as busy (actorIndexes, Export).
+// prefix counts as busy (busyActor, exportQuery).
 const busyEvents = 10_000
 
-// actorIndexes reports whether a list or export of f reads the actor's own
-// indexes (gathering the actor's events and sorting them by time, when f
-// also bounds the time) or, false, the time index, keeping the actor's
-// events of the range. Only SQLite asks: it keeps no statistics, and for
+// busyActor reports whether a list or export of f reads the time index,
+// keeping the actor's events of the range, rather than the actor's own
+// indexes (gathering the actor's events and sorting them by time). Only
+// SQLite asks: it keeps no statistics, and for
 // an actor in a time range it always took the actor's indexes, so a page
 // of an hour of one agent of 17 cost 234 ms at 1,000,000 events, 558
 // times the unfiltered page (BenchmarkListPage), growing with the agent's
@@ -78,15 +78,15 @@ const busyEvents = 10_000
 // until the page is full, and stops there. That is worse only for an
 // actor with few events, whom the actor's indexes serve best: so it
 // counts the actor's events, up to l.busy, from the two actor
-// indexes alone (covering: 0.3-0.6 ms for 10,000 in SQLite's C library),
+// indexes alone (covering: for 10,000, 2-13 times reading a page's keys),
 // and takes the time index from there. PostgreSQL's planner chooses from
 // its statistics (a page 1.85 times the unfiltered one). Only for an
 // actor and a time range alone: an action, a target or an outcome has an
 // index of its own, which SQLite may rightly prefer to both.
-func (l *Log) actorIndexes(ctx context.Context, q sqldb.RowQuerier, f Filter) (bool, error) {
+func (l *Log) busyActor(ctx context.Context, q sqldb.RowQuerier, f Filter) (bool, error) {
 	others := f.Action != "" || f.TargetType != "" || f.TargetID != "" || f.Outcome != ""
 	if f.Actor == "" || !f.timed() || others || l.db.Dialect != sqldb.SQLite {
-		return true, nil
+		return false, nil
 	}
 
 	var n int
@@ -95,11 +95,11 @@ func (l *Log) actorIndexes(ctx context.Context, q sqldb.RowQuerier, f Filter) (b
 	if err != nil {
 		return false, fmt.Errorf("audit: count the actor's events: %w", err)
 	}
-	return n < l.busy, nil
+	return n >= l.busy, nil
 }
 
 // reads is how a list or an export of a filter reads the trail, where the
-// filter alone does not say (Log.actorIndexes, Log.prefixActions decide).
+// filter alone does not say (Log.reads decides).
 type reads struct {
 	// timeIndex: an actor in a time range, down the time index.
 	timeIndex bool
@@ -176,6 +176,43 @@ func byActionsQuery(from string, conds []string, args []any, actions []string, o
 		all = append(append(append(all, a), args...), orderArgs...)
 	}
 	return strings.Join(parts, " UNION ALL ") + order, append(all, orderArgs...)
+}
+
+// trailReader reads the trail: a read transaction, or the read pool.
+type trailReader interface {
+	sqldb.Querier
+	sqldb.RowQuerier
+}
+
+// reads decides how a list or an export of f reads the trail: an action
+// prefix as the actions it matches (prefixActions), an actor in a time
+// range down the time index (busyActor).
+func (l *Log) reads(ctx context.Context, q trailReader, f Filter) (reads, error) {
+	r, err := l.prefixActions(ctx, q, f)
+	if err != nil {
+		return reads{}, err
+	}
+	if r.timeIndex, err = l.busyActor(ctx, q, f); err != nil {
+		return reads{}, err
+	}
+	return r, nil
+}
+
+// from is the table of a read, named with its index where r names one.
+func (r reads) from() string {
+	if r.timeIndex {
+		return selectEvents + byTimeIndex
+	}
+	return selectEvents
+}
+
+// conds is f's conditions in each read of r but the cursor's: by action,
+// the prefix is in each read's own action instead.
+func (f Filter) conds(r reads) ([]string, []any, error) {
+	if r.byActions {
+		f.Action = ""
+	}
+	return f.others()
 }
 
 // fewEvents reports whether actions hold fewer than l.busy events, counted
@@ -268,22 +305,13 @@ func (f Filter) others() ([]string, []any, error) {
 // events, BenchmarkListPage). Two reads, each down its own index in order
 // and stopping at limit, then merged, read at most 2×limit rows; the
 // second leaves out what the first has (actor_id equal too). r says what
-// the filter alone does not: an actor in a time range read down the time
-// index (on SQLite, a busy actor: Log.actorIndexes), an action prefix read
-// as the actions it matches (Log.prefixActions).
+// the filter alone does not (Log.reads).
 func (f Filter) chainQuery(at position, limit int, r reads) (string, []any, error) {
-	g := f
-	if r.byActions {
-		g.Action = "" // in each branch, one action of the prefix's
-	}
-	conds, args, err := g.others()
+	conds, args, err := f.conds(r)
 	if err != nil {
 		return "", nil, err
 	}
-	from := selectEvents
-	if r.timeIndex {
-		from += byTimeIndex
-	}
+	from := r.from()
 	switch {
 	case at.seq > 0 && f.timed():
 		conds, args = append(conds, "(at, seq) <= (?, ?)"), append(args, at.at, at.seq)
@@ -454,15 +482,10 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, string, error) {
 	}
 
 	rest := limit - len(out)
-	r, err := l.prefixActions(ctx, tx, f)
+	r, err := l.reads(ctx, tx, f)
 	if err != nil {
 		return nil, "", err
 	}
-	actorIx, err := l.actorIndexes(ctx, tx, f)
-	if err != nil {
-		return nil, "", err
-	}
-	r.timeIndex = !actorIx
 	q, qargs, err := f.chainQuery(at, rest+1, r)
 	if err != nil {
 		return nil, "", err
@@ -589,47 +612,41 @@ func scanEvent(rows *sql.Rows) (Event, error) {
 	return ev, nil
 }
 
-// exportQuery is Export's read of the trail for f (rebound), in its order.
+// exportQuery is Export's read of the trail for f (rebound), in its order:
+// List's reads, but a prefix of l.busy events or more streams the trail
+// through the filter.
 func (l *Log) exportQuery(ctx context.Context, f Filter) (string, []any, error) {
-	where, args, err := f.where()
+	r, err := l.reads(ctx, l.db.Read, f)
 	if err != nil {
 		return "", nil, err
 	}
+	if len(r.actions) > 0 {
+		few, err := l.fewEvents(ctx, r.actions)
+		if err != nil {
+			return "", nil, err
+		}
+		if !few {
+			r.byActions, r.actions = false, nil
+		}
+	}
+
 	order := " ORDER BY seq"
 	if f.timed() {
 		order = " ORDER BY at, seq"
 	}
-	from := selectEvents
-	switch actorIx, err := l.actorIndexes(ctx, l.db.Read, f); {
-	case err != nil:
-		return "", nil, err
-	case !actorIx:
-		from += byTimeIndex
+	if r.byActions {
+		conds, args, err := f.conds(r)
+		if err != nil {
+			return "", nil, err
+		}
+		q, args := byActionsQuery(r.from(), conds, args, r.actions, order)
+		return l.db.Rebind(q), args, nil
 	}
-	q := from + where + order
-
-	r, err := l.prefixActions(ctx, l.db.Read, f)
+	where, args, err := f.where()
 	if err != nil {
 		return "", nil, err
 	}
-	if r.byActions {
-		few := len(r.actions) == 0
-		if !few {
-			if few, err = l.fewEvents(ctx, r.actions); err != nil {
-				return "", nil, err
-			}
-		}
-		if few {
-			g := f
-			g.Action = ""
-			conds, gargs, err := g.others()
-			if err != nil {
-				return "", nil, err
-			}
-			q, args = byActionsQuery(from, conds, gargs, r.actions, order)
-		}
-	}
-	return l.db.Rebind(q), args, nil
+	return l.db.Rebind(r.from() + where + order), args, nil
 }
 
 // VerifyExport checks an unfiltered NDJSON export offline: consecutive seq,
