@@ -195,12 +195,40 @@ caught_up() {
 # during the load does not read cheaper for the work it left (0 to 7,430
 # contacts were pending at the end of the thirty-fourth session's loads).
 cpu_mark() {
-  local t=0 p pg=0 pm
-  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
-  for p in $(pgrep -x postgres); do pg=$((pg + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+  # Read with bash's own read, not a process per file: under load the
+  # marks of 40 processes took a second, which skewed the windows they
+  # bound (thirty-ninth session). A process gone reads as 0; the command
+  # name (field 1) has no space for the processes here.
+  local t=0 p pg=0 pm f line
+  for p in "$@"; do
+    if { read -r line < "/proc/$p/stat"; } 2>/dev/null; then f=($line); t=$((t + f[13] + f[14])); fi
+  done
+  for p in $(pgrep -x postgres); do
+    if { read -r line < "/proc/$p/stat"; } 2>/dev/null; then f=($line); pg=$((pg + f[13] + f[14])); fi
+  done
+  # what the postmaster reaped from backends that exited
   pm=$(pgrep -x -o postgres)
-  [ -n "$pm" ] && pg=$((pg + $(awk '{print $16 + $17}' "/proc/$pm/stat" 2>/dev/null || echo 0)))
-  echo "$t $pg $(awk '$1=="cpu"{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat)"
+  if [ -n "$pm" ] && { read -r line < "/proc/$pm/stat"; } 2>/dev/null; then f=($line); pg=$((pg + f[15] + f[16])); fi
+  read -r line < /proc/stat; f=($line)
+  echo "$t $pg $((f[1] + f[2] + f[3] + f[6] + f[7] + f[8]))"
+}
+pgb_rows() { psql -h 127.0.0.1 -U postgres -d test -Atc 'SELECT coalesce(max(id), 0) FROM bench_scale.pgb'; } # one-row INSERTs so far
+# cost_vs PGB0 PGB1 TXS SECONDS C0 C1 CONTACTS SECONDS: what a contact cost against
+# what one pgbench transaction cost, both measured with cpu_mark in this
+# run. Two loads that keep the cores equally busy get throughputs in the
+# inverse ratio of their whole-machine CPU per item, so pgbench's CPU per
+# transaction over the contact's is the ratio this machine allows, and
+# PostgreSQL's own CPU a contact against a transaction's says how much of
+# the target the database alone takes (issue 19, thirty-ninth session:
+# about one transaction's worth, so serve, its index and the load
+# generator together must fit in what is left of two).
+cost_vs() {
+  awk -v a="$1" -v b="$2" -v n="$3" -v t="$4" -v c="$5" -v d="$6" -v m="$7" -v s="$8" -v hz="$(getconf CLK_TCK)" -v cores="$(getconf _NPROCESSORS_ONLN)" 'BEGIN{
+    split(a, x, " "); split(b, y, " "); split(c, u, " "); split(d, v, " "); if (n < 1) n = 1; if (m < 1) m = 1; if (s <= 0) s = 1; if (t <= 0) t = 1
+    tpg = (y[2] - x[2]) * 1000 / hz / n; tall = (y[3] - x[3]) * 1000 / hz / n
+    cpg = (v[2] - u[2]) * 1000 / hz / m; call = (v[3] - u[3]) * 1000 / hz / m
+    printf "PostgreSQL %.3f ms against %.3f ms (%.2fx), the whole machine %.3f ms against %.3f ms (%.2fx); ", cpg, tpg, (tpg > 0 ? cpg / tpg : 0), call, tall, (tall > 0 ? call / tall : 0)
+    printf "cores busy %.0f%% under wrk, %.0f%% under pgbench; at equal use of the cores the ratio is %.3f (the target 0.5 needs the whole machine at <= 2x)", 100 * (v[3] - u[3]) / hz / s / cores, 100 * (y[3] - x[3]) / hz / t / cores, (call > 0 ? tall / call : 0)}'
 }
 # with_catch_up BEFORE AFTER N RATE: cpu_per and budget from the load's
 # start (BEFORE) to the index's catch-up (AFTER), as one line's tail.
@@ -277,9 +305,17 @@ scale_bench() {
   # Each pgbench reference starts from a checkpoint: the one after the
   # loads would otherwise run in the checkpoint their WAL set off.
   psql -h 127.0.0.1 -U postgres -d test -qc CHECKPOINT
-  local l0 l1; l0=$(wal_lsn)
-  local pgb; pgb=$(pgbench -h 127.0.0.1 -U postgres -n -c 32 -j 2 -T "${DUR%s}" -f "$tmp/pgb.sql" test 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+  # Its CPU per transaction is taken inside the run, a second from each
+  # end, so that starting 32 connections is not counted in it.
+  local l0 l1 p0 p1 i0 i1; l0=$(wal_lsn)
+  pgbench -h 127.0.0.1 -U postgres -n -c 32 -j 2 -T "${DUR%s}" -f "$tmp/pgb.sql" test > "$tmp/pgb.out" 2>/dev/null &
+  local pp=$!
+  local e0 e1
+  sleep 1; e0=$EPOCHREALTIME; p0=$(cpu_mark); i0=$(pgb_rows)
+  sleep $(( ${DUR%s} > 3 ? ${DUR%s} - 2 : 1 )); e1=$EPOCHREALTIME; p1=$(cpu_mark); i1=$(pgb_rows)
+  wait "$pp" || true
   l1=$(wal_lsn)
+  local pgb; pgb=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$tmp/pgb.out")
   local pgbwal; pgbwal=$(wal_per "$l0" "$l1" "$(psql -h 127.0.0.1 -U postgres -d test -Atc 'SELECT count(*) FROM bench_scale.pgb')")
   say "## scale (PostgreSQL, 32 clients): pgbench one-row INSERT: ${pgb} tps, ${pgbwal} bytes of WAL per transaction"
   local a="$tmp/scale-a" b="$tmp/scale-b"; mkdir -p "$a" "$b"
@@ -318,6 +354,7 @@ scale_bench() {
     w1=$(wrk_rps < "$tmp/wrk1.out")
     say "wrk, one replica: ${w1}/s p99 $(wrk_p99 < "$tmp/wrk1.out"); ratio to pgbench: $(ratio "$w1" "$pgb") (target >= 0.5, p99 < 30 ms); CPU per contact: $(cpu_per "$c0" "$c1" "$(wrk_total < "$tmp/wrk1.out")"); commits per contact $(wal_commits "$l0" "$l1" "$(wrk_total < "$tmp/wrk1.out")"); $(batch_load "$b0" "$b1" "${DUR%s}"); index pending at the end: $(index_pending 18101)"
     say "budget, one replica under wrk: $(budget "$c0" "$c1" "$(wrk_total < "$tmp/wrk1.out")" "$(awk -v p="$pgb" 'BEGIN{print p / 2}')")"
+    say "a contact against a one-row INSERT transaction: $(cost_vs "$p0" "$p1" "$((i1 - i0))" "$(awk -v a="$e0" -v b="$e1" 'BEGIN{print b - a}')" "$c0" "$c1" "$(wrk_total < "$tmp/wrk1.out")" "${DUR%s}")"
     waits+=(waits-wrk-one)
   fi
   # The reference again, after the one-replica loads and once the index
