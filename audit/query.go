@@ -318,7 +318,7 @@ func (f Filter) chainQuery(at position, limit int, r reads) (string, []any, erro
 	case at.seq > 0:
 		conds, args = append(conds, "seq < ?"), append(args, at.seq)
 	}
-	order := " ORDER BY " + f.order() + " LIMIT ?"
+	order := " ORDER BY " + f.order(" DESC") + " LIMIT ?"
 
 	if r.byActions {
 		q, all := byActionsQuery(from, conds, args, r.actions, order, limit)
@@ -341,8 +341,9 @@ func (f Filter) chainQuery(at position, limit int, r reads) (string, []any, erro
 // timed reports whether f bounds the events' time.
 func (f Filter) timed() bool { return !f.From.IsZero() || !f.To.IsZero() }
 
-// order is the chain's order in a List of f: newest first by seq, or by
-// time (ties by seq) when f bounds the time. A time range read in seq
+// order is the chain's order for f in direction dir (" DESC": a List,
+// newest first; "": an Export, oldest first): by seq, or by time (ties by
+// seq) when f bounds the time. A time range read in seq
 // order could not stop at the page: both databases either read the
 // primary key down from the newest event, past every event after the
 // range, or gathered the whole range and sorted it (a page of the
@@ -352,11 +353,11 @@ func (f Filter) timed() bool { return !f.From.IsZero() || !f.To.IsZero() }
 // index entry by the rowid, which seq is; PostgreSQL sorts the ties of
 // one microsecond). The chain's order and time order part only where an
 // event was sequenced after a later one.
-func (f Filter) order() string {
+func (f Filter) order(dir string) string {
 	if f.timed() {
-		return "at DESC, seq DESC"
+		return "at" + dir + ", seq" + dir
 	}
-	return "seq DESC"
+	return "seq" + dir
 }
 
 func whereOf(conds []string) string {
@@ -630,10 +631,7 @@ func (l *Log) exportQuery(ctx context.Context, f Filter) (string, []any, error) 
 		}
 	}
 
-	order := " ORDER BY seq"
-	if f.timed() {
-		order = " ORDER BY at, seq"
-	}
+	order := " ORDER BY " + f.order("")
 	if r.byActions {
 		conds, args, err := f.conds(r)
 		if err != nil {
