@@ -307,16 +307,15 @@ scale_bench() {
   psql -h 127.0.0.1 -U postgres -d test -qc CHECKPOINT
   # Its CPU per transaction is taken inside the run, a second from each
   # end, so that starting 32 connections is not counted in it.
-  local l0 l1 p0 p1 i0 i1; l0=$(wal_lsn)
+  local l0 l1 p0 p1 i0 i1 e0 e1 pp; l0=$(wal_lsn)
   pgbench -h 127.0.0.1 -U postgres -n -c 32 -j 2 -T "${DUR%s}" -f "$tmp/pgb.sql" test > "$tmp/pgb.out" 2>/dev/null &
-  local pp=$!
-  local e0 e1
+  pp=$!
   sleep 1; e0=$EPOCHREALTIME; p0=$(cpu_mark); i0=$(pgb_rows)
   sleep $(( ${DUR%s} > 3 ? ${DUR%s} - 2 : 1 )); e1=$EPOCHREALTIME; p1=$(cpu_mark); i1=$(pgb_rows)
   wait "$pp" || true
   l1=$(wal_lsn)
   local pgb; pgb=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$tmp/pgb.out")
-  local pgbwal; pgbwal=$(wal_per "$l0" "$l1" "$(psql -h 127.0.0.1 -U postgres -d test -Atc 'SELECT count(*) FROM bench_scale.pgb')")
+  local pgbwal; pgbwal=$(wal_per "$l0" "$l1" "$(pgb_rows)")
   say "## scale (PostgreSQL, 32 clients): pgbench one-row INSERT: ${pgb} tps, ${pgbwal} bytes of WAL per transaction"
   local a="$tmp/scale-a" b="$tmp/scale-b"; mkdir -p "$a" "$b"
   # One replica is one serve process: the second starts only after it is
